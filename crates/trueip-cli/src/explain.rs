@@ -1,0 +1,232 @@
+//! `trueip explain`: one decision, step by step; or many, as JSON Lines.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use trueip::config::ClientIpConfig;
+use trueip::{Connection, Explanation, Node, Policy};
+
+/// Exit code for bad input (arguments, config, headers, a bad batch line).
+const EXIT_BAD_INPUT: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Trust specs (--trust, repeatable):
+  10.0.0.0/8, 192.0.2.7, 2001:db8::/32   address ranges and single addresses
+  loopback | private | any                named sets (private = RFC 1918 + ULA + link-local)
+  cloudfront=FILE | cloudflare=FILE | fastly=FILE | azure-front-door=FILE
+                                          a provider's published range list
+  gcp-lb                                  Google Front End ranges (built in)
+
+Strategies (--strategy, repeat for a fallback chain):
+  peer                  the TCP peer is the client, headers ignored (default)
+  rightmost-untrusted   walk the list from the right, skip trusted proxies
+  rightmost             the last element, if the peer is trusted
+  hops:N                exactly N proxies in front: N-th element from the right
+  header:NAME           a single-address header (X-Real-IP, CF-Connecting-IP...)
+  leftmost              first element, client-written: spoofable, analytics only
+  cloudfront | cloudflare | fastly | fly | aws-alb | gcp-lb | azure-front-door
+                        provider presets
+
+Examples:
+  # nginx on 10.0.0.5 appends to X-Forwarded-For; the client forged the first entry
+  trueip explain --peer 10.0.0.5 --trust 10.0.0.0/8 --strategy rightmost-untrusted \\
+      --header 'X-Forwarded-For: 1.2.3.4, 203.0.113.9'
+
+  # nginx sets X-Real-IP from $remote_addr
+  trueip explain --peer 127.0.0.1 --trust loopback --strategy header:X-Real-IP \\
+      --header 'X-Real-IP: 198.51.100.4' --format json
+
+  # many cases at once, one JSON object per line in and out
+  echo '{\"peer\":\"10.0.0.5\",\"headers\":[[\"X-Forwarded-For\",\"203.0.113.9\"]]}' |
+      trueip explain --batch --trust private --strategy rightmost-untrusted
+
+Exit status: 0 resolved, 2 bad input (in --batch: any line was bad).";
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The decision, step by step.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Explain how the client address of one request is decided.
+#[derive(Args, Debug)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct ExplainArgs {
+    /// The TCP peer: IP or IP:port ([v6]:port).
+    #[arg(long, value_name = "ADDR", required_unless_present = "batch")]
+    peer: Option<String>,
+    /// A request header, `Name: value`; repeat for several (order is kept).
+    #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
+    headers: Vec<String>,
+    /// Trust these proxies: CIDR, address, named set, or provider (see below). Replaces the config's list.
+    #[arg(long, value_name = "SPEC")]
+    trust: Vec<String>,
+    /// Strategy; repeat for a fallback chain (see below). Default: peer.
+    #[arg(long, value_name = "NAME")]
+    strategy: Vec<String>,
+    /// The list header list strategies read.
+    #[arg(long, value_name = "xff|forwarded")]
+    from: Option<String>,
+    /// Read the [client_ip] section of this TOML file (the one `trueip serve` uses).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// The source address of a PROXY protocol header on the connection.
+    #[arg(long, value_name = "ADDR")]
+    proxy_source: Option<String>,
+    /// Senders trusted to speak the PROXY protocol; replaces the config's list.
+    #[arg(long, value_name = "SPEC")]
+    proxy_protocol_from: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Read JSON Lines cases on stdin, write one JSON result per line.
+    #[arg(long, conflicts_with_all = ["peer", "headers", "proxy_source"])]
+    batch: bool,
+}
+
+/// Runs `trueip explain`.
+pub fn run(args: ExplainArgs) -> ExitCode {
+    match run_inner(&args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("trueip explain: {message}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
+    let mut base = match &args.config {
+        Some(path) => load_config(path)?,
+        None => ClientIpConfig::default(),
+    };
+    base.apply_flags(&args.trust, &args.strategy, args.from.as_deref());
+    if !args.proxy_protocol_from.is_empty() {
+        base.proxy_protocol_from = args.proxy_protocol_from.clone();
+    }
+    if args.batch {
+        return batch(&base);
+    }
+    let policy = build(&base)?;
+    let peer = args.peer.as_deref().unwrap_or_default();
+    let conn = connection(peer, args.proxy_source.as_deref())?;
+    let headers = args.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+    let explanation = Explanation::new(&policy, &conn, &headers);
+    match args.format {
+        Format::Text => print!("{explanation}"),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the `[client_ip]` section of a TOML config; other sections belong to `serve`.
+pub fn load_config(path: &std::path::Path) -> Result<ClientIpConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match table.remove("client_ip") {
+        Some(section) => section.try_into().map_err(|e| format!("{}: [client_ip]: {e}", path.display())),
+        None => Ok(ClientIpConfig::default()),
+    }
+}
+
+fn build(config: &ClientIpConfig) -> Result<Policy, String> {
+    config.build(&mut |path| std::fs::read(path).map_err(|e| e.to_string())).map_err(|e| e.to_string())
+}
+
+fn connection(peer: &str, proxy_source: Option<&str>) -> Result<Connection, String> {
+    let node = |what: &str, text: &str| -> Result<Node, String> {
+        trueip::addr::parse_node(text.as_bytes())
+            .map_err(|e| format!("invalid {what} {text:?}: {e} (hint: write 192.0.2.1, 192.0.2.1:443 or [2001:db8::1]:443)"))
+    };
+    Ok(Connection { peer: node("peer", peer)?, proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()? })
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("invalid header {text:?} (hint: write 'X-Forwarded-For: 203.0.113.9')"))?;
+    trueip::FieldName::new(name.trim()).map_err(|e| format!("{e}, in --header {text:?}"))?;
+    Ok((name.trim().to_string(), value.trim_start().to_string()))
+}
+
+/// One line of `--batch` input.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    peer: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    trust: Option<Vec<String>>,
+    #[serde(default)]
+    strategy: Option<OneOrMany>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    proxy_source: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Policies are built once per distinct (trust, strategy, from) and reused: building
+/// one per line would dominate a large batch.
+fn batch(base: &ClientIpConfig) -> Result<ExitCode, String> {
+    let stdin = std::io::stdin().lock();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut policies: HashMap<String, Result<Policy, String>> = HashMap::new();
+    let mut any_bad = false;
+    for (i, line) in stdin.lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = batch_case(&line, base, &mut policies);
+        let json = match result {
+            Ok(explanation) => serde_json::to_string(&explanation),
+            Err(error) => {
+                any_bad = true;
+                serde_json::to_string(&serde_json::json!({ "error": error, "line": i + 1 }))
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        writeln!(out, "{json}").map_err(|e| format!("cannot write stdout: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("cannot write stdout: {e}"))?;
+    Ok(if any_bad { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS })
+}
+
+fn batch_case(line: &str, base: &ClientIpConfig, policies: &mut HashMap<String, Result<Policy, String>>) -> Result<Explanation, String> {
+    let case: Case = serde_json::from_str(line).map_err(|e| format!("invalid case: {e}"))?;
+    let strategy: Vec<String> = match case.strategy {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    };
+    let trust = case.trust.unwrap_or_default();
+    let key = format!("{trust:?}|{strategy:?}|{:?}", case.from);
+    let policy = policies
+        .entry(key)
+        .or_insert_with(|| {
+            let mut config = base.clone();
+            config.apply_flags(&trust, &strategy, case.from.as_deref());
+            build(&config)
+        })
+        .as_ref()
+        .map_err(Clone::clone)?;
+    let conn = connection(&case.peer, case.proxy_source.as_deref())?;
+    for (name, _) in &case.headers {
+        trueip::FieldName::new(name).map_err(|e| e.to_string())?;
+    }
+    Ok(Explanation::new(policy, &conn, &case.headers))
+}

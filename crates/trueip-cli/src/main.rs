@@ -1,0 +1,28 @@
+//! `trueip`: find the real client IP behind proxies — explain a decision, or run the gateway.
+
+mod explain;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Find the real client IP of a request that crossed CDNs, load balancers and proxies,
+/// without letting anyone forge it.
+#[derive(Parser)]
+#[command(name = "trueip", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Explain(explain::ExplainArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Explain(args) => explain::run(args),
+    }
+}

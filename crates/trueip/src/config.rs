@@ -1,0 +1,213 @@
+//! The `[client_ip]` section of the TOML config, shared by `trueip explain --config`
+//! and `trueip serve`. Every key is documented with its default in `trueip.example.toml`.
+//!
+//! Reading the files it names (provider range lists) is left to the caller, which
+//! passes a reader function: this crate does no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::policy::{OriginSecret, Policy, TrustSpec};
+use crate::strategy::StrategySpec;
+use crate::trust::TrustSet;
+
+/// `[client_ip]`: whom to trust and how to find the client.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpConfig {
+    /// Proxies whose forwarding headers count: CIDRs, addresses, `loopback`, `private`,
+    /// `any`, or provider names. Default: none (the peer is the client).
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    /// A strategy, or a fallback chain of them; an entry may be a table
+    /// `{ name = "...", trusted = [...] }` with its own trust. Default: `peer`.
+    #[serde(default)]
+    pub strategy: Strategies,
+    /// The list header list strategies read: `xff` (default) or `forwarded`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// When every entry is trusted: `leftmost` (default), `peer`, or `fail`.
+    #[serde(default)]
+    pub all_trusted: Option<String>,
+    /// IPv6 rate-limit keys are cut to this prefix. Default 64.
+    #[serde(default)]
+    pub ipv6_prefix: Option<u8>,
+    /// Senders trusted to speak the PROXY protocol. Default: none.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
+    /// A header a trusted hop must carry before its forwarding headers count.
+    #[serde(default)]
+    pub origin_secret: Option<OriginSecretConfig>,
+    /// Provider range files: `cloudfront = "ip-ranges.json"`, or a list of files.
+    #[serde(default)]
+    pub providers: BTreeMap<String, Files>,
+}
+
+/// One strategy name or a list.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Strategies {
+    /// `strategy = "rightmost-untrusted"`
+    One(String),
+    /// `strategy = ["cloudflare", "rightmost-untrusted"]`
+    Chain(Vec<StrategyEntry>),
+}
+
+impl Default for Strategies {
+    fn default() -> Self {
+        Strategies::Chain(Vec::new())
+    }
+}
+
+/// An entry of a strategy chain.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum StrategyEntry {
+    /// A name.
+    Name(String),
+    /// A name with its own trust.
+    WithTrust {
+        /// The strategy name.
+        name: String,
+        /// Its trust (replaces `client_ip.trusted` for this strategy).
+        trusted: Vec<String>,
+    },
+}
+
+/// `origin_secret = { header = "X-Origin-Verify", value = "..." }`
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSecretConfig {
+    /// Header name.
+    pub header: String,
+    /// Exact value.
+    pub value: String,
+}
+
+impl std::fmt::Debug for OriginSecretConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OriginSecretConfig({}: <redacted>)", self.header)
+    }
+}
+
+/// One file or several.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Files {
+    /// One path.
+    One(String),
+    /// Several paths, merged (Cloudflare's `ips-v4` and `ips-v6`).
+    Many(Vec<String>),
+}
+
+impl Files {
+    fn paths(&self) -> Vec<&str> {
+        match self {
+            Files::One(p) => vec![p.as_str()],
+            Files::Many(ps) => ps.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl ClientIpConfig {
+    /// Sets the strategy chain from names (as `--strategy` does).
+    pub fn set_strategies(&mut self, names: &[String]) {
+        self.strategy = Strategies::Chain(names.iter().cloned().map(StrategyEntry::Name).collect());
+    }
+
+    /// Applies command-line flags, which replace (not extend) the config's values:
+    /// `--trust` (repeatable; `NAME=FILE` loads a provider's ranges from FILE and trusts
+    /// them), `--strategy` (repeatable: a fallback chain), `--from`.
+    pub fn apply_flags(&mut self, trust: &[String], strategy: &[String], from: Option<&str>) {
+        if !trust.is_empty() {
+            self.trusted.clear();
+            for spec in trust {
+                match spec.split_once('=') {
+                    Some((name, file)) => {
+                        let name = name.trim().to_ascii_lowercase();
+                        self.providers.insert(name.clone(), Files::One(file.trim().to_string()));
+                        self.trusted.push(name);
+                    }
+                    None => self.trusted.push(spec.clone()),
+                }
+            }
+        }
+        if !strategy.is_empty() {
+            self.set_strategies(strategy);
+        }
+        if let Some(from) = from {
+            self.from = Some(from.to_string());
+        }
+    }
+
+    /// Checks everything and builds the policy. `read` loads a provider file by path.
+    pub fn build(&self, read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> Result<Policy, ConfigError> {
+        let mut builder = Policy::builder();
+        for (name, files) in &self.providers {
+            builder = builder.provider(name, load_provider(name, files, read)?);
+        }
+        for (i, spec) in self.trusted.iter().enumerate() {
+            builder = builder.trust(spec.parse::<TrustSpec>().map_err(|e| e.at(format!("client_ip.trusted[{i}]")))?);
+        }
+        let entries = match &self.strategy {
+            Strategies::One(name) => vec![StrategyEntry::Name(name.clone())],
+            Strategies::Chain(list) => list.clone(),
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let at = || format!("client_ip.strategy[{i}]");
+            builder = match entry {
+                StrategyEntry::Name(name) => builder.strategy(name.parse::<StrategySpec>().map_err(|e| e.at(at()))?),
+                StrategyEntry::WithTrust { name, trusted } => {
+                    let spec = name.parse::<StrategySpec>().map_err(|e| e.at(at()))?;
+                    let trusted = trusted
+                        .iter()
+                        .enumerate()
+                        .map(|(j, t)| t.parse::<TrustSpec>().map_err(|e| e.at(format!("{}.trusted[{j}]", at()))))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    builder.strategy_trusting(spec, trusted)
+                }
+            };
+        }
+        if let Some(from) = &self.from {
+            builder = builder.from_list(from.parse().map_err(|e: ConfigError| e.at("client_ip.from"))?);
+        }
+        if let Some(choice) = &self.all_trusted {
+            builder = builder.all_trusted(choice.parse().map_err(|e: ConfigError| e.at("client_ip.all_trusted"))?);
+        }
+        if let Some(prefix) = self.ipv6_prefix {
+            builder = builder.ipv6_prefix(prefix);
+        }
+        for (i, spec) in self.proxy_protocol_from.iter().enumerate() {
+            builder = builder.proxy_protocol_from(spec.parse().map_err(|e: ConfigError| e.at(format!("client_ip.proxy_protocol_from[{i}]")))?);
+        }
+        if let Some(secret) = &self.origin_secret {
+            builder = builder.origin_secret(
+                OriginSecret::new(&secret.header, secret.value.as_bytes()).map_err(|e| e.at("client_ip.origin_secret"))?,
+            );
+        }
+        builder.build()
+    }
+}
+
+/// Loads and merges a provider's files.
+pub fn load_provider(
+    name: &str,
+    files: &Files,
+    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<TrustSet, ConfigError> {
+    let name = name.to_ascii_lowercase();
+    if !crate::PROVIDERS.contains(&name.as_str()) {
+        return Err(ConfigError::new(format!("unknown provider {name:?}"))
+            .hint(format!("known providers: {}", crate::PROVIDERS.join(", ")))
+            .at("client_ip.providers"));
+    }
+    let mut cidrs = Vec::new();
+    for path in files.paths() {
+        let at = || format!("client_ip.providers.{name} ({path})");
+        let bytes = read(path).map_err(|e| ConfigError::new(format!("cannot read {path:?}: {e}")).at(at()))?;
+        cidrs.extend(crate::providers::parse_for(&name, &bytes).map_err(|e| e.at(at()))?);
+    }
+    Ok(TrustSet::from_cidrs(cidrs))
+}

@@ -1,0 +1,245 @@
+//! Reading request headers without caring which HTTP library holds them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::ConfigError;
+
+/// The most lines of one header that a resolution looks at. Lines are kept from
+/// the right (the end of the request), because that is where trusted hops write;
+/// a request with more lines than this cannot be walked past the kept ones.
+pub const MAX_LINES: usize = 16;
+
+/// A header field name, validated and lower-cased once, at configuration time.
+///
+/// Cheap to clone (no allocation), so results can carry the name of the header
+/// that decided them.
+#[derive(Clone)]
+pub struct FieldName {
+    lower: Repr,
+    #[cfg(feature = "http")]
+    http: http::HeaderName,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl FieldName {
+    /// A name known at compile time. It must already be a lower-case token.
+    ///
+    /// # Panics
+    /// At compile time (in a `const`) or at once, if `name` is not a lower-case token.
+    pub const fn from_static(name: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        assert!(!bytes.is_empty(), "empty header name");
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(is_token_byte(b) && !b.is_ascii_uppercase(), "header name must be a lower-case token");
+            i += 1;
+        }
+        FieldName {
+            lower: Repr::Static(name),
+            #[cfg(feature = "http")]
+            http: http::HeaderName::from_static(name),
+        }
+    }
+
+    /// Validates and lower-cases a configured header name.
+    pub fn new(name: &str) -> Result<Self, ConfigError> {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(ConfigError::new(format!("invalid header name {name:?}"))
+                .hint("a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\""));
+        }
+        let lower = name.to_ascii_lowercase();
+        Ok(FieldName {
+            #[cfg(feature = "http")]
+            http: http::HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| ConfigError::new(format!("invalid header name {name:?}")))?,
+            lower: Repr::Shared(lower.into()),
+        })
+    }
+
+    /// The lower-case name.
+    pub fn as_str(&self) -> &str {
+        match &self.lower {
+            Repr::Static(s) => s,
+            Repr::Shared(s) => s,
+        }
+    }
+
+    /// The same name as an `http` crate header name.
+    #[cfg(feature = "http")]
+    pub fn as_http(&self) -> &http::HeaderName {
+        &self.http
+    }
+}
+
+impl PartialEq for FieldName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FieldName {}
+
+impl fmt::Debug for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+}
+
+/// Header names trueip knows.
+pub mod names {
+    use super::FieldName;
+    /// `X-Forwarded-For`
+    pub const X_FORWARDED_FOR: FieldName = FieldName::from_static("x-forwarded-for");
+    /// `Forwarded` (RFC 7239)
+    pub const FORWARDED: FieldName = FieldName::from_static("forwarded");
+    /// `X-Real-IP` (nginx `proxy_set_header X-Real-IP $remote_addr`)
+    pub const X_REAL_IP: FieldName = FieldName::from_static("x-real-ip");
+    /// `CF-Connecting-IP` (Cloudflare)
+    pub const CF_CONNECTING_IP: FieldName = FieldName::from_static("cf-connecting-ip");
+    /// `True-Client-IP` (Cloudflare Enterprise, Akamai)
+    pub const TRUE_CLIENT_IP: FieldName = FieldName::from_static("true-client-ip");
+    /// `Fastly-Client-IP`
+    pub const FASTLY_CLIENT_IP: FieldName = FieldName::from_static("fastly-client-ip");
+    /// `Fly-Client-IP`
+    pub const FLY_CLIENT_IP: FieldName = FieldName::from_static("fly-client-ip");
+    /// `X-Azure-ClientIP` (Azure Front Door)
+    pub const X_AZURE_CLIENTIP: FieldName = FieldName::from_static("x-azure-clientip");
+    /// `X-Azure-FDID` (Azure Front Door profile id, an origin secret)
+    pub const X_AZURE_FDID: FieldName = FieldName::from_static("x-azure-fdid");
+    /// `CloudFront-Viewer-Address` (`ip:port`, IPv6 unbracketed)
+    pub const CLOUDFRONT_VIEWER_ADDRESS: FieldName = FieldName::from_static("cloudfront-viewer-address");
+    /// `X-Forwarded-Proto`
+    pub const X_FORWARDED_PROTO: FieldName = FieldName::from_static("x-forwarded-proto");
+    /// `X-Forwarded-Host`
+    pub const X_FORWARDED_HOST: FieldName = FieldName::from_static("x-forwarded-host");
+    /// `X-Forwarded-Port`
+    pub const X_FORWARDED_PORT: FieldName = FieldName::from_static("x-forwarded-port");
+    /// `X-Forwarded-Prefix`
+    pub const X_FORWARDED_PREFIX: FieldName = FieldName::from_static("x-forwarded-prefix");
+    /// `X-Client-IP` (set by some load balancers and frameworks)
+    pub const X_CLIENT_IP: FieldName = FieldName::from_static("x-client-ip");
+    /// `X-Cluster-Client-IP` (Rackspace, Riverbed)
+    pub const X_CLUSTER_CLIENT_IP: FieldName = FieldName::from_static("x-cluster-client-ip");
+
+    /// Every header that claims something about the client or the original request.
+    /// A gateway removes these from requests that did not come through a trusted hop.
+    pub const FORWARDING: [FieldName; 16] = [
+        X_FORWARDED_FOR,
+        FORWARDED,
+        X_REAL_IP,
+        CF_CONNECTING_IP,
+        TRUE_CLIENT_IP,
+        FASTLY_CLIENT_IP,
+        FLY_CLIENT_IP,
+        X_AZURE_CLIENTIP,
+        CLOUDFRONT_VIEWER_ADDRESS,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+        X_FORWARDED_PORT,
+        X_FORWARDED_PREFIX,
+        X_CLIENT_IP,
+        X_CLUSTER_CLIENT_IP,
+        X_AZURE_FDID,
+    ];
+}
+
+/// Read access to a request's headers.
+///
+/// Implemented for `http::HeaderMap` (feature `http`) and for slices of
+/// `(name, value)` pairs. Names are compared without regard to case.
+pub trait Headers {
+    /// Calls `f` with every value of header `name`, in the order the request carried them.
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8]));
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>> Headers for [(N, V)] {
+    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+        for (n, v) in self {
+            if n.as_ref().eq_ignore_ascii_case(name.as_str()) {
+                f(v.as_ref());
+            }
+        }
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
+        self.as_slice().for_each_value(name, f);
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
+        self.as_slice().for_each_value(name, f);
+    }
+}
+
+#[cfg(feature = "http")]
+impl Headers for http::HeaderMap {
+    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+        for value in self.get_all(name.as_http()) {
+            f(value.as_bytes());
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl<B> Headers for http::Request<B> {
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
+        self.headers().for_each_value(name, f);
+    }
+}
+
+/// The lines of one header, at most [`MAX_LINES`], kept from the right, on the stack.
+#[derive(Clone, Copy)]
+pub(crate) struct Lines<'a> {
+    lines: [&'a [u8]; MAX_LINES],
+    len: usize,
+    /// Lines were dropped on the left.
+    pub(crate) truncated: bool,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn read<H: Headers + ?Sized>(headers: &'a H, name: &FieldName) -> Self {
+        let mut lines = Lines { lines: [&[]; MAX_LINES], len: 0, truncated: false };
+        headers.for_each_value(name, |value| {
+            if lines.len == MAX_LINES {
+                lines.lines.rotate_left(1);
+                lines.truncated = true;
+                lines.len -= 1;
+            }
+            if let Some(slot) = lines.lines.get_mut(lines.len) {
+                *slot = value;
+                lines.len += 1;
+            }
+        });
+        lines
+    }
+
+    pub(crate) fn as_slice(&self) -> &[&'a [u8]] {
+        self.lines.get(..self.len).unwrap_or_default()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+}

@@ -1,0 +1,128 @@
+//! The original scheme, host, port and path prefix, decided by the same trust as the client.
+//!
+//! `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix` may be lists, one value per hop, or
+//! single values overwritten by each hop. Either way a value written by a hop we do
+//! not trust is not used. With `t` trusted hops in front of the client, the hops that
+//! wrote values are the rightmost `t`; the outermost of them saw the client's own
+//! request. So: with more than `t` values, take the `t`-th from the right; with `t` or
+//! fewer, every value came from a trusted hop and the leftmost is the outermost one.
+//! When the client came from a `Forwarded` element, that element's own `proto=` and
+//! `host=` are used.
+//!
+//! Values that do not look like what they claim (a proto other than `http`/`https`, a
+//! host with spaces or slashes) are dropped, not passed on.
+
+use crate::addr::{parse_port, trim};
+use crate::forwarded;
+use crate::headers::{FieldName, Headers, Lines, names};
+use crate::resolution::{ListHeader, Resolution, Source};
+
+/// A scheme trueip passes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `http`
+    Http,
+    /// `https`
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn parse(text: &[u8]) -> Option<Self> {
+        let text = trim(text);
+        if text.eq_ignore_ascii_case(b"https") {
+            Some(Scheme::Https)
+        } else if text.eq_ignore_ascii_case(b"http") {
+            Some(Scheme::Http)
+        } else {
+            None
+        }
+    }
+}
+
+/// What the client asked for, as trusted hops reported it. `None` where no trusted hop said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The scheme the client used.
+    pub proto: Option<Scheme>,
+    /// The host the client asked for (`example.com`, `example.com:8443`).
+    pub host: Option<String>,
+    /// The port the client connected to.
+    pub port: Option<u16>,
+    /// The path prefix the proxy stripped (`/api`).
+    pub prefix: Option<String>,
+}
+
+/// Reads the origin for a resolved request.
+pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Origin {
+    let hops = resolution.trusted_hops;
+    if hops == 0 {
+        return Origin::default();
+    }
+    if let Source::List { header: ListHeader::Forwarded, from_right } = resolution.source {
+        return from_forwarded(headers, from_right);
+    }
+    Origin {
+        proto: pick(headers, &names::X_FORWARDED_PROTO, hops).and_then(Scheme::parse),
+        host: pick(headers, &names::X_FORWARDED_HOST, hops).and_then(host),
+        port: pick(headers, &names::X_FORWARDED_PORT, hops).and_then(|p| parse_port(trim(p)).ok()),
+        prefix: pick(headers, &names::X_FORWARDED_PREFIX, hops).and_then(prefix),
+    }
+}
+
+fn from_forwarded<H: Headers + ?Sized>(headers: &H, from_right: u16) -> Origin {
+    let lines = Lines::read(headers, &names::FORWARDED);
+    let element = forwarded::Rev::new(lines.as_slice()).nth(usize::from(from_right).saturating_sub(1));
+    let Some(Ok(element)) = element else { return Origin::default() };
+    let host = element.host.and_then(|v| host(&v.unescaped()));
+    Origin {
+        proto: element.proto.and_then(|v| Scheme::parse(v.raw)),
+        port: host.as_deref().and_then(port_of_host),
+        host,
+        prefix: None,
+    }
+}
+
+/// The value written by the outermost trusted hop, per the rule in the module docs.
+fn pick<'a, H: Headers + ?Sized>(headers: &'a H, name: &FieldName, hops: u16) -> Option<&'a [u8]> {
+    let lines = Lines::read(headers, name);
+    let mut values = lines.as_slice().iter().rev().flat_map(|line| line.rsplit(|&b| b == b',')).filter(|v| !trim(v).is_empty());
+    let mut chosen = None;
+    for _ in 0..hops {
+        match values.next() {
+            Some(v) => chosen = Some(v),
+            None => break,
+        }
+    }
+    if lines.truncated && values.next().is_none() {
+        return None;
+    }
+    chosen.map(trim)
+}
+
+fn host(text: &[u8]) -> Option<String> {
+    let text = trim(text);
+    let ok = !text.is_empty() && text.len() <= 255 && text.iter().all(|&b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    ok.then(|| String::from_utf8_lossy(text).into_owned())
+}
+
+fn port_of_host(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    if host.ends_with(']') {
+        return None;
+    }
+    parse_port(port.as_bytes()).ok()
+}
+
+fn prefix(text: &[u8]) -> Option<String> {
+    let text = trim(text);
+    let ok = text.first() == Some(&b'/') && text.len() <= 1024 && text.iter().all(|&b| b.is_ascii_graphic());
+    ok.then(|| String::from_utf8_lossy(text).into_owned())
+}

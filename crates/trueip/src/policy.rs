@@ -1,0 +1,510 @@
+//! A policy: whom to trust, for what, and in which order to ask.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::addr::Node;
+use crate::error::ConfigError;
+use crate::headers::{FieldName, Headers, Lines, names};
+use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
+use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, SingleFormat, Strategy, StrategySpec};
+use crate::trace::{NoTrace, Step, Tracer, Verdict};
+use crate::trust::{Cidr, NamedSet, TrustSet};
+
+/// What the connection itself says, before any header is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// The TCP peer.
+    pub peer: Node,
+    /// The source address of a PROXY protocol header, if the connection began with one.
+    pub proxy_source: Option<Node>,
+}
+
+impl Connection {
+    /// A connection from `peer` without a PROXY header.
+    pub fn from_peer(peer: impl Into<Node>) -> Self {
+        Connection { peer: peer.into(), proxy_source: None }
+    }
+}
+
+impl From<IpAddr> for Node {
+    fn from(ip: IpAddr) -> Self {
+        Node::ip(crate::addr::normalize(ip))
+    }
+}
+
+impl From<std::net::SocketAddr> for Node {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Node { ip: crate::addr::normalize(addr.ip()), port: Some(addr.port()) }
+    }
+}
+
+/// A trust specification: a CIDR or address, a named set, or a provider's published ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrustSpec {
+    /// `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
+    Cidr(Cidr),
+    /// `loopback`, `private`, `any`.
+    Named(NamedSet),
+    /// A provider whose ranges the caller loads: `cloudfront`, `cloudflare`, `fastly`,
+    /// `azure-front-door`; `gcp-lb` is built in (Google Front End ranges).
+    Provider(String),
+}
+
+/// Provider names a trust spec may use.
+pub const PROVIDERS: [&str; 5] = ["cloudfront", "cloudflare", "fastly", "azure-front-door", "gcp-lb"];
+
+/// Google Front End and health-check ranges, fixed and documented by Google for the
+/// external Application Load Balancer ("firewall rules for proxies").
+const GCP_FRONT_ENDS: [&str; 2] = ["35.191.0.0/16", "130.211.0.0/22"];
+
+impl FromStr for TrustSpec {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        if let Some(set) = NamedSet::from_name(text) {
+            return Ok(TrustSpec::Named(set));
+        }
+        let lower = text.to_ascii_lowercase();
+        if PROVIDERS.contains(&lower.as_str()) {
+            return Ok(TrustSpec::Provider(lower));
+        }
+        if text.bytes().any(|b| b.is_ascii_digit() || b == b':') {
+            return text.parse().map(TrustSpec::Cidr);
+        }
+        Err(ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
+            "use a CIDR (10.0.0.0/8), an address, a named set ({}) or a provider ({})",
+            NamedSet::ALL.map(NamedSet::name).join(", "),
+            PROVIDERS.join(", ")
+        )))
+    }
+}
+
+impl std::fmt::Display for TrustSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrustSpec::Cidr(c) => write!(f, "{c}"),
+            TrustSpec::Named(n) => f.write_str(n.name()),
+            TrustSpec::Provider(p) => f.write_str(p),
+        }
+    }
+}
+
+/// A header a trusted hop must carry, with this exact value, before any forwarding
+/// header counts: CloudFront's custom origin header, Azure Front Door's `X-Azure-FDID`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OriginSecret {
+    name: FieldName,
+    value: Vec<u8>,
+}
+
+impl OriginSecret {
+    /// A secret header. The value must not be empty.
+    pub fn new(name: &str, value: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(ConfigError::new("empty origin secret value").hint("set the value your CDN sends in this header"));
+        }
+        Ok(OriginSecret { name: FieldName::new(name)?, value })
+    }
+
+    /// The header name.
+    pub fn name(&self) -> &FieldName {
+        &self.name
+    }
+
+    fn matches<H: Headers + ?Sized>(&self, headers: &H) -> bool {
+        let lines = Lines::read(headers, &self.name);
+        match lines.as_slice() {
+            [value] => constant_time_eq(crate::addr::trim(value), &self.value),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for OriginSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OriginSecret({}: <redacted>)", self.name)
+    }
+}
+
+/// Compares without an early exit, so response timing does not leak how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Builds a [`Policy`]. Every name and range is checked in [`build`](Self::build), so a
+/// built policy cannot fail on a request.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyBuilder {
+    trusted: Vec<TrustSpec>,
+    strategies: Vec<(StrategySpec, Option<Vec<TrustSpec>>)>,
+    from: ListHeader,
+    all_trusted: AllTrusted,
+    origin_secret: Option<OriginSecret>,
+    proxy_protocol_from: Vec<TrustSpec>,
+    ipv6_prefix: Option<u8>,
+    providers: HashMap<String, TrustSet>,
+}
+
+impl PolicyBuilder {
+    /// Trusts these proxies (for every strategy that does not name its own trust).
+    pub fn trust(mut self, spec: TrustSpec) -> Self {
+        self.trusted.push(spec);
+        self
+    }
+
+    /// Parses and adds a trust spec.
+    pub fn trust_str(self, spec: &str) -> Result<Self, ConfigError> {
+        Ok(self.trust(spec.parse()?))
+    }
+
+    /// Appends a strategy to the fallback chain, using the policy's trust.
+    pub fn strategy(mut self, spec: StrategySpec) -> Self {
+        self.strategies.push((spec, None));
+        self
+    }
+
+    /// Appends a strategy with its own trust set (trust per hop: e.g. `header:CF-Connecting-IP`
+    /// from `cloudflare` only, then `rightmost-untrusted` through your own proxies).
+    pub fn strategy_trusting(mut self, spec: StrategySpec, trusted: Vec<TrustSpec>) -> Self {
+        self.strategies.push((spec, Some(trusted)));
+        self
+    }
+
+    /// Parses and appends a strategy.
+    pub fn strategy_str(self, spec: &str) -> Result<Self, ConfigError> {
+        Ok(self.strategy(spec.parse()?))
+    }
+
+    /// The list header the list strategies read (default `X-Forwarded-For`).
+    pub fn from_list(mut self, list: ListHeader) -> Self {
+        self.from = list;
+        self
+    }
+
+    /// What "every entry is trusted" resolves to (default: the leftmost entry).
+    pub fn all_trusted(mut self, choice: AllTrusted) -> Self {
+        self.all_trusted = choice;
+        self
+    }
+
+    /// Requires an origin secret before forwarding headers count.
+    pub fn origin_secret(mut self, secret: OriginSecret) -> Self {
+        self.origin_secret = Some(secret);
+        self
+    }
+
+    /// Senders trusted to speak the PROXY protocol; their header's source replaces the peer.
+    pub fn proxy_protocol_from(mut self, spec: TrustSpec) -> Self {
+        self.proxy_protocol_from.push(spec);
+        self
+    }
+
+    /// The prefix IPv6 rate-limit keys are cut to (default 64).
+    pub fn ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.ipv6_prefix = Some(prefix);
+        self
+    }
+
+    /// Supplies a provider's ranges (loaded by the caller, e.g. with [`crate::providers`]).
+    pub fn provider(mut self, name: &str, ranges: TrustSet) -> Self {
+        self.providers.insert(name.to_ascii_lowercase(), ranges);
+        self
+    }
+
+    fn resolve_set(&self, specs: &[TrustSpec]) -> Result<TrustSet, ConfigError> {
+        let mut cidrs = Vec::new();
+        for spec in specs {
+            match spec {
+                TrustSpec::Cidr(c) => cidrs.push(*c),
+                TrustSpec::Named(n) => cidrs.extend(n.cidrs()),
+                TrustSpec::Provider(p) => cidrs.extend(self.provider_set(p)?.cidrs()),
+            }
+        }
+        Ok(TrustSet::from_cidrs(cidrs))
+    }
+
+    fn provider_set(&self, name: &str) -> Result<TrustSet, ConfigError> {
+        if let Some(set) = self.providers.get(name) {
+            return Ok(set.clone());
+        }
+        if name == "gcp-lb" {
+            return Ok(GCP_FRONT_ENDS.iter().filter_map(|c| c.parse().ok()).collect());
+        }
+        Err(ConfigError::new(format!("no ranges loaded for provider {name:?}")).hint(format!(
+            "point to the provider's published list: `--trust {name}=FILE` or [client_ip.providers] {name} = \"FILE\""
+        )))
+    }
+
+    /// Checks everything and builds the policy.
+    pub fn build(self) -> Result<Policy, ConfigError> {
+        let base = self.resolve_set(&self.trusted).map_err(|e| e.at("client_ip.trusted"))?;
+        let mut strategies = Vec::new();
+        for (i, (spec, own)) in self.strategies.iter().enumerate() {
+            let trusted = match own {
+                Some(specs) => self.resolve_set(specs).map_err(|e| e.at(format!("client_ip.strategy[{i}].trusted")))?,
+                None => base.clone(),
+            };
+            self.expand(spec, trusted, &mut strategies).map_err(|e| e.at(format!("client_ip.strategy[{i}]")))?;
+        }
+        if strategies.len() > usize::from(u8::MAX) {
+            return Err(ConfigError::new("too many strategies").hint("a fallback chain of a few strategies is plenty"));
+        }
+        let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
+        if ipv6_prefix > 128 {
+            return Err(ConfigError::new(format!("invalid ipv6_prefix {ipv6_prefix}")).hint("use 0 to 128; /64 is one subscriber"));
+        }
+        Ok(Policy {
+            strategies,
+            proxy_protocol_from: self.resolve_set(&self.proxy_protocol_from).map_err(|e| e.at("client_ip.proxy_protocol_from"))?,
+            all_trusted: self.all_trusted,
+            origin_secret: self.origin_secret,
+            ipv6_prefix,
+            from: self.from,
+        })
+    }
+
+    fn expand(&self, spec: &StrategySpec, trusted: TrustSet, out: &mut Vec<Strategy>) -> Result<(), ConfigError> {
+        let from = self.from;
+        let with = |kind: Kind, trusted: TrustSet| Strategy { kind, trusted, spec: spec.clone() };
+        let header = |name: FieldName| Kind::Header(name.clone(), SingleFormat::for_header(&name));
+        let needs_trust = |what: &str| -> Result<(), ConfigError> {
+            if trusted.is_empty() {
+                return Err(ConfigError::new(format!("strategy {spec} trusts no one, so it would never read {what}"))
+                    .hint("add the proxies in front of the app: --trust 10.0.0.0/8, or --trust any if only the proxy can reach it"));
+            }
+            Ok(())
+        };
+        match spec {
+            StrategySpec::Peer => {}
+            StrategySpec::RightmostUntrusted => {
+                needs_trust("a forwarding header")?;
+                out.push(with(Kind::RightmostUntrusted(from), trusted));
+            }
+            StrategySpec::Rightmost => {
+                needs_trust("a forwarding header")?;
+                out.push(with(Kind::Rightmost(from), trusted));
+            }
+            StrategySpec::Hops(n) => {
+                needs_trust("a forwarding header")?;
+                out.push(with(Kind::Hops(*n, from), trusted));
+            }
+            StrategySpec::Header(name) => {
+                needs_trust(name.as_str())?;
+                out.push(with(header(name.clone()), trusted));
+            }
+            StrategySpec::Leftmost => out.push(with(Kind::Leftmost(from), trusted)),
+            StrategySpec::Preset(preset) => {
+                let provider = |name: &str| -> Result<TrustSet, ConfigError> { Ok(self.provider_set(name)?.union(&trusted)) };
+                match preset {
+                    Preset::Cloudfront => {
+                        let set = provider("cloudfront")?;
+                        out.push(with(header(names::CLOUDFRONT_VIEWER_ADDRESS), set.clone()));
+                        out.push(with(Kind::RightmostUntrusted(ListHeader::XForwardedFor), set));
+                    }
+                    Preset::Cloudflare => out.push(with(header(names::CF_CONNECTING_IP), provider("cloudflare")?)),
+                    Preset::Fastly => out.push(with(header(names::FASTLY_CLIENT_IP), provider("fastly")?)),
+                    Preset::AzureFrontDoor => out.push(with(header(names::X_AZURE_CLIENTIP), provider("azure-front-door")?)),
+                    Preset::GcpLb => out.push(with(Kind::Hops(2, ListHeader::XForwardedFor), provider("gcp-lb")?)),
+                    Preset::Fly => {
+                        let set = if trusted.is_empty() { TrustSet::from_cidrs(NamedSet::Private.cidrs()) } else { trusted };
+                        out.push(with(header(names::FLY_CLIENT_IP), set));
+                    }
+                    Preset::AwsAlb => {
+                        needs_trust("X-Forwarded-For (give the ALB's VPC ranges)")?;
+                        out.push(with(Kind::RightmostUntrusted(ListHeader::XForwardedFor), trusted));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A validated policy. Cheap to share (`Arc<Policy>`); `resolve` takes `&self`.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    strategies: Vec<Strategy>,
+    proxy_protocol_from: TrustSet,
+    all_trusted: AllTrusted,
+    origin_secret: Option<OriginSecret>,
+    ipv6_prefix: u8,
+    from: ListHeader,
+}
+
+impl Default for Policy {
+    /// The safe default: trust no one; the peer is the client.
+    fn default() -> Self {
+        Policy {
+            strategies: Vec::new(),
+            proxy_protocol_from: TrustSet::empty(),
+            all_trusted: AllTrusted::default(),
+            origin_secret: None,
+            ipv6_prefix: 64,
+            from: ListHeader::XForwardedFor,
+        }
+    }
+}
+
+impl Policy {
+    /// Starts a policy. With nothing added, it trusts no one.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder::default()
+    }
+
+    /// Who may send a PROXY protocol header.
+    pub fn proxy_protocol_from(&self) -> &TrustSet {
+        &self.proxy_protocol_from
+    }
+
+    /// The origin secret, if one is required.
+    pub fn origin_secret(&self) -> Option<&OriginSecret> {
+        self.origin_secret.as_ref()
+    }
+
+    /// The list header list strategies read by default.
+    pub fn list_header(&self) -> ListHeader {
+        self.from
+    }
+
+    /// The name of the `index`-th strategy of the expanded chain.
+    pub fn strategy_name(&self, index: u8) -> Option<String> {
+        self.strategies.get(usize::from(index)).map(|s| s.spec.to_string())
+    }
+
+    /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.strategies.iter().any(|s| s.trusted.contains(ip))
+    }
+
+    /// Decides who the client is. Allocates nothing.
+    pub fn resolve<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> Resolution {
+        self.run(conn, headers, &mut NoTrace)
+    }
+
+    /// Decides, and records every step.
+    pub fn explain<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> (Resolution, Vec<Step>) {
+        let mut steps = Vec::new();
+        let resolution = self.run(conn, headers, &mut steps);
+        (resolution, steps)
+    }
+
+    fn run<H: Headers + ?Sized, T: Tracer>(&self, conn: &Connection, headers: &H, trace: &mut T) -> Resolution {
+        let mut warnings = Warnings::NONE;
+        let peer = self.effective_peer(conn, &mut warnings, trace);
+        let proxy_source = (peer.source == Source::ProxyProtocol).then_some(peer.client);
+        let (found, strategy) = self.run_strategies(&peer, headers, &mut warnings, trace);
+        let found = found.unwrap_or(peer);
+        Resolution {
+            rate_limit_key: rate_limit_key(found.client.ip, self.ipv6_prefix),
+            client: found.client,
+            source: found.source,
+            peer: conn.peer,
+            proxy_source,
+            trusted_hops: found.trusted_hops,
+            warnings,
+            strategy,
+        }
+    }
+
+    fn effective_peer<T: Tracer>(&self, conn: &Connection, warnings: &mut Warnings, trace: &mut T) -> Found {
+        let tcp = Found { client: conn.peer, source: Source::Peer, trusted_hops: 0 };
+        let Some(source) = conn.proxy_source else { return tcp };
+        if self.proxy_protocol_from.contains(conn.peer.ip) {
+            trace.step(|| Step::new("peer", conn.peer, Verdict::Trusted, "trusted PROXY protocol sender"));
+            Found { client: Node { ip: crate::addr::normalize(source.ip), ..source }, source: Source::ProxyProtocol, trusted_hops: 1 }
+        } else {
+            warnings.insert(Warnings::UNTRUSTED_PROXY_PROTOCOL);
+            trace.step(|| Step::new("proxy-protocol", source, Verdict::Ignored, "the peer is not trusted to send PROXY headers"));
+            tcp
+        }
+    }
+
+    fn run_strategies<H: Headers + ?Sized, T: Tracer>(
+        &self,
+        peer: &Found,
+        headers: &H,
+        warnings: &mut Warnings,
+        trace: &mut T,
+    ) -> (Option<Found>, Option<u8>) {
+        if self.strategies.is_empty() {
+            trace.step(|| Step::new("strategy", "peer", Verdict::Client, "no proxy is trusted: the peer is the client"));
+            return (None, None);
+        }
+        if let Some(secret) = &self.origin_secret {
+            if self.trusts(peer.client.ip) && !secret.matches(headers) {
+                warnings.insert(Warnings::ORIGIN_SECRET);
+                trace.step(|| Step::new(secret.name.to_string(), "<redacted>", Verdict::Ignored, "origin secret missing or wrong: forwarding headers ignored"));
+                return (None, None);
+            }
+        }
+        for (i, strategy) in self.strategies.iter().enumerate() {
+            trace.step(|| Step::new("strategy", &strategy.spec, Verdict::Start, format!("strategy {} of {}", i + 1, self.strategies.len())));
+            let mut ctx = Ctx { peer: peer.clone(), all_trusted: self.all_trusted, warnings, trace };
+            if let Some(found) = strategy.run(headers, &mut ctx) {
+                self.check_other_list(strategy, peer, headers, &found, warnings);
+                return (Some(found), u8::try_from(i).ok());
+            }
+        }
+        (None, None)
+    }
+
+    /// Flags X-Forwarded-For and Forwarded naming different clients.
+    fn check_other_list<H: Headers + ?Sized>(&self, strategy: &Strategy, peer: &Found, headers: &H, found: &Found, warnings: &mut Warnings) {
+        let Some(list) = strategy.list() else { return };
+        if !matches!(found.source, Source::List { .. }) {
+            return;
+        }
+        let mut present = false;
+        headers.for_each_value(&list.other().field(), |_| present = true);
+        if !present {
+            return;
+        }
+        let Some(other) = strategy.on_other_list() else { return };
+        let mut scratch = Warnings::NONE;
+        let mut ctx = Ctx { peer: peer.clone(), all_trusted: self.all_trusted, warnings: &mut scratch, trace: &mut NoTrace };
+        if other.run(headers, &mut ctx).is_some_and(|o| o.client.ip != found.client.ip) {
+            warnings.insert(Warnings::DISAGREE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_specs() {
+        assert_eq!("private".parse::<TrustSpec>().unwrap(), TrustSpec::Named(NamedSet::Private));
+        assert_eq!("Cloudflare".parse::<TrustSpec>().unwrap(), TrustSpec::Provider("cloudflare".into()));
+        assert!(matches!("10.0.0.0/8".parse::<TrustSpec>().unwrap(), TrustSpec::Cidr(_)));
+        let err = "10.0.0.0/33".parse::<TrustSpec>().unwrap_err().to_string();
+        assert!(err.contains("10.0.0.0/33"), "{err}");
+        let err = "cloudfrnt".parse::<TrustSpec>().unwrap_err().to_string();
+        assert!(err.contains("cloudfront"), "{err}");
+    }
+
+    #[test]
+    fn provider_without_ranges_says_how_to_load_them() {
+        let err = Policy::builder().strategy_str("cloudflare").unwrap().build().unwrap_err().to_string();
+        assert!(err.contains("cloudflare") && err.contains("FILE"), "{err}");
+    }
+
+    #[test]
+    fn strategies_that_read_headers_need_trust() {
+        let err = Policy::builder().strategy_str("rightmost-untrusted").unwrap().build().unwrap_err().to_string();
+        assert!(err.contains("trusts no one"), "{err}");
+    }
+
+    #[test]
+    fn secret_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

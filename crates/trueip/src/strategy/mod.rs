@@ -1,0 +1,276 @@
+//! Strategies: each decides who the client is from one kind of evidence.
+//!
+//! Every strategy starts from the (effective) peer and reads headers only when the
+//! peer is in the strategy's trust set; an untrusted peer *is* the client. The list
+//! strategies share one walk (`walk.rs`) and differ only in where they stop; each
+//! lives in its own file with a doc comment saying when it is safe.
+//!
+//! The names below are the public spelling used by `--strategy`, the TOML config and
+//! `Display`; [`StrategySpec::NAMES`] is the one table they come from.
+
+mod header;
+mod hops;
+mod leftmost;
+mod rightmost;
+mod rightmost_untrusted;
+pub(crate) mod walk;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::addr::Node;
+use crate::error::ConfigError;
+use crate::headers::{FieldName, Headers};
+use crate::resolution::{ListHeader, Source, Warnings};
+use crate::trace::Tracer;
+use crate::trust::TrustSet;
+
+pub(crate) use header::SingleFormat;
+
+/// A strategy as written in config and on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrategySpec {
+    /// `peer`: the TCP peer is the client; headers are ignored. The default.
+    Peer,
+    /// `rightmost-untrusted`: walk the list from the right, skipping trusted proxies.
+    RightmostUntrusted,
+    /// `rightmost`: the last element of the list, if the peer is trusted.
+    Rightmost,
+    /// `hops:N`: exactly N proxies in front; the client is the N-th element from the right.
+    Hops(u16),
+    /// `header:NAME`: a single-address header, honoured from trusted peers only.
+    Header(FieldName),
+    /// `leftmost`: the first element, as the client wrote it. For analytics only.
+    Leftmost,
+    /// A provider preset: sets the header and trust for that provider.
+    Preset(Preset),
+}
+
+/// Provider presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// Amazon CloudFront: `CloudFront-Viewer-Address` when the origin request policy
+    /// forwards it, else X-Forwarded-For walked through CloudFront's origin-facing ranges.
+    Cloudfront,
+    /// Cloudflare: `CF-Connecting-IP` from Cloudflare's ranges.
+    Cloudflare,
+    /// Fastly: `Fastly-Client-IP` from Fastly's ranges.
+    Fastly,
+    /// Fly.io: `Fly-Client-IP` from Fly's proxies (your trust, or `private` when none is given).
+    Fly,
+    /// AWS Application Load Balancer: X-Forwarded-For walked through your VPC ranges.
+    AwsAlb,
+    /// Google Cloud external Application Load Balancer: it appends the client and then its
+    /// own forwarding-rule address, so the client is 2nd from the right, from Google Front Ends.
+    GcpLb,
+    /// Azure Front Door: `X-Azure-ClientIP` from the `AzureFrontDoor.Backend` ranges.
+    /// Pair it with an origin secret on `X-Azure-FDID`: the ranges are shared by all customers.
+    AzureFrontDoor,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 7] =
+        [Preset::Cloudfront, Preset::Cloudflare, Preset::Fastly, Preset::Fly, Preset::AwsAlb, Preset::GcpLb, Preset::AzureFrontDoor];
+
+    /// The preset's name, which is also the name of its provider range list where it has one.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Cloudfront => "cloudfront",
+            Preset::Cloudflare => "cloudflare",
+            Preset::Fastly => "fastly",
+            Preset::Fly => "fly",
+            Preset::AwsAlb => "aws-alb",
+            Preset::GcpLb => "gcp-lb",
+            Preset::AzureFrontDoor => "azure-front-door",
+        }
+    }
+}
+
+impl StrategySpec {
+    /// The fixed names (`hops:N` and `header:NAME` take an argument).
+    pub const NAMES: [(&'static str, &'static str); 6] = [
+        ("peer", "the TCP peer is the client; forwarding headers are ignored (default)"),
+        ("rightmost-untrusted", "walk the list from the right, skip trusted proxies; first untrusted entry is the client"),
+        ("rightmost", "the last list element, if the peer is trusted"),
+        ("hops:N", "exactly N proxies in front: the N-th element from the right"),
+        ("header:NAME", "a single-address header (X-Real-IP, CF-Connecting-IP, ...) from trusted peers"),
+        ("leftmost", "the first element as the client wrote it: spoofable, analytics only"),
+    ];
+}
+
+impl FromStr for StrategySpec {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let lower = text.trim().to_ascii_lowercase();
+        let spec = match lower.as_str() {
+            "peer" => StrategySpec::Peer,
+            "rightmost-untrusted" => StrategySpec::RightmostUntrusted,
+            "rightmost" => StrategySpec::Rightmost,
+            "leftmost" => StrategySpec::Leftmost,
+            _ => {
+                if let Some(n) = lower.strip_prefix("hops:") {
+                    match n.parse::<u16>() {
+                        Ok(n @ 1..=64) => StrategySpec::Hops(n),
+                        _ => {
+                            return Err(ConfigError::new(format!("invalid hop count in strategy {text:?}"))
+                                .hint("hops:N takes N from 1 to 64, the number of proxies in front of the app"));
+                        }
+                    }
+                } else if let Some((_, name)) = text.trim().split_once(':').filter(|(kind, _)| kind.eq_ignore_ascii_case("header")) {
+                    StrategySpec::Header(FieldName::new(name.trim())?)
+                } else if let Some(preset) = Preset::ALL.into_iter().find(|p| p.name() == lower) {
+                    StrategySpec::Preset(preset)
+                } else {
+                    let presets: Vec<_> = Preset::ALL.iter().map(|p| p.name()).collect();
+                    return Err(ConfigError::new(format!("unknown strategy {text:?}")).hint(format!(
+                        "use peer, rightmost-untrusted, rightmost, hops:N, header:NAME, leftmost, or a preset: {}",
+                        presets.join(", ")
+                    )));
+                }
+            }
+        };
+        Ok(spec)
+    }
+}
+
+impl fmt::Display for StrategySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StrategySpec::Peer => f.write_str("peer"),
+            StrategySpec::RightmostUntrusted => f.write_str("rightmost-untrusted"),
+            StrategySpec::Rightmost => f.write_str("rightmost"),
+            StrategySpec::Hops(n) => write!(f, "hops:{n}"),
+            StrategySpec::Header(name) => write!(f, "header:{name}"),
+            StrategySpec::Leftmost => f.write_str("leftmost"),
+            StrategySpec::Preset(p) => f.write_str(p.name()),
+        }
+    }
+}
+
+/// What "every entry is trusted" resolves to. There is no agreed answer among
+/// proxies, so it is a named choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AllTrusted {
+    /// The leftmost entry (nginx `real_ip_recursive on`). The default: every entry was
+    /// written by a trusted hop, and the leftmost is the farthest one we can vouch for.
+    #[default]
+    Leftmost,
+    /// The peer (Caddy's strict mode): refuse to go past the first hop without an untrusted entry.
+    Peer,
+    /// No answer from this strategy (realclientip-go): the next strategy in the chain
+    /// decides, and with none left, the peer stands.
+    Fail,
+}
+
+impl FromStr for AllTrusted {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text.to_ascii_lowercase().as_str() {
+            "leftmost" => Ok(AllTrusted::Leftmost),
+            "peer" => Ok(AllTrusted::Peer),
+            "fail" => Ok(AllTrusted::Fail),
+            _ => Err(ConfigError::new(format!("unknown all_trusted choice {text:?}")).hint("use leftmost, peer or fail")),
+        }
+    }
+}
+
+impl fmt::Display for AllTrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AllTrusted::Leftmost => "leftmost",
+            AllTrusted::Peer => "peer",
+            AllTrusted::Fail => "fail",
+        })
+    }
+}
+
+/// A strategy ready to run: what it reads, and whom it trusts.
+#[derive(Clone, Debug)]
+pub(crate) struct Strategy {
+    pub(crate) kind: Kind,
+    pub(crate) trusted: TrustSet,
+    /// The spec it was built from, for explanations.
+    pub(crate) spec: StrategySpec,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    RightmostUntrusted(ListHeader),
+    Rightmost(ListHeader),
+    Hops(u16, ListHeader),
+    Header(FieldName, SingleFormat),
+    Leftmost(ListHeader),
+}
+
+/// A strategy's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) client: Node,
+    pub(crate) source: Source,
+    pub(crate) trusted_hops: u16,
+}
+
+/// What every strategy gets to work with.
+pub(crate) struct Ctx<'w, 't, T> {
+    /// The effective peer (after the PROXY protocol), its source and the hops it already counts.
+    pub(crate) peer: Found,
+    pub(crate) all_trusted: AllTrusted,
+    pub(crate) warnings: &'w mut Warnings,
+    pub(crate) trace: &'t mut T,
+}
+
+impl Strategy {
+    pub(crate) fn run<H: Headers + ?Sized, T: Tracer>(&self, headers: &H, ctx: &mut Ctx<'_, '_, T>) -> Option<Found> {
+        match &self.kind {
+            Kind::RightmostUntrusted(list) => rightmost_untrusted::resolve(headers, *list, &self.trusted, ctx),
+            Kind::Rightmost(list) => rightmost::resolve(headers, *list, &self.trusted, ctx),
+            Kind::Hops(n, list) => hops::resolve(headers, *list, *n, &self.trusted, ctx),
+            Kind::Header(name, format) => header::resolve(headers, name, *format, &self.trusted, ctx),
+            Kind::Leftmost(list) => leftmost::resolve(headers, *list, ctx),
+        }
+    }
+
+    /// The list header this strategy reads, if it reads one.
+    pub(crate) fn list(&self) -> Option<ListHeader> {
+        match self.kind {
+            Kind::RightmostUntrusted(l) | Kind::Rightmost(l) | Kind::Hops(_, l) | Kind::Leftmost(l) => Some(l),
+            Kind::Header(..) => None,
+        }
+    }
+
+    /// The same strategy over the other list header (to detect XFF/Forwarded disagreement).
+    pub(crate) fn on_other_list(&self) -> Option<Strategy> {
+        let kind = match self.kind {
+            Kind::RightmostUntrusted(l) => Kind::RightmostUntrusted(l.other()),
+            Kind::Rightmost(l) => Kind::Rightmost(l.other()),
+            Kind::Hops(n, l) => Kind::Hops(n, l.other()),
+            Kind::Leftmost(_) | Kind::Header(..) => return None,
+        };
+        Some(Strategy { kind, trusted: self.trusted.clone(), spec: self.spec.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let mut names: Vec<String> = ["peer", "rightmost-untrusted", "rightmost", "hops:3", "header:x-real-ip", "leftmost"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        names.extend(Preset::ALL.iter().map(|p| p.name().to_string()));
+        for name in names {
+            let spec: StrategySpec = name.parse().unwrap();
+            assert_eq!(spec.to_string(), name);
+        }
+        assert_eq!("Header:CF-Connecting-IP".parse::<StrategySpec>().unwrap().to_string(), "header:cf-connecting-ip");
+        for bad in ["hops:0", "hops:65", "hops:x", "header:", "header:bad name", "nope"] {
+            let err = bad.parse::<StrategySpec>().unwrap_err().to_string();
+            assert!(err.contains("hint") || err.contains("header name"), "{bad}: {err}");
+        }
+    }
+}

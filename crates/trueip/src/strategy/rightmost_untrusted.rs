@@ -1,0 +1,84 @@
+//! `rightmost-untrusted`: the first address, walking from the right, that is not a trusted proxy.
+//!
+//! This is nginx's `real_ip_recursive on` and the strategy to use whenever you can
+//! list your proxies' addresses (or their provider's ranges).
+//!
+//! Returns: if the peer is trusted, the first list entry (from the right) that is not
+//! in the trust set. Trusted entries are skipped. A malformed or opaque entry stops
+//! the walk at the last trusted address (flagged), never skipping left past it. When
+//! every entry is trusted, the policy's [`AllTrusted`](super::AllTrusted) choice decides.
+//!
+//! *Safe when* the trust set holds every proxy that appends to the header and nothing
+//! else: each entry we skip was written by a proxy we trust, so the entry we stop at
+//! was written by a trusted hop too, and a client cannot forge it.
+//!
+//! *Unsafe when* the trust set is too wide. Trust all of a CDN's ranges and an
+//! attacker who sends requests through the same CDN, adding `X-Forwarded-For: 9.9.9.9`,
+//! still ends as the entry left of the CDN's — their own address, correctly. But trust
+//! `any` and every entry is "trusted": the leftmost, client-written one wins.
+
+use crate::headers::Headers;
+use crate::resolution::{ListHeader, Source, Warnings};
+use crate::trace::{Step, Tracer, Verdict};
+use crate::trust::TrustSet;
+
+use super::walk::{MAX_WALK, Rev, read_lines, stop_at, subject, trace_peer};
+use super::{AllTrusted, Ctx, Found};
+use crate::entry::Entry;
+
+pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
+    headers: &H,
+    list: ListHeader,
+    trusted: &TrustSet,
+    ctx: &mut Ctx<'_, '_, T>,
+) -> Option<Found> {
+    let peer_trusted = trusted.contains(ctx.peer.client.ip);
+    trace_peer(ctx, peer_trusted);
+    let lines = read_lines(headers, list, peer_trusted, ctx)?;
+    let mut last = Found { trusted_hops: ctx.peer.trusted_hops + 1, ..ctx.peer.clone() };
+    let mut rev = Rev::new(list, &lines);
+    let mut n: u16 = 0;
+    while let Some(entry) = rev.next() {
+        n += 1;
+        let node = match entry {
+            Entry::Addr(node) => node,
+            other => return stop_at(ctx, list, n, &other, Found { trusted_hops: last.trusted_hops - 1, ..last }),
+        };
+        if !trusted.contains(node.ip) {
+            let more = rev.next().is_some();
+            if more {
+                ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
+            }
+            ctx.trace.step(|| {
+                let why = if more { "first untrusted entry from the right; entries left of it are client-written" } else { "first untrusted entry from the right" };
+                Step::new(subject(list, n), node, Verdict::Client, why)
+            });
+            return Some(Found { client: node, source: Source::List { header: list, from_right: n }, trusted_hops: last.trusted_hops });
+        }
+        ctx.trace.step(|| Step::new(subject(list, n), node, Verdict::Trusted, "in trust set: skip"));
+        last = Found { client: node, source: Source::List { header: list, from_right: n }, trusted_hops: last.trusted_hops + 1 };
+        if n == MAX_WALK {
+            ctx.warnings.insert(Warnings::TRUNCATED);
+            ctx.trace.step(|| Step::new(subject(list, n), node, Verdict::Stop, format!("walked {MAX_WALK} entries: stop")));
+            return Some(Found { trusted_hops: last.trusted_hops - 1, ..last });
+        }
+    }
+    if lines.truncated {
+        ctx.warnings.insert(Warnings::TRUNCATED);
+        ctx.trace.step(|| Step::new(list.field().to_string(), "", Verdict::Stop, "more header lines than trueip reads: stop"));
+        return Some(Found { trusted_hops: last.trusted_hops - 1, ..last });
+    }
+    ctx.warnings.insert(Warnings::ALL_TRUSTED);
+    let found = match ctx.all_trusted {
+        AllTrusted::Leftmost => Some(Found { trusted_hops: last.trusted_hops - 1, ..last }),
+        AllTrusted::Peer => Some(Found { trusted_hops: ctx.peer.trusted_hops, ..ctx.peer.clone() }),
+        AllTrusted::Fail => None,
+    };
+    let all_trusted = ctx.all_trusted;
+    ctx.trace.step(|| {
+        let verdict = if found.is_some() { Verdict::Client } else { Verdict::NotApplicable };
+        let value = found.as_ref().map(|f| f.client.to_string()).unwrap_or_default();
+        Step::new("all-trusted", value, verdict, format!("every entry is trusted: all_trusted = {all_trusted}"))
+    });
+    found
+}

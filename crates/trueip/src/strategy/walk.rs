@@ -1,0 +1,108 @@
+//! The one walk every list strategy shares: a list header's entries, right to left.
+
+use crate::entry::Entry;
+use crate::headers::{Headers, Lines};
+use crate::resolution::{ListHeader, Source, Warnings};
+use crate::trace::{Step, Tracer, Verdict};
+use crate::{forwarded, xff};
+
+use super::{Ctx, Found};
+
+/// The most entries any walk visits. Real chains are a handful of hops; a request with
+/// more is either broken or an attempt to make us work, and stops here, flagged.
+pub const MAX_WALK: u16 = 128;
+
+/// A list header's entries from the right. Each header kind only chooses its parser.
+#[derive(Clone)]
+pub(crate) enum Rev<'a, 'l> {
+    Xff(xff::Rev<'a, 'l>),
+    Forwarded(forwarded::Rev<'a, 'l>),
+}
+
+impl<'a, 'l> Rev<'a, 'l> {
+    pub(crate) fn new(list: ListHeader, lines: &'l Lines<'a>) -> Self {
+        match list {
+            ListHeader::XForwardedFor => Rev::Xff(xff::Rev::new(lines.as_slice())),
+            ListHeader::Forwarded => Rev::Forwarded(forwarded::Rev::new(lines.as_slice())),
+        }
+    }
+}
+
+impl<'a> Iterator for Rev<'a, '_> {
+    type Item = Entry<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Entry<'a>> {
+        match self {
+            Rev::Xff(rev) => rev.next(),
+            Rev::Forwarded(rev) => rev.next().map(|element| match element {
+                Ok(element) => element.for_node,
+                Err((text, why)) => Entry::Malformed { text, why },
+            }),
+        }
+    }
+}
+
+/// Reads a list header's lines, noting when the header came from a peer that may not send it.
+pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
+    headers: &'a H,
+    list: ListHeader,
+    peer_trusted: bool,
+    ctx: &mut Ctx<'_, '_, T>,
+) -> Option<Lines<'a>> {
+    let lines = Lines::read(headers, &list.field());
+    if !peer_trusted {
+        if !lines.is_empty() {
+            ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
+        }
+        ctx.trace.step(|| {
+            let why = if lines.is_empty() { "peer not trusted" } else { "present, but the peer is not trusted to send it" };
+            Step::new(list.field().to_string(), join(&lines), Verdict::Ignored, why)
+        });
+        return None;
+    }
+    if lines.is_empty() {
+        ctx.trace.step(|| Step::new(list.field().to_string(), "(absent)", Verdict::NotApplicable, "header not present"));
+        return None;
+    }
+    Some(lines)
+}
+
+/// Records the peer step.
+pub(crate) fn trace_peer<T: Tracer>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
+    let peer = ctx.peer.client;
+    let subject = if ctx.peer.source == Source::ProxyProtocol { "proxy-protocol" } else { "peer" };
+    ctx.trace.step(|| {
+        if trusted {
+            Step::new(subject, peer, Verdict::Trusted, "in trust set: its forwarding headers count")
+        } else {
+            Step::new(subject, peer, Verdict::Client, "not in trust set: the peer is the client")
+        }
+    });
+}
+
+/// The subject name of the `n`-th entry from the right.
+pub(crate) fn subject(list: ListHeader, n: u16) -> String {
+    format!("{}[-{n}]", list.field())
+}
+
+/// Stops the walk at a non-address entry: the answer is the last address we could vouch for.
+pub(crate) fn stop_at<T: Tracer>(
+    ctx: &mut Ctx<'_, '_, T>,
+    list: ListHeader,
+    n: u16,
+    entry: &Entry<'_>,
+    last: Found,
+) -> Option<Found> {
+    let (flag, why) = match entry {
+        Entry::Malformed { why, .. } => (Warnings::MALFORMED, format!("malformed ({why}): stop at the last vouched-for hop")),
+        _ => (Warnings::OPAQUE, "not an address: stop at the last vouched-for hop".to_string()),
+    };
+    ctx.warnings.insert(flag);
+    ctx.trace.step(|| Step::new(subject(list, n), entry, Verdict::Stop, why));
+    Some(last)
+}
+
+fn join(lines: &Lines<'_>) -> String {
+    lines.as_slice().iter().map(|l| String::from_utf8_lossy(l)).collect::<Vec<_>>().join(", ")
+}
