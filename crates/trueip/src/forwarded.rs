@@ -351,7 +351,7 @@ mod tests {
         assert_eq!(fors(&[r#"For="[2001:db8:cafe::17]:4711""#]), ["[2001:db8:cafe::17]:4711"]);
         assert_eq!(fors(&["for=192.0.2.60;proto=http;by=203.0.113.43"]), ["192.0.2.60"]);
         assert_eq!(fors(&["for=192.0.2.43, for=198.51.100.17"]), ["198.51.100.17", "192.0.2.43"]);
-        assert_eq!(fors(&["for=unknown", "for=_hidden:_port"]), ["_hidden", "unknown"]);
+        assert_eq!(fors(&["for=unknown", r#"for="_hidden:_port""#]), ["_hidden", "unknown"]);
     }
 
     #[test]

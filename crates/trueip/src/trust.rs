@@ -95,7 +95,11 @@ impl FromStr for Cidr {
             None => Ok(Cidr::host(addr)),
             Some(p) => {
                 let p: u8 = p.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
-                Cidr::new(addr, p)
+                // parse_ip maps ::ffff:a.b.c.d to IPv4; the prefix was written for IPv6.
+                match addr {
+                    IpAddr::V4(v4) if text.contains(':') => Cidr::new(IpAddr::V6(v4.to_ipv6_mapped()), p),
+                    _ => Cidr::new(addr, p),
+                }
             }
         }
     }

@@ -1,0 +1,467 @@
+//! The deployments trueip must get right, and the rules that decide correctness.
+//! Each case: a name that states the behaviour, the peer, the headers, the policy, the
+//! expected client and warnings, and why.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use trueip::{AllTrusted, Connection, Node, OriginSecret, Policy, Source, TrustSet, Warnings};
+
+/// Headers a client could send that no case's policy reads: they must never matter.
+const DISTRACTORS: [(&str, &str); 3] = [("True-Client-IP", "6.6.6.1"), ("X-Client-IP", "6.6.6.2"), ("Fly-Client-IP", "6.6.6.3")];
+
+/// Stand-ins for provider range files (the shapes of the real ones, not their contents).
+fn cloudfront() -> TrustSet {
+    ["13.32.0.0/15", "2600:9000::/28"].iter().map(|c| c.parse().unwrap()).collect()
+}
+fn cloudflare() -> TrustSet {
+    ["173.245.48.0/20", "2400:cb00::/32"].iter().map(|c| c.parse().unwrap()).collect()
+}
+
+struct Case {
+    name: &'static str,
+    peer: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    policy: fn() -> Policy,
+    client: &'static str,
+    warnings: Warnings,
+    why: &'static str,
+}
+
+fn policy(trust: &[&str], strategy: &[&str]) -> Policy {
+    let mut b = Policy::builder().provider("cloudfront", cloudfront()).provider("cloudflare", cloudflare());
+    for t in trust {
+        b = b.trust_str(t).unwrap();
+    }
+    for s in strategy {
+        b = b.strategy_str(s).unwrap();
+    }
+    b.build().unwrap()
+}
+
+fn conn(peer: &str) -> Connection {
+    Connection::from_peer(trueip::addr::parse_node(peer.as_bytes()).unwrap())
+}
+
+fn run(case: &Case) {
+    let mut headers: Vec<(&str, &str)> = case.headers.to_vec();
+    headers.extend(DISTRACTORS);
+    let policy = (case.policy)();
+    let got = policy.resolve(&conn(case.peer), &headers);
+    assert_eq!(got.ip().to_string(), case.client, "case {:?} ({}): {got:?}", case.name, case.why);
+    assert_eq!(got.warnings, case.warnings, "case {:?} ({}): warnings", case.name, case.why);
+    // The explanation is the same decision.
+    let (explained, steps) = policy.explain(&conn(case.peer), &headers);
+    assert_eq!(explained, got, "case {:?}: explain differs from resolve", case.name);
+    assert!(!steps.is_empty());
+}
+
+const W: Warnings = Warnings::NONE;
+
+#[test]
+fn deployment_stories() {
+    let cases = [
+        Case {
+            name: "lambda behind ALB: the address the ALB saw, not what the client claimed",
+            peer: "10.0.1.5",
+            headers: &[("x-forwarded-for", "203.0.113.195, 70.41.3.18, 150.172.238.178")],
+            policy: || policy(&["10.0.0.0/16"], &["rightmost-untrusted"]),
+            client: "150.172.238.178",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "the ALB appended 150.172.238.178; the two entries left of it came with the request",
+        },
+        Case {
+            name: "fail: forged first entry through an ALB",
+            peer: "10.0.0.12",
+            headers: &[("X-Forwarded-For", "1.2.3.4, 198.51.100.7")],
+            policy: || policy(&["10.0.0.0/16"], &["aws-alb"]),
+            client: "198.51.100.7",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "1.2.3.4 is client text",
+        },
+        Case {
+            name: "IPv4-mapped peer is the trusted IPv4 proxy",
+            peer: "::ffff:10.0.0.1",
+            headers: &[("X-Forwarded-For", "198.51.100.7")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "198.51.100.7",
+            warnings: W,
+            why: "::ffff:10.0.0.1 is 10.0.0.1",
+        },
+        Case {
+            name: "cloudfront -> ALB -> nginx ($proxy_add_x_forwarded_for) -> app",
+            peer: "127.0.0.1",
+            headers: &[("X-Forwarded-For", "198.51.100.7, 13.32.4.5, 10.0.3.3")],
+            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
+            client: "198.51.100.7",
+            warnings: W,
+            why: "nginx appended the ALB, the ALB appended CloudFront, CloudFront appended the viewer",
+        },
+        Case {
+            name: "fail: attacker through the same CDN cannot pick an address",
+            peer: "127.0.0.1",
+            headers: &[("X-Forwarded-For", "6.6.6.6, 198.51.100.66, 13.32.4.5, 10.0.3.3")],
+            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
+            client: "198.51.100.66",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "CloudFront appended the attacker's own address",
+        },
+        Case {
+            name: "fail: bypassing the CDN, a forged CloudFront entry does not help",
+            peer: "127.0.0.1",
+            headers: &[("X-Forwarded-For", "9.9.9.9, 13.32.1.1, 198.51.100.66, 10.0.3.3")],
+            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
+            client: "198.51.100.66",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "the ALB appended the attacker, who connected directly",
+        },
+        Case {
+            name: "nginx sets X-Real-IP from $remote_addr",
+            peer: "127.0.0.1",
+            headers: &[("X-Real-IP", "198.51.100.4"), ("X-Forwarded-For", "6.6.6.6")],
+            policy: || policy(&["loopback"], &["header:X-Real-IP"]),
+            client: "198.51.100.4",
+            warnings: W,
+            why: "nginx overwrote X-Real-IP",
+        },
+        Case {
+            name: "fail: X-Real-IP from a client that reached the app directly",
+            peer: "203.0.113.50",
+            headers: &[("X-Real-IP", "1.1.1.1")],
+            policy: || policy(&["loopback"], &["header:X-Real-IP"]),
+            client: "203.0.113.50",
+            warnings: Warnings::UNTRUSTED_HEADER,
+            why: "the peer is not nginx",
+        },
+        Case {
+            name: "fail: two X-Real-IP lines are ambiguous",
+            peer: "127.0.0.1",
+            headers: &[("X-Real-IP", "1.1.1.1"), ("x-real-ip", "198.51.100.4")],
+            policy: || policy(&["loopback"], &["header:X-Real-IP"]),
+            client: "127.0.0.1",
+            warnings: Warnings::DUPLICATE_HEADER,
+            why: "which line did nginx set?",
+        },
+        Case {
+            name: "cloudflare preset from a Cloudflare peer",
+            peer: "173.245.48.9",
+            headers: &[("CF-Connecting-IP", "2001:db8::77"), ("X-Forwarded-For", "6.6.6.6")],
+            policy: || policy(&[], &["cloudflare"]),
+            client: "2001:db8::77",
+            warnings: W,
+            why: "Cloudflare sets CF-Connecting-IP",
+        },
+        Case {
+            name: "fail: CF-Connecting-IP from outside Cloudflare",
+            peer: "198.51.100.66",
+            headers: &[("CF-Connecting-IP", "1.1.1.1")],
+            policy: || policy(&[], &["cloudflare"]),
+            client: "198.51.100.66",
+            warnings: Warnings::UNTRUSTED_HEADER,
+            why: "anyone can write CF-Connecting-IP",
+        },
+        Case {
+            name: "CloudFront-Viewer-Address: IPv6 with the port after the last colon",
+            peer: "13.32.0.9",
+            headers: &[("CloudFront-Viewer-Address", "2001:db8::1:443")],
+            policy: || policy(&[], &["cloudfront"]),
+            client: "2001:db8::1",
+            warnings: W,
+            why: "CloudFront writes ip:port without brackets",
+        },
+        Case {
+            name: "cloudfront preset falls back to X-Forwarded-For without the viewer header",
+            peer: "13.32.0.9",
+            headers: &[("X-Forwarded-For", "6.6.6.6, 198.51.100.8")],
+            policy: || policy(&[], &["cloudfront"]),
+            client: "198.51.100.8",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "CloudFront appends the viewer",
+        },
+        Case {
+            name: "several X-Forwarded-For lines form one list",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-For", "203.0.113.9, 10.0.0.2")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "203.0.113.9",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "lines join in order",
+        },
+        Case {
+            name: "ports, brackets and empty elements",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "[2001:db8::5]:4711,, 10.0.0.2:80 ,")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "2001:db8::5",
+            warnings: W,
+            why: "empty elements are not data; ports are not part of the address",
+        },
+        Case {
+            name: "fail closed: garbage in the trusted walk stops at the last vouched-for hop",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4, garbage, 10.0.0.2")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "10.0.0.2",
+            warnings: Warnings::MALFORMED,
+            why: "never skip left onto client text",
+        },
+        Case {
+            name: "fail closed: leading-zero octets are not guessed",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4, 010.0.0.9")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "10.0.0.1",
+            warnings: Warnings::MALFORMED,
+            why: "010 is octal to some, decimal to others",
+        },
+        Case {
+            name: "fail closed: unknown stops the walk",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4, unknown, 10.0.0.2")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "10.0.0.2",
+            warnings: Warnings::OPAQUE,
+            why: "the hop would not say",
+        },
+        Case {
+            name: "all trusted: leftmost by default (nginx)",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "10.0.0.3, 10.0.0.2")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "10.0.0.3",
+            warnings: Warnings::ALL_TRUSTED,
+            why: "the farthest hop we can vouch for",
+        },
+        Case {
+            name: "all trusted: peer when chosen",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "10.0.0.3, 10.0.0.2")],
+            policy: || {
+                Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str("rightmost-untrusted").unwrap().all_trusted(AllTrusted::Peer).build().unwrap()
+            },
+            client: "10.0.0.1",
+            warnings: Warnings::ALL_TRUSTED,
+            why: "explicit choice",
+        },
+        Case {
+            name: "hops:2 takes the second from the right",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4, 198.51.100.2, 10.9.9.9")],
+            policy: || policy(&["any"], &["hops:2"]),
+            client: "198.51.100.2",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "two proxies in front",
+        },
+        Case {
+            name: "hops:3 with fewer elements: the peer, flagged",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "198.51.100.2, 10.9.9.9")],
+            policy: || policy(&["any"], &["hops:3"]),
+            client: "10.0.0.1",
+            warnings: Warnings::FEWER_HOPS,
+            why: "as ProxyFix and Envoy",
+        },
+        Case {
+            name: "rightmost: the element the peer appended",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4, 198.51.100.2")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost"]),
+            client: "198.51.100.2",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "nginx real_ip_recursive off",
+        },
+        Case {
+            name: "leftmost: always flagged spoofable",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "1.2.3.4, 198.51.100.2")],
+            policy: || policy(&["10.0.0.0/8"], &["leftmost"]),
+            client: "1.2.3.4",
+            warnings: Warnings::SPOOFABLE,
+            why: "client-written",
+        },
+        Case {
+            name: "fail: headers from an untrusted peer are ignored",
+            peer: "198.51.100.66",
+            headers: &[("X-Forwarded-For", "1.2.3.4")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "198.51.100.66",
+            warnings: Warnings::UNTRUSTED_HEADER,
+            why: "the peer is the client",
+        },
+        Case {
+            name: "default policy: the peer, whatever the headers",
+            peer: "198.51.100.66",
+            headers: &[("X-Forwarded-For", "1.2.3.4"), ("X-Real-IP", "1.2.3.5"), ("Forwarded", "for=1.2.3.6")],
+            policy: Policy::default,
+            client: "198.51.100.66",
+            warnings: W,
+            why: "trust nothing by default",
+        },
+        Case {
+            name: "Forwarded: three elements, walked from the right",
+            peer: "10.0.0.1",
+            headers: &[("Forwarded", r#"for=1.2.3.4, for="[2001:db8::9]:80";proto=https, for=10.0.0.2"#)],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]).with_from_forwarded(),
+            client: "2001:db8::9",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "RFC 7239",
+        },
+        Case {
+            name: "fail: a client's unmatched quote cannot swallow trusted Forwarded elements",
+            peer: "10.0.0.1",
+            headers: &[("Forwarded", r#"for="1.2.3.4, for=198.51.100.7, for=10.0.0.2"#)],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]).with_from_forwarded(),
+            client: "198.51.100.7",
+            warnings: Warnings::SPOOF_ATTEMPT,
+            why: "elements split from the right",
+        },
+        Case {
+            name: "XFF and Forwarded disagree: flagged",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "198.51.100.7"), ("Forwarded", "for=198.51.100.8")],
+            policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
+            client: "198.51.100.7",
+            warnings: Warnings::DISAGREE,
+            why: "mixed headers are reported, never merged",
+        },
+        Case {
+            name: "fallback chain: header first, then the list",
+            peer: "10.0.0.1",
+            headers: &[("X-Forwarded-For", "198.51.100.7")],
+            policy: || policy(&["10.0.0.0/8"], &["header:X-Real-IP", "rightmost-untrusted"]),
+            client: "198.51.100.7",
+            warnings: W,
+            why: "X-Real-IP absent",
+        },
+    ];
+    for case in &cases {
+        run(case);
+    }
+}
+
+trait FromForwarded {
+    fn with_from_forwarded(self) -> Policy;
+}
+
+impl FromForwarded for Policy {
+    /// Rebuilds the test policy reading `Forwarded` (tests only need rightmost-untrusted over 10/8).
+    fn with_from_forwarded(self) -> Policy {
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .from_list(trueip::ListHeader::Forwarded)
+            .build()
+            .unwrap()
+    }
+}
+
+#[test]
+fn all_trusted_fail_leaves_the_peer_with_no_strategy() {
+    let p = Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str("rightmost-untrusted").unwrap().all_trusted(AllTrusted::Fail).build().unwrap();
+    let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "10.0.0.3")][..]);
+    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert_eq!(got.strategy, None);
+    assert!(got.warnings.contains(Warnings::ALL_TRUSTED));
+}
+
+#[test]
+fn proxy_protocol_source_replaces_a_trusted_sender() {
+    let p = Policy::builder().proxy_protocol_from("10.1.0.0/16".parse().unwrap()).build().unwrap();
+    let mut c = conn("10.1.2.3");
+    c.proxy_source = Some("203.0.113.1:5555".parse::<std::net::SocketAddr>().unwrap().into());
+    let got = p.resolve(&c, &[("X-Forwarded-For", "6.6.6.6")][..]);
+    assert_eq!((got.ip().to_string(), got.source.clone(), got.client.port), ("203.0.113.1".into(), Source::ProxyProtocol, Some(5555)));
+    // The same header from an untrusted sender is ignored, flagged.
+    let mut c = conn("198.51.100.9");
+    c.proxy_source = Some(Node::ip("203.0.113.1".parse().unwrap()));
+    let got = p.resolve(&c, &[] as &[(&str, &str)]);
+    assert_eq!(got.ip().to_string(), "198.51.100.9");
+    assert!(got.warnings.contains(Warnings::UNTRUSTED_PROXY_PROTOCOL));
+}
+
+#[test]
+fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
+    // A peer in the NLB range speaks PROXY v2; the address it carries, if in
+    // CloudFront's range, vouches for one X-Forwarded-For entry.
+    let p = Policy::builder()
+        .provider("cloudfront", cloudfront())
+        .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
+        .strategy_trusting("hops:1".parse().unwrap(), vec!["cloudfront".parse().unwrap()])
+        .build()
+        .unwrap();
+    let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.9")];
+    let mut c = conn("10.1.0.7");
+    c.proxy_source = Some(Node::ip("13.32.7.7".parse().unwrap()));
+    assert_eq!(p.resolve(&c, &headers[..]).ip().to_string(), "198.51.100.9");
+    // Same headers, but the PROXY source is not CloudFront: it is the client.
+    c.proxy_source = Some(Node::ip("198.51.100.66".parse().unwrap()));
+    assert_eq!(p.resolve(&c, &headers[..]).ip().to_string(), "198.51.100.66");
+    // And the NLB range itself is not trusted for X-Forwarded-For.
+    assert_eq!(p.resolve(&conn("10.1.0.7"), &headers[..]).ip().to_string(), "10.1.0.7");
+}
+
+#[test]
+fn origin_secret_gates_forwarding_headers() {
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str("rightmost-untrusted")
+        .unwrap()
+        .origin_secret(OriginSecret::new("X-Origin-Verify", "s3cret").unwrap())
+        .build()
+        .unwrap();
+    let without = [("X-Forwarded-For", "198.51.100.7")];
+    let got = p.resolve(&conn("10.0.0.1"), &without[..]);
+    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert!(got.warnings.contains(Warnings::ORIGIN_SECRET));
+    let wrong = [("X-Forwarded-For", "198.51.100.7"), ("x-origin-verify", "s3cre")];
+    assert_eq!(p.resolve(&conn("10.0.0.1"), &wrong[..]).ip().to_string(), "10.0.0.1");
+    let with = [("X-Forwarded-For", "198.51.100.7"), ("x-origin-verify", "s3cret")];
+    assert_eq!(p.resolve(&conn("10.0.0.1"), &with[..]).ip().to_string(), "198.51.100.7");
+}
+
+#[test]
+fn work_is_bounded_on_huge_headers() {
+    let p = policy(&["any"], &["rightmost-untrusted"]);
+    // 10,000 trusted entries: the walk stops at the cap, flagged, at a vouched-for hop.
+    let long = vec!["10.0.0.1"; 10_000].join(", ");
+    let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", long.as_str())][..]);
+    assert!(got.warnings.contains(Warnings::TRUNCATED), "{got:?}");
+    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    // 100 header lines: only the last 16 are read; walking past them is refused.
+    let lines: Vec<(&str, &str)> = (0..100).map(|_| ("X-Forwarded-For", "10.0.0.9")).collect();
+    let got = p.resolve(&conn("10.0.0.1"), &lines);
+    assert!(got.warnings.contains(Warnings::TRUNCATED), "{got:?}");
+}
+
+#[test]
+fn rate_limit_key_aggregates_ipv6() {
+    let p = Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str("rightmost-untrusted").unwrap().build().unwrap();
+    let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "2001:db8:1:2:aaaa::1")][..]);
+    assert_eq!(got.rate_limit_key.to_string(), "2001:db8:1:2::");
+    let p = Policy::builder().ipv6_prefix(48).build().unwrap();
+    assert_eq!(p.resolve(&conn("[2001:db8:1:2::1]:9"), &[] as &[(&str, &str)]).rate_limit_key.to_string(), "2001:db8:1::");
+}
+
+#[test]
+fn origin_follows_the_same_trust() {
+    use trueip::origin::{Scheme, origin};
+    let p = policy(&["10.0.0.0/8"], &["rightmost-untrusted"]);
+    // ALB overwrote X-Forwarded-Proto; the client's own attempt is on another line.
+    let headers = [
+        ("X-Forwarded-Proto", "gopher"),
+        ("X-Forwarded-For", "198.51.100.7, 10.0.0.2"),
+        ("X-Forwarded-Proto", "https, http"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Host", "shop.example"),
+    ];
+    let res = p.resolve(&conn("10.0.0.1"), &headers[..]);
+    assert_eq!(res.trusted_hops, 2);
+    let o = origin(&headers[..], &res);
+    assert_eq!(o.proto, Some(Scheme::Https), "the outermost trusted hop's value");
+    assert_eq!(o.port, Some(443));
+    assert_eq!(o.host.as_deref(), Some("shop.example"));
+    // From an untrusted peer nothing is believed.
+    let res = p.resolve(&conn("198.51.100.66"), &headers[..]);
+    assert_eq!(origin(&headers[..], &res), Default::default());
+}
