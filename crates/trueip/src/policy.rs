@@ -457,7 +457,7 @@ impl Policy {
     /// Flags X-Forwarded-For and Forwarded naming different clients.
     fn check_other_list<H: Headers + ?Sized>(&self, strategy: &Strategy, peer: &Found, headers: &H, found: &Found, warnings: &mut Warnings) {
         let Some(list) = strategy.list() else { return };
-        if !matches!(found.source, Source::List { .. }) {
+        if matches!(strategy.kind, Kind::Leftmost(_)) || !matches!(found.source, Source::List { .. }) {
             return;
         }
         let mut present = false;
@@ -465,10 +465,9 @@ impl Policy {
         if !present {
             return;
         }
-        let Some(other) = strategy.on_other_list() else { return };
         let mut scratch = Warnings::NONE;
         let mut ctx = Ctx { peer: peer.clone(), all_trusted: self.all_trusted, warnings: &mut scratch, trace: &mut NoTrace };
-        if other.run(headers, &mut ctx).is_some_and(|o| o.client.ip != found.client.ip) {
+        if strategy.run_on(headers, Some(list.other()), &mut ctx).is_some_and(|o| o.client.ip != found.client.ip) {
             warnings.insert(Warnings::DISAGREE);
         }
     }

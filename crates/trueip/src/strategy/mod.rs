@@ -223,12 +223,24 @@ pub(crate) struct Ctx<'w, 't, T> {
 
 impl Strategy {
     pub(crate) fn run<H: Headers + ?Sized, T: Tracer>(&self, headers: &H, ctx: &mut Ctx<'_, '_, T>) -> Option<Found> {
+        self.run_on(headers, self.list(), ctx)
+    }
+
+    /// Runs the strategy; a list strategy reads `list` instead of its own header (used
+    /// to check X-Forwarded-For and Forwarded against each other without a copy).
+    pub(crate) fn run_on<H: Headers + ?Sized, T: Tracer>(
+        &self,
+        headers: &H,
+        list: Option<ListHeader>,
+        ctx: &mut Ctx<'_, '_, T>,
+    ) -> Option<Found> {
+        let list = |own: ListHeader| list.unwrap_or(own);
         match &self.kind {
-            Kind::RightmostUntrusted(list) => rightmost_untrusted::resolve(headers, *list, &self.trusted, ctx),
-            Kind::Rightmost(list) => rightmost::resolve(headers, *list, &self.trusted, ctx),
-            Kind::Hops(n, list) => hops::resolve(headers, *list, *n, &self.trusted, ctx),
+            Kind::RightmostUntrusted(own) => rightmost_untrusted::resolve(headers, list(*own), &self.trusted, ctx),
+            Kind::Rightmost(own) => rightmost::resolve(headers, list(*own), &self.trusted, ctx),
+            Kind::Hops(n, own) => hops::resolve(headers, list(*own), *n, &self.trusted, ctx),
             Kind::Header(name, format) => header::resolve(headers, name, *format, &self.trusted, ctx),
-            Kind::Leftmost(list) => leftmost::resolve(headers, *list, ctx),
+            Kind::Leftmost(own) => leftmost::resolve(headers, list(*own), ctx),
         }
     }
 
@@ -238,17 +250,6 @@ impl Strategy {
             Kind::RightmostUntrusted(l) | Kind::Rightmost(l) | Kind::Hops(_, l) | Kind::Leftmost(l) => Some(l),
             Kind::Header(..) => None,
         }
-    }
-
-    /// The same strategy over the other list header (to detect XFF/Forwarded disagreement).
-    pub(crate) fn on_other_list(&self) -> Option<Strategy> {
-        let kind = match self.kind {
-            Kind::RightmostUntrusted(l) => Kind::RightmostUntrusted(l.other()),
-            Kind::Rightmost(l) => Kind::Rightmost(l.other()),
-            Kind::Hops(n, l) => Kind::Hops(n, l.other()),
-            Kind::Leftmost(_) | Kind::Header(..) => return None,
-        };
-        Some(Strategy { kind, trusted: self.trusted.clone(), spec: self.spec.clone() })
     }
 }
 

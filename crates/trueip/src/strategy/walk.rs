@@ -94,12 +94,15 @@ pub(crate) fn stop_at<T: Tracer>(
     entry: &Entry<'_>,
     last: Found,
 ) -> Option<Found> {
-    let (flag, why) = match entry {
-        Entry::Malformed { why, .. } => (Warnings::MALFORMED, format!("malformed ({why}): stop at the last vouched-for hop")),
-        _ => (Warnings::OPAQUE, "not an address: stop at the last vouched-for hop".to_string()),
-    };
+    let flag = if matches!(entry, Entry::Malformed { .. }) { Warnings::MALFORMED } else { Warnings::OPAQUE };
     ctx.warnings.insert(flag);
-    ctx.trace.step(|| Step::new(subject(list, n), entry, Verdict::Stop, why));
+    ctx.trace.step(|| {
+        let why = match entry {
+            Entry::Malformed { why, .. } => format!("malformed ({why}): stop at the last vouched-for hop"),
+            _ => "not an address: stop at the last vouched-for hop".to_string(),
+        };
+        Step::new(subject(list, n), entry, Verdict::Stop, why)
+    });
     Some(last)
 }
 
