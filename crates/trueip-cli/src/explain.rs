@@ -116,27 +116,40 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
     let policy = build(&base)?;
     let peer = args.peer.as_deref().unwrap_or_default();
     let conn = connection(peer, args.proxy_source.as_deref())?;
-    let headers = args.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
     let explanation = Explanation::new(&policy, &conn, &headers);
     match args.format {
         Format::Text => print!("{explanation}"),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the `[client_ip]` section of a TOML config; other sections belong to `serve`.
 pub fn load_config(path: &std::path::Path) -> Result<ClientIpConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     match table.remove("client_ip") {
-        Some(section) => section.try_into().map_err(|e| format!("{}: [client_ip]: {e}", path.display())),
+        Some(section) => section
+            .try_into()
+            .map_err(|e| format!("{}: [client_ip]: {e}", path.display())),
         None => Ok(ClientIpConfig::default()),
     }
 }
 
 fn build(config: &ClientIpConfig) -> Result<Policy, String> {
-    config.build(&mut |path| std::fs::read(path).map_err(|e| e.to_string())).map_err(|e| e.to_string())
+    config
+        .build(&mut |path| std::fs::read(path).map_err(|e| e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 fn connection(peer: &str, proxy_source: Option<&str>) -> Result<Connection, String> {
@@ -144,13 +157,16 @@ fn connection(peer: &str, proxy_source: Option<&str>) -> Result<Connection, Stri
         trueip::addr::parse_node(text.as_bytes())
             .map_err(|e| format!("invalid {what} {text:?}: {e} (hint: write 192.0.2.1, 192.0.2.1:443 or [2001:db8::1]:443)"))
     };
-    Ok(Connection { peer: node("peer", peer)?, proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()? })
+    Ok(Connection {
+        peer: node("peer", peer)?,
+        proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()?,
+    })
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| format!("invalid header {text:?} (hint: write 'X-Forwarded-For: 203.0.113.9')"))?;
+    let (name, value) = text.split_once(':').ok_or_else(|| {
+        format!("invalid header {text:?} (hint: write 'X-Forwarded-For: 203.0.113.9')")
+    })?;
     trueip::FieldName::new(name.trim()).map_err(|e| format!("{e}, in --header {text:?}"))?;
     Ok((name.trim().to_string(), value.trim_start().to_string()))
 }
@@ -202,11 +218,20 @@ fn batch(base: &ClientIpConfig) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
         writeln!(out, "{json}").map_err(|e| format!("cannot write stdout: {e}"))?;
     }
-    out.flush().map_err(|e| format!("cannot write stdout: {e}"))?;
-    Ok(if any_bad { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS })
+    out.flush()
+        .map_err(|e| format!("cannot write stdout: {e}"))?;
+    Ok(if any_bad {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn batch_case(line: &str, base: &ClientIpConfig, policies: &mut HashMap<String, Result<Policy, String>>) -> Result<Explanation, String> {
+fn batch_case(
+    line: &str,
+    base: &ClientIpConfig,
+    policies: &mut HashMap<String, Result<Policy, String>>,
+) -> Result<Explanation, String> {
     let case: Case = serde_json::from_str(line).map_err(|e| format!("invalid case: {e}"))?;
     let strategy: Vec<String> = match case.strategy {
         None => Vec::new(),

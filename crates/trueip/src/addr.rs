@@ -61,7 +61,9 @@ impl fmt::Display for AddrError {
             AddrError::Empty => "empty",
             AddrError::TooLong => "too long to be an address",
             AddrError::NotAnAddress => "not an IP address",
-            AddrError::LeadingZero => "IPv4 octet with a leading zero (ambiguous: octal or decimal?)",
+            AddrError::LeadingZero => {
+                "IPv4 octet with a leading zero (ambiguous: octal or decimal?)"
+            }
             AddrError::BadPort => "invalid port",
         })
     }
@@ -143,7 +145,11 @@ fn parse_ipv6(text: &[u8]) -> Result<Ipv6Addr, AddrError> {
         Some(at) => {
             let (addr, zone) = split_around(text, at);
             // A zone id is an interface name or number: printable, no separators.
-            if zone.is_empty() || !zone.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b)) {
+            if zone.is_empty()
+                || !zone
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+            {
                 return Err(AddrError::NotAnAddress);
             }
             addr
@@ -152,7 +158,12 @@ fn parse_ipv6(text: &[u8]) -> Result<Ipv6Addr, AddrError> {
     };
     if let Some(dot) = addr.iter().position(|&b| b == b'.') {
         // The standard parser accepts `::ffff:010.0.0.1`; we do not.
-        let start = addr.split_at(dot).0.iter().rposition(|&b| b == b':').map_or(0, |c| c + 1);
+        let start = addr
+            .split_at(dot)
+            .0
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(0, |c| c + 1);
         parse_ipv4(addr.split_at(start).1)?;
     }
     let s = std::str::from_utf8(addr).map_err(|_| AddrError::NotAnAddress)?;
@@ -164,7 +175,9 @@ pub fn parse_port(text: &[u8]) -> Result<u16, AddrError> {
     if text.is_empty() || text.len() > 5 || !text.iter().all(u8::is_ascii_digit) {
         return Err(AddrError::BadPort);
     }
-    let value = text.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    let value = text
+        .iter()
+        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
     u16::try_from(value).map_err(|_| AddrError::BadPort)
 }
 
@@ -179,12 +192,18 @@ pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
     match text {
         [] => Err(AddrError::Empty),
         [b'[', inner @ ..] => {
-            let close = inner.iter().position(|&b| b == b']').ok_or(AddrError::NotAnAddress)?;
+            let close = inner
+                .iter()
+                .position(|&b| b == b']')
+                .ok_or(AddrError::NotAnAddress)?;
             let (v6, after) = split_around(inner, close);
             let ip = normalize(IpAddr::V6(parse_ipv6(v6)?));
             match after {
                 [] => Ok(Node { ip, port: None }),
-                [b':', port @ ..] => Ok(Node { ip, port: Some(parse_port(port)?) }),
+                [b':', port @ ..] => Ok(Node {
+                    ip,
+                    port: Some(parse_port(port)?),
+                }),
                 _ => Err(AddrError::NotAnAddress),
             }
         }
@@ -194,7 +213,10 @@ pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
                 (Some((at, _)), None) => {
                     let (host, port) = split_around(text, at);
                     let ip = IpAddr::V4(parse_ipv4(host)?);
-                    Ok(Node { ip, port: Some(parse_port(port)?) })
+                    Ok(Node {
+                        ip,
+                        port: Some(parse_port(port)?),
+                    })
                 }
                 _ => parse_ip(text).map(Node::ip),
             }
@@ -210,10 +232,16 @@ pub fn parse_ip_port_last_colon(text: &[u8]) -> Result<Node, AddrError> {
     if let [b'[', ..] = text {
         return parse_node(text);
     }
-    let at = text.iter().rposition(|&b| b == b':').ok_or(AddrError::BadPort)?;
+    let at = text
+        .iter()
+        .rposition(|&b| b == b':')
+        .ok_or(AddrError::BadPort)?;
     let (host, port) = split_around(text, at);
     let ip = parse_ip(host)?;
-    Ok(Node { ip, port: Some(parse_port(port)?) })
+    Ok(Node {
+        ip,
+        port: Some(parse_port(port)?),
+    })
 }
 
 /// The bytes before and after the separator at `at` (the separator itself dropped).
@@ -273,7 +301,11 @@ mod tests {
         assert_eq!(parse_ip(b"::ffff:010.0.0.1"), Err(AddrError::LeadingZero));
         assert_eq!(parse_ip(b"2001:db8::1"), Ok(ip("2001:db8::1")));
         assert_eq!(parse_ip(b"2001:db8:::1"), Err(AddrError::NotAnAddress));
-        assert_eq!(parse_ip(b"::1.2.3.4"), Ok(ip("::1.2.3.4")), "IPv4-compatible is not mapped");
+        assert_eq!(
+            parse_ip(b"::1.2.3.4"),
+            Ok(ip("::1.2.3.4")),
+            "IPv4-compatible is not mapped"
+        );
     }
 
     #[test]
@@ -281,7 +313,10 @@ mod tests {
         let node = |s: &str, p: Option<u16>| Ok(Node { ip: ip(s), port: p });
         assert_eq!(parse_node(b" 1.2.3.4 "), node("1.2.3.4", None));
         assert_eq!(parse_node(b"1.2.3.4:80"), node("1.2.3.4", Some(80)));
-        assert_eq!(parse_node(b"[2001:db8::1]:443"), node("2001:db8::1", Some(443)));
+        assert_eq!(
+            parse_node(b"[2001:db8::1]:443"),
+            node("2001:db8::1", Some(443))
+        );
         assert_eq!(parse_node(b"[2001:db8::1]"), node("2001:db8::1", None));
         assert_eq!(parse_node(b"2001:db8::1"), node("2001:db8::1", None));
         assert_eq!(parse_node(b"[::ffff:1.2.3.4]:1"), node("1.2.3.4", Some(1)));

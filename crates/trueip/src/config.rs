@@ -127,7 +127,8 @@ impl ClientIpConfig {
                 match spec.split_once('=') {
                     Some((name, file)) => {
                         let name = name.trim().to_ascii_lowercase();
-                        self.providers.insert(name.clone(), Files::One(file.trim().to_string()));
+                        self.providers
+                            .insert(name.clone(), Files::One(file.trim().to_string()));
                         self.trusted.push(name);
                     }
                     None => self.trusted.push(spec.clone()),
@@ -143,13 +144,19 @@ impl ClientIpConfig {
     }
 
     /// Checks everything and builds the policy. `read` loads a provider file by path.
-    pub fn build(&self, read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> Result<Policy, ConfigError> {
+    pub fn build(
+        &self,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Policy, ConfigError> {
         let mut builder = Policy::builder();
         for (name, files) in &self.providers {
             builder = builder.provider(name, load_provider(name, files, read)?);
         }
         for (i, spec) in self.trusted.iter().enumerate() {
-            builder = builder.trust(spec.parse::<TrustSpec>().map_err(|e| e.at(format!("client_ip.trusted[{i}]")))?);
+            builder = builder.trust(
+                spec.parse::<TrustSpec>()
+                    .map_err(|e| e.at(format!("client_ip.trusted[{i}]")))?,
+            );
         }
         let entries = match &self.strategy {
             Strategies::One(name) => vec![StrategyEntry::Name(name.clone())],
@@ -158,33 +165,49 @@ impl ClientIpConfig {
         for (i, entry) in entries.iter().enumerate() {
             let at = || format!("client_ip.strategy[{i}]");
             builder = match entry {
-                StrategyEntry::Name(name) => builder.strategy(name.parse::<StrategySpec>().map_err(|e| e.at(at()))?),
+                StrategyEntry::Name(name) => {
+                    builder.strategy(name.parse::<StrategySpec>().map_err(|e| e.at(at()))?)
+                }
                 StrategyEntry::WithTrust { name, trusted } => {
                     let spec = name.parse::<StrategySpec>().map_err(|e| e.at(at()))?;
                     let trusted = trusted
                         .iter()
                         .enumerate()
-                        .map(|(j, t)| t.parse::<TrustSpec>().map_err(|e| e.at(format!("{}.trusted[{j}]", at()))))
+                        .map(|(j, t)| {
+                            t.parse::<TrustSpec>()
+                                .map_err(|e| e.at(format!("{}.trusted[{j}]", at())))
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     builder.strategy_trusting(spec, trusted)
                 }
             };
         }
         if let Some(from) = &self.from {
-            builder = builder.from_list(from.parse().map_err(|e: ConfigError| e.at("client_ip.from"))?);
+            builder = builder.from_list(
+                from.parse()
+                    .map_err(|e: ConfigError| e.at("client_ip.from"))?,
+            );
         }
         if let Some(choice) = &self.all_trusted {
-            builder = builder.all_trusted(choice.parse().map_err(|e: ConfigError| e.at("client_ip.all_trusted"))?);
+            builder = builder.all_trusted(
+                choice
+                    .parse()
+                    .map_err(|e: ConfigError| e.at("client_ip.all_trusted"))?,
+            );
         }
         if let Some(prefix) = self.ipv6_prefix {
             builder = builder.ipv6_prefix(prefix);
         }
         for (i, spec) in self.proxy_protocol_from.iter().enumerate() {
-            builder = builder.proxy_protocol_from(spec.parse().map_err(|e: ConfigError| e.at(format!("client_ip.proxy_protocol_from[{i}]")))?);
+            builder =
+                builder.proxy_protocol_from(spec.parse().map_err(|e: ConfigError| {
+                    e.at(format!("client_ip.proxy_protocol_from[{i}]"))
+                })?);
         }
         if let Some(secret) = &self.origin_secret {
             builder = builder.origin_secret(
-                OriginSecret::new(&secret.header, secret.value.as_bytes()).map_err(|e| e.at("client_ip.origin_secret"))?,
+                OriginSecret::new(&secret.header, secret.value.as_bytes())
+                    .map_err(|e| e.at("client_ip.origin_secret"))?,
             );
         }
         builder.build()
@@ -206,7 +229,8 @@ pub fn load_provider(
     let mut cidrs = Vec::new();
     for path in files.paths() {
         let at = || format!("client_ip.providers.{name} ({path})");
-        let bytes = read(path).map_err(|e| ConfigError::new(format!("cannot read {path:?}: {e}")).at(at()))?;
+        let bytes = read(path)
+            .map_err(|e| ConfigError::new(format!("cannot read {path:?}: {e}")).at(at()))?;
         cidrs.extend(crate::providers::parse_for(&name, &bytes).map_err(|e| e.at(at()))?);
     }
     Ok(TrustSet::from_cidrs(cidrs))

@@ -73,7 +73,10 @@ impl Explanation {
 /// The entries of a list header, left to right, at most [`MAX_CHAIN`] (the rightmost ones).
 fn chain<H: Headers + ?Sized>(list: ListHeader, headers: &H) -> Vec<String> {
     let lines = Lines::read(headers, &list.field());
-    let mut entries: Vec<String> = Rev::new(list, &lines).take(MAX_CHAIN + 1).map(|e| e.to_string()).collect();
+    let mut entries: Vec<String> = Rev::new(list, &lines)
+        .take(MAX_CHAIN + 1)
+        .map(|e| e.to_string())
+        .collect();
     if entries.len() > MAX_CHAIN || lines.truncated {
         entries.truncate(MAX_CHAIN);
         entries.push("…".to_string());
@@ -84,21 +87,53 @@ fn chain<H: Headers + ?Sized>(list: ListHeader, headers: &H) -> Vec<String> {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "client   {}{}", self.client_ip, self.client_port.map(|p| format!(" port {p}")).unwrap_or_default())?;
+        writeln!(
+            f,
+            "client   {}{}",
+            self.client_ip,
+            self.client_port
+                .map(|p| format!(" port {p}"))
+                .unwrap_or_default()
+        )?;
         writeln!(f, "source   {}", self.source)?;
         writeln!(f, "peer     {}", self.peer)?;
         if let Some(proxy) = &self.proxy_source {
             writeln!(f, "proxy    {proxy} (PROXY protocol)")?;
         }
-        writeln!(f, "strategy {}", self.strategy.as_deref().unwrap_or("peer (default)"))?;
+        writeln!(
+            f,
+            "strategy {}",
+            self.strategy.as_deref().unwrap_or("peer (default)")
+        )?;
         writeln!(f, "hops     {} trusted", self.trusted_hops)?;
         if !self.chain.is_empty() {
-            writeln!(f, "chain    {}: {}", self.chain_header, self.chain.join(", "))?;
+            writeln!(
+                f,
+                "chain    {}: {}",
+                self.chain_header,
+                self.chain.join(", ")
+            )?;
         }
-        writeln!(f, "warnings {}", if self.warnings.is_empty() { "none".to_string() } else { self.warnings.join(", ") })?;
+        writeln!(
+            f,
+            "warnings {}",
+            if self.warnings.is_empty() {
+                "none".to_string()
+            } else {
+                self.warnings.join(", ")
+            }
+        )?;
         writeln!(f)?;
         for (i, step) in self.steps.iter().enumerate() {
-            writeln!(f, "{:>3}. {:<28} {:<28} {:<14} {}", i + 1, step.subject, step.value, step.verdict, step.why)?;
+            writeln!(
+                f,
+                "{:>3}. {:<28} {:<28} {:<14} {}",
+                i + 1,
+                step.subject,
+                step.value,
+                step.verdict,
+                step.why
+            )?;
         }
         Ok(())
     }

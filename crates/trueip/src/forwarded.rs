@@ -57,17 +57,27 @@ pub struct Element<'a> {
 
 /// Parses one element (the text between two commas).
 pub fn parse_element(text: &[u8]) -> Result<Element<'_>, Malformation> {
-    let mut element = Element { for_node: Entry::Absent, by: None, proto: None, host: None };
+    let mut element = Element {
+        for_node: Entry::Absent,
+        by: None,
+        proto: None,
+        host: None,
+    };
     let mut seen_for = false;
     let mut rest = text;
     loop {
         rest = trim(rest);
-        let Some((&first, _)) = rest.split_first() else { break };
+        let Some((&first, _)) = rest.split_first() else {
+            break;
+        };
         if first == b';' {
             rest = rest.get(1..).unwrap_or_default();
             continue;
         }
-        let eq = rest.iter().position(|&b| b == b'=').ok_or(Malformation::Syntax)?;
+        let eq = rest
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or(Malformation::Syntax)?;
         let (name, after) = split_around(rest, eq);
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err(Malformation::Syntax);
@@ -116,7 +126,10 @@ fn take_value(text: &[u8]) -> Result<(Value<'_>, &[u8]), Malformation> {
         }
         return Err(Malformation::UnterminatedQuote);
     }
-    let end = text.iter().position(|&b| !is_tchar(b)).unwrap_or(text.len());
+    let end = text
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(text.len());
     let (raw, rest) = text.split_at(end);
     if raw.is_empty() {
         return Err(Malformation::Syntax);
@@ -127,7 +140,10 @@ fn take_value(text: &[u8]) -> Result<(Value<'_>, &[u8]), Malformation> {
 /// Interprets a `for=`/`by=` value as a node (RFC 7239 §6): IPv4, `[IPv6]`, `unknown`
 /// or an obfuscated `_identifier`, each optionally followed by `:port` or `:_obfport`.
 fn parse_node_value(value: Value<'_>) -> Entry<'_> {
-    let bad = |why| Entry::Malformed { text: value.raw, why };
+    let bad = |why| Entry::Malformed {
+        text: value.raw,
+        why,
+    };
     if value.quoted && value.raw.contains(&b'\\') {
         // Escapes inside a node are legal but pointless; resolving them would need an
         // allocation on the request path, so such a node is reported, not guessed.
@@ -170,7 +186,10 @@ fn parse_node_value(value: Value<'_>) -> Entry<'_> {
             Err(e) => bad(e.into()),
         },
         _ if !name.contains(&b':') && !name.contains(&b'[') => match parse_ipv4(name) {
-            Ok(ip) => Entry::Addr(Node { ip: IpAddr::V4(ip), port }),
+            Ok(ip) => Entry::Addr(Node {
+                ip: IpAddr::V4(ip),
+                port,
+            }),
             Err(e) => bad(e.into()),
         },
         _ => bad(Malformation::BadNode),
@@ -178,17 +197,43 @@ fn parse_node_value(value: Value<'_>) -> Entry<'_> {
 }
 
 fn is_obf(text: &[u8]) -> bool {
-    !text.is_empty() && text.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !text.is_empty()
+        && text
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// Whether the byte at `at` is preceded by an odd number of backslashes.
 fn is_escaped(text: &[u8], at: usize) -> bool {
-    text.get(..at).unwrap_or_default().iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+    text.get(..at)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count()
+        % 2
+        == 1
 }
 
 /// Splits the last element off a line: `(rest, element)`, or `Err(rest_of_line)` when
@@ -235,7 +280,10 @@ pub struct Rev<'a, 'l> {
 impl<'a, 'l> Rev<'a, 'l> {
     /// Iterates the elements of `lines` (the header's lines in request order) from the right.
     pub fn new(lines: &'l [&'a [u8]]) -> Self {
-        Rev { lines, current: None }
+        Rev {
+            lines,
+            current: None,
+        }
     }
 }
 
@@ -305,7 +353,13 @@ pub fn write_value(out: &mut String, value: &str) {
 }
 
 /// Writes one element: `for=…;by=…;proto=…;host=…`, omitting what is `None`.
-pub fn write_element(out: &mut String, for_node: Option<&Node>, by: Option<&Node>, proto: Option<&str>, host: Option<&str>) {
+pub fn write_element(
+    out: &mut String,
+    for_node: Option<&Node>,
+    by: Option<&Node>,
+    proto: Option<&str>,
+    host: Option<&str>,
+) {
     let mut sep = "";
     let mut pair = |out: &mut String, name: &str| {
         out.push_str(sep);
@@ -348,31 +402,65 @@ mod tests {
     #[test]
     fn rfc_examples() {
         assert_eq!(fors(&[r#"for="_gazonk""#]), ["_gazonk"]);
-        assert_eq!(fors(&[r#"For="[2001:db8:cafe::17]:4711""#]), ["[2001:db8:cafe::17]:4711"]);
-        assert_eq!(fors(&["for=192.0.2.60;proto=http;by=203.0.113.43"]), ["192.0.2.60"]);
-        assert_eq!(fors(&["for=192.0.2.43, for=198.51.100.17"]), ["198.51.100.17", "192.0.2.43"]);
-        assert_eq!(fors(&["for=unknown", r#"for="_hidden:_port""#]), ["_hidden", "unknown"]);
+        assert_eq!(
+            fors(&[r#"For="[2001:db8:cafe::17]:4711""#]),
+            ["[2001:db8:cafe::17]:4711"]
+        );
+        assert_eq!(
+            fors(&["for=192.0.2.60;proto=http;by=203.0.113.43"]),
+            ["192.0.2.60"]
+        );
+        assert_eq!(
+            fors(&["for=192.0.2.43, for=198.51.100.17"]),
+            ["198.51.100.17", "192.0.2.43"]
+        );
+        assert_eq!(
+            fors(&["for=unknown", r#"for="_hidden:_port""#]),
+            ["_hidden", "unknown"]
+        );
     }
 
     #[test]
     fn params_any_case_and_extension() {
-        let el = parse_element(br#"PROTO=https;Host="example.com:8443";ext=1;for=1.2.3.4"#).unwrap();
+        let el =
+            parse_element(br#"PROTO=https;Host="example.com:8443";ext=1;for=1.2.3.4"#).unwrap();
         assert_eq!(el.proto.map(|v| v.raw), Some(&b"https"[..]));
-        assert_eq!(el.host.map(|v| v.unescaped()), Some(b"example.com:8443".to_vec()));
+        assert_eq!(
+            el.host.map(|v| v.unescaped()),
+            Some(b"example.com:8443".to_vec())
+        );
         assert_eq!(el.for_node.to_string(), "1.2.3.4");
-        assert_eq!(parse_element(b"proto=https").unwrap().for_node, Entry::Absent);
+        assert_eq!(
+            parse_element(b"proto=https").unwrap().for_node,
+            Entry::Absent
+        );
     }
 
     #[test]
     fn malformed_is_reported() {
-        assert_eq!(parse_element(b"for=1.2.3.4;for=5.6.7.8"), Err(Malformation::DuplicateParameter));
+        assert_eq!(
+            parse_element(b"for=1.2.3.4;for=5.6.7.8"),
+            Err(Malformation::DuplicateParameter)
+        );
         assert_eq!(parse_element(b"for"), Err(Malformation::Syntax));
         assert_eq!(parse_element(b"for=1.2.3.4 x"), Err(Malformation::Syntax));
-        assert!(matches!(parse_element(b"for=\"[2001:db8::1]").map(|e| e.for_node), Err(Malformation::UnterminatedQuote)));
+        assert!(matches!(
+            parse_element(b"for=\"[2001:db8::1]").map(|e| e.for_node),
+            Err(Malformation::UnterminatedQuote)
+        ));
         // Unquoted IPv6 is not a token: a syntax error, not a guess.
-        assert_eq!(parse_element(b"for=[2001:db8::1]"), Err(Malformation::Syntax));
-        assert!(matches!(parse_element(b"for=\"2001:db8::1\"").unwrap().for_node, Entry::Malformed { .. }));
-        assert!(matches!(parse_element(b"for=010.1.1.1").unwrap().for_node, Entry::Malformed { .. }));
+        assert_eq!(
+            parse_element(b"for=[2001:db8::1]"),
+            Err(Malformation::Syntax)
+        );
+        assert!(matches!(
+            parse_element(b"for=\"2001:db8::1\"").unwrap().for_node,
+            Entry::Malformed { .. }
+        ));
+        assert!(matches!(
+            parse_element(b"for=010.1.1.1").unwrap().for_node,
+            Entry::Malformed { .. }
+        ));
     }
 
     #[test]
@@ -387,7 +475,10 @@ mod tests {
 
     #[test]
     fn escaped_quotes_and_commas_inside_quotes() {
-        assert_eq!(fors(&[r#"for=1.1.1.1;host="a,b\"c", for=2.2.2.2"#]), ["2.2.2.2", "1.1.1.1"]);
+        assert_eq!(
+            fors(&[r#"for=1.1.1.1;host="a,b\"c", for=2.2.2.2"#]),
+            ["2.2.2.2", "1.1.1.1"]
+        );
         let el = parse_element(br#"host="a\"b\\""#).unwrap();
         assert_eq!(el.host.unwrap().unescaped(), br#"a"b\"#.to_vec());
     }

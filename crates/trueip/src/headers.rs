@@ -33,13 +33,14 @@ impl FieldName {
     /// # Panics
     /// At compile time (in a `const`) or at once, if `name` is not a lower-case token.
     pub const fn from_static(name: &'static str) -> Self {
-        let bytes = name.as_bytes();
+        let mut bytes = name.as_bytes();
         assert!(!bytes.is_empty(), "empty header name");
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            assert!(is_token_byte(b) && !b.is_ascii_uppercase(), "header name must be a lower-case token");
-            i += 1;
+        while let [b, rest @ ..] = bytes {
+            assert!(
+                is_token_byte(*b) && !b.is_ascii_uppercase(),
+                "header name must be a lower-case token"
+            );
+            bytes = rest;
         }
         FieldName {
             lower: Repr::Static(name),
@@ -51,8 +52,11 @@ impl FieldName {
     /// Validates and lower-cases a configured header name.
     pub fn new(name: &str) -> Result<Self, ConfigError> {
         if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(ConfigError::new(format!("invalid header name {name:?}"))
-                .hint("a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\""));
+            return Err(
+                ConfigError::new(format!("invalid header name {name:?}")).hint(
+                    "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"",
+                ),
+            );
         }
         let lower = name.to_ascii_lowercase();
         Ok(FieldName {
@@ -100,7 +104,23 @@ impl fmt::Display for FieldName {
 
 const fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// Header names trueip knows.
@@ -125,7 +145,8 @@ pub mod names {
     /// `X-Azure-FDID` (Azure Front Door profile id, an origin secret)
     pub const X_AZURE_FDID: FieldName = FieldName::from_static("x-azure-fdid");
     /// `CloudFront-Viewer-Address` (`ip:port`, IPv6 unbracketed)
-    pub const CLOUDFRONT_VIEWER_ADDRESS: FieldName = FieldName::from_static("cloudfront-viewer-address");
+    pub const CLOUDFRONT_VIEWER_ADDRESS: FieldName =
+        FieldName::from_static("cloudfront-viewer-address");
     /// `X-Forwarded-Proto`
     pub const X_FORWARDED_PROTO: FieldName = FieldName::from_static("x-forwarded-proto");
     /// `X-Forwarded-Host`
@@ -219,7 +240,11 @@ pub(crate) struct Lines<'a> {
 
 impl<'a> Lines<'a> {
     pub(crate) fn read<H: Headers + ?Sized>(headers: &'a H, name: &FieldName) -> Self {
-        let mut lines = Lines { lines: [&[]; MAX_LINES], len: 0, truncated: false };
+        let mut lines = Lines {
+            lines: [&[]; MAX_LINES],
+            len: 0,
+            truncated: false,
+        };
         headers.for_each_value(name, |value| {
             if lines.len == MAX_LINES {
                 lines.lines.rotate_left(1);
@@ -241,5 +266,4 @@ impl<'a> Lines<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
-
 }

@@ -66,7 +66,11 @@ pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Orig
     if hops == 0 {
         return Origin::default();
     }
-    if let Source::List { header: ListHeader::Forwarded, from_right } = resolution.source {
+    if let Source::List {
+        header: ListHeader::Forwarded,
+        from_right,
+    } = resolution.source
+    {
         return from_forwarded(headers, from_right);
     }
     Origin {
@@ -79,8 +83,11 @@ pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Orig
 
 fn from_forwarded<H: Headers + ?Sized>(headers: &H, from_right: u16) -> Origin {
     let lines = Lines::read(headers, &names::FORWARDED);
-    let element = forwarded::Rev::new(lines.as_slice()).nth(usize::from(from_right).saturating_sub(1));
-    let Some(Ok(element)) = element else { return Origin::default() };
+    let element =
+        forwarded::Rev::new(lines.as_slice()).nth(usize::from(from_right).saturating_sub(1));
+    let Some(Ok(element)) = element else {
+        return Origin::default();
+    };
     let host = element.host.and_then(|v| host(&v.unescaped()));
     Origin {
         proto: element.proto.and_then(|v| Scheme::parse(v.raw)),
@@ -93,7 +100,12 @@ fn from_forwarded<H: Headers + ?Sized>(headers: &H, from_right: u16) -> Origin {
 /// The value written by the outermost trusted hop, per the rule in the module docs.
 fn pick<'a, H: Headers + ?Sized>(headers: &'a H, name: &FieldName, hops: u16) -> Option<&'a [u8]> {
     let lines = Lines::read(headers, name);
-    let mut values = lines.as_slice().iter().rev().flat_map(|line| line.rsplit(|&b| b == b',')).filter(|v| !trim(v).is_empty());
+    let mut values = lines
+        .as_slice()
+        .iter()
+        .rev()
+        .flat_map(|line| line.rsplit(|&b| b == b','))
+        .filter(|v| !trim(v).is_empty());
     let mut chosen = None;
     for _ in 0..hops {
         match values.next() {
@@ -109,7 +121,11 @@ fn pick<'a, H: Headers + ?Sized>(headers: &'a H, name: &FieldName, hops: u16) ->
 
 fn host(text: &[u8]) -> Option<String> {
     let text = trim(text);
-    let ok = !text.is_empty() && text.len() <= 255 && text.iter().all(|&b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    let ok = !text.is_empty()
+        && text.len() <= 255
+        && text
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
     ok.then(|| String::from_utf8_lossy(text).into_owned())
 }
 
@@ -123,6 +139,8 @@ fn port_of_host(host: &str) -> Option<u16> {
 
 fn prefix(text: &[u8]) -> Option<String> {
     let text = trim(text);
-    let ok = text.first() == Some(&b'/') && text.len() <= 1024 && text.iter().all(|&b| b.is_ascii_graphic());
+    let ok = text.first() == Some(&b'/')
+        && text.len() <= 1024
+        && text.iter().all(|&b| b.is_ascii_graphic());
     ok.then(|| String::from_utf8_lossy(text).into_owned())
 }

@@ -24,7 +24,10 @@ pub struct Connection {
 impl Connection {
     /// A connection from `peer` without a PROXY header.
     pub fn from_peer(peer: impl Into<Node>) -> Self {
-        Connection { peer: peer.into(), proxy_source: None }
+        Connection {
+            peer: peer.into(),
+            proxy_source: None,
+        }
     }
 }
 
@@ -36,7 +39,10 @@ impl From<IpAddr> for Node {
 
 impl From<std::net::SocketAddr> for Node {
     fn from(addr: std::net::SocketAddr) -> Self {
-        Node { ip: crate::addr::normalize(addr.ip()), port: Some(addr.port()) }
+        Node {
+            ip: crate::addr::normalize(addr.ip()),
+            port: Some(addr.port()),
+        }
     }
 }
 
@@ -53,7 +59,13 @@ pub enum TrustSpec {
 }
 
 /// Provider names a trust spec may use.
-pub const PROVIDERS: [&str; 5] = ["cloudfront", "cloudflare", "fastly", "azure-front-door", "gcp-lb"];
+pub const PROVIDERS: [&str; 5] = [
+    "cloudfront",
+    "cloudflare",
+    "fastly",
+    "azure-front-door",
+    "gcp-lb",
+];
 
 /// Google Front End and health-check ranges, fixed and documented by Google for the
 /// external Application Load Balancer ("firewall rules for proxies").
@@ -73,11 +85,13 @@ impl FromStr for TrustSpec {
         if text.bytes().any(|b| b.is_ascii_digit() || b == b':') {
             return text.parse().map(TrustSpec::Cidr);
         }
-        Err(ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
-            "use a CIDR (10.0.0.0/8), an address, a named set ({}) or a provider ({})",
-            NamedSet::ALL.map(NamedSet::name).join(", "),
-            PROVIDERS.join(", ")
-        )))
+        Err(
+            ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
+                "use a CIDR (10.0.0.0/8), an address, a named set ({}) or a provider ({})",
+                NamedSet::ALL.map(NamedSet::name).join(", "),
+                PROVIDERS.join(", ")
+            )),
+        )
     }
 }
 
@@ -104,9 +118,13 @@ impl OriginSecret {
     pub fn new(name: &str, value: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
         let value = value.into();
         if value.is_empty() {
-            return Err(ConfigError::new("empty origin secret value").hint("set the value your CDN sends in this header"));
+            return Err(ConfigError::new("empty origin secret value")
+                .hint("set the value your CDN sends in this header"));
         }
-        Ok(OriginSecret { name: FieldName::new(name)?, value })
+        Ok(OriginSecret {
+            name: FieldName::new(name)?,
+            value,
+        })
     }
 
     /// The header name.
@@ -234,7 +252,10 @@ impl PolicyBuilder {
             return Ok(set.clone());
         }
         if name == "gcp-lb" {
-            return Ok(GCP_FRONT_ENDS.iter().filter_map(|c| c.parse().ok()).collect());
+            return Ok(GCP_FRONT_ENDS
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect());
         }
         Err(ConfigError::new(format!("no ranges loaded for provider {name:?}")).hint(format!(
             "point to the provider's published list: `--trust {name}=FILE` or [client_ip.providers] {name} = \"FILE\""
@@ -243,25 +264,36 @@ impl PolicyBuilder {
 
     /// Checks everything and builds the policy.
     pub fn build(self) -> Result<Policy, ConfigError> {
-        let base = self.resolve_set(&self.trusted).map_err(|e| e.at("client_ip.trusted"))?;
+        let base = self
+            .resolve_set(&self.trusted)
+            .map_err(|e| e.at("client_ip.trusted"))?;
         let mut strategies = Vec::new();
         for (i, (spec, own)) in self.strategies.iter().enumerate() {
             let trusted = match own {
-                Some(specs) => self.resolve_set(specs).map_err(|e| e.at(format!("client_ip.strategy[{i}].trusted")))?,
+                Some(specs) => self
+                    .resolve_set(specs)
+                    .map_err(|e| e.at(format!("client_ip.strategy[{i}].trusted")))?,
                 None => base.clone(),
             };
-            self.expand(spec, trusted, &mut strategies).map_err(|e| e.at(format!("client_ip.strategy[{i}]")))?;
+            self.expand(spec, trusted, &mut strategies)
+                .map_err(|e| e.at(format!("client_ip.strategy[{i}]")))?;
         }
         if strategies.len() > usize::from(u8::MAX) {
-            return Err(ConfigError::new("too many strategies").hint("a fallback chain of a few strategies is plenty"));
+            return Err(ConfigError::new("too many strategies")
+                .hint("a fallback chain of a few strategies is plenty"));
         }
         let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
         if ipv6_prefix > 128 {
-            return Err(ConfigError::new(format!("invalid ipv6_prefix {ipv6_prefix}")).hint("use 0 to 128; /64 is one subscriber"));
+            return Err(
+                ConfigError::new(format!("invalid ipv6_prefix {ipv6_prefix}"))
+                    .hint("use 0 to 128; /64 is one subscriber"),
+            );
         }
         Ok(Policy {
             strategies,
-            proxy_protocol_from: self.resolve_set(&self.proxy_protocol_from).map_err(|e| e.at("client_ip.proxy_protocol_from"))?,
+            proxy_protocol_from: self
+                .resolve_set(&self.proxy_protocol_from)
+                .map_err(|e| e.at("client_ip.proxy_protocol_from"))?,
             all_trusted: self.all_trusted,
             origin_secret: self.origin_secret,
             ipv6_prefix,
@@ -269,9 +301,18 @@ impl PolicyBuilder {
         })
     }
 
-    fn expand(&self, spec: &StrategySpec, trusted: TrustSet, out: &mut Vec<Strategy>) -> Result<(), ConfigError> {
+    fn expand(
+        &self,
+        spec: &StrategySpec,
+        trusted: TrustSet,
+        out: &mut Vec<Strategy>,
+    ) -> Result<(), ConfigError> {
         let from = self.from;
-        let with = |kind: Kind, trusted: TrustSet| Strategy { kind, trusted, spec: spec.clone() };
+        let with = |kind: Kind, trusted: TrustSet| Strategy {
+            kind,
+            trusted,
+            spec: spec.clone(),
+        };
         let header = |name: FieldName| Kind::Header(name.clone(), SingleFormat::for_header(&name));
         let needs_trust = |what: &str| -> Result<(), ConfigError> {
             if trusted.is_empty() {
@@ -300,24 +341,47 @@ impl PolicyBuilder {
             }
             StrategySpec::Leftmost => out.push(with(Kind::Leftmost(from), trusted)),
             StrategySpec::Preset(preset) => {
-                let provider = |name: &str| -> Result<TrustSet, ConfigError> { Ok(self.provider_set(name)?.union(&trusted)) };
+                let provider = |name: &str| -> Result<TrustSet, ConfigError> {
+                    Ok(self.provider_set(name)?.union(&trusted))
+                };
                 match preset {
                     Preset::Cloudfront => {
                         let set = provider("cloudfront")?;
                         out.push(with(header(names::CLOUDFRONT_VIEWER_ADDRESS), set.clone()));
-                        out.push(with(Kind::RightmostUntrusted(ListHeader::XForwardedFor), set));
+                        out.push(with(
+                            Kind::RightmostUntrusted(ListHeader::XForwardedFor),
+                            set,
+                        ));
                     }
-                    Preset::Cloudflare => out.push(with(header(names::CF_CONNECTING_IP), provider("cloudflare")?)),
-                    Preset::Fastly => out.push(with(header(names::FASTLY_CLIENT_IP), provider("fastly")?)),
-                    Preset::AzureFrontDoor => out.push(with(header(names::X_AZURE_CLIENTIP), provider("azure-front-door")?)),
-                    Preset::GcpLb => out.push(with(Kind::Hops(2, ListHeader::XForwardedFor), provider("gcp-lb")?)),
+                    Preset::Cloudflare => out.push(with(
+                        header(names::CF_CONNECTING_IP),
+                        provider("cloudflare")?,
+                    )),
+                    Preset::Fastly => {
+                        out.push(with(header(names::FASTLY_CLIENT_IP), provider("fastly")?))
+                    }
+                    Preset::AzureFrontDoor => out.push(with(
+                        header(names::X_AZURE_CLIENTIP),
+                        provider("azure-front-door")?,
+                    )),
+                    Preset::GcpLb => out.push(with(
+                        Kind::Hops(2, ListHeader::XForwardedFor),
+                        provider("gcp-lb")?,
+                    )),
                     Preset::Fly => {
-                        let set = if trusted.is_empty() { TrustSet::from_cidrs(NamedSet::Private.cidrs()) } else { trusted };
+                        let set = if trusted.is_empty() {
+                            TrustSet::from_cidrs(NamedSet::Private.cidrs())
+                        } else {
+                            trusted
+                        };
                         out.push(with(header(names::FLY_CLIENT_IP), set));
                     }
                     Preset::AwsAlb => {
                         needs_trust("X-Forwarded-For (give the ALB's VPC ranges)")?;
-                        out.push(with(Kind::RightmostUntrusted(ListHeader::XForwardedFor), trusted));
+                        out.push(with(
+                            Kind::RightmostUntrusted(ListHeader::XForwardedFor),
+                            trusted,
+                        ));
                     }
                 }
             }
@@ -374,7 +438,9 @@ impl Policy {
 
     /// The name of the `index`-th strategy of the expanded chain.
     pub fn strategy_name(&self, index: u8) -> Option<String> {
-        self.strategies.get(usize::from(index)).map(|s| s.spec.to_string())
+        self.strategies
+            .get(usize::from(index))
+            .map(|s| s.spec.to_string())
     }
 
     /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
@@ -388,13 +454,22 @@ impl Policy {
     }
 
     /// Decides, and records every step.
-    pub fn explain<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> (Resolution, Vec<Step>) {
+    pub fn explain<H: Headers + ?Sized>(
+        &self,
+        conn: &Connection,
+        headers: &H,
+    ) -> (Resolution, Vec<Step>) {
         let mut steps = Vec::new();
         let resolution = self.run(conn, headers, &mut steps);
         (resolution, steps)
     }
 
-    fn run<H: Headers + ?Sized, T: Tracer>(&self, conn: &Connection, headers: &H, trace: &mut T) -> Resolution {
+    fn run<H: Headers + ?Sized, T: Tracer>(
+        &self,
+        conn: &Connection,
+        headers: &H,
+        trace: &mut T,
+    ) -> Resolution {
         let mut warnings = Warnings::NONE;
         let peer = self.effective_peer(conn, &mut warnings, trace);
         let proxy_source = (peer.source == Source::ProxyProtocol).then_some(peer.client);
@@ -412,15 +487,47 @@ impl Policy {
         }
     }
 
-    fn effective_peer<T: Tracer>(&self, conn: &Connection, warnings: &mut Warnings, trace: &mut T) -> Found {
-        let tcp = Found { client: conn.peer, source: Source::Peer, trusted_hops: 0 };
-        let Some(source) = conn.proxy_source else { return tcp };
+    fn effective_peer<T: Tracer>(
+        &self,
+        conn: &Connection,
+        warnings: &mut Warnings,
+        trace: &mut T,
+    ) -> Found {
+        let tcp = Found {
+            client: conn.peer,
+            source: Source::Peer,
+            trusted_hops: 0,
+        };
+        let Some(source) = conn.proxy_source else {
+            return tcp;
+        };
         if self.proxy_protocol_from.contains(conn.peer.ip) {
-            trace.step(|| Step::new("peer", conn.peer, Verdict::Trusted, "trusted PROXY protocol sender"));
-            Found { client: Node { ip: crate::addr::normalize(source.ip), ..source }, source: Source::ProxyProtocol, trusted_hops: 1 }
+            trace.step(|| {
+                Step::new(
+                    "peer",
+                    conn.peer,
+                    Verdict::Trusted,
+                    "trusted PROXY protocol sender",
+                )
+            });
+            Found {
+                client: Node {
+                    ip: crate::addr::normalize(source.ip),
+                    ..source
+                },
+                source: Source::ProxyProtocol,
+                trusted_hops: 1,
+            }
         } else {
             warnings.insert(Warnings::UNTRUSTED_PROXY_PROTOCOL);
-            trace.step(|| Step::new("proxy-protocol", source, Verdict::Ignored, "the peer is not trusted to send PROXY headers"));
+            trace.step(|| {
+                Step::new(
+                    "proxy-protocol",
+                    source,
+                    Verdict::Ignored,
+                    "the peer is not trusted to send PROXY headers",
+                )
+            });
             tcp
         }
     }
@@ -433,19 +540,46 @@ impl Policy {
         trace: &mut T,
     ) -> (Option<Found>, Option<u8>) {
         if self.strategies.is_empty() {
-            trace.step(|| Step::new("strategy", "peer", Verdict::Client, "no proxy is trusted: the peer is the client"));
+            trace.step(|| {
+                Step::new(
+                    "strategy",
+                    "peer",
+                    Verdict::Client,
+                    "no proxy is trusted: the peer is the client",
+                )
+            });
             return (None, None);
         }
-        if let Some(secret) = &self.origin_secret {
-            if self.trusts(peer.client.ip) && !secret.matches(headers) {
-                warnings.insert(Warnings::ORIGIN_SECRET);
-                trace.step(|| Step::new(secret.name.to_string(), "<redacted>", Verdict::Ignored, "origin secret missing or wrong: forwarding headers ignored"));
-                return (None, None);
-            }
+        if let Some(secret) = &self.origin_secret
+            && self.trusts(peer.client.ip)
+            && !secret.matches(headers)
+        {
+            warnings.insert(Warnings::ORIGIN_SECRET);
+            trace.step(|| {
+                Step::new(
+                    secret.name.to_string(),
+                    "<redacted>",
+                    Verdict::Ignored,
+                    "origin secret missing or wrong: forwarding headers ignored",
+                )
+            });
+            return (None, None);
         }
         for (i, strategy) in self.strategies.iter().enumerate() {
-            trace.step(|| Step::new("strategy", &strategy.spec, Verdict::Start, format!("strategy {} of {}", i + 1, self.strategies.len())));
-            let mut ctx = Ctx { peer: peer.clone(), all_trusted: self.all_trusted, warnings, trace };
+            trace.step(|| {
+                Step::new(
+                    "strategy",
+                    &strategy.spec,
+                    Verdict::Start,
+                    format!("strategy {} of {}", i + 1, self.strategies.len()),
+                )
+            });
+            let mut ctx = Ctx {
+                peer: peer.clone(),
+                all_trusted: self.all_trusted,
+                warnings,
+                trace,
+            };
             if let Some(found) = strategy.run(headers, &mut ctx) {
                 self.check_other_list(strategy, peer, headers, &found, warnings);
                 return (Some(found), u8::try_from(i).ok());
@@ -455,9 +589,18 @@ impl Policy {
     }
 
     /// Flags X-Forwarded-For and Forwarded naming different clients.
-    fn check_other_list<H: Headers + ?Sized>(&self, strategy: &Strategy, peer: &Found, headers: &H, found: &Found, warnings: &mut Warnings) {
+    fn check_other_list<H: Headers + ?Sized>(
+        &self,
+        strategy: &Strategy,
+        peer: &Found,
+        headers: &H,
+        found: &Found,
+        warnings: &mut Warnings,
+    ) {
         let Some(list) = strategy.list() else { return };
-        if matches!(strategy.kind, Kind::Leftmost(_)) || !matches!(found.source, Source::List { .. }) {
+        if matches!(strategy.kind, Kind::Leftmost(_))
+            || !matches!(found.source, Source::List { .. })
+        {
             return;
         }
         let mut present = false;
@@ -466,8 +609,16 @@ impl Policy {
             return;
         }
         let mut scratch = Warnings::NONE;
-        let mut ctx = Ctx { peer: peer.clone(), all_trusted: self.all_trusted, warnings: &mut scratch, trace: &mut NoTrace };
-        if strategy.run_on(headers, Some(list.other()), &mut ctx).is_some_and(|o| o.client.ip != found.client.ip) {
+        let mut ctx = Ctx {
+            peer: peer.clone(),
+            all_trusted: self.all_trusted,
+            warnings: &mut scratch,
+            trace: &mut NoTrace,
+        };
+        if strategy
+            .run_on(headers, Some(list.other()), &mut ctx)
+            .is_some_and(|o| o.client.ip != found.client.ip)
+        {
             warnings.insert(Warnings::DISAGREE);
         }
     }
@@ -479,9 +630,18 @@ mod tests {
 
     #[test]
     fn trust_specs() {
-        assert_eq!("private".parse::<TrustSpec>().unwrap(), TrustSpec::Named(NamedSet::Private));
-        assert_eq!("Cloudflare".parse::<TrustSpec>().unwrap(), TrustSpec::Provider("cloudflare".into()));
-        assert!(matches!("10.0.0.0/8".parse::<TrustSpec>().unwrap(), TrustSpec::Cidr(_)));
+        assert_eq!(
+            "private".parse::<TrustSpec>().unwrap(),
+            TrustSpec::Named(NamedSet::Private)
+        );
+        assert_eq!(
+            "Cloudflare".parse::<TrustSpec>().unwrap(),
+            TrustSpec::Provider("cloudflare".into())
+        );
+        assert!(matches!(
+            "10.0.0.0/8".parse::<TrustSpec>().unwrap(),
+            TrustSpec::Cidr(_)
+        ));
         let err = "10.0.0.0/33".parse::<TrustSpec>().unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/33"), "{err}");
         let err = "cloudfrnt".parse::<TrustSpec>().unwrap_err().to_string();
@@ -490,13 +650,23 @@ mod tests {
 
     #[test]
     fn provider_without_ranges_says_how_to_load_them() {
-        let err = Policy::builder().strategy_str("cloudflare").unwrap().build().unwrap_err().to_string();
+        let err = Policy::builder()
+            .strategy_str("cloudflare")
+            .unwrap()
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cloudflare") && err.contains("FILE"), "{err}");
     }
 
     #[test]
     fn strategies_that_read_headers_need_trust() {
-        let err = Policy::builder().strategy_str("rightmost-untrusted").unwrap().build().unwrap_err().to_string();
+        let err = Policy::builder()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("trusts no one"), "{err}");
     }
 

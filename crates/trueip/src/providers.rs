@@ -26,7 +26,8 @@ pub const MAX_PREFIXES: usize = 1_000_000;
 /// One CIDR per line (Cloudflare's `ips-v4` / `ips-v6`, or any plain list).
 /// Blank lines and `#` comments are skipped.
 pub fn cidr_lines(text: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
-    let text = std::str::from_utf8(text).map_err(|_| ConfigError::new("range list is not UTF-8 text"))?;
+    let text =
+        std::str::from_utf8(text).map_err(|_| ConfigError::new("range list is not UTF-8 text"))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default().trim();
@@ -34,12 +35,19 @@ pub fn cidr_lines(text: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
             continue;
         }
         if out.len() == MAX_PREFIXES {
-            return Err(ConfigError::new(format!("range list holds more than {MAX_PREFIXES} prefixes")));
+            return Err(ConfigError::new(format!(
+                "range list holds more than {MAX_PREFIXES} prefixes"
+            )));
         }
-        out.push(line.parse::<Cidr>().map_err(|e| e.at(format!("line {}", i + 1)))?);
+        out.push(
+            line.parse::<Cidr>()
+                .map_err(|e| e.at(format!("line {}", i + 1)))?,
+        );
     }
     if out.is_empty() {
-        return Err(ConfigError::new("range list holds no prefixes").hint("is this the right file?"));
+        return Err(
+            ConfigError::new("range list holds no prefixes").hint("is this the right file?")
+        );
     }
     Ok(out)
 }
@@ -71,12 +79,26 @@ mod json {
     pub fn aws_ip_ranges(json: &[u8], service: &str) -> Result<Vec<Cidr>, ConfigError> {
         let doc: Aws = serde_json::from_slice(json)
             .map_err(|e| ConfigError::new(format!("not an AWS ip-ranges.json: {e}")))?;
-        let v4 = doc.prefixes.iter().enumerate().filter(|(_, p)| p.service == service).map(|(i, p)| (format!("prefixes[{i}]"), &p.ip_prefix));
-        let v6 = doc.ipv6_prefixes.iter().enumerate().filter(|(_, p)| p.service == service).map(|(i, p)| (format!("ipv6_prefixes[{i}]"), &p.ipv6_prefix));
+        let v4 = doc
+            .prefixes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.service == service)
+            .map(|(i, p)| (format!("prefixes[{i}]"), &p.ip_prefix));
+        let v6 = doc
+            .ipv6_prefixes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.service == service)
+            .map(|(i, p)| (format!("ipv6_prefixes[{i}]"), &p.ipv6_prefix));
         let out = parse_all(v4.chain(v6))?;
         if out.is_empty() {
-            return Err(ConfigError::new(format!("AWS ip-ranges.json has no prefixes for service {service:?}"))
-                .hint(format!("services are upper-case, e.g. {CLOUDFRONT_ORIGIN_FACING}")));
+            return Err(ConfigError::new(format!(
+                "AWS ip-ranges.json has no prefixes for service {service:?}"
+            ))
+            .hint(format!(
+                "services are upper-case, e.g. {CLOUDFRONT_ORIGIN_FACING}"
+            )));
         }
         Ok(out)
     }
@@ -90,10 +112,18 @@ mod json {
 
     /// Fastly's public IP list (`{"addresses": [...], "ipv6_addresses": [...]}`).
     pub fn fastly_public_ip_list(json: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
-        let doc: Fastly =
-            serde_json::from_slice(json).map_err(|e| ConfigError::new(format!("not a Fastly public-ip-list: {e}")))?;
-        let v4 = doc.addresses.iter().enumerate().map(|(i, p)| (format!("addresses[{i}]"), p));
-        let v6 = doc.ipv6_addresses.iter().enumerate().map(|(i, p)| (format!("ipv6_addresses[{i}]"), p));
+        let doc: Fastly = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new(format!("not a Fastly public-ip-list: {e}")))?;
+        let v4 = doc
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("addresses[{i}]"), p));
+        let v6 = doc
+            .ipv6_addresses
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("ipv6_addresses[{i}]"), p));
         parse_all(v4.chain(v6))
     }
 
@@ -114,19 +144,31 @@ mod json {
 
     /// Azure service tags JSON, keeping one tag (e.g. [`AZURE_FRONT_DOOR_BACKEND`]).
     pub fn azure_service_tags(json: &[u8], tag: &str) -> Result<Vec<Cidr>, ConfigError> {
-        let doc: Azure =
-            serde_json::from_slice(json).map_err(|e| ConfigError::new(format!("not an Azure service tags file: {e}")))?;
+        let doc: Azure = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new(format!("not an Azure service tags file: {e}")))?;
         let entry = doc.values.iter().find(|v| v.name == tag).ok_or_else(|| {
-            ConfigError::new(format!("Azure service tags file has no tag {tag:?}")).hint(format!("Front Door's is {AZURE_FRONT_DOOR_BACKEND}"))
+            ConfigError::new(format!("Azure service tags file has no tag {tag:?}"))
+                .hint(format!("Front Door's is {AZURE_FRONT_DOOR_BACKEND}"))
         })?;
-        parse_all(entry.properties.address_prefixes.iter().enumerate().map(|(i, p)| (format!("addressPrefixes[{i}]"), p)))
+        parse_all(
+            entry
+                .properties
+                .address_prefixes
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("addressPrefixes[{i}]"), p)),
+        )
     }
 
-    fn parse_all<'a>(items: impl Iterator<Item = (String, &'a String)>) -> Result<Vec<Cidr>, ConfigError> {
+    fn parse_all<'a>(
+        items: impl Iterator<Item = (String, &'a String)>,
+    ) -> Result<Vec<Cidr>, ConfigError> {
         let mut out = Vec::new();
         for (at, text) in items {
             if out.len() == MAX_PREFIXES {
-                return Err(ConfigError::new(format!("range list holds more than {MAX_PREFIXES} prefixes")));
+                return Err(ConfigError::new(format!(
+                    "range list holds more than {MAX_PREFIXES} prefixes"
+                )));
             }
             out.push(text.parse::<Cidr>().map_err(|e| e.at(at))?);
         }
@@ -136,42 +178,6 @@ mod json {
 
 #[cfg(feature = "serde")]
 pub use json::{aws_ip_ranges, azure_service_tags, fastly_public_ip_list};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cloudflare_text() {
-        let list = cidr_lines(b"173.245.48.0/20\n# comment\n\n2400:cb00::/32\n").unwrap();
-        assert_eq!(list.len(), 2);
-        let err = cidr_lines(b"173.245.48.0/20\n10.0.0.0/33\n").unwrap_err().to_string();
-        assert!(err.contains("line 2"), "{err}");
-        assert!(cidr_lines(b"").is_err());
-    }
-
-    #[cfg(feature = "serde")]
-    #[test]
-    fn aws_json() {
-        let json = br#"{"syncToken":"1","createDate":"x","prefixes":[
-            {"ip_prefix":"3.2.34.0/26","region":"af-south-1","service":"AMAZON","network_border_group":"af-south-1"},
-            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
-            "ipv6_prefixes":[{"ipv6_prefix":"2600:9000:ddd::/48","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}]}"#;
-        let list = aws_ip_ranges(json, CLOUDFRONT_ORIGIN_FACING).unwrap();
-        assert_eq!(list.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["13.32.0.0/15", "2600:9000:ddd::/48"]);
-        assert!(aws_ip_ranges(json, "NOPE").is_err());
-        assert!(aws_ip_ranges(b"{}", CLOUDFRONT_ORIGIN_FACING).is_err());
-    }
-
-    #[cfg(feature = "serde")]
-    #[test]
-    fn fastly_and_azure_json() {
-        let list = fastly_public_ip_list(br#"{"addresses":["23.235.32.0/20"],"ipv6_addresses":["2a04:4e40::/32"]}"#).unwrap();
-        assert_eq!(list.len(), 2);
-        let az = br#"{"values":[{"name":"AzureFrontDoor.Backend","id":"x","properties":{"addressPrefixes":["147.243.0.0/16","2a01:111:2050::/44"]}}]}"#;
-        assert_eq!(azure_service_tags(az, AZURE_FRONT_DOOR_BACKEND).unwrap().len(), 2);
-    }
-}
 
 /// Parses a provider's published list by provider name, telling JSON from text by its
 /// first byte: `cloudfront` (AWS JSON, origin-facing service), `fastly` (Fastly JSON),
@@ -188,11 +194,65 @@ pub fn parse_for(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError>
             "cloudfront" => aws_ip_ranges(bytes, CLOUDFRONT_ORIGIN_FACING),
             "fastly" => fastly_public_ip_list(bytes),
             "azure-front-door" => azure_service_tags(bytes, AZURE_FRONT_DOOR_BACKEND),
-            _ => Err(ConfigError::new(format!("no JSON format known for provider {provider:?}")).hint("give one CIDR per line")),
+            _ => Err(
+                ConfigError::new(format!("no JSON format known for provider {provider:?}"))
+                    .hint("give one CIDR per line"),
+            ),
         }
     }
     #[cfg(not(feature = "serde"))]
     {
-        Err(ConfigError::new(format!("JSON range lists for {provider:?} need trueip's `serde` feature")))
+        Err(ConfigError::new(format!(
+            "JSON range lists for {provider:?} need trueip's `serde` feature"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudflare_text() {
+        let list = cidr_lines(b"173.245.48.0/20\n# comment\n\n2400:cb00::/32\n").unwrap();
+        assert_eq!(list.len(), 2);
+        let err = cidr_lines(b"173.245.48.0/20\n10.0.0.0/33\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(cidr_lines(b"").is_err());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn aws_json() {
+        let json = br#"{"syncToken":"1","createDate":"x","prefixes":[
+            {"ip_prefix":"3.2.34.0/26","region":"af-south-1","service":"AMAZON","network_border_group":"af-south-1"},
+            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[{"ipv6_prefix":"2600:9000:ddd::/48","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}]}"#;
+        let list = aws_ip_ranges(json, CLOUDFRONT_ORIGIN_FACING).unwrap();
+        assert_eq!(
+            list.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["13.32.0.0/15", "2600:9000:ddd::/48"]
+        );
+        assert!(aws_ip_ranges(json, "NOPE").is_err());
+        assert!(aws_ip_ranges(b"{}", CLOUDFRONT_ORIGIN_FACING).is_err());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn fastly_and_azure_json() {
+        let list = fastly_public_ip_list(
+            br#"{"addresses":["23.235.32.0/20"],"ipv6_addresses":["2a04:4e40::/32"]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        let az = br#"{"values":[{"name":"AzureFrontDoor.Backend","id":"x","properties":{"addressPrefixes":["147.243.0.0/16","2a01:111:2050::/44"]}}]}"#;
+        assert_eq!(
+            azure_service_tags(az, AZURE_FRONT_DOOR_BACKEND)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -49,7 +49,10 @@ impl std::str::FromStr for ListHeader {
         match s.to_ascii_lowercase().as_str() {
             "xff" | "x-forwarded-for" => Ok(ListHeader::XForwardedFor),
             "forwarded" => Ok(ListHeader::Forwarded),
-            _ => Err(crate::ConfigError::new(format!("unknown list header {s:?}")).hint("use \"xff\" or \"forwarded\"")),
+            _ => Err(
+                crate::ConfigError::new(format!("unknown list header {s:?}"))
+                    .hint("use \"xff\" or \"forwarded\""),
+            ),
         }
     }
 }
@@ -150,7 +153,10 @@ impl Warnings {
 
     /// The snake_case names of the flags set, in a fixed order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE.iter().filter(move |(flag, _)| self.contains(*flag)).map(|(_, name)| *name)
+        Self::TABLE
+            .iter()
+            .filter(move |(flag, _)| self.contains(*flag))
+            .map(|(_, name)| *name)
     }
 
     /// Every warning name, for documentation.

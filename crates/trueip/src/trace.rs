@@ -49,8 +49,18 @@ pub struct Step {
 }
 
 impl Step {
-    pub(crate) fn new(subject: impl Into<String>, value: impl fmt::Display, verdict: Verdict, why: impl Into<String>) -> Self {
-        Step { subject: subject.into(), value: value.to_string(), verdict, why: why.into() }
+    pub(crate) fn new(
+        subject: impl Into<String>,
+        value: impl fmt::Display,
+        verdict: Verdict,
+        why: impl Into<String>,
+    ) -> Self {
+        Step {
+            subject: subject.into(),
+            value: value.to_string(),
+            verdict,
+            why: why.into(),
+        }
     }
 }
 

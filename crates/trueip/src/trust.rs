@@ -25,17 +25,23 @@ impl Cidr {
     /// IPv4-mapped IPv6 prefixes (`::ffff:10.0.0.0/104`) become IPv4 ones.
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, ConfigError> {
         let (addr, prefix) = match addr {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => (normalize(addr), prefix - 96),
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => {
+                (normalize(addr), prefix - 96)
+            }
             _ => (addr, prefix),
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(ConfigError::new(format!("invalid CIDR \"{addr}/{prefix}\": prefix longer than /{max}")));
+            return Err(ConfigError::new(format!(
+                "invalid CIDR \"{addr}/{prefix}\": prefix longer than /{max}"
+            )));
         }
         let cidr = Cidr { addr, prefix };
         if cidr.network() != addr {
-            return Err(ConfigError::new(format!("invalid CIDR \"{addr}/{prefix}\": address bits set past the prefix"))
-                .hint(format!("did you mean \"{}/{prefix}\"?", cidr.network())));
+            return Err(ConfigError::new(format!(
+                "invalid CIDR \"{addr}/{prefix}\": address bits set past the prefix"
+            ))
+            .hint(format!("did you mean \"{}/{prefix}\"?", cidr.network())));
         }
         Ok(cidr)
     }
@@ -43,7 +49,10 @@ impl Cidr {
     /// A single address.
     pub fn host(addr: IpAddr) -> Self {
         let addr = normalize(addr);
-        Cidr { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
+        Cidr {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
     }
 
     /// The network address.
@@ -62,19 +71,27 @@ impl Cidr {
     /// Whether `ip` (normalised) lies inside.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, normalize(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => u32::from(ip) & mask32(self.prefix) == u32::from(net),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => u128::from(ip) & mask128(self.prefix) == u128::from(net),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                u32::from(ip) & mask32(self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                u128::from(ip) & mask128(self.prefix) == u128::from(net)
+            }
             _ => false,
         }
     }
 }
 
 pub(crate) fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0)
 }
 
 pub(crate) fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0)
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix.min(128)))
+        .unwrap_or(0)
 }
 
 impl FromStr for Cidr {
@@ -87,17 +104,24 @@ impl FromStr for Cidr {
             None => (text, None),
         };
         let addr = parse_ip(addr.trim().as_bytes()).map_err(|e| match e {
-            AddrError::LeadingZero => bad("IPv4 octet with a leading zero").hint("write 10.0.0.1, not 010.0.0.1"),
+            AddrError::LeadingZero => {
+                bad("IPv4 octet with a leading zero").hint("write 10.0.0.1, not 010.0.0.1")
+            }
             _ => bad("not an IP address"),
         })?;
         match prefix {
             None if text.contains('%') => Err(bad("zone ids are not part of an address range")),
             None => Ok(Cidr::host(addr)),
             Some(p) => {
-                let p: u8 = p.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
+                let p: u8 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("prefix length is not a number"))?;
                 // parse_ip maps ::ffff:a.b.c.d to IPv4; the prefix was written for IPv6.
                 match addr {
-                    IpAddr::V4(v4) if text.contains(':') => Cidr::new(IpAddr::V6(v4.to_ipv6_mapped()), p),
+                    IpAddr::V4(v4) if text.contains(':') => {
+                        Cidr::new(IpAddr::V6(v4.to_ipv6_mapped()), p)
+                    }
                     _ => Cidr::new(addr, p),
                 }
             }
@@ -138,14 +162,23 @@ impl NamedSet {
 
     /// Parses a name.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|set| set.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|set| set.name().eq_ignore_ascii_case(name))
     }
 
     /// The prefixes of the set.
     pub fn cidrs(self) -> Vec<Cidr> {
         let texts: &[&str] = match self {
             NamedSet::Loopback => &["127.0.0.0/8", "::1/128"],
-            NamedSet::Private => &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"],
+            NamedSet::Private => &[
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "169.254.0.0/16",
+                "fc00::/7",
+                "fe80::/10",
+            ],
             NamedSet::Any => &["0.0.0.0/0", "::/0"],
         };
         texts.iter().filter_map(|t| t.parse().ok()).collect()
@@ -186,7 +219,12 @@ impl TrustSet {
         }
         let (v4_starts, v4_ends) = merge(v4);
         let (v6_starts, v6_ends) = merge(v6);
-        TrustSet { v4_starts, v4_ends, v6_starts, v6_ends }
+        TrustSet {
+            v4_starts,
+            v4_ends,
+            v6_starts,
+            v6_ends,
+        }
     }
 
     /// The union of two sets.
@@ -210,7 +248,10 @@ impl TrustSet {
 
     /// Whether the set trusts every address.
     pub fn is_everything(&self) -> bool {
-        self.v4_starts == [0] && self.v4_ends == [u32::MAX] && self.v6_starts == [0] && self.v6_ends == [u128::MAX]
+        self.v4_starts == [0]
+            && self.v4_ends == [u32::MAX]
+            && self.v6_starts == [0]
+            && self.v6_ends == [u128::MAX]
     }
 
     /// Number of merged intervals (for diagnostics).
@@ -220,14 +261,26 @@ impl TrustSet {
 
     /// The set as a minimal list of prefixes.
     pub fn cidrs(&self) -> impl Iterator<Item = Cidr> + '_ {
-        let v4 = self.v4_starts.iter().zip(&self.v4_ends).flat_map(|(&s, &e)| {
-            split_range(u128::from(s), u128::from(e), 32).map(|(n, p)| Cidr { addr: IpAddr::V4(Ipv4Addr::from(n as u32)), prefix: p })
-        });
+        let v4 = self
+            .v4_starts
+            .iter()
+            .zip(&self.v4_ends)
+            .flat_map(|(&s, &e)| {
+                split_range(u128::from(s), u128::from(e), 32).map(|(n, p)| Cidr {
+                    addr: IpAddr::V4(Ipv4Addr::from(n as u32)),
+                    prefix: p,
+                })
+            });
         let v6 = self
             .v6_starts
             .iter()
             .zip(&self.v6_ends)
-            .flat_map(|(&s, &e)| split_range(s, e, 128).map(|(n, p)| Cidr { addr: IpAddr::V6(Ipv6Addr::from(n)), prefix: p }));
+            .flat_map(|(&s, &e)| {
+                split_range(s, e, 128).map(|(n, p)| Cidr {
+                    addr: IpAddr::V6(Ipv6Addr::from(n)),
+                    prefix: p,
+                })
+            });
         v4.chain(v6)
     }
 }
@@ -302,15 +355,25 @@ fn split_range(start: u128, end: u128, bits: u8) -> impl Iterator<Item = (u128, 
     std::iter::from_fn(move || {
         let cur = next?;
         // Largest block aligned at `cur` that does not pass `end`.
-        let mut size_bits = if cur == 0 { u32::from(bits) } else { cur.trailing_zeros().min(u32::from(bits)) };
+        let mut size_bits = if cur == 0 {
+            u32::from(bits)
+        } else {
+            cur.trailing_zeros().min(u32::from(bits))
+        };
         while size_bits > 0 {
-            let last = cur.checked_add((1u128 << size_bits) - 1).filter(|&l| l <= end && (bits == 128 || l < (1u128 << bits)));
+            let last = cur
+                .checked_add((1u128 << size_bits) - 1)
+                .filter(|&l| l <= end && (bits == 128 || l < (1u128 << bits)));
             if size_bits == 128 || last.is_some() {
                 break;
             }
             size_bits -= 1;
         }
-        let last = if size_bits == 128 { u128::MAX } else { cur + ((1u128 << size_bits) - 1) };
+        let last = if size_bits == 128 {
+            u128::MAX
+        } else {
+            cur + ((1u128 << size_bits) - 1)
+        };
         next = if last >= end { None } else { Some(last + 1) };
         Some((cur, bits - size_bits as u8))
     })
@@ -326,11 +389,23 @@ mod tests {
 
     #[test]
     fn cidr_parsing_names_the_problem() {
-        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!("10.0.0.1".parse::<Cidr>().unwrap().to_string(), "10.0.0.1/32");
-        assert_eq!("::ffff:10.0.0.0/104".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "10.0.0.1".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.1/32"
+        );
+        assert_eq!(
+            "::ffff:10.0.0.0/104".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         let err = "10.0.0.0/33".parse::<Cidr>().unwrap_err().to_string();
-        assert!(err.contains("\"10.0.0.0/33\"") && err.contains("/32"), "{err}");
+        assert!(
+            err.contains("\"10.0.0.0/33\"") && err.contains("/32"),
+            "{err}"
+        );
         let err = "10.0.0.1/8".parse::<Cidr>().unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/8"), "{err}");
         assert!("010.0.0.0/8".parse::<Cidr>().is_err());
@@ -340,14 +415,34 @@ mod tests {
 
     #[test]
     fn lookups() {
-        let set: TrustSet = ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "203.0.113.7"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        for yes in ["10.0.0.0", "10.255.255.255", "192.168.1.77", "2001:db8::1", "203.0.113.7", "::ffff:10.1.2.3"] {
+        let set: TrustSet = [
+            "10.0.0.0/8",
+            "192.168.1.0/24",
+            "2001:db8::/32",
+            "203.0.113.7",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for yes in [
+            "10.0.0.0",
+            "10.255.255.255",
+            "192.168.1.77",
+            "2001:db8::1",
+            "203.0.113.7",
+            "::ffff:10.1.2.3",
+        ] {
             assert!(set.contains(ip(yes)), "{yes}");
         }
-        for no in ["11.0.0.0", "9.255.255.255", "192.168.2.1", "2001:db9::1", "203.0.113.8", "::10.1.2.3", "::"] {
+        for no in [
+            "11.0.0.0",
+            "9.255.255.255",
+            "192.168.2.1",
+            "2001:db9::1",
+            "203.0.113.8",
+            "::10.1.2.3",
+            "::",
+        ] {
             assert!(!set.contains(ip(no)), "{no}");
         }
         assert!(!TrustSet::empty().contains(ip("127.0.0.1")));
@@ -355,15 +450,33 @@ mod tests {
 
     #[test]
     fn merges_and_prints_minimal_prefixes() {
-        let set: TrustSet = ["10.0.0.0/9", "10.128.0.0/9", "10.1.0.0/16", "::/0", "0.0.0.0/0"]
+        let set: TrustSet = [
+            "10.0.0.0/9",
+            "10.128.0.0/9",
+            "10.1.0.0/16",
+            "::/0",
+            "0.0.0.0/0",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert!(set.is_everything());
+        let set: TrustSet = ["10.0.0.0/9", "10.128.0.0/9"]
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        assert!(set.is_everything());
-        let set: TrustSet = ["10.0.0.0/9", "10.128.0.0/9"].iter().map(|s| s.parse().unwrap()).collect();
-        assert_eq!(set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(), ["10.0.0.0/8"]);
-        let set: TrustSet = ["10.0.0.1", "10.0.0.2"].iter().map(|s| s.parse().unwrap()).collect();
-        assert_eq!(set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(), ["10.0.0.1/32", "10.0.0.2/32"]);
+        assert_eq!(
+            set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["10.0.0.0/8"]
+        );
+        let set: TrustSet = ["10.0.0.1", "10.0.0.2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["10.0.0.1/32", "10.0.0.2/32"]
+        );
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub fn parse_element(raw: &[u8]) -> Entry<'_> {
     }
     match parse_node(text) {
         Ok(node) => Entry::Addr(node),
-        Err(why) => Entry::Malformed { text, why: why.into() },
+        Err(why) => Entry::Malformed {
+            text,
+            why: why.into(),
+        },
     }
 }
 
@@ -34,7 +37,10 @@ pub struct Rev<'a, 'l> {
 impl<'a, 'l> Rev<'a, 'l> {
     /// Iterates the elements of `lines` (the header's lines in request order) from the right.
     pub fn new(lines: &'l [&'a [u8]]) -> Self {
-        Rev { lines, current: None }
+        Rev {
+            lines,
+            current: None,
+        }
     }
 }
 
@@ -88,7 +94,10 @@ mod tests {
 
     #[test]
     fn right_to_left_across_lines() {
-        assert_eq!(addrs(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]), ["3.3.3.3", "2.2.2.2", "1.1.1.1"]);
+        assert_eq!(
+            addrs(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]),
+            ["3.3.3.3", "2.2.2.2", "1.1.1.1"]
+        );
         assert_eq!(addrs(&["1.1.1.1,,  ,2.2.2.2,", ""]), ["2.2.2.2", "1.1.1.1"]);
         assert_eq!(addrs(&[]), Vec::<String>::new());
     }
@@ -97,10 +106,25 @@ mod tests {
     fn element_kinds() {
         assert_eq!(parse_element(b" unknown "), Entry::Unknown);
         assert_eq!(parse_element(b"_hidden"), Entry::Obfuscated(b"_hidden"));
-        assert!(matches!(parse_element(b"1.2.3.4:80"), Entry::Addr(Node { port: Some(80), .. })));
-        assert!(matches!(parse_element(b"[2001:db8::1]:443"), Entry::Addr(Node { port: Some(443), .. })));
-        assert!(matches!(parse_element(b"evil.example"), Entry::Malformed { .. }));
-        assert!(matches!(parse_element(b"1.2.3.4 5.6.7.8"), Entry::Malformed { .. }));
+        assert!(matches!(
+            parse_element(b"1.2.3.4:80"),
+            Entry::Addr(Node { port: Some(80), .. })
+        ));
+        assert!(matches!(
+            parse_element(b"[2001:db8::1]:443"),
+            Entry::Addr(Node {
+                port: Some(443),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_element(b"evil.example"),
+            Entry::Malformed { .. }
+        ));
+        assert!(matches!(
+            parse_element(b"1.2.3.4 5.6.7.8"),
+            Entry::Malformed { .. }
+        ));
     }
 
     #[test]

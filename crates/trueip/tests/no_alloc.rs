@@ -12,7 +12,13 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn resolve_allocates_nothing() {
-    let big: TrustSet = (0..10_000u32).map(|i| format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256).parse().unwrap()).collect();
+    let big: TrustSet = (0..10_000u32)
+        .map(|i| {
+            format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256)
+                .parse()
+                .unwrap()
+        })
+        .collect();
     let policies: Vec<Policy> = [
         ("10.0.0.0/8", "rightmost-untrusted"),
         ("10.0.0.0/8", "rightmost"),
@@ -22,19 +28,43 @@ fn resolve_allocates_nothing() {
         ("10.0.0.0/8", "leftmost"),
     ]
     .iter()
-    .map(|(t, s)| Policy::builder().trust_str(t).unwrap().strategy_str(s).unwrap().build().unwrap())
+    .map(|(t, s)| {
+        Policy::builder()
+            .trust_str(t)
+            .unwrap()
+            .strategy_str(s)
+            .unwrap()
+            .build()
+            .unwrap()
+    })
     .chain(std::iter::once(
-        Policy::builder().provider("cloudflare", big).strategy_str("cloudflare").unwrap().strategy_str("rightmost-untrusted").unwrap().trust_str("10.0.0.0/8").unwrap().build().unwrap(),
+        Policy::builder()
+            .provider("cloudflare", big)
+            .strategy_str("cloudflare")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .build()
+            .unwrap(),
     ))
     .collect();
 
     let mut map = http::HeaderMap::new();
     map.append("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
     map.append("x-forwarded-for", "10.0.0.3, 10.0.0.2".parse().unwrap());
-    map.append("forwarded", "for=203.0.113.8, for=\"[2001:db8::1]:80\"".parse().unwrap());
+    map.append(
+        "forwarded",
+        "for=203.0.113.8, for=\"[2001:db8::1]:80\"".parse().unwrap(),
+    );
     map.append("x-real-ip", "198.51.100.1".parse().unwrap());
     map.append("x-custom-client", "198.51.100.2".parse().unwrap());
-    let pairs = [("X-Forwarded-For", "6.6.6.6, garbage, 10.0.0.2"), ("X-Real-IP", "198.51.100.1"), ("Forwarded", "for=\"1.2.3.4")];
+    let pairs = [
+        ("X-Forwarded-For", "6.6.6.6, garbage, 10.0.0.2"),
+        ("X-Real-IP", "198.51.100.1"),
+        ("Forwarded", "for=\"1.2.3.4"),
+    ];
     let conns = [
         Connection::from_peer(Node::ip("10.0.0.1".parse().unwrap())),
         Connection::from_peer(Node::ip("127.0.0.1".parse().unwrap())),

@@ -40,14 +40,30 @@ fn entry() -> impl Strategy<Value = String> {
 
 fn policies() -> Vec<(&'static str, Policy)> {
     let build = |strategy: &str, from: ListHeader| {
-        Policy::builder().trust_str("10.0.0.0/14").unwrap().strategy_str(strategy).unwrap().from_list(from).build().unwrap()
+        Policy::builder()
+            .trust_str("10.0.0.0/14")
+            .unwrap()
+            .strategy_str(strategy)
+            .unwrap()
+            .from_list(from)
+            .build()
+            .unwrap()
     };
     vec![
-        ("rightmost-untrusted/xff", build("rightmost-untrusted", ListHeader::XForwardedFor)),
-        ("rightmost-untrusted/forwarded", build("rightmost-untrusted", ListHeader::Forwarded)),
+        (
+            "rightmost-untrusted/xff",
+            build("rightmost-untrusted", ListHeader::XForwardedFor),
+        ),
+        (
+            "rightmost-untrusted/forwarded",
+            build("rightmost-untrusted", ListHeader::Forwarded),
+        ),
         ("hops:2/xff", build("hops:2", ListHeader::XForwardedFor)),
         ("hops:1/forwarded", build("hops:1", ListHeader::Forwarded)),
-        ("rightmost/xff", build("rightmost", ListHeader::XForwardedFor)),
+        (
+            "rightmost/xff",
+            build("rightmost", ListHeader::XForwardedFor),
+        ),
     ]
 }
 
@@ -71,7 +87,11 @@ fn line(list: ListHeader, entries: &[String]) -> String {
 }
 
 fn list_of(name: &str) -> ListHeader {
-    if name.ends_with("forwarded") { ListHeader::Forwarded } else { ListHeader::XForwardedFor }
+    if name.ends_with("forwarded") {
+        ListHeader::Forwarded
+    } else {
+        ListHeader::XForwardedFor
+    }
 }
 
 fn header_name(list: ListHeader) -> &'static str {
@@ -82,7 +102,11 @@ fn header_name(list: ListHeader) -> &'static str {
 }
 
 /// Results that depend on the left end by design: all-trusted, the walk cap, a short count.
-const LEFT_DEPENDENT: [Warnings; 3] = [Warnings::ALL_TRUSTED, Warnings::TRUNCATED, Warnings::FEWER_HOPS];
+const LEFT_DEPENDENT: [Warnings; 3] = [
+    Warnings::ALL_TRUSTED,
+    Warnings::TRUNCATED,
+    Warnings::FEWER_HOPS,
+];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]

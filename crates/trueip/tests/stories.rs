@@ -6,14 +6,24 @@
 use trueip::{AllTrusted, Connection, Node, OriginSecret, Policy, Source, TrustSet, Warnings};
 
 /// Headers a client could send that no case's policy reads: they must never matter.
-const DISTRACTORS: [(&str, &str); 3] = [("True-Client-IP", "6.6.6.1"), ("X-Client-IP", "6.6.6.2"), ("Fly-Client-IP", "6.6.6.3")];
+const DISTRACTORS: [(&str, &str); 3] = [
+    ("True-Client-IP", "6.6.6.1"),
+    ("X-Client-IP", "6.6.6.2"),
+    ("Fly-Client-IP", "6.6.6.3"),
+];
 
 /// Stand-ins for provider range files (the shapes of the real ones, not their contents).
 fn cloudfront() -> TrustSet {
-    ["13.32.0.0/15", "2600:9000::/28"].iter().map(|c| c.parse().unwrap()).collect()
+    ["13.32.0.0/15", "2600:9000::/28"]
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect()
 }
 fn cloudflare() -> TrustSet {
-    ["173.245.48.0/20", "2400:cb00::/32"].iter().map(|c| c.parse().unwrap()).collect()
+    ["173.245.48.0/20", "2400:cb00::/32"]
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect()
 }
 
 struct Case {
@@ -27,7 +37,9 @@ struct Case {
 }
 
 fn policy(trust: &[&str], strategy: &[&str]) -> Policy {
-    let mut b = Policy::builder().provider("cloudfront", cloudfront()).provider("cloudflare", cloudflare());
+    let mut b = Policy::builder()
+        .provider("cloudfront", cloudfront())
+        .provider("cloudflare", cloudflare());
     for t in trust {
         b = b.trust_str(t).unwrap();
     }
@@ -46,11 +58,25 @@ fn run(case: &Case) {
     headers.extend(DISTRACTORS);
     let policy = (case.policy)();
     let got = policy.resolve(&conn(case.peer), &headers);
-    assert_eq!(got.ip().to_string(), case.client, "case {:?} ({}): {got:?}", case.name, case.why);
-    assert_eq!(got.warnings, case.warnings, "case {:?} ({}): warnings", case.name, case.why);
+    assert_eq!(
+        got.ip().to_string(),
+        case.client,
+        "case {:?} ({}): {got:?}",
+        case.name,
+        case.why
+    );
+    assert_eq!(
+        got.warnings, case.warnings,
+        "case {:?} ({}): warnings",
+        case.name, case.why
+    );
     // The explanation is the same decision.
     let (explained, steps) = policy.explain(&conn(case.peer), &headers);
-    assert_eq!(explained, got, "case {:?}: explain differs from resolve", case.name);
+    assert_eq!(
+        explained, got,
+        "case {:?}: explain differs from resolve",
+        case.name
+    );
     assert!(!steps.is_empty());
 }
 
@@ -62,7 +88,10 @@ fn deployment_stories() {
         Case {
             name: "lambda behind ALB: the address the ALB saw, not what the client claimed",
             peer: "10.0.1.5",
-            headers: &[("x-forwarded-for", "203.0.113.195, 70.41.3.18, 150.172.238.178")],
+            headers: &[(
+                "x-forwarded-for",
+                "203.0.113.195, 70.41.3.18, 150.172.238.178",
+            )],
             policy: || policy(&["10.0.0.0/16"], &["rightmost-untrusted"]),
             client: "150.172.238.178",
             warnings: Warnings::SPOOF_ATTEMPT,
@@ -90,7 +119,12 @@ fn deployment_stories() {
             name: "cloudfront -> ALB -> nginx ($proxy_add_x_forwarded_for) -> app",
             peer: "127.0.0.1",
             headers: &[("X-Forwarded-For", "198.51.100.7, 13.32.4.5, 10.0.3.3")],
-            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
+            policy: || {
+                policy(
+                    &["loopback", "10.0.0.0/16", "cloudfront"],
+                    &["rightmost-untrusted"],
+                )
+            },
             client: "198.51.100.7",
             warnings: W,
             why: "nginx appended the ALB, the ALB appended CloudFront, CloudFront appended the viewer",
@@ -98,8 +132,16 @@ fn deployment_stories() {
         Case {
             name: "fail: attacker through the same CDN cannot pick an address",
             peer: "127.0.0.1",
-            headers: &[("X-Forwarded-For", "6.6.6.6, 198.51.100.66, 13.32.4.5, 10.0.3.3")],
-            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
+            headers: &[(
+                "X-Forwarded-For",
+                "6.6.6.6, 198.51.100.66, 13.32.4.5, 10.0.3.3",
+            )],
+            policy: || {
+                policy(
+                    &["loopback", "10.0.0.0/16", "cloudfront"],
+                    &["rightmost-untrusted"],
+                )
+            },
             client: "198.51.100.66",
             warnings: Warnings::SPOOF_ATTEMPT,
             why: "CloudFront appended the attacker's own address",
@@ -107,8 +149,16 @@ fn deployment_stories() {
         Case {
             name: "fail: bypassing the CDN, a forged CloudFront entry does not help",
             peer: "127.0.0.1",
-            headers: &[("X-Forwarded-For", "9.9.9.9, 13.32.1.1, 198.51.100.66, 10.0.3.3")],
-            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
+            headers: &[(
+                "X-Forwarded-For",
+                "9.9.9.9, 13.32.1.1, 198.51.100.66, 10.0.3.3",
+            )],
+            policy: || {
+                policy(
+                    &["loopback", "10.0.0.0/16", "cloudfront"],
+                    &["rightmost-untrusted"],
+                )
+            },
             client: "198.51.100.66",
             warnings: Warnings::SPOOF_ATTEMPT,
             why: "the ALB appended the attacker, who connected directly",
@@ -116,7 +166,10 @@ fn deployment_stories() {
         Case {
             name: "nginx sets X-Real-IP from $remote_addr",
             peer: "127.0.0.1",
-            headers: &[("X-Real-IP", "198.51.100.4"), ("X-Forwarded-For", "6.6.6.6")],
+            headers: &[
+                ("X-Real-IP", "198.51.100.4"),
+                ("X-Forwarded-For", "6.6.6.6"),
+            ],
             policy: || policy(&["loopback"], &["header:X-Real-IP"]),
             client: "198.51.100.4",
             warnings: W,
@@ -143,7 +196,10 @@ fn deployment_stories() {
         Case {
             name: "cloudflare preset from a Cloudflare peer",
             peer: "173.245.48.9",
-            headers: &[("CF-Connecting-IP", "2001:db8::77"), ("X-Forwarded-For", "6.6.6.6")],
+            headers: &[
+                ("CF-Connecting-IP", "2001:db8::77"),
+                ("X-Forwarded-For", "6.6.6.6"),
+            ],
             policy: || policy(&[], &["cloudflare"]),
             client: "2001:db8::77",
             warnings: W,
@@ -179,7 +235,10 @@ fn deployment_stories() {
         Case {
             name: "several X-Forwarded-For lines form one list",
             peer: "10.0.0.1",
-            headers: &[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-For", "203.0.113.9, 10.0.0.2")],
+            headers: &[
+                ("X-Forwarded-For", "1.2.3.4"),
+                ("X-Forwarded-For", "203.0.113.9, 10.0.0.2"),
+            ],
             policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
             client: "203.0.113.9",
             warnings: Warnings::SPOOF_ATTEMPT,
@@ -235,7 +294,14 @@ fn deployment_stories() {
             peer: "10.0.0.1",
             headers: &[("X-Forwarded-For", "10.0.0.3, 10.0.0.2")],
             policy: || {
-                Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str("rightmost-untrusted").unwrap().all_trusted(AllTrusted::Peer).build().unwrap()
+                Policy::builder()
+                    .trust_str("10.0.0.0/8")
+                    .unwrap()
+                    .strategy_str("rightmost-untrusted")
+                    .unwrap()
+                    .all_trusted(AllTrusted::Peer)
+                    .build()
+                    .unwrap()
             },
             client: "10.0.0.1",
             warnings: Warnings::ALL_TRUSTED,
@@ -289,7 +355,11 @@ fn deployment_stories() {
         Case {
             name: "default policy: the peer, whatever the headers",
             peer: "198.51.100.66",
-            headers: &[("X-Forwarded-For", "1.2.3.4"), ("X-Real-IP", "1.2.3.5"), ("Forwarded", "for=1.2.3.6")],
+            headers: &[
+                ("X-Forwarded-For", "1.2.3.4"),
+                ("X-Real-IP", "1.2.3.5"),
+                ("Forwarded", "for=1.2.3.6"),
+            ],
             policy: Policy::default,
             client: "198.51.100.66",
             warnings: W,
@@ -298,7 +368,10 @@ fn deployment_stories() {
         Case {
             name: "Forwarded: three elements, walked from the right",
             peer: "10.0.0.1",
-            headers: &[("Forwarded", r#"for=1.2.3.4, for="[2001:db8::9]:80";proto=https, for=10.0.0.2"#)],
+            headers: &[(
+                "Forwarded",
+                r#"for=1.2.3.4, for="[2001:db8::9]:80";proto=https, for=10.0.0.2"#,
+            )],
             policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]).with_from_forwarded(),
             client: "2001:db8::9",
             warnings: Warnings::SPOOF_ATTEMPT,
@@ -307,7 +380,10 @@ fn deployment_stories() {
         Case {
             name: "fail: a client's unmatched quote cannot swallow trusted Forwarded elements",
             peer: "10.0.0.1",
-            headers: &[("Forwarded", r#"for="1.2.3.4, for=198.51.100.7, for=10.0.0.2"#)],
+            headers: &[(
+                "Forwarded",
+                r#"for="1.2.3.4, for=198.51.100.7, for=10.0.0.2"#,
+            )],
             policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]).with_from_forwarded(),
             client: "198.51.100.7",
             warnings: Warnings::SPOOF_ATTEMPT,
@@ -316,7 +392,10 @@ fn deployment_stories() {
         Case {
             name: "XFF and Forwarded disagree: flagged",
             peer: "10.0.0.1",
-            headers: &[("X-Forwarded-For", "198.51.100.7"), ("Forwarded", "for=198.51.100.8")],
+            headers: &[
+                ("X-Forwarded-For", "198.51.100.7"),
+                ("Forwarded", "for=198.51.100.8"),
+            ],
             policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
             client: "198.51.100.7",
             warnings: Warnings::DISAGREE,
@@ -326,7 +405,12 @@ fn deployment_stories() {
             name: "fallback chain: header first, then the list",
             peer: "10.0.0.1",
             headers: &[("X-Forwarded-For", "198.51.100.7")],
-            policy: || policy(&["10.0.0.0/8"], &["header:X-Real-IP", "rightmost-untrusted"]),
+            policy: || {
+                policy(
+                    &["10.0.0.0/8"],
+                    &["header:X-Real-IP", "rightmost-untrusted"],
+                )
+            },
             client: "198.51.100.7",
             warnings: W,
             why: "X-Real-IP absent",
@@ -357,7 +441,14 @@ impl FromForwarded for Policy {
 
 #[test]
 fn all_trusted_fail_leaves_the_peer_with_no_strategy() {
-    let p = Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str("rightmost-untrusted").unwrap().all_trusted(AllTrusted::Fail).build().unwrap();
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str("rightmost-untrusted")
+        .unwrap()
+        .all_trusted(AllTrusted::Fail)
+        .build()
+        .unwrap();
     let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "10.0.0.3")][..]);
     assert_eq!(got.ip().to_string(), "10.0.0.1");
     assert_eq!(got.strategy, None);
@@ -366,11 +457,22 @@ fn all_trusted_fail_leaves_the_peer_with_no_strategy() {
 
 #[test]
 fn proxy_protocol_source_replaces_a_trusted_sender() {
-    let p = Policy::builder().proxy_protocol_from("10.1.0.0/16".parse().unwrap()).build().unwrap();
+    let p = Policy::builder()
+        .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
+        .build()
+        .unwrap();
     let mut c = conn("10.1.2.3");
-    c.proxy_source = Some("203.0.113.1:5555".parse::<std::net::SocketAddr>().unwrap().into());
+    c.proxy_source = Some(
+        "203.0.113.1:5555"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    );
     let got = p.resolve(&c, &[("X-Forwarded-For", "6.6.6.6")][..]);
-    assert_eq!((got.ip().to_string(), got.source.clone(), got.client.port), ("203.0.113.1".into(), Source::ProxyProtocol, Some(5555)));
+    assert_eq!(
+        (got.ip().to_string(), got.source.clone(), got.client.port),
+        ("203.0.113.1".into(), Source::ProxyProtocol, Some(5555))
+    );
     // The same header from an untrusted sender is ignored, flagged.
     let mut c = conn("198.51.100.9");
     c.proxy_source = Some(Node::ip("203.0.113.1".parse().unwrap()));
@@ -386,7 +488,10 @@ fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
     let p = Policy::builder()
         .provider("cloudfront", cloudfront())
         .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
-        .strategy_trusting("hops:1".parse().unwrap(), vec!["cloudfront".parse().unwrap()])
+        .strategy_trusting(
+            "hops:1".parse().unwrap(),
+            vec!["cloudfront".parse().unwrap()],
+        )
         .build()
         .unwrap();
     let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.9")];
@@ -395,9 +500,15 @@ fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
     assert_eq!(p.resolve(&c, &headers[..]).ip().to_string(), "198.51.100.9");
     // Same headers, but the PROXY source is not CloudFront: it is the client.
     c.proxy_source = Some(Node::ip("198.51.100.66".parse().unwrap()));
-    assert_eq!(p.resolve(&c, &headers[..]).ip().to_string(), "198.51.100.66");
+    assert_eq!(
+        p.resolve(&c, &headers[..]).ip().to_string(),
+        "198.51.100.66"
+    );
     // And the NLB range itself is not trusted for X-Forwarded-For.
-    assert_eq!(p.resolve(&conn("10.1.0.7"), &headers[..]).ip().to_string(), "10.1.0.7");
+    assert_eq!(
+        p.resolve(&conn("10.1.0.7"), &headers[..]).ip().to_string(),
+        "10.1.0.7"
+    );
 }
 
 #[test]
@@ -414,10 +525,22 @@ fn origin_secret_gates_forwarding_headers() {
     let got = p.resolve(&conn("10.0.0.1"), &without[..]);
     assert_eq!(got.ip().to_string(), "10.0.0.1");
     assert!(got.warnings.contains(Warnings::ORIGIN_SECRET));
-    let wrong = [("X-Forwarded-For", "198.51.100.7"), ("x-origin-verify", "s3cre")];
-    assert_eq!(p.resolve(&conn("10.0.0.1"), &wrong[..]).ip().to_string(), "10.0.0.1");
-    let with = [("X-Forwarded-For", "198.51.100.7"), ("x-origin-verify", "s3cret")];
-    assert_eq!(p.resolve(&conn("10.0.0.1"), &with[..]).ip().to_string(), "198.51.100.7");
+    let wrong = [
+        ("X-Forwarded-For", "198.51.100.7"),
+        ("x-origin-verify", "s3cre"),
+    ];
+    assert_eq!(
+        p.resolve(&conn("10.0.0.1"), &wrong[..]).ip().to_string(),
+        "10.0.0.1"
+    );
+    let with = [
+        ("X-Forwarded-For", "198.51.100.7"),
+        ("x-origin-verify", "s3cret"),
+    ];
+    assert_eq!(
+        p.resolve(&conn("10.0.0.1"), &with[..]).ip().to_string(),
+        "198.51.100.7"
+    );
 }
 
 #[test]
@@ -436,11 +559,25 @@ fn work_is_bounded_on_huge_headers() {
 
 #[test]
 fn rate_limit_key_aggregates_ipv6() {
-    let p = Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str("rightmost-untrusted").unwrap().build().unwrap();
-    let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "2001:db8:1:2:aaaa::1")][..]);
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str("rightmost-untrusted")
+        .unwrap()
+        .build()
+        .unwrap();
+    let got = p.resolve(
+        &conn("10.0.0.1"),
+        &[("X-Forwarded-For", "2001:db8:1:2:aaaa::1")][..],
+    );
     assert_eq!(got.rate_limit_key.to_string(), "2001:db8:1:2::");
     let p = Policy::builder().ipv6_prefix(48).build().unwrap();
-    assert_eq!(p.resolve(&conn("[2001:db8:1:2::1]:9"), &[] as &[(&str, &str)]).rate_limit_key.to_string(), "2001:db8:1::");
+    assert_eq!(
+        p.resolve(&conn("[2001:db8:1:2::1]:9"), &[] as &[(&str, &str)])
+            .rate_limit_key
+            .to_string(),
+        "2001:db8:1::"
+    );
 }
 
 #[test]
@@ -458,7 +595,11 @@ fn origin_follows_the_same_trust() {
     let res = p.resolve(&conn("10.0.0.1"), &headers[..]);
     assert_eq!(res.trusted_hops, 2);
     let o = origin(&headers[..], &res);
-    assert_eq!(o.proto, Some(Scheme::Https), "the outermost trusted hop's value");
+    assert_eq!(
+        o.proto,
+        Some(Scheme::Https),
+        "the outermost trusted hop's value"
+    );
     assert_eq!(o.port, Some(443));
     assert_eq!(o.host.as_deref(), Some("shop.example"));
     // From an untrusted peer nothing is believed.

@@ -36,7 +36,11 @@ pub(crate) enum SingleFormat {
 
 impl SingleFormat {
     pub(crate) fn for_header(name: &FieldName) -> Self {
-        if *name == names::CLOUDFRONT_VIEWER_ADDRESS { SingleFormat::LastColonPort } else { SingleFormat::Node }
+        if *name == names::CLOUDFRONT_VIEWER_ADDRESS {
+            SingleFormat::LastColonPort
+        } else {
+            SingleFormat::Node
+        }
     }
 }
 
@@ -52,18 +56,39 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let lines = Lines::read(headers, name);
     let value = match lines.as_slice() {
         [] => {
-            ctx.trace.step(|| Step::new(name.to_string(), "(absent)", Verdict::NotApplicable, "header not present"));
+            ctx.trace.step(|| {
+                Step::new(
+                    name.to_string(),
+                    "(absent)",
+                    Verdict::NotApplicable,
+                    "header not present",
+                )
+            });
             return None;
         }
         _ if !peer_trusted => {
             ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
-            ctx.trace.step(|| Step::new(name.to_string(), show(&lines), Verdict::Ignored, "present, but the peer is not trusted to send it"));
+            ctx.trace.step(|| {
+                Step::new(
+                    name.to_string(),
+                    show(&lines),
+                    Verdict::Ignored,
+                    "present, but the peer is not trusted to send it",
+                )
+            });
             return None;
         }
         [value] => *value,
         _ => {
             ctx.warnings.insert(Warnings::DUPLICATE_HEADER);
-            ctx.trace.step(|| Step::new(name.to_string(), show(&lines), Verdict::NotApplicable, "several lines: ambiguous, ignored"));
+            ctx.trace.step(|| {
+                Step::new(
+                    name.to_string(),
+                    show(&lines),
+                    Verdict::NotApplicable,
+                    "several lines: ambiguous, ignored",
+                )
+            });
             return None;
         }
     };
@@ -73,17 +98,40 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     };
     match parsed {
         Ok(node) => {
-            ctx.trace.step(|| Step::new(name.to_string(), node, Verdict::Client, "set by the trusted peer"));
-            Some(Found { client: node, source: Source::Header(name.clone()), trusted_hops: ctx.peer.trusted_hops + 1 })
+            ctx.trace.step(|| {
+                Step::new(
+                    name.to_string(),
+                    node,
+                    Verdict::Client,
+                    "set by the trusted peer",
+                )
+            });
+            Some(Found {
+                client: node,
+                source: Source::Header(name.clone()),
+                trusted_hops: ctx.peer.trusted_hops + 1,
+            })
         }
         Err(e) => {
             ctx.warnings.insert(Warnings::MALFORMED);
-            ctx.trace.step(|| Step::new(name.to_string(), String::from_utf8_lossy(value), Verdict::NotApplicable, format!("malformed: {e}")));
+            ctx.trace.step(|| {
+                Step::new(
+                    name.to_string(),
+                    String::from_utf8_lossy(value),
+                    Verdict::NotApplicable,
+                    format!("malformed: {e}"),
+                )
+            });
             None
         }
     }
 }
 
 fn show(lines: &Lines<'_>) -> String {
-    lines.as_slice().iter().map(|l| String::from_utf8_lossy(l)).collect::<Vec<_>>().join(" | ")
+    lines
+        .as_slice()
+        .iter()
+        .map(|l| String::from_utf8_lossy(l))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

@@ -50,23 +50,51 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     for n in 1..=hops {
         let Some(entry) = rev.next() else {
             ctx.warnings.insert(Warnings::FEWER_HOPS);
-            ctx.trace.step(|| Step::new(list.field().to_string(), format!("{} element(s)", n - 1), Verdict::Stop, format!("fewer than {hops}: the peer stands")));
+            ctx.trace.step(|| {
+                Step::new(
+                    list.field().to_string(),
+                    format!("{} element(s)", n - 1),
+                    Verdict::Stop,
+                    format!("fewer than {hops}: the peer stands"),
+                )
+            });
             return Some(peer);
         };
         let node = match entry {
             Entry::Addr(node) => node,
             other => return stop_at(ctx, list, n, &other, last),
         };
-        let found = Found { client: node, source: Source::List { header: list, from_right: n }, trusted_hops: peer.trusted_hops + n };
+        let found = Found {
+            client: node,
+            source: Source::List {
+                header: list,
+                from_right: n,
+            },
+            trusted_hops: peer.trusted_hops + n,
+        };
         if n < hops {
-            ctx.trace.step(|| Step::new(subject(list, n), node, Verdict::Trusted, format!("proxy {n} of {hops}")));
+            ctx.trace.step(|| {
+                Step::new(
+                    subject(list, n),
+                    node,
+                    Verdict::Trusted,
+                    format!("proxy {n} of {hops}"),
+                )
+            });
             last = found;
         } else {
             let more = rev.next().is_some();
             if more {
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
-            ctx.trace.step(|| Step::new(subject(list, n), node, Verdict::Client, format!("{hops} hop(s) from the right")));
+            ctx.trace.step(|| {
+                Step::new(
+                    subject(list, n),
+                    node,
+                    Verdict::Client,
+                    format!("{hops} hop(s) from the right"),
+                )
+            });
             return Some(found);
         }
     }

@@ -13,7 +13,11 @@ use crate::{forwarded, xff};
 
 use super::{Ctx, Found};
 
-pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(headers: &H, list: ListHeader, ctx: &mut Ctx<'_, '_, T>) -> Option<Found> {
+pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
+    headers: &H,
+    list: ListHeader,
+    ctx: &mut Ctx<'_, '_, T>,
+) -> Option<Found> {
     let lines = Lines::read(headers, &list.field());
     let entry = match list {
         ListHeader::XForwardedFor => xff::first(lines.as_slice()),
@@ -25,12 +29,33 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(headers: &H, list: ListHea
     match entry {
         Entry::Addr(node) => {
             ctx.warnings.insert(Warnings::SPOOFABLE);
-            ctx.trace.step(|| Step::new(format!("{}[0]", list.field()), node, Verdict::Client, "leftmost entry: client-written, spoofable"));
-            Some(Found { client: node, source: Source::List { header: list, from_right: 0 }, trusted_hops: 0 })
+            ctx.trace.step(|| {
+                Step::new(
+                    format!("{}[0]", list.field()),
+                    node,
+                    Verdict::Client,
+                    "leftmost entry: client-written, spoofable",
+                )
+            });
+            Some(Found {
+                client: node,
+                source: Source::List {
+                    header: list,
+                    from_right: 0,
+                },
+                trusted_hops: 0,
+            })
         }
         other => {
             ctx.warnings.insert(Warnings::MALFORMED);
-            ctx.trace.step(|| Step::new(format!("{}[0]", list.field()), other, Verdict::NotApplicable, "leftmost entry is not an address"));
+            ctx.trace.step(|| {
+                Step::new(
+                    format!("{}[0]", list.field()),
+                    other,
+                    Verdict::NotApplicable,
+                    "leftmost entry is not an address",
+                )
+            });
             None
         }
     }

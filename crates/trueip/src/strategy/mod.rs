@@ -70,8 +70,15 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 7] =
-        [Preset::Cloudfront, Preset::Cloudflare, Preset::Fastly, Preset::Fly, Preset::AwsAlb, Preset::GcpLb, Preset::AzureFrontDoor];
+    pub const ALL: [Preset; 7] = [
+        Preset::Cloudfront,
+        Preset::Cloudflare,
+        Preset::Fastly,
+        Preset::Fly,
+        Preset::AwsAlb,
+        Preset::GcpLb,
+        Preset::AzureFrontDoor,
+    ];
 
     /// The preset's name, which is also the name of its provider range list where it has one.
     pub fn name(self) -> &'static str {
@@ -90,12 +97,27 @@ impl Preset {
 impl StrategySpec {
     /// The fixed names (`hops:N` and `header:NAME` take an argument).
     pub const NAMES: [(&'static str, &'static str); 6] = [
-        ("peer", "the TCP peer is the client; forwarding headers are ignored (default)"),
-        ("rightmost-untrusted", "walk the list from the right, skip trusted proxies; first untrusted entry is the client"),
+        (
+            "peer",
+            "the TCP peer is the client; forwarding headers are ignored (default)",
+        ),
+        (
+            "rightmost-untrusted",
+            "walk the list from the right, skip trusted proxies; first untrusted entry is the client",
+        ),
         ("rightmost", "the last list element, if the peer is trusted"),
-        ("hops:N", "exactly N proxies in front: the N-th element from the right"),
-        ("header:NAME", "a single-address header (X-Real-IP, CF-Connecting-IP, ...) from trusted peers"),
-        ("leftmost", "the first element as the client wrote it: spoofable, analytics only"),
+        (
+            "hops:N",
+            "exactly N proxies in front: the N-th element from the right",
+        ),
+        (
+            "header:NAME",
+            "a single-address header (X-Real-IP, CF-Connecting-IP, ...) from trusted peers",
+        ),
+        (
+            "leftmost",
+            "the first element as the client wrote it: spoofable, analytics only",
+        ),
     ];
 }
 
@@ -118,7 +140,11 @@ impl FromStr for StrategySpec {
                                 .hint("hops:N takes N from 1 to 64, the number of proxies in front of the app"));
                         }
                     }
-                } else if let Some((_, name)) = text.trim().split_once(':').filter(|(kind, _)| kind.eq_ignore_ascii_case("header")) {
+                } else if let Some((_, name)) = text
+                    .trim()
+                    .split_once(':')
+                    .filter(|(kind, _)| kind.eq_ignore_ascii_case("header"))
+                {
                     StrategySpec::Header(FieldName::new(name.trim())?)
                 } else if let Some(preset) = Preset::ALL.into_iter().find(|p| p.name() == lower) {
                     StrategySpec::Preset(preset)
@@ -171,7 +197,10 @@ impl FromStr for AllTrusted {
             "leftmost" => Ok(AllTrusted::Leftmost),
             "peer" => Ok(AllTrusted::Peer),
             "fail" => Ok(AllTrusted::Fail),
-            _ => Err(ConfigError::new(format!("unknown all_trusted choice {text:?}")).hint("use leftmost, peer or fail")),
+            _ => Err(
+                ConfigError::new(format!("unknown all_trusted choice {text:?}"))
+                    .hint("use leftmost, peer or fail"),
+            ),
         }
     }
 }
@@ -222,7 +251,11 @@ pub(crate) struct Ctx<'w, 't, T> {
 }
 
 impl Strategy {
-    pub(crate) fn run<H: Headers + ?Sized, T: Tracer>(&self, headers: &H, ctx: &mut Ctx<'_, '_, T>) -> Option<Found> {
+    pub(crate) fn run<H: Headers + ?Sized, T: Tracer>(
+        &self,
+        headers: &H,
+        ctx: &mut Ctx<'_, '_, T>,
+    ) -> Option<Found> {
         self.run_on(headers, self.list(), ctx)
     }
 
@@ -236,10 +269,14 @@ impl Strategy {
     ) -> Option<Found> {
         let list = |own: ListHeader| list.unwrap_or(own);
         match &self.kind {
-            Kind::RightmostUntrusted(own) => rightmost_untrusted::resolve(headers, list(*own), &self.trusted, ctx),
+            Kind::RightmostUntrusted(own) => {
+                rightmost_untrusted::resolve(headers, list(*own), &self.trusted, ctx)
+            }
             Kind::Rightmost(own) => rightmost::resolve(headers, list(*own), &self.trusted, ctx),
             Kind::Hops(n, own) => hops::resolve(headers, list(*own), *n, &self.trusted, ctx),
-            Kind::Header(name, format) => header::resolve(headers, name, *format, &self.trusted, ctx),
+            Kind::Header(name, format) => {
+                header::resolve(headers, name, *format, &self.trusted, ctx)
+            }
             Kind::Leftmost(own) => leftmost::resolve(headers, list(*own), ctx),
         }
     }
@@ -247,7 +284,10 @@ impl Strategy {
     /// The list header this strategy reads, if it reads one.
     pub(crate) fn list(&self) -> Option<ListHeader> {
         match self.kind {
-            Kind::RightmostUntrusted(l) | Kind::Rightmost(l) | Kind::Hops(_, l) | Kind::Leftmost(l) => Some(l),
+            Kind::RightmostUntrusted(l)
+            | Kind::Rightmost(l)
+            | Kind::Hops(_, l)
+            | Kind::Leftmost(l) => Some(l),
             Kind::Header(..) => None,
         }
     }
@@ -259,19 +299,42 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let mut names: Vec<String> = ["peer", "rightmost-untrusted", "rightmost", "hops:3", "header:x-real-ip", "leftmost"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut names: Vec<String> = [
+            "peer",
+            "rightmost-untrusted",
+            "rightmost",
+            "hops:3",
+            "header:x-real-ip",
+            "leftmost",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         names.extend(Preset::ALL.iter().map(|p| p.name().to_string()));
         for name in names {
             let spec: StrategySpec = name.parse().unwrap();
             assert_eq!(spec.to_string(), name);
         }
-        assert_eq!("Header:CF-Connecting-IP".parse::<StrategySpec>().unwrap().to_string(), "header:cf-connecting-ip");
-        for bad in ["hops:0", "hops:65", "hops:x", "header:", "header:bad name", "nope"] {
+        assert_eq!(
+            "Header:CF-Connecting-IP"
+                .parse::<StrategySpec>()
+                .unwrap()
+                .to_string(),
+            "header:cf-connecting-ip"
+        );
+        for bad in [
+            "hops:0",
+            "hops:65",
+            "hops:x",
+            "header:",
+            "header:bad name",
+            "nope",
+        ] {
             let err = bad.parse::<StrategySpec>().unwrap_err().to_string();
-            assert!(err.contains("hint") || err.contains("header name"), "{bad}: {err}");
+            assert!(
+                err.contains("hint") || err.contains("header name"),
+                "{bad}: {err}"
+            );
         }
     }
 }

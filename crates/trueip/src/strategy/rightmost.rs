@@ -37,8 +37,22 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             if more && !trusted.contains(node.ip) {
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
-            ctx.trace.step(|| Step::new(subject(list, 1), node, Verdict::Client, "the element the trusted peer appended"));
-            Some(Found { client: node, source: Source::List { header: list, from_right: 1 }, trusted_hops: peer.trusted_hops + 1 })
+            ctx.trace.step(|| {
+                Step::new(
+                    subject(list, 1),
+                    node,
+                    Verdict::Client,
+                    "the element the trusted peer appended",
+                )
+            });
+            Some(Found {
+                client: node,
+                source: Source::List {
+                    header: list,
+                    from_right: 1,
+                },
+                trusted_hops: peer.trusted_hops + 1,
+            })
         }
         other => stop_at(ctx, list, 1, &other, peer),
     }

@@ -35,14 +35,28 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let peer_trusted = trusted.contains(ctx.peer.client.ip);
     trace_peer(ctx, peer_trusted);
     let lines = read_lines(headers, list, peer_trusted, ctx)?;
-    let mut last = Found { trusted_hops: ctx.peer.trusted_hops + 1, ..ctx.peer.clone() };
+    let mut last = Found {
+        trusted_hops: ctx.peer.trusted_hops + 1,
+        ..ctx.peer.clone()
+    };
     let mut rev = Rev::new(list, &lines);
     let mut n: u16 = 0;
     while let Some(entry) = rev.next() {
         n += 1;
         let node = match entry {
             Entry::Addr(node) => node,
-            other => return stop_at(ctx, list, n, &other, Found { trusted_hops: last.trusted_hops - 1, ..last }),
+            other => {
+                return stop_at(
+                    ctx,
+                    list,
+                    n,
+                    &other,
+                    Found {
+                        trusted_hops: last.trusted_hops - 1,
+                        ..last
+                    },
+                );
+            }
         };
         if !trusted.contains(node.ip) {
             let more = rev.next().is_some();
@@ -50,35 +64,98 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
             ctx.trace.step(|| {
-                let why = if more { "first untrusted entry from the right; entries left of it are client-written" } else { "first untrusted entry from the right" };
+                let why = if more {
+                    "first untrusted entry from the right; entries left of it are client-written"
+                } else {
+                    "first untrusted entry from the right"
+                };
                 Step::new(subject(list, n), node, Verdict::Client, why)
             });
-            return Some(Found { client: node, source: Source::List { header: list, from_right: n }, trusted_hops: last.trusted_hops });
+            return Some(Found {
+                client: node,
+                source: Source::List {
+                    header: list,
+                    from_right: n,
+                },
+                trusted_hops: last.trusted_hops,
+            });
         }
-        ctx.trace.step(|| Step::new(subject(list, n), node, Verdict::Trusted, "in trust set: skip"));
-        last = Found { client: node, source: Source::List { header: list, from_right: n }, trusted_hops: last.trusted_hops + 1 };
+        ctx.trace.step(|| {
+            Step::new(
+                subject(list, n),
+                node,
+                Verdict::Trusted,
+                "in trust set: skip",
+            )
+        });
+        last = Found {
+            client: node,
+            source: Source::List {
+                header: list,
+                from_right: n,
+            },
+            trusted_hops: last.trusted_hops + 1,
+        };
         if n == MAX_WALK {
             ctx.warnings.insert(Warnings::TRUNCATED);
-            ctx.trace.step(|| Step::new(subject(list, n), node, Verdict::Stop, format!("walked {MAX_WALK} entries: stop")));
-            return Some(Found { trusted_hops: last.trusted_hops - 1, ..last });
+            ctx.trace.step(|| {
+                Step::new(
+                    subject(list, n),
+                    node,
+                    Verdict::Stop,
+                    format!("walked {MAX_WALK} entries: stop"),
+                )
+            });
+            return Some(Found {
+                trusted_hops: last.trusted_hops - 1,
+                ..last
+            });
         }
     }
     if lines.truncated {
         ctx.warnings.insert(Warnings::TRUNCATED);
-        ctx.trace.step(|| Step::new(list.field().to_string(), "", Verdict::Stop, "more header lines than trueip reads: stop"));
-        return Some(Found { trusted_hops: last.trusted_hops - 1, ..last });
+        ctx.trace.step(|| {
+            Step::new(
+                list.field().to_string(),
+                "",
+                Verdict::Stop,
+                "more header lines than trueip reads: stop",
+            )
+        });
+        return Some(Found {
+            trusted_hops: last.trusted_hops - 1,
+            ..last
+        });
     }
     ctx.warnings.insert(Warnings::ALL_TRUSTED);
     let found = match ctx.all_trusted {
-        AllTrusted::Leftmost => Some(Found { trusted_hops: last.trusted_hops - 1, ..last }),
-        AllTrusted::Peer => Some(Found { trusted_hops: ctx.peer.trusted_hops, ..ctx.peer.clone() }),
+        AllTrusted::Leftmost => Some(Found {
+            trusted_hops: last.trusted_hops - 1,
+            ..last
+        }),
+        AllTrusted::Peer => Some(Found {
+            trusted_hops: ctx.peer.trusted_hops,
+            ..ctx.peer.clone()
+        }),
         AllTrusted::Fail => None,
     };
     let all_trusted = ctx.all_trusted;
     ctx.trace.step(|| {
-        let verdict = if found.is_some() { Verdict::Client } else { Verdict::NotApplicable };
-        let value = found.as_ref().map(|f| f.client.to_string()).unwrap_or_default();
-        Step::new("all-trusted", value, verdict, format!("every entry is trusted: all_trusted = {all_trusted}"))
+        let verdict = if found.is_some() {
+            Verdict::Client
+        } else {
+            Verdict::NotApplicable
+        };
+        let value = found
+            .as_ref()
+            .map(|f| f.client.to_string())
+            .unwrap_or_default();
+        Step::new(
+            "all-trusted",
+            value,
+            verdict,
+            format!("every entry is trusted: all_trusted = {all_trusted}"),
+        )
     });
     found
 }

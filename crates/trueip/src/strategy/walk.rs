@@ -56,13 +56,29 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
             ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
         }
         ctx.trace.step(|| {
-            let why = if lines.is_empty() { "peer not trusted" } else { "present, but the peer is not trusted to send it" };
-            Step::new(list.field().to_string(), join(&lines), Verdict::Ignored, why)
+            let why = if lines.is_empty() {
+                "peer not trusted"
+            } else {
+                "present, but the peer is not trusted to send it"
+            };
+            Step::new(
+                list.field().to_string(),
+                join(&lines),
+                Verdict::Ignored,
+                why,
+            )
         });
         return None;
     }
     if lines.is_empty() {
-        ctx.trace.step(|| Step::new(list.field().to_string(), "(absent)", Verdict::NotApplicable, "header not present"));
+        ctx.trace.step(|| {
+            Step::new(
+                list.field().to_string(),
+                "(absent)",
+                Verdict::NotApplicable,
+                "header not present",
+            )
+        });
         return None;
     }
     Some(lines)
@@ -71,12 +87,26 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
 /// Records the peer step.
 pub(crate) fn trace_peer<T: Tracer>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
     let peer = ctx.peer.client;
-    let subject = if ctx.peer.source == Source::ProxyProtocol { "proxy-protocol" } else { "peer" };
+    let subject = if ctx.peer.source == Source::ProxyProtocol {
+        "proxy-protocol"
+    } else {
+        "peer"
+    };
     ctx.trace.step(|| {
         if trusted {
-            Step::new(subject, peer, Verdict::Trusted, "in trust set: its forwarding headers count")
+            Step::new(
+                subject,
+                peer,
+                Verdict::Trusted,
+                "in trust set: its forwarding headers count",
+            )
         } else {
-            Step::new(subject, peer, Verdict::Client, "not in trust set: the peer is the client")
+            Step::new(
+                subject,
+                peer,
+                Verdict::Client,
+                "not in trust set: the peer is the client",
+            )
         }
     });
 }
@@ -94,11 +124,17 @@ pub(crate) fn stop_at<T: Tracer>(
     entry: &Entry<'_>,
     last: Found,
 ) -> Option<Found> {
-    let flag = if matches!(entry, Entry::Malformed { .. }) { Warnings::MALFORMED } else { Warnings::OPAQUE };
+    let flag = if matches!(entry, Entry::Malformed { .. }) {
+        Warnings::MALFORMED
+    } else {
+        Warnings::OPAQUE
+    };
     ctx.warnings.insert(flag);
     ctx.trace.step(|| {
         let why = match entry {
-            Entry::Malformed { why, .. } => format!("malformed ({why}): stop at the last vouched-for hop"),
+            Entry::Malformed { why, .. } => {
+                format!("malformed ({why}): stop at the last vouched-for hop")
+            }
             _ => "not an address: stop at the last vouched-for hop".to_string(),
         };
         Step::new(subject(list, n), entry, Verdict::Stop, why)
@@ -107,5 +143,10 @@ pub(crate) fn stop_at<T: Tracer>(
 }
 
 fn join(lines: &Lines<'_>) -> String {
-    lines.as_slice().iter().map(|l| String::from_utf8_lossy(l)).collect::<Vec<_>>().join(", ")
+    lines
+        .as_slice()
+        .iter()
+        .map(|l| String::from_utf8_lossy(l))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
