@@ -1,33 +1,38 @@
 //! Differential tests: `trueip explain --batch` against two implementations people already run,
 //! on the same inputs.
 //!
-//! | trueip strategy (trust)          | reference                                          |
-//! | -------------------------------- | -------------------------------------------------- |
-//! | `rightmost-untrusted` (the set)  | nginx realip, `set_real_ip_from` the set, `real_ip_recursive on`  |
-//! | `rightmost` (the set)            | nginx realip, `set_real_ip_from` the set, `real_ip_recursive off` |
-//! | `hops:N` (`any`)                 | Werkzeug `ProxyFix(app, x_for=N)`                  |
+//! | trueip strategy (trust)         | reference                                                      |
+//! | ------------------------------- | -------------------------------------------------------------- |
+//! | `rightmost-untrusted` (the set) | nginx realip: `set_real_ip_from` the set, `real_ip_recursive on`  |
+//! | `rightmost` (the set)           | nginx realip: `set_real_ip_from` the set, `real_ip_recursive off` |
+//! | `hops:N` (`any`)                | Werkzeug `ProxyFix(app, x_for=N)`                              |
 //!
 //! ProxyFix has no peer check, so trueip is given `trust = any` there: every peer is a proxy.
 //!
 //! Two families of cases:
-//! - *generated*: a few thousand cases from a seeded xorshift PRNG — loopback peers, trust sets
+//! - *generated*: a few thousand cases from a seeded xorshift PRNG: loopback peers, trust sets
 //!   from [`TRUST_SETS`], X-Forwarded-For chains of 0..8 well-formed IPv4/IPv6 entries, one or two
-//!   header lines, assorted spacing, distractor headers. No difference is expected on these.
+//!   header lines, assorted spacing and header-name case, `IP` or `IP:port` peers, distractor
+//!   headers. No difference is allowed on these.
 //! - *tricky*: [`TRICKY`], hand-written elements the references treat differently (ports,
-//!   brackets, empty elements, `unknown`, garbage, leading zeros, IPv4-mapped IPv6, ...). Every
-//!   difference on these must be listed, with the reason, in [`EXPECTED_DIFFERENCES`]; the test
-//!   fails on a difference missing from the table *and* on a table entry that no longer differs.
+//!   brackets, empty elements, `unknown`, garbage, leading zeros, IPv4-mapped IPv6, an empty trust
+//!   set, a chain longer than trueip's walk cap). Every difference on these must be listed, with
+//!   the reason, in [`EXPECTED_DIFFERENCES`]; the test fails on a difference missing from the
+//!   table *and* on a table entry that no longer differs. The table was written against nginx
+//!   1.22.1 (Debian bookworm) and Werkzeug 3.1.
 //!
 //! How nginx sees the case's peer: nginx's `$remote_addr` is the TCP peer, so the request must
 //! come *from* `127.0.0.N` (Linux routes all of 127/8 to `lo`). `std::net::TcpStream` cannot bind
 //! before connecting (that needs `socket2`/`libc` or `unsafe`, none of which this test may use),
 //! so the test talks to a front `server` of the same nginx, which forwards the request unchanged
-//! to the back `server` under test with `proxy_bind $http_x_difftest_peer` — nginx itself binds
+//! to the back `server` under test with `proxy_bind $http_x_difftest_peer`: nginx itself binds
 //! the upstream socket to the case's peer. The front does not touch `X-Forwarded-For`; the
 //! self-check test [`oracles_answer_known_cases`] proves the back sees the intended peer.
 //!
 //! Needs `/usr/sbin/nginx` (with the realip module) and `python3` with Werkzeug 3.1. `.ci/run`
-//! installs both. Without them the tests fail, unless `TRUEIP_SKIP_EXTERNAL=1` is set.
+//! installs both. Without them the tests fail, unless `TRUEIP_SKIP_EXTERNAL=1` is set. To explore
+//! beyond the fixed run: `TRUEIP_DIFFTEST_SEED=7 TRUEIP_DIFFTEST_CASES=20000 cargo test -p
+//! trueip-cli --test differential -- --nocapture`. The fixed run takes about 2 s.
 
 use std::fmt::Write as _;
 use std::fs;
