@@ -575,7 +575,7 @@ impl Policy {
                 )
             });
             let mut ctx = Ctx {
-                peer: peer.clone(),
+                peer,
                 all_trusted: self.all_trusted,
                 warnings,
                 trace,
@@ -610,7 +610,7 @@ impl Policy {
         }
         let mut scratch = Warnings::NONE;
         let mut ctx = Ctx {
-            peer: peer.clone(),
+            peer,
             all_trusted: self.all_trusted,
             warnings: &mut scratch,
             trace: &mut NoTrace,

@@ -220,6 +220,7 @@ impl Resolution {
     }
 }
 
+#[inline]
 pub(crate) fn rate_limit_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),

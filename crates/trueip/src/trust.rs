@@ -241,6 +241,12 @@ impl TrustSet {
         }
     }
 
+    /// `contains` for an address already known to be IPv4 (the walk's fast path).
+    #[inline]
+    pub(crate) fn contains_v4(&self, ip: Ipv4Addr) -> bool {
+        lookup(&self.v4_starts, &self.v4_ends, u32::from(ip))
+    }
+
     /// Whether the set trusts no one.
     pub fn is_empty(&self) -> bool {
         self.v4_starts.is_empty() && self.v6_starts.is_empty()

@@ -10,6 +10,7 @@ use crate::addr::{parse_node, trim};
 use crate::entry::Entry;
 
 /// Classifies one X-Forwarded-For element.
+#[inline]
 pub fn parse_element(raw: &[u8]) -> Entry<'_> {
     let text = trim(raw);
     if text.eq_ignore_ascii_case(b"unknown") {
@@ -44,10 +45,10 @@ impl<'a, 'l> Rev<'a, 'l> {
     }
 }
 
-impl<'a> Iterator for Rev<'a, '_> {
-    type Item = Entry<'a>;
-
-    fn next(&mut self) -> Option<Entry<'a>> {
+impl<'a> Rev<'a, '_> {
+    /// The next non-empty element from the right, trimmed, not yet classified.
+    #[inline]
+    pub(crate) fn next_raw(&mut self) -> Option<&'a [u8]> {
         loop {
             let line = match self.current {
                 Some(line) => line,
@@ -65,10 +66,20 @@ impl<'a> Iterator for Rev<'a, '_> {
                 None => (line, None),
             };
             self.current = rest;
-            if !trim(element).is_empty() {
-                return Some(parse_element(element));
+            let element = trim(element);
+            if !element.is_empty() {
+                return Some(element);
             }
         }
+    }
+}
+
+impl<'a> Iterator for Rev<'a, '_> {
+    type Item = Entry<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Entry<'a>> {
+        self.next_raw().map(parse_element)
     }
 }
 

@@ -244,7 +244,7 @@ pub(crate) struct Found {
 /// What every strategy gets to work with.
 pub(crate) struct Ctx<'w, 't, T> {
     /// The effective peer (after the PROXY protocol), its source and the hops it already counts.
-    pub(crate) peer: Found,
+    pub(crate) peer: &'w Found,
     pub(crate) all_trusted: AllTrusted,
     pub(crate) warnings: &'w mut Warnings,
     pub(crate) trace: &'t mut T,

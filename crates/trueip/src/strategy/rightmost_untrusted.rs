@@ -17,14 +17,17 @@
 //! still ends as the entry left of the CDN's — their own address, correctly. But trust
 //! `any` and every entry is "trusted": the leftmost, client-written one wins.
 
-use crate::headers::Headers;
+use std::net::IpAddr;
+
+use crate::addr::Node;
+use crate::entry::Entry;
+use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Step, Tracer, Verdict};
 use crate::trust::TrustSet;
 
-use super::walk::{MAX_WALK, Rev, read_lines, stop_at, subject, trace_peer};
+use super::walk::{Hop, MAX_WALK, Rev, admit, stop_at, subject, trace_peer};
 use super::{AllTrusted, Ctx, Found};
-use crate::entry::Entry;
 
 pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     headers: &H,
@@ -32,34 +35,47 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     trusted: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
-    let peer_trusted = trusted.contains(ctx.peer.client.ip);
+    let peer = ctx.peer;
+    let peer_trusted = trusted.contains(peer.client.ip);
     trace_peer(ctx, peer_trusted);
-    let lines = read_lines(headers, list, peer_trusted, ctx)?;
-    let mut last = Found {
-        trusted_hops: ctx.peer.trusted_hops + 1,
-        ..ctx.peer.clone()
+    let lines = Lines::read(headers, &list.field());
+    if !admit(&lines, list, peer_trusted, ctx) {
+        return None;
+    }
+    // The last address we can vouch for, as (address, position from the right; 0 is the
+    // peer), and the trusted hops up to and including it. Kept as plain values and turned
+    // into a `Found` only on the way out: the loop runs once per element.
+    let mut last = (peer.client, 0u16);
+    let mut hops = peer.trusted_hops + 1;
+    let vouched = |(client, from_right): (Node, u16), trusted_hops: u16| Found {
+        client,
+        source: if from_right == 0 {
+            peer.source.clone()
+        } else {
+            Source::List {
+                header: list,
+                from_right,
+            }
+        },
+        trusted_hops,
     };
     let mut rev = Rev::new(list, &lines);
     let mut n: u16 = 0;
-    while let Some(entry) = rev.next() {
+    while let Some(hop) = rev.next_hop() {
         n += 1;
-        let node = match entry {
-            Entry::Addr(node) => node,
-            other => {
-                return stop_at(
-                    ctx,
-                    list,
-                    n,
-                    &other,
-                    Found {
-                        trusted_hops: last.trusted_hops - 1,
-                        ..last
-                    },
-                );
-            }
+        let (node, is_trusted) = match hop {
+            Hop::V4(ip, port) => (
+                Node {
+                    ip: IpAddr::V4(ip),
+                    port,
+                },
+                trusted.contains_v4(ip),
+            ),
+            Hop::Entry(Entry::Addr(node)) => (node, trusted.contains(node.ip)),
+            Hop::Entry(other) => return stop_at(ctx, list, n, &other, vouched(last, hops - 1)),
         };
-        if !trusted.contains(node.ip) {
-            let more = rev.next().is_some();
+        if !is_trusted {
+            let more = rev.has_more();
             if more {
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
@@ -77,7 +93,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                     header: list,
                     from_right: n,
                 },
-                trusted_hops: last.trusted_hops,
+                trusted_hops: hops,
             });
         }
         ctx.trace.step(|| {
@@ -88,14 +104,8 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 "in trust set: skip",
             )
         });
-        last = Found {
-            client: node,
-            source: Source::List {
-                header: list,
-                from_right: n,
-            },
-            trusted_hops: last.trusted_hops + 1,
-        };
+        last = (node, n);
+        hops += 1;
         if n == MAX_WALK {
             ctx.warnings.insert(Warnings::TRUNCATED);
             ctx.trace.step(|| {
@@ -106,10 +116,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                     format!("walked {MAX_WALK} entries: stop"),
                 )
             });
-            return Some(Found {
-                trusted_hops: last.trusted_hops - 1,
-                ..last
-            });
+            return Some(vouched(last, hops - 1));
         }
     }
     if lines.truncated {
@@ -122,20 +129,14 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 "more header lines than trueip reads: stop",
             )
         });
-        return Some(Found {
-            trusted_hops: last.trusted_hops - 1,
-            ..last
-        });
+        return Some(vouched(last, hops - 1));
     }
     ctx.warnings.insert(Warnings::ALL_TRUSTED);
     let found = match ctx.all_trusted {
-        AllTrusted::Leftmost => Some(Found {
-            trusted_hops: last.trusted_hops - 1,
-            ..last
-        }),
+        AllTrusted::Leftmost => Some(vouched(last, hops - 1)),
         AllTrusted::Peer => Some(Found {
-            trusted_hops: ctx.peer.trusted_hops,
-            ..ctx.peer.clone()
+            trusted_hops: peer.trusted_hops,
+            ..peer.clone()
         }),
         AllTrusted::Fail => None,
     };

@@ -43,6 +43,38 @@ impl<'a> Iterator for Rev<'a, '_> {
     }
 }
 
+/// One list entry as the walk needs it: an IPv4 address (the common case, kept in
+/// registers), or any other entry as [`Entry`] classifies it.
+pub(crate) enum Hop<'a> {
+    V4(std::net::Ipv4Addr, Option<u16>),
+    Entry(Entry<'a>),
+}
+
+impl<'a> Rev<'a, '_> {
+    /// Like `next`, with X-Forwarded-For's IPv4 elements parsed on the fast path.
+    #[inline]
+    pub(crate) fn next_hop(&mut self) -> Option<Hop<'a>> {
+        match self {
+            Rev::Xff(rev) => {
+                let raw = rev.next_raw()?;
+                Some(match crate::addr::parse_v4_node_fast(raw) {
+                    Some((ip, port)) => Hop::V4(ip, port),
+                    None => Hop::Entry(xff::parse_element(raw)),
+                })
+            }
+            Rev::Forwarded(_) => self.next().map(Hop::Entry),
+        }
+    }
+
+    /// Whether any entry is left, without parsing it where that can be avoided.
+    pub(crate) fn has_more(&mut self) -> bool {
+        match self {
+            Rev::Xff(rev) => rev.next_raw().is_some(),
+            Rev::Forwarded(_) => self.next().is_some(),
+        }
+    }
+}
+
 /// Reads a list header's lines, noting when the header came from a peer that may not send it.
 pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
     headers: &'a H,
@@ -51,6 +83,17 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Lines<'a>> {
     let lines = Lines::read(headers, &list.field());
+    admit(&lines, list, peer_trusted, ctx).then_some(lines)
+}
+
+/// Whether the walk may read `lines`: the peer is trusted and the header is present.
+/// Takes the lines by reference: they are a few hundred bytes, not worth moving.
+pub(crate) fn admit<T: Tracer>(
+    lines: &Lines<'_>,
+    list: ListHeader,
+    peer_trusted: bool,
+    ctx: &mut Ctx<'_, '_, T>,
+) -> bool {
     if !peer_trusted {
         if !lines.is_empty() {
             ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
@@ -61,14 +104,9 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
             } else {
                 "present, but the peer is not trusted to send it"
             };
-            Step::new(
-                list.field().to_string(),
-                join(&lines),
-                Verdict::Ignored,
-                why,
-            )
+            Step::new(list.field().to_string(), join(lines), Verdict::Ignored, why)
         });
-        return None;
+        return false;
     }
     if lines.is_empty() {
         ctx.trace.step(|| {
@@ -79,9 +117,9 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
                 "header not present",
             )
         });
-        return None;
+        return false;
     }
-    Some(lines)
+    true
 }
 
 /// Records the peer step.

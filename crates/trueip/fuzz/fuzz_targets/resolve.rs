@@ -1,0 +1,51 @@
+//! The whole decision over arbitrary headers: never panics, and the answer is always the
+//! peer or an address that appears in the headers.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use trueip::{Connection, Node, Policy};
+
+const NAMES: [&str; 6] = ["X-Forwarded-For", "Forwarded", "X-Real-IP", "CloudFront-Viewer-Address", "CF-Connecting-IP", "X-Forwarded-Proto"];
+
+fn policies() -> &'static [Policy] {
+    static P: OnceLock<Vec<Policy>> = OnceLock::new();
+    P.get_or_init(|| {
+        let build = |trust: &str, strategies: &[&str], from: trueip::ListHeader| {
+            let mut b = Policy::builder().trust_str(trust).unwrap().from_list(from);
+            for s in strategies {
+                b = b.strategy_str(s).unwrap();
+            }
+            b.build().unwrap()
+        };
+        vec![
+            build("10.0.0.0/8", &["rightmost-untrusted"], trueip::ListHeader::XForwardedFor),
+            build("10.0.0.0/8", &["rightmost-untrusted"], trueip::ListHeader::Forwarded),
+            build("any", &["hops:2"], trueip::ListHeader::XForwardedFor),
+            build("any", &["header:x-real-ip", "header:cloudfront-viewer-address", "rightmost"], trueip::ListHeader::XForwardedFor),
+        ]
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Each NUL-separated chunk is one header line; its first byte picks the name.
+    let headers: Vec<(&str, &[u8])> = data
+        .split(|&b| b == 0)
+        .filter_map(|chunk| chunk.split_first())
+        .map(|(&pick, value)| (NAMES[usize::from(pick) % NAMES.len()], value))
+        .collect();
+    let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    for policy in policies() {
+        let res = policy.resolve(&Connection::from_peer(Node::ip(peer)), &headers);
+        let text = res.client.ip.to_string();
+        let appears = res.client.ip == peer
+            || headers.iter().any(|(_, v)| {
+                String::from_utf8_lossy(v).to_ascii_lowercase().contains(&text)
+                    || trueip::addr::parse_node(v).is_ok_and(|n| n.ip == res.client.ip)
+                    || trueip::addr::parse_ip_port_last_colon(v).is_ok_and(|n| n.ip == res.client.ip)
+                    || v.split(|&b| b == b',' || b == b'"' || b == b'[' || b == b']' || b == b'=').any(|p| trueip::addr::parse_node(p).is_ok_and(|n| n.ip == res.client.ip))
+            });
+        assert!(appears, "{res:?} from {headers:?}");
+    }
+});
