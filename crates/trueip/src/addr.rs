@@ -112,13 +112,15 @@ pub fn parse_ipv4(text: &[u8]) -> Result<Ipv4Addr, AddrError> {
 }
 
 /// A dotted quad at the start of `text`, and the bytes after it.
-#[inline]
+#[inline(always)]
 fn parse_ipv4_prefix(text: &[u8]) -> Result<(Ipv4Addr, &[u8]), AddrError> {
-    let mut octets = [0u8; 4];
+    // Accumulated in one u32 rather than four u8 slots: writing bytes and reading them
+    // back as a word stalls store forwarding on the per-element path.
+    let mut addr: u32 = 0;
     let mut rest = text;
-    for (i, slot) in octets.iter_mut().enumerate() {
+    for i in 0..4 {
         let mut value: u32 = 0;
-        let mut digits = 0;
+        let mut digits = 0u32;
         while let [d @ b'0'..=b'9', tail @ ..] = rest {
             if digits == 3 {
                 return Err(AddrError::NotAnAddress);
@@ -133,7 +135,7 @@ fn parse_ipv4_prefix(text: &[u8]) -> Result<(Ipv4Addr, &[u8]), AddrError> {
         if digits > 1 && value < 10u32.pow(digits - 1) {
             return Err(AddrError::LeadingZero);
         }
-        *slot = value as u8;
+        addr = (addr << 8) | value;
         if i < 3 {
             match rest {
                 [b'.', tail @ ..] => rest = tail,
@@ -141,7 +143,7 @@ fn parse_ipv4_prefix(text: &[u8]) -> Result<(Ipv4Addr, &[u8]), AddrError> {
             }
         }
     }
-    Ok((Ipv4Addr::from(octets), rest))
+    Ok((Ipv4Addr::from_bits(addr), rest))
 }
 
 /// IPv6 text, with an optional `%zone` that is dropped. An embedded IPv4 part is
@@ -242,7 +244,7 @@ pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
 /// `1.2.3.4` or `1.2.3.4:80` (already trimmed), in one pass; `None` for anything else,
 /// which [`parse_node`] then decides. Returns plain integers so the per-element walk keeps
 /// them in registers instead of copying 17-byte `IpAddr`s through the stack.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_v4_node_fast(text: &[u8]) -> Option<(Ipv4Addr, Option<u16>)> {
     match parse_ipv4_prefix(text).ok()? {
         (v4, []) => Some((v4, None)),

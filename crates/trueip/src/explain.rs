@@ -55,7 +55,7 @@ impl Explanation {
         Explanation {
             client_ip: resolution.client.ip.to_string(),
             client_port: resolution.client.port,
-            source: resolution.source.to_string(),
+            source: policy.describe_source(&resolution),
             peer: resolution.peer.to_string(),
             proxy_source: resolution.proxy_source.map(|n| n.to_string()),
             chain_header: list.field().to_string(),

@@ -443,6 +443,26 @@ impl Policy {
             .map(|s| s.spec.to_string())
     }
 
+    /// The header a single-header strategy reads (for [`Source::Header`] results:
+    /// `policy.strategy_header(resolution.strategy?)`).
+    pub fn strategy_header(&self, index: u8) -> Option<&FieldName> {
+        match &self.strategies.get(usize::from(index))?.kind {
+            Kind::Header(name, _) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// How a resolution's source reads, with the header name filled in.
+    pub fn describe_source(&self, resolution: &Resolution) -> String {
+        match (
+            resolution.source,
+            resolution.strategy.and_then(|i| self.strategy_header(i)),
+        ) {
+            (Source::Header, Some(name)) => name.to_string(),
+            (source, _) => source.to_string(),
+        }
+    }
+
     /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.strategies.iter().any(|s| s.trusted.contains(ip))

@@ -64,7 +64,7 @@ impl fmt::Display for ListHeader {
 }
 
 /// Where the client address came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// The TCP peer: no trusted proxy vouched for anything else.
     Peer,
@@ -77,8 +77,9 @@ pub enum Source {
         /// Position counted from the right: 1 is the element the nearest hop wrote.
         from_right: u16,
     },
-    /// A single-address header such as `X-Real-IP`.
-    Header(FieldName),
+    /// A single-address header such as `X-Real-IP`: the one the deciding strategy reads
+    /// ([`Policy::strategy_header`](crate::Policy::strategy_header) names it).
+    Header,
 }
 
 impl fmt::Display for Source {
@@ -87,7 +88,7 @@ impl fmt::Display for Source {
             Source::Peer => f.write_str("peer"),
             Source::ProxyProtocol => f.write_str("proxy-protocol"),
             Source::List { header, from_right } => write!(f, "{}[-{from_right}]", header.field()),
-            Source::Header(name) => write!(f, "{name}"),
+            Source::Header => f.write_str("header"),
         }
     }
 }
@@ -191,8 +192,8 @@ impl fmt::Display for Warnings {
 
 /// The decision for one request.
 ///
-/// Building one allocates nothing (custom header names are shared, not copied).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A small `Copy` value: building one allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resolution {
     /// The client: address, and port when the source carried one.
     pub client: Node,

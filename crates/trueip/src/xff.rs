@@ -47,7 +47,7 @@ impl<'a, 'l> Rev<'a, 'l> {
 
 impl<'a> Rev<'a, '_> {
     /// The next non-empty element from the right, trimmed, not yet classified.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_raw(&mut self) -> Option<&'a [u8]> {
         loop {
             let line = match self.current {

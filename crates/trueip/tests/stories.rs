@@ -470,7 +470,7 @@ fn proxy_protocol_source_replaces_a_trusted_sender() {
     );
     let got = p.resolve(&c, &[("X-Forwarded-For", "6.6.6.6")][..]);
     assert_eq!(
-        (got.ip().to_string(), got.source.clone(), got.client.port),
+        (got.ip().to_string(), got.source, got.client.port),
         ("203.0.113.1".into(), Source::ProxyProtocol, Some(5555))
     );
     // The same header from an untrusted sender is ignored, flagged.

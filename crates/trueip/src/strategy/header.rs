@@ -108,7 +108,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             });
             Some(Found {
                 client: node,
-                source: Source::Header(name.clone()),
+                source: Source::Header,
                 trusted_hops: ctx.peer.trusted_hops + 1,
             })
         }

@@ -37,7 +37,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
 ) -> Option<Found> {
     let peer_trusted = trusted.contains(ctx.peer.client.ip);
     trace_peer(ctx, peer_trusted);
-    let peer = ctx.peer.clone();
+    let peer = *ctx.peer;
     let Some(lines) = read_lines(headers, list, peer_trusted, ctx) else {
         if peer_trusted {
             ctx.warnings.insert(Warnings::FEWER_HOPS);
@@ -46,7 +46,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         return None;
     };
     let mut rev = Rev::new(list, &lines);
-    let mut last = peer.clone();
+    let mut last = peer;
     for n in 1..=hops {
         let Some(entry) = rev.next() else {
             ctx.warnings.insert(Warnings::FEWER_HOPS);

@@ -234,7 +234,7 @@ pub(crate) enum Kind {
 }
 
 /// A strategy's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Found {
     pub(crate) client: Node,
     pub(crate) source: Source,

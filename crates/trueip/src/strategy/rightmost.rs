@@ -30,7 +30,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let lines = read_lines(headers, list, peer_trusted, ctx)?;
     let mut rev = Rev::new(list, &lines);
     let entry = rev.next()?;
-    let peer = ctx.peer.clone();
+    let peer = *ctx.peer;
     match entry {
         Entry::Addr(node) => {
             let more = rev.next().is_some();

@@ -17,16 +17,13 @@
 //! still ends as the entry left of the CDN's — their own address, correctly. But trust
 //! `any` and every entry is "trusted": the leftmost, client-written one wins.
 
-use std::net::IpAddr;
-
-use crate::addr::Node;
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Step, Tracer, Verdict};
 use crate::trust::TrustSet;
 
-use super::walk::{Hop, MAX_WALK, Rev, admit, stop_at, subject, trace_peer};
+use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_peer};
 use super::{AllTrusted, Ctx, Found};
 
 pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
@@ -42,39 +39,36 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     if !admit(&lines, list, peer_trusted, ctx) {
         return None;
     }
-    // The last address we can vouch for, as (address, position from the right; 0 is the
-    // peer), and the trusted hops up to and including it. Kept as plain values and turned
-    // into a `Found` only on the way out: the loop runs once per element.
-    let mut last = (peer.client, 0u16);
+    // The position (from the right; 0 is the peer) of the last address we can vouch
+    // for. Only the position is kept: the loop runs once per element, and the address is
+    // re-read on the rare ways out that need it (stop, cap, all trusted).
+    let mut last: u16 = 0;
     let mut hops = peer.trusted_hops + 1;
-    let vouched = |(client, from_right): (Node, u16), trusted_hops: u16| Found {
-        client,
-        source: if from_right == 0 {
-            peer.source.clone()
-        } else {
-            Source::List {
-                header: list,
-                from_right,
-            }
+    let vouched = |from_right: u16, trusted_hops: u16| match from_right {
+        0 => Found {
+            trusted_hops,
+            ..*peer
         },
-        trusted_hops,
+        n => Found {
+            client: node_at(list, &lines, n).unwrap_or(peer.client),
+            source: Source::List {
+                header: list,
+                from_right: n,
+            },
+            trusted_hops,
+        },
     };
     let mut rev = Rev::new(list, &lines);
     let mut n: u16 = 0;
     while let Some(hop) = rev.next_hop() {
         n += 1;
-        let (node, is_trusted) = match hop {
-            Hop::V4(ip, port) => (
-                Node {
-                    ip: IpAddr::V4(ip),
-                    port,
-                },
-                trusted.contains_v4(ip),
-            ),
-            Hop::Entry(Entry::Addr(node)) => (node, trusted.contains(node.ip)),
+        let is_trusted = match hop {
+            Hop::V4(ip, _) => trusted.contains_v4(ip),
+            Hop::Entry(Entry::Addr(node)) => trusted.contains(node.ip),
             Hop::Entry(other) => return stop_at(ctx, list, n, &other, vouched(last, hops - 1)),
         };
         if !is_trusted {
+            let node = hop.node().unwrap_or(peer.client);
             let more = rev.has_more();
             if more {
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
@@ -97,6 +91,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             });
         }
         ctx.trace.step(|| {
+            let node = hop.node().unwrap_or(peer.client);
             Step::new(
                 subject(list, n),
                 node,
@@ -104,14 +99,14 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 "in trust set: skip",
             )
         });
-        last = (node, n);
+        last = n;
         hops += 1;
         if n == MAX_WALK {
             ctx.warnings.insert(Warnings::TRUNCATED);
             ctx.trace.step(|| {
                 Step::new(
                     subject(list, n),
-                    node,
+                    hop.node().unwrap_or(peer.client),
                     Verdict::Stop,
                     format!("walked {MAX_WALK} entries: stop"),
                 )
@@ -136,7 +131,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         AllTrusted::Leftmost => Some(vouched(last, hops - 1)),
         AllTrusted::Peer => Some(Found {
             trusted_hops: peer.trusted_hops,
-            ..peer.clone()
+            ..*peer
         }),
         AllTrusted::Fail => None,
     };

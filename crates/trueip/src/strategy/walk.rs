@@ -1,5 +1,8 @@
 //! The one walk every list strategy shares: a list header's entries, right to left.
 
+use std::net::IpAddr;
+
+use crate::addr::Node;
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
@@ -45,14 +48,36 @@ impl<'a> Iterator for Rev<'a, '_> {
 
 /// One list entry as the walk needs it: an IPv4 address (the common case, kept in
 /// registers), or any other entry as [`Entry`] classifies it.
+#[derive(Clone, Copy)]
 pub(crate) enum Hop<'a> {
     V4(std::net::Ipv4Addr, Option<u16>),
     Entry(Entry<'a>),
 }
 
+impl Hop<'_> {
+    /// The address, if the entry is one.
+    #[inline]
+    pub(crate) fn node(self) -> Option<Node> {
+        match self {
+            Hop::V4(ip, port) => Some(Node {
+                ip: IpAddr::V4(ip),
+                port,
+            }),
+            Hop::Entry(entry) => entry.node(),
+        }
+    }
+}
+
+/// The address of the `n`-th entry from the right (1-based), re-read from the lines.
+pub(crate) fn node_at(list: ListHeader, lines: &Lines<'_>, n: u16) -> Option<Node> {
+    Rev::new(list, lines)
+        .nth(usize::from(n).checked_sub(1)?)?
+        .node()
+}
+
 impl<'a> Rev<'a, '_> {
     /// Like `next`, with X-Forwarded-For's IPv4 elements parsed on the fast path.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_hop(&mut self) -> Option<Hop<'a>> {
         match self {
             Rev::Xff(rev) => {
