@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 /// Find the real client IP of a request that crossed CDNs, load balancers and proxies,
 /// without letting anyone forge it.
 #[derive(Parser)]
-#[command(name = "trueip", version, about, long_about = None, propagate_version = true)]
+#[command(name = "trueip", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,11 +18,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Explain(explain::ExplainArgs),
+    Serve(trueip_gateway::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Explain(args) => explain::run(args),
+        Command::Serve(args) => trueip_gateway::run(args),
     }
 }

@@ -1,1 +1,353 @@
-//! placeholder until the gateway lands
+//! # trueip-gateway — `trueip serve`
+//!
+//! A reverse proxy for the edge of an app: it accepts HTTP/1.1 and HTTP/2 (TLS with
+//! ALPN, or cleartext with prior knowledge), optionally behind a PROXY-protocol load
+//! balancer, decides who the client is with the core library's policy, removes every
+//! client-IP header the client could have forged, and hands the upstream one clean
+//! line each of `X-Real-IP`, `X-Forwarded-For`, `Forwarded` and `X-Forwarded-Proto`/
+//! `-Host`/`-Port`. With no upstream it answers every request itself with the whoami
+//! page. A listener in TCP mode relays bytes and announces the client upstream in a
+//! PROXY header.
+//!
+//! The binary calls two things: [`ServeArgs`] (the `clap` arguments of `trueip serve`)
+//! and [`run`]. Everything is configured by one TOML file, documented key by key in
+//! `trueip.example.toml`; its `[client_ip]` section is the one `trueip explain --config`
+//! reads.
+//!
+//! Modules, in the order a request meets them: [`server`] (accept, limits, PROXY
+//! header via [`proxy`], TLS via [`tls`]), [`service`] (admin endpoints, resolve,
+//! whoami or forward), [`hygiene`] (header rules), [`upstream`] (pooled client),
+//! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
+//! [`metrics`], [`logging`], [`config`].
+
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod hygiene;
+pub mod io;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod service;
+pub mod tcp;
+pub mod tls;
+pub mod upstream;
+pub mod whoami;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
+use trueip::ConfigError;
+
+use crate::config::{Mode, Overrides, ProxyProtocol, SendProxy, Settings, UpstreamTarget};
+use crate::metrics::Metrics;
+use crate::server::{Role, Shared, State};
+
+const EXAMPLES: &str = "\
+Examples:
+  trueip serve
+      The safe default: listen on 127.0.0.1:8080, trust no proxy, answer every request
+      with the whoami page (HTML; JSON at /json). Health at /healthz, metrics at /metrics.
+
+  trueip serve --upstream http://127.0.0.1:3000 --trust 10.0.0.0/8 --strategy rightmost-untrusted
+      Behind nginx or a load balancer in 10.0.0.0/8: forward to the app with clean
+      X-Real-IP / X-Forwarded-For / Forwarded headers.
+
+  trueip serve --listen 0.0.0.0:8080 --proxy-protocol v2 --proxy-protocol-from 10.0.0.0/8 \\
+               --upstream unix:/run/app.sock
+      Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
+
+  trueip serve --config /etc/trueip.toml
+      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
+      SIGHUP reloads the file; SIGTERM/SIGINT drain in-flight requests and exit.
+
+  trueip serve --config /etc/trueip.toml --check
+      Check the config (and TLS files) and exit.
+
+Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
+(e.g. cannot bind), 2 invalid config or arguments.";
+
+/// `trueip serve`: run the gateway.
+#[derive(Clone, Debug, Default, clap::Args)]
+#[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
+pub struct ServeArgs {
+    /// The TOML config file (every key is documented in trueip.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen on ADDR, e.g. 0.0.0.0:8080 (repeatable). Replaces the config's [[listen]]
+    /// tables with plain HTTP listeners.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// Forward to URL: http://host:port or unix:/path/to.sock; `whoami` serves the
+    /// built-in page instead.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
+    /// (NAME=FILE loads its published ranges). Repeatable; replaces client_ip.trusted.
+    #[arg(long, value_name = "SPEC")]
+    pub trust: Vec<String>,
+
+    /// How to find the client: peer, rightmost-untrusted, rightmost, hops:N,
+    /// header:NAME, leftmost, or a preset. Repeatable: a fallback chain.
+    #[arg(long, value_name = "NAME")]
+    pub strategy: Vec<String>,
+
+    /// The list header list strategies read.
+    #[arg(long, value_name = "xff|forwarded")]
+    pub from: Option<String>,
+
+    /// Expect a PROXY protocol header on every listener.
+    #[arg(long, value_name = "off|v1|v2|any")]
+    pub proxy_protocol: Option<String>,
+
+    /// Senders allowed to send PROXY headers (repeatable; replaces
+    /// client_ip.proxy_protocol_from).
+    #[arg(long, value_name = "SPEC")]
+    pub proxy_protocol_from: Vec<String>,
+
+    /// Check the config (and TLS files), print a summary and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            trust: self.trust.clone(),
+            strategy: self.strategy.clone(),
+            from: self.from.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
+            proxy_protocol_from: self.proxy_protocol_from.clone(),
+        }
+    }
+}
+
+/// Reads the config file (if any), applies the flags, checks everything and loads the
+/// TLS files: the state a reload would switch to.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<State, ConfigError> {
+    let file = match path {
+        Some(p) => config::read_file(p)?,
+        None => config::FileConfig::default(),
+    };
+    let mut read = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
+    let settings = Settings::from_file(file, overrides, &mut read)?;
+    State::build(settings)
+}
+
+/// Runs `trueip serve` until SIGTERM/SIGINT. Builds its own tokio runtime.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let overrides = args.overrides();
+    let state = match load(args.config.as_deref(), &overrides) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("trueip serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("config ok");
+        for line in describe(&state.settings) {
+            println!("  {line}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("trueip")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trueip serve: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(state, args.config, overrides));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// One line per listener and the upstream, for `--check` and the startup log.
+pub fn describe(s: &Settings) -> Vec<String> {
+    let mut lines = Vec::new();
+    let upstream = match &s.upstream {
+        None => "the whoami page".to_string(),
+        Some(u) => match &u.target {
+            UpstreamTarget::Tcp(a) => format!("http://{a}"),
+            UpstreamTarget::Unix(p) => format!("unix:{}", p.display()),
+        },
+    };
+    for l in &s.listeners {
+        let scheme = match (l.mode, l.tls.is_some()) {
+            (Mode::Http, false) => "http",
+            (Mode::Http, true) => "https",
+            (Mode::Tcp, false) => "tcp",
+            (Mode::Tcp, true) => "tls+tcp",
+        };
+        let pp = match l.proxy_protocol {
+            ProxyProtocol::Off => String::new(),
+            p => format!(", PROXY {p:?} expected"),
+        };
+        let target = match (l.mode, &l.tcp_upstream) {
+            (Mode::Tcp, Some(t)) => {
+                let send = match l.send_proxy {
+                    SendProxy::Off => "",
+                    SendProxy::V1 => " with PROXY v1",
+                    SendProxy::V2 => " with PROXY v2",
+                };
+                format!("{t}{send}")
+            }
+            _ => upstream.clone(),
+        };
+        lines.push(format!("{scheme}://{} -> {target}{pp}", l.address));
+    }
+    if let Some(a) = s.admin.listen {
+        lines.push(format!("admin http://{a}/healthz, /metrics"));
+    }
+    if !s.admin.prefix.is_empty() {
+        lines.push(format!(
+            "health {0}/healthz, metrics {0}/metrics on every HTTP listener",
+            s.admin.prefix
+        ));
+    }
+    lines
+}
+
+async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides) -> ExitCode {
+    let metrics = Arc::new(Metrics::default());
+    let log = logging::init(&state.settings.log, metrics.clone());
+    let fatal = |message: String| {
+        if log.is_some() {
+            tracing::error!("{message}");
+        } else {
+            eprintln!("trueip serve: {message}");
+        }
+        ExitCode::from(1)
+    };
+
+    let mut sockets = Vec::new();
+    for (i, l) in state.settings.listeners.iter().enumerate() {
+        match TcpListener::bind(l.address).await {
+            Ok(socket) => sockets.push((socket, Role::Listener(i))),
+            Err(e) => return fatal(format!("cannot listen on {} (listen[{i}]): {e}", l.address)),
+        }
+    }
+    if let Some(a) = state.settings.admin.listen {
+        match TcpListener::bind(a).await {
+            Ok(socket) => sockets.push((socket, Role::Admin)),
+            Err(e) => return fatal(format!("cannot listen on {a} (admin.listen): {e}")),
+        }
+    }
+    let mut term = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => return fatal("cannot install signal handlers".to_string()),
+    };
+
+    for line in describe(&state.settings) {
+        tracing::info!("{line}");
+    }
+    if state.settings.policy.strategy_name(0).is_none() {
+        tracing::info!("no proxy trusted: the TCP peer is the client");
+    }
+
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        connections: Arc::new(Semaphore::new(state.settings.limits.max_connections)),
+        state: ArcSwap::from_pointee(state),
+        metrics: metrics.clone(),
+        shutdown,
+    });
+    for (socket, role) in sockets {
+        if let Ok(addr) = socket.local_addr() {
+            tracing::info!(address = %addr, "listening on {addr}");
+        }
+        tokio::spawn(server::accept(socket, role, shared.clone()));
+    }
+
+    let (term_sig, int_sig, hup_sig) = &mut term;
+    let why = loop {
+        tokio::select! {
+            _ = term_sig.recv() => break "SIGTERM",
+            _ = int_sig.recv() => break "SIGINT",
+            _ = hup_sig.recv() => reload(&shared, config_path.clone(), overrides.clone()).await,
+        }
+    };
+
+    let drain = shared.state.load().settings.limits.shutdown_timeout;
+    tracing::info!(
+        open = metrics.open_connections(),
+        "{why}: draining connections (at most {drain:?})"
+    );
+    shared.shutdown.send_replace(true);
+    let deadline = tokio::time::Instant::now() + drain;
+    loop {
+        let open = metrics.open_connections();
+        if open == 0 {
+            tracing::info!("all connections closed; bye");
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(open, "limits.shutdown_timeout reached; closing the remaining connections");
+                break;
+            }
+            _ = term_sig.recv() => { tracing::warn!(open, "second signal: exiting now"); break; }
+            _ = int_sig.recv() => { tracing::warn!(open, "second signal: exiting now"); break; }
+        }
+    }
+    if let Some(log) = log {
+        log.flush(Duration::from_secs(2));
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGHUP: re-read the file and swap the state, or keep the old one and say why.
+async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
+    let loaded = tokio::task::spawn_blocking(move || load(path.as_deref(), &overrides)).await;
+    let current = shared.state.load_full();
+    let result = match loaded {
+        Ok(Ok(state)) if !state.settings.same_sockets(&current.settings) => {
+            Err(ConfigError::new("listen addresses or modes changed")
+                .hint("sockets cannot change on reload; restart trueip to apply them")
+                .at("listen"))
+        }
+        Ok(Ok(state)) => Ok(state),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(ConfigError::new(format!("reload task failed: {e}"))),
+    };
+    match result {
+        Ok(state) => {
+            if state.settings.limits.max_connections != current.settings.limits.max_connections {
+                tracing::warn!("limits.max_connections changes apply after a restart");
+            }
+            if state.settings.log != current.settings.log {
+                tracing::warn!("[log] changes apply after a restart");
+            }
+            shared.state.store(Arc::new(state));
+            shared.metrics.reloaded(true);
+            tracing::info!("SIGHUP: config reloaded");
+        }
+        Err(e) => {
+            shared.metrics.reloaded(false);
+            tracing::error!("SIGHUP: config rejected, the old one stays: {e}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Response and request bodies: streamed, with a stall timeout, and logged when done.
+//!
+//! Nothing here buffers a streamed body: frames pass through as they arrive. The
+//! access-log line and the latency metric are written when the response body is
+//! dropped — after its last byte went out, or when the client went away — so they
+//! carry the real byte count and duration.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::metrics::{Metrics, UpstreamErrorKind};
+
+/// Errors a body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body that stalled longer than its timeout.
+#[derive(Debug)]
+pub struct Stalled(pub Duration);
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "body stalled for more than {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// Wraps a streamed body: fails when no frame arrives for `timeout`.
+///
+/// The timer is not reset on every frame (a timer-wheel update per chunk); it records
+/// the last activity and, when the timer fires, re-arms it if there was activity since.
+pub struct Timed<B> {
+    inner: B,
+    timeout: Duration,
+    last: tokio::time::Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> Timed<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Timed {
+            inner,
+            timeout,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl<B> http_body::Body for Timed<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.last = tokio::time::Instant::now();
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        loop {
+            ready!(this.sleep.as_mut().poll(cx));
+            let deadline = this.last + this.timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(Some(Err(Box::new(Stalled(this.timeout)))));
+            }
+            this.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One finished exchange, logged and measured when the response body is dropped.
+pub struct Record {
+    /// Shared metrics.
+    pub metrics: Arc<Metrics>,
+    /// Write an access-log line.
+    pub access_log: bool,
+    /// When the request arrived.
+    pub start: Instant,
+    /// The resolved client.
+    pub client: IpAddr,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Where the client came from.
+    pub source: trueip::Source,
+    /// The header, when `source` is a single-address header.
+    pub header: Option<trueip::FieldName>,
+    /// What looked wrong.
+    pub warnings: trueip::Warnings,
+    /// Request method.
+    pub method: Method,
+    /// Request target (the log shows the path, not the query).
+    pub uri: http::Uri,
+    /// HTTP version.
+    pub version: http::Version,
+    /// Response status.
+    pub status: u16,
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// The body ended with an error (upstream broke off, stalled).
+    pub error: Option<String>,
+    /// Keeps the connection from counting as idle until the body is done.
+    pub in_flight: Option<crate::io::InFlight>,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let elapsed = self.start.elapsed();
+        self.metrics.responded(self.status, elapsed);
+        if self.access_log {
+            let source = match (&self.source, &self.header) {
+                (trueip::Source::Header, Some(name)) => name.to_string(),
+                (source, _) => source.to_string(),
+            };
+            tracing::info!(
+                target: "trueip::access",
+                client = %self.client,
+                peer = %self.peer,
+                method = %self.method,
+                path = %self.uri.path(),
+                version = ?self.version,
+                status = self.status,
+                bytes = self.bytes,
+                duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+                source = %source,
+                warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
+                error = self.error.as_deref(),
+            );
+        }
+    }
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Stream(Timed<Incoming>),
+}
+
+/// The body of every response the gateway sends.
+pub struct Body {
+    kind: Kind,
+    record: Option<Box<Record>>,
+}
+
+impl Body {
+    /// A complete body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Body {
+            kind: Kind::Full(Some(bytes.into())),
+            record: None,
+        }
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        Body {
+            kind: Kind::Full(None),
+            record: None,
+        }
+    }
+
+    /// An upstream body, streamed with a stall timeout.
+    pub fn stream(inner: Incoming, timeout: Duration) -> Self {
+        Body {
+            kind: Kind::Stream(Timed::new(inner, timeout)),
+            record: None,
+        }
+    }
+
+    /// Logs and measures the exchange when this body is done.
+    pub fn record(mut self, record: Record) -> Self {
+        self.record = Some(Box::new(record));
+        self
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+        };
+        if let Some(record) = &mut this.record {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        record.bytes += data.len() as u64;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if e.is::<Stalled>() {
+                        record
+                            .metrics
+                            .upstream_error(UpstreamErrorKind::BodyTimeout);
+                    } else {
+                        record.metrics.upstream_error(UpstreamErrorKind::Protocol);
+                    }
+                    record.error = Some(e.to_string());
+                }
+                _ => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Stream(timed) => http_body::Body::size_hint(timed),
+        }
+    }
+}
+
+/// A short JSON error response: `{"error":"upstream_timeout","message":"..."}`.
+pub fn error_response(status: http::StatusCode, code: &str, message: &str) -> http::Response<Body> {
+    let body = serde_json::json!({ "error": code, "message": message, "status": status.as_u16() })
+        .to_string()
+        + "\n";
+    let mut resp = http::Response::new(Body::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    struct Chan(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for Chan {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_body_times_out_and_active_one_does_not() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let mut timed = Timed::new(Chan(rx), Duration::from_secs(10));
+        let sender = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                tx.send(Bytes::from_static(b"x")).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tx);
+        });
+        for _ in 0..3 {
+            let frame = timed.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "x");
+        }
+        let err = timed.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<Stalled>());
+        sender.abort();
+    }
+}

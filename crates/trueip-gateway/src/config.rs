@@ -1,0 +1,1143 @@
+//! The gateway's TOML file and flags, checked once into typed [`Settings`].
+//!
+//! Every key is documented with its default in `trueip.example.toml` at the root of
+//! the repository; the defaults live here, in the `Default` impls and `or` calls of
+//! [`Settings::from_file`]. Flags replace config values (never extend them).
+//!
+//! Errors name the key and the fix: `invalid proxy_protocol "v3" in listen[1].proxy_protocol
+//! (hint: use off, v1, v2 or any)`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use trueip::config::{ClientIpConfig, Strategies, StrategyEntry};
+use trueip::{ConfigError, FieldName, Policy, StrategySpec};
+
+/// The whole file, as written. Unknown keys are errors, so a typo never goes unnoticed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[client_ip]`: the policy, shared with `trueip explain --config`.
+    #[serde(default)]
+    pub client_ip: ClientIpConfig,
+    /// `[[listen]]`: one table per listening socket.
+    #[serde(default)]
+    pub listen: Vec<ListenConfig>,
+    /// `[upstream]`: where requests go; absent `url` means the built-in whoami page.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// `[headers]`: which forwarding headers the upstream receives.
+    #[serde(default)]
+    pub headers: HeadersConfig,
+    /// `[limits]`: sizes and timeouts.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[admin]`: health and metrics endpoints.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// `[log]`: diagnostics and the access log.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// One `[[listen]]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// `127.0.0.1:8080`, `[::]:443`.
+    pub address: String,
+    /// `http` (default) or `tcp`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// `off` (default), `v1`, `v2` or `any`.
+    #[serde(default)]
+    pub proxy_protocol: Option<String>,
+    /// TLS termination from PEM files.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// TCP mode: `host:port` to connect to.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// TCP mode: the PROXY header sent to the upstream: `v2` (default), `v1` or `off`.
+    #[serde(default)]
+    pub send_proxy_protocol: Option<String>,
+}
+
+/// `tls = { cert = "...", key = "..." }`
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[upstream]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `http://host:port` or `unix:/path/to.sock`; absent: the whoami page.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Default 5s.
+    #[serde(default)]
+    pub connect_timeout: Option<DurationValue>,
+    /// Time until the upstream's response headers. Default 60s.
+    #[serde(default)]
+    pub response_timeout: Option<DurationValue>,
+    /// Longest pause between two pieces of a body, either way. Default 60s.
+    #[serde(default)]
+    pub body_timeout: Option<DurationValue>,
+    /// Idle pooled connections are closed after this. Default 90s.
+    #[serde(default)]
+    pub pool_idle_timeout: Option<DurationValue>,
+    /// Idle pooled connections kept. Default 64.
+    #[serde(default)]
+    pub pool_max_idle: Option<usize>,
+    /// `off` (default), `v1` or `v2`: a PROXY header opening every upstream connection.
+    #[serde(default)]
+    pub proxy_protocol: Option<String>,
+}
+
+/// `[headers]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersConfig {
+    /// Default true.
+    #[serde(default)]
+    pub x_real_ip: Option<bool>,
+    /// `replace` (default), `append` or `off`.
+    #[serde(default)]
+    pub x_forwarded_for: Option<String>,
+    /// `replace` (default), `append` or `off`.
+    #[serde(default)]
+    pub forwarded: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub x_forwarded_proto: Option<bool>,
+    /// Default true.
+    #[serde(default)]
+    pub x_forwarded_host: Option<bool>,
+    /// Default true.
+    #[serde(default)]
+    pub x_forwarded_port: Option<bool>,
+    /// More header names to treat as client-IP headers.
+    #[serde(default)]
+    pub strip: Vec<String>,
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Default 4096.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Default 32768; at least 8192.
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// Default 100.
+    #[serde(default)]
+    pub max_headers: Option<usize>,
+    /// Default 10s.
+    #[serde(default)]
+    pub header_read_timeout: Option<DurationValue>,
+    /// Default 60s.
+    #[serde(default)]
+    pub idle_timeout: Option<DurationValue>,
+    /// Default 10s.
+    #[serde(default)]
+    pub tls_handshake_timeout: Option<DurationValue>,
+    /// Default 5s.
+    #[serde(default)]
+    pub proxy_protocol_timeout: Option<DurationValue>,
+    /// Default 512.
+    #[serde(default)]
+    pub proxy_protocol_max_bytes: Option<usize>,
+    /// Default 30s.
+    #[serde(default)]
+    pub shutdown_timeout: Option<DurationValue>,
+}
+
+/// `[admin]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Default `/.trueip`; `""` turns the in-band endpoints off.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A separate plain-HTTP listener for `/healthz` and `/metrics`. Default: none.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Default `info`; an env-filter directive (`RUST_LOG` wins when set).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub access_log: Option<bool>,
+}
+
+/// A duration: `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "DurationText")]
+pub struct DurationValue(pub Duration);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(u64),
+    Text(String),
+}
+
+impl TryFrom<DurationText> for DurationValue {
+    type Error = String;
+    fn try_from(value: DurationText) -> Result<Self, String> {
+        match value {
+            DurationText::Seconds(s) => Ok(DurationValue(Duration::from_secs(s))),
+            DurationText::Text(t) => parse_duration(&t).map(DurationValue),
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `2m`, `1h` (one number, one unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let hint =
+        || format!("invalid duration {text:?} (write e.g. \"250ms\", \"10s\", \"2m\", \"1h\")");
+    let n: u64 = number.parse().map_err(|_| hint())?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(hint()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed settings
+
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// HTTP/1.1 and HTTP/2: resolve, clean headers, forward (or answer whoami).
+    Http,
+    /// Bytes: resolve from the peer or PROXY header, announce the client upstream, copy.
+    Tcp,
+}
+
+/// Which PROXY protocol versions a listener expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// No header expected.
+    Off,
+    /// Text header only.
+    V1,
+    /// Binary header only.
+    V2,
+    /// Either.
+    Any,
+}
+
+impl FromStr for ProxyProtocol {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "false" => Ok(ProxyProtocol::Off),
+            "v1" => Ok(ProxyProtocol::V1),
+            "v2" => Ok(ProxyProtocol::V2),
+            "any" => Ok(ProxyProtocol::Any),
+            _ => Err(
+                ConfigError::new(format!("invalid PROXY protocol mode {text:?}"))
+                    .hint("use off, v1, v2 or any"),
+            ),
+        }
+    }
+}
+
+/// The PROXY header the gateway sends to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendProxy {
+    /// None.
+    Off,
+    /// `PROXY TCP4 ...\r\n`
+    V1,
+    /// The binary header.
+    V2,
+}
+
+impl FromStr for SendProxy {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "false" => Ok(SendProxy::Off),
+            "v1" => Ok(SendProxy::V1),
+            "v2" => Ok(SendProxy::V2),
+            _ => Err(
+                ConfigError::new(format!("invalid PROXY protocol version {text:?}"))
+                    .hint("use off, v1 or v2"),
+            ),
+        }
+    }
+}
+
+/// One checked listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Where to bind.
+    pub address: SocketAddr,
+    /// HTTP or TCP.
+    pub mode: Mode,
+    /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
+    pub proxy_protocol: ProxyProtocol,
+    /// TLS termination.
+    pub tls: Option<TlsConfig>,
+    /// TCP mode: the upstream `host:port`.
+    pub tcp_upstream: Option<String>,
+    /// TCP mode: the PROXY header sent upstream.
+    pub send_proxy: SendProxy,
+}
+
+/// Where HTTP requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// `http://host:port`: the authority (`host:port`).
+    Tcp(String),
+    /// `unix:/path`.
+    Unix(PathBuf),
+}
+
+/// The checked `[upstream]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// The target.
+    pub target: UpstreamTarget,
+    /// Connecting, TLS-free.
+    pub connect_timeout: Duration,
+    /// Until response headers.
+    pub response_timeout: Duration,
+    /// Between body frames.
+    pub body_timeout: Duration,
+    /// Pool idle timeout.
+    pub pool_idle_timeout: Duration,
+    /// Pool size per key.
+    pub pool_max_idle: usize,
+    /// PROXY header to the upstream.
+    pub proxy_protocol: SendProxy,
+}
+
+/// `replace`, `append` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListMode {
+    /// The trusted chain and the client only: whatever the client wrote left of it is dropped.
+    Replace,
+    /// The received list (if it came through a trusted hop), plus the peer, as nginx does.
+    Append,
+    /// Not set by the gateway (still stripped when untrusted).
+    Off,
+}
+
+impl FromStr for ListMode {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "replace" => Ok(ListMode::Replace),
+            "append" => Ok(ListMode::Append),
+            "off" | "false" => Ok(ListMode::Off),
+            _ => Err(ConfigError::new(format!("invalid mode {text:?}"))
+                .hint("use replace, append or off")),
+        }
+    }
+}
+
+/// The checked `[headers]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderSettings {
+    /// Set `X-Real-IP`.
+    pub x_real_ip: bool,
+    /// `X-Forwarded-For` mode.
+    pub x_forwarded_for: ListMode,
+    /// `Forwarded` mode.
+    pub forwarded: ListMode,
+    /// Set `X-Forwarded-Proto`.
+    pub x_forwarded_proto: bool,
+    /// Set `X-Forwarded-Host`.
+    pub x_forwarded_host: bool,
+    /// Set `X-Forwarded-Port`.
+    pub x_forwarded_port: bool,
+    /// Extra client-IP header names (from `strip` and from `header:NAME` strategies), lower case.
+    pub extra: Vec<FieldName>,
+    /// The origin secret header, removed before forwarding.
+    pub origin_secret: Option<FieldName>,
+}
+
+/// The checked `[limits]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections, all listeners together.
+    pub max_connections: usize,
+    /// Request head size (431 above).
+    pub max_header_bytes: usize,
+    /// Header count (431 above).
+    pub max_headers: usize,
+    /// Time to read a request head.
+    pub header_read_timeout: Duration,
+    /// No bytes either way and no request in flight for this long closes a connection.
+    pub idle_timeout: Duration,
+    /// TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// PROXY header read.
+    pub proxy_protocol_timeout: Duration,
+    /// PROXY header size.
+    pub proxy_protocol_max_bytes: usize,
+    /// Drain time on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// The checked `[admin]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// `/.trueip` or empty (off).
+    pub prefix: String,
+    /// A separate listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The checked `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// Env-filter directive.
+    pub level: String,
+    /// One line per request on stdout.
+    pub access_log: bool,
+}
+
+/// Everything checked: nothing here can fail on a request.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The client-IP policy.
+    pub policy: Policy,
+    /// Listeners, in file order.
+    pub listeners: Vec<ListenerSettings>,
+    /// `None`: whoami.
+    pub upstream: Option<UpstreamSettings>,
+    /// Header hygiene.
+    pub headers: HeaderSettings,
+    /// Limits.
+    pub limits: Limits,
+    /// Admin endpoints.
+    pub admin: AdminSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Connect timeout of TCP-mode listeners (`upstream.connect_timeout`).
+    pub tcp_connect_timeout: Duration,
+}
+
+/// Command-line values that override the file (the flags of `trueip serve`).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen` (replaces every `[[listen]]` with a plain HTTP listener).
+    pub listen: Vec<String>,
+    /// `--upstream` (`whoami` forces the built-in page).
+    pub upstream: Option<String>,
+    /// `--trust`.
+    pub trust: Vec<String>,
+    /// `--strategy`.
+    pub strategy: Vec<String>,
+    /// `--from`.
+    pub from: Option<String>,
+    /// `--proxy-protocol` (every listener).
+    pub proxy_protocol: Option<String>,
+    /// `--proxy-protocol-from`.
+    pub proxy_protocol_from: Vec<String>,
+}
+
+/// The address `trueip serve` listens on when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Reads and parses a config file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
+            .hint("check the --config path")
+    })?;
+    parse_toml(&text).map_err(|e| e.at(path.display().to_string()))
+}
+
+/// Parses TOML text.
+pub fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        let key = e.span().map(|span| {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("line {line}")
+        });
+        let err = ConfigError::new(format!("invalid config: {message}"))
+            .hint("see trueip.example.toml for every key and its default");
+        match key {
+            Some(k) => err.at(k),
+            None => err,
+        }
+    })
+}
+
+fn dur(
+    value: Option<DurationValue>,
+    default: Duration,
+    key: &str,
+) -> Result<Duration, ConfigError> {
+    let d = value.map_or(default, |v| v.0);
+    if d.is_zero() {
+        return Err(ConfigError::new(format!("{key} must be longer than zero"))
+            .hint("a timeout of 0 would cut every connection")
+            .at(key));
+    }
+    Ok(d)
+}
+
+impl Settings {
+    /// Checks a file's values with flags applied; `read` loads provider range files.
+    pub fn from_file(
+        mut file: FileConfig,
+        flags: &Overrides,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Settings, ConfigError> {
+        file.client_ip
+            .apply_flags(&flags.trust, &flags.strategy, flags.from.as_deref());
+        if !flags.proxy_protocol_from.is_empty() {
+            file.client_ip.proxy_protocol_from = flags.proxy_protocol_from.clone();
+        }
+        let policy = file.client_ip.build(read)?;
+
+        if !flags.listen.is_empty() {
+            file.listen = flags
+                .listen
+                .iter()
+                .map(|a| ListenConfig {
+                    address: a.clone(),
+                    ..ListenConfig::default()
+                })
+                .collect();
+        }
+        if file.listen.is_empty() {
+            file.listen.push(ListenConfig {
+                address: DEFAULT_LISTEN.to_string(),
+                ..ListenConfig::default()
+            });
+        }
+        let flag_pp = flags
+            .proxy_protocol
+            .as_deref()
+            .map(str::parse::<ProxyProtocol>)
+            .transpose()
+            .map_err(|e| e.at("--proxy-protocol"))?;
+        let mut listeners = Vec::new();
+        for (i, l) in file.listen.iter().enumerate() {
+            listeners.push(listener(i, l, flag_pp, &policy, !flags.listen.is_empty())?);
+        }
+        for (i, a) in listeners.iter().enumerate() {
+            if let Some(j) = listeners
+                .iter()
+                .take(i)
+                .position(|b| b.address == a.address)
+            {
+                return Err(
+                    ConfigError::new(format!("address {} is listed twice", a.address))
+                        .hint(format!("listen[{j}] already binds it"))
+                        .at(format!("listen[{i}].address")),
+                );
+            }
+        }
+
+        let upstream_url = match flags.upstream.as_deref() {
+            Some("whoami") => None,
+            Some(url) => Some(url.to_string()),
+            None => file.upstream.url.clone(),
+        };
+        let upstream = upstream_url
+            .map(|url| upstream(&url, &file.upstream))
+            .transpose()?;
+        let headers = headers(&file.headers, &file.client_ip)?;
+        let limits = limits(&file.limits)?;
+        let admin = admin(&file.admin)?;
+        if let Some(a) = admin.listen
+            && let Some(i) = listeners.iter().position(|l| l.address == a)
+        {
+            return Err(
+                ConfigError::new(format!("admin.listen {a} is also listen[{i}]"))
+                    .hint("give the admin listener its own port")
+                    .at("admin.listen"),
+            );
+        }
+        let log = log(&file.log)?;
+        let tcp_connect_timeout = dur(
+            file.upstream.connect_timeout,
+            Duration::from_secs(5),
+            "upstream.connect_timeout",
+        )?;
+        Ok(Settings {
+            policy,
+            listeners,
+            upstream,
+            headers,
+            limits,
+            admin,
+            log,
+            tcp_connect_timeout,
+        })
+    }
+
+    /// The same listening sockets (what a reload cannot change).
+    pub fn same_sockets(&self, other: &Settings) -> bool {
+        let key = |s: &Settings| {
+            s.listeners
+                .iter()
+                .map(|l| (l.address, l.mode))
+                .collect::<Vec<_>>()
+        };
+        key(self) == key(other) && self.admin.listen == other.admin.listen
+    }
+}
+
+fn listener(
+    i: usize,
+    l: &ListenConfig,
+    flag_pp: Option<ProxyProtocol>,
+    policy: &Policy,
+    from_flag: bool,
+) -> Result<ListenerSettings, ConfigError> {
+    let at = |key: &str| {
+        if from_flag {
+            "--listen".to_string()
+        } else {
+            format!("listen[{i}].{key}")
+        }
+    };
+    let address: SocketAddr = l.address.trim().parse().map_err(|_| {
+        ConfigError::new(format!("invalid listen address {:?}", l.address))
+            .hint("write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\"")
+            .at(at("address"))
+    })?;
+    let mode = match l.mode.as_deref().map(|m| m.trim().to_ascii_lowercase()) {
+        None => Mode::Http,
+        Some(m) if m == "http" => Mode::Http,
+        Some(m) if m == "tcp" => Mode::Tcp,
+        Some(m) => {
+            return Err(ConfigError::new(format!("invalid mode {m:?}"))
+                .hint("use \"http\" or \"tcp\"")
+                .at(at("mode")));
+        }
+    };
+    let proxy_protocol = match flag_pp {
+        Some(p) => p,
+        None => l
+            .proxy_protocol
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: ConfigError| e.at(at("proxy_protocol")))?
+            .unwrap_or(ProxyProtocol::Off),
+    };
+    if proxy_protocol != ProxyProtocol::Off && policy.proxy_protocol_from().is_empty() {
+        return Err(ConfigError::new(format!("listener {address} expects a PROXY header but no sender may send one"))
+            .hint("list the load balancer's addresses in client_ip.proxy_protocol_from (or --proxy-protocol-from 10.0.0.0/8)")
+            .at(if flag_pp.is_some() { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
+    }
+    let tcp_upstream = match (mode, &l.upstream) {
+        (Mode::Tcp, Some(u)) => {
+            let u = u.trim();
+            let ok = u.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+            if !ok {
+                return Err(ConfigError::new(format!("invalid TCP upstream {u:?}"))
+                    .hint("write host:port, e.g. \"10.0.0.9:5432\"")
+                    .at(at("upstream")));
+            }
+            Some(u.to_string())
+        }
+        (Mode::Tcp, None) => {
+            return Err(ConfigError::new("a tcp listener needs an upstream")
+                .hint("add upstream = \"host:port\"")
+                .at(at("upstream")));
+        }
+        (Mode::Http, Some(_)) => {
+            return Err(ConfigError::new("upstream is a tcp-mode key")
+                .hint("HTTP listeners share [upstream] url; set mode = \"tcp\" for a byte-level relay")
+                .at(at("upstream")));
+        }
+        (Mode::Http, None) => None,
+    };
+    let send_proxy = match (mode, &l.send_proxy_protocol) {
+        (Mode::Tcp, s) => s
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: ConfigError| e.at(at("send_proxy_protocol")))?
+            .unwrap_or(SendProxy::V2),
+        (Mode::Http, Some(_)) => {
+            return Err(ConfigError::new("send_proxy_protocol is a tcp-mode key")
+                .hint("for HTTP listeners use [upstream] proxy_protocol")
+                .at(at("send_proxy_protocol")));
+        }
+        (Mode::Http, None) => SendProxy::Off,
+    };
+    Ok(ListenerSettings {
+        address,
+        mode,
+        proxy_protocol,
+        tls: l.tls.clone(),
+        tcp_upstream,
+        send_proxy,
+    })
+}
+
+fn upstream(url: &str, u: &UpstreamConfig) -> Result<UpstreamSettings, ConfigError> {
+    let key = "upstream.url";
+    let url = url.trim();
+    let target = if let Some(path) = url
+        .strip_prefix("unix://")
+        .or_else(|| url.strip_prefix("unix:"))
+    {
+        if path.is_empty() {
+            return Err(ConfigError::new("empty unix socket path")
+                .hint("write unix:/run/app.sock")
+                .at(key));
+        }
+        UpstreamTarget::Unix(PathBuf::from(path))
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let authority = rest.trim_end_matches('/');
+        let valid = !authority.is_empty()
+            && !authority.contains(['/', '?', '#', '@', ' '])
+            && authority.parse::<http::uri::Authority>().is_ok()
+            && authority.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+        if !valid {
+            return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
+                .hint("write http://host:port with no path, e.g. http://127.0.0.1:3000")
+                .at(key));
+        }
+        UpstreamTarget::Tcp(authority.to_string())
+    } else if url.starts_with("https://") {
+        return Err(ConfigError::new(format!("https upstreams are not supported: {url:?}"))
+            .hint("the gateway speaks plain HTTP to an upstream on the same host or network; use http:// or unix:")
+            .at(key));
+    } else {
+        return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
+            .hint("use http://host:port or unix:/path/to.sock")
+            .at(key));
+    };
+    let proxy_protocol = u
+        .proxy_protocol
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: ConfigError| e.at("upstream.proxy_protocol"))?
+        .unwrap_or(SendProxy::Off);
+    if proxy_protocol != SendProxy::Off && matches!(target, UpstreamTarget::Unix(_)) {
+        // A unix socket has no TCP addresses to hide, but the client's still travel fine.
+    }
+    Ok(UpstreamSettings {
+        target,
+        connect_timeout: dur(
+            u.connect_timeout,
+            Duration::from_secs(5),
+            "upstream.connect_timeout",
+        )?,
+        response_timeout: dur(
+            u.response_timeout,
+            Duration::from_secs(60),
+            "upstream.response_timeout",
+        )?,
+        body_timeout: dur(
+            u.body_timeout,
+            Duration::from_secs(60),
+            "upstream.body_timeout",
+        )?,
+        pool_idle_timeout: dur(
+            u.pool_idle_timeout,
+            Duration::from_secs(90),
+            "upstream.pool_idle_timeout",
+        )?,
+        pool_max_idle: u.pool_max_idle.unwrap_or(64),
+        proxy_protocol,
+    })
+}
+
+fn headers(h: &HeadersConfig, client_ip: &ClientIpConfig) -> Result<HeaderSettings, ConfigError> {
+    let mut extra: Vec<FieldName> = Vec::new();
+    for (i, name) in h.strip.iter().enumerate() {
+        let name = FieldName::new(name.trim()).map_err(|e| e.at(format!("headers.strip[{i}]")))?;
+        if !extra.contains(&name) {
+            extra.push(name);
+        }
+    }
+    // A header a `header:NAME` strategy reads is a client-IP header by definition.
+    let entries: Vec<&str> = match &client_ip.strategy {
+        Strategies::One(name) => vec![name.as_str()],
+        Strategies::Chain(list) => list
+            .iter()
+            .map(|e| match e {
+                StrategyEntry::Name(n) => n.as_str(),
+                StrategyEntry::WithTrust { name, .. } => name.as_str(),
+            })
+            .collect(),
+    };
+    for entry in entries {
+        if let Ok(StrategySpec::Header(name)) = entry.parse::<StrategySpec>()
+            && !extra.contains(&name)
+            && !trueip::headers::names::FORWARDING.contains(&name)
+        {
+            extra.push(name);
+        }
+    }
+    let origin_secret = client_ip
+        .origin_secret
+        .as_ref()
+        .and_then(|s| FieldName::new(s.header.trim()).ok());
+    Ok(HeaderSettings {
+        x_real_ip: h.x_real_ip.unwrap_or(true),
+        x_forwarded_for: h
+            .x_forwarded_for
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: ConfigError| e.at("headers.x_forwarded_for"))?
+            .unwrap_or(ListMode::Replace),
+        forwarded: h
+            .forwarded
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: ConfigError| e.at("headers.forwarded"))?
+            .unwrap_or(ListMode::Replace),
+        x_forwarded_proto: h.x_forwarded_proto.unwrap_or(true),
+        x_forwarded_host: h.x_forwarded_host.unwrap_or(true),
+        x_forwarded_port: h.x_forwarded_port.unwrap_or(true),
+        extra,
+        origin_secret,
+    })
+}
+
+fn limits(l: &LimitsConfig) -> Result<Limits, ConfigError> {
+    let max_header_bytes = l.max_header_bytes.unwrap_or(32 * 1024);
+    if !(8192..=1024 * 1024).contains(&max_header_bytes) {
+        return Err(ConfigError::new(format!(
+            "max_header_bytes {max_header_bytes} is out of range"
+        ))
+        .hint("use 8192 to 1048576 (HTTP/1 parsing needs at least 8 KiB)")
+        .at("limits.max_header_bytes"));
+    }
+    let max_connections = l.max_connections.unwrap_or(4096);
+    if max_connections == 0 {
+        return Err(ConfigError::new("max_connections is 0")
+            .hint("allow at least one connection")
+            .at("limits.max_connections"));
+    }
+    let max_headers = l.max_headers.unwrap_or(100);
+    if max_headers == 0 {
+        return Err(ConfigError::new("max_headers is 0")
+            .hint("allow at least a Host header")
+            .at("limits.max_headers"));
+    }
+    let proxy_protocol_max_bytes = l.proxy_protocol_max_bytes.unwrap_or(512);
+    if !(trueip::proxy_protocol::V1_MAX_LEN..=trueip::proxy_protocol::V2_MAX_LEN)
+        .contains(&proxy_protocol_max_bytes)
+    {
+        return Err(ConfigError::new(format!(
+            "proxy_protocol_max_bytes {proxy_protocol_max_bytes} is out of range"
+        ))
+        .hint(format!(
+            "use {} (a full v1 line) to {}",
+            trueip::proxy_protocol::V1_MAX_LEN,
+            trueip::proxy_protocol::V2_MAX_LEN
+        ))
+        .at("limits.proxy_protocol_max_bytes"));
+    }
+    Ok(Limits {
+        max_connections,
+        max_header_bytes,
+        max_headers,
+        header_read_timeout: dur(
+            l.header_read_timeout,
+            Duration::from_secs(10),
+            "limits.header_read_timeout",
+        )?,
+        idle_timeout: dur(
+            l.idle_timeout,
+            Duration::from_secs(60),
+            "limits.idle_timeout",
+        )?,
+        tls_handshake_timeout: dur(
+            l.tls_handshake_timeout,
+            Duration::from_secs(10),
+            "limits.tls_handshake_timeout",
+        )?,
+        proxy_protocol_timeout: dur(
+            l.proxy_protocol_timeout,
+            Duration::from_secs(5),
+            "limits.proxy_protocol_timeout",
+        )?,
+        proxy_protocol_max_bytes,
+        shutdown_timeout: dur(
+            l.shutdown_timeout,
+            Duration::from_secs(30),
+            "limits.shutdown_timeout",
+        )?,
+    })
+}
+
+fn admin(a: &AdminConfig) -> Result<AdminSettings, ConfigError> {
+    let prefix = a.prefix.clone().unwrap_or_else(|| "/.trueip".to_string());
+    let prefix = prefix.trim().trim_end_matches('/').to_string();
+    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains(['?', '#', ' '])) {
+        return Err(ConfigError::new(format!("invalid admin prefix {prefix:?}"))
+            .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
+            .at("admin.prefix"));
+    }
+    let listen = a
+        .listen
+        .as_deref()
+        .map(|s| {
+            s.trim().parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(format!("invalid admin listen address {s:?}"))
+                    .hint("write an IP and a port: \"127.0.0.1:9100\"")
+                    .at("admin.listen")
+            })
+        })
+        .transpose()?;
+    Ok(AdminSettings { prefix, listen })
+}
+
+fn log(l: &LogConfig) -> Result<LogSettings, ConfigError> {
+    let format = match l.format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
+        None => LogFormat::Text,
+        Some(f) if f == "text" => LogFormat::Text,
+        Some(f) if f == "json" => LogFormat::Json,
+        Some(f) => {
+            return Err(ConfigError::new(format!("invalid log format {f:?}"))
+                .hint("use \"text\" or \"json\"")
+                .at("log.format"));
+        }
+    };
+    let level = l.level.clone().unwrap_or_else(|| "info".to_string());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        return Err(ConfigError::new(format!("invalid log level {level:?}"))
+            .hint("use error, warn, info, debug or trace")
+            .at("log.level"));
+    }
+    Ok(LogSettings {
+        format,
+        level,
+        access_log: l.access_log.unwrap_or(true),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    fn settings(toml: &str) -> Result<Settings, String> {
+        let file = parse_toml(toml).map_err(|e| e.to_string())?;
+        Settings::from_file(file, &Overrides::default(), &mut |p| {
+            Err(format!("no file {p}"))
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_config_is_the_safe_default() {
+        let s = settings("").unwrap();
+        assert_eq!(s.listeners.len(), 1);
+        assert_eq!(s.listeners[0].address.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Off);
+        assert!(s.upstream.is_none());
+        assert!(!s.policy.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(s.admin.prefix, "/.trueip");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "[client_ip]\ntrusted = [\"10.0.0.0/8\", \"::1\", \"10.0.0.0/33\"]",
+                "client_ip.trusted[2]",
+            ),
+            ("[[listen]]\naddress = \"localhost\"", "listen[0].address"),
+            (
+                "[[listen]]\naddress = \"127.0.0.1:1\"\nproxy_protocol = \"v3\"",
+                "listen[0].proxy_protocol",
+            ),
+            (
+                "[[listen]]\naddress = \"127.0.0.1:1\"\nproxy_protocol = \"v2\"",
+                "client_ip.proxy_protocol_from",
+            ),
+            (
+                "[[listen]]\naddress = \"127.0.0.1:1\"\nmode = \"tcp\"",
+                "listen[0].upstream",
+            ),
+            ("[upstream]\nurl = \"http://x\"", "upstream.url"),
+            ("[upstream]\nurl = \"https://x:1\"", "https"),
+            (
+                "[upstream]\nurl = \"http://127.0.0.1:3000\"\nconnect_timeout = \"5 parsecs\"",
+                "invalid duration",
+            ),
+            (
+                "[headers]\nx_forwarded_for = \"prepend\"",
+                "headers.x_forwarded_for",
+            ),
+            ("[headers]\nstrip = [\"X Bad\"]", "headers.strip[0]"),
+            (
+                "[limits]\nmax_header_bytes = 100",
+                "limits.max_header_bytes",
+            ),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            (
+                "[upstrem]\nurl = \"http://127.0.0.1:3000\"",
+                "unknown field",
+            ),
+            (
+                "[[listen]]\naddress = \"127.0.0.1:1\"\n[[listen]]\naddress = \"127.0.0.1:1\"",
+                "listen[1].address",
+            ),
+        ];
+        for (toml, want) in cases {
+            let err = settings(toml)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {toml}"));
+            assert!(err.contains(want), "{toml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let s = settings(
+            r#"
+            [client_ip]
+            trusted = ["10.0.0.0/8"]
+            strategy = ["header:X-Client", "rightmost-untrusted"]
+            proxy_protocol_from = ["10.0.0.0/8"]
+            [[listen]]
+            address = "127.0.0.1:8443"
+            proxy_protocol = "any"
+            [[listen]]
+            address = "[::1]:9000"
+            mode = "tcp"
+            upstream = "127.0.0.1:5432"
+            send_proxy_protocol = "v1"
+            [upstream]
+            url = "unix:/run/app.sock"
+            response_timeout = "2m"
+            body_timeout = 30
+            [headers]
+            forwarded = "off"
+            strip = ["X-Original-IP"]
+            [admin]
+            prefix = ""
+            listen = "127.0.0.1:9100"
+            [log]
+            format = "json"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Any);
+        assert_eq!(s.listeners[1].mode, Mode::Tcp);
+        assert_eq!(s.listeners[1].send_proxy, SendProxy::V1);
+        let up = s.upstream.unwrap();
+        assert_eq!(up.target, UpstreamTarget::Unix("/run/app.sock".into()));
+        assert_eq!(up.response_timeout, Duration::from_secs(120));
+        assert_eq!(up.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.headers.forwarded, ListMode::Off);
+        let extra: Vec<_> = s
+            .headers
+            .extra
+            .iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        assert_eq!(extra, ["x-original-ip", "x-client"]);
+        assert_eq!(s.admin.prefix, "");
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn flags_replace_config() {
+        let file = parse_toml(
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[listen]]\naddress = \"127.0.0.1:1\"",
+        )
+        .unwrap();
+        let flags = Overrides {
+            listen: vec!["127.0.0.1:2".into(), "127.0.0.1:3".into()],
+            upstream: Some("whoami".into()),
+            trust: vec!["loopback".into()],
+            strategy: vec!["rightmost-untrusted".into()],
+            proxy_protocol: Some("v1".into()),
+            proxy_protocol_from: vec!["127.0.0.0/8".into()],
+            ..Overrides::default()
+        };
+        let s = Settings::from_file(file, &flags, &mut |_| Err(String::new())).unwrap();
+        assert_eq!(s.listeners.len(), 2);
+        assert!(
+            s.listeners
+                .iter()
+                .all(|l| l.proxy_protocol == ProxyProtocol::V1)
+        );
+        assert!(s.upstream.is_none());
+        assert!(s.policy.trusts("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_states_the_defaults() {
+        let example = settings(include_str!("../../../trueip.example.toml")).unwrap();
+        let default = settings("").unwrap();
+        assert_eq!(example.listeners, default.listeners);
+        assert_eq!(example.upstream, default.upstream);
+        assert_eq!(example.headers, default.headers);
+        assert_eq!(example.limits, default.limits);
+        assert_eq!(example.admin, default.admin);
+        assert_eq!(example.log, default.log);
+        assert_eq!(example.tcp_connect_timeout, default.tcp_connect_timeout);
+        assert_eq!(example.policy.strategy_name(0), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! Connection plumbing: bytes read past a PROXY header, TLS or not, activity tracking.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A stream that first yields bytes already read from it (those after a PROXY header).
+pub struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    /// `prefix` is served before anything read from `inner`.
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Rewind { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            if let Some(chunk) = self.prefix.get(..n) {
+                buf.put_slice(chunk);
+            }
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The accepted socket after the PROXY header, with or without TLS.
+pub enum Stream {
+    /// Cleartext.
+    Plain(Rewind<TcpStream>),
+    /// Terminated TLS.
+    Tls(Box<TlsStream<Rewind<TcpStream>>>),
+}
+
+/// When a connection last moved a byte, when it last started or finished a request,
+/// and how many requests it has in flight.
+///
+/// Two kinds of idleness, because HTTP/2 keep-alive pings move bytes forever on a
+/// connection that serves nothing: an HTTP connection is idle when no request is in
+/// flight and none ended for a while ([`Idle::Requests`]); a byte relay (TCP mode, an
+/// upgraded connection) when no byte moved ([`Idle::Io`]).
+#[derive(Debug)]
+pub struct Activity {
+    last_io_ms: AtomicU64,
+    last_request_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// Which idleness [`Activity::idle`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// No request in flight, and none started or ended, for the limit.
+    Requests,
+    /// No byte read or written for the limit.
+    Io,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        let now = now_ms();
+        Activity {
+            last_io_ms: AtomicU64::new(now),
+            last_request_ms: AtomicU64::new(now),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Activity {
+    /// A byte moved now.
+    pub fn touch(&self) {
+        self.last_io_ms.store(now_ms(), Relaxed);
+    }
+
+    /// How long the connection has been idle, of the given kind.
+    pub fn idle_for(&self, kind: Idle) -> Duration {
+        let last = match kind {
+            Idle::Requests if self.in_flight.load(Relaxed) > 0 => return Duration::ZERO,
+            Idle::Requests => &self.last_request_ms,
+            Idle::Io => &self.last_io_ms,
+        };
+        Duration::from_millis(now_ms().saturating_sub(last.load(Relaxed)))
+    }
+
+    /// A request started; the guard ends it.
+    pub fn begin(self: &std::sync::Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.last_request_ms.store(now_ms(), Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once the connection has been idle (of `kind`) for `limit`.
+    pub async fn idle(&self, kind: Idle, limit: Duration) {
+        loop {
+            let idle = self.idle_for(kind);
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    }
+}
+
+/// Ends a request's in-flight mark when dropped.
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.last_request_ms.store(now_ms(), Relaxed);
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A [`Stream`] that records activity.
+pub struct Tracked {
+    stream: Stream,
+    activity: std::sync::Arc<Activity>,
+}
+
+impl Tracked {
+    /// Wraps a stream.
+    pub fn new(stream: Stream, activity: std::sync::Arc<Activity>) -> Self {
+        Tracked { stream, activity }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.stream {
+            Stream::Plain($s) => $e,
+            Stream::Tls($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = delegate!(this, s => Pin::new(s).poll_read(cx, buf));
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = delegate!(this, s => Pin::new(s).poll_write(cx, buf));
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = delegate!(this, s => Pin::new(s).poll_write_vectored(cx, bufs));
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+    fn is_write_vectored(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        delegate!(this, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        delegate!(this, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn idle_kinds() {
+        let a = std::sync::Arc::new(Activity::default());
+        let request = a.begin();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            a.idle_for(Idle::Requests),
+            Duration::ZERO,
+            "a request is in flight"
+        );
+        assert!(a.idle_for(Idle::Io) >= Duration::from_millis(50));
+        drop(request);
+        a.touch();
+        assert!(a.idle_for(Idle::Requests) < Duration::from_millis(50));
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            a.idle(Idle::Requests, Duration::from_millis(80)),
+        )
+        .await
+        .unwrap();
+        // Bytes alone (HTTP/2 pings) do not keep an HTTP connection from being idle.
+        a.touch();
+        assert!(a.idle_for(Idle::Requests) >= Duration::from_millis(80));
+    }
+
+    #[tokio::test]
+    async fn rewind_serves_the_prefix_first() {
+        let (mut a, b) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut a, b" world")
+            .await
+            .unwrap();
+        drop(a);
+        let mut r = Rewind::new(Bytes::from_static(b"hello"), b);
+        let mut out = String::new();
+        r.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+}

@@ -1,0 +1,174 @@
+//! Logs: diagnostics on stderr, the access log on stdout, text or JSON.
+//!
+//! Access-log lines go through a bounded queue to a writer thread, so a slow stdout
+//! (a full pipe, a stalled journald) never blocks a request; when the queue is full a
+//! line is dropped and counted (`trueip_log_lines_dropped_total`), never waited for.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::config::{LogFormat, LogSettings};
+use crate::metrics::Metrics;
+
+/// The tracing target of access-log events.
+pub const ACCESS: &str = "trueip::access";
+
+enum Msg {
+    Line(Vec<u8>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Hands access-log lines to the writer thread.
+#[derive(Clone)]
+pub struct QueueWriter {
+    tx: SyncSender<Msg>,
+    metrics: Arc<Metrics>,
+}
+
+/// One event's bytes, queued when dropped.
+pub struct Line {
+    buf: Vec<u8>,
+    queue: QueueWriter,
+}
+
+impl Write for Line {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.tx.try_send(Msg::Line(buf))
+        {
+            self.queue.metrics.log_dropped();
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for QueueWriter {
+    type Writer = Line;
+    fn make_writer(&'a self) -> Line {
+        Line {
+            buf: Vec::with_capacity(256),
+            queue: self.clone(),
+        }
+    }
+}
+
+/// Lets the caller wait until queued lines are written.
+#[derive(Clone)]
+pub struct LogHandle {
+    tx: SyncSender<Msg>,
+}
+
+impl LogHandle {
+    /// Waits (at most `timeout`) for the queue to drain.
+    pub fn flush(&self, timeout: Duration) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(timeout);
+        }
+    }
+}
+
+fn spawn_writer(metrics: Arc<Metrics>) -> (QueueWriter, LogHandle) {
+    let (tx, rx) = mpsc::sync_channel::<Msg>(8192);
+    let spawned = std::thread::Builder::new()
+        .name("trueip-access-log".into())
+        .spawn(move || {
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            while let Ok(msg) = rx.recv() {
+                let mut next = Some(msg);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Line(line) => {
+                            let _ = out.write_all(&line);
+                        }
+                        Msg::Flush(done) => {
+                            let _ = out.flush();
+                            let _ = done.send(());
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                let _ = out.flush();
+            }
+        });
+    if spawned.is_err() {
+        eprintln!(
+            "trueip: cannot start the access-log writer thread; access-log lines will be dropped"
+        );
+    }
+    (
+        QueueWriter {
+            tx: tx.clone(),
+            metrics,
+        },
+        LogHandle { tx },
+    )
+}
+
+/// Installs the global subscriber. Returns `None` if one was already installed (tests).
+pub fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogHandle> {
+    let (queue, handle) = spawn_writer(metrics);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let not_access = filter_fn(|meta| meta.target() != ACCESS);
+    let access_on = settings.access_log;
+    let only_access = filter_fn(move |meta| access_on && meta.target() == ACCESS);
+    type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+    let (diag, access): (Boxed, Boxed) = match settings.format {
+        LogFormat::Text => (
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_target(false)
+                .with_filter(filter.and(not_access))
+                .boxed(),
+            tracing_subscriber::fmt::layer()
+                .with_writer(queue)
+                .with_target(false)
+                .with_level(false)
+                .with_ansi(false)
+                .with_filter(only_access)
+                .boxed(),
+        ),
+        LogFormat::Json => (
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(io::stderr)
+                .with_filter(filter.and(not_access))
+                .boxed(),
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(queue)
+                .with_filter(only_access)
+                .boxed(),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(vec![diag, access])
+        .try_init()
+        .ok()
+        .map(|()| handle)
+}

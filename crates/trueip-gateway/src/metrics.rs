@@ -1,0 +1,549 @@
+//! Counters and one histogram, rendered in the Prometheus text format.
+//!
+//! Hand-written rather than a metrics crate: the label sets are small and fixed, so
+//! every metric is an array of atomics indexed by an enum, and recording is one
+//! relaxed `fetch_add` — no map lookup, no lock, no allocation on the request path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use trueip::{ListHeader, Resolution, Source, Warnings};
+
+/// Where a client address came from, as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceLabel {
+    /// The TCP peer.
+    Peer,
+    /// A PROXY header.
+    ProxyProtocol,
+    /// X-Forwarded-For.
+    XForwardedFor,
+    /// Forwarded.
+    Forwarded,
+    /// A single-address header.
+    Header,
+}
+
+impl SourceLabel {
+    const ALL: [SourceLabel; 5] = [
+        SourceLabel::Peer,
+        SourceLabel::ProxyProtocol,
+        SourceLabel::XForwardedFor,
+        SourceLabel::Forwarded,
+        SourceLabel::Header,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceLabel::Peer => "peer",
+            SourceLabel::ProxyProtocol => "proxy-protocol",
+            SourceLabel::XForwardedFor => "x-forwarded-for",
+            SourceLabel::Forwarded => "forwarded",
+            SourceLabel::Header => "header",
+        }
+    }
+
+    /// The label for a resolution's source.
+    pub fn of(source: &Source) -> Self {
+        match source {
+            Source::Peer => SourceLabel::Peer,
+            Source::ProxyProtocol => SourceLabel::ProxyProtocol,
+            Source::List {
+                header: ListHeader::XForwardedFor,
+                ..
+            } => SourceLabel::XForwardedFor,
+            Source::List {
+                header: ListHeader::Forwarded,
+                ..
+            } => SourceLabel::Forwarded,
+            Source::Header => SourceLabel::Header,
+        }
+    }
+}
+
+/// Why a PROXY header was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyErrorKind {
+    /// Not a valid header.
+    Malformed,
+    /// The connection closed before the header was complete.
+    Truncated,
+    /// It did not arrive within the read timeout.
+    Timeout,
+    /// Larger than the configured bound.
+    TooLarge,
+    /// A version the listener does not accept.
+    WrongVersion,
+    /// The peer may not speak PROXY on this listener.
+    UntrustedSender,
+}
+
+impl ProxyErrorKind {
+    const ALL: [ProxyErrorKind; 6] = [
+        ProxyErrorKind::Malformed,
+        ProxyErrorKind::Truncated,
+        ProxyErrorKind::Timeout,
+        ProxyErrorKind::TooLarge,
+        ProxyErrorKind::WrongVersion,
+        ProxyErrorKind::UntrustedSender,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyErrorKind::Malformed => "malformed",
+            ProxyErrorKind::Truncated => "truncated",
+            ProxyErrorKind::Timeout => "timeout",
+            ProxyErrorKind::TooLarge => "too_large",
+            ProxyErrorKind::WrongVersion => "wrong_version",
+            ProxyErrorKind::UntrustedSender => "untrusted_sender",
+        }
+    }
+}
+
+/// Why forwarding failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Could not connect.
+    Connect,
+    /// No response in time.
+    Timeout,
+    /// The connection broke or the response was not HTTP.
+    Protocol,
+    /// A body stalled longer than `body_timeout`.
+    BodyTimeout,
+}
+
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 4] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Protocol,
+        UpstreamErrorKind::BodyTimeout,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::BodyTimeout => "body_timeout",
+        }
+    }
+}
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const WARNINGS: usize = 16;
+
+/// Every metric the gateway exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [AtomicU64; 5],
+    responses: [AtomicU64; 6],
+    warnings: [AtomicU64; WARNINGS],
+    proxy_errors: [AtomicU64; 6],
+    upstream_errors: [AtomicU64; 4],
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_micros: AtomicU64,
+    connections_total: AtomicU64,
+    connections_open: AtomicU64,
+    connections_rejected: AtomicU64,
+    tcp_connections: AtomicU64,
+    tls_errors: AtomicU64,
+    stripped_headers: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    log_dropped: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one resolved request and its warnings.
+    pub fn resolved(&self, resolution: &Resolution) {
+        let label = SourceLabel::of(&resolution.source);
+        if let Some(c) = SourceLabel::ALL
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|i| self.requests.get(i))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+        if !resolution.warnings.is_empty() {
+            for (i, (flag, _)) in warning_table().enumerate() {
+                if resolution.warnings.contains(flag)
+                    && let Some(c) = self.warnings.get(i)
+                {
+                    c.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Counts a response by status class and records its duration.
+    pub fn responded(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).min(5);
+        if let Some(c) = self.responses.get(class) {
+            c.fetch_add(1, Relaxed);
+        }
+        let secs = elapsed.as_secs_f64();
+        if let Some(c) = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .and_then(|i| self.buckets.get(i))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// Counts a refused PROXY header.
+    pub fn proxy_error(&self, kind: ProxyErrorKind) {
+        if let Some(c) = ProxyErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.proxy_errors.get(i))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a failed upstream exchange.
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        if let Some(c) = UpstreamErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.upstream_errors.get(i))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Relaxed);
+        self.connections_open.fetch_add(1, Relaxed);
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    /// Connections refused at the limit.
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.fetch_add(1, Relaxed);
+    }
+
+    /// A TCP-mode relay started.
+    pub fn tcp_connection(&self) {
+        self.tcp_connections.fetch_add(1, Relaxed);
+    }
+
+    /// A TLS handshake failed or timed out.
+    pub fn tls_error(&self) {
+        self.tls_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Client-IP header lines removed from a request.
+    pub fn stripped(&self, lines: u64) {
+        if lines > 0 {
+            self.stripped_headers.fetch_add(lines, Relaxed);
+        }
+    }
+
+    /// A reload finished.
+    pub fn reloaded(&self, ok: bool) {
+        if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// A log line was dropped because the writer fell behind.
+    pub fn log_dropped(&self) {
+        self.log_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Open connections now.
+    pub fn open_connections(&self) -> u64 {
+        self.connections_open.load(Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        };
+        counter(
+            &mut out,
+            "trueip_requests_total",
+            "HTTP requests, by where the client address came from.",
+        );
+        for (label, c) in SourceLabel::ALL.iter().zip(&self.requests) {
+            let _ = writeln!(
+                out,
+                "trueip_requests_total{{source=\"{}\"}} {}",
+                label.name(),
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "trueip_responses_total",
+            "HTTP responses, by status class.",
+        );
+        for (i, c) in self.responses.iter().enumerate().skip(1) {
+            let _ = writeln!(
+                out,
+                "trueip_responses_total{{class=\"{i}xx\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "trueip_spoof_attempts_total",
+            "Requests carrying untrusted entries left of the client, or forwarding headers from an untrusted peer.",
+        );
+        let spoof =
+            self.warning(Warnings::SPOOF_ATTEMPT) + self.warning(Warnings::UNTRUSTED_HEADER);
+        let _ = writeln!(out, "trueip_spoof_attempts_total {spoof}");
+        counter(
+            &mut out,
+            "trueip_malformed_headers_total",
+            "Requests whose forwarding headers held an element that could not be read.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_malformed_headers_total {}",
+            self.warning(Warnings::MALFORMED)
+        );
+        counter(
+            &mut out,
+            "trueip_warnings_total",
+            "Resolution warnings, by name (see `trueip explain`).",
+        );
+        for (i, (_, name)) in warning_table().enumerate() {
+            if let Some(c) = self.warnings.get(i) {
+                let _ = writeln!(
+                    out,
+                    "trueip_warnings_total{{warning=\"{name}\"}} {}",
+                    c.load(Relaxed)
+                );
+            }
+        }
+        counter(
+            &mut out,
+            "trueip_stripped_headers_total",
+            "Client-IP header lines removed from requests that did not come through a trusted hop.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_stripped_headers_total {}",
+            self.stripped_headers.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "trueip_proxy_protocol_errors_total",
+            "Connections closed because of their PROXY header.",
+        );
+        for (kind, c) in ProxyErrorKind::ALL.iter().zip(&self.proxy_errors) {
+            let _ = writeln!(
+                out,
+                "trueip_proxy_protocol_errors_total{{reason=\"{}\"}} {}",
+                kind.name(),
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "trueip_upstream_errors_total",
+            "Failed upstream exchanges.",
+        );
+        for (kind, c) in UpstreamErrorKind::ALL.iter().zip(&self.upstream_errors) {
+            let _ = writeln!(
+                out,
+                "trueip_upstream_errors_total{{kind=\"{}\"}} {}",
+                kind.name(),
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "trueip_connections_total",
+            "Accepted connections.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_connections_total {}",
+            self.connections_total.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "trueip_connections_rejected_total",
+            "Connections closed at once because limits.max_connections was reached.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_connections_rejected_total {}",
+            self.connections_rejected.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "trueip_tcp_relays_total",
+            "TCP-mode connections relayed.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_tcp_relays_total {}",
+            self.tcp_connections.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "trueip_tls_handshake_errors_total",
+            "TLS handshakes that failed or timed out.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_tls_handshake_errors_total {}",
+            self.tls_errors.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "trueip_config_reloads_total",
+            "Config reloads (SIGHUP), by result.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_config_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "trueip_config_reloads_total{{result=\"error\"}} {}",
+            self.reloads_failed.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "trueip_log_lines_dropped_total",
+            "Log lines dropped because the writer fell behind.",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_log_lines_dropped_total {}",
+            self.log_dropped.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trueip_connections_open Connections open now.\n# TYPE trueip_connections_open gauge"
+        );
+        let _ = writeln!(
+            out,
+            "trueip_connections_open {}",
+            self.connections_open.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trueip_request_duration_seconds Time from request to the end of the response body.\n# TYPE trueip_request_duration_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, c) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "trueip_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "trueip_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "trueip_request_duration_seconds_sum {}",
+            self.latency_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "trueip_request_duration_seconds_count {count}");
+        out
+    }
+
+    fn warning(&self, flag: Warnings) -> u64 {
+        warning_table()
+            .position(|(f, _)| f == flag)
+            .and_then(|i| self.warnings.get(i))
+            .map_or(0, |c| c.load(Relaxed))
+    }
+}
+
+/// Each warning flag with its name, in the core's fixed order.
+fn warning_table() -> impl Iterator<Item = (Warnings, &'static str)> {
+    const FLAGS: [Warnings; 12] = [
+        Warnings::SPOOF_ATTEMPT,
+        Warnings::MALFORMED,
+        Warnings::OPAQUE,
+        Warnings::UNTRUSTED_HEADER,
+        Warnings::FEWER_HOPS,
+        Warnings::DISAGREE,
+        Warnings::ALL_TRUSTED,
+        Warnings::SPOOFABLE,
+        Warnings::ORIGIN_SECRET,
+        Warnings::TRUNCATED,
+        Warnings::UNTRUSTED_PROXY_PROTOCOL,
+        Warnings::DUPLICATE_HEADER,
+    ];
+    FLAGS
+        .into_iter()
+        .filter_map(|f| f.names().next().map(|n| (f, n)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.responded(200, Duration::from_millis(3));
+        m.responded(502, Duration::from_secs(20));
+        m.proxy_error(ProxyErrorKind::Timeout);
+        let text = m.render();
+        assert!(
+            text.contains("trueip_responses_total{class=\"2xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trueip_request_duration_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trueip_request_duration_seconds_bucket{le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trueip_proxy_protocol_errors_total{reason=\"timeout\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trueip_warnings_total{warning=\"spoof_attempt\"} 0"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Accepting connections: limits, the PROXY header, TLS, then HTTP or a TCP relay.
+//!
+//! `accept` takes a socket and spawns one task per connection; everything a connection
+//! needs is decided from the [`State`] current when it was accepted, except the HTTP
+//! service, which loads the current state for every request (so a reload reaches
+//! keep-alive connections too).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use trueip::ConfigError;
+
+use crate::config::{Mode, ProxyProtocol, Settings};
+use crate::hygiene::Hygiene;
+use crate::io::{Activity, Idle, Rewind, Stream, Tracked};
+use crate::metrics::{Metrics, ProxyErrorKind};
+use crate::upstream::Upstream;
+use crate::{proxy, service, tcp, tls};
+
+/// Everything derived from one version of the config.
+pub struct State {
+    /// The checked config.
+    pub settings: Settings,
+    /// Header rules.
+    pub hygiene: Hygiene,
+    /// The upstream client; `None` serves the whoami page.
+    pub upstream: Option<Upstream>,
+    /// Per listener, in order.
+    pub tls: Vec<Option<TlsAcceptor>>,
+    /// HTTP/1.1 + HTTP/2 server settings.
+    pub http: auto::Builder<TokioExecutor>,
+}
+
+impl State {
+    /// Builds everything a config describes (reads TLS files); nothing is bound yet.
+    pub fn build(settings: Settings) -> Result<State, ConfigError> {
+        let mut acceptors = Vec::new();
+        for (i, l) in settings.listeners.iter().enumerate() {
+            acceptors.push(
+                l.tls
+                    .as_ref()
+                    .map(|files| {
+                        tls::acceptor(files, &format!("listen[{i}].tls"), l.mode == Mode::Http)
+                    })
+                    .transpose()?,
+            );
+        }
+        let limits = &settings.limits;
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Ok(State {
+            hygiene: Hygiene::new(settings.headers.clone()),
+            upstream: settings.upstream.clone().map(Upstream::new),
+            tls: acceptors,
+            http,
+            settings,
+        })
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    /// The current config; swapped whole on reload.
+    pub state: ArcSwap<State>,
+    /// Metrics, kept across reloads.
+    pub metrics: Arc<Metrics>,
+    /// `true` once shutdown began.
+    pub shutdown: watch::Sender<bool>,
+    /// One permit per open connection.
+    pub connections: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// Whether shutdown began.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Resolves once shutdown began.
+pub async fn shutting_down(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Which socket a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `listen[i]`.
+    Listener(usize),
+    /// `admin.listen`: `/healthz` and `/metrics` only.
+    Admin,
+}
+
+/// One accepted connection, as the HTTP service sees it.
+pub struct ConnCtx {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The local address.
+    pub local: SocketAddr,
+    /// The PROXY header, from a trusted sender.
+    pub proxy: Option<proxy::Received>,
+    /// TLS terminated here.
+    pub tls: bool,
+    /// Activity, for the idle timeout.
+    pub activity: Arc<Activity>,
+    /// The admin listener.
+    pub admin_only: bool,
+    /// Keeps the connection counted while anything (a tunnel) still uses it.
+    _open: Open,
+}
+
+/// Accepts until shutdown.
+pub async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                    shared.metrics.connection_rejected();
+                    tracing::warn!(%peer, "connection refused: limits.max_connections reached");
+                    drop(stream);
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(connection(stream, peer, role, shared, permit));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Counts a connection as open (and holds its `max_connections` permit) until dropped:
+/// it lives in [`ConnCtx`], so a tunnel that outlives the HTTP exchange keeps it.
+pub struct Open {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
+    shared.metrics.connection_opened();
+    let open = Open {
+        metrics: shared.metrics.clone(),
+        _permit: permit,
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let state = shared.state.load_full();
+    let (listener, acceptor) = match role {
+        Role::Listener(i) => match (state.settings.listeners.get(i), state.tls.get(i)) {
+            (Some(l), Some(t)) => (Some(l), t.clone()),
+            _ => return,
+        },
+        Role::Admin => (None, None),
+    };
+    let limits = &state.settings.limits;
+
+    let mut received = None;
+    let mut prefix = Bytes::new();
+    if let Some(l) = listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off) {
+        let sender = trueip::addr::normalize(peer.ip());
+        if !state.settings.policy.proxy_protocol_from().contains(sender) {
+            shared.metrics.proxy_error(ProxyErrorKind::UntrustedSender);
+            tracing::warn!(%peer, listener = %l.address, "connection closed: this peer may not send PROXY headers (client_ip.proxy_protocol_from)");
+            return;
+        }
+        match proxy::read_header(
+            &mut stream,
+            l.proxy_protocol,
+            limits.proxy_protocol_max_bytes,
+            limits.proxy_protocol_timeout,
+        )
+        .await
+        {
+            Ok((r, rest)) => {
+                received = Some(r);
+                prefix = rest;
+            }
+            Err(e) => {
+                shared.metrics.proxy_error(e.kind());
+                if matches!(e, proxy::ReadError::Truncated(0)) {
+                    tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
+                } else {
+                    tracing::warn!(%peer, listener = %l.address, "connection closed: {e}");
+                }
+                return;
+            }
+        }
+    }
+
+    let rewound = Rewind::new(prefix, stream);
+    let tls = acceptor.is_some();
+    let io = match acceptor {
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(rewound)).await
+            {
+                Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    shared.metrics.tls_error();
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.tls_error();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+        None => Stream::Plain(rewound),
+    };
+    let activity = Arc::new(Activity::default());
+    let io = Tracked::new(io, activity.clone());
+    let ctx = Arc::new(ConnCtx {
+        shared: shared.clone(),
+        peer,
+        local,
+        proxy: received,
+        tls,
+        activity,
+        admin_only: role == Role::Admin,
+        _open: open,
+    });
+    match listener {
+        Some(l) if l.mode == Mode::Tcp => tcp::relay(io, &ctx, &state, l).await,
+        _ => serve_http(io, ctx, &state).await,
+    }
+}
+
+async fn serve_http(io: Tracked, ctx: Arc<ConnCtx>, state: &State) {
+    let svc_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(service::handle(req, ctx).await) }
+    });
+    let conn = state
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = state.settings.limits.idle_timeout;
+    tokio::select! {
+        done = conn.as_mut() => {
+            if let Err(e) = done {
+                tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+            }
+            return;
+        }
+        () = shutting_down(ctx.shared.shutdown.subscribe()) => {}
+        () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Starts the gateway in-process on a loopback port with `toml`; returns its address.
+    async fn start(toml: &str) -> (SocketAddr, Arc<Shared>) {
+        let file = crate::config::parse_toml(toml).unwrap();
+        let settings = Settings::from_file(file, &crate::config::Overrides::default(), &mut |_| {
+            Err(String::new())
+        })
+        .unwrap();
+        let state = State::build(settings).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(state.settings.limits.max_connections)),
+            state: ArcSwap::from_pointee(state),
+            metrics: Arc::new(Metrics::default()),
+            shutdown,
+        });
+        tokio::spawn(accept(listener, Role::Listener(0), shared.clone()));
+        (addr, shared)
+    }
+
+    async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    const PP: &str = r#"
+        [client_ip]
+        proxy_protocol_from = ["127.0.0.0/8"]
+        [[listen]]
+        address = "127.0.0.1:1"
+        proxy_protocol = "v1"
+        [limits]
+        proxy_protocol_timeout = "300ms"
+    "#;
+
+    #[tokio::test]
+    async fn proxy_source_replaces_the_peer_end_to_end() {
+        let (addr, _) = start(PP).await;
+        let reply = exchange(
+            addr,
+            b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 443\r\nGET /json HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let body: serde_json::Value =
+            serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["client_ip"], "198.51.100.7");
+        assert_eq!(body["source"], "proxy-protocol");
+        assert_eq!(body["direct_ip"], "127.0.0.1");
+        assert_eq!(body["headers"]["x-forwarded-for"][0], "6.6.6.6");
+    }
+
+    #[tokio::test]
+    async fn bad_or_late_proxy_headers_close_and_count() {
+        let (addr, shared) = start(PP).await;
+        assert_eq!(
+            exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await,
+            ""
+        );
+        assert_eq!(
+            exchange(addr, b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n").await,
+            ""
+        );
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"PROXY TCP4 1.2.3.4").await.unwrap();
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut out)).await;
+        assert!(
+            closed.is_ok() && out.is_empty(),
+            "a late header closes the connection"
+        );
+        let metrics = shared.metrics.render();
+        for reason in ["wrong_version", "malformed", "timeout"] {
+            assert!(
+                metrics.contains(&format!(
+                    "trueip_proxy_protocol_errors_total{{reason=\"{reason}\"}} 1"
+                )),
+                "{reason}: {metrics}"
+            );
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! One HTTP request: admin endpoints, resolve the client, then whoami or forward.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use trueip::origin::Origin;
+use trueip::{Connection, Explanation, Node, Resolution};
+
+use crate::body::{Body, Record, Timed, error_response};
+use crate::hygiene::{self, Facts};
+use crate::metrics::UpstreamErrorKind;
+use crate::server::{ConnCtx, State};
+use crate::upstream::Upstream;
+use crate::whoami;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admin {
+    Health,
+    Metrics,
+}
+
+/// `/.trueip/healthz` and `/.trueip/metrics` (under the configured prefix); bare
+/// `/healthz` and `/metrics` too when no app can own those paths (whoami mode, the
+/// admin listener).
+fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
+    let rest = match (!prefix.is_empty())
+        .then(|| path.strip_prefix(prefix))
+        .flatten()
+    {
+        Some(rest) => rest,
+        None if bare => path,
+        None => return None,
+    };
+    match rest {
+        "/healthz" => Some(Admin::Health),
+        "/metrics" => Some(Admin::Metrics),
+        _ => None,
+    }
+}
+
+fn admin_response(which: Admin, method: &Method, ctx: &ConnCtx) -> Response<Body> {
+    let (status, content_type, body) = match which {
+        Admin::Health if ctx.shared.shutting_down() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "draining\n".to_string(),
+        ),
+        Admin::Health => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ok\n".to_string(),
+        ),
+        Admin::Metrics => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            ctx.shared.metrics.render(),
+        ),
+    };
+    let len = body.len();
+    let mut resp = Response::new(if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::full(body)
+    });
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Serves one request. Never fails: every error becomes a response.
+pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
+    let start = Instant::now();
+    let in_flight = ctx.activity.begin();
+    let state = ctx.shared.state.load_full();
+    let settings = &state.settings;
+    let mut record = Record {
+        metrics: ctx.shared.metrics.clone(),
+        access_log: settings.log.access_log,
+        start,
+        client: trueip::addr::normalize(ctx.peer.ip()),
+        peer: ctx.peer,
+        source: trueip::Source::Peer,
+        header: None,
+        warnings: trueip::Warnings::NONE,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        status: 0,
+        bytes: 0,
+        error: None,
+        in_flight: Some(in_flight),
+    };
+
+    let whoami_mode = state.upstream.is_none();
+    let resp = if let Some(which) = admin_endpoint(
+        req.uri().path(),
+        &settings.admin.prefix,
+        whoami_mode || ctx.admin_only,
+    ) {
+        admin_response(which, req.method(), &ctx)
+    } else if ctx.admin_only {
+        error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the admin listener serves /healthz and /metrics",
+        )
+    } else {
+        let conn = Connection {
+            peer: Node::from(ctx.peer),
+            proxy_source: ctx
+                .proxy
+                .as_ref()
+                .and_then(|p| p.addrs)
+                .map(|a| Node::from(a.source)),
+        };
+        let resolution = settings.policy.resolve(&conn, req.headers());
+        ctx.shared.metrics.resolved(&resolution);
+        record.client = resolution.client.ip;
+        record.source = resolution.source;
+        if resolution.source == trueip::Source::Header {
+            record.header = resolution
+                .strategy
+                .and_then(|i| settings.policy.strategy_header(i))
+                .cloned();
+        }
+        record.warnings = resolution.warnings;
+        match &state.upstream {
+            None => whoami_page(req, &ctx, &state, &conn),
+            Some(upstream) => forward(req, &ctx, &state, upstream, &resolution).await,
+        }
+    };
+    record.status = resp.status().as_u16();
+    resp.map(|b| b.record(record))
+}
+
+fn whoami_page(
+    req: Request<Incoming>,
+    ctx: &ConnCtx,
+    state: &State,
+    conn: &Connection,
+) -> Response<Body> {
+    let explanation = Explanation::new(&state.settings.policy, conn, req.headers());
+    let mut headers =
+        whoami::forwarding_headers(req.headers(), |name| state.hygiene.is_managed(name));
+    // The origin secret proves the request came through *your* CDN distribution;
+    // echoing it would hand it to anyone who can reach that distribution.
+    if let Some(secret) = &state.settings.headers.origin_secret {
+        for (name, lines) in &mut headers {
+            if name.replace('_', "-") == secret.as_str() {
+                lines.iter_mut().for_each(|l| *l = "<redacted>".to_string());
+            }
+        }
+    }
+    let w = whoami::Whoami {
+        explanation: &explanation,
+        direct_ip: trueip::addr::normalize(ctx.peer.ip()).to_string(),
+        headers,
+    };
+    let format = whoami::negotiate(req.uri().path(), req.headers());
+    let host = req.uri().authority().map(|a| a.to_string()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    });
+    let scheme = if ctx.tls { "https" } else { "http" };
+    let self_url = format!("{scheme}://{}/", host.as_deref().unwrap_or("localhost"));
+    whoami::respond(
+        req.method(),
+        format,
+        &w,
+        &whoami::Links {
+            healthz: "/healthz",
+            metrics: "/metrics",
+            self_url: &self_url,
+        },
+    )
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    ctx: &Arc<ConnCtx>,
+    state: &State,
+    upstream: &Upstream,
+    resolution: &Resolution,
+) -> Response<Body> {
+    // An HTTP/1.1 upgrade (WebSocket): the hop-by-hop headers that ask for it are
+    // removed with the others and set again, alone, for the upstream.
+    let upgrade = upgrade_request(&req);
+    let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let proxy_addrs = ctx.proxy.as_ref().and_then(|p| p.addrs);
+    // Headers count as having come through a trusted hop only if the policy believed
+    // them: a trusted peer without the origin secret is no better than a stranger.
+    let trusted_hop = state
+        .settings
+        .policy
+        .trusts(hygiene::effective_peer(resolution).ip)
+        && !resolution
+            .warnings
+            .contains(trueip::Warnings::ORIGIN_SECRET);
+    // A PROXY hop writes no HTTP headers: it must not count as a hop that wrote
+    // X-Forwarded-Proto/-Host/-Port.
+    let header_hops = resolution
+        .trusted_hops
+        .saturating_sub(u16::from(resolution.proxy_source.is_some()));
+    let origin = if header_hops > 0 {
+        let mut r = *resolution;
+        r.trusted_hops = header_hops;
+        trueip::origin::origin(&parts.headers, &r)
+    } else {
+        Origin::default()
+    };
+    let host: Option<HeaderValue> = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    let scheme = if ctx.tls || ctx.proxy.as_ref().is_some_and(|p| p.client_tls) {
+        "https"
+    } else {
+        "http"
+    };
+    let destination = proxy_addrs.map_or(ctx.local, |a| a.destination);
+    let facts = Facts {
+        resolution,
+        trusted_hop,
+        origin: &origin,
+        scheme,
+        host: host.as_ref(),
+        port: destination.port(),
+    };
+    let stripped = state.hygiene.request(&mut parts.headers, &facts);
+    ctx.shared.metrics.stripped(stripped);
+    if parts.version == Version::HTTP_2 {
+        hygiene::join_cookies(&mut parts.headers);
+    }
+    if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    match host {
+        Some(h) => {
+            parts.headers.insert(header::HOST, h);
+        }
+        None => {
+            if let Ok(h) = HeaderValue::from_str(upstream.authority()) {
+                parts.headers.insert(header::HOST, h);
+            }
+        }
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let client = SocketAddr::new(resolution.client.ip, resolution.client.port.unwrap_or(0));
+    parts.uri = match upstream.uri(path, client, destination) {
+        Ok(uri) => uri,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request target cannot be forwarded",
+            );
+        }
+    };
+    parts.version = Version::HTTP_11;
+    let settings = &upstream.settings;
+    let req = Request::from_parts(parts, Timed::new(body, settings.body_timeout));
+    let metrics = &ctx.shared.metrics;
+    match tokio::time::timeout(settings.response_timeout, upstream.send(req)).await {
+        Ok(Ok(mut resp)) => {
+            let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let tunnel = match downstream_upgrade {
+                Some(down) if switching => Some((down, hyper::upgrade::on(&mut resp))),
+                _ => None,
+            };
+            let (mut parts, body) = resp.into_parts();
+            let protocol = parts.headers.get(header::UPGRADE).cloned();
+            state.hygiene.response(&mut parts.headers);
+            if let Some((down, up)) = tunnel {
+                let Some(protocol) = protocol else {
+                    metrics.upstream_error(UpstreamErrorKind::Protocol);
+                    return error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        "the upstream switched protocols without naming one",
+                    );
+                };
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, protocol);
+                tokio::spawn(tunnel_task(
+                    down,
+                    up,
+                    ctx.clone(),
+                    state.settings.limits.idle_timeout,
+                ));
+            } else if switching {
+                metrics.upstream_error(UpstreamErrorKind::Protocol);
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "the upstream switched protocols unasked",
+                );
+            }
+            Response::from_parts(parts, Body::stream(body, settings.body_timeout))
+        }
+        Ok(Err(e)) => {
+            let (status, code, kind, message) = classify(&e);
+            metrics.upstream_error(kind);
+            tracing::warn!(peer = %ctx.peer, error = %error_chain(&e), "upstream request failed: {code}");
+            error_response(status, code, message)
+        }
+        Err(_) => {
+            metrics.upstream_error(UpstreamErrorKind::Timeout);
+            tracing::warn!(peer = %ctx.peer, timeout = ?settings.response_timeout, "upstream did not answer in time (upstream.response_timeout)");
+            error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            )
+        }
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and
+/// `Upgrade: websocket`), if it does.
+fn upgrade_request(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    if !asks {
+        return None;
+    }
+    req.headers().get(header::UPGRADE).cloned()
+}
+
+/// Copies bytes between the client and the upstream after a 101, until either side
+/// closes or nothing moves for `idle`. Holds the connection's context, so the
+/// connection stays counted (and its `max_connections` permit held) meanwhile.
+async fn tunnel_task(
+    down: hyper::upgrade::OnUpgrade,
+    up: hyper::upgrade::OnUpgrade,
+    ctx: Arc<ConnCtx>,
+    idle: std::time::Duration,
+) {
+    let (down, up) = match tokio::try_join!(down, up) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(peer = %ctx.peer, "upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut down = hyper_util::rt::TokioIo::new(down);
+    let mut up = hyper_util::rt::TokioIo::new(up);
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut down, &mut up) => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %ctx.peer, "tunnel ended: {e}");
+            }
+        }
+        // The client side is the gateway's own connection, whose reads and writes
+        // mark activity.
+        () = ctx.activity.idle(crate::io::Idle::Io, idle) => tracing::debug!(peer = %ctx.peer, "closing idle tunnel"),
+    }
+}
+
+fn classify(
+    e: &hyper_util::client::legacy::Error,
+) -> (StatusCode, &'static str, UpstreamErrorKind, &'static str) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                UpstreamErrorKind::Timeout,
+                "the upstream did not answer in time",
+            );
+        }
+        if err.downcast_ref::<crate::body::Stalled>().is_some() {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_body_timeout",
+                UpstreamErrorKind::BodyTimeout,
+                "the request body stalled",
+            );
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        (
+            StatusCode::BAD_GATEWAY,
+            "upstream_unreachable",
+            UpstreamErrorKind::Connect,
+            "the upstream cannot be reached",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            UpstreamErrorKind::Protocol,
+            "the upstream closed the connection or sent an invalid response",
+        )
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        source = err.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_paths() {
+        assert_eq!(
+            admin_endpoint("/.trueip/healthz", "/.trueip", false),
+            Some(Admin::Health)
+        );
+        assert_eq!(
+            admin_endpoint("/.trueip/metrics", "/.trueip", false),
+            Some(Admin::Metrics)
+        );
+        assert_eq!(admin_endpoint("/healthz", "/.trueip", false), None);
+        assert_eq!(
+            admin_endpoint("/healthz", "/.trueip", true),
+            Some(Admin::Health)
+        );
+        assert_eq!(admin_endpoint("/metrics", "", true), Some(Admin::Metrics));
+        assert_eq!(admin_endpoint("/.trueip/healthz", "", false), None);
+        assert_eq!(admin_endpoint("/.trueip/other", "/.trueip", true), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! TCP mode: for protocols that are not HTTP, and TLS passthrough.
+//!
+//! Accept, resolve the client from the peer or a trusted PROXY header (there are no
+//! headers to read), connect to the listener's upstream, announce the client in a PROXY
+//! v1/v2 header, then copy bytes both ways until either side closes or the connection
+//! sits idle for `limits.idle_timeout`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use trueip::{Connection, Node};
+
+use crate::config::{ListenerSettings, SendProxy};
+use crate::io::{Idle, Tracked};
+use crate::metrics::UpstreamErrorKind;
+use crate::server::{ConnCtx, State};
+
+/// Relays one connection.
+pub async fn relay(mut io: Tracked, ctx: &ConnCtx, state: &State, listener: &ListenerSettings) {
+    let start = Instant::now();
+    let metrics = &ctx.shared.metrics;
+    metrics.tcp_connection();
+    let settings = &state.settings;
+    let proxy_addrs = ctx.proxy.as_ref().and_then(|p| p.addrs);
+    let conn = Connection {
+        peer: Node::from(ctx.peer),
+        proxy_source: proxy_addrs.map(|a| Node::from(a.source)),
+    };
+    let no_headers: [(&str, &str); 0] = [];
+    let resolution = settings.policy.resolve(&conn, &no_headers[..]);
+    metrics.resolved(&resolution);
+    let client = SocketAddr::new(resolution.client.ip, resolution.client.port.unwrap_or(0));
+    let destination = proxy_addrs.map_or(ctx.local, |a| a.destination);
+
+    let Some(target) = listener.tcp_upstream.as_deref() else {
+        return;
+    };
+    let mut upstream = match crate::upstream::connect_tcp(target, settings.tcp_connect_timeout)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+                UpstreamErrorKind::Timeout
+            } else {
+                UpstreamErrorKind::Connect
+            };
+            metrics.upstream_error(kind);
+            tracing::warn!(%client, peer = %ctx.peer, upstream = target, "tcp relay: cannot connect upstream: {e}");
+            return;
+        }
+    };
+    if listener.send_proxy != SendProxy::Off {
+        let header = crate::proxy::encode(listener.send_proxy, client, destination);
+        if let Err(e) = upstream.write_all(&header).await {
+            metrics.upstream_error(UpstreamErrorKind::Protocol);
+            tracing::warn!(%client, upstream = target, "tcp relay: cannot send the PROXY header: {e}");
+            return;
+        }
+    }
+    let idle = settings.limits.idle_timeout;
+    let (result, idled) = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut io, &mut upstream) => (Some(r), false),
+        () = ctx.activity.idle(Idle::Io, idle) => (None, true),
+    };
+    let (up, down) = match &result {
+        Some(Ok((up, down))) => (*up, *down),
+        _ => (0, 0),
+    };
+    let error = match result {
+        Some(Err(e)) => e.to_string(),
+        _ if idled => format!("idle for {idle:?} (limits.idle_timeout)"),
+        _ => String::new(),
+    };
+    if settings.log.access_log {
+        tracing::info!(
+            target: crate::logging::ACCESS,
+            client = %client.ip(),
+            peer = %ctx.peer,
+            mode = "tcp",
+            upstream = target,
+            bytes_up = up,
+            bytes = down,
+            duration_ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            source = %resolution.source,
+            warnings = (!resolution.warnings.is_empty()).then(|| tracing::field::display(resolution.warnings)),
+            error = (!error.is_empty()).then_some(error.as_str()),
+        );
+    }
+}

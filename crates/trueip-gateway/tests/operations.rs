@@ -1,0 +1,227 @@
+//! Running the gateway: metrics, the access log, SIGHUP reload, SIGTERM drain, and the
+//! connection limit — each observed from outside, on the real binary.
+
+mod common;
+
+use std::fs;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| *k == name)
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+fn metrics(addr: std::net::SocketAddr) -> String {
+    let resp = Req::get("/.trueip/metrics").must_send(addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.text()
+}
+
+#[test]
+fn metrics_count_requests_and_spoof_attempts() {
+    let dir = test_dir("operations/metrics");
+    let up = Upstream::start(Behavior::Echo);
+    let url = up.url();
+    let gw = Gateway::start(
+        &dir,
+        free_addr(),
+        &[
+            "--upstream",
+            &url,
+            "--trust",
+            PROXIES_CIDR,
+            "--strategy",
+            "rightmost-untrusted",
+        ],
+    );
+    for _ in 0..3 {
+        let resp = Req::get("/").headers(&forged_headers()).must_send(gw.addr);
+        assert_eq!(resp.status, 200);
+    }
+    let text = metrics(gw.addr);
+    assert!(
+        text.contains("# TYPE trueip_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "trueip_spoof_attempts_total") >= 3.0,
+        "three forged requests, metrics say:\n{text}"
+    );
+    assert!(
+        metric(&text, "trueip_responses_total{class=\"2xx\"}") >= 3.0,
+        "{text}"
+    );
+}
+
+#[test]
+fn json_access_log_names_the_resolved_client() {
+    let dir = test_dir("operations/access_log");
+    let up = Upstream::start(Behavior::Echo);
+    let toml = "[log]\nformat = \"json\"\naccess_log = true\n";
+    let url = up.url();
+    let gw = Gateway::start_with_toml(&dir, free_addr(), toml, &["--upstream", &url]);
+    let resp = Req::get("/logged-path")
+        .headers(&forged_headers())
+        .must_send(gw.addr);
+    assert_eq!(resp.status, 200);
+    // The access log is written by a background thread: poll stdout for the line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let out = fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
+        if let Some(line) = out.lines().find(|l| l.contains("/logged-path")) {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access-log line on stdout:\n{}",
+            gw.proc.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let json =
+        Json::parse(&line).unwrap_or_else(|e| panic!("access-log line is not JSON ({e}): {line}"));
+    assert_eq!(json.str_at("client"), CLIENT_IP, "{line}");
+    for forged in FORGED_IPS {
+        assert!(!json.str_at("client").contains(forged), "{line}");
+    }
+}
+
+#[test]
+fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken() {
+    let dir = test_dir("operations/reload");
+    let path = dir.join("trueip.toml");
+    let addr = free_addr();
+    let toml = |trusted: &str| {
+        format!(
+            "[client_ip]\ntrusted = [{trusted}]\nstrategy = \"rightmost-untrusted\"\nfrom = \"xff\"\n"
+        )
+    };
+    fs::write(&path, toml("\"10.0.0.0/8\"")).expect("write config");
+    let path_arg = path.to_string_lossy().into_owned();
+    let gw = Gateway::start(&dir, addr, &["--config", &path_arg]);
+    let ask = || {
+        Req::get("/json")
+            .header("X-Forwarded-For", "203.0.113.50")
+            .must_send(addr)
+            .json()
+            .str_at("client_ip")
+            .to_string()
+    };
+    assert_eq!(ask(), CLIENT_IP, "nothing trusted yet");
+
+    fs::write(&path, toml("\"10.0.0.0/8\", \"127.0.0.1\"")).expect("rewrite config");
+    gw.proc.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ask() != "203.0.113.50" {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not apply the new trust:\n{}",
+            gw.proc.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    fs::write(&path, "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n").expect("break config");
+    gw.proc.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(
+        &metrics(addr),
+        "trueip_config_reloads_total{result=\"error\"}",
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken reload was not counted:\n{}",
+            gw.proc.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        ask(),
+        "203.0.113.50",
+        "a broken config replaced the working one"
+    );
+    assert!(
+        gw.proc.log().contains("10.0.0.0/33"),
+        "the reload error does not name the bad input:\n{}",
+        gw.proc.log()
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let dir = test_dir("operations/shutdown");
+    let up = Upstream::start(Behavior::Delay(Duration::from_millis(1500)));
+    let url = up.url();
+    let mut gw = Gateway::start(&dir, free_addr(), &["--upstream", &url]);
+    let addr = gw.addr;
+    let in_flight = thread::spawn(move || Req::get("/slow").send(addr));
+    // Let the request reach the upstream before the signal.
+    let seen = up.wait_for(1, Duration::from_secs(5));
+    assert_eq!(seen.len(), 1, "the request never reached the upstream");
+    gw.proc.signal("TERM");
+    let status = gw
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no exit within 10 s of SIGTERM:\n{}", gw.proc.log()));
+    let resp = in_flight
+        .join()
+        .expect("client thread")
+        .expect("the in-flight request was cut by the shutdown");
+    assert_eq!(resp.status, 200, "in-flight request during drain");
+    assert!(status.success(), "exit status {status}:\n{}", gw.proc.log());
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+        "still accepting connections after exit"
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
+    let dir = test_dir("operations/max_connections");
+    let toml = "[limits]\nmax_connections = 8\n";
+    let gw = Gateway::start_with_toml(&dir, free_addr(), toml, &[]);
+    // Let the gateway notice that wait_for_port's probe connection closed (and free its slot).
+    thread::sleep(Duration::from_millis(300));
+    let held: Vec<TcpStream> = (0..8)
+        .map(|_| connect(gw.addr).expect("connect within the limit"))
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    // The ninth is accepted by the kernel and then closed by the gateway.
+    let ending = exchange(
+        gw.addr,
+        &Req::get("/json").to_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(ending.is_closed(), "the ninth connection stayed open");
+    assert!(
+        ending.status().is_none_or(|s| s == 503),
+        "the ninth connection was answered {:?}",
+        String::from_utf8_lossy(ending.bytes())
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Req::get("/.trueip/healthz").send(gw.addr) {
+            Ok(r) if r.status == 200 => break,
+            _ => assert!(
+                Instant::now() < deadline,
+                "never recovered after the held connections closed"
+            ),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let text = metrics(gw.addr);
+    assert!(
+        metric(&text, "trueip_connections_rejected_total") >= 1.0,
+        "{text}"
+    );
+}

@@ -1,0 +1,301 @@
+//! The PROXY protocol listener, fed byte-exact v1 and v2 headers by the test: honoured only from
+//! the senders in `--proxy-protocol-from`, and every malformed, truncated or oversized header
+//! ends the connection (never a request with a made-up client) while the gateway keeps serving.
+//!
+//! The gateway runs with `proxy_protocol_timeout = "1s"` so the stalled-header cases finish fast.
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LIMITS: &str = "[limits]\nproxy_protocol_timeout = \"1s\"\nheader_read_timeout = \"2s\"\n";
+/// How long a connection with a bad preamble may stay open: the timeout above plus slack.
+const CLOSE_WITHIN: Duration = Duration::from_secs(4);
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().expect("socket address literal")
+}
+
+/// A gateway whose listener requires `mode` headers from 127.0.0.1 (the test client), with
+/// the whoami page or `upstream` behind it.
+fn start(name: &str, mode: &str, from: &str, upstream: Option<&Upstream>) -> Gateway {
+    let dir = test_dir(&format!("proxy_protocol/{name}"));
+    let url = upstream.map(Upstream::url);
+    let mut args = vec!["--proxy-protocol", mode, "--proxy-protocol-from", from];
+    if let Some(url) = url.as_deref() {
+        args.extend_from_slice(&["--upstream", url]);
+    }
+    Gateway::start_with_toml(&dir, free_addr(), LIMITS, &args)
+}
+
+/// The gateway answers a well-formed request behind a valid header: it still serves.
+fn assert_serves(gw: &Gateway, after: &str) {
+    let pre = proxy_v2(sock("192.0.2.200:40000"), gw.addr, &[]);
+    let resp = Req::get("/json")
+        .send_with_preamble(gw.addr, &pre)
+        .unwrap_or_else(|e| panic!("gateway stopped serving after {after}: {e}"));
+    assert_eq!(resp.status, 200, "after {after}: {}", resp.text());
+}
+
+/// Sends `bytes`, then expects the gateway to close at once without answering 2xx: the
+/// header is invalid or over the size cap, so there is nothing to wait for.
+fn assert_rejected_at_once(gw: &Gateway, bytes: &[u8], what: &str) {
+    let start = Instant::now();
+    assert_rejected(gw, bytes, what);
+    // assert_rejected's own health check is included; the timeout is 1 s.
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{what}: closed only after {:?}, as if waiting for the PROXY timeout",
+        start.elapsed()
+    );
+}
+
+/// Sends `bytes`, then expects the gateway to close without answering 2xx, soon.
+fn assert_rejected(gw: &Gateway, bytes: &[u8], what: &str) {
+    let start = Instant::now();
+    let ending = exchange(gw.addr, bytes, CLOSE_WITHIN + Duration::from_secs(2));
+    assert!(
+        ending.is_closed(),
+        "{what}: connection still open after {:?}; got {:?}",
+        start.elapsed(),
+        String::from_utf8_lossy(ending.bytes())
+    );
+    if let Some(status) = ending.status() {
+        assert!(
+            status >= 400,
+            "{what}: answered {status}: {}",
+            String::from_utf8_lossy(ending.bytes())
+        );
+    }
+    assert!(
+        start.elapsed() <= CLOSE_WITHIN,
+        "{what}: took {:?} to close",
+        start.elapsed()
+    );
+    assert_serves(gw, what);
+}
+
+#[test]
+fn v1_and_v2_headers_name_the_client() {
+    let gw = start("v1_v2", "any", CLIENT_IP, None);
+    let cases = [
+        (
+            "v1 tcp4",
+            proxy_v1(sock("203.0.113.10:5555"), gw.addr),
+            "203.0.113.10",
+        ),
+        (
+            "v1 tcp6",
+            proxy_v1(sock("[2001:db8::10]:5555"), sock("[::1]:80")),
+            "2001:db8::10",
+        ),
+        (
+            "v2 tcp4",
+            proxy_v2(sock("203.0.113.11:5555"), gw.addr, &[]),
+            "203.0.113.11",
+        ),
+        (
+            "v2 tcp6",
+            proxy_v2(sock("[2001:db8::11]:5555"), sock("[::1]:80"), &[]),
+            "2001:db8::11",
+        ),
+        (
+            // A TLV (PP2_TYPE_AUTHORITY) the gateway may ignore but must skip correctly.
+            "v2 with TLV",
+            proxy_v2(
+                sock("203.0.113.12:5555"),
+                gw.addr,
+                &[0x02, 0x00, 0x03, b'a', b'.', b'b'],
+            ),
+            "203.0.113.12",
+        ),
+    ];
+    for (what, pre, client) in cases {
+        let resp = Req::get("/json")
+            .headers(&forged_headers())
+            .send_with_preamble(gw.addr, &pre)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(resp.status, 200, "{what}: {}", resp.text());
+        let json = resp.json();
+        assert_eq!(json.str_at("client_ip"), client, "{what}: {json:?}");
+    }
+}
+
+#[test]
+fn header_source_reaches_the_upstream_and_forged_headers_do_not() {
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("to_upstream", "v2", CLIENT_IP, Some(&up));
+    let pre = proxy_v2(sock("203.0.113.20:6000"), gw.addr, &[]);
+    let resp = Req::get("/")
+        .headers(&forged_headers())
+        .send_with_preamble(gw.addr, &pre)
+        .expect("request behind PROXY v2");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_clean_forwarding(&up.last(), "203.0.113.20", "PROXY v2 source");
+}
+
+#[test]
+fn local_and_unknown_headers_mean_the_peer_itself() {
+    // Load balancers send v2 LOCAL (or v1 UNKNOWN) for their own health checks: no client.
+    let gw = start("local_unknown", "any", CLIENT_IP, None);
+    let mut local = V2_SIG.to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    for (what, pre) in [
+        ("v2 LOCAL", local),
+        ("v1 UNKNOWN", b"PROXY UNKNOWN\r\n".to_vec()),
+    ] {
+        let resp = Req::get("/json")
+            .headers(&forged_headers())
+            .send_with_preamble(gw.addr, &pre)
+            .unwrap_or_else(|e| panic!("request behind {what}: {e}"));
+        assert_eq!(resp.status, 200, "{what}: {}", resp.text());
+        assert_eq!(resp.json().str_at("client_ip"), CLIENT_IP, "{what}");
+    }
+}
+
+#[test]
+fn a_header_split_across_segments_is_reassembled() {
+    // TCP may deliver the header in pieces; a parser that expects it in one read fails here.
+    let gw = start("split", "any", CLIENT_IP, None);
+    for (what, pre) in [
+        ("v2", proxy_v2(sock("203.0.113.60:5000"), gw.addr, &[])),
+        ("v1", proxy_v1(sock("203.0.113.60:5000"), gw.addr)),
+    ] {
+        let mut stream = connect(gw.addr).expect("connect");
+        let mut bytes = pre;
+        bytes.extend_from_slice(&Req::get("/json").to_bytes());
+        for piece in bytes.chunks(7).take(4) {
+            stream.write_all(piece).expect("write a piece");
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        stream
+            .write_all(bytes.get(28..).unwrap_or_default())
+            .expect("write the rest");
+        let resp = read_response(&mut std::io::BufReader::new(stream), "GET")
+            .unwrap_or_else(|e| panic!("{what} in pieces: {e}"));
+        assert_eq!(resp.status, 200, "{what}: {}", resp.text());
+        assert_eq!(resp.json().str_at("client_ip"), "203.0.113.60", "{what}");
+    }
+}
+
+#[test]
+fn header_from_a_sender_not_listed_is_not_believed() {
+    // Only 127.0.0.99 may send PROXY headers; the test client (127.0.0.1) forges one.
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("untrusted_sender", "any", "127.0.0.99", Some(&up));
+    let pre = proxy_v1(sock("203.0.113.30:7000"), gw.addr);
+    let mut bytes = pre;
+    bytes.extend_from_slice(&Req::get("/").to_bytes());
+    let ending = exchange(gw.addr, &bytes, CLOSE_WITHIN);
+    let text = String::from_utf8_lossy(ending.bytes()).into_owned();
+    assert!(
+        !text.contains("203.0.113.30"),
+        "the forged PROXY source was believed: {text}"
+    );
+    for seen in up.requests() {
+        assert!(
+            !seen.headers.iter().any(|(_, v)| v.contains("203.0.113.30")),
+            "the forged PROXY source reached the upstream: {:#?}",
+            seen.headers
+        );
+    }
+}
+
+#[test]
+fn request_without_the_required_header_is_refused() {
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("missing_header", "v2", CLIENT_IP, Some(&up));
+    assert_rejected_at_once(
+        &gw,
+        &Req::get("/").to_bytes(),
+        "plain HTTP on a PROXY v2 listener",
+    );
+    // v1 on a v2-only listener is refused too.
+    let mut v1 = proxy_v1(sock("203.0.113.31:7000"), gw.addr);
+    v1.extend_from_slice(&Req::get("/").to_bytes());
+    assert_rejected_at_once(&gw, &v1, "PROXY v1 on a v2-only listener");
+    assert_only_valid_requests_reached(&up);
+}
+
+#[test]
+fn garbage_truncated_and_oversized_headers_close_the_connection() {
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("malformed", "any", CLIENT_IP, Some(&up));
+    let v2 = proxy_v2(sock("203.0.113.40:8000"), gw.addr, &[]);
+
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    assert_rejected_at_once(&gw, &garbage, "4 KiB of garbage");
+    assert_rejected_at_once(
+        &gw,
+        b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
+        "v1 with a bad address",
+    );
+    assert_rejected_at_once(
+        &gw,
+        b"PROXY TCP4 203.0.113.40 127.0.0.1 99999 80\r\n",
+        "v1 with a bad port",
+    );
+    assert_rejected_at_once(
+        &gw,
+        b"PROXY TCP4 010.0.0.1 127.0.0.1 1 80\r\n",
+        "v1 with a leading-zero octet",
+    );
+    assert_rejected(
+        &gw,
+        b"PROXY TCP4 203.0.113.40",
+        "v1 truncated, then silence",
+    );
+    let long_v1 = format!("PROXY TCP4 {} 127.0.0.1 1 80\r\n", "1".repeat(300));
+    assert_rejected_at_once(&gw, long_v1.as_bytes(), "v1 line over 107 bytes");
+    let no_crlf = format!("PROXY TCP4 {}", "9".repeat(4096));
+    assert_rejected_at_once(&gw, no_crlf.as_bytes(), "4 KiB v1 line without CRLF");
+    assert_rejected(
+        &gw,
+        v2.get(..10).unwrap_or_default(),
+        "v2 signature cut short",
+    );
+    assert_rejected(
+        &gw,
+        v2.get(..20).unwrap_or_default(),
+        "v2 address block cut short",
+    );
+
+    // Declares 65,535 bytes of addresses and TLVs: over any sane cap, refused without waiting.
+    let mut huge = V2_SIG.to_vec();
+    huge.extend_from_slice(&[0x21, 0x11, 0xFF, 0xFF]);
+    huge.extend_from_slice(&[0u8; 1024]);
+    assert_rejected_at_once(&gw, &huge, "v2 declaring 65535 bytes");
+
+    // Declares a length too short for its own address family.
+    let mut short = V2_SIG.to_vec();
+    short.extend_from_slice(&[0x21, 0x11, 0x00, 0x04, 203, 0, 113, 40]);
+    short.extend_from_slice(&Req::get("/").to_bytes());
+    assert_rejected_at_once(&gw, &short, "v2 length shorter than its addresses");
+
+    // Version 3 and an unknown command.
+    let mut v3 = v2.clone();
+    if let Some(b) = v3.get_mut(12) {
+        *b = 0x31;
+    }
+    assert_rejected_at_once(&gw, &v3, "v2 signature with version 3");
+
+    assert_only_valid_requests_reached(&up);
+}
+
+/// Only [`assert_serves`]' requests (client 192.0.2.200) may reach the upstream.
+fn assert_only_valid_requests_reached(up: &Upstream) {
+    for seen in up.requests() {
+        assert_eq!(
+            seen.one("X-Real-IP"),
+            "192.0.2.200",
+            "a refused connection produced a request to the upstream: {:#?}",
+            seen.headers
+        );
+    }
+}

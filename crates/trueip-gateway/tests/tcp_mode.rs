@@ -1,0 +1,165 @@
+//! TCP mode (`[[listen]] mode = "tcp"`): a byte relay that opens every upstream connection with
+//! a PROXY header naming the client it resolved — the peer, or the source of a PROXY header the
+//! peer was trusted to send.
+//!
+//! Two upstreams decode that header: the test's own (records the decoded source, echoes the
+//! bytes), and nginx with `listen ... proxy_protocol` answering `$proxy_protocol_addr`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+
+fn tcp_toml(listen: SocketAddr, upstream: SocketAddr, send: &str, extra_listen: &str) -> String {
+    format!(
+        "[client_ip]
+proxy_protocol_from = [\"{HAPROXY_SOURCE}\"]
+
+[limits]
+proxy_protocol_timeout = \"1s\"
+
+[[listen]]
+address = \"{listen}\"
+mode = \"tcp\"
+upstream = \"{upstream}\"
+send_proxy_protocol = \"{send}\"
+{extra_listen}"
+    )
+}
+
+/// Writes `payload`, half-closes, and returns everything echoed back.
+fn relay(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr).expect("connect to the TCP listener");
+    s.write_all(payload).expect("write payload");
+    s.shutdown(Shutdown::Write).expect("half-close");
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("read the echo");
+    back
+}
+
+fn decoded_source(up: &Upstream) -> SocketAddr {
+    let seen = up.wait_for(1, Duration::from_secs(5));
+    let last = seen.last().expect("the upstream got no connection");
+    match &last.proxy {
+        Some(Ok(Some((src, _dst)))) => *src,
+        other => panic!("the upstream could not decode a PROXY header with a source: {other:?}"),
+    }
+}
+
+#[test]
+fn direct_client_reaches_the_upstream_as_itself_v2() {
+    let dir = test_dir("tcp_mode/direct_v2");
+    let up = Upstream::start(Behavior::ProxyEcho);
+    let listen = free_addr();
+    let _gw =
+        Gateway::start_with_config(&dir, &tcp_toml(listen, up.addr, "v2", ""), &[listen], &[]);
+    // The client's first bytes forge a PROXY header: on a listener that does not expect one,
+    // they are payload, carried verbatim behind the gateway's own header.
+    let forged = proxy_v1(format!("{FORGED_XFF}:1234").parse().expect("addr"), listen);
+    let mut payload = forged.clone();
+    payload.extend((0..100_000u32).map(|i| (i % 253) as u8));
+    let back = relay(listen, &payload);
+    assert_eq!(back.len(), payload.len(), "the relay lost or added bytes");
+    assert!(back == payload, "the relay changed the bytes");
+    assert_eq!(decoded_source(&up).ip().to_string(), CLIENT_IP);
+}
+
+#[test]
+fn send_proxy_protocol_v1() {
+    let dir = test_dir("tcp_mode/direct_v1");
+    let up = Upstream::start(Behavior::ProxyEcho);
+    let listen = free_addr();
+    let _gw =
+        Gateway::start_with_config(&dir, &tcp_toml(listen, up.addr, "v1", ""), &[listen], &[]);
+    assert_eq!(relay(listen, b"hello over v1"), b"hello over v1");
+    assert_eq!(decoded_source(&up).ip().to_string(), CLIENT_IP);
+}
+
+#[test]
+fn haproxy_send_proxy_v2_then_tcp_mode_carries_the_real_client() {
+    let dir = test_dir("tcp_mode/haproxy");
+    let up = Upstream::start(Behavior::ProxyEcho);
+    let listen = free_addr();
+    let toml = tcp_toml(listen, up.addr, "v2", "proxy_protocol = \"v2\"\n");
+    let _gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
+    let front = free_addr();
+    let sections = format!(
+        "frontend fe
+  mode tcp
+  bind {front}
+  default_backend be
+backend be
+  mode tcp
+  server gw {listen} send-proxy-v2 source {HAPROXY_SOURCE}
+"
+    );
+    let Some(_haproxy) = Haproxy::start(&dir, front, &sections) else {
+        return;
+    };
+    assert_eq!(relay(front, b"through haproxy"), b"through haproxy");
+    // The client, not HAProxy (127.0.0.30) and not the gateway.
+    assert_eq!(decoded_source(&up).ip().to_string(), CLIENT_IP);
+}
+
+#[test]
+fn tcp_listener_refuses_a_proxy_header_from_an_unlisted_sender() {
+    let dir = test_dir("tcp_mode/unlisted_sender");
+    let up = Upstream::start(Behavior::ProxyEcho);
+    let listen = free_addr();
+    // Expects PROXY v2, but only from HAProxy's address; the test client forges one.
+    let toml = tcp_toml(listen, up.addr, "v2", "proxy_protocol = \"v2\"\n");
+    let _gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
+    let mut bytes = proxy_v2(
+        format!("{FORGED_XFF}:1234").parse().expect("addr"),
+        listen,
+        &[],
+    );
+    bytes.extend_from_slice(b"payload");
+    let _ = exchange(listen, &bytes, Duration::from_secs(4));
+    for seen in up.wait_for(1, Duration::from_millis(500)) {
+        if let Some(Ok(Some((src, _)))) = seen.proxy {
+            assert_ne!(
+                src.ip().to_string(),
+                FORGED_XFF,
+                "a PROXY header from an unlisted sender was believed"
+            );
+        }
+    }
+}
+
+#[test]
+fn nginx_decodes_the_proxy_header_the_tcp_relay_sends() {
+    let dir = test_dir("tcp_mode/nginx_upstream");
+    let nginx_addr = free_addr();
+    let server = format!(
+        "  server {{
+    listen {nginx_addr} proxy_protocol;
+    location / {{ return 200 \"proxy_protocol_addr=$proxy_protocol_addr remote_addr=$remote_addr\\n\"; }}
+  }}"
+    );
+    let Some(_nginx) = Nginx::start(&dir, nginx_addr, &server) else {
+        return;
+    };
+    // An HTTP listener beside the TCP one, in the same process.
+    let listen = free_addr();
+    let http_listen = free_addr();
+    let toml = tcp_toml(
+        listen,
+        nginx_addr,
+        "v1",
+        &format!("\n[[listen]]\naddress = \"{http_listen}\"\n"),
+    );
+    let _gw = Gateway::start_with_config(&dir, &toml, &[listen, http_listen], &[]);
+    let resp = Req::get("/").headers(&forged_headers()).must_send(listen);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        resp.text()
+            .contains(&format!("proxy_protocol_addr={CLIENT_IP} ")),
+        "nginx decoded {:?}",
+        resp.text()
+    );
+    assert_healthy(http_listen, "a TCP relay in the same process");
+}

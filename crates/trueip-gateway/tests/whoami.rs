@@ -1,0 +1,146 @@
+//! `trueip serve` with no upstream: `/healthz` and the built-in whoami page, driven over a
+//! real loopback socket by a raw HTTP/1.1 client.
+//!
+//! The test client always connects from 127.0.0.1. With no `--trust`, that peer is the client and
+//! every forwarding header it sends is attacker text; with `--trust 127.0.0.1` the same headers
+//! are a trusted proxy's and decide the answer.
+
+mod common;
+
+use common::*;
+
+fn start(name: &str, args: &[&str]) -> Gateway {
+    let dir = test_dir(&format!("whoami/{name}"));
+    Gateway::start(&dir, free_addr(), args)
+}
+
+#[test]
+fn healthz_answers_200() {
+    let gw = start("healthz", &[]);
+    // Bare /healthz too: in whoami mode no app can own that path.
+    for path in [HEALTHZ, "/healthz"] {
+        let resp = Req::get(path).must_send(gw.addr);
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+    }
+}
+
+#[test]
+fn json_names_the_peer_and_ignores_forged_headers() {
+    // The safe default (no flags) and a gateway that trusts proxies the client bypassed.
+    for (name, args) in [
+        ("json_default", &[][..]),
+        (
+            "json_bypassed_proxies",
+            &["--trust", PROXIES_CIDR, "--strategy", "rightmost-untrusted"][..],
+        ),
+    ] {
+        let gw = start(name, args);
+        let resp = Req::get("/json")
+            .headers(&forged_headers())
+            .must_send(gw.addr);
+        assert_eq!(resp.status, 200, "{name}: {}", resp.text());
+        let content_type = resp.header("content-type").unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{name}: content-type {content_type:?}"
+        );
+        let json = resp.json();
+        assert_eq!(json.str_at("client_ip"), CLIENT_IP, "{name}: {json:?}");
+        assert_eq!(json.str_at("direct_ip"), CLIENT_IP, "{name}: {json:?}");
+        for key in ["headers", "chain", "warnings", "steps"] {
+            assert!(
+                json.get(key) != &Json::Null,
+                "{name}: whoami JSON lacks {key:?}: {json:?}"
+            );
+        }
+        // With proxies configured, forwarding headers from anyone else are a spoof attempt.
+        if !args.is_empty() {
+            assert!(
+                !json.get("warnings").as_array().is_empty(),
+                "{name}: no warning for forwarding headers sent by an untrusted peer: {json:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn accept_json_on_root_gives_json() {
+    let gw = start("accept_json", &[]);
+    let resp = Req::get("/")
+        .header("Accept", "application/json")
+        .must_send(gw.addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json().str_at("client_ip"), CLIENT_IP);
+}
+
+#[test]
+fn root_is_an_html_page_naming_the_client() {
+    let gw = start("html", &[]);
+    let resp = Req::get("/")
+        .header("Accept", "text/html,application/xhtml+xml")
+        .must_send(gw.addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let content_type = resp.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/html"),
+        "content-type {content_type:?}"
+    );
+    assert!(resp.text().contains(CLIENT_IP), "{}", resp.text());
+}
+
+#[test]
+fn trusted_peer_vouches_for_its_forwarded_for_entry() {
+    let gw = start(
+        "trusted_peer",
+        &[
+            "--trust",
+            "127.0.0.1",
+            "--strategy",
+            "rightmost-untrusted",
+            "--from",
+            "xff",
+        ],
+    );
+    let resp = Req::get("/json")
+        .header("X-Forwarded-For", "198.51.100.7, 203.0.113.9")
+        .must_send(gw.addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let json = resp.json();
+    // Rightmost untrusted: the entry the trusted peer wrote, never the one left of it.
+    assert_eq!(json.str_at("client_ip"), "203.0.113.9", "{json:?}");
+    assert_eq!(json.str_at("direct_ip"), CLIENT_IP, "{json:?}");
+}
+
+#[test]
+fn forwarded_header_is_read_when_chosen() {
+    let gw = start(
+        "from_forwarded",
+        &[
+            "--trust",
+            "127.0.0.1",
+            "--strategy",
+            "rightmost-untrusted",
+            "--from",
+            "forwarded",
+        ],
+    );
+    let resp = Req::get("/json")
+        .header("X-Forwarded-For", FORGED_XFF)
+        .header("Forwarded", "for=\"[2001:db8::7]:4711\";proto=https")
+        .must_send(gw.addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let json = resp.json();
+    assert_eq!(json.str_at("client_ip"), "2001:db8::7", "{json:?}");
+}
+
+#[test]
+fn unknown_path_on_whoami_is_not_a_crash() {
+    let gw = start("unknown_path", &[]);
+    let resp = Req::get("/no/such/page?x=%00").must_send(gw.addr);
+    assert!(
+        resp.status == 200 || resp.status == 404,
+        "status {}",
+        resp.status
+    );
+    assert_healthy(gw.addr, "a request for an unknown path");
+}
