@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
-use trueip::config::ClientIpConfig;
+use trueip::config::{ClientIpConfig, Flags};
 use trueip::{Connection, Explanation, Node, Policy};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
@@ -106,10 +106,13 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         Some(path) => load_config(path)?,
         None => ClientIpConfig::default(),
     };
-    base.apply_flags(&args.trust, &args.strategy, args.from.as_deref());
-    if !args.proxy_protocol_from.is_empty() {
-        base.proxy_protocol_from = args.proxy_protocol_from.clone();
-    }
+    base.apply_flags(&Flags {
+        trust: &args.trust,
+        strategy: &args.strategy,
+        from: args.from.as_deref(),
+        proxy_protocol_from: &args.proxy_protocol_from,
+    })
+    .map_err(|e| e.to_string())?;
     if args.batch {
         return batch(&base);
     }
@@ -244,7 +247,14 @@ fn batch_case(
         .entry(key)
         .or_insert_with(|| {
             let mut config = base.clone();
-            config.apply_flags(&trust, &strategy, case.from.as_deref());
+            config
+                .apply_flags(&Flags {
+                    trust: &trust,
+                    strategy: &strategy,
+                    from: case.from.as_deref(),
+                    proxy_protocol_from: &[],
+                })
+                .map_err(|e| e.to_string())?;
             build(&config)
         })
         .as_ref()

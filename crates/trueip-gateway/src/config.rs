@@ -533,11 +533,12 @@ impl Settings {
         flags: &Overrides,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     ) -> Result<Settings, ConfigError> {
-        file.client_ip
-            .apply_flags(&flags.trust, &flags.strategy, flags.from.as_deref());
-        if !flags.proxy_protocol_from.is_empty() {
-            file.client_ip.proxy_protocol_from = flags.proxy_protocol_from.clone();
-        }
+        file.client_ip.apply_flags(&trueip::config::Flags {
+            trust: &flags.trust,
+            strategy: &flags.strategy,
+            from: flags.from.as_deref(),
+            proxy_protocol_from: &flags.proxy_protocol_from,
+        })?;
         let policy = file.client_ip.build(read)?;
 
         if !flags.listen.is_empty() {

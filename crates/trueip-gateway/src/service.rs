@@ -7,7 +7,6 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use trueip::origin::Origin;
 use trueip::{Connection, Explanation, Node, Resolution};
 
 use crate::body::{Body, Record, Timed, error_response};
@@ -208,18 +207,7 @@ async fn forward(
         && !resolution
             .warnings
             .contains(trueip::Warnings::ORIGIN_SECRET);
-    // A PROXY hop writes no HTTP headers: it must not count as a hop that wrote
-    // X-Forwarded-Proto/-Host/-Port.
-    let header_hops = resolution
-        .trusted_hops
-        .saturating_sub(u16::from(resolution.proxy_source.is_some()));
-    let origin = if header_hops > 0 {
-        let mut r = *resolution;
-        r.trusted_hops = header_hops;
-        trueip::origin::origin(&parts.headers, &r)
-    } else {
-        Origin::default()
-    };
+    let origin = trueip::origin::origin(&parts.headers, resolution);
     let host: Option<HeaderValue> = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),

@@ -45,6 +45,19 @@ pub struct ClientIpConfig {
     pub providers: BTreeMap<String, Files>,
 }
 
+/// Command-line values that replace the config's (empty: keep the config's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags<'a> {
+    /// `--trust`
+    pub trust: &'a [String],
+    /// `--strategy`
+    pub strategy: &'a [String],
+    /// `--from`
+    pub from: Option<&'a str>,
+    /// `--proxy-protocol-from`
+    pub proxy_protocol_from: &'a [String],
+}
+
 /// One strategy name or a list.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -117,30 +130,49 @@ impl ClientIpConfig {
         self.strategy = Strategies::Chain(names.iter().cloned().map(StrategyEntry::Name).collect());
     }
 
-    /// Applies command-line flags, which replace (not extend) the config's values:
-    /// `--trust` (repeatable; `NAME=FILE` loads a provider's ranges from FILE and trusts
-    /// them), `--strategy` (repeatable: a fallback chain), `--from`.
-    pub fn apply_flags(&mut self, trust: &[String], strategy: &[String], from: Option<&str>) {
-        if !trust.is_empty() {
+    /// Applies command-line flags, which replace (not extend) the config's values, and
+    /// checks each one so an error names the flag: `--trust` (repeatable; `NAME=FILE` loads
+    /// a provider's ranges from FILE and trusts them), `--strategy` (repeatable: a fallback
+    /// chain), `--from`, `--proxy-protocol-from`.
+    pub fn apply_flags(&mut self, flags: &Flags<'_>) -> Result<(), ConfigError> {
+        if !flags.trust.is_empty() {
             self.trusted.clear();
-            for spec in trust {
+            for spec in flags.trust {
                 match spec.split_once('=') {
                     Some((name, file)) => {
                         let name = name.trim().to_ascii_lowercase();
-                        self.providers
-                            .insert(name.clone(), Files::One(file.trim().to_string()));
+                        if !crate::PROVIDERS.contains(&name.as_str()) {
+                            return Err(ConfigError::new(format!("unknown provider {name:?}"))
+                                .hint(format!("NAME=FILE takes one of {}", crate::PROVIDERS.join(", ")))
+                                .at(format!("--trust {spec}")));
+                        }
+                        self.providers.insert(name.clone(), Files::One(file.trim().to_string()));
                         self.trusted.push(name);
                     }
-                    None => self.trusted.push(spec.clone()),
+                    None => {
+                        spec.parse::<TrustSpec>().map_err(|e| e.at(format!("--trust {spec}")))?;
+                        self.trusted.push(spec.clone());
+                    }
                 }
             }
         }
-        if !strategy.is_empty() {
-            self.set_strategies(strategy);
+        if !flags.strategy.is_empty() {
+            for name in flags.strategy {
+                name.parse::<StrategySpec>().map_err(|e| e.at(format!("--strategy {name}")))?;
+            }
+            self.set_strategies(flags.strategy);
         }
-        if let Some(from) = from {
+        if let Some(from) = flags.from {
+            from.parse::<crate::ListHeader>().map_err(|e| e.at("--from"))?;
             self.from = Some(from.to_string());
         }
+        if !flags.proxy_protocol_from.is_empty() {
+            for spec in flags.proxy_protocol_from {
+                spec.parse::<TrustSpec>().map_err(|e| e.at(format!("--proxy-protocol-from {spec}")))?;
+            }
+            self.proxy_protocol_from = flags.proxy_protocol_from.to_vec();
+        }
+        Ok(())
     }
 
     /// Checks everything and builds the policy. `read` loads a provider file by path.
