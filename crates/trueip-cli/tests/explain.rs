@@ -1,0 +1,314 @@
+//! `trueip explain` as a user runs it: arguments in, text or JSON out, exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn trueip(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trueip");
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("trueip output");
+    writer.join().expect("writer thread").expect("write stdin");
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trueip-explain-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn text_walks_the_chain_step_by_step() {
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.0.0.5",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "rightmost-untrusted",
+            "-H",
+            "X-Forwarded-For: 1.2.3.4, 203.0.113.9, 10.0.0.7",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("client   203.0.113.9"), "{text}");
+    assert!(
+        text.contains("x-forwarded-for[-1]") && text.contains("in trust set: skip"),
+        "{text}"
+    );
+    assert!(text.contains("spoof_attempt"), "{text}");
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "127.0.0.1:5000",
+            "--trust",
+            "loopback",
+            "--strategy",
+            "header:X-Real-IP",
+            "-H",
+            "X-Real-IP: 198.51.100.4",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "198.51.100.4");
+    assert_eq!(v["source"], "x-real-ip");
+    assert_eq!(v["trusted_hops"], 1);
+    assert!(v["chain"].is_array() && v["warnings"].is_array() && v["steps"].is_array());
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_fix() {
+    for (args, needle) in [
+        (
+            vec![
+                "explain",
+                "--peer",
+                "10.0.0.1",
+                "--trust",
+                "10.0.0.0/33",
+                "--strategy",
+                "rightmost-untrusted",
+            ],
+            "--trust 10.0.0.0/33",
+        ),
+        (
+            vec![
+                "explain",
+                "--peer",
+                "10.0.0.1",
+                "--trust",
+                "private",
+                "--strategy",
+                "rightmst",
+            ],
+            "unknown strategy",
+        ),
+        (vec!["explain", "--peer", "not-an-ip"], "invalid peer"),
+        (
+            vec!["explain", "--peer", "10.0.0.1", "-H", "no colon here"],
+            "invalid header",
+        ),
+        (
+            vec![
+                "explain",
+                "--peer",
+                "10.0.0.1",
+                "--config",
+                "/nonexistent/trueip.toml",
+            ],
+            "cannot read config",
+        ),
+        (
+            vec![
+                "explain",
+                "--peer",
+                "10.0.0.1",
+                "--trust",
+                "cloudflare=/nonexistent/ips",
+                "--strategy",
+                "cloudflare",
+            ],
+            "cannot read",
+        ),
+    ] {
+        let out = trueip(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn batch_keeps_order_reports_bad_lines_and_goes_on() {
+    let input = [
+        r#"{"peer":"10.0.0.5","headers":[["X-Forwarded-For","203.0.113.9"]]}"#,
+        r#"{"peer":"nope"}"#,
+        r#"{"peer":"10.0.0.5","headers":[["X-Forwarded-For","1.1.1.1, 203.0.113.8, 10.0.0.9"]],"strategy":"hops:2","trust":["any"]}"#,
+        r#"not json"#,
+        r#"{"peer":"198.51.100.1","headers":[["X-Forwarded-For","1.1.1.1"]]}"#,
+    ]
+    .join("\n");
+    let out = trueip(
+        &[
+            "explain",
+            "--batch",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "rightmost-untrusted",
+        ],
+        Some(&input),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad line makes the exit status 2"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["client_ip"], "203.0.113.9");
+    assert!(lines[1]["error"].as_str().unwrap().contains("invalid peer"));
+    assert_eq!(lines[2]["client_ip"], "203.0.113.8");
+    assert!(lines[3]["error"].as_str().unwrap().contains("invalid case"));
+    assert_eq!(lines[4]["client_ip"], "198.51.100.1");
+}
+
+#[test]
+fn batch_of_ten_thousand_lines_answers_every_line_in_order() {
+    let input: String = (0..10_000)
+        .map(|i| {
+            format!(
+                "{{\"peer\":\"10.0.0.1\",\"headers\":[[\"X-Forwarded-For\",\"198.51.{}.{}\"]]}}\n",
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    let out = trueip(
+        &[
+            "explain",
+            "--batch",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "rightmost-untrusted",
+        ],
+        Some(&input),
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut count = 0;
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["client_ip"], format!("198.51.{}.{}", i / 250, i % 250));
+        count += 1;
+    }
+    assert_eq!(count, 10_000);
+}
+
+#[test]
+fn config_file_and_provider_files() {
+    let dir = temp_dir("config");
+    let ranges = dir.join("cloudflare-ips-v4.txt");
+    std::fs::write(&ranges, "173.245.48.0/20\n").unwrap();
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\nignored = true\n\n[client_ip]\ntrusted = [\"loopback\"]\nstrategy = [\"cloudflare\", \"rightmost-untrusted\"]\n\n[client_ip.providers]\ncloudflare = {:?}\n",
+            ranges.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let out = trueip(
+        &[
+            "explain",
+            "--config",
+            cfg,
+            "--peer",
+            "173.245.48.1",
+            "-H",
+            "CF-Connecting-IP: 2001:db8::5",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["client_ip"], "2001:db8::5");
+    // The chain falls back to X-Forwarded-For from loopback.
+    let out = trueip(
+        &[
+            "explain",
+            "--config",
+            cfg,
+            "--peer",
+            "127.0.0.1",
+            "-H",
+            "X-Forwarded-For: 198.51.100.3",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(json(&out)["client_ip"], "198.51.100.3");
+    // Flags replace the config's trust: from loopback, headers no longer count.
+    let out = trueip(
+        &[
+            "explain",
+            "--config",
+            cfg,
+            "--trust",
+            "10.0.0.0/8",
+            "--peer",
+            "127.0.0.1",
+            "-H",
+            "X-Forwarded-For: 198.51.100.3",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(json(&out)["client_ip"], "127.0.0.1");
+    // A bad key names the section.
+    std::fs::write(&config, "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n").unwrap();
+    let out = trueip(&["explain", "--config", cfg, "--peer", "127.0.0.1"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("client_ip.trusted[0]"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn proxy_source_from_a_trusted_sender() {
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.1.0.7",
+            "--proxy-source",
+            "203.0.113.50:4000",
+            "--proxy-protocol-from",
+            "10.1.0.0/16",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "203.0.113.50");
+    assert_eq!(v["source"], "proxy-protocol");
+}
