@@ -143,14 +143,19 @@ impl ClientIpConfig {
                         let name = name.trim().to_ascii_lowercase();
                         if !crate::PROVIDERS.contains(&name.as_str()) {
                             return Err(ConfigError::new(format!("unknown provider {name:?}"))
-                                .hint(format!("NAME=FILE takes one of {}", crate::PROVIDERS.join(", ")))
+                                .hint(format!(
+                                    "NAME=FILE takes one of {}",
+                                    crate::PROVIDERS.join(", ")
+                                ))
                                 .at(format!("--trust {spec}")));
                         }
-                        self.providers.insert(name.clone(), Files::One(file.trim().to_string()));
+                        self.providers
+                            .insert(name.clone(), Files::One(file.trim().to_string()));
                         self.trusted.push(name);
                     }
                     None => {
-                        spec.parse::<TrustSpec>().map_err(|e| e.at(format!("--trust {spec}")))?;
+                        spec.parse::<TrustSpec>()
+                            .map_err(|e| e.at(format!("--trust {spec}")))?;
                         self.trusted.push(spec.clone());
                     }
                 }
@@ -158,17 +163,20 @@ impl ClientIpConfig {
         }
         if !flags.strategy.is_empty() {
             for name in flags.strategy {
-                name.parse::<StrategySpec>().map_err(|e| e.at(format!("--strategy {name}")))?;
+                name.parse::<StrategySpec>()
+                    .map_err(|e| e.at(format!("--strategy {name}")))?;
             }
             self.set_strategies(flags.strategy);
         }
         if let Some(from) = flags.from {
-            from.parse::<crate::ListHeader>().map_err(|e| e.at("--from"))?;
+            from.parse::<crate::ListHeader>()
+                .map_err(|e| e.at("--from"))?;
             self.from = Some(from.to_string());
         }
         if !flags.proxy_protocol_from.is_empty() {
             for spec in flags.proxy_protocol_from {
-                spec.parse::<TrustSpec>().map_err(|e| e.at(format!("--proxy-protocol-from {spec}")))?;
+                spec.parse::<TrustSpec>()
+                    .map_err(|e| e.at(format!("--proxy-protocol-from {spec}")))?;
             }
             self.proxy_protocol_from = flags.proxy_protocol_from.to_vec();
         }

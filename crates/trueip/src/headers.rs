@@ -240,23 +240,38 @@ pub(crate) struct Lines<'a> {
 
 impl<'a> Lines<'a> {
     pub(crate) fn read<H: Headers + ?Sized>(headers: &'a H, name: &FieldName) -> Self {
-        let mut lines = Lines {
+        let mut lines = Lines::new();
+        lines.fill(headers, name);
+        lines
+    }
+
+    /// No lines yet; [`fill`](Self::fill) reads them.
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Lines {
             lines: [&[]; MAX_LINES],
             len: 0,
             truncated: false,
-        };
+        }
+    }
+
+    /// Reads the lines of `name` into `self`, which must be empty. The per-request walks
+    /// use this on a `Lines` of their own rather than [`read`](Self::read): a returned
+    /// `Lines` (272 bytes) was copied with a `memcpy` whose wide loads stalled on the
+    /// narrow stores that had just written it.
+    #[inline(always)]
+    pub(crate) fn fill<H: Headers + ?Sized>(&mut self, headers: &'a H, name: &FieldName) {
         headers.for_each_value(name, |value| {
-            if lines.len == MAX_LINES {
-                lines.lines.rotate_left(1);
-                lines.truncated = true;
-                lines.len -= 1;
+            if self.len == MAX_LINES {
+                self.lines.rotate_left(1);
+                self.truncated = true;
+                self.len -= 1;
             }
-            if let Some(slot) = lines.lines.get_mut(lines.len) {
+            if let Some(slot) = self.lines.get_mut(self.len) {
                 *slot = value;
-                lines.len += 1;
+                self.len += 1;
             }
         });
-        lines
     }
 
     pub(crate) fn as_slice(&self) -> &[&'a [u8]] {

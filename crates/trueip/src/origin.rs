@@ -63,7 +63,9 @@ pub struct Origin {
 /// Reads the origin for a resolved request.
 pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Origin {
     // A PROXY protocol hop writes no HTTP headers: it vouches for the address only.
-    let hops = resolution.trusted_hops.saturating_sub(u16::from(resolution.proxy_source.is_some()));
+    let hops = resolution
+        .trusted_hops
+        .saturating_sub(u16::from(resolution.proxy_source.is_some()));
     if hops == 0 {
         return Origin::default();
     }

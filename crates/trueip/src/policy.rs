@@ -492,7 +492,13 @@ impl Policy {
     ) -> Resolution {
         let mut warnings = Warnings::NONE;
         let peer = self.effective_peer(conn, &mut warnings, trace);
-        let proxy_source = (peer.source == Source::ProxyProtocol).then_some(peer.client);
+        // Lazily: an eager copy of `peer.client` reloads the node just written, with
+        // loads wider than those stores, which stalls store forwarding.
+        let proxy_source = if peer.source == Source::ProxyProtocol {
+            Some(peer.client)
+        } else {
+            None
+        };
         let (found, strategy) = self.run_strategies(&peer, headers, &mut warnings, trace);
         let found = found.unwrap_or(peer);
         Resolution {
@@ -507,6 +513,7 @@ impl Policy {
         }
     }
 
+    #[inline(always)]
     fn effective_peer<T: Tracer>(
         &self,
         conn: &Connection,
@@ -552,6 +559,7 @@ impl Policy {
         }
     }
 
+    #[inline(always)]
     fn run_strategies<H: Headers + ?Sized, T: Tracer>(
         &self,
         peer: &Found,
@@ -624,7 +632,7 @@ impl Policy {
             return;
         }
         let mut present = false;
-        headers.for_each_value(&list.other().field(), |_| present = true);
+        headers.for_each_value(list.other().field_ref(), |_| present = true);
         if !present {
             return;
         }

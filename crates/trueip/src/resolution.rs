@@ -26,6 +26,17 @@ impl ListHeader {
         }
     }
 
+    /// [`field`](Self::field) by reference: the per-request path uses this so it does
+    /// not build and drop a `FieldName` (and its `http::HeaderName`) on every call.
+    pub(crate) fn field_ref(self) -> &'static FieldName {
+        static X_FORWARDED_FOR: FieldName = crate::headers::names::X_FORWARDED_FOR;
+        static FORWARDED: FieldName = crate::headers::names::FORWARDED;
+        match self {
+            ListHeader::XForwardedFor => &X_FORWARDED_FOR,
+            ListHeader::Forwarded => &FORWARDED,
+        }
+    }
+
     /// The other list header.
     pub fn other(self) -> Self {
         match self {

@@ -2,9 +2,11 @@
 //!
 //! A [`TrustSet`] is built once from CIDRs, single addresses, named sets and
 //! provider range lists, then answers `contains` on every hop of every request.
-//! Prefixes are merged into sorted, disjoint intervals and looked up by binary
-//! search: O(log n) with no allocation, so AWS-sized lists (10,000+ prefixes)
-//! cost about as much as five.
+//! Prefixes are merged into sorted, disjoint intervals. A handful of intervals (the
+//! usual private ranges) are scanned in order; a large IPv4 list (AWS-sized, 10,000+
+//! prefixes) gets a first-level index on the address's top bits, so a lookup is one
+//! table read and a search among the one or two intervals of that bucket. No lookup
+//! allocates.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -191,6 +193,7 @@ pub struct TrustSet {
     // Sorted, disjoint, non-adjacent intervals [start, end].
     v4_starts: Vec<u32>,
     v4_ends: Vec<u32>,
+    v4_index: V4Index,
     v6_starts: Vec<u128>,
     v6_ends: Vec<u128>,
 }
@@ -220,6 +223,7 @@ impl TrustSet {
         let (v4_starts, v4_ends) = merge(v4);
         let (v6_starts, v6_ends) = merge(v6);
         TrustSet {
+            v4_index: V4Index::new(&v4_starts),
             v4_starts,
             v4_ends,
             v6_starts,
@@ -236,7 +240,7 @@ impl TrustSet {
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match normalize(ip) {
-            IpAddr::V4(ip) => lookup(&self.v4_starts, &self.v4_ends, u32::from(ip)),
+            IpAddr::V4(ip) => self.contains_v4(ip),
             IpAddr::V6(ip) => lookup(&self.v6_starts, &self.v6_ends, u128::from(ip)),
         }
     }
@@ -244,7 +248,12 @@ impl TrustSet {
     /// `contains` for an address already known to be IPv4 (the walk's fast path).
     #[inline]
     pub(crate) fn contains_v4(&self, ip: Ipv4Addr) -> bool {
-        lookup(&self.v4_starts, &self.v4_ends, u32::from(ip))
+        let ip = ip.to_bits();
+        if self.v4_index.is_empty() {
+            scan(&self.v4_starts, &self.v4_ends, ip)
+        } else {
+            self.v4_index.lookup(&self.v4_starts, &self.v4_ends, ip)
+        }
     }
 
     /// Whether the set trusts no one.
@@ -341,6 +350,69 @@ mod num {
     impl One for u128 {
         fn saturating_inc(self) -> Self {
             self.saturating_add(1)
+        }
+    }
+}
+
+/// Sets with at most this many IPv4 intervals are scanned in order rather than indexed:
+/// a few predictable compares beat a chain of dependent binary-search loads.
+const SCAN_MAX: usize = 16;
+
+/// Scans a few intervals in order.
+#[inline]
+fn scan(starts: &[u32], ends: &[u32], ip: u32) -> bool {
+    starts
+        .iter()
+        .zip(ends)
+        .any(|(&start, &end)| start <= ip && ip <= end)
+}
+
+/// A first-level index over a large IPv4 interval list: for each value of the address's
+/// top bits (a bucket), how many intervals start in earlier buckets. A lookup then
+/// searches only the intervals starting in its bucket, plus the one just before them,
+/// which may reach into the bucket. Sized to about one interval per bucket (10,000
+/// prefixes: 2^13 buckets, 32 KiB).
+#[derive(Clone, Default, PartialEq, Eq)]
+struct V4Index {
+    /// `2^bits + 1` entries; empty when the set is small enough to scan.
+    before: Vec<u32>,
+    /// `32 - bits`: the shift that leaves an address's bucket number.
+    shift: u32,
+}
+
+impl V4Index {
+    fn new(starts: &[u32]) -> Self {
+        if starts.len() <= SCAN_MAX {
+            return V4Index::default();
+        }
+        let bits = starts.len().ilog2().clamp(4, 16);
+        let shift = 32 - bits;
+        let before = (0..=1u64 << bits)
+            .map(|bucket| {
+                let n = starts.partition_point(|&s| u64::from(s >> shift) < bucket);
+                u32::try_from(n).unwrap_or(u32::MAX)
+            })
+            .collect();
+        V4Index { before, shift }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.before.is_empty()
+    }
+
+    #[inline]
+    fn lookup(&self, starts: &[u32], ends: &[u32], ip: u32) -> bool {
+        let bucket = (ip >> self.shift) as usize;
+        let (Some(&lo), Some(&hi)) = (self.before.get(bucket), self.before.get(bucket + 1)) else {
+            return false;
+        };
+        let (lo, hi) = (lo as usize, hi as usize);
+        let in_bucket = starts.get(lo..hi).unwrap_or_default();
+        // The last interval starting at or before `ip`: in this bucket, or the one before it.
+        let after = lo + in_bucket.partition_point(|&s| s <= ip);
+        match after.checked_sub(1).and_then(|i| ends.get(i)) {
+            Some(&end) => ip <= end,
+            None => false,
         }
     }
 }
@@ -483,6 +555,41 @@ mod tests {
             set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(),
             ["10.0.0.1/32", "10.0.0.2/32"]
         );
+    }
+
+    #[test]
+    fn indexed_lookup_agrees_with_binary_search() {
+        // Pseudo-random prefixes, /8 to /32, so intervals straddle bucket boundaries.
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for count in [SCAN_MAX, SCAN_MAX + 1, 300, 5000] {
+            let cidrs: Vec<Cidr> = (0..count)
+                .map(|_| {
+                    let prefix = 8 + (next() % 25) as u8;
+                    let net = next() & mask32(prefix);
+                    Cidr::new(IpAddr::V4(Ipv4Addr::from(net)), prefix).unwrap()
+                })
+                .collect();
+            let set = TrustSet::from_cidrs(cidrs);
+            let mut probes: Vec<u32> = (0..2000).map(|_| next()).collect();
+            for (&s, &e) in set.v4_starts.iter().zip(&set.v4_ends) {
+                probes.extend([s.wrapping_sub(1), s, e, e.wrapping_add(1)]);
+            }
+            probes.extend([0, u32::MAX]);
+            for ip in probes {
+                assert_eq!(
+                    set.contains(IpAddr::V4(Ipv4Addr::from(ip))),
+                    lookup(&set.v4_starts, &set.v4_ends, ip),
+                    "{count} prefixes, {}",
+                    Ipv4Addr::from(ip)
+                );
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     list: ListHeader,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
-    let lines = Lines::read(headers, &list.field());
+    let lines = Lines::read(headers, list.field_ref());
     let entry = match list {
         ListHeader::XForwardedFor => xff::first(lines.as_slice()),
         ListHeader::Forwarded => forwarded::first(lines.as_slice()).map(|e| match e {

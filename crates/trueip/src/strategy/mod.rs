@@ -251,6 +251,7 @@ pub(crate) struct Ctx<'w, 't, T> {
 }
 
 impl Strategy {
+    #[inline(always)]
     pub(crate) fn run<H: Headers + ?Sized, T: Tracer>(
         &self,
         headers: &H,
@@ -261,6 +262,7 @@ impl Strategy {
 
     /// Runs the strategy; a list strategy reads `list` instead of its own header (used
     /// to check X-Forwarded-For and Forwarded against each other without a copy).
+    #[inline(always)]
     pub(crate) fn run_on<H: Headers + ?Sized, T: Tracer>(
         &self,
         headers: &H,

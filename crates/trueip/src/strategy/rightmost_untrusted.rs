@@ -26,6 +26,7 @@ use crate::trust::TrustSet;
 use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_peer};
 use super::{AllTrusted, Ctx, Found};
 
+#[inline(always)]
 pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     headers: &H,
     list: ListHeader,
@@ -35,7 +36,8 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let peer = ctx.peer;
     let peer_trusted = trusted.contains(peer.client.ip);
     trace_peer(ctx, peer_trusted);
-    let lines = Lines::read(headers, &list.field());
+    let mut lines = Lines::new();
+    lines.fill(headers, list.field_ref());
     if !admit(&lines, list, peer_trusted, ctx) {
         return None;
     }

@@ -80,13 +80,13 @@ impl<'a> Rev<'a, '_> {
     #[inline(always)]
     pub(crate) fn next_hop(&mut self) -> Option<Hop<'a>> {
         match self {
-            Rev::Xff(rev) => {
-                let raw = rev.next_raw()?;
-                Some(match crate::addr::parse_v4_node_fast(raw) {
+            Rev::Xff(rev) => Some(match rev.next_fast()? {
+                xff::Raw::V4(bits) => Hop::V4(std::net::Ipv4Addr::from_bits(bits), None),
+                xff::Raw::Other(raw) => match crate::addr::parse_v4_node_fast(raw) {
                     Some((ip, port)) => Hop::V4(ip, port),
                     None => Hop::Entry(xff::parse_element(raw)),
-                })
-            }
+                },
+            }),
             Rev::Forwarded(_) => self.next().map(Hop::Entry),
         }
     }
@@ -107,7 +107,7 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
     peer_trusted: bool,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Lines<'a>> {
-    let lines = Lines::read(headers, &list.field());
+    let lines = Lines::read(headers, list.field_ref());
     admit(&lines, list, peer_trusted, ctx).then_some(lines)
 }
 
