@@ -568,6 +568,26 @@ impl Policy {
         trace: &mut T,
     ) -> (Option<Found>, Option<u8>) {
         if self.strategies.is_empty() {
+            // Nothing is read, but a forwarding header sent straight to a service that
+            // trusts no one is worth flagging: it is a forgery, or a proxy nobody trusted.
+            let suspects = [names::X_FORWARDED_FOR, names::FORWARDED, names::X_REAL_IP];
+            let mut present = None;
+            for name in &suspects {
+                if present.is_none() {
+                    headers.for_each_value(name, |_| present = Some(name.as_str()));
+                }
+            }
+            if let Some(name) = present {
+                warnings.insert(Warnings::UNTRUSTED_HEADER);
+                trace.step(|| {
+                    Step::new(
+                        name,
+                        "(present)",
+                        Verdict::Ignored,
+                        "no proxy is trusted: ignored",
+                    )
+                });
+            }
             trace.step(|| {
                 Step::new(
                     "strategy",

@@ -362,7 +362,7 @@ fn deployment_stories() {
             ],
             policy: Policy::default,
             client: "198.51.100.66",
-            warnings: W,
+            warnings: Warnings::UNTRUSTED_HEADER,
             why: "trust nothing by default",
         },
         Case {

@@ -28,6 +28,20 @@ fn policies() -> &'static [Policy] {
     })
 }
 
+/// The walk written the slow, obvious way over the public parser: the policy's fast
+/// path (one-pass IPv4, indexed trust lookups) must agree with it.
+fn reference_rightmost_untrusted(lines: &[&[u8]], trusted: &trueip::TrustSet, peer: std::net::IpAddr) -> std::net::IpAddr {
+    let mut last = peer;
+    for entry in trueip::xff::Rev::new(lines) {
+        match entry.node() {
+            Some(node) if trusted.contains(node.ip) => last = node.ip,
+            Some(node) => return node.ip,
+            None => return last,
+        }
+    }
+    last
+}
+
 fuzz_target!(|data: &[u8]| {
     // Each NUL-separated chunk is one header line; its first byte picks the name.
     let headers: Vec<(&str, &[u8])> = data
@@ -36,6 +50,12 @@ fuzz_target!(|data: &[u8]| {
         .map(|(&pick, value)| (NAMES[usize::from(pick) % NAMES.len()], value))
         .collect();
     let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let xff: Vec<&[u8]> = headers.iter().filter(|(n, _)| *n == "X-Forwarded-For").map(|(_, v)| *v).collect();
+    let ten: trueip::TrustSet = ["10.0.0.0/8".parse().unwrap()].into_iter().collect();
+    let res = policies()[0].resolve(&Connection::from_peer(Node::ip(peer)), &headers);
+    if !res.warnings.contains(trueip::Warnings::TRUNCATED) {
+        assert_eq!(res.client.ip, reference_rightmost_untrusted(&xff, &ten, peer), "{headers:?}");
+    }
     for policy in policies() {
         let res = policy.resolve(&Connection::from_peer(Node::ip(peer)), &headers);
         let text = res.client.ip.to_string();
