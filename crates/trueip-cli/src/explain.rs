@@ -21,7 +21,7 @@ Trust specs (--trust, repeatable):
   gcp-lb                                  Google Front End ranges (built in)
 
 Strategies (--strategy, repeat for a fallback chain):
-  peer                  the TCP peer is the client, headers ignored (default)
+  peer                  the TCP peer is the client, headers ignored (default without --trust)
   rightmost-untrusted   walk the list from the right, skip trusted proxies
   rightmost             the last element, if the peer is trusted
   hops:N                exactly N proxies in front: N-th element from the right
@@ -67,7 +67,7 @@ pub struct ExplainArgs {
     /// Trust these proxies: CIDR, address, named set, or provider (see below). Replaces the config's list.
     #[arg(long, value_name = "SPEC")]
     trust: Vec<String>,
-    /// Strategy; repeat for a fallback chain (see below). Default: peer.
+    /// Strategy; repeat for a fallback chain (see below). Default: peer, or rightmost-untrusted with --trust.
     #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
     /// The list header list strategies read.

@@ -263,7 +263,16 @@ impl PolicyBuilder {
     }
 
     /// Checks everything and builds the policy.
-    pub fn build(self) -> Result<Policy, ConfigError> {
+    ///
+    /// With trusted proxies but no strategy, the strategy is `rightmost-untrusted`:
+    /// listing proxies means their forwarding headers should count, and that is the
+    /// strategy that is safe whenever their addresses are known. Name `peer` explicitly
+    /// to trust proxies for the PROXY protocol only.
+    pub fn build(mut self) -> Result<Policy, ConfigError> {
+        if self.strategies.is_empty() && !self.trusted.is_empty() {
+            self.strategies
+                .push((StrategySpec::RightmostUntrusted, None));
+        }
         let base = self
             .resolve_set(&self.trusted)
             .map_err(|e| e.at("client_ip.trusted"))?;

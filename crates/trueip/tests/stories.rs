@@ -606,3 +606,34 @@ fn origin_follows_the_same_trust() {
     let res = p.resolve(&conn("198.51.100.66"), &headers[..]);
     assert_eq!(origin(&headers[..], &res), Default::default());
 }
+
+#[test]
+fn trusting_proxies_without_a_strategy_walks_from_the_right() {
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .build()
+        .unwrap();
+    let got = p.resolve(
+        &conn("10.0.0.1"),
+        &[("X-Forwarded-For", "6.6.6.6, 198.51.100.7")][..],
+    );
+    assert_eq!(got.ip().to_string(), "198.51.100.7");
+    // Naming `peer` keeps headers ignored.
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str("peer")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        p.resolve(
+            &conn("10.0.0.1"),
+            &[("X-Forwarded-For", "198.51.100.7")][..]
+        )
+        .ip()
+        .to_string(),
+        "10.0.0.1"
+    );
+}

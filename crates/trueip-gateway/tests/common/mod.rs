@@ -233,13 +233,14 @@ impl Proc {
         )
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`, ...) with kill(1): std has no `kill(2)`.
+    /// Sends a signal by name (`HUP`, `TERM`, ...) with the shell's `kill` builtin: std has no
+    /// `kill(2)`, and `/bin/kill` (procps) may be absent.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{sig} {}", self.pid()))
             .status()
-            .expect("run kill");
+            .expect("run sh -c kill");
         assert!(status.success(), "kill -{sig} {} failed", self.pid());
     }
 
