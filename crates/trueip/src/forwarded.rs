@@ -14,6 +14,7 @@ use std::net::IpAddr;
 
 use crate::addr::{Node, parse_ip, parse_ipv4, parse_port, split_around, trim};
 use crate::entry::{Entry, Malformation};
+use crate::headers::is_token_byte;
 
 /// A parameter value: a token, or the inside of a quoted string (escapes not yet resolved).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +80,7 @@ pub fn parse_element(text: &[u8]) -> Result<Element<'_>, Malformation> {
             .position(|&b| b == b'=')
             .ok_or(Malformation::Syntax)?;
         let (name, after) = split_around(rest, eq);
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(Malformation::Syntax);
         }
         let (value, tail) = take_value(after)?;
@@ -128,7 +129,7 @@ fn take_value(text: &[u8]) -> Result<(Value<'_>, &[u8]), Malformation> {
     }
     let end = text
         .iter()
-        .position(|&b| !is_tchar(b))
+        .position(|&b| !is_token_byte(b))
         .unwrap_or(text.len());
     let (raw, rest) = text.split_at(end);
     if raw.is_empty() {
@@ -201,27 +202,6 @@ fn is_obf(text: &[u8]) -> bool {
         && text
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 /// Whether the byte at `at` is preceded by an odd number of backslashes.
@@ -338,7 +318,7 @@ pub fn write_node(out: &mut String, node: &Node) {
 
 /// Writes a parameter value as a token when it can be one, else as a quoted string.
 pub fn write_value(out: &mut String, value: &str) {
-    if !value.is_empty() && value.bytes().all(is_tchar) {
+    if !value.is_empty() && value.bytes().all(is_token_byte) {
         out.push_str(value);
         return;
     }

@@ -102,7 +102,8 @@ impl fmt::Display for FieldName {
     }
 }
 
-const fn is_token_byte(b: u8) -> bool {
+/// An RFC 9110 `tchar`: the bytes of header names and of `Forwarded` tokens.
+pub(crate) const fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
