@@ -501,18 +501,21 @@ impl Policy {
     ) -> Resolution {
         let mut warnings = Warnings::NONE;
         let peer = self.effective_peer(conn, &mut warnings, trace);
-        // Lazily: an eager copy of `peer.client` reloads the node just written, with
-        // loads wider than those stores, which stalls store forwarding.
-        let proxy_source = if peer.source == Source::ProxyProtocol {
-            Some(peer.client)
-        } else {
-            None
-        };
         let (found, strategy) = self.run_strategies(&peer, headers, &mut warnings, trace);
+        // Re-derived from `conn` rather than copied from `peer.client`: a copy of the node
+        // just written reloads it with loads wider than its stores (a store-forwarding
+        // stall), and in the common case it copied an unwritten slot all the same.
+        let proxy_source = match (peer.source, conn.proxy_source) {
+            (Source::ProxyProtocol, Some(source)) => Some(Node {
+                ip: crate::addr::normalize(source.ip),
+                ..source
+            }),
+            _ => None,
+        };
         let found = found.unwrap_or(peer);
         Resolution {
-            rate_limit_key: rate_limit_key(found.client.ip, self.ipv6_prefix),
-            client: found.client,
+            rate_limit_key: rate_limit_key(found.client.ip(), self.ipv6_prefix),
+            client: found.client.node(),
             source: found.source,
             peer: conn.peer,
             proxy_source,
@@ -530,7 +533,7 @@ impl Policy {
         trace: &mut T,
     ) -> Found {
         let tcp = Found {
-            client: conn.peer,
+            client: conn.peer.into(),
             source: Source::Peer,
             trusted_hops: 0,
         };
@@ -550,7 +553,8 @@ impl Policy {
                 client: Node {
                     ip: crate::addr::normalize(source.ip),
                     ..source
-                },
+                }
+                .into(),
                 source: Source::ProxyProtocol,
                 trusted_hops: 1,
             }
@@ -608,7 +612,7 @@ impl Policy {
             return (None, None);
         }
         if let Some(secret) = &self.origin_secret
-            && self.trusts(peer.client.ip)
+            && self.trusts(peer.client.ip())
             && !secret.matches(headers)
         {
             warnings.insert(Warnings::ORIGIN_SECRET);
@@ -674,7 +678,7 @@ impl Policy {
         };
         if strategy
             .run_on(headers, Some(list.other()), &mut ctx)
-            .is_some_and(|o| o.client.ip != found.client.ip)
+            .is_some_and(|o| o.client.ip() != found.client.ip())
         {
             warnings.insert(Warnings::DISAGREE);
         }

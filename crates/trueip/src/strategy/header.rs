@@ -51,7 +51,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     trusted: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
-    let peer_trusted = trusted.contains(ctx.peer.client.ip);
+    let peer_trusted = trusted.contains(ctx.peer.client.ip());
     trace_peer(ctx, peer_trusted);
     let lines = Lines::read(headers, name);
     let value = match lines.as_slice() {
@@ -107,7 +107,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 )
             });
             Some(Found {
-                client: node,
+                client: node.into(),
                 source: Source::Header,
                 trusted_hops: ctx.peer.trusted_hops + 1,
             })

@@ -35,7 +35,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     trusted: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
-    let peer_trusted = trusted.contains(ctx.peer.client.ip);
+    let peer_trusted = trusted.contains(ctx.peer.client.ip());
     trace_peer(ctx, peer_trusted);
     let peer = *ctx.peer;
     let Some(lines) = read_lines(headers, list, peer_trusted, ctx) else {
@@ -65,7 +65,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             other => return stop_at(ctx, list, n, &other, last),
         };
         let found = Found {
-            client: node,
+            client: node.into(),
             source: Source::List {
                 header: list,
                 from_right: n,

@@ -38,7 +38,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 )
             });
             Some(Found {
-                client: node,
+                client: node.into(),
                 source: Source::List {
                     header: list,
                     from_right: 0,

@@ -24,7 +24,7 @@ use crate::trace::{Step, Tracer, Verdict};
 use crate::trust::TrustSet;
 
 use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_peer};
-use super::{AllTrusted, Ctx, Found};
+use super::{AllTrusted, Client, Ctx, Found};
 
 #[inline(always)]
 pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
@@ -34,7 +34,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
     let peer = ctx.peer;
-    let peer_trusted = trusted.contains(peer.client.ip);
+    let peer_trusted = trusted.contains(peer.client.ip());
     trace_peer(ctx, peer_trusted);
     let mut lines = Lines::new();
     lines.fill(headers, list.field_ref());
@@ -52,7 +52,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             ..*peer
         },
         n => Found {
-            client: node_at(list, &lines, n).unwrap_or(peer.client),
+            client: node_at(list, &lines, n).map_or(peer.client, Client::from),
             source: Source::List {
                 header: list,
                 from_right: n,
@@ -70,7 +70,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             Hop::Entry(other) => return stop_at(ctx, list, n, &other, vouched(last, hops - 1)),
         };
         if !is_trusted {
-            let node = hop.node().unwrap_or(peer.client);
+            let client = hop.client().unwrap_or(peer.client);
             let more = rev.has_more();
             if more {
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
@@ -81,10 +81,10 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 } else {
                     "first untrusted entry from the right"
                 };
-                Step::new(subject(list, n), node, Verdict::Client, why)
+                Step::new(subject(list, n), client.node(), Verdict::Client, why)
             });
             return Some(Found {
-                client: node,
+                client,
                 source: Source::List {
                     header: list,
                     from_right: n,
@@ -93,7 +93,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             });
         }
         ctx.trace.step(|| {
-            let node = hop.node().unwrap_or(peer.client);
+            let node = hop.node().unwrap_or(peer.client.node());
             Step::new(
                 subject(list, n),
                 node,
@@ -108,7 +108,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             ctx.trace.step(|| {
                 Step::new(
                     subject(list, n),
-                    hop.node().unwrap_or(peer.client),
+                    hop.node().unwrap_or(peer.client.node()),
                     Verdict::Stop,
                     format!("walked {MAX_WALK} entries: stop"),
                 )
@@ -146,7 +146,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         };
         let value = found
             .as_ref()
-            .map(|f| f.client.to_string())
+            .map(|f| f.client.node().to_string())
             .unwrap_or_default();
         Step::new(
             "all-trusted",

@@ -9,7 +9,7 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Step, Tracer, Verdict};
 use crate::{forwarded, xff};
 
-use super::{Ctx, Found};
+use super::{Client, Ctx, Found};
 
 /// The most entries any walk visits. Real chains are a handful of hops; a request with
 /// more is either broken or an attempt to make us work, and stops here, flagged.
@@ -55,6 +55,15 @@ pub(crate) enum Hop<'a> {
 }
 
 impl Hop<'_> {
+    /// The address, if the entry is one, as the walk carries it.
+    #[inline(always)]
+    pub(crate) fn client(self) -> Option<Client> {
+        match self {
+            Hop::V4(ip, port) => Some(Client::v4(ip, port)),
+            Hop::Entry(entry) => entry.node().map(Client::from),
+        }
+    }
+
     /// The address, if the entry is one.
     #[inline]
     pub(crate) fn node(self) -> Option<Node> {
@@ -149,7 +158,7 @@ pub(crate) fn admit<T: Tracer>(
 
 /// Records the peer step.
 pub(crate) fn trace_peer<T: Tracer>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
-    let peer = ctx.peer.client;
+    let peer = ctx.peer.client.node();
     let subject = if ctx.peer.source == Source::ProxyProtocol {
         "proxy-protocol"
     } else {
