@@ -35,24 +35,26 @@ impl std::error::Error for Stalled {}
 
 /// Wraps a streamed body: fails when no frame arrives for `timeout`.
 ///
-/// The timer is not reset on every frame (a timer-wheel update per chunk); it records
-/// the last activity and, when the timer fires, re-arms it if there was activity since.
+/// Nothing is armed (no clock read, no timer) while frames come as fast as they are
+/// asked for: the wait starts when the inner body first has nothing to give, and the
+/// timer is created then. It is not reset on every frame (a timer-wheel update per
+/// chunk); when it fires, it is re-armed if the wait started later.
 pub struct Timed<B> {
     inner: B,
     timeout: Duration,
-    last: tokio::time::Instant,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// When the current wait for a frame began; `None` right after a frame.
+    waiting_since: Option<tokio::time::Instant>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> Timed<B> {
     /// Wraps `inner`.
     pub fn new(inner: B, timeout: Duration) -> Self {
-        let now = tokio::time::Instant::now();
         Timed {
             inner,
             timeout,
-            last: now,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            waiting_since: None,
+            sleep: None,
         }
     }
 }
@@ -72,20 +74,26 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.last = tokio::time::Instant::now();
+                this.waiting_since = None;
                 return Poll::Ready(Some(Ok(frame)));
             }
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
+        let since = *this
+            .waiting_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + this.timeout;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         loop {
-            ready!(this.sleep.as_mut().poll(cx));
-            let deadline = this.last + this.timeout;
+            ready!(sleep.as_mut().poll(cx));
             if tokio::time::Instant::now() >= deadline {
                 return Poll::Ready(Some(Err(Box::new(Stalled(this.timeout)))));
             }
-            this.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
         }
     }
 
@@ -118,8 +126,9 @@ pub struct Record {
     pub warnings: trueip::Warnings,
     /// Request method.
     pub method: Method,
-    /// Request target (the log shows the path, not the query).
-    pub uri: http::Uri,
+    /// Request target (the log shows the path, not the query); kept only when the
+    /// access log is on.
+    pub uri: Option<http::Uri>,
     /// HTTP version.
     pub version: http::Version,
     /// Response status.
@@ -134,8 +143,12 @@ pub struct Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let elapsed = self.start.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.start);
         self.metrics.responded(self.status, elapsed);
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.end_at(now);
+        }
         if self.access_log {
             let source = match (&self.source, &self.header) {
                 (trueip::Source::Header, Some(name)) => name.to_string(),
@@ -146,7 +159,7 @@ impl Drop for Record {
                 client = %self.client,
                 peer = %self.peer,
                 method = %self.method,
-                path = %self.uri.path(),
+                path = %self.uri.as_ref().map_or("", |u| u.path()),
                 version = ?self.version,
                 status = self.status,
                 bytes = self.bytes,
@@ -168,6 +181,9 @@ enum Kind {
 pub struct Body {
     kind: Kind,
     record: Option<Box<Record>>,
+    /// The upstream connection a streamed body came on: back to the pool when this
+    /// body is dropped (declared last, so the upstream body is dropped first).
+    pooled: Option<crate::upstream::Pooled>,
 }
 
 impl Body {
@@ -176,6 +192,7 @@ impl Body {
         Body {
             kind: Kind::Full(Some(bytes.into())),
             record: None,
+            pooled: None,
         }
     }
 
@@ -184,6 +201,7 @@ impl Body {
         Body {
             kind: Kind::Full(None),
             record: None,
+            pooled: None,
         }
     }
 
@@ -192,7 +210,14 @@ impl Body {
         Body {
             kind: Kind::Stream(Timed::new(inner, timeout)),
             record: None,
+            pooled: None,
         }
+    }
+
+    /// Returns the upstream connection to the pool when this body is done.
+    pub fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
+        self.pooled = Some(pooled);
+        self
     }
 
     /// Logs and measures the exchange when this body is done.

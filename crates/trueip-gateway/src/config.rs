@@ -158,6 +158,9 @@ pub struct LimitsConfig {
     /// Default 512.
     #[serde(default)]
     pub proxy_protocol_max_bytes: Option<usize>,
+    /// Default 1024.
+    #[serde(default)]
+    pub backlog: Option<u32>,
     /// Default 30s.
     #[serde(default)]
     pub shutdown_timeout: Option<DurationValue>,
@@ -407,6 +410,8 @@ pub struct Limits {
     pub proxy_protocol_timeout: Duration,
     /// PROXY header size.
     pub proxy_protocol_max_bytes: usize,
+    /// Accept queue length of every listening socket.
+    pub backlog: u32,
     /// Drain time on shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -887,10 +892,19 @@ fn limits(l: &LimitsConfig) -> Result<Limits, ConfigError> {
         ))
         .at("limits.proxy_protocol_max_bytes"));
     }
+    let backlog = l.backlog.unwrap_or(1024);
+    if !(1..=65535).contains(&backlog) {
+        return Err(
+            ConfigError::new(format!("backlog {backlog} is out of range"))
+                .hint("use 1 to 65535 (the kernel caps it at net.core.somaxconn)")
+                .at("limits.backlog"),
+        );
+    }
     Ok(Limits {
         max_connections,
         max_header_bytes,
         max_headers,
+        backlog,
         header_read_timeout: dur(
             l.header_read_timeout,
             Duration::from_secs(10),
@@ -988,6 +1002,17 @@ mod tests {
         assert!(s.upstream.is_none());
         assert!(!s.policy.trusts("127.0.0.1".parse().unwrap()));
         assert_eq!(s.admin.prefix, "/.trueip");
+    }
+
+    #[test]
+    fn backlog_defaults_to_1024_and_is_checked() {
+        assert_eq!(settings("").unwrap().limits.backlog, 1024);
+        assert_eq!(
+            settings("[limits]\nbacklog = 4096").unwrap().limits.backlog,
+            4096
+        );
+        let err = settings("[limits]\nbacklog = 0").unwrap_err();
+        assert!(err.contains("limits.backlog"), "{err}");
     }
 
     #[test]

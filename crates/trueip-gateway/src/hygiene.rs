@@ -19,6 +19,11 @@
 //!    after it; `append`: the received list plus the peer), `X-Forwarded-Proto`,
 //!    `-Host`, `-Port`.
 
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Range;
+
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use trueip::headers::names;
 use trueip::origin::Origin;
@@ -44,6 +49,10 @@ pub struct Hygiene {
     settings: HeaderSettings,
     /// Every client-IP header: the core's list plus configured names.
     managed: Vec<HeaderName>,
+    /// [`HOP_BY_HOP`], parsed.
+    hop_by_hop: Vec<HeaderName>,
+    /// The index of the origin secret in `managed`.
+    secret: Option<usize>,
 }
 
 /// What the gateway knows about one request, beyond its headers.
@@ -63,6 +72,31 @@ pub struct Facts<'a> {
     pub port: u16,
 }
 
+/// Which managed names a request carries, as a bit set over `Hygiene::managed`
+/// (names past the 64th always count as present).
+#[derive(Clone, Copy)]
+struct Present(u64);
+
+impl Present {
+    const ALL: Present = Present(u64::MAX);
+
+    fn has(self, i: usize) -> bool {
+        i >= 64 || self.0 & (1 << i) != 0
+    }
+
+    fn add(&mut self, i: usize) {
+        if i < 64 {
+            self.0 |= 1 << i;
+        }
+    }
+
+    fn clear(&mut self, i: usize) {
+        if i < 64 {
+            self.0 &= !(1 << i);
+        }
+    }
+}
+
 impl Hygiene {
     /// Prepares the header policy.
     pub fn new(settings: HeaderSettings) -> Self {
@@ -75,12 +109,29 @@ impl Hygiene {
                 managed.push(name.as_http().clone());
             }
         }
-        Hygiene { settings, managed }
+        let secret = settings
+            .origin_secret
+            .as_ref()
+            .and_then(|s| managed.iter().position(|n| n == s.as_http()));
+        let hop_by_hop = HOP_BY_HOP
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect();
+        Hygiene {
+            settings,
+            managed,
+            hop_by_hop,
+            secret,
+        }
     }
 
     /// Whether `lower` (a lower-case header name) is a client-IP header.
     pub fn is_managed(&self, lower: &str) -> bool {
-        self.managed.iter().any(|n| n.as_str() == lower)
+        self.managed_index(lower).is_some()
+    }
+
+    fn managed_index(&self, lower: &str) -> Option<usize> {
+        self.managed.iter().position(|n| n.as_str() == lower)
     }
 
     /// Rewrites request headers for the upstream. Returns how many client-IP header
@@ -88,29 +139,54 @@ impl Hygiene {
     /// underscore spellings).
     pub fn request(&self, headers: &mut HeaderMap, facts: &Facts<'_>) -> u64 {
         let mut stripped = 0;
-        self.remove_hop_by_hop(headers);
+        // One pass over the names says which of the steps below have work to do.
+        let mut present = Present(0);
+        let mut hop = false;
+        let mut underscore = false;
+        for name in headers.keys() {
+            let lower = name.as_str();
+            if let Some(i) = self.managed_index(lower) {
+                present.add(i);
+            } else if HOP_BY_HOP.contains(&lower) {
+                hop = true;
+            } else if lower.as_bytes().contains(&b'_') {
+                underscore = true;
+            }
+        }
+        if hop {
+            self.remove_hop_by_hop(headers);
+        }
 
         // Underscore spellings, always.
-        let underscored: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().contains('_') && self.is_managed(&k.as_str().replace('_', "-")))
-            .cloned()
-            .collect();
-        for name in underscored {
-            stripped += remove_all(headers, &name);
+        if underscore {
+            let underscored: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| {
+                    k.as_str().contains('_') && self.is_managed(&k.as_str().replace('_', "-"))
+                })
+                .cloned()
+                .collect();
+            for name in underscored {
+                stripped += remove_all(headers, &name);
+            }
+            present = Present::ALL;
         }
 
         // The origin secret has done its job; the app has no use for it.
         if let Some(secret) = &self.settings.origin_secret {
             headers.remove(secret.as_http());
+            if let Some(i) = self.secret {
+                present.clear(i);
+            }
         }
 
-        if facts.trusted_hop {
-            for name in &self.managed {
-                merge_lines(headers, name);
+        for (i, name) in self.managed.iter().enumerate() {
+            if !present.has(i) {
+                continue;
             }
-        } else {
-            for name in &self.managed {
+            if facts.trusted_hop {
+                merge_lines(headers, name);
+            } else {
                 stripped += remove_all(headers, name);
             }
         }
@@ -139,7 +215,7 @@ impl Hygiene {
         for name in named {
             headers.remove(name);
         }
-        for name in HOP_BY_HOP {
+        for name in &self.hop_by_hop {
             headers.remove(name);
         }
     }
@@ -147,87 +223,131 @@ impl Hygiene {
     fn set_own(&self, headers: &mut HeaderMap, facts: &Facts<'_>) {
         let r = facts.resolution;
         let s = &self.settings;
-        if s.x_real_ip {
-            set(headers, names::X_REAL_IP.as_http(), r.client.ip.to_string());
-        }
         let peer = effective_peer(r);
-        // Read before any header is rewritten: the chain comes from the received list.
-        let chain = trusted_chain(headers, r);
-        if s.x_forwarded_for != ListMode::Off {
-            let value = match s.x_forwarded_for {
-                ListMode::Append => append(headers, &names::X_FORWARDED_FOR, peer.ip.to_string()),
-                _ => chain
-                    .iter()
-                    .map(|n| n.ip.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            };
-            set(headers, names::X_FORWARDED_FOR.as_http(), value);
-        }
         let proto = facts.origin.proto.map_or(facts.scheme, |p| p.as_str());
-        let host = match &facts.origin.host {
-            Some(h) => Some(h.as_str()),
-            None => facts.host.and_then(|h| h.to_str().ok()),
+        // The host as a header value: the received one when trusted hops reported none.
+        let (host, host_value) = match &facts.origin.host {
+            Some(h) => (Some(h.as_str()), None),
+            None => match facts.host.and_then(|h| h.to_str().ok().map(|s| (s, h))) {
+                Some((s, h)) => (Some(s), Some(h)),
+                None => (None, None),
+            },
         };
-        if s.forwarded != ListMode::Off {
-            let value = match s.forwarded {
+
+        // Every value is written into one buffer, then handed out as slices of it: one
+        // allocation for all of them instead of one (or more) per header.
+        let mut out = String::with_capacity(192);
+        let real_ip = s.x_real_ip.then(|| {
+            let at = out.len();
+            write_ip(&mut out, r.client.ip);
+            at..out.len()
+        });
+        let xff = if s.x_forwarded_for == ListMode::Off {
+            None
+        } else {
+            let at = out.len();
+            match s.x_forwarded_for {
                 ListMode::Append => {
-                    let mut own = String::new();
-                    trueip::forwarded::write_element(
-                        &mut own,
-                        Some(&Node::ip(peer.ip)),
-                        None,
-                        Some(facts.scheme),
-                        facts.host.and_then(|h| h.to_str().ok()),
-                    );
-                    append(headers, &names::FORWARDED, own)
+                    append(&mut out, headers, &names::X_FORWARDED_FOR);
+                    write_ip(&mut out, peer.ip);
                 }
                 _ => {
-                    let mut out = String::new();
-                    for (i, node) in chain.iter().enumerate() {
+                    for_chain(headers, r, |i, node| {
                         if i > 0 {
                             out.push_str(", ");
                         }
-                        let node = Node::ip(node.ip);
-                        // The client's element says what the client asked for.
-                        let (proto, host) = if i == 0 {
-                            (Some(proto), host)
-                        } else {
-                            (None, None)
-                        };
-                        trueip::forwarded::write_element(&mut out, Some(&node), None, proto, host);
-                    }
-                    out
+                        write_ip(&mut out, node.ip);
+                    });
                 }
-            };
-            set(headers, names::FORWARDED.as_http(), value);
+            }
+            Some(at..out.len())
+        };
+        let forwarded = if s.forwarded == ListMode::Off {
+            None
+        } else {
+            let at = out.len();
+            match s.forwarded {
+                ListMode::Append => {
+                    append(&mut out, headers, &names::FORWARDED);
+                    write_element(
+                        &mut out,
+                        peer.ip,
+                        Some(facts.scheme),
+                        facts.host.and_then(|h| h.to_str().ok()),
+                    );
+                }
+                _ => {
+                    for_chain(headers, r, |i, node| {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        // The client's element says what the client asked for.
+                        if i == 0 {
+                            write_element(&mut out, node.ip, Some(proto), host);
+                        } else {
+                            write_element(&mut out, node.ip, None, None);
+                        }
+                    });
+                }
+            }
+            Some(at..out.len())
+        };
+        let forwarded_host = match (s.x_forwarded_host, host, host_value) {
+            (true, Some(_), Some(_)) | (false, ..) => None,
+            (true, Some(h), None) => {
+                let at = out.len();
+                out.push_str(h);
+                Some(at..out.len())
+            }
+            (true, None, _) => None,
+        };
+        let port = s.x_forwarded_port.then(|| {
+            let at = out.len();
+            let _ = write!(out, "{}", facts.origin.port.unwrap_or(facts.port));
+            at..out.len()
+        });
+
+        let buf = Bytes::from(out);
+        headers.reserve(6);
+        if let Some(range) = real_ip {
+            set(headers, names::X_REAL_IP.as_http(), &buf, range);
+        }
+        if let Some(range) = xff {
+            set(headers, names::X_FORWARDED_FOR.as_http(), &buf, range);
+        }
+        if let Some(range) = forwarded {
+            set(headers, names::FORWARDED.as_http(), &buf, range);
         }
         if s.x_forwarded_proto {
-            set(
-                headers,
-                names::X_FORWARDED_PROTO.as_http(),
-                proto.to_string(),
-            );
+            let name = names::X_FORWARDED_PROTO.as_http().clone();
+            headers.insert(name, HeaderValue::from_static(proto));
         }
         if s.x_forwarded_host {
-            match host {
-                Some(h) => set(headers, names::X_FORWARDED_HOST.as_http(), h.to_string()),
-                None => {
-                    headers.remove(names::X_FORWARDED_HOST.as_http());
+            let field = names::X_FORWARDED_HOST;
+            let name = field.as_http();
+            match (forwarded_host, host_value) {
+                (Some(range), _) => set(headers, name, &buf, range),
+                (None, Some(v)) => {
+                    headers.insert(name.clone(), v.clone());
+                }
+                (None, None) => {
+                    headers.remove(name);
                 }
             }
         }
-        if s.x_forwarded_port {
-            set(
-                headers,
-                names::X_FORWARDED_PORT.as_http(),
-                facts.origin.port.unwrap_or(facts.port).to_string(),
-            );
+        if let Some(range) = port {
+            set(headers, names::X_FORWARDED_PORT.as_http(), &buf, range);
         }
     }
 
     /// Removes hop-by-hop headers from an upstream response.
     pub fn response(&self, headers: &mut HeaderMap) {
+        if !headers
+            .keys()
+            .any(|name| HOP_BY_HOP.contains(&name.as_str()))
+        {
+            return;
+        }
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(header::CONNECTION) {
             for token in value.as_bytes().split(|&b| b == b',') {
@@ -239,7 +359,7 @@ impl Hygiene {
         for name in named {
             headers.remove(name);
         }
-        for name in HOP_BY_HOP {
+        for name in &self.hop_by_hop {
             headers.remove(name);
         }
     }
@@ -255,38 +375,107 @@ pub fn effective_peer(r: &Resolution) -> Node {
 /// `X-Forwarded-For` would have held had every hop been honest. Entries the client
 /// wrote (left of it) are gone.
 pub fn trusted_chain(headers: &HeaderMap, r: &Resolution) -> Vec<Node> {
-    let mut chain = vec![r.client];
-    match &r.source {
-        Source::Peer | Source::ProxyProtocol => return chain,
-        Source::List { header, from_right } => {
-            let field = header.field();
-            let lines: Vec<&[u8]> = headers
-                .get_all(field.as_http())
-                .iter()
-                .map(HeaderValue::as_bytes)
-                .collect();
-            let take = usize::from(from_right.saturating_sub(1));
-            let mut hops: Vec<Node> = match header {
-                ListHeader::XForwardedFor => trueip::xff::Rev::new(&lines)
-                    .take(take)
-                    .filter_map(|e| e.node())
-                    .collect(),
-                ListHeader::Forwarded => trueip::forwarded::Rev::new(&lines)
-                    .take(take)
-                    .filter_map(|e| e.ok().and_then(|el| el.for_node.node()))
-                    .collect(),
-            };
-            hops.reverse();
-            chain.extend(hops);
-        }
-        Source::Header => {}
-    }
-    chain.push(effective_peer(r));
+    let mut chain = Vec::new();
+    for_chain(headers, r, |_, node| chain.push(node));
     chain
 }
 
-fn append(headers: &HeaderMap, name: &FieldName, own: String) -> String {
-    let mut out = String::new();
+/// Calls `f` with each node of [`trusted_chain`] and its index, without collecting them.
+fn for_chain(headers: &HeaderMap, r: &Resolution, mut f: impl FnMut(usize, Node)) {
+    f(0, r.client);
+    let mut next = 1;
+    match &r.source {
+        Source::Peer | Source::ProxyProtocol => return,
+        Source::List { header, from_right } => {
+            let take = usize::from(from_right.saturating_sub(1));
+            if take > 0 {
+                let field = header.field();
+                let all = headers.get_all(field.as_http());
+                let mut it = all.iter();
+                // Nearly always one line: no list of lines to allocate.
+                let (one, many): ([&[u8]; 1], Vec<&[u8]>) = match (it.next(), it.next()) {
+                    (None, _) => ([&[]], Vec::new()),
+                    (Some(v), None) => ([v.as_bytes()], Vec::new()),
+                    (Some(_), Some(_)) => ([&[]], all.iter().map(HeaderValue::as_bytes).collect()),
+                };
+                let lines: &[&[u8]] = if many.is_empty() { &one } else { &many };
+                let mut hops = [Node::ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)); 8];
+                let mut spill: Vec<Node> = Vec::new();
+                let mut n = 0;
+                let mut keep = |node: Node| {
+                    if let Some(slot) = hops.get_mut(n) {
+                        *slot = node;
+                    } else {
+                        spill.push(node);
+                    }
+                    n += 1;
+                };
+                match header {
+                    ListHeader::XForwardedFor => trueip::xff::Rev::new(lines)
+                        .take(take)
+                        .filter_map(|e| e.node())
+                        .for_each(&mut keep),
+                    ListHeader::Forwarded => trueip::forwarded::Rev::new(lines)
+                        .take(take)
+                        .filter_map(|e| e.ok().and_then(|el| el.for_node.node()))
+                        .for_each(&mut keep),
+                }
+                // Collected right to left; handed out left to right.
+                for node in spill.iter().rev().chain(hops.iter().take(n.min(8)).rev()) {
+                    f(next, *node);
+                    next += 1;
+                }
+            }
+        }
+        Source::Header => {}
+    }
+    f(next, effective_peer(r));
+}
+
+/// Writes an address as `Display` would, IPv4 without the formatting machinery.
+fn write_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// One `Forwarded` element naming `ip` (no port), as
+/// [`trueip::forwarded::write_element`] writes it.
+fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option<&str>) {
+    out.push_str("for=");
+    match ip {
+        IpAddr::V4(_) => write_ip(out, ip),
+        IpAddr::V6(_) => trueip::forwarded::write_node(out, &Node::ip(ip)),
+    }
+    if let Some(proto) = proto {
+        out.push_str(";proto=");
+        trueip::forwarded::write_value(out, proto);
+    }
+    if let Some(host) = host {
+        out.push_str(";host=");
+        trueip::forwarded::write_value(out, host);
+    }
+}
+
+/// The received lines of `name`, each followed by `, `: what the gateway's own entry
+/// is appended to.
+fn append(out: &mut String, headers: &HeaderMap, name: &FieldName) {
     for line in headers.get_all(name.as_http()) {
         let text = String::from_utf8_lossy(line.as_bytes());
         let text = text.trim().trim_matches(',').trim();
@@ -295,12 +484,11 @@ fn append(headers: &HeaderMap, name: &FieldName, own: String) -> String {
             out.push_str(", ");
         }
     }
-    out.push_str(&own);
-    out
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    match HeaderValue::try_from(value) {
+/// Sets `name` to `buf[range]`, or removes it when that is not a valid value.
+fn set(headers: &mut HeaderMap, name: &HeaderName, buf: &Bytes, range: Range<usize>) {
+    match HeaderValue::from_maybe_shared(buf.slice(range)) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }

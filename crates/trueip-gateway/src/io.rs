@@ -3,7 +3,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,9 @@ pub struct Activity {
     last_io_ms: AtomicU64,
     last_request_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether reads and writes are timed: only byte relays ask whether bytes moved,
+    /// and an HTTP connection need not read the clock on every read and write.
+    track_io: AtomicBool,
 }
 
 /// Which idleness [`Activity::idle`] waits for.
@@ -106,24 +109,50 @@ fn epoch() -> Instant {
 }
 
 fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+    ms_at(Instant::now())
+}
+
+fn ms_at(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for Activity {
+    /// Reads and writes are timed from the start (a byte relay).
     fn default() -> Self {
+        Activity::new(true)
+    }
+}
+
+impl Activity {
+    /// New activity; `track_io` times reads and writes from the start (see
+    /// [`Activity::track_io`]).
+    pub fn new(track_io: bool) -> Self {
         let now = now_ms();
         Activity {
             last_io_ms: AtomicU64::new(now),
             last_request_ms: AtomicU64::new(now),
             in_flight: AtomicUsize::new(0),
+            track_io: AtomicBool::new(track_io),
         }
     }
-}
 
-impl Activity {
+    /// Times reads and writes from now on (and counts now as activity): before
+    /// [`Idle::Io`] is waited for on a connection that started as HTTP.
+    pub fn track_io(&self) {
+        self.touch();
+        self.track_io.store(true, Relaxed);
+    }
+
     /// A byte moved now.
     pub fn touch(&self) {
         self.last_io_ms.store(now_ms(), Relaxed);
+    }
+
+    /// A byte moved now, if reads and writes are timed.
+    fn moved(&self) {
+        if self.track_io.load(Relaxed) {
+            self.touch();
+        }
     }
 
     /// How long the connection has been idle, of the given kind.
@@ -138,9 +167,17 @@ impl Activity {
 
     /// A request started; the guard ends it.
     pub fn begin(self: &std::sync::Arc<Self>) -> InFlight {
+        self.begin_at(Instant::now())
+    }
+
+    /// A request started at `at` (a clock reading the caller already has).
+    pub fn begin_at(self: &std::sync::Arc<Self>, at: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        self.last_request_ms.store(now_ms(), Relaxed);
-        InFlight(self.clone())
+        self.last_request_ms.store(ms_at(at), Relaxed);
+        InFlight {
+            activity: self.clone(),
+            ended: false,
+        }
     }
 
     /// Resolves once the connection has been idle (of `kind`) for `limit`.
@@ -155,14 +192,33 @@ impl Activity {
     }
 }
 
-/// Ends a request's in-flight mark when dropped.
+/// Ends a request's in-flight mark when dropped (or [`InFlight::end_at`]).
 #[derive(Debug)]
-pub struct InFlight(std::sync::Arc<Activity>);
+pub struct InFlight {
+    activity: std::sync::Arc<Activity>,
+    ended: bool,
+}
+
+impl InFlight {
+    /// Ends the request at `at` (a clock reading the caller already has).
+    pub fn end_at(mut self, at: Instant) {
+        self.finish(ms_at(at));
+    }
+
+    fn finish(&mut self, ms: u64) {
+        if !self.ended {
+            self.ended = true;
+            self.activity.last_request_ms.store(ms, Relaxed);
+            self.activity.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.last_request_ms.store(now_ms(), Relaxed);
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        if !self.ended {
+            self.finish(now_ms());
+        }
     }
 }
 
@@ -198,7 +254,7 @@ impl AsyncRead for Tracked {
         let this = &mut *self;
         let polled = delegate!(this, s => Pin::new(s).poll_read(cx, buf));
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.activity.touch();
+            this.activity.moved();
         }
         polled
     }
@@ -213,7 +269,7 @@ impl AsyncWrite for Tracked {
         let this = &mut *self;
         let polled = delegate!(this, s => Pin::new(s).poll_write(cx, buf));
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.activity.moved();
         }
         polled
     }
@@ -225,7 +281,7 @@ impl AsyncWrite for Tracked {
         let this = &mut *self;
         let polled = delegate!(this, s => Pin::new(s).poll_write_vectored(cx, bufs));
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.activity.moved();
         }
         polled
     }

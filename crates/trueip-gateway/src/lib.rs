@@ -36,13 +36,14 @@ pub mod tls;
 pub mod upstream;
 pub mod whoami;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use trueip::ConfigError;
@@ -240,13 +241,13 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
 
     let mut sockets = Vec::new();
     for (i, l) in state.settings.listeners.iter().enumerate() {
-        match TcpListener::bind(l.address).await {
+        match bind(l.address, state.settings.limits.backlog) {
             Ok(socket) => sockets.push((socket, Role::Listener(i))),
             Err(e) => return fatal(format!("cannot listen on {} (listen[{i}]): {e}", l.address)),
         }
     }
     if let Some(a) = state.settings.admin.listen {
-        match TcpListener::bind(a).await {
+        match bind(a, state.settings.limits.backlog) {
             Ok(socket) => sockets.push((socket, Role::Admin)),
             Err(e) => return fatal(format!("cannot listen on {a} (admin.listen): {e}")),
         }
@@ -319,6 +320,20 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
     ExitCode::SUCCESS
 }
 
+/// A listening socket with an accept queue of `backlog` connections (tokio's
+/// `TcpListener::bind` asks for 128, which a burst of connections overflows).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// SIGHUP: re-read the file and swap the state, or keep the old one and say why.
 async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
     let loaded = tokio::task::spawn_blocking(move || load(path.as_deref(), &overrides)).await;
@@ -337,6 +352,9 @@ async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
         Ok(state) => {
             if state.settings.limits.max_connections != current.settings.limits.max_connections {
                 tracing::warn!("limits.max_connections changes apply after a restart");
+            }
+            if state.settings.limits.backlog != current.settings.limits.backlog {
+                tracing::warn!("limits.backlog changes apply after a restart");
             }
             if state.settings.log != current.settings.log {
                 tracing::warn!("[log] changes apply after a restart");

@@ -26,6 +26,9 @@ use crate::metrics::{Metrics, ProxyErrorKind};
 use crate::upstream::Upstream;
 use crate::{proxy, service, tcp, tls};
 
+/// The number of headers hyper accepts when no limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Everything derived from one version of the config.
 pub struct State {
     /// The checked config.
@@ -56,12 +59,16 @@ impl State {
         }
         let limits = &settings.limits;
         let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
+        let mut h1 = http.http1();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes)
-            .max_headers(limits.max_headers)
             .keep_alive(true);
+        // hyper's own limit is 100 headers, parsed into an array on the stack; a limit
+        // set explicitly (even to 100) makes it fill a vector of that size per request.
+        if limits.max_headers != HYPER_MAX_HEADERS {
+            h1.max_headers(limits.max_headers);
+        }
         http.http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -250,7 +257,10 @@ async fn connection(
         }
         None => Stream::Plain(rewound),
     };
-    let activity = Arc::new(Activity::default());
+    // Only a byte relay asks when bytes last moved (an HTTP connection starts timing
+    // them if it becomes a tunnel).
+    let relay = matches!(listener, Some(l) if l.mode == Mode::Tcp);
+    let activity = Arc::new(Activity::new(relay));
     let io = Tracked::new(io, activity.clone());
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),

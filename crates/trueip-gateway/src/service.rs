@@ -78,7 +78,7 @@ fn admin_response(which: Admin, method: &Method, ctx: &ConnCtx) -> Response<Body
 /// Serves one request. Never fails: every error becomes a response.
 pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
     let start = Instant::now();
-    let in_flight = ctx.activity.begin();
+    let in_flight = ctx.activity.begin_at(start);
     let state = ctx.shared.state.load_full();
     let settings = &state.settings;
     let mut record = Record {
@@ -91,7 +91,7 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
         header: None,
         warnings: trueip::Warnings::NONE,
         method: req.method().clone(),
-        uri: req.uri().clone(),
+        uri: settings.log.access_log.then(|| req.uri().clone()),
         version: req.version(),
         status: 0,
         bytes: 0,
@@ -121,8 +121,20 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
                 .and_then(|p| p.addrs)
                 .map(|a| Node::from(a.source)),
         };
-        let resolution = settings.policy.resolve(&conn, req.headers());
-        ctx.shared.metrics.resolved(&resolution);
+        // The whoami page explains the decision: resolving once more would repeat it.
+        let explanation = state
+            .upstream
+            .is_none()
+            .then(|| Explanation::new(&settings.policy, &conn, req.headers()));
+        let resolved;
+        let resolution = match &explanation {
+            Some(e) => &e.resolution,
+            None => {
+                resolved = settings.policy.resolve(&conn, req.headers());
+                &resolved
+            }
+        };
+        ctx.shared.metrics.resolved(resolution);
         record.client = resolution.client.ip;
         record.source = resolution.source;
         if resolution.source == trueip::Source::Header {
@@ -132,9 +144,13 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
                 .cloned();
         }
         record.warnings = resolution.warnings;
-        match &state.upstream {
-            None => whoami_page(req, &ctx, &state, &conn),
-            Some(upstream) => forward(req, &ctx, &state, upstream, &resolution).await,
+        match (&state.upstream, &explanation) {
+            (Some(upstream), _) => forward(req, &ctx, &state, upstream, resolution).await,
+            (None, Some(explanation)) => whoami_page(req, &ctx, &state, explanation),
+            (None, None) => {
+                let explanation = Explanation::new(&settings.policy, &conn, req.headers());
+                whoami_page(req, &ctx, &state, &explanation)
+            }
         }
     };
     record.status = resp.status().as_u16();
@@ -145,9 +161,8 @@ fn whoami_page(
     req: Request<Incoming>,
     ctx: &ConnCtx,
     state: &State,
-    conn: &Connection,
+    explanation: &Explanation,
 ) -> Response<Body> {
-    let explanation = Explanation::new(&state.settings.policy, conn, req.headers());
     let mut headers =
         whoami::forwarding_headers(req.headers(), |name| state.hygiene.is_managed(name));
     // The origin secret proves the request came through *your* CDN distribution;
@@ -160,19 +175,23 @@ fn whoami_page(
         }
     }
     let w = whoami::Whoami {
-        explanation: &explanation,
+        explanation,
         direct_ip: trueip::addr::normalize(ctx.peer.ip()).to_string(),
         headers,
     };
     let format = whoami::negotiate(req.uri().path(), req.headers());
-    let host = req.uri().authority().map(|a| a.to_string()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    });
-    let scheme = if ctx.tls { "https" } else { "http" };
-    let self_url = format!("{scheme}://{}/", host.as_deref().unwrap_or("localhost"));
+    // Only the HTML page shows its own URL.
+    let self_url = if format == whoami::Format::Html {
+        let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let scheme = if ctx.tls { "https" } else { "http" };
+        format!("{scheme}://{}/", host.unwrap_or("localhost"))
+    } else {
+        String::new()
+    };
     whoami::respond(
         req.method(),
         format,
@@ -247,7 +266,7 @@ async fn forward(
             }
         }
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = parts.uri.path_and_query().cloned();
     let client = SocketAddr::new(resolution.client.ip, resolution.client.port.unwrap_or(0));
     parts.uri = match upstream.uri(path, client, destination) {
         Ok(uri) => uri,
@@ -264,14 +283,17 @@ async fn forward(
     let req = Request::from_parts(parts, Timed::new(body, settings.body_timeout));
     let metrics = &ctx.shared.metrics;
     match tokio::time::timeout(settings.response_timeout, upstream.send(req)).await {
-        Ok(Ok(mut resp)) => {
+        Ok(Ok((mut resp, pooled))) => {
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             let tunnel = match downstream_upgrade {
                 Some(down) if switching => Some((down, hyper::upgrade::on(&mut resp))),
                 _ => None,
             };
             let (mut parts, body) = resp.into_parts();
-            let protocol = parts.headers.get(header::UPGRADE).cloned();
+            let protocol = match tunnel {
+                Some(_) => parts.headers.get(header::UPGRADE).cloned(),
+                None => None,
+            };
             state.hygiene.response(&mut parts.headers);
             if let Some((down, up)) = tunnel {
                 let Some(protocol) = protocol else {
@@ -300,7 +322,10 @@ async fn forward(
                     "the upstream switched protocols unasked",
                 );
             }
-            Response::from_parts(parts, Body::stream(body, settings.body_timeout))
+            Response::from_parts(
+                parts,
+                Body::stream(body, settings.body_timeout).pooled(pooled),
+            )
         }
         Ok(Err(e)) => {
             let (status, code, kind, message) = classify(&e);
@@ -347,6 +372,8 @@ async fn tunnel_task(
     ctx: Arc<ConnCtx>,
     idle: std::time::Duration,
 ) {
+    // From here on the connection is a byte relay: time its reads and writes.
+    ctx.activity.track_io();
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
         Err(e) => {
@@ -369,7 +396,7 @@ async fn tunnel_task(
 }
 
 fn classify(
-    e: &hyper_util::client::legacy::Error,
+    e: &crate::upstream::SendError,
 ) -> (StatusCode, &'static str, UpstreamErrorKind, &'static str) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {

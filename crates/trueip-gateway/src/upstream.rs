@@ -2,9 +2,10 @@
 //!
 //! With `upstream.proxy_protocol` set, every upstream connection opens with a PROXY
 //! header naming one client, so a pooled connection may only be reused for that same
-//! client. hyper-util's pool is keyed by the request URI's authority; the gateway puts
-//! the announced addresses into that authority (`<hex>.<hex>.proxy.invalid`), and the
-//! connector reads them back. Connections are thus shared per client and never across
+//! client. The pool (hyper's HTTP/1 connections, kept here rather than in hyper-util's
+//! legacy client, which costs more per request) is keyed by the request URI's
+//! authority; the gateway puts the announced addresses into that authority
+//! (`<hex>.<hex>.proxy.invalid`), and the connector reads them back. Connections are thus shared per client and never across
 //! clients, and the authority never reaches the upstream (the Host header is set
 //! explicitly).
 
@@ -17,13 +18,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Instant;
+
 use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tower_service::Service as _;
 
 use crate::body::Timed;
 use crate::config::{SendProxy, UpstreamSettings, UpstreamTarget};
@@ -34,12 +40,6 @@ pub enum UpstreamIo {
     Tcp(TcpStream),
     /// Unix socket.
     Unix(UnixStream),
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
 }
 
 impl AsyncRead for UpstreamIo {
@@ -172,13 +172,175 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+/// A connection's request handle.
+type Sender = hyper::client::conn::http1::SendRequest<Timed<Incoming>>;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened.
+    Connect(io::Error),
+    /// The connection broke, or the answer was not HTTP.
+    Http(hyper::Error),
+}
+
+impl SendError {
+    /// Whether no connection could be opened.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(_) => f.write_str("cannot connect to the upstream"),
+            SendError::Http(_) => f.write_str("upstream exchange failed"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Connect(e) => Some(e),
+            SendError::Http(e) => Some(e),
+        }
+    }
+}
+
+/// An idle connection.
+struct Idle {
+    tx: Sender,
+    since: Instant,
+}
+
+/// Idle keep-alive connections, by pool key (the URI authority: the upstream's, or a
+/// per-client key with PROXY headers), most recently used last.
+#[derive(Debug)]
+struct Pool {
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    /// Whether the task that closes expired idle connections runs.
+    reaping: AtomicBool,
+}
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idle").field("since", &self.since).finish()
+    }
+}
+
+impl Pool {
+    /// The most recently used live connection for `key` that can take a request now.
+    fn take(&self, key: &Authority) -> Option<Sender> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        let mut found = None;
+        while let Some(entry) = list.pop() {
+            if now.saturating_duration_since(entry.since) < self.idle_timeout && entry.tx.is_ready()
+            {
+                found = Some(entry.tx);
+                break;
+            }
+        }
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    /// Keeps a connection that can take the next request.
+    fn put(self: &Arc<Self>, key: Authority, tx: Sender) {
+        if self.max_idle == 0 || self.idle_timeout.is_zero() {
+            return;
+        }
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry(key).or_default();
+            if list.len() >= self.max_idle {
+                // The oldest goes.
+                list.remove(0);
+            }
+            list.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+        if !self.reaping.swap(true, Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(self), self.idle_timeout));
+        }
+    }
+
+    /// Closes connections idle for longer than the timeout (and those the upstream
+    /// closed).
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|e| {
+                now.saturating_duration_since(e.since) < self.idle_timeout && !e.tx.is_closed()
+            });
+            !list.is_empty()
+        });
+    }
+}
+
+/// Expires idle connections until the pool is gone (a reload replaced it).
+async fn reap(pool: std::sync::Weak<Pool>, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(pool) => pool.expire(),
+            None => return,
+        }
+    }
+}
+
+/// A connection lent to one exchange: it goes back to the pool when the response body
+/// is done with (dropped), once the connection can take another request.
+pub struct Pooled {
+    pool: Arc<Pool>,
+    key: Authority,
+    tx: Option<Sender>,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let Some(mut tx) = self.tx.take() else {
+            return;
+        };
+        if tx.is_ready() {
+            self.pool.put(self.key.clone(), tx);
+        } else if !tx.is_closed()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // The connection task has not yet taken in the end of the response: wait for
+            // it (it fails if the connection closes instead).
+            let pool = self.pool.clone();
+            let key = self.key.clone();
+            rt.spawn(async move {
+                if tx.ready().await.is_ok() {
+                    pool.put(key, tx);
+                }
+            });
+        }
+    }
+}
+
 /// The upstream, ready to take requests.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     /// The checked settings.
     pub settings: UpstreamSettings,
-    client: Client<Connector, Timed<Incoming>>,
+    connector: Connector,
+    pool: Arc<Pool>,
     authority: String,
+    /// `authority` as a URI authority (the pool key without PROXY headers).
+    key: Option<Authority>,
 }
 
 impl Upstream {
@@ -193,37 +355,42 @@ impl Upstream {
             timeout: settings.connect_timeout,
             proxy: settings.proxy_protocol,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle: settings.pool_max_idle,
+            idle_timeout: settings.pool_idle_timeout,
+            reaping: AtomicBool::new(false),
+        });
+        // Parsed once: every request's URI shares it.
+        let key = Authority::try_from(authority.as_str()).ok();
         Upstream {
             settings,
-            client,
+            connector,
+            pool,
             authority,
+            key,
         }
     }
 
     /// The URI for a request: the upstream's authority (or, with PROXY headers, a
-    /// per-client pool key) and the original path and query.
+    /// per-client pool key) and the original path and query (`/` when it had none).
     pub fn uri(
         &self,
-        path_and_query: &str,
+        path_and_query: Option<PathAndQuery>,
         client: SocketAddr,
         destination: SocketAddr,
     ) -> Result<Uri, http::Error> {
-        let authority = match self.settings.proxy_protocol {
-            SendProxy::Off => self.authority.clone(),
-            _ => encode_key(client, destination),
+        let authority = match (&self.key, self.settings.proxy_protocol) {
+            (Some(key), SendProxy::Off) => key.clone(),
+            (None, SendProxy::Off) => Authority::try_from(self.authority.as_str())?,
+            _ => Authority::try_from(encode_key(client, destination))?,
         };
-        Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query(path_and_query)
-            .build()
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
+        parts.path_and_query =
+            Some(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
+        Ok(Uri::from_parts(parts)?)
     }
 
     /// The Host header to send when the request had none.
@@ -231,12 +398,76 @@ impl Upstream {
         &self.authority
     }
 
-    /// Sends a request.
+    /// Opens a connection for `uri`'s pool key and starts its task.
+    async fn connect(&self, uri: Uri) -> Result<Sender, SendError> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri)
+            .await
+            .map_err(SendError::Connect)?;
+        let (tx, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Sends a request (its URI absolute, its authority the pool key) on a pooled
+    /// connection, or a new one. A request that a pooled connection closed under before
+    /// taking it is sent again on another.
     pub async fn send(
         &self,
-        req: http::Request<Timed<Incoming>>,
-    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.client.request(req).await
+        mut req: http::Request<Timed<Incoming>>,
+    ) -> Result<(http::Response<Incoming>, Pooled), SendError> {
+        let uri = req.uri().clone();
+        let Some(key) = uri.authority().cloned() else {
+            return Err(SendError::Connect(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the upstream URI has no authority",
+            )));
+        };
+        // What goes on the request line: authority-form for CONNECT, else origin-form.
+        *req.uri_mut() = if req.method() == http::Method::CONNECT {
+            let mut parts = http::uri::Parts::default();
+            parts.authority = Some(key.clone());
+            Uri::from_parts(parts).unwrap_or_default()
+        } else {
+            match uri.path_and_query() {
+                Some(p) if p.as_str() != "/" => {
+                    let mut parts = http::uri::Parts::default();
+                    parts.path_and_query = Some(p.clone());
+                    Uri::from_parts(parts).unwrap_or_default()
+                }
+                _ => Uri::default(),
+            }
+        };
+        loop {
+            let (mut tx, reused) = match self.pool.take(&key) {
+                Some(tx) => (tx, true),
+                None => (self.connect(uri.clone()).await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let pooled = Pooled {
+                        pool: self.pool.clone(),
+                        key,
+                        tx: Some(tx),
+                    };
+                    return Ok((resp, pooled));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the pooled connection was closing. Try another.
+                    Some(back) if reused => req = back,
+                    _ => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
     }
 }
 

@@ -74,8 +74,15 @@ pub fn forwarding_headers(
 ) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
-        let dashed = name.as_str().replace('_', "-");
-        if is_forwarding(&dashed) || dashed == "via" {
+        let lower = name.as_str();
+        // Most names have no underscore: no copy to check them.
+        let forwarding = if lower.contains('_') {
+            let dashed = lower.replace('_', "-");
+            is_forwarding(&dashed) || dashed == "via"
+        } else {
+            is_forwarding(lower) || lower == "via"
+        };
+        if forwarding {
             out.entry(name.as_str().to_string())
                 .or_default()
                 .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
@@ -102,12 +109,17 @@ pub fn respond(
     links: &Links<'_>,
 ) -> Response<Body> {
     let (content_type, body) = match format {
-        Format::Json => (
-            "application/json",
-            serde_json::to_string_pretty(whoami).unwrap_or_default() + "\n",
-        ),
-        Format::Text => ("text/plain; charset=utf-8", text(whoami)),
-        Format::Html => ("text/html; charset=utf-8", html(whoami, links)),
+        Format::Json => {
+            // Sized for a typical answer, so the buffer is not grown step by step.
+            let mut out = Vec::with_capacity(2048);
+            if serde_json::to_writer_pretty(&mut out, whoami).is_err() {
+                out.clear();
+            }
+            out.push(b'\n');
+            ("application/json", out)
+        }
+        Format::Text => ("text/plain; charset=utf-8", text(whoami).into_bytes()),
+        Format::Html => ("text/html; charset=utf-8", html(whoami, links).into_bytes()),
     };
     let len = body.len();
     let mut resp = Response::new(if method == Method::HEAD {
