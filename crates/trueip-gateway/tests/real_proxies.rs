@@ -104,17 +104,7 @@ fn haproxy_send_proxy_v2_then_trueip() {
         ],
     );
     let front = free_addr();
-    let sections = format!(
-        "frontend fe
-  mode tcp
-  bind {front}
-  default_backend be
-backend be
-  mode tcp
-  server gw {gw_addr} send-proxy-v2 source {HAPROXY_SOURCE}
-"
-    );
-    let Some(_haproxy) = Haproxy::start(&dir, front, &sections) else {
+    let Some(_haproxy) = Haproxy::send_proxy_v2(&dir, front, gw_addr) else {
         return;
     };
     assert_chain(front, &up, "client → HAProxy send-proxy-v2 → trueip");
@@ -204,17 +194,7 @@ fn haproxy_v2_then_nginx_realip_then_trueip() {
         return;
     };
     let front = free_addr();
-    let sections = format!(
-        "frontend fe
-  mode tcp
-  bind {front}
-  default_backend be
-backend be
-  mode tcp
-  server ng {nginx_addr} send-proxy-v2 source {HAPROXY_SOURCE}
-"
-    );
-    let Some(_haproxy) = Haproxy::start(&dir, front, &sections) else {
+    let Some(_haproxy) = Haproxy::send_proxy_v2(&dir, front, nginx_addr) else {
         return;
     };
     assert_chain(front, &up, "client → HAProxy v2 → nginx realip → trueip");

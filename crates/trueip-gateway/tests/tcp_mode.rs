@@ -86,17 +86,7 @@ fn haproxy_send_proxy_v2_then_tcp_mode_carries_the_real_client() {
     let toml = tcp_toml(listen, up.addr, "v2", "proxy_protocol = \"v2\"\n");
     let _gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
     let front = free_addr();
-    let sections = format!(
-        "frontend fe
-  mode tcp
-  bind {front}
-  default_backend be
-backend be
-  mode tcp
-  server gw {listen} send-proxy-v2 source {HAPROXY_SOURCE}
-"
-    );
-    let Some(_haproxy) = Haproxy::start(&dir, front, &sections) else {
+    let Some(_haproxy) = Haproxy::send_proxy_v2(&dir, front, listen) else {
         return;
     };
     assert_eq!(relay(front, b"through haproxy"), b"through haproxy");

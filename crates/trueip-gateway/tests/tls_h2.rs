@@ -191,17 +191,7 @@ fn tls_passthrough_behind_haproxy_send_proxy_v2() {
     let toml = tls_toml(listen, &cert, &key, &up.url(), "proxy_protocol = \"v2\"\n");
     let _gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
     let front = free_addr();
-    let sections = format!(
-        "frontend fe
-  mode tcp
-  bind {front}
-  default_backend be
-backend be
-  mode tcp
-  server gw {listen} send-proxy-v2 source {HAPROXY_SOURCE}
-"
-    );
-    let Some(_haproxy) = Haproxy::start(&dir, front, &sections) else {
+    let Some(_haproxy) = Haproxy::send_proxy_v2(&dir, front, listen) else {
         return;
     };
     let cacert = cert.to_string_lossy().into_owned();

@@ -1416,6 +1416,16 @@ impl Haproxy {
         wait_for_port(addr, &mut proc);
         Some(Haproxy { proc, addr })
     }
+
+    /// HAProxy in TCP mode on `front`, relaying every connection to `backend` behind a
+    /// PROXY v2 header, connecting from [`HAPROXY_SOURCE`] (an L4 balancer / NLB stand-in).
+    pub fn send_proxy_v2(dir: &Path, front: SocketAddr, backend: SocketAddr) -> Option<Haproxy> {
+        let sections = format!(
+            "frontend fe\n  mode tcp\n  bind {front}\n  default_backend be\nbackend be\n  mode tcp\n  \
+             server next {backend} send-proxy-v2 source {HAPROXY_SOURCE}\n"
+        );
+        Haproxy::start(dir, front, &sections)
+    }
 }
 
 /// Asserts that a request the upstream saw names `client` as the client everywhere the gateway
