@@ -76,7 +76,7 @@ Examples:
 Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
 (e.g. cannot bind), 2 invalid config or arguments.";
 
-/// `trueip serve`: run the gateway.
+/// Run the gateway: a reverse proxy that hands the app a client address it can trust.
 #[derive(Clone, Debug, Default, clap::Args)]
 #[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
 pub struct ServeArgs {
