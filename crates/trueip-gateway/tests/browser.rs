@@ -79,18 +79,7 @@ fn chromium_renders_the_client_behind_nginx() {
         return;
     };
     let gw_addr = free_addr();
-    let _gw = Gateway::start(
-        &dir,
-        gw_addr,
-        &[
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ],
-    );
+    let _gw = Gateway::behind_proxies(&dir, gw_addr, None);
     let front = free_addr();
     let server = format!(
         "  server {{

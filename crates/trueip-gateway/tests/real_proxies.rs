@@ -59,20 +59,7 @@ fn nginx_then_trueip() {
     let up = Upstream::start(Behavior::Echo);
     let gw_addr = free_addr();
     let url = up.url();
-    let _gw = Gateway::start(
-        &dir,
-        gw_addr,
-        &[
-            "--upstream",
-            &url,
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ],
-    );
+    let _gw = Gateway::behind_proxies(&dir, gw_addr, Some(&url));
     let front = free_addr();
     let Some(_nginx) = Nginx::start(&dir, front, &nginx_server(front, gw_addr)) else {
         return;
@@ -116,20 +103,7 @@ fn haproxy_then_nginx_then_trueip() {
     let up = Upstream::start(Behavior::Echo);
     let gw_addr = free_addr();
     let url = up.url();
-    let _gw = Gateway::start(
-        &dir,
-        gw_addr,
-        &[
-            "--upstream",
-            &url,
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ],
-    );
+    let _gw = Gateway::behind_proxies(&dir, gw_addr, Some(&url));
     let nginx_addr = free_addr();
     let Some(_nginx) = Nginx::start(&dir, nginx_addr, &nginx_server(nginx_addr, gw_addr)) else {
         return;
@@ -161,20 +135,7 @@ fn haproxy_v2_then_nginx_realip_then_trueip() {
     let up = Upstream::start(Behavior::Echo);
     let gw_addr = free_addr();
     let url = up.url();
-    let _gw = Gateway::start(
-        &dir,
-        gw_addr,
-        &[
-            "--upstream",
-            &url,
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ],
-    );
+    let _gw = Gateway::behind_proxies(&dir, gw_addr, Some(&url));
     let nginx_addr = free_addr();
     let server = format!(
         "  server {{
@@ -207,20 +168,7 @@ fn direct_client_bypassing_the_proxies_gets_no_credit() {
     let up = Upstream::start(Behavior::Echo);
     let gw_addr = free_addr();
     let url = up.url();
-    let _gw = Gateway::start(
-        &dir,
-        gw_addr,
-        &[
-            "--upstream",
-            &url,
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ],
-    );
+    let _gw = Gateway::behind_proxies(&dir, gw_addr, Some(&url));
     let resp = Req::get("/")
         .header(
             "X-Forwarded-For",

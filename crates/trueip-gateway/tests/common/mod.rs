@@ -1297,6 +1297,23 @@ impl Gateway {
         Gateway::start_named("trueip", dir, addr, args, &[])
     }
 
+    /// A gateway behind the tests' proxies: it trusts [`PROXIES_CIDR`] and walks
+    /// X-Forwarded-For from the right, forwarding to `upstream` (the whoami page if `None`).
+    pub fn behind_proxies(dir: &Path, addr: SocketAddr, upstream: Option<&str>) -> Gateway {
+        let mut args = vec![
+            "--trust",
+            PROXIES_CIDR,
+            "--strategy",
+            "rightmost-untrusted",
+            "--from",
+            "xff",
+        ];
+        if let Some(url) = upstream {
+            args.splice(0..0, ["--upstream", url]);
+        }
+        Gateway::start(dir, addr, &args)
+    }
+
     pub fn start_named(
         name: &str,
         dir: &Path,
