@@ -66,6 +66,9 @@ impl Step {
 
 /// Receives steps; the hot path uses [`NoTrace`], which compiles to nothing.
 pub(crate) trait Tracer {
+    /// Whether steps are kept. Loops that skip work nobody will see check this.
+    const RECORDS: bool;
+
     fn step(&mut self, make: impl FnOnce() -> Step);
 }
 
@@ -73,11 +76,15 @@ pub(crate) trait Tracer {
 pub(crate) struct NoTrace;
 
 impl Tracer for NoTrace {
+    const RECORDS: bool = false;
+
     #[inline(always)]
     fn step(&mut self, _make: impl FnOnce() -> Step) {}
 }
 
 impl Tracer for Vec<Step> {
+    const RECORDS: bool = true;
+
     fn step(&mut self, make: impl FnOnce() -> Step) {
         self.push(make());
     }

@@ -86,6 +86,49 @@ impl<'a> Rev<'a, '_> {
         self.next_raw().map(Raw::Other)
     }
 
+    /// Skips elements from the right while each is a plain dotted quad that `trusted`
+    /// accepts, at most `limit` of them. Returns how many it skipped, and the element it
+    /// stopped at when that is a plain dotted quad `trusted` refused (consumed: the
+    /// usual answer of a walk).
+    ///
+    /// The walk's inner loop for its commonest work, a chain of trusted IPv4 proxies: the
+    /// line being read and the count stay in registers, and nothing is built per element.
+    /// Any other element (not a plain dotted quad, or the end of the list) is left
+    /// unconsumed, and the caller's general loop decides it exactly as it would have
+    /// without this one.
+    #[inline(always)]
+    pub(crate) fn skip_trusted_v4(
+        &mut self,
+        limit: u16,
+        trusted: impl Fn(u32) -> bool,
+    ) -> (u16, Option<u32>) {
+        // Locals, written back once: fields behind `&mut self` were stored and reloaded
+        // on every element.
+        let (mut lines, mut current) = (self.lines, self.current);
+        let mut skipped = 0;
+        let mut untrusted = None;
+        while skipped < limit {
+            let (line, left) = match current {
+                Some(line) => (line, lines),
+                None => match lines.split_last() {
+                    Some((&line, left)) => (line, left),
+                    None => break,
+                },
+            };
+            let Some((addr, rest)) = split_v4_back(line) else {
+                break;
+            };
+            (lines, current) = (left, rest);
+            if !trusted(addr) {
+                untrusted = Some(addr);
+                break;
+            }
+            skipped += 1;
+        }
+        (self.lines, self.current) = (lines, current);
+        (skipped, untrusted)
+    }
+
     /// The next non-empty element from the right, trimmed, not yet classified.
     #[inline(always)]
     pub(crate) fn next_raw(&mut self) -> Option<&'a [u8]> {
@@ -118,18 +161,24 @@ fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
     let mut text = trim_end(line);
     // Octets from the right, kept in one u32 (a register), lowest octet first.
     let mut addr = 0u32;
-    for shift in [0, 8, 16, 24] {
+    for shift in [0, 8, 16] {
         let (octet, rest) = octet_back(text)?;
         addr |= octet << shift;
-        text = match rest {
-            [rest @ .., b'.'] if shift < 24 => rest,
-            _ if shift < 24 => return None,
-            rest => rest,
+        let [rest @ .., b'.'] = rest else {
+            return None;
         };
+        text = rest;
     }
-    match trim_end(text) {
+    let (octet, rest) = octet_back(text)?;
+    addr |= octet << 24;
+    match rest {
         [] => Some((addr, None)),
         [rest @ .., b','] => Some((addr, Some(rest))),
+        [.., b' ' | b'\t'] => match trim_end(rest) {
+            [] => Some((addr, None)),
+            [rest @ .., b','] => Some((addr, Some(rest))),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -138,20 +187,34 @@ fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
 /// the text left of it. A digit left of the octet is caught by the caller, which
 /// expects a separator there.
 ///
-/// One branch per length, not arithmetic on a digit count: a branch-free count puts
-/// every octet's loads behind the previous octet's arithmetic, which measured slower.
+/// Written as a cascade that looks at each byte once, from the right: a `match` over
+/// slice patterns of each length re-tested the same bytes in every arm, which was a
+/// third of the time of a whole walk.
 #[inline(always)]
 fn octet_back(text: &[u8]) -> Option<(u32, &[u8])> {
-    let digit = |d: u8| u32::from(d - b'0');
-    match text {
-        [rest @ .., a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
-            let value = digit(*a) * 100 + digit(*b) * 10 + digit(*c);
-            (value <= 255).then_some((value, rest))
-        }
-        [rest @ .., a @ b'1'..=b'9', b @ b'0'..=b'9'] => Some((digit(*a) * 10 + digit(*b), rest)),
-        [rest @ .., a @ b'0'..=b'9'] => Some((digit(*a), rest)),
-        _ => None,
+    let digit = |b: u8| u32::from(b.wrapping_sub(b'0'));
+    let (&c, rest) = text.split_last()?;
+    let c = digit(c);
+    if c > 9 {
+        return None;
     }
+    let Some((&b, rest_b)) = rest.split_last() else {
+        return Some((c, rest));
+    };
+    let b = digit(b);
+    if b > 9 {
+        return Some((c, rest));
+    }
+    let two = (b != 0).then_some((b * 10 + c, rest_b));
+    let Some((&a, rest_a)) = rest_b.split_last() else {
+        return two;
+    };
+    let a = digit(a);
+    if a > 9 {
+        return two;
+    }
+    let value = a * 100 + b * 10 + c;
+    (a != 0 && value <= 255).then_some((value, rest_a))
 }
 
 /// Strips trailing spaces and tabs.

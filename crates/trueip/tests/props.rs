@@ -159,6 +159,38 @@ proptest! {
         }
     }
 
+    /// `resolve` (which takes shortcuts through chains of trusted IPv4 hops) and
+    /// `explain` (which walks and records every element) always decide the same. Chains
+    /// are long and written in several spellings so the shortcut is exercised and left
+    /// at every kind of element, on one line or several.
+    #[test]
+    fn resolve_and_explain_agree(
+        chain in prop::collection::vec(prop_oneof![6 => trusted_v4(), 1 => untrusted(), 1 => junk()], 0..40),
+        separator in prop_oneof![Just(", "), Just(","), Just(" , "), Just(",\t"), Just(",, ")],
+        split_at in any::<prop::sample::Index>(),
+        peer_trusted in any::<bool>(),
+    ) {
+        let peer: IpAddr = if peer_trusted { "10.0.0.1" } else { "198.51.100.1" }.parse().unwrap();
+        let conn = Connection::from_peer(Node::ip(peer));
+        let at = if chain.is_empty() { 0 } else { split_at.index(chain.len()) };
+        let (left, right) = chain.split_at(at);
+        for (name, policy) in policies() {
+            let list = list_of(name);
+            let header = header_name(list);
+            let written = |entries: &[String]| match list {
+                ListHeader::XForwardedFor => entries.join(separator),
+                ListHeader::Forwarded => line(list, entries),
+            };
+            let one = [(header, written(&chain))];
+            let two = [(header, written(left)), (header, written(right))];
+            for headers in [&one[..], &two[..]] {
+                let fast = policy.resolve(&conn, headers);
+                let (traced, _) = policy.explain(&conn, headers);
+                prop_assert_eq!(fast, traced, "{} {:?}", name, headers);
+            }
+        }
+    }
+
     /// No input panics any parser or strategy.
     #[test]
     fn no_input_panics(bytes in prop::collection::vec(any::<u8>(), 0..300), text in "[ -~]{0,200}") {

@@ -1,5 +1,5 @@
 //! The whole decision over arbitrary headers: never panics, and the answer is always the
-//! peer or an address that appears in the headers.
+//! peer or an address that appears in the headers, and `resolve` agrees with `explain`.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -58,6 +58,8 @@ fuzz_target!(|data: &[u8]| {
     }
     for policy in policies() {
         let res = policy.resolve(&Connection::from_peer(Node::ip(peer)), &headers);
+        // The shortcuts `resolve` takes must not change the decision `explain` records.
+        assert_eq!(res, policy.explain(&Connection::from_peer(Node::ip(peer)), &headers).0, "{headers:?}");
         let text = res.client.ip.to_string();
         let appears = res.client.ip == peer
             || headers.iter().any(|(_, v)| {
