@@ -640,9 +640,11 @@ impl Policy {
                 all_trusted: self.all_trusted,
                 warnings,
                 trace,
+                other_list: None,
             };
             if let Some(found) = strategy.run(headers, &mut ctx) {
-                self.check_other_list(strategy, peer, headers, &found, warnings);
+                let other_list = ctx.other_list;
+                self.check_other_list(strategy, peer, headers, &found, other_list, warnings);
                 return (Some(found), u8::try_from(i).ok());
             }
         }
@@ -656,6 +658,7 @@ impl Policy {
         peer: &Found,
         headers: &H,
         found: &Found,
+        other_list: Option<bool>,
         warnings: &mut Warnings,
     ) {
         let Some(list) = strategy.list() else { return };
@@ -664,8 +667,11 @@ impl Policy {
         {
             return;
         }
-        let mut present = false;
-        headers.for_each_value(list.other().field_ref(), |_| present = true);
+        let present = other_list.unwrap_or_else(|| {
+            let mut present = false;
+            headers.for_each_value(list.other().field_ref(), |_| present = true);
+            present
+        });
         if !present {
             return;
         }
@@ -675,6 +681,7 @@ impl Policy {
             all_trusted: self.all_trusted,
             warnings: &mut scratch,
             trace: &mut NoTrace,
+            other_list: None,
         };
         if strategy
             .run_on(headers, Some(list.other()), &mut ctx)

@@ -306,6 +306,9 @@ pub(crate) struct Ctx<'w, 't, T> {
     pub(crate) all_trusted: AllTrusted,
     pub(crate) warnings: &'w mut Warnings,
     pub(crate) trace: &'t mut T,
+    /// Whether the other list header (Forwarded for an X-Forwarded-For walk, and the
+    /// reverse) is present, when the walk learned it while reading its own.
+    pub(crate) other_list: Option<bool>,
 }
 
 impl Strategy {

@@ -37,7 +37,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let peer_trusted = trusted.contains(peer.client.ip());
     trace_peer(ctx, peer_trusted);
     let mut lines = Lines::new();
-    lines.fill(headers, list.field_ref());
+    ctx.other_list = Some(lines.fill_noting(headers, list.field_ref(), list.other().field_ref()));
     if !admit(&lines, list, peer_trusted, ctx) {
         return None;
     }

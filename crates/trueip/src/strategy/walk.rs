@@ -116,7 +116,8 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
     peer_trusted: bool,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Lines<'a>> {
-    let lines = Lines::read(headers, list.field_ref());
+    let mut lines = Lines::new();
+    ctx.other_list = Some(lines.fill_noting(headers, list.field_ref(), list.other().field_ref()));
     admit(&lines, list, peer_trusted, ctx).then_some(lines)
 }
 
