@@ -158,7 +158,10 @@ impl<'a> Rev<'a, '_> {
 /// [`parse_element`] would say; every other element is left to it.
 #[inline(always)]
 fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
-    let mut text = trim_end(line);
+    let mut text = match line {
+        [.., b' ' | b'\t'] => trim_end(line),
+        _ => line,
+    };
     // Octets from the right, kept in one u32 (a register), lowest octet first.
     let mut addr = 0u32;
     for shift in [0, 8, 16] {
@@ -171,9 +174,10 @@ fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
     }
     let (octet, rest) = octet_back(text)?;
     addr |= octet << 24;
+    // `, ` before the element is how nearly every proxy joins the list: tested first.
     match rest {
         [] => Some((addr, None)),
-        [rest @ .., b','] => Some((addr, Some(rest))),
+        [rest @ .., b',', b' '] | [rest @ .., b','] => Some((addr, Some(rest))),
         [.., b' ' | b'\t'] => match trim_end(rest) {
             [] => Some((addr, None)),
             [rest @ .., b','] => Some((addr, Some(rest))),
