@@ -35,7 +35,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     trusted: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
-    let peer_trusted = trusted.contains(ctx.peer.client.ip());
+    let peer_trusted = ctx.peer.client.trusted_by(trusted);
     trace_peer(ctx, peer_trusted);
     let peer = *ctx.peer;
     let Some(lines) = read_lines(headers, list, peer_trusted, ctx) else {

@@ -267,6 +267,16 @@ impl Client {
         }
     }
 
+    /// Whether `set` trusts this address; an IPv4 one goes straight to the IPv4 intervals.
+    #[inline(always)]
+    pub(crate) fn trusted_by(self, set: &TrustSet) -> bool {
+        if self.v6 {
+            set.contains(self.ip())
+        } else {
+            set.contains_v4(Ipv4Addr::from_bits(self.bits as u32))
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn ip(self) -> IpAddr {
         if self.v6 {

@@ -34,7 +34,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {
     let peer = ctx.peer;
-    let peer_trusted = trusted.contains(peer.client.ip());
+    let peer_trusted = peer.client.trusted_by(trusted);
     trace_peer(ctx, peer_trusted);
     let mut lines = Lines::new();
     ctx.other_list = Some(lines.fill_noting(headers, list.field_ref(), list.other().field_ref()));
