@@ -644,6 +644,23 @@ mod components {
         });
     }
 
+    /// The one-pass read `resolve` does instead of the two lookups above: every line of
+    /// `x-forwarded-for`, and whether `forwarded` is present, over a small map.
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn headermap_scan_xff_and_forwarded(bencher: Bencher) {
+        use trueip::Headers;
+        use trueip::headers::names;
+        bencher.bench_local(|| {
+            let mut last = 0;
+            let forwarded = black_box(&CASE.headers).for_each_value_noting(
+                &names::X_FORWARDED_FOR,
+                &names::FORWARDED,
+                |value| last = value.len(),
+            );
+            (last, forwarded)
+        });
+    }
+
     /// `xff::Rev` over the 3-element value: split, classify and parse each element.
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn trueip_xff_rev_3(bencher: Bencher) {
