@@ -105,10 +105,72 @@ pub fn parse_ip(text: &[u8]) -> Result<IpAddr, AddrError> {
 /// per-request path and works on bytes: it is several times faster than going
 /// through `str` and the standard parser, and it reports leading zeros separately.
 pub fn parse_ipv4(text: &[u8]) -> Result<Ipv4Addr, AddrError> {
+    if let Some(addr) = parse_ipv4_exact(text) {
+        return Ok(addr);
+    }
     match parse_ipv4_prefix(text)? {
         (addr, []) => Ok(addr),
         _ => Err(AddrError::NotAnAddress),
     }
+}
+
+/// The decimal octet at the end of `text` (1–3 digits, no leading zero, at most 255),
+/// the byte left of it (`None` at the start of `text`), and the text left of that byte.
+/// A digit as that byte is caught by the caller, which expects a separator there.
+///
+/// Written as a cascade that looks at each byte once, from the right, and hands back the
+/// separator it read rather than have the caller read it again: a `match` over slice
+/// patterns of each length re-tested the same bytes in every arm, and was a third of
+/// the time of a whole walk.
+#[inline(always)]
+pub(crate) fn octet_back(text: &[u8]) -> Option<(u32, Option<u8>, &[u8])> {
+    let digit = |b: u8| u32::from(b.wrapping_sub(b'0'));
+    let (&c, rest) = text.split_last()?;
+    let c = digit(c);
+    if c > 9 {
+        return None;
+    }
+    let Some((&b, rest)) = rest.split_last() else {
+        return Some((c, None, rest));
+    };
+    let b_digit = digit(b);
+    if b_digit > 9 {
+        return Some((c, Some(b), rest));
+    }
+    let Some((&a, rest)) = rest.split_last() else {
+        return (b_digit != 0).then_some((b_digit * 10 + c, None, rest));
+    };
+    let a_digit = digit(a);
+    if a_digit > 9 {
+        return (b_digit != 0).then_some((b_digit * 10 + c, Some(a), rest));
+    }
+    let value = a_digit * 100 + b_digit * 10 + c;
+    if a_digit == 0 || value > 255 {
+        return None;
+    }
+    match rest.split_last() {
+        Some((&separator, rest)) => Some((value, Some(separator), rest)),
+        None => Some((value, None, rest)),
+    }
+}
+
+/// Exactly a dotted quad in canonical form, read from the right; `None` for anything
+/// else, including every error, which [`parse_ipv4_prefix`] then names.
+#[inline(always)]
+fn parse_ipv4_exact(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut rest = text;
+    let mut addr = 0u32;
+    for shift in [0, 8, 16] {
+        let (octet, Some(b'.'), left) = octet_back(rest)? else {
+            return None;
+        };
+        addr |= octet << shift;
+        rest = left;
+    }
+    let (octet, None, _) = octet_back(rest)? else {
+        return None;
+    };
+    Some(Ipv4Addr::from_bits(addr | octet << 24))
 }
 
 /// A dotted quad at the start of `text`, and the bytes after it.
@@ -121,9 +183,13 @@ fn parse_ipv4_prefix(text: &[u8]) -> Result<(Ipv4Addr, &[u8]), AddrError> {
     for i in 0..4 {
         let mut value: u32 = 0;
         let mut digits = 0u32;
+        let mut first = 0u8;
         while let [d @ b'0'..=b'9', tail @ ..] = rest {
             if digits == 3 {
                 return Err(AddrError::NotAnAddress);
+            }
+            if digits == 0 {
+                first = *d;
             }
             value = value * 10 + u32::from(d - b'0');
             digits += 1;
@@ -132,7 +198,7 @@ fn parse_ipv4_prefix(text: &[u8]) -> Result<(Ipv4Addr, &[u8]), AddrError> {
         if digits == 0 || value > 255 {
             return Err(AddrError::NotAnAddress);
         }
-        if digits > 1 && value < 10u32.pow(digits - 1) {
+        if digits > 1 && first == b'0' {
             return Err(AddrError::LeadingZero);
         }
         addr = (addr << 8) | value;
@@ -298,6 +364,40 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// The one-pass reader takes every canonical quad and nothing else: over every
+    /// combination of awkward octets, it agrees with the digit-by-digit parser.
+    #[test]
+    fn exact_ipv4_agrees_with_general_parser() {
+        let octets = [
+            "0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "00", "01",
+            "010", "1000", "", "1a", " 1",
+        ];
+        for a in octets {
+            for b in octets {
+                for c in octets {
+                    for d in octets {
+                        let text = format!("{a}.{b}.{c}.{d}");
+                        let general = match parse_ipv4_prefix(text.as_bytes()) {
+                            Ok((addr, [])) => Some(addr),
+                            _ => None,
+                        };
+                        assert_eq!(parse_ipv4_exact(text.as_bytes()), general, "{text:?}");
+                    }
+                }
+            }
+        }
+        for text in [
+            "1.2.3",
+            "1.2.3.4.5",
+            ".1.2.3.4",
+            "1.2.3.4.",
+            "1,2.3.4",
+            "1.2.3.4:80",
+        ] {
+            assert_eq!(parse_ipv4_exact(text.as_bytes()), None, "{text:?}");
+        }
     }
 
     #[test]

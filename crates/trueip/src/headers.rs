@@ -103,7 +103,30 @@ impl fmt::Display for FieldName {
 }
 
 /// An RFC 9110 `tchar`: the bytes of header names and of `Forwarded` tokens.
+///
+/// A table, since `Forwarded` parsing asks once per byte.
+#[inline(always)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a u8 always indexes a 256-entry table"
+)]
 pub(crate) const fn is_token_byte(b: u8) -> bool {
+    TOKEN_BYTES[b as usize]
+}
+
+/// [`is_token_byte`] for every byte value, built at compile time.
+#[allow(clippy::indexing_slicing, reason = "b < 256 by the loop condition")]
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = token_byte(b as u8);
+        b += 1;
+    }
+    table
+};
+
+const fn token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
