@@ -57,6 +57,9 @@ pub struct Element<'a> {
 }
 
 /// Parses one element (the text between two commas).
+///
+/// One pass over the bytes: each parameter name is read as far as its token bytes go,
+/// and must end at `=`; its value is a token or a quoted string.
 pub fn parse_element(text: &[u8]) -> Result<Element<'_>, Malformation> {
     let mut element = Element {
         for_node: Entry::Absent,
@@ -67,47 +70,54 @@ pub fn parse_element(text: &[u8]) -> Result<Element<'_>, Malformation> {
     let mut seen_for = false;
     let mut rest = text;
     loop {
-        rest = trim(rest);
-        let Some((&first, _)) = rest.split_first() else {
-            break;
+        rest = trim_start(rest);
+        let name_len = match rest {
+            [] => break,
+            [b';', more @ ..] => {
+                rest = more;
+                continue;
+            }
+            _ => rest
+                .iter()
+                .position(|&b| !is_token_byte(b))
+                .unwrap_or(rest.len()),
         };
-        if first == b';' {
-            rest = rest.get(1..).unwrap_or_default();
-            continue;
-        }
-        let eq = rest
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or(Malformation::Syntax)?;
-        let (name, after) = split_around(rest, eq);
-        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
-            return Err(Malformation::Syntax);
-        }
+        let (name, after) = rest.split_at(name_len);
+        let after = match after {
+            [b'=', after @ ..] if !name.is_empty() => after,
+            _ => return Err(Malformation::Syntax),
+        };
         let (value, tail) = take_value(after)?;
-        rest = match trim(tail) {
+        rest = match trim_start(tail) {
             [] => &[],
             [b';', more @ ..] => more,
             _ => return Err(Malformation::Syntax),
         };
-        let slot_taken = if name.eq_ignore_ascii_case(b"for") {
-            std::mem::replace(&mut seen_for, true)
-        } else if name.eq_ignore_ascii_case(b"by") {
-            element.by.replace(parse_node_value(value)).is_some()
-        } else if name.eq_ignore_ascii_case(b"proto") {
-            element.proto.replace(value).is_some()
-        } else if name.eq_ignore_ascii_case(b"host") {
-            element.host.replace(value).is_some()
-        } else {
-            false // extension parameters are allowed and ignored
+        let taken = match name.len() {
+            3 if name.eq_ignore_ascii_case(b"for") => {
+                element.for_node = parse_node_value(value);
+                std::mem::replace(&mut seen_for, true)
+            }
+            2 if name.eq_ignore_ascii_case(b"by") => {
+                element.by.replace(parse_node_value(value)).is_some()
+            }
+            5 if name.eq_ignore_ascii_case(b"proto") => element.proto.replace(value).is_some(),
+            4 if name.eq_ignore_ascii_case(b"host") => element.host.replace(value).is_some(),
+            _ => false, // extension parameters are allowed and ignored
         };
-        if slot_taken {
+        if taken {
             return Err(Malformation::DuplicateParameter);
-        }
-        if name.eq_ignore_ascii_case(b"for") {
-            element.for_node = parse_node_value(value);
         }
     }
     Ok(element)
+}
+
+/// Strips leading spaces and tabs.
+fn trim_start(mut text: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = text {
+        text = rest;
+    }
+    text
 }
 
 /// Reads a token or a quoted string from the start of `text`; returns it and the rest.
