@@ -151,6 +151,14 @@ fn take_value(text: &[u8]) -> Result<(Value<'_>, &[u8]), Malformation> {
 /// Interprets a `for=`/`by=` value as a node (RFC 7239 §6): IPv4, `[IPv6]`, `unknown`
 /// or an obfuscated `_identifier`, each optionally followed by `:port` or `:_obfport`.
 fn parse_node_value(value: Value<'_>) -> Entry<'_> {
+    // The usual node, `192.0.2.60` or `"192.0.2.60:4711"`, in one pass; anything else,
+    // including every error, is decided below.
+    if let Some((ip, port)) = crate::addr::parse_v4_node_fast(value.raw) {
+        return Entry::Addr(Node {
+            ip: IpAddr::V4(ip),
+            port,
+        });
+    }
     let bad = |why| Entry::Malformed {
         text: value.raw,
         why,
