@@ -153,6 +153,18 @@ impl Hygiene {
         self.managed_index(lower).is_some()
     }
 
+    /// The index of a client-IP header name given in any case.
+    pub fn managed_index_ignore_case(&self, name: &str) -> Option<usize> {
+        self.managed
+            .iter()
+            .position(|n| n.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The index of the origin secret among the client-IP headers.
+    pub fn secret_index(&self) -> Option<usize> {
+        self.secret
+    }
+
     fn managed_index(&self, lower: &str) -> Option<usize> {
         self.managed.iter().position(|n| n.as_str() == lower)
     }

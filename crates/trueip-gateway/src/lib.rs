@@ -24,6 +24,7 @@
 
 pub mod body;
 pub mod config;
+pub mod fast;
 pub mod hygiene;
 pub mod io;
 pub mod logging;
@@ -209,6 +210,7 @@ fn start_workers(
         let thread = std::thread::Builder::new()
             .name(format!("trueip-{i}"))
             .spawn(move || {
+                upstream::set_worker(i);
                 runtime.block_on(async move {
                     for (socket, role) in own {
                         match TcpListener::from_std(socket) {

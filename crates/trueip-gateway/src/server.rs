@@ -24,7 +24,7 @@ use crate::hygiene::Hygiene;
 use crate::io::{Activity, Idle, Rewind, Stream, Tracked};
 use crate::metrics::{Metrics, ProxyErrorKind};
 use crate::upstream::Upstream;
-use crate::{proxy, service, tcp, tls};
+use crate::{fast, proxy, service, tcp, tls};
 
 /// The number of headers hyper accepts when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
@@ -274,11 +274,25 @@ async fn connection(
     });
     match listener {
         Some(l) if l.mode == Mode::Tcp => tcp::relay(io, &ctx, &state, l).await,
+        // Cleartext HTTP: plain requests take the lean path; hyper gets the connection
+        // (and the bytes read so far) at the first request that is not plain. Under TLS,
+        // ALPN may have chosen HTTP/2: hyper from the start.
+        _ if !tls && !ctx.admin_only => {
+            let mut io = io;
+            if let fast::After::Hyper(read) = fast::serve(&mut io, &ctx).await {
+                drop(state);
+                let state = shared.state.load_full();
+                serve_http(Rewind::new(read, io), ctx, &state).await;
+            }
+        }
         _ => serve_http(io, ctx, &state).await,
     }
 }
 
-async fn serve_http(io: Tracked, ctx: Arc<ConnCtx>, state: &State) {
+async fn serve_http<I>(io: I, ctx: Arc<ConnCtx>, state: &State)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
