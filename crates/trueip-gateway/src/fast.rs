@@ -310,6 +310,10 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
         deadline.clear();
         let end = loop {
             if let Some(end) = head_end(buf.filled()) {
+                // Over the limit: hyper reads it again and answers 431.
+                if end > max_head {
+                    return After::Hyper(Bytes::copy_from_slice(buf.filled()));
+                }
                 break end;
             }
             if buf.len() >= max_head {
@@ -383,6 +387,10 @@ async fn one(
         _ => return Next::Hyper,
     };
     let lines = &*req.headers;
+    // More lines than limits.max_headers: hyper answers 431.
+    if lines.len() > settings.limits.max_headers {
+        return Next::Hyper;
+    }
     let mut host: Option<&[u8]> = None;
     let mut seen = 0u128;
     for h in lines {

@@ -15,7 +15,8 @@
 //! reads.
 //!
 //! Modules, in the order a request meets them: [`server`] (accept, limits, PROXY
-//! header via [`proxy`], TLS via [`tls`]), [`service`] (admin endpoints, resolve,
+//! header via [`proxy`], TLS via [`tls`]), [`fast`] (plain HTTP/1.1 requests without
+//! hyper), [`service`] (everything else, through hyper: admin endpoints, resolve,
 //! whoami or forward), [`hygiene`] (header rules), [`upstream`] (pooled client),
 //! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
 //! [`metrics`], [`logging`], [`config`].

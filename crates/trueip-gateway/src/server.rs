@@ -385,6 +385,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_lean_path_keeps_the_header_limits() {
+        let (addr, _) = start(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[limits]\nmax_headers = 20\nmax_header_bytes = 8192\n",
+        )
+        .await;
+        let mut many = String::from("GET /json HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..30 {
+            many.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        many.push_str("Connection: close\r\n\r\n");
+        let reply = exchange(addr, many.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+        // A head over max_header_bytes that arrives in one piece.
+        let big = format!(
+            "GET /json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        let reply = exchange(addr, big.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+        // Plain requests pipelined on one connection, answered in order.
+        let reply = exchange(
+            addr,
+            b"GET /json HTTP/1.1\r\nHost: a\r\n\r\nGET /text HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.matches("HTTP/1.1 200").count(), 2, "{reply}");
+    }
+
+    #[tokio::test]
     async fn bad_or_late_proxy_headers_close_and_count() {
         let (addr, shared) = start(PP).await;
         assert_eq!(

@@ -5,9 +5,12 @@
 //! client. The pool (hyper's HTTP/1 connections, kept here rather than in hyper-util's
 //! legacy client, which costs more per request) is keyed by the request URI's
 //! authority; the gateway puts the announced addresses into that authority
-//! (`<hex>.<hex>.proxy.invalid`), and the connector reads them back. Connections are thus shared per client and never across
-//! clients, and the authority never reaches the upstream (the Host header is set
-//! explicitly).
+//! (`<hex>.<hex>.proxy.invalid`), and the connector reads them back. Connections are
+//! thus shared per client and never across clients, and the authority never reaches
+//! the upstream (the Host header is set explicitly).
+//!
+//! The lean HTTP/1.1 path ([`crate::fast`]) keeps its own pool of bare connections
+//! ([`RawConn`]) under the same keys, per worker thread.
 
 use std::future::Future;
 use std::io;
