@@ -14,9 +14,9 @@
 # The upstream is a third nginx, `return 200 "hello from upstream\n"`, shared by both proxies.
 #
 # Fairness: nginx runs one worker process (`worker_processes 1`, `master_process off`); trueip
-# runs one tokio worker thread (TOKIO_WORKER_THREADS=1). Both proxies are pinned to the same CPU
-# ($PROXY_CPU, the last one) with taskset, wrk and the upstream to the others. Neither writes an
-# access log. Rounds are interleaved (nginx, trueip, nginx, trueip, ...) so drift on a shared
+# runs one worker (`[limits] workers = 1`: one thread, one event loop). Both proxies are
+# pinned to the same CPU ($PROXY_CPU, the last one) with taskset, wrk and the upstream to the
+# others. Neither writes an access log. Rounds are interleaved (nginx, trueip, nginx, trueip, ...) so drift on a shared
 # machine hits both sides alike; the table reports each side's median round, the proxy's own CPU
 # time per request (user + system from /proc/PID/stat, the figure least disturbed by neighbours)
 # and its peak RSS (VmHWM) over the whole run.
@@ -151,17 +151,17 @@ nginx_conf nginx-proxy "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 
     }"
 start nginx-proxy "$PROXY_CPU" "$NGINX_PROXY_PORT" "$NGINX" -p "$OUT/nginx-proxy" -c "$OUT/nginx-proxy/nginx.conf" -e "$OUT/nginx-proxy/error.log"
 
-# trueip: one tokio worker thread (TOKIO_WORKER_THREADS, read by the runtime builder when the
-# program sets no count), no access log (nginx has none either), diagnostics at warn.
+# trueip: one worker, no access log (nginx has none either), diagnostics at warn.
 cat >"$OUT/trueip.toml" <<EOF
+[limits]
+workers = 1
 [log]
 access_log = false
 level = "warn"
 EOF
 TRUEIP_ARGS=(--config "$OUT/trueip.toml")
-export TOKIO_WORKER_THREADS=1
 unset RUST_LOG
-THREADS_NOTE="TOKIO_WORKER_THREADS=1, access log off"
+THREADS_NOTE="workers = 1, access log off"
 
 TRUEIP_PROXY_PORT=$(free_port)
 start trueip-proxy "$PROXY_CPU" "$TRUEIP_PROXY_PORT" "$TRUEIP" serve --listen "127.0.0.1:$TRUEIP_PROXY_PORT" \

@@ -214,6 +214,14 @@ impl Body {
         }
     }
 
+    /// The bytes of a complete body; `None` for a streamed one.
+    pub fn full_bytes(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Full(bytes) => Some(bytes.as_deref().unwrap_or_default()),
+            Kind::Stream(_) => None,
+        }
+    }
+
     /// Returns the upstream connection to the pool when this body is done.
     pub fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
         self.pooled = Some(pooled);

@@ -164,6 +164,9 @@ pub struct LimitsConfig {
     /// Default 30s.
     #[serde(default)]
     pub shutdown_timeout: Option<DurationValue>,
+    /// Default: the number of CPUs.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 /// `[admin]`
@@ -412,6 +415,8 @@ pub struct Limits {
     pub proxy_protocol_max_bytes: usize,
     /// Accept queue length of every listening socket.
     pub backlog: u32,
+    /// Worker threads, each with its own event loop, accepting on every listener.
+    pub workers: usize,
     /// Drain time on shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -900,11 +905,23 @@ fn limits(l: &LimitsConfig) -> Result<Limits, ConfigError> {
                 .at("limits.backlog"),
         );
     }
+    let workers = match l.workers {
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if !(1..=1024).contains(&workers) {
+        return Err(
+            ConfigError::new(format!("workers {workers} is out of range"))
+                .hint("use 1 to 1024 (one per CPU is the usual choice)")
+                .at("limits.workers"),
+        );
+    }
     Ok(Limits {
         max_connections,
         max_header_bytes,
         max_headers,
         backlog,
+        workers,
         header_read_timeout: dur(
             l.header_read_timeout,
             Duration::from_secs(10),
@@ -1013,6 +1030,14 @@ mod tests {
         );
         let err = settings("[limits]\nbacklog = 0").unwrap_err();
         assert!(err.contains("limits.backlog"), "{err}");
+    }
+
+    #[test]
+    fn workers_default_to_the_cpus_and_are_checked() {
+        assert!(settings("").unwrap().limits.workers >= 1);
+        assert_eq!(settings("[limits]\nworkers = 3").unwrap().limits.workers, 3);
+        let err = settings("[limits]\nworkers = 0").unwrap_err();
+        assert!(err.contains("limits.workers"), "{err}");
     }
 
     #[test]

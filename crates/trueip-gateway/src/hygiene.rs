@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use trueip::headers::names;
+use trueip::headers::{Headers, names};
 use trueip::origin::Origin;
 use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
@@ -70,6 +70,29 @@ pub struct Facts<'a> {
     pub host: Option<&'a HeaderValue>,
     /// The port the client connected to (the listener's, or the PROXY destination's).
     pub port: u16,
+}
+
+/// One of the gateway's own header values.
+#[derive(Clone, Debug)]
+pub enum Own<'f> {
+    /// `OwnValues::buf[range]`.
+    Range(Range<usize>),
+    /// A fixed value.
+    Static(&'static str),
+    /// The value the request carried (its Host).
+    Received(&'f HeaderValue),
+    /// No value: the header is removed.
+    Remove,
+}
+
+/// The gateway's own headers for one request: names and values, the values written
+/// into one buffer.
+#[derive(Clone, Debug)]
+pub struct OwnValues<'f> {
+    /// Where [`Own::Range`] values point.
+    pub buf: String,
+    /// Each header the gateway sets (or removes), once, in order.
+    pub values: Vec<(FieldName, Own<'f>)>,
 }
 
 /// Which managed names a request carries, as a bit set over `Hygiene::managed`
@@ -128,6 +151,18 @@ impl Hygiene {
     /// Whether `lower` (a lower-case header name) is a client-IP header.
     pub fn is_managed(&self, lower: &str) -> bool {
         self.managed_index(lower).is_some()
+    }
+
+    /// The index of a client-IP header name given in any case.
+    pub fn managed_index_ignore_case(&self, name: &str) -> Option<usize> {
+        self.managed
+            .iter()
+            .position(|n| n.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The index of the origin secret among the client-IP headers.
+    pub fn secret_index(&self) -> Option<usize> {
+        self.secret
     }
 
     fn managed_index(&self, lower: &str) -> Option<usize> {
@@ -221,6 +256,34 @@ impl Hygiene {
     }
 
     fn set_own(&self, headers: &mut HeaderMap, facts: &Facts<'_>) {
+        let own = self.own_values(headers, facts);
+        let buf = Bytes::from(own.buf);
+        headers.reserve(6);
+        for (field, value) in own.values {
+            let name = field.as_http();
+            match value {
+                Own::Range(range) => set(headers, name, &buf, range),
+                Own::Static(v) => {
+                    headers.insert(name.clone(), HeaderValue::from_static(v));
+                }
+                Own::Received(v) => {
+                    headers.insert(name.clone(), v.clone());
+                }
+                Own::Remove => {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+
+    /// The gateway's own headers for a request, in the order they are written, read
+    /// from any representation of the received headers: the same values whether the
+    /// request came through hyper (a `HeaderMap`) or the lean HTTP/1.1 path.
+    pub fn own_values<'f, H: Headers + ?Sized>(
+        &self,
+        headers: &H,
+        facts: &Facts<'f>,
+    ) -> OwnValues<'f> {
         let r = facts.resolution;
         let s = &self.settings;
         let peer = effective_peer(r);
@@ -237,14 +300,13 @@ impl Hygiene {
         // Every value is written into one buffer, then handed out as slices of it: one
         // allocation for all of them instead of one (or more) per header.
         let mut out = String::with_capacity(192);
-        let real_ip = s.x_real_ip.then(|| {
+        let mut values = Vec::with_capacity(6);
+        if s.x_real_ip {
             let at = out.len();
             write_ip(&mut out, r.client.ip);
-            at..out.len()
-        });
-        let xff = if s.x_forwarded_for == ListMode::Off {
-            None
-        } else {
+            values.push((names::X_REAL_IP, Own::Range(at..out.len())));
+        }
+        if s.x_forwarded_for != ListMode::Off {
             let at = out.len();
             match s.x_forwarded_for {
                 ListMode::Append => {
@@ -260,11 +322,9 @@ impl Hygiene {
                     });
                 }
             }
-            Some(at..out.len())
-        };
-        let forwarded = if s.forwarded == ListMode::Off {
-            None
-        } else {
+            values.push((names::X_FORWARDED_FOR, Own::Range(at..out.len())));
+        }
+        if s.forwarded != ListMode::Off {
             let at = out.len();
             match s.forwarded {
                 ListMode::Append => {
@@ -290,54 +350,29 @@ impl Hygiene {
                     });
                 }
             }
-            Some(at..out.len())
-        };
-        let forwarded_host = match (s.x_forwarded_host, host, host_value) {
-            (true, Some(_), Some(_)) | (false, ..) => None,
-            (true, Some(h), None) => {
-                let at = out.len();
-                out.push_str(h);
-                Some(at..out.len())
-            }
-            (true, None, _) => None,
-        };
-        let port = s.x_forwarded_port.then(|| {
-            let at = out.len();
-            let _ = write!(out, "{}", facts.origin.port.unwrap_or(facts.port));
-            at..out.len()
-        });
-
-        let buf = Bytes::from(out);
-        headers.reserve(6);
-        if let Some(range) = real_ip {
-            set(headers, names::X_REAL_IP.as_http(), &buf, range);
-        }
-        if let Some(range) = xff {
-            set(headers, names::X_FORWARDED_FOR.as_http(), &buf, range);
-        }
-        if let Some(range) = forwarded {
-            set(headers, names::FORWARDED.as_http(), &buf, range);
+            values.push((names::FORWARDED, Own::Range(at..out.len())));
         }
         if s.x_forwarded_proto {
-            let name = names::X_FORWARDED_PROTO.as_http().clone();
-            headers.insert(name, HeaderValue::from_static(proto));
+            values.push((names::X_FORWARDED_PROTO, Own::Static(proto)));
         }
         if s.x_forwarded_host {
-            let field = names::X_FORWARDED_HOST;
-            let name = field.as_http();
-            match (forwarded_host, host_value) {
-                (Some(range), _) => set(headers, name, &buf, range),
-                (None, Some(v)) => {
-                    headers.insert(name.clone(), v.clone());
+            let value = match (host, host_value) {
+                (Some(_), Some(v)) => Own::Received(v),
+                (Some(h), None) => {
+                    let at = out.len();
+                    out.push_str(h);
+                    Own::Range(at..out.len())
                 }
-                (None, None) => {
-                    headers.remove(name);
-                }
-            }
+                (None, _) => Own::Remove,
+            };
+            values.push((names::X_FORWARDED_HOST, value));
         }
-        if let Some(range) = port {
-            set(headers, names::X_FORWARDED_PORT.as_http(), &buf, range);
+        if s.x_forwarded_port {
+            let at = out.len();
+            let _ = write!(out, "{}", facts.origin.port.unwrap_or(facts.port));
+            values.push((names::X_FORWARDED_PORT, Own::Range(at..out.len())));
         }
+        OwnValues { buf: out, values }
     }
 
     /// Removes hop-by-hop headers from an upstream response.
@@ -374,14 +409,14 @@ pub fn effective_peer(r: &Resolution) -> Node {
 /// The client followed by the trusted hops after it, left to right: what a clean
 /// `X-Forwarded-For` would have held had every hop been honest. Entries the client
 /// wrote (left of it) are gone.
-pub fn trusted_chain(headers: &HeaderMap, r: &Resolution) -> Vec<Node> {
+pub fn trusted_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution) -> Vec<Node> {
     let mut chain = Vec::new();
     for_chain(headers, r, |_, node| chain.push(node));
     chain
 }
 
 /// Calls `f` with each node of [`trusted_chain`] and its index, without collecting them.
-fn for_chain(headers: &HeaderMap, r: &Resolution, mut f: impl FnMut(usize, Node)) {
+fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut(usize, Node)) {
     f(0, r.client);
     let mut next = 1;
     match &r.source {
@@ -390,14 +425,21 @@ fn for_chain(headers: &HeaderMap, r: &Resolution, mut f: impl FnMut(usize, Node)
             let take = usize::from(from_right.saturating_sub(1));
             if take > 0 {
                 let field = header.field();
-                let all = headers.get_all(field.as_http());
-                let mut it = all.iter();
                 // Nearly always one line: no list of lines to allocate.
-                let (one, many): ([&[u8]; 1], Vec<&[u8]>) = match (it.next(), it.next()) {
-                    (None, _) => ([&[]], Vec::new()),
-                    (Some(v), None) => ([v.as_bytes()], Vec::new()),
-                    (Some(_), Some(_)) => ([&[]], all.iter().map(HeaderValue::as_bytes).collect()),
-                };
+                let mut one: [&[u8]; 1] = [&[]];
+                let mut many: Vec<&[u8]> = Vec::new();
+                let mut count = 0;
+                headers.for_each_value(&field, |v| {
+                    match count {
+                        0 => one = [v],
+                        1 => {
+                            many.push(one[0]);
+                            many.push(v);
+                        }
+                        _ => many.push(v),
+                    }
+                    count += 1;
+                });
                 let lines: &[&[u8]] = if many.is_empty() { &one } else { &many };
                 let mut hops = [Node::ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)); 8];
                 let mut spill: Vec<Node> = Vec::new();
@@ -475,15 +517,15 @@ fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option
 
 /// The received lines of `name`, each followed by `, `: what the gateway's own entry
 /// is appended to.
-fn append(out: &mut String, headers: &HeaderMap, name: &FieldName) {
-    for line in headers.get_all(name.as_http()) {
-        let text = String::from_utf8_lossy(line.as_bytes());
+fn append<H: Headers + ?Sized>(out: &mut String, headers: &H, name: &FieldName) {
+    headers.for_each_value(name, |line| {
+        let text = String::from_utf8_lossy(line);
         let text = text.trim().trim_matches(',').trim();
         if !text.is_empty() {
             out.push_str(text);
             out.push_str(", ");
         }
-    }
+    });
 }
 
 /// Sets `name` to `buf[range]`, or removes it when that is not a valid value.

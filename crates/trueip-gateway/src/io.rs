@@ -69,6 +69,69 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     }
 }
 
+/// A read buffer without `unsafe`: its storage is initialised once and reused, bytes
+/// are read into the free end and taken from the front.
+#[derive(Debug)]
+pub struct InBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    /// A buffer of `capacity` bytes (it grows when a read finds less than 1 KiB free).
+    pub fn new(capacity: usize) -> Self {
+        InBuf {
+            data: vec![0; capacity.max(1024)],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The bytes read and not yet consumed.
+    pub fn filled(&self) -> &[u8] {
+        self.data.get(self.start..self.end).unwrap_or_default()
+    }
+
+    /// How many bytes are read and not yet consumed.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether every byte read was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Drops the first `n` unconsumed bytes.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Free space to read into, at least 1 KiB.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.data.len() - self.end < 1024 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.data.len() - self.end < 1024 {
+                let grown = self.data.len() * 2;
+                self.data.resize(grown, 0);
+            }
+        }
+        self.data.get_mut(self.end..).unwrap_or_default()
+    }
+
+    /// `n` bytes were read into [`InBuf::spare`].
+    pub fn grew(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+}
+
 /// The accepted socket after the PROXY header, with or without TLS.
 pub enum Stream {
     /// Cleartext.

@@ -15,7 +15,8 @@
 //! reads.
 //!
 //! Modules, in the order a request meets them: [`server`] (accept, limits, PROXY
-//! header via [`proxy`], TLS via [`tls`]), [`service`] (admin endpoints, resolve,
+//! header via [`proxy`], TLS via [`tls`]), [`fast`] (plain HTTP/1.1 requests without
+//! hyper), [`service`] (everything else, through hyper: admin endpoints, resolve,
 //! whoami or forward), [`hygiene`] (header rules), [`upstream`] (pooled client),
 //! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
 //! [`metrics`], [`logging`], [`config`].
@@ -24,6 +25,7 @@
 
 pub mod body;
 pub mod config;
+pub mod fast;
 pub mod hygiene;
 pub mod io;
 pub mod logging;
@@ -165,11 +167,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("trueip")
-        .build()
-    {
+    // The main thread is worker 0; `serve` starts the others. Each worker is a
+    // single-threaded event loop: a connection never leaves the worker that accepted
+    // it, so nothing on the request path crosses threads (measured against tokio's
+    // work-stealing scheduler with one worker thread: 2.8 µs less CPU per proxied
+    // request, most of it in the kernel).
+    let runtime = match worker_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("trueip serve: cannot start the async runtime: {e}");
@@ -179,6 +182,52 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let code = runtime.block_on(serve(state, args.config, overrides));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// A worker's event loop: one thread, timers and I/O.
+fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Starts workers 1.. on their own threads, each accepting on a duplicate of every
+/// listening socket, until `exit` turns true.
+fn start_workers(
+    count: usize,
+    sockets: &[(std::net::TcpListener, Role)],
+    shared: &Arc<Shared>,
+    exit: &watch::Sender<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for i in 1..count {
+        let mut own = Vec::new();
+        for (socket, role) in sockets {
+            own.push((socket.try_clone()?, *role));
+        }
+        let runtime = worker_runtime()?;
+        let shared = shared.clone();
+        let mut exit = exit.subscribe();
+        let thread = std::thread::Builder::new()
+            .name(format!("trueip-{i}"))
+            .spawn(move || {
+                upstream::set_worker(i);
+                runtime.block_on(async move {
+                    for (socket, role) in own {
+                        match TcpListener::from_std(socket) {
+                            Ok(l) => {
+                                tokio::spawn(server::accept(l, role, shared.clone()));
+                            }
+                            Err(e) => tracing::error!("worker {i} cannot accept: {e}"),
+                        }
+                    }
+                    let _ = exit.wait_for(|e| *e).await;
+                });
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
+        threads.push(thread);
+    }
+    Ok(threads)
 }
 
 /// One line per listener and the upstream, for `--check` and the startup log.
@@ -275,11 +324,30 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
         metrics: metrics.clone(),
         shutdown,
     });
+    // Every worker accepts on its own duplicate of each socket (one open socket, several
+    // file descriptors): whichever is free takes the next connection.
+    let mut std_sockets = Vec::new();
     for (socket, role) in sockets {
         if let Ok(addr) = socket.local_addr() {
             tracing::info!(address = %addr, "listening on {addr}");
         }
-        tokio::spawn(server::accept(socket, role, shared.clone()));
+        match socket.into_std() {
+            Ok(s) => std_sockets.push((s, role)),
+            Err(e) => return fatal(format!("cannot share a listening socket: {e}")),
+        }
+    }
+    let (exit, _) = watch::channel(false);
+    let workers = match start_workers(state_workers(&shared), &std_sockets, &shared, &exit) {
+        Ok(w) => w,
+        Err(e) => return fatal(format!("cannot start the worker threads: {e}")),
+    };
+    for (socket, role) in std_sockets {
+        match TcpListener::from_std(socket) {
+            Ok(l) => {
+                tokio::spawn(server::accept(l, role, shared.clone()));
+            }
+            Err(e) => return fatal(format!("cannot accept: {e}")),
+        }
     }
 
     let (term_sig, int_sig, hup_sig) = &mut term;
@@ -314,10 +382,18 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
             _ = int_sig.recv() => { tracing::warn!(open, "second signal: exiting now"); break; }
         }
     }
+    exit.send_replace(true);
+    for w in workers {
+        let _ = w.join();
+    }
     if let Some(log) = log {
         log.flush(Duration::from_secs(2));
     }
     ExitCode::SUCCESS
+}
+
+fn state_workers(shared: &Shared) -> usize {
+    shared.state.load().settings.limits.workers
 }
 
 /// A listening socket with an accept queue of `backlog` connections (tokio's
@@ -355,6 +431,9 @@ async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
             }
             if state.settings.limits.backlog != current.settings.limits.backlog {
                 tracing::warn!("limits.backlog changes apply after a restart");
+            }
+            if state.settings.limits.workers != current.settings.limits.workers {
+                tracing::warn!("limits.workers changes apply after a restart");
             }
             if state.settings.log != current.settings.log {
                 tracing::warn!("[log] changes apply after a restart");

@@ -24,7 +24,7 @@ use crate::hygiene::Hygiene;
 use crate::io::{Activity, Idle, Rewind, Stream, Tracked};
 use crate::metrics::{Metrics, ProxyErrorKind};
 use crate::upstream::Upstream;
-use crate::{proxy, service, tcp, tls};
+use crate::{fast, proxy, service, tcp, tls};
 
 /// The number of headers hyper accepts when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
@@ -274,11 +274,25 @@ async fn connection(
     });
     match listener {
         Some(l) if l.mode == Mode::Tcp => tcp::relay(io, &ctx, &state, l).await,
+        // Cleartext HTTP: plain requests take the lean path; hyper gets the connection
+        // (and the bytes read so far) at the first request that is not plain. Under TLS,
+        // ALPN may have chosen HTTP/2: hyper from the start.
+        _ if !tls && !ctx.admin_only => {
+            let mut io = io;
+            if let fast::After::Hyper(read) = fast::serve(&mut io, &ctx).await {
+                drop(state);
+                let state = shared.state.load_full();
+                serve_http(Rewind::new(read, io), ctx, &state).await;
+            }
+        }
         _ => serve_http(io, ctx, &state).await,
     }
 }
 
-async fn serve_http(io: Tracked, ctx: Arc<ConnCtx>, state: &State) {
+async fn serve_http<I>(io: I, ctx: Arc<ConnCtx>, state: &State)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
@@ -368,6 +382,35 @@ mod tests {
         assert_eq!(body["source"], "proxy-protocol");
         assert_eq!(body["direct_ip"], "127.0.0.1");
         assert_eq!(body["headers"]["x-forwarded-for"][0], "6.6.6.6");
+    }
+
+    #[tokio::test]
+    async fn the_lean_path_keeps_the_header_limits() {
+        let (addr, _) = start(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[limits]\nmax_headers = 20\nmax_header_bytes = 8192\n",
+        )
+        .await;
+        let mut many = String::from("GET /json HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..30 {
+            many.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        many.push_str("Connection: close\r\n\r\n");
+        let reply = exchange(addr, many.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+        // A head over max_header_bytes that arrives in one piece.
+        let big = format!(
+            "GET /json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        let reply = exchange(addr, big.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+        // Plain requests pipelined on one connection, answered in order.
+        let reply = exchange(
+            addr,
+            b"GET /json HTTP/1.1\r\nHost: a\r\n\r\nGET /text HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.matches("HTTP/1.1 200").count(), 2, "{reply}");
     }
 
     #[tokio::test]

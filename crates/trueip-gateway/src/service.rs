@@ -17,7 +17,7 @@ use crate::upstream::Upstream;
 use crate::whoami;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Admin {
+pub(crate) enum Admin {
     Health,
     Metrics,
 }
@@ -25,7 +25,7 @@ enum Admin {
 /// `/.trueip/healthz` and `/.trueip/metrics` (under the configured prefix); bare
 /// `/healthz` and `/metrics` too when no app can own those paths (whoami mode, the
 /// admin listener).
-fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
+pub(crate) fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
     let rest = match (!prefix.is_empty())
         .then(|| path.strip_prefix(prefix))
         .flatten()
@@ -163,12 +163,42 @@ fn whoami_page(
     state: &State,
     explanation: &Explanation,
 ) -> Response<Body> {
-    let mut headers =
-        whoami::forwarding_headers(req.headers(), |name| state.hygiene.is_managed(name));
+    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let headers = req.headers();
+    whoami_response(
+        req.method(),
+        req.uri().path(),
+        host,
+        || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        ctx,
+        state,
+        explanation,
+    )
+}
+
+/// The whoami page for a request: its method, path, host and header lines (any case).
+pub(crate) fn whoami_response<'a, I>(
+    method: &Method,
+    path: &str,
+    host: Option<&str>,
+    headers: impl Fn() -> I,
+    ctx: &ConnCtx,
+    state: &State,
+    explanation: &Explanation,
+) -> Response<Body>
+where
+    I: Iterator<Item = (&'a str, &'a [u8])>,
+{
+    let mut forwarding =
+        whoami::forwarding_headers_of(headers(), |name| state.hygiene.is_managed(name));
     // The origin secret proves the request came through *your* CDN distribution;
     // echoing it would hand it to anyone who can reach that distribution.
     if let Some(secret) = &state.settings.headers.origin_secret {
-        for (name, lines) in &mut headers {
+        for (name, lines) in &mut forwarding {
             if name.replace('_', "-") == secret.as_str() {
                 lines.iter_mut().for_each(|l| *l = "<redacted>".to_string());
             }
@@ -177,23 +207,23 @@ fn whoami_page(
     let w = whoami::Whoami {
         explanation,
         direct_ip: trueip::addr::normalize(ctx.peer.ip()).to_string(),
-        headers,
+        headers: forwarding,
     };
-    let format = whoami::negotiate(req.uri().path(), req.headers());
+    let format = whoami::negotiate_with(
+        path,
+        headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+            .map(|(_, v)| v),
+    );
     // Only the HTML page shows its own URL.
     let self_url = if format == whoami::Format::Html {
-        let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
         let scheme = if ctx.tls { "https" } else { "http" };
         format!("{scheme}://{}/", host.unwrap_or("localhost"))
     } else {
         String::new()
     };
     whoami::respond(
-        req.method(),
+        method,
         format,
         &w,
         &whoami::Links {

@@ -5,9 +5,12 @@
 //! client. The pool (hyper's HTTP/1 connections, kept here rather than in hyper-util's
 //! legacy client, which costs more per request) is keyed by the request URI's
 //! authority; the gateway puts the announced addresses into that authority
-//! (`<hex>.<hex>.proxy.invalid`), and the connector reads them back. Connections are thus shared per client and never across
-//! clients, and the authority never reaches the upstream (the Host header is set
-//! explicitly).
+//! (`<hex>.<hex>.proxy.invalid`), and the connector reads them back. Connections are
+//! thus shared per client and never across clients, and the authority never reaches
+//! the upstream (the Host header is set explicitly).
+//!
+//! The lean HTTP/1.1 path ([`crate::fast`]) keeps its own pool of bare connections
+//! ([`RawConn`]) under the same keys, per worker thread.
 
 use std::future::Future;
 use std::io;
@@ -331,6 +334,122 @@ impl Drop for Pooled {
     }
 }
 
+std::thread_local! {
+    /// The worker this thread runs (0 on the main thread): a connection is registered
+    /// with its worker's event loop, so raw connections are pooled per worker.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as worker `i`.
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// A bare upstream connection used by the lean HTTP/1.1 path ([`crate::fast`]), with
+/// the bytes read past the last response.
+pub struct RawConn {
+    /// The connection.
+    pub io: UpstreamIo,
+    /// Bytes read from it and not yet used.
+    pub buf: crate::io::InBuf,
+    /// Whether it served an earlier request.
+    pub reused: bool,
+}
+
+impl RawConn {
+    /// Whether the upstream closed it (or sent something unasked) while it was idle.
+    /// Looks at the event loop's readiness first, so a live connection costs no system
+    /// call.
+    fn gone(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = match &self.io {
+            UpstreamIo::Tcp(s) => s.poll_read_ready(&mut cx),
+            UpstreamIo::Unix(s) => s.poll_read_ready(&mut cx),
+        };
+        match ready {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                let read = match &self.io {
+                    UpstreamIo::Tcp(s) => s.try_read(&mut probe),
+                    UpstreamIo::Unix(s) => s.try_read(&mut probe),
+                };
+                !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// Idle raw connections, each with the time it became idle, most recently used last.
+type RawIdle = HashMap<(usize, Authority), Vec<(RawConn, Instant)>>;
+
+/// Idle raw connections by (worker, pool key).
+struct RawPool {
+    idle: Mutex<RawIdle>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    reaping: AtomicBool,
+}
+
+impl std::fmt::Debug for RawPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawPool").finish_non_exhaustive()
+    }
+}
+
+impl RawPool {
+    fn take(&self, key: &Authority) -> Option<RawConn> {
+        let worker = WORKER.with(std::cell::Cell::get);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(&(worker, key.clone()))?;
+        let now = Instant::now();
+        let mut found = None;
+        while let Some((mut conn, since)) = list.pop() {
+            if now.saturating_duration_since(since) < self.idle_timeout && !conn.gone() {
+                found = Some(conn);
+                break;
+            }
+        }
+        found
+    }
+
+    fn put(self: &Arc<Self>, key: Authority, mut conn: RawConn) {
+        if self.max_idle == 0 || self.idle_timeout.is_zero() {
+            return;
+        }
+        conn.reused = true;
+        let worker = WORKER.with(std::cell::Cell::get);
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry((worker, key)).or_default();
+            if list.len() >= self.max_idle {
+                list.remove(0);
+            }
+            list.push((conn, Instant::now()));
+        }
+        if !self.reaping.swap(true, Relaxed) {
+            let pool = Arc::downgrade(self);
+            let every = self.idle_timeout.max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    let now = Instant::now();
+                    let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    idle.retain(|_, list| {
+                        list.retain_mut(|(conn, since)| {
+                            now.saturating_duration_since(*since) < pool.idle_timeout
+                                && !conn.gone()
+                        });
+                        !list.is_empty()
+                    });
+                }
+            });
+        }
+    }
+}
+
 /// The upstream, ready to take requests.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -338,6 +457,7 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
     connector: Connector,
     pool: Arc<Pool>,
+    raw: Arc<RawPool>,
     authority: String,
     /// `authority` as a URI authority (the pool key without PROXY headers).
     key: Option<Authority>,
@@ -361,12 +481,19 @@ impl Upstream {
             idle_timeout: settings.pool_idle_timeout,
             reaping: AtomicBool::new(false),
         });
+        let raw = Arc::new(RawPool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle: settings.pool_max_idle,
+            idle_timeout: settings.pool_idle_timeout,
+            reaping: AtomicBool::new(false),
+        });
         // Parsed once: every request's URI shares it.
         let key = Authority::try_from(authority.as_str()).ok();
         Upstream {
             settings,
             connector,
             pool,
+            raw,
             authority,
             key,
         }
@@ -391,6 +518,46 @@ impl Upstream {
         parts.path_and_query =
             Some(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
         Ok(Uri::from_parts(parts)?)
+    }
+
+    /// The pool key for a request from `client` to `destination`: the upstream's
+    /// authority, or with PROXY headers one per client.
+    pub fn pool_key(
+        &self,
+        client: SocketAddr,
+        destination: SocketAddr,
+    ) -> Result<Authority, http::Error> {
+        Ok(match (&self.key, self.settings.proxy_protocol) {
+            (Some(key), SendProxy::Off) => key.clone(),
+            (None, SendProxy::Off) => Authority::try_from(self.authority.as_str())?,
+            _ => Authority::try_from(encode_key(client, destination))?,
+        })
+    }
+
+    /// An idle raw connection for `key` (this worker's), if one is alive.
+    pub fn take_raw(&self, key: &Authority) -> Option<RawConn> {
+        self.raw.take(key)
+    }
+
+    /// Keeps a raw connection that just finished a response cleanly.
+    pub fn put_raw(&self, key: Authority, conn: RawConn) {
+        self.raw.put(key, conn);
+    }
+
+    /// Opens a raw connection for `key` (with the PROXY header it implies).
+    pub async fn connect_raw(&self, key: &Authority) -> io::Result<RawConn> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(key.clone());
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        let uri =
+            Uri::from_parts(parts).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let io = self.connector.clone().call(uri).await?.into_inner();
+        Ok(RawConn {
+            io,
+            buf: crate::io::InBuf::new(4096),
+            reused: false,
+        })
     }
 
     /// The Host header to send when the request had none.

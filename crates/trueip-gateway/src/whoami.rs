@@ -41,15 +41,24 @@ pub enum Format {
 
 /// Picks a format from the path and `Accept`.
 pub fn negotiate(path: &str, headers: &HeaderMap) -> Format {
+    negotiate_with(
+        path,
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+}
+
+/// Picks a format from the path and the `Accept` lines.
+pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) -> Format {
     match path {
         "/json" => return Format::Json,
         "/text" => return Format::Text,
         _ => {}
     }
-    let accept = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let accept = accept
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .collect::<Vec<_>>()
         .join(",")
         .to_ascii_lowercase();
@@ -72,20 +81,30 @@ pub fn forwarding_headers(
     headers: &HeaderMap,
     is_forwarding: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, Vec<String>> {
+    forwarding_headers_of(
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        is_forwarding,
+    )
+}
+
+/// [`forwarding_headers`] over (name, value) lines; names in any case.
+pub fn forwarding_headers_of<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    is_forwarding: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
-        let lower = name.as_str();
-        // Most names have no underscore: no copy to check them.
-        let forwarding = if lower.contains('_') {
-            let dashed = lower.replace('_', "-");
+        // Most names are lower-case and have no underscore: no copy to check them.
+        let forwarding = if name.contains('_') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+            let dashed = name.to_ascii_lowercase().replace('_', "-");
             is_forwarding(&dashed) || dashed == "via"
         } else {
-            is_forwarding(lower) || lower == "via"
+            is_forwarding(name) || name == "via"
         };
         if forwarding {
-            out.entry(name.as_str().to_string())
+            out.entry(name.to_ascii_lowercase())
                 .or_default()
-                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+                .push(String::from_utf8_lossy(value).into_owned());
         }
     }
     out

@@ -1,0 +1,1281 @@
+//! The lean HTTP/1.1 path: the common request, served without hyper.
+//!
+//! Why this is ours: proxying through hyper costs a `HeaderMap` built and hashed for
+//! the request and again for the response, a task and two channels per upstream
+//! exchange, and a timer re-armed per request — about twice nginx's user time per
+//! proxied request on the bench (`bench/gateway.sh`). This path parses the head with
+//! `httparse` (hyper's own parser), applies the same [`Hygiene`] rules to the raw
+//! lines, writes the upstream request head in one buffer, and copies the upstream's
+//! response through, on the connection's own task.
+//!
+//! It takes only requests it can serve exactly as the hyper path would, and hands
+//! anything else — at a request boundary, with every byte read so far — to hyper:
+//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body, `Expect`,
+//! `Upgrade`, `Connection`, `Transfer-Encoding` or other hop-by-hop headers, header
+//! names with underscores, several lines of one client-IP header or of `Host`, the
+//! admin endpoints, an HTTP/2 preface, a malformed or oversized head (hyper answers
+//! 400/431). So hyper still owns every unusual case, and this path only has to be
+//! right for plain requests without a body. The upstream's response is streamed as
+//! it comes (`Content-Length`, chunked, or until close), with the same timeouts
+//! (`upstream.response_timeout`, `upstream.body_timeout`, `limits.header_read_timeout`).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use trueip::headers::{FieldName, Headers};
+use trueip::{Connection, Explanation, Node, Resolution};
+
+use crate::body::{Body, Record, error_response};
+use crate::hygiene::{self, Facts, Own};
+use crate::io::{Idle, InBuf, Tracked};
+use crate::metrics::UpstreamErrorKind;
+use crate::server::{ConnCtx, State};
+use crate::upstream::{RawConn, Upstream};
+
+/// The most headers a lean request or upstream response may carry; more go to hyper
+/// (requests) or fail (responses, as in hyper's client).
+const MAX_HEADERS: usize = 100;
+/// The largest upstream response head.
+const MAX_RESPONSE_HEAD: usize = 256 * 1024;
+/// Hop-by-hop and framing headers: a request carrying one goes to hyper.
+const HYPER_ONLY: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "expect",
+    "content-length",
+];
+/// Hop-by-hop headers of a response, never copied to the client (as
+/// [`Hygiene::response`](crate::hygiene::Hygiene::response)); the framing headers
+/// are written by this path itself.
+const RESPONSE_DROP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "content-length",
+];
+
+/// How the lean path left a connection.
+pub enum After {
+    /// Closed, or to be closed.
+    Closed,
+    /// Hyper serves the rest: these bytes were read and not used.
+    Hyper(Bytes),
+}
+
+/// Received header lines, as the core library reads headers.
+struct Raw<'a>(&'a [httparse::Header<'a>]);
+
+impl Headers for Raw<'_> {
+    fn for_each_value<'b>(&'b self, name: &FieldName, mut f: impl FnMut(&'b [u8])) {
+        for h in self.0 {
+            if h.name.eq_ignore_ascii_case(name.as_str()) {
+                f(h.value);
+            }
+        }
+    }
+}
+
+/// One deadline, checked by a timer armed lazily and re-armed only when it fires early:
+/// moving the deadline later (every request) touches no timer.
+#[derive(Default)]
+struct Deadline {
+    at: Option<tokio::time::Instant>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    fn set(&mut self, at: tokio::time::Instant) {
+        self.at = Some(at);
+    }
+
+    fn clear(&mut self) {
+        self.at = None;
+    }
+
+    /// Whether the deadline passed; otherwise the waker is called when it may have.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.at else {
+            return false;
+        };
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() > at {
+            sleep.as_mut().reset(at);
+        }
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if tokio::time::Instant::now() >= at {
+                return true;
+            }
+            sleep.as_mut().reset(at);
+        }
+    }
+}
+
+enum Got {
+    Data,
+    Eof,
+    Expired,
+    Stop,
+    Failed(io::Error),
+}
+
+type Stop<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send + 'static)>;
+
+/// Reads more bytes into `buf`, unless `deadline` passes or (when `stop` is given)
+/// the connection is told to stop first.
+async fn read_into<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut InBuf,
+    deadline: &mut Deadline,
+    mut stop: Option<Stop<'_>>,
+) -> Got {
+    std::future::poll_fn(|cx| {
+        let mut read = tokio::io::ReadBuf::new(buf.spare());
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Got::Eof);
+                }
+                buf.grew(n);
+                return Poll::Ready(Got::Data);
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Got::Failed(e)),
+            Poll::Pending => {}
+        }
+        if let Some(stop) = stop.as_mut()
+            && stop.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Got::Stop);
+        }
+        if deadline.poll_expired(cx) {
+            return Poll::Ready(Got::Expired);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Where a request head ends (after its blank line), if it is all there.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = bytes.get(from..)?.iter().position(|&b| b == b'\n') {
+        let at = from + i + 1;
+        match bytes.get(at..) {
+            Some([b'\n', ..]) => return Some(at + 1),
+            Some([b'\r', b'\n', ..]) => return Some(at + 2),
+            Some([]) | None => return None,
+            _ => from = at,
+        }
+    }
+    None
+}
+
+/// Request targets this path forwards byte for byte: RFC 3986 path and query
+/// characters only (anything else, hyper decides).
+fn plain_target(path: &str) -> bool {
+    path.starts_with('/')
+        && path.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'@'
+                        | b'/'
+                        | b'?'
+                        | b'%'
+                )
+        })
+}
+
+/// A valid header value (what `HeaderValue::from_bytes` accepts).
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+fn put_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Date` value, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    std::thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs || c.1.is_empty() {
+            *c = (secs, httpdate::fmt_http_date(now));
+        }
+        put_line(out, "date", c.1.as_bytes());
+    });
+}
+
+/// Writes a complete response (the gateway's own: whoami, errors) as HTTP/1.1.
+fn write_full(out: &mut Vec<u8>, resp: &http::Response<Body>, head_only: bool, close: bool) {
+    let status = resp.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let body = resp.body().full_bytes().unwrap_or_default();
+    let mut has_length = false;
+    for (name, value) in resp.headers() {
+        has_length |= name == http::header::CONTENT_LENGTH;
+        put_line(out, name.as_str(), value.as_bytes());
+    }
+    if !has_length {
+        put_line(out, "content-length", body.len().to_string().as_bytes());
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    date(out);
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+/// What to do after one request.
+enum Next {
+    KeepAlive(usize),
+    Close,
+    Hyper,
+}
+
+/// Serves requests on `io` while they are plain; hands the rest to hyper.
+pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
+    let (header_timeout, max_head, idle) = {
+        let state = ctx.shared.state.load();
+        let l = &state.settings.limits;
+        (l.header_read_timeout, l.max_header_bytes, l.idle_timeout)
+    };
+    let mut buf = InBuf::new(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut deadline = Deadline::default();
+    let stop_ctx = ctx.clone();
+    let mut stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+        tokio::select! {
+            () = crate::server::shutting_down(stop_ctx.shared.shutdown.subscribe()) => {}
+            () = stop_ctx.activity.idle(Idle::Requests, idle) => {}
+        }
+    });
+    loop {
+        deadline.clear();
+        let end = loop {
+            if let Some(end) = head_end(buf.filled()) {
+                // Over the limit: hyper reads it again and answers 431.
+                if end > max_head {
+                    return After::Hyper(Bytes::copy_from_slice(buf.filled()));
+                }
+                break end;
+            }
+            if buf.len() >= max_head {
+                return After::Hyper(Bytes::copy_from_slice(buf.filled()));
+            }
+            if deadline.at.is_none() {
+                deadline.set(tokio::time::Instant::now() + header_timeout);
+            }
+            let between = if buf.is_empty() {
+                Some(stop.as_mut())
+            } else {
+                None
+            };
+            match read_into(io, &mut buf, &mut deadline, between).await {
+                Got::Data => {}
+                Got::Eof | Got::Expired | Got::Stop | Got::Failed(_) => return After::Closed,
+            }
+        };
+        match one(
+            io,
+            ctx,
+            buf.filled().get(..end).unwrap_or_default(),
+            &mut out,
+            &mut deadline,
+        )
+        .await
+        {
+            Next::KeepAlive(used) => buf.consume(used),
+            Next::Close => return After::Closed,
+            Next::Hyper => return After::Hyper(Bytes::copy_from_slice(buf.filled())),
+        }
+    }
+}
+
+/// Serves one request whose head is `head`, or says it is hyper's.
+async fn one(
+    io: &mut Tracked,
+    ctx: &Arc<ConnCtx>,
+    head: &[u8],
+    out: &mut Vec<u8>,
+    deadline: &mut Deadline,
+) -> Next {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut lines);
+    let used = match req.parse(head) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return Next::Hyper,
+    };
+    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+        return Next::Hyper;
+    };
+    if !plain_target(path) || ctx.admin_only {
+        return Next::Hyper;
+    }
+    let state = ctx.shared.state.load_full();
+    let settings = &state.settings;
+    let whoami_mode = state.upstream.is_none();
+    let path_only = path.split('?').next().unwrap_or(path);
+    if crate::service::admin_endpoint(path_only, &settings.admin.prefix, whoami_mode).is_some() {
+        return Next::Hyper;
+    }
+    let method = match method {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        _ if whoami_mode => return Next::Hyper,
+        "POST" => Method::POST,
+        "OPTIONS" => Method::OPTIONS,
+        "PUT" => Method::PUT,
+        "DELETE" => Method::DELETE,
+        "PATCH" => Method::PATCH,
+        _ => return Next::Hyper,
+    };
+    let lines = &*req.headers;
+    // More lines than limits.max_headers: hyper answers 431.
+    if lines.len() > settings.limits.max_headers {
+        return Next::Hyper;
+    }
+    let mut host: Option<&[u8]> = None;
+    let mut seen = 0u128;
+    for h in lines {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            // An empty body, said explicitly, is still no body.
+            if h.value.trim_ascii() != b"0" {
+                return Next::Hyper;
+            }
+            continue;
+        }
+        if HYPER_ONLY.iter().any(|n| name.eq_ignore_ascii_case(n)) || name.contains('_') {
+            return Next::Hyper;
+        }
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Next::Hyper;
+            }
+            host = Some(h.value);
+        } else if let Some(i) = state.hygiene.managed_index_ignore_case(name) {
+            let bit = 1u128 << i.min(127);
+            if i >= 127 || seen & bit != 0 {
+                return Next::Hyper;
+            }
+            seen |= bit;
+        }
+    }
+    let host_value = match host.map(HeaderValue::from_bytes) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return Next::Hyper,
+        None => None,
+    };
+
+    let start = Instant::now();
+    let raw = Raw(lines);
+    let conn = Connection {
+        peer: Node::from(ctx.peer),
+        proxy_source: ctx
+            .proxy
+            .as_ref()
+            .and_then(|p| p.addrs)
+            .map(|a| Node::from(a.source)),
+    };
+    let mut record = Record {
+        metrics: ctx.shared.metrics.clone(),
+        access_log: settings.log.access_log,
+        start,
+        client: trueip::addr::normalize(ctx.peer.ip()),
+        peer: ctx.peer,
+        source: trueip::Source::Peer,
+        header: None,
+        warnings: trueip::Warnings::NONE,
+        method: method.clone(),
+        uri: if settings.log.access_log {
+            path.parse().ok()
+        } else {
+            None
+        },
+        version: Version::HTTP_11,
+        status: 0,
+        bytes: 0,
+        error: None,
+        in_flight: Some(ctx.activity.begin_at(start)),
+    };
+    let head_only = method == Method::HEAD;
+    let closing = ctx.shared.shutting_down();
+
+    let Some(upstream) = &state.upstream else {
+        let explanation = Explanation::new(&settings.policy, &conn, &raw);
+        note(&mut record, ctx, &state, &explanation.resolution);
+        let host = host.and_then(|h| std::str::from_utf8(h).ok());
+        let resp = crate::service::whoami_response(
+            &method,
+            path_only,
+            host,
+            || lines.iter().map(|h| (h.name, h.value)),
+            ctx,
+            &state,
+            &explanation,
+        );
+        record.status = resp.status().as_u16();
+        record.bytes = if head_only {
+            0
+        } else {
+            resp.body().full_bytes().map_or(0, |b| b.len() as u64)
+        };
+        out.clear();
+        write_full(out, &resp, head_only, closing);
+        if io.write_all(out).await.is_err() || closing {
+            return Next::Close;
+        }
+        return Next::KeepAlive(used);
+    };
+
+    let resolution = settings.policy.resolve(&conn, &raw);
+    note(&mut record, ctx, &state, &resolution);
+    let outcome = forward(
+        io,
+        ctx,
+        &state,
+        upstream,
+        Request {
+            method: &method,
+            target: path,
+            lines,
+            host: host_value.as_ref(),
+            resolution: &resolution,
+        },
+        out,
+        deadline,
+        &mut record,
+        closing,
+    )
+    .await;
+    drop(record);
+    match outcome {
+        Sent::KeepAlive if !closing => Next::KeepAlive(used),
+        _ => Next::Close,
+    }
+}
+
+/// Metrics and the access-log fields of a decision.
+fn note(record: &mut Record, ctx: &ConnCtx, state: &State, resolution: &Resolution) {
+    ctx.shared.metrics.resolved(resolution);
+    record.client = resolution.client.ip;
+    record.source = resolution.source;
+    if resolution.source == trueip::Source::Header {
+        record.header = resolution
+            .strategy
+            .and_then(|i| state.settings.policy.strategy_header(i))
+            .cloned();
+    }
+    record.warnings = resolution.warnings;
+}
+
+struct Request<'a> {
+    method: &'a Method,
+    target: &'a str,
+    lines: &'a [httparse::Header<'a>],
+    host: Option<&'a HeaderValue>,
+    resolution: &'a Resolution,
+}
+
+enum Sent {
+    KeepAlive,
+    Close,
+}
+
+/// The upstream request head, with the same header rules as the hyper path.
+fn upstream_head(
+    state: &State,
+    upstream: &Upstream,
+    ctx: &ConnCtx,
+    req: &Request<'_>,
+) -> (Vec<u8>, u64, SocketAddr) {
+    let resolution = req.resolution;
+    let trusted_hop = state
+        .settings
+        .policy
+        .trusts(hygiene::effective_peer(resolution).ip)
+        && !resolution
+            .warnings
+            .contains(trueip::Warnings::ORIGIN_SECRET);
+    let raw = Raw(req.lines);
+    let origin = trueip::origin::origin(&raw, resolution);
+    let scheme = if ctx.tls || ctx.proxy.as_ref().is_some_and(|p| p.client_tls) {
+        "https"
+    } else {
+        "http"
+    };
+    let destination = ctx
+        .proxy
+        .as_ref()
+        .and_then(|p| p.addrs)
+        .map_or(ctx.local, |a| a.destination);
+    let facts = Facts {
+        resolution,
+        trusted_hop,
+        origin: &origin,
+        scheme,
+        host: req.host,
+        port: destination.port(),
+    };
+    let own = state.hygiene.own_values(&raw, &facts);
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(req.method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(req.target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut stripped = 0;
+    let secret = state.hygiene.secret_index();
+    for h in req.lines {
+        if let Some(i) = state.hygiene.managed_index_ignore_case(h.name) {
+            if Some(i) == secret {
+                continue;
+            }
+            if !trusted_hop {
+                stripped += 1;
+                continue;
+            }
+        }
+        if own
+            .values
+            .iter()
+            .any(|(f, _)| h.name.eq_ignore_ascii_case(f.as_str()))
+        {
+            continue;
+        }
+        put_line(&mut head, h.name, h.value);
+    }
+    if req.host.is_none() && valid_value(upstream.authority().as_bytes()) {
+        put_line(&mut head, "host", upstream.authority().as_bytes());
+    }
+    for (field, value) in &own.values {
+        let bytes: &[u8] = match value {
+            Own::Range(r) => own.buf.as_bytes().get(r.clone()).unwrap_or_default(),
+            Own::Static(v) => v.as_bytes(),
+            Own::Received(v) => v.as_bytes(),
+            Own::Remove => continue,
+        };
+        if valid_value(bytes) {
+            put_line(&mut head, field.as_str(), bytes);
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+    (head, stripped, destination)
+}
+
+/// How an upstream response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// Why an upstream exchange failed before a response head arrived.
+enum Failed {
+    Connect(io::Error),
+    Timeout,
+    Protocol(&'static str),
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the pieces of one exchange"
+)]
+async fn forward(
+    io: &mut Tracked,
+    ctx: &Arc<ConnCtx>,
+    state: &State,
+    upstream: &Upstream,
+    req: Request<'_>,
+    out: &mut Vec<u8>,
+    deadline: &mut Deadline,
+    record: &mut Record,
+    closing: bool,
+) -> Sent {
+    let (head, stripped, destination) = upstream_head(state, upstream, ctx, &req);
+    let metrics = &ctx.shared.metrics;
+    metrics.stripped(stripped);
+    let r = req.resolution;
+    let client = SocketAddr::new(r.client.ip, r.client.port.unwrap_or(0));
+    let Ok(key) = upstream.pool_key(client, destination) else {
+        let resp = error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request target cannot be forwarded",
+        );
+        return own_response(io, out, &resp, record, *req.method == Method::HEAD, closing).await;
+    };
+    let settings = &upstream.settings;
+    let answer_by = tokio::time::Instant::from_std(record.start) + settings.response_timeout;
+    deadline.set(answer_by);
+    let idempotent = matches!(
+        *req.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    );
+    let head_only = *req.method == Method::HEAD;
+
+    let mut retried = false;
+    let exchanged = loop {
+        let mut conn = match upstream.take_raw(&key) {
+            Some(c) => c,
+            None => match tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => break Err(Failed::Connect(e)),
+                Err(_) => break Err(Failed::Timeout),
+            },
+        };
+        let again = conn.reused && idempotent && !retried;
+        if conn.io.write_all(&head).await.is_err() {
+            if again {
+                retried = true;
+                continue;
+            }
+            break Err(Failed::Protocol("the upstream closed the connection"));
+        }
+        match read_head(&mut conn, deadline, head_only).await {
+            Ok(parsed) => break Ok((conn, parsed)),
+            Err(Failed::Protocol(_)) if again && conn.buf.is_empty() => {
+                retried = true;
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let (mut conn, parsed) = match exchanged {
+        Ok(x) => x,
+        Err(e) => {
+            let (status, code, kind, message) = match &e {
+                Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    UpstreamErrorKind::Timeout,
+                    "the upstream did not answer in time",
+                ),
+                Failed::Connect(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    UpstreamErrorKind::Connect,
+                    "the upstream cannot be reached",
+                ),
+                Failed::Timeout => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    UpstreamErrorKind::Timeout,
+                    "the upstream did not answer in time",
+                ),
+                Failed::Protocol(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    UpstreamErrorKind::Protocol,
+                    "the upstream closed the connection or sent an invalid response",
+                ),
+            };
+            metrics.upstream_error(kind);
+            match &e {
+                Failed::Connect(err) => {
+                    tracing::warn!(peer = %ctx.peer, error = %err, "upstream request failed: {code}")
+                }
+                Failed::Timeout => {
+                    tracing::warn!(peer = %ctx.peer, timeout = ?settings.response_timeout, "upstream did not answer in time (upstream.response_timeout)")
+                }
+                Failed::Protocol(why) => {
+                    tracing::warn!(peer = %ctx.peer, error = why, "upstream request failed: {code}")
+                }
+            }
+            let resp = error_response(status, code, message);
+            return own_response(io, out, &resp, record, head_only, closing).await;
+        }
+    };
+
+    // The response head for the client.
+    out.clear();
+    out.extend_from_slice(&parsed.head);
+    let close_after = closing || parsed.framing == Framing::Close;
+    if close_after {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !parsed.has_date {
+        date(out);
+    }
+    out.extend_from_slice(b"\r\n");
+    record.status = parsed.status;
+
+    let mut sent = 0u64;
+    let done = match parsed.framing {
+        Framing::None => true,
+        Framing::Length(n) => {
+            let mut remaining = n;
+            let take = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(conn.buf.len());
+            out.extend_from_slice(conn.buf.filled().get(..take).unwrap_or_default());
+            conn.buf.consume(take);
+            remaining -= take as u64;
+            sent += take as u64;
+            if io.write_all(out).await.is_err() {
+                record.bytes = sent;
+                return Sent::Close;
+            }
+            out.clear();
+            let mut ok = true;
+            while remaining > 0 {
+                match body_read(&mut conn, deadline, settings.body_timeout, record).await {
+                    Some(()) => {}
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+                let take = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(conn.buf.len());
+                if io
+                    .write_all(conn.buf.filled().get(..take).unwrap_or_default())
+                    .await
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+                conn.buf.consume(take);
+                remaining -= take as u64;
+                sent += take as u64;
+            }
+            ok
+        }
+        Framing::Chunked => {
+            let mut chunks = Chunked::default();
+            let mut ok = true;
+            loop {
+                let (n, end) = match chunks.scan(conn.buf.filled()) {
+                    Ok(x) => x,
+                    Err(()) => {
+                        metrics.upstream_error(UpstreamErrorKind::Protocol);
+                        record.error = Some("invalid chunked body from the upstream".to_string());
+                        ok = false;
+                        break;
+                    }
+                };
+                out.extend_from_slice(conn.buf.filled().get(..n).unwrap_or_default());
+                conn.buf.consume(n);
+                sent += n as u64;
+                if !out.is_empty() && io.write_all(out).await.is_err() {
+                    ok = false;
+                    break;
+                }
+                out.clear();
+                if end {
+                    break;
+                }
+                if body_read(&mut conn, deadline, settings.body_timeout, record)
+                    .await
+                    .is_none()
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            ok
+        }
+        Framing::Close => {
+            let bytes = conn.buf.filled();
+            out.extend_from_slice(bytes);
+            sent += bytes.len() as u64;
+            let n = bytes.len();
+            conn.buf.consume(n);
+            let mut ok = io.write_all(out).await.is_ok();
+            out.clear();
+            while ok {
+                deadline.set(tokio::time::Instant::now() + settings.body_timeout);
+                match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
+                    Got::Data => {}
+                    Got::Eof => break,
+                    Got::Expired => {
+                        metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
+                        record.error =
+                            Some(crate::body::Stalled(settings.body_timeout).to_string());
+                        ok = false;
+                        break;
+                    }
+                    Got::Failed(e) => {
+                        metrics.upstream_error(UpstreamErrorKind::Protocol);
+                        record.error = Some(e.to_string());
+                        ok = false;
+                        break;
+                    }
+                    // No stop future was given.
+                    Got::Stop => break,
+                }
+                let n = conn.buf.len();
+                ok = io.write_all(conn.buf.filled()).await.is_ok();
+                conn.buf.consume(n);
+                sent += n as u64;
+            }
+            // Delimited by the close: the client's connection closes too.
+            let _ = ok;
+            false
+        }
+    };
+    if parsed.framing == Framing::None && !out.is_empty() {
+        let ok = io.write_all(out).await.is_ok();
+        out.clear();
+        if !ok {
+            return Sent::Close;
+        }
+    }
+    record.bytes = sent;
+    if parsed.framing == Framing::Close {
+        return Sent::Close;
+    }
+    if done && parsed.reusable && conn.buf.is_empty() {
+        upstream.put_raw(key, conn);
+    }
+    if done && !close_after {
+        Sent::KeepAlive
+    } else {
+        Sent::Close
+    }
+}
+
+/// Reads more of a response body, or notes why it ended early.
+async fn body_read(
+    conn: &mut RawConn,
+    deadline: &mut Deadline,
+    timeout: Duration,
+    record: &mut Record,
+) -> Option<()> {
+    deadline.set(tokio::time::Instant::now() + timeout);
+    match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
+        Got::Data => Some(()),
+        Got::Expired => {
+            record
+                .metrics
+                .upstream_error(UpstreamErrorKind::BodyTimeout);
+            record.error = Some(crate::body::Stalled(timeout).to_string());
+            None
+        }
+        Got::Eof => {
+            record.metrics.upstream_error(UpstreamErrorKind::Protocol);
+            record.error = Some("the upstream closed the connection mid-body".to_string());
+            None
+        }
+        Got::Failed(e) => {
+            record.metrics.upstream_error(UpstreamErrorKind::Protocol);
+            record.error = Some(e.to_string());
+            None
+        }
+        Got::Stop => None,
+    }
+}
+
+/// Writes one of the gateway's own responses.
+async fn own_response(
+    io: &mut Tracked,
+    out: &mut Vec<u8>,
+    resp: &http::Response<Body>,
+    record: &mut Record,
+    head_only: bool,
+    closing: bool,
+) -> Sent {
+    out.clear();
+    write_full(out, resp, head_only, closing);
+    record.status = resp.status().as_u16();
+    record.bytes = if head_only {
+        0
+    } else {
+        resp.body().full_bytes().map_or(0, |b| b.len() as u64)
+    };
+    if io.write_all(out).await.is_err() || closing {
+        Sent::Close
+    } else {
+        Sent::KeepAlive
+    }
+}
+
+/// An upstream response head, rewritten for the client (without the final blank
+/// line and the `Date`/`Connection` lines this path may add).
+struct Parsed {
+    status: u16,
+    head: Vec<u8>,
+    framing: Framing,
+    has_date: bool,
+    /// Whether the upstream connection can take another request afterwards.
+    reusable: bool,
+}
+
+/// Reads the upstream's response head (skipping 1xx interim responses), within the
+/// deadline already set.
+async fn read_head(
+    conn: &mut RawConn,
+    deadline: &mut Deadline,
+    head_only: bool,
+) -> Result<Parsed, Failed> {
+    loop {
+        if !conn.buf.is_empty() {
+            let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut lines);
+            match resp.parse(conn.buf.filled()) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let code = resp.code.unwrap_or(0);
+                    if (100..200).contains(&code) && code != 101 {
+                        conn.buf.consume(n);
+                        continue;
+                    }
+                    let parsed = rewrite(&resp, head_only)?;
+                    conn.buf.consume(n);
+                    return Ok(parsed);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if conn.buf.len() > MAX_RESPONSE_HEAD {
+                        return Err(Failed::Protocol("response head too large"));
+                    }
+                }
+                Err(_) => return Err(Failed::Protocol("invalid response head")),
+            }
+        }
+        match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
+            Got::Data => {}
+            Got::Expired => return Err(Failed::Timeout),
+            Got::Eof | Got::Failed(_) | Got::Stop => {
+                return Err(Failed::Protocol("the upstream closed the connection"));
+            }
+        }
+    }
+}
+
+/// The client's response head from the upstream's: hop-by-hop lines dropped (and
+/// those `Connection` names), framing decided.
+fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
+    let code = resp.code.unwrap_or(0);
+    if code == 101 {
+        return Err(Failed::Protocol("the upstream switched protocols unasked"));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
+    let lines = &*resp.headers;
+    let mut named: Vec<&[u8]> = Vec::new();
+    let mut upstream_close = resp.version != Some(1);
+    let mut length: Option<u64> = None;
+    let mut te: Option<&[u8]> = None;
+    for h in lines {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    upstream_close = true;
+                }
+                named.push(token);
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for v in h.value.split(|&b| b == b',') {
+                let v = v.trim_ascii();
+                let n = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or(Failed::Protocol("invalid content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Failed::Protocol("conflicting content-length"));
+                }
+                length = Some(n);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te = Some(h.value);
+        }
+    }
+    let no_body = head_only || code == 204 || code == 304;
+    let framing = match (no_body, te, length) {
+        (true, ..) => Framing::None,
+        (false, Some(te), _) => {
+            let last = te
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if last.eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            }
+        }
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, None, None) => Framing::Close,
+    };
+    // Both framings at once: smuggling territory; answer once, never reuse.
+    let both = te.is_some() && length.is_some();
+    let reusable = !(upstream_close || both);
+
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    let reason = resp.reason.unwrap_or("");
+    let reason = if reason.is_empty() {
+        status.canonical_reason().unwrap_or("")
+    } else {
+        reason
+    };
+    head.extend_from_slice(reason.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for h in lines {
+        let name = h.name;
+        if RESPONSE_DROP.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || named
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
+        }
+        has_date |= name.eq_ignore_ascii_case("date");
+        put_line(&mut head, name, h.value);
+    }
+    match framing {
+        Framing::Length(n) => put_line(&mut head, "content-length", n.to_string().as_bytes()),
+        Framing::Chunked => put_line(&mut head, "transfer-encoding", te.unwrap_or(b"chunked")),
+        // HEAD and 304 answers keep the length the full answer would have had.
+        Framing::None if code != 204 => {
+            if let Some(n) = length {
+                put_line(&mut head, "content-length", n.to_string().as_bytes());
+            }
+        }
+        Framing::None | Framing::Close => {}
+    }
+    Ok(Parsed {
+        status: code,
+        head,
+        framing,
+        has_date,
+        reusable,
+    })
+}
+
+/// Finds where a chunked body ends, as its bytes go through unchanged.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    /// Bytes of chunk data still to pass.
+    data: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ChunkState {
+    /// At the start of a chunk-size line.
+    #[default]
+    Size,
+    /// Inside chunk data.
+    Data,
+    /// At the CRLF after chunk data.
+    DataEnd,
+    /// At the start of a trailer line (after the last chunk).
+    Trailer,
+}
+
+impl Chunked {
+    /// How many of `bytes` belong to the body, and whether the body ended there.
+    /// Only whole lines are consumed; a partial line waits for more bytes.
+    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, bool), ()> {
+        let mut at = 0;
+        loop {
+            let rest = bytes.get(at..).unwrap_or_default();
+            match self.state {
+                ChunkState::Data => {
+                    let take = usize::try_from(self.data)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len());
+                    at += take;
+                    self.data -= take as u64;
+                    if self.data > 0 {
+                        return Ok((at, false));
+                    }
+                    self.state = ChunkState::DataEnd;
+                }
+                ChunkState::DataEnd => match rest {
+                    [b'\r', b'\n', ..] => {
+                        at += 2;
+                        self.state = ChunkState::Size;
+                    }
+                    [] | [b'\r'] => return Ok((at, false)),
+                    _ => return Err(()),
+                },
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > 4096 {
+                            return Err(());
+                        }
+                        return Ok((at, false));
+                    };
+                    let line = rest.get(..nl).unwrap_or_default();
+                    let line = line.strip_suffix(b"\r").ok_or(())?;
+                    at += nl + 1;
+                    if self.state == ChunkState::Trailer {
+                        if line.is_empty() {
+                            return Ok((at, true));
+                        }
+                        continue;
+                    }
+                    let size = line
+                        .split(|&b| b == b';')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_ascii();
+                    if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit)
+                    {
+                        return Err(());
+                    }
+                    let text = std::str::from_utf8(size).map_err(|_| ())?;
+                    let n = u64::from_str_radix(text, 16).map_err(|_| ())?;
+                    if n == 0 {
+                        self.state = ChunkState::Trailer;
+                    } else {
+                        self.data = n;
+                        self.state = ChunkState::Data;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_end_at_the_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\nrest"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r"), None);
+        assert_eq!(head_end(b""), None);
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_they_end_in_any_split() {
+        let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for split in 0..body.len() {
+            let mut c = Chunked::default();
+            let mut buf: Vec<u8> = body[..split].to_vec();
+            let mut consumed = 0;
+            let (n, done) = c.scan(&buf).unwrap();
+            assert!(!done || consumed + n == end);
+            consumed += n;
+            buf.drain(..n);
+            if done {
+                continue;
+            }
+            buf.extend_from_slice(&body[split..]);
+            let (n, done) = c.scan(&buf).unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(consumed + n, end, "split at {split}");
+        }
+        for bad in [
+            &b"x\r\n"[..],
+            b"4\r\nWikiXX",
+            b"4\nWiki\r\n",
+            b"12345678901234567\r\n",
+        ] {
+            assert!(Chunked::default().scan(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_targets() {
+        assert!(plain_target("/a/b?c=d&e=%20"));
+        for t in ["*", "http://x/", "/a b", "/a\"b", "/\u{e9}", "/a#b", "/{x}"] {
+            assert!(!plain_target(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn response_heads_drop_hop_by_hop_and_choose_framing() {
+        let mut lines = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut lines);
+        resp.parse(b"HTTP/1.1 200 OK\r\nConnection: x-secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nContent-Length: 5\r\nX-App: y\r\n\r\n")
+            .unwrap();
+        let p = rewrite(&resp, false).ok().unwrap();
+        let head = String::from_utf8(p.head).unwrap();
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nX-App: y\r\ncontent-length: 5\r\n");
+        assert_eq!(p.framing, Framing::Length(5));
+        assert!(p.reusable);
+
+        let mut lines = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut lines);
+        resp.parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+        let p = rewrite(&resp, false).ok().unwrap();
+        assert_eq!(p.framing, Framing::Chunked);
+        assert!(!p.reusable, "both framings: never reused");
+
+        let mut lines = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut lines);
+        resp.parse(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+        let p = rewrite(&resp, false).ok().unwrap();
+        assert_eq!(p.framing, Framing::Close);
+        assert!(!p.reusable);
+
+        let mut lines = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut lines);
+        resp.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+            .unwrap();
+        assert!(rewrite(&resp, false).is_err());
+    }
+}
