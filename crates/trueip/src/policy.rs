@@ -672,9 +672,22 @@ impl Policy {
             headers.for_each_value(list.other().field_ref(), |_| present = true);
             present
         });
-        if !present {
-            return;
+        if present && self.other_list_disagrees(strategy, list, peer, headers, found) {
+            warnings.insert(Warnings::DISAGREE);
         }
+    }
+
+    /// Runs `strategy` over the other list header. Out of line: it runs only when both
+    /// lists came, and inlined, a second copy of every strategy sat in the common path.
+    #[inline(never)]
+    fn other_list_disagrees<H: Headers + ?Sized>(
+        &self,
+        strategy: &Strategy,
+        list: ListHeader,
+        peer: &Found,
+        headers: &H,
+        found: &Found,
+    ) -> bool {
         let mut scratch = Warnings::NONE;
         let mut ctx = Ctx {
             peer,
@@ -683,12 +696,9 @@ impl Policy {
             trace: &mut NoTrace,
             other_list: None,
         };
-        if strategy
+        strategy
             .run_on(headers, Some(list.other()), &mut ctx)
             .is_some_and(|o| o.client.ip() != found.client.ip())
-        {
-            warnings.insert(Warnings::DISAGREE);
-        }
     }
 }
 

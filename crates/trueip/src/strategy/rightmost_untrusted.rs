@@ -41,25 +41,6 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     if !admit(&lines, list, peer_trusted, ctx) {
         return None;
     }
-    // The position (from the right; 0 is the peer) of the last address we can vouch
-    // for. Only the position is kept: the loop runs once per element, and the address is
-    // re-read on the rare ways out that need it (stop, cap, all trusted).
-    let mut last: u16 = 0;
-    let mut hops = peer.trusted_hops + 1;
-    let vouched = |from_right: u16, trusted_hops: u16| match from_right {
-        0 => Found {
-            trusted_hops,
-            ..*peer
-        },
-        n => Found {
-            client: node_at(list, &lines, n).map_or(peer.client, Client::from),
-            source: Source::List {
-                header: list,
-                from_right: n,
-            },
-            trusted_hops,
-        },
-    };
     let mut rev = Rev::new(list, &lines);
     let mut n: u16 = 0;
     if let Rev::Xff(xff) = &mut rev
@@ -73,8 +54,6 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             trusted.contains_v4(std::net::Ipv4Addr::from_bits(ip))
         });
         n = skipped;
-        last = n;
-        hops += n;
         if let Some(ip) = untrusted {
             if xff.next_raw().is_some() {
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
@@ -85,10 +64,46 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                     header: list,
                     from_right: n + 1,
                 },
-                trusted_hops: hops,
+                trusted_hops: peer.trusted_hops + 1 + n,
             });
         }
     }
+    walk(list, trusted, &lines, rev, n, ctx)
+}
+
+/// The walk from the `n`-th element on (all before it trusted), one element at a time,
+/// recording every step. Kept out of line: it is the path of `explain` and of chains
+/// the IPv4 loop above leaves to it (IPv6, ports, obfuscated or malformed entries), and
+/// inlined, it doubled the code around the common path, which then ran slower.
+#[inline(never)]
+fn walk<'a, T: Tracer>(
+    list: ListHeader,
+    trusted: &TrustSet,
+    lines: &Lines<'a>,
+    mut rev: Rev<'a, '_>,
+    mut n: u16,
+    ctx: &mut Ctx<'_, '_, T>,
+) -> Option<Found> {
+    let peer = ctx.peer;
+    // The position (from the right; 0 is the peer) of the last address we can vouch
+    // for. Only the position is kept: the loop runs once per element, and the address is
+    // re-read on the rare ways out that need it (stop, cap, all trusted).
+    let mut last: u16 = n;
+    let mut hops = peer.trusted_hops + 1 + n;
+    let vouched = |from_right: u16, trusted_hops: u16| match from_right {
+        0 => Found {
+            trusted_hops,
+            ..*peer
+        },
+        n => Found {
+            client: node_at(list, lines, n).map_or(peer.client, Client::from),
+            source: Source::List {
+                header: list,
+                from_right: n,
+            },
+            trusted_hops,
+        },
+    };
     while let Some(hop) = rev.next_hop() {
         n += 1;
         let is_trusted = match hop {
