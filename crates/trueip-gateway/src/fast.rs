@@ -10,13 +10,16 @@
 //!
 //! It takes only requests it can serve exactly as the hyper path would, and hands
 //! anything else — at a request boundary, with every byte read so far — to hyper:
-//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body, `Expect`,
-//! `Upgrade`, `Connection`, `Transfer-Encoding` or other hop-by-hop headers, header
-//! names with underscores, several lines of one client-IP header or of `Host`, the
-//! admin endpoints, an HTTP/2 preface, a malformed or oversized head (hyper answers
-//! 400/431). So hyper still owns every unusual case, and this path only has to be
-//! right for plain requests without a body. The upstream's response is streamed as
-//! it comes (`Content-Length`, chunked, or until close), with the same timeouts
+//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body (one
+//! `Content-Length: 0` line is no body), `Expect`, `Upgrade`, `Connection`,
+//! `Transfer-Encoding` or other hop-by-hop headers, header names with underscores,
+//! several lines of one client-IP header or of `Host`, the admin endpoints, an HTTP/2
+//! preface, a malformed or oversized head (hyper answers 400/431). So hyper still owns
+//! every unusual case, and this path only has to be right for plain requests without a
+//! body. `tests/differential.rs` holds it to that: the same requests, sent through both
+//! paths, must reach the upstream with the same headers (and be refused alike). The
+//! upstream's response is streamed as it comes (`Content-Length`, chunked, or until
+//! close), with the same timeouts
 //! (`upstream.response_timeout`, `upstream.body_timeout`, `limits.header_read_timeout`).
 
 use std::future::Future;
@@ -91,6 +94,27 @@ impl Headers for Raw<'_> {
                 f(h.value);
             }
         }
+    }
+}
+
+/// The received lines as the hyper path's hygiene leaves them before the gateway writes
+/// its own headers: client-IP headers gone unless they came through a trusted hop, the
+/// origin secret gone. `append` mode extends what is visible here; reading the raw lines
+/// instead would extend what an untrusted client wrote.
+struct Kept<'a> {
+    raw: Raw<'a>,
+    hygiene: &'a hygiene::Hygiene,
+    trusted_hop: bool,
+}
+
+impl Headers for Kept<'_> {
+    fn for_each_value<'b>(&'b self, name: &FieldName, f: impl FnMut(&'b [u8])) {
+        if let Some(i) = self.hygiene.managed_index_ignore_case(name.as_str())
+            && (!self.trusted_hop || Some(i) == self.hygiene.secret_index())
+        {
+            return;
+        }
+        self.raw.for_each_value(name, f);
     }
 }
 
@@ -393,13 +417,16 @@ async fn one(
     }
     let mut host: Option<&[u8]> = None;
     let mut seen = 0u128;
+    let mut length_seen = false;
     for h in lines {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            // An empty body, said explicitly, is still no body.
-            if h.value.trim_ascii() != b"0" {
+            // An empty body, said explicitly once, is still no body (hyper forwards one
+            // such line; several, it merges: its business).
+            if h.value.trim_ascii() != b"0" || length_seen {
                 return Next::Hyper;
             }
+            length_seen = true;
             continue;
         }
         if HYPER_ONLY.iter().any(|n| name.eq_ignore_ascii_case(n)) || name.contains('_') {
@@ -574,7 +601,12 @@ fn upstream_head(
         host: req.host,
         port: destination.port(),
     };
-    let own = state.hygiene.own_values(&raw, &facts);
+    let kept = Kept {
+        raw,
+        hygiene: &state.hygiene,
+        trusted_hop,
+    };
+    let own = state.hygiene.own_values(&kept, &facts);
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
