@@ -42,6 +42,7 @@ use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::server::{ConnCtx, State};
 use crate::upstream::{RawConn, Upstream};
+use crate::whoami;
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
 /// (requests) or fail (responses, as in hyper's client).
@@ -254,6 +255,22 @@ fn valid_value(v: &[u8]) -> bool {
     v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
+/// Writes `n` in decimal.
+fn put_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
+        *slot = b'0' + (n % 10) as u8;
+        at -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+}
+
 fn put_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -322,6 +339,8 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     };
     let mut buf = InBuf::new(8192);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // The gateway's own response bodies (whoami), reused from request to request.
+    let mut scratch: Vec<u8> = Vec::new();
     let mut deadline = Deadline::default();
     let stop_ctx = ctx.clone();
     let mut stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
@@ -361,6 +380,7 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             ctx,
             buf.filled().get(..end).unwrap_or_default(),
             &mut out,
+            &mut scratch,
             &mut deadline,
         )
         .await
@@ -378,6 +398,7 @@ async fn one(
     ctx: &Arc<ConnCtx>,
     head: &[u8],
     out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
     deadline: &mut Deadline,
 ) -> Next {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -489,8 +510,7 @@ async fn one(
         let explanation = Explanation::new(&settings.policy, &conn, &raw);
         note(&mut record, ctx, &state, &explanation.resolution);
         let host = host.and_then(|h| std::str::from_utf8(h).ok());
-        let resp = crate::service::whoami_response(
-            &method,
+        let page = crate::service::whoami_of(
             path_only,
             host,
             || lines.iter().map(|h| (h.name, h.value)),
@@ -498,14 +518,29 @@ async fn one(
             &state,
             &explanation,
         );
-        record.status = resp.status().as_u16();
-        record.bytes = if head_only {
-            0
-        } else {
-            resp.body().full_bytes().map_or(0, |b| b.len() as u64)
-        };
+        scratch.clear();
+        whoami::write_body(scratch, page.format, &page.whoami, &page.links());
+        record.status = 200;
+        record.bytes = if head_only { 0 } else { scratch.len() as u64 };
+        // The head `write_full` would write for `whoami::respond`'s response.
         out.clear();
-        write_full(out, &resp, head_only, closing);
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        for (i, (name, value)) in whoami::response_headers(page.format).enumerate() {
+            put_line(out, name, value.as_bytes());
+            if i == 0 {
+                out.extend_from_slice(b"content-length: ");
+                put_decimal(out, scratch.len() as u64);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if closing {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        date(out);
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(scratch);
+        }
         if io.write_all(out).await.is_err() || closing {
             return Next::Close;
         }
