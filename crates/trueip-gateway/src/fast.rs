@@ -255,22 +255,6 @@ fn valid_value(v: &[u8]) -> bool {
     v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
-/// Writes `n` in decimal.
-fn put_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
-        *slot = b'0' + (n % 10) as u8;
-        at -= 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
-}
-
 fn put_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -529,7 +513,7 @@ async fn one(
             put_line(out, name, value.as_bytes());
             if i == 0 {
                 out.extend_from_slice(b"content-length: ");
-                put_decimal(out, scratch.len() as u64);
+                whoami::put_decimal(out, scratch.len() as u64);
                 out.extend_from_slice(b"\r\n");
             }
         }

@@ -243,83 +243,192 @@ pub fn respond(
 /// Writes the JSON answer exactly as `serde_json::to_writer_pretty` wrote it: the
 /// object `trueip explain --format json` prints, then `direct_ip` and `headers` — the
 /// same bytes, without serde's per-value formatting machinery (a test holds the two
-/// to byte equality, hostile header values included).
+/// to byte equality, hostile header values included). The layout is fixed, so the
+/// text between values (names, commas, newlines, indentation) is written as constant
+/// pieces.
 pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
     let e = w.explanation;
-    let mut o = Json::new(out);
-    o.open(b'{');
-    o.key("client_ip");
-    o.string(&e.client_ip);
-    o.key("client_port");
+    out.extend_from_slice(b"{\n  \"client_ip\": ");
+    json_string(out, &e.client_ip);
+    out.extend_from_slice(b",\n  \"client_port\": ");
     match e.client_port {
-        Some(p) => o.number(u64::from(p)),
-        None => o.raw(b"null"),
+        Some(p) => put_decimal(out, u64::from(p)),
+        None => out.extend_from_slice(b"null"),
     }
-    o.key("source");
-    o.string(&e.source);
-    o.key("peer");
-    o.string(&e.peer);
-    o.key("proxy_source");
+    out.extend_from_slice(b",\n  \"source\": ");
+    json_string(out, &e.source);
+    out.extend_from_slice(b",\n  \"peer\": ");
+    json_string(out, &e.peer);
+    out.extend_from_slice(b",\n  \"proxy_source\": ");
     match &e.proxy_source {
-        Some(p) => o.string(p),
-        None => o.raw(b"null"),
+        Some(p) => json_string(out, p),
+        None => out.extend_from_slice(b"null"),
     }
-    o.key("chain_header");
-    o.string(&e.chain_header);
-    o.key("chain");
-    o.open(b'[');
-    for entry in &e.chain {
-        o.item();
-        o.string(entry);
-    }
-    o.close(b']');
-    o.key("trusted_hops");
-    o.number(u64::from(e.trusted_hops));
-    o.key("warnings");
-    o.open(b'[');
-    for warning in &e.warnings {
-        o.item();
-        o.string(warning);
-    }
-    o.close(b']');
-    o.key("strategy");
+    out.extend_from_slice(b",\n  \"chain_header\": ");
+    json_string(out, &e.chain_header);
+    out.extend_from_slice(b",\n  \"chain\": ");
+    json_strings(
+        out,
+        e.chain.iter().map(String::as_str),
+        b",\n    ",
+        b"\n  ]",
+    );
+    out.extend_from_slice(b",\n  \"trusted_hops\": ");
+    put_decimal(out, u64::from(e.trusted_hops));
+    out.extend_from_slice(b",\n  \"warnings\": ");
+    json_strings(out, e.warnings.iter().copied(), b",\n    ", b"\n  ]");
+    out.extend_from_slice(b",\n  \"strategy\": ");
     match &e.strategy {
-        Some(s) => o.string(s),
-        None => o.raw(b"null"),
+        Some(s) => json_string(out, s),
+        None => out.extend_from_slice(b"null"),
     }
-    o.key("rate_limit_key");
-    o.string(&e.rate_limit_key);
-    o.key("steps");
-    o.open(b'[');
-    for step in &e.steps {
-        o.item();
-        o.open(b'{');
-        o.key("subject");
-        o.string(&step.subject);
-        o.key("value");
-        o.string(&step.value);
-        o.key("verdict");
-        o.string(verdict_name(step.verdict));
-        o.key("why");
-        o.string(&step.why);
-        o.close(b'}');
-    }
-    o.close(b']');
-    o.key("direct_ip");
-    o.ip(w.direct_ip);
-    o.key("headers");
-    o.open(b'{');
-    w.headers.groups(|name, lines| {
-        o.key(name);
-        o.open(b'[');
-        for (_, value) in lines {
-            o.item();
-            o.string(&String::from_utf8_lossy(value));
+    out.extend_from_slice(b",\n  \"rate_limit_key\": ");
+    json_string(out, &e.rate_limit_key);
+    out.extend_from_slice(b",\n  \"steps\": ");
+    if e.steps.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        let mut sep: &[u8] = b"[\n    {\n      \"subject\": ";
+        for step in &e.steps {
+            out.extend_from_slice(sep);
+            sep = b",\n    {\n      \"subject\": ";
+            json_string(out, &step.subject);
+            out.extend_from_slice(b",\n      \"value\": ");
+            json_string(out, &step.value);
+            out.extend_from_slice(b",\n      \"verdict\": \"");
+            out.extend_from_slice(verdict_name(step.verdict).as_bytes());
+            out.extend_from_slice(b"\",\n      \"why\": ");
+            json_string(out, &step.why);
+            out.extend_from_slice(b"\n    }");
         }
-        o.close(b']');
+        out.extend_from_slice(b"\n  ]");
+    }
+    out.extend_from_slice(b",\n  \"direct_ip\": \"");
+    put_ip(out, w.direct_ip);
+    out.extend_from_slice(b"\",\n  \"headers\": ");
+    if w.headers.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        let mut sep: &[u8] = b"{\n    ";
+        w.headers.groups(|name, lines| {
+            out.extend_from_slice(sep);
+            sep = b",\n    ";
+            json_string(out, name);
+            out.extend_from_slice(b": ");
+            json_strings(
+                out,
+                lines.iter().map(|(_, v)| String::from_utf8_lossy(v)),
+                b",\n      ",
+                b"\n    ]",
+            );
+        });
+        out.extend_from_slice(b"\n  }");
+    }
+    out.extend_from_slice(b"\n}");
+}
+
+/// An array of strings: `[]`, or `[` + the strings (each after `sep`, the first after
+/// `sep` without its comma) + `close`.
+fn json_strings<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = S>,
+    sep: &[u8],
+    close: &[u8],
+) {
+    out.push(b'[');
+    let mut any = false;
+    for item in items {
+        out.extend_from_slice(if any {
+            sep
+        } else {
+            sep.get(1..).unwrap_or_default()
+        });
+        any = true;
+        json_string(out, item.as_ref());
+    }
+    if any {
+        out.extend_from_slice(close);
+    } else {
+        out.push(b']');
+    }
+}
+
+/// Writes `n` in decimal.
+pub(crate) fn put_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
+        *slot = b'0' + (n % 10) as u8;
+        at -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+}
+
+/// Writes an address as `Display` does.
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
+        }
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes: `"` and `\`, and the control
+/// characters below U+0020 (`\b \t \n \f \r` by name, the rest as `\u00xx`);
+/// everything else, DEL and non-ASCII included, as is.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Most text needs no escape: one pass without branches says so (and
+    // vectorises), then one copy.
+    let special = bytes.iter().fold(0u8, |acc, &b| {
+        acc | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
     });
-    o.close(b'}');
-    o.close(b'}');
+    if special == 0 {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if named.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(named);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
 }
 
 /// The name serde gives a verdict (kebab-case).
@@ -331,139 +440,6 @@ fn verdict_name(v: Verdict) -> &'static str {
         Verdict::Stop => "stop",
         Verdict::Ignored => "ignored",
         Verdict::NotApplicable => "not-applicable",
-    }
-}
-
-/// serde_json's pretty layout: two spaces per level, `"key": value`, an empty array or
-/// object as `[]` / `{}`.
-struct Json<'o> {
-    out: &'o mut Vec<u8>,
-    depth: usize,
-    /// Whether the innermost open array or object has a member yet.
-    has_member: bool,
-}
-
-impl<'o> Json<'o> {
-    fn new(out: &'o mut Vec<u8>) -> Self {
-        Json {
-            out,
-            depth: 0,
-            has_member: false,
-        }
-    }
-
-    fn open(&mut self, bracket: u8) {
-        self.out.push(bracket);
-        self.depth += 1;
-        self.has_member = false;
-    }
-
-    fn close(&mut self, bracket: u8) {
-        self.depth = self.depth.saturating_sub(1);
-        if self.has_member {
-            self.newline();
-        }
-        self.out.push(bracket);
-        // The enclosing array or object now has a member: this one.
-        self.has_member = true;
-    }
-
-    fn newline(&mut self) {
-        self.out.push(b'\n');
-        for _ in 0..self.depth {
-            self.out.extend_from_slice(b"  ");
-        }
-    }
-
-    /// Starts an array element.
-    fn item(&mut self) {
-        if self.has_member {
-            self.out.push(b',');
-        }
-        self.newline();
-        self.has_member = true;
-    }
-
-    /// Starts an object member.
-    fn key(&mut self, key: &str) {
-        self.item();
-        self.string(key);
-        self.out.extend_from_slice(b": ");
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
-    }
-
-    fn number(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = n;
-        while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
-            *slot = b'0' + (n % 10) as u8;
-            at -= 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.out
-            .extend_from_slice(digits.get(at..).unwrap_or_default());
-    }
-
-    fn ip(&mut self, ip: IpAddr) {
-        self.out.push(b'"');
-        match ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.out.push(b'.');
-                    }
-                    self.number(u64::from(octet));
-                }
-            }
-            // Hex digits, colons and dots only: nothing to escape.
-            IpAddr::V6(v6) => {
-                let _ = std::io::Write::write_fmt(self.out, format_args!("{v6}"));
-            }
-        }
-        self.out.push(b'"');
-    }
-
-    /// A JSON string, escaped as serde_json escapes: `"` and `\`, and the control
-    /// characters below U+0020 (`\b \t \n \f \r` by name, the rest as `\u00xx`);
-    /// everything else, DEL and non-ASCII included, as is.
-    fn string(&mut self, s: &str) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bytes = s.as_bytes();
-        self.out.push(b'"');
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let named: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0x08 => b"\\b",
-                0x0c => b"\\f",
-                0..0x20 => b"",
-                _ => continue,
-            };
-            self.out
-                .extend_from_slice(bytes.get(start..i).unwrap_or_default());
-            if named.is_empty() {
-                self.out.extend_from_slice(b"\\u00");
-                self.out.push(HEX[usize::from(b >> 4)]);
-                self.out.push(HEX[usize::from(b & 0xf)]);
-            } else {
-                self.out.extend_from_slice(named);
-            }
-            start = i + 1;
-        }
-        self.out
-            .extend_from_slice(bytes.get(start..).unwrap_or_default());
-        self.out.push(b'"');
     }
 }
 
