@@ -469,6 +469,12 @@ pub struct Settings {
     pub log: LogSettings,
     /// Connect timeout of TCP-mode listeners (`upstream.connect_timeout`).
     pub tcp_connect_timeout: Duration,
+    /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::fast`]).
+    /// Always `true` from a config file; `false` sends every connection through
+    /// hyper. Not a config key: it exists so tests can drive both paths with the same
+    /// requests and compare what the upstream receives (`tests/differential.rs`).
+    #[doc(hidden)]
+    pub lean_http1: bool,
 }
 
 /// Command-line values that override the file (the flags of `trueip serve`).
@@ -626,6 +632,7 @@ impl Settings {
             admin,
             log,
             tcp_connect_timeout,
+            lean_http1: true,
         })
     }
 

@@ -10,13 +10,16 @@
 //!
 //! It takes only requests it can serve exactly as the hyper path would, and hands
 //! anything else — at a request boundary, with every byte read so far — to hyper:
-//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body, `Expect`,
-//! `Upgrade`, `Connection`, `Transfer-Encoding` or other hop-by-hop headers, header
-//! names with underscores, several lines of one client-IP header or of `Host`, the
-//! admin endpoints, an HTTP/2 preface, a malformed or oversized head (hyper answers
-//! 400/431). So hyper still owns every unusual case, and this path only has to be
-//! right for plain requests without a body. The upstream's response is streamed as
-//! it comes (`Content-Length`, chunked, or until close), with the same timeouts
+//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body (one
+//! `Content-Length: 0` line is no body), `Expect`, `Upgrade`, `Connection`,
+//! `Transfer-Encoding` or other hop-by-hop headers, header names with underscores,
+//! several lines of one client-IP header or of `Host`, the admin endpoints, an HTTP/2
+//! preface, a malformed or oversized head (hyper answers 400/431). So hyper still owns
+//! every unusual case, and this path only has to be right for plain requests without a
+//! body. `tests/differential.rs` holds it to that: the same requests, sent through both
+//! paths, must reach the upstream with the same headers (and be refused alike). The
+//! upstream's response is streamed as it comes (`Content-Length`, chunked, or until
+//! close), with the same timeouts
 //! (`upstream.response_timeout`, `upstream.body_timeout`, `limits.header_read_timeout`).
 
 use std::future::Future;
@@ -39,6 +42,7 @@ use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::server::{ConnCtx, State};
 use crate::upstream::{RawConn, Upstream};
+use crate::whoami;
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
 /// (requests) or fail (responses, as in hyper's client).
@@ -91,6 +95,27 @@ impl Headers for Raw<'_> {
                 f(h.value);
             }
         }
+    }
+}
+
+/// The received lines as the hyper path's hygiene leaves them before the gateway writes
+/// its own headers: client-IP headers gone unless they came through a trusted hop, the
+/// origin secret gone. `append` mode extends what is visible here; reading the raw lines
+/// instead would extend what an untrusted client wrote.
+struct Kept<'a> {
+    raw: Raw<'a>,
+    hygiene: &'a hygiene::Hygiene,
+    trusted_hop: bool,
+}
+
+impl Headers for Kept<'_> {
+    fn for_each_value<'b>(&'b self, name: &FieldName, f: impl FnMut(&'b [u8])) {
+        if let Some(i) = self.hygiene.managed_index_ignore_case(name.as_str())
+            && (!self.trusted_hop || Some(i) == self.hygiene.secret_index())
+        {
+            return;
+        }
+        self.raw.for_each_value(name, f);
     }
 }
 
@@ -298,6 +323,8 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     };
     let mut buf = InBuf::new(8192);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // The gateway's own response bodies (whoami), reused from request to request.
+    let mut scratch: Vec<u8> = Vec::new();
     let mut deadline = Deadline::default();
     let stop_ctx = ctx.clone();
     let mut stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
@@ -337,6 +364,7 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             ctx,
             buf.filled().get(..end).unwrap_or_default(),
             &mut out,
+            &mut scratch,
             &mut deadline,
         )
         .await
@@ -354,6 +382,7 @@ async fn one(
     ctx: &Arc<ConnCtx>,
     head: &[u8],
     out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
     deadline: &mut Deadline,
 ) -> Next {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -393,13 +422,16 @@ async fn one(
     }
     let mut host: Option<&[u8]> = None;
     let mut seen = 0u128;
+    let mut length_seen = false;
     for h in lines {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            // An empty body, said explicitly, is still no body.
-            if h.value.trim_ascii() != b"0" {
+            // An empty body, said explicitly once, is still no body (hyper forwards one
+            // such line; several, it merges: its business).
+            if h.value.trim_ascii() != b"0" || length_seen {
                 return Next::Hyper;
             }
+            length_seen = true;
             continue;
         }
         if HYPER_ONLY.iter().any(|n| name.eq_ignore_ascii_case(n)) || name.contains('_') {
@@ -462,8 +494,7 @@ async fn one(
         let explanation = Explanation::new(&settings.policy, &conn, &raw);
         note(&mut record, ctx, &state, &explanation.resolution);
         let host = host.and_then(|h| std::str::from_utf8(h).ok());
-        let resp = crate::service::whoami_response(
-            &method,
+        let page = crate::service::whoami_of(
             path_only,
             host,
             || lines.iter().map(|h| (h.name, h.value)),
@@ -471,14 +502,29 @@ async fn one(
             &state,
             &explanation,
         );
-        record.status = resp.status().as_u16();
-        record.bytes = if head_only {
-            0
-        } else {
-            resp.body().full_bytes().map_or(0, |b| b.len() as u64)
-        };
+        scratch.clear();
+        whoami::write_body(scratch, page.format, &page.whoami, &page.links());
+        record.status = 200;
+        record.bytes = if head_only { 0 } else { scratch.len() as u64 };
+        // The head `write_full` would write for `whoami::respond`'s response.
         out.clear();
-        write_full(out, &resp, head_only, closing);
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        for (i, (name, value)) in whoami::response_headers(page.format).enumerate() {
+            put_line(out, name, value.as_bytes());
+            if i == 0 {
+                out.extend_from_slice(b"content-length: ");
+                whoami::put_decimal(out, scratch.len() as u64);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if closing {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        date(out);
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(scratch);
+        }
         if io.write_all(out).await.is_err() || closing {
             return Next::Close;
         }
@@ -574,7 +620,12 @@ fn upstream_head(
         host: req.host,
         port: destination.port(),
     };
-    let own = state.hygiene.own_values(&raw, &facts);
+    let kept = Kept {
+        raw,
+        hygiene: &state.hygiene,
+        trusted_hop,
+    };
+    let own = state.hygiene.own_values(&kept, &facts);
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');

@@ -277,7 +277,7 @@ async fn connection(
         // Cleartext HTTP: plain requests take the lean path; hyper gets the connection
         // (and the bytes read so far) at the first request that is not plain. Under TLS,
         // ALPN may have chosen HTTP/2: hyper from the start.
-        _ if !tls && !ctx.admin_only => {
+        _ if !tls && !ctx.admin_only && state.settings.lean_http1 => {
             let mut io = io;
             if let fast::After::Hyper(read) = fast::serve(&mut io, &ctx).await {
                 drop(state);

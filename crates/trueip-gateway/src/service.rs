@@ -169,27 +169,44 @@ fn whoami_page(
             .and_then(|h| h.to_str().ok())
     });
     let headers = req.headers();
-    whoami_response(
-        req.method(),
+    let page = whoami_of(
         req.uri().path(),
         host,
         || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
         ctx,
         state,
         explanation,
-    )
+    );
+    whoami::respond(req.method(), page.format, &page.whoami, &page.links())
 }
 
-/// The whoami page for a request: its method, path, host and header lines (any case).
-pub(crate) fn whoami_response<'a, I>(
-    method: &Method,
+/// What the whoami page shows for one request, and in which format.
+pub(crate) struct WhoamiPage<'a> {
+    pub whoami: whoami::Whoami<'a>,
+    pub format: whoami::Format,
+    /// This page's URL (HTML only; empty otherwise).
+    pub self_url: String,
+}
+
+impl WhoamiPage<'_> {
+    pub(crate) fn links(&self) -> whoami::Links<'_> {
+        whoami::Links {
+            healthz: "/healthz",
+            metrics: "/metrics",
+            self_url: &self.self_url,
+        }
+    }
+}
+
+/// The whoami page for a request: its path, host and header lines (any case).
+pub(crate) fn whoami_of<'a, I>(
     path: &str,
     host: Option<&str>,
     headers: impl Fn() -> I,
     ctx: &ConnCtx,
     state: &State,
-    explanation: &Explanation,
-) -> Response<Body>
+    explanation: &'a Explanation,
+) -> WhoamiPage<'a>
 where
     I: Iterator<Item = (&'a str, &'a [u8])>,
 {
@@ -198,17 +215,8 @@ where
     // The origin secret proves the request came through *your* CDN distribution;
     // echoing it would hand it to anyone who can reach that distribution.
     if let Some(secret) = &state.settings.headers.origin_secret {
-        for (name, lines) in &mut forwarding {
-            if name.replace('_', "-") == secret.as_str() {
-                lines.iter_mut().for_each(|l| *l = "<redacted>".to_string());
-            }
-        }
+        forwarding.redact(secret.as_str(), b"<redacted>");
     }
-    let w = whoami::Whoami {
-        explanation,
-        direct_ip: trueip::addr::normalize(ctx.peer.ip()).to_string(),
-        headers: forwarding,
-    };
     let format = whoami::negotiate_with(
         path,
         headers()
@@ -222,16 +230,15 @@ where
     } else {
         String::new()
     };
-    whoami::respond(
-        method,
-        format,
-        &w,
-        &whoami::Links {
-            healthz: "/healthz",
-            metrics: "/metrics",
-            self_url: &self_url,
+    WhoamiPage {
+        whoami: whoami::Whoami {
+            explanation,
+            direct_ip: trueip::addr::normalize(ctx.peer.ip()),
+            headers: forwarding,
         },
-    )
+        format,
+        self_url,
+    }
 }
 
 async fn forward(

@@ -5,27 +5,73 @@
 //! address) and `headers` (the forwarding headers as received, lower-case name to
 //! lines); plain text for `Accept: text/plain` or `/text`.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use serde::Serialize;
-use trueip::{Explanation, Source};
+use trueip::{Explanation, Source, Verdict};
 
 use crate::body::Body;
 
 const PAGE: &str = include_str!("whoami.html");
 
-/// The JSON answer.
-#[derive(Serialize)]
+/// The answer, in every format.
 pub struct Whoami<'a> {
     /// Everything `trueip explain` says.
-    #[serde(flatten)]
     pub explanation: &'a Explanation,
-    /// The TCP peer's address, without port.
-    pub direct_ip: String,
-    /// Forwarding headers as received: lower-case name → lines, in order.
-    pub headers: BTreeMap<String, Vec<String>>,
+    /// The TCP peer's address.
+    pub direct_ip: IpAddr,
+    /// Forwarding headers as received.
+    pub headers: Forwarding<'a>,
+}
+
+/// The forwarding header lines of a request, as received: lower-case names (underscores
+/// kept), grouped by name in name order, lines of one name in the order they came — the
+/// `headers` object of the JSON answer. Borrowed from the request; values are shown as
+/// UTF-8 with invalid bytes replaced (U+FFFD) only when written.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarding<'a> {
+    lines: Vec<(Cow<'a, str>, &'a [u8])>,
+}
+
+impl<'a> Forwarding<'a> {
+    /// Whether the request carried none.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Every line, grouped by name: (lower-case name, value).
+    pub fn lines(&self) -> impl Iterator<Item = (&str, Cow<'a, str>)> + '_ {
+        self.lines
+            .iter()
+            .map(|(n, v)| (&**n, String::from_utf8_lossy(v)))
+    }
+
+    /// Replaces the value of every line whose name, underscores read as dashes, is
+    /// `name` (lower-case).
+    pub fn redact(&mut self, name: &str, with: &'static [u8]) {
+        for (n, v) in &mut self.lines {
+            if n.len() == name.len()
+                && n.bytes()
+                    .zip(name.bytes())
+                    .all(|(a, b)| if a == b'_' { b'-' } else { a } == b)
+            {
+                *v = with;
+            }
+        }
+    }
+
+    /// Calls `f` once per name with its lines.
+    fn groups(&self, mut f: impl FnMut(&str, &[(Cow<'a, str>, &'a [u8])])) {
+        let mut rest = &self.lines[..];
+        while let Some((first, _)) = rest.first() {
+            let n = rest.iter().take_while(|(name, _)| name == first).count();
+            let (group, tail) = rest.split_at(n);
+            f(first, group);
+            rest = tail;
+        }
+    }
 }
 
 /// Which representation to send.
@@ -50,25 +96,33 @@ pub fn negotiate(path: &str, headers: &HeaderMap) -> Format {
     )
 }
 
-/// Picks a format from the path and the `Accept` lines.
+/// Picks a format from the path and the `Accept` lines: the first of `application/json`,
+/// `text/plain` and `text/html` in the lines (joined by commas; lines that are not
+/// UTF-8 left out) decides, HTML when none is named.
 pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) -> Format {
     match path {
         "/json" => return Format::Json,
         "/text" => return Format::Text,
         _ => {}
     }
-    let accept = accept
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase();
-    let rank = |media: &str| {
-        accept
-            .split(',')
-            .position(|part| part.split(';').next().is_some_and(|m| m.trim() == media))
-    };
-    let html = rank("text/html");
-    match (rank("application/json"), rank("text/plain")) {
+    let (mut json, mut text, mut html) = (None, None, None);
+    let mut at = 0usize;
+    for line in accept.filter_map(|v| std::str::from_utf8(v).ok()) {
+        for part in line.split(',') {
+            let media = part.split(';').next().unwrap_or("").trim();
+            for (name, slot) in [
+                ("application/json", &mut json),
+                ("text/plain", &mut text),
+                ("text/html", &mut html),
+            ] {
+                if slot.is_none() && media.eq_ignore_ascii_case(name) {
+                    *slot = Some(at);
+                }
+            }
+            at += 1;
+        }
+    }
+    match (json, text) {
         (Some(j), _) if html.is_none_or(|h| j < h) => Format::Json,
         (_, Some(t)) if html.is_none_or(|h| t < h) => Format::Text,
         _ => Format::Html,
@@ -77,10 +131,10 @@ pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) ->
 
 /// The forwarding headers of a request, as received. `is_forwarding` says whether a
 /// lower-case name (underscores already mapped to dashes) is one.
-pub fn forwarding_headers(
-    headers: &HeaderMap,
+pub fn forwarding_headers<'a>(
+    headers: &'a HeaderMap,
     is_forwarding: impl Fn(&str) -> bool,
-) -> BTreeMap<String, Vec<String>> {
+) -> Forwarding<'a> {
     forwarding_headers_of(
         headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
         is_forwarding,
@@ -91,23 +145,28 @@ pub fn forwarding_headers(
 pub fn forwarding_headers_of<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
     is_forwarding: impl Fn(&str) -> bool,
-) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+) -> Forwarding<'a> {
+    let mut lines: Vec<(Cow<'a, str>, &'a [u8])> = Vec::new();
     for (name, value) in headers {
         // Most names are lower-case and have no underscore: no copy to check them.
-        let forwarding = if name.contains('_') || name.bytes().any(|b| b.is_ascii_uppercase()) {
-            let dashed = name.to_ascii_lowercase().replace('_', "-");
+        let name: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        let forwarding = if name.contains('_') {
+            let dashed = name.replace('_', "-");
             is_forwarding(&dashed) || dashed == "via"
         } else {
-            is_forwarding(name) || name == "via"
+            is_forwarding(&name) || name == "via"
         };
         if forwarding {
-            out.entry(name.to_ascii_lowercase())
-                .or_default()
-                .push(String::from_utf8_lossy(value).into_owned());
+            lines.push((name, value));
         }
     }
-    out
+    // Stable: the lines of one name keep their order.
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    Forwarding { lines }
 }
 
 /// Links shown on the page.
@@ -120,6 +179,40 @@ pub struct Links<'a> {
     pub self_url: &'a str,
 }
 
+/// The `Content-Security-Policy` of the HTML page.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The response headers of a page in `format`, in order, without `Content-Length`
+/// (which goes right after the first, `Content-Type`).
+pub fn response_headers(format: Format) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Text => "text/plain; charset=utf-8",
+        Format::Html => "text/html; charset=utf-8",
+    };
+    [
+        ("content-type", content_type),
+        ("cache-control", "no-store"),
+        ("vary", "Accept"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ]
+    .into_iter()
+    .chain((format == Format::Html).then_some(("content-security-policy", CSP)))
+}
+
+/// Writes the body of the page in `format` to `out`.
+pub fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, links: &Links<'_>) {
+    match format {
+        Format::Json => {
+            write_json(out, whoami);
+            out.push(b'\n');
+        }
+        Format::Text => out.extend_from_slice(text(whoami).as_bytes()),
+        Format::Html => out.extend_from_slice(html(whoami, links).as_bytes()),
+    }
+}
+
 /// Builds the response.
 pub fn respond(
     method: &Method,
@@ -127,19 +220,9 @@ pub fn respond(
     whoami: &Whoami<'_>,
     links: &Links<'_>,
 ) -> Response<Body> {
-    let (content_type, body) = match format {
-        Format::Json => {
-            // Sized for a typical answer, so the buffer is not grown step by step.
-            let mut out = Vec::with_capacity(2048);
-            if serde_json::to_writer_pretty(&mut out, whoami).is_err() {
-                out.clear();
-            }
-            out.push(b'\n');
-            ("application/json", out)
-        }
-        Format::Text => ("text/plain; charset=utf-8", text(whoami).into_bytes()),
-        Format::Html => ("text/html; charset=utf-8", html(whoami, links).into_bytes()),
-    };
+    // Sized for a typical answer, so the buffer is not grown step by step.
+    let mut body = Vec::with_capacity(2048);
+    write_body(&mut body, format, whoami, links);
     let len = body.len();
     let mut resp = Response::new(if method == Method::HEAD {
         Body::empty()
@@ -147,35 +230,224 @@ pub fn respond(
         Body::full(body)
     });
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    if format == Format::Html {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
-        );
+    for (i, (name, value)) in response_headers(format).enumerate() {
+        h.insert(name, HeaderValue::from_static(value));
+        if i == 0 {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
     }
     *resp.status_mut() = StatusCode::OK;
     resp
 }
 
+/// Writes the JSON answer exactly as `serde_json::to_writer_pretty` wrote it: the
+/// object `trueip explain --format json` prints, then `direct_ip` and `headers` — the
+/// same bytes, without serde's per-value formatting machinery (a test holds the two
+/// to byte equality, hostile header values included). The layout is fixed, so the
+/// text between values (names, commas, newlines, indentation) is written as constant
+/// pieces.
+pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
+    let e = w.explanation;
+    out.extend_from_slice(b"{\n  \"client_ip\": ");
+    json_string(out, &e.client_ip);
+    out.extend_from_slice(b",\n  \"client_port\": ");
+    match e.client_port {
+        Some(p) => put_decimal(out, u64::from(p)),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\n  \"source\": ");
+    json_string(out, &e.source);
+    out.extend_from_slice(b",\n  \"peer\": ");
+    json_string(out, &e.peer);
+    out.extend_from_slice(b",\n  \"proxy_source\": ");
+    match &e.proxy_source {
+        Some(p) => json_string(out, p),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\n  \"chain_header\": ");
+    json_string(out, &e.chain_header);
+    out.extend_from_slice(b",\n  \"chain\": ");
+    json_strings(
+        out,
+        e.chain.iter().map(String::as_str),
+        b",\n    ",
+        b"\n  ]",
+    );
+    out.extend_from_slice(b",\n  \"trusted_hops\": ");
+    put_decimal(out, u64::from(e.trusted_hops));
+    out.extend_from_slice(b",\n  \"warnings\": ");
+    json_strings(out, e.warnings.iter().copied(), b",\n    ", b"\n  ]");
+    out.extend_from_slice(b",\n  \"strategy\": ");
+    match &e.strategy {
+        Some(s) => json_string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\n  \"rate_limit_key\": ");
+    json_string(out, &e.rate_limit_key);
+    out.extend_from_slice(b",\n  \"steps\": ");
+    if e.steps.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        let mut sep: &[u8] = b"[\n    {\n      \"subject\": ";
+        for step in &e.steps {
+            out.extend_from_slice(sep);
+            sep = b",\n    {\n      \"subject\": ";
+            json_string(out, &step.subject);
+            out.extend_from_slice(b",\n      \"value\": ");
+            json_string(out, &step.value);
+            out.extend_from_slice(b",\n      \"verdict\": \"");
+            out.extend_from_slice(verdict_name(step.verdict).as_bytes());
+            out.extend_from_slice(b"\",\n      \"why\": ");
+            json_string(out, &step.why);
+            out.extend_from_slice(b"\n    }");
+        }
+        out.extend_from_slice(b"\n  ]");
+    }
+    out.extend_from_slice(b",\n  \"direct_ip\": \"");
+    put_ip(out, w.direct_ip);
+    out.extend_from_slice(b"\",\n  \"headers\": ");
+    if w.headers.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        let mut sep: &[u8] = b"{\n    ";
+        w.headers.groups(|name, lines| {
+            out.extend_from_slice(sep);
+            sep = b",\n    ";
+            json_string(out, name);
+            out.extend_from_slice(b": ");
+            json_strings(
+                out,
+                lines.iter().map(|(_, v)| String::from_utf8_lossy(v)),
+                b",\n      ",
+                b"\n    ]",
+            );
+        });
+        out.extend_from_slice(b"\n  }");
+    }
+    out.extend_from_slice(b"\n}");
+}
+
+/// An array of strings: `[]`, or `[` + the strings (each after `sep`, the first after
+/// `sep` without its comma) + `close`.
+fn json_strings<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = S>,
+    sep: &[u8],
+    close: &[u8],
+) {
+    out.push(b'[');
+    let mut any = false;
+    for item in items {
+        out.extend_from_slice(if any {
+            sep
+        } else {
+            sep.get(1..).unwrap_or_default()
+        });
+        any = true;
+        json_string(out, item.as_ref());
+    }
+    if any {
+        out.extend_from_slice(close);
+    } else {
+        out.push(b']');
+    }
+}
+
+/// Writes `n` in decimal.
+pub(crate) fn put_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
+        *slot = b'0' + (n % 10) as u8;
+        at -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+}
+
+/// Writes an address as `Display` does.
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
+        }
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes: `"` and `\`, and the control
+/// characters below U+0020 (`\b \t \n \f \r` by name, the rest as `\u00xx`);
+/// everything else, DEL and non-ASCII included, as is.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Most text needs no escape: one pass without branches says so (and
+    // vectorises), then one copy.
+    let special = bytes.iter().fold(0u8, |acc, &b| {
+        acc | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
+    });
+    if special == 0 {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if named.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(named);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// The name serde gives a verdict (kebab-case).
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Start => "start",
+        Verdict::Trusted => "trusted",
+        Verdict::Client => "client",
+        Verdict::Stop => "stop",
+        Verdict::Ignored => "ignored",
+        Verdict::NotApplicable => "not-applicable",
+    }
+}
+
 fn text(w: &Whoami<'_>) -> String {
     let mut out = w.explanation.to_string();
     let _ = writeln!(out, "\ndirect   {}", w.direct_ip);
-    for (name, lines) in &w.headers {
-        for line in lines {
-            let _ = writeln!(out, "header   {name}: {line}");
-        }
+    for (name, line) in w.headers.lines() {
+        let _ = writeln!(out, "header   {name}: {line}");
     }
     out
 }
@@ -399,7 +671,7 @@ fn chain(w: &Whoami<'_>) -> String {
     let _ = write!(
         out,
         r#"<span class="arrow">→</span><span class="hop self">{}<em>direct peer</em></span>"#,
-        escape(&w.direct_ip)
+        w.direct_ip
     );
     out.push_str(r#"<span class="arrow">→</span><span class="hop self">trueip<em>this server</em></span></div>"#);
     out
@@ -412,15 +684,13 @@ fn headers_table(w: &Whoami<'_>) -> String {
     }
     let mut out =
         String::from("<table><thead><tr><th>Header</th><th>Value</th></tr></thead><tbody>");
-    for (name, lines) in &w.headers {
-        for line in lines {
-            let _ = write!(
-                out,
-                r#"<tr><td class="mono">{}</td><td class="mono">{}</td></tr>"#,
-                escape(name),
-                escape(line)
-            );
-        }
+    for (name, line) in w.headers.lines() {
+        let _ = write!(
+            out,
+            r#"<tr><td class="mono">{}</td><td class="mono">{}</td></tr>"#,
+            escape(name),
+            escape(&line)
+        );
     }
     out.push_str("</tbody></table>");
     out
@@ -473,6 +743,153 @@ mod tests {
         (policy, conn, h)
     }
 
+    /// The JSON answer as serde_json wrote it before `write_json` existed: the reference
+    /// `write_json` must match byte for byte.
+    #[derive(serde::Serialize)]
+    struct Reference<'a> {
+        #[serde(flatten)]
+        explanation: &'a Explanation,
+        direct_ip: String,
+        headers: std::collections::BTreeMap<String, Vec<String>>,
+    }
+
+    fn reference(
+        w: &Whoami<'_>,
+        lines: &[(&str, &[u8])],
+        is_fwd: impl Fn(&str) -> bool,
+    ) -> Vec<u8> {
+        // The old grouping: lower-case name (underscores kept) → lossy lines, in order.
+        let mut headers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (name, value) in lines {
+            let lower = name.to_ascii_lowercase();
+            let dashed = lower.replace('_', "-");
+            if is_fwd(&dashed) || dashed == "via" {
+                headers
+                    .entry(lower)
+                    .or_default()
+                    .push(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+        let r = Reference {
+            explanation: w.explanation,
+            direct_ip: w.direct_ip.to_string(),
+            headers,
+        };
+        let mut out = serde_json::to_vec_pretty(&r).unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    fn is_fwd(n: &str) -> bool {
+        trueip::headers::names::FORWARDING
+            .iter()
+            .any(|f| f.as_str() == n)
+    }
+
+    fn policy() -> Policy {
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
+    fn json_of(w: &Whoami<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_body(
+            &mut out,
+            Format::Json,
+            w,
+            &Links {
+                healthz: "",
+                metrics: "",
+                self_url: "",
+            },
+        );
+        out
+    }
+
+    #[test]
+    fn json_is_serde_json_byte_for_byte_on_hostile_input() {
+        let every_byte: Vec<u8> = (0..=255u8).collect();
+        let ascii: String = (0..0x80u8).map(char::from).collect();
+        type Lines<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(&str, Lines<'_>)> = vec![
+            ("10.0.0.5:4000", vec![]),
+            (
+                "10.0.0.5:4000",
+                vec![
+                    ("X-Forwarded-For", b"6.6.6.6, 203.0.113.9"),
+                    ("x_real_ip", b"1.1.1.1"),
+                    ("User-Agent", b"t"),
+                    ("X-FORWARDED-FOR", b"10.0.0.9"),
+                    ("Via", b"1.1 a"),
+                ],
+            ),
+            (
+                "10.0.0.5:4000",
+                vec![
+                    ("X-Forwarded-For", b"\"quoted\", back\\slash, 203.0.113.9"),
+                    (
+                        "X-Forwarded-For",
+                        b"\xff\xfe\x80, caf\xc3\xa9, \xe2\x80\xa8, 10.0.0.1",
+                    ),
+                    ("Forwarded", b"for=\"\\\"x\";proto=</script>"),
+                    ("X-Real-IP", b"\t\x7f<>&'"),
+                ],
+            ),
+            ("10.0.0.5:4000", vec![("X-Forwarded-For", &every_byte)]),
+            (
+                "[2001:db8::7]:443",
+                vec![("x-forwarded-for", b"2001:db8::1, 10.0.0.1")],
+            ),
+            (
+                "198.51.100.1:1",
+                vec![
+                    ("Forwarded", b"for=1.2.3.4"),
+                    ("True-Client-IP", b"1.1.1.1"),
+                ],
+            ),
+        ];
+        let policy = policy();
+        for (peer, lines) in &cases {
+            let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
+            let mut explanation = Explanation::new(&policy, &conn, &lines[..]);
+            for hostile in [false, true] {
+                if hostile {
+                    // Every ASCII character (controls included) and invalid UTF-8 made
+                    // valid, wherever the explanation holds text.
+                    let lossy = String::from_utf8_lossy(&every_byte).into_owned();
+                    explanation.client_ip = ascii.clone();
+                    explanation.source = lossy.clone();
+                    explanation.proxy_source = Some("\u{2028}\u{0}\u{1f}\u{7f}".into());
+                    explanation.strategy = Some(lossy.clone());
+                    explanation.chain.push(ascii.clone());
+                    explanation.client_port = Some(65535);
+                    for step in &mut explanation.steps {
+                        step.value = lossy.clone();
+                        step.why = ascii.clone();
+                    }
+                }
+                let w = Whoami {
+                    explanation: &explanation,
+                    direct_ip: conn.peer.ip,
+                    headers: forwarding_headers_of(lines.iter().copied(), is_fwd),
+                };
+                let want = reference(&w, lines, is_fwd);
+                let got = json_of(&w);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{peer} {lines:?} hostile={hostile}"
+                );
+                assert_eq!(got, want);
+            }
+        }
+    }
+
     #[test]
     fn json_is_explain_plus_direct_ip_and_headers() {
         let (policy, conn, h) = request(
@@ -484,18 +901,12 @@ mod tests {
             ],
         );
         let explanation = Explanation::new(&policy, &conn, &h);
-        let is_fwd = |n: &str| {
-            trueip::headers::names::FORWARDING
-                .iter()
-                .any(|f| f.as_str() == n)
-        };
         let w = Whoami {
             explanation: &explanation,
-            direct_ip: "10.0.0.5".into(),
+            direct_ip: "10.0.0.5".parse().unwrap(),
             headers: forwarding_headers(&h, is_fwd),
         };
-        let got: serde_json::Value =
-            serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&json_of(&w)).unwrap();
         let explain: serde_json::Value = serde_json::to_value(&explanation).unwrap();
         for (k, v) in explain.as_object().unwrap() {
             assert_eq!(&got[k], v, "{k}");
@@ -515,6 +926,36 @@ mod tests {
     }
 
     #[test]
+    fn negotiation_reads_accept_lines_as_one_list() {
+        let f = |lines: &[&[u8]]| negotiate_with("/", lines.iter().copied());
+        assert_eq!(f(&[b"text/html", b"application/json"]), Format::Html);
+        assert_eq!(f(&[b"APPLICATION/JSON ; q=1", b"text/html"]), Format::Json);
+        assert_eq!(f(&[b"\xff application/json", b"text/plain"]), Format::Text);
+        assert_eq!(f(&[b"", b",text/plain,text/html"]), Format::Text);
+        assert_eq!(f(&[]), Format::Html);
+    }
+
+    #[test]
+    fn redaction_matches_any_spelling() {
+        let lines: [(&str, &[u8]); 3] = [
+            ("X_Origin_Verify", b"s"),
+            ("x-origin-verify", b"s"),
+            ("x-forwarded-for", b"1.1.1.1"),
+        ];
+        let mut f = forwarding_headers_of(lines.iter().copied(), |_| true);
+        f.redact("x-origin-verify", b"<redacted>");
+        let got: Vec<_> = f.lines().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(
+            got,
+            [
+                "x-forwarded-for=1.1.1.1",
+                "x-origin-verify=<redacted>",
+                "x_origin_verify=<redacted>"
+            ]
+        );
+    }
+
+    #[test]
     fn html_escapes_everything_the_client_wrote() {
         let (policy, conn, h) = request(
             "10.0.0.5:4000",
@@ -526,7 +967,7 @@ mod tests {
         let explanation = Explanation::new(&policy, &conn, &h);
         let w = Whoami {
             explanation: &explanation,
-            direct_ip: "10.0.0.5".into(),
+            direct_ip: "10.0.0.5".parse().unwrap(),
             headers: forwarding_headers(&h, |_| true),
         };
         let page = html(

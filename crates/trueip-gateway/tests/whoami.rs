@@ -144,3 +144,58 @@ fn unknown_path_on_whoami_is_not_a_crash() {
     );
     assert_healthy(gw.addr, "a request for an unknown path");
 }
+
+/// The JSON answer is the object `trueip explain --format json` prints for the same
+/// peer, trust, strategy and headers, plus `direct_ip` and `headers`.
+#[test]
+fn json_is_the_explain_object_plus_direct_ip_and_headers() {
+    let policy = [
+        "--trust",
+        "127.0.0.0/8",
+        "--strategy",
+        "rightmost-untrusted",
+    ];
+    let gw = start("json_is_explain", &policy);
+    let headers: Vec<(String, String)> = [
+        ("X-Forwarded-For", "6.6.6.6, 203.0.113.9, 127.0.0.5"),
+        ("X-Forwarded-For", "127.0.0.7"),
+        ("X-Real-IP", "198.51.100.77"),
+        ("Forwarded", "for=\"[2001:db8::1]:443\";proto=https"),
+        ("X_Forwarded_For", "1.1.1.1 \"quoted\" \\ back"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    let resp = Req::get("/json").headers(&headers).must_send(gw.addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let mut whoami: serde_json::Value = serde_json::from_str(&resp.text()).expect("JSON");
+    let peer = whoami["peer"].as_str().expect("peer").to_string();
+
+    let mut cmd = std::process::Command::new(trueip_bin());
+    cmd.args(["explain", "--peer", &peer, "--format", "json"])
+        .args(policy);
+    for (n, v) in &headers {
+        cmd.args(["-H", &format!("{n}: {v}")]);
+    }
+    let out = cmd.output().expect("run trueip explain");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let explain: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain JSON");
+
+    let object = whoami.as_object_mut().expect("an object");
+    assert_eq!(object.remove("direct_ip"), Some(CLIENT_IP.into()));
+    let headers = object.remove("headers").expect("headers");
+    assert_eq!(
+        headers["x-forwarded-for"],
+        serde_json::json!(["6.6.6.6, 203.0.113.9, 127.0.0.5", "127.0.0.7"])
+    );
+    assert_eq!(
+        headers["x_forwarded_for"],
+        serde_json::json!(["1.1.1.1 \"quoted\" \\ back"])
+    );
+    assert_eq!(whoami, explain);
+    assert_eq!(whoami["client_ip"], "203.0.113.9");
+}

@@ -1,7 +1,10 @@
 //! One decision, in full: what `trueip explain`, the whoami page and debug logs show.
 
 use std::fmt;
+use std::net::IpAddr;
 
+use crate::addr::Node;
+use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
@@ -53,17 +56,17 @@ impl Explanation {
             _ => policy.list_header(),
         };
         Explanation {
-            client_ip: resolution.client.ip.to_string(),
+            client_ip: ip_string(resolution.client.ip),
             client_port: resolution.client.port,
             source: policy.describe_source(&resolution),
-            peer: resolution.peer.to_string(),
-            proxy_source: resolution.proxy_source.map(|n| n.to_string()),
+            peer: node_string(&resolution.peer),
+            proxy_source: resolution.proxy_source.as_ref().map(node_string),
             chain_header: list.field().to_string(),
             chain: chain(list, headers),
             trusted_hops: resolution.trusted_hops,
             warnings: resolution.warnings.names().collect(),
             strategy: resolution.strategy.and_then(|i| policy.strategy_name(i)),
-            rate_limit_key: resolution.rate_limit_key.to_string(),
+            rate_limit_key: ip_string(resolution.rate_limit_key),
             steps,
             resolution,
         }
@@ -75,7 +78,10 @@ fn chain<H: Headers + ?Sized>(list: ListHeader, headers: &H) -> Vec<String> {
     let lines = Lines::read(headers, &list.field());
     let mut entries: Vec<String> = Rev::new(list, &lines)
         .take(MAX_CHAIN + 1)
-        .map(|e| e.to_string())
+        .map(|e| match e {
+            Entry::Addr(node) => node_string(&node),
+            other => other.to_string(),
+        })
         .collect();
     if entries.len() > MAX_CHAIN || lines.truncated {
         entries.truncate(MAX_CHAIN);
@@ -83,6 +89,61 @@ fn chain<H: Headers + ?Sized>(list: ListHeader, headers: &H) -> Vec<String> {
     }
     entries.reverse();
     entries
+}
+
+/// `ip.to_string()`; IPv4, the common case on every whoami request, without the
+/// formatting machinery.
+fn ip_string(ip: IpAddr) -> String {
+    let mut out = String::with_capacity(21);
+    push_ip(&mut out, ip);
+    out
+}
+
+/// `node.to_string()` (`1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`), likewise.
+fn node_string(node: &Node) -> String {
+    let mut out = String::with_capacity(21);
+    match (node.ip, node.port) {
+        (IpAddr::V4(_), port) => {
+            push_ip(&mut out, node.ip);
+            if let Some(port) = port {
+                out.push(':');
+                push_decimal(&mut out, port);
+            }
+        }
+        (IpAddr::V6(_), _) => {
+            use fmt::Write as _;
+            let _ = write!(out, "{node}");
+        }
+    }
+    out
+}
+
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u16::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn push_decimal(out: &mut String, n: u16) {
+    let mut started = false;
+    for div in [10_000, 1_000, 100, 10, 1] {
+        let digit = (n / div) % 10;
+        if started || digit != 0 || div == 1 {
+            started = true;
+            out.push(char::from(b'0' + digit as u8));
+        }
+    }
 }
 
 impl fmt::Display for Explanation {
@@ -136,5 +197,42 @@ impl fmt::Display for Explanation {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_print_as_display_does() {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.0.1",
+            "255.255.255.255",
+            "100.64.9.99",
+            "::",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = text
+                .parse()
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            assert_eq!(ip_string(ip), ip.to_string());
+            for port in [
+                None,
+                Some(0),
+                Some(1),
+                Some(80),
+                Some(443),
+                Some(8080),
+                Some(10000),
+                Some(65535),
+            ] {
+                let node = Node { ip, port };
+                assert_eq!(node_string(&node), node.to_string());
+            }
+        }
     }
 }

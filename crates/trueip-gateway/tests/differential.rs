@@ -1,0 +1,880 @@
+//! The lean HTTP/1.1 path (`src/fast.rs`) and hyper's path clean headers on two separate
+//! implementations; a difference between them is a place where a forged client address
+//! could slip through. This test sends the same requests through both and compares what
+//! the upstream receives.
+//!
+//! One gateway runs in-process on one listener; before each request its state is switched
+//! between two builds of the same config, one with the lean path and one without
+//! (`Settings::lean_http1`), so the listener port, the upstream and the peer are the same.
+//! The upstream records the exact header lines of every request (keyed by an `X-Case`
+//! line the request carries). The lean path forwards header names as received while
+//! hyper's path lowercases them; `X-Case` spelled with capitals therefore also tells which
+//! path served a request, so the test can say how many requests the lean path took.
+//!
+//! Compared per request: the status the client got, and the upstream's view (method,
+//! target, and every header line, names lower-cased, values byte for byte). Lines of
+//! different names are compared as groups, in order within each name: hyper's `HeaderMap`
+//! groups lines by name and may reorder names after removals, which is harmless since the
+//! order of lines with different names carries no meaning (RFC 9110 §5.3); the order of
+//! lines of one name does, and is compared.
+//!
+//! Requests come from a table of hand-written cases and from a seeded generator (bounded
+//! count; set `TRUEIP_DIFF_SEED` to try another seed): forged X-Forwarded-For / X-Real-IP /
+//! Forwarded / X-Forwarded-Proto/Host/Port / CDN headers, odd case and underscore
+//! spellings, several lines of one header, `Connection:` tokens naming the gateway's
+//! headers, long values, bytes outside ASCII, framing headers, malformed heads, from an
+//! untrusted peer (127.0.0.1) and a trusted one (127.0.0.20), and through PROXY v1
+//! headers naming trusted and untrusted sources.
+
+#![allow(clippy::unwrap_used, reason = "test helpers: a panic is a failed test")]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use trueip_gateway::config::{Overrides, Settings, parse_toml};
+use trueip_gateway::metrics::Metrics;
+use trueip_gateway::server::{Role, Shared, State, accept};
+
+/// An untrusted client.
+const UNTRUSTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+/// A trusted proxy (inside 127.0.0.16/28).
+const TRUSTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
+/// Generated requests per configuration.
+const GENERATED: usize = 250;
+
+// ---------------------------------------------------------------------------------------------
+// The recording upstream
+
+/// What the upstream received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    target: String,
+    /// Header lines, names as received.
+    lines: Vec<(String, Vec<u8>)>,
+}
+
+impl Seen {
+    /// Lines grouped by lower-cased name (order kept within a name), `X-Case` left out.
+    fn normalized(&self) -> (String, String, Vec<(String, Vec<u8>)>) {
+        let mut lines: Vec<(String, Vec<u8>)> = self
+            .lines
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .filter(|(n, _)| n != "x-case")
+            .collect();
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        (self.method.clone(), self.target.clone(), lines)
+    }
+
+    /// Whether the lean path forwarded it (names kept as received).
+    fn lean(&self) -> bool {
+        self.lines.iter().any(|(n, _)| n == "X-Case")
+    }
+}
+
+type Log = Arc<Mutex<HashMap<String, Seen>>>;
+
+async fn upstream(log: Log) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(upstream_conn(s, log.clone()));
+        }
+    });
+    addr
+}
+
+/// A parsed request head: what was seen, its length, and how its body is framed.
+fn parse_request(buf: &[u8]) -> Option<(Seen, usize, usize, bool)> {
+    let mut lines = [httparse::EMPTY_HEADER; 512];
+    let mut req = httparse::Request::new(&mut lines);
+    let Ok(httparse::Status::Complete(n)) = req.parse(buf) else {
+        return None;
+    };
+    let mut length = 0;
+    let mut chunked = false;
+    let lines: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_string(), h.value.to_vec()))
+        .collect();
+    for (name, value) in &lines {
+        if name.eq_ignore_ascii_case("content-length") {
+            length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        }
+    }
+    let seen = Seen {
+        method: req.method.unwrap_or("").to_string(),
+        target: req.path.unwrap_or("").to_string(),
+        lines,
+    };
+    Some((seen, n, length, chunked))
+}
+
+async fn upstream_conn(mut s: TcpStream, log: Log) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 16384];
+    loop {
+        let (seen, used, length, chunked) = loop {
+            if let Some(parsed) = parse_request(&buf) {
+                break parsed;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), s.read(&mut tmp)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                _ => return,
+            }
+        };
+        buf.drain(..used);
+        // Bodies are not compared; they are read so the connection stays usable.
+        let body_end = |b: &[u8]| {
+            if chunked {
+                b.windows(5).position(|w| w == b"0\r\n\r\n").map(|i| i + 5)
+            } else {
+                (b.len() >= length).then_some(length)
+            }
+        };
+        let end = loop {
+            if let Some(end) = body_end(&buf) {
+                break end;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), s.read(&mut tmp)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                _ => return,
+            }
+        };
+        buf.drain(..end);
+        let id = seen
+            .lines
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("x-case"))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        log.lock().unwrap().insert(id, seen);
+        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-up: 1\r\n\r\nok")
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway, in two builds
+
+struct Gateway {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    lean: Arc<State>,
+    hyper: Arc<State>,
+}
+
+fn build(toml: &str, lean: bool) -> Arc<State> {
+    let file = parse_toml(toml).unwrap();
+    let mut settings =
+        Settings::from_file(file, &Overrides::default(), &mut |_| Err(String::new())).unwrap();
+    settings.lean_http1 = lean;
+    Arc::new(State::build(settings).unwrap())
+}
+
+async fn gateway(toml: &str) -> Gateway {
+    let lean = build(toml, true);
+    let hyper = build(toml, false);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        connections: Arc::new(Semaphore::new(1024)),
+        state: ArcSwap::new(lean.clone()),
+        metrics: Arc::new(Metrics::default()),
+        shutdown,
+    });
+    tokio::spawn(accept(listener, Role::Listener(0), shared.clone()));
+    Gateway {
+        addr,
+        shared,
+        lean,
+        hyper,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+/// Status and body of the response (status 0: none, the connection closed or stalled).
+async fn send(addr: SocketAddr, from: Ipv4Addr, bytes: &[u8], head_only: bool) -> (u16, Vec<u8>) {
+    send_from(addr, from, bytes, head_only).await.1
+}
+
+/// [`send`], also saying which port the client used.
+async fn send_from(
+    addr: SocketAddr,
+    from: Ipv4Addr,
+    bytes: &[u8],
+    head_only: bool,
+) -> (u16, (u16, Vec<u8>)) {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.into(), 0)).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    let port = s.local_addr().unwrap().port();
+    (port, answer(&mut s, bytes, head_only).await)
+}
+
+async fn answer(s: &mut TcpStream, bytes: &[u8], head_only: bool) -> (u16, Vec<u8>) {
+    if s.write_all(bytes).await.is_err() {
+        return (0, Vec::new());
+    }
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 16384];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut lines = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut lines);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let status = resp.code.unwrap_or(0);
+            let length = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
+            let length = if head_only { Some(0) } else { length };
+            if let Some(len) = length
+                && buf.len() >= n + len
+            {
+                return (status, buf[n..n + len].to_vec());
+            }
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+            _ => {
+                let mut lines = [httparse::EMPTY_HEADER; 64];
+                let mut resp = httparse::Response::new(&mut lines);
+                return match resp.parse(&buf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        (resp.code.unwrap_or(0), buf[n..].to_vec())
+                    }
+                    _ => (0, Vec::new()),
+                };
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+#[derive(Clone, Debug)]
+struct Case {
+    /// The address the client connects from.
+    from: Ipv4Addr,
+    /// Everything the client sends (PROXY header, head, body).
+    bytes: Vec<u8>,
+    head_only: bool,
+}
+
+impl Case {
+    /// `head` is written one byte per char: U+0080..U+00FF stand for the bytes
+    /// 0x80..0xFF (obs-text), which are not UTF-8 on the wire.
+    fn new(from: Ipv4Addr, proxy: Option<&str>, head: &str) -> Case {
+        let mut bytes = proxy
+            .map(|p| format!("{p}\r\n"))
+            .unwrap_or_default()
+            .into_bytes();
+        bytes.extend(
+            head.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
+        Case {
+            from,
+            head_only: head.starts_with("HEAD "),
+            bytes,
+        }
+    }
+}
+
+/// The shown form of bytes: printable ASCII as is, the rest escaped.
+fn show(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes.iter().take(600) {
+        match b {
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n\n    "),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if bytes.len() > 600 {
+        let _ = write!(out, "… ({} bytes)", bytes.len());
+    }
+    out
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn percent(&mut self, p: usize) -> bool {
+        self.below(100) < p
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Client-IP and forwarding header names, as documents spell them.
+const FORWARDING: [&str; 20] = [
+    "X-Forwarded-For",
+    "X-Real-IP",
+    "Forwarded",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "CF-Connecting-IP",
+    "True-Client-IP",
+    "Fastly-Client-IP",
+    "Fly-Client-IP",
+    "X-Azure-ClientIP",
+    "X-Azure-FDID",
+    "CloudFront-Viewer-Address",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Custom-IP",
+    "X-Origin-Verify",
+    "Via",
+    "X-Forwarded-For",
+];
+
+const ADDRESSES: [&str; 24] = [
+    "\u{ff}\u{fe}1.2.3.4",
+    "1.2.3.4, caf\u{e9}",
+    "203.0.113.66",
+    "203.0.113.66, 127.0.0.20",
+    "198.51.100.9, 10.1.1.1",
+    "6.6.6.6, 198.51.100.9, 10.0.0.7",
+    "2001:db8::1",
+    "[2001:db8::1]:443",
+    "::ffff:10.0.0.1, 203.0.113.5",
+    "unknown",
+    "_hidden, 10.0.0.2",
+    "garbage",
+    "",
+    "1.2.3.4:80",
+    "10.0.0.1",
+    "10.0.0.1, 10.0.0.2",
+    " 203.0.113.7 ,  10.0.0.2 ",
+    ",,203.0.113.8,,",
+    "010.0.0.1, 10.0.0.2",
+    "203.0.113.9\t",
+    "for=192.0.2.88;proto=https;host=evil.example",
+    "for=\"[2001:db8::2]:80\", for=10.0.0.3",
+    "for=\"unterminated, for=198.51.100.4",
+    "s3cret",
+];
+
+const OTHER_VALUES: [&str; 12] = [
+    "https",
+    "http",
+    "HTTPS",
+    "gopher",
+    "evil.example",
+    "a.example:8443",
+    "bad host",
+    "443",
+    "1",
+    "99999",
+    "/admin",
+    "1.1 proxy",
+];
+
+/// A spelling of `name`: as documented, lower, upper, mixed, or with underscores.
+fn spell(rng: &mut Rng, name: &str) -> String {
+    match rng.below(10) {
+        0..=2 => name.to_string(),
+        3 | 4 => name.to_ascii_lowercase(),
+        5 => name.to_ascii_uppercase(),
+        6 | 7 => name
+            .chars()
+            .map(|c| {
+                if rng.percent(50) {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect(),
+        _ => name.replace('-', "_"),
+    }
+}
+
+fn value(rng: &mut Rng, name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if rng.percent(3) {
+        // Long: thousands of trusted entries, then an address.
+        return format!("{}203.0.113.9", "10.0.0.1, ".repeat(800 + rng.below(800)));
+    }
+    let not_an_address = lower.contains("proto")
+        || lower.contains("host")
+        || lower.contains("port")
+        || lower.contains("prefix")
+        || lower == "via";
+    if not_an_address && rng.percent(70) {
+        return rng.pick(&OTHER_VALUES).to_string();
+    }
+    rng.pick(&ADDRESSES).to_string()
+}
+
+/// One generated request. `proxy` chooses PROXY v1 headers for the PROXY listener.
+fn generate(rng: &mut Rng, proxy: bool) -> Case {
+    let from = if rng.percent(50) { TRUSTED } else { UNTRUSTED };
+    let proxy_line = proxy.then(|| {
+        rng.pick(&[
+            "PROXY TCP4 10.1.2.3 127.0.0.1 5555 8080",
+            "PROXY TCP4 198.51.100.7 127.0.0.1 5555 8080",
+            "PROXY TCP4 127.0.0.20 127.0.0.1 5555 443",
+            "PROXY TCP6 2001:db8::5 ::1 5555 8080",
+            "PROXY UNKNOWN",
+        ])
+        .to_string()
+    });
+    let method = match rng.below(20) {
+        0 => "HEAD",
+        1 => "OPTIONS",
+        2 => "DELETE",
+        3 => "POST",
+        4 => "PUT",
+        5 if rng.percent(30) => "get",
+        6 if rng.percent(30) => "FOO",
+        _ => "GET",
+    };
+    let target = match rng.below(40) {
+        0 => "http://evil.example/x",
+        1 => "/{x}",
+        2 => "/a#b",
+        3 if method == "OPTIONS" => "*",
+        4 => "/%7Bx%7D?q=1&r=%20",
+        5 => "/json",
+        6 => "/.trueip/healthz",
+        7 => "/a/b;c=d?e=f:g@h",
+        _ => "/app/page?x=1",
+    };
+    let version = match rng.below(30) {
+        0 => "HTTP/1.0",
+        1 if rng.percent(30) => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    let mut lines: Vec<String> = Vec::new();
+    match rng.below(12) {
+        0 => {}
+        1 => {
+            lines.push("Host: a.example".into());
+            lines.push("Host: b.example".into());
+        }
+        2 => lines.push(format!("{}: a.example", spell(rng, "Host"))),
+        3 => lines.push("Host: bad host".into()),
+        4 => lines.push("Host: evil.example:8443".into()),
+        _ => lines.push("Host: app.example".into()),
+    }
+    for _ in 0..rng.below(7) {
+        let name = *rng.pick(&FORWARDING);
+        let spelled = spell(rng, name);
+        let v = value(rng, name);
+        lines.push(format!("{spelled}: {v}"));
+        if rng.percent(15) {
+            // Another line of the same header, maybe spelled differently.
+            let again = spell(rng, name);
+            let v = value(rng, name);
+            lines.push(format!("{again}: {v}"));
+        }
+    }
+    for _ in 0..rng.below(4) {
+        lines.push(
+            rng.pick(&[
+                "User-Agent: curl/8.0",
+                "Accept: */*",
+                "Accept: application/json",
+                "Cookie: a=1",
+                "Cookie: b=2",
+                "X-App: one",
+                "x-app: two",
+                "Accept-Encoding: gzip",
+                "X-Empty:",
+                "X-Tab: a\tb",
+            ])
+            .to_string(),
+        );
+    }
+    let mut body = String::new();
+    if rng.percent(20) {
+        match rng.below(18) {
+            0 => lines.push("Connection: X-Real-IP, X-Forwarded-For, Forwarded, keep-alive".into()),
+            1 => lines.push("Connection: x_forwarded_for, Host, X-App".into()),
+            2 => lines.push("Connection: close".into()),
+            3 => lines.push("Keep-Alive: timeout=5".into()),
+            4 => lines.push("TE: trailers".into()),
+            5 => lines.push("Upgrade: websocket".into()),
+            6 => lines.push("Expect: 100-continue".into()),
+            7 => lines.push("Proxy-Connection: keep-alive".into()),
+            8 => {
+                lines.push("Transfer-Encoding: chunked".into());
+                body.push_str("0\r\n\r\n");
+            }
+            9 => lines.push("Content-Length: 0".into()),
+            10 => {
+                lines.push("Content-Length: 0".into());
+                lines.push("content-length: 0".into());
+            }
+            11 => {
+                lines.push("Content-Length: 5".into());
+                body.push_str("hello");
+            }
+            12 => lines.push("Content-Length: 99999999999999999999999".into()),
+            13 => lines.push("Content-Length: -1".into()),
+            14 => lines.push("Content-Length: 0, 0".into()),
+            15 => lines.push("Trailer: x".into()),
+            16 => lines.push("Content-Length: 00".into()),
+            _ => lines.push("Proxy-Authorization: Basic eA==".into()),
+        }
+    }
+    if rng.percent(8) {
+        match rng.below(9) {
+            0 => lines.push("X-Bad: a\u{1}b".into()),
+            1 => lines.push("X-Fold: a\r\n b".into()),
+            2 => lines.push("Bad Name: x".into()),
+            3 => lines.push("X-Sp : x".into()),
+            4 => lines.push("X-Nul: a\u{0}b".into()),
+            5 => lines.push("X-Forwarded-For: 1.2.3.4\rX-Real-IP: 5.6.7.8".into()),
+            6 => lines.push("NoColon".into()),
+            7 => lines.push("X-Del: a\u{7f}".into()),
+            _ => {
+                for i in 0..101 {
+                    lines.push(format!("X-H{i}: v"));
+                }
+            }
+        }
+    }
+    // X-Case goes anywhere among the lines; the id is filled in by the caller.
+    let at = rng.below(lines.len() + 1);
+    lines.insert(at, "X-Case: {id}".into());
+    let eol = if rng.percent(5) { "\n" } else { "\r\n" };
+    let mut head = format!("{method} {target} {version}{eol}");
+    for l in &lines {
+        head.push_str(l);
+        head.push_str(eol);
+    }
+    head.push_str(eol);
+    head.push_str(&body);
+    let mut case = Case::new(from, proxy_line.as_deref(), &head);
+    case.head_only = method == "HEAD";
+    case
+}
+
+/// Hand-written requests: each known trick once, in its plainest form.
+fn fixed(proxy: bool) -> Vec<Case> {
+    let heads = [
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For: 203.0.113.66\r\nX-Real-IP: 198.51.100.77\r\nForwarded: for=192.0.2.88;proto=https\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nx_forwarded_for: 203.0.113.66\r\nX_REAL_IP: 1.1.1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For: 198.51.100.9\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nx-FORWARDED-for: 198.51.100.9, 10.0.0.9\r\nX-FORWARDED-PROTO: https\r\nx-forwarded-host: evil\r\nX-Forwarded-Port: 1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: X-Real-IP, X-Forwarded-For, Forwarded\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCF-Connecting-IP: 1.1.1.1\r\nTrue-Client-IP: 2.2.2.2\r\nFastly-Client-IP: 3.3.3.3\r\nFly-Client-IP: 4.4.4.4\r\nX-Azure-ClientIP: 5.5.5.5\r\nCloudFront-Viewer-Address: 6.6.6.6:443\r\nX-Client-IP: 7.7.7.7\r\nX-Cluster-Client-IP: 8.8.8.8\r\nX-Custom-IP: 9.9.9.9\r\nX-Azure-FDID: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-Case: {id}\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nX-Case: {id}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nContent-Length: 18446744073709551616\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Fold: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Bad: \u{1}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For: \u{ff}\u{fe}1.2.3.4\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Origin-Verify: s3cret\r\nX-Real-IP: 198.51.100.4\r\nX-Forwarded-For: 198.51.100.5\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Origin-Verify: wrong\r\nX-Real-IP: 198.51.100.4\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Origin-Verify: s3cret\r\nx-origin-verify: s3cret\r\nX-Real-IP: 198.51.100.4\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Origin-Verify: s3cret\r\nX_Origin_Verify: s3cret\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nForwarded: for=\"unterminated, for=198.51.100.4\r\nX-Forwarded-For: 198.51.100.5\r\n\r\n",
+        "GET /a HTTP/1.0\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
+        "GET http://evil.example/ HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\n\r\n",
+        "HEAD / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Real-IP: 203.0.113.66\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\nX-Case: {id}\nX-Forwarded-For: 203.0.113.66\n\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For:\r\nX-Real-IP:\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\nX-Case: {id}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\u{ff}\r\nX-Case: {id}\r\n\r\n",
+    ];
+    let proxies: &[Option<&str>] = if proxy {
+        &[
+            Some("PROXY TCP4 10.1.2.3 127.0.0.1 5555 8080"),
+            Some("PROXY TCP4 198.51.100.7 127.0.0.1 5555 8080"),
+            Some("PROXY UNKNOWN"),
+        ]
+    } else {
+        &[None]
+    };
+    let mut cases = Vec::new();
+    for head in heads {
+        for from in [UNTRUSTED, TRUSTED] {
+            for p in proxies {
+                cases.push(Case::new(from, *p, head));
+            }
+        }
+    }
+    cases
+}
+
+/// What one path made of a request: the status and the upstream's view.
+type Outcome = (u16, Option<Seen>);
+
+async fn through(gw: &Gateway, state: &Arc<State>, log: &Log, case: &Case, id: &str) -> Outcome {
+    gw.shared.state.store(state.clone());
+    let bytes = replace_id(&case.bytes, id);
+    let (status, _) = send(gw.addr, case.from, &bytes, case.head_only).await;
+    let seen = log.lock().unwrap().remove(id);
+    (status, seen)
+}
+
+fn replace_id(bytes: &[u8], id: &str) -> Vec<u8> {
+    let pat = b"{id}";
+    match bytes.windows(pat.len()).position(|w| w == pat) {
+        Some(i) => [&bytes[..i], id.as_bytes(), &bytes[i + pat.len()..]].concat(),
+        None => bytes.to_vec(),
+    }
+}
+
+fn describe(o: &Outcome) -> String {
+    let mut out = format!("status {}", o.0);
+    match &o.1 {
+        None => out.push_str(", upstream saw nothing"),
+        Some(s) => {
+            let (m, t, lines) = s.normalized();
+            let _ = write!(out, ", upstream saw {m} {t}");
+            for (n, v) in lines {
+                let _ = write!(out, "\n      {n}: {}", show(&v));
+            }
+        }
+    }
+    out
+}
+
+/// Runs every case through both paths; returns the differences and how many requests the
+/// lean path forwarded.
+async fn compare(toml_template: &str, proxy: bool, seed: u64) -> (Vec<String>, usize, usize) {
+    let log: Log = Arc::default();
+    let up = upstream(log.clone()).await;
+    let toml = toml_template.replace("{upstream}", &up.to_string());
+    let gw = gateway(&toml).await;
+    let mut rng = Rng(seed);
+    let mut cases = fixed(proxy);
+    for _ in 0..GENERATED {
+        cases.push(generate(&mut rng, proxy));
+    }
+    let mut diffs = Vec::new();
+    let mut lean_taken = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let a = through(&gw, &gw.lean, &log, case, &format!("{i}")).await;
+        let b = through(&gw, &gw.hyper, &log, case, &format!("{i}")).await;
+        if let Some(s) = &b.1 {
+            assert!(
+                !s.lean(),
+                "the hyper build served a request on the lean path"
+            );
+        }
+        if a.1.as_ref().is_some_and(Seen::lean) {
+            lean_taken += 1;
+        }
+        let same =
+            a.0 == b.0 && a.1.as_ref().map(Seen::normalized) == b.1.as_ref().map(Seen::normalized);
+        if !same {
+            diffs.push(format!(
+                "case {i} from {}:\n    {}\n  lean build:  {}\n  hyper build: {}",
+                case.from,
+                show(&case.bytes),
+                describe(&a),
+                describe(&b)
+            ));
+        }
+    }
+    (diffs, lean_taken, cases.len())
+}
+
+fn seed() -> u64 {
+    std::env::var("TRUEIP_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7275_6569_7000_0001)
+}
+
+async fn check(name: &str, toml: &str, proxy: bool) {
+    let seed = seed();
+    let (diffs, lean, total) = compare(toml, proxy, seed).await;
+    eprintln!("{name}: {total} requests, {lean} forwarded by the lean path, seed {seed}");
+    assert!(
+        diffs.is_empty(),
+        "{name}: {} of {total} requests reached the upstream differently (seed {seed}):\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+    assert!(
+        lean * 5 >= total,
+        "{name}: only {lean} of {total} requests took the lean path: the test lost its point"
+    );
+}
+
+const TRUST: &str = r#"
+[client_ip]
+trusted = ["127.0.0.16/28", "10.0.0.0/8"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_mode_behind_trusted_proxies() {
+    let toml = format!(
+        r#"{TRUST}strategy = "rightmost-untrusted"
+[[listen]]
+address = "127.0.0.1:1"
+[upstream]
+url = "http://{{upstream}}"
+[headers]
+strip = ["X-Custom-IP"]
+"#
+    );
+    check("replace", &toml, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_mode_from_forwarded() {
+    let toml = format!(
+        r#"{TRUST}strategy = "rightmost-untrusted"
+from = "forwarded"
+[[listen]]
+address = "127.0.0.1:1"
+[upstream]
+url = "http://{{upstream}}"
+[headers]
+x_real_ip = false
+x_forwarded_for = "append"
+forwarded = "append"
+x_forwarded_port = false
+x_forwarded_host = false
+"#
+    );
+    check("append", &toml, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_address_header_with_an_origin_secret() {
+    let toml = format!(
+        r#"{TRUST}strategy = ["header:X-Real-IP", "rightmost-untrusted"]
+origin_secret = {{ header = "X-Origin-Verify", value = "s3cret" }}
+[[listen]]
+address = "127.0.0.1:1"
+[upstream]
+url = "http://{{upstream}}"
+[headers]
+x_forwarded_proto = false
+"#
+    );
+    check("origin-secret", &toml, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_protocol_balancer() {
+    let toml = r#"
+[client_ip]
+trusted = ["10.0.0.0/8", "127.0.0.16/28"]
+strategy = "rightmost-untrusted"
+proxy_protocol_from = ["127.0.0.0/8"]
+[[listen]]
+address = "127.0.0.1:1"
+proxy_protocol = "v1"
+[upstream]
+url = "http://{upstream}"
+"#;
+    check("proxy-protocol", toml, true).await;
+}
+
+/// Whoami mode: both paths answer with the same page, in every format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_pages_are_the_same_on_both_paths() {
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n"
+    );
+    let gw = gateway(&toml).await;
+    let mut rng = Rng(seed());
+    let mut diffs = Vec::new();
+    let mut cases = fixed(false);
+    for _ in 0..GENERATED {
+        cases.push(generate(&mut rng, false));
+    }
+    for (i, case) in cases.iter_mut().enumerate() {
+        // Every format: the path chooses, and Accept lines (in the generated cases) too.
+        let path = ["/json", "/text", "/", "/app/page?x=1"][i % 4];
+        let text = String::from_utf8_lossy(&case.bytes).into_owned();
+        if let Some(sp) = text.find(' ')
+            && let Some(end) = text[sp + 1..].find(' ')
+            && text[sp + 1..sp + 1 + end].starts_with('/')
+        {
+            let mut bytes = case.bytes[..sp + 1].to_vec();
+            bytes.extend_from_slice(path.as_bytes());
+            bytes.extend_from_slice(&case.bytes[sp + 1 + end..]);
+            case.bytes = bytes;
+        }
+        let mut answers = Vec::new();
+        for state in [&gw.lean, &gw.hyper] {
+            gw.shared.state.store(state.clone());
+            let bytes = replace_id(&case.bytes, &i.to_string());
+            let (port, (status, body)) =
+                send_from(gw.addr, case.from, &bytes, case.head_only).await;
+            // The client's port differs between the two connections.
+            let body = String::from_utf8_lossy(&body).replace(&port.to_string(), "PORT");
+            answers.push((status, body.into_bytes()));
+        }
+        if answers[0] != answers[1] {
+            diffs.push(format!(
+                "case {i}:\n    {}\n  lean:  {} {}\n  hyper: {} {}",
+                show(&case.bytes),
+                answers[0].0,
+                show(&answers[0].1),
+                answers[1].0,
+                show(&answers[1].1)
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} whoami answers differ:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
