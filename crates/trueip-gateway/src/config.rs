@@ -167,6 +167,9 @@ pub struct LimitsConfig {
     /// Default: the number of CPUs.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Default true.
+    #[serde(default)]
+    pub lean_http1: Option<bool>,
 }
 
 /// `[admin]`
@@ -469,11 +472,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// Connect timeout of TCP-mode listeners (`upstream.connect_timeout`).
     pub tcp_connect_timeout: Duration,
-    /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::fast`]).
-    /// Always `true` from a config file; `false` sends every connection through
-    /// hyper. Not a config key: it exists so tests can drive both paths with the same
-    /// requests and compare what the upstream receives (`tests/differential.rs`).
-    #[doc(hidden)]
+    /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::fast`])
+    /// (`limits.lean_http1`, default true); `false` sends every connection through
+    /// hyper. Tests drive both paths with the same requests and compare what the
+    /// upstream receives (`tests/differential.rs`).
     pub lean_http1: bool,
 }
 
@@ -632,7 +634,7 @@ impl Settings {
             admin,
             log,
             tcp_connect_timeout,
-            lean_http1: true,
+            lean_http1: file.limits.lean_http1.unwrap_or(true),
         })
     }
 
@@ -1187,6 +1189,9 @@ mod tests {
         assert_eq!(example.admin, default.admin);
         assert_eq!(example.log, default.log);
         assert_eq!(example.tcp_connect_timeout, default.tcp_connect_timeout);
+        assert_eq!(example.lean_http1, default.lean_http1);
+        assert!(default.lean_http1);
+        assert!(!settings("[limits]\nlean_http1 = false").unwrap().lean_http1);
         assert_eq!(example.policy.strategy_name(0), None);
     }
 
