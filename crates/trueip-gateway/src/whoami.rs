@@ -870,7 +870,7 @@ mod tests {
                     explanation.client_port = Some(65535);
                     for step in &mut explanation.steps {
                         step.value = lossy.clone();
-                        step.why = ascii.clone();
+                        step.why = ascii.clone().into();
                     }
                 }
                 let w = Whoami {

@@ -583,9 +583,10 @@ impl Policy {
         if self.strategies.is_empty() {
             // Nothing is read, but a forwarding header sent straight to a service that
             // trusts no one is worth flagging: it is a forgery, or a proxy nobody trusted.
-            let suspects = [names::X_FORWARDED_FOR, names::FORWARDED, names::X_REAL_IP];
+            static SUSPECTS: [FieldName; 3] =
+                [names::X_FORWARDED_FOR, names::FORWARDED, names::X_REAL_IP];
             let mut present = None;
-            for name in &suspects {
+            for name in &SUSPECTS {
                 if present.is_none() {
                     headers.for_each_value(name, |_| present = Some(name.as_str()));
                 }

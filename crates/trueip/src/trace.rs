@@ -1,5 +1,6 @@
 //! The record of a decision, step by step, for `explain`, the whoami page and logs.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// What a step concluded about the thing it looked at.
@@ -39,21 +40,21 @@ impl fmt::Display for Verdict {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Step {
     /// What was looked at: `peer`, `proxy-protocol`, `x-forwarded-for[-2]`, `x-real-ip`, `strategy`.
-    pub subject: String,
+    pub subject: Cow<'static, str>,
     /// Its value as seen.
     pub value: String,
     /// The conclusion.
     pub verdict: Verdict,
-    /// Why, in a few words.
-    pub why: String,
+    /// Why, in a few words. Borrowed (no allocation) when the words are fixed, as most are.
+    pub why: Cow<'static, str>,
 }
 
 impl Step {
     pub(crate) fn new(
-        subject: impl Into<String>,
+        subject: impl Into<Cow<'static, str>>,
         value: impl fmt::Display,
         verdict: Verdict,
-        why: impl Into<String>,
+        why: impl Into<Cow<'static, str>>,
     ) -> Self {
         Step {
             subject: subject.into(),
