@@ -141,6 +141,38 @@ pub struct Record {
     pub in_flight: Option<crate::io::InFlight>,
 }
 
+impl Record {
+    /// A request that arrived at `start` from the connection's peer, before any
+    /// decision: the peer stands as the client until the policy says otherwise. `uri`
+    /// is only worth keeping when the access log is on.
+    pub fn begin(
+        ctx: &crate::server::ConnCtx,
+        access_log: bool,
+        start: Instant,
+        method: Method,
+        uri: Option<http::Uri>,
+        version: http::Version,
+    ) -> Self {
+        Record {
+            metrics: ctx.shared.metrics.clone(),
+            access_log,
+            start,
+            client: trueip::addr::normalize(ctx.peer.ip()),
+            peer: ctx.peer,
+            source: trueip::Source::Peer,
+            header: None,
+            warnings: trueip::Warnings::NONE,
+            method,
+            uri,
+            version,
+            status: 0,
+            bytes: 0,
+            error: None,
+            in_flight: Some(ctx.activity.begin_at(start)),
+        }
+    }
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
         let now = Instant::now();

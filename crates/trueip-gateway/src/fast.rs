@@ -34,7 +34,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
-use trueip::{Connection, Explanation, Node, Resolution};
+use trueip::{Explanation, Resolution};
 
 use crate::body::{Body, Record, error_response};
 use crate::hygiene::{self, Facts, Own};
@@ -49,33 +49,20 @@ use crate::whoami;
 const MAX_HEADERS: usize = 100;
 /// The largest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
-/// Hop-by-hop and framing headers: a request carrying one goes to hyper.
-const HYPER_ONLY: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "expect",
-    "content-length",
-];
-/// Hop-by-hop headers of a response, never copied to the client (as
-/// [`Hygiene::response`](crate::hygiene::Hygiene::response)); the framing headers
-/// are written by this path itself.
-const RESPONSE_DROP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "content-length",
-];
+/// Whether a request header sends the request to hyper: hop-by-hop headers (as
+/// [`Hygiene`](crate::hygiene::Hygiene) knows them), `Expect`, and framing.
+fn hyper_only(name: &str) -> bool {
+    crate::hygiene::is_hop_by_hop(name)
+        || name.eq_ignore_ascii_case("expect")
+        || name.eq_ignore_ascii_case("content-length")
+}
+
+/// Whether a response header is never copied to the client: hop-by-hop headers (as
+/// [`Hygiene::response`](crate::hygiene::Hygiene::response) drops them), and framing,
+/// which this path writes itself.
+fn response_drop(name: &str) -> bool {
+    crate::hygiene::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length")
+}
 
 /// How the lean path left a connection.
 pub enum After {
@@ -434,7 +421,7 @@ async fn one(
             length_seen = true;
             continue;
         }
-        if HYPER_ONLY.iter().any(|n| name.eq_ignore_ascii_case(n)) || name.contains('_') {
+        if hyper_only(name) || name.contains('_') {
             return Next::Hyper;
         }
         if name.eq_ignore_ascii_case("host") {
@@ -458,35 +445,17 @@ async fn one(
 
     let start = Instant::now();
     let raw = Raw(lines);
-    let conn = Connection {
-        peer: Node::from(ctx.peer),
-        proxy_source: ctx
-            .proxy
-            .as_ref()
-            .and_then(|p| p.addrs)
-            .map(|a| Node::from(a.source)),
-    };
-    let mut record = Record {
-        metrics: ctx.shared.metrics.clone(),
-        access_log: settings.log.access_log,
+    let conn = ctx.connection();
+    let access_log = settings.log.access_log;
+    let uri = if access_log { path.parse().ok() } else { None };
+    let mut record = Record::begin(
+        ctx,
+        access_log,
         start,
-        client: trueip::addr::normalize(ctx.peer.ip()),
-        peer: ctx.peer,
-        source: trueip::Source::Peer,
-        header: None,
-        warnings: trueip::Warnings::NONE,
-        method: method.clone(),
-        uri: if settings.log.access_log {
-            path.parse().ok()
-        } else {
-            None
-        },
-        version: Version::HTTP_11,
-        status: 0,
-        bytes: 0,
-        error: None,
-        in_flight: Some(ctx.activity.begin_at(start)),
-    };
+        method.clone(),
+        uri,
+        Version::HTTP_11,
+    );
     let head_only = method == Method::HEAD;
     let closing = ctx.shared.shutting_down();
 
@@ -1127,7 +1096,7 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     let mut has_date = false;
     for h in lines {
         let name = h.name;
-        if RESPONSE_DROP.iter().any(|n| name.eq_ignore_ascii_case(n))
+        if response_drop(name)
             || named
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))

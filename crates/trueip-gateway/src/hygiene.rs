@@ -31,6 +31,11 @@ use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
 use crate::config::{HeaderSettings, ListMode};
 
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`].
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",

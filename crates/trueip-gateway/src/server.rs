@@ -138,6 +138,21 @@ pub struct ConnCtx {
     _open: Open,
 }
 
+impl ConnCtx {
+    /// What the connection says before any header is read: the peer, and the source of a
+    /// PROXY header when one was accepted.
+    pub fn connection(&self) -> trueip::Connection {
+        trueip::Connection {
+            peer: trueip::Node::from(self.peer),
+            proxy_source: self
+                .proxy
+                .as_ref()
+                .and_then(|p| p.addrs)
+                .map(|a| trueip::Node::from(a.source)),
+        }
+    }
+}
+
 /// Accepts until shutdown.
 pub async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();

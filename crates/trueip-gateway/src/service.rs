@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use trueip::{Connection, Explanation, Node, Resolution};
+use trueip::{Explanation, Resolution};
 
 use crate::body::{Body, Record, Timed, error_response};
 use crate::hygiene::{self, Facts};
@@ -78,26 +78,18 @@ fn admin_response(which: Admin, method: &Method, ctx: &ConnCtx) -> Response<Body
 /// Serves one request. Never fails: every error becomes a response.
 pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
     let start = Instant::now();
-    let in_flight = ctx.activity.begin_at(start);
     let state = ctx.shared.state.load_full();
     let settings = &state.settings;
-    let mut record = Record {
-        metrics: ctx.shared.metrics.clone(),
-        access_log: settings.log.access_log,
+    let access_log = settings.log.access_log;
+    let uri = access_log.then(|| req.uri().clone());
+    let mut record = Record::begin(
+        &ctx,
+        access_log,
         start,
-        client: trueip::addr::normalize(ctx.peer.ip()),
-        peer: ctx.peer,
-        source: trueip::Source::Peer,
-        header: None,
-        warnings: trueip::Warnings::NONE,
-        method: req.method().clone(),
-        uri: settings.log.access_log.then(|| req.uri().clone()),
-        version: req.version(),
-        status: 0,
-        bytes: 0,
-        error: None,
-        in_flight: Some(in_flight),
-    };
+        req.method().clone(),
+        uri,
+        req.version(),
+    );
 
     let whoami_mode = state.upstream.is_none();
     let resp = if let Some(which) = admin_endpoint(
@@ -113,14 +105,7 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
             "the admin listener serves /healthz and /metrics",
         )
     } else {
-        let conn = Connection {
-            peer: Node::from(ctx.peer),
-            proxy_source: ctx
-                .proxy
-                .as_ref()
-                .and_then(|p| p.addrs)
-                .map(|a| Node::from(a.source)),
-        };
+        let conn = ctx.connection();
         // The whoami page explains the decision: resolving once more would repeat it.
         let explanation = state
             .upstream

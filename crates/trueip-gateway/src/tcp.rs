@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
-use trueip::{Connection, Node};
 
 use crate::config::{ListenerSettings, SendProxy};
 use crate::io::{Idle, Tracked};
@@ -23,10 +22,7 @@ pub async fn relay(mut io: Tracked, ctx: &ConnCtx, state: &State, listener: &Lis
     metrics.tcp_connection();
     let settings = &state.settings;
     let proxy_addrs = ctx.proxy.as_ref().and_then(|p| p.addrs);
-    let conn = Connection {
-        peer: Node::from(ctx.peer),
-        proxy_source: proxy_addrs.map(|a| Node::from(a.source)),
-    };
+    let conn = ctx.connection();
     let no_headers: [(&str, &str); 0] = [];
     let resolution = settings.policy.resolve(&conn, &no_headers[..]);
     metrics.resolved(&resolution);
