@@ -562,20 +562,10 @@ fn upstream_head(
     req: &Request<'_>,
 ) -> (Vec<u8>, u64, SocketAddr) {
     let resolution = req.resolution;
-    let trusted_hop = state
-        .settings
-        .policy
-        .trusts(hygiene::effective_peer(resolution).ip)
-        && !resolution
-            .warnings
-            .contains(trueip::Warnings::ORIGIN_SECRET);
+    let trusted_hop = hygiene::came_through_trusted_hop(&state.settings.policy, resolution);
     let raw = Raw(req.lines);
     let origin = trueip::origin::origin(&raw, resolution);
-    let scheme = if ctx.tls || ctx.proxy.as_ref().is_some_and(|p| p.client_tls) {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = ctx.scheme();
     let destination = ctx
         .proxy
         .as_ref()

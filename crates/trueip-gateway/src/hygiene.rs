@@ -31,6 +31,16 @@ use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
 use crate::config::{HeaderSettings, ListMode};
 
+/// Whether the request's forwarding headers came through a hop the policy trusts: the
+/// effective peer is trusted, and the origin secret (when one is configured) was right. A
+/// trusted peer without the secret is no better than a stranger.
+pub(crate) fn came_through_trusted_hop(policy: &trueip::Policy, resolution: &Resolution) -> bool {
+    policy.trusts(effective_peer(resolution).ip)
+        && !resolution
+            .warnings
+            .contains(trueip::Warnings::ORIGIN_SECRET)
+}
+
 /// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))

@@ -139,6 +139,16 @@ pub struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// The scheme the client used: `https` over TLS here, or when a PROXY v2 header
+    /// said the client's connection was TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls || self.proxy.as_ref().is_some_and(|p| p.client_tls) {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// What the connection says before any header is read: the peer, and the source of a
     /// PROXY header when one was accepted.
     pub fn connection(&self) -> trueip::Connection {

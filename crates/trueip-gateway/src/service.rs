@@ -239,25 +239,13 @@ async fn forward(
     let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let proxy_addrs = ctx.proxy.as_ref().and_then(|p| p.addrs);
-    // Headers count as having come through a trusted hop only if the policy believed
-    // them: a trusted peer without the origin secret is no better than a stranger.
-    let trusted_hop = state
-        .settings
-        .policy
-        .trusts(hygiene::effective_peer(resolution).ip)
-        && !resolution
-            .warnings
-            .contains(trueip::Warnings::ORIGIN_SECRET);
+    let trusted_hop = hygiene::came_through_trusted_hop(&state.settings.policy, resolution);
     let origin = trueip::origin::origin(&parts.headers, resolution);
     let host: Option<HeaderValue> = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    let scheme = if ctx.tls || ctx.proxy.as_ref().is_some_and(|p| p.client_tls) {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = ctx.scheme();
     let destination = proxy_addrs.map_or(ctx.local, |a| a.destination);
     let facts = Facts {
         resolution,

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use trueip::{Explanation, Source, Verdict};
+use trueip::{Explanation, Source};
 
 use crate::body::Body;
 
@@ -296,7 +296,7 @@ pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
             out.extend_from_slice(b",\n      \"value\": ");
             json_string(out, &step.value);
             out.extend_from_slice(b",\n      \"verdict\": \"");
-            out.extend_from_slice(verdict_name(step.verdict).as_bytes());
+            out.extend_from_slice(step.verdict.as_str().as_bytes());
             out.extend_from_slice(b"\",\n      \"why\": ");
             json_string(out, &step.why);
             out.extend_from_slice(b"\n    }");
@@ -429,18 +429,6 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
-}
-
-/// The name serde gives a verdict (kebab-case).
-fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Start => "start",
-        Verdict::Trusted => "trusted",
-        Verdict::Client => "client",
-        Verdict::Stop => "stop",
-        Verdict::Ignored => "ignored",
-        Verdict::NotApplicable => "not-applicable",
-    }
 }
 
 fn text(w: &Whoami<'_>) -> String {

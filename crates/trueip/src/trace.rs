@@ -22,16 +22,23 @@ pub enum Verdict {
     NotApplicable,
 }
 
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Verdict {
+    /// The verdict's name, as `Display` and the JSON output spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Verdict::Start => "start",
             Verdict::Trusted => "trusted",
             Verdict::Client => "client",
             Verdict::Stop => "stop",
             Verdict::Ignored => "ignored",
             Verdict::NotApplicable => "not-applicable",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
