@@ -173,6 +173,27 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Counts the decision in the metrics and keeps what the access log shows of it.
+    pub fn note(
+        &mut self,
+        ctx: &crate::server::ConnCtx,
+        policy: &trueip::Policy,
+        resolution: &trueip::Resolution,
+    ) {
+        ctx.shared.metrics.resolved(resolution);
+        self.client = resolution.client.ip;
+        self.source = resolution.source;
+        if resolution.source == trueip::Source::Header {
+            self.header = resolution
+                .strategy
+                .and_then(|i| policy.strategy_header(i))
+                .cloned();
+        }
+        self.warnings = resolution.warnings;
+    }
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
         let now = Instant::now();

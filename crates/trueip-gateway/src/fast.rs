@@ -284,6 +284,12 @@ fn write_full(out: &mut Vec<u8>, resp: &http::Response<Body>, head_only: bool, c
     if !has_length {
         put_line(out, "content-length", body.len().to_string().as_bytes());
     }
+    end_head(out, close, head_only, &body);
+}
+
+/// Ends a response head the gateway wrote itself (`connection: close` when closing, the
+/// date, the blank line) and appends the body unless the request was HEAD.
+fn end_head(out: &mut Vec<u8>, close: bool, head_only: bool, body: &[u8]) {
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -461,7 +467,7 @@ async fn one(
 
     let Some(upstream) = &state.upstream else {
         let explanation = Explanation::new(&settings.policy, &conn, &raw);
-        note(&mut record, ctx, &state, &explanation.resolution);
+        record.note(ctx, &settings.policy, &explanation.resolution);
         let host = host.and_then(|h| std::str::from_utf8(h).ok());
         let page = crate::service::whoami_of(
             path_only,
@@ -486,14 +492,7 @@ async fn one(
                 out.extend_from_slice(b"\r\n");
             }
         }
-        if closing {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        date(out);
-        out.extend_from_slice(b"\r\n");
-        if !head_only {
-            out.extend_from_slice(scratch);
-        }
+        end_head(out, closing, head_only, scratch);
         if io.write_all(out).await.is_err() || closing {
             return Next::Close;
         }
@@ -501,7 +500,7 @@ async fn one(
     };
 
     let resolution = settings.policy.resolve(&conn, &raw);
-    note(&mut record, ctx, &state, &resolution);
+    record.note(ctx, &settings.policy, &resolution);
     let outcome = forward(
         io,
         ctx,
@@ -525,20 +524,6 @@ async fn one(
         Sent::KeepAlive if !closing => Next::KeepAlive(used),
         _ => Next::Close,
     }
-}
-
-/// Metrics and the access-log fields of a decision.
-fn note(record: &mut Record, ctx: &ConnCtx, state: &State, resolution: &Resolution) {
-    ctx.shared.metrics.resolved(resolution);
-    record.client = resolution.client.ip;
-    record.source = resolution.source;
-    if resolution.source == trueip::Source::Header {
-        record.header = resolution
-            .strategy
-            .and_then(|i| state.settings.policy.strategy_header(i))
-            .cloned();
-    }
-    record.warnings = resolution.warnings;
 }
 
 struct Request<'a> {

@@ -119,16 +119,7 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
                 &resolved
             }
         };
-        ctx.shared.metrics.resolved(resolution);
-        record.client = resolution.client.ip;
-        record.source = resolution.source;
-        if resolution.source == trueip::Source::Header {
-            record.header = resolution
-                .strategy
-                .and_then(|i| settings.policy.strategy_header(i))
-                .cloned();
-        }
-        record.warnings = resolution.warnings;
+        record.note(&ctx, &settings.policy, resolution);
         match (&state.upstream, &explanation) {
             (Some(upstream), _) => forward(req, &ctx, &state, upstream, resolution).await,
             (None, Some(explanation)) => whoami_page(req, &ctx, &state, explanation),
