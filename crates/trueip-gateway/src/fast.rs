@@ -284,7 +284,7 @@ fn write_full(out: &mut Vec<u8>, resp: &http::Response<Body>, head_only: bool, c
     if !has_length {
         put_line(out, "content-length", body.len().to_string().as_bytes());
     }
-    end_head(out, close, head_only, &body);
+    end_head(out, close, head_only, body);
 }
 
 /// Ends a response head the gateway wrote itself (`connection: close` when closing, the
