@@ -34,7 +34,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
-use trueip::{Explanation, Resolution};
+use trueip::{Decision, Resolution};
 
 use crate::body::{Body, Record, error_response};
 use crate::hygiene::{self, Facts, Own};
@@ -466,8 +466,8 @@ async fn one(
     let closing = ctx.shared.shutting_down();
 
     let Some(upstream) = &state.upstream else {
-        let explanation = Explanation::new(&settings.policy, &conn, &raw);
-        record.note(ctx, &settings.policy, &explanation.resolution);
+        let decision = Decision::new(&settings.policy, &conn, &raw);
+        record.note(ctx, &settings.policy, decision.resolution());
         let host = host.and_then(|h| std::str::from_utf8(h).ok());
         let page = crate::service::whoami_of(
             path_only,
@@ -475,7 +475,7 @@ async fn one(
             || lines.iter().map(|h| (h.name, h.value)),
             ctx,
             &state,
-            &explanation,
+            &decision,
         );
         scratch.clear();
         whoami::write_body(scratch, page.format, &page.whoami, &page.links());
@@ -488,7 +488,7 @@ async fn one(
             put_line(out, name, value.as_bytes());
             if i == 0 {
                 out.extend_from_slice(b"content-length: ");
-                whoami::put_decimal(out, scratch.len() as u64);
+                trueip::text::put_decimal(out, scratch.len() as u64);
                 out.extend_from_slice(b"\r\n");
             }
         }

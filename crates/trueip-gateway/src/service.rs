@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use trueip::{Explanation, Resolution};
+use trueip::{Decision, Resolution};
 
 use crate::body::{Body, Record, Timed, error_response};
 use crate::hygiene::{self, Facts};
@@ -106,26 +106,17 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
         )
     } else {
         let conn = ctx.connection();
-        // The whoami page explains the decision: resolving once more would repeat it.
-        let explanation = state
-            .upstream
-            .is_none()
-            .then(|| Explanation::new(&settings.policy, &conn, req.headers()));
-        let resolved;
-        let resolution = match &explanation {
-            Some(e) => &e.resolution,
-            None => {
-                resolved = settings.policy.resolve(&conn, req.headers());
-                &resolved
+        match &state.upstream {
+            Some(upstream) => {
+                let resolution = settings.policy.resolve(&conn, req.headers());
+                record.note(&ctx, &settings.policy, &resolution);
+                forward(req, &ctx, &state, upstream, &resolution).await
             }
-        };
-        record.note(&ctx, &settings.policy, resolution);
-        match (&state.upstream, &explanation) {
-            (Some(upstream), _) => forward(req, &ctx, &state, upstream, resolution).await,
-            (None, Some(explanation)) => whoami_page(req, &ctx, &state, explanation),
-            (None, None) => {
-                let explanation = Explanation::new(&settings.policy, &conn, req.headers());
-                whoami_page(req, &ctx, &state, &explanation)
+            // The whoami page explains the decision: resolving once more would repeat it.
+            None => {
+                let decision = Decision::new(&settings.policy, &conn, req.headers());
+                record.note(&ctx, &settings.policy, decision.resolution());
+                whoami_page(&req, &ctx, &state, &decision)
             }
         }
     };
@@ -134,10 +125,10 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
 }
 
 fn whoami_page(
-    req: Request<Incoming>,
+    req: &Request<Incoming>,
     ctx: &ConnCtx,
     state: &State,
-    explanation: &Explanation,
+    decision: &Decision<'_>,
 ) -> Response<Body> {
     let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
@@ -151,7 +142,7 @@ fn whoami_page(
         || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
         ctx,
         state,
-        explanation,
+        decision,
     );
     whoami::respond(req.method(), page.format, &page.whoami, &page.links())
 }
@@ -181,7 +172,7 @@ pub(crate) fn whoami_of<'a, I>(
     headers: impl Fn() -> I,
     ctx: &ConnCtx,
     state: &State,
-    explanation: &'a Explanation,
+    decision: &'a Decision<'a>,
 ) -> WhoamiPage<'a>
 where
     I: Iterator<Item = (&'a str, &'a [u8])>,
@@ -208,7 +199,7 @@ where
     };
     WhoamiPage {
         whoami: whoami::Whoami {
-            explanation,
+            decision,
             direct_ip: trueip::addr::normalize(ctx.peer.ip()),
             headers: forwarding,
         },

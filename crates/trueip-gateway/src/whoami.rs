@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use trueip::{Explanation, Source};
+use trueip::{Decision, Explanation, Source, text};
 
 use crate::body::Body;
 
@@ -19,7 +19,7 @@ const PAGE: &str = include_str!("whoami.html");
 /// The answer, in every format.
 pub struct Whoami<'a> {
     /// Everything `trueip explain` says.
-    pub explanation: &'a Explanation,
+    pub decision: &'a Decision<'a>,
     /// The TCP peer's address.
     pub direct_ip: IpAddr,
     /// Forwarding headers as received.
@@ -241,79 +241,23 @@ pub fn respond(
 }
 
 /// Writes the JSON answer exactly as `serde_json::to_writer_pretty` wrote it: the
-/// object `trueip explain --format json` prints, then `direct_ip` and `headers` — the
-/// same bytes, without serde's per-value formatting machinery (a test holds the two
-/// to byte equality, hostile header values included). The layout is fixed, so the
-/// text between values (names, commas, newlines, indentation) is written as constant
-/// pieces.
+/// object `trueip explain --format json` prints (written by the core library straight
+/// from the decision, without making its strings), then `direct_ip` and `headers` — the
+/// same bytes (a test holds the two to byte equality, hostile header values included).
 pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
-    let e = w.explanation;
-    out.extend_from_slice(b"{\n  \"client_ip\": ");
-    json_string(out, &e.client_ip);
-    out.extend_from_slice(b",\n  \"client_port\": ");
-    match e.client_port {
-        Some(p) => put_decimal(out, u64::from(p)),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\n  \"source\": ");
-    json_string(out, &e.source);
-    out.extend_from_slice(b",\n  \"peer\": ");
-    json_string(out, &e.peer);
-    out.extend_from_slice(b",\n  \"proxy_source\": ");
-    match &e.proxy_source {
-        Some(p) => json_string(out, p),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\n  \"chain_header\": ");
-    json_string(out, &e.chain_header);
-    out.extend_from_slice(b",\n  \"chain\": ");
-    json_strings(
-        out,
-        e.chain.iter().map(String::as_str),
-        b",\n    ",
-        b"\n  ]",
-    );
-    out.extend_from_slice(b",\n  \"trusted_hops\": ");
-    put_decimal(out, u64::from(e.trusted_hops));
-    out.extend_from_slice(b",\n  \"warnings\": ");
-    json_strings(out, e.warnings.iter().copied(), b",\n    ", b"\n  ]");
-    out.extend_from_slice(b",\n  \"strategy\": ");
-    match &e.strategy {
-        Some(s) => json_string(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\n  \"rate_limit_key\": ");
-    json_string(out, &e.rate_limit_key);
-    out.extend_from_slice(b",\n  \"steps\": ");
-    if e.steps.is_empty() {
-        out.extend_from_slice(b"[]");
-    } else {
-        let mut sep: &[u8] = b"[\n    {\n      \"subject\": ";
-        for step in &e.steps {
-            out.extend_from_slice(sep);
-            sep = b",\n    {\n      \"subject\": ";
-            json_string(out, &step.subject);
-            out.extend_from_slice(b",\n      \"value\": ");
-            json_string(out, &step.value);
-            out.extend_from_slice(b",\n      \"verdict\": \"");
-            out.extend_from_slice(step.verdict.as_str().as_bytes());
-            out.extend_from_slice(b"\",\n      \"why\": ");
-            json_string(out, &step.why);
-            out.extend_from_slice(b"\n    }");
+    w.decision.write_json_with(out, |out| {
+        out.extend_from_slice(b",\n  \"direct_ip\": \"");
+        text::put_ip(out, w.direct_ip);
+        out.extend_from_slice(b"\",\n  \"headers\": ");
+        if w.headers.is_empty() {
+            out.extend_from_slice(b"{}");
+            return;
         }
-        out.extend_from_slice(b"\n  ]");
-    }
-    out.extend_from_slice(b",\n  \"direct_ip\": \"");
-    put_ip(out, w.direct_ip);
-    out.extend_from_slice(b"\",\n  \"headers\": ");
-    if w.headers.is_empty() {
-        out.extend_from_slice(b"{}");
-    } else {
         let mut sep: &[u8] = b"{\n    ";
         w.headers.groups(|name, lines| {
             out.extend_from_slice(sep);
             sep = b",\n    ";
-            json_string(out, name);
+            text::put_json_string(out, name);
             out.extend_from_slice(b": ");
             json_strings(
                 out,
@@ -323,8 +267,7 @@ pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
             );
         });
         out.extend_from_slice(b"\n  }");
-    }
-    out.extend_from_slice(b"\n}");
+    });
 }
 
 /// An array of strings: `[]`, or `[` + the strings (each after `sep`, the first after
@@ -344,7 +287,7 @@ fn json_strings<S: AsRef<str>>(
             sep.get(1..).unwrap_or_default()
         });
         any = true;
-        json_string(out, item.as_ref());
+        text::put_json_string(out, item.as_ref());
     }
     if any {
         out.extend_from_slice(close);
@@ -353,86 +296,8 @@ fn json_strings<S: AsRef<str>>(
     }
 }
 
-/// Writes `n` in decimal.
-pub(crate) fn put_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
-        *slot = b'0' + (n % 10) as u8;
-        at -= 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
-}
-
-/// Writes an address as `Display` does.
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                put_decimal(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
-        }
-    }
-}
-
-/// A JSON string, escaped as serde_json escapes: `"` and `\`, and the control
-/// characters below U+0020 (`\b \t \n \f \r` by name, the rest as `\u00xx`);
-/// everything else, DEL and non-ASCII included, as is.
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    // Most text needs no escape: one pass without branches says so (and
-    // vectorises), then one copy.
-    let special = bytes.iter().fold(0u8, |acc, &b| {
-        acc | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-    });
-    if special == 0 {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
-    }
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let named: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..0x20 => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if named.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(named);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-    out.push(b'"');
-}
-
 fn text(w: &Whoami<'_>) -> String {
-    let mut out = w.explanation.to_string();
+    let mut out = w.decision.to_explanation().to_string();
     let _ = writeln!(out, "\ndirect   {}", w.direct_ip);
     for (name, line) in w.headers.lines() {
         let _ = writeln!(out, "header   {name}: {line}");
@@ -524,7 +389,7 @@ fn source_text(e: &Explanation) -> String {
 }
 
 fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
-    let e = w.explanation;
+    let e = &w.decision.to_explanation();
     let r = &e.resolution;
     let mut pills = String::new();
     let source_class = if matches!(r.source, Source::Peer) {
@@ -610,15 +475,14 @@ fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
         .replace("{{trusted_hops}}", &escape(&hops))
         .replace("{{rate_limit_key}}", &escape(&e.rate_limit_key))
         .replace("{{chain_header}}", &escape(&e.chain_header))
-        .replace("{{chain}}", &chain(w))
+        .replace("{{chain}}", &chain(w, e))
         .replace("{{headers}}", &headers_table(w))
         .replace("{{steps}}", &steps_table(e));
     // Last: the client address is the one value an attacker shapes most directly.
     page.replace("{{client_ip}}", &escape(&e.client_ip))
 }
 
-fn chain(w: &Whoami<'_>) -> String {
-    let e = w.explanation;
+fn chain(w: &Whoami<'_>, e: &Explanation) -> String {
     let r = &e.resolution;
     if e.chain.is_empty() {
         return format!(
@@ -743,6 +607,7 @@ mod tests {
 
     fn reference(
         w: &Whoami<'_>,
+        explanation: &Explanation,
         lines: &[(&str, &[u8])],
         is_fwd: impl Fn(&str) -> bool,
     ) -> Vec<u8> {
@@ -759,7 +624,7 @@ mod tests {
             }
         }
         let r = Reference {
-            explanation: w.explanation,
+            explanation,
             direct_ip: w.direct_ip.to_string(),
             headers,
         };
@@ -830,6 +695,14 @@ mod tests {
             ),
             ("10.0.0.5:4000", vec![("X-Forwarded-For", &every_byte)]),
             (
+                "10.0.0.5:4000",
+                vec![
+                    ("X-Forwarded-For", ascii.as_bytes()),
+                    ("Via", ascii.as_bytes()),
+                    ("X-Forwarded-For", b"\x00, \x1f\"\\, 10.0.0.1"),
+                ],
+            ),
+            (
                 "[2001:db8::7]:443",
                 vec![("x-forwarded-for", b"2001:db8::1, 10.0.0.1")],
             ),
@@ -844,37 +717,21 @@ mod tests {
         let policy = policy();
         for (peer, lines) in &cases {
             let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
-            let mut explanation = Explanation::new(&policy, &conn, &lines[..]);
-            for hostile in [false, true] {
-                if hostile {
-                    // Every ASCII character (controls included) and invalid UTF-8 made
-                    // valid, wherever the explanation holds text.
-                    let lossy = String::from_utf8_lossy(&every_byte).into_owned();
-                    explanation.client_ip = ascii.clone();
-                    explanation.source = lossy.clone();
-                    explanation.proxy_source = Some("\u{2028}\u{0}\u{1f}\u{7f}".into());
-                    explanation.strategy = Some(lossy.clone());
-                    explanation.chain.push(ascii.clone());
-                    explanation.client_port = Some(65535);
-                    for step in &mut explanation.steps {
-                        step.value = lossy.clone();
-                        step.why = ascii.clone().into();
-                    }
-                }
-                let w = Whoami {
-                    explanation: &explanation,
-                    direct_ip: conn.peer.ip,
-                    headers: forwarding_headers_of(lines.iter().copied(), is_fwd),
-                };
-                let want = reference(&w, lines, is_fwd);
-                let got = json_of(&w);
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want),
-                    "{peer} {lines:?} hostile={hostile}"
-                );
-                assert_eq!(got, want);
-            }
+            let decision = Decision::new(&policy, &conn, &lines[..]);
+            let explanation = Explanation::new(&policy, &conn, &lines[..]);
+            let w = Whoami {
+                decision: &decision,
+                direct_ip: conn.peer.ip,
+                headers: forwarding_headers_of(lines.iter().copied(), is_fwd),
+            };
+            let want = reference(&w, &explanation, lines, is_fwd);
+            let got = json_of(&w);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{peer} {lines:?}"
+            );
+            assert_eq!(got, want);
         }
     }
 
@@ -889,8 +746,9 @@ mod tests {
             ],
         );
         let explanation = Explanation::new(&policy, &conn, &h);
+        let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
-            explanation: &explanation,
+            decision: &decision,
             direct_ip: "10.0.0.5".parse().unwrap(),
             headers: forwarding_headers(&h, is_fwd),
         };
@@ -952,9 +810,9 @@ mod tests {
                 ("X-Real-IP", "\"><img src=x>"),
             ],
         );
-        let explanation = Explanation::new(&policy, &conn, &h);
+        let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
-            explanation: &explanation,
+            decision: &decision,
             direct_ip: "10.0.0.5".parse().unwrap(),
             headers: forwarding_headers(&h, |_| true),
         };

@@ -32,8 +32,8 @@ impl Node {
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.ip, self.port) {
-            (ip, None) => write!(f, "{ip}"),
-            (IpAddr::V4(ip), Some(port)) => write!(f, "{ip}:{port}"),
+            (IpAddr::V4(ip), port) => f.write_str(crate::text::Short::v4(ip, port).as_str()),
+            (ip @ IpAddr::V6(_), None) => write!(f, "{ip}"),
             (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
         }
     }

@@ -37,7 +37,7 @@ impl Entry<'_> {
 impl fmt::Display for Entry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Entry::Addr(node) => write!(f, "{node}"),
+            Entry::Addr(node) => fmt::Display::fmt(node, f),
             Entry::Unknown => f.write_str("unknown"),
             Entry::Obfuscated(text) => f.write_str(&String::from_utf8_lossy(text)),
             Entry::Absent => f.write_str("(no for=)"),

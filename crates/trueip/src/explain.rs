@@ -1,15 +1,14 @@
 //! One decision, in full: what `trueip explain`, the whoami page and debug logs show.
 
 use std::fmt;
-use std::net::IpAddr;
 
-use crate::addr::Node;
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
 use crate::strategy::walk::Rev;
-use crate::trace::Step;
+use crate::text::{self, ip_string, node_string};
+use crate::trace::{Mark, Step, Text};
 
 /// How many chain entries an explanation lists; the rest are summarised.
 const MAX_CHAIN: usize = 256;
@@ -50,100 +49,185 @@ pub struct Explanation {
 impl Explanation {
     /// Resolves with `policy` and records the evidence.
     pub fn new<H: Headers + ?Sized>(policy: &Policy, conn: &Connection, headers: &H) -> Self {
-        let (resolution, steps) = policy.explain(conn, headers);
+        Decision::new(policy, conn, headers).to_explanation()
+    }
+}
+
+/// A decision and its evidence, borrowed from the policy and the request: what an
+/// [`Explanation`] holds, before any of it becomes owned text.
+///
+/// For callers that print a decision per request (the whoami page):
+/// [`write_json`](Self::write_json) writes the bytes `serde_json::to_writer_pretty`
+/// writes for the [`Explanation`], with two allocations in all (the steps and the
+/// chain) where the `Explanation` makes a `String` per address and step.
+#[derive(Clone, Debug)]
+pub struct Decision<'a> {
+    policy: &'a Policy,
+    resolution: Resolution,
+    marks: Vec<Mark>,
+    list: ListHeader,
+    /// The list header's entries, left to right: the rightmost [`MAX_CHAIN`].
+    chain: Vec<Entry<'a>>,
+    /// Whether entries were left out (more than [`MAX_CHAIN`], or more header lines
+    /// than trueip reads).
+    chain_cut: bool,
+}
+
+impl<'a> Decision<'a> {
+    /// Resolves with `policy` and records the evidence.
+    pub fn new<H: Headers + ?Sized>(policy: &'a Policy, conn: &Connection, headers: &'a H) -> Self {
+        let (resolution, marks) = policy.explain_marks(conn, headers);
         let list = match resolution.source {
             Source::List { header, .. } => header,
             _ => policy.list_header(),
         };
+        let lines = Lines::read(headers, list.field_ref());
+        let mut chain: Vec<Entry<'a>> = Rev::new(list, &lines).take(MAX_CHAIN + 1).collect();
+        let chain_cut = chain.len() > MAX_CHAIN || lines.truncated;
+        chain.truncate(MAX_CHAIN);
+        chain.reverse();
+        Decision {
+            policy,
+            resolution,
+            marks,
+            list,
+            chain,
+            chain_cut,
+        }
+    }
+
+    /// The decision itself.
+    pub fn resolution(&self) -> &Resolution {
+        &self.resolution
+    }
+
+    /// The same evidence, in owned text.
+    pub fn to_explanation(&self) -> Explanation {
+        let (policy, resolution) = (self.policy, self.resolution);
+        let mut chain: Vec<String> = self.chain.iter().map(entry_string).collect();
+        if self.chain_cut {
+            chain.push(ELLIPSIS.to_string());
+        }
         Explanation {
             client_ip: ip_string(resolution.client.ip),
             client_port: resolution.client.port,
             source: policy.describe_source(&resolution),
             peer: node_string(&resolution.peer),
             proxy_source: resolution.proxy_source.as_ref().map(node_string),
-            chain_header: list.field().to_string(),
-            chain: chain(list, headers),
+            chain_header: self.list.field_str().to_string(),
+            chain,
             trusted_hops: resolution.trusted_hops,
             warnings: resolution.warnings.names().collect(),
             strategy: resolution.strategy.and_then(|i| policy.strategy_name(i)),
             rate_limit_key: ip_string(resolution.rate_limit_key),
-            steps,
+            steps: self.marks.iter().map(|mark| mark.to_step(policy)).collect(),
             resolution,
         }
     }
-}
 
-/// The entries of a list header, left to right, at most [`MAX_CHAIN`] (the rightmost ones).
-fn chain<H: Headers + ?Sized>(list: ListHeader, headers: &H) -> Vec<String> {
-    let lines = Lines::read(headers, &list.field());
-    let mut entries: Vec<String> = Rev::new(list, &lines)
-        .take(MAX_CHAIN + 1)
-        .map(|e| match e {
-            Entry::Addr(node) => node_string(&node),
-            other => other.to_string(),
-        })
-        .collect();
-    if entries.len() > MAX_CHAIN || lines.truncated {
-        entries.truncate(MAX_CHAIN);
-        entries.push("…".to_string());
+    /// Writes the [`Explanation`] as `serde_json::to_writer_pretty` would: the same
+    /// object, the same bytes.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_with(out, |_| {});
     }
-    entries.reverse();
-    entries
-}
 
-/// `ip.to_string()`; IPv4, the common case on every whoami request, without the
-/// formatting machinery.
-fn ip_string(ip: IpAddr) -> String {
-    let mut out = String::with_capacity(21);
-    push_ip(&mut out, ip);
-    out
-}
-
-/// `node.to_string()` (`1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`), likewise.
-fn node_string(node: &Node) -> String {
-    let mut out = String::with_capacity(21);
-    match (node.ip, node.port) {
-        (IpAddr::V4(_), port) => {
-            push_ip(&mut out, node.ip);
-            if let Some(port) = port {
-                out.push(':');
-                push_decimal(&mut out, port);
+    /// [`write_json`](Self::write_json), with more members: `more` is called before the
+    /// object closes and writes each of its members as `,\n  "name": value` (values
+    /// indented as `serde_json`'s pretty printer indents them).
+    pub fn write_json_with(&self, out: &mut Vec<u8>, more: impl FnOnce(&mut Vec<u8>)) {
+        let (policy, r) = (self.policy, &self.resolution);
+        // The layout is fixed, so the text between values (names, commas, newlines,
+        // indentation) is written as constant pieces.
+        out.extend_from_slice(b"{\n  \"client_ip\": \"");
+        text::put_ip(out, r.client.ip);
+        out.extend_from_slice(b"\",\n  \"client_port\": ");
+        match r.client.port {
+            Some(port) => text::put_decimal(out, u64::from(port)),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\n  \"source\": ");
+        policy.source_text(r).write_json(out, policy);
+        out.extend_from_slice(b",\n  \"peer\": ");
+        Text::Node(r.peer).write_json(out, policy);
+        out.extend_from_slice(b",\n  \"proxy_source\": ");
+        match r.proxy_source {
+            Some(node) => Text::Node(node).write_json(out, policy),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\n  \"chain_header\": ");
+        text::put_json_string(out, self.list.field_str());
+        out.extend_from_slice(b",\n  \"chain\": ");
+        let cut = self.chain_cut.then_some(Text::Static(ELLIPSIS));
+        put_array(
+            out,
+            self.chain.iter().map(Text::from).chain(cut),
+            |out, entry| {
+                entry.write_json(out, policy);
+            },
+        );
+        out.extend_from_slice(b",\n  \"trusted_hops\": ");
+        text::put_decimal(out, u64::from(r.trusted_hops));
+        out.extend_from_slice(b",\n  \"warnings\": ");
+        put_array(out, r.warnings.names(), |out, name| {
+            text::put_json_string(out, name);
+        });
+        out.extend_from_slice(b",\n  \"strategy\": ");
+        match r.strategy.and_then(|i| policy.strategy_text(i)) {
+            Some(name) => text::put_json_string(out, name),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\n  \"rate_limit_key\": \"");
+        text::put_ip(out, r.rate_limit_key);
+        out.extend_from_slice(b"\",\n  \"steps\": ");
+        if self.marks.is_empty() {
+            out.extend_from_slice(b"[]");
+        } else {
+            let mut open: &[u8] = b"[\n    {\n      \"subject\": ";
+            for mark in &self.marks {
+                out.extend_from_slice(open);
+                open = b",\n    {\n      \"subject\": ";
+                mark.subject.write_json(out, policy);
+                out.extend_from_slice(b",\n      \"value\": ");
+                mark.value.write_json(out, policy);
+                out.extend_from_slice(b",\n      \"verdict\": \"");
+                out.extend_from_slice(mark.verdict.as_str().as_bytes());
+                out.extend_from_slice(b"\",\n      \"why\": ");
+                text::put_json_string(out, &mark.why);
+                out.extend_from_slice(b"\n    }");
             }
+            out.extend_from_slice(b"\n  ]");
         }
-        (IpAddr::V6(_), _) => {
-            use fmt::Write as _;
-            let _ = write!(out, "{node}");
-        }
-    }
-    out
-}
-
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_decimal(out, u16::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use fmt::Write as _;
-            let _ = write!(out, "{v6}");
-        }
+        more(out);
+        out.extend_from_slice(b"\n}");
     }
 }
 
-fn push_decimal(out: &mut String, n: u16) {
-    let mut started = false;
-    for div in [10_000, 1_000, 100, 10, 1] {
-        let digit = (n / div) % 10;
-        if started || digit != 0 || div == 1 {
-            started = true;
-            out.push(char::from(b'0' + digit as u8));
-        }
+/// What stands for the entries a chain leaves out.
+const ELLIPSIS: &str = "…";
+
+fn entry_string(entry: &Entry<'_>) -> String {
+    match entry {
+        Entry::Addr(node) => node_string(node),
+        other => other.to_string(),
     }
+}
+
+/// A member's array as serde_json's pretty printer writes it at depth one: `[]`, or
+/// each item on its own line, indented by four.
+fn put_array<T>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = T>,
+    mut put: impl FnMut(&mut Vec<u8>, T),
+) {
+    let mut open: &[u8] = b"[\n    ";
+    let mut any = false;
+    for item in items {
+        out.extend_from_slice(open);
+        open = b",\n    ";
+        any = true;
+        put(out, item);
+    }
+    out.extend_from_slice(if any { b"\n  ]" } else { b"[]" });
 }
 
 impl fmt::Display for Explanation {
@@ -202,7 +286,10 @@ impl fmt::Display for Explanation {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
+    use crate::addr::Node;
 
     #[test]
     fn addresses_print_as_display_does() {

@@ -46,6 +46,7 @@ pub mod providers;
 pub mod proxy_protocol;
 mod resolution;
 mod strategy;
+pub mod text;
 mod trace;
 pub mod trust;
 pub mod xff;
@@ -55,7 +56,7 @@ pub mod config;
 
 pub use addr::Node;
 pub use error::ConfigError;
-pub use explain::Explanation;
+pub use explain::{Decision, Explanation};
 pub use headers::{FieldName, Headers};
 pub use policy::{Connection, OriginSecret, PROVIDERS, Policy, PolicyBuilder, TrustSpec};
 pub use resolution::{ListHeader, Resolution, Source, Warnings};

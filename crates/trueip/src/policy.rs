@@ -1,5 +1,6 @@
 //! A policy: whom to trust, for what, and in which order to ask.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -9,7 +10,7 @@ use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
 use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, SingleFormat, Strategy, StrategySpec};
-use crate::trace::{NoTrace, Step, Tracer, Verdict};
+use crate::trace::{Mark, NoTrace, Step, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
 /// What the connection itself says, before any header is read.
@@ -320,7 +321,7 @@ impl PolicyBuilder {
         let with = |kind: Kind, trusted: TrustSet| Strategy {
             kind,
             trusted,
-            spec: spec.clone(),
+            name: spec.to_string().into(),
         };
         let header = |name: FieldName| Kind::Header(name.clone(), SingleFormat::for_header(&name));
         let needs_trust = |what: &str| -> Result<(), ConfigError> {
@@ -447,9 +448,12 @@ impl Policy {
 
     /// The name of the `index`-th strategy of the expanded chain.
     pub fn strategy_name(&self, index: u8) -> Option<String> {
-        self.strategies
-            .get(usize::from(index))
-            .map(|s| s.spec.to_string())
+        self.strategy_text(index).map(str::to_owned)
+    }
+
+    /// [`strategy_name`](Self::strategy_name), borrowed.
+    pub(crate) fn strategy_text(&self, index: u8) -> Option<&str> {
+        self.strategies.get(usize::from(index)).map(|s| &*s.name)
     }
 
     /// The header a single-header strategy reads (for [`Source::Header`] results:
@@ -463,12 +467,20 @@ impl Policy {
 
     /// How a resolution's source reads, with the header name filled in.
     pub fn describe_source(&self, resolution: &Resolution) -> String {
+        self.source_text(resolution).to_string(self)
+    }
+
+    /// [`describe_source`](Self::describe_source), not yet printed.
+    pub(crate) fn source_text(&self, resolution: &Resolution) -> Text {
         match (
             resolution.source,
             resolution.strategy.and_then(|i| self.strategy_header(i)),
         ) {
-            (Source::Header, Some(name)) => name.to_string(),
-            (source, _) => source.to_string(),
+            (Source::Header, Some(name)) => Text::Owned(name.to_string()),
+            (Source::List { header, from_right }, _) => Text::Entry(header, from_right),
+            (Source::Peer, _) => Text::Static("peer"),
+            (Source::ProxyProtocol, _) => Text::Static("proxy-protocol"),
+            (Source::Header, None) => Text::Static("header"),
         }
     }
 
@@ -488,9 +500,20 @@ impl Policy {
         conn: &Connection,
         headers: &H,
     ) -> (Resolution, Vec<Step>) {
-        let mut steps = Vec::new();
-        let resolution = self.run(conn, headers, &mut steps);
+        let (resolution, marks) = self.explain_marks(conn, headers);
+        let steps = marks.iter().map(|mark| mark.to_step(self)).collect();
         (resolution, steps)
+    }
+
+    /// Decides, and records every step as marks (printed only when read).
+    pub(crate) fn explain_marks<H: Headers + ?Sized>(
+        &self,
+        conn: &Connection,
+        headers: &H,
+    ) -> (Resolution, Vec<Mark>) {
+        let mut marks = Vec::with_capacity(8);
+        let resolution = self.run(conn, headers, &mut marks);
+        (resolution, marks)
     }
 
     fn run<H: Headers + ?Sized, T: Tracer>(
@@ -542,7 +565,7 @@ impl Policy {
         };
         if self.proxy_protocol_from.contains(conn.peer.ip) {
             trace.step(|| {
-                Step::new(
+                Mark::new(
                     "peer",
                     conn.peer,
                     Verdict::Trusted,
@@ -561,7 +584,7 @@ impl Policy {
         } else {
             warnings.insert(Warnings::UNTRUSTED_PROXY_PROTOCOL);
             trace.step(|| {
-                Step::new(
+                Mark::new(
                     "proxy-protocol",
                     source,
                     Verdict::Ignored,
@@ -594,7 +617,7 @@ impl Policy {
             if let Some(name) = present {
                 warnings.insert(Warnings::UNTRUSTED_HEADER);
                 trace.step(|| {
-                    Step::new(
+                    Mark::new(
                         name,
                         "(present)",
                         Verdict::Ignored,
@@ -603,7 +626,7 @@ impl Policy {
                 });
             }
             trace.step(|| {
-                Step::new(
+                Mark::new(
                     "strategy",
                     "peer",
                     Verdict::Client,
@@ -618,7 +641,7 @@ impl Policy {
         {
             warnings.insert(Warnings::ORIGIN_SECRET);
             trace.step(|| {
-                Step::new(
+                Mark::new(
                     secret.name.to_string(),
                     "<redacted>",
                     Verdict::Ignored,
@@ -629,11 +652,14 @@ impl Policy {
         }
         for (i, strategy) in self.strategies.iter().enumerate() {
             trace.step(|| {
-                Step::new(
+                Mark::new(
                     "strategy",
-                    &strategy.spec,
+                    Text::Strategy(u8::try_from(i).unwrap_or(u8::MAX)),
                     Verdict::Start,
-                    format!("strategy {} of {}", i + 1, self.strategies.len()),
+                    match self.strategies.len() {
+                        1 => Cow::Borrowed("strategy 1 of 1"),
+                        n => Cow::Owned(format!("strategy {} of {n}", i + 1)),
+                    },
                 )
             });
             let mut ctx = Ctx {

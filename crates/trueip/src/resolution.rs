@@ -26,6 +26,11 @@ impl ListHeader {
         }
     }
 
+    /// The header's name, lower-case.
+    pub(crate) fn field_str(self) -> &'static str {
+        self.field_ref().as_str()
+    }
+
     /// [`field`](Self::field) by reference: the per-request path uses this so it does
     /// not build and drop a `FieldName` (and its `http::HeaderName`) on every call.
     pub(crate) fn field_ref(self) -> &'static FieldName {
@@ -98,7 +103,10 @@ impl fmt::Display for Source {
         match self {
             Source::Peer => f.write_str("peer"),
             Source::ProxyProtocol => f.write_str("proxy-protocol"),
-            Source::List { header, from_right } => write!(f, "{}[-{from_right}]", header.field()),
+            Source::List { header, from_right } => {
+                f.write_str(header.field_ref().as_str())?;
+                f.write_str(crate::text::Short::from_right(*from_right).as_str())
+            }
             Source::Header => f.write_str("header"),
         }
     }

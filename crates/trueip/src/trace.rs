@@ -3,6 +3,12 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::addr::Node;
+use crate::entry::Entry;
+use crate::policy::Policy;
+use crate::resolution::ListHeader;
+use crate::text;
+
 /// What a step concluded about the thing it looked at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -56,19 +62,132 @@ pub struct Step {
     pub why: Cow<'static, str>,
 }
 
-impl Step {
+/// A step as a decision records it: its texts kept as what they were made from (an
+/// address, a list index, a fixed phrase), printed only when someone reads them. Most
+/// steps then cost no allocation and no formatting; see [`Decision`](crate::explain::Decision).
+#[derive(Clone, Debug)]
+pub(crate) struct Mark {
+    pub(crate) subject: Text,
+    pub(crate) value: Text,
+    pub(crate) verdict: Verdict,
+    pub(crate) why: Cow<'static, str>,
+}
+
+impl Mark {
     pub(crate) fn new(
-        subject: impl Into<Cow<'static, str>>,
-        value: impl fmt::Display,
+        subject: impl Into<Text>,
+        value: impl Into<Text>,
         verdict: Verdict,
         why: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Step {
+        Mark {
             subject: subject.into(),
-            value: value.to_string(),
+            value: value.into(),
             verdict,
             why: why.into(),
         }
+    }
+
+    /// The step, in owned text.
+    pub(crate) fn to_step(&self, policy: &Policy) -> Step {
+        Step {
+            subject: match &self.subject {
+                Text::Static(text) => Cow::Borrowed(*text),
+                other => Cow::Owned(other.to_string(policy)),
+            },
+            value: self.value.to_string(policy),
+            verdict: self.verdict,
+            why: self.why.clone(),
+        }
+    }
+}
+
+/// The text of a step's subject or value, not yet printed.
+#[derive(Clone, Debug)]
+pub(crate) enum Text {
+    Static(&'static str),
+    Owned(String),
+    /// An address, printed as `Node`'s `Display` prints it.
+    Node(Node),
+    /// The `n`-th entry from the right of a list header: `x-forwarded-for[-2]`.
+    Entry(ListHeader, u16),
+    /// The name of the policy's `i`-th strategy (`rightmost-untrusted`, `hops:2`).
+    Strategy(u8),
+}
+
+impl Text {
+    pub(crate) fn to_string(&self, policy: &Policy) -> String {
+        match self {
+            Text::Static(text) => (*text).to_owned(),
+            Text::Owned(text) => text.clone(),
+            Text::Node(node) => text::node_string(node),
+            Text::Entry(list, n) => text::indexed(list.field_str(), *n),
+            Text::Strategy(i) => policy.strategy_text(*i).unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Writes the text as a JSON string.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>, policy: &Policy) {
+        match self {
+            Text::Static(text) => text::put_json_string(out, text),
+            Text::Owned(text) => text::put_json_string(out, text),
+            Text::Strategy(i) => {
+                text::put_json_string(out, policy.strategy_text(*i).unwrap_or_default());
+            }
+            // Digits, dots, colons, brackets and a header name: nothing to escape.
+            Text::Node(node) => {
+                out.push(b'"');
+                text::put_node(out, node);
+                out.push(b'"');
+            }
+            Text::Entry(list, n) => {
+                out.push(b'"');
+                text::put_indexed(out, list.field_str(), *n);
+                out.push(b'"');
+            }
+        }
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(text: &'static str) -> Self {
+        Text::Static(text)
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text::Owned(text)
+    }
+}
+
+impl From<Cow<'static, str>> for Text {
+    fn from(text: Cow<'static, str>) -> Self {
+        match text {
+            Cow::Borrowed(text) => Text::Static(text),
+            Cow::Owned(text) => Text::Owned(text),
+        }
+    }
+}
+
+impl From<Node> for Text {
+    fn from(node: Node) -> Self {
+        Text::Node(node)
+    }
+}
+
+impl From<&Entry<'_>> for Text {
+    fn from(entry: &Entry<'_>) -> Self {
+        match entry {
+            Entry::Addr(node) => Text::Node(*node),
+            other => Text::Owned(other.to_string()),
+        }
+    }
+}
+
+impl From<Entry<'_>> for Text {
+    fn from(entry: Entry<'_>) -> Self {
+        Text::from(&entry)
     }
 }
 
@@ -77,7 +196,7 @@ pub(crate) trait Tracer {
     /// Whether steps are kept. Loops that skip work nobody will see check this.
     const RECORDS: bool;
 
-    fn step(&mut self, make: impl FnOnce() -> Step);
+    fn step(&mut self, make: impl FnOnce() -> Mark);
 }
 
 /// Records nothing and builds nothing: the closures are never called.
@@ -87,13 +206,13 @@ impl Tracer for NoTrace {
     const RECORDS: bool = false;
 
     #[inline(always)]
-    fn step(&mut self, _make: impl FnOnce() -> Step) {}
+    fn step(&mut self, _make: impl FnOnce() -> Mark) {}
 }
 
-impl Tracer for Vec<Step> {
+impl Tracer for Vec<Mark> {
     const RECORDS: bool = true;
 
-    fn step(&mut self, make: impl FnOnce() -> Step) {
+    fn step(&mut self, make: impl FnOnce() -> Mark) {
         self.push(make());
     }
 }

@@ -19,7 +19,7 @@
 use crate::addr::{parse_ip_port_last_colon, parse_node};
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::resolution::{Source, Warnings};
-use crate::trace::{Step, Tracer, Verdict};
+use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
 use super::walk::trace_peer;
@@ -57,7 +57,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let value = match lines.as_slice() {
         [] => {
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     name.to_string(),
                     "(absent)",
                     Verdict::NotApplicable,
@@ -69,7 +69,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         _ if !peer_trusted => {
             ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     name.to_string(),
                     show(&lines),
                     Verdict::Ignored,
@@ -82,7 +82,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         _ => {
             ctx.warnings.insert(Warnings::DUPLICATE_HEADER);
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     name.to_string(),
                     show(&lines),
                     Verdict::NotApplicable,
@@ -99,7 +99,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     match parsed {
         Ok(node) => {
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     name.to_string(),
                     node,
                     Verdict::Client,
@@ -115,9 +115,9 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         Err(e) => {
             ctx.warnings.insert(Warnings::MALFORMED);
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     name.to_string(),
-                    String::from_utf8_lossy(value),
+                    String::from_utf8_lossy(value).into_owned(),
                     Verdict::NotApplicable,
                     format!("malformed: {e}"),
                 )

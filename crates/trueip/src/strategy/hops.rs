@@ -22,7 +22,7 @@
 use crate::entry::Entry;
 use crate::headers::Headers;
 use crate::resolution::{ListHeader, Source, Warnings};
-use crate::trace::{Step, Tracer, Verdict};
+use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
 use super::walk::{Rev, read_lines, stop_at, subject, trace_peer};
@@ -51,8 +51,8 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         let Some(entry) = rev.next() else {
             ctx.warnings.insert(Warnings::FEWER_HOPS);
             ctx.trace.step(|| {
-                Step::new(
-                    list.field().to_string(),
+                Mark::new(
+                    list.field_str(),
                     format!("{} element(s)", n - 1),
                     Verdict::Stop,
                     format!("fewer than {hops}: the peer stands"),
@@ -74,7 +74,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         };
         if n < hops {
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     subject(list, n),
                     node,
                     Verdict::Trusted,
@@ -88,7 +88,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     subject(list, n),
                     node,
                     Verdict::Client,

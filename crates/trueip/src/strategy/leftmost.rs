@@ -8,7 +8,7 @@
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
-use crate::trace::{Step, Tracer, Verdict};
+use crate::trace::{Mark, Tracer, Verdict};
 use crate::{forwarded, xff};
 
 use super::{Ctx, Found};
@@ -30,7 +30,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         Entry::Addr(node) => {
             ctx.warnings.insert(Warnings::SPOOFABLE);
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     format!("{}[0]", list.field()),
                     node,
                     Verdict::Client,
@@ -49,7 +49,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         other => {
             ctx.warnings.insert(Warnings::MALFORMED);
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     format!("{}[0]", list.field()),
                     other,
                     Verdict::NotApplicable,

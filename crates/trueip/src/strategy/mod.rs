@@ -168,8 +168,14 @@ impl fmt::Display for StrategySpec {
             StrategySpec::Peer => f.write_str("peer"),
             StrategySpec::RightmostUntrusted => f.write_str("rightmost-untrusted"),
             StrategySpec::Rightmost => f.write_str("rightmost"),
-            StrategySpec::Hops(n) => write!(f, "hops:{n}"),
-            StrategySpec::Header(name) => write!(f, "header:{name}"),
+            StrategySpec::Hops(n) => {
+                f.write_str("hops:")?;
+                f.write_str(crate::text::Short::decimal(u64::from(*n)).as_str())
+            }
+            StrategySpec::Header(name) => {
+                f.write_str("header:")?;
+                f.write_str(name.as_str())
+            }
             StrategySpec::Leftmost => f.write_str("leftmost"),
             StrategySpec::Preset(p) => f.write_str(p.name()),
         }
@@ -221,8 +227,8 @@ impl fmt::Display for AllTrusted {
 pub(crate) struct Strategy {
     pub(crate) kind: Kind,
     pub(crate) trusted: TrustSet,
-    /// The spec it was built from, for explanations.
-    pub(crate) spec: StrategySpec,
+    /// The spec it was built from, as text, made once: explanations print it on every request.
+    pub(crate) name: Box<str>,
 }
 
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@
 use crate::entry::Entry;
 use crate::headers::Headers;
 use crate::resolution::{ListHeader, Source, Warnings};
-use crate::trace::{Step, Tracer, Verdict};
+use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
 use super::walk::{Rev, read_lines, stop_at, subject, trace_peer};
@@ -38,7 +38,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     subject(list, 1),
                     node,
                     Verdict::Client,

@@ -20,7 +20,7 @@
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
-use crate::trace::{Step, Tracer, Verdict};
+use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
 use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_peer};
@@ -123,7 +123,7 @@ fn walk<'a, T: Tracer>(
                 } else {
                     "first untrusted entry from the right"
                 };
-                Step::new(subject(list, n), client.node(), Verdict::Client, why)
+                Mark::new(subject(list, n), client.node(), Verdict::Client, why)
             });
             return Some(Found {
                 client,
@@ -136,7 +136,7 @@ fn walk<'a, T: Tracer>(
         }
         ctx.trace.step(|| {
             let node = hop.node().unwrap_or(peer.client.node());
-            Step::new(
+            Mark::new(
                 subject(list, n),
                 node,
                 Verdict::Trusted,
@@ -148,7 +148,7 @@ fn walk<'a, T: Tracer>(
         if n == MAX_WALK {
             ctx.warnings.insert(Warnings::TRUNCATED);
             ctx.trace.step(|| {
-                Step::new(
+                Mark::new(
                     subject(list, n),
                     hop.node().unwrap_or(peer.client.node()),
                     Verdict::Stop,
@@ -161,8 +161,8 @@ fn walk<'a, T: Tracer>(
     if lines.truncated {
         ctx.warnings.insert(Warnings::TRUNCATED);
         ctx.trace.step(|| {
-            Step::new(
-                list.field().to_string(),
+            Mark::new(
+                list.field_str(),
                 "",
                 Verdict::Stop,
                 "more header lines than trueip reads: stop",
@@ -190,7 +190,7 @@ fn walk<'a, T: Tracer>(
             .as_ref()
             .map(|f| f.client.node().to_string())
             .unwrap_or_default();
-        Step::new(
+        Mark::new(
             "all-trusted",
             value,
             verdict,

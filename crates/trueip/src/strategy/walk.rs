@@ -6,7 +6,7 @@ use crate::addr::Node;
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
-use crate::trace::{Step, Tracer, Verdict};
+use crate::trace::{Mark, Text, Tracer, Verdict};
 use crate::{forwarded, xff};
 
 use super::{Client, Ctx, Found};
@@ -139,14 +139,14 @@ pub(crate) fn admit<T: Tracer>(
             } else {
                 "present, but the peer is not trusted to send it"
             };
-            Step::new(list.field().to_string(), join(lines), Verdict::Ignored, why)
+            Mark::new(list.field_str(), join(lines), Verdict::Ignored, why)
         });
         return false;
     }
     if lines.is_empty() {
         ctx.trace.step(|| {
-            Step::new(
-                list.field().to_string(),
+            Mark::new(
+                list.field_str(),
                 "(absent)",
                 Verdict::NotApplicable,
                 "header not present",
@@ -167,14 +167,14 @@ pub(crate) fn trace_peer<T: Tracer>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
     };
     ctx.trace.step(|| {
         if trusted {
-            Step::new(
+            Mark::new(
                 subject,
                 peer,
                 Verdict::Trusted,
                 "in trust set: its forwarding headers count",
             )
         } else {
-            Step::new(
+            Mark::new(
                 subject,
                 peer,
                 Verdict::Client,
@@ -185,8 +185,8 @@ pub(crate) fn trace_peer<T: Tracer>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
 }
 
 /// The subject name of the `n`-th entry from the right.
-pub(crate) fn subject(list: ListHeader, n: u16) -> String {
-    format!("{}[-{n}]", list.field())
+pub(crate) fn subject(list: ListHeader, n: u16) -> Text {
+    Text::Entry(list, n)
 }
 
 /// Stops the walk at a non-address entry: the answer is the last address we could vouch for.
@@ -210,7 +210,7 @@ pub(crate) fn stop_at<T: Tracer>(
             }
             _ => "not an address: stop at the last vouched-for hop".to_string(),
         };
-        Step::new(subject(list, n), entry, Verdict::Stop, why)
+        Mark::new(subject(list, n), entry, Verdict::Stop, why)
     });
     Some(last)
 }

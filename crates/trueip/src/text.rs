@@ -1,0 +1,339 @@
+//! Addresses and numbers as text, without `fmt`.
+//!
+//! `explain`, the whoami page and debug logs print several addresses per request, and
+//! the formatting machinery (a virtual call per piece, padding checks per integer)
+//! costs several times what copying the digits does. So IPv4 addresses, `addr:port`
+//! and decimals are written here: octets from a table, the rest digit by digit. IPv6
+//! goes through `Display` (its compression rules are not worth a second copy).
+//!
+//! The output is byte for byte what `Display` prints (tested below).
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::addr::Node;
+
+/// Where text goes: a `Vec<u8>`, or [`Short`] on the stack.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Each octet's decimal digits and a dot after them, and how many of those bytes count:
+/// `(4, *b"255.")`, `(2, *b"7.\0\0")`. Built at compile time.
+static OCTETS: [(u8, [u8; 4]); 256] = octet_table();
+
+#[allow(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an index out of range fails the build, not a request"
+)]
+const fn octet_table() -> [(u8, [u8; 4]); 256] {
+    let mut table = [(0u8, [0u8; 4]); 256];
+    let mut n = 0;
+    while n < 256 {
+        let (a, b, c) = (
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        );
+        table[n] = if n >= 100 {
+            (4, [a, b, c, b'.'])
+        } else if n >= 10 {
+            (3, [b, c, b'.', 0])
+        } else {
+            (2, [c, b'.', 0, 0])
+        };
+        n += 1;
+    }
+    table
+}
+
+/// Writes an IPv4 address into a stack buffer with one fixed-size store per octet (its
+/// digits and a dot), then hands the text over in one piece: a copy per octet of one to
+/// three bytes would be a call to `memcpy` each.
+fn put_v4(out: &mut impl Sink, ip: Ipv4Addr) {
+    let mut buf = [0u8; 20];
+    let mut len = 0;
+    for octet in ip.octets() {
+        let (used, bytes) = OCTETS.get(usize::from(octet)).copied().unwrap_or_default();
+        if let Some(slot) = buf.get_mut(len..len + 4) {
+            slot.copy_from_slice(&bytes);
+        }
+        len += usize::from(used);
+    }
+    // Without the last octet's dot.
+    out.put(buf.get(..len.saturating_sub(1)).unwrap_or_default());
+}
+
+fn put_u64(out: &mut impl Sink, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    while let Some(slot) = at.checked_sub(1).and_then(|i| digits.get_mut(i)) {
+        *slot = b'0' + (n % 10) as u8;
+        at -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put(digits.get(at..).unwrap_or_default());
+}
+
+/// Appends `n` in decimal.
+pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
+    put_u64(out, n);
+}
+
+/// Appends `ip` as its `Display` prints it.
+pub fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => put_v4(out, v4),
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `node` as its `Display` prints it: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`.
+pub fn put_node(out: &mut Vec<u8>, node: &Node) {
+    match (node.ip, node.port) {
+        (IpAddr::V4(v4), port) => {
+            put_v4(out, v4);
+            if let Some(port) = port {
+                out.push(b':');
+                put_u64(out, u64::from(port));
+            }
+        }
+        (IpAddr::V6(_), _) => {
+            let _ = write!(out, "{node}");
+        }
+    }
+}
+
+/// Bytes this module wrote: ASCII, or `Display` output; valid UTF-8 either way.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// `ip.to_string()`.
+pub(crate) fn ip_string(ip: IpAddr) -> String {
+    let mut out = Vec::with_capacity(15);
+    put_ip(&mut out, ip);
+    into_string(out)
+}
+
+/// `node.to_string()`.
+pub(crate) fn node_string(node: &Node) -> String {
+    let mut out = Vec::with_capacity(21);
+    put_node(&mut out, node);
+    into_string(out)
+}
+
+/// Appends `name[-n]`: how a list entry counted from the right is named
+/// (`x-forwarded-for[-2]`).
+pub(crate) fn put_indexed(out: &mut Vec<u8>, name: &str, n: u16) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"[-");
+    put_u64(out, u64::from(n));
+    out.push(b']');
+}
+
+/// `name[-n]`, as a `String`.
+pub(crate) fn indexed(name: &str, n: u16) -> String {
+    let mut out = Vec::with_capacity(name.len() + 8);
+    put_indexed(&mut out, name, n);
+    into_string(out)
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes: `"` and `\`,
+/// and the control characters below U+0020 (`\b \t \n \f \r` by name, the rest as
+/// `\u00xx`); everything else, DEL and non-ASCII included, as is.
+pub fn put_json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Most text needs no escape: a pass without branches says so, 16 bytes at a time
+    // (which the compiler turns into vector compares), then one copy.
+    let needs_escape = |acc: bool, &b: &u8| acc | (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut chunks = bytes.chunks_exact(16);
+    let mut special = false;
+    for chunk in &mut chunks {
+        special |= chunk.iter().fold(false, needs_escape);
+    }
+    special |= chunks.remainder().iter().fold(false, needs_escape);
+    if !special {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if named.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            for nibble in [b >> 4, b & 0xf] {
+                out.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+            }
+        } else {
+            out.extend_from_slice(named);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Up to 24 bytes of ASCII on the stack, for `Display` impls that print an IPv4 node or
+/// a number: enough for `255.255.255.255:65535`.
+pub(crate) struct Short {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Sink for Short {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(slots) = self.buf.get_mut(self.len..end) {
+            slots.copy_from_slice(bytes);
+            self.len = end;
+        }
+    }
+}
+
+impl Short {
+    fn new() -> Self {
+        Short {
+            buf: [0; 24],
+            len: 0,
+        }
+    }
+
+    /// `ip`, with `:port` when there is one.
+    pub(crate) fn v4(ip: Ipv4Addr, port: Option<u16>) -> Self {
+        let mut text = Short::new();
+        put_v4(&mut text, ip);
+        if let Some(port) = port {
+            text.put(b":");
+            put_u64(&mut text, u64::from(port));
+        }
+        text
+    }
+
+    /// `n` in decimal.
+    pub(crate) fn decimal(n: u64) -> Self {
+        let mut text = Short::new();
+        put_u64(&mut text, n);
+        text
+    }
+
+    /// `[-n]`: the index of a list entry counted from the right.
+    pub(crate) fn from_right(n: u16) -> Self {
+        let mut text = Short::new();
+        text.put(b"[-");
+        put_u64(&mut text, u64::from(n));
+        text.put(b"]");
+        text
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII is ever put here, so this never fails.
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_as_display_does() {
+        let mut ips: Vec<IpAddr> = (0..=255u8)
+            .map(|n| IpAddr::V4(Ipv4Addr::new(n, 255 - n, n / 2, 7)))
+            .collect();
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::",
+            "::ffff:10.0.0.1",
+        ] {
+            ips.extend(text.parse::<IpAddr>().ok());
+        }
+        for ip in ips {
+            assert_eq!(ip_string(ip), ip.to_string());
+            for port in [
+                None,
+                Some(0),
+                Some(9),
+                Some(80),
+                Some(443),
+                Some(10000),
+                Some(65535),
+            ] {
+                let node = Node { ip, port };
+                assert_eq!(node_string(&node), node.to_string());
+                if let IpAddr::V4(v4) = ip {
+                    assert_eq!(Short::v4(v4, port).as_str(), node.to_string());
+                }
+            }
+        }
+        for n in (0..=u64::from(u16::MAX)).chain([u64::MAX / 3, u64::MAX]) {
+            let mut out = Vec::new();
+            put_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+            assert_eq!(Short::decimal(n).as_str(), n.to_string());
+        }
+        for n in [0, 1, 9, 10, 99, 100, 255, 1000, 9999, 10000, 65535] {
+            assert_eq!(indexed("forwarded", n), format!("forwarded[-{n}]"));
+            assert_eq!(Short::from_right(n).as_str(), format!("[-{n}]"));
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_as_serde_json_does() {
+        let every_byte: Vec<u8> = (0..=255u8).collect();
+        let ascii: String = (0..0x80u8).map(char::from).collect();
+        let mut cases = vec![
+            String::new(),
+            "plain".to_string(),
+            ascii.clone(),
+            String::from_utf8_lossy(&every_byte).into_owned(),
+            "\u{2028}\u{2029}\u{0}\u{1f}\u{7f}é\u{1F600}".to_string(),
+        ];
+        // Every length around the 16-byte step, with the special byte at every place.
+        for len in 0..40 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}'] {
+                    let mut text: String = "a".repeat(len);
+                    text.replace_range(at..=at, &special.to_string());
+                    cases.push(text);
+                }
+            }
+        }
+        for text in cases {
+            let mut out = Vec::new();
+            put_json_string(&mut out, &text);
+            let want = serde_json::to_vec(&text).unwrap_or_default();
+            assert_eq!(out, want, "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `Decision::write_json` (the whoami page's writer: no owned strings, constant pieces)
+//! writes exactly the bytes serde_json's pretty printer writes for the `Explanation` of
+//! the same request, whatever the headers hold.
+#![cfg(feature = "serde")]
+
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+use trueip::{
+    Cidr, Connection, Decision, Explanation, ListHeader, Node, OriginSecret, Policy, Source,
+    TrustSet,
+};
+
+fn policies() -> Vec<Policy> {
+    let cloudfront: TrustSet = ["130.176.0.0/16", "10.3.0.0/16"]
+        .iter()
+        .filter_map(|c| c.parse::<Cidr>().ok())
+        .collect();
+    let build = |strategies: &[&str], from: ListHeader| {
+        let mut builder = Policy::builder()
+            .provider("cloudfront", cloudfront.clone())
+            .trust_str("10.0.0.0/8")
+            .and_then(|b| b.trust_str("2001:db8:ff::/48"))
+            .map(|b| b.from_list(from))
+            .and_then(|b| Ok(b.proxy_protocol_from("10.9.0.0/16".parse()?)));
+        for strategy in strategies {
+            builder = builder.and_then(|b| b.strategy_str(strategy));
+        }
+        builder.and_then(|b| b.build()).expect("a valid policy")
+    };
+    let mut policies = vec![
+        Policy::default(),
+        build(&["rightmost-untrusted"], ListHeader::XForwardedFor),
+        build(&["rightmost-untrusted"], ListHeader::Forwarded),
+        build(&["hops:2"], ListHeader::XForwardedFor),
+        build(&["rightmost"], ListHeader::Forwarded),
+        build(&["leftmost"], ListHeader::XForwardedFor),
+        build(
+            &["header:x-real-ip", "rightmost-untrusted"],
+            ListHeader::XForwardedFor,
+        ),
+        build(&["cloudfront"], ListHeader::XForwardedFor),
+        build(&["header:x-client-ip", "hops:1"], ListHeader::XForwardedFor),
+    ];
+    let secret = OriginSecret::new("x-origin-secret", "s3cret").expect("a valid secret");
+    policies.push(
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .map(|b| b.origin_secret(secret))
+            .and_then(|b| b.build())
+            .expect("a valid policy"),
+    );
+    policies
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        // Plausible chains.
+        prop::collection::vec(
+            prop_oneof![
+                Just("10.0.0.1".to_string()),
+                Just("10.1.2.3:80".to_string()),
+                Just("203.0.113.9".to_string()),
+                Just("[2001:db8::1]:443".to_string()),
+                Just("2001:db8:ff::7".to_string()),
+                Just("unknown".to_string()),
+                Just("_hidden".to_string()),
+                Just("for=\"[2001:db8::1]:80\";proto=https".to_string()),
+                Just("for=10.0.0.2".to_string()),
+                Just("\"\\\u{7}\u{2028}é".to_string()),
+            ],
+            0..8
+        )
+        .prop_map(|parts| parts.join(", ").into_bytes()),
+        // Anything at all, invalid UTF-8 and control bytes included.
+        prop::collection::vec(any::<u8>(), 0..60),
+    ]
+}
+
+fn peer() -> impl Strategy<Value = Node> {
+    prop_oneof![
+        Just("10.0.0.5:41000"),
+        Just("10.9.0.1:5000"),
+        Just("198.51.100.7:443"),
+        Just("[2001:db8:ff::1]:8080"),
+        Just("[::ffff:10.0.0.5]:1"),
+    ]
+    .prop_map(|text| {
+        let addr: std::net::SocketAddr = text.parse().unwrap_or(([127, 0, 0, 1], 1).into());
+        Node::from(addr)
+    })
+}
+
+fn serde_bytes(explanation: &Explanation) -> Vec<u8> {
+    serde_json::to_vec_pretty(explanation).unwrap_or_default()
+}
+
+proptest! {
+    #[test]
+    fn write_json_is_serde_json_of_the_explanation(
+        xff in prop::collection::vec(value(), 0..3),
+        forwarded in prop::collection::vec(value(), 0..2),
+        real_ip in prop::option::of(value()),
+        secret in prop::option::of(prop_oneof![Just(b"s3cret".to_vec()), Just(b"wrong".to_vec())]),
+        peer in peer(),
+        proxy in prop::option::of(peer()),
+    ) {
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        headers.extend(xff.iter().map(|v| ("X-Forwarded-For", v.as_slice())));
+        headers.extend(forwarded.iter().map(|v| ("Forwarded", v.as_slice())));
+        headers.extend(real_ip.iter().map(|v| ("X-Real-IP", v.as_slice())));
+        headers.extend(secret.iter().map(|v| ("X-Origin-Secret", v.as_slice())));
+        let conn = Connection { peer, proxy_source: proxy };
+        for policy in policies() {
+            let decision = Decision::new(&policy, &conn, &headers[..]);
+            let explanation = Explanation::new(&policy, &conn, &headers[..]);
+            prop_assert_eq!(&decision.to_explanation(), &explanation);
+            // The source reads as `Source` prints, with the header's name for a header.
+            let source = explanation.resolution.source;
+            if source != Source::Header {
+                prop_assert_eq!(&explanation.source, &source.to_string());
+            }
+            let mut written = Vec::new();
+            decision.write_json(&mut written);
+            let expected = serde_bytes(&explanation);
+            prop_assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&expected));
+        }
+    }
+}
+
+#[test]
+fn a_long_chain_is_cut_the_same_way() {
+    let policy = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .and_then(|b| b.build())
+        .expect("a valid policy");
+    let chain: Vec<String> = (0..300)
+        .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
+        .collect();
+    let xff = chain.join(", ");
+    let headers = [("X-Forwarded-For", xff.as_str())];
+    let conn = Connection::from_peer(Node::ip(IpAddr::from([10, 0, 0, 1])));
+    let decision = Decision::new(&policy, &conn, &headers[..]);
+    let explanation = decision.to_explanation();
+    assert_eq!(explanation.chain.len(), 257);
+    assert_eq!(explanation.chain.last().map(String::as_str), Some("…"));
+    let mut written = Vec::new();
+    decision.write_json(&mut written);
+    assert_eq!(written, serde_bytes(&explanation));
+}
+
+#[test]
+fn more_members_go_before_the_close() {
+    let policy = Policy::default();
+    let conn = Connection::from_peer(Node::ip(IpAddr::from([192, 0, 2, 1])));
+    let headers: [(&str, &str); 0] = [];
+    let decision = Decision::new(&policy, &conn, &headers[..]);
+    let mut written = Vec::new();
+    decision.write_json_with(&mut written, |out| {
+        out.extend_from_slice(b",\n  \"extra\": 1");
+    });
+    let value: serde_json::Value = serde_json::from_slice(&written).unwrap_or_default();
+    assert_eq!(value["extra"], 1);
+    assert_eq!(value["client_ip"], "192.0.2.1");
+}
