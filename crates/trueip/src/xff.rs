@@ -108,7 +108,7 @@ impl<'a> Rev<'a, '_> {
         let mut skipped = 0;
         let mut untrusted = None;
         while skipped < limit {
-            let (line, left) = match current {
+            let (mut line, left) = match current {
                 Some(line) => (line, lines),
                 None => match lines.split_last() {
                     Some((&line, left)) => (line, left),
@@ -116,7 +116,6 @@ impl<'a> Rev<'a, '_> {
                 },
             };
             // Most elements: the tight loop over whole windows.
-            let mut line = line;
             let (n, refused) = skip_windowed(&mut line, limit - skipped, &trusted);
             skipped += n;
             (lines, current) = (left, Some(line));
