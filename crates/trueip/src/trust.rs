@@ -256,6 +256,24 @@ impl TrustSet {
         }
     }
 
+    /// The IPv4 half of the set, for a loop that looks up many addresses: its slices are
+    /// read from the set once, and can stay in registers across the loop, instead of
+    /// being re-read through `&self` at every lookup; and the choice between a scan and
+    /// the index is made once, so each kind of set gets a loop of its own.
+    #[inline]
+    pub(crate) fn v4_lookup(&self) -> V4Lookup<'_> {
+        let (starts, ends) = (self.v4_starts.as_slice(), self.v4_ends.as_slice());
+        if self.v4_index.is_empty() {
+            V4Lookup::Scan(V4Scan { starts, ends })
+        } else {
+            V4Lookup::Indexed(V4Indexed {
+                starts,
+                ends,
+                index: &self.v4_index,
+            })
+        }
+    }
+
     /// Whether the set trusts no one.
     pub fn is_empty(&self) -> bool {
         self.v4_starts.is_empty() && self.v6_starts.is_empty()
@@ -358,13 +376,54 @@ mod num {
 /// a few predictable compares beat a chain of dependent binary-search loads.
 const SCAN_MAX: usize = 16;
 
-/// Scans a few intervals in order.
+/// [`TrustSet::contains_v4`], taken apart once for a loop (see [`TrustSet::v4_lookup`]).
+pub(crate) enum V4Lookup<'a> {
+    /// A few intervals, scanned.
+    Scan(V4Scan<'a>),
+    /// Many intervals, through the index.
+    Indexed(V4Indexed<'a>),
+}
+
+/// A small set's IPv4 intervals.
+#[derive(Clone, Copy)]
+pub(crate) struct V4Scan<'a> {
+    starts: &'a [u32],
+    ends: &'a [u32],
+}
+
+impl V4Scan<'_> {
+    /// Whether `ip` (the bits of an IPv4 address) is trusted.
+    #[inline(always)]
+    pub(crate) fn contains(self, ip: u32) -> bool {
+        scan(self.starts, self.ends, ip)
+    }
+}
+
+/// A large set's IPv4 intervals and their index.
+#[derive(Clone, Copy)]
+pub(crate) struct V4Indexed<'a> {
+    starts: &'a [u32],
+    ends: &'a [u32],
+    index: &'a V4Index,
+}
+
+impl V4Indexed<'_> {
+    /// Whether `ip` (the bits of an IPv4 address) is trusted.
+    #[inline(always)]
+    pub(crate) fn contains(self, ip: u32) -> bool {
+        self.index.lookup(self.starts, self.ends, ip)
+    }
+}
+
+/// Scans a few intervals in order. They are sorted and disjoint, so the first that ends
+/// at or after `ip` is the only one that can hold it: one compare per interval passed,
+/// and no second slice walked in step with the first.
 #[inline]
 fn scan(starts: &[u32], ends: &[u32], ip: u32) -> bool {
-    starts
-        .iter()
-        .zip(ends)
-        .any(|(&start, &end)| start <= ip && ip <= end)
+    match ends.iter().position(|&end| ip <= end) {
+        Some(i) => starts.get(i).is_some_and(|&start| start <= ip),
+        None => false,
+    }
 }
 
 /// A first-level index over a large IPv4 interval list: for each value of the address's
@@ -567,7 +626,7 @@ mod tests {
             state ^= state << 5;
             state
         };
-        for count in [SCAN_MAX, SCAN_MAX + 1, 300, 5000] {
+        for count in [0, 1, 2, 5, SCAN_MAX, SCAN_MAX + 1, 300, 5000] {
             let cidrs: Vec<Cidr> = (0..count)
                 .map(|_| {
                     let prefix = 8 + (next() % 25) as u8;
@@ -582,12 +641,18 @@ mod tests {
             }
             probes.extend([0, u32::MAX]);
             for ip in probes {
+                let expected = lookup(&set.v4_starts, &set.v4_ends, ip);
                 assert_eq!(
                     set.contains(IpAddr::V4(Ipv4Addr::from(ip))),
-                    lookup(&set.v4_starts, &set.v4_ends, ip),
+                    expected,
                     "{count} prefixes, {}",
                     Ipv4Addr::from(ip)
                 );
+                let looped = match set.v4_lookup() {
+                    V4Lookup::Scan(scan) => scan.contains(ip),
+                    V4Lookup::Indexed(indexed) => indexed.contains(ip),
+                };
+                assert_eq!(looped, expected, "{count} prefixes, {}", Ipv4Addr::from(ip));
             }
         }
     }

@@ -108,17 +108,30 @@ impl<'a> Rev<'a, '_> {
         let mut skipped = 0;
         let mut untrusted = None;
         while skipped < limit {
-            let (line, left) = match current {
+            let (mut line, left) = match current {
                 Some(line) => (line, lines),
                 None => match lines.split_last() {
                     Some((&line, left)) => (line, left),
                     None => break,
                 },
             };
+            // Most elements: the tight loop over whole windows.
+            let (n, refused) = skip_windowed(&mut line, limit - skipped, &trusted);
+            skipped += n;
+            (lines, current) = (left, Some(line));
+            if refused.is_some() {
+                untrusted = refused;
+                break;
+            }
+            if skipped == limit {
+                break;
+            }
+            // The element the windows could not take (the first of a line, unusual
+            // spacing, or no plain dotted quad at all).
             let Some((addr, rest)) = split_v4_back(line) else {
                 break;
             };
-            (lines, current) = (left, rest);
+            current = rest;
             if !trusted(addr) {
                 untrusted = Some(addr);
                 break;
@@ -184,6 +197,105 @@ fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
         },
         _ => None,
     }
+}
+
+/// The bytes [`skip_windowed`] reads at once: the longest dotted quad (15 bytes) and the
+/// `, ` before it.
+const WINDOW: usize = 17;
+
+/// Skips, from the right of `line`, plain dotted quads that `trusted` accepts, at most
+/// `budget` of them, while each one and its comma fit in the [`WINDOW`] bytes ending it.
+/// Leaves in `line` what is left of it, and returns how many were skipped and the address
+/// `trusted` refused (consumed, with its comma) if that is where it stopped: a small
+/// result, returned in registers.
+///
+/// The common element (`, 10.1.2.3`) is read from one fixed-size array, so no byte the
+/// parse reads needs a bounds check of its own. Out of line, so that the loop has the
+/// registers to itself (inlined into `resolve`, its values were spilled and reloaded on
+/// every element). An element it cannot take is left for [`split_v4_back`], which then
+/// decides it exactly as before.
+#[inline(never)]
+fn skip_windowed(
+    line: &mut &[u8],
+    budget: u16,
+    trusted: &impl Fn(u32) -> bool,
+) -> (u16, Option<u32>) {
+    let text = *line;
+    let mut end = text.len();
+    let mut skipped = 0;
+    let mut refused = None;
+    while skipped < budget {
+        let Some(window) = text.split_at(end).0.last_chunk::<WINDOW>() else {
+            break;
+        };
+        let Some((addr, left)) = quad_back(window) else {
+            break;
+        };
+        end = end - WINDOW + left;
+        if !trusted(addr) {
+            refused = Some(addr);
+            break;
+        }
+        skipped += 1;
+    }
+    *line = text.split_at(end).0;
+    (skipped, refused)
+}
+
+/// A canonical dotted quad ending the window, preceded by `,` or `, `: the address, and
+/// the index of that comma. `None` for anything else (which may still be a dotted quad:
+/// the caller asks [`split_v4_back`]).
+#[inline(always)]
+fn quad_back(window: &[u8; WINDOW]) -> Option<(u32, usize)> {
+    // Every index stays in the window (each octet moves left by at most 4 from the last
+    // byte, and the `, ` fits after the longest quad), so the compiler drops the checks
+    // of `get`.
+    let (first, at) = octet_at(window, WINDOW - 1)?;
+    // Octets go in from the bottom as they are read, lowest first, and one byte swap puts
+    // them in order at the end: measured ~1.5% faster on long chains than or-ing each
+    // octet in at its own shift.
+    let mut reversed = first;
+    let mut at = at;
+    for _ in 0..3 {
+        if *window.get(at)? != b'.' {
+            return None;
+        }
+        let (octet, left) = octet_at(window, at - 1)?;
+        reversed = reversed << 8 | octet;
+        at = left;
+    }
+    let addr = reversed.swap_bytes();
+    // `, ` first: how nearly every proxy joins the list.
+    match *window.get(at)? {
+        b' ' if at > 0 && window.get(at - 1) == Some(&b',') => Some((addr, at - 1)),
+        b',' => Some((addr, at)),
+        _ => None,
+    }
+}
+
+/// The canonical decimal octet (1–3 digits, no leading zero, up to 255) ending at
+/// `window[last]`, and the index of the byte left of it. Needs `last >= 3`.
+#[inline(always)]
+fn octet_at(window: &[u8; WINDOW], last: usize) -> Option<(u32, usize)> {
+    // Widened before the subtraction: a byte load already zero-extends, so no extra step.
+    let digit = |at: usize| Some(u32::from(*window.get(at)?).wrapping_sub(u32::from(b'0')));
+    let c = digit(last)?;
+    if c > 9 {
+        return None;
+    }
+    let b = digit(last - 1)?;
+    if b > 9 {
+        return Some((c, last - 1));
+    }
+    let a = digit(last - 2)?;
+    if a > 9 {
+        return (b != 0).then_some((b * 10 + c, last - 2));
+    }
+    let value = a * 100 + b * 10 + c;
+    if a == 0 || value > 255 {
+        return None;
+    }
+    Some((value, last - 3))
 }
 
 /// Strips trailing spaces and tabs.
@@ -284,6 +396,148 @@ mod tests {
             });
         }
         assert_eq!(fast, general);
+    }
+
+    /// What the windowed parse must answer for `line`: exactly what [`split_v4_back`]
+    /// does, whenever it answers at all.
+    fn check_window(line: &[u8]) {
+        let Some(window) = line.last_chunk::<WINDOW>() else {
+            return;
+        };
+        if let Some((addr, comma)) = quad_back(window) {
+            let rest = &line[..line.len() - WINDOW + comma];
+            assert_eq!(
+                split_v4_back(line),
+                Some((addr, Some(rest))),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn window_agrees_with_split_v4_back() {
+        // Awkward octets (leading zeros, out of range, too long, empty) and separators,
+        // at every offset a window can see them.
+        const OCTETS: [&str; 16] = [
+            "0", "1", "9", "10", "25", "99", "100", "199", "255", "256", "300", "999", "00", "01",
+            "010", "1000",
+        ];
+        const BEFORE: [&str; 12] = [
+            ",", ", ", " ,", ",  ", "\t,", ",\t", " ", "x", "", ".", "1", ",,",
+        ];
+        const PADS: [&str; 3] = ["", "9.9.9.9", "1.1.1.1,22.22.22.22"];
+        let mut taken = 0;
+        let mut line = Vec::new();
+        for a in OCTETS {
+            for b in OCTETS {
+                for c in OCTETS {
+                    for d in OCTETS {
+                        for before in BEFORE {
+                            for pad in PADS {
+                                line.clear();
+                                line.extend_from_slice(pad.as_bytes());
+                                line.extend_from_slice(before.as_bytes());
+                                line.extend_from_slice(format!("{a}.{b}.{c}.{d}").as_bytes());
+                                if line.len() < WINDOW {
+                                    let fill = WINDOW - line.len();
+                                    line.splice(0..0, std::iter::repeat_n(b'7', fill));
+                                }
+                                check_window(&line);
+                                let window = line.last_chunk::<WINDOW>().expect("a window");
+                                taken += usize::from(quad_back(window).is_some());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            taken > 50_000,
+            "the window must take the common element: {taken}"
+        );
+        // Three and five parts, trailing separators and whitespace: never taken.
+        for line in [
+            &b"1.1.1.1, 22.22.22"[..],
+            b"1.1.1.1, 1.2.3.4.5",
+            b"1.1.1.1, 22.2.3.4 ",
+            b"1.1.1.1, 22.2.3.4,",
+            b"1.1.1.1, 22.2.3.4\t",
+            b"1.1.1.1, 22.2.3.4:80",
+            b"1.1.1.1, ::ffff:1.2.3.4",
+            b"1111111111.2.3.4",
+            b"111,111.222.33.4",
+            b" 255.255.255.255",
+            b"  255.255.255.255",
+            b"1 255.255.255.255",
+            b",\t255.255.255.255",
+            b"\t,255.255.255.255",
+            b"x,255.255.255.255",
+            b"1,255.255.255.2555",
+        ] {
+            check_window(line);
+        }
+        assert!(quad_back(b"  255.255.255.255").is_none());
+        assert_eq!(quad_back(b", 255.255.255.255"), Some((u32::MAX, 0)));
+        assert_eq!(
+            quad_back(b"11,255.255.255.255"[1..].try_into().expect("a window")),
+            Some((u32::MAX, 1))
+        );
+    }
+
+    #[test]
+    fn skip_agrees_with_general_path() {
+        // Whatever `skip_trusted_v4` skips must be what the general iterator sees first:
+        // trusted plain dotted quads, then (consumed) the untrusted one it stops at; and
+        // it must leave the rest exactly as the general iterator goes on. (It may stop
+        // early, at anything unusual: the caller's general loop then takes over.)
+        let pool: &[&[u8]] = &[
+            b"203.0.113.9, 10.1.4.2, 10.2.6.3, 10.3.9.4, 10.4.12.5, 10.5.15.6",
+            b"10.255.255.255,10.0.0.0 ,  10.100.200.250,\t10.1.1.1",
+            b"10.1.1.1, 010.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4",
+            b"9.9.9.9, 10.1.1.1:80, 10.2.2.2, 10.3.3.3, 10.4.4.4",
+            b"10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4 ",
+            b"10.1.1.1,,10.2.2.2, , 10.3.3.3, unknown, 10.4.4.4,",
+            b"::ffff:10.1.1.1, 10.22.33.44, 10.255.255.254, 10.9.9.9",
+            b"10.1.1.1",
+            b"",
+            b"1.2.3.4, 10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4, 10.5.5.5, 10.6.6.6",
+            b"10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4, 10.5.5.5, 10.6.6.6, 10.7.7.7",
+        ];
+        // The bits of a plain dotted quad, as the general parser reads it.
+        let plain = |text: &[u8]| match parse_element(text) {
+            Entry::Addr(Node {
+                ip: std::net::IpAddr::V4(ip),
+                port: None,
+            }) if text == ip.to_string().as_bytes() => Some(ip.to_bits()),
+            _ => None,
+        };
+        let trusted = |ip: u32| ip >> 24 == 10;
+        let mut fast_total = 0;
+        for first in pool {
+            for second in pool {
+                for limit in [0, 1, 2, 3, 5, 127] {
+                    let lines = [*first, *second];
+                    let mut fast = Rev::new(&lines);
+                    let (skipped, refused) = fast.skip_trusted_v4(limit, trusted);
+                    fast_total += usize::from(skipped);
+                    assert!(skipped <= limit);
+                    let mut general = Rev::new(&lines);
+                    for _ in 0..skipped {
+                        let ip = general.next_raw().and_then(plain);
+                        assert!(ip.is_some_and(trusted), "{lines:?} {limit}");
+                    }
+                    if let Some(ip) = refused {
+                        assert!(skipped < limit);
+                        assert_eq!(general.next_raw().and_then(plain), Some(ip));
+                        assert!(!trusted(ip));
+                    }
+                    let rest: Vec<Entry<'_>> = fast.collect();
+                    assert_eq!(rest, general.collect::<Vec<_>>(), "{lines:?} {limit}");
+                }
+            }
+        }
+        assert!(fast_total > 1000, "{fast_total}");
     }
 
     #[test]

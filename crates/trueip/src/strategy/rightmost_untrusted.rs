@@ -21,7 +21,7 @@ use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Tracer, Verdict};
-use crate::trust::TrustSet;
+use crate::trust::{TrustSet, V4Lookup};
 
 use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_peer};
 use super::{AllTrusted, Client, Ctx, Found};
@@ -49,10 +49,13 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
         // Trusted IPv4 hops need no step recorded: skip them in one tight loop, which
         // also hands back the usual answer, an untrusted IPv4 address. Anything else
         // goes on in the loop below as if it had walked there itself (`explain` walks
-        // every element there, and tests hold the two to the same answers).
-        let (skipped, untrusted) = xff.skip_trusted_v4(MAX_WALK - 1, |ip| {
-            trusted.contains_v4(std::net::Ipv4Addr::from_bits(ip))
-        });
+        // every element there, and tests hold the two to the same answers). One loop per
+        // kind of trust set: the loop then neither re-reads the set nor re-tests its kind
+        // at every element.
+        let (skipped, untrusted) = match trusted.v4_lookup() {
+            V4Lookup::Scan(set) => xff.skip_trusted_v4(MAX_WALK - 1, move |ip| set.contains(ip)),
+            V4Lookup::Indexed(set) => xff.skip_trusted_v4(MAX_WALK - 1, move |ip| set.contains(ip)),
+        };
         n = skipped;
         if let Some(ip) = untrusted {
             if xff.next_raw().is_some() {
