@@ -1,5 +1,6 @@
 //! One decision, in full: what `trueip explain`, the whoami page and debug logs show.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::entry::Entry;
@@ -155,7 +156,7 @@ impl<'a> Decision<'a> {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\n  \"chain_header\": ");
-        text::put_json_string(out, self.list.field_str());
+        text::put_json_literal(out, self.list.field_str());
         out.extend_from_slice(b",\n  \"chain\": ");
         let cut = self.chain_cut.then_some(Text::Static(ELLIPSIS));
         put_array(
@@ -169,7 +170,7 @@ impl<'a> Decision<'a> {
         text::put_decimal(out, u64::from(r.trusted_hops));
         out.extend_from_slice(b",\n  \"warnings\": ");
         put_array(out, r.warnings.names(), |out, name| {
-            text::put_json_string(out, name);
+            text::put_json_literal(out, name);
         });
         out.extend_from_slice(b",\n  \"strategy\": ");
         match r.strategy.and_then(|i| policy.strategy_text(i)) {
@@ -192,7 +193,10 @@ impl<'a> Decision<'a> {
                 out.extend_from_slice(b",\n      \"verdict\": \"");
                 out.extend_from_slice(mark.verdict.as_str().as_bytes());
                 out.extend_from_slice(b"\",\n      \"why\": ");
-                text::put_json_string(out, &mark.why);
+                match &mark.why {
+                    Cow::Borrowed(why) => text::put_json_literal(out, why),
+                    Cow::Owned(why) => text::put_json_string(out, why),
+                }
                 out.extend_from_slice(b"\n    }");
             }
             out.extend_from_slice(b"\n  ]");

@@ -177,6 +177,18 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
+/// Appends one of trueip's own fixed texts (a step's subject, a reason) as a JSON string.
+/// They are written in this crate's source and hold nothing to escape (debug builds,
+/// and so the tests, check), so the check is skipped; text from a request never has a
+/// `'static` lifetime, so it cannot come this way.
+pub(crate) fn put_json_literal(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?} needs escaping");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes: `"` and `\`,
 /// and the control characters below U+0020 (`\b \t \n \f \r` by name, the rest as
 /// `\u00xx`); everything else, DEL and non-ASCII included, as is.

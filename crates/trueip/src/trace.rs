@@ -129,7 +129,7 @@ impl Text {
     /// Writes the text as a JSON string.
     pub(crate) fn write_json(&self, out: &mut Vec<u8>, policy: &Policy) {
         match self {
-            Text::Static(text) => text::put_json_string(out, text),
+            Text::Static(text) => text::put_json_literal(out, text),
             Text::Owned(text) => text::put_json_string(out, text),
             Text::Strategy(i) => {
                 text::put_json_string(out, policy.strategy_text(*i).unwrap_or_default());
