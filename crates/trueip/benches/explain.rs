@@ -1,9 +1,10 @@
-//! What the full record of a decision costs: `Explanation::new` (every step, owned
-//! fields), beside `Policy::resolve` on the same request. The whoami page and
-//! `trueip explain` build one per request.
+//! What the full record of a decision costs, beside `Policy::resolve` on the same
+//! request: `Explanation::new` (every step, owned fields; `trueip explain`), with and
+//! without serde_json writing it, and `Decision` writing the same JSON bytes without
+//! owned fields (the whoami page, once per request).
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target-bench cargo bench -p trueip --features http --bench explain
+//! CARGO_TARGET_DIR=target-bench cargo bench -p trueip --features http,serde --bench explain
 //! ```
 
 use std::hint::black_box;
@@ -52,6 +53,34 @@ fn explanation(bencher: divan::Bencher) {
     let (policy, (conn, headers)) = (policy(), request());
     bencher.bench_local(|| {
         Explanation::new(black_box(&policy), black_box(&conn), black_box(&headers))
+    });
+}
+
+/// What the whoami page does: the same evidence, borrowed, written as the explain JSON.
+#[divan::bench(sample_count = 300, sample_size = 100)]
+fn decision_json(bencher: divan::Bencher) {
+    let (policy, (conn, headers)) = (policy(), request());
+    let mut out = Vec::with_capacity(2048);
+    bencher.bench_local(|| {
+        out.clear();
+        trueip::Decision::new(black_box(&policy), black_box(&conn), black_box(&headers))
+            .write_json(&mut out);
+        black_box(out.len())
+    });
+}
+
+/// The owned explanation, then the same JSON through serde_json (what `trueip explain
+/// --format json` prints).
+#[divan::bench(sample_count = 300, sample_size = 100)]
+fn explanation_serde_json(bencher: divan::Bencher) {
+    let (policy, (conn, headers)) = (policy(), request());
+    let mut out = Vec::with_capacity(2048);
+    bencher.bench_local(|| {
+        out.clear();
+        let explanation =
+            Explanation::new(black_box(&policy), black_box(&conn), black_box(&headers));
+        serde_json::to_writer_pretty(&mut out, &explanation).unwrap_or_default();
+        black_box(out.len())
     });
 }
 
