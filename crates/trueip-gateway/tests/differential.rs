@@ -878,3 +878,101 @@ async fn whoami_pages_are_the_same_on_both_paths() {
             .join("\n\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A connection handed to hyper between two requests
+
+/// Sends `requests` one after another on one connection from `from`; what each came to.
+async fn sequence_through(
+    gw: &Gateway,
+    state: &Arc<State>,
+    log: &Log,
+    from: Ipv4Addr,
+    requests: &[&str],
+    run: usize,
+) -> Vec<Outcome> {
+    gw.shared.state.store(state.clone());
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.into(), 0)).unwrap();
+    let mut s = sock.connect(gw.addr).await.unwrap();
+    let mut outcomes = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        let id = format!("seq-{run}-{i}");
+        let case = Case::new(from, None, request);
+        let bytes = replace_id(&case.bytes, &id);
+        let (status, _) = answer(&mut s, &bytes, case.head_only).await;
+        let seen = log.lock().unwrap().remove(&id);
+        outcomes.push((status, seen));
+    }
+    outcomes
+}
+
+/// A keep-alive connection whose first request is plain (the lean path serves it) and
+/// whose second is not (a body, an underscore spelling, a hop-by-hop `Connection` list,
+/// an absolute-form target): the lean path hands the connection to hyper at the request
+/// boundary, with the bytes it already read. Every request, before, at and after the
+/// hand-over, must reach the upstream exactly as when hyper serves the whole connection,
+/// forged client-IP headers included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_handed_to_hyper_mid_way_is_treated_the_same() {
+    let plain = "GET /first HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For: 203.0.113.66\r\nX-Real-IP: 198.51.100.77\r\nForwarded: for=192.0.2.88\r\n\r\n";
+    let after = "GET /third HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For: 198.51.100.9, 10.0.0.9\r\n\r\n";
+    let handed = [
+        "POST /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nContent-Length: 5\r\nX-Forwarded-For: 203.0.113.66\r\nX-Real-IP: 198.51.100.77\r\n\r\nhello",
+        "GET /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nx_forwarded_for: 203.0.113.66\r\nX-Real-IP: 198.51.100.77\r\n\r\n",
+        "GET /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: X-Forwarded-For, X-Real-IP\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
+        "GET http://a/second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nForwarded: for=192.0.2.88\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
+    ];
+    for (mode, headers) in [
+        ("replace", ""),
+        (
+            "append",
+            "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
+        ),
+    ] {
+        let log: Log = Arc::default();
+        let up = upstream(log.clone()).await;
+        let toml = format!(
+            r#"{TRUST}strategy = "rightmost-untrusted"
+[[listen]]
+address = "127.0.0.1:1"
+[upstream]
+url = "http://{up}"
+[headers]
+{headers}"#
+        );
+        let gw = gateway(&toml).await;
+        let mut run = 0;
+        for second in handed {
+            for from in [UNTRUSTED, TRUSTED] {
+                let requests = [plain, second, after];
+                let lean = sequence_through(&gw, &gw.lean, &log, from, &requests, run).await;
+                let hyper = sequence_through(&gw, &gw.hyper, &log, from, &requests, run + 1).await;
+                run += 2;
+                let seen = |o: &Outcome| o.1.as_ref().map(Seen::normalized);
+                for (i, (a, b)) in lean.iter().zip(&hyper).enumerate() {
+                    assert!(
+                        a.0 == b.0 && seen(a) == seen(b),
+                        "{mode}, from {from}, request {i} of {:?}:\n  lean build:  {}\n  hyper build: {}",
+                        second.lines().next(),
+                        describe(a),
+                        describe(b)
+                    );
+                    assert_eq!(
+                        a.0,
+                        200,
+                        "{mode}, from {from}, request {i}: {}",
+                        describe(a)
+                    );
+                }
+                // The point of the test: the lean path took the first request, hyper
+                // the second and the rest of the connection.
+                let lean_took: Vec<bool> = lean
+                    .iter()
+                    .map(|o| o.1.as_ref().is_some_and(Seen::lean))
+                    .collect();
+                assert_eq!(lean_took, [true, false, false], "{mode}, from {from}");
+            }
+        }
+    }
+}

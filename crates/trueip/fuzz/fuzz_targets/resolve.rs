@@ -1,5 +1,6 @@
 //! The whole decision over arbitrary headers: never panics, and the answer is always the
-//! peer or an address that appears in the headers, and `resolve` agrees with `explain`.
+//! peer or an address that appears in the headers, `resolve` agrees with `explain`, and
+//! the decision's JSON writer agrees with serde_json.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -59,7 +60,15 @@ fuzz_target!(|data: &[u8]| {
     for policy in policies() {
         let res = policy.resolve(&Connection::from_peer(Node::ip(peer)), &headers);
         // The shortcuts `resolve` takes must not change the decision `explain` records.
-        assert_eq!(res, policy.explain(&Connection::from_peer(Node::ip(peer)), &headers).0, "{headers:?}");
+        let conn = Connection::from_peer(Node::ip(peer));
+        assert_eq!(res, policy.explain(&conn, &headers).0, "{headers:?}");
+        // The whoami page's JSON (written from the borrowed decision) is byte for byte
+        // serde_json's for the owned explanation.
+        let decision = trueip::Decision::new(policy, &conn, &headers);
+        let mut written = Vec::new();
+        decision.write_json(&mut written);
+        let explanation = decision.to_explanation();
+        assert_eq!(written, serde_json::to_vec_pretty(&explanation).unwrap(), "{headers:?}");
         let text = res.client.ip.to_string();
         let appears = res.client.ip == peer
             || headers.iter().any(|(_, v)| {
