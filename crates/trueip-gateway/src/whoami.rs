@@ -147,21 +147,35 @@ pub fn forwarding_headers_of<'a>(
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
     let mut lines: Vec<(Cow<'a, str>, &'a [u8])> = Vec::new();
+    let mut dashed = [0u8; 64];
     for (name, value) in headers {
-        // Most names are lower-case and have no underscore: no copy to check them.
-        let name: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(name.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(name)
-        };
-        let forwarding = if name.contains('_') {
-            let dashed = name.replace('_', "-");
-            is_forwarding(&dashed) || dashed == "via"
-        } else {
-            is_forwarding(&name) || name == "via"
+        // The name lower-cased, underscores read as dashes, on the stack: most lines
+        // (Host, User-Agent, ...) are not forwarding headers and cost no copy on the heap.
+        let forwarding = match dashed.get_mut(..name.len()) {
+            Some(buf) => {
+                for (slot, b) in buf.iter_mut().zip(name.bytes()) {
+                    *slot = if b == b'_' {
+                        b'-'
+                    } else {
+                        b.to_ascii_lowercase()
+                    };
+                }
+                let dashed = std::str::from_utf8(buf).unwrap_or_default();
+                is_forwarding(dashed) || dashed == "via"
+            }
+            None => {
+                let dashed = name.to_ascii_lowercase().replace('_', "-");
+                is_forwarding(&dashed) || dashed == "via"
+            }
         };
         if forwarding {
-            lines.push((name, value));
+            // Shown lower-case, underscores kept.
+            let shown: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            };
+            lines.push((shown, value));
         }
     }
     // Stable: the lines of one name keep their order.
@@ -797,6 +811,31 @@ mod tests {
                 "x-forwarded-for=1.1.1.1",
                 "x-origin-verify=<redacted>",
                 "x_origin_verify=<redacted>"
+            ]
+        );
+    }
+
+    #[test]
+    fn forwarding_names_are_matched_in_any_spelling_and_any_length() {
+        let long = format!("X_{}_Client_IP", "Very".repeat(20));
+        let wanted = format!("x-{}-client-ip", "very".repeat(20));
+        let lines: Vec<(&str, &[u8])> = vec![
+            ("Host", b"a"),
+            ("X_Forwarded_For", b"1.1.1.1"),
+            ("VIA", b"1.1 p"),
+            (long.as_str(), b"2.2.2.2"),
+            ("User-Agent", b"t"),
+        ];
+        let f = forwarding_headers_of(lines.iter().copied(), |n| {
+            n == "x-forwarded-for" || n == wanted
+        });
+        let got: Vec<_> = f.lines().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(
+            got,
+            [
+                "via=1.1 p".to_string(),
+                "x_forwarded_for=1.1.1.1".to_string(),
+                format!("{}=2.2.2.2", long.to_ascii_lowercase()),
             ]
         );
     }
