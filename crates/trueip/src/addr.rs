@@ -123,7 +123,7 @@ pub fn parse_ipv4(text: &[u8]) -> Result<Ipv4Addr, AddrError> {
 /// patterns of each length re-tested the same bytes in every arm, and was a third of
 /// the time of a whole walk.
 #[inline(always)]
-pub(crate) fn octet_back(text: &[u8]) -> Option<(u32, Option<u8>, &[u8])> {
+fn octet_back(text: &[u8]) -> Option<(u32, Option<u8>, &[u8])> {
     let digit = |b: u8| u32::from(b.wrapping_sub(b'0'));
     let (&c, rest) = text.split_last()?;
     let c = digit(c);
@@ -154,10 +154,12 @@ pub(crate) fn octet_back(text: &[u8]) -> Option<(u32, Option<u8>, &[u8])> {
     }
 }
 
-/// Exactly a dotted quad in canonical form, read from the right; `None` for anything
-/// else, including every error, which [`parse_ipv4_prefix`] then names.
+/// A canonical dotted quad ending `text`, read from the right in one pass: its bits, the
+/// byte left of it (if any) and the text left of that byte. `None` when the end of
+/// `text` is not one.
 #[inline(always)]
-fn parse_ipv4_exact(text: &[u8]) -> Option<Ipv4Addr> {
+pub(crate) fn dotted_quad_back(text: &[u8]) -> Option<(u32, Option<u8>, &[u8])> {
+    // Octets from the right, kept in one u32 (a register), lowest octet first.
     let mut rest = text;
     let mut addr = 0u32;
     for shift in [0, 8, 16] {
@@ -167,10 +169,18 @@ fn parse_ipv4_exact(text: &[u8]) -> Option<Ipv4Addr> {
         addr |= octet << shift;
         rest = left;
     }
-    let (octet, None, _) = octet_back(rest)? else {
-        return None;
-    };
-    Some(Ipv4Addr::from_bits(addr | octet << 24))
+    let (octet, separator, left) = octet_back(rest)?;
+    Some((addr | octet << 24, separator, left))
+}
+
+/// Exactly a dotted quad in canonical form, read from the right; `None` for anything
+/// else, including every error, which [`parse_ipv4_prefix`] then names.
+#[inline(always)]
+fn parse_ipv4_exact(text: &[u8]) -> Option<Ipv4Addr> {
+    match dotted_quad_back(text)? {
+        (addr, None, _) => Some(Ipv4Addr::from_bits(addr)),
+        _ => None,
+    }
 }
 
 /// A dotted quad at the start of `text`, and the bytes after it.

@@ -6,7 +6,7 @@
 //! list syntax requires (RFC 9110 §5.6.1.2); everything else that is not an
 //! address is reported as it is, never guessed.
 
-use crate::addr::{octet_back, parse_node, trim};
+use crate::addr::{dotted_quad_back, parse_node, trim};
 use crate::entry::Entry;
 
 /// Classifies one X-Forwarded-For element.
@@ -171,21 +171,11 @@ impl<'a> Rev<'a, '_> {
 /// [`parse_element`] would say; every other element is left to it.
 #[inline(always)]
 fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
-    let mut text = match line {
+    let text = match line {
         [.., b' ' | b'\t'] => trim_end(line),
         _ => line,
     };
-    // Octets from the right, kept in one u32 (a register), lowest octet first.
-    let mut addr = 0u32;
-    for shift in [0, 8, 16] {
-        let (octet, Some(b'.'), rest) = octet_back(text)? else {
-            return None;
-        };
-        addr |= octet << shift;
-        text = rest;
-    }
-    let (octet, separator, rest) = octet_back(text)?;
-    addr |= octet << 24;
+    let (addr, separator, rest) = dotted_quad_back(text)?;
     // `, ` before the element is how nearly every proxy joins the list: tested first.
     match (separator, rest) {
         (None, _) => Some((addr, None)),
