@@ -273,41 +273,12 @@ pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
             sep = b",\n    ";
             text::put_json_string(out, name);
             out.extend_from_slice(b": ");
-            json_strings(
-                out,
-                lines.iter().map(|(_, v)| String::from_utf8_lossy(v)),
-                b",\n      ",
-                b"\n    ]",
-            );
+            text::put_json_array(out, 2, lines.iter(), |out, (_, v)| {
+                text::put_json_string(out, &String::from_utf8_lossy(v));
+            });
         });
         out.extend_from_slice(b"\n  }");
     });
-}
-
-/// An array of strings: `[]`, or `[` + the strings (each after `sep`, the first after
-/// `sep` without its comma) + `close`.
-fn json_strings<S: AsRef<str>>(
-    out: &mut Vec<u8>,
-    items: impl Iterator<Item = S>,
-    sep: &[u8],
-    close: &[u8],
-) {
-    out.push(b'[');
-    let mut any = false;
-    for item in items {
-        out.extend_from_slice(if any {
-            sep
-        } else {
-            sep.get(1..).unwrap_or_default()
-        });
-        any = true;
-        text::put_json_string(out, item.as_ref());
-    }
-    if any {
-        out.extend_from_slice(close);
-    } else {
-        out.push(b']');
-    }
 }
 
 fn text(w: &Whoami<'_>) -> String {

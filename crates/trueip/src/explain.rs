@@ -159,8 +159,9 @@ impl<'a> Decision<'a> {
         text::put_json_literal(out, self.list.field_str());
         out.extend_from_slice(b",\n  \"chain\": ");
         let cut = self.chain_cut.then_some(Text::Static(ELLIPSIS));
-        put_array(
+        text::put_json_array(
             out,
+            1,
             self.chain.iter().map(Text::from).chain(cut),
             |out, entry| {
                 entry.write_json(out, policy);
@@ -169,7 +170,7 @@ impl<'a> Decision<'a> {
         out.extend_from_slice(b",\n  \"trusted_hops\": ");
         text::put_decimal(out, u64::from(r.trusted_hops));
         out.extend_from_slice(b",\n  \"warnings\": ");
-        put_array(out, r.warnings.names(), |out, name| {
+        text::put_json_array(out, 1, r.warnings.names(), |out, name| {
             text::put_json_literal(out, name);
         });
         out.extend_from_slice(b",\n  \"strategy\": ");
@@ -214,24 +215,6 @@ fn entry_string(entry: &Entry<'_>) -> String {
         Entry::Addr(node) => node_string(node),
         other => other.to_string(),
     }
-}
-
-/// A member's array as serde_json's pretty printer writes it at depth one: `[]`, or
-/// each item on its own line, indented by four.
-fn put_array<T>(
-    out: &mut Vec<u8>,
-    items: impl Iterator<Item = T>,
-    mut put: impl FnMut(&mut Vec<u8>, T),
-) {
-    let mut open: &[u8] = b"[\n    ";
-    let mut any = false;
-    for item in items {
-        out.extend_from_slice(open);
-        open = b",\n    ";
-        any = true;
-        put(out, item);
-    }
-    out.extend_from_slice(if any { b"\n  ]" } else { b"[]" });
 }
 
 impl fmt::Display for Explanation {

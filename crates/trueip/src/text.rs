@@ -177,6 +177,33 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
+/// Appends an array as serde_json's pretty printer writes it as the value of a member
+/// `depth` objects deep (1: a member of the top object): `[]`, or each item on its own
+/// line, indented two spaces more than the member, `put` writing the item itself.
+pub fn put_json_array<T>(
+    out: &mut Vec<u8>,
+    depth: usize,
+    items: impl Iterator<Item = T>,
+    mut put: impl FnMut(&mut Vec<u8>, T),
+) {
+    const SPACES: &[u8; 32] = b"                                ";
+    let indent = |n: usize| SPACES.get(..n.min(SPACES.len())).unwrap_or_default();
+    let mut first = true;
+    for item in items {
+        out.extend_from_slice(if first { b"[\n" } else { b",\n" });
+        out.extend_from_slice(indent(2 * depth + 2));
+        first = false;
+        put(out, item);
+    }
+    if first {
+        out.extend_from_slice(b"[]");
+    } else {
+        out.push(b'\n');
+        out.extend_from_slice(indent(2 * depth));
+        out.push(b']');
+    }
+}
+
 /// Appends one of trueip's own fixed texts (a step's subject, a reason) as a JSON string.
 /// They are written in this crate's source and hold nothing to escape (debug builds,
 /// and so the tests, check), so the check is skipped; text from a request never has a
