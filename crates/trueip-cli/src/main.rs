@@ -1,5 +1,7 @@
 //! `trueip`: find the real client IP behind proxies — explain a decision, or run the gateway.
 
+#[cfg(feature = "mimalloc")]
+mod alloc;
 mod explain;
 
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
 
 /// Find the real client IP of a request that crossed CDNs, load balancers and proxies,
 /// without letting anyone forge it.
