@@ -139,6 +139,8 @@ pub struct Record {
     pub error: Option<String>,
     /// Keeps the connection from counting as idle until the body is done.
     pub in_flight: Option<crate::io::InFlight>,
+    /// When the response was counted and logged, once it was.
+    finished: Option<Instant>,
 }
 
 impl Record {
@@ -169,7 +171,49 @@ impl Record {
             bytes: 0,
             error: None,
             in_flight: Some(ctx.activity.begin_at(start)),
+            finished: None,
         }
+    }
+
+    /// Counts the response and writes its access-log line now (dropping the record
+    /// does the same), and returns the clock reading that ended it: the lean path
+    /// times the wait for the next request from it instead of reading the clock again.
+    pub fn finish(mut self) -> Instant {
+        self.finish_now()
+    }
+
+    fn finish_now(&mut self) -> Instant {
+        if let Some(at) = self.finished {
+            return at;
+        }
+        let now = Instant::now();
+        self.finished = Some(now);
+        let elapsed = now.saturating_duration_since(self.start);
+        self.metrics.responded(self.status, elapsed);
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.end_at(now);
+        }
+        if self.access_log {
+            let source = match (&self.source, &self.header) {
+                (trueip::Source::Header, Some(name)) => name.to_string(),
+                (source, _) => source.to_string(),
+            };
+            tracing::info!(
+                target: "trueip::access",
+                client = %self.client,
+                peer = %self.peer,
+                method = %self.method,
+                path = %self.uri.as_ref().map_or("", |u| u.path()),
+                version = ?self.version,
+                status = self.status,
+                bytes = self.bytes,
+                duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+                source = %source,
+                warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
+                error = self.error.as_deref(),
+            );
+        }
+        now
     }
 }
 
@@ -196,32 +240,7 @@ impl Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.start);
-        self.metrics.responded(self.status, elapsed);
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.end_at(now);
-        }
-        if self.access_log {
-            let source = match (&self.source, &self.header) {
-                (trueip::Source::Header, Some(name)) => name.to_string(),
-                (source, _) => source.to_string(),
-            };
-            tracing::info!(
-                target: "trueip::access",
-                client = %self.client,
-                peer = %self.peer,
-                method = %self.method,
-                path = %self.uri.as_ref().map_or("", |u| u.path()),
-                version = ?self.version,
-                status = self.status,
-                bytes = self.bytes,
-                duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-                source = %source,
-                warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
-                error = self.error.as_deref(),
-            );
-        }
+        self.finish_now();
     }
 }
 

@@ -28,7 +28,8 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -114,17 +115,84 @@ impl Headers for Kept<'_> {
     }
 }
 
+/// A waker for one of the connection's timers that notes when the timer fired, so that
+/// the wake-ups for the socket (one or two per request) do not poll the timers too.
+/// Polling a registered timer that has not fired finds nothing and costs a good deal:
+/// the shutdown-or-idle future and the deadline's `Sleep` were about a twentieth of the
+/// whoami path's instructions (callgrind, `bench/gateway.sh`'s request).
+struct TimerWake {
+    fired: Arc<Fired>,
+    waker: Waker,
+    /// The timer must be polled whatever `fired` says: it was never polled with this
+    /// waker, or it was aimed elsewhere since.
+    stale: bool,
+}
+
+/// Set by the timer's wake-up, which it passes on to the connection's task.
+struct Fired {
+    fired: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Fired {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+impl TimerWake {
+    fn new(task: &Waker) -> Self {
+        let fired = Arc::new(Fired {
+            fired: AtomicBool::new(false),
+            task: task.clone(),
+        });
+        TimerWake {
+            waker: Waker::from(fired.clone()),
+            fired,
+            stale: true,
+        }
+    }
+
+    /// Whether the timer may have fired (or must be polled anyway); if so, it is then
+    /// polled with [`TimerWake::waker`]. A fire after this call wakes the task again.
+    fn due(&mut self, task: &Waker) -> bool {
+        if !self.fired.task.will_wake(task) {
+            *self = TimerWake::new(task);
+        }
+        let mut due = std::mem::take(&mut self.stale);
+        // A fire between this load and the poll that follows is seen by that poll.
+        if self.fired.fired.load(Ordering::Acquire) {
+            self.fired.fired.store(false, Ordering::Relaxed);
+            due = true;
+        }
+        due
+    }
+}
+
 /// One deadline, checked by a timer armed lazily and re-armed only when it fires early:
 /// moving the deadline later (every request) touches no timer.
 #[derive(Default)]
 struct Deadline {
     at: Option<tokio::time::Instant>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    wake: Option<TimerWake>,
 }
 
 impl Deadline {
     fn set(&mut self, at: tokio::time::Instant) {
         self.at = Some(at);
+        // A timer aimed past the new deadline must be polled to be re-aimed; one aimed
+        // before it fires early, and is re-aimed then.
+        if let (Some(sleep), Some(wake)) = (&self.sleep, &mut self.wake)
+            && sleep.deadline() > at
+        {
+            wake.stale = true;
+        }
     }
 
     fn clear(&mut self) {
@@ -136,6 +204,11 @@ impl Deadline {
         let Some(at) = self.at else {
             return false;
         };
+        let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
+        if !wake.due(cx.waker()) {
+            return false;
+        }
+        let mut cx = Context::from_waker(&wake.waker);
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
@@ -143,7 +216,7 @@ impl Deadline {
             sleep.as_mut().reset(at);
         }
         loop {
-            if sleep.as_mut().poll(cx).is_pending() {
+            if sleep.as_mut().poll(&mut cx).is_pending() {
                 return false;
             }
             if tokio::time::Instant::now() >= at {
@@ -151,6 +224,24 @@ impl Deadline {
             }
             sleep.as_mut().reset(at);
         }
+    }
+}
+
+/// What tells a connection waiting for its next request to stop (shutdown, or idle for
+/// too long), polled only when it may have fired (see [`TimerWake`]).
+struct StopSignal {
+    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    wake: Option<TimerWake>,
+}
+
+impl StopSignal {
+    fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
+        let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
+        if !wake.due(cx.waker()) {
+            return false;
+        }
+        let mut cx = Context::from_waker(&wake.waker);
+        self.signal.as_mut().poll(&mut cx).is_ready()
     }
 }
 
@@ -162,15 +253,13 @@ enum Got {
     Failed(io::Error),
 }
 
-type Stop<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send + 'static)>;
-
 /// Reads more bytes into `buf`, unless `deadline` passes or (when `stop` is given)
 /// the connection is told to stop first.
 async fn read_into<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut InBuf,
     deadline: &mut Deadline,
-    mut stop: Option<Stop<'_>>,
+    mut stop: Option<&mut StopSignal>,
 ) -> Got {
     std::future::poll_fn(|cx| {
         let mut read = tokio::io::ReadBuf::new(buf.spare());
@@ -187,7 +276,7 @@ async fn read_into<R: AsyncRead + Unpin>(
             Poll::Pending => {}
         }
         if let Some(stop) = stop.as_mut()
-            && stop.as_mut().poll(cx).is_ready()
+            && stop.poll_stop(cx)
         {
             return Poll::Ready(Got::Stop);
         }
@@ -257,21 +346,33 @@ fn put_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The `Date` value, formatted once a second per thread.
-fn date(out: &mut Vec<u8>) {
+/// Appends the `date` line. It is formatted once a second per thread, and which second
+/// it is is told from `now`, a clock reading the caller already has: the wall clock is
+/// read only when the cached line's second has run out.
+fn date(out: &mut Vec<u8>, now: Instant) {
     std::thread_local! {
-        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+        static CACHE: std::cell::RefCell<Option<(Instant, Vec<u8>)>> = const { std::cell::RefCell::new(None) };
     }
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs || c.1.is_empty() {
-            *c = (secs, httpdate::fmt_http_date(now));
+    CACHE.with_borrow_mut(|cache| {
+        if let Some((until, line)) = cache.as_ref()
+            && now < *until
+        {
+            out.extend_from_slice(line);
+            return;
         }
-        put_line(out, "date", c.1.as_bytes());
+        let wall = std::time::SystemTime::now();
+        // The wall clock was read after `now`, so the second runs out no later than
+        // this (if anything, the line is made again a little early).
+        let into_second = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(Duration::ZERO, |d| {
+                Duration::from_nanos(u64::from(d.subsec_nanos()))
+            });
+        let until = now + (Duration::from_secs(1) - into_second);
+        let mut line = Vec::with_capacity(40);
+        put_line(&mut line, "date", httpdate::fmt_http_date(wall).as_bytes());
+        out.extend_from_slice(&line);
+        *cache = Some((until, line));
     });
 }
 
@@ -292,16 +393,16 @@ fn write_full(out: &mut Vec<u8>, resp: &http::Response<Body>, head_only: bool, c
     if !has_length {
         put_line(out, "content-length", body.len().to_string().as_bytes());
     }
-    end_head(out, close, head_only, body);
+    end_head(out, close, head_only, body, Instant::now());
 }
 
 /// Ends a response head the gateway wrote itself (`connection: close` when closing, the
-/// date, the blank line) and appends the body unless the request was HEAD.
-fn end_head(out: &mut Vec<u8>, close: bool, head_only: bool, body: &[u8]) {
+/// date as of `now`, the blank line) and appends the body unless the request was HEAD.
+fn end_head(out: &mut Vec<u8>, close: bool, head_only: bool, body: &[u8], now: Instant) {
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    date(out);
+    date(out, now);
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(body);
@@ -310,7 +411,9 @@ fn end_head(out: &mut Vec<u8>, close: bool, head_only: bool, body: &[u8]) {
 
 /// What to do after one request.
 enum Next {
-    KeepAlive(usize),
+    /// Read the next request: so many bytes of the buffer were used, and the response
+    /// was done at this instant.
+    KeepAlive(usize, Instant),
     Close,
     Hyper,
 }
@@ -328,12 +431,18 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     let mut scratch: Vec<u8> = Vec::new();
     let mut deadline = Deadline::default();
     let stop_ctx = ctx.clone();
-    let mut stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-        tokio::select! {
-            () = crate::server::shutting_down(stop_ctx.shared.shutdown.subscribe()) => {}
-            () = stop_ctx.activity.idle(Idle::Requests, idle) => {}
-        }
-    });
+    let mut stop = StopSignal {
+        signal: Box::pin(async move {
+            tokio::select! {
+                biased;
+                () = crate::server::shutting_down(stop_ctx.shared.shutdown.subscribe()) => {}
+                () = stop_ctx.activity.idle(Idle::Requests, idle) => {}
+            }
+        }),
+        wake: None,
+    };
+    // The latest clock reading, when one is at hand: the end of the previous response.
+    let mut last_reading: Option<Instant> = None;
     loop {
         deadline.clear();
         let end = loop {
@@ -348,10 +457,11 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 return After::Hyper(Bytes::copy_from_slice(buf.filled()));
             }
             if deadline.at.is_none() {
-                deadline.set(tokio::time::Instant::now() + header_timeout);
+                let now = last_reading.take().unwrap_or_else(Instant::now);
+                deadline.set(tokio::time::Instant::from_std(now) + header_timeout);
             }
             let between = if buf.is_empty() {
-                Some(stop.as_mut())
+                Some(&mut stop)
             } else {
                 None
             };
@@ -370,7 +480,10 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
         )
         .await
         {
-            Next::KeepAlive(used) => buf.consume(used),
+            Next::KeepAlive(used, ended) => {
+                buf.consume(used);
+                last_reading = Some(ended);
+            }
             Next::Close => return After::Closed,
             Next::Hyper => return After::Hyper(Bytes::copy_from_slice(buf.filled())),
         }
@@ -491,20 +604,15 @@ async fn one(
         record.bytes = if head_only { 0 } else { scratch.len() as u64 };
         // The head `write_full` would write for `whoami::respond`'s response.
         out.clear();
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        for (i, (name, value)) in whoami::response_headers(page.format).enumerate() {
-            put_line(out, name, value.as_bytes());
-            if i == 0 {
-                out.extend_from_slice(b"content-length: ");
-                trueip::text::put_decimal(out, scratch.len() as u64);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        end_head(out, closing, head_only, scratch);
+        let (before, after) = whoami::head_around_length(page.format);
+        out.extend_from_slice(before);
+        trueip::text::put_decimal(out, scratch.len() as u64);
+        out.extend_from_slice(after);
+        end_head(out, closing, head_only, scratch, start);
         if io.write_all(out).await.is_err() || closing {
             return Next::Close;
         }
-        return Next::KeepAlive(used);
+        return Next::KeepAlive(used, record.finish());
     };
 
     let resolution = settings.policy.resolve(&conn, &raw);
@@ -527,9 +635,9 @@ async fn one(
         closing,
     )
     .await;
-    drop(record);
+    let ended = record.finish();
     match outcome {
-        Sent::KeepAlive if !closing => Next::KeepAlive(used),
+        Sent::KeepAlive if !closing => Next::KeepAlive(used, ended),
         _ => Next::Close,
     }
 }
@@ -755,7 +863,7 @@ async fn forward(
         out.extend_from_slice(b"connection: close\r\n");
     }
     if !parsed.has_date {
-        date(out);
+        date(out, Instant::now());
     }
     out.extend_from_slice(b"\r\n");
     record.status = parsed.status;

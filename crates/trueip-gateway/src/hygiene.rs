@@ -41,6 +41,19 @@ pub(crate) fn came_through_trusted_hop(policy: &trueip::Policy, resolution: &Res
             .contains(trueip::Warnings::ORIGIN_SECRET)
 }
 
+/// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI
+/// read them), spells `lower` (a lower-case name with dashes).
+pub fn same_name(lower: &str, name: &str) -> bool {
+    lower.len() == name.len()
+        && lower.bytes().zip(name.bytes()).all(|(l, b)| {
+            l == if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+}
+
 /// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
@@ -166,6 +179,11 @@ impl Hygiene {
     /// Whether `lower` (a lower-case header name) is a client-IP header.
     pub fn is_managed(&self, lower: &str) -> bool {
         self.managed_index(lower).is_some()
+    }
+
+    /// Whether `name`, in any spelling (see [`same_name`]), is a client-IP header.
+    pub fn is_managed_spelled(&self, name: &str) -> bool {
+        self.managed.iter().any(|n| same_name(n.as_str(), name))
     }
 
     /// The index of a client-IP header name given in any case.

@@ -178,7 +178,7 @@ where
     I: Iterator<Item = (&'a str, &'a [u8])>,
 {
     let mut forwarding =
-        whoami::forwarding_headers_of(headers(), |name| state.hygiene.is_managed(name));
+        whoami::forwarding_headers_of(headers(), |name| state.hygiene.is_managed_spelled(name));
     // The origin secret proves the request came through *your* CDN distribution;
     // echoing it would hand it to anyone who can reach that distribution.
     if let Some(secret) = &state.settings.headers.origin_secret {

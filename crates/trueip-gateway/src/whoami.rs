@@ -28,11 +28,12 @@ pub struct Whoami<'a> {
 
 /// The forwarding header lines of a request, as received: lower-case names (underscores
 /// kept), grouped by name in name order, lines of one name in the order they came — the
-/// `headers` object of the JSON answer. Borrowed from the request; values are shown as
-/// UTF-8 with invalid bytes replaced (U+FFFD) only when written.
+/// `headers` object of the JSON answer. Borrowed from the request: names are lower-cased
+/// and values shown as UTF-8 (invalid bytes replaced by U+FFFD) only when written.
 #[derive(Clone, Debug, Default)]
 pub struct Forwarding<'a> {
-    lines: Vec<(Cow<'a, str>, &'a [u8])>,
+    /// Names as received, in any case.
+    lines: Vec<(&'a str, &'a [u8])>,
 }
 
 impl<'a> Forwarding<'a> {
@@ -42,35 +43,74 @@ impl<'a> Forwarding<'a> {
     }
 
     /// Every line, grouped by name: (lower-case name, value).
-    pub fn lines(&self) -> impl Iterator<Item = (&str, Cow<'a, str>)> + '_ {
+    pub fn lines(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + '_ {
         self.lines
             .iter()
-            .map(|(n, v)| (&**n, String::from_utf8_lossy(v)))
+            .map(|(n, v)| (lower_case(n), String::from_utf8_lossy(v)))
     }
 
-    /// Replaces the value of every line whose name, underscores read as dashes, is
-    /// `name` (lower-case).
+    /// Replaces the value of every line whose name, in any case and underscores read as
+    /// dashes, is `name` (lower-case).
     pub fn redact(&mut self, name: &str, with: &'static [u8]) {
         for (n, v) in &mut self.lines {
-            if n.len() == name.len()
-                && n.bytes()
-                    .zip(name.bytes())
-                    .all(|(a, b)| if a == b'_' { b'-' } else { a } == b)
-            {
+            if crate::hygiene::same_name(name, n) {
                 *v = with;
             }
         }
     }
 
     /// Calls `f` once per name with its lines.
-    fn groups(&self, mut f: impl FnMut(&str, &[(Cow<'a, str>, &'a [u8])])) {
+    fn groups(&self, mut f: impl FnMut(&'a str, &[(&'a str, &'a [u8])])) {
         let mut rest = &self.lines[..];
-        while let Some((first, _)) = rest.first() {
-            let n = rest.iter().take_while(|(name, _)| name == first).count();
+        while let Some(&(first, _)) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|(name, _)| name.eq_ignore_ascii_case(first))
+                .count();
             let (group, tail) = rest.split_at(n);
             f(first, group);
             rest = tail;
         }
+    }
+}
+
+/// `name` in lower case, borrowed when it already is.
+fn lower_case(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Orders names as their lower-case spellings order.
+fn cmp_lower(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|b| b.to_ascii_lowercase())
+        .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
+}
+
+/// Writes a header name as a JSON string, lower-cased. A name made of visible ASCII
+/// other than `"` and `\\` (every valid field name) needs no escaping and is written as
+/// it goes; anything else takes the general path.
+fn put_json_name(out: &mut Vec<u8>, name: &str) {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        out.push(b'"');
+    } else {
+        text::put_json_string(out, &lower_case(name));
+    }
+}
+
+/// Writes a header value as a JSON string, invalid UTF-8 replaced by U+FFFD.
+fn put_json_value(out: &mut Vec<u8>, value: &[u8]) {
+    match std::str::from_utf8(value) {
+        Ok(value) => text::put_json_string(out, value),
+        Err(_) => text::put_json_string(out, &String::from_utf8_lossy(value)),
     }
 }
 
@@ -130,7 +170,8 @@ pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) ->
 }
 
 /// The forwarding headers of a request, as received. `is_forwarding` says whether a
-/// lower-case name (underscores already mapped to dashes) is one.
+/// name, as received (any case, underscores for dashes: see
+/// [`same_name`](crate::hygiene::same_name)), is one; `Via` always is.
 pub fn forwarding_headers<'a>(
     headers: &'a HeaderMap,
     is_forwarding: impl Fn(&str) -> bool,
@@ -146,40 +187,11 @@ pub fn forwarding_headers_of<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
-    let mut lines: Vec<(Cow<'a, str>, &'a [u8])> = Vec::new();
-    let mut dashed = [0u8; 64];
-    for (name, value) in headers {
-        // The name lower-cased, underscores read as dashes, on the stack: most lines
-        // (Host, User-Agent, ...) are not forwarding headers and cost no copy on the heap.
-        let forwarding = match dashed.get_mut(..name.len()) {
-            Some(buf) => {
-                for (slot, b) in buf.iter_mut().zip(name.bytes()) {
-                    *slot = if b == b'_' {
-                        b'-'
-                    } else {
-                        b.to_ascii_lowercase()
-                    };
-                }
-                let dashed = std::str::from_utf8(buf).unwrap_or_default();
-                is_forwarding(dashed) || dashed == "via"
-            }
-            None => {
-                let dashed = name.to_ascii_lowercase().replace('_', "-");
-                is_forwarding(&dashed) || dashed == "via"
-            }
-        };
-        if forwarding {
-            // Shown lower-case, underscores kept.
-            let shown: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(name.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(name)
-            };
-            lines.push((shown, value));
-        }
-    }
+    let mut lines: Vec<(&'a str, &'a [u8])> = headers
+        .filter(|(name, _)| is_forwarding(name) || crate::hygiene::same_name("via", name))
+        .collect();
     // Stable: the lines of one name keep their order.
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.sort_by(|a, b| cmp_lower(a.0, b.0));
     Forwarding { lines }
 }
 
@@ -213,6 +225,36 @@ pub fn response_headers(format: Format) -> impl Iterator<Item = (&'static str, &
     ]
     .into_iter()
     .chain((format == Format::Html).then_some(("content-security-policy", CSP)))
+}
+
+/// The head of a page's `200` response in `format`, on the wire, split where the
+/// `Content-Length` value goes: the status line and [`response_headers`] (without the
+/// date and the blank line, which depend on the moment). Made once, from
+/// `response_headers`, so the lean path writes it in two copies rather than line by line.
+pub fn head_around_length(format: Format) -> (&'static [u8], &'static [u8]) {
+    static HEADS: std::sync::LazyLock<[(Vec<u8>, Vec<u8>); 3]> = std::sync::LazyLock::new(|| {
+        [Format::Html, Format::Json, Format::Text].map(|format| {
+            let (mut before, mut after) = (b"HTTP/1.1 200 OK\r\n".to_vec(), Vec::new());
+            for (i, (name, value)) in response_headers(format).enumerate() {
+                let line = format!("{name}: {value}\r\n");
+                if i == 0 {
+                    before.extend_from_slice(line.as_bytes());
+                    before.extend_from_slice(b"content-length: ");
+                    after.extend_from_slice(b"\r\n");
+                } else {
+                    after.extend_from_slice(line.as_bytes());
+                }
+            }
+            (before, after)
+        })
+    });
+    let [html, json, text] = &*HEADS;
+    let (before, after) = match format {
+        Format::Html => html,
+        Format::Json => json,
+        Format::Text => text,
+    };
+    (before, after)
 }
 
 /// Writes the body of the page in `format` to `out`.
@@ -271,10 +313,10 @@ pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
         w.headers.groups(|name, lines| {
             out.extend_from_slice(sep);
             sep = b",\n    ";
-            text::put_json_string(out, name);
+            put_json_name(out, name);
             out.extend_from_slice(b": ");
             text::put_json_array(out, 2, lines.iter(), |out, (_, v)| {
-                text::put_json_string(out, &String::from_utf8_lossy(v));
+                put_json_value(out, v);
             });
         });
         out.extend_from_slice(b"\n  }");
@@ -525,7 +567,7 @@ fn headers_table(w: &Whoami<'_>) -> String {
         let _ = write!(
             out,
             r#"<tr><td class="mono">{}</td><td class="mono">{}</td></tr>"#,
-            escape(name),
+            escape(&name),
             escape(&line)
         );
     }
@@ -618,10 +660,18 @@ mod tests {
         out
     }
 
+    /// A lower-case name with dashes: what the reference reads.
     fn is_fwd(n: &str) -> bool {
         trueip::headers::names::FORWARDING
             .iter()
             .any(|f| f.as_str() == n)
+    }
+
+    /// A name as received: what the gateway reads.
+    fn is_fwd_spelled(n: &str) -> bool {
+        trueip::headers::names::FORWARDING
+            .iter()
+            .any(|f| crate::hygiene::same_name(f.as_str(), n))
     }
 
     fn policy() -> Policy {
@@ -707,7 +757,7 @@ mod tests {
             let w = Whoami {
                 decision: &decision,
                 direct_ip: conn.peer.ip,
-                headers: forwarding_headers_of(lines.iter().copied(), is_fwd),
+                headers: forwarding_headers_of(lines.iter().copied(), is_fwd_spelled),
             };
             let want = reference(&w, &explanation, lines, is_fwd);
             let got = json_of(&w);
@@ -735,7 +785,7 @@ mod tests {
         let w = Whoami {
             decision: &decision,
             direct_ip: "10.0.0.5".parse().unwrap(),
-            headers: forwarding_headers(&h, is_fwd),
+            headers: forwarding_headers(&h, is_fwd_spelled),
         };
         let got: serde_json::Value = serde_json::from_slice(&json_of(&w)).unwrap();
         let explain: serde_json::Value = serde_json::to_value(&explanation).unwrap();
@@ -798,7 +848,7 @@ mod tests {
             ("User-Agent", b"t"),
         ];
         let f = forwarding_headers_of(lines.iter().copied(), |n| {
-            n == "x-forwarded-for" || n == wanted
+            crate::hygiene::same_name("x-forwarded-for", n) || crate::hygiene::same_name(&wanted, n)
         });
         let got: Vec<_> = f.lines().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(

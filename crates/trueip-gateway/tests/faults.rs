@@ -11,6 +11,7 @@
 //! | one 64 KiB header, or 64 KiB in 256 headers | 431 |
 //! | 1,000 idle connections (fewer if `ulimit -n` is low) | a new client is still served; the idle ones are closed after `idle_timeout` |
 //! | a client sending one byte a second | closed (408 or close) at `header_read_timeout`, others served meanwhile |
+//! | a keep-alive connection silent after its requests | closed at `header_read_timeout`, counted from its last response |
 
 mod common;
 
@@ -333,4 +334,46 @@ fn a_client_sending_one_byte_a_second_is_cut_off() {
         "the slow request reached the upstream"
     );
     assert_healthy(gw.addr, "a slow client");
+}
+
+/// A keep-alive connection that goes quiet after a few requests is closed once
+/// `header_read_timeout` has passed since its last response — not before, and not never.
+/// (The lean path times that wait from the last response's clock reading, and polls its
+/// timers only when they fire: this holds both to the deadline.) Both the whoami page and
+/// a proxied upstream are served on the lean path.
+#[test]
+fn a_keep_alive_connection_left_silent_is_closed_at_the_header_timeout() {
+    let up = Upstream::start(Behavior::Echo);
+    for (name, upstream) in [("silent_whoami", None), ("silent_proxy", Some(up.url()))] {
+        let dir = test_dir(&format!("faults/{name}"));
+        let args: Vec<&str> = upstream
+            .iter()
+            .flat_map(|u| ["--upstream", u.as_str()])
+            .collect();
+        let gw = Gateway::start_with_toml(&dir, free_addr(), TOML, &args);
+        let mut conn = connect(gw.addr).expect("connect");
+        let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+        for i in 0..3 {
+            // Keep-alive, and plain enough for the lean path (no `Connection` line).
+            conn.write_all(
+                format!("GET /json?{i} HTTP/1.1\r\nHost: trueip.test\r\n\r\n").as_bytes(),
+            )
+            .expect("write");
+            let resp = read_response(&mut reader, "GET").expect("a response");
+            assert_eq!(resp.status, 200, "{name}: request {i}: {}", resp.text());
+        }
+        let quiet_since = Instant::now();
+        let ending = read_until_close(&mut conn, HEADER_READ_TIMEOUT + Duration::from_secs(3));
+        let closed_after = quiet_since.elapsed();
+        assert!(
+            matches!(ending, Ending::Closed(ref b) | Ending::Reset(ref b) if b.is_empty()),
+            "{name}: a silent keep-alive connection was not closed within {:?}: {ending:?}",
+            HEADER_READ_TIMEOUT + Duration::from_secs(3)
+        );
+        assert!(
+            closed_after >= HEADER_READ_TIMEOUT - Duration::from_millis(100),
+            "{name}: closed after only {closed_after:?}; header_read_timeout is {HEADER_READ_TIMEOUT:?}"
+        );
+        assert_healthy(gw.addr, "a silent keep-alive connection");
+    }
 }
