@@ -445,13 +445,19 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     let mut last_reading: Option<Instant> = None;
     loop {
         deadline.clear();
-        let end = loop {
-            if let Some(end) = head_end(buf.filled()) {
+        loop {
+            let filled = buf.filled();
+            // Most heads arrive whole and end the buffer: then nothing needs scanning for
+            // where they end (the parser finds it, and the limit is checked on that).
+            if filled.ends_with(b"\r\n\r\n") {
+                break;
+            }
+            if let Some(end) = head_end(filled) {
                 // Over the limit: hyper reads it again and answers 431.
                 if end > max_head {
-                    return After::Hyper(Bytes::copy_from_slice(buf.filled()));
+                    return After::Hyper(Bytes::copy_from_slice(filled));
                 }
-                break end;
+                break;
             }
             if buf.len() >= max_head {
                 return After::Hyper(Bytes::copy_from_slice(buf.filled()));
@@ -469,11 +475,12 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 Got::Data => {}
                 Got::Eof | Got::Expired | Got::Stop | Got::Failed(_) => return After::Closed,
             }
-        };
+        }
         match one(
             io,
             ctx,
-            buf.filled().get(..end).unwrap_or_default(),
+            buf.filled(),
+            max_head,
             &mut out,
             &mut scratch,
             &mut deadline,
@@ -490,19 +497,21 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     }
 }
 
-/// Serves one request whose head is `head`, or says it is hyper's.
+/// Serves the request whose head starts `buf` (whole, and perhaps followed by more), or
+/// says it is hyper's: a head over `max_head` bytes is, so that hyper answers 431.
 async fn one(
     io: &mut Tracked,
     ctx: &Arc<ConnCtx>,
-    head: &[u8],
+    buf: &[u8],
+    max_head: usize,
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     deadline: &mut Deadline,
 ) -> Next {
     let mut lines = header_slots();
     let mut req = httparse::Request::new(&mut []);
-    let used = match req.parse_with_uninit_headers(head, &mut lines) {
-        Ok(httparse::Status::Complete(n)) => n,
+    let used = match req.parse_with_uninit_headers(buf, &mut lines) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
         _ => return Next::Hyper,
     };
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
@@ -564,7 +573,8 @@ async fn one(
             seen |= bit;
         }
     }
-    let host_value = match host.map(HeaderValue::from_bytes) {
+    // Only the upstream request needs `Host` as a header value.
+    let host_value = match host.filter(|_| !whoami_mode).map(HeaderValue::from_bytes) {
         Some(Ok(v)) => Some(v),
         Some(Err(_)) => return Next::Hyper,
         None => None,
@@ -589,7 +599,6 @@ async fn one(
     let Some(upstream) = &state.upstream else {
         let decision = Decision::new(&settings.policy, &conn, &raw);
         record.note(ctx, &settings.policy, decision.resolution());
-        let host = host.and_then(|h| std::str::from_utf8(h).ok());
         let page = crate::service::whoami_of(
             path_only,
             host,

@@ -81,6 +81,15 @@ pub struct Hygiene {
     hop_by_hop: Vec<HeaderName>,
     /// The index of the origin secret in `managed`.
     secret: Option<usize>,
+    /// The lengths of the `managed` names, as a bit set ([`length_bit`]): most lines of
+    /// a request (`Host`, `User-Agent`, ...) are told apart from every client-IP header
+    /// by their length alone, with no name compared.
+    managed_lengths: u64,
+}
+
+/// A name length's bit in [`Hygiene::managed_lengths`]; 63 and longer share the last.
+fn length_bit(name: &str) -> u64 {
+    1 << name.len().min(63)
 }
 
 /// What the gateway knows about one request, beyond its headers.
@@ -168,11 +177,15 @@ impl Hygiene {
             .iter()
             .map(|n| HeaderName::from_static(n))
             .collect();
+        let managed_lengths = managed
+            .iter()
+            .fold(0, |bits, n| bits | length_bit(n.as_str()));
         Hygiene {
             settings,
             managed,
             hop_by_hop,
             secret,
+            managed_lengths,
         }
     }
 
@@ -183,11 +196,15 @@ impl Hygiene {
 
     /// Whether `name`, in any spelling (see [`same_name`]), is a client-IP header.
     pub fn is_managed_spelled(&self, name: &str) -> bool {
-        self.managed.iter().any(|n| same_name(n.as_str(), name))
+        self.managed_lengths & length_bit(name) != 0
+            && self.managed.iter().any(|n| same_name(n.as_str(), name))
     }
 
     /// The index of a client-IP header name given in any case.
     pub fn managed_index_ignore_case(&self, name: &str) -> Option<usize> {
+        if self.managed_lengths & length_bit(name) == 0 {
+            return None;
+        }
         self.managed
             .iter()
             .position(|n| n.as_str().eq_ignore_ascii_case(name))
@@ -199,6 +216,9 @@ impl Hygiene {
     }
 
     fn managed_index(&self, lower: &str) -> Option<usize> {
+        if self.managed_lengths & length_bit(lower) == 0 {
+            return None;
+        }
         self.managed.iter().position(|n| n.as_str() == lower)
     }
 

@@ -176,7 +176,11 @@ fn now_ms() -> u64 {
 }
 
 fn ms_at(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
+    // Seconds and milliseconds apart: `as_millis` divides a u128, twice per request.
+    let d = at.saturating_duration_since(epoch());
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
 }
 
 impl Default for Activity {

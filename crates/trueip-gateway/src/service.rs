@@ -130,11 +130,11 @@ fn whoami_page(
     state: &State,
     decision: &Decision<'_>,
 ) -> Response<Body> {
-    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| req.headers().get(header::HOST).map(HeaderValue::as_bytes));
     let headers = req.headers();
     let page = whoami_of(
         req.uri().path(),
@@ -168,7 +168,7 @@ impl WhoamiPage<'_> {
 /// The whoami page for a request: its path, host and header lines (any case).
 pub(crate) fn whoami_of<'a, I>(
     path: &str,
-    host: Option<&str>,
+    host: Option<&[u8]>,
     headers: impl Fn() -> I,
     ctx: &ConnCtx,
     state: &State,
@@ -193,6 +193,7 @@ where
     // Only the HTML page shows its own URL.
     let self_url = if format == whoami::Format::Html {
         let scheme = if ctx.tls { "https" } else { "http" };
+        let host = host.and_then(|h| std::str::from_utf8(h).ok());
         format!("{scheme}://{}/", host.unwrap_or("localhost"))
     } else {
         String::new()
