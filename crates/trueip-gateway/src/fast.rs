@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
@@ -393,20 +393,20 @@ fn write_full(out: &mut Vec<u8>, resp: &http::Response<Body>, head_only: bool, c
     if !has_length {
         put_line(out, "content-length", body.len().to_string().as_bytes());
     }
-    end_head(out, close, head_only, body, Instant::now());
+    end_head(out, close, Instant::now());
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
-/// Ends a response head the gateway wrote itself (`connection: close` when closing, the
-/// date as of `now`, the blank line) and appends the body unless the request was HEAD.
-fn end_head(out: &mut Vec<u8>, close: bool, head_only: bool, body: &[u8], now: Instant) {
+/// Ends a response head the gateway wrote itself: `connection: close` when closing, the
+/// date as of `now`, the blank line.
+fn end_head(out: &mut Vec<u8>, close: bool, now: Instant) {
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     date(out, now);
     out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(body);
-    }
 }
 
 /// What to do after one request.
@@ -617,8 +617,10 @@ async fn one(
         out.extend_from_slice(before);
         trueip::text::put_decimal(out, scratch.len() as u64);
         out.extend_from_slice(after);
-        end_head(out, closing, head_only, scratch, start);
-        if io.write_all(out).await.is_err() || closing {
+        end_head(out, closing, start);
+        // Head and body go out in one `writev`, without copying the body behind the head.
+        let body: &[u8] = if head_only { &[] } else { scratch };
+        if io.write_all_buf(&mut out.as_slice().chain(body)).await.is_err() || closing {
             return Next::Close;
         }
         return Next::KeepAlive(used, record.finish());
