@@ -117,6 +117,26 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
             .to_string()
     };
     assert_eq!(ask(), CLIENT_IP, "nothing trusted yet");
+    // A keep-alive connection opened before the reload, served by the lean path (no
+    // `Connection` line), must see the new trust on its next request too.
+    let mut kept = connect(addr).expect("connect");
+    let mut kept_reader = std::io::BufReader::new(kept.try_clone().expect("clone"));
+    let mut ask_kept = || {
+        kept.write_all(
+            b"GET /json HTTP/1.1\r\nHost: trueip.test\r\nX-Forwarded-For: 203.0.113.50\r\n\r\n",
+        )
+        .expect("write on the kept connection");
+        read_response(&mut kept_reader, "GET")
+            .expect("a response on the kept connection")
+            .json()
+            .str_at("client_ip")
+            .to_string()
+    };
+    assert_eq!(
+        ask_kept(),
+        CLIENT_IP,
+        "nothing trusted yet (kept connection)"
+    );
 
     fs::write(&path, toml("\"10.0.0.0/8\", \"127.0.0.1\"")).expect("rewrite config");
     gw.proc.signal("HUP");
@@ -129,6 +149,11 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
         );
         thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(
+        ask_kept(),
+        "203.0.113.50",
+        "a connection opened before the reload kept the old trust"
+    );
 
     fs::write(&path, "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n").expect("break config");
     gw.proc.signal("HUP");
