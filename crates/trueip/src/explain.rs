@@ -82,8 +82,20 @@ impl<'a> Decision<'a> {
             Source::List { header, .. } => header,
             _ => policy.list_header(),
         };
-        let lines = Lines::read(headers, list.field_ref());
-        let mut chain: Vec<Entry<'a>> = Rev::new(list, &lines).take(MAX_CHAIN + 1).collect();
+        // Read as the list walks read it: for the few lines of a usual request, a scan
+        // that compares names is cheaper than the header map's hashed lookup.
+        let mut lines = Lines::new();
+        lines.fill_noting(headers, list.field_ref(), list.other().field_ref());
+        // Parsed with the walk's parser: a plain dotted quad in the same pass that finds
+        // its comma, everything else as `parse_element` classifies it (the same entries).
+        let mut rev = Rev::new(list, &lines);
+        let mut chain: Vec<Entry<'a>> = Vec::new();
+        while chain.len() <= MAX_CHAIN {
+            match rev.next_hop() {
+                Some(hop) => chain.push(hop.entry()),
+                None => break,
+            }
+        }
         let chain_cut = chain.len() > MAX_CHAIN || lines.truncated;
         chain.truncate(MAX_CHAIN);
         chain.reverse();

@@ -54,13 +54,25 @@ pub(crate) enum Hop<'a> {
     Entry(Entry<'a>),
 }
 
-impl Hop<'_> {
+impl<'a> Hop<'a> {
     /// The address, if the entry is one, as the walk carries it.
     #[inline(always)]
     pub(crate) fn client(self) -> Option<Client> {
         match self {
             Hop::V4(ip, port) => Some(Client::v4(ip, port)),
             Hop::Entry(entry) => entry.node().map(Client::from),
+        }
+    }
+
+    /// The entry, as [`Entry`] classifies it.
+    #[inline]
+    pub(crate) fn entry(self) -> Entry<'a> {
+        match self {
+            Hop::V4(ip, port) => Entry::Addr(Node {
+                ip: IpAddr::V4(ip),
+                port,
+            }),
+            Hop::Entry(entry) => entry,
         }
     }
 
