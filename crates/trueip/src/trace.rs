@@ -30,7 +30,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// The verdict's name, as `Display` and the JSON output spell it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Verdict::Start => "start",
             Verdict::Trusted => "trusted",
@@ -126,25 +126,21 @@ impl Text {
         }
     }
 
-    /// Writes the text as a JSON string.
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>, policy: &Policy) {
+    /// Writes the text as the inside of a JSON string (escaped, without the quotes:
+    /// the writer merges those into the constant text around it).
+    #[inline]
+    pub(crate) fn put_json_body(&self, out: &mut Vec<u8>, policy: &Policy) {
         match self {
-            Text::Static(text) => text::put_json_literal(out, text),
-            Text::Owned(text) => text::put_json_string(out, text),
-            Text::Strategy(i) => {
-                text::put_json_string(out, policy.strategy_text(*i).unwrap_or_default());
-            }
             // Digits, dots, colons, brackets and a header name: nothing to escape.
-            Text::Node(node) => {
-                out.push(b'"');
-                text::put_node(out, node);
-                out.push(b'"');
-            }
+            Text::Node(node) => text::put_node(out, node),
             Text::Entry(list, n) => {
-                out.push(b'"');
-                text::put_indexed(out, list.field_str(), *n);
-                out.push(b'"');
+                let (block, len) = list_name_block(*list);
+                text::put_prefix(out, block, *len);
+                text::put_from_right(out, *n);
             }
+            Text::Static(text) => text::put_literal(out, text),
+            Text::Owned(text) => text::put_escaped(out, text),
+            Text::Strategy(i) => text::put_name(out, policy.strategy_text(*i).unwrap_or_default()),
         }
     }
 }
@@ -214,5 +210,38 @@ impl Tracer for Vec<Mark> {
 
     fn step(&mut self, make: impl FnOnce() -> Mark) {
         self.push(make());
+    }
+}
+
+/// A list header's name, as [`ListHeader::field_str`] spells it (a test holds them
+/// together), for text written at compile time around it.
+pub(crate) const fn list_name(list: ListHeader) -> &'static str {
+    match list {
+        ListHeader::XForwardedFor => "x-forwarded-for",
+        ListHeader::Forwarded => "forwarded",
+    }
+}
+
+/// [`list_name`] in a block, written in one copy of a fixed size (see [`text::put_prefix`]).
+fn list_name_block(list: ListHeader) -> &'static ([u8; 16], usize) {
+    const XFF: ([u8; 16], usize) = text::joined(&[list_name(ListHeader::XForwardedFor)]);
+    const FORWARDED: ([u8; 16], usize) = text::joined(&[list_name(ListHeader::Forwarded)]);
+    match list {
+        ListHeader::XForwardedFor => &XFF,
+        ListHeader::Forwarded => &FORWARDED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_names_are_the_field_names() {
+        for list in [ListHeader::XForwardedFor, ListHeader::Forwarded] {
+            assert_eq!(list_name(list), list.field_str());
+            let (block, len) = list_name_block(list);
+            assert_eq!(block.get(..*len), Some(list.field_str().as_bytes()));
+        }
     }
 }
