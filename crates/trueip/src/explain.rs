@@ -89,7 +89,7 @@ impl<'a> Decision<'a> {
         // Parsed with the walk's parser: a plain dotted quad in the same pass that finds
         // its comma, everything else as `parse_element` classifies it (the same entries).
         let mut rev = Rev::new(list, &lines);
-        let mut chain: Vec<Entry<'a>> = Vec::new();
+        let mut chain: Vec<Entry<'a>> = Vec::with_capacity(4);
         while chain.len() <= MAX_CHAIN {
             match rev.next_hop() {
                 Some(hop) => chain.push(hop.entry()),
