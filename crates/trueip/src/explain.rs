@@ -9,7 +9,7 @@ use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
 use crate::strategy::walk::Rev;
 use crate::text::{self, ip_string, node_string};
-use crate::trace::{Mark, Step, Verdict, list_name};
+use crate::trace::{Mark, Recorder, Step, Verdict, list_name};
 
 /// How many chain entries an explanation lists; the rest are summarised.
 const MAX_CHAIN: usize = 256;
@@ -77,19 +77,34 @@ pub struct Decision<'a> {
 impl<'a> Decision<'a> {
     /// Resolves with `policy` and records the evidence.
     pub fn new<H: Headers + ?Sized>(policy: &'a Policy, conn: &Connection, headers: &'a H) -> Self {
-        let (resolution, marks) = policy.explain_marks(conn, headers);
+        let mut recorder = Recorder::new();
+        let resolution = policy.record(conn, headers, &mut recorder);
         let list = match resolution.source {
             Source::List { header, .. } => header,
             _ => policy.list_header(),
         };
-        // Read as the list walks read it: for the few lines of a usual request, a scan
-        // that compares names is cheaper than the header map's hashed lookup.
+        // The entries the walk read are taken as it parsed them, from the lines it read;
+        // only those left of where it stopped are parsed here.
         let mut lines = Lines::new();
-        lines.fill_noting(headers, list.field_ref(), list.other().field_ref());
+        let mut chain = Vec::new();
+        let mut rest = None;
+        match recorder.lines {
+            Some(few) if recorder.list == Some(list) => {
+                lines = Lines::from_few(few);
+                chain = std::mem::take(&mut recorder.entries);
+                rest = recorder.rest;
+            }
+            _ => {
+                // Read as the list walks read it: for the few lines of a usual request, a
+                // scan that compares names is cheaper than the header map's hashed lookup.
+                lines.fill_noting(headers, list.field_ref(), list.other().field_ref());
+                chain.reserve(4);
+            }
+        }
+        let marks = recorder.marks;
         // Parsed with the walk's parser: a plain dotted quad in the same pass that finds
         // its comma, everything else as `parse_element` classifies it (the same entries).
-        let mut rev = Rev::new(list, &lines);
-        let mut chain: Vec<Entry<'a>> = Vec::with_capacity(4);
+        let mut rev = Rev::resume(list, &lines, rest);
         while chain.len() <= MAX_CHAIN {
             match rev.next_hop() {
                 Some(hop) => chain.push(hop.entry()),
