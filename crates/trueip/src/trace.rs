@@ -269,6 +269,7 @@ impl<'h> Tracer<'h> for Recorder<'h> {
         self.marks.push(make());
     }
 
+    #[inline]
     fn hop(
         &mut self,
         list: ListHeader,
@@ -292,7 +293,7 @@ impl<'h> Tracer<'h> for Recorder<'h> {
         {
             if self.entries.capacity() == 0 {
                 // Room for a usual chain at once, rather than growing into it.
-                self.entries.reserve(4);
+                self.entries = Vec::with_capacity(4);
             }
             self.entries.push(hop.entry());
             self.rest = rest;
