@@ -49,29 +49,31 @@ pub(crate) fn put_prefix<const N: usize>(out: &mut Vec<u8>, block: &[u8; N], len
     out.truncate(end);
 }
 
-/// Each octet's decimal digits and a dot after them, and how many of those bytes count:
-/// `(4, *b"255.")`, `(2, *b"7.\0\0")`. Built at compile time.
-static OCTETS: [(u8, [u8; 4]); 256] = octet_table();
+/// Each octet's decimal digits and a dot after them, in the low four bytes (little-endian:
+/// the first digit lowest), and above them how many of those bytes count: `255.` is
+/// `4 << 32 | u32::from_le_bytes(*b"255.")`. One load gives both. Built at compile time.
+static OCTETS: [u64; 256] = octet_table();
 
 #[allow(
     clippy::indexing_slicing,
     reason = "const evaluation: an index out of range fails the build, not a request"
 )]
-const fn octet_table() -> [(u8, [u8; 4]); 256] {
-    let mut table = [(0u8, [0u8; 4]); 256];
+const fn octet_table() -> [u64; 256] {
+    let mut table = [0u64; 256];
     let mut n = 0;
     while n < 256 {
         let (a, b, c) = (
-            b'0' + (n / 100) as u8,
-            b'0' + (n / 10 % 10) as u8,
-            b'0' + (n % 10) as u8,
+            b'0' as u64 + (n / 100) as u64,
+            b'0' as u64 + (n / 10 % 10) as u64,
+            b'0' as u64 + (n % 10) as u64,
         );
+        let dot = b'.' as u64;
         table[n] = if n >= 100 {
-            (4, [a, b, c, b'.'])
+            4 << 32 | a | b << 8 | c << 16 | dot << 24
         } else if n >= 10 {
-            (3, [b, c, b'.', 0])
+            3 << 32 | b | c << 8 | dot << 16
         } else {
-            (2, [c, b'.', 0, 0])
+            2 << 32 | c | dot << 8
         };
         n += 1;
     }
@@ -87,11 +89,11 @@ const fn octet_table() -> [(u8, [u8; 4]); 256] {
 /// amount is half a dozen instructions).
 #[inline(always)]
 fn octet_pair(high: u8, low: u8) -> ([u8; 8], usize) {
-    let (high_len, high) = OCTETS.get(usize::from(high)).copied().unwrap_or_default();
-    let (low_len, low) = OCTETS.get(usize::from(low)).copied().unwrap_or_default();
-    let text = u64::from(u32::from_le_bytes(high))
-        | u64::from(u32::from_le_bytes(low)) << (8 * u32::from(high_len));
-    (text.to_le_bytes(), usize::from(high_len + low_len))
+    let high = OCTETS.get(usize::from(high)).copied().unwrap_or_default();
+    let low = OCTETS.get(usize::from(low)).copied().unwrap_or_default();
+    let (high_len, low_len) = (high >> 32, low >> 32);
+    let text = (high & 0xffff_ffff) | (low & 0xffff_ffff) << (8 * high_len);
+    (text.to_le_bytes(), (high_len + low_len) as usize)
 }
 
 /// An IPv4 address's text in the low bytes of a 16-byte block (`255.255.255.255` is 15),
@@ -119,20 +121,40 @@ fn put_v4(out: &mut impl Sink, ip: Ipv4Addr) {
 /// In a register, as [`octet_pair`] is, for the same reason.
 #[inline(always)]
 fn digits(n: u16) -> (u64, u32) {
-    // From the last digit on, each put in front of those after it.
+    // From the last digits on, two at a time from a table, each pair put in front of
+    // those after it: a 5-digit port in three steps rather than five.
+    let pair = |n: u32| u64::from(DIGIT_PAIRS.get(n as usize).copied().unwrap_or_default());
     let mut text = 0u64;
     let mut n = u32::from(n);
     let mut len = 0;
-    loop {
-        text = text << 8 | u64::from(b'0' + (n % 10) as u8);
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    while n >= 100 {
+        text = text << 16 | pair(n % 100);
+        len += 2;
+        n /= 100;
     }
-    (text, len)
+    if n >= 10 {
+        (text << 16 | pair(n), len + 2)
+    } else {
+        (text << 8 | u64::from(b'0' + n as u8), len + 1)
+    }
 }
+
+/// `00` to `99`, each as two bytes in a little-endian `u16`. Built at compile time.
+static DIGIT_PAIRS: [u16; 100] = {
+    let mut table = [0u16; 100];
+    let mut n = 0;
+    while n < 100 {
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "const evaluation: an index out of range fails the build, not a request"
+        )]
+        {
+            table[n] = (b'0' as u16 + (n / 10) as u16) | (b'0' as u16 + (n % 10) as u16) << 8;
+        }
+        n += 1;
+    }
+    table
+};
 
 /// Appends `n` in decimal.
 #[inline(always)]
