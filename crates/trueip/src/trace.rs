@@ -130,7 +130,7 @@ impl Text {
 
     /// Writes the text as the inside of a JSON string (escaped, without the quotes:
     /// the writer merges those into the constant text around it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put_json_body(&self, out: &mut Vec<u8>, policy: &Policy) {
         match self {
             // Digits, dots, colons, brackets and a header name: nothing to escape.
