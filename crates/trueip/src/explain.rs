@@ -9,7 +9,7 @@ use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
 use crate::strategy::walk::Rev;
 use crate::text::{self, ip_string, node_string};
-use crate::trace::{Mark, Step, Text};
+use crate::trace::{Mark, Recorder, Step, Verdict, list_name};
 
 /// How many chain entries an explanation lists; the rest are summarised.
 const MAX_CHAIN: usize = 256;
@@ -77,13 +77,40 @@ pub struct Decision<'a> {
 impl<'a> Decision<'a> {
     /// Resolves with `policy` and records the evidence.
     pub fn new<H: Headers + ?Sized>(policy: &'a Policy, conn: &Connection, headers: &'a H) -> Self {
-        let (resolution, marks) = policy.explain_marks(conn, headers);
+        let mut recorder = Recorder::new();
+        let resolution = policy.record(conn, headers, &mut recorder);
         let list = match resolution.source {
             Source::List { header, .. } => header,
             _ => policy.list_header(),
         };
-        let lines = Lines::read(headers, list.field_ref());
-        let mut chain: Vec<Entry<'a>> = Rev::new(list, &lines).take(MAX_CHAIN + 1).collect();
+        // The entries the walk read are taken as it parsed them, from the lines it read;
+        // only those left of where it stopped are parsed here.
+        let mut lines = Lines::new();
+        let mut chain = Vec::new();
+        let mut rest = None;
+        match recorder.lines {
+            Some(few) if recorder.list == Some(list) => {
+                lines = Lines::from_few(few);
+                chain = std::mem::take(&mut recorder.entries);
+                rest = recorder.rest;
+            }
+            _ => {
+                // Read as the list walks read it: for the few lines of a usual request, a
+                // scan that compares names is cheaper than the header map's hashed lookup.
+                lines.fill_noting(headers, list.field_ref(), list.other().field_ref());
+                chain.reserve(4);
+            }
+        }
+        let marks = recorder.marks;
+        // Parsed with the walk's parser: a plain dotted quad in the same pass that finds
+        // its comma, everything else as `parse_element` classifies it (the same entries).
+        let mut rev = Rev::resume(list, &lines, rest);
+        while chain.len() <= MAX_CHAIN {
+            match rev.next_hop() {
+                Some(hop) => chain.push(hop.entry()),
+                None => break,
+            }
+        }
         let chain_cut = chain.len() > MAX_CHAIN || lines.truncated;
         chain.truncate(MAX_CHAIN);
         chain.reverse();
@@ -138,72 +165,146 @@ impl<'a> Decision<'a> {
     pub fn write_json_with(&self, out: &mut Vec<u8>, more: impl FnOnce(&mut Vec<u8>)) {
         let (policy, r) = (self.policy, &self.resolution);
         // The layout is fixed, so the text between values (names, commas, newlines,
-        // indentation) is written as constant pieces.
+        // indentation, and the quotes around string values) is written as constant
+        // pieces, as few and as long as the values allow.
         out.extend_from_slice(b"{\n  \"client_ip\": \"");
         text::put_ip(out, r.client.ip);
-        out.extend_from_slice(b"\",\n  \"client_port\": ");
         match r.client.port {
-            Some(port) => text::put_decimal(out, u64::from(port)),
-            None => out.extend_from_slice(b"null"),
+            Some(port) => {
+                out.extend_from_slice(b"\",\n  \"client_port\": ");
+                text::put_u16(out, port);
+                out.extend_from_slice(b",\n  \"source\": \"");
+            }
+            None => out.extend_from_slice(b"\",\n  \"client_port\": null,\n  \"source\": \""),
         }
-        out.extend_from_slice(b",\n  \"source\": ");
-        policy.source_text(r).write_json(out, policy);
-        out.extend_from_slice(b",\n  \"peer\": ");
-        Text::Node(r.peer).write_json(out, policy);
-        out.extend_from_slice(b",\n  \"proxy_source\": ");
+        policy.source_text(r).put_json_body(out, policy);
+        out.extend_from_slice(b"\",\n  \"peer\": \"");
+        text::put_node(out, &r.peer);
         match r.proxy_source {
-            Some(node) => Text::Node(node).write_json(out, policy),
-            None => out.extend_from_slice(b"null"),
+            Some(node) => {
+                out.extend_from_slice(b"\",\n  \"proxy_source\": \"");
+                text::put_node(out, &node);
+                out.extend_from_slice(b"\"");
+            }
+            None => out.extend_from_slice(b"\",\n  \"proxy_source\": null"),
         }
-        out.extend_from_slice(b",\n  \"chain_header\": ");
-        text::put_json_literal(out, self.list.field_str());
-        out.extend_from_slice(b",\n  \"chain\": ");
-        let cut = self.chain_cut.then_some(Text::Static(ELLIPSIS));
-        text::put_json_array(
-            out,
-            1,
-            self.chain.iter().map(Text::from).chain(cut),
-            |out, entry| {
-                entry.write_json(out, policy);
-            },
-        );
+        let (block, len) = chain_header_member(self.list);
+        text::put_prefix(out, block, *len);
+        self.put_chain(out);
         out.extend_from_slice(b",\n  \"trusted_hops\": ");
-        text::put_decimal(out, u64::from(r.trusted_hops));
-        out.extend_from_slice(b",\n  \"warnings\": ");
-        text::put_json_array(out, 1, r.warnings.names(), |out, name| {
-            text::put_json_literal(out, name);
-        });
-        out.extend_from_slice(b",\n  \"strategy\": ");
-        match r.strategy.and_then(|i| policy.strategy_text(i)) {
-            Some(name) => text::put_json_string(out, name),
-            None => out.extend_from_slice(b"null"),
+        text::put_u16(out, r.trusted_hops);
+        if r.warnings.is_empty() {
+            out.extend_from_slice(b",\n  \"warnings\": [],\n  \"strategy\": ");
+        } else {
+            out.extend_from_slice(b",\n  \"warnings\": ");
+            text::put_json_array(out, 1, r.warnings.names(), |out, name| {
+                text::put_json_literal(out, name);
+            });
+            out.extend_from_slice(b",\n  \"strategy\": ");
         }
-        out.extend_from_slice(b",\n  \"rate_limit_key\": \"");
+        match r.strategy.and_then(|i| policy.strategy_text(i)) {
+            Some(name) => {
+                out.push(b'"');
+                text::put_name(out, name);
+                out.extend_from_slice(b"\",\n  \"rate_limit_key\": \"");
+            }
+            None => out.extend_from_slice(b"null,\n  \"rate_limit_key\": \""),
+        }
         text::put_ip(out, r.rate_limit_key);
         out.extend_from_slice(b"\",\n  \"steps\": ");
-        if self.marks.is_empty() {
-            out.extend_from_slice(b"[]");
-        } else {
-            let mut open: &[u8] = b"[\n    {\n      \"subject\": ";
-            for mark in &self.marks {
-                out.extend_from_slice(open);
-                open = b",\n    {\n      \"subject\": ";
-                mark.subject.write_json(out, policy);
-                out.extend_from_slice(b",\n      \"value\": ");
-                mark.value.write_json(out, policy);
-                out.extend_from_slice(b",\n      \"verdict\": \"");
-                out.extend_from_slice(mark.verdict.as_str().as_bytes());
-                out.extend_from_slice(b"\",\n      \"why\": ");
-                match &mark.why {
-                    Cow::Borrowed(why) => text::put_json_literal(out, why),
-                    Cow::Owned(why) => text::put_json_string(out, why),
-                }
-                out.extend_from_slice(b"\n    }");
-            }
-            out.extend_from_slice(b"\n  ]");
-        }
+        self.put_steps(out);
         more(out);
         out.extend_from_slice(b"\n}");
+    }
+
+    /// The `chain` array's value.
+    fn put_chain(&self, out: &mut Vec<u8>) {
+        if self.chain.is_empty() && !self.chain_cut {
+            out.extend_from_slice(b"[]");
+            return;
+        }
+        let mut open: &[u8; 7] = b"[\n    \"";
+        for entry in &self.chain {
+            out.extend_from_slice(open);
+            open = b",\n    \"";
+            match entry {
+                Entry::Addr(node) => text::put_node(out, node),
+                other => text::put_escaped(out, &other.to_string()),
+            }
+            out.push(b'"');
+        }
+        if self.chain_cut {
+            out.extend_from_slice(open);
+            text::put_literal(out, ELLIPSIS);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"\n  ]");
+    }
+
+    /// The `steps` array's value.
+    fn put_steps(&self, out: &mut Vec<u8>) {
+        let policy = self.policy;
+        if self.marks.is_empty() {
+            out.extend_from_slice(b"[]");
+            return;
+        }
+        let mut open: &[u8; 26] = b"[\n    {\n      \"subject\": \"";
+        for mark in &self.marks {
+            out.extend_from_slice(open);
+            open = b",\n    {\n      \"subject\": \"";
+            mark.subject.put_json_body(out, policy);
+            out.extend_from_slice(b"\",\n      \"value\": \"");
+            mark.value.put_json_body(out, policy);
+            let (block, len) = verdict_members(mark.verdict);
+            text::put_prefix(out, block, *len);
+            match &mark.why {
+                Cow::Borrowed(why) => text::put_literal(out, why),
+                Cow::Owned(why) => text::put_escaped(out, why),
+            }
+            out.extend_from_slice(b"\"\n    }");
+        }
+        out.extend_from_slice(b"\n  ]");
+    }
+}
+
+/// The text from the end of a step's value to the start of its reason, with the verdict
+/// in it: `",\n      "verdict": "client",\n      "why": "`. One per verdict, so that the
+/// writer copies one piece of a fixed size instead of three.
+fn verdict_members(verdict: Verdict) -> &'static ([u8; 64], usize) {
+    const fn members(verdict: Verdict) -> ([u8; 64], usize) {
+        text::joined(&[
+            "\",\n      \"verdict\": \"",
+            verdict.as_str(),
+            "\",\n      \"why\": \"",
+        ])
+    }
+    const START: ([u8; 64], usize) = members(Verdict::Start);
+    const TRUSTED: ([u8; 64], usize) = members(Verdict::Trusted);
+    const CLIENT: ([u8; 64], usize) = members(Verdict::Client);
+    const STOP: ([u8; 64], usize) = members(Verdict::Stop);
+    const IGNORED: ([u8; 64], usize) = members(Verdict::Ignored);
+    const NOT_APPLICABLE: ([u8; 64], usize) = members(Verdict::NotApplicable);
+    match verdict {
+        Verdict::Start => &START,
+        Verdict::Trusted => &TRUSTED,
+        Verdict::Client => &CLIENT,
+        Verdict::Stop => &STOP,
+        Verdict::Ignored => &IGNORED,
+        Verdict::NotApplicable => &NOT_APPLICABLE,
+    }
+}
+
+/// The text from the end of `proxy_source` to the start of the chain's array, with the
+/// header's name in it: `,\n  "chain_header": "forwarded",\n  "chain": `.
+fn chain_header_member(list: ListHeader) -> &'static ([u8; 64], usize) {
+    const fn member(name: &str) -> ([u8; 64], usize) {
+        text::joined(&[",\n  \"chain_header\": \"", name, "\",\n  \"chain\": "])
+    }
+    const XFF: ([u8; 64], usize) = member(list_name(ListHeader::XForwardedFor));
+    const FORWARDED: ([u8; 64], usize) = member(list_name(ListHeader::Forwarded));
+    match list {
+        ListHeader::XForwardedFor => &XFF,
+        ListHeader::Forwarded => &FORWARDED,
     }
 }
 

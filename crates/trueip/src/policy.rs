@@ -10,7 +10,7 @@ use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
 use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, SingleFormat, Strategy, StrategySpec};
-use crate::trace::{Mark, NoTrace, Step, Text, Tracer, Verdict};
+use crate::trace::{Mark, NoTrace, Recorder, Step, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
 /// What the connection itself says, before any header is read.
@@ -516,10 +516,20 @@ impl Policy {
         (resolution, marks)
     }
 
-    fn run<H: Headers + ?Sized, T: Tracer>(
+    /// Decides, and records every step and what the walk read into `recorder`.
+    pub(crate) fn record<'h, H: Headers + ?Sized>(
         &self,
         conn: &Connection,
-        headers: &H,
+        headers: &'h H,
+        recorder: &mut Recorder<'h>,
+    ) -> Resolution {
+        self.run(conn, headers, recorder)
+    }
+
+    fn run<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        conn: &Connection,
+        headers: &'h H,
         trace: &mut T,
     ) -> Resolution {
         let mut warnings = Warnings::NONE;
@@ -549,7 +559,7 @@ impl Policy {
     }
 
     #[inline(always)]
-    fn effective_peer<T: Tracer>(
+    fn effective_peer<'h, T: Tracer<'h>>(
         &self,
         conn: &Connection,
         warnings: &mut Warnings,
@@ -596,10 +606,10 @@ impl Policy {
     }
 
     #[inline(always)]
-    fn run_strategies<H: Headers + ?Sized, T: Tracer>(
+    fn run_strategies<'h, H: Headers + ?Sized, T: Tracer<'h>>(
         &self,
         peer: &Found,
-        headers: &H,
+        headers: &'h H,
         warnings: &mut Warnings,
         trace: &mut T,
     ) -> (Option<Found>, Option<u8>) {

@@ -16,6 +16,12 @@ use crate::addr::Node;
 /// Where text goes: a `Vec<u8>`, or [`Short`] on the stack.
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
+
+    /// Puts the first `len` bytes of `block`.
+    #[inline(always)]
+    fn put_prefix<const N: usize>(&mut self, block: &[u8; N], len: usize) {
+        self.put(block.get(..len).unwrap_or(block));
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -23,52 +29,165 @@ impl Sink for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
+
+    #[inline(always)]
+    fn put_prefix<const N: usize>(&mut self, block: &[u8; N], len: usize) {
+        put_prefix(self, block, len);
+    }
 }
 
-/// Each octet's decimal digits and a dot after them, and how many of those bytes count:
-/// `(4, *b"255.")`, `(2, *b"7.\0\0")`. Built at compile time.
-static OCTETS: [(u8, [u8; 4]); 256] = octet_table();
+/// Appends the first `len` bytes of `block` (all of it if `len` is larger).
+///
+/// The whole block is copied and the length then cut back: a copy of a length known at
+/// compile time is a store or two, where a copy of `len` bytes is a call to `memcpy`,
+/// which costs more than the few bytes of an address or a number it would copy.
+#[inline(always)]
+pub(crate) fn put_prefix<const N: usize>(out: &mut Vec<u8>, block: &[u8; N], len: usize) {
+    // With `len > N`, the cut is past the end and leaves the whole block.
+    let end = out.len() + len;
+    out.extend_from_slice(block);
+    out.truncate(end);
+}
+
+/// Each octet's decimal digits and a dot after them, in the low four bytes (little-endian:
+/// the first digit lowest), and above them how many of those bytes count: `255.` is
+/// `4 << 32 | u32::from_le_bytes(*b"255.")`. One load gives both. Built at compile time.
+static OCTETS: [u64; 256] = octet_table();
 
 #[allow(
     clippy::indexing_slicing,
     reason = "const evaluation: an index out of range fails the build, not a request"
 )]
-const fn octet_table() -> [(u8, [u8; 4]); 256] {
-    let mut table = [(0u8, [0u8; 4]); 256];
+const fn octet_table() -> [u64; 256] {
+    let mut table = [0u64; 256];
     let mut n = 0;
     while n < 256 {
         let (a, b, c) = (
-            b'0' + (n / 100) as u8,
-            b'0' + (n / 10 % 10) as u8,
-            b'0' + (n % 10) as u8,
+            b'0' as u64 + (n / 100) as u64,
+            b'0' as u64 + (n / 10 % 10) as u64,
+            b'0' as u64 + (n % 10) as u64,
         );
+        let dot = b'.' as u64;
         table[n] = if n >= 100 {
-            (4, [a, b, c, b'.'])
+            4 << 32 | a | b << 8 | c << 16 | dot << 24
         } else if n >= 10 {
-            (3, [b, c, b'.', 0])
+            3 << 32 | b | c << 8 | dot << 16
         } else {
-            (2, [c, b'.', 0, 0])
+            2 << 32 | c | dot << 8
         };
         n += 1;
     }
     table
 }
 
-/// Writes an IPv4 address into a stack buffer with one fixed-size store per octet (its
-/// digits and a dot), then hands the text over in one piece: a copy per octet of one to
-/// three bytes would be a call to `memcpy` each.
-fn put_v4(out: &mut impl Sink, ip: Ipv4Addr) {
-    let mut buf = [0u8; 20];
-    let mut len = 0;
-    for octet in ip.octets() {
-        let (used, bytes) = OCTETS.get(usize::from(octet)).copied().unwrap_or_default();
-        if let Some(slot) = buf.get_mut(len..len + 4) {
-            slot.copy_from_slice(&bytes);
-        }
-        len += usize::from(used);
-    }
+/// Two octets' digits, each with a dot after it, in the low bytes of an 8-byte block
+/// (`255.255.` is 8), and their length.
+///
+/// Built in a register: written to a buffer in memory a piece at a time, the block was
+/// then read back with a load wider than those stores, which stalls store forwarding.
+/// Two octets at a time keep the shift within 64 bits (a 128-bit shift by a variable
+/// amount is half a dozen instructions).
+#[inline(always)]
+fn octet_pair(high: u8, low: u8) -> ([u8; 8], usize) {
+    let high = OCTETS.get(usize::from(high)).copied().unwrap_or_default();
+    let low = OCTETS.get(usize::from(low)).copied().unwrap_or_default();
+    let (high_len, low_len) = (high >> 32, low >> 32);
+    let text = (high & 0xffff_ffff) | (low & 0xffff_ffff) << (8 * high_len);
+    (text.to_le_bytes(), (high_len + low_len) as usize)
+}
+
+/// An IPv4 address's text in the low bytes of a 16-byte block (`255.255.255.255` is 15),
+/// and its length.
+#[inline(always)]
+fn v4_block(ip: Ipv4Addr) -> ([u8; 16], usize) {
+    let [a, b, c, d] = ip.octets();
+    let (first, first_len) = octet_pair(a, b);
+    let (last, last_len) = octet_pair(c, d);
+    let text = u128::from(u64::from_le_bytes(first))
+        | u128::from(u64::from_le_bytes(last)) << (8 * first_len);
     // Without the last octet's dot.
-    out.put(buf.get(..len.saturating_sub(1)).unwrap_or_default());
+    (text.to_le_bytes(), (first_len + last_len).saturating_sub(1))
+}
+
+#[inline(always)]
+fn put_v4(out: &mut impl Sink, ip: Ipv4Addr) {
+    let (block, len) = v4_block(ip);
+    out.put_prefix(&block, len);
+}
+
+/// The decimal digits of `n` in the low bytes of a `u64`, the first digit lowest (first
+/// in little-endian order), and how many there are (at most 5).
+///
+/// In a register, as [`octet_pair`] is, for the same reason.
+#[inline(always)]
+fn digits(n: u16) -> (u64, u32) {
+    // From the last digits on, two at a time from a table, each pair put in front of
+    // those after it: a 5-digit port in three steps rather than five.
+    let pair = |n: u32| u64::from(DIGIT_PAIRS.get(n as usize).copied().unwrap_or_default());
+    let mut text = 0u64;
+    let mut n = u32::from(n);
+    let mut len = 0;
+    while n >= 100 {
+        text = text << 16 | pair(n % 100);
+        len += 2;
+        n /= 100;
+    }
+    if n >= 10 {
+        (text << 16 | pair(n), len + 2)
+    } else {
+        (text << 8 | u64::from(b'0' + n as u8), len + 1)
+    }
+}
+
+/// `00` to `99`, each as two bytes in a little-endian `u16`. Built at compile time.
+static DIGIT_PAIRS: [u16; 100] = {
+    let mut table = [0u16; 100];
+    let mut n = 0;
+    while n < 100 {
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "const evaluation: an index out of range fails the build, not a request"
+        )]
+        {
+            table[n] = (b'0' as u16 + (n / 10) as u16) | (b'0' as u16 + (n % 10) as u16) << 8;
+        }
+        n += 1;
+    }
+    table
+};
+
+/// Appends `n` in decimal.
+#[inline(always)]
+pub(crate) fn put_u16(out: &mut Vec<u8>, n: u16) {
+    let (text, len) = digits(n);
+    put_prefix(out, &text.to_le_bytes(), len as usize);
+}
+
+/// `:port`, in a block (`:65535` is 6 bytes).
+#[inline(always)]
+fn port_block(port: u16) -> ([u8; 8], usize) {
+    let (text, len) = digits(port);
+    (
+        (u64::from(b':') | text << 8).to_le_bytes(),
+        len as usize + 1,
+    )
+}
+
+/// `[-n]`, the index of a list entry counted from the right, in a block (`[-65535]` is 8
+/// bytes).
+#[inline(always)]
+fn from_right_block(n: u16) -> ([u8; 8], usize) {
+    let (text, len) = digits(n);
+    let text =
+        u64::from(b'[') | u64::from(b'-') << 8 | text << 16 | u64::from(b']') << (8 * (len + 2));
+    (text.to_le_bytes(), len as usize + 3)
+}
+
+/// Appends `[-n]`.
+#[inline(always)]
+pub(crate) fn put_from_right(out: &mut Vec<u8>, n: u16) {
+    let (block, len) = from_right_block(n);
+    put_prefix(out, &block, len);
 }
 
 fn put_u64(out: &mut impl Sink, n: u64) {
@@ -107,8 +226,8 @@ pub fn put_node(out: &mut Vec<u8>, node: &Node) {
         (IpAddr::V4(v4), port) => {
             put_v4(out, v4);
             if let Some(port) = port {
-                out.push(b':');
-                put_u64(out, u64::from(port));
+                let (block, len) = port_block(port);
+                put_prefix(out, &block, len);
             }
         }
         (IpAddr::V6(_), _) => {
@@ -140,9 +259,7 @@ pub(crate) fn node_string(node: &Node) -> String {
 /// (`x-forwarded-for[-2]`).
 pub(crate) fn put_indexed(out: &mut Vec<u8>, name: &str, n: u16) {
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"[-");
-    put_u64(out, u64::from(n));
-    out.push(b']');
+    put_from_right(out, n);
 }
 
 /// `name[-n]`, as a `String`.
@@ -158,7 +275,7 @@ pub(crate) fn indexed(name: &str, n: u16) -> String {
 /// leaves a borrow in its high bit of `x - n·0x01…01` that `!x` does not mask; a byte
 /// equal to `c` is a zero byte of `x ^ c·0x01…01`). Both tests are exact for "is there
 /// any such byte", which is all that is asked. The tail goes byte by byte.
-fn needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
@@ -220,15 +337,19 @@ pub(crate) fn put_json_literal(out: &mut Vec<u8>, s: &'static str) {
 /// and the control characters below U+0020 (`\b \t \n \f \r` by name, the rest as
 /// `\u00xx`); everything else, DEL and non-ASCII included, as is.
 pub fn put_json_string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    put_escaped(out, s);
+    out.push(b'"');
+}
+
+/// The inside of [`put_json_string`]: `s` escaped, without the quotes around it.
+pub(crate) fn put_escaped(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
     // Most text needs no escape: a check eight bytes at a time says so, then one copy.
-    let special = needs_escape(bytes);
-    if !special {
+    if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
-        out.push(b'"');
         return;
     }
     let mut start = 0;
@@ -256,7 +377,48 @@ pub fn put_json_string(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-    out.push(b'"');
+}
+
+/// The inside of [`put_json_literal`]: one of trueip's own fixed texts, copied as it is.
+pub(crate) fn put_literal(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?} needs escaping");
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends a name trueip checked when the policy was built: a strategy's (`hops:2`,
+/// `header:x-real-ip`) or a header's, made of token bytes, digits and colons, which JSON
+/// never escapes (debug builds, and so the tests, check).
+#[inline]
+pub(crate) fn put_name(out: &mut Vec<u8>, name: &str) {
+    debug_assert!(!needs_escape(name.as_bytes()), "{name:?} needs escaping");
+    out.extend_from_slice(name.as_bytes());
+}
+
+/// `parts` joined, at the start of a block of `N` bytes, and the joined length: a text
+/// that varies with a value (a verdict, a list header) but is known for each, so that it
+/// is written as one copy of a fixed size (see [`put_prefix`]).
+///
+/// # Panics
+/// At compile time, when used in a `const` whose parts do not fit.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an index out of range fails the build, not a request"
+)]
+pub(crate) const fn joined<const N: usize>(parts: &[&str]) -> ([u8; N], usize) {
+    let mut block = [0u8; N];
+    let mut len = 0;
+    let mut part = 0;
+    while part < parts.len() {
+        let bytes = parts[part].as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            block[len] = bytes[i];
+            len += 1;
+            i += 1;
+        }
+        part += 1;
+    }
+    (block, len)
 }
 
 /// Up to 24 bytes of ASCII on the stack, for `Display` impls that print an IPv4 node or
@@ -289,8 +451,8 @@ impl Short {
         let mut text = Short::new();
         put_v4(&mut text, ip);
         if let Some(port) = port {
-            text.put(b":");
-            put_u64(&mut text, u64::from(port));
+            let (block, len) = port_block(port);
+            text.put_prefix(&block, len);
         }
         text
     }
@@ -305,9 +467,8 @@ impl Short {
     /// `[-n]`: the index of a list entry counted from the right.
     pub(crate) fn from_right(n: u16) -> Self {
         let mut text = Short::new();
-        text.put(b"[-");
-        put_u64(&mut text, u64::from(n));
-        text.put(b"]");
+        let (block, len) = from_right_block(n);
+        text.put_prefix(&block, len);
         text
     }
 
@@ -358,6 +519,12 @@ mod tests {
             put_decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
             assert_eq!(Short::decimal(n).as_str(), n.to_string());
+            if let Ok(n) = u16::try_from(n) {
+                let mut out = b"x".to_vec();
+                put_u16(&mut out, n);
+                put_from_right(&mut out, n);
+                assert_eq!(out, format!("x{n}[-{n}]").as_bytes());
+            }
         }
         for n in [0, 1, 9, 10, 99, 100, 255, 1000, 9999, 10000, 65535] {
             assert_eq!(indexed("forwarded", n), format!("forwarded[-{n}]"));

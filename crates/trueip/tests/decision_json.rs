@@ -6,9 +6,10 @@
 use std::net::IpAddr;
 
 use proptest::prelude::*;
+use trueip::entry::Entry;
 use trueip::{
-    Cidr, Connection, Decision, Explanation, ListHeader, Node, OriginSecret, Policy, Source,
-    TrustSet,
+    Cidr, Connection, Decision, Explanation, Headers, ListHeader, Node, OriginSecret, Policy,
+    Source, TrustSet, forwarded, xff,
 };
 
 fn policies() -> Vec<Policy> {
@@ -91,6 +92,36 @@ fn peer() -> impl Strategy<Value = Node> {
     })
 }
 
+/// The chain an explanation lists, the plain way: every line of the list header, parsed
+/// from the right by the public parsers, the rightmost 256 kept, left to right.
+/// `Decision` reuses faster parsers; the entries must come out the same.
+fn reference_chain<H: Headers + ?Sized>(headers: &H, list: ListHeader) -> Vec<String> {
+    let mut lines: Vec<&[u8]> = Vec::new();
+    headers.for_each_value(&list.field(), |line| lines.push(line));
+    let entries: Vec<Entry<'_>> = match list {
+        ListHeader::XForwardedFor => xff::Rev::new(&lines).collect(),
+        ListHeader::Forwarded => forwarded::Rev::new(&lines)
+            .map(|element| match element {
+                Ok(element) => element.for_node,
+                Err((text, why)) => Entry::Malformed { text, why },
+            })
+            .collect(),
+    };
+    let mut chain: Vec<String> = entries.iter().take(256).map(Entry::to_string).collect();
+    chain.reverse();
+    if entries.len() > 256 {
+        chain.push("…".to_string());
+    }
+    chain
+}
+
+fn chain_list(policy: &Policy, resolution: &trueip::Resolution) -> ListHeader {
+    match resolution.source {
+        Source::List { header, .. } => header,
+        _ => policy.list_header(),
+    }
+}
+
 fn serde_bytes(explanation: &Explanation) -> Vec<u8> {
     serde_json::to_vec_pretty(explanation).unwrap_or_default()
 }
@@ -115,6 +146,8 @@ proptest! {
             let decision = Decision::new(&policy, &conn, &headers[..]);
             let explanation = Explanation::new(&policy, &conn, &headers[..]);
             prop_assert_eq!(&decision.to_explanation(), &explanation);
+            let list = chain_list(&policy, &explanation.resolution);
+            prop_assert_eq!(&explanation.chain, &reference_chain(&headers[..], list));
             // The source reads as `Source` prints, with the header's name for a header.
             let source = explanation.resolution.source;
             if source != Source::Header {
@@ -130,23 +163,67 @@ proptest! {
 
 #[test]
 fn a_long_chain_is_cut_the_same_way() {
-    let policy = Policy::builder()
+    let ten = Policy::builder()
         .trust_str("10.0.0.0/8")
         .and_then(|b| b.build())
         .expect("a valid policy");
-    let chain: Vec<String> = (0..300)
+    let forwarded = Policy::builder()
+        .trust_str("any")
+        .map(|b| b.from_list(ListHeader::Forwarded))
+        .and_then(|b| b.build())
+        .expect("a valid policy");
+    let trusted: Vec<String> = (0..300)
         .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
         .collect();
-    let xff = chain.join(", ");
-    let headers = [("X-Forwarded-For", xff.as_str())];
-    let conn = Connection::from_peer(Node::ip(IpAddr::from([10, 0, 0, 1])));
-    let decision = Decision::new(&policy, &conn, &headers[..]);
-    let explanation = decision.to_explanation();
-    assert_eq!(explanation.chain.len(), 257);
-    assert_eq!(explanation.chain.last().map(String::as_str), Some("…"));
-    let mut written = Vec::new();
-    decision.write_json(&mut written);
-    assert_eq!(written, serde_bytes(&explanation));
+    // Every kind of entry, spread over several lines, the cut falling among them.
+    let kinds = [
+        "10.1.2.3",
+        " 10.1.2.3:80 ",
+        "[2001:db8::1]:443",
+        "unknown",
+        "_hidden",
+        "010.0.0.1",
+        "\"x\"",
+        "",
+        "203.0.113.9",
+    ];
+    let mixed: Vec<&str> = (0..290).map(|i| kinds[i % kinds.len()]).collect();
+    let elements: Vec<&str> = (0..290)
+        .map(|i| {
+            [
+                "for=10.0.0.1",
+                "for=\"[2001:db8::1]:80\"",
+                "by=x",
+                "for=_x;for=y",
+            ][i % 4]
+        })
+        .collect();
+    let cases: [(&Policy, &str, Vec<String>); 3] = [
+        (&ten, "X-Forwarded-For", vec![trusted.join(", ")]),
+        (
+            &ten,
+            "X-Forwarded-For",
+            mixed.chunks(70).map(|part| part.join(",")).collect(),
+        ),
+        (
+            &forwarded,
+            "Forwarded",
+            elements.chunks(100).map(|part| part.join(", ")).collect(),
+        ),
+    ];
+    for (policy, name, lines) in cases {
+        let headers: Vec<(&str, &str)> = lines.iter().map(|line| (name, line.as_str())).collect();
+        let conn = Connection::from_peer(Node::ip(IpAddr::from([10, 0, 0, 1])));
+        let decision = Decision::new(policy, &conn, &headers[..]);
+        let explanation = decision.to_explanation();
+        assert_eq!(explanation.chain.len(), 257, "{name}");
+        assert_eq!(explanation.chain.last().map(String::as_str), Some("…"));
+        let list = chain_list(policy, &explanation.resolution);
+        assert_eq!(explanation.chain, reference_chain(&headers[..], list));
+        let mut written = Vec::new();
+        decision.write_json(&mut written);
+        assert_eq!(written, serde_bytes(&explanation));
+    }
 }
 
 #[test]

@@ -44,8 +44,8 @@ impl SingleFormat {
     }
 }
 
-pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
-    headers: &H,
+pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+    headers: &'h H,
     name: &FieldName,
     format: SingleFormat,
     trusted: &TrustSet,

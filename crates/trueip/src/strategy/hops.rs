@@ -25,11 +25,11 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
-use super::walk::{Rev, read_lines, stop_at, subject, trace_peer};
+use super::walk::{Hop, Rev, read_lines, stop_at, subject, trace_peer};
 use super::{Ctx, Found};
 
-pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
-    headers: &H,
+pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+    headers: &'h H,
     list: ListHeader,
     hops: u16,
     trusted: &TrustSet,
@@ -60,6 +60,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
             });
             return Some(peer);
         };
+        ctx.trace.hop(list, &lines, &rev, n, Hop::Entry(entry));
         let node = match entry {
             Entry::Addr(node) => node,
             other => return stop_at(ctx, list, n, &other, last),

@@ -13,8 +13,8 @@ use crate::{forwarded, xff};
 
 use super::{Ctx, Found};
 
-pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
-    headers: &H,
+pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+    headers: &'h H,
     list: ListHeader,
     ctx: &mut Ctx<'_, '_, T>,
 ) -> Option<Found> {

@@ -329,9 +329,9 @@ pub(crate) struct Ctx<'w, 't, T> {
 
 impl Strategy {
     #[inline(always)]
-    pub(crate) fn run<H: Headers + ?Sized, T: Tracer>(
+    pub(crate) fn run<'h, H: Headers + ?Sized, T: Tracer<'h>>(
         &self,
-        headers: &H,
+        headers: &'h H,
         ctx: &mut Ctx<'_, '_, T>,
     ) -> Option<Found> {
         self.run_on(headers, self.list(), ctx)
@@ -340,9 +340,9 @@ impl Strategy {
     /// Runs the strategy; a list strategy reads `list` instead of its own header (used
     /// to check X-Forwarded-For and Forwarded against each other without a copy).
     #[inline(always)]
-    pub(crate) fn run_on<H: Headers + ?Sized, T: Tracer>(
+    pub(crate) fn run_on<'h, H: Headers + ?Sized, T: Tracer<'h>>(
         &self,
-        headers: &H,
+        headers: &'h H,
         list: Option<ListHeader>,
         ctx: &mut Ctx<'_, '_, T>,
     ) -> Option<Found> {

@@ -16,11 +16,11 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
-use super::walk::{Rev, read_lines, stop_at, subject, trace_peer};
+use super::walk::{Hop, Rev, read_lines, stop_at, subject, trace_peer};
 use super::{Ctx, Found};
 
-pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
-    headers: &H,
+pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+    headers: &'h H,
     list: ListHeader,
     trusted: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
@@ -30,6 +30,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
     let lines = read_lines(headers, list, peer_trusted, ctx)?;
     let mut rev = Rev::new(list, &lines);
     let entry = rev.next()?;
+    ctx.trace.hop(list, &lines, &rev, 1, Hop::Entry(entry));
     let peer = *ctx.peer;
     match entry {
         Entry::Addr(node) => {

@@ -27,8 +27,8 @@ use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_pe
 use super::{AllTrusted, Client, Ctx, Found};
 
 #[inline(always)]
-pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
-    headers: &H,
+pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+    headers: &'h H,
     list: ListHeader,
     trusted: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
@@ -79,7 +79,7 @@ pub(super) fn resolve<H: Headers + ?Sized, T: Tracer>(
 /// the IPv4 loop above leaves to it (IPv6, ports, obfuscated or malformed entries), and
 /// inlined, it doubled the code around the common path, which then ran slower.
 #[inline(never)]
-fn walk<'a, T: Tracer>(
+fn walk<'a, T: Tracer<'a>>(
     list: ListHeader,
     trusted: &TrustSet,
     lines: &Lines<'a>,
@@ -109,6 +109,7 @@ fn walk<'a, T: Tracer>(
     };
     while let Some(hop) = rev.next_hop() {
         n += 1;
+        ctx.trace.hop(list, lines, &rev, n, hop);
         let is_trusted = match hop {
             Hop::V4(ip, _) => trusted.contains_v4(ip),
             Hop::Entry(Entry::Addr(node)) => trusted.contains(node.ip),

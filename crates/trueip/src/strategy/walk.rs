@@ -29,7 +29,34 @@ impl<'a, 'l> Rev<'a, 'l> {
             ListHeader::Forwarded => Rev::Forwarded(forwarded::Rev::new(lines.as_slice())),
         }
     }
+
+    /// Where the iteration stands, so that another one can [`resume`](Self::resume)
+    /// there. X-Forwarded-For only: `None` for `Forwarded`, whose iterations start over.
+    pub(crate) fn position(&self) -> Option<Position<'a>> {
+        match self {
+            Rev::Xff(rev) => Some(Position(rev.position())),
+            Rev::Forwarded(_) => None,
+        }
+    }
+
+    /// An iteration over `lines` (those of the one `position` came from) from `position` on.
+    pub(crate) fn resume(
+        list: ListHeader,
+        lines: &'l Lines<'a>,
+        position: Option<Position<'a>>,
+    ) -> Self {
+        match (list, position) {
+            (ListHeader::XForwardedFor, Some(Position(at))) => {
+                Rev::Xff(xff::Rev::resume(lines.as_slice(), at))
+            }
+            _ => Rev::new(list, lines),
+        }
+    }
 }
+
+/// Where an iteration over X-Forwarded-For stands (see [`Rev::position`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Position<'a>((usize, Option<&'a [u8]>));
 
 impl<'a> Iterator for Rev<'a, '_> {
     type Item = Entry<'a>;
@@ -54,13 +81,25 @@ pub(crate) enum Hop<'a> {
     Entry(Entry<'a>),
 }
 
-impl Hop<'_> {
+impl<'a> Hop<'a> {
     /// The address, if the entry is one, as the walk carries it.
     #[inline(always)]
     pub(crate) fn client(self) -> Option<Client> {
         match self {
             Hop::V4(ip, port) => Some(Client::v4(ip, port)),
             Hop::Entry(entry) => entry.node().map(Client::from),
+        }
+    }
+
+    /// The entry, as [`Entry`] classifies it.
+    #[inline]
+    pub(crate) fn entry(self) -> Entry<'a> {
+        match self {
+            Hop::V4(ip, port) => Entry::Addr(Node {
+                ip: IpAddr::V4(ip),
+                port,
+            }),
+            Hop::Entry(entry) => entry,
         }
     }
 
@@ -110,7 +149,7 @@ impl<'a> Rev<'a, '_> {
 }
 
 /// Reads a list header's lines, noting when the header came from a peer that may not send it.
-pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
+pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer<'a>>(
     headers: &'a H,
     list: ListHeader,
     peer_trusted: bool,
@@ -123,7 +162,7 @@ pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer>(
 
 /// Whether the walk may read `lines`: the peer is trusted and the header is present.
 /// Takes the lines by reference: they are a few hundred bytes, not worth moving.
-pub(crate) fn admit<T: Tracer>(
+pub(crate) fn admit<'h, T: Tracer<'h>>(
     lines: &Lines<'_>,
     list: ListHeader,
     peer_trusted: bool,
@@ -158,7 +197,7 @@ pub(crate) fn admit<T: Tracer>(
 }
 
 /// Records the peer step.
-pub(crate) fn trace_peer<T: Tracer>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
+pub(crate) fn trace_peer<'h, T: Tracer<'h>>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
     let peer = ctx.peer.client.node();
     let subject = if ctx.peer.source == Source::ProxyProtocol {
         "proxy-protocol"
@@ -190,7 +229,7 @@ pub(crate) fn subject(list: ListHeader, n: u16) -> Text {
 }
 
 /// Stops the walk at a non-address entry: the answer is the last address we could vouch for.
-pub(crate) fn stop_at<T: Tracer>(
+pub(crate) fn stop_at<'h, T: Tracer<'h>>(
     ctx: &mut Ctx<'_, '_, T>,
     list: ListHeader,
     n: u16,
