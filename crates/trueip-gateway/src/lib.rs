@@ -44,10 +44,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use trueip::ConfigError;
 
 use crate::config::{Mode, Overrides, ProxyProtocol, SendProxy, Settings, UpstreamTarget};
@@ -317,13 +316,8 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
         tracing::info!("no proxy trusted: the TCP peer is the client");
     }
 
-    let (shutdown, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        connections: Arc::new(Semaphore::new(state.settings.limits.max_connections)),
-        state: ArcSwap::from_pointee(state),
-        metrics: metrics.clone(),
-        shutdown,
-    });
+    let max = state.settings.limits.max_connections;
+    let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
     // Every worker accepts on its own duplicate of each socket (one open socket, several
     // file descriptors): whichever is free takes the next connection.
     let mut std_sockets = Vec::new();
@@ -364,7 +358,7 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
         open = metrics.open_connections(),
         "{why}: draining connections (at most {drain:?})"
     );
-    shared.shutdown.send_replace(true);
+    shared.begin_shutdown();
     let deadline = tokio::time::Instant::now() + drain;
     loop {
         let open = metrics.open_connections();

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -91,16 +92,37 @@ pub struct Shared {
     pub state: ArcSwap<State>,
     /// Metrics, kept across reloads.
     pub metrics: Arc<Metrics>,
-    /// `true` once shutdown began.
+    /// `true` once shutdown began, for those who wait for it.
     pub shutdown: watch::Sender<bool>,
+    /// `true` once shutdown began, for those who ask on every request: a load, where the
+    /// channel's value is behind a lock. Set by [`Shared::begin_shutdown`] only.
+    stopping: AtomicBool,
     /// One permit per open connection.
     pub connections: Arc<Semaphore>,
 }
 
 impl Shared {
+    /// What a listener's connections share, with `max_connections` permits.
+    pub fn new(state: Arc<State>, metrics: Arc<Metrics>, max_connections: usize) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Shared {
+            state: ArcSwap::new(state),
+            metrics,
+            shutdown,
+            stopping: AtomicBool::new(false),
+            connections: Arc::new(Semaphore::new(max_connections)),
+        }
+    }
+
     /// Whether shutdown began.
     pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Begins the shutdown: every connection is told, waiting or not.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.shutdown.send_replace(true);
     }
 }
 
@@ -360,13 +382,12 @@ mod tests {
         let state = State::build(settings).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            connections: Arc::new(Semaphore::new(state.settings.limits.max_connections)),
-            state: ArcSwap::from_pointee(state),
-            metrics: Arc::new(Metrics::default()),
-            shutdown,
-        });
+        let max = state.settings.limits.max_connections;
+        let shared = Arc::new(Shared::new(
+            Arc::new(state),
+            Arc::new(Metrics::default()),
+            max,
+        ));
         tokio::spawn(accept(listener, Role::Listener(0), shared.clone()));
         (addr, shared)
     }

@@ -34,10 +34,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{Semaphore, watch};
 use trueip_gateway::config::{Overrides, Settings, parse_toml};
 use trueip_gateway::metrics::Metrics;
 use trueip_gateway::server::{Role, Shared, State, accept};
@@ -197,13 +195,11 @@ async fn gateway(toml: &str) -> Gateway {
     let hyper = build(toml, false);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (shutdown, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        connections: Arc::new(Semaphore::new(1024)),
-        state: ArcSwap::new(lean.clone()),
-        metrics: Arc::new(Metrics::default()),
-        shutdown,
-    });
+    let shared = Arc::new(Shared::new(
+        lean.clone(),
+        Arc::new(Metrics::default()),
+        1024,
+    ));
     tokio::spawn(accept(listener, Role::Listener(0), shared.clone()));
     Gateway {
         addr,
