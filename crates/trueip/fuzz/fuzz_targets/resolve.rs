@@ -43,6 +43,33 @@ fn reference_rightmost_untrusted(lines: &[&[u8]], trusted: &trueip::TrustSet, pe
     last
 }
 
+/// The chain an explanation lists, read the slow, obvious way: the list header's entries
+/// from the right by the public parsers, over the last `MAX_LINES` lines (the lines
+/// trueip reads), the rightmost 256 kept, left to right, and `…` when entries or lines
+/// were left out. `Decision` reuses the walk's entries and a faster parser for the rest.
+fn reference_chain(headers: &[(&str, &[u8])], list: trueip::ListHeader) -> Vec<String> {
+    use trueip::headers::Headers as _;
+    let mut lines: Vec<&[u8]> = Vec::new();
+    headers.for_each_value(&list.field(), |line| lines.push(line));
+    let lines_cut = lines.len() > trueip::headers::MAX_LINES;
+    let lines = &lines[lines.len().saturating_sub(trueip::headers::MAX_LINES)..];
+    let entries: Vec<trueip::entry::Entry<'_>> = match list {
+        trueip::ListHeader::XForwardedFor => trueip::xff::Rev::new(lines).collect(),
+        trueip::ListHeader::Forwarded => trueip::forwarded::Rev::new(lines)
+            .map(|element| match element {
+                Ok(element) => element.for_node,
+                Err((text, why)) => trueip::entry::Entry::Malformed { text, why },
+            })
+            .collect(),
+    };
+    let mut chain: Vec<String> = entries.iter().take(256).map(|e| e.to_string()).collect();
+    chain.reverse();
+    if entries.len() > 256 || lines_cut {
+        chain.push("…".to_string());
+    }
+    chain
+}
+
 fuzz_target!(|data: &[u8]| {
     // Each NUL-separated chunk is one header line; its first byte picks the name.
     let headers: Vec<(&str, &[u8])> = data
@@ -69,6 +96,12 @@ fuzz_target!(|data: &[u8]| {
         decision.write_json(&mut written);
         let explanation = decision.to_explanation();
         assert_eq!(written, serde_json::to_vec_pretty(&explanation).unwrap(), "{headers:?}");
+        // Its chain is the list header as the public parsers read it.
+        let list = match res.source {
+            trueip::Source::List { header, .. } => header,
+            _ => policy.list_header(),
+        };
+        assert_eq!(explanation.chain, reference_chain(&headers, list), "{headers:?}");
         let text = res.client.ip.to_string();
         let appears = res.client.ip == peer
             || headers.iter().any(|(_, v)| {
