@@ -718,6 +718,11 @@ fn upstream_head(
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut stripped = 0;
     let secret = state.hygiene.secret_index();
+    // The lengths of the names the gateway sets: most received lines are none of them.
+    let own_lengths = own
+        .values
+        .iter()
+        .fold(0, |bits, (f, _)| bits | hygiene::length_bit(f.as_str()));
     for h in req.lines {
         if let Some(i) = state.hygiene.managed_index_ignore_case(h.name) {
             if Some(i) == secret {
@@ -728,10 +733,11 @@ fn upstream_head(
                 continue;
             }
         }
-        if own
-            .values
-            .iter()
-            .any(|(f, _)| h.name.eq_ignore_ascii_case(f.as_str()))
+        if own_lengths & hygiene::length_bit(h.name) != 0
+            && own
+                .values
+                .iter()
+                .any(|(f, _)| h.name.eq_ignore_ascii_case(f.as_str()))
         {
             continue;
         }
@@ -810,7 +816,7 @@ async fn forward(
 
     let mut retried = false;
     let exchanged = loop {
-        let mut conn = match upstream.take_raw(&key) {
+        let mut conn = match upstream.take_raw(&key, record.start) {
             Some(c) => c,
             None => match tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)).await {
                 Ok(Ok(c)) => c,

@@ -87,8 +87,9 @@ pub struct Hygiene {
     managed_lengths: u64,
 }
 
-/// A name length's bit in [`Hygiene::managed_lengths`]; 63 and longer share the last.
-fn length_bit(name: &str) -> u64 {
+/// A name length's bit in a set of name lengths (as [`Hygiene::managed_lengths`]); 63
+/// and longer share the last.
+pub(crate) fn length_bit(name: &str) -> u64 {
     1 << name.len().min(63)
 }
 
@@ -422,7 +423,7 @@ impl Hygiene {
         }
         if s.x_forwarded_port {
             let at = out.len();
-            let _ = write!(out, "{}", facts.origin.port.unwrap_or(facts.port));
+            write_port(&mut out, facts.origin.port.unwrap_or(facts.port));
             values.push((names::X_FORWARDED_PORT, Own::Range(at..out.len())));
         }
         OwnValues { buf: out, values }
@@ -550,6 +551,18 @@ fn write_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// Appends a port in decimal, without `fmt`.
+fn write_port(out: &mut String, port: u16) {
+    let mut divisor = 10_000;
+    while divisor > 1 && port < divisor {
+        divisor /= 10;
+    }
+    while divisor > 0 {
+        out.push(char::from(b'0' + (port / divisor % 10) as u8));
+        divisor /= 10;
+    }
+}
+
 /// One `Forwarded` element naming `ip` (no port), as
 /// [`trueip::forwarded::write_element`] writes it.
 fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option<&str>) {
@@ -650,6 +663,16 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
+
+    #[test]
+    fn ports_are_written_as_display_writes_them() {
+        let mut out = String::new();
+        for port in 0..=u16::MAX {
+            out.clear();
+            write_port(&mut out, port);
+            assert_eq!(out, port.to_string());
+        }
+    }
 
     fn settings() -> HeaderSettings {
         HeaderSettings {

@@ -382,11 +382,44 @@ impl RawConn {
 }
 
 /// Idle raw connections, each with the time it became idle, most recently used last.
-type RawIdle = HashMap<(usize, Authority), Vec<(RawConn, Instant)>>;
+type IdleList = Vec<(RawConn, Instant)>;
+
+/// Idle raw connections by worker: those for the upstream's own address (every request
+/// unless PROXY headers go upstream) in a list per worker, found without hashing the key;
+/// the others (one key per client when PROXY headers go upstream) by (worker, key).
+/// Hashing the key (`Authority` hashes byte by byte) took more instructions than the
+/// rest of the pool on every proxied request.
+#[derive(Default)]
+struct RawIdle {
+    own: Vec<IdleList>,
+    keyed: HashMap<(usize, Authority), IdleList>,
+}
+
+impl RawIdle {
+    fn list(&mut self, worker: usize, key: &Authority, own: bool) -> Option<&mut IdleList> {
+        if own {
+            self.own.get_mut(worker)
+        } else {
+            self.keyed.get_mut(&(worker, key.clone()))
+        }
+    }
+
+    fn list_or_new(&mut self, worker: usize, key: Authority, own: bool) -> &mut IdleList {
+        if own && self.own.len() <= worker {
+            self.own.resize_with(worker + 1, Vec::new);
+        }
+        match self.own.get_mut(worker).filter(|_| own) {
+            Some(list) => list,
+            None => self.keyed.entry((worker, key)).or_default(),
+        }
+    }
+}
 
 /// Idle raw connections by (worker, pool key).
 struct RawPool {
     idle: Mutex<RawIdle>,
+    /// The pool key of the upstream's own address (see [`RawIdle`]).
+    own_key: Option<Authority>,
     max_idle: usize,
     idle_timeout: Duration,
     reaping: AtomicBool,
@@ -399,11 +432,20 @@ impl std::fmt::Debug for RawPool {
 }
 
 impl RawPool {
-    fn take(&self, key: &Authority) -> Option<RawConn> {
+    /// Whether `key` is the upstream's own address: the same `Authority` handed out by
+    /// [`Upstream::pool_key`] (its bytes shared, so one pointer compare), or equal to it.
+    fn is_own(&self, key: &Authority) -> bool {
+        self.own_key
+            .as_ref()
+            .is_some_and(|own| std::ptr::eq(own.as_str(), key.as_str()) || own == key)
+    }
+
+    /// An idle connection for `key`, alive and idle for less than the limit as of `now`.
+    fn take(&self, key: &Authority, now: Instant) -> Option<RawConn> {
         let worker = WORKER.with(std::cell::Cell::get);
+        let own = self.is_own(key);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(&(worker, key.clone()))?;
-        let now = Instant::now();
+        let list = idle.list(worker, key, own)?;
         let mut found = None;
         while let Some((mut conn, since)) = list.pop() {
             if now.saturating_duration_since(since) < self.idle_timeout && !conn.gone() {
@@ -420,9 +462,10 @@ impl RawPool {
         }
         conn.reused = true;
         let worker = WORKER.with(std::cell::Cell::get);
+        let own = self.is_own(&key);
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let list = idle.entry((worker, key)).or_default();
+            let list = idle.list_or_new(worker, key, own);
             if list.len() >= self.max_idle {
                 list.remove(0);
             }
@@ -436,12 +479,15 @@ impl RawPool {
                     tokio::time::sleep(every).await;
                     let Some(pool) = pool.upgrade() else { return };
                     let now = Instant::now();
+                    let fresh = |(conn, since): &mut (RawConn, Instant)| {
+                        now.saturating_duration_since(*since) < pool.idle_timeout && !conn.gone()
+                    };
                     let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    idle.retain(|_, list| {
-                        list.retain_mut(|(conn, since)| {
-                            now.saturating_duration_since(*since) < pool.idle_timeout
-                                && !conn.gone()
-                        });
+                    for list in &mut idle.own {
+                        list.retain_mut(fresh);
+                    }
+                    idle.keyed.retain(|_, list| {
+                        list.retain_mut(fresh);
                         !list.is_empty()
                     });
                 }
@@ -481,14 +527,15 @@ impl Upstream {
             idle_timeout: settings.pool_idle_timeout,
             reaping: AtomicBool::new(false),
         });
+        // Parsed once: every request's URI shares it.
+        let key = Authority::try_from(authority.as_str()).ok();
         let raw = Arc::new(RawPool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(RawIdle::default()),
+            own_key: key.clone(),
             max_idle: settings.pool_max_idle,
             idle_timeout: settings.pool_idle_timeout,
             reaping: AtomicBool::new(false),
         });
-        // Parsed once: every request's URI shares it.
-        let key = Authority::try_from(authority.as_str()).ok();
         Upstream {
             settings,
             connector,
@@ -534,9 +581,10 @@ impl Upstream {
         })
     }
 
-    /// An idle raw connection for `key` (this worker's), if one is alive.
-    pub fn take_raw(&self, key: &Authority) -> Option<RawConn> {
-        self.raw.take(key)
+    /// An idle raw connection for `key` (this worker's), if one is alive and, as of
+    /// `now` (a clock reading the caller has), idle for less than `pool_idle_timeout`.
+    pub fn take_raw(&self, key: &Authority, now: Instant) -> Option<RawConn> {
+        self.raw.take(key, now)
     }
 
     /// Keeps a raw connection that just finished a response cleanly.
