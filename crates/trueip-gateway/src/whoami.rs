@@ -91,7 +91,7 @@ fn cmp_lower(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Writes a header name as a JSON string, lower-cased. A name made of visible ASCII
-/// other than `"` and `\\` (every valid field name) needs no escaping and is written as
+/// other than `"` and `\` (every valid field name) needs no escaping and is written as
 /// it goes; anything else takes the general path.
 fn put_json_name(out: &mut Vec<u8>, name: &str) {
     if name
