@@ -734,20 +734,10 @@ mod tests {
         all[0].to_str().unwrap().to_string()
     }
 
-    fn trusting() -> Policy {
-        Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .strategy_str("rightmost-untrusted")
-            .unwrap()
-            .build()
-            .unwrap()
-    }
-
     #[test]
     fn untrusted_peer_loses_every_spelling() {
         let (h, stripped) = run(
-            &trusting(),
+            &crate::test_support::trusting_ten(),
             "203.0.113.7:5000",
             &[
                 ("Host", "app.example"),
@@ -787,7 +777,7 @@ mod tests {
     #[test]
     fn underscore_spellings_go_even_from_a_trusted_hop() {
         let (h, _) = run(
-            &trusting(),
+            &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
             &[
                 ("X_Forwarded_For", "6.6.6.6"),
@@ -802,7 +792,7 @@ mod tests {
     #[test]
     fn connection_tokens_cannot_delete_gateway_headers() {
         let (h, _) = run(
-            &trusting(),
+            &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
             &[
                 (
@@ -830,7 +820,7 @@ mod tests {
     #[test]
     fn several_lines_become_one_and_forged_entries_go() {
         let (h, _) = run(
-            &trusting(),
+            &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
             &[
                 ("X-Forwarded-For", "6.6.6.6, 7.7.7.7"),
@@ -857,7 +847,7 @@ mod tests {
         s.x_forwarded_for = ListMode::Append;
         s.forwarded = ListMode::Append;
         let (h, _) = run(
-            &trusting(),
+            &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
             &[
                 ("Host", "h"),
@@ -876,7 +866,7 @@ mod tests {
             "for=198.51.100.9, for=10.0.0.5;proto=http;host=h"
         );
         let (h, _) = run(
-            &trusting(),
+            &crate::test_support::trusting_ten(),
             "192.0.2.1:1",
             &[("X-Forwarded-For", "6.6.6.6")],
             s,

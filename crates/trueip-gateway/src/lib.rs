@@ -23,6 +23,24 @@
 
 #![forbid(unsafe_code)]
 
+/// What the unit tests of several modules share.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+pub(crate) mod test_support {
+    use trueip::Policy;
+
+    /// Trusts 10.0.0.0/8 and walks X-Forwarded-For from the right.
+    pub(crate) fn trusting_ten() -> Policy {
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+}
+
 pub mod body;
 pub mod config;
 pub mod fast;

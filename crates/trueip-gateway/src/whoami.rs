@@ -674,16 +674,6 @@ mod tests {
             .any(|f| crate::hygiene::same_name(f.as_str(), n))
     }
 
-    fn policy() -> Policy {
-        Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .strategy_str("rightmost-untrusted")
-            .unwrap()
-            .build()
-            .unwrap()
-    }
-
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
         let mut out = Vec::new();
         write_body(
@@ -749,7 +739,7 @@ mod tests {
                 ],
             ),
         ];
-        let policy = policy();
+        let policy = crate::test_support::trusting_ten();
         for (peer, lines) in &cases {
             let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
             let decision = Decision::new(&policy, &conn, &lines[..]);
