@@ -9,7 +9,7 @@ use crate::addr::Node;
 use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
-use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, SingleFormat, Strategy, StrategySpec};
+use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, Single, Strategy, StrategySpec};
 use crate::trace::{Mark, NoTrace, Recorder, Step, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
@@ -285,7 +285,7 @@ impl PolicyBuilder {
                     .map_err(|e| e.at(format!("client_ip.strategy[{i}].trusted")))?,
                 None => base.clone(),
             };
-            self.expand(spec, trusted, &mut strategies)
+            self.expand(spec, trusted, &base, &mut strategies)
                 .map_err(|e| e.at(format!("client_ip.strategy[{i}]")))?;
         }
         if strategies.len() > usize::from(u8::MAX) {
@@ -315,6 +315,7 @@ impl PolicyBuilder {
         &self,
         spec: &StrategySpec,
         trusted: TrustSet,
+        base: &TrustSet,
         out: &mut Vec<Strategy>,
     ) -> Result<(), ConfigError> {
         let from = self.from;
@@ -323,7 +324,14 @@ impl PolicyBuilder {
             trusted,
             name: spec.to_string().into(),
         };
-        let header = |name: FieldName| Kind::Header(name.clone(), SingleFormat::for_header(&name));
+        // A header strategy's trust set names who may *write* the header; the relays are
+        // the trusted proxies that may stand between that writer and the app. A plain
+        // `header:NAME` (and `fly`) is written by the hops the strategy trusts and relayed
+        // by the policy's proxies; a provider preset's header is written only from the
+        // provider's ranges and relayed by the proxies the preset trusts.
+        let header = |name: FieldName, relays: &TrustSet| {
+            Kind::Header(Single::new(name, relays.clone(), from))
+        };
         let needs_trust = |what: &str| -> Result<(), ConfigError> {
             if trusted.is_empty() {
                 return Err(ConfigError::new(format!("strategy {spec} trusts no one, so it would never read {what}"))
@@ -347,44 +355,49 @@ impl PolicyBuilder {
             }
             StrategySpec::Header(name) => {
                 needs_trust(name.as_str())?;
-                out.push(with(header(name.clone()), trusted));
+                out.push(with(header(name.clone(), base), trusted));
             }
             StrategySpec::Leftmost => out.push(with(Kind::Leftmost(from), trusted)),
             StrategySpec::Preset(preset) => {
                 let provider = |name: &str| -> Result<TrustSet, ConfigError> {
                     Ok(self.provider_set(name)?.union(&trusted))
                 };
+                let writers = |name: &str| self.provider_set(name);
                 match preset {
                     Preset::Cloudfront => {
-                        let set = provider("cloudfront")?;
-                        out.push(with(header(names::CLOUDFRONT_VIEWER_ADDRESS), set.clone()));
+                        out.push(with(
+                            header(names::CLOUDFRONT_VIEWER_ADDRESS, &trusted),
+                            writers("cloudfront")?,
+                        ));
                         out.push(with(
                             Kind::RightmostUntrusted(ListHeader::XForwardedFor),
-                            set,
+                            provider("cloudfront")?,
                         ));
                     }
                     Preset::Cloudflare => out.push(with(
-                        header(names::CF_CONNECTING_IP),
-                        provider("cloudflare")?,
+                        header(names::CF_CONNECTING_IP, &trusted),
+                        writers("cloudflare")?,
                     )),
-                    Preset::Fastly => {
-                        out.push(with(header(names::FASTLY_CLIENT_IP), provider("fastly")?))
-                    }
+                    Preset::Fastly => out.push(with(
+                        header(names::FASTLY_CLIENT_IP, &trusted),
+                        writers("fastly")?,
+                    )),
                     Preset::AzureFrontDoor => out.push(with(
-                        header(names::X_AZURE_CLIENTIP),
-                        provider("azure-front-door")?,
+                        header(names::X_AZURE_CLIENTIP, &trusted),
+                        writers("azure-front-door")?,
                     )),
                     Preset::GcpLb => out.push(with(
                         Kind::Hops(2, ListHeader::XForwardedFor),
                         provider("gcp-lb")?,
                     )),
                     Preset::Fly => {
+                        let kind = header(names::FLY_CLIENT_IP, base);
                         let set = if trusted.is_empty() {
                             TrustSet::from_cidrs(NamedSet::Private.cidrs())
                         } else {
                             trusted
                         };
-                        out.push(with(header(names::FLY_CLIENT_IP), set));
+                        out.push(with(kind, set));
                     }
                     Preset::AwsAlb => {
                         needs_trust("X-Forwarded-For (give the ALB's VPC ranges)")?;
@@ -460,7 +473,7 @@ impl Policy {
     /// `policy.strategy_header(resolution.strategy?)`).
     pub fn strategy_header(&self, index: u8) -> Option<&FieldName> {
         match &self.strategies.get(usize::from(index))?.kind {
-            Kind::Header(name, _) => Some(name),
+            Kind::Header(single) => Some(&single.name),
             _ => None,
         }
     }
@@ -486,7 +499,7 @@ impl Policy {
 
     /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.strategies.iter().any(|s| s.trusted.contains(ip))
+        self.strategies.iter().any(|s| s.trusts(ip))
     }
 
     /// Decides who the client is. Allocates nothing.

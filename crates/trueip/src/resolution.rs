@@ -150,6 +150,9 @@ warnings! {
     UNTRUSTED_PROXY_PROTOCOL = 10, "proxy_protocol_from_untrusted_peer";
     /// A single-address header appeared on several lines: ambiguous, ignored.
     DUPLICATE_HEADER = 11, "duplicate_header";
+    /// A single-address header came through trusted proxies, but the hop that handed it to
+    /// them is not trusted to write it (or nothing records that hop); it was ignored.
+    UNVOUCHED_HEADER = 12, "header_writer_not_trusted";
 }
 
 impl Warnings {

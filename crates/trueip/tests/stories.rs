@@ -637,3 +637,232 @@ fn trusting_proxies_without_a_strategy_walks_from_the_right() {
         "10.0.0.1"
     );
 }
+
+/// Stand-ins for the Fastly and Azure Front Door lists.
+fn fastly() -> TrustSet {
+    ["151.101.0.0/16"]
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect()
+}
+fn azure_front_door() -> TrustSet {
+    ["147.243.0.0/16"]
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect()
+}
+
+/// A CDN's own client header behind an ALB (10.0.0.0/16) or nginx (loopback): believed
+/// only when the hop the proxies recorded before them is the CDN.
+#[test]
+fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
+    struct Vendor {
+        preset: &'static str,
+        header: &'static str,
+        /// An address in the provider's (stand-in) ranges.
+        edge: &'static str,
+        /// How the vendor writes the client.
+        value: &'static str,
+        client: &'static str,
+    }
+    let vendors = [
+        Vendor {
+            preset: "cloudfront",
+            header: "CloudFront-Viewer-Address",
+            edge: "13.32.0.9",
+            value: "198.51.100.7:4444",
+            client: "198.51.100.7",
+        },
+        Vendor {
+            preset: "cloudflare",
+            header: "CF-Connecting-IP",
+            edge: "173.245.48.9",
+            value: "198.51.100.7",
+            client: "198.51.100.7",
+        },
+        Vendor {
+            preset: "fastly",
+            header: "Fastly-Client-IP",
+            edge: "151.101.1.1",
+            value: "198.51.100.7",
+            client: "198.51.100.7",
+        },
+        Vendor {
+            preset: "azure-front-door",
+            header: "X-Azure-ClientIP",
+            edge: "147.243.1.1",
+            value: "198.51.100.7",
+            client: "198.51.100.7",
+        },
+    ];
+    let build = |trust: &[&str], strategies: &[&str]| {
+        let mut b = Policy::builder()
+            .provider("cloudfront", cloudfront())
+            .provider("cloudflare", cloudflare())
+            .provider("fastly", fastly())
+            .provider("azure-front-door", azure_front_door());
+        for t in trust {
+            b = b.trust_str(t).unwrap();
+        }
+        for s in strategies {
+            b = b.strategy_str(s).unwrap();
+        }
+        b.build().unwrap()
+    };
+    for v in &vendors {
+        let with_fallback = [v.preset, "rightmost-untrusted"];
+        let alone = [v.preset];
+        for strategies in [&alone[..], &with_fallback[..]] {
+            let p = build(&["10.0.0.0/16", "loopback"], strategies);
+            let case = |what: &str| format!("{} {strategies:?}: {what}", v.preset);
+
+            // Through the CDN: CDN -> ALB. The ALB appended the CDN edge it saw.
+            let xff = format!("6.6.6.6, {}, {}", v.client, v.edge);
+            let headers = [("X-Forwarded-For", xff.as_str()), (v.header, v.value)];
+            let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
+            assert_eq!(
+                got.ip().to_string(),
+                v.client,
+                "{}",
+                case("through the CDN")
+            );
+            assert_eq!(got.source, Source::Header, "{}", case("through the CDN"));
+            assert_eq!(got.trusted_hops, 2, "{}", case("ALB and the CDN"));
+            assert!(
+                got.warnings.is_empty(),
+                "{}: {got:?}",
+                case("through the CDN")
+            );
+
+            // Through the CDN, the ALB and nginx: nginx appended the ALB.
+            let xff = format!("{}, {}, 10.0.0.5", v.client, v.edge);
+            let headers = [("X-Forwarded-For", xff.as_str()), (v.header, v.value)];
+            let got = p.resolve(&conn("127.0.0.1"), &headers[..]);
+            assert_eq!(
+                got.ip().to_string(),
+                v.client,
+                "{}",
+                case("CDN, ALB, nginx")
+            );
+            assert_eq!(got.trusted_hops, 3, "{}", case("nginx, ALB and the CDN"));
+
+            // Around the CDN: the attacker talks to the ALB, which records them.
+            let headers = [("X-Forwarded-For", "203.0.113.66"), (v.header, "1.2.3.4")];
+            let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
+            // The cloudfront preset falls back to X-Forwarded-For by itself.
+            let expected = if strategies.len() == 2 || v.preset == "cloudfront" {
+                "203.0.113.66"
+            } else {
+                "10.0.0.5"
+            };
+            assert_eq!(got.ip().to_string(), expected, "{}", case("around the CDN"));
+            assert!(
+                got.warnings.contains(Warnings::UNVOUCHED_HEADER),
+                "{}: {got:?}",
+                case("around the CDN")
+            );
+
+            // Around the CDN, naming a CDN address on the left: the ALB's entry is still
+            // the rightmost one.
+            let forged = format!("{}, 203.0.113.66", v.edge);
+            let headers = [("X-Forwarded-For", forged.as_str()), (v.header, "1.2.3.4")];
+            let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
+            assert_eq!(got.ip().to_string(), expected, "{}", case("forged edge"));
+            assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
+
+            // No record of the hop before the ALB, or one that cannot be read: nobody
+            // vouches for the header.
+            for xff in [None, Some("garbage"), Some("unknown"), Some("")] {
+                let mut headers = vec![(v.header, "1.2.3.4")];
+                if let Some(xff) = xff {
+                    headers.push(("X-Forwarded-For", xff));
+                }
+                let got = p.resolve(&conn("10.0.0.5"), &headers);
+                assert_ne!(got.ip().to_string(), "1.2.3.4", "{}", case("no record"));
+                assert!(
+                    got.warnings.contains(Warnings::UNVOUCHED_HEADER),
+                    "{} {xff:?}: {got:?}",
+                    case("no record")
+                );
+            }
+
+            // Straight from the CDN edge, as before.
+            let headers = [(v.header, v.value)];
+            let got = p.resolve(&conn(v.edge), &headers[..]);
+            assert_eq!(got.ip().to_string(), v.client, "{}", case("from the edge"));
+            assert_eq!(got.trusted_hops, 1);
+        }
+    }
+}
+
+/// `header:NAME` with its own writers, behind the policy's proxies, and `fly` the same way.
+#[test]
+fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/16")
+        .unwrap()
+        .strategy_trusting(
+            "header:X-Client-Addr".parse().unwrap(),
+            vec!["192.0.2.0/24".parse().unwrap()],
+        )
+        .build()
+        .unwrap();
+    let through = [
+        ("X-Forwarded-For", "192.0.2.10"),
+        ("X-Client-Addr", "198.51.100.7"),
+    ];
+    assert_eq!(
+        p.resolve(&conn("10.0.0.5"), &through[..]).ip().to_string(),
+        "198.51.100.7"
+    );
+    let around = [
+        ("X-Forwarded-For", "203.0.113.66"),
+        ("X-Client-Addr", "1.2.3.4"),
+    ];
+    let got = p.resolve(&conn("10.0.0.5"), &around[..]);
+    assert_eq!(got.ip().to_string(), "10.0.0.5");
+    assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
+
+    // Fly's proxies (on their private network) in front of an nginx on 10.0.0.0/16.
+    let p = Policy::builder()
+        .trust_str("10.0.0.0/16")
+        .unwrap()
+        .strategy_trusting("fly".parse().unwrap(), vec!["fdaa::/16".parse().unwrap()])
+        .build()
+        .unwrap();
+    let through = [
+        ("X-Forwarded-For", "fdaa:0:1::3"),
+        ("Fly-Client-IP", "198.51.100.7"),
+    ];
+    assert_eq!(
+        p.resolve(&conn("10.0.0.5"), &through[..]).ip().to_string(),
+        "198.51.100.7"
+    );
+    let around = [
+        ("X-Forwarded-For", "203.0.113.66"),
+        ("Fly-Client-IP", "1.2.3.4"),
+    ];
+    let got = p.resolve(&conn("10.0.0.5"), &around[..]);
+    assert_eq!(got.ip().to_string(), "10.0.0.5");
+    assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
+
+    // The PROXY source counts as the peer: a CDN edge carried by a trusted NLB is the
+    // header's writer; any other source is the client.
+    let p = Policy::builder()
+        .provider("cloudflare", cloudflare())
+        .trust_str("10.0.0.0/16")
+        .unwrap()
+        .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
+        .strategy_str("cloudflare")
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut c = conn("10.1.0.7");
+    c.proxy_source = Some(Node::ip("173.245.48.9".parse().unwrap()));
+    let got = p.resolve(&c, &[("CF-Connecting-IP", "198.51.100.7")][..]);
+    assert_eq!(got.ip().to_string(), "198.51.100.7");
+    c.proxy_source = Some(Node::ip("203.0.113.66".parse().unwrap()));
+    let got = p.resolve(&c, &[("CF-Connecting-IP", "1.2.3.4")][..]);
+    assert_eq!(got.ip().to_string(), "203.0.113.66");
+    assert!(got.warnings.contains(Warnings::UNTRUSTED_HEADER));
+}

@@ -26,7 +26,7 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::Tracer;
 use crate::trust::TrustSet;
 
-pub(crate) use header::SingleFormat;
+pub(crate) use header::Single;
 
 /// A strategy as written in config and on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,7 +236,7 @@ pub(crate) enum Kind {
     RightmostUntrusted(ListHeader),
     Rightmost(ListHeader),
     Hops(u16, ListHeader),
-    Header(FieldName, SingleFormat),
+    Header(Single),
     Leftmost(ListHeader),
 }
 
@@ -353,11 +353,16 @@ impl Strategy {
             }
             Kind::Rightmost(own) => rightmost::resolve(headers, list(*own), &self.trusted, ctx),
             Kind::Hops(n, own) => hops::resolve(headers, list(*own), *n, &self.trusted, ctx),
-            Kind::Header(name, format) => {
-                header::resolve(headers, name, *format, &self.trusted, ctx)
-            }
+            Kind::Header(single) => header::resolve(headers, single, &self.trusted, ctx),
             Kind::Leftmost(own) => leftmost::resolve(headers, list(*own), ctx),
         }
+    }
+
+    /// Whether `ip` may hand this strategy its evidence: a hop it trusts, or a relay
+    /// in front of a header's writer.
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.contains(ip)
+            || matches!(&self.kind, Kind::Header(single) if single.relays.contains(ip))
     }
 
     /// The list header this strategy reads, if it reads one.

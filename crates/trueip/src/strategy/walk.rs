@@ -4,9 +4,10 @@ use std::net::IpAddr;
 
 use crate::addr::Node;
 use crate::entry::Entry;
-use crate::headers::{Headers, Lines};
+use crate::headers::{FieldName, Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Text, Tracer, Verdict};
+use crate::trust::TrustSet;
 use crate::{forwarded, xff};
 
 use super::{Client, Ctx, Found};
@@ -221,6 +222,98 @@ pub(crate) fn trace_peer<'h, T: Tracer<'h>>(ctx: &mut Ctx<'_, '_, T>, trusted: b
             )
         }
     });
+}
+
+/// Finds the hop that wrote `header` when the peer only relayed it, and says whether
+/// that hop is trusted to write it (in `writers`).
+///
+/// The peer is one of the `relays` (trusted proxies that pass headers on but do not
+/// write this one: an ALB or nginx behind a CDN). Each relay records the address it
+/// saw in `list`, so the list, read from the right past further relays, names the
+/// hop that handed the request to the first relay: the header's writer. Returns that
+/// entry's position from the right when it is in `writers`.
+///
+/// Anything else — the hop is not a writer (an attacker who went around the CDN and
+/// reached the ALB directly), the list is absent, or an entry cannot be read — means
+/// nobody we trust vouches for the header: `None`, flagged
+/// [`Warnings::UNVOUCHED_HEADER`]. Never a guess further left.
+pub(crate) fn writer_position<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+    headers: &'h H,
+    list: ListHeader,
+    header: &FieldName,
+    writers: &TrustSet,
+    relays: &TrustSet,
+    ctx: &mut Ctx<'_, '_, T>,
+) -> Option<u16> {
+    let lines = Lines::read(headers, list.field_ref());
+    let mut rev = Rev::new(list, &lines);
+    let mut n: u16 = 0;
+    loop {
+        let Some(entry) = rev.next() else {
+            ctx.trace.step(|| {
+                let why = if lines.truncated {
+                    "more header lines than trueip reads: the writer of "
+                } else {
+                    "no record of the hop before the trusted proxies: the writer of "
+                };
+                Mark::new(
+                    list.field_str(),
+                    join(&lines),
+                    Verdict::Stop,
+                    format!("{why}{header} is unknown"),
+                )
+            });
+            break;
+        };
+        n += 1;
+        let Some(node) = entry.node() else {
+            ctx.trace.step(|| {
+                Mark::new(
+                    subject(list, n),
+                    &entry,
+                    Verdict::Stop,
+                    format!("not an address: the writer of {header} is unknown"),
+                )
+            });
+            break;
+        };
+        if writers.contains(node.ip) {
+            ctx.trace.step(|| {
+                Mark::new(
+                    subject(list, n),
+                    node,
+                    Verdict::Trusted,
+                    format!("handed the request to the trusted proxies: trusted to write {header}"),
+                )
+            });
+            return Some(n);
+        }
+        if !relays.contains(node.ip) {
+            ctx.trace.step(|| {
+                Mark::new(
+                    subject(list, n),
+                    node,
+                    Verdict::Stop,
+                    format!("handed the request to the trusted proxies, but is not trusted to write {header}"),
+                )
+            });
+            break;
+        }
+        ctx.trace.step(|| {
+            Mark::new(
+                subject(list, n),
+                node,
+                Verdict::Trusted,
+                "trusted proxy: look further for the header's writer",
+            )
+        });
+        if n == MAX_WALK {
+            ctx.warnings.insert(Warnings::TRUNCATED);
+            break;
+        }
+    }
+    ctx.warnings.insert(Warnings::UNVOUCHED_HEADER);
+    None
 }
 
 /// The subject name of the `n`-th entry from the right.
