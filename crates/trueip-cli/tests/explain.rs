@@ -312,3 +312,58 @@ fn proxy_source_from_a_trusted_sender() {
     assert_eq!(v["client_ip"], "203.0.113.50");
     assert_eq!(v["source"], "proxy-protocol");
 }
+
+/// The attacker skips CloudFront and talks to the ALB (10.0.0.5, trusted) directly: the ALB
+/// records their address, which is not CloudFront's, so the header CloudFront would have
+/// written is not believed.
+#[test]
+fn explain_a_cloudfront_header_from_around_cloudfront_is_not_believed() {
+    let dir = temp_dir("cloudfront-around");
+    let ranges = dir.join("ip-ranges.json");
+    std::fs::write(
+        &ranges,
+        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[]}"#,
+    )
+    .expect("ranges");
+    let cloudfront = format!("cloudfront={}", ranges.display());
+    let run = |xff: &str| {
+        trueip(
+            &[
+                "explain",
+                "--peer",
+                "10.0.0.5",
+                "--trust",
+                "10.0.0.0/16",
+                "--trust",
+                &cloudfront,
+                "--strategy",
+                "cloudfront",
+                "-H",
+                &format!("X-Forwarded-For: {xff}"),
+                "-H",
+                "CloudFront-Viewer-Address: 1.2.3.4:1234",
+                "--format",
+                "json",
+            ],
+            None,
+        )
+    };
+    let out = run("203.0.113.66");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "203.0.113.66", "{v}");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("header_writer_not_trusted"), "{v}");
+
+    // Through CloudFront: the ALB recorded a CloudFront edge.
+    let out = run("198.51.100.7, 13.32.0.9");
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "1.2.3.4", "{v}");
+    assert_eq!(v["client_port"], 1234, "{v}");
+}

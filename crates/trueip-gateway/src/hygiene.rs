@@ -32,13 +32,15 @@ use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 use crate::config::{HeaderSettings, ListMode};
 
 /// Whether the request's forwarding headers came through a hop the policy trusts: the
-/// effective peer is trusted, and the origin secret (when one is configured) was right. A
-/// trusted peer without the secret is no better than a stranger.
+/// effective peer is trusted, the origin secret (when one is configured) was right, and
+/// no client-IP header was found to come from a hop not trusted to write it. A trusted
+/// peer without the secret, or a trusted relay carrying a vendor header that someone
+/// around the vendor wrote, is no better than a stranger.
 pub(crate) fn came_through_trusted_hop(policy: &trueip::Policy, resolution: &Resolution) -> bool {
+    use trueip::Warnings;
     policy.trusts(effective_peer(resolution).ip)
-        && !resolution
-            .warnings
-            .contains(trueip::Warnings::ORIGIN_SECRET)
+        && !resolution.warnings.contains(Warnings::ORIGIN_SECRET)
+        && !resolution.warnings.contains(Warnings::UNVOUCHED_HEADER)
 }
 
 /// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI

@@ -400,6 +400,10 @@ fn warning_text(name: &str) -> (&'static str, bool) {
             "A single-address header appeared on several lines: ambiguous, ignored.",
             true,
         ),
+        "header_writer_not_trusted" => (
+            "A CDN's client header came through your proxies, but the hop they recorded before them is not the CDN: whoever wrote it went around the CDN. It was ignored.",
+            true,
+        ),
         _ => ("", false),
     }
 }
