@@ -53,6 +53,9 @@ pub enum AddrError {
     LeadingZero,
     /// A port that is not 1–5 digits up to 65535.
     BadPort,
+    /// An address that is never the source of a TCP connection: unspecified (`0.0.0.0`,
+    /// `::`), the IPv4 broadcast address or multicast. No hop saw a client there.
+    NotASource,
 }
 
 impl fmt::Display for AddrError {
@@ -65,11 +68,44 @@ impl fmt::Display for AddrError {
                 "IPv4 octet with a leading zero (ambiguous: octal or decimal?)"
             }
             AddrError::BadPort => "invalid port",
+            AddrError::NotASource => {
+                "never the source of a TCP connection (unspecified, broadcast or multicast)"
+            }
         })
     }
 }
 
 impl std::error::Error for AddrError {}
+
+/// Whether `ip` can be the source address of a TCP connection, and so a client: not
+/// unspecified (`0.0.0.0`, `::`), not the IPv4 broadcast address, not multicast. nginx
+/// refuses `255.255.255.255` the same way; a hop that writes one did not see a client.
+/// Every parser of an address a hop *reports* (list elements, single-address headers,
+/// PROXY sources) goes through this one rule.
+#[inline(always)]
+pub fn can_be_source(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4_can_be_source(v4.to_bits()),
+        IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_multicast(),
+    }
+}
+
+/// [`can_be_source`] for an IPv4 address as bits, for the per-element fast paths.
+#[inline(always)]
+pub(crate) const fn v4_can_be_source(bits: u32) -> bool {
+    // 224.0.0.0/4 is multicast.
+    bits != 0 && bits != u32::MAX && bits >> 28 != 0xE
+}
+
+/// `node`, if its address [`can_be_source`].
+#[inline(always)]
+pub(crate) fn source(node: Node) -> Result<Node, AddrError> {
+    if can_be_source(node.ip) {
+        Ok(node)
+    } else {
+        Err(AddrError::NotASource)
+    }
+}
 
 /// Maps IPv4-mapped IPv6 to IPv4; leaves everything else alone.
 #[inline]
@@ -267,9 +303,22 @@ pub fn parse_port(text: &[u8]) -> Result<u16, AddrError> {
 
 /// Parses an address as X-Forwarded-For, X-Real-IP and similar headers write it:
 /// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443`.
-/// Surrounding whitespace is ignored. A bare IPv6 address never carries a port.
+/// Surrounding whitespace is ignored. A bare IPv6 address never carries a port. An
+/// address that [cannot be a source](can_be_source) is an error.
 #[inline]
 pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
+    // The fast path below only takes addresses that can be sources.
+    if let Some((v4, port)) = parse_v4_node_fast(trim(text)) {
+        return Ok(Node {
+            ip: IpAddr::V4(v4),
+            port,
+        });
+    }
+    parse_any_node(text).and_then(source)
+}
+
+/// [`parse_node`] without the source rule.
+fn parse_any_node(text: &[u8]) -> Result<Node, AddrError> {
     let text = trim(text);
     if text.len() > MAX_NODE_LEN {
         return Err(AddrError::TooLong);
@@ -293,14 +342,6 @@ pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
             }
         }
         _ => {
-            // Fast path for the common case, one pass: `1.2.3.4` or `1.2.3.4:80`. Anything
-            // else, including every error, takes the general path below, which decides.
-            if let Some((v4, port)) = parse_v4_node_fast(text) {
-                return Ok(Node {
-                    ip: IpAddr::V4(v4),
-                    port,
-                });
-            }
             let mut colons = text.iter().enumerate().filter(|(_, b)| **b == b':');
             match (colons.next(), colons.next()) {
                 (Some((at, _)), None) => {
@@ -322,7 +363,10 @@ pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
 /// them in registers instead of copying 17-byte `IpAddr`s through the stack.
 #[inline(always)]
 pub(crate) fn parse_v4_node_fast(text: &[u8]) -> Option<(Ipv4Addr, Option<u16>)> {
-    match parse_ipv4_prefix(text).ok()? {
+    match parse_ipv4_prefix(text)
+        .ok()
+        .filter(|(v4, _)| v4_can_be_source(v4.to_bits()))?
+    {
         (v4, []) => Some((v4, None)),
         (v4, [b':', port @ ..]) if !port.contains(&b':') => {
             Some((v4, Some(parse_port(port).ok()?)))
@@ -345,7 +389,7 @@ pub fn parse_ip_port_last_colon(text: &[u8]) -> Result<Node, AddrError> {
         .ok_or(AddrError::BadPort)?;
     let (host, port) = split_around(text, at);
     let ip = parse_ip(host)?;
-    Ok(Node {
+    source(Node {
         ip,
         port: Some(parse_port(port)?),
     })

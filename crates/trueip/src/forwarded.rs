@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::addr::{Node, parse_ip, parse_ipv4, parse_port, split_around, trim};
+use crate::addr::{Node, parse_ip, parse_ipv4, parse_port, source, split_around, trim};
 use crate::entry::{Entry, Malformation};
 use crate::headers::is_token_byte;
 
@@ -200,17 +200,23 @@ fn parse_node_value(value: Value<'_>) -> Entry<'_> {
     match name {
         _ if name.eq_ignore_ascii_case(b"unknown") => Entry::Unknown,
         [b'_', obf @ ..] if is_obf(obf) => Entry::Obfuscated(name),
-        [b'[', v6 @ .., b']'] if v6.contains(&b':') => match parse_ip(v6) {
-            Ok(ip) => Entry::Addr(Node { ip, port }),
-            Err(e) => bad(e.into()),
-        },
-        _ if !name.contains(&b':') && !name.contains(&b'[') => match parse_ipv4(name) {
-            Ok(ip) => Entry::Addr(Node {
-                ip: IpAddr::V4(ip),
-                port,
-            }),
-            Err(e) => bad(e.into()),
-        },
+        [b'[', v6 @ .., b']'] if v6.contains(&b':') => {
+            match parse_ip(v6).and_then(|ip| source(Node { ip, port })) {
+                Ok(node) => Entry::Addr(node),
+                Err(e) => bad(e.into()),
+            }
+        }
+        _ if !name.contains(&b':') && !name.contains(&b'[') => {
+            match parse_ipv4(name).and_then(|ip| {
+                source(Node {
+                    ip: IpAddr::V4(ip),
+                    port,
+                })
+            }) {
+                Ok(node) => Entry::Addr(node),
+                Err(e) => bad(e.into()),
+            }
+        }
         _ => bad(Malformation::BadNode),
     }
 }

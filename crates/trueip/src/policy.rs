@@ -586,7 +586,22 @@ impl Policy {
         let Some(source) = conn.proxy_source else {
             return tcp;
         };
-        if self.proxy_protocol_from.contains(conn.peer.ip) {
+        if self.proxy_protocol_from.contains(conn.peer.ip)
+            && !crate::addr::can_be_source(crate::addr::normalize(source.ip))
+        {
+            // A sender that names an address no client connects from (`0.0.0.0`, a
+            // broadcast or multicast address) saw no client: the sender stays the peer.
+            warnings.insert(Warnings::MALFORMED);
+            trace.step(|| {
+                Mark::new(
+                    "proxy-protocol",
+                    source,
+                    Verdict::Ignored,
+                    "never the source of a TCP connection: the sender stays the peer",
+                )
+            });
+            tcp
+        } else if self.proxy_protocol_from.contains(conn.peer.ip) {
             trace.step(|| {
                 Mark::new(
                     "peer",

@@ -6,7 +6,7 @@
 //! list syntax requires (RFC 9110 §5.6.1.2); everything else that is not an
 //! address is reported as it is, never guessed.
 
-use crate::addr::{dotted_quad_back, parse_node, trim};
+use crate::addr::{dotted_quad_back, parse_node, trim, v4_can_be_source};
 use crate::entry::Entry;
 
 /// Classifies one X-Forwarded-For element.
@@ -195,6 +195,9 @@ fn split_v4_back(line: &[u8]) -> Option<(u32, Option<&[u8]>)> {
         _ => line,
     };
     let (addr, separator, rest) = dotted_quad_back(text)?;
+    if !v4_can_be_source(addr) {
+        return None;
+    }
     // `, ` before the element is how nearly every proxy joins the list: tested first.
     match (separator, rest) {
         (None, _) => Some((addr, None)),
@@ -274,6 +277,9 @@ fn quad_back(window: &[u8; WINDOW]) -> Option<(u32, usize)> {
         at = left;
     }
     let addr = reversed.swap_bytes();
+    if !v4_can_be_source(addr) {
+        return None;
+    }
     // `, ` first: how nearly every proxy joins the list.
     match *window.get(at)? {
         b' ' if at > 0 && window.get(at - 1) == Some(&b',') => Some((addr, at - 1)),
@@ -486,12 +492,17 @@ mod tests {
         ] {
             check_window(line);
         }
-        assert!(quad_back(b"  255.255.255.255").is_none());
-        assert_eq!(quad_back(b", 255.255.255.255"), Some((u32::MAX, 0)));
+        assert!(quad_back(b"  255.255.255.254").is_none());
+        assert_eq!(quad_back(b", 255.255.255.254"), Some((u32::MAX - 1, 0)));
         assert_eq!(
-            quad_back(b"11,255.255.255.255"[1..].try_into().expect("a window")),
-            Some((u32::MAX, 1))
+            quad_back(b"11,255.255.255.254"[1..].try_into().expect("a window")),
+            Some((u32::MAX - 1, 1))
         );
+        // Addresses that are never a TCP source are left to the general parser, which
+        // calls them malformed.
+        assert!(quad_back(b", 255.255.255.255").is_none());
+        assert!(quad_back(b"11111,  224.0.0.1").is_none());
+        assert!(quad_back(b"11111111, 0.0.0.0").is_none());
     }
 
     #[test]

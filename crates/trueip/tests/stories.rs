@@ -866,3 +866,86 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
     assert_eq!(got.ip().to_string(), "203.0.113.66");
     assert!(got.warnings.contains(Warnings::UNTRUSTED_HEADER));
 }
+
+/// `hops:N` with fewer than N elements: the peer, flagged, whatever the elements hold.
+#[test]
+fn fail_too_few_hops_cannot_be_hidden_by_an_opaque_element() {
+    let p = policy(&["any"], &["hops:3"]);
+    for xff in [
+        "unknown, 10.0.0.1",
+        "garbage, 10.0.0.1",
+        "_hidden",
+        "010.0.0.1, 1.2.3.4",
+    ] {
+        let got = p.resolve(&conn("10.9.9.9"), &[("X-Forwarded-For", xff)][..]);
+        assert_eq!(got.ip().to_string(), "10.9.9.9", "{xff}: {got:?}");
+        assert_eq!(got.source, Source::Peer, "{xff}");
+        assert_eq!(got.warnings, Warnings::FEWER_HOPS, "{xff}");
+    }
+    // With enough elements, an opaque one among the N still stops the walk.
+    let got = p.resolve(
+        &conn("10.9.9.9"),
+        &[("X-Forwarded-For", "1.2.3.4, unknown, 10.0.0.1")][..],
+    );
+    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert_eq!(got.warnings, Warnings::OPAQUE);
+}
+
+/// Addresses no TCP connection comes from are malformed wherever a hop reports them.
+#[test]
+fn fail_an_address_that_is_never_a_source_is_malformed() {
+    let unusable = [
+        "0.0.0.0",
+        "255.255.255.255",
+        "224.0.0.1",
+        "239.255.255.250:1900",
+        "::",
+        "[::]:80",
+        "ff02::1",
+        "::ffff:0.0.0.0",
+    ];
+    let xff = policy(&["10.0.0.0/8"], &["rightmost-untrusted"]);
+    let real_ip = policy(&["10.0.0.0/8"], &["header:X-Real-IP"]);
+    let forwarded = policy(&["10.0.0.0/8"], &["rightmost-untrusted"]).with_from_forwarded();
+    for bad in unusable {
+        let list = format!("198.51.100.7, {bad}");
+        let got = xff.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", list.as_str())][..]);
+        assert_eq!(got.ip().to_string(), "10.0.0.1", "{bad}: {got:?}");
+        assert_eq!(got.warnings, Warnings::MALFORMED, "{bad}");
+
+        let got = real_ip.resolve(&conn("10.0.0.1"), &[("X-Real-IP", bad)][..]);
+        assert_eq!(got.ip().to_string(), "10.0.0.1", "{bad}: {got:?}");
+        assert!(got.warnings.contains(Warnings::MALFORMED), "{bad}");
+
+        // RFC 7239 brackets a bare IPv6 address.
+        let element = match bad.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => format!("for=\"[{bad}]\""),
+            _ => format!("for=\"{bad}\""),
+        };
+        let list = format!("for=198.51.100.7, {element}");
+        let got = forwarded.resolve(&conn("10.0.0.1"), &[("Forwarded", list.as_str())][..]);
+        assert_eq!(got.ip().to_string(), "10.0.0.1", "{list}: {got:?}");
+        assert_eq!(got.warnings, Warnings::MALFORMED, "{list}");
+    }
+    // Trusted hops left of the bad one do not help either: the walk stops there.
+    let got = xff.resolve(
+        &conn("10.0.0.1"),
+        &[("X-Forwarded-For", "198.51.100.7, 255.255.255.255, 10.0.0.2")][..],
+    );
+    assert_eq!(got.ip().to_string(), "10.0.0.2");
+    assert_eq!(got.warnings, Warnings::MALFORMED);
+
+    // A trusted PROXY sender naming one: the sender stays the peer.
+    let p = Policy::builder()
+        .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
+        .build()
+        .unwrap();
+    for bad in ["0.0.0.0", "255.255.255.255", "224.1.2.3", "::", "ff05::2"] {
+        let mut c = conn("10.1.2.3");
+        c.proxy_source = Some(Node::ip(bad.parse().unwrap()));
+        let got = p.resolve(&c, &[] as &[(&str, &str)]);
+        assert_eq!(got.ip().to_string(), "10.1.2.3", "{bad}");
+        assert_eq!(got.source, Source::Peer, "{bad}");
+        assert!(got.warnings.contains(Warnings::MALFORMED), "{bad}");
+    }
+}

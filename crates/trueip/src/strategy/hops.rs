@@ -8,8 +8,8 @@
 //!
 //! With fewer than N elements the answer is the peer, flagged
 //! `fewer_hops_than_configured` (as ProxyFix and Envoy do): a hop did not append,
-//! so the count no longer says who wrote what. A non-address element among the N
-//! stops the walk at the last address seen.
+//! so the count no longer says who wrote what — whatever the elements are. With N or
+//! more, a non-address element among the N stops the walk at the last address seen.
 //!
 //! *Safe when* the number of proxies is fixed and every one of them appends.
 //!
@@ -45,19 +45,27 @@ pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
         }
         return None;
     };
+    // Counted before any element is judged: with too few, no hop's position says who
+    // wrote what, so nothing in them (an `unknown`, garbage) may decide the answer or
+    // hide the misconfiguration.
+    let present = Rev::new(list, &lines).take(usize::from(hops)).count();
+    if present < usize::from(hops) {
+        ctx.warnings.insert(Warnings::FEWER_HOPS);
+        ctx.trace.step(|| {
+            Mark::new(
+                list.field_str(),
+                format!("{present} element(s)"),
+                Verdict::Stop,
+                format!("fewer than {hops}: the peer stands"),
+            )
+        });
+        return Some(peer);
+    }
     let mut rev = Rev::new(list, &lines);
     let mut last = peer;
     for n in 1..=hops {
         let Some(entry) = rev.next() else {
-            ctx.warnings.insert(Warnings::FEWER_HOPS);
-            ctx.trace.step(|| {
-                Mark::new(
-                    list.field_str(),
-                    format!("{} element(s)", n - 1),
-                    Verdict::Stop,
-                    format!("fewer than {hops}: the peer stands"),
-                )
-            });
+            // Counted above: there are `hops` elements.
             return Some(peer);
         };
         ctx.trace.hop(list, &lines, &rev, n, Hop::Entry(entry));

@@ -392,7 +392,10 @@ mod tests {
             "2001:db8::1",
             "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:443",
         ] {
-            let node = crate::addr::parse_node(text.as_bytes()).unwrap();
+            let node = match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Node::from(addr),
+                Err(_) => Node::ip(text.parse().unwrap()),
+            };
             let client = Client::from(node);
             assert_eq!(client.node(), node, "{text}");
             assert_eq!(client.ip(), node.ip, "{text}");
