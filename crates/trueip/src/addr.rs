@@ -29,16 +29,6 @@ impl Node {
     }
 }
 
-impl fmt::Display for Node {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.ip, self.port) {
-            (IpAddr::V4(ip), port) => f.write_str(crate::text::Short::v4(ip, port).as_str()),
-            (ip @ IpAddr::V6(_), None) => write!(f, "{ip}"),
-            (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
-        }
-    }
-}
-
 /// Why a piece of header text is not an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -5,11 +5,11 @@ use std::fmt;
 
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
+use crate::list::Rev;
 use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
-use crate::strategy::walk::Rev;
 use crate::text::{self, ip_string, node_string};
-use crate::trace::{Mark, Recorder, Step, Verdict, list_name};
+use crate::trace::{Mark, Recorder, Step, StrategyNames, Verdict, list_name};
 
 /// How many chain entries an explanation lists; the rest are summarised.
 const MAX_CHAIN: usize = 256;

@@ -40,6 +40,7 @@ mod error;
 pub mod explain;
 pub mod forwarded;
 pub mod headers;
+mod list;
 pub mod origin;
 mod policy;
 pub mod providers;

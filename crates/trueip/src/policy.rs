@@ -10,7 +10,7 @@ use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
 use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, Single, Strategy, StrategySpec};
-use crate::trace::{Mark, NoTrace, Recorder, Step, Text, Tracer, Verdict};
+use crate::trace::{Mark, NoTrace, Recorder, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
 /// What the connection itself says, before any header is read.
@@ -413,6 +413,12 @@ impl PolicyBuilder {
     }
 }
 
+impl StrategyNames for Policy {
+    fn strategy_text(&self, index: u8) -> Option<&str> {
+        self.strategies.get(usize::from(index)).map(|s| &*s.name)
+    }
+}
+
 /// A validated policy. Cheap to share (`Arc<Policy>`); `resolve` takes `&self`.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -462,11 +468,6 @@ impl Policy {
     /// The name of the `index`-th strategy of the expanded chain.
     pub fn strategy_name(&self, index: u8) -> Option<String> {
         self.strategy_text(index).map(str::to_owned)
-    }
-
-    /// [`strategy_name`](Self::strategy_name), borrowed.
-    pub(crate) fn strategy_text(&self, index: u8) -> Option<&str> {
-        self.strategies.get(usize::from(index)).map(|s| &*s.name)
     }
 
     /// The header a single-header strategy reads (for [`Source::Header`] results:

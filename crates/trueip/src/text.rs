@@ -8,10 +8,23 @@
 //!
 //! The output is byte for byte what `Display` prints (tested below).
 
+use std::fmt;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::Node;
+
+/// Printed here rather than beside `Node` so that `addr` (which this module uses) does
+/// not depend on this module.
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (IpAddr::V4(ip), port) => f.write_str(Short::v4(ip, port).as_str()),
+            (ip @ IpAddr::V6(_), None) => write!(f, "{ip}"),
+            (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
+        }
+    }
+}
 
 /// Where text goes: a `Vec<u8>`, or [`Short`] on the stack.
 trait Sink {

@@ -6,10 +6,16 @@ use std::fmt;
 use crate::addr::Node;
 use crate::entry::Entry;
 use crate::headers::{Few, Lines};
-use crate::policy::Policy;
+use crate::list::{Hop, Position, Rev};
 use crate::resolution::ListHeader;
-use crate::strategy::walk::{Hop, Position, Rev};
 use crate::text;
+
+/// Names a policy's strategies by their index in its fallback chain, for steps that
+/// mention one. (A trait, so that the trace does not depend on the policy that records it.)
+pub(crate) trait StrategyNames {
+    /// The `index`-th strategy's name, as `--strategy` spells it.
+    fn strategy_text(&self, index: u8) -> Option<&str>;
+}
 
 /// What a step concluded about the thing it looked at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +97,7 @@ impl Mark {
     }
 
     /// The step, in owned text.
-    pub(crate) fn to_step(&self, policy: &Policy) -> Step {
+    pub(crate) fn to_step(&self, policy: &impl StrategyNames) -> Step {
         Step {
             subject: match &self.subject {
                 Text::Static(text) => Cow::Borrowed(*text),
@@ -118,7 +124,7 @@ pub(crate) enum Text {
 }
 
 impl Text {
-    pub(crate) fn to_string(&self, policy: &Policy) -> String {
+    pub(crate) fn to_string(&self, policy: &impl StrategyNames) -> String {
         match self {
             Text::Static(text) => (*text).to_owned(),
             Text::Owned(text) => text.clone(),
@@ -131,7 +137,7 @@ impl Text {
     /// Writes the text as the inside of a JSON string (escaped, without the quotes:
     /// the writer merges those into the constant text around it).
     #[inline(always)]
-    pub(crate) fn put_json_body(&self, out: &mut Vec<u8>, policy: &Policy) {
+    pub(crate) fn put_json_body(&self, out: &mut Vec<u8>, policy: &impl StrategyNames) {
         match self {
             // Digits, dots, colons, brackets and a header name: nothing to escape.
             Text::Node(node) => text::put_node(out, node),

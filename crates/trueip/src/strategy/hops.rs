@@ -25,7 +25,9 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
 
-use super::walk::{Hop, Rev, read_lines, stop_at, subject, trace_peer};
+use crate::list::{Hop, Rev};
+
+use super::walk::{read_lines, stop_at, subject, trace_peer};
 use super::{Ctx, Found};
 
 pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(

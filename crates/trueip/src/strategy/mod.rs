@@ -16,16 +16,16 @@ mod rightmost_untrusted;
 pub(crate) mod walk;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::addr::Node;
 use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::Tracer;
 use crate::trust::TrustSet;
 
+pub(crate) use crate::list::Client;
 pub(crate) use header::Single;
 
 /// A strategy as written in config and on the command line.
@@ -248,73 +248,6 @@ pub(crate) struct Found {
     pub(crate) trusted_hops: u16,
 }
 
-/// A [`Node`] as the per-request path carries it, turned back into one only for the
-/// [`Resolution`](crate::Resolution).
-///
-/// Why not `Node`: `IpAddr` is a 17-byte enum with 1-byte alignment, so LLVM kept every
-/// `Found` in memory and copied it in odd-sized pieces; reloading those pieces with wider
-/// loads right after the narrow stores that wrote them stalled store forwarding on every
-/// request. Plain integer fields are split into registers instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Client {
-    /// The address bits (an IPv4 address in the low 32 bits).
-    bits: u128,
-    v6: bool,
-    port: Option<u16>,
-}
-
-impl Client {
-    #[inline(always)]
-    pub(crate) fn v4(ip: Ipv4Addr, port: Option<u16>) -> Self {
-        Client {
-            bits: u128::from(ip.to_bits()),
-            v6: false,
-            port,
-        }
-    }
-
-    /// Whether `set` trusts this address; an IPv4 one goes straight to the IPv4 intervals.
-    #[inline(always)]
-    pub(crate) fn trusted_by(self, set: &TrustSet) -> bool {
-        if self.v6 {
-            set.contains(self.ip())
-        } else {
-            set.contains_v4(Ipv4Addr::from_bits(self.bits as u32))
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn ip(self) -> IpAddr {
-        if self.v6 {
-            IpAddr::V6(Ipv6Addr::from_bits(self.bits))
-        } else {
-            IpAddr::V4(Ipv4Addr::from_bits(self.bits as u32))
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn node(self) -> Node {
-        Node {
-            ip: self.ip(),
-            port: self.port,
-        }
-    }
-}
-
-impl From<Node> for Client {
-    #[inline(always)]
-    fn from(node: Node) -> Self {
-        match node.ip {
-            IpAddr::V4(ip) => Client::v4(ip, node.port),
-            IpAddr::V6(ip) => Client {
-                bits: ip.to_bits(),
-                v6: true,
-                port: node.port,
-            },
-        }
-    }
-}
-
 /// What every strategy gets to work with.
 pub(crate) struct Ctx<'w, 't, T> {
     /// The effective peer (after the PROXY protocol), its source and the hops it already counts.
@@ -380,32 +313,6 @@ impl Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_round_trips_nodes() {
-        for text in [
-            "0.0.0.0",
-            "255.255.255.255",
-            "1.2.3.4:80",
-            "[::]:1",
-            "[::1.2.3.4]:65535",
-            "2001:db8::1",
-            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:443",
-        ] {
-            let node = match text.parse::<std::net::SocketAddr>() {
-                Ok(addr) => Node::from(addr),
-                Err(_) => Node::ip(text.parse().unwrap()),
-            };
-            let client = Client::from(node);
-            assert_eq!(client.node(), node, "{text}");
-            assert_eq!(client.ip(), node.ip, "{text}");
-        }
-        // The same bits as IPv4 and as IPv6 are different clients.
-        let v4 = Client::from(Node::ip("0.0.0.1".parse().unwrap()));
-        let v6 = Client::from(Node::ip("::1".parse().unwrap()));
-        assert_ne!(v4, v6);
-        assert_ne!(v4.ip(), v6.ip());
-    }
 
     #[test]
     fn names_round_trip() {

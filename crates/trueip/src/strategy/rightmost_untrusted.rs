@@ -23,8 +23,10 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::{TrustSet, V4Lookup};
 
-use super::walk::{Hop, MAX_WALK, Rev, admit, node_at, stop_at, subject, trace_peer};
-use super::{AllTrusted, Client, Ctx, Found};
+use crate::list::{Client, Hop, Rev, node_at};
+
+use super::walk::{MAX_WALK, admit, stop_at, subject, trace_peer};
+use super::{AllTrusted, Ctx, Found};
 
 #[inline(always)]
 pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(

@@ -1,153 +1,17 @@
 //! The one walk every list strategy shares: a list header's entries, right to left.
 
-use std::net::IpAddr;
-
-use crate::addr::Node;
 use crate::entry::Entry;
 use crate::headers::{FieldName, Headers, Lines};
+use crate::list::Rev;
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Text, Tracer, Verdict};
 use crate::trust::TrustSet;
-use crate::{forwarded, xff};
 
-use super::{Client, Ctx, Found};
+use super::{Ctx, Found};
 
 /// The most entries any walk visits. Real chains are a handful of hops; a request with
 /// more is either broken or an attempt to make us work, and stops here, flagged.
 pub const MAX_WALK: u16 = 128;
-
-/// A list header's entries from the right. Each header kind only chooses its parser.
-#[derive(Clone)]
-pub(crate) enum Rev<'a, 'l> {
-    Xff(xff::Rev<'a, 'l>),
-    Forwarded(forwarded::Rev<'a, 'l>),
-}
-
-impl<'a, 'l> Rev<'a, 'l> {
-    pub(crate) fn new(list: ListHeader, lines: &'l Lines<'a>) -> Self {
-        match list {
-            ListHeader::XForwardedFor => Rev::Xff(xff::Rev::new(lines.as_slice())),
-            ListHeader::Forwarded => Rev::Forwarded(forwarded::Rev::new(lines.as_slice())),
-        }
-    }
-
-    /// Where the iteration stands, so that another one can [`resume`](Self::resume)
-    /// there. X-Forwarded-For only: `None` for `Forwarded`, whose iterations start over.
-    pub(crate) fn position(&self) -> Option<Position<'a>> {
-        match self {
-            Rev::Xff(rev) => Some(Position(rev.position())),
-            Rev::Forwarded(_) => None,
-        }
-    }
-
-    /// An iteration over `lines` (those of the one `position` came from) from `position` on.
-    pub(crate) fn resume(
-        list: ListHeader,
-        lines: &'l Lines<'a>,
-        position: Option<Position<'a>>,
-    ) -> Self {
-        match (list, position) {
-            (ListHeader::XForwardedFor, Some(Position(at))) => {
-                Rev::Xff(xff::Rev::resume(lines.as_slice(), at))
-            }
-            _ => Rev::new(list, lines),
-        }
-    }
-}
-
-/// Where an iteration over X-Forwarded-For stands (see [`Rev::position`]).
-#[derive(Clone, Copy)]
-pub(crate) struct Position<'a>((usize, Option<&'a [u8]>));
-
-impl<'a> Iterator for Rev<'a, '_> {
-    type Item = Entry<'a>;
-
-    #[inline]
-    fn next(&mut self) -> Option<Entry<'a>> {
-        match self {
-            Rev::Xff(rev) => rev.next(),
-            Rev::Forwarded(rev) => rev.next().map(|element| match element {
-                Ok(element) => element.for_node,
-                Err((text, why)) => Entry::Malformed { text, why },
-            }),
-        }
-    }
-}
-
-/// One list entry as the walk needs it: an IPv4 address (the common case, kept in
-/// registers), or any other entry as [`Entry`] classifies it.
-#[derive(Clone, Copy)]
-pub(crate) enum Hop<'a> {
-    V4(std::net::Ipv4Addr, Option<u16>),
-    Entry(Entry<'a>),
-}
-
-impl<'a> Hop<'a> {
-    /// The address, if the entry is one, as the walk carries it.
-    #[inline(always)]
-    pub(crate) fn client(self) -> Option<Client> {
-        match self {
-            Hop::V4(ip, port) => Some(Client::v4(ip, port)),
-            Hop::Entry(entry) => entry.node().map(Client::from),
-        }
-    }
-
-    /// The entry, as [`Entry`] classifies it.
-    #[inline]
-    pub(crate) fn entry(self) -> Entry<'a> {
-        match self {
-            Hop::V4(ip, port) => Entry::Addr(Node {
-                ip: IpAddr::V4(ip),
-                port,
-            }),
-            Hop::Entry(entry) => entry,
-        }
-    }
-
-    /// The address, if the entry is one.
-    #[inline]
-    pub(crate) fn node(self) -> Option<Node> {
-        match self {
-            Hop::V4(ip, port) => Some(Node {
-                ip: IpAddr::V4(ip),
-                port,
-            }),
-            Hop::Entry(entry) => entry.node(),
-        }
-    }
-}
-
-/// The address of the `n`-th entry from the right (1-based), re-read from the lines.
-pub(crate) fn node_at(list: ListHeader, lines: &Lines<'_>, n: u16) -> Option<Node> {
-    Rev::new(list, lines)
-        .nth(usize::from(n).checked_sub(1)?)?
-        .node()
-}
-
-impl<'a> Rev<'a, '_> {
-    /// Like `next`, with X-Forwarded-For's IPv4 elements parsed on the fast path.
-    #[inline(always)]
-    pub(crate) fn next_hop(&mut self) -> Option<Hop<'a>> {
-        match self {
-            Rev::Xff(rev) => Some(match rev.next_fast()? {
-                xff::Raw::V4(bits) => Hop::V4(std::net::Ipv4Addr::from_bits(bits), None),
-                xff::Raw::Other(raw) => match crate::addr::parse_v4_node_fast(raw) {
-                    Some((ip, port)) => Hop::V4(ip, port),
-                    None => Hop::Entry(xff::parse_element(raw)),
-                },
-            }),
-            Rev::Forwarded(_) => self.next().map(Hop::Entry),
-        }
-    }
-
-    /// Whether any entry is left, without parsing it where that can be avoided.
-    pub(crate) fn has_more(&mut self) -> bool {
-        match self {
-            Rev::Xff(rev) => rev.next_raw().is_some(),
-            Rev::Forwarded(_) => self.next().is_some(),
-        }
-    }
-}
 
 /// Reads a list header's lines, noting when the header came from a peer that may not send it.
 pub(crate) fn read_lines<'a, H: Headers + ?Sized, T: Tracer<'a>>(
@@ -270,7 +134,7 @@ pub(crate) fn writer_position<'h, H: Headers + ?Sized, T: Tracer<'h>>(
             ctx.trace.step(|| {
                 Mark::new(
                     subject(list, n),
-                    &entry,
+                    entry,
                     Verdict::Stop,
                     format!("not an address: the writer of {header} is unknown"),
                 )

@@ -1,0 +1,242 @@
+//! A list header's entries, read from the right: the iteration every walk, the trace and
+//! `explain` share. Each header kind only chooses its parser; nothing here decides trust.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::addr::Node;
+use crate::entry::Entry;
+use crate::headers::Lines;
+use crate::resolution::ListHeader;
+use crate::trust::TrustSet;
+use crate::{forwarded, xff};
+
+/// A list header's entries from the right. Each header kind only chooses its parser.
+#[derive(Clone)]
+pub(crate) enum Rev<'a, 'l> {
+    Xff(xff::Rev<'a, 'l>),
+    Forwarded(forwarded::Rev<'a, 'l>),
+}
+
+impl<'a, 'l> Rev<'a, 'l> {
+    pub(crate) fn new(list: ListHeader, lines: &'l Lines<'a>) -> Self {
+        match list {
+            ListHeader::XForwardedFor => Rev::Xff(xff::Rev::new(lines.as_slice())),
+            ListHeader::Forwarded => Rev::Forwarded(forwarded::Rev::new(lines.as_slice())),
+        }
+    }
+
+    /// Where the iteration stands, so that another one can [`resume`](Self::resume)
+    /// there. X-Forwarded-For only: `None` for `Forwarded`, whose iterations start over.
+    pub(crate) fn position(&self) -> Option<Position<'a>> {
+        match self {
+            Rev::Xff(rev) => Some(Position(rev.position())),
+            Rev::Forwarded(_) => None,
+        }
+    }
+
+    /// An iteration over `lines` (those of the one `position` came from) from `position` on.
+    pub(crate) fn resume(
+        list: ListHeader,
+        lines: &'l Lines<'a>,
+        position: Option<Position<'a>>,
+    ) -> Self {
+        match (list, position) {
+            (ListHeader::XForwardedFor, Some(Position(at))) => {
+                Rev::Xff(xff::Rev::resume(lines.as_slice(), at))
+            }
+            _ => Rev::new(list, lines),
+        }
+    }
+}
+
+/// Where an iteration over X-Forwarded-For stands (see [`Rev::position`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Position<'a>((usize, Option<&'a [u8]>));
+
+impl<'a> Iterator for Rev<'a, '_> {
+    type Item = Entry<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Entry<'a>> {
+        match self {
+            Rev::Xff(rev) => rev.next(),
+            Rev::Forwarded(rev) => rev.next().map(|element| match element {
+                Ok(element) => element.for_node,
+                Err((text, why)) => Entry::Malformed { text, why },
+            }),
+        }
+    }
+}
+
+/// One list entry as the walk needs it: an IPv4 address (the common case, kept in
+/// registers), or any other entry as [`Entry`] classifies it.
+#[derive(Clone, Copy)]
+pub(crate) enum Hop<'a> {
+    V4(std::net::Ipv4Addr, Option<u16>),
+    Entry(Entry<'a>),
+}
+
+impl<'a> Hop<'a> {
+    /// The address, if the entry is one, as the walk carries it.
+    #[inline(always)]
+    pub(crate) fn client(self) -> Option<Client> {
+        match self {
+            Hop::V4(ip, port) => Some(Client::v4(ip, port)),
+            Hop::Entry(entry) => entry.node().map(Client::from),
+        }
+    }
+
+    /// The entry, as [`Entry`] classifies it.
+    #[inline]
+    pub(crate) fn entry(self) -> Entry<'a> {
+        match self {
+            Hop::V4(ip, port) => Entry::Addr(Node {
+                ip: IpAddr::V4(ip),
+                port,
+            }),
+            Hop::Entry(entry) => entry,
+        }
+    }
+
+    /// The address, if the entry is one.
+    #[inline]
+    pub(crate) fn node(self) -> Option<Node> {
+        match self {
+            Hop::V4(ip, port) => Some(Node {
+                ip: IpAddr::V4(ip),
+                port,
+            }),
+            Hop::Entry(entry) => entry.node(),
+        }
+    }
+}
+
+/// The address of the `n`-th entry from the right (1-based), re-read from the lines.
+pub(crate) fn node_at(list: ListHeader, lines: &Lines<'_>, n: u16) -> Option<Node> {
+    Rev::new(list, lines)
+        .nth(usize::from(n).checked_sub(1)?)?
+        .node()
+}
+
+impl<'a> Rev<'a, '_> {
+    /// Like `next`, with X-Forwarded-For's IPv4 elements parsed on the fast path.
+    #[inline(always)]
+    pub(crate) fn next_hop(&mut self) -> Option<Hop<'a>> {
+        match self {
+            Rev::Xff(rev) => Some(match rev.next_fast()? {
+                xff::Raw::V4(bits) => Hop::V4(std::net::Ipv4Addr::from_bits(bits), None),
+                xff::Raw::Other(raw) => match crate::addr::parse_v4_node_fast(raw) {
+                    Some((ip, port)) => Hop::V4(ip, port),
+                    None => Hop::Entry(xff::parse_element(raw)),
+                },
+            }),
+            Rev::Forwarded(_) => self.next().map(Hop::Entry),
+        }
+    }
+
+    /// Whether any entry is left, without parsing it where that can be avoided.
+    pub(crate) fn has_more(&mut self) -> bool {
+        match self {
+            Rev::Xff(rev) => rev.next_raw().is_some(),
+            Rev::Forwarded(_) => self.next().is_some(),
+        }
+    }
+}
+
+/// A [`Node`] as the per-request path carries it, turned back into one only for the
+/// [`Resolution`](crate::Resolution).
+///
+/// Why not `Node`: `IpAddr` is a 17-byte enum with 1-byte alignment, so LLVM kept every
+/// `Found` in memory and copied it in odd-sized pieces; reloading those pieces with wider
+/// loads right after the narrow stores that wrote them stalled store forwarding on every
+/// request. Plain integer fields are split into registers instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Client {
+    /// The address bits (an IPv4 address in the low 32 bits).
+    bits: u128,
+    v6: bool,
+    port: Option<u16>,
+}
+
+impl Client {
+    #[inline(always)]
+    pub(crate) fn v4(ip: Ipv4Addr, port: Option<u16>) -> Self {
+        Client {
+            bits: u128::from(ip.to_bits()),
+            v6: false,
+            port,
+        }
+    }
+
+    /// Whether `set` trusts this address; an IPv4 one goes straight to the IPv4 intervals.
+    #[inline(always)]
+    pub(crate) fn trusted_by(self, set: &TrustSet) -> bool {
+        if self.v6 {
+            set.contains(self.ip())
+        } else {
+            set.contains_v4(Ipv4Addr::from_bits(self.bits as u32))
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn ip(self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(Ipv6Addr::from_bits(self.bits))
+        } else {
+            IpAddr::V4(Ipv4Addr::from_bits(self.bits as u32))
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn node(self) -> Node {
+        Node {
+            ip: self.ip(),
+            port: self.port,
+        }
+    }
+}
+
+impl From<Node> for Client {
+    #[inline(always)]
+    fn from(node: Node) -> Self {
+        match node.ip {
+            IpAddr::V4(ip) => Client::v4(ip, node.port),
+            IpAddr::V6(ip) => Client {
+                bits: ip.to_bits(),
+                v6: true,
+                port: node.port,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_round_trips_nodes() {
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3.4:80",
+            "[::]:1",
+            "[::1.2.3.4]:65535",
+            "2001:db8::1",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:443",
+        ] {
+            let node = match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Node::from(addr),
+                Err(_) => Node::ip(text.parse().unwrap()),
+            };
+            let client = Client::from(node);
+            assert_eq!(client.node(), node, "{text}");
+            assert_eq!(client.ip(), node.ip, "{text}");
+        }
+        // The same bits as IPv4 and as IPv6 are different clients.
+        let v4 = Client::from(Node::ip("0.0.0.1".parse().unwrap()));
+        let v6 = Client::from(Node::ip("::1".parse().unwrap()));
+        assert_ne!(v4, v6);
+        assert_ne!(v4.ip(), v6.ip());
+    }
+}
