@@ -70,3 +70,37 @@ fn serve_logs_to_a_pipe_without_colour_codes() {
     }
     assert!(seen.iter().any(|l| l.contains("INFO")), "{seen:#?}");
 }
+
+/// Runs `cmd` to its end (it must end by itself within 20 s); returns the exit code and stderr.
+fn run_to_exit(mut cmd: Command) -> (Option<i32>, String) {
+    let child = cmd.spawn().expect("run trueip");
+    let (tx, rx) = mpsc::channel();
+    let id = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("trueip (pid {id}) still runs after 20 s"))
+        .expect("trueip output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_on_a_taken_port_names_the_address_and_suggests_listen() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("local addr");
+    let (code, err) = run_to_exit(serve(&["--listen", &addr.to_string()]));
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        err.contains("--listen 127.0.0.1:"),
+        "suggests the flag: {err}"
+    );
+    assert!(err.contains("[[listen]]"), "and the config key: {err}");
+    drop(taken);
+}
