@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Flags};
+use trueip::headers::{parse_header_field, parse_header_line};
 use trueip::{Connection, Explanation, Node, Policy};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
@@ -61,7 +62,9 @@ pub struct ExplainArgs {
     /// The TCP peer: IP or IP:port ([v6]:port).
     #[arg(long, value_name = "ADDR", required_unless_present = "batch")]
     peer: Option<String>,
-    /// A request header, `Name: value`; repeat for several (order is kept).
+    /// A request header, `Name: value`; repeat for several (order is kept). A line `trueip
+    /// serve` would answer 400 to (space before the colon, leading whitespace, control bytes)
+    /// is refused.
     #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
     /// Trust these proxies: CIDR, address, named set, or provider (see below). Replaces the config's list.
@@ -122,7 +125,7 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
     let headers = args
         .headers
         .iter()
-        .map(|h| parse_header(h))
+        .map(|line| parse_header_line(line).map_err(|e| format!("--header: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let explanation = Explanation::new(&policy, &conn, &headers);
     match args.format {
@@ -164,14 +167,6 @@ fn connection(peer: &str, proxy_source: Option<&str>) -> Result<Connection, Stri
         peer: node("peer", peer)?,
         proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()?,
     })
-}
-
-fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text.split_once(':').ok_or_else(|| {
-        format!("invalid header {text:?} (hint: write 'X-Forwarded-For: 203.0.113.9')")
-    })?;
-    trueip::FieldName::new(name.trim()).map_err(|e| format!("{e}, in --header {text:?}"))?;
-    Ok((name.trim().to_string(), value.trim_start().to_string()))
 }
 
 /// One line of `--batch` input.
@@ -260,8 +255,11 @@ fn batch_case(
         .as_ref()
         .map_err(Clone::clone)?;
     let conn = connection(&case.peer, case.proxy_source.as_deref())?;
-    for (name, _) in &case.headers {
-        trueip::FieldName::new(name).map_err(|e| e.to_string())?;
-    }
-    Ok(Explanation::new(policy, &conn, &case.headers))
+    let headers = case
+        .headers
+        .iter()
+        .map(|(name, value)| parse_header_field(name, value.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(Explanation::new(policy, &conn, &headers))
 }

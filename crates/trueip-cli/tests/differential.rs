@@ -29,8 +29,9 @@
 //! the upstream socket to the case's peer. The front does not touch `X-Forwarded-For`; the
 //! self-check test [`oracles_answer_known_cases`] proves the back sees the intended peer.
 //!
-//! Needs `/usr/sbin/nginx` (with the realip module) and `python3` with Werkzeug 3.1. `.ci/run`
-//! installs both. Without them the tests fail, unless `TRUEIP_SKIP_EXTERNAL=1` is set. To explore
+//! Needs `/usr/sbin/nginx` (with the realip module) and a Python with Werkzeug 3.1:
+//! `$TRUEIP_PYTHON`, else `.venv/bin/python` at the repository root, else `python3` (see
+//! [`python`]). `scripts/test-deps` installs nginx and makes `.venv/` with Werkzeug. Without them the tests fail, unless `TRUEIP_SKIP_EXTERNAL=1` is set. To explore
 //! beyond the fixed run: `TRUEIP_DIFFTEST_SEED=7 TRUEIP_DIFFTEST_CASES=20000 cargo test -p
 //! trueip-cli --test differential -- --nocapture`. The fixed run takes about 2 s.
 
@@ -557,19 +558,21 @@ fn externals_present(test: &str) -> bool {
         Ok(_) => missing.push(format!("{NGINX} without the realip module")),
         Err(e) => missing.push(format!("nginx ({NGINX}: {e})")),
     }
-    let werkzeug = Command::new("python3")
+    let python = python();
+    let werkzeug = Command::new(&python)
         .args(["-c", "import werkzeug.middleware.proxy_fix"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     if !werkzeug.is_ok_and(|s| s.success()) {
-        missing.push("python3 with werkzeug".to_owned());
+        missing.push(format!("{} with werkzeug", python.display()));
     }
     if missing.is_empty() {
         return true;
     }
-    let fix = "run `bash .ci/run` (installs them), or `apt-get install -y nginx-light` and \
-               `python3 -m pip install 'werkzeug==3.1.*'`";
+    let fix = "run `bash scripts/test-deps` (installs nginx, makes .venv/ with Werkzeug), or \
+               `apt-get install -y nginx` and `python3 -m venv .venv && .venv/bin/pip install \
+               'werkzeug==3.1.*'`";
     if std::env::var("TRUEIP_SKIP_EXTERNAL").is_ok_and(|v| v == "1") {
         eprintln!(
             "SKIPPED {test}: missing {} (TRUEIP_SKIP_EXTERNAL=1); to run it, {fix}",
@@ -585,6 +588,20 @@ fn externals_present(test: &str) -> bool {
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python that runs Werkzeug: `$TRUEIP_PYTHON` (scripts/test sets it), else the virtual
+/// environment scripts/test-deps makes, else `python3` on the PATH. Debian and Ubuntu refuse
+/// `pip install` into their own Python (PEP 668), so Werkzeug usually lives in the venv.
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("TRUEIP_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(python);
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
 }
 
 /// Runs `cmd`, feeds it `input` (one line per case), returns its stdout lines; one line per
@@ -902,7 +919,7 @@ fn werkzeug_answers(cases: &[Case]) -> Result<Vec<String>, String> {
         input.push('\n');
     }
     let lines = run_batch(
-        Command::new("python3").arg(&script),
+        Command::new(python()).arg(&script),
         input,
         PHASE_TIMEOUT,
         |status| status.success(),

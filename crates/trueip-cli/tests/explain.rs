@@ -313,6 +313,214 @@ fn proxy_source_from_a_trusted_sender() {
     assert_eq!(v["source"], "proxy-protocol");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Header lines: explain refuses what `trueip serve` refuses (RFC 9110 §5.1, RFC 9112 §5), with the
+// same rule for `--header`, `--batch` and the config. Each case would otherwise let a line that
+// never reaches an app through serve (400) decide the client in explain.
+
+/// Runs `explain --header LINE` with every hop trusted, so an accepted line decides the answer.
+fn explain_header(line: &str) -> Output {
+    trueip(
+        &[
+            "explain", "--peer", "10.0.0.5", "--trust", "any", "-H", line,
+        ],
+        None,
+    )
+}
+
+/// The line is refused: usage exit code, no answer, and a message that quotes the line, says
+/// what is wrong with it and how to fix it.
+fn assert_refused(line: &str, reason: &str) {
+    let out = explain_header(line);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{line:?} must exit 2: {err}");
+    assert!(out.stdout.is_empty(), "{line:?}: no answer: {err}");
+    assert!(err.contains("--header"), "{line:?}: names the flag: {err}");
+    assert!(
+        err.contains(&format!("{line:?}")),
+        "{line:?}: names the line: {err}"
+    );
+    assert!(err.contains(reason), "{line:?}: says {reason:?}: {err}");
+    assert!(err.contains("hint:"), "{line:?}: hints at the fix: {err}");
+}
+
+#[test]
+fn explain_refuses_a_space_before_the_colon() {
+    assert_refused(
+        "X-Forwarded-For : 6.6.6.6",
+        "whitespace between the name and the colon",
+    );
+    let out = explain_header("X-Forwarded-For : 6.6.6.6");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("X-Forwarded-For: 6.6.6.6"),
+        "suggests the fixed line: {err}"
+    );
+}
+
+#[test]
+fn explain_refuses_a_tab_before_the_colon() {
+    assert_refused(
+        "X-Forwarded-For\t: 6.6.6.6",
+        "whitespace between the name and the colon",
+    );
+}
+
+#[test]
+fn explain_refuses_a_leading_space_obs_fold() {
+    assert_refused(" X-Forwarded-For: 6.6.6.6", "obsolete line folding");
+    assert_refused("\tX-Forwarded-For: 6.6.6.6", "obsolete line folding");
+}
+
+#[test]
+fn explain_refuses_a_cr_or_lf_inside_a_value() {
+    assert_refused(
+        "X-Forwarded-For: 1.1.1.1\r\nX-Real-IP: 6.6.6.6",
+        "holds '\\r'",
+    );
+    assert_refused(
+        "X-Forwarded-For: 1.1.1.1\nX-Real-IP: 6.6.6.6",
+        "holds '\\n'",
+    );
+    assert_refused("X-Forwarded-For: 6.6.6.6\r", "holds '\\r'");
+}
+
+/// A NUL cannot be passed in an argument at all; `--batch` below and the unit tests cover it.
+#[test]
+fn explain_refuses_a_control_byte_in_a_value() {
+    assert_refused("X-Forwarded-For: 6.6.6.6\x01", "holds '\\u{1}'");
+    assert_refused("X-Forwarded-For: 6.6.6.6\x7f", "holds '\\u{7f}'");
+    assert_refused("X-Forwarded-For: 6.6.6.6\x1b[0m", "holds '\\u{1b}'");
+}
+
+#[test]
+fn explain_refuses_an_empty_name() {
+    assert_refused(": 6.6.6.6", "empty");
+}
+
+#[test]
+fn explain_refuses_a_name_with_a_non_token_byte() {
+    assert_refused("X-Forwarded\\For: 6.6.6.6", "not a token character");
+    assert_refused("X-Forwarded-For\r\nX: 6.6.6.6", "not a token character");
+}
+
+#[test]
+fn explain_accepts_what_serve_accepts() {
+    for line in [
+        "X-Forwarded-For: 6.6.6.6",
+        "X-Forwarded-For:6.6.6.6",
+        "x-forwarded-for:\t6.6.6.6\t ",
+        "X-Forwarded-For: 6.6.6.6, 10.0.0.9",
+    ] {
+        let out = trueip(
+            &[
+                "explain",
+                "--peer",
+                "10.0.0.5",
+                "--trust",
+                "10.0.0.0/8",
+                "-H",
+                line,
+                "--format",
+                "json",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{line:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["client_ip"], "6.6.6.6", "{line:?}");
+    }
+}
+
+#[test]
+fn explain_batch_refuses_the_same_header_fields() {
+    let input = [
+        r#"{"peer":"10.0.0.5","headers":[["X-Forwarded-For ","6.6.6.6"]]}"#,
+        r#"{"peer":"10.0.0.5","headers":[[" X-Forwarded-For","6.6.6.6"]]}"#,
+        r#"{"peer":"10.0.0.5","headers":[["X-Forwarded-For","1.1.1.1\r\nX-Real-IP: 6.6.6.6"]]}"#,
+        r#"{"peer":"10.0.0.5","headers":[["X-Forwarded-For","6.6.6.6\u0000"]]}"#,
+        r#"{"peer":"10.0.0.5","headers":[["","6.6.6.6"]]}"#,
+        r#"{"peer":"10.0.0.5","headers":[["X-Forwarded-For","\t6.6.6.6 "]]}"#,
+    ]
+    .join("\n");
+    let out = trueip(&["explain", "--batch", "--trust", "any"], Some(&input));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a refused line makes the exit status 2"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for (i, reason) in [
+        "whitespace between the name and the colon",
+        "obsolete line folding",
+        "holds '\\r'",
+        "holds '\\0'",
+        "empty",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let error = lines[i]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("line {i}: {}", lines[i]));
+        assert!(error.contains(reason), "line {i}: {error}");
+        assert!(lines[i]["client_ip"].is_null(), "line {i}");
+    }
+    // Spaces and tabs around a value are not part of it, on the wire as here.
+    assert_eq!(lines[5]["client_ip"], "6.6.6.6");
+}
+
+#[test]
+fn explain_config_refuses_an_origin_secret_serve_could_never_receive() {
+    let dir = temp_dir("secret");
+    for (secret, reason) in [
+        (
+            r#"{ header = "X-Origin-Verify ", value = "s3cret" }"#,
+            "whitespace",
+        ),
+        (
+            r#"{ header = "X-Origin-Verify", value = "s3cret\r\nX: y" }"#,
+            "holds '\\r'",
+        ),
+        (
+            r#"{ header = "X-Origin-Verify", value = " s3cret" }"#,
+            "whitespace",
+        ),
+    ] {
+        let path = dir.join("trueip.toml");
+        std::fs::write(
+            &path,
+            format!("[client_ip]\ntrusted = [\"any\"]\norigin_secret = {secret}\n"),
+        )
+        .unwrap();
+        let out = trueip(
+            &[
+                "explain",
+                "--peer",
+                "10.0.0.5",
+                "--config",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{secret}: {err}");
+        assert!(err.contains("client_ip.origin_secret"), "{secret}: {err}");
+        assert!(err.contains(reason), "{secret}: {err}");
+        assert!(
+            !err.contains("s3cret"),
+            "{secret}: the secret is not echoed: {err}"
+        );
+    }
+}
+
 /// The attacker skips CloudFront and talks to the ALB (10.0.0.5, trusted) directly: the ALB
 /// records their address, which is not CloudFront's, so the header CloudFront would have
 /// written is not believed.

@@ -309,13 +309,13 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
     for (i, l) in state.settings.listeners.iter().enumerate() {
         match bind(l.address, state.settings.limits.backlog) {
             Ok(socket) => sockets.push((socket, Role::Listener(i))),
-            Err(e) => return fatal(format!("cannot listen on {} (listen[{i}]): {e}", l.address)),
+            Err(e) => return fatal(bind_failure(l.address, Some(i), &e)),
         }
     }
     if let Some(a) = state.settings.admin.listen {
         match bind(a, state.settings.limits.backlog) {
             Ok(socket) => sockets.push((socket, Role::Admin)),
-            Err(e) => return fatal(format!("cannot listen on {a} (admin.listen): {e}")),
+            Err(e) => return fatal(bind_failure(a, None, &e)),
         }
     }
     let mut term = match (
@@ -422,6 +422,47 @@ fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// Why a listening socket could not be opened, and what to do about it: the address, where
+/// it was configured (`listen[i]`, or `admin.listen` for `None`), the OS error, and for the
+/// usual causes a flag or key that would work.
+fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let key = match listener {
+        Some(i) => format!("listen[{i}]"),
+        None => "admin.listen".to_owned(),
+    };
+    let instead = |port: u16| {
+        let other = SocketAddr::new(addr.ip(), port);
+        match listener {
+            Some(_) => {
+                format!("--listen {other}, or address = \"{other}\" under [[listen]] in the config")
+            }
+            None => format!("admin.listen = \"{other}\" in the config"),
+        }
+    };
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => Some(format!(
+            "another program (or another trueip) listens there: stop it, or use another port: {}",
+            instead(addr.port().checked_add(1).unwrap_or(8080))
+        )),
+        ErrorKind::PermissionDenied => Some(format!(
+            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability \
+             (setcap cap_net_bind_service=+ep on the trueip binary); or use a port above 1023: {}",
+            instead(8080)
+        )),
+        ErrorKind::AddrNotAvailable => Some(
+            "no interface of this machine has that address: listen on 127.0.0.1 (this machine \
+             only) or 0.0.0.0 (every interface)"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => format!("cannot listen on {addr} ({key}): {e} (hint: {hint})"),
+        None => format!("cannot listen on {addr} ({key}): {e}"),
+    }
+}
+
 /// SIGHUP: re-read the file and swap the state, or keep the old one and say why.
 async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
     let loaded = tokio::task::spawn_blocking(move || load(path.as_deref(), &overrides)).await;
@@ -458,5 +499,42 @@ async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
             shared.metrics.reloaded(false);
             tracing::error!("SIGHUP: config rejected, the old one stays: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_failed_bind_says_what_to_do() {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let denied = bind_failure(addr, Some(0), &Error::from(ErrorKind::PermissionDenied));
+        assert!(
+            denied.starts_with("cannot listen on 127.0.0.1:80 (listen[0]): "),
+            "{denied}"
+        );
+        assert!(denied.contains("CAP_NET_BIND_SERVICE"), "{denied}");
+        assert!(denied.contains("--listen 127.0.0.1:8080"), "{denied}");
+
+        let in_use = bind_failure(addr, Some(1), &Error::from(ErrorKind::AddrInUse));
+        assert!(
+            in_use.contains("(listen[1])") && in_use.contains("127.0.0.1:81"),
+            "{in_use}"
+        );
+
+        let admin: SocketAddr = "[::1]:65535".parse().unwrap();
+        let admin = bind_failure(admin, None, &Error::from(ErrorKind::AddrInUse));
+        assert!(admin.contains("(admin.listen)"), "{admin}");
+        assert!(admin.contains("admin.listen = \"[::1]:8080\""), "{admin}");
+        assert!(
+            !admin.contains("--listen"),
+            "no flag sets the admin listener: {admin}"
+        );
+
+        let other = bind_failure(addr, Some(0), &Error::other("boom"));
+        assert!(other.ends_with("boom"), "{other}");
     }
 }

@@ -1,10 +1,11 @@
-//! Logs: diagnostics on stderr, the access log on stdout, text or JSON.
+//! Logs: diagnostics on stderr, the access log on stdout, text or JSON; colour only on a
+//! terminal.
 //!
 //! Access-log lines go through a bounded queue to a writer thread, so a slow stdout
 //! (a full pipe, a stalled journald) never blocks a request; when the queue is full a
 //! line is dropped and counted (`trueip_log_lines_dropped_total`), never waited for.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::Duration;
@@ -128,6 +129,13 @@ fn spawn_writer(metrics: Arc<Metrics>) -> (QueueWriter, LogHandle) {
     )
 }
 
+/// Whether diagnostics on stderr are coloured: only for a person at a terminal. A file, a
+/// pipe or journald would keep the escape codes as text; `NO_COLOR` (no-color.org) turns
+/// colour off at a terminal too.
+fn colour_stderr() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber. Returns `None` if one was already installed (tests).
 pub fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogHandle> {
     let (queue, handle) = spawn_writer(metrics);
@@ -142,6 +150,7 @@ pub fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogHandle> 
             tracing_subscriber::fmt::layer()
                 .with_writer(io::stderr)
                 .with_target(false)
+                .with_ansi(colour_stderr())
                 .with_filter(filter.and(not_access))
                 .boxed(),
             tracing_subscriber::fmt::layer()
@@ -153,15 +162,18 @@ pub fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogHandle> 
                 .boxed(),
         ),
         LogFormat::Json => (
+            // JSON is for machines: never coloured (span fields would carry the codes).
             tracing_subscriber::fmt::layer()
                 .json()
                 .with_writer(io::stderr)
+                .with_ansi(false)
                 .with_filter(filter.and(not_access))
                 .boxed(),
             tracing_subscriber::fmt::layer()
                 .json()
                 .flatten_event(true)
                 .with_writer(queue)
+                .with_ansi(false)
                 .with_filter(only_access)
                 .boxed(),
         ),

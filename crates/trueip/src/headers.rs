@@ -49,20 +49,25 @@ impl FieldName {
         }
     }
 
-    /// Validates and lower-cases a configured header name.
+    /// Validates and lower-cases a configured header name: one or more RFC 9110 token
+    /// characters, the rule [`parse_header_line`] holds names to.
     pub fn new(name: &str) -> Result<Self, ConfigError> {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(
-                ConfigError::new(format!("invalid header name {name:?}")).hint(
-                    "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"",
-                ),
-            );
-        }
+        name_fault(name)
+            .map_or_else(|| Self::from_token(name), Err)
+            .map_err(|fault| {
+                ConfigError::new(format!("invalid header name {name:?}: {fault}")).hint(NAME_HINT)
+            })
+    }
+
+    /// A name [`name_fault`] has accepted.
+    fn from_token(name: &str) -> Result<Self, HeaderFault> {
         let lower = name.to_ascii_lowercase();
         Ok(FieldName {
+            // `http` refuses a name that is not a token or longer than `MAX_NAME_LEN`, both
+            // refused already: the error is only there because `from_bytes` has one.
             #[cfg(feature = "http")]
             http: http::HeaderName::from_bytes(lower.as_bytes())
-                .map_err(|_| ConfigError::new(format!("invalid header name {name:?}")))?,
+                .map_err(|_| HeaderFault::NameTooLong)?,
             lower: Repr::Shared(lower.into()),
         })
     }
@@ -79,6 +84,12 @@ impl FieldName {
     #[cfg(feature = "http")]
     pub fn as_http(&self) -> &http::HeaderName {
         &self.http
+    }
+}
+
+impl AsRef<str> for FieldName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -146,6 +157,243 @@ const fn token_byte(b: u8) -> bool {
                 | b'~'
         )
 }
+
+const NAME_HINT: &str =
+    "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"";
+
+/// Reads one header line, `Name: value`, as an HTTP/1.1 server must (RFC 9112 §5, RFC 9110
+/// §5.1–5.5), and returns the name and the value without the spaces and tabs around it.
+///
+/// This is the rule `trueip serve` applies to the wire (its parser answers 400 to anything
+/// else), so every other way a header reaches a decision (`trueip explain --header` and
+/// `--batch`, a configured origin secret) goes through it too: a line serve would refuse
+/// must not decide a client anywhere. Refused:
+///
+/// - no colon, or an empty name;
+/// - a line that starts with a space or tab: on the wire it continues the previous line
+///   (obsolete line folding), which a server must refuse or merge, never read as a header;
+/// - whitespace between the name and the colon (RFC 9112 §5.1: a server must answer 400;
+///   proxies that strip it and proxies that keep it would read different headers);
+/// - any other byte in the name that is not a token character;
+/// - in the value, any control byte but the tab (CR, LF, NUL, ESC, ...) and DEL. Visible
+///   ASCII, spaces, tabs and bytes from 0x80 up (obs-text) are allowed.
+///
+/// ```
+/// use trueip::headers::{HeaderFault, parse_header_line};
+///
+/// let (name, value) = parse_header_line("X-Forwarded-For:  203.0.113.9 \t")?;
+/// assert_eq!((name.as_str(), value), ("x-forwarded-for", "203.0.113.9"));
+///
+/// // `trueip serve` answers 400 to these; nothing else may read them either.
+/// let refused = parse_header_line("X-Forwarded-For : 6.6.6.6").unwrap_err();
+/// assert_eq!(refused.fault(), HeaderFault::WhitespaceBeforeColon);
+/// assert!(refused.to_string().contains("write \"X-Forwarded-For: 6.6.6.6\""));
+/// let folded = parse_header_line(" X-Forwarded-For: 6.6.6.6").unwrap_err();
+/// assert_eq!(folded.fault(), HeaderFault::LeadingWhitespace);
+/// let smuggled = parse_header_line("X-Real-IP: 1.1.1.1\r\nX-Forwarded-For: 6.6.6.6").unwrap_err();
+/// assert_eq!(smuggled.fault(), HeaderFault::ValueByte(b'\r'));
+/// # Ok::<(), trueip::headers::HeaderLineError>(())
+/// ```
+pub fn parse_header_line(line: &str) -> Result<(FieldName, &str), HeaderLineError> {
+    let refused = |fault| HeaderLineError::new(fault, line.to_owned());
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| refused(HeaderFault::NoColon))?;
+    let name = check_field(name, value.as_bytes()).map_err(refused)?;
+    Ok((name, value.trim_matches([' ', '\t'])))
+}
+
+/// [`parse_header_line`] for a header already split into name and value (a JSON pair, a
+/// config table, a parsed request): the same rule, as if the line were `name: value`.
+///
+/// ```
+/// use trueip::headers::{HeaderFault, parse_header_field};
+///
+/// let (name, value) = parse_header_field("X-Real-IP", b" 198.51.100.4")?;
+/// assert_eq!((name.as_str(), value), ("x-real-ip", &b"198.51.100.4"[..]));
+/// let err = parse_header_field("X-Real-IP", b"198.51.100.4\0").unwrap_err();
+/// assert_eq!(err.fault(), HeaderFault::ValueByte(0));
+/// # Ok::<(), trueip::headers::HeaderLineError>(())
+/// ```
+pub fn parse_header_field<'v>(
+    name: &str,
+    value: &'v [u8],
+) -> Result<(FieldName, &'v [u8]), HeaderLineError> {
+    let field = check_field(name, value).map_err(|fault| {
+        HeaderLineError::new(fault, format!("{name}: {}", String::from_utf8_lossy(value)))
+    })?;
+    Ok((field, crate::addr::trim(value)))
+}
+
+/// The rule itself, for both forms: the name, then the value (untrimmed: the spaces and
+/// tabs around it are allowed, and each form trims its own type).
+fn check_field(name: &str, value: &[u8]) -> Result<FieldName, HeaderFault> {
+    match name_fault(name).or_else(|| value_fault(value)) {
+        Some(fault) => Err(fault),
+        None => FieldName::from_token(name),
+    }
+}
+
+/// What is wrong with a header name, if anything: the one name rule, shared by
+/// [`FieldName::new`] and the line parsers. Whitespace at either end gets a fault of its
+/// own, since that is how a name that looks right is usually wrong.
+fn name_fault(name: &str) -> Option<HeaderFault> {
+    match name.as_bytes() {
+        [] => Some(HeaderFault::EmptyName),
+        bytes if bytes.len() > MAX_NAME_LEN => Some(HeaderFault::NameTooLong),
+        [b' ' | b'\t', ..] => Some(HeaderFault::LeadingWhitespace),
+        [.., b' ' | b'\t'] => Some(HeaderFault::WhitespaceBeforeColon),
+        bytes => bytes
+            .iter()
+            .find(|b| !is_token_byte(**b))
+            .map(|b| HeaderFault::NameByte(*b)),
+    }
+}
+
+/// The longest header name: `http::HeaderName`'s limit, so a name means the same with and
+/// without the `http` feature.
+pub const MAX_NAME_LEN: usize = (1 << 16) - 1;
+
+/// The first byte a header value may not hold: RFC 9110 §5.5's `field-content` is visible
+/// ASCII, SP, HTAB and obs-text (0x80–0xFF); httparse and `http::HeaderValue` refuse the rest.
+fn value_fault(value: &[u8]) -> Option<HeaderFault> {
+    value
+        .iter()
+        .find(|b| !matches!(**b, b'\t' | b' '..=b'~' | 0x80..=0xff))
+        .map(|b| HeaderFault::ValueByte(*b))
+}
+
+/// Why [`parse_header_line`] or [`parse_header_field`] refused a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderFault {
+    /// No `:` separates the name from the value.
+    NoColon,
+    /// Nothing before the colon.
+    EmptyName,
+    /// The line starts with a space or tab (obsolete line folding).
+    LeadingWhitespace,
+    /// A space or tab between the name and the colon.
+    WhitespaceBeforeColon,
+    /// A byte that is not a token character, in the name.
+    NameByte(u8),
+    /// A name longer than [`MAX_NAME_LEN`].
+    NameTooLong,
+    /// A control byte (not the tab) or DEL, in the value.
+    ValueByte(u8),
+}
+
+impl fmt::Display for HeaderFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderFault::NoColon => f.write_str("no colon between the name and the value"),
+            HeaderFault::EmptyName => f.write_str("the name is empty"),
+            HeaderFault::LeadingWhitespace => f.write_str(
+                "the line starts with whitespace, which on the wire continues the previous \
+                 header (obsolete line folding)",
+            ),
+            HeaderFault::WhitespaceBeforeColon => {
+                f.write_str("whitespace between the name and the colon")
+            }
+            HeaderFault::NameTooLong => {
+                write!(f, "the name is longer than {MAX_NAME_LEN} bytes")
+            }
+            HeaderFault::NameByte(b) => write!(
+                f,
+                "the name holds {}, which is not a token character",
+                Byte(*b)
+            ),
+            HeaderFault::ValueByte(b) => write!(
+                f,
+                "the value holds {}; a value is visible characters, spaces and tabs",
+                Byte(*b)
+            ),
+        }
+    }
+}
+
+/// A byte as the quoted line shows it (`'\r'`, `'\u{7f}'`), or its number when it is
+/// part of a UTF-8 character.
+struct Byte(u8);
+
+impl fmt::Display for Byte {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_ascii() {
+            write!(f, "{:?}", char::from(self.0))
+        } else {
+            write!(f, "the non-ASCII byte {:#04x}", self.0)
+        }
+    }
+}
+
+/// A header line that [`parse_header_line`] (or [`parse_header_field`]) refused: the fault,
+/// and the line as given, for a message that quotes it and suggests the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderLineError {
+    fault: HeaderFault,
+    line: String,
+}
+
+/// How much of a refused line an error keeps: enough to recognise it, bounded because the
+/// line may come from the network.
+const QUOTED_LINE: usize = 200;
+
+impl HeaderLineError {
+    fn new(fault: HeaderFault, mut line: String) -> Self {
+        if line.len() > QUOTED_LINE {
+            let mut end = QUOTED_LINE;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push('…');
+        }
+        HeaderLineError { fault, line }
+    }
+
+    /// What is wrong with the line.
+    pub fn fault(&self) -> HeaderFault {
+        self.fault
+    }
+
+    /// How to write the line instead: the repaired line when only whitespace was misplaced.
+    fn hint(&self) -> String {
+        let repaired = || {
+            let (name, value) = self.line.split_once(':')?;
+            Some(format!("{}: {}", name.trim(), value.trim()))
+        };
+        match self.fault {
+            HeaderFault::LeadingWhitespace | HeaderFault::WhitespaceBeforeColon => {
+                match repaired() {
+                    Some(line) => format!("write {line:?}"),
+                    None => "remove the whitespace".to_owned(),
+                }
+            }
+            HeaderFault::NoColon | HeaderFault::EmptyName => {
+                "write \"X-Forwarded-For: 203.0.113.9\"".to_owned()
+            }
+            HeaderFault::NameByte(_) | HeaderFault::NameTooLong => NAME_HINT.to_owned(),
+            HeaderFault::ValueByte(b'\r' | b'\n') => {
+                "a line break ends a header: give each header a line of its own".to_owned()
+            }
+            HeaderFault::ValueByte(_) => "remove the control character".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for HeaderLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid header {:?}: {} (hint: {}; `trueip serve` answers 400 to this line)",
+            self.line,
+            self.fault,
+            self.hint()
+        )
+    }
+}
+
+impl std::error::Error for HeaderLineError {}
 
 /// Header names trueip knows.
 pub mod names {
@@ -478,6 +726,191 @@ impl<'a> Lines<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (case, line, the name and value read, or the fault). Each refused line is one that
+    /// `trueip serve`'s parser answers 400 to; the gateway's `header_rule` test holds the two
+    /// to the same answer byte by byte.
+    #[test]
+    fn header_lines_are_read_as_an_http_server_reads_them() {
+        use HeaderFault::*;
+        type Expected = Result<(&'static str, &'static str), HeaderFault>;
+        let cases: &[(&str, &str, Expected)] = &[
+            (
+                "plain",
+                "X-Forwarded-For: 1.2.3.4",
+                Ok(("x-forwarded-for", "1.2.3.4")),
+            ),
+            (
+                "no space after the colon",
+                "X-Real-IP:1.2.3.4",
+                Ok(("x-real-ip", "1.2.3.4")),
+            ),
+            (
+                "spaces and tabs around the value",
+                "a:\t 1.2.3.4 \t",
+                Ok(("a", "1.2.3.4")),
+            ),
+            ("empty value", "X-Empty:", Ok(("x-empty", ""))),
+            (
+                "colons in the value",
+                "X-Real-IP: [::1]:80",
+                Ok(("x-real-ip", "[::1]:80")),
+            ),
+            (
+                "obs-text in the value",
+                "X-Name: caf\u{e9}",
+                Ok(("x-name", "caf\u{e9}")),
+            ),
+            ("tab inside the value", "X-A: 1\t2", Ok(("x-a", "1\t2"))),
+            (
+                "every token character",
+                "!#$%&'*+-.^_`|~09azAZ: v",
+                Ok(("!#$%&'*+-.^_`|~09azaz", "v")),
+            ),
+            ("fail: no colon", "X-Forwarded-For 1.2.3.4", Err(NoColon)),
+            ("fail: empty line", "", Err(NoColon)),
+            ("fail: empty name", ": 1.2.3.4", Err(EmptyName)),
+            (
+                "fail: space before the colon",
+                "X-Forwarded-For : 6.6.6.6",
+                Err(WhitespaceBeforeColon),
+            ),
+            (
+                "fail: tab before the colon",
+                "X-Forwarded-For\t: 6.6.6.6",
+                Err(WhitespaceBeforeColon),
+            ),
+            (
+                "fail: leading space (obs-fold)",
+                " X-Forwarded-For: 6.6.6.6",
+                Err(LeadingWhitespace),
+            ),
+            (
+                "fail: leading tab (obs-fold)",
+                "\tX-Forwarded-For: 6.6.6.6",
+                Err(LeadingWhitespace),
+            ),
+            (
+                "fail: only whitespace before the colon",
+                " : 6.6.6.6",
+                Err(LeadingWhitespace),
+            ),
+            (
+                "fail: space inside the name",
+                "X-Forwarded For: 6.6.6.6",
+                Err(NameByte(b' ')),
+            ),
+            (
+                "fail: line break inside the name",
+                "X\r\nX-Real-IP: 6.6.6.6",
+                Err(NameByte(b'\r')),
+            ),
+            (
+                "fail: non-ASCII name",
+                "X-Caf\u{e9}: 1",
+                Err(NameByte(0xc3)),
+            ),
+            (
+                "fail: CR LF inside the value",
+                "X-Real-IP: 1.1.1.1\r\nX-Real-IP: 6.6.6.6",
+                Err(ValueByte(b'\r')),
+            ),
+            (
+                "fail: bare LF inside the value",
+                "X-Real-IP: 1.1.1.1\nX-Real-IP: 6.6.6.6",
+                Err(ValueByte(b'\n')),
+            ),
+            (
+                "fail: CR at the end of the value",
+                "X-Real-IP: 6.6.6.6\r",
+                Err(ValueByte(b'\r')),
+            ),
+            (
+                "fail: NUL in the value",
+                "X-Real-IP: 6.6.6.6\0",
+                Err(ValueByte(0)),
+            ),
+            (
+                "fail: DEL in the value",
+                "X-Real-IP: 6.6.6.6\x7f",
+                Err(ValueByte(0x7f)),
+            ),
+            (
+                "fail: escape in the value",
+                "X-Real-IP: \x1b[31m6.6.6.6",
+                Err(ValueByte(0x1b)),
+            ),
+        ];
+        for (case, line, expected) in cases {
+            let got = parse_header_line(line);
+            let got = got
+                .as_ref()
+                .map(|(n, v)| (n.as_str(), *v))
+                .map_err(HeaderLineError::fault);
+            assert_eq!(got, *expected, "{case}: {line:?}");
+            // The same header given as a pair reads the same (the no-colon cases have no pair).
+            if let Some((name, value)) = line.split_once(':') {
+                let pair = parse_header_field(name, value.as_bytes());
+                let pair = pair
+                    .as_ref()
+                    .map(|(n, v)| (n.as_str(), *v))
+                    .map_err(HeaderLineError::fault);
+                let expected = expected.map(|(n, v)| (n, v.as_bytes()));
+                assert_eq!(pair, expected, "{case}: {line:?} as a pair");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_line_is_quoted_with_its_fault_and_a_fix() {
+        let message = |line: &str| parse_header_line(line).unwrap_err().to_string();
+        let text = message("X-Forwarded-For : 6.6.6.6");
+        assert!(
+            text.starts_with("invalid header \"X-Forwarded-For : 6.6.6.6\": whitespace"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: write \"X-Forwarded-For: 6.6.6.6\""),
+            "{text}"
+        );
+        assert!(text.contains("400"), "{text}");
+        let text = message(" X-Real-IP:  6.6.6.6 ");
+        assert!(
+            text.contains("obsolete line folding") && text.contains("write \"X-Real-IP: 6.6.6.6\""),
+            "{text}"
+        );
+        // Control bytes are escaped, never written raw to a terminal or a log.
+        let text = message("X-Real-IP: \x1b[2J\r\n");
+        assert!(
+            text.contains("\\u{1b}[2J\\r\\n") && !text.contains('\x1b'),
+            "{text}"
+        );
+    }
+
+    /// A line from the network can be long: the error keeps a bounded, readable piece of it.
+    #[test]
+    fn a_long_refused_line_is_quoted_in_part() {
+        let line = format!("X-Real-IP: {}\0", "\u{e9}".repeat(10_000));
+        let text = parse_header_line(&line).unwrap_err().to_string();
+        assert!(text.len() < QUOTED_LINE + 400, "{} bytes", text.len());
+        assert!(text.contains('…'), "{text}");
+    }
+
+    #[test]
+    fn names_are_held_to_one_rule_everywhere() {
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            parse_header_field(&long, b"v").unwrap_err().fault(),
+            HeaderFault::NameTooLong
+        );
+        assert!(FieldName::new(&long).is_err());
+        let longest = "x".repeat(MAX_NAME_LEN);
+        assert!(parse_header_field(&longest, b"v").is_ok());
+        for name in ["", " X-A", "X-A ", "X A", "X:A", "X\u{e9}"] {
+            assert!(FieldName::new(name).is_err(), "{name:?}");
+            assert!(parse_header_field(name, b"v").is_err(), "{name:?}");
+        }
+    }
 
     /// What `for_each_value_noting` must answer: the values of `name` in order, and
     /// whether `also` is present, as two plain lookups say.

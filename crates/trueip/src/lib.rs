@@ -67,3 +67,9 @@ pub use trust::{Cidr, NamedSet, TrustSet};
 
 /// The most entries a list walk visits before stopping, flagged `truncated`.
 pub const MAX_WALK: u16 = strategy::walk::MAX_WALK;
+
+/// The README's Rust examples, compiled and run as doc tests so that they keep working as
+/// written (its shell examples are not Rust and are skipped).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}

@@ -115,17 +115,28 @@ pub struct OriginSecret {
 }
 
 impl OriginSecret {
-    /// A secret header. The value must not be empty.
+    /// A secret header. The value must not be empty, and must be one a request can carry
+    /// (the header rule of [`parse_header_field`](crate::headers::parse_header_field)):
+    /// any other could never match, and every forwarding header would be ignored.
     pub fn new(name: &str, value: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
         let value = value.into();
         if value.is_empty() {
             return Err(ConfigError::new("empty origin secret value")
                 .hint("set the value your CDN sends in this header"));
         }
-        Ok(OriginSecret {
-            name: FieldName::new(name)?,
-            value,
-        })
+        // The error names the fault, never the value: it is a secret.
+        let (name, kept) = crate::headers::parse_header_field(name, &value).map_err(|e| {
+            ConfigError::new(format!("invalid origin secret header: {}", e.fault()))
+                .hint("the header name and value exactly as your CDN sends them")
+        })?;
+        if kept.len() != value.len() {
+            return Err(ConfigError::new(
+                "the origin secret value starts or ends with whitespace, which HTTP removes \
+                 in transit: no request could match it",
+            )
+            .hint("remove the spaces around the value"));
+        }
+        Ok(OriginSecret { name, value })
     }
 
     /// The header name.
