@@ -84,7 +84,7 @@ where
         let since = *this
             .waiting_since
             .get_or_insert_with(tokio::time::Instant::now);
-        let deadline = since + this.timeout;
+        let deadline = crate::clock::deadline(since, this.timeout);
         let sleep = this
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

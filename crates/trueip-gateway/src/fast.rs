@@ -368,7 +368,9 @@ fn date(out: &mut Vec<u8>, now: Instant) {
             .map_or(Duration::ZERO, |d| {
                 Duration::from_nanos(u64::from(d.subsec_nanos()))
             });
-        let until = now + (Duration::from_secs(1) - into_second);
+        let until = now
+            .checked_add(Duration::from_secs(1).saturating_sub(into_second))
+            .unwrap_or(now);
         let mut line = Vec::with_capacity(40);
         put_line(&mut line, "date", httpdate::fmt_http_date(wall).as_bytes());
         out.extend_from_slice(&line);
@@ -468,7 +470,7 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             }
             if deadline.at.is_none() {
                 let now = last_reading.take().unwrap_or_else(Instant::now);
-                deadline.set(tokio::time::Instant::from_std(now) + header_timeout);
+                deadline.set(crate::clock::deadline_std(now, header_timeout));
             }
             let between = if buf.is_empty() {
                 Some(&mut stop)
@@ -806,7 +808,7 @@ async fn forward(
         return own_response(io, out, &resp, record, *req.method == Method::HEAD, closing).await;
     };
     let settings = &upstream.settings;
-    let answer_by = tokio::time::Instant::from_std(record.start) + settings.response_timeout;
+    let answer_by = crate::clock::deadline_std(record.start, settings.response_timeout);
     deadline.set(answer_by);
     let idempotent = matches!(
         *req.method,
@@ -985,7 +987,10 @@ async fn forward(
             let mut ok = io.write_all(out).await.is_ok();
             out.clear();
             while ok {
-                deadline.set(tokio::time::Instant::now() + settings.body_timeout);
+                deadline.set(crate::clock::deadline(
+                    tokio::time::Instant::now(),
+                    settings.body_timeout,
+                ));
                 match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
                     Got::Data => {}
                     Got::Eof => break,
@@ -1043,7 +1048,7 @@ async fn body_read(
     timeout: Duration,
     record: &mut Record,
 ) -> Option<()> {
-    deadline.set(tokio::time::Instant::now() + timeout);
+    deadline.set(crate::clock::deadline(tokio::time::Instant::now(), timeout));
     match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
         Got::Data => Some(()),
         Got::Expired => {

@@ -19,7 +19,7 @@
 //! hyper), [`service`] (everything else, through hyper: admin endpoints, resolve,
 //! whoami or forward), [`hygiene`] (header rules), [`upstream`] (pooled client),
 //! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
-//! [`metrics`], [`logging`], [`config`].
+//! [`metrics`], [`logging`], [`config`], [`clock`] (deadlines that saturate).
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +42,7 @@ pub(crate) mod test_support {
 }
 
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod fast;
 pub mod hygiene;
@@ -377,7 +378,7 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
         "{why}: draining connections (at most {drain:?})"
     );
     shared.begin_shutdown();
-    let deadline = tokio::time::Instant::now() + drain;
+    let deadline = clock::deadline(tokio::time::Instant::now(), drain);
     loop {
         let open = metrics.open_connections();
         if open == 0 {
