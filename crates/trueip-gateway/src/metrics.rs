@@ -148,6 +148,7 @@ pub struct Metrics {
     responses: [AtomicU64; 6],
     warnings: [AtomicU64; WARNINGS],
     proxy_errors: [AtomicU64; 6],
+    proxy_ignored_datagram: AtomicU64,
     upstream_errors: [AtomicU64; 4],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
@@ -215,6 +216,14 @@ impl Metrics {
         {
             c.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts a valid PROXY header whose addresses were not used.
+    pub fn proxy_ignored(&self, why: crate::proxy::Ignored) {
+        match why {
+            crate::proxy::Ignored::Datagram => &self.proxy_ignored_datagram,
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// Counts a failed upstream exchange.
@@ -367,6 +376,17 @@ impl Metrics {
                 c.load(Relaxed)
             );
         }
+        counter(
+            &mut out,
+            "trueip_proxy_protocol_ignored_total",
+            "Connections served with the sender as the peer because their PROXY header, though valid, described another kind of connection (a UDP flow).",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_proxy_protocol_ignored_total{{reason=\"{}\"}} {}",
+            crate::proxy::Ignored::Datagram.name(),
+            self.proxy_ignored_datagram.load(Relaxed)
+        );
         counter(
             &mut out,
             "trueip_upstream_errors_total",
