@@ -135,6 +135,36 @@ impl UpstreamErrorKind {
     }
 }
 
+/// Why a request was refused for the client's own fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// More header lines than `limits.max_headers` (431), counted where the gateway sees
+    /// them: HTTP/2 requests (hyper's HTTP/1 parser answers those itself).
+    TooManyHeaders,
+    /// A request body with broken framing (a malformed chunked encoding) or cut short
+    /// (400).
+    BadRequestBody,
+    /// A request body that stalled longer than `upstream.body_timeout` (408).
+    RequestBodyTimeout,
+}
+
+impl ClientErrorKind {
+    const ALL: [ClientErrorKind; 3] = [
+        ClientErrorKind::TooManyHeaders,
+        ClientErrorKind::BadRequestBody,
+        ClientErrorKind::RequestBodyTimeout,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientErrorKind::TooManyHeaders => "too_many_headers",
+            ClientErrorKind::BadRequestBody => "bad_request_body",
+            ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
+        }
+    }
+}
+
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -150,6 +180,7 @@ pub struct Metrics {
     proxy_errors: [AtomicU64; 6],
     proxy_ignored_datagram: AtomicU64,
     upstream_errors: [AtomicU64; 4],
+    client_errors: [AtomicU64; 3],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -232,6 +263,17 @@ impl Metrics {
             .iter()
             .position(|k| *k == kind)
             .and_then(|i| self.upstream_errors.get(i))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a request refused for the client's own fault.
+    pub fn client_error(&self, kind: ClientErrorKind) {
+        if let Some(c) = ClientErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.client_errors.get(i))
         {
             c.fetch_add(1, Relaxed);
         }
@@ -396,6 +438,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "trueip_upstream_errors_total{{kind=\"{}\"}} {}",
+                kind.name(),
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "trueip_client_errors_total",
+            "Requests refused for the client's own fault (never counted as upstream errors).",
+        );
+        for (kind, c) in ClientErrorKind::ALL.iter().zip(&self.client_errors) {
+            let _ = writeln!(
+                out,
+                "trueip_client_errors_total{{reason=\"{}\"}} {}",
                 kind.name(),
                 c.load(Relaxed)
             );
