@@ -608,8 +608,8 @@ async fn one(
         _ => return Next::Hyper,
     };
     let lines = &*req.headers;
-    // More lines than limits.max_headers: hyper answers 431.
-    if lines.len() > settings.limits.max_headers {
+    // More lines than limits.max_headers: hyper answers 431 (and it is counted there).
+    if crate::limits::too_many_headers(lines.len(), settings.limits.max_headers) {
         return Next::Hyper;
     }
     let mut host: Option<&[u8]> = None;

@@ -17,7 +17,8 @@
 //! Modules, in the order a request meets them: [`server`] (accept, limits, PROXY
 //! header via [`proxy`], TLS via [`tls`]), [`fast`] (plain HTTP/1.1 requests without
 //! hyper), [`service`] (everything else, through hyper: admin endpoints, resolve,
-//! whoami or forward), [`hygiene`] (header rules), [`upstream`] (pooled client),
+//! whoami or forward), [`hygiene`] (header rules), [`limits`] (request limits both
+//! codecs apply), [`upstream`] (pooled client),
 //! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
 //! [`metrics`], [`logging`], [`config`], [`clock`] (deadlines that saturate).
 
@@ -47,6 +48,7 @@ pub mod config;
 pub mod fast;
 pub mod hygiene;
 pub mod io;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -138,9 +138,11 @@ impl UpstreamErrorKind {
 /// Why a request was refused for the client's own fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientErrorKind {
-    /// More header lines than `limits.max_headers` (431), counted where the gateway sees
-    /// them: HTTP/2 requests (hyper's HTTP/1 parser answers those itself).
-    TooManyHeaders,
+    /// 431: more header lines than `limits.max_headers` (HTTP/1.1 and HTTP/2), or an
+    /// HTTP/1.1 head larger than `limits.max_header_bytes` (hyper's parser does not tell
+    /// the two apart). An HTTP/2 header block over the size limit is refused by the
+    /// HTTP/2 layer itself and not counted here.
+    HeadersOverLimit,
     /// A request body with broken framing (a malformed chunked encoding) or cut short
     /// (400).
     BadRequestBody,
@@ -150,7 +152,7 @@ pub enum ClientErrorKind {
 
 impl ClientErrorKind {
     const ALL: [ClientErrorKind; 3] = [
-        ClientErrorKind::TooManyHeaders,
+        ClientErrorKind::HeadersOverLimit,
         ClientErrorKind::BadRequestBody,
         ClientErrorKind::RequestBodyTimeout,
     ];
@@ -158,7 +160,7 @@ impl ClientErrorKind {
     /// The label value.
     pub fn name(self) -> &'static str {
         match self {
-            ClientErrorKind::TooManyHeaders => "too_many_headers",
+            ClientErrorKind::HeadersOverLimit => "headers_over_limit",
             ClientErrorKind::BadRequestBody => "bad_request_body",
             ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
         }

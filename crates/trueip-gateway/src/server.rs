@@ -357,6 +357,7 @@ where
     tokio::select! {
         done = conn.as_mut() => {
             if let Err(e) = done {
+                count_refused_head(&ctx, &*e);
                 tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
             }
             return;
@@ -366,7 +367,21 @@ where
     }
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
+        count_refused_head(&ctx, &*e);
         tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+    }
+}
+
+/// hyper's HTTP/1.1 parser answers a head over `limits.max_headers` or
+/// `limits.max_header_bytes` with 431 and ends the connection with this error, without
+/// the service seeing the request: counted here as the service counts HTTP/2's.
+fn count_refused_head(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
+    if e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
+    {
+        ctx.shared
+            .metrics
+            .client_error(crate::metrics::ClientErrorKind::HeadersOverLimit);
     }
 }
 

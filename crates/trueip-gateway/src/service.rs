@@ -92,7 +92,19 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
     );
 
     let whoami_mode = state.upstream.is_none();
-    let resp = if let Some(which) = admin_endpoint(
+    // hyper's HTTP/1.1 parser holds requests to max_headers itself; HTTP/2 requests
+    // are held to the same rule here, before anything else looks at them.
+    let lines = crate::limits::header_lines(req.headers(), req.uri());
+    let resp = if crate::limits::too_many_headers(lines, settings.limits.max_headers) {
+        ctx.shared
+            .metrics
+            .client_error(ClientErrorKind::HeadersOverLimit);
+        error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            "the request has more header lines than limits.max_headers",
+        )
+    } else if let Some(which) = admin_endpoint(
         req.uri().path(),
         &settings.admin.prefix,
         whoami_mode || ctx.admin_only,
