@@ -5,6 +5,8 @@
 //! forbids guessing from the bytes), and only senders in `client_ip.proxy_protocol_from`
 //! may use such a listener. A header that is malformed, of the wrong version, larger
 //! than the bound, cut short, or not complete within the timeout closes the connection.
+//! A valid header that describes another kind of connection (a v2 header for a UDP
+//! flow) is read and set aside: the connection is served with the sender as the peer.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
