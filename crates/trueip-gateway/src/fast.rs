@@ -1150,8 +1150,17 @@ async fn read_head(
 /// those `Connection` names), framing decided.
 fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
     let code = resp.code.unwrap_or(0);
+    // This path forwards no upgrade (requests that ask for one go to hyper), so no 101
+    // may start a tunnel here: the rule is `hygiene::may_tunnel`'s, asked nothing.
     if code == 101 {
-        return Err(Failed::Protocol("the upstream switched protocols unasked"));
+        let answered = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .map(|h| h.value);
+        if !hygiene::may_tunnel(None, answered) {
+            return Err(Failed::Protocol("the upstream switched protocols unasked"));
+        }
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
     let lines = &*resp.headers;

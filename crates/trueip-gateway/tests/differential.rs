@@ -528,7 +528,7 @@ fn generate(rng: &mut Rng, proxy: bool) -> Case {
     }
     let mut body = String::new();
     if rng.percent(20) {
-        match rng.below(18) {
+        match rng.below(20) {
             0 => lines.push("Connection: X-Real-IP, X-Forwarded-For, Forwarded, keep-alive".into()),
             1 => lines.push("Connection: x_forwarded_for, Host, X-App".into()),
             2 => lines.push("Connection: close".into()),
@@ -555,6 +555,12 @@ fn generate(rng: &mut Rng, proxy: bool) -> Case {
             14 => lines.push("Content-Length: 0, 0".into()),
             15 => lines.push("Trailer: x".into()),
             16 => lines.push("Content-Length: 00".into()),
+            17 => {
+                lines.push("Connection: Upgrade, HTTP2-Settings".into());
+                lines.push("Upgrade: h2c".into());
+                lines.push("HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA".into());
+            }
+            18 => lines.push("HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA".into()),
             _ => lines.push("Proxy-Authorization: Basic eA==".into()),
         }
     }
@@ -619,6 +625,10 @@ fn fixed(proxy: bool) -> Vec<Case> {
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For:\r\nX-Real-IP:\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: \r\nX-Case: {id}\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\u{ff}\r\nX-Case: {id}\r\n\r\n",
+        // An h2c upgrade is not forwarded: the request goes on as plain HTTP/1.1.
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
     ];
     let proxies: &[Option<&str>] = if proxy {
         &[
