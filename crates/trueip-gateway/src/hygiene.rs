@@ -397,9 +397,19 @@ impl Hygiene {
         let peer = effective_peer(r);
         let proto = facts.origin.proto.map_or(facts.scheme, |p| p.as_str());
         // The host as a header value: the received one when trusted hops reported none.
+        // Either way only a valid `host[:port]` (`trueip::origin::is_host`, which the
+        // reported one already passed): anything else would put the client's text into
+        // the gateway's own `Forwarded` and `X-Forwarded-Host`.
+        let received = facts.host.and_then(|h| {
+            let valid = trueip::origin::is_host(h.as_bytes());
+            if !valid {
+                tracing::debug!(host = ?h, "the request's Host is not a host[:port]: left out of Forwarded and X-Forwarded-Host");
+            }
+            valid.then(|| h.to_str().ok().map(|s| (s, h))).flatten()
+        });
         let (host, host_value) = match &facts.origin.host {
             Some(h) => (Some(h.as_str()), None),
-            None => match facts.host.and_then(|h| h.to_str().ok().map(|s| (s, h))) {
+            None => match received {
                 Some((s, h)) => (Some(s), Some(h)),
                 None => (None, None),
             },
@@ -441,7 +451,7 @@ impl Hygiene {
                         &mut out,
                         peer.ip,
                         Some(facts.scheme),
-                        facts.host.and_then(|h| h.to_str().ok()),
+                        received.map(|(s, _)| s),
                     );
                 }
                 _ => {

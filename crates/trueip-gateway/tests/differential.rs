@@ -495,6 +495,7 @@ fn generate(rng: &mut Rng, proxy: bool) -> Case {
         2 => lines.push(format!("{}: a.example", spell(rng, "Host"))),
         3 => lines.push("Host: bad host".into()),
         4 => lines.push("Host: evil.example:8443".into()),
+        5 => lines.push("Host: a;for=6.6.6.6".into()),
         _ => lines.push("Host: app.example".into()),
     }
     for _ in 0..rng.below(7) {
@@ -625,6 +626,9 @@ fn fixed(proxy: bool) -> Vec<Case> {
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For:\r\nX-Real-IP:\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: \r\nX-Case: {id}\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\u{ff}\r\nX-Case: {id}\r\n\r\n",
+        // A Host that is not host[:port] stays out of the gateway's Forwarded.
+        "GET / HTTP/1.1\r\nHost: a, for=6.6.6.6\r\nX-Case: {id}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\nX-Case: {id}\r\n\r\n",
         // An h2c upgrade is not forwarded: the request goes on as plain HTTP/1.1.
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
@@ -978,6 +982,106 @@ url = "http://{up}"
                     .map(|o| o.1.as_ref().is_some_and(Seen::lean))
                     .collect();
                 assert_eq!(lean_took, [true, false, false], "{mode}, from {from}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway's own Forwarded and X-Forwarded-Host
+
+/// Sends one request from an untrusted client through one build; what the upstream saw.
+async fn seen_through(gw: &Gateway, state: &Arc<State>, log: &Log, head: &str, id: &str) -> Seen {
+    let case = Case::new(UNTRUSTED, None, head);
+    let (status, seen) = through(gw, state, log, &case, id).await;
+    let seen = seen.unwrap_or_else(|| panic!("{id}: status {status}, the upstream saw nothing"));
+    assert_eq!(
+        status,
+        200,
+        "{id}: {}",
+        describe(&(status, Some(seen.clone())))
+    );
+    seen
+}
+
+fn lines_of<'a>(seen: &'a Seen, name: &str) -> Vec<&'a [u8]> {
+    seen.lines
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+        .collect()
+}
+
+/// `Host: a, for=6.6.6.6` used to become `forwarded: for=127.0.0.1;proto=http;host="a,
+/// for=6.6.6.6"`: correct RFC 7239 quoting, but an app that splits `Forwarded` on `,` and
+/// `;` (most do) reads `for=6.6.6.6`. Only a host that is a valid `host[:port]` goes into
+/// `Forwarded` and `X-Forwarded-Host`; any other is left out (the Host line itself is the
+/// app's and goes through unchanged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_forwarded_syntax_stays_out_of_forwarded() {
+    let bad = [
+        "a, for=6.6.6.6",
+        "a,for=6.6.6.6",
+        "a;for=6.6.6.6",
+        "a\";for=6.6.6.6",
+        "for=6.6.6.6",
+        "user@a.example",
+        "a.example:99999",
+        "a.example:",
+        "a.example:8o",
+        "[::1",
+        "[not-ipv6]:80",
+        "a/b",
+        "a%2C",
+    ];
+    let good = [
+        "a.example",
+        "a.example:8443",
+        "127.0.0.1:8080",
+        "[2001:db8::1]:443",
+        "[::1]",
+        "under_score.example",
+    ];
+    for (mode, headers) in [
+        ("replace", ""),
+        (
+            "append",
+            "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
+        ),
+    ] {
+        let log: Log = Arc::default();
+        let up = upstream(log.clone()).await;
+        let toml = format!(
+            "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+             [upstream]\nurl = \"http://{up}\"\n[headers]\n{headers}"
+        );
+        let gw = gateway(&toml).await;
+        for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+            for (i, host) in bad.iter().chain(&good).enumerate() {
+                let valid = good.contains(host);
+                let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Case: {{id}}\r\n\r\n");
+                let id = format!("host-{mode}-{build}-{i}");
+                let seen = seen_through(&gw, state, &log, &head, &id).await;
+                let forwarded = lines_of(&seen, "forwarded");
+                assert_eq!(forwarded.len(), 1, "{id} {host:?}: {forwarded:?}");
+                let forwarded = String::from_utf8_lossy(forwarded[0]).into_owned();
+                let xfh = lines_of(&seen, "x-forwarded-host");
+                if valid {
+                    assert!(
+                        forwarded.ends_with(&format!(";host={host}"))
+                            || forwarded.ends_with(&format!(";host=\"{host}\"")),
+                        "{id} {host:?}: {forwarded}"
+                    );
+                    assert_eq!(xfh, [host.as_bytes()], "{id} {host:?}");
+                } else {
+                    assert_eq!(
+                        forwarded, "for=127.0.0.1;proto=http",
+                        "{id} {host:?}: an invalid host went into Forwarded"
+                    );
+                    assert!(xfh.is_empty(), "{id} {host:?}: X-Forwarded-Host {xfh:?}");
+                }
+                // The app still gets its Host line as sent.
+                assert_eq!(lines_of(&seen, "host"), [host.as_bytes()], "{id}");
             }
         }
     }
