@@ -129,7 +129,8 @@ pub fn may_tunnel(asked: Option<&str>, answered: Option<&[u8]>) -> bool {
 #[derive(Clone, Debug)]
 pub struct Hygiene {
     settings: HeaderSettings,
-    /// Every client-IP header: the core's list plus configured names.
+    /// Every client-IP header: the core's table ([`names::FORWARDING`]) less the names
+    /// kept on purpose, plus the configured names.
     managed: Vec<HeaderName>,
     /// [`HOP_BY_HOP`], parsed.
     hop_by_hop: Vec<HeaderName>,
@@ -215,9 +216,11 @@ impl Present {
 impl Hygiene {
     /// Prepares the header policy.
     pub fn new(settings: HeaderSettings) -> Self {
+        // The table, less what the config keeps on purpose.
         let mut managed: Vec<HeaderName> = names::FORWARDING
             .iter()
-            .map(|n| n.as_http().clone())
+            .filter(|row| !settings.keep.contains(&row.name))
+            .map(|row| row.name.as_http().clone())
             .collect();
         for name in settings.extra.iter().chain(&settings.origin_secret) {
             if !managed.contains(name.as_http()) {
@@ -747,6 +750,7 @@ mod tests {
             x_forwarded_host: true,
             x_forwarded_port: true,
             extra: vec![FieldName::new("X-Custom-IP").unwrap()],
+            keep: Vec::new(),
             origin_secret: None,
         }
     }

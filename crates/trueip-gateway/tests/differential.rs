@@ -344,7 +344,12 @@ impl Rng {
 }
 
 /// Client-IP and forwarding header names, as documents spell them.
-const FORWARDING: [&str; 20] = [
+const FORWARDING: [&str; 25] = [
+    "Client-IP",
+    "X-Forwarded",
+    "Forwarded-For",
+    "X-Original-Forwarded-For",
+    "CF-Connecting-IPv6",
     "X-Forwarded-For",
     "X-Real-IP",
     "Forwarded",
@@ -1084,5 +1089,97 @@ async fn a_host_with_forwarded_syntax_stays_out_of_forwarded() {
                 assert_eq!(lines_of(&seen, "host"), [host.as_bytes()], "{id}");
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every client-IP header
+
+/// Client-IP headers that frameworks read and that once passed from any client (Rails reads
+/// `Client-IP`, django-ipware `Forwarded-For` and `X-Forwarded`, ...): listed here by hand so
+/// that a name dropped from the table fails this test.
+const READ_BY_FRAMEWORKS: [&str; 16] = [
+    "Client-IP",
+    "X-Forwarded",
+    "Forwarded-For",
+    "X-Original-Forwarded-For",
+    "X-Envoy-External-Address",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+    "X-ProxyUser-Ip",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IPv6",
+    "True-Client-IP",
+    "X-True-Client-IP",
+    "X-Client-IP",
+    "Proxy-Client-IP",
+    "WL-Proxy-Client-IP",
+];
+
+const FORGED: &str = "6.6.6.6";
+
+/// Every client-IP header (the hand list above and the whole table), in its own spelling and
+/// with underscores, sent by an untrusted client: none reaches the upstream with the forged
+/// value, on either path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_ip_header_from_an_untrusted_client_is_stripped_on_both_paths() {
+    let log: Log = Arc::default();
+    let up = upstream(log.clone()).await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\n"
+    );
+    let gw = gateway(&toml).await;
+    let table: Vec<String> = trueip::headers::names::FORWARDING
+        .iter()
+        .map(|h| h.as_str().to_string())
+        .collect();
+    let names = READ_BY_FRAMEWORKS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(table);
+    let mut lean_served = 0;
+    for (i, name) in names.enumerate() {
+        for spelled in [name.clone(), name.replace('-', "_")] {
+            for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+                let head = format!(
+                    "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {{id}}\r\n{spelled}: {FORGED}\r\n\r\n"
+                );
+                let id = format!("strip-{build}-{i}-{spelled}");
+                let seen = seen_through(&gw, state, &log, &head, &id).await;
+                lean_served += usize::from(seen.lean());
+                for (n, v) in &seen.lines {
+                    assert!(
+                        !String::from_utf8_lossy(v).contains(FORGED),
+                        "{build}: {spelled} from an untrusted client reached the upstream as {n}: {}",
+                        String::from_utf8_lossy(v)
+                    );
+                }
+            }
+        }
+    }
+    assert!(lean_served > 0, "the lean path served none of them");
+}
+
+/// A header kept on purpose (`[headers] keep`) goes through from anyone, on both paths; the
+/// others are still stripped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ip_header_kept_on_purpose_passes_on_both_paths() {
+    let log: Log = Arc::default();
+    let up = upstream(log.clone()).await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\n[headers]\nkeep = [\"Client-IP\"]\n"
+    );
+    let gw = gateway(&toml).await;
+    for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {{id}}\r\nClient-IP: 203.0.113.1\r\nX-Forwarded: {FORGED}\r\n\r\n"
+        );
+        let id = format!("keep-{build}");
+        let seen = seen_through(&gw, state, &log, &head, &id).await;
+        assert_eq!(lines_of(&seen, "client-ip"), [b"203.0.113.1"], "{build}");
+        assert!(lines_of(&seen, "x-forwarded").is_empty(), "{build}");
     }
 }
