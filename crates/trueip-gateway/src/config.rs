@@ -98,6 +98,9 @@ pub struct UpstreamConfig {
     /// Idle pooled connections kept. Default 64.
     #[serde(default)]
     pub pool_max_idle: Option<usize>,
+    /// Idle pooled connections kept in all, every pool together. Default 1024.
+    #[serde(default)]
+    pub pool_max_idle_total: Option<usize>,
     /// `off` (default), `v1` or `v2`: a PROXY header opening every upstream connection.
     #[serde(default)]
     pub proxy_protocol: Option<String>,
@@ -349,8 +352,10 @@ pub struct UpstreamSettings {
     pub body_timeout: Duration,
     /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
-    /// Pool size per key.
+    /// Pool size per key (per worker; with PROXY headers, per client connection).
     pub pool_max_idle: usize,
+    /// Idle connections in all pools together.
+    pub pool_max_idle_total: usize,
     /// PROXY header to the upstream.
     pub proxy_protocol: SendProxy,
 }
@@ -818,6 +823,7 @@ fn upstream(url: &str, u: &UpstreamConfig) -> Result<UpstreamSettings, ConfigErr
             "upstream.pool_idle_timeout",
         )?,
         pool_max_idle: u.pool_max_idle.unwrap_or(64),
+        pool_max_idle_total: u.pool_max_idle_total.unwrap_or(1024),
         proxy_protocol,
     })
 }

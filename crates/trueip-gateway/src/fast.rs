@@ -816,7 +816,7 @@ async fn forward(
 
     let mut retried = false;
     let exchanged = loop {
-        let mut conn = match upstream.take_raw(&key, record.start) {
+        let mut conn = match upstream.take_raw(&key, record.start, &ctx.upstream_idle) {
             Some(c) => c,
             None => match tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)).await {
                 Ok(Ok(c)) => c,
@@ -1027,7 +1027,7 @@ async fn forward(
         return Sent::Close;
     }
     if done && parsed.reusable && conn.buf.is_empty() {
-        upstream.put_raw(key, conn);
+        upstream.put_raw(key, conn, &ctx.upstream_idle);
     }
     if done && !close_after {
         Sent::KeepAlive

@@ -278,7 +278,12 @@ async fn forward(
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::new(body, settings.body_timeout));
     let metrics = &ctx.shared.metrics;
-    match tokio::time::timeout(settings.response_timeout, upstream.send(req)).await {
+    match tokio::time::timeout(
+        settings.response_timeout,
+        upstream.send(req, &ctx.upstream_idle),
+    )
+    .await
+    {
         Ok(Ok((mut resp, pooled))) => {
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             let protocol = resp.headers().get(header::UPGRADE).cloned();
