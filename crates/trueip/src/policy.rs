@@ -834,6 +834,20 @@ mod tests {
     }
 
     #[test]
+    fn hop_counts_are_checked_however_the_spec_was_made() {
+        for n in [0, 65, u16::MAX] {
+            let err = Policy::builder()
+                .trust_str("any")
+                .unwrap()
+                .strategy(StrategySpec::Hops(n))
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("hop count"), "{n}: {err}");
+        }
+    }
+
+    #[test]
     fn secret_compare() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
