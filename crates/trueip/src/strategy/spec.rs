@@ -49,10 +49,11 @@ pub enum Preset {
     /// (`ips-v4`, `ips-v6`). The ranges serve every Cloudflare customer: accept only
     /// authenticated origin pulls, or set an origin secret header in a Transform Rule.
     Cloudflare,
-    /// Fastly: `Fastly-Client-IP`, written by Fastly's public IP list. Fastly passes a
-    /// client's own `Fastly-Client-IP` on unless the service overwrites it
-    /// (`set req.http.Fastly-Client-IP = client.ip;`), and its ranges serve every Fastly
-    /// customer: set an origin secret header in the service.
+    /// Fastly: `Fastly-Client-IP`, written by Fastly's public IP list. Fastly keeps a
+    /// `Fastly-Client-IP` the client sent unless the service overwrites it — in
+    /// `vcl_recv`, `if (fastly.ff.visits_this_service == 0 && req.restarts == 0) { set
+    /// req.http.Fastly-Client-IP = client.ip; }` — and its ranges serve every Fastly
+    /// customer: set an origin secret header in the service too.
     Fastly,
     /// Fly.io: `Fly-Client-IP`, written by Fly's proxy, which reaches the app over Fly's
     /// private network: the writers are the strategy's trust, or `private` when none is
@@ -223,7 +224,7 @@ impl StrategySpec {
             name: "fastly",
             reads: "Fastly-Client-IP from Fastly's ranges",
             deployment: "Fastly → origin",
-            safe_when: "the origin only accepts Fastly (or an origin secret is set)",
+            safe_when: "the service overwrites Fastly-Client-IP, and the origin only accepts Fastly (or an origin secret is set)",
             summary: "Fastly-Client-IP from Fastly's ranges",
             form: Form::Preset(Preset::Fastly),
         },
