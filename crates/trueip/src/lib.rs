@@ -61,7 +61,7 @@ pub use explain::{Decision, Explanation};
 pub use headers::{FieldName, Headers};
 pub use policy::{Connection, OriginSecret, PROVIDERS, Policy, PolicyBuilder, TrustSpec};
 pub use resolution::{ListHeader, Resolution, Source, Warnings};
-pub use strategy::{AllTrusted, Preset, StrategySpec};
+pub use strategy::{AllTrusted, Preset, StrategyDoc, StrategySpec};
 pub use trace::{Step, Verdict};
 pub use trust::{Cidr, NamedSet, TrustSet};
 
