@@ -1,6 +1,6 @@
 //! `trueip`: find the real client IP behind proxies — explain a decision, or run the gateway.
 
-#[cfg(feature = "mimalloc")]
+#[cfg(feature = "mimalloc-plain")]
 mod alloc;
 mod explain;
 
@@ -8,9 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[cfg(feature = "mimalloc")]
+#[cfg(feature = "mimalloc-plain")]
 #[global_allocator]
 static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "mimalloc-plain")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Find the real client IP of a request that crossed CDNs, load balancers and proxies,
 /// without letting anyone forge it.
