@@ -33,6 +33,38 @@ impl std::fmt::Display for Stalled {
 
 impl std::error::Error for Stalled {}
 
+/// The client's request body failed: its framing was broken (a malformed chunked
+/// encoding), the client went away mid-body, or it stalled. The client's fault, never
+/// the upstream's: it is answered 400 (408 when it stalled) and counted as a client error.
+#[derive(Debug)]
+pub struct ClientBody(pub BoxError);
+
+impl ClientBody {
+    /// Whether the body stalled (rather than broke).
+    pub fn stalled(&self) -> bool {
+        self.0.is::<Stalled>()
+    }
+}
+
+impl std::fmt::Display for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBody {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Whose body a [`Timed`] streams: whose fault it is when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sender {
+    Client,
+    Upstream,
+}
+
 /// Wraps a streamed body: fails when no frame arrives for `timeout`.
 ///
 /// Nothing is armed (no clock read, no timer) while frames come as fast as they are
@@ -42,19 +74,37 @@ impl std::error::Error for Stalled {}
 pub struct Timed<B> {
     inner: B,
     timeout: Duration,
+    sender: Sender,
     /// When the current wait for a frame began; `None` right after a frame.
     waiting_since: Option<tokio::time::Instant>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> Timed<B> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, a body the upstream sends.
     pub fn new(inner: B, timeout: Duration) -> Self {
         Timed {
             inner,
             timeout,
+            sender: Sender::Upstream,
             waiting_since: None,
             sleep: None,
+        }
+    }
+
+    /// Wraps `inner`, a body the client sends: its errors (broken framing, a stall)
+    /// are [`ClientBody`] errors.
+    pub fn from_client(inner: B, timeout: Duration) -> Self {
+        Timed {
+            sender: Sender::Client,
+            ..Timed::new(inner, timeout)
+        }
+    }
+
+    fn failed(&self, e: BoxError) -> BoxError {
+        match self.sender {
+            Sender::Client => Box::new(ClientBody(e)),
+            Sender::Upstream => e,
         }
     }
 }
@@ -77,21 +127,21 @@ where
                 this.waiting_since = None;
                 return Poll::Ready(Some(Ok(frame)));
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(this.failed(e.into())))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
         let since = *this
             .waiting_since
             .get_or_insert_with(tokio::time::Instant::now);
-        let deadline = since + this.timeout;
+        let deadline = crate::clock::deadline(since, this.timeout);
         let sleep = this
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         loop {
             ready!(sleep.as_mut().poll(cx));
             if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(Some(Err(Box::new(Stalled(this.timeout)))));
+                return Poll::Ready(Some(Err(this.failed(Box::new(Stalled(this.timeout))))));
             }
             sleep.as_mut().reset(deadline);
         }
@@ -415,5 +465,16 @@ mod tests {
         let err = timed.frame().await.unwrap().unwrap_err();
         assert!(err.is::<Stalled>());
         sender.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_body_fails_as_the_clients_fault() {
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let mut timed = Timed::from_client(Chan(rx), Duration::from_secs(10));
+        let err = timed.frame().await.unwrap().unwrap_err();
+        let body = err
+            .downcast_ref::<ClientBody>()
+            .expect("a client body error");
+        assert!(body.stalled(), "{body}");
     }
 }

@@ -530,6 +530,30 @@ pub fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// The longest any timeout may be. Every deadline is the clock plus a timeout, and the
+/// clock cannot hold an arbitrary sum (`Instant + Duration` panics on overflow); a day
+/// is far past any useful timeout and leaves the arithmetic centuries of room.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most open connections: past any process's descriptor limit (`nr_open` defaults
+/// to 1048576), so only a typo reaches it.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+/// The most header lines in a request. hyper sets aside room for this many lines for
+/// every HTTP/1 request once it is set (64 bytes each), and a 32 KiB head of minimal
+/// lines holds about 8000: 1024 is ten times the default and still cheap.
+pub const MAX_HEADERS: usize = 1024;
+/// The most idle upstream connections kept: more than the ephemeral ports one address
+/// pair can use, so only a typo reaches it.
+pub const MAX_POOL_IDLE: usize = 1 << 16;
+
+/// A duration as a config value: whole seconds, or milliseconds.
+fn duration_text(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 fn dur(
     value: Option<DurationValue>,
     default: Duration,
@@ -541,7 +565,27 @@ fn dur(
             .hint("a timeout of 0 would cut every connection")
             .at(key));
     }
+    if d > MAX_TIMEOUT {
+        return Err(ConfigError::new(format!(
+            "{key} {} is longer than the largest allowed, 24h",
+            duration_text(d)
+        ))
+        .hint("use at most \"24h\" (86400 seconds)")
+        .at(key));
+    }
     Ok(d)
+}
+
+/// `value` if it is at most `max`, else an error naming `key` and the largest allowed.
+fn at_most(value: usize, max: usize, key: &str, why: &str) -> Result<usize, ConfigError> {
+    if value > max {
+        return Err(ConfigError::new(format!(
+            "{key} {value} is larger than the largest allowed, {max}"
+        ))
+        .hint(format!("use at most {max} ({why})"))
+        .at(key));
+    }
+    Ok(value)
 }
 
 impl Settings {
@@ -811,7 +855,12 @@ fn upstream(url: &str, u: &UpstreamConfig) -> Result<UpstreamSettings, ConfigErr
             Duration::from_secs(90),
             "upstream.pool_idle_timeout",
         )?,
-        pool_max_idle: u.pool_max_idle.unwrap_or(64),
+        pool_max_idle: at_most(
+            u.pool_max_idle.unwrap_or(64),
+            MAX_POOL_IDLE,
+            "upstream.pool_max_idle",
+            "idle connections kept open to the upstream",
+        )?,
         proxy_protocol,
     })
 }
@@ -880,13 +929,23 @@ fn limits(l: &LimitsConfig) -> Result<Limits, ConfigError> {
         .hint("use 8192 to 1048576 (HTTP/1 parsing needs at least 8 KiB)")
         .at("limits.max_header_bytes"));
     }
-    let max_connections = l.max_connections.unwrap_or(4096);
+    let max_connections = at_most(
+        l.max_connections.unwrap_or(4096),
+        MAX_CONNECTIONS,
+        "limits.max_connections",
+        "open connections, all listeners together",
+    )?;
     if max_connections == 0 {
         return Err(ConfigError::new("max_connections is 0")
             .hint("allow at least one connection")
             .at("limits.max_connections"));
     }
-    let max_headers = l.max_headers.unwrap_or(100);
+    let max_headers = at_most(
+        l.max_headers.unwrap_or(100),
+        MAX_HEADERS,
+        "limits.max_headers",
+        "header lines in one request",
+    )?;
     if max_headers == 0 {
         return Err(ConfigError::new("max_headers is 0")
             .hint("allow at least a Host header")
@@ -1193,6 +1252,357 @@ mod tests {
         assert!(default.lean_http1);
         assert!(!settings("[limits]\nlean_http1 = false").unwrap().lean_http1);
         assert_eq!(example.policy.strategy_name(0), None);
+    }
+
+    /// Every duration key, with the table it sits in.
+    const DURATION_KEYS: [(&str, &str); 9] = [
+        ("limits", "header_read_timeout"),
+        ("limits", "idle_timeout"),
+        ("limits", "tls_handshake_timeout"),
+        ("limits", "proxy_protocol_timeout"),
+        ("limits", "shutdown_timeout"),
+        ("upstream", "connect_timeout"),
+        ("upstream", "response_timeout"),
+        ("upstream", "body_timeout"),
+        ("upstream", "pool_idle_timeout"),
+    ];
+
+    fn with(table: &str, line: &str) -> String {
+        let upstream = if table == "upstream" {
+            "url = \"http://127.0.0.1:3000\"\n"
+        } else {
+            ""
+        };
+        format!("[{table}]\n{upstream}{line}\n")
+    }
+
+    /// `header_read_timeout = "18446744073709551615s"` once passed the check and then
+    /// overflowed `Instant + Duration` on the first request.
+    #[test]
+    fn a_timeout_too_long_to_add_to_the_clock_is_refused_naming_the_key_and_the_max() {
+        for (table, key) in DURATION_KEYS {
+            for value in [
+                "\"18446744073709551615s\"",
+                "18446744073709551615",
+                "\"18446744073709551615h\"",
+                "\"86401s\"",
+                "\"25h\"",
+            ] {
+                let toml = with(table, &format!("{key} = {value}"));
+                let err = settings(&toml)
+                    .err()
+                    .unwrap_or_else(|| panic!("accepted: {toml}"));
+                assert!(err.contains(&format!("{table}.{key}")), "{toml}: {err}");
+                assert!(err.contains("24h"), "{toml}: {err}");
+            }
+            // The largest value allowed is accepted, in any unit.
+            for value in ["\"24h\"", "\"1440m\"", "86400", "\"86400000ms\""] {
+                let toml = with(table, &format!("{key} = {value}"));
+                assert!(settings(&toml).is_ok(), "{toml}: {:?}", settings(&toml));
+            }
+        }
+        let s = settings(&with("limits", "header_read_timeout = \"24h\"")).unwrap();
+        assert_eq!(s.limits.header_read_timeout, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn counts_and_sizes_are_bounded_naming_the_key_and_the_max() {
+        let huge = usize::MAX.to_string();
+        let cases = [
+            ("limits", "max_connections", 1_048_576),
+            ("limits", "max_headers", 1024),
+            ("limits", "max_header_bytes", 1024 * 1024),
+            (
+                "limits",
+                "proxy_protocol_max_bytes",
+                trueip::proxy_protocol::V2_MAX_LEN,
+            ),
+            ("limits", "workers", 1024),
+            ("upstream", "pool_max_idle", 65_536),
+        ];
+        for (table, key, max) in cases {
+            // TOML integers are i64: the largest one a file can hold, and one past the max.
+            for value in [i64::MAX.to_string(), (max + 1).to_string()] {
+                let toml = with(table, &format!("{key} = {value}"));
+                let err = settings(&toml)
+                    .err()
+                    .unwrap_or_else(|| panic!("accepted: {toml}"));
+                assert!(err.contains(&format!("{table}.{key}")), "{toml}: {err}");
+                assert!(err.contains(&max.to_string()), "{toml}: {err}");
+            }
+            let toml = with(table, &format!("{key} = {max}"));
+            assert!(settings(&toml).is_ok(), "{toml}: {:?}", settings(&toml));
+            // Past what TOML holds: the parser refuses it, it does not wrap.
+            assert!(settings(&with(table, &format!("{key} = {huge}"))).is_err());
+        }
+        let err = settings("[limits]\nbacklog = 65536").unwrap_err();
+        assert!(
+            err.contains("limits.backlog") && err.contains("65535"),
+            "{err}"
+        );
+    }
+
+    /// Keys of every table, values that are too large, negative, of the wrong type or
+    /// malformed: the reader answers each file with settings or an error, never a panic,
+    /// and what it accepts builds a server state without one either.
+    mod no_panic {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TABLES: [&str; 8] = [
+            "",
+            "[limits]",
+            "[upstream]",
+            "[headers]",
+            "[admin]",
+            "[log]",
+            "[client_ip]",
+            "[[listen]]",
+        ];
+        const KEYS: [&str; 33] = [
+            "header_read_timeout",
+            "idle_timeout",
+            "tls_handshake_timeout",
+            "proxy_protocol_timeout",
+            "shutdown_timeout",
+            "connect_timeout",
+            "response_timeout",
+            "body_timeout",
+            "pool_idle_timeout",
+            "pool_max_idle",
+            "max_connections",
+            "max_header_bytes",
+            "max_headers",
+            "proxy_protocol_max_bytes",
+            "backlog",
+            "workers",
+            "lean_http1",
+            "url",
+            "proxy_protocol",
+            "address",
+            "mode",
+            "upstream",
+            "send_proxy_protocol",
+            "prefix",
+            "listen",
+            "format",
+            "level",
+            "access_log",
+            "strip",
+            "x_forwarded_for",
+            "trusted",
+            "strategy",
+            "proxy_protocol_from",
+        ];
+        const VALUES: [&str; 30] = [
+            "0",
+            "1",
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1e308",
+            "nan",
+            "inf",
+            "true",
+            "\"\"",
+            "\"18446744073709551615s\"",
+            "\"18446744073709551615h\"",
+            "\"18446744073709551615ms\"",
+            "\"99999999999999999999999s\"",
+            "\"24h\"",
+            "\"86401s\"",
+            "\"1ms\"",
+            "\"0s\"",
+            "\"1.5s\"",
+            "\"-1s\"",
+            "\"s\"",
+            "\"http://127.0.0.1:3000\"",
+            "\"127.0.0.1:1\"",
+            "\"unix:\"",
+            "\"v2\"",
+            "[\"10.0.0.0/8\", \"::/0\"]",
+            "[]",
+            "{}",
+            "\"\\u0000\"",
+        ];
+
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (0..TABLES.len()).prop_map(|i| TABLES[i].to_string()),
+                8 => (0..KEYS.len(), 0..VALUES.len())
+                    .prop_map(|(k, v)| format!("{} = {}", KEYS[k], VALUES[v])),
+                2 => (0..KEYS.len(), any::<i64>())
+                    .prop_map(|(k, n)| format!("{} = {n}", KEYS[k])),
+                2 => (0..KEYS.len(), any::<u64>(), prop::sample::select(vec!["ms", "s", "m", "h", "", "d"]))
+                    .prop_map(|(k, n, u)| format!("{} = \"{n}{u}\"", KEYS[k])),
+                1 => "[ -~]{0,40}",
+            ]
+        }
+
+        /// A number a key might be given: small, near a bound, or as large as TOML holds.
+        fn number() -> impl Strategy<Value = i64> {
+            prop_oneof![
+                0i64..=2000,
+                prop::sample::select(vec![
+                    -1,
+                    65535,
+                    65536,
+                    65551,
+                    65552,
+                    86400,
+                    86401,
+                    1 << 20,
+                    (1 << 20) + 1,
+                    1 << 31,
+                    1 << 32,
+                    i64::MAX,
+                ]),
+                any::<i64>(),
+            ]
+        }
+
+        fn duration() -> impl Strategy<Value = String> {
+            prop_oneof![
+                number().prop_map(|n| n.to_string()),
+                (
+                    any::<u64>(),
+                    prop::sample::select(vec!["ms", "s", "m", "h"])
+                )
+                    .prop_map(|(n, u)| format!("\"{n}{u}\"")),
+                (number(), prop::sample::select(vec!["ms", "s", "m", "h"]))
+                    .prop_map(|(n, u)| format!("\"{n}{u}\"")),
+            ]
+        }
+
+        /// A table whose keys are its own and whose values are mostly of the right type,
+        /// so the file gets past the parser and the bounds are what is exercised.
+        fn table(
+            name: &'static str,
+            durations: &'static [&'static str],
+            numbers: &'static [&'static str],
+            fixed: &'static str,
+        ) -> impl Strategy<Value = String> {
+            let d = prop::sample::subsequence(durations.to_vec(), 0..=durations.len())
+                .prop_flat_map(|keys| {
+                    let n = keys.len();
+                    (Just(keys), prop::collection::vec(duration(), n))
+                });
+            let c = prop::sample::subsequence(numbers.to_vec(), 0..=numbers.len()).prop_flat_map(
+                |keys| {
+                    let n = keys.len();
+                    (Just(keys), prop::collection::vec(number(), n))
+                },
+            );
+            (d, c).prop_map(move |((dk, dv), (ck, cv))| {
+                let mut out = format!("{name}\n{fixed}");
+                for (k, v) in dk.iter().zip(dv) {
+                    out.push_str(&format!("{k} = {v}\n"));
+                }
+                for (k, v) in ck.iter().zip(cv) {
+                    out.push_str(&format!("{k} = {v}\n"));
+                }
+                out
+            })
+        }
+
+        fn typed_file() -> impl Strategy<Value = String> {
+            let limits = table(
+                "[limits]",
+                &[
+                    "header_read_timeout",
+                    "idle_timeout",
+                    "tls_handshake_timeout",
+                    "proxy_protocol_timeout",
+                    "shutdown_timeout",
+                ],
+                &[
+                    "max_connections",
+                    "max_header_bytes",
+                    "max_headers",
+                    "proxy_protocol_max_bytes",
+                    "backlog",
+                    "workers",
+                ],
+                "",
+            );
+            let upstream = table(
+                "[upstream]",
+                &[
+                    "connect_timeout",
+                    "response_timeout",
+                    "body_timeout",
+                    "pool_idle_timeout",
+                ],
+                &["pool_max_idle"],
+                "url = \"http://127.0.0.1:3000\"\n",
+            );
+            (limits, upstream, prop::collection::vec(line(), 0..3))
+                .prop_map(|(l, u, junk)| format!("{l}{u}{}", junk.join("\n")))
+        }
+
+        fn read(text: &str) {
+            let Ok(file) = parse_toml(text) else { return };
+            let Ok(settings) = Settings::from_file(file, &Overrides::default(), &mut |p| {
+                Err(format!("no file {p}"))
+            }) else {
+                return;
+            };
+            // Every accepted timeout can be added to the clock, now and for centuries.
+            let l = &settings.limits;
+            let mut timeouts = vec![
+                l.header_read_timeout,
+                l.idle_timeout,
+                l.tls_handshake_timeout,
+                l.proxy_protocol_timeout,
+                l.shutdown_timeout,
+                settings.tcp_connect_timeout,
+            ];
+            if let Some(u) = &settings.upstream {
+                timeouts.extend([
+                    u.connect_timeout,
+                    u.response_timeout,
+                    u.body_timeout,
+                    u.pool_idle_timeout,
+                ]);
+            }
+            let now = std::time::Instant::now();
+            for t in timeouts {
+                assert!(t <= MAX_TIMEOUT, "{t:?} accepted");
+                assert!(now.checked_add(t).is_some(), "{t:?} overflows the clock");
+            }
+            let max = settings.limits.max_connections;
+            if let Ok(state) = crate::server::State::build(settings) {
+                let _ = crate::server::Shared::new(
+                    std::sync::Arc::new(state),
+                    std::sync::Arc::new(crate::metrics::Metrics::default()),
+                    max,
+                );
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn toml_ish_text_never_panics_the_reader(
+                lines in prop::collection::vec(line(), 0..24)
+            ) {
+                read(&lines.join("\n"));
+            }
+
+            #[test]
+            fn typed_values_at_and_past_every_bound_never_panic_the_reader(
+                text in typed_file()
+            ) {
+                read(&text);
+            }
+
+            #[test]
+            fn arbitrary_text_never_panics_the_reader(text in "\\PC{0,300}") {
+                read(&text);
+            }
+        }
     }
 
     #[test]

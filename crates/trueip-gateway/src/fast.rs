@@ -73,6 +73,64 @@ fn response_drop(name: &str) -> bool {
     crate::hygiene::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length")
 }
 
+/// The most storage a lean connection keeps in each of its buffers between two
+/// requests. A plain request and its whoami page fit (the page is about 12 KiB), so
+/// nothing is given back and allocated again per request; a buffer that one large
+/// request or page grew past it is shrunk back after that response.
+pub const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
+
+/// What a lean connection keeps between requests: the bytes read, the response head
+/// being written, and the gateway's own response bodies (whoami), each reused from
+/// request to request.
+struct Buffers {
+    input: InBuf,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers {
+            input: InBuf::new(8192),
+            out: Vec::with_capacity(4096),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Gives back what one large request or page grew a buffer to, once its response
+    /// is out: a connection holds [`KEEP_BETWEEN_REQUESTS`] per buffer at most while it
+    /// waits (plus any pipelined bytes already read, which are never dropped).
+    fn settle(&mut self) {
+        self.input.shrink_to(KEEP_BETWEEN_REQUESTS);
+        for buf in [&mut self.out, &mut self.scratch] {
+            if buf.capacity() > KEEP_BETWEEN_REQUESTS {
+                buf.clear();
+                buf.shrink_to(KEEP_BETWEEN_REQUESTS);
+            }
+        }
+    }
+
+    /// The bytes of storage held.
+    #[cfg(test)]
+    fn retained(&self) -> usize {
+        self.input.capacity() + self.out.capacity() + self.scratch.capacity()
+    }
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// The most storage a lean connection on this thread kept between two requests: the
+    /// tests' view of [`Buffers::retained`] (a test runtime runs the connections it
+    /// starts on its own thread).
+    static RETAINED_MAX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The most storage a lean connection on this thread kept between two requests.
+#[cfg(test)]
+pub(crate) fn retained_max() -> usize {
+    RETAINED_MAX.get()
+}
+
 /// How the lean path left a connection.
 pub enum After {
     /// Closed, or to be closed.
@@ -368,7 +426,9 @@ fn date(out: &mut Vec<u8>, now: Instant) {
             .map_or(Duration::ZERO, |d| {
                 Duration::from_nanos(u64::from(d.subsec_nanos()))
             });
-        let until = now + (Duration::from_secs(1) - into_second);
+        let until = now
+            .checked_add(Duration::from_secs(1).saturating_sub(into_second))
+            .unwrap_or(now);
         let mut line = Vec::with_capacity(40);
         put_line(&mut line, "date", httpdate::fmt_http_date(wall).as_bytes());
         out.extend_from_slice(&line);
@@ -429,10 +489,7 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     // request instead of a reference count taken and dropped. (An idle connection keeps
     // the settings it last used alive until its next request or its close.)
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
-    let mut buf = InBuf::new(8192);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
-    // The gateway's own response bodies (whoami), reused from request to request.
-    let mut scratch: Vec<u8> = Vec::new();
+    let mut bufs = Buffers::new();
     let mut deadline = Deadline::default();
     let stop_ctx = ctx.clone();
     let mut stop = StopSignal {
@@ -450,7 +507,7 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     loop {
         deadline.clear();
         loop {
-            let filled = buf.filled();
+            let filled = bufs.input.filled();
             // Most heads arrive whole and end the buffer: then nothing needs scanning for
             // where they end (the parser finds it, and the limit is checked on that).
             if filled.ends_with(b"\r\n\r\n") {
@@ -463,19 +520,19 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 }
                 break;
             }
-            if buf.len() >= max_head {
-                return After::Hyper(Bytes::copy_from_slice(buf.filled()));
+            if bufs.input.len() >= max_head {
+                return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
             }
             if deadline.at.is_none() {
                 let now = last_reading.take().unwrap_or_else(Instant::now);
-                deadline.set(tokio::time::Instant::from_std(now) + header_timeout);
+                deadline.set(crate::clock::deadline_std(now, header_timeout));
             }
-            let between = if buf.is_empty() {
+            let between = if bufs.input.is_empty() {
                 Some(&mut stop)
             } else {
                 None
             };
-            match read_into(io, &mut buf, &mut deadline, between).await {
+            match read_into(io, &mut bufs.input, &mut deadline, between).await {
                 Got::Data => {}
                 Got::Eof | Got::Expired | Got::Stop | Got::Failed(_) => return After::Closed,
             }
@@ -484,20 +541,23 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             io,
             ctx,
             state.load(),
-            buf.filled(),
+            bufs.input.filled(),
             max_head,
-            &mut out,
-            &mut scratch,
+            &mut bufs.out,
+            &mut bufs.scratch,
             &mut deadline,
         )
         .await
         {
             Next::KeepAlive(used, ended) => {
-                buf.consume(used);
+                bufs.input.consume(used);
+                bufs.settle();
+                #[cfg(test)]
+                RETAINED_MAX.set(RETAINED_MAX.get().max(bufs.retained()));
                 last_reading = Some(ended);
             }
             Next::Close => return After::Closed,
-            Next::Hyper => return After::Hyper(Bytes::copy_from_slice(buf.filled())),
+            Next::Hyper => return After::Hyper(Bytes::copy_from_slice(bufs.input.filled())),
         }
     }
 }
@@ -548,8 +608,8 @@ async fn one(
         _ => return Next::Hyper,
     };
     let lines = &*req.headers;
-    // More lines than limits.max_headers: hyper answers 431.
-    if lines.len() > settings.limits.max_headers {
+    // More lines than limits.max_headers: hyper answers 431 (and it is counted there).
+    if crate::limits::too_many_headers(lines.len(), settings.limits.max_headers) {
         return Next::Hyper;
     }
     let mut host: Option<&[u8]> = None;
@@ -806,7 +866,7 @@ async fn forward(
         return own_response(io, out, &resp, record, *req.method == Method::HEAD, closing).await;
     };
     let settings = &upstream.settings;
-    let answer_by = tokio::time::Instant::from_std(record.start) + settings.response_timeout;
+    let answer_by = crate::clock::deadline_std(record.start, settings.response_timeout);
     deadline.set(answer_by);
     let idempotent = matches!(
         *req.method,
@@ -985,7 +1045,10 @@ async fn forward(
             let mut ok = io.write_all(out).await.is_ok();
             out.clear();
             while ok {
-                deadline.set(tokio::time::Instant::now() + settings.body_timeout);
+                deadline.set(crate::clock::deadline(
+                    tokio::time::Instant::now(),
+                    settings.body_timeout,
+                ));
                 match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
                     Got::Data => {}
                     Got::Eof => break,
@@ -1043,7 +1106,7 @@ async fn body_read(
     timeout: Duration,
     record: &mut Record,
 ) -> Option<()> {
-    deadline.set(tokio::time::Instant::now() + timeout);
+    deadline.set(crate::clock::deadline(tokio::time::Instant::now(), timeout));
     match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
         Got::Data => Some(()),
         Got::Expired => {

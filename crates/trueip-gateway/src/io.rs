@@ -130,6 +130,24 @@ impl InBuf {
     pub fn grew(&mut self, n: usize) {
         self.end = (self.end + n).min(self.data.len());
     }
+
+    /// The bytes of storage held.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Gives back the storage beyond `keep` bytes, or beyond the unread bytes when they
+    /// are more (those are never dropped).
+    pub fn shrink_to(&mut self, keep: usize) {
+        if self.data.capacity() <= keep {
+            return;
+        }
+        self.data.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        self.data.truncate(keep.max(self.end).max(1024));
+        self.data.shrink_to_fit();
+    }
 }
 
 /// The accepted socket after the PROXY header, with or without TLS.
@@ -397,6 +415,29 @@ mod tests {
         // Bytes alone (HTTP/2 pings) do not keep an HTTP connection from being idle.
         a.touch();
         assert!(a.idle_for(Idle::Requests) >= Duration::from_millis(80));
+    }
+
+    #[test]
+    fn shrinking_keeps_the_unread_bytes() {
+        let mut buf = InBuf::new(8192);
+        while buf.capacity() < 1 << 20 {
+            let n = buf.spare().len();
+            buf.grew(n);
+        }
+        buf.consume(buf.len() - 3000);
+        buf.shrink_to(64 * 1024);
+        assert!(buf.capacity() <= 64 * 1024, "{}", buf.capacity());
+        assert_eq!(buf.len(), 3000, "unread bytes are kept");
+        // More unread bytes than the bound: all of them stay.
+        let mut buf = InBuf::new(8192);
+        while buf.len() < 200 * 1024 {
+            let n = buf.spare().len();
+            buf.grew(n);
+        }
+        let unread = buf.len();
+        buf.shrink_to(64 * 1024);
+        assert_eq!(buf.len(), unread);
+        assert!(buf.capacity() >= unread);
     }
 
     #[tokio::test]

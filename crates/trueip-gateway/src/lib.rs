@@ -17,9 +17,10 @@
 //! Modules, in the order a request meets them: [`server`] (accept, limits, PROXY
 //! header via [`proxy`], TLS via [`tls`]), [`fast`] (plain HTTP/1.1 requests without
 //! hyper), [`service`] (everything else, through hyper: admin endpoints, resolve,
-//! whoami or forward), [`hygiene`] (header rules), [`upstream`] (pooled client),
+//! whoami or forward), [`hygiene`] (header rules), [`limits`] (request limits both
+//! codecs apply), [`upstream`] (pooled client),
 //! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
-//! [`metrics`], [`logging`], [`config`].
+//! [`metrics`], [`logging`], [`config`], [`clock`] (deadlines that saturate).
 
 #![forbid(unsafe_code)]
 
@@ -42,10 +43,12 @@ pub(crate) mod test_support {
 }
 
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod fast;
 pub mod hygiene;
 pub mod io;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
@@ -377,7 +380,7 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
         "{why}: draining connections (at most {drain:?})"
     );
     shared.begin_shutdown();
-    let deadline = tokio::time::Instant::now() + drain;
+    let deadline = clock::deadline(tokio::time::Instant::now(), drain);
     loop {
         let open = metrics.open_connections();
         if open == 0 {

@@ -135,6 +135,38 @@ impl UpstreamErrorKind {
     }
 }
 
+/// Why a request was refused for the client's own fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// 431: more header lines than `limits.max_headers` (HTTP/1.1 and HTTP/2), or an
+    /// HTTP/1.1 head larger than `limits.max_header_bytes` (hyper's parser does not tell
+    /// the two apart). An HTTP/2 header block over the size limit is refused by the
+    /// HTTP/2 layer itself and not counted here.
+    HeadersOverLimit,
+    /// A request body with broken framing (a malformed chunked encoding) or cut short
+    /// (400).
+    BadRequestBody,
+    /// A request body that stalled longer than `upstream.body_timeout` (408).
+    RequestBodyTimeout,
+}
+
+impl ClientErrorKind {
+    const ALL: [ClientErrorKind; 3] = [
+        ClientErrorKind::HeadersOverLimit,
+        ClientErrorKind::BadRequestBody,
+        ClientErrorKind::RequestBodyTimeout,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientErrorKind::HeadersOverLimit => "headers_over_limit",
+            ClientErrorKind::BadRequestBody => "bad_request_body",
+            ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
+        }
+    }
+}
+
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -148,7 +180,9 @@ pub struct Metrics {
     responses: [AtomicU64; 6],
     warnings: [AtomicU64; WARNINGS],
     proxy_errors: [AtomicU64; 6],
+    proxy_ignored_datagram: AtomicU64,
     upstream_errors: [AtomicU64; 4],
+    client_errors: [AtomicU64; 3],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -217,12 +251,31 @@ impl Metrics {
         }
     }
 
+    /// Counts a valid PROXY header whose addresses were not used.
+    pub fn proxy_ignored(&self, why: crate::proxy::Ignored) {
+        match why {
+            crate::proxy::Ignored::Datagram => &self.proxy_ignored_datagram,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
     /// Counts a failed upstream exchange.
     pub fn upstream_error(&self, kind: UpstreamErrorKind) {
         if let Some(c) = UpstreamErrorKind::ALL
             .iter()
             .position(|k| *k == kind)
             .and_then(|i| self.upstream_errors.get(i))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a request refused for the client's own fault.
+    pub fn client_error(&self, kind: ClientErrorKind) {
+        if let Some(c) = ClientErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.client_errors.get(i))
         {
             c.fetch_add(1, Relaxed);
         }
@@ -369,6 +422,17 @@ impl Metrics {
         }
         counter(
             &mut out,
+            "trueip_proxy_protocol_ignored_total",
+            "Connections served with the sender as the peer because their PROXY header, though valid, described another kind of connection (a UDP flow).",
+        );
+        let _ = writeln!(
+            out,
+            "trueip_proxy_protocol_ignored_total{{reason=\"{}\"}} {}",
+            crate::proxy::Ignored::Datagram.name(),
+            self.proxy_ignored_datagram.load(Relaxed)
+        );
+        counter(
+            &mut out,
             "trueip_upstream_errors_total",
             "Failed upstream exchanges.",
         );
@@ -376,6 +440,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "trueip_upstream_errors_total{{kind=\"{}\"}} {}",
+                kind.name(),
+                c.load(Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "trueip_client_errors_total",
+            "Requests refused for the client's own fault (never counted as upstream errors).",
+        );
+        for (kind, c) in ClientErrorKind::ALL.iter().zip(&self.client_errors) {
+            let _ = writeln!(
+                out,
+                "trueip_client_errors_total{{reason=\"{}\"}} {}",
                 kind.name(),
                 c.load(Relaxed)
             );

@@ -5,6 +5,8 @@
 //! forbids guessing from the bytes), and only senders in `client_ip.proxy_protocol_from`
 //! may use such a listener. A header that is malformed, of the wrong version, larger
 //! than the bound, cut short, or not complete within the timeout closes the connection.
+//! A valid header that describes another kind of connection (a v2 header for a UDP
+//! flow) is read and set aside: the connection is served with the sender as the peer.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -70,10 +72,32 @@ impl std::fmt::Display for ReadError {
 /// What a valid header said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
-    /// The relayed client and the address it connected to (`None` for `LOCAL`/`UNKNOWN`).
+    /// The relayed client and the address it connected to (`None` for `LOCAL`/`UNKNOWN`,
+    /// and for a header whose addresses are not used: see `ignored`).
     pub addrs: Option<ProxyAddrs>,
     /// The client reached the load balancer over TLS (v2 `PP2_TYPE_SSL`).
     pub client_tls: bool,
+    /// Why the header, though valid, says nothing about this connection.
+    pub ignored: Option<Ignored>,
+}
+
+/// Why a valid header's addresses and TLVs are not used: the sender stays the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// A v2 header for a datagram flow (`\x12` UDP over IPv4, `\x22` over IPv6, `\x32`
+    /// a UNIX datagram socket) on this stream connection. Its source is whoever sent a
+    /// datagram, not who opened this connection; nginx ("unsupported transport") and
+    /// HAProxy keep the sender as the peer, and so does the gateway.
+    Datagram,
+}
+
+impl Ignored {
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ignored::Datagram => "datagram",
+        }
+    }
 }
 
 /// Reads one header. Returns it and the bytes read after it (application data).
@@ -124,6 +148,13 @@ async fn read_inner<S: AsyncRead + Unpin>(
 }
 
 fn received(header: &ProxyHeader) -> Received {
+    if header.command == Command::Proxy && header.transport == pp::Transport::Datagram {
+        return Received {
+            addrs: None,
+            client_tls: false,
+            ignored: Some(Ignored::Datagram),
+        };
+    }
     let addrs = match header.command {
         Command::Proxy => header.addrs,
         Command::Local => None,
@@ -133,7 +164,11 @@ fn received(header: &ProxyHeader) -> Received {
         .ssl
         .as_ref()
         .is_some_and(|ssl| ssl.client & 0x01 != 0);
-    Received { addrs, client_tls }
+    Received {
+        addrs,
+        client_tls,
+        ignored: None,
+    }
 }
 
 /// Encodes a header announcing `source` connected to `destination`. Mixed families are
@@ -287,6 +322,32 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(too_large, ReadError::TooLarge(512)), "{too_large}");
+    }
+
+    #[tokio::test]
+    async fn a_datagram_header_keeps_the_sender_as_the_peer() {
+        for fam in [0x12u8, 0x22] {
+            let mut bytes = encode(
+                SendProxy::V2,
+                if fam == 0x12 {
+                    "192.0.2.1:5000".parse().unwrap()
+                } else {
+                    "[2001:db8::1]:5000".parse().unwrap()
+                },
+                if fam == 0x12 {
+                    "192.0.2.2:443".parse().unwrap()
+                } else {
+                    "[2001:db8::2]:443".parse().unwrap()
+                },
+            );
+            bytes[13] = fam;
+            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            let (r, _) = feed(vec![leaked], ProxyProtocol::V2, 512, true)
+                .await
+                .unwrap();
+            assert_eq!(r.addrs, None, "{fam:#x}");
+            assert_eq!(r.ignored, Some(Ignored::Datagram), "{fam:#x}");
+        }
     }
 
     #[tokio::test]

@@ -268,6 +268,10 @@ async fn connection(
         .await
         {
             Ok((r, rest)) => {
+                if let Some(why) = r.ignored {
+                    shared.metrics.proxy_ignored(why);
+                    tracing::warn!(%peer, listener = %l.address, reason = why.name(), "PROXY header describes a datagram flow, not this TCP connection: its addresses are not used, the sender is the peer");
+                }
                 received = Some(r);
                 prefix = rest;
             }
@@ -353,6 +357,7 @@ where
     tokio::select! {
         done = conn.as_mut() => {
             if let Err(e) = done {
+                count_refused_head(&ctx, &*e);
                 tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
             }
             return;
@@ -362,7 +367,21 @@ where
     }
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
+        count_refused_head(&ctx, &*e);
         tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+    }
+}
+
+/// hyper's HTTP/1.1 parser answers a head over `limits.max_headers` or
+/// `limits.max_header_bytes` with 431 and ends the connection with this error, without
+/// the service seeing the request: counted here as the service counts HTTP/2's.
+fn count_refused_head(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
+    if e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
+    {
+        ctx.shared
+            .metrics
+            .client_error(crate::metrics::ClientErrorKind::HeadersOverLimit);
     }
 }
 
@@ -457,6 +476,77 @@ mod tests {
         )
         .await;
         assert_eq!(reply.matches("HTTP/1.1 200").count(), 2, "{reply}");
+    }
+
+    /// Reads one response with a `content-length` from `s`: (head, body).
+    async fn one_response(s: &mut TcpStream) -> (String, Vec<u8>) {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 16384];
+        let head_end = loop {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed mid-head");
+            got.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no content-length: {head}"));
+        while got.len() < head_end + len {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed mid-body");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(got.len(), head_end + len, "nothing after the response");
+        (head, got.split_off(head_end))
+    }
+
+    /// A page made large by its request (slot names and quotes in every shown header,
+    /// a 28 KiB head) once left its buffers to the connection for the connection's life.
+    /// After every response a lean connection keeps at most `KEEP_BETWEEN_REQUESTS`
+    /// bytes per buffer (three of them); what it kept stays under that however many
+    /// such requests come on one connection.
+    #[tokio::test]
+    async fn large_pages_on_one_keep_alive_connection_leave_no_memory_behind() {
+        let (addr, _) = start("[[listen]]\naddress = \"127.0.0.1:1\"\n").await;
+        // Quotes grow sixfold when escaped (`&quot;`).
+        let value = format!("{{{{steps}}}}{{{{headers}}}}{}", "\"".repeat(7 * 1024 - 20));
+        let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for name in ["X-Forwarded-For", "X-Real-IP", "Forwarded", "Via"] {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        assert!(
+            req.len() > 27 * 1024 && req.len() < 32 * 1024,
+            "{}",
+            req.len()
+        );
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut largest = 0;
+        for _ in 0..40 {
+            let exchange = async {
+                s.write_all(req.as_bytes()).await.unwrap();
+                one_response(&mut s).await
+            };
+            let (head, body) = tokio::time::timeout(Duration::from_secs(10), exchange)
+                .await
+                .unwrap();
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            largest = largest.max(body.len());
+        }
+        assert!(
+            largest > 3 * crate::fast::KEEP_BETWEEN_REQUESTS,
+            "the pages were large ({largest} bytes)"
+        );
+        let kept = crate::fast::retained_max();
+        assert!(
+            kept <= 3 * crate::fast::KEEP_BETWEEN_REQUESTS,
+            "a connection kept {kept} bytes between requests"
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use trueip::{Decision, Resolution};
 
 use crate::body::{Body, Record, Timed, error_response};
 use crate::hygiene::{self, Facts};
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
 use crate::server::{ConnCtx, State};
 use crate::upstream::Upstream;
 use crate::whoami;
@@ -92,7 +92,19 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
     );
 
     let whoami_mode = state.upstream.is_none();
-    let resp = if let Some(which) = admin_endpoint(
+    // hyper's HTTP/1.1 parser holds requests to max_headers itself; HTTP/2 requests
+    // are held to the same rule here, before anything else looks at them.
+    let lines = crate::limits::header_lines(req.headers(), req.uri());
+    let resp = if crate::limits::too_many_headers(lines, settings.limits.max_headers) {
+        ctx.shared
+            .metrics
+            .client_error(ClientErrorKind::HeadersOverLimit);
+        error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            "the request has more header lines than limits.max_headers",
+        )
+    } else if let Some(which) = admin_endpoint(
         req.uri().path(),
         &settings.admin.prefix,
         whoami_mode || ctx.admin_only,
@@ -273,7 +285,7 @@ async fn forward(
     };
     parts.version = Version::HTTP_11;
     let settings = &upstream.settings;
-    let req = Request::from_parts(parts, Timed::new(body, settings.body_timeout));
+    let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));
     let metrics = &ctx.shared.metrics;
     match tokio::time::timeout(settings.response_timeout, upstream.send(req)).await {
         Ok(Ok((mut resp, pooled))) => {
@@ -321,9 +333,17 @@ async fn forward(
             )
         }
         Ok(Err(e)) => {
-            let (status, code, kind, message) = classify(&e);
-            metrics.upstream_error(kind);
-            tracing::warn!(peer = %ctx.peer, error = %error_chain(&e), "upstream request failed: {code}");
+            let (status, code, blame, message) = classify(&e);
+            match blame {
+                Blame::Upstream(kind) => {
+                    metrics.upstream_error(kind);
+                    tracing::warn!(peer = %ctx.peer, error = %error_chain(&e), "upstream request failed: {code}");
+                }
+                Blame::Client(kind) => {
+                    metrics.client_error(kind);
+                    tracing::debug!(peer = %ctx.peer, error = %error_chain(&e), "request refused: {code}");
+                }
+            }
             error_response(status, code, message)
         }
         Err(_) => {
@@ -388,44 +408,60 @@ async fn tunnel_task(
     }
 }
 
-fn classify(
-    e: &crate::upstream::SendError,
-) -> (StatusCode, &'static str, UpstreamErrorKind, &'static str) {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                UpstreamErrorKind::Timeout,
-                "the upstream did not answer in time",
-            );
-        }
-        if err.downcast_ref::<crate::body::Stalled>().is_some() {
-            return (
+/// Whose fault a failed exchange was, for the metrics.
+enum Blame {
+    Upstream(UpstreamErrorKind),
+    Client(ClientErrorKind),
+}
+
+fn classify(e: &crate::upstream::SendError) -> (StatusCode, &'static str, Blame, &'static str) {
+    let errors = || {
+        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |err| {
+            err.source()
+        })
+    };
+    // The client's own body first: a broken one also breaks the upstream exchange, and
+    // the errors that follow from it are not the upstream's.
+    if let Some(body) = errors().find_map(|err| err.downcast_ref::<crate::body::ClientBody>()) {
+        return if body.stalled() {
+            (
                 StatusCode::REQUEST_TIMEOUT,
                 "request_body_timeout",
-                UpstreamErrorKind::BodyTimeout,
+                Blame::Client(ClientErrorKind::RequestBodyTimeout),
                 "the request body stalled",
-            );
-        }
-        source = err.source();
+            )
+        } else {
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request_body",
+                Blame::Client(ClientErrorKind::BadRequestBody),
+                "the request body is malformed or was cut short",
+            )
+        };
+    }
+    if errors().any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    }) {
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            Blame::Upstream(UpstreamErrorKind::Timeout),
+            "the upstream did not answer in time",
+        );
     }
     if e.is_connect() {
         (
             StatusCode::BAD_GATEWAY,
             "upstream_unreachable",
-            UpstreamErrorKind::Connect,
+            Blame::Upstream(UpstreamErrorKind::Connect),
             "the upstream cannot be reached",
         )
     } else {
         (
             StatusCode::BAD_GATEWAY,
             "bad_gateway",
-            UpstreamErrorKind::Protocol,
+            Blame::Upstream(UpstreamErrorKind::Protocol),
             "the upstream closed the connection or sent an invalid response",
         )
     }

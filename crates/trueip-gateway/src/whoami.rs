@@ -4,6 +4,10 @@
 //! object `trueip explain --format json` prints, plus `direct_ip` (the TCP peer's
 //! address) and `headers` (the forwarding headers as received, lower-case name to
 //! lines); plain text for `Accept: text/plain` or `/text`.
+//!
+//! The HTML page is `whoami.html` with its `{{slots}}` filled in one pass over the
+//! template, split once: what the request says is never read as a slot, and every page
+//! stays within [`page_size_bound`], linear in the request.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -257,6 +261,31 @@ pub fn head_around_length(format: Format) -> (&'static [u8], &'static [u8]) {
     (before, after)
 }
 
+/// The most bytes a page (in any format) can take for a request of `request` bytes,
+/// under a policy of `strategies` strategies: linear in the request.
+///
+/// - Each byte of the request is shown in at most `4 + strategies` places: the headers
+///   table, the chain, the element's step, the client address, and once more in the
+///   step with which each strategy reads the header; and each time escaped to at most
+///   six bytes (`"` is `&quot;` in HTML, a control byte `\u00XX` in JSON).
+/// - The markup around each chain entry and each step does not grow with the bytes of
+///   an element, but the core caps both: at most 256 chain entries (under 256 bytes of
+///   markup each) and, per strategy, one walk of at most 128 elements plus a few steps
+///   of its own (under 512 bytes each).
+///
+/// The template is filled in one pass, so nothing the request says is read as a slot.
+/// Tests hold every format to this bound, hostile input included.
+pub fn page_size_bound(request: usize, strategies: usize) -> usize {
+    const CHAIN_MARKUP: usize = 256 * 256;
+    const WALK_MARKUP: usize = (128 + 8) * 512;
+    let strategies = strategies.max(1);
+    let per_byte = 6 * (4 + strategies);
+    PAGE.len()
+        .saturating_add(CHAIN_MARKUP)
+        .saturating_add(strategies.saturating_mul(WALK_MARKUP))
+        .saturating_add(per_byte.saturating_mul(request))
+}
+
 /// Writes the body of the page in `format` to `out`.
 pub fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, links: &Links<'_>) {
     match format {
@@ -265,7 +294,7 @@ pub fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, links:
             out.push(b'\n');
         }
         Format::Text => out.extend_from_slice(text(whoami).as_bytes()),
-        Format::Html => out.extend_from_slice(html(whoami, links).as_bytes()),
+        Format::Html => write_html(out, whoami, links),
     }
 }
 
@@ -335,6 +364,12 @@ fn text(w: &Whoami<'_>) -> String {
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+/// [`escape`], appended to `out`. At most six bytes out per byte in (`"` is `&quot;`).
+fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -346,7 +381,104 @@ pub fn escape(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+}
+
+/// A place in `whoami.html` that the page fills, written `{{name}}` there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Healthz,
+    Metrics,
+    SelfUrl,
+    ClientIp,
+    ClientPort,
+    Pills,
+    Verdict,
+    Alerts,
+    Peer,
+    PeerNote,
+    ProxySource,
+    ProxyNote,
+    Strategy,
+    TrustedHops,
+    RateLimitKey,
+    ChainHeader,
+    Chain,
+    Headers,
+    Steps,
+}
+
+impl Slot {
+    /// Every slot, by its name in the template.
+    const NAMES: [(&'static str, Slot); 19] = [
+        ("healthz", Slot::Healthz),
+        ("metrics", Slot::Metrics),
+        ("self_url", Slot::SelfUrl),
+        ("client_ip", Slot::ClientIp),
+        ("client_port", Slot::ClientPort),
+        ("pills", Slot::Pills),
+        ("verdict", Slot::Verdict),
+        ("alerts", Slot::Alerts),
+        ("peer", Slot::Peer),
+        ("peer_note", Slot::PeerNote),
+        ("proxy_source", Slot::ProxySource),
+        ("proxy_note", Slot::ProxyNote),
+        ("strategy", Slot::Strategy),
+        ("trusted_hops", Slot::TrustedHops),
+        ("rate_limit_key", Slot::RateLimitKey),
+        ("chain_header", Slot::ChainHeader),
+        ("chain", Slot::Chain),
+        ("headers", Slot::Headers),
+        ("steps", Slot::Steps),
+    ];
+
+    fn named(name: &str) -> Option<Slot> {
+        Slot::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, slot)| slot)
+    }
+}
+
+/// A piece of the template: its own text, or a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Piece {
+    Text(&'static str),
+    Slot(Slot),
+}
+
+/// `page` split at its slots, once. The page is then written piece by piece: what goes
+/// into a slot is never scanned for slots again, so text from the request (which may
+/// well spell `{{steps}}`) is shown as text and the page stays linear in the request.
+/// A `{{…}}` that names no slot stays text.
+fn split(page: &'static str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut rest = page;
+    while let Some((before, after)) = rest.split_once("{{") {
+        let slot = after
+            .split_once("}}")
+            .and_then(|(name, tail)| Slot::named(name).map(|slot| (slot, tail)));
+        match slot {
+            Some((slot, tail)) => {
+                pieces.push(Piece::Text(before));
+                pieces.push(Piece::Slot(slot));
+                rest = tail;
+            }
+            None => {
+                let literal = rest.get(..before.len() + 2).unwrap_or(rest);
+                pieces.push(Piece::Text(literal));
+                rest = after;
+            }
+        }
+    }
+    pieces.push(Piece::Text(rest));
+    pieces.retain(|p| *p != Piece::Text(""));
+    pieces
+}
+
+/// The page template, split at its slots (see [`split`]).
+fn template() -> &'static [Piece] {
+    static PIECES: std::sync::LazyLock<Vec<Piece>> = std::sync::LazyLock::new(|| split(PAGE));
+    &PIECES
 }
 
 /// What a warning means, for people.
@@ -419,7 +551,8 @@ fn source_text(e: &Explanation) -> String {
     }
 }
 
-fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
+/// Writes the HTML page: the template, its slots filled in one pass.
+fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
     let e = &w.decision.to_explanation();
     let r = &e.resolution;
     let mut pills = String::new();
@@ -482,35 +615,52 @@ fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
         ),
     };
 
-    let page = PAGE
-        .replace("{{healthz}}", &escape(links.healthz))
-        .replace("{{metrics}}", &escape(links.metrics))
-        .replace("{{self_url}}", &escape(links.self_url))
-        .replace(
-            "{{client_port}}",
-            &e.client_port
-                .map(|p| format!(" <small>port {p}</small>"))
-                .unwrap_or_default(),
-        )
-        .replace("{{pills}}", &pills)
-        .replace("{{verdict}}", &escape(&verdict))
-        .replace("{{alerts}}", &alerts)
-        .replace("{{peer}}", &escape(&e.peer))
-        .replace("{{peer_note}}", peer_note)
-        .replace("{{proxy_source}}", &proxy_source)
-        .replace("{{proxy_note}}", proxy_note)
-        .replace(
-            "{{strategy}}",
-            &escape(e.strategy.as_deref().unwrap_or("peer (default)")),
-        )
-        .replace("{{trusted_hops}}", &escape(&hops))
-        .replace("{{rate_limit_key}}", &escape(&e.rate_limit_key))
-        .replace("{{chain_header}}", &escape(&e.chain_header))
-        .replace("{{chain}}", &chain(w, e))
-        .replace("{{headers}}", &headers_table(w))
-        .replace("{{steps}}", &steps_table(e));
-    // Last: the client address is the one value an attacker shapes most directly.
-    page.replace("{{client_ip}}", &escape(&e.client_ip))
+    let mut page = String::with_capacity(PAGE.len() + 4096);
+    for piece in template() {
+        let slot = match *piece {
+            Piece::Text(text) => {
+                page.push_str(text);
+                continue;
+            }
+            Piece::Slot(slot) => slot,
+        };
+        match slot {
+            Slot::Healthz => escape_into(&mut page, links.healthz),
+            Slot::Metrics => escape_into(&mut page, links.metrics),
+            Slot::SelfUrl => escape_into(&mut page, links.self_url),
+            Slot::ClientIp => escape_into(&mut page, &e.client_ip),
+            Slot::ClientPort => {
+                if let Some(p) = e.client_port {
+                    let _ = write!(page, " <small>port {p}</small>");
+                }
+            }
+            Slot::Pills => page.push_str(&pills),
+            Slot::Verdict => escape_into(&mut page, &verdict),
+            Slot::Alerts => page.push_str(&alerts),
+            Slot::Peer => escape_into(&mut page, &e.peer),
+            Slot::PeerNote => page.push_str(peer_note),
+            Slot::ProxySource => page.push_str(&proxy_source),
+            Slot::ProxyNote => page.push_str(proxy_note),
+            Slot::Strategy => {
+                escape_into(&mut page, e.strategy.as_deref().unwrap_or("peer (default)"));
+            }
+            Slot::TrustedHops => escape_into(&mut page, &hops),
+            Slot::RateLimitKey => escape_into(&mut page, &e.rate_limit_key),
+            Slot::ChainHeader => escape_into(&mut page, &e.chain_header),
+            Slot::Chain => page.push_str(&chain(w, e)),
+            Slot::Headers => page.push_str(&headers_table(w)),
+            Slot::Steps => page.push_str(&steps_table(e)),
+        }
+    }
+    out.extend_from_slice(page.as_bytes());
+}
+
+/// The HTML page as text.
+#[cfg(test)]
+fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
+    let mut out = Vec::new();
+    write_html(&mut out, w, links);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn chain(w: &Whoami<'_>, e: &Explanation) -> String {
@@ -888,6 +1038,222 @@ mod tests {
             !page.contains("http://") || !page.contains("src=\"http"),
             "no external assets"
         );
+    }
+
+    /// Every slot name of the template, as a client would write them into a header.
+    fn every_slot() -> String {
+        let page = include_str!("whoami.html");
+        let mut slots: Vec<&str> = page
+            .match_indices("{{")
+            .filter_map(|(i, _)| {
+                let rest = page.get(i..)?;
+                rest.find("}}").and_then(|end| rest.get(..end + 2))
+            })
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert!(slots.len() >= 19, "{slots:?}");
+        slots.concat()
+    }
+
+    /// The bytes of a request carrying `lines` (and `host`), as it came on the wire.
+    fn request_bytes(host: &str, lines: &[(&str, &[u8])]) -> usize {
+        "GET / HTTP/1.1\r\nHost: \r\n\r\n".len()
+            + host.len()
+            + lines
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+    }
+
+    /// Renders the page for a request from `peer` (the policy trusts 10.0.0.0/8).
+    fn render(peer: &str, host: &str, lines: &[(&str, &[u8])], format: Format) -> Vec<u8> {
+        render_with(
+            &crate::test_support::trusting_ten(),
+            peer,
+            host,
+            lines,
+            format,
+        )
+    }
+
+    /// A policy trusting 10.0.0.0/8 with these strategies, and how many there are.
+    fn policy_with(strategies: &[&str]) -> (Policy, usize) {
+        let mut b = Policy::builder().trust_str("10.0.0.0/8").unwrap();
+        for s in strategies {
+            b = b.strategy_str(s).unwrap();
+        }
+        (b.build().unwrap(), strategies.len())
+    }
+
+    fn render_with(
+        policy: &Policy,
+        peer: &str,
+        host: &str,
+        lines: &[(&str, &[u8])],
+        format: Format,
+    ) -> Vec<u8> {
+        let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
+        let decision = Decision::new(policy, &conn, lines);
+        let w = Whoami {
+            decision: &decision,
+            direct_ip: conn.peer.ip,
+            headers: forwarding_headers_of(lines.iter().copied(), is_fwd_spelled),
+        };
+        let self_url = format!("http://{host}/");
+        let mut out = Vec::new();
+        write_body(
+            &mut out,
+            format,
+            &w,
+            &Links {
+                healthz: "/healthz",
+                metrics: "/metrics",
+                self_url: &self_url,
+            },
+        );
+        out
+    }
+
+    /// The headers the page shows (forwarding headers, in several spellings; `Via`),
+    /// each carrying `value`.
+    fn shown_headers(value: &[u8]) -> Vec<(&'static str, &[u8])> {
+        [
+            "X-Forwarded-For",
+            "X-Forwarded-For",
+            "Forwarded",
+            "X-Real-IP",
+            "True-Client-IP",
+            "CF-Connecting-IP",
+            "X_Forwarded_For",
+            "Via",
+            "X-Forwarded-Host",
+            "X-Forwarded-Proto",
+        ]
+        .into_iter()
+        .map(|n| (n, value))
+        .collect()
+    }
+
+    /// `X-Forwarded-For: {{steps}}{{headers}}, …` (1.2 KB) made a 1.9 MB page: request
+    /// text was pasted in before later slots were replaced, and expanded there. Now the
+    /// page is filled in one pass and stays within [`page_size_bound`], a linear bound.
+    #[test]
+    fn slot_names_in_every_shown_header_do_not_expand_the_page() {
+        let slots = every_slot();
+        let values = [
+            format!("{slots}, 203.0.113.9"),
+            format!("{slots}{slots}, {slots}, 10.0.0.7"),
+            format!("for=\"{slots}\", for=203.0.113.9"),
+            slots.repeat(8),
+        ];
+        let (policy, strategies) = policy_with(&["rightmost-untrusted"]);
+        for value in &values {
+            let lines = shown_headers(value.as_bytes());
+            for peer in ["10.0.0.5:4000", "198.51.100.1:1"] {
+                for format in [Format::Html, Format::Json, Format::Text] {
+                    let page = render_with(&policy, peer, &slots, &lines, format);
+                    let request = request_bytes(&slots, &lines);
+                    assert!(
+                        page.len() <= page_size_bound(request, strategies),
+                        "{format:?} from {peer}: a {request}-byte request made a {}-byte page",
+                        page.len()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Normal requests render exactly as the template with its slots filled: every
+    /// slot filled, no text of the request read as a slot.
+    #[test]
+    fn slot_names_from_the_request_are_shown_as_text() {
+        let lines: Vec<(&str, &[u8])> = vec![("X-Forwarded-For", b"{{client_ip}}, 203.0.113.9")];
+        let page = String::from_utf8(render("10.0.0.5:4000", "x", &lines, Format::Html)).unwrap();
+        assert!(page.contains("{{client_ip}}, 203.0.113.9"), "{page}");
+        assert_eq!(
+            page.matches("{{").count(),
+            2,
+            "only the client's two slot names"
+        );
+        assert_eq!(page.matches("203.0.113.9 — trueip</title>").count(), 1);
+    }
+
+    mod size {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Header values built from what makes a page large: slot names, characters
+        /// that escaping grows (`"` → `&quot;`), list separators, short elements.
+        fn value() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("{{steps}}".to_string()),
+                Just("{{headers}}".to_string()),
+                Just("{{chain}}".to_string()),
+                Just("{{client_ip}}".to_string()),
+                Just("\"".to_string()),
+                Just("'".to_string()),
+                Just("&".to_string()),
+                Just(",".to_string()),
+                Just(", ".to_string()),
+                Just(";".to_string()),
+                Just("for=".to_string()),
+                Just("1".to_string()),
+                Just("10.0.0.1".to_string()),
+                Just("203.0.113.9".to_string()),
+                Just("[2001:db8::1]:443".to_string()),
+                Just("unknown".to_string()),
+                "[ -~]{0,8}",
+                "\\PC{0,4}",
+            ];
+            prop::collection::vec(piece, 0..64).prop_map(|p| p.concat())
+        }
+
+        fn name() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "X-Forwarded-For",
+                "Forwarded",
+                "X-Real-IP",
+                "X_Forwarded_For",
+                "True-Client-IP",
+                "CF-Connecting-IP",
+                "Via",
+                "X-Forwarded-Host",
+                "Accept",
+                "User-Agent",
+            ])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// No request makes a page larger than [`page_size_bound`], in any format.
+            #[test]
+            fn pages_grow_at_most_linearly_with_the_request(
+                lines in prop::collection::vec((name(), value()), 0..24),
+                host in "[ -~]{0,40}",
+                trusted in any::<bool>(),
+                policy in prop::sample::select(vec![
+                    vec!["rightmost-untrusted"],
+                    vec!["hops:2"],
+                    vec!["header:X-Real-IP", "rightmost-untrusted"],
+                    vec!["hops:64", "hops:3", "rightmost-untrusted", "rightmost"],
+                ]),
+            ) {
+                let (policy, strategies) = policy_with(&policy);
+                let lines: Vec<(&str, &[u8])> =
+                    lines.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+                let peer = if trusted { "10.0.0.5:4000" } else { "198.51.100.1:1" };
+                let request = request_bytes(&host, &lines);
+                for format in [Format::Html, Format::Json, Format::Text] {
+                    let page = render_with(&policy, peer, &host, &lines, format);
+                    prop_assert!(
+                        page.len() <= page_size_bound(request, strategies),
+                        "{:?}: a {}-byte request made a {}-byte page", format, request, page.len()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -299,3 +299,52 @@ fn assert_only_valid_requests_reached(up: &Upstream) {
         );
     }
 }
+
+/// A PROXY v2 header that says the relayed connection was UDP (`\x12`, `\x22`), arriving
+/// on a TCP listener: nginx ("unsupported transport") and HAProxy keep the sender as the
+/// peer and serve the connection. So does the gateway: the header's addresses are not
+/// used, and the header is counted (`trueip_proxy_protocol_ignored_total`).
+#[test]
+fn a_v2_header_claiming_udp_on_tcp_keeps_the_sender_as_the_peer() {
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("udp_on_tcp", "any", CLIENT_IP, Some(&up));
+    let udp = |src: &str, dst: SocketAddr| {
+        let mut pre = proxy_v2(sock(src), dst, &[]);
+        if let Some(fam) = pre.get_mut(13) {
+            // 0x11 (TCP over IPv4) becomes 0x12, 0x21 (TCP over IPv6) 0x22.
+            *fam += 1;
+        }
+        pre
+    };
+    for (what, pre) in [
+        ("udp4", udp("203.0.113.50:5000", gw.addr)),
+        ("udp6", udp("[2001:db8::50]:5000", sock("[::1]:80"))),
+    ] {
+        let resp = Req::get("/udp")
+            .send_with_preamble(gw.addr, &pre)
+            .unwrap_or_else(|e| panic!("{what}: the connection was not served: {e}"));
+        assert_eq!(resp.status, 200, "{what}: {}", resp.text());
+        let seen = up.last();
+        assert_eq!(
+            seen.one("X-Real-IP"),
+            CLIENT_IP,
+            "{what}: the sender is the peer"
+        );
+        assert!(
+            !seen
+                .headers
+                .iter()
+                .any(|(_, v)| v.contains("203.0.113.50") || v.contains("2001:db8::50")),
+            "{what}: the UDP source reached the upstream: {:#?}",
+            seen.headers
+        );
+    }
+    let metrics = Req::get("/.trueip/metrics")
+        .send_with_preamble(gw.addr, &proxy_v2(sock("192.0.2.200:40000"), gw.addr, &[]))
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("trueip_proxy_protocol_ignored_total{reason=\"datagram\"} 2"),
+        "{metrics}"
+    );
+}

@@ -136,3 +136,54 @@ fn pipelined_requests_keep_their_own_clients_and_order() {
         assert_clean_forwarding(&seen, CLIENT_IP, "pipelined");
     }
 }
+
+/// The value of metric line `name` (with its labels), or 0 when absent.
+fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let text = Req::get("/.trueip/metrics").must_send(addr).text();
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// A chunked request body that breaks the chunked syntax was answered 502, as if the
+/// upstream had failed, and counted as an upstream error. It is the client's fault: 400,
+/// counted as a client error, and nothing is blamed on the upstream.
+#[test]
+fn a_malformed_chunked_request_body_is_the_clients_fault_not_the_upstreams() {
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("bad_chunked", &up);
+    for (what, body) in [
+        (
+            "a size that is not hex",
+            "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
+        ),
+        ("more data than the size", "3\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        let request = format!(
+            "POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n{body}"
+        );
+        let ending = exchange(gw.addr, request.as_bytes(), Duration::from_secs(5));
+        assert_eq!(
+            ending.status(),
+            Some(400),
+            "{what}: {}",
+            String::from_utf8_lossy(ending.bytes())
+        );
+    }
+    assert_eq!(
+        metric(
+            gw.addr,
+            "trueip_client_errors_total{reason=\"bad_request_body\"}"
+        ),
+        2.0
+    );
+    assert_eq!(metric(gw.addr, "trueip_upstream_errors_total"), 0.0);
+    assert!(
+        up.requests().iter().all(|s| s.path != "/chunked"),
+        "a broken body reached the upstream as a complete request"
+    );
+    assert_healthy(gw.addr, "malformed chunked bodies");
+}

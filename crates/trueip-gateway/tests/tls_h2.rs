@@ -209,3 +209,56 @@ fn tls_passthrough_behind_haproxy_send_proxy_v2() {
     assert_clean_forwarding(seen, CLIENT_IP, "TLS passthrough behind HAProxy");
     assert_eq!(seen.one("X-Forwarded-Proto"), "https");
 }
+
+/// HTTP/2 requests were not held to `limits.max_headers` as HTTP/1.1 requests are: 30
+/// header fields passed a limit of 20 over h2c while HTTP/1.1 answered 431. One limit for
+/// both, the same status, and the same count in the metrics. An HTTP/2 cookie split into
+/// crumbs (RFC 9113 §8.2.3) counts as the one line HTTP/1.1 sends it as.
+#[test]
+fn h2_requests_are_held_to_max_headers_as_http1_requests_are() {
+    let dir = test_dir("tls_h2/max_headers");
+    let up = Upstream::start(Behavior::Echo);
+    let url = up.url();
+    let gw = Gateway::start_with_toml(
+        &dir,
+        free_addr(),
+        "[limits]\nmax_headers = 20\n",
+        &["--upstream", &url],
+    );
+    let many: Vec<String> = (0..30).map(|i| format!("X-Many-{i}: v")).collect();
+    let mut args = vec!["--http2-prior-knowledge"];
+    for h in &many {
+        args.extend_from_slice(&["-H", h.as_str()]);
+    }
+    let Some((version, status, body)) = curl(&args, &format!("http://{}/many-h2", gw.addr)) else {
+        return;
+    };
+    assert_eq!((version.as_str(), status), ("2", 431), "{body}");
+    // The same request over HTTP/1.1: the same answer.
+    args[0] = "--http1.1";
+    let Some((version, status, body)) = curl(&args, &format!("http://{}/many-h1", gw.addr)) else {
+        return;
+    };
+    assert_eq!((version.as_str(), status), ("1.1", 431), "{body}");
+    // Under the limit, with a cookie in crumbs: served.
+    let few = ["X-Few: 1", "Cookie: a=1", "Cookie: b=2", "Cookie: c=3"];
+    let mut args = vec!["--http2-prior-knowledge"];
+    for h in &few {
+        args.extend_from_slice(&["-H", h]);
+    }
+    let Some((_, status, body)) = curl(&args, &format!("http://{}/few", gw.addr)) else {
+        return;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        up.requests().iter().all(|s| !s.path.starts_with("/many")),
+        "a request over max_headers reached the upstream"
+    );
+    let Some((_, _, metrics)) = curl(&[], &format!("http://{}/.trueip/metrics", gw.addr)) else {
+        return;
+    };
+    assert!(
+        metrics.contains("trueip_client_errors_total{reason=\"headers_over_limit\"} 2"),
+        "one count each for HTTP/2 and HTTP/1.1: {metrics}"
+    );
+}

@@ -199,3 +199,48 @@ fn json_is_the_explain_object_plus_direct_ip_and_headers() {
     assert_eq!(whoami, explain);
     assert_eq!(whoami["client_ip"], "203.0.113.9");
 }
+
+/// Every slot name of the page template, as a client writes them into a header.
+const EVERY_SLOT: &str = "{{healthz}}{{metrics}}{{self_url}}{{client_ip}}{{client_port}}{{pills}}\
+{{verdict}}{{alerts}}{{peer}}{{peer_note}}{{proxy_source}}{{proxy_note}}{{strategy}}\
+{{trusted_hops}}{{rate_limit_key}}{{chain_header}}{{chain}}{{headers}}{{steps}}";
+
+/// `X-Forwarded-For: {{steps}}{{headers}}, …` (1.2 KB) once made a 1.9 MB page, 32 KB
+/// hundreds of MB: request text pasted into the page was expanded by the slots filled after
+/// it. The page is filled in one pass and stays under a bound linear in the request.
+#[test]
+fn slot_names_in_request_headers_do_not_expand_the_page() {
+    for (name, args) in [
+        ("slots_default", &[][..]),
+        (
+            "slots_trusted",
+            &["--trust", "127.0.0.1", "--strategy", "rightmost-untrusted"][..],
+        ),
+    ] {
+        let gw = start(name, args);
+        let value = format!("{EVERY_SLOT}, {EVERY_SLOT}, 203.0.113.9");
+        let headers: Vec<(String, String)> = [
+            "X-Forwarded-For",
+            "Forwarded",
+            "X-Real-IP",
+            "True-Client-IP",
+            "X_Forwarded_For",
+            "Via",
+        ]
+        .into_iter()
+        .map(|n| (n.to_string(), value.clone()))
+        .chain([("Host".to_string(), EVERY_SLOT.to_string())])
+        .collect();
+        let req = Req::get("/").headers(&headers);
+        let request = req.to_bytes().len();
+        let resp = req.must_send(gw.addr);
+        assert_eq!(resp.status, 200, "{name}: {}", resp.text());
+        let bound = trueip_gateway::whoami::page_size_bound(request, 1);
+        assert!(
+            resp.body.len() <= bound,
+            "{name}: a {request}-byte request made a {}-byte page (bound {bound})",
+            resp.body.len()
+        );
+        assert!(resp.text().contains("{{steps}}"), "shown as text");
+    }
+}

@@ -1,0 +1,51 @@
+//! Request limits every codec applies alike: the lean HTTP/1.1 path, hyper's HTTP/1.1
+//! (configured with the same numbers, its parser answers 431 itself) and HTTP/2 (whose
+//! header count hyper does not limit, so the service does, with this rule).
+
+use http::{HeaderMap, Uri, header};
+
+/// Whether a request of `lines` header lines is over `limits.max_headers`: it is
+/// answered 431, whatever the protocol.
+pub fn too_many_headers(lines: usize, max_headers: usize) -> bool {
+    lines > max_headers
+}
+
+/// How many header lines a request counts as: the lines HTTP/1.1 would carry it in.
+/// Every field is a line; the `cookie` fields are one (an HTTP/2 client may split a
+/// cookie into crumbs, RFC 9113 §8.2.3, and the gateway joins them into one line); and
+/// a target that carries the authority (HTTP/2's `:authority`) with no `Host` field
+/// counts the `Host` line HTTP/1.1 would have sent.
+pub fn header_lines(headers: &HeaderMap, uri: &Uri) -> usize {
+    let cookies = headers.get_all(header::COOKIE).iter().count();
+    let host = usize::from(uri.authority().is_some() && !headers.contains_key(header::HOST));
+    headers.len() - cookies + cookies.min(1) + host
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn lines_count_as_http1_carries_them() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3"),
+        ] {
+            h.append(n, HeaderValue::from_static(v));
+        }
+        let origin: Uri = "/path".parse().unwrap();
+        let absolute: Uri = "http://example.test/path".parse().unwrap();
+        assert_eq!(header_lines(&h, &origin), 3);
+        assert_eq!(header_lines(&h, &absolute), 4, "the Host line");
+        h.append(header::HOST, HeaderValue::from_static("example.test"));
+        assert_eq!(header_lines(&h, &absolute), 4, "Host counted once");
+        assert!(!too_many_headers(4, 4));
+        assert!(too_many_headers(5, 4));
+    }
+}
