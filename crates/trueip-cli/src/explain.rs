@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Flags};
 use trueip::headers::{parse_header_field, parse_header_line};
-use trueip::{Connection, Explanation, Node, Policy};
+use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -166,6 +166,7 @@ fn connection(peer: &str, proxy_source: Option<&str>) -> Result<Connection, Stri
     Ok(Connection {
         peer: node("peer", peer)?,
         proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()?,
+        private_link: PrivateLink::default(),
     })
 }
 
