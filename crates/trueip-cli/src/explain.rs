@@ -13,7 +13,7 @@ use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
 const EXIT_BAD_INPUT: u8 = 2;
 
-const AFTER_HELP: &str = "\
+const TRUST_HELP: &str = "\
 Trust specs (--trust, repeatable):
   10.0.0.0/8, 192.0.2.7, 2001:db8::/32   address ranges and single addresses
   loopback | private | any                named sets (private = RFC 1918 + ULA + link-local)
@@ -21,16 +21,9 @@ Trust specs (--trust, repeatable):
                                           a provider's published range list
   gcp-lb                                  Google Front End ranges (built in)
 
-Strategies (--strategy, repeat for a fallback chain):
-  peer                  the TCP peer is the client, headers ignored (default without --trust)
-  rightmost-untrusted   walk the list from the right, skip trusted proxies
-  rightmost             the last element, if the peer is trusted
-  hops:N                exactly N proxies in front: N-th element from the right
-  header:NAME           a single-address header (X-Real-IP, CF-Connecting-IP...)
-  leftmost              first element, client-written: spoofable, analytics only
-  cloudfront | cloudflare | fastly | fly | aws-alb | gcp-lb | azure-front-door
-                        provider presets
+";
 
+const EXAMPLES: &str = "\
 Examples:
   # nginx on 10.0.0.5 appends to X-Forwarded-For; the client forged the first entry
   trueip explain --peer 10.0.0.5 --trust 10.0.0.0/8 --strategy rightmost-untrusted \\
@@ -50,6 +43,15 @@ Examples:
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad).";
 
+/// The long help after the options: trust specs, the strategies (from the strategy
+/// table, as the README's), examples.
+fn after_help() -> String {
+    format!(
+        "{TRUST_HELP}Strategies (--strategy, repeat for a fallback chain):\n{}\n{EXAMPLES}",
+        trueip::StrategySpec::help()
+    )
+}
+
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -61,7 +63,7 @@ pub enum Format {
 
 /// Explain how the client address of one request is decided.
 #[derive(Args, Debug)]
-#[command(after_long_help = AFTER_HELP)]
+#[command(after_long_help = after_help())]
 pub struct ExplainArgs {
     /// The TCP peer: IP or IP:port ([v6]:port).
     #[arg(long, value_name = "ADDR", required_unless_present = "batch")]

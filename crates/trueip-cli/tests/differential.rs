@@ -269,9 +269,9 @@ const EXPECTED_DIFFERENCES: &[Expected] = &[
     Expected { case: "v4: trailing dot", oracle: PROXYFIX, why: WHY_VERBATIM },
     Expected { case: "v4: empty octet", oracle: ON, why: WHY_NGINX_LAX_V4 },
     Expected { case: "v4: empty octet", oracle: PROXYFIX, why: WHY_VERBATIM },
-    Expected { case: "v4: broadcast address", oracle: ON, why: "nginx's ngx_inet_addr returns \
-        INADDR_NONE (= 255.255.255.255) for errors, so it cannot read this address and stops at \
-        the trusted hop; trueip reads it" },
+    Expected { case: "v4: broadcast address", oracle: PROXYFIX, why: "ProxyFix passes any \
+        text on; 255.255.255.255 is never a TCP source, so trueip stops at the trusted hop (as \
+        nginx does: its ngx_inet_addr cannot read it either)" },
 
     Expected { case: "mapped: client", oracle: ON, why: WHY_MAPPED },
     Expected { case: "mapped: client", oracle: PROXYFIX, why: WHY_MAPPED },

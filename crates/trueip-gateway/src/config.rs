@@ -98,6 +98,9 @@ pub struct UpstreamConfig {
     /// Idle pooled connections kept. Default 64.
     #[serde(default)]
     pub pool_max_idle: Option<usize>,
+    /// Idle pooled connections kept in all, every pool together. Default 1024.
+    #[serde(default)]
+    pub pool_max_idle_total: Option<usize>,
     /// `off` (default), `v1` or `v2`: a PROXY header opening every upstream connection.
     #[serde(default)]
     pub proxy_protocol: Option<String>,
@@ -128,6 +131,9 @@ pub struct HeadersConfig {
     /// More header names to treat as client-IP headers.
     #[serde(default)]
     pub strip: Vec<String>,
+    /// Client-IP headers of the built-in table to pass from any client, on purpose.
+    #[serde(default)]
+    pub keep: Vec<String>,
 }
 
 /// `[limits]`
@@ -346,8 +352,10 @@ pub struct UpstreamSettings {
     pub body_timeout: Duration,
     /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
-    /// Pool size per key.
+    /// Pool size per key (per worker; with PROXY headers, per client connection).
     pub pool_max_idle: usize,
+    /// Idle connections in all pools together.
+    pub pool_max_idle_total: usize,
     /// PROXY header to the upstream.
     pub proxy_protocol: SendProxy,
 }
@@ -393,6 +401,9 @@ pub struct HeaderSettings {
     pub x_forwarded_port: bool,
     /// Extra client-IP header names (from `strip` and from `header:NAME` strategies), lower case.
     pub extra: Vec<FieldName>,
+    /// Names of the built-in table (`trueip::headers::names::FORWARDING`) passed from any
+    /// client (`keep`), lower case.
+    pub keep: Vec<FieldName>,
     /// The origin secret header, removed before forwarding.
     pub origin_secret: Option<FieldName>,
 }
@@ -651,7 +662,7 @@ impl Settings {
         let upstream = upstream_url
             .map(|url| upstream(&url, &file.upstream))
             .transpose()?;
-        let headers = headers(&file.headers, &file.client_ip)?;
+        let headers = headers(&file.headers, &file.client_ip, &policy)?;
         let limits = limits(&file.limits)?;
         let admin = admin(&file.admin)?;
         if let Some(a) = admin.listen
@@ -861,11 +872,21 @@ fn upstream(url: &str, u: &UpstreamConfig) -> Result<UpstreamSettings, ConfigErr
             "upstream.pool_max_idle",
             "idle connections kept open to the upstream",
         )?,
+        pool_max_idle_total: at_most(
+            u.pool_max_idle_total.unwrap_or(1024),
+            MAX_POOL_IDLE,
+            "upstream.pool_max_idle_total",
+            "idle connections kept open to the upstream in all",
+        )?,
         proxy_protocol,
     })
 }
 
-fn headers(h: &HeadersConfig, client_ip: &ClientIpConfig) -> Result<HeaderSettings, ConfigError> {
+fn headers(
+    h: &HeadersConfig,
+    client_ip: &ClientIpConfig,
+    policy: &Policy,
+) -> Result<HeaderSettings, ConfigError> {
     let mut extra: Vec<FieldName> = Vec::new();
     for (i, name) in h.strip.iter().enumerate() {
         let name = FieldName::new(name.trim()).map_err(|e| e.at(format!("headers.strip[{i}]")))?;
@@ -887,7 +908,9 @@ fn headers(h: &HeadersConfig, client_ip: &ClientIpConfig) -> Result<HeaderSettin
     for entry in entries {
         if let Ok(StrategySpec::Header(name)) = entry.parse::<StrategySpec>()
             && !extra.contains(&name)
-            && !trueip::headers::names::FORWARDING.contains(&name)
+            && !trueip::headers::names::FORWARDING
+                .iter()
+                .any(|row| row.name == name)
         {
             extra.push(name);
         }
@@ -896,6 +919,7 @@ fn headers(h: &HeadersConfig, client_ip: &ClientIpConfig) -> Result<HeaderSettin
         .origin_secret
         .as_ref()
         .and_then(|s| FieldName::new(s.header.trim()).ok());
+    let keep = keep(&h.keep, &extra, origin_secret.as_ref(), policy)?;
     Ok(HeaderSettings {
         x_real_ip: h.x_real_ip.unwrap_or(true),
         x_forwarded_for: h
@@ -916,8 +940,69 @@ fn headers(h: &HeadersConfig, client_ip: &ClientIpConfig) -> Result<HeaderSettin
         x_forwarded_host: h.x_forwarded_host.unwrap_or(true),
         x_forwarded_port: h.x_forwarded_port.unwrap_or(true),
         extra,
+        keep,
         origin_secret,
     })
+}
+
+/// The checked `headers.keep`: names of the built-in table only (any other header is not
+/// stripped in the first place, so keeping it would be a typo that silently does
+/// nothing), and none the gateway writes or the policy reads: a header the policy reads
+/// decides the client, and one the gateway writes is replaced anyway.
+fn keep(
+    names: &[String],
+    extra: &[FieldName],
+    origin_secret: Option<&FieldName>,
+    policy: &Policy,
+) -> Result<Vec<FieldName>, ConfigError> {
+    use trueip::headers::names;
+    let written = [
+        names::X_REAL_IP,
+        names::X_FORWARDED_FOR,
+        names::FORWARDED,
+        names::X_FORWARDED_PROTO,
+        names::X_FORWARDED_HOST,
+        names::X_FORWARDED_PORT,
+    ];
+    let read_by_policy = |name: &FieldName| {
+        extra.contains(name)
+            || origin_secret == Some(name)
+            || (0..=u8::MAX)
+                .map_while(|i| policy.strategy_name(i).map(|_| policy.strategy_header(i)))
+                .any(|read| read == Some(name))
+    };
+    let mut keep = Vec::new();
+    for (i, text) in names.iter().enumerate() {
+        let at = format!("headers.keep[{i}]");
+        let name = FieldName::new(text.trim()).map_err(|e| e.at(at.clone()))?;
+        if !names::FORWARDING.iter().any(|row| row.name == name) {
+            return Err(ConfigError::new(format!(
+                "{name} is not a client-IP header the gateway strips"
+            ))
+            .hint("headers outside the table in docs/SECURITY.md reach the upstream already; remove it from keep")
+            .at(at));
+        }
+        if written.contains(&name) {
+            return Err(ConfigError::new(format!("the gateway writes {name} itself"))
+                .hint(format!(
+                    "it cannot be kept; turn it off in [headers] if the upstream should not get the gateway's {name}"
+                ))
+                .at(at));
+        }
+        if read_by_policy(&name) {
+            return Err(ConfigError::new(format!(
+                "{name} is read by the client_ip policy (or listed in headers.strip)"
+            ))
+            .hint(
+                "a header that decides the client cannot pass from any client; remove it from keep",
+            )
+            .at(at));
+        }
+        if !keep.contains(&name) {
+            keep.push(name);
+        }
+    }
+    Ok(keep)
 }
 
 fn limits(l: &LimitsConfig) -> Result<Limits, ConfigError> {
@@ -1098,6 +1183,39 @@ mod tests {
         );
         let err = settings("[limits]\nbacklog = 0").unwrap_err();
         assert!(err.contains("limits.backlog"), "{err}");
+    }
+
+    #[test]
+    fn kept_headers_are_table_names_the_gateway_neither_writes_nor_reads() {
+        let s = settings("[headers]\nkeep = [\"Client-IP\", \"client-ip\"]").unwrap();
+        assert_eq!(s.headers.keep, [FieldName::new("client-ip").unwrap()]);
+        assert!(settings("").unwrap().headers.keep.is_empty());
+        for (toml, why) in [
+            ("[headers]\nkeep = [\"X-App\"]", "not a client-IP header"),
+            (
+                "[headers]\nkeep = [\"X-Real-IP\"]",
+                "writes x-real-ip itself",
+            ),
+            (
+                "[headers]\nkeep = [\"Forwarded\"]\nforwarded = \"off\"",
+                "writes forwarded itself",
+            ),
+            (
+                "[client_ip]\ntrusted = [\"10.0.0.0/8\"]\nstrategy = \"header:CF-Connecting-IP\"\n[headers]\nkeep = [\"CF-Connecting-IP\"]",
+                "read by the client_ip policy",
+            ),
+            (
+                "[client_ip]\ntrusted = [\"10.0.0.0/8\"]\norigin_secret = { header = \"X-Azure-FDID\", value = \"x\" }\n[headers]\nkeep = [\"X-Azure-FDID\"]",
+                "read by the client_ip policy",
+            ),
+            ("[headers]\nkeep = [\"bad name\"]", "invalid header name"),
+        ] {
+            let err = settings(toml).unwrap_err();
+            assert!(
+                err.contains("headers.keep[0]") && err.contains(why),
+                "{toml}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -876,7 +876,7 @@ async fn forward(
 
     let mut retried = false;
     let exchanged = loop {
-        let mut conn = match upstream.take_raw(&key, record.start) {
+        let mut conn = match upstream.take_raw(&key, record.start, &ctx.upstream_idle) {
             Some(c) => c,
             None => match tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)).await {
                 Ok(Ok(c)) => c,
@@ -1090,7 +1090,7 @@ async fn forward(
         return Sent::Close;
     }
     if done && parsed.reusable && conn.buf.is_empty() {
-        upstream.put_raw(key, conn);
+        upstream.put_raw(key, conn, &ctx.upstream_idle);
     }
     if done && !close_after {
         Sent::KeepAlive
@@ -1213,8 +1213,17 @@ async fn read_head(
 /// those `Connection` names), framing decided.
 fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
     let code = resp.code.unwrap_or(0);
+    // This path forwards no upgrade (requests that ask for one go to hyper), so no 101
+    // may start a tunnel here: the rule is `hygiene::may_tunnel`'s, asked nothing.
     if code == 101 {
-        return Err(Failed::Protocol("the upstream switched protocols unasked"));
+        let answered = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .map(|h| h.value);
+        if !hygiene::may_tunnel(None, answered) {
+            return Err(Failed::Protocol("the upstream switched protocols unasked"));
+        }
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
     let lines = &*resp.headers;

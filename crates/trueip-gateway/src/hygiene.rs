@@ -6,7 +6,9 @@
 //!    *named* in `Connection` are removed — except client-IP headers and `Host`. Other
 //!    proxies honour `Connection: X-Real-IP` *after* setting their own headers, so a
 //!    client can delete what the proxy wrote; here such tokens are ignored, and the
-//!    gateway's own headers are written last anyway.
+//!    gateway's own headers are written last anyway. Of the upgrades a client may ask
+//!    for, only a WebSocket one is set again for the upstream ([`upgrade_to_forward`]),
+//!    and only a `101` to that upgrade starts a tunnel ([`may_tunnel`]).
 //! 2. **Underscore spellings.** `X_Forwarded_For` becomes `HTTP_X_FORWARDED_FOR` in
 //!    WSGI/CGI, the same variable as the real header. Any spelling of a client-IP header
 //!    with underscores is removed, whoever sent it: no honest proxy writes one.
@@ -62,7 +64,9 @@ pub(crate) fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
-const HOP_BY_HOP: [&str; 8] = [
+/// `HTTP2-Settings` belongs to an `h2c` upgrade and to one connection (RFC 7540 §3.2.1);
+/// the gateway never forwards that upgrade (see [`upgrade_to_forward`]).
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -71,13 +75,64 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
     "upgrade",
     "proxy-authorization",
+    "http2-settings",
 ];
+
+/// The one protocol the gateway lets a connection switch to.
+///
+/// After a `101 Switching Protocols` the gateway copies bytes and can no longer clean
+/// request headers. WebSocket frames carry none, so a WebSocket tunnel cannot carry a
+/// forged client address to the app. Any other upgrade could: after `Upgrade: h2c` the
+/// connection carries HTTP/2 streams, each with whatever `x-real-ip` the client wrote,
+/// straight to an upstream that accepts h2c (Hypercorn does). So every other `Upgrade`
+/// token is dropped with the hop-by-hop headers and the request goes on as plain
+/// HTTP/1.1, as nginx does (it forwards `Upgrade` only when configured to, and then only
+/// what its config names).
+pub const WEBSOCKET: &str = "websocket";
+
+/// The upgrade to ask of the upstream for a request: [`WEBSOCKET`] for a WebSocket opening
+/// handshake (RFC 6455 §4.1: `GET`, HTTP/1.1, `Connection: upgrade`, `websocket` among the
+/// `Upgrade` tokens), else `None` — the request is then forwarded without any upgrade.
+pub fn upgrade_to_forward(
+    method: &http::Method,
+    version: http::Version,
+    headers: &HeaderMap,
+) -> Option<&'static str> {
+    if method != http::Method::GET || version != http::Version::HTTP_11 {
+        return None;
+    }
+    let tokens = |name| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+    };
+    let asks = tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    let websocket = tokens(header::UPGRADE).any(|t| t.eq_ignore_ascii_case(WEBSOCKET.as_bytes()));
+    (asks && websocket).then_some(WEBSOCKET)
+}
+
+/// Whether a `101` whose `Upgrade` header is `answered` may turn the connection into a
+/// tunnel, given the upgrade the gateway forwarded (`asked`, from [`upgrade_to_forward`]):
+/// only when one was forwarded and the upstream switched to exactly that protocol. A `101`
+/// nobody asked for, or naming another protocol, is a broken or hostile upstream: the
+/// client gets 502 and no byte goes through.
+pub fn may_tunnel(asked: Option<&str>, answered: Option<&[u8]>) -> bool {
+    match (asked, answered) {
+        (Some(asked), Some(answered)) => {
+            answered.trim_ascii().eq_ignore_ascii_case(asked.as_bytes())
+        }
+        _ => false,
+    }
+}
 
 /// The header policy, with names prepared once.
 #[derive(Clone, Debug)]
 pub struct Hygiene {
     settings: HeaderSettings,
-    /// Every client-IP header: the core's list plus configured names.
+    /// Every client-IP header: the core's table ([`names::FORWARDING`]) less the names
+    /// kept on purpose, plus the configured names.
     managed: Vec<HeaderName>,
     /// [`HOP_BY_HOP`], parsed.
     hop_by_hop: Vec<HeaderName>,
@@ -163,9 +218,11 @@ impl Present {
 impl Hygiene {
     /// Prepares the header policy.
     pub fn new(settings: HeaderSettings) -> Self {
+        // The table, less what the config keeps on purpose.
         let mut managed: Vec<HeaderName> = names::FORWARDING
             .iter()
-            .map(|n| n.as_http().clone())
+            .filter(|row| !settings.keep.contains(&row.name))
+            .map(|row| row.name.as_http().clone())
             .collect();
         for name in settings.extra.iter().chain(&settings.origin_secret) {
             if !managed.contains(name.as_http()) {
@@ -345,9 +402,19 @@ impl Hygiene {
         let peer = effective_peer(r);
         let proto = facts.origin.proto.map_or(facts.scheme, |p| p.as_str());
         // The host as a header value: the received one when trusted hops reported none.
+        // Either way only a valid `host[:port]` (`trueip::origin::is_host`, which the
+        // reported one already passed): anything else would put the client's text into
+        // the gateway's own `Forwarded` and `X-Forwarded-Host`.
+        let received = facts.host.and_then(|h| {
+            let valid = trueip::origin::is_host(h.as_bytes());
+            if !valid {
+                tracing::debug!(host = ?h, "the request's Host is not a host[:port]: left out of Forwarded and X-Forwarded-Host");
+            }
+            valid.then(|| h.to_str().ok().map(|s| (s, h))).flatten()
+        });
         let (host, host_value) = match &facts.origin.host {
             Some(h) => (Some(h.as_str()), None),
-            None => match facts.host.and_then(|h| h.to_str().ok().map(|s| (s, h))) {
+            None => match received {
                 Some((s, h)) => (Some(s), Some(h)),
                 None => (None, None),
             },
@@ -389,7 +456,7 @@ impl Hygiene {
                         &mut out,
                         peer.ip,
                         Some(facts.scheme),
-                        facts.host.and_then(|h| h.to_str().ok()),
+                        received.map(|(s, _)| s),
                     );
                 }
                 _ => {
@@ -685,6 +752,7 @@ mod tests {
             x_forwarded_host: true,
             x_forwarded_port: true,
             extra: vec![FieldName::new("X-Custom-IP").unwrap()],
+            keep: Vec::new(),
             origin_secret: None,
         }
     }
@@ -938,6 +1006,75 @@ mod tests {
         );
         assert_eq!(one(&h, "x-forwarded-proto"), "https");
         assert_eq!(one(&h, "x-forwarded-host"), "a.example");
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_is_forwarded() {
+        use http::{Method, Version};
+        let ws = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ]);
+        assert_eq!(
+            upgrade_to_forward(&Method::GET, Version::HTTP_11, &ws),
+            Some(WEBSOCKET)
+        );
+        assert_eq!(
+            upgrade_to_forward(&Method::POST, Version::HTTP_11, &ws),
+            None
+        );
+        assert_eq!(
+            upgrade_to_forward(&Method::GET, Version::HTTP_10, &ws),
+            None
+        );
+        let h2c = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        assert_eq!(
+            upgrade_to_forward(&Method::GET, Version::HTTP_11, &h2c),
+            None
+        );
+        let unasked = map(&[("upgrade", "websocket")]);
+        assert_eq!(
+            upgrade_to_forward(&Method::GET, Version::HTTP_11, &unasked),
+            None
+        );
+        // Offered among others: only websocket is forwarded.
+        let both = map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        assert_eq!(
+            upgrade_to_forward(&Method::GET, Version::HTTP_11, &both),
+            Some(WEBSOCKET)
+        );
+    }
+
+    #[test]
+    fn a_101_tunnels_only_to_the_protocol_asked() {
+        assert!(may_tunnel(Some(WEBSOCKET), Some(b"websocket")));
+        assert!(may_tunnel(Some(WEBSOCKET), Some(b" WebSocket ")));
+        assert!(!may_tunnel(Some(WEBSOCKET), Some(b"h2c")));
+        assert!(!may_tunnel(Some(WEBSOCKET), Some(b"websocket, h2c")));
+        assert!(!may_tunnel(Some(WEBSOCKET), None));
+        assert!(!may_tunnel(None, Some(b"h2c")));
+        assert!(!may_tunnel(None, Some(b"websocket")));
+    }
+
+    #[test]
+    fn http2_settings_never_reaches_the_upstream() {
+        let (h, _) = run(
+            &Policy::default(),
+            "192.0.2.1:1",
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+            settings(),
+        );
+        for gone in ["connection", "upgrade", "http2-settings"] {
+            assert!(h.get(gone).is_none(), "{gone} survived");
+        }
     }
 
     #[test]

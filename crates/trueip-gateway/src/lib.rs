@@ -98,6 +98,15 @@ Examples:
 Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
 (e.g. cannot bind), 2 invalid config or arguments.";
 
+/// `--strategy`'s long help: every strategy and preset, from the strategy table.
+fn strategy_help() -> String {
+    format!(
+        "How to find the client. Repeatable: a fallback chain (the first strategy with an \
+         answer decides).\n\n{}",
+        trueip::StrategySpec::help().trim_end()
+    )
+}
+
 /// Run the gateway: a reverse proxy that hands the app a client address it can trust.
 #[derive(Clone, Debug, Default, clap::Args)]
 #[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
@@ -121,9 +130,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SPEC")]
     pub trust: Vec<String>,
 
-    /// How to find the client: peer, rightmost-untrusted, rightmost, hops:N,
-    /// header:NAME, leftmost, or a preset. Repeatable: a fallback chain.
-    #[arg(long, value_name = "NAME")]
+    /// How to find the client: a strategy or a provider preset (`--help` lists them).
+    /// Repeatable: a fallback chain.
+    #[arg(long, value_name = "NAME", long_help = strategy_help())]
     pub strategy: Vec<String>,
 
     /// The list header list strategies read.

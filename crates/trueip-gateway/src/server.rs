@@ -156,6 +156,9 @@ pub struct ConnCtx {
     pub activity: Arc<Activity>,
     /// The admin listener.
     pub admin_only: bool,
+    /// Idle upstream connections that announced this connection in a PROXY header: no
+    /// other connection may use them, so they close with it.
+    pub upstream_idle: Arc<crate::upstream::Private>,
     /// Keeps the connection counted while anything (a tunnel) still uses it.
     _open: Open,
 }
@@ -326,6 +329,7 @@ async fn connection(
         tls,
         activity,
         admin_only: role == Role::Admin,
+        upstream_idle: Arc::default(),
         _open: open,
     });
     match listener {

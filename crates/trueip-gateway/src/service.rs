@@ -228,9 +228,10 @@ async fn forward(
     upstream: &Upstream,
     resolution: &Resolution,
 ) -> Response<Body> {
-    // An HTTP/1.1 upgrade (WebSocket): the hop-by-hop headers that ask for it are
-    // removed with the others and set again, alone, for the upstream.
-    let upgrade = upgrade_request(&req);
+    // A WebSocket upgrade: the hop-by-hop headers that ask for it are removed with the
+    // others and set again, alone, for the upstream. Any other upgrade is not forwarded
+    // (see `hygiene::WEBSOCKET`).
+    let upgrade = hygiene::upgrade_to_forward(req.method(), req.version(), req.headers());
     let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let proxy_addrs = ctx.proxy.as_ref().and_then(|p| p.addrs);
@@ -255,11 +256,13 @@ async fn forward(
     if parts.version == Version::HTTP_2 {
         hygiene::join_cookies(&mut parts.headers);
     }
-    if let Some(protocol) = &upgrade {
+    if let Some(protocol) = upgrade {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, protocol.clone());
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static(protocol));
     }
     match host {
         Some(h) => {
@@ -287,28 +290,24 @@ async fn forward(
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));
     let metrics = &ctx.shared.metrics;
-    match tokio::time::timeout(settings.response_timeout, upstream.send(req)).await {
+    match tokio::time::timeout(
+        settings.response_timeout,
+        upstream.send(req, &ctx.upstream_idle),
+    )
+    .await
+    {
         Ok(Ok((mut resp, pooled))) => {
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let protocol = resp.headers().get(header::UPGRADE).cloned();
+            let allowed =
+                hygiene::may_tunnel(upgrade, protocol.as_ref().map(HeaderValue::as_bytes));
             let tunnel = match downstream_upgrade {
-                Some(down) if switching => Some((down, hyper::upgrade::on(&mut resp))),
+                Some(down) if switching && allowed => Some((down, hyper::upgrade::on(&mut resp))),
                 _ => None,
             };
             let (mut parts, body) = resp.into_parts();
-            let protocol = match tunnel {
-                Some(_) => parts.headers.get(header::UPGRADE).cloned(),
-                None => None,
-            };
             state.hygiene.response(&mut parts.headers);
-            if let Some((down, up)) = tunnel {
-                let Some(protocol) = protocol else {
-                    metrics.upstream_error(UpstreamErrorKind::Protocol);
-                    return error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "bad_gateway",
-                        "the upstream switched protocols without naming one",
-                    );
-                };
+            if let (Some((down, up)), Some(protocol)) = (tunnel, protocol) {
                 parts
                     .headers
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -321,6 +320,7 @@ async fn forward(
                 ));
             } else if switching {
                 metrics.upstream_error(UpstreamErrorKind::Protocol);
+                tracing::warn!(peer = %ctx.peer, asked = ?upgrade, "the upstream switched protocols unasked, or to another protocol than asked: not tunneled");
                 return error_response(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",
@@ -356,24 +356,6 @@ async fn forward(
             )
         }
     }
-}
-
-/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and
-/// `Upgrade: websocket`), if it does.
-fn upgrade_request(req: &Request<Incoming>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
-        return None;
-    }
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
-    if !asks {
-        return None;
-    }
-    req.headers().get(header::UPGRADE).cloned()
 }
 
 /// Copies bytes between the client and the upstream after a 101, until either side

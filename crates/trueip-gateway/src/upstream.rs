@@ -1,16 +1,23 @@
 //! The pooled HTTP/1.1 client to the upstream, over TCP or a unix socket.
 //!
-//! With `upstream.proxy_protocol` set, every upstream connection opens with a PROXY
-//! header naming one client, so a pooled connection may only be reused for that same
-//! client. The pool (hyper's HTTP/1 connections, kept here rather than in hyper-util's
-//! legacy client, which costs more per request) is keyed by the request URI's
-//! authority; the gateway puts the announced addresses into that authority
-//! (`<hex>.<hex>.proxy.invalid`), and the connector reads them back. Connections are
-//! thus shared per client and never across clients, and the authority never reaches
-//! the upstream (the Host header is set explicitly).
+//! The pool (hyper's HTTP/1 connections, kept here rather than in hyper-util's legacy
+//! client, which costs more per request) is keyed by the request URI's authority. The
+//! lean HTTP/1.1 path ([`crate::fast`]) keeps its own pool of bare connections
+//! ([`RawConn`]), per worker thread. Every idle connection, in any pool, holds a
+//! [`Ticket`] of the upstream's one budget: together they never exceed
+//! `upstream.pool_max_idle_total`.
 //!
-//! The lean HTTP/1.1 path ([`crate::fast`]) keeps its own pool of bare connections
-//! ([`RawConn`]) under the same keys, per worker thread.
+//! With `upstream.proxy_protocol` set, every upstream connection opens with a PROXY
+//! header naming one client connection (or, for a client found in a forwarding header,
+//! one client), so it may only be reused for that same client: the gateway puts the
+//! announced addresses into the request URI's authority (`<hex>.<hex>.proxy.invalid`),
+//! the connector reads them back, and the authority never reaches the upstream (the Host
+//! header is set explicitly). Such a connection is kept idle with the client connection
+//! it was opened for ([`Private`]), not in the shared pools: once that client connection
+//! closes no request can use it again, so it closes too. (In a shared pool keyed by
+//! client, every client connection ever seen would leave one idle connection, and one
+//! descriptor, until `pool_idle_timeout`.) HAProxy does the same with `send-proxy`
+//! server connections: it marks them private to the client session.
 
 use std::future::Future;
 use std::io;
@@ -23,7 +30,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use http::Uri;
@@ -212,19 +219,50 @@ impl std::error::Error for SendError {
     }
 }
 
+/// How many connections to one upstream are idle, in every pool together, and the most
+/// that may be.
+#[derive(Debug)]
+struct Budget {
+    idle: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    /// A ticket for one more idle connection, unless the budget is spent.
+    fn ticket(self: &Arc<Self>) -> Option<Ticket> {
+        self.idle
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max).then_some(n + 1))
+            .ok()
+            .map(|_| Ticket(self.clone()))
+    }
+}
+
+/// One idle connection counted in a [`Budget`], uncounted when dropped: however the
+/// connection leaves its pool (taken, expired, evicted, or its pool or client connection
+/// gone), the count follows.
+#[derive(Debug)]
+struct Ticket(Arc<Budget>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Relaxed);
+    }
+}
+
 /// An idle connection.
 struct Idle {
     tx: Sender,
     since: Instant,
+    _ticket: Ticket,
 }
 
-/// Idle keep-alive connections, by pool key (the URI authority: the upstream's, or a
-/// per-client key with PROXY headers), most recently used last.
+/// Idle keep-alive connections, by pool key (the URI authority), most recently used last.
 #[derive(Debug)]
 struct Pool {
     idle: Mutex<HashMap<Authority, Vec<Idle>>>,
     max_idle: usize,
     idle_timeout: Duration,
+    budget: Arc<Budget>,
     /// Whether the task that closes expired idle connections runs.
     reaping: AtomicBool,
 }
@@ -255,7 +293,8 @@ impl Pool {
         found
     }
 
-    /// Keeps a connection that can take the next request.
+    /// Keeps a connection that can take the next request (or closes it, when the pool is
+    /// full).
     fn put(self: &Arc<Self>, key: Authority, tx: Sender) {
         if self.max_idle == 0 || self.idle_timeout.is_zero() {
             return;
@@ -267,9 +306,13 @@ impl Pool {
                 // The oldest goes.
                 list.remove(0);
             }
+            let Some(ticket) = self.budget.ticket() else {
+                return;
+            };
             list.push(Idle {
                 tx,
                 since: Instant::now(),
+                _ticket: ticket,
             });
         }
         if !self.reaping.swap(true, Relaxed) {
@@ -303,12 +346,40 @@ async fn reap(pool: std::sync::Weak<Pool>, every: Duration) {
     }
 }
 
-/// A connection lent to one exchange: it goes back to the pool when the response body
-/// is done with (dropped), once the connection can take another request.
+/// A connection lent to one exchange: it goes back to its pool (the shared one, or its
+/// client connection's) when the response body is done with (dropped), once the
+/// connection can take another request.
 pub struct Pooled {
     pool: Arc<Pool>,
+    /// The client connection's own idle connections, when the connection is private to
+    /// it; `Weak`, so that a response outliving its client connection keeps nothing.
+    private: Option<std::sync::Weak<Private>>,
     key: Authority,
     tx: Option<Sender>,
+}
+
+impl Pooled {
+    fn put(
+        pool: &Arc<Pool>,
+        private: Option<&std::sync::Weak<Private>>,
+        key: Authority,
+        tx: Sender,
+    ) {
+        match private {
+            None => pool.put(key, tx),
+            Some(private) => {
+                if let Some(private) = private.upgrade() {
+                    private.put(
+                        key,
+                        Conn::Hyper(tx),
+                        &pool.budget,
+                        pool.max_idle,
+                        pool.idle_timeout,
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Pooled {
@@ -317,20 +388,106 @@ impl Drop for Pooled {
             return;
         };
         if tx.is_ready() {
-            self.pool.put(self.key.clone(), tx);
+            Pooled::put(&self.pool, self.private.as_ref(), self.key.clone(), tx);
         } else if !tx.is_closed()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             // The connection task has not yet taken in the end of the response: wait for
             // it (it fails if the connection closes instead).
             let pool = self.pool.clone();
+            let private = self.private.clone();
             let key = self.key.clone();
             rt.spawn(async move {
                 if tx.ready().await.is_ok() {
-                    pool.put(key, tx);
+                    Pooled::put(&pool, private.as_ref(), key, tx);
                 }
             });
         }
+    }
+}
+
+/// An idle connection of either kind.
+enum Conn {
+    Hyper(Sender),
+    Raw(RawConn),
+}
+
+/// One idle connection kept by a client connection.
+struct PrivateIdle {
+    key: Authority,
+    conn: Conn,
+    since: Instant,
+    /// Also says which upstream (which config) the connection belongs to: a reload makes
+    /// a new budget.
+    ticket: Ticket,
+}
+
+/// The idle upstream connections of one client connection, when each opened with a PROXY
+/// header naming the client (see the module docs): they close with it. At most
+/// `pool_max_idle` of them (one is the usual: a client connection's requests mostly
+/// resolve to the same client), and they count in the upstream's budget like any other.
+#[derive(Default)]
+pub struct Private {
+    idle: Mutex<Vec<PrivateIdle>>,
+}
+
+impl std::fmt::Debug for Private {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Private").finish_non_exhaustive()
+    }
+}
+
+impl Private {
+    fn put(
+        &self,
+        key: Authority,
+        conn: Conn,
+        budget: &Arc<Budget>,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) {
+        if max_idle == 0 || idle_timeout.is_zero() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= max_idle {
+            idle.remove(0);
+        }
+        let Some(ticket) = budget.ticket() else {
+            return;
+        };
+        idle.push(PrivateIdle {
+            key,
+            conn,
+            since: Instant::now(),
+            ticket,
+        });
+    }
+
+    /// The most recent idle connection for `key` of this upstream (`budget`) that
+    /// `usable` accepts, idle for less than `idle_timeout` as of `now`; connections of an
+    /// older config or past their time are closed on the way.
+    fn take(
+        &self,
+        key: &Authority,
+        budget: &Arc<Budget>,
+        idle_timeout: Duration,
+        now: Instant,
+        mut usable: impl FnMut(&mut Conn) -> bool,
+    ) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain_mut(|e| {
+            Arc::ptr_eq(&e.ticket.0, budget)
+                && now.saturating_duration_since(e.since) < idle_timeout
+                && match &mut e.conn {
+                    Conn::Hyper(tx) => !tx.is_closed(),
+                    Conn::Raw(raw) => !raw.gone(),
+                }
+        });
+        let i = idle
+            .iter_mut()
+            .rposition(|e| e.key == *key && usable(&mut e.conn))?;
+        Some(idle.remove(i).conn)
     }
 }
 
@@ -382,46 +539,19 @@ impl RawConn {
 }
 
 /// Idle raw connections, each with the time it became idle, most recently used last.
-type IdleList = Vec<(RawConn, Instant)>;
+type IdleList = Vec<(RawConn, Instant, Ticket)>;
 
-/// Idle raw connections by worker: those for the upstream's own address (every request
-/// unless PROXY headers go upstream) in a list per worker, found without hashing the key;
-/// the others (one key per client when PROXY headers go upstream) by (worker, key).
-/// Hashing the key (`Authority` hashes byte by byte) took more instructions than the
-/// rest of the pool on every proxied request.
-#[derive(Default)]
-struct RawIdle {
-    own: Vec<IdleList>,
-    keyed: HashMap<(usize, Authority), IdleList>,
-}
-
-impl RawIdle {
-    fn list(&mut self, worker: usize, key: &Authority, own: bool) -> Option<&mut IdleList> {
-        if own {
-            self.own.get_mut(worker)
-        } else {
-            self.keyed.get_mut(&(worker, key.clone()))
-        }
-    }
-
-    fn list_or_new(&mut self, worker: usize, key: Authority, own: bool) -> &mut IdleList {
-        if own && self.own.len() <= worker {
-            self.own.resize_with(worker + 1, Vec::new);
-        }
-        match self.own.get_mut(worker).filter(|_| own) {
-            Some(list) => list,
-            None => self.keyed.entry((worker, key)).or_default(),
-        }
-    }
-}
-
-/// Idle raw connections by (worker, pool key).
+/// Idle raw connections to the upstream's own address (every request unless PROXY
+/// headers go upstream, whose connections are [`Private`]), a list per worker: found
+/// without hashing the key. Hashing the key (`Authority` hashes byte by byte) took more
+/// instructions than the rest of the pool on every proxied request.
 struct RawPool {
-    idle: Mutex<RawIdle>,
-    /// The pool key of the upstream's own address (see [`RawIdle`]).
+    idle: Mutex<Vec<IdleList>>,
+    /// The pool key of the upstream's own address.
     own_key: Option<Authority>,
     max_idle: usize,
     idle_timeout: Duration,
+    budget: Arc<Budget>,
     reaping: AtomicBool,
 }
 
@@ -442,12 +572,14 @@ impl RawPool {
 
     /// An idle connection for `key`, alive and idle for less than the limit as of `now`.
     fn take(&self, key: &Authority, now: Instant) -> Option<RawConn> {
+        if !self.is_own(key) {
+            return None;
+        }
         let worker = WORKER.with(std::cell::Cell::get);
-        let own = self.is_own(key);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.list(worker, key, own)?;
+        let list = idle.get_mut(worker)?;
         let mut found = None;
-        while let Some((mut conn, since)) = list.pop() {
+        while let Some((mut conn, since, _ticket)) = list.pop() {
             if now.saturating_duration_since(since) < self.idle_timeout && !conn.gone() {
                 found = Some(conn);
                 break;
@@ -457,19 +589,26 @@ impl RawPool {
     }
 
     fn put(self: &Arc<Self>, key: Authority, mut conn: RawConn) {
-        if self.max_idle == 0 || self.idle_timeout.is_zero() {
+        if self.max_idle == 0 || self.idle_timeout.is_zero() || !self.is_own(&key) {
             return;
         }
         conn.reused = true;
         let worker = WORKER.with(std::cell::Cell::get);
-        let own = self.is_own(&key);
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let list = idle.list_or_new(worker, key, own);
+            if idle.len() <= worker {
+                idle.resize_with(worker + 1, Vec::new);
+            }
+            let Some(list) = idle.get_mut(worker) else {
+                return;
+            };
             if list.len() >= self.max_idle {
                 list.remove(0);
             }
-            list.push((conn, Instant::now()));
+            let Some(ticket) = self.budget.ticket() else {
+                return;
+            };
+            list.push((conn, Instant::now(), ticket));
         }
         if !self.reaping.swap(true, Relaxed) {
             let pool = Arc::downgrade(self);
@@ -479,17 +618,13 @@ impl RawPool {
                     tokio::time::sleep(every).await;
                     let Some(pool) = pool.upgrade() else { return };
                     let now = Instant::now();
-                    let fresh = |(conn, since): &mut (RawConn, Instant)| {
+                    let fresh = |(conn, since, _): &mut (RawConn, Instant, Ticket)| {
                         now.saturating_duration_since(*since) < pool.idle_timeout && !conn.gone()
                     };
                     let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    for list in &mut idle.own {
+                    for list in idle.iter_mut() {
                         list.retain_mut(fresh);
                     }
-                    idle.keyed.retain(|_, list| {
-                        list.retain_mut(fresh);
-                        !list.is_empty()
-                    });
                 }
             });
         }
@@ -521,19 +656,25 @@ impl Upstream {
             timeout: settings.connect_timeout,
             proxy: settings.proxy_protocol,
         };
+        let budget = Arc::new(Budget {
+            idle: AtomicUsize::new(0),
+            max: settings.pool_max_idle_total,
+        });
         let pool = Arc::new(Pool {
             idle: Mutex::new(HashMap::new()),
             max_idle: settings.pool_max_idle,
             idle_timeout: settings.pool_idle_timeout,
+            budget: budget.clone(),
             reaping: AtomicBool::new(false),
         });
         // Parsed once: every request's URI shares it.
         let key = Authority::try_from(authority.as_str()).ok();
         let raw = Arc::new(RawPool {
-            idle: Mutex::new(RawIdle::default()),
+            idle: Mutex::new(Vec::new()),
             own_key: key.clone(),
             max_idle: settings.pool_max_idle,
             idle_timeout: settings.pool_idle_timeout,
+            budget,
             reaping: AtomicBool::new(false),
         });
         Upstream {
@@ -581,15 +722,42 @@ impl Upstream {
         })
     }
 
-    /// An idle raw connection for `key` (this worker's), if one is alive and, as of
-    /// `now` (a clock reading the caller has), idle for less than `pool_idle_timeout`.
-    pub fn take_raw(&self, key: &Authority, now: Instant) -> Option<RawConn> {
-        self.raw.take(key, now)
+    /// Whether connections are private to the client connection they were opened for
+    /// (PROXY headers go upstream).
+    fn private(&self) -> bool {
+        self.settings.proxy_protocol != SendProxy::Off
     }
 
-    /// Keeps a raw connection that just finished a response cleanly.
-    pub fn put_raw(&self, key: Authority, conn: RawConn) {
-        self.raw.put(key, conn);
+    /// An idle raw connection for `key` (this worker's, or with PROXY headers the client
+    /// connection's own, `private`), if one is alive and, as of `now` (a clock reading
+    /// the caller has), idle for less than `pool_idle_timeout`.
+    pub fn take_raw(&self, key: &Authority, now: Instant, private: &Private) -> Option<RawConn> {
+        if !self.private() {
+            return self.raw.take(key, now);
+        }
+        let conn = private.take(key, &self.raw.budget, self.raw.idle_timeout, now, |c| {
+            matches!(c, Conn::Raw(_))
+        });
+        match conn {
+            Some(Conn::Raw(raw)) => Some(raw),
+            _ => None,
+        }
+    }
+
+    /// Keeps a raw connection that just finished a response cleanly (with PROXY headers,
+    /// with the client connection it was opened for, `private`).
+    pub fn put_raw(&self, key: Authority, mut conn: RawConn, private: &Private) {
+        if !self.private() {
+            return self.raw.put(key, conn);
+        }
+        conn.reused = true;
+        private.put(
+            key,
+            Conn::Raw(conn),
+            &self.raw.budget,
+            self.raw.max_idle,
+            self.raw.idle_timeout,
+        );
     }
 
     /// Opens a raw connection for `key` (with the PROXY header it implies).
@@ -639,6 +807,7 @@ impl Upstream {
     pub async fn send(
         &self,
         mut req: http::Request<Timed<Incoming>>,
+        private: &Arc<Private>,
     ) -> Result<(http::Response<Incoming>, Pooled), SendError> {
         let uri = req.uri().clone();
         let Some(key) = uri.authority().cloned() else {
@@ -662,8 +831,22 @@ impl Upstream {
                 _ => Uri::default(),
             }
         };
+        let private = self.private().then_some(private);
         loop {
-            let (mut tx, reused) = match self.pool.take(&key) {
+            let idle = match private {
+                None => self.pool.take(&key),
+                Some(private) => match private.take(
+                    &key,
+                    &self.pool.budget,
+                    self.pool.idle_timeout,
+                    Instant::now(),
+                    |c| matches!(c, Conn::Hyper(tx) if tx.is_ready()),
+                ) {
+                    Some(Conn::Hyper(tx)) => Some(tx),
+                    _ => None,
+                },
+            };
+            let (mut tx, reused) = match idle {
                 Some(tx) => (tx, true),
                 None => (self.connect(uri.clone()).await?, false),
             };
@@ -671,6 +854,7 @@ impl Upstream {
                 Ok(resp) => {
                     let pooled = Pooled {
                         pool: self.pool.clone(),
+                        private: private.map(Arc::downgrade),
                         key,
                         tx: Some(tx),
                     };
@@ -724,6 +908,31 @@ fn decode_key(host: &str) -> Option<(SocketAddr, SocketAddr)> {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_counts_idle_connections_however_they_leave() {
+        let budget = Arc::new(Budget {
+            idle: AtomicUsize::new(0),
+            max: 3,
+        });
+        let tickets: Vec<Ticket> = (0..5).filter_map(|_| budget.ticket()).collect();
+        assert_eq!(tickets.len(), 3, "no ticket past the bound");
+        assert_eq!(budget.idle.load(Relaxed), 3);
+        let mut tickets = tickets;
+        tickets.truncate(1);
+        assert_eq!(budget.idle.load(Relaxed), 1);
+        assert!(budget.ticket().is_some_and(|t| {
+            drop(t);
+            true
+        }));
+        drop(tickets);
+        assert_eq!(budget.idle.load(Relaxed), 0);
+        let none = Arc::new(Budget {
+            idle: AtomicUsize::new(0),
+            max: 0,
+        });
+        assert!(none.ticket().is_none());
+    }
 
     #[test]
     fn pool_keys_round_trip() {

@@ -344,7 +344,12 @@ impl Rng {
 }
 
 /// Client-IP and forwarding header names, as documents spell them.
-const FORWARDING: [&str; 20] = [
+const FORWARDING: [&str; 25] = [
+    "Client-IP",
+    "X-Forwarded",
+    "Forwarded-For",
+    "X-Original-Forwarded-For",
+    "CF-Connecting-IPv6",
     "X-Forwarded-For",
     "X-Real-IP",
     "Forwarded",
@@ -495,6 +500,7 @@ fn generate(rng: &mut Rng, proxy: bool) -> Case {
         2 => lines.push(format!("{}: a.example", spell(rng, "Host"))),
         3 => lines.push("Host: bad host".into()),
         4 => lines.push("Host: evil.example:8443".into()),
+        5 => lines.push("Host: a;for=6.6.6.6".into()),
         _ => lines.push("Host: app.example".into()),
     }
     for _ in 0..rng.below(7) {
@@ -528,7 +534,7 @@ fn generate(rng: &mut Rng, proxy: bool) -> Case {
     }
     let mut body = String::new();
     if rng.percent(20) {
-        match rng.below(18) {
+        match rng.below(20) {
             0 => lines.push("Connection: X-Real-IP, X-Forwarded-For, Forwarded, keep-alive".into()),
             1 => lines.push("Connection: x_forwarded_for, Host, X-App".into()),
             2 => lines.push("Connection: close".into()),
@@ -555,6 +561,12 @@ fn generate(rng: &mut Rng, proxy: bool) -> Case {
             14 => lines.push("Content-Length: 0, 0".into()),
             15 => lines.push("Trailer: x".into()),
             16 => lines.push("Content-Length: 00".into()),
+            17 => {
+                lines.push("Connection: Upgrade, HTTP2-Settings".into());
+                lines.push("Upgrade: h2c".into());
+                lines.push("HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA".into());
+            }
+            18 => lines.push("HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA".into()),
             _ => lines.push("Proxy-Authorization: Basic eA==".into()),
         }
     }
@@ -619,6 +631,13 @@ fn fixed(proxy: bool) -> Vec<Case> {
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nX-Forwarded-For:\r\nX-Real-IP:\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: \r\nX-Case: {id}\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\u{ff}\r\nX-Case: {id}\r\n\r\n",
+        // A Host that is not host[:port] stays out of the gateway's Forwarded.
+        "GET / HTTP/1.1\r\nHost: a, for=6.6.6.6\r\nX-Case: {id}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\nX-Case: {id}\r\n\r\n",
+        // An h2c upgrade is not forwarded: the request goes on as plain HTTP/1.1.
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
     ];
     let proxies: &[Option<&str>] = if proxy {
         &[
@@ -970,5 +989,197 @@ url = "http://{up}"
                 assert_eq!(lean_took, [true, false, false], "{mode}, from {from}");
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway's own Forwarded and X-Forwarded-Host
+
+/// Sends one request from an untrusted client through one build; what the upstream saw.
+async fn seen_through(gw: &Gateway, state: &Arc<State>, log: &Log, head: &str, id: &str) -> Seen {
+    let case = Case::new(UNTRUSTED, None, head);
+    let (status, seen) = through(gw, state, log, &case, id).await;
+    let seen = seen.unwrap_or_else(|| panic!("{id}: status {status}, the upstream saw nothing"));
+    assert_eq!(
+        status,
+        200,
+        "{id}: {}",
+        describe(&(status, Some(seen.clone())))
+    );
+    seen
+}
+
+fn lines_of<'a>(seen: &'a Seen, name: &str) -> Vec<&'a [u8]> {
+    seen.lines
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+        .collect()
+}
+
+/// `Host: a, for=6.6.6.6` used to become `forwarded: for=127.0.0.1;proto=http;host="a,
+/// for=6.6.6.6"`: correct RFC 7239 quoting, but an app that splits `Forwarded` on `,` and
+/// `;` (most do) reads `for=6.6.6.6`. Only a host that is a valid `host[:port]` goes into
+/// `Forwarded` and `X-Forwarded-Host`; any other is left out (the Host line itself is the
+/// app's and goes through unchanged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_forwarded_syntax_stays_out_of_forwarded() {
+    let bad = [
+        "a, for=6.6.6.6",
+        "a,for=6.6.6.6",
+        "a;for=6.6.6.6",
+        "a\";for=6.6.6.6",
+        "for=6.6.6.6",
+        "user@a.example",
+        "a.example:99999",
+        "a.example:",
+        "a.example:8o",
+        "[::1",
+        "[not-ipv6]:80",
+        "a/b",
+        "a%2C",
+    ];
+    let good = [
+        "a.example",
+        "a.example:8443",
+        "127.0.0.1:8080",
+        "[2001:db8::1]:443",
+        "[::1]",
+        "under_score.example",
+    ];
+    for (mode, headers) in [
+        ("replace", ""),
+        (
+            "append",
+            "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
+        ),
+    ] {
+        let log: Log = Arc::default();
+        let up = upstream(log.clone()).await;
+        let toml = format!(
+            "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+             [upstream]\nurl = \"http://{up}\"\n[headers]\n{headers}"
+        );
+        let gw = gateway(&toml).await;
+        for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+            for (i, host) in bad.iter().chain(&good).enumerate() {
+                let valid = good.contains(host);
+                let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Case: {{id}}\r\n\r\n");
+                let id = format!("host-{mode}-{build}-{i}");
+                let seen = seen_through(&gw, state, &log, &head, &id).await;
+                let forwarded = lines_of(&seen, "forwarded");
+                assert_eq!(forwarded.len(), 1, "{id} {host:?}: {forwarded:?}");
+                let forwarded = String::from_utf8_lossy(forwarded[0]).into_owned();
+                let xfh = lines_of(&seen, "x-forwarded-host");
+                if valid {
+                    assert!(
+                        forwarded.ends_with(&format!(";host={host}"))
+                            || forwarded.ends_with(&format!(";host=\"{host}\"")),
+                        "{id} {host:?}: {forwarded}"
+                    );
+                    assert_eq!(xfh, [host.as_bytes()], "{id} {host:?}");
+                } else {
+                    assert_eq!(
+                        forwarded, "for=127.0.0.1;proto=http",
+                        "{id} {host:?}: an invalid host went into Forwarded"
+                    );
+                    assert!(xfh.is_empty(), "{id} {host:?}: X-Forwarded-Host {xfh:?}");
+                }
+                // The app still gets its Host line as sent.
+                assert_eq!(lines_of(&seen, "host"), [host.as_bytes()], "{id}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every client-IP header
+
+/// Client-IP headers that frameworks read and that once passed from any client (Rails reads
+/// `Client-IP`, django-ipware `Forwarded-For` and `X-Forwarded`, ...): listed here by hand so
+/// that a name dropped from the table fails this test.
+const READ_BY_FRAMEWORKS: [&str; 16] = [
+    "Client-IP",
+    "X-Forwarded",
+    "Forwarded-For",
+    "X-Original-Forwarded-For",
+    "X-Envoy-External-Address",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+    "X-ProxyUser-Ip",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IPv6",
+    "True-Client-IP",
+    "X-True-Client-IP",
+    "X-Client-IP",
+    "Proxy-Client-IP",
+    "WL-Proxy-Client-IP",
+];
+
+const FORGED: &str = "6.6.6.6";
+
+/// Every client-IP header (the hand list above and the whole table), in its own spelling and
+/// with underscores, sent by an untrusted client: none reaches the upstream with the forged
+/// value, on either path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_ip_header_from_an_untrusted_client_is_stripped_on_both_paths() {
+    let log: Log = Arc::default();
+    let up = upstream(log.clone()).await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\n"
+    );
+    let gw = gateway(&toml).await;
+    let table: Vec<String> = trueip::headers::names::FORWARDING
+        .iter()
+        .map(|h| h.as_str().to_string())
+        .collect();
+    let names = READ_BY_FRAMEWORKS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(table);
+    let mut lean_served = 0;
+    for (i, name) in names.enumerate() {
+        for spelled in [name.clone(), name.replace('-', "_")] {
+            for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+                let head = format!(
+                    "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {{id}}\r\n{spelled}: {FORGED}\r\n\r\n"
+                );
+                let id = format!("strip-{build}-{i}-{spelled}");
+                let seen = seen_through(&gw, state, &log, &head, &id).await;
+                lean_served += usize::from(seen.lean());
+                for (n, v) in &seen.lines {
+                    assert!(
+                        !String::from_utf8_lossy(v).contains(FORGED),
+                        "{build}: {spelled} from an untrusted client reached the upstream as {n}: {}",
+                        String::from_utf8_lossy(v)
+                    );
+                }
+            }
+        }
+    }
+    assert!(lean_served > 0, "the lean path served none of them");
+}
+
+/// A header kept on purpose (`[headers] keep`) goes through from anyone, on both paths; the
+/// others are still stripped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ip_header_kept_on_purpose_passes_on_both_paths() {
+    let log: Log = Arc::default();
+    let up = upstream(log.clone()).await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\n[headers]\nkeep = [\"Client-IP\"]\n"
+    );
+    let gw = gateway(&toml).await;
+    for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {{id}}\r\nClient-IP: 203.0.113.1\r\nX-Forwarded: {FORGED}\r\n\r\n"
+        );
+        let id = format!("keep-{build}");
+        let seen = seen_through(&gw, state, &log, &head, &id).await;
+        assert_eq!(lines_of(&seen, "client-ip"), [b"203.0.113.1"], "{build}");
+        assert!(lines_of(&seen, "x-forwarded").is_empty(), "{build}");
     }
 }

@@ -432,26 +432,244 @@ pub mod names {
     /// `X-Cluster-Client-IP` (Rackspace, Riverbed)
     pub const X_CLUSTER_CLIENT_IP: FieldName = FieldName::from_static("x-cluster-client-ip");
 
-    /// Every header that claims something about the client or the original request.
-    /// A gateway removes these from requests that did not come through a trusted hop.
-    pub const FORWARDING: [FieldName; 16] = [
-        X_FORWARDED_FOR,
-        FORWARDED,
-        X_REAL_IP,
-        CF_CONNECTING_IP,
-        TRUE_CLIENT_IP,
-        FASTLY_CLIENT_IP,
-        FLY_CLIENT_IP,
-        X_AZURE_CLIENTIP,
-        CLOUDFRONT_VIEWER_ADDRESS,
-        X_FORWARDED_PROTO,
-        X_FORWARDED_HOST,
-        X_FORWARDED_PORT,
-        X_FORWARDED_PREFIX,
-        X_CLIENT_IP,
-        X_CLUSTER_CLIENT_IP,
-        X_AZURE_FDID,
-    ];
+    /// What a forwarding header claims.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Claim {
+        /// The client's address, or the addresses of the hops in front of the app.
+        Address,
+        /// Something about the original request: its scheme, host, port or path prefix.
+        Request,
+        /// That the request came through one particular CDN distribution (an origin secret).
+        Origin,
+    }
+
+    /// One row of [`FORWARDING`]: a header that claims something about the client or the
+    /// original request.
+    #[derive(Clone, Debug)]
+    pub struct Forwarding {
+        /// The name, lower case.
+        pub name: FieldName,
+        /// What it claims.
+        pub claim: Claim,
+        /// Who writes it and who reads it: why it is in the table (documentation, for the
+        /// threat model in docs/SECURITY.md).
+        pub used_by: &'static str,
+    }
+
+    impl Forwarding {
+        /// The lower-case name.
+        pub fn as_str(&self) -> &str {
+            self.name.as_str()
+        }
+    }
+
+    const fn row(name: FieldName, claim: Claim, used_by: &'static str) -> Forwarding {
+        Forwarding {
+            name,
+            claim,
+            used_by,
+        }
+    }
+
+    const fn named(name: &'static str, claim: Claim, used_by: &'static str) -> Forwarding {
+        row(FieldName::from_static(name), claim, used_by)
+    }
+
+    /// Every header that claims something about the client or the original request: the
+    /// one list a gateway removes from requests that did not come through a trusted hop
+    /// (and, spelled with underscores, from every request: WSGI, CGI and PHP read
+    /// `X_Forwarded_For` as `HTTP_X_FORWARDED_FOR`).
+    ///
+    /// A name belongs here when some proxy or CDN writes it or some app or framework reads
+    /// it as the client's address: a header the app believes is one the client must not
+    /// be able to send past the gateway. When in doubt a name goes in: stripping a header
+    /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
+    /// (the gateway's `[headers] keep`).
+    pub const FORWARDING: [Forwarding; 40] = {
+        use Claim::{Address, Origin, Request};
+        [
+            row(
+                X_FORWARDED_FOR,
+                Address,
+                "every proxy and CDN appends to it; read by nearly every framework (Rails, Django, Express, Spring, Laravel/Symfony, Gin, Echo, Tomcat RemoteIpValve)",
+            ),
+            row(
+                FORWARDED,
+                Address,
+                "RFC 7239; read by Spring ForwardedHeaderFilter, Symfony/Laravel, Rack 3, python-ipware",
+            ),
+            row(
+                X_REAL_IP,
+                Address,
+                "nginx `proxy_set_header X-Real-IP $remote_addr`; read by Gin, Echo, python-ipware",
+            ),
+            named(
+                "client-ip",
+                Address,
+                "read by Rails ActionDispatch::RemoteIp (HTTP_CLIENT_IP), django-/python-ipware, PHP helpers",
+            ),
+            row(
+                X_CLIENT_IP,
+                Address,
+                "Azure App Service; read by python-ipware",
+            ),
+            row(
+                X_CLUSTER_CLIENT_IP,
+                Address,
+                "Rackspace LB, Riverbed Stingray; read by django-/python-ipware",
+            ),
+            named(
+                "x-forwarded",
+                Address,
+                "Squid; read by django-/python-ipware",
+            ),
+            named(
+                "forwarded-for",
+                Address,
+                "a de facto variant of Forwarded; read by django-/python-ipware",
+            ),
+            named(
+                "x-original-forwarded-for",
+                Address,
+                "ingress-nginx (the X-Forwarded-For it received)",
+            ),
+            named(
+                "x-envoy-external-address",
+                Address,
+                "Envoy, Istio; read by python-ipware",
+            ),
+            named(
+                "x-originating-ip",
+                Address,
+                "Microsoft Exchange and Outlook on the web; read by apps behind them",
+            ),
+            named(
+                "x-remote-ip",
+                Address,
+                "read by PHP and Java client-IP helpers",
+            ),
+            named(
+                "x-remote-addr",
+                Address,
+                "read by PHP and Java client-IP helpers",
+            ),
+            named(
+                "x-proxyuser-ip",
+                Address,
+                "Google front ends; read by apps behind them",
+            ),
+            named(
+                "proxy-client-ip",
+                Address,
+                "Apache's WebLogic plugin; read by Java client-IP helpers",
+            ),
+            named(
+                "wl-proxy-client-ip",
+                Address,
+                "the WebLogic plugin; read by Java client-IP helpers",
+            ),
+            named(
+                "http-client-ip",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_CLIENT_IP\")",
+            ),
+            named(
+                "http-x-forwarded-for",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_X_FORWARDED_FOR\")",
+            ),
+            row(
+                CF_CONNECTING_IP,
+                Address,
+                "Cloudflare; read by Gin (PlatformCloudflare), python-ipware",
+            ),
+            named(
+                "cf-connecting-ipv6",
+                Address,
+                "Cloudflare, with Pseudo IPv4 on",
+            ),
+            named("cf-pseudo-ipv4", Address, "Cloudflare, with Pseudo IPv4 on"),
+            row(
+                TRUE_CLIENT_IP,
+                Address,
+                "Cloudflare Enterprise, Akamai; read by python-ipware",
+            ),
+            named(
+                "x-true-client-ip",
+                Address,
+                "a True-Client-IP variant some CDN and WAF configurations write",
+            ),
+            row(
+                FASTLY_CLIENT_IP,
+                Address,
+                "Fastly, Firebase Hosting; read by python-ipware",
+            ),
+            row(
+                FLY_CLIENT_IP,
+                Address,
+                "Fly.io; read by Gin (PlatformFlyIO), python-ipware",
+            ),
+            row(
+                X_AZURE_CLIENTIP,
+                Address,
+                "Azure Front Door; read by python-ipware",
+            ),
+            named(
+                "x-azure-socketip",
+                Address,
+                "Azure Front Door (the address its TCP connection came from)",
+            ),
+            row(CLOUDFRONT_VIEWER_ADDRESS, Address, "CloudFront (`ip:port`)"),
+            named(
+                "x-appengine-user-ip",
+                Address,
+                "Google App Engine; read by python-ipware",
+            ),
+            named(
+                "x-appengine-remote-addr",
+                Address,
+                "Google App Engine; read by Gin (PlatformGoogleAppEngine)",
+            ),
+            named(
+                "do-connecting-ip",
+                Address,
+                "DigitalOcean App Platform; read by python-ipware",
+            ),
+            named("x-vercel-forwarded-for", Address, "Vercel"),
+            named("x-nf-client-connection-ip", Address, "Netlify"),
+            row(
+                X_FORWARDED_PROTO,
+                Request,
+                "every proxy; read by nearly every framework as the scheme (secure cookies, redirects)",
+            ),
+            row(
+                X_FORWARDED_HOST,
+                Request,
+                "proxies; read by Express, Spring, Symfony/Laravel, Rack as the host",
+            ),
+            row(
+                X_FORWARDED_PORT,
+                Request,
+                "AWS ALB, proxies; read by Spring, Symfony/Laravel, Rack as the port",
+            ),
+            row(
+                X_FORWARDED_PREFIX,
+                Request,
+                "proxies; read by Spring, Symfony, ASP.NET Core as the path prefix",
+            ),
+            named(
+                "x-forwarded-ssl",
+                Request,
+                "read by Rack and Spring as the scheme (`on` means https)",
+            ),
+            named("x-forwarded-scheme", Request, "read by Rack as the scheme"),
+            row(
+                X_AZURE_FDID,
+                Origin,
+                "Azure Front Door: the profile id, an origin secret",
+            ),
+        ]
+    };
 }
 
 /// Read access to a request's headers.
@@ -909,6 +1127,27 @@ mod tests {
         for name in ["", " X-A", "X-A ", "X A", "X:A", "X\u{e9}"] {
             assert!(FieldName::new(name).is_err(), "{name:?}");
             assert!(parse_header_field(name, b"v").is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_forwarding_table_names_each_header_once_and_says_why() {
+        for (i, row) in names::FORWARDING.iter().enumerate() {
+            assert!(
+                !row.used_by.is_empty(),
+                "{}: say who writes or reads it",
+                row.as_str()
+            );
+            assert!(
+                !row.as_str().contains('_'),
+                "{}: underscore spellings are matched by every reader of the table",
+                row.as_str()
+            );
+            let again = names::FORWARDING
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.name == row.name);
+            assert!(!again, "{} is listed twice", row.as_str());
         }
     }
 

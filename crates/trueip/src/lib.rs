@@ -63,7 +63,7 @@ pub use headers::{FieldName, Headers};
 pub use link::PrivateLink;
 pub use policy::{Connection, OriginSecret, PROVIDERS, Policy, PolicyBuilder, TrustSpec};
 pub use resolution::{ListHeader, Resolution, Source, Warnings};
-pub use strategy::{AllTrusted, Preset, StrategySpec};
+pub use strategy::{AllTrusted, Preset, StrategyDoc, StrategySpec};
 pub use trace::{Step, Verdict};
 pub use trust::{Cidr, NamedSet, TrustSet};
 

@@ -97,18 +97,6 @@ impl<'a> Hop<'a> {
             Hop::Entry(entry) => entry,
         }
     }
-
-    /// The address, if the entry is one.
-    #[inline]
-    pub(crate) fn node(self) -> Option<Node> {
-        match self {
-            Hop::V4(ip, port) => Some(Node {
-                ip: IpAddr::V4(ip),
-                port,
-            }),
-            Hop::Entry(entry) => entry.node(),
-        }
-    }
 }
 
 /// The address of the `n`-th entry from the right (1-based), re-read from the lines.

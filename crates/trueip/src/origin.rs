@@ -10,7 +10,7 @@
 //! `host=` are used.
 //!
 //! Values that do not look like what they claim (a proto other than `http`/`https`, a
-//! host with spaces or slashes) are dropped, not passed on.
+//! host that is not a `host[:port]`, see [`is_host`]) are dropped, not passed on.
 
 use crate::addr::{parse_port, trim};
 use crate::forwarded;
@@ -124,12 +124,52 @@ fn pick<'a, H: Headers + ?Sized>(headers: &'a H, name: &FieldName, hops: u16) ->
 
 fn host(text: &[u8]) -> Option<String> {
     let text = trim(text);
-    let ok = !text.is_empty()
-        && text.len() <= 255
-        && text
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
-    ok.then(|| String::from_utf8_lossy(text).into_owned())
+    is_host(text).then(|| String::from_utf8_lossy(text).into_owned())
+}
+
+/// Whether `text` is a `host[:port]`: an HTTP authority without userinfo (RFC 3986 §3.2),
+/// narrowed to what hosts are in practice. The host is a name of ASCII letters, digits,
+/// `-`, `.` and `_` (an IPv4 address is such a name), or an IPv6 address in brackets; the
+/// port, when there is one, is 1 to 5 digits no larger than 65535. At most 255 bytes.
+///
+/// RFC 3986 also lets a reg-name hold sub-delims (`!$&'()*+,;=`) and percent-escapes.
+/// No DNS name does, and `,` `;` `=` are exactly where `Forwarded` parsers split:
+/// `host="a, for=6.6.6.6"` is correctly quoted, yet an app that splits on commas reads
+/// `for=6.6.6.6`. A host holding them is refused, not quoted.
+pub fn is_host(text: &[u8]) -> bool {
+    if text.is_empty() || text.len() > 255 {
+        return false;
+    }
+    let (name_ok, port) = match text {
+        [b'[', rest @ ..] => {
+            let Some(close) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let (inside, after) = rest.split_at(close);
+            let v6 =
+                std::str::from_utf8(inside).is_ok_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok());
+            match after {
+                [b']'] => (v6, None),
+                [b']', b':', port @ ..] => (v6, Some(port)),
+                _ => return false,
+            }
+        }
+        _ => {
+            let (name, port) = match text.iter().rposition(|&b| b == b':') {
+                Some(i) => (
+                    text.get(..i).unwrap_or_default(),
+                    Some(text.get(i + 1..).unwrap_or_default()),
+                ),
+                None => (text, None),
+            };
+            let ok = !name.is_empty()
+                && name
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            (ok, port)
+        }
+    };
+    name_ok && port.is_none_or(|p| parse_port(p).is_ok())
 }
 
 fn port_of_host(host: &str) -> Option<u16> {
@@ -146,4 +186,55 @@ fn prefix(text: &[u8]) -> Option<String> {
         && text.len() <= 1024
         && text.iter().all(|&b| b.is_ascii_graphic());
     ok.then(|| String::from_utf8_lossy(text).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host;
+
+    #[test]
+    fn hosts_are_host_and_port_only() {
+        for good in [
+            "a",
+            "app.example",
+            "app.example.",
+            "app.example:8443",
+            "under_score.example",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[2001:db8::1]",
+            "[2001:db8::1]:443",
+            "[::ffff:10.0.0.1]:1",
+            "a:65535",
+        ] {
+            assert!(is_host(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            "a, for=6.6.6.6",
+            "a,for=6.6.6.6",
+            "a;for=6.6.6.6",
+            "for=6.6.6.6",
+            "\"a\"",
+            "a b",
+            "user@a",
+            "a/b",
+            "a%2C",
+            "a:",
+            "a:65536",
+            "a:8o",
+            "a:1:2",
+            ":80",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[fe80::1%25eth0]",
+            "[v1.x]",
+            "[a.example]",
+            "2001:db8::1",
+        ] {
+            assert!(!is_host(bad.as_bytes()), "{bad}");
+        }
+        assert!(!is_host("a".repeat(256).as_bytes()));
+    }
 }

@@ -10,7 +10,10 @@ use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::link::PrivateLink;
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
-use crate::strategy::{AllTrusted, Ctx, Found, Kind, Preset, Single, Strategy, StrategySpec};
+use crate::strategy::{
+    AllTrusted, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost, RightmostUntrusted,
+    Single, Strategy, StrategySpec, bad_hops,
+};
 use crate::trace::{Mark, NoTrace, Recorder, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
@@ -343,18 +346,28 @@ impl PolicyBuilder {
         out: &mut Vec<Strategy>,
     ) -> Result<(), ConfigError> {
         let from = self.from;
-        let with = |kind: Kind, trusted: TrustSet| Strategy {
+        let with = |kind: Kind, list: ListHeader| Strategy {
             kind,
-            trusted,
+            list,
             name: spec.to_string().into(),
         };
-        // A header strategy's trust set names who may *write* the header; the relays are
-        // the trusted proxies that may stand between that writer and the app. A plain
-        // `header:NAME` (and `fly`) is written by the hops the strategy trusts and relayed
-        // by the policy's proxies; a provider preset's header is written only from the
-        // provider's ranges and relayed by the proxies the preset trusts.
-        let header = |name: FieldName, relays: &TrustSet| {
-            Kind::Header(Single::new(name, relays.clone(), from))
+        // A header strategy's writers are who may *write* the header; the relays are the
+        // trusted proxies that may stand between that writer and the app, recording the
+        // hop before them in the policy's list header. A plain `header:NAME` (and `fly`)
+        // is written by the hops the strategy trusts and relayed by the policy's proxies;
+        // a provider preset's header is written only from the provider's ranges and
+        // relayed by the proxies the preset trusts.
+        let header = |name: FieldName, writers: TrustSet, relays: &TrustSet| {
+            with(
+                Kind::Header(Single::new(name, writers, relays.clone())),
+                from,
+            )
+        };
+        let walk_xff = |trusted: TrustSet| {
+            with(
+                Kind::RightmostUntrusted(RightmostUntrusted { trusted }),
+                ListHeader::XForwardedFor,
+            )
         };
         let needs_trust = |what: &str| -> Result<(), ConfigError> {
             if trusted.is_empty() {
@@ -367,21 +380,27 @@ impl PolicyBuilder {
             StrategySpec::Peer => {}
             StrategySpec::RightmostUntrusted => {
                 needs_trust("a forwarding header")?;
-                out.push(with(Kind::RightmostUntrusted(from), trusted));
+                out.push(with(
+                    Kind::RightmostUntrusted(RightmostUntrusted { trusted }),
+                    from,
+                ));
             }
             StrategySpec::Rightmost => {
                 needs_trust("a forwarding header")?;
-                out.push(with(Kind::Rightmost(from), trusted));
+                out.push(with(Kind::Rightmost(Rightmost { trusted }), from));
             }
             StrategySpec::Hops(n) => {
+                if !HOPS.contains(n) {
+                    return Err(bad_hops(&spec.to_string()));
+                }
                 needs_trust("a forwarding header")?;
-                out.push(with(Kind::Hops(*n, from), trusted));
+                out.push(with(Kind::Hops(Hops { hops: *n, trusted }), from));
             }
             StrategySpec::Header(name) => {
                 needs_trust(name.as_str())?;
-                out.push(with(header(name.clone(), base), trusted));
+                out.push(header(name.clone(), trusted, base));
             }
-            StrategySpec::Leftmost => out.push(with(Kind::Leftmost(from), trusted)),
+            StrategySpec::Leftmost => out.push(with(Kind::Leftmost(Leftmost { trusted }), from)),
             StrategySpec::Preset(preset) => {
                 let provider = |name: &str| -> Result<TrustSet, ConfigError> {
                     Ok(self.provider_set(name)?.union(&trusted))
@@ -389,46 +408,46 @@ impl PolicyBuilder {
                 let writers = |name: &str| self.provider_set(name);
                 match preset {
                     Preset::Cloudfront => {
-                        out.push(with(
-                            header(names::CLOUDFRONT_VIEWER_ADDRESS, &trusted),
+                        out.push(header(
+                            names::CLOUDFRONT_VIEWER_ADDRESS,
                             writers("cloudfront")?,
+                            &trusted,
                         ));
-                        out.push(with(
-                            Kind::RightmostUntrusted(ListHeader::XForwardedFor),
-                            provider("cloudfront")?,
-                        ));
+                        out.push(walk_xff(provider("cloudfront")?));
                     }
-                    Preset::Cloudflare => out.push(with(
-                        header(names::CF_CONNECTING_IP, &trusted),
+                    Preset::Cloudflare => out.push(header(
+                        names::CF_CONNECTING_IP,
                         writers("cloudflare")?,
+                        &trusted,
                     )),
-                    Preset::Fastly => out.push(with(
-                        header(names::FASTLY_CLIENT_IP, &trusted),
+                    Preset::Fastly => out.push(header(
+                        names::FASTLY_CLIENT_IP,
                         writers("fastly")?,
+                        &trusted,
                     )),
-                    Preset::AzureFrontDoor => out.push(with(
-                        header(names::X_AZURE_CLIENTIP, &trusted),
+                    Preset::AzureFrontDoor => out.push(header(
+                        names::X_AZURE_CLIENTIP,
                         writers("azure-front-door")?,
+                        &trusted,
                     )),
                     Preset::GcpLb => out.push(with(
-                        Kind::Hops(2, ListHeader::XForwardedFor),
-                        provider("gcp-lb")?,
+                        Kind::Hops(Hops {
+                            hops: 2,
+                            trusted: provider("gcp-lb")?,
+                        }),
+                        ListHeader::XForwardedFor,
                     )),
                     Preset::Fly => {
-                        let kind = header(names::FLY_CLIENT_IP, base);
-                        let set = if trusted.is_empty() {
+                        let writers = if trusted.is_empty() {
                             TrustSet::from_cidrs(NamedSet::Private.cidrs())
                         } else {
                             trusted
                         };
-                        out.push(with(kind, set));
+                        out.push(header(names::FLY_CLIENT_IP, writers, base));
                     }
                     Preset::AwsAlb => {
                         needs_trust("X-Forwarded-For (give the ALB's VPC ranges)")?;
-                        out.push(with(
-                            Kind::RightmostUntrusted(ListHeader::XForwardedFor),
-                            trusted,
-                        ));
+                        out.push(walk_xff(trusted));
                     }
                 }
             }
@@ -787,7 +806,7 @@ impl Policy {
             other_list: None,
         };
         strategy
-            .run_on(headers, Some(list.other()), &mut ctx)
+            .run_on(headers, list.other(), &mut ctx)
             .is_some_and(|o| o.client.ip() != found.client.ip())
     }
 }
@@ -836,6 +855,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("trusts no one"), "{err}");
+    }
+
+    #[test]
+    fn hop_counts_are_checked_however_the_spec_was_made() {
+        for n in [0, 65, u16::MAX] {
+            let err = Policy::builder()
+                .trust_str("any")
+                .unwrap()
+                .strategy(StrategySpec::Hops(n))
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("hop count"), "{n}: {err}");
+        }
     }
 
     #[test]

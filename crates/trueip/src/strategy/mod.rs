@@ -1,18 +1,29 @@
 //! Strategies: each decides who the client is from one kind of evidence.
 //!
-//! Every strategy starts from the (effective) peer and reads headers only when the
-//! peer is in the strategy's trust set; an untrusted peer *is* the client. The list
-//! strategies share one walk (`walk.rs`) and differ only in where they stop; each
-//! lives in its own file with a doc comment saying when it is safe.
+//! Each strategy is one type in its own file, implementing [`Decide`]; its doc comment
+//! says what it returns, when it is safe and when it is not. Every one starts from the
+//! (effective) peer and reads headers only when the peer is in its trust set: an
+//! untrusted peer *is* the client.
 //!
-//! The names below are the public spelling used by `--strategy`, the TOML config and
-//! `Display`; [`StrategySpec::NAMES`] is the one table they come from.
+//! | strategy | type | reads |
+//! | --- | --- | --- |
+//! | `peer` | none: the policy runs no strategy | nothing |
+//! | `rightmost-untrusted` | [`RightmostUntrusted`] | the list, through the walk |
+//! | `rightmost` | [`Rightmost`] | the list, through the walk |
+//! | `hops:N` | [`Hops`] | the list, through the walk |
+//! | `header:NAME`, vendor presets | [`Single`] | one header; the list for its writer |
+//! | `leftmost` | [`Leftmost`] | the list's first element |
+//!
+//! The list strategies share one walk ([`walk::walk`]) and differ only in where it stops
+//! ([`walk::Stop`]). The names are the public spelling used by `--strategy`, the TOML
+//! config and `Display`; [`StrategySpec::TABLE`] is the one table they come from.
 
 mod header;
 mod hops;
 mod leftmost;
 mod rightmost;
 mod rightmost_untrusted;
+mod spec;
 pub(crate) mod walk;
 
 use std::fmt;
@@ -20,166 +31,34 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::error::ConfigError;
-use crate::headers::{FieldName, Headers};
+use crate::headers::Headers;
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::Tracer;
-use crate::trust::TrustSet;
 
 pub(crate) use crate::list::Client;
 pub(crate) use header::Single;
+pub(crate) use hops::Hops;
+pub(crate) use leftmost::Leftmost;
+pub(crate) use rightmost::Rightmost;
+pub(crate) use rightmost_untrusted::RightmostUntrusted;
+pub(crate) use spec::{HOPS, bad_hops};
+pub use spec::{Preset, StrategyDoc, StrategySpec};
 
-/// A strategy as written in config and on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StrategySpec {
-    /// `peer`: the TCP peer is the client; headers are ignored. The default.
-    Peer,
-    /// `rightmost-untrusted`: walk the list from the right, skipping trusted proxies.
-    RightmostUntrusted,
-    /// `rightmost`: the last element of the list, if the peer is trusted.
-    Rightmost,
-    /// `hops:N`: exactly N proxies in front; the client is the N-th element from the right.
-    Hops(u16),
-    /// `header:NAME`: a single-address header, honoured from trusted peers only.
-    Header(FieldName),
-    /// `leftmost`: the first element, as the client wrote it. For analytics only.
-    Leftmost,
-    /// A provider preset: sets the header and trust for that provider.
-    Preset(Preset),
-}
+/// What every strategy does: decide, from a request's headers, who the client is.
+pub(crate) trait Decide {
+    /// The client, or `None` when this strategy has nothing to say (the next in the
+    /// chain decides). `list`: the list header a list strategy reads; for a header
+    /// strategy, the one in which the proxies before the app record the hop before them.
+    fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        headers: &'h H,
+        list: ListHeader,
+        ctx: &mut Ctx<'_, '_, T>,
+    ) -> Option<Found>;
 
-/// Provider presets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Preset {
-    /// Amazon CloudFront: `CloudFront-Viewer-Address` when the origin request policy
-    /// forwards it, else X-Forwarded-For walked through CloudFront's origin-facing ranges.
-    Cloudfront,
-    /// Cloudflare: `CF-Connecting-IP` from Cloudflare's ranges.
-    Cloudflare,
-    /// Fastly: `Fastly-Client-IP` from Fastly's ranges.
-    Fastly,
-    /// Fly.io: `Fly-Client-IP` from Fly's proxies (your trust, or `private` when none is given).
-    Fly,
-    /// AWS Application Load Balancer: X-Forwarded-For walked through your VPC ranges.
-    AwsAlb,
-    /// Google Cloud external Application Load Balancer: it appends the client and then its
-    /// own forwarding-rule address, so the client is 2nd from the right, from Google Front Ends.
-    GcpLb,
-    /// Azure Front Door: `X-Azure-ClientIP` from the `AzureFrontDoor.Backend` ranges.
-    /// Pair it with an origin secret on `X-Azure-FDID`: the ranges are shared by all customers.
-    AzureFrontDoor,
-}
-
-impl Preset {
-    /// Every preset.
-    pub const ALL: [Preset; 7] = [
-        Preset::Cloudfront,
-        Preset::Cloudflare,
-        Preset::Fastly,
-        Preset::Fly,
-        Preset::AwsAlb,
-        Preset::GcpLb,
-        Preset::AzureFrontDoor,
-    ];
-
-    /// The preset's name, which is also the name of its provider range list where it has one.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Cloudfront => "cloudfront",
-            Preset::Cloudflare => "cloudflare",
-            Preset::Fastly => "fastly",
-            Preset::Fly => "fly",
-            Preset::AwsAlb => "aws-alb",
-            Preset::GcpLb => "gcp-lb",
-            Preset::AzureFrontDoor => "azure-front-door",
-        }
-    }
-}
-
-impl StrategySpec {
-    /// The fixed names (`hops:N` and `header:NAME` take an argument).
-    pub const NAMES: [(&'static str, &'static str); 6] = [
-        (
-            "peer",
-            "the TCP peer is the client; forwarding headers are ignored (default)",
-        ),
-        (
-            "rightmost-untrusted",
-            "walk the list from the right, skip trusted proxies; first untrusted entry is the client",
-        ),
-        ("rightmost", "the last list element, if the peer is trusted"),
-        (
-            "hops:N",
-            "exactly N proxies in front: the N-th element from the right",
-        ),
-        (
-            "header:NAME",
-            "a single-address header (X-Real-IP, CF-Connecting-IP, ...) from trusted peers",
-        ),
-        (
-            "leftmost",
-            "the first element as the client wrote it: spoofable, analytics only",
-        ),
-    ];
-}
-
-impl FromStr for StrategySpec {
-    type Err = ConfigError;
-
-    fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let lower = text.trim().to_ascii_lowercase();
-        let spec = match lower.as_str() {
-            "peer" => StrategySpec::Peer,
-            "rightmost-untrusted" => StrategySpec::RightmostUntrusted,
-            "rightmost" => StrategySpec::Rightmost,
-            "leftmost" => StrategySpec::Leftmost,
-            _ => {
-                if let Some(n) = lower.strip_prefix("hops:") {
-                    match n.parse::<u16>() {
-                        Ok(n @ 1..=64) => StrategySpec::Hops(n),
-                        _ => {
-                            return Err(ConfigError::new(format!("invalid hop count in strategy {text:?}"))
-                                .hint("hops:N takes N from 1 to 64, the number of proxies in front of the app"));
-                        }
-                    }
-                } else if let Some((_, name)) = text
-                    .trim()
-                    .split_once(':')
-                    .filter(|(kind, _)| kind.eq_ignore_ascii_case("header"))
-                {
-                    StrategySpec::Header(FieldName::new(name.trim())?)
-                } else if let Some(preset) = Preset::ALL.into_iter().find(|p| p.name() == lower) {
-                    StrategySpec::Preset(preset)
-                } else {
-                    let presets: Vec<_> = Preset::ALL.iter().map(|p| p.name()).collect();
-                    return Err(ConfigError::new(format!("unknown strategy {text:?}")).hint(format!(
-                        "use peer, rightmost-untrusted, rightmost, hops:N, header:NAME, leftmost, or a preset: {}",
-                        presets.join(", ")
-                    )));
-                }
-            }
-        };
-        Ok(spec)
-    }
-}
-
-impl fmt::Display for StrategySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StrategySpec::Peer => f.write_str("peer"),
-            StrategySpec::RightmostUntrusted => f.write_str("rightmost-untrusted"),
-            StrategySpec::Rightmost => f.write_str("rightmost"),
-            StrategySpec::Hops(n) => {
-                f.write_str("hops:")?;
-                f.write_str(crate::text::Short::decimal(u64::from(*n)).as_str())
-            }
-            StrategySpec::Header(name) => {
-                f.write_str("header:")?;
-                f.write_str(name.as_str())
-            }
-            StrategySpec::Leftmost => f.write_str("leftmost"),
-            StrategySpec::Preset(p) => f.write_str(p.name()),
-        }
-    }
+    /// Whether `ip` may hand this strategy its evidence: a hop it trusts, or a relay in
+    /// front of a header's writer.
+    fn trusts(&self, ip: IpAddr) -> bool;
 }
 
 /// What "every entry is trusted" resolves to. There is no agreed answer among
@@ -222,22 +101,52 @@ impl fmt::Display for AllTrusted {
     }
 }
 
-/// A strategy ready to run: what it reads, and whom it trusts.
+/// A strategy ready to run: what decides, what it reads, and its name.
 #[derive(Clone, Debug)]
 pub(crate) struct Strategy {
     pub(crate) kind: Kind,
-    pub(crate) trusted: TrustSet,
+    /// The list header it reads (or, for a header strategy, the one its relays record in).
+    pub(crate) list: ListHeader,
     /// The spec it was built from, as text, made once: explanations print it on every request.
     pub(crate) name: Box<str>,
 }
 
+/// Every strategy, dispatched statically: the per-request path stays inlined.
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
-    RightmostUntrusted(ListHeader),
-    Rightmost(ListHeader),
-    Hops(u16, ListHeader),
+    RightmostUntrusted(RightmostUntrusted),
+    Rightmost(Rightmost),
+    Hops(Hops),
     Header(Single),
-    Leftmost(ListHeader),
+    Leftmost(Leftmost),
+}
+
+impl Decide for Kind {
+    #[inline(always)]
+    fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        headers: &'h H,
+        list: ListHeader,
+        ctx: &mut Ctx<'_, '_, T>,
+    ) -> Option<Found> {
+        match self {
+            Kind::RightmostUntrusted(s) => s.decide(headers, list, ctx),
+            Kind::Rightmost(s) => s.decide(headers, list, ctx),
+            Kind::Hops(s) => s.decide(headers, list, ctx),
+            Kind::Header(s) => s.decide(headers, list, ctx),
+            Kind::Leftmost(s) => s.decide(headers, list, ctx),
+        }
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        match self {
+            Kind::RightmostUntrusted(s) => s.trusts(ip),
+            Kind::Rightmost(s) => s.trusts(ip),
+            Kind::Hops(s) => s.trusts(ip),
+            Kind::Header(s) => s.trusts(ip),
+            Kind::Leftmost(s) => s.trusts(ip),
+        }
+    }
 }
 
 /// A strategy's answer.
@@ -267,91 +176,31 @@ impl Strategy {
         headers: &'h H,
         ctx: &mut Ctx<'_, '_, T>,
     ) -> Option<Found> {
-        self.run_on(headers, self.list(), ctx)
+        self.kind.decide(headers, self.list, ctx)
     }
 
-    /// Runs the strategy; a list strategy reads `list` instead of its own header (used
-    /// to check X-Forwarded-For and Forwarded against each other without a copy).
+    /// Runs the strategy over `list` instead of its own (used to check X-Forwarded-For
+    /// and Forwarded against each other without a copy).
     #[inline(always)]
     pub(crate) fn run_on<'h, H: Headers + ?Sized, T: Tracer<'h>>(
         &self,
         headers: &'h H,
-        list: Option<ListHeader>,
+        list: ListHeader,
         ctx: &mut Ctx<'_, '_, T>,
     ) -> Option<Found> {
-        let list = |own: ListHeader| list.unwrap_or(own);
-        match &self.kind {
-            Kind::RightmostUntrusted(own) => {
-                rightmost_untrusted::resolve(headers, list(*own), &self.trusted, ctx)
-            }
-            Kind::Rightmost(own) => rightmost::resolve(headers, list(*own), &self.trusted, ctx),
-            Kind::Hops(n, own) => hops::resolve(headers, list(*own), *n, &self.trusted, ctx),
-            Kind::Header(single) => header::resolve(headers, single, &self.trusted, ctx),
-            Kind::Leftmost(own) => leftmost::resolve(headers, list(*own), ctx),
-        }
+        self.kind.decide(headers, list, ctx)
     }
 
-    /// Whether `ip` may hand this strategy its evidence: a hop it trusts, or a relay
-    /// in front of a header's writer.
+    /// Whether `ip` may hand this strategy its evidence.
     pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.contains(ip)
-            || matches!(&self.kind, Kind::Header(single) if single.relays.contains(ip))
+        self.kind.trusts(ip)
     }
 
     /// The list header this strategy reads, if it reads one.
     pub(crate) fn list(&self) -> Option<ListHeader> {
         match self.kind {
-            Kind::RightmostUntrusted(l)
-            | Kind::Rightmost(l)
-            | Kind::Hops(_, l)
-            | Kind::Leftmost(l) => Some(l),
             Kind::Header(..) => None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        let mut names: Vec<String> = [
-            "peer",
-            "rightmost-untrusted",
-            "rightmost",
-            "hops:3",
-            "header:x-real-ip",
-            "leftmost",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        names.extend(Preset::ALL.iter().map(|p| p.name().to_string()));
-        for name in names {
-            let spec: StrategySpec = name.parse().unwrap();
-            assert_eq!(spec.to_string(), name);
-        }
-        assert_eq!(
-            "Header:CF-Connecting-IP"
-                .parse::<StrategySpec>()
-                .unwrap()
-                .to_string(),
-            "header:cf-connecting-ip"
-        );
-        for bad in [
-            "hops:0",
-            "hops:65",
-            "hops:x",
-            "header:",
-            "header:bad name",
-            "nope",
-        ] {
-            let err = bad.parse::<StrategySpec>().unwrap_err().to_string();
-            assert!(
-                err.contains("hint") || err.contains("header name"),
-                "{bad}: {err}"
-            );
+            _ => Some(self.list),
         }
     }
 }

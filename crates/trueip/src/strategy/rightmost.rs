@@ -1,62 +1,51 @@
 //! `rightmost`: the last element of the list, if the peer is trusted.
-//!
-//! nginx's `real_ip_recursive off`. Returns the element the peer appended.
-//!
-//! *Safe when* exactly one trusted proxy stands in front of the app and it appends
-//! its peer to the header (nginx `$proxy_add_x_forwarded_for`, an ALB in `append`
-//! mode): that element is the address the proxy saw, which nobody can forge.
-//!
-//! *Unsafe when* there are more proxies: the answer is then the address of the next
-//! proxy out, not the client — wrong, though not forgeable. Use
-//! `rightmost-untrusted` or `hops:N` instead.
 
-use crate::entry::Entry;
+use std::net::IpAddr;
+
 use crate::headers::Headers;
-use crate::resolution::{ListHeader, Source, Warnings};
-use crate::trace::{Mark, Tracer, Verdict};
+use crate::resolution::ListHeader;
+use crate::trace::Tracer;
 use crate::trust::TrustSet;
 
-use crate::list::{Hop, Rev};
+use super::walk::{Stop, walk};
+use super::{Ctx, Decide, Found};
 
-use super::walk::{read_lines, stop_at, subject, trace_peer};
-use super::{Ctx, Found};
+/// `rightmost`: the last element of the list, the one the trusted peer appended.
+///
+/// nginx's `real_ip_recursive off`. Returns, when the peer is trusted, the rightmost
+/// element; flagged `spoof_attempt` when elements are left of it and it is not itself a
+/// trusted proxy. A malformed or opaque element is no address to return: the peer
+/// stands, flagged. With no element at all, the next strategy decides. An untrusted
+/// peer is the client.
+///
+/// *Safe when* exactly one trusted proxy stands in front of the app and it appends its
+/// peer to the header (nginx `$proxy_add_x_forwarded_for`, an ALB in `append` mode):
+/// that element is the address the proxy saw, which nobody can forge. A client who sends
+/// `X-Forwarded-For: 1.2.3.4` arrives as `1.2.3.4, <their address>`, and the answer is
+/// their address.
+///
+/// *Unsafe when* there are more proxies: the answer is then the address of the next
+/// proxy out, not the client — wrong, though not forgeable. And when the one proxy
+/// passes the header on without appending (nginx with `proxy_set_header
+/// X-Forwarded-For $http_x_forwarded_for`): the client's `1.2.3.4` is then the last
+/// element, and the answer. Use `rightmost-untrusted` or `hops:N` behind several proxies.
+#[derive(Clone, Debug)]
+pub(crate) struct Rightmost {
+    /// The peers whose list counts.
+    pub(crate) trusted: TrustSet,
+}
 
-pub(super) fn resolve<'h, H: Headers + ?Sized, T: Tracer<'h>>(
-    headers: &'h H,
-    list: ListHeader,
-    trusted: &TrustSet,
-    ctx: &mut Ctx<'_, '_, T>,
-) -> Option<Found> {
-    let peer_trusted = ctx.peer.client.trusted_by(trusted);
-    trace_peer(ctx, peer_trusted);
-    let lines = read_lines(headers, list, peer_trusted, ctx)?;
-    let mut rev = Rev::new(list, &lines);
-    let entry = rev.next()?;
-    ctx.trace.hop(list, &lines, &rev, 1, Hop::Entry(entry));
-    let peer = *ctx.peer;
-    match entry {
-        Entry::Addr(node) => {
-            let more = rev.next().is_some();
-            if more && !trusted.contains(node.ip) {
-                ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
-            }
-            ctx.trace.step(|| {
-                Mark::new(
-                    subject(list, 1),
-                    node,
-                    Verdict::Client,
-                    "the element the trusted peer appended",
-                )
-            });
-            Some(Found {
-                client: node.into(),
-                source: Source::List {
-                    header: list,
-                    from_right: 1,
-                },
-                trusted_hops: peer.trusted_hops + 1,
-            })
-        }
-        other => stop_at(ctx, list, 1, &other, peer),
+impl Decide for Rightmost {
+    fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        headers: &'h H,
+        list: ListHeader,
+        ctx: &mut Ctx<'_, '_, T>,
+    ) -> Option<Found> {
+        walk(headers, list, &self.trusted, Stop::First, ctx)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.contains(ip)
     }
 }
