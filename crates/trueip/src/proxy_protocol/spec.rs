@@ -21,7 +21,7 @@ pub(super) const V2_SIGNATURE: [u8; 12] = [
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
 ];
 
-// TLV types (§2.2.1 to §2.2.7) and SSL sub-types (§2.2.5).
+// TLV types (§2.2.1 to §2.2.7) and SSL sub-types (§2.2.6).
 pub(super) const PP2_TYPE_ALPN: u8 = 0x01;
 pub(super) const PP2_TYPE_AUTHORITY: u8 = 0x02;
 pub(super) const PP2_TYPE_CRC32C: u8 = 0x03;
