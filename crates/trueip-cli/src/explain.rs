@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Flags};
 use trueip::headers::{parse_header_field, parse_header_line};
-use trueip::{Connection, Explanation, Node, Policy};
+use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -32,6 +32,10 @@ Examples:
   # nginx sets X-Real-IP from $remote_addr
   trueip explain --peer 127.0.0.1 --trust loopback --strategy header:X-Real-IP \\
       --header 'X-Real-IP: 198.51.100.4' --format json
+
+  # an NLB behind AWS PrivateLink: PROXY v2 source and VPC endpoint id, shown beside the client
+  trueip explain --peer 10.0.0.5 --proxy-protocol-from 10.0.0.0/8 \\
+      --proxy-source 172.31.7.9:50000 --proxy-vpce-id vpce-08d2bf15fac5001c9
 
   # many cases at once, one JSON object per line in and out
   echo '{\"peer\":\"10.0.0.5\",\"headers\":[[\"X-Forwarded-For\",\"203.0.113.9\"]]}' |
@@ -84,6 +88,12 @@ pub struct ExplainArgs {
     /// The source address of a PROXY protocol header on the connection.
     #[arg(long, value_name = "ADDR")]
     proxy_source: Option<String>,
+    /// The AWS VPC endpoint id (PrivateLink) the PROXY v2 header named (TLV 0xEA, subtype 0x01).
+    #[arg(long, value_name = "ID", requires = "proxy_source")]
+    proxy_vpce_id: Option<String>,
+    /// The Azure Private Link id the PROXY v2 header named (TLV 0xEE, subtype 0x01).
+    #[arg(long, value_name = "N", requires = "proxy_source")]
+    proxy_azure_link_id: Option<u32>,
     /// Senders trusted to speak the PROXY protocol; replaces the config's list.
     #[arg(long, value_name = "SPEC")]
     proxy_protocol_from: Vec<String>,
@@ -91,7 +101,7 @@ pub struct ExplainArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Read JSON Lines cases on stdin, write one JSON result per line.
-    #[arg(long, conflicts_with_all = ["peer", "headers", "proxy_source"])]
+    #[arg(long, conflicts_with_all = ["peer", "headers", "proxy_source", "proxy_vpce_id", "proxy_azure_link_id"])]
     batch: bool,
 }
 
@@ -123,7 +133,11 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
     }
     let policy = build(&base)?;
     let peer = args.peer.as_deref().unwrap_or_default();
-    let conn = connection(peer, args.proxy_source.as_deref())?;
+    let link = PrivateLink {
+        aws_vpce_id: args.proxy_vpce_id.as_deref().map(Into::into),
+        azure_link_id: args.proxy_azure_link_id,
+    };
+    let conn = connection(peer, args.proxy_source.as_deref(), link)?;
     let headers = args
         .headers
         .iter()
@@ -160,14 +174,26 @@ fn build(config: &ClientIpConfig) -> Result<Policy, String> {
         .map_err(|e| e.to_string())
 }
 
-fn connection(peer: &str, proxy_source: Option<&str>) -> Result<Connection, String> {
+/// The connection as `serve` would see it. A private endpoint id comes only in a PROXY
+/// header, so one without a proxy source describes no connection `serve` could get.
+fn connection(
+    peer: &str,
+    proxy_source: Option<&str>,
+    private_link: PrivateLink,
+) -> Result<Connection, String> {
     let node = |what: &str, text: &str| -> Result<Node, String> {
         trueip::addr::parse_node(text.as_bytes())
             .map_err(|e| format!("invalid {what} {text:?}: {e} (hint: write 192.0.2.1, 192.0.2.1:443 or [2001:db8::1]:443)"))
     };
+    if proxy_source.is_none() && !private_link.is_empty() {
+        return Err(
+            "a private endpoint id comes in a PROXY header: give its proxy_source too".into(),
+        );
+    }
     Ok(Connection {
         peer: node("peer", peer)?,
         proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()?,
+        private_link,
     })
 }
 
@@ -186,6 +212,10 @@ struct Case {
     from: Option<String>,
     #[serde(default)]
     proxy_source: Option<String>,
+    #[serde(default)]
+    aws_vpce_id: Option<String>,
+    #[serde(default)]
+    azure_link_id: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -256,7 +286,11 @@ fn batch_case(
         })
         .as_ref()
         .map_err(Clone::clone)?;
-    let conn = connection(&case.peer, case.proxy_source.as_deref())?;
+    let link = PrivateLink {
+        aws_vpce_id: case.aws_vpce_id.map(Into::into),
+        azure_link_id: case.azure_link_id,
+    };
+    let conn = connection(&case.peer, case.proxy_source.as_deref(), link)?;
     let headers = case
         .headers
         .iter()

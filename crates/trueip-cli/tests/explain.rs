@@ -313,6 +313,92 @@ fn proxy_source_from_a_trusted_sender() {
     assert_eq!(v["source"], "proxy-protocol");
 }
 
+/// Behind AWS PrivateLink or Azure Private Link, the endpoint id the PROXY v2 header named
+/// is shown beside the client, in text and JSON, and in `--batch`; only when the header's
+/// sender is trusted (the id is believed exactly when the source is), and only with a
+/// proxy source (an id comes in no other way).
+#[test]
+fn private_endpoint_ids_are_shown_with_the_proxy_source() {
+    let args = |from: &'static str, format: &'static str| {
+        vec![
+            "explain",
+            "--peer",
+            "10.1.0.7",
+            "--proxy-source",
+            "172.31.7.9:50000",
+            "--proxy-vpce-id",
+            "vpce-08d2bf15fac5001c9",
+            "--proxy-azure-link-id",
+            "305419896",
+            "--proxy-protocol-from",
+            from,
+            "--format",
+            format,
+        ]
+    };
+    let out = trueip(&args("10.1.0.0/16", "text"), None);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("link     AWS VPC endpoint vpce-08d2bf15fac5001c9"),
+        "{text}"
+    );
+    assert!(
+        text.contains("link     Azure Private Link 305419896"),
+        "{text}"
+    );
+
+    let v = json(&trueip(&args("10.1.0.0/16", "json"), None));
+    assert_eq!(v["client_ip"], "172.31.7.9");
+    assert_eq!(v["aws_vpce_id"], "vpce-08d2bf15fac5001c9");
+    assert_eq!(v["azure_link_id"], 305_419_896);
+
+    // The sender is not trusted: neither its source nor the ids it named are believed.
+    let v = json(&trueip(&args("192.0.2.0/24", "json"), None));
+    assert_eq!(v["client_ip"], "10.1.0.7");
+    assert!(
+        v["aws_vpce_id"].is_null() && v["azure_link_id"].is_null(),
+        "{v}"
+    );
+    let out = trueip(&args("192.0.2.0/24", "text"), None);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("link "));
+
+    // Without a PROXY source there is no header for an id to come in.
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.1.0.7",
+            "--proxy-vpce-id",
+            "vpce-0abc",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--proxy-source"));
+
+    let input = concat!(
+        r#"{"peer":"10.1.0.7","proxy_source":"172.31.7.9","aws_vpce_id":"vpce-0abc","azure_link_id":7}"#,
+        "\n",
+        r#"{"peer":"10.1.0.7","aws_vpce_id":"vpce-0abc"}"#,
+        "\n",
+    );
+    let out = trueip(
+        &["explain", "--batch", "--proxy-protocol-from", "10.1.0.0/16"],
+        Some(input),
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["aws_vpce_id"], "vpce-0abc");
+    assert_eq!(lines[0]["azure_link_id"], 7);
+    let error = lines[1]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("proxy_source"), "{error}");
+    assert_eq!(out.status.code(), Some(2));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header lines: explain refuses what `trueip serve` refuses (RFC 9110 §5.1, RFC 9112 §5), with the
 // same rule for `--header`, `--batch` and the config. Each case would otherwise let a line that

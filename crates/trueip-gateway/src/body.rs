@@ -174,6 +174,9 @@ pub struct Record {
     pub header: Option<trueip::FieldName>,
     /// What looked wrong.
     pub warnings: trueip::Warnings,
+    /// The private endpoint the client came through, when the PROXY header that named
+    /// it was believed.
+    pub private_link: Option<trueip::PrivateLink>,
     /// Request method.
     pub method: Method,
     /// Request target (the log shows the path, not the query); kept only when the
@@ -214,6 +217,7 @@ impl Record {
             source: trueip::Source::Peer,
             header: None,
             warnings: trueip::Warnings::NONE,
+            private_link: None,
             method,
             uri,
             version,
@@ -260,6 +264,8 @@ impl Record {
                 duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
                 source = %source,
                 warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
+                aws_vpce_id = self.private_link.as_ref().and_then(|l| l.aws_vpce_id.as_deref()),
+                azure_link_id = self.private_link.as_ref().and_then(|l| l.azure_link_id),
                 error = self.error.as_deref(),
             );
         }
@@ -272,6 +278,7 @@ impl Record {
     pub fn note(
         &mut self,
         ctx: &crate::server::ConnCtx,
+        conn: &trueip::Connection,
         policy: &trueip::Policy,
         resolution: &trueip::Resolution,
     ) {
@@ -285,6 +292,7 @@ impl Record {
                 .cloned();
         }
         self.warnings = resolution.warnings;
+        self.private_link = conn.private_link_for(resolution).cloned();
     }
 }
 

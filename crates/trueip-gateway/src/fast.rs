@@ -667,7 +667,7 @@ async fn one(
 
     let Some(upstream) = &state.upstream else {
         let decision = Decision::new(&settings.policy, &conn, &raw);
-        record.note(ctx, &settings.policy, decision.resolution());
+        record.note(ctx, &conn, &settings.policy, decision.resolution());
         let page = crate::service::whoami_of(
             path_only,
             host,
@@ -701,7 +701,7 @@ async fn one(
     };
 
     let resolution = settings.policy.resolve(&conn, &raw);
-    record.note(ctx, &settings.policy, &resolution);
+    record.note(ctx, &conn, &settings.policy, &resolution);
     let outcome = forward(
         io,
         ctx,

@@ -77,6 +77,9 @@ pub struct Received {
     pub addrs: Option<ProxyAddrs>,
     /// The client reached the load balancer over TLS (v2 `PP2_TYPE_SSL`).
     pub client_tls: bool,
+    /// The private endpoint the client came through (v2 AWS and Azure TLVs): empty when
+    /// the addresses are not used either.
+    pub private_link: trueip::PrivateLink,
     /// Why the header, though valid, says nothing about this connection.
     pub ignored: Option<Ignored>,
 }
@@ -152,12 +155,14 @@ fn received(header: &ProxyHeader) -> Received {
         return Received {
             addrs: None,
             client_tls: false,
+            private_link: trueip::PrivateLink::default(),
             ignored: Some(Ignored::Datagram),
         };
     }
-    let addrs = match header.command {
-        Command::Proxy => header.addrs,
-        Command::Local => None,
+    let (addrs, private_link) = match header.command {
+        Command::Proxy => (header.addrs, trueip::PrivateLink::from_tlvs(&header.tlvs)),
+        // A health check of the sender's own: nothing in it is about a client.
+        Command::Local => (None, trueip::PrivateLink::default()),
     };
     let client_tls = header
         .tlvs
@@ -167,6 +172,7 @@ fn received(header: &ProxyHeader) -> Received {
     Received {
         addrs,
         client_tls,
+        private_link,
         ignored: None,
     }
 }

@@ -174,8 +174,8 @@ impl ConnCtx {
         }
     }
 
-    /// What the connection says before any header is read: the peer, and the source of a
-    /// PROXY header when one was accepted.
+    /// What the connection says before any header is read: the peer, and the source and
+    /// private endpoint of a PROXY header when one was accepted.
     pub fn connection(&self) -> trueip::Connection {
         trueip::Connection {
             peer: trueip::Node::from(self.peer),
@@ -184,6 +184,11 @@ impl ConnCtx {
                 .as_ref()
                 .and_then(|p| p.addrs)
                 .map(|a| trueip::Node::from(a.source)),
+            private_link: self
+                .proxy
+                .as_ref()
+                .map(|p| p.private_link.clone())
+                .unwrap_or_default(),
         }
     }
 }

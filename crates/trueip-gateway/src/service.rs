@@ -121,13 +121,13 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
         match &state.upstream {
             Some(upstream) => {
                 let resolution = settings.policy.resolve(&conn, req.headers());
-                record.note(&ctx, &settings.policy, &resolution);
+                record.note(&ctx, &conn, &settings.policy, &resolution);
                 forward(req, &ctx, &state, upstream, &resolution).await
             }
             // The whoami page explains the decision: resolving once more would repeat it.
             None => {
                 let decision = Decision::new(&settings.policy, &conn, req.headers());
-                record.note(&ctx, &settings.policy, decision.resolution());
+                record.note(&ctx, &conn, &settings.policy, decision.resolution());
                 whoami_page(&req, &ctx, &state, &decision)
             }
         }

@@ -70,6 +70,7 @@ pub async fn relay(mut io: Tracked, ctx: &ConnCtx, state: &State, listener: &Lis
         _ => String::new(),
     };
     if settings.log.access_log {
+        let link = conn.private_link_for(&resolution);
         tracing::info!(
             target: crate::logging::ACCESS,
             client = %client.ip(),
@@ -81,6 +82,8 @@ pub async fn relay(mut io: Tracked, ctx: &ConnCtx, state: &State, listener: &Lis
             duration_ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             source = %resolution.source,
             warnings = (!resolution.warnings.is_empty()).then(|| tracing::field::display(resolution.warnings)),
+            aws_vpce_id = link.and_then(|l| l.aws_vpce_id.as_deref()),
+            azure_link_id = link.and_then(|l| l.azure_link_id),
             error = (!error.is_empty()).then_some(error.as_str()),
         );
     }

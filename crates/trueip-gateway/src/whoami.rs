@@ -262,7 +262,9 @@ pub fn head_around_length(format: Format) -> (&'static [u8], &'static [u8]) {
 }
 
 /// The most bytes a page (in any format) can take for a request of `request` bytes,
-/// under a policy of `strategies` strategies: linear in the request.
+/// under a policy of `strategies` strategies: linear in the request. The private
+/// endpoint id of the connection's PROXY header, shown once per format, counts as bytes
+/// of the request.
 ///
 /// - Each byte of the request is shown in at most `4 + strategies` places: the headers
 ///   table, the chain, the element's step, the client address, and once more in the
@@ -398,6 +400,7 @@ enum Slot {
     PeerNote,
     ProxySource,
     ProxyNote,
+    PrivateLink,
     Strategy,
     TrustedHops,
     RateLimitKey,
@@ -409,7 +412,7 @@ enum Slot {
 
 impl Slot {
     /// Every slot, by its name in the template.
-    const NAMES: [(&'static str, Slot); 19] = [
+    const NAMES: [(&'static str, Slot); 20] = [
         ("healthz", Slot::Healthz),
         ("metrics", Slot::Metrics),
         ("self_url", Slot::SelfUrl),
@@ -422,6 +425,7 @@ impl Slot {
         ("peer_note", Slot::PeerNote),
         ("proxy_source", Slot::ProxySource),
         ("proxy_note", Slot::ProxyNote),
+        ("private_link", Slot::PrivateLink),
         ("strategy", Slot::Strategy),
         ("trusted_hops", Slot::TrustedHops),
         ("rate_limit_key", Slot::RateLimitKey),
@@ -641,6 +645,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
             Slot::PeerNote => page.push_str(peer_note),
             Slot::ProxySource => page.push_str(&proxy_source),
             Slot::ProxyNote => page.push_str(proxy_note),
+            Slot::PrivateLink => private_link_cards(&mut page, e),
             Slot::Strategy => {
                 escape_into(&mut page, e.strategy.as_deref().unwrap_or("peer (default)"));
             }
@@ -653,6 +658,28 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
         }
     }
     out.extend_from_slice(page.as_bytes());
+}
+
+/// A card per private endpoint id the PROXY header named; nothing when it named none.
+fn private_link_cards(page: &mut String, e: &Explanation) {
+    const NOTE: &str = "named by the PROXY header: behind the private endpoint, the \
+                        client's identity; its address is one in its own network";
+    if let Some(id) = &e.aws_vpce_id {
+        page.push_str(
+            r#"<div class="card"><div class="label">AWS VPC endpoint</div><div class="value">"#,
+        );
+        escape_into(page, id);
+        let _ = write!(
+            page,
+            r#"</div><div class="note">PrivateLink, {NOTE}</div></div>"#
+        );
+    }
+    if let Some(id) = e.azure_link_id {
+        let _ = write!(
+            page,
+            r#"<div class="card"><div class="label">Azure Private Link id</div><div class="value">{id}</div><div class="note">{NOTE}</div></div>"#
+        );
+    }
 }
 
 /// The HTML page as text.
@@ -1052,7 +1079,7 @@ mod tests {
             .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert!(slots.len() >= 19, "{slots:?}");
+        assert!(slots.len() >= 20, "{slots:?}");
         slots.concat()
     }
 

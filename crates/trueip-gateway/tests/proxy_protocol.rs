@@ -348,3 +348,91 @@ fn a_v2_header_claiming_udp_on_tcp_keeps_the_sender_as_the_peer() {
         "{metrics}"
     );
 }
+
+/// Behind AWS PrivateLink or Azure Private Link the load balancer's PROXY v2 header names
+/// the endpoint the client came through (TLV `0xEA` subtype `0x01`, TLV `0xEE` subtype
+/// `0x01`): the one identity such a client has, since its address is one in its own
+/// network. The whoami page (HTML and JSON) and the access log (text and JSON) show both;
+/// a header whose addresses are not used (a UDP flow) names no endpoint either.
+#[test]
+fn private_endpoint_ids_reach_whoami_and_the_access_log() {
+    const VPCE: &str = "vpce-08d2bf15fac5001c9";
+    // 0x12345678, little-endian on the wire.
+    const LINK_ID: u32 = 305_419_896;
+    let tlvs = [
+        &[0xEA, 0x00, 0x17, 0x01][..],
+        VPCE.as_bytes(),
+        &[0xEE, 0x00, 0x05, 0x01, 0x78, 0x56, 0x34, 0x12],
+    ]
+    .concat();
+    for format in ["text", "json"] {
+        let dir = test_dir(&format!("proxy_protocol/private_link_{format}"));
+        let toml = format!("{LIMITS}[log]\nformat = \"{format}\"\naccess_log = true\n");
+        let args = ["--proxy-protocol", "v2", "--proxy-protocol-from", CLIENT_IP];
+        let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &args);
+        let pre = proxy_v2(sock("172.31.7.9:50000"), gw.addr, &tlvs);
+
+        // A plain GET takes the lean HTTP/1.1 path; a request with a body, hyper's.
+        for (path, req) in [
+            ("lean", Req::get("/json")),
+            ("hyper", Req::post("/json", b"body".to_vec())),
+        ] {
+            let json = req
+                .send_with_preamble(gw.addr, &pre)
+                .unwrap_or_else(|e| panic!("{format}, {path}: {e}"))
+                .json();
+            assert_eq!(json.str_at("client_ip"), "172.31.7.9", "{path}: {json:?}");
+            assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{path}: {json:?}");
+            assert_eq!(
+                json.get("azure_link_id"),
+                &Json::Num(f64::from(LINK_ID)),
+                "{path}: {json:?}"
+            );
+        }
+        let html = Req::get("/private-link-page")
+            .header("Accept", "text/html")
+            .send_with_preamble(gw.addr, &pre)
+            .unwrap_or_else(|e| panic!("{format}: {e}"))
+            .text();
+        assert!(html.contains(VPCE), "{html}");
+        assert!(html.contains(&LINK_ID.to_string()), "{html}");
+
+        let mut udp = proxy_v2(sock("172.31.7.10:50000"), gw.addr, &tlvs);
+        if let Some(fam) = udp.get_mut(13) {
+            *fam += 1; // TCP over IPv4 becomes UDP over IPv4
+        }
+        let json = Req::get("/json")
+            .send_with_preamble(gw.addr, &udp)
+            .unwrap_or_else(|e| panic!("{format}, udp: {e}"))
+            .json();
+        assert_eq!(json.get("aws_vpce_id"), &Json::Null, "{json:?}");
+        assert_eq!(json.get("azure_link_id"), &Json::Null, "{json:?}");
+
+        // The access log is written by a background thread: poll stdout for the line.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let line = loop {
+            let out = std::fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
+            if let Some(line) = out.lines().find(|l| l.contains("/private-link-page")) {
+                break line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{format}: no access-log line on stdout:\n{}",
+                gw.proc.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if format == "json" {
+            let json = Json::parse(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{line}");
+            assert_eq!(
+                json.get("azure_link_id"),
+                &Json::Num(f64::from(LINK_ID)),
+                "{line}"
+            );
+        } else {
+            assert!(line.contains(&format!("aws_vpce_id=\"{VPCE}\"")), "{line}");
+            assert!(line.contains(&format!("azure_link_id={LINK_ID}")), "{line}");
+        }
+    }
+}

@@ -153,3 +153,54 @@ fn nginx_decodes_the_proxy_header_the_tcp_relay_sends() {
     );
     assert_healthy(http_listen, "a TCP relay in the same process");
 }
+
+/// A PROXY v2 header that names the private endpoint the client came through (AWS
+/// PrivateLink's VPC endpoint id): the relayed connection's access-log line shows it beside
+/// the client.
+#[test]
+fn the_access_log_names_the_private_endpoint_of_a_relayed_connection() {
+    const VPCE: &str = "vpce-08d2bf15fac5001c9";
+    let dir = test_dir("tcp_mode/private_link");
+    let up = Upstream::start(Behavior::ProxyEcho);
+    let listen = free_addr();
+    let toml = format!(
+        "[client_ip]
+proxy_protocol_from = [\"{CLIENT_IP}\"]
+
+[log]
+format = \"json\"
+
+[[listen]]
+address = \"{listen}\"
+mode = \"tcp\"
+upstream = \"{}\"
+proxy_protocol = \"v2\"
+",
+        up.addr
+    );
+    let gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
+    let tlvs = [&[0xEA, 0x00, 0x17, 0x01][..], VPCE.as_bytes()].concat();
+    let source: SocketAddr = "172.31.7.9:50000".parse().expect("addr");
+    let mut bytes = proxy_v2(source, listen, &tlvs);
+    bytes.extend_from_slice(b"payload");
+    assert_eq!(relay(listen, &bytes), b"payload");
+    assert_eq!(decoded_source(&up), source);
+    // The line is written when the connection ends, by a background thread: poll for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let out = std::fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
+        if let Some(line) = out.lines().find(|l| l.contains("\"mode\":\"tcp\"")) {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line on stdout:\n{}",
+            gw.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json = Json::parse(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(json.str_at("client"), "172.31.7.9", "{line}");
+    assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{line}");
+    assert_eq!(json.get("azure_link_id"), &Json::Null, "{line}");
+}

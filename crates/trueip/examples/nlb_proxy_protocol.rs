@@ -3,7 +3,7 @@
 //! `cargo run -p trueip --example nlb_proxy_protocol`
 
 use trueip::proxy_protocol::{Decode, ProxyAddrs, decode};
-use trueip::{Connection, Node, Policy};
+use trueip::{Connection, Node, Policy, PrivateLink};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // What the NLB sends first on the connection (built here with the encoder).
@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let conn = Connection {
             peer: Node::ip(peer.parse()?),
             proxy_source: header.addrs.map(|a| Node::from(a.source)),
+            private_link: PrivateLink::from_tlvs(&header.tlvs),
         };
         let res = policy.resolve(&conn, &[] as &[(&str, &str)]);
         println!(

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
+use crate::link::PrivateLink;
 use crate::list::Rev;
 use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
@@ -28,6 +29,10 @@ pub struct Explanation {
     pub peer: String,
     /// The PROXY protocol source, when a trusted sender supplied one.
     pub proxy_source: Option<String>,
+    /// The AWS VPC endpoint id that sender's header named (AWS PrivateLink).
+    pub aws_vpce_id: Option<String>,
+    /// The Azure Private Link id that sender's header named.
+    pub azure_link_id: Option<u32>,
     /// The list header the chain below comes from.
     pub chain_header: String,
     /// Its entries as seen, left to right (the client's end first).
@@ -72,6 +77,8 @@ pub struct Decision<'a> {
     /// Whether entries were left out (more than [`MAX_CHAIN`], or more header lines
     /// than trueip reads).
     chain_cut: bool,
+    /// The private endpoint, when the PROXY header that named it was believed.
+    private_link: Option<PrivateLink>,
 }
 
 impl<'a> Decision<'a> {
@@ -121,12 +128,19 @@ impl<'a> Decision<'a> {
             list,
             chain,
             chain_cut,
+            private_link: conn.private_link_for(&resolution).cloned(),
         }
     }
 
     /// The decision itself.
     pub fn resolution(&self) -> &Resolution {
         &self.resolution
+    }
+
+    /// The private endpoint the connection came through, when the PROXY header that
+    /// named it was believed.
+    pub fn private_link(&self) -> Option<&PrivateLink> {
+        self.private_link.as_ref()
     }
 
     /// The same evidence, in owned text.
@@ -142,6 +156,11 @@ impl<'a> Decision<'a> {
             source: policy.describe_source(&resolution),
             peer: node_string(&resolution.peer),
             proxy_source: resolution.proxy_source.as_ref().map(node_string),
+            aws_vpce_id: self
+                .private_link()
+                .and_then(|l| l.aws_vpce_id.as_deref())
+                .map(str::to_string),
+            azure_link_id: self.private_link().and_then(|l| l.azure_link_id),
             chain_header: self.list.field_str().to_string(),
             chain,
             trusted_hops: resolution.trusted_hops,
@@ -188,6 +207,7 @@ impl<'a> Decision<'a> {
             }
             None => out.extend_from_slice(b"\",\n  \"proxy_source\": null"),
         }
+        self.put_private_link(out);
         let (block, len) = chain_header_member(self.list);
         text::put_prefix(out, block, *len);
         self.put_chain(out);
@@ -215,6 +235,24 @@ impl<'a> Decision<'a> {
         self.put_steps(out);
         more(out);
         out.extend_from_slice(b"\n}");
+    }
+
+    /// The `aws_vpce_id` and `azure_link_id` members, after `proxy_source`.
+    fn put_private_link(&self, out: &mut Vec<u8>) {
+        let link = self.private_link();
+        match link.and_then(|l| l.aws_vpce_id.as_deref()) {
+            Some(id) => {
+                out.extend_from_slice(b",\n  \"aws_vpce_id\": \"");
+                text::put_escaped(out, id);
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b",\n  \"aws_vpce_id\": null"),
+        }
+        out.extend_from_slice(b",\n  \"azure_link_id\": ");
+        match link.and_then(|l| l.azure_link_id) {
+            Some(id) => text::put_decimal(out, u64::from(id)),
+            None => out.extend_from_slice(b"null"),
+        }
     }
 
     /// The `chain` array's value.
@@ -294,7 +332,7 @@ fn verdict_members(verdict: Verdict) -> &'static ([u8; 64], usize) {
     }
 }
 
-/// The text from the end of `proxy_source` to the start of the chain's array, with the
+/// The text from the end of `azure_link_id` to the start of the chain's array, with the
 /// header's name in it: `,\n  "chain_header": "forwarded",\n  "chain": `.
 fn chain_header_member(list: ListHeader) -> &'static ([u8; 64], usize) {
     const fn member(name: &str) -> ([u8; 64], usize) {
@@ -332,6 +370,14 @@ impl fmt::Display for Explanation {
         writeln!(f, "peer     {}", self.peer)?;
         if let Some(proxy) = &self.proxy_source {
             writeln!(f, "proxy    {proxy} (PROXY protocol)")?;
+        }
+        // The ids came off the wire: escaped, so that a terminal shows them and does not
+        // obey them.
+        if let Some(id) = &self.aws_vpce_id {
+            writeln!(f, "link     AWS VPC endpoint {}", id.escape_debug())?;
+        }
+        if let Some(id) = self.azure_link_id {
+            writeln!(f, "link     Azure Private Link {id}")?;
         }
         writeln!(
             f,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use crate::addr::Node;
 use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
+use crate::link::PrivateLink;
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
 use crate::strategy::{
     AllTrusted, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost, RightmostUntrusted,
@@ -17,12 +18,15 @@ use crate::trace::{Mark, NoTrace, Recorder, Step, StrategyNames, Text, Tracer, V
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
 /// What the connection itself says, before any header is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
     /// The TCP peer.
     pub peer: Node,
     /// The source address of a PROXY protocol header, if the connection began with one.
     pub proxy_source: Option<Node>,
+    /// The private endpoint that header named, if any. It does not take part in the
+    /// decision; it is evidence shown beside it.
+    pub private_link: PrivateLink,
 }
 
 impl Connection {
@@ -31,7 +35,16 @@ impl Connection {
         Connection {
             peer: peer.into(),
             proxy_source: None,
+            private_link: PrivateLink::default(),
         }
+    }
+
+    /// The private endpoint, when `resolution` (this connection's) believed the PROXY
+    /// header that named it: the id and the source come from the same header and the
+    /// same sender, so the one is believed exactly when the other is.
+    pub fn private_link_for(&self, resolution: &Resolution) -> Option<&PrivateLink> {
+        (resolution.proxy_source.is_some() && !self.private_link.is_empty())
+            .then_some(&self.private_link)
     }
 }
 

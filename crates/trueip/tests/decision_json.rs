@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use trueip::entry::Entry;
 use trueip::{
     Cidr, Connection, Decision, Explanation, Headers, ListHeader, Node, OriginSecret, Policy,
-    Source, TrustSet, forwarded, xff,
+    PrivateLink, Source, TrustSet, forwarded, xff,
 };
 
 fn policies() -> Vec<Policy> {
@@ -92,6 +92,20 @@ fn peer() -> impl Strategy<Value = Node> {
     })
 }
 
+/// What a PROXY v2 header may name: the ids come off the wire as any UTF-8 at all.
+fn private_link() -> impl Strategy<Value = PrivateLink> {
+    let vpce = prop_oneof![
+        Just("vpce-08d2bf15fac5001c9".to_string()),
+        Just(String::new()),
+        Just("\"\\\u{7}\u{2028}é</script>".to_string()),
+        any::<String>(),
+    ];
+    (prop::option::of(vpce), prop::option::of(any::<u32>())).prop_map(|(vpce, azure)| PrivateLink {
+        aws_vpce_id: vpce.map(Into::into),
+        azure_link_id: azure,
+    })
+}
+
 /// The chain an explanation lists, the plain way: every line of the list header, parsed
 /// from the right by the public parsers, the rightmost 256 kept, left to right.
 /// `Decision` reuses faster parsers; the entries must come out the same.
@@ -135,17 +149,28 @@ proptest! {
         secret in prop::option::of(prop_oneof![Just(b"s3cret".to_vec()), Just(b"wrong".to_vec())]),
         peer in peer(),
         proxy in prop::option::of(peer()),
+        private_link in private_link(),
     ) {
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         headers.extend(xff.iter().map(|v| ("X-Forwarded-For", v.as_slice())));
         headers.extend(forwarded.iter().map(|v| ("Forwarded", v.as_slice())));
         headers.extend(real_ip.iter().map(|v| ("X-Real-IP", v.as_slice())));
         headers.extend(secret.iter().map(|v| ("X-Origin-Secret", v.as_slice())));
-        let conn = Connection { peer, proxy_source: proxy };
+        let conn = Connection { peer, proxy_source: proxy, private_link };
         for policy in policies() {
             let decision = Decision::new(&policy, &conn, &headers[..]);
             let explanation = Explanation::new(&policy, &conn, &headers[..]);
             prop_assert_eq!(&decision.to_explanation(), &explanation);
+            // The ids are shown exactly when the PROXY source is believed.
+            let believed = explanation.proxy_source.is_some();
+            prop_assert_eq!(
+                explanation.aws_vpce_id.as_deref(),
+                conn.private_link.aws_vpce_id.as_deref().filter(|_| believed)
+            );
+            prop_assert_eq!(
+                explanation.azure_link_id,
+                conn.private_link.azure_link_id.filter(|_| believed)
+            );
             let list = chain_list(&policy, &explanation.resolution);
             prop_assert_eq!(&explanation.chain, &reference_chain(&headers[..], list));
             // The source reads as `Source` prints, with the header's name for a header.
