@@ -48,11 +48,22 @@ pub struct PrivateLink {
     pub azure_link_id: Option<u32>,
 }
 
+/// The longest VPC endpoint id kept (AWS's are 22 bytes).
+const MAX_VPCE_ID: usize = 64;
+
 impl PrivateLink {
-    /// What a PROXY v2 header's TLVs name.
+    /// What a PROXY v2 header's TLVs name. A VPC endpoint id that does not look like
+    /// one (at most 64 letters, digits and dashes; AWS writes
+    /// `vpce-` and 17 hex digits) is left out: it is shown on pages and in logs, and a
+    /// sender's TLV may be as long as the header allows.
     pub fn from_tlvs(tlvs: &Tlvs) -> Self {
+        let plausible = |id: &&str| {
+            !id.is_empty()
+                && id.len() <= MAX_VPCE_ID
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
         PrivateLink {
-            aws_vpce_id: tlvs.aws_vpce_id.as_deref().map(Arc::from),
+            aws_vpce_id: tlvs.aws_vpce_id.as_deref().filter(plausible).map(Arc::from),
             azure_link_id: tlvs.azure_link_id,
         }
     }
@@ -66,6 +77,22 @@ impl PrivateLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_implausible_vpce_id_is_left_out() {
+        for bad in ["", "vpce 1", "vpce-<script>", &"a".repeat(MAX_VPCE_ID + 1)] {
+            let tlvs = Tlvs {
+                aws_vpce_id: Some(bad.to_string()),
+                ..Tlvs::default()
+            };
+            assert_eq!(PrivateLink::from_tlvs(&tlvs).aws_vpce_id, None, "{bad:?}");
+        }
+        let tlvs = Tlvs {
+            aws_vpce_id: Some("vpce-08d2bf15fac5001c9".into()),
+            ..Tlvs::default()
+        };
+        assert!(PrivateLink::from_tlvs(&tlvs).aws_vpce_id.is_some());
+    }
 
     #[test]
     fn takes_the_two_ids_and_nothing_else() {
