@@ -483,7 +483,7 @@ pub struct Settings {
     pub log: LogSettings,
     /// Connect timeout of TCP-mode listeners (`upstream.connect_timeout`).
     pub tcp_connect_timeout: Duration,
-    /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::fast`])
+    /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::http::lean`])
     /// (`limits.lean_http1`, default true); `false` sends every connection through
     /// hyper. Tests drive both paths with the same requests and compare what the
     /// upstream receives (`tests/differential.rs`).

@@ -42,22 +42,19 @@ pub(crate) mod test_support {
     }
 }
 
-pub mod body;
 pub mod clock;
 pub mod config;
-pub mod fast;
-pub mod hygiene;
+pub mod http;
 pub mod io;
-pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod pages;
 pub mod proxy;
+pub mod rules;
 pub mod server;
-pub mod service;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
-pub mod whoami;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

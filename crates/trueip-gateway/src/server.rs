@@ -21,11 +21,12 @@ use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
 
 use crate::config::{Mode, ProxyProtocol, Settings};
-use crate::hygiene::Hygiene;
+use crate::http::{hyper as service, lean as fast};
 use crate::io::{Activity, Idle, Rewind, Stream, Tracked};
 use crate::metrics::{Metrics, ProxyErrorKind};
+use crate::rules::headers::Hygiene;
 use crate::upstream::Upstream;
-use crate::{fast, proxy, service, tcp, tls};
+use crate::{proxy, tcp, tls};
 
 /// The number of headers hyper accepts when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
@@ -548,12 +549,12 @@ mod tests {
             largest = largest.max(body.len());
         }
         assert!(
-            largest > 3 * crate::fast::KEEP_BETWEEN_REQUESTS,
+            largest > 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
             "the pages were large ({largest} bytes)"
         );
-        let kept = crate::fast::retained_max();
+        let kept = crate::http::lean::retained_max();
         assert!(
-            kept <= 3 * crate::fast::KEEP_BETWEEN_REQUESTS,
+            kept <= 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
             "a connection kept {kept} bytes between requests"
         );
     }

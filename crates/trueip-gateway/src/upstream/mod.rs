@@ -2,7 +2,7 @@
 //!
 //! The pool (hyper's HTTP/1 connections, kept here rather than in hyper-util's legacy
 //! client, which costs more per request) is keyed by the request URI's authority. The
-//! lean HTTP/1.1 path ([`crate::fast`]) keeps its own pool of bare connections
+//! lean HTTP/1.1 path ([`crate::http::lean`]) keeps its own pool of bare connections
 //! ([`RawConn`]), per worker thread. Every idle connection, in any pool, holds a
 //! [`Ticket`] of the upstream's one budget: together they never exceed
 //! `upstream.pool_max_idle_total`.
@@ -41,8 +41,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tower_service::Service as _;
 
-use crate::body::Timed;
 use crate::config::{SendProxy, UpstreamSettings, UpstreamTarget};
+use crate::http::body::Timed;
 
 /// A connection to the upstream.
 pub enum UpstreamIo {
@@ -502,7 +502,7 @@ pub fn set_worker(i: usize) {
     WORKER.with(|w| w.set(i));
 }
 
-/// A bare upstream connection used by the lean HTTP/1.1 path ([`crate::fast`]), with
+/// A bare upstream connection used by the lean HTTP/1.1 path ([`crate::http::lean`]), with
 /// the bytes read past the last response.
 pub struct RawConn {
     /// The connection.

@@ -38,13 +38,13 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
 use trueip::{Decision, Resolution};
 
-use crate::body::{Body, Record, error_response};
-use crate::hygiene::{self, Facts, Own};
+use crate::http::body::{Body, Record, error_response};
 use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
+use crate::pages::whoami;
+use crate::rules::headers::{self as hygiene, Facts, Own};
 use crate::server::{ConnCtx, State};
 use crate::upstream::{RawConn, Upstream};
-use crate::whoami;
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
 /// (requests) or fail (responses, as in hyper's client).
@@ -59,18 +59,18 @@ fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
 /// The largest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// Whether a request header sends the request to hyper: hop-by-hop headers (as
-/// [`Hygiene`](crate::hygiene::Hygiene) knows them), `Expect`, and framing.
+/// [`Hygiene`](crate::rules::headers::Hygiene) knows them), `Expect`, and framing.
 fn hyper_only(name: &str) -> bool {
-    crate::hygiene::is_hop_by_hop(name)
+    crate::rules::headers::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case("expect")
         || name.eq_ignore_ascii_case("content-length")
 }
 
 /// Whether a response header is never copied to the client: hop-by-hop headers (as
-/// [`Hygiene::response`](crate::hygiene::Hygiene::response) drops them), and framing,
+/// [`Hygiene::response`](crate::rules::headers::Hygiene::response) drops them), and framing,
 /// which this path writes itself.
 fn response_drop(name: &str) -> bool {
-    crate::hygiene::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length")
+    crate::rules::headers::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length")
 }
 
 /// The most storage a lean connection keeps in each of its buffers between two
@@ -593,7 +593,8 @@ async fn one(
     let settings = &state.settings;
     let whoami_mode = state.upstream.is_none();
     let path_only = path.split('?').next().unwrap_or(path);
-    if crate::service::admin_endpoint(path_only, &settings.admin.prefix, whoami_mode).is_some() {
+    if crate::http::hyper::admin_endpoint(path_only, &settings.admin.prefix, whoami_mode).is_some()
+    {
         return Next::Hyper;
     }
     let method = match method {
@@ -609,7 +610,7 @@ async fn one(
     };
     let lines = &*req.headers;
     // More lines than limits.max_headers: hyper answers 431 (and it is counted there).
-    if crate::limits::too_many_headers(lines.len(), settings.limits.max_headers) {
+    if crate::rules::limits::too_many_headers(lines.len(), settings.limits.max_headers) {
         return Next::Hyper;
     }
     let mut host: Option<&[u8]> = None;
@@ -668,7 +669,7 @@ async fn one(
     let Some(upstream) = &state.upstream else {
         let decision = Decision::new(&settings.policy, &conn, &raw);
         record.note(ctx, &conn, &settings.policy, decision.resolution());
-        let page = crate::service::whoami_of(
+        let page = crate::http::hyper::whoami_of(
             path_only,
             host,
             || lines.iter().map(|h| (h.name, h.value)),
@@ -1055,7 +1056,7 @@ async fn forward(
                     Got::Expired => {
                         metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
                         record.error =
-                            Some(crate::body::Stalled(settings.body_timeout).to_string());
+                            Some(crate::http::body::Stalled(settings.body_timeout).to_string());
                         ok = false;
                         break;
                     }
@@ -1113,7 +1114,7 @@ async fn body_read(
             record
                 .metrics
                 .upstream_error(UpstreamErrorKind::BodyTimeout);
-            record.error = Some(crate::body::Stalled(timeout).to_string());
+            record.error = Some(crate::http::body::Stalled(timeout).to_string());
             None
         }
         Got::Eof => {

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use trueip::{Decision, Explanation, Source, text};
 
-use crate::body::Body;
+use crate::http::body::Body;
 
 const PAGE: &str = include_str!("whoami.html");
 
@@ -57,7 +57,7 @@ impl<'a> Forwarding<'a> {
     /// dashes, is `name` (lower-case).
     pub fn redact(&mut self, name: &str, with: &'static [u8]) {
         for (n, v) in &mut self.lines {
-            if crate::hygiene::same_name(name, n) {
+            if crate::rules::headers::same_name(name, n) {
                 *v = with;
             }
         }
@@ -175,7 +175,7 @@ pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) ->
 
 /// The forwarding headers of a request, as received. `is_forwarding` says whether a
 /// name, as received (any case, underscores for dashes: see
-/// [`same_name`](crate::hygiene::same_name)), is one; `Via` always is.
+/// [`same_name`](crate::rules::headers::same_name)), is one; `Via` always is.
 pub fn forwarding_headers<'a>(
     headers: &'a HeaderMap,
     is_forwarding: impl Fn(&str) -> bool,
@@ -192,7 +192,7 @@ pub fn forwarding_headers_of<'a>(
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
     let mut lines: Vec<(&'a str, &'a [u8])> = headers
-        .filter(|(name, _)| is_forwarding(name) || crate::hygiene::same_name("via", name))
+        .filter(|(name, _)| is_forwarding(name) || crate::rules::headers::same_name("via", name))
         .collect();
     // Stable: the lines of one name keep their order.
     lines.sort_by(|a, b| cmp_lower(a.0, b.0));
@@ -852,7 +852,7 @@ mod tests {
     fn is_fwd_spelled(n: &str) -> bool {
         trueip::headers::names::FORWARDING
             .iter()
-            .any(|f| crate::hygiene::same_name(f.as_str(), n))
+            .any(|f| crate::rules::headers::same_name(f.as_str(), n))
     }
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
@@ -1019,7 +1019,8 @@ mod tests {
             ("User-Agent", b"t"),
         ];
         let f = forwarding_headers_of(lines.iter().copied(), |n| {
-            crate::hygiene::same_name("x-forwarded-for", n) || crate::hygiene::same_name(&wanted, n)
+            crate::rules::headers::same_name("x-forwarded-for", n)
+                || crate::rules::headers::same_name(&wanted, n)
         });
         let got: Vec<_> = f.lines().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(

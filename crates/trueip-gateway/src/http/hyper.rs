@@ -9,12 +9,12 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use trueip::{Decision, Resolution};
 
-use crate::body::{Body, Record, Timed, error_response};
-use crate::hygiene::{self, Facts};
+use crate::http::body::{Body, Record, Timed, error_response};
 use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
+use crate::pages::whoami;
+use crate::rules::headers::{self as hygiene, Facts};
 use crate::server::{ConnCtx, State};
 use crate::upstream::Upstream;
-use crate::whoami;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Admin {
@@ -94,8 +94,8 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body>
     let whoami_mode = state.upstream.is_none();
     // hyper's HTTP/1.1 parser holds requests to max_headers itself; HTTP/2 requests
     // are held to the same rule here, before anything else looks at them.
-    let lines = crate::limits::header_lines(req.headers(), req.uri());
-    let resp = if crate::limits::too_many_headers(lines, settings.limits.max_headers) {
+    let lines = crate::rules::limits::header_lines(req.headers(), req.uri());
+    let resp = if crate::rules::limits::too_many_headers(lines, settings.limits.max_headers) {
         ctx.shared
             .metrics
             .client_error(ClientErrorKind::HeadersOverLimit);
@@ -404,7 +404,8 @@ fn classify(e: &crate::upstream::SendError) -> (StatusCode, &'static str, Blame,
     };
     // The client's own body first: a broken one also breaks the upstream exchange, and
     // the errors that follow from it are not the upstream's.
-    if let Some(body) = errors().find_map(|err| err.downcast_ref::<crate::body::ClientBody>()) {
+    if let Some(body) = errors().find_map(|err| err.downcast_ref::<crate::http::body::ClientBody>())
+    {
         return if body.stalled() {
             (
                 StatusCode::REQUEST_TIMEOUT,

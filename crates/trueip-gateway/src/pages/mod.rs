@@ -1,0 +1,3 @@
+//! The gateway's own pages.
+
+pub mod whoami;
