@@ -1690,8 +1690,8 @@ mod tests {
                 assert!(now.checked_add(t).is_some(), "{t:?} overflows the clock");
             }
             let max = settings.limits.max_connections;
-            if let Ok(state) = crate::server::State::build(settings) {
-                let _ = crate::server::Shared::new(
+            if let Ok(state) = crate::context::State::build(settings) {
+                let _ = crate::context::Shared::new(
                     std::sync::Arc::new(state),
                     std::sync::Arc::new(crate::metrics::Metrics::default()),
                     max,

@@ -44,6 +44,7 @@ pub(crate) mod test_support {
 
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod http;
 pub mod io;
 pub mod logging;
@@ -55,6 +56,63 @@ pub mod server;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
+
+/// The gateway in-process, for this crate's integration tests: not an API.
+#[doc(hidden)]
+pub mod testing {
+    use std::sync::Arc;
+
+    use tokio::net::TcpListener;
+
+    use crate::config::{Overrides, Settings, parse_toml};
+    use crate::context::{Role, Shared, State};
+    use crate::metrics::Metrics;
+
+    pub use crate::pages::whoami::page_size_bound;
+
+    /// What a config builds: the state a reload would switch to.
+    #[derive(Clone)]
+    pub struct Build(Arc<State>);
+
+    impl Build {
+        /// Builds `toml` (no provider files), with `limits.lean_http1` set to `lean_http1`.
+        pub fn new(toml: &str, lean_http1: bool) -> Result<Build, String> {
+            let file = parse_toml(toml).map_err(|e| e.to_string())?;
+            let mut settings =
+                Settings::from_file(file, &Overrides::default(), &mut |_| Err(String::new()))
+                    .map_err(|e| e.to_string())?;
+            settings.lean_http1 = lean_http1;
+            let state = State::build(settings).map_err(|e| e.to_string())?;
+            Ok(Build(Arc::new(state)))
+        }
+    }
+
+    /// A gateway accepting on one listener (its `listen[0]`).
+    pub struct Server(Arc<Shared>);
+
+    impl Server {
+        /// Starts accepting on `listener` with `build`, on the current tokio runtime.
+        pub fn start(listener: TcpListener, build: &Build) -> Server {
+            let max = build.0.settings.limits.max_connections;
+            let shared = Arc::new(Shared::new(
+                build.0.clone(),
+                Arc::new(Metrics::default()),
+                max,
+            ));
+            tokio::spawn(crate::server::accept(
+                listener,
+                Role::Listener(0),
+                shared.clone(),
+            ));
+            Server(shared)
+        }
+
+        /// Serves the next requests with `build`, as a reload does.
+        pub fn switch(&self, build: &Build) {
+            self.0.state.store(build.0.clone());
+        }
+    }
+}
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,8 +126,8 @@ use tokio::sync::watch;
 use trueip::ConfigError;
 
 use crate::config::{Mode, Overrides, ProxyProtocol, SendProxy, Settings, UpstreamTarget};
+use crate::context::{Role, Shared, State};
 use crate::metrics::Metrics;
-use crate::server::{Role, Shared, State};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -166,7 +224,7 @@ impl ServeArgs {
 
 /// Reads the config file (if any), applies the flags, checks everything and loads the
 /// TLS files: the state a reload would switch to.
-pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<State, ConfigError> {
+fn load(path: Option<&Path>, overrides: &Overrides) -> Result<State, ConfigError> {
     let file = match path {
         Some(p) => config::read_file(p)?,
         None => config::FileConfig::default(),
@@ -257,7 +315,7 @@ fn start_workers(
 }
 
 /// One line per listener and the upstream, for `--check` and the startup log.
-pub fn describe(s: &Settings) -> Vec<String> {
+fn describe(s: &Settings) -> Vec<String> {
     let mut lines = Vec::new();
     let upstream = match &s.upstream {
         None => "the whoami page".to_string(),

@@ -103,6 +103,25 @@ impl ProxyErrorKind {
     }
 }
 
+/// Why a valid header's addresses and TLVs are not used: the sender stays the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyIgnored {
+    /// A v2 header for a datagram flow (`\x12` UDP over IPv4, `\x22` over IPv6, `\x32`
+    /// a UNIX datagram socket) on this stream connection. Its source is whoever sent a
+    /// datagram, not who opened this connection; nginx ("unsupported transport") and
+    /// HAProxy keep the sender as the peer, and so does the gateway.
+    Datagram,
+}
+
+impl ProxyIgnored {
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyIgnored::Datagram => "datagram",
+        }
+    }
+}
+
 /// Why forwarding failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
@@ -252,9 +271,9 @@ impl Metrics {
     }
 
     /// Counts a valid PROXY header whose addresses were not used.
-    pub fn proxy_ignored(&self, why: crate::proxy::Ignored) {
+    pub fn proxy_ignored(&self, why: ProxyIgnored) {
         match why {
-            crate::proxy::Ignored::Datagram => &self.proxy_ignored_datagram,
+            ProxyIgnored::Datagram => &self.proxy_ignored_datagram,
         }
         .fetch_add(1, Relaxed);
     }
@@ -428,7 +447,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "trueip_proxy_protocol_ignored_total{{reason=\"{}\"}} {}",
-            crate::proxy::Ignored::Datagram.name(),
+            ProxyIgnored::Datagram.name(),
             self.proxy_ignored_datagram.load(Relaxed)
         );
         counter(

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use trueip::proxy_protocol::{self as pp, Command, Decode, ProxyAddrs, ProxyHeader};
 
 use crate::config::{ProxyProtocol, SendProxy};
-use crate::metrics::ProxyErrorKind;
+use crate::metrics::{ProxyErrorKind, ProxyIgnored};
 
 /// Why a header was refused.
 #[derive(Debug)]
@@ -81,26 +81,7 @@ pub struct Received {
     /// the addresses are not used either.
     pub private_link: trueip::PrivateLink,
     /// Why the header, though valid, says nothing about this connection.
-    pub ignored: Option<Ignored>,
-}
-
-/// Why a valid header's addresses and TLVs are not used: the sender stays the peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ignored {
-    /// A v2 header for a datagram flow (`\x12` UDP over IPv4, `\x22` over IPv6, `\x32`
-    /// a UNIX datagram socket) on this stream connection. Its source is whoever sent a
-    /// datagram, not who opened this connection; nginx ("unsupported transport") and
-    /// HAProxy keep the sender as the peer, and so does the gateway.
-    Datagram,
-}
-
-impl Ignored {
-    /// The metric label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Ignored::Datagram => "datagram",
-        }
-    }
+    pub ignored: Option<ProxyIgnored>,
 }
 
 /// Reads one header. Returns it and the bytes read after it (application data).
@@ -156,7 +137,7 @@ fn received(header: &ProxyHeader) -> Received {
             addrs: None,
             client_tls: false,
             private_link: trueip::PrivateLink::default(),
-            ignored: Some(Ignored::Datagram),
+            ignored: Some(ProxyIgnored::Datagram),
         };
     }
     let (addrs, private_link) = match header.command {
@@ -352,7 +333,7 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(r.addrs, None, "{fam:#x}");
-            assert_eq!(r.ignored, Some(Ignored::Datagram), "{fam:#x}");
+            assert_eq!(r.ignored, Some(ProxyIgnored::Datagram), "{fam:#x}");
         }
     }
 

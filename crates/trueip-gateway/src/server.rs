@@ -1,201 +1,23 @@
-//! Accepting connections: limits, the PROXY header, TLS, then HTTP or a TCP relay.
-//!
-//! `accept` takes a socket and spawns one task per connection; everything a connection
-//! needs is decided from the [`State`] current when it was accepted, except the HTTP
-//! service, which loads the current state for every request (so a reload reaches
-//! keep-alive connections too).
+//! Accepting connections: the connection limit, the PROXY header, TLS, then a codec
+//! (`http::lean`, `http::hyper`) or a TCP relay.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio_rustls::TlsAcceptor;
-use trueip::ConfigError;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::config::{Mode, ProxyProtocol, Settings};
-use crate::http::{hyper as service, lean as fast};
-use crate::io::{Activity, Idle, Rewind, Stream, Tracked};
-use crate::metrics::{Metrics, ProxyErrorKind};
-use crate::rules::headers::Hygiene;
-use crate::upstream::Upstream;
-use crate::{proxy, tcp, tls};
-
-/// The number of headers hyper accepts when no limit is set.
-const HYPER_MAX_HEADERS: usize = 100;
-
-/// Everything derived from one version of the config.
-pub struct State {
-    /// The checked config.
-    pub settings: Settings,
-    /// Header rules.
-    pub hygiene: Hygiene,
-    /// The upstream client; `None` serves the whoami page.
-    pub upstream: Option<Upstream>,
-    /// Per listener, in order.
-    pub tls: Vec<Option<TlsAcceptor>>,
-    /// HTTP/1.1 + HTTP/2 server settings.
-    pub http: auto::Builder<TokioExecutor>,
-}
-
-impl State {
-    /// Builds everything a config describes (reads TLS files); nothing is bound yet.
-    pub fn build(settings: Settings) -> Result<State, ConfigError> {
-        let mut acceptors = Vec::new();
-        for (i, l) in settings.listeners.iter().enumerate() {
-            acceptors.push(
-                l.tls
-                    .as_ref()
-                    .map(|files| {
-                        tls::acceptor(files, &format!("listen[{i}].tls"), l.mode == Mode::Http)
-                    })
-                    .transpose()?,
-            );
-        }
-        let limits = &settings.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        let mut h1 = http.http1();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes)
-            .keep_alive(true);
-        // hyper's own limit is 100 headers, parsed into an array on the stack; a limit
-        // set explicitly (even to 100) makes it fill a vector of that size per request.
-        if limits.max_headers != HYPER_MAX_HEADERS {
-            h1.max_headers(limits.max_headers);
-        }
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-            .max_concurrent_streams(256)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20));
-        Ok(State {
-            hygiene: Hygiene::new(settings.headers.clone()),
-            upstream: settings.upstream.clone().map(Upstream::new),
-            tls: acceptors,
-            http,
-            settings,
-        })
-    }
-}
-
-/// What every connection shares.
-pub struct Shared {
-    /// The current config; swapped whole on reload.
-    pub state: ArcSwap<State>,
-    /// Metrics, kept across reloads.
-    pub metrics: Arc<Metrics>,
-    /// `true` once shutdown began, for those who wait for it.
-    pub shutdown: watch::Sender<bool>,
-    /// `true` once shutdown began, for those who ask on every request: a load, where the
-    /// channel's value is behind a lock. Set by [`Shared::begin_shutdown`] only.
-    stopping: AtomicBool,
-    /// One permit per open connection.
-    pub connections: Arc<Semaphore>,
-}
-
-impl Shared {
-    /// What a listener's connections share, with `max_connections` permits.
-    pub fn new(state: Arc<State>, metrics: Arc<Metrics>, max_connections: usize) -> Self {
-        let (shutdown, _) = watch::channel(false);
-        Shared {
-            state: ArcSwap::new(state),
-            metrics,
-            shutdown,
-            stopping: AtomicBool::new(false),
-            connections: Arc::new(Semaphore::new(max_connections)),
-        }
-    }
-
-    /// Whether shutdown began.
-    pub fn shutting_down(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// Begins the shutdown: every connection is told, waiting or not.
-    pub fn begin_shutdown(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.shutdown.send_replace(true);
-    }
-}
-
-/// Resolves once shutdown began.
-pub async fn shutting_down(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Which socket a connection came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// `listen[i]`.
-    Listener(usize),
-    /// `admin.listen`: `/healthz` and `/metrics` only.
-    Admin,
-}
-
-/// One accepted connection, as the HTTP service sees it.
-pub struct ConnCtx {
-    /// Shared state.
-    pub shared: Arc<Shared>,
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// The local address.
-    pub local: SocketAddr,
-    /// The PROXY header, from a trusted sender.
-    pub proxy: Option<proxy::Received>,
-    /// TLS terminated here.
-    pub tls: bool,
-    /// Activity, for the idle timeout.
-    pub activity: Arc<Activity>,
-    /// The admin listener.
-    pub admin_only: bool,
-    /// Idle upstream connections that announced this connection in a PROXY header: no
-    /// other connection may use them, so they close with it.
-    pub upstream_idle: Arc<crate::upstream::Private>,
-    /// Keeps the connection counted while anything (a tunnel) still uses it.
-    _open: Open,
-}
-
-impl ConnCtx {
-    /// The scheme the client used: `https` over TLS here, or when a PROXY v2 header
-    /// said the client's connection was TLS.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls || self.proxy.as_ref().is_some_and(|p| p.client_tls) {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    /// What the connection says before any header is read: the peer, and the source and
-    /// private endpoint of a PROXY header when one was accepted.
-    pub fn connection(&self) -> trueip::Connection {
-        trueip::Connection {
-            peer: trueip::Node::from(self.peer),
-            proxy_source: self
-                .proxy
-                .as_ref()
-                .and_then(|p| p.addrs)
-                .map(|a| trueip::Node::from(a.source)),
-            private_link: self
-                .proxy
-                .as_ref()
-                .map(|p| p.private_link.clone())
-                .unwrap_or_default(),
-        }
-    }
-}
+use crate::config::{Mode, ProxyProtocol};
+use crate::context::{ConnCtx, Open, Role, Shared};
+use crate::http::{hyper, lean};
+use crate::io::{Activity, Rewind, Stream, Tracked};
+use crate::metrics::ProxyErrorKind;
+use crate::{proxy, tcp};
 
 /// Accepts until shutdown.
-pub async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared>) {
+pub(crate) async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -222,19 +44,6 @@ pub async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared>) {
     }
 }
 
-/// Counts a connection as open (and holds its `max_connections` permit) until dropped:
-/// it lives in [`ConnCtx`], so a tunnel that outlives the HTTP exchange keeps it.
-pub struct Open {
-    metrics: Arc<Metrics>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.metrics.connection_closed();
-    }
-}
-
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -242,11 +51,7 @@ async fn connection(
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) {
-    shared.metrics.connection_opened();
-    let open = Open {
-        metrics: shared.metrics.clone(),
-        _permit: permit,
-    };
+    let open = Open::new(shared.metrics.clone(), permit);
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let state = shared.state.load_full();
@@ -329,8 +134,8 @@ async fn connection(
         proxy: received,
         tls,
         activity,
-        admin_only: role == Role::Admin,
-        upstream_idle: Arc::default(),
+        role,
+        upstream_idle: Arc::new(crate::upstream::Pool::client()),
         _open: open,
     });
     match listener {
@@ -338,60 +143,15 @@ async fn connection(
         // Cleartext HTTP: plain requests take the lean path; hyper gets the connection
         // (and the bytes read so far) at the first request that is not plain. Under TLS,
         // ALPN may have chosen HTTP/2: hyper from the start.
-        _ if !tls && !ctx.admin_only && state.settings.lean_http1 => {
+        _ if !tls && role != Role::Admin && state.settings.lean_http1 => {
             let mut io = io;
-            if let fast::After::Hyper(read) = fast::serve(&mut io, &ctx).await {
+            if let lean::After::Hyper(read) = lean::serve(&mut io, &ctx).await {
                 drop(state);
                 let state = shared.state.load_full();
-                serve_http(Rewind::new(read, io), ctx, &state).await;
+                hyper::serve(Rewind::new(read, io), ctx, &state).await;
             }
         }
-        _ => serve_http(io, ctx, &state).await,
-    }
-}
-
-async fn serve_http<I>(io: I, ctx: Arc<ConnCtx>, state: &State)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let svc_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, ctx).await) }
-    });
-    let conn = state
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = state.settings.limits.idle_timeout;
-    tokio::select! {
-        done = conn.as_mut() => {
-            if let Err(e) = done {
-                count_refused_head(&ctx, &*e);
-                tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
-            }
-            return;
-        }
-        () = shutting_down(ctx.shared.shutdown.subscribe()) => {}
-        () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
-    }
-    conn.as_mut().graceful_shutdown();
-    if let Err(e) = conn.await {
-        count_refused_head(&ctx, &*e);
-        tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
-    }
-}
-
-/// hyper's HTTP/1.1 parser answers a head over `limits.max_headers` or
-/// `limits.max_header_bytes` with 431 and ends the connection with this error, without
-/// the service seeing the request: counted here as the service counts HTTP/2's.
-fn count_refused_head(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
-    if e.downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_parse_too_large)
-    {
-        ctx.shared
-            .metrics
-            .client_error(crate::metrics::ClientErrorKind::HeadersOverLimit);
+        _ => hyper::serve(io, ctx, &state).await,
     }
 }
 
@@ -399,6 +159,9 @@ fn count_refused_head(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use crate::config::Settings;
+    use crate::context::State;
+    use crate::metrics::Metrics;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Starts the gateway in-process on a loopback port with `toml`; returns its address.

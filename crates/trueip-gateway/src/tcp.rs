@@ -11,23 +11,27 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{ListenerSettings, SendProxy};
+use crate::context::{ConnCtx, State};
 use crate::io::{Idle, Tracked};
 use crate::metrics::UpstreamErrorKind;
-use crate::server::{ConnCtx, State};
 
 /// Relays one connection.
-pub async fn relay(mut io: Tracked, ctx: &ConnCtx, state: &State, listener: &ListenerSettings) {
+pub(crate) async fn relay(
+    mut io: Tracked,
+    ctx: &ConnCtx,
+    state: &State,
+    listener: &ListenerSettings,
+) {
     let start = Instant::now();
     let metrics = &ctx.shared.metrics;
     metrics.tcp_connection();
     let settings = &state.settings;
-    let proxy_addrs = ctx.proxy.as_ref().and_then(|p| p.addrs);
     let conn = ctx.connection();
     let no_headers: [(&str, &str); 0] = [];
     let resolution = settings.policy.resolve(&conn, &no_headers[..]);
     metrics.resolved(&resolution);
     let client = SocketAddr::new(resolution.client.ip, resolution.client.port.unwrap_or(0));
-    let destination = proxy_addrs.map_or(ctx.local, |a| a.destination);
+    let destination = ctx.destination();
 
     let Some(target) = listener.tcp_upstream.as_deref() else {
         return;

@@ -36,9 +36,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use trueip_gateway::config::{Overrides, Settings, parse_toml};
-use trueip_gateway::metrics::Metrics;
-use trueip_gateway::server::{Role, Shared, State, accept};
+use trueip_gateway::testing::{Build, Server};
 
 /// An untrusted client.
 const UNTRUSTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -177,17 +175,13 @@ async fn upstream_conn(mut s: TcpStream, log: Log) {
 
 struct Gateway {
     addr: SocketAddr,
-    shared: Arc<Shared>,
-    lean: Arc<State>,
-    hyper: Arc<State>,
+    server: Server,
+    lean: Build,
+    hyper: Build,
 }
 
-fn build(toml: &str, lean: bool) -> Arc<State> {
-    let file = parse_toml(toml).unwrap();
-    let mut settings =
-        Settings::from_file(file, &Overrides::default(), &mut |_| Err(String::new())).unwrap();
-    settings.lean_http1 = lean;
-    Arc::new(State::build(settings).unwrap())
+fn build(toml: &str, lean: bool) -> Build {
+    Build::new(toml, lean).unwrap()
 }
 
 async fn gateway(toml: &str) -> Gateway {
@@ -195,15 +189,10 @@ async fn gateway(toml: &str) -> Gateway {
     let hyper = build(toml, false);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let shared = Arc::new(Shared::new(
-        lean.clone(),
-        Arc::new(Metrics::default()),
-        1024,
-    ));
-    tokio::spawn(accept(listener, Role::Listener(0), shared.clone()));
+    let server = Server::start(listener, &lean);
     Gateway {
         addr,
-        shared,
+        server,
         lean,
         hyper,
     }
@@ -662,8 +651,8 @@ fn fixed(proxy: bool) -> Vec<Case> {
 /// What one path made of a request: the status and the upstream's view.
 type Outcome = (u16, Option<Seen>);
 
-async fn through(gw: &Gateway, state: &Arc<State>, log: &Log, case: &Case, id: &str) -> Outcome {
-    gw.shared.state.store(state.clone());
+async fn through(gw: &Gateway, state: &Build, log: &Log, case: &Case, id: &str) -> Outcome {
+    gw.server.switch(state);
     let bytes = replace_id(&case.bytes, id);
     let (status, _) = send(gw.addr, case.from, &bytes, case.head_only).await;
     let seen = log.lock().unwrap().remove(id);
@@ -862,7 +851,7 @@ async fn whoami_pages_are_the_same_on_both_paths() {
         }
         let mut answers = Vec::new();
         for state in [&gw.lean, &gw.hyper] {
-            gw.shared.state.store(state.clone());
+            gw.server.switch(state);
             let bytes = replace_id(&case.bytes, &i.to_string());
             let (port, (status, body)) =
                 send_from(gw.addr, case.from, &bytes, case.head_only).await;
@@ -900,13 +889,13 @@ async fn whoami_pages_are_the_same_on_both_paths() {
 /// Sends `requests` one after another on one connection from `from`; what each came to.
 async fn sequence_through(
     gw: &Gateway,
-    state: &Arc<State>,
+    state: &Build,
     log: &Log,
     from: Ipv4Addr,
     requests: &[&str],
     run: usize,
 ) -> Vec<Outcome> {
-    gw.shared.state.store(state.clone());
+    gw.server.switch(state);
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind(SocketAddr::new(from.into(), 0)).unwrap();
     let mut s = sock.connect(gw.addr).await.unwrap();
@@ -996,7 +985,7 @@ url = "http://{up}"
 // The gateway's own Forwarded and X-Forwarded-Host
 
 /// Sends one request from an untrusted client through one build; what the upstream saw.
-async fn seen_through(gw: &Gateway, state: &Arc<State>, log: &Log, head: &str, id: &str) -> Seen {
+async fn seen_through(gw: &Gateway, state: &Build, log: &Log, head: &str, id: &str) -> Seen {
     let case = Case::new(UNTRUSTED, None, head);
     let (status, seen) = through(gw, state, log, &case, id).await;
     let seen = seen.unwrap_or_else(|| panic!("{id}: status {status}, the upstream saw nothing"));

@@ -235,7 +235,7 @@ fn slot_names_in_request_headers_do_not_expand_the_page() {
         let request = req.to_bytes().len();
         let resp = req.must_send(gw.addr);
         assert_eq!(resp.status, 200, "{name}: {}", resp.text());
-        let bound = trueip_gateway::pages::whoami::page_size_bound(request, 1);
+        let bound = trueip_gateway::testing::page_size_bound(request, 1);
         assert!(
             resp.body.len() <= bound,
             "{name}: a {request}-byte request made a {}-byte page (bound {bound})",

@@ -23,9 +23,8 @@
 //! (`upstream.response_timeout`, `upstream.body_timeout`, `limits.header_read_timeout`).
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,13 +37,15 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
 use trueip::{Decision, Resolution};
 
-use crate::http::body::{Body, Record, error_response};
+use crate::context::{ConnCtx, State};
+use crate::http::body::Record;
+use crate::http::{facts, failed};
 use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
-use crate::pages::whoami;
-use crate::rules::headers::{self as hygiene, Facts, Own};
-use crate::server::{ConnCtx, State};
-use crate::upstream::{RawConn, Upstream};
+use crate::pages::{Page, whoami};
+use crate::rules::headers::{self, Kept};
+use crate::rules::{self, Failure, Fate, Route};
+use crate::upstream::{self, Delivery, RawConn, Upstream};
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
 /// (requests) or fail (responses, as in hyper's client).
@@ -58,19 +59,12 @@ fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
 }
 /// The largest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
-/// Whether a request header sends the request to hyper: hop-by-hop headers (as
-/// [`Hygiene`](crate::rules::headers::Hygiene) knows them), `Expect`, and framing.
+/// Whether a request header sends the request to hyper: hop-by-hop headers, `Expect`,
+/// and framing. This path frames no request body and honours no `Connection` token.
 fn hyper_only(name: &str) -> bool {
-    crate::rules::headers::is_hop_by_hop(name)
+    headers::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case("expect")
         || name.eq_ignore_ascii_case("content-length")
-}
-
-/// Whether a response header is never copied to the client: hop-by-hop headers (as
-/// [`Hygiene::response`](crate::rules::headers::Hygiene::response) drops them), and framing,
-/// which this path writes itself.
-fn response_drop(name: &str) -> bool {
-    crate::rules::headers::is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length")
 }
 
 /// The most storage a lean connection keeps in each of its buffers between two
@@ -149,27 +143,6 @@ impl Headers for Raw<'_> {
                 f(h.value);
             }
         }
-    }
-}
-
-/// The received lines as the hyper path's hygiene leaves them before the gateway writes
-/// its own headers: client-IP headers gone unless they came through a trusted hop, the
-/// origin secret gone. `append` mode extends what is visible here; reading the raw lines
-/// instead would extend what an untrusted client wrote.
-struct Kept<'a> {
-    raw: Raw<'a>,
-    hygiene: &'a hygiene::Hygiene,
-    trusted_hop: bool,
-}
-
-impl Headers for Kept<'_> {
-    fn for_each_value<'b>(&'b self, name: &FieldName, f: impl FnMut(&'b [u8])) {
-        if let Some(i) = self.hygiene.managed_index_ignore_case(name.as_str())
-            && (!self.trusted_hop || Some(i) == self.hygiene.secret_index())
-        {
-            return;
-        }
-        self.raw.for_each_value(name, f);
     }
 }
 
@@ -436,26 +409,47 @@ fn date(out: &mut Vec<u8>, now: Instant) {
     });
 }
 
-/// Writes a complete response (the gateway's own: whoami, errors) as HTTP/1.1.
-fn write_full(out: &mut Vec<u8>, resp: &http::Response<Body>, head_only: bool, close: bool) {
-    let status = resp.status();
+/// Writes the head of one of the gateway's own pages as HTTP/1.1, as of `now`.
+fn page_head(out: &mut Vec<u8>, page: &Page, close: bool, now: Instant) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
+    out.extend_from_slice(page.status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(page.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let body = resp.body().full_bytes().unwrap_or_default();
-    let mut has_length = false;
-    for (name, value) in resp.headers() {
-        has_length |= name == http::header::CONTENT_LENGTH;
-        put_line(out, name.as_str(), value.as_bytes());
+    for (i, &(name, value)) in page.headers.iter().enumerate() {
+        put_line(out, name, value.as_bytes());
+        if i == 0 {
+            let _ = write!(out, "content-length: {}\r\n", page.body.len());
+        }
     }
-    if !has_length {
-        put_line(out, "content-length", body.len().to_string().as_bytes());
-    }
-    end_head(out, close, Instant::now());
-    if !head_only {
-        out.extend_from_slice(body);
+    end_head(out, close, now);
+}
+
+/// Writes one of the gateway's own pages (without its body for `HEAD`), as of `now`:
+/// head and body in one `writev`, without copying the body behind the head.
+async fn send_page(
+    io: &mut Tracked,
+    out: &mut Vec<u8>,
+    page: &Page,
+    record: &mut Record,
+    head_only: bool,
+    closing: bool,
+    now: Instant,
+) -> Sent {
+    out.clear();
+    page_head(out, page, closing, now);
+    let body: &[u8] = if head_only { &[] } else { &page.body };
+    record.status = page.status.as_u16();
+    record.bytes = body.len() as u64;
+    if io
+        .write_all_buf(&mut out.as_slice().chain(body))
+        .await
+        .is_err()
+        || closing
+    {
+        Sent::Close
+    } else {
+        Sent::KeepAlive
     }
 }
 
@@ -496,7 +490,7 @@ pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
         signal: Box::pin(async move {
             tokio::select! {
                 biased;
-                () = crate::server::shutting_down(stop_ctx.shared.shutdown.subscribe()) => {}
+                () = stop_ctx.shared.stopped() => {}
                 () = stop_ctx.activity.idle(Idle::Requests, idle) => {}
             }
         }),
@@ -587,16 +581,18 @@ async fn one(
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Next::Hyper;
     };
-    if !plain_target(path) || ctx.admin_only {
+    if !plain_target(path) {
         return Next::Hyper;
     }
+    let lines = &*req.headers;
     let settings = &state.settings;
-    let whoami_mode = state.upstream.is_none();
     let path_only = path.split('?').next().unwrap_or(path);
-    if crate::http::hyper::admin_endpoint(path_only, &settings.admin.prefix, whoami_mode).is_some()
-    {
-        return Next::Hyper;
-    }
+    // Only pages and the upstream's answers: hyper serves the rest (and answers 431).
+    let whoami_mode = match rules::route(path_only, lines.len(), settings, ctx.serves(state)) {
+        Route::Whoami => true,
+        Route::Forward => false,
+        Route::TooManyHeaders | Route::Admin(_) | Route::NotFound => return Next::Hyper,
+    };
     let method = match method {
         "GET" => Method::GET,
         "HEAD" => Method::HEAD,
@@ -608,11 +604,6 @@ async fn one(
         "PATCH" => Method::PATCH,
         _ => return Next::Hyper,
     };
-    let lines = &*req.headers;
-    // More lines than limits.max_headers: hyper answers 431 (and it is counted there).
-    if crate::rules::limits::too_many_headers(lines.len(), settings.limits.max_headers) {
-        return Next::Hyper;
-    }
     let mut host: Option<&[u8]> = None;
     let mut seen = 0u128;
     let mut length_seen = false;
@@ -666,39 +657,23 @@ async fn one(
     let head_only = method == Method::HEAD;
     let closing = ctx.shared.shutting_down();
 
-    let Some(upstream) = &state.upstream else {
+    let Some(upstream) = state.upstream.as_ref().filter(|_| !whoami_mode) else {
         let decision = Decision::new(&settings.policy, &conn, &raw);
         record.note(ctx, &conn, &settings.policy, decision.resolution());
-        let page = crate::http::hyper::whoami_of(
-            path_only,
+        let asked = whoami::Asked {
+            path: path_only,
             host,
-            || lines.iter().map(|h| (h.name, h.value)),
-            ctx,
-            state,
-            &decision,
-        );
-        scratch.clear();
-        whoami::write_body(scratch, page.format, &page.whoami, &page.links());
-        record.status = 200;
-        record.bytes = if head_only { 0 } else { scratch.len() as u64 };
-        // The head `write_full` would write for `whoami::respond`'s response.
-        out.clear();
-        let (before, after) = whoami::head_around_length(page.format);
-        out.extend_from_slice(before);
-        trueip::text::put_decimal(out, scratch.len() as u64);
-        out.extend_from_slice(after);
-        end_head(out, closing, start);
-        // Head and body go out in one `writev`, without copying the body behind the head.
-        let body: &[u8] = if head_only { &[] } else { scratch };
-        if io
-            .write_all_buf(&mut out.as_slice().chain(body))
-            .await
-            .is_err()
-            || closing
-        {
-            return Next::Close;
-        }
-        return Next::KeepAlive(used, record.finish());
+            lines: || lines.iter().map(|h| (h.name, h.value)),
+            tls: ctx.tls,
+            peer: ctx.peer.ip(),
+        };
+        let page = whoami::page(&asked, &decision, &state.hygiene, std::mem::take(scratch));
+        let sent = send_page(io, out, &page, &mut record, head_only, closing, start).await;
+        *scratch = page.body;
+        return match sent {
+            Sent::KeepAlive => Next::KeepAlive(used, record.finish()),
+            Sent::Close => Next::Close,
+        };
     };
 
     let resolution = settings.policy.resolve(&conn, &raw);
@@ -741,85 +716,48 @@ enum Sent {
     Close,
 }
 
-/// The upstream request head, with the same header rules as the hyper path.
+/// The upstream request head: every received line by its [`Fate`], then the gateway's
+/// own headers. Returns it and how many lines were stripped.
 fn upstream_head(
     state: &State,
     upstream: &Upstream,
     ctx: &ConnCtx,
     req: &Request<'_>,
-) -> (Vec<u8>, u64, SocketAddr) {
-    let resolution = req.resolution;
-    let trusted_hop = hygiene::came_through_trusted_hop(&state.settings.policy, resolution);
+) -> (Vec<u8>, u64) {
     let raw = Raw(req.lines);
-    let origin = trueip::origin::origin(&raw, resolution);
-    let scheme = ctx.scheme();
-    let destination = ctx
-        .proxy
-        .as_ref()
-        .and_then(|p| p.addrs)
-        .map_or(ctx.local, |a| a.destination);
-    let facts = Facts {
-        resolution,
-        trusted_hop,
-        origin: &origin,
-        scheme,
-        host: req.host,
-        port: destination.port(),
-    };
+    let facts = facts(ctx, state, req.resolution, &raw, req.host);
+    let hygiene = &state.hygiene;
+    // A request with `Connection` lines is hyper's: nothing here is named by one.
     let kept = Kept {
-        raw,
-        hygiene: &state.hygiene,
-        trusted_hop,
+        headers: &raw,
+        hygiene,
+        trusted_hop: facts.trusted_hop,
+        named: &[],
     };
-    let own = state.hygiene.own_values(&kept, &facts);
+    let own = hygiene.own_values(&kept, &facts);
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(req.target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut stripped = 0;
-    let secret = state.hygiene.secret_index();
-    // The lengths of the names the gateway sets: most received lines are none of them.
-    let own_lengths = own
-        .values
-        .iter()
-        .fold(0, |bits, (f, _)| bits | hygiene::length_bit(f.as_str()));
     for h in req.lines {
-        if let Some(i) = state.hygiene.managed_index_ignore_case(h.name) {
-            if Some(i) == secret {
-                continue;
-            }
-            if !trusted_hop {
-                stripped += 1;
-                continue;
-            }
+        match hygiene.request_fate(h.name, facts.trusted_hop, &[]) {
+            Fate::Keep if !own.sets(h.name) => put_line(&mut head, h.name, h.value),
+            Fate::Keep | Fate::Drop => {}
+            Fate::Strip => stripped += 1,
         }
-        if own_lengths & hygiene::length_bit(h.name) != 0
-            && own
-                .values
-                .iter()
-                .any(|(f, _)| h.name.eq_ignore_ascii_case(f.as_str()))
-        {
-            continue;
-        }
-        put_line(&mut head, h.name, h.value);
     }
     if req.host.is_none() && valid_value(upstream.authority().as_bytes()) {
         put_line(&mut head, "host", upstream.authority().as_bytes());
     }
     for (field, value) in &own.values {
-        let bytes: &[u8] = match value {
-            Own::Range(r) => own.buf.as_bytes().get(r.clone()).unwrap_or_default(),
-            Own::Static(v) => v.as_bytes(),
-            Own::Received(v) => v.as_bytes(),
-            Own::Remove => continue,
-        };
-        if valid_value(bytes) {
+        if let Some(bytes) = own.bytes(value).filter(|b| valid_value(b)) {
             put_line(&mut head, field.as_str(), bytes);
         }
     }
     head.extend_from_slice(b"\r\n");
-    (head, stripped, destination)
+    (head, stripped)
 }
 
 /// How an upstream response body is delimited (RFC 9112 §6.3).
@@ -836,6 +774,31 @@ enum Failed {
     Connect(io::Error),
     Timeout,
     Protocol(&'static str),
+    /// A `101` to a request that asked for no upgrade.
+    Unasked,
+}
+
+impl Failed {
+    fn failure(&self) -> Failure {
+        match self {
+            Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => Failure::Timeout,
+            Failed::Connect(_) => Failure::Unreachable,
+            Failed::Timeout => Failure::Timeout,
+            Failed::Protocol(_) => Failure::Broken,
+            Failed::Unasked => Failure::Unasked,
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Connect(e) => write!(f, "{e}"),
+            Failed::Timeout => f.write_str("no response in time (upstream.response_timeout)"),
+            Failed::Protocol(why) => f.write_str(why),
+            Failed::Unasked => f.write_str("the upstream switched protocols unasked"),
+        }
+    }
 }
 
 #[allow(
@@ -853,29 +816,19 @@ async fn forward(
     record: &mut Record,
     closing: bool,
 ) -> Sent {
-    let (head, stripped, destination) = upstream_head(state, upstream, ctx, &req);
+    let (head, stripped) = upstream_head(state, upstream, ctx, &req);
     let metrics = &ctx.shared.metrics;
     metrics.stripped(stripped);
-    let r = req.resolution;
-    let client = SocketAddr::new(r.client.ip, r.client.port.unwrap_or(0));
-    let Ok(key) = upstream.pool_key(client, destination) else {
-        let resp = error_response(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the request target cannot be forwarded",
-        );
-        return own_response(io, out, &resp, record, *req.method == Method::HEAD, closing).await;
+    let head_only = *req.method == Method::HEAD;
+    let Ok(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
+        let page = failed(ctx, Failure::Target, &req.target);
+        return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
     };
     let settings = &upstream.settings;
     let answer_by = crate::clock::deadline_std(record.start, settings.response_timeout);
     deadline.set(answer_by);
-    let idempotent = matches!(
-        *req.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    );
-    let head_only = *req.method == Method::HEAD;
 
-    let mut retried = false;
+    let mut resent = false;
     let exchanged = loop {
         let mut conn = match upstream.take_raw(&key, record.start, &ctx.upstream_idle) {
             Some(c) => c,
@@ -885,10 +838,10 @@ async fn forward(
                 Err(_) => break Err(Failed::Timeout),
             },
         };
-        let again = conn.reused && idempotent && !retried;
+        let again = upstream::may_resend(req.method, conn.reused, Delivery::MaybeSent, resent);
         if conn.io.write_all(&head).await.is_err() {
             if again {
-                retried = true;
+                resent = true;
                 continue;
             }
             break Err(Failed::Protocol("the upstream closed the connection"));
@@ -896,7 +849,7 @@ async fn forward(
         match read_head(&mut conn, deadline, head_only).await {
             Ok(parsed) => break Ok((conn, parsed)),
             Err(Failed::Protocol(_)) if again && conn.buf.is_empty() => {
-                retried = true;
+                resent = true;
             }
             Err(e) => break Err(e),
         }
@@ -904,46 +857,8 @@ async fn forward(
     let (mut conn, parsed) = match exchanged {
         Ok(x) => x,
         Err(e) => {
-            let (status, code, kind, message) = match &e {
-                Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    UpstreamErrorKind::Timeout,
-                    "the upstream did not answer in time",
-                ),
-                Failed::Connect(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unreachable",
-                    UpstreamErrorKind::Connect,
-                    "the upstream cannot be reached",
-                ),
-                Failed::Timeout => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    UpstreamErrorKind::Timeout,
-                    "the upstream did not answer in time",
-                ),
-                Failed::Protocol(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    "bad_gateway",
-                    UpstreamErrorKind::Protocol,
-                    "the upstream closed the connection or sent an invalid response",
-                ),
-            };
-            metrics.upstream_error(kind);
-            match &e {
-                Failed::Connect(err) => {
-                    tracing::warn!(peer = %ctx.peer, error = %err, "upstream request failed: {code}")
-                }
-                Failed::Timeout => {
-                    tracing::warn!(peer = %ctx.peer, timeout = ?settings.response_timeout, "upstream did not answer in time (upstream.response_timeout)")
-                }
-                Failed::Protocol(why) => {
-                    tracing::warn!(peer = %ctx.peer, error = why, "upstream request failed: {code}")
-                }
-            }
-            let resp = error_response(status, code, message);
-            return own_response(io, out, &resp, record, head_only, closing).await;
+            let page = failed(ctx, e.failure(), &e);
+            return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
         }
     };
 
@@ -1056,7 +971,7 @@ async fn forward(
                     Got::Expired => {
                         metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
                         record.error =
-                            Some(crate::http::body::Stalled(settings.body_timeout).to_string());
+                            Some(crate::upstream::Stalled(settings.body_timeout).to_string());
                         ok = false;
                         break;
                     }
@@ -1114,7 +1029,7 @@ async fn body_read(
             record
                 .metrics
                 .upstream_error(UpstreamErrorKind::BodyTimeout);
-            record.error = Some(crate::http::body::Stalled(timeout).to_string());
+            record.error = Some(crate::upstream::Stalled(timeout).to_string());
             None
         }
         Got::Eof => {
@@ -1128,30 +1043,6 @@ async fn body_read(
             None
         }
         Got::Stop => None,
-    }
-}
-
-/// Writes one of the gateway's own responses.
-async fn own_response(
-    io: &mut Tracked,
-    out: &mut Vec<u8>,
-    resp: &http::Response<Body>,
-    record: &mut Record,
-    head_only: bool,
-    closing: bool,
-) -> Sent {
-    out.clear();
-    write_full(out, resp, head_only, closing);
-    record.status = resp.status().as_u16();
-    record.bytes = if head_only {
-        0
-    } else {
-        resp.body().full_bytes().map_or(0, |b| b.len() as u64)
-    };
-    if io.write_all(out).await.is_err() || closing {
-        Sent::Close
-    } else {
-        Sent::KeepAlive
     }
 }
 
@@ -1215,15 +1106,15 @@ async fn read_head(
 fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
     let code = resp.code.unwrap_or(0);
     // This path forwards no upgrade (requests that ask for one go to hyper), so no 101
-    // may start a tunnel here: the rule is `hygiene::may_tunnel`'s, asked nothing.
+    // may start a tunnel here: the rule is `headers::may_tunnel`'s, asked nothing.
     if code == 101 {
         let answered = resp
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
             .map(|h| h.value);
-        if !hygiene::may_tunnel(None, answered) {
-            return Err(Failed::Protocol("the upstream switched protocols unasked"));
+        if !headers::may_tunnel(None, answered) {
+            return Err(Failed::Unasked);
         }
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
@@ -1295,11 +1186,8 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     let mut has_date = false;
     for h in lines {
         let name = h.name;
-        if response_drop(name)
-            || named
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-        {
+        // This path writes the framing itself.
+        if name.eq_ignore_ascii_case("content-length") || !headers::response_keeps(name, &named) {
             continue;
         }
         has_date |= name.eq_ignore_ascii_case("date");

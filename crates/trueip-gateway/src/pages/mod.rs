@@ -1,3 +1,66 @@
-//! The gateway's own pages.
+//! The gateway's own pages, as pure functions from what a request asked to a status,
+//! header lines and bytes: the whoami page, the admin endpoints, the error answers. Each
+//! wire path writes a [`Page`] its own way.
 
-pub mod whoami;
+pub(crate) mod whoami;
+
+use http::StatusCode;
+
+use crate::metrics::Metrics;
+use crate::rules::Admin;
+use crate::rules::failure::Answer;
+
+/// One of the gateway's own responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    /// Header lines, the content type first (`Content-Length` goes right after it).
+    pub(crate) headers: &'static [(&'static str, &'static str)],
+    pub(crate) body: Vec<u8>,
+}
+
+/// `/healthz` (503 `draining` once shutdown began) or `/metrics`.
+pub(crate) fn admin(which: Admin, draining: bool, metrics: &Metrics) -> Page {
+    const TEXT: &[(&str, &str)] = &[
+        ("content-type", "text/plain; charset=utf-8"),
+        ("cache-control", "no-store"),
+    ];
+    const PROMETHEUS: &[(&str, &str)] = &[
+        ("content-type", "text/plain; version=0.0.4; charset=utf-8"),
+        ("cache-control", "no-store"),
+    ];
+    let (status, headers, body) = match which {
+        Admin::Health if draining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            b"draining\n".to_vec(),
+        ),
+        Admin::Health => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
+        Admin::Metrics => (StatusCode::OK, PROMETHEUS, metrics.render().into_bytes()),
+    };
+    Page {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A short JSON error answer: `{"error":"upstream_timeout","message":"...","status":504}`.
+pub(crate) fn error(answer: &Answer) -> Page {
+    const JSON: &[(&str, &str)] = &[
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
+    let body = serde_json::json!({
+        "error": answer.code,
+        "message": answer.message,
+        "status": answer.status.as_u16(),
+    })
+    .to_string()
+        + "\n";
+    Page {
+        status: answer.status,
+        headers: JSON,
+        body: body.into_bytes(),
+    }
+}

@@ -13,10 +13,14 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http::StatusCode;
+#[cfg(test)]
+use http::{HeaderMap, HeaderValue, header};
 use trueip::{Decision, Explanation, Source, text};
 
-use crate::http::body::Body;
+use crate::pages::Page;
+use crate::rules::Hygiene;
+use crate::rules::headers::same_name;
 
 const PAGE: &str = include_str!("whoami.html");
 
@@ -57,7 +61,7 @@ impl<'a> Forwarding<'a> {
     /// dashes, is `name` (lower-case).
     pub fn redact(&mut self, name: &str, with: &'static [u8]) {
         for (n, v) in &mut self.lines {
-            if crate::rules::headers::same_name(name, n) {
+            if same_name(name, n) {
                 *v = with;
             }
         }
@@ -130,7 +134,8 @@ pub enum Format {
 }
 
 /// Picks a format from the path and `Accept`.
-pub fn negotiate(path: &str, headers: &HeaderMap) -> Format {
+#[cfg(test)]
+fn negotiate(path: &str, headers: &HeaderMap) -> Format {
     negotiate_with(
         path,
         headers
@@ -176,7 +181,8 @@ pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) ->
 /// The forwarding headers of a request, as received. `is_forwarding` says whether a
 /// name, as received (any case, underscores for dashes: see
 /// [`same_name`](crate::rules::headers::same_name)), is one; `Via` always is.
-pub fn forwarding_headers<'a>(
+#[cfg(test)]
+fn forwarding_headers<'a>(
     headers: &'a HeaderMap,
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
@@ -192,7 +198,7 @@ pub fn forwarding_headers_of<'a>(
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
     let mut lines: Vec<(&'a str, &'a [u8])> = headers
-        .filter(|(name, _)| is_forwarding(name) || crate::rules::headers::same_name("via", name))
+        .filter(|(name, _)| is_forwarding(name) || same_name("via", name))
         .collect();
     // Stable: the lines of one name keep their order.
     lines.sort_by(|a, b| cmp_lower(a.0, b.0));
@@ -212,53 +218,97 @@ pub struct Links<'a> {
 /// The `Content-Security-Policy` of the HTML page.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The response headers of a page in `format`, in order, without `Content-Length`
-/// (which goes right after the first, `Content-Type`).
-pub fn response_headers(format: Format) -> impl Iterator<Item = (&'static str, &'static str)> {
-    let content_type = match format {
-        Format::Json => "application/json",
-        Format::Text => "text/plain; charset=utf-8",
-        Format::Html => "text/html; charset=utf-8",
+/// The response headers of a page in `format`, in order, the content type first.
+pub(crate) fn response_headers(format: Format) -> &'static [(&'static str, &'static str)] {
+    const fn lines(content_type: &'static str) -> [(&'static str, &'static str); 6] {
+        [
+            ("content-type", content_type),
+            ("cache-control", "no-store"),
+            ("vary", "Accept"),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("content-security-policy", CSP),
+        ]
+    }
+    static HTML: [(&str, &str); 6] = lines("text/html; charset=utf-8");
+    static JSON: [(&str, &str); 6] = lines("application/json");
+    static TEXT: [(&str, &str); 6] = lines("text/plain; charset=utf-8");
+    // Only the HTML page has markup for a content security policy to govern.
+    let without_csp = |all: &'static [(&'static str, &'static str)]| {
+        all.split_last().map_or(all, |(_, rest)| rest)
     };
-    [
-        ("content-type", content_type),
-        ("cache-control", "no-store"),
-        ("vary", "Accept"),
-        ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
-    ]
-    .into_iter()
-    .chain((format == Format::Html).then_some(("content-security-policy", CSP)))
+    match format {
+        Format::Html => &HTML,
+        Format::Json => without_csp(&JSON),
+        Format::Text => without_csp(&TEXT),
+    }
 }
 
-/// The head of a page's `200` response in `format`, on the wire, split where the
-/// `Content-Length` value goes: the status line and [`response_headers`] (without the
-/// date and the blank line, which depend on the moment). Made once, from
-/// `response_headers`, so the lean path writes it in two copies rather than line by line.
-pub fn head_around_length(format: Format) -> (&'static [u8], &'static [u8]) {
-    static HEADS: std::sync::LazyLock<[(Vec<u8>, Vec<u8>); 3]> = std::sync::LazyLock::new(|| {
-        [Format::Html, Format::Json, Format::Text].map(|format| {
-            let (mut before, mut after) = (b"HTTP/1.1 200 OK\r\n".to_vec(), Vec::new());
-            for (i, (name, value)) in response_headers(format).enumerate() {
-                let line = format!("{name}: {value}\r\n");
-                if i == 0 {
-                    before.extend_from_slice(line.as_bytes());
-                    before.extend_from_slice(b"content-length: ");
-                    after.extend_from_slice(b"\r\n");
-                } else {
-                    after.extend_from_slice(line.as_bytes());
-                }
-            }
-            (before, after)
-        })
-    });
-    let [html, json, text] = &*HEADS;
-    let (before, after) = match format {
-        Format::Html => html,
-        Format::Json => json,
-        Format::Text => text,
+/// What the whoami page reads of a request.
+pub(crate) struct Asked<'a, L> {
+    /// The path, without the query.
+    pub(crate) path: &'a str,
+    /// The host it asked for (`:authority` or `Host`).
+    pub(crate) host: Option<&'a [u8]>,
+    /// Its header lines, names in any case, as often as asked.
+    pub(crate) lines: L,
+    /// Whether TLS was terminated here.
+    pub(crate) tls: bool,
+    /// The TCP peer.
+    pub(crate) peer: IpAddr,
+}
+
+/// The whoami page for a request decided as `decision`, written into `body`: the
+/// forwarding headers as `hygiene` names them, the origin secret redacted, in the format
+/// the path or `Accept` asks for.
+pub(crate) fn page<'a, L, I>(
+    asked: &Asked<'a, L>,
+    decision: &'a Decision<'a>,
+    hygiene: &Hygiene,
+    mut body: Vec<u8>,
+) -> Page
+where
+    L: Fn() -> I,
+    I: Iterator<Item = (&'a str, &'a [u8])>,
+{
+    let mut forwarding =
+        forwarding_headers_of((asked.lines)(), |name| hygiene.is_managed_spelled(name));
+    // The origin secret proves the request came through *your* CDN distribution;
+    // echoing it would hand it to anyone who can reach that distribution.
+    if let Some(secret) = hygiene.origin_secret() {
+        forwarding.redact(secret.as_str(), b"<redacted>");
+    }
+    let format = negotiate_with(
+        asked.path,
+        (asked.lines)()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+            .map(|(_, v)| v),
+    );
+    // Only the HTML page shows its own URL.
+    let self_url = if format == Format::Html {
+        let scheme = if asked.tls { "https" } else { "http" };
+        let host = asked.host.and_then(|h| std::str::from_utf8(h).ok());
+        format!("{scheme}://{}/", host.unwrap_or("localhost"))
+    } else {
+        String::new()
     };
-    (before, after)
+    let whoami = Whoami {
+        decision,
+        direct_ip: trueip::addr::normalize(asked.peer),
+        headers: forwarding,
+    };
+    let links = Links {
+        healthz: "/healthz",
+        metrics: "/metrics",
+        self_url: &self_url,
+    };
+    body.clear();
+    write_body(&mut body, format, &whoami, &links);
+    Page {
+        status: StatusCode::OK,
+        headers: response_headers(format),
+        body,
+    }
 }
 
 /// The most bytes a page (in any format) can take for a request of `request` bytes,
@@ -298,33 +348,6 @@ pub fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, links:
         Format::Text => out.extend_from_slice(text(whoami).as_bytes()),
         Format::Html => write_html(out, whoami, links),
     }
-}
-
-/// Builds the response.
-pub fn respond(
-    method: &Method,
-    format: Format,
-    whoami: &Whoami<'_>,
-    links: &Links<'_>,
-) -> Response<Body> {
-    // Sized for a typical answer, so the buffer is not grown step by step.
-    let mut body = Vec::with_capacity(2048);
-    write_body(&mut body, format, whoami, links);
-    let len = body.len();
-    let mut resp = Response::new(if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::full(body)
-    });
-    let h = resp.headers_mut();
-    for (i, (name, value)) in response_headers(format).enumerate() {
-        h.insert(name, HeaderValue::from_static(value));
-        if i == 0 {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
-    }
-    *resp.status_mut() = StatusCode::OK;
-    resp
 }
 
 /// Writes the JSON answer exactly as `serde_json::to_writer_pretty` wrote it: the
@@ -852,7 +875,7 @@ mod tests {
     fn is_fwd_spelled(n: &str) -> bool {
         trueip::headers::names::FORWARDING
             .iter()
-            .any(|f| crate::rules::headers::same_name(f.as_str(), n))
+            .any(|f| same_name(f.as_str(), n))
     }
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
@@ -1019,8 +1042,7 @@ mod tests {
             ("User-Agent", b"t"),
         ];
         let f = forwarding_headers_of(lines.iter().copied(), |n| {
-            crate::rules::headers::same_name("x-forwarded-for", n)
-                || crate::rules::headers::same_name(&wanted, n)
+            same_name("x-forwarded-for", n) || same_name(&wanted, n)
         });
         let got: Vec<_> = f.lines().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(

@@ -47,7 +47,7 @@ pub(crate) fn came_through_trusted_hop(policy: &trueip::Policy, resolution: &Res
 
 /// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI
 /// read them), spells `lower` (a lower-case name with dashes).
-pub fn same_name(lower: &str, name: &str) -> bool {
+pub(crate) fn same_name(lower: &str, name: &str) -> bool {
     lower.len() == name.len()
         && lower.bytes().zip(name.bytes()).all(|(l, b)| {
             l == if b == b'_' {
@@ -88,12 +88,12 @@ const HOP_BY_HOP: [&str; 9] = [
 /// token is dropped with the hop-by-hop headers and the request goes on as plain
 /// HTTP/1.1, as nginx does (it forwards `Upgrade` only when configured to, and then only
 /// what its config names).
-pub const WEBSOCKET: &str = "websocket";
+pub(crate) const WEBSOCKET: &str = "websocket";
 
 /// The upgrade to ask of the upstream for a request: [`WEBSOCKET`] for a WebSocket opening
 /// handshake (RFC 6455 §4.1: `GET`, HTTP/1.1, `Connection: upgrade`, `websocket` among the
 /// `Upgrade` tokens), else `None` — the request is then forwarded without any upgrade.
-pub fn upgrade_to_forward(
+pub(crate) fn upgrade_to_forward(
     method: &http::Method,
     version: http::Version,
     headers: &HeaderMap,
@@ -118,7 +118,7 @@ pub fn upgrade_to_forward(
 /// only when one was forwarded and the upstream switched to exactly that protocol. A `101`
 /// nobody asked for, or naming another protocol, is a broken or hostile upstream: the
 /// client gets 502 and no byte goes through.
-pub fn may_tunnel(asked: Option<&str>, answered: Option<&[u8]>) -> bool {
+pub(crate) fn may_tunnel(asked: Option<&str>, answered: Option<&[u8]>) -> bool {
     match (asked, answered) {
         (Some(asked), Some(answered)) => {
             answered.trim_ascii().eq_ignore_ascii_case(asked.as_bytes())
@@ -129,47 +129,81 @@ pub fn may_tunnel(asked: Option<&str>, answered: Option<&[u8]>) -> bool {
 
 /// The header policy, with names prepared once.
 #[derive(Clone, Debug)]
-pub struct Hygiene {
+pub(crate) struct Hygiene {
     settings: HeaderSettings,
     /// Every client-IP header: the core's table ([`names::FORWARDING`]) less the names
     /// kept on purpose, plus the configured names.
     managed: Vec<HeaderName>,
-    /// [`HOP_BY_HOP`], parsed.
-    hop_by_hop: Vec<HeaderName>,
     /// The index of the origin secret in `managed`.
     secret: Option<usize>,
     /// The lengths of the `managed` names, as a bit set ([`length_bit`]): most lines of
     /// a request (`Host`, `User-Agent`, ...) are told apart from every client-IP header
     /// by their length alone, with no name compared.
     managed_lengths: u64,
+    /// The lengths of the [`HOP_BY_HOP`] names, likewise.
+    hop_lengths: u64,
 }
 
 /// A name length's bit in a set of name lengths (as [`Hygiene::managed_lengths`]); 63
 /// and longer share the last.
-pub(crate) fn length_bit(name: &str) -> u64 {
+fn length_bit(name: &str) -> u64 {
     1 << name.len().min(63)
 }
 
 /// What the gateway knows about one request, beyond its headers.
 #[derive(Clone, Debug)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     /// The decision.
-    pub resolution: &'a Resolution,
+    pub(crate) resolution: &'a Resolution,
     /// Whether the request came through a trusted hop (its client-IP headers may stay).
-    pub trusted_hop: bool,
+    pub(crate) trusted_hop: bool,
     /// Scheme, host and port as trusted hops reported them.
-    pub origin: &'a Origin,
+    pub(crate) origin: Origin,
     /// The scheme of the gateway's own connection (`https` under TLS).
-    pub scheme: &'static str,
+    pub(crate) scheme: &'static str,
     /// The host the request asked for (Host header or `:authority`).
-    pub host: Option<&'a HeaderValue>,
+    pub(crate) host: Option<&'a HeaderValue>,
     /// The port the client connected to (the listener's, or the PROXY destination's).
-    pub port: u16,
+    pub(crate) port: u16,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a request with `headers` (as received) decided as `resolution`.
+    pub(crate) fn new<H: Headers + ?Sized>(
+        policy: &trueip::Policy,
+        resolution: &'a Resolution,
+        headers: &H,
+        scheme: &'static str,
+        host: Option<&'a HeaderValue>,
+        port: u16,
+    ) -> Self {
+        Facts {
+            resolution,
+            trusted_hop: came_through_trusted_hop(policy, resolution),
+            origin: trueip::origin::origin(headers, resolution),
+            scheme,
+            host,
+            port,
+        }
+    }
+}
+
+/// What becomes of one received request header line on its way upstream (steps 1 to 3
+/// of the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Forwarded; from a trusted hop, several lines of one client-IP header as one.
+    Keep,
+    /// Removed and counted (`trueip_stripped_headers_total`): a client-IP header that
+    /// did not come through a trusted hop, or an underscore spelling of one.
+    Strip,
+    /// Removed: hop-by-hop, named in `Connection`, or the origin secret.
+    Drop,
 }
 
 /// One of the gateway's own header values.
 #[derive(Clone, Debug)]
-pub enum Own<'f> {
+pub(crate) enum Own<'f> {
     /// `OwnValues::buf[range]`.
     Range(Range<usize>),
     /// A fixed value.
@@ -183,41 +217,62 @@ pub enum Own<'f> {
 /// The gateway's own headers for one request: names and values, the values written
 /// into one buffer.
 #[derive(Clone, Debug)]
-pub struct OwnValues<'f> {
+pub(crate) struct OwnValues<'f> {
     /// Where [`Own::Range`] values point.
-    pub buf: String,
+    pub(crate) buf: String,
     /// Each header the gateway sets (or removes), once, in order.
-    pub values: Vec<(FieldName, Own<'f>)>,
+    pub(crate) values: Vec<(FieldName, Own<'f>)>,
+    /// The lengths of their names ([`length_bit`]): most received lines are none of them.
+    lengths: u64,
 }
 
-/// Which managed names a request carries, as a bit set over `Hygiene::managed`
-/// (names past the 64th always count as present).
-#[derive(Clone, Copy)]
-struct Present(u64);
-
-impl Present {
-    const ALL: Present = Present(u64::MAX);
-
-    fn has(self, i: usize) -> bool {
-        i >= 64 || self.0 & (1 << i) != 0
+impl OwnValues<'_> {
+    /// Whether the gateway sets (or removes) `name`, given in any case: a received line
+    /// of that name is replaced.
+    pub(crate) fn sets(&self, name: &str) -> bool {
+        self.lengths & length_bit(name) != 0
+            && self
+                .values
+                .iter()
+                .any(|(f, _)| name.eq_ignore_ascii_case(f.as_str()))
     }
 
-    fn add(&mut self, i: usize) {
-        if i < 64 {
-            self.0 |= 1 << i;
+    /// The bytes of a value, `None` for [`Own::Remove`].
+    pub(crate) fn bytes<'v>(&'v self, value: &'v Own<'_>) -> Option<&'v [u8]> {
+        match value {
+            Own::Range(r) => Some(self.buf.as_bytes().get(r.clone()).unwrap_or_default()),
+            Own::Static(v) => Some(v.as_bytes()),
+            Own::Received(v) => Some(v.as_bytes()),
+            Own::Remove => None,
         }
     }
+}
 
-    fn clear(&mut self, i: usize) {
-        if i < 64 {
-            self.0 &= !(1 << i);
+/// The received header lines of a request as they go upstream before the gateway writes
+/// its own ([`Fate::Keep`] only): what `append` mode extends. Reading the raw lines
+/// instead would extend what an untrusted client wrote.
+pub(crate) struct Kept<'a, H: ?Sized> {
+    pub(crate) headers: &'a H,
+    pub(crate) hygiene: &'a Hygiene,
+    pub(crate) trusted_hop: bool,
+    /// What the request's `Connection` lines name ([`Hygiene::connection_named`]).
+    pub(crate) named: &'a [&'a [u8]],
+}
+
+impl<H: Headers + ?Sized> Headers for Kept<'_, H> {
+    fn for_each_value<'b>(&'b self, name: &FieldName, f: impl FnMut(&'b [u8])) {
+        let fate = self
+            .hygiene
+            .request_fate(name.as_str(), self.trusted_hop, self.named);
+        if fate == Fate::Keep {
+            self.headers.for_each_value(name, f);
         }
     }
 }
 
 impl Hygiene {
     /// Prepares the header policy.
-    pub fn new(settings: HeaderSettings) -> Self {
+    pub(crate) fn new(settings: HeaderSettings) -> Self {
         // The table, less what the config keeps on purpose.
         let mut managed: Vec<HeaderName> = names::FORWARDING
             .iter()
@@ -233,35 +288,30 @@ impl Hygiene {
             .origin_secret
             .as_ref()
             .and_then(|s| managed.iter().position(|n| n == s.as_http()));
-        let hop_by_hop = HOP_BY_HOP
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect();
-        let managed_lengths = managed
-            .iter()
-            .fold(0, |bits, n| bits | length_bit(n.as_str()));
+        let lengths =
+            |names: &mut dyn Iterator<Item = &str>| names.fold(0, |bits, n| bits | length_bit(n));
         Hygiene {
+            managed_lengths: lengths(&mut managed.iter().map(HeaderName::as_str)),
+            hop_lengths: lengths(&mut HOP_BY_HOP.iter().copied()),
             settings,
             managed,
-            hop_by_hop,
             secret,
-            managed_lengths,
         }
     }
 
-    /// Whether `lower` (a lower-case header name) is a client-IP header.
-    pub fn is_managed(&self, lower: &str) -> bool {
-        self.managed_index(lower).is_some()
+    /// The origin secret header, if one is configured.
+    pub(crate) fn origin_secret(&self) -> Option<&FieldName> {
+        self.settings.origin_secret.as_ref()
     }
 
     /// Whether `name`, in any spelling (see [`same_name`]), is a client-IP header.
-    pub fn is_managed_spelled(&self, name: &str) -> bool {
+    pub(crate) fn is_managed_spelled(&self, name: &str) -> bool {
         self.managed_lengths & length_bit(name) != 0
             && self.managed.iter().any(|n| same_name(n.as_str(), name))
     }
 
     /// The index of a client-IP header name given in any case.
-    pub fn managed_index_ignore_case(&self, name: &str) -> Option<usize> {
+    pub(crate) fn managed_index_ignore_case(&self, name: &str) -> Option<usize> {
         if self.managed_lengths & length_bit(name) == 0 {
             return None;
         }
@@ -270,102 +320,102 @@ impl Hygiene {
             .position(|n| n.as_str().eq_ignore_ascii_case(name))
     }
 
-    /// The index of the origin secret among the client-IP headers.
-    pub fn secret_index(&self) -> Option<usize> {
-        self.secret
-    }
-
-    fn managed_index(&self, lower: &str) -> Option<usize> {
-        if self.managed_lengths & length_bit(lower) == 0 {
-            return None;
-        }
-        self.managed.iter().position(|n| n.as_str() == lower)
-    }
-
-    /// Rewrites request headers for the upstream. Returns how many client-IP header
-    /// lines were removed because they did not come through a trusted hop (or were
-    /// underscore spellings).
-    pub fn request(&self, headers: &mut HeaderMap, facts: &Facts<'_>) -> u64 {
-        let mut stripped = 0;
-        // One pass over the names says which of the steps below have work to do.
-        let mut present = Present(0);
-        let mut hop = false;
-        let mut underscore = false;
-        for name in headers.keys() {
-            let lower = name.as_str();
-            if let Some(i) = self.managed_index(lower) {
-                present.add(i);
-            } else if HOP_BY_HOP.contains(&lower) {
-                hop = true;
-            } else if lower.as_bytes().contains(&b'_') {
-                underscore = true;
-            }
-        }
-        if hop {
-            self.remove_hop_by_hop(headers);
-        }
-
-        // Underscore spellings, always.
-        if underscore {
-            let underscored: Vec<HeaderName> = headers
-                .keys()
-                .filter(|k| {
-                    k.as_str().contains('_') && self.is_managed(&k.as_str().replace('_', "-"))
-                })
-                .cloned()
-                .collect();
-            for name in underscored {
-                stripped += remove_all(headers, &name);
-            }
-            present = Present::ALL;
-        }
-
-        // The origin secret has done its job; the app has no use for it.
-        if let Some(secret) = &self.settings.origin_secret {
-            headers.remove(secret.as_http());
-            if let Some(i) = self.secret {
-                present.clear(i);
-            }
-        }
-
-        for (i, name) in self.managed.iter().enumerate() {
-            if !present.has(i) {
-                continue;
-            }
-            if facts.trusted_hop {
-                merge_lines(headers, name);
-            } else {
-                stripped += remove_all(headers, name);
-            }
-        }
-
-        self.set_own(headers, facts);
-        stripped
-    }
-
-    fn remove_hop_by_hop(&self, headers: &mut HeaderMap) {
-        let mut named: Vec<HeaderName> = Vec::new();
-        for value in headers.get_all(header::CONNECTION) {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                let Ok(name) = HeaderName::from_bytes(token) else {
+    /// What a request's `Connection` lines name and hop-by-hop removal may take: every
+    /// token but `Host` and the client-IP headers (in any spelling). Other proxies honour
+    /// `Connection: X-Real-IP` after setting their own headers, so a client could delete
+    /// what a proxy wrote; here such tokens are ignored.
+    pub(crate) fn connection_named<'v>(
+        &self,
+        lines: impl Iterator<Item = &'v [u8]>,
+    ) -> Vec<&'v [u8]> {
+        let mut named: Vec<&[u8]> = Vec::new();
+        for line in lines {
+            for token in line.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let Ok(name) = std::str::from_utf8(token) else {
                     continue;
                 };
-                let lower = name.as_str();
-                let protected = lower == "host"
-                    || self.is_managed(lower)
-                    || self.is_managed(&lower.replace('_', "-"));
-                if !protected && !named.contains(&name) {
-                    named.push(name);
+                let protected = name.eq_ignore_ascii_case("host") || self.is_managed_spelled(name);
+                if !token.is_empty()
+                    && !protected
+                    && !named.iter().any(|n| n.eq_ignore_ascii_case(token))
+                {
+                    named.push(token);
                 }
             }
         }
-        for name in named {
+        named
+    }
+
+    /// What becomes of a received request line named `name` (any case), for a request
+    /// that did or did not come through a trusted hop and whose `Connection` lines name
+    /// `named` ([`Hygiene::connection_named`]).
+    pub(crate) fn request_fate(&self, name: &str, trusted_hop: bool, named: &[&[u8]]) -> Fate {
+        let bit = length_bit(name);
+        if bit & self.managed_lengths != 0 {
+            if let Some(i) = self.managed_index_ignore_case(name) {
+                return if Some(i) == self.secret {
+                    // The origin secret has done its job; the app has no use for it.
+                    Fate::Drop
+                } else if trusted_hop {
+                    Fate::Keep
+                } else {
+                    Fate::Strip
+                };
+            }
+            if name.contains('_') && self.is_managed_spelled(name) {
+                return Fate::Strip;
+            }
+        }
+        let hop_by_hop = bit & self.hop_lengths != 0 && is_hop_by_hop(name);
+        if hop_by_hop
+            || named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            Fate::Drop
+        } else {
+            Fate::Keep
+        }
+    }
+
+    /// Rewrites request headers for the upstream: every line by its [`Fate`], then the
+    /// gateway's own headers. Returns how many lines were stripped.
+    pub(crate) fn request(&self, headers: &mut HeaderMap, facts: &Facts<'_>) -> u64 {
+        let mut stripped = 0;
+        let mut gone: Vec<HeaderName> = Vec::new();
+        let mut merge: Vec<HeaderName> = Vec::new();
+        {
+            let named = self.connection_named(
+                headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            );
+            for name in headers.keys() {
+                match self.request_fate(name.as_str(), facts.trusted_hop, &named) {
+                    Fate::Keep => {
+                        if headers.get_all(name).iter().nth(1).is_some()
+                            && self.managed_index_ignore_case(name.as_str()).is_some()
+                        {
+                            merge.push(name.clone());
+                        }
+                    }
+                    Fate::Strip => {
+                        stripped += headers.get_all(name).iter().count() as u64;
+                        gone.push(name.clone());
+                    }
+                    Fate::Drop => gone.push(name.clone()),
+                }
+            }
+        }
+        for name in gone {
             headers.remove(name);
         }
-        for name in &self.hop_by_hop {
-            headers.remove(name);
+        for name in merge {
+            merge_lines(headers, &name);
         }
+        self.set_own(headers, facts);
+        stripped
     }
 
     fn set_own(&self, headers: &mut HeaderMap, facts: &Facts<'_>) {
@@ -392,7 +442,7 @@ impl Hygiene {
     /// The gateway's own headers for a request, in the order they are written, read
     /// from any representation of the received headers: the same values whether the
     /// request came through hyper (a `HeaderMap`) or the lean HTTP/1.1 path.
-    pub fn own_values<'f, H: Headers + ?Sized>(
+    pub(crate) fn own_values<'f, H: Headers + ?Sized>(
         &self,
         headers: &H,
         facts: &Facts<'f>,
@@ -495,50 +545,63 @@ impl Hygiene {
             write_port(&mut out, facts.origin.port.unwrap_or(facts.port));
             values.push((names::X_FORWARDED_PORT, Own::Range(at..out.len())));
         }
-        OwnValues { buf: out, values }
+        let lengths = values
+            .iter()
+            .fold(0, |bits, (f, _)| bits | length_bit(f.as_str()));
+        OwnValues {
+            buf: out,
+            values,
+            lengths,
+        }
     }
+}
 
-    /// Removes hop-by-hop headers from an upstream response.
-    pub fn response(&self, headers: &mut HeaderMap) {
-        if !headers
+/// Whether an upstream response line named `name` goes to the client: not hop-by-hop,
+/// and not named by the response's `Connection` lines (`named`).
+pub(crate) fn response_keeps(name: &str, named: &[&[u8]]) -> bool {
+    !is_hop_by_hop(name)
+        && !named
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// The tokens of `Connection` lines.
+pub(crate) fn connection_tokens<'v>(lines: impl Iterator<Item = &'v [u8]>) -> Vec<&'v [u8]> {
+    lines
+        .flat_map(|line| line.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect()
+}
+
+/// Removes the lines of an upstream response that [`response_keeps`] does not keep.
+pub(crate) fn response(headers: &mut HeaderMap) {
+    let gone: Vec<HeaderName> = {
+        let named = connection_tokens(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        headers
             .keys()
-            .any(|name| HOP_BY_HOP.contains(&name.as_str()))
-        {
-            return;
-        }
-        let mut named: Vec<HeaderName> = Vec::new();
-        for value in headers.get_all(header::CONNECTION) {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                if let Ok(name) = HeaderName::from_bytes(token.trim_ascii()) {
-                    named.push(name);
-                }
-            }
-        }
-        for name in named {
-            headers.remove(name);
-        }
-        for name in &self.hop_by_hop {
-            headers.remove(name);
-        }
+            .filter(|name| !response_keeps(name.as_str(), &named))
+            .cloned()
+            .collect()
+    };
+    for name in gone {
+        headers.remove(name);
     }
 }
 
 /// The hop that handed the request to the gateway, as HTTP sees it: the PROXY source
 /// when a trusted sender supplied one, else the TCP peer.
-pub fn effective_peer(r: &Resolution) -> Node {
+pub(crate) fn effective_peer(r: &Resolution) -> Node {
     r.proxy_source.unwrap_or(r.peer)
 }
 
-/// The client followed by the trusted hops after it, left to right: what a clean
-/// `X-Forwarded-For` would have held had every hop been honest. Entries the client
-/// wrote (left of it) are gone.
-pub fn trusted_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution) -> Vec<Node> {
-    let mut chain = Vec::new();
-    for_chain(headers, r, |_, node| chain.push(node));
-    chain
-}
-
-/// Calls `f` with each node of [`trusted_chain`] and its index, without collecting them.
+/// Calls `f` with each node of the trusted chain and its index, left to right: the
+/// client followed by the trusted hops after it, what a clean `X-Forwarded-For` would have
+/// held had every hop been honest. Entries the client wrote (left of it) are gone.
 fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut(usize, Node)) {
     f(0, r.client);
     let mut next = 1;
@@ -675,13 +738,6 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, buf: &Bytes, range: Range<usi
     }
 }
 
-fn remove_all(headers: &mut HeaderMap, name: &HeaderName) -> u64 {
-    match headers.entry(name) {
-        header::Entry::Occupied(e) => e.remove_entry_mult().1.count() as u64,
-        header::Entry::Vacant(_) => 0,
-    }
-}
-
 /// Several lines of one header become one, in order, joined by `, ` (RFC 9110 §5.3).
 fn merge_lines(headers: &mut HeaderMap, name: &HeaderName) {
     let mut values = headers.get_all(name).iter();
@@ -711,7 +767,7 @@ fn merge_lines(headers: &mut HeaderMap, name: &HeaderName) {
 
 /// HTTP/2 splits `Cookie` into one field per crumb; an HTTP/1.1 upstream needs one line
 /// joined by `; ` (RFC 9113 §8.2.3).
-pub fn join_cookies(headers: &mut HeaderMap) {
+pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::COOKIE).iter();
     if values.next().is_none() || values.next().is_none() {
         return;
@@ -789,7 +845,7 @@ mod tests {
         let facts = Facts {
             resolution: &r,
             trusted_hop,
-            origin: &origin,
+            origin,
             scheme: "http",
             host: host.as_ref(),
             port: 8080,
@@ -1092,7 +1148,7 @@ mod tests {
             ("keep-alive", "5"),
             ("content-type", "text/plain"),
         ]);
-        Hygiene::new(settings()).response(&mut h);
+        response(&mut h);
         assert_eq!(h.len(), 1);
     }
 }

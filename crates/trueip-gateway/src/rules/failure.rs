@@ -1,0 +1,118 @@
+//! What the client and the operator see when the gateway has no upstream response to pass
+//! on: one table, from why to the status, the error code, the message and the metric.
+
+use http::StatusCode;
+
+use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
+
+/// Why a request gets one of the gateway's error answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// More header lines than `limits.max_headers`.
+    TooManyHeaders,
+    /// A path the admin listener does not serve.
+    NotFound,
+    /// The request target cannot be written for the upstream.
+    Target,
+    /// No connection to the upstream could be opened.
+    Unreachable,
+    /// No connection, or no response head, within the time allowed.
+    Timeout,
+    /// The connection broke, or the answer was not HTTP.
+    Broken,
+    /// The upstream switched protocols unasked, or to another protocol than asked.
+    Unasked,
+    /// The client's request body stalled longer than `upstream.body_timeout`.
+    BodyStalled,
+    /// The client's request body had broken framing, or was cut short.
+    BodyBroken,
+}
+
+/// Whose fault a failure was, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blame {
+    /// The upstream's (`trueip_upstream_errors_total`).
+    Upstream(UpstreamErrorKind),
+    /// The client's own (`trueip_client_errors_total`, never an upstream error).
+    Client(ClientErrorKind),
+    /// Nobody's: a request the gateway does not serve.
+    None,
+}
+
+/// The answer to a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    /// The `error` field of the JSON body.
+    pub(crate) code: &'static str,
+    pub(crate) message: &'static str,
+    pub(crate) blame: Blame,
+}
+
+impl Failure {
+    /// The answer the client gets.
+    pub(crate) fn answer(self) -> Answer {
+        let (status, code, message, blame) = match self {
+            Failure::TooManyHeaders => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too_many_headers",
+                "the request has more header lines than limits.max_headers",
+                Blame::Client(ClientErrorKind::HeadersOverLimit),
+            ),
+            Failure::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the admin listener serves /healthz and /metrics",
+                Blame::None,
+            ),
+            Failure::Target => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request target cannot be forwarded",
+                Blame::None,
+            ),
+            Failure::Unreachable => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                "the upstream cannot be reached",
+                Blame::Upstream(UpstreamErrorKind::Connect),
+            ),
+            Failure::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+                Blame::Upstream(UpstreamErrorKind::Timeout),
+            ),
+            Failure::Broken => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream closed the connection or sent an invalid response",
+                Blame::Upstream(UpstreamErrorKind::Protocol),
+            ),
+            Failure::Unasked => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream switched protocols unasked",
+                Blame::Upstream(UpstreamErrorKind::Protocol),
+            ),
+            Failure::BodyStalled => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_body_timeout",
+                "the request body stalled",
+                Blame::Client(ClientErrorKind::RequestBodyTimeout),
+            ),
+            Failure::BodyBroken => (
+                StatusCode::BAD_REQUEST,
+                "bad_request_body",
+                "the request body is malformed or was cut short",
+                Blame::Client(ClientErrorKind::BadRequestBody),
+            ),
+        };
+        Answer {
+            status,
+            code,
+            message,
+            blame,
+        }
+    }
+}
