@@ -14,14 +14,14 @@ use tokio::time::Instant;
 const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// `from + after`, or a moment that never comes when the sum does not fit the clock.
-pub fn deadline(from: Instant, after: Duration) -> Instant {
+pub(crate) fn deadline(from: Instant, after: Duration) -> Instant {
     from.checked_add(after)
         .or_else(|| from.checked_add(FAR))
         .unwrap_or(from)
 }
 
 /// [`deadline`] from a `std` clock reading.
-pub fn deadline_std(from: std::time::Instant, after: Duration) -> Instant {
+pub(crate) fn deadline_std(from: std::time::Instant, after: Duration) -> Instant {
     deadline(Instant::from_std(from), after)
 }
 

@@ -19,196 +19,196 @@ use trueip::{ConfigError, FieldName, Policy, StrategySpec};
 /// The whole file, as written. Unknown keys are errors, so a typo never goes unnoticed.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// `[client_ip]`: the policy, shared with `trueip explain --config`.
     #[serde(default)]
-    pub client_ip: ClientIpConfig,
+    pub(crate) client_ip: ClientIpConfig,
     /// `[[listen]]`: one table per listening socket.
     #[serde(default)]
-    pub listen: Vec<ListenConfig>,
+    pub(crate) listen: Vec<ListenConfig>,
     /// `[upstream]`: where requests go; absent `url` means the built-in whoami page.
     #[serde(default)]
-    pub upstream: UpstreamConfig,
+    pub(crate) upstream: UpstreamConfig,
     /// `[headers]`: which forwarding headers the upstream receives.
     #[serde(default)]
-    pub headers: HeadersConfig,
+    pub(crate) headers: HeadersConfig,
     /// `[limits]`: sizes and timeouts.
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub(crate) limits: LimitsConfig,
     /// `[admin]`: health and metrics endpoints.
     #[serde(default)]
-    pub admin: AdminConfig,
+    pub(crate) admin: AdminConfig,
     /// `[log]`: diagnostics and the access log.
     #[serde(default)]
-    pub log: LogConfig,
+    pub(crate) log: LogConfig,
 }
 
 /// One `[[listen]]` table.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenConfig {
+pub(crate) struct ListenConfig {
     /// `127.0.0.1:8080`, `[::]:443`.
-    pub address: String,
+    pub(crate) address: String,
     /// `http` (default) or `tcp`.
     #[serde(default)]
-    pub mode: Option<String>,
+    pub(crate) mode: Option<String>,
     /// `off` (default), `v1`, `v2` or `any`.
     #[serde(default)]
-    pub proxy_protocol: Option<String>,
+    pub(crate) proxy_protocol: Option<String>,
     /// TLS termination from PEM files.
     #[serde(default)]
-    pub tls: Option<TlsConfig>,
+    pub(crate) tls: Option<TlsConfig>,
     /// TCP mode: `host:port` to connect to.
     #[serde(default)]
-    pub upstream: Option<String>,
+    pub(crate) upstream: Option<String>,
     /// TCP mode: the PROXY header sent to the upstream: `v2` (default), `v1` or `off`.
     #[serde(default)]
-    pub send_proxy_protocol: Option<String>,
+    pub(crate) send_proxy_protocol: Option<String>,
 }
 
 /// `tls = { cert = "...", key = "..." }`
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct TlsConfig {
+pub(crate) struct TlsConfig {
     /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// `[upstream]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
+pub(crate) struct UpstreamConfig {
     /// `http://host:port` or `unix:/path/to.sock`; absent: the whoami page.
     #[serde(default)]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Default 5s.
     #[serde(default)]
-    pub connect_timeout: Option<DurationValue>,
+    pub(crate) connect_timeout: Option<DurationValue>,
     /// Time until the upstream's response headers. Default 60s.
     #[serde(default)]
-    pub response_timeout: Option<DurationValue>,
+    pub(crate) response_timeout: Option<DurationValue>,
     /// Longest pause between two pieces of a body, either way. Default 60s.
     #[serde(default)]
-    pub body_timeout: Option<DurationValue>,
+    pub(crate) body_timeout: Option<DurationValue>,
     /// Idle pooled connections are closed after this. Default 90s.
     #[serde(default)]
-    pub pool_idle_timeout: Option<DurationValue>,
+    pub(crate) pool_idle_timeout: Option<DurationValue>,
     /// Idle pooled connections kept. Default 64.
     #[serde(default)]
-    pub pool_max_idle: Option<usize>,
+    pub(crate) pool_max_idle: Option<usize>,
     /// Idle pooled connections kept in all, every pool together. Default 1024.
     #[serde(default)]
-    pub pool_max_idle_total: Option<usize>,
+    pub(crate) pool_max_idle_total: Option<usize>,
     /// `off` (default), `v1` or `v2`: a PROXY header opening every upstream connection.
     #[serde(default)]
-    pub proxy_protocol: Option<String>,
+    pub(crate) proxy_protocol: Option<String>,
 }
 
 /// `[headers]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HeadersConfig {
+pub(crate) struct HeadersConfig {
     /// Default true.
     #[serde(default)]
-    pub x_real_ip: Option<bool>,
+    pub(crate) x_real_ip: Option<bool>,
     /// `replace` (default), `append` or `off`.
     #[serde(default)]
-    pub x_forwarded_for: Option<String>,
+    pub(crate) x_forwarded_for: Option<String>,
     /// `replace` (default), `append` or `off`.
     #[serde(default)]
-    pub forwarded: Option<String>,
+    pub(crate) forwarded: Option<String>,
     /// Default true.
     #[serde(default)]
-    pub x_forwarded_proto: Option<bool>,
+    pub(crate) x_forwarded_proto: Option<bool>,
     /// Default true.
     #[serde(default)]
-    pub x_forwarded_host: Option<bool>,
+    pub(crate) x_forwarded_host: Option<bool>,
     /// Default true.
     #[serde(default)]
-    pub x_forwarded_port: Option<bool>,
+    pub(crate) x_forwarded_port: Option<bool>,
     /// More header names to treat as client-IP headers.
     #[serde(default)]
-    pub strip: Vec<String>,
+    pub(crate) strip: Vec<String>,
     /// Client-IP headers of the built-in table to pass from any client, on purpose.
     #[serde(default)]
-    pub keep: Vec<String>,
+    pub(crate) keep: Vec<String>,
 }
 
 /// `[limits]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
+pub(crate) struct LimitsConfig {
     /// Default 4096.
     #[serde(default)]
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Default 32768; at least 8192.
     #[serde(default)]
-    pub max_header_bytes: Option<usize>,
+    pub(crate) max_header_bytes: Option<usize>,
     /// Default 100.
     #[serde(default)]
-    pub max_headers: Option<usize>,
+    pub(crate) max_headers: Option<usize>,
     /// Default 10s.
     #[serde(default)]
-    pub header_read_timeout: Option<DurationValue>,
+    pub(crate) header_read_timeout: Option<DurationValue>,
     /// Default 60s.
     #[serde(default)]
-    pub idle_timeout: Option<DurationValue>,
+    pub(crate) idle_timeout: Option<DurationValue>,
     /// Default 10s.
     #[serde(default)]
-    pub tls_handshake_timeout: Option<DurationValue>,
+    pub(crate) tls_handshake_timeout: Option<DurationValue>,
     /// Default 5s.
     #[serde(default)]
-    pub proxy_protocol_timeout: Option<DurationValue>,
+    pub(crate) proxy_protocol_timeout: Option<DurationValue>,
     /// Default 512.
     #[serde(default)]
-    pub proxy_protocol_max_bytes: Option<usize>,
+    pub(crate) proxy_protocol_max_bytes: Option<usize>,
     /// Default 1024.
     #[serde(default)]
-    pub backlog: Option<u32>,
+    pub(crate) backlog: Option<u32>,
     /// Default 30s.
     #[serde(default)]
-    pub shutdown_timeout: Option<DurationValue>,
+    pub(crate) shutdown_timeout: Option<DurationValue>,
     /// Default: the number of CPUs.
     #[serde(default)]
-    pub workers: Option<usize>,
+    pub(crate) workers: Option<usize>,
     /// Default true.
     #[serde(default)]
-    pub lean_http1: Option<bool>,
+    pub(crate) lean_http1: Option<bool>,
 }
 
 /// `[admin]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminConfig {
+pub(crate) struct AdminConfig {
     /// Default `/.trueip`; `""` turns the in-band endpoints off.
     #[serde(default)]
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
     /// A separate plain-HTTP listener for `/healthz` and `/metrics`. Default: none.
     #[serde(default)]
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
 }
 
 /// `[log]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     /// `text` (default) or `json`.
     #[serde(default)]
-    pub format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Default `info`; an env-filter directive (`RUST_LOG` wins when set).
     #[serde(default)]
-    pub level: Option<String>,
+    pub(crate) level: Option<String>,
     /// Default true.
     #[serde(default)]
-    pub access_log: Option<bool>,
+    pub(crate) access_log: Option<bool>,
 }
 
 /// A duration: `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(try_from = "DurationText")]
-pub struct DurationValue(pub Duration);
+pub(crate) struct DurationValue(pub Duration);
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -228,7 +228,7 @@ impl TryFrom<DurationText> for DurationValue {
 }
 
 /// Parses `250ms`, `10s`, `2m`, `1h` (one number, one unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -251,7 +251,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// HTTP/1.1 and HTTP/2: resolve, clean headers, forward (or answer whoami).
     Http,
     /// Bytes: resolve from the peer or PROXY header, announce the client upstream, copy.
@@ -260,7 +260,7 @@ pub enum Mode {
 
 /// Which PROXY protocol versions a listener expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyProtocol {
+pub(crate) enum ProxyProtocol {
     /// No header expected.
     Off,
     /// Text header only.
@@ -289,7 +289,7 @@ impl FromStr for ProxyProtocol {
 
 /// The PROXY header the gateway sends to an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendProxy {
+pub(crate) enum SendProxy {
     /// None.
     Off,
     /// `PROXY TCP4 ...\r\n`
@@ -315,24 +315,24 @@ impl FromStr for SendProxy {
 
 /// One checked listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListenerSettings {
+pub(crate) struct ListenerSettings {
     /// Where to bind.
-    pub address: SocketAddr,
+    pub(crate) address: SocketAddr,
     /// HTTP or TCP.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
-    pub proxy_protocol: ProxyProtocol,
+    pub(crate) proxy_protocol: ProxyProtocol,
     /// TLS termination.
-    pub tls: Option<TlsConfig>,
+    pub(crate) tls: Option<TlsConfig>,
     /// TCP mode: the upstream `host:port`.
-    pub tcp_upstream: Option<String>,
+    pub(crate) tcp_upstream: Option<String>,
     /// TCP mode: the PROXY header sent upstream.
-    pub send_proxy: SendProxy,
+    pub(crate) send_proxy: SendProxy,
 }
 
 /// Where HTTP requests go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UpstreamTarget {
+pub(crate) enum UpstreamTarget {
     /// `http://host:port`: the authority (`host:port`).
     Tcp(String),
     /// `unix:/path`.
@@ -341,28 +341,28 @@ pub enum UpstreamTarget {
 
 /// The checked `[upstream]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamSettings {
+pub(crate) struct UpstreamSettings {
     /// The target.
-    pub target: UpstreamTarget,
+    pub(crate) target: UpstreamTarget,
     /// Connecting, TLS-free.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Until response headers.
-    pub response_timeout: Duration,
+    pub(crate) response_timeout: Duration,
     /// Between body frames.
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// Pool idle timeout.
-    pub pool_idle_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
     /// Pool size per key (per worker; with PROXY headers, per client connection).
-    pub pool_max_idle: usize,
+    pub(crate) pool_max_idle: usize,
     /// Idle connections in all pools together.
-    pub pool_max_idle_total: usize,
+    pub(crate) pool_max_idle_total: usize,
     /// PROXY header to the upstream.
-    pub proxy_protocol: SendProxy,
+    pub(crate) proxy_protocol: SendProxy,
 }
 
 /// `replace`, `append` or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListMode {
+pub(crate) enum ListMode {
     /// The trusted chain and the client only: whatever the client wrote left of it is dropped.
     Replace,
     /// The received list (if it came through a trusted hop), plus the peer, as nginx does.
@@ -386,67 +386,67 @@ impl FromStr for ListMode {
 
 /// The checked `[headers]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeaderSettings {
+pub(crate) struct HeaderSettings {
     /// Set `X-Real-IP`.
-    pub x_real_ip: bool,
+    pub(crate) x_real_ip: bool,
     /// `X-Forwarded-For` mode.
-    pub x_forwarded_for: ListMode,
+    pub(crate) x_forwarded_for: ListMode,
     /// `Forwarded` mode.
-    pub forwarded: ListMode,
+    pub(crate) forwarded: ListMode,
     /// Set `X-Forwarded-Proto`.
-    pub x_forwarded_proto: bool,
+    pub(crate) x_forwarded_proto: bool,
     /// Set `X-Forwarded-Host`.
-    pub x_forwarded_host: bool,
+    pub(crate) x_forwarded_host: bool,
     /// Set `X-Forwarded-Port`.
-    pub x_forwarded_port: bool,
+    pub(crate) x_forwarded_port: bool,
     /// Extra client-IP header names (from `strip` and from `header:NAME` strategies), lower case.
-    pub extra: Vec<FieldName>,
+    pub(crate) extra: Vec<FieldName>,
     /// Names of the built-in table (`trueip::headers::names::FORWARDING`) passed from any
     /// client (`keep`), lower case.
-    pub keep: Vec<FieldName>,
+    pub(crate) keep: Vec<FieldName>,
     /// The origin secret header, removed before forwarding.
-    pub origin_secret: Option<FieldName>,
+    pub(crate) origin_secret: Option<FieldName>,
 }
 
 /// The checked `[limits]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Open connections, all listeners together.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Request head size (431 above).
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Header count (431 above).
-    pub max_headers: usize,
+    pub(crate) max_headers: usize,
     /// Time to read a request head.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// No bytes either way and no request in flight for this long closes a connection.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// TLS handshake.
-    pub tls_handshake_timeout: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
     /// PROXY header read.
-    pub proxy_protocol_timeout: Duration,
+    pub(crate) proxy_protocol_timeout: Duration,
     /// PROXY header size.
-    pub proxy_protocol_max_bytes: usize,
+    pub(crate) proxy_protocol_max_bytes: usize,
     /// Accept queue length of every listening socket.
-    pub backlog: u32,
+    pub(crate) backlog: u32,
     /// Worker threads, each with its own event loop, accepting on every listener.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Drain time on shutdown.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// The checked `[admin]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AdminSettings {
+pub(crate) struct AdminSettings {
     /// `/.trueip` or empty (off).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// A separate listener.
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
 }
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -455,65 +455,65 @@ pub enum LogFormat {
 
 /// The checked `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     /// Text or JSON.
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// Env-filter directive.
-    pub level: String,
+    pub(crate) level: String,
     /// One line per request on stdout.
-    pub access_log: bool,
+    pub(crate) access_log: bool,
 }
 
 /// Everything checked: nothing here can fail on a request.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The client-IP policy.
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// Listeners, in file order.
-    pub listeners: Vec<ListenerSettings>,
+    pub(crate) listeners: Vec<ListenerSettings>,
     /// `None`: whoami.
-    pub upstream: Option<UpstreamSettings>,
+    pub(crate) upstream: Option<UpstreamSettings>,
     /// Header hygiene.
-    pub headers: HeaderSettings,
+    pub(crate) headers: HeaderSettings,
     /// Limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Admin endpoints.
-    pub admin: AdminSettings,
+    pub(crate) admin: AdminSettings,
     /// Logging.
-    pub log: LogSettings,
+    pub(crate) log: LogSettings,
     /// Connect timeout of TCP-mode listeners (`upstream.connect_timeout`).
-    pub tcp_connect_timeout: Duration,
+    pub(crate) tcp_connect_timeout: Duration,
     /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::http::lean`])
     /// (`limits.lean_http1`, default true); `false` sends every connection through
     /// hyper. Tests drive both paths with the same requests and compare what the
     /// upstream receives (`tests/differential.rs`).
-    pub lean_http1: bool,
+    pub(crate) lean_http1: bool,
 }
 
 /// Command-line values that override the file (the flags of `trueip serve`).
 #[derive(Clone, Debug, Default)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     /// `--listen` (replaces every `[[listen]]` with a plain HTTP listener).
-    pub listen: Vec<String>,
+    pub(crate) listen: Vec<String>,
     /// `--upstream` (`whoami` forces the built-in page).
-    pub upstream: Option<String>,
+    pub(crate) upstream: Option<String>,
     /// `--trust`.
-    pub trust: Vec<String>,
+    pub(crate) trust: Vec<String>,
     /// `--strategy`.
-    pub strategy: Vec<String>,
+    pub(crate) strategy: Vec<String>,
     /// `--from`.
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// `--proxy-protocol` (every listener).
-    pub proxy_protocol: Option<String>,
+    pub(crate) proxy_protocol: Option<String>,
     /// `--proxy-protocol-from`.
-    pub proxy_protocol_from: Vec<String>,
+    pub(crate) proxy_protocol_from: Vec<String>,
 }
 
 /// The address `trueip serve` listens on when nothing says otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Reads and parses a config file.
-pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
             .hint("check the --config path")
@@ -522,7 +522,7 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 /// Parses TOML text.
-pub fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
+pub(crate) fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let message = e.message().trim().to_string();
         let key = e.span().map(|span| {
@@ -544,17 +544,17 @@ pub fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
 /// The longest any timeout may be. Every deadline is the clock plus a timeout, and the
 /// clock cannot hold an arbitrary sum (`Instant + Duration` panics on overflow); a day
 /// is far past any useful timeout and leaves the arithmetic centuries of room.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most open connections: past any process's descriptor limit (`nr_open` defaults
 /// to 1048576), so only a typo reaches it.
-pub const MAX_CONNECTIONS: usize = 1 << 20;
+pub(crate) const MAX_CONNECTIONS: usize = 1 << 20;
 /// The most header lines in a request. hyper sets aside room for this many lines for
 /// every HTTP/1 request once it is set (64 bytes each), and a 32 KiB head of minimal
 /// lines holds about 8000: 1024 is ten times the default and still cheap.
-pub const MAX_HEADERS: usize = 1024;
+pub(crate) const MAX_HEADERS: usize = 1024;
 /// The most idle upstream connections kept: more than the ephemeral ports one address
 /// pair can use, so only a typo reaches it.
-pub const MAX_POOL_IDLE: usize = 1 << 16;
+pub(crate) const MAX_POOL_IDLE: usize = 1 << 16;
 
 /// A duration as a config value: whole seconds, or milliseconds.
 fn duration_text(d: Duration) -> String {
@@ -601,7 +601,7 @@ fn at_most(value: usize, max: usize, key: &str, why: &str) -> Result<usize, Conf
 
 impl Settings {
     /// Checks a file's values with flags applied; `read` loads provider range files.
-    pub fn from_file(
+    pub(crate) fn from_file(
         mut file: FileConfig,
         flags: &Overrides,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
@@ -694,7 +694,7 @@ impl Settings {
     }
 
     /// The same listening sockets (what a reload cannot change).
-    pub fn same_sockets(&self, other: &Settings) -> bool {
+    pub(crate) fn same_sockets(&self, other: &Settings) -> bool {
         let key = |s: &Settings| {
             s.listeners
                 .iter()

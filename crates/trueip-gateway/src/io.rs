@@ -13,14 +13,14 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// A stream that first yields bytes already read from it (those after a PROXY header).
-pub struct Rewind<S> {
+pub(crate) struct Rewind<S> {
     prefix: Bytes,
     inner: S,
 }
 
 impl<S> Rewind<S> {
     /// `prefix` is served before anything read from `inner`.
-    pub fn new(prefix: Bytes, inner: S) -> Self {
+    pub(crate) fn new(prefix: Bytes, inner: S) -> Self {
         Rewind { prefix, inner }
     }
 }
@@ -72,7 +72,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 /// A read buffer without `unsafe`: its storage is initialised once and reused, bytes
 /// are read into the free end and taken from the front.
 #[derive(Debug)]
-pub struct InBuf {
+pub(crate) struct InBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
@@ -80,7 +80,7 @@ pub struct InBuf {
 
 impl InBuf {
     /// A buffer of `capacity` bytes (it grows when a read finds less than 1 KiB free).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         InBuf {
             data: vec![0; capacity.max(1024)],
             start: 0,
@@ -89,22 +89,22 @@ impl InBuf {
     }
 
     /// The bytes read and not yet consumed.
-    pub fn filled(&self) -> &[u8] {
+    pub(crate) fn filled(&self) -> &[u8] {
         self.data.get(self.start..self.end).unwrap_or_default()
     }
 
     /// How many bytes are read and not yet consumed.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// Whether every byte read was consumed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// Drops the first `n` unconsumed bytes.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;
@@ -113,7 +113,7 @@ impl InBuf {
     }
 
     /// Free space to read into, at least 1 KiB.
-    pub fn spare(&mut self) -> &mut [u8] {
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
         if self.data.len() - self.end < 1024 {
             self.data.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -127,18 +127,19 @@ impl InBuf {
     }
 
     /// `n` bytes were read into [`InBuf::spare`].
-    pub fn grew(&mut self, n: usize) {
+    pub(crate) fn grew(&mut self, n: usize) {
         self.end = (self.end + n).min(self.data.len());
     }
 
     /// The bytes of storage held.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.data.capacity()
     }
 
     /// Gives back the storage beyond `keep` bytes, or beyond the unread bytes when they
     /// are more (those are never dropped).
-    pub fn shrink_to(&mut self, keep: usize) {
+    pub(crate) fn shrink_to(&mut self, keep: usize) {
         if self.data.capacity() <= keep {
             return;
         }
@@ -151,7 +152,7 @@ impl InBuf {
 }
 
 /// The accepted socket after the PROXY header, with or without TLS.
-pub enum Stream {
+pub(crate) enum Stream {
     /// Cleartext.
     Plain(Rewind<TcpStream>),
     /// Terminated TLS.
@@ -166,7 +167,7 @@ pub enum Stream {
 /// flight and none ended for a while ([`Idle::Requests`]); a byte relay (TCP mode, an
 /// upgraded connection) when no byte moved ([`Idle::Io`]).
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     last_io_ms: AtomicU64,
     last_request_ms: AtomicU64,
     in_flight: AtomicUsize,
@@ -177,7 +178,7 @@ pub struct Activity {
 
 /// Which idleness [`Activity::idle`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Idle {
+pub(crate) enum Idle {
     /// No request in flight, and none started or ended, for the limit.
     Requests,
     /// No byte read or written for the limit.
@@ -211,7 +212,7 @@ impl Default for Activity {
 impl Activity {
     /// New activity; `track_io` times reads and writes from the start (see
     /// [`Activity::track_io`]).
-    pub fn new(track_io: bool) -> Self {
+    pub(crate) fn new(track_io: bool) -> Self {
         let now = now_ms();
         Activity {
             last_io_ms: AtomicU64::new(now),
@@ -223,13 +224,13 @@ impl Activity {
 
     /// Times reads and writes from now on (and counts now as activity): before
     /// [`Idle::Io`] is waited for on a connection that started as HTTP.
-    pub fn track_io(&self) {
+    pub(crate) fn track_io(&self) {
         self.touch();
         self.track_io.store(true, Relaxed);
     }
 
     /// A byte moved now.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_io_ms.store(now_ms(), Relaxed);
     }
 
@@ -241,7 +242,7 @@ impl Activity {
     }
 
     /// How long the connection has been idle, of the given kind.
-    pub fn idle_for(&self, kind: Idle) -> Duration {
+    pub(crate) fn idle_for(&self, kind: Idle) -> Duration {
         let last = match kind {
             Idle::Requests if self.in_flight.load(Relaxed) > 0 => return Duration::ZERO,
             Idle::Requests => &self.last_request_ms,
@@ -251,12 +252,13 @@ impl Activity {
     }
 
     /// A request started; the guard ends it.
-    pub fn begin(self: &std::sync::Arc<Self>) -> InFlight {
+    #[cfg(test)]
+    pub(crate) fn begin(self: &std::sync::Arc<Self>) -> InFlight {
         self.begin_at(Instant::now())
     }
 
     /// A request started at `at` (a clock reading the caller already has).
-    pub fn begin_at(self: &std::sync::Arc<Self>, at: Instant) -> InFlight {
+    pub(crate) fn begin_at(self: &std::sync::Arc<Self>, at: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         self.last_request_ms.store(ms_at(at), Relaxed);
         InFlight {
@@ -266,7 +268,7 @@ impl Activity {
     }
 
     /// Resolves once the connection has been idle (of `kind`) for `limit`.
-    pub async fn idle(&self, kind: Idle, limit: Duration) {
+    pub(crate) async fn idle(&self, kind: Idle, limit: Duration) {
         loop {
             let idle = self.idle_for(kind);
             if idle >= limit {
@@ -279,14 +281,14 @@ impl Activity {
 
 /// Ends a request's in-flight mark when dropped (or [`InFlight::end_at`]).
 #[derive(Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     activity: std::sync::Arc<Activity>,
     ended: bool,
 }
 
 impl InFlight {
     /// Ends the request at `at` (a clock reading the caller already has).
-    pub fn end_at(mut self, at: Instant) {
+    pub(crate) fn end_at(mut self, at: Instant) {
         self.finish(ms_at(at));
     }
 
@@ -308,14 +310,14 @@ impl Drop for InFlight {
 }
 
 /// A [`Stream`] that records activity.
-pub struct Tracked {
+pub(crate) struct Tracked {
     stream: Stream,
     activity: std::sync::Arc<Activity>,
 }
 
 impl Tracked {
     /// Wraps a stream.
-    pub fn new(stream: Stream, activity: std::sync::Arc<Activity>) -> Self {
+    pub(crate) fn new(stream: Stream, activity: std::sync::Arc<Activity>) -> Self {
         Tracked { stream, activity }
     }
 }

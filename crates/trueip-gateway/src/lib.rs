@@ -42,20 +42,20 @@ pub(crate) mod test_support {
     }
 }
 
-pub mod clock;
-pub mod config;
-pub mod context;
-pub mod http;
-pub mod io;
-pub mod logging;
-pub mod metrics;
-pub mod pages;
-pub mod proxy;
-pub mod rules;
-pub mod server;
-pub mod tcp;
-pub mod tls;
-pub mod upstream;
+mod clock;
+mod config;
+mod context;
+mod http;
+mod io;
+mod logging;
+mod metrics;
+mod pages;
+mod proxy;
+mod rules;
+mod server;
+mod tcp;
+mod tls;
+mod upstream;
 
 /// The gateway in-process, for this crate's integration tests: not an API.
 #[doc(hidden)]
@@ -68,7 +68,11 @@ pub mod testing {
     use crate::context::{Role, Shared, State};
     use crate::metrics::Metrics;
 
-    pub use crate::pages::whoami::page_size_bound;
+    /// The most bytes a whoami page can take for a request of `request` bytes under a
+    /// policy of `strategies` strategies.
+    pub fn page_size_bound(request: usize, strategies: usize) -> usize {
+        crate::pages::whoami::page_size_bound(request, strategies)
+    }
 
     /// What a config builds: the state a reload would switch to.
     #[derive(Clone)]

@@ -21,7 +21,7 @@ use crate::config::{LogFormat, LogSettings};
 use crate::metrics::Metrics;
 
 /// The tracing target of access-log events.
-pub const ACCESS: &str = "trueip::access";
+pub(crate) const ACCESS: &str = "trueip::access";
 
 enum Msg {
     Line(Vec<u8>),
@@ -30,13 +30,13 @@ enum Msg {
 
 /// Hands access-log lines to the writer thread.
 #[derive(Clone)]
-pub struct QueueWriter {
+pub(crate) struct QueueWriter {
     tx: SyncSender<Msg>,
     metrics: Arc<Metrics>,
 }
 
 /// One event's bytes, queued when dropped.
-pub struct Line {
+pub(crate) struct Line {
     buf: Vec<u8>,
     queue: QueueWriter,
 }
@@ -77,13 +77,13 @@ impl<'a> MakeWriter<'a> for QueueWriter {
 
 /// Lets the caller wait until queued lines are written.
 #[derive(Clone)]
-pub struct LogHandle {
+pub(crate) struct LogHandle {
     tx: SyncSender<Msg>,
 }
 
 impl LogHandle {
     /// Waits (at most `timeout`) for the queue to drain.
-    pub fn flush(&self, timeout: Duration) {
+    pub(crate) fn flush(&self, timeout: Duration) {
         let (done_tx, done_rx) = mpsc::channel();
         if self.tx.send(Msg::Flush(done_tx)).is_ok() {
             let _ = done_rx.recv_timeout(timeout);
@@ -137,7 +137,7 @@ fn colour_stderr() -> bool {
 }
 
 /// Installs the global subscriber. Returns `None` if one was already installed (tests).
-pub fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogHandle> {
+pub(crate) fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogHandle> {
     let (queue, handle) = spawn_writer(metrics);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));

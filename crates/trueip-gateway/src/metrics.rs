@@ -12,7 +12,7 @@ use trueip::{ListHeader, Resolution, Source, Warnings};
 
 /// Where a client address came from, as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceLabel {
+pub(crate) enum SourceLabel {
     /// The TCP peer.
     Peer,
     /// A PROXY header.
@@ -35,7 +35,7 @@ impl SourceLabel {
     ];
 
     /// The label value.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SourceLabel::Peer => "peer",
             SourceLabel::ProxyProtocol => "proxy-protocol",
@@ -46,7 +46,7 @@ impl SourceLabel {
     }
 
     /// The label for a resolution's source.
-    pub fn of(source: &Source) -> Self {
+    pub(crate) fn of(source: &Source) -> Self {
         match source {
             Source::Peer => SourceLabel::Peer,
             Source::ProxyProtocol => SourceLabel::ProxyProtocol,
@@ -65,7 +65,7 @@ impl SourceLabel {
 
 /// Why a PROXY header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyErrorKind {
+pub(crate) enum ProxyErrorKind {
     /// Not a valid header.
     Malformed,
     /// The connection closed before the header was complete.
@@ -91,7 +91,7 @@ impl ProxyErrorKind {
     ];
 
     /// The label value.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ProxyErrorKind::Malformed => "malformed",
             ProxyErrorKind::Truncated => "truncated",
@@ -105,7 +105,7 @@ impl ProxyErrorKind {
 
 /// Why a valid header's addresses and TLVs are not used: the sender stays the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyIgnored {
+pub(crate) enum ProxyIgnored {
     /// A v2 header for a datagram flow (`\x12` UDP over IPv4, `\x22` over IPv6, `\x32`
     /// a UNIX datagram socket) on this stream connection. Its source is whoever sent a
     /// datagram, not who opened this connection; nginx ("unsupported transport") and
@@ -115,7 +115,7 @@ pub enum ProxyIgnored {
 
 impl ProxyIgnored {
     /// The metric label.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ProxyIgnored::Datagram => "datagram",
         }
@@ -124,7 +124,7 @@ impl ProxyIgnored {
 
 /// Why forwarding failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
+pub(crate) enum UpstreamErrorKind {
     /// Could not connect.
     Connect,
     /// No response in time.
@@ -144,7 +144,7 @@ impl UpstreamErrorKind {
     ];
 
     /// The label value.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
@@ -156,7 +156,7 @@ impl UpstreamErrorKind {
 
 /// Why a request was refused for the client's own fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientErrorKind {
+pub(crate) enum ClientErrorKind {
     /// 431: more header lines than `limits.max_headers` (HTTP/1.1 and HTTP/2), or an
     /// HTTP/1.1 head larger than `limits.max_header_bytes` (hyper's parser does not tell
     /// the two apart). An HTTP/2 header block over the size limit is refused by the
@@ -177,7 +177,7 @@ impl ClientErrorKind {
     ];
 
     /// The label value.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ClientErrorKind::HeadersOverLimit => "headers_over_limit",
             ClientErrorKind::BadRequestBody => "bad_request_body",
@@ -194,7 +194,7 @@ const WARNINGS: usize = 16;
 
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     requests: [AtomicU64; 5],
     responses: [AtomicU64; 6],
     warnings: [AtomicU64; WARNINGS],
@@ -218,7 +218,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one resolved request and its warnings.
-    pub fn resolved(&self, resolution: &Resolution) {
+    pub(crate) fn resolved(&self, resolution: &Resolution) {
         let label = SourceLabel::of(&resolution.source);
         if let Some(c) = SourceLabel::ALL
             .iter()
@@ -239,7 +239,7 @@ impl Metrics {
     }
 
     /// Counts a response by status class and records its duration.
-    pub fn responded(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn responded(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).min(5);
         if let Some(c) = self.responses.get(class) {
             c.fetch_add(1, Relaxed);
@@ -260,7 +260,7 @@ impl Metrics {
     }
 
     /// Counts a refused PROXY header.
-    pub fn proxy_error(&self, kind: ProxyErrorKind) {
+    pub(crate) fn proxy_error(&self, kind: ProxyErrorKind) {
         if let Some(c) = ProxyErrorKind::ALL
             .iter()
             .position(|k| *k == kind)
@@ -271,7 +271,7 @@ impl Metrics {
     }
 
     /// Counts a valid PROXY header whose addresses were not used.
-    pub fn proxy_ignored(&self, why: ProxyIgnored) {
+    pub(crate) fn proxy_ignored(&self, why: ProxyIgnored) {
         match why {
             ProxyIgnored::Datagram => &self.proxy_ignored_datagram,
         }
@@ -279,7 +279,7 @@ impl Metrics {
     }
 
     /// Counts a failed upstream exchange.
-    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+    pub(crate) fn upstream_error(&self, kind: UpstreamErrorKind) {
         if let Some(c) = UpstreamErrorKind::ALL
             .iter()
             .position(|k| *k == kind)
@@ -290,7 +290,7 @@ impl Metrics {
     }
 
     /// Counts a request refused for the client's own fault.
-    pub fn client_error(&self, kind: ClientErrorKind) {
+    pub(crate) fn client_error(&self, kind: ClientErrorKind) {
         if let Some(c) = ClientErrorKind::ALL
             .iter()
             .position(|k| *k == kind)
@@ -301,40 +301,40 @@ impl Metrics {
     }
 
     /// A connection was accepted.
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_total.fetch_add(1, Relaxed);
         self.connections_open.fetch_add(1, Relaxed);
     }
 
     /// A connection ended.
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
     /// Connections refused at the limit.
-    pub fn connection_rejected(&self) {
+    pub(crate) fn connection_rejected(&self) {
         self.connections_rejected.fetch_add(1, Relaxed);
     }
 
     /// A TCP-mode relay started.
-    pub fn tcp_connection(&self) {
+    pub(crate) fn tcp_connection(&self) {
         self.tcp_connections.fetch_add(1, Relaxed);
     }
 
     /// A TLS handshake failed or timed out.
-    pub fn tls_error(&self) {
+    pub(crate) fn tls_error(&self) {
         self.tls_errors.fetch_add(1, Relaxed);
     }
 
     /// Client-IP header lines removed from a request.
-    pub fn stripped(&self, lines: u64) {
+    pub(crate) fn stripped(&self, lines: u64) {
         if lines > 0 {
             self.stripped_headers.fetch_add(lines, Relaxed);
         }
     }
 
     /// A reload finished.
-    pub fn reloaded(&self, ok: bool) {
+    pub(crate) fn reloaded(&self, ok: bool) {
         if ok {
             &self.reloads_ok
         } else {
@@ -344,17 +344,17 @@ impl Metrics {
     }
 
     /// A log line was dropped because the writer fell behind.
-    pub fn log_dropped(&self) {
+    pub(crate) fn log_dropped(&self) {
         self.log_dropped.fetch_add(1, Relaxed);
     }
 
     /// Open connections now.
-    pub fn open_connections(&self) -> u64 {
+    pub(crate) fn open_connections(&self) -> u64 {
         self.connections_open.load(Relaxed)
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

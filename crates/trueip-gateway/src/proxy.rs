@@ -21,7 +21,7 @@ use crate::metrics::{ProxyErrorKind, ProxyIgnored};
 
 /// Why a header was refused.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// Not complete within the timeout.
     Timeout,
     /// Larger than the bound.
@@ -36,7 +36,7 @@ pub enum ReadError {
 
 impl ReadError {
     /// The metric label.
-    pub fn kind(&self) -> ProxyErrorKind {
+    pub(crate) fn kind(&self) -> ProxyErrorKind {
         match self {
             ReadError::Timeout => ProxyErrorKind::Timeout,
             ReadError::TooLarge(_) => ProxyErrorKind::TooLarge,
@@ -71,21 +71,21 @@ impl std::fmt::Display for ReadError {
 
 /// What a valid header said.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
+pub(crate) struct Received {
     /// The relayed client and the address it connected to (`None` for `LOCAL`/`UNKNOWN`,
     /// and for a header whose addresses are not used: see `ignored`).
-    pub addrs: Option<ProxyAddrs>,
+    pub(crate) addrs: Option<ProxyAddrs>,
     /// The client reached the load balancer over TLS (v2 `PP2_TYPE_SSL`).
-    pub client_tls: bool,
+    pub(crate) client_tls: bool,
     /// The private endpoint the client came through (v2 AWS and Azure TLVs): empty when
     /// the addresses are not used either.
-    pub private_link: trueip::PrivateLink,
+    pub(crate) private_link: trueip::PrivateLink,
     /// Why the header, though valid, says nothing about this connection.
-    pub ignored: Option<ProxyIgnored>,
+    pub(crate) ignored: Option<ProxyIgnored>,
 }
 
 /// Reads one header. Returns it and the bytes read after it (application data).
-pub async fn read_header<S: AsyncRead + Unpin>(
+pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     mode: ProxyProtocol,
     max: usize,
@@ -160,7 +160,7 @@ fn received(header: &ProxyHeader) -> Received {
 
 /// Encodes a header announcing `source` connected to `destination`. Mixed families are
 /// written as IPv6 (IPv4-mapped), which every receiver normalises back.
-pub fn encode(version: SendProxy, source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+pub(crate) fn encode(version: SendProxy, source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let (source, destination) = same_family(source, destination);
     let addrs = ProxyAddrs {
         source,

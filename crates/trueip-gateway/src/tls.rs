@@ -14,7 +14,11 @@ use trueip::ConfigError;
 use crate::config::TlsConfig;
 
 /// Builds an acceptor offering HTTP/2 and HTTP/1.1 by ALPN (`http`), or no ALPN (`tcp`).
-pub fn acceptor(files: &TlsConfig, at: &str, alpn_http: bool) -> Result<TlsAcceptor, ConfigError> {
+pub(crate) fn acceptor(
+    files: &TlsConfig,
+    at: &str,
+    alpn_http: bool,
+) -> Result<TlsAcceptor, ConfigError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {

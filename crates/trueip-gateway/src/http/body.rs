@@ -20,41 +20,41 @@ use hyper::body::Incoming;
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::upstream::{BoxError, Stalled, Timed};
 /// One finished exchange, logged and measured when the response body is dropped.
-pub struct Record {
+pub(crate) struct Record {
     /// Shared metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Write an access-log line.
-    pub access_log: bool,
+    pub(crate) access_log: bool,
     /// When the request arrived.
-    pub start: Instant,
+    pub(crate) start: Instant,
     /// The resolved client.
-    pub client: IpAddr,
+    pub(crate) client: IpAddr,
     /// The TCP peer.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Where the client came from.
-    pub source: trueip::Source,
+    pub(crate) source: trueip::Source,
     /// The header, when `source` is a single-address header.
-    pub header: Option<trueip::FieldName>,
+    pub(crate) header: Option<trueip::FieldName>,
     /// What looked wrong.
-    pub warnings: trueip::Warnings,
+    pub(crate) warnings: trueip::Warnings,
     /// The private endpoint the client came through, when the PROXY header that named
     /// it was believed.
-    pub private_link: Option<trueip::PrivateLink>,
+    pub(crate) private_link: Option<trueip::PrivateLink>,
     /// Request method.
-    pub method: Method,
+    pub(crate) method: Method,
     /// Request target (the log shows the path, not the query); kept only when the
     /// access log is on.
-    pub uri: Option<http::Uri>,
+    pub(crate) uri: Option<http::Uri>,
     /// HTTP version.
-    pub version: http::Version,
+    pub(crate) version: http::Version,
     /// Response status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Response body bytes sent.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// The body ended with an error (upstream broke off, stalled).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Keeps the connection from counting as idle until the body is done.
-    pub in_flight: Option<crate::io::InFlight>,
+    pub(crate) in_flight: Option<crate::io::InFlight>,
     /// When the response was counted and logged, once it was.
     finished: Option<Instant>,
 }
@@ -63,7 +63,7 @@ impl Record {
     /// A request that arrived at `start` from the connection's peer, before any
     /// decision: the peer stands as the client until the policy says otherwise. `uri`
     /// is only worth keeping when the access log is on.
-    pub fn begin(
+    pub(crate) fn begin(
         ctx: &crate::context::ConnCtx,
         access_log: bool,
         start: Instant,
@@ -95,7 +95,7 @@ impl Record {
     /// Counts the response and writes its access-log line now (dropping the record
     /// does the same), and returns the clock reading that ended it: the lean path
     /// times the wait for the next request from it instead of reading the clock again.
-    pub fn finish(mut self) -> Instant {
+    pub(crate) fn finish(mut self) -> Instant {
         self.finish_now()
     }
 
@@ -138,7 +138,7 @@ impl Record {
 
 impl Record {
     /// Counts the decision in the metrics and keeps what the access log shows of it.
-    pub fn note(
+    pub(crate) fn note(
         &mut self,
         ctx: &crate::context::ConnCtx,
         conn: &trueip::Connection,
@@ -171,7 +171,7 @@ enum Kind {
 }
 
 /// The body of every response the gateway sends.
-pub struct Body {
+pub(crate) struct Body {
     kind: Kind,
     record: Option<Box<Record>>,
     /// The upstream connection a streamed body came on: back to the pool when this
@@ -181,7 +181,7 @@ pub struct Body {
 
 impl Body {
     /// A complete body.
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Body {
             kind: Kind::Full(Some(bytes.into())),
             record: None,
@@ -190,7 +190,7 @@ impl Body {
     }
 
     /// No body.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Body {
             kind: Kind::Full(None),
             record: None,
@@ -199,7 +199,7 @@ impl Body {
     }
 
     /// An upstream body, streamed with a stall timeout.
-    pub fn stream(inner: Incoming, timeout: Duration) -> Self {
+    pub(crate) fn stream(inner: Incoming, timeout: Duration) -> Self {
         Body {
             kind: Kind::Stream(Timed::new(inner, timeout)),
             record: None,
@@ -208,13 +208,13 @@ impl Body {
     }
 
     /// Returns the upstream connection to the pool when this body is done.
-    pub fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
+    pub(crate) fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
         self.pooled = Some(pooled);
         self
     }
 
     /// Logs and measures the exchange when this body is done.
-    pub fn record(mut self, record: Record) -> Self {
+    pub(crate) fn record(mut self, record: Record) -> Self {
         self.record = Some(Box::new(record));
         self
     }

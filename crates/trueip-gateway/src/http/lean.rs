@@ -71,7 +71,7 @@ fn hyper_only(name: &str) -> bool {
 /// requests. A plain request and its whoami page fit (the page is about 12 KiB), so
 /// nothing is given back and allocated again per request; a buffer that one large
 /// request or page grew past it is shrunk back after that response.
-pub const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
+pub(crate) const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
 
 /// What a lean connection keeps between requests: the bytes read, the response head
 /// being written, and the gateway's own response bodies (whoami), each reused from
@@ -126,7 +126,7 @@ pub(crate) fn retained_max() -> usize {
 }
 
 /// How the lean path left a connection.
-pub enum After {
+pub(crate) enum After {
     /// Closed, or to be closed.
     Closed,
     /// Hyper serves the rest: these bytes were read and not used.
@@ -473,7 +473,7 @@ enum Next {
 }
 
 /// Serves requests on `io` while they are plain; hands the rest to hyper.
-pub async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
+pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     let (header_timeout, max_head, idle) = {
         let state = ctx.shared.state.load();
         let l = &state.settings.limits;

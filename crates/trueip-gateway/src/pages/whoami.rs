@@ -25,13 +25,13 @@ use crate::rules::headers::same_name;
 const PAGE: &str = include_str!("whoami.html");
 
 /// The answer, in every format.
-pub struct Whoami<'a> {
+pub(crate) struct Whoami<'a> {
     /// Everything `trueip explain` says.
-    pub decision: &'a Decision<'a>,
+    pub(crate) decision: &'a Decision<'a>,
     /// The TCP peer's address.
-    pub direct_ip: IpAddr,
+    pub(crate) direct_ip: IpAddr,
     /// Forwarding headers as received.
-    pub headers: Forwarding<'a>,
+    pub(crate) headers: Forwarding<'a>,
 }
 
 /// The forwarding header lines of a request, as received: lower-case names (underscores
@@ -39,19 +39,19 @@ pub struct Whoami<'a> {
 /// `headers` object of the JSON answer. Borrowed from the request: names are lower-cased
 /// and values shown as UTF-8 (invalid bytes replaced by U+FFFD) only when written.
 #[derive(Clone, Debug, Default)]
-pub struct Forwarding<'a> {
+pub(crate) struct Forwarding<'a> {
     /// Names as received, in any case.
     lines: Vec<(&'a str, &'a [u8])>,
 }
 
 impl<'a> Forwarding<'a> {
     /// Whether the request carried none.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
 
     /// Every line, grouped by name: (lower-case name, value).
-    pub fn lines(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + '_ {
+    pub(crate) fn lines(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + '_ {
         self.lines
             .iter()
             .map(|(n, v)| (lower_case(n), String::from_utf8_lossy(v)))
@@ -59,7 +59,7 @@ impl<'a> Forwarding<'a> {
 
     /// Replaces the value of every line whose name, in any case and underscores read as
     /// dashes, is `name` (lower-case).
-    pub fn redact(&mut self, name: &str, with: &'static [u8]) {
+    pub(crate) fn redact(&mut self, name: &str, with: &'static [u8]) {
         for (n, v) in &mut self.lines {
             if same_name(name, n) {
                 *v = with;
@@ -124,7 +124,7 @@ fn put_json_value(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Which representation to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// The page.
     Html,
     /// The explain object.
@@ -148,7 +148,7 @@ fn negotiate(path: &str, headers: &HeaderMap) -> Format {
 /// Picks a format from the path and the `Accept` lines: the first of `application/json`,
 /// `text/plain` and `text/html` in the lines (joined by commas; lines that are not
 /// UTF-8 left out) decides, HTML when none is named.
-pub fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) -> Format {
+pub(crate) fn negotiate_with<'a>(path: &str, accept: impl Iterator<Item = &'a [u8]>) -> Format {
     match path {
         "/json" => return Format::Json,
         "/text" => return Format::Text,
@@ -193,7 +193,7 @@ fn forwarding_headers<'a>(
 }
 
 /// [`forwarding_headers`] over (name, value) lines; names in any case.
-pub fn forwarding_headers_of<'a>(
+pub(crate) fn forwarding_headers_of<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
@@ -206,13 +206,13 @@ pub fn forwarding_headers_of<'a>(
 }
 
 /// Links shown on the page.
-pub struct Links<'a> {
+pub(crate) struct Links<'a> {
     /// Where `/healthz` is.
-    pub healthz: &'a str,
+    pub(crate) healthz: &'a str,
     /// Where `/metrics` is.
-    pub metrics: &'a str,
+    pub(crate) metrics: &'a str,
     /// This page's URL, for the curl example.
-    pub self_url: &'a str,
+    pub(crate) self_url: &'a str,
 }
 
 /// The `Content-Security-Policy` of the HTML page.
@@ -327,7 +327,7 @@ where
 ///
 /// The template is filled in one pass, so nothing the request says is read as a slot.
 /// Tests hold every format to this bound, hostile input included.
-pub fn page_size_bound(request: usize, strategies: usize) -> usize {
+pub(crate) fn page_size_bound(request: usize, strategies: usize) -> usize {
     const CHAIN_MARKUP: usize = 256 * 256;
     const WALK_MARKUP: usize = (128 + 8) * 512;
     let strategies = strategies.max(1);
@@ -339,7 +339,12 @@ pub fn page_size_bound(request: usize, strategies: usize) -> usize {
 }
 
 /// Writes the body of the page in `format` to `out`.
-pub fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, links: &Links<'_>) {
+pub(crate) fn write_body(
+    out: &mut Vec<u8>,
+    format: Format,
+    whoami: &Whoami<'_>,
+    links: &Links<'_>,
+) {
     match format {
         Format::Json => {
             write_json(out, whoami);
@@ -354,7 +359,7 @@ pub fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, links:
 /// object `trueip explain --format json` prints (written by the core library straight
 /// from the decision, without making its strings), then `direct_ip` and `headers` — the
 /// same bytes (a test holds the two to byte equality, hostile header values included).
-pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
+pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
     w.decision.write_json_with(out, |out| {
         out.extend_from_slice(b",\n  \"direct_ip\": \"");
         text::put_ip(out, w.direct_ip);
@@ -387,7 +392,7 @@ fn text(w: &Whoami<'_>) -> String {
 }
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     escape_into(&mut out, text);
     out

@@ -6,7 +6,7 @@ use http::{HeaderMap, Uri, header};
 
 /// Whether a request of `lines` header lines is over `limits.max_headers`: it is
 /// answered 431, whatever the protocol.
-pub fn too_many_headers(lines: usize, max_headers: usize) -> bool {
+pub(crate) fn too_many_headers(lines: usize, max_headers: usize) -> bool {
     lines > max_headers
 }
 
@@ -15,7 +15,7 @@ pub fn too_many_headers(lines: usize, max_headers: usize) -> bool {
 /// cookie into crumbs, RFC 9113 §8.2.3, and the gateway joins them into one line); and
 /// a target that carries the authority (HTTP/2's `:authority`) with no `Host` field
 /// counts the `Host` line HTTP/1.1 would have sent.
-pub fn header_lines(headers: &HeaderMap, uri: &Uri) -> usize {
+pub(crate) fn header_lines(headers: &HeaderMap, uri: &Uri) -> usize {
     let cookies = headers.get_all(header::COOKIE).iter().count();
     let host = usize::from(uri.authority().is_some() && !headers.contains_key(header::HOST));
     headers.len() - cookies + cookies.min(1) + host

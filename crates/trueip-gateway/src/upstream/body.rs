@@ -12,11 +12,11 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 /// Errors a body can end with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body that stalled longer than its timeout.
 #[derive(Debug)]
-pub struct Stalled(pub Duration);
+pub(crate) struct Stalled(pub Duration);
 
 impl std::fmt::Display for Stalled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,11 +30,11 @@ impl std::error::Error for Stalled {}
 /// encoding), the client went away mid-body, or it stalled. The client's fault, never
 /// the upstream's: it is answered 400 (408 when it stalled) and counted as a client error.
 #[derive(Debug)]
-pub struct ClientBody(pub BoxError);
+pub(crate) struct ClientBody(pub BoxError);
 
 impl ClientBody {
     /// Whether the body stalled (rather than broke).
-    pub fn stalled(&self) -> bool {
+    pub(crate) fn stalled(&self) -> bool {
         self.0.is::<Stalled>()
     }
 }
@@ -64,7 +64,7 @@ enum Sender {
 /// asked for: the wait starts when the inner body first has nothing to give, and the
 /// timer is created then. It is not reset on every frame (a timer-wheel update per
 /// chunk); when it fires, it is re-armed if the wait started later.
-pub struct Timed<B> {
+pub(crate) struct Timed<B> {
     inner: B,
     timeout: Duration,
     sender: Sender,
@@ -75,7 +75,7 @@ pub struct Timed<B> {
 
 impl<B> Timed<B> {
     /// Wraps `inner`, a body the upstream sends.
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         Timed {
             inner,
             timeout,
@@ -87,7 +87,7 @@ impl<B> Timed<B> {
 
     /// Wraps `inner`, a body the client sends: its errors (broken framing, a stall)
     /// are [`ClientBody`] errors.
-    pub fn from_client(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn from_client(inner: B, timeout: Duration) -> Self {
         Timed {
             sender: Sender::Client,
             ..Timed::new(inner, timeout)
