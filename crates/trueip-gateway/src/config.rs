@@ -1,228 +1,214 @@
 //! The gateway's TOML file and flags, checked once into typed [`Settings`].
 //!
-//! Every key is documented with its default in `trueip.example.toml` at the root of
-//! the repository; the defaults live here, in the `Default` impls and `or` calls of
-//! [`Settings::from_file`]. Flags replace config values (never extend them).
+//! Every table is a typed struct read by serde: enums for the keys that name one of a
+//! few values, durations for timeouts, and each default written once, in the `Default`
+//! impl of its table (a key left out takes it, `#[serde(default)]`). `trueip.example.toml`
+//! at the root of the repository documents every key with its default, and a test holds
+//! its values equal to these. Flags replace config values (never extend them); then
+//! every value is checked against its bounds.
 //!
-//! Errors name the key and the fix: `invalid proxy_protocol "v3" in listen[1].proxy_protocol
-//! (hint: use off, v1, v2 or any)`.
+//! Errors name the key and the fix: `invalid PROXY protocol mode "v3": use off, v1, v2 or
+//! any in listen[1].proxy_protocol (line 7)`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use trueip::config::{ClientIpConfig, Strategies, StrategyEntry};
 use trueip::{ConfigError, FieldName, Policy, StrategySpec};
 
 /// The whole file, as written. Unknown keys are errors, so a typo never goes unnoticed.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct FileConfig {
-    /// `[client_ip]`: the policy, shared with `trueip explain --config`.
-    #[serde(default)]
+    /// `[client_ip]`: the policy, shared with `trueip explain --config` (whose defaults
+    /// are the core library's).
+    #[serde(skip_serializing)]
     pub(crate) client_ip: ClientIpConfig,
     /// `[[listen]]`: one table per listening socket.
-    #[serde(default)]
-    pub(crate) listen: Vec<ListenConfig>,
-    /// `[upstream]`: where requests go; absent `url` means the built-in whoami page.
-    #[serde(default)]
-    pub(crate) upstream: UpstreamConfig,
+    pub(crate) listen: Vec<ListenerSettings>,
+    /// `[upstream]`: where requests go; no `url` means the built-in whoami page.
+    pub(crate) upstream: UpstreamSettings,
     /// `[headers]`: which forwarding headers the upstream receives.
-    #[serde(default)]
-    pub(crate) headers: HeadersConfig,
+    pub(crate) headers: HeaderSettings,
     /// `[limits]`: sizes and timeouts.
-    #[serde(default)]
-    pub(crate) limits: LimitsConfig,
+    pub(crate) limits: Limits,
     /// `[admin]`: health and metrics endpoints.
-    #[serde(default)]
-    pub(crate) admin: AdminConfig,
+    pub(crate) admin: AdminSettings,
     /// `[log]`: diagnostics and the access log.
-    #[serde(default)]
-    pub(crate) log: LogConfig,
+    pub(crate) log: LogSettings,
 }
 
-/// One `[[listen]]` table.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ListenConfig {
-    /// `127.0.0.1:8080`, `[::]:443`.
-    pub(crate) address: String,
-    /// `http` (default) or `tcp`.
-    #[serde(default)]
-    pub(crate) mode: Option<String>,
-    /// `off` (default), `v1`, `v2` or `any`.
-    #[serde(default)]
-    pub(crate) proxy_protocol: Option<String>,
-    /// TLS termination from PEM files.
-    #[serde(default)]
-    pub(crate) tls: Option<TlsConfig>,
-    /// TCP mode: `host:port` to connect to.
-    #[serde(default)]
-    pub(crate) upstream: Option<String>,
-    /// TCP mode: the PROXY header sent to the upstream: `v2` (default), `v1` or `off`.
-    #[serde(default)]
-    pub(crate) send_proxy_protocol: Option<String>,
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            client_ip: ClientIpConfig::default(),
+            listen: vec![ListenerSettings::http(DEFAULT_LISTEN)],
+            upstream: UpstreamSettings::default(),
+            headers: HeaderSettings::default(),
+            limits: Limits::default(),
+            admin: AdminSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
 }
 
-/// `tls = { cert = "...", key = "..." }`
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TlsConfig {
-    /// PEM certificate chain, leaf first.
-    pub(crate) cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub(crate) key: PathBuf,
+/// A config value that is one of a few names. Reading it ignores case and surrounding
+/// space; it is written back by its first name.
+pub(crate) trait Named: Sized + Copy + PartialEq + 'static {
+    /// What the value is, for errors.
+    const WHAT: &'static str;
+    /// Every name with the value it stands for; a value's first name is its own.
+    const NAMES: &'static [(&'static str, Self)];
+
+    /// The value `text` names.
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        let wanted = text.trim();
+        if let Some(&(_, value)) = Self::NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        {
+            return Ok(value);
+        }
+        let mut own: Vec<&str> = Vec::new();
+        for &(name, value) in Self::NAMES {
+            if Self::NAMES
+                .iter()
+                .find(|(_, v)| *v == value)
+                .map(|(n, _)| *n)
+                == Some(name)
+            {
+                own.push(name);
+            }
+        }
+        Err(ConfigError::new(format!(
+            "invalid {} {text:?}: use {}",
+            Self::WHAT,
+            own.join(", ")
+        )))
+    }
+
+    /// The value's name.
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(name, _)| name)
+    }
 }
 
-/// `[upstream]`
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UpstreamConfig {
-    /// `http://host:port` or `unix:/path/to.sock`; absent: the whoami page.
-    #[serde(default)]
-    pub(crate) url: Option<String>,
-    /// Default 5s.
-    #[serde(default)]
-    pub(crate) connect_timeout: Option<DurationValue>,
-    /// Time until the upstream's response headers. Default 60s.
-    #[serde(default)]
-    pub(crate) response_timeout: Option<DurationValue>,
-    /// Longest pause between two pieces of a body, either way. Default 60s.
-    #[serde(default)]
-    pub(crate) body_timeout: Option<DurationValue>,
-    /// Idle pooled connections are closed after this. Default 90s.
-    #[serde(default)]
-    pub(crate) pool_idle_timeout: Option<DurationValue>,
-    /// Idle pooled connections kept. Default 64.
-    #[serde(default)]
-    pub(crate) pool_max_idle: Option<usize>,
-    /// Idle pooled connections kept in all, every pool together. Default 1024.
-    #[serde(default)]
-    pub(crate) pool_max_idle_total: Option<usize>,
-    /// `off` (default), `v1` or `v2`: a PROXY header opening every upstream connection.
-    #[serde(default)]
-    pub(crate) proxy_protocol: Option<String>,
+/// Serde for a [`Named`] value: `#[serde(with = "named")]`.
+mod named {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Named;
+
+    pub(crate) fn serialize<T: Named, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.name())
+    }
+
+    pub(crate) fn deserialize<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        T::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an optional value.
+    pub(crate) mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use super::super::Named;
+
+        pub(crate) fn serialize<T: Named, S: Serializer>(
+            v: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_str(v.name()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, T: Named, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            T::parse(&String::deserialize(d)?)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
+        }
+    }
 }
 
-/// `[headers]`
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HeadersConfig {
-    /// Default true.
-    #[serde(default)]
-    pub(crate) x_real_ip: Option<bool>,
-    /// `replace` (default), `append` or `off`.
-    #[serde(default)]
-    pub(crate) x_forwarded_for: Option<String>,
-    /// `replace` (default), `append` or `off`.
-    #[serde(default)]
-    pub(crate) forwarded: Option<String>,
-    /// Default true.
-    #[serde(default)]
-    pub(crate) x_forwarded_proto: Option<bool>,
-    /// Default true.
-    #[serde(default)]
-    pub(crate) x_forwarded_host: Option<bool>,
-    /// Default true.
-    #[serde(default)]
-    pub(crate) x_forwarded_port: Option<bool>,
-    /// More header names to treat as client-IP headers.
-    #[serde(default)]
-    pub(crate) strip: Vec<String>,
-    /// Client-IP headers of the built-in table to pass from any client, on purpose.
-    #[serde(default)]
-    pub(crate) keep: Vec<String>,
+/// Serde for a duration: `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds;
+/// written back in seconds, or milliseconds when it has a fraction of a second.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::duration_text(*d))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Text::deserialize(d)? {
+            Text::Seconds(s) => Ok(Duration::from_secs(s)),
+            Text::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
-/// `[limits]`
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LimitsConfig {
-    /// Default 4096.
-    #[serde(default)]
-    pub(crate) max_connections: Option<usize>,
-    /// Default 32768; at least 8192.
-    #[serde(default)]
-    pub(crate) max_header_bytes: Option<usize>,
-    /// Default 100.
-    #[serde(default)]
-    pub(crate) max_headers: Option<usize>,
-    /// Default 10s.
-    #[serde(default)]
-    pub(crate) header_read_timeout: Option<DurationValue>,
-    /// Default 60s.
-    #[serde(default)]
-    pub(crate) idle_timeout: Option<DurationValue>,
-    /// Default 10s.
-    #[serde(default)]
-    pub(crate) tls_handshake_timeout: Option<DurationValue>,
-    /// Default 5s.
-    #[serde(default)]
-    pub(crate) proxy_protocol_timeout: Option<DurationValue>,
-    /// Default 512.
-    #[serde(default)]
-    pub(crate) proxy_protocol_max_bytes: Option<usize>,
-    /// Default 1024.
-    #[serde(default)]
-    pub(crate) backlog: Option<u32>,
-    /// Default 30s.
-    #[serde(default)]
-    pub(crate) shutdown_timeout: Option<DurationValue>,
-    /// Default: the number of CPUs.
-    #[serde(default)]
-    pub(crate) workers: Option<usize>,
-    /// Default true.
-    #[serde(default)]
-    pub(crate) lean_http1: Option<bool>,
-}
+/// Serde for a socket address, with an error that says how to write one.
+mod socket_addr {
+    use std::net::SocketAddr;
 
-/// `[admin]`
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AdminConfig {
-    /// Default `/.trueip`; `""` turns the in-band endpoints off.
-    #[serde(default)]
-    pub(crate) prefix: Option<String>,
-    /// A separate plain-HTTP listener for `/healthz` and `/metrics`. Default: none.
-    #[serde(default)]
-    pub(crate) listen: Option<String>,
-}
+    use serde::{Deserialize, Deserializer, Serializer};
 
-/// `[log]`
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LogConfig {
-    /// `text` (default) or `json`.
-    #[serde(default)]
-    pub(crate) format: Option<String>,
-    /// Default `info`; an env-filter directive (`RUST_LOG` wins when set).
-    #[serde(default)]
-    pub(crate) level: Option<String>,
-    /// Default true.
-    #[serde(default)]
-    pub(crate) access_log: Option<bool>,
-}
+    pub(crate) fn parse(text: &str) -> Result<SocketAddr, String> {
+        text.trim().parse().map_err(|_| {
+            format!(
+                "invalid address {text:?}: write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\""
+            )
+        })
+    }
 
-/// A duration: `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(try_from = "DurationText")]
-pub(crate) struct DurationValue(pub Duration);
+    pub(crate) fn serialize<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(a)
+    }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationText {
-    Seconds(u64),
-    Text(String),
-}
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 
-impl TryFrom<DurationText> for DurationValue {
-    type Error = String;
-    fn try_from(value: DurationText) -> Result<Self, String> {
-        match value {
-            DurationText::Seconds(s) => Ok(DurationValue(Duration::from_secs(s))),
-            DurationText::Text(t) => parse_duration(&t).map(DurationValue),
+    /// The same for an optional address.
+    pub(crate) mod option {
+        use std::net::SocketAddr;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(
+            a: &Option<SocketAddr>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match a {
+                Some(a) => s.collect_str(a),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<SocketAddr>, D::Error> {
+            super::parse(&String::deserialize(d)?)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
         }
     }
 }
@@ -246,22 +232,35 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Typed settings
+/// A duration as a config value: whole seconds, or milliseconds.
+fn duration_text(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
 
 /// What a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// HTTP/1.1 and HTTP/2: resolve, clean headers, forward (or answer whoami).
+    #[default]
     Http,
     /// Bytes: resolve from the peer or PROXY header, announce the client upstream, copy.
     Tcp,
 }
 
+impl Named for Mode {
+    const WHAT: &'static str = "mode";
+    const NAMES: &'static [(&'static str, Self)] = &[("http", Mode::Http), ("tcp", Mode::Tcp)];
+}
+
 /// Which PROXY protocol versions a listener expects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum ProxyProtocol {
     /// No header expected.
+    #[default]
     Off,
     /// Text header only.
     V1,
@@ -271,26 +270,23 @@ pub(crate) enum ProxyProtocol {
     Any,
 }
 
-impl FromStr for ProxyProtocol {
-    type Err = ConfigError;
-    fn from_str(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "off" | "none" | "false" => Ok(ProxyProtocol::Off),
-            "v1" => Ok(ProxyProtocol::V1),
-            "v2" => Ok(ProxyProtocol::V2),
-            "any" => Ok(ProxyProtocol::Any),
-            _ => Err(
-                ConfigError::new(format!("invalid PROXY protocol mode {text:?}"))
-                    .hint("use off, v1, v2 or any"),
-            ),
-        }
-    }
+impl Named for ProxyProtocol {
+    const WHAT: &'static str = "PROXY protocol mode";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("off", ProxyProtocol::Off),
+        ("none", ProxyProtocol::Off),
+        ("false", ProxyProtocol::Off),
+        ("v1", ProxyProtocol::V1),
+        ("v2", ProxyProtocol::V2),
+        ("any", ProxyProtocol::Any),
+    ];
 }
 
 /// The PROXY header the gateway sends to an upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum SendProxy {
     /// None.
+    #[default]
     Off,
     /// `PROXY TCP4 ...\r\n`
     V1,
@@ -298,36 +294,113 @@ pub(crate) enum SendProxy {
     V2,
 }
 
-impl FromStr for SendProxy {
-    type Err = ConfigError;
-    fn from_str(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "off" | "none" | "false" => Ok(SendProxy::Off),
-            "v1" => Ok(SendProxy::V1),
-            "v2" => Ok(SendProxy::V2),
-            _ => Err(
-                ConfigError::new(format!("invalid PROXY protocol version {text:?}"))
-                    .hint("use off, v1 or v2"),
-            ),
+impl Named for SendProxy {
+    const WHAT: &'static str = "PROXY protocol version";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("off", SendProxy::Off),
+        ("none", SendProxy::Off),
+        ("false", SendProxy::Off),
+        ("v1", SendProxy::V1),
+        ("v2", SendProxy::V2),
+    ];
+}
+
+/// `replace`, `append` or `off`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ListMode {
+    /// The trusted chain and the client only: whatever the client wrote left of it is dropped.
+    #[default]
+    Replace,
+    /// The received list (if it came through a trusted hop), plus the peer, as nginx does.
+    Append,
+    /// Not set by the gateway (still stripped when untrusted).
+    Off,
+}
+
+impl Named for ListMode {
+    const WHAT: &'static str = "mode";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("replace", ListMode::Replace),
+        ("append", ListMode::Append),
+        ("off", ListMode::Off),
+        ("false", ListMode::Off),
+    ];
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Named for LogFormat {
+    const WHAT: &'static str = "log format";
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
+
+/// One `[[listen]]` table.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListenerSettings {
+    /// Where to bind: `127.0.0.1:8080`, `[::]:443`. Required.
+    #[serde(with = "socket_addr")]
+    pub(crate) address: SocketAddr,
+    /// HTTP or TCP.
+    #[serde(default, with = "named")]
+    pub(crate) mode: Mode,
+    /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
+    #[serde(default, with = "named")]
+    pub(crate) proxy_protocol: ProxyProtocol,
+    /// TLS termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tls: Option<TlsConfig>,
+    /// TCP mode: the upstream `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream: Option<String>,
+    /// TCP mode: the PROXY header sent upstream (see [`ListenerSettings::send_proxy`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "named::option"
+    )]
+    pub(crate) send_proxy_protocol: Option<SendProxy>,
+}
+
+impl ListenerSettings {
+    /// A plain HTTP listener on `address`.
+    pub(crate) fn http(address: SocketAddr) -> Self {
+        ListenerSettings {
+            address,
+            mode: Mode::Http,
+            proxy_protocol: ProxyProtocol::default(),
+            tls: None,
+            upstream: None,
+            send_proxy_protocol: None,
+        }
+    }
+
+    /// The PROXY header a TCP relay sends its upstream: v2 unless the table says.
+    pub(crate) fn send_proxy(&self) -> SendProxy {
+        match self.mode {
+            Mode::Tcp => self.send_proxy_protocol.unwrap_or(SendProxy::V2),
+            Mode::Http => SendProxy::Off,
         }
     }
 }
 
-/// One checked listener.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ListenerSettings {
-    /// Where to bind.
-    pub(crate) address: SocketAddr,
-    /// HTTP or TCP.
-    pub(crate) mode: Mode,
-    /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
-    pub(crate) proxy_protocol: ProxyProtocol,
-    /// TLS termination.
-    pub(crate) tls: Option<TlsConfig>,
-    /// TCP mode: the upstream `host:port`.
-    pub(crate) tcp_upstream: Option<String>,
-    /// TCP mode: the PROXY header sent upstream.
-    pub(crate) send_proxy: SendProxy,
+/// `tls = { cert = "...", key = "..." }`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub(crate) cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) key: PathBuf,
 }
 
 /// Where HTTP requests go.
@@ -339,59 +412,122 @@ pub(crate) enum UpstreamTarget {
     Unix(PathBuf),
 }
 
-/// The checked `[upstream]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct UpstreamSettings {
-    /// The target.
-    pub(crate) target: UpstreamTarget,
-    /// Connecting, TLS-free.
-    pub(crate) connect_timeout: Duration,
-    /// Until response headers.
-    pub(crate) response_timeout: Duration,
-    /// Between body frames.
-    pub(crate) body_timeout: Duration,
-    /// Pool idle timeout.
-    pub(crate) pool_idle_timeout: Duration,
-    /// Pool size per key (per worker; with PROXY headers, per client connection).
-    pub(crate) pool_max_idle: usize,
-    /// Idle connections in all pools together.
-    pub(crate) pool_max_idle_total: usize,
-    /// PROXY header to the upstream.
-    pub(crate) proxy_protocol: SendProxy,
-}
-
-/// `replace`, `append` or `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ListMode {
-    /// The trusted chain and the client only: whatever the client wrote left of it is dropped.
-    Replace,
-    /// The received list (if it came through a trusted hop), plus the peer, as nginx does.
-    Append,
-    /// Not set by the gateway (still stripped when untrusted).
-    Off,
-}
-
-impl FromStr for ListMode {
+impl FromStr for UpstreamTarget {
     type Err = ConfigError;
-    fn from_str(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "replace" => Ok(ListMode::Replace),
-            "append" => Ok(ListMode::Append),
-            "off" | "false" => Ok(ListMode::Off),
-            _ => Err(ConfigError::new(format!("invalid mode {text:?}"))
-                .hint("use replace, append or off")),
+
+    fn from_str(url: &str) -> Result<Self, ConfigError> {
+        let url = url.trim();
+        if let Some(path) = url
+            .strip_prefix("unix://")
+            .or_else(|| url.strip_prefix("unix:"))
+        {
+            if path.is_empty() {
+                return Err(
+                    ConfigError::new("empty unix socket path").hint("write unix:/run/app.sock")
+                );
+            }
+            return Ok(UpstreamTarget::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("http://") {
+            let authority = rest.trim_end_matches('/');
+            let valid = !authority.is_empty()
+                && !authority.contains(['/', '?', '#', '@', ' '])
+                && authority.parse::<http::uri::Authority>().is_ok()
+                && authority.rsplit_once(':').is_some_and(|(h, p)| {
+                    !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p != 0)
+                });
+            if !valid {
+                return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
+                    .hint("write http://host:port with no path, e.g. http://127.0.0.1:3000"));
+            }
+            return Ok(UpstreamTarget::Tcp(authority.to_string()));
+        }
+        if url.starts_with("https://") {
+            return Err(ConfigError::new(format!("https upstreams are not supported: {url:?}"))
+                .hint("the gateway speaks plain HTTP to an upstream on the same host or network; use http:// or unix:"));
+        }
+        Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
+            .hint("use http://host:port or unix:/path/to.sock"))
+    }
+}
+
+impl std::fmt::Display for UpstreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamTarget::Tcp(a) => write!(f, "http://{a}"),
+            UpstreamTarget::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
 }
 
-/// The checked `[headers]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Serialize for UpstreamTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[upstream]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct UpstreamSettings {
+    /// `http://host:port` or `unix:/path/to.sock`; `None`: the whoami page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<UpstreamTarget>,
+    /// Connecting, TLS-free (tcp-mode listeners too).
+    #[serde(with = "duration")]
+    pub(crate) connect_timeout: Duration,
+    /// Until response headers.
+    #[serde(with = "duration")]
+    pub(crate) response_timeout: Duration,
+    /// Between body frames, either way.
+    #[serde(with = "duration")]
+    pub(crate) body_timeout: Duration,
+    /// Idle pooled connections are closed after this.
+    #[serde(with = "duration")]
+    pub(crate) pool_idle_timeout: Duration,
+    /// Pool size per worker (with PROXY headers, per client connection).
+    pub(crate) pool_max_idle: usize,
+    /// Idle connections in all pools together.
+    pub(crate) pool_max_idle_total: usize,
+    /// PROXY header to the upstream.
+    #[serde(with = "named")]
+    pub(crate) proxy_protocol: SendProxy,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            url: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle: 64,
+            pool_max_idle_total: 1024,
+            proxy_protocol: SendProxy::Off,
+        }
+    }
+}
+
+/// `[headers]`, and what checking it derives.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct HeaderSettings {
     /// Set `X-Real-IP`.
     pub(crate) x_real_ip: bool,
     /// `X-Forwarded-For` mode.
+    #[serde(with = "named")]
     pub(crate) x_forwarded_for: ListMode,
     /// `Forwarded` mode.
+    #[serde(with = "named")]
     pub(crate) forwarded: ListMode,
     /// Set `X-Forwarded-Proto`.
     pub(crate) x_forwarded_proto: bool,
@@ -399,17 +535,44 @@ pub(crate) struct HeaderSettings {
     pub(crate) x_forwarded_host: bool,
     /// Set `X-Forwarded-Port`.
     pub(crate) x_forwarded_port: bool,
-    /// Extra client-IP header names (from `strip` and from `header:NAME` strategies), lower case.
+    /// More header names to treat as client-IP headers, as written.
+    pub(crate) strip: Vec<String>,
+    /// Client-IP headers of the built-in table to pass from any client, as written.
+    pub(crate) keep: Vec<String>,
+    /// Checked: the extra client-IP header names (from `strip` and from `header:NAME`
+    /// strategies), lower case.
+    #[serde(skip)]
     pub(crate) extra: Vec<FieldName>,
-    /// Names of the built-in table (`trueip::headers::names::FORWARDING`) passed from any
-    /// client (`keep`), lower case.
-    pub(crate) keep: Vec<FieldName>,
-    /// The origin secret header, removed before forwarding.
+    /// Checked: `keep`, names of the built-in table (`trueip::headers::names::FORWARDING`),
+    /// lower case.
+    #[serde(skip)]
+    pub(crate) kept: Vec<FieldName>,
+    /// The origin secret header (`client_ip.origin_secret`), removed before forwarding.
+    #[serde(skip)]
     pub(crate) origin_secret: Option<FieldName>,
 }
 
-/// The checked `[limits]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Default for HeaderSettings {
+    fn default() -> Self {
+        HeaderSettings {
+            x_real_ip: true,
+            x_forwarded_for: ListMode::Replace,
+            forwarded: ListMode::Replace,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+            x_forwarded_port: true,
+            strip: Vec::new(),
+            keep: Vec::new(),
+            extra: Vec::new(),
+            kept: Vec::new(),
+            origin_secret: None,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Limits {
     /// Open connections, all listeners together.
     pub(crate) max_connections: usize,
@@ -417,51 +580,95 @@ pub(crate) struct Limits {
     pub(crate) max_header_bytes: usize,
     /// Header count (431 above).
     pub(crate) max_headers: usize,
+    /// Accept queue length of every listening socket.
+    pub(crate) backlog: u32,
+    /// Worker threads, each with its own event loop, accepting on every listener. The
+    /// default, the number of CPUs, is the machine's: not written back.
+    #[serde(skip_serializing)]
+    pub(crate) workers: usize,
+    /// Whether plain cleartext HTTP/1.1 requests take the lean path (`http::lean`);
+    /// `false` sends every connection through hyper. Tests drive both paths with the
+    /// same requests and compare what the upstream receives (`tests/differential.rs`).
+    pub(crate) lean_http1: bool,
     /// Time to read a request head.
+    #[serde(with = "duration")]
     pub(crate) header_read_timeout: Duration,
     /// No bytes either way and no request in flight for this long closes a connection.
+    #[serde(with = "duration")]
     pub(crate) idle_timeout: Duration,
     /// TLS handshake.
+    #[serde(with = "duration")]
     pub(crate) tls_handshake_timeout: Duration,
     /// PROXY header read.
+    #[serde(with = "duration")]
     pub(crate) proxy_protocol_timeout: Duration,
     /// PROXY header size.
     pub(crate) proxy_protocol_max_bytes: usize,
-    /// Accept queue length of every listening socket.
-    pub(crate) backlog: u32,
-    /// Worker threads, each with its own event loop, accepting on every listener.
-    pub(crate) workers: usize,
     /// Drain time on shutdown.
+    #[serde(with = "duration")]
     pub(crate) shutdown_timeout: Duration,
 }
 
-/// The checked `[admin]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            backlog: 1024,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            lean_http1: true,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol_timeout: Duration::from_secs(5),
+            proxy_protocol_max_bytes: 512,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct AdminSettings {
-    /// `/.trueip` or empty (off).
+    /// `/.trueip`, or empty (off).
     pub(crate) prefix: String,
     /// A separate listener.
+    #[serde(skip_serializing_if = "Option::is_none", with = "socket_addr::option")]
     pub(crate) listen: Option<SocketAddr>,
 }
 
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            prefix: "/.trueip".to_string(),
+            listen: None,
+        }
+    }
 }
 
-/// The checked `[log]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct LogSettings {
     /// Text or JSON.
+    #[serde(with = "named")]
     pub(crate) format: LogFormat,
     /// Env-filter directive.
     pub(crate) level: String,
     /// One line per request on stdout.
     pub(crate) access_log: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+            access_log: true,
+        }
+    }
 }
 
 /// Everything checked: nothing here can fail on a request.
@@ -471,8 +678,9 @@ pub(crate) struct Settings {
     pub(crate) policy: Policy,
     /// Listeners, in file order.
     pub(crate) listeners: Vec<ListenerSettings>,
-    /// `None`: whoami.
-    pub(crate) upstream: Option<UpstreamSettings>,
+    /// The upstream (`url` `None`: whoami); its connect timeout is also that of
+    /// tcp-mode listeners.
+    pub(crate) upstream: UpstreamSettings,
     /// Header hygiene.
     pub(crate) headers: HeaderSettings,
     /// Limits.
@@ -481,13 +689,6 @@ pub(crate) struct Settings {
     pub(crate) admin: AdminSettings,
     /// Logging.
     pub(crate) log: LogSettings,
-    /// Connect timeout of TCP-mode listeners (`upstream.connect_timeout`).
-    pub(crate) tcp_connect_timeout: Duration,
-    /// Whether plain cleartext HTTP/1.1 requests take the lean path ([`crate::http::lean`])
-    /// (`limits.lean_http1`, default true); `false` sends every connection through
-    /// hyper. Tests drive both paths with the same requests and compare what the
-    /// upstream receives (`tests/differential.rs`).
-    pub(crate) lean_http1: bool,
 }
 
 /// Command-line values that override the file (the flags of `trueip serve`).
@@ -510,7 +711,8 @@ pub(crate) struct Overrides {
 }
 
 /// The address `trueip serve` listens on when nothing says otherwise.
-pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
 /// Reads and parses a config file.
 pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -521,24 +723,68 @@ pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     parse_toml(&text).map_err(|e| e.at(path.display().to_string()))
 }
 
-/// Parses TOML text.
+/// Parses TOML text. An error names the key it is about, and its line.
 pub(crate) fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let message = e.message().trim().to_string();
-        let key = e.span().map(|span| {
-            let line = text
-                .get(..span.start)
-                .map_or(0, |before| before.matches('\n').count())
-                + 1;
-            format!("line {line}")
-        });
-        let err = ConfigError::new(format!("invalid config: {message}"))
-            .hint("see trueip.example.toml for every key and its default");
-        match key {
-            Some(k) => err.at(k),
+        let mut err = ConfigError::new(format!("invalid config: {message}"));
+        // The gateway's own values say how to write them; serde's errors do not.
+        if !message.contains("(hint: ") {
+            err = err.hint("see trueip.example.toml for every key and its default");
+        }
+        match e.span() {
+            Some(span) => err.at(key_at(text, span.start)),
             None => err,
         }
     })
+}
+
+/// The key at byte `at` of a TOML text, with its line: `listen[1].mode (line 7)`. Read
+/// from the text: the last table header before it (an array of tables counted) and the
+/// key of the line, or of the nearest line above that has one.
+fn key_at(text: &str, at: usize) -> String {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut key = None;
+    let upto = text
+        .get(at..)
+        .and_then(|rest| rest.find('\n'))
+        .map_or(text.len(), |n| at + n);
+    for l in text.get(..upto).unwrap_or(text).lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = match counts.iter_mut().find(|(t, _)| *t == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    counts.push((name.clone(), 0));
+                    0
+                }
+            };
+            table = format!("{name}[{n}]");
+            key = None;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+            key = None;
+        } else if let Some((k, _)) = l.split_once('=').filter(|_| !l.starts_with('#')) {
+            key = Some(k.trim().trim_matches(['"', '\'']).to_string());
+        }
+    }
+    let path = match (table.is_empty(), key) {
+        (_, None) => table,
+        (true, Some(key)) => key,
+        (false, Some(key)) => format!("{table}.{key}"),
+    };
+    if path.is_empty() {
+        format!("line {line}")
+    } else {
+        format!("{path} (line {line})")
+    }
 }
 
 /// The longest any timeout may be. Every deadline is the clock plus a timeout, and the
@@ -556,21 +802,8 @@ pub(crate) const MAX_HEADERS: usize = 1024;
 /// pair can use, so only a typo reaches it.
 pub(crate) const MAX_POOL_IDLE: usize = 1 << 16;
 
-/// A duration as a config value: whole seconds, or milliseconds.
-fn duration_text(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
-fn dur(
-    value: Option<DurationValue>,
-    default: Duration,
-    key: &str,
-) -> Result<Duration, ConfigError> {
-    let d = value.map_or(default, |v| v.0);
+/// A timeout longer than zero and at most [`MAX_TIMEOUT`], or an error naming `key`.
+fn timeout(d: Duration, key: &str) -> Result<(), ConfigError> {
     if d.is_zero() {
         return Err(ConfigError::new(format!("{key} must be longer than zero"))
             .hint("a timeout of 0 would cut every connection")
@@ -584,19 +817,32 @@ fn dur(
         .hint("use at most \"24h\" (86400 seconds)")
         .at(key));
     }
-    Ok(d)
+    Ok(())
 }
 
-/// `value` if it is at most `max`, else an error naming `key` and the largest allowed.
-fn at_most(value: usize, max: usize, key: &str, why: &str) -> Result<usize, ConfigError> {
-    if value > max {
-        return Err(ConfigError::new(format!(
-            "{key} {value} is larger than the largest allowed, {max}"
-        ))
-        .hint(format!("use at most {max} ({why})"))
-        .at(key));
+/// `value` within `range`, or an error naming `key` and the range (`why` says what the
+/// value counts).
+fn within<T>(
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    key: &str,
+    why: &str,
+) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(());
     }
-    Ok(value)
+    let (min, max) = (range.start(), range.end());
+    let message = if value > *max {
+        format!("{key} {value} is larger than the largest allowed, {max}")
+    } else {
+        format!("{key} {value} is out of range")
+    };
+    Err(ConfigError::new(message)
+        .hint(format!("use {min} to {max} ({why})"))
+        .at(key))
 }
 
 impl Settings {
@@ -614,34 +860,40 @@ impl Settings {
         })?;
         let policy = file.client_ip.build(read)?;
 
-        if !flags.listen.is_empty() {
+        let from_flags = !flags.listen.is_empty();
+        if from_flags {
             file.listen = flags
                 .listen
                 .iter()
-                .map(|a| ListenConfig {
-                    address: a.clone(),
-                    ..ListenConfig::default()
+                .map(|a| {
+                    socket_addr::parse(a)
+                        .map(ListenerSettings::http)
+                        .map_err(|e| ConfigError::new(e).at("--listen"))
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
         }
         if file.listen.is_empty() {
-            file.listen.push(ListenConfig {
-                address: DEFAULT_LISTEN.to_string(),
-                ..ListenConfig::default()
-            });
+            file.listen = FileConfig::default().listen;
         }
         let flag_pp = flags
             .proxy_protocol
             .as_deref()
-            .map(str::parse::<ProxyProtocol>)
+            .map(ProxyProtocol::parse)
             .transpose()
             .map_err(|e| e.at("--proxy-protocol"))?;
-        let mut listeners = Vec::new();
-        for (i, l) in file.listen.iter().enumerate() {
-            listeners.push(listener(i, l, flag_pp, &policy, !flags.listen.is_empty())?);
+        for (i, l) in file.listen.iter_mut().enumerate() {
+            if let Some(pp) = flag_pp {
+                l.proxy_protocol = pp;
+            }
+            let at = |key: &str| match from_flags {
+                true => "--listen".to_string(),
+                false => format!("listen[{i}].{key}"),
+            };
+            l.check(&policy, at, flag_pp.is_some())?;
         }
-        for (i, a) in listeners.iter().enumerate() {
-            if let Some(j) = listeners
+        for (i, a) in file.listen.iter().enumerate() {
+            if let Some(j) = file
+                .listen
                 .iter()
                 .take(i)
                 .position(|b| b.address == a.address)
@@ -654,19 +906,19 @@ impl Settings {
             }
         }
 
-        let upstream_url = match flags.upstream.as_deref() {
-            Some("whoami") => None,
-            Some(url) => Some(url.to_string()),
-            None => file.upstream.url.clone(),
-        };
-        let upstream = upstream_url
-            .map(|url| upstream(&url, &file.upstream))
-            .transpose()?;
-        let headers = headers(&file.headers, &file.client_ip, &policy)?;
-        let limits = limits(&file.limits)?;
-        let admin = admin(&file.admin)?;
-        if let Some(a) = admin.listen
-            && let Some(i) = listeners.iter().position(|l| l.address == a)
+        match flags.upstream.as_deref() {
+            Some("whoami") => file.upstream.url = None,
+            Some(url) => {
+                file.upstream.url = Some(url.parse().map_err(|e: ConfigError| e.at("--upstream"))?)
+            }
+            None => {}
+        }
+        file.upstream.check()?;
+        file.headers.check(&file.client_ip, &policy)?;
+        file.limits.check()?;
+        file.admin.check()?;
+        if let Some(a) = file.admin.listen
+            && let Some(i) = file.listen.iter().position(|l| l.address == a)
         {
             return Err(
                 ConfigError::new(format!("admin.listen {a} is also listen[{i}]"))
@@ -674,22 +926,15 @@ impl Settings {
                     .at("admin.listen"),
             );
         }
-        let log = log(&file.log)?;
-        let tcp_connect_timeout = dur(
-            file.upstream.connect_timeout,
-            Duration::from_secs(5),
-            "upstream.connect_timeout",
-        )?;
+        file.log.check()?;
         Ok(Settings {
             policy,
-            listeners,
-            upstream,
-            headers,
-            limits,
-            admin,
-            log,
-            tcp_connect_timeout,
-            lean_http1: file.limits.lean_http1.unwrap_or(true),
+            listeners: file.listen,
+            upstream: file.upstream,
+            headers: file.headers,
+            limits: file.limits,
+            admin: file.admin,
+            log: file.log,
         })
     }
 
@@ -705,244 +950,117 @@ impl Settings {
     }
 }
 
-fn listener(
-    i: usize,
-    l: &ListenConfig,
-    flag_pp: Option<ProxyProtocol>,
-    policy: &Policy,
-    from_flag: bool,
-) -> Result<ListenerSettings, ConfigError> {
-    let at = |key: &str| {
-        if from_flag {
-            "--listen".to_string()
-        } else {
-            format!("listen[{i}].{key}")
+impl ListenerSettings {
+    /// Checks the keys that go together: a PROXY header needs senders allowed to send
+    /// one; `upstream` and `send_proxy_protocol` belong to tcp mode, which needs an
+    /// upstream. `at` names a key of this table; `flag_pp` says `--proxy-protocol` set
+    /// the mode.
+    fn check(
+        &self,
+        policy: &Policy,
+        at: impl Fn(&str) -> String,
+        flag_pp: bool,
+    ) -> Result<(), ConfigError> {
+        if self.proxy_protocol != ProxyProtocol::Off && policy.proxy_protocol_from().is_empty() {
+            return Err(ConfigError::new(format!("listener {} expects a PROXY header but no sender may send one", self.address))
+                .hint("list the load balancer's addresses in client_ip.proxy_protocol_from (or --proxy-protocol-from 10.0.0.0/8)")
+                .at(if flag_pp { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
         }
-    };
-    let address: SocketAddr = l.address.trim().parse().map_err(|_| {
-        ConfigError::new(format!("invalid listen address {:?}", l.address))
-            .hint("write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\"")
-            .at(at("address"))
-    })?;
-    let mode = match l.mode.as_deref().map(|m| m.trim().to_ascii_lowercase()) {
-        None => Mode::Http,
-        Some(m) if m == "http" => Mode::Http,
-        Some(m) if m == "tcp" => Mode::Tcp,
-        Some(m) => {
-            return Err(ConfigError::new(format!("invalid mode {m:?}"))
-                .hint("use \"http\" or \"tcp\"")
-                .at(at("mode")));
-        }
-    };
-    let proxy_protocol = match flag_pp {
-        Some(p) => p,
-        None => l
-            .proxy_protocol
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: ConfigError| e.at(at("proxy_protocol")))?
-            .unwrap_or(ProxyProtocol::Off),
-    };
-    if proxy_protocol != ProxyProtocol::Off && policy.proxy_protocol_from().is_empty() {
-        return Err(ConfigError::new(format!("listener {address} expects a PROXY header but no sender may send one"))
-            .hint("list the load balancer's addresses in client_ip.proxy_protocol_from (or --proxy-protocol-from 10.0.0.0/8)")
-            .at(if flag_pp.is_some() { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
-    }
-    let tcp_upstream = match (mode, &l.upstream) {
-        (Mode::Tcp, Some(u)) => {
-            let u = u.trim();
-            let ok = u.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-            });
-            if !ok {
-                return Err(ConfigError::new(format!("invalid TCP upstream {u:?}"))
-                    .hint("write host:port, e.g. \"10.0.0.9:5432\"")
+        match (self.mode, &self.upstream) {
+            (Mode::Tcp, Some(u)) => {
+                let ok = u.trim().rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                });
+                if !ok {
+                    return Err(ConfigError::new(format!("invalid TCP upstream {u:?}"))
+                        .hint("write host:port, e.g. \"10.0.0.9:5432\"")
+                        .at(at("upstream")));
+                }
+            }
+            (Mode::Tcp, None) => {
+                return Err(ConfigError::new("a tcp listener needs an upstream")
+                    .hint("add upstream = \"host:port\"")
                     .at(at("upstream")));
             }
-            Some(u.to_string())
+            (Mode::Http, Some(_)) => {
+                return Err(ConfigError::new("upstream is a tcp-mode key")
+                    .hint("HTTP listeners share [upstream] url; set mode = \"tcp\" for a byte-level relay")
+                    .at(at("upstream")));
+            }
+            (Mode::Http, None) => {}
         }
-        (Mode::Tcp, None) => {
-            return Err(ConfigError::new("a tcp listener needs an upstream")
-                .hint("add upstream = \"host:port\"")
-                .at(at("upstream")));
-        }
-        (Mode::Http, Some(_)) => {
-            return Err(ConfigError::new("upstream is a tcp-mode key")
-                .hint("HTTP listeners share [upstream] url; set mode = \"tcp\" for a byte-level relay")
-                .at(at("upstream")));
-        }
-        (Mode::Http, None) => None,
-    };
-    let send_proxy = match (mode, &l.send_proxy_protocol) {
-        (Mode::Tcp, s) => s
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: ConfigError| e.at(at("send_proxy_protocol")))?
-            .unwrap_or(SendProxy::V2),
-        (Mode::Http, Some(_)) => {
+        if self.mode == Mode::Http && self.send_proxy_protocol.is_some() {
             return Err(ConfigError::new("send_proxy_protocol is a tcp-mode key")
                 .hint("for HTTP listeners use [upstream] proxy_protocol")
                 .at(at("send_proxy_protocol")));
         }
-        (Mode::Http, None) => SendProxy::Off,
-    };
-    Ok(ListenerSettings {
-        address,
-        mode,
-        proxy_protocol,
-        tls: l.tls.clone(),
-        tcp_upstream,
-        send_proxy,
-    })
+        Ok(())
+    }
 }
 
-fn upstream(url: &str, u: &UpstreamConfig) -> Result<UpstreamSettings, ConfigError> {
-    let key = "upstream.url";
-    let url = url.trim();
-    let target = if let Some(path) = url
-        .strip_prefix("unix://")
-        .or_else(|| url.strip_prefix("unix:"))
-    {
-        if path.is_empty() {
-            return Err(ConfigError::new("empty unix socket path")
-                .hint("write unix:/run/app.sock")
-                .at(key));
-        }
-        UpstreamTarget::Unix(PathBuf::from(path))
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        let authority = rest.trim_end_matches('/');
-        let valid = !authority.is_empty()
-            && !authority.contains(['/', '?', '#', '@', ' '])
-            && authority.parse::<http::uri::Authority>().is_ok()
-            && authority.rsplit_once(':').is_some_and(|(h, p)| {
-                !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p != 0)
-            });
-        if !valid {
-            return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
-                .hint("write http://host:port with no path, e.g. http://127.0.0.1:3000")
-                .at(key));
-        }
-        UpstreamTarget::Tcp(authority.to_string())
-    } else if url.starts_with("https://") {
-        return Err(ConfigError::new(format!("https upstreams are not supported: {url:?}"))
-            .hint("the gateway speaks plain HTTP to an upstream on the same host or network; use http:// or unix:")
-            .at(key));
-    } else {
-        return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
-            .hint("use http://host:port or unix:/path/to.sock")
-            .at(key));
-    };
-    let proxy_protocol = u
-        .proxy_protocol
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: ConfigError| e.at("upstream.proxy_protocol"))?
-        .unwrap_or(SendProxy::Off);
-    if proxy_protocol != SendProxy::Off && matches!(target, UpstreamTarget::Unix(_)) {
-        // A unix socket has no TCP addresses to hide, but the client's still travel fine.
-    }
-    Ok(UpstreamSettings {
-        target,
-        connect_timeout: dur(
-            u.connect_timeout,
-            Duration::from_secs(5),
-            "upstream.connect_timeout",
-        )?,
-        response_timeout: dur(
-            u.response_timeout,
-            Duration::from_secs(60),
-            "upstream.response_timeout",
-        )?,
-        body_timeout: dur(
-            u.body_timeout,
-            Duration::from_secs(60),
-            "upstream.body_timeout",
-        )?,
-        pool_idle_timeout: dur(
-            u.pool_idle_timeout,
-            Duration::from_secs(90),
-            "upstream.pool_idle_timeout",
-        )?,
-        pool_max_idle: at_most(
-            u.pool_max_idle.unwrap_or(64),
-            MAX_POOL_IDLE,
+impl UpstreamSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        timeout(self.connect_timeout, "upstream.connect_timeout")?;
+        timeout(self.response_timeout, "upstream.response_timeout")?;
+        timeout(self.body_timeout, "upstream.body_timeout")?;
+        timeout(self.pool_idle_timeout, "upstream.pool_idle_timeout")?;
+        within(
+            self.pool_max_idle,
+            0..=MAX_POOL_IDLE,
             "upstream.pool_max_idle",
             "idle connections kept open to the upstream",
-        )?,
-        pool_max_idle_total: at_most(
-            u.pool_max_idle_total.unwrap_or(1024),
-            MAX_POOL_IDLE,
+        )?;
+        within(
+            self.pool_max_idle_total,
+            0..=MAX_POOL_IDLE,
             "upstream.pool_max_idle_total",
             "idle connections kept open to the upstream in all",
-        )?,
-        proxy_protocol,
-    })
+        )
+    }
 }
 
-fn headers(
-    h: &HeadersConfig,
-    client_ip: &ClientIpConfig,
-    policy: &Policy,
-) -> Result<HeaderSettings, ConfigError> {
-    let mut extra: Vec<FieldName> = Vec::new();
-    for (i, name) in h.strip.iter().enumerate() {
-        let name = FieldName::new(name.trim()).map_err(|e| e.at(format!("headers.strip[{i}]")))?;
-        if !extra.contains(&name) {
-            extra.push(name);
+impl HeaderSettings {
+    /// Checks `strip` and `keep` into `extra` and `kept`, and adds the names the policy
+    /// reads (`header:NAME` strategies) and the origin secret.
+    fn check(&mut self, client_ip: &ClientIpConfig, policy: &Policy) -> Result<(), ConfigError> {
+        let mut extra: Vec<FieldName> = Vec::new();
+        for (i, name) in self.strip.iter().enumerate() {
+            let name =
+                FieldName::new(name.trim()).map_err(|e| e.at(format!("headers.strip[{i}]")))?;
+            if !extra.contains(&name) {
+                extra.push(name);
+            }
         }
-    }
-    // A header a `header:NAME` strategy reads is a client-IP header by definition.
-    let entries: Vec<&str> = match &client_ip.strategy {
-        Strategies::One(name) => vec![name.as_str()],
-        Strategies::Chain(list) => list
-            .iter()
-            .map(|e| match e {
-                StrategyEntry::Name(n) => n.as_str(),
-                StrategyEntry::WithTrust { name, .. } => name.as_str(),
-            })
-            .collect(),
-    };
-    for entry in entries {
-        if let Ok(StrategySpec::Header(name)) = entry.parse::<StrategySpec>()
-            && !extra.contains(&name)
-            && !trueip::headers::names::FORWARDING
+        // A header a `header:NAME` strategy reads is a client-IP header by definition.
+        let entries: Vec<&str> = match &client_ip.strategy {
+            Strategies::One(name) => vec![name.as_str()],
+            Strategies::Chain(list) => list
                 .iter()
-                .any(|row| row.name == name)
-        {
-            extra.push(name);
+                .map(|e| match e {
+                    StrategyEntry::Name(n) => n.as_str(),
+                    StrategyEntry::WithTrust { name, .. } => name.as_str(),
+                })
+                .collect(),
+        };
+        for entry in entries {
+            if let Ok(StrategySpec::Header(name)) = entry.parse::<StrategySpec>()
+                && !extra.contains(&name)
+                && !trueip::headers::names::FORWARDING
+                    .iter()
+                    .any(|row| row.name == name)
+            {
+                extra.push(name);
+            }
         }
+        let origin_secret = client_ip
+            .origin_secret
+            .as_ref()
+            .and_then(|s| FieldName::new(s.header.trim()).ok());
+        self.kept = keep(&self.keep, &extra, origin_secret.as_ref(), policy)?;
+        self.extra = extra;
+        self.origin_secret = origin_secret;
+        Ok(())
     }
-    let origin_secret = client_ip
-        .origin_secret
-        .as_ref()
-        .and_then(|s| FieldName::new(s.header.trim()).ok());
-    let keep = keep(&h.keep, &extra, origin_secret.as_ref(), policy)?;
-    Ok(HeaderSettings {
-        x_real_ip: h.x_real_ip.unwrap_or(true),
-        x_forwarded_for: h
-            .x_forwarded_for
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: ConfigError| e.at("headers.x_forwarded_for"))?
-            .unwrap_or(ListMode::Replace),
-        forwarded: h
-            .forwarded
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: ConfigError| e.at("headers.forwarded"))?
-            .unwrap_or(ListMode::Replace),
-        x_forwarded_proto: h.x_forwarded_proto.unwrap_or(true),
-        x_forwarded_host: h.x_forwarded_host.unwrap_or(true),
-        x_forwarded_port: h.x_forwarded_port.unwrap_or(true),
-        extra,
-        keep,
-        origin_secret,
-    })
 }
 
 /// The checked `headers.keep`: names of the built-in table only (any other header is not
@@ -1005,149 +1123,76 @@ fn keep(
     Ok(keep)
 }
 
-fn limits(l: &LimitsConfig) -> Result<Limits, ConfigError> {
-    let max_header_bytes = l.max_header_bytes.unwrap_or(32 * 1024);
-    if !(8192..=1024 * 1024).contains(&max_header_bytes) {
-        return Err(ConfigError::new(format!(
-            "max_header_bytes {max_header_bytes} is out of range"
-        ))
-        .hint("use 8192 to 1048576 (HTTP/1 parsing needs at least 8 KiB)")
-        .at("limits.max_header_bytes"));
+impl Limits {
+    fn check(&self) -> Result<(), ConfigError> {
+        within(
+            self.max_connections,
+            1..=MAX_CONNECTIONS,
+            "limits.max_connections",
+            "open connections, all listeners together",
+        )?;
+        within(
+            self.max_header_bytes,
+            8192..=1024 * 1024,
+            "limits.max_header_bytes",
+            "HTTP/1 parsing needs at least 8 KiB",
+        )?;
+        within(
+            self.max_headers,
+            1..=MAX_HEADERS,
+            "limits.max_headers",
+            "header lines in one request; at least a Host header",
+        )?;
+        within(
+            self.proxy_protocol_max_bytes,
+            trueip::proxy_protocol::V1_MAX_LEN..=trueip::proxy_protocol::V2_MAX_LEN,
+            "limits.proxy_protocol_max_bytes",
+            "from a full v1 line to the largest v2 header",
+        )?;
+        within(
+            self.backlog,
+            1..=65535,
+            "limits.backlog",
+            "the kernel caps it at net.core.somaxconn",
+        )?;
+        within(
+            self.workers,
+            1..=1024,
+            "limits.workers",
+            "one per CPU is the usual choice",
+        )?;
+        timeout(self.header_read_timeout, "limits.header_read_timeout")?;
+        timeout(self.idle_timeout, "limits.idle_timeout")?;
+        timeout(self.tls_handshake_timeout, "limits.tls_handshake_timeout")?;
+        timeout(self.proxy_protocol_timeout, "limits.proxy_protocol_timeout")?;
+        timeout(self.shutdown_timeout, "limits.shutdown_timeout")
     }
-    let max_connections = at_most(
-        l.max_connections.unwrap_or(4096),
-        MAX_CONNECTIONS,
-        "limits.max_connections",
-        "open connections, all listeners together",
-    )?;
-    if max_connections == 0 {
-        return Err(ConfigError::new("max_connections is 0")
-            .hint("allow at least one connection")
-            .at("limits.max_connections"));
-    }
-    let max_headers = at_most(
-        l.max_headers.unwrap_or(100),
-        MAX_HEADERS,
-        "limits.max_headers",
-        "header lines in one request",
-    )?;
-    if max_headers == 0 {
-        return Err(ConfigError::new("max_headers is 0")
-            .hint("allow at least a Host header")
-            .at("limits.max_headers"));
-    }
-    let proxy_protocol_max_bytes = l.proxy_protocol_max_bytes.unwrap_or(512);
-    if !(trueip::proxy_protocol::V1_MAX_LEN..=trueip::proxy_protocol::V2_MAX_LEN)
-        .contains(&proxy_protocol_max_bytes)
-    {
-        return Err(ConfigError::new(format!(
-            "proxy_protocol_max_bytes {proxy_protocol_max_bytes} is out of range"
-        ))
-        .hint(format!(
-            "use {} (a full v1 line) to {}",
-            trueip::proxy_protocol::V1_MAX_LEN,
-            trueip::proxy_protocol::V2_MAX_LEN
-        ))
-        .at("limits.proxy_protocol_max_bytes"));
-    }
-    let backlog = l.backlog.unwrap_or(1024);
-    if !(1..=65535).contains(&backlog) {
-        return Err(
-            ConfigError::new(format!("backlog {backlog} is out of range"))
-                .hint("use 1 to 65535 (the kernel caps it at net.core.somaxconn)")
-                .at("limits.backlog"),
-        );
-    }
-    let workers = match l.workers {
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    if !(1..=1024).contains(&workers) {
-        return Err(
-            ConfigError::new(format!("workers {workers} is out of range"))
-                .hint("use 1 to 1024 (one per CPU is the usual choice)")
-                .at("limits.workers"),
-        );
-    }
-    Ok(Limits {
-        max_connections,
-        max_header_bytes,
-        max_headers,
-        backlog,
-        workers,
-        header_read_timeout: dur(
-            l.header_read_timeout,
-            Duration::from_secs(10),
-            "limits.header_read_timeout",
-        )?,
-        idle_timeout: dur(
-            l.idle_timeout,
-            Duration::from_secs(60),
-            "limits.idle_timeout",
-        )?,
-        tls_handshake_timeout: dur(
-            l.tls_handshake_timeout,
-            Duration::from_secs(10),
-            "limits.tls_handshake_timeout",
-        )?,
-        proxy_protocol_timeout: dur(
-            l.proxy_protocol_timeout,
-            Duration::from_secs(5),
-            "limits.proxy_protocol_timeout",
-        )?,
-        proxy_protocol_max_bytes,
-        shutdown_timeout: dur(
-            l.shutdown_timeout,
-            Duration::from_secs(30),
-            "limits.shutdown_timeout",
-        )?,
-    })
 }
 
-fn admin(a: &AdminConfig) -> Result<AdminSettings, ConfigError> {
-    let prefix = a.prefix.clone().unwrap_or_else(|| "/.trueip".to_string());
-    let prefix = prefix.trim().trim_end_matches('/').to_string();
-    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains(['?', '#', ' '])) {
-        return Err(ConfigError::new(format!("invalid admin prefix {prefix:?}"))
-            .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
-            .at("admin.prefix"));
-    }
-    let listen = a
-        .listen
-        .as_deref()
-        .map(|s| {
-            s.trim().parse::<SocketAddr>().map_err(|_| {
-                ConfigError::new(format!("invalid admin listen address {s:?}"))
-                    .hint("write an IP and a port: \"127.0.0.1:9100\"")
-                    .at("admin.listen")
-            })
-        })
-        .transpose()?;
-    Ok(AdminSettings { prefix, listen })
-}
-
-fn log(l: &LogConfig) -> Result<LogSettings, ConfigError> {
-    let format = match l.format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
-        None => LogFormat::Text,
-        Some(f) if f == "text" => LogFormat::Text,
-        Some(f) if f == "json" => LogFormat::Json,
-        Some(f) => {
-            return Err(ConfigError::new(format!("invalid log format {f:?}"))
-                .hint("use \"text\" or \"json\"")
-                .at("log.format"));
+impl AdminSettings {
+    fn check(&mut self) -> Result<(), ConfigError> {
+        self.prefix = self.prefix.trim().trim_end_matches('/').to_string();
+        let prefix = &self.prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains(['?', '#', ' '])) {
+            return Err(ConfigError::new(format!("invalid admin prefix {prefix:?}"))
+                .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
+                .at("admin.prefix"));
         }
-    };
-    let level = l.level.clone().unwrap_or_else(|| "info".to_string());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        return Err(ConfigError::new(format!("invalid log level {level:?}"))
-            .hint("use error, warn, info, debug or trace")
-            .at("log.level"));
+        Ok(())
     }
-    Ok(LogSettings {
-        format,
-        level,
-        access_log: l.access_log.unwrap_or(true),
-    })
+}
+
+impl LogSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
+            return Err(
+                ConfigError::new(format!("invalid log level {:?}", self.level))
+                    .hint("use error, warn, info, debug or trace")
+                    .at("log.level"),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1167,9 +1212,9 @@ mod tests {
     fn empty_config_is_the_safe_default() {
         let s = settings("").unwrap();
         assert_eq!(s.listeners.len(), 1);
-        assert_eq!(s.listeners[0].address.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.listeners[0].address, DEFAULT_LISTEN);
         assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Off);
-        assert!(s.upstream.is_none());
+        assert!(s.upstream.url.is_none());
         assert!(!s.policy.trusts("127.0.0.1".parse().unwrap()));
         assert_eq!(s.admin.prefix, "/.trueip");
     }
@@ -1188,8 +1233,8 @@ mod tests {
     #[test]
     fn kept_headers_are_table_names_the_gateway_neither_writes_nor_reads() {
         let s = settings("[headers]\nkeep = [\"Client-IP\", \"client-ip\"]").unwrap();
-        assert_eq!(s.headers.keep, [FieldName::new("client-ip").unwrap()]);
-        assert!(settings("").unwrap().headers.keep.is_empty());
+        assert_eq!(s.headers.kept, [FieldName::new("client-ip").unwrap()]);
+        assert!(settings("").unwrap().headers.kept.is_empty());
         for (toml, why) in [
             ("[headers]\nkeep = [\"X-App\"]", "not a client-IP header"),
             (
@@ -1312,9 +1357,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Any);
         assert_eq!(s.listeners[1].mode, Mode::Tcp);
-        assert_eq!(s.listeners[1].send_proxy, SendProxy::V1);
-        let up = s.upstream.unwrap();
-        assert_eq!(up.target, UpstreamTarget::Unix("/run/app.sock".into()));
+        assert_eq!(s.listeners[1].send_proxy(), SendProxy::V1);
+        let up = s.upstream;
+        assert_eq!(up.url, Some(UpstreamTarget::Unix("/run/app.sock".into())));
         assert_eq!(up.response_timeout, Duration::from_secs(120));
         assert_eq!(up.body_timeout, Duration::from_secs(30));
         assert_eq!(s.headers.forwarded, ListMode::Off);
@@ -1351,7 +1396,7 @@ mod tests {
                 .iter()
                 .all(|l| l.proxy_protocol == ProxyProtocol::V1)
         );
-        assert!(s.upstream.is_none());
+        assert!(s.upstream.url.is_none());
         assert!(s.policy.trusts("127.0.0.1".parse().unwrap()));
     }
 
@@ -1365,11 +1410,36 @@ mod tests {
         assert_eq!(example.limits, default.limits);
         assert_eq!(example.admin, default.admin);
         assert_eq!(example.log, default.log);
-        assert_eq!(example.tcp_connect_timeout, default.tcp_connect_timeout);
-        assert_eq!(example.lean_http1, default.lean_http1);
-        assert!(default.lean_http1);
-        assert!(!settings("[limits]\nlean_http1 = false").unwrap().lean_http1);
+        assert_eq!(
+            example.upstream.connect_timeout,
+            default.upstream.connect_timeout
+        );
+        assert_eq!(example.limits.lean_http1, default.limits.lean_http1);
+        assert!(default.limits.lean_http1);
+        assert!(
+            !settings("[limits]\nlean_http1 = false")
+                .unwrap()
+                .limits
+                .lean_http1
+        );
         assert_eq!(example.policy.strategy_name(0), None);
+    }
+
+    /// Every key `trueip.example.toml` sets (rather than leaves commented out) has the
+    /// value the code takes when the key is left out, and every key the code writes back
+    /// is set there: the file cannot drift from the defaults. (`[client_ip]` is the core
+    /// library's, its defaults checked through the policy above.)
+    #[test]
+    fn the_example_sets_every_key_to_its_default() {
+        let mut example: toml::Table =
+            toml::from_str(include_str!("../../../trueip.example.toml")).unwrap();
+        example.remove("client_ip");
+        let defaults = toml::Table::try_from(FileConfig::default()).unwrap();
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+        assert_eq!(example, defaults);
     }
 
     /// Every duration key, with the table it sits in.
@@ -1674,16 +1744,14 @@ mod tests {
                 l.tls_handshake_timeout,
                 l.proxy_protocol_timeout,
                 l.shutdown_timeout,
-                settings.tcp_connect_timeout,
             ];
-            if let Some(u) = &settings.upstream {
-                timeouts.extend([
-                    u.connect_timeout,
-                    u.response_timeout,
-                    u.body_timeout,
-                    u.pool_idle_timeout,
-                ]);
-            }
+            let u = &settings.upstream;
+            timeouts.extend([
+                u.connect_timeout,
+                u.response_timeout,
+                u.body_timeout,
+                u.pool_idle_timeout,
+            ]);
             let now = std::time::Instant::now();
             for t in timeouts {
                 assert!(t <= MAX_TIMEOUT, "{t:?} accepted");

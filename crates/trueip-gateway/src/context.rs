@@ -81,8 +81,9 @@ impl State {
             hygiene: Hygiene::new(settings.headers.clone()),
             upstream: settings
                 .upstream
+                .url
                 .clone()
-                .map(|u| Upstream::new(u, limits.workers)),
+                .map(|target| Upstream::new(target, settings.upstream.clone(), limits.workers)),
             tls: acceptors,
             http,
             settings,

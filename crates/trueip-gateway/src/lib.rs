@@ -14,13 +14,12 @@
 //! `trueip.example.toml`; its `[client_ip]` section is the one `trueip explain --config`
 //! reads.
 //!
-//! Modules, in the order a request meets them: [`server`] (accept, limits, PROXY
-//! header via [`proxy`], TLS via [`tls`]), [`fast`] (plain HTTP/1.1 requests without
-//! hyper), [`service`] (everything else, through hyper: admin endpoints, resolve,
-//! whoami or forward), [`hygiene`] (header rules), [`limits`] (request limits both
-//! codecs apply), [`upstream`] (pooled client),
-//! [`body`] (streaming with stall timeouts, access log), [`tcp`] (TCP mode),
-//! [`metrics`], [`logging`], [`config`], [`clock`] (deadlines that saturate).
+//! The modules form one pipeline, each importing only those below it:
+//! `server` (accept, PROXY header, TLS) → a codec in `http` (`lean`, `hyper`) or `tcp` →
+//! `context` (the config snapshot and the connection) → `upstream`, `pages` and `rules`
+//! (routing, header rules, failures, limits: the policy both codecs share) → `config`,
+//! `metrics`, `io` and the other foundations. `docs/ARCHITECTURE.md` follows a request
+//! through them step by step.
 
 #![forbid(unsafe_code)]
 
@@ -85,7 +84,7 @@ pub mod testing {
             let mut settings =
                 Settings::from_file(file, &Overrides::default(), &mut |_| Err(String::new()))
                     .map_err(|e| e.to_string())?;
-            settings.lean_http1 = lean_http1;
+            settings.limits.lean_http1 = lean_http1;
             let state = State::build(settings).map_err(|e| e.to_string())?;
             Ok(Build(Arc::new(state)))
         }
@@ -129,7 +128,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use trueip::ConfigError;
 
-use crate::config::{Mode, Overrides, ProxyProtocol, SendProxy, Settings, UpstreamTarget};
+use crate::config::{Mode, Overrides, ProxyProtocol, SendProxy, Settings};
 use crate::context::{Role, Shared, State};
 use crate::metrics::Metrics;
 
@@ -321,12 +320,9 @@ fn start_workers(
 /// One line per listener and the upstream, for `--check` and the startup log.
 fn describe(s: &Settings) -> Vec<String> {
     let mut lines = Vec::new();
-    let upstream = match &s.upstream {
+    let upstream = match &s.upstream.url {
         None => "the whoami page".to_string(),
-        Some(u) => match &u.target {
-            UpstreamTarget::Tcp(a) => format!("http://{a}"),
-            UpstreamTarget::Unix(p) => format!("unix:{}", p.display()),
-        },
+        Some(target) => target.to_string(),
     };
     for l in &s.listeners {
         let scheme = match (l.mode, l.tls.is_some()) {
@@ -339,9 +335,9 @@ fn describe(s: &Settings) -> Vec<String> {
             ProxyProtocol::Off => String::new(),
             p => format!(", PROXY {p:?} expected"),
         };
-        let target = match (l.mode, &l.tcp_upstream) {
+        let target = match (l.mode, &l.upstream) {
             (Mode::Tcp, Some(t)) => {
-                let send = match l.send_proxy {
+                let send = match l.send_proxy() {
                     SendProxy::Off => "",
                     SendProxy::V1 => " with PROXY v1",
                     SendProxy::V2 => " with PROXY v2",

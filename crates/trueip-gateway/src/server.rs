@@ -143,7 +143,7 @@ async fn connection(
         // Cleartext HTTP: plain requests take the lean path; hyper gets the connection
         // (and the bytes read so far) at the first request that is not plain. Under TLS,
         // ALPN may have chosen HTTP/2: hyper from the start.
-        _ if !tls && role != Role::Admin && state.settings.lean_http1 => {
+        _ if !tls && role != Role::Admin && state.settings.limits.lean_http1 => {
             let mut io = io;
             if let lean::After::Hyper(read) = lean::serve(&mut io, &ctx).await {
                 drop(state);

@@ -33,10 +33,10 @@ pub(crate) async fn relay(
     let client = SocketAddr::new(resolution.client.ip, resolution.client.port.unwrap_or(0));
     let destination = ctx.destination();
 
-    let Some(target) = listener.tcp_upstream.as_deref() else {
+    let Some(target) = listener.upstream.as_deref() else {
         return;
     };
-    let mut upstream = match crate::upstream::connect_tcp(target, settings.tcp_connect_timeout)
+    let mut upstream = match crate::upstream::connect_tcp(target, settings.upstream.connect_timeout)
         .await
     {
         Ok(s) => s,
@@ -51,8 +51,9 @@ pub(crate) async fn relay(
             return;
         }
     };
-    if listener.send_proxy != SendProxy::Off {
-        let header = crate::proxy::encode(listener.send_proxy, client, destination);
+    let send_proxy = listener.send_proxy();
+    if send_proxy != SendProxy::Off {
+        let header = crate::proxy::encode(send_proxy, client, destination);
         if let Err(e) = upstream.write_all(&header).await {
             metrics.upstream_error(UpstreamErrorKind::Protocol);
             tracing::warn!(%client, upstream = target, "tcp relay: cannot send the PROXY header: {e}");

@@ -276,7 +276,7 @@ impl Hygiene {
         // The table, less what the config keeps on purpose.
         let mut managed: Vec<HeaderName> = names::FORWARDING
             .iter()
-            .filter(|row| !settings.keep.contains(&row.name))
+            .filter(|row| !settings.kept.contains(&row.name))
             .map(|row| row.name.as_http().clone())
             .collect();
         for name in settings.extra.iter().chain(&settings.origin_secret) {
@@ -808,8 +808,7 @@ mod tests {
             x_forwarded_host: true,
             x_forwarded_port: true,
             extra: vec![FieldName::new("X-Custom-IP").unwrap()],
-            keep: Vec::new(),
-            origin_secret: None,
+            ..HeaderSettings::default()
         }
     }
 

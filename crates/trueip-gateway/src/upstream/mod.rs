@@ -113,18 +113,14 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the pooled client for `workers` worker threads.
-    pub(crate) fn new(settings: UpstreamSettings, workers: usize) -> Self {
-        let authority = match &settings.target {
+    /// Builds the pooled client to `target` for `workers` worker threads.
+    pub(crate) fn new(target: UpstreamTarget, settings: UpstreamSettings, workers: usize) -> Self {
+        let authority = match &target {
             UpstreamTarget::Tcp(a) => a.clone(),
             UpstreamTarget::Unix(_) => "localhost".to_string(),
         };
         Upstream {
-            connector: Connector::new(
-                &settings.target,
-                settings.connect_timeout,
-                settings.proxy_protocol,
-            ),
+            connector: Connector::new(&target, settings.connect_timeout, settings.proxy_protocol),
             workers: (0..workers.max(1))
                 .map(|_| Arc::new(Pool::worker()))
                 .collect(),
