@@ -684,7 +684,7 @@ async fn one(
         out.clear();
         let (before, after) = whoami::head_around_length(page.format);
         out.extend_from_slice(before);
-        trueip::text::put_decimal(out, scratch.len() as u64);
+        out.extend_from_slice(scratch.len().to_string().as_bytes());
         out.extend_from_slice(after);
         end_head(out, closing, start);
         // Head and body go out in one `writev`, without copying the body behind the head.

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use trueip::{Decision, Explanation, Source, text};
+use trueip::{Decision, Explanation, Source};
 
 use crate::body::Body;
 
@@ -62,19 +62,20 @@ impl<'a> Forwarding<'a> {
             }
         }
     }
+}
 
-    /// Calls `f` once per name with its lines.
-    fn groups(&self, mut f: impl FnMut(&'a str, &[(&'a str, &'a [u8])])) {
-        let mut rest = &self.lines[..];
-        while let Some(&(first, _)) = rest.first() {
-            let n = rest
+/// The `headers` object: each lower-case name to its lines, invalid UTF-8 replaced.
+impl serde::Serialize for Forwarding<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let groups = self.lines.chunk_by(|a, b| a.0.eq_ignore_ascii_case(b.0));
+        s.collect_map(groups.map(|group| {
+            let name = group.first().map_or("", |(name, _)| *name);
+            let lines: Vec<_> = group
                 .iter()
-                .take_while(|(name, _)| name.eq_ignore_ascii_case(first))
-                .count();
-            let (group, tail) = rest.split_at(n);
-            f(first, group);
-            rest = tail;
-        }
+                .map(|(_, v)| String::from_utf8_lossy(v))
+                .collect();
+            (lower_case(name), lines)
+        }))
     }
 }
 
@@ -92,30 +93,6 @@ fn cmp_lower(a: &str, b: &str) -> std::cmp::Ordering {
     a.bytes()
         .map(|b| b.to_ascii_lowercase())
         .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
-}
-
-/// Writes a header name as a JSON string, lower-cased. A name made of visible ASCII
-/// other than `"` and `\` (every valid field name) needs no escaping and is written as
-/// it goes; anything else takes the general path.
-fn put_json_name(out: &mut Vec<u8>, name: &str) {
-    if name
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        out.push(b'"');
-        out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
-        out.push(b'"');
-    } else {
-        text::put_json_string(out, &lower_case(name));
-    }
-}
-
-/// Writes a header value as a JSON string, invalid UTF-8 replaced by U+FFFD.
-fn put_json_value(out: &mut Vec<u8>, value: &[u8]) {
-    match std::str::from_utf8(value) {
-        Ok(value) => text::put_json_string(out, value),
-        Err(_) => text::put_json_string(out, &String::from_utf8_lossy(value)),
-    }
 }
 
 /// Which representation to send.
@@ -327,31 +304,24 @@ pub fn respond(
     resp
 }
 
-/// Writes the JSON answer exactly as `serde_json::to_writer_pretty` wrote it: the
-/// object `trueip explain --format json` prints (written by the core library straight
-/// from the decision, without making its strings), then `direct_ip` and `headers` — the
-/// same bytes (a test holds the two to byte equality, hostile header values included).
+/// Writes the JSON answer: the object `trueip explain --format json` prints, then
+/// `direct_ip` and `headers`.
 pub fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
-    w.decision.write_json_with(out, |out| {
-        out.extend_from_slice(b",\n  \"direct_ip\": \"");
-        text::put_ip(out, w.direct_ip);
-        out.extend_from_slice(b"\",\n  \"headers\": ");
-        if w.headers.is_empty() {
-            out.extend_from_slice(b"{}");
-            return;
-        }
-        let mut sep: &[u8] = b"{\n    ";
-        w.headers.groups(|name, lines| {
-            out.extend_from_slice(sep);
-            sep = b",\n    ";
-            put_json_name(out, name);
-            out.extend_from_slice(b": ");
-            text::put_json_array(out, 2, lines.iter(), |out, (_, v)| {
-                put_json_value(out, v);
-            });
-        });
-        out.extend_from_slice(b"\n  }");
-    });
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        #[serde(flatten)]
+        explanation: Explanation,
+        direct_ip: IpAddr,
+        headers: &'a Forwarding<'a>,
+    }
+    let answer = Answer {
+        explanation: w.decision.to_explanation(),
+        direct_ip: w.direct_ip,
+        headers: &w.headers,
+    };
+    // Into a `Vec` serde_json fails only on a map key that is not a string, and every
+    // key here is one.
+    let _ = serde_json::to_writer_pretty(out, &answer);
 }
 
 fn text(w: &Whoami<'_>) -> String {
@@ -803,8 +773,8 @@ mod tests {
         (policy, conn, h)
     }
 
-    /// The JSON answer as serde_json wrote it before `write_json` existed: the reference
-    /// `write_json` must match byte for byte.
+    /// The JSON answer built the plain way (the headers grouped in a `BTreeMap` by
+    /// lower-case name): what `write_json` must match byte for byte.
     #[derive(serde::Serialize)]
     struct Reference<'a> {
         #[serde(flatten)]
