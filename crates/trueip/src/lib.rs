@@ -48,7 +48,6 @@ pub mod providers;
 pub mod proxy_protocol;
 mod resolution;
 mod strategy;
-pub mod text;
 mod trace;
 pub mod trust;
 pub mod xff;

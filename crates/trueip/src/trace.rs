@@ -8,7 +8,6 @@ use crate::entry::Entry;
 use crate::headers::{Few, Lines};
 use crate::list::{Hop, Position, Rev};
 use crate::resolution::ListHeader;
-use crate::text;
 
 /// Names a policy's strategies by their index in its fallback chain, for steps that
 /// mention one. (A trait, so that the trace does not depend on the policy that records it.)
@@ -128,27 +127,9 @@ impl Text {
         match self {
             Text::Static(text) => (*text).to_owned(),
             Text::Owned(text) => text.clone(),
-            Text::Node(node) => text::node_string(node),
-            Text::Entry(list, n) => text::indexed(list.field_str(), *n),
+            Text::Node(node) => node.to_string(),
+            Text::Entry(list, n) => format!("{}[-{n}]", list.field_str()),
             Text::Strategy(i) => policy.strategy_text(*i).unwrap_or_default().to_owned(),
-        }
-    }
-
-    /// Writes the text as the inside of a JSON string (escaped, without the quotes:
-    /// the writer merges those into the constant text around it).
-    #[inline(always)]
-    pub(crate) fn put_json_body(&self, out: &mut Vec<u8>, policy: &impl StrategyNames) {
-        match self {
-            // Digits, dots, colons, brackets and a header name: nothing to escape.
-            Text::Node(node) => text::put_node(out, node),
-            Text::Entry(list, n) => {
-                let (block, len) = list_name_block(*list);
-                text::put_prefix(out, block, *len);
-                text::put_from_right(out, *n);
-            }
-            Text::Static(text) => text::put_literal(out, text),
-            Text::Owned(text) => text::put_escaped(out, text),
-            Text::Strategy(i) => text::put_name(out, policy.strategy_text(*i).unwrap_or_default()),
         }
     }
 }
@@ -305,39 +286,6 @@ impl<'h> Tracer<'h> for Recorder<'h> {
             self.rest = rest;
         } else {
             self.list = None;
-        }
-    }
-}
-
-/// A list header's name, as [`ListHeader::field_str`] spells it (a test holds them
-/// together), for text written at compile time around it.
-pub(crate) const fn list_name(list: ListHeader) -> &'static str {
-    match list {
-        ListHeader::XForwardedFor => "x-forwarded-for",
-        ListHeader::Forwarded => "forwarded",
-    }
-}
-
-/// [`list_name`] in a block, written in one copy of a fixed size (see [`text::put_prefix`]).
-fn list_name_block(list: ListHeader) -> &'static ([u8; 16], usize) {
-    const XFF: ([u8; 16], usize) = text::joined(&[list_name(ListHeader::XForwardedFor)]);
-    const FORWARDED: ([u8; 16], usize) = text::joined(&[list_name(ListHeader::Forwarded)]);
-    match list {
-        ListHeader::XForwardedFor => &XFF,
-        ListHeader::Forwarded => &FORWARDED,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_names_are_the_field_names() {
-        for list in [ListHeader::XForwardedFor, ListHeader::Forwarded] {
-            assert_eq!(list_name(list), list.field_str());
-            let (block, len) = list_name_block(list);
-            assert_eq!(block.get(..*len), Some(list.field_str().as_bytes()));
         }
     }
 }
