@@ -11,10 +11,10 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use trueip::{Decision, Explanation, Source};
+use trueip::{Connection, Decision, Explanation, Policy, Source};
 
 use crate::body::Body;
 
@@ -263,6 +263,61 @@ pub fn page_size_bound(request: usize, strategies: usize) -> usize {
         .saturating_add(CHAIN_MARKUP)
         .saturating_add(strategies.saturating_mul(WALK_MARKUP))
         .saturating_add(per_byte.saturating_mul(request))
+}
+
+/// The bytes of a `GET /` request carrying `host` and the header `lines`, as it comes
+/// on the wire: the `request` that [`page_size_bound`] is a bound for.
+pub fn request_len(host: &str, lines: &[(&str, &[u8])]) -> usize {
+    "GET / HTTP/1.1\r\nHost: \r\n\r\n".len()
+        + host.len()
+        + lines
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>()
+}
+
+/// The body of the page in `format` for a request from `peer` with `host` and the
+/// header `lines` (names in any spelling), decided under `policy`; the headers shown are
+/// the core's forwarding headers and `Via`.
+///
+/// The services do not call this: they build a [`Whoami`] from their own state (header
+/// rules, origin secret). It renders a whole page from a request for the tests and the
+/// `whoami` fuzz target, which hold every page to [`page_size_bound`].
+pub fn render(
+    policy: &Policy,
+    peer: SocketAddr,
+    host: &str,
+    lines: &[(&str, &[u8])],
+    format: Format,
+) -> Vec<u8> {
+    let conn = Connection::from_peer(peer);
+    let decision = Decision::new(policy, &conn, lines);
+    let w = Whoami {
+        decision: &decision,
+        direct_ip: trueip::addr::normalize(conn.peer.ip),
+        headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
+    };
+    let self_url = format!("http://{host}/");
+    let mut out = Vec::new();
+    write_body(
+        &mut out,
+        format,
+        &w,
+        &Links {
+            healthz: "/healthz",
+            metrics: "/metrics",
+            self_url: &self_url,
+        },
+    );
+    out
+}
+
+/// Whether a name as received (any case, underscores for dashes) is one of the core's
+/// forwarding headers.
+fn is_forwarding_spelled(name: &str) -> bool {
+    trueip::headers::names::FORWARDING
+        .iter()
+        .any(|f| crate::hygiene::same_name(f.as_str(), name))
 }
 
 /// Writes the body of the page in `format` to `out`.
@@ -818,13 +873,6 @@ mod tests {
             .any(|f| f.as_str() == n)
     }
 
-    /// A name as received: what the gateway reads.
-    fn is_fwd_spelled(n: &str) -> bool {
-        trueip::headers::names::FORWARDING
-            .iter()
-            .any(|f| crate::hygiene::same_name(f.as_str(), n))
-    }
-
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
         let mut out = Vec::new();
         write_body(
@@ -898,7 +946,7 @@ mod tests {
             let w = Whoami {
                 decision: &decision,
                 direct_ip: conn.peer.ip,
-                headers: forwarding_headers_of(lines.iter().copied(), is_fwd_spelled),
+                headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
             };
             let want = reference(&w, &explanation, lines, is_fwd);
             let got = json_of(&w);
@@ -926,7 +974,7 @@ mod tests {
         let w = Whoami {
             decision: &decision,
             direct_ip: "10.0.0.5".parse().unwrap(),
-            headers: forwarding_headers(&h, is_fwd_spelled),
+            headers: forwarding_headers(&h, is_forwarding_spelled),
         };
         let got: serde_json::Value = serde_json::from_slice(&json_of(&w)).unwrap();
         let explain: serde_json::Value = serde_json::to_value(&explanation).unwrap();
@@ -1053,16 +1101,6 @@ mod tests {
         slots.concat()
     }
 
-    /// The bytes of a request carrying `lines` (and `host`), as it came on the wire.
-    fn request_bytes(host: &str, lines: &[(&str, &[u8])]) -> usize {
-        "GET / HTTP/1.1\r\nHost: \r\n\r\n".len()
-            + host.len()
-            + lines
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 4)
-                .sum::<usize>()
-    }
-
     /// Renders the page for a request from `peer` (the policy trusts 10.0.0.0/8).
     fn render(peer: &str, host: &str, lines: &[(&str, &[u8])], format: Format) -> Vec<u8> {
         render_with(
@@ -1090,26 +1128,7 @@ mod tests {
         lines: &[(&str, &[u8])],
         format: Format,
     ) -> Vec<u8> {
-        let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
-        let decision = Decision::new(policy, &conn, lines);
-        let w = Whoami {
-            decision: &decision,
-            direct_ip: conn.peer.ip,
-            headers: forwarding_headers_of(lines.iter().copied(), is_fwd_spelled),
-        };
-        let self_url = format!("http://{host}/");
-        let mut out = Vec::new();
-        write_body(
-            &mut out,
-            format,
-            &w,
-            &Links {
-                healthz: "/healthz",
-                metrics: "/metrics",
-                self_url: &self_url,
-            },
-        );
-        out
+        super::render(policy, peer.parse().unwrap(), host, lines, format)
     }
 
     /// The headers the page shows (forwarding headers, in several spellings; `Via`),
@@ -1150,7 +1169,7 @@ mod tests {
             for peer in ["10.0.0.5:4000", "198.51.100.1:1"] {
                 for format in [Format::Html, Format::Json, Format::Text] {
                     let page = render_with(&policy, peer, &slots, &lines, format);
-                    let request = request_bytes(&slots, &lines);
+                    let request = request_len(&slots, &lines);
                     assert!(
                         page.len() <= page_size_bound(request, strategies),
                         "{format:?} from {peer}: a {request}-byte request made a {}-byte page",
@@ -1241,7 +1260,7 @@ mod tests {
                 let lines: Vec<(&str, &[u8])> =
                     lines.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
                 let peer = if trusted { "10.0.0.5:4000" } else { "198.51.100.1:1" };
-                let request = request_bytes(&host, &lines);
+                let request = request_len(&host, &lines);
                 for format in [Format::Html, Format::Json, Format::Text] {
                     let page = render_with(&policy, peer, &host, &lines, format);
                     prop_assert!(
