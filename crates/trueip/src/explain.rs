@@ -9,7 +9,7 @@ use crate::link::PrivateLink;
 use crate::list::Rev;
 use crate::policy::{Connection, Policy};
 use crate::resolution::{ListHeader, Resolution, Source};
-use crate::trace::{Mark, Recorder, Step};
+use crate::trace::{Mark, Step};
 
 /// How many chain entries an explanation lists; the rest are summarised.
 const MAX_CHAIN: usize = 256;
@@ -83,40 +83,13 @@ pub struct Decision<'a> {
 impl<'a> Decision<'a> {
     /// Resolves with `policy` and records the evidence.
     pub fn new<H: Headers + ?Sized>(policy: &'a Policy, conn: &Connection, headers: &'a H) -> Self {
-        let mut recorder = Recorder::new();
-        let resolution = policy.record(conn, headers, &mut recorder);
+        let (resolution, marks) = policy.explain_marks(conn, headers);
         let list = match resolution.source {
             Source::List { header, .. } => header,
             _ => policy.list_header(),
         };
-        // The entries the walk read are taken as it parsed them, from the lines it read;
-        // only those left of where it stopped are parsed here.
-        let mut lines = Lines::new();
-        let mut chain = Vec::new();
-        let mut rest = None;
-        match recorder.lines {
-            Some(few) if recorder.list == Some(list) => {
-                lines = Lines::from_few(few);
-                chain = std::mem::take(&mut recorder.entries);
-                rest = recorder.rest;
-            }
-            _ => {
-                // Read as the list walks read it: for the few lines of a usual request, a
-                // scan that compares names is cheaper than the header map's hashed lookup.
-                lines.fill_noting(headers, list.field_ref(), list.other().field_ref());
-                chain.reserve(4);
-            }
-        }
-        let marks = recorder.marks;
-        // Parsed with the walk's parser: a plain dotted quad in the same pass that finds
-        // its comma, everything else as `parse_element` classifies it (the same entries).
-        let mut rev = Rev::resume(list, &lines, rest);
-        while chain.len() <= MAX_CHAIN {
-            match rev.next_hop() {
-                Some(hop) => chain.push(hop.entry()),
-                None => break,
-            }
-        }
+        let lines = Lines::read(headers, list.field_ref());
+        let mut chain: Vec<Entry<'a>> = Rev::new(list, &lines).take(MAX_CHAIN + 1).collect();
         let chain_cut = chain.len() > MAX_CHAIN || lines.truncated;
         chain.truncate(MAX_CHAIN);
         chain.reverse();

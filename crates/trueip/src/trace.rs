@@ -5,8 +5,6 @@ use std::fmt;
 
 use crate::addr::Node;
 use crate::entry::Entry;
-use crate::headers::{Few, Lines};
-use crate::list::{Hop, Position, Rev};
 use crate::resolution::ListHeader;
 
 /// Names a policy's strategies by their index in its fallback chain, for steps that
@@ -184,19 +182,6 @@ pub(crate) trait Tracer<'h> {
     const RECORDS: bool;
 
     fn step(&mut self, make: impl FnOnce() -> Mark);
-
-    /// A walk over `list` (its lines `lines`) read its `n`-th entry from the right
-    /// (1-based), `hop`; `rev` stands right after it. Only a [`Recorder`] keeps this.
-    #[inline(always)]
-    fn hop(
-        &mut self,
-        _list: ListHeader,
-        _lines: &Lines<'h>,
-        _rev: &Rev<'h, '_>,
-        _n: u16,
-        _hop: Hop<'h>,
-    ) {
-    }
 }
 
 /// Records nothing and builds nothing: the closures are never called.
@@ -214,78 +199,5 @@ impl Tracer<'_> for Vec<Mark> {
 
     fn step(&mut self, make: impl FnOnce() -> Mark) {
         self.push(make());
-    }
-}
-
-/// The steps of a decision, and the entries of the list header its last walk read: an
-/// explanation lists that header's entries, and those the walk parsed need not be
-/// parsed again, nor the header's lines looked up again.
-///
-/// Flat, and filled in place: a recorder holding a whole [`Lines`] (300 bytes), moved
-/// in and out of an `Option`, cost more in copies than the parse it saved.
-pub(crate) struct Recorder<'h> {
-    pub(crate) marks: Vec<Mark>,
-    /// The list the walk read, while `entries` holds its first entries; `None` when no
-    /// walk was recorded, or one that cannot be resumed (see [`Rev::position`]).
-    pub(crate) list: Option<ListHeader>,
-    /// The lines the walk read.
-    pub(crate) lines: Option<Few<'h>>,
-    /// The entries from the right, the first `entries.len()` of them, as
-    /// `Rev::new(list, &lines)` yields them.
-    pub(crate) entries: Vec<Entry<'h>>,
-    /// Where an iteration over the lines stands after the last of them.
-    pub(crate) rest: Option<Position<'h>>,
-}
-
-impl<'h> Recorder<'h> {
-    pub(crate) fn new() -> Self {
-        Recorder {
-            marks: Vec::with_capacity(8),
-            list: None,
-            lines: None,
-            entries: Vec::new(),
-            rest: None,
-        }
-    }
-}
-
-impl<'h> Tracer<'h> for Recorder<'h> {
-    const RECORDS: bool = true;
-
-    fn step(&mut self, make: impl FnOnce() -> Mark) {
-        self.marks.push(make());
-    }
-
-    #[inline]
-    fn hop(
-        &mut self,
-        list: ListHeader,
-        lines: &Lines<'h>,
-        rev: &Rev<'h, '_>,
-        n: u16,
-        hop: Hop<'h>,
-    ) {
-        // Kept only while they are the first entries of one list, each in turn; a walk
-        // starting over (the next strategy) starts the record over.
-        if n == 1 {
-            self.entries.clear();
-            self.list = Some(list);
-            self.lines = lines.few();
-        }
-        let rest = rev.position();
-        if self.list == Some(list)
-            && self.lines.is_some()
-            && rest.is_some()
-            && usize::from(n) == self.entries.len() + 1
-        {
-            if self.entries.capacity() == 0 {
-                // Room for a usual chain at once, rather than growing into it.
-                self.entries = Vec::with_capacity(4);
-            }
-            self.entries.push(hop.entry());
-            self.rest = rest;
-        } else {
-            self.list = None;
-        }
     }
 }

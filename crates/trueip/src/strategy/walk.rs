@@ -183,7 +183,6 @@ fn steps<'a, T: Tracer<'a>>(
     };
     while let Some(hop) = rev.next_hop() {
         n += 1;
-        ctx.trace.hop(list, lines, &rev, n, hop);
         let Some(client) = hop.client() else {
             return stop_at(ctx, list, n, &hop.entry(), vouched(n - 1));
         };
