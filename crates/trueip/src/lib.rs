@@ -32,7 +32,14 @@
 //! provider JSON formats).
 
 #![forbid(unsafe_code)]
-#![warn(clippy::indexing_slicing)]
+#![warn(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::allow_attributes_without_reason,
+    unreachable_pub
+)]
 
 pub mod addr;
 pub mod entry;
