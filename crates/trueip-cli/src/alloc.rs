@@ -37,7 +37,7 @@ fn plain(align: usize, size: usize) -> bool {
 }
 
 /// mimalloc, through `mi_malloc` where that is aligned enough (see the module docs).
-pub struct Mimalloc;
+pub(crate) struct Mimalloc;
 
 // SAFETY: every pointer handed out comes from mimalloc with at least `layout.size()`
 // bytes and `layout.align()` alignment (plain calls only where `plain` holds, aligned

@@ -54,7 +54,7 @@ fn after_help() -> String {
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// The decision, step by step.
     Text,
     /// One JSON object.
@@ -64,7 +64,7 @@ pub enum Format {
 /// Explain how the client address of one request is decided.
 #[derive(Args, Debug)]
 #[command(after_long_help = after_help())]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// The TCP peer: IP or IP:port ([v6]:port).
     #[arg(long, value_name = "ADDR", required_unless_present = "batch")]
     peer: Option<String>,
@@ -106,7 +106,7 @@ pub struct ExplainArgs {
 }
 
 /// Runs `trueip explain`.
-pub fn run(args: ExplainArgs) -> ExitCode {
+pub(crate) fn run(args: ExplainArgs) -> ExitCode {
     match run_inner(&args) {
         Ok(code) => code,
         Err(message) => {
@@ -155,7 +155,7 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
 }
 
 /// Reads the `[client_ip]` section of a TOML config; other sections belong to `serve`.
-pub fn load_config(path: &std::path::Path) -> Result<ClientIpConfig, String> {
+pub(crate) fn load_config(path: &std::path::Path) -> Result<ClientIpConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let mut table: toml::Table =

@@ -1,5 +1,14 @@
 //! `trueip`: find the real client IP behind proxies — explain a decision, or run the gateway.
 
+#![warn(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::allow_attributes_without_reason,
+    unreachable_pub
+)]
+
 #[cfg(feature = "mimalloc-plain")]
 mod alloc;
 mod explain;

@@ -63,14 +63,69 @@ pub mod testing {
 
     use tokio::net::TcpListener;
 
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use crate::config::{Overrides, Settings, parse_toml};
     use crate::context::{Role, Shared, State};
     use crate::metrics::Metrics;
 
-    /// The most bytes a whoami page can take for a request of `request` bytes under a
-    /// policy of `strategies` strategies.
-    pub fn page_size_bound(request: usize, strategies: usize) -> usize {
-        crate::pages::whoami::page_size_bound(request, strategies)
+    /// The longest timeout a config may set.
+    pub const MAX_TIMEOUT: Duration = crate::config::MAX_TIMEOUT;
+    pub use crate::pages::whoami::{Format, page_size_bound, render, request_len};
+
+    /// What `trueip serve --check` makes of a config text, provider range files read
+    /// by `read`.
+    pub struct Config(Settings);
+
+    impl Config {
+        /// Reads and checks `text`.
+        pub fn check(
+            text: &str,
+            read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+        ) -> Result<Config, String> {
+            let file = parse_toml(text).map_err(|e| e.to_string())?;
+            let settings = Settings::from_file(file, &Overrides::default(), read)
+                .map_err(|e| e.to_string())?;
+            Ok(Config(settings))
+        }
+
+        /// What `--check` prints.
+        pub fn describe(&self) -> Vec<String> {
+            crate::describe(&self.0)
+        }
+
+        /// Every timeout the config sets.
+        pub fn timeouts(&self) -> Vec<Duration> {
+            let (l, u) = (&self.0.limits, &self.0.upstream);
+            vec![
+                l.header_read_timeout,
+                l.idle_timeout,
+                l.tls_handshake_timeout,
+                l.proxy_protocol_timeout,
+                l.shutdown_timeout,
+                u.connect_timeout,
+                u.response_timeout,
+                u.body_timeout,
+                u.pool_idle_timeout,
+            ]
+        }
+
+        /// Builds the server state and what connections share, every TLS file replaced
+        /// by a path that fails before the file system is asked (one the config names
+        /// could be a device that never ends, `/dev/zero`).
+        pub fn build_without_tls_files(mut self) -> Result<(), String> {
+            for listener in &mut self.0.listeners {
+                if let Some(tls) = &mut listener.tls {
+                    tls.cert = PathBuf::from("cert\0");
+                    tls.key = PathBuf::from("key\0");
+                }
+            }
+            let max = self.0.limits.max_connections;
+            let state = State::build(self.0).map_err(|e| e.to_string())?;
+            let _ = Shared::new(Arc::new(state), Arc::new(Metrics::default()), max);
+            Ok(())
+        }
     }
 
     /// What a config builds: the state a reload would switch to.

@@ -1,7 +1,7 @@
 //! What the full record of a decision costs, beside `Policy::resolve` on the same
-//! request: `Explanation::new` (every step, owned fields; `trueip explain`), with and
-//! without serde_json writing it, and `Decision` writing the same JSON bytes without
-//! owned fields (the whoami page, once per request).
+//! request: `Explanation::new` (every step, owned fields), and with serde_json writing
+//! it (`trueip explain --format json`; the whoami page's `/json` is this object and two
+//! more members).
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target-bench cargo bench -p trueip --features http,serde --bench explain
@@ -53,19 +53,6 @@ fn explanation(bencher: divan::Bencher) {
     let (policy, (conn, headers)) = (policy(), request());
     bencher.bench_local(|| {
         Explanation::new(black_box(&policy), black_box(&conn), black_box(&headers))
-    });
-}
-
-/// What the whoami page does: the same evidence, borrowed, written as the explain JSON.
-#[divan::bench(sample_count = 300, sample_size = 100)]
-fn decision_json(bencher: divan::Bencher) {
-    let (policy, (conn, headers)) = (policy(), request());
-    let mut out = Vec::with_capacity(2048);
-    bencher.bench_local(|| {
-        out.clear();
-        trueip::Decision::new(black_box(&policy), black_box(&conn), black_box(&headers))
-            .write_json(&mut out);
-        black_box(out.len())
     });
 }
 

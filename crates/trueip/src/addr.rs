@@ -29,6 +29,18 @@ impl Node {
     }
 }
 
+/// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:443`: as `IpAddr` and
+/// `SocketAddr` print them. Width and fill are not applied.
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (ip, None) => write!(f, "{ip}"),
+            (IpAddr::V4(ip), Some(port)) => write!(f, "{ip}:{port}"),
+            (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
+        }
+    }
+}
+
 /// Why a piece of header text is not an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -408,6 +420,32 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Explanations, the whoami page and the access log print nodes; a port makes the
+    /// text a socket address as `std` writes one.
+    #[test]
+    fn nodes_print_as_std_prints_addresses() {
+        for text in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let addr = ip(text);
+            assert_eq!(Node::ip(addr).to_string(), addr.to_string());
+            for port in [0, 9, 443, 65535] {
+                let node = Node {
+                    ip: addr,
+                    port: Some(port),
+                };
+                assert_eq!(
+                    node.to_string(),
+                    std::net::SocketAddr::new(addr, port).to_string()
+                );
+            }
+        }
     }
 
     /// The one-pass reader takes every canonical quad and nothing else: over every

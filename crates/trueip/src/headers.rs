@@ -819,13 +819,6 @@ impl<B> Headers for http::Request<B> {
 /// Lines a [`Lines`] holds before it sets up room for [`MAX_LINES`].
 const FEW_LINES: usize = 2;
 
-/// At most [`FEW_LINES`] lines of a header (see [`Lines::few`]).
-#[derive(Clone, Copy)]
-pub(crate) struct Few<'a> {
-    lines: [&'a [u8]; FEW_LINES],
-    len: usize,
-}
-
 /// The lines of one header, at most [`MAX_LINES`], kept from the right, on the stack.
 ///
 /// Nearly every request has one line of a header, so the room for many is only set up
@@ -904,28 +897,6 @@ impl<'a> Lines<'a> {
         if let Some(slot) = many.get_mut(self.len) {
             *slot = value;
             self.len += 1;
-        }
-    }
-
-    /// The lines, when they are few enough to be kept without the room for many (nearly
-    /// always): small enough to copy, where a whole `Lines` is 300 bytes.
-    pub(crate) fn few(&self) -> Option<Few<'a>> {
-        match self.many {
-            None => Some(Few {
-                lines: self.few,
-                len: self.len,
-            }),
-            Some(_) => None,
-        }
-    }
-
-    /// The lines `few` holds.
-    pub(crate) fn from_few(few: Few<'a>) -> Self {
-        Lines {
-            few: few.lines,
-            many: None,
-            len: few.len,
-            truncated: false,
         }
     }
 

@@ -32,7 +32,14 @@
 //! provider JSON formats).
 
 #![forbid(unsafe_code)]
-#![warn(clippy::indexing_slicing)]
+#![warn(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::allow_attributes_without_reason,
+    unreachable_pub
+)]
 
 pub mod addr;
 pub mod entry;
@@ -48,7 +55,6 @@ pub mod providers;
 pub mod proxy_protocol;
 mod resolution;
 mod strategy;
-pub mod text;
 mod trace;
 pub mod trust;
 pub mod xff;

@@ -24,34 +24,7 @@ impl<'a, 'l> Rev<'a, 'l> {
             ListHeader::Forwarded => Rev::Forwarded(forwarded::Rev::new(lines.as_slice())),
         }
     }
-
-    /// Where the iteration stands, so that another one can [`resume`](Self::resume)
-    /// there. X-Forwarded-For only: `None` for `Forwarded`, whose iterations start over.
-    pub(crate) fn position(&self) -> Option<Position<'a>> {
-        match self {
-            Rev::Xff(rev) => Some(Position(rev.position())),
-            Rev::Forwarded(_) => None,
-        }
-    }
-
-    /// An iteration over `lines` (those of the one `position` came from) from `position` on.
-    pub(crate) fn resume(
-        list: ListHeader,
-        lines: &'l Lines<'a>,
-        position: Option<Position<'a>>,
-    ) -> Self {
-        match (list, position) {
-            (ListHeader::XForwardedFor, Some(Position(at))) => {
-                Rev::Xff(xff::Rev::resume(lines.as_slice(), at))
-            }
-            _ => Rev::new(list, lines),
-        }
-    }
 }
-
-/// Where an iteration over X-Forwarded-For stands (see [`Rev::position`]).
-#[derive(Clone, Copy)]
-pub(crate) struct Position<'a>((usize, Option<&'a [u8]>));
 
 impl<'a> Iterator for Rev<'a, '_> {
     type Item = Entry<'a>;

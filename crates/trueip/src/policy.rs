@@ -14,7 +14,7 @@ use crate::strategy::{
     AllTrusted, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost, RightmostUntrusted,
     Single, Strategy, StrategySpec, bad_hops,
 };
-use crate::trace::{Mark, NoTrace, Recorder, Step, StrategyNames, Text, Tracer, Verdict};
+use crate::trace::{Mark, NoTrace, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
 /// What the connection itself says, before any header is read.
@@ -571,16 +571,6 @@ impl Policy {
         let mut marks = Vec::with_capacity(8);
         let resolution = self.run(conn, headers, &mut marks);
         (resolution, marks)
-    }
-
-    /// Decides, and records every step and what the walk read into `recorder`.
-    pub(crate) fn record<'h, H: Headers + ?Sized>(
-        &self,
-        conn: &Connection,
-        headers: &'h H,
-        recorder: &mut Recorder<'h>,
-    ) -> Resolution {
-        self.run(conn, headers, recorder)
     }
 
     fn run<'h, H: Headers + ?Sized, T: Tracer<'h>>(

@@ -104,8 +104,7 @@ impl fmt::Display for Source {
             Source::Peer => f.write_str("peer"),
             Source::ProxyProtocol => f.write_str("proxy-protocol"),
             Source::List { header, from_right } => {
-                f.write_str(header.field_ref().as_str())?;
-                f.write_str(crate::text::Short::from_right(*from_right).as_str())
+                write!(f, "{}[-{from_right}]", header.field_ref().as_str())
             }
             Source::Header => f.write_str("header"),
         }

@@ -5,10 +5,7 @@ use std::fmt;
 
 use crate::addr::Node;
 use crate::entry::Entry;
-use crate::headers::{Few, Lines};
-use crate::list::{Hop, Position, Rev};
 use crate::resolution::ListHeader;
-use crate::text;
 
 /// Names a policy's strategies by their index in its fallback chain, for steps that
 /// mention one. (A trait, so that the trace does not depend on the policy that records it.)
@@ -128,27 +125,9 @@ impl Text {
         match self {
             Text::Static(text) => (*text).to_owned(),
             Text::Owned(text) => text.clone(),
-            Text::Node(node) => text::node_string(node),
-            Text::Entry(list, n) => text::indexed(list.field_str(), *n),
+            Text::Node(node) => node.to_string(),
+            Text::Entry(list, n) => format!("{}[-{n}]", list.field_str()),
             Text::Strategy(i) => policy.strategy_text(*i).unwrap_or_default().to_owned(),
-        }
-    }
-
-    /// Writes the text as the inside of a JSON string (escaped, without the quotes:
-    /// the writer merges those into the constant text around it).
-    #[inline(always)]
-    pub(crate) fn put_json_body(&self, out: &mut Vec<u8>, policy: &impl StrategyNames) {
-        match self {
-            // Digits, dots, colons, brackets and a header name: nothing to escape.
-            Text::Node(node) => text::put_node(out, node),
-            Text::Entry(list, n) => {
-                let (block, len) = list_name_block(*list);
-                text::put_prefix(out, block, *len);
-                text::put_from_right(out, *n);
-            }
-            Text::Static(text) => text::put_literal(out, text),
-            Text::Owned(text) => text::put_escaped(out, text),
-            Text::Strategy(i) => text::put_name(out, policy.strategy_text(*i).unwrap_or_default()),
         }
     }
 }
@@ -203,19 +182,6 @@ pub(crate) trait Tracer<'h> {
     const RECORDS: bool;
 
     fn step(&mut self, make: impl FnOnce() -> Mark);
-
-    /// A walk over `list` (its lines `lines`) read its `n`-th entry from the right
-    /// (1-based), `hop`; `rev` stands right after it. Only a [`Recorder`] keeps this.
-    #[inline(always)]
-    fn hop(
-        &mut self,
-        _list: ListHeader,
-        _lines: &Lines<'h>,
-        _rev: &Rev<'h, '_>,
-        _n: u16,
-        _hop: Hop<'h>,
-    ) {
-    }
 }
 
 /// Records nothing and builds nothing: the closures are never called.
@@ -233,111 +199,5 @@ impl Tracer<'_> for Vec<Mark> {
 
     fn step(&mut self, make: impl FnOnce() -> Mark) {
         self.push(make());
-    }
-}
-
-/// The steps of a decision, and the entries of the list header its last walk read: an
-/// explanation lists that header's entries, and those the walk parsed need not be
-/// parsed again, nor the header's lines looked up again.
-///
-/// Flat, and filled in place: a recorder holding a whole [`Lines`] (300 bytes), moved
-/// in and out of an `Option`, cost more in copies than the parse it saved.
-pub(crate) struct Recorder<'h> {
-    pub(crate) marks: Vec<Mark>,
-    /// The list the walk read, while `entries` holds its first entries; `None` when no
-    /// walk was recorded, or one that cannot be resumed (see [`Rev::position`]).
-    pub(crate) list: Option<ListHeader>,
-    /// The lines the walk read.
-    pub(crate) lines: Option<Few<'h>>,
-    /// The entries from the right, the first `entries.len()` of them, as
-    /// `Rev::new(list, &lines)` yields them.
-    pub(crate) entries: Vec<Entry<'h>>,
-    /// Where an iteration over the lines stands after the last of them.
-    pub(crate) rest: Option<Position<'h>>,
-}
-
-impl<'h> Recorder<'h> {
-    pub(crate) fn new() -> Self {
-        Recorder {
-            marks: Vec::with_capacity(8),
-            list: None,
-            lines: None,
-            entries: Vec::new(),
-            rest: None,
-        }
-    }
-}
-
-impl<'h> Tracer<'h> for Recorder<'h> {
-    const RECORDS: bool = true;
-
-    fn step(&mut self, make: impl FnOnce() -> Mark) {
-        self.marks.push(make());
-    }
-
-    #[inline]
-    fn hop(
-        &mut self,
-        list: ListHeader,
-        lines: &Lines<'h>,
-        rev: &Rev<'h, '_>,
-        n: u16,
-        hop: Hop<'h>,
-    ) {
-        // Kept only while they are the first entries of one list, each in turn; a walk
-        // starting over (the next strategy) starts the record over.
-        if n == 1 {
-            self.entries.clear();
-            self.list = Some(list);
-            self.lines = lines.few();
-        }
-        let rest = rev.position();
-        if self.list == Some(list)
-            && self.lines.is_some()
-            && rest.is_some()
-            && usize::from(n) == self.entries.len() + 1
-        {
-            if self.entries.capacity() == 0 {
-                // Room for a usual chain at once, rather than growing into it.
-                self.entries = Vec::with_capacity(4);
-            }
-            self.entries.push(hop.entry());
-            self.rest = rest;
-        } else {
-            self.list = None;
-        }
-    }
-}
-
-/// A list header's name, as [`ListHeader::field_str`] spells it (a test holds them
-/// together), for text written at compile time around it.
-pub(crate) const fn list_name(list: ListHeader) -> &'static str {
-    match list {
-        ListHeader::XForwardedFor => "x-forwarded-for",
-        ListHeader::Forwarded => "forwarded",
-    }
-}
-
-/// [`list_name`] in a block, written in one copy of a fixed size (see [`text::put_prefix`]).
-fn list_name_block(list: ListHeader) -> &'static ([u8; 16], usize) {
-    const XFF: ([u8; 16], usize) = text::joined(&[list_name(ListHeader::XForwardedFor)]);
-    const FORWARDED: ([u8; 16], usize) = text::joined(&[list_name(ListHeader::Forwarded)]);
-    match list {
-        ListHeader::XForwardedFor => &XFF,
-        ListHeader::Forwarded => &FORWARDED,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_names_are_the_field_names() {
-        for list in [ListHeader::XForwardedFor, ListHeader::Forwarded] {
-            assert_eq!(list_name(list), list.field_str());
-            let (block, len) = list_name_block(list);
-            assert_eq!(block.get(..*len), Some(list.field_str().as_bytes()));
-        }
     }
 }

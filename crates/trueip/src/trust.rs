@@ -357,7 +357,7 @@ fn merge<T: Ord + Copy + num::One>(mut ranges: Vec<(T, T)>) -> (Vec<T>, Vec<T>) 
 }
 
 mod num {
-    pub trait One {
+    pub(super) trait One {
         fn saturating_inc(self) -> Self;
     }
     impl One for u32 {

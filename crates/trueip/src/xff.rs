@@ -54,25 +54,6 @@ pub(crate) enum Raw<'a> {
     Other(&'a [u8]),
 }
 
-impl<'a, 'l> Rev<'a, 'l> {
-    /// Where the iteration stands: how many lines it has not started, and what is left
-    /// of the one it is in.
-    pub(crate) fn position(&self) -> (usize, Option<&'a [u8]>) {
-        (self.lines.len(), self.current)
-    }
-
-    /// Iterates `lines` (the same lines) from `position` on.
-    pub(crate) fn resume(
-        lines: &'l [&'a [u8]],
-        (started, current): (usize, Option<&'a [u8]>),
-    ) -> Self {
-        Rev {
-            lines: lines.get(..started).unwrap_or(lines),
-            current,
-        }
-    }
-}
-
 impl<'a> Rev<'a, '_> {
     /// The line the next element comes from: the rest of the current one, or the next
     /// line to the left.

@@ -11,12 +11,12 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::StatusCode;
 #[cfg(test)]
 use http::{HeaderMap, HeaderValue, header};
-use trueip::{Decision, Explanation, Source, text};
+use trueip::{Connection, Decision, Explanation, Policy, Source};
 
 use crate::pages::Page;
 use crate::rules::Hygiene;
@@ -66,19 +66,20 @@ impl<'a> Forwarding<'a> {
             }
         }
     }
+}
 
-    /// Calls `f` once per name with its lines.
-    fn groups(&self, mut f: impl FnMut(&'a str, &[(&'a str, &'a [u8])])) {
-        let mut rest = &self.lines[..];
-        while let Some(&(first, _)) = rest.first() {
-            let n = rest
+/// The `headers` object: each lower-case name to its lines, invalid UTF-8 replaced.
+impl serde::Serialize for Forwarding<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let groups = self.lines.chunk_by(|a, b| a.0.eq_ignore_ascii_case(b.0));
+        s.collect_map(groups.map(|group| {
+            let name = group.first().map_or("", |(name, _)| *name);
+            let lines: Vec<_> = group
                 .iter()
-                .take_while(|(name, _)| name.eq_ignore_ascii_case(first))
-                .count();
-            let (group, tail) = rest.split_at(n);
-            f(first, group);
-            rest = tail;
-        }
+                .map(|(_, v)| String::from_utf8_lossy(v))
+                .collect();
+            (lower_case(name), lines)
+        }))
     }
 }
 
@@ -98,33 +99,9 @@ fn cmp_lower(a: &str, b: &str) -> std::cmp::Ordering {
         .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
-/// Writes a header name as a JSON string, lower-cased. A name made of visible ASCII
-/// other than `"` and `\` (every valid field name) needs no escaping and is written as
-/// it goes; anything else takes the general path.
-fn put_json_name(out: &mut Vec<u8>, name: &str) {
-    if name
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        out.push(b'"');
-        out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
-        out.push(b'"');
-    } else {
-        text::put_json_string(out, &lower_case(name));
-    }
-}
-
-/// Writes a header value as a JSON string, invalid UTF-8 replaced by U+FFFD.
-fn put_json_value(out: &mut Vec<u8>, value: &[u8]) {
-    match std::str::from_utf8(value) {
-        Ok(value) => text::put_json_string(out, value),
-        Err(_) => text::put_json_string(out, &String::from_utf8_lossy(value)),
-    }
-}
-
 /// Which representation to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     /// The page.
     Html,
     /// The explain object.
@@ -327,7 +304,7 @@ where
 ///
 /// The template is filled in one pass, so nothing the request says is read as a slot.
 /// Tests hold every format to this bound, hostile input included.
-pub(crate) fn page_size_bound(request: usize, strategies: usize) -> usize {
+pub fn page_size_bound(request: usize, strategies: usize) -> usize {
     const CHAIN_MARKUP: usize = 256 * 256;
     const WALK_MARKUP: usize = (128 + 8) * 512;
     let strategies = strategies.max(1);
@@ -336,6 +313,61 @@ pub(crate) fn page_size_bound(request: usize, strategies: usize) -> usize {
         .saturating_add(CHAIN_MARKUP)
         .saturating_add(strategies.saturating_mul(WALK_MARKUP))
         .saturating_add(per_byte.saturating_mul(request))
+}
+
+/// The bytes of a `GET /` request carrying `host` and the header `lines`, as it comes
+/// on the wire: the `request` that [`page_size_bound`] is a bound for.
+pub fn request_len(host: &str, lines: &[(&str, &[u8])]) -> usize {
+    "GET / HTTP/1.1\r\nHost: \r\n\r\n".len()
+        + host.len()
+        + lines
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>()
+}
+
+/// The body of the page in `format` for a request from `peer` with `host` and the
+/// header `lines` (names in any spelling), decided under `policy`; the headers shown are
+/// the core's forwarding headers and `Via`.
+///
+/// The services do not call this: they build a [`Whoami`] from their own state (header
+/// rules, origin secret). It renders a whole page from a request for the tests and the
+/// `whoami` fuzz target, which hold every page to [`page_size_bound`].
+pub fn render(
+    policy: &Policy,
+    peer: SocketAddr,
+    host: &str,
+    lines: &[(&str, &[u8])],
+    format: Format,
+) -> Vec<u8> {
+    let conn = Connection::from_peer(peer);
+    let decision = Decision::new(policy, &conn, lines);
+    let w = Whoami {
+        decision: &decision,
+        direct_ip: trueip::addr::normalize(conn.peer.ip),
+        headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
+    };
+    let self_url = format!("http://{host}/");
+    let mut out = Vec::new();
+    write_body(
+        &mut out,
+        format,
+        &w,
+        &Links {
+            healthz: "/healthz",
+            metrics: "/metrics",
+            self_url: &self_url,
+        },
+    );
+    out
+}
+
+/// Whether a name as received (any case, underscores for dashes) is one of the core's
+/// forwarding headers.
+fn is_forwarding_spelled(name: &str) -> bool {
+    trueip::headers::names::FORWARDING
+        .iter()
+        .any(|f| same_name(f.as_str(), name))
 }
 
 /// Writes the body of the page in `format` to `out`.
@@ -355,31 +387,24 @@ pub(crate) fn write_body(
     }
 }
 
-/// Writes the JSON answer exactly as `serde_json::to_writer_pretty` wrote it: the
-/// object `trueip explain --format json` prints (written by the core library straight
-/// from the decision, without making its strings), then `direct_ip` and `headers` — the
-/// same bytes (a test holds the two to byte equality, hostile header values included).
+/// Writes the JSON answer: the object `trueip explain --format json` prints, then
+/// `direct_ip` and `headers`.
 pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
-    w.decision.write_json_with(out, |out| {
-        out.extend_from_slice(b",\n  \"direct_ip\": \"");
-        text::put_ip(out, w.direct_ip);
-        out.extend_from_slice(b"\",\n  \"headers\": ");
-        if w.headers.is_empty() {
-            out.extend_from_slice(b"{}");
-            return;
-        }
-        let mut sep: &[u8] = b"{\n    ";
-        w.headers.groups(|name, lines| {
-            out.extend_from_slice(sep);
-            sep = b",\n    ";
-            put_json_name(out, name);
-            out.extend_from_slice(b": ");
-            text::put_json_array(out, 2, lines.iter(), |out, (_, v)| {
-                put_json_value(out, v);
-            });
-        });
-        out.extend_from_slice(b"\n  }");
-    });
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        #[serde(flatten)]
+        explanation: Explanation,
+        direct_ip: IpAddr,
+        headers: &'a Forwarding<'a>,
+    }
+    let answer = Answer {
+        explanation: w.decision.to_explanation(),
+        direct_ip: w.direct_ip,
+        headers: &w.headers,
+    };
+    // Into a `Vec` serde_json fails only on a map key that is not a string, and every
+    // key here is one.
+    let _ = serde_json::to_writer_pretty(out, &answer);
 }
 
 fn text(w: &Whoami<'_>) -> String {
@@ -831,8 +856,8 @@ mod tests {
         (policy, conn, h)
     }
 
-    /// The JSON answer as serde_json wrote it before `write_json` existed: the reference
-    /// `write_json` must match byte for byte.
+    /// The JSON answer built the plain way (the headers grouped in a `BTreeMap` by
+    /// lower-case name): what `write_json` must match byte for byte.
     #[derive(serde::Serialize)]
     struct Reference<'a> {
         #[serde(flatten)]
@@ -874,13 +899,6 @@ mod tests {
         trueip::headers::names::FORWARDING
             .iter()
             .any(|f| f.as_str() == n)
-    }
-
-    /// A name as received: what the gateway reads.
-    fn is_fwd_spelled(n: &str) -> bool {
-        trueip::headers::names::FORWARDING
-            .iter()
-            .any(|f| same_name(f.as_str(), n))
     }
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
@@ -956,7 +974,7 @@ mod tests {
             let w = Whoami {
                 decision: &decision,
                 direct_ip: conn.peer.ip,
-                headers: forwarding_headers_of(lines.iter().copied(), is_fwd_spelled),
+                headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
             };
             let want = reference(&w, &explanation, lines, is_fwd);
             let got = json_of(&w);
@@ -984,7 +1002,7 @@ mod tests {
         let w = Whoami {
             decision: &decision,
             direct_ip: "10.0.0.5".parse().unwrap(),
-            headers: forwarding_headers(&h, is_fwd_spelled),
+            headers: forwarding_headers(&h, is_forwarding_spelled),
         };
         let got: serde_json::Value = serde_json::from_slice(&json_of(&w)).unwrap();
         let explain: serde_json::Value = serde_json::to_value(&explanation).unwrap();
@@ -1111,16 +1129,6 @@ mod tests {
         slots.concat()
     }
 
-    /// The bytes of a request carrying `lines` (and `host`), as it came on the wire.
-    fn request_bytes(host: &str, lines: &[(&str, &[u8])]) -> usize {
-        "GET / HTTP/1.1\r\nHost: \r\n\r\n".len()
-            + host.len()
-            + lines
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 4)
-                .sum::<usize>()
-    }
-
     /// Renders the page for a request from `peer` (the policy trusts 10.0.0.0/8).
     fn render(peer: &str, host: &str, lines: &[(&str, &[u8])], format: Format) -> Vec<u8> {
         render_with(
@@ -1148,26 +1156,7 @@ mod tests {
         lines: &[(&str, &[u8])],
         format: Format,
     ) -> Vec<u8> {
-        let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
-        let decision = Decision::new(policy, &conn, lines);
-        let w = Whoami {
-            decision: &decision,
-            direct_ip: conn.peer.ip,
-            headers: forwarding_headers_of(lines.iter().copied(), is_fwd_spelled),
-        };
-        let self_url = format!("http://{host}/");
-        let mut out = Vec::new();
-        write_body(
-            &mut out,
-            format,
-            &w,
-            &Links {
-                healthz: "/healthz",
-                metrics: "/metrics",
-                self_url: &self_url,
-            },
-        );
-        out
+        super::render(policy, peer.parse().unwrap(), host, lines, format)
     }
 
     /// The headers the page shows (forwarding headers, in several spellings; `Via`),
@@ -1208,7 +1197,7 @@ mod tests {
             for peer in ["10.0.0.5:4000", "198.51.100.1:1"] {
                 for format in [Format::Html, Format::Json, Format::Text] {
                     let page = render_with(&policy, peer, &slots, &lines, format);
-                    let request = request_bytes(&slots, &lines);
+                    let request = request_len(&slots, &lines);
                     assert!(
                         page.len() <= page_size_bound(request, strategies),
                         "{format:?} from {peer}: a {request}-byte request made a {}-byte page",
@@ -1299,7 +1288,7 @@ mod tests {
                 let lines: Vec<(&str, &[u8])> =
                     lines.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
                 let peer = if trusted { "10.0.0.5:4000" } else { "198.51.100.1:1" };
-                let request = request_bytes(&host, &lines);
+                let request = request_len(&host, &lines);
                 for format in [Format::Html, Format::Json, Format::Text] {
                     let page = render_with(&policy, peer, &host, &lines, format);
                     prop_assert!(

@@ -144,6 +144,7 @@ fn match_prefix(buf: &[u8], pattern: &[u8]) -> Option<bool> {
 #[allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "tests: fixed inputs, and a panic is a test failure"
 )]
 mod tests {

@@ -347,10 +347,7 @@ impl fmt::Display for StrategySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let row = doc(self.form());
         match self {
-            StrategySpec::Hops(n) => {
-                let n = crate::text::Short::decimal(u64::from(*n));
-                write!(f, "{}:{}", row.keyword(), n.as_str())
-            }
+            StrategySpec::Hops(n) => write!(f, "{}:{n}", row.keyword()),
             StrategySpec::Header(name) => write!(f, "{}:{name}", row.keyword()),
             _ => f.write_str(row.name),
         }

@@ -25,7 +25,7 @@ use super::{AllTrusted, Ctx, Found};
 
 /// The most entries any walk visits. Real chains are a handful of hops; a request with
 /// more is either broken or an attempt to make us work, and stops here, flagged.
-pub const MAX_WALK: u16 = 128;
+pub(crate) const MAX_WALK: u16 = 128;
 
 /// Where a walk stops: the one thing the list strategies differ in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,7 +183,6 @@ fn steps<'a, T: Tracer<'a>>(
     };
     while let Some(hop) = rev.next_hop() {
         n += 1;
-        ctx.trace.hop(list, lines, &rev, n, hop);
         let Some(client) = hop.client() else {
             return stop_at(ctx, list, n, &hop.entry(), vouched(n - 1));
         };
