@@ -72,17 +72,11 @@ pub(crate) trait Named: Sized + Copy + PartialEq + 'static {
         {
             return Ok(value);
         }
-        let mut own: Vec<&str> = Vec::new();
-        for &(name, value) in Self::NAMES {
-            if Self::NAMES
-                .iter()
-                .find(|(_, v)| *v == value)
-                .map(|(n, _)| *n)
-                == Some(name)
-            {
-                own.push(name);
-            }
-        }
+        let own: Vec<&str> = Self::NAMES
+            .iter()
+            .filter(|&&(name, value)| value.name() == name)
+            .map(|&(name, _)| name)
+            .collect();
         Err(ConfigError::new(format!(
             "invalid {} {text:?}: use {}",
             Self::WHAT,
@@ -161,54 +155,6 @@ mod duration {
         match Text::deserialize(d)? {
             Text::Seconds(s) => Ok(Duration::from_secs(s)),
             Text::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Serde for a socket address, with an error that says how to write one.
-mod socket_addr {
-    use std::net::SocketAddr;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn parse(text: &str) -> Result<SocketAddr, String> {
-        text.trim().parse().map_err(|_| {
-            format!(
-                "invalid address {text:?}: write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\""
-            )
-        })
-    }
-
-    pub(crate) fn serialize<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(a)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-
-    /// The same for an optional address.
-    pub(crate) mod option {
-        use std::net::SocketAddr;
-
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub(crate) fn serialize<S: Serializer>(
-            a: &Option<SocketAddr>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match a {
-                Some(a) => s.collect_str(a),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<SocketAddr>, D::Error> {
-            super::parse(&String::deserialize(d)?)
-                .map(Some)
-                .map_err(serde::de::Error::custom)
         }
     }
 }
@@ -348,7 +294,6 @@ impl Named for LogFormat {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerSettings {
     /// Where to bind: `127.0.0.1:8080`, `[::]:443`. Required.
-    #[serde(with = "socket_addr")]
     pub(crate) address: SocketAddr,
     /// HTTP or TCP.
     #[serde(default, with = "named")]
@@ -635,7 +580,7 @@ pub(crate) struct AdminSettings {
     /// `/.trueip`, or empty (off).
     pub(crate) prefix: String,
     /// A separate listener.
-    #[serde(skip_serializing_if = "Option::is_none", with = "socket_addr::option")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<SocketAddr>,
 }
 
@@ -866,9 +811,11 @@ impl Settings {
                 .listen
                 .iter()
                 .map(|a| {
-                    socket_addr::parse(a)
-                        .map(ListenerSettings::http)
-                        .map_err(|e| ConfigError::new(e).at("--listen"))
+                    a.trim().parse().map(ListenerSettings::http).map_err(|_| {
+                        ConfigError::new(format!("invalid listen address {a:?}"))
+                            .hint("write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\"")
+                            .at("--listen")
+                    })
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -1730,41 +1677,17 @@ mod tests {
         }
 
         fn read(text: &str) {
-            let Ok(file) = parse_toml(text) else { return };
-            let Ok(settings) = Settings::from_file(file, &Overrides::default(), &mut |p| {
-                Err(format!("no file {p}"))
-            }) else {
+            let mut no_files = |p: &str| Err(format!("no file {p}"));
+            let Ok(config) = crate::testing::Config::check(text, &mut no_files) else {
                 return;
             };
             // Every accepted timeout can be added to the clock, now and for centuries.
-            let l = &settings.limits;
-            let mut timeouts = vec![
-                l.header_read_timeout,
-                l.idle_timeout,
-                l.tls_handshake_timeout,
-                l.proxy_protocol_timeout,
-                l.shutdown_timeout,
-            ];
-            let u = &settings.upstream;
-            timeouts.extend([
-                u.connect_timeout,
-                u.response_timeout,
-                u.body_timeout,
-                u.pool_idle_timeout,
-            ]);
             let now = std::time::Instant::now();
-            for t in timeouts {
+            for t in config.timeouts() {
                 assert!(t <= MAX_TIMEOUT, "{t:?} accepted");
                 assert!(now.checked_add(t).is_some(), "{t:?} overflows the clock");
             }
-            let max = settings.limits.max_connections;
-            if let Ok(state) = crate::context::State::build(settings) {
-                let _ = crate::context::Shared::new(
-                    std::sync::Arc::new(state),
-                    std::sync::Arc::new(crate::metrics::Metrics::default()),
-                    max,
-                );
-            }
+            let _ = config.build_without_tls_files();
         }
 
         proptest! {

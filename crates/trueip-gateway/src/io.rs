@@ -202,13 +202,6 @@ fn ms_at(at: Instant) -> u64 {
         .saturating_add(u64::from(d.subsec_millis()))
 }
 
-impl Default for Activity {
-    /// Reads and writes are timed from the start (a byte relay).
-    fn default() -> Self {
-        Activity::new(true)
-    }
-}
-
 impl Activity {
     /// New activity; `track_io` times reads and writes from the start (see
     /// [`Activity::track_io`]).
@@ -396,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_kinds() {
-        let a = std::sync::Arc::new(Activity::default());
+        let a = std::sync::Arc::new(Activity::new(true));
         let request = a.begin();
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(

@@ -90,11 +90,6 @@ pub mod testing {
             Ok(Config(settings))
         }
 
-        /// What `--check` prints.
-        pub fn describe(&self) -> Vec<String> {
-            crate::describe(&self.0)
-        }
-
         /// Every timeout the config sets.
         pub fn timeouts(&self) -> Vec<Duration> {
             let (l, u) = (&self.0.limits, &self.0.upstream);
@@ -111,10 +106,11 @@ pub mod testing {
             ]
         }
 
-        /// Builds the server state and what connections share, every TLS file replaced
-        /// by a path that fails before the file system is asked (one the config names
-        /// could be a device that never ends, `/dev/zero`).
+        /// Describes the config as `--check` does, then builds the server state and what
+        /// connections share, every TLS file replaced by a path that fails before the file
+        /// system is asked (one the config names could be a device that never ends).
         pub fn build_without_tls_files(mut self) -> Result<(), String> {
+            let _ = crate::describe(&self.0);
             for listener in &mut self.0.listeners {
                 if let Some(tls) = &mut listener.tls {
                     tls.cert = PathBuf::from("cert\0");
@@ -135,10 +131,7 @@ pub mod testing {
     impl Build {
         /// Builds `toml` (no provider files), with `limits.lean_http1` set to `lean_http1`.
         pub fn new(toml: &str, lean_http1: bool) -> Result<Build, String> {
-            let file = parse_toml(toml).map_err(|e| e.to_string())?;
-            let mut settings =
-                Settings::from_file(file, &Overrides::default(), &mut |_| Err(String::new()))
-                    .map_err(|e| e.to_string())?;
+            let Config(mut settings) = Config::check(toml, &mut |_| Err(String::new()))?;
             settings.limits.lean_http1 = lean_http1;
             let state = State::build(settings).map_err(|e| e.to_string())?;
             Ok(Build(Arc::new(state)))
@@ -163,6 +156,11 @@ pub mod testing {
                 shared.clone(),
             ));
             Server(shared)
+        }
+
+        /// The metrics, as `/metrics` shows them.
+        pub fn metrics(&self) -> String {
+            self.0.metrics.render()
         }
 
         /// Serves the next requests with `build`, as a reload does.

@@ -356,190 +356,139 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counter = |out: &mut String, name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        };
+        let n = |c: &AtomicU64| c.load(Relaxed);
+        let out_ = &mut out;
         counter(
-            &mut out,
+            out_,
             "trueip_requests_total",
             "HTTP requests, by where the client address came from.",
+            "source",
+            SourceLabel::ALL
+                .iter()
+                .zip(&self.requests)
+                .map(|(l, c)| (l.name(), n(c))),
         );
-        for (label, c) in SourceLabel::ALL.iter().zip(&self.requests) {
-            let _ = writeln!(
-                out,
-                "trueip_requests_total{{source=\"{}\"}} {}",
-                label.name(),
-                c.load(Relaxed)
-            );
-        }
         counter(
-            &mut out,
+            out_,
             "trueip_responses_total",
             "HTTP responses, by status class.",
-        );
-        for (i, c) in self.responses.iter().enumerate().skip(1) {
-            let _ = writeln!(
-                out,
-                "trueip_responses_total{{class=\"{i}xx\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        counter(
-            &mut out,
-            "trueip_spoof_attempts_total",
-            "Requests carrying untrusted entries left of the client, or forwarding headers from an untrusted peer.",
+            "class",
+            ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .into_iter()
+                .zip(self.responses.iter().skip(1).map(n)),
         );
         let spoof =
             self.warning(Warnings::SPOOF_ATTEMPT) + self.warning(Warnings::UNTRUSTED_HEADER);
-        let _ = writeln!(out, "trueip_spoof_attempts_total {spoof}");
         counter(
-            &mut out,
+            out_,
+            "trueip_spoof_attempts_total",
+            "Requests carrying untrusted entries left of the client, or forwarding headers from an untrusted peer.",
+            "",
+            [("", spoof)],
+        );
+        counter(
+            out_,
             "trueip_malformed_headers_total",
             "Requests whose forwarding headers held an element that could not be read.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_malformed_headers_total {}",
-            self.warning(Warnings::MALFORMED)
+            "",
+            [("", self.warning(Warnings::MALFORMED))],
         );
         counter(
-            &mut out,
+            out_,
             "trueip_warnings_total",
             "Resolution warnings, by name (see `trueip explain`).",
+            "warning",
+            warning_table()
+                .zip(&self.warnings)
+                .map(|((_, name), c)| (name, n(c))),
         );
-        for (i, (_, name)) in warning_table().enumerate() {
-            if let Some(c) = self.warnings.get(i) {
-                let _ = writeln!(
-                    out,
-                    "trueip_warnings_total{{warning=\"{name}\"}} {}",
-                    c.load(Relaxed)
-                );
-            }
-        }
         counter(
-            &mut out,
+            out_,
             "trueip_stripped_headers_total",
             "Client-IP header lines removed from requests that did not come through a trusted hop.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_stripped_headers_total {}",
-            self.stripped_headers.load(Relaxed)
+            "",
+            [("", n(&self.stripped_headers))],
         );
         counter(
-            &mut out,
+            out_,
             "trueip_proxy_protocol_errors_total",
             "Connections closed because of their PROXY header.",
+            "reason",
+            ProxyErrorKind::ALL
+                .iter()
+                .zip(&self.proxy_errors)
+                .map(|(k, c)| (k.name(), n(c))),
         );
-        for (kind, c) in ProxyErrorKind::ALL.iter().zip(&self.proxy_errors) {
-            let _ = writeln!(
-                out,
-                "trueip_proxy_protocol_errors_total{{reason=\"{}\"}} {}",
-                kind.name(),
-                c.load(Relaxed)
-            );
-        }
         counter(
-            &mut out,
+            out_,
             "trueip_proxy_protocol_ignored_total",
             "Connections served with the sender as the peer because their PROXY header, though valid, described another kind of connection (a UDP flow).",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_proxy_protocol_ignored_total{{reason=\"{}\"}} {}",
-            ProxyIgnored::Datagram.name(),
-            self.proxy_ignored_datagram.load(Relaxed)
+            "reason",
+            [(
+                ProxyIgnored::Datagram.name(),
+                n(&self.proxy_ignored_datagram),
+            )],
         );
         counter(
-            &mut out,
+            out_,
             "trueip_upstream_errors_total",
             "Failed upstream exchanges.",
+            "kind",
+            UpstreamErrorKind::ALL
+                .iter()
+                .zip(&self.upstream_errors)
+                .map(|(k, c)| (k.name(), n(c))),
         );
-        for (kind, c) in UpstreamErrorKind::ALL.iter().zip(&self.upstream_errors) {
-            let _ = writeln!(
-                out,
-                "trueip_upstream_errors_total{{kind=\"{}\"}} {}",
-                kind.name(),
-                c.load(Relaxed)
-            );
-        }
         counter(
-            &mut out,
+            out_,
             "trueip_client_errors_total",
             "Requests refused for the client's own fault (never counted as upstream errors).",
+            "reason",
+            ClientErrorKind::ALL
+                .iter()
+                .zip(&self.client_errors)
+                .map(|(k, c)| (k.name(), n(c))),
         );
-        for (kind, c) in ClientErrorKind::ALL.iter().zip(&self.client_errors) {
-            let _ = writeln!(
-                out,
-                "trueip_client_errors_total{{reason=\"{}\"}} {}",
-                kind.name(),
-                c.load(Relaxed)
-            );
+        for (name, help, c) in [
+            (
+                "trueip_connections_total",
+                "Accepted connections.",
+                &self.connections_total,
+            ),
+            (
+                "trueip_connections_rejected_total",
+                "Connections closed at once because limits.max_connections was reached.",
+                &self.connections_rejected,
+            ),
+            (
+                "trueip_tcp_relays_total",
+                "TCP-mode connections relayed.",
+                &self.tcp_connections,
+            ),
+            (
+                "trueip_tls_handshake_errors_total",
+                "TLS handshakes that failed or timed out.",
+                &self.tls_errors,
+            ),
+        ] {
+            counter(out_, name, help, "", [("", n(c))]);
         }
         counter(
-            &mut out,
-            "trueip_connections_total",
-            "Accepted connections.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_connections_total {}",
-            self.connections_total.load(Relaxed)
-        );
-        counter(
-            &mut out,
-            "trueip_connections_rejected_total",
-            "Connections closed at once because limits.max_connections was reached.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_connections_rejected_total {}",
-            self.connections_rejected.load(Relaxed)
-        );
-        counter(
-            &mut out,
-            "trueip_tcp_relays_total",
-            "TCP-mode connections relayed.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_tcp_relays_total {}",
-            self.tcp_connections.load(Relaxed)
-        );
-        counter(
-            &mut out,
-            "trueip_tls_handshake_errors_total",
-            "TLS handshakes that failed or timed out.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_tls_handshake_errors_total {}",
-            self.tls_errors.load(Relaxed)
-        );
-        counter(
-            &mut out,
+            out_,
             "trueip_config_reloads_total",
             "Config reloads (SIGHUP), by result.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_config_reloads_total{{result=\"ok\"}} {}",
-            self.reloads_ok.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "trueip_config_reloads_total{{result=\"error\"}} {}",
-            self.reloads_failed.load(Relaxed)
+            "result",
+            [
+                ("ok", n(&self.reloads_ok)),
+                ("error", n(&self.reloads_failed)),
+            ],
         );
         counter(
-            &mut out,
+            out_,
             "trueip_log_lines_dropped_total",
             "Log lines dropped because the writer fell behind.",
-        );
-        let _ = writeln!(
-            out,
-            "trueip_log_lines_dropped_total {}",
-            self.log_dropped.load(Relaxed)
+            "",
+            [("", n(&self.log_dropped))],
         );
         let _ = writeln!(
             out,
@@ -581,6 +530,25 @@ impl Metrics {
             .position(|(f, _)| f == flag)
             .and_then(|i| self.warnings.get(i))
             .map_or(0, |c| c.load(Relaxed))
+    }
+}
+
+/// Writes a counter family: its help and type, then one sample per `(label value,
+/// count)`, labelled `label` (one unlabelled sample when `label` is empty).
+fn counter<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, n) in samples {
+        let _ = if label.is_empty() {
+            writeln!(out, "{name} {n}")
+        } else {
+            writeln!(out, "{name}{{{label}=\"{value}\"}} {n}")
+        };
     }
 }
 

@@ -159,29 +159,17 @@ async fn connection(
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-    use crate::context::State;
-    use crate::metrics::Metrics;
+    use crate::testing::{Build, Server};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Starts the gateway in-process on a loopback port with `toml`; returns its address.
-    async fn start(toml: &str) -> (SocketAddr, Arc<Shared>) {
-        let file = crate::config::parse_toml(toml).unwrap();
-        let settings = Settings::from_file(file, &crate::config::Overrides::default(), &mut |_| {
-            Err(String::new())
-        })
-        .unwrap();
-        let state = State::build(settings).unwrap();
+    async fn start(toml: &str) -> (SocketAddr, Server) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let max = state.settings.limits.max_connections;
-        let shared = Arc::new(Shared::new(
-            Arc::new(state),
-            Arc::new(Metrics::default()),
-            max,
-        ));
-        tokio::spawn(accept(listener, Role::Listener(0), shared.clone()));
-        (addr, shared)
+        (
+            addr,
+            Server::start(listener, &Build::new(toml, true).unwrap()),
+        )
     }
 
     async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
@@ -341,7 +329,7 @@ mod tests {
             closed.is_ok() && out.is_empty(),
             "a late header closes the connection"
         );
-        let metrics = shared.metrics.render();
+        let metrics = shared.metrics();
         for reason in ["wrong_version", "malformed", "timeout"] {
             assert!(
                 metrics.contains(&format!(

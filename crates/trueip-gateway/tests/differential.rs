@@ -1,11 +1,11 @@
-//! The lean HTTP/1.1 path (`src/fast.rs`) and hyper's path clean headers on two separate
-//! implementations; a difference between them is a place where a forged client address
-//! could slip through. This test sends the same requests through both and compares what
-//! the upstream receives.
+//! The lean HTTP/1.1 path (`src/http/lean.rs`) and hyper's path (`src/http/hyper.rs`) are
+//! two codecs over the same header rules (`src/rules/`); a difference between them is a
+//! place where a forged client address could slip through. This test sends the same
+//! requests through both and compares what the upstream receives.
 //!
 //! One gateway runs in-process on one listener; before each request its state is switched
 //! between two builds of the same config, one with the lean path and one without
-//! (`Settings::lean_http1`), so the listener port, the upstream and the peer are the same.
+//! (`limits.lean_http1`), so the listener port, the upstream and the peer are the same.
 //! The upstream records the exact header lines of every request (keyed by an `X-Case`
 //! line the request carries). The lean path forwards header names as received while
 //! hyper's path lowercases them; `X-Case` spelled with capitals therefore also tells which

@@ -58,9 +58,18 @@ pub(crate) fn same_name(lower: &str, name: &str) -> bool {
         })
 }
 
-/// Whether `name` (any case) is one of [`HOP_BY_HOP`].
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`]. Most names are told apart by
+/// their length alone (the lean path asks this of every request line).
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+    const LENGTHS: u64 = {
+        let (mut bits, mut i) = (0, 0);
+        while i < HOP_BY_HOP.len() {
+            bits |= 1 << HOP_BY_HOP[i].len();
+            i += 1;
+        }
+        bits
+    };
+    LENGTHS & length_bit(name) != 0 && HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
@@ -140,8 +149,6 @@ pub(crate) struct Hygiene {
     /// a request (`Host`, `User-Agent`, ...) are told apart from every client-IP header
     /// by their length alone, with no name compared.
     managed_lengths: u64,
-    /// The lengths of the [`HOP_BY_HOP`] names, likewise.
-    hop_lengths: u64,
 }
 
 /// A name length's bit in a set of name lengths (as [`Hygiene::managed_lengths`]); 63
@@ -288,11 +295,10 @@ impl Hygiene {
             .origin_secret
             .as_ref()
             .and_then(|s| managed.iter().position(|n| n == s.as_http()));
-        let lengths =
-            |names: &mut dyn Iterator<Item = &str>| names.fold(0, |bits, n| bits | length_bit(n));
         Hygiene {
-            managed_lengths: lengths(&mut managed.iter().map(HeaderName::as_str)),
-            hop_lengths: lengths(&mut HOP_BY_HOP.iter().copied()),
+            managed_lengths: managed
+                .iter()
+                .fold(0, |bits, n| bits | length_bit(n.as_str())),
             settings,
             managed,
             secret,
@@ -328,21 +334,13 @@ impl Hygiene {
         &self,
         lines: impl Iterator<Item = &'v [u8]>,
     ) -> Vec<&'v [u8]> {
-        let mut named: Vec<&[u8]> = Vec::new();
-        for line in lines {
-            for token in line.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let Ok(name) = std::str::from_utf8(token) else {
-                    continue;
-                };
-                let protected = name.eq_ignore_ascii_case("host") || self.is_managed_spelled(name);
-                if !token.is_empty()
-                    && !protected
-                    && !named.iter().any(|n| n.eq_ignore_ascii_case(token))
-                {
-                    named.push(token);
-                }
-            }
-        }
+        let mut named = connection_tokens(lines);
+        named.retain(|token| {
+            let name = String::from_utf8_lossy(token);
+            !name.is_empty()
+                && !name.eq_ignore_ascii_case("host")
+                && !self.is_managed_spelled(&name)
+        });
         named
     }
 
@@ -366,8 +364,7 @@ impl Hygiene {
                 return Fate::Strip;
             }
         }
-        let hop_by_hop = bit & self.hop_lengths != 0 && is_hop_by_hop(name);
-        if hop_by_hop
+        if is_hop_by_hop(name)
             || named
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))

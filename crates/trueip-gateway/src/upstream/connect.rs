@@ -23,16 +23,23 @@ pub(crate) enum UpstreamIo {
     Unix(UnixStream),
 }
 
+/// `$e` on the stream inside, whichever it is.
+macro_rules! either {
+    ($io:expr, $s:ident => $e:expr) => {
+        match $io {
+            UpstreamIo::Tcp($s) => $e,
+            UpstreamIo::Unix($s) => $e,
+        }
+    };
+}
+
 impl AsyncRead for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -42,38 +49,23 @@ impl AsyncWrite for UpstreamIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            UpstreamIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
-        match self {
-            UpstreamIo::Tcp(s) => s.is_write_vectored(),
-            UpstreamIo::Unix(s) => s.is_write_vectored(),
-        }
+        either!(self, s => s.is_write_vectored())
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_flush(cx),
-            UpstreamIo::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
@@ -83,19 +75,13 @@ impl UpstreamIo {
     /// call.
     pub(crate) fn gone(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let ready = match self {
-            UpstreamIo::Tcp(s) => s.poll_read_ready(&mut cx),
-            UpstreamIo::Unix(s) => s.poll_read_ready(&mut cx),
-        };
+        let ready = either!(self, s => s.poll_read_ready(&mut cx));
         match ready {
             Poll::Pending => false,
             Poll::Ready(Err(_)) => true,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                let read = match self {
-                    UpstreamIo::Tcp(s) => s.try_read(&mut probe),
-                    UpstreamIo::Unix(s) => s.try_read(&mut probe),
-                };
+                let read = either!(self, s => s.try_read(&mut probe));
                 !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
@@ -171,10 +157,7 @@ impl Connector {
                 )
             })?;
             let header = crate::proxy::encode(self.proxy, source, destination);
-            match &mut io {
-                UpstreamIo::Tcp(s) => s.write_all(&header).await?,
-                UpstreamIo::Unix(s) => s.write_all(&header).await?,
-            }
+            io.write_all(&header).await?;
         }
         Ok(io)
     }

@@ -161,14 +161,22 @@ impl Pool {
         if !self.reaped {
             idle.retain(|e| !stale(e));
         }
+        // Most recent first; in a worker's pool the last one usually serves.
         let mut at = idle.len();
         while let Some(i) = at.checked_sub(1) {
             at = i;
             let Some(e) = idle.get(i) else { break };
-            if stale(e) {
-                idle.remove(i);
-            } else if same_key(&e.key, key) && usable(&e.conn) {
-                return Some(idle.remove(i).conn);
+            let gone = stale(e);
+            let found = !gone && same_key(&e.key, key) && usable(&e.conn);
+            if gone || found {
+                let e = if i + 1 == idle.len() {
+                    idle.pop()
+                } else {
+                    Some(idle.remove(i))
+                };
+                if found {
+                    return e.map(|e| e.conn);
+                }
             }
         }
         None
