@@ -58,18 +58,9 @@ pub(crate) fn same_name(lower: &str, name: &str) -> bool {
         })
 }
 
-/// Whether `name` (any case) is one of [`HOP_BY_HOP`]. Most names are told apart by
-/// their length alone (the lean path asks this of every request line).
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    const LENGTHS: u64 = {
-        let (mut bits, mut i) = (0, 0);
-        while i < HOP_BY_HOP.len() {
-            bits |= 1 << HOP_BY_HOP[i].len();
-            i += 1;
-        }
-        bits
-    };
-    LENGTHS & length_bit(name) != 0 && HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+    HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
@@ -149,6 +140,9 @@ pub(crate) struct Hygiene {
     /// a request (`Host`, `User-Agent`, ...) are told apart from every client-IP header
     /// by their length alone, with no name compared.
     managed_lengths: u64,
+    /// The lengths of the `managed` and [`HOP_BY_HOP`] names together: a line of any
+    /// other length is kept, unless `Connection` names it.
+    special_lengths: u64,
 }
 
 /// A name length's bit in a set of name lengths (as [`Hygiene::managed_lengths`]); 63
@@ -295,10 +289,14 @@ impl Hygiene {
             .origin_secret
             .as_ref()
             .and_then(|s| managed.iter().position(|n| n == s.as_http()));
+        let managed_lengths = managed
+            .iter()
+            .fold(0, |bits, n| bits | length_bit(n.as_str()));
         Hygiene {
-            managed_lengths: managed
+            special_lengths: HOP_BY_HOP
                 .iter()
-                .fold(0, |bits, n| bits | length_bit(n.as_str())),
+                .fold(managed_lengths, |bits, n| bits | length_bit(n)),
+            managed_lengths,
             settings,
             managed,
             secret,
@@ -349,6 +347,9 @@ impl Hygiene {
     /// `named` ([`Hygiene::connection_named`]).
     pub(crate) fn request_fate(&self, name: &str, trusted_hop: bool, named: &[&[u8]]) -> Fate {
         let bit = length_bit(name);
+        if bit & self.special_lengths == 0 && named.is_empty() {
+            return Fate::Keep;
+        }
         if bit & self.managed_lengths != 0 {
             if let Some(i) = self.managed_index_ignore_case(name) {
                 return if Some(i) == self.secret {
@@ -1110,6 +1111,42 @@ mod tests {
         assert!(!may_tunnel(Some(WEBSOCKET), None));
         assert!(!may_tunnel(None, Some(b"h2c")));
         assert!(!may_tunnel(None, Some(b"websocket")));
+    }
+
+    /// The fate of one line is the rule both wire paths apply (the hyper path to a
+    /// `HeaderMap`, the lean path line by line).
+    #[test]
+    fn each_line_has_one_fate() {
+        let mut s = settings();
+        s.origin_secret = Some(FieldName::new("X-Origin-Verify").unwrap());
+        let h = Hygiene::new(s);
+        let named = h.connection_named(
+            [&b"close, X-Internal, X-Real-IP, x_forwarded_for, Host"[..]].into_iter(),
+        );
+        assert_eq!(named, [&b"close"[..], b"X-Internal"]);
+        for (name, trusted, untrusted) in [
+            ("X-Forwarded-For", Fate::Keep, Fate::Strip),
+            ("x-custom-ip", Fate::Keep, Fate::Strip),
+            ("X_Forwarded_For", Fate::Strip, Fate::Strip),
+            ("X-Origin-Verify", Fate::Drop, Fate::Drop),
+            ("X_Origin_Verify", Fate::Strip, Fate::Strip),
+            ("Keep-Alive", Fate::Drop, Fate::Drop),
+            ("HTTP2-Settings", Fate::Drop, Fate::Drop),
+            ("x-internal", Fate::Drop, Fate::Drop),
+            ("X-Real-IP", Fate::Keep, Fate::Strip),
+            ("Host", Fate::Keep, Fate::Keep),
+            ("User-Agent", Fate::Keep, Fate::Keep),
+        ] {
+            assert_eq!(
+                h.request_fate(name, true, &named),
+                trusted,
+                "{name} trusted"
+            );
+            assert_eq!(h.request_fate(name, false, &named), untrusted, "{name}");
+        }
+        assert!(response_keeps("content-type", &named));
+        assert!(!response_keeps("X-Internal", &named));
+        assert!(!response_keeps("transfer-encoding", &[]));
     }
 
     #[test]

@@ -163,9 +163,12 @@ impl Upstream {
         if self.settings.proxy_protocol != SendProxy::Off {
             return private;
         }
+        // More workers than pools only after a reload changed `limits.workers`, which
+        // applies at the next start: those share the first pool.
         let workers = &self.workers;
         workers
-            .get(pool::worker() % workers.len().max(1))
+            .get(pool::worker())
+            .or_else(|| workers.first())
             .unwrap_or(private)
     }
 
