@@ -50,11 +50,15 @@
 //!
 //! # Failures
 //!
-//! There is no silent fallback to the peer. An extractor on a request that the middleware
-//! did not see (a route outside the wrapped scope, a forgotten `.wrap`), or on a connection
-//! without a peer address (a Unix socket listener, a `TestRequest` without `peer_addr`),
-//! answers 500 with a body that names the fix, and logs the same line at `error` level
-//! through the `log` crate (target `trueip`), where actix-web logs too.
+//! There is no silent fallback to the peer, and each failure answers 500 (the app's bug, not
+//! the client's) with a `text/plain` body that names the fix, and logs the same line through
+//! the `log` crate, where actix-web logs too:
+//!
+//! - a request the middleware sees without a peer address (a Unix socket listener, a
+//!   `TestRequest` without `peer_addr`) gets [`MISSING_PEER`] from the middleware itself, so
+//!   every request that passes the middleware carries a `Resolution`;
+//! - an extractor on a request the middleware did not see (a forgotten `.wrap`, a route
+//!   outside the wrapped scope) gets [`MISSING_MIDDLEWARE`].
 
 use std::fmt;
 use std::future::{Ready, ready};
@@ -62,12 +66,26 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::dev::{Payload, Service, ServiceRequest, Transform, forward_ready};
-use actix_web::http::header::HeaderMap;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
+use actix_web::http::header::{ContentType, HeaderMap};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::Either;
 
 use crate::headers::{FieldName, Headers};
 use crate::policy::{Connection, Policy};
 use crate::resolution::Resolution;
+
+/// The body of the 500 a request gets when the middleware sees it without a peer address.
+pub const MISSING_PEER: &str = "trueip: this request carries no peer address, so its client \
+cannot be decided. actix-web gives none on a Unix socket listener (`HttpServer::bind_uds`) or \
+to a `TestRequest` without `.peer_addr(..)`: serve over TCP with `HttpServer::bind`, or give \
+the test request a peer address.\n";
+
+/// The body of the 500 a handler gets when the middleware did not see its request.
+pub const MISSING_MIDDLEWARE: &str = "trueip: this request was not resolved: the handler \
+extracts `trueip::actix::ClientIp` or `ClientResolution`, but no \
+`trueip::actix::ClientIpMiddleware` ran before it. Add \
+`.wrap(trueip::actix::ClientIpMiddleware::new(policy))` to the `App`, or to the scope that \
+holds the handler (`.wrap` on one scope does not reach the routes of another).\n";
 
 /// Resolves the client of every request with one [`Policy`] and stores the [`Resolution`]
 /// in the request's extensions. Cheap to clone: the policy is shared.
@@ -87,7 +105,7 @@ impl ClientIpMiddleware {
     }
 
     /// The policy it resolves with.
-    pub fn policy(&self) -> &Policy {
+    pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
     }
 }
@@ -95,6 +113,7 @@ impl ClientIpMiddleware {
 impl<S> Transform<S, ServiceRequest> for ClientIpMiddleware
 where
     S: Service<ServiceRequest>,
+    S::Error: From<MissingPeer>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -120,114 +139,130 @@ pub struct ClientIpService<S> {
 impl<S> Service<ServiceRequest> for ClientIpService<S>
 where
     S: Service<ServiceRequest>,
+    S::Error: From<MissingPeer>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    // The inner service's own future: the resolution is done before it is called, so the
-    // middleware adds no boxing and no state to the response path.
-    type Future = S::Future;
+    // The inner service's own future, or the refusal: no boxing, and the response type of
+    // the app is left as it was.
+    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
 
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        match req.peer_addr() {
-            Some(peer) => {
-                let resolution = self
-                    .policy
-                    .resolve(&Connection::from_peer(peer), req.headers());
-                req.extensions_mut().insert(resolution);
-            }
-            // Recorded rather than answered here: routes that never ask for the client
-            // keep working, and the extractors that do ask can say why there is no answer.
-            None => {
-                req.extensions_mut().insert(NoPeer);
-            }
-        }
-        self.service.call(req)
+        let Some(peer) = req.peer_addr() else {
+            log::error!(
+                "{} {}: 500, {}",
+                req.method(),
+                req.path(),
+                MISSING_PEER.trim_end()
+            );
+            // An error rather than a response: actix-web answers it with `error_response`
+            // (the 500 below) and the app's body type stays untouched.
+            return Either::Left(ready(Err(MissingPeer.into())));
+        };
+        let resolution = self
+            .policy
+            .resolve(&Connection::from_peer(peer), req.headers());
+        req.extensions_mut().insert(resolution);
+        Either::Right(self.service.call(req))
     }
 }
 
-/// The middleware saw the request, but actix-web gave it no peer address.
-#[derive(Clone, Copy, Debug)]
-struct NoPeer;
-
 /// The client's address, as [`ClientIpMiddleware`] resolved it.
 ///
-/// Without the middleware, or without a peer address, extraction fails with
-/// [`ClientIpError`] (a 500 naming the fix).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Believe it for what the policy vouches for: with no trusted proxy it is the TCP peer.
+/// For where it came from and what looked wrong, extract [`ClientResolution`]. Without the
+/// middleware, extraction fails with [`MissingMiddleware`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
 
-/// The whole [`Resolution`] [`ClientIpMiddleware`] made for this request: the client, where
-/// the answer came from, the peer, the trusted hops, the warnings and the rate-limit key.
+/// The whole decision: client, source, peer, trusted hops, warnings and the rate-limit key.
 ///
 /// Fails like [`ClientIp`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientResolution(pub Resolution);
 
 impl FromRequest for ClientIp {
-    type Error = ClientIpError;
+    type Error = MissingMiddleware;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(stored(req).map(|resolution| ClientIp(resolution.ip())))
+        ready(resolution(req).map(|r| ClientIp(r.ip())))
     }
 }
 
 impl FromRequest for ClientResolution {
-    type Error = ClientIpError;
+    type Error = MissingMiddleware;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(stored(req).map(ClientResolution))
+        ready(resolution(req).map(ClientResolution))
     }
 }
 
-/// The resolution the middleware stored, or why there is none (logged: the 500 this becomes
-/// tells the client, the log tells the operator).
-fn stored(req: &HttpRequest) -> Result<Resolution, ClientIpError> {
-    let extensions = req.extensions();
-    let error = match extensions.get::<Resolution>() {
-        Some(resolution) => return Ok(*resolution),
-        None if extensions.contains::<NoPeer>() => ClientIpError::MissingPeer,
-        None => ClientIpError::MissingMiddleware,
-    };
-    log::error!(target: "trueip", "{error} ({} {})", req.method(), req.path());
-    Err(error)
+fn resolution(req: &HttpRequest) -> Result<Resolution, MissingMiddleware> {
+    match req.extensions().get::<Resolution>() {
+        Some(resolution) => Ok(*resolution),
+        None => {
+            log::error!(
+                "{} {}: 500, {}",
+                req.method(),
+                req.path(),
+                MISSING_MIDDLEWARE.trim_end()
+            );
+            Err(MissingMiddleware)
+        }
+    }
 }
 
-/// Why [`ClientIp`] or [`ClientResolution`] has no answer: a mistake in how the app is put
-/// together, never in the request. Answered as 500, with the message (which names the fix)
-/// as a `text/plain` body.
+/// The error of [`ClientIp`] and [`ClientResolution`] when no [`ClientIpMiddleware`] saw
+/// the request: a `500` whose body is [`MISSING_MIDDLEWARE`]. It is the server's bug, not
+/// the client's, so not a 4xx.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientIpError {
-    /// [`ClientIpMiddleware`] did not see the request.
-    MissingMiddleware,
-    /// The middleware saw the request, but actix-web had no peer address for it.
-    MissingPeer,
-}
+pub struct MissingMiddleware;
 
-impl fmt::Display for ClientIpError {
+/// What [`ClientIpService`] answers a request without a peer address: a `500` whose body is
+/// [`MISSING_PEER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingPeer;
+
+impl fmt::Display for MissingMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClientIpError::MissingMiddleware => {
-                "trueip: no client resolution on this request: wrap the app in \
-                 trueip::actix::ClientIpMiddleware::new(policy)"
-            }
-            ClientIpError::MissingPeer => {
-                "trueip: no peer address on this request: actix-web has none for a Unix \
-                 socket listener or a TestRequest without .peer_addr(..); serve over TCP \
-                 (HttpServer::bind) or set the test request's peer_addr"
-            }
-        })
+        f.write_str(MISSING_MIDDLEWARE.trim_end())
     }
 }
 
-impl std::error::Error for ClientIpError {}
+impl fmt::Display for MissingPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MISSING_PEER.trim_end())
+    }
+}
 
-// The default `error_response`: status 500, `text/plain`, the `Display` text as the body.
-impl ResponseError for ClientIpError {}
+impl std::error::Error for MissingMiddleware {}
+
+impl std::error::Error for MissingPeer {}
+
+// Status 500 by default; the body is the constant as it is, with its final newline (what a
+// `curl` in a terminal wants), where `Display` leaves the newline to the logger.
+impl ResponseError for MissingMiddleware {
+    fn error_response(&self) -> HttpResponse {
+        server_error(MISSING_MIDDLEWARE)
+    }
+}
+
+impl ResponseError for MissingPeer {
+    fn error_response(&self) -> HttpResponse {
+        server_error(MISSING_PEER)
+    }
+}
+
+/// A `500` with a plain-text body naming the fix.
+fn server_error(message: &'static str) -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type(ContentType::plaintext())
+        .body(message)
+}
 
 /// actix-web 4 keeps headers in its own map (over `http` 0.2), not `http::HeaderMap`.
 ///

@@ -12,11 +12,11 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{TestRequest, call_service, init_service, read_body};
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
-use trueip::actix::{ClientIp, ClientIpError, ClientIpMiddleware, ClientResolution};
+use trueip::actix::{
+    ClientIp, ClientIpMiddleware, ClientResolution, MISSING_MIDDLEWARE, MISSING_PEER,
+    MissingMiddleware,
+};
 use trueip::{Policy, Resolution, Source};
-
-const NO_MIDDLEWARE: &str = "trueip: no client resolution on this request: wrap the app in \
-                             trueip::actix::ClientIpMiddleware::new(policy)";
 
 /// nginx on loopback writes `X-Real-IP: $remote_addr`.
 fn behind_local_nginx() -> Policy {
@@ -134,26 +134,60 @@ fn without_the_middleware_the_extractors_answer_500_naming_the_fix() {
                 .insert_header(("X-Real-IP", "203.0.113.9"));
             let res = call_service(&app, req.to_request()).await;
             assert_eq!(
+                res.headers().get("content-type").unwrap(),
+                "text/plain; charset=utf-8"
+            );
+            assert_eq!(
                 body_of(res).await,
-                (StatusCode::INTERNAL_SERVER_ERROR, NO_MIDDLEWARE.to_owned()),
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    MISSING_MIDDLEWARE.to_owned()
+                ),
                 "{uri}"
             );
         }
     });
-    assert_eq!(ClientIpError::MissingMiddleware.to_string(), NO_MIDDLEWARE);
+    assert!(MISSING_MIDDLEWARE.contains(".wrap(trueip::actix::ClientIpMiddleware::new(policy))"));
+    assert_eq!(MissingMiddleware.to_string(), MISSING_MIDDLEWARE.trim_end());
 }
 
 #[test]
-fn without_a_peer_address_the_extractors_answer_500_naming_the_fix() {
-    // A TestRequest has no peer unless given one, as a Unix socket listener has none.
-    let req = TestRequest::get()
-        .uri("/ip")
-        .insert_header(("X-Real-IP", "203.0.113.9"));
-    let (status, body) = through_app(behind_local_nginx(), req);
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body, ClientIpError::MissingPeer.to_string());
-    assert!(body.contains("no peer address"), "{body}");
-    assert!(body.contains("HttpServer::bind"), "{body}");
+fn without_a_peer_address_the_middleware_answers_500_naming_the_fix() {
+    run(async {
+        let handler_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ran = handler_ran.clone();
+        let app = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(behind_local_nginx()))
+                // A route that never asks for the client is refused too: past the
+                // middleware every request carries a resolution, or none gets past.
+                .route(
+                    "/",
+                    web::get().to(move || {
+                        ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                        async { "reached" }
+                    }),
+                ),
+        )
+        .await;
+        // A TestRequest has no peer unless given one, as a Unix socket listener has none.
+        let req = TestRequest::get().insert_header(("X-Real-IP", "203.0.113.9"));
+        let res = app.call(req.to_request()).await;
+        let res = match res {
+            Ok(res) => res,
+            // The middleware refuses with an error; actix-web's server answers it with the
+            // error's response, as here.
+            Err(e) => {
+                ServiceResponse::new(TestRequest::default().to_http_request(), e.error_response())
+            }
+        };
+        assert_eq!(
+            body_of(res).await,
+            (StatusCode::INTERNAL_SERVER_ERROR, MISSING_PEER.to_owned())
+        );
+        assert!(!handler_ran.load(std::sync::atomic::Ordering::SeqCst));
+    });
+    assert!(MISSING_PEER.contains("HttpServer::bind"));
 }
 
 #[test]
@@ -211,14 +245,14 @@ fn the_stored_resolution_keeps_the_evidence() {
     });
 }
 
-/// Every record logged under target `trueip`, for the test that checks the 500 is logged.
+/// Every record logged under a `trueip` target, for the test that checks the 500 is logged.
 static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 struct Capture;
 
 impl log::Log for Capture {
     fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        meta.target() == "trueip"
+        meta.target().starts_with("trueip")
     }
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
@@ -232,21 +266,48 @@ impl log::Log for Capture {
 }
 
 #[test]
-fn the_500_is_logged_with_the_same_message() {
+fn each_500_is_logged_with_the_same_message() {
     // The only test here that installs a logger; the others' lines land in it too, so this
-    // one looks for its own path.
+    // one looks for its own paths.
     log::set_logger(&Capture).unwrap();
     log::set_max_level(log::LevelFilter::Error);
     run(async {
-        let app = init_service(App::new().route("/logged", web::get().to(ip))).await;
+        let bare = init_service(App::new().route("/logged", web::get().to(ip))).await;
         let req = TestRequest::get()
             .uri("/logged")
             .peer_addr(peer("127.0.0.1:50000"));
-        call_service(&app, req.to_request()).await;
+        call_service(&bare, req.to_request()).await;
+
+        let wrapped = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(Policy::default()))
+                .route("/logged-peer", web::get().to(ip)),
+        )
+        .await;
+        let req = TestRequest::get().uri("/logged-peer");
+        let _ = wrapped.call(req.to_request()).await;
     });
     let logged = LOGGED.lock().unwrap();
-    let line = logged.iter().find(|l| l.ends_with("(GET /logged)"));
-    assert_eq!(line, Some(&format!("ERROR {NO_MIDDLEWARE} (GET /logged)")));
+    let line = |path: &str| {
+        logged
+            .iter()
+            .find(|l| l.starts_with(&format!("ERROR GET {path}:")))
+            .cloned()
+    };
+    assert_eq!(
+        line("/logged"),
+        Some(format!(
+            "ERROR GET /logged: 500, {}",
+            MISSING_MIDDLEWARE.trim_end()
+        ))
+    );
+    assert_eq!(
+        line("/logged-peer"),
+        Some(format!(
+            "ERROR GET /logged-peer: 500, {}",
+            MISSING_PEER.trim_end()
+        ))
+    );
 }
 
 /// A real server on 127.0.0.1, an ephemeral port, one worker: `/ip` behind the middleware
@@ -341,7 +402,7 @@ fn over_a_real_socket_the_peer_actix_reports_is_the_one_judged() {
     // Same server, a route outside the wrapped scope: the clear 500, not the peer.
     assert_eq!(
         get(trusted.addr, "/bare", &forged),
-        (500, NO_MIDDLEWARE.to_owned())
+        (500, MISSING_MIDDLEWARE.to_owned())
     );
     drop(trusted);
 
