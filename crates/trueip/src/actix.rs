@@ -40,10 +40,11 @@
 //! # The peer
 //!
 //! The peer is [`HttpRequest::peer_addr`]: the TCP peer actix-web accepted the connection
-//! from. actix-web has no PROXY protocol listener, so behind an L4 balancer that speaks
-//! PROXY (an AWS NLB with proxy protocol on, HAProxy `send-proxy`) the peer is the balancer
-//! and the address it carries is never read: turn PROXY off on that balancer and have an
-//! L7 proxy write a header, or put `trueip serve` (which reads PROXY) in front.
+//! from. actix-web reads no PROXY protocol, so behind an L4 balancer the peer is the
+//! balancer, and the client address a PROXY header would carry (an AWS NLB with proxy
+//! protocol on, HAProxy `send-proxy`) never reaches the policy: actix-web takes the
+//! preamble for a malformed request and answers 400. Turn PROXY off on that balancer and
+//! have an L7 proxy write a header, or put `trueip serve` (which reads PROXY) in front.
 //!
 //! Do not use actix-web's own `ConnectionInfo::realip_remote_addr` for anything that
 //! matters: it believes `Forwarded` and `X-Forwarded-For` from whoever sends them.
