@@ -29,7 +29,7 @@
 //!
 //! The crate does no I/O, has no `unsafe`, and [`Policy::resolve`] allocates nothing.
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
-//! provider JSON formats).
+//! provider JSON formats), `actix-web` (`trueip::actix`: middleware and extractors).
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -61,6 +61,9 @@ pub mod xff;
 
 #[cfg(feature = "serde")]
 pub mod config;
+
+#[cfg(feature = "actix-web")]
+pub mod actix;
 
 pub use addr::Node;
 pub use error::ConfigError;
