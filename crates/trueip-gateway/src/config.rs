@@ -4,10 +4,10 @@
 //! few values, durations for timeouts, and each default written once, in the `Default`
 //! impl of its table (a key left out takes it, `#[serde(default)]`). `trueip.example.toml`
 //! at the root of the repository documents every key with its default, and a test holds
-//! its values equal to these. Flags replace config values (never extend them); then
-//! every value is checked against its bounds.
+//! its values equal to these. The flags of `trueip serve` ([`ServeArgs`]) replace config
+//! values (never extend them); then every value is checked against its bounds.
 //!
-//! Errors name the key and the fix: `invalid PROXY protocol mode "v3": use off, v1, v2 or
+//! Errors name the key and the fix: `invalid PROXY protocol mode "v3": use off, v1, v2,
 //! any in listen[1].proxy_protocol (line 7)`.
 
 use std::net::SocketAddr;
@@ -636,23 +636,83 @@ pub(crate) struct Settings {
     pub(crate) log: LogSettings,
 }
 
-/// Command-line values that override the file (the flags of `trueip serve`).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Overrides {
-    /// `--listen` (replaces every `[[listen]]` with a plain HTTP listener).
-    pub(crate) listen: Vec<String>,
-    /// `--upstream` (`whoami` forces the built-in page).
-    pub(crate) upstream: Option<String>,
-    /// `--trust`.
-    pub(crate) trust: Vec<String>,
-    /// `--strategy`.
-    pub(crate) strategy: Vec<String>,
-    /// `--from`.
-    pub(crate) from: Option<String>,
-    /// `--proxy-protocol` (every listener).
-    pub(crate) proxy_protocol: Option<String>,
-    /// `--proxy-protocol-from`.
-    pub(crate) proxy_protocol_from: Vec<String>,
+const EXAMPLES: &str = "\
+Examples:
+  trueip serve
+      The safe default: listen on 127.0.0.1:8080, trust no proxy, answer every request
+      with the whoami page (HTML; JSON at /json). Health at /healthz, metrics at /metrics.
+
+  trueip serve --upstream http://127.0.0.1:3000 --trust 10.0.0.0/8 --strategy rightmost-untrusted
+      Behind nginx or a load balancer in 10.0.0.0/8: forward to the app with clean
+      X-Real-IP / X-Forwarded-For / Forwarded headers.
+
+  trueip serve --listen 0.0.0.0:8080 --proxy-protocol v2 --proxy-protocol-from 10.0.0.0/8 \\
+               --upstream unix:/run/app.sock
+      Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
+
+  trueip serve --config /etc/trueip.toml
+      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
+      SIGHUP reloads the file; SIGTERM/SIGINT drain in-flight requests and exit.
+
+  trueip serve --config /etc/trueip.toml --check
+      Check the config (and TLS files) and exit.
+
+Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
+(e.g. cannot bind), 2 invalid config or arguments.";
+
+/// `--strategy`'s long help: every strategy and preset, from the strategy table.
+fn strategy_help() -> String {
+    format!(
+        "How to find the client. Repeatable: a fallback chain (the first strategy with an \
+         answer decides).\n\n{}",
+        trueip::StrategySpec::help().trim_end()
+    )
+}
+
+/// Run the gateway: a reverse proxy that hands the app a client address it can trust.
+#[derive(Clone, Debug, Default, clap::Args)]
+#[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
+pub struct ServeArgs {
+    /// The TOML config file (every key is documented in trueip.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen on ADDR, e.g. 0.0.0.0:8080 (repeatable). Replaces the config's [[listen]]
+    /// tables with plain HTTP listeners.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// Forward to URL: http://host:port or unix:/path/to.sock; `whoami` serves the
+    /// built-in page instead.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
+    /// (NAME=FILE loads its published ranges). Repeatable; replaces client_ip.trusted.
+    #[arg(long, value_name = "SPEC")]
+    pub trust: Vec<String>,
+
+    /// How to find the client: a strategy or a provider preset (`--help` lists them).
+    /// Repeatable: a fallback chain.
+    #[arg(long, value_name = "NAME", long_help = strategy_help())]
+    pub strategy: Vec<String>,
+
+    /// The list header list strategies read.
+    #[arg(long, value_name = "xff|forwarded")]
+    pub from: Option<String>,
+
+    /// Expect a PROXY protocol header on every listener.
+    #[arg(long, value_name = "off|v1|v2|any")]
+    pub proxy_protocol: Option<String>,
+
+    /// Senders allowed to send PROXY headers (repeatable; replaces
+    /// client_ip.proxy_protocol_from).
+    #[arg(long, value_name = "SPEC")]
+    pub proxy_protocol_from: Vec<String>,
+
+    /// Check the config (and TLS files), print a summary and exit.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// The address `trueip serve` listens on when nothing says otherwise.
@@ -794,7 +854,7 @@ impl Settings {
     /// Checks a file's values with flags applied; `read` loads provider range files.
     pub(crate) fn from_file(
         mut file: FileConfig,
-        flags: &Overrides,
+        flags: &ServeArgs,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     ) -> Result<Settings, ConfigError> {
         file.client_ip.apply_flags(&trueip::config::Flags {
@@ -1149,7 +1209,7 @@ mod tests {
 
     fn settings(toml: &str) -> Result<Settings, String> {
         let file = parse_toml(toml).map_err(|e| e.to_string())?;
-        Settings::from_file(file, &Overrides::default(), &mut |p| {
+        Settings::from_file(file, &ServeArgs::default(), &mut |p| {
             Err(format!("no file {p}"))
         })
         .map_err(|e| e.to_string())
@@ -1327,14 +1387,14 @@ mod tests {
             "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[listen]]\naddress = \"127.0.0.1:1\"",
         )
         .unwrap();
-        let flags = Overrides {
+        let flags = ServeArgs {
             listen: vec!["127.0.0.1:2".into(), "127.0.0.1:3".into()],
             upstream: Some("whoami".into()),
             trust: vec!["loopback".into()],
             strategy: vec!["rightmost-untrusted".into()],
             proxy_protocol: Some("v1".into()),
             proxy_protocol_from: vec!["127.0.0.0/8".into()],
-            ..Overrides::default()
+            ..ServeArgs::default()
         };
         let s = Settings::from_file(file, &flags, &mut |_| Err(String::new())).unwrap();
         assert_eq!(s.listeners.len(), 2);

@@ -66,7 +66,7 @@ pub mod testing {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::config::{Overrides, Settings, parse_toml};
+    use crate::config::{ServeArgs, Settings, parse_toml};
     use crate::context::{Role, Shared, State};
     use crate::metrics::Metrics;
 
@@ -85,7 +85,7 @@ pub mod testing {
             read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
         ) -> Result<Config, String> {
             let file = parse_toml(text).map_err(|e| e.to_string())?;
-            let settings = Settings::from_file(file, &Overrides::default(), read)
+            let settings = Settings::from_file(file, &ServeArgs::default(), read)
                 .map_err(|e| e.to_string())?;
             Ok(Config(settings))
         }
@@ -171,7 +171,6 @@ pub mod testing {
 }
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,119 +180,26 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use trueip::ConfigError;
 
-use crate::config::{Mode, Overrides, ProxyProtocol, SendProxy, Settings};
+pub use crate::config::ServeArgs;
+use crate::config::{Mode, ProxyProtocol, SendProxy, Settings};
 use crate::context::{Role, Shared, State};
 use crate::metrics::Metrics;
 
-const EXAMPLES: &str = "\
-Examples:
-  trueip serve
-      The safe default: listen on 127.0.0.1:8080, trust no proxy, answer every request
-      with the whoami page (HTML; JSON at /json). Health at /healthz, metrics at /metrics.
-
-  trueip serve --upstream http://127.0.0.1:3000 --trust 10.0.0.0/8 --strategy rightmost-untrusted
-      Behind nginx or a load balancer in 10.0.0.0/8: forward to the app with clean
-      X-Real-IP / X-Forwarded-For / Forwarded headers.
-
-  trueip serve --listen 0.0.0.0:8080 --proxy-protocol v2 --proxy-protocol-from 10.0.0.0/8 \\
-               --upstream unix:/run/app.sock
-      Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
-
-  trueip serve --config /etc/trueip.toml
-      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
-      SIGHUP reloads the file; SIGTERM/SIGINT drain in-flight requests and exit.
-
-  trueip serve --config /etc/trueip.toml --check
-      Check the config (and TLS files) and exit.
-
-Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
-(e.g. cannot bind), 2 invalid config or arguments.";
-
-/// `--strategy`'s long help: every strategy and preset, from the strategy table.
-fn strategy_help() -> String {
-    format!(
-        "How to find the client. Repeatable: a fallback chain (the first strategy with an \
-         answer decides).\n\n{}",
-        trueip::StrategySpec::help().trim_end()
-    )
-}
-
-/// Run the gateway: a reverse proxy that hands the app a client address it can trust.
-#[derive(Clone, Debug, Default, clap::Args)]
-#[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
-pub struct ServeArgs {
-    /// The TOML config file (every key is documented in trueip.example.toml).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Listen on ADDR, e.g. 0.0.0.0:8080 (repeatable). Replaces the config's [[listen]]
-    /// tables with plain HTTP listeners.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Vec<String>,
-
-    /// Forward to URL: http://host:port or unix:/path/to.sock; `whoami` serves the
-    /// built-in page instead.
-    #[arg(long, value_name = "URL")]
-    pub upstream: Option<String>,
-
-    /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
-    /// (NAME=FILE loads its published ranges). Repeatable; replaces client_ip.trusted.
-    #[arg(long, value_name = "SPEC")]
-    pub trust: Vec<String>,
-
-    /// How to find the client: a strategy or a provider preset (`--help` lists them).
-    /// Repeatable: a fallback chain.
-    #[arg(long, value_name = "NAME", long_help = strategy_help())]
-    pub strategy: Vec<String>,
-
-    /// The list header list strategies read.
-    #[arg(long, value_name = "xff|forwarded")]
-    pub from: Option<String>,
-
-    /// Expect a PROXY protocol header on every listener.
-    #[arg(long, value_name = "off|v1|v2|any")]
-    pub proxy_protocol: Option<String>,
-
-    /// Senders allowed to send PROXY headers (repeatable; replaces
-    /// client_ip.proxy_protocol_from).
-    #[arg(long, value_name = "SPEC")]
-    pub proxy_protocol_from: Vec<String>,
-
-    /// Check the config (and TLS files), print a summary and exit.
-    #[arg(long)]
-    pub check: bool,
-}
-
-impl ServeArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            upstream: self.upstream.clone(),
-            trust: self.trust.clone(),
-            strategy: self.strategy.clone(),
-            from: self.from.clone(),
-            proxy_protocol: self.proxy_protocol.clone(),
-            proxy_protocol_from: self.proxy_protocol_from.clone(),
-        }
-    }
-}
-
 /// Reads the config file (if any), applies the flags, checks everything and loads the
 /// TLS files: the state a reload would switch to.
-fn load(path: Option<&Path>, overrides: &Overrides) -> Result<State, ConfigError> {
-    let file = match path {
+fn load(args: &ServeArgs) -> Result<State, ConfigError> {
+    let file = match args.config.as_deref() {
         Some(p) => config::read_file(p)?,
         None => config::FileConfig::default(),
     };
     let mut read = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
-    let settings = Settings::from_file(file, overrides, &mut read)?;
+    let settings = Settings::from_file(file, args, &mut read)?;
     State::build(settings)
 }
 
 /// Runs `trueip serve` until SIGTERM/SIGINT. Builds its own tokio runtime.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let overrides = args.overrides();
-    let state = match load(args.config.as_deref(), &overrides) {
+    let state = match load(&args) {
         Ok(state) => state,
         Err(e) => {
             eprintln!("trueip serve: {e}");
@@ -319,7 +225,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(state, args.config, overrides));
+    let code = runtime.block_on(serve(state, args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
@@ -413,7 +319,7 @@ fn describe(s: &Settings) -> Vec<String> {
     lines
 }
 
-async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides) -> ExitCode {
+async fn serve(state: State, args: ServeArgs) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let log = logging::init(&state.settings.log, metrics.clone());
     let fatal = |message: String| {
@@ -487,7 +393,7 @@ async fn serve(state: State, config_path: Option<PathBuf>, overrides: Overrides)
         tokio::select! {
             _ = term_sig.recv() => break "SIGTERM",
             _ = int_sig.recv() => break "SIGINT",
-            _ = hup_sig.recv() => reload(&shared, config_path.clone(), overrides.clone()).await,
+            _ = hup_sig.recv() => reload(&shared, args.clone()).await,
         }
     };
 
@@ -584,8 +490,8 @@ fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -
 }
 
 /// SIGHUP: re-read the file and swap the state, or keep the old one and say why.
-async fn reload(shared: &Shared, path: Option<PathBuf>, overrides: Overrides) {
-    let loaded = tokio::task::spawn_blocking(move || load(path.as_deref(), &overrides)).await;
+async fn reload(shared: &Shared, args: ServeArgs) {
+    let loaded = tokio::task::spawn_blocking(move || load(&args)).await;
     let current = shared.state.load_full();
     let result = match loaded {
         Ok(Ok(state)) if !state.settings.same_sockets(&current.settings) => {

@@ -18,6 +18,7 @@ use http::StatusCode;
 use http::{HeaderMap, HeaderValue, header};
 use trueip::{Connection, Decision, Explanation, Policy, Source};
 
+use crate::config::HeaderSettings;
 use crate::pages::Page;
 use crate::rules::Hygiene;
 use crate::rules::headers::same_name;
@@ -235,15 +236,40 @@ pub(crate) struct Asked<'a, L> {
     pub(crate) peer: IpAddr,
 }
 
-/// The whoami page for a request decided as `decision`, written into `body`: the
-/// forwarding headers as `hygiene` names them, the origin secret redacted, in the format
-/// the path or `Accept` asks for.
+/// The whoami page for a request decided as `decision`, in the format the path or
+/// `Accept` asks for, written into `body`.
 pub(crate) fn page<'a, L, I>(
     asked: &Asked<'a, L>,
     decision: &'a Decision<'a>,
     hygiene: &Hygiene,
-    mut body: Vec<u8>,
+    body: Vec<u8>,
 ) -> Page
+where
+    L: Fn() -> I,
+    I: Iterator<Item = (&'a str, &'a [u8])>,
+{
+    let format = negotiate_with(
+        asked.path,
+        (asked.lines)()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+            .map(|(_, v)| v),
+    );
+    Page {
+        status: StatusCode::OK,
+        headers: response_headers(format),
+        body: write_page(asked, decision, hygiene, format, body),
+    }
+}
+
+/// The body of the page in `format`, written into `body`: the forwarding headers as
+/// `hygiene` names them, the origin secret redacted.
+fn write_page<'a, L, I>(
+    asked: &Asked<'a, L>,
+    decision: &'a Decision<'a>,
+    hygiene: &Hygiene,
+    format: Format,
+    mut body: Vec<u8>,
+) -> Vec<u8>
 where
     L: Fn() -> I,
     I: Iterator<Item = (&'a str, &'a [u8])>,
@@ -255,12 +281,6 @@ where
     if let Some(secret) = hygiene.origin_secret() {
         forwarding.redact(secret.as_str(), b"<redacted>");
     }
-    let format = negotiate_with(
-        asked.path,
-        (asked.lines)()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
-            .map(|(_, v)| v),
-    );
     // Only the HTML page shows its own URL.
     let self_url = if format == Format::Html {
         let scheme = if asked.tls { "https" } else { "http" };
@@ -281,11 +301,7 @@ where
     };
     body.clear();
     write_body(&mut body, format, &whoami, &links);
-    Page {
-        status: StatusCode::OK,
-        headers: response_headers(format),
-        body,
-    }
+    body
 }
 
 /// The most bytes a page (in any format) can take for a request of `request` bytes,
@@ -327,12 +343,8 @@ pub fn request_len(host: &str, lines: &[(&str, &[u8])]) -> usize {
 }
 
 /// The body of the page in `format` for a request from `peer` with `host` and the
-/// header `lines` (names in any spelling), decided under `policy`; the headers shown are
-/// the core's forwarding headers and `Via`.
-///
-/// The services do not call this: they build a [`Whoami`] from their own state (header
-/// rules, origin secret). It renders a whole page from a request for the tests and the
-/// `whoami` fuzz target, which hold every page to [`page_size_bound`].
+/// header `lines` (names in any spelling), decided under `policy`, under the default
+/// header rules: what the tests and the `whoami` fuzz target hold to [`page_size_bound`].
 pub fn render(
     policy: &Policy,
     peer: SocketAddr,
@@ -342,32 +354,15 @@ pub fn render(
 ) -> Vec<u8> {
     let conn = Connection::from_peer(peer);
     let decision = Decision::new(policy, &conn, lines);
-    let w = Whoami {
-        decision: &decision,
-        direct_ip: trueip::addr::normalize(conn.peer.ip),
-        headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
+    let asked = Asked {
+        path: "/",
+        host: Some(host.as_bytes()),
+        lines: || lines.iter().copied(),
+        tls: false,
+        peer: peer.ip(),
     };
-    let self_url = format!("http://{host}/");
-    let mut out = Vec::new();
-    write_body(
-        &mut out,
-        format,
-        &w,
-        &Links {
-            healthz: "/healthz",
-            metrics: "/metrics",
-            self_url: &self_url,
-        },
-    );
-    out
-}
-
-/// Whether a name as received (any case, underscores for dashes) is one of the core's
-/// forwarding headers.
-fn is_forwarding_spelled(name: &str) -> bool {
-    trueip::headers::names::FORWARDING
-        .iter()
-        .any(|f| same_name(f.as_str(), name))
+    let hygiene = Hygiene::new(HeaderSettings::default());
+    write_page(&asked, &decision, &hygiene, format, Vec::new())
 }
 
 /// Writes the body of the page in `format` to `out`.
@@ -899,6 +894,13 @@ mod tests {
         trueip::headers::names::FORWARDING
             .iter()
             .any(|f| f.as_str() == n)
+    }
+
+    /// A name as received (any case, underscores for dashes): what the gateway reads.
+    fn is_forwarding_spelled(name: &str) -> bool {
+        trueip::headers::names::FORWARDING
+            .iter()
+            .any(|f| same_name(f.as_str(), name))
     }
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
