@@ -29,7 +29,9 @@
 //!
 //! The crate does no I/O, has no `unsafe`, and [`Policy::resolve`] allocates nothing.
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
-//! provider JSON formats).
+//! provider JSON formats), `tower` ([`tower::ClientIpLayer`]), `axum` (the
+//! [`axum::ClientIp`] extractor and [`axum::ProxyProtocolListener`]). The default build
+//! compiles no framework.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -42,6 +44,8 @@
 )]
 
 pub mod addr;
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod entry;
 mod error;
 pub mod explain;
@@ -55,6 +59,8 @@ pub mod providers;
 pub mod proxy_protocol;
 mod resolution;
 mod strategy;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod trace;
 pub mod trust;
 pub mod xff;
