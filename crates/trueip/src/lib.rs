@@ -30,8 +30,8 @@
 //! The crate does no I/O, has no `unsafe`, and [`Policy::resolve`] allocates nothing.
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
 //! provider JSON formats), `tower` ([`tower::ClientIpLayer`]), `axum` (the
-//! [`axum::ClientIp`] extractor and [`axum::ProxyProtocolListener`]). The default build
-//! compiles no framework.
+//! [`axum::ClientIp`] extractor and [`axum::ProxyProtocolListener`]), `actix-web`
+//! (`trueip::actix`: middleware and extractors). The default build compiles no framework.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -67,6 +67,9 @@ pub mod xff;
 
 #[cfg(feature = "serde")]
 pub mod config;
+
+#[cfg(feature = "actix-web")]
+pub mod actix;
 
 pub use addr::Node;
 pub use error::ConfigError;

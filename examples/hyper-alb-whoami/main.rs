@@ -5,9 +5,8 @@
 //! X-Forwarded-For walk through the VPC), the direct IP (the TCP peer: the ALB), the three
 //! headers as received, and the scheme and port the policy believes.
 //!
-//! ```text
-//! VPC=10.0.0.0/16 LISTEN=0.0.0.0:3000 cargo run -p trueip-examples --bin hyper_alb_whoami
-//! ```
+//! Run: `cargo run -p trueip-examples --bin hyper-alb-whoami -- [LISTEN] [VPC]`, by default
+//! `127.0.0.1:3000 10.0.0.0/16`: VPC is a comma-separated list of the ALB's subnets.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -19,14 +18,17 @@ use trueip::{Connection, Policy, origin::origin};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let listen = args.next().unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let vpc = args.next().unwrap_or_else(|| "10.0.0.0/16".to_owned());
     let mut policy = Policy::builder();
-    for spec in env("VPC", "10.0.0.0/16").split(',') {
+    for spec in vpc.split(',') {
         policy = policy.trust_str(spec)?;
     }
     let policy = Arc::new(policy.strategy_str("aws-alb")?.build()?);
 
-    let listener = tokio::net::TcpListener::bind(env("LISTEN", "127.0.0.1:3000")).await?;
-    println!("listening on {}", listener.local_addr()?);
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -78,8 +80,4 @@ async fn whoami(
         resolution.warnings,
     );
     Ok(Response::new(Full::new(Bytes::from(body))))
-}
-
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
