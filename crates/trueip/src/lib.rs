@@ -29,7 +29,8 @@
 //!
 //! The crate does no I/O, has no `unsafe`, and [`Policy::resolve`] allocates nothing.
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
-//! provider JSON formats).
+//! provider JSON formats), `lambda` (AWS Lambda events, [`lambda`]), `lambda-http`
+//! (the same for `lambda_http::Request`).
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -61,6 +62,9 @@ pub mod xff;
 
 #[cfg(feature = "serde")]
 pub mod config;
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
 
 pub use addr::Node;
 pub use error::ConfigError;
