@@ -24,7 +24,7 @@ fn run(event: &str) -> serde_json::Value {
 
 #[test]
 fn the_story_and_the_forgery_get_the_same_client() {
-    let story = include_str!("../lambda_alb/event.json");
+    let story = include_str!("../lambda-alb/event.json");
     let forged = story.replace(
         "\"x-forwarded-for\": \"203.0.113.195",
         "\"x-forwarded-for\": \"1.2.3.4, 203.0.113.195",

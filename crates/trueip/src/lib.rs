@@ -29,8 +29,9 @@
 //!
 //! The crate does no I/O, has no `unsafe`, and [`Policy::resolve`] allocates nothing.
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
-//! provider JSON formats), `lambda` (AWS Lambda events, [`lambda`]), `lambda-http`
-//! (the same for `lambda_http::Request`).
+//! provider JSON formats), `actix-web` (`trueip::actix`: middleware and extractors),
+//! `lambda` (AWS Lambda events, [`lambda`]), `lambda-http` (the same for
+//! `lambda_http::Request`).
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -63,6 +64,8 @@ pub mod xff;
 #[cfg(feature = "serde")]
 pub mod config;
 
+#[cfg(feature = "actix-web")]
+pub mod actix;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 

@@ -1,0 +1,300 @@
+//! actix-web: a middleware that resolves the client once per request, and extractors that
+//! hand the answer to handlers (feature `actix-web`).
+//!
+//! [`ClientIpMiddleware`] runs [`Policy::resolve`] on the TCP peer and the request's headers
+//! and stores the [`Resolution`] in the request's extensions. [`ClientIp`] extracts the
+//! client's address, [`ClientResolution`] the whole resolution (source, peer, hops,
+//! warnings, rate-limit key).
+//!
+//! ```
+//! use actix_web::{App, HttpResponse, web};
+//! use trueip::Policy;
+//! use trueip::actix::{ClientIp, ClientIpMiddleware};
+//!
+//! async fn hello(ClientIp(ip): ClientIp) -> HttpResponse {
+//!     HttpResponse::Ok().body(format!("hello, {ip}\n"))
+//! }
+//!
+//! # fn main() -> Result<(), trueip::ConfigError> {
+//! // nginx on this host sets `proxy_set_header X-Real-IP $remote_addr;`.
+//! let policy = Policy::builder()
+//!     .trust_str("127.0.0.1")?
+//!     .strategy_str("header:X-Real-IP")?
+//!     .build()?;
+//! let trueip = ClientIpMiddleware::new(policy);
+//! // `HttpServer::new` calls this once per worker: the clone shares one policy.
+//! let app = move || App::new().wrap(trueip.clone()).route("/", web::get().to(hello));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Ordering
+//!
+//! In actix-web the middleware registered *last* with `.wrap` sees the request *first*. A
+//! middleware that reads the resolution (a rate limiter, an access log) must therefore be
+//! registered *before* `ClientIpMiddleware`, so that it runs inside it:
+//! `App::new().wrap(rate_limiter).wrap(ClientIpMiddleware::new(policy))`. It finds the
+//! answer with `req.extensions().get::<trueip::Resolution>()`.
+//!
+//! # The peer
+//!
+//! The peer is [`HttpRequest::peer_addr`]: the TCP peer actix-web accepted the connection
+//! from. actix-web reads no PROXY protocol, so behind an L4 balancer the peer is the
+//! balancer, and the client address a PROXY header would carry (an AWS NLB with proxy
+//! protocol on, HAProxy `send-proxy`) never reaches the policy: actix-web takes the
+//! preamble for a malformed request and answers 400. Turn PROXY off on that balancer and
+//! have an L7 proxy write a header, or put `trueip serve` (which reads PROXY) in front.
+//!
+//! Do not use actix-web's own `ConnectionInfo::realip_remote_addr` for anything that
+//! matters: it believes `Forwarded` and `X-Forwarded-For` from whoever sends them.
+//!
+//! # Failures
+//!
+//! There is no silent fallback to the peer, and each failure answers 500 (the app's bug, not
+//! the client's) with a `text/plain` body that names the fix, and logs the same line through
+//! the `log` crate, where actix-web logs too:
+//!
+//! - a request the middleware sees without a peer address (a Unix socket listener, a
+//!   `TestRequest` without `peer_addr`) gets [`MISSING_PEER`] from the middleware itself, so
+//!   every request that passes the middleware carries a `Resolution`;
+//! - an extractor on a request the middleware did not see (a forgotten `.wrap`, a route
+//!   outside the wrapped scope) gets [`MISSING_MIDDLEWARE`].
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::dev::{Payload, Service, ServiceRequest, Transform, forward_ready};
+use actix_web::http::header::{ContentType, HeaderMap};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::Either;
+
+use crate::headers::{FieldName, Headers};
+use crate::policy::{Connection, Policy};
+use crate::resolution::Resolution;
+
+/// The body of the 500 a request gets when the middleware sees it without a peer address.
+pub const MISSING_PEER: &str = "trueip: this request carries no peer address, so its client \
+cannot be decided. actix-web gives none on a Unix socket listener (`HttpServer::bind_uds`) or \
+to a `TestRequest` without `.peer_addr(..)`: serve over TCP with `HttpServer::bind`, or give \
+the test request a peer address.\n";
+
+/// The body of the 500 a handler gets when the middleware did not see its request.
+pub const MISSING_MIDDLEWARE: &str = "trueip: this request was not resolved: the handler \
+extracts `trueip::actix::ClientIp` or `ClientResolution`, but no \
+`trueip::actix::ClientIpMiddleware` ran before it. Add \
+`.wrap(trueip::actix::ClientIpMiddleware::new(policy))` to the `App`, or to the scope that \
+holds the handler (`.wrap` on one scope does not reach the routes of another).\n";
+
+/// Resolves the client of every request with one [`Policy`] and stores the [`Resolution`]
+/// in the request's extensions. Cheap to clone: the policy is shared.
+///
+/// See the [module docs](self) for an example and the ordering rule.
+#[derive(Clone, Debug)]
+pub struct ClientIpMiddleware {
+    policy: Arc<Policy>,
+}
+
+impl ClientIpMiddleware {
+    /// The middleware for `policy` (a `Policy`, or an `Arc<Policy>` shared with other code).
+    pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
+        ClientIpMiddleware {
+            policy: policy.into(),
+        }
+    }
+
+    /// The policy it resolves with.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+}
+
+impl<S> Transform<S, ServiceRequest> for ClientIpMiddleware
+where
+    S: Service<ServiceRequest>,
+    S::Error: From<MissingPeer>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Transform = ClientIpService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ClientIpService {
+            service,
+            policy: Arc::clone(&self.policy),
+        }))
+    }
+}
+
+/// The service [`ClientIpMiddleware`] wraps around the app's; not used directly.
+#[derive(Debug)]
+pub struct ClientIpService<S> {
+    service: S,
+    policy: Arc<Policy>,
+}
+
+impl<S> Service<ServiceRequest> for ClientIpService<S>
+where
+    S: Service<ServiceRequest>,
+    S::Error: From<MissingPeer>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    // The inner service's own future, or the refusal: no boxing, and the response type of
+    // the app is left as it was.
+    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let Some(peer) = req.peer_addr() else {
+            log::error!(
+                "{} {}: 500, {}",
+                req.method(),
+                req.path(),
+                MISSING_PEER.trim_end()
+            );
+            // An error rather than a response: actix-web answers it with `error_response`
+            // (the 500 below) and the app's body type stays untouched.
+            return Either::Left(ready(Err(MissingPeer.into())));
+        };
+        let resolution = self
+            .policy
+            .resolve(&Connection::from_peer(peer), req.headers());
+        req.extensions_mut().insert(resolution);
+        Either::Right(self.service.call(req))
+    }
+}
+
+/// The client's address, as [`ClientIpMiddleware`] resolved it.
+///
+/// Believe it for what the policy vouches for: with no trusted proxy it is the TCP peer.
+/// For where it came from and what looked wrong, extract [`ClientResolution`]. Without the
+/// middleware, extraction fails with [`MissingMiddleware`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+/// The whole decision: client, source, peer, trusted hops, warnings and the rate-limit key.
+///
+/// Fails like [`ClientIp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientResolution(pub Resolution);
+
+impl FromRequest for ClientIp {
+    type Error = MissingMiddleware;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(resolution(req).map(|r| ClientIp(r.ip())))
+    }
+}
+
+impl FromRequest for ClientResolution {
+    type Error = MissingMiddleware;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(resolution(req).map(ClientResolution))
+    }
+}
+
+fn resolution(req: &HttpRequest) -> Result<Resolution, MissingMiddleware> {
+    match req.extensions().get::<Resolution>() {
+        Some(resolution) => Ok(*resolution),
+        None => {
+            log::error!(
+                "{} {}: 500, {}",
+                req.method(),
+                req.path(),
+                MISSING_MIDDLEWARE.trim_end()
+            );
+            Err(MissingMiddleware)
+        }
+    }
+}
+
+/// The error of [`ClientIp`] and [`ClientResolution`] when no [`ClientIpMiddleware`] saw
+/// the request: a `500` whose body is [`MISSING_MIDDLEWARE`]. It is the server's bug, not
+/// the client's, so not a 4xx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingMiddleware;
+
+/// What [`ClientIpService`] answers a request without a peer address: a `500` whose body is
+/// [`MISSING_PEER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingPeer;
+
+impl fmt::Display for MissingMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MISSING_MIDDLEWARE.trim_end())
+    }
+}
+
+impl fmt::Display for MissingPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MISSING_PEER.trim_end())
+    }
+}
+
+impl std::error::Error for MissingMiddleware {}
+
+impl std::error::Error for MissingPeer {}
+
+// Status 500 by default; the body is the constant as it is, with its final newline (what a
+// `curl` in a terminal wants), where `Display` leaves the newline to the logger.
+impl ResponseError for MissingMiddleware {
+    fn error_response(&self) -> HttpResponse {
+        server_error(MISSING_MIDDLEWARE)
+    }
+}
+
+impl ResponseError for MissingPeer {
+    fn error_response(&self) -> HttpResponse {
+        server_error(MISSING_PEER)
+    }
+}
+
+/// A `500` with a plain-text body naming the fix.
+fn server_error(message: &'static str) -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type(ContentType::plaintext())
+        .body(message)
+}
+
+/// actix-web 4 keeps headers in its own map (over `http` 0.2), not `http::HeaderMap`.
+///
+/// Looked up by scanning rather than with `get_all`: `get_all` takes a `&str` only by
+/// parsing it into a new `HeaderName`, which allocates for every name outside `http`'s
+/// standard list (`x-forwarded-for`, `x-real-ip`), on every request. A scan compares
+/// lengths first and keeps [`Policy::resolve`] free of allocation. Each name's values come
+/// out together and in request order, which is all the walks need.
+impl Headers for HeaderMap {
+    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+        for (key, value) in self {
+            if key.as_str() == name.as_str() {
+                f(value.as_bytes());
+            }
+        }
+    }
+
+    fn for_each_value_noting<'a>(
+        &'a self,
+        name: &FieldName,
+        also: &FieldName,
+        mut f: impl FnMut(&'a [u8]),
+    ) -> bool {
+        let mut present = false;
+        for (key, value) in self {
+            if key.as_str() == name.as_str() {
+                f(value.as_bytes());
+            } else if key.as_str() == also.as_str() {
+                present = true;
+            }
+        }
+        present
+    }
+}

@@ -1,0 +1,420 @@
+//! `trueip::actix` driven through actix-web itself: its test service for one behaviour per
+//! test, and a real `HttpServer` on loopback for what only a socket shows (the peer actix
+//! reports is the one the policy judges).
+#![cfg(feature = "actix-web")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test::{TestRequest, call_service, init_service, read_body};
+use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
+use trueip::actix::{
+    ClientIp, ClientIpMiddleware, ClientResolution, MISSING_MIDDLEWARE, MISSING_PEER,
+    MissingMiddleware,
+};
+use trueip::{Policy, Resolution, Source};
+
+/// nginx on loopback writes `X-Real-IP: $remote_addr`.
+fn behind_local_nginx() -> Policy {
+    Policy::builder()
+        .trust_str("127.0.0.1")
+        .and_then(|b| b.strategy_str("header:X-Real-IP"))
+        .and_then(|b| b.build())
+        .expect("a valid policy")
+}
+
+async fn ip(ClientIp(ip): ClientIp) -> String {
+    ip.to_string()
+}
+
+async fn resolution(ClientResolution(r): ClientResolution) -> String {
+    format!("{} {} hops={}", r.ip(), r.peer, r.trusted_hops)
+}
+
+fn run<F: Future>(f: F) -> F::Output {
+    actix_web::rt::System::new().block_on(f)
+}
+
+/// Status and body of `req` sent to an app with the middleware and the two extractors.
+fn through_app(policy: Policy, req: TestRequest) -> (StatusCode, String) {
+    run(async {
+        let app = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(policy))
+                .route("/ip", web::get().to(ip))
+                .route("/resolution", web::get().to(resolution)),
+        )
+        .await;
+        body_of(call_service(&app, req.to_request()).await).await
+    })
+}
+
+async fn body_of<B: actix_web::body::MessageBody>(res: ServiceResponse<B>) -> (StatusCode, String) {
+    let status = res.status();
+    let body = read_body(res).await;
+    (
+        status,
+        String::from_utf8(body.to_vec()).expect("a text body"),
+    )
+}
+
+fn peer(addr: &str) -> SocketAddr {
+    addr.parse().expect("a socket address")
+}
+
+#[test]
+fn a_trusted_proxy_names_the_client() {
+    let req = TestRequest::get()
+        .uri("/ip")
+        .peer_addr(peer("127.0.0.1:50000"))
+        .insert_header(("X-Real-IP", "203.0.113.9"))
+        // Distractor: not what this policy reads.
+        .insert_header(("X-Forwarded-For", "6.6.6.6"));
+    assert_eq!(
+        through_app(behind_local_nginx(), req),
+        (StatusCode::OK, "203.0.113.9".to_owned())
+    );
+}
+
+#[test]
+fn a_trusted_chain_is_walked_from_the_right() {
+    let policy = Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .and_then(|b| b.strategy_str("rightmost-untrusted"))
+        .and_then(|b| b.build())
+        .unwrap();
+    let req = TestRequest::get()
+        .uri("/resolution")
+        .peer_addr(peer("10.0.0.5:41000"))
+        // The client forged 1.2.3.4; the proxies appended the client and then 10.0.0.7, on
+        // a line of its own: actix's map must hand both lines over, in order, as one list.
+        .append_header(("X-Forwarded-For", "1.2.3.4, 203.0.113.9"))
+        .append_header(("X-Forwarded-For", "10.0.0.7"))
+        .insert_header(("X-Real-IP", "6.6.6.6"));
+    assert_eq!(
+        through_app(policy, req),
+        (
+            StatusCode::OK,
+            "203.0.113.9 10.0.0.5:41000 hops=2".to_owned()
+        )
+    );
+}
+
+#[test]
+fn headers_from_an_untrusted_peer_are_ignored() {
+    let req = TestRequest::get()
+        .uri("/ip")
+        .peer_addr(peer("198.51.100.7:40000"))
+        .insert_header(("X-Real-IP", "203.0.113.9"))
+        .insert_header(("X-Forwarded-For", "203.0.113.9"))
+        .insert_header(("Forwarded", "for=203.0.113.9"));
+    assert_eq!(
+        through_app(behind_local_nginx(), req),
+        (StatusCode::OK, "198.51.100.7".to_owned())
+    );
+}
+
+#[test]
+fn without_the_middleware_the_extractors_answer_500_naming_the_fix() {
+    run(async {
+        let app = init_service(
+            App::new()
+                .route("/ip", web::get().to(ip))
+                .route("/resolution", web::get().to(resolution)),
+        )
+        .await;
+        for uri in ["/ip", "/resolution"] {
+            let req = TestRequest::get()
+                .uri(uri)
+                .peer_addr(peer("127.0.0.1:50000"))
+                .insert_header(("X-Real-IP", "203.0.113.9"));
+            let res = call_service(&app, req.to_request()).await;
+            assert_eq!(
+                res.headers().get("content-type").unwrap(),
+                "text/plain; charset=utf-8"
+            );
+            assert_eq!(
+                body_of(res).await,
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    MISSING_MIDDLEWARE.to_owned()
+                ),
+                "{uri}"
+            );
+        }
+    });
+    assert!(MISSING_MIDDLEWARE.contains(".wrap(trueip::actix::ClientIpMiddleware::new(policy))"));
+    assert_eq!(MissingMiddleware.to_string(), MISSING_MIDDLEWARE.trim_end());
+}
+
+#[test]
+fn without_a_peer_address_the_middleware_answers_500_naming_the_fix() {
+    run(async {
+        let handler_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ran = handler_ran.clone();
+        let app = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(behind_local_nginx()))
+                // A route that never asks for the client is refused too: past the
+                // middleware every request carries a resolution, or none gets past.
+                .route(
+                    "/",
+                    web::get().to(move || {
+                        ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                        async { "reached" }
+                    }),
+                ),
+        )
+        .await;
+        // A TestRequest has no peer unless given one, as a Unix socket listener has none.
+        let req = TestRequest::get().insert_header(("X-Real-IP", "203.0.113.9"));
+        let res = app.call(req.to_request()).await;
+        let res = match res {
+            Ok(res) => res,
+            // The middleware refuses with an error; actix-web's server answers it with the
+            // error's response, as here.
+            Err(e) => {
+                ServiceResponse::new(TestRequest::default().to_http_request(), e.error_response())
+            }
+        };
+        assert_eq!(
+            body_of(res).await,
+            (StatusCode::INTERNAL_SERVER_ERROR, MISSING_PEER.to_owned())
+        );
+        assert!(!handler_ran.load(std::sync::atomic::Ordering::SeqCst));
+    });
+    assert!(MISSING_PEER.contains("HttpServer::bind"));
+}
+
+#[test]
+fn a_middleware_registered_before_it_runs_inside_it_and_sees_the_resolution() {
+    run(async {
+        let app = init_service(
+            App::new()
+                // Registered first, so it runs second: after ClientIpMiddleware.
+                .wrap_fn(|req, srv| {
+                    let seen = req.extensions().get::<Resolution>().map(Resolution::ip);
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        let seen = seen.map_or("none".to_owned(), |ip| ip.to_string());
+                        res.headers_mut()
+                            .insert("x-seen-by-inner".parse().unwrap(), seen.parse().unwrap());
+                        Ok(res)
+                    }
+                })
+                .wrap(ClientIpMiddleware::new(behind_local_nginx()))
+                .route("/ip", web::get().to(ip)),
+        )
+        .await;
+        let req = TestRequest::get()
+            .uri("/ip")
+            .peer_addr(peer("127.0.0.1:50000"))
+            .insert_header(("X-Real-IP", "203.0.113.9"));
+        let res = call_service(&app, req.to_request()).await;
+        assert_eq!(res.headers().get("x-seen-by-inner").unwrap(), "203.0.113.9");
+    });
+}
+
+#[test]
+fn the_stored_resolution_keeps_the_evidence() {
+    run(async {
+        let app = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(behind_local_nginx()))
+                .route(
+                    "/",
+                    web::get().to(|ClientResolution(r): ClientResolution| async move {
+                        assert_eq!(r.source, Source::Header);
+                        assert_eq!(r.peer.ip.to_string(), "127.0.0.1");
+                        assert_eq!(r.trusted_hops, 1);
+                        HttpResponse::NoContent().finish()
+                    }),
+                ),
+        )
+        .await;
+        let req = TestRequest::get()
+            .peer_addr(peer("127.0.0.1:50000"))
+            .insert_header(("X-Real-IP", "203.0.113.9"));
+        let res = call_service(&app, req.to_request()).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    });
+}
+
+/// Every record logged under a `trueip` target, for the test that checks the 500 is logged.
+static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        meta.target().starts_with("trueip")
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            LOGGED
+                .lock()
+                .expect("no test panicked holding it")
+                .push(format!("{} {}", record.level(), record.args()));
+        }
+    }
+    fn flush(&self) {}
+}
+
+#[test]
+fn each_500_is_logged_with_the_same_message() {
+    // The only test here that installs a logger; the others' lines land in it too, so this
+    // one looks for its own paths.
+    log::set_logger(&Capture).unwrap();
+    log::set_max_level(log::LevelFilter::Error);
+    run(async {
+        let bare = init_service(App::new().route("/logged", web::get().to(ip))).await;
+        let req = TestRequest::get()
+            .uri("/logged")
+            .peer_addr(peer("127.0.0.1:50000"));
+        call_service(&bare, req.to_request()).await;
+
+        let wrapped = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(Policy::default()))
+                .route("/logged-peer", web::get().to(ip)),
+        )
+        .await;
+        let req = TestRequest::get().uri("/logged-peer");
+        let _ = wrapped.call(req.to_request()).await;
+    });
+    let logged = LOGGED.lock().unwrap();
+    let line = |path: &str| {
+        logged
+            .iter()
+            .find(|l| l.starts_with(&format!("ERROR GET {path}:")))
+            .cloned()
+    };
+    assert_eq!(
+        line("/logged"),
+        Some(format!(
+            "ERROR GET /logged: 500, {}",
+            MISSING_MIDDLEWARE.trim_end()
+        ))
+    );
+    assert_eq!(
+        line("/logged-peer"),
+        Some(format!(
+            "ERROR GET /logged-peer: 500, {}",
+            MISSING_PEER.trim_end()
+        ))
+    );
+}
+
+/// A real server on 127.0.0.1, an ephemeral port, one worker: `/ip` behind the middleware
+/// with `policy`, `/bare` on the same server without it. Stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(policy: Policy) -> Server {
+        let middleware = ClientIpMiddleware::new(policy);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            run(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .service(
+                            web::scope("/ip")
+                                .wrap(middleware.clone())
+                                .route("", web::get().to(ip)),
+                        )
+                        .route("/bare", web::get().to(ip))
+                })
+                .workers(1)
+                .disable_signals()
+                .bind(("127.0.0.1", 0))
+                .expect("bind an ephemeral loopback port");
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).expect("the test waits");
+                server.await.expect("the server runs until stopped");
+            });
+        });
+        let (addr, handle) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server starts");
+        Server {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        run(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a plain socket, as an untrusted client would send it.
+fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("a whole response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status code");
+    (status, body.to_owned())
+}
+
+#[test]
+fn over_a_real_socket_the_peer_actix_reports_is_the_one_judged() {
+    let forged = ["X-Real-IP: 203.0.113.9", "X-Forwarded-For: 203.0.113.9"];
+
+    // The connection comes from 127.0.0.1, which this policy trusts: the header decides.
+    let trusted = Server::start(behind_local_nginx());
+    assert_eq!(
+        get(trusted.addr, "/ip", &forged),
+        (200, "203.0.113.9".to_owned())
+    );
+    // Same server, a route outside the wrapped scope: the clear 500, not the peer.
+    assert_eq!(
+        get(trusted.addr, "/bare", &forged),
+        (500, MISSING_MIDDLEWARE.to_owned())
+    );
+    drop(trusted);
+
+    // Only 127.0.0.2 is trusted; this client connects from 127.0.0.1 and is the answer.
+    let policy = Policy::builder()
+        .trust_str("127.0.0.2")
+        .and_then(|b| b.strategy_str("header:X-Real-IP"))
+        .and_then(|b| b.build())
+        .unwrap();
+    let untrusted = Server::start(policy);
+    assert_eq!(
+        get(untrusted.addr, "/ip", &forged),
+        (200, "127.0.0.1".to_owned())
+    );
+}
