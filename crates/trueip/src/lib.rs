@@ -31,7 +31,9 @@
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
 //! provider JSON formats), `tower` ([`tower::ClientIpLayer`]), `axum` (the
 //! [`axum::ClientIp`] extractor and [`axum::ProxyProtocolListener`]), `actix-web`
-//! (`trueip::actix`: middleware and extractors). The default build compiles no framework.
+//! (`trueip::actix`: middleware and extractors), `lambda` (AWS Lambda events, [`lambda`]),
+//! `lambda-http` (the same for `lambda_http::Request`). The default build compiles no
+//! framework.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -70,6 +72,8 @@ pub mod config;
 
 #[cfg(feature = "actix-web")]
 pub mod actix;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 
 pub use addr::Node;
 pub use error::ConfigError;
