@@ -1,7 +1,7 @@
 //! `trueip explain`: one decision, step by step; or many, as JSON Lines.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -37,11 +37,25 @@ Examples:
   trueip explain --peer 10.0.0.5 --proxy-protocol-from 10.0.0.0/8 \\
       --proxy-source 172.31.7.9:50000 --proxy-vpce-id vpce-08d2bf15fac5001c9
 
+  # an AWS Lambda event as the function logged it, behind an ALB (trust: see below)
+  trueip explain --lambda-event event.json --strategy hops:1 --trust any
+
   # many cases at once, one JSON object per line in and out
   echo '{\"peer\":\"10.0.0.5\",\"headers\":[[\"X-Forwarded-For\",\"203.0.113.9\"]]}' |
       trueip explain --batch --trust private --strategy rightmost-untrusted
 
-Exit status: 0 resolved, 2 bad input (in --batch: any line was bad).";
+Lambda events (--lambda-event FILE, or - for stdin): ALB target, API Gateway REST (payload
+1.0), HTTP API (payload 2.0) and Function URL events, told from their shape. The address AWS's
+front end saw stands in for the peer: the element the ALB appended to x-forwarded-for, or
+requestContext.identity.sourceIp / requestContext.http.sourceIp. The chains' policies
+(trueip::lambda::Preset):
+  ALB → Lambda                          --strategy hops:1 --trust any
+  CloudFront → ALB → Lambda             --strategy cloudfront --trust cloudfront=ip-ranges.json
+  CloudFront → API Gateway → Lambda     --strategy cloudfront --trust cloudfront=ip-ranges.json
+  API Gateway or Function URL → Lambda  (no flags: sourceIp is the client)
+
+Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
+event of no known kind, or without the field its peer comes from).";
 
 /// The long help after the options: trust specs, the strategies (from the strategy
 /// table, as the README's), examples.
@@ -66,7 +80,7 @@ pub(crate) enum Format {
 #[command(after_long_help = after_help())]
 pub(crate) struct ExplainArgs {
     /// The TCP peer: IP or IP:port ([v6]:port).
-    #[arg(long, value_name = "ADDR", required_unless_present = "batch")]
+    #[arg(long, value_name = "ADDR", required_unless_present_any = ["batch", "lambda_event"])]
     peer: Option<String>,
     /// A request header, `Name: value`; repeat for several (order is kept). A line `trueip
     /// serve` would answer 400 to (space before the colon, leading whitespace, control bytes)
@@ -103,6 +117,14 @@ pub(crate) struct ExplainArgs {
     /// Read JSON Lines cases on stdin, write one JSON result per line.
     #[arg(long, conflicts_with_all = ["peer", "headers", "proxy_source", "proxy_vpce_id", "proxy_azure_link_id"])]
     batch: bool,
+    /// Explain an AWS Lambda event (ALB, API Gateway REST or HTTP API, Function URL) read
+    /// from FILE, or from stdin with `-`: its peer and headers come from the event.
+    #[arg(
+        long,
+        value_name = "FILE|-",
+        conflicts_with_all = ["peer", "headers", "proxy_source", "proxy_vpce_id", "proxy_azure_link_id", "batch"]
+    )]
+    lambda_event: Option<std::path::PathBuf>,
 }
 
 /// Runs `trueip explain`.
@@ -132,6 +154,22 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         return batch(&base);
     }
     let policy = build(&base)?;
+    let explanation = match &args.lambda_event {
+        Some(path) => lambda_event(&policy, path)?,
+        None => request(&policy, args)?,
+    };
+    match args.format {
+        Format::Text => print!("{explanation}"),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The request the flags describe (`--peer`, `--header`, `--proxy-*`), explained.
+fn request(policy: &Policy, args: &ExplainArgs) -> Result<Explanation, String> {
     let peer = args.peer.as_deref().unwrap_or_default();
     let link = PrivateLink {
         aws_vpce_id: args.proxy_vpce_id.as_deref().map(Into::into),
@@ -143,15 +181,28 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         .iter()
         .map(|line| parse_header_line(line).map_err(|e| format!("--header: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let explanation = Explanation::new(&policy, &conn, &headers);
-    match args.format {
-        Format::Text => print!("{explanation}"),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
-        ),
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Explanation::new(policy, &conn, &headers))
+}
+
+/// A Lambda event from `path` (`-`: stdin), explained; errors name the file and the
+/// field the event lacks.
+fn lambda_event(policy: &Policy, path: &std::path::Path) -> Result<Explanation, String> {
+    let (name, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the event from stdin: {e}"))?;
+        ("stdin".to_string(), text)
+    } else {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the event {name}: {e}"))?;
+        (name, text)
+    };
+    let event: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!("{name}: not JSON: {e} (hint: pass the event exactly as the function logged it)")
+    })?;
+    trueip::lambda::explain_event(policy, &event).map_err(|e| format!("{name}: {e}"))
 }
 
 /// Reads the `[client_ip]` section of a TOML config; other sections belong to `serve`.

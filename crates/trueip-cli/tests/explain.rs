@@ -661,3 +661,234 @@ fn explain_a_cloudfront_header_from_around_cloudfront_is_not_believed() {
     assert_eq!(v["client_ip"], "1.2.3.4", "{v}");
     assert_eq!(v["client_port"], 1234, "{v}");
 }
+
+// ---------------------------------------------------------------------------------------
+// --lambda-event: the events of the core's tests (crates/trueip/tests/lambda_events).
+// ---------------------------------------------------------------------------------------
+
+fn lambda_event(name: &str) -> String {
+    format!(
+        "{}/../trueip/tests/lambda_events/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn lambda_event_text(name: &str) -> String {
+    std::fs::read_to_string(lambda_event(name)).expect("event")
+}
+
+/// The story: the ALB appended 150.172.238.178; the entries left of it are the client's.
+#[test]
+fn lambda_event_alb_story_text() {
+    let event = lambda_event("alb");
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            &event,
+            "--strategy",
+            "hops:1",
+            "--trust",
+            "any",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("client   150.172.238.178"), "{text}");
+    assert!(text.contains("peer     150.172.238.178"), "{text}");
+    assert!(text.contains("spoof_attempt"), "{text}");
+    assert!(text.contains("only the ALB invokes its target"), "{text}");
+    assert!(
+        text.contains("x-forwarded-for: 203.0.113.195, 70.41.3.18, 150.172.238.178"),
+        "{text}"
+    );
+}
+
+/// `-` reads stdin; `--format json` is the explain object of any request.
+#[test]
+fn lambda_event_from_stdin_as_json() {
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            "-",
+            "--strategy",
+            "hops:1",
+            "--trust",
+            "any",
+            "--format",
+            "json",
+        ],
+        Some(&lambda_event_text("alb_multi")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "150.172.238.178", "{v}");
+    assert_eq!(v["source"], "x-forwarded-for[-1]", "{v}");
+    assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
+    assert_eq!(v["steps"][0]["subject"], "alb", "{v}");
+    assert_eq!(v["steps"][0]["verdict"], "trusted", "{v}");
+}
+
+/// No flags: trust nothing, `sourceIp` (here IPv6) is the client.
+#[test]
+fn lambda_event_function_url_ipv6() {
+    let event = lambda_event("function_url");
+    let out = trueip(
+        &["explain", "--lambda-event", &event, "--format", "json"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(
+        v["client_ip"], "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+        "{v}"
+    );
+    assert_eq!(v["steps"][0]["subject"], "api-gateway-v2", "{v}");
+    assert_eq!(v["rate_limit_key"], "2001:db8:85a3:8d3::", "{v}");
+}
+
+/// CloudFront → API Gateway with the provider file, as the preset's help line says; the
+/// config's [client_ip] works as for any explain.
+#[test]
+fn lambda_event_cloudfront_api_gateway_with_ranges_and_config() {
+    let dir = temp_dir("lambda-cloudfront");
+    let ranges = dir.join("ip-ranges.json");
+    std::fs::write(
+        &ranges,
+        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"130.176.0.0/16","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[]}"#,
+    )
+    .expect("ranges");
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
+    event["headers"]["x-forwarded-for"] = "1.2.3.4, 198.51.100.7, 130.176.3.3".into();
+    event["requestContext"]["http"]["sourceIp"] = "130.176.3.3".into();
+    let event_path = dir.join("event.json");
+    std::fs::write(&event_path, event.to_string()).expect("event");
+    let event_path = event_path.display().to_string();
+    let cloudfront = format!("cloudfront={}", ranges.display());
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            &event_path,
+            "--strategy",
+            "cloudfront",
+            "--trust",
+            &cloudfront,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "198.51.100.7", "{v}");
+    assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
+
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[client_ip]\nstrategy = \"cloudfront\"\n[client_ip.providers]\ncloudfront = {:?}\n",
+            ranges.display().to_string()
+        ),
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            &event_path,
+            "--config",
+            &config,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("client   198.51.100.7"), "{text}");
+}
+
+/// Bad events exit 2 with the file and the missing field named; nothing on stdout.
+#[test]
+fn lambda_event_errors_name_the_field() {
+    let dir = temp_dir("lambda-errors");
+    let mut alb: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("alb")).expect("event");
+    alb["headers"]
+        .as_object_mut()
+        .expect("headers")
+        .remove("x-forwarded-for");
+    let mut v1: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("api_gateway_v1")).expect("event");
+    v1["requestContext"]["identity"]["sourceIp"] = "test-invoke-source-ip".into();
+    let cases = [
+        ("no-xff.json", alb.to_string(), "headers.x-forwarded-for"),
+        (
+            "test-invoke.json",
+            v1.to_string(),
+            "requestContext.identity.sourceIp",
+        ),
+        (
+            "s3.json",
+            r#"{"Records": []}"#.to_string(),
+            "unknown Lambda event",
+        ),
+        (
+            "not-json.json",
+            "x-forwarded-for: 1.2.3.4".to_string(),
+            "not JSON",
+        ),
+    ];
+    for (file, text, expected) in cases {
+        let path = dir.join(file);
+        std::fs::write(&path, text).expect("event");
+        let path = path.display().to_string();
+        let out = trueip(&["explain", "--lambda-event", &path], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(
+            err.contains(expected) && err.contains(file),
+            "{file}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{file}");
+    }
+    let out = trueip(
+        &["explain", "--lambda-event", "/nonexistent/event.json"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // The event says who the peer is: --peer with it is a usage error.
+    let event = lambda_event("alb");
+    let out = trueip(
+        &["explain", "--lambda-event", &event, "--peer", "10.0.0.5"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}

@@ -29,7 +29,11 @@
 //!
 //! The crate does no I/O, has no `unsafe`, and [`Policy::resolve`] allocates nothing.
 //! Features: `http` (headers from `http::HeaderMap`), `serde` (config and JSON output,
-//! provider JSON formats), `actix-web` (`trueip::actix`: middleware and extractors).
+//! provider JSON formats), `tower` ([`tower::ClientIpLayer`]), `axum` (the
+//! [`axum::ClientIp`] extractor and [`axum::ProxyProtocolListener`]), `actix-web`
+//! (`trueip::actix`: middleware and extractors), `lambda` (AWS Lambda events, [`lambda`]),
+//! `lambda-http` (the same for `lambda_http::Request`). The default build compiles no
+//! framework.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -42,6 +46,8 @@
 )]
 
 pub mod addr;
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod entry;
 mod error;
 pub mod explain;
@@ -55,6 +61,8 @@ pub mod providers;
 pub mod proxy_protocol;
 mod resolution;
 mod strategy;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod trace;
 pub mod trust;
 pub mod xff;
@@ -64,6 +72,8 @@ pub mod config;
 
 #[cfg(feature = "actix-web")]
 pub mod actix;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 
 pub use addr::Node;
 pub use error::ConfigError;

@@ -1,0 +1,471 @@
+//! [`ProxyProtocolListener`]: a `TcpListener` for `axum::serve` that reads the PROXY
+//! protocol header trusted senders put before the HTTP bytes.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ::axum::extract::connect_info::Connected;
+use ::axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::addr::{Node, normalize};
+use crate::link::PrivateLink;
+use crate::policy::{Connection, Policy};
+use crate::proxy_protocol::{
+    self as pp, Command, Decode, ProxyError, ProxyHeader, Transport, V1_MAX_LEN, V2_MAX_LEN,
+};
+use crate::trust::TrustSet;
+
+/// A [`TcpListener`] for [`axum::serve`](::axum::serve()) behind an L4 balancer (AWS NLB,
+/// HAProxy `send-proxy-v2`, nginx `proxy_protocol on`) that opens each connection with a
+/// PROXY protocol v1 or v2 header.
+///
+/// - A connection from a **trusted sender** (the policy's `proxy_protocol_from`) must start
+///   with a valid header, complete within the [timeout](Self::timeout) and the
+///   [size bound](Self::max_header_bytes). Its source becomes the connection's
+///   [`proxy_source`](Connection::proxy_source); the bytes after it are the HTTP request,
+///   untouched. A malformed, oversized, late or missing header closes the connection: the
+///   specification forbids reading the bytes as anything else.
+/// - A connection from **anyone else** is a direct client, served with no PROXY source —
+///   unless its first bytes are a PROXY header, which closes it (and logs the sender, in
+///   case it is a balancer missing from the trust set). An untrusted sender must likewise
+///   show within the timeout that it is not sending one.
+///
+/// Each preamble is read in its own task, so a slow or silent connection never holds up
+/// the next `accept`. Refused connections are logged through `log` (`warn`; a connection
+/// closed before sending anything is `debug`).
+///
+/// The decoded [`Connection`] reaches handlers and
+/// [`ClientIpLayer`](crate::tower::ClientIpLayer) through axum's connect info:
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use trueip::axum::{ClientIp, ProxyProtocolListener};
+/// use trueip::{Connection, Policy, tower::ClientIpLayer};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // The NLB's subnets may send PROXY headers; nothing else is trusted.
+/// let policy = Policy::builder().proxy_protocol_from("10.0.0.0/16".parse()?).build()?;
+/// let tcp = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// let listener = ProxyProtocolListener::new(tcp, &policy);
+/// let app = Router::new()
+///     .route("/", get(|ClientIp(ip): ClientIp| async move { format!("{ip}\n") }))
+///     .layer(ClientIpLayer::new(policy));
+/// axum::serve(listener, app.into_make_service_with_connect_info::<Connection>()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct ProxyProtocolListener {
+    tcp: TcpListener,
+    rules: Arc<Rules>,
+    pending: JoinSet<Option<(ProxiedStream, SocketAddr)>>,
+}
+
+#[derive(Clone)]
+struct Rules {
+    senders: TrustSet,
+    timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl ProxyProtocolListener {
+    /// How long a connection has to deliver its header (or, from an untrusted sender, to
+    /// show it is not sending one), unless [`timeout`](Self::timeout) says otherwise. The
+    /// gateway's default too.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The largest header accepted, unless [`max_header_bytes`](Self::max_header_bytes)
+    /// says otherwise: room for a v2 header with addresses and the TLVs load balancers send.
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 512;
+
+    /// Accepts on `tcp`, trusting the senders in `policy`'s
+    /// [`proxy_protocol_from`](Policy::proxy_protocol_from): the same set the policy
+    /// checks again when it resolves, so the two cannot disagree.
+    pub fn new(tcp: TcpListener, policy: &Policy) -> Self {
+        Self::with_senders(tcp, policy.proxy_protocol_from().clone())
+    }
+
+    /// Accepts on `tcp`, trusting `senders` to send PROXY headers. The policy given to
+    /// [`ClientIpLayer`](crate::tower::ClientIpLayer) must trust them too
+    /// (`proxy_protocol_from`), or it ignores the header's source and flags
+    /// `untrusted_proxy_protocol`.
+    pub fn with_senders(tcp: TcpListener, senders: TrustSet) -> Self {
+        if senders.is_empty() {
+            log::warn!(
+                "ProxyProtocolListener: no sender may send PROXY headers (proxy_protocol_from is \
+                 empty), so every connection is served as a direct client"
+            );
+        }
+        ProxyProtocolListener {
+            tcp,
+            rules: Arc::new(Rules {
+                senders,
+                timeout: Self::DEFAULT_TIMEOUT,
+                max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+            }),
+            pending: JoinSet::new(),
+        }
+    }
+
+    /// How long a connection has to deliver its header.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.rules_mut().timeout = timeout;
+        self
+    }
+
+    /// The largest header accepted, in bytes. Held between [`V1_MAX_LEN`] (a v1 line must
+    /// fit) and [`V2_MAX_LEN`] (the largest v2 header there is).
+    pub fn max_header_bytes(mut self, max: usize) -> Self {
+        self.rules_mut().max_header_bytes = max.clamp(V1_MAX_LEN, V2_MAX_LEN);
+        self
+    }
+
+    /// The listener underneath.
+    pub fn get_ref(&self) -> &TcpListener {
+        &self.tcp
+    }
+
+    fn rules_mut(&mut self) -> &mut Rules {
+        // Before the first accept nothing else holds the rules; after it, a change makes
+        // a copy for the connections still to come.
+        Arc::make_mut(&mut self.rules)
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(ProxiedStream, SocketAddr)>> {
+        loop {
+            // Hand on whatever preamble finished first, then accept everything waiting,
+            // each read in its own task.
+            match self.pending.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(Some(ready)))) => return Poll::Ready(Ok(ready)),
+                // Refused (and logged by the task), or the task panicked.
+                Poll::Ready(Some(Ok(None) | Err(_))) => continue,
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            match self.tcp.poll_accept(cx) {
+                Poll::Ready(Ok((stream, peer))) => {
+                    self.pending
+                        .spawn(preamble(stream, peer, Arc::clone(&self.rules)));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Listener for ProxyProtocolListener {
+    type Io = ProxiedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (ProxiedStream, SocketAddr) {
+        loop {
+            match std::future::poll_fn(|cx| self.poll_next(cx)).await {
+                Ok(ready) => return ready,
+                Err(e) => accept_error(e).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// What `axum::serve`'s own `TcpListener` does: a connection that died in the backlog is
+/// skipped; anything else (out of file descriptors) is logged and retried a second later,
+/// rather than spinning.
+async fn accept_error(e: io::Error) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    log::error!("ProxyProtocolListener: accept failed: {e}; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+impl fmt::Debug for ProxyProtocolListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyProtocolListener")
+            .field("tcp", &self.tcp)
+            .field("timeout", &self.rules.timeout)
+            .field("max_header_bytes", &self.rules.max_header_bytes)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())`: the
+/// peer, and the PROXY source a trusted sender named.
+impl Connected<IncomingStream<'_, ProxyProtocolListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, ProxyProtocolListener>) -> Self {
+        stream.io().connection().clone()
+    }
+}
+
+/// The same connect info from a plain `TcpListener`, so that switching listeners changes
+/// one line.
+impl Connected<IncomingStream<'_, TcpListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Connection::from_peer(*stream.remote_addr())
+    }
+}
+
+/// A connection [`ProxyProtocolListener`] accepted: the TCP stream after its PROXY
+/// header, and what the header said.
+pub struct ProxiedStream {
+    stream: TcpStream,
+    /// Bytes read while looking for the header that belong to the application: handed
+    /// out before anything else is read from the socket.
+    replay: Vec<u8>,
+    replayed: usize,
+    connection: Connection,
+}
+
+impl ProxiedStream {
+    /// The peer, and the PROXY source when a trusted sender sent a header.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The TCP stream, e.g. for `set_nodelay` (through `ListenerExt::tap_io`). Read from
+    /// the `ProxiedStream` itself: bytes that followed the header may already be in it.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl fmt::Debug for ProxiedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxiedStream")
+            .field("stream", &self.stream)
+            .field("connection", &self.connection)
+            .field(
+                "replay_left",
+                &self.replay.len().saturating_sub(self.replayed),
+            )
+            .finish()
+    }
+}
+
+impl AsyncRead for ProxiedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(rest) = this.replay.get(this.replayed..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            this.replayed += n;
+            if this.replayed >= this.replay.len() {
+                this.replay = Vec::new();
+                this.replayed = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProxiedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Why a connection was closed before the application saw it.
+#[derive(Debug)]
+enum Refused {
+    Timeout(Duration),
+    TooLarge(usize),
+    /// The peer closed after this many bytes.
+    Closed(usize),
+    Malformed(ProxyError),
+    /// An untrusted sender began with a PROXY header.
+    Untrusted,
+    Io(io::Error),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Timeout(t) => write!(f, "no complete PROXY header within {t:?}"),
+            Refused::TooLarge(max) => write!(
+                f,
+                "PROXY header larger than {max} bytes (ProxyProtocolListener::max_header_bytes)"
+            ),
+            Refused::Closed(0) => f.write_str("closed before sending anything"),
+            Refused::Closed(n) => write!(f, "closed after {n} bytes of a PROXY header"),
+            Refused::Malformed(e) => write!(f, "invalid PROXY header: {e}"),
+            Refused::Untrusted => f.write_str(
+                "sent a PROXY header but may not (if it is your load balancer, add its \
+                 address to the policy's proxy_protocol_from)",
+            ),
+            Refused::Io(e) => write!(f, "reading the PROXY header: {e}"),
+        }
+    }
+}
+
+/// Reads what comes before the application's bytes: the header of a trusted sender, or
+/// enough of an untrusted sender's first bytes to know they are not a header. `None`:
+/// refused, closed and logged.
+async fn preamble(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rules: Arc<Rules>,
+) -> Option<(ProxiedStream, SocketAddr)> {
+    let trusted = rules.senders.contains(normalize(peer.ip()));
+    let read = async {
+        if trusted {
+            read_header(&stream, peer, rules.max_header_bytes).await
+        } else {
+            not_a_header(&stream, peer, rules.max_header_bytes).await
+        }
+    };
+    let outcome = match tokio::time::timeout(rules.timeout, read).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Refused::Timeout(rules.timeout)),
+    };
+    match outcome {
+        Ok((connection, replay)) => Some((
+            ProxiedStream {
+                stream,
+                replay,
+                replayed: 0,
+                connection,
+            },
+            peer,
+        )),
+        Err(Refused::Closed(0)) => {
+            // Health checks and port scanners do this all day.
+            log::debug!("PROXY listener: connection from {peer} closed before sending anything");
+            None
+        }
+        Err(why) => {
+            let sender = if trusted { "trusted sender" } else { "sender" };
+            log::warn!("PROXY listener: connection from {sender} {peer} closed: {why}");
+            None
+        }
+    }
+}
+
+/// A trusted sender's header, decoded with the core's decoder; the bytes after it.
+async fn read_header(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    max: usize,
+) -> Result<(Connection, Vec<u8>), Refused> {
+    // A v1 line fits in 107 bytes and a v2 header from a balancer in well under 256: one
+    // read usually holds all of it.
+    let mut buf = Vec::with_capacity(max.min(512));
+    loop {
+        match pp::decode(&buf).map_err(Refused::Malformed)? {
+            Decode::Complete { header, consumed } => {
+                let rest = buf.split_off(consumed.min(buf.len()));
+                return Ok((connection(peer, &header), rest));
+            }
+            Decode::Incomplete { needed } => {
+                if buf.len().saturating_add(needed) > max {
+                    return Err(Refused::TooLarge(max));
+                }
+                read_some(stream, &mut buf, max).await?;
+            }
+        }
+    }
+}
+
+/// An untrusted sender's first bytes, once they show they are not a PROXY header: the
+/// application's, replayed to it.
+async fn not_a_header(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    max: usize,
+) -> Result<(Connection, Vec<u8>), Refused> {
+    let mut buf = Vec::new();
+    loop {
+        match pp::looks_like_proxy(&buf) {
+            Some(true) => return Err(Refused::Untrusted),
+            Some(false) => return Ok((Connection::from_peer(peer), buf)),
+            None => read_some(stream, &mut buf, max).await?,
+        }
+    }
+}
+
+/// The connection a valid header describes.
+fn connection(peer: SocketAddr, header: &ProxyHeader) -> Connection {
+    let mut conn = Connection::from_peer(peer);
+    match header.command {
+        // A datagram flow's source is whoever sent a datagram, not who opened this
+        // stream: nginx and HAProxy keep the sender as the peer, and so do we.
+        Command::Proxy if header.transport == Transport::Datagram => log::warn!(
+            "PROXY listener: {peer} sent a header for a datagram flow on a TCP connection: \
+             its addresses are not used, the sender stays the peer"
+        ),
+        Command::Proxy => {
+            conn.proxy_source = header.addrs.map(|a| Node::from(a.source));
+            conn.private_link = PrivateLink::from_tlvs(&header.tlvs);
+        }
+        // The balancer's own health check: nothing in it is about a client.
+        Command::Local => {}
+    }
+    conn
+}
+
+/// Appends what the socket has (at least one byte), never growing `buf` past `max`.
+async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>, max: usize) -> Result<(), Refused> {
+    let start = buf.len();
+    let room = max.saturating_sub(start);
+    if room == 0 {
+        return Err(Refused::TooLarge(max));
+    }
+    buf.resize(start + room.min(4096), 0);
+    let result = loop {
+        if let Err(e) = stream.readable().await {
+            break Err(Refused::Io(e));
+        }
+        match stream.try_read(buf.get_mut(start..).unwrap_or_default()) {
+            Ok(0) => break Err(Refused::Closed(start)),
+            Ok(n) => break Ok(start + n),
+            // Readiness can be spurious.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => break Err(Refused::Io(e)),
+        }
+    };
+    buf.truncate(*result.as_ref().unwrap_or(&start));
+    result.map(|_| ())
+}

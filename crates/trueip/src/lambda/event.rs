@@ -1,0 +1,316 @@
+//! An event's shape: which kind it is, what stands in for the peer, and its headers.
+
+use serde_json::{Map, Value};
+
+use crate::addr::Node;
+use crate::explain::Explanation;
+use crate::headers::{FieldName, Headers};
+use crate::policy::{Connection, Policy};
+use crate::resolution::Resolution;
+
+use super::error::{EventError, Found};
+use super::{EventKind, alb_peer, source_ip, stand_in_step};
+
+/// An event, read: its kind, the address that stands in for the peer, and its headers
+/// (borrowed from the JSON, not copied).
+///
+/// [`resolve_event`](super::resolve_event) is `Event::parse` then [`resolve`](Self::resolve);
+/// parse once and resolve with several policies, or read [`kind`](Self::kind) and
+/// [`peer`](Self::peer) for a log line. As [`Headers`], an event yields the values of the
+/// header container it was read from, several values of one name in order.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'e> {
+    kind: EventKind,
+    peer: Node,
+    headers: Container<'e>,
+}
+
+/// Which of the event's header objects is read.
+#[derive(Clone, Copy, Debug)]
+enum Container<'e> {
+    /// Neither `headers` nor `multiValueHeaders` (or both `null`).
+    None,
+    /// `headers`: one string per name.
+    Single(Names<'e>),
+    /// `multiValueHeaders`: an array of strings per name, in request order.
+    Multi(Names<'e>),
+}
+
+/// A header object, and whether every name in it is lower-case: AWS writes ALB and
+/// payload 2.0 names so, and then a name is found with one map lookup, not a scan.
+#[derive(Clone, Copy, Debug)]
+struct Names<'e> {
+    map: &'e Map<String, Value>,
+    lower: bool,
+}
+
+impl<'e> Names<'e> {
+    /// Every value of the keys that spell `name`: at most one key does (checked when
+    /// the event was read).
+    #[inline]
+    fn get(&self, name: &str) -> Option<&'e Value> {
+        if self.lower {
+            self.map.get(name)
+        } else {
+            self.map
+                .iter()
+                .find(|(key, _)| key.len() == name.len() && key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value)
+        }
+    }
+}
+
+impl<'e> Event<'e> {
+    /// Reads an event and tells its kind from its shape, in this order:
+    ///
+    /// 1. `requestContext.elb` present: an ALB target event;
+    /// 2. `version` `"2.0"`: API Gateway HTTP API payload 2.0, or a Function URL;
+    /// 3. `version` `"1.0"`, or no `version` and a `requestContext.identity`: API
+    ///    Gateway REST API (and HTTP API payload 1.0, and WebSocket APIs, same shape).
+    ///
+    /// Anything else, a kind without the field its peer stand-in comes from, or a field
+    /// that does not hold what AWS puts there is an [`EventError`] naming it.
+    ///
+    /// The headers come from `multiValueHeaders` when it is an object (REST API events
+    /// carry both, and their `headers` keeps only the last value of a repeated header),
+    /// else from `headers`. Every value must be a string (an array of strings in
+    /// `multiValueHeaders`), and no header may appear under two spellings.
+    pub fn parse(event: &'e Value) -> Result<Self, EventError> {
+        let Some(object) = event.as_object() else {
+            return Err(EventError::UnknownKind {
+                why: "the event is not a JSON object",
+            });
+        };
+        let Some(context) = object.get("requestContext").and_then(Value::as_object) else {
+            return Err(EventError::UnknownKind {
+                why: "no requestContext object: not an ALB, API Gateway or Function URL event",
+            });
+        };
+        let kind = if context.contains_key("elb") {
+            EventKind::Alb
+        } else {
+            match object.get("version") {
+                Some(Value::String(v)) if v == "2.0" => EventKind::ApiGatewayV2,
+                Some(Value::String(v)) if v == "1.0" => EventKind::ApiGatewayV1,
+                None | Some(Value::Null) if context.contains_key("identity") => {
+                    EventKind::ApiGatewayV1
+                }
+                None | Some(Value::Null) => {
+                    return Err(EventError::UnknownKind {
+                        why: "requestContext has neither elb nor identity, and there is no version",
+                    });
+                }
+                Some(_) => {
+                    return Err(EventError::UnknownKind {
+                        why: "version is neither \"1.0\" nor \"2.0\"",
+                    });
+                }
+            }
+        };
+        let headers = Container::read(object, kind)?;
+        let peer = match kind {
+            EventKind::Alb => alb_peer(&headers, headers.field())?,
+            EventKind::ApiGatewayV1 => source_ip(
+                kind,
+                context
+                    .get("identity")
+                    .and_then(|identity| identity.get("sourceIp")),
+            )?,
+            EventKind::ApiGatewayV2 => source_ip(
+                kind,
+                context.get("http").and_then(|http| http.get("sourceIp")),
+            )?,
+        };
+        Ok(Event {
+            kind,
+            peer,
+            headers,
+        })
+    }
+
+    /// The kind, as told from the event's shape.
+    pub fn kind(&self) -> EventKind {
+        self.kind
+    }
+
+    /// What stands in for the TCP peer a Lambda does not have: the address the AWS front
+    /// end saw (see [the module docs](super)).
+    pub fn peer(&self) -> Node {
+        self.peer
+    }
+
+    /// The connection the policy sees: the stand-in as its peer, no PROXY header.
+    pub fn connection(&self) -> Connection {
+        Connection::from_peer(self.peer)
+    }
+
+    /// Decides who the client is, as [`Policy::resolve`] does for a connection.
+    pub fn resolve(&self, policy: &Policy) -> Resolution {
+        policy.resolve(&self.connection(), self)
+    }
+
+    /// Decides, and records every step: first where the peer stand-in came from.
+    pub fn explain(&self, policy: &Policy) -> Explanation {
+        let mut explanation = Explanation::new(policy, &self.connection(), self);
+        explanation
+            .steps
+            .insert(0, stand_in_step(self.kind, self.peer));
+        explanation
+    }
+}
+
+impl<'e> Container<'e> {
+    fn read(object: &'e Map<String, Value>, kind: EventKind) -> Result<Self, EventError> {
+        match object.get("multiValueHeaders") {
+            Some(Value::Object(map)) => Ok(Container::Multi(Names::check(
+                map,
+                kind,
+                "multiValueHeaders",
+            )?)),
+            None | Some(Value::Null) => match object.get("headers") {
+                Some(Value::Object(map)) => {
+                    Ok(Container::Single(Names::check(map, kind, "headers")?))
+                }
+                None | Some(Value::Null) => Ok(Container::None),
+                Some(other) => Err(EventError::invalid(
+                    kind,
+                    "headers",
+                    "an object",
+                    what(other),
+                )),
+            },
+            Some(other) => Err(EventError::invalid(
+                kind,
+                "multiValueHeaders",
+                "an object",
+                what(other),
+            )),
+        }
+    }
+
+    /// The object the headers come from, for error messages.
+    fn field(self) -> &'static str {
+        match self {
+            Container::Multi(_) => "multiValueHeaders",
+            Container::Single(_) | Container::None => "headers",
+        }
+    }
+}
+
+impl<'e> Names<'e> {
+    /// Checks every value's type and that no header has two spellings.
+    fn check(
+        map: &'e Map<String, Value>,
+        kind: EventKind,
+        field: &'static str,
+    ) -> Result<Self, EventError> {
+        let multi = field == "multiValueHeaders";
+        let mut lower = true;
+        for (name, value) in map {
+            lower &= !name.bytes().any(|b| b.is_ascii_uppercase());
+            match value {
+                Value::String(_) if !multi => {}
+                Value::Array(values) if multi => {
+                    for (i, value) in values.iter().enumerate() {
+                        if !value.is_string() {
+                            return Err(EventError::invalid(
+                                kind,
+                                format!("{field}.{name}[{i}]"),
+                                "a string",
+                                what(value),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(EventError::invalid(
+                        kind,
+                        format!("{field}.{name}"),
+                        if multi {
+                            "an array of strings"
+                        } else {
+                            "a string"
+                        },
+                        what(other),
+                    ));
+                }
+            }
+        }
+        // Keys of one JSON object are distinct: two can spell one header only when one
+        // has an upper-case letter.
+        if !lower && let Some((a, b)) = same_spelling(map) {
+            return Err(EventError::AmbiguousHeader {
+                kind,
+                field,
+                names: (a.to_string(), b.to_string()),
+            });
+        }
+        Ok(Names { map, lower })
+    }
+}
+
+/// Two keys that are one header name in different case, if any.
+fn same_spelling(map: &Map<String, Value>) -> Option<(&str, &str)> {
+    let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    // Requests carry a dozen or two headers, and most pairs differ in length: comparing
+    // every pair is then cheaper than sorting. A request made to be costly (API
+    // Gateway lets 10 KB of headers through, some two thousand short ones) is sorted.
+    if keys.len() <= 32 {
+        return keys.iter().enumerate().find_map(|(i, a)| {
+            keys.iter()
+                .skip(i + 1)
+                .find(|b| a.len() == b.len() && a.eq_ignore_ascii_case(b))
+                .map(|b| (*a, *b))
+        });
+    }
+    let folded = |key: &str| {
+        key.bytes()
+            .map(|b| b.to_ascii_lowercase())
+            .collect::<Vec<u8>>()
+    };
+    keys.sort_by_cached_key(|key| folded(key));
+    keys.windows(2).find_map(|pair| match pair {
+        [a, b] if a.eq_ignore_ascii_case(b) => Some((*a, *b)),
+        _ => None,
+    })
+}
+
+/// What a value that should have been text is, for an error message.
+pub(crate) fn what(value: &Value) -> Found<'_> {
+    match value {
+        Value::String(text) => Found::Text(text),
+        Value::Null => Found::Kind("null"),
+        Value::Bool(_) => Found::Kind("a boolean"),
+        Value::Number(_) => Found::Kind("a number"),
+        Value::Array(_) => Found::Kind("an array"),
+        Value::Object(_) => Found::Kind("an object"),
+    }
+}
+
+impl Headers for Event<'_> {
+    #[inline]
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
+        self.headers.for_each_value(name, f);
+    }
+}
+
+impl Headers for Container<'_> {
+    #[inline]
+    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+        match *self {
+            Container::None => {}
+            Container::Single(names) => {
+                if let Some(Value::String(value)) = names.get(name.as_str()) {
+                    f(value.as_bytes());
+                }
+            }
+            Container::Multi(names) => {
+                if let Some(Value::Array(values)) = names.get(name.as_str()) {
+                    for value in values.iter().filter_map(Value::as_str) {
+                        f(value.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The same decision for `lambda_http::Request` (feature `lambda-http`): the kind and the
+//! peer stand-in from the request context lambda_http stores in the request's
+//! extensions, the headers from its `HeaderMap`.
+//!
+//! lambda_http builds that map from an event's `multiValueHeaders` and then lets the
+//! `headers` value of a name replace its lines; for a header repeated on several lines
+//! of a REST API event only the last line is left. That is the right end of a list, the
+//! end the walk reads, but `hops:N` over such a header counts fewer hops than
+//! [`resolve_event`](super::resolve_event) on the raw event.
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+
+use crate::addr::Node;
+use crate::explain::Explanation;
+use crate::policy::{Connection, Policy};
+use crate::resolution::Resolution;
+
+use super::{EventError, EventKind, alb_peer, source_ip_text, stand_in_step};
+
+/// Decides who the client of a `lambda_http` request is, as
+/// [`resolve_event`](super::resolve_event) does for the event it was made from.
+///
+/// ```no_run
+/// use lambda_http::{Body, Error, Request, Response, run, service_fn};
+/// use trueip::lambda::{Preset, resolve_request};
+///
+/// # async fn main_() -> Result<(), Error> {
+/// let policy = Preset::Alb.builder().build()?;
+/// run(service_fn(|request: Request| {
+///     let answer = match resolve_request(&policy, &request) {
+///         Ok(resolution) => resolution.ip().to_string(),
+///         Err(e) => e.to_string(),
+///     };
+///     async move { Ok::<_, Error>(Response::new(Body::from(answer))) }
+/// }))
+/// .await
+/// # }
+/// ```
+pub fn resolve_request(policy: &Policy, request: &Request) -> Result<Resolution, EventError> {
+    let (_, peer) = stand_in(request)?;
+    Ok(policy.resolve(&Connection::from_peer(peer), request))
+}
+
+/// [`resolve_request`], with every step recorded, the first saying where the peer
+/// stand-in came from.
+pub fn explain_request(policy: &Policy, request: &Request) -> Result<Explanation, EventError> {
+    let (kind, peer) = stand_in(request)?;
+    let mut explanation = Explanation::new(policy, &Connection::from_peer(peer), request);
+    explanation.steps.insert(0, stand_in_step(kind, peer));
+    Ok(explanation)
+}
+
+/// The request's kind and the address AWS's front end saw.
+fn stand_in(request: &Request) -> Result<(EventKind, Node), EventError> {
+    let source_ip = |kind: EventKind, text: Option<&str>| match text {
+        Some(text) => source_ip_text(kind, text),
+        None => Err(EventError::Missing {
+            kind,
+            field: kind.stand_in_field(),
+        }),
+    };
+    match request.request_context_ref() {
+        Some(RequestContext::Alb(_)) => Ok((EventKind::Alb, alb_peer(request, "headers")?)),
+        Some(RequestContext::ApiGatewayV1(context)) => {
+            let kind = EventKind::ApiGatewayV1;
+            Ok((
+                kind,
+                source_ip(kind, context.identity.source_ip.as_deref())?,
+            ))
+        }
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            let kind = EventKind::ApiGatewayV2;
+            Ok((kind, source_ip(kind, context.http.source_ip.as_deref())?))
+        }
+        // Other contexts exist when another crate turns on lambda_http's features for them.
+        Some(_) => Err(EventError::UnknownKind {
+            why: "a lambda_http request context trueip does not read (WebSocket, VPC Lattice)",
+        }),
+        None => Err(EventError::UnknownKind {
+            why: "the request carries no lambda_http request context: it was not made from an event",
+        }),
+    }
+}

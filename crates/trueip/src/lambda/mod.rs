@@ -1,0 +1,255 @@
+//! AWS Lambda: the client of a request that reached a function through an ALB, API
+//! Gateway or a Function URL, from the event the function received (feature `lambda`;
+//! `lambda-http` adds the same for `lambda_http::Request`).
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use trueip::lambda::{self, Preset};
+//!
+//! // ALB → Lambda. The client forged the first entry; the ALB appended what it saw.
+//! let event: serde_json::Value = serde_json::from_str(r#"{
+//!     "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:..."}},
+//!     "httpMethod": "GET", "path": "/",
+//!     "headers": {"x-forwarded-for": "203.0.113.195, 70.41.3.18, 150.172.238.178"}
+//! }"#)?;
+//! let policy = Preset::Alb.builder().build()?;
+//! let resolution = lambda::resolve_event(&policy, &event)?;
+//! assert_eq!(resolution.ip().to_string(), "150.172.238.178");
+//! assert!(resolution.warnings.contains(trueip::Warnings::SPOOF_ATTEMPT));
+//! # Ok(()) }
+//! ```
+//!
+//! # The kinds, told from the event's shape
+//!
+//! | kind | told by | peer stand-in |
+//! | --- | --- | --- |
+//! | [`EventKind::Alb`] | `requestContext.elb` | the last element of `x-forwarded-for` |
+//! | [`EventKind::ApiGatewayV2`] (HTTP API payload 2.0, Function URLs) | `version: "2.0"` | `requestContext.http.sourceIp` |
+//! | [`EventKind::ApiGatewayV1`] (REST API; HTTP API payload 1.0; WebSocket) | `version: "1.0"`, or no `version` and `requestContext.identity` | `requestContext.identity.sourceIp` |
+//!
+//! In that order: `requestContext.elb` decides first. Headers come from
+//! `multiValueHeaders` when the event has it (several values of one header are several
+//! lines, in order), else from `headers`; names match in any case. An event of no kind,
+//! without the field its stand-in comes from, or with a field AWS never writes that way
+//! (a non-string header, a `sourceIp` that is not an address, such as the API Gateway
+//! console's `test-invoke-source-ip`) is an [`EventError`] naming the field, never a
+//! guess.
+//!
+//! # What stands in for the peer
+//!
+//! A function has no TCP peer: AWS's front end accepted the connection and invoked the
+//! function. In every kind the stand-in is **the address that front end saw**, and the
+//! policy decides from there as it would for a connection from that address, over the
+//! headers as they arrived. So a policy describes the hops *in front of* AWS's front
+//! end, and [`Policy::default`](crate::Policy::default) (trust nothing) answers with the
+//! address the front end saw.
+//!
+//! - **ALB.** Only the load balancer can invoke its target, and it appends the address
+//!   it saw to `X-Forwarded-For` (the default `append` mode of
+//!   `routing.http.xff_header_processing.mode`; `remove` leaves no header, an error here,
+//!   and `preserve` leaves the client's own text in that place, which nothing in the
+//!   event can tell apart — do not use it). The ALB is the trusted peer; the element it
+//!   wrote, the list's last, stands in for the peer's address. It stays in the list,
+//!   so a walk from the right starts at it: `hops:1` trusting `any` ([`Preset::Alb`])
+//!   answers with it and flags what stands left of it, as `trueip serve` behind the
+//!   same ALB would.
+//! - **API Gateway, Function URLs.** `sourceIp` is the address the API's front end saw
+//!   (for an edge-optimized API, the one before AWS's own CloudFront hop). The headers
+//!   are walked only as far as the policy trusts that address: `X-Forwarded-For` entries
+//!   written in front of it (your CloudFront distribution → API Gateway) count when the
+//!   policy trusts CloudFront's ranges and `sourceIp` is in them.
+//!
+//! # Presets
+//!
+//! [`Preset`] names the policy for each common chain; CloudFront's ranges come from the
+//! provider file as everywhere else (`PolicyBuilder::provider("cloudfront", ...)`).
+
+mod error;
+mod event;
+#[cfg(feature = "lambda-http")]
+mod http;
+mod preset;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::addr::Node;
+use crate::entry::Entry;
+use crate::explain::Explanation;
+use crate::headers::{Headers, names};
+use crate::policy::Policy;
+use crate::resolution::Resolution;
+use crate::trace::{Step, Verdict};
+
+pub use error::EventError;
+pub use event::Event;
+#[cfg(feature = "lambda-http")]
+pub use http::{explain_request, resolve_request};
+pub use preset::Preset;
+
+use error::Found;
+
+/// Decides who the client of `event` is: its kind told from its shape, the address
+/// AWS's front end saw standing in for the peer (see [the module docs](self)).
+pub fn resolve_event(policy: &Policy, event: &Value) -> Result<Resolution, EventError> {
+    Event::parse(event).map(|event| event.resolve(policy))
+}
+
+/// [`resolve_event`], with every step recorded, the first saying where the peer
+/// stand-in came from: what `trueip explain --lambda-event` prints.
+pub fn explain_event(policy: &Policy, event: &Value) -> Result<Explanation, EventError> {
+    Event::parse(event).map(|event| event.explain(policy))
+}
+
+/// The kinds of event trueip reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// An Application Load Balancer target event (`requestContext.elb`).
+    Alb,
+    /// API Gateway REST API, HTTP API with payload format 1.0, or WebSocket API
+    /// (`requestContext.identity.sourceIp`).
+    ApiGatewayV1,
+    /// API Gateway HTTP API with payload format 2.0, or a Lambda Function URL
+    /// (`version: "2.0"`, `requestContext.http.sourceIp`).
+    ApiGatewayV2,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 3] = [
+        EventKind::Alb,
+        EventKind::ApiGatewayV1,
+        EventKind::ApiGatewayV2,
+    ];
+
+    /// The short name explanations use: `alb`, `api-gateway-v1`, `api-gateway-v2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Alb => "alb",
+            EventKind::ApiGatewayV1 => "api-gateway-v1",
+            EventKind::ApiGatewayV2 => "api-gateway-v2",
+        }
+    }
+
+    /// The field the peer stand-in comes from.
+    pub fn stand_in_field(self) -> &'static str {
+        match self {
+            EventKind::Alb => "x-forwarded-for[-1]",
+            EventKind::ApiGatewayV1 => "requestContext.identity.sourceIp",
+            EventKind::ApiGatewayV2 => "requestContext.http.sourceIp",
+        }
+    }
+
+    /// Why the stand-in may be believed, for the first step of an explanation.
+    fn stand_in_why(self) -> &'static str {
+        match self {
+            EventKind::Alb => {
+                "only the ALB invokes its target; the address it appended to x-forwarded-for (the last element) stands in for the peer"
+            }
+            EventKind::ApiGatewayV1 => {
+                "requestContext.identity.sourceIp, the address API Gateway saw, stands in for the peer"
+            }
+            EventKind::ApiGatewayV2 => {
+                "requestContext.http.sourceIp, the address API Gateway or the Function URL saw, stands in for the peer"
+            }
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventKind::Alb => "ALB target",
+            EventKind::ApiGatewayV1 => "API Gateway REST (payload 1.0)",
+            EventKind::ApiGatewayV2 => "API Gateway HTTP API or Function URL (payload 2.0)",
+        })
+    }
+}
+
+/// The first step of an event's explanation: where the peer stand-in came from.
+pub(crate) fn stand_in_step(kind: EventKind, peer: Node) -> Step {
+    Step {
+        subject: Cow::Borrowed(kind.name()),
+        value: peer.to_string(),
+        verdict: Verdict::Trusted,
+        why: Cow::Borrowed(kind.stand_in_why()),
+    }
+}
+
+/// The address an ALB appended to X-Forwarded-For: the last element of its last line.
+/// `field` names the header object, for errors.
+pub(crate) fn alb_peer<H: Headers + ?Sized>(
+    headers: &H,
+    field: &'static str,
+) -> Result<Node, EventError> {
+    let mut present = false;
+    let mut last: Option<Entry<'_>> = None;
+    headers.for_each_value(&names::X_FORWARDED_FOR, |line| {
+        present = true;
+        // A line of only empty elements leaves the element of the line before it last.
+        if let Some(entry) = crate::xff::Rev::new(std::slice::from_ref(&line)).next() {
+            last = Some(entry);
+        }
+    });
+    let kind = EventKind::Alb;
+    match last {
+        Some(Entry::Addr(node)) => Ok(node),
+        Some(other) => {
+            let text = match other {
+                Entry::Malformed { text, .. } | Entry::Obfuscated(text) => {
+                    String::from_utf8_lossy(text).into_owned()
+                }
+                other => other.to_string(),
+            };
+            Err(EventError::invalid(
+                kind,
+                format!("the last element of {field}.x-forwarded-for"),
+                "an address",
+                Found::Text(&text),
+            ))
+        }
+        None if present => Err(EventError::invalid(
+            kind,
+            format!("{field}.x-forwarded-for"),
+            "a list ending in the address the ALB saw",
+            Found::Text(""),
+        )),
+        None => Err(EventError::Missing {
+            kind,
+            field: match field {
+                "multiValueHeaders" => "multiValueHeaders.x-forwarded-for",
+                _ => "headers.x-forwarded-for",
+            },
+        }),
+    }
+}
+
+/// The address in a `sourceIp` field: a bare address that can be a connection's source.
+pub(crate) fn source_ip(kind: EventKind, value: Option<&Value>) -> Result<Node, EventError> {
+    let field = kind.stand_in_field();
+    match value {
+        None | Some(Value::Null) => Err(EventError::Missing { kind, field }),
+        Some(Value::String(text)) => source_ip_text(kind, text),
+        Some(other) => Err(EventError::invalid(
+            kind,
+            field,
+            "an IP address",
+            event::what(other),
+        )),
+    }
+}
+
+/// [`source_ip`] of text.
+pub(crate) fn source_ip_text(kind: EventKind, text: &str) -> Result<Node, EventError> {
+    match crate::addr::parse_ip(text.as_bytes()) {
+        Ok(ip) if crate::addr::can_be_source(ip) => Ok(Node::from(ip)),
+        _ => Err(EventError::invalid(
+            kind,
+            kind.stand_in_field(),
+            "an IP address",
+            Found::Text(text),
+        )),
+    }
+}

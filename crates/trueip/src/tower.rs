@@ -1,0 +1,237 @@
+//! A tower [`Layer`] that decides each request's client once and stores the
+//! [`Resolution`](crate::Resolution) in the request's extensions (feature `tower`).
+//!
+//! The layer needs the connection: the TCP peer, and the PROXY protocol source when the
+//! connection began with one. It takes the first of these it finds in the request's
+//! extensions:
+//!
+//! 1. a [`Connection`], inserted by whoever accepted the connection (a hyper server loop,
+//!    a custom listener);
+//! 2. with feature `axum`, `ConnectInfo<Connection>`: `axum::serve` with
+//!    [`ProxyProtocolListener`](crate::axum::ProxyProtocolListener) and
+//!    `into_make_service_with_connect_info::<trueip::Connection>()`;
+//! 3. with feature `axum`, `ConnectInfo<SocketAddr>`: `axum::serve` with a plain
+//!    `TcpListener` and `into_make_service_with_connect_info::<SocketAddr>()`.
+//!
+//! With none of them the layer answers `500 Internal Server Error`, with a body that
+//! names the fix, and logs the same line (through `log`) — it never falls back to
+//! something that merely looks like an address. Every request through the layer
+//! carries a `Resolution` afterwards, so handlers may rely on it.
+//!
+//! # Ordering
+//!
+//! The layer must wrap every handler that reads the client. In axum, `Router::layer`
+//! wraps only the routes added *before* it: add it last (or use it on the outermost
+//! router). Middleware that rate-limits or logs by client must sit *inside* it (added
+//! before it with `ServiceBuilder`, which runs layers top to bottom).
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use trueip::tower::ClientIpLayer;
+//! use trueip::{Connection, Policy, Resolution};
+//!
+//! let policy = Policy::builder().trust_str("10.0.0.0/8")?.build()?;
+//! let service = ServiceBuilder::new()
+//!     .layer(ClientIpLayer::new(policy))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         // The layer put it there; it is a bug in the stack if it is missing.
+//!         let client = req.extensions().get::<Resolution>().map(|r| r.ip());
+//!         Ok::<_, Infallible>(Response::new(format!("{client:?}")))
+//!     }));
+//!
+//! let mut req = Request::new(String::new());
+//! req.headers_mut().insert("x-forwarded-for", "203.0.113.9".parse()?);
+//! // What the server loop knows about the connection (here: nginx on 10.0.0.5).
+//! req.extensions_mut()
+//!     .insert(Connection::from_peer("10.0.0.5:41000".parse::<std::net::SocketAddr>()?));
+//! let response = service.oneshot(req).await?;
+//! assert_eq!(response.body(), "Some(203.0.113.9)");
+//! # Ok(())
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Extensions, HeaderValue, Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::policy::{Connection, Policy};
+
+/// The body of the 500 a request without a known connection gets. It names both ways a
+/// server hands the layer its connection, since the layer cannot tell which one is missing.
+pub const MISSING_CONNECTION: &str = "trueip: this request carries no connection, so its client \
+cannot be decided. With axum, serve the app with \
+`app.into_make_service_with_connect_info::<std::net::SocketAddr>()`, or, behind a PROXY \
+protocol sender, with `trueip::axum::ProxyProtocolListener` and \
+`app.into_make_service_with_connect_info::<trueip::Connection>()`; with hyper or another \
+server, insert a `trueip::Connection` into each request's extensions before \
+`trueip::tower::ClientIpLayer`.\n";
+
+/// Adds [`ClientIpService`] to a stack: see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct ClientIpLayer {
+    policy: Arc<Policy>,
+}
+
+impl ClientIpLayer {
+    /// A layer deciding with `policy` (a [`Policy`] or an `Arc<Policy>` shared with other
+    /// parts of the application).
+    pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
+        ClientIpLayer {
+            policy: policy.into(),
+        }
+    }
+
+    /// The policy the layer decides with.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+}
+
+impl<S> Layer<S> for ClientIpLayer {
+    type Service = ClientIpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientIpService {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The service [`ClientIpLayer`] makes: resolves, stores the [`Resolution`](crate::Resolution) in the
+/// request's extensions, calls `inner`.
+///
+/// Named `…Service` rather than tower-http's bare `ClientIp<S>` so that it does not read
+/// as the `trueip::axum::ClientIp` extractor.
+#[derive(Clone, Debug)]
+pub struct ClientIpService<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S> ClientIpService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientIpService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<&'static str>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let Some(conn) = connection(req.extensions()) else {
+            log::error!(
+                "{} {}: 500, {}",
+                req.method(),
+                req.uri().path(),
+                MISSING_CONNECTION.trim_end()
+            );
+            return ResponseFuture {
+                state: State::Refused {
+                    response: Some(server_error(MISSING_CONNECTION)),
+                },
+            };
+        };
+        let resolution = self.policy.resolve(&conn, req.headers());
+        req.extensions_mut().insert(resolution);
+        ResponseFuture {
+            state: State::Inner {
+                future: self.inner.call(req),
+            },
+        }
+    }
+}
+
+/// The connection a server stored in the request, in the order the module docs give.
+pub(crate) fn connection(ext: &Extensions) -> Option<Cow<'_, Connection>> {
+    if let Some(conn) = ext.get::<Connection>() {
+        return Some(Cow::Borrowed(conn));
+    }
+    #[cfg(feature = "axum")]
+    {
+        use ::axum::extract::ConnectInfo;
+        if let Some(ConnectInfo(conn)) = ext.get::<ConnectInfo<Connection>>() {
+            return Some(Cow::Borrowed(conn));
+        }
+        if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<std::net::SocketAddr>>() {
+            return Some(Cow::Owned(Connection::from_peer(*addr)));
+        }
+    }
+    None
+}
+
+/// A `500` with a plain-text body naming the fix.
+pub(crate) fn server_error<B: From<&'static str>>(message: &'static str) -> Response<B> {
+    let mut response = Response::new(B::from(message));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pin_project! {
+    /// The future [`ClientIpService`] returns: the inner service's, or the 500 for a
+    /// request without a connection.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Inner { #[pin] future: F },
+        Refused { response: Option<Response<B>> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<&'static str>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => future.poll(cx),
+            StateProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after it finished: a caller bug, answered like any other
+                // request that cannot be served rather than with a panic.
+                None => Poll::Ready(Ok(server_error(MISSING_CONNECTION))),
+            },
+        }
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,189 @@
+//! `ClientIpLayer` and the axum extractors through axum's own server on loopback: one
+//! behaviour per test. The "proxy" connects from 127.0.0.20 (trusted), the attacker from
+//! 127.0.0.1 (never trusted).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use support::*;
+use trueip::axum::{ClientIp, ClientResolution, MISSING_LAYER};
+use trueip::tower::{ClientIpLayer, MISSING_CONNECTION};
+use trueip::{Connection, Policy};
+
+const PROXY: &str = "127.0.0.20";
+const ATTACKER: &str = "127.0.0.1";
+
+/// nginx-like proxies on 127.0.0.16/28 and an "ALB" in 10.0.0.0/16 append to X-Forwarded-For.
+fn policy() -> Policy {
+    Policy::builder()
+        .trust_str("127.0.0.16/28")
+        .unwrap()
+        .trust_str("10.0.0.0/16")
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/ip",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .route(
+            "/resolution",
+            get(|ClientResolution(r): ClientResolution| async move {
+                format!("{} {:?} {}", r.ip(), r.source, r.warnings)
+            }),
+        )
+}
+
+/// Serves `app` the way the README tells users to, on a free port.
+async fn serve<C>(app: Router) -> SocketAddr
+where
+    C: for<'a> axum::extract::connect_info::Connected<
+            axum::serve::IncomingStream<'a, tokio::net::TcpListener>,
+        >,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<C>())
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+async fn serve_plain(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn trusted_chain_gives_the_client() {
+    let app = routes().layer(ClientIpLayer::new(policy()));
+    let addr = serve::<SocketAddr>(app).await;
+    // The client forged the first entry; the ALB appended the client; the proxy appended the ALB.
+    let xff = [("X-Forwarded-For", "198.51.100.66, 203.0.113.9, 10.0.3.7")];
+    let reply = get_from(PROXY, addr, "/ip", &xff).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "203.0.113.9"));
+    let reply = get_from(PROXY, addr, "/resolution", &xff).await.unwrap();
+    assert_eq!(
+        reply.body,
+        "203.0.113.9 List { header: XForwardedFor, from_right: 2 } spoof_attempt"
+    );
+}
+
+#[tokio::test]
+async fn forged_headers_from_an_untrusted_peer_give_the_peer() {
+    let app = routes().layer(ClientIpLayer::new(policy()));
+    let addr = serve::<SocketAddr>(app).await;
+    let forged = [
+        ("X-Forwarded-For", "203.0.113.66, 127.0.0.20"),
+        ("X-Real-IP", "198.51.100.77"),
+        ("Forwarded", "for=192.0.2.88"),
+    ];
+    let reply = get_from(ATTACKER, addr, "/ip", &forged).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
+    let reply = get_from(ATTACKER, addr, "/resolution", &forged)
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "127.0.0.1 Peer header_from_untrusted_peer");
+}
+
+#[tokio::test]
+async fn connection_connect_info_works_on_a_plain_listener() {
+    // The connect info ProxyProtocolListener needs, on the plain listener: switching
+    // listeners changes one line.
+    let app = routes().layer(ClientIpLayer::new(policy()));
+    let addr = serve::<Connection>(app).await;
+    let xff = [("X-Forwarded-For", "203.0.113.9")];
+    let reply = get_from(PROXY, addr, "/ip", &xff).await.unwrap();
+    assert_eq!(reply.body, "203.0.113.9");
+}
+
+#[tokio::test]
+async fn missing_layer_is_a_500_naming_the_fix() {
+    logs();
+    let addr = serve::<SocketAddr>(routes()).await;
+    for path in ["/ip", "/resolution"] {
+        let reply = get_from(PROXY, addr, path, &[]).await.unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (500, MISSING_LAYER));
+        assert!(
+            reply
+                .body
+                .contains(".layer(trueip::tower::ClientIpLayer::new(policy))")
+        );
+        let lines = logged(&format!("GET {path}: 500"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("ERROR")
+                    && l.contains("no `trueip::tower::ClientIpLayer` ran")),
+            "{lines:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn layer_added_before_the_route_is_the_same_500() {
+    // `Router::layer` wraps the routes added before it: the classic ordering mistake.
+    let app = Router::new().layer(ClientIpLayer::new(policy())).route(
+        "/late",
+        get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+    );
+    let addr = serve::<SocketAddr>(app).await;
+    let reply = get_from(PROXY, addr, "/late", &[]).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (500, MISSING_LAYER));
+}
+
+#[tokio::test]
+async fn missing_connect_info_is_a_500_naming_the_fix() {
+    logs();
+    let app = routes().layer(ClientIpLayer::new(policy()));
+    let addr = serve_plain(app).await;
+    let xff = [("X-Forwarded-For", "203.0.113.9")];
+    let reply = get_from(PROXY, addr, "/ip?no-connect-info", &xff)
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (500, MISSING_CONNECTION)
+    );
+    assert!(
+        reply
+            .body
+            .contains("into_make_service_with_connect_info::<std::net::SocketAddr>()")
+    );
+    assert!(reply.body.contains("ProxyProtocolListener"));
+    let lines = logged("GET /ip: 500");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ERROR") && l.contains("into_make_service_with_connect_info")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn routes_without_the_extractor_still_see_the_peer_they_had() {
+    // The layer adds a Resolution and takes nothing away: ConnectInfo is still there.
+    let app = Router::new()
+        .route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        )
+        .layer(ClientIpLayer::new(policy()));
+    let addr = serve::<SocketAddr>(app).await;
+    let reply = get_from(PROXY, addr, "/peer", &[]).await.unwrap();
+    assert_eq!(reply.body, PROXY);
+}

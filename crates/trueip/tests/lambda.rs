@@ -1,0 +1,706 @@
+//! Lambda events, shaped as AWS documents them (`tests/lambda_events/`), through
+//! `trueip::lambda`: every kind, single- and multi-value headers, names in any case,
+//! forged first entries, missing headers, IPv6 `sourceIp`, and malformed events.
+
+#![cfg(feature = "lambda")]
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use trueip::lambda::{self, EventError, EventKind, Preset};
+use trueip::{Policy, Source, TrustSet, Warnings};
+
+/// Stands in for CloudFront's origin-facing ranges in these tests.
+const CLOUDFRONT: [&str; 2] = ["130.176.0.0/16", "2600:9000::/28"];
+
+fn cloudfront() -> TrustSet {
+    TrustSet::from_cidrs(CLOUDFRONT.iter().map(|c| c.parse().unwrap()))
+}
+
+fn policy(preset: Preset) -> Policy {
+    preset
+        .builder()
+        .provider("cloudfront", cloudfront())
+        .build()
+        .unwrap()
+}
+
+fn event(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/lambda_events/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// `event` with the value at JSON pointer `at` (whose parent exists) set to `value`, or
+/// removed when `value` is `None`.
+fn set(mut event: Value, at: &str, value: Option<Value>) -> Value {
+    let (parent, key) = at.rsplit_once('/').unwrap();
+    let parent = event.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+    match value {
+        Some(value) => parent.insert(key.to_string(), value),
+        None => parent.remove(key),
+    };
+    event
+}
+
+fn xff_of(event: Value, xff: &str) -> Value {
+    set(event, "/headers/x-forwarded-for", Some(json!(xff)))
+}
+
+struct Case {
+    name: &'static str,
+    event: Value,
+    preset: Preset,
+    kind: EventKind,
+    client: &'static str,
+    source: &'static str,
+    warnings: &'static [Warnings],
+}
+
+fn cases() -> Vec<Case> {
+    let alb = event("alb");
+    let v1 = event("api_gateway_v1");
+    let v2 = event("api_gateway_v2");
+    let url = event("function_url");
+    vec![
+        Case {
+            name: "alb: the story, forged first entries: the ALB's element, spoof flagged",
+            event: alb.clone(),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "150.172.238.178",
+            source: "x-forwarded-for[-1]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
+            name: "alb: multiValueHeaders, the list on two lines: the last element of the last line",
+            event: event("alb_multi"),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "150.172.238.178",
+            source: "x-forwarded-for[-1]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
+            name: "alb: one entry, nothing forged",
+            event: xff_of(alb.clone(), "150.172.238.178"),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "150.172.238.178",
+            source: "x-forwarded-for[-1]",
+            warnings: &[],
+        },
+        Case {
+            name: "alb: header name in capitals",
+            event: set(
+                set(alb.clone(), "/headers/x-forwarded-for", None),
+                "/headers/X-Forwarded-For",
+                Some(json!("6.6.6.6, 150.172.238.178")),
+            ),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "150.172.238.178",
+            source: "x-forwarded-for[-1]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
+            name: "alb: the client port the ALB appends with routing.http.xff_client_port.enabled",
+            event: xff_of(alb.clone(), "150.172.238.178:51234"),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "150.172.238.178:51234",
+            source: "x-forwarded-for[-1]",
+            warnings: &[],
+        },
+        Case {
+            name: "alb: IPv6 client",
+            event: xff_of(alb.clone(), "2001:db8::5"),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "2001:db8::5",
+            source: "x-forwarded-for[-1]",
+            warnings: &[],
+        },
+        Case {
+            name: "alb, trust nothing: the address the ALB saw; the rest came from it",
+            event: alb.clone(),
+            preset: Preset::ApiGateway,
+            kind: EventKind::Alb,
+            client: "150.172.238.178",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "cloudfront-alb: CloudFront appended the client, the ALB the edge",
+            event: xff_of(alb.clone(), "198.51.100.7, 130.176.12.9"),
+            preset: Preset::CloudfrontAlb,
+            kind: EventKind::Alb,
+            client: "198.51.100.7",
+            source: "x-forwarded-for[-2]",
+            warnings: &[],
+        },
+        Case {
+            name: "cloudfront-alb: forged first entry through CloudFront",
+            event: xff_of(alb.clone(), "1.2.3.4, 198.51.100.7, 130.176.12.9"),
+            preset: Preset::CloudfrontAlb,
+            kind: EventKind::Alb,
+            client: "198.51.100.7",
+            source: "x-forwarded-for[-2]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
+            name: "cloudfront-alb: sent to the ALB directly, CloudFront's headers forged: the sender",
+            event: set(
+                xff_of(alb.clone(), "198.51.100.7, 130.176.12.9, 203.0.113.66"),
+                "/headers/cloudfront-viewer-address",
+                Some(json!("198.51.100.7:443")),
+            ),
+            preset: Preset::CloudfrontAlb,
+            kind: EventKind::Alb,
+            client: "203.0.113.66",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "cloudfront-alb: CloudFront-Viewer-Address from the edge the ALB saw",
+            event: set(
+                xff_of(alb.clone(), "1.2.3.4, 198.51.100.7, 130.176.12.9"),
+                "/headers/cloudfront-viewer-address",
+                Some(json!("198.51.100.7:50123")),
+            ),
+            preset: Preset::CloudfrontAlb,
+            kind: EventKind::Alb,
+            client: "198.51.100.7:50123",
+            source: "cloudfront-viewer-address",
+            warnings: &[],
+        },
+        Case {
+            name: "v1, edge-optimized: sourceIp is the client, AWS's CloudFront hop already walked",
+            event: v1.clone(),
+            preset: Preset::ApiGateway,
+            kind: EventKind::ApiGatewayV1,
+            client: "52.255.255.12",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "v1: a forged X-Forwarded-For does not move sourceIp",
+            event: set(
+                set(
+                    v1.clone(),
+                    "/multiValueHeaders/X-Forwarded-For",
+                    Some(json!(["1.2.3.4"])),
+                ),
+                "/headers/X-Forwarded-For",
+                Some(json!("1.2.3.4")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV1,
+            client: "52.255.255.12",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "v1, cloudfront-api-gateway: sourceIp an edge, two lines in multiValueHeaders",
+            event: set(
+                set(
+                    v1.clone(),
+                    "/multiValueHeaders/X-Forwarded-For",
+                    Some(json!(["1.2.3.4, 198.51.100.7", "130.176.91.14"])),
+                ),
+                "/requestContext/identity/sourceIp",
+                Some(json!("130.176.91.14")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV1,
+            client: "198.51.100.7",
+            source: "x-forwarded-for[-2]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
+            name: "v1: headers and multiValueHeaders null",
+            event: set(
+                set(v1.clone(), "/headers", Some(Value::Null)),
+                "/multiValueHeaders",
+                Some(Value::Null),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV1,
+            client: "52.255.255.12",
+            source: "peer",
+            warnings: &[],
+        },
+        Case {
+            name: "v2: sourceIp",
+            event: v2.clone(),
+            preset: Preset::ApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "205.255.255.176",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "v2: no x-forwarded-for",
+            event: set(v2.clone(), "/headers/x-forwarded-for", None),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "205.255.255.176",
+            source: "peer",
+            warnings: &[],
+        },
+        Case {
+            name: "v2, cloudfront-api-gateway: forged first entry, the edge appended by API Gateway",
+            event: set(
+                xff_of(v2.clone(), "10.1.1.1, 198.51.100.7, 130.176.3.3"),
+                "/requestContext/http/sourceIp",
+                Some(json!("130.176.3.3")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "198.51.100.7",
+            source: "x-forwarded-for[-2]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
+            name: "v2, cloudfront-api-gateway: IPv6 edge, IPv6 client",
+            event: set(
+                xff_of(v2.clone(), "2001:db8::9, 2600:9000:5:1::7"),
+                "/requestContext/http/sourceIp",
+                Some(json!("2600:9000:5:1::7")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "2001:db8::9",
+            source: "x-forwarded-for[-2]",
+            warnings: &[],
+        },
+        Case {
+            name: "function url: IPv6 sourceIp",
+            event: url.clone(),
+            preset: Preset::ApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "function url: IPv4-mapped sourceIp is the IPv4 address",
+            event: set(
+                url.clone(),
+                "/requestContext/http/sourceIp",
+                Some(json!("::ffff:192.0.2.44")),
+            ),
+            preset: Preset::ApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "192.0.2.44",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+    ]
+}
+
+#[test]
+fn every_kind_resolves_as_documented() {
+    for case in cases() {
+        let policy = policy(case.preset);
+        let parsed =
+            lambda::Event::parse(&case.event).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(parsed.kind(), case.kind, "{}", case.name);
+        let resolution = lambda::resolve_event(&policy, &case.event).unwrap();
+        assert_eq!(resolution.client.to_string(), case.client, "{}", case.name);
+        assert_eq!(
+            policy.describe_source(&resolution),
+            case.source,
+            "{}",
+            case.name
+        );
+        let expected = case.warnings.iter().fold(Warnings::NONE, |all, w| all | *w);
+        assert_eq!(resolution.warnings, expected, "{}", case.name);
+        // The explanation is the same decision, its first step the stand-in.
+        let explanation = lambda::explain_event(&policy, &case.event).unwrap();
+        assert_eq!(explanation.resolution, resolution, "{}", case.name);
+        assert_eq!(
+            explanation.steps[0].subject,
+            case.kind.name(),
+            "{}",
+            case.name
+        );
+        assert_eq!(explanation.peer, parsed.peer().to_string(), "{}", case.name);
+    }
+}
+
+#[test]
+fn the_alb_story_explained() {
+    let explanation = lambda::explain_event(&policy(Preset::Alb), &event("alb")).unwrap();
+    assert_eq!(explanation.client_ip, "150.172.238.178");
+    assert_eq!(
+        explanation.chain,
+        ["203.0.113.195", "70.41.3.18", "150.172.238.178"]
+    );
+    assert_eq!(explanation.warnings, ["spoof_attempt"]);
+    let text = explanation.to_string();
+    assert!(text.contains("only the ALB invokes its target"), "{text}");
+}
+
+#[test]
+fn ipv6_rate_limit_key_is_the_64() {
+    let resolution = lambda::resolve_event(&Policy::default(), &event("function_url")).unwrap();
+    assert_eq!(resolution.rate_limit_key.to_string(), "2001:db8:85a3:8d3::");
+}
+
+fn error(event: &Value) -> EventError {
+    lambda::resolve_event(&Policy::default(), event).unwrap_err()
+}
+
+#[test]
+fn malformed_events_name_what_is_missing() {
+    let alb = event("alb");
+    let v1 = event("api_gateway_v1");
+    let v2 = event("api_gateway_v2");
+    let missing = |kind, field| EventError::Missing { kind, field };
+    let cases: Vec<(&str, Value, EventError)> = vec![
+        (
+            "alb without x-forwarded-for (mode remove)",
+            set(alb.clone(), "/headers/x-forwarded-for", None),
+            missing(EventKind::Alb, "headers.x-forwarded-for"),
+        ),
+        (
+            "alb without any headers",
+            set(alb.clone(), "/headers", None),
+            missing(EventKind::Alb, "headers.x-forwarded-for"),
+        ),
+        (
+            "multi-value alb without x-forwarded-for",
+            set(
+                event("alb_multi"),
+                "/multiValueHeaders/x-forwarded-for",
+                None,
+            ),
+            missing(EventKind::Alb, "multiValueHeaders.x-forwarded-for"),
+        ),
+        (
+            "v1 without sourceIp",
+            set(v1.clone(), "/requestContext/identity/sourceIp", None),
+            missing(EventKind::ApiGatewayV1, "requestContext.identity.sourceIp"),
+        ),
+        (
+            "v1 with a null sourceIp",
+            set(
+                v1.clone(),
+                "/requestContext/identity/sourceIp",
+                Some(Value::Null),
+            ),
+            missing(EventKind::ApiGatewayV1, "requestContext.identity.sourceIp"),
+        ),
+        (
+            "v1 payload 1.0 without identity",
+            set(
+                set(v1.clone(), "/requestContext/identity", None),
+                "/version",
+                Some(json!("1.0")),
+            ),
+            missing(EventKind::ApiGatewayV1, "requestContext.identity.sourceIp"),
+        ),
+        (
+            "v2 without sourceIp",
+            set(v2.clone(), "/requestContext/http/sourceIp", None),
+            missing(EventKind::ApiGatewayV2, "requestContext.http.sourceIp"),
+        ),
+        (
+            "v2 without requestContext.http",
+            set(v2.clone(), "/requestContext/http", None),
+            missing(EventKind::ApiGatewayV2, "requestContext.http.sourceIp"),
+        ),
+    ];
+    for (name, event, expected) in cases {
+        assert_eq!(error(&event), expected, "{name}");
+        let message = expected.to_string();
+        assert!(message.contains("hint:"), "{name}: {message}");
+    }
+}
+
+#[test]
+fn events_of_no_kind_are_refused() {
+    let v2 = event("api_gateway_v2");
+    for (name, event) in [
+        ("an array", json!([1, 2])),
+        ("no requestContext", json!({"headers": {}})),
+        ("requestContext a string", json!({"requestContext": "x"})),
+        (
+            "a requestContext that names no kind",
+            json!({"requestContext": {"accountId": "123456789012"}}),
+        ),
+        (
+            "payload version 3.0",
+            set(v2, "/version", Some(json!("3.0"))),
+        ),
+    ] {
+        assert!(
+            matches!(error(&event), EventError::UnknownKind { .. }),
+            "{name}: {:?}",
+            error(&event)
+        );
+    }
+}
+
+#[test]
+fn fields_aws_never_writes_that_way_are_refused() {
+    let alb = event("alb");
+    let v1 = event("api_gateway_v1");
+    let v2 = event("api_gateway_v2");
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "the ALB's element is not an address (preserve mode, client text)",
+            xff_of(alb.clone(), "150.172.238.178, unknown"),
+            "the last element of headers.x-forwarded-for",
+            "\"unknown\"",
+        ),
+        (
+            "the ALB's element is malformed",
+            xff_of(alb.clone(), "1.2.3.4, 010.1.1.1"),
+            "the last element of headers.x-forwarded-for",
+            "\"010.1.1.1\"",
+        ),
+        (
+            "an x-forwarded-for of empty elements",
+            xff_of(alb.clone(), " , "),
+            "headers.x-forwarded-for",
+            "\"\"",
+        ),
+        (
+            "a header value that is a number",
+            set(alb.clone(), "/headers/x-forwarded-port", Some(json!(443))),
+            "headers.x-forwarded-port",
+            "a number",
+        ),
+        (
+            "headers a string",
+            set(
+                alb.clone(),
+                "/headers",
+                Some(json!("x-forwarded-for: 1.2.3.4")),
+            ),
+            "headers",
+            "\"x-forwarded-for: 1.2.3.4\"",
+        ),
+        (
+            "a multi-value header that is a string",
+            set(
+                v1.clone(),
+                "/multiValueHeaders/X-Forwarded-For",
+                Some(json!("1.2.3.4")),
+            ),
+            "multiValueHeaders.X-Forwarded-For",
+            "\"1.2.3.4\"",
+        ),
+        (
+            "a multi-value header line that is null",
+            set(
+                v1.clone(),
+                "/multiValueHeaders/X-Forwarded-For",
+                Some(json!(["1.2.3.4", null])),
+            ),
+            "multiValueHeaders.X-Forwarded-For[1]",
+            "null",
+        ),
+        (
+            "the API Gateway console's test invoke",
+            set(
+                v1.clone(),
+                "/requestContext/identity/sourceIp",
+                Some(json!("test-invoke-source-ip")),
+            ),
+            "requestContext.identity.sourceIp",
+            "\"test-invoke-source-ip\"",
+        ),
+        (
+            "sourceIp a number",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!(7))),
+            "requestContext.http.sourceIp",
+            "a number",
+        ),
+        (
+            "sourceIp with a port",
+            set(
+                v2.clone(),
+                "/requestContext/http/sourceIp",
+                Some(json!("192.0.2.1:443")),
+            ),
+            "requestContext.http.sourceIp",
+            "\"192.0.2.1:443\"",
+        ),
+        (
+            "sourceIp that no connection comes from",
+            set(
+                v2.clone(),
+                "/requestContext/http/sourceIp",
+                Some(json!("0.0.0.0")),
+            ),
+            "requestContext.http.sourceIp",
+            "\"0.0.0.0\"",
+        ),
+    ];
+    for (name, event, field, found) in cases {
+        match error(&event) {
+            EventError::Invalid {
+                field: f,
+                found: got,
+                ..
+            } => {
+                assert_eq!(f, field, "{name}");
+                assert_eq!(got, found, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let message = error(&set(
+        v1,
+        "/requestContext/identity/sourceIp",
+        Some(json!("test-invoke-source-ip")),
+    ))
+    .to_string();
+    assert!(message.contains("deployed stage"), "{message}");
+}
+
+#[test]
+fn one_header_under_two_spellings_is_refused() {
+    let v1 = event("api_gateway_v1");
+    let event = set(
+        v1,
+        "/multiValueHeaders/x-forwarded-for",
+        Some(json!(["9.9.9.9"])),
+    );
+    match error(&event) {
+        EventError::AmbiguousHeader { field, names, .. } => {
+            assert_eq!(field, "multiValueHeaders");
+            assert_eq!(
+                names,
+                ("X-Forwarded-For".to_string(), "x-forwarded-for".to_string())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Many headers take the sorting path: the same answer.
+    let mut many = event.clone();
+    let headers = many["multiValueHeaders"].as_object_mut().unwrap();
+    for i in 0..100 {
+        headers.insert(format!("X-Filler-{i}"), json!(["1"]));
+    }
+    assert!(matches!(error(&many), EventError::AmbiguousHeader { .. }));
+}
+
+#[test]
+fn error_text_is_bounded() {
+    let long = "9".repeat(10_000);
+    let message = error(&set(
+        event("api_gateway_v2"),
+        "/requestContext/http/sourceIp",
+        Some(json!(long)),
+    ))
+    .to_string();
+    assert!(message.len() < 600, "{}", message.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// Prepending entries to X-Forwarded-For never changes the answer.
+// ---------------------------------------------------------------------------------------
+
+/// What a client may put in front: addresses (trusted ones too), garbage, `unknown`,
+/// empty elements, whole extra lines.
+fn junk() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|o| format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3])),
+        (0u8..255, 0u8..255).prop_map(|(a, b)| format!("130.176.{a}.{b}")),
+        Just("unknown".to_string()),
+        Just(String::new()),
+        Just("[2600:9000::1]:443".to_string()),
+        "[ -~]{0,12}",
+    ]
+}
+
+/// A client no trust set here holds.
+fn client() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (1u8..100, 0u8..255, 1u8..255).prop_map(|(a, b, c)| format!("{a}.{b}.7.{c}")),
+        any::<u16>().prop_map(|x| format!("2001:db8::{x:x}")),
+    ]
+}
+
+/// The hops the event recorded after the client: CloudFront edges.
+fn edges() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(
+        (0u8..255, 1u8..255).prop_map(|(a, b)| format!("130.176.{a}.{b}")),
+        0..3,
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Alb,
+    AlbMulti,
+    V1,
+    V2,
+}
+
+fn build(shape: Shape, lines: &[String], source_ip: &str) -> Value {
+    match shape {
+        Shape::Alb => xff_of(event("alb"), &lines.join(", ")),
+        Shape::AlbMulti => set(
+            event("alb_multi"),
+            "/multiValueHeaders/x-forwarded-for",
+            Some(json!(lines)),
+        ),
+        Shape::V1 => set(
+            set(
+                event("api_gateway_v1"),
+                "/multiValueHeaders/X-Forwarded-For",
+                Some(json!(lines)),
+            ),
+            "/requestContext/identity/sourceIp",
+            Some(json!(source_ip)),
+        ),
+        Shape::V2 => set(
+            xff_of(event("api_gateway_v2"), &lines.join(",")),
+            "/requestContext/http/sourceIp",
+            Some(json!(source_ip)),
+        ),
+    }
+}
+
+proptest! {
+    #[test]
+    fn prepending_to_x_forwarded_for_never_changes_the_answer(
+        client in client(),
+        edges in edges(),
+        prefix in prop::collection::vec(junk(), 1..6),
+        as_lines in any::<bool>(),
+        shape in prop_oneof![Just(Shape::Alb), Just(Shape::AlbMulti), Just(Shape::V1), Just(Shape::V2)],
+        preset in prop::sample::select(Preset::ALL.to_vec()),
+    ) {
+        let policy = policy(preset);
+        let mut chain = vec![client.clone()];
+        chain.extend(edges);
+        // AWS's front end saw the last hop: the ALB appended it, API Gateway reports it.
+        let seen = chain.last().cloned().unwrap_or_default();
+        let lines = vec![chain.join(", ")];
+        let before = build(shape, &lines, &seen);
+        let prefixed: Vec<String> = if as_lines {
+            prefix.iter().cloned().chain(lines.iter().cloned()).collect()
+        } else {
+            vec![format!("{}, {}", prefix.join(", "), lines.join(", "))]
+        };
+        let after = build(shape, &prefixed, &seen);
+        let a = lambda::resolve_event(&policy, &before).unwrap();
+        let b = lambda::resolve_event(&policy, &after).unwrap();
+        prop_assert_eq!(a.client, b.client);
+        prop_assert_eq!(a.source, b.source);
+        prop_assert_eq!(a.trusted_hops, b.trusted_hops);
+        // Never an address from the prefix: the answer is the client or a hop after it.
+        prop_assert!(
+            a.source == Source::Peer || chain.contains(&a.client.to_string()),
+            "{:?}", a
+        );
+    }
+}
