@@ -22,6 +22,14 @@
 //! through them step by step.
 
 #![forbid(unsafe_code)]
+#![warn(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::allow_attributes_without_reason,
+    unreachable_pub
+)]
 
 /// What the unit tests of several modules share.
 #[cfg(test)]
