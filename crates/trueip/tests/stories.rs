@@ -949,3 +949,30 @@ fn fail_an_address_that_is_never_a_source_is_malformed() {
         assert!(got.warnings.contains(Warnings::MALFORMED), "{bad}");
     }
 }
+
+/// Around the CDN, the forged header sent twice: still flagged as unvouched (so the gateway
+/// strips it), not only as a duplicate.
+#[test]
+fn fail_a_doubled_vendor_header_from_around_the_cdn_is_unvouched() {
+    let p = policy(&["10.0.0.0/16"], &["cloudflare", "rightmost-untrusted"]);
+    let headers = [
+        ("X-Forwarded-For", "203.0.113.66"),
+        ("CF-Connecting-IP", "1.2.3.4"),
+        ("CF-Connecting-IP", "1.2.3.5"),
+    ];
+    let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
+    assert_eq!(got.ip().to_string(), "203.0.113.66");
+    assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER), "{got:?}");
+    // Through the CDN, two lines stay ambiguous.
+    let headers = [
+        ("X-Forwarded-For", "198.51.100.7, 173.245.48.9"),
+        ("CF-Connecting-IP", "198.51.100.7"),
+        ("CF-Connecting-IP", "1.2.3.5"),
+    ];
+    let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
+    assert!(got.warnings.contains(Warnings::DUPLICATE_HEADER), "{got:?}");
+    assert!(
+        !got.warnings.contains(Warnings::UNVOUCHED_HEADER),
+        "{got:?}"
+    );
+}

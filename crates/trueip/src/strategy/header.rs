@@ -81,48 +81,46 @@ impl Decide for Single {
         let peer_relays = !peer_writes && ctx.peer.client.trusted_by(relays);
         trace_peer(ctx, peer_writes || peer_relays);
         let lines = Lines::read(headers, name);
-        let value = match lines.as_slice() {
-            [] => {
-                ctx.trace.step(|| {
-                    Mark::new(
-                        name.to_string(),
-                        "(absent)",
-                        Verdict::NotApplicable,
-                        "header not present",
-                    )
-                });
-                return None;
-            }
-            _ if !peer_writes && !peer_relays => {
-                ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
-                ctx.trace.step(|| {
-                    Mark::new(
-                        name.to_string(),
-                        show(&lines),
-                        Verdict::Ignored,
-                        "present, but the peer is not trusted to send it",
-                    )
-                });
-                return None;
-            }
-            [value] => *value,
-            [_, _, ..] => {
-                ctx.warnings.insert(Warnings::DUPLICATE_HEADER);
-                ctx.trace.step(|| {
-                    Mark::new(
-                        name.to_string(),
-                        show(&lines),
-                        Verdict::NotApplicable,
-                        "several lines: ambiguous, ignored",
-                    )
-                });
-                return None;
-            }
-        };
-        // Before the value is read: who wrote it decides whether it is worth reading.
+        if lines.is_empty() {
+            ctx.trace.step(|| {
+                Mark::new(
+                    name.to_string(),
+                    "(absent)",
+                    Verdict::NotApplicable,
+                    "header not present",
+                )
+            });
+            return None;
+        }
+        if !peer_writes && !peer_relays {
+            ctx.warnings.insert(Warnings::UNTRUSTED_HEADER);
+            ctx.trace.step(|| {
+                Mark::new(
+                    name.to_string(),
+                    show(&lines),
+                    Verdict::Ignored,
+                    "present, but the peer is not trusted to send it",
+                )
+            });
+            return None;
+        }
+        // Who wrote it decides whether it is worth reading at all, before its lines are: a
+        // header nobody vouches for is flagged as such, doubled or not.
         let writer = match peer_relays {
             false => 0,
             true => writer_position(headers, via, name, writers, relays, ctx)?,
+        };
+        let [value] = lines.as_slice() else {
+            ctx.warnings.insert(Warnings::DUPLICATE_HEADER);
+            ctx.trace.step(|| {
+                Mark::new(
+                    name.to_string(),
+                    show(&lines),
+                    Verdict::NotApplicable,
+                    "several lines: ambiguous, ignored",
+                )
+            });
+            return None;
         };
         let parsed = match format {
             SingleFormat::Node => parse_node(value),
