@@ -78,6 +78,17 @@ pub(super) fn complete(buf: &[u8]) -> (ProxyHeader, usize) {
     }
 }
 
+/// Each v2 case decodes whole to the expected header, and the v2 decoder alone agrees
+/// with the dispatching one.
+pub(super) fn assert_v2_accepts(cases: Vec<(&str, Vec<u8>, ProxyHeader)>) {
+    for (name, input, expected) in cases {
+        let (header, consumed) = complete(&input);
+        assert_eq!(header, expected, "{name}");
+        assert_eq!(consumed, input.len(), "{name}");
+        assert_eq!(super::v2::decode_v2(&input), decode(&input), "{name}");
+    }
+}
+
 // --- Hand-built v2 vectors, field by field from §2.2 -------------------------
 
 /// PROXY TCP4 192.0.2.1:56324 -> 198.51.100.7:443, no TLVs.
