@@ -541,6 +541,42 @@ impl Policy {
         }
     }
 
+    /// Whether the request's forwarding headers came through a hop this policy trusts:
+    /// the effective peer (the PROXY source of a trusted sender, else the TCP peer) is
+    /// trusted, the origin secret (when one is configured) was right, and no client-IP
+    /// header was found to come from a hop not trusted to write it. A trusted peer without
+    /// the secret, or a trusted relay carrying a vendor header that someone around the
+    /// vendor wrote, is no better than a stranger.
+    ///
+    /// The one rule for what a request's client-IP headers are worth downstream: when it
+    /// is false, every header of [`names::FORWARDING`](crate::headers::names::FORWARDING)
+    /// the request carries was written by the client, and `trueip serve` and the Python
+    /// middlewares remove them before the app sees the request.
+    pub fn came_through_trusted_hop(&self, resolution: &Resolution) -> bool {
+        self.trusts(resolution.effective_peer().ip)
+            && !resolution.warnings.contains(Warnings::ORIGIN_SECRET)
+            && !resolution.warnings.contains(Warnings::UNVOUCHED_HEADER)
+    }
+
+    /// Every header `resolve` may read, lower case, each once: both list headers,
+    /// `X-Real-IP` (flagged when sent to a policy that trusts no one), each header
+    /// strategy's header and the origin secret's. A caller that has to copy headers out of
+    /// another representation (a Python dict, a WSGI environ) copies just these: `resolve`
+    /// over them decides exactly as over the whole request.
+    pub fn header_names(&self) -> Vec<FieldName> {
+        let mut out = vec![names::X_FORWARDED_FOR, names::FORWARDED, names::X_REAL_IP];
+        let singles = self.strategies.iter().filter_map(|s| match &s.kind {
+            Kind::Header(single) => Some(single.name.clone()),
+            _ => None,
+        });
+        for name in singles.chain(self.origin_secret.as_ref().map(|s| s.name().clone())) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.strategies.iter().any(|s| s.trusts(ip))

@@ -240,6 +240,12 @@ impl Resolution {
     pub fn ip(&self) -> IpAddr {
         self.client.ip
     }
+
+    /// The hop the request came from: the PROXY protocol source when a trusted sender
+    /// supplied one, else the TCP peer.
+    pub fn effective_peer(&self) -> Node {
+        self.proxy_source.unwrap_or(self.peer)
+    }
 }
 
 #[inline]

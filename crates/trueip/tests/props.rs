@@ -237,3 +237,87 @@ proptest! {
         prop_assert_eq!(trueip::forwarded::parse_element(again.as_bytes()).unwrap().for_node, Entry::Addr(node));
     }
 }
+
+/// Policies that read every kind of header: list walks, vendor headers with their own
+/// writers, and an origin secret.
+fn header_reading_policies() -> Vec<Policy> {
+    let chains: [&[&str]; 4] = [
+        &["rightmost-untrusted"],
+        &["header:X-Client-IP", "rightmost-untrusted"],
+        &["header:CF-Connecting-IP", "hops:1"],
+        &["header:True-Client-IP", "fly", "header:X-Real-IP", "leftmost"],
+    ];
+    let mut out: Vec<Policy> = chains
+        .iter()
+        .map(|chain| {
+            let mut b = Policy::builder().trust_str("10.0.0.0/14").unwrap();
+            for s in *chain {
+                b = b.strategy_str(s).unwrap();
+            }
+            b.build().unwrap()
+        })
+        .collect();
+    out.push(
+        Policy::builder()
+            .trust_str("10.0.0.0/14")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .origin_secret(trueip::OriginSecret::new("X-Origin-Verify", "s3cret").unwrap())
+            .build()
+            .unwrap(),
+    );
+    // Trusting no one still reads (and flags) forwarding headers.
+    out.push(Policy::default());
+    out
+}
+
+fn any_header() -> impl Strategy<Value = (String, String)> {
+    let name = prop_oneof![
+        Just("X-Forwarded-For".to_string()),
+        Just("forwarded".to_string()),
+        Just("X-Real-IP".to_string()),
+        Just("X-Client-IP".to_string()),
+        Just("CF-Connecting-IP".to_string()),
+        Just("True-Client-IP".to_string()),
+        Just("X-Origin-Verify".to_string()),
+        Just("Fly-Client-IP".to_string()),
+        Just("X-Forwarded-Proto".to_string()),
+        Just("Host".to_string()),
+        "[A-Za-z-]{1,12}",
+    ];
+    let value = prop_oneof![
+        entry(),
+        Just("s3cret".to_string()),
+        prop::collection::vec(entry(), 1..4).prop_map(|e| e.join(", ")),
+        prop::collection::vec(entry(), 1..3).prop_map(|e| line(ListHeader::Forwarded, &e)),
+    ];
+    (name, value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// `Policy::header_names` names every header `resolve` reads: a caller that copies only
+    /// those (the Python binding) gets the same decision as one that passes everything.
+    #[test]
+    fn header_names_are_all_that_resolve_reads(
+        headers in prop::collection::vec(any_header(), 0..8),
+        peer in prop_oneof![trusted_v4(), untrusted()],
+    ) {
+        let peer = trueip::addr::parse_node(peer.as_bytes()).unwrap();
+        let conn = Connection::from_peer(peer);
+        for policy in header_reading_policies() {
+            let wanted = policy.header_names();
+            let kept: Vec<(String, String)> = headers
+                .iter()
+                .filter(|(n, _)| wanted.iter().any(|w| n.eq_ignore_ascii_case(w.as_str())))
+                .cloned()
+                .collect();
+            prop_assert_eq!(
+                policy.resolve(&conn, headers.as_slice()),
+                policy.resolve(&conn, kept.as_slice())
+            );
+        }
+    }
+}

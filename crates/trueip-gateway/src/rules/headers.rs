@@ -33,18 +33,6 @@ use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
 use crate::config::{HeaderSettings, ListMode};
 
-/// Whether the request's forwarding headers came through a hop the policy trusts: the
-/// effective peer is trusted, the origin secret (when one is configured) was right, and
-/// no client-IP header was found to come from a hop not trusted to write it. A trusted
-/// peer without the secret, or a trusted relay carrying a vendor header that someone
-/// around the vendor wrote, is no better than a stranger.
-pub(crate) fn came_through_trusted_hop(policy: &trueip::Policy, resolution: &Resolution) -> bool {
-    use trueip::Warnings;
-    policy.trusts(effective_peer(resolution).ip)
-        && !resolution.warnings.contains(Warnings::ORIGIN_SECRET)
-        && !resolution.warnings.contains(Warnings::UNVOUCHED_HEADER)
-}
-
 /// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI
 /// read them), spells `lower` (a lower-case name with dashes).
 pub(crate) fn same_name(lower: &str, name: &str) -> bool {
@@ -180,7 +168,7 @@ impl<'a> Facts<'a> {
     ) -> Self {
         Facts {
             resolution,
-            trusted_hop: came_through_trusted_hop(policy, resolution),
+            trusted_hop: policy.came_through_trusted_hop(resolution),
             origin: trueip::origin::origin(headers, resolution),
             scheme,
             host,
@@ -447,7 +435,7 @@ impl Hygiene {
     ) -> OwnValues<'f> {
         let r = facts.resolution;
         let s = &self.settings;
-        let peer = effective_peer(r);
+        let peer = r.effective_peer();
         let proto = facts.origin.proto.map_or(facts.scheme, |p| p.as_str());
         // The host as a header value: the received one when trusted hops reported none.
         // Either way only a valid `host[:port]` (`trueip::origin::is_host`, which the
@@ -593,9 +581,6 @@ pub(crate) fn response(headers: &mut HeaderMap) {
 
 /// The hop that handed the request to the gateway, as HTTP sees it: the PROXY source
 /// when a trusted sender supplied one, else the TCP peer.
-pub(crate) fn effective_peer(r: &Resolution) -> Node {
-    r.proxy_source.unwrap_or(r.peer)
-}
 
 /// Calls `f` with each node of the trusted chain and its index, left to right: the
 /// client followed by the trusted hops after it, what a clean `X-Forwarded-For` would have
@@ -655,7 +640,7 @@ fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut
         }
         Source::Header => {}
     }
-    f(next, effective_peer(r));
+    f(next, r.effective_peer());
 }
 
 /// Writes an address as `Display` would, IPv4 without the formatting machinery.
@@ -832,7 +817,7 @@ mod tests {
         let peer: SocketAddr = peer.parse().unwrap();
         let conn = Connection::from_peer(peer);
         let r = policy.resolve(&conn, &headers);
-        let trusted_hop = policy.trusts(effective_peer(&r).ip);
+        let trusted_hop = policy.trusts(r.effective_peer().ip);
         let origin = if r.trusted_hops > 0 {
             trueip::origin::origin(&headers, &r)
         } else {
