@@ -60,6 +60,16 @@ pub struct Origin {
     pub prefix: Option<String>,
 }
 
+/// Every header [`origin`] reads: a caller that copies headers out of another
+/// representation copies these (beside [`Policy::header_names`](crate::Policy::header_names)).
+pub const HEADER_NAMES: [FieldName; 5] = [
+    names::X_FORWARDED_PROTO,
+    names::X_FORWARDED_HOST,
+    names::X_FORWARDED_PORT,
+    names::X_FORWARDED_PREFIX,
+    names::FORWARDED,
+];
+
 /// Reads the origin for a resolved request.
 pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Origin {
     // A PROXY protocol hop writes no HTTP headers: it vouches for the address only.

@@ -1,0 +1,754 @@
+//! `trueip._trueip`: the core's policy, decision and explanation for Python, and the
+//! Lambda events. The Python package (`python/trueip/`) builds its middlewares on this
+//! module; every decision is the core's own code, never a Python port of it.
+//!
+//! Headers arrive in the shapes Python servers hold them: a WSGI environ, a mapping, a
+//! list of pairs (an ASGI scope's `headers`), or an object with `items()`. Only the
+//! headers the policy reads ([`trueip::Policy::header_names`], plus the origin's when
+//! asked) are copied out: a decision over them is the decision over the whole request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyString, PyTuple};
+use trueip::config::{ClientIpConfig, Files, OriginSecretConfig, StrategyEntry, Strategies};
+use trueip::headers::{FieldName, Headers};
+use trueip::{Connection, ConfigError, Node, Warnings};
+
+pyo3::create_exception!(
+    trueip,
+    PolicyError,
+    PyValueError,
+    "A policy that cannot be built: the message is the one `trueip explain` and `trueip serve` print."
+);
+pyo3::create_exception!(
+    trueip,
+    EventError,
+    PyValueError,
+    "A Lambda event that is not one trueip can read (not an ALB, API Gateway or Function URL event, or a field of the wrong shape)."
+);
+
+/// The deepest a Lambda event is walked: the fields read sit three levels down, and a
+/// dict that contains itself must not recurse forever.
+const MAX_EVENT_DEPTH: usize = 8;
+
+/// Copied header values, owned: the core reads them through [`Headers`].
+#[derive(Default)]
+struct Copied(Vec<(FieldName, Vec<u8>)>);
+
+impl Headers for Copied {
+    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+        for (n, v) in &self.0 {
+            if n == name {
+                f(v);
+            }
+        }
+    }
+}
+
+/// A header name as a WSGI environ spells it: `HTTP_X_FORWARDED_FOR`.
+fn environ_key(name: &FieldName) -> String {
+    let mut key = String::from("HTTP_");
+    key.extend(name.as_str().chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    key
+}
+
+/// A header the policy reads, with its environ key made once.
+struct Wanted {
+    name: FieldName,
+    environ: Py<PyString>,
+}
+
+impl Wanted {
+    fn list(py: Python<'_>, names: impl IntoIterator<Item = FieldName>) -> Vec<Wanted> {
+        names
+            .into_iter()
+            .map(|name| Wanted {
+                environ: PyString::intern(py, &environ_key(&name)).unbind(),
+                name,
+            })
+            .collect()
+    }
+}
+
+/// The text of a header name or value: `str` (as WSGI and most mappings hold them) or
+/// `bytes` (ASGI). Anything else is not a header and is skipped.
+fn text_bytes(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+    if let Ok(s) = value.cast::<PyString>() {
+        s.to_cow().ok().map(|c| c.into_owned().into_bytes())
+    } else if let Ok(b) = value.cast::<PyBytes>() {
+        Some(b.as_bytes().to_vec())
+    } else {
+        None
+    }
+}
+
+fn name_matches(name: &Bound<'_, PyAny>, wanted: &[Wanted]) -> Option<usize> {
+    let name = text_bytes(name)?;
+    wanted
+        .iter()
+        .position(|w| w.name.as_str().as_bytes().eq_ignore_ascii_case(&name))
+}
+
+/// Adds a value, or each value of a list of values (`multiValueHeaders`-style mappings).
+fn push_values(out: &mut Copied, name: &FieldName, value: &Bound<'_, PyAny>) {
+    if let Some(v) = text_bytes(value) {
+        out.0.push((name.clone(), v));
+    } else if let Ok(list) = value.cast::<PyList>() {
+        for item in list.iter() {
+            if let Some(v) = text_bytes(&item) {
+                out.0.push((name.clone(), v));
+            }
+        }
+    } else if let Ok(tuple) = value.cast::<PyTuple>() {
+        for item in tuple.iter() {
+            if let Some(v) = text_bytes(&item) {
+                out.0.push((name.clone(), v));
+            }
+        }
+    }
+}
+
+/// Whether a dict is a WSGI environ (its headers are `HTTP_*` keys).
+fn is_environ(dict: &Bound<'_, PyDict>) -> PyResult<bool> {
+    let py = dict.py();
+    Ok(dict.contains(pyo3::intern!(py, "REQUEST_METHOD"))?
+        || dict.contains(pyo3::intern!(py, "wsgi.version"))?)
+}
+
+/// Copies the wanted headers out of `headers`. Malformed entries are skipped, never
+/// raised: a header is the client's to write. Only a `headers` of no known shape is a
+/// `TypeError`, a caller's mistake.
+fn copy_headers(headers: Option<&Bound<'_, PyAny>>, wanted: &[Wanted]) -> PyResult<Copied> {
+    let mut out = Copied::default();
+    let Some(headers) = headers else {
+        return Ok(out);
+    };
+    if headers.is_none() {
+        return Ok(out);
+    }
+    let py = headers.py();
+    if let Ok(dict) = headers.cast::<PyDict>() {
+        if is_environ(dict)? {
+            for w in wanted {
+                if let Some(value) = dict.get_item(w.environ.bind(py))? {
+                    push_values(&mut out, &w.name, &value);
+                }
+            }
+        } else {
+            for (name, value) in dict.iter() {
+                if let Some(i) = name_matches(&name, wanted) {
+                    if let Some(w) = wanted.get(i) {
+                        push_values(&mut out, &w.name, &value);
+                    }
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let pairs = if headers.cast::<PyList>().is_ok() || headers.cast::<PyTuple>().is_ok() {
+        headers.clone()
+    } else if headers.hasattr(pyo3::intern!(py, "raw"))?
+        && headers.hasattr(pyo3::intern!(py, "mutablecopy"))?
+    {
+        // Starlette's `Headers`: `raw` is the ASGI list, every line.
+        headers.getattr(pyo3::intern!(py, "raw"))?
+    } else if headers.hasattr(pyo3::intern!(py, "items"))? {
+        headers.call_method0(pyo3::intern!(py, "items"))?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "headers must be a WSGI environ, a mapping, a list of (name, value) pairs or None, not {}",
+            headers.get_type().name()?
+        )));
+    };
+    for item in pairs.try_iter()? {
+        let Ok(item) = item else { continue };
+        let Ok(pair) = item.cast::<PyTuple>().map(|t| t.clone()).or_else(|_| {
+            item.cast::<PyList>()
+                .map(|l| PyTuple::new(py, l.iter()))
+                .map_err(|_| ())
+                .and_then(|t| t.map_err(|_| ()))
+        }) else {
+            continue;
+        };
+        if pair.len() != 2 {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+            continue;
+        };
+        if let Some(i) = name_matches(&name, wanted) {
+            if let Some(w) = wanted.get(i) {
+                push_values(&mut out, &w.name, &value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The peer: `"192.0.2.1"`, `"192.0.2.1:443"`, `"[2001:db8::1]:443"`, an `ipaddress`
+/// object, or a `(host, port)` pair as ASGI's `scope["client"]` holds it.
+fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
+    let bad = |what: &str, why: &dyn std::fmt::Display| {
+        PyValueError::new_err(format!(
+            "peer {what}: {why} (the peer is the address of the TCP connection, as the server reports it)"
+        ))
+    };
+    if let Ok(pair) = peer.cast::<PyTuple>() {
+        if pair.len() != 2 {
+            return Err(PyValueError::new_err(
+                "peer: a tuple must be (host, port), as ASGI's scope[\"client\"]",
+            ));
+        }
+        let port: Option<u16> = pair.get_item(1)?.extract()?;
+        return peer_node(&pair.get_item(0)?, port.filter(|p| *p != 0));
+    }
+    let text: String = if peer.cast::<PyString>().is_ok() {
+        peer.extract()?
+    } else {
+        peer.str()?.extract()?
+    };
+    let node = trueip::addr::parse_node(text.as_bytes()).map_err(|e| bad(&format!("{text:?}"), &e))?;
+    Ok(Node {
+        port: node.port.or(port),
+        ..node
+    })
+}
+
+fn policy_error(e: ConfigError) -> PyErr {
+    PolicyError::new_err(e.to_string())
+}
+
+/// `ipaddress.ip_address`, looked up once.
+fn ip_object(py: Python<'_>, ip: IpAddr) -> PyResult<Py<PyAny>> {
+    static IP_ADDRESS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let f = IP_ADDRESS.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("ipaddress")?.getattr("ip_address")?.unbind())
+    })?;
+    Ok(f.call1(py, (ip.to_string(),))?)
+}
+
+fn reader(base: Option<&std::path::Path>) -> impl FnMut(&str) -> Result<Vec<u8>, String> {
+    let base = base.map(std::path::Path::to_path_buf);
+    move |path: &str| {
+        let path = std::path::Path::new(path);
+        let full = match &base {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        std::fs::read(&full).map_err(|e| e.to_string())
+    }
+}
+
+/// Whom to trust and how to find the client: the core's `Policy`.
+#[pyclass(frozen, module = "trueip", name = "Policy")]
+struct Policy {
+    inner: Arc<trueip::Policy>,
+    wanted: Vec<Wanted>,
+    /// The policy's headers and the origin's, for the middlewares.
+    wanted_with_origin: Vec<Wanted>,
+}
+
+impl Policy {
+    fn wrap(py: Python<'_>, inner: trueip::Policy) -> Self {
+        let names = inner.header_names();
+        let mut with_origin = names.clone();
+        for name in trueip::origin::HEADER_NAMES {
+            if !with_origin.contains(&name) {
+                with_origin.push(name);
+            }
+        }
+        Policy {
+            inner: Arc::new(inner),
+            wanted: Wanted::list(py, names),
+            wanted_with_origin: Wanted::list(py, with_origin),
+        }
+    }
+
+    fn connection(peer: &Bound<'_, PyAny>, proxy_source: Option<&Bound<'_, PyAny>>) -> PyResult<Connection> {
+        let mut conn = Connection::from_peer(peer_node(peer, None)?);
+        if let Some(source) = proxy_source.filter(|s| !s.is_none()) {
+            conn.proxy_source = Some(peer_node(source, None)?);
+        }
+        Ok(conn)
+    }
+
+    fn decide(&self, conn: &Connection, headers: &Copied) -> Resolution {
+        let inner = self.inner.resolve(conn, headers);
+        Resolution {
+            trusted_hop: self.inner.came_through_trusted_hop(&inner),
+            inner,
+            policy: Arc::clone(&self.inner),
+        }
+    }
+}
+
+#[pymethods]
+impl Policy {
+    /// See `python/trueip/_trueip.pyi` for the documented signature.
+    #[new]
+    #[pyo3(signature = (
+        trust = None,
+        strategy = None,
+        from_ = None,
+        all_trusted = None,
+        origin_secret = None,
+        providers = None,
+        proxy_protocol_from = None,
+        ipv6_prefix = None,
+    ))]
+    #[allow(clippy::too_many_arguments, reason = "keyword arguments of the Python constructor")]
+    fn new(
+        py: Python<'_>,
+        trust: Option<Vec<String>>,
+        strategy: Option<&Bound<'_, PyAny>>,
+        from_: Option<String>,
+        all_trusted: Option<String>,
+        origin_secret: Option<(String, String)>,
+        providers: Option<std::collections::BTreeMap<String, Bound<'_, PyAny>>>,
+        proxy_protocol_from: Option<Vec<String>>,
+        ipv6_prefix: Option<u8>,
+    ) -> PyResult<Self> {
+        let strategy = match strategy {
+            None => Strategies::default(),
+            Some(s) if s.is_none() => Strategies::default(),
+            Some(s) => match s.extract::<String>() {
+                Ok(one) => Strategies::One(one),
+                Err(_) => Strategies::Chain(
+                    s.extract::<Vec<String>>()
+                        .map_err(|_| {
+                            PyTypeError::new_err("strategy must be a name or a list of names")
+                        })?
+                        .into_iter()
+                        .map(StrategyEntry::Name)
+                        .collect(),
+                ),
+            },
+        };
+        let mut files = std::collections::BTreeMap::new();
+        for (name, paths) in providers.unwrap_or_default() {
+            let paths = if let Ok(one) = paths.extract::<std::path::PathBuf>() {
+                Files::One(one.to_string_lossy().into_owned())
+            } else {
+                Files::Many(
+                    paths
+                        .extract::<Vec<std::path::PathBuf>>()
+                        .map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "providers[{name:?}] must be a path or a list of paths"
+                            ))
+                        })?
+                        .into_iter()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .collect(),
+                )
+            };
+            files.insert(name, paths);
+        }
+        let config = ClientIpConfig {
+            trusted: trust.unwrap_or_default(),
+            strategy,
+            from: from_,
+            all_trusted,
+            ipv6_prefix,
+            proxy_protocol_from: proxy_protocol_from.unwrap_or_default(),
+            origin_secret: origin_secret.map(|(header, value)| OriginSecretConfig { header, value }),
+            providers: files,
+        };
+        let inner = config.build(&mut reader(None)).map_err(policy_error)?;
+        Ok(Policy::wrap(py, inner))
+    }
+
+    /// The `[client_ip]` section of a `trueip serve` config file. Provider files named
+    /// with relative paths are read relative to the file's directory.
+    #[staticmethod]
+    fn from_toml(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            PolicyError::new_err(format!("cannot read {}: {e}", path.display()))
+        })?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| PolicyError::new_err(format!("{}: {e}", path.display())))?;
+        let config: ClientIpConfig = match table.get("client_ip") {
+            None => ClientIpConfig::default(),
+            Some(section) => section.clone().try_into().map_err(|e| {
+                PolicyError::new_err(format!("{}: [client_ip]: {e}", path.display()))
+            })?,
+        };
+        let inner = config
+            .build(&mut reader(path.parent()))
+            .map_err(policy_error)?;
+        Ok(Policy::wrap(py, inner))
+    }
+
+    /// The policy of a chain in front of a Lambda function: `alb`, `cloudfront-alb`,
+    /// `api-gateway` or `cloudfront-api-gateway`.
+    #[staticmethod]
+    #[pyo3(signature = (name, providers = None, origin_secret = None))]
+    fn lambda_preset(
+        py: Python<'_>,
+        name: &str,
+        providers: Option<std::collections::BTreeMap<String, std::path::PathBuf>>,
+        origin_secret: Option<(String, String)>,
+    ) -> PyResult<Self> {
+        let preset: trueip::lambda::Preset = name.parse().map_err(policy_error)?;
+        let mut builder = preset.builder();
+        for (name, path) in providers.unwrap_or_default() {
+            let files = Files::One(path.to_string_lossy().into_owned());
+            builder = builder.provider(
+                &name,
+                trueip::config::load_provider(&name, &files, &mut reader(None))
+                    .map_err(policy_error)?,
+            );
+        }
+        if let Some((header, value)) = origin_secret {
+            builder = builder.origin_secret(
+                trueip::OriginSecret::new(&header, value.into_bytes()).map_err(policy_error)?,
+            );
+        }
+        Ok(Policy::wrap(py, builder.build().map_err(policy_error)?))
+    }
+
+    /// Decides who the client is. Never raises for what the request carries; raises
+    /// `ValueError` for a `peer` that is not an address, `TypeError` for `headers` of
+    /// no known shape.
+    #[pyo3(signature = (peer, headers = None, proxy_source = None))]
+    fn resolve(
+        &self,
+        peer: &Bound<'_, PyAny>,
+        headers: Option<&Bound<'_, PyAny>>,
+        proxy_source: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Resolution> {
+        let conn = Policy::connection(peer, proxy_source)?;
+        let copied = copy_headers(headers, &self.wanted)?;
+        Ok(self.decide(&conn, &copied))
+    }
+
+    /// Decides, and returns every step, as `trueip explain --format json` prints it.
+    #[pyo3(signature = (peer, headers = None, proxy_source = None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        peer: &Bound<'_, PyAny>,
+        headers: Option<&Bound<'_, PyAny>>,
+        proxy_source: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let conn = Policy::connection(peer, proxy_source)?;
+        let copied = copy_headers(headers, &self.wanted)?;
+        json_object(py, &trueip::Explanation::new(&self.inner, &conn, &copied))
+    }
+
+    /// For the middlewares: the decision and, when trusted hops vouched for them, the
+    /// scheme, host, port and prefix the client asked for (`None` each where no trusted
+    /// hop said). `peer` as for `resolve`; `headers` as for `resolve`.
+    #[pyo3(signature = (peer, headers))]
+    fn _resolve_request<'py>(
+        &self,
+        py: Python<'py>,
+        peer: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+    ) -> PyResult<(Resolution, Option<Bound<'py, PyTuple>>)> {
+        let conn = Policy::connection(peer, None)?;
+        let copied = copy_headers(Some(headers), &self.wanted_with_origin)?;
+        let resolution = self.decide(&conn, &copied);
+        let origin = if resolution.trusted_hop {
+            let o = trueip::origin::origin(&copied, &resolution.inner);
+            (o != trueip::origin::Origin::default())
+                .then(|| {
+                    PyTuple::new(
+                        py,
+                        [
+                            o.proto.map(|p| p.as_str()).into_pyobject(py)?.into_any(),
+                            o.host.into_pyobject(py)?.into_any(),
+                            o.port.into_pyobject(py)?.into_any(),
+                            o.prefix.into_pyobject(py)?.into_any(),
+                        ],
+                    )
+                })
+                .transpose()?
+        } else {
+            None
+        };
+        Ok((resolution, origin))
+    }
+
+    /// Whether `ip` is trusted by any strategy of the policy.
+    fn trusts(&self, ip: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.inner.trusts(peer_node(ip, None)?.ip))
+    }
+
+    /// The headers `resolve` reads, lower case.
+    #[getter]
+    fn header_names(&self) -> Vec<String> {
+        self.wanted.iter().map(|w| w.name.to_string()).collect()
+    }
+
+    fn __repr__(&self) -> String {
+        let mut names = Vec::new();
+        let mut i = 0u8;
+        while let Some(name) = self.inner.strategy_name(i) {
+            names.push(name);
+            i = i.saturating_add(1);
+            if i == u8::MAX {
+                break;
+            }
+        }
+        format!(
+            "trueip.Policy(strategy={names:?}, from_={:?})",
+            self.inner.list_header().name()
+        )
+    }
+}
+
+/// Serialises through serde and `json.loads`: the dict is exactly the CLI's JSON.
+fn json_object<T: serde::Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
+    let text = serde_json::to_string(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+}
+
+/// The decision for one request.
+#[pyclass(frozen, module = "trueip", name = "Resolution")]
+struct Resolution {
+    inner: trueip::Resolution,
+    trusted_hop: bool,
+    policy: Arc<trueip::Policy>,
+}
+
+#[pymethods]
+impl Resolution {
+    /// The client address, an `ipaddress.IPv4Address` or `IPv6Address`.
+    #[getter]
+    fn ip(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        ip_object(py, self.inner.ip())
+    }
+
+    /// The client address as text (cheaper than `str(resolution.ip)`).
+    #[getter]
+    fn ip_str(&self) -> String {
+        self.inner.ip().to_string()
+    }
+
+    /// The client port, when the source carried one.
+    #[getter]
+    fn port(&self) -> Option<u16> {
+        self.inner.client.port
+    }
+
+    /// Where the client came from: `peer`, `proxy-protocol`, `x-forwarded-for[-2]`,
+    /// `forwarded[-1]` or a header's name.
+    #[getter]
+    fn source(&self) -> String {
+        self.policy.describe_source(&self.inner)
+    }
+
+    /// The TCP peer.
+    #[getter]
+    fn peer(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        ip_object(py, self.inner.peer.ip)
+    }
+
+    /// How many trusted proxies stood in front of the client.
+    #[getter]
+    fn trusted_hops(&self) -> u16 {
+        self.inner.trusted_hops
+    }
+
+    /// What looked wrong, by the names the CLI prints.
+    #[getter]
+    fn warnings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        PyFrozenSet::new(py, self.inner.warnings.names())
+    }
+
+    /// Whether a client-written entry was found left of the trusted chain.
+    #[getter]
+    fn spoof_attempt(&self) -> bool {
+        self.inner.warnings.contains(Warnings::SPOOF_ATTEMPT)
+    }
+
+    /// The key to rate-limit on: the IPv4 address, or the IPv6 address cut to the
+    /// policy's prefix (/64 by default).
+    #[getter]
+    fn rate_limit_key(&self) -> String {
+        self.inner.rate_limit_key.to_string()
+    }
+
+    /// Whether the request came through a hop the policy trusts (and whose headers
+    /// therefore count): when false, every client-IP header it carries is the client's.
+    #[getter]
+    fn trusted_hop(&self) -> bool {
+        self.trusted_hop
+    }
+
+    /// The strategy that decided, or `None` when the peer stands by default.
+    #[getter]
+    fn strategy(&self) -> Option<String> {
+        self.inner.strategy.and_then(|i| self.policy.strategy_name(i))
+    }
+
+    /// The fields of `trueip explain --format json` that describe the decision.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("client_ip", self.ip_str())?;
+        d.set_item("client_port", self.port())?;
+        d.set_item("source", self.source())?;
+        d.set_item("peer", self.inner.peer.to_string())?;
+        d.set_item("proxy_source", self.inner.proxy_source.map(|n| n.to_string()))?;
+        d.set_item("trusted_hops", self.inner.trusted_hops)?;
+        d.set_item(
+            "warnings",
+            PyList::new(py, self.inner.warnings.names())?,
+        )?;
+        d.set_item("strategy", self.strategy())?;
+        d.set_item("rate_limit_key", self.rate_limit_key())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        let warnings: Vec<&str> = self.inner.warnings.names().collect();
+        format!(
+            "trueip.Resolution(ip='{}', port={}, source='{}', trusted_hops={}, warnings={warnings:?})",
+            self.inner.ip(),
+            self.inner
+                .client
+                .port
+                .map_or_else(|| "None".to_string(), |p| p.to_string()),
+            self.source(),
+            self.inner.trusted_hops,
+        )
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Resolution>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.inner.client.hash(&mut h);
+        self.inner.peer.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Copies the parts of a Lambda event the core reads into JSON, to `MAX_EVENT_DEPTH`.
+fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<serde_json::Value> {
+    use serde_json::Value;
+    if depth > MAX_EVENT_DEPTH {
+        return Err(EventError::new_err(format!(
+            "the event nests deeper than {MAX_EVENT_DEPTH} levels"
+        )));
+    }
+    if value.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = value.cast::<pyo3::types::PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(Value::String(s.to_cow()?.into_owned()));
+    }
+    if let Ok(i) = value.extract::<i64>() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = value.extract::<f64>() {
+        return Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number));
+    }
+    if let Ok(d) = value.cast::<PyDict>() {
+        let mut map = serde_json::Map::new();
+        for (k, v) in d.iter() {
+            let Ok(k) = k.extract::<String>() else { continue };
+            map.insert(k, to_json(&v, depth + 1)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = value.cast::<PyList>() {
+        return l.iter().map(|v| to_json(&v, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
+    }
+    if let Ok(t) = value.cast::<PyTuple>() {
+        return t.iter().map(|v| to_json(&v, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
+    }
+    Err(EventError::new_err(format!(
+        "a value of type {} in the event (events are JSON: dicts, lists, strings, numbers)",
+        value.get_type().name()?
+    )))
+}
+
+/// The fields of an event the core reads; the body and the rest are not copied.
+fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let Ok(dict) = event.cast::<PyDict>() else {
+        return Err(EventError::new_err(format!(
+            "a Lambda event is a dict, not {} (for aws-lambda-powertools classes pass event.raw_event)",
+            event.get_type().name()?
+        )));
+    };
+    let mut map = serde_json::Map::new();
+    for key in ["version", "requestContext", "headers", "multiValueHeaders"] {
+        if let Some(value) = dict.get_item(key)? {
+            map.insert(key.to_string(), to_json(&value, 1)?);
+        }
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+fn event_error(e: trueip::lambda::EventError) -> PyErr {
+    EventError::new_err(format!("{e} ({})", e.hint()))
+}
+
+/// The client of a Lambda event (ALB, API Gateway REST and HTTP API, Function URL).
+#[pyfunction]
+fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resolution> {
+    let json = event_json(event)?;
+    let parsed = trueip::lambda::Event::parse(&json).map_err(event_error)?;
+    let inner = parsed.resolve(&policy.inner);
+    Ok(Resolution {
+        trusted_hop: policy.inner.came_through_trusted_hop(&inner),
+        inner,
+        policy: Arc::clone(&policy.inner),
+    })
+}
+
+/// `trueip explain --lambda-event --format json`, as a dict.
+#[pyfunction]
+fn explain_event(py: Python<'_>, policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let json = event_json(event)?;
+    let parsed = trueip::lambda::Event::parse(&json).map_err(event_error)?;
+    json_object(py, &parsed.explain(&policy.inner))
+}
+
+/// Every client-IP header (the core's one table), lower case: what a middleware removes
+/// from a request that did not come through a trusted hop.
+#[pyfunction]
+fn forwarding_header_names() -> Vec<String> {
+    trueip::headers::names::FORWARDING
+        .iter()
+        .map(|row| row.as_str().to_owned())
+        .collect()
+}
+
+/// Every warning name, in the order the CLI lists them.
+#[pyfunction]
+fn warning_names() -> Vec<&'static str> {
+    Warnings::all_names().collect()
+}
+
+#[pymodule]
+fn _trueip(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Policy>()?;
+    m.add_class::<Resolution>()?;
+    m.add("PolicyError", py.get_type::<PolicyError>())?;
+    m.add("EventError", py.get_type::<EventError>())?;
+    m.add_function(wrap_pyfunction!(resolve_event, m)?)?;
+    m.add_function(wrap_pyfunction!(explain_event, m)?)?;
+    m.add_function(wrap_pyfunction!(forwarding_header_names, m)?)?;
+    m.add_function(wrap_pyfunction!(warning_names, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

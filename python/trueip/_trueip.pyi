@@ -1,0 +1,86 @@
+"""Type stubs for the Rust extension module (python/src/lib.rs)."""
+
+import ipaddress
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Sequence, Tuple, Union
+
+__version__: str
+
+_Text = Union[str, bytes]
+#: A WSGI environ, a mapping of names to values (or to lists of values), a list of
+#: (name, value) pairs such as an ASGI scope's ``headers``, or an object with ``items()``.
+Headers = Union[Mapping[Any, Any], Sequence[Tuple[_Text, _Text]], Iterable[Tuple[_Text, _Text]], None]
+#: ``"192.0.2.1"``, ``"192.0.2.1:443"``, ``"[2001:db8::1]:443"``, an ``ipaddress`` object,
+#: or a ``(host, port)`` pair as ASGI's ``scope["client"]``.
+Peer = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address, Tuple[str, int]]
+_Path = Union[str, "os.PathLike[str]"]
+
+class PolicyError(ValueError):
+    """A policy that cannot be built; the message is the one the CLI prints."""
+
+class EventError(ValueError):
+    """A Lambda event trueip cannot read."""
+
+class Resolution:
+    """The decision for one request."""
+
+    @property
+    def ip(self) -> Union[ipaddress.IPv4Address, ipaddress.IPv6Address]: ...
+    @property
+    def ip_str(self) -> str: ...
+    @property
+    def port(self) -> Optional[int]: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def peer(self) -> Union[ipaddress.IPv4Address, ipaddress.IPv6Address]: ...
+    @property
+    def trusted_hops(self) -> int: ...
+    @property
+    def warnings(self) -> frozenset[str]: ...
+    @property
+    def spoof_attempt(self) -> bool: ...
+    @property
+    def rate_limit_key(self) -> str: ...
+    @property
+    def trusted_hop(self) -> bool: ...
+    @property
+    def strategy(self) -> Optional[str]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+class Policy:
+    """Whom to trust and how to find the client."""
+
+    def __init__(
+        self,
+        trust: Optional[Sequence[str]] = None,
+        strategy: Union[str, Sequence[str], None] = None,
+        from_: Optional[str] = None,
+        all_trusted: Optional[str] = None,
+        origin_secret: Optional[Tuple[str, str]] = None,
+        providers: Optional[Mapping[str, Union[_Path, Sequence[_Path]]]] = None,
+        proxy_protocol_from: Optional[Sequence[str]] = None,
+        ipv6_prefix: Optional[int] = None,
+    ) -> None: ...
+    @staticmethod
+    def from_toml(path: _Path) -> "Policy": ...
+    @staticmethod
+    def lambda_preset(
+        name: str,
+        providers: Optional[Mapping[str, _Path]] = None,
+        origin_secret: Optional[Tuple[str, str]] = None,
+    ) -> "Policy": ...
+    def resolve(self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None) -> Resolution: ...
+    def explain(self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None) -> dict[str, Any]: ...
+    def _resolve_request(
+        self, peer: Peer, headers: Headers
+    ) -> Tuple[Resolution, Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]]]: ...
+    def trusts(self, ip: Peer) -> bool: ...
+    @property
+    def header_names(self) -> list[str]: ...
+
+def resolve_event(policy: Policy, event: Mapping[str, Any]) -> Resolution: ...
+def explain_event(policy: Policy, event: Mapping[str, Any]) -> dict[str, Any]: ...
+def forwarding_header_names() -> list[str]: ...
+def warning_names() -> list[str]: ...
