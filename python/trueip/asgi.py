@@ -1,0 +1,105 @@
+"""ASGI middleware (Starlette, FastAPI, Quart, Django's ASGI handler; uvicorn, hypercorn).
+
+    from trueip import Policy
+    from trueip.asgi import TrueIP
+
+    app = TrueIP(app, Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted"))
+
+For each HTTP or WebSocket connection it
+
+* sets ``scope["client"]`` to ``(client, port)``, the port ``0`` when the source carried
+  none (as uvicorn does), so ``request.client.host`` is the client;
+* when the request came through a trusted hop and those hops said so, sets
+  ``scope["scheme"]`` (``http``/``https``, ``ws``/``wss`` for WebSockets), the ``host``
+  header and ``scope["root_path"]`` (``X-Forwarded-Prefix``);
+* removes from ``scope["headers"]`` every client-IP header when the request did not come
+  through a trusted hop, and any spelled with underscores (``X_Forwarded_For``) always: no
+  honest proxy writes one, and frameworks that map headers to variables read it as the
+  real header;
+* keeps what it replaced in ``scope["trueip.original"]`` and the decision in
+  ``scope["trueip.resolution"]``.
+
+Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
+hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
+``--forwarded-allow-ips`` (127.0.0.1 by default) and rewrites ``scope["client"]`` before
+this middleware sees it, so the peer here would already be a header's word.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from . import Policy, forwarding_header_names
+from ._host import split_host
+
+__all__ = ["TrueIP"]
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+_FORWARDING = frozenset(n.encode("latin-1") for n in forwarding_header_names())
+_FORWARDING_UNDERSCORED = frozenset(n.replace(b"-", b"_") for n in _FORWARDING)
+_WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
+
+
+def _client_ip_header(name: bytes, trusted_hop: bool) -> bool:
+    """Whether a received header line named ``name`` is removed (see the module doc)."""
+    lower = name.lower()
+    if b"_" in lower and lower in _FORWARDING_UNDERSCORED:
+        return True
+    return not trusted_hop and lower in _FORWARDING
+
+
+def apply(policy: Policy, scope: Scope) -> Scope:
+    """Returns a copy of ``scope`` rewritten for ``policy`` (the caller's scope is left
+    as it was, as ASGI asks of middleware)."""
+    client = scope.get("client")
+    headers = scope.get("headers") or []
+    scope = dict(scope)
+    original: dict[str, Any] = {"client": client, "scheme": scope.get("scheme")}
+    scope["trueip.original"] = original
+    try:
+        resolution, origin = policy._resolve_request(client, headers) if client else (None, None)
+    except ValueError:
+        resolution, origin = None, None
+    scope["trueip.resolution"] = resolution
+    trusted_hop = resolution is not None and resolution.trusted_hop
+    kept = [(n, v) for (n, v) in headers if not _client_ip_header(n, trusted_hop)]
+    if len(kept) != len(headers):
+        original["headers"] = headers
+        scope["headers"] = kept
+    if resolution is None:
+        return scope
+    scope["client"] = (resolution.ip_str, resolution.port or 0)
+    if origin is not None:
+        scheme, host, port, prefix = origin
+        if scheme is not None:
+            scope["scheme"] = _WEBSOCKET_SCHEME[scheme] if scope.get("type") == "websocket" else scheme
+        if host is not None or port is not None:
+            original.setdefault("headers", headers)
+            current = next((v for (n, v) in scope["headers"] if n.lower() == b"host"), b"")
+            if host is None:
+                name = split_host(current.decode("latin-1"))[0] if current else ""
+                host = f"{name}:{port}" if name else None
+            if host is not None:
+                scope["headers"] = [(n, v) for (n, v) in scope["headers"] if n.lower() != b"host"]
+                scope["headers"].append((b"host", host.encode("latin-1")))
+        if prefix is not None:
+            original["root_path"] = scope.get("root_path", "")
+            scope["root_path"] = prefix
+    return scope
+
+
+class TrueIP:
+    """ASGI middleware that applies ``policy`` to every HTTP and WebSocket scope."""
+
+    def __init__(self, app: ASGIApp, policy: Policy) -> None:
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope.get("type") in ("http", "websocket"):
+            scope = apply(self.policy, scope)
+        await self.app(scope, receive, send)

@@ -1,0 +1,69 @@
+"""AWS Lambda: the client of an ALB, API Gateway (REST or HTTP API) or Function URL event.
+
+    import trueip
+    from trueip.aws_lambda import resolve_event, with_client
+
+    policy = trueip.Policy.lambda_preset("alb")
+
+    @with_client(policy)
+    def handler(event, context, client):
+        return {"statusCode": 200, "body": client.ip_str}
+
+The event's kind is told from its shape. A Lambda has no TCP peer; what stands in for it
+is the address the AWS service saw: for an ALB, the element it appended to
+``X-Forwarded-For``; for API Gateway and Function URLs, ``requestContext``'s ``sourceIp``.
+The decision is the Rust core's (``trueip.lambda`` in the crate), not a Python port.
+
+Events may be plain dicts or aws-lambda-powertools event classes (``ALBEvent``,
+``APIGatewayProxyEvent``, ``APIGatewayProxyEventV2``, ``LambdaFunctionUrlEvent``): their
+``raw_event`` is read.
+
+Presets (``Policy.lambda_preset(name)``): ``alb`` (ALB -> Lambda), ``cloudfront-alb``,
+``api-gateway`` (API Gateway or Function URL -> Lambda), ``cloudfront-api-gateway``; the
+CloudFront ones need CloudFront's ranges: ``providers={"cloudfront": "ip-ranges.json"}``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, TypeVar
+
+from . import EventError, Policy, Resolution
+from ._trueip import explain_event as _explain_event
+from ._trueip import resolve_event as _resolve_event
+
+__all__ = ["EventError", "explain_event", "resolve_event", "with_client"]
+
+R = TypeVar("R")
+
+
+def _raw(event: Any) -> Mapping[str, Any]:
+    raw = getattr(event, "raw_event", event)
+    return raw
+
+
+def resolve_event(policy: Policy, event: Any) -> Resolution:
+    """The client of ``event``; raises ``EventError`` for an event of no known kind or
+    with a field of the wrong shape."""
+    return _resolve_event(policy, _raw(event))
+
+
+def explain_event(policy: Policy, event: Any) -> dict[str, Any]:
+    """``trueip explain --lambda-event --format json`` for ``event``, as a dict."""
+    return _explain_event(policy, _raw(event))
+
+
+def with_client(policy: Policy) -> Callable[[Callable[..., R]], Callable[[Any, Any], R]]:
+    """Decorates ``handler(event, context, client)``: ``client`` is the ``Resolution`` of
+    the event. An event of no known kind raises ``EventError`` before the handler runs."""
+    if not isinstance(policy, Policy):
+        raise TypeError(f"with_client takes a trueip.Policy, not {type(policy).__name__}")
+
+    def decorate(handler: Callable[..., R]) -> Callable[[Any, Any], R]:
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any) -> R:
+            return handler(event, context, resolve_event(policy, event))
+
+        return wrapper
+
+    return decorate

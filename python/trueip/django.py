@@ -1,0 +1,89 @@
+"""Django middleware, configured from settings.
+
+    # settings.py
+    MIDDLEWARE = ["trueip.django.TrueIPMiddleware", ...]   # first, before anything reads the address
+    TRUEIP = {"trust": ["10.0.0.0/8"], "strategy": "rightmost-untrusted"}
+    # or: TRUEIP = {"config": "/etc/trueip.toml"}   (its [client_ip] section)
+
+``TRUEIP`` takes the keyword arguments of ``trueip.Policy`` (``trust``, ``strategy``,
+``from_``, ``all_trusted``, ``origin_secret``, ``providers``, ``proxy_protocol_from``,
+``ipv6_prefix``), or ``config``, the path of a ``trueip serve`` config file. A missing or
+wrong ``TRUEIP`` is ``ImproperlyConfigured`` at start-up, with the policy's own message.
+
+Each request's ``META`` is rewritten as the WSGI middleware rewrites an environ
+(``trueip.wsgi``): ``REMOTE_ADDR`` is the client, client-IP headers from an untrusted peer
+are removed, and the scheme and host, when trusted hops reported them, are applied
+(``HTTP_HOST`` then passes through ``ALLOWED_HOSTS`` as usual; leave
+``USE_X_FORWARDED_HOST`` and ``SECURE_PROXY_SSL_HEADER`` unset: this middleware has already
+decided which hops to believe). The decision is ``request.trueip``. Under Django's ASGI
+handler the same holds: ``META`` is built from the scope, and the scheme is set on the
+request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import Policy, PolicyError
+from . import wsgi as _wsgi
+
+__all__ = ["TrueIPMiddleware", "policy_from_settings"]
+
+_POLICY_KEYS = {
+    "trust",
+    "strategy",
+    "from_",
+    "all_trusted",
+    "origin_secret",
+    "providers",
+    "proxy_protocol_from",
+    "ipv6_prefix",
+}
+
+
+def policy_from_settings(settings: Any = None) -> Policy:
+    """The policy ``settings.TRUEIP`` describes."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if settings is None:
+        from django.conf import settings as django_settings
+
+        settings = django_settings
+    conf = getattr(settings, "TRUEIP", None)
+    if not isinstance(conf, dict):
+        raise ImproperlyConfigured(
+            "trueip: set TRUEIP in settings, e.g. TRUEIP = {'trust': ['10.0.0.0/8'], "
+            "'strategy': 'rightmost-untrusted'} (or {'config': 'trueip.toml'})"
+        )
+    unknown = set(conf) - _POLICY_KEYS - {"config"}
+    if unknown:
+        raise ImproperlyConfigured(
+            f"trueip: unknown TRUEIP keys {sorted(unknown)}; known: {sorted(_POLICY_KEYS | {'config'})}"
+        )
+    try:
+        if "config" in conf:
+            if len(conf) > 1:
+                raise ImproperlyConfigured("trueip: TRUEIP['config'] takes the whole policy from the file; give no other keys")
+            return Policy.from_toml(conf["config"])
+        return Policy(**conf)
+    except (PolicyError, TypeError) as e:
+        raise ImproperlyConfigured(f"trueip: {e}") from e
+
+
+class TrueIPMiddleware:
+    """Applies the ``TRUEIP`` policy to every request (see the module doc)."""
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self.policy = policy_from_settings()
+
+    def __call__(self, request: Any) -> Any:
+        meta = request.META
+        resolution = _wsgi.apply(self.policy, meta)
+        request.trueip = resolution
+        scheme = meta.get("wsgi.url_scheme")
+        # Django's ASGI requests read the scheme from the scope, not META.
+        scope = getattr(request, "scope", None)
+        if scope is not None and scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
+            request.scope = dict(scope, scheme=scheme)
+        return self.get_response(request)

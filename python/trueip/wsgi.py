@@ -1,0 +1,109 @@
+"""WSGI middleware: the client address, and what the client asked for, from trusted hops only.
+
+    from trueip import Policy
+    from trueip.wsgi import TrueIP
+
+    app.wsgi_app = TrueIP(app.wsgi_app, Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted"))
+
+For each request it
+
+* sets ``REMOTE_ADDR`` to the client the policy decided, and ``REMOTE_PORT`` to the
+  client's port when the source carried one (and removes it when the source did not: the
+  proxy's port is not the client's);
+* when the request came through a trusted hop and those hops said so, sets
+  ``wsgi.url_scheme`` (``X-Forwarded-Proto`` or ``Forwarded: proto=``), ``HTTP_HOST``,
+  ``SERVER_NAME`` and ``SERVER_PORT`` (``X-Forwarded-Host``, ``X-Forwarded-Port``,
+  ``Forwarded: host=``) and ``SCRIPT_NAME`` (``X-Forwarded-Prefix``);
+* when it did not come through a trusted hop, removes every client-IP header from the
+  environ (the core's table of them, ``trueip.forwarding_header_names()``): the client
+  wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see them;
+* keeps the values it replaced or removed in ``environ["trueip.original"]`` and the
+  decision in ``environ["trueip.resolution"]``.
+
+WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
+(``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
+From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
+underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and later
+drops them itself), or the client could write the header the proxy appends to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from . import Policy, forwarding_header_names
+from ._host import split_host
+
+__all__ = ["TrueIP"]
+
+#: The environ keys of every client-IP header: ``HTTP_X_FORWARDED_FOR``, ...
+FORWARDING_KEYS = frozenset("HTTP_" + n.upper().replace("-", "_") for n in forwarding_header_names())
+
+#: Keys whose received values are kept in ``environ["trueip.original"]``.
+_ORIGINAL_KEYS = (
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "wsgi.url_scheme",
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SCRIPT_NAME",
+)
+
+_DEFAULT_PORT = {"http": "80", "https": "443"}
+
+
+def apply(policy: Policy, environ: dict[str, Any]) -> Any:
+    """Rewrites ``environ`` in place for ``policy``; returns the ``Resolution``, or
+    ``None`` when ``REMOTE_ADDR`` is not an address (a Unix socket): then only the
+    client-IP headers are removed, since no hop is trusted."""
+    original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
+    environ["trueip.original"] = original
+    peer = environ.get("REMOTE_ADDR")
+    try:
+        resolution, origin = policy._resolve_request(peer, environ) if peer else (None, None)
+    except ValueError:
+        resolution, origin = None, None
+    environ["trueip.resolution"] = resolution
+    if resolution is None or not resolution.trusted_hop:
+        for key in environ.keys() & FORWARDING_KEYS:
+            original[key] = environ.pop(key)
+        if resolution is None:
+            return None
+    environ["REMOTE_ADDR"] = resolution.ip_str
+    port = resolution.port
+    if port is not None:
+        environ["REMOTE_PORT"] = str(port)
+    elif resolution.trusted_hops and "REMOTE_PORT" in environ:
+        del environ["REMOTE_PORT"]
+    if origin is not None:
+        scheme, host, forwarded_port, prefix = origin
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+        if host is not None:
+            environ["HTTP_HOST"] = host
+            name, host_port = split_host(host)
+            environ["SERVER_NAME"] = name
+            environ["SERVER_PORT"] = host_port or _DEFAULT_PORT.get(environ.get("wsgi.url_scheme", "http"), "80")
+        if forwarded_port is not None:
+            environ["SERVER_PORT"] = str(forwarded_port)
+            if host is None and "HTTP_HOST" in environ:
+                name, _ = split_host(environ["HTTP_HOST"])
+                environ["HTTP_HOST"] = f"{name}:{forwarded_port}"
+        if prefix is not None:
+            environ["SCRIPT_NAME"] = prefix
+    return resolution
+
+
+class TrueIP:
+    """WSGI middleware that applies ``policy`` to every request (see the module doc)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], policy: Policy) -> None:
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
+        self.app = app
+        self.policy = policy
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        apply(self.policy, environ)
+        return self.app(environ, start_response)
