@@ -38,15 +38,14 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 _FORWARDING = frozenset(n.encode("latin-1") for n in forwarding_header_names())
-_FORWARDING_UNDERSCORED = frozenset(n.replace(b"-", b"_") for n in _FORWARDING)
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
 
 def _client_ip_header(name: bytes, trusted_hop: bool) -> bool:
     """Whether a received header line named ``name`` is removed (see the module doc)."""
     lower = name.lower()
-    if b"_" in lower and lower in _FORWARDING_UNDERSCORED:
-        return True
+    if b"_" in lower:
+        return lower.replace(b"_", b"-") in _FORWARDING
     return not trusted_hop and lower in _FORWARDING
 
 

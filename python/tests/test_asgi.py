@@ -1,0 +1,97 @@
+"""trueip.asgi.TrueIP: the scope the app sees, from trusted hops and from strangers."""
+
+# No `from __future__ import annotations`: FastAPI reads the handler's annotations.
+import asyncio
+from typing import Any
+
+import pytest
+
+import trueip
+from trueip.asgi import TrueIP
+
+POLICY = trueip.Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted")
+
+
+def run(client: Any, headers: list[tuple[bytes, bytes]], kind: str = "http", policy: trueip.Policy = POLICY) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    scope = {"type": kind, "scheme": "http" if kind == "http" else "ws", "client": client, "server": ("10.0.0.1", 8000),
+             "path": "/", "root_path": "", "headers": headers}
+    before = dict(scope)
+    asyncio.run(TrueIP(app, policy)(scope, None, None))
+    assert scope == before, "the caller's scope is left as it was"
+    return seen
+
+
+def test_through_a_trusted_hop() -> None:
+    headers = [(b"host", b"internal:8000"), (b"x-forwarded-for", b"198.51.100.66, 203.0.113.195"),
+               (b"x-forwarded-proto", b"https"), (b"x-forwarded-host", b"shop.example"), (b"x-forwarded-prefix", b"/shop")]
+    scope = run(("10.0.0.5", 41000), headers)
+    assert scope["client"] == ("203.0.113.195", 0)
+    assert scope["scheme"] == "https"
+    assert dict(scope["headers"])[b"host"] == b"shop.example"
+    assert scope["root_path"] == "/shop"
+    assert dict(scope["headers"])[b"x-forwarded-for"] == b"198.51.100.66, 203.0.113.195"
+    assert scope["trueip.original"]["client"] == ("10.0.0.5", 41000)
+    assert scope["trueip.resolution"].spoof_attempt
+
+
+def test_a_stranger_gets_nothing_believed_and_nothing_through() -> None:
+    forged = [(n.encode(), b"203.0.113.7") for n in trueip.forwarding_header_names()]
+    scope = run(("198.51.100.20", 5555), [(b"host", b"internal:8000")] + forged)
+    assert scope["client"] == ("198.51.100.20", 5555)
+    assert scope["scheme"] == "http"
+    assert scope["headers"] == [(b"host", b"internal:8000")]
+    assert len(scope["trueip.original"]["headers"]) == 41
+
+
+@pytest.mark.parametrize("name", [b"X_Forwarded_For", b"x_real_ip", b"True_Client_IP", b"X-Forwarded_For"])
+def test_underscore_spellings_are_removed_even_from_a_trusted_hop(name: bytes) -> None:
+    scope = run(("10.0.0.5", 1), [(name, b"203.0.113.7"), (b"x-forwarded-for", b"198.51.100.1")])
+    assert scope["headers"] == [(b"x-forwarded-for", b"198.51.100.1")]
+    assert scope["client"] == ("198.51.100.1", 0)
+
+
+def test_websocket_schemes() -> None:
+    scope = run(("10.0.0.5", 1), [(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-proto", b"https")], kind="websocket")
+    assert scope["scheme"] == "wss"
+
+
+def test_a_forwarded_port_rewrites_the_host_port() -> None:
+    scope = run(("10.0.0.5", 1), [(b"host", b"[2001:db8::5]:8000"), (b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-port", b"443")])
+    assert dict(scope["headers"])[b"host"] == b"[2001:db8::5]:443"
+
+
+def test_lifespan_and_missing_clients_pass() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    asyncio.run(TrueIP(app, POLICY)({"type": "lifespan"}, None, None))
+    assert seen == [{"type": "lifespan"}]
+    scope = run(None, [(b"x-forwarded-for", b"1.2.3.4")])
+    assert scope["client"] is None and scope["headers"] == [] and scope["trueip.resolution"] is None
+
+
+def test_under_fastapi() -> None:
+    from fastapi import FastAPI, Request
+    from fastapi.testclient import TestClient
+
+    api = FastAPI()
+
+    @api.get("/")
+    def index(request: Request) -> dict[str, Any]:
+        return {"client": request.client.host if request.client else None, "url": str(request.url),
+                "xri": request.headers.get("x-real-ip")}
+
+    app = TrueIP(api, POLICY)
+    # TestClient's peer is ("testclient", 50000): not an address, so nothing is believed.
+    got = TestClient(app).get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Real-IP": "1.2.3.4"}).json()
+    assert got == {"client": "testclient", "url": "http://testserver/", "xri": None}
+    got = TestClient(app, client=("10.0.0.5", 41000)).get(
+        "/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Real-IP": "1.2.3.4"}).json()
+    assert got == {"client": "203.0.113.195", "url": "https://testserver/", "xri": "1.2.3.4"}

@@ -1,0 +1,85 @@
+"""trueip.django.TrueIPMiddleware, configured from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+django = pytest.importorskip("django")
+
+from django.conf import settings  # noqa: E402
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        ALLOWED_HOSTS=["shop.example", "testserver", "internal"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
+        TRUEIP={"trust": ["10.0.0.0/8"], "strategy": "rightmost-untrusted"},
+        SECRET_KEY="tests-only",
+    )
+    django.setup()
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+import trueip  # noqa: E402
+from trueip.django import TrueIPMiddleware, policy_from_settings  # noqa: E402
+
+
+def whoami(request: Any) -> JsonResponse:
+    return JsonResponse({
+        "addr": request.META["REMOTE_ADDR"],
+        "secure": request.is_secure(),
+        "host": request.get_host(),
+        "xff": request.META.get("HTTP_X_FORWARDED_FOR"),
+        "source": request.trueip.source if request.trueip else None,
+    })
+
+
+urlpatterns = [path("", whoami)]
+
+
+def test_through_a_trusted_hop() -> None:
+    got = Client(REMOTE_ADDR="10.0.0.5").get(
+        "/", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.195", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
+    ).json()
+    assert got == {"addr": "203.0.113.195", "secure": True, "host": "shop.example", "xff": "6.6.6.6, 203.0.113.195",
+                   "source": "x-forwarded-for[-1]"}
+
+
+def test_a_stranger() -> None:
+    got = Client(REMOTE_ADDR="198.51.100.20").get(
+        "/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
+    ).json()
+    assert got == {"addr": "198.51.100.20", "secure": False, "host": "testserver", "xff": None, "source": "peer"}
+
+
+def test_a_forwarded_host_still_passes_allowed_hosts() -> None:
+    response = Client(REMOTE_ADDR="10.0.0.5").get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Host": "evil.example"})
+    assert response.status_code == 400
+
+
+def test_settings_errors_are_improperly_configured() -> None:
+    for conf, message in [
+        (None, "set TRUEIP in settings"),
+        ({"trusted": ["10.0.0.0/8"]}, "unknown TRUEIP keys"),
+        ({"strategy": "nope"}, 'unknown strategy "nope"'),
+        ({"config": "/nonexistent/trueip.toml"}, "cannot read"),
+        ({"config": "x.toml", "trust": ["any"]}, "give no other keys"),
+    ]:
+        with override_settings(TRUEIP=conf):
+            with pytest.raises(ImproperlyConfigured, match=message):
+                TrueIPMiddleware(lambda r: None)
+
+
+def test_config_file(tmp_path: Any) -> None:
+    config = tmp_path / "trueip.toml"
+    config.write_text('[client_ip]\ntrusted = ["10.0.0.0/8"]\nstrategy = "hops:1"\n')
+    with override_settings(TRUEIP={"config": str(config)}):
+        policy = policy_from_settings()
+    assert isinstance(policy, trueip.Policy)
+    assert policy.resolve("10.0.0.1", {"X-Forwarded-For": "1.1.1.1, 203.0.113.9"}).ip_str == "203.0.113.9"

@@ -1,0 +1,108 @@
+"""trueip.aws_lambda over every kind of event, as dicts and as aws-lambda-powertools classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trueip
+from trueip.aws_lambda import EventError, explain_event, resolve_event, with_client
+
+EVENTS = Path(__file__).resolve().parents[2] / "crates" / "trueip" / "tests" / "lambda_events"
+
+
+def event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+ALB = trueip.Policy.lambda_preset("alb")
+API = trueip.Policy.lambda_preset("api-gateway")
+
+
+def test_alb_story_and_a_forged_first_entry() -> None:
+    e = event("alb.json")
+    assert e["headers"]["x-forwarded-for"] == "203.0.113.195, 70.41.3.18, 150.172.238.178"
+    r = resolve_event(ALB, e)
+    assert (r.ip_str, r.source, r.trusted_hops) == ("150.172.238.178", "x-forwarded-for[-1]", 1)
+    assert r.spoof_attempt  # entries left of the ALB's own are the client's to write
+    e["headers"]["x-forwarded-for"] = "1.2.3.4, " + e["headers"]["x-forwarded-for"]
+    assert resolve_event(ALB, e).ip_str == "150.172.238.178"
+
+
+def test_multi_value_alb_event() -> None:
+    r = resolve_event(ALB, event("alb_multi.json"))
+    assert r.trusted_hops == 1 and r.source == "x-forwarded-for[-1]"
+
+
+@pytest.mark.parametrize("name", ["api_gateway_v1.json", "api_gateway_v2.json", "function_url.json"])
+def test_api_gateway_and_function_urls_use_source_ip(name: str) -> None:
+    e = event(name)
+    context = e["requestContext"]
+    source_ip = context.get("identity", context.get("http", {})).get("sourceIp")
+    r = resolve_event(API, e)
+    assert (r.ip_str, r.source) == (source_ip, "peer")
+
+
+def test_powertools_event_classes() -> None:
+    from aws_lambda_powertools.utilities.data_classes import (
+        ALBEvent,
+        APIGatewayProxyEvent,
+        APIGatewayProxyEventV2,
+        LambdaFunctionUrlEvent,
+    )
+
+    assert resolve_event(ALB, ALBEvent(event("alb.json"))).ip_str == "150.172.238.178"
+    for cls, name in [(APIGatewayProxyEvent, "api_gateway_v1.json"), (APIGatewayProxyEventV2, "api_gateway_v2.json"),
+                      (LambdaFunctionUrlEvent, "function_url.json")]:
+        assert resolve_event(API, cls(event(name))) == resolve_event(API, event(name))
+
+
+def test_decorator() -> None:
+    @with_client(ALB)
+    def handler(event: Any, context: Any, client: trueip.Resolution) -> dict[str, Any]:
+        return {"statusCode": 200, "body": client.ip_str}
+
+    assert handler(event("alb.json"), None) == {"statusCode": 200, "body": "150.172.238.178"}
+    assert handler.__name__ == "handler"
+    with pytest.raises(EventError, match="requestContext"):
+        handler({"hello": "world"}, None)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"requestContext": "elb"},
+        {"requestContext": {"elb": {}}, "headers": ["x-forwarded-for"]},
+        {"requestContext": {"identity": {"sourceIp": "not an ip"}}},
+        {"requestContext": {"http": {"sourceIp": 5}}, "version": "2.0"},
+        [],
+        "event",
+    ],
+)
+def test_bad_events_are_event_errors(bad: Any) -> None:
+    with pytest.raises(EventError):
+        resolve_event(API, bad)
+
+
+def test_a_self_containing_event_is_an_error_not_a_hang() -> None:
+    e: dict[str, Any] = {"requestContext": {"elb": {}}}
+    e["headers"] = {"x": e}
+    with pytest.raises(EventError, match="nests deeper"):
+        resolve_event(ALB, e)
+
+
+def test_explain_event_is_the_cli_json() -> None:
+    d = explain_event(ALB, event("alb.json"))
+    assert d["client_ip"] == "150.172.238.178"
+    assert d["chain"] == ["203.0.113.195", "70.41.3.18", "150.172.238.178"]
+
+
+def test_presets() -> None:
+    with pytest.raises(trueip.PolicyError, match="unknown Lambda preset"):
+        trueip.Policy.lambda_preset("nlb")
+    with pytest.raises(trueip.PolicyError, match="cloudfront"):
+        trueip.Policy.lambda_preset("cloudfront-alb")

@@ -1,0 +1,151 @@
+"""trueip.wsgi.TrueIP: what the app's environ holds after it, from trusted hops and from strangers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import trueip
+from trueip.wsgi import FORWARDING_KEYS, TrueIP
+
+POLICY = trueip.Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted")
+
+
+def run(environ: dict[str, Any], policy: trueip.Policy = POLICY) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(env)
+        start_response("200 OK", [])
+        return [b""]
+
+    base = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "internal",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "internal:8000",
+        "wsgi.url_scheme": "http",
+        "REMOTE_PORT": "41000",
+    }
+    TrueIP(app, policy)(dict(base, **environ), lambda *a: None)
+    return seen
+
+
+def test_through_a_trusted_hop() -> None:
+    env = run(
+        {
+            "REMOTE_ADDR": "10.0.0.5",
+            "HTTP_X_FORWARDED_FOR": "198.51.100.66, 203.0.113.195",
+            "HTTP_X_FORWARDED_PROTO": "https",
+            "HTTP_X_FORWARDED_HOST": "shop.example.com",
+            "HTTP_X_FORWARDED_PORT": "443",
+            "HTTP_X_FORWARDED_PREFIX": "/shop",
+        }
+    )
+    assert env["REMOTE_ADDR"] == "203.0.113.195"
+    assert "REMOTE_PORT" not in env  # the proxy's port is not the client's
+    assert env["wsgi.url_scheme"] == "https"
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("shop.example.com", "shop.example.com", "443")
+    assert env["SCRIPT_NAME"] == "/shop"
+    # What trusted hops wrote stays for the app.
+    assert env["HTTP_X_FORWARDED_FOR"] == "198.51.100.66, 203.0.113.195"
+    assert env["trueip.original"] == {
+        "REMOTE_ADDR": "10.0.0.5",
+        "REMOTE_PORT": "41000",
+        "wsgi.url_scheme": "http",
+        "HTTP_HOST": "internal:8000",
+        "SERVER_NAME": "internal",
+        "SERVER_PORT": "8000",
+        "SCRIPT_NAME": "",
+    }
+    r = env["trueip.resolution"]
+    assert (r.ip_str, r.trusted_hops, r.spoof_attempt) == ("203.0.113.195", 1, True)
+
+
+def test_a_stranger_gets_nothing_believed_and_nothing_through() -> None:
+    forged = {key: "203.0.113.7" for key in FORWARDING_KEYS}
+    env = run(dict(forged, REMOTE_ADDR="198.51.100.20", HTTP_X_FORWARDED_PROTO="https", HTTP_X_FORWARDED_HOST="evil.example"))
+    assert env["REMOTE_ADDR"] == "198.51.100.20"
+    assert env["REMOTE_PORT"] == "41000"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_HOST"] == "internal:8000"
+    assert not FORWARDING_KEYS & env.keys()
+    assert set(env["trueip.original"]) >= FORWARDING_KEYS
+    assert env["trueip.resolution"].warnings == frozenset({"header_from_untrusted_peer"})
+
+
+def test_every_spelling_is_one_environ_key() -> None:
+    """`X_Forwarded_For`, `x-forwarded-for`, `X-FORWARDED-FOR` all arrive as
+    HTTP_X_FORWARDED_FOR; from a stranger that key is removed whatever its spelling was."""
+    env = run({"REMOTE_ADDR": "198.51.100.20", "HTTP_X_FORWARDED_FOR": "1.2.3.4", "HTTP_X_REAL_IP": "1.2.3.4", "HTTP_TRUE_CLIENT_IP": "1.2.3.4"})
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_TRUE_CLIENT_IP"} & env.keys()
+
+
+def test_forged_entries_left_of_the_trusted_chain() -> None:
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.195, 10.0.0.9"})
+    assert env["REMOTE_ADDR"] == "203.0.113.195"
+    assert env["trueip.resolution"].spoof_attempt
+
+
+def test_a_client_port_is_passed_when_the_source_carried_one() -> None:
+    p = trueip.Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted", from_="forwarded")
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_FORWARDED": 'for="[2001:db8::1]:4711";proto=https;host=api.example'}, p)
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("2001:db8::1", "4711")
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_HOST"] == "api.example"
+    assert env["SERVER_PORT"] == "443"
+
+
+def test_the_peer_alone_keeps_its_port() -> None:
+    env = run({"REMOTE_ADDR": "10.0.0.5"})
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("10.0.0.5", "41000")
+
+
+def test_an_untrusted_hop_cannot_set_the_scheme_even_behind_a_trusted_one() -> None:
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.195", "HTTP_X_FORWARDED_PROTO": "https, http"})
+    # One trusted hop: the value it wrote (the last) counts, not the client's.
+    assert env["wsgi.url_scheme"] == "http"
+
+
+def test_forwarded_port_alone_rewrites_the_host_port() -> None:
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.195", "HTTP_X_FORWARDED_PORT": "8443"})
+    assert (env["HTTP_HOST"], env["SERVER_PORT"]) == ("internal:8443", "8443")
+
+
+@pytest.mark.parametrize("remote", ["", "unix:/run/gunicorn.sock", None])
+def test_a_unix_socket_peer_trusts_no_one(remote: Any) -> None:
+    environ: dict[str, Any] = {"HTTP_X_FORWARDED_FOR": "1.2.3.4", "HTTP_X_REAL_IP": "1.2.3.4"}
+    if remote is not None:
+        environ["REMOTE_ADDR"] = remote
+    env = run(environ)
+    assert env["trueip.resolution"] is None
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP"} & env.keys()
+    assert env.get("REMOTE_ADDR") == remote
+
+
+def test_the_middleware_wants_a_policy() -> None:
+    with pytest.raises(TypeError, match="trueip.Policy"):
+        TrueIP(lambda e, s: [], {"trust": ["10.0.0.0/8"]})  # type: ignore[arg-type]
+
+
+def test_under_flask() -> None:
+    from flask import Flask, jsonify, request
+
+    app = Flask(__name__)
+
+    @app.get("/")
+    def index() -> Any:
+        return jsonify(addr=request.remote_addr, scheme=request.scheme, host=request.host, url=request.url,
+                       xff=request.headers.get("X-Forwarded-For"))
+
+    app.wsgi_app = TrueIP(app.wsgi_app, POLICY)  # type: ignore[method-assign]
+    client = app.test_client()
+    got = client.get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"},
+                     environ_base={"REMOTE_ADDR": "10.0.0.5"}).get_json()
+    assert got == {"addr": "203.0.113.195", "scheme": "https", "host": "shop.example", "url": "https://shop.example/", "xff": "203.0.113.195"}
+    got = client.get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https"},
+                     environ_base={"REMOTE_ADDR": "198.51.100.20"}).get_json()
+    assert got == {"addr": "198.51.100.20", "scheme": "http", "host": "localhost", "url": "http://localhost/", "xff": None}
