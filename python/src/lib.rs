@@ -14,9 +14,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyString, PyTuple};
-use trueip::config::{ClientIpConfig, Files, OriginSecretConfig, StrategyEntry, Strategies};
+use trueip::config::{ClientIpConfig, Files, OriginSecretConfig, Strategies, StrategyEntry};
 use trueip::headers::{FieldName, Headers};
-use trueip::{Connection, ConfigError, Node, Warnings};
+use trueip::{ConfigError, Connection, Node, Warnings};
 
 pyo3::create_exception!(
     trueip,
@@ -89,7 +89,7 @@ fn text_bytes(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     }
 }
 
-fn name_matches(name: &Bound<'_, PyAny>, wanted: &[Wanted]) -> Option<usize> {
+fn name_matches<'w>(name: &Bound<'_, PyAny>, wanted: &'w [Wanted]) -> Option<&'w Wanted> {
     // Most of a request's headers are not wanted: their lengths say so without copying
     // the text out (which, in the stable ABI before 3.10, allocates).
     let len = match name.cast::<PyString>() {
@@ -102,7 +102,7 @@ fn name_matches(name: &Bound<'_, PyAny>, wanted: &[Wanted]) -> Option<usize> {
     let name = text_bytes(name)?;
     wanted
         .iter()
-        .position(|w| w.name.as_str().as_bytes().eq_ignore_ascii_case(&name))
+        .find(|w| w.name.as_str().as_bytes().eq_ignore_ascii_case(&name))
 }
 
 /// Adds a value, or each value of a list of values (`multiValueHeaders`-style mappings).
@@ -152,10 +152,8 @@ fn copy_headers(headers: Option<&Bound<'_, PyAny>>, wanted: &[Wanted]) -> PyResu
             }
         } else {
             for (name, value) in dict.iter() {
-                if let Some(i) = name_matches(&name, wanted) {
-                    if let Some(w) = wanted.get(i) {
-                        push_values(&mut out, &w.name, &value);
-                    }
+                if let Some(w) = name_matches(&name, wanted) {
+                    push_values(&mut out, &w.name, &value);
                 }
             }
         }
@@ -178,24 +176,19 @@ fn copy_headers(headers: Option<&Bound<'_, PyAny>>, wanted: &[Wanted]) -> PyResu
     };
     for item in pairs.try_iter()? {
         let Ok(item) = item else { continue };
-        let Ok(pair) = item.cast::<PyTuple>().map(|t| t.clone()).or_else(|_| {
-            item.cast::<PyList>()
-                .map(|l| PyTuple::new(py, l.iter()))
-                .map_err(|_| ())
-                .and_then(|t| t.map_err(|_| ()))
-        }) else {
+        // A pair is a 2-tuple or a 2-list (JSON-decoded headers); anything else is skipped.
+        let pair = if let Ok(t) = item.cast::<PyTuple>() {
+            (t.len() == 2).then(|| (t.get_item(0), t.get_item(1)))
+        } else if let Ok(l) = item.cast::<PyList>() {
+            (l.len() == 2).then(|| (l.get_item(0), l.get_item(1)))
+        } else {
+            None
+        };
+        let Some((Ok(name), Ok(value))) = pair else {
             continue;
         };
-        if pair.len() != 2 {
-            continue;
-        }
-        let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
-            continue;
-        };
-        if let Some(i) = name_matches(&name, wanted) {
-            if let Some(w) = wanted.get(i) {
-                push_values(&mut out, &w.name, &value);
-            }
+        if let Some(w) = name_matches(&name, wanted) {
+            push_values(&mut out, &w.name, &value);
         }
     }
     Ok(out)
@@ -223,7 +216,8 @@ fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
     } else {
         peer.str()?.extract()?
     };
-    let node = trueip::addr::parse_node(text.as_bytes()).map_err(|e| bad(&format!("{text:?}"), &e))?;
+    let node =
+        trueip::addr::parse_node(text.as_bytes()).map_err(|e| bad(&format!("{text:?}"), &e))?;
     Ok(Node {
         port: node.port.or(port),
         ..node
@@ -240,7 +234,7 @@ fn ip_object(py: Python<'_>, ip: IpAddr) -> PyResult<Py<PyAny>> {
     let f = IP_ADDRESS.get_or_try_init(py, || {
         Ok::<_, PyErr>(py.import("ipaddress")?.getattr("ip_address")?.unbind())
     })?;
-    Ok(f.call1(py, (ip.to_string(),))?)
+    f.call1(py, (ip.to_string(),))
 }
 
 fn reader(base: Option<&std::path::Path>) -> impl FnMut(&str) -> Result<Vec<u8>, String> {
@@ -280,7 +274,10 @@ impl Policy {
         }
     }
 
-    fn connection(peer: &Bound<'_, PyAny>, proxy_source: Option<&Bound<'_, PyAny>>) -> PyResult<Connection> {
+    fn connection(
+        peer: &Bound<'_, PyAny>,
+        proxy_source: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Connection> {
         let mut conn = Connection::from_peer(peer_node(peer, None)?);
         if let Some(source) = proxy_source.filter(|s| !s.is_none()) {
             conn.proxy_source = Some(peer_node(source, None)?);
@@ -312,7 +309,10 @@ impl Policy {
         proxy_protocol_from = None,
         ipv6_prefix = None,
     ))]
-    #[allow(clippy::too_many_arguments, reason = "keyword arguments of the Python constructor")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "keyword arguments of the Python constructor"
+    )]
     fn new(
         py: Python<'_>,
         trust: Option<Vec<String>>,
@@ -367,7 +367,8 @@ impl Policy {
             all_trusted,
             ipv6_prefix,
             proxy_protocol_from: proxy_protocol_from.unwrap_or_default(),
-            origin_secret: origin_secret.map(|(header, value)| OriginSecretConfig { header, value }),
+            origin_secret: origin_secret
+                .map(|(header, value)| OriginSecretConfig { header, value }),
             providers: files,
         };
         let inner = config.build(&mut reader(None)).map_err(policy_error)?;
@@ -378,9 +379,8 @@ impl Policy {
     /// with relative paths are read relative to the file's directory.
     #[staticmethod]
     fn from_toml(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            PolicyError::new_err(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| PolicyError::new_err(format!("cannot read {}: {e}", path.display())))?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| PolicyError::new_err(format!("{}: {e}", path.display())))?;
         let config: ClientIpConfig = match table.get("client_ip") {
@@ -596,7 +596,9 @@ impl Resolution {
     /// The strategy that decided, or `None` when the peer stands by default.
     #[getter]
     fn strategy(&self) -> Option<String> {
-        self.inner.strategy.and_then(|i| self.policy.strategy_name(i))
+        self.inner
+            .strategy
+            .and_then(|i| self.policy.strategy_name(i))
     }
 
     /// The fields of `trueip explain --format json` that describe the decision.
@@ -606,12 +608,12 @@ impl Resolution {
         d.set_item("client_port", self.port())?;
         d.set_item("source", self.source())?;
         d.set_item("peer", self.inner.peer.to_string())?;
-        d.set_item("proxy_source", self.inner.proxy_source.map(|n| n.to_string()))?;
-        d.set_item("trusted_hops", self.inner.trusted_hops)?;
         d.set_item(
-            "warnings",
-            PyList::new(py, self.inner.warnings.names())?,
+            "proxy_source",
+            self.inner.proxy_source.map(|n| n.to_string()),
         )?;
+        d.set_item("trusted_hops", self.inner.trusted_hops)?;
+        d.set_item("warnings", PyList::new(py, self.inner.warnings.names())?)?;
         d.set_item("strategy", self.strategy())?;
         d.set_item("rate_limit_key", self.rate_limit_key())?;
         Ok(d)
@@ -672,16 +674,26 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<serde_json::Value
     if let Ok(d) = value.cast::<PyDict>() {
         let mut map = serde_json::Map::new();
         for (k, v) in d.iter() {
-            let Ok(k) = k.extract::<String>() else { continue };
+            let Ok(k) = k.extract::<String>() else {
+                continue;
+            };
             map.insert(k, to_json(&v, depth + 1)?);
         }
         return Ok(Value::Object(map));
     }
     if let Ok(l) = value.cast::<PyList>() {
-        return l.iter().map(|v| to_json(&v, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
+        return l
+            .iter()
+            .map(|v| to_json(&v, depth + 1))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     if let Ok(t) = value.cast::<PyTuple>() {
-        return t.iter().map(|v| to_json(&v, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
+        return t
+            .iter()
+            .map(|v| to_json(&v, depth + 1))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     Err(EventError::new_err(format!(
         "a value of type {} in the event (events are JSON: dicts, lists, strings, numbers)",

@@ -245,7 +245,12 @@ fn header_reading_policies() -> Vec<Policy> {
         &["rightmost-untrusted"],
         &["header:X-Client-IP", "rightmost-untrusted"],
         &["header:CF-Connecting-IP", "hops:1"],
-        &["header:True-Client-IP", "fly", "header:X-Real-IP", "leftmost"],
+        &[
+            "header:True-Client-IP",
+            "fly",
+            "header:X-Real-IP",
+            "leftmost",
+        ],
     ];
     let mut out: Vec<Policy> = chains
         .iter()
