@@ -194,6 +194,43 @@ fn copy_headers(headers: Option<&Bound<'_, PyAny>>, wanted: &[Wanted]) -> PyResu
     Ok(out)
 }
 
+/// The pairs of `headers` (a list) the app may see, or `None` when it may see them all.
+fn kept_pairs<'py>(
+    headers: &Bound<'py, PyAny>,
+    trusted_hop: bool,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let Ok(list) = headers.cast::<PyList>() else {
+        return Err(PyTypeError::new_err(
+            "withhold needs the headers as a list of (name, value) pairs",
+        ));
+    };
+    let withheld = |item: &Bound<'py, PyAny>| -> bool {
+        let name = item
+            .cast::<PyTuple>()
+            .ok()
+            .and_then(|t| t.get_item(0).ok())
+            .or_else(|| item.cast::<PyList>().ok().and_then(|l| l.get_item(0).ok()));
+        match name {
+            Some(name) => match name.cast::<PyBytes>() {
+                Ok(b) => trueip::headers::withheld_from_app(b.as_bytes(), trusted_hop),
+                Err(_) => text_bytes(&name)
+                    .is_some_and(|n| trueip::headers::withheld_from_app(&n, trusted_hop)),
+            },
+            None => false,
+        }
+    };
+    if !list.iter().any(|item| withheld(&item)) {
+        return Ok(None);
+    }
+    let kept = PyList::empty(headers.py());
+    for item in list.iter() {
+        if !withheld(&item) {
+            kept.append(item)?;
+        }
+    }
+    Ok(Some(kept))
+}
+
 /// The peer: `"192.0.2.1"`, `"192.0.2.1:443"`, `"[2001:db8::1]:443"`, an `ipaddress`
 /// object, or a `(host, port)` pair as ASGI's `scope["client"]` holds it.
 fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
@@ -452,17 +489,41 @@ impl Policy {
         json_object(py, &trueip::Explanation::new(&self.inner, &conn, &copied))
     }
 
-    /// For the middlewares: the decision and, when trusted hops vouched for them, the
-    /// scheme, host, port and prefix the client asked for (`None` each where no trusted
-    /// hop said). `peer` as for `resolve`; `headers` as for `resolve`.
-    #[pyo3(signature = (peer, headers))]
+    /// For the middlewares: the decision; when trusted hops vouched for them, the scheme,
+    /// host, port and prefix the client asked for (`None` each where no trusted hop said);
+    /// and, with `withhold`, the header pairs without those the app must not see
+    /// (`trueip::headers::withheld_from_app`), or `None` when there are none to remove.
+    /// `peer` and `headers` as for `resolve`; `withhold` needs a list of pairs (ASGI).
+    ///
+    /// A `peer` that is not an address (a Unix socket, a test client) gives no decision:
+    /// no hop is trusted, so every client-IP header is withheld.
+    #[pyo3(signature = (peer, headers, withhold = false))]
+    #[allow(
+        clippy::type_complexity,
+        reason = "a private tuple for the Python middlewares"
+    )]
     fn _resolve_request<'py>(
         &self,
         py: Python<'py>,
-        peer: &Bound<'py, PyAny>,
+        peer: Option<&Bound<'py, PyAny>>,
         headers: &Bound<'py, PyAny>,
-    ) -> PyResult<(Resolution, Option<Bound<'py, PyTuple>>)> {
-        let conn = Policy::connection(peer, None)?;
+        withhold: bool,
+    ) -> PyResult<(
+        Option<Resolution>,
+        Option<Bound<'py, PyTuple>>,
+        Option<Bound<'py, PyList>>,
+    )> {
+        let conn = match peer.map(|p| Policy::connection(p, None)) {
+            Some(Ok(conn)) => conn,
+            None | Some(Err(_)) => {
+                let kept = if withhold {
+                    kept_pairs(headers, false)?
+                } else {
+                    None
+                };
+                return Ok((None, None, kept));
+            }
+        };
         let copied = copy_headers(Some(headers), &self.wanted_with_origin)?;
         let resolution = self.decide(&conn, &copied);
         let origin = if resolution.trusted_hop {
@@ -483,7 +544,12 @@ impl Policy {
         } else {
             None
         };
-        Ok((resolution, origin))
+        let kept = if withhold {
+            kept_pairs(headers, resolution.trusted_hop)?
+        } else {
+            None
+        };
+        Ok((Some(resolution), origin, kept))
     }
 
     /// Whether `ip` is trusted by any strategy of the policy.

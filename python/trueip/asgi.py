@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, MutableMapping
 
-from . import Policy, forwarding_header_names
+from . import Policy
 from ._host import split_host
 
 __all__ = ["TrueIP"]
@@ -37,16 +37,7 @@ __all__ = ["TrueIP"]
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
-_FORWARDING = frozenset(n.encode("latin-1") for n in forwarding_header_names())
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
-
-
-def _client_ip_header(name: bytes, trusted_hop: bool) -> bool:
-    """Whether a received header line named ``name`` is removed (see the module doc)."""
-    lower = name.lower()
-    if b"_" in lower:
-        return lower.replace(b"_", b"-") in _FORWARDING
-    return not trusted_hop and lower in _FORWARDING
 
 
 def apply(policy: Policy, scope: Scope) -> Scope:
@@ -57,14 +48,13 @@ def apply(policy: Policy, scope: Scope) -> Scope:
     scope = dict(scope)
     original: dict[str, Any] = {"client": client, "scheme": scope.get("scheme")}
     scope["trueip.original"] = original
-    try:
-        resolution, origin = policy._resolve_request(client, headers) if client else (None, None)
-    except ValueError:
-        resolution, origin = None, None
+    if not isinstance(headers, list):
+        headers = list(headers)
+    # A client that is not an address (a Unix socket, a test client) gives no decision
+    # and trusts no hop.
+    resolution, origin, kept = policy._resolve_request(client, headers, True)
     scope["trueip.resolution"] = resolution
-    trusted_hop = resolution is not None and resolution.trusted_hop
-    kept = [(n, v) for (n, v) in headers if not _client_ip_header(n, trusted_hop)]
-    if len(kept) != len(headers):
+    if kept is not None:
         original["headers"] = headers
         scope["headers"] = kept
     if resolution is None:

@@ -59,11 +59,7 @@ def apply(policy: Policy, environ: dict[str, Any]) -> Any:
     client-IP headers are removed, since no hop is trusted."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
-    peer = environ.get("REMOTE_ADDR")
-    try:
-        resolution, origin = policy._resolve_request(peer, environ) if peer else (None, None)
-    except ValueError:
-        resolution, origin = None, None
+    resolution, origin, _ = policy._resolve_request(environ.get("REMOTE_ADDR"), environ)
     environ["trueip.resolution"] = resolution
     if resolution is None or not resolution.trusted_hop:
         for key in environ.keys() & FORWARDING_KEYS:

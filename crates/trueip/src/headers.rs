@@ -161,6 +161,36 @@ const fn token_byte(b: u8) -> bool {
 const NAME_HINT: &str =
     "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"";
 
+/// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI read
+/// them), spells `lower` (a lower-case name with dashes).
+pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
+    let name = name.as_ref();
+    lower.len() == name.len()
+        && lower.bytes().zip(name).all(|(l, &b)| {
+            l == if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+}
+
+/// Whether a request header line named `name` (as received) must be kept from the app:
+/// a client-IP header ([`names::FORWARDING`]) when the request did not come through a
+/// trusted hop ([`Policy::came_through_trusted_hop`](crate::Policy::came_through_trusted_hop)),
+/// since the client wrote it; and one spelled with underscores (`X_Forwarded_For`)
+/// always, since no honest proxy writes one and WSGI, CGI and PHP read it as the real
+/// header. The rule the middlewares apply; `trueip serve` applies it too, with its
+/// `[headers] keep` exceptions.
+pub fn withheld_from_app(name: &[u8], came_through_trusted_hop: bool) -> bool {
+    if came_through_trusted_hop && !name.contains(&b'_') {
+        return false;
+    }
+    names::FORWARDING
+        .iter()
+        .any(|row| spells(row.as_str(), name))
+}
+
 /// Reads one header line, `Name: value`, as an HTTP/1.1 server must (RFC 9112 §5, RFC 9110
 /// §5.1–5.5), and returns the name and the value without the spaces and tabs around it.
 ///

@@ -33,18 +33,7 @@ use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
 use crate::config::{HeaderSettings, ListMode};
 
-/// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI
-/// read them), spells `lower` (a lower-case name with dashes).
-pub(crate) fn same_name(lower: &str, name: &str) -> bool {
-    lower.len() == name.len()
-        && lower.bytes().zip(name.bytes()).all(|(l, b)| {
-            l == if b == b'_' {
-                b'-'
-            } else {
-                b.to_ascii_lowercase()
-            }
-        })
-}
+pub(crate) use trueip::headers::spells as same_name;
 
 /// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
@@ -578,9 +567,6 @@ pub(crate) fn response(headers: &mut HeaderMap) {
         headers.remove(name);
     }
 }
-
-/// The hop that handed the request to the gateway, as HTTP sees it: the PROXY source
-/// when a trusted sender supplied one, else the TCP peer.
 
 /// Calls `f` with each node of the trusted chain and its index, left to right: the
 /// client followed by the trusted hops after it, what a clean `X-Forwarded-For` would have
