@@ -22,7 +22,7 @@ FORGED = [
 @pytest.fixture(scope="module")
 def app():
     port = free_port()
-    with gunicorn(EXAMPLE, "app:app", port, env=ENV):
+    with gunicorn(EXAMPLE, "app:app", port, "--forwarded-allow-ips", "", env=ENV):
         yield port
 
 
@@ -106,7 +106,7 @@ def test_straight_to_the_app_underscored_spelling_removed_by_the_middleware():
     # it maps X_Forwarded_For to HTTP_X_FORWARDED_FOR as older servers did. The middleware
     # removes it all the same.
     port = free_port()
-    with gunicorn(EXAMPLE, "app:app", port, "--header-map", "dangerous", env=ENV):
+    with gunicorn(EXAMPLE, "app:app", port, "--forwarded-allow-ips", "", "--header-map", "dangerous", env=ENV):
         r = get(ATTACKER, "127.0.0.1", port, [("X_Forwarded_For", "203.0.113.196")])
         seen = r.json()
         assert seen["client"] == ATTACKER

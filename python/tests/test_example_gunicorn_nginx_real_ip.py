@@ -53,3 +53,14 @@ def test_from_another_local_address_too(app):
     # The trusted address is nginx's alone, not the loopback network.
     seen = get("127.0.0.21", "127.0.0.1", app, FORGED).json()
     assert (seen["client"], seen["x_real_ip"]) == ("127.0.0.21", None)
+
+
+def test_why_forwarded_allow_ips_is_empty():
+    # gunicorn's default trusts X-Forwarded-Proto from 127.0.0.1 and sets wsgi.url_scheme
+    # before the middleware runs; trueip removes the header but cannot know the scheme was
+    # a header's word. Hence `--forwarded-allow-ips ""` in the example.
+    port = free_port()
+    with gunicorn(EXAMPLE, "app:app", port, env=python_env()):
+        seen = get(ATTACKER, "127.0.0.1", port, FORGED).json()
+    assert (seen["client"], seen["x_forwarded_proto"]) == (ATTACKER, None)
+    assert seen["scheme"] == "https"

@@ -19,7 +19,12 @@ Run (the app answers with what it sees, as JSON)::
 
     pip install trueip flask gunicorn
     TRUEIP_PROXIES=10.0.0.0/16 TRUEIP_IP_RANGES=ip-ranges.json \\
-        gunicorn -b 127.0.0.1:8000 --chdir python/examples/flask_cloudfront_alb app:app
+        gunicorn -b 127.0.0.1:8000 --forwarded-allow-ips "" \\
+        --chdir python/examples/flask_cloudfront_alb app:app
+
+(``--forwarded-allow-ips ""``: gunicorn itself believes ``X-Forwarded-Proto`` from
+127.0.0.1 by default and sets ``wsgi.url_scheme`` before any middleware runs; let trueip
+decide from trusted hops only.)
 
 TRUEIP_PROXIES is a comma-separated list (default ``10.0.0.0/16``, your VPC);
 TRUEIP_IP_RANGES is AWS's ``ip-ranges.json`` (``curl -O
