@@ -173,7 +173,7 @@ fn refuse<ReqBody, F, ResBody: From<&'static str>>(
 }
 
 /// The connection a server stored in the request, in the order the module docs give.
-#[inline]
+#[inline(always)]
 pub(crate) fn connection(ext: &Extensions) -> Option<Cow<'_, Connection>> {
     if let Some(conn) = ext.get::<Connection>() {
         return Some(Cow::Borrowed(conn));
