@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
-use trueip::config::{ClientIpConfig, Flags};
+use trueip::config::{ClientIpConfig, Files, Flags};
 use trueip::headers::{parse_header_field, parse_header_line};
+use trueip::lambda::Preset;
 use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
@@ -37,8 +38,12 @@ Examples:
   trueip explain --peer 10.0.0.5 --proxy-protocol-from 10.0.0.0/8 \\
       --proxy-source 172.31.7.9:50000 --proxy-vpce-id vpce-08d2bf15fac5001c9
 
-  # an AWS Lambda event as the function logged it, behind an ALB (trust: see below)
-  trueip explain --lambda-event event.json --strategy hops:1 --trust any
+  # an AWS Lambda event as the function logged it, behind an ALB (presets: see below)
+  trueip explain --lambda-event event.json --lambda-preset alb
+
+  # the same behind CloudFront, with CloudFront's ranges from AWS's ip-ranges.json
+  trueip explain --lambda-event event.json --lambda-preset cloudfront-alb \
+      --trust cloudfront=ip-ranges.json
 
   # many cases at once, one JSON object per line in and out
   echo '{\"peer\":\"10.0.0.5\",\"headers\":[[\"X-Forwarded-For\",\"203.0.113.9\"]]}' |
@@ -48,11 +53,13 @@ Lambda events (--lambda-event FILE, or - for stdin): ALB target, API Gateway RES
 1.0), HTTP API (payload 2.0) and Function URL events, told from their shape. The address AWS's
 front end saw stands in for the peer: the element the ALB appended to x-forwarded-for, or
 requestContext.identity.sourceIp / requestContext.http.sourceIp. The chains' policies
-(trueip::lambda::Preset):
-  ALB → Lambda                          --strategy hops:1 --trust any
-  CloudFront → ALB → Lambda             --strategy cloudfront --trust cloudfront=ip-ranges.json
-  CloudFront → API Gateway → Lambda     --strategy cloudfront --trust cloudfront=ip-ranges.json
-  API Gateway or Function URL → Lambda  (no flags: sourceIp is the client)
+(--lambda-preset NAME, trueip::lambda::Preset), and the flags that say the same:
+  alb                     ALB → Lambda                          --strategy hops:1 --trust any
+  cloudfront-alb          CloudFront → ALB → Lambda             --strategy cloudfront
+  cloudfront-api-gateway  CloudFront → API Gateway → Lambda     --strategy cloudfront
+  api-gateway             API Gateway or Function URL → Lambda  (none: sourceIp is the client)
+The CloudFront ones need CloudFront's ranges: --trust cloudfront=ip-ranges.json. With a preset,
+--trust only loads such files; whom to trust is the preset's.
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";
@@ -125,6 +132,27 @@ pub(crate) struct ExplainArgs {
         conflicts_with_all = ["peer", "headers", "proxy_source", "proxy_vpce_id", "proxy_azure_link_id", "batch"]
     )]
     lambda_event: Option<std::path::PathBuf>,
+    /// With --lambda-event: decide with the policy of a Lambda chain: alb, cloudfront-alb,
+    /// api-gateway or cloudfront-api-gateway (see below). Instead of --strategy, --from and
+    /// --config; --trust then only loads a provider's ranges, as NAME=FILE.
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_parser = parse_preset,
+        requires = "lambda_event",
+        // The request flags too: clap waives `requires` when the required argument
+        // conflicts with one given, so `--peer` alone would slip past it.
+        conflicts_with_all = [
+            "strategy", "from", "config", "proxy_protocol_from", "peer", "headers",
+            "proxy_source", "proxy_vpce_id", "proxy_azure_link_id", "batch",
+        ]
+    )]
+    lambda_preset: Option<Preset>,
+}
+
+/// `--lambda-preset`: an unknown name is refused with the known ones listed.
+fn parse_preset(name: &str) -> Result<Preset, String> {
+    name.parse::<Preset>().map_err(|e| e.to_string())
 }
 
 /// Runs `trueip explain`.
@@ -139,6 +167,10 @@ pub(crate) fn run(args: ExplainArgs) -> ExitCode {
 }
 
 fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
+    if let (Some(preset), Some(path)) = (args.lambda_preset, &args.lambda_event) {
+        let explanation = lambda_event(&preset_policy(preset, &args.trust)?, path)?;
+        return print(&explanation, args.format);
+    }
     let mut base = match &args.config {
         Some(path) => load_config(path)?,
         None => ClientIpConfig::default(),
@@ -158,7 +190,11 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         Some(path) => lambda_event(&policy, path)?,
         None => request(&policy, args)?,
     };
-    match args.format {
+    print(&explanation, args.format)
+}
+
+fn print(explanation: &Explanation, format: Format) -> Result<ExitCode, String> {
+    match format {
         Format::Text => print!("{explanation}"),
         Format::Json => println!(
             "{}",
@@ -182,6 +218,32 @@ fn request(policy: &Policy, args: &ExplainArgs) -> Result<Explanation, String> {
         .map(|line| parse_header_line(line).map_err(|e| format!("--header: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Explanation::new(policy, &conn, &headers))
+}
+
+/// The policy of `preset`, with the provider ranges `--trust NAME=FILE` loads. Any other
+/// trust spec is refused rather than added: it would quietly make the preset another policy.
+fn preset_policy(preset: Preset, trust: &[String]) -> Result<Policy, String> {
+    let mut builder = preset.builder();
+    for spec in trust {
+        let Some((name, file)) = spec.split_once('=') else {
+            return Err(format!(
+                "--trust {spec}: with --lambda-preset {preset} the preset decides whom to trust \
+                 ({}); --trust only loads a provider's ranges, as NAME=FILE (hint: drop it, or \
+                 use --strategy and --trust without the preset)",
+                preset.chain()
+            ));
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let files = Files::One(file.trim().to_string());
+        let ranges = trueip::config::load_provider(&name, &files, &mut |path| {
+            std::fs::read(path).map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("--trust {spec}: {e}"))?;
+        builder = builder.provider(&name, ranges);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("--lambda-preset {preset}: {e}"))
 }
 
 /// A Lambda event from `path` (`-`: stdin), explained; errors name the file and the

@@ -892,3 +892,220 @@ fn lambda_event_errors_name_the_field() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
+
+// ---------------------------------------------------------------------------------------
+// --lambda-preset: the policies of trueip::lambda::Preset, by name.
+// ---------------------------------------------------------------------------------------
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The preset is the policy its help line spells out in flags: the same record.
+#[test]
+fn lambda_preset_alb_is_the_policy_of_its_flags() {
+    let event = lambda_event("alb");
+    let preset = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            &event,
+            "--lambda-preset",
+            "alb",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(preset.status.success(), "{}", stderr(&preset));
+    let flags = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            &event,
+            "--strategy",
+            "hops:1",
+            "--trust",
+            "any",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(flags.status.success(), "{}", stderr(&flags));
+    let v = json(&preset);
+    assert_eq!(v["client_ip"], "150.172.238.178", "{v}");
+    assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
+    assert_eq!(v, json(&flags));
+}
+
+/// `sourceIp` is the client whatever the headers say. The name is matched without regard
+/// to case, as `Preset::from_str` does.
+#[test]
+fn lambda_preset_api_gateway_believes_only_source_ip() {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
+    // A client-written header: the API Gateway preset trusts no one to have written it.
+    event["headers"]["x-forwarded-for"] = "1.2.3.4".into();
+    let source_ip = event["requestContext"]["http"]["sourceIp"].clone();
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            "-",
+            "--lambda-preset",
+            "API-Gateway",
+            "--format",
+            "json",
+        ],
+        Some(&event.to_string()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["client_ip"], source_ip, "{v}");
+    assert_eq!(v["source"], "peer", "{v}");
+}
+
+/// CloudFront → ALB: CloudFront's ranges come from `--trust cloudfront=FILE`; without
+/// them the preset says how to load them.
+#[test]
+fn lambda_preset_cloudfront_alb_loads_the_ranges_it_needs() {
+    let dir = temp_dir("lambda-preset-cloudfront");
+    let ranges = dir.join("ip-ranges.json");
+    std::fs::write(
+        &ranges,
+        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"130.176.0.0/16","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[]}"#,
+    )
+    .expect("ranges");
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("alb")).expect("event");
+    event["headers"]["x-forwarded-for"] = "1.2.3.4, 198.51.100.7, 130.176.12.9".into();
+    // A file rather than stdin: without the ranges trueip stops before reading the event,
+    // and a write to its closed stdin would fail the harness, not the test.
+    let event_path = dir.join("event.json");
+    std::fs::write(&event_path, event.to_string()).expect("event");
+    let event_path = event_path.display().to_string();
+    let cloudfront = format!("cloudfront={}", ranges.display());
+    let args = [
+        "explain",
+        "--lambda-event",
+        &event_path,
+        "--lambda-preset",
+        "cloudfront-alb",
+        "--format",
+        "json",
+    ];
+    let out = trueip(&[&args[..], &["--trust", &cloudfront]].concat(), None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "198.51.100.7", "{v}");
+    assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
+
+    let out = trueip(&args, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--lambda-preset cloudfront-alb") && err.contains("--trust cloudfront=FILE"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn lambda_preset_unknown_name_lists_the_known_ones() {
+    let event = lambda_event("alb");
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            &event,
+            "--lambda-preset",
+            "nlb",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unknown Lambda preset \"nlb\""), "{err}");
+    for name in [
+        "alb",
+        "cloudfront-alb",
+        "api-gateway",
+        "cloudfront-api-gateway",
+    ] {
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    assert!(out.stdout.is_empty());
+}
+
+/// Flags that would make the preset another policy, or describe no Lambda event, are
+/// usage errors (exit 2) that say what is wrong.
+#[test]
+fn lambda_preset_refuses_flags_that_would_change_it() {
+    let event = lambda_event("alb");
+    let with = |extra: &[&str]| {
+        trueip(
+            &[
+                &[
+                    "explain",
+                    "--lambda-event",
+                    &event,
+                    "--lambda-preset",
+                    "alb",
+                ][..],
+                extra,
+            ]
+            .concat(),
+            None,
+        )
+    };
+    let out = with(&["--trust", "10.0.0.0/8"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--trust 10.0.0.0/8") && err.contains("NAME=FILE"),
+        "{err}"
+    );
+    let out = with(&["--trust", "nosuch=/dev/null"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown provider"),
+        "{}",
+        stderr(&out)
+    );
+    for flag in [
+        &["--strategy", "peer"][..],
+        &["--from", "forwarded"],
+        &["--peer", "10.0.0.5"],
+    ] {
+        let out = with(flag);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}");
+        assert!(
+            stderr(&out).contains("cannot be used with"),
+            "{flag:?}: {}",
+            stderr(&out)
+        );
+    }
+    // A preset is for an event: without one it is a usage error, whatever else is given.
+    let out = trueip(
+        &["explain", "--lambda-preset", "alb", "--peer", "10.0.0.5"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = trueip(&["explain", "--lambda-preset", "alb"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--lambda-event"), "{}", stderr(&out));
+}
+
+#[test]
+fn lambda_preset_is_in_the_help() {
+    let out = trueip(&["explain", "--help"], None);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--lambda-preset <NAME>"), "{help}");
+    for name in ["cloudfront-alb", "cloudfront-api-gateway", "api-gateway"] {
+        assert!(help.contains(name), "{name}: {help}");
+    }
+}

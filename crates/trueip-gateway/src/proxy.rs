@@ -8,64 +8,47 @@
 //! A valid header that describes another kind of connection (a v2 header for a UDP
 //! flow) is read and set aside: the connection is served with the sender as the peer.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use trueip::proxy_protocol::{self as pp, Command, Decode, ProxyAddrs, ProxyHeader};
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+use trueip::TrustSet;
+use trueip::proxy_protocol::{
+    self as pp, Accept, Command, PreambleError, ProxyAddrs, ProxyHeader, ReadRules, Untrusted,
+};
 
-use crate::config::{ProxyProtocol, SendProxy};
+use crate::config::{Limits, ProxyProtocol, SendProxy};
 use crate::metrics::{ProxyErrorKind, ProxyIgnored};
 
-/// Why a header was refused.
-#[derive(Debug)]
-pub(crate) enum ReadError {
-    /// Not complete within the timeout.
-    Timeout,
-    /// Larger than the bound.
-    TooLarge(usize),
-    /// The peer closed the connection first, after this many bytes.
-    Truncated(usize),
-    /// Not a valid header.
-    Malformed(pp::ProxyError),
-    /// A socket error.
-    Io(io::Error),
-}
-
-impl ReadError {
-    /// The metric label.
-    pub(crate) fn kind(&self) -> ProxyErrorKind {
-        match self {
-            ReadError::Timeout => ProxyErrorKind::Timeout,
-            ReadError::TooLarge(_) => ProxyErrorKind::TooLarge,
-            ReadError::Truncated(_) | ReadError::Io(_) => ProxyErrorKind::Truncated,
-            ReadError::Malformed(
-                pp::ProxyError::NotProxy { .. }
-                | pp::ProxyError::V1BadPrefix { .. }
-                | pp::ProxyError::V2BadSignature { .. },
-            ) => ProxyErrorKind::WrongVersion,
-            ReadError::Malformed(_) => ProxyErrorKind::Malformed,
+/// The metric label of a refusal.
+pub(crate) fn error_kind(e: &PreambleError) -> ProxyErrorKind {
+    match e {
+        PreambleError::Timeout(_) => ProxyErrorKind::Timeout,
+        PreambleError::TooLarge(_) => ProxyErrorKind::TooLarge,
+        PreambleError::Closed(_) | PreambleError::Io(_) => ProxyErrorKind::Truncated,
+        // `UntrustedHeader` cannot happen here (these listeners refuse untrusted senders
+        // before reading), but it is the same fault: a sender outside the trust set.
+        PreambleError::UntrustedSender | PreambleError::UntrustedHeader => {
+            ProxyErrorKind::UntrustedSender
         }
+        PreambleError::Malformed(
+            pp::ProxyError::NotProxy { .. }
+            | pp::ProxyError::V1BadPrefix { .. }
+            | pp::ProxyError::V2BadSignature { .. },
+        ) => ProxyErrorKind::WrongVersion,
+        PreambleError::Malformed(_) => ProxyErrorKind::Malformed,
     }
 }
 
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Timeout => f.write_str("no complete PROXY header within the timeout"),
-            ReadError::TooLarge(max) => write!(
-                f,
-                "PROXY header larger than {max} bytes (limits.proxy_protocol_max_bytes)"
-            ),
-            ReadError::Truncated(0) => f.write_str("connection closed before a PROXY header"),
-            ReadError::Truncated(n) => {
-                write!(f, "connection closed after {n} bytes of a PROXY header")
-            }
-            ReadError::Malformed(e) => write!(f, "invalid PROXY header: {e}"),
-            ReadError::Io(e) => write!(f, "reading the PROXY header: {e}"),
+/// The setting that decided a refusal, for the log line.
+pub(crate) fn error_setting(e: &PreambleError) -> &'static str {
+    match e {
+        PreambleError::Timeout(_) => " (limits.proxy_protocol_timeout)",
+        PreambleError::TooLarge(_) => " (limits.proxy_protocol_max_bytes)",
+        PreambleError::UntrustedSender | PreambleError::UntrustedHeader => {
+            " (client_ip.proxy_protocol_from)"
         }
+        _ => "",
     }
 }
 
@@ -84,50 +67,29 @@ pub(crate) struct Received {
     pub(crate) ignored: Option<ProxyIgnored>,
 }
 
-/// Reads one header. Returns it and the bytes read after it (application data).
+/// Reads the header of a connection from `peer` on a listener in `mode` (not `Off`), with
+/// the core's reader: only `senders` may send one, and it must come within the limits.
+/// Returns it and the bytes read after it (application data).
 pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
+    peer: IpAddr,
+    senders: &TrustSet,
     mode: ProxyProtocol,
-    max: usize,
-    timeout: Duration,
-) -> Result<(Received, Bytes), ReadError> {
-    match tokio::time::timeout(timeout, read_inner(stream, mode, max)).await {
-        Ok(result) => result,
-        Err(_) => Err(ReadError::Timeout),
-    }
-}
-
-async fn read_inner<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    mode: ProxyProtocol,
-    max: usize,
-) -> Result<(Received, Bytes), ReadError> {
-    let decode: fn(&[u8]) -> Result<Decode, pp::ProxyError> = match mode {
-        ProxyProtocol::V1 => pp::decode_v1,
-        ProxyProtocol::V2 => pp::decode_v2,
-        ProxyProtocol::Any | ProxyProtocol::Off => pp::decode,
-    };
-    // A v1 line fits in 107 bytes and a typical v2 header (addresses, a few TLVs) in
-    // well under 256, so one read usually holds the whole header.
-    let mut buf = BytesMut::with_capacity(max.min(512));
-    loop {
-        let needed = match decode(&buf).map_err(ReadError::Malformed)? {
-            Decode::Complete { header, consumed } => {
-                let rest = buf.split_off(consumed.min(buf.len())).freeze();
-                return Ok((received(&header), rest));
-            }
-            Decode::Incomplete { needed } => needed,
-        };
-        if buf.len().saturating_add(needed) > max {
-            return Err(ReadError::TooLarge(max));
-        }
-        let room = max - buf.len();
-        buf.reserve(room.min(4096));
-        let mut limited = (&mut *stream).take(room as u64);
-        let n = limited.read_buf(&mut buf).await.map_err(ReadError::Io)?;
-        if n == 0 {
-            return Err(ReadError::Truncated(buf.len()));
-        }
+    limits: &Limits,
+) -> Result<(Received, Bytes), PreambleError> {
+    let rules = ReadRules::new(Untrusted::Refuse)
+        .accept(match mode {
+            ProxyProtocol::V1 => Accept::V1,
+            ProxyProtocol::V2 => Accept::V2,
+            ProxyProtocol::Any | ProxyProtocol::Off => Accept::Any,
+        })
+        .max_bytes(limits.proxy_protocol_max_bytes)
+        .timeout(limits.proxy_protocol_timeout);
+    let preamble = pp::read_preamble(stream, peer, senders, &rules).await?;
+    match preamble.header {
+        Some(header) => Ok((received(&header), Bytes::from(preamble.rest))),
+        // Only `Untrusted::ServeDirect` gives a preamble without a header.
+        None => Err(PreambleError::UntrustedSender),
     }
 }
 
@@ -204,14 +166,26 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
+    /// A trusted sender writes `chunks` to a listener in `mode`.
     async fn feed(
         chunks: Vec<&'static [u8]>,
         mode: ProxyProtocol,
         max: usize,
         close: bool,
-    ) -> Result<(Received, Bytes), ReadError> {
+    ) -> Result<(Received, Bytes), PreambleError> {
+        feed_from("10.0.0.5", chunks, mode, max, close).await
+    }
+
+    async fn feed_from(
+        peer: &str,
+        chunks: Vec<&'static [u8]>,
+        mode: ProxyProtocol,
+        max: usize,
+        close: bool,
+    ) -> Result<(Received, Bytes), PreambleError> {
         let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
         let writer = tokio::spawn(async move {
             for c in chunks {
@@ -222,7 +196,15 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
         });
-        let result = read_header(&mut rx, mode, max, Duration::from_millis(300)).await;
+        let limits = Limits {
+            proxy_protocol_max_bytes: max,
+            proxy_protocol_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let senders: TrustSet = ["10.0.0.0/8".parse::<trueip::Cidr>().unwrap()]
+            .into_iter()
+            .collect();
+        let result = read_header(&mut rx, peer.parse().unwrap(), &senders, mode, &limits).await;
         writer.abort();
         result
     }
@@ -271,11 +253,13 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(slow, ReadError::Timeout), "{slow}");
+        assert!(matches!(slow, PreambleError::Timeout(_)), "{slow}");
+        assert_eq!(error_kind(&slow), ProxyErrorKind::Timeout);
         let cut = feed(vec![b"PROXY TCP4 192.0.2.1"], ProxyProtocol::Any, 512, true)
             .await
             .unwrap_err();
-        assert!(matches!(cut, ReadError::Truncated(20)), "{cut}");
+        assert!(matches!(cut, PreambleError::Closed(20)), "{cut}");
+        assert_eq!(error_kind(&cut), ProxyErrorKind::Truncated);
         let bad = feed(
             vec![b"PROXY TCP4 999.0.2.1 198.51.100.7 1 2\r\n"],
             ProxyProtocol::Any,
@@ -284,7 +268,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(bad.kind(), ProxyErrorKind::Malformed, "{bad}");
+        assert_eq!(error_kind(&bad), ProxyErrorKind::Malformed, "{bad}");
         let http = feed(
             vec![b"GET / HTTP/1.1\r\n\r\n"],
             ProxyProtocol::Any,
@@ -293,7 +277,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(http.kind(), ProxyErrorKind::WrongVersion, "{http}");
+        assert_eq!(error_kind(&http), ProxyErrorKind::WrongVersion, "{http}");
         let v1_on_v2 = feed(
             vec![b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n"],
             ProxyProtocol::V2,
@@ -302,13 +286,38 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(v1_on_v2.kind(), ProxyErrorKind::WrongVersion, "{v1_on_v2}");
+        assert_eq!(
+            error_kind(&v1_on_v2),
+            ProxyErrorKind::WrongVersion,
+            "{v1_on_v2}"
+        );
         // A v2 header announcing a 60000-byte payload is refused before it is read.
         let big: &'static [u8] = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xea\x60";
         let too_large = feed(vec![big], ProxyProtocol::V2, 512, false)
             .await
             .unwrap_err();
-        assert!(matches!(too_large, ReadError::TooLarge(512)), "{too_large}");
+        assert!(
+            matches!(too_large, PreambleError::TooLarge(512)),
+            "{too_large}"
+        );
+        assert_eq!(
+            error_setting(&too_large),
+            " (limits.proxy_protocol_max_bytes)"
+        );
+        let stranger = feed_from(
+            "198.51.100.7",
+            vec![b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n"],
+            ProxyProtocol::Any,
+            512,
+            true,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error_kind(&stranger),
+            ProxyErrorKind::UntrustedSender,
+            "{stranger}"
+        );
     }
 
     #[tokio::test]

@@ -8,12 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
+use trueip::proxy_protocol::PreambleError;
 
 use crate::config::{Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Role, Shared};
 use crate::http::{hyper, lean};
 use crate::io::{Activity, Rewind, Stream, Tracked};
-use crate::metrics::ProxyErrorKind;
 use crate::{proxy, tcp};
 
 /// Accepts until shutdown.
@@ -67,17 +67,12 @@ async fn connection(
     let mut received = None;
     let mut prefix = Bytes::new();
     if let Some(l) = listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off) {
-        let sender = trueip::addr::normalize(peer.ip());
-        if !state.settings.policy.proxy_protocol_from().contains(sender) {
-            shared.metrics.proxy_error(ProxyErrorKind::UntrustedSender);
-            tracing::warn!(%peer, listener = %l.address, "connection closed: this peer may not send PROXY headers (client_ip.proxy_protocol_from)");
-            return;
-        }
         match proxy::read_header(
             &mut stream,
+            peer.ip(),
+            state.settings.policy.proxy_protocol_from(),
             l.proxy_protocol,
-            limits.proxy_protocol_max_bytes,
-            limits.proxy_protocol_timeout,
+            limits,
         )
         .await
         {
@@ -90,11 +85,12 @@ async fn connection(
                 prefix = rest;
             }
             Err(e) => {
-                shared.metrics.proxy_error(e.kind());
-                if matches!(e, proxy::ReadError::Truncated(0)) {
+                shared.metrics.proxy_error(proxy::error_kind(&e));
+                let setting = proxy::error_setting(&e);
+                if matches!(e, PreambleError::Closed(0)) {
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
                 } else {
-                    tracing::warn!(%peer, listener = %l.address, "connection closed: {e}");
+                    tracing::warn!(%peer, listener = %l.address, "connection closed: {e}{setting}");
                 }
                 return;
             }

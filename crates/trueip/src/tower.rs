@@ -141,20 +141,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let Some(conn) = connection(req.extensions()) else {
-            log::error!(
-                "{} {}: 500, {}",
-                req.method(),
-                req.uri().path(),
-                MISSING_CONNECTION.trim_end()
-            );
-            return ResponseFuture {
-                state: State::Refused {
-                    response: Some(server_error(MISSING_CONNECTION)),
-                },
-            };
+        let resolution = match connection(req.extensions()) {
+            Some(conn) => self.policy.resolve(&conn, req.headers()),
+            None => return refuse(&req),
         };
-        let resolution = self.policy.resolve(&conn, req.headers());
         req.extensions_mut().insert(resolution);
         ResponseFuture {
             state: State::Inner {
@@ -164,7 +154,26 @@ where
     }
 }
 
+/// The answer to a request without a connection, out of the per-request path.
+#[cold]
+fn refuse<ReqBody, F, ResBody: From<&'static str>>(
+    req: &Request<ReqBody>,
+) -> ResponseFuture<F, ResBody> {
+    log::error!(
+        "{} {}: 500, {}",
+        req.method(),
+        req.uri().path(),
+        MISSING_CONNECTION.trim_end()
+    );
+    ResponseFuture {
+        state: State::Refused {
+            response: Some(server_error(MISSING_CONNECTION)),
+        },
+    }
+}
+
 /// The connection a server stored in the request, in the order the module docs give.
+#[inline(always)]
 pub(crate) fn connection(ext: &Extensions) -> Option<Cow<'_, Connection>> {
     if let Some(conn) = ext.get::<Connection>() {
         return Some(Cow::Borrowed(conn));

@@ -19,7 +19,7 @@ use crate::addr::{Node, normalize};
 use crate::link::PrivateLink;
 use crate::policy::{Connection, Policy};
 use crate::proxy_protocol::{
-    self as pp, Command, Decode, ProxyError, ProxyHeader, Transport, V1_MAX_LEN, V2_MAX_LEN,
+    Command, PreambleError, ProxyHeader, ReadRules, Transport, Untrusted, read_preamble,
 };
 use crate::trust::TrustSet;
 
@@ -71,18 +71,17 @@ pub struct ProxyProtocolListener {
 #[derive(Clone)]
 struct Rules {
     senders: TrustSet,
-    timeout: Duration,
-    max_header_bytes: usize,
+    read: ReadRules,
 }
 
 impl ProxyProtocolListener {
     /// How long a connection has to deliver its header (or, from an untrusted sender, to
     /// show it is not sending one), unless [`timeout`](Self::timeout) says otherwise. The
     /// gateway's default too.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_TIMEOUT: Duration = ReadRules::DEFAULT_TIMEOUT;
     /// The largest header accepted, unless [`max_header_bytes`](Self::max_header_bytes)
     /// says otherwise: room for a v2 header with addresses and the TLVs load balancers send.
-    pub const DEFAULT_MAX_HEADER_BYTES: usize = 512;
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = ReadRules::DEFAULT_MAX_BYTES;
 
     /// Accepts on `tcp`, trusting the senders in `policy`'s
     /// [`proxy_protocol_from`](Policy::proxy_protocol_from): the same set the policy
@@ -106,8 +105,7 @@ impl ProxyProtocolListener {
             tcp,
             rules: Arc::new(Rules {
                 senders,
-                timeout: Self::DEFAULT_TIMEOUT,
-                max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+                read: ReadRules::new(Untrusted::ServeDirect),
             }),
             pending: JoinSet::new(),
         }
@@ -115,14 +113,17 @@ impl ProxyProtocolListener {
 
     /// How long a connection has to deliver its header.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.rules_mut().timeout = timeout;
+        let rules = self.rules_mut();
+        rules.read = rules.read.timeout(timeout);
         self
     }
 
-    /// The largest header accepted, in bytes. Held between [`V1_MAX_LEN`] (a v1 line must
-    /// fit) and [`V2_MAX_LEN`] (the largest v2 header there is).
+    /// The largest header accepted, in bytes. Held between
+    /// [`V1_MAX_LEN`](crate::proxy_protocol::V1_MAX_LEN) (a v1 line must fit) and
+    /// [`V2_MAX_LEN`](crate::proxy_protocol::V2_MAX_LEN) (the largest v2 header there is).
     pub fn max_header_bytes(mut self, max: usize) -> Self {
-        self.rules_mut().max_header_bytes = max.clamp(V1_MAX_LEN, V2_MAX_LEN);
+        let rules = self.rules_mut();
+        rules.read = rules.read.max_bytes(max);
         self
     }
 
@@ -197,8 +198,7 @@ impl fmt::Debug for ProxyProtocolListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProxyProtocolListener")
             .field("tcp", &self.tcp)
-            .field("timeout", &self.rules.timeout)
-            .field("max_header_bytes", &self.rules.max_header_bytes)
+            .field("rules", &self.rules.read)
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
     }
@@ -308,120 +308,45 @@ impl AsyncWrite for ProxiedStream {
     }
 }
 
-/// Why a connection was closed before the application saw it.
-#[derive(Debug)]
-enum Refused {
-    Timeout(Duration),
-    TooLarge(usize),
-    /// The peer closed after this many bytes.
-    Closed(usize),
-    Malformed(ProxyError),
-    /// An untrusted sender began with a PROXY header.
-    Untrusted,
-    Io(io::Error),
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refused::Timeout(t) => write!(f, "no complete PROXY header within {t:?}"),
-            Refused::TooLarge(max) => write!(
-                f,
-                "PROXY header larger than {max} bytes (ProxyProtocolListener::max_header_bytes)"
-            ),
-            Refused::Closed(0) => f.write_str("closed before sending anything"),
-            Refused::Closed(n) => write!(f, "closed after {n} bytes of a PROXY header"),
-            Refused::Malformed(e) => write!(f, "invalid PROXY header: {e}"),
-            Refused::Untrusted => f.write_str(
-                "sent a PROXY header but may not (if it is your load balancer, add its \
-                 address to the policy's proxy_protocol_from)",
-            ),
-            Refused::Io(e) => write!(f, "reading the PROXY header: {e}"),
-        }
-    }
-}
-
-/// Reads what comes before the application's bytes: the header of a trusted sender, or
-/// enough of an untrusted sender's first bytes to know they are not a header. `None`:
-/// refused, closed and logged.
+/// Reads what comes before the application's bytes (see [`read_preamble`]): the header
+/// of a trusted sender, or enough of an untrusted sender's first bytes to know they are
+/// not a header. `None`: refused, closed and logged.
 async fn preamble(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     rules: Arc<Rules>,
 ) -> Option<(ProxiedStream, SocketAddr)> {
-    let trusted = rules.senders.contains(normalize(peer.ip()));
-    let read = async {
-        if trusted {
-            read_header(&stream, peer, rules.max_header_bytes).await
-        } else {
-            not_a_header(&stream, peer, rules.max_header_bytes).await
-        }
-    };
-    let outcome = match tokio::time::timeout(rules.timeout, read).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Refused::Timeout(rules.timeout)),
-    };
-    match outcome {
-        Ok((connection, replay)) => Some((
+    match read_preamble(&mut stream, peer.ip(), &rules.senders, &rules.read).await {
+        Ok(preamble) => Some((
             ProxiedStream {
                 stream,
-                replay,
+                replay: preamble.rest,
                 replayed: 0,
-                connection,
+                connection: match &preamble.header {
+                    Some(header) => connection(peer, header),
+                    None => Connection::from_peer(peer),
+                },
             },
             peer,
         )),
-        Err(Refused::Closed(0)) => {
+        Err(PreambleError::Closed(0)) => {
             // Health checks and port scanners do this all day.
             log::debug!("PROXY listener: connection from {peer} closed before sending anything");
             None
         }
         Err(why) => {
-            let sender = if trusted { "trusted sender" } else { "sender" };
-            log::warn!("PROXY listener: connection from {sender} {peer} closed: {why}");
+            let hint = match why {
+                PreambleError::TooLarge(_) => " (ProxyProtocolListener::max_header_bytes)",
+                PreambleError::Timeout(_) => " (ProxyProtocolListener::timeout)",
+                _ => "",
+            };
+            let sender = if rules.senders.contains(normalize(peer.ip())) {
+                "trusted sender"
+            } else {
+                "sender"
+            };
+            log::warn!("PROXY listener: connection from {sender} {peer} closed: {why}{hint}");
             None
-        }
-    }
-}
-
-/// A trusted sender's header, decoded with the core's decoder; the bytes after it.
-async fn read_header(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    max: usize,
-) -> Result<(Connection, Vec<u8>), Refused> {
-    // A v1 line fits in 107 bytes and a v2 header from a balancer in well under 256: one
-    // read usually holds all of it.
-    let mut buf = Vec::with_capacity(max.min(512));
-    loop {
-        match pp::decode(&buf).map_err(Refused::Malformed)? {
-            Decode::Complete { header, consumed } => {
-                let rest = buf.split_off(consumed.min(buf.len()));
-                return Ok((connection(peer, &header), rest));
-            }
-            Decode::Incomplete { needed } => {
-                if buf.len().saturating_add(needed) > max {
-                    return Err(Refused::TooLarge(max));
-                }
-                read_some(stream, &mut buf, max).await?;
-            }
-        }
-    }
-}
-
-/// An untrusted sender's first bytes, once they show they are not a PROXY header: the
-/// application's, replayed to it.
-async fn not_a_header(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    max: usize,
-) -> Result<(Connection, Vec<u8>), Refused> {
-    let mut buf = Vec::new();
-    loop {
-        match pp::looks_like_proxy(&buf) {
-            Some(true) => return Err(Refused::Untrusted),
-            Some(false) => return Ok((Connection::from_peer(peer), buf)),
-            None => read_some(stream, &mut buf, max).await?,
         }
     }
 }
@@ -444,28 +369,4 @@ fn connection(peer: SocketAddr, header: &ProxyHeader) -> Connection {
         Command::Local => {}
     }
     conn
-}
-
-/// Appends what the socket has (at least one byte), never growing `buf` past `max`.
-async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>, max: usize) -> Result<(), Refused> {
-    let start = buf.len();
-    let room = max.saturating_sub(start);
-    if room == 0 {
-        return Err(Refused::TooLarge(max));
-    }
-    buf.resize(start + room.min(4096), 0);
-    let result = loop {
-        if let Err(e) = stream.readable().await {
-            break Err(Refused::Io(e));
-        }
-        match stream.try_read(buf.get_mut(start..).unwrap_or_default()) {
-            Ok(0) => break Err(Refused::Closed(start)),
-            Ok(n) => break Ok(start + n),
-            // Readiness can be spurious.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => break Err(Refused::Io(e)),
-        }
-    };
-    buf.truncate(*result.as_ref().unwrap_or(&start));
-    result.map(|_| ())
 }

@@ -68,23 +68,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientResolution {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, MissingLayer> {
-        resolution(parts).map(ClientResolution)
+        resolution(parts).map(|r| ClientResolution(*r))
     }
 }
 
-fn resolution(parts: &Parts) -> Result<Resolution, MissingLayer> {
+/// A reference rather than a copy: `ClientIp` reads 17 bytes of the ~100.
+#[inline]
+fn resolution(parts: &Parts) -> Result<&Resolution, MissingLayer> {
     match parts.extensions.get::<Resolution>() {
-        Some(resolution) => Ok(*resolution),
-        None => {
-            log::error!(
-                "{} {}: 500, {}",
-                parts.method,
-                parts.uri.path(),
-                MISSING_LAYER.trim_end()
-            );
-            Err(MissingLayer)
-        }
+        Some(resolution) => Ok(resolution),
+        None => Err(missing_layer(parts)),
     }
+}
+
+#[cold]
+fn missing_layer(parts: &Parts) -> MissingLayer {
+    log::error!(
+        "{} {}: 500, {}",
+        parts.method,
+        parts.uri.path(),
+        MISSING_LAYER.trim_end()
+    );
+    MissingLayer
 }
 
 /// The body of the 500 a handler gets when its router lacks the layer.

@@ -66,12 +66,16 @@
 //   header   ProxyHeader and Decode
 //   v1, v2   the two decoders
 //   encode   encode_v1, encode_v2
+//   read     (feature `tokio`) a connection's preamble from an async stream: the sender
+//            rule, the bound and the timeout around `decode`
 // This file, the entry point, picks a decoder from the first byte.
 mod crc32c;
 mod cursor;
 mod encode;
 mod error;
 mod header;
+#[cfg(feature = "tokio")]
+mod read;
 mod spec;
 mod tlv;
 mod v1;
@@ -83,6 +87,8 @@ mod fixtures;
 pub use encode::{encode_v1, encode_v2};
 pub use error::{EncodeError, ProxyError, V1Field};
 pub use header::{Command, Decode, ProxyAddrs, ProxyHeader, Transport, Version};
+#[cfg(feature = "tokio")]
+pub use read::{Accept, Preamble, PreambleError, ReadRules, Untrusted, read_preamble};
 pub use spec::{V1_MAX_LEN, V2_HEADER_MIN, V2_MAX_LEN};
 pub use tlv::{Ssl, Tlvs};
 pub use v1::decode_v1;

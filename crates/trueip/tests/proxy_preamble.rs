@@ -1,0 +1,324 @@
+//! `read_preamble`, the one async reader of a PROXY preamble that the gateway and
+//! `ProxyProtocolListener` share: each rule through a real tokio stream (an in-memory
+//! duplex pipe), with the sender writing on its own schedule.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests: fixed inputs, and a panic is a test failure"
+)]
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use trueip::proxy_protocol::{
+    Accept, Command, PreambleError, ProxyAddrs, ProxyError, ProxyHeader, ReadRules, Tlvs,
+    Transport, Untrusted, Version, encode_v2, read_preamble,
+};
+use trueip::{Cidr, TrustSet};
+
+const BALANCER: &str = "10.0.0.5";
+const STRANGER: &str = "198.51.100.7";
+const V1: &[u8] = b"PROXY TCP4 192.0.2.1 10.0.0.2 56324 443\r\n";
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+
+fn senders() -> TrustSet {
+    ["10.0.0.0/8".parse::<Cidr>().unwrap()]
+        .into_iter()
+        .collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn v2() -> Vec<u8> {
+    let header = ProxyHeader {
+        version: Version::V2,
+        command: Command::Proxy,
+        transport: Transport::Stream,
+        addrs: Some(ProxyAddrs {
+            source: "[2001:db8::1]:5000".parse().unwrap(),
+            destination: "[2001:db8::2]:443".parse().unwrap(),
+        }),
+        tlvs: Tlvs::default(),
+    };
+    let mut out = Vec::new();
+    encode_v2(&header, &mut out).unwrap();
+    out
+}
+
+/// How the sender writes: its chunks, the pause after each, and whether it then closes
+/// or stays silent with the connection open.
+struct Sender {
+    chunks: Vec<Vec<u8>>,
+    pause: Duration,
+    close: bool,
+}
+
+impl Sender {
+    fn at_once(bytes: &[u8]) -> Self {
+        Sender {
+            chunks: vec![bytes.to_vec()],
+            pause: Duration::ZERO,
+            close: true,
+        }
+    }
+}
+
+async fn read(
+    sender: Sender,
+    peer: &str,
+    rules: ReadRules,
+) -> Result<trueip::proxy_protocol::Preamble, PreambleError> {
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    let writer = tokio::spawn(async move {
+        for chunk in sender.chunks {
+            // The reader may close its end early (a refusal): not this task's failure.
+            if tx.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(sender.pause).await;
+        }
+        if !sender.close {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
+    let result = read_preamble(&mut rx, ip(peer), &senders(), &rules).await;
+    writer.abort();
+    result
+}
+
+fn refuse() -> ReadRules {
+    ReadRules::new(Untrusted::Refuse).timeout(Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn v1_from_a_trusted_sender_keeps_the_bytes_after_it() {
+    let preamble = read(Sender::at_once(&[V1, REQUEST].concat()), BALANCER, refuse())
+        .await
+        .unwrap();
+    let addrs = preamble.header.unwrap().addrs.unwrap();
+    assert_eq!(addrs.source.to_string(), "192.0.2.1:56324");
+    assert_eq!(addrs.destination.to_string(), "10.0.0.2:443");
+    assert_eq!(preamble.rest, REQUEST);
+}
+
+#[tokio::test]
+async fn v2_from_a_trusted_sender_keeps_the_bytes_after_it() {
+    let preamble = read(
+        Sender::at_once(&[&v2()[..], REQUEST].concat()),
+        BALANCER,
+        refuse(),
+    )
+    .await
+    .unwrap();
+    let header = preamble.header.unwrap();
+    assert_eq!(header.version, Version::V2);
+    assert_eq!(
+        header.addrs.unwrap().source.to_string(),
+        "[2001:db8::1]:5000"
+    );
+    assert_eq!(preamble.rest, REQUEST);
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_peer_is_the_trusted_ipv4_sender() {
+    let preamble = read(Sender::at_once(V1), "::ffff:10.0.0.5", refuse())
+        .await
+        .unwrap();
+    assert!(preamble.header.is_some());
+}
+
+#[tokio::test]
+async fn slowloris_byte_at_a_time_within_the_bound_and_timeout_is_read() {
+    let bytes = [V1, REQUEST].concat();
+    let sender = Sender {
+        chunks: bytes.iter().map(|b| vec![*b]).collect(),
+        pause: Duration::from_millis(1),
+        close: false,
+    };
+    let preamble = read(sender, BALANCER, refuse()).await.unwrap();
+    assert_eq!(
+        preamble.header.unwrap().addrs.unwrap().source.to_string(),
+        "192.0.2.1:56324"
+    );
+    // Byte at a time, the reader stops at the header's last byte: nothing after it was
+    // waited for.
+    assert!(REQUEST.starts_with(&preamble.rest), "{:?}", preamble.rest);
+}
+
+#[tokio::test]
+async fn slowloris_past_the_timeout_is_refused_on_time() {
+    let sender = Sender {
+        chunks: V1.iter().map(|b| vec![*b]).collect(),
+        pause: Duration::from_millis(50),
+        close: false,
+    };
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = read(sender, BALANCER, refuse().timeout(timeout))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PreambleError::Timeout(t) if t == timeout),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_silent_trusted_sender_times_out() {
+    let sender = Sender {
+        chunks: vec![b"PROXY TCP4 192.0.2.1".to_vec()],
+        pause: Duration::ZERO,
+        close: false,
+    };
+    let err = read(
+        sender,
+        BALANCER,
+        refuse().timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PreambleError::Timeout(_)), "{err}");
+    assert_eq!(err.to_string(), "no complete PROXY header within 200ms");
+}
+
+#[tokio::test]
+async fn a_v2_length_past_the_bound_is_refused_before_it_is_read() {
+    // Signature, v2 PROXY, TCP4, and a length of 0xea60 (60,000) bytes.
+    let big = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xea\x60".to_vec();
+    let sender = Sender {
+        chunks: vec![big],
+        pause: Duration::ZERO,
+        close: false,
+    };
+    let err = read(sender, BALANCER, refuse().max_bytes(512))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::TooLarge(512)), "{err}");
+}
+
+#[tokio::test]
+async fn a_v2_header_past_a_small_bound_is_refused() {
+    // A valid header of 16 + 36 + 200 bytes (a padding-like TLV of type 0x04, NOOP).
+    let mut bytes = v2();
+    let tlv_len: u16 = 200;
+    let body_len = u16::from_be_bytes([bytes[14], bytes[15]]) + 3 + tlv_len;
+    bytes[14..16].copy_from_slice(&body_len.to_be_bytes());
+    bytes.extend_from_slice(&[0x04]);
+    bytes.extend_from_slice(&tlv_len.to_be_bytes());
+    bytes.extend(std::iter::repeat_n(0u8, usize::from(tlv_len)));
+    let ok = read(Sender::at_once(&bytes), BALANCER, refuse().max_bytes(512)).await;
+    assert!(ok.is_ok(), "the header fits in 512 bytes: {ok:?}");
+    let err = read(Sender::at_once(&bytes), BALANCER, refuse().max_bytes(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::TooLarge(200)), "{err}");
+}
+
+#[tokio::test]
+async fn the_bound_is_held_between_a_v1_line_and_the_largest_v2_header() {
+    // Asked for 10 bytes, the reader still takes a full v1 line.
+    let preamble = read(Sender::at_once(V1), BALANCER, refuse().max_bytes(10))
+        .await
+        .unwrap();
+    assert!(preamble.header.is_some());
+}
+
+#[tokio::test]
+async fn an_untrusted_sender_is_refused_before_anything_is_read() {
+    let err = read(Sender::at_once(V1), STRANGER, refuse())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::UntrustedSender), "{err}");
+    assert!(err.to_string().contains("proxy_protocol_from"), "{err}");
+}
+
+#[tokio::test]
+async fn an_untrusted_sender_served_directly_keeps_its_first_bytes() {
+    let rules = ReadRules::new(Untrusted::ServeDirect);
+    let preamble = read(Sender::at_once(REQUEST), STRANGER, rules)
+        .await
+        .unwrap();
+    assert_eq!(preamble.header, None);
+    assert!(
+        !preamble.rest.is_empty() && REQUEST.starts_with(&preamble.rest),
+        "{:?}",
+        preamble.rest
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_sender_opening_with_a_header_is_refused() {
+    let rules = ReadRules::new(Untrusted::ServeDirect);
+    for header in [V1.to_vec(), v2()] {
+        let err = read(Sender::at_once(&header), STRANGER, rules)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PreambleError::UntrustedHeader), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_sender_must_send_a_header_even_when_others_are_served_directly() {
+    let rules = ReadRules::new(Untrusted::ServeDirect);
+    let err = read(Sender::at_once(REQUEST), BALANCER, rules)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PreambleError::Malformed(ProxyError::NotProxy { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_version_the_rules_do_not_accept_is_malformed() {
+    let v1_only = refuse().accept(Accept::V1);
+    let err = read(Sender::at_once(&v2()), BALANCER, v1_only)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::Malformed(_)), "{err}");
+    let v2_only = refuse().accept(Accept::V2);
+    let err = read(Sender::at_once(V1), BALANCER, v2_only)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::Malformed(_)), "{err}");
+    let ok = read(Sender::at_once(V1), BALANCER, refuse().accept(Accept::V1)).await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn closing_mid_header_says_how_far_it_got() {
+    let err = read(Sender::at_once(&V1[..20]), BALANCER, refuse())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::Closed(20)), "{err}");
+    let err = read(Sender::at_once(b""), BALANCER, refuse())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::Closed(0)), "{err}");
+    assert_eq!(err.to_string(), "closed before sending anything");
+}
+
+#[tokio::test]
+async fn a_malformed_header_is_refused_with_the_decoders_reason() {
+    let err = read(
+        Sender::at_once(b"PROXY TCP4 999.0.2.1 10.0.0.2 1 2\r\n"),
+        BALANCER,
+        refuse(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PreambleError::Malformed(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("invalid PROXY header: "),
+        "{err}"
+    );
+}
