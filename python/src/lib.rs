@@ -35,15 +35,16 @@ pyo3::create_exception!(
 /// dict that contains itself must not recurse forever.
 const MAX_EVENT_DEPTH: usize = 8;
 
-/// Copied header values, owned: the core reads them through [`Headers`].
+/// The wanted header values, as `bytes` objects: `bytes` values (ASGI) are held as they
+/// are, `str` values encoded once. The core reads them through [`Headers`].
 #[derive(Default)]
-struct Copied(Vec<(FieldName, Vec<u8>)>);
+struct Copied<'py>(Vec<(FieldName, Bound<'py, PyBytes>)>);
 
-impl Headers for Copied {
+impl Headers for Copied<'_> {
     fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
         for (n, v) in &self.0 {
             if n == name {
-                f(v);
+                f(v.as_bytes());
             }
         }
     }
@@ -79,13 +80,11 @@ impl Wanted {
 
 /// The text of a header name or value: `str` (as WSGI and most mappings hold them) or
 /// `bytes` (ASGI). Anything else is not a header and is skipped.
-fn text_bytes(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+fn text_bytes<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
     if let Ok(s) = value.cast::<PyString>() {
-        s.to_cow().ok().map(|c| c.into_owned().into_bytes())
-    } else if let Ok(b) = value.cast::<PyBytes>() {
-        Some(b.as_bytes().to_vec())
+        s.encode_utf8().ok()
     } else {
-        None
+        value.cast::<PyBytes>().ok().cloned()
     }
 }
 
@@ -100,13 +99,16 @@ fn name_matches<'w>(name: &Bound<'_, PyAny>, wanted: &'w [Wanted]) -> Option<&'w
         return None;
     }
     let name = text_bytes(name)?;
-    wanted
-        .iter()
-        .find(|w| w.name.as_str().as_bytes().eq_ignore_ascii_case(&name))
+    wanted.iter().find(|w| {
+        w.name
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(name.as_bytes())
+    })
 }
 
 /// Adds a value, or each value of a list of values (`multiValueHeaders`-style mappings).
-fn push_values(out: &mut Copied, name: &FieldName, value: &Bound<'_, PyAny>) {
+fn push_values<'py>(out: &mut Copied<'py>, name: &FieldName, value: &Bound<'py, PyAny>) {
     if let Some(v) = text_bytes(value) {
         out.0.push((name.clone(), v));
     } else if let Ok(list) = value.cast::<PyList>() {
@@ -134,7 +136,10 @@ fn is_environ(dict: &Bound<'_, PyDict>) -> PyResult<bool> {
 /// Copies the wanted headers out of `headers`. Malformed entries are skipped, never
 /// raised: a header is the client's to write. Only a `headers` of no known shape is a
 /// `TypeError`, a caller's mistake.
-fn copy_headers(headers: Option<&Bound<'_, PyAny>>, wanted: &[Wanted]) -> PyResult<Copied> {
+fn copy_headers<'py>(
+    headers: Option<&Bound<'py, PyAny>>,
+    wanted: &[Wanted],
+) -> PyResult<Copied<'py>> {
     let mut out = Copied::default();
     let Some(headers) = headers else {
         return Ok(out);
@@ -214,7 +219,7 @@ fn kept_pairs<'py>(
             Some(name) => match name.cast::<PyBytes>() {
                 Ok(b) => trueip::headers::withheld_from_app(b.as_bytes(), trusted_hop),
                 Err(_) => text_bytes(&name)
-                    .is_some_and(|n| trueip::headers::withheld_from_app(&n, trusted_hop)),
+                    .is_some_and(|n| trueip::headers::withheld_from_app(n.as_bytes(), trusted_hop)),
             },
             None => false,
         }
@@ -248,11 +253,11 @@ fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
         let port: Option<u16> = pair.get_item(1)?.extract()?;
         return peer_node(&pair.get_item(0)?, port.filter(|p| *p != 0));
     }
-    let text: String = if peer.cast::<PyString>().is_ok() {
-        peer.extract()?
-    } else {
-        peer.str()?.extract()?
+    let text = match peer.cast::<PyString>() {
+        Ok(s) => s.clone(),
+        Err(_) => peer.str()?,
     };
+    let text = text.to_cow()?;
     let node =
         trueip::addr::parse_node(text.as_bytes()).map_err(|e| bad(&format!("{text:?}"), &e))?;
     Ok(Node {
