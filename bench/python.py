@@ -11,12 +11,17 @@ peer 10.0.0.5, trust 10.0.0.0/8):
 * ``wsgi:*``: a WSGI call through each middleware around an app that does nothing, minus the
   bare app (the environ is copied in every row, as a server makes a new one per request);
   trueip.wsgi.TrueIP vs ProxyFix(x_for=1) vs python-ipware called the same way;
-* ``asgi:*``: the same for trueip.asgi.TrueIP vs uvicorn's ProxyHeadersMiddleware.
+* ``asgi:*``: the same for trueip.asgi.TrueIP vs uvicorn's ProxyHeadersMiddleware;
+* ``lambda:*``: ``trueip.aws_lambda.resolve_event`` on the ALB story event (the tests'
+  crates/trueip/tests/lambda_events/alb.json), beside the line Lambda handlers write instead,
+  ``event["headers"]["x-forwarded-for"].split(",")[0]`` (which takes the forged entry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pyperf
 
@@ -97,6 +102,11 @@ def main() -> None:
     runner.bench_time_func("wsgi:proxyfix-x_for=1", wsgi_loop(ProxyFix(bare_wsgi, x_for=1)))
     runner.bench_time_func("wsgi:proxyfix-x_for=1-x_proto=1", wsgi_loop(ProxyFix(bare_wsgi, x_for=1, x_proto=1)))
     runner.bench_time_func("wsgi:python-ipware", wsgi_loop(ipware_middleware(bare_wsgi)))
+    from trueip.aws_lambda import resolve_event
+
+    event = json.loads((Path(__file__).resolve().parents[1] / "crates/trueip/tests/lambda_events/alb.json").read_text())
+    runner.bench_func("lambda:trueip-alb-preset", resolve_event, trueip.Policy.lambda_preset("alb"), event)
+    runner.bench_func("lambda:split-first-entry", lambda e: e["headers"]["x-forwarded-for"].split(",")[0].strip(), event)
     runner.bench_time_func("asgi:bare", asgi_loop(bare_asgi))
     runner.bench_time_func("asgi:trueip", asgi_loop(AsgiTrueIP(bare_asgi, POLICY)))
     runner.bench_time_func("asgi:uvicorn-proxy-headers", asgi_loop(ProxyHeadersMiddleware(bare_asgi, trusted_hosts=["10.0.0.0/8"])))

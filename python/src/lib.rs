@@ -752,17 +752,10 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<serde_json::Value
         }
         return Ok(Value::Object(map));
     }
-    if let Ok(l) = value.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|v| to_json(&v, depth + 1))
-            .collect::<PyResult<_>>()
-            .map(Value::Array);
-    }
-    if let Ok(t) = value.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|v| to_json(&v, depth + 1))
+    if value.cast::<PyList>().is_ok() || value.cast::<PyTuple>().is_ok() {
+        return value
+            .try_iter()?
+            .map(|v| to_json(&v?, depth + 1))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }
