@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use trueip::config::{ClientIpConfig, Strategies, StrategyEntry};
 use trueip::{ConfigError, FieldName, Policy, StrategySpec};
 
+use crate::duration::serde_duration as duration;
+pub(crate) use crate::duration::{MAX_TIMEOUT, duration_text};
+use crate::ranges::{Loaded, RangesSettings};
+
 /// The whole file, as written. Unknown keys are errors, so a typo never goes unnoticed.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +43,8 @@ pub(crate) struct FileConfig {
     pub(crate) admin: AdminSettings,
     /// `[log]`: diagnostics and the access log.
     pub(crate) log: LogSettings,
+    /// `[ranges]`: the provider range list cache and its refresh.
+    pub(crate) ranges: RangesSettings,
 }
 
 impl Default for FileConfig {
@@ -51,6 +57,7 @@ impl Default for FileConfig {
             limits: Limits::default(),
             admin: AdminSettings::default(),
             log: LogSettings::default(),
+            ranges: RangesSettings::default(),
         }
     }
 }
@@ -130,60 +137,6 @@ mod named {
                 .map(Some)
                 .map_err(serde::de::Error::custom)
         }
-    }
-}
-
-/// Serde for a duration: `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds;
-/// written back in seconds, or milliseconds when it has a fraction of a second.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        Seconds(u64),
-        Text(String),
-    }
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::duration_text(*d))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Text::deserialize(d)? {
-            Text::Seconds(s) => Ok(Duration::from_secs(s)),
-            Text::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `250ms`, `10s`, `2m`, `1h` (one number, one unit).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let hint =
-        || format!("invalid duration {text:?} (write e.g. \"250ms\", \"10s\", \"2m\", \"1h\")");
-    let n: u64 = number.parse().map_err(|_| hint())?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(hint()),
-    }
-}
-
-/// A duration as a config value: whole seconds, or milliseconds.
-fn duration_text(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -634,6 +587,10 @@ pub(crate) struct Settings {
     pub(crate) admin: AdminSettings,
     /// Logging.
     pub(crate) log: LogSettings,
+    /// The range list cache and its refresh.
+    pub(crate) ranges: RangesSettings,
+    /// The provider lists the policy read from the cache.
+    pub(crate) loaded: Loaded,
 }
 
 const EXAMPLES: &str = "\
@@ -709,6 +666,11 @@ pub struct ServeArgs {
     /// client_ip.proxy_protocol_from).
     #[arg(long, value_name = "SPEC")]
     pub proxy_protocol_from: Vec<String>,
+
+    /// The provider range list cache (`trueip ranges update` fills it). Replaces
+    /// [ranges] dir.
+    #[arg(long, value_name = "DIR")]
+    pub ranges_dir: Option<PathBuf>,
 
     /// Check the config (and TLS files), print a summary and exit.
     #[arg(long)]
@@ -792,10 +754,6 @@ fn key_at(text: &str, at: usize) -> String {
     }
 }
 
-/// The longest any timeout may be. Every deadline is the clock plus a timeout, and the
-/// clock cannot hold an arbitrary sum (`Instant + Duration` panics on overflow); a day
-/// is far past any useful timeout and leaves the arithmetic centuries of room.
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most open connections: past any process's descriptor limit (`nr_open` defaults
 /// to 1048576), so only a typo reaches it.
 pub(crate) const MAX_CONNECTIONS: usize = 1 << 20;
@@ -863,7 +821,12 @@ impl Settings {
             from: flags.from.as_deref(),
             proxy_protocol_from: &flags.proxy_protocol_from,
         })?;
-        let policy = file.client_ip.build(read)?;
+        file.ranges.check()?;
+        let loaded = crate::ranges::load_for(
+            &file.client_ip,
+            &file.ranges.dir(flags.ranges_dir.as_deref()),
+        )?;
+        let policy = file.client_ip.build_with(read, &loaded.sets)?;
 
         let from_flags = !flags.listen.is_empty();
         if from_flags {
@@ -942,6 +905,8 @@ impl Settings {
             limits: file.limits,
             admin: file.admin,
             log: file.log,
+            ranges: file.ranges,
+            loaded,
         })
     }
 

@@ -52,12 +52,15 @@ pub(crate) mod test_support {
 mod clock;
 mod config;
 mod context;
+mod duration;
 mod http;
 mod io;
 mod logging;
 mod metrics;
 mod pages;
 mod proxy;
+mod ranges;
+mod ranges_cli;
 mod rules;
 mod server;
 mod tcp;
@@ -189,6 +192,27 @@ use tokio::sync::watch;
 use trueip::ConfigError;
 
 pub use crate::config::ServeArgs;
+pub use crate::ranges_cli::{RangesArgs, run as ranges};
+
+/// Builds a `[client_ip]` policy as `trueip serve` does: provider files read from disk,
+/// and the lists no file supplies from the range cache — `flag` (`--ranges-dir`), else
+/// `config_dir` (`[ranges] dir`), else the default directory. `trueip explain` uses it.
+pub fn build_policy(
+    config: &trueip::config::ClientIpConfig,
+    flag: Option<&std::path::Path>,
+    config_dir: Option<&std::path::Path>,
+) -> Result<trueip::Policy, String> {
+    let dir = flag
+        .or(config_dir)
+        .map_or_else(ranges::default_dir, std::path::Path::to_path_buf);
+    let loaded = ranges::load_for(config, &dir).map_err(|e| e.to_string())?;
+    config
+        .build_with(
+            &mut |path| std::fs::read(path).map_err(|e| e.to_string()),
+            &loaded.sets,
+        )
+        .map_err(|e| e.to_string())
+}
 use crate::config::{Mode, ProxyProtocol, SendProxy, Settings};
 use crate::context::{Role, Shared, State};
 use crate::metrics::Metrics;

@@ -198,7 +198,7 @@ impl ClientIpConfig {
                 names.push(known);
             }
         };
-        let mut specs = |list: &[String], add: &mut dyn FnMut(&str)| {
+        let specs = |list: &[String], add: &mut dyn FnMut(&str)| {
             for spec in list {
                 if let Ok(TrustSpec::Provider(p)) = spec.parse::<TrustSpec>() {
                     add(&p);
