@@ -1171,6 +1171,7 @@ impl LogSettings {
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use crate::duration::parse_duration;
 
     fn settings(toml: &str) -> Result<Settings, String> {
         let file = parse_toml(toml).map_err(|e| e.to_string())?;
