@@ -536,3 +536,182 @@ fn diff_names_the_prefixes_added_and_removed() {
     assert_eq!(b["added"], d["removed"]);
     assert_eq!(b["removed"], d["added"]);
 }
+
+/// Kills (by its own id) and reaps the gateway when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on `addr`, the whole answer as text.
+fn get(addr: &str, path: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+/// Polls `addr`'s /metrics until `line` shows, for at most 30 s.
+fn wait_for_metric(addr: &str, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = get(addr, "/.trueip/metrics");
+        if metrics.contains(line) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "no {line:?} in\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Moves the cached list's fetch time back by `secs` (the metadata line is outside the
+/// list's checksum).
+fn back_date(dir: &Path, provider: &str, secs: u64) {
+    let path = cache_file(dir, provider);
+    let file = String::from_utf8(std::fs::read(&path).expect("cache")).expect("utf-8");
+    let (line, rest) = file.split_once('\n').expect("metadata line");
+    let mut meta: serde_json::Value = serde_json::from_str(line).expect("metadata");
+    let at = meta["fetched_at_unix"].as_u64().expect("time") - secs;
+    meta["fetched_at_unix"] = at.into();
+    std::fs::write(&path, format!("{meta}\n{rest}")).expect("write");
+}
+
+#[test]
+fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cache_on_sighup() {
+    let url = mirror();
+    let dir = temp_dir("gateway");
+    let d = dir.to_str().expect("utf-8");
+    // Cloudflare's IPv4 list only, and Fastly's whole list; both two days old.
+    let v4 = fixtures().join("cloudflare-ips-v4.txt");
+    let out = update(&dir, "cloudflare", &[v4.display().to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let fastly = fixtures().join("fastly-public-ip-list.json");
+    let out = update(&dir, "fastly", &[fastly.display().to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    back_date(&dir, "cloudflare", 2 * 86_400);
+    back_date(&dir, "fastly", 2 * 86_400);
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[client_ip]\nstrategy = [\"cloudflare\", \"fastly\"]\n\
+             [[listen]]\naddress = \"127.0.0.1:0\"\n\
+             [log]\naccess_log = false\n\
+             [ranges]\ndir = \"{d}\"\nrefresh = \"24h\"\n\
+             [ranges.from]\ncloudflare = [\"{url}/cf-v4\", \"{url}/cf-v6\"]\nfastly = \"{url}/500\"\n"
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(TRUEIP)
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trueip serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let gateway = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no 'listening on' line in {log:#?}"));
+        let found = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .map(str::to_string);
+        log.push(line);
+        if let Some(addr) = found {
+            break addr;
+        }
+    };
+    // The stale Cloudflare list is fetched again (IPv4 and IPv6 now); Fastly's mirror
+    // fails and its cached list stays in use.
+    let metrics = wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"cloudflare\"} 22");
+    let metrics = if metrics.contains("trueip_ranges_refresh_failures_total{provider=\"fastly\"} 1")
+    {
+        metrics
+    } else {
+        wait_for_metric(
+            &addr,
+            "trueip_ranges_refresh_failures_total{provider=\"fastly\"} 1",
+        )
+    };
+    assert!(
+        metrics.contains("trueip_ranges_prefixes{provider=\"fastly\"} 21"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trueip_ranges_refresh_failures_total{provider=\"cloudflare\"} 0"),
+        "{metrics}"
+    );
+    let age = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("trueip_ranges_age_seconds{provider=\"cloudflare\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("cloudflare's age");
+    assert!(age < 3600, "refreshed just now: {age}");
+    assert!(
+        get(&addr, "/json").starts_with("HTTP/1.1 200"),
+        "still answering"
+    );
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        log.push(line);
+    }
+    assert!(
+        log.iter()
+            .any(|l| l.contains("cloudflare refreshed: 7 added, 0 removed, 22 prefixes")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("refresh failed, the last good list stays") && l.contains("500")),
+        "{log:#?}"
+    );
+
+    // SIGHUP reads the cache again: Fastly's list, replaced by its IPv4 half.
+    let half = dir.join("fastly-v4.txt");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fixture("fastly-public-ip-list.json")).expect("JSON");
+    let lines: Vec<&str> = doc["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    std::fs::write(&half, lines.join("\n")).expect("write");
+    let out = update(&dir, "fastly", &[half.display().to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = gateway.0.id().to_string();
+    let hup = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"fastly\"} 19");
+}
