@@ -609,7 +609,13 @@ Examples:
 
   trueip serve --config /etc/trueip.toml
       Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
-      SIGHUP reloads the file; SIGTERM/SIGINT drain in-flight requests and exit.
+      SIGHUP reloads the file and the range cache; SIGTERM/SIGINT drain in-flight requests
+      and exit.
+
+  trueip ranges update cloudflare && trueip serve --strategy cloudflare
+      Behind Cloudflare: CF-Connecting-IP from Cloudflare's published ranges, read from the
+      cache `trueip ranges` keeps (--ranges-dir, [ranges] dir; [ranges] refresh = \"24h\" keeps
+      them fresh from inside the gateway).
 
   trueip serve --config /etc/trueip.toml --check
       Check the config (and TLS files) and exit.
@@ -645,7 +651,7 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
 
     /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
-    /// (NAME=FILE loads its published ranges). Repeatable; replaces client_ip.trusted.
+    /// (its list from the range cache; NAME=FILE reads it from FILE). Repeatable; replaces client_ip.trusted.
     #[arg(long, value_name = "SPEC")]
     pub trust: Vec<String>,
 
