@@ -85,14 +85,15 @@ pub(crate) async fn sighup(shared: Arc<Shared>, args: ServeArgs) {
     let target = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
         let _switching = locked();
-        switch(&target, load(&args)?)
+        let started = std::time::Instant::now();
+        switch(&target, load(&args)?).map(|()| started.elapsed())
     })
     .await
     .unwrap_or_else(|e| Err(ConfigError::new(format!("reload task failed: {e}"))));
     match result {
-        Ok(()) => {
+        Ok(elapsed) => {
             shared.metrics.reloaded(true);
-            tracing::info!("SIGHUP: config reloaded");
+            tracing::info!("SIGHUP: config reloaded (built and swapped in {elapsed:?})");
         }
         Err(e) => {
             shared.metrics.reloaded(false);
