@@ -163,6 +163,17 @@ async fn refresh_due(
             max_bytes: fetch::MAX_BYTES,
         };
         let sources = settings.ranges.sources(provider, &[]);
+        if sources.is_empty() {
+            tracing::warn!(
+                provider = provider.name,
+                "ranges: {0} has no published URL to refresh from: name a mirror in [ranges.from] \
+                 {0}, or import the file with `trueip ranges update {0} --from {0}=FILE` and SIGHUP",
+                provider.name
+            );
+            retry.insert(meta.provider.clone(), now.saturating_add(every.as_secs()));
+            next = next.min(every);
+            continue;
+        }
         let result = ranges::update(
             &settings.loaded.dir,
             provider,

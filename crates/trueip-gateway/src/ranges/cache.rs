@@ -13,7 +13,7 @@ use trueip::providers::Edition;
 use super::fetch::MAX_BYTES;
 
 /// The metadata line's format version.
-const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 /// The longest metadata line read (a few hundred bytes in practice).
 const MAX_META: u64 = 64 << 10;
 

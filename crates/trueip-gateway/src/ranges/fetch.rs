@@ -81,7 +81,15 @@ async fn follow(
         };
         match answer {
             Answer::Body(body) => return Ok(body),
-            Answer::Redirect(location) => uri = redirect(&uri, &location)?,
+            Answer::Redirect(location) => {
+                let next = redirect(&uri, &location)?;
+                if target.tls && next.scheme_str() != Some("https") {
+                    return Err(format!(
+                        "{uri}: redirected from https to {next}: refused (a list must not lose its TLS)"
+                    ));
+                }
+                uri = next;
+            }
         }
     }
     Err(format!(

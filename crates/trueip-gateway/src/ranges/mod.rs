@@ -346,7 +346,7 @@ pub(crate) async fn update(
     let (ipv4, ipv6) = edition.counts();
     let now = cache::now_unix();
     let meta = Meta {
-        trueip_ranges: 1,
+        trueip_ranges: cache::FORMAT,
         provider: name.to_string(),
         sources: source_metas,
         fetched_at: cache::rfc3339(now),
