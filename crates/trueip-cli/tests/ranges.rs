@@ -715,3 +715,122 @@ fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cac
     assert!(hup.success());
     wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"fastly\"} 19");
 }
+
+/// `trueip serve ARGS` started and its address read from its log.
+fn start_serve(args: &[&str]) -> (Running, String) {
+    let mut child = Command::new(TRUEIP)
+        .arg("serve")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trueip serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a 'listening on' line");
+        if let Some(addr) = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+        {
+            return (running, addr.to_string());
+        }
+    }
+}
+
+#[test]
+fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
+    let dir = temp_dir("swaps");
+    let d = dir.to_str().expect("utf-8");
+    // Two editions of "Cloudflare's" list, both holding loopback (the test's peer) among
+    // the real prefixes, so every request is trusted under either, and under nothing less.
+    let v4 = String::from_utf8(fixture("cloudflare-ips-v4.txt")).expect("utf-8");
+    let v6 = String::from_utf8(fixture("cloudflare-ips-v6.txt")).expect("utf-8");
+    let a = dir.join("a.txt");
+    let b = dir.join("b.txt");
+    std::fs::write(&a, format!("127.0.0.0/8\n{v4}")).expect("write");
+    std::fs::write(&b, format!("127.0.0.0/8\n{v4}\n{v6}")).expect("write");
+    let out = update(&dir, "cloudflare", &[a.display().to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (gateway, addr) = start_serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--strategy",
+        "cloudflare",
+        "--ranges-dir",
+        d,
+    ]);
+    // Requests go on until the swaps are done (at most 20,000 of them).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let addr = addr.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut wrong = Vec::new();
+            let mut sent = 0;
+            for i in 0..20_000 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                sent += 1;
+                let Ok(mut stream) = TcpStream::connect(&addr) else {
+                    wrong.push(format!("request {i}: cannot connect"));
+                    continue;
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = write!(
+                    stream,
+                    "GET /json HTTP/1.1\r\nhost: t\r\ncf-connecting-ip: 198.51.100.7\r\nconnection: close\r\n\r\n"
+                );
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if !answer.starts_with("HTTP/1.1 200")
+                    || !answer.contains("\"client_ip\": \"198.51.100.7\"")
+                {
+                    wrong.push(format!("request {i}: {answer}"));
+                }
+            }
+            (sent, wrong)
+        })
+    };
+    let pid = gateway.0.id().to_string();
+    for i in 0..20 {
+        let edition = if i % 2 == 0 { &b } else { &a };
+        let out = update(&dir, "cloudflare", &[edition.display().to_string()], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        let hup = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP");
+        assert!(hup.success());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, wrong) = client.join().expect("client thread");
+    assert!(sent > 20, "requests kept coming during the swaps: {sent}");
+    assert!(
+        wrong.is_empty(),
+        "{} of {sent} wrong answers, first: {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    // The swaps happened: the last edition (a, IPv4 only) is the one in use.
+    wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"cloudflare\"} 16");
+}
