@@ -1421,6 +1421,23 @@ mod tests {
         assert_eq!(example, defaults);
     }
 
+    #[test]
+    fn the_ranges_table_is_checked_naming_the_key() {
+        for (toml, expected) in [
+            ("[ranges]\nrefresh = \"10s\"", "ranges.refresh"),
+            ("[ranges]\ntimeout = \"0s\"", "ranges.timeout"),
+            ("[ranges]\nrefresh = \"soon\"", "invalid duration"),
+            ("[ranges]\nrefesh = \"24h\"", "unknown field"),
+            ("[ranges.from]\nakamai = \"x\"", "ranges.from.akamai"),
+        ] {
+            let err = settings(toml).unwrap_err();
+            assert!(err.contains(expected), "{toml}: {err}");
+        }
+        let ok = settings("[ranges]\nrefresh = \"24h\"\ndir = \"/tmp/r\"").unwrap();
+        assert_eq!(ok.ranges.refresh, Some(Duration::from_secs(86_400)));
+        assert!(ok.loaded.metas.is_empty(), "nothing read from the cache");
+    }
+
     /// Every duration key, with the table it sits in.
     const DURATION_KEYS: [(&str, &str); 9] = [
         ("limits", "header_read_timeout"),

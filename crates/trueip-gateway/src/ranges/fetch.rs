@@ -259,3 +259,45 @@ fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let of = |url: &str| Target::of(&url.parse::<Uri>().unwrap());
+        assert!(!of("http://127.0.0.1:8080/x").unwrap().tls);
+        assert!(!of("http://[::1]/x").unwrap().tls);
+        assert_eq!(
+            of("https://ip-ranges.amazonaws.com/ip-ranges.json")
+                .unwrap()
+                .port,
+            443
+        );
+        for refused in [
+            "http://192.0.2.1/x",
+            "http://localhost/x",
+            "ftp://127.0.0.1/x",
+        ] {
+            assert!(of(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_url_that_answered() {
+        let from: Uri = "https://example.com/a/b?x=1".parse().unwrap();
+        assert_eq!(
+            redirect(&from, "/c").unwrap().to_string(),
+            "https://example.com/c"
+        );
+        assert_eq!(
+            redirect(&from, "https://mirror.example/d")
+                .unwrap()
+                .to_string(),
+            "https://mirror.example/d"
+        );
+        assert!(redirect(&from, "not a uri at all").is_err());
+    }
+}

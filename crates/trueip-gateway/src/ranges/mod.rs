@@ -452,3 +452,111 @@ fn diff_counts(old: &[Cidr], new: &[Cidr]) -> (usize, usize) {
     let (added, removed) = diff(old, new);
     (added.len(), removed.len())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use trueip::providers::Edition;
+
+    fn cidrs(n: usize) -> Vec<Cidr> {
+        (0..n)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
+            .collect()
+    }
+
+    fn cached(n: usize, token: Option<u64>) -> Cached {
+        let edition = Edition {
+            cidrs: cidrs(n),
+            token,
+            published: None,
+        };
+        let (ipv4, ipv6) = edition.counts();
+        Cached {
+            meta: Meta {
+                trueip_ranges: cache::FORMAT,
+                provider: "cloudfront".into(),
+                sources: vec![],
+                fetched_at: String::new(),
+                fetched_at_unix: 0,
+                token,
+                published: None,
+                ipv4,
+                ipv6,
+                sha256: String::new(),
+            },
+            edition,
+        }
+    }
+
+    fn new(n: usize, token: Option<u64>) -> Edition {
+        Edition {
+            cidrs: cidrs(n),
+            token,
+            published: None,
+        }
+    }
+
+    #[test]
+    fn an_edition_must_be_as_new_and_about_as_large_as_the_cached_one() {
+        let plain = Overrides::default();
+        let force = Overrides { force: true };
+        let old = cached(46, Some(100));
+        assert!(check("cloudfront", &new(46, Some(100)), Some(&old), plain).is_ok());
+        assert!(check("cloudfront", &new(92, Some(101)), Some(&old), plain).is_ok());
+        assert!(check("cloudfront", &new(23, Some(101)), Some(&old), plain).is_ok());
+        assert!(check("cloudfront", &new(50, None), Some(&old), plain).is_ok());
+        for (n, token, why) in [
+            (46, Some(99), "older"),
+            (93, Some(101), "beyond the bound"),
+            (22, Some(101), "beyond the bound"),
+            (460, Some(101), "beyond the bound"),
+        ] {
+            let err = check("cloudfront", &new(n, token), Some(&old), plain).unwrap_err();
+            assert!(err.contains(why) && err.contains("--force"), "{n}: {err}");
+            assert!(check("cloudfront", &new(n, token), Some(&old), force).is_ok());
+        }
+        assert!(check("cloudfront", &new(1, Some(1)), None, plain).is_ok());
+    }
+
+    #[test]
+    fn diff_names_each_prefix_once() {
+        let old: Vec<Cidr> = ["10.0.0.0/8", "192.0.2.0/24", "192.0.2.0/24"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let new: Vec<Cidr> = ["10.0.0.0/8", "198.51.100.0/24", "198.51.100.0/24"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let (added, removed) = diff(&old, &new);
+        assert_eq!(added.len(), 1);
+        assert_eq!(removed[0].to_string(), "192.0.2.0/24");
+        assert_eq!(removed.len(), 1);
+    }
+
+    #[test]
+    fn sources_come_from_flags_then_config_then_the_provider() {
+        let mut settings = RangesSettings::default();
+        let cf = provider("cloudflare").unwrap();
+        assert_eq!(settings.sources(cf, &[]).len(), 2);
+        settings
+            .from
+            .insert("cloudflare".into(), Sources::One("mirror".into()));
+        assert_eq!(settings.sources(cf, &[]), ["mirror"]);
+        let flags = [("cloudflare".to_string(), "flag".to_string())];
+        assert_eq!(settings.sources(cf, &flags), ["flag"]);
+        assert!(provider("gcp-lb").unwrap_err().contains("built in"));
+        assert!(provider("akamai").is_err());
+        settings
+            .from
+            .insert("akamai".into(), Sources::One("x".into()));
+        assert!(
+            settings
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("ranges.from.akamai")
+        );
+    }
+}
