@@ -223,6 +223,21 @@ fn lists_fetched_from_a_mirror_are_shown_checked_and_read_by_presets() {
     let out = trueip(&["ranges", "check", "--max-age", "1h", "--ranges-dir", d]);
     assert!(out.status.success(), "{}", text(&out));
 
+    let out = trueip(&[
+        "serve",
+        "--strategy",
+        "cloudfront",
+        "--ranges-dir",
+        d,
+        "--check",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("cloudfront ranges: 54 prefixes, fetched "),
+        "{}",
+        text(&out)
+    );
+
     // A CloudFront origin-facing address from the cached list vouches for the header.
     let doc: serde_json::Value =
         serde_json::from_slice(&fixture("aws-ip-ranges.json")).expect("JSON");

@@ -330,6 +330,19 @@ fn describe(s: &Settings) -> Vec<String> {
     if let Some(a) = s.admin.listen {
         lines.push(format!("admin http://{a}/healthz, /metrics"));
     }
+    for m in &s.loaded.metas {
+        lines.push(format!(
+            "{} ranges: {} prefixes, fetched {}, from {}{}",
+            m.provider,
+            m.prefixes(),
+            m.fetched_at,
+            ranges::cache::path(&s.loaded.dir, &m.provider).display(),
+            match s.ranges.refresh {
+                Some(every) => format!(", refreshed every {}", duration::duration_text(every)),
+                None => String::new(),
+            }
+        ));
+    }
     if !s.admin.prefix.is_empty() {
         lines.push(format!(
             "health {0}/healthz, metrics {0}/metrics on every HTTP listener",
