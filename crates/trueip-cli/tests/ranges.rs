@@ -849,3 +849,77 @@ fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
     // The swaps happened: the last edition (a, IPv4 only) is the one in use.
     wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"cloudflare\"} 16");
 }
+
+/// `openssl`, or `None` (with a notice) when TRUEIP_SKIP_EXTERNAL=1 lets the test skip.
+fn openssl() -> Option<PathBuf> {
+    let found = ["/usr/bin/openssl", "/usr/local/bin/openssl"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if found.is_none() && std::env::var("TRUEIP_SKIP_EXTERNAL").as_deref() == Ok("1") {
+        eprintln!(
+            "SKIP: `openssl` not installed (Debian package `openssl`); TRUEIP_SKIP_EXTERNAL=1"
+        );
+        return None;
+    }
+    Some(found.expect(
+        "`openssl` not found: install the Debian package `openssl`, or set TRUEIP_SKIP_EXTERNAL=1",
+    ))
+}
+
+#[test]
+fn an_https_mirror_whose_certificate_no_public_root_signed_is_refused() {
+    let Some(openssl) = openssl() else {
+        return;
+    };
+    let dir = temp_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "{}", text(&out));
+    let config = dir.join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n[log]\naccess_log = false\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("config");
+    let (_gateway, addr) = start_serve(&["--config", config.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let out = update(
+        &dir,
+        "cloudfront",
+        &[format!("https://{addr}/json")],
+        &["--timeout", "5s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TLS") && stderr.contains("certificate"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at the handshake"
+    );
+    assert!(!cache_file(&dir, "cloudfront").exists());
+}
