@@ -26,6 +26,10 @@ enum Reply {
     Redirect(&'static str),
     /// Headers, then nothing for this long.
     Stall(Duration),
+    /// A 64 MiB body announced, a few bytes sent.
+    Announced,
+    /// Chunks of 1 MiB without an announced length, 40 of them at most.
+    Endless,
 }
 
 /// AWS's list with every CLOUDFRONT_ORIGIN_FACING entry ten times over, and a later token.
@@ -73,6 +77,8 @@ fn route(path: &str) -> Reply {
         ),
         "/loop" => Reply::Redirect("/loop"),
         "/slow" => Reply::Stall(Duration::from_secs(10)),
+        "/huge" => Reply::Announced,
+        "/endless" => Reply::Endless,
         _ => Reply::Status(404),
     }
 }
@@ -125,6 +131,27 @@ fn answer(mut stream: TcpStream) {
                 "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n1.2."
             );
             std::thread::sleep(d);
+            Ok(())
+        }
+        Reply::Announced => write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{{\"syncToken\"",
+            64u64 << 20
+        ),
+        Reply::Endless => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            );
+            let chunk = vec![b' '; 1 << 20];
+            for _ in 0..40 {
+                if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+                    || stream.write_all(&chunk).is_err()
+                    || stream.write_all(b"\r\n").is_err()
+                {
+                    break;
+                }
+            }
             Ok(())
         }
     };
@@ -274,7 +301,9 @@ fn every_broken_source_is_refused_and_the_cached_list_survives() {
     let out = update(&dir, "cloudfront", &[format!("{url}/aws.json")], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let before = std::fs::read(cache_file(&dir, "cloudfront")).expect("cache");
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 11] = [
+        ("/huge", "larger than"),
+        ("/endless", "larger than"),
         ("/404", "404"),
         ("/500", "500"),
         ("/truncated.json", "not an AWS ip-ranges.json"),
