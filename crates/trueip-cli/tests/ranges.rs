@@ -952,3 +952,28 @@ fn an_https_mirror_whose_certificate_no_public_root_signed_is_refused() {
     );
     assert!(!cache_file(&dir, "cloudfront").exists());
 }
+
+/// Why `trueip ranges` has no Google list: `gcp-lb` trusts the Google Front End ranges,
+/// which Google documents for its load balancers and which its published `cloud.json`
+/// (customers' ranges) does not hold — trusting `cloud.json` would trust every customer.
+#[test]
+fn googles_cloud_json_does_not_hold_the_front_end_ranges_gcp_lb_trusts() {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fixture("google-cloud.json")).expect("JSON");
+    let prefixes = doc["prefixes"].as_array().expect("prefixes");
+    assert!(prefixes.len() > 100, "the real file");
+    let front_ends: Vec<trueip::Cidr> = ["35.191.0.0/16", "130.211.0.0/22"]
+        .iter()
+        .map(|c| c.parse().expect("CIDR"))
+        .collect();
+    for p in prefixes {
+        let Some(text) = p["ipv4Prefix"].as_str() else {
+            continue;
+        };
+        let cidr: trueip::Cidr = text.parse().expect("cloud.json CIDR");
+        for gfe in &front_ends {
+            let overlap = gfe.contains(cidr.network()) || cidr.contains(gfe.network());
+            assert!(!overlap, "{cidr} overlaps {gfe}");
+        }
+    }
+}
