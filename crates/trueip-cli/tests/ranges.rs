@@ -206,6 +206,12 @@ fn lists_fetched_from_a_mirror_are_shown_checked_and_read_by_presets() {
     let d = dir.to_str().expect("utf-8");
     let out = update(&dir, "cloudfront", &[format!("{url}/aws.json")], &[]);
     assert!(out.status.success(), "{}", text(&out));
+    // Piped, not a terminal: no progress line drawn over itself.
+    assert!(
+        !out.stderr.iter().any(|b| *b == b'\r' || *b == 0x1b),
+        "{}",
+        text(&out)
+    );
     let out = update(
         &dir,
         "cloudflare",
