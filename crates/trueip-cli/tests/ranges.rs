@@ -983,3 +983,49 @@ fn googles_cloud_json_does_not_hold_the_front_end_ranges_gcp_lb_trusts() {
         }
     }
 }
+
+#[test]
+fn a_refresh_stuck_on_a_slow_mirror_does_not_hold_up_the_shutdown() {
+    let url = mirror();
+    let dir = temp_dir("shutdown");
+    let d = dir.to_str().expect("utf-8");
+    let v4 = fixtures().join("cloudflare-ips-v4.txt");
+    let out = update(&dir, "cloudflare", &[v4.display().to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    back_date(&dir, "cloudflare", 2 * 86_400);
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[client_ip]\nstrategy = \"cloudflare\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+             [ranges]\ndir = \"{d}\"\nrefresh = \"24h\"\ntimeout = \"60s\"\n\
+             [ranges.from]\ncloudflare = \"{url}/slow\"\n"
+        ),
+    )
+    .expect("config");
+    let (mut gateway, addr) = start_serve(&["--config", config.to_str().expect("utf-8")]);
+    // The refresh is under way (the mirror stalls for 10 s); the gateway still answers.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(get(&addr, "/json").starts_with("HTTP/1.1 200"));
+    let pid = gateway.0.id().to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = gateway.0.try_wait().expect("wait") {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = trueip(&["ranges", "show", "cloudflare", "--ranges-dir", d]);
+    assert!(
+        out.status.success(),
+        "the cached list is whole: {}",
+        text(&out)
+    );
+}

@@ -119,7 +119,12 @@ pub(crate) fn start_refresh(
             runtime.block_on(async move {
                 let mut retry = HashMap::new();
                 loop {
-                    let wait = refresh_due(&shared, &args, &mut retry).await;
+                    // A download in flight does not hold up the shutdown: the cache is
+                    // written by one rename, so a refresh cut short leaves it whole.
+                    let wait = tokio::select! {
+                        wait = refresh_due(&shared, &args, &mut retry) => wait,
+                        _ = exit.wait_for(|e| *e) => return,
+                    };
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         _ = exit.wait_for(|e| *e) => return,
