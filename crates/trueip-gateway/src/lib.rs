@@ -115,6 +115,7 @@ pub mod testing {
                 u.response_timeout,
                 u.body_timeout,
                 u.pool_idle_timeout,
+                self.0.ranges.timeout,
             ]
         }
 
