@@ -1439,7 +1439,8 @@ mod tests {
     }
 
     /// Every duration key, with the table it sits in.
-    const DURATION_KEYS: [(&str, &str); 9] = [
+    const DURATION_KEYS: [(&str, &str); 10] = [
+        ("ranges", "timeout"),
         ("limits", "header_read_timeout"),
         ("limits", "idle_timeout"),
         ("limits", "tls_handshake_timeout"),
