@@ -18,8 +18,11 @@ const TRUST_HELP: &str = "\
 Trust specs (--trust, repeatable):
   10.0.0.0/8, 192.0.2.7, 2001:db8::/32   address ranges and single addresses
   loopback | private | any                named sets (private = RFC 1918 + ULA + link-local)
+  cloudfront | cloudflare | fastly | azure-front-door
+                                          a provider's published ranges, from the cache
+                                          `trueip ranges update NAME` fills (--ranges-dir)
   cloudfront=FILE | cloudflare=FILE | fastly=FILE | azure-front-door=FILE
-                                          a provider's published range list
+                                          the same, from a file you keep
   gcp-lb                                  Google Front End ranges (built in)
 
 ";
@@ -106,6 +109,10 @@ pub(crate) struct ExplainArgs {
     /// Read the [client_ip] section of this TOML file (the one `trueip serve` uses).
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// The provider range list cache, for presets and provider names given without a
+    /// file (`trueip ranges update` fills it). Replaces the config's [ranges] dir.
+    #[arg(long, value_name = "DIR")]
+    ranges_dir: Option<std::path::PathBuf>,
     /// The source address of a PROXY protocol header on the connection.
     #[arg(long, value_name = "ADDR")]
     proxy_source: Option<String>,
@@ -171,9 +178,13 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         let explanation = lambda_event(&preset_policy(preset, &args.trust)?, path)?;
         return print(&explanation, args.format);
     }
-    let mut base = match &args.config {
+    let (mut base, config_dir) = match &args.config {
         Some(path) => load_config(path)?,
-        None => ClientIpConfig::default(),
+        None => (ClientIpConfig::default(), None),
+    };
+    let dirs = Dirs {
+        flag: args.ranges_dir.as_deref(),
+        config: config_dir.as_deref(),
     };
     base.apply_flags(&Flags {
         trust: &args.trust,
@@ -183,9 +194,9 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
     })
     .map_err(|e| e.to_string())?;
     if args.batch {
-        return batch(&base);
+        return batch(&base, dirs);
     }
-    let policy = build(&base)?;
+    let policy = build(&base, dirs)?;
     let explanation = match &args.lambda_event {
         Some(path) => lambda_event(&policy, path)?,
         None => request(&policy, args)?,
@@ -268,23 +279,42 @@ fn lambda_event(policy: &Policy, path: &std::path::Path) -> Result<Explanation, 
 }
 
 /// Reads the `[client_ip]` section of a TOML config; other sections belong to `serve`.
-pub(crate) fn load_config(path: &std::path::Path) -> Result<ClientIpConfig, String> {
+/// The `[client_ip]` section of a config file, and its `[ranges] dir`.
+pub(crate) fn load_config(
+    path: &std::path::Path,
+) -> Result<(ClientIpConfig, Option<std::path::PathBuf>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    match table.remove("client_ip") {
+    let dir = match table.get("ranges").and_then(|r| r.get("dir")) {
+        Some(toml::Value::String(dir)) => Some(std::path::PathBuf::from(dir)),
+        Some(other) => {
+            return Err(format!(
+                "{}: [ranges] dir must be a path string, not {other}",
+                path.display()
+            ));
+        }
+        None => None,
+    };
+    let config = match table.remove("client_ip") {
         Some(section) => section
             .try_into()
-            .map_err(|e| format!("{}: [client_ip]: {e}", path.display())),
-        None => Ok(ClientIpConfig::default()),
-    }
+            .map_err(|e| format!("{}: [client_ip]: {e}", path.display()))?,
+        None => ClientIpConfig::default(),
+    };
+    Ok((config, dir))
 }
 
-fn build(config: &ClientIpConfig) -> Result<Policy, String> {
-    config
-        .build(&mut |path| std::fs::read(path).map_err(|e| e.to_string()))
-        .map_err(|e| e.to_string())
+/// Where the range cache is: `--ranges-dir`, else the config's `[ranges] dir`.
+#[derive(Clone, Copy, Debug)]
+struct Dirs<'a> {
+    flag: Option<&'a std::path::Path>,
+    config: Option<&'a std::path::Path>,
+}
+
+fn build(config: &ClientIpConfig, dirs: Dirs<'_>) -> Result<Policy, String> {
+    trueip_gateway::build_policy(config, dirs.flag, dirs.config)
 }
 
 /// The connection as `serve` would see it. A private endpoint id comes only in a PROXY
@@ -340,7 +370,7 @@ enum OneOrMany {
 
 /// Policies are built once per distinct (trust, strategy, from) and reused: building
 /// one per line would dominate a large batch.
-fn batch(base: &ClientIpConfig) -> Result<ExitCode, String> {
+fn batch(base: &ClientIpConfig, dirs: Dirs<'_>) -> Result<ExitCode, String> {
     let stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut policies: HashMap<String, Result<Policy, String>> = HashMap::new();
@@ -350,7 +380,7 @@ fn batch(base: &ClientIpConfig) -> Result<ExitCode, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let result = batch_case(&line, base, &mut policies);
+        let result = batch_case(&line, base, dirs, &mut policies);
         let json = match result {
             Ok(explanation) => serde_json::to_string(&explanation),
             Err(error) => {
@@ -373,6 +403,7 @@ fn batch(base: &ClientIpConfig) -> Result<ExitCode, String> {
 fn batch_case(
     line: &str,
     base: &ClientIpConfig,
+    dirs: Dirs<'_>,
     policies: &mut HashMap<String, Result<Policy, String>>,
 ) -> Result<Explanation, String> {
     let case: Case = serde_json::from_str(line).map_err(|e| format!("invalid case: {e}"))?;
@@ -395,7 +426,7 @@ fn batch_case(
                     proxy_protocol_from: &[],
                 })
                 .map_err(|e| e.to_string())?;
-            build(&config)
+            build(&config, dirs)
         })
         .as_ref()
         .map_err(Clone::clone)?;

@@ -38,6 +38,7 @@ struct Cli {
 enum Command {
     Explain(explain::ExplainArgs),
     Serve(trueip_gateway::ServeArgs),
+    Ranges(trueip_gateway::RangesArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +46,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => trueip_gateway::run(args),
+        Command::Ranges(args) => trueip_gateway::ranges(args),
     }
 }

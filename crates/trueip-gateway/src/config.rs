@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use trueip::config::{ClientIpConfig, Strategies, StrategyEntry};
 use trueip::{ConfigError, FieldName, Policy, StrategySpec};
 
+use crate::duration::serde_duration as duration;
+pub(crate) use crate::duration::{MAX_TIMEOUT, duration_text};
+use crate::ranges::{Loaded, RangesSettings};
+
 /// The whole file, as written. Unknown keys are errors, so a typo never goes unnoticed.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +43,8 @@ pub(crate) struct FileConfig {
     pub(crate) admin: AdminSettings,
     /// `[log]`: diagnostics and the access log.
     pub(crate) log: LogSettings,
+    /// `[ranges]`: the provider range list cache and its refresh.
+    pub(crate) ranges: RangesSettings,
 }
 
 impl Default for FileConfig {
@@ -51,6 +57,7 @@ impl Default for FileConfig {
             limits: Limits::default(),
             admin: AdminSettings::default(),
             log: LogSettings::default(),
+            ranges: RangesSettings::default(),
         }
     }
 }
@@ -130,60 +137,6 @@ mod named {
                 .map(Some)
                 .map_err(serde::de::Error::custom)
         }
-    }
-}
-
-/// Serde for a duration: `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds;
-/// written back in seconds, or milliseconds when it has a fraction of a second.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        Seconds(u64),
-        Text(String),
-    }
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::duration_text(*d))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Text::deserialize(d)? {
-            Text::Seconds(s) => Ok(Duration::from_secs(s)),
-            Text::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `250ms`, `10s`, `2m`, `1h` (one number, one unit).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let hint =
-        || format!("invalid duration {text:?} (write e.g. \"250ms\", \"10s\", \"2m\", \"1h\")");
-    let n: u64 = number.parse().map_err(|_| hint())?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(hint()),
-    }
-}
-
-/// A duration as a config value: whole seconds, or milliseconds.
-fn duration_text(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -634,6 +587,10 @@ pub(crate) struct Settings {
     pub(crate) admin: AdminSettings,
     /// Logging.
     pub(crate) log: LogSettings,
+    /// The range list cache and its refresh.
+    pub(crate) ranges: RangesSettings,
+    /// The provider lists the policy read from the cache.
+    pub(crate) loaded: Loaded,
 }
 
 const EXAMPLES: &str = "\
@@ -652,7 +609,13 @@ Examples:
 
   trueip serve --config /etc/trueip.toml
       Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
-      SIGHUP reloads the file; SIGTERM/SIGINT drain in-flight requests and exit.
+      SIGHUP reloads the file and the range cache; SIGTERM/SIGINT drain in-flight requests
+      and exit.
+
+  trueip ranges update cloudflare && trueip serve --strategy cloudflare
+      Behind Cloudflare: CF-Connecting-IP from Cloudflare's published ranges, read from the
+      cache `trueip ranges` keeps (--ranges-dir, [ranges] dir; [ranges] refresh = \"24h\" keeps
+      them fresh from inside the gateway).
 
   trueip serve --config /etc/trueip.toml --check
       Check the config (and TLS files) and exit.
@@ -688,7 +651,7 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
 
     /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
-    /// (NAME=FILE loads its published ranges). Repeatable; replaces client_ip.trusted.
+    /// (its list from the range cache; NAME=FILE reads it from FILE). Repeatable; replaces client_ip.trusted.
     #[arg(long, value_name = "SPEC")]
     pub trust: Vec<String>,
 
@@ -709,6 +672,11 @@ pub struct ServeArgs {
     /// client_ip.proxy_protocol_from).
     #[arg(long, value_name = "SPEC")]
     pub proxy_protocol_from: Vec<String>,
+
+    /// The provider range list cache (`trueip ranges update` fills it). Replaces
+    /// [ranges] dir.
+    #[arg(long, value_name = "DIR")]
+    pub ranges_dir: Option<PathBuf>,
 
     /// Check the config (and TLS files), print a summary and exit.
     #[arg(long)]
@@ -792,10 +760,6 @@ fn key_at(text: &str, at: usize) -> String {
     }
 }
 
-/// The longest any timeout may be. Every deadline is the clock plus a timeout, and the
-/// clock cannot hold an arbitrary sum (`Instant + Duration` panics on overflow); a day
-/// is far past any useful timeout and leaves the arithmetic centuries of room.
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most open connections: past any process's descriptor limit (`nr_open` defaults
 /// to 1048576), so only a typo reaches it.
 pub(crate) const MAX_CONNECTIONS: usize = 1 << 20;
@@ -863,7 +827,12 @@ impl Settings {
             from: flags.from.as_deref(),
             proxy_protocol_from: &flags.proxy_protocol_from,
         })?;
-        let policy = file.client_ip.build(read)?;
+        file.ranges.check()?;
+        let loaded = crate::ranges::load_for(
+            &file.client_ip,
+            &file.ranges.dir(flags.ranges_dir.as_deref()),
+        )?;
+        let policy = file.client_ip.build_with(read, &loaded.sets)?;
 
         let from_flags = !flags.listen.is_empty();
         if from_flags {
@@ -942,6 +911,8 @@ impl Settings {
             limits: file.limits,
             admin: file.admin,
             log: file.log,
+            ranges: file.ranges,
+            loaded,
         })
     }
 
@@ -1206,6 +1177,7 @@ impl LogSettings {
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use crate::duration::parse_duration;
 
     fn settings(toml: &str) -> Result<Settings, String> {
         let file = parse_toml(toml).map_err(|e| e.to_string())?;
@@ -1449,8 +1421,26 @@ mod tests {
         assert_eq!(example, defaults);
     }
 
+    #[test]
+    fn the_ranges_table_is_checked_naming_the_key() {
+        for (toml, expected) in [
+            ("[ranges]\nrefresh = \"10s\"", "ranges.refresh"),
+            ("[ranges]\ntimeout = \"0s\"", "ranges.timeout"),
+            ("[ranges]\nrefresh = \"soon\"", "invalid duration"),
+            ("[ranges]\nrefesh = \"24h\"", "unknown field"),
+            ("[ranges.from]\nakamai = \"x\"", "ranges.from.akamai"),
+        ] {
+            let err = settings(toml).unwrap_err();
+            assert!(err.contains(expected), "{toml}: {err}");
+        }
+        let ok = settings("[ranges]\nrefresh = \"24h\"\ndir = \"/tmp/r\"").unwrap();
+        assert_eq!(ok.ranges.refresh, Some(Duration::from_secs(86_400)));
+        assert!(ok.loaded.metas.is_empty(), "nothing read from the cache");
+    }
+
     /// Every duration key, with the table it sits in.
-    const DURATION_KEYS: [(&str, &str); 9] = [
+    const DURATION_KEYS: [(&str, &str); 10] = [
+        ("ranges", "timeout"),
         ("limits", "header_read_timeout"),
         ("limits", "idle_timeout"),
         ("limits", "tls_handshake_timeout"),

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
 
-use crate::config::{Mode, Settings};
+use crate::config::{FileConfig, Mode, Settings};
 use crate::io::Activity;
 use crate::metrics::Metrics;
 use crate::rules::{Hygiene, Serves};
@@ -39,6 +39,9 @@ pub(crate) struct State {
     pub(crate) tls: Vec<Option<TlsAcceptor>>,
     /// HTTP/1.1 + HTTP/2 server settings.
     pub(crate) http: auto::Builder<TokioExecutor>,
+    /// The config file as read (before flags), which a range refresh rebuilds from;
+    /// `None` for states built otherwise (tests).
+    pub(crate) source: Option<Arc<FileConfig>>,
 }
 
 impl State {
@@ -87,6 +90,7 @@ impl State {
             tls: acceptors,
             http,
             settings,
+            source: None,
         })
     }
 }

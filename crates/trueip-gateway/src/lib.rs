@@ -52,12 +52,16 @@ pub(crate) mod test_support {
 mod clock;
 mod config;
 mod context;
+mod duration;
 mod http;
 mod io;
 mod logging;
 mod metrics;
 mod pages;
 mod proxy;
+mod ranges;
+mod ranges_cli;
+mod reload;
 mod rules;
 mod server;
 mod tcp;
@@ -111,6 +115,7 @@ pub mod testing {
                 u.response_timeout,
                 u.body_timeout,
                 u.pool_idle_timeout,
+                self.0.ranges.timeout,
             ]
         }
 
@@ -186,28 +191,36 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use trueip::ConfigError;
 
 pub use crate::config::ServeArgs;
+pub use crate::ranges_cli::{RangesArgs, run as ranges};
+
+/// Builds a `[client_ip]` policy as `trueip serve` does: provider files read from disk,
+/// and the lists no file supplies from the range cache — `flag` (`--ranges-dir`), else
+/// `config_dir` (`[ranges] dir`), else the default directory. `trueip explain` uses it.
+pub fn build_policy(
+    config: &trueip::config::ClientIpConfig,
+    flag: Option<&std::path::Path>,
+    config_dir: Option<&std::path::Path>,
+) -> Result<trueip::Policy, String> {
+    let dir = flag
+        .or(config_dir)
+        .map_or_else(ranges::default_dir, std::path::Path::to_path_buf);
+    let loaded = ranges::load_for(config, &dir).map_err(|e| e.to_string())?;
+    config
+        .build_with(
+            &mut |path| std::fs::read(path).map_err(|e| e.to_string()),
+            &loaded.sets,
+        )
+        .map_err(|e| e.to_string())
+}
 use crate::config::{Mode, ProxyProtocol, SendProxy, Settings};
 use crate::context::{Role, Shared, State};
 use crate::metrics::Metrics;
 
-/// Reads the config file (if any), applies the flags, checks everything and loads the
-/// TLS files: the state a reload would switch to.
-fn load(args: &ServeArgs) -> Result<State, ConfigError> {
-    let file = match args.config.as_deref() {
-        Some(p) => config::read_file(p)?,
-        None => config::FileConfig::default(),
-    };
-    let mut read = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
-    let settings = Settings::from_file(file, args, &mut read)?;
-    State::build(settings)
-}
-
 /// Runs `trueip serve` until SIGTERM/SIGINT. Builds its own tokio runtime.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let state = match load(&args) {
+    let state = match reload::load(&args) {
         Ok(state) => state,
         Err(e) => {
             eprintln!("trueip serve: {e}");
@@ -318,6 +331,19 @@ fn describe(s: &Settings) -> Vec<String> {
     if let Some(a) = s.admin.listen {
         lines.push(format!("admin http://{a}/healthz, /metrics"));
     }
+    for m in &s.loaded.metas {
+        lines.push(format!(
+            "{} ranges: {} prefixes, fetched {}, from {}{}",
+            m.provider,
+            m.prefixes(),
+            m.fetched_at,
+            ranges::cache::path(&s.loaded.dir, &m.provider).display(),
+            match s.ranges.refresh {
+                Some(every) => format!(", refreshed every {}", duration::duration_text(every)),
+                None => String::new(),
+            }
+        ));
+    }
     if !s.admin.prefix.is_empty() {
         lines.push(format!(
             "health {0}/healthz, metrics {0}/metrics on every HTTP listener",
@@ -369,6 +395,7 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
     }
 
     let max = state.settings.limits.max_connections;
+    metrics.ranges_in_use(&state.settings.loaded.metas);
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
     // Every worker accepts on its own duplicate of each socket (one open socket, several
     // file descriptors): whichever is free takes the next connection.
@@ -383,10 +410,14 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
         }
     }
     let (exit, _) = watch::channel(false);
-    let workers = match start_workers(state_workers(&shared), &std_sockets, &shared, &exit) {
+    let mut workers = match start_workers(state_workers(&shared), &std_sockets, &shared, &exit) {
         Ok(w) => w,
         Err(e) => return fatal(format!("cannot start the worker threads: {e}")),
     };
+    match reload::start_refresh(shared.clone(), args.clone(), exit.subscribe()) {
+        Ok(thread) => workers.push(thread),
+        Err(e) => return fatal(format!("cannot start the range refresh thread: {e}")),
+    }
     for (socket, role) in std_sockets {
         match TcpListener::from_std(socket) {
             Ok(l) => {
@@ -401,7 +432,7 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
         tokio::select! {
             _ = term_sig.recv() => break "SIGTERM",
             _ = int_sig.recv() => break "SIGINT",
-            _ = hup_sig.recv() => reload(&shared, args.clone()).await,
+            _ = hup_sig.recv() => reload::sighup(shared.clone(), args.clone()).await,
         }
     };
 
@@ -494,45 +525,6 @@ fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -
     match hint {
         Some(hint) => format!("cannot listen on {addr} ({key}): {e} (hint: {hint})"),
         None => format!("cannot listen on {addr} ({key}): {e}"),
-    }
-}
-
-/// SIGHUP: re-read the file and swap the state, or keep the old one and say why.
-async fn reload(shared: &Shared, args: ServeArgs) {
-    let loaded = tokio::task::spawn_blocking(move || load(&args)).await;
-    let current = shared.state.load_full();
-    let result = match loaded {
-        Ok(Ok(state)) if !state.settings.same_sockets(&current.settings) => {
-            Err(ConfigError::new("listen addresses or modes changed")
-                .hint("sockets cannot change on reload; restart trueip to apply them")
-                .at("listen"))
-        }
-        Ok(Ok(state)) => Ok(state),
-        Ok(Err(e)) => Err(e),
-        Err(e) => Err(ConfigError::new(format!("reload task failed: {e}"))),
-    };
-    match result {
-        Ok(state) => {
-            if state.settings.limits.max_connections != current.settings.limits.max_connections {
-                tracing::warn!("limits.max_connections changes apply after a restart");
-            }
-            if state.settings.limits.backlog != current.settings.limits.backlog {
-                tracing::warn!("limits.backlog changes apply after a restart");
-            }
-            if state.settings.limits.workers != current.settings.limits.workers {
-                tracing::warn!("limits.workers changes apply after a restart");
-            }
-            if state.settings.log != current.settings.log {
-                tracing::warn!("[log] changes apply after a restart");
-            }
-            shared.state.store(Arc::new(state));
-            shared.metrics.reloaded(true);
-            tracing::info!("SIGHUP: config reloaded");
-        }
-        Err(e) => {
-            shared.metrics.reloaded(false);
-            tracing::error!("SIGHUP: config rejected, the old one stays: {e}");
-        }
     }
 }
 

@@ -5,10 +5,13 @@
 //! relaxed `fetch_add` — no map lookup, no lock, no allocation on the request path.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use trueip::{ListHeader, Resolution, Source, Warnings};
+
+use crate::ranges::PROVIDERS;
+use crate::ranges::cache::Meta;
 
 /// Where a client address came from, as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +217,17 @@ pub(crate) struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     log_dropped: AtomicU64,
+    ranges: [RangeGauges; PROVIDERS.len()],
+}
+
+/// One provider's list in use, by its index in [`PROVIDERS`].
+#[derive(Debug, Default)]
+struct RangeGauges {
+    /// Whether the current policy reads this list from the cache.
+    in_use: AtomicBool,
+    fetched_at_unix: AtomicU64,
+    prefixes: AtomicU64,
+    refresh_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -341,6 +355,31 @@ impl Metrics {
             &self.reloads_failed
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// The cached lists the current policy reads (the others are no longer in use).
+    pub(crate) fn ranges_in_use(&self, metas: &[Meta]) {
+        for (p, g) in PROVIDERS.iter().zip(&self.ranges) {
+            match metas.iter().find(|m| m.provider == p.name) {
+                Some(m) => {
+                    g.fetched_at_unix.store(m.fetched_at_unix, Relaxed);
+                    g.prefixes.store(m.prefixes() as u64, Relaxed);
+                    g.in_use.store(true, Relaxed);
+                }
+                None => g.in_use.store(false, Relaxed),
+            }
+        }
+    }
+
+    /// A background refresh of `provider`'s list failed.
+    pub(crate) fn range_refresh_failed(&self, provider: &str) {
+        if let Some(g) = PROVIDERS
+            .iter()
+            .position(|p| p.name == provider)
+            .and_then(|i| self.ranges.get(i))
+        {
+            g.refresh_failures.fetch_add(1, Relaxed);
+        }
     }
 
     /// A log line was dropped because the writer fell behind.
@@ -522,7 +561,59 @@ impl Metrics {
             self.latency_micros.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "trueip_request_duration_seconds_count {count}");
+        self.render_ranges(&mut out);
         out
+    }
+
+    /// The range list families, for the lists in use (failures also for those that
+    /// once failed).
+    fn render_ranges(&self, out: &mut String) {
+        let in_use: Vec<(&str, &RangeGauges)> = PROVIDERS
+            .iter()
+            .zip(&self.ranges)
+            .filter(|(_, g)| g.in_use.load(Relaxed))
+            .map(|(p, g)| (p.name, g))
+            .collect();
+        let now = crate::ranges::cache::now_unix();
+        if !in_use.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP trueip_ranges_age_seconds Seconds since the provider's range list in use was fetched.\n# TYPE trueip_ranges_age_seconds gauge"
+            );
+            for (name, g) in &in_use {
+                let age = now.saturating_sub(g.fetched_at_unix.load(Relaxed));
+                let _ = writeln!(
+                    out,
+                    "trueip_ranges_age_seconds{{provider=\"{name}\"}} {age}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP trueip_ranges_prefixes Prefixes in the provider's range list in use.\n# TYPE trueip_ranges_prefixes gauge"
+            );
+            for (name, g) in &in_use {
+                let _ = writeln!(
+                    out,
+                    "trueip_ranges_prefixes{{provider=\"{name}\"}} {}",
+                    g.prefixes.load(Relaxed)
+                );
+            }
+        }
+        let failures: Vec<(&str, u64)> = PROVIDERS
+            .iter()
+            .zip(&self.ranges)
+            .filter(|(_, g)| g.in_use.load(Relaxed) || g.refresh_failures.load(Relaxed) > 0)
+            .map(|(p, g)| (p.name, g.refresh_failures.load(Relaxed)))
+            .collect();
+        if !failures.is_empty() {
+            counter(
+                out,
+                "trueip_ranges_refresh_failures_total",
+                "Background refreshes of a provider's range list that failed (the last good list stays).",
+                "provider",
+                failures,
+            );
+        }
     }
 
     fn warning(&self, flag: Warnings) -> u64 {
@@ -577,6 +668,54 @@ fn warning_table() -> impl Iterator<Item = (Warnings, &'static str)> {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_lists_in_use_have_an_age_a_size_and_failures() {
+        let m = Metrics::default();
+        assert!(
+            !m.render().contains("trueip_ranges"),
+            "no list in use, no family"
+        );
+        let now = crate::ranges::cache::now_unix();
+        let meta = Meta {
+            trueip_ranges: 1,
+            provider: "cloudfront".into(),
+            sources: vec![],
+            fetched_at: String::new(),
+            fetched_at_unix: now - 100,
+            token: None,
+            published: None,
+            ipv4: 46,
+            ipv6: 8,
+            sha256: String::new(),
+        };
+        m.ranges_in_use(std::slice::from_ref(&meta));
+        m.range_refresh_failed("cloudfront");
+        m.range_refresh_failed("fastly");
+        let text = m.render();
+        let age: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("trueip_ranges_age_seconds{provider=\"cloudfront\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((100..200).contains(&age), "{text}");
+        assert!(
+            text.contains("trueip_ranges_prefixes{provider=\"cloudfront\"} 54"),
+            "{text}"
+        );
+        assert!(text.contains("trueip_ranges_refresh_failures_total{provider=\"cloudfront\"} 1"));
+        assert!(text.contains("trueip_ranges_refresh_failures_total{provider=\"fastly\"} 1"));
+        assert!(
+            !text.contains("trueip_ranges_prefixes{provider=\"fastly\"}"),
+            "{text}"
+        );
+        m.ranges_in_use(&[]);
+        assert!(
+            !m.render().contains("trueip_ranges_age_seconds{"),
+            "no longer in use"
+        );
+    }
 
     #[test]
     fn renders_prometheus_text() {

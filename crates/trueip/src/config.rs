@@ -183,12 +183,70 @@ impl ClientIpConfig {
         Ok(())
     }
 
+    /// The provider range lists the policy reads that no file in `providers` supplies
+    /// (and that are not built in): those the caller loads from elsewhere, e.g. the
+    /// `trueip ranges` cache, and passes to [`build_with`](Self::build_with). Specs that do
+    /// not parse are left for `build` to report.
+    pub fn cached_providers(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        let mut add = |name: &str| {
+            if let Some(known) = crate::PROVIDERS.iter().find(|p| **p == name)
+                && *known != "gcp-lb"
+                && !self.providers.contains_key(*known)
+                && !names.contains(known)
+            {
+                names.push(known);
+            }
+        };
+        let specs = |list: &[String], add: &mut dyn FnMut(&str)| {
+            for spec in list {
+                if let Ok(TrustSpec::Provider(p)) = spec.parse::<TrustSpec>() {
+                    add(&p);
+                }
+            }
+        };
+        specs(&self.trusted, &mut add);
+        specs(&self.proxy_protocol_from, &mut add);
+        let entries = match &self.strategy {
+            Strategies::One(name) => vec![StrategyEntry::Name(name.clone())],
+            Strategies::Chain(list) => list.clone(),
+        };
+        for entry in &entries {
+            let name = match entry {
+                StrategyEntry::Name(name) => name,
+                StrategyEntry::WithTrust { name, trusted } => {
+                    specs(trusted, &mut add);
+                    name
+                }
+            };
+            if let Ok(StrategySpec::Preset(preset)) = name.parse::<StrategySpec>()
+                && let Some(list) = preset.ranges()
+            {
+                add(list);
+            }
+        }
+        names
+    }
+
     /// Checks everything and builds the policy. `read` loads a provider file by path.
     pub fn build(
         &self,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     ) -> Result<Policy, ConfigError> {
+        self.build_with(read, &BTreeMap::new())
+    }
+
+    /// [`build`](Self::build), with provider ranges the caller has already loaded
+    /// (by provider name); a file in `providers` wins over them.
+    pub fn build_with(
+        &self,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+        loaded: &BTreeMap<String, TrustSet>,
+    ) -> Result<Policy, ConfigError> {
         let mut builder = Policy::builder();
+        for (name, set) in loaded {
+            builder = builder.provider(name, set.clone());
+        }
         for (name, files) in &self.providers {
             builder = builder.provider(name, load_provider(name, files, read)?);
         }
@@ -274,4 +332,67 @@ pub fn load_provider(
         cidrs.extend(crate::providers::parse_for(&name, &bytes).map_err(|e| e.at(at()))?);
     }
     Ok(TrustSet::from_cidrs(cidrs))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    fn config(toml_like: &[(&str, &[&str])]) -> ClientIpConfig {
+        let mut c = ClientIpConfig::default();
+        for (key, values) in toml_like {
+            let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            match *key {
+                "trusted" => c.trusted = values,
+                "strategy" => c.set_strategies(&values),
+                "proxy_protocol_from" => c.proxy_protocol_from = values,
+                _ => unreachable!("no key {key}"),
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn cached_providers_are_those_read_but_not_given_as_files() {
+        let c = config(&[
+            ("trusted", &["10.0.0.0/8", "fastly", "gcp-lb"]),
+            ("strategy", &["cloudfront", "cloudflare", "gcp-lb", "fly"]),
+            ("proxy_protocol_from", &["azure-front-door"]),
+        ]);
+        assert_eq!(
+            c.cached_providers(),
+            ["fastly", "azure-front-door", "cloudfront", "cloudflare"]
+        );
+        let mut with_file = c.clone();
+        with_file
+            .providers
+            .insert("cloudfront".into(), Files::One("ip-ranges.json".into()));
+        assert!(!with_file.cached_providers().contains(&"cloudfront"));
+        assert!(
+            config(&[("strategy", &["aws-alb"])])
+                .cached_providers()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn ranges_loaded_by_the_caller_build_a_preset_and_a_file_wins() {
+        let c = config(&[("strategy", &["cloudflare"])]);
+        let err = c.build(&mut |_| Err("none".into())).unwrap_err();
+        assert!(err.to_string().contains("cloudflare"), "{err}");
+        let cached: TrustSet = ["173.245.48.0/20".parse::<crate::Cidr>().unwrap()]
+            .into_iter()
+            .collect();
+        let loaded = BTreeMap::from([("cloudflare".to_string(), cached)]);
+        assert!(c.build_with(&mut |_| Err("none".into()), &loaded).is_ok());
+        let mut with_file = c.clone();
+        with_file
+            .providers
+            .insert("cloudflare".into(), Files::One("ips".into()));
+        let err = with_file
+            .build_with(&mut |_| Err("no such file".into()), &loaded)
+            .unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+    }
 }

@@ -160,6 +160,35 @@ mod json {
         )
     }
 
+    /// The fields that date an edition, in any provider's JSON.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Dated {
+        #[serde(default)]
+        sync_token: Option<String>,
+        #[serde(default)]
+        create_date: Option<String>,
+        #[serde(default)]
+        change_number: Option<u64>,
+    }
+
+    /// The edition token and date of a provider's JSON list (AWS `syncToken` and
+    /// `createDate`, Azure `changeNumber`), `None` where it has none.
+    pub(super) fn token(json: &[u8]) -> Result<(Option<u64>, Option<String>), ConfigError> {
+        let doc: Dated = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new(format!("unreadable edition fields: {e}")))?;
+        let sync = doc
+            .sync_token
+            .map(|t| {
+                t.trim().parse::<u64>().map_err(|_| {
+                    ConfigError::new(format!("syncToken {t:?} is not a number"))
+                        .hint("AWS writes Unix seconds as a string")
+                })
+            })
+            .transpose()?;
+        Ok((sync.or(doc.change_number), doc.create_date))
+    }
+
     fn parse_all<'a>(
         items: impl Iterator<Item = (String, &'a String)>,
     ) -> Result<Vec<Cidr>, ConfigError> {
@@ -178,6 +207,57 @@ mod json {
 
 #[cfg(feature = "serde")]
 pub use json::{aws_ip_ranges, azure_service_tags, fastly_public_ip_list};
+
+/// One edition of a provider's list: its prefixes for the provider, and the provider's
+/// own mark of its age where the format has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edition {
+    /// The prefixes the provider's preset trusts (for AWS: one service's).
+    pub cidrs: Vec<Cidr>,
+    /// A number that grows with every edition: AWS `syncToken` (Unix seconds), Azure
+    /// `changeNumber`. `None` for lists without one (Cloudflare, Fastly, plain text).
+    pub token: Option<u64>,
+    /// The provider's own date, as written (AWS `createDate`), for display.
+    pub published: Option<String>,
+}
+
+impl Edition {
+    /// How many IPv4 and IPv6 prefixes it holds.
+    pub fn counts(&self) -> (usize, usize) {
+        let v4 = self.cidrs.iter().filter(|c| c.network().is_ipv4()).count();
+        (v4, self.cidrs.len() - v4)
+    }
+}
+
+/// Reads a whole published list for `provider` ([`parse_for`]) together with its edition
+/// token. A list with no prefix for the provider is an error: trusting nothing would
+/// turn every request from the provider into one from the provider's own address.
+pub fn edition(provider: &str, bytes: &[u8]) -> Result<Edition, ConfigError> {
+    let cidrs = parse_for(provider, bytes)?;
+    if cidrs.is_empty() {
+        return Err(
+            ConfigError::new(format!("the {provider} list holds no prefixes"))
+                .hint("is this the provider's published list?"),
+        );
+    }
+    #[cfg(feature = "serde")]
+    {
+        let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if is_json {
+            let (token, published) = json::token(bytes)?;
+            return Ok(Edition {
+                cidrs,
+                token,
+                published,
+            });
+        }
+    }
+    Ok(Edition {
+        cidrs,
+        token: None,
+        published: None,
+    })
+}
 
 /// Parses a provider's published list by provider name, telling JSON from text by its
 /// first byte: `cloudfront` (AWS JSON, origin-facing service), `fastly` (Fastly JSON),
@@ -237,6 +317,30 @@ mod tests {
         );
         assert!(aws_ip_ranges(json, "NOPE").is_err());
         assert!(aws_ip_ranges(b"{}", CLOUDFRONT_ORIGIN_FACING).is_err());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn editions_carry_the_providers_token() {
+        let aws = br#"{"syncToken":"1753388594","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"13.32.0.0/15","service":"CLOUDFRONT_ORIGIN_FACING"}],"ipv6_prefixes":[]}"#;
+        let e = edition("cloudfront", aws).unwrap();
+        assert_eq!(e.token, Some(1_753_388_594));
+        assert_eq!(e.published.as_deref(), Some("2025-07-24-20-23-14"));
+        assert_eq!(e.counts(), (1, 0));
+        let az = br#"{"changeNumber":363,"values":[{"name":"AzureFrontDoor.Backend","properties":{"addressPrefixes":["147.243.0.0/16"]}}]}"#;
+        assert_eq!(edition("azure-front-door", az).unwrap().token, Some(363));
+        let text = edition("cloudflare", b"173.245.48.0/20\n2400:cb00::/32").unwrap();
+        assert_eq!((text.token, text.counts()), (None, (1, 1)));
+        let bad = br#"{"syncToken":"soon","prefixes":[{"ip_prefix":"13.32.0.0/15","service":"CLOUDFRONT_ORIGIN_FACING"}]}"#;
+        assert!(
+            edition("cloudfront", bad)
+                .unwrap_err()
+                .to_string()
+                .contains("syncToken")
+        );
+        let empty = edition("fastly", br#"{"addresses":[],"ipv6_addresses":[]}"#).unwrap_err();
+        assert!(empty.to_string().contains("no prefixes"), "{empty}");
     }
 
     #[cfg(feature = "serde")]

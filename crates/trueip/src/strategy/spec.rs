@@ -94,6 +94,19 @@ impl Preset {
     pub fn name(self) -> &'static str {
         doc(Form::Preset(self)).name
     }
+
+    /// The provider range list the preset reads, which the caller loads (from a file or
+    /// the `trueip ranges` cache): `None` for presets whose trust is built in (`gcp-lb`)
+    /// or given by the user (`fly`, `aws-alb`).
+    pub fn ranges(self) -> Option<&'static str> {
+        match self {
+            Preset::Cloudfront => Some("cloudfront"),
+            Preset::Cloudflare => Some("cloudflare"),
+            Preset::Fastly => Some("fastly"),
+            Preset::AzureFrontDoor => Some("azure-front-door"),
+            Preset::Fly | Preset::AwsAlb | Preset::GcpLb => None,
+        }
+    }
 }
 
 /// One row of [`StrategySpec::TABLE`]: how a strategy is written, and when to use it.

@@ -1,0 +1,243 @@
+//! Switching to a new state while serving: SIGHUP re-reads the config file and the range
+//! cache; the background refresh (`[ranges] refresh`) fetches the provider lists the
+//! policy reads and rebuilds the state from the same config and the new cache.
+//!
+//! A new state is built whole, off the request path, then stored with one atomic swap:
+//! a request sees the old trust sets or the new ones, never a set half-built. Both paths
+//! take one lock around build and swap, so a refresh finishing after a SIGHUP cannot put
+//! back the config the SIGHUP replaced.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use trueip::ConfigError;
+
+use crate::config::{self, FileConfig, ServeArgs, Settings};
+use crate::context::{Shared, State};
+use crate::ranges::{self, Overrides, cache, fetch};
+
+/// Serialises builds and swaps (SIGHUP and refresh).
+static SWITCH: Mutex<()> = Mutex::new(());
+
+/// How often the refresh loop looks again while `[ranges] refresh` is off (a SIGHUP may
+/// turn it on).
+const IDLE_LOOK: Duration = Duration::from_secs(60);
+/// The longest wait before retrying a list whose refresh failed.
+const MAX_RETRY: Duration = Duration::from_secs(15 * 60);
+
+/// Reads the config file (if any), applies the flags, checks everything, reads the range
+/// cache and the TLS files: the state a reload would switch to.
+pub(crate) fn load(args: &ServeArgs) -> Result<State, ConfigError> {
+    let file = match args.config.as_deref() {
+        Some(p) => config::read_file(p)?,
+        None => FileConfig::default(),
+    };
+    build(file, args)
+}
+
+/// The state `file` and the flags describe, with the range cache as it is now.
+pub(crate) fn build(file: FileConfig, args: &ServeArgs) -> Result<State, ConfigError> {
+    let mut read = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
+    let settings = Settings::from_file(file.clone(), args, &mut read)?;
+    let mut state = State::build(settings)?;
+    state.source = Some(Arc::new(file));
+    Ok(state)
+}
+
+/// Swaps in `state`, unless its sockets differ from the current ones.
+fn switch(shared: &Shared, state: State) -> Result<(), ConfigError> {
+    let current = shared.state.load_full();
+    if !state.settings.same_sockets(&current.settings) {
+        return Err(ConfigError::new("listen addresses or modes changed")
+            .hint("sockets cannot change on reload; restart trueip to apply them")
+            .at("listen"));
+    }
+    let (new, old) = (&state.settings, &current.settings);
+    if new.limits.max_connections != old.limits.max_connections {
+        tracing::warn!("limits.max_connections changes apply after a restart");
+    }
+    if new.limits.backlog != old.limits.backlog {
+        tracing::warn!("limits.backlog changes apply after a restart");
+    }
+    if new.limits.workers != old.limits.workers {
+        tracing::warn!("limits.workers changes apply after a restart");
+    }
+    if new.log != old.log {
+        tracing::warn!("[log] changes apply after a restart");
+    }
+    shared.metrics.ranges_in_use(&state.settings.loaded.metas);
+    shared.state.store(Arc::new(state));
+    Ok(())
+}
+
+fn locked() -> std::sync::MutexGuard<'static, ()> {
+    // Nothing the lock guards can be left half-done by a panic: take it back.
+    SWITCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// SIGHUP: re-read the file and the range cache and swap the state, or keep the old one
+/// and say why.
+pub(crate) async fn sighup(shared: Arc<Shared>, args: ServeArgs) {
+    let target = shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _switching = locked();
+        let started = std::time::Instant::now();
+        switch(&target, load(&args)?).map(|()| started.elapsed())
+    })
+    .await
+    .unwrap_or_else(|e| Err(ConfigError::new(format!("reload task failed: {e}"))));
+    match result {
+        Ok(elapsed) => {
+            shared.metrics.reloaded(true);
+            tracing::info!("SIGHUP: config reloaded (built and swapped in {elapsed:?})");
+        }
+        Err(e) => {
+            shared.metrics.reloaded(false);
+            tracing::error!("SIGHUP: config rejected, the old one stays: {e}");
+        }
+    }
+}
+
+/// Starts the refresh loop on its own thread and runtime, so that downloads, checksums
+/// and building trust sets never run on a thread that serves requests. It ends when
+/// `exit` turns true.
+pub(crate) fn start_refresh(
+    shared: Arc<Shared>,
+    args: ServeArgs,
+    mut exit: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("trueip-ranges".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut retry = HashMap::new();
+                loop {
+                    // A download in flight does not hold up the shutdown: the cache is
+                    // written by one rename, so a refresh cut short leaves it whole.
+                    let wait = tokio::select! {
+                        wait = refresh_due(&shared, &args, &mut retry) => wait,
+                        _ = exit.wait_for(|e| *e) => return,
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = exit.wait_for(|e| *e) => return,
+                    }
+                }
+            });
+        })
+}
+
+/// Refreshes every list in use whose age has reached `[ranges] refresh` (and whose
+/// retry time, after a failure, has come), then rebuilds the state if any was
+/// accepted. Returns how long to wait before looking again.
+async fn refresh_due(
+    shared: &Shared,
+    args: &ServeArgs,
+    retry: &mut HashMap<String, u64>,
+) -> Duration {
+    let state = shared.state.load_full();
+    let settings = &state.settings;
+    let Some(every) = settings.ranges.refresh else {
+        return IDLE_LOOK;
+    };
+    let backoff = every.min(MAX_RETRY);
+    let mut next = every;
+    let mut accepted = false;
+    for meta in &settings.loaded.metas {
+        let now = cache::now_unix();
+        let due = meta
+            .fetched_at_unix
+            .saturating_add(every.as_secs())
+            .max(retry.get(&meta.provider).copied().unwrap_or(0));
+        if due > now {
+            next = next.min(Duration::from_secs(due - now));
+            continue;
+        }
+        let Ok(provider) = ranges::provider(&meta.provider) else {
+            continue;
+        };
+        let bounds = fetch::Bounds {
+            timeout: settings.ranges.timeout,
+            max_bytes: fetch::MAX_BYTES,
+        };
+        let sources = settings.ranges.sources(provider, &[]);
+        if sources.is_empty() {
+            tracing::warn!(
+                provider = provider.name,
+                "ranges: {0} has no published URL to refresh from: name a mirror in [ranges.from] \
+                 {0}, or import the file with `trueip ranges update {0} --from {0}=FILE` and SIGHUP",
+                provider.name
+            );
+            retry.insert(meta.provider.clone(), now.saturating_add(every.as_secs()));
+            next = next.min(every);
+            continue;
+        }
+        let result = ranges::update(
+            &settings.loaded.dir,
+            provider,
+            &sources,
+            bounds,
+            Overrides::default(),
+            &mut |_, _, _| {},
+        )
+        .await;
+        match result {
+            Ok(u) => {
+                tracing::info!(
+                    provider = provider.name,
+                    added = u.added,
+                    removed = u.removed,
+                    prefixes = u.meta.prefixes(),
+                    "ranges: {} refreshed: {} added, {} removed, {} prefixes",
+                    provider.name,
+                    u.added,
+                    u.removed,
+                    u.meta.prefixes()
+                );
+                accepted = true;
+                retry.insert(meta.provider.clone(), now.saturating_add(every.as_secs()));
+            }
+            Err(e) => {
+                shared.metrics.range_refresh_failed(provider.name);
+                tracing::warn!(
+                    provider = provider.name,
+                    "ranges: refresh failed, the last good list stays: {e}"
+                );
+                retry.insert(meta.provider.clone(), now.saturating_add(backoff.as_secs()));
+                next = next.min(backoff);
+            }
+        }
+    }
+    if accepted {
+        let Some(source) = state.source.clone() else {
+            return next;
+        };
+        let args = args.clone();
+        let built = {
+            let _switching = locked();
+            // The config a SIGHUP may have loaded since this round began.
+            let file = shared.state.load().source.clone().unwrap_or(source);
+            let started = std::time::Instant::now();
+            build((*file).clone(), &args).and_then(|s| {
+                let elapsed = started.elapsed();
+                switch(shared, s).map(|()| elapsed)
+            })
+        };
+        match built {
+            Ok(elapsed) => {
+                tracing::info!("ranges: new trust sets in use (built and swapped in {elapsed:?})")
+            }
+            Err(e) => {
+                tracing::error!("ranges: cannot use the refreshed lists, the old ones stay: {e}")
+            }
+        }
+    }
+    next.max(Duration::from_secs(1))
+}
