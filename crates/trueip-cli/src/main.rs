@@ -12,6 +12,7 @@
 #[cfg(feature = "mimalloc-plain")]
 mod alloc;
 mod explain;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ struct Cli {
 enum Command {
     Explain(explain::ExplainArgs),
     Serve(trueip_gateway::ServeArgs),
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +47,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => trueip_gateway::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
