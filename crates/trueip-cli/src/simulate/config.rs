@@ -256,6 +256,7 @@ fn for_app(top: &Topology, at_app: &AtApp) -> Vec<Snippet> {
                 .to_string(),
         )),
     }
+    // The same decision as the trueip policy, in realip's terms.
     let mut nginx = String::new();
     if !r.proxy_protocol_from.is_empty() {
         nginx.push_str("listen 80 proxy_protocol;\n");
@@ -263,11 +264,18 @@ fn for_app(top: &Topology, at_app: &AtApp) -> Vec<Snippet> {
             let _ = writeln!(nginx, "set_real_ip_from {c};");
         }
         nginx.push_str("real_ip_header proxy_protocol;\n");
-    } else {
+    } else if let Some(header) = r.strategy.strip_prefix("header:") {
+        for c in &r.trusted {
+            let _ = writeln!(nginx, "set_real_ip_from {c};");
+        }
+        let _ = writeln!(nginx, "real_ip_header {header};");
+    } else if r.strategy == "rightmost-untrusted" {
         for c in &r.trusted {
             let _ = writeln!(nginx, "set_real_ip_from {c};");
         }
         nginx.push_str("real_ip_header X-Forwarded-For;\nreal_ip_recursive on;\n");
+    } else {
+        nginx.push_str("# the peer is the client: no realip directives\n");
     }
     nginx.push_str("proxy_set_header X-Real-IP $remote_addr;  # then trust it in the app");
     out.push(snippet("app: nginx in front of the app", "nginx", nginx));

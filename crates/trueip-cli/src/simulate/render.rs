@@ -84,7 +84,7 @@ pub(crate) fn text(sim: &Simulation) -> String {
         .map(|x| x.name.chars().count())
         .max()
         .unwrap_or(0)
-        .max(26);
+        .max(a.recommended.strategy.len() + 9);
     for x in &a.approaches {
         let _ = writeln!(
             out,
