@@ -231,7 +231,10 @@ fn read_request(stream: &mut TcpStream) -> Option<Record> {
             return None;
         }
         buf.extend_from_slice(chunk.get(..n)?);
-        if start == 0 && proxy_source.is_none() && trueip::proxy_protocol::looks_like_proxy(&buf) == Some(true) {
+        if start == 0
+            && proxy_source.is_none()
+            && trueip::proxy_protocol::looks_like_proxy(&buf) == Some(true)
+        {
             match trueip::proxy_protocol::decode(&buf) {
                 Ok(trueip::proxy_protocol::Decode::Complete { header, consumed }) => {
                     proxy_source = header.addrs.map(|a| a.source.ip());
@@ -406,7 +409,11 @@ fn start_hop(sim: &Value, i: usize, at: &Layout) -> Proc {
             start_nginx(&text, addr)
         }
         "haproxy" => {
-            let text = text.replacen(&format!("bind :{}", addr.port()), &format!("bind {addr}"), 1);
+            let text = text.replacen(
+                &format!("bind :{}", addr.port()),
+                &format!("bind {addr}"),
+                1,
+            );
             start_haproxy(&text, addr)
         }
         other => panic!("hop {} is {other}; only nginx and haproxy run here", i + 1),
@@ -472,14 +479,16 @@ fn check_chain(chain: &Chain) {
         let rx = start_recorder(stand_in);
         let procs: Vec<Proc> = (0..receiver).map(|i| start_hop(&sim, i, &at)).collect();
         let answer = send(first, &forges);
-        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
-            let logs: Vec<String> = procs.iter().map(Proc::logs).collect();
-            panic!(
-                "{}: receiver {receiver} got no request; the client got {answer:?}\n{}",
-                chain.name,
-                logs.join("\n")
-            )
-        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                let logs: Vec<String> = procs.iter().map(Proc::logs).collect();
+                panic!(
+                    "{}: receiver {receiver} got no request; the client got {answer:?}\n{}",
+                    chain.name,
+                    logs.join("\n")
+                )
+            });
         let want = predicted(&sim, receiver, &names);
         let who = sim["hops"][receiver]["label"].as_str().unwrap_or("?");
         assert_eq!(got.peer, want.peer, "{}: peer at {who}", chain.name);
@@ -538,7 +547,12 @@ fn check_recommended_nginx(chain: &Chain) -> bool {
     let answer = send(at.hops.first().copied().unwrap_or(at.app), &forges);
     let got = rx
         .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("{}: no request behind the app's nginx: {answer:?}", chain.name));
+        .unwrap_or_else(|_| {
+            panic!(
+                "{}: no request behind the app's nginx: {answer:?}",
+                chain.name
+            )
+        });
     let real_ip = got
         .headers
         .iter()
@@ -585,7 +599,11 @@ const CHAINS: &[Chain] = &[
             hop("haproxy", &["tcp", "send-proxy-v2"]),
             hop(
                 "nginx",
-                &["proxy-protocol", "realip 127.0.0.2/32", "real-ip-header proxy_protocol"],
+                &[
+                    "proxy-protocol",
+                    "realip 127.0.0.2/32",
+                    "real-ip-header proxy_protocol",
+                ],
             ),
         ],
     },

@@ -202,7 +202,9 @@ pub fn preview(
 
     let file = config::parse_toml(toml).map_err(|e| e.to_string())?;
     let settings = Settings::from_file(file, &ServeArgs::default(), &mut |name| {
-        Err(format!("provider file {name} is not read here; list its ranges as CIDRs"))
+        Err(format!(
+            "provider file {name} is not read here; list its ranges as CIDRs"
+        ))
     })
     .map_err(|e| e.to_string())?;
     let mut map = HeaderMap::new();

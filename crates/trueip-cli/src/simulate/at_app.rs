@@ -77,19 +77,15 @@ fn attacked(top: &Topology) -> Topology {
         .iter()
         .map(|n| ((*n).to_string(), SENTINEL.to_string()))
         .collect();
-    t.client.query = top
-        .client
-        .query
-        .as_ref()
-        .map(|q| {
-            q.split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) => format!("{k}={SENTINEL}"),
-                    None => pair.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("&")
-        });
+    t.client.query = top.client.query.as_ref().map(|q| {
+        q.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) => format!("{k}={SENTINEL}"),
+                None => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
     t
 }
 
@@ -158,7 +154,11 @@ fn explain(toml: &str, request: &Request) -> Result<Explanation, String> {
         .client_ip
         .build(&mut |name| Err(format!("no provider file {name}")))
         .map_err(|e| e.to_string())?;
-    Ok(Explanation::new(&policy, &connection(request), &headers(request)))
+    Ok(Explanation::new(
+        &policy,
+        &connection(request),
+        &headers(request),
+    ))
 }
 
 pub(crate) fn connection(request: &Request) -> Connection {
@@ -192,8 +192,14 @@ fn readings(request: &Request, trusted: &[Cidr], x_for: &[usize]) -> Vec<(String
     let peer = Part::honest(request.peer.ip().to_string());
     let mut out = vec![
         ("peer (REMOTE_ADDR)".to_string(), Some(peer.clone())),
-        ("first X-Forwarded-For entry".to_string(), xff.first().cloned()),
-        ("last X-Forwarded-For entry".to_string(), xff.last().cloned()),
+        (
+            "first X-Forwarded-For entry".to_string(),
+            xff.first().cloned(),
+        ),
+        (
+            "last X-Forwarded-For entry".to_string(),
+            xff.last().cloned(),
+        ),
     ];
     for &n in x_for {
         // Werkzeug: values[-n] when there are at least n, else REMOTE_ADDR unchanged.
@@ -307,7 +313,8 @@ pub(crate) fn analyse(top: &Topology, run: &Run) -> Result<AtApp, String> {
         let toml = policy_toml(&trusted, &pp, &strategy);
         let e = explain(&toml, app)?;
         let under_attack = explain(&toml, attacked_app)?;
-        let ok = same(Some(&e.client_ip), expected) && same(Some(&under_attack.client_ip), expected);
+        let ok =
+            same(Some(&e.client_ip), expected) && same(Some(&under_attack.client_ip), expected);
         if first.is_none() {
             first = Some((toml.clone(), e.clone(), strategy.clone()));
         }
@@ -353,7 +360,10 @@ fn no_policy_reason(top: &Topology, run: &Run) -> String {
     let client = run.truth.expected.to_string();
     for (i, r) in run.received.iter().enumerate().skip(1) {
         let carried = r.request.peer.ip().to_string() == client
-            || r.request.proxy.as_ref().is_some_and(|p| p.source.ip().to_string() == client)
+            || r.request
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.source.ip().to_string() == client)
             || r.request.headers.iter().any(|l| {
                 l.value
                     .elements()
@@ -375,7 +385,12 @@ fn no_policy_reason(top: &Topology, run: &Run) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::super::topology::parse_line;
     use super::*;
@@ -395,14 +410,25 @@ mod tests {
 
     #[test]
     fn issue_chain_verdicts() {
-        let a = at_app(r#"client 198.51.100.7 forges "X-Forwarded-For: 1.2.3.4" -> cloudfront -> alb(append) -> nginx(realip 10.50.0.0/16) -> app"#);
+        let a = at_app(
+            r#"client 198.51.100.7 forges "X-Forwarded-For: 1.2.3.4" -> cloudfront -> alb(append) -> nginx(realip 10.50.0.0/16) -> app"#,
+        );
         assert_eq!(a.expected, "198.51.100.7");
         let first = approach(&a, "first X-Forwarded-For");
-        assert_eq!((first.answer.as_deref(), first.forged, first.right), (Some("1.2.3.4"), true, false));
+        assert_eq!(
+            (first.answer.as_deref(), first.forged, first.right),
+            (Some("1.2.3.4"), true, false)
+        );
         let last = approach(&a, "last X-Forwarded-For");
-        assert_eq!((last.answer.as_deref(), last.right), (Some("13.32.0.10"), false));
+        assert_eq!(
+            (last.answer.as_deref(), last.right),
+            (Some("13.32.0.10"), false)
+        );
         let real = approach(&a, "X-Real-IP");
-        assert_eq!((real.answer.as_deref(), real.right), (Some("13.32.0.10"), false));
+        assert_eq!(
+            (real.answer.as_deref(), real.right),
+            (Some("13.32.0.10"), false)
+        );
         let on = approach(&a, "nginx realip, recursive on");
         assert!(on.right && on.survives_forgery, "{on:?}");
         assert_eq!(a.proxyfix_x_for, Some(3));
@@ -411,22 +437,47 @@ mod tests {
         assert!(a.recommended.right);
         assert_eq!(a.recommended.strategy, "rightmost-untrusted");
         assert_eq!(a.recommended.explanation.client_ip, "198.51.100.7");
-        assert!(a.recommended.explanation.warnings.contains(&"spoof_attempt"));
-        assert!(a.recommended.toml.contains("trusted = [\"13.32.0.0/15\", \"10.50.0.0/16\"]"), "{}", a.recommended.toml);
+        assert!(
+            a.recommended
+                .explanation
+                .warnings
+                .contains(&"spoof_attempt")
+        );
+        assert!(
+            a.recommended
+                .toml
+                .contains("trusted = [\"13.32.0.0/15\", \"10.50.0.0/16\"]"),
+            "{}",
+            a.recommended.toml
+        );
     }
 
     #[test]
     fn x_real_ip_from_a_correct_nginx_is_recommended_when_xff_is_not_written() {
-        let a = at_app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> alb(preserve) -> nginx(realip 10.50.0.0/16, x-real-ip) -> app");
+        let a = at_app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> alb(preserve) -> nginx(realip 10.50.0.0/16, x-real-ip) -> app",
+        );
         // preserve: the ALB does not write the client, so nothing can find it.
         assert!(!a.recommended.right);
-        assert!(a.recommended.problem.as_deref().unwrap().contains("hop 1 `alb(preserve)`"), "{:?}", a.recommended.problem);
+        assert!(
+            a.recommended
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("hop 1 `alb(preserve)`"),
+            "{:?}",
+            a.recommended.problem
+        );
         // The ALB's X-Forwarded-For reaches the app: the list walk finds the client first.
-        let a = at_app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> alb -> nginx(realip 10.50.0.0/16, recursive, x-real-ip) -> app");
+        let a = at_app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> alb -> nginx(realip 10.50.0.0/16, recursive, x-real-ip) -> app",
+        );
         assert!(a.recommended.right);
         assert_eq!(a.recommended.strategy, "rightmost-untrusted");
         // nginx alone writes only X-Real-IP: the list holds nothing but forged text.
-        let a = at_app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nginx(x-real-ip) -> app");
+        let a = at_app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nginx(x-real-ip) -> app",
+        );
         assert!(a.recommended.right);
         assert_eq!(a.recommended.strategy, "header:X-Real-IP");
         assert!(!approach(&a, "nginx realip, recursive on").right);
@@ -442,9 +493,15 @@ mod tests {
 
     #[test]
     fn proxy_v2_at_the_app() {
-        let a = at_app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nlb(proxy-v2) -> app");
+        let a = at_app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nlb(proxy-v2) -> app",
+        );
         assert!(a.recommended.right, "{:?}", a.recommended.problem);
-        assert!(a.recommended.toml.contains("proxy_protocol_from = [\"10.50.0.0/16\"]"));
+        assert!(
+            a.recommended
+                .toml
+                .contains("proxy_protocol_from = [\"10.50.0.0/16\"]")
+        );
         assert_eq!(a.recommended.explanation.source, "proxy-protocol");
     }
 
@@ -453,7 +510,13 @@ mod tests {
         let a = at_app("client 198.51.100.7 -> nat -> alb -> app");
         assert_eq!(a.expected, "203.0.113.1");
         assert_eq!(a.lost_at, Some(1));
-        assert!(a.recommended.problem.as_deref().unwrap().contains("hop 1 `nat` hides the client"));
+        assert!(
+            a.recommended
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("hop 1 `nat` hides the client")
+        );
         assert_eq!(a.recommended.explanation.client_ip, "203.0.113.1");
     }
 

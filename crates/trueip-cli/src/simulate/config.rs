@@ -192,7 +192,9 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
                  X-Forwarded-For. Require the profile's X-Azure-FDID at the origin{}: the\n\
                  AzureFrontDoor.Backend ranges are shared by every Front Door customer.",
                 fdid.as_deref()
-                    .map(|id| format!(" (origin_secret = {{ header = \"X-Azure-FDID\", value = \"{id}\" }})"))
+                    .map(|id| format!(
+                        " (origin_secret = {{ header = \"X-Azure-FDID\", value = \"{id}\" }})"
+                    ))
                     .unwrap_or_default()
             ),
         )],
@@ -210,13 +212,18 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
             vec![snippet(
                 layer,
                 "note",
-                format!("The API gateway takes the client from {from}; it sets X-Real-IP and appends to X-Forwarded-For."),
+                format!(
+                    "The API gateway takes the client from {from}; it sets X-Real-IP and appends to X-Forwarded-For."
+                ),
             )]
         }
         Kind::Nat => vec![snippet(
             layer,
             "note",
-            format!("NAT: the next hop sees {}; no header carries the client.", hop.address),
+            format!(
+                "NAT: the next hop sees {}; no header carries the client.",
+                hop.address
+            ),
         )],
         Kind::Trueip { .. } => vec![snippet(layer, "toml", trueip_toml(&hop.kind))],
     }

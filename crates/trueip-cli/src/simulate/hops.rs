@@ -204,12 +204,7 @@ fn proxy_header(
 type Forwarded = (Request, Part, Vec<String>);
 
 /// One hop's work.
-fn forward(
-    hop: &Hop,
-    request: &Request,
-    port: u16,
-    next: SocketAddr,
-) -> Result<Forwarded, String> {
+fn forward(hop: &Hop, request: &Request, port: u16, next: SocketAddr) -> Result<Forwarded, String> {
     let (view, view_addr) = view_of(&hop.kind, request);
     let mut out = onward(hop, request, port);
     let mut notes = Vec::new();
@@ -218,10 +213,8 @@ fn forward(
         // (ip:port) when the origin request policy includes it.
         Kind::CloudFront { viewer_address } => {
             out.append_list("X-Forwarded-For", Value(vec![view.clone()]));
-            if *viewer_address {
-                if let Some(a) = view_addr {
-                    out.set("CloudFront-Viewer-Address", Value::honest(ip_port(a)));
-                }
+            if let (true, Some(a)) = (*viewer_address, view_addr) {
+                out.set("CloudFront-Viewer-Address", Value::honest(ip_port(a)));
             }
         }
         // ALB: routing.http.xff_header_processing.mode; routing.http.xff_client_port.enabled
@@ -415,16 +408,21 @@ fn forward(
                         view.clone()
                     }
                 },
-                ApiSource::Query(arg) => match request.query.as_ref().and_then(|q| query_arg(q, arg)) {
-                    Some(p) => p,
-                    None => {
-                        notes.push(format!("no query argument {arg}: the peer stands in"));
-                        view.clone()
+                ApiSource::Query(arg) => {
+                    match request.query.as_ref().and_then(|q| query_arg(q, arg)) {
+                        Some(p) => p,
+                        None => {
+                            notes.push(format!("no query argument {arg}: the peer stands in"));
+                            view.clone()
+                        }
                     }
-                },
+                }
             };
             if client.forged {
-                notes.push(format!("took the client from text the client wrote: {}", client.text));
+                notes.push(format!(
+                    "took the client from text the client wrote: {}",
+                    client.text
+                ));
             }
             out.set("X-Real-IP", Value(vec![client.clone()]));
             out.append_list("X-Forwarded-For", Value(vec![client.clone()]));
@@ -575,7 +573,12 @@ fn trueip_serve(hop: &Hop, request: &Request) -> Result<(Vec<Line>, Part), Strin
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::super::topology::parse_line;
     use super::*;
@@ -603,13 +606,19 @@ mod tests {
         assert_eq!(cf.request.peer.to_string(), "198.51.100.7:51000");
         assert_eq!(header(&cf.request, "x-forwarded-for").unwrap(), "1.2.3.4");
         assert_eq!(alb.request.peer.ip().to_string(), "13.32.0.10");
-        assert_eq!(header(&alb.request, "x-forwarded-for").unwrap(), "1.2.3.4, 198.51.100.7");
+        assert_eq!(
+            header(&alb.request, "x-forwarded-for").unwrap(),
+            "1.2.3.4, 198.51.100.7"
+        );
         assert_eq!(nginx.request.peer.ip().to_string(), "10.50.1.10");
         assert_eq!(
             header(&nginx.request, "x-forwarded-for").unwrap(),
             "1.2.3.4, 198.51.100.7, 13.32.0.10"
         );
-        assert_eq!(header(&nginx.request, "x-forwarded-proto").unwrap(), "https");
+        assert_eq!(
+            header(&nginx.request, "x-forwarded-proto").unwrap(),
+            "https"
+        );
         assert_eq!(header(&nginx.request, "x-forwarded-port").unwrap(), "443");
         // realip recursive off takes the last element: CloudFront's address.
         assert_eq!(nginx.client_view.as_ref().unwrap().text, "13.32.0.10");
@@ -626,24 +635,36 @@ mod tests {
 
     #[test]
     fn nginx_realip_recursive_on_finds_the_client_and_appends_it() {
-        let a = app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> alb -> nginx(realip 10.50.0.0/16, recursive) -> app");
+        let a = app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> alb -> nginx(realip 10.50.0.0/16, recursive) -> app",
+        );
         assert_eq!(header(&a, "x-real-ip").unwrap(), "198.51.100.7");
         // $proxy_add_x_forwarded_for appends the rewritten $remote_addr.
-        assert_eq!(header(&a, "x-forwarded-for").unwrap(), "1.2.3.4, 198.51.100.7, 198.51.100.7");
+        assert_eq!(
+            header(&a, "x-forwarded-for").unwrap(),
+            "1.2.3.4, 198.51.100.7, 198.51.100.7"
+        );
     }
 
     #[test]
     fn nginx_realip_from_a_forged_header_is_marked_forged() {
-        let a = app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nginx(realip 0.0.0.0/0, x-real-ip) -> app");
+        let a = app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nginx(realip 0.0.0.0/0, x-real-ip) -> app",
+        );
         let v = a.joined("x-real-ip").unwrap();
         assert_eq!(v.text(), "1.2.3.4");
         assert!(v.has_forged());
-        assert!(a.lines("x-forwarded-for").next().is_some(), "x-real-ip alone leaves XFF as sent");
+        assert!(
+            a.lines("x-forwarded-for").next().is_some(),
+            "x-real-ip alone leaves XFF as sent"
+        );
     }
 
     #[test]
     fn nginx_pass_and_underscores() {
-        let a = app("client 198.51.100.7 forges \"X_Forwarded_For: 1.2.3.4\" forges \"X-Real-IP: 5.6.7.8\" -> nginx(pass) -> app");
+        let a = app(
+            "client 198.51.100.7 forges \"X_Forwarded_For: 1.2.3.4\" forges \"X-Real-IP: 5.6.7.8\" -> nginx(pass) -> app",
+        );
         assert_eq!(header(&a, "x_forwarded_for"), None);
         assert_eq!(header(&a, "x-real-ip").unwrap(), "5.6.7.8");
         assert_eq!(a.peer.ip().to_string(), "10.50.3.10");
@@ -652,9 +673,29 @@ mod tests {
     #[test]
     fn alb_modes_and_client_port() {
         let f = "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\"";
-        assert_eq!(header(&app(&format!("{f} -> alb(append) -> app")), "x-forwarded-for").unwrap(), "1.2.3.4, 198.51.100.7");
-        assert_eq!(header(&app(&format!("{f} -> alb(preserve) -> app")), "x-forwarded-for").unwrap(), "1.2.3.4");
-        assert_eq!(header(&app(&format!("{f} -> alb(remove) -> app")), "x-forwarded-for"), None);
+        assert_eq!(
+            header(
+                &app(&format!("{f} -> alb(append) -> app")),
+                "x-forwarded-for"
+            )
+            .unwrap(),
+            "1.2.3.4, 198.51.100.7"
+        );
+        assert_eq!(
+            header(
+                &app(&format!("{f} -> alb(preserve) -> app")),
+                "x-forwarded-for"
+            )
+            .unwrap(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            header(
+                &app(&format!("{f} -> alb(remove) -> app")),
+                "x-forwarded-for"
+            ),
+            None
+        );
         let a = app("client 198.51.100.7:6000 -> alb(client-port, http) -> app");
         assert_eq!(header(&a, "x-forwarded-for").unwrap(), "198.51.100.7:6000");
         assert_eq!(header(&a, "x-forwarded-proto").unwrap(), "http");
@@ -664,12 +705,22 @@ mod tests {
 
     #[test]
     fn nlb_with_and_without_proxy_v2() {
-        let a = app("client 198.51.100.7 -> nlb(proxy-v2) -> trueip(trust 10.50.0.0/16, proxy-protocol-from 10.50.0.0/16) -> app");
+        let a = app(
+            "client 198.51.100.7 -> nlb(proxy-v2) -> trueip(trust 10.50.0.0/16, proxy-protocol-from 10.50.0.0/16) -> app",
+        );
         assert_eq!(header(&a, "x-real-ip").unwrap(), "198.51.100.7");
-        let r = run_line("client 198.51.100.7 -> nlb(proxy-v2) -> nginx(proxy-protocol, realip 10.50.0.0/16, real-ip-header proxy_protocol) -> app");
+        let r = run_line(
+            "client 198.51.100.7 -> nlb(proxy-v2) -> nginx(proxy-protocol, realip 10.50.0.0/16, real-ip-header proxy_protocol) -> app",
+        );
         let p = r.received[1].request.proxy.as_ref().unwrap();
-        assert_eq!((p.version, p.source.to_string()), (2, "198.51.100.7:51000".to_string()));
-        assert_eq!(header(r.app().unwrap(), "x-real-ip").unwrap(), "198.51.100.7");
+        assert_eq!(
+            (p.version, p.source.to_string()),
+            (2, "198.51.100.7:51000".to_string())
+        );
+        assert_eq!(
+            header(r.app().unwrap(), "x-real-ip").unwrap(),
+            "198.51.100.7"
+        );
         let r = run_line("client 198.51.100.7 -> nlb -> nginx -> app");
         assert_eq!(r.truth.lost_at, Some(1));
         assert_eq!(r.truth.expected.to_string(), "10.50.2.10");
@@ -679,10 +730,18 @@ mod tests {
 
     #[test]
     fn proxy_header_to_a_hop_that_cannot_read_it_is_an_error() {
-        let e = run(&parse_line("client 198.51.100.7 -> nlb(proxy-v2) -> nginx -> app").unwrap()).unwrap_err();
-        assert!(e.contains("hop 2 `nginx` gets a PROXY v2 header from hop 1 `nlb(proxy-v2)`"), "{e}");
-        let e = run(&parse_line("client 198.51.100.7 -> nginx(proxy-protocol) -> app").unwrap()).unwrap_err();
-        assert!(e.contains("requires a PROXY header but the client sends none"), "{e}");
+        let e = run(&parse_line("client 198.51.100.7 -> nlb(proxy-v2) -> nginx -> app").unwrap())
+            .unwrap_err();
+        assert!(
+            e.contains("hop 2 `nginx` gets a PROXY v2 header from hop 1 `nlb(proxy-v2)`"),
+            "{e}"
+        );
+        let e = run(&parse_line("client 198.51.100.7 -> nginx(proxy-protocol) -> app").unwrap())
+            .unwrap_err();
+        assert!(
+            e.contains("requires a PROXY header but the client sends none"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -690,7 +749,9 @@ mod tests {
         let a = app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> haproxy -> app");
         let lines: Vec<String> = a.lines("x-forwarded-for").map(|l| l.value.text()).collect();
         assert_eq!(lines, ["1.2.3.4", "198.51.100.7"]);
-        let r = run_line("client 198.51.100.7 -> haproxy(tcp, send-proxy) -> nginx(proxy-protocol, realip 10.50.0.0/16, real-ip-header proxy_protocol) -> app");
+        let r = run_line(
+            "client 198.51.100.7 -> haproxy(tcp, send-proxy) -> nginx(proxy-protocol, realip 10.50.0.0/16, real-ip-header proxy_protocol) -> app",
+        );
         assert_eq!(r.received[1].request.proxy.as_ref().unwrap().version, 1);
         assert_eq!(header(&r.received[1].request, "x-forwarded-for"), None);
     }
@@ -702,17 +763,27 @@ mod tests {
         assert_eq!(header(&a, "cf-connecting-ip").unwrap(), "198.51.100.7");
         assert_eq!(header(&a, "x-forwarded-for").unwrap(), "198.51.100.7");
         let a = app(&format!("{f} -> fastly -> app"));
-        assert_eq!(header(&a, "fastly-client-ip").unwrap(), "1.2.3.4", "Fastly keeps a client's value");
+        assert_eq!(
+            header(&a, "fastly-client-ip").unwrap(),
+            "1.2.3.4",
+            "Fastly keeps a client's value"
+        );
         let a = app("client 198.51.100.7 -> fastly -> app");
         assert_eq!(header(&a, "fastly-client-ip").unwrap(), "198.51.100.7");
         let a = app(&format!("{f} -> afd(fdid 1234) -> app"));
         assert_eq!(header(&a, "x-azure-clientip").unwrap(), "198.51.100.7");
         assert_eq!(header(&a, "x-azure-fdid").unwrap(), "1234");
         let a = app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> gcp -> app");
-        assert_eq!(header(&a, "x-forwarded-for").unwrap(), "1.2.3.4, 198.51.100.7, 34.120.0.10");
+        assert_eq!(
+            header(&a, "x-forwarded-for").unwrap(),
+            "1.2.3.4, 198.51.100.7, 34.120.0.10"
+        );
         assert_eq!(a.peer.ip().to_string(), "35.191.0.10");
         let a = app("client 198.51.100.7 -> cloudfront(viewer-address) -> app");
-        assert_eq!(header(&a, "cloudfront-viewer-address").unwrap(), "198.51.100.7:51000");
+        assert_eq!(
+            header(&a, "cloudfront-viewer-address").unwrap(),
+            "198.51.100.7:51000"
+        );
     }
 
     #[test]
@@ -720,7 +791,9 @@ mod tests {
         let a = app("client 198.51.100.7 query \"ip=1.2.3.4&x=1\" -> apigw(query ip) -> app");
         let v = a.joined("x-real-ip").unwrap();
         assert_eq!((v.text().as_str(), v.has_forged()), ("1.2.3.4", true));
-        let a = app("client 198.51.100.7 forges \"X-Client-IP: 1.2.3.4\" -> apigw(header X-Client-IP) -> app");
+        let a = app(
+            "client 198.51.100.7 forges \"X-Client-IP: 1.2.3.4\" -> apigw(header X-Client-IP) -> app",
+        );
         assert_eq!(header(&a, "x-real-ip").unwrap(), "1.2.3.4");
         let a = app("client 198.51.100.7 -> apigw -> app");
         assert_eq!(header(&a, "x-real-ip").unwrap(), "198.51.100.7");
@@ -731,8 +804,17 @@ mod tests {
     #[test]
     fn nat_loses_the_client_unless_a_header_carries_it() {
         let r = run_line("client 198.51.100.7 -> nat -> nginx -> app");
-        assert_eq!(r.truth, Truth { expected: "203.0.113.1".parse().unwrap(), lost_at: Some(1) });
-        assert_eq!(header(r.app().unwrap(), "x-real-ip").unwrap(), "203.0.113.1");
+        assert_eq!(
+            r.truth,
+            Truth {
+                expected: "203.0.113.1".parse().unwrap(),
+                lost_at: Some(1)
+            }
+        );
+        assert_eq!(
+            header(r.app().unwrap(), "x-real-ip").unwrap(),
+            "203.0.113.1"
+        );
         let r = run_line("client 198.51.100.7 -> nginx -> nat -> app");
         assert_eq!(r.truth.lost_at, None);
         assert_eq!(r.app().unwrap().peer.ip().to_string(), "203.0.113.1");
@@ -740,11 +822,18 @@ mod tests {
 
     #[test]
     fn trueip_serve_rewrites_with_the_gateways_rules() {
-        let a = app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" forges \"X-Real-IP: 1.2.3.4\" -> alb -> trueip(trust 10.50.0.0/16) -> app");
+        let a = app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" forges \"X-Real-IP: 1.2.3.4\" -> alb -> trueip(trust 10.50.0.0/16) -> app",
+        );
         assert_eq!(header(&a, "x-real-ip").unwrap(), "198.51.100.7");
-        assert_eq!(header(&a, "x-forwarded-for").unwrap(), "198.51.100.7, 10.50.1.10");
+        assert_eq!(
+            header(&a, "x-forwarded-for").unwrap(),
+            "198.51.100.7, 10.50.1.10"
+        );
         // From an untrusted peer: the forged lines are stripped.
-        let a = app("client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> trueip(trust 10.50.0.0/16) -> app");
+        let a = app(
+            "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> trueip(trust 10.50.0.0/16) -> app",
+        );
         assert_eq!(header(&a, "x-forwarded-for").unwrap(), "198.51.100.7");
         assert!(!a.headers.iter().any(|l| l.value.has_forged()));
     }

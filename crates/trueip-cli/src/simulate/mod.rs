@@ -82,7 +82,11 @@ pub(crate) enum Format {
 #[command(after_long_help = EXAMPLES)]
 pub(crate) struct SimulateArgs {
     /// The chain in one line: client ADDR [forges "Name: value"]... -> HOP -> ... -> app.
-    #[arg(value_name = "CHAIN", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        value_name = "CHAIN",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     line: Option<String>,
     /// Read the chain from a TOML file (`-`: stdin).
     #[arg(long, value_name = "FILE")]

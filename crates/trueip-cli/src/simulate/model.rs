@@ -372,7 +372,11 @@ mod tests {
         let got: Vec<(&str, bool)> = e.iter().map(|p| (p.text.as_str(), p.forged)).collect();
         assert_eq!(
             got,
-            [("1.2.3.4", true), ("5.6.7.8", true), ("198.51.100.7", false)]
+            [
+                ("1.2.3.4", true),
+                ("5.6.7.8", true),
+                ("198.51.100.7", false)
+            ]
         );
     }
 

@@ -9,6 +9,7 @@ use super::render::{receiver_address, receiver_name};
 const FORGED: &str = "#c0392b";
 const LINE: u32 = 16;
 const CHAR: f64 = 7.3;
+const CHAR_BOLD: f64 = 7.9;
 const PAD: u32 = 10;
 const GAP: u32 = 34;
 const WIDTH_MIN: u32 = 420;
@@ -131,17 +132,20 @@ pub(crate) fn svg(sim: &Simulation) -> String {
         .into_iter()
         .map(|(t, rows, f)| (t, rows.into_iter().map(cut).collect(), f))
         .collect();
-    let chars = boxes
+    // Bold titles run wider than the monospace rows.
+    let title_px = boxes
         .iter()
-        .flat_map(|(title, rows, _)| {
-            std::iter::once(title.chars().count()).chain(
-                rows.iter()
-                    .map(|r| r.iter().map(|(t, _)| t.chars().count()).sum::<usize>() + 2),
-            )
+        .map(|(title, _, _)| title.chars().count() as f64 * CHAR_BOLD)
+        .fold(0.0, f64::max);
+    let row_px = boxes
+        .iter()
+        .flat_map(|(_, rows, _)| {
+            rows.iter().map(|r| {
+                (r.iter().map(|(t, _)| t.chars().count()).sum::<usize>() + 2) as f64 * CHAR
+            })
         })
-        .max()
-        .unwrap_or(0);
-    let width = ((chars as f64 * CHAR) as u32 + 2 * PAD).max(WIDTH_MIN);
+        .fold(0.0, f64::max);
+    let width = ((title_px.max(row_px)) as u32 + 3 * PAD).max(WIDTH_MIN);
     let mut body = String::new();
     let mut y = PAD;
     let count = boxes.len();
@@ -242,7 +246,11 @@ pub(crate) fn mermaid(sim: &Simulation) -> String {
         if let Some(p) = &req.proxy {
             label.push(format!("PROXY v{} {}", p.version, p.source));
         }
-        for l in req.headers.iter().filter(|l| !l.name.eq_ignore_ascii_case("host")) {
+        for l in req
+            .headers
+            .iter()
+            .filter(|l| !l.name.eq_ignore_ascii_case("host"))
+        {
             label.push(format!("{}: {}", l.name, super::render::marked(&l.value)));
         }
         let _ = writeln!(
@@ -275,7 +283,10 @@ mod tests {
 
     #[test]
     fn escape_covers_markup() {
-        assert_eq!(escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(escape("a\u{1}b"), "a\u{fffd}b");
         assert_eq!(mermaid_escape("a\"<b>"), "a#quot;#lt;b#gt;");
     }
@@ -288,7 +299,9 @@ mod tests {
         .unwrap();
         let svg = svg(&sim);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-        assert!(svg.contains(r##"<tspan class="forged" fill="#c0392b" font-weight="bold">1.2.3.4</tspan>"##));
+        assert!(svg.contains(
+            r##"<tspan class="forged" fill="#c0392b" font-weight="bold">1.2.3.4</tspan>"##
+        ));
         assert!(svg.contains("&lt;b&gt;&amp;"));
         assert!(!svg.contains("<b>&"));
         // nginx believed the forged entry: its box is outlined in red.

@@ -92,8 +92,10 @@ fn split_arrows(line: &str) -> Result<Vec<&str>, String> {
         }
     }
     if quoted {
-        return Err("a double quote is not closed; close it: forges \"X-Forwarded-For: 1.2.3.4\""
-            .to_string());
+        return Err(
+            "a double quote is not closed; close it: forges \"X-Forwarded-For: 1.2.3.4\""
+                .to_string(),
+        );
     }
     out.push(line.get(start..).unwrap_or_default());
     if let Some(i) = out.iter().position(|s| s.trim().is_empty()) {
@@ -160,7 +162,9 @@ fn parse_client(text: &str) -> Result<Client, String> {
             }
             "query" => {
                 let Some(q) = it.next() else {
-                    return Err("client: `query` needs a query string: query \"ip=1.2.3.4\"".to_string());
+                    return Err(
+                        "client: `query` needs a query string: query \"ip=1.2.3.4\"".to_string()
+                    );
                 };
                 client.query = Some(check_query(q)?);
             }
@@ -321,8 +325,8 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
             e.message().trim()
         )
     })?;
-    let (address, port) = parse_addr_port(&file.client.address)
-        .map_err(|e| format!("[client] address: {e}"))?;
+    let (address, port) =
+        parse_addr_port(&file.client.address).map_err(|e| format!("[client] address: {e}"))?;
     let mut client = Client {
         address,
         port: file.client.port.or(port).unwrap_or(DEFAULT_CLIENT_PORT),
@@ -330,9 +334,9 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
         query: None,
     };
     for (i, line) in file.client.forges.iter().enumerate() {
-        client.forges.push(
-            parse_forged(line).map_err(|e| format!("[client] forges[{i}]: {e}"))?,
-        );
+        client
+            .forges
+            .push(parse_forged(line).map_err(|e| format!("[client] forges[{i}]: {e}"))?);
     }
     check_forges(&client.forges)?;
     if let Some(q) = &file.client.query {
@@ -352,7 +356,10 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
             .as_deref()
             .map(|a| {
                 a.parse::<IpAddr>().map_err(|_| {
-                    format!("[[hop]] {at} ({}): bad address `{a}`; write address = \"10.50.3.9\"", hop.kind)
+                    format!(
+                        "[[hop]] {at} ({}): bad address `{a}`; write address = \"10.50.3.9\"",
+                        hop.kind
+                    )
                 })
             })
             .transpose()?;
@@ -361,11 +368,19 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
             .as_deref()
             .map(|r| {
                 r.parse::<Cidr>().map_err(|e| {
-                    format!("[[hop]] {at} ({}): bad range `{r}`: {e}; write range = \"10.50.0.0/16\"", hop.kind)
+                    format!(
+                        "[[hop]] {at} ({}): bad range `{r}`: {e}; write range = \"10.50.0.0/16\"",
+                        hop.kind
+                    )
                 })
             })
             .transpose()?;
-        let options = hop.options.iter().map(|o| words(o)).filter(|w| !w.is_empty()).collect();
+        let options = hop
+            .options
+            .iter()
+            .map(|o| words(o))
+            .filter(|w| !w.is_empty())
+            .collect();
         if hop.kind == "app" || hop.kind == "client" {
             return Err(format!(
                 "[[hop]] {at}: kind = \"{}\" is not a hop; the client is [client], the app is [app]",
@@ -504,7 +519,10 @@ fn one_arg(option: &[String]) -> Result<&str, String> {
 }
 
 fn unknown(option: &[String], known: &str) -> String {
-    format!("unknown option `{}`; the options here are: {known}", show(option))
+    format!(
+        "unknown option `{}`; the options here are: {known}",
+        show(option)
+    )
 }
 
 /// A hop's kind from its name and options.
@@ -519,7 +537,12 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                         no_args(o)?;
                         viewer_address = true;
                     }
-                    _ => return Err(unknown(o, "viewer-address (send CloudFront-Viewer-Address)")),
+                    _ => {
+                        return Err(unknown(
+                            o,
+                            "viewer-address (send CloudFront-Viewer-Address)",
+                        ));
+                    }
                 }
             }
             Ok(Kind::CloudFront { viewer_address })
@@ -599,7 +622,9 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                 no_args(o)?;
             }
             if !http && forwardfor == Some(true) {
-                return Err("`forwardfor` needs mode http; remove `tcp` or `forwardfor`".to_string());
+                return Err(
+                    "`forwardfor` needs mode http; remove `tcp` or `forwardfor`".to_string()
+                );
             }
             Ok(Kind::Haproxy {
                 http,
@@ -662,7 +687,10 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                     _ => return Err(unknown(o, "header NAME | query NAME | proxy | peer")),
                 };
                 if source.replace(s).is_some() {
-                    return Err("give one client source: header NAME, query NAME, proxy or peer".to_string());
+                    return Err(
+                        "give one client source: header NAME, query NAME, proxy or peer"
+                            .to_string(),
+                    );
                 }
             }
             Ok(Kind::ApiGateway {
@@ -761,13 +789,18 @@ fn parse_nginx(options: &[Vec<String>]) -> Result<Kind, String> {
         }
     }
     if pass && (append || x_real_ip) {
-        return Err("`pass` forwards headers unchanged; it cannot go with append or x-real-ip".to_string());
+        return Err(
+            "`pass` forwards headers unchanged; it cannot go with append or x-real-ip".to_string(),
+        );
     }
     if !realip && (recursive || header.is_some()) {
         return Err("`recursive` and `real-ip-header` need `realip CIDR...`".to_string());
     }
     if header == Some(RealIpHeader::ProxyProtocol) && !accept_proxy {
-        return Err("real-ip-header proxy_protocol needs `proxy-protocol` (listen ... proxy_protocol)".to_string());
+        return Err(
+            "real-ip-header proxy_protocol needs `proxy-protocol` (listen ... proxy_protocol)"
+                .to_string(),
+        );
     }
     // Neither `pass` nor a header option: Debian's /etc/nginx/proxy_params (X-Real-IP
     // $remote_addr, X-Forwarded-For $proxy_add_x_forwarded_for, X-Forwarded-Proto $scheme).
@@ -786,7 +819,12 @@ fn parse_nginx(options: &[Vec<String>]) -> Result<Kind, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests fail loudly")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
 
@@ -821,7 +859,10 @@ mod tests {
 
     #[test]
     fn addresses_ports_and_repeated_kinds() {
-        let t = parse_line("client [2001:db8::7]:4444 -> nginx@10.1.2.3(pass) -> nginx -> nginx -> app").unwrap();
+        let t = parse_line(
+            "client [2001:db8::7]:4444 -> nginx@10.1.2.3(pass) -> nginx -> nginx -> app",
+        )
+        .unwrap();
         assert_eq!(t.client.address.to_string(), "2001:db8::7");
         assert_eq!(t.client.port, 4444);
         assert_eq!(t.hops[0].address.to_string(), "10.1.2.3");
@@ -846,8 +887,23 @@ mod tests {
         let t = parse_line(line).unwrap();
         assert_eq!(t.hops.len(), 13);
         assert_eq!(t.client.query.as_deref(), Some("ip=1.2.3.4"));
-        assert!(matches!(t.hops[5].kind, Kind::Alb { xff: AlbXff::Preserve, client_port: true, https: false }));
-        assert!(matches!(t.hops[11].kind, Kind::Haproxy { http: false, forwardfor: false, send_proxy: Some(SendProxy::V2), .. }));
+        assert!(matches!(
+            t.hops[5].kind,
+            Kind::Alb {
+                xff: AlbXff::Preserve,
+                client_port: true,
+                https: false
+            }
+        ));
+        assert!(matches!(
+            t.hops[11].kind,
+            Kind::Haproxy {
+                http: false,
+                forwardfor: false,
+                send_proxy: Some(SendProxy::V2),
+                ..
+            }
+        ));
     }
 
     fn err(line: &str) -> String {
@@ -859,21 +915,54 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("client 192.0.2.1 -> nginx", "must end with `-> app`"),
             ("client 192.0.2.1", "no app"),
-            ("client 192.0.2.1 -> ngnix -> app", "hop 1: unknown hop `ngnix`"),
+            (
+                "client 192.0.2.1 -> ngnix -> app",
+                "hop 1: unknown hop `ngnix`",
+            ),
             ("client 192.0.2.300 -> app", "bad address `192.0.2.300`"),
-            ("client 192.0.2.1 -> alb(apend) -> app", "hop 1 `alb(apend)`: unknown option `apend`"),
-            ("client 192.0.2.1 -> alb -> nginx(realip 10.0.0.0/33) -> app", "hop 2 `nginx(realip 10.0.0.0/33)`: realip: bad range"),
+            (
+                "client 192.0.2.1 -> alb(apend) -> app",
+                "hop 1 `alb(apend)`: unknown option `apend`",
+            ),
+            (
+                "client 192.0.2.1 -> alb -> nginx(realip 10.0.0.0/33) -> app",
+                "hop 2 `nginx(realip 10.0.0.0/33)`: realip: bad range",
+            ),
             ("client 192.0.2.1 -> -> app", "is empty"),
-            ("client 192.0.2.1 forges \"X-Forwarded-For 1.2.3.4\" -> app", "forged header"),
-            ("client 192.0.2.1 forges \"X-A: b -> app", "double quote is not closed"),
-            ("client 192.0.2.1 -> nginx(recursive) -> app", "need `realip CIDR...`"),
-            ("client 192.0.2.1 -> nginx@10.0.0.300 -> app", "hop 1 `nginx@10.0.0.300`: bad address"),
-            ("client 192.0.2.1 -> app -> nginx -> app", "hop 1: `app` must be the last"),
+            (
+                "client 192.0.2.1 forges \"X-Forwarded-For 1.2.3.4\" -> app",
+                "forged header",
+            ),
+            (
+                "client 192.0.2.1 forges \"X-A: b -> app",
+                "double quote is not closed",
+            ),
+            (
+                "client 192.0.2.1 -> nginx(recursive) -> app",
+                "need `realip CIDR...`",
+            ),
+            (
+                "client 192.0.2.1 -> nginx@10.0.0.300 -> app",
+                "hop 1 `nginx@10.0.0.300`: bad address",
+            ),
+            (
+                "client 192.0.2.1 -> app -> nginx -> app",
+                "hop 1: `app` must be the last",
+            ),
             ("client 192.0.2.1 -> nat(x) -> app", "takes no options"),
-            ("client 192.0.2.1 -> alb(append, remove) -> app", "one of append"),
+            (
+                "client 192.0.2.1 -> alb(append, remove) -> app",
+                "one of append",
+            ),
             ("nginx -> app", "must start with `client"),
-            ("client 192.0.2.1 -> haproxy(tcp, forwardfor) -> app", "needs mode http"),
-            ("client 192.0.2.1 -> nginx(realip 10.0.0.0/8 -> app", "not closed"),
+            (
+                "client 192.0.2.1 -> haproxy(tcp, forwardfor) -> app",
+                "needs mode http",
+            ),
+            (
+                "client 192.0.2.1 -> nginx(realip 10.0.0.0/8 -> app",
+                "not closed",
+            ),
         ];
         for (line, want) in cases {
             let got = err(line);
@@ -927,7 +1016,8 @@ mod tests {
         assert!(e.contains("[client] address"), "{e}");
         let e = parse_toml("[client]\naddress = \"192.0.2.1\"\n[[hop]]\nkind = \"nginx\"\nrange = \"10.0.0.0/8\"\naddress = \"11.0.0.1\"\n").unwrap_err();
         assert!(e.contains("outside its range"), "{e}");
-        let e = parse_toml("[client]\naddress = \"192.0.2.1\"\n[[hop]]\nkind = \"app\"\n").unwrap_err();
+        let e =
+            parse_toml("[client]\naddress = \"192.0.2.1\"\n[[hop]]\nkind = \"app\"\n").unwrap_err();
         assert!(e.contains("[[hop]] 1"), "{e}");
         let e = parse_toml("[client]\naddres = \"192.0.2.1\"\n").unwrap_err();
         assert!(e.contains("addres"), "{e}");
