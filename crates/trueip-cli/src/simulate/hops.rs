@@ -94,7 +94,37 @@ pub(crate) fn run(top: &Topology) -> Result<Run, String> {
             None => SocketAddr::new(top.app_address, top.app_port),
         };
         check_proxy(top, at, &request)?;
-        let (out, view, notes) = forward(hop, &request, source_port(at), next)?;
+        let (out, view, mut notes) = forward(hop, &request, source_port(at), next)?;
+        if let Kind::Nginx {
+            realip: Some(r), ..
+        } = &hop.kind
+        {
+            let proxy = top
+                .hops
+                .iter()
+                .take(i)
+                .enumerate()
+                .find(|(_, h)| view.text.parse::<IpAddr>().is_ok_and(|ip| ip == h.address));
+            if let Some((k, h)) = proxy {
+                let missing = !r.from.iter().any(|c| c.contains(h.address));
+                notes.push(format!(
+                    "realip took {}, the address of hop {} `{}`, not the client: {}{}",
+                    view.text,
+                    k + 1,
+                    h.label,
+                    if missing {
+                        format!("add set_real_ip_from {}", h.range)
+                    } else {
+                        String::new()
+                    },
+                    match (missing, r.recursive) {
+                        (true, false) => " and turn real_ip_recursive on",
+                        (false, false) => "turn real_ip_recursive on",
+                        _ => "",
+                    }
+                ));
+            }
+        }
         if hop.kind.is_l4() {
             let rewrites = out.peer.ip() != request.peer.ip() && out.proxy.is_none();
             if rewrites && !recorded {
@@ -307,16 +337,6 @@ fn forward(hop: &Hop, request: &Request, port: u16, next: SocketAddr) -> Result<
                         RealIpHeader::Header(name) => {
                             if let Some(v) = request.joined(name) {
                                 remote = nginx_realip(&v, r, remote);
-                            }
-                            let trusted = remote
-                                .text
-                                .parse::<IpAddr>()
-                                .is_ok_and(|ip| r.from.iter().any(|c| c.contains(ip)));
-                            if !r.recursive && trusted {
-                                notes.push(format!(
-                                    "realip took {}, itself in set_real_ip_from: turn real_ip_recursive on",
-                                    remote.text
-                                ));
                             }
                         }
                     }
