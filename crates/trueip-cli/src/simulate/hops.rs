@@ -473,7 +473,18 @@ fn forward(hop: &Hop, request: &Request, port: u16, next: SocketAddr) -> Result<
 /// `$remote_addr` as it was.
 pub(crate) fn nginx_realip(value: &Value, realip: &super::model::RealIp, peer: Part) -> Part {
     let mut remote = peer.clone();
-    for element in value.elements().into_iter().rev() {
+    // nginx separates elements by spaces as well as commas.
+    let elements = value.elements().into_iter().flat_map(|p| {
+        p.text
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| Part {
+                text: t.to_owned(),
+                forged: p.forged,
+            })
+            .collect::<Vec<_>>()
+    });
+    for element in elements.collect::<Vec<_>>().into_iter().rev() {
         let Ok(node) = trueip::addr::parse_node(element.text.as_bytes()) else {
             return peer;
         };
@@ -677,6 +688,25 @@ mod tests {
         assert!(
             a.lines("x-forwarded-for").next().is_some(),
             "x-real-ip alone leaves XFF as sent"
+        );
+    }
+
+    #[test]
+    fn nginx_realip_splits_on_spaces_as_nginx_does() {
+        let r = super::super::model::RealIp {
+            from: vec!["10.0.0.0/8".parse().unwrap()],
+            header: RealIpHeader::Header("X-Forwarded-For".into()),
+            recursive: true,
+        };
+        let v = Value::honest("203.0.113.7 10.0.0.1");
+        assert_eq!(
+            nginx_realip(&v, &r, Part::honest("10.0.0.5")).text,
+            "203.0.113.7"
+        );
+        let v = Value::honest("garbage, 10.0.0.1");
+        assert_eq!(
+            nginx_realip(&v, &r, Part::honest("10.0.0.5")).text,
+            "10.0.0.5"
         );
     }
 
