@@ -35,6 +35,8 @@ const COMPARED: &[&str] = &[
     "x-real-ip",
     "x-forwarded-proto",
     "x-forwarded-port",
+    "x-forwarded-host",
+    "forwarded",
 ];
 
 fn externals_present(test: &str) -> bool {
@@ -209,6 +211,29 @@ fn start_haproxy(snippet: &str, listen: SocketAddr) -> Proc {
     p
 }
 
+/// `trueip serve` with the config simulate printed.
+fn start_trueip(config: &str, listen: SocketAddr) -> Proc {
+    let dir = temp_dir("trueip");
+    fs::write(dir.join("conf"), config).expect("write trueip.toml");
+    let stderr = fs::File::create(dir.join("logs/stderr")).expect("stderr file");
+    let child = Command::new(TRUEIP)
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start trueip serve");
+    let mut p = Proc {
+        child,
+        dir,
+        name: format!("trueip serve on {listen}"),
+    };
+    wait_listening(&mut p, listen);
+    p
+}
+
 /// What the recorder saw.
 #[derive(Debug)]
 struct Record {
@@ -309,6 +334,12 @@ const fn hop(kind: &'static str, options: &'static [&'static str]) -> HopSpec {
     HopSpec { kind, options }
 }
 
+/// The last octet of hop `i`'s address: 2 + i, except `trueip serve`, which connects to its
+/// upstream from the default source (127.0.0.1) and so is placed there.
+fn octet(h: &HopSpec, i: usize) -> u8 {
+    if h.kind == "trueip" { 1 } else { 2 + i as u8 }
+}
+
 struct Chain {
     name: &'static str,
     forges: &'static [&'static str],
@@ -321,9 +352,12 @@ struct Layout {
     app: SocketAddr,
 }
 
-fn layout(n: usize) -> Layout {
-    let hops = (0..n)
-        .map(|i| SocketAddr::from(([127, 0, 0, 2 + i as u8], free_port())))
+fn layout(chain: &Chain) -> Layout {
+    let hops = chain
+        .hops
+        .iter()
+        .enumerate()
+        .map(|(i, h)| SocketAddr::from(([127, 0, 0, octet(h, i)], free_port())))
         .collect();
     Layout {
         hops,
@@ -416,7 +450,11 @@ fn start_hop(sim: &Value, i: usize, at: &Layout) -> Proc {
             );
             start_haproxy(&text, addr)
         }
-        other => panic!("hop {} is {other}; only nginx and haproxy run here", i + 1),
+        "toml" => start_trueip(text, addr),
+        other => panic!(
+            "hop {} is {other}; only nginx, haproxy and trueip run here",
+            i + 1
+        ),
     }
 }
 
@@ -455,7 +493,7 @@ fn by_name(lines: &[(String, String)], names: &[String]) -> Vec<(String, String)
 }
 
 fn check_chain(chain: &Chain) {
-    let at = layout(chain.hops.len());
+    let at = layout(chain);
     let toml = topology_toml(chain, &at);
     let sim = simulate_json(&toml);
     let forges: Vec<(String, String)> = chain
@@ -510,7 +548,7 @@ fn check_chain(chain: &Chain) {
 /// The app-side nginx snippet simulate recommends, run in front of a recorder: its
 /// `$remote_addr` (sent on as X-Real-IP) must be the expected client.
 fn check_recommended_nginx(chain: &Chain) -> bool {
-    let at = layout(chain.hops.len());
+    let at = layout(chain);
     let toml = topology_toml(chain, &at);
     let sim = simulate_json(&toml);
     let expected: IpAddr = sim["at_app"]["expected"]
@@ -616,6 +654,18 @@ const CHAINS: &[Chain] = &[
         ],
     },
     Chain {
+        name: "trueip serve behind nginx: the gateway's own rules",
+        forges: &[
+            "X-Forwarded-For: 1.2.3.4",
+            "X-Real-IP: 1.2.3.4",
+            "X_Real_IP: 1.2.3.4",
+        ],
+        hops: &[
+            hop("nginx", &["append"]),
+            hop("trueip", &["trust 127.0.0.2/32"]),
+        ],
+    },
+    Chain {
         name: "nginx pass drops underscore names",
         forges: &["X_Forwarded_For: 1.2.3.4", "X-Forwarded-For: 9.9.9.9"],
         hops: &[hop("nginx", &["pass"]), hop("nginx", &["x-real-ip"])],
@@ -642,15 +692,16 @@ fn recommended_nginx_snippet_finds_the_client_in_real_nginx() {
     for chain in CHAINS.iter().filter(|c| !c.name.contains("send-proxy")) {
         right += usize::from(check_recommended_nginx(chain));
     }
-    // Chains 1 to 2 have a right policy; "nginx pass" loses the client (simulate says so).
-    assert_eq!(right, 2);
+    // Chains 1, 2 and the trueip one have a right policy; "nginx pass" loses the client
+    // (simulate says so).
+    assert_eq!(right, 3);
 }
 
 #[test]
 fn externals_check_is_not_vacuous() {
     // The prediction this file compares against really varies by hop: a simulate run that
     // predicted the same lines everywhere would make the comparison above meaningless.
-    let at = layout(3);
+    let at = layout(&CHAINS[0]);
     let sim = simulate_json(&topology_toml(&CHAINS[0], &at));
     let xff: Vec<String> = (0..4)
         .map(|i| {

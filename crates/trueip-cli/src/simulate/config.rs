@@ -2,6 +2,7 @@
 //! the recommended trueip policy, the ProxyFix arguments and an nginx realip snippet.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
 use super::at_app::AtApp;
 use super::hops::trueip_toml;
@@ -30,9 +31,10 @@ pub(crate) fn all(top: &Topology, at_app: &AtApp) -> Vec<Snippet> {
     let mut out = Vec::new();
     for (i, hop) in top.hops.iter().enumerate() {
         let next = match top.hops.get(i + 1) {
-            Some(h) => format!("{}:{}", h.address, h.port),
-            None => format!("{}:{}", top.app_address, top.app_port),
-        };
+            Some(h) => SocketAddr::new(h.address, h.port),
+            None => SocketAddr::new(top.app_address, top.app_port),
+        }
+        .to_string();
         let layer = format!("hop {} {}", i + 1, hop.label);
         out.extend(for_hop(&layer, hop, &next));
     }
@@ -225,7 +227,12 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
                 hop.address
             ),
         )],
-        Kind::Trueip { .. } => vec![snippet(layer, "toml", trueip_toml(&hop.kind))],
+        Kind::Trueip { .. } => {
+            let next = next
+                .parse()
+                .map_or_else(|_| String::new(), |n| trueip_toml(hop, n));
+            vec![snippet(layer, "toml", next)]
+        }
     }
 }
 

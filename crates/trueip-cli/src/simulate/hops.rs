@@ -456,7 +456,7 @@ fn forward(hop: &Hop, request: &Request, port: u16, next: SocketAddr) -> Result<
             ));
         }
         Kind::Trueip { .. } => {
-            let (headers, client) = trueip_serve(hop, request)?;
+            let (headers, client) = trueip_serve(hop, request, next)?;
             out.headers = headers;
             notes.push(
                 "headers from `trueip serve`'s own rules (trueip_gateway::preview)".to_string(),
@@ -512,13 +512,14 @@ fn query_arg(query: &Value, arg: &str) -> Option<Part> {
     })
 }
 
-/// The config text a `trueip` hop runs with.
-pub(crate) fn trueip_toml(kind: &Kind) -> String {
+/// The config file a `trueip` hop runs with: listening on its address and port, the next
+/// hop (or the app) as its upstream.
+pub(crate) fn trueip_toml(hop: &Hop, next: SocketAddr) -> String {
     let Kind::Trueip {
         trusted,
         strategy,
         proxy_protocol_from,
-    } = kind
+    } = &hop.kind
     else {
         return String::new();
     };
@@ -534,19 +535,30 @@ pub(crate) fn trueip_toml(kind: &Kind) -> String {
     }
     if !proxy_protocol_from.is_empty() {
         toml.push_str(&format!(
-            "proxy_protocol_from = [{}]\n\n[[listen]]\naddress = \"0.0.0.0:8080\"\nproxy_protocol = \"any\"\n",
+            "proxy_protocol_from = [{}]\n",
             list(proxy_protocol_from)
         ));
     }
-    toml.push_str("\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n");
+    toml.push_str(&format!(
+        "\n[[listen]]\naddress = \"{}\"\n",
+        SocketAddr::new(hop.address, hop.port)
+    ));
+    if !proxy_protocol_from.is_empty() {
+        toml.push_str("proxy_protocol = \"any\"\n");
+    }
+    toml.push_str(&format!("\n[upstream]\nurl = \"http://{next}\"\n"));
     toml
 }
 
 /// `trueip serve`'s rewrite, through the gateway's own header rules. Marks: a line kept
 /// as received keeps its marks; an element of the gateway's own lines is forged when the
 /// same text arrived forged.
-fn trueip_serve(hop: &Hop, request: &Request) -> Result<(Vec<Line>, Part), String> {
-    let toml = trueip_toml(&hop.kind);
+fn trueip_serve(
+    hop: &Hop,
+    request: &Request,
+    next: SocketAddr,
+) -> Result<(Vec<Line>, Part), String> {
+    let toml = trueip_toml(hop, next);
     let conn = Connection {
         peer: request.peer.into(),
         proxy_source: request.proxy.as_ref().map(|p| p.source.into()),
