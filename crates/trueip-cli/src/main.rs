@@ -12,6 +12,7 @@
 #[cfg(feature = "mimalloc-plain")]
 mod alloc;
 mod explain;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ enum Command {
     Explain(explain::ExplainArgs),
     Serve(trueip_gateway::ServeArgs),
     Ranges(trueip_gateway::RangesArgs),
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +49,6 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => trueip_gateway::run(args),
         Command::Ranges(args) => trueip_gateway::ranges(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }

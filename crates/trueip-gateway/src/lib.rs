@@ -183,6 +183,73 @@ pub mod testing {
     }
 }
 
+/// One request as `trueip serve` would hand it to its upstream: what `trueip simulate`
+/// shows for a `trueip` hop. The same rules the codecs call (`rules::headers`): the
+/// decision of the config's `[client_ip]` policy, every received line's fate, then the
+/// gateway's own `X-Real-IP`, `X-Forwarded-*` and `Forwarded` lines.
+pub struct Preview {
+    /// The header lines the upstream receives, in order (Host last, as the codecs set it).
+    pub headers: Vec<(String, String)>,
+    /// The client the gateway decided on.
+    pub client: std::net::IpAddr,
+}
+
+/// Previews a request received on a plain HTTP listener on `port` over `conn`, with
+/// `headers`, under the config text `toml` (the file `trueip serve --config` reads;
+/// provider range files are not read: name ranges as CIDRs). An error names the key.
+pub fn preview(
+    toml: &str,
+    conn: &trueip::Connection,
+    port: u16,
+    headers: &[(String, String)],
+) -> Result<Preview, String> {
+    use ::http::{HeaderMap, HeaderName, HeaderValue};
+
+    let file = config::parse_toml(toml).map_err(|e| e.to_string())?;
+    let settings = Settings::from_file(file, &ServeArgs::default(), &mut |name| {
+        Err(format!(
+            "provider file {name} is not read here; list its ranges as CIDRs"
+        ))
+    })
+    .map_err(|e| e.to_string())?;
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("header name {name:?}: {e}"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| format!("header {name} value {value:?}: {e}"))?;
+        map.append(name, value);
+    }
+    let hygiene = rules::headers::Hygiene::new(settings.headers.clone());
+    let resolution = settings.policy.resolve(conn, &map);
+    let host = map.get(::http::header::HOST).cloned();
+    let facts = rules::headers::Facts::new(
+        &settings.policy,
+        &resolution,
+        &map,
+        "http",
+        host.as_ref(),
+        port,
+    );
+    hygiene.request(&mut map, &facts);
+    if let Some(h) = host {
+        map.insert(::http::header::HOST, h);
+    }
+    let headers = map
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Preview {
+        headers,
+        client: resolution.ip(),
+    })
+}
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
