@@ -126,11 +126,18 @@ fn push_values<'py>(out: &mut Copied<'py>, name: &FieldName, value: &Bound<'py, 
     }
 }
 
-/// Whether a dict is a WSGI environ (its headers are `HTTP_*` keys).
-fn is_environ(dict: &Bound<'_, PyDict>) -> PyResult<bool> {
+/// Whether a dict is a WSGI environ (its headers are `HTTP_*` keys): `Some` when the caller
+/// said, else told by `wsgi.version`, which PEP 3333 makes a tuple. A header map may hold
+/// a header named `wsgi.version` or `REQUEST_METHOD` (any client can send one), but never
+/// a tuple: the keys alone would let a client switch how the headers are read.
+fn is_environ(dict: &Bound<'_, PyDict>, said: Option<bool>) -> PyResult<bool> {
+    if let Some(said) = said {
+        return Ok(said);
+    }
     let py = dict.py();
-    Ok(dict.contains(pyo3::intern!(py, "REQUEST_METHOD"))?
-        || dict.contains(pyo3::intern!(py, "wsgi.version"))?)
+    Ok(dict
+        .get_item(pyo3::intern!(py, "wsgi.version"))?
+        .is_some_and(|v| v.cast::<PyTuple>().is_ok()))
 }
 
 /// Copies the wanted headers out of `headers`. Malformed entries are skipped, never
@@ -139,6 +146,7 @@ fn is_environ(dict: &Bound<'_, PyDict>) -> PyResult<bool> {
 fn copy_headers<'py>(
     headers: Option<&Bound<'py, PyAny>>,
     wanted: &[Wanted],
+    environ: Option<bool>,
 ) -> PyResult<Copied<'py>> {
     let mut out = Copied::default();
     let Some(headers) = headers else {
@@ -149,7 +157,7 @@ fn copy_headers<'py>(
     }
     let py = headers.py();
     if let Ok(dict) = headers.cast::<PyDict>() {
-        if is_environ(dict)? {
+        if is_environ(dict, environ)? {
             for w in wanted {
                 if let Some(value) = dict.get_item(w.environ.bind(py))? {
                     push_values(&mut out, &w.name, &value);
@@ -180,7 +188,9 @@ fn copy_headers<'py>(
         )));
     };
     for item in pairs.try_iter()? {
-        let Ok(item) = item else { continue };
+        // An iterator that fails fails the call: a decision over part of the headers
+        // could be the wrong one.
+        let item = item?;
         // A pair is a 2-tuple or a 2-list (JSON-decoded headers); anything else is skipped.
         let pair = if let Ok(t) = item.cast::<PyTuple>() {
             (t.len() == 2).then(|| (t.get_item(0), t.get_item(1)))
@@ -244,14 +254,15 @@ fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
             "peer {what}: {why} (the peer is the address of the TCP connection, as the server reports it)"
         ))
     };
-    if let Ok(pair) = peer.cast::<PyTuple>() {
-        if pair.len() != 2 {
+    // ASGI's scope["client"]: a tuple (uvicorn, hypercorn) or a list (Daphne).
+    if peer.cast::<PyTuple>().is_ok() || peer.cast::<PyList>().is_ok() {
+        if peer.len()? != 2 {
             return Err(PyValueError::new_err(
-                "peer: a tuple must be (host, port), as ASGI's scope[\"client\"]",
+                "peer: a pair must be (host, port), as ASGI's scope[\"client\"]",
             ));
         }
-        let port: Option<u16> = pair.get_item(1)?.extract()?;
-        return peer_node(&pair.get_item(0)?, port.filter(|p| *p != 0));
+        let port: Option<u16> = peer.get_item(1)?.extract()?;
+        return peer_node(&peer.get_item(0)?, port.filter(|p| *p != 0));
     }
     let text = match peer.cast::<PyString>() {
         Ok(s) => s.clone(),
@@ -467,30 +478,33 @@ impl Policy {
 
     /// Decides who the client is. Never raises for what the request carries; raises
     /// `ValueError` for a `peer` that is not an address, `TypeError` for `headers` of
-    /// no known shape.
-    #[pyo3(signature = (peer, headers = None, proxy_source = None))]
+    /// no known shape. `environ`: whether a dict is a WSGI environ (or Django's `META`),
+    /// whose headers are `HTTP_*` keys; by default, a dict whose `wsgi.version` is a tuple.
+    #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None))]
     fn resolve(
         &self,
         peer: &Bound<'_, PyAny>,
         headers: Option<&Bound<'_, PyAny>>,
         proxy_source: Option<&Bound<'_, PyAny>>,
+        environ: Option<bool>,
     ) -> PyResult<Resolution> {
         let conn = Policy::connection(peer, proxy_source)?;
-        let copied = copy_headers(headers, &self.wanted)?;
+        let copied = copy_headers(headers, &self.wanted, environ)?;
         Ok(self.decide(&conn, &copied))
     }
 
     /// Decides, and returns every step, as `trueip explain --format json` prints it.
-    #[pyo3(signature = (peer, headers = None, proxy_source = None))]
+    #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None))]
     fn explain(
         &self,
         py: Python<'_>,
         peer: &Bound<'_, PyAny>,
         headers: Option<&Bound<'_, PyAny>>,
         proxy_source: Option<&Bound<'_, PyAny>>,
+        environ: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
         let conn = Policy::connection(peer, proxy_source)?;
-        let copied = copy_headers(headers, &self.wanted)?;
+        let copied = copy_headers(headers, &self.wanted, environ)?;
         json_object(py, &trueip::Explanation::new(&self.inner, &conn, &copied))
     }
 
@@ -502,7 +516,7 @@ impl Policy {
     ///
     /// A `peer` that is not an address (a Unix socket, a test client) gives no decision:
     /// no hop is trusted, so every client-IP header is withheld.
-    #[pyo3(signature = (peer, headers, withhold = false))]
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false))]
     #[allow(
         clippy::type_complexity,
         reason = "a private tuple for the Python middlewares"
@@ -513,6 +527,7 @@ impl Policy {
         peer: Option<&Bound<'py, PyAny>>,
         headers: &Bound<'py, PyAny>,
         withhold: bool,
+        environ: bool,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
@@ -529,7 +544,7 @@ impl Policy {
                 return Ok((None, None, kept));
             }
         };
-        let copied = copy_headers(Some(headers), &self.wanted_with_origin)?;
+        let copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
         let resolution = self.decide(&conn, &copied);
         let origin = if resolution.trusted_hop {
             let o = trueip::origin::origin(&copied, &resolution.inner);
@@ -783,7 +798,7 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 }
 
 fn event_error(e: trueip::lambda::EventError) -> PyErr {
-    EventError::new_err(format!("{e} ({})", e.hint()))
+    EventError::new_err(e.to_string())
 }
 
 /// The client of a Lambda event (ALB, API Gateway REST and HTTP API, Function URL).

@@ -12,7 +12,11 @@ from trueip.asgi import TrueIP
 POLICY = trueip.Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted")
 
 
-def run(client: Any, headers: list[tuple[bytes, bytes]], kind: str = "http", policy: trueip.Policy = POLICY) -> dict[str, Any]:
+ALL = ("proto", "host", "port", "prefix")
+
+
+def run(client: Any, headers: list[tuple[bytes, bytes]], kind: str = "http", policy: trueip.Policy = POLICY,
+        origin: Any = ALL) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -21,7 +25,7 @@ def run(client: Any, headers: list[tuple[bytes, bytes]], kind: str = "http", pol
     scope = {"type": kind, "scheme": "http" if kind == "http" else "ws", "client": client, "server": ("10.0.0.1", 8000),
              "path": "/", "root_path": "", "headers": headers}
     before = dict(scope)
-    asyncio.run(TrueIP(app, policy)(scope, None, None))
+    asyncio.run(TrueIP(app, policy, origin=origin)(scope, None, None))
     assert scope == before, "the caller's scope is left as it was"
     return seen
 
@@ -53,6 +57,36 @@ def test_underscore_spellings_are_removed_even_from_a_trusted_hop(name: bytes) -
     scope = run(("10.0.0.5", 1), [(name, b"203.0.113.7"), (b"x-forwarded-for", b"198.51.100.1")])
     assert scope["headers"] == [(b"x-forwarded-for", b"198.51.100.1")]
     assert scope["client"] == ("198.51.100.1", 0)
+
+
+def test_only_the_named_origin_parts_are_applied() -> None:
+    headers = [(b"host", b"internal:8000"), (b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-proto", b"https"),
+               (b"x-forwarded-host", b"evil.example"), (b"x-forwarded-port", b"444"), (b"x-forwarded-prefix", b"/shop")]
+    scope = run(("10.0.0.5", 1), headers, origin=("proto",))
+    assert (scope["scheme"], dict(scope["headers"])[b"host"], scope["root_path"]) == ("https", b"internal:8000", "")
+    scope = run(("10.0.0.5", 1), headers, origin=("host", "port"))
+    assert (scope["scheme"], dict(scope["headers"])[b"host"]) == ("http", b"evil.example:444")
+    scope = run(("10.0.0.5", 1), headers, origin=("port",))
+    assert dict(scope["headers"])[b"host"] == b"internal:444"
+
+
+def test_daphne_lists_and_non_token_names() -> None:
+    scope = run(["10.0.0.5", 80], [(b"x-forwarded-for", b"198.51.100.1")])
+    assert scope["client"] == ("198.51.100.1", 0)
+    # Django upper-cases names as Latin-1: "\xdf".upper() is "SS", so this would become
+    # HTTP_X_FORWARDED_SSL. A name that is not a token is no header anyone wrote honestly.
+    scope = run(["10.0.0.5", 80], [(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-\xdfl", b"on")])
+    assert scope["headers"] == [(b"x-forwarded-for", b"198.51.100.1")]
+
+
+def test_a_failing_header_iterator_raises_rather_than_deciding_on_part() -> None:
+    class Broken:
+        def items(self) -> Any:
+            yield ("x-forwarded-for", "198.51.100.1")
+            raise RuntimeError("broken container")
+
+    with pytest.raises(RuntimeError, match="broken container"):
+        POLICY.resolve("10.0.0.5", Broken())
 
 
 def test_websocket_schemes() -> None:

@@ -16,7 +16,7 @@ if not settings.configured:
         ALLOWED_HOSTS=["shop.example", "testserver", "internal"],
         ROOT_URLCONF=__name__,
         MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
-        TRUEIP={"trust": ["10.0.0.0/8"], "strategy": "rightmost-untrusted"},
+        TRUEIP={"trust": ["10.0.0.0/8"], "strategy": "rightmost-untrusted", "origin": ["proto", "host"]},
         SECRET_KEY="tests-only",
     )
     django.setup()
@@ -58,6 +58,12 @@ def test_a_stranger() -> None:
     assert got == {"addr": "198.51.100.20", "secure": False, "host": "testserver", "xff": None, "source": "peer"}
 
 
+def test_by_default_only_the_scheme() -> None:
+    with override_settings(TRUEIP={"trust": ["10.0.0.0/8"]}):
+        middleware = TrueIPMiddleware(whoami)
+    assert middleware.origin == frozenset({"proto"})
+
+
 def test_a_forwarded_host_still_passes_allowed_hosts() -> None:
     response = Client(REMOTE_ADDR="10.0.0.5").get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Host": "evil.example"})
     assert response.status_code == 400
@@ -70,6 +76,8 @@ def test_settings_errors_are_improperly_configured() -> None:
         ({"strategy": "nope"}, 'unknown strategy "nope"'),
         ({"config": "/nonexistent/trueip.toml"}, "cannot read"),
         ({"config": "x.toml", "trust": ["any"]}, "give no other keys"),
+        ({"trust": ["10.0.0.0/8"], "origin": ["prefix"]}, "FORCE_SCRIPT_NAME"),
+        ({"trust": ["10.0.0.0/8"], "origin": "proto"}, "origin"),
     ]:
         with override_settings(TRUEIP=conf):
             with pytest.raises(ImproperlyConfigured, match=message):

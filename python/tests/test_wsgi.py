@@ -7,12 +7,16 @@ from typing import Any
 import pytest
 
 import trueip
+import trueip.wsgi
 from trueip.wsgi import FORWARDING_KEYS, TrueIP
 
 POLICY = trueip.Policy(trust=["10.0.0.0/8"], strategy="rightmost-untrusted")
 
 
-def run(environ: dict[str, Any], policy: trueip.Policy = POLICY) -> dict[str, Any]:
+ALL = ("proto", "host", "port", "prefix")
+
+
+def run(environ: dict[str, Any], policy: trueip.Policy = POLICY, origin: Any = ALL) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -30,7 +34,7 @@ def run(environ: dict[str, Any], policy: trueip.Policy = POLICY) -> dict[str, An
         "wsgi.url_scheme": "http",
         "REMOTE_PORT": "41000",
     }
-    TrueIP(app, policy)(dict(base, **environ), lambda *a: None)
+    TrueIP(app, policy, origin=origin)(dict(base, **environ), lambda *a: None)
     return seen
 
 
@@ -48,7 +52,8 @@ def test_through_a_trusted_hop() -> None:
     assert env["REMOTE_ADDR"] == "203.0.113.195"
     assert "REMOTE_PORT" not in env  # the proxy's port is not the client's
     assert env["wsgi.url_scheme"] == "https"
-    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("shop.example.com", "shop.example.com", "443")
+    # As ProxyFix's x_host and x_port: the forwarded port replaces the host's.
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("shop.example.com:443", "shop.example.com", "443")
     assert env["SCRIPT_NAME"] == "/shop"
     # What trusted hops wrote stays for the app.
     assert env["HTTP_X_FORWARDED_FOR"] == "198.51.100.66, 203.0.113.195"
@@ -97,6 +102,7 @@ def test_a_client_port_is_passed_when_the_source_carried_one() -> None:
     assert env["wsgi.url_scheme"] == "https"
     assert env["HTTP_HOST"] == "api.example"
     assert env["SERVER_PORT"] == "443"
+    assert (run({"REMOTE_ADDR": "10.0.0.5", "HTTP_FORWARDED": 'for="[2001:db8::1]:4711";host=api.example'}, p, origin=()))["HTTP_HOST"] == "internal:8000"
 
 
 def test_the_peer_alone_keeps_its_port() -> None:
@@ -108,6 +114,37 @@ def test_an_untrusted_hop_cannot_set_the_scheme_even_behind_a_trusted_one() -> N
     env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.195", "HTTP_X_FORWARDED_PROTO": "https, http"})
     # One trusted hop: the value it wrote (the last) counts, not the client's.
     assert env["wsgi.url_scheme"] == "http"
+
+
+def test_only_the_named_origin_parts_are_applied() -> None:
+    """By default (as ProxyFix) only the scheme: a proxy that passes a client's
+    X-Forwarded-Host or -Prefix through unchanged would let the client choose them."""
+    forged = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.195", "HTTP_X_FORWARDED_PROTO": "https",
+              "HTTP_X_FORWARDED_HOST": "evil.example:8443", "HTTP_X_FORWARDED_PORT": "444",
+              "HTTP_X_FORWARDED_PREFIX": "/shop"}
+    env = run(forged, origin=trueip.wsgi.DEFAULT_ORIGIN)
+    assert (env["wsgi.url_scheme"], env["HTTP_HOST"], env["SERVER_PORT"], env["SCRIPT_NAME"]) == ("https", "internal:8000", "8000", "")
+    env = run(forged, origin=("port",))
+    assert (env["wsgi.url_scheme"], env["HTTP_HOST"], env["SERVER_PORT"]) == ("http", "internal:444", "444")
+    env = run(forged, origin=("host", "port"))
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("evil.example:444", "evil.example", "444")
+    with pytest.raises(ValueError, match="unknown"):
+        TrueIP(lambda e, s: [], POLICY, origin=("scheme",))
+    with pytest.raises(TypeError):
+        TrueIP(lambda e, s: [], POLICY, origin="proto")
+
+
+@pytest.mark.parametrize("prefix", ["//evil.example", "/\\evil.example", "/a/../b", "/%2e%2e", "/a?b", "/a#b", "/..", "/a//b"])
+def test_a_prefix_that_leaves_the_site_is_dropped(prefix: str) -> None:
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.195", "HTTP_X_FORWARDED_PREFIX": prefix})
+    assert env["SCRIPT_NAME"] == ""
+
+
+def test_a_header_named_wsgi_version_does_not_make_headers_an_environ() -> None:
+    assert POLICY.resolve("10.0.0.5", {"x-forwarded-for": "203.0.113.9", "wsgi.version": "1"}).ip_str == "203.0.113.9"
+    forged = {"X-Forwarded-For": "203.0.113.9", "REQUEST_METHOD": "GET", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}
+    assert POLICY.resolve("10.0.0.5", forged).ip_str == "203.0.113.9"
+    assert POLICY.resolve("10.0.0.5", {"HTTP_X_FORWARDED_FOR": "1.2.3.4"}, environ=True).ip_str == "1.2.3.4"
 
 
 def test_forwarded_port_alone_rewrites_the_host_port() -> None:
@@ -141,7 +178,7 @@ def test_under_flask() -> None:
         return jsonify(addr=request.remote_addr, scheme=request.scheme, host=request.host, url=request.url,
                        xff=request.headers.get("X-Forwarded-For"))
 
-    app.wsgi_app = TrueIP(app.wsgi_app, POLICY)  # type: ignore[method-assign]
+    app.wsgi_app = TrueIP(app.wsgi_app, POLICY, origin=ALL)  # type: ignore[method-assign]
     client = app.test_client()
     got = client.get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"},
                      environ_base={"REMOTE_ADDR": "10.0.0.5"}).get_json()

@@ -18,3 +18,29 @@ def split_host(host: str) -> tuple[str, Optional[str]]:
     if sep and port.isdigit() and ":" not in name:
         return name, port
     return host, None
+
+
+#: What a trusted proxy may say about the original request, each only when your proxies
+#: write (overwrite) that header: a proxy that passes a client's ``X-Forwarded-Host``
+#: through unchanged lets the client pick the host the app builds links with.
+ORIGIN_PARTS = ("proto", "host", "port", "prefix")
+
+#: The default, as Werkzeug's ProxyFix (``x_proto=1``): the scheme only. Every balancer
+#: and CDN sets ``X-Forwarded-Proto``; the host, port and prefix are opt-in.
+DEFAULT_ORIGIN = frozenset({"proto"})
+
+
+def origin_parts(parts: object) -> frozenset[str]:
+    """Checks a middleware's ``origin`` argument: some of ``ORIGIN_PARTS``."""
+    if isinstance(parts, str) or not hasattr(parts, "__iter__"):
+        raise TypeError(f"origin must be a collection of {', '.join(ORIGIN_PARTS)}, not {parts!r}")
+    chosen = frozenset(parts)  # type: ignore[arg-type]
+    unknown = chosen - set(ORIGIN_PARTS)
+    if unknown:
+        raise ValueError(f"origin: unknown {sorted(unknown)}; choose from {', '.join(ORIGIN_PARTS)}")
+    return chosen
+
+
+def with_port(host: str, port: int) -> str:
+    """``host`` (a Host header value) with its port replaced by ``port``."""
+    return f"{split_host(host)[0]}:{port}"

@@ -13,7 +13,7 @@ _Text = Union[str, bytes]
 Headers = Union[Mapping[Any, Any], Sequence[Tuple[_Text, _Text]], Iterable[Tuple[_Text, _Text]], None]
 #: ``"192.0.2.1"``, ``"192.0.2.1:443"``, ``"[2001:db8::1]:443"``, an ``ipaddress`` object,
 #: or a ``(host, port)`` pair as ASGI's ``scope["client"]``.
-Peer = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address, Tuple[str, int]]
+Peer = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address, Tuple[str, int], list[Any]]
 _Path = Union[str, "os.PathLike[str]"]
 
 class PolicyError(ValueError):
@@ -71,10 +71,14 @@ class Policy:
         providers: Optional[Mapping[str, _Path]] = None,
         origin_secret: Optional[Tuple[str, str]] = None,
     ) -> "Policy": ...
-    def resolve(self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None) -> Resolution: ...
-    def explain(self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None) -> dict[str, Any]: ...
+    def resolve(
+        self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None, environ: Optional[bool] = None
+    ) -> Resolution: ...
+    def explain(
+        self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None, environ: Optional[bool] = None
+    ) -> dict[str, Any]: ...
     def _resolve_request(
-        self, peer: Optional[Peer], headers: Headers, withhold: bool = False
+        self, peer: Optional[Peer], headers: Headers, withhold: bool = False, environ: bool = False
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],

@@ -9,9 +9,12 @@ For each HTTP or WebSocket connection it
 
 * sets ``scope["client"]`` to ``(client, port)``, the port ``0`` when the source carried
   none (as uvicorn does), so ``request.client.host`` is the client;
-* when the request came through a trusted hop and those hops said so, sets
-  ``scope["scheme"]`` (``http``/``https``, ``ws``/``wss`` for WebSockets), the ``host``
-  header and ``scope["root_path"]`` (``X-Forwarded-Prefix``);
+* when the request came through a trusted hop and those hops said so, sets what
+  ``origin`` names: ``scope["scheme"]`` (``"proto"``, the default; ``ws``/``wss`` for
+  WebSockets), the ``host`` header (``"host"``; ``"port"`` replaces its port) and
+  ``scope["root_path"]`` (``"prefix"``: ``X-Forwarded-Prefix``). Name only what your
+  proxies write (overwrite): one that passes a client's ``X-Forwarded-Host`` through lets
+  the client choose the host the app builds links with;
 * removes from ``scope["headers"]`` every client-IP header when the request did not come
   through a trusted hop, and any spelled with underscores (``X_Forwarded_For``) always: no
   honest proxy writes one, and frameworks that map headers to variables read it as the
@@ -27,10 +30,10 @@ this middleware sees it, so the peer here would already be a header's word.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from . import Policy
-from ._host import split_host
+from ._host import DEFAULT_ORIGIN, origin_parts, with_port
 
 __all__ = ["TrueIP"]
 
@@ -40,9 +43,10 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
 
-def apply(policy: Policy, scope: Scope) -> Scope:
-    """Returns a copy of ``scope`` rewritten for ``policy`` (the caller's scope is left
-    as it was, as ASGI asks of middleware)."""
+def apply(policy: Policy, scope: Scope, origin: frozenset[str] = DEFAULT_ORIGIN) -> Scope:
+    """Returns a copy of ``scope`` rewritten for ``policy``, applying the ``origin`` parts
+    trusted hops reported (the caller's scope is left as it was, as ASGI asks of
+    middleware)."""
     client = scope.get("client")
     headers = scope.get("headers") or []
     scope = dict(scope)
@@ -52,7 +56,7 @@ def apply(policy: Policy, scope: Scope) -> Scope:
         headers = list(headers)
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
-    resolution, origin, kept = policy._resolve_request(client, headers, True)
+    resolution, reported, kept = policy._resolve_request(client, headers, True)
     scope["trueip.resolution"] = resolution
     if kept is not None:
         original["headers"] = headers
@@ -60,35 +64,42 @@ def apply(policy: Policy, scope: Scope) -> Scope:
     if resolution is None:
         return scope
     scope["client"] = (resolution.ip_str, resolution.port or 0)
-    if origin is not None:
-        scheme, host, port, prefix = origin
-        if scheme is not None:
+    if reported is not None:
+        scheme, host, port, prefix = reported
+        if scheme is not None and "proto" in origin:
             scope["scheme"] = _WEBSOCKET_SCHEME[scheme] if scope.get("type") == "websocket" else scheme
+        host = host if "host" in origin else None
+        port = port if "port" in origin else None
         if host is not None or port is not None:
             original.setdefault("headers", headers)
-            current = next((v for (n, v) in scope["headers"] if n.lower() == b"host"), b"")
-            if host is None:
-                name = split_host(current.decode("latin-1"))[0] if current else ""
-                host = f"{name}:{port}" if name else None
+            current = next((v for (n, v) in scope["headers"] if n.lower() == b"host"), None)
+            if host is None and current is not None:
+                host = current.decode("latin-1")
             if host is not None:
+                if port is not None:
+                    host = with_port(host, port)
                 scope["headers"] = [(n, v) for (n, v) in scope["headers"] if n.lower() != b"host"]
                 scope["headers"].append((b"host", host.encode("latin-1")))
-        if prefix is not None:
+        if prefix is not None and "prefix" in origin:
             original["root_path"] = scope.get("root_path", "")
             scope["root_path"] = prefix
     return scope
 
 
 class TrueIP:
-    """ASGI middleware that applies ``policy`` to every HTTP and WebSocket scope."""
+    """ASGI middleware that applies ``policy`` to every HTTP and WebSocket scope.
 
-    def __init__(self, app: ASGIApp, policy: Policy) -> None:
+    ``origin``: which of ``"proto"``, ``"host"``, ``"port"``, ``"prefix"`` trusted hops may
+    set; ``("proto",)`` by default, as ProxyFix."""
+
+    def __init__(self, app: ASGIApp, policy: Policy, *, origin: Iterable[str] = DEFAULT_ORIGIN) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
         self.app = app
         self.policy = policy
+        self.origin = origin_parts(origin)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
         if scope.get("type") in ("http", "websocket"):
-            scope = apply(self.policy, scope)
+            scope = apply(self.policy, scope, self.origin)
         await self.app(scope, receive, send)

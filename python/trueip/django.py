@@ -7,8 +7,12 @@
 
 ``TRUEIP`` takes the keyword arguments of ``trueip.Policy`` (``trust``, ``strategy``,
 ``from_``, ``all_trusted``, ``origin_secret``, ``providers``, ``proxy_protocol_from``,
-``ipv6_prefix``), or ``config``, the path of a ``trueip serve`` config file. A missing or
-wrong ``TRUEIP`` is ``ImproperlyConfigured`` at start-up, with the policy's own message.
+``ipv6_prefix``), or ``config``, the path of a ``trueip serve`` config file; and ``origin``,
+what trusted hops may say about the original request: ``["proto"]`` by default, ``"host"``
+and ``"port"`` only if your proxies write (overwrite) those headers. (No ``"prefix"``: Django
+has computed the request's paths before any middleware runs; use ``FORCE_SCRIPT_NAME``.) A
+missing or wrong ``TRUEIP`` is ``ImproperlyConfigured`` at start-up, with the policy's own
+message.
 
 Each request's ``META`` is rewritten as the WSGI middleware rewrites an environ
 (``trueip.wsgi``): ``REMOTE_ADDR`` is the client, client-IP headers from an untrusted peer
@@ -26,8 +30,9 @@ from typing import Any, Callable
 
 from . import Policy, PolicyError
 from . import wsgi as _wsgi
+from ._host import DEFAULT_ORIGIN, origin_parts
 
-__all__ = ["TrueIPMiddleware", "policy_from_settings"]
+__all__ = ["TrueIPMiddleware", "origin_from_settings", "policy_from_settings"]
 
 _POLICY_KEYS = {
     "trust",
@@ -55,11 +60,12 @@ def policy_from_settings(settings: Any = None) -> Policy:
             "trueip: set TRUEIP in settings, e.g. TRUEIP = {'trust': ['10.0.0.0/8'], "
             "'strategy': 'rightmost-untrusted'} (or {'config': 'trueip.toml'})"
         )
-    unknown = set(conf) - _POLICY_KEYS - {"config"}
+    unknown = set(conf) - _POLICY_KEYS - {"config", "origin"}
     if unknown:
         raise ImproperlyConfigured(
-            f"trueip: unknown TRUEIP keys {sorted(unknown)}; known: {sorted(_POLICY_KEYS | {'config'})}"
+            f"trueip: unknown TRUEIP keys {sorted(unknown)}; known: {sorted(_POLICY_KEYS | {'config', 'origin'})}"
         )
+    conf = {k: v for k, v in conf.items() if k != "origin"}
     try:
         if "config" in conf:
             if len(conf) > 1:
@@ -70,16 +76,38 @@ def policy_from_settings(settings: Any = None) -> Policy:
         raise ImproperlyConfigured(f"trueip: {e}") from e
 
 
+def origin_from_settings(settings: Any = None) -> frozenset[str]:
+    """The ``origin`` parts ``settings.TRUEIP`` allows."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if settings is None:
+        from django.conf import settings as django_settings
+
+        settings = django_settings
+    conf = getattr(settings, "TRUEIP", None) or {}
+    try:
+        parts = origin_parts(conf.get("origin", DEFAULT_ORIGIN))
+    except (TypeError, ValueError) as e:
+        raise ImproperlyConfigured(f"trueip: TRUEIP['origin']: {e}") from e
+    if "prefix" in parts:
+        raise ImproperlyConfigured(
+            "trueip: TRUEIP['origin'] cannot hold 'prefix': Django computes the request's paths "
+            "before middleware runs; set FORCE_SCRIPT_NAME instead"
+        )
+    return parts
+
+
 class TrueIPMiddleware:
     """Applies the ``TRUEIP`` policy to every request (see the module doc)."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         self.policy = policy_from_settings()
+        self.origin = origin_from_settings()
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
-        resolution = _wsgi.apply(self.policy, meta)
+        resolution = _wsgi.apply(self.policy, meta, self.origin)
         request.trueip = resolution
         scheme = meta.get("wsgi.url_scheme")
         # Django's ASGI requests read the scheme from the scope, not META.

@@ -10,10 +10,13 @@ For each request it
 * sets ``REMOTE_ADDR`` to the client the policy decided, and ``REMOTE_PORT`` to the
   client's port when the source carried one (and removes it when the source did not: the
   proxy's port is not the client's);
-* when the request came through a trusted hop and those hops said so, sets
-  ``wsgi.url_scheme`` (``X-Forwarded-Proto`` or ``Forwarded: proto=``), ``HTTP_HOST``,
-  ``SERVER_NAME`` and ``SERVER_PORT`` (``X-Forwarded-Host``, ``X-Forwarded-Port``,
-  ``Forwarded: host=``) and ``SCRIPT_NAME`` (``X-Forwarded-Prefix``);
+* when the request came through a trusted hop and those hops said so, sets what
+  ``origin`` names: ``wsgi.url_scheme`` (``"proto"``: ``X-Forwarded-Proto`` or
+  ``Forwarded: proto=``; the default), ``HTTP_HOST`` and ``SERVER_NAME``/``SERVER_PORT``
+  (``"host"``: ``X-Forwarded-Host``, ``Forwarded: host=``), the port in both (``"port"``:
+  ``X-Forwarded-Port``) and ``SCRIPT_NAME`` (``"prefix"``: ``X-Forwarded-Prefix``). Name only
+  what your proxies write (overwrite): one that passes a client's ``X-Forwarded-Host``
+  through lets the client choose the host the app builds links with;
 * when it did not come through a trusted hop, removes every client-IP header from the
   environ (the core's table of them, ``trueip.forwarding_header_names()``): the client
   wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see them;
@@ -32,7 +35,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from . import Policy, forwarding_header_names
-from ._host import split_host
+from ._host import DEFAULT_ORIGIN, origin_parts, split_host, with_port
 
 __all__ = ["TrueIP"]
 
@@ -53,13 +56,14 @@ _ORIGINAL_KEYS = (
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
 
-def apply(policy: Policy, environ: dict[str, Any]) -> Any:
-    """Rewrites ``environ`` in place for ``policy``; returns the ``Resolution``, or
-    ``None`` when ``REMOTE_ADDR`` is not an address (a Unix socket): then only the
-    client-IP headers are removed, since no hop is trusted."""
+def apply(policy: Policy, environ: dict[str, Any], origin: frozenset[str] = DEFAULT_ORIGIN) -> Any:
+    """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
+    hops reported; returns the ``Resolution``, or ``None`` when ``REMOTE_ADDR`` is not an
+    address (a Unix socket): then only the client-IP headers are removed, since no hop is
+    trusted."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
-    resolution, origin, _ = policy._resolve_request(environ.get("REMOTE_ADDR"), environ)
+    resolution, reported, _ = policy._resolve_request(environ.get("REMOTE_ADDR"), environ, environ=True)
     environ["trueip.resolution"] = resolution
     if resolution is None or not resolution.trusted_hop:
         for key in environ.keys() & FORWARDING_KEYS:
@@ -72,34 +76,39 @@ def apply(policy: Policy, environ: dict[str, Any]) -> Any:
         environ["REMOTE_PORT"] = str(port)
     elif resolution.trusted_hops and "REMOTE_PORT" in environ:
         del environ["REMOTE_PORT"]
-    if origin is not None:
-        scheme, host, forwarded_port, prefix = origin
-        if scheme is not None:
+    if reported is not None:
+        scheme, host, forwarded_port, prefix = reported
+        if scheme is not None and "proto" in origin:
             environ["wsgi.url_scheme"] = scheme
-        if host is not None:
+        if host is not None and "host" in origin:
             environ["HTTP_HOST"] = host
             name, host_port = split_host(host)
             environ["SERVER_NAME"] = name
             environ["SERVER_PORT"] = host_port or _DEFAULT_PORT.get(environ.get("wsgi.url_scheme", "http"), "80")
-        if forwarded_port is not None:
+        if forwarded_port is not None and "port" in origin:
+            # As ProxyFix's x_port: the port replaces the one in the host.
+            environ["HTTP_HOST"] = with_port(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""), forwarded_port)
             environ["SERVER_PORT"] = str(forwarded_port)
-            if host is None and "HTTP_HOST" in environ:
-                name, _ = split_host(environ["HTTP_HOST"])
-                environ["HTTP_HOST"] = f"{name}:{forwarded_port}"
-        if prefix is not None:
+        if prefix is not None and "prefix" in origin:
             environ["SCRIPT_NAME"] = prefix
     return resolution
 
 
 class TrueIP:
-    """WSGI middleware that applies ``policy`` to every request (see the module doc)."""
+    """WSGI middleware that applies ``policy`` to every request (see the module doc).
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], policy: Policy) -> None:
+    ``origin``: which of ``"proto"``, ``"host"``, ``"port"``, ``"prefix"`` trusted hops may
+    set; ``("proto",)`` by default, as ProxyFix."""
+
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], policy: Policy, *, origin: Iterable[str] = DEFAULT_ORIGIN
+    ) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
         self.app = app
         self.policy = policy
+        self.origin = origin_parts(origin)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        apply(self.policy, environ)
+        apply(self.policy, environ, self.origin)
         return self.app(environ, start_response)

@@ -182,7 +182,14 @@ pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
 /// always, since no honest proxy writes one and WSGI, CGI and PHP read it as the real
 /// header. The rule the middlewares apply; `trueip serve` applies it too, with its
 /// `[headers] keep` exceptions.
+///
+/// A name that is not an RFC 9110 token is withheld too: no client-IP header is spelled
+/// so, and a lenient server may fold it into one (Django upper-cases names as Latin-1,
+/// and `"ß".upper()` is `"SS"`: `X-Forwarded-\xdfL` becomes `HTTP_X_FORWARDED_SSL`).
 pub fn withheld_from_app(name: &[u8], came_through_trusted_hop: bool) -> bool {
+    if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+        return true;
+    }
     if came_through_trusted_hop && !name.contains(&b'_') {
         return false;
     }

@@ -192,15 +192,63 @@ fn port_of_host(host: &str) -> Option<u16> {
 
 fn prefix(text: &[u8]) -> Option<String> {
     let text = trim(text);
-    let ok = text.first() == Some(&b'/')
+    is_prefix(text).then(|| String::from_utf8_lossy(text).into_owned())
+}
+
+/// Whether `text` is a path prefix an app may put in front of its own URLs: `/` and
+/// segments of RFC 3986 path characters, at most 1024 bytes. Refused, because an app turns
+/// a prefix into links and redirects: `//` anywhere (`//evil.example` is a URL of another
+/// site), `\` (browsers read `/\evil.example` as `//evil.example`), `.` and `..` segments,
+/// `%` (an escaped slash or dot), and `?` and `#` (a query or fragment, not a path).
+pub fn is_prefix(text: &[u8]) -> bool {
+    const PATH: &[u8] = b"-._~!$&'()*+,;=:@/";
+    text.first() == Some(&b'/')
         && text.len() <= 1024
-        && text.iter().all(|&b| b.is_ascii_graphic());
-    ok.then(|| String::from_utf8_lossy(text).into_owned())
+        && text
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || PATH.contains(&b))
+        && !text.windows(2).any(|pair| pair == b"//")
+        && text
+            .split(|&b| b == b'/')
+            .all(|segment| segment != b"." && segment != b"..")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_host;
+    use super::{is_host, is_prefix};
+
+    #[test]
+    fn prefixes_are_paths_that_stay_on_the_site() {
+        for good in [
+            "/",
+            "/api",
+            "/api/",
+            "/a-b/c_d/~e",
+            "/shop;v=1",
+            "/a.b/c..d",
+        ] {
+            assert!(is_prefix(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            "api",
+            "//evil.example",
+            "/a//b",
+            "/\\evil.example",
+            "/a/../b",
+            "/..",
+            "/./a",
+            "/%2e%2e",
+            "/%2F%2Fevil",
+            "/a?b=1",
+            "/a#b",
+            "/a b",
+            "/\u{e9}",
+        ] {
+            assert!(!is_prefix(bad.as_bytes()), "{bad}");
+        }
+        assert!(!is_prefix(format!("/{}", "a".repeat(1024)).as_bytes()));
+    }
 
     #[test]
     fn hosts_are_host_and_port_only() {

@@ -33,7 +33,9 @@ policy = Policy(
 )
 
 app = Flask(__name__)
-app.wsgi_app = TrueIP(app.wsgi_app, policy)
+# An ALB writes (overwrites) X-Forwarded-Proto and X-Forwarded-Port on every request, so both
+# may set what the app goes by; it passes a client's X-Forwarded-Host through, so not the host.
+app.wsgi_app = TrueIP(app.wsgi_app, policy, origin=("proto", "port"))
 
 
 @app.get("/")
