@@ -11,6 +11,7 @@
 
 #[cfg(feature = "mimalloc-plain")]
 mod alloc;
+mod audit;
 mod explain;
 
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ struct Cli {
 enum Command {
     Explain(explain::ExplainArgs),
     Serve(trueip_gateway::ServeArgs),
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +47,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => trueip_gateway::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
