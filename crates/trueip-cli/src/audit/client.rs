@@ -42,7 +42,11 @@ pub(crate) struct Answer {
 impl Target {
     /// Parses `url` (http or https, no userinfo, no fragment), resolves its host once, and
     /// for https loads the roots (`ca`, else the system's bundle).
-    pub(crate) async fn new(url: &str, ca: Option<&Path>) -> Result<Target, String> {
+    pub(crate) async fn new(
+        url: &str,
+        ca: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Target, String> {
         let uri: Uri = url.parse().map_err(|e| {
             format!("invalid URL {url:?}: {e}; expected http://host[:port]/path or https://...")
         })?;
@@ -74,8 +78,14 @@ impl Target {
         }
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = resolve(bare_host, port)
+        let addr = tokio::time::timeout(timeout, resolve(bare_host, port))
             .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {} s (--timeout)",
+                    timeout.as_secs_f64()
+                ))
+            })
             .map_err(|e| format!("cannot resolve {host:?} (from {url:?}): {e}"))?;
         let path: Uri = uri
             .path_and_query()

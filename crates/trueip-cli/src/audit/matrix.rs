@@ -70,10 +70,10 @@ impl Fix {
                 "the target takes the leftmost X-Forwarded-For entry, which is always the client's text"
             }
             Fix::XffHopCount => {
-                "the target counts more proxies than stand in front of it, and lands on client-written entries"
+                "the target counts at least two more proxies than stand in front of it, and lands on client-written entries"
             }
             Fix::XffTrustsClient => {
-                "the target trusts whoever connects to it as a proxy, so the last entry the client wrote wins"
+                "the target trusts one hop more than stands in front of it: the client's own connection is taken for a proxy (nginx `set_real_ip_from 0.0.0.0/0`, a ProxyFix `x_for` one too large), so the last entry the client wrote wins"
             }
             Fix::SingleHeader => {
                 "a single-address header the client wrote reaches the target and is believed"
@@ -110,8 +110,9 @@ impl Fix {
             }
             Fix::XffTrustsClient => {
                 "trust only your proxies' addresses: nginx `set_real_ip_from` with their CIDRs, \
-                 never 0.0.0.0/0; trueip `--trust <CIDR>`, never `any`; and make the app \
-                 reachable only through them (firewall, security group)"
+                 never 0.0.0.0/0; trueip `--trust <CIDR>`, never `any`; a hop count (ProxyFix \
+                 `x_for`, trueip `hops:N`) equal to the proxies that append, not more; and make \
+                 the app reachable only through them (firewall, security group)"
             }
             Fix::SingleHeader => {
                 "make the proxy in front overwrite the header with the peer it sees (nginx \

@@ -192,8 +192,8 @@ impl Progress {
 }
 
 async fn audit(args: &AuditArgs) -> Result<Report, String> {
-    let target = Target::new(&args.url, args.ca.as_deref()).await?;
     let timeout = Duration::from_secs_f64(args.timeout);
+    let target = Target::new(&args.url, args.ca.as_deref(), timeout).await?;
     let mut pacer = Pacer {
         period: Duration::from_secs_f64(1.0 / args.rate),
         next: tokio::time::Instant::now(),
