@@ -375,6 +375,10 @@ fn clean_trueip_serve_whoami() {
     let a = audit_json(&format!("http://{addr}/"), &[]);
     assert_clean(&a, "127.0.0.1");
     assert_eq!(a.json()["read_how"], "trueip's whoami page, detected");
+    assert_eq!(
+        a.stderr, "",
+        "no progress display when stderr is not a terminal"
+    );
     // And the text report says so, in words.
     let text = audit(&[&format!("http://{addr}/"), "--rate", "200"]);
     assert_eq!(text.code, Some(0), "{}", text.stderr);
@@ -528,6 +532,172 @@ fn caught_flask_proxyfix_counting_two_proxies_behind_one() {
     let a = audit_json(&format!("http://{addr}/"), &[]);
     assert_caught(&a, &["xff-single", "xff-list"]);
     assert_eq!(a.json()["read"], "body", "{}", a.stdout);
+}
+
+/// `trueip serve` with TLS, its certificate issued by a test CA: clean with `--ca`, and a
+/// clear failure without it.
+#[test]
+fn clean_trueip_serve_over_https_with_a_private_ca() {
+    let dir = test_dir("serve-https");
+    if !Path::new("/usr/bin/openssl").is_file() {
+        assert!(
+            skip_external(),
+            "openssl is missing: apt-get install openssl, or set TRUEIP_SKIP_EXTERNAL=1"
+        );
+        eprintln!("SKIP: openssl is missing; TRUEIP_SKIP_EXTERNAL=1");
+        return;
+    }
+    let openssl = |args: &[&str]| {
+        let out = Command::new("/usr/bin/openssl")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=trueip test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+        ]
+        .concat(),
+    );
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let addr = free_port();
+    let d = dir.display();
+    fs::write(
+        dir.join("trueip.toml"),
+        format!("[[listen]]\naddress = \"{addr}\"\ntls = {{ cert = \"{d}/cert.pem\", key = \"{d}/key.pem\" }}\n"),
+    )
+    .expect("config");
+    let log = dir.join("serve.log");
+    let child = Command::new(TRUEIP)
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("trueip.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start trueip serve");
+    let mut serve = Running(child, "trueip serve");
+    wait_for(addr, &mut serve, &log);
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().expect("UTF-8 path");
+    assert_clean(
+        &audit_json(
+            &format!("https://localhost:{}/", addr.port()),
+            &["--ca", ca],
+        ),
+        "127.0.0.1",
+    );
+    let a = audit(&[
+        &format!("https://127.0.0.1:{}/", addr.port()),
+        "--ca",
+        &format!("{d}/cert.pem"),
+    ]);
+    assert_eq!(a.code, Some(2), "the leaf is no CA: {}", a.stderr);
+    assert!(a.stderr.contains("TLS with"), "{}", a.stderr);
+    let a = audit(&[&format!("https://127.0.0.1:{}/", addr.port())]);
+    assert_eq!(a.code, Some(2), "an unknown issuer: {}", a.stderr);
+    assert!(
+        a.stderr.contains("UnknownIssuer") && a.stderr.contains("--ca FILE"),
+        "{}",
+        a.stderr
+    );
+}
+
+/// On a terminal, a progress line on stderr; `script` gives the audit one.
+#[test]
+fn progress_only_on_a_terminal() {
+    if !Path::new("/usr/bin/script").is_file() {
+        assert!(
+            skip_external(),
+            "script (util-linux) is missing, or set TRUEIP_SKIP_EXTERNAL=1"
+        );
+        eprintln!("SKIP: script is missing; TRUEIP_SKIP_EXTERNAL=1");
+        return;
+    }
+    let app = Server::start(App::PeerHeader);
+    let cmd = format!(
+        "{TRUEIP} audit {} --read header:x-seen-ip --rate 200 --max-requests 4 --format json >/dev/null",
+        app.url()
+    );
+    let out = Command::new("/usr/bin/script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "[1/4] baseline",
+        "[2/4] xff-single",
+        "[4/4] baseline again",
+        "\r\x1b[2K",
+    ] {
+        assert!(tty.contains(part), "{part:?} not in {tty:?}");
+    }
+    assert!(
+        tty.ends_with("\r\x1b[2K") || tty.ends_with("\r\x1b[2K\r\n"),
+        "the line is cleared at the end: {tty:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
         on: std::io::stderr().is_terminal(),
     };
 
-    progress.show(0, total, "baseline");
+    progress.show(1, total, "baseline");
     pacer.wait().await;
     let first = target
         .get(&[], timeout)
@@ -256,7 +256,7 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
 
     let mut results = Vec::with_capacity(probes.len());
     for (i, probe) in probes.iter().enumerate() {
-        progress.show(i + 1, total, probe.name);
+        progress.show(i + 2, total, probe.name);
         pacer.wait().await;
         let outcome = match target.get(probe.lines, timeout).await {
             Err(e) => Outcome::Failed(e),
