@@ -929,3 +929,191 @@ fn help_shows_examples_and_exit_codes() {
         assert!(help.contains(part), "{part:?} missing from --help:\n{help}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The deployment snippets (deploy/nginx, deploy/haproxy): loaded by the real programs as
+// shipped, then put in front of `trueip serve` and audited
+
+fn deploy_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(path)
+}
+
+/// `text` with `from` replaced by `to`, which must be there (the snippet changed otherwise).
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "the snippet no longer has {from:?}:\n{text}"
+    );
+    text.replace(from, to)
+}
+
+/// nginx's `-t` over a main config whose `http { }` block includes `snippet`.
+fn nginx_t(dir: &Path, snippet: &Path) -> Option<std::process::Output> {
+    if !Path::new(NGINX).is_file() {
+        assert!(
+            skip_external(),
+            "{NGINX} is missing: run `bash scripts/test-deps`, or set TRUEIP_SKIP_EXTERNAL=1"
+        );
+        eprintln!("SKIP: {NGINX} is missing; TRUEIP_SKIP_EXTERNAL=1");
+        return None;
+    }
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {};\n}}\n",
+            snippet.display()
+        ),
+    )
+    .expect("write nginx.conf");
+    Some(
+        Command::new(NGINX)
+            .arg("-t")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .output()
+            .expect("run nginx -t"),
+    )
+}
+
+fn haproxy_bin() -> Option<&'static str> {
+    const HAPROXY: &str = "/usr/sbin/haproxy";
+    if Path::new(HAPROXY).is_file() {
+        return Some(HAPROXY);
+    }
+    assert!(
+        skip_external(),
+        "{HAPROXY} is missing: run `bash scripts/test-deps`, or set TRUEIP_SKIP_EXTERNAL=1"
+    );
+    eprintln!("SKIP: {HAPROXY} is missing; TRUEIP_SKIP_EXTERNAL=1");
+    None
+}
+
+#[test]
+fn deploy_nginx_snippet_passes_nginx_t_and_a_broken_one_does_not() {
+    let dir = test_dir("deploy-nginx-t");
+    let Some(out) = nginx_t(&dir, &deploy_file("nginx/trueip.conf")) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check can fail: the same snippet with a misspelt directive.
+    let broken = dir.join("broken.conf");
+    let text = fs::read_to_string(deploy_file("nginx/trueip.conf")).expect("read the snippet");
+    fs::write(
+        &broken,
+        edit(&text, "proxy_http_version", "proxy_http_versoin"),
+    )
+    .expect("write");
+    let out = nginx_t(&dir, &broken).expect("nginx is here");
+    assert!(
+        !out.status.success(),
+        "nginx -t accepted a misspelt directive"
+    );
+}
+
+#[test]
+fn deploy_haproxy_snippet_passes_haproxy_c() {
+    let Some(haproxy) = haproxy_bin() else { return };
+    let out = Command::new(haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(deploy_file("haproxy/trueip.cfg"))
+        .output()
+        .expect("run haproxy -c");
+    assert!(
+        out.status.success(),
+        "haproxy -c: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `trueip serve` (whoami) on a free port trusting only `trust`.
+fn serve_trusting(dir: &Path, trust: &str) -> (Running, SocketAddr) {
+    let addr = free_port();
+    let log = dir.join("serve.log");
+    let child = Command::new(TRUEIP)
+        .args(["serve", "--listen", &addr.to_string(), "--trust", trust])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start trueip serve");
+    let mut serve = Running(child, "trueip serve");
+    wait_for(addr, &mut serve, &log);
+    (serve, addr)
+}
+
+/// The nginx snippet in front of `trueip serve`: clean. The proxy connects from 127.0.0.2 and
+/// trueip trusts only that, since the auditor itself comes from 127.0.0.1 (on a real host the
+/// proxy's address is never a client's).
+#[test]
+fn deploy_nginx_snippet_in_front_of_trueip_serve_is_clean() {
+    let dir = test_dir("deploy-nginx-e2e");
+    let (_serve, serve_addr) = serve_trusting(&dir, "127.0.0.2");
+    let addr = free_port();
+    let text = fs::read_to_string(deploy_file("nginx/trueip.conf")).expect("read the snippet");
+    let text = edit(
+        &text,
+        "server 127.0.0.1:8080;",
+        &format!("server {serve_addr};"),
+    );
+    let text = edit(&text, "listen 80;", &format!("listen {addr};"));
+    let text = edit(
+        &text,
+        "proxy_pass http://trueip;",
+        "proxy_pass http://trueip;\n        proxy_bind 127.0.0.2;",
+    );
+    let Some(_nginx) = nginx(&dir, addr, &text) else {
+        return;
+    };
+    let a = audit_json(&format!("http://{addr}/"), &[]);
+    assert_clean(&a, "127.0.0.1");
+}
+
+/// The HAProxy snippet's HTTP path in front of `trueip serve`: clean (HAProxy connects from
+/// 127.0.0.2, as above).
+#[test]
+fn deploy_haproxy_snippet_in_front_of_trueip_serve_is_clean() {
+    let Some(haproxy) = haproxy_bin() else { return };
+    let dir = test_dir("deploy-haproxy-e2e");
+    let (_serve, serve_addr) = serve_trusting(&dir, "127.0.0.2");
+    let (addr, tls_addr) = (free_port(), free_port());
+    let text = fs::read_to_string(deploy_file("haproxy/trueip.cfg")).expect("read the snippet");
+    let text = edit(&text, "bind :80\n", &format!("bind {addr}\n"));
+    let text = edit(&text, "bind :443\n", &format!("bind {tls_addr}\n"));
+    let text = edit(
+        &text,
+        "server trueip 127.0.0.1:8080 check",
+        &format!("server trueip {serve_addr} check source 127.0.0.2"),
+    );
+    let cfg = dir.join("haproxy.cfg");
+    fs::write(&cfg, text).expect("write haproxy.cfg");
+    let log = dir.join("haproxy.log");
+    let child = Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let mut running = Running(child, "haproxy");
+    wait_for(addr, &mut running, &log);
+    let a = audit_json(&format!("http://{addr}/"), &[]);
+    assert_clean(&a, "127.0.0.1");
+}
