@@ -749,6 +749,11 @@ fn the_whole_matrix_is_bounded_by_default() {
     // The baseline, every probe, the baseline again: under the default --max-requests (200).
     assert_eq!(app.requests().len() as u64, total + 2);
     assert!(total + 2 <= 200 && total >= 30, "{total}");
+    // The README states the number.
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+        .expect("README.md");
+    let says = format!("the matrix needs {}", total + 2);
+    assert!(readme.contains(&says), "README.md should say {says:?}");
 }
 
 #[test]
