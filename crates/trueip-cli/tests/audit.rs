@@ -269,6 +269,11 @@ enum App {
     Huge,
     /// A page with no address in it.
     NoAddress,
+    /// Stands in for a proxy that honours `Connection:` tokens naming its own X-Real-IP: the
+    /// app then sees the proxy's address (10.9.9.9) instead of the client's. Body: the address.
+    DropsNamedHeaders,
+    /// The first answer is the peer, every later one 127.0.0.2: an answer that drifts by itself.
+    Drifting,
 }
 
 struct Server {
@@ -294,8 +299,12 @@ impl Server {
             while let Ok((stream, peer)) = listener.accept().await {
                 let counter = counter.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    counter.lock().expect("lock").push(Instant::now());
-                    async move { Ok::<_, Infallible>(answer(app, peer, &req)) }
+                    let first = {
+                        let mut seen = counter.lock().expect("lock");
+                        seen.push(Instant::now());
+                        seen.len() == 1
+                    };
+                    async move { Ok::<_, Infallible>(answer(app, peer, &req, first)) }
                 });
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
@@ -319,7 +328,12 @@ impl Server {
     }
 }
 
-fn answer(app: App, peer: SocketAddr, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(
+    app: App,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    first: bool,
+) -> Response<Full<Bytes>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -351,6 +365,24 @@ fn answer(app: App, peer: SocketAddr, req: &Request<Incoming>) -> Response<Full<
         }
         App::Huge => "x".repeat(2 * 1024 * 1024),
         App::NoAddress => "<html><body>Welcome!</body></html>".to_owned(),
+        App::DropsNamedHeaders => {
+            let named = header("connection").is_some_and(|c| {
+                c.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("x-real-ip"))
+            });
+            if named {
+                "10.9.9.9".to_owned()
+            } else {
+                peer_ip
+            }
+        }
+        App::Drifting => {
+            if first {
+                peer_ip
+            } else {
+                "127.0.0.2".to_owned()
+            }
+        }
     };
     resp.body(Full::new(Bytes::from(body))).expect("response")
 }
@@ -697,6 +729,48 @@ fn progress_only_on_a_terminal() {
     assert!(
         tty.ends_with("\r\x1b[2K") || tty.ends_with("\r\x1b[2K\r\n"),
         "the line is cleared at the end: {tty:?}"
+    );
+}
+
+/// An answer that moves without becoming a sentinel is a MEDIUM finding, with the probe's own
+/// diagnosis (here: hop-by-hop).
+#[test]
+fn caught_an_answer_moved_by_connection_tokens() {
+    let app = Server::start(App::DropsNamedHeaders);
+    let a = audit_json(&app.url(), &[]);
+    assert_caught(&a, &["connection-x-real-ip", "connection-forwarding"]);
+    let j = a.json();
+    for f in j["findings"].as_array().expect("findings") {
+        assert_eq!(
+            (f["severity"].as_str(), f["kind"].as_str()),
+            (Some("medium"), Some("hop-by-hop")),
+            "{f}"
+        );
+        assert_eq!(f["answer"], "10.9.9.9", "{f}");
+    }
+    assert_eq!(a.findings().len(), 2, "{}", a.stdout);
+}
+
+/// A baseline that drifts by itself explains every moved answer: no finding, exit 2.
+#[test]
+fn a_drifting_answer_is_inconclusive_not_spoofable() {
+    let app = Server::start(App::Drifting);
+    let a = audit_json(&app.url(), &[]);
+    assert_eq!(a.code, Some(2), "{}\n{}", a.stdout, a.stderr);
+    let j = a.json();
+    assert_eq!(
+        (j["verdict"].as_str(), j["baseline_again"].as_str()),
+        (Some("inconclusive"), Some("127.0.0.2"))
+    );
+    assert!(a.findings().is_empty(), "{}", a.stdout);
+    let fresh = Server::start(App::Drifting);
+    let text = audit(&[&fresh.url(), "--rate", "200"]);
+    assert_eq!(text.code, Some(2));
+    assert!(
+        text.stdout
+            .contains("INCONCLUSIVE: nothing was believed, but the baseline was not confirmed"),
+        "{}",
+        text.stdout
     );
 }
 

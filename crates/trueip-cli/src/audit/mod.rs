@@ -242,8 +242,8 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
     };
     let baseline = reader.read(&first).map_err(|e| {
         format!(
-            "reading the baseline answer of {} with --read {reader}: {e}",
-            target.url
+            "reading the baseline answer of {} ({}) with --read {reader}: {e}",
+            target.url, first.status
         )
     })?;
     if let Some((p, _)) = matrix::find(baseline.ip, &baseline.text) {
