@@ -11,6 +11,7 @@
 
 #[cfg(feature = "mimalloc-plain")]
 mod alloc;
+mod audit;
 mod explain;
 mod simulate;
 
@@ -41,6 +42,7 @@ enum Command {
     Serve(trueip_gateway::ServeArgs),
     Ranges(trueip_gateway::RangesArgs),
     Simulate(simulate::SimulateArgs),
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +52,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => trueip_gateway::run(args),
         Command::Ranges(args) => trueip_gateway::ranges(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
