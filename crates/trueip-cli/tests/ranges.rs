@@ -30,6 +30,8 @@ enum Reply {
     Announced,
     /// Chunks of 1 MiB without an announced length, 40 of them at most.
     Endless,
+    /// A whole body in 8 parts, 80 ms apart: a download slow enough to show progress.
+    Trickle(Vec<u8>),
 }
 
 /// AWS's list with every CLOUDFRONT_ORIGIN_FACING entry ten times over, and a later token.
@@ -79,6 +81,7 @@ fn route(path: &str) -> Reply {
         "/slow" => Reply::Stall(Duration::from_secs(10)),
         "/huge" => Reply::Announced,
         "/endless" => Reply::Endless,
+        "/trickle.json" => Reply::Trickle(aws()),
         _ => Reply::Status(404),
     }
 }
@@ -131,6 +134,20 @@ fn answer(mut stream: TcpStream) {
                 "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n1.2."
             );
             std::thread::sleep(d);
+            Ok(())
+        }
+        Reply::Trickle(body) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            for part in body.chunks(body.len().div_ceil(8).max(1)) {
+                if stream.write_all(part).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(80));
+            }
             Ok(())
         }
         Reply::Announced => write!(
@@ -1028,4 +1045,41 @@ fn a_refresh_stuck_on_a_slow_mirror_does_not_hold_up_the_shutdown() {
         "the cached list is whole: {}",
         text(&out)
     );
+}
+
+/// On a terminal `update` draws one progress line over itself (the provider, the source and
+/// the KiB so far, of the announced size) and clears it at the end; in a pipe it draws none
+/// (`lists_fetched_from_a_mirror_are_shown_checked_and_read_by_presets`).
+#[test]
+fn progress_is_drawn_on_a_terminal() {
+    if !Path::new("/usr/bin/script").is_file() {
+        assert!(
+            std::env::var("TRUEIP_SKIP_EXTERNAL").as_deref() == Ok("1"),
+            "script (util-linux) is missing, or set TRUEIP_SKIP_EXTERNAL=1"
+        );
+        eprintln!("SKIP: script is missing; TRUEIP_SKIP_EXTERNAL=1");
+        return;
+    }
+    let url = mirror();
+    let dir = temp_dir("progress");
+    let cmd = format!(
+        "{TRUEIP} ranges update cloudfront --ranges-dir {} --from cloudfront={url}/trickle.json >/dev/null",
+        dir.display()
+    );
+    let out = Command::new("/usr/bin/script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("\r\x1b[Kcloudfront: ") && tty.contains(" KiB / "),
+        "no progress line: {tty:?}"
+    );
+    assert!(
+        tty.contains("\r\x1b[K\r\n") || tty.ends_with("\r\x1b[K"),
+        "the line is cleared: {tty:?}"
+    );
+    assert!(cache_file(&dir, "cloudfront").is_file());
 }
