@@ -30,11 +30,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// file) and its comments. Other `#[cfg(test)]` items stay: their edges count.
 fn code(text: &str) -> String {
     let test_mod = text.match_indices("#[cfg(test)]").find(|(at, attr)| {
-        let mut rest = text.get(at + attr.len()..).unwrap_or_default().trim_start();
-        while rest.starts_with("#[") {
-            rest = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        }
-        rest.starts_with("mod ")
+        let rest = text.get(at + attr.len()..).unwrap_or_default();
+        skip_attributes(rest).starts_with("mod ")
     });
     let body = match test_mod {
         Some((at, _)) => text.get(..at).unwrap_or(text),
@@ -47,6 +44,120 @@ fn code(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The modules `text` names after `prefix` (`crate::`, `super::`, `crate::rules::`): the
+/// first name of each path, and of every item directly inside `prefix{...}`; never `me`.
+fn edges_in(text: &str, prefix: &str, me: &str) -> BTreeSet<String> {
+    let mut edges = BTreeSet::new();
+    for (at, _) in text.match_indices(prefix) {
+        let before = text.get(..at).and_then(|t| t.chars().last());
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue; // `$crate::`, `mycrate::`, `a::super::`
+        }
+        let rest = text.get(at + prefix.len()..).unwrap_or_default();
+        if let Some(inside) = rest.strip_prefix('{') {
+            // `use crate::{a, b::c}`
+            let (mut depth, mut item) = (0, String::new());
+            for c in inside.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item.clear(),
+                    _ => item.push(c),
+                }
+                let name: String = item
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if depth == 0 && !name.is_empty() && name != me && name != "self" {
+                    edges.insert(name);
+                }
+            }
+            continue;
+        }
+        let target: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !target.is_empty() && target != me {
+            edges.insert(target);
+        }
+    }
+    edges
+}
+
+/// The graph inside directory module `dir` (`src/rules/`): its files are the nodes, and
+/// `super::x` or `crate::dir::x` in one names sibling `x`. `mod.rs`, the root that declares
+/// them all, is left out; a file that reaches the root (`super::Thing`) names no sibling.
+fn inner_graph(src: &Path, dir: &str) -> Graph {
+    let mut files = Vec::new();
+    rust_files(&src.join(dir), &mut files);
+    let mut graph = Graph::new();
+    let through_crate = format!("crate::{dir}::");
+    let test_only = test_only_modules(&src.join(dir).join("mod.rs"));
+    for file in files {
+        let rel = file
+            .strip_prefix(src.join(dir))
+            .expect("under the directory");
+        let first = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .expect("a path");
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "mod" || test_only.contains(&module) {
+            continue;
+        }
+        let text = code(&fs::read_to_string(&file).expect("read source"));
+        let edges = graph.entry(module.clone()).or_default();
+        edges.extend(edges_in(&text, "super::", &module));
+        edges.extend(edges_in(&text, &through_crate, &module));
+    }
+    let known: BTreeSet<String> = graph.keys().cloned().collect();
+    for edges in graph.values_mut() {
+        edges.retain(|e| known.contains(e));
+    }
+    graph
+}
+
+/// `text` after the attributes it starts with (`#[allow(\n ...\n)]` spans lines).
+fn skip_attributes(text: &str) -> &str {
+    let mut rest = text.trim_start();
+    while let Some(inside) = rest.strip_prefix("#[") {
+        let mut depth = 1;
+        let mut end = inside.len();
+        for (i, c) in inside.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = inside.get(end..).unwrap_or_default().trim_start();
+    }
+    rest
+}
+
+/// The modules a directory's `mod.rs` declares for tests only (`#[cfg(test)] mod fixtures;`):
+/// not part of the code's graph.
+fn test_only_modules(mod_rs: &Path) -> BTreeSet<String> {
+    let text = fs::read_to_string(mod_rs).unwrap_or_default();
+    text.match_indices("#[cfg(test)]")
+        .filter_map(|(at, attr)| {
+            let rest = skip_attributes(text.get(at + attr.len()..).unwrap_or_default());
+            let name = rest.strip_prefix("mod ")?.split(';').next()?;
+            (!name.contains('{')).then(|| name.trim().to_string())
+        })
+        .collect()
 }
 
 fn graph(src: &Path) -> Graph {
@@ -66,42 +177,7 @@ fn graph(src: &Path) -> Graph {
         }
         let text = code(&fs::read_to_string(&file).expect("read source"));
         let edges = graph.entry(module.clone()).or_default();
-        for (at, _) in text.match_indices("crate::") {
-            let before = text.get(..at).and_then(|t| t.chars().last());
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                continue; // `$crate::`, `mycrate::`
-            }
-            let rest = text.get(at + "crate::".len()..).unwrap_or_default();
-            let target: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !target.is_empty() && target != module {
-                edges.insert(target);
-            }
-        }
-        // `use crate::{a, b::c}`: the first name of every item directly inside the braces.
-        for (at, _) in text.match_indices("crate::{") {
-            let rest = text.get(at + "crate::{".len()..).unwrap_or_default();
-            let (mut depth, mut item) = (0, String::new());
-            for c in rest.chars() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item.clear(),
-                    _ => item.push(c),
-                }
-                let name: String = item
-                    .trim_start()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if depth == 0 && !name.is_empty() && name != module && name != "self" {
-                    edges.insert(name);
-                }
-            }
-        }
+        edges.extend(edges_in(&text, "crate::", &module));
     }
     let known: BTreeSet<String> = graph.keys().cloned().collect();
     for edges in graph.values_mut() {
@@ -170,6 +246,26 @@ fn check(crate_dir: &str) {
             found.join(" -> ")
         );
     }
+    // And inside each directory module, its files point one way too.
+    let mut dirs = 0;
+    for entry in fs::read_dir(&src).expect("read src").flatten() {
+        let path = entry.path();
+        let Some(dir) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !path.is_dir() {
+            continue;
+        }
+        dirs += 1;
+        let inner = inner_graph(&src, dir);
+        if let Some(found) = cycle(&inner) {
+            panic!(
+                "{crate_dir}: the files of {dir}/ import each other in a circle: {}\nfull graph: {inner:#?}",
+                found.join(" -> ")
+            );
+        }
+    }
+    assert!(dirs > 0, "read the directory modules of {}", src.display());
 }
 
 #[test]

@@ -6,10 +6,107 @@ use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
 
 use super::crc32c::crc32c;
-use super::error::EncodeError;
 use super::header::{Command, ProxyAddrs, ProxyHeader, Transport};
 use super::spec::*;
 use super::tlv::has_own_field;
+
+/// Why [`encode_v2`](encode_v2) refused a header. Nothing is written to `out` on error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// Everything after the fixed 16 bytes would exceed 65535 bytes.
+    PayloadTooLong {
+        /// The payload length that would have been written.
+        len: usize,
+    },
+    /// One TLV or SSL sub-TLV value exceeds 65535 bytes.
+    TlvTooLong {
+        /// The TLV's (or sub-TLV's) type.
+        tlv_type: u8,
+        /// The value's length.
+        len: usize,
+    },
+    /// `Command::Local` with addresses: LOCAL carries none.
+    LocalWithAddresses,
+    /// `Command::Local` with a transport other than `Unspec`.
+    LocalWithTransport {
+        /// The transport given.
+        transport: Transport,
+    },
+    /// `Command::Proxy` with a `Stream` or `Datagram` transport but no addresses.
+    /// (v2 `AF_UNIX` addresses are not representable in [`ProxyAddrs`](super::ProxyAddrs).)
+    TransportWithoutAddresses {
+        /// The transport given.
+        transport: Transport,
+    },
+    /// Addresses with `Transport::Unspec`: v2 has no "IPv4, unspecified transport".
+    AddressesWithoutTransport,
+    /// Source and destination are of different address families.
+    MixedFamilies {
+        /// The source given.
+        source: SocketAddr,
+        /// The destination given.
+        destination: SocketAddr,
+    },
+    /// `unique_id` is longer than the 128 bytes the specification allows.
+    UniqueIdTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// `Tlvs::other` holds a type that has its own field (or NOOP, which decoding
+    /// drops), so it would not decode back into `other`.
+    ReservedTypeInOther {
+        /// The offending type.
+        tlv_type: u8,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::PayloadTooLong { len } => write!(
+                f,
+                "PROXY v2 encode: {len} bytes of addresses and TLVs, at most 65535 fit"
+            ),
+            EncodeError::TlvTooLong { tlv_type, len } => write!(
+                f,
+                "PROXY v2 encode: TLV {tlv_type:#04x} value is {len} bytes, at most 65535 fit"
+            ),
+            EncodeError::LocalWithAddresses => {
+                f.write_str("PROXY v2 encode: a LOCAL header carries no addresses")
+            }
+            EncodeError::LocalWithTransport { transport } => write!(
+                f,
+                "PROXY v2 encode: a LOCAL header has transport Unspec, not {transport:?}"
+            ),
+            EncodeError::TransportWithoutAddresses { transport } => write!(
+                f,
+                "PROXY v2 encode: transport {transport:?} needs source and destination addresses"
+            ),
+            EncodeError::AddressesWithoutTransport => {
+                f.write_str("PROXY v2 encode: addresses need a Stream or Datagram transport")
+            }
+            EncodeError::MixedFamilies {
+                source,
+                destination,
+            } => write!(
+                f,
+                "PROXY v2 encode: source {source} and destination {destination} \
+                 are of different address families"
+            ),
+            EncodeError::UniqueIdTooLong { len } => write!(
+                f,
+                "PROXY v2 encode: unique id is {len} bytes, at most {UNIQUE_ID_MAX} allowed"
+            ),
+            EncodeError::ReservedTypeInOther { tlv_type } => write!(
+                f,
+                "PROXY v2 encode: TLV {tlv_type:#04x} in `other` has its own field"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
 
 /// Appends a v1 line for `addrs` to `out`.
 ///

@@ -84,8 +84,8 @@ mod v2;
 #[cfg(test)]
 mod fixtures;
 
-pub use encode::{encode_v1, encode_v2};
-pub use error::{EncodeError, ProxyError, V1Field};
+pub use encode::{EncodeError, encode_v1, encode_v2};
+pub use error::{ProxyError, V1Field};
 pub use header::{Command, Decode, ProxyAddrs, ProxyHeader, Transport, Version};
 #[cfg(feature = "tokio")]
 pub use read::{Accept, Preamble, PreambleError, ReadRules, Untrusted, read_preamble};
