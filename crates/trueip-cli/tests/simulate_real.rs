@@ -295,14 +295,34 @@ fn read_request(stream: &mut TcpStream) -> Option<Record> {
 /// HAProxy's in TCP mode when the test probes it, are skipped; at most 16).
 fn start_recorder(addr: SocketAddr) -> mpsc::Receiver<Record> {
     let listener = TcpListener::bind(addr).expect("recorder bind");
-    listener.set_nonblocking(false).expect("blocking");
     let (tx, rx) = mpsc::channel();
+    // Each connection on its own thread: a hop's readiness probe (a TCP connect that sends
+    // nothing, which a TCP-mode HAProxy relays with a PROXY header) must not hold up the
+    // request behind it. The first request read is the record, handed on only once the
+    // listener is closed (the next round binds a hop to this address). Polled, 30 s at most.
+    listener.set_nonblocking(true).expect("nonblocking");
     thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { continue };
-            if let Some(record) = read_request(&mut stream) {
+        let (found, records) = mpsc::channel();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut accepted = 0;
+        while Instant::now() < deadline {
+            if let Ok(record) = records.try_recv() {
+                drop(listener);
                 let _ = tx.send(record);
                 return;
+            }
+            match listener.accept() {
+                Ok((mut stream, _)) if accepted < 16 => {
+                    accepted += 1;
+                    let _ = stream.set_nonblocking(false);
+                    let found = found.clone();
+                    thread::spawn(move || {
+                        if let Some(record) = read_request(&mut stream) {
+                            let _ = found.send(record);
+                        }
+                    });
+                }
+                _ => thread::sleep(Duration::from_millis(5)),
             }
         }
     });
