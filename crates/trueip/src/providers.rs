@@ -11,6 +11,8 @@
 //! | Fastly | `https://api.fastly.com/public-ip-list` | JSON `addresses`, `ipv6_addresses` | [`fastly_public_ip_list`] |
 //! | Azure Front Door | Azure service tags JSON | `values[name=AzureFrontDoor.Backend].properties.addressPrefixes` | [`azure_service_tags`] |
 
+use std::net::IpAddr;
+
 use crate::error::ConfigError;
 use crate::trust::Cidr;
 
@@ -186,7 +188,12 @@ mod json {
                 })
             })
             .transpose()?;
-        Ok((sync.or(doc.change_number), doc.create_date))
+        // Shown to whoever reads `trueip ranges show`: a date, or nothing. A mirror could
+        // otherwise write terminal escapes there.
+        let date = doc.create_date.filter(|d| {
+            !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        });
+        Ok((sync.or(doc.change_number), date))
     }
 
     fn parse_all<'a>(
@@ -264,6 +271,115 @@ pub fn edition(provider: &str, bytes: &[u8]) -> Result<Edition, ConfigError> {
 /// `azure-front-door` (service tags JSON), anything else one CIDR per line. A text list
 /// is accepted for every provider, so a hand-kept list always works.
 pub fn parse_for(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
+    let cidrs = parse_any(provider, bytes)?;
+    for cidr in &cidrs {
+        if let Some(why) = implausible(cidr) {
+            return Err(ConfigError::new(format!(
+                "the {provider} list holds {cidr}, {why}: no CDN publishes such a range"
+            ))
+            .hint("is this the provider's published list, from the provider? a list that trusts it would let clients there name any address"));
+        }
+    }
+    Ok(cidrs)
+}
+
+/// Why a prefix cannot be part of a CDN's or cloud provider's published list, if it
+/// cannot: wider than any provider holds (IPv4 /8, IPv6 /16: `0.0.0.0/0`, or the mapped
+/// `::ffff:0:0/96` that stands for all of IPv4), or reaching into addresses that are
+/// never a provider's public source (private, loopback, link-local, shared, multicast,
+/// reserved; IPv6 unique-local, link-local, multicast, and the `::/96` block that holds
+/// the unspecified and loopback addresses). A tampered mirror or a planted cache file
+/// that slipped such a prefix in would trust everyone behind it.
+pub fn implausible(cidr: &Cidr) -> Option<&'static str> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    const V4: [(Ipv4Addr, u8, &str); 9] = [
+        (
+            Ipv4Addr::new(0, 0, 0, 0),
+            8,
+            "which reaches into 0.0.0.0/8 (this network)",
+        ),
+        (
+            Ipv4Addr::new(10, 0, 0, 0),
+            8,
+            "which reaches into private 10.0.0.0/8",
+        ),
+        (
+            Ipv4Addr::new(100, 64, 0, 0),
+            10,
+            "which reaches into shared 100.64.0.0/10",
+        ),
+        (
+            Ipv4Addr::new(127, 0, 0, 0),
+            8,
+            "which reaches into loopback 127.0.0.0/8",
+        ),
+        (
+            Ipv4Addr::new(169, 254, 0, 0),
+            16,
+            "which reaches into link-local 169.254.0.0/16",
+        ),
+        (
+            Ipv4Addr::new(172, 16, 0, 0),
+            12,
+            "which reaches into private 172.16.0.0/12",
+        ),
+        (
+            Ipv4Addr::new(192, 168, 0, 0),
+            16,
+            "which reaches into private 192.168.0.0/16",
+        ),
+        (
+            Ipv4Addr::new(224, 0, 0, 0),
+            4,
+            "which reaches into multicast 224.0.0.0/4",
+        ),
+        (
+            Ipv4Addr::new(240, 0, 0, 0),
+            4,
+            "which reaches into reserved 240.0.0.0/4",
+        ),
+    ];
+    const V6: [(Ipv6Addr, u8, &str); 4] = [
+        (
+            Ipv6Addr::UNSPECIFIED,
+            96,
+            "which reaches into ::/96 (unspecified, loopback)",
+        ),
+        (
+            Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+            7,
+            "which reaches into unique-local fc00::/7",
+        ),
+        (
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            10,
+            "which reaches into link-local fe80::/10",
+        ),
+        (
+            Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+            8,
+            "which reaches into multicast ff00::/8",
+        ),
+    ];
+    let overlaps = |net: IpAddr, len: u8| {
+        let other = Cidr::new(net, len).ok();
+        other.is_some_and(|o| o.contains(cidr.network()) || cidr.contains(o.network()))
+    };
+    match cidr.network() {
+        IpAddr::V4(_) if cidr.prefix() < 8 => Some("wider than a /8"),
+        IpAddr::V6(_) if cidr.prefix() < 16 => Some("wider than a /16"),
+        IpAddr::V4(_) => V4
+            .iter()
+            .find(|(net, len, _)| overlaps(IpAddr::V4(*net), *len))
+            .map(|(_, _, why)| *why),
+        IpAddr::V6(_) => V6
+            .iter()
+            .find(|(net, len, _)| overlaps(IpAddr::V6(*net), *len))
+            .map(|(_, _, why)| *why),
+    }
+}
+
+fn parse_any(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
     let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !is_json {
         return cidr_lines(bytes);
@@ -291,6 +407,50 @@ pub fn parse_for(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_prefixes_are_refused() {
+        for bad in [
+            "0.0.0.0/0",
+            "0.0.0.0/1",
+            "128.0.0.0/1",
+            "8.0.0.0/7",
+            "::/0",
+            "8000::/1",
+            "::/16",
+            "::ffff:0:0/96",
+            "10.1.0.0/16",
+            "127.0.0.0/8",
+            "192.168.1.0/24",
+            "172.20.0.0/16",
+            "169.254.0.0/16",
+            "100.64.0.0/16",
+            "224.0.0.0/8",
+            "255.255.255.255/32",
+            "fd00::/8",
+            "fe80::/64",
+            "ff02::/16",
+            "::1/128",
+        ] {
+            let err = parse_for("cloudflare", bad.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no CDN publishes"), "{bad}: {err}");
+        }
+        for good in [
+            "173.245.48.0/20",
+            "104.16.0.0/13",
+            "13.32.0.0/15",
+            "2606:4700::/32",
+            "2400:cb00::/32",
+        ] {
+            assert_eq!(
+                parse_for("cloudflare", good.as_bytes()).unwrap().len(),
+                1,
+                "{good}"
+            );
+        }
+    }
 
     #[test]
     fn cloudflare_text() {

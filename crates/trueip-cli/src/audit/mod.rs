@@ -219,7 +219,7 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
         progress.clear();
         let to = first.headers.get(http::header::LOCATION).map_or_else(
             || "nowhere".to_owned(),
-            |l| String::from_utf8_lossy(l.as_bytes()).into_owned(),
+            |l| read::printable(&String::from_utf8_lossy(l.as_bytes())),
         );
         return Err(format!(
             "{} answered {} (a redirect to {to}); trueip audit sends only to the URL it is given and \

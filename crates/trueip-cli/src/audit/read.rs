@@ -165,13 +165,29 @@ impl Seen {
 }
 
 impl fmt::Display for Seen {
+    /// The target wrote this text: shown with its control characters escaped, so that no
+    /// answer can move the cursor, clear the screen or retitle the terminal of whoever
+    /// reads the report (a hostile target could otherwise redraw SPOOFABLE as CLEAN).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.text.is_empty() {
             f.write_str("(empty)")
         } else {
-            f.write_str(&self.text)
+            f.write_str(&printable(&self.text))
         }
     }
+}
+
+/// `text` with every control character (C0, DEL and C1) written as a `\u{..}` escape.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The address `text` writes, in the forms pages show: `ip`, `ip:port`, `[ip]:port`, `[ip]`,
@@ -241,6 +257,22 @@ pub(crate) fn preview(body: &[u8]) -> String {
         "(empty body)".to_owned()
     } else {
         format!("{short:?}")
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn answers_cannot_drive_the_terminal() {
+        let seen = Seen::new("\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31mEVIL");
+        let shown = seen.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.contains("EVIL") && shown.contains("\\u{1b}"),
+            "{shown}"
+        );
     }
 }
 

@@ -4,9 +4,11 @@
 //! a mix, and a writer killed mid-write leaves only a temporary file behind.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::fs::OFlags;
 use serde::{Deserialize, Serialize};
 use trueip::providers::Edition;
 
@@ -61,10 +63,16 @@ impl Meta {
         self.ipv4 + self.ipv6
     }
 
-    /// Time since it was fetched (zero if the clock went back).
+    /// Time since it was fetched: zero if the clock went back a little, and as old as can
+    /// be if the file claims a time more than an hour ahead, so that a wrong clock at fetch
+    /// time, or a planted date, makes the list stale rather than fresh for ever.
     pub(crate) fn age(&self, now: SystemTime) -> Duration {
         let fetched = UNIX_EPOCH + Duration::from_secs(self.fetched_at_unix);
-        now.duration_since(fetched).unwrap_or_default()
+        match now.duration_since(fetched) {
+            Ok(age) => age,
+            Err(ahead) if ahead.duration() <= Duration::from_secs(3600) => Duration::ZERO,
+            Err(_) => Duration::MAX,
+        }
     }
 }
 
@@ -84,11 +92,32 @@ pub(crate) fn path(dir: &Path, provider: &str) -> PathBuf {
 /// file is unreadable, not ours, or its checksum or list does not hold.
 pub(crate) fn read(dir: &Path, provider: &str) -> Result<Option<Cached>, String> {
     let path = path(dir, provider);
-    let file = match std::fs::File::open(&path) {
+    // Not through a symlink, and not blocking on a FIFO planted in its place.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits() as i32)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {e} (is it a symlink?)",
+                path.display()
+            ));
+        }
     };
+    let stat = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !stat.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    owned_safely(&stat, &path)?;
+    owned_safely(
+        &std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?,
+        dir,
+    )?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + MAX_META)
         .read_to_end(&mut bytes)
@@ -122,12 +151,25 @@ pub(crate) fn read(dir: &Path, provider: &str) -> Result<Option<Cached>, String>
 /// Replaces `provider`'s list: writes a temporary file beside it, flushes it to disk,
 /// renames it over the old one and flushes the directory.
 pub(crate) fn write(dir: &Path, meta: &Meta, content: &[u8]) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
         .map_err(|e| format!("cannot create the ranges directory {}: {e}", dir.display()))?;
+    owned_safely(
+        &std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?,
+        dir,
+    )?;
     remove_stale_temporaries(dir, &meta.provider);
     let target = path(dir, &meta.provider);
+    // A name nobody can guess and a file that must not exist yet (no symlink planted in
+    // its place is followed): the directory is safe, but the write must not rely on that.
+    let mut nonce = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| "cannot draw a random temporary name".to_string())?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let temp = dir.join(format!(
-        ".{}.ranges.{}.tmp",
+        ".{}.ranges.{}-{nonce}.tmp",
         meta.provider,
         std::process::id()
     ));
@@ -136,8 +178,9 @@ pub(crate) fn write(dir: &Path, meta: &Meta, content: &[u8]) -> Result<(), Strin
     let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::CLOEXEC).bits() as i32)
             .open(&temp)?;
         file.write_all(&line)?;
         let pause = slow_write_pause();
@@ -181,6 +224,7 @@ fn remove_stale_temporaries(dir: &Path, provider: &str) {
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
             .and_then(|n| n.strip_suffix(".tmp"))
+            .map(|n| n.split_once('-').map_or(n, |(pid, _)| pid))
         else {
             continue;
         };
@@ -191,6 +235,32 @@ fn remove_stale_temporaries(dir: &Path, provider: &str) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Whether a cache file or directory may be believed: owned by this user or root, and
+/// writable by nobody else. The checksum inside a cache file only finds damage; who can
+/// write the file is what makes a list the one `trueip ranges` fetched, so a directory
+/// others can write (`/tmp/x`, a group-writable state directory) is refused.
+fn owned_safely(stat: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+    let me = rustix::process::geteuid().as_raw();
+    if stat.uid() != me && stat.uid() != 0 {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user ({me}) or root: its ranges are not believed \
+             (hint: give the ranges directory to the user that runs trueip, or use --ranges-dir)",
+            path.display(),
+            stat.uid()
+        ));
+    }
+    if stat.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by others (mode {:o}): anyone could plant a range list there \
+             (hint: chmod go-w {})",
+            path.display(),
+            stat.mode() & 0o7777,
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// SHA-256, lower-case hex.
@@ -266,5 +336,83 @@ mod tests {
         assert!(err.contains("checksum"), "{err}");
         assert!(read(&dir, "fastly").unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn meta_for(content: &[u8], fetched_at_unix: u64) -> Meta {
+        Meta {
+            trueip_ranges: FORMAT,
+            provider: "cloudflare".into(),
+            sources: vec![],
+            fetched_at: rfc3339(fetched_at_unix),
+            fetched_at_unix,
+            token: None,
+            published: None,
+            ipv4: 1,
+            ipv6: 0,
+            sha256: sha256_hex(content),
+        }
+    }
+
+    /// What an outside review planted: a symlink where the cache file or a temporary is, a
+    /// directory others may write, a FIFO in place of the file.
+    #[test]
+    fn the_cache_believes_only_its_owners_plain_files() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let dir = std::env::temp_dir().join(format!("trueip-cache-safety-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let content = b"173.245.48.0/20".to_vec();
+        let meta = meta_for(&content, 0);
+        write(&dir, &meta, &content).unwrap();
+        // A symlink in place of the cache file is not followed when read...
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        let target = path(&dir, "cloudflare");
+        std::fs::remove_file(&target).unwrap();
+        symlink(&victim, &target).unwrap();
+        let err = read(&dir, "cloudflare").unwrap_err();
+        assert!(err.contains("symlink"), "{err}");
+        // ...and a write replaces the link, never writing through it.
+        write(&dir, &meta, &content).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert!(read(&dir, "cloudflare").unwrap().is_some());
+        // A FIFO in its place is refused at once, not waited on.
+        std::fs::remove_file(&target).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&target).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = read(&dir, "cloudflare").unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+            std::fs::remove_file(&target).unwrap();
+        }
+        // A directory others may write is refused for reading and for writing.
+        write(&dir, &meta, &content).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = read(&dir, "cloudflare").unwrap_err();
+        assert!(
+            err.contains("writable by others") && err.contains("chmod go-w"),
+            "{err}"
+        );
+        assert!(
+            write(&dir, &meta, &content)
+                .unwrap_err()
+                .contains("writable by others")
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // So is a cache file others may write.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(
+            read(&dir, "cloudflare")
+                .unwrap_err()
+                .contains("writable by others")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fetch_time_far_ahead_is_stale_not_fresh() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |secs: u64| meta_for(b"", secs).age(now);
+        assert_eq!(at(1_800_000_000 - 60), Duration::from_secs(60));
+        assert_eq!(at(1_800_000_000 + 600), Duration::ZERO);
+        assert_eq!(at(1_800_000_000 + 86_400 * 365), Duration::MAX);
     }
 }

@@ -200,16 +200,12 @@ pub(crate) fn default_dir() -> PathBuf {
             .unwrap_or_else(|| PathBuf::from(&state));
         return first.join("ranges");
     }
-    let root = {
-        use std::os::unix::fs::MetadataExt;
-        // /proc/self belongs to the process's effective user.
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    };
-    if !root {
+    if !rustix::process::geteuid().is_root() {
         if let Some(cache) = var("XDG_CACHE_HOME") {
             return PathBuf::from(cache).join("trueip/ranges");
         }
-        if let Some(home) = var("HOME") {
+        // systemd gives a service user without a home HOME=/: that is no home.
+        if let Some(home) = var("HOME").filter(|h| h != "/") {
             return PathBuf::from(home).join(".cache/trueip/ranges");
         }
     }
@@ -382,6 +378,21 @@ fn check(
     old: Option<&Cached>,
     overrides: Overrides,
 ) -> Result<(), String> {
+    // AWS's token is the Unix second of the edition: one far ahead of now is no edition AWS
+    // wrote, and accepted, it would make every real edition after it "older". Never forced.
+    if name == "cloudfront"
+        && let Some(token) = new.token
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if token > now.saturating_add(86_400) {
+            return Err(format!(
+                "{name}: the fetched edition's syncToken {token} is more than a day ahead of this \
+                 clock ({now}): not an edition AWS wrote (hint: check the source and this host's clock)"
+            ));
+        }
+    }
     let Some(old) = old else {
         return Ok(());
     };
@@ -495,6 +506,34 @@ mod tests {
             token,
             published: None,
         }
+    }
+
+    #[test]
+    fn an_aws_token_far_ahead_of_the_clock_is_refused_even_forced() {
+        let ahead = u64::MAX / 2;
+        for overrides in [Overrides::default(), Overrides { force: true }] {
+            let err = check("cloudfront", &new(46, Some(ahead)), None, overrides).unwrap_err();
+            assert!(err.contains("ahead of this clock"), "{err}");
+        }
+        assert!(
+            check(
+                "cloudfront",
+                &new(46, Some(1_753_388_594)),
+                None,
+                Overrides::default()
+            )
+            .is_ok()
+        );
+        // Azure's changeNumber is a counter, not a time.
+        assert!(
+            check(
+                "azure-front-door",
+                &new(46, Some(ahead)),
+                None,
+                Overrides::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
