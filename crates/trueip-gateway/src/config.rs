@@ -306,6 +306,8 @@ pub(crate) struct TlsConfig {
 pub(crate) enum UpstreamTarget {
     /// `http://host:port`: the authority (`host:port`).
     Tcp(String),
+    /// `https://host:port`: the authority (`host:port`); TLS with the `[upstream]` roots.
+    Https(String),
     /// `unix:/path`.
     Unix(PathBuf),
 }
@@ -326,7 +328,11 @@ impl FromStr for UpstreamTarget {
             }
             return Ok(UpstreamTarget::Unix(PathBuf::from(path)));
         }
-        if let Some(rest) = url.strip_prefix("http://") {
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (Some(rest), false),
+            (None, rest) => (rest, true),
+        };
+        if let Some(rest) = rest {
             let authority = rest.trim_end_matches('/');
             let valid = !authority.is_empty()
                 && !authority.contains(['/', '?', '#', '@', ' '])
@@ -335,17 +341,17 @@ impl FromStr for UpstreamTarget {
                     !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p != 0)
                 });
             if !valid {
-                return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
-                    .hint("write http://host:port with no path, e.g. http://127.0.0.1:3000"));
+                return Err(ConfigError::new(format!("invalid upstream URL {url:?}")).hint(
+                    "write http://host:port or https://host:port with no path, e.g. http://127.0.0.1:3000",
+                ));
             }
-            return Ok(UpstreamTarget::Tcp(authority.to_string()));
-        }
-        if url.starts_with("https://") {
-            return Err(ConfigError::new(format!("https upstreams are not supported: {url:?}"))
-                .hint("the gateway speaks plain HTTP to an upstream on the same host or network; use http:// or unix:"));
+            return Ok(match tls {
+                false => UpstreamTarget::Tcp(authority.to_string()),
+                true => UpstreamTarget::Https(authority.to_string()),
+            });
         }
         Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
-            .hint("use http://host:port or unix:/path/to.sock"))
+            .hint("use http://host:port, https://host:port or unix:/path/to.sock"))
     }
 }
 
@@ -353,6 +359,7 @@ impl std::fmt::Display for UpstreamTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UpstreamTarget::Tcp(a) => write!(f, "http://{a}"),
+            UpstreamTarget::Https(a) => write!(f, "https://{a}"),
             UpstreamTarget::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
@@ -398,6 +405,41 @@ pub(crate) struct UpstreamSettings {
     /// PROXY header to the upstream.
     #[serde(with = "named")]
     pub(crate) proxy_protocol: SendProxy,
+    /// HTTP/2 to the upstream: prior knowledge over `http://`, ALPN `h2` over `https://`.
+    pub(crate) http2: bool,
+    /// `https://`: the certificate authorities that may sign the upstream's certificate
+    /// (PEM), instead of `tls_roots`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// `https://`: the roots trusted when no `ca_file` is set.
+    #[serde(with = "named")]
+    pub(crate) tls_roots: TlsRoots,
+    /// `https://`: the name sent in SNI and checked in the certificate, instead of the
+    /// URL's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_name: Option<String>,
+    /// `https://`: a client certificate chain (PEM) shown to an upstream that asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// `https://`: the private key of `client_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// The roots an `https://` upstream's certificate is checked against, without a CA file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum TlsRoots {
+    /// Mozilla's, compiled in (webpki-roots): the same on every host.
+    #[default]
+    Webpki,
+    /// The operating system's bundle (`SSL_CERT_FILE`, else the usual paths).
+    System,
+}
+
+impl Named for TlsRoots {
+    const WHAT: &'static str = "TLS roots";
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("webpki", TlsRoots::Webpki), ("system", TlsRoots::System)];
 }
 
 impl Default for UpstreamSettings {
@@ -411,6 +453,12 @@ impl Default for UpstreamSettings {
             pool_max_idle: 64,
             pool_max_idle_total: 1024,
             proxy_protocol: SendProxy::Off,
+            http2: false,
+            ca_file: None,
+            tls_roots: TlsRoots::Webpki,
+            server_name: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -645,8 +693,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
 
-    /// Forward to URL: http://host:port or unix:/path/to.sock; `whoami` serves the
-    /// built-in page instead.
+    /// Forward to URL: http://host:port, https://host:port (its certificate verified:
+    /// [upstream] ca_file, tls_roots, server_name) or unix:/path/to.sock; `whoami` serves
+    /// the built-in page instead. HTTP/2 to it: [upstream] http2 = true.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
 
@@ -993,7 +1042,53 @@ impl UpstreamSettings {
             0..=MAX_POOL_IDLE,
             "upstream.pool_max_idle_total",
             "idle connections kept open to the upstream in all",
-        )
+        )?;
+        self.check_tls()
+    }
+
+    /// The TLS keys belong to an `https://` upstream, and name a usable server name.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let https = matches!(self.url, Some(UpstreamTarget::Https(_)));
+        let set = [
+            ("ca_file", self.ca_file.is_some()),
+            ("tls_roots", self.tls_roots != TlsRoots::default()),
+            ("server_name", self.server_name.is_some()),
+            ("client_cert", self.client_cert.is_some()),
+            ("client_key", self.client_key.is_some()),
+        ];
+        if !https && let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(format!(
+                "{key} applies to https:// upstreams, and url is {}",
+                self.url
+                    .as_ref()
+                    .map_or_else(|| "unset (whoami)".to_string(), ToString::to_string)
+            ))
+            .hint("write url = \"https://host:port\", or remove the key")
+            .at(format!("upstream.{key}")));
+        }
+        if self.ca_file.is_some() && self.tls_roots != TlsRoots::default() {
+            return Err(ConfigError::new("ca_file replaces tls_roots; both are set")
+                .hint("keep ca_file to trust only its authorities, or tls_roots to trust a bundle")
+                .at("upstream.tls_roots"));
+        }
+        if let Some(name) = &self.server_name
+            && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            return Err(
+                ConfigError::new(format!("invalid server name {name:?}"))
+                    .hint("a DNS name (app.internal) or an IP address, as the upstream's certificate names it")
+                    .at("upstream.server_name"),
+            );
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => Err(ConfigError::new("client_cert without client_key")
+                .hint("name the PEM private key of the client certificate")
+                .at("upstream.client_key")),
+            (None, Some(_)) => Err(ConfigError::new("client_key without client_cert")
+                .hint("name the PEM certificate chain the key belongs to")
+                .at("upstream.client_cert")),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -1271,7 +1366,27 @@ mod tests {
                 "listen[0].upstream",
             ),
             ("[upstream]\nurl = \"http://x\"", "upstream.url"),
-            ("[upstream]\nurl = \"https://x:1\"", "https"),
+            ("[upstream]\nurl = \"https://x\"", "upstream.url"),
+            (
+                "[upstream]\nurl = \"http://x:1\"\nca_file = \"ca.pem\"",
+                "upstream.ca_file",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\nserver_name = \"a b\"",
+                "upstream.server_name",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\nclient_cert = \"c.pem\"",
+                "upstream.client_key",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\nca_file = \"c.pem\"\ntls_roots = \"system\"",
+                "upstream.tls_roots",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\ntls_roots = \"mozilla\"",
+                "upstream.tls_roots",
+            ),
             (
                 "[upstream]\nurl = \"http://127.0.0.1:3000\"\nconnect_timeout = \"5 parsecs\"",
                 "invalid duration",

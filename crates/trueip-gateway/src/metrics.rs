@@ -130,6 +130,8 @@ impl ProxyIgnored {
 pub(crate) enum UpstreamErrorKind {
     /// Could not connect.
     Connect,
+    /// The TLS handshake failed (the certificate refused).
+    Tls,
     /// No response in time.
     Timeout,
     /// The connection broke or the response was not HTTP.
@@ -139,8 +141,9 @@ pub(crate) enum UpstreamErrorKind {
 }
 
 impl UpstreamErrorKind {
-    const ALL: [UpstreamErrorKind; 4] = [
+    const ALL: [UpstreamErrorKind; 5] = [
         UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Tls,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
         UpstreamErrorKind::BodyTimeout,
@@ -150,6 +153,7 @@ impl UpstreamErrorKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Tls => "tls",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
             UpstreamErrorKind::BodyTimeout => "body_timeout",

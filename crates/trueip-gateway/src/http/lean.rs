@@ -590,6 +590,10 @@ async fn one(
     // Only pages and the upstream's answers: hyper serves the rest (and answers 431).
     let whoami_mode = match rules::route(path_only, lines.len(), settings, ctx.serves(state)) {
         Route::Whoami => true,
+        // HTTP/2 to the upstream is hyper's client.
+        Route::Forward if state.upstream.as_ref().is_some_and(|u| !u.lean()) => {
+            return Next::Hyper;
+        }
         Route::Forward => false,
         Route::TooManyHeaders | Route::Admin(_) | Route::NotFound => return Next::Hyper,
     };
@@ -782,6 +786,7 @@ impl Failed {
     fn failure(&self) -> Failure {
         match self {
             Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => Failure::Timeout,
+            Failed::Connect(e) if upstream::tls_refused(e) => Failure::Tls,
             Failed::Connect(_) => Failure::Unreachable,
             Failed::Timeout => Failure::Timeout,
             Failed::Protocol(_) => Failure::Broken,

@@ -16,6 +16,8 @@ pub(crate) enum Failure {
     Target,
     /// No connection to the upstream could be opened.
     Unreachable,
+    /// The TLS handshake with an `https://` upstream failed (its certificate refused).
+    Tls,
     /// No connection, or no response head, within the time allowed.
     Timeout,
     /// The connection broke, or the answer was not HTTP.
@@ -76,6 +78,12 @@ impl Failure {
                 "upstream_unreachable",
                 "the upstream cannot be reached",
                 Blame::Upstream(UpstreamErrorKind::Connect),
+            ),
+            Failure::Tls => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_tls",
+                "the upstream's TLS certificate was refused, or it spoke no TLS",
+                Blame::Upstream(UpstreamErrorKind::Tls),
             ),
             Failure::Timeout => (
                 StatusCode::GATEWAY_TIMEOUT,
