@@ -254,9 +254,9 @@ pub(crate) struct ListenerSettings {
     /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
     #[serde(default, with = "named")]
     pub(crate) proxy_protocol: ProxyProtocol,
-    /// TLS termination.
+    /// TLS termination: one certificate, or several chosen by SNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) tls: Option<ListenerTls>,
     /// TCP mode: the upstream `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) upstream: Option<String>,
@@ -291,7 +291,7 @@ impl ListenerSettings {
     }
 }
 
-/// `tls = { cert = "...", key = "..." }`
+/// `tls = { cert = "...", key = "..." }`, or one entry of a list chosen by SNI.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsConfig {
@@ -299,6 +299,122 @@ pub(crate) struct TlsConfig {
     pub(crate) cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub(crate) key: PathBuf,
+    /// The SNI names this certificate answers (`app.example`, `*.example.com`); none:
+    /// the default, for every other name and for clients that send none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) server_names: Vec<String>,
+}
+
+/// A listener's `tls`: a table (one certificate), or an array of tables, each with its
+/// `server_names` (and at most one without: the default). Written back as it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ListenerTls {
+    /// The certificates, in file order.
+    pub(crate) certs: Vec<TlsConfig>,
+    /// Read as an array.
+    listed: bool,
+}
+
+impl Serialize for ListenerTls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.listed, self.certs.as_slice()) {
+            (false, [one]) => one.serialize(s),
+            _ => self.certs.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenerTls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = ListenerTls;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a table { cert, key } or an array of { cert, key, server_names } tables",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ListenerTls, A::Error> {
+                let one =
+                    TlsConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ListenerTls {
+                    certs: vec![one],
+                    listed: false,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<ListenerTls, A::Error> {
+                let certs = Vec::<TlsConfig>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(ListenerTls {
+                    certs,
+                    listed: true,
+                })
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+impl ListenerTls {
+    /// Checks the list: not empty, names valid (a leading `*.` covers one label), no
+    /// name in two entries, at most one default. Names are kept in lower case. `at` is
+    /// the `listen[i].tls` key.
+    fn check(&mut self, at: &str) -> Result<(), ConfigError> {
+        if self.certs.is_empty() {
+            return Err(ConfigError::new("an empty list of certificates")
+                .hint("write tls = { cert = \"...\", key = \"...\" }, or list tables with server_names")
+                .at(at.to_string()));
+        }
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut default = None;
+        for (j, entry) in self.certs.iter_mut().enumerate() {
+            let here = match self.listed {
+                true => format!("{at}[{j}]"),
+                false => at.to_string(),
+            };
+            if entry.server_names.is_empty() {
+                if let Some(first) = default {
+                    return Err(ConfigError::new("two certificates without server_names")
+                        .hint(format!(
+                            "{at}[{first}] is already the default (for names no entry lists, and clients that send no SNI); give this one its server_names"
+                        ))
+                        .at(format!("{here}.server_names")));
+                }
+                default = Some(j);
+            }
+            for name in &mut entry.server_names {
+                let lower = name.trim().to_ascii_lowercase();
+                let bare = lower.strip_prefix("*.").unwrap_or(&lower);
+                let valid = !bare.contains('*')
+                    && bare.parse::<std::net::IpAddr>().is_err()
+                    && rustls::pki_types::DnsName::try_from(bare).is_ok();
+                if !valid {
+                    return Err(ConfigError::new(format!("invalid server name {name:?}"))
+                        .hint("a DNS name as clients send it in SNI (app.example), or *.example.com for one label under it")
+                        .at(format!("{here}.server_names")));
+                }
+                if let Some((_, other)) = seen.iter().find(|(n, _)| *n == lower) {
+                    return Err(ConfigError::new(format!(
+                        "{lower} is listed twice: SNI could not choose"
+                    ))
+                    .hint(format!(
+                        "{at}[{other}] already answers it; keep it in one entry"
+                    ))
+                    .at(format!("{here}.server_names")));
+                }
+                seen.push((lower.clone(), j));
+                *name = lower;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where HTTP requests go.
@@ -915,6 +1031,9 @@ impl Settings {
                 false => format!("listen[{i}].{key}"),
             };
             l.check(&policy, at, flag_pp.is_some())?;
+            if let Some(tls) = &mut l.tls {
+                tls.check(&format!("listen[{i}].tls"))?;
+            }
         }
         for (i, a) in file.listen.iter().enumerate() {
             if let Some(j) = file

@@ -6,6 +6,7 @@
 //! renewed certificate is picked up without a restart; a reload whose files do not
 //! load is rejected and the old certificate stays.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -13,30 +14,93 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
 
-use crate::config::TlsConfig;
+use crate::config::{ListenerTls, TlsConfig};
 
-/// Builds an acceptor offering HTTP/2 and HTTP/1.1 by ALPN (`http`), or no ALPN (`tcp`).
+/// Builds an acceptor offering HTTP/2 and HTTP/1.1 by ALPN (`http`), or no ALPN (`tcp`),
+/// with one certificate, or several chosen by the name the client sends in SNI. `at` is
+/// the `listen[i].tls` key.
 pub(crate) fn acceptor(
-    files: &TlsConfig,
+    tls: &ListenerTls,
     at: &str,
     alpn_http: bool,
 ) -> Result<TlsAcceptor, ConfigError> {
-    let (certs, key) = read_pair(files, &format!("{at}.cert"), &format!("{at}.key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut resolver = BySni::default();
+    let listed = tls.certs.len() > 1 || tls.certs.iter().any(|c| !c.server_names.is_empty());
+    for (j, files) in tls.certs.iter().enumerate() {
+        let here = match listed {
+            true => format!("{at}[{j}]"),
+            false => at.to_string(),
+        };
+        let (certs, key) = read_pair(files, &format!("{here}.cert"), &format!("{here}.key"))?;
+        let signer = provider.key_provider.load_private_key(key).map_err(|e| {
+            ConfigError::new(format!(
+                "unusable private key in {}: {e}",
+                files.key.display()
+            ))
+            .hint("use an RSA, ECDSA (P-256, P-384) or Ed25519 key")
+            .at(format!("{here}.key"))
+        })?;
+        let certified = rustls::sign::CertifiedKey::new(certs, signer);
+        certified.keys_match().map_err(|e| {
+            ConfigError::new(format!("certificate and key do not work together: {e}"))
+                .hint("check that the key belongs to the first certificate of the chain")
+                .at(here.clone())
+        })?;
+        let certified = Arc::new(certified);
+        if files.server_names.is_empty() {
+            resolver.default = Some(certified.clone());
+        }
+        for name in &files.server_names {
+            match name.strip_prefix("*.") {
+                Some(parent) => resolver
+                    .wildcard
+                    .insert(parent.to_string(), certified.clone()),
+                None => resolver.exact.insert(name.clone(), certified.clone()),
+            };
+        }
+        resolver.first.get_or_insert(certified);
+    }
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::new(format!("TLS setup failed: {e}")).at(at.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            ConfigError::new(format!("certificate and key do not work together: {e}"))
-                .hint("check that the key belongs to the first certificate of the chain")
-                .at(at.to_string())
-        })?;
+        .with_cert_resolver(Arc::new(resolver));
     if alpn_http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A listener's certificates by SNI: the exact name, else `*.` + the name's parent,
+/// else the default (the entry without `server_names`, else the first), as nginx picks
+/// a server by name and falls back to its default server.
+#[derive(Debug, Default)]
+struct BySni {
+    exact: HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+    /// By the parent a `*.` name covers one label of.
+    wildcard: HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+    default: Option<Arc<rustls::sign::CertifiedKey>>,
+    first: Option<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        // rustls hands the name checked and in lower case.
+        let named = hello.server_name().and_then(|name| {
+            self.exact.get(name).or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent)
+            })
+        });
+        named
+            .or(self.default.as_ref())
+            .or(self.first.as_ref())
+            .cloned()
+    }
 }
 
 /// A certificate chain and its private key, from the PEM files `files` names (`cert_key`
@@ -194,6 +258,7 @@ pub(crate) fn client(
             let files = TlsConfig {
                 cert: cert.clone(),
                 key: key.clone(),
+                server_names: Vec::new(),
             };
             let (certs, key) = read_pair(&files, "upstream.client_cert", "upstream.client_key")?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {

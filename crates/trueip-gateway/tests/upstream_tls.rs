@@ -11,9 +11,10 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod common;
+mod pki;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,114 +24,9 @@ use common::*;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pki::{Pki, pki};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-/// The files of a test PKI: a CA, a server certificate it signed (for `upstream.test`,
-/// `localhost` and 127.0.0.1), and a second CA that signed nothing here.
-struct Pki {
-    ca: PathBuf,
-    other_ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let bin = external("openssl", "openssl").unwrap();
-    let out = Command::new(bin)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-fn pki(dir: &Path) -> Option<Pki> {
-    external("openssl", "openssl")?;
-    ca(dir, "test-ca");
-    ca(dir, "other-ca");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=upstream.test",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:upstream.test,DNS:localhost,IP:127.0.0.1\n\
-         basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "test-ca.pem",
-            "-CAkey",
-            "test-ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.pem",
-        ],
-    );
-    Some(Pki {
-        ca: dir.join("test-ca.pem"),
-        other_ca: dir.join("other-ca.pem"),
-        cert: dir.join("leaf.pem"),
-        key: dir.join("leaf.key"),
-    })
-}
 
 /// One request the test upstream received.
 #[derive(Clone, Debug)]
