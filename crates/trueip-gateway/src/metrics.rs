@@ -174,13 +174,16 @@ pub(crate) enum ClientErrorKind {
     BadRequestBody,
     /// A request body that stalled longer than `upstream.body_timeout` (408).
     RequestBodyTimeout,
+    /// A request head begun and not finished within `limits.header_read_timeout` (408).
+    HeaderTimeout,
 }
 
 impl ClientErrorKind {
-    const ALL: [ClientErrorKind; 3] = [
+    const ALL: [ClientErrorKind; 4] = [
         ClientErrorKind::HeadersOverLimit,
         ClientErrorKind::BadRequestBody,
         ClientErrorKind::RequestBodyTimeout,
+        ClientErrorKind::HeaderTimeout,
     ];
 
     /// The label value.
@@ -189,6 +192,7 @@ impl ClientErrorKind {
             ClientErrorKind::HeadersOverLimit => "headers_over_limit",
             ClientErrorKind::BadRequestBody => "bad_request_body",
             ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
+            ClientErrorKind::HeaderTimeout => "header_timeout",
         }
     }
 }
@@ -207,8 +211,8 @@ pub(crate) struct Metrics {
     warnings: [AtomicU64; WARNINGS],
     proxy_errors: [AtomicU64; 6],
     proxy_ignored_datagram: AtomicU64,
-    upstream_errors: [AtomicU64; 4],
-    client_errors: [AtomicU64; 3],
+    upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
+    client_errors: [AtomicU64; ClientErrorKind::ALL.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,

@@ -463,6 +463,21 @@ fn end_head(out: &mut Vec<u8>, close: bool, now: Instant) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Answers a request head that took longer than `limits.header_read_timeout` with 408
+/// and `connection: close`, counted and logged as the client's; the write gets as long
+/// again (a client that reads nothing does not hold the connection longer).
+async fn head_timeout(io: &mut Tracked, ctx: &ConnCtx, out: &mut Vec<u8>, limit: Duration) {
+    let page = failed(
+        ctx,
+        Failure::HeadTimeout,
+        &format_args!("no whole request head within {limit:?}"),
+    );
+    out.clear();
+    page_head(out, &page, true, Instant::now());
+    out.extend_from_slice(&page.body);
+    let _ = tokio::time::timeout(limit, io.write_all(out)).await;
+}
+
 /// What to do after one request.
 enum Next {
     /// Read the next request: so many bytes of the buffer were used, and the response
@@ -528,6 +543,13 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             };
             match read_into(io, &mut bufs.input, &mut deadline, between).await {
                 Got::Data => {}
+                // A head begun and not finished: 408, as nginx's client_header_timeout
+                // documents. Nothing of a response is on the wire (the previous one was
+                // written whole). A connection that sent nothing closes silently.
+                Got::Expired if !bufs.input.is_empty() => {
+                    head_timeout(io, ctx, &mut bufs.out, header_timeout).await;
+                    return After::Closed;
+                }
                 Got::Eof | Got::Expired | Got::Stop | Got::Failed(_) => return After::Closed,
             }
         }

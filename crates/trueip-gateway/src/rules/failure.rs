@@ -24,6 +24,9 @@ pub(crate) enum Failure {
     Broken,
     /// The upstream switched protocols unasked, or to another protocol than asked.
     Unasked,
+    /// The client began a request head and did not finish it within
+    /// `limits.header_read_timeout` (a connection that sent nothing closes silently).
+    HeadTimeout,
     /// The client's request body stalled longer than `upstream.body_timeout`.
     BodyStalled,
     /// The client's request body had broken framing, or was cut short.
@@ -102,6 +105,12 @@ impl Failure {
                 "bad_gateway",
                 "the upstream switched protocols unasked",
                 Blame::Upstream(UpstreamErrorKind::Protocol),
+            ),
+            Failure::HeadTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_header_timeout",
+                "the request head did not arrive within limits.header_read_timeout",
+                Blame::Client(ClientErrorKind::HeaderTimeout),
             ),
             Failure::BodyStalled => (
                 StatusCode::REQUEST_TIMEOUT,
