@@ -463,6 +463,16 @@ fn end_head(out: &mut Vec<u8>, close: bool, now: Instant) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether `bytes` begin an HTTP/1 request head (so far valid, unfinished).
+fn partial_request(bytes: &[u8]) -> bool {
+    let mut lines = header_slots();
+    let mut req = httparse::Request::new(&mut []);
+    matches!(
+        req.parse_with_uninit_headers(bytes, &mut lines),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders)
+    )
+}
+
 /// Answers a request head that took longer than `limits.header_read_timeout` with 408
 /// and `connection: close`, counted and logged as the client's; the write gets as long
 /// again (a client that reads nothing does not hold the connection longer).
@@ -546,7 +556,12 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 // A head begun and not finished: 408, as nginx's client_header_timeout
                 // documents. Nothing of a response is on the wire (the previous one was
                 // written whole). A connection that sent nothing closes silently.
+                // Bytes that are no HTTP (a TLS hello on the plain port) are hyper's to
+                // refuse with 400, as it does at once.
                 Got::Expired if !bufs.input.is_empty() => {
+                    if !partial_request(bufs.input.filled()) {
+                        return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
+                    }
                     head_timeout(io, ctx, &mut bufs.out, header_timeout).await;
                     return After::Closed;
                 }
@@ -1331,6 +1346,14 @@ impl Chunked {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unfinished_http_heads_are_partial_requests() {
+        assert!(partial_request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+        assert!(partial_request(b"GE"));
+        assert!(!partial_request(&[0x16, 0x03, 0x01, 0x00, 0xa5]));
+        assert!(!partial_request(b"GET\x00/ HTTP/1.1\r\n"));
+    }
 
     #[test]
     fn heads_end_at_the_blank_line() {
