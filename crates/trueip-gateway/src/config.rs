@@ -254,9 +254,9 @@ pub(crate) struct ListenerSettings {
     /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
     #[serde(default, with = "named")]
     pub(crate) proxy_protocol: ProxyProtocol,
-    /// TLS termination.
+    /// TLS termination: one certificate, or several chosen by SNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) tls: Option<ListenerTls>,
     /// TCP mode: the upstream `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) upstream: Option<String>,
@@ -291,7 +291,7 @@ impl ListenerSettings {
     }
 }
 
-/// `tls = { cert = "...", key = "..." }`
+/// `tls = { cert = "...", key = "..." }`, or one entry of a list chosen by SNI.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsConfig {
@@ -299,6 +299,122 @@ pub(crate) struct TlsConfig {
     pub(crate) cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub(crate) key: PathBuf,
+    /// The SNI names this certificate answers (`app.example`, `*.example.com`); none:
+    /// the default, for every other name and for clients that send none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) server_names: Vec<String>,
+}
+
+/// A listener's `tls`: a table (one certificate), or an array of tables, each with its
+/// `server_names` (and at most one without: the default). Written back as it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ListenerTls {
+    /// The certificates, in file order.
+    pub(crate) certs: Vec<TlsConfig>,
+    /// Read as an array.
+    listed: bool,
+}
+
+impl Serialize for ListenerTls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.listed, self.certs.as_slice()) {
+            (false, [one]) => one.serialize(s),
+            _ => self.certs.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenerTls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = ListenerTls;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a table { cert, key } or an array of { cert, key, server_names } tables",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ListenerTls, A::Error> {
+                let one =
+                    TlsConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ListenerTls {
+                    certs: vec![one],
+                    listed: false,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<ListenerTls, A::Error> {
+                let certs = Vec::<TlsConfig>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(ListenerTls {
+                    certs,
+                    listed: true,
+                })
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+impl ListenerTls {
+    /// Checks the list: not empty, names valid (a leading `*.` covers one label), no
+    /// name in two entries, at most one default. Names are kept in lower case. `at` is
+    /// the `listen[i].tls` key.
+    fn check(&mut self, at: &str) -> Result<(), ConfigError> {
+        if self.certs.is_empty() {
+            return Err(ConfigError::new("an empty list of certificates")
+                .hint("write tls = { cert = \"...\", key = \"...\" }, or list tables with server_names")
+                .at(at.to_string()));
+        }
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut default = None;
+        for (j, entry) in self.certs.iter_mut().enumerate() {
+            let here = match self.listed {
+                true => format!("{at}[{j}]"),
+                false => at.to_string(),
+            };
+            if entry.server_names.is_empty() {
+                if let Some(first) = default {
+                    return Err(ConfigError::new("two certificates without server_names")
+                        .hint(format!(
+                            "{at}[{first}] is already the default (for names no entry lists, and clients that send no SNI); give this one its server_names"
+                        ))
+                        .at(format!("{here}.server_names")));
+                }
+                default = Some(j);
+            }
+            for name in &mut entry.server_names {
+                let lower = name.trim().to_ascii_lowercase();
+                let bare = lower.strip_prefix("*.").unwrap_or(&lower);
+                let valid = !bare.contains('*')
+                    && bare.parse::<std::net::IpAddr>().is_err()
+                    && rustls::pki_types::DnsName::try_from(bare).is_ok();
+                if !valid {
+                    return Err(ConfigError::new(format!("invalid server name {name:?}"))
+                        .hint("a DNS name as clients send it in SNI (app.example), or *.example.com for one label under it")
+                        .at(format!("{here}.server_names")));
+                }
+                if let Some((_, other)) = seen.iter().find(|(n, _)| *n == lower) {
+                    return Err(ConfigError::new(format!(
+                        "{lower} is listed twice: SNI could not choose"
+                    ))
+                    .hint(format!(
+                        "{at}[{other}] already answers it; keep it in one entry"
+                    ))
+                    .at(format!("{here}.server_names")));
+                }
+                seen.push((lower.clone(), j));
+                *name = lower;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where HTTP requests go.
@@ -306,6 +422,8 @@ pub(crate) struct TlsConfig {
 pub(crate) enum UpstreamTarget {
     /// `http://host:port`: the authority (`host:port`).
     Tcp(String),
+    /// `https://host:port`: the authority (`host:port`); TLS with the `[upstream]` roots.
+    Https(String),
     /// `unix:/path`.
     Unix(PathBuf),
 }
@@ -326,7 +444,11 @@ impl FromStr for UpstreamTarget {
             }
             return Ok(UpstreamTarget::Unix(PathBuf::from(path)));
         }
-        if let Some(rest) = url.strip_prefix("http://") {
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (Some(rest), false),
+            (None, rest) => (rest, true),
+        };
+        if let Some(rest) = rest {
             let authority = rest.trim_end_matches('/');
             let valid = !authority.is_empty()
                 && !authority.contains(['/', '?', '#', '@', ' '])
@@ -335,17 +457,17 @@ impl FromStr for UpstreamTarget {
                     !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p != 0)
                 });
             if !valid {
-                return Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
-                    .hint("write http://host:port with no path, e.g. http://127.0.0.1:3000"));
+                return Err(ConfigError::new(format!("invalid upstream URL {url:?}")).hint(
+                    "write http://host:port or https://host:port with no path, e.g. http://127.0.0.1:3000",
+                ));
             }
-            return Ok(UpstreamTarget::Tcp(authority.to_string()));
-        }
-        if url.starts_with("https://") {
-            return Err(ConfigError::new(format!("https upstreams are not supported: {url:?}"))
-                .hint("the gateway speaks plain HTTP to an upstream on the same host or network; use http:// or unix:"));
+            return Ok(match tls {
+                false => UpstreamTarget::Tcp(authority.to_string()),
+                true => UpstreamTarget::Https(authority.to_string()),
+            });
         }
         Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
-            .hint("use http://host:port or unix:/path/to.sock"))
+            .hint("use http://host:port, https://host:port or unix:/path/to.sock"))
     }
 }
 
@@ -353,6 +475,7 @@ impl std::fmt::Display for UpstreamTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UpstreamTarget::Tcp(a) => write!(f, "http://{a}"),
+            UpstreamTarget::Https(a) => write!(f, "https://{a}"),
             UpstreamTarget::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
@@ -398,6 +521,41 @@ pub(crate) struct UpstreamSettings {
     /// PROXY header to the upstream.
     #[serde(with = "named")]
     pub(crate) proxy_protocol: SendProxy,
+    /// HTTP/2 to the upstream: prior knowledge over `http://`, ALPN `h2` over `https://`.
+    pub(crate) http2: bool,
+    /// `https://`: the certificate authorities that may sign the upstream's certificate
+    /// (PEM), instead of `tls_roots`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// `https://`: the roots trusted when no `ca_file` is set.
+    #[serde(with = "named")]
+    pub(crate) tls_roots: TlsRoots,
+    /// `https://`: the name sent in SNI and checked in the certificate, instead of the
+    /// URL's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_name: Option<String>,
+    /// `https://`: a client certificate chain (PEM) shown to an upstream that asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// `https://`: the private key of `client_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// The roots an `https://` upstream's certificate is checked against, without a CA file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum TlsRoots {
+    /// Mozilla's, compiled in (webpki-roots): the same on every host.
+    #[default]
+    Webpki,
+    /// The operating system's bundle (`SSL_CERT_FILE`, else the usual paths).
+    System,
+}
+
+impl Named for TlsRoots {
+    const WHAT: &'static str = "TLS roots";
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("webpki", TlsRoots::Webpki), ("system", TlsRoots::System)];
 }
 
 impl Default for UpstreamSettings {
@@ -411,6 +569,12 @@ impl Default for UpstreamSettings {
             pool_max_idle: 64,
             pool_max_idle_total: 1024,
             proxy_protocol: SendProxy::Off,
+            http2: false,
+            ca_file: None,
+            tls_roots: TlsRoots::Webpki,
+            server_name: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -645,8 +809,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
 
-    /// Forward to URL: http://host:port or unix:/path/to.sock; `whoami` serves the
-    /// built-in page instead.
+    /// Forward to URL: http://host:port, https://host:port (its certificate verified:
+    /// [upstream] ca_file, tls_roots, server_name) or unix:/path/to.sock; `whoami` serves
+    /// the built-in page instead. HTTP/2 to it: [upstream] http2 = true.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
 
@@ -866,6 +1031,9 @@ impl Settings {
                 false => format!("listen[{i}].{key}"),
             };
             l.check(&policy, at, flag_pp.is_some())?;
+            if let Some(tls) = &mut l.tls {
+                tls.check(&format!("listen[{i}].tls"))?;
+            }
         }
         for (i, a) in file.listen.iter().enumerate() {
             if let Some(j) = file
@@ -993,7 +1161,53 @@ impl UpstreamSettings {
             0..=MAX_POOL_IDLE,
             "upstream.pool_max_idle_total",
             "idle connections kept open to the upstream in all",
-        )
+        )?;
+        self.check_tls()
+    }
+
+    /// The TLS keys belong to an `https://` upstream, and name a usable server name.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let https = matches!(self.url, Some(UpstreamTarget::Https(_)));
+        let set = [
+            ("ca_file", self.ca_file.is_some()),
+            ("tls_roots", self.tls_roots != TlsRoots::default()),
+            ("server_name", self.server_name.is_some()),
+            ("client_cert", self.client_cert.is_some()),
+            ("client_key", self.client_key.is_some()),
+        ];
+        if !https && let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(format!(
+                "{key} applies to https:// upstreams, and url is {}",
+                self.url
+                    .as_ref()
+                    .map_or_else(|| "unset (whoami)".to_string(), ToString::to_string)
+            ))
+            .hint("write url = \"https://host:port\", or remove the key")
+            .at(format!("upstream.{key}")));
+        }
+        if self.ca_file.is_some() && self.tls_roots != TlsRoots::default() {
+            return Err(ConfigError::new("ca_file replaces tls_roots; both are set")
+                .hint("keep ca_file to trust only its authorities, or tls_roots to trust a bundle")
+                .at("upstream.tls_roots"));
+        }
+        if let Some(name) = &self.server_name
+            && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            return Err(
+                ConfigError::new(format!("invalid server name {name:?}"))
+                    .hint("a DNS name (app.internal) or an IP address, as the upstream's certificate names it")
+                    .at("upstream.server_name"),
+            );
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => Err(ConfigError::new("client_cert without client_key")
+                .hint("name the PEM private key of the client certificate")
+                .at("upstream.client_key")),
+            (None, Some(_)) => Err(ConfigError::new("client_key without client_cert")
+                .hint("name the PEM certificate chain the key belongs to")
+                .at("upstream.client_cert")),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -1271,7 +1485,27 @@ mod tests {
                 "listen[0].upstream",
             ),
             ("[upstream]\nurl = \"http://x\"", "upstream.url"),
-            ("[upstream]\nurl = \"https://x:1\"", "https"),
+            ("[upstream]\nurl = \"https://x\"", "upstream.url"),
+            (
+                "[upstream]\nurl = \"http://x:1\"\nca_file = \"ca.pem\"",
+                "upstream.ca_file",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\nserver_name = \"a b\"",
+                "upstream.server_name",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\nclient_cert = \"c.pem\"",
+                "upstream.client_key",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\nca_file = \"c.pem\"\ntls_roots = \"system\"",
+                "upstream.tls_roots",
+            ),
+            (
+                "[upstream]\nurl = \"https://x:1\"\ntls_roots = \"mozilla\"",
+                "upstream.tls_roots",
+            ),
             (
                 "[upstream]\nurl = \"http://127.0.0.1:3000\"\nconnect_timeout = \"5 parsecs\"",
                 "invalid duration",

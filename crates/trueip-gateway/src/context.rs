@@ -86,7 +86,8 @@ impl State {
                 .upstream
                 .url
                 .clone()
-                .map(|target| Upstream::new(target, settings.upstream.clone(), limits.workers)),
+                .map(|target| Upstream::new(target, settings.upstream.clone(), limits.workers))
+                .transpose()?,
             tls: acceptors,
             http,
             settings,

@@ -125,7 +125,7 @@ pub mod testing {
         pub fn build_without_tls_files(mut self) -> Result<(), String> {
             let _ = crate::describe(&self.0);
             for listener in &mut self.0.listeners {
-                if let Some(tls) = &mut listener.tls {
+                for tls in listener.tls.iter_mut().flat_map(|t| t.certs.iter_mut()) {
                     tls.cert = PathBuf::from("cert\0");
                     tls.key = PathBuf::from("key\0");
                 }

@@ -130,6 +130,8 @@ impl ProxyIgnored {
 pub(crate) enum UpstreamErrorKind {
     /// Could not connect.
     Connect,
+    /// The TLS handshake failed (the certificate refused).
+    Tls,
     /// No response in time.
     Timeout,
     /// The connection broke or the response was not HTTP.
@@ -139,8 +141,9 @@ pub(crate) enum UpstreamErrorKind {
 }
 
 impl UpstreamErrorKind {
-    const ALL: [UpstreamErrorKind; 4] = [
+    const ALL: [UpstreamErrorKind; 5] = [
         UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Tls,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
         UpstreamErrorKind::BodyTimeout,
@@ -150,6 +153,7 @@ impl UpstreamErrorKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Tls => "tls",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
             UpstreamErrorKind::BodyTimeout => "body_timeout",
@@ -170,13 +174,16 @@ pub(crate) enum ClientErrorKind {
     BadRequestBody,
     /// A request body that stalled longer than `upstream.body_timeout` (408).
     RequestBodyTimeout,
+    /// A request head begun and not finished within `limits.header_read_timeout` (408).
+    HeaderTimeout,
 }
 
 impl ClientErrorKind {
-    const ALL: [ClientErrorKind; 3] = [
+    const ALL: [ClientErrorKind; 4] = [
         ClientErrorKind::HeadersOverLimit,
         ClientErrorKind::BadRequestBody,
         ClientErrorKind::RequestBodyTimeout,
+        ClientErrorKind::HeaderTimeout,
     ];
 
     /// The label value.
@@ -185,6 +192,7 @@ impl ClientErrorKind {
             ClientErrorKind::HeadersOverLimit => "headers_over_limit",
             ClientErrorKind::BadRequestBody => "bad_request_body",
             ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
+            ClientErrorKind::HeaderTimeout => "header_timeout",
         }
     }
 }
@@ -203,8 +211,8 @@ pub(crate) struct Metrics {
     warnings: [AtomicU64; WARNINGS],
     proxy_errors: [AtomicU64; 6],
     proxy_ignored_datagram: AtomicU64,
-    upstream_errors: [AtomicU64; 4],
-    client_errors: [AtomicU64; 3],
+    upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
+    client_errors: [AtomicU64; ClientErrorKind::ALL.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,

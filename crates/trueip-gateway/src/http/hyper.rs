@@ -305,6 +305,7 @@ fn classify(e: &SendError) -> Failure {
         return Failure::Timeout;
     }
     match e {
+        SendError::Connect(e) if upstream::tls_refused(e) => Failure::Tls,
         SendError::Connect(_) => Failure::Unreachable,
         SendError::Http(_) => Failure::Broken,
     }

@@ -463,6 +463,31 @@ fn end_head(out: &mut Vec<u8>, close: bool, now: Instant) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether `bytes` begin an HTTP/1 request head (so far valid, unfinished).
+fn partial_request(bytes: &[u8]) -> bool {
+    let mut lines = header_slots();
+    let mut req = httparse::Request::new(&mut []);
+    matches!(
+        req.parse_with_uninit_headers(bytes, &mut lines),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders)
+    )
+}
+
+/// Answers a request head that took longer than `limits.header_read_timeout` with 408
+/// and `connection: close`, counted and logged as the client's; the write gets as long
+/// again (a client that reads nothing does not hold the connection longer).
+async fn head_timeout(io: &mut Tracked, ctx: &ConnCtx, out: &mut Vec<u8>, limit: Duration) {
+    let page = failed(
+        ctx,
+        Failure::HeadTimeout,
+        &format_args!("no whole request head within {limit:?}"),
+    );
+    out.clear();
+    page_head(out, &page, true, Instant::now());
+    out.extend_from_slice(&page.body);
+    let _ = tokio::time::timeout(limit, io.write_all(out)).await;
+}
+
 /// What to do after one request.
 enum Next {
     /// Read the next request: so many bytes of the buffer were used, and the response
@@ -528,6 +553,18 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             };
             match read_into(io, &mut bufs.input, &mut deadline, between).await {
                 Got::Data => {}
+                // A head begun and not finished: 408, as nginx's client_header_timeout
+                // documents. Nothing of a response is on the wire (the previous one was
+                // written whole). A connection that sent nothing closes silently.
+                // Bytes that are no HTTP (a TLS hello on the plain port) are hyper's to
+                // refuse with 400, as it does at once.
+                Got::Expired if !bufs.input.is_empty() => {
+                    if !partial_request(bufs.input.filled()) {
+                        return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
+                    }
+                    head_timeout(io, ctx, &mut bufs.out, header_timeout).await;
+                    return After::Closed;
+                }
                 Got::Eof | Got::Expired | Got::Stop | Got::Failed(_) => return After::Closed,
             }
         }
@@ -590,6 +627,10 @@ async fn one(
     // Only pages and the upstream's answers: hyper serves the rest (and answers 431).
     let whoami_mode = match rules::route(path_only, lines.len(), settings, ctx.serves(state)) {
         Route::Whoami => true,
+        // HTTP/2 to the upstream is hyper's client.
+        Route::Forward if state.upstream.as_ref().is_some_and(|u| !u.lean()) => {
+            return Next::Hyper;
+        }
         Route::Forward => false,
         Route::TooManyHeaders | Route::Admin(_) | Route::NotFound => return Next::Hyper,
     };
@@ -782,6 +823,7 @@ impl Failed {
     fn failure(&self) -> Failure {
         match self {
             Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => Failure::Timeout,
+            Failed::Connect(e) if upstream::tls_refused(e) => Failure::Tls,
             Failed::Connect(_) => Failure::Unreachable,
             Failed::Timeout => Failure::Timeout,
             Failed::Protocol(_) => Failure::Broken,
@@ -1304,6 +1346,14 @@ impl Chunked {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unfinished_http_heads_are_partial_requests() {
+        assert!(partial_request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+        assert!(partial_request(b"GE"));
+        assert!(!partial_request(&[0x16, 0x03, 0x01, 0x00, 0xa5]));
+        assert!(!partial_request(b"GET\x00/ HTTP/1.1\r\n"));
+    }
 
     #[test]
     fn heads_end_at_the_blank_line() {

@@ -16,12 +16,17 @@ pub(crate) enum Failure {
     Target,
     /// No connection to the upstream could be opened.
     Unreachable,
+    /// The TLS handshake with an `https://` upstream failed (its certificate refused).
+    Tls,
     /// No connection, or no response head, within the time allowed.
     Timeout,
     /// The connection broke, or the answer was not HTTP.
     Broken,
     /// The upstream switched protocols unasked, or to another protocol than asked.
     Unasked,
+    /// The client began a request head and did not finish it within
+    /// `limits.header_read_timeout` (a connection that sent nothing closes silently).
+    HeadTimeout,
     /// The client's request body stalled longer than `upstream.body_timeout`.
     BodyStalled,
     /// The client's request body had broken framing, or was cut short.
@@ -77,6 +82,12 @@ impl Failure {
                 "the upstream cannot be reached",
                 Blame::Upstream(UpstreamErrorKind::Connect),
             ),
+            Failure::Tls => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_tls",
+                "the upstream's TLS certificate was refused, or it spoke no TLS",
+                Blame::Upstream(UpstreamErrorKind::Tls),
+            ),
             Failure::Timeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
@@ -94,6 +105,12 @@ impl Failure {
                 "bad_gateway",
                 "the upstream switched protocols unasked",
                 Blame::Upstream(UpstreamErrorKind::Protocol),
+            ),
+            Failure::HeadTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_header_timeout",
+                "the request head did not arrive within limits.header_read_timeout",
+                Blame::Client(ClientErrorKind::HeaderTimeout),
             ),
             Failure::BodyStalled => (
                 StatusCode::REQUEST_TIMEOUT,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::uri::Authority;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
 
 use crate::config::{SendProxy, UpstreamTarget};
 
@@ -21,6 +22,8 @@ pub(crate) enum UpstreamIo {
     Tcp(TcpStream),
     /// Unix socket.
     Unix(UnixStream),
+    /// TLS over TCP (boxed: rustls's state is large, and the plain variants stay small).
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 /// `$e` on the stream inside, whichever it is.
@@ -29,8 +32,28 @@ macro_rules! either {
         match $io {
             UpstreamIo::Tcp($s) => $e,
             UpstreamIo::Unix($s) => $e,
+            UpstreamIo::Tls($s) => $e,
         }
     };
+}
+
+/// A TLS handshake with the upstream failed: its certificate was refused, or it spoke
+/// no TLS. Carried inside an `io::Error` so both codecs can tell it from a refused
+/// connection and answer with its own code.
+#[derive(Debug)]
+pub(crate) struct TlsRefused(String);
+
+impl std::fmt::Display for TlsRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsRefused {}
+
+/// Whether `e` is a failed TLS handshake with the upstream.
+pub(crate) fn tls_refused(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TlsRefused>())
 }
 
 impl AsyncRead for UpstreamIo {
@@ -73,15 +96,29 @@ impl UpstreamIo {
     /// Whether the upstream closed it (or sent something unasked) while it was idle.
     /// Looks at the event loop's readiness first, so a live connection costs no system
     /// call.
+    ///
+    /// Over TLS, any bytes waiting on the socket count as gone: a response is read to its
+    /// end, session tickets arrive before it, so what follows it is a `close_notify` or
+    /// something unasked.
     pub(crate) fn gone(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let ready = either!(self, s => s.poll_read_ready(&mut cx));
+        let ready = match self {
+            UpstreamIo::Tcp(s) => s.poll_read_ready(&mut cx),
+            UpstreamIo::Unix(s) => s.poll_read_ready(&mut cx),
+            UpstreamIo::Tls(s) => {
+                return !matches!(s.get_ref().0.poll_read_ready(&mut cx), Poll::Pending);
+            }
+        };
         match ready {
             Poll::Pending => false,
             Poll::Ready(Err(_)) => true,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                let read = either!(self, s => s.try_read(&mut probe));
+                let read = match self {
+                    UpstreamIo::Tcp(s) => s.try_read(&mut probe),
+                    UpstreamIo::Unix(s) => s.try_read(&mut probe),
+                    UpstreamIo::Tls(_) => return true,
+                };
                 !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
@@ -92,10 +129,13 @@ impl UpstreamIo {
 #[derive(Clone, Debug)]
 enum Target {
     Tcp(Arc<str>),
+    /// TCP, then TLS.
+    Tls(Arc<str>, Arc<crate::tls::Client>),
     Unix(Arc<PathBuf>),
 }
 
-/// Opens upstream connections (with a connect timeout, and a PROXY header if configured).
+/// Opens upstream connections (with a connect timeout, and a PROXY header if configured),
+/// with TLS for an `https://` upstream.
 #[derive(Clone, Debug)]
 pub(crate) struct Connector {
     target: Target,
@@ -118,11 +158,20 @@ pub(crate) async fn connect_tcp(authority: &str, timeout: Duration) -> io::Resul
 }
 
 impl Connector {
-    /// Connects to `target` within `timeout`, announcing clients with `proxy`.
-    pub(crate) fn new(target: &UpstreamTarget, timeout: Duration, proxy: SendProxy) -> Self {
-        let target = match target {
-            UpstreamTarget::Tcp(a) => Target::Tcp(a.as_str().into()),
-            UpstreamTarget::Unix(p) => Target::Unix(Arc::new(p.clone())),
+    /// Connects to `target` within `timeout` (the TLS handshake gets as long again),
+    /// announcing clients with `proxy`; `tls` is the client of an `https://` target.
+    pub(crate) fn new(
+        target: &UpstreamTarget,
+        tls: Option<crate::tls::Client>,
+        timeout: Duration,
+        proxy: SendProxy,
+    ) -> Self {
+        let target = match (target, tls) {
+            (UpstreamTarget::Https(a), Some(tls)) => Target::Tls(a.as_str().into(), Arc::new(tls)),
+            (UpstreamTarget::Tcp(a) | UpstreamTarget::Https(a), _) => {
+                Target::Tcp(a.as_str().into())
+            }
+            (UpstreamTarget::Unix(p), _) => Target::Unix(Arc::new(p.clone())),
         };
         Connector {
             target,
@@ -135,7 +184,9 @@ impl Connector {
     /// client to announce (see [`pool_key`]).
     pub(crate) async fn connect(&self, key: &Authority) -> io::Result<UpstreamIo> {
         let mut io = match &self.target {
-            Target::Tcp(authority) => UpstreamIo::Tcp(connect_tcp(authority, self.timeout).await?),
+            Target::Tcp(authority) | Target::Tls(authority, _) => {
+                UpstreamIo::Tcp(connect_tcp(authority, self.timeout).await?)
+            }
             Target::Unix(path) => {
                 let stream =
                     tokio::time::timeout(self.timeout, UnixStream::connect(path.as_path()))
@@ -159,7 +210,34 @@ impl Connector {
             let header = crate::proxy::encode(self.proxy, source, destination);
             io.write_all(&header).await?;
         }
-        Ok(io)
+        // The PROXY header goes first, in the clear, as HAProxy sends it to a TLS server.
+        match (&self.target, io) {
+            (Target::Tls(_, tls), UpstreamIo::Tcp(tcp)) => handshake(tls, tcp, self.timeout).await,
+            (_, io) => Ok(io),
+        }
+    }
+}
+
+/// TLS over `tcp` within `timeout`; a refusal says why (the certificate's fault, or no
+/// TLS at all) and which settings decide it.
+async fn handshake(
+    tls: &crate::tls::Client,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> io::Result<UpstreamIo> {
+    let name = tls.name.clone();
+    match tokio::time::timeout(timeout, tls.connector.connect(name, tcp)).await {
+        Ok(Ok(stream)) => Ok(UpstreamIo::Tls(Box::new(stream))),
+        Ok(Err(e)) => Err(io::Error::other(TlsRefused(format!(
+            "TLS handshake with the upstream ({}) failed: {e} (the certificate is checked \
+             against upstream.ca_file or upstream.tls_roots, for the name in \
+             upstream.server_name or the URL's host)",
+            tls.name.to_str()
+        )))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the TLS handshake with the upstream took longer than {timeout:?}"),
+        )),
     }
 }
 

@@ -29,19 +29,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::uri::{Authority, PathAndQuery};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 pub(crate) use body::{BoxError, ClientBody, Stalled, Timed};
-pub(crate) use connect::connect_tcp;
+pub(crate) use connect::{connect_tcp, tls_refused};
 pub(crate) use pool::{Pool, Pooled, RawConn, set_worker};
 
 use crate::config::{SendProxy, UpstreamSettings, UpstreamTarget};
 use crate::io::InBuf;
 use connect::Connector;
-use pool::{Budget, Conn, Limits, Sender};
+use pool::{Budget, Conn, Limits, Sender, Sender2};
 
 /// Why an exchange with the upstream failed.
 #[derive(Debug)]
@@ -107,20 +107,37 @@ pub(crate) struct Upstream {
     /// One pool per worker.
     workers: Box<[Arc<Pool>]>,
     limits: Limits,
+    /// `https` for a TLS upstream: the scheme of an HTTP/2 request's target.
+    scheme: Scheme,
     authority: String,
     /// `authority` as a pool key, made once: every request's key shares its bytes.
     key: Option<Authority>,
 }
 
 impl Upstream {
-    /// Builds the pooled client to `target` for `workers` worker threads.
-    pub(crate) fn new(target: UpstreamTarget, settings: UpstreamSettings, workers: usize) -> Self {
-        let authority = match &target {
-            UpstreamTarget::Tcp(a) => a.clone(),
-            UpstreamTarget::Unix(_) => "localhost".to_string(),
+    /// Builds the pooled client to `target` for `workers` worker threads (reads the TLS
+    /// files of an `https://` target).
+    pub(crate) fn new(
+        target: UpstreamTarget,
+        settings: UpstreamSettings,
+        workers: usize,
+    ) -> Result<Self, trueip::ConfigError> {
+        let (authority, tls) = match &target {
+            UpstreamTarget::Tcp(a) => (a.clone(), None),
+            UpstreamTarget::Https(a) => (a.clone(), Some(crate::tls::client(&settings, a)?)),
+            UpstreamTarget::Unix(_) => ("localhost".to_string(), None),
         };
-        Upstream {
-            connector: Connector::new(&target, settings.connect_timeout, settings.proxy_protocol),
+        Ok(Upstream {
+            scheme: match tls {
+                Some(_) => Scheme::HTTPS,
+                None => Scheme::HTTP,
+            },
+            connector: Connector::new(
+                &target,
+                tls,
+                settings.connect_timeout,
+                settings.proxy_protocol,
+            ),
             workers: (0..workers.max(1))
                 .map(|_| Arc::new(Pool::worker()))
                 .collect(),
@@ -132,7 +149,13 @@ impl Upstream {
             key: Authority::try_from(authority.as_str()).ok(),
             authority,
             settings,
-        }
+        })
+    }
+
+    /// Whether the lean HTTP/1.1 path may forward to this upstream: not over HTTP/2,
+    /// which only hyper's client speaks.
+    pub(crate) fn lean(&self) -> bool {
+        !self.settings.http2
     }
 
     /// The pool key for a request from `client` to `destination`: the upstream's
@@ -221,6 +244,28 @@ impl Upstream {
         Ok(tx)
     }
 
+    /// Opens an HTTP/2 connection for `key` (prior knowledge in the clear, ALPN `h2`
+    /// over TLS) and starts its task.
+    async fn connect_h2(&self, key: &Authority) -> Result<Sender2, SendError> {
+        let io = self
+            .connector
+            .connect(key)
+            .await
+            .map_err(SendError::Connect)?;
+        let (tx, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream HTTP/2 connection ended: {e}");
+            }
+        });
+        Ok(tx)
+    }
+
     /// Sends a request, its target in origin form (authority form for `CONNECT`), on an
     /// idle connection for `key`, or a new one.
     pub(crate) async fn send(
@@ -233,6 +278,9 @@ impl Upstream {
             let mut parts = http::uri::Parts::default();
             parts.authority = Some(key.clone());
             *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+        }
+        if self.settings.http2 {
+            return self.send_h2(req, key, private).await;
         }
         let pool = self.pool(private);
         loop {
@@ -253,6 +301,69 @@ impl Upstream {
                         limits: self.limits.clone(),
                         key,
                         tx: Some(tx),
+                    };
+                    return Ok((resp, pooled));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if may_resend(back.method(), reused, Delivery::NotSent, false) => {
+                        req = back;
+                    }
+                    _ => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// [`Upstream::send`] over HTTP/2. One connection carries many requests at once, so
+    /// it stays in the pool while it serves (put back as soon as it is taken, counted
+    /// once in the budget, its idle time counted from its latest request), and the
+    /// response hands nothing back. The target becomes absolute (`:scheme`,
+    /// `:authority` from the request's Host, else the upstream's address); hyper sends
+    /// the Host line too, as the HTTP/1.1 path does.
+    async fn send_h2(
+        &self,
+        mut req: http::Request<Timed<Incoming>>,
+        key: Authority,
+        private: &Arc<Pool>,
+    ) -> Result<(http::Response<Incoming>, Pooled), SendError> {
+        if req.method() != Method::CONNECT {
+            let authority = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .or_else(|| self.key.clone());
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = authority;
+            parts.path_and_query = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .or_else(|| Some(PathAndQuery::from_static("/")));
+            *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+        }
+        let pool = self.pool(private);
+        loop {
+            let ready = |c: &Conn| matches!(c, Conn::H2(tx) if tx.is_ready());
+            let idle = match pool.take(&key, &self.limits, Instant::now(), ready) {
+                Some(Conn::H2(tx)) => Some(tx),
+                _ => None,
+            };
+            let reused = idle.is_some();
+            let mut tx = match idle {
+                Some(tx) => tx,
+                None => self.connect_h2(&key).await?,
+            };
+            pool.put(key.clone(), Conn::H2(tx.clone()), &self.limits);
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let pooled = Pooled {
+                        pool: Arc::downgrade(pool),
+                        limits: self.limits.clone(),
+                        key,
+                        tx: None,
                     };
                     return Ok((resp, pooled));
                 }

@@ -19,6 +19,8 @@ use crate::io::InBuf;
 
 /// A hyper connection's request handle.
 pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Timed<Incoming>>;
+/// A hyper HTTP/2 connection's request handle (a clone per request in flight).
+pub(crate) type Sender2 = hyper::client::conn::http2::SendRequest<Timed<Incoming>>;
 
 /// How many connections to one upstream are idle, in every pool together, and the most
 /// that may be.
@@ -72,6 +74,8 @@ pub(crate) struct RawConn {
 pub(crate) enum Conn {
     /// hyper's client connection (its task owns the socket).
     Hyper(Sender),
+    /// hyper's HTTP/2 client connection: it stays idle in its pool while it serves.
+    H2(Sender2),
     /// The lean path's.
     Raw(RawConn),
 }
@@ -81,6 +85,7 @@ impl Conn {
     fn alive(&self) -> bool {
         match self {
             Conn::Hyper(tx) => !tx.is_closed(),
+            Conn::H2(tx) => !tx.is_closed(),
             Conn::Raw(raw) => !raw.io.gone(),
         }
     }

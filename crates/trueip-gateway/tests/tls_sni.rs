@@ -1,0 +1,150 @@
+//! Several certificates on one TLS listener, chosen by the name the client sends in SNI
+//! (`tls = [{ cert, key, server_names }, ...]`), checked with `openssl s_client`: the exact
+//! name, a `*.` name, the default for an unlisted name and for no SNI; and the start-up
+//! errors for names listed twice and unreadable files.
+
+mod common;
+mod pki;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// The subject CN of the certificate the listener at `addr` presents to a client that
+/// sends `sni` (`None`: no SNI).
+fn served_cn(addr: SocketAddr, sni: Option<&str>) -> String {
+    let bin = external("openssl", "openssl").expect("openssl is installed");
+    let mut cmd = Command::new(bin);
+    cmd.args(["s_client", "-connect", &addr.to_string()]);
+    match sni {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout).replace(' ', "");
+    text.lines()
+        .find_map(|l| l.strip_prefix("subject=CN="))
+        .unwrap_or_else(|| panic!("no subject in s_client's output: {text}"))
+        .to_string()
+}
+
+fn toml(listen: SocketAddr, dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "[[listen]]\naddress = \"{listen}\"\ntls = [\n\
+         {{ cert = \"{d}/a.pem\", key = \"{d}/a.key\", server_names = [\"a.test\", \"A2.test\"] }},\n\
+         {{ cert = \"{d}/wild.pem\", key = \"{d}/wild.key\", server_names = [\"*.b.test\"] }},\n\
+         {{ cert = \"{d}/exact-b.pem\", key = \"{d}/exact-b.key\", server_names = [\"x.b.test\"] }},\n\
+         {{ cert = \"{d}/fallback.pem\", key = \"{d}/fallback.key\" }},\n]\n"
+    )
+}
+
+#[test]
+fn the_certificate_is_chosen_by_sni_with_a_default() {
+    let dir = test_dir("tls_sni");
+    let Some(_) = pki::pki(&dir) else { return };
+    pki::leaf(&dir, "a", "DNS:a.test,DNS:a2.test");
+    pki::leaf(&dir, "wild", "DNS:*.b.test");
+    pki::leaf(&dir, "exact-b", "DNS:x.b.test");
+    pki::leaf(&dir, "fallback", "DNS:localhost,IP:127.0.0.1");
+    let listen = free_addr();
+    let gw = Gateway::start_with_config(&dir, &toml(listen, &dir), &[listen], &[]);
+    for (sni, cn) in [
+        (Some("a.test"), "a"),
+        (Some("A2.TEST"), "a"),
+        (Some("y.b.test"), "wild"),
+        (Some("x.b.test"), "exact-b"),
+        // `*.b.test` covers one label, not b.test itself nor two labels under it.
+        (Some("b.test"), "fallback"),
+        (Some("z.y.b.test"), "fallback"),
+        (Some("other.test"), "fallback"),
+        (None, "fallback"),
+    ] {
+        assert_eq!(served_cn(listen, sni), cn, "SNI {sni:?}\n{}", gw.proc.log());
+    }
+    // A request over the chosen certificate is served (the whoami page, as JSON).
+    let bin = external("openssl", "openssl").expect("openssl is installed");
+    let mut client = Command::new(bin)
+        .args(["s_client", "-quiet", "-connect", &listen.to_string()])
+        .args(["-servername", "y.b.test"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    if let Some(mut stdin) = client.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(b"GET /json HTTP/1.1\r\nHost: y.b.test\r\nConnection: close\r\n\r\n")
+            .expect("write the request");
+    }
+    let out = client.wait_with_output().expect("s_client ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"client_ip\": \"127.0.0.1\""), "{text}");
+}
+
+#[test]
+fn overlapping_names_and_unreadable_files_stop_the_start_naming_the_key() {
+    let dir = test_dir("tls_sni_errors");
+    let Some(_) = pki::pki(&dir) else { return };
+    pki::leaf(&dir, "a", "DNS:a.test");
+    let d = dir.display();
+    let entry = |names: &str| format!("{{ cert = \"{d}/a.pem\", key = \"{d}/a.key\"{names} }}");
+    for (tls, key, says) in [
+        (
+            format!(
+                "[{}, {}]",
+                entry(", server_names = [\"a.test\"]"),
+                entry(", server_names = [\"A.test\"]")
+            ),
+            "listen[0].tls[1].server_names",
+            "a.test is listed twice",
+        ),
+        (
+            format!("[{}, {}]", entry(""), entry("")),
+            "listen[0].tls[1].server_names",
+            "two certificates without server_names",
+        ),
+        (
+            format!("[{}]", entry(", server_names = [\"a..test\"]")),
+            "listen[0].tls[0].server_names",
+            "invalid server name",
+        ),
+        (
+            format!("[{}]", entry(", server_names = [\"127.0.0.1\"]")),
+            "listen[0].tls[0].server_names",
+            "invalid server name",
+        ),
+        ("[]".to_string(), "listen[0].tls", "empty list"),
+        (
+            format!(
+                "[{}, {{ cert = \"{d}/missing.pem\", key = \"{d}/a.key\", server_names = [\"b.test\"] }}]",
+                entry("")
+            ),
+            "listen[0].tls[1].cert",
+            "missing.pem",
+        ),
+        (
+            format!("{{ cert = \"{d}/a.pem\", key = \"{d}/test-ca.key\" }}"),
+            "listen[0].tls",
+            "do not work together",
+        ),
+    ] {
+        let toml = format!("[[listen]]\naddress = \"127.0.0.1:1\"\ntls = {tls}\n");
+        std::fs::write(dir.join("trueip.toml"), &toml).expect("write the config");
+        let out = Command::new(trueip_bin())
+            .args(["serve", "--check", "--config"])
+            .arg(dir.join("trueip.toml"))
+            .output()
+            .expect("run trueip");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains(key) && err.contains(says), "{toml}: {err}");
+    }
+}
