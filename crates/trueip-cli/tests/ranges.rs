@@ -49,7 +49,12 @@ fn ten_times_larger(aws: &[u8]) -> Vec<u8> {
         more.extend(v4.iter().cloned());
     }
     doc["prefixes"] = serde_json::Value::Array(more);
-    doc["syncToken"] = serde_json::Value::String("1853388594".into());
+    // A later edition than the file's own, and not ahead of the clock (AWS's token is a time).
+    let token: u64 = doc["syncToken"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("syncToken");
+    doc["syncToken"] = serde_json::Value::String((token + 1).to_string());
     serde_json::to_vec(&doc).expect("JSON")
 }
 
@@ -539,9 +544,20 @@ fn a_writer_killed_mid_write_leaves_the_old_list_whole() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run trueip");
-    let temp = dir.join(format!(".cloudfront.ranges.{}.tmp", child.id()));
+    // The writer's temporary: `.cloudfront.ranges.<pid>-<random>.tmp`.
+    let prefix = format!(".cloudfront.ranges.{}-", child.id());
+    let temp_len = || {
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .max()
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&temp).map_or(true, |m| m.len() < 200_000) {
+    while temp_len().is_none_or(|len| len < 200_000) {
         assert!(
             Instant::now() < deadline,
             "the writer never started writing"
@@ -550,7 +566,10 @@ fn a_writer_killed_mid_write_leaves_the_old_list_whole() {
     }
     child.kill().expect("kill the writer");
     let _ = child.wait();
-    assert!(temp.exists(), "killed mid-write, the temporary file stays");
+    assert!(
+        temp_len().is_some(),
+        "killed mid-write, the temporary file stays"
+    );
     let after = std::fs::read(cache_file(&dir, "cloudfront")).expect("cache");
     assert!(
         after == before,
@@ -562,7 +581,7 @@ fn a_writer_killed_mid_write_leaves_the_old_list_whole() {
     // The next update completes and clears what the killed writer left.
     let out = update(&dir, "cloudfront", &[format!("{url}/aws.json")], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(!temp.exists(), "the stale temporary file was removed");
+    assert!(temp_len().is_none(), "the stale temporary file was removed");
     let out = trueip(&["ranges", "show", "cloudfront", "--ranges-dir", d]);
     assert!(text(&out).contains("2025-07-24"), "{}", text(&out));
 }
@@ -826,14 +845,17 @@ fn start_serve(args: &[&str]) -> (Running, String) {
 fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
     let dir = temp_dir("swaps");
     let d = dir.to_str().expect("utf-8");
-    // Two editions of "Cloudflare's" list, both holding loopback (the test's peer) among
-    // the real prefixes, so every request is trusted under either, and under nothing less.
+    // Two editions of Cloudflare's list, both holding 173.245.48.0/20. Every request comes
+    // "from" 173.245.48.1, named in a PROXY header the loopback sender is trusted to send (no
+    // list may hold loopback itself), so it is trusted under either edition, and under
+    // nothing less.
     let v4 = String::from_utf8(fixture("cloudflare-ips-v4.txt")).expect("utf-8");
     let v6 = String::from_utf8(fixture("cloudflare-ips-v6.txt")).expect("utf-8");
+    assert!(v4.contains("173.245.48.0/20"));
     let a = dir.join("a.txt");
     let b = dir.join("b.txt");
-    std::fs::write(&a, format!("127.0.0.0/8\n{v4}")).expect("write");
-    std::fs::write(&b, format!("127.0.0.0/8\n{v4}\n{v6}")).expect("write");
+    std::fs::write(&a, &v4).expect("write");
+    std::fs::write(&b, format!("{v4}\n{v6}")).expect("write");
     let out = update(&dir, "cloudflare", &[a.display().to_string()], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let (gateway, addr) = start_serve(&[
@@ -841,6 +863,10 @@ fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
         "127.0.0.1:0",
         "--strategy",
         "cloudflare",
+        "--proxy-protocol",
+        "v1",
+        "--proxy-protocol-from",
+        "127.0.0.1",
         "--ranges-dir",
         d,
     ]);
@@ -864,7 +890,7 @@ fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let _ = write!(
                     stream,
-                    "GET /json HTTP/1.1\r\nhost: t\r\ncf-connecting-ip: 198.51.100.7\r\nconnection: close\r\n\r\n"
+                    "PROXY TCP4 173.245.48.1 127.0.0.1 40000 80\r\nGET /json HTTP/1.1\r\nhost: t\r\ncf-connecting-ip: 198.51.100.7\r\nconnection: close\r\n\r\n"
                 );
                 let mut answer = String::new();
                 let _ = stream.read_to_string(&mut answer);
@@ -899,7 +925,24 @@ fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
         wrong.first()
     );
     // The swaps happened: the last edition (a, IPv4 only) is the one in use.
-    wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"cloudflare\"} 16");
+    let want = "trueip_ranges_prefixes{provider=\"cloudflare\"} 15";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut metrics = String::new();
+        if let Ok(mut stream) = TcpStream::connect(&addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                stream,
+                "PROXY TCP4 127.0.0.1 127.0.0.1 40000 80\r\nGET /.trueip/metrics HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.read_to_string(&mut metrics);
+        }
+        if metrics.contains(want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {want:?} in\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `openssl`, or `None` (with a notice) when TRUEIP_SKIP_EXTERNAL=1 lets the test skip.
