@@ -68,6 +68,11 @@ fn text_svg_and_mermaid() {
     let mermaid =
         String::from_utf8(simulate(&["--format", "mermaid", ISSUE]).stdout).expect("UTF-8");
     assert!(mermaid.starts_with("flowchart TD"));
+    // Node titles break their lines as Mermaid markup, not as escaped text.
+    assert!(
+        mermaid.contains("<br/>") && !mermaid.contains("#lt;br/#gt;"),
+        "{mermaid}"
+    );
 }
 
 #[test]

@@ -26,7 +26,9 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{fffd}'),
+            // Characters XML forbids outright (controls, U+FFFE, U+FFFF) would make the
+            // whole picture unreadable: shown as the replacement character.
+            c if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -236,11 +238,20 @@ pub(crate) fn mermaid(sim: &Simulation) -> String {
     let mut forged_nodes = Vec::new();
     for (i, r) in sim.run.received.iter().enumerate() {
         let id = i + 1;
+        // Each part escaped on its own, the line break between them left as markup.
         let title = match sim.topology.hops.get(i) {
-            Some(h) => format!("{}. {}<br/>{}", id, h.label, h.address),
-            None => format!("app<br/>{}", sim.topology.app_address),
+            Some(h) => format!(
+                "{}. {}<br/>{}",
+                id,
+                mermaid_escape(&h.label),
+                mermaid_escape(&h.address.to_string())
+            ),
+            None => format!(
+                "app<br/>{}",
+                mermaid_escape(&sim.topology.app_address.to_string())
+            ),
         };
-        let _ = writeln!(out, "    n{id}[\"{}\"]", mermaid_escape(&title));
+        let _ = writeln!(out, "    n{id}[\"{title}\"]");
         let req = &r.request;
         let mut label = vec![format!("peer {}", req.peer)];
         if let Some(p) = &req.proxy {
@@ -288,6 +299,7 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(escape("a\u{1}b"), "a\u{fffd}b");
+        assert_eq!(escape("a\u{fffe}b\u{ffff}"), "a\u{fffd}b\u{fffd}");
         assert_eq!(mermaid_escape("a\"<b>"), "a#quot;#lt;b#gt;");
     }
 
