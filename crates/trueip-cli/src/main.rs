@@ -12,6 +12,7 @@
 #[cfg(feature = "mimalloc-plain")]
 mod alloc;
 mod audit;
+mod check;
 mod explain;
 mod simulate;
 
@@ -43,6 +44,7 @@ enum Command {
     Ranges(trueip_gateway::RangesArgs),
     Simulate(simulate::SimulateArgs),
     Audit(audit::AuditArgs),
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +55,6 @@ fn main() -> ExitCode {
         Command::Ranges(args) => trueip_gateway::ranges(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

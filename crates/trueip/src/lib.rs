@@ -69,6 +69,8 @@ pub mod xff;
 
 #[cfg(feature = "serde")]
 pub mod config;
+#[cfg(feature = "serde")]
+pub mod lint;
 
 #[cfg(feature = "actix-web")]
 pub mod actix;

@@ -1,0 +1,135 @@
+//! `trueip check FILE`: what is dangerous in a trust configuration, with the fix.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use trueip::config::ClientIpConfig;
+use trueip::lint::{Finding, Listener, Severity, lint};
+
+/// The listener `trueip serve` uses when the file names none.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Exit status when the file cannot be read or is not a config.
+const EXIT_USAGE: u8 = 2;
+
+/// Lint a trust configuration: say what lets a client name its own address, and the fix.
+#[derive(Args)]
+#[command(after_help = "\
+Checks the [client_ip] section and the [[listen]] tables of a `trueip serve` config file
+(the same file --check validates) for what is valid but dangerous:
+
+  danger   every peer trusted (`any`, a /0) on a listener others can reach, hops:N with it,
+           PROXY headers accepted from any sender on a public listener
+  warning  whole private ranges trusted on a public listener (clients on a VPN or in the next
+           container skip your proxies), `leftmost` (the client's own text), a CDN preset
+           without an origin secret (the CDN's ranges are shared by all its customers)
+  note     `any` trusted on loopback or Unix sockets only
+
+Exit status: 0 when nothing worse than a note was found, 1 when a danger or a warning was,
+2 when the file cannot be read. For CI:
+
+  trueip check /etc/trueip/trueip.toml --format json")]
+pub(crate) struct CheckArgs {
+    /// The config file (`trueip serve --config FILE`).
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub(crate) fn run(args: CheckArgs) -> ExitCode {
+    match findings(&args) {
+        Ok(found) => {
+            match args.format {
+                Format::Json => {
+                    let json = serde_json::json!({ "file": args.file.display().to_string(), "findings": found });
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json).unwrap_or_default()
+                    );
+                }
+                Format::Text if found.is_empty() => {
+                    println!("{}: nothing dangerous found", args.file.display());
+                }
+                Format::Text => {
+                    for f in &found {
+                        println!(
+                            "{}: {}: {}\n  fix: {}",
+                            f.severity.name(),
+                            f.code,
+                            f.message,
+                            f.fix
+                        );
+                    }
+                }
+            }
+            if found.iter().any(|f| f.severity >= Severity::Warning) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("trueip check: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
+    let path = args.file.display();
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let config: ClientIpConfig = match table.get("client_ip") {
+        None => ClientIpConfig::default(),
+        Some(section) => section
+            .clone()
+            .try_into()
+            .map_err(|e| format!("{path}: [client_ip]: {e}"))?,
+    };
+    let mut listeners = Vec::new();
+    match table.get("listen") {
+        None => listeners.push(listener(DEFAULT_LISTEN, None)?),
+        Some(toml::Value::Array(list)) => {
+            for (i, l) in list.iter().enumerate() {
+                let address = l
+                    .get("address")
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| format!("{path}: listen[{i}] has no address"))?;
+                let proxy = l.get("proxy_protocol").and_then(toml::Value::as_str);
+                listeners.push(
+                    listener(address, proxy).map_err(|e| format!("{path}: listen[{i}]: {e}"))?,
+                );
+            }
+        }
+        Some(_) => {
+            return Err(format!(
+                "{path}: `listen` must be an array of tables ([[listen]])"
+            ));
+        }
+    }
+    Ok(lint(&config, &listeners))
+}
+
+fn listener(address: &str, proxy_protocol: Option<&str>) -> Result<Listener, String> {
+    let address = match address.strip_prefix("unix:") {
+        Some(_) => None,
+        None => Some(
+            address
+                .parse()
+                .map_err(|_| format!("address {address:?} is not ip:port (or unix:PATH)"))?,
+        ),
+    };
+    Ok(Listener {
+        address,
+        proxy_protocol: proxy_protocol.is_some_and(|p| !p.eq_ignore_ascii_case("off")),
+    })
+}

@@ -1,0 +1,298 @@
+//! What is dangerous in a trust configuration, with the fix: the checks `trueip check`
+//! prints. A configuration can be valid and still hand every client the power to name its
+//! own address; these are the ways that happens in practice, each found in some peer's bug
+//! reports (a trusted `0.0.0.0/0`, a hop count behind a public port, a CDN header without
+//! the CDN's secret, `leftmost` used for rate limits, a PROXY listener open to anyone).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::{ClientIpConfig, Strategies, StrategyEntry};
+use crate::policy::TrustSpec;
+use crate::strategy::{Preset, StrategySpec};
+use crate::trust::NamedSet;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Severity {
+    /// Worth knowing; nothing is forgeable because of it.
+    Note,
+    /// Forgeable under a condition the configuration cannot see (who can reach the port).
+    Warning,
+    /// Forgeable as configured.
+    Danger,
+}
+
+impl Severity {
+    /// `danger`, `warning`, `note`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Danger => "danger",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
+/// One thing found, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// A stable name for scripts (`trust_any_on_a_public_listener`, ...).
+    pub code: &'static str,
+    /// What is wrong, and how a client exploits it.
+    pub message: String,
+    /// The change that removes it.
+    pub fix: String,
+}
+
+/// What a check needs to know of a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The address it listens on; `None` for a Unix socket (reachable on this host only).
+    pub address: Option<SocketAddr>,
+    /// Whether it expects PROXY protocol headers.
+    pub proxy_protocol: bool,
+}
+
+impl Listener {
+    /// Whether others than this host can reach it: not loopback, not a Unix socket.
+    pub fn is_public(&self) -> bool {
+        self.address.is_some_and(|a| !a.ip().is_loopback())
+    }
+}
+
+/// Whether a trust spec lets in every address, or every private one.
+fn breadth(spec: &str) -> Option<Breadth> {
+    match spec.trim().parse::<TrustSpec>().ok()? {
+        TrustSpec::Named(NamedSet::Any) => Some(Breadth::Everyone),
+        TrustSpec::Named(NamedSet::Private) => Some(Breadth::Private),
+        TrustSpec::Cidr(c) if c.prefix() == 0 => Some(Breadth::Everyone),
+        TrustSpec::Cidr(c) => match c.network() {
+            IpAddr::V4(v4) if v4.is_private() && c.prefix() <= 12 => Some(Breadth::Private),
+            // Unique-local fc00::/7, or a wide part of it.
+            IpAddr::V6(v6) if u128::from(v6) >> 121 == 0x7e && c.prefix() <= 8 => {
+                Some(Breadth::Private)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Breadth {
+    Everyone,
+    Private,
+}
+
+/// Every check, over a `[client_ip]` section and the listeners that serve it.
+pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let public = listeners.iter().any(Listener::is_public);
+    let entries: Vec<(String, Vec<String>)> = match &config.strategy {
+        Strategies::One(name) => vec![(name.clone(), config.trusted.clone())],
+        Strategies::Chain(list) => list
+            .iter()
+            .map(|e| match e {
+                StrategyEntry::Name(name) => (name.clone(), config.trusted.clone()),
+                StrategyEntry::WithTrust { name, trusted } => (name.clone(), trusted.clone()),
+            })
+            .collect(),
+    };
+    let specs: Vec<(StrategySpec, &Vec<String>)> = entries
+        .iter()
+        .filter_map(|(name, trusted)| Some((name.parse::<StrategySpec>().ok()?, trusted)))
+        .collect();
+    let trusts = |b: Breadth| {
+        specs
+            .iter()
+            .any(|(_, trusted)| trusted.iter().any(|t| breadth(t) == Some(b)))
+    };
+
+    if trusts(Breadth::Everyone) {
+        let hops = specs
+            .iter()
+            .any(|(s, _)| matches!(s, StrategySpec::Hops(_)));
+        if public {
+            out.push(Finding {
+                severity: Severity::Danger,
+                code: if hops { "hops_with_any_on_a_public_listener" } else { "trust_any_on_a_public_listener" },
+                message: if hops {
+                    "hops:N trusting `any` on a listener others can reach: a client that connects directly sends N entries of its own choosing and is believed".to_string()
+                } else {
+                    "every peer is trusted (`any` or a /0) on a listener others can reach: any client can name any address in X-Forwarded-For".to_string()
+                },
+                fix: "trust your proxies' addresses only (trusted = [\"10.0.0.0/16\"], a provider's ranges), or listen on loopback or a Unix socket behind them".to_string(),
+            });
+        } else {
+            out.push(Finding {
+                severity: Severity::Note,
+                code: "trust_any_on_loopback",
+                message: "every peer is trusted, and every listener is loopback or a Unix socket: any process on this host can name any address".to_string(),
+                fix: "trust the local proxy's address (127.0.0.1) rather than `any` if other users share the host".to_string(),
+            });
+        }
+    }
+    if public && trusts(Breadth::Private) {
+        out.push(Finding {
+            severity: Severity::Warning,
+            code: "private_ranges_trusted_on_a_public_listener",
+            message: "whole private ranges are trusted on a listener others can reach: a client on a private network (a VPN, an office, another VPC, a container next door) connects from a trusted address and names any address".to_string(),
+            fix: "trust only your proxies' subnets or addresses (the ALB's subnets, the nginx host), not 10.0.0.0/8 or `private`".to_string(),
+        });
+    }
+    if specs
+        .iter()
+        .any(|(s, _)| matches!(s, StrategySpec::Leftmost))
+    {
+        out.push(Finding {
+            severity: Severity::Warning,
+            code: "leftmost_is_the_clients_text",
+            message: "`leftmost` answers the first X-Forwarded-For entry, which the client wrote: fine for analytics, forgeable for rate limits, access control or logs you rely on".to_string(),
+            fix: "use rightmost-untrusted (or hops:N) for anything that matters; keep leftmost for analytics only".to_string(),
+        });
+    }
+    let cdn_headers = [
+        Preset::Cloudfront,
+        Preset::Cloudflare,
+        Preset::Fastly,
+        Preset::AzureFrontDoor,
+    ];
+    for (spec, _) in &specs {
+        if let StrategySpec::Preset(preset) = spec
+            && cdn_headers.contains(preset)
+            && config.origin_secret.is_none()
+        {
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "cdn_without_origin_secret",
+                message: format!(
+                    "the {} preset without an origin secret: the CDN's ranges are shared by all its customers, so anyone can send through it with their own configuration and have it vouch for any address, unless this origin accepts traffic from your distribution only",
+                    preset.name()
+                ),
+                fix: "set a custom origin header with a secret value at the CDN and require it: origin_secret = { header = \"X-Origin-Verify\", value = \"...\" }".to_string(),
+            });
+        }
+    }
+    let proxy_listener = listeners.iter().any(|l| l.proxy_protocol && l.is_public());
+    if proxy_listener {
+        let open = config
+            .proxy_protocol_from
+            .iter()
+            .any(|s| breadth(s) == Some(Breadth::Everyone));
+        if open {
+            out.push(Finding {
+                severity: Severity::Danger,
+                code: "proxy_protocol_from_anyone",
+                message: "a public listener takes PROXY headers from any sender: a client opens with `PROXY TCP4 <any address> ...` and becomes that address".to_string(),
+                fix: "set proxy_protocol_from to the balancer's addresses (the NLB's subnets, the HAProxy host)".to_string(),
+            });
+        }
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn config(toml_like: (&[&str], &[&str], Option<&str>)) -> ClientIpConfig {
+        let (trusted, strategy, secret) = toml_like;
+        let mut c = ClientIpConfig {
+            trusted: trusted.iter().map(|s| s.to_string()).collect(),
+            ..ClientIpConfig::default()
+        };
+        c.set_strategies(&strategy.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        c.origin_secret = secret.map(|v| crate::config::OriginSecretConfig {
+            header: "X-Origin-Verify".into(),
+            value: v.into(),
+        });
+        c
+    }
+
+    fn listener(addr: &str, proxy: bool) -> Listener {
+        Listener {
+            address: Some(
+                addr.parse()
+                    .unwrap_or_else(|_| unreachable!("test address")),
+            ),
+            proxy_protocol: proxy,
+        }
+    }
+
+    fn codes(findings: &[Finding]) -> Vec<&'static str> {
+        findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn each_check_fires_on_its_case_and_not_on_the_safe_one() {
+        let public = [listener("0.0.0.0:8080", false)];
+        let local = [listener("127.0.0.1:8080", false)];
+        let any = config((&["any"], &["rightmost-untrusted"], None));
+        assert_eq!(
+            codes(&lint(&any, &public)),
+            ["trust_any_on_a_public_listener"]
+        );
+        assert_eq!(codes(&lint(&any, &local)), ["trust_any_on_loopback"]);
+        let slash0 = config((&["0.0.0.0/0"], &["hops:2"], None));
+        assert_eq!(
+            codes(&lint(&slash0, &public)),
+            ["hops_with_any_on_a_public_listener"]
+        );
+        let private = config((&["private"], &["rightmost-untrusted"], None));
+        assert_eq!(
+            codes(&lint(&private, &public)),
+            ["private_ranges_trusted_on_a_public_listener"]
+        );
+        assert!(lint(&private, &local).is_empty());
+        let ten = config((&["10.0.0.0/8"], &["rightmost-untrusted"], None));
+        assert_eq!(
+            codes(&lint(&ten, &public)),
+            ["private_ranges_trusted_on_a_public_listener"]
+        );
+        let subnet = config((&["10.50.1.0/24"], &["rightmost-untrusted"], None));
+        assert!(lint(&subnet, &public).is_empty());
+        let leftmost = config((&["10.50.1.0/24"], &["leftmost"], None));
+        assert_eq!(
+            codes(&lint(&leftmost, &public)),
+            ["leftmost_is_the_clients_text"]
+        );
+        let cdn = config((&[], &["cloudflare"], None));
+        assert_eq!(codes(&lint(&cdn, &public)), ["cdn_without_origin_secret"]);
+        assert!(lint(&config((&[], &["cloudflare"], Some("s3cret"))), &public).is_empty());
+        let mut proxy = config((&[], &["peer"], None));
+        proxy.proxy_protocol_from = vec!["any".into()];
+        let nlb = [listener("0.0.0.0:8080", true)];
+        assert_eq!(codes(&lint(&proxy, &nlb)), ["proxy_protocol_from_anyone"]);
+        proxy.proxy_protocol_from = vec!["10.50.0.0/16".into()];
+        assert!(lint(&proxy, &nlb).is_empty());
+    }
+
+    #[test]
+    fn the_worst_comes_first() {
+        let mut c = config((&["any"], &["leftmost"], None));
+        c.proxy_protocol_from = vec!["any".into()];
+        let found = lint(&c, &[listener("[::]:443", true)]);
+        assert!(
+            found.windows(2).all(|w| w[0].severity >= w[1].severity),
+            "{found:?}"
+        );
+        assert_eq!(found.first().map(|f| f.severity), Some(Severity::Danger));
+    }
+
+    #[test]
+    fn a_unix_socket_is_not_public() {
+        let any = config((&["any"], &["rightmost-untrusted"], None));
+        let unix = [Listener {
+            address: None,
+            proxy_protocol: false,
+        }];
+        assert_eq!(codes(&lint(&any, &unix)), ["trust_any_on_loopback"]);
+    }
+}
