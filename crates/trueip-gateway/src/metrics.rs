@@ -26,15 +26,21 @@ pub(crate) enum SourceLabel {
     Forwarded,
     /// A single-address header.
     Header,
+    /// A query argument (`query:NAME`).
+    Query,
+    /// A cookie (`cookie:NAME`).
+    Cookie,
 }
 
 impl SourceLabel {
-    const ALL: [SourceLabel; 5] = [
+    const ALL: [SourceLabel; 7] = [
         SourceLabel::Peer,
         SourceLabel::ProxyProtocol,
         SourceLabel::XForwardedFor,
         SourceLabel::Forwarded,
         SourceLabel::Header,
+        SourceLabel::Query,
+        SourceLabel::Cookie,
     ];
 
     /// The label value.
@@ -45,6 +51,8 @@ impl SourceLabel {
             SourceLabel::XForwardedFor => "x-forwarded-for",
             SourceLabel::Forwarded => "forwarded",
             SourceLabel::Header => "header",
+            SourceLabel::Query => "query",
+            SourceLabel::Cookie => "cookie",
         }
     }
 
@@ -62,6 +70,8 @@ impl SourceLabel {
                 ..
             } => SourceLabel::Forwarded,
             Source::Header => SourceLabel::Header,
+            Source::Query => SourceLabel::Query,
+            Source::Cookie => SourceLabel::Cookie,
         }
     }
 }

@@ -9,10 +9,11 @@ use crate::addr::Node;
 use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::link::PrivateLink;
+use crate::params::ParamName;
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
 use crate::strategy::{
-    AllTrusted, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost, RightmostUntrusted,
-    Single, Strategy, StrategySpec, bad_hops,
+    AllTrusted, Carrier, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost,
+    RightmostUntrusted, Single, Strategy, StrategySpec, bad_hops,
 };
 use crate::trace::{Mark, NoTrace, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
@@ -400,6 +401,24 @@ impl PolicyBuilder {
                 needs_trust(name.as_str())?;
                 out.push(header(name.clone(), trusted, base));
             }
+            // Written by the hops the strategy trusts and relayed by the policy's proxies,
+            // as a plain `header:NAME`.
+            StrategySpec::Query(name) => {
+                needs_trust(&format!("the query argument {name}"))?;
+                let carrier = Carrier::Query(name.clone());
+                out.push(with(
+                    Kind::Header(Single::param(carrier, trusted, base.clone())),
+                    from,
+                ));
+            }
+            StrategySpec::Cookie(name) => {
+                needs_trust(&format!("the cookie {name}"))?;
+                let carrier = Carrier::Cookie(name.clone());
+                out.push(with(
+                    Kind::Header(Single::param(carrier, trusted, base.clone())),
+                    from,
+                ));
+            }
             StrategySpec::Leftmost => out.push(with(Kind::Leftmost(Leftmost { trusted }), from)),
             StrategySpec::Preset(preset) => {
                 let provider = |name: &str| -> Result<TrustSet, ConfigError> {
@@ -517,9 +536,57 @@ impl Policy {
     /// `policy.strategy_header(resolution.strategy?)`).
     pub fn strategy_header(&self, index: u8) -> Option<&FieldName> {
         match &self.strategies.get(usize::from(index))?.kind {
-            Kind::Header(single) => Some(&single.name),
+            Kind::Header(Single {
+                carrier: Carrier::Header(name),
+                ..
+            }) => Some(name),
             _ => None,
         }
+    }
+
+    /// The query argument or cookie a `query:NAME` or `cookie:NAME` strategy reads (for
+    /// [`Source::Query`] and [`Source::Cookie`] results).
+    pub fn strategy_param(&self, index: u8) -> Option<&ParamName> {
+        match &self.strategies.get(usize::from(index))?.kind {
+            Kind::Header(Single {
+                carrier: Carrier::Query(name) | Carrier::Cookie(name),
+                ..
+            }) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The query arguments the policy's `query:NAME` strategies read, each once: what
+    /// `trueip serve` removes before forwarding when told to (`strip_client_source`).
+    pub fn query_names(&self) -> Vec<&ParamName> {
+        self.param_names(|carrier| match carrier {
+            Carrier::Query(name) => Some(name),
+            _ => None,
+        })
+    }
+
+    /// The cookies the policy's `cookie:NAME` strategies read, each once.
+    pub fn cookie_names(&self) -> Vec<&ParamName> {
+        self.param_names(|carrier| match carrier {
+            Carrier::Cookie(name) => Some(name),
+            _ => None,
+        })
+    }
+
+    fn param_names<'p>(
+        &'p self,
+        pick: impl Fn(&'p Carrier) -> Option<&'p ParamName>,
+    ) -> Vec<&'p ParamName> {
+        let mut out: Vec<&ParamName> = Vec::new();
+        for strategy in &self.strategies {
+            if let Kind::Header(single) = &strategy.kind
+                && let Some(name) = pick(&single.carrier)
+                && !out.contains(&name)
+            {
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// How a resolution's source reads, with the header name filled in.
@@ -534,6 +601,12 @@ impl Policy {
             resolution.strategy.and_then(|i| self.strategy_header(i)),
         ) {
             (Source::Header, Some(name)) => Text::Owned(name.to_string()),
+            (Source::Query | Source::Cookie, _) => {
+                match resolution.strategy.and_then(|i| self.strategy_param(i)) {
+                    Some(name) => Text::Owned(format!("{}:{name}", resolution.source)),
+                    None => Text::Static("parameter"),
+                }
+            }
             (Source::List { header, from_right }, _) => Text::Entry(header, from_right),
             (Source::Peer, _) => Text::Static("peer"),
             (Source::ProxyProtocol, _) => Text::Static("proxy-protocol"),
@@ -560,13 +633,18 @@ impl Policy {
 
     /// Every header `resolve` may read, lower case, each once: both list headers,
     /// `X-Real-IP` (flagged when sent to a policy that trusts no one), each header
-    /// strategy's header and the origin secret's. A caller that has to copy headers out of
-    /// another representation (a Python dict, a WSGI environ) copies just these: `resolve`
-    /// over them decides exactly as over the whole request.
+    /// strategy's header, `Cookie` when a `cookie:NAME` strategy reads it, and the origin
+    /// secret's. A caller that has to copy headers out of another representation (a Python
+    /// dict, a WSGI environ) copies just these (and the query string, for `query:NAME`):
+    /// `resolve` over them decides exactly as over the whole request.
     pub fn header_names(&self) -> Vec<FieldName> {
         let mut out = vec![names::X_FORWARDED_FOR, names::FORWARDED, names::X_REAL_IP];
         let singles = self.strategies.iter().filter_map(|s| match &s.kind {
-            Kind::Header(single) => Some(single.name.clone()),
+            Kind::Header(single) => match &single.carrier {
+                Carrier::Header(name) => Some(name.clone()),
+                Carrier::Cookie(_) => Some(names::COOKIE),
+                Carrier::Query(_) => None,
+            },
             _ => None,
         });
         for name in singles.chain(self.origin_secret.as_ref().map(|s| s.name().clone())) {

@@ -624,7 +624,7 @@ fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut
                 }
             }
         }
-        Source::Header => {}
+        Source::Header | Source::Query | Source::Cookie => {}
     }
     f(next, r.effective_peer());
 }
