@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Files, Flags};
-use trueip::headers::{parse_header_field, parse_header_line};
+use trueip::headers::{WithQuery, parse_header_field, parse_header_line};
 use trueip::lambda::Preset;
 use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
@@ -32,6 +32,10 @@ Examples:
   # nginx on 10.0.0.5 appends to X-Forwarded-For; the client forged the first entry
   trueip explain --peer 10.0.0.5 --trust 10.0.0.0/8 --strategy rightmost-untrusted \\
       --header 'X-Forwarded-For: 1.2.3.4, 203.0.113.9'
+
+  # an API gateway on 10.0.0.7 hands the client over in a query argument
+  trueip explain --peer 10.0.0.7 --trust 10.0.0.7 --strategy query:client_ip \\
+      --query '/orders?client_ip=198.51.100.4&page=2'
 
   # nginx sets X-Real-IP from $remote_addr
   trueip explain --peer 127.0.0.1 --trust loopback --strategy header:X-Real-IP \\
@@ -97,6 +101,11 @@ pub(crate) struct ExplainArgs {
     /// is refused.
     #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
+    /// The request's query string, for `query:NAME` strategies: `client=1.2.3.4&page=2`, or a
+    /// request target or URL whose part after the first `?` is taken
+    /// (`'/search?client=1.2.3.4'`). As sent: percent-encoded, no spaces.
+    #[arg(long, value_name = "QUERY")]
+    query: Option<String>,
     /// Trust these proxies: CIDR, address, named set, or provider (see below). Replaces the config's list.
     #[arg(long, value_name = "SPEC")]
     trust: Vec<String>,
@@ -228,7 +237,28 @@ fn request(policy: &Policy, args: &ExplainArgs) -> Result<Explanation, String> {
         .iter()
         .map(|line| parse_header_line(line).map_err(|e| format!("--header: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Explanation::new(policy, &conn, &headers))
+    let query = query_string(args.query.as_deref().unwrap_or_default())
+        .map_err(|e| format!("--query: {e}"))?;
+    Ok(Explanation::new(
+        policy,
+        &conn,
+        &WithQuery::new(headers.as_slice(), query.as_bytes()),
+    ))
+}
+
+/// The query string of `--query` (or a batch case's `query`): the text after the first
+/// `?` when it has one, else all of it. Refused, as `trueip serve` answers 400 to them in a
+/// request target: spaces, control bytes and anything outside visible ASCII.
+fn query_string(text: &str) -> Result<&str, String> {
+    let query = text.split_once('?').map_or(text, |(_, query)| query);
+    match query.bytes().find(|b| !b.is_ascii_graphic()) {
+        Some(b) => Err(format!(
+            "{query:?} holds {:?}; a query string is sent percent-encoded, with no spaces \
+             (write %20 for a space)",
+            char::from(b)
+        )),
+        None => Ok(query),
+    }
 }
 
 /// The policy of `preset`, with the provider ranges `--trust NAME=FILE` loads. Any other
@@ -348,6 +378,8 @@ struct Case {
     #[serde(default)]
     headers: Vec<(String, String)>,
     #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
     trust: Option<Vec<String>>,
     #[serde(default)]
     strategy: Option<OneOrMany>,
@@ -441,5 +473,11 @@ fn batch_case(
         .map(|(name, value)| parse_header_field(name, value.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    Ok(Explanation::new(policy, &conn, &headers))
+    let query = query_string(case.query.as_deref().unwrap_or_default())
+        .map_err(|e| format!("query: {e}"))?;
+    Ok(Explanation::new(
+        policy,
+        &conn,
+        &WithQuery::new(headers.as_slice(), query.as_bytes()),
+    ))
 }
