@@ -437,6 +437,15 @@ pub(crate) struct HeaderSettings {
     pub(crate) strip: Vec<String>,
     /// Client-IP headers of the built-in table to pass from any client, as written.
     pub(crate) keep: Vec<String>,
+    /// Remove the query arguments and cookies that `query:NAME` and `cookie:NAME`
+    /// strategies read before forwarding, whoever sent them.
+    pub(crate) strip_client_source: bool,
+    /// Checked: the query arguments to remove (`strip_client_source`).
+    #[serde(skip)]
+    pub(crate) source_args: Vec<trueip::ParamName>,
+    /// Checked: the cookies to remove (`strip_client_source`).
+    #[serde(skip)]
+    pub(crate) source_cookies: Vec<trueip::ParamName>,
     /// Checked: the extra client-IP header names (from `strip` and from `header:NAME`
     /// strategies), lower case.
     #[serde(skip)]
@@ -461,6 +470,9 @@ impl Default for HeaderSettings {
             x_forwarded_port: true,
             strip: Vec::new(),
             keep: Vec::new(),
+            strip_client_source: false,
+            source_args: Vec::new(),
+            source_cookies: Vec::new(),
             extra: Vec::new(),
             kept: Vec::new(),
             origin_secret: None,
@@ -1037,6 +1049,19 @@ impl HeaderSettings {
         self.kept = keep(&self.keep, &extra, origin_secret.as_ref(), policy)?;
         self.extra = extra;
         self.origin_secret = origin_secret;
+        self.source_args.clear();
+        self.source_cookies.clear();
+        if self.strip_client_source {
+            self.source_args = policy.query_names().into_iter().cloned().collect();
+            self.source_cookies = policy.cookie_names().into_iter().cloned().collect();
+            if self.source_args.is_empty() && self.source_cookies.is_empty() {
+                return Err(ConfigError::new(
+                    "strip_client_source is set, but no strategy reads a query argument or a cookie",
+                )
+                .hint("add a query:NAME or cookie:NAME strategy to [client_ip], or remove the key")
+                .at("headers.strip_client_source"));
+            }
+        }
         Ok(())
     }
 }
