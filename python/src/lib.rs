@@ -423,6 +423,7 @@ impl Policy {
             origin_secret: origin_secret
                 .map(|(header, value)| OriginSecretConfig { header, value }),
             providers: files,
+            resolve_every: None,
         };
         let inner = config.build(&mut reader(None)).map_err(policy_error)?;
         Ok(Policy::wrap(py, inner))

@@ -64,7 +64,8 @@ impl From<std::net::SocketAddr> for Node {
     }
 }
 
-/// A trust specification: a CIDR or address, a named set, or a provider's published ranges.
+/// A trust specification: a CIDR or address, a named set, a provider's published ranges,
+/// or a host name whose addresses the caller resolves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrustSpec {
     /// `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
@@ -74,6 +75,59 @@ pub enum TrustSpec {
     /// A provider whose ranges the caller loads: `cloudfront`, `cloudflare`, `fastly`,
     /// `azure-front-door`; `gcp-lb` is built in (Google Front End ranges).
     Provider(String),
+    /// A host name, lower case: `lb.internal`, or `host:nginx` for a name without a dot
+    /// (a container's service name), which would otherwise read as a misspelt named set
+    /// or provider. This crate does no I/O: the caller resolves it and supplies its
+    /// addresses ([`PolicyBuilder::host`]), as it loads a provider's ranges.
+    Host(String),
+}
+
+/// The longest host name (RFC 1035: 253 characters written without the final dot).
+const MAX_HOST_NAME: usize = 253;
+
+/// The prefix that makes any word a host name: `host:nginx`.
+const HOST_PREFIX: &str = "host:";
+
+/// Checks a host name (RFC 1123 labels: letters, digits and inner hyphens, 1 to 63 each),
+/// lower-cases it and drops one final dot. A name whose last label is all digits is
+/// refused: that is how an IPv4 address with a typo reads (`10.0.0.256`, `10.0.0`), and
+/// resolvers would parse it as an address, not look it up.
+fn host_name(text: &str, written: &str) -> Result<String, ConfigError> {
+    let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+    let bad = |why: String| {
+        Err(
+            ConfigError::new(format!("invalid host name {written:?}: {why}")).hint(
+                "a host name is labels of letters, digits and inner hyphens joined by dots \
+             (lb.internal); write a name without a dot as host:NAME",
+            ),
+        )
+    };
+    if name.is_empty() || name.len() > MAX_HOST_NAME {
+        return bad(format!("it must be 1 to {MAX_HOST_NAME} characters"));
+    }
+    for label in name.split('.') {
+        let ok = (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return bad(format!("{label:?} is not a valid label"));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(
+            ConfigError::new(format!("invalid address {written:?}")).hint(
+                "an IPv4 address is four numbers from 0 to 255 (10.0.0.1), a CIDR adds /0 to /32",
+            ),
+        );
+    }
+    Ok(name)
 }
 
 /// Provider names a trust spec may use.
@@ -100,12 +154,21 @@ impl FromStr for TrustSpec {
         if PROVIDERS.contains(&lower.as_str()) {
             return Ok(TrustSpec::Provider(lower));
         }
-        if text.bytes().any(|b| b.is_ascii_digit() || b == b':') {
+        if let Some(name) = lower.strip_prefix(HOST_PREFIX) {
+            return host_name(name, text).map(TrustSpec::Host);
+        }
+        // An address or CIDR: anything with a colon or a slash, or only digits and dots.
+        // Such text is never looked up as a name: `10.0.0.256` is a typo, not a host.
+        if text.contains([':', '/']) || text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return text.parse().map(TrustSpec::Cidr);
+        }
+        if text.contains('.') {
+            return host_name(text, text).map(TrustSpec::Host);
         }
         Err(
             ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
-                "use a CIDR (10.0.0.0/8), an address, a named set ({}) or a provider ({})",
+                "use a CIDR (10.0.0.0/8), an address, a named set ({}), a provider ({}), a \
+                 host name (lb.internal), or host:{text} for a name without a dot",
                 NamedSet::ALL.map(NamedSet::name).join(", "),
                 PROVIDERS.join(", ")
             )),
@@ -119,6 +182,8 @@ impl std::fmt::Display for TrustSpec {
             TrustSpec::Cidr(c) => write!(f, "{c}"),
             TrustSpec::Named(n) => f.write_str(n.name()),
             TrustSpec::Provider(p) => f.write_str(p),
+            TrustSpec::Host(h) if h.contains('.') => f.write_str(h),
+            TrustSpec::Host(h) => write!(f, "{HOST_PREFIX}{h}"),
         }
     }
 }
@@ -196,6 +261,7 @@ pub struct PolicyBuilder {
     proxy_protocol_from: Vec<TrustSpec>,
     ipv6_prefix: Option<u8>,
     providers: HashMap<String, TrustSet>,
+    hosts: HashMap<String, TrustSet>,
 }
 
 impl PolicyBuilder {
@@ -264,6 +330,15 @@ impl PolicyBuilder {
         self
     }
 
+    /// Supplies the addresses a host name ([`TrustSpec::Host`]) resolved to, each trusted
+    /// as a single address. The caller resolves; a name the policy uses must be supplied
+    /// (an empty set is allowed, and trusts no one).
+    pub fn host(mut self, name: &str, addrs: TrustSet) -> Self {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        self.hosts.insert(name, addrs);
+        self
+    }
+
     fn resolve_set(&self, specs: &[TrustSpec]) -> Result<TrustSet, ConfigError> {
         let mut cidrs = Vec::new();
         for spec in specs {
@@ -271,6 +346,13 @@ impl PolicyBuilder {
                 TrustSpec::Cidr(c) => cidrs.push(*c),
                 TrustSpec::Named(n) => cidrs.extend(n.cidrs()),
                 TrustSpec::Provider(p) => cidrs.extend(self.provider_set(p)?.cidrs()),
+                TrustSpec::Host(h) => match self.hosts.get(h) {
+                    Some(set) => cidrs.extend(set.cidrs()),
+                    None => {
+                        return Err(ConfigError::new(format!("host name {h:?} was not resolved"))
+                            .hint("the caller resolves host names and supplies their addresses (PolicyBuilder::host); `trueip serve` and `trueip explain` do"));
+                    }
+                },
             }
         }
         Ok(TrustSet::from_cidrs(cidrs))
@@ -935,6 +1017,38 @@ mod tests {
         ));
         let err = "10.0.0.0/33".parse::<TrustSpec>().unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/33"), "{err}");
+        for (text, host, shown) in [
+            ("lb.internal", "lb.internal", "lb.internal"),
+            ("LB.Internal.", "lb.internal", "lb.internal"),
+            ("lb1.internal", "lb1.internal", "lb1.internal"),
+            ("host:nginx", "nginx", "host:nginx"),
+            ("host:loopback", "loopback", "host:loopback"),
+            ("Host:web-1.svc", "web-1.svc", "web-1.svc"),
+        ] {
+            let spec = text.parse::<TrustSpec>().unwrap();
+            assert_eq!(spec, TrustSpec::Host(host.into()), "{text}");
+            assert_eq!(spec.to_string(), shown, "{text}");
+            assert_eq!(
+                shown.parse::<TrustSpec>().unwrap(),
+                spec,
+                "{text} round trip"
+            );
+        }
+        for (text, says) in [
+            ("10.0.0.256", "invalid"),
+            ("10.0.0", "invalid"),
+            ("1.2.3.4.5", "invalid"),
+            ("lb.10", "invalid address"),
+            ("lb..internal", "not a valid label"),
+            ("-lb.internal", "not a valid label"),
+            ("lb_1.internal", "not a valid label"),
+            ("host:", "1 to 253"),
+            ("host:10.0.0.1", "invalid address"),
+            ("nginx", "host:nginx"),
+        ] {
+            let err = text.parse::<TrustSpec>().unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
         let err = "cloudfrnt".parse::<TrustSpec>().unwrap_err().to_string();
         assert!(err.contains("cloudfront"), "{err}");
     }
