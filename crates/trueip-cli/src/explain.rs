@@ -24,6 +24,9 @@ Trust specs (--trust, repeatable):
   cloudfront=FILE | cloudflare=FILE | fastly=FILE | azure-front-door=FILE
                                           the same, from a file you keep
   gcp-lb                                  Google Front End ranges (built in)
+  lb.internal | host:nginx                a host name's addresses, resolved now (a name
+                                          without a dot is written host:NAME); one that
+                                          does not resolve is an error
 
 ";
 
@@ -205,21 +208,57 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
     if args.batch {
         return batch(&base, dirs);
     }
-    let policy = build(&base, dirs)?;
+    let (policy, names) = trueip_gateway::build_policy(&base, dirs.flag, dirs.config)?;
     let explanation = match &args.lambda_event {
         Some(path) => lambda_event(&policy, path)?,
         None => request(&policy, args)?,
     };
-    print(&explanation, args.format)
+    print_named(&explanation, args.format, &names)
 }
 
 fn print(explanation: &Explanation, format: Format) -> Result<ExitCode, String> {
+    print_named(
+        explanation,
+        format,
+        &trueip_gateway::names::Addresses::new(),
+    )
+}
+
+/// The explanation, and what the trusted host names resolved to (text: one line each
+/// after it; JSON: a `trust_names` object of name → addresses, present when there are
+/// names).
+fn print_named(
+    explanation: &Explanation,
+    format: Format,
+    names: &trueip_gateway::names::Addresses,
+) -> Result<ExitCode, String> {
     match format {
-        Format::Text => print!("{explanation}"),
-        Format::Json => println!(
+        Format::Text => {
+            print!("{explanation}");
+            for (name, addrs) in names {
+                println!(
+                    "trust name {}",
+                    trueip_gateway::names::describe(name, addrs)
+                );
+            }
+        }
+        Format::Json if names.is_empty() => println!(
             "{}",
             serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
         ),
+        Format::Json => {
+            let mut value = serde_json::to_value(explanation).map_err(|e| e.to_string())?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert(
+                    "trust_names".into(),
+                    serde_json::to_value(names).map_err(|e| e.to_string())?,
+                );
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -344,7 +383,7 @@ struct Dirs<'a> {
 }
 
 fn build(config: &ClientIpConfig, dirs: Dirs<'_>) -> Result<Policy, String> {
-    trueip_gateway::build_policy(config, dirs.flag, dirs.config)
+    trueip_gateway::build_policy(config, dirs.flag, dirs.config).map(|(policy, _)| policy)
 }
 
 /// The connection as `serve` would see it. A private endpoint id comes only in a PROXY
