@@ -183,13 +183,16 @@ impl Decide for Single {
             });
             return None;
         };
-        let mut decoded = [0; MAX_PARAM_VALUE];
         let parsed = match format {
             SingleFormat::Node => parse_node(value).map_err(Malformed::Addr),
             SingleFormat::LastColonPort => parse_ip_port_last_colon(value).map_err(Malformed::Addr),
-            SingleFormat::Query => params::percent_decode(value, &mut decoded)
-                .map_err(Malformed::Decode)
-                .and_then(|value| parse_node(value).map_err(Malformed::Addr)),
+            // The buffer only here: the header strategies do not pay for clearing it.
+            SingleFormat::Query => {
+                let mut decoded = [0; MAX_PARAM_VALUE];
+                params::percent_decode(value, &mut decoded)
+                    .map_err(Malformed::Decode)
+                    .and_then(|value| parse_node(value).map_err(Malformed::Addr))
+            }
         };
         match parsed {
             Ok(node) => {
