@@ -208,7 +208,7 @@ const WARNINGS: usize = 16;
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; SourceLabel::ALL.len()],
     responses: [AtomicU64; 6],
     warnings: [AtomicU64; WARNINGS],
     proxy_errors: [AtomicU64; 6],

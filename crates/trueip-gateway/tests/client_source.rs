@@ -167,3 +167,43 @@ fn strip_client_source_without_such_a_strategy_is_refused() {
         "{stderr}"
     );
 }
+
+/// The access log names the argument that decided, and the metrics count the source.
+#[test]
+fn the_access_log_and_metrics_name_the_source() {
+    let dir = test_dir("client_source/log");
+    let up = Upstream::start(Behavior::Echo);
+    let toml = format!(
+        "{}[log]\nformat = \"json\"\naccess_log = true\n",
+        config(&up, "127.0.0.1", true, true)
+    );
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &[]);
+    Req::get("/logged-query?client=198.51.100.4").must_send(gw.addr);
+    Req::get("/logged-cookie")
+        .header("Cookie", "ip=198.51.100.5")
+        .must_send(gw.addr);
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(
+        metrics.contains("trueip_requests_total{source=\"query\"} 1")
+            && metrics.contains("trueip_requests_total{source=\"cookie\"} 1"),
+        "{metrics}"
+    );
+    // Written by a background thread: poll stdout, at most 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = std::fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
+        let line = |path: &str| out.lines().find(|l| l.contains(path)).map(str::to_owned);
+        if let (Some(q), Some(c)) = (line("/logged-query"), line("/logged-cookie")) {
+            assert!(q.contains("\"source\":\"query:client\""), "{q}");
+            assert!(q.contains("\"client\":\"198.51.100.4\""), "{q}");
+            assert!(c.contains("\"source\":\"cookie:ip\""), "{c}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log lines:\n{}",
+            gw.proc.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
