@@ -37,8 +37,13 @@ const MAX_EVENT_DEPTH: usize = 8;
 
 /// The wanted header values, as `bytes` objects: `bytes` values (ASGI) are held as they
 /// are, `str` values encoded once. The core reads them through [`Headers`].
+/// The query string rides along for `query:NAME` strategies: a WSGI environ's
+/// `QUERY_STRING`, or the `query` argument (an ASGI scope's `query_string`).
 #[derive(Default)]
-struct Copied<'py>(Vec<(FieldName, Bound<'py, PyBytes>)>);
+struct Copied<'py>(
+    Vec<(FieldName, Bound<'py, PyBytes>)>,
+    Option<Bound<'py, PyBytes>>,
+);
 
 impl Headers for Copied<'_> {
     fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
@@ -48,6 +53,44 @@ impl Headers for Copied<'_> {
             }
         }
     }
+
+    fn query(&self) -> Option<&[u8]> {
+        self.1.as_ref().map(|q| q.as_bytes())
+    }
+}
+
+/// Adds the query string to `copied` when the policy reads one: `query` if given (`str`
+/// or `bytes`, without the `?`), else a WSGI environ's `QUERY_STRING`.
+fn copy_query<'py>(
+    copied: &mut Copied<'py>,
+    reads_query: bool,
+    query: Option<&Bound<'py, PyAny>>,
+    headers: Option<&Bound<'py, PyAny>>,
+    environ: Option<bool>,
+) -> PyResult<()> {
+    if !reads_query {
+        return Ok(());
+    }
+    if let Some(query) = query.filter(|q| !q.is_none()) {
+        copied.1 = Some(text_bytes(query).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "query must be str or bytes, not {}",
+                query
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?);
+        return Ok(());
+    }
+    if let Some(dict) = headers.and_then(|h| h.cast::<PyDict>().ok())
+        && is_environ(dict, environ)?
+        && let Some(value) = dict.get_item(pyo3::intern!(dict.py(), "QUERY_STRING"))?
+    {
+        copied.1 = text_bytes(&value);
+    }
+    Ok(())
 }
 
 /// A header name as a WSGI environ spells it: `HTTP_X_FORWARDED_FOR`.
@@ -309,6 +352,8 @@ struct Policy {
     wanted: Vec<Wanted>,
     /// The policy's headers and the origin's, for the middlewares.
     wanted_with_origin: Vec<Wanted>,
+    /// Whether a `query:NAME` strategy reads the query string.
+    reads_query: bool,
 }
 
 impl Policy {
@@ -321,6 +366,7 @@ impl Policy {
             }
         }
         Policy {
+            reads_query: !inner.query_names().is_empty(),
             inner: Arc::new(inner),
             wanted: Wanted::list(py, names),
             wanted_with_origin: Wanted::list(py, with_origin),
@@ -423,6 +469,7 @@ impl Policy {
             origin_secret: origin_secret
                 .map(|(header, value)| OriginSecretConfig { header, value }),
             providers: files,
+            resolve_every: None,
         };
         let inner = config.build(&mut reader(None)).map_err(policy_error)?;
         Ok(Policy::wrap(py, inner))
@@ -480,21 +527,25 @@ impl Policy {
     /// `ValueError` for a `peer` that is not an address, `TypeError` for `headers` of
     /// no known shape. `environ`: whether a dict is a WSGI environ (or Django's `META`),
     /// whose headers are `HTTP_*` keys; by default, a dict whose `wsgi.version` is a tuple.
-    #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None))]
+    /// `query`: the query string (`str` or `bytes`, without the `?`) for `query:NAME`
+    /// strategies; by default an environ's `QUERY_STRING`.
+    #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None, query = None))]
     fn resolve(
         &self,
         peer: &Bound<'_, PyAny>,
         headers: Option<&Bound<'_, PyAny>>,
         proxy_source: Option<&Bound<'_, PyAny>>,
         environ: Option<bool>,
+        query: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Resolution> {
         let conn = Policy::connection(peer, proxy_source)?;
-        let copied = copy_headers(headers, &self.wanted, environ)?;
+        let mut copied = copy_headers(headers, &self.wanted, environ)?;
+        copy_query(&mut copied, self.reads_query, query, headers, environ)?;
         Ok(self.decide(&conn, &copied))
     }
 
     /// Decides, and returns every step, as `trueip explain --format json` prints it.
-    #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None))]
+    #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None, query = None))]
     fn explain(
         &self,
         py: Python<'_>,
@@ -502,9 +553,11 @@ impl Policy {
         headers: Option<&Bound<'_, PyAny>>,
         proxy_source: Option<&Bound<'_, PyAny>>,
         environ: Option<bool>,
+        query: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let conn = Policy::connection(peer, proxy_source)?;
-        let copied = copy_headers(headers, &self.wanted, environ)?;
+        let mut copied = copy_headers(headers, &self.wanted, environ)?;
+        copy_query(&mut copied, self.reads_query, query, headers, environ)?;
         json_object(py, &trueip::Explanation::new(&self.inner, &conn, &copied))
     }
 
@@ -516,7 +569,7 @@ impl Policy {
     ///
     /// A `peer` that is not an address (a Unix socket, a test client) gives no decision:
     /// no hop is trusted, so every client-IP header is withheld.
-    #[pyo3(signature = (peer, headers, withhold = false, environ = false))]
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None))]
     #[allow(
         clippy::type_complexity,
         reason = "a private tuple for the Python middlewares"
@@ -528,6 +581,7 @@ impl Policy {
         headers: &Bound<'py, PyAny>,
         withhold: bool,
         environ: bool,
+        query: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
@@ -544,7 +598,14 @@ impl Policy {
                 return Ok((None, None, kept));
             }
         };
-        let copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
+        let mut copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
+        copy_query(
+            &mut copied,
+            self.reads_query,
+            query,
+            Some(headers),
+            Some(environ),
+        )?;
         let resolution = self.decide(&conn, &copied);
         let origin = if resolution.trusted_hop {
             let o = trueip::origin::origin(&copied, &resolution.inner);

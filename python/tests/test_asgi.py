@@ -129,3 +129,16 @@ def test_under_fastapi() -> None:
     got = TestClient(app, client=("10.0.0.5", 41000)).get(
         "/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Real-IP": "1.2.3.4"}).json()
     assert got == {"client": "203.0.113.195", "url": "https://testserver/", "xri": "1.2.3.4"}
+
+
+def test_a_query_argument_from_the_trusted_gateway() -> None:
+    policy = trueip.Policy(trust=["10.0.0.0/8"], strategy="query:client")
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    scope = {"type": "http", "scheme": "http", "client": ("10.0.0.5", 41000), "server": ("10.0.0.1", 8000),
+             "path": "/", "root_path": "", "headers": [], "query_string": b"page=2&client=198.51.100.4"}
+    asyncio.run(TrueIP(app, policy)(scope, None, None))
+    assert seen["client"] == ("198.51.100.4", 0)

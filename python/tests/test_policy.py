@@ -267,3 +267,28 @@ def test_resolution_is_hashable_and_comparable(policy: trueip.Policy) -> None:
     assert a == b and hash(a) == hash(b)
     assert "198.51.100.1" in repr(a)
     assert "rightmost-untrusted" in repr(policy)
+
+
+def test_query_and_cookie_sources() -> None:
+    """`query:NAME` reads the `query` argument (or an environ's QUERY_STRING); `cookie:NAME`
+    reads every Cookie line, HTTP/2's split ones as one list."""
+    policy = trueip.Policy(trust=["10.0.0.0/8"], strategy=["query:client", "cookie:ip"])
+    assert "cookie" in policy.header_names
+    got = policy.resolve("10.0.0.5", [], query="a=1&client=%5B2001%3Adb8%3A%3A4%5D%3A443")
+    assert (got.ip_str, got.source) == ("2001:db8::4", "query:client")
+    got = policy.resolve("10.0.0.5", [], query=b"client=198.51.100.4")
+    assert got.ip_str == "198.51.100.4"
+    # Without a query there is nothing to read; from a stranger it is not believed.
+    assert policy.resolve("10.0.0.5", []).ip_str == "10.0.0.5"
+    assert policy.resolve("203.0.113.9", [], query="client=1.2.3.4").ip_str == "203.0.113.9"
+    # Two of the name: ambiguous.
+    got = policy.resolve("10.0.0.5", [], query="client=1.2.3.4&cl%69ent=198.51.100.4")
+    assert got.ip_str == "10.0.0.5" and "duplicate_header" in got.warnings
+    environ = {"wsgi.version": (1, 0), "QUERY_STRING": "client=198.51.100.7", "HTTP_COOKIE": "ip=6.6.6.6"}
+    assert policy.resolve("10.0.0.5", environ).ip_str == "198.51.100.7"
+    got = policy.resolve("10.0.0.5", [(b"cookie", b"s=1"), (b"cookie", b"ip=198.51.100.8")])
+    assert (got.ip_str, got.source) == ("198.51.100.8", "cookie:ip")
+    steps = policy.explain("10.0.0.5", [], query="client=198.51.100.4")["steps"]
+    assert any(s["subject"] == "query:client" and s["verdict"] == "client" for s in steps)
+    with pytest.raises(TypeError):
+        policy.resolve("10.0.0.5", [], query=12)

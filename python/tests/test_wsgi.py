@@ -186,3 +186,11 @@ def test_under_flask() -> None:
     got = client.get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https"},
                      environ_base={"REMOTE_ADDR": "198.51.100.20"}).get_json()
     assert got == {"addr": "198.51.100.20", "scheme": "http", "host": "localhost", "url": "http://localhost/", "xff": None}
+
+
+def test_a_query_argument_from_the_trusted_gateway() -> None:
+    policy = trueip.Policy(trust=["10.0.0.0/8"], strategy="query:client")
+    seen = run({"REMOTE_ADDR": "10.0.0.5", "QUERY_STRING": "client=198.51.100.4"}, policy)
+    assert seen["REMOTE_ADDR"] == "198.51.100.4"
+    seen = run({"REMOTE_ADDR": "203.0.113.9", "QUERY_STRING": "client=1.2.3.4"}, policy)
+    assert seen["REMOTE_ADDR"] == "203.0.113.9"

@@ -72,13 +72,28 @@ class Policy:
         origin_secret: Optional[Tuple[str, str]] = None,
     ) -> "Policy": ...
     def resolve(
-        self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None, environ: Optional[bool] = None
+        self,
+        peer: Peer,
+        headers: Headers = None,
+        proxy_source: Optional[Peer] = None,
+        environ: Optional[bool] = None,
+        query: Optional[_Text] = None,
     ) -> Resolution: ...
     def explain(
-        self, peer: Peer, headers: Headers = None, proxy_source: Optional[Peer] = None, environ: Optional[bool] = None
+        self,
+        peer: Peer,
+        headers: Headers = None,
+        proxy_source: Optional[Peer] = None,
+        environ: Optional[bool] = None,
+        query: Optional[_Text] = None,
     ) -> dict[str, Any]: ...
     def _resolve_request(
-        self, peer: Optional[Peer], headers: Headers, withhold: bool = False, environ: bool = False
+        self,
+        peer: Optional[Peer],
+        headers: Headers,
+        withhold: bool = False,
+        environ: bool = False,
+        query: Optional[_Text] = None,
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],

@@ -56,7 +56,7 @@ def apply(policy: Policy, scope: Scope, origin: frozenset[str] = DEFAULT_ORIGIN)
         headers = list(headers)
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
-    resolution, reported, kept = policy._resolve_request(client, headers, True)
+    resolution, reported, kept = policy._resolve_request(client, headers, True, query=scope.get("query_string"))
     scope["trueip.resolution"] = resolution
     if kept is not None:
         original["headers"] = headers

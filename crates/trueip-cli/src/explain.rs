@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Files, Flags};
-use trueip::headers::{parse_header_field, parse_header_line};
+use trueip::headers::{WithQuery, parse_header_field, parse_header_line};
 use trueip::lambda::Preset;
 use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
@@ -24,6 +24,9 @@ Trust specs (--trust, repeatable):
   cloudfront=FILE | cloudflare=FILE | fastly=FILE | azure-front-door=FILE
                                           the same, from a file you keep
   gcp-lb                                  Google Front End ranges (built in)
+  lb.internal | host:nginx                a host name's addresses, resolved now (a name
+                                          without a dot is written host:NAME); one that
+                                          does not resolve is an error
 
 ";
 
@@ -32,6 +35,10 @@ Examples:
   # nginx on 10.0.0.5 appends to X-Forwarded-For; the client forged the first entry
   trueip explain --peer 10.0.0.5 --trust 10.0.0.0/8 --strategy rightmost-untrusted \\
       --header 'X-Forwarded-For: 1.2.3.4, 203.0.113.9'
+
+  # an API gateway on 10.0.0.7 hands the client over in a query argument
+  trueip explain --peer 10.0.0.7 --trust 10.0.0.7 --strategy query:client_ip \\
+      --query '/orders?client_ip=198.51.100.4&page=2'
 
   # nginx sets X-Real-IP from $remote_addr
   trueip explain --peer 127.0.0.1 --trust loopback --strategy header:X-Real-IP \\
@@ -97,6 +104,11 @@ pub(crate) struct ExplainArgs {
     /// is refused.
     #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
+    /// The request's query string, for `query:NAME` strategies: `client=1.2.3.4&page=2`, or a
+    /// request target or URL whose part after the first `?` is taken
+    /// (`'/search?client=1.2.3.4'`). As sent: percent-encoded, no spaces.
+    #[arg(long, value_name = "QUERY")]
+    query: Option<String>,
     /// Trust these proxies: CIDR, address, named set, or provider (see below). Replaces the config's list.
     #[arg(long, value_name = "SPEC")]
     trust: Vec<String>,
@@ -196,21 +208,57 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
     if args.batch {
         return batch(&base, dirs);
     }
-    let policy = build(&base, dirs)?;
+    let (policy, names) = trueip_gateway::build_policy(&base, dirs.flag, dirs.config)?;
     let explanation = match &args.lambda_event {
         Some(path) => lambda_event(&policy, path)?,
         None => request(&policy, args)?,
     };
-    print(&explanation, args.format)
+    print_named(&explanation, args.format, &names)
 }
 
 fn print(explanation: &Explanation, format: Format) -> Result<ExitCode, String> {
+    print_named(
+        explanation,
+        format,
+        &trueip_gateway::names::Addresses::new(),
+    )
+}
+
+/// The explanation, and what the trusted host names resolved to (text: one line each
+/// after it; JSON: a `trust_names` object of name → addresses, present when there are
+/// names).
+fn print_named(
+    explanation: &Explanation,
+    format: Format,
+    names: &trueip_gateway::names::Addresses,
+) -> Result<ExitCode, String> {
     match format {
-        Format::Text => print!("{explanation}"),
-        Format::Json => println!(
+        Format::Text => {
+            print!("{explanation}");
+            for (name, addrs) in names {
+                println!(
+                    "trust name {}",
+                    trueip_gateway::names::describe(name, addrs)
+                );
+            }
+        }
+        Format::Json if names.is_empty() => println!(
             "{}",
             serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
         ),
+        Format::Json => {
+            let mut value = serde_json::to_value(explanation).map_err(|e| e.to_string())?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert(
+                    "trust_names".into(),
+                    serde_json::to_value(names).map_err(|e| e.to_string())?,
+                );
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -228,7 +276,28 @@ fn request(policy: &Policy, args: &ExplainArgs) -> Result<Explanation, String> {
         .iter()
         .map(|line| parse_header_line(line).map_err(|e| format!("--header: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Explanation::new(policy, &conn, &headers))
+    let query = query_string(args.query.as_deref().unwrap_or_default())
+        .map_err(|e| format!("--query: {e}"))?;
+    Ok(Explanation::new(
+        policy,
+        &conn,
+        &WithQuery::new(headers.as_slice(), query.as_bytes()),
+    ))
+}
+
+/// The query string of `--query` (or a batch case's `query`): the text after the first
+/// `?` when it has one, else all of it. Refused, as `trueip serve` answers 400 to them in a
+/// request target: spaces, control bytes and anything outside visible ASCII.
+fn query_string(text: &str) -> Result<&str, String> {
+    let query = text.split_once('?').map_or(text, |(_, query)| query);
+    match query.bytes().find(|b| !b.is_ascii_graphic()) {
+        Some(b) => Err(format!(
+            "{query:?} holds {:?}; a query string is sent percent-encoded, with no spaces \
+             (write %20 for a space)",
+            char::from(b)
+        )),
+        None => Ok(query),
+    }
 }
 
 /// The policy of `preset`, with the provider ranges `--trust NAME=FILE` loads. Any other
@@ -314,7 +383,7 @@ struct Dirs<'a> {
 }
 
 fn build(config: &ClientIpConfig, dirs: Dirs<'_>) -> Result<Policy, String> {
-    trueip_gateway::build_policy(config, dirs.flag, dirs.config)
+    trueip_gateway::build_policy(config, dirs.flag, dirs.config).map(|(policy, _)| policy)
 }
 
 /// The connection as `serve` would see it. A private endpoint id comes only in a PROXY
@@ -347,6 +416,8 @@ struct Case {
     peer: String,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    #[serde(default)]
+    query: Option<String>,
     #[serde(default)]
     trust: Option<Vec<String>>,
     #[serde(default)]
@@ -441,5 +512,11 @@ fn batch_case(
         .map(|(name, value)| parse_header_field(name, value.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    Ok(Explanation::new(policy, &conn, &headers))
+    let query = query_string(case.query.as_deref().unwrap_or_default())
+        .map_err(|e| format!("query: {e}"))?;
+    Ok(Explanation::new(
+        policy,
+        &conn,
+        &WithQuery::new(headers.as_slice(), query.as_bytes()),
+    ))
 }

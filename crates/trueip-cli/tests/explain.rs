@@ -1109,3 +1109,92 @@ fn lambda_preset_is_in_the_help() {
         assert!(help.contains(name), "{name}: {help}");
     }
 }
+
+/// `query:NAME` and `cookie:NAME` through explain: the argument decides when the gateway
+/// that wrote it is trusted, the trace names it, and two of them are flagged.
+#[test]
+fn explain_query_and_cookie_sources() {
+    let base = [
+        "explain", "--peer", "10.0.0.7", "--trust", "10.0.0.7", "--format", "json",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        trueip(&args, None)
+    };
+    let out = run(&[
+        "--strategy",
+        "query:client_ip",
+        "--query",
+        "/orders?page=2&client_ip=%5B2001%3Adb8%3A%3A4%5D%3A443",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "2001:db8::4", "{v}");
+    assert_eq!(v["source"], "query:client_ip", "{v}");
+    let text = v.to_string();
+    assert!(text.contains("\"subject\":\"query:client_ip\""), "{text}");
+
+    // Without --query the argument is absent and the peer stands.
+    let v = json(&run(&["--strategy", "query:client_ip"]));
+    assert_eq!(v["client_ip"], "10.0.0.7", "{v}");
+
+    // Two arguments of the name: ambiguous, flagged, the peer stands.
+    let v = json(&run(&[
+        "--strategy",
+        "query:client_ip",
+        "--query",
+        "client_ip=6.6.6.6&client_ip=198.51.100.4",
+    ]));
+    assert_eq!(v["client_ip"], "10.0.0.7", "{v}");
+    assert!(v["warnings"].to_string().contains("duplicate"), "{v}");
+
+    // Cookies: HTTP/2's split Cookie lines are one cookie list.
+    let v = json(&run(&[
+        "--strategy",
+        "cookie:ip",
+        "-H",
+        "Cookie: session=abc",
+        "-H",
+        "Cookie: ip=198.51.100.4",
+    ]));
+    assert_eq!(v["client_ip"], "198.51.100.4", "{v}");
+    assert_eq!(v["source"], "cookie:ip", "{v}");
+
+    // A query string serve would refuse is refused here too.
+    let out = run(&[
+        "--strategy",
+        "query:client_ip",
+        "--query",
+        "client_ip=1.2.3.4 x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--query"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Batch lines carry their query too.
+    let out = trueip(
+        &[
+            "explain",
+            "--batch",
+            "--trust",
+            "10.0.0.7",
+            "--strategy",
+            "query:c",
+        ],
+        Some("{\"peer\":\"10.0.0.7\",\"query\":\"c=198.51.100.9\"}\n"),
+    );
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"client_ip\":\"198.51.100.9\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

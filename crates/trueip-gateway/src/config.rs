@@ -601,6 +601,15 @@ pub(crate) struct HeaderSettings {
     pub(crate) strip: Vec<String>,
     /// Client-IP headers of the built-in table to pass from any client, as written.
     pub(crate) keep: Vec<String>,
+    /// Remove the query arguments and cookies that `query:NAME` and `cookie:NAME`
+    /// strategies read before forwarding, whoever sent them.
+    pub(crate) strip_client_source: bool,
+    /// Checked: the query arguments to remove (`strip_client_source`).
+    #[serde(skip)]
+    pub(crate) source_args: Vec<trueip::ParamName>,
+    /// Checked: the cookies to remove (`strip_client_source`).
+    #[serde(skip)]
+    pub(crate) source_cookies: Vec<trueip::ParamName>,
     /// Checked: the extra client-IP header names (from `strip` and from `header:NAME`
     /// strategies), lower case.
     #[serde(skip)]
@@ -625,6 +634,9 @@ impl Default for HeaderSettings {
             x_forwarded_port: true,
             strip: Vec::new(),
             keep: Vec::new(),
+            strip_client_source: false,
+            source_args: Vec::new(),
+            source_cookies: Vec::new(),
             extra: Vec::new(),
             kept: Vec::new(),
             origin_secret: None,
@@ -755,6 +767,10 @@ pub(crate) struct Settings {
     pub(crate) ranges: RangesSettings,
     /// The provider lists the policy read from the cache.
     pub(crate) loaded: Loaded,
+    /// What the host names of the trust specs resolved to, as the policy uses them.
+    pub(crate) names: crate::names::Addresses,
+    /// `[client_ip] resolve_every`: how often the names are resolved again.
+    pub(crate) resolve_every: Duration,
 }
 
 const EXAMPLES: &str = "\
@@ -780,6 +796,12 @@ Examples:
       Behind Cloudflare: CF-Connecting-IP from Cloudflare's published ranges, read from the
       cache `trueip ranges` keeps (--ranges-dir, [ranges] dir; [ranges] refresh = \"24h\" keeps
       them fresh from inside the gateway).
+
+  trueip serve --upstream http://app:3000 --trust lb.internal --trust host:nginx
+      Behind proxies known by name (containers by service name): the names are resolved at
+      start (one that does not resolve is an error) and every [client_ip] resolve_every
+      (30s); a name that stops resolving keeps its last addresses. --check and /metrics
+      (trueip_trust_name_addresses) show what they resolved to.
 
   trueip serve --config /etc/trueip.toml --check
       Check the config (and TLS files) and exit.
@@ -815,8 +837,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
 
-    /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
-    /// (its list from the range cache; NAME=FILE reads it from FILE). Repeatable; replaces client_ip.trusted.
+    /// Trust these proxies: a CIDR, an address, loopback, private, any, a provider
+    /// (its list from the range cache; NAME=FILE reads it from FILE), or a host name
+    /// (lb.internal; host:NAME without a dot), resolved at start and every
+    /// client_ip.resolve_every (30s). Repeatable; replaces client_ip.trusted.
     #[arg(long, value_name = "SPEC")]
     pub trust: Vec<String>,
 
@@ -982,9 +1006,21 @@ where
 impl Settings {
     /// Checks a file's values with flags applied; `read` loads provider range files.
     pub(crate) fn from_file(
+        file: FileConfig,
+        flags: &ServeArgs,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Settings, ConfigError> {
+        Self::from_file_named(file, flags, read, &crate::names::Addresses::new())
+    }
+
+    /// [`from_file`](Self::from_file), with the addresses of host names already resolved
+    /// (the refresh's, which kept the last good ones of names that failed); names not in
+    /// `known` are resolved now, and must resolve.
+    pub(crate) fn from_file_named(
         mut file: FileConfig,
         flags: &ServeArgs,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+        known: &crate::names::Addresses,
     ) -> Result<Settings, ConfigError> {
         file.client_ip.apply_flags(&trueip::config::Flags {
             trust: &flags.trust,
@@ -997,7 +1033,29 @@ impl Settings {
             &file.client_ip,
             &file.ranges.dir(flags.ranges_dir.as_deref()),
         )?;
-        let policy = file.client_ip.build_with(read, &loaded.sets)?;
+        let resolve_every = crate::names::every(file.client_ip.resolve_every.as_deref())?;
+        let wanted = file.client_ip.host_names();
+        let mut names = crate::names::Addresses::new();
+        let unknown: Vec<String> = wanted
+            .iter()
+            .filter(|name| match known.get(*name) {
+                Some(addrs) => {
+                    names.insert((*name).clone(), addrs.clone());
+                    false
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            names.extend(crate::names::resolve_all(
+                &unknown,
+                &*crate::names::resolver(),
+            )?);
+        }
+        let policy =
+            file.client_ip
+                .build_resolved(read, &loaded.sets, &crate::names::sets(&names))?;
 
         let from_flags = !flags.listen.is_empty();
         if from_flags {
@@ -1081,6 +1139,8 @@ impl Settings {
             log: file.log,
             ranges: file.ranges,
             loaded,
+            names,
+            resolve_every,
         })
     }
 
@@ -1251,6 +1311,19 @@ impl HeaderSettings {
         self.kept = keep(&self.keep, &extra, origin_secret.as_ref(), policy)?;
         self.extra = extra;
         self.origin_secret = origin_secret;
+        self.source_args.clear();
+        self.source_cookies.clear();
+        if self.strip_client_source {
+            self.source_args = policy.query_names().into_iter().cloned().collect();
+            self.source_cookies = policy.cookie_names().into_iter().cloned().collect();
+            if self.source_args.is_empty() && self.source_cookies.is_empty() {
+                return Err(ConfigError::new(
+                    "strip_client_source is set, but no strategy reads a query argument or a cookie",
+                )
+                .hint("add a query:NAME or cookie:NAME strategy to [client_ip], or remove the key")
+                .at("headers.strip_client_source"));
+            }
+        }
         Ok(())
     }
 }
@@ -1623,6 +1696,7 @@ mod tests {
         assert_eq!(example.limits, default.limits);
         assert_eq!(example.admin, default.admin);
         assert_eq!(example.log, default.log);
+        assert_eq!(example.resolve_every, default.resolve_every);
         assert_eq!(
             example.upstream.connect_timeout,
             default.upstream.connect_timeout

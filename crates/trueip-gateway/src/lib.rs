@@ -57,6 +57,7 @@ mod http;
 mod io;
 mod logging;
 mod metrics;
+pub mod names;
 mod pages;
 mod proxy;
 mod ranges;
@@ -264,22 +265,28 @@ pub use crate::ranges_cli::{RangesArgs, run as ranges};
 
 /// Builds a `[client_ip]` policy as `trueip serve` does: provider files read from disk,
 /// and the lists no file supplies from the range cache — `flag` (`--ranges-dir`), else
-/// `config_dir` (`[ranges] dir`), else the default directory. `trueip explain` uses it.
+/// `config_dir` (`[ranges] dir`), else the default directory; host names resolved now
+/// ([`names::resolver`]), each of which must resolve. Returns the policy and what the names
+/// resolved to. `trueip explain` uses it.
 pub fn build_policy(
     config: &trueip::config::ClientIpConfig,
     flag: Option<&std::path::Path>,
     config_dir: Option<&std::path::Path>,
-) -> Result<trueip::Policy, String> {
+) -> Result<(trueip::Policy, names::Addresses), String> {
     let dir = flag
         .or(config_dir)
         .map_or_else(ranges::default_dir, std::path::Path::to_path_buf);
     let loaded = ranges::load_for(config, &dir).map_err(|e| e.to_string())?;
-    config
-        .build_with(
+    let addrs =
+        names::resolve_all(&config.host_names(), &*names::resolver()).map_err(|e| e.to_string())?;
+    let policy = config
+        .build_resolved(
             &mut |path| std::fs::read(path).map_err(|e| e.to_string()),
             &loaded.sets,
+            &names::sets(&addrs),
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((policy, addrs))
 }
 use crate::config::{Mode, ProxyProtocol, SendProxy, Settings};
 use crate::context::{Role, Shared, State};
@@ -411,6 +418,13 @@ fn describe(s: &Settings) -> Vec<String> {
             }
         ));
     }
+    for (name, addrs) in &s.names {
+        lines.push(format!(
+            "trust name {}, resolved again every {}",
+            names::describe(name, addrs),
+            duration::duration_text(s.resolve_every)
+        ));
+    }
     if !s.admin.prefix.is_empty() {
         lines.push(format!(
             "health {0}/healthz, metrics {0}/metrics on every HTTP listener",
@@ -463,6 +477,14 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
 
     let max = state.settings.limits.max_connections;
     metrics.ranges_in_use(&state.settings.loaded.metas);
+    metrics.names_in_use(&state.settings.names);
+    for (name, addrs) in &state.settings.names {
+        tracing::info!(
+            name = name.as_str(),
+            "trust name {}",
+            names::describe(name, addrs)
+        );
+    }
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
     // Every worker accepts on its own duplicate of each socket (one open socket, several
     // file descriptors): whichever is free takes the next connection.

@@ -26,15 +26,21 @@ pub(crate) enum SourceLabel {
     Forwarded,
     /// A single-address header.
     Header,
+    /// A query argument (`query:NAME`).
+    Query,
+    /// A cookie (`cookie:NAME`).
+    Cookie,
 }
 
 impl SourceLabel {
-    const ALL: [SourceLabel; 5] = [
+    const ALL: [SourceLabel; 7] = [
         SourceLabel::Peer,
         SourceLabel::ProxyProtocol,
         SourceLabel::XForwardedFor,
         SourceLabel::Forwarded,
         SourceLabel::Header,
+        SourceLabel::Query,
+        SourceLabel::Cookie,
     ];
 
     /// The label value.
@@ -45,6 +51,8 @@ impl SourceLabel {
             SourceLabel::XForwardedFor => "x-forwarded-for",
             SourceLabel::Forwarded => "forwarded",
             SourceLabel::Header => "header",
+            SourceLabel::Query => "query",
+            SourceLabel::Cookie => "cookie",
         }
     }
 
@@ -62,6 +70,8 @@ impl SourceLabel {
                 ..
             } => SourceLabel::Forwarded,
             Source::Header => SourceLabel::Header,
+            Source::Query => SourceLabel::Query,
+            Source::Cookie => SourceLabel::Cookie,
         }
     }
 }
@@ -206,7 +216,7 @@ const WARNINGS: usize = 16;
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; SourceLabel::ALL.len()],
     responses: [AtomicU64; 6],
     warnings: [AtomicU64; WARNINGS],
     proxy_errors: [AtomicU64; 6],
@@ -226,6 +236,17 @@ pub(crate) struct Metrics {
     reloads_failed: AtomicU64,
     log_dropped: AtomicU64,
     ranges: [RangeGauges; PROVIDERS.len()],
+    /// Per trusted host name: the addresses in use, and the refreshes that failed. A
+    /// lock, not atomics: names are few, change on refresh only, and are read by scrapes.
+    names: std::sync::Mutex<std::collections::BTreeMap<String, NameGauges>>,
+}
+
+/// One trusted host name.
+#[derive(Debug, Default)]
+struct NameGauges {
+    /// Addresses in use; `None` once the name is no longer in the config.
+    addresses: Option<u64>,
+    resolve_failures: u64,
 }
 
 /// One provider's list in use, by its index in [`PROVIDERS`].
@@ -376,6 +397,56 @@ impl Metrics {
                 }
                 None => g.in_use.store(false, Relaxed),
             }
+        }
+    }
+
+    /// The host names the policy in use trusts, and how many addresses each has.
+    pub(crate) fn names_in_use(&self, names: &crate::names::Addresses) {
+        let mut map = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        for g in map.values_mut() {
+            g.addresses = None;
+        }
+        for (name, addrs) in names {
+            map.entry(name.clone()).or_default().addresses = Some(addrs.len() as u64);
+        }
+    }
+
+    /// A refresh could not resolve `name` (its last good addresses stay).
+    pub(crate) fn name_resolve_failed(&self, name: &str) {
+        let mut map = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(name.to_owned()).or_default().resolve_failures += 1;
+    }
+
+    /// The host name families: addresses for names in use, failures for names in use or
+    /// that once failed. Names are checked host names: nothing in them needs escaping.
+    fn render_names(&self, out: &mut String) {
+        let map = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let in_use: Vec<(&str, u64)> = map
+            .iter()
+            .filter_map(|(n, g)| g.addresses.map(|a| (n.as_str(), a)))
+            .collect();
+        if !in_use.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP trueip_trust_name_addresses Addresses a trusted host name resolved to, in use.\n# TYPE trueip_trust_name_addresses gauge"
+            );
+            for (name, n) in &in_use {
+                let _ = writeln!(out, "trueip_trust_name_addresses{{name=\"{name}\"}} {n}");
+            }
+        }
+        let failures: Vec<(&str, u64)> = map
+            .iter()
+            .filter(|(_, g)| g.addresses.is_some() || g.resolve_failures > 0)
+            .map(|(n, g)| (n.as_str(), g.resolve_failures))
+            .collect();
+        if !failures.is_empty() {
+            counter(
+                out,
+                "trueip_trust_name_resolve_failures_total",
+                "Refreshes that could not resolve a trusted host name (its last good addresses stay).",
+                "name",
+                failures,
+            );
         }
     }
 
@@ -570,6 +641,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "trueip_request_duration_seconds_count {count}");
         self.render_ranges(&mut out);
+        self.render_names(&mut out);
         out
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use trueip::ConfigError;
@@ -39,8 +39,17 @@ pub(crate) fn load(args: &ServeArgs) -> Result<State, ConfigError> {
 
 /// The state `file` and the flags describe, with the range cache as it is now.
 pub(crate) fn build(file: FileConfig, args: &ServeArgs) -> Result<State, ConfigError> {
+    build_named(file, args, &crate::names::Addresses::new())
+}
+
+/// [`build`], with host names already resolved (`names`); others are resolved now.
+fn build_named(
+    file: FileConfig,
+    args: &ServeArgs,
+    names: &crate::names::Addresses,
+) -> Result<State, ConfigError> {
     let mut read = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
-    let settings = Settings::from_file(file.clone(), args, &mut read)?;
+    let settings = Settings::from_file_named(file.clone(), args, &mut read, names)?;
     let mut state = State::build(settings)?;
     state.source = Some(Arc::new(file));
     Ok(state)
@@ -68,6 +77,7 @@ fn switch(shared: &Shared, state: State) -> Result<(), ConfigError> {
         tracing::warn!("[log] changes apply after a restart");
     }
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
+    shared.metrics.names_in_use(&state.settings.names);
     shared.state.store(Arc::new(state));
     Ok(())
 }
@@ -118,11 +128,16 @@ pub(crate) fn start_refresh(
         .spawn(move || {
             runtime.block_on(async move {
                 let mut retry = HashMap::new();
+                let mut names_due = Instant::now() + shared.state.load().settings.resolve_every;
                 loop {
                     // A download in flight does not hold up the shutdown: the cache is
                     // written by one rename, so a refresh cut short leaves it whole.
                     let wait = tokio::select! {
                         wait = refresh_due(&shared, &args, &mut retry) => wait,
+                        _ = exit.wait_for(|e| *e) => return,
+                    };
+                    let wait = tokio::select! {
+                        names = refresh_names(&shared, &args, &mut names_due) => wait.min(names),
                         _ = exit.wait_for(|e| *e) => return,
                     };
                     tokio::select! {
@@ -132,6 +147,70 @@ pub(crate) fn start_refresh(
                 }
             });
         })
+}
+
+/// Resolves the trusted host names again when `names_due` has come, and swaps in a
+/// policy with the new addresses if any changed; a name that does not resolve keeps its
+/// last good addresses (logged, counted). Returns how long to wait before looking again.
+async fn refresh_names(shared: &Shared, args: &ServeArgs, names_due: &mut Instant) -> Duration {
+    let state = shared.state.load_full();
+    let every = state.settings.resolve_every;
+    if state.settings.names.is_empty() {
+        *names_due = Instant::now() + every;
+        return IDLE_LOOK.min(every);
+    }
+    let now = Instant::now();
+    if *names_due > now {
+        return *names_due - now;
+    }
+    *names_due = now + every;
+    let last = state.settings.names.clone();
+    let names: Vec<String> = last.keys().cloned().collect();
+    // getaddrinfo blocks: off this thread's event loop.
+    let looked = tokio::task::spawn_blocking(move || {
+        crate::names::refresh(&names, &*crate::names::resolver(), &last)
+    })
+    .await;
+    let Ok((addrs, failed)) = looked else {
+        return every;
+    };
+    for (name, why) in &failed {
+        shared.metrics.name_resolve_failed(name);
+        tracing::warn!(
+            name = name.as_str(),
+            "trust name {name} does not resolve ({why}): its last good addresses stay"
+        );
+    }
+    if addrs == state.settings.names {
+        return every;
+    }
+    let Some(source) = state.source.clone() else {
+        return every;
+    };
+    let args = args.clone();
+    let built = {
+        let _switching = locked();
+        // The config a SIGHUP may have loaded since this round began.
+        let file = shared.state.load().source.clone().unwrap_or(source);
+        build_named((*file).clone(), &args, &addrs).and_then(|s| switch(shared, s))
+    };
+    match built {
+        Ok(()) => {
+            for (name, ips) in &addrs {
+                if state.settings.names.get(name) != Some(ips) {
+                    tracing::info!(
+                        name = name.as_str(),
+                        "trust name {}: new addresses in use",
+                        crate::names::describe(name, ips)
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!("trust names: cannot use the new addresses, the old ones stay: {e}")
+        }
+    }
+    every
 }
 
 /// Refreshes every list in use whose age has reached `[ranges] refresh` (and whose

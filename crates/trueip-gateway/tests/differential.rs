@@ -627,6 +627,10 @@ fn fixed(proxy: bool) -> Vec<Case> {
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+        // query:client and cookie:ip (`client_source_stripped`): one of each, two, spelled out.
+        "GET /p?a=1&client=198.51.100.4&b=2 HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCookie: s=1; ip=198.51.100.5; t=2\r\n\r\n",
+        "GET /p?client=6.6.6.6&cl%69ent=198.51.100.4 HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCookie: ip=198.51.100.5\r\nCookie: s=1; ip=6.6.6.6\r\n\r\n",
+        "GET /p?client=%5B2001%3Adb8%3A%3A1%5D HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCookie: s=\"q\"\r\n\r\n",
     ];
     let proxies: &[Option<&str>] = if proxy {
         &[
@@ -805,6 +809,21 @@ x_forwarded_proto = false
 "#
     );
     check("origin-secret", &toml, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_source_stripped() {
+    let toml = format!(
+        r#"{TRUST}strategy = ["query:client", "cookie:ip", "rightmost-untrusted"]
+[[listen]]
+address = "127.0.0.1:1"
+[upstream]
+url = "http://{{upstream}}"
+[headers]
+strip_client_source = true
+"#
+    );
+    check("client-source", &toml, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,11 @@ pub struct ClientIpConfig {
     /// Provider range files: `cloudfront = "ip-ranges.json"`, or a list of files.
     #[serde(default)]
     pub providers: BTreeMap<String, Files>,
+    /// How often `trueip serve` resolves the host names trust specs name again
+    /// (`"30s"`, `"5m"`; from 1s to 24h). Default 30s. This crate does no I/O: the caller
+    /// reads it.
+    #[serde(default)]
+    pub resolve_every: Option<String>,
 }
 
 /// Command-line values that replace the config's (empty: keep the config's).
@@ -228,6 +233,32 @@ impl ClientIpConfig {
         names
     }
 
+    /// The host names ([`TrustSpec::Host`]) the trust specs name, each once, in order:
+    /// what the caller resolves and passes to [`build_resolved`](Self::build_resolved).
+    /// Specs that do not parse are left for `build` to report.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |list: &[String]| {
+            for spec in list {
+                if let Ok(TrustSpec::Host(h)) = spec.parse::<TrustSpec>()
+                    && !names.contains(&h)
+                {
+                    names.push(h);
+                }
+            }
+        };
+        add(&self.trusted);
+        if let Strategies::Chain(list) = &self.strategy {
+            for entry in list {
+                if let StrategyEntry::WithTrust { trusted, .. } = entry {
+                    add(trusted);
+                }
+            }
+        }
+        add(&self.proxy_protocol_from);
+        names
+    }
+
     /// Checks everything and builds the policy. `read` loads a provider file by path.
     pub fn build(
         &self,
@@ -243,9 +274,23 @@ impl ClientIpConfig {
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
         loaded: &BTreeMap<String, TrustSet>,
     ) -> Result<Policy, ConfigError> {
+        self.build_resolved(read, loaded, &BTreeMap::new())
+    }
+
+    /// [`build_with`](Self::build_with), with the addresses the caller resolved for each
+    /// of [`host_names`](Self::host_names) (by name).
+    pub fn build_resolved(
+        &self,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+        loaded: &BTreeMap<String, TrustSet>,
+        hosts: &BTreeMap<String, TrustSet>,
+    ) -> Result<Policy, ConfigError> {
         let mut builder = Policy::builder();
         for (name, set) in loaded {
             builder = builder.provider(name, set.clone());
+        }
+        for (name, set) in hosts {
+            builder = builder.host(name, set.clone());
         }
         for (name, files) in &self.providers {
             builder = builder.provider(name, load_provider(name, files, read)?);

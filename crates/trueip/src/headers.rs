@@ -468,6 +468,8 @@ pub mod names {
     pub const X_CLIENT_IP: FieldName = FieldName::from_static("x-client-ip");
     /// `X-Cluster-Client-IP` (Rackspace, Riverbed)
     pub const X_CLUSTER_CLIENT_IP: FieldName = FieldName::from_static("x-cluster-client-ip");
+    /// `Cookie` (read by `cookie:NAME` strategies)
+    pub const COOKIE: FieldName = FieldName::from_static("cookie");
 
     /// What a forwarding header claims.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -733,6 +735,60 @@ pub trait Headers {
         self.for_each_value(also, |_| present = true);
         present
     }
+
+    /// The request's query string: the part of the request target after the first `?`,
+    /// without it, as sent (still percent-encoded). `query:NAME` strategies read it;
+    /// containers that hold only headers have none (the default), and such a strategy then
+    /// finds nothing. [`WithQuery`] adds one to any container.
+    fn query(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// Headers and a query string: for callers whose headers and request target live apart
+/// (`trueip explain --query`, a WSGI environ's `QUERY_STRING`).
+///
+/// ```
+/// use trueip::headers::WithQuery;
+/// use trueip::{Connection, Policy};
+///
+/// let policy = Policy::builder().trust_str("loopback")?.strategy_str("query:client")?.build()?;
+/// let headers: [(&str, &str); 0] = [];
+/// let request = WithQuery::new(&headers[..], b"client=198.51.100.4&page=2");
+/// let conn = Connection::from_peer("127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+/// assert_eq!(policy.resolve(&conn, &request).client.ip.to_string(), "198.51.100.4");
+/// # Ok::<(), trueip::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct WithQuery<'a, H: ?Sized> {
+    headers: &'a H,
+    query: &'a [u8],
+}
+
+impl<'a, H: Headers + ?Sized> WithQuery<'a, H> {
+    /// `headers`, with `query` (without the `?`) as the request's query string.
+    pub fn new(headers: &'a H, query: &'a [u8]) -> Self {
+        WithQuery { headers, query }
+    }
+}
+
+impl<H: Headers + ?Sized> Headers for WithQuery<'_, H> {
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
+        self.headers.for_each_value(name, f);
+    }
+
+    fn for_each_value_noting<'a>(
+        &'a self,
+        name: &FieldName,
+        also: &FieldName,
+        f: impl FnMut(&'a [u8]),
+    ) -> bool {
+        self.headers.for_each_value_noting(name, also, f)
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        Some(self.query)
+    }
 }
 
 impl<N: AsRef<str>, V: AsRef<[u8]>> Headers for [(N, V)] {
@@ -851,6 +907,10 @@ impl<B> Headers for http::Request<B> {
     ) -> bool {
         self.headers().for_each_value_noting(name, also, f)
     }
+
+    fn query(&self) -> Option<&[u8]> {
+        self.uri().query().map(str::as_bytes)
+    }
 }
 
 /// Lines a [`Lines`] holds before it sets up room for [`MAX_LINES`].
@@ -910,7 +970,7 @@ impl<'a> Lines<'a> {
     }
 
     #[inline(always)]
-    fn push(&mut self, value: &'a [u8]) {
+    pub(crate) fn push(&mut self, value: &'a [u8]) {
         if self.many.is_none()
             && let Some(slot) = self.few.get_mut(self.len)
         {

@@ -9,10 +9,11 @@ use crate::addr::Node;
 use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::link::PrivateLink;
+use crate::params::ParamName;
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
 use crate::strategy::{
-    AllTrusted, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost, RightmostUntrusted,
-    Single, Strategy, StrategySpec, bad_hops,
+    AllTrusted, Carrier, Ctx, Found, HOPS, Hops, Kind, Leftmost, Preset, Rightmost,
+    RightmostUntrusted, Single, Strategy, StrategySpec, bad_hops,
 };
 use crate::trace::{Mark, NoTrace, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
@@ -63,7 +64,8 @@ impl From<std::net::SocketAddr> for Node {
     }
 }
 
-/// A trust specification: a CIDR or address, a named set, or a provider's published ranges.
+/// A trust specification: a CIDR or address, a named set, a provider's published ranges,
+/// or a host name whose addresses the caller resolves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrustSpec {
     /// `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
@@ -73,6 +75,59 @@ pub enum TrustSpec {
     /// A provider whose ranges the caller loads: `cloudfront`, `cloudflare`, `fastly`,
     /// `azure-front-door`; `gcp-lb` is built in (Google Front End ranges).
     Provider(String),
+    /// A host name, lower case: `lb.internal`, or `host:nginx` for a name without a dot
+    /// (a container's service name), which would otherwise read as a misspelt named set
+    /// or provider. This crate does no I/O: the caller resolves it and supplies its
+    /// addresses ([`PolicyBuilder::host`]), as it loads a provider's ranges.
+    Host(String),
+}
+
+/// The longest host name (RFC 1035: 253 characters written without the final dot).
+const MAX_HOST_NAME: usize = 253;
+
+/// The prefix that makes any word a host name: `host:nginx`.
+const HOST_PREFIX: &str = "host:";
+
+/// Checks a host name (RFC 1123 labels: letters, digits and inner hyphens, 1 to 63 each),
+/// lower-cases it and drops one final dot. A name whose last label is all digits is
+/// refused: that is how an IPv4 address with a typo reads (`10.0.0.256`, `10.0.0`), and
+/// resolvers would parse it as an address, not look it up.
+fn host_name(text: &str, written: &str) -> Result<String, ConfigError> {
+    let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+    let bad = |why: String| {
+        Err(
+            ConfigError::new(format!("invalid host name {written:?}: {why}")).hint(
+                "a host name is labels of letters, digits and inner hyphens joined by dots \
+             (lb.internal); write a name without a dot as host:NAME",
+            ),
+        )
+    };
+    if name.is_empty() || name.len() > MAX_HOST_NAME {
+        return bad(format!("it must be 1 to {MAX_HOST_NAME} characters"));
+    }
+    for label in name.split('.') {
+        let ok = (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return bad(format!("{label:?} is not a valid label"));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(
+            ConfigError::new(format!("invalid address {written:?}")).hint(
+                "an IPv4 address is four numbers from 0 to 255 (10.0.0.1), a CIDR adds /0 to /32",
+            ),
+        );
+    }
+    Ok(name)
 }
 
 /// Provider names a trust spec may use.
@@ -99,12 +154,21 @@ impl FromStr for TrustSpec {
         if PROVIDERS.contains(&lower.as_str()) {
             return Ok(TrustSpec::Provider(lower));
         }
-        if text.bytes().any(|b| b.is_ascii_digit() || b == b':') {
+        if let Some(name) = lower.strip_prefix(HOST_PREFIX) {
+            return host_name(name, text).map(TrustSpec::Host);
+        }
+        // An address or CIDR: anything with a colon or a slash, or only digits and dots.
+        // Such text is never looked up as a name: `10.0.0.256` is a typo, not a host.
+        if text.contains([':', '/']) || text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return text.parse().map(TrustSpec::Cidr);
+        }
+        if text.contains('.') {
+            return host_name(text, text).map(TrustSpec::Host);
         }
         Err(
             ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
-                "use a CIDR (10.0.0.0/8), an address, a named set ({}) or a provider ({})",
+                "use a CIDR (10.0.0.0/8), an address, a named set ({}), a provider ({}), a \
+                 host name (lb.internal), or host:{text} for a name without a dot",
                 NamedSet::ALL.map(NamedSet::name).join(", "),
                 PROVIDERS.join(", ")
             )),
@@ -118,6 +182,8 @@ impl std::fmt::Display for TrustSpec {
             TrustSpec::Cidr(c) => write!(f, "{c}"),
             TrustSpec::Named(n) => f.write_str(n.name()),
             TrustSpec::Provider(p) => f.write_str(p),
+            TrustSpec::Host(h) if h.contains('.') => f.write_str(h),
+            TrustSpec::Host(h) => write!(f, "{HOST_PREFIX}{h}"),
         }
     }
 }
@@ -195,6 +261,7 @@ pub struct PolicyBuilder {
     proxy_protocol_from: Vec<TrustSpec>,
     ipv6_prefix: Option<u8>,
     providers: HashMap<String, TrustSet>,
+    hosts: HashMap<String, TrustSet>,
 }
 
 impl PolicyBuilder {
@@ -263,6 +330,15 @@ impl PolicyBuilder {
         self
     }
 
+    /// Supplies the addresses a host name ([`TrustSpec::Host`]) resolved to, each trusted
+    /// as a single address. The caller resolves; a name the policy uses must be supplied
+    /// (an empty set is allowed, and trusts no one).
+    pub fn host(mut self, name: &str, addrs: TrustSet) -> Self {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        self.hosts.insert(name, addrs);
+        self
+    }
+
     fn resolve_set(&self, specs: &[TrustSpec]) -> Result<TrustSet, ConfigError> {
         let mut cidrs = Vec::new();
         for spec in specs {
@@ -270,6 +346,13 @@ impl PolicyBuilder {
                 TrustSpec::Cidr(c) => cidrs.push(*c),
                 TrustSpec::Named(n) => cidrs.extend(n.cidrs()),
                 TrustSpec::Provider(p) => cidrs.extend(self.provider_set(p)?.cidrs()),
+                TrustSpec::Host(h) => match self.hosts.get(h) {
+                    Some(set) => cidrs.extend(set.cidrs()),
+                    None => {
+                        return Err(ConfigError::new(format!("host name {h:?} was not resolved"))
+                            .hint("the caller resolves host names and supplies their addresses (PolicyBuilder::host); `trueip serve` and `trueip explain` do"));
+                    }
+                },
             }
         }
         Ok(TrustSet::from_cidrs(cidrs))
@@ -400,6 +483,24 @@ impl PolicyBuilder {
                 needs_trust(name.as_str())?;
                 out.push(header(name.clone(), trusted, base));
             }
+            // Written by the hops the strategy trusts and relayed by the policy's proxies,
+            // as a plain `header:NAME`.
+            StrategySpec::Query(name) => {
+                needs_trust(&format!("the query argument {name}"))?;
+                let carrier = Carrier::Query(name.clone());
+                out.push(with(
+                    Kind::Header(Single::param(carrier, trusted, base.clone())),
+                    from,
+                ));
+            }
+            StrategySpec::Cookie(name) => {
+                needs_trust(&format!("the cookie {name}"))?;
+                let carrier = Carrier::Cookie(name.clone());
+                out.push(with(
+                    Kind::Header(Single::param(carrier, trusted, base.clone())),
+                    from,
+                ));
+            }
             StrategySpec::Leftmost => out.push(with(Kind::Leftmost(Leftmost { trusted }), from)),
             StrategySpec::Preset(preset) => {
                 let provider = |name: &str| -> Result<TrustSet, ConfigError> {
@@ -517,9 +618,57 @@ impl Policy {
     /// `policy.strategy_header(resolution.strategy?)`).
     pub fn strategy_header(&self, index: u8) -> Option<&FieldName> {
         match &self.strategies.get(usize::from(index))?.kind {
-            Kind::Header(single) => Some(&single.name),
+            Kind::Header(Single {
+                carrier: Carrier::Header(name),
+                ..
+            }) => Some(name),
             _ => None,
         }
+    }
+
+    /// The query argument or cookie a `query:NAME` or `cookie:NAME` strategy reads (for
+    /// [`Source::Query`] and [`Source::Cookie`] results).
+    pub fn strategy_param(&self, index: u8) -> Option<&ParamName> {
+        match &self.strategies.get(usize::from(index))?.kind {
+            Kind::Header(Single {
+                carrier: Carrier::Query(name) | Carrier::Cookie(name),
+                ..
+            }) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The query arguments the policy's `query:NAME` strategies read, each once: what
+    /// `trueip serve` removes before forwarding when told to (`strip_client_source`).
+    pub fn query_names(&self) -> Vec<&ParamName> {
+        self.param_names(|carrier| match carrier {
+            Carrier::Query(name) => Some(name),
+            _ => None,
+        })
+    }
+
+    /// The cookies the policy's `cookie:NAME` strategies read, each once.
+    pub fn cookie_names(&self) -> Vec<&ParamName> {
+        self.param_names(|carrier| match carrier {
+            Carrier::Cookie(name) => Some(name),
+            _ => None,
+        })
+    }
+
+    fn param_names<'p>(
+        &'p self,
+        pick: impl Fn(&'p Carrier) -> Option<&'p ParamName>,
+    ) -> Vec<&'p ParamName> {
+        let mut out: Vec<&ParamName> = Vec::new();
+        for strategy in &self.strategies {
+            if let Kind::Header(single) = &strategy.kind
+                && let Some(name) = pick(&single.carrier)
+                && !out.contains(&name)
+            {
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// How a resolution's source reads, with the header name filled in.
@@ -534,6 +683,12 @@ impl Policy {
             resolution.strategy.and_then(|i| self.strategy_header(i)),
         ) {
             (Source::Header, Some(name)) => Text::Owned(name.to_string()),
+            (Source::Query | Source::Cookie, _) => {
+                match resolution.strategy.and_then(|i| self.strategy_param(i)) {
+                    Some(name) => Text::Owned(format!("{}:{name}", resolution.source)),
+                    None => Text::Static("parameter"),
+                }
+            }
             (Source::List { header, from_right }, _) => Text::Entry(header, from_right),
             (Source::Peer, _) => Text::Static("peer"),
             (Source::ProxyProtocol, _) => Text::Static("proxy-protocol"),
@@ -560,13 +715,18 @@ impl Policy {
 
     /// Every header `resolve` may read, lower case, each once: both list headers,
     /// `X-Real-IP` (flagged when sent to a policy that trusts no one), each header
-    /// strategy's header and the origin secret's. A caller that has to copy headers out of
-    /// another representation (a Python dict, a WSGI environ) copies just these: `resolve`
-    /// over them decides exactly as over the whole request.
+    /// strategy's header, `Cookie` when a `cookie:NAME` strategy reads it, and the origin
+    /// secret's. A caller that has to copy headers out of another representation (a Python
+    /// dict, a WSGI environ) copies just these (and the query string, for `query:NAME`):
+    /// `resolve` over them decides exactly as over the whole request.
     pub fn header_names(&self) -> Vec<FieldName> {
         let mut out = vec![names::X_FORWARDED_FOR, names::FORWARDED, names::X_REAL_IP];
         let singles = self.strategies.iter().filter_map(|s| match &s.kind {
-            Kind::Header(single) => Some(single.name.clone()),
+            Kind::Header(single) => match &single.carrier {
+                Carrier::Header(name) => Some(name.clone()),
+                Carrier::Cookie(_) => Some(names::COOKIE),
+                Carrier::Query(_) => None,
+            },
             _ => None,
         });
         for name in singles.chain(self.origin_secret.as_ref().map(|s| s.name().clone())) {
@@ -857,6 +1017,38 @@ mod tests {
         ));
         let err = "10.0.0.0/33".parse::<TrustSpec>().unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/33"), "{err}");
+        for (text, host, shown) in [
+            ("lb.internal", "lb.internal", "lb.internal"),
+            ("LB.Internal.", "lb.internal", "lb.internal"),
+            ("lb1.internal", "lb1.internal", "lb1.internal"),
+            ("host:nginx", "nginx", "host:nginx"),
+            ("host:loopback", "loopback", "host:loopback"),
+            ("Host:web-1.svc", "web-1.svc", "web-1.svc"),
+        ] {
+            let spec = text.parse::<TrustSpec>().unwrap();
+            assert_eq!(spec, TrustSpec::Host(host.into()), "{text}");
+            assert_eq!(spec.to_string(), shown, "{text}");
+            assert_eq!(
+                shown.parse::<TrustSpec>().unwrap(),
+                spec,
+                "{text} round trip"
+            );
+        }
+        for (text, says) in [
+            ("10.0.0.256", "invalid"),
+            ("10.0.0", "invalid"),
+            ("1.2.3.4.5", "invalid"),
+            ("lb.10", "invalid address"),
+            ("lb..internal", "not a valid label"),
+            ("-lb.internal", "not a valid label"),
+            ("lb_1.internal", "not a valid label"),
+            ("host:", "1 to 253"),
+            ("host:10.0.0.1", "invalid address"),
+            ("nginx", "host:nginx"),
+        ] {
+            let err = text.parse::<TrustSpec>().unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
         let err = "cloudfrnt".parse::<TrustSpec>().unwrap_err().to_string();
         assert!(err.contains("cloudfront"), "{err}");
     }

@@ -96,6 +96,12 @@ pub enum Source {
     /// A single-address header such as `X-Real-IP`: the one the deciding strategy reads
     /// ([`Policy::strategy_header`](crate::Policy::strategy_header) names it).
     Header,
+    /// A query argument (`query:NAME`): the one the deciding strategy reads
+    /// ([`Policy::strategy_param`](crate::Policy::strategy_param) names it).
+    Query,
+    /// A cookie (`cookie:NAME`): the one the deciding strategy reads
+    /// ([`Policy::strategy_param`](crate::Policy::strategy_param) names it).
+    Cookie,
 }
 
 impl fmt::Display for Source {
@@ -107,6 +113,8 @@ impl fmt::Display for Source {
                 write!(f, "{}[-{from_right}]", header.field_ref().as_str())
             }
             Source::Header => f.write_str("header"),
+            Source::Query => f.write_str("query"),
+            Source::Cookie => f.write_str("cookie"),
         }
     }
 }

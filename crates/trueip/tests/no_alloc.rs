@@ -26,6 +26,8 @@ fn resolve_allocates_nothing() {
         ("loopback", "header:X-Real-IP"),
         ("loopback", "header:X-Custom-Client"),
         ("10.0.0.0/8", "leftmost"),
+        ("loopback", "query:client"),
+        ("loopback", "cookie:client"),
     ]
     .iter()
     .map(|(t, s)| {
@@ -60,6 +62,13 @@ fn resolve_allocates_nothing() {
     );
     map.append("x-real-ip", "198.51.100.1".parse().unwrap());
     map.append("x-custom-client", "198.51.100.2".parse().unwrap());
+    map.append("cookie", "a=1; client=198.51.100.3".parse().unwrap());
+    map.append("cookie", "b=\"2\"".parse().unwrap());
+    let mut request = http::Request::new(());
+    *request.uri_mut() = "/p?a=1&client=%5B2001%3Adb8%3A%3A7%5D%3A80"
+        .parse()
+        .unwrap();
+    *request.headers_mut() = map.clone();
     let pairs = [
         ("X-Forwarded-For", "6.6.6.6, garbage, 10.0.0.2"),
         ("X-Real-IP", "198.51.100.1"),
@@ -77,6 +86,7 @@ fn resolve_allocates_nothing() {
         for conn in &conns {
             sum += u64::from(policy.resolve(conn, &map).trusted_hops);
             sum += u64::from(policy.resolve(conn, &pairs[..]).trusted_hops);
+            sum += u64::from(policy.resolve(conn, &request).trusted_hops);
         }
     }
     let stats = region.change();

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use trueip::entry::Entry;
+use trueip::headers::WithQuery;
 use trueip::{Connection, ListHeader, Node, Policy, Source, Warnings};
 
 fn trusted_v4() -> impl Strategy<Value = String> {
@@ -241,8 +242,10 @@ proptest! {
 /// Policies that read every kind of header: list walks, vendor headers with their own
 /// writers, and an origin secret.
 fn header_reading_policies() -> Vec<Policy> {
-    let chains: [&[&str]; 4] = [
+    let chains: [&[&str]; 6] = [
         &["rightmost-untrusted"],
+        &["cookie:client", "rightmost-untrusted"],
+        &["query:client", "cookie:ip", "header:X-Real-IP"],
         &["header:X-Client-IP", "rightmost-untrusted"],
         &["header:CF-Connecting-IP", "hops:1"],
         &[
@@ -289,6 +292,8 @@ fn any_header() -> impl Strategy<Value = (String, String)> {
         Just("Fly-Client-IP".to_string()),
         Just("X-Forwarded-Proto".to_string()),
         Just("Host".to_string()),
+        Just("Cookie".to_string()),
+        Just("cookie".to_string()),
         "[A-Za-z-]{1,12}",
     ];
     let value = prop_oneof![
@@ -296,8 +301,33 @@ fn any_header() -> impl Strategy<Value = (String, String)> {
         Just("s3cret".to_string()),
         prop::collection::vec(entry(), 1..4).prop_map(|e| e.join(", ")),
         prop::collection::vec(entry(), 1..3).prop_map(|e| line(ListHeader::Forwarded, &e)),
+        cookie_line(),
     ];
     (name, value)
+}
+
+/// A `Cookie` line holding the names the cookie strategies read, and others.
+fn cookie_line() -> impl Strategy<Value = String> {
+    let pair = (
+        prop_oneof![Just("client"), Just("ip"), Just("other"), Just("Client")],
+        entry(),
+    )
+        .prop_map(|(n, v)| format!("{n}={v}"));
+    prop::collection::vec(pair, 1..4).prop_map(|pairs| pairs.join("; "))
+}
+
+/// A query string holding the argument the query strategy reads, and others.
+fn any_query() -> impl Strategy<Value = String> {
+    let pair = (
+        prop_oneof![Just("client"), Just("cl%69ent"), Just("other")],
+        prop_oneof![
+            entry(),
+            Just("%31.2.3.4".to_string()),
+            Just("%zz".to_string())
+        ],
+    )
+        .prop_map(|(n, v)| format!("{n}={v}"));
+    prop::collection::vec(pair, 0..3).prop_map(|pairs| pairs.join("&"))
 }
 
 proptest! {
@@ -309,6 +339,7 @@ proptest! {
     fn header_names_are_all_that_resolve_reads(
         headers in prop::collection::vec(any_header(), 0..8),
         peer in prop_oneof![trusted_v4(), untrusted()],
+        query in any_query(),
     ) {
         let peer = trueip::addr::parse_node(peer.as_bytes()).unwrap();
         let conn = Connection::from_peer(peer);
@@ -320,8 +351,8 @@ proptest! {
                 .cloned()
                 .collect();
             prop_assert_eq!(
-                policy.resolve(&conn, headers.as_slice()),
-                policy.resolve(&conn, kept.as_slice())
+                policy.resolve(&conn, &WithQuery::new(headers.as_slice(), query.as_bytes())),
+                policy.resolve(&conn, &WithQuery::new(kept.as_slice(), query.as_bytes()))
             );
         }
     }

@@ -35,6 +35,8 @@ pub(crate) struct Record {
     pub(crate) source: trueip::Source,
     /// The header, when `source` is a single-address header.
     pub(crate) header: Option<trueip::FieldName>,
+    /// The query argument or cookie, when `source` is one.
+    pub(crate) param: Option<trueip::ParamName>,
     /// What looked wrong.
     pub(crate) warnings: trueip::Warnings,
     /// The private endpoint the client came through, when the PROXY header that named
@@ -79,6 +81,7 @@ impl Record {
             peer: ctx.peer,
             source: trueip::Source::Peer,
             header: None,
+            param: None,
             warnings: trueip::Warnings::NONE,
             private_link: None,
             method,
@@ -111,9 +114,12 @@ impl Record {
             in_flight.end_at(now);
         }
         if self.access_log {
-            let source = match (&self.source, &self.header) {
-                (trueip::Source::Header, Some(name)) => name.to_string(),
-                (source, _) => source.to_string(),
+            let source = match (&self.source, &self.header, &self.param) {
+                (trueip::Source::Header, Some(name), _) => name.to_string(),
+                (source @ (trueip::Source::Query | trueip::Source::Cookie), _, Some(name)) => {
+                    format!("{source}:{name}")
+                }
+                (source, _, _) => source.to_string(),
             };
             tracing::info!(
                 target: "trueip::access",
@@ -148,6 +154,15 @@ impl Record {
         ctx.shared.metrics.resolved(resolution);
         self.client = resolution.client.ip;
         self.source = resolution.source;
+        if matches!(
+            resolution.source,
+            trueip::Source::Query | trueip::Source::Cookie
+        ) {
+            self.param = resolution
+                .strategy
+                .and_then(|i| policy.strategy_param(i))
+                .cloned();
+        }
         if resolution.source == trueip::Source::Header {
             self.header = resolution
                 .strategy

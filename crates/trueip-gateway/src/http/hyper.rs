@@ -2,11 +2,13 @@
 //! path hands over. One request: route it, then an admin page, the whoami page, or the
 //! upstream's answer, with the same rules as the lean path.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -122,14 +124,15 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
         ),
         (Route::Forward, Some(upstream)) => {
             let conn = ctx.connection();
-            let resolution = settings.policy.resolve(&conn, req.headers());
+            // The request, not only its headers: `query:NAME` strategies read its target.
+            let resolution = settings.policy.resolve(&conn, &req);
             record.note(&ctx, &conn, &settings.policy, &resolution);
             forward(req, &ctx, &state, upstream, &resolution).await
         }
         (Route::Whoami | Route::Forward, _) => {
             let conn = ctx.connection();
             // The whoami page explains the decision: resolving once more would repeat it.
-            let decision = Decision::new(&settings.policy, &conn, req.headers());
+            let decision = Decision::new(&settings.policy, &conn, &req);
             record.note(&ctx, &conn, &settings.policy, decision.resolution());
             let host = req
                 .uri()
@@ -175,6 +178,17 @@ async fn forward(
     let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref());
     let stripped = state.hygiene.request(&mut parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
+    state.hygiene.strip_cookies(&mut parts.headers);
+    if let Some(target) = parts.uri.path_and_query() {
+        let kept = state.hygiene.strip_target(target.as_str());
+        if let Cow::Owned(kept) = kept {
+            // What is left of a valid target is a valid target.
+            match PathAndQuery::try_from(kept) {
+                Ok(p) => parts.uri = upstream::origin_form(Some(&p)),
+                Err(_) => return response(failed(ctx, Failure::Target, &parts.uri), &method),
+            }
+        }
+    }
     if parts.version == Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }

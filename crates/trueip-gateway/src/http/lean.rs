@@ -133,16 +133,33 @@ pub(crate) enum After {
     Hyper(Bytes),
 }
 
-/// Received header lines, as the core library reads headers.
-struct Raw<'a>(&'a [httparse::Header<'a>]);
+/// Received header lines and the request target's query, as the core library reads a request.
+struct Raw<'a> {
+    lines: &'a [httparse::Header<'a>],
+    /// The part of the target after the first `?`, for `query:NAME` strategies.
+    query: Option<&'a str>,
+}
+
+impl<'a> Raw<'a> {
+    fn new(lines: &'a [httparse::Header<'a>], target: &'a str) -> Self {
+        Raw {
+            lines,
+            query: target.split_once('?').map(|(_, query)| query),
+        }
+    }
+}
 
 impl Headers for Raw<'_> {
     fn for_each_value<'b>(&'b self, name: &FieldName, mut f: impl FnMut(&'b [u8])) {
-        for h in self.0 {
+        for h in self.lines {
             if h.name.eq_ignore_ascii_case(name.as_str()) {
                 f(h.value);
             }
         }
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        self.query.map(str::as_bytes)
     }
 }
 
@@ -683,7 +700,7 @@ async fn one(
     };
 
     let start = Instant::now();
-    let raw = Raw(lines);
+    let raw = Raw::new(lines, path);
     let conn = ctx.connection();
     let access_log = settings.log.access_log;
     let uri = if access_log { path.parse().ok() } else { None };
@@ -765,7 +782,7 @@ fn upstream_head(
     ctx: &ConnCtx,
     req: &Request<'_>,
 ) -> (Vec<u8>, u64) {
-    let raw = Raw(req.lines);
+    let raw = Raw::new(req.lines, req.target);
     let facts = facts(ctx, state, req.resolution, &raw, req.host);
     let hygiene = &state.hygiene;
     // A request with `Connection` lines is hyper's: nothing here is named by one.
@@ -779,11 +796,16 @@ fn upstream_head(
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
-    head.extend_from_slice(req.target.as_bytes());
+    head.extend_from_slice(hygiene.strip_target(req.target).as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut stripped = 0;
     for h in req.lines {
         match hygiene.request_fate(h.name, facts.trusted_hop, &[]) {
+            Fate::Keep if hygiene.strips_cookies() && h.name.eq_ignore_ascii_case("cookie") => {
+                if let Some(value) = hygiene.strip_cookie(h.value) {
+                    put_line(&mut head, h.name, &value);
+                }
+            }
             Fate::Keep if !own.sets(h.name) => put_line(&mut head, h.name, h.value),
             Fate::Keep | Fate::Drop => {}
             Fate::Strip => stripped += 1,

@@ -600,6 +600,7 @@ fn source_text(e: &Explanation) -> String {
             format!("{} entry {from_right} from the right", header.field())
         }
         Source::Header => format!("the {} header of a trusted proxy", e.source),
+        Source::Query | Source::Cookie => format!("{} set by a trusted proxy", e.source),
     }
 }
 

@@ -21,6 +21,7 @@
 //!    after it; `append`: the received list plus the peer), `X-Forwarded-Proto`,
 //!    `-Host`, `-Port`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
@@ -277,6 +278,68 @@ impl Hygiene {
             settings,
             managed,
             secret,
+        }
+    }
+
+    /// The request target without the query arguments `query:NAME` strategies read, when
+    /// `[headers] strip_client_source` asks for it: the app must not read an address the
+    /// gateway may have refused (a client's own `?client=1.2.3.4`), nor see a second
+    /// answer beside `X-Real-IP`. Borrowed when there is nothing to remove; a query left
+    /// empty loses its `?`.
+    pub(crate) fn strip_target<'t>(&self, target: &'t str) -> Cow<'t, str> {
+        let args = &self.settings.source_args;
+        let Some((path, query)) = target.split_once('?').filter(|_| !args.is_empty()) else {
+            return Cow::Borrowed(target);
+        };
+        let mut kept: Cow<'_, str> = Cow::Borrowed(query);
+        for name in args {
+            if let Some(rest) = trueip::params::strip_query(&kept, name) {
+                kept = Cow::Owned(rest);
+            }
+        }
+        match kept {
+            Cow::Borrowed(_) => Cow::Borrowed(target),
+            Cow::Owned(q) if q.is_empty() => Cow::Owned(path.to_owned()),
+            Cow::Owned(q) => Cow::Owned(format!("{path}?{q}")),
+        }
+    }
+
+    /// Whether `Cookie` lines must be rewritten (`strip_client_source` with a
+    /// `cookie:NAME` strategy).
+    pub(crate) fn strips_cookies(&self) -> bool {
+        !self.settings.source_cookies.is_empty()
+    }
+
+    /// A `Cookie` line without the cookies `cookie:NAME` strategies read (when
+    /// `strip_client_source` asks for it): `None` when nothing is left of it, the line
+    /// as it came when nothing was removed.
+    pub(crate) fn strip_cookie<'v>(&self, value: &'v [u8]) -> Option<Cow<'v, [u8]>> {
+        let mut kept: Cow<'_, [u8]> = Cow::Borrowed(value);
+        for name in &self.settings.source_cookies {
+            if let Some(rest) = trueip::params::strip_cookie(&kept, name) {
+                kept = Cow::Owned(rest);
+            }
+        }
+        (!kept.is_empty()).then_some(kept)
+    }
+
+    /// [`strip_cookie`](Self::strip_cookie) over a header map's `Cookie` lines.
+    pub(crate) fn strip_cookies(&self, headers: &mut HeaderMap) {
+        if !self.strips_cookies() || !headers.contains_key(header::COOKIE) {
+            return;
+        }
+        let lines: Vec<HeaderValue> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| match self.strip_cookie(v.as_bytes())? {
+                Cow::Borrowed(_) => Some(v.clone()),
+                // Bytes of a valid value, less some: still valid.
+                Cow::Owned(rest) => HeaderValue::from_bytes(&rest).ok(),
+            })
+            .collect();
+        headers.remove(header::COOKIE);
+        for line in lines {
+            headers.append(header::COOKIE, line);
         }
     }
 
@@ -624,7 +687,7 @@ fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut
                 }
             }
         }
-        Source::Header => {}
+        Source::Header | Source::Query | Source::Cookie => {}
     }
     f(next, r.effective_peer());
 }

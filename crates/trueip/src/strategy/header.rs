@@ -1,9 +1,11 @@
-//! `header:NAME`: a header that carries one address, set by a trusted proxy.
+//! `header:NAME` (and `query:NAME`, `cookie:NAME`): one address, set by a trusted proxy.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::addr::{parse_ip_port_last_colon, parse_node};
 use crate::headers::{FieldName, Headers, Lines, names};
+use crate::params::{self, MAX_PARAM_VALUE, ParamName};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Tracer, Verdict};
 use crate::trust::TrustSet;
@@ -42,9 +44,13 @@ use super::{Ctx, Decide, Found};
 /// `X-Real-IP: 1.2.3.4`). And when `writers` is a shared provider range: any customer of
 /// the CDN can send through it, with their own distribution writing whatever address they
 /// like — pair it with an origin secret.
+///
+/// `query:NAME` and `cookie:NAME` are this strategy over another carrier ([`Carrier`]):
+/// the same writers and relays, the same refusal of several occurrences (two arguments or
+/// two cookies of the name, whichever lines they came on), the same trace.
 #[derive(Clone, Debug)]
 pub(crate) struct Single {
-    pub(crate) name: FieldName,
+    pub(crate) carrier: Carrier,
     pub(crate) format: SingleFormat,
     /// The hops trusted to write the header.
     pub(crate) writers: TrustSet,
@@ -52,11 +58,65 @@ pub(crate) struct Single {
     pub(crate) relays: TrustSet,
 }
 
+/// Where a [`Single`] strategy finds its one address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    /// A header (`header:NAME`, the presets).
+    Header(FieldName),
+    /// A query argument (`query:NAME`), percent-decoded.
+    Query(ParamName),
+    /// A cookie (`cookie:NAME`), from every `Cookie` line.
+    Cookie(ParamName),
+}
+
+impl Carrier {
+    /// The occurrences of the carrier in the request, into `lines` (empty).
+    #[inline(always)]
+    fn fill<'h, H: Headers + ?Sized>(&self, headers: &'h H, lines: &mut Lines<'h>) {
+        match self {
+            Carrier::Header(name) => lines.fill(headers, name),
+            Carrier::Query(name) => {
+                if let Some(query) = headers.query() {
+                    params::query_values(query, name, |value| lines.push(value));
+                }
+            }
+            Carrier::Cookie(name) => headers.for_each_value(&names::COOKIE, |line| {
+                params::cookie_values(line, name, |value| lines.push(value));
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Carrier {
+    /// As the trace names it: the header name, or the strategy's spelling.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Carrier::Header(name) => write!(f, "{name}"),
+            Carrier::Query(name) => write!(f, "query:{name}"),
+            Carrier::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
 impl Single {
     pub(crate) fn new(name: FieldName, writers: TrustSet, relays: TrustSet) -> Self {
         Single {
             format: SingleFormat::for_header(&name),
-            name,
+            carrier: Carrier::Header(name),
+            writers,
+            relays,
+        }
+    }
+
+    /// `query:NAME` or `cookie:NAME`.
+    pub(crate) fn param(carrier: Carrier, writers: TrustSet, relays: TrustSet) -> Self {
+        let format = match &carrier {
+            Carrier::Query(_) => SingleFormat::Query,
+            _ => SingleFormat::Node,
+        };
+        Single {
+            carrier,
+            format,
             writers,
             relays,
         }
@@ -72,7 +132,7 @@ impl Decide for Single {
         ctx: &mut Ctx<'_, '_, T>,
     ) -> Option<Found> {
         let Single {
-            name,
+            carrier: name,
             format,
             writers,
             relays,
@@ -80,7 +140,8 @@ impl Decide for Single {
         let peer_writes = ctx.peer.client.trusted_by(writers);
         let peer_relays = !peer_writes && ctx.peer.client.trusted_by(relays);
         trace_peer(ctx, peer_writes || peer_relays);
-        let lines = Lines::read(headers, name);
+        let mut lines = Lines::new();
+        name.fill(headers, &mut lines);
         if lines.is_empty() {
             ctx.trace.step(|| {
                 Mark::new(
@@ -123,8 +184,15 @@ impl Decide for Single {
             return None;
         };
         let parsed = match format {
-            SingleFormat::Node => parse_node(value),
-            SingleFormat::LastColonPort => parse_ip_port_last_colon(value),
+            SingleFormat::Node => parse_node(value).map_err(Malformed::Addr),
+            SingleFormat::LastColonPort => parse_ip_port_last_colon(value).map_err(Malformed::Addr),
+            // The buffer only here: the header strategies do not pay for clearing it.
+            SingleFormat::Query => {
+                let mut decoded = [0; MAX_PARAM_VALUE];
+                params::percent_decode(value, &mut decoded)
+                    .map_err(Malformed::Decode)
+                    .and_then(|value| parse_node(value).map_err(Malformed::Addr))
+            }
         };
         match parsed {
             Ok(node) => {
@@ -137,7 +205,11 @@ impl Decide for Single {
                 });
                 Some(Found {
                     client: node.into(),
-                    source: Source::Header,
+                    source: match name {
+                        Carrier::Header(_) => Source::Header,
+                        Carrier::Query(_) => Source::Query,
+                        Carrier::Cookie(_) => Source::Cookie,
+                    },
                     // The peer, the relays between it and the writer, and the writer.
                     trusted_hops: ctx.peer.trusted_hops + 1 + writer,
                 })
@@ -169,6 +241,23 @@ pub(crate) enum SingleFormat {
     Node,
     /// `ip:port` with the port after the last colon (`2001:db8::1:443`).
     LastColonPort,
+    /// [`Node`](Self::Node), percent-encoded (a query argument).
+    Query,
+}
+
+/// Why a value is not an address.
+enum Malformed {
+    Addr(crate::addr::AddrError),
+    Decode(params::DecodeError),
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::Addr(e) => write!(f, "{e}"),
+            Malformed::Decode(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl SingleFormat {

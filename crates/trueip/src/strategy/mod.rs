@@ -36,7 +36,7 @@ use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::Tracer;
 
 pub(crate) use crate::list::Client;
-pub(crate) use header::Single;
+pub(crate) use header::{Carrier, Single};
 pub(crate) use hops::Hops;
 pub(crate) use leftmost::Leftmost;
 pub(crate) use rightmost::Rightmost;

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use crate::error::ConfigError;
 use crate::headers::FieldName;
+use crate::params::ParamName;
 
 /// A strategy as written in config and on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,10 @@ pub enum StrategySpec {
     Hops(u16),
     /// `header:NAME`: a single-address header, honoured from trusted peers only.
     Header(FieldName),
+    /// `query:NAME`: an address in a query argument, honoured from trusted peers only.
+    Query(ParamName),
+    /// `cookie:NAME`: an address in a cookie, honoured from trusted peers only.
+    Cookie(ParamName),
     /// `leftmost`: the first element, as the client wrote it. For analytics only.
     Leftmost,
     /// A provider preset: sets the header and trust for that provider.
@@ -112,7 +117,8 @@ impl Preset {
 /// One row of [`StrategySpec::TABLE`]: how a strategy is written, and when to use it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StrategyDoc {
-    /// As `--strategy` and the config spell it; `hops:N` and `header:NAME` take an argument.
+    /// As `--strategy` and the config spell it; `hops:N`, `header:NAME`, `query:NAME` and
+    /// `cookie:NAME` take an argument.
     pub name: &'static str,
     /// What it reads.
     pub reads: &'static str,
@@ -133,6 +139,8 @@ enum Form {
     Rightmost,
     Hops,
     Header,
+    Query,
+    Cookie,
     Leftmost,
     Preset(Preset),
 }
@@ -208,6 +216,22 @@ impl StrategySpec {
             safe_when: "the trusted proxy always overwrites the header",
             summary: "a single-address header (X-Real-IP, CF-Connecting-IP...)",
             form: Form::Header,
+        },
+        StrategyDoc {
+            name: "query:NAME",
+            reads: "one address in one query argument, percent-decoded",
+            deployment: "an API gateway that appends `?NAME=client` (APISIX `arg_NAME`)",
+            safe_when: "the trusted gateway always overwrites the argument; `strip_client_source` keeps it from the app",
+            summary: "a query argument set by a trusted gateway (?NAME=1.2.3.4)",
+            form: Form::Query,
+        },
+        StrategyDoc {
+            name: "cookie:NAME",
+            reads: "one address in one cookie",
+            deployment: "an API gateway or edge worker that sets a cookie (APISIX `cookie_NAME`)",
+            safe_when: "the trusted gateway always overwrites the cookie; `strip_client_source` keeps it from the app",
+            summary: "a cookie set by a trusted gateway (Cookie: NAME=1.2.3.4)",
+            form: Form::Cookie,
         },
         StrategyDoc {
             name: "leftmost",
@@ -291,6 +315,8 @@ impl StrategySpec {
             StrategySpec::Rightmost => Form::Rightmost,
             StrategySpec::Hops(_) => Form::Hops,
             StrategySpec::Header(_) => Form::Header,
+            StrategySpec::Query(_) => Form::Query,
+            StrategySpec::Cookie(_) => Form::Cookie,
             StrategySpec::Leftmost => Form::Leftmost,
             StrategySpec::Preset(preset) => Form::Preset(*preset),
         }
@@ -343,13 +369,15 @@ impl FromStr for StrategySpec {
                 _ => return Err(bad_hops(text)),
             },
             (Form::Header, Some(name)) => StrategySpec::Header(FieldName::new(name.trim())?),
+            (Form::Query, Some(name)) => StrategySpec::Query(ParamName::new(name.trim())?),
+            (Form::Cookie, Some(name)) => StrategySpec::Cookie(ParamName::new(name.trim())?),
             (Form::Peer, _) => StrategySpec::Peer,
             (Form::RightmostUntrusted, _) => StrategySpec::RightmostUntrusted,
             (Form::Rightmost, _) => StrategySpec::Rightmost,
             (Form::Leftmost, _) => StrategySpec::Leftmost,
             (Form::Preset(preset), _) => StrategySpec::Preset(preset),
             // A row takes an argument exactly when its name has one: matched above.
-            (Form::Hops | Form::Header, None) => {
+            (Form::Hops | Form::Header | Form::Query | Form::Cookie, None) => {
                 return Err(ConfigError::new(format!("unknown strategy {text:?}")));
             }
         })
@@ -362,6 +390,9 @@ impl fmt::Display for StrategySpec {
         match self {
             StrategySpec::Hops(n) => write!(f, "{}:{n}", row.keyword()),
             StrategySpec::Header(name) => write!(f, "{}:{name}", row.keyword()),
+            StrategySpec::Query(name) | StrategySpec::Cookie(name) => {
+                write!(f, "{}:{name}", row.keyword())
+            }
             _ => f.write_str(row.name),
         }
     }
@@ -379,6 +410,8 @@ mod tests {
             "rightmost",
             "hops:3",
             "header:x-real-ip",
+            "query:client_ip",
+            "cookie:Real-IP",
             "leftmost",
         ]
         .iter()
@@ -402,11 +435,15 @@ mod tests {
             "hops:x",
             "header:",
             "header:bad name",
+            "query:",
+            "query:a=b",
+            "cookie:a;b",
+            "cookie",
             "nope",
         ] {
             let err = bad.parse::<StrategySpec>().unwrap_err().to_string();
             assert!(
-                err.contains("hint") || err.contains("header name"),
+                err.contains("hint") || err.contains("header name") || err.contains("cookie name"),
                 "{bad}: {err}"
             );
         }
@@ -421,6 +458,8 @@ mod tests {
             Form::Rightmost,
             Form::Hops,
             Form::Header,
+            Form::Query,
+            Form::Cookie,
             Form::Leftmost,
         ]
         .into();
@@ -440,7 +479,8 @@ mod tests {
         let err = "nope".parse::<StrategySpec>().unwrap_err().to_string();
         assert!(
             err.contains(
-                "use peer, rightmost-untrusted, rightmost, hops:N, header:NAME, leftmost, \
+                "use peer, rightmost-untrusted, rightmost, hops:N, header:NAME, query:NAME, \
+                 cookie:NAME, leftmost, \
                  or a preset: cloudfront, cloudflare, fastly, fly, aws-alb, gcp-lb, azure-front-door"
             ),
             "{err}"

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 
 use crate::entry::Entry;
-use crate::headers::{FieldName, Headers, Lines};
+use crate::headers::{Headers, Lines};
 use crate::list::{Client, Rev, node_at};
 use crate::resolution::{ListHeader, Source, Warnings};
 use crate::trace::{Mark, Text, Tracer, Verdict};
@@ -361,7 +361,7 @@ pub(crate) fn trace_peer<'h, T: Tracer<'h>>(ctx: &mut Ctx<'_, '_, T>, trusted: b
 pub(crate) fn writer_position<'h, H: Headers + ?Sized, T: Tracer<'h>>(
     headers: &'h H,
     list: ListHeader,
-    header: &FieldName,
+    header: &impl std::fmt::Display,
     writers: &TrustSet,
     relays: &TrustSet,
     ctx: &mut Ctx<'_, '_, T>,
