@@ -66,9 +66,10 @@ fn externals_present(test: &str) -> bool {
     );
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("local addr").port()
+/// A port free on `ip` itself (a port free on 127.0.0.1 may be in use on 127.0.0.2).
+fn free_addr(ip: [u8; 4]) -> SocketAddr {
+    let l = TcpListener::bind(SocketAddr::from((ip, 0))).expect("a free port");
+    l.local_addr().expect("local addr")
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -377,11 +378,11 @@ fn layout(chain: &Chain) -> Layout {
         .hops
         .iter()
         .enumerate()
-        .map(|(i, h)| SocketAddr::from(([127, 0, 0, octet(h, i)], free_port())))
+        .map(|(i, h)| free_addr([127, 0, 0, octet(h, i)]))
         .collect();
     Layout {
         hops,
-        app: SocketAddr::from(([127, 0, 0, 20], free_port())),
+        app: free_addr([127, 0, 0, 20]),
     }
 }
 
@@ -577,7 +578,7 @@ fn check_recommended_nginx(chain: &Chain) -> bool {
         .parse()
         .expect("an address");
     let (_, snippet_text) = snippet(&sim, "app: nginx");
-    let behind = SocketAddr::from(([127, 0, 0, 21], free_port()));
+    let behind = free_addr([127, 0, 0, 21]);
     let listen = snippet_text
         .lines()
         .find(|l| l.starts_with("listen "))
