@@ -16,6 +16,9 @@ use trueip::ConfigError;
 
 use crate::config::{ListenerTls, TlsConfig};
 
+/// TLS 1.2 sessions remembered per listener for resumption (a few hundred bytes each).
+const TLS12_SESSIONS: usize = 4096;
+
 /// Builds an acceptor offering HTTP/2 and HTTP/1.1 by ALPN (`http`), or no ALPN (`tcp`),
 /// with one certificate, or several chosen by the name the client sends in SNI. `at` is
 /// the `listen[i].tls` key.
@@ -69,6 +72,13 @@ pub(crate) fn acceptor(
     if alpn_http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
+    // Session resumption, on by default: a returning client skips the certificate signature
+    // and the key exchange's second half. TLS 1.3 by stateless tickets (ChaCha20-Poly1305
+    // under keys that rotate every 6 hours, so a ticket lives at most 12; shared by every
+    // worker, as the acceptor is), TLS 1.2 by a bounded cache of session ids.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| ConfigError::new(format!("TLS session tickets: {e}")).at(at.to_string()))?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(TLS12_SESSIONS);
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -148,3 +148,61 @@ fn overlapping_names_and_unreadable_files_stop_the_start_naming_the_key() {
         assert!(err.contains(key) && err.contains(says), "{toml}: {err}");
     }
 }
+
+/// A client that comes back resumes its session (a TLS 1.3 ticket; then a TLS 1.2 session
+/// id): no certificate signature, half the handshake.
+#[test]
+fn a_returning_client_resumes_its_session() {
+    let dir = test_dir("tls_resume");
+    let Some(_) = pki::pki(&dir) else { return };
+    pki::leaf(&dir, "fallback", "DNS:localhost,IP:127.0.0.1");
+    let listen = free_addr();
+    let d = dir.display();
+    let config = format!(
+        "[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/fallback.pem\", key = \"{d}/fallback.key\" }}\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
+    let bin = external("openssl", "openssl").expect("openssl is installed");
+    let session = dir.join("session.pem");
+    for version in ["-tls1_3", "-tls1_2"] {
+        let connect = |extra: &[&str]| {
+            let mut client = Command::new(&bin)
+                .args([
+                    "s_client",
+                    "-connect",
+                    &listen.to_string(),
+                    version,
+                    "-ign_eof",
+                ])
+                .args(extra)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run openssl s_client");
+            if let Some(mut stdin) = client.stdin.take() {
+                use std::io::Write;
+                // A whole request, so that a TLS 1.3 ticket (sent after the handshake) is read.
+                let _ = stdin.write_all(
+                    b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                );
+            }
+            let out = client.wait_with_output().expect("s_client ends");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let session_arg = session.to_str().expect("utf-8 path");
+        let first = connect(&["-sess_out", session_arg]);
+        assert!(
+            first.contains("New, TLSv1."),
+            "{version}: {first}\n{}",
+            gw.proc.log()
+        );
+        let again = connect(&["-sess_in", session_arg]);
+        assert!(
+            again.contains("Reused, TLSv1."),
+            "{version}: the session was not resumed:\n{again}\n{}",
+            gw.proc.log()
+        );
+        assert!(again.contains("HTTP/1.1 200"), "{version}: {again}");
+    }
+}
