@@ -89,40 +89,6 @@ fn edges_in(text: &str, prefix: &str, me: &str) -> BTreeSet<String> {
     edges
 }
 
-/// The graph inside directory module `dir` (`src/rules/`): its files are the nodes, and
-/// `super::x` or `crate::dir::x` in one names sibling `x`. `mod.rs`, the root that declares
-/// them all, is left out; a file that reaches the root (`super::Thing`) names no sibling.
-fn inner_graph(src: &Path, dir: &str) -> Graph {
-    let mut files = Vec::new();
-    rust_files(&src.join(dir), &mut files);
-    let mut graph = Graph::new();
-    let through_crate = format!("crate::{dir}::");
-    let test_only = test_only_modules(&src.join(dir).join("mod.rs"));
-    for file in files {
-        let rel = file
-            .strip_prefix(src.join(dir))
-            .expect("under the directory");
-        let first = rel
-            .components()
-            .next()
-            .and_then(|c| c.as_os_str().to_str())
-            .expect("a path");
-        let module = first.trim_end_matches(".rs").to_string();
-        if module == "mod" || test_only.contains(&module) {
-            continue;
-        }
-        let text = code(&fs::read_to_string(&file).expect("read source"));
-        let edges = graph.entry(module.clone()).or_default();
-        edges.extend(edges_in(&text, "super::", &module));
-        edges.extend(edges_in(&text, &through_crate, &module));
-    }
-    let known: BTreeSet<String> = graph.keys().cloned().collect();
-    for edges in graph.values_mut() {
-        edges.retain(|e| known.contains(e));
-    }
-    graph
-}
-
 /// `text` after the attributes it starts with (`#[allow(\n ...\n)]` spans lines).
 fn skip_attributes(text: &str) -> &str {
     let mut rest = text.trim_start();
@@ -160,30 +126,54 @@ fn test_only_modules(mod_rs: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-fn graph(src: &Path) -> Graph {
+/// The graph of the files under `root`: a file `root/a.rs` or `root/a/**.rs` belongs to
+/// node `a`, and every module it names after one of `prefixes` is an edge (kept when it is
+/// a node). Files of the nodes `skip` names are left out.
+fn graph_of(root: &Path, skip: impl Fn(&str) -> bool, prefixes: &[String]) -> Graph {
     let mut files = Vec::new();
-    rust_files(src, &mut files);
+    rust_files(root, &mut files);
     let mut graph = Graph::new();
     for file in files {
-        let rel = file.strip_prefix(src).expect("under src");
+        let rel = file.strip_prefix(root).expect("under the root");
         let first = rel
             .components()
             .next()
             .and_then(|c| c.as_os_str().to_str())
             .expect("a path");
         let module = first.trim_end_matches(".rs").to_string();
-        if module == "lib" || module == "main" {
+        if skip(&module) {
             continue;
         }
         let text = code(&fs::read_to_string(&file).expect("read source"));
         let edges = graph.entry(module.clone()).or_default();
-        edges.extend(edges_in(&text, "crate::", &module));
+        for prefix in prefixes {
+            edges.extend(edges_in(&text, prefix, &module));
+        }
     }
     let known: BTreeSet<String> = graph.keys().cloned().collect();
     for edges in graph.values_mut() {
         edges.retain(|e| known.contains(e));
     }
     graph
+}
+
+/// The graph of a crate's modules: `crate::b` in module `a` is an edge `a -> b`. `lib.rs`
+/// and `main.rs` (the roots, which name every module) are left out.
+fn graph(src: &Path) -> Graph {
+    graph_of(src, |m| m == "lib" || m == "main", &["crate::".to_string()])
+}
+
+/// The graph inside directory module `dir` (`src/rules/`): its files are the nodes, and
+/// `super::x` or `crate::dir::x` in one names sibling `x`. `mod.rs`, the root that declares
+/// them all, is left out, and so are the modules it declares for tests only; a file that
+/// reaches the root (`super::Thing`) names no sibling.
+fn inner_graph(src: &Path, dir: &str) -> Graph {
+    let test_only = test_only_modules(&src.join(dir).join("mod.rs"));
+    graph_of(
+        &src.join(dir),
+        |m| m == "mod" || test_only.contains(m),
+        &["super::".to_string(), format!("crate::{dir}::")],
+    )
 }
 
 /// One cycle, if there is any: the modules on it, in order.
