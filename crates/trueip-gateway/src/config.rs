@@ -51,7 +51,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             client_ip: ClientIpConfig::default(),
-            listen: vec![ListenerSettings::http(DEFAULT_LISTEN)],
+            listen: vec![ListenerSettings::http(ListenAddr::Tcp(DEFAULT_LISTEN))],
             upstream: UpstreamSettings::default(),
             headers: HeaderSettings::default(),
             limits: Limits::default(),
@@ -242,12 +242,187 @@ impl Named for LogFormat {
         &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 }
 
+/// Where a listener binds: an IP and port, or a Unix socket path (`unix:/run/trueip.sock`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ListenAddr {
+    /// `127.0.0.1:8080`, `[::]:443`.
+    Tcp(SocketAddr),
+    /// `unix:/path`: an absolute path.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = Path::new(path);
+            if !path.is_absolute() || path.file_name().is_none() {
+                return Err(
+                    ConfigError::new(format!("invalid unix socket path {text:?}"))
+                        .hint("write an absolute path: \"unix:/run/trueip/trueip.sock\""),
+                );
+            }
+            // sun_path holds 108 bytes with its NUL; a longer path cannot be bound.
+            if path.as_os_str().len() > 107 {
+                return Err(ConfigError::new(format!(
+                    "unix socket path {text:?} is longer than 107 bytes, the most a socket address holds"
+                ))
+                .hint("choose a shorter path, e.g. under /run"));
+            }
+            return Ok(ListenAddr::Unix(path.to_path_buf()));
+        }
+        text.parse().map(ListenAddr::Tcp).map_err(|_| {
+            ConfigError::new(format!("invalid listen address {text:?}")).hint(
+                "write an IP and a port (\"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\") or a Unix socket (\"unix:/run/trueip.sock\")",
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The owner a Unix socket file is given: `user`, `user:group`, `:group`, or numeric ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SocketOwner {
+    /// The user id, when one was named.
+    pub(crate) uid: Option<u32>,
+    /// The group id, when one was named.
+    pub(crate) gid: Option<u32>,
+    /// As written (for messages and `--check`).
+    text: String,
+}
+
+impl SocketOwner {
+    /// Parses `text`, looking names up in `passwd` and `group` (the contents of
+    /// `/etc/passwd` and `/etc/group`).
+    pub(crate) fn parse(text: &str, passwd: &str, group: &str) -> Result<Self, ConfigError> {
+        let (user, grp) = match text.split_once(':') {
+            Some((u, g)) => (u.trim(), Some(g.trim())),
+            None => (text.trim(), None),
+        };
+        let lookup = |name: &str, table: &str, what: &str| -> Result<u32, ConfigError> {
+            if let Ok(id) = name.parse::<u32>() {
+                return Ok(id);
+            }
+            table
+                .lines()
+                .filter_map(|line| {
+                    let mut fields = line.split(':');
+                    let n = fields.next()?;
+                    let id = fields.nth(1)?.parse::<u32>().ok()?;
+                    (n == name).then_some(id)
+                })
+                .next()
+                .ok_or_else(|| {
+                    ConfigError::new(format!("unknown {what} {name:?} in unix_owner {text:?}"))
+                        .hint(format!("name an existing {what}, or give its numeric id"))
+                })
+        };
+        if user.is_empty() && grp.is_none_or(str::is_empty) {
+            return Err(ConfigError::new("empty unix_owner")
+                .hint("write \"user\", \"user:group\" or \":group\""));
+        }
+        let uid = match user {
+            "" => None,
+            u => Some(lookup(u, passwd, "user")?),
+        };
+        let gid = match grp {
+            None | Some("") => None,
+            Some(g) => Some(lookup(g, group, "group")?),
+        };
+        Ok(SocketOwner {
+            uid,
+            gid,
+            text: text.to_string(),
+        })
+    }
+}
+
+impl SocketOwner {
+    /// Parses `text` with this system's `/etc/passwd` and `/etc/group`.
+    pub(crate) fn from_system(text: &str) -> Result<Self, ConfigError> {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        SocketOwner::parse(text, &read("/etc/passwd"), &read("/etc/group"))
+    }
+}
+
+impl std::fmt::Display for SocketOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A Unix socket file's mode, written in octal: `"0660"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketMode(pub(crate) u32);
+
+impl FromStr for SocketMode {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let digits = text.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(SocketMode(mode)),
+            _ => Err(ConfigError::new(format!("invalid unix_mode {text:?}"))
+                .hint("write the permission bits in octal, as a string: \"0660\" (owner and group may connect)")),
+        }
+    }
+}
+
+impl std::fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for SocketMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One `[[listen]]` table.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerSettings {
-    /// Where to bind: `127.0.0.1:8080`, `[::]:443`. Required.
-    pub(crate) address: SocketAddr,
+    /// Where to bind: `127.0.0.1:8080`, `[::]:443`, `unix:/run/trueip.sock`. Required.
+    pub(crate) address: ListenAddr,
+    /// `unix:` listeners: the socket file's permission bits (default: as the umask leaves them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unix_mode: Option<SocketMode>,
+    /// `unix:` listeners: the socket file's owner, `user`, `user:group` or `:group`
+    /// (default: the user trueip runs as). Checked into ids when the config is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unix_owner: Option<String>,
     /// HTTP or TCP.
     #[serde(default, with = "named")]
     pub(crate) mode: Mode,
@@ -271,9 +446,11 @@ pub(crate) struct ListenerSettings {
 
 impl ListenerSettings {
     /// A plain HTTP listener on `address`.
-    pub(crate) fn http(address: SocketAddr) -> Self {
+    pub(crate) fn http(address: ListenAddr) -> Self {
         ListenerSettings {
             address,
+            unix_mode: None,
+            unix_owner: None,
             mode: Mode::Http,
             proxy_protocol: ProxyProtocol::default(),
             tls: None,
@@ -840,11 +1017,9 @@ impl Settings {
                 .listen
                 .iter()
                 .map(|a| {
-                    a.trim().parse().map(ListenerSettings::http).map_err(|_| {
-                        ConfigError::new(format!("invalid listen address {a:?}"))
-                            .hint("write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\"")
-                            .at("--listen")
-                    })
+                    a.parse::<ListenAddr>()
+                        .map(ListenerSettings::http)
+                        .map_err(|e| e.at("--listen"))
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -894,7 +1069,10 @@ impl Settings {
         file.limits.check()?;
         file.admin.check()?;
         if let Some(a) = file.admin.listen
-            && let Some(i) = file.listen.iter().position(|l| l.address == a)
+            && let Some(i) = file
+                .listen
+                .iter()
+                .position(|l| l.address == ListenAddr::Tcp(a))
         {
             return Err(
                 ConfigError::new(format!("admin.listen {a} is also listen[{i}]"))
@@ -921,7 +1099,7 @@ impl Settings {
         let key = |s: &Settings| {
             s.listeners
                 .iter()
-                .map(|l| (l.address, l.mode))
+                .map(|l| (l.address.clone(), l.mode))
                 .collect::<Vec<_>>()
         };
         key(self) == key(other) && self.admin.listen == other.admin.listen
@@ -943,6 +1121,32 @@ impl ListenerSettings {
             return Err(ConfigError::new(format!("listener {} expects a PROXY header but no sender may send one", self.address))
                 .hint("list the load balancer's addresses in client_ip.proxy_protocol_from (or --proxy-protocol-from 10.0.0.0/8)")
                 .at(if flag_pp { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
+        }
+        if let ListenAddr::Unix(_) = self.address {
+            if self.proxy_protocol != ProxyProtocol::Off {
+                return Err(ConfigError::new(format!("listener {}: PROXY headers are not read on Unix sockets", self.address))
+                    .hint("a proxy on the same host passes the client in X-Forwarded-For: trust it with client_ip.trusted = [\"unix\"]")
+                    .at(if flag_pp { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
+            }
+            if self.mode == Mode::Tcp {
+                return Err(ConfigError::new(format!("listener {}: mode = \"tcp\" needs a TCP listener", self.address))
+                    .hint("a relay names the client in a PROXY header, which a Unix-socket peer has no address for; use mode = \"http\"")
+                    .at(at("mode")));
+            }
+        } else {
+            for (key, set) in [
+                ("unix_mode", self.unix_mode.is_some()),
+                ("unix_owner", self.unix_owner.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(format!("{key} is for unix: listeners"))
+                        .hint("set it in a [[listen]] table whose address is unix:/path")
+                        .at(at(key)));
+                }
+            }
+        }
+        if let Some(owner) = &self.unix_owner {
+            SocketOwner::from_system(owner).map_err(|e| e.at(at("unix_owner")))?;
         }
         match (self.mode, &self.upstream) {
             (Mode::Tcp, Some(u)) => {
@@ -1191,7 +1395,7 @@ mod tests {
     fn empty_config_is_the_safe_default() {
         let s = settings("").unwrap();
         assert_eq!(s.listeners.len(), 1);
-        assert_eq!(s.listeners[0].address, DEFAULT_LISTEN);
+        assert_eq!(s.listeners[0].address, ListenAddr::Tcp(DEFAULT_LISTEN));
         assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Off);
         assert!(s.upstream.url.is_none());
         assert!(!s.policy.trusts("127.0.0.1".parse().unwrap()));

@@ -177,10 +177,10 @@ impl Drop for Open {
 pub(crate) struct ConnCtx {
     /// Shared state.
     pub(crate) shared: Arc<Shared>,
-    /// The TCP peer.
-    pub(crate) peer: SocketAddr,
-    /// The local address.
-    pub(crate) local: SocketAddr,
+    /// The peer: a TCP peer's address, or `Peer::Unix` on a `unix:` listener.
+    pub(crate) peer: trueip::addr::Peer,
+    /// The local address (`None` on a `unix:` listener: a path, no port).
+    pub(crate) local: Option<SocketAddr>,
     /// The PROXY header, from a trusted sender.
     pub(crate) proxy: Option<crate::proxy::Received>,
     /// TLS terminated here.
@@ -208,12 +208,12 @@ impl ConnCtx {
     }
 
     /// The address the client connected to: the PROXY header's destination, else this
-    /// socket's.
-    pub(crate) fn destination(&self) -> SocketAddr {
+    /// socket's (`None` on a `unix:` listener).
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
         self.proxy
             .as_ref()
             .and_then(|p| p.addrs)
-            .map_or(self.local, |a| a.destination)
+            .map_or(self.local, |a| Some(a.destination))
     }
 
     /// Who answers this connection's requests under `state`.
@@ -229,7 +229,7 @@ impl ConnCtx {
     /// private endpoint of a PROXY header when one was accepted.
     pub(crate) fn connection(&self) -> trueip::Connection {
         trueip::Connection {
-            peer: trueip::Node::from(self.peer),
+            peer: self.peer,
             proxy_source: self
                 .proxy
                 .as_ref()

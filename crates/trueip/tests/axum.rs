@@ -39,7 +39,13 @@ fn routes() -> Router {
         .route(
             "/resolution",
             get(|ClientResolution(r): ClientResolution| async move {
-                format!("{} {:?} {}", r.ip(), r.source, r.warnings)
+                format!(
+                    "{} {:?} {}",
+                    r.ip()
+                        .map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
+                    r.source,
+                    r.warnings
+                )
             }),
         )
 }

@@ -6,7 +6,6 @@
 //! dropped — after its last byte went out, or when the client went away — so they
 //! carry the real byte count and duration.
 
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,10 +26,10 @@ pub(crate) struct Record {
     pub(crate) access_log: bool,
     /// When the request arrived.
     pub(crate) start: Instant,
-    /// The resolved client.
-    pub(crate) client: IpAddr,
-    /// The TCP peer.
-    pub(crate) peer: SocketAddr,
+    /// The resolved client: its address (without a port), or `unix:`.
+    pub(crate) client: trueip::addr::Peer,
+    /// The peer: a TCP peer's address and port, or `unix:`.
+    pub(crate) peer: trueip::addr::Peer,
     /// Where the client came from.
     pub(crate) source: trueip::Source,
     /// The header, when `source` is a single-address header.
@@ -75,7 +74,7 @@ impl Record {
             metrics: ctx.shared.metrics.clone(),
             access_log,
             start,
-            client: trueip::addr::normalize(ctx.peer.ip()),
+            client: ctx.peer.ip().map_or(ctx.peer, trueip::addr::Peer::from),
             peer: ctx.peer,
             source: trueip::Source::Peer,
             header: None,
@@ -146,7 +145,10 @@ impl Record {
         resolution: &trueip::Resolution,
     ) {
         ctx.shared.metrics.resolved(resolution);
-        self.client = resolution.client.ip;
+        self.client = resolution
+            .client
+            .ip()
+            .map_or(resolution.client, trueip::addr::Peer::from);
         self.source = resolution.source;
         if resolution.source == trueip::Source::Header {
             self.header = resolution

@@ -142,7 +142,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
                 host,
                 lines: || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
                 tls: ctx.tls,
-                peer: ctx.peer.ip(),
+                peer: ctx.peer,
             };
             // Sized for a typical answer, so the buffer is not grown step by step.
             let body = Vec::with_capacity(2048);
@@ -196,7 +196,7 @@ async fn forward(
             }
         }
     }
-    let Ok(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
+    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
         return response(failed(ctx, Failure::Target, &parts.uri), &method);
     };
     parts.uri = upstream::origin_form(parts.uri.path_and_query());

@@ -665,7 +665,7 @@ async fn one(
             host,
             lines: || lines.iter().map(|h| (h.name, h.value)),
             tls: ctx.tls,
-            peer: ctx.peer.ip(),
+            peer: ctx.peer,
         };
         let page = whoami::page(&asked, &decision, &state.hygiene, std::mem::take(scratch));
         let sent = send_page(io, out, &page, &mut record, head_only, closing, start).await;
@@ -820,7 +820,7 @@ async fn forward(
     let metrics = &ctx.shared.metrics;
     metrics.stripped(stripped);
     let head_only = *req.method == Method::HEAD;
-    let Ok(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
+    let Some(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
         let page = failed(ctx, Failure::Target, &req.target);
         return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
     };

@@ -57,6 +57,6 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
         headers,
         ctx.scheme(),
         host,
-        ctx.destination().port(),
+        ctx.destination().map(|d| d.port()),
     )
 }

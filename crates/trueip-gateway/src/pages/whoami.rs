@@ -29,8 +29,8 @@ const PAGE: &str = include_str!("whoami.html");
 pub(crate) struct Whoami<'a> {
     /// Everything `trueip explain` says.
     pub(crate) decision: &'a Decision<'a>,
-    /// The TCP peer's address.
-    pub(crate) direct_ip: IpAddr,
+    /// The peer: its address (without the port), or `unix:` on a Unix-socket listener.
+    pub(crate) direct_ip: trueip::addr::Peer,
     /// Forwarding headers as received.
     pub(crate) headers: Forwarding<'a>,
 }
@@ -232,8 +232,8 @@ pub(crate) struct Asked<'a, L> {
     pub(crate) lines: L,
     /// Whether TLS was terminated here.
     pub(crate) tls: bool,
-    /// The TCP peer.
-    pub(crate) peer: IpAddr,
+    /// The peer: a TCP peer's address, or `Peer::Unix`.
+    pub(crate) peer: trueip::addr::Peer,
 }
 
 /// The whoami page for a request decided as `decision`, in the format the path or
@@ -291,7 +291,10 @@ where
     };
     let whoami = Whoami {
         decision,
-        direct_ip: trueip::addr::normalize(asked.peer),
+        direct_ip: asked
+            .peer
+            .ip()
+            .map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
         headers: forwarding,
     };
     let links = Links {
@@ -359,7 +362,7 @@ pub fn render(
         host: Some(host.as_bytes()),
         lines: || lines.iter().copied(),
         tls: false,
-        peer: peer.ip(),
+        peer: peer.into(),
     };
     let hygiene = Hygiene::new(HeaderSettings::default());
     write_page(&asked, &decision, &hygiene, format, Vec::new())
@@ -389,12 +392,13 @@ pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
     struct Answer<'a> {
         #[serde(flatten)]
         explanation: Explanation,
-        direct_ip: IpAddr,
+        /// `null` for a Unix-socket peer, which has no address.
+        direct_ip: Option<IpAddr>,
         headers: &'a Forwarding<'a>,
     }
     let answer = Answer {
         explanation: w.decision.to_explanation(),
-        direct_ip: w.direct_ip,
+        direct_ip: w.direct_ip.ip(),
         headers: &w.headers,
     };
     // Into a `Vec` serde_json fails only on a map key that is not a string, and every
@@ -680,7 +684,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
             Slot::Healthz => escape_into(&mut page, links.healthz),
             Slot::Metrics => escape_into(&mut page, links.metrics),
             Slot::SelfUrl => escape_into(&mut page, links.self_url),
-            Slot::ClientIp => escape_into(&mut page, &e.client_ip),
+            Slot::ClientIp => escape_into(&mut page, e.client_ip.as_deref().unwrap_or("unix:")),
             Slot::ClientPort => {
                 if let Some(p) = e.client_port {
                     let _ = write!(page, " <small>port {p}</small>");
@@ -698,7 +702,12 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
                 escape_into(&mut page, e.strategy.as_deref().unwrap_or("peer (default)"));
             }
             Slot::TrustedHops => escape_into(&mut page, &hops),
-            Slot::RateLimitKey => escape_into(&mut page, &e.rate_limit_key),
+            Slot::RateLimitKey => escape_into(
+                &mut page,
+                e.rate_limit_key
+                    .as_deref()
+                    .unwrap_or("none (a Unix-socket peer has no address)"),
+            ),
             Slot::ChainHeader => escape_into(&mut page, &e.chain_header),
             Slot::Chain => page.push_str(&chain(w, e)),
             Slot::Headers => page.push_str(&headers_table(w)),
@@ -975,7 +984,10 @@ mod tests {
             let explanation = Explanation::new(&policy, &conn, &lines[..]);
             let w = Whoami {
                 decision: &decision,
-                direct_ip: conn.peer.ip,
+                direct_ip: conn
+                    .peer
+                    .ip()
+                    .map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
                 headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
             };
             let want = reference(&w, &explanation, lines, is_fwd);
@@ -1003,7 +1015,7 @@ mod tests {
         let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
             decision: &decision,
-            direct_ip: "10.0.0.5".parse().unwrap(),
+            direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, is_forwarding_spelled),
         };
         let got: serde_json::Value = serde_json::from_slice(&json_of(&w)).unwrap();
@@ -1092,7 +1104,7 @@ mod tests {
         let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
             decision: &decision,
-            direct_ip: "10.0.0.5".parse().unwrap(),
+            direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, |_| true),
         };
         let page = html(

@@ -1,7 +1,5 @@
 //! `header:NAME`: a header that carries one address, set by a trusted proxy.
 
-use std::net::IpAddr;
-
 use crate::addr::{parse_ip_port_last_colon, parse_node};
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::resolution::{ListHeader, Source, Warnings};
@@ -157,8 +155,8 @@ impl Decide for Single {
         }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.writers.contains(ip) || self.relays.contains(ip)
+    fn trusts(&self, peer: crate::addr::Peer) -> bool {
+        self.writers.contains_peer(peer) || self.relays.contains_peer(peer)
     }
 }
 
