@@ -163,6 +163,19 @@ def test_a_unix_socket_peer_trusts_no_one(remote: Any) -> None:
     assert env.get("REMOTE_ADDR") == remote
 
 
+@pytest.mark.parametrize("remote", ["", "unix:/run/gunicorn.sock"])
+def test_behind_nginx_on_a_unix_socket_trust_unix(remote: str) -> None:
+    """nginx -> gunicorn --bind unix:/run/gunicorn.sock: REMOTE_ADDR is "" and only
+    trust=["unix"] makes nginx's X-Forwarded-For count."""
+    policy = trueip.Policy(trust=["unix"])
+    env = run({"REMOTE_ADDR": remote, "HTTP_X_FORWARDED_FOR": "1.2.3.4, 203.0.113.9"}, policy)
+    assert env["REMOTE_ADDR"] == "203.0.113.9"
+    assert env["trueip.resolution"].source == "x-forwarded-for[-1]"
+    # Nothing names a client: no address to give, and nothing is believed.
+    env = run({"REMOTE_ADDR": remote}, policy)
+    assert (env["trueip.resolution"], env["REMOTE_ADDR"]) == (None, remote)
+
+
 def test_the_middleware_wants_a_policy() -> None:
     with pytest.raises(TypeError, match="trueip.Policy"):
         TrueIP(lambda e, s: [], {"trust": ["10.0.0.0/8"]})  # type: ignore[arg-type]

@@ -817,8 +817,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Listen on ADDR, e.g. 0.0.0.0:8080 (repeatable). Replaces the config's [[listen]]
-    /// tables with plain HTTP listeners.
+    /// Listen on ADDR, e.g. 0.0.0.0:8080, or a Unix socket, unix:/run/trueip.sock
+    /// (repeatable). Replaces the config's [[listen]] tables with plain HTTP listeners.
+    /// A Unix-socket peer's headers count only with --trust unix.
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
 
@@ -827,8 +828,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
 
-    /// Trust these proxies: a CIDR, an address, loopback, private, any, or a provider
-    /// (its list from the range cache; NAME=FILE reads it from FILE). Repeatable; replaces client_ip.trusted.
+    /// Trust these proxies: a CIDR, an address, loopback, private, any, unix (peers on a
+    /// Unix socket, which `any` does not include), or a provider (its list from the range
+    /// cache; NAME=FILE reads it from FILE). Repeatable; replaces client_ip.trusted.
     #[arg(long, value_name = "SPEC")]
     pub trust: Vec<String>,
 
@@ -1455,6 +1457,27 @@ mod tests {
     }
 
     #[test]
+    fn socket_owners_read_names_and_ids() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n";
+        let group = "root:x:0:\nwww-data:x:33:\nnginx:x:101:\n";
+        let parse = |t: &str| SocketOwner::parse(t, passwd, group).map(|o| (o.uid, o.gid));
+        assert_eq!(parse("www-data").unwrap(), (Some(33), None));
+        assert_eq!(parse("www-data:nginx").unwrap(), (Some(33), Some(101)));
+        assert_eq!(parse(":nginx").unwrap(), (None, Some(101)));
+        assert_eq!(parse("1000:1001").unwrap(), (Some(1000), Some(1001)));
+        let err = parse("nobody-here").unwrap_err().to_string();
+        assert!(err.contains("unknown user \"nobody-here\""), "{err}");
+        let err = parse("root:wheel").unwrap_err().to_string();
+        assert!(err.contains("unknown group \"wheel\""), "{err}");
+        assert!(parse(":").is_err() && parse("").is_err());
+        assert_eq!("0660".parse::<SocketMode>().unwrap(), SocketMode(0o660));
+        assert_eq!(SocketMode(0o660).to_string(), "0660");
+        for bad in ["", "8", "01777", "rw-rw----"] {
+            assert!(bad.parse::<SocketMode>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (
@@ -1462,6 +1485,30 @@ mod tests {
                 "client_ip.trusted[2]",
             ),
             ("[[listen]]\naddress = \"localhost\"", "listen[0].address"),
+            (
+                "[[listen]]\naddress = \"unix:run.sock\"",
+                "listen[0].address",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:/run/t.sock\"\nunix_mode = \"0999\"",
+                "listen[0].unix_mode",
+            ),
+            (
+                "[[listen]]\naddress = \"127.0.0.1:1\"\nunix_mode = \"0660\"",
+                "listen[0].unix_mode",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:/run/t.sock\"\nunix_owner = \"no-such-user-here\"",
+                "listen[0].unix_owner",
+            ),
+            (
+                "[client_ip]\nproxy_protocol_from = [\"unix\"]\n[[listen]]\naddress = \"unix:/run/t.sock\"\nproxy_protocol = \"v2\"",
+                "listen[0].proxy_protocol",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:/run/t.sock\"\nmode = \"tcp\"\nupstream = \"127.0.0.1:5\"",
+                "listen[0].mode",
+            ),
             (
                 "[[listen]]\naddress = \"127.0.0.1:1\"\nproxy_protocol = \"v3\"",
                 "listen[0].proxy_protocol",

@@ -1020,3 +1020,60 @@ fn fail_a_doubled_vendor_header_from_around_the_cdn_is_unvouched() {
         "{got:?}"
     );
 }
+
+/// A Unix-socket peer has no address: only `unix` trusts it (not `any`, not `loopback`),
+/// and when nothing names an address the client is `Peer::Unix` — no rate-limit key, no
+/// address anything could mistake for a real one. A TCP peer never matches `unix`.
+#[test]
+fn a_unix_socket_peer_is_trusted_only_by_unix_and_is_never_an_address() {
+    use trueip::addr::Peer;
+    let xff = [("X-Forwarded-For", "6.6.6.6, 203.0.113.9")];
+
+    let by_unix = policy(&["unix"], &[]);
+    let got = by_unix.resolve(&Connection::unix(), &xff[..]);
+    assert_eq!(
+        got.ip().map(|ip| ip.to_string()).as_deref(),
+        Some("203.0.113.9")
+    );
+    assert!(got.warnings.contains(Warnings::SPOOF_ATTEMPT));
+    assert_eq!(got.peer, Peer::Unix);
+    assert!(by_unix.came_through_trusted_hop(&got));
+    // With the proxy on the socket trusted, the list is walked as from any trusted peer.
+    let by_unix_and_ten = policy(&["unix", "203.0.113.0/24"], &[]);
+    let got = by_unix_and_ten.resolve(&Connection::unix(), &xff[..]);
+    assert_eq!(
+        got.ip().map(|ip| ip.to_string()).as_deref(),
+        Some("6.6.6.6")
+    );
+    assert_eq!(got.trusted_hops, 2);
+
+    for trust in [&["any"][..], &["loopback", "private"][..]] {
+        let p = policy(trust, &[]);
+        let got = p.resolve(&Connection::unix(), &xff[..]);
+        assert_eq!(got.client, Peer::Unix, "{trust:?}");
+        assert_eq!((got.ip(), got.rate_limit_key), (None, None), "{trust:?}");
+        assert!(
+            got.warnings.contains(Warnings::UNTRUSTED_HEADER),
+            "{trust:?}"
+        );
+        assert!(!p.came_through_trusted_hop(&got), "{trust:?}");
+    }
+    // Trusted, but no header names anyone: the socket's process stands.
+    let got = by_unix.resolve(&Connection::unix(), &[] as &[(&str, &str)]);
+    assert_eq!((got.client, got.source), (Peer::Unix, Source::Peer));
+    // `unix` trusts no address: a TCP peer on loopback is the client.
+    let got = by_unix.resolve(&conn("127.0.0.1"), &xff[..]);
+    assert_eq!(
+        got.ip().map(|ip| ip.to_string()).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert!(!by_unix.trusts("127.0.0.1".parse().unwrap()));
+    assert!(by_unix.trusts_peer(Peer::Unix));
+    // As a spec: `unix` and nginx's `unix:` both parse, and print as `unix`.
+    for text in ["unix", "unix:", "UNIX"] {
+        assert_eq!(
+            text.parse::<trueip::TrustSpec>().unwrap().to_string(),
+            "unix"
+        );
+    }
+}
