@@ -167,6 +167,9 @@ pub(crate) enum ProxyProtocol {
     V2,
     /// Either.
     Any,
+    /// Required (either version) from `client_ip.proxy_protocol_from`; everyone else is
+    /// served as a plain connection, and closed if it sends a PROXY header.
+    FromSenders,
 }
 
 impl Named for ProxyProtocol {
@@ -178,6 +181,7 @@ impl Named for ProxyProtocol {
         ("v1", ProxyProtocol::V1),
         ("v2", ProxyProtocol::V2),
         ("any", ProxyProtocol::Any),
+        ("from-senders", ProxyProtocol::FromSenders),
     ];
 }
 
@@ -843,8 +847,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "xff|forwarded")]
     pub from: Option<String>,
 
-    /// Expect a PROXY protocol header on every listener.
-    #[arg(long, value_name = "off|v1|v2|any")]
+    /// Expect a PROXY protocol header on every listener (from-senders: from the
+    /// --proxy-protocol-from senders, while everyone else connects without one).
+    #[arg(long, value_name = "off|v1|v2|any|from-senders")]
     pub proxy_protocol: Option<String>,
 
     /// Senders allowed to send PROXY headers (repeatable; replaces

@@ -382,6 +382,10 @@ fn describe(s: &Settings) -> Vec<String> {
         };
         let pp = match l.proxy_protocol {
             ProxyProtocol::Off => String::new(),
+            ProxyProtocol::FromSenders => {
+                ", PROXY header required from proxy_protocol_from, refused from others (served plain)"
+                    .to_string()
+            }
             p => format!(", PROXY {p:?} expected"),
         };
         let target = match (l.mode, &l.upstream) {

@@ -109,11 +109,11 @@ async fn connection(
         .await
         {
             Ok((r, rest)) => {
-                if let Some(why) = r.ignored {
+                if let Some(why) = r.as_ref().and_then(|r| r.ignored) {
                     shared.metrics.proxy_ignored(why);
                     tracing::warn!(%peer, listener = %l.address, reason = why.name(), "PROXY header describes a datagram flow, not this TCP connection: its addresses are not used, the sender is the peer");
                 }
-                received = Some(r);
+                received = r;
                 prefix = rest;
             }
             Err(e) => {
