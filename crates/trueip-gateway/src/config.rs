@@ -420,6 +420,11 @@ impl<'de> Deserialize<'de> for SocketMode {
 pub(crate) struct ListenerSettings {
     /// Where to bind: `127.0.0.1:8080`, `[::]:443`, `unix:/run/trueip.sock`. Required.
     pub(crate) address: ListenAddr,
+    /// This listener's own policy (the keys of `[client_ip]`), replacing `[client_ip]` for
+    /// its connections: a public listener behind a CDN, an internal one behind another
+    /// balancer.
+    #[serde(default, skip_serializing)]
+    pub(crate) client_ip: Option<ClientIpConfig>,
     /// `unix:` listeners: the socket file's permission bits (default: as the umask leaves them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) unix_mode: Option<SocketMode>,
@@ -453,6 +458,7 @@ impl ListenerSettings {
     pub(crate) fn http(address: ListenAddr) -> Self {
         ListenerSettings {
             address,
+            client_ip: None,
             unix_mode: None,
             unix_owner: None,
             mode: Mode::Http,
@@ -753,8 +759,11 @@ impl Default for LogSettings {
 /// Everything checked: nothing here can fail on a request.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// The client-IP policy.
+    /// The client-IP policy (`[client_ip]`).
     pub(crate) policy: Policy,
+    /// Each listener's own policy (`[[listen]] client_ip`), by listener index; `None`:
+    /// `[client_ip]` decides for it.
+    pub(crate) listener_policies: Vec<Option<ListenerPolicy>>,
     /// Listeners, in file order.
     pub(crate) listeners: Vec<ListenerSettings>,
     /// The upstream (`url` `None`: whoami); its connect timeout is also that of
@@ -865,6 +874,14 @@ pub struct ServeArgs {
     /// Check the config (and TLS files), print a summary and exit.
     #[arg(long)]
     pub check: bool,
+}
+
+/// A listener's own policy (`[[listen]] client_ip`) and its name, `listen[1].client_ip`,
+/// made once: the access log and the metrics name it.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerPolicy {
+    pub(crate) policy: Policy,
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 /// The address `trueip serve` listens on when nothing says otherwise.
@@ -1012,10 +1029,8 @@ impl Settings {
             proxy_protocol_from: &flags.proxy_protocol_from,
         })?;
         file.ranges.check()?;
-        let loaded = crate::ranges::load_for(
-            &file.client_ip,
-            &file.ranges.dir(flags.ranges_dir.as_deref()),
-        )?;
+        let ranges_dir = file.ranges.dir(flags.ranges_dir.as_deref());
+        let mut loaded = crate::ranges::load_for(&file.client_ip, &ranges_dir)?;
         let policy = file.client_ip.build_with(read, &loaded.sets)?;
 
         let from_flags = !flags.listen.is_empty();
@@ -1039,15 +1054,54 @@ impl Settings {
             .map(ProxyProtocol::parse)
             .transpose()
             .map_err(|e| e.at("--proxy-protocol"))?;
+        let mut listener_policies = Vec::with_capacity(file.listen.len());
         for (i, l) in file.listen.iter_mut().enumerate() {
             if let Some(pp) = flag_pp {
                 l.proxy_protocol = pp;
             }
+            let own = match &l.client_ip {
+                Some(config) => {
+                    let within =
+                        |e: ConfigError| ConfigError::new(format!("in listen[{i}].client_ip: {e}"));
+                    let more = crate::ranges::load_for(config, &ranges_dir).map_err(within)?;
+                    for meta in more.metas {
+                        if !loaded.metas.iter().any(|m| m.provider == meta.provider) {
+                            loaded.metas.push(meta);
+                        }
+                    }
+                    loaded.sets.extend(more.sets);
+                    let own = config.build_with(read, &loaded.sets).map_err(within)?;
+                    let secret = |c: &ClientIpConfig| {
+                        c.origin_secret
+                            .as_ref()
+                            .map(|s| s.header.trim().to_ascii_lowercase())
+                    };
+                    if let (Some(mine), Some(global)) = (secret(config), secret(&file.client_ip))
+                        && mine != global
+                    {
+                        return Err(ConfigError::new(format!(
+                            "listen[{i}].client_ip.origin_secret names header {mine:?}, [client_ip] names {global:?}"
+                        ))
+                        .hint("the gateway removes one origin secret header before forwarding: use the same header name (values may differ)")
+                        .at(format!("listen[{i}].client_ip.origin_secret")));
+                    }
+                    Some(ListenerPolicy {
+                        policy: own,
+                        name: format!("listen[{i}].client_ip").into(),
+                    })
+                }
+                None => None,
+            };
             let at = |key: &str| match from_flags {
                 true => "--listen".to_string(),
                 false => format!("listen[{i}].{key}"),
             };
-            l.check(&policy, at, flag_pp.is_some())?;
+            l.check(
+                own.as_ref().map_or(&policy, |o| &o.policy),
+                at,
+                flag_pp.is_some(),
+            )?;
+            listener_policies.push(own);
         }
         for (i, a) in file.listen.iter().enumerate() {
             if let Some(j) = file
@@ -1073,6 +1127,22 @@ impl Settings {
         }
         file.upstream.check()?;
         file.headers.check(&file.client_ip, &policy)?;
+        // A listener's own policy may read more headers (`header:NAME`) and carry the
+        // origin secret: every name any policy reads is handled the same way.
+        for (l, own) in file.listen.iter().zip(&listener_policies) {
+            if let (Some(config), Some(own)) = (&l.client_ip, own) {
+                let mut more = file.headers.clone();
+                more.check(config, &own.policy)?;
+                for name in more.extra {
+                    if !file.headers.extra.contains(&name) {
+                        file.headers.extra.push(name);
+                    }
+                }
+                if file.headers.origin_secret.is_none() {
+                    file.headers.origin_secret = more.origin_secret;
+                }
+            }
+        }
         file.limits.check()?;
         file.admin.check()?;
         if let Some(a) = file.admin.listen
@@ -1090,6 +1160,7 @@ impl Settings {
         file.log.check()?;
         Ok(Settings {
             policy,
+            listener_policies,
             listeners: file.listen,
             upstream: file.upstream,
             headers: file.headers,
@@ -1099,6 +1170,27 @@ impl Settings {
             ranges: file.ranges,
             loaded,
         })
+    }
+
+    /// The policy that decides for `listener` (`None`: the admin listener): its own
+    /// `client_ip` table, else `[client_ip]`.
+    pub(crate) fn policy_for(&self, listener: Option<usize>) -> &Policy {
+        self.own_policy(listener)
+            .map_or(&self.policy, |o| &o.policy)
+    }
+
+    /// The name of the policy deciding for each listener, in order: `client_ip`, or
+    /// `listen[1].client_ip` for one with its own.
+    pub(crate) fn listener_policy_names(&self) -> impl Iterator<Item = &str> {
+        (0..self.listeners.len())
+            .map(|i| self.own_policy(Some(i)).map_or("client_ip", |o| &*o.name))
+    }
+
+    /// `listener`'s own policy, if it has one (`None`: `[client_ip]` decides).
+    pub(crate) fn own_policy(&self, listener: Option<usize>) -> Option<&ListenerPolicy> {
+        listener
+            .and_then(|i| self.listener_policies.get(i))
+            .and_then(Option::as_ref)
     }
 
     /// The same listening sockets (what a reload cannot change).

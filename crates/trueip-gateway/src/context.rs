@@ -197,6 +197,14 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// The index of the listener it came in on (`None`: the admin listener).
+    pub(crate) fn listener(&self) -> Option<usize> {
+        match self.role {
+            Role::Listener(i) => Some(i),
+            Role::Admin => None,
+        }
+    }
+
     /// The scheme the client used: `https` over TLS here, or when a PROXY v2 header
     /// said the client's connection was TLS.
     pub(crate) fn scheme(&self) -> &'static str {

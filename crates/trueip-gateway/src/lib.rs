@@ -504,6 +504,7 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
 
     let max = state.settings.limits.max_connections;
     metrics.ranges_in_use(&state.settings.loaded.metas);
+    metrics.listener_policies(state.settings.listener_policy_names());
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
     // Every worker accepts on its own duplicate of each socket (one open socket, several
     // file descriptors): whichever is free takes the next connection.

@@ -195,6 +195,9 @@ const BUCKETS: [f64; 14] = [
 ];
 const WARNINGS: usize = 16;
 
+/// Listeners counted one by one in `trueip_requests_by_listener_total`.
+const LISTENERS: usize = 32;
+
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -217,6 +220,11 @@ pub(crate) struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     log_dropped: AtomicU64,
+    /// Decided requests on each of the first [`LISTENERS`] listeners.
+    by_listener: [AtomicU64; LISTENERS],
+    /// Each listener's label and the name of the policy that decides for it (set at start
+    /// and on every reload; read only by `render`).
+    listener_labels: std::sync::Mutex<Vec<(String, String)>>,
     ranges: [RangeGauges; PROVIDERS.len()],
 }
 
@@ -357,6 +365,26 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
+    /// Counts a decision made on `listen[listener]`.
+    pub(crate) fn decided_on(&self, listener: usize) {
+        if let Some(c) = self.by_listener.get(listener) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The policy that decides for each listener, by name (`client_ip`, or
+    /// `listen[1].client_ip`), in listener order.
+    pub(crate) fn listener_policies<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let labels = names
+            .take(LISTENERS)
+            .enumerate()
+            .map(|(i, name)| (format!("listen[{i}]"), name.to_string()))
+            .collect();
+        if let Ok(mut l) = self.listener_labels.lock() {
+            *l = labels;
+        }
+    }
+
     /// The cached lists the current policy reads (the others are no longer in use).
     pub(crate) fn ranges_in_use(&self, metas: &[Meta]) {
         for (p, g) in PROVIDERS.iter().zip(&self.ranges) {
@@ -407,6 +435,19 @@ impl Metrics {
                 .zip(&self.requests)
                 .map(|(l, c)| (l.name(), n(c))),
         );
+        let _ = writeln!(
+            out_,
+            "# HELP trueip_requests_by_listener_total HTTP requests decided on each listener (the first {LISTENERS}), with the policy that decided: its own [[listen]] client_ip, or [client_ip].\n# TYPE trueip_requests_by_listener_total counter"
+        );
+        if let Ok(labels) = self.listener_labels.lock() {
+            for ((listener, policy), c) in labels.iter().zip(&self.by_listener) {
+                let _ = writeln!(
+                    out_,
+                    "trueip_requests_by_listener_total{{listener=\"{listener}\",policy=\"{policy}\"}} {}",
+                    n(c)
+                );
+            }
+        }
         counter(
             out_,
             "trueip_responses_total",

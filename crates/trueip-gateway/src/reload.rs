@@ -68,6 +68,9 @@ fn switch(shared: &Shared, state: State) -> Result<(), ConfigError> {
         tracing::warn!("[log] changes apply after a restart");
     }
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
+    shared
+        .metrics
+        .listener_policies(state.settings.listener_policy_names());
     shared.state.store(Arc::new(state));
     Ok(())
 }

@@ -44,6 +44,13 @@ impl Listener {
     }
 }
 
+fn role_listener(role: Role) -> Option<usize> {
+    match role {
+        Role::Listener(i) => Some(i),
+        Role::Admin => None,
+    }
+}
+
 /// Accepts until shutdown.
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
@@ -102,7 +109,10 @@ async fn connection(
         match proxy::read_header(
             &mut stream,
             peer_ip,
-            state.settings.policy.proxy_protocol_from(),
+            state
+                .settings
+                .policy_for(role_listener(role))
+                .proxy_protocol_from(),
             l.proxy_protocol,
             limits,
         )

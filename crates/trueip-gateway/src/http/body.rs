@@ -32,6 +32,8 @@ pub(crate) struct Record {
     pub(crate) peer: trueip::addr::Peer,
     /// Where the client came from.
     pub(crate) source: trueip::Source,
+    /// The listener's own policy that decided (`None`: `[client_ip]`).
+    pub(crate) policy: Option<std::sync::Arc<str>>,
     /// The header, when `source` is a single-address header.
     pub(crate) header: Option<trueip::FieldName>,
     /// What looked wrong.
@@ -77,6 +79,7 @@ impl Record {
             client: ctx.peer.ip().map_or(ctx.peer, trueip::addr::Peer::from),
             peer: ctx.peer,
             source: trueip::Source::Peer,
+            policy: None,
             header: None,
             warnings: trueip::Warnings::NONE,
             private_link: None,
@@ -125,6 +128,7 @@ impl Record {
                 bytes = self.bytes,
                 duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
                 source = %source,
+                policy = %self.policy.as_deref().unwrap_or("client_ip"),
                 warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
                 aws_vpce_id = self.private_link.as_ref().and_then(|l| l.aws_vpce_id.as_deref()),
                 azure_link_id = self.private_link.as_ref().and_then(|l| l.azure_link_id),
@@ -141,10 +145,17 @@ impl Record {
         &mut self,
         ctx: &crate::context::ConnCtx,
         conn: &trueip::Connection,
-        policy: &trueip::Policy,
+        settings: &crate::config::Settings,
         resolution: &trueip::Resolution,
     ) {
         ctx.shared.metrics.resolved(resolution);
+        let listener = ctx.listener();
+        if let Some(i) = listener {
+            ctx.shared.metrics.decided_on(i);
+        }
+        let own = settings.own_policy(listener);
+        let policy = own.map_or(&settings.policy, |o| &o.policy);
+        self.policy = own.map(|o| o.name.clone());
         self.client = resolution
             .client
             .ip()

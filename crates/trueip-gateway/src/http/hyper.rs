@@ -122,15 +122,17 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
         ),
         (Route::Forward, Some(upstream)) => {
             let conn = ctx.connection();
-            let resolution = settings.policy.resolve(&conn, req.headers());
-            record.note(&ctx, &conn, &settings.policy, &resolution);
+            let resolution = settings
+                .policy_for(ctx.listener())
+                .resolve(&conn, req.headers());
+            record.note(&ctx, &conn, settings, &resolution);
             forward(req, &ctx, &state, upstream, &resolution).await
         }
         (Route::Whoami | Route::Forward, _) => {
             let conn = ctx.connection();
             // The whoami page explains the decision: resolving once more would repeat it.
-            let decision = Decision::new(&settings.policy, &conn, req.headers());
-            record.note(&ctx, &conn, &settings.policy, decision.resolution());
+            let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, req.headers());
+            record.note(&ctx, &conn, settings, decision.resolution());
             let host = req
                 .uri()
                 .authority()
@@ -143,6 +145,9 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
                 lines: || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
                 tls: ctx.tls,
                 peer: ctx.peer,
+                policy: settings
+                    .own_policy(ctx.listener())
+                    .map_or("client_ip", |o| &*o.name),
             };
             // Sized for a typical answer, so the buffer is not grown step by step.
             let body = Vec::with_capacity(2048);

@@ -658,14 +658,17 @@ async fn one(
     let closing = ctx.shared.shutting_down();
 
     let Some(upstream) = state.upstream.as_ref().filter(|_| !whoami_mode) else {
-        let decision = Decision::new(&settings.policy, &conn, &raw);
-        record.note(ctx, &conn, &settings.policy, decision.resolution());
+        let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &raw);
+        record.note(ctx, &conn, settings, decision.resolution());
         let asked = whoami::Asked {
             path: path_only,
             host,
             lines: || lines.iter().map(|h| (h.name, h.value)),
             tls: ctx.tls,
             peer: ctx.peer,
+            policy: settings
+                .own_policy(ctx.listener())
+                .map_or("client_ip", |o| &*o.name),
         };
         let page = whoami::page(&asked, &decision, &state.hygiene, std::mem::take(scratch));
         let sent = send_page(io, out, &page, &mut record, head_only, closing, start).await;
@@ -676,8 +679,8 @@ async fn one(
         };
     };
 
-    let resolution = settings.policy.resolve(&conn, &raw);
-    record.note(ctx, &conn, &settings.policy, &resolution);
+    let resolution = settings.policy_for(ctx.listener()).resolve(&conn, &raw);
+    record.note(ctx, &conn, settings, &resolution);
     let outcome = forward(
         io,
         ctx,

@@ -52,7 +52,7 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
     host: Option<&'a HeaderValue>,
 ) -> Facts<'a> {
     Facts::new(
-        &state.settings.policy,
+        state.settings.policy_for(ctx.listener()),
         resolution,
         headers,
         ctx.scheme(),

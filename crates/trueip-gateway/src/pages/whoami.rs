@@ -2,8 +2,9 @@
 //!
 //! HTML for browsers; JSON for `Accept: application/json` or the path `/json` — the
 //! object `trueip explain --format json` prints, plus `direct_ip` (the TCP peer's
-//! address) and `headers` (the forwarding headers as received, lower-case name to
-//! lines); plain text for `Accept: text/plain` or `/text`.
+//! address; `null` for a Unix-socket peer), `headers` (the forwarding headers as received,
+//! lower-case name to lines) and `policy` (which decided: `client_ip`, or the listener's
+//! own, `listen[1].client_ip`); plain text for `Accept: text/plain` or `/text`.
 //!
 //! The HTML page is `whoami.html` with its `{{slots}}` filled in one pass over the
 //! template, split once: what the request says is never read as a slot, and every page
@@ -33,6 +34,8 @@ pub(crate) struct Whoami<'a> {
     pub(crate) direct_ip: trueip::addr::Peer,
     /// Forwarding headers as received.
     pub(crate) headers: Forwarding<'a>,
+    /// The policy that decided: `client_ip`, or the listener's own, `listen[1].client_ip`.
+    pub(crate) policy: &'a str,
 }
 
 /// The forwarding header lines of a request, as received: lower-case names (underscores
@@ -234,6 +237,8 @@ pub(crate) struct Asked<'a, L> {
     pub(crate) tls: bool,
     /// The peer: a TCP peer's address, or `Peer::Unix`.
     pub(crate) peer: trueip::addr::Peer,
+    /// The policy deciding on this listener (see [`Whoami::policy`]).
+    pub(crate) policy: &'a str,
 }
 
 /// The whoami page for a request decided as `decision`, in the format the path or
@@ -296,6 +301,7 @@ where
             .ip()
             .map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
         headers: forwarding,
+        policy: asked.policy,
     };
     let links = Links {
         healthz: "/healthz",
@@ -363,6 +369,7 @@ pub fn render(
         lines: || lines.iter().copied(),
         tls: false,
         peer: peer.into(),
+        policy: "client_ip",
     };
     let hygiene = Hygiene::new(HeaderSettings::default());
     write_page(&asked, &decision, &hygiene, format, Vec::new())
@@ -386,7 +393,7 @@ pub(crate) fn write_body(
 }
 
 /// Writes the JSON answer: the object `trueip explain --format json` prints, then
-/// `direct_ip` and `headers`.
+/// `direct_ip`, `headers` and `policy`.
 pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
     #[derive(serde::Serialize)]
     struct Answer<'a> {
@@ -395,10 +402,13 @@ pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
         /// `null` for a Unix-socket peer, which has no address.
         direct_ip: Option<IpAddr>,
         headers: &'a Forwarding<'a>,
+        /// Which policy decided: `client_ip`, or a listener's own.
+        policy: &'a str,
     }
     let answer = Answer {
         explanation: w.decision.to_explanation(),
         direct_ip: w.direct_ip.ip(),
+        policy: w.policy,
         headers: &w.headers,
     };
     // Into a `Vec` serde_json fails only on a map key that is not a string, and every
@@ -409,6 +419,7 @@ pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
 fn text(w: &Whoami<'_>) -> String {
     let mut out = w.decision.to_explanation().to_string();
     let _ = writeln!(out, "\ndirect   {}", w.direct_ip);
+    let _ = writeln!(out, "policy   {}", w.policy);
     for (name, line) in w.headers.lines() {
         let _ = writeln!(out, "header   {name}: {line}");
     }
@@ -868,6 +879,7 @@ mod tests {
         explanation: &'a Explanation,
         direct_ip: String,
         headers: std::collections::BTreeMap<String, Vec<String>>,
+        policy: &'a str,
     }
 
     fn reference(
@@ -892,6 +904,7 @@ mod tests {
             explanation,
             direct_ip: w.direct_ip.to_string(),
             headers,
+            policy: w.policy,
         };
         let mut out = serde_json::to_vec_pretty(&r).unwrap();
         out.push(b'\n');
@@ -983,6 +996,7 @@ mod tests {
             let decision = Decision::new(&policy, &conn, &lines[..]);
             let explanation = Explanation::new(&policy, &conn, &lines[..]);
             let w = Whoami {
+                policy: "client_ip",
                 decision: &decision,
                 direct_ip: conn
                     .peer
@@ -1014,6 +1028,7 @@ mod tests {
         let explanation = Explanation::new(&policy, &conn, &h);
         let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
+            policy: "client_ip",
             decision: &decision,
             direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, is_forwarding_spelled),
@@ -1031,9 +1046,10 @@ mod tests {
         );
         assert_eq!(got["headers"]["x_real_ip"], serde_json::json!(["1.1.1.1"]));
         assert!(got["headers"].get("user-agent").is_none());
+        assert_eq!(got["policy"], "client_ip");
         assert_eq!(
             got.as_object().unwrap().len(),
-            explain.as_object().unwrap().len() + 2
+            explain.as_object().unwrap().len() + 3
         );
     }
 
@@ -1103,6 +1119,7 @@ mod tests {
         );
         let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
+            policy: "client_ip",
             decision: &decision,
             direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, |_| true),
