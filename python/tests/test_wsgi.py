@@ -199,3 +199,23 @@ def test_under_flask() -> None:
     got = client.get("/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https"},
                      environ_base={"REMOTE_ADDR": "198.51.100.20"}).get_json()
     assert got == {"addr": "198.51.100.20", "scheme": "http", "host": "localhost", "url": "http://localhost/", "xff": None}
+
+
+def test_a_policy_per_sub_app_under_werkzeug_dispatcher() -> None:
+    """Each mounted app wrapped in its own middleware decides with its own policy."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+
+    def echo(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [env["REMOTE_ADDR"].encode()]
+
+    app = DispatcherMiddleware(
+        TrueIP(echo, trueip.Policy()),  # public: trusts no one
+        {"/internal": TrueIP(echo, POLICY), "/nginx": TrueIP(echo, trueip.Policy(trust=["10.0.0.5"], strategy="header:X-Real-IP"))},
+    )
+    client = Client(app)
+    headers = {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "198.51.100.7"}
+    got = {path: client.get(path, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"}).get_data(as_text=True)
+           for path in ("/", "/internal/", "/nginx/")}
+    assert got == {"/": "10.0.0.5", "/internal/": "203.0.113.9", "/nginx/": "198.51.100.7"}
