@@ -624,6 +624,12 @@ pub(crate) struct HeaderSettings {
     pub(crate) strip: Vec<String>,
     /// Client-IP headers of the built-in table to pass from any client, as written.
     pub(crate) keep: Vec<String>,
+    /// The hosts requests may name (Host, and X-Forwarded-Host from a trusted hop), as
+    /// written: `example.com`, `*.example.com`, `*`; empty: any.
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Checked: `allowed_hosts`.
+    #[serde(skip)]
+    pub(crate) allowed: Vec<HostPattern>,
     /// Checked: the extra client-IP header names (from `strip` and from `header:NAME`
     /// strategies), lower case.
     #[serde(skip)]
@@ -648,6 +654,8 @@ impl Default for HeaderSettings {
             x_forwarded_port: true,
             strip: Vec::new(),
             keep: Vec::new(),
+            allowed_hosts: Vec::new(),
+            allowed: Vec::new(),
             extra: Vec::new(),
             kept: Vec::new(),
             origin_secret: None,
@@ -1300,10 +1308,70 @@ impl UpstreamSettings {
     }
 }
 
+/// One entry of `headers.allowed_hosts`, checked: lower case, no port, no trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HostPattern {
+    /// `example.com`, `192.0.2.7`, `[2001:db8::1]`: this host exactly.
+    Exact(String),
+    /// `*.example.com`: any subdomain (not `example.com` itself), kept as `.example.com`.
+    Subdomains(String),
+    /// `*`: any host (the list then only documents intent).
+    Any,
+}
+
+impl FromStr for HostPattern {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let lower = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        if lower == "*" {
+            return Ok(HostPattern::Any);
+        }
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let bracketed = name.starts_with('[') && name.ends_with(']');
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && if bracketed {
+                !wild
+                    && name
+                        .get(1..name.len() - 1)
+                        .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+            } else {
+                name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+            };
+        if !valid {
+            return Err(ConfigError::new(format!("invalid allowed host {text:?}")).hint(
+                "write a host name without a port or scheme (\"example.com\"), \"*.example.com\" for its subdomains, an address (\"192.0.2.7\", \"[2001:db8::1]\") or \"*\"",
+            ));
+        }
+        Ok(match wild {
+            true => HostPattern::Subdomains(format!(".{name}")),
+            false => HostPattern::Exact(name.to_string()),
+        })
+    }
+}
+
 impl HeaderSettings {
     /// Checks `strip` and `keep` into `extra` and `kept`, and adds the names the policy
     /// reads (`header:NAME` strategies) and the origin secret.
     fn check(&mut self, client_ip: &ClientIpConfig, policy: &Policy) -> Result<(), ConfigError> {
+        self.allowed = self
+            .allowed_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                h.parse()
+                    .map_err(|e: ConfigError| e.at(format!("headers.allowed_hosts[{i}]")))
+            })
+            .collect::<Result<_, _>>()?;
         let mut extra: Vec<FieldName> = Vec::new();
         for (i, name) in self.strip.iter().enumerate() {
             let name =

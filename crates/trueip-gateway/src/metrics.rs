@@ -170,13 +170,16 @@ pub(crate) enum ClientErrorKind {
     BadRequestBody,
     /// A request body that stalled longer than `upstream.body_timeout` (408).
     RequestBodyTimeout,
+    /// A Host or trusted X-Forwarded-Host outside `headers.allowed_hosts` (421).
+    HostNotAllowed,
 }
 
 impl ClientErrorKind {
-    const ALL: [ClientErrorKind; 3] = [
+    const ALL: [ClientErrorKind; 4] = [
         ClientErrorKind::HeadersOverLimit,
         ClientErrorKind::BadRequestBody,
         ClientErrorKind::RequestBodyTimeout,
+        ClientErrorKind::HostNotAllowed,
     ];
 
     /// The label value.
@@ -185,6 +188,7 @@ impl ClientErrorKind {
             ClientErrorKind::HeadersOverLimit => "headers_over_limit",
             ClientErrorKind::BadRequestBody => "bad_request_body",
             ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
+            ClientErrorKind::HostNotAllowed => "host_not_allowed",
         }
     }
 }
@@ -207,7 +211,7 @@ pub(crate) struct Metrics {
     proxy_errors: [AtomicU64; 6],
     proxy_ignored_datagram: AtomicU64,
     upstream_errors: [AtomicU64; 4],
-    client_errors: [AtomicU64; 3],
+    client_errors: [AtomicU64; 4],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,

@@ -178,6 +178,15 @@ async fn forward(
         None => parts.headers.get(header::HOST).cloned(),
     };
     let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref());
+    if !state.hygiene.hosts_allowed(&facts) {
+        let named = host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()));
+        let page = failed(
+            ctx,
+            Failure::HostNotAllowed,
+            &format_args!("host {named:?}"),
+        );
+        return response(page, &method);
+    }
     let stripped = state.hygiene.request(&mut parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
     if parts.version == Version::HTTP_2 {

@@ -726,10 +726,13 @@ fn upstream_head(
     upstream: &Upstream,
     ctx: &ConnCtx,
     req: &Request<'_>,
-) -> (Vec<u8>, u64) {
+) -> Result<(Vec<u8>, u64), Failure> {
     let raw = Raw(req.lines);
     let facts = facts(ctx, state, req.resolution, &raw, req.host);
     let hygiene = &state.hygiene;
+    if !hygiene.hosts_allowed(&facts) {
+        return Err(Failure::HostNotAllowed);
+    }
     // A request with `Connection` lines is hyper's: nothing here is named by one.
     let kept = Kept {
         headers: &raw,
@@ -760,7 +763,7 @@ fn upstream_head(
         }
     }
     head.extend_from_slice(b"\r\n");
-    (head, stripped)
+    Ok((head, stripped))
 }
 
 /// How an upstream response body is delimited (RFC 9112 §6.3).
@@ -819,10 +822,17 @@ async fn forward(
     record: &mut Record,
     closing: bool,
 ) -> Sent {
-    let (head, stripped) = upstream_head(state, upstream, ctx, &req);
+    let head_only = *req.method == Method::HEAD;
+    let (head, stripped) = match upstream_head(state, upstream, ctx, &req) {
+        Ok(made) => made,
+        Err(failure) => {
+            let named = req.host.map(|h| String::from_utf8_lossy(h.as_bytes()));
+            let page = failed(ctx, failure, &format_args!("host {named:?}"));
+            return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
+        }
+    };
     let metrics = &ctx.shared.metrics;
     metrics.stripped(stripped);
-    let head_only = *req.method == Method::HEAD;
     let Some(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
         let page = failed(ctx, Failure::Target, &req.target);
         return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;

@@ -32,7 +32,7 @@ use trueip::headers::{Headers, names};
 use trueip::origin::Origin;
 use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
-use crate::config::{HeaderSettings, ListMode};
+use crate::config::{HeaderSettings, HostPattern, ListMode};
 
 pub(crate) use trueip::headers::spells as same_name;
 
@@ -280,6 +280,26 @@ impl Hygiene {
             managed,
             secret,
         }
+    }
+
+    /// Whether the hosts the request names pass `headers.allowed_hosts`: its own Host
+    /// (`:authority`), which the upstream receives unchanged, and the host a trusted hop
+    /// reported (X-Forwarded-Host, `Forwarded: host=`), which becomes the upstream's
+    /// X-Forwarded-Host. A request without a Host cannot be checked, and fails. With no
+    /// list, every host passes and nothing is read.
+    pub(crate) fn hosts_allowed(&self, facts: &Facts<'_>) -> bool {
+        let allowed = &self.settings.allowed;
+        if allowed.is_empty() {
+            return true;
+        }
+        let own = facts
+            .host
+            .is_some_and(|h| host_allowed(allowed, h.as_bytes()));
+        own && facts
+            .origin
+            .host
+            .as_deref()
+            .is_none_or(|h| host_allowed(allowed, h.as_bytes()))
     }
 
     /// The origin secret header, if one is configured.
@@ -707,6 +727,34 @@ fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option
 
 /// The received lines of `name`, each followed by `, `: what the gateway's own entry
 /// is appended to.
+/// Whether `host` (`name`, `name:port`, `[v6]:port`, any case, a trailing dot allowed)
+/// matches one of `allowed`. The port is not compared (as Django's ALLOWED_HOSTS and
+/// ASP.NET's AllowedHosts): a listener decides which ports are served.
+pub(crate) fn host_allowed(allowed: &[HostPattern], host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`: keep the brackets, drop the port.
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, _)) => format!("[{}]", v6.to_ascii_lowercase()),
+            None => return false,
+        },
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, _)| name)
+            .to_ascii_lowercase(),
+    };
+    let name = name.trim_end_matches('.');
+    allowed.iter().any(|p| match p {
+        HostPattern::Any => true,
+        HostPattern::Exact(h) => name == h,
+        HostPattern::Subdomains(suffix) => {
+            name.len() > suffix.len() && name.ends_with(suffix.as_str())
+        }
+    })
+}
+
 /// Removes the `, ` that [`append`] left at the end of `out` (past `at`), when nothing
 /// follows it.
 fn trim_separator(out: &mut String, at: usize) {
