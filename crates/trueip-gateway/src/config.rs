@@ -1651,6 +1651,14 @@ mod tests {
             ),
             ("[[listen]]\naddress = \"localhost\"", "listen[0].address"),
             (
+                "[headers]\nallowed_hosts = [\"example.com\", \"https://example.com/\"]",
+                "headers.allowed_hosts[1]",
+            ),
+            (
+                "[headers]\nallowed_hosts = [\"a.*.example.com\"]",
+                "headers.allowed_hosts[0]",
+            ),
+            (
                 "[[listen]]\naddress = \"unix:run.sock\"",
                 "listen[0].address",
             ),
