@@ -108,6 +108,8 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// One permit per open connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// Peers whose forwarding headers were ignored, for the misconfiguration hint.
+    pub(crate) hints: crate::hint::Hints,
 }
 
 impl Shared {
@@ -120,6 +122,7 @@ impl Shared {
             shutdown,
             stopping: AtomicBool::new(false),
             connections: Arc::new(Semaphore::new(max_connections)),
+            hints: crate::hint::Hints::default(),
         }
     }
 

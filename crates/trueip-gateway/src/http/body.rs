@@ -156,6 +156,14 @@ impl Record {
         let own = settings.own_policy(listener);
         let policy = own.map_or(&settings.policy, |o| &o.policy);
         self.policy = own.map(|o| o.name.clone());
+        if resolution
+            .warnings
+            .contains(trueip::Warnings::UNTRUSTED_HEADER)
+        {
+            ctx.shared
+                .hints
+                .untrusted_forwarding(resolution.effective_peer(), own.and(listener));
+        }
         self.client = resolution
             .client
             .ip()
