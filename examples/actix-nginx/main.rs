@@ -28,7 +28,9 @@ use trueip::actix::{ClientIpMiddleware, ClientResolution};
 async fn whoami(ClientResolution(resolution): ClientResolution) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body(format!(
         "client {}\nsource {}\npeer {}\n",
-        resolution.ip(),
+        resolution
+            .ip()
+            .map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
         resolution.source,
         resolution.peer
     ))

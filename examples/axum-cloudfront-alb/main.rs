@@ -57,8 +57,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn whoami(ClientResolution(r): ClientResolution) -> String {
     format!(
         "client: {}\nnginx: {}\ntrusted hops: {}\nwarnings: {}\n",
-        r.ip(),
-        r.peer.ip,
+        r.ip()
+            .map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
+        r.peer
+            .ip()
+            .map_or_else(|| r.peer.to_string(), |ip| ip.to_string()),
         r.trusted_hops,
         r.warnings
     )

@@ -51,7 +51,9 @@ async fn whoami(
         "client: {}\nsource: {:?}\nnlb: {}\nvpc endpoint: {}\n",
         r.client,
         r.source,
-        r.peer.ip,
+        r.peer
+            .ip()
+            .map_or_else(|| r.peer.to_string(), |ip| ip.to_string()),
         vpce.unwrap_or("-")
     )
 }

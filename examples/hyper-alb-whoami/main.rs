@@ -70,8 +70,12 @@ async fn whoami(
     let body = format!(
         "original ip: {}\ndirect ip: {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\nx-forwarded-port: {}\n\
          believed proto: {}\nbelieved port: {}\nwarnings: {}\n",
-        resolution.ip(),
-        conn.peer.ip,
+        resolution
+            .ip()
+            .map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
+        conn.peer
+            .ip()
+            .map_or_else(|| conn.peer.to_string(), |ip| ip.to_string()),
         header("x-forwarded-for"),
         header("x-forwarded-proto"),
         header("x-forwarded-port"),

@@ -46,7 +46,7 @@ fn handler(policy: &Policy, event: &Value) -> Value {
         Ok(resolution) => response(
             200,
             json!({
-                "client_ip": resolution.ip().to_string(),
+                "client_ip": resolution.ip().map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
                 "source": policy.describe_source(&resolution),
                 "trusted_hops": resolution.trusted_hops,
                 "warnings": resolution.warnings.names().collect::<Vec<_>>(),

@@ -320,6 +320,20 @@ fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
     })
 }
 
+/// The connection's peer: an address as [`peer_node`] reads it, or a Unix-socket peer —
+/// the text `""` (gunicorn's `REMOTE_ADDR` on a socket) or `unix:...` (nginx's
+/// `$remote_addr`, and some servers' path form). Such a peer has no address: only a
+/// policy that trusts `unix` reads its headers.
+fn peer_of(peer: &Bound<'_, PyAny>) -> PyResult<trueip::addr::Peer> {
+    if let Ok(text) = peer.cast::<PyString>() {
+        let text = text.to_cow()?;
+        if text.is_empty() || text.starts_with("unix:") {
+            return Ok(trueip::addr::Peer::Unix);
+        }
+    }
+    peer_node(peer, None).map(trueip::addr::Peer::Ip)
+}
+
 fn policy_error(e: ConfigError) -> PyErr {
     PolicyError::new_err(e.to_string())
 }
@@ -377,7 +391,7 @@ impl Policy {
         peer: &Bound<'_, PyAny>,
         proxy_source: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Connection> {
-        let mut conn = Connection::from_peer(peer_node(peer, None)?);
+        let mut conn = Connection::from_peer(peer_of(peer)?);
         if let Some(source) = proxy_source.filter(|s| !s.is_none()) {
             conn.proxy_source = Some(peer_node(source, None)?);
         }
@@ -607,6 +621,16 @@ impl Policy {
             Some(environ),
         )?;
         let resolution = self.decide(&conn, &copied);
+        // A Unix-socket peer that no trusted header named an address for: no address to
+        // give the app, as for any peer that is not one.
+        if resolution.inner.client.is_unix() {
+            let kept = if withhold {
+                kept_pairs(headers, false)?
+            } else {
+                None
+            };
+            return Ok((None, None, kept));
+        }
         let origin = if resolution.trusted_hop {
             let o = trueip::origin::origin(&copied, &resolution.inner);
             (o != trueip::origin::Origin::default())
@@ -677,22 +701,23 @@ struct Resolution {
 
 #[pymethods]
 impl Resolution {
-    /// The client address, an `ipaddress.IPv4Address` or `IPv6Address`.
+    /// The client address, an `ipaddress.IPv4Address` or `IPv6Address`; `None` when the
+    /// client is a Unix-socket peer (no header named an address).
     #[getter]
-    fn ip(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        ip_object(py, self.inner.ip())
+    fn ip(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.inner.ip().map(|ip| ip_object(py, ip)).transpose()
     }
 
-    /// The client address as text (cheaper than `str(resolution.ip)`).
+    /// The client address as text (cheaper than `str(resolution.ip)`); `None` as `ip`.
     #[getter]
-    fn ip_str(&self) -> String {
-        self.inner.ip().to_string()
+    fn ip_str(&self) -> Option<String> {
+        self.inner.ip().map(|ip| ip.to_string())
     }
 
     /// The client port, when the source carried one.
     #[getter]
     fn port(&self) -> Option<u16> {
-        self.inner.client.port
+        self.inner.client.node().and_then(|n| n.port)
     }
 
     /// Where the client came from: `peer`, `proxy-protocol`, `x-forwarded-for[-2]`,
@@ -702,10 +727,10 @@ impl Resolution {
         self.policy.describe_source(&self.inner)
     }
 
-    /// The TCP peer.
+    /// The TCP peer's address; `None` for a Unix-socket peer.
     #[getter]
-    fn peer(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        ip_object(py, self.inner.peer.ip)
+    fn peer(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.inner.peer.ip().map(|ip| ip_object(py, ip)).transpose()
     }
 
     /// How many trusted proxies stood in front of the client.
@@ -729,8 +754,8 @@ impl Resolution {
     /// The key to rate-limit on: the IPv4 address, or the IPv6 address cut to the
     /// policy's prefix (/64 by default).
     #[getter]
-    fn rate_limit_key(&self) -> String {
-        self.inner.rate_limit_key.to_string()
+    fn rate_limit_key(&self) -> Option<String> {
+        self.inner.rate_limit_key.map(|k| k.to_string())
     }
 
     /// Whether the request came through a hop the policy trusts (and whose headers
@@ -770,10 +795,10 @@ impl Resolution {
         let warnings: Vec<&str> = self.inner.warnings.names().collect();
         format!(
             "trueip.Resolution(ip='{}', port={}, source='{}', trusted_hops={}, warnings={warnings:?})",
-            self.inner.ip(),
             self.inner
-                .client
-                .port
+                .ip()
+                .map_or_else(|| "unix:".to_string(), |ip| ip.to_string()),
+            self.port()
                 .map_or_else(|| "None".to_string(), |p| p.to_string()),
             self.source(),
             self.inner.trusted_hops,

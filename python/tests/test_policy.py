@@ -101,7 +101,7 @@ def test_peer_shapes(policy: trueip.Policy, peer: object) -> None:
     assert (r.ip_str, r.trusted_hops) == ("198.51.100.1", 1)
 
 
-@pytest.mark.parametrize("peer", ["", "unix:/run/app.sock", "10.0.0.256", "0.0.0.0", ("10.0.0.5",), 5])
+@pytest.mark.parametrize("peer", ["10.0.0.256", "0.0.0.0", ("10.0.0.5",), 5, "unix"])
 def test_a_peer_that_is_not_an_address_is_a_value_error(policy: trueip.Policy, peer: object) -> None:
     with pytest.raises((ValueError, TypeError)) as e:
         policy.resolve(peer, {})
@@ -292,3 +292,18 @@ def test_query_and_cookie_sources() -> None:
     assert any(s["subject"] == "query:client" and s["verdict"] == "client" for s in steps)
     with pytest.raises(TypeError):
         policy.resolve("10.0.0.5", [], query=12)
+
+
+@pytest.mark.parametrize("peer", ["", "unix:", "unix:/run/gunicorn.sock"])
+def test_a_unix_socket_peer_is_trusted_only_by_unix(peer: str) -> None:
+    """gunicorn on a socket gives REMOTE_ADDR "", nginx writes `unix:`: a peer with no
+    address, whose headers count only under trust=["unix"]."""
+    headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}
+    r = trueip.Policy(trust=["unix"]).resolve(peer, headers)
+    assert (r.ip_str, r.peer, r.trusted_hops, r.trusted_hop) == ("203.0.113.9", None, 1, True)
+    for trust in (["any"], ["loopback"], None):
+        r = trueip.Policy(trust=trust).resolve(peer, headers)
+        assert (r.ip, r.ip_str, r.peer, r.rate_limit_key, r.trusted_hop) == (None, None, None, None, False), trust
+        assert r.to_dict()["client_ip"] is None
+        assert "header_from_untrusted_peer" in r.warnings
+        assert "unix:" in repr(r)

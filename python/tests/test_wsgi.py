@@ -163,6 +163,19 @@ def test_a_unix_socket_peer_trusts_no_one(remote: Any) -> None:
     assert env.get("REMOTE_ADDR") == remote
 
 
+@pytest.mark.parametrize("remote", ["", "unix:/run/gunicorn.sock"])
+def test_behind_nginx_on_a_unix_socket_trust_unix(remote: str) -> None:
+    """nginx -> gunicorn --bind unix:/run/gunicorn.sock: REMOTE_ADDR is "" and only
+    trust=["unix"] makes nginx's X-Forwarded-For count."""
+    policy = trueip.Policy(trust=["unix"])
+    env = run({"REMOTE_ADDR": remote, "HTTP_X_FORWARDED_FOR": "1.2.3.4, 203.0.113.9"}, policy)
+    assert env["REMOTE_ADDR"] == "203.0.113.9"
+    assert env["trueip.resolution"].source == "x-forwarded-for[-1]"
+    # Nothing names a client: no address to give, and nothing is believed.
+    env = run({"REMOTE_ADDR": remote}, policy)
+    assert (env["trueip.resolution"], env["REMOTE_ADDR"]) == (None, remote)
+
+
 def test_the_middleware_wants_a_policy() -> None:
     with pytest.raises(TypeError, match="trueip.Policy"):
         TrueIP(lambda e, s: [], {"trust": ["10.0.0.0/8"]})  # type: ignore[arg-type]
@@ -194,3 +207,23 @@ def test_a_query_argument_from_the_trusted_gateway() -> None:
     assert seen["REMOTE_ADDR"] == "198.51.100.4"
     seen = run({"REMOTE_ADDR": "203.0.113.9", "QUERY_STRING": "client=1.2.3.4"}, policy)
     assert seen["REMOTE_ADDR"] == "203.0.113.9"
+
+
+def test_a_policy_per_sub_app_under_werkzeug_dispatcher() -> None:
+    """Each mounted app wrapped in its own middleware decides with its own policy."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+
+    def echo(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [env["REMOTE_ADDR"].encode()]
+
+    app = DispatcherMiddleware(
+        TrueIP(echo, trueip.Policy()),  # public: trusts no one
+        {"/internal": TrueIP(echo, POLICY), "/nginx": TrueIP(echo, trueip.Policy(trust=["10.0.0.5"], strategy="header:X-Real-IP"))},
+    )
+    client = Client(app)
+    headers = {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "198.51.100.7"}
+    got = {path: client.get(path, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"}).get_data(as_text=True)
+           for path in ("/", "/internal/", "/nginx/")}
+    assert got == {"/": "10.0.0.5", "/internal/": "203.0.113.9", "/nginx/": "198.51.100.7"}

@@ -96,7 +96,8 @@ pub(crate) enum Format {
 #[derive(Args, Debug)]
 #[command(after_long_help = after_help())]
 pub(crate) struct ExplainArgs {
-    /// The TCP peer: IP or IP:port ([v6]:port).
+    /// The peer: IP or IP:port ([v6]:port), or `unix` for a connection over a Unix
+    /// socket (trusted only by `--trust unix`).
     #[arg(long, value_name = "ADDR", required_unless_present_any = ["batch", "lambda_event"])]
     peer: Option<String>,
     /// A request header, `Name: value`; repeat for several (order is kept). A line `trueip
@@ -402,8 +403,14 @@ fn connection(
             "a private endpoint id comes in a PROXY header: give its proxy_source too".into(),
         );
     }
+    // `unix` (or nginx's spelling, `unix:`): a connection over a Unix socket, which has
+    // no address: only the trust spec `unix` trusts it.
+    let peer = match peer.trim() {
+        "unix" | "unix:" => trueip::addr::Peer::Unix,
+        text => trueip::addr::Peer::Ip(node("peer", text)?),
+    };
     Ok(Connection {
-        peer: node("peer", peer)?,
+        peer,
         proxy_source: proxy_source.map(|p| node("proxy source", p)).transpose()?,
         private_link,
     })

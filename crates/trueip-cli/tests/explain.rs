@@ -1198,3 +1198,52 @@ fn explain_query_and_cookie_sources() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_unix_socket_peer_counts_only_with_trust_unix() {
+    let args = |trust: &str| {
+        trueip(
+            &[
+                "explain",
+                "--peer",
+                "unix",
+                "--trust",
+                trust,
+                "-H",
+                "X-Forwarded-For: 203.0.113.9",
+                "--format",
+                "json",
+            ],
+            None,
+        )
+    };
+    let out = args("unix");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    assert_eq!(j["client_ip"], "203.0.113.9", "{j}");
+    assert_eq!(j["peer"], "unix:", "{j}");
+    let out = args("any");
+    let j = json(&out);
+    assert_eq!(j["client_ip"], serde_json::Value::Null, "{j}");
+    assert_eq!(j["rate_limit_key"], serde_json::Value::Null, "{j}");
+    assert_eq!(j["warnings"][0], "header_from_untrusted_peer", "{j}");
+    let text = trueip(
+        &[
+            "explain",
+            "--peer",
+            "unix:",
+            "-H",
+            "X-Forwarded-For: 203.0.113.9",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("client   unix: (a process on this host"),
+        "{text}"
+    );
+}

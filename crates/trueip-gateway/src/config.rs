@@ -51,7 +51,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             client_ip: ClientIpConfig::default(),
-            listen: vec![ListenerSettings::http(DEFAULT_LISTEN)],
+            listen: vec![ListenerSettings::http(ListenAddr::Tcp(DEFAULT_LISTEN))],
             upstream: UpstreamSettings::default(),
             headers: HeaderSettings::default(),
             limits: Limits::default(),
@@ -167,6 +167,9 @@ pub(crate) enum ProxyProtocol {
     V2,
     /// Either.
     Any,
+    /// Required (either version) from `client_ip.proxy_protocol_from`; everyone else is
+    /// served as a plain connection, and closed if it sends a PROXY header.
+    FromSenders,
 }
 
 impl Named for ProxyProtocol {
@@ -178,6 +181,7 @@ impl Named for ProxyProtocol {
         ("v1", ProxyProtocol::V1),
         ("v2", ProxyProtocol::V2),
         ("any", ProxyProtocol::Any),
+        ("from-senders", ProxyProtocol::FromSenders),
     ];
 }
 
@@ -242,12 +246,192 @@ impl Named for LogFormat {
         &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 }
 
+/// Where a listener binds: an IP and port, or a Unix socket path (`unix:/run/trueip.sock`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ListenAddr {
+    /// `127.0.0.1:8080`, `[::]:443`.
+    Tcp(SocketAddr),
+    /// `unix:/path`: an absolute path.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = Path::new(path);
+            if !path.is_absolute() || path.file_name().is_none() {
+                return Err(
+                    ConfigError::new(format!("invalid unix socket path {text:?}"))
+                        .hint("write an absolute path: \"unix:/run/trueip/trueip.sock\""),
+                );
+            }
+            // sun_path holds 108 bytes with its NUL; a longer path cannot be bound.
+            if path.as_os_str().len() > 107 {
+                return Err(ConfigError::new(format!(
+                    "unix socket path {text:?} is longer than 107 bytes, the most a socket address holds"
+                ))
+                .hint("choose a shorter path, e.g. under /run"));
+            }
+            return Ok(ListenAddr::Unix(path.to_path_buf()));
+        }
+        text.parse().map(ListenAddr::Tcp).map_err(|_| {
+            ConfigError::new(format!("invalid listen address {text:?}")).hint(
+                "write an IP and a port (\"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\") or a Unix socket (\"unix:/run/trueip.sock\")",
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The owner a Unix socket file is given: `user`, `user:group`, `:group`, or numeric ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SocketOwner {
+    /// The user id, when one was named.
+    pub(crate) uid: Option<u32>,
+    /// The group id, when one was named.
+    pub(crate) gid: Option<u32>,
+    /// As written (for messages and `--check`).
+    text: String,
+}
+
+impl SocketOwner {
+    /// Parses `text`, looking names up in `passwd` and `group` (the contents of
+    /// `/etc/passwd` and `/etc/group`).
+    pub(crate) fn parse(text: &str, passwd: &str, group: &str) -> Result<Self, ConfigError> {
+        let (user, grp) = match text.split_once(':') {
+            Some((u, g)) => (u.trim(), Some(g.trim())),
+            None => (text.trim(), None),
+        };
+        let lookup = |name: &str, table: &str, what: &str| -> Result<u32, ConfigError> {
+            if let Ok(id) = name.parse::<u32>() {
+                return Ok(id);
+            }
+            table
+                .lines()
+                .filter_map(|line| {
+                    let mut fields = line.split(':');
+                    let n = fields.next()?;
+                    let id = fields.nth(1)?.parse::<u32>().ok()?;
+                    (n == name).then_some(id)
+                })
+                .next()
+                .ok_or_else(|| {
+                    ConfigError::new(format!("unknown {what} {name:?} in unix_owner {text:?}"))
+                        .hint(format!("name an existing {what}, or give its numeric id"))
+                })
+        };
+        if user.is_empty() && grp.is_none_or(str::is_empty) {
+            return Err(ConfigError::new("empty unix_owner")
+                .hint("write \"user\", \"user:group\" or \":group\""));
+        }
+        let uid = match user {
+            "" => None,
+            u => Some(lookup(u, passwd, "user")?),
+        };
+        let gid = match grp {
+            None | Some("") => None,
+            Some(g) => Some(lookup(g, group, "group")?),
+        };
+        Ok(SocketOwner {
+            uid,
+            gid,
+            text: text.to_string(),
+        })
+    }
+}
+
+impl SocketOwner {
+    /// Parses `text` with this system's `/etc/passwd` and `/etc/group`.
+    pub(crate) fn from_system(text: &str) -> Result<Self, ConfigError> {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        SocketOwner::parse(text, &read("/etc/passwd"), &read("/etc/group"))
+    }
+}
+
+impl std::fmt::Display for SocketOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A Unix socket file's mode, written in octal: `"0660"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketMode(pub(crate) u32);
+
+impl FromStr for SocketMode {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let digits = text.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(SocketMode(mode)),
+            _ => Err(ConfigError::new(format!("invalid unix_mode {text:?}"))
+                .hint("write the permission bits in octal, as a string: \"0660\" (owner and group may connect)")),
+        }
+    }
+}
+
+impl std::fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for SocketMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One `[[listen]]` table.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerSettings {
-    /// Where to bind: `127.0.0.1:8080`, `[::]:443`. Required.
-    pub(crate) address: SocketAddr,
+    /// Where to bind: `127.0.0.1:8080`, `[::]:443`, `unix:/run/trueip.sock`. Required.
+    pub(crate) address: ListenAddr,
+    /// This listener's own policy (the keys of `[client_ip]`), replacing `[client_ip]` for
+    /// its connections: a public listener behind a CDN, an internal one behind another
+    /// balancer.
+    #[serde(default, skip_serializing)]
+    pub(crate) client_ip: Option<ClientIpConfig>,
+    /// `unix:` listeners: the socket file's permission bits (default: as the umask leaves them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unix_mode: Option<SocketMode>,
+    /// `unix:` listeners: the socket file's owner, `user`, `user:group` or `:group`
+    /// (default: the user trueip runs as). Checked into ids when the config is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unix_owner: Option<String>,
     /// HTTP or TCP.
     #[serde(default, with = "named")]
     pub(crate) mode: Mode,
@@ -271,9 +455,12 @@ pub(crate) struct ListenerSettings {
 
 impl ListenerSettings {
     /// A plain HTTP listener on `address`.
-    pub(crate) fn http(address: SocketAddr) -> Self {
+    pub(crate) fn http(address: ListenAddr) -> Self {
         ListenerSettings {
             address,
+            client_ip: None,
+            unix_mode: None,
+            unix_owner: None,
             mode: Mode::Http,
             proxy_protocol: ProxyProtocol::default(),
             tls: None,
@@ -610,6 +797,12 @@ pub(crate) struct HeaderSettings {
     /// Checked: the cookies to remove (`strip_client_source`).
     #[serde(skip)]
     pub(crate) source_cookies: Vec<trueip::ParamName>,
+    /// The hosts requests may name (Host, and X-Forwarded-Host from a trusted hop), as
+    /// written: `example.com`, `*.example.com`, `*`; empty: any.
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Checked: `allowed_hosts`.
+    #[serde(skip)]
+    pub(crate) allowed: Vec<HostPattern>,
     /// Checked: the extra client-IP header names (from `strip` and from `header:NAME`
     /// strategies), lower case.
     #[serde(skip)]
@@ -637,6 +830,8 @@ impl Default for HeaderSettings {
             strip_client_source: false,
             source_args: Vec::new(),
             source_cookies: Vec::new(),
+            allowed_hosts: Vec::new(),
+            allowed: Vec::new(),
             extra: Vec::new(),
             kept: Vec::new(),
             origin_secret: None,
@@ -748,8 +943,11 @@ impl Default for LogSettings {
 /// Everything checked: nothing here can fail on a request.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// The client-IP policy.
+    /// The client-IP policy (`[client_ip]`).
     pub(crate) policy: Policy,
+    /// Each listener's own policy (`[[listen]] client_ip`), by listener index; `None`:
+    /// `[client_ip]` decides for it.
+    pub(crate) listener_policies: Vec<Option<ListenerPolicy>>,
     /// Listeners, in file order.
     pub(crate) listeners: Vec<ListenerSettings>,
     /// The upstream (`url` `None`: whoami); its connect timeout is also that of
@@ -826,8 +1024,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Listen on ADDR, e.g. 0.0.0.0:8080 (repeatable). Replaces the config's [[listen]]
-    /// tables with plain HTTP listeners.
+    /// Listen on ADDR, e.g. 0.0.0.0:8080, or a Unix socket, unix:/run/trueip.sock
+    /// (repeatable). Replaces the config's [[listen]] tables with plain HTTP listeners.
+    /// A Unix-socket peer's headers count only with --trust unix.
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
 
@@ -837,10 +1036,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
 
-    /// Trust these proxies: a CIDR, an address, loopback, private, any, a provider
-    /// (its list from the range cache; NAME=FILE reads it from FILE), or a host name
-    /// (lb.internal; host:NAME without a dot), resolved at start and every
-    /// client_ip.resolve_every (30s). Repeatable; replaces client_ip.trusted.
+    /// Trust these proxies: a CIDR, an address, loopback, private, any, unix (peers on a
+    /// Unix socket, which `any` does not include), a provider (its list from the range
+    /// cache; NAME=FILE reads it from FILE), or a host name (lb.internal; host:NAME without
+    /// a dot), resolved at start and every client_ip.resolve_every (30s). Repeatable;
+    /// replaces client_ip.trusted.
     #[arg(long, value_name = "SPEC")]
     pub trust: Vec<String>,
 
@@ -853,8 +1053,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "xff|forwarded")]
     pub from: Option<String>,
 
-    /// Expect a PROXY protocol header on every listener.
-    #[arg(long, value_name = "off|v1|v2|any")]
+    /// Expect a PROXY protocol header on every listener (from-senders: from the
+    /// --proxy-protocol-from senders, while everyone else connects without one).
+    #[arg(long, value_name = "off|v1|v2|any|from-senders")]
     pub proxy_protocol: Option<String>,
 
     /// Senders allowed to send PROXY headers (repeatable; replaces
@@ -870,6 +1071,14 @@ pub struct ServeArgs {
     /// Check the config (and TLS files), print a summary and exit.
     #[arg(long)]
     pub check: bool,
+}
+
+/// A listener's own policy (`[[listen]] client_ip`) and its name, `listen[1].client_ip`,
+/// made once: the access log and the metrics name it.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerPolicy {
+    pub(crate) policy: Policy,
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 /// The address `trueip serve` listens on when nothing says otherwise.
@@ -1029,10 +1238,8 @@ impl Settings {
             proxy_protocol_from: &flags.proxy_protocol_from,
         })?;
         file.ranges.check()?;
-        let loaded = crate::ranges::load_for(
-            &file.client_ip,
-            &file.ranges.dir(flags.ranges_dir.as_deref()),
-        )?;
+        let ranges_dir = file.ranges.dir(flags.ranges_dir.as_deref());
+        let mut loaded = crate::ranges::load_for(&file.client_ip, &ranges_dir)?;
         let resolve_every = crate::names::every(file.client_ip.resolve_every.as_deref())?;
         let wanted = file.client_ip.host_names();
         let mut names = crate::names::Addresses::new();
@@ -1063,11 +1270,9 @@ impl Settings {
                 .listen
                 .iter()
                 .map(|a| {
-                    a.trim().parse().map(ListenerSettings::http).map_err(|_| {
-                        ConfigError::new(format!("invalid listen address {a:?}"))
-                            .hint("write an IP and a port: \"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\"")
-                            .at("--listen")
-                    })
+                    a.parse::<ListenAddr>()
+                        .map(ListenerSettings::http)
+                        .map_err(|e| e.at("--listen"))
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -1080,18 +1285,72 @@ impl Settings {
             .map(ProxyProtocol::parse)
             .transpose()
             .map_err(|e| e.at("--proxy-protocol"))?;
+        let mut listener_policies = Vec::with_capacity(file.listen.len());
         for (i, l) in file.listen.iter_mut().enumerate() {
             if let Some(pp) = flag_pp {
                 l.proxy_protocol = pp;
             }
+            let own = match &l.client_ip {
+                Some(config) => {
+                    let within =
+                        |e: ConfigError| ConfigError::new(format!("in listen[{i}].client_ip: {e}"));
+                    let more = crate::ranges::load_for(config, &ranges_dir).map_err(within)?;
+                    for meta in more.metas {
+                        if !loaded.metas.iter().any(|m| m.provider == meta.provider) {
+                            loaded.metas.push(meta);
+                        }
+                    }
+                    loaded.sets.extend(more.sets);
+                    // The listener's own host names, resolved now unless the policy
+                    // above already did (and refreshed with them all).
+                    let unknown: Vec<String> = config
+                        .host_names()
+                        .into_iter()
+                        .filter(|name| !names.contains_key(name))
+                        .collect();
+                    if !unknown.is_empty() {
+                        names.extend(
+                            crate::names::resolve_all(&unknown, &*crate::names::resolver())
+                                .map_err(within)?,
+                        );
+                    }
+                    let own = config
+                        .build_resolved(read, &loaded.sets, &crate::names::sets(&names))
+                        .map_err(within)?;
+                    let secret = |c: &ClientIpConfig| {
+                        c.origin_secret
+                            .as_ref()
+                            .map(|s| s.header.trim().to_ascii_lowercase())
+                    };
+                    if let (Some(mine), Some(global)) = (secret(config), secret(&file.client_ip))
+                        && mine != global
+                    {
+                        return Err(ConfigError::new(format!(
+                            "listen[{i}].client_ip.origin_secret names header {mine:?}, [client_ip] names {global:?}"
+                        ))
+                        .hint("the gateway removes one origin secret header before forwarding: use the same header name (values may differ)")
+                        .at(format!("listen[{i}].client_ip.origin_secret")));
+                    }
+                    Some(ListenerPolicy {
+                        policy: own,
+                        name: format!("listen[{i}].client_ip").into(),
+                    })
+                }
+                None => None,
+            };
             let at = |key: &str| match from_flags {
                 true => "--listen".to_string(),
                 false => format!("listen[{i}].{key}"),
             };
-            l.check(&policy, at, flag_pp.is_some())?;
+            l.check(
+                own.as_ref().map_or(&policy, |o| &o.policy),
+                at,
+                flag_pp.is_some(),
+            )?;
             if let Some(tls) = &mut l.tls {
                 tls.check(&format!("listen[{i}].tls"))?;
             }
+            listener_policies.push(own);
         }
         for (i, a) in file.listen.iter().enumerate() {
             if let Some(j) = file
@@ -1117,10 +1376,29 @@ impl Settings {
         }
         file.upstream.check()?;
         file.headers.check(&file.client_ip, &policy)?;
+        // A listener's own policy may read more headers (`header:NAME`) and carry the
+        // origin secret: every name any policy reads is handled the same way.
+        for (l, own) in file.listen.iter().zip(&listener_policies) {
+            if let (Some(config), Some(own)) = (&l.client_ip, own) {
+                let mut more = file.headers.clone();
+                more.check(config, &own.policy)?;
+                for name in more.extra {
+                    if !file.headers.extra.contains(&name) {
+                        file.headers.extra.push(name);
+                    }
+                }
+                if file.headers.origin_secret.is_none() {
+                    file.headers.origin_secret = more.origin_secret;
+                }
+            }
+        }
         file.limits.check()?;
         file.admin.check()?;
         if let Some(a) = file.admin.listen
-            && let Some(i) = file.listen.iter().position(|l| l.address == a)
+            && let Some(i) = file
+                .listen
+                .iter()
+                .position(|l| l.address == ListenAddr::Tcp(a))
         {
             return Err(
                 ConfigError::new(format!("admin.listen {a} is also listen[{i}]"))
@@ -1131,6 +1409,7 @@ impl Settings {
         file.log.check()?;
         Ok(Settings {
             policy,
+            listener_policies,
             listeners: file.listen,
             upstream: file.upstream,
             headers: file.headers,
@@ -1144,12 +1423,33 @@ impl Settings {
         })
     }
 
+    /// The policy that decides for `listener` (`None`: the admin listener): its own
+    /// `client_ip` table, else `[client_ip]`.
+    pub(crate) fn policy_for(&self, listener: Option<usize>) -> &Policy {
+        self.own_policy(listener)
+            .map_or(&self.policy, |o| &o.policy)
+    }
+
+    /// The name of the policy deciding for each listener, in order: `client_ip`, or
+    /// `listen[1].client_ip` for one with its own.
+    pub(crate) fn listener_policy_names(&self) -> impl Iterator<Item = &str> {
+        (0..self.listeners.len())
+            .map(|i| self.own_policy(Some(i)).map_or("client_ip", |o| &*o.name))
+    }
+
+    /// `listener`'s own policy, if it has one (`None`: `[client_ip]` decides).
+    pub(crate) fn own_policy(&self, listener: Option<usize>) -> Option<&ListenerPolicy> {
+        listener
+            .and_then(|i| self.listener_policies.get(i))
+            .and_then(Option::as_ref)
+    }
+
     /// The same listening sockets (what a reload cannot change).
     pub(crate) fn same_sockets(&self, other: &Settings) -> bool {
         let key = |s: &Settings| {
             s.listeners
                 .iter()
-                .map(|l| (l.address, l.mode))
+                .map(|l| (l.address.clone(), l.mode))
                 .collect::<Vec<_>>()
         };
         key(self) == key(other) && self.admin.listen == other.admin.listen
@@ -1171,6 +1471,32 @@ impl ListenerSettings {
             return Err(ConfigError::new(format!("listener {} expects a PROXY header but no sender may send one", self.address))
                 .hint("list the load balancer's addresses in client_ip.proxy_protocol_from (or --proxy-protocol-from 10.0.0.0/8)")
                 .at(if flag_pp { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
+        }
+        if let ListenAddr::Unix(_) = self.address {
+            if self.proxy_protocol != ProxyProtocol::Off {
+                return Err(ConfigError::new(format!("listener {}: PROXY headers are not read on Unix sockets", self.address))
+                    .hint("a proxy on the same host passes the client in X-Forwarded-For: trust it with client_ip.trusted = [\"unix\"]")
+                    .at(if flag_pp { "--proxy-protocol".to_string() } else { at("proxy_protocol") }));
+            }
+            if self.mode == Mode::Tcp {
+                return Err(ConfigError::new(format!("listener {}: mode = \"tcp\" needs a TCP listener", self.address))
+                    .hint("a relay names the client in a PROXY header, which a Unix-socket peer has no address for; use mode = \"http\"")
+                    .at(at("mode")));
+            }
+        } else {
+            for (key, set) in [
+                ("unix_mode", self.unix_mode.is_some()),
+                ("unix_owner", self.unix_owner.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(format!("{key} is for unix: listeners"))
+                        .hint("set it in a [[listen]] table whose address is unix:/path")
+                        .at(at(key)));
+                }
+            }
+        }
+        if let Some(owner) = &self.unix_owner {
+            SocketOwner::from_system(owner).map_err(|e| e.at(at("unix_owner")))?;
         }
         match (self.mode, &self.upstream) {
             (Mode::Tcp, Some(u)) => {
@@ -1271,10 +1597,70 @@ impl UpstreamSettings {
     }
 }
 
+/// One entry of `headers.allowed_hosts`, checked: lower case, no port, no trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HostPattern {
+    /// `example.com`, `192.0.2.7`, `[2001:db8::1]`: this host exactly.
+    Exact(String),
+    /// `*.example.com`: any subdomain (not `example.com` itself), kept as `.example.com`.
+    Subdomains(String),
+    /// `*`: any host (the list then only documents intent).
+    Any,
+}
+
+impl FromStr for HostPattern {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let lower = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        if lower == "*" {
+            return Ok(HostPattern::Any);
+        }
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let bracketed = name.starts_with('[') && name.ends_with(']');
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && if bracketed {
+                !wild
+                    && name
+                        .get(1..name.len() - 1)
+                        .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+            } else {
+                name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+            };
+        if !valid {
+            return Err(ConfigError::new(format!("invalid allowed host {text:?}")).hint(
+                "write a host name without a port or scheme (\"example.com\"), \"*.example.com\" for its subdomains, an address (\"192.0.2.7\", \"[2001:db8::1]\") or \"*\"",
+            ));
+        }
+        Ok(match wild {
+            true => HostPattern::Subdomains(format!(".{name}")),
+            false => HostPattern::Exact(name.to_string()),
+        })
+    }
+}
+
 impl HeaderSettings {
     /// Checks `strip` and `keep` into `extra` and `kept`, and adds the names the policy
     /// reads (`header:NAME` strategies) and the origin secret.
     fn check(&mut self, client_ip: &ClientIpConfig, policy: &Policy) -> Result<(), ConfigError> {
+        self.allowed = self
+            .allowed_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                h.parse()
+                    .map_err(|e: ConfigError| e.at(format!("headers.allowed_hosts[{i}]")))
+            })
+            .collect::<Result<_, _>>()?;
         let mut extra: Vec<FieldName> = Vec::new();
         for (i, name) in self.strip.iter().enumerate() {
             let name =
@@ -1478,7 +1864,7 @@ mod tests {
     fn empty_config_is_the_safe_default() {
         let s = settings("").unwrap();
         assert_eq!(s.listeners.len(), 1);
-        assert_eq!(s.listeners[0].address, DEFAULT_LISTEN);
+        assert_eq!(s.listeners[0].address, ListenAddr::Tcp(DEFAULT_LISTEN));
         assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Off);
         assert!(s.upstream.url.is_none());
         assert!(!s.policy.trusts("127.0.0.1".parse().unwrap()));
@@ -1538,6 +1924,27 @@ mod tests {
     }
 
     #[test]
+    fn socket_owners_read_names_and_ids() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n";
+        let group = "root:x:0:\nwww-data:x:33:\nnginx:x:101:\n";
+        let parse = |t: &str| SocketOwner::parse(t, passwd, group).map(|o| (o.uid, o.gid));
+        assert_eq!(parse("www-data").unwrap(), (Some(33), None));
+        assert_eq!(parse("www-data:nginx").unwrap(), (Some(33), Some(101)));
+        assert_eq!(parse(":nginx").unwrap(), (None, Some(101)));
+        assert_eq!(parse("1000:1001").unwrap(), (Some(1000), Some(1001)));
+        let err = parse("nobody-here").unwrap_err().to_string();
+        assert!(err.contains("unknown user \"nobody-here\""), "{err}");
+        let err = parse("root:wheel").unwrap_err().to_string();
+        assert!(err.contains("unknown group \"wheel\""), "{err}");
+        assert!(parse(":").is_err() && parse("").is_err());
+        assert_eq!("0660".parse::<SocketMode>().unwrap(), SocketMode(0o660));
+        assert_eq!(SocketMode(0o660).to_string(), "0660");
+        for bad in ["", "8", "01777", "rw-rw----"] {
+            assert!(bad.parse::<SocketMode>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (
@@ -1545,6 +1952,38 @@ mod tests {
                 "client_ip.trusted[2]",
             ),
             ("[[listen]]\naddress = \"localhost\"", "listen[0].address"),
+            (
+                "[headers]\nallowed_hosts = [\"example.com\", \"https://example.com/\"]",
+                "headers.allowed_hosts[1]",
+            ),
+            (
+                "[headers]\nallowed_hosts = [\"a.*.example.com\"]",
+                "headers.allowed_hosts[0]",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:run.sock\"",
+                "listen[0].address",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:/run/t.sock\"\nunix_mode = \"0999\"",
+                "listen[0].unix_mode",
+            ),
+            (
+                "[[listen]]\naddress = \"127.0.0.1:1\"\nunix_mode = \"0660\"",
+                "listen[0].unix_mode",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:/run/t.sock\"\nunix_owner = \"no-such-user-here\"",
+                "listen[0].unix_owner",
+            ),
+            (
+                "[client_ip]\nproxy_protocol_from = [\"unix\"]\n[[listen]]\naddress = \"unix:/run/t.sock\"\nproxy_protocol = \"v2\"",
+                "listen[0].proxy_protocol",
+            ),
+            (
+                "[[listen]]\naddress = \"unix:/run/t.sock\"\nmode = \"tcp\"\nupstream = \"127.0.0.1:5\"",
+                "listen[0].mode",
+            ),
             (
                 "[[listen]]\naddress = \"127.0.0.1:1\"\nproxy_protocol = \"v3\"",
                 "listen[0].proxy_protocol",

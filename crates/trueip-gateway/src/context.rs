@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// One permit per open connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// Peers whose forwarding headers were ignored, for the misconfiguration hint.
+    pub(crate) hints: crate::hint::Hints,
 }
 
 impl Shared {
@@ -121,6 +123,7 @@ impl Shared {
             shutdown,
             stopping: AtomicBool::new(false),
             connections: Arc::new(Semaphore::new(max_connections)),
+            hints: crate::hint::Hints::default(),
         }
     }
 
@@ -178,10 +181,10 @@ impl Drop for Open {
 pub(crate) struct ConnCtx {
     /// Shared state.
     pub(crate) shared: Arc<Shared>,
-    /// The TCP peer.
-    pub(crate) peer: SocketAddr,
-    /// The local address.
-    pub(crate) local: SocketAddr,
+    /// The peer: a TCP peer's address, or `Peer::Unix` on a `unix:` listener.
+    pub(crate) peer: trueip::addr::Peer,
+    /// The local address (`None` on a `unix:` listener: a path, no port).
+    pub(crate) local: Option<SocketAddr>,
     /// The PROXY header, from a trusted sender.
     pub(crate) proxy: Option<crate::proxy::Received>,
     /// TLS terminated here.
@@ -198,6 +201,14 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// The index of the listener it came in on (`None`: the admin listener).
+    pub(crate) fn listener(&self) -> Option<usize> {
+        match self.role {
+            Role::Listener(i) => Some(i),
+            Role::Admin => None,
+        }
+    }
+
     /// The scheme the client used: `https` over TLS here, or when a PROXY v2 header
     /// said the client's connection was TLS.
     pub(crate) fn scheme(&self) -> &'static str {
@@ -209,12 +220,12 @@ impl ConnCtx {
     }
 
     /// The address the client connected to: the PROXY header's destination, else this
-    /// socket's.
-    pub(crate) fn destination(&self) -> SocketAddr {
+    /// socket's (`None` on a `unix:` listener).
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
         self.proxy
             .as_ref()
             .and_then(|p| p.addrs)
-            .map_or(self.local, |a| a.destination)
+            .map_or(self.local, |a| Some(a.destination))
     }
 
     /// Who answers this connection's requests under `state`.
@@ -230,7 +241,7 @@ impl ConnCtx {
     /// private endpoint of a PROXY header when one was accepted.
     pub(crate) fn connection(&self) -> trueip::Connection {
         trueip::Connection {
-            peer: trueip::Node::from(self.peer),
+            peer: self.peer,
             proxy_source: self
                 .proxy
                 .as_ref()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::server::TlsStream;
 
 /// A stream that first yields bytes already read from it (those after a PROXY header).
@@ -151,12 +151,66 @@ impl InBuf {
     }
 }
 
+/// An accepted client connection: TCP, or a Unix socket (`unix:/path` listeners).
+pub(crate) enum Socket {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix socket.
+    Unix(UnixStream),
+}
+
+/// `$e` on the socket inside, whichever it is.
+macro_rules! socket {
+    ($io:expr, $s:ident => $e:expr) => {
+        match $io {
+            Socket::Tcp($s) => $e,
+            Socket::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        socket!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        socket!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        socket!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        socket!(self, s => s.is_write_vectored())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        socket!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        socket!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
 /// The accepted socket after the PROXY header, with or without TLS.
 pub(crate) enum Stream {
     /// Cleartext.
-    Plain(Rewind<TcpStream>),
+    Plain(Rewind<Socket>),
     /// Terminated TLS.
-    Tls(Box<TlsStream<Rewind<TcpStream>>>),
+    Tls(Box<TlsStream<Rewind<Socket>>>),
 }
 
 /// When a connection last moved a byte, when it last started or finished a request,

@@ -53,6 +53,7 @@ mod clock;
 mod config;
 mod context;
 mod duration;
+mod hint;
 mod http;
 mod io;
 mod logging;
@@ -67,6 +68,7 @@ mod rules;
 mod server;
 mod tcp;
 mod tls;
+mod unix_socket;
 mod upstream;
 
 /// The gateway in-process, for this crate's integration tests: not an API.
@@ -165,7 +167,7 @@ pub mod testing {
                 max,
             ));
             tokio::spawn(crate::server::accept(
-                listener,
+                crate::server::Listener::Tcp(listener),
                 Role::Listener(0),
                 shared.clone(),
             ));
@@ -191,8 +193,9 @@ pub mod testing {
 pub struct Preview {
     /// The header lines the upstream receives, in order (Host last, as the codecs set it).
     pub headers: Vec<(String, String)>,
-    /// The client the gateway decided on.
-    pub client: std::net::IpAddr,
+    /// The client the gateway decided on (`Peer::Unix` for a Unix-socket peer that no
+    /// header names an address for).
+    pub client: trueip::addr::Peer,
 }
 
 /// Previews a request received on a plain HTTP listener on `port` over `conn`, with
@@ -230,7 +233,7 @@ pub fn preview(
         &map,
         "http",
         host.as_ref(),
-        port,
+        Some(port),
     );
     hygiene.request(&mut map, &facts);
     if let Some(h) = host {
@@ -247,7 +250,7 @@ pub fn preview(
         .collect();
     Ok(Preview {
         headers,
-        client: resolution.ip(),
+        client: resolution.client,
     })
 }
 
@@ -288,7 +291,7 @@ pub fn build_policy(
         .map_err(|e| e.to_string())?;
     Ok((policy, addrs))
 }
-use crate::config::{Mode, ProxyProtocol, SendProxy, Settings};
+use crate::config::{ListenAddr, Mode, ProxyProtocol, SendProxy, Settings};
 use crate::context::{Role, Shared, State};
 use crate::metrics::Metrics;
 
@@ -336,7 +339,7 @@ fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// listening socket, until `exit` turns true.
 fn start_workers(
     count: usize,
-    sockets: &[(std::net::TcpListener, Role)],
+    sockets: &[(StdListener, Role)],
     shared: &Arc<Shared>,
     exit: &watch::Sender<bool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
@@ -355,7 +358,7 @@ fn start_workers(
                 upstream::set_worker(i);
                 runtime.block_on(async move {
                     for (socket, role) in own {
-                        match TcpListener::from_std(socket) {
+                        match socket.into_tokio() {
                             Ok(l) => {
                                 tokio::spawn(server::accept(l, role, shared.clone()));
                             }
@@ -387,6 +390,10 @@ fn describe(s: &Settings) -> Vec<String> {
         };
         let pp = match l.proxy_protocol {
             ProxyProtocol::Off => String::new(),
+            ProxyProtocol::FromSenders => {
+                ", PROXY header required from proxy_protocol_from, refused from others (served plain)"
+                    .to_string()
+            }
             p => format!(", PROXY {p:?} expected"),
         };
         let target = match (l.mode, &l.upstream) {
@@ -447,16 +454,51 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
     };
 
     let mut sockets = Vec::new();
+    let mut socket_files = Vec::new();
+    // Socket files made so far are removed when the start fails after them.
+    let remove_all = |files: &[unix_socket::SocketFile]| files.iter().for_each(|f| f.remove());
     for (i, l) in state.settings.listeners.iter().enumerate() {
-        match bind(l.address, state.settings.limits.backlog) {
-            Ok(socket) => sockets.push((socket, Role::Listener(i))),
-            Err(e) => return fatal(bind_failure(l.address, Some(i), &e)),
+        match &l.address {
+            ListenAddr::Tcp(addr) => match bind(*addr, state.settings.limits.backlog) {
+                Ok(socket) => sockets.push((Bound::Tcp(socket), Role::Listener(i))),
+                Err(e) => {
+                    remove_all(&socket_files);
+                    return fatal(bind_failure(*addr, Some(i), &e));
+                }
+            },
+            ListenAddr::Unix(path) => {
+                let owner = match l
+                    .unix_owner
+                    .as_deref()
+                    .map(config::SocketOwner::from_system)
+                {
+                    None => None,
+                    Some(Ok(owner)) => Some(owner),
+                    Some(Err(e)) => {
+                        remove_all(&socket_files);
+                        return fatal(e.at(format!("listen[{i}].unix_owner")).to_string());
+                    }
+                };
+                match unix_socket::bind(path, l.unix_mode, owner.as_ref()) {
+                    Ok((socket, file)) => {
+                        sockets.push((Bound::Unix(socket), Role::Listener(i)));
+                        socket_files.push(file);
+                    }
+                    Err(e) => {
+                        remove_all(&socket_files);
+                        return fatal(format!("cannot listen on {} (listen[{i}]): {e}", l.address));
+                    }
+                }
+            }
         }
     }
     if let Some(a) = state.settings.admin.listen {
         match bind(a, state.settings.limits.backlog) {
-            Ok(socket) => sockets.push((socket, Role::Admin)),
-            Err(e) => return fatal(bind_failure(a, None, &e)),
+            Ok(socket) => sockets.push((Bound::Tcp(socket), Role::Admin)),
+            Err(e) => {
+                remove_all(&socket_files);
+                return fatal(bind_failure(a, None, &e));
+            }
         }
     }
     let mut term = match (
@@ -485,34 +527,61 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
             names::describe(name, addrs)
         );
     }
+    metrics.listener_policies(state.settings.listener_policy_names());
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
     // Every worker accepts on its own duplicate of each socket (one open socket, several
     // file descriptors): whichever is free takes the next connection.
     let mut std_sockets = Vec::new();
     for (socket, role) in sockets {
-        if let Ok(addr) = socket.local_addr() {
-            tracing::info!(address = %addr, "listening on {addr}");
-        }
-        match socket.into_std() {
+        let std = match socket {
+            Bound::Tcp(socket) => {
+                if let Ok(addr) = socket.local_addr() {
+                    tracing::info!(address = %addr, "listening on {addr}");
+                }
+                socket.into_std().map(StdListener::Tcp)
+            }
+            Bound::Unix(socket) => {
+                if let Ok(Some(path)) = socket
+                    .local_addr()
+                    .map(|a| a.as_pathname().map(|p| p.display().to_string()))
+                {
+                    tracing::info!(address = %format!("unix:{path}"), "listening on unix:{path}");
+                }
+                Ok(StdListener::Unix(socket))
+            }
+        };
+        match std {
             Ok(s) => std_sockets.push((s, role)),
-            Err(e) => return fatal(format!("cannot share a listening socket: {e}")),
+            Err(e) => {
+                remove_all(&socket_files);
+                return fatal(format!("cannot share a listening socket: {e}"));
+            }
         }
     }
     let (exit, _) = watch::channel(false);
     let mut workers = match start_workers(state_workers(&shared), &std_sockets, &shared, &exit) {
         Ok(w) => w,
-        Err(e) => return fatal(format!("cannot start the worker threads: {e}")),
+        Err(e) => {
+            remove_all(&socket_files);
+            return fatal(format!("cannot start the worker threads: {e}"));
+        }
     };
     match reload::start_refresh(shared.clone(), args.clone(), exit.subscribe()) {
         Ok(thread) => workers.push(thread),
-        Err(e) => return fatal(format!("cannot start the range refresh thread: {e}")),
+        Err(e) => {
+            remove_all(&socket_files);
+            return fatal(format!("cannot start the range refresh thread: {e}"));
+        }
     }
     for (socket, role) in std_sockets {
-        match TcpListener::from_std(socket) {
+        match socket.into_tokio() {
             Ok(l) => {
                 tokio::spawn(server::accept(l, role, shared.clone()));
             }
-            Err(e) => return fatal(format!("cannot accept: {e}")),
+            Err(e) => {
+                remove_all(&socket_files);
+                return fatal(format!("cannot accept: {e}"));
+            }
         }
     }
 
@@ -552,10 +621,42 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
     for w in workers {
         let _ = w.join();
     }
+    remove_all(&socket_files);
     if let Some(log) = log {
         log.flush(Duration::from_secs(2));
     }
     ExitCode::SUCCESS
+}
+
+/// A socket bound at start, before it is shared with the workers.
+enum Bound {
+    Tcp(TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// A listening socket every worker accepts on (each its own duplicate).
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl StdListener {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        match self {
+            StdListener::Tcp(s) => s.try_clone().map(StdListener::Tcp),
+            StdListener::Unix(s) => s.try_clone().map(StdListener::Unix),
+        }
+    }
+
+    /// On the current runtime (both are non-blocking already).
+    fn into_tokio(self) -> std::io::Result<server::Listener> {
+        match self {
+            StdListener::Tcp(s) => TcpListener::from_std(s).map(server::Listener::Tcp),
+            StdListener::Unix(s) => {
+                tokio::net::UnixListener::from_std(s).map(server::Listener::Unix)
+            }
+        }
+    }
 }
 
 fn state_workers(shared: &Shared) -> usize {

@@ -186,14 +186,17 @@ pub(crate) enum ClientErrorKind {
     RequestBodyTimeout,
     /// A request head begun and not finished within `limits.header_read_timeout` (408).
     HeaderTimeout,
+    /// A Host or trusted X-Forwarded-Host outside `headers.allowed_hosts` (421).
+    HostNotAllowed,
 }
 
 impl ClientErrorKind {
-    const ALL: [ClientErrorKind; 4] = [
+    const ALL: [ClientErrorKind; 5] = [
         ClientErrorKind::HeadersOverLimit,
         ClientErrorKind::BadRequestBody,
         ClientErrorKind::RequestBodyTimeout,
         ClientErrorKind::HeaderTimeout,
+        ClientErrorKind::HostNotAllowed,
     ];
 
     /// The label value.
@@ -203,6 +206,7 @@ impl ClientErrorKind {
             ClientErrorKind::BadRequestBody => "bad_request_body",
             ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
             ClientErrorKind::HeaderTimeout => "header_timeout",
+            ClientErrorKind::HostNotAllowed => "host_not_allowed",
         }
     }
 }
@@ -212,6 +216,9 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const WARNINGS: usize = 16;
+
+/// Listeners counted one by one in `trueip_requests_by_listener_total`.
+const LISTENERS: usize = 32;
 
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
@@ -235,6 +242,11 @@ pub(crate) struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     log_dropped: AtomicU64,
+    /// Decided requests on each of the first [`LISTENERS`] listeners.
+    by_listener: [AtomicU64; LISTENERS],
+    /// Each listener's label and the name of the policy that decides for it (set at start
+    /// and on every reload; read only by `render`).
+    listener_labels: std::sync::Mutex<Vec<(String, String)>>,
     ranges: [RangeGauges; PROVIDERS.len()],
     /// Per trusted host name: the addresses in use, and the refreshes that failed. A
     /// lock, not atomics: names are few, change on refresh only, and are read by scrapes.
@@ -386,6 +398,26 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
+    /// Counts a decision made on `listen[listener]`.
+    pub(crate) fn decided_on(&self, listener: usize) {
+        if let Some(c) = self.by_listener.get(listener) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The policy that decides for each listener, by name (`client_ip`, or
+    /// `listen[1].client_ip`), in listener order.
+    pub(crate) fn listener_policies<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let labels = names
+            .take(LISTENERS)
+            .enumerate()
+            .map(|(i, name)| (format!("listen[{i}]"), name.to_string()))
+            .collect();
+        if let Ok(mut l) = self.listener_labels.lock() {
+            *l = labels;
+        }
+    }
+
     /// The cached lists the current policy reads (the others are no longer in use).
     pub(crate) fn ranges_in_use(&self, metas: &[Meta]) {
         for (p, g) in PROVIDERS.iter().zip(&self.ranges) {
@@ -486,6 +518,19 @@ impl Metrics {
                 .zip(&self.requests)
                 .map(|(l, c)| (l.name(), n(c))),
         );
+        let _ = writeln!(
+            out_,
+            "# HELP trueip_requests_by_listener_total HTTP requests decided on each listener (the first {LISTENERS}), with the policy that decided: its own [[listen]] client_ip, or [client_ip].\n# TYPE trueip_requests_by_listener_total counter"
+        );
+        if let Ok(labels) = self.listener_labels.lock() {
+            for ((listener, policy), c) in labels.iter().zip(&self.by_listener) {
+                let _ = writeln!(
+                    out_,
+                    "trueip_requests_by_listener_total{{listener=\"{listener}\",policy=\"{policy}\"}} {}",
+                    n(c)
+                );
+            }
+        }
         counter(
             out_,
             "trueip_responses_total",

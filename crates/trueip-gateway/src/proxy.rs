@@ -26,8 +26,8 @@ pub(crate) fn error_kind(e: &PreambleError) -> ProxyErrorKind {
         PreambleError::Timeout(_) => ProxyErrorKind::Timeout,
         PreambleError::TooLarge(_) => ProxyErrorKind::TooLarge,
         PreambleError::Closed(_) | PreambleError::Io(_) => ProxyErrorKind::Truncated,
-        // `UntrustedHeader` cannot happen here (these listeners refuse untrusted senders
-        // before reading), but it is the same fault: a sender outside the trust set.
+        // `UntrustedHeader`: on a `from-senders` listener, a PROXY header from outside the
+        // trust set; the same fault as a refused sender.
         PreambleError::UntrustedSender | PreambleError::UntrustedHeader => {
             ProxyErrorKind::UntrustedSender
         }
@@ -69,28 +69,35 @@ pub(crate) struct Received {
 
 /// Reads the header of a connection from `peer` on a listener in `mode` (not `Off`), with
 /// the core's reader: only `senders` may send one, and it must come within the limits.
-/// Returns it and the bytes read after it (application data).
+/// Returns it (`None`: a plain connection from someone else, which `from-senders` serves)
+/// and the bytes read after it (application data).
 pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: IpAddr,
     senders: &TrustSet,
     mode: ProxyProtocol,
     limits: &Limits,
-) -> Result<(Received, Bytes), PreambleError> {
-    let rules = ReadRules::new(Untrusted::Refuse)
+) -> Result<(Option<Received>, Bytes), PreambleError> {
+    // `from-senders`: a sender must send a header; anyone else is served as a direct
+    // client, and closed if its first bytes are a PROXY header (never parsed). Which of
+    // the two a connection is, is decided by its peer address alone.
+    let untrusted = match mode {
+        ProxyProtocol::FromSenders => Untrusted::ServeDirect,
+        _ => Untrusted::Refuse,
+    };
+    let rules = ReadRules::new(untrusted)
         .accept(match mode {
             ProxyProtocol::V1 => Accept::V1,
             ProxyProtocol::V2 => Accept::V2,
-            ProxyProtocol::Any | ProxyProtocol::Off => Accept::Any,
+            ProxyProtocol::Any | ProxyProtocol::FromSenders | ProxyProtocol::Off => Accept::Any,
         })
         .max_bytes(limits.proxy_protocol_max_bytes)
         .timeout(limits.proxy_protocol_timeout);
     let preamble = pp::read_preamble(stream, peer, senders, &rules).await?;
-    match preamble.header {
-        Some(header) => Ok((received(&header), Bytes::from(preamble.rest))),
-        // Only `Untrusted::ServeDirect` gives a preamble without a header.
-        None => Err(PreambleError::UntrustedSender),
-    }
+    Ok((
+        preamble.header.as_ref().map(received),
+        Bytes::from(preamble.rest),
+    ))
 }
 
 fn received(header: &ProxyHeader) -> Received {
@@ -176,7 +183,10 @@ mod tests {
         max: usize,
         close: bool,
     ) -> Result<(Received, Bytes), PreambleError> {
-        feed_from("10.0.0.5", chunks, mode, max, close).await
+        // From a sender, a success always carries a header.
+        feed_from("10.0.0.5", chunks, mode, max, close)
+            .await
+            .map(|(r, rest)| (r.unwrap(), rest))
     }
 
     async fn feed_from(
@@ -185,7 +195,7 @@ mod tests {
         mode: ProxyProtocol,
         max: usize,
         close: bool,
-    ) -> Result<(Received, Bytes), PreambleError> {
+    ) -> Result<(Option<Received>, Bytes), PreambleError> {
         let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
         let writer = tokio::spawn(async move {
             for c in chunks {

@@ -78,6 +78,9 @@ fn switch(shared: &Shared, state: State) -> Result<(), ConfigError> {
     }
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
     shared.metrics.names_in_use(&state.settings.names);
+    shared
+        .metrics
+        .listener_policies(state.settings.listener_policy_names());
     shared.state.store(Arc::new(state));
     Ok(())
 }

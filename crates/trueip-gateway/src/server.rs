@@ -6,18 +6,53 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::OwnedSemaphorePermit;
+use trueip::addr::Peer;
 use trueip::proxy_protocol::PreambleError;
 
 use crate::config::{Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Role, Shared};
 use crate::http::{hyper, lean};
-use crate::io::{Activity, Rewind, Stream, Tracked};
+use crate::io::{Activity, Rewind, Socket, Stream, Tracked};
 use crate::{proxy, tcp};
 
+/// A listening socket: TCP, or a Unix socket (`unix:/path`).
+pub(crate) enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix socket.
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// The next connection: the socket, its peer, and the local address (none for a
+    /// Unix socket, whose peers have no address either).
+    async fn accept(&self) -> std::io::Result<(Socket, Peer, Option<SocketAddr>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().ok();
+                Ok((Socket::Tcp(stream), Peer::from(peer), local))
+            }
+            Listener::Unix(l) => {
+                let (stream, _) = l.accept().await?;
+                Ok((Socket::Unix(stream), Peer::Unix, None))
+            }
+        }
+    }
+}
+
+fn role_listener(role: Role) -> Option<usize> {
+    match role {
+        Role::Listener(i) => Some(i),
+        Role::Admin => None,
+    }
+}
+
 /// Accepts until shutdown.
-pub(crate) async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared>) {
+pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -25,7 +60,7 @@ pub(crate) async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared
             _ = shutdown.wait_for(|s| *s) => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((stream, peer, local)) => {
                 let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                     shared.metrics.connection_rejected();
                     tracing::warn!(%peer, "connection refused: limits.max_connections reached");
@@ -33,7 +68,7 @@ pub(crate) async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared
                     continue;
                 };
                 let shared = shared.clone();
-                tokio::spawn(connection(stream, peer, role, shared, permit));
+                tokio::spawn(connection(stream, peer, local, role, shared, permit));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -45,15 +80,14 @@ pub(crate) async fn accept(listener: TcpListener, role: Role, shared: Arc<Shared
 }
 
 async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: Socket,
+    peer: Peer,
+    local: Option<SocketAddr>,
     role: Role,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) {
     let open = Open::new(shared.metrics.clone(), permit);
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
     let state = shared.state.load_full();
     let (listener, acceptor) = match role {
         Role::Listener(i) => match (state.settings.listeners.get(i), state.tls.get(i)) {
@@ -66,22 +100,30 @@ async fn connection(
 
     let mut received = None;
     let mut prefix = Bytes::new();
-    if let Some(l) = listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off) {
+    // The config refuses PROXY headers on `unix:` listeners: a peer without an address
+    // reaches this only on a TCP listener, never.
+    if let (Some(l), Some(peer_ip)) = (
+        listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off),
+        peer.ip(),
+    ) {
         match proxy::read_header(
             &mut stream,
-            peer.ip(),
-            state.settings.policy.proxy_protocol_from(),
+            peer_ip,
+            state
+                .settings
+                .policy_for(role_listener(role))
+                .proxy_protocol_from(),
             l.proxy_protocol,
             limits,
         )
         .await
         {
             Ok((r, rest)) => {
-                if let Some(why) = r.ignored {
+                if let Some(why) = r.as_ref().and_then(|r| r.ignored) {
                     shared.metrics.proxy_ignored(why);
                     tracing::warn!(%peer, listener = %l.address, reason = why.name(), "PROXY header describes a datagram flow, not this TCP connection: its addresses are not used, the sender is the peer");
                 }
-                received = Some(r);
+                received = r;
                 prefix = rest;
             }
             Err(e) => {
@@ -157,6 +199,7 @@ mod tests {
     use super::*;
     use crate::testing::{Build, Server};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// Starts the gateway in-process on a loopback port with `toml`; returns its address.
     async fn start(toml: &str) -> (SocketAddr, Server) {

@@ -28,10 +28,20 @@ pub(crate) async fn relay(
     let settings = &state.settings;
     let conn = ctx.connection();
     let no_headers: [(&str, &str); 0] = [];
-    let resolution = settings.policy.resolve(&conn, &no_headers[..]);
+    let resolution = settings
+        .policy_for(ctx.listener())
+        .resolve(&conn, &no_headers[..]);
     metrics.resolved(&resolution);
-    let client = SocketAddr::new(resolution.client.ip, resolution.client.port.unwrap_or(0));
-    let destination = ctx.destination();
+    if let Some(i) = ctx.listener() {
+        metrics.decided_on(i);
+    }
+    // A tcp-mode listener is a TCP socket (the config refuses `unix:` with mode = "tcp"),
+    // and no header is read: the client is the peer or a PROXY source, an address.
+    let (Some(client), Some(destination)) = (resolution.client.node(), ctx.destination()) else {
+        tracing::warn!(peer = %ctx.peer, "tcp relay: the connection has no address to name upstream");
+        return;
+    };
+    let client = SocketAddr::new(client.ip, client.port.unwrap_or(0));
 
     let Some(target) = listener.upstream.as_deref() else {
         return;

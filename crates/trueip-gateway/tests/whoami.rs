@@ -187,6 +187,7 @@ fn json_is_the_explain_object_plus_direct_ip_and_headers() {
 
     let object = whoami.as_object_mut().expect("an object");
     assert_eq!(object.remove("direct_ip"), Some(CLIENT_IP.into()));
+    assert_eq!(object.remove("policy"), Some("client_ip".into()));
     let headers = object.remove("headers").expect("headers");
     assert_eq!(
         headers["x-forwarded-for"],

@@ -273,7 +273,7 @@ fn answers() {
             .route(
                 "/",
                 get(|ClientResolution(r): ClientResolution| async move {
-                    format!("{} (trusted hops: {})", r.ip(), r.trusted_hops)
+                    format!("{} (trusted hops: {})", r.client, r.trusted_hops)
                 }),
             )
             .layer(ClientIpLayer::new(policy()));

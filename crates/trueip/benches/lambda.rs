@@ -40,7 +40,7 @@ fn policy(preset: Preset) -> Policy {
 fn alb_story(bencher: divan::Bencher) {
     let (policy, event) = (policy(Preset::Alb), event("alb"));
     assert_eq!(
-        lambda::resolve_event(&policy, &event).map(|r| r.ip().to_string()),
+        lambda::resolve_event(&policy, &event).map(|r| r.client.to_string()),
         Ok("150.172.238.178".to_string())
     );
     bencher.bench_local(|| lambda::resolve_event(black_box(&policy), black_box(&event)));

@@ -850,15 +850,21 @@ fn print_answers() {
 /// benchmark never measures a shortcut.
 fn check_inputs() {
     let client: IpAddr = CLIENT.parse().expect("client literal");
-    assert_eq!(trueip_answer(&case_no_header()).ip(), socket(PEER).ip());
-    assert_eq!(trueip_answer(&case_xff_3hop_5cidr()).ip(), client);
+    assert_eq!(
+        trueip_answer(&case_no_header()).ip(),
+        Some(socket(PEER).ip())
+    );
+    assert_eq!(trueip_answer(&case_xff_3hop_5cidr()).ip(), Some(client));
     assert_eq!(
         trueip_answer(&case_xff_3hop_10k()).ip(),
-        IpAddr::V4(LARGE.miss)
+        Some(IpAddr::V4(LARGE.miss))
     );
     let adversarial = trueip_answer(&case_xff_64());
-    assert_eq!((adversarial.ip(), adversarial.trusted_hops), (client, 64));
-    assert_eq!(trueip_answer(&case_forwarded_3()).ip(), client);
+    assert_eq!(
+        (adversarial.ip(), adversarial.trusted_hops),
+        (Some(client), 64)
+    );
+    assert_eq!(trueip_answer(&case_forwarded_3()).ip(), Some(client));
     match proxy_protocol::decode(&proxy_v2_bytes()) {
         Ok(Decode::Complete { header, .. }) => {
             assert_eq!(header.tlvs.alpn.as_deref(), Some(&b"h2"[..]));

@@ -24,8 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let res = policy.resolve(&cdn, headers);
         println!(
             "{who:<13} -> client {} (warnings: {})",
-            res.ip(),
-            res.warnings
+            res.client, res.warnings
         );
     }
     Ok(())

@@ -19,10 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let res = policy.resolve(&alb, &headers[..]);
     println!(
         "client {} from {} (warnings: {})",
-        res.ip(),
-        res.source,
-        res.warnings
+        res.client, res.source, res.warnings
     );
-    assert_eq!(res.ip().to_string(), "150.172.238.178");
+    assert_eq!(res.client.to_string(), "150.172.238.178");
     Ok(())
 }

@@ -17,8 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let res = policy.resolve(&conn, &headers[..]);
         println!(
             "peer {peer:<14} -> client {} (warnings: {})",
-            res.ip(),
-            res.warnings
+            res.client, res.warnings
         );
     }
     Ok(())

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     for peer in ["10.0.1.20", "203.0.113.66"] {
         let conn = Connection {
-            peer: Node::ip(peer.parse()?),
+            peer: Node::ip(peer.parse()?).into(),
             proxy_source: header.addrs.map(|a| Node::from(a.source)),
             private_link: PrivateLink::from_tlvs(&header.tlvs),
         };

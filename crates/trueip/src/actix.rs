@@ -189,7 +189,10 @@ impl FromRequest for ClientIp {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(resolution(req).map(|r| ClientIp(r.ip())))
+        // The middleware resolves only connections with a socket address (a Unix-socket
+        // server has none, and gets `MissingPeer`): its resolutions always name an address.
+        // One inserted by other code may not, and is refused like a missing middleware.
+        ready(resolution(req).and_then(|r| r.ip().map(ClientIp).ok_or(MissingMiddleware)))
     }
 }
 

@@ -41,6 +41,76 @@ impl fmt::Display for Node {
     }
 }
 
+/// Who is at the other end of a connection, or who the client turned out to be: an
+/// address (and port), or a process on this host connected over a Unix socket.
+///
+/// A Unix-socket connection has no IP peer, and trueip never invents one: such a peer
+/// is [`Peer::Unix`], which no CIDR, named set or provider list contains — only the
+/// trust spec `unix` trusts it. When a trusted Unix peer's forwarding headers name the
+/// client, the client is an address as usual; when nothing names one (the peer is not
+/// trusted, or sent no usable header), the client is [`Peer::Unix`]: a local process,
+/// not an address, so nothing that needs an IP (a rate-limit key, an allow-list, a
+/// header naming the client) can mistake it for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// An IP peer (a TCP connection), or a client address found in a header.
+    Ip(Node),
+    /// A connection over a Unix socket: a process on this host, with no address.
+    Unix,
+}
+
+impl Peer {
+    /// The address, if there is one.
+    pub fn node(self) -> Option<Node> {
+        match self {
+            Peer::Ip(node) => Some(node),
+            Peer::Unix => None,
+        }
+    }
+
+    /// The IP address, if there is one.
+    pub fn ip(self) -> Option<IpAddr> {
+        self.node().map(|n| n.ip)
+    }
+
+    /// Whether this is a Unix-socket peer.
+    pub fn is_unix(self) -> bool {
+        matches!(self, Peer::Unix)
+    }
+}
+
+impl From<Node> for Peer {
+    fn from(node: Node) -> Self {
+        Peer::Ip(node)
+    }
+}
+
+impl From<IpAddr> for Peer {
+    fn from(ip: IpAddr) -> Self {
+        Peer::Ip(Node::ip(normalize(ip)))
+    }
+}
+
+impl From<std::net::SocketAddr> for Peer {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Peer::Ip(Node {
+            ip: normalize(addr.ip()),
+            port: Some(addr.port()),
+        })
+    }
+}
+
+/// An address prints as [`Node`] does; a Unix-socket peer as `unix:` (nginx's
+/// `$remote_addr` for such a connection), which no address parser reads back.
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Ip(node) => node.fmt(f),
+            Peer::Unix => f.write_str("unix:"),
+        }
+    }
+}
+
 /// Why a piece of header text is not an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

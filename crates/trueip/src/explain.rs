@@ -18,13 +18,14 @@ const MAX_CHAIN: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Explanation {
-    /// The client address.
-    pub client_ip: String,
+    /// The client address; `None` when the client is a Unix-socket peer (a local
+    /// process, no address: see [`Peer::Unix`](crate::addr::Peer::Unix)).
+    pub client_ip: Option<String>,
     /// The client port, when the source carried one.
     pub client_port: Option<u16>,
     /// Where it came from: `peer`, `proxy-protocol`, `x-forwarded-for[-2]`, `x-real-ip`.
     pub source: String,
-    /// The TCP peer.
+    /// The peer: an address, or `unix:` for a connection over a Unix socket.
     pub peer: String,
     /// The PROXY protocol source, when a trusted sender supplied one.
     pub proxy_source: Option<String>,
@@ -42,8 +43,8 @@ pub struct Explanation {
     pub warnings: Vec<&'static str>,
     /// The strategy that decided, or `null` when the peer stands by default.
     pub strategy: Option<String>,
-    /// The rate-limit key.
-    pub rate_limit_key: String,
+    /// The rate-limit key; `None` when the client is a Unix-socket peer.
+    pub rate_limit_key: Option<String>,
     /// Every step of the decision.
     pub steps: Vec<Step>,
     /// The decision itself, for callers that want typed values.
@@ -123,8 +124,8 @@ impl<'a> Decision<'a> {
             chain.push(ELLIPSIS.to_string());
         }
         Explanation {
-            client_ip: resolution.client.ip.to_string(),
-            client_port: resolution.client.port,
+            client_ip: resolution.ip().map(|ip| ip.to_string()),
+            client_port: resolution.client.node().and_then(|n| n.port),
             source: policy.describe_source(&resolution),
             peer: resolution.peer.to_string(),
             proxy_source: resolution.proxy_source.as_ref().map(Node::to_string),
@@ -138,7 +139,7 @@ impl<'a> Decision<'a> {
             trusted_hops: resolution.trusted_hops,
             warnings: resolution.warnings.names().collect(),
             strategy: resolution.strategy.and_then(|i| policy.strategy_name(i)),
-            rate_limit_key: resolution.rate_limit_key.to_string(),
+            rate_limit_key: resolution.rate_limit_key.map(|k| k.to_string()),
             steps: self.marks.iter().map(|mark| mark.to_step(policy)).collect(),
             resolution,
         }
@@ -150,14 +151,19 @@ const ELLIPSIS: &str = "…";
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "client   {}{}",
-            self.client_ip,
-            self.client_port
-                .map(|p| format!(" port {p}"))
-                .unwrap_or_default()
-        )?;
+        match &self.client_ip {
+            Some(ip) => writeln!(
+                f,
+                "client   {ip}{}",
+                self.client_port
+                    .map(|p| format!(" port {p}"))
+                    .unwrap_or_default()
+            )?,
+            None => writeln!(
+                f,
+                "client   unix: (a process on this host, over a Unix socket: no address)"
+            )?,
+        }
         writeln!(f, "source   {}", self.source)?;
         writeln!(f, "peer     {}", self.peer)?;
         if let Some(proxy) = &self.proxy_source {

@@ -19,7 +19,7 @@
 //! let headers = [("X-Forwarded-For", "1.2.3.4, 203.0.113.9")];
 //! let conn = Connection::from_peer("10.0.0.5:41000".parse::<std::net::SocketAddr>()?);
 //! let resolution = policy.resolve(&conn, &headers[..]);
-//! assert_eq!(resolution.ip().to_string(), "203.0.113.9");
+//! assert_eq!(resolution.client.to_string(), "203.0.113.9");
 //! assert!(resolution.warnings.contains(trueip::Warnings::SPOOF_ATTEMPT));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::addr::Node;
+use crate::addr::{Node, Peer};
 use crate::entry::Entry;
 use crate::headers::Lines;
 use crate::resolution::ListHeader;
@@ -113,10 +113,19 @@ impl<'a> Rev<'a, '_> {
 /// request. Plain integer fields are split into registers instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Client {
-    /// The address bits (an IPv4 address in the low 32 bits).
+    /// The address bits (an IPv4 address in the low 32 bits; none for a Unix peer).
     bits: u128,
-    v6: bool,
+    family: Family,
     port: Option<u16>,
+}
+
+/// What kind of party a [`Client`] is. A Unix-socket peer has no address bits: it is
+/// told apart by this tag, never by a reserved address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+    Unix,
 }
 
 impl Client {
@@ -124,35 +133,49 @@ impl Client {
     pub(crate) fn v4(ip: Ipv4Addr, port: Option<u16>) -> Self {
         Client {
             bits: u128::from(ip.to_bits()),
-            v6: false,
+            family: Family::V4,
             port,
         }
     }
 
-    /// Whether `set` trusts this address; an IPv4 one goes straight to the IPv4 intervals.
+    /// A peer connected over a Unix socket.
+    pub(crate) fn unix() -> Self {
+        Client {
+            bits: 0,
+            family: Family::Unix,
+            port: None,
+        }
+    }
+
+    /// Whether `set` trusts this party; an IPv4 address goes straight to the IPv4
+    /// intervals, a Unix peer is trusted only by a set that names `unix`.
     #[inline(always)]
     pub(crate) fn trusted_by(self, set: &TrustSet) -> bool {
-        if self.v6 {
-            set.contains(self.ip())
-        } else {
-            set.contains_v4(Ipv4Addr::from_bits(self.bits as u32))
+        match self.family {
+            Family::V4 => set.contains_v4(Ipv4Addr::from_bits(self.bits as u32)),
+            Family::V6 => set.contains(IpAddr::V6(Ipv6Addr::from_bits(self.bits))),
+            Family::Unix => set.trusts_unix(),
+        }
+    }
+
+    /// The address; `None` for a Unix peer.
+    #[inline(always)]
+    pub(crate) fn ip(self) -> Option<IpAddr> {
+        match self.family {
+            Family::V4 => Some(IpAddr::V4(Ipv4Addr::from_bits(self.bits as u32))),
+            Family::V6 => Some(IpAddr::V6(Ipv6Addr::from_bits(self.bits))),
+            Family::Unix => None,
         }
     }
 
     #[inline(always)]
-    pub(crate) fn ip(self) -> IpAddr {
-        if self.v6 {
-            IpAddr::V6(Ipv6Addr::from_bits(self.bits))
-        } else {
-            IpAddr::V4(Ipv4Addr::from_bits(self.bits as u32))
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn node(self) -> Node {
-        Node {
-            ip: self.ip(),
-            port: self.port,
+    pub(crate) fn peer(self) -> Peer {
+        match self.ip() {
+            Some(ip) => Peer::Ip(Node {
+                ip,
+                port: self.port,
+            }),
+            None => Peer::Unix,
         }
     }
 }
@@ -164,9 +187,19 @@ impl From<Node> for Client {
             IpAddr::V4(ip) => Client::v4(ip, node.port),
             IpAddr::V6(ip) => Client {
                 bits: ip.to_bits(),
-                v6: true,
+                family: Family::V6,
                 port: node.port,
             },
+        }
+    }
+}
+
+impl From<Peer> for Client {
+    #[inline(always)]
+    fn from(peer: Peer) -> Self {
+        match peer {
+            Peer::Ip(node) => Client::from(node),
+            Peer::Unix => Client::unix(),
         }
     }
 }
@@ -191,8 +224,8 @@ mod tests {
                 Err(_) => Node::ip(text.parse().unwrap()),
             };
             let client = Client::from(node);
-            assert_eq!(client.node(), node, "{text}");
-            assert_eq!(client.ip(), node.ip, "{text}");
+            assert_eq!(client.peer(), Peer::Ip(node), "{text}");
+            assert_eq!(client.ip(), Some(node.ip), "{text}");
         }
         // The same bits as IPv4 and as IPv6 are different clients.
         let v4 = Client::from(Node::ip("0.0.0.1".parse().unwrap()));

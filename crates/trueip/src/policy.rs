@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::addr::Node;
+use crate::addr::{Node, Peer};
 use crate::error::ConfigError;
 use crate::headers::{FieldName, Headers, Lines, names};
 use crate::link::PrivateLink;
@@ -21,8 +21,9 @@ use crate::trust::{Cidr, NamedSet, TrustSet};
 /// What the connection itself says, before any header is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
-    /// The TCP peer.
-    pub peer: Node,
+    /// The peer: a TCP peer's address, or [`Peer::Unix`] for a connection over a Unix
+    /// socket (which has none).
+    pub peer: Peer,
     /// The source address of a PROXY protocol header, if the connection began with one.
     pub proxy_source: Option<Node>,
     /// The private endpoint that header named, if any. It does not take part in the
@@ -31,13 +32,18 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection from `peer` without a PROXY header.
-    pub fn from_peer(peer: impl Into<Node>) -> Self {
+    /// A connection from `peer` (an address, or [`Peer::Unix`]) without a PROXY header.
+    pub fn from_peer(peer: impl Into<Peer>) -> Self {
         Connection {
             peer: peer.into(),
             proxy_source: None,
             private_link: PrivateLink::default(),
         }
+    }
+
+    /// A connection over a Unix socket, without a PROXY header.
+    pub fn unix() -> Self {
+        Connection::from_peer(Peer::Unix)
     }
 
     /// The private endpoint, when `resolution` (this connection's) believed the PROXY
@@ -80,6 +86,10 @@ pub enum TrustSpec {
     /// or provider. This crate does no I/O: the caller resolves it and supplies its
     /// addresses ([`PolicyBuilder::host`]), as it loads a provider's ranges.
     Host(String),
+    /// `unix`: connections over a Unix socket (nginx in front of `trueip serve` on the
+    /// same host, or an app served on a socket). They have no address; no CIDR or named
+    /// set includes them, so they are trusted only when this is said.
+    Unix,
 }
 
 /// The longest host name (RFC 1035: 253 characters written without the final dot).
@@ -147,6 +157,9 @@ impl FromStr for TrustSpec {
     type Err = ConfigError;
     fn from_str(text: &str) -> Result<Self, ConfigError> {
         let text = text.trim();
+        if text.eq_ignore_ascii_case("unix") || text.eq_ignore_ascii_case("unix:") {
+            return Ok(TrustSpec::Unix);
+        }
         if let Some(set) = NamedSet::from_name(text) {
             return Ok(TrustSpec::Named(set));
         }
@@ -167,8 +180,8 @@ impl FromStr for TrustSpec {
         }
         Err(
             ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
-                "use a CIDR (10.0.0.0/8), an address, a named set ({}), a provider ({}), a \
-                 host name (lb.internal), or host:{text} for a name without a dot",
+                "use a CIDR (10.0.0.0/8), an address, a named set ({}), a provider ({}), unix \
+                 (Unix-socket peers), a host name (lb.internal), or host:{text} for a name without a dot",
                 NamedSet::ALL.map(NamedSet::name).join(", "),
                 PROVIDERS.join(", ")
             )),
@@ -184,6 +197,7 @@ impl std::fmt::Display for TrustSpec {
             TrustSpec::Provider(p) => f.write_str(p),
             TrustSpec::Host(h) if h.contains('.') => f.write_str(h),
             TrustSpec::Host(h) => write!(f, "{HOST_PREFIX}{h}"),
+            TrustSpec::Unix => f.write_str("unix"),
         }
     }
 }
@@ -341,6 +355,7 @@ impl PolicyBuilder {
 
     fn resolve_set(&self, specs: &[TrustSpec]) -> Result<TrustSet, ConfigError> {
         let mut cidrs = Vec::new();
+        let mut unix = false;
         for spec in specs {
             match spec {
                 TrustSpec::Cidr(c) => cidrs.push(*c),
@@ -353,9 +368,10 @@ impl PolicyBuilder {
                             .hint("the caller resolves host names and supplies their addresses (PolicyBuilder::host); `trueip serve` and `trueip explain` do"));
                     }
                 },
+                TrustSpec::Unix => unix = true,
             }
         }
-        Ok(TrustSet::from_cidrs(cidrs))
+        Ok(TrustSet::from_cidrs(cidrs).with_unix(unix))
     }
 
     fn provider_set(&self, name: &str) -> Result<TrustSet, ConfigError> {
@@ -708,7 +724,7 @@ impl Policy {
     /// the request carries was written by the client, and `trueip serve` and the Python
     /// middlewares remove them before the app sees the request.
     pub fn came_through_trusted_hop(&self, resolution: &Resolution) -> bool {
-        self.trusts(resolution.effective_peer().ip)
+        self.trusts_peer(resolution.effective_peer())
             && !resolution.warnings.contains(Warnings::ORIGIN_SECRET)
             && !resolution.warnings.contains(Warnings::UNVOUCHED_HEADER)
     }
@@ -739,7 +755,13 @@ impl Policy {
 
     /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.strategies.iter().any(|s| s.trusts(ip))
+        self.trusts_peer(Peer::from(ip))
+    }
+
+    /// Whether `peer` is trusted by any strategy: an address as [`trusts`](Self::trusts)
+    /// says, a Unix-socket peer when a strategy's trust names `unix`.
+    pub fn trusts_peer(&self, peer: Peer) -> bool {
+        self.strategies.iter().any(|s| s.trusts(peer))
     }
 
     /// Decides who the client is. Allocates nothing.
@@ -790,8 +812,11 @@ impl Policy {
         };
         let found = found.unwrap_or(peer);
         Resolution {
-            rate_limit_key: rate_limit_key(found.client.ip(), self.ipv6_prefix),
-            client: found.client.node(),
+            rate_limit_key: found
+                .client
+                .ip()
+                .map(|ip| rate_limit_key(ip, self.ipv6_prefix)),
+            client: found.client.peer(),
             source: found.source,
             peer: conn.peer,
             proxy_source,
@@ -816,9 +841,8 @@ impl Policy {
         let Some(source) = conn.proxy_source else {
             return tcp;
         };
-        if self.proxy_protocol_from.contains(conn.peer.ip)
-            && !crate::addr::can_be_source(crate::addr::normalize(source.ip))
-        {
+        let sender_trusted = self.proxy_protocol_from.contains_peer(conn.peer);
+        if sender_trusted && !crate::addr::can_be_source(crate::addr::normalize(source.ip)) {
             // A sender that names an address no client connects from (`0.0.0.0`, a
             // broadcast or multicast address) saw no client: the sender stays the peer.
             warnings.insert(Warnings::MALFORMED);
@@ -831,7 +855,7 @@ impl Policy {
                 )
             });
             tcp
-        } else if self.proxy_protocol_from.contains(conn.peer.ip) {
+        } else if sender_trusted {
             trace.step(|| {
                 Mark::new(
                     "peer",
@@ -904,7 +928,7 @@ impl Policy {
             return (None, None);
         }
         if let Some(secret) = &self.origin_secret
-            && self.trusts(peer.client.ip())
+            && self.trusts_peer(peer.client.peer())
             && !secret.matches(headers)
         {
             warnings.insert(Warnings::ORIGIN_SECRET);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::addr::Node;
+use crate::addr::{Node, Peer};
 use crate::headers::FieldName;
 use crate::trust::mask128;
 
@@ -224,12 +224,14 @@ impl fmt::Display for Warnings {
 /// A small `Copy` value: building one allocates nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resolution {
-    /// The client: address, and port when the source carried one.
-    pub client: Node,
+    /// The client: address, and port when the source carried one; [`Peer::Unix`] when
+    /// the connection came over a Unix socket and nothing it carried named an address
+    /// (the peer was not trusted, or sent no usable header): a process on this host.
+    pub client: Peer,
     /// Where the client address came from.
     pub source: Source,
-    /// The TCP peer of the connection.
-    pub peer: Node,
+    /// The peer of the connection: a TCP peer's address, or [`Peer::Unix`].
+    pub peer: Peer,
     /// The PROXY protocol source, when a trusted sender supplied one (it replaced the peer).
     pub proxy_source: Option<Node>,
     /// How many trusted proxies the request crossed that we vouched for (0: the peer is the client).
@@ -240,19 +242,21 @@ pub struct Resolution {
     pub strategy: Option<u8>,
     /// The key to rate-limit on: the IPv4 address, or the IPv6 address cut to the
     /// policy's prefix (/64 by default), since one subscriber usually holds a whole /64.
-    pub rate_limit_key: IpAddr,
+    /// `None` when the client is a Unix-socket peer (no address).
+    pub rate_limit_key: Option<IpAddr>,
 }
 
 impl Resolution {
-    /// The client address.
-    pub fn ip(&self) -> IpAddr {
-        self.client.ip
+    /// The client address; `None` when the client is a Unix-socket peer
+    /// ([`Peer::Unix`]): a local process, which has none.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.client.ip()
     }
 
     /// The hop the request came from: the PROXY protocol source when a trusted sender
-    /// supplied one, else the TCP peer.
-    pub fn effective_peer(&self) -> Node {
-        self.proxy_source.unwrap_or(self.peer)
+    /// supplied one, else the peer.
+    pub fn effective_peer(&self) -> Peer {
+        self.proxy_source.map_or(self.peer, Peer::Ip)
     }
 }
 

@@ -38,7 +38,7 @@
 //!     .layer(ClientIpLayer::new(policy))
 //!     .service(service_fn(|req: Request<String>| async move {
 //!         // The layer put it there; it is a bug in the stack if it is missing.
-//!         let client = req.extensions().get::<Resolution>().map(|r| r.ip());
+//!         let client = req.extensions().get::<Resolution>().and_then(|r| r.ip());
 //!         Ok::<_, Infallible>(Response::new(format!("{client:?}")))
 //!     }));
 //!

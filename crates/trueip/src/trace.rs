@@ -159,6 +159,15 @@ impl From<Node> for Text {
     }
 }
 
+impl From<crate::addr::Peer> for Text {
+    fn from(peer: crate::addr::Peer) -> Self {
+        match peer {
+            crate::addr::Peer::Ip(node) => Text::Node(node),
+            crate::addr::Peer::Unix => Text::Static("unix:"),
+        }
+    }
+}
+
 impl From<&Entry<'_>> for Text {
     fn from(entry: &Entry<'_>) -> Self {
         match entry {

@@ -196,6 +196,9 @@ pub struct TrustSet {
     v4_index: V4Index,
     v6_starts: Vec<u128>,
     v6_ends: Vec<u128>,
+    /// Whether connections over a Unix socket (which have no address) are trusted: the
+    /// trust spec `unix`. No CIDR, not even `any`, includes them.
+    unix: bool,
 }
 
 impl TrustSet {
@@ -228,12 +231,35 @@ impl TrustSet {
             v4_ends,
             v6_starts,
             v6_ends,
+            unix: false,
+        }
+    }
+
+    /// This set, trusting Unix-socket peers too (`true`) or not.
+    pub fn with_unix(mut self, unix: bool) -> Self {
+        self.unix = unix;
+        self
+    }
+
+    /// Whether a peer connected over a Unix socket is trusted (the spec `unix`).
+    #[inline]
+    pub fn trusts_unix(&self) -> bool {
+        self.unix
+    }
+
+    /// Whether `peer` is trusted: an address by [`contains`](Self::contains), a
+    /// Unix-socket peer by [`trusts_unix`](Self::trusts_unix).
+    #[inline]
+    pub fn contains_peer(&self, peer: crate::addr::Peer) -> bool {
+        match peer {
+            crate::addr::Peer::Ip(node) => self.contains(node.ip),
+            crate::addr::Peer::Unix => self.unix,
         }
     }
 
     /// The union of two sets.
     pub fn union(&self, other: &TrustSet) -> TrustSet {
-        TrustSet::from_cidrs(self.cidrs().chain(other.cidrs()))
+        TrustSet::from_cidrs(self.cidrs().chain(other.cidrs())).with_unix(self.unix || other.unix)
     }
 
     /// Whether `ip` is trusted. IPv4-mapped IPv6 is looked up as IPv4.
@@ -274,9 +300,9 @@ impl TrustSet {
         }
     }
 
-    /// Whether the set trusts no one.
+    /// Whether the set trusts no one (no address, and no Unix-socket peer).
     pub fn is_empty(&self) -> bool {
-        self.v4_starts.is_empty() && self.v6_starts.is_empty()
+        self.v4_starts.is_empty() && self.v6_starts.is_empty() && !self.unix
     }
 
     /// Whether the set trusts every address.
@@ -322,6 +348,9 @@ impl fmt::Debug for TrustSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 8;
         let mut list = f.debug_list();
+        if self.unix {
+            list.entry(&"unix");
+        }
         list.entries(self.cidrs().take(SHOWN).map(|c| c.to_string()));
         if self.intervals() > SHOWN {
             list.entry(&format_args!("… {} intervals in all", self.intervals()));

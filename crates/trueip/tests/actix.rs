@@ -32,7 +32,7 @@ async fn ip(ClientIp(ip): ClientIp) -> String {
 }
 
 async fn resolution(ClientResolution(r): ClientResolution) -> String {
-    format!("{} {} hops={}", r.ip(), r.peer, r.trusted_hops)
+    format!("{} {} hops={}", r.client, r.peer, r.trusted_hops)
 }
 
 fn run<F: Future>(f: F) -> F::Output {
@@ -201,7 +201,9 @@ fn a_middleware_registered_before_it_runs_inside_it_and_sees_the_resolution() {
                     let fut = srv.call(req);
                     async move {
                         let mut res = fut.await?;
-                        let seen = seen.map_or("none".to_owned(), |ip| ip.to_string());
+                        let seen = seen
+                            .flatten()
+                            .map_or("none".to_owned(), |ip| ip.to_string());
                         res.headers_mut()
                             .insert("x-seen-by-inner".parse().unwrap(), seen.parse().unwrap());
                         Ok(res)
@@ -230,7 +232,7 @@ fn the_stored_resolution_keeps_the_evidence() {
                     "/",
                     web::get().to(|ClientResolution(r): ClientResolution| async move {
                         assert_eq!(r.source, Source::Header);
-                        assert_eq!(r.peer.ip.to_string(), "127.0.0.1");
+                        assert_eq!(r.peer.ip().unwrap().to_string(), "127.0.0.1");
                         assert_eq!(r.trusted_hops, 1);
                         HttpResponse::NoContent().finish()
                     }),
@@ -416,5 +418,54 @@ fn over_a_real_socket_the_peer_actix_reports_is_the_one_judged() {
     assert_eq!(
         get(untrusted.addr, "/ip", &forged),
         (200, "127.0.0.1".to_owned())
+    );
+}
+
+/// A policy per route: each `scope` wraps its own middleware, and each scope's handler
+/// sees its own middleware's decision.
+#[test]
+fn each_scope_decides_with_its_own_middleware() {
+    let trust_ten = Policy::builder()
+        .trust_str("127.0.0.0/8")
+        .and_then(|b| b.build())
+        .unwrap();
+    let got = |path: &str| {
+        let req = TestRequest::get()
+            .uri(path)
+            .peer_addr(peer("127.0.0.1:41000"))
+            .insert_header(("X-Forwarded-For", "203.0.113.9"))
+            .insert_header(("X-Real-IP", "198.51.100.7"));
+        let (trust_ten, nginx) = (trust_ten.clone(), behind_local_nginx());
+        run(async move {
+            let app = init_service(
+                App::new()
+                    .service(
+                        web::scope("/public")
+                            .wrap(ClientIpMiddleware::new(Policy::default()))
+                            .route("/ip", web::get().to(ip)),
+                    )
+                    .service(
+                        web::scope("/internal")
+                            .wrap(ClientIpMiddleware::new(trust_ten))
+                            .route("/ip", web::get().to(ip)),
+                    )
+                    .service(
+                        web::scope("/nginx")
+                            .wrap(ClientIpMiddleware::new(nginx))
+                            .route("/ip", web::get().to(ip)),
+                    ),
+            )
+            .await;
+            body_of(call_service(&app, req.to_request()).await).await
+        })
+    };
+    assert_eq!(got("/public/ip"), (StatusCode::OK, "127.0.0.1".to_owned()));
+    assert_eq!(
+        got("/internal/ip"),
+        (StatusCode::OK, "203.0.113.9".to_owned())
+    );
+    assert_eq!(
+        got("/nginx/ip"),
+        (StatusCode::OK, "198.51.100.7".to_owned())
     );
 }

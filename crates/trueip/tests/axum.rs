@@ -39,7 +39,13 @@ fn routes() -> Router {
         .route(
             "/resolution",
             get(|ClientResolution(r): ClientResolution| async move {
-                format!("{} {:?} {}", r.ip(), r.source, r.warnings)
+                format!(
+                    "{} {:?} {}",
+                    r.ip()
+                        .map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
+                    r.source,
+                    r.warnings
+                )
             }),
         )
 }
@@ -186,4 +192,42 @@ async fn routes_without_the_extractor_still_see_the_peer_they_had() {
     let addr = serve::<SocketAddr>(app).await;
     let reply = get_from(PROXY, addr, "/peer", &[]).await.unwrap();
     assert_eq!(reply.body, PROXY);
+}
+
+/// A policy per route: `route_layer` on each router, merged, and a nested router with its
+/// own. Each route's extractor sees the decision of its own layer only.
+#[tokio::test]
+async fn each_route_decides_with_its_own_layer() {
+    let only_local_nginx = Policy::builder()
+        .trust_str("127.0.0.20")
+        .unwrap()
+        .strategy_str("header:X-Real-IP")
+        .unwrap()
+        .build()
+        .unwrap();
+    let ip = || get(|ClientIp(ip): ClientIp| async move { ip.to_string() });
+    let public = Router::new()
+        .route("/public", ip())
+        .route_layer(ClientIpLayer::new(Policy::default()));
+    let internal = Router::new()
+        .route("/internal", ip())
+        .route_layer(ClientIpLayer::new(policy()));
+    let nested = Router::new()
+        .route("/ip", ip())
+        .route_layer(ClientIpLayer::new(only_local_nginx));
+    let app = public.merge(internal).nest("/nginx", nested);
+    let addr = serve::<SocketAddr>(app).await;
+    let headers = [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Real-IP", "198.51.100.7"),
+    ];
+    let body = |path: &'static str| async move {
+        let reply = get_from(PROXY, addr, path, &headers).await.unwrap();
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        reply.body
+    };
+    // Trusts no one: the peer. Trusts the proxies for XFF. Trusts 127.0.0.20 for X-Real-IP.
+    assert_eq!(body("/public").await, PROXY);
+    assert_eq!(body("/internal").await, "203.0.113.9");
+    assert_eq!(body("/nginx/ip").await, "198.51.100.7");
 }

@@ -62,7 +62,7 @@ fn the_alb_story_through_lambda_http() {
     let request = lambda_http::request::from_str(&text("alb")).unwrap();
     let policy = Preset::Alb.builder().build().unwrap();
     let resolution = lambda::resolve_request(&policy, &request).unwrap();
-    assert_eq!(resolution.ip().to_string(), "150.172.238.178");
+    assert_eq!(resolution.ip().unwrap().to_string(), "150.172.238.178");
     assert!(
         resolution
             .warnings

@@ -59,7 +59,7 @@ fn run(case: &Case) {
     let policy = (case.policy)();
     let got = policy.resolve(&conn(case.peer), &headers);
     assert_eq!(
-        got.ip().to_string(),
+        got.ip().unwrap().to_string(),
         case.client,
         "case {:?} ({}): {got:?}",
         case.name,
@@ -450,7 +450,7 @@ fn all_trusted_fail_leaves_the_peer_with_no_strategy() {
         .build()
         .unwrap();
     let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "10.0.0.3")][..]);
-    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1");
     assert_eq!(got.strategy, None);
     assert!(got.warnings.contains(Warnings::ALL_TRUSTED));
 }
@@ -470,14 +470,18 @@ fn proxy_protocol_source_replaces_a_trusted_sender() {
     );
     let got = p.resolve(&c, &[("X-Forwarded-For", "6.6.6.6")][..]);
     assert_eq!(
-        (got.ip().to_string(), got.source, got.client.port),
+        (
+            got.ip().unwrap().to_string(),
+            got.source,
+            got.client.node().and_then(|n| n.port)
+        ),
         ("203.0.113.1".into(), Source::ProxyProtocol, Some(5555))
     );
     // The same header from an untrusted sender is ignored, flagged.
     let mut c = conn("198.51.100.9");
     c.proxy_source = Some(Node::ip("203.0.113.1".parse().unwrap()));
     let got = p.resolve(&c, &[] as &[(&str, &str)]);
-    assert_eq!(got.ip().to_string(), "198.51.100.9");
+    assert_eq!(got.ip().unwrap().to_string(), "198.51.100.9");
     assert!(got.warnings.contains(Warnings::UNTRUSTED_PROXY_PROTOCOL));
 }
 
@@ -497,16 +501,22 @@ fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
     let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.9")];
     let mut c = conn("10.1.0.7");
     c.proxy_source = Some(Node::ip("13.32.7.7".parse().unwrap()));
-    assert_eq!(p.resolve(&c, &headers[..]).ip().to_string(), "198.51.100.9");
+    assert_eq!(
+        p.resolve(&c, &headers[..]).ip().unwrap().to_string(),
+        "198.51.100.9"
+    );
     // Same headers, but the PROXY source is not CloudFront: it is the client.
     c.proxy_source = Some(Node::ip("198.51.100.66".parse().unwrap()));
     assert_eq!(
-        p.resolve(&c, &headers[..]).ip().to_string(),
+        p.resolve(&c, &headers[..]).ip().unwrap().to_string(),
         "198.51.100.66"
     );
     // And the NLB range itself is not trusted for X-Forwarded-For.
     assert_eq!(
-        p.resolve(&conn("10.1.0.7"), &headers[..]).ip().to_string(),
+        p.resolve(&conn("10.1.0.7"), &headers[..])
+            .ip()
+            .unwrap()
+            .to_string(),
         "10.1.0.7"
     );
 }
@@ -523,14 +533,17 @@ fn origin_secret_gates_forwarding_headers() {
         .unwrap();
     let without = [("X-Forwarded-For", "198.51.100.7")];
     let got = p.resolve(&conn("10.0.0.1"), &without[..]);
-    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1");
     assert!(got.warnings.contains(Warnings::ORIGIN_SECRET));
     let wrong = [
         ("X-Forwarded-For", "198.51.100.7"),
         ("x-origin-verify", "s3cre"),
     ];
     assert_eq!(
-        p.resolve(&conn("10.0.0.1"), &wrong[..]).ip().to_string(),
+        p.resolve(&conn("10.0.0.1"), &wrong[..])
+            .ip()
+            .unwrap()
+            .to_string(),
         "10.0.0.1"
     );
     let with = [
@@ -538,7 +551,10 @@ fn origin_secret_gates_forwarding_headers() {
         ("x-origin-verify", "s3cret"),
     ];
     assert_eq!(
-        p.resolve(&conn("10.0.0.1"), &with[..]).ip().to_string(),
+        p.resolve(&conn("10.0.0.1"), &with[..])
+            .ip()
+            .unwrap()
+            .to_string(),
         "198.51.100.7"
     );
 }
@@ -550,7 +566,7 @@ fn work_is_bounded_on_huge_headers() {
     let long = vec!["10.0.0.1"; 10_000].join(", ");
     let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", long.as_str())][..]);
     assert!(got.warnings.contains(Warnings::TRUNCATED), "{got:?}");
-    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1");
     // 100 header lines: only the last 16 are read; walking past them is refused.
     let lines: Vec<(&str, &str)> = (0..100).map(|_| ("X-Forwarded-For", "10.0.0.9")).collect();
     let got = p.resolve(&conn("10.0.0.1"), &lines);
@@ -570,11 +586,12 @@ fn rate_limit_key_aggregates_ipv6() {
         &conn("10.0.0.1"),
         &[("X-Forwarded-For", "2001:db8:1:2:aaaa::1")][..],
     );
-    assert_eq!(got.rate_limit_key.to_string(), "2001:db8:1:2::");
+    assert_eq!(got.rate_limit_key.unwrap().to_string(), "2001:db8:1:2::");
     let p = Policy::builder().ipv6_prefix(48).build().unwrap();
     assert_eq!(
         p.resolve(&conn("[2001:db8:1:2::1]:9"), &[] as &[(&str, &str)])
             .rate_limit_key
+            .unwrap()
             .to_string(),
         "2001:db8:1::"
     );
@@ -618,7 +635,7 @@ fn trusting_proxies_without_a_strategy_walks_from_the_right() {
         &conn("10.0.0.1"),
         &[("X-Forwarded-For", "6.6.6.6, 198.51.100.7")][..],
     );
-    assert_eq!(got.ip().to_string(), "198.51.100.7");
+    assert_eq!(got.ip().unwrap().to_string(), "198.51.100.7");
     // Naming `peer` keeps headers ignored.
     let p = Policy::builder()
         .trust_str("10.0.0.0/8")
@@ -633,6 +650,7 @@ fn trusting_proxies_without_a_strategy_walks_from_the_right() {
             &[("X-Forwarded-For", "198.51.100.7")][..]
         )
         .ip()
+        .unwrap()
         .to_string(),
         "10.0.0.1"
     );
@@ -721,7 +739,7 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             let headers = [("X-Forwarded-For", xff.as_str()), (v.header, v.value)];
             let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
             assert_eq!(
-                got.ip().to_string(),
+                got.ip().unwrap().to_string(),
                 v.client,
                 "{}",
                 case("through the CDN")
@@ -739,7 +757,7 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             let headers = [("X-Forwarded-For", xff.as_str()), (v.header, v.value)];
             let got = p.resolve(&conn("127.0.0.1"), &headers[..]);
             assert_eq!(
-                got.ip().to_string(),
+                got.ip().unwrap().to_string(),
                 v.client,
                 "{}",
                 case("CDN, ALB, nginx")
@@ -755,7 +773,12 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             } else {
                 "10.0.0.5"
             };
-            assert_eq!(got.ip().to_string(), expected, "{}", case("around the CDN"));
+            assert_eq!(
+                got.ip().unwrap().to_string(),
+                expected,
+                "{}",
+                case("around the CDN")
+            );
             assert!(
                 got.warnings.contains(Warnings::UNVOUCHED_HEADER),
                 "{}: {got:?}",
@@ -767,7 +790,12 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             let forged = format!("{}, 203.0.113.66", v.edge);
             let headers = [("X-Forwarded-For", forged.as_str()), (v.header, "1.2.3.4")];
             let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
-            assert_eq!(got.ip().to_string(), expected, "{}", case("forged edge"));
+            assert_eq!(
+                got.ip().unwrap().to_string(),
+                expected,
+                "{}",
+                case("forged edge")
+            );
             assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
 
             // No record of the hop before the ALB, or one that cannot be read: nobody
@@ -778,7 +806,12 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
                     headers.push(("X-Forwarded-For", xff));
                 }
                 let got = p.resolve(&conn("10.0.0.5"), &headers);
-                assert_ne!(got.ip().to_string(), "1.2.3.4", "{}", case("no record"));
+                assert_ne!(
+                    got.ip().unwrap().to_string(),
+                    "1.2.3.4",
+                    "{}",
+                    case("no record")
+                );
                 assert!(
                     got.warnings.contains(Warnings::UNVOUCHED_HEADER),
                     "{} {xff:?}: {got:?}",
@@ -789,7 +822,12 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             // Straight from the CDN edge, as before.
             let headers = [(v.header, v.value)];
             let got = p.resolve(&conn(v.edge), &headers[..]);
-            assert_eq!(got.ip().to_string(), v.client, "{}", case("from the edge"));
+            assert_eq!(
+                got.ip().unwrap().to_string(),
+                v.client,
+                "{}",
+                case("from the edge")
+            );
             assert_eq!(got.trusted_hops, 1);
         }
     }
@@ -812,7 +850,10 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         ("X-Client-Addr", "198.51.100.7"),
     ];
     assert_eq!(
-        p.resolve(&conn("10.0.0.5"), &through[..]).ip().to_string(),
+        p.resolve(&conn("10.0.0.5"), &through[..])
+            .ip()
+            .unwrap()
+            .to_string(),
         "198.51.100.7"
     );
     let around = [
@@ -820,7 +861,7 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         ("X-Client-Addr", "1.2.3.4"),
     ];
     let got = p.resolve(&conn("10.0.0.5"), &around[..]);
-    assert_eq!(got.ip().to_string(), "10.0.0.5");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.5");
     assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
 
     // Fly's proxies (on their private network) in front of an nginx on 10.0.0.0/16.
@@ -835,7 +876,10 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         ("Fly-Client-IP", "198.51.100.7"),
     ];
     assert_eq!(
-        p.resolve(&conn("10.0.0.5"), &through[..]).ip().to_string(),
+        p.resolve(&conn("10.0.0.5"), &through[..])
+            .ip()
+            .unwrap()
+            .to_string(),
         "198.51.100.7"
     );
     let around = [
@@ -843,7 +887,7 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         ("Fly-Client-IP", "1.2.3.4"),
     ];
     let got = p.resolve(&conn("10.0.0.5"), &around[..]);
-    assert_eq!(got.ip().to_string(), "10.0.0.5");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.5");
     assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
 
     // The PROXY source counts as the peer: a CDN edge carried by a trusted NLB is the
@@ -860,10 +904,10 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
     let mut c = conn("10.1.0.7");
     c.proxy_source = Some(Node::ip("173.245.48.9".parse().unwrap()));
     let got = p.resolve(&c, &[("CF-Connecting-IP", "198.51.100.7")][..]);
-    assert_eq!(got.ip().to_string(), "198.51.100.7");
+    assert_eq!(got.ip().unwrap().to_string(), "198.51.100.7");
     c.proxy_source = Some(Node::ip("203.0.113.66".parse().unwrap()));
     let got = p.resolve(&c, &[("CF-Connecting-IP", "1.2.3.4")][..]);
-    assert_eq!(got.ip().to_string(), "203.0.113.66");
+    assert_eq!(got.ip().unwrap().to_string(), "203.0.113.66");
     assert!(got.warnings.contains(Warnings::UNTRUSTED_HEADER));
 }
 
@@ -878,7 +922,7 @@ fn fail_too_few_hops_cannot_be_hidden_by_an_opaque_element() {
         "010.0.0.1, 1.2.3.4",
     ] {
         let got = p.resolve(&conn("10.9.9.9"), &[("X-Forwarded-For", xff)][..]);
-        assert_eq!(got.ip().to_string(), "10.9.9.9", "{xff}: {got:?}");
+        assert_eq!(got.ip().unwrap().to_string(), "10.9.9.9", "{xff}: {got:?}");
         assert_eq!(got.source, Source::Peer, "{xff}");
         assert_eq!(got.warnings, Warnings::FEWER_HOPS, "{xff}");
     }
@@ -887,7 +931,7 @@ fn fail_too_few_hops_cannot_be_hidden_by_an_opaque_element() {
         &conn("10.9.9.9"),
         &[("X-Forwarded-For", "1.2.3.4, unknown, 10.0.0.1")][..],
     );
-    assert_eq!(got.ip().to_string(), "10.0.0.1");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1");
     assert_eq!(got.warnings, Warnings::OPAQUE);
 }
 
@@ -910,11 +954,11 @@ fn fail_an_address_that_is_never_a_source_is_malformed() {
     for bad in unusable {
         let list = format!("198.51.100.7, {bad}");
         let got = xff.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", list.as_str())][..]);
-        assert_eq!(got.ip().to_string(), "10.0.0.1", "{bad}: {got:?}");
+        assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1", "{bad}: {got:?}");
         assert_eq!(got.warnings, Warnings::MALFORMED, "{bad}");
 
         let got = real_ip.resolve(&conn("10.0.0.1"), &[("X-Real-IP", bad)][..]);
-        assert_eq!(got.ip().to_string(), "10.0.0.1", "{bad}: {got:?}");
+        assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1", "{bad}: {got:?}");
         assert!(got.warnings.contains(Warnings::MALFORMED), "{bad}");
 
         // RFC 7239 brackets a bare IPv6 address.
@@ -924,7 +968,7 @@ fn fail_an_address_that_is_never_a_source_is_malformed() {
         };
         let list = format!("for=198.51.100.7, {element}");
         let got = forwarded.resolve(&conn("10.0.0.1"), &[("Forwarded", list.as_str())][..]);
-        assert_eq!(got.ip().to_string(), "10.0.0.1", "{list}: {got:?}");
+        assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1", "{list}: {got:?}");
         assert_eq!(got.warnings, Warnings::MALFORMED, "{list}");
     }
     // Trusted hops left of the bad one do not help either: the walk stops there.
@@ -932,7 +976,7 @@ fn fail_an_address_that_is_never_a_source_is_malformed() {
         &conn("10.0.0.1"),
         &[("X-Forwarded-For", "198.51.100.7, 255.255.255.255, 10.0.0.2")][..],
     );
-    assert_eq!(got.ip().to_string(), "10.0.0.2");
+    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.2");
     assert_eq!(got.warnings, Warnings::MALFORMED);
 
     // A trusted PROXY sender naming one: the sender stays the peer.
@@ -944,7 +988,7 @@ fn fail_an_address_that_is_never_a_source_is_malformed() {
         let mut c = conn("10.1.2.3");
         c.proxy_source = Some(Node::ip(bad.parse().unwrap()));
         let got = p.resolve(&c, &[] as &[(&str, &str)]);
-        assert_eq!(got.ip().to_string(), "10.1.2.3", "{bad}");
+        assert_eq!(got.ip().unwrap().to_string(), "10.1.2.3", "{bad}");
         assert_eq!(got.source, Source::Peer, "{bad}");
         assert!(got.warnings.contains(Warnings::MALFORMED), "{bad}");
     }
@@ -961,7 +1005,7 @@ fn fail_a_doubled_vendor_header_from_around_the_cdn_is_unvouched() {
         ("CF-Connecting-IP", "1.2.3.5"),
     ];
     let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
-    assert_eq!(got.ip().to_string(), "203.0.113.66");
+    assert_eq!(got.ip().unwrap().to_string(), "203.0.113.66");
     assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER), "{got:?}");
     // Through the CDN, two lines stay ambiguous.
     let headers = [
@@ -975,4 +1019,61 @@ fn fail_a_doubled_vendor_header_from_around_the_cdn_is_unvouched() {
         !got.warnings.contains(Warnings::UNVOUCHED_HEADER),
         "{got:?}"
     );
+}
+
+/// A Unix-socket peer has no address: only `unix` trusts it (not `any`, not `loopback`),
+/// and when nothing names an address the client is `Peer::Unix` — no rate-limit key, no
+/// address anything could mistake for a real one. A TCP peer never matches `unix`.
+#[test]
+fn a_unix_socket_peer_is_trusted_only_by_unix_and_is_never_an_address() {
+    use trueip::addr::Peer;
+    let xff = [("X-Forwarded-For", "6.6.6.6, 203.0.113.9")];
+
+    let by_unix = policy(&["unix"], &[]);
+    let got = by_unix.resolve(&Connection::unix(), &xff[..]);
+    assert_eq!(
+        got.ip().map(|ip| ip.to_string()).as_deref(),
+        Some("203.0.113.9")
+    );
+    assert!(got.warnings.contains(Warnings::SPOOF_ATTEMPT));
+    assert_eq!(got.peer, Peer::Unix);
+    assert!(by_unix.came_through_trusted_hop(&got));
+    // With the proxy on the socket trusted, the list is walked as from any trusted peer.
+    let by_unix_and_ten = policy(&["unix", "203.0.113.0/24"], &[]);
+    let got = by_unix_and_ten.resolve(&Connection::unix(), &xff[..]);
+    assert_eq!(
+        got.ip().map(|ip| ip.to_string()).as_deref(),
+        Some("6.6.6.6")
+    );
+    assert_eq!(got.trusted_hops, 2);
+
+    for trust in [&["any"][..], &["loopback", "private"][..]] {
+        let p = policy(trust, &[]);
+        let got = p.resolve(&Connection::unix(), &xff[..]);
+        assert_eq!(got.client, Peer::Unix, "{trust:?}");
+        assert_eq!((got.ip(), got.rate_limit_key), (None, None), "{trust:?}");
+        assert!(
+            got.warnings.contains(Warnings::UNTRUSTED_HEADER),
+            "{trust:?}"
+        );
+        assert!(!p.came_through_trusted_hop(&got), "{trust:?}");
+    }
+    // Trusted, but no header names anyone: the socket's process stands.
+    let got = by_unix.resolve(&Connection::unix(), &[] as &[(&str, &str)]);
+    assert_eq!((got.client, got.source), (Peer::Unix, Source::Peer));
+    // `unix` trusts no address: a TCP peer on loopback is the client.
+    let got = by_unix.resolve(&conn("127.0.0.1"), &xff[..]);
+    assert_eq!(
+        got.ip().map(|ip| ip.to_string()).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert!(!by_unix.trusts("127.0.0.1".parse().unwrap()));
+    assert!(by_unix.trusts_peer(Peer::Unix));
+    // As a spec: `unix` and nginx's `unix:` both parse, and print as `unix`.
+    for text in ["unix", "unix:", "UNIX"] {
+        assert_eq!(
+            text.parse::<trueip::TrustSpec>().unwrap().to_string(),
+            "unix"
+        );
+    }
 }

@@ -313,8 +313,8 @@ pub(crate) fn analyse(top: &Topology, run: &Run) -> Result<AtApp, String> {
         let toml = policy_toml(&trusted, &pp, &strategy);
         let e = explain(&toml, app)?;
         let under_attack = explain(&toml, attacked_app)?;
-        let ok =
-            same(Some(&e.client_ip), expected) && same(Some(&under_attack.client_ip), expected);
+        let ok = same(e.client_ip.as_deref(), expected)
+            && same(under_attack.client_ip.as_deref(), expected);
         if first.is_none() {
             first = Some((toml.clone(), e.clone(), strategy.clone()));
         }
@@ -436,7 +436,10 @@ mod tests {
         assert!(pf.right && pf.survives_forgery);
         assert!(a.recommended.right);
         assert_eq!(a.recommended.strategy, "rightmost-untrusted");
-        assert_eq!(a.recommended.explanation.client_ip, "198.51.100.7");
+        assert_eq!(
+            a.recommended.explanation.client_ip.as_deref(),
+            Some("198.51.100.7")
+        );
         assert!(
             a.recommended
                 .explanation
@@ -517,7 +520,10 @@ mod tests {
                 .unwrap()
                 .contains("hop 1 `nat` hides the client")
         );
-        assert_eq!(a.recommended.explanation.client_ip, "203.0.113.1");
+        assert_eq!(
+            a.recommended.explanation.client_ip.as_deref(),
+            Some("203.0.113.1")
+        );
     }
 
     #[test]

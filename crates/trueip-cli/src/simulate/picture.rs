@@ -121,7 +121,7 @@ fn boxes(sim: &Simulation) -> Vec<(String, Vec<Row>, bool)> {
     rows.push(plain(format!(
         "trueip ({}): {}{}",
         r.strategy,
-        r.explanation.client_ip,
+        r.explanation.client_ip.as_deref().unwrap_or("unix:"),
         if r.right { "  ✓" } else { "  ✗" }
     )));
     out.push(("what the app can believe".to_string(), rows, false));

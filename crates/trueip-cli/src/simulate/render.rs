@@ -99,7 +99,7 @@ pub(crate) fn text(sim: &Simulation) -> String {
         out,
         "   {:width$}  {:16}  {}",
         format!("trueip ({})", r.strategy),
-        r.explanation.client_ip,
+        r.explanation.client_ip.as_deref().unwrap_or("unix:"),
         if r.right {
             "right, forged headers cannot change it"
         } else {

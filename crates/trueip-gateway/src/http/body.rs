@@ -6,7 +6,6 @@
 //! dropped — after its last byte went out, or when the client went away — so they
 //! carry the real byte count and duration.
 
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,12 +26,14 @@ pub(crate) struct Record {
     pub(crate) access_log: bool,
     /// When the request arrived.
     pub(crate) start: Instant,
-    /// The resolved client.
-    pub(crate) client: IpAddr,
-    /// The TCP peer.
-    pub(crate) peer: SocketAddr,
+    /// The resolved client: its address (without a port), or `unix:`.
+    pub(crate) client: trueip::addr::Peer,
+    /// The peer: a TCP peer's address and port, or `unix:`.
+    pub(crate) peer: trueip::addr::Peer,
     /// Where the client came from.
     pub(crate) source: trueip::Source,
+    /// The listener's own policy that decided (`None`: `[client_ip]`).
+    pub(crate) policy: Option<std::sync::Arc<str>>,
     /// The header, when `source` is a single-address header.
     pub(crate) header: Option<trueip::FieldName>,
     /// The query argument or cookie, when `source` is one.
@@ -77,9 +78,10 @@ impl Record {
             metrics: ctx.shared.metrics.clone(),
             access_log,
             start,
-            client: trueip::addr::normalize(ctx.peer.ip()),
+            client: ctx.peer.ip().map_or(ctx.peer, trueip::addr::Peer::from),
             peer: ctx.peer,
             source: trueip::Source::Peer,
+            policy: None,
             header: None,
             param: None,
             warnings: trueip::Warnings::NONE,
@@ -132,6 +134,7 @@ impl Record {
                 bytes = self.bytes,
                 duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
                 source = %source,
+                policy = %self.policy.as_deref().unwrap_or("client_ip"),
                 warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
                 aws_vpce_id = self.private_link.as_ref().and_then(|l| l.aws_vpce_id.as_deref()),
                 azure_link_id = self.private_link.as_ref().and_then(|l| l.azure_link_id),
@@ -148,11 +151,29 @@ impl Record {
         &mut self,
         ctx: &crate::context::ConnCtx,
         conn: &trueip::Connection,
-        policy: &trueip::Policy,
+        settings: &crate::config::Settings,
         resolution: &trueip::Resolution,
     ) {
         ctx.shared.metrics.resolved(resolution);
-        self.client = resolution.client.ip;
+        let listener = ctx.listener();
+        if let Some(i) = listener {
+            ctx.shared.metrics.decided_on(i);
+        }
+        let own = settings.own_policy(listener);
+        let policy = own.map_or(&settings.policy, |o| &o.policy);
+        self.policy = own.map(|o| o.name.clone());
+        if resolution
+            .warnings
+            .contains(trueip::Warnings::UNTRUSTED_HEADER)
+        {
+            ctx.shared
+                .hints
+                .untrusted_forwarding(resolution.effective_peer(), own.and(listener));
+        }
+        self.client = resolution
+            .client
+            .ip()
+            .map_or(resolution.client, trueip::addr::Peer::from);
         self.source = resolution.source;
         if matches!(
             resolution.source,

@@ -125,15 +125,15 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
         (Route::Forward, Some(upstream)) => {
             let conn = ctx.connection();
             // The request, not only its headers: `query:NAME` strategies read its target.
-            let resolution = settings.policy.resolve(&conn, &req);
-            record.note(&ctx, &conn, &settings.policy, &resolution);
+            let resolution = settings.policy_for(ctx.listener()).resolve(&conn, &req);
+            record.note(&ctx, &conn, settings, &resolution);
             forward(req, &ctx, &state, upstream, &resolution).await
         }
         (Route::Whoami | Route::Forward, _) => {
             let conn = ctx.connection();
             // The whoami page explains the decision: resolving once more would repeat it.
-            let decision = Decision::new(&settings.policy, &conn, &req);
-            record.note(&ctx, &conn, &settings.policy, decision.resolution());
+            let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &req);
+            record.note(&ctx, &conn, settings, decision.resolution());
             let host = req
                 .uri()
                 .authority()
@@ -145,7 +145,10 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
                 host,
                 lines: || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
                 tls: ctx.tls,
-                peer: ctx.peer.ip(),
+                peer: ctx.peer,
+                policy: settings
+                    .own_policy(ctx.listener())
+                    .map_or("client_ip", |o| &*o.name),
             };
             // Sized for a typical answer, so the buffer is not grown step by step.
             let body = Vec::with_capacity(2048);
@@ -176,6 +179,15 @@ async fn forward(
         None => parts.headers.get(header::HOST).cloned(),
     };
     let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref());
+    if !state.hygiene.hosts_allowed(&facts) {
+        let named = host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()));
+        let page = failed(
+            ctx,
+            Failure::HostNotAllowed,
+            &format_args!("host {named:?}"),
+        );
+        return response(page, &method);
+    }
     let stripped = state.hygiene.request(&mut parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
     state.hygiene.strip_cookies(&mut parts.headers);
@@ -210,7 +222,7 @@ async fn forward(
             }
         }
     }
-    let Ok(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
+    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
         return response(failed(ctx, Failure::Target, &parts.uri), &method);
     };
     parts.uri = upstream::origin_form(parts.uri.path_and_query());

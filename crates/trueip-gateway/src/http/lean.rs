@@ -716,14 +716,17 @@ async fn one(
     let closing = ctx.shared.shutting_down();
 
     let Some(upstream) = state.upstream.as_ref().filter(|_| !whoami_mode) else {
-        let decision = Decision::new(&settings.policy, &conn, &raw);
-        record.note(ctx, &conn, &settings.policy, decision.resolution());
+        let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &raw);
+        record.note(ctx, &conn, settings, decision.resolution());
         let asked = whoami::Asked {
             path: path_only,
             host,
             lines: || lines.iter().map(|h| (h.name, h.value)),
             tls: ctx.tls,
-            peer: ctx.peer.ip(),
+            peer: ctx.peer,
+            policy: settings
+                .own_policy(ctx.listener())
+                .map_or("client_ip", |o| &*o.name),
         };
         let page = whoami::page(&asked, &decision, &state.hygiene, std::mem::take(scratch));
         let sent = send_page(io, out, &page, &mut record, head_only, closing, start).await;
@@ -734,8 +737,8 @@ async fn one(
         };
     };
 
-    let resolution = settings.policy.resolve(&conn, &raw);
-    record.note(ctx, &conn, &settings.policy, &resolution);
+    let resolution = settings.policy_for(ctx.listener()).resolve(&conn, &raw);
+    record.note(ctx, &conn, settings, &resolution);
     let outcome = forward(
         io,
         ctx,
@@ -781,10 +784,13 @@ fn upstream_head(
     upstream: &Upstream,
     ctx: &ConnCtx,
     req: &Request<'_>,
-) -> (Vec<u8>, u64) {
+) -> Result<(Vec<u8>, u64), Failure> {
     let raw = Raw::new(req.lines, req.target);
     let facts = facts(ctx, state, req.resolution, &raw, req.host);
     let hygiene = &state.hygiene;
+    if !hygiene.hosts_allowed(&facts) {
+        return Err(Failure::HostNotAllowed);
+    }
     // A request with `Connection` lines is hyper's: nothing here is named by one.
     let kept = Kept {
         headers: &raw,
@@ -820,7 +826,7 @@ fn upstream_head(
         }
     }
     head.extend_from_slice(b"\r\n");
-    (head, stripped)
+    Ok((head, stripped))
 }
 
 /// How an upstream response body is delimited (RFC 9112 §6.3).
@@ -880,11 +886,18 @@ async fn forward(
     record: &mut Record,
     closing: bool,
 ) -> Sent {
-    let (head, stripped) = upstream_head(state, upstream, ctx, &req);
+    let head_only = *req.method == Method::HEAD;
+    let (head, stripped) = match upstream_head(state, upstream, ctx, &req) {
+        Ok(made) => made,
+        Err(failure) => {
+            let named = req.host.map(|h| String::from_utf8_lossy(h.as_bytes()));
+            let page = failed(ctx, failure, &format_args!("host {named:?}"));
+            return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
+        }
+    };
     let metrics = &ctx.shared.metrics;
     metrics.stripped(stripped);
-    let head_only = *req.method == Method::HEAD;
-    let Ok(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
+    let Some(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
         let page = failed(ctx, Failure::Target, &req.target);
         return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
     };

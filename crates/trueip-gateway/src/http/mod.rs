@@ -52,11 +52,11 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
     host: Option<&'a HeaderValue>,
 ) -> Facts<'a> {
     Facts::new(
-        &state.settings.policy,
+        state.settings.policy_for(ctx.listener()),
         resolution,
         headers,
         ctx.scheme(),
         host,
-        ctx.destination().port(),
+        ctx.destination().map(|d| d.port()),
     )
 }

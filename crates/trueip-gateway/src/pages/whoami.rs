@@ -2,8 +2,9 @@
 //!
 //! HTML for browsers; JSON for `Accept: application/json` or the path `/json` — the
 //! object `trueip explain --format json` prints, plus `direct_ip` (the TCP peer's
-//! address) and `headers` (the forwarding headers as received, lower-case name to
-//! lines); plain text for `Accept: text/plain` or `/text`.
+//! address; `null` for a Unix-socket peer), `headers` (the forwarding headers as received,
+//! lower-case name to lines) and `policy` (which decided: `client_ip`, or the listener's
+//! own, `listen[1].client_ip`); plain text for `Accept: text/plain` or `/text`.
 //!
 //! The HTML page is `whoami.html` with its `{{slots}}` filled in one pass over the
 //! template, split once: what the request says is never read as a slot, and every page
@@ -29,10 +30,12 @@ const PAGE: &str = include_str!("whoami.html");
 pub(crate) struct Whoami<'a> {
     /// Everything `trueip explain` says.
     pub(crate) decision: &'a Decision<'a>,
-    /// The TCP peer's address.
-    pub(crate) direct_ip: IpAddr,
+    /// The peer: its address (without the port), or `unix:` on a Unix-socket listener.
+    pub(crate) direct_ip: trueip::addr::Peer,
     /// Forwarding headers as received.
     pub(crate) headers: Forwarding<'a>,
+    /// The policy that decided: `client_ip`, or the listener's own, `listen[1].client_ip`.
+    pub(crate) policy: &'a str,
 }
 
 /// The forwarding header lines of a request, as received: lower-case names (underscores
@@ -232,8 +235,10 @@ pub(crate) struct Asked<'a, L> {
     pub(crate) lines: L,
     /// Whether TLS was terminated here.
     pub(crate) tls: bool,
-    /// The TCP peer.
-    pub(crate) peer: IpAddr,
+    /// The peer: a TCP peer's address, or `Peer::Unix`.
+    pub(crate) peer: trueip::addr::Peer,
+    /// The policy deciding on this listener (see [`Whoami::policy`]).
+    pub(crate) policy: &'a str,
 }
 
 /// The whoami page for a request decided as `decision`, in the format the path or
@@ -291,8 +296,12 @@ where
     };
     let whoami = Whoami {
         decision,
-        direct_ip: trueip::addr::normalize(asked.peer),
+        direct_ip: asked
+            .peer
+            .ip()
+            .map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
         headers: forwarding,
+        policy: asked.policy,
     };
     let links = Links {
         healthz: "/healthz",
@@ -359,7 +368,8 @@ pub fn render(
         host: Some(host.as_bytes()),
         lines: || lines.iter().copied(),
         tls: false,
-        peer: peer.ip(),
+        peer: peer.into(),
+        policy: "client_ip",
     };
     let hygiene = Hygiene::new(HeaderSettings::default());
     write_page(&asked, &decision, &hygiene, format, Vec::new())
@@ -383,18 +393,22 @@ pub(crate) fn write_body(
 }
 
 /// Writes the JSON answer: the object `trueip explain --format json` prints, then
-/// `direct_ip` and `headers`.
+/// `direct_ip`, `headers` and `policy`.
 pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
     #[derive(serde::Serialize)]
     struct Answer<'a> {
         #[serde(flatten)]
         explanation: Explanation,
-        direct_ip: IpAddr,
+        /// `null` for a Unix-socket peer, which has no address.
+        direct_ip: Option<IpAddr>,
         headers: &'a Forwarding<'a>,
+        /// Which policy decided: `client_ip`, or a listener's own.
+        policy: &'a str,
     }
     let answer = Answer {
         explanation: w.decision.to_explanation(),
-        direct_ip: w.direct_ip,
+        direct_ip: w.direct_ip.ip(),
+        policy: w.policy,
         headers: &w.headers,
     };
     // Into a `Vec` serde_json fails only on a map key that is not a string, and every
@@ -405,6 +419,7 @@ pub(crate) fn write_json(out: &mut Vec<u8>, w: &Whoami<'_>) {
 fn text(w: &Whoami<'_>) -> String {
     let mut out = w.decision.to_explanation().to_string();
     let _ = writeln!(out, "\ndirect   {}", w.direct_ip);
+    let _ = writeln!(out, "policy   {}", w.policy);
     for (name, line) in w.headers.lines() {
         let _ = writeln!(out, "header   {name}: {line}");
     }
@@ -681,7 +696,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
             Slot::Healthz => escape_into(&mut page, links.healthz),
             Slot::Metrics => escape_into(&mut page, links.metrics),
             Slot::SelfUrl => escape_into(&mut page, links.self_url),
-            Slot::ClientIp => escape_into(&mut page, &e.client_ip),
+            Slot::ClientIp => escape_into(&mut page, e.client_ip.as_deref().unwrap_or("unix:")),
             Slot::ClientPort => {
                 if let Some(p) = e.client_port {
                     let _ = write!(page, " <small>port {p}</small>");
@@ -699,7 +714,12 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
                 escape_into(&mut page, e.strategy.as_deref().unwrap_or("peer (default)"));
             }
             Slot::TrustedHops => escape_into(&mut page, &hops),
-            Slot::RateLimitKey => escape_into(&mut page, &e.rate_limit_key),
+            Slot::RateLimitKey => escape_into(
+                &mut page,
+                e.rate_limit_key
+                    .as_deref()
+                    .unwrap_or("none (a Unix-socket peer has no address)"),
+            ),
             Slot::ChainHeader => escape_into(&mut page, &e.chain_header),
             Slot::Chain => page.push_str(&chain(w, e)),
             Slot::Headers => page.push_str(&headers_table(w)),
@@ -860,6 +880,7 @@ mod tests {
         explanation: &'a Explanation,
         direct_ip: String,
         headers: std::collections::BTreeMap<String, Vec<String>>,
+        policy: &'a str,
     }
 
     fn reference(
@@ -884,6 +905,7 @@ mod tests {
             explanation,
             direct_ip: w.direct_ip.to_string(),
             headers,
+            policy: w.policy,
         };
         let mut out = serde_json::to_vec_pretty(&r).unwrap();
         out.push(b'\n');
@@ -975,8 +997,12 @@ mod tests {
             let decision = Decision::new(&policy, &conn, &lines[..]);
             let explanation = Explanation::new(&policy, &conn, &lines[..]);
             let w = Whoami {
+                policy: "client_ip",
                 decision: &decision,
-                direct_ip: conn.peer.ip,
+                direct_ip: conn
+                    .peer
+                    .ip()
+                    .map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
                 headers: forwarding_headers_of(lines.iter().copied(), is_forwarding_spelled),
             };
             let want = reference(&w, &explanation, lines, is_fwd);
@@ -1003,8 +1029,9 @@ mod tests {
         let explanation = Explanation::new(&policy, &conn, &h);
         let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
+            policy: "client_ip",
             decision: &decision,
-            direct_ip: "10.0.0.5".parse().unwrap(),
+            direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, is_forwarding_spelled),
         };
         let got: serde_json::Value = serde_json::from_slice(&json_of(&w)).unwrap();
@@ -1020,9 +1047,10 @@ mod tests {
         );
         assert_eq!(got["headers"]["x_real_ip"], serde_json::json!(["1.1.1.1"]));
         assert!(got["headers"].get("user-agent").is_none());
+        assert_eq!(got["policy"], "client_ip");
         assert_eq!(
             got.as_object().unwrap().len(),
-            explain.as_object().unwrap().len() + 2
+            explain.as_object().unwrap().len() + 3
         );
     }
 
@@ -1092,8 +1120,9 @@ mod tests {
         );
         let decision = Decision::new(&policy, &conn, &h);
         let w = Whoami {
+            policy: "client_ip",
             decision: &decision,
-            direct_ip: "10.0.0.5".parse().unwrap(),
+            direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, |_| true),
         };
         let page = html(

@@ -31,6 +31,9 @@ pub(crate) enum Failure {
     BodyStalled,
     /// The client's request body had broken framing, or was cut short.
     BodyBroken,
+    /// The host the request names (Host, or X-Forwarded-Host from a trusted hop) is not
+    /// in `headers.allowed_hosts`.
+    HostNotAllowed,
 }
 
 /// Whose fault a failure was, for the metrics.
@@ -123,6 +126,15 @@ impl Failure {
                 "bad_request_body",
                 "the request body is malformed or was cut short",
                 Blame::Client(ClientErrorKind::BadRequestBody),
+            ),
+            // 421 Misdirected Request (RFC 9110 §15.5.20), not 400: the request is well
+            // formed, it names a host this gateway does not serve. An HTTP/2 client that
+            // coalesced connections retries on one of its own; 400 would call it broken.
+            Failure::HostNotAllowed => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "host_not_allowed",
+                "this gateway does not serve the host this request names: add it to [headers] allowed_hosts in the trueip config, or send the request to a host it serves",
+                Blame::Client(ClientErrorKind::HostNotAllowed),
             ),
         };
         Answer {

@@ -28,11 +28,12 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use trueip::addr::Peer;
 use trueip::headers::{Headers, names};
 use trueip::origin::Origin;
 use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
-use crate::config::{HeaderSettings, ListMode};
+use crate::config::{HeaderSettings, HostPattern, ListMode};
 
 pub(crate) use trueip::headers::spells as same_name;
 
@@ -142,8 +143,9 @@ pub(crate) struct Facts<'a> {
     pub(crate) scheme: &'static str,
     /// The host the request asked for (Host header or `:authority`).
     pub(crate) host: Option<&'a HeaderValue>,
-    /// The port the client connected to (the listener's, or the PROXY destination's).
-    pub(crate) port: u16,
+    /// The port the client connected to (the listener's, or the PROXY destination's);
+    /// `None` on a `unix:` listener.
+    pub(crate) port: Option<u16>,
 }
 
 impl<'a> Facts<'a> {
@@ -154,7 +156,7 @@ impl<'a> Facts<'a> {
         headers: &H,
         scheme: &'static str,
         host: Option<&'a HeaderValue>,
-        port: u16,
+        port: Option<u16>,
     ) -> Self {
         Facts {
             resolution,
@@ -343,6 +345,26 @@ impl Hygiene {
         }
     }
 
+    /// Whether the hosts the request names pass `headers.allowed_hosts`: its own Host
+    /// (`:authority`), which the upstream receives unchanged, and the host a trusted hop
+    /// reported (X-Forwarded-Host, `Forwarded: host=`), which becomes the upstream's
+    /// X-Forwarded-Host. A request without a Host cannot be checked, and fails. With no
+    /// list, every host passes and nothing is read.
+    pub(crate) fn hosts_allowed(&self, facts: &Facts<'_>) -> bool {
+        let allowed = &self.settings.allowed;
+        if allowed.is_empty() {
+            return true;
+        }
+        let own = facts
+            .host
+            .is_some_and(|h| host_allowed(allowed, h.as_bytes()));
+        own && facts
+            .origin
+            .host
+            .as_deref()
+            .is_none_or(|h| host_allowed(allowed, h.as_bytes()))
+    }
+
     /// The origin secret header, if one is configured.
     pub(crate) fn origin_secret(&self) -> Option<&FieldName> {
         self.settings.origin_secret.as_ref()
@@ -512,44 +534,63 @@ impl Hygiene {
         // allocation for all of them instead of one (or more) per header.
         let mut out = String::with_capacity(192);
         let mut values = Vec::with_capacity(6);
+        // A Unix-socket peer has no address: it is left out of every header that lists
+        // addresses (an app walking X-Forwarded-For would stop at a `unix:` element, as
+        // at any unreadable one), and a client that is one gets no X-Real-IP.
+        let range_or_remove = |at: usize, end: usize| match end > at {
+            true => Own::Range(at..end),
+            false => Own::Remove,
+        };
         if s.x_real_ip {
             let at = out.len();
-            write_ip(&mut out, r.client.ip);
-            values.push((names::X_REAL_IP, Own::Range(at..out.len())));
+            if let Some(ip) = r.client.ip() {
+                write_ip(&mut out, ip);
+            }
+            values.push((names::X_REAL_IP, range_or_remove(at, out.len())));
         }
         if s.x_forwarded_for != ListMode::Off {
             let at = out.len();
             match s.x_forwarded_for {
                 ListMode::Append => {
                     append(&mut out, headers, &names::X_FORWARDED_FOR);
-                    write_ip(&mut out, peer.ip);
+                    match peer.ip() {
+                        Some(ip) => write_ip(&mut out, ip),
+                        None => trim_separator(&mut out, at),
+                    }
                 }
                 _ => {
-                    for_chain(headers, r, |i, node| {
-                        if i > 0 {
+                    let mut first = true;
+                    for_chain(headers, r, |_, node| {
+                        let Some(node) = node.node() else { return };
+                        if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
                         write_ip(&mut out, node.ip);
                     });
                 }
             }
-            values.push((names::X_FORWARDED_FOR, Own::Range(at..out.len())));
+            values.push((names::X_FORWARDED_FOR, range_or_remove(at, out.len())));
         }
         if s.forwarded != ListMode::Off {
             let at = out.len();
             match s.forwarded {
                 ListMode::Append => {
                     append(&mut out, headers, &names::FORWARDED);
-                    write_element(
-                        &mut out,
-                        peer.ip,
-                        Some(facts.scheme),
-                        received.map(|(s, _)| s),
-                    );
+                    match peer.ip() {
+                        Some(ip) => write_element(
+                            &mut out,
+                            ip,
+                            Some(facts.scheme),
+                            received.map(|(s, _)| s),
+                        ),
+                        None => trim_separator(&mut out, at),
+                    }
                 }
                 _ => {
+                    let mut first = true;
                     for_chain(headers, r, |i, node| {
-                        if i > 0 {
+                        let Some(node) = node.node() else { return };
+                        if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
                         // The client's element says what the client asked for.
@@ -561,7 +602,7 @@ impl Hygiene {
                     });
                 }
             }
-            values.push((names::FORWARDED, Own::Range(at..out.len())));
+            values.push((names::FORWARDED, range_or_remove(at, out.len())));
         }
         if s.x_forwarded_proto {
             values.push((names::X_FORWARDED_PROTO, Own::Static(proto)));
@@ -580,8 +621,10 @@ impl Hygiene {
         }
         if s.x_forwarded_port {
             let at = out.len();
-            write_port(&mut out, facts.origin.port.unwrap_or(facts.port));
-            values.push((names::X_FORWARDED_PORT, Own::Range(at..out.len())));
+            if let Some(port) = facts.origin.port.or(facts.port) {
+                write_port(&mut out, port);
+            }
+            values.push((names::X_FORWARDED_PORT, range_or_remove(at, out.len())));
         }
         let lengths = values
             .iter()
@@ -634,7 +677,7 @@ pub(crate) fn response(headers: &mut HeaderMap) {
 /// Calls `f` with each node of the trusted chain and its index, left to right: the
 /// client followed by the trusted hops after it, what a clean `X-Forwarded-For` would have
 /// held had every hop been honest. Entries the client wrote (left of it) are gone.
-fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut(usize, Node)) {
+fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut(usize, Peer)) {
     f(0, r.client);
     let mut next = 1;
     match &r.source {
@@ -682,7 +725,7 @@ fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut
                 }
                 // Collected right to left; handed out left to right.
                 for node in spill.iter().rev().chain(hops.iter().take(n.min(8)).rev()) {
-                    f(next, *node);
+                    f(next, Peer::Ip(*node));
                     next += 1;
                 }
             }
@@ -747,6 +790,42 @@ fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option
 
 /// The received lines of `name`, each followed by `, `: what the gateway's own entry
 /// is appended to.
+/// Whether `host` (`name`, `name:port`, `[v6]:port`, any case, a trailing dot allowed)
+/// matches one of `allowed`. The port is not compared (as Django's ALLOWED_HOSTS and
+/// ASP.NET's AllowedHosts): a listener decides which ports are served.
+pub(crate) fn host_allowed(allowed: &[HostPattern], host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`: keep the brackets, drop the port.
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, _)) => format!("[{}]", v6.to_ascii_lowercase()),
+            None => return false,
+        },
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, _)| name)
+            .to_ascii_lowercase(),
+    };
+    let name = name.trim_end_matches('.');
+    allowed.iter().any(|p| match p {
+        HostPattern::Any => true,
+        HostPattern::Exact(h) => name == h,
+        HostPattern::Subdomains(suffix) => {
+            name.len() > suffix.len() && name.ends_with(suffix.as_str())
+        }
+    })
+}
+
+/// Removes the `, ` that [`append`] left at the end of `out` (past `at`), when nothing
+/// follows it.
+fn trim_separator(out: &mut String, at: usize) {
+    if out.len() >= at + 2 && out.ends_with(", ") {
+        out.truncate(out.len().saturating_sub(2));
+    }
+}
+
 fn append<H: Headers + ?Sized>(out: &mut String, headers: &H, name: &FieldName) {
     headers.for_each_value(name, |line| {
         let text = String::from_utf8_lossy(line);
@@ -866,7 +945,7 @@ mod tests {
         let peer: SocketAddr = peer.parse().unwrap();
         let conn = Connection::from_peer(peer);
         let r = policy.resolve(&conn, &headers);
-        let trusted_hop = policy.trusts(r.effective_peer().ip);
+        let trusted_hop = policy.trusts_peer(r.effective_peer());
         let origin = if r.trusted_hops > 0 {
             trueip::origin::origin(&headers, &r)
         } else {
@@ -879,7 +958,7 @@ mod tests {
             origin,
             scheme: "http",
             host: host.as_ref(),
-            port: 8080,
+            port: Some(8080),
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
         (headers, stripped)

@@ -162,15 +162,19 @@ impl Upstream {
     /// address, or with PROXY headers one per client.
     pub(crate) fn pool_key(
         &self,
-        client: trueip::Node,
-        destination: SocketAddr,
-    ) -> Result<Authority, http::uri::InvalidUri> {
+        client: trueip::addr::Peer,
+        destination: Option<SocketAddr>,
+    ) -> Option<Authority> {
         match (&self.key, self.settings.proxy_protocol) {
-            (Some(key), SendProxy::Off) => Ok(key.clone()),
-            (None, SendProxy::Off) => Authority::try_from(self.authority.as_str()),
+            (Some(key), SendProxy::Off) => Some(key.clone()),
+            (None, SendProxy::Off) => Authority::try_from(self.authority.as_str()).ok(),
             _ => {
+                // A PROXY header names two addresses: a client without one (a Unix-socket
+                // peer) or a listener without one (`unix:`) has none to send. The config
+                // refuses [upstream] proxy_protocol with a `unix:` listener.
+                let client = client.node()?;
                 let client = SocketAddr::new(client.ip, client.port.unwrap_or(0));
-                connect::pool_key(client, destination)
+                connect::pool_key(client, destination?).ok()
             }
         }
     }

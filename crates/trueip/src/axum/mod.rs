@@ -57,12 +57,30 @@ pub struct ClientIp(pub IpAddr);
 pub struct ClientResolution(pub Resolution);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = MissingLayer;
+    /// [`MissingLayer`]'s 500, or a 500 whose body is [`NO_ADDRESS`] when the client is
+    /// a Unix-socket peer (only when the app inserted `Connection::unix()` itself).
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, MissingLayer> {
-        resolution(parts).map(|r| ClientIp(r.ip()))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        let resolution = resolution(parts).map_err(IntoResponse::into_response)?;
+        match resolution.ip() {
+            Some(ip) => Ok(ClientIp(ip)),
+            None => {
+                log::error!(
+                    "{} {}: 500, {}",
+                    parts.method,
+                    parts.uri.path(),
+                    NO_ADDRESS.trim_end()
+                );
+                Err(crate::tower::server_error::<Body>(NO_ADDRESS))
+            }
+        }
     }
 }
+
+/// The body of the 500 a handler extracting [`ClientIp`] gets when the client is a
+/// Unix-socket peer: it has no address to give.
+pub const NO_ADDRESS: &str = "trueip: the client of this request is a process on this host connected over a Unix socket, and has no IP address: extract `trueip::axum::ClientResolution` (its `client` is `Peer::Unix`), or trust the proxy on the socket (`unix`) so that its forwarding headers name the client.\n";
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientResolution {
     type Rejection = MissingLayer;

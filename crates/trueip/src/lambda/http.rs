@@ -29,7 +29,7 @@ use super::{EventError, EventKind, alb_peer, source_ip_text, stand_in_step};
 /// let policy = Preset::Alb.builder().build()?;
 /// run(service_fn(|request: Request| {
 ///     let answer = match resolve_request(&policy, &request) {
-///         Ok(resolution) => resolution.ip().to_string(),
+///         Ok(resolution) => resolution.client.to_string(),
 ///         Err(e) => e.to_string(),
 ///     };
 ///     async move { Ok::<_, Error>(Response::new(Body::from(answer))) }

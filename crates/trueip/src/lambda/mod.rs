@@ -14,7 +14,7 @@
 //! }"#)?;
 //! let policy = Preset::Alb.builder().build()?;
 //! let resolution = lambda::resolve_event(&policy, &event)?;
-//! assert_eq!(resolution.ip().to_string(), "150.172.238.178");
+//! assert_eq!(resolution.client.to_string(), "150.172.238.178");
 //! assert!(resolution.warnings.contains(trueip::Warnings::SPOOF_ATTEMPT));
 //! # Ok(()) }
 //! ```

@@ -1,7 +1,6 @@
 //! `header:NAME` (and `query:NAME`, `cookie:NAME`): one address, set by a trusted proxy.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use crate::addr::{parse_ip_port_last_colon, parse_node};
 use crate::headers::{FieldName, Headers, Lines, names};
@@ -229,8 +228,8 @@ impl Decide for Single {
         }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.writers.contains(ip) || self.relays.contains(ip)
+    fn trusts(&self, peer: crate::addr::Peer) -> bool {
+        self.writers.contains_peer(peer) || self.relays.contains_peer(peer)
     }
 }
 

@@ -1,8 +1,6 @@
 //! `hops:N`: exactly N proxies stand in front of the app; the client is the N-th
 //! element from the right.
 
-use std::net::IpAddr;
-
 use crate::headers::Headers;
 use crate::resolution::ListHeader;
 use crate::trace::Tracer;
@@ -54,7 +52,7 @@ impl Decide for Hops {
         walk(headers, list, &self.trusted, Stop::Nth(self.hops), ctx)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.contains(ip)
+    fn trusts(&self, peer: crate::addr::Peer) -> bool {
+        self.trusted.contains_peer(peer)
     }
 }

@@ -1,7 +1,5 @@
 //! `leftmost`: the first element of the list, as the client wrote it.
 
-use std::net::IpAddr;
-
 use crate::entry::Entry;
 use crate::headers::{Headers, Lines};
 use crate::resolution::{ListHeader, Source, Warnings};
@@ -82,7 +80,7 @@ impl Decide for Leftmost {
         }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.contains(ip)
+    fn trusts(&self, peer: crate::addr::Peer) -> bool {
+        self.trusted.contains_peer(peer)
     }
 }

@@ -27,7 +27,6 @@ mod spec;
 pub(crate) mod walk;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::error::ConfigError;
@@ -58,7 +57,7 @@ pub(crate) trait Decide {
 
     /// Whether `ip` may hand this strategy its evidence: a hop it trusts, or a relay in
     /// front of a header's writer.
-    fn trusts(&self, ip: IpAddr) -> bool;
+    fn trusts(&self, peer: crate::addr::Peer) -> bool;
 }
 
 /// What "every entry is trusted" resolves to. There is no agreed answer among
@@ -138,7 +137,7 @@ impl Decide for Kind {
         }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    fn trusts(&self, ip: crate::addr::Peer) -> bool {
         match self {
             Kind::RightmostUntrusted(s) => s.trusts(ip),
             Kind::Rightmost(s) => s.trusts(ip),
@@ -192,7 +191,7 @@ impl Strategy {
     }
 
     /// Whether `ip` may hand this strategy its evidence.
-    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: crate::addr::Peer) -> bool {
         self.kind.trusts(ip)
     }
 

@@ -1,7 +1,5 @@
 //! `rightmost`: the last element of the list, if the peer is trusted.
 
-use std::net::IpAddr;
-
 use crate::headers::Headers;
 use crate::resolution::ListHeader;
 use crate::trace::Tracer;
@@ -45,7 +43,7 @@ impl Decide for Rightmost {
         walk(headers, list, &self.trusted, Stop::First, ctx)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.contains(ip)
+    fn trusts(&self, peer: crate::addr::Peer) -> bool {
+        self.trusted.contains_peer(peer)
     }
 }

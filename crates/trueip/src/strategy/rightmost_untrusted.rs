@@ -1,7 +1,5 @@
 //! `rightmost-untrusted`: the first address, walking from the right, that is not a trusted proxy.
 
-use std::net::IpAddr;
-
 use crate::headers::Headers;
 use crate::resolution::ListHeader;
 use crate::trace::Tracer;
@@ -51,7 +49,7 @@ impl Decide for RightmostUntrusted {
         walk(headers, list, &self.trusted, Stop::FirstUntrusted, ctx)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.contains(ip)
+    fn trusts(&self, peer: crate::addr::Peer) -> bool {
+        self.trusted.contains_peer(peer)
     }
 }

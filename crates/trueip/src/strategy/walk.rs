@@ -201,7 +201,7 @@ fn steps<'a, T: Tracer<'a>>(
             ctx.trace.step(|| {
                 Mark::new(
                     subject(list, n),
-                    client.node(),
+                    client.peer(),
                     Verdict::Client,
                     stop.client_why(more),
                 )
@@ -218,7 +218,7 @@ fn steps<'a, T: Tracer<'a>>(
         ctx.trace.step(|| {
             Mark::new(
                 subject(list, n),
-                client.node(),
+                client.peer(),
                 Verdict::Trusted,
                 stop.skip_why(n),
             )
@@ -228,7 +228,7 @@ fn steps<'a, T: Tracer<'a>>(
             ctx.trace.step(|| {
                 Mark::new(
                     subject(list, n),
-                    client.node(),
+                    client.peer(),
                     Verdict::Stop,
                     format!("walked {MAX_WALK} entries: stop"),
                 )
@@ -270,7 +270,7 @@ fn steps<'a, T: Tracer<'a>>(
         };
         let value = found
             .as_ref()
-            .map(|f| f.client.node().to_string())
+            .map(|f| f.client.peer().to_string())
             .unwrap_or_default();
         Mark::new(
             "all-trusted",
@@ -320,7 +320,7 @@ pub(crate) fn admit<'h, T: Tracer<'h>>(
 
 /// Records the peer step.
 pub(crate) fn trace_peer<'h, T: Tracer<'h>>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
-    let peer = ctx.peer.client.node();
+    let peer = ctx.peer.client.peer();
     let subject = if ctx.peer.source == Source::ProxyProtocol {
         "proxy-protocol"
     } else {
