@@ -711,6 +711,8 @@ pub(crate) struct AdminSettings {
     /// A separate listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<SocketAddr>,
+    /// How many forged requests the admin listener keeps (0: none).
+    pub(crate) forgeries: usize,
 }
 
 impl Default for AdminSettings {
@@ -718,6 +720,7 @@ impl Default for AdminSettings {
         AdminSettings {
             prefix: "/.trueip".to_string(),
             listen: None,
+            forgeries: crate::forgeries::DEFAULT_KEPT,
         }
     }
 }
@@ -1443,6 +1446,19 @@ impl AdminSettings {
                 .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
                 .at("admin.prefix"));
         }
+        let max = crate::forgeries::MAX_KEPT;
+        if self.forgeries > max {
+            return Err(ConfigError::new(format!(
+                "admin.forgeries = {} is more than {max}",
+                self.forgeries
+            ))
+            .hint(format!(
+                "keep at most {max} forged requests (each holds up to {} bytes of client \
+                 text), or 0 for none",
+                crate::forgeries::ENTRY_MAX_BYTES
+            ))
+            .at("admin.forgeries"));
+        }
         Ok(())
     }
 }
@@ -1727,6 +1743,29 @@ mod tests {
             toml::to_string(&defaults).unwrap()
         );
         assert_eq!(example, defaults);
+    }
+
+    #[test]
+    fn the_record_of_forgeries_is_bounded_naming_the_key() {
+        assert_eq!(settings("").unwrap().admin.forgeries, 100);
+        assert_eq!(
+            settings("[admin]\nforgeries = 0").unwrap().admin.forgeries,
+            0
+        );
+        assert_eq!(
+            settings("[admin]\nforgeries = 4096")
+                .unwrap()
+                .admin
+                .forgeries,
+            4096
+        );
+        let err = settings("[admin]\nforgeries = 4097").unwrap_err();
+        assert!(
+            err.contains("admin.forgeries") && err.contains("4096"),
+            "{err}"
+        );
+        let err = settings("[admin]\nforgeries = -1").unwrap_err();
+        assert!(err.contains("forgeries"), "{err}");
     }
 
     #[test]

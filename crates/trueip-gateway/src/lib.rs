@@ -53,6 +53,7 @@ mod clock;
 mod config;
 mod context;
 mod duration;
+mod forgeries;
 mod http;
 mod io;
 mod logging;
