@@ -809,6 +809,11 @@ Examples:
   trueip serve --config /etc/trueip.toml --check
       Check the config (and TLS files) and exit.
 
+  [admin] listen = \"127.0.0.1:9100\" in the config
+      A private listener for /healthz, /metrics and /forgeries: the last [admin] forgeries
+      (100; at most 4096, 0 for none) requests that tried to forge an address, with the rule
+      that caught each (JSON, newest first, ?limit=N; client text escaped and cut).
+
 Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
 (e.g. cannot bind), 2 invalid config or arguments.";
 

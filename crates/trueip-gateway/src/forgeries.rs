@@ -339,7 +339,7 @@ mod tests {
         let (long, cut) = escape(&[b'7'; 10_240], VALUE_MAX);
         assert!(cut && long.len() == VALUE_MAX);
         let (controls, cut) = escape(&[0x07; 10_240], VALUE_MAX);
-        assert!(cut && controls.len() <= VALUE_MAX && controls.len() % 4 == 0);
+        assert!(cut && controls.len() <= VALUE_MAX && controls.len().is_multiple_of(4));
         assert!(!controls.bytes().any(|b| b.is_ascii_control()));
     }
 

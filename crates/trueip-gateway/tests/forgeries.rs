@@ -457,7 +457,7 @@ fn several_client_threads_leave_an_exact_count_and_a_bounded_record() {
             thread::spawn(move || {
                 for i in 0..EACH {
                     let path = format!("/t{t}-{i}");
-                    let forged = i % 2 == 0;
+                    let forged = i.is_multiple_of(2);
                     let xff: &[u8] = if forged {
                         b"6.6.6.6, 203.0.113.5"
                     } else {
@@ -483,7 +483,7 @@ fn several_client_threads_leave_an_exact_count_and_a_bounded_record() {
     for e in &kept {
         let path = e["path"].as_str().unwrap();
         let i: usize = path.rsplit('-').next().unwrap().parse().unwrap();
-        assert!(i % 2 == 0, "only forged requests are kept: {path}");
+        assert!(i.is_multiple_of(2), "only forged requests are kept: {path}");
         assert_eq!(rules(e), ["spoof_attempt"], "{e:#}");
     }
     let times: Vec<u64> = kept.iter().filter_map(|e| e["unix_ms"].as_u64()).collect();
