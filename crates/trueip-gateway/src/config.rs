@@ -906,6 +906,8 @@ pub(crate) struct AdminSettings {
     /// A separate listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<SocketAddr>,
+    /// How many forged requests the admin listener keeps (0: none).
+    pub(crate) forgeries: usize,
 }
 
 impl Default for AdminSettings {
@@ -913,6 +915,7 @@ impl Default for AdminSettings {
         AdminSettings {
             prefix: "/.trueip".to_string(),
             listen: None,
+            forgeries: crate::forgeries::DEFAULT_KEPT,
         }
     }
 }
@@ -1003,6 +1006,11 @@ Examples:
 
   trueip serve --config /etc/trueip.toml --check
       Check the config (and TLS files) and exit.
+
+  [admin] listen = \"127.0.0.1:9100\" in the config
+      A private listener for /healthz, /metrics and /forgeries: the last [admin] forgeries
+      (100; at most 4096, 0 for none) requests that tried to forge an address, with the rule
+      that caught each (JSON, newest first, ?limit=N; client text escaped and cut).
 
 Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
 (e.g. cannot bind), 2 invalid config or arguments.";
@@ -1829,6 +1837,19 @@ impl AdminSettings {
                 .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
                 .at("admin.prefix"));
         }
+        let max = crate::forgeries::MAX_KEPT;
+        if self.forgeries > max {
+            return Err(ConfigError::new(format!(
+                "admin.forgeries = {} is more than {max}",
+                self.forgeries
+            ))
+            .hint(format!(
+                "keep at most {max} forged requests (each holds up to {} bytes of client \
+                 text), or 0 for none",
+                crate::forgeries::ENTRY_MAX_BYTES
+            ))
+            .at("admin.forgeries"));
+        }
         Ok(())
     }
 }
@@ -2166,6 +2187,29 @@ mod tests {
             toml::to_string(&defaults).unwrap()
         );
         assert_eq!(example, defaults);
+    }
+
+    #[test]
+    fn the_record_of_forgeries_is_bounded_naming_the_key() {
+        assert_eq!(settings("").unwrap().admin.forgeries, 100);
+        assert_eq!(
+            settings("[admin]\nforgeries = 0").unwrap().admin.forgeries,
+            0
+        );
+        assert_eq!(
+            settings("[admin]\nforgeries = 4096")
+                .unwrap()
+                .admin
+                .forgeries,
+            4096
+        );
+        let err = settings("[admin]\nforgeries = 4097").unwrap_err();
+        assert!(
+            err.contains("admin.forgeries") && err.contains("4096"),
+            "{err}"
+        );
+        let err = settings("[admin]\nforgeries = -1").unwrap_err();
+        assert!(err.contains("forgeries"), "{err}");
     }
 
     #[test]

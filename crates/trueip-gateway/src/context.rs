@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
 
 use crate::config::{FileConfig, Mode, Settings};
+use crate::forgeries::Forgeries;
 use crate::io::Activity;
 use crate::metrics::Metrics;
 use crate::rules::{Hygiene, Serves};
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) state: ArcSwap<State>,
     /// Metrics, kept across reloads.
     pub(crate) metrics: Arc<Metrics>,
+    /// The last requests that tried to forge an address, kept across reloads.
+    pub(crate) forgeries: Forgeries,
     /// `true` once shutdown began, for those who wait for it.
     pub(crate) shutdown: watch::Sender<bool>,
     /// `true` once shutdown began, for those who ask on every request: a load, where the
@@ -120,6 +123,7 @@ impl Shared {
         Shared {
             state: ArcSwap::new(state),
             metrics,
+            forgeries: Forgeries::default(),
             shutdown,
             stopping: AtomicBool::new(false),
             connections: Arc::new(Semaphore::new(max_connections)),
@@ -149,7 +153,7 @@ impl Shared {
 pub(crate) enum Role {
     /// `listen[i]`.
     Listener(usize),
-    /// `admin.listen`: `/healthz` and `/metrics` only.
+    /// `admin.listen`: `/healthz`, `/metrics` and `/forgeries` only.
     Admin,
 }
 

@@ -53,6 +53,7 @@ mod clock;
 mod config;
 mod context;
 mod duration;
+mod forgeries;
 mod hint;
 mod http;
 mod io;
@@ -410,7 +411,10 @@ fn describe(s: &Settings) -> Vec<String> {
         lines.push(format!("{scheme}://{} -> {target}{pp}", l.address));
     }
     if let Some(a) = s.admin.listen {
-        lines.push(format!("admin http://{a}/healthz, /metrics"));
+        lines.push(match s.admin.forgeries {
+            0 => format!("admin http://{a}/healthz, /metrics"),
+            n => format!("admin http://{a}/healthz, /metrics, /forgeries (the last {n})"),
+        });
     }
     for m in &s.loaded.metas {
         lines.push(format!(

@@ -128,6 +128,14 @@ async fn connection(
             }
             Err(e) => {
                 shared.metrics.proxy_error(proxy::error_kind(&e));
+                if let (PreambleError::UntrustedSender, Role::Listener(i)) = (&e, role) {
+                    let keep = state.settings.admin.forgeries;
+                    if keep > 0 {
+                        shared
+                            .forgeries
+                            .record(crate::forgeries::Entry::proxy_refused(peer, i), keep);
+                    }
+                }
                 let setting = proxy::error_setting(&e);
                 if matches!(e, PreambleError::Closed(0)) {
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");

@@ -171,6 +171,27 @@ impl Warnings {
         self.0 == 0
     }
 
+    /// The flags that mean a request carried an address its sender had no right to
+    /// write: text left of the client (`spoof_attempt`), a forwarding header from an
+    /// untrusted peer or an untrusted writer, a missing or wrong origin secret, a PROXY
+    /// header from an untrusted sender, a single-address header on several lines. The
+    /// others (`malformed`, `truncated`, `all_trusted`, ...) describe broken or unusual
+    /// proxies as often as attackers. `trueip serve` keeps requests with one of these
+    /// at `/.trueip/forgeries`.
+    pub const FORGERY: Warnings = Warnings(
+        Warnings::SPOOF_ATTEMPT.0
+            | Warnings::UNTRUSTED_HEADER.0
+            | Warnings::UNVOUCHED_HEADER.0
+            | Warnings::ORIGIN_SECRET.0
+            | Warnings::UNTRUSTED_PROXY_PROTOCOL.0
+            | Warnings::DUPLICATE_HEADER.0,
+    );
+
+    /// The flags of [`FORGERY`](Self::FORGERY) that are set.
+    pub fn forgeries(self) -> Warnings {
+        Warnings(self.0 & Self::FORGERY.0)
+    }
+
     /// Whether every flag of `other` is set.
     pub fn contains(self, other: Warnings) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
@@ -282,6 +303,22 @@ mod tests {
         let w = Warnings::SPOOF_ATTEMPT | Warnings::TRUNCATED;
         assert_eq!(w.to_string(), "spoof_attempt,truncated");
         assert!(w.contains(Warnings::TRUNCATED) && !w.contains(Warnings::MALFORMED));
+    }
+
+    #[test]
+    fn forgeries_are_the_flags_someone_wrote_on_purpose() {
+        let w = Warnings::SPOOF_ATTEMPT | Warnings::TRUNCATED | Warnings::DUPLICATE_HEADER;
+        assert_eq!(w.forgeries().to_string(), "spoof_attempt,duplicate_header");
+        assert!(
+            (Warnings::MALFORMED | Warnings::ALL_TRUSTED)
+                .forgeries()
+                .is_empty()
+        );
+        assert_eq!(
+            Warnings::FORGERY.to_string(),
+            "spoof_attempt,header_from_untrusted_peer,origin_secret_mismatch,\
+             proxy_protocol_from_untrusted_peer,duplicate_header,header_writer_not_trusted"
+        );
     }
 
     #[test]

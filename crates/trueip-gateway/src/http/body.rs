@@ -40,6 +40,9 @@ pub(crate) struct Record {
     pub(crate) param: Option<trueip::ParamName>,
     /// What looked wrong.
     pub(crate) warnings: trueip::Warnings,
+    /// Client-IP header lines the header rules removed (rule `stripped_header` of the
+    /// record of forgeries).
+    pub(crate) stripped: u64,
     /// The private endpoint the client came through, when the PROXY header that named
     /// it was believed.
     pub(crate) private_link: Option<trueip::PrivateLink>,
@@ -85,6 +88,7 @@ impl Record {
             header: None,
             param: None,
             warnings: trueip::Warnings::NONE,
+            stripped: 0,
             private_link: None,
             method,
             uri,
@@ -136,6 +140,7 @@ impl Record {
                 source = %source,
                 policy = %self.policy.as_deref().unwrap_or("client_ip"),
                 warnings = (!self.warnings.is_empty()).then(|| tracing::field::display(self.warnings)),
+                stripped = (self.stripped > 0).then_some(self.stripped),
                 aws_vpce_id = self.private_link.as_ref().and_then(|l| l.aws_vpce_id.as_deref()),
                 azure_link_id = self.private_link.as_ref().and_then(|l| l.azure_link_id),
                 error = self.error.as_deref(),

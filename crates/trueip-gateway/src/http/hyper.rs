@@ -17,7 +17,7 @@ use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
 use crate::http::body::{Body, Record};
-use crate::http::{facts, failed};
+use crate::http::{facts, failed, note_forgery};
 use crate::io::Idle;
 use crate::metrics::ClientErrorKind;
 use crate::pages::{self, Page, whoami};
@@ -115,7 +115,14 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
             response(page, req.method())
         }
         (Route::Admin(which), _) => {
-            let page = pages::admin(which, ctx.shared.shutting_down(), &ctx.shared.metrics);
+            let view = pages::AdminView {
+                draining: ctx.shared.shutting_down(),
+                metrics: &ctx.shared.metrics,
+                forgeries: &ctx.shared.forgeries,
+                forgeries_kept: settings.admin.forgeries,
+                query: req.uri().query(),
+            };
+            let page = pages::admin(which, &view);
             response(page, req.method())
         }
         (Route::NotFound, _) => response(
@@ -127,13 +134,25 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
             // The request, not only its headers: `query:NAME` strategies read its target.
             let resolution = settings.policy_for(ctx.listener()).resolve(&conn, &req);
             record.note(&ctx, &conn, settings, &resolution);
-            forward(req, &ctx, &state, upstream, &resolution).await
+            forward(req, &ctx, &state, upstream, &resolution, &mut record).await
         }
         (Route::Whoami | Route::Forward, _) => {
             let conn = ctx.connection();
             // The whoami page explains the decision: resolving once more would repeat it.
             let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &req);
             record.note(&ctx, &conn, settings, decision.resolution());
+            note_forgery(
+                &ctx,
+                &state,
+                decision.resolution(),
+                (req.method().as_str(), req.uri().path()),
+                0,
+                |line| {
+                    for (name, value) in req.headers() {
+                        line(name.as_str(), value.as_bytes(), false);
+                    }
+                },
+            );
             let host = req
                 .uri()
                 .authority()
@@ -166,6 +185,7 @@ async fn forward(
     state: &State,
     upstream: &Upstream,
     resolution: &Resolution,
+    record: &mut Record,
 ) -> Response<Body> {
     let method = req.method().clone();
     // A WebSocket upgrade: the hop-by-hop headers that ask for it are removed with the
@@ -188,8 +208,35 @@ async fn forward(
         );
         return response(page, &method);
     }
-    let stripped = state.hygiene.request(&mut parts.headers, &facts);
+    // The lines as received, for the record of forgeries: only a forged decision
+    // copies them (the header rules rewrite them next).
+    let received = (!resolution.warnings.forgeries().is_empty()).then(|| parts.headers.clone());
+    let mut gone = Vec::new();
+    let stripped = state
+        .hygiene
+        .request_noting(&mut parts.headers, &facts, &mut gone);
     ctx.shared.metrics.stripped(stripped);
+    record.stripped = stripped;
+    note_forgery(
+        ctx,
+        state,
+        resolution,
+        (method.as_str(), parts.uri.path()),
+        stripped,
+        |line| match &received {
+            Some(all) => {
+                for (name, value) in all {
+                    let was = gone.iter().any(|(n, _)| n == name);
+                    line(name.as_str(), value.as_bytes(), was);
+                }
+            }
+            None => {
+                for (name, value) in &gone {
+                    line(name.as_str(), value.as_bytes(), true);
+                }
+            }
+        },
+    );
     state.hygiene.strip_cookies(&mut parts.headers);
     if let Some(target) = parts.uri.path_and_query() {
         let kept = state.hygiene.strip_target(target.as_str());

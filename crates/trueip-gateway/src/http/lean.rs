@@ -39,7 +39,7 @@ use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
 use crate::http::body::Record;
-use crate::http::{facts, failed};
+use crate::http::{facts, failed, note_forgery};
 use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
@@ -718,6 +718,18 @@ async fn one(
     let Some(upstream) = state.upstream.as_ref().filter(|_| !whoami_mode) else {
         let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &raw);
         record.note(ctx, &conn, settings, decision.resolution());
+        note_forgery(
+            ctx,
+            state,
+            decision.resolution(),
+            (method.as_str(), path_only),
+            0,
+            |line| {
+                for h in lines {
+                    line(h.name, h.value, false);
+                }
+            },
+        );
         let asked = whoami::Asked {
             path: path_only,
             host,
@@ -897,6 +909,28 @@ async fn forward(
     };
     let metrics = &ctx.shared.metrics;
     metrics.stripped(stripped);
+    record.stripped = stripped;
+    note_forgery(
+        ctx,
+        state,
+        req.resolution,
+        (
+            req.method.as_str(),
+            req.target.split('?').next().unwrap_or(req.target),
+        ),
+        stripped,
+        |line| {
+            let trusted_hop = state
+                .settings
+                .policy_for(ctx.listener())
+                .came_through_trusted_hop(req.resolution);
+            for h in req.lines {
+                let fate = state.hygiene.request_fate(h.name, trusted_hop, &[]);
+                line(h.name, h.value, fate == Fate::Strip);
+            }
+        },
+    );
+    let head_only = *req.method == Method::HEAD;
     let Some(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
         let page = failed(ctx, Failure::Target, &req.target);
         return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;

@@ -17,7 +17,8 @@ use http::HeaderValue;
 use trueip::Resolution;
 use trueip::headers::Headers;
 
-use crate::context::{ConnCtx, State};
+use crate::context::{ConnCtx, Role, State};
+use crate::forgeries::{self, Entry};
 use crate::pages::{self, Page};
 use crate::rules::{Blame, Facts, Failure};
 
@@ -59,4 +60,58 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
         host,
         ctx.destination().map(|d| d.port()),
     )
+}
+
+/// Keeps a request decided as `resolution`, of which the header rules stripped
+/// `stripped` lines, in the record of forgeries if it is one: `lines` then hands over
+/// each received header line (name, value, whether it was stripped), of which the
+/// client-IP headers are kept (never the origin secret's value). A clean request costs
+/// two integer tests: no lock, no allocation, no clock.
+#[inline]
+pub(crate) fn note_forgery(
+    ctx: &ConnCtx,
+    state: &State,
+    resolution: &Resolution,
+    asked: (&str, &str),
+    stripped: u64,
+    lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], bool)),
+) {
+    let keep = state.settings.admin.forgeries;
+    if keep == 0 || !forgeries::is_forgery(resolution.warnings, stripped) {
+        return;
+    }
+    keep_forgery(ctx, state, resolution, asked, stripped, lines, keep);
+}
+
+#[cold]
+fn keep_forgery(
+    ctx: &ConnCtx,
+    state: &State,
+    resolution: &Resolution,
+    (method, path): (&str, &str),
+    stripped: u64,
+    lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], bool)),
+    keep: usize,
+) {
+    let Role::Listener(listener) = ctx.role else {
+        return;
+    };
+    let mut entry = Entry::new(&forgeries::Request {
+        peer: ctx.peer,
+        proxy_source: ctx.proxy.as_ref().and_then(|p| p.addrs).map(|a| a.source),
+        listener,
+        resolution,
+        method,
+        path,
+        stripped,
+    });
+    let hygiene = &state.hygiene;
+    let secret = hygiene.origin_secret();
+    lines(&mut |name, value, was_stripped| {
+        let is_secret = secret.is_some_and(|s| crate::rules::headers::same_name(s.as_str(), name));
+        if !is_secret && hygiene.is_managed_spelled(name) {
+            entry.line(name, value, was_stripped);
+        }
+    });
+    ctx.shared.forgeries.record(entry, keep);
 }

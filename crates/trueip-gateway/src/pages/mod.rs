@@ -6,6 +6,7 @@ pub(crate) mod whoami;
 
 use http::StatusCode;
 
+use crate::forgeries::Forgeries;
 use crate::metrics::Metrics;
 use crate::rules::Admin;
 use crate::rules::failure::Answer;
@@ -19,8 +20,25 @@ pub(crate) struct Page {
     pub(crate) body: Vec<u8>,
 }
 
-/// `/healthz` (503 `draining` once shutdown began) or `/metrics`.
-pub(crate) fn admin(which: Admin, draining: bool, metrics: &Metrics) -> Page {
+/// What the admin pages show.
+pub(crate) struct AdminView<'a> {
+    /// Shutdown began.
+    pub(crate) draining: bool,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) forgeries: &'a Forgeries,
+    /// `[admin] forgeries`.
+    pub(crate) forgeries_kept: usize,
+    /// The request's query (`/forgeries?limit=N`).
+    pub(crate) query: Option<&'a str>,
+}
+
+/// `/healthz` (503 `draining` once shutdown began), `/metrics` or `/forgeries` (JSON,
+/// newest first; 400 for a bad `?limit=`).
+pub(crate) fn admin(which: Admin, view: &AdminView<'_>) -> Page {
+    const JSON: &[(&str, &str)] = &[
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
     const TEXT: &[(&str, &str)] = &[
         ("content-type", "text/plain; charset=utf-8"),
         ("cache-control", "no-store"),
@@ -30,13 +48,37 @@ pub(crate) fn admin(which: Admin, draining: bool, metrics: &Metrics) -> Page {
         ("cache-control", "no-store"),
     ];
     let (status, headers, body) = match which {
-        Admin::Health if draining => (
+        Admin::Health if view.draining => (
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
             b"draining\n".to_vec(),
         ),
         Admin::Health => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
-        Admin::Metrics => (StatusCode::OK, PROMETHEUS, metrics.render().into_bytes()),
+        Admin::Metrics => (
+            StatusCode::OK,
+            PROMETHEUS,
+            view.metrics.render().into_bytes(),
+        ),
+        Admin::Forgeries => match crate::forgeries::limit(view.query) {
+            Ok(limit) => (
+                StatusCode::OK,
+                JSON,
+                view.forgeries
+                    .render(limit.unwrap_or(usize::MAX), view.forgeries_kept),
+            ),
+            Err(message) => (
+                StatusCode::BAD_REQUEST,
+                JSON,
+                (serde_json::json!({
+                    "error": "bad_argument",
+                    "message": message,
+                    "status": 400,
+                })
+                .to_string()
+                    + "\n")
+                    .into_bytes(),
+            ),
+        },
     };
     Page {
         status,

@@ -441,6 +441,18 @@ impl Hygiene {
     /// Rewrites request headers for the upstream: every line by its [`Fate`], then the
     /// gateway's own headers. Returns how many lines were stripped.
     pub(crate) fn request(&self, headers: &mut HeaderMap, facts: &Facts<'_>) -> u64 {
+        self.request_noting(headers, facts, &mut Vec::new())
+    }
+
+    /// [`request`](Self::request), handing every stripped line to `stripped` (for the
+    /// record of forgeries; nothing is pushed, so nothing allocated, for a request
+    /// with nothing to strip).
+    pub(crate) fn request_noting(
+        &self,
+        headers: &mut HeaderMap,
+        facts: &Facts<'_>,
+        stripped_lines: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> u64 {
         let mut stripped = 0;
         let mut gone: Vec<HeaderName> = Vec::new();
         let mut merge: Vec<HeaderName> = Vec::new();
@@ -461,7 +473,10 @@ impl Hygiene {
                         }
                     }
                     Fate::Strip => {
-                        stripped += headers.get_all(name).iter().count() as u64;
+                        for value in headers.get_all(name) {
+                            stripped += 1;
+                            stripped_lines.push((name.clone(), value.clone()));
+                        }
                         gone.push(name.clone());
                     }
                     Fate::Drop => gone.push(name.clone()),

@@ -6,7 +6,7 @@ use crate::rules::limits::too_many_headers;
 /// Who answers the requests of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Serves {
-    /// The admin listener: `/healthz` and `/metrics` only.
+    /// The admin listener: `/healthz`, `/metrics` and `/forgeries` only.
     Admin,
     /// No upstream is configured: the whoami page.
     Whoami,
@@ -21,6 +21,9 @@ pub(crate) enum Admin {
     Health,
     /// `/metrics`.
     Metrics,
+    /// `/forgeries`: the record of forged requests, on the admin listener only (it holds
+    /// other clients' addresses and text).
+    Forgeries,
 }
 
 /// What a request gets.
@@ -46,8 +49,10 @@ pub(crate) fn route(path: &str, header_lines: usize, settings: &Settings, serves
         return Route::TooManyHeaders;
     }
     let bare = serves != Serves::Upstream;
-    if let Some(which) = admin_endpoint(path, &settings.admin.prefix, bare) {
-        return Route::Admin(which);
+    match admin_endpoint(path, &settings.admin.prefix, bare) {
+        Some(Admin::Forgeries) if serves != Serves::Admin => {}
+        Some(which) => return Route::Admin(which),
+        None => {}
     }
     match serves {
         Serves::Admin => Route::NotFound,
@@ -56,9 +61,10 @@ pub(crate) fn route(path: &str, header_lines: usize, settings: &Settings, serves
     }
 }
 
-/// `/.trueip/healthz` and `/.trueip/metrics` (under the configured prefix); bare
-/// `/healthz` and `/metrics` too when no app can own those paths (whoami mode, the
-/// admin listener).
+/// `/.trueip/healthz`, `/.trueip/metrics` and `/.trueip/forgeries` (under the
+/// configured prefix); bare `/healthz`, `/metrics` and `/forgeries` too when no app can
+/// own those paths (whoami mode, the admin listener). [`route`] serves `/forgeries` on
+/// the admin listener only.
 fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
     let rest = match (!prefix.is_empty())
         .then(|| path.strip_prefix(prefix))
@@ -71,11 +77,13 @@ fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
     match rest {
         "/healthz" => Some(Admin::Health),
         "/metrics" => Some(Admin::Metrics),
+        "/forgeries" => Some(Admin::Forgeries),
         _ => None,
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -97,5 +105,42 @@ mod tests {
         assert_eq!(admin_endpoint("/metrics", "", true), Some(Admin::Metrics));
         assert_eq!(admin_endpoint("/.trueip/healthz", "", false), None);
         assert_eq!(admin_endpoint("/.trueip/other", "/.trueip", true), None);
+        assert_eq!(
+            admin_endpoint("/.trueip/forgeries", "/.trueip", false),
+            Some(Admin::Forgeries)
+        );
+    }
+
+    #[test]
+    fn forgeries_only_on_the_admin_listener() {
+        let settings = crate::config::Settings::from_file(
+            crate::config::parse_toml("").unwrap(),
+            &crate::config::ServeArgs::default(),
+            &mut |_| Err(String::new()),
+        )
+        .unwrap();
+        for path in ["/.trueip/forgeries", "/forgeries"] {
+            assert_eq!(
+                route(path, 1, &settings, Serves::Admin),
+                Route::Admin(Admin::Forgeries),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            route("/.trueip/forgeries", 1, &settings, Serves::Whoami),
+            Route::Whoami
+        );
+        assert_eq!(
+            route("/forgeries", 1, &settings, Serves::Whoami),
+            Route::Whoami
+        );
+        assert_eq!(
+            route("/.trueip/forgeries", 1, &settings, Serves::Upstream),
+            Route::Forward
+        );
+        assert_eq!(
+            route("/.trueip/metrics", 1, &settings, Serves::Upstream),
+            Route::Admin(Admin::Metrics)
+        );
     }
 }
