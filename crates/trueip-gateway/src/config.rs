@@ -972,6 +972,8 @@ pub(crate) struct Settings {
     pub(crate) names: crate::names::Addresses,
     /// `[client_ip] resolve_every`: how often the names are resolved again.
     pub(crate) resolve_every: Duration,
+    /// What `trueip::lint` finds dangerous in the policies and listeners, for `--check`.
+    pub(crate) lint: Vec<trueip::lint::Finding>,
 }
 
 const EXAMPLES: &str = "\
@@ -1220,6 +1222,36 @@ where
         .at(key))
 }
 
+/// `trueip::lint` over `[client_ip]` with the listeners it decides for, and over each
+/// listener's own `client_ip` with that listener alone.
+fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<trueip::lint::Finding> {
+    let facts = |l: &ListenerSettings| trueip::lint::Listener {
+        address: match &l.address {
+            ListenAddr::Tcp(addr) => Some(*addr),
+            ListenAddr::Unix(_) => None,
+        },
+        proxy_protocol: l.proxy_protocol != ProxyProtocol::Off,
+    };
+    let shared: Vec<_> = listeners
+        .iter()
+        .filter(|l| l.client_ip.is_none())
+        .map(facts)
+        .collect();
+    let mut found = match shared.is_empty() {
+        true => Vec::new(),
+        false => trueip::lint::lint(client_ip, &shared),
+    };
+    for (i, l) in listeners.iter().enumerate() {
+        if let Some(own) = &l.client_ip {
+            found.extend(trueip::lint::lint(own, &[facts(l)]).into_iter().map(|mut f| {
+                f.message = format!("listen[{i}].client_ip: {}", f.message);
+                f
+            }));
+        }
+    }
+    found
+}
+
 impl Settings {
     /// Checks a file's values with flags applied; `read` loads provider range files.
     pub(crate) fn from_file(
@@ -1415,9 +1447,11 @@ impl Settings {
             );
         }
         file.log.check()?;
+        let lint = lint(&file.client_ip, &file.listen);
         Ok(Settings {
             policy,
             listener_policies,
+            lint,
             listeners: file.listen,
             upstream: file.upstream,
             headers: file.headers,

@@ -310,6 +310,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
         for line in describe(&state.settings) {
             println!("  {line}");
         }
+        // Valid, and still worth a look: what lets a client name its own address
+        // (`trueip check FILE` prints the same, with an exit status for CI).
+        for f in &state.settings.lint {
+            println!("{}: {}: {}\n  fix: {}", f.severity.name(), f.code, f.message, f.fix);
+        }
         return ExitCode::SUCCESS;
     }
     // The main thread is worker 0; `serve` starts the others. Each worker is a

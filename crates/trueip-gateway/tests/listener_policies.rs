@@ -92,3 +92,28 @@ fn a_listener_policy_is_checked_like_client_ip() {
         "{stderr}"
     );
 }
+
+/// `--check` runs the trust lint (`trueip check`'s) over `[client_ip]` with the listeners it
+/// decides for and over each listener's own policy: a valid config, and still dangerous.
+#[test]
+fn check_names_what_lets_a_client_forge_per_listener() {
+    let dir = test_dir("listener_policies/lint");
+    let toml = "[client_ip]\ntrusted = [\"10.50.1.0/24\"]\nstrategy = \"rightmost-untrusted\"\n\
+                [[listen]]\naddress = \"0.0.0.0:1\"\n\
+                [[listen]]\naddress = \"0.0.0.0:2\"\nclient_ip = { trusted = [\"any\"], strategy = \"hops:1\" }\n";
+    std::fs::write(dir.join("trueip.toml"), toml).expect("write");
+    let out = std::process::Command::new(trueip_bin())
+        .args(["serve", "--check", "--config"])
+        .arg(dir.join("trueip.toml"))
+        .output()
+        .expect("run trueip");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("danger: hops_with_any_on_a_public_listener: listen[1].client_ip:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fix: "), "{stdout}");
+    // The shared policy, trusting one subnet, is clean: one finding in all.
+    assert_eq!(stdout.matches("danger:").count() + stdout.matches("warning:").count(), 1, "{stdout}");
+}

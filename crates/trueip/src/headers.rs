@@ -756,7 +756,7 @@ pub trait Headers {
 /// let headers: [(&str, &str); 0] = [];
 /// let request = WithQuery::new(&headers[..], b"client=198.51.100.4&page=2");
 /// let conn = Connection::from_peer("127.0.0.1".parse::<std::net::IpAddr>().unwrap());
-/// assert_eq!(policy.resolve(&conn, &request).client.ip.to_string(), "198.51.100.4");
+/// assert_eq!(policy.resolve(&conn, &request).ip(), "198.51.100.4".parse().ok());
 /// # Ok::<(), trueip::ConfigError>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
