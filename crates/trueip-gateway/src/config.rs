@@ -1243,10 +1243,14 @@ fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<truei
     };
     for (i, l) in listeners.iter().enumerate() {
         if let Some(own) = &l.client_ip {
-            found.extend(trueip::lint::lint(own, &[facts(l)]).into_iter().map(|mut f| {
-                f.message = format!("listen[{i}].client_ip: {}", f.message);
-                f
-            }));
+            found.extend(
+                trueip::lint::lint(own, &[facts(l)])
+                    .into_iter()
+                    .map(|mut f| {
+                        f.message = format!("listen[{i}].client_ip: {}", f.message);
+                        f
+                    }),
+            );
         }
     }
     found

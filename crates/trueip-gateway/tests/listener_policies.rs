@@ -115,5 +115,9 @@ fn check_names_what_lets_a_client_forge_per_listener() {
     );
     assert!(stdout.contains("fix: "), "{stdout}");
     // The shared policy, trusting one subnet, is clean: one finding in all.
-    assert_eq!(stdout.matches("danger:").count() + stdout.matches("warning:").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("danger:").count() + stdout.matches("warning:").count(),
+        1,
+        "{stdout}"
+    );
 }
