@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -175,10 +176,6 @@ async fn forward(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref());
-    let stripped = state.hygiene.request(&mut parts.headers, &facts);
-    ctx.shared.metrics.stripped(stripped);
-    state.hygiene.strip_cookies(&mut parts.headers);
     if let Some(target) = parts.uri.path_and_query() {
         let kept = state.hygiene.strip_target(target.as_str());
         if let Cow::Owned(kept) = kept {
@@ -189,6 +186,23 @@ async fn forward(
             }
         }
     }
+    // The target as the upstream receives it (`origin_form` below).
+    let request = RequestLine {
+        method: method.as_str(),
+        host: super::upstream_host(host.as_ref(), upstream.authority()),
+        target: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
+    };
+    let facts = facts(
+        ctx,
+        state,
+        resolution,
+        &parts.headers,
+        host.as_ref(),
+        request,
+    );
+    let stripped = state.hygiene.request(&mut parts.headers, &facts);
+    ctx.shared.metrics.stripped(stripped);
+    state.hygiene.strip_cookies(&mut parts.headers);
     if parts.version == Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }
