@@ -431,6 +431,172 @@ impl Verifier {
     }
 }
 
+/// How an adapter (`tower`, `actix`, the Python middlewares) treats the signed client
+/// header: which header, which keys, and what a request that fails verification gets.
+/// Cheap to clone (shared counters).
+///
+/// Two named modes: [`Signed::required`] refuses such a request (400 for a malformed or
+/// repeated header, 403 otherwise); [`Signed::or_peer`] hands the app the TCP peer
+/// instead, flagged `signature_rejected`. Either way the request's forwarding headers
+/// are not read: the signed header replaces the policy's walk, whose answer would be the
+/// client's own words on a connection that did not come through the gateway.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    verifier: std::sync::Arc<Verifier>,
+    header: crate::headers::FieldName,
+    refuse: Refuse,
+    counts: std::sync::Arc<Counts>,
+}
+
+/// Whether a request that fails verification is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refuse {
+    Yes,
+    No,
+}
+
+/// Requests whose signed header verified and did not.
+#[derive(Debug, Default)]
+struct Counts {
+    verified: std::sync::atomic::AtomicU64,
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+/// What [`Signed::decide`] made of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decided {
+    /// Serve it with this resolution; the outcome says whether the signature verified.
+    Serve(Resolution, Outcome),
+    /// Refuse it ([`Signed::required`]): [`refusal_status`] and [`refusal_body`] say how.
+    Refuse(Rejected),
+}
+
+impl Signed {
+    /// Refuses a request whose signed header is missing, malformed, forged, stale or for
+    /// another request: the app is meant to be reached through the gateway only.
+    pub fn required(verifier: Verifier) -> Self {
+        Self::with(verifier, Refuse::Yes)
+    }
+
+    /// Serves such a request with the TCP peer as the client, flagged
+    /// `signature_rejected` ([`Outcome::FellBack`] says why): the app is also reached
+    /// directly, and a direct client is its own peer.
+    pub fn or_peer(verifier: Verifier) -> Self {
+        Self::with(verifier, Refuse::No)
+    }
+
+    fn with(verifier: Verifier, refuse: Refuse) -> Self {
+        Signed {
+            verifier: std::sync::Arc::new(verifier),
+            header: crate::headers::FieldName::from_static(DEFAULT_HEADER),
+            refuse,
+            counts: std::sync::Arc::default(),
+        }
+    }
+
+    /// Reads the header `name` instead of [`DEFAULT_HEADER`] (the gateway's
+    /// `[upstream] sign.header`).
+    pub fn header(mut self, name: &str) -> Result<Self, ConfigError> {
+        self.header = crate::headers::FieldName::new(name.trim())?;
+        Ok(self)
+    }
+
+    /// The header read.
+    pub fn header_name(&self) -> &crate::headers::FieldName {
+        &self.header
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Whether a request that fails verification is refused ([`Signed::required`]).
+    pub fn refuses(&self) -> bool {
+        self.refuse == Refuse::Yes
+    }
+
+    /// Requests whose signed header verified, since this value was made (clones share it).
+    pub fn verified_count(&self) -> u64 {
+        self.counts
+            .verified
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests whose signed header did not verify (refused or served with the peer).
+    pub fn rejected_count(&self) -> u64 {
+        self.counts
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Decides a request on connection `conn` (from the gateway, or from anyone) with
+    /// `headers`, which is `request`, at the system clock's now.
+    pub fn decide<H: crate::headers::Headers + ?Sized>(
+        &self,
+        policy: &Policy,
+        conn: &Connection,
+        headers: &H,
+        request: &RequestLine<'_>,
+    ) -> Decided {
+        self.decide_at(policy, conn, headers, request, SystemTime::now())
+    }
+
+    /// [`decide`](Self::decide) at `now`.
+    pub fn decide_at<H: crate::headers::Headers + ?Sized>(
+        &self,
+        policy: &Policy,
+        conn: &Connection,
+        headers: &H,
+        request: &RequestLine<'_>,
+        now: SystemTime,
+    ) -> Decided {
+        let mut first = None;
+        let mut lines = 0usize;
+        headers.for_each_value(&self.header, |v| {
+            lines += 1;
+            first.get_or_insert(v);
+        });
+        let checked = if lines > 1 {
+            Err(Rejected::Duplicate)
+        } else {
+            self.verifier.verify_at(first, request, now)
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        match checked {
+            Ok(claim) => {
+                self.counts.verified.fetch_add(1, Relaxed);
+                Decided::Serve(claim.resolution(policy, conn), Outcome::Verified(claim))
+            }
+            Err(why) => {
+                self.counts.rejected.fetch_add(1, Relaxed);
+                match self.refuse {
+                    Refuse::Yes => Decided::Refuse(why),
+                    Refuse::No => {
+                        Decided::Serve(rejected_resolution(policy, conn), Outcome::FellBack(why))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP status a refused request gets: 400 for a malformed or repeated header, 403
+/// otherwise.
+pub fn refusal_status(why: Rejected) -> u16 {
+    if why.is_malformed() { 400 } else { 403 }
+}
+
+/// The body a refused request gets (plain text). It names the rule, not the details: a
+/// prober learns nothing about keys or clocks.
+pub fn refusal_body(why: Rejected) -> &'static str {
+    if why.is_malformed() {
+        "trueip: the signed client header is malformed\n"
+    } else {
+        "trueip: this request did not come through the gateway (no valid signed client header)\n"
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
