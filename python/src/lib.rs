@@ -759,11 +759,13 @@ impl Verifier {
         let mut keys = Vec::with_capacity(paths.len());
         for (i, path) in paths.iter().enumerate() {
             let bytes = std::fs::read(path).map_err(|e| {
-                PolicyError::new_err(format!("cannot read key_files[{i}] {}: {e}", path.display()))
+                PolicyError::new_err(format!(
+                    "cannot read key_files[{i}] {}: {e}",
+                    path.display()
+                ))
             })?;
-            let key = trueip::provenance::Key::new(&bytes).map_err(|e| {
-                policy_error(e.at(format!("key_files[{i}] {}", path.display())))
-            })?;
+            let key = trueip::provenance::Key::new(&bytes)
+                .map_err(|e| policy_error(e.at(format!("key_files[{i}] {}", path.display()))))?;
             keys.push(key);
         }
         if !window.is_finite() || window < 0.0 {
@@ -832,7 +834,11 @@ impl Verifier {
             Some(Some(b)) => Some(b.as_bytes()),
             Some(None) => return Err(PyTypeError::new_err("value must be str, bytes or None")),
         };
-        let request = trueip::provenance::RequestLine { method, host, target };
+        let request = trueip::provenance::RequestLine {
+            method,
+            host,
+            target,
+        };
         let now = match now {
             Some(secs) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
             None => std::time::SystemTime::now(),
