@@ -878,7 +878,11 @@ Examples:
       Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
 
   trueip serve --config /etc/trueip.toml
-      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
+      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml. With
+      [upstream] sign = { key_file = \"/etc/trueip/sign.key\" } every forwarded request
+      carries a Trueip-Signature header (HMAC-SHA256 over the client and the request) that
+      the app verifies with trueip's adapters, so a client that reaches the app directly
+      cannot pose as one that came through the gateway.
       SIGHUP reloads the file and the range cache; SIGTERM/SIGINT drain in-flight requests
       and exit.
 
