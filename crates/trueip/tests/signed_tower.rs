@@ -99,10 +99,13 @@ async fn a_verified_header_names_the_client() {
     assert_eq!(body, "203.0.113.7  verified");
 }
 
+/// (name, header lines, status).
+type Case = (&'static str, Vec<(&'static str, String)>, StatusCode);
+
 #[tokio::test]
 async fn required_refuses_what_does_not_verify() {
     let good = header(&key(1), "/account", now());
-    let cases: [(&str, Vec<(&str, String)>, StatusCode); 6] = [
+    let cases: [Case; 6] = [
         (
             "missing, X-Real-IP instead",
             vec![("x-real-ip", "6.6.6.6".into())],
