@@ -583,9 +583,10 @@ impl Policy {
     ///
     /// A `peer` that is not an address (a Unix socket, a test client) gives no decision:
     /// no hop is trusted, so every client-IP header is withheld.
-    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None))]
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None))]
     #[allow(
         clippy::type_complexity,
+        clippy::too_many_arguments,
         reason = "a private tuple for the Python middlewares"
     )]
     fn _resolve_request<'py>(
@@ -596,10 +597,13 @@ impl Policy {
         withhold: bool,
         environ: bool,
         query: Option<&Bound<'py, PyAny>>,
+        verifier: Option<PyRef<'py, Verifier>>,
+        signed: Option<(Option<Bound<'py, PyAny>>, String, String, String)>,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
         Option<Bound<'py, PyList>>,
+        Option<&'static str>,
     )> {
         let conn = match peer.map(|p| Policy::connection(p, None)) {
             Some(Ok(conn)) => conn,
@@ -609,7 +613,7 @@ impl Policy {
                 } else {
                     None
                 };
-                return Ok((None, None, kept));
+                return Ok((None, None, kept, None));
             }
         };
         let mut copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
@@ -620,7 +624,34 @@ impl Policy {
             Some(headers),
             Some(environ),
         )?;
-        let resolution = self.decide(&conn, &copied);
+        let (resolution, outcome) = match (&verifier, signed) {
+            (Some(v), Some((value, method, host, target))) => {
+                let value = value.filter(|v| !v.is_none());
+                let bytes = value.as_ref().map(text_bytes);
+                let value = match &bytes {
+                    None => None,
+                    Some(Some(b)) => Some(b.as_bytes()),
+                    Some(None) => {
+                        return Err(PyTypeError::new_err(
+                            "the signed header value must be str, bytes or None",
+                        ));
+                    }
+                };
+                let request = trueip::provenance::RequestLine {
+                    method: &method,
+                    host: &host,
+                    target: &target,
+                };
+                let (resolution, outcome) = v.decide(&self.inner, &conn, value, &request);
+                (resolution, Some(outcome))
+            }
+            (Some(_), None) => {
+                return Err(PyTypeError::new_err(
+                    "a verifier needs the signed request: (value, method, host, target)",
+                ));
+            }
+            (None, _) => (self.decide(&conn, &copied), None),
+        };
         // A Unix-socket peer that no trusted header named an address for: no address to
         // give the app, as for any peer that is not one.
         if resolution.inner.client.is_unix() {
@@ -629,7 +660,7 @@ impl Policy {
             } else {
                 None
             };
-            return Ok((None, None, kept));
+            return Ok((None, None, kept, outcome));
         }
         let origin = if resolution.trusted_hop {
             let o = trueip::origin::origin(&copied, &resolution.inner);
@@ -654,7 +685,7 @@ impl Policy {
         } else {
             None
         };
-        Ok((Some(resolution), origin, kept))
+        Ok((Some(resolution), origin, kept, outcome))
     }
 
     /// Whether `ip` is trusted by any strategy of the policy.
@@ -681,6 +712,195 @@ impl Policy {
         format!(
             "trueip.Policy(strategy={names:?}, from_={:?})",
             self.inner.list_header().name()
+        )
+    }
+}
+
+/// The keys an app accepts for the signed client header `trueip serve` writes
+/// (`[upstream] sign`), the freshness window and the header's name; counts what it
+/// verified and rejected. Keys are read from files and never shown.
+#[pyclass(frozen, module = "trueip", name = "Verifier")]
+struct Verifier {
+    inner: trueip::provenance::Verifier,
+    header: FieldName,
+    verified: std::sync::atomic::AtomicU64,
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+impl Verifier {
+    /// The resolution for a request on `conn` whose signed header is `value`, and the
+    /// outcome: `"verified"` or why not (`trueip::provenance::Rejected::name`).
+    fn decide(
+        &self,
+        policy: &Arc<trueip::Policy>,
+        conn: &Connection,
+        value: Option<&[u8]>,
+        request: &trueip::provenance::RequestLine<'_>,
+    ) -> (Resolution, &'static str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.inner.verify(value, request) {
+            Ok(claim) => {
+                self.verified.fetch_add(1, Relaxed);
+                let inner = claim.resolution(policy, conn);
+                let r = Resolution {
+                    // The gateway is the hop: what it wrote may stay.
+                    trusted_hop: true,
+                    inner,
+                    policy: Arc::clone(policy),
+                };
+                (r, "verified")
+            }
+            Err(why) => {
+                self.rejected.fetch_add(1, Relaxed);
+                let inner = trueip::provenance::rejected_resolution(policy, conn);
+                let r = Resolution {
+                    trusted_hop: false,
+                    inner,
+                    policy: Arc::clone(policy),
+                };
+                (r, why.name())
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Verifier {
+    /// See `python/trueip/_trueip.pyi` for the documented signature.
+    #[new]
+    #[pyo3(signature = (key_files, window = 30.0, header = "trueip-signature"))]
+    fn new(key_files: &Bound<'_, PyAny>, window: f64, header: &str) -> PyResult<Self> {
+        let paths: Vec<std::path::PathBuf> = if key_files.cast::<PyString>().is_ok()
+            || key_files.hasattr(pyo3::intern!(key_files.py(), "__fspath__"))?
+        {
+            vec![key_files.extract()?]
+        } else {
+            key_files
+                .try_iter()?
+                .map(|p| p.and_then(|p| p.extract()))
+                .collect::<PyResult<_>>()?
+        };
+        let mut keys = Vec::with_capacity(paths.len());
+        for (i, path) in paths.iter().enumerate() {
+            let bytes = std::fs::read(path).map_err(|e| {
+                PolicyError::new_err(format!(
+                    "cannot read key_files[{i}] {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let key = trueip::provenance::Key::new(&bytes)
+                .map_err(|e| policy_error(e.at(format!("key_files[{i}] {}", path.display()))))?;
+            keys.push(key);
+        }
+        if !window.is_finite() || window < 0.0 {
+            return Err(PolicyError::new_err(format!(
+                "window must be a number of seconds, 1 to {}, not {window}",
+                trueip::provenance::MAX_WINDOW.as_secs()
+            )));
+        }
+        let window = std::time::Duration::from_secs_f64(window.min(1e9));
+        let inner = trueip::provenance::Verifier::new(keys, window).map_err(policy_error)?;
+        let header = FieldName::new(header.trim()).map_err(|e| policy_error(e.at("header")))?;
+        Ok(Verifier {
+            inner,
+            header,
+            verified: std::sync::atomic::AtomicU64::new(0),
+            rejected: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The header read, lower case (`trueip-signature`).
+    #[getter]
+    fn header(&self) -> &str {
+        self.header.as_str()
+    }
+
+    /// The freshness window, in seconds.
+    #[getter]
+    fn window(&self) -> u64 {
+        self.inner.window().as_secs()
+    }
+
+    /// The ids of the keys held (the `kid` field), never the keys.
+    #[getter]
+    fn key_ids(&self) -> Vec<String> {
+        self.inner.key_ids().map(str::to_owned).collect()
+    }
+
+    /// Requests whose signed header verified.
+    #[getter]
+    fn verified_count(&self) -> u64 {
+        self.verified.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests whose signed header did not verify.
+    #[getter]
+    fn rejected_count(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Verifies a signed header value for a request: a dict (`ip`, `port`, `source`,
+    /// `hops`, `time`) when it verifies, else `ValueError` naming why (`missing`,
+    /// `malformed`, `bad_signature`, `stale`, ...). `now`: Unix seconds (default: the clock).
+    #[pyo3(signature = (value, method, host, target, now = None))]
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        value: Option<&Bound<'py, PyAny>>,
+        method: &str,
+        host: &str,
+        target: &str,
+        now: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let bytes = value.filter(|v| !v.is_none()).map(text_bytes);
+        let value = match &bytes {
+            None => None,
+            Some(Some(b)) => Some(b.as_bytes()),
+            Some(None) => return Err(PyTypeError::new_err("value must be str, bytes or None")),
+        };
+        let request = trueip::provenance::RequestLine {
+            method,
+            host,
+            target,
+        };
+        let now = match now {
+            Some(secs) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            None => std::time::SystemTime::now(),
+        };
+        let claim = self
+            .inner
+            .verify_at(value, &request, now)
+            .map_err(|why| PyValueError::new_err(format!("{}: {why}", why.name())))?;
+        let d = PyDict::new(py);
+        d.set_item("ip", claim.client.ip.to_string())?;
+        d.set_item("port", claim.client.port)?;
+        d.set_item("source", claim.source.to_string())?;
+        d.set_item("hops", claim.hops)?;
+        d.set_item("time", claim.time)?;
+        Ok(d)
+    }
+
+    /// The status and plain-text body a middleware refuses a request with, for an outcome
+    /// other than `"verified"`: 400 for `malformed` and `duplicate`, 403 otherwise.
+    #[staticmethod]
+    fn refusal(outcome: &str) -> (u16, &'static str) {
+        let why = match outcome {
+            "malformed" => trueip::provenance::Rejected::Malformed(""),
+            "duplicate" => trueip::provenance::Rejected::Duplicate,
+            _ => trueip::provenance::Rejected::BadSignature,
+        };
+        (
+            trueip::provenance::refusal_status(why),
+            trueip::provenance::refusal_body(why),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Verifier(key_ids={:?}, window={}, header={:?})",
+            self.key_ids(),
+            self.window(),
+            self.header()
         )
     }
 }
@@ -929,6 +1149,7 @@ fn _trueip(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Policy>()?;
     m.add_class::<Resolution>()?;
+    m.add_class::<Verifier>()?;
     m.add("PolicyError", py.get_type::<PolicyError>())?;
     m.add("EventError", py.get_type::<EventError>())?;
     m.add_function(wrap_pyfunction!(resolve_event, m)?)?;

@@ -97,14 +97,47 @@ class Policy:
         withhold: bool = False,
         environ: bool = False,
         query: Optional[_Text] = None,
+        verifier: Optional[Verifier] = None,
+        signed: Optional[Tuple[Optional[_Text], str, str, str]] = None,
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],
         Optional[list[Tuple[_Text, _Text]]],
+        Optional[str],
     ]: ...
     def trusts(self, ip: Peer) -> bool: ...
     @property
     def header_names(self) -> list[str]: ...
+
+class Verifier:
+    """The keys an app accepts for the signed client header ``trueip serve`` writes
+    (``[upstream] sign``): one key file, or two during a rotation (whitespace around a key
+    is trimmed; 32 to 1024 bytes). ``window``: how old a signature may be, in seconds (1 to
+    300). ``header``: the header's name. Keys are never shown (``repr`` gives their ids)."""
+
+    def __init__(
+        self,
+        key_files: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+        window: float = 30.0,
+        header: str = "trueip-signature",
+    ) -> None: ...
+    @property
+    def header(self) -> str: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def key_ids(self) -> list[str]: ...
+    @property
+    def verified_count(self) -> int: ...
+    @property
+    def rejected_count(self) -> int: ...
+    def verify(
+        self, value: Optional[_Text], method: str, host: str, target: str, now: Optional[int] = None
+    ) -> dict[str, Any]:
+        """The claim (``ip``, ``port``, ``source``, ``hops``, ``time``) when ``value`` verifies
+        for this request; else ``ValueError`` naming why (``missing: ...``, ``stale: ...``)."""
+    @staticmethod
+    def refusal(outcome: str) -> Tuple[int, str]: ...
 
 def resolve_event(policy: Policy, event: Mapping[str, Any]) -> Resolution: ...
 def explain_event(policy: Policy, event: Mapping[str, Any]) -> dict[str, Any]: ...

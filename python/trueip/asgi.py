@@ -22,6 +22,11 @@ For each HTTP or WebSocket connection it
 * keeps what it replaced in ``scope["trueip.original"]`` and the decision in
   ``scope["trueip.resolution"]``.
 
+With ``verify=`` (a ``trueip.Verifier`` or key file paths) the client comes from the signed
+header ``trueip serve`` writes instead, and ``scope["trueip.signature"]`` says
+``"verified"`` or why not; ``on_unverified`` says whether such a request gets the peer
+(default) or a 400/403 (see ``trueip._signed``).
+
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
 hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default) and rewrites ``scope["client"]`` before
@@ -30,9 +35,10 @@ this middleware sees it, so the peer here would already be a header's word.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
-from . import Policy
+from . import Policy, Verifier
+from . import _signed
 from ._host import DEFAULT_ORIGIN, origin_parts, with_port
 
 __all__ = ["TrueIP"]
@@ -43,7 +49,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
 
-def apply(policy: Policy, scope: Scope, origin: frozenset[str] = DEFAULT_ORIGIN) -> Scope:
+def apply(
+    policy: Policy, scope: Scope, origin: frozenset[str] = DEFAULT_ORIGIN, verifier: Optional[Verifier] = None
+) -> Scope:
     """Returns a copy of ``scope`` rewritten for ``policy``, applying the ``origin`` parts
     trusted hops reported (the caller's scope is left as it was, as ASGI asks of
     middleware)."""
@@ -56,8 +64,13 @@ def apply(policy: Policy, scope: Scope, origin: frozenset[str] = DEFAULT_ORIGIN)
         headers = list(headers)
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
-    resolution, reported, kept = policy._resolve_request(client, headers, True, query=scope.get("query_string"))
+    signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
+    resolution, reported, kept, outcome = policy._resolve_request(
+        client, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed
+    )
     scope["trueip.resolution"] = resolution
+    if verifier is not None:
+        scope["trueip.signature"] = outcome
     if kept is not None:
         original["headers"] = headers
         scope["headers"] = kept
@@ -92,14 +105,40 @@ class TrueIP:
     ``origin``: which of ``"proto"``, ``"host"``, ``"port"``, ``"prefix"`` trusted hops may
     set; ``("proto",)`` by default, as ProxyFix."""
 
-    def __init__(self, app: ASGIApp, policy: Policy, *, origin: Iterable[str] = DEFAULT_ORIGIN) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: Policy,
+        *,
+        origin: Iterable[str] = DEFAULT_ORIGIN,
+        verify: Optional[_signed.VerifyArg] = None,
+        on_unverified: str = "peer",
+    ) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
         self.app = app
         self.policy = policy
         self.origin = origin_parts(origin)
+        self.verifier = _signed.verifier(verify)
+        self.refuse = _signed.on_unverified(on_unverified)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
         if scope.get("type") in ("http", "websocket"):
-            scope = apply(self.policy, scope, self.origin)
+            scope = apply(self.policy, scope, self.origin, self.verifier)
+            outcome = scope.get("trueip.signature")
+            if self.refuse and outcome != "verified":
+                status, body = _signed.refusal(outcome or "missing")
+                if scope.get("type") == "websocket":
+                    # Before accept: the server answers the handshake with 403.
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
         await self.app(scope, receive, send)

@@ -19,20 +19,27 @@ Each request's ``META`` is rewritten as the WSGI middleware rewrites an environ
 are removed, and the scheme and host, when trusted hops reported them, are applied
 (``HTTP_HOST`` then passes through ``ALLOWED_HOSTS`` as usual; leave
 ``USE_X_FORWARDED_HOST`` and ``SECURE_PROXY_SSL_HEADER`` unset: this middleware has already
-decided which hops to believe). The decision is ``request.trueip``. Under Django's ASGI
+decided which hops to believe). The decision is ``request.trueip``.
+
+``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
+(``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
+"trueip-signature", "on_unverified": "peer"}`` (only ``key_files`` is required; two files
+during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer).
+``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI
 handler the same holds: ``META`` is built from the scope, and the scheme is set on the
 request.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from . import Policy, PolicyError
+from . import Policy, PolicyError, Verifier
+from . import _signed
 from . import wsgi as _wsgi
 from ._host import DEFAULT_ORIGIN, origin_parts
 
-__all__ = ["TrueIPMiddleware", "origin_from_settings", "policy_from_settings"]
+__all__ = ["TrueIPMiddleware", "origin_from_settings", "policy_from_settings", "verify_from_settings"]
 
 _POLICY_KEYS = {
     "trust",
@@ -97,6 +104,32 @@ def origin_from_settings(settings: Any = None) -> frozenset[str]:
     return parts
 
 
+def verify_from_settings(settings: Any = None) -> tuple[Optional[Verifier], bool]:
+    """The verifier ``settings.TRUEIP_VERIFY`` describes, and whether it refuses."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if settings is None:
+        from django.conf import settings as django_settings
+
+        settings = django_settings
+    conf = getattr(settings, "TRUEIP_VERIFY", None)
+    if conf is None:
+        return None, False
+    if not isinstance(conf, dict) or "key_files" not in conf:
+        raise ImproperlyConfigured("trueip: TRUEIP_VERIFY must be a dict with key_files, e.g. {'key_files': ['/etc/trueip.key']}")
+    known = {"key_files", "window", "header", "on_unverified"}
+    unknown = set(conf) - known
+    if unknown:
+        raise ImproperlyConfigured(f"trueip: unknown TRUEIP_VERIFY keys {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        kwargs = {k: conf[k] for k in ("window", "header") if k in conf}
+        verifier = Verifier(conf["key_files"], **kwargs)
+        refuse = _signed.on_unverified(conf.get("on_unverified", "peer"))
+    except (PolicyError, TypeError, ValueError) as e:
+        raise ImproperlyConfigured(f"trueip: TRUEIP_VERIFY: {e}") from e
+    return verifier, refuse
+
+
 class TrueIPMiddleware:
     """Applies the ``TRUEIP`` policy to every request (see the module doc)."""
 
@@ -104,11 +137,20 @@ class TrueIPMiddleware:
         self.get_response = get_response
         self.policy = policy_from_settings()
         self.origin = origin_from_settings()
+        self.verifier, self.refuse = verify_from_settings()
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
-        resolution = _wsgi.apply(self.policy, meta, self.origin)
+        resolution = _wsgi.apply(self.policy, meta, self.origin, self.verifier)
         request.trueip = resolution
+        if self.verifier is not None:
+            outcome = meta.get("trueip.signature")
+            request.trueip_signature = outcome
+            if self.refuse and outcome != "verified":
+                from django.http import HttpResponse
+
+                status, body = _signed.refusal(outcome or "missing")
+                return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
         scheme = meta.get("wsgi.url_scheme")
         # Django's ASGI requests read the scheme from the scope, not META.
         scope = getattr(request, "scope", None)

@@ -23,6 +23,11 @@ For each request it
 * keeps the values it replaced or removed in ``environ["trueip.original"]`` and the
   decision in ``environ["trueip.resolution"]``.
 
+With ``verify=`` (a ``trueip.Verifier`` or key file paths) the client comes from the signed
+header ``trueip serve`` writes instead, and ``environ["trueip.signature"]`` says
+``"verified"`` or why not; ``on_unverified`` says whether such a request gets the peer
+(default) or a 400/403 (see ``trueip._signed``).
+
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
 From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
@@ -32,9 +37,10 @@ drops them itself), or the client could write the header the proxy appends to.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
-from . import Policy, forwarding_header_names
+from . import Policy, Verifier, forwarding_header_names
+from . import _signed
 from ._host import DEFAULT_ORIGIN, origin_parts, split_host, with_port
 
 __all__ = ["TrueIP"]
@@ -56,15 +62,25 @@ _ORIGINAL_KEYS = (
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
 
-def apply(policy: Policy, environ: dict[str, Any], origin: frozenset[str] = DEFAULT_ORIGIN) -> Any:
+def apply(
+    policy: Policy,
+    environ: dict[str, Any],
+    origin: frozenset[str] = DEFAULT_ORIGIN,
+    verifier: Optional[Verifier] = None,
+) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
     hops reported; returns the ``Resolution``, or ``None`` when ``REMOTE_ADDR`` is not an
     address (a Unix socket): then only the client-IP headers are removed, since no hop is
-    trusted."""
+    trusted. With ``verifier``, the client is the signed header's (see the module doc)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
-    resolution, reported, _ = policy._resolve_request(environ.get("REMOTE_ADDR"), environ, environ=True)
+    signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
+    resolution, reported, _, outcome = policy._resolve_request(
+        environ.get("REMOTE_ADDR"), environ, environ=True, verifier=verifier, signed=signed
+    )
     environ["trueip.resolution"] = resolution
+    if verifier is not None:
+        environ["trueip.signature"] = outcome
     if resolution is None or not resolution.trusted_hop:
         for key in environ.keys() & FORWARDING_KEYS:
             original[key] = environ.pop(key)
@@ -98,17 +114,36 @@ class TrueIP:
     """WSGI middleware that applies ``policy`` to every request (see the module doc).
 
     ``origin``: which of ``"proto"``, ``"host"``, ``"port"``, ``"prefix"`` trusted hops may
-    set; ``("proto",)`` by default, as ProxyFix."""
+    set; ``("proto",)`` by default, as ProxyFix. ``verify``: a ``trueip.Verifier`` or key
+    file path(s) for the signed client header; ``on_unverified``: ``"peer"`` (default) or
+    ``"refuse"``."""
 
     def __init__(
-        self, app: Callable[..., Iterable[bytes]], policy: Policy, *, origin: Iterable[str] = DEFAULT_ORIGIN
+        self,
+        app: Callable[..., Iterable[bytes]],
+        policy: Policy,
+        *,
+        origin: Iterable[str] = DEFAULT_ORIGIN,
+        verify: Optional[_signed.VerifyArg] = None,
+        on_unverified: str = "peer",
     ) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
         self.app = app
         self.policy = policy
         self.origin = origin_parts(origin)
+        self.verifier = _signed.verifier(verify)
+        self.refuse = _signed.on_unverified(on_unverified)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        apply(self.policy, environ, self.origin)
+        apply(self.policy, environ, self.origin, self.verifier)
+        # No outcome: no peer address (a Unix socket), nothing verified; refused too.
+        outcome = environ.get("trueip.signature")
+        if self.refuse and outcome != "verified":
+            status, body = _signed.refusal(outcome or "missing")
+            start_response(
+                _signed.status_line(status),
+                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
         return self.app(environ, start_response)

@@ -727,6 +727,91 @@ pub(crate) struct UpstreamSettings {
     /// `https://`: the private key of `client_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) client_key: Option<PathBuf>,
+    /// The signed client header (`trueip::provenance`); unset: none is written (a
+    /// client's is still removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sign: Option<SignSettings>,
+}
+
+/// `[upstream] sign = { key_file = "...", header = "..." }`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignSettings {
+    /// The shared HMAC key: 32 to 1024 bytes, whitespace around them trimmed.
+    pub(crate) key_file: PathBuf,
+    /// The header's name.
+    #[serde(default = "default_sign_header")]
+    pub(crate) header: String,
+}
+
+fn default_sign_header() -> String {
+    trueip::provenance::DEFAULT_HEADER.to_string()
+}
+
+/// The checked `[upstream] sign`: the header's name (always removed from what clients
+/// send, signing or not) and the key, when the gateway signs.
+#[derive(Clone, Debug)]
+pub(crate) struct Signing {
+    /// The header's name, lower case.
+    pub(crate) header: FieldName,
+    /// The key; `None`: the header is removed, not written.
+    pub(crate) key: Option<trueip::provenance::Key>,
+}
+
+impl Default for Signing {
+    fn default() -> Self {
+        Signing {
+            header: FieldName::from_static(trueip::provenance::DEFAULT_HEADER),
+            key: None,
+        }
+    }
+}
+
+impl PartialEq for Signing {
+    /// Keys compare by id: the id is derived from the key.
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header
+            && self.key.as_ref().map(|k| k.id()) == other.key.as_ref().map(|k| k.id())
+    }
+}
+
+impl Eq for Signing {}
+
+impl SignSettings {
+    /// Reads the key (its bytes never reach an error message or a log line).
+    fn load(&self) -> Result<Signing, ConfigError> {
+        let header =
+            FieldName::new(self.header.trim()).map_err(|e| e.at("upstream.sign.header"))?;
+        if trueip::headers::names::FORWARDING
+            .iter()
+            .any(|row| row.name == header)
+            || header.as_str() == "host"
+        {
+            return Err(ConfigError::new(format!(
+                "upstream.sign.header {:?} is a header the gateway already manages",
+                self.header
+            ))
+            .hint(format!(
+                "use its own name; the default is {:?}",
+                trueip::provenance::DEFAULT_HEADER
+            ))
+            .at("upstream.sign.header"));
+        }
+        let path = self.key_file.display();
+        let bytes = std::fs::read(&self.key_file).map_err(|e| {
+            ConfigError::new(format!("cannot read the signing key {path}: {e}"))
+                .hint("make one with `openssl rand -base64 48 > trueip.key` (mode 0600) and give the app the same file")
+                .at("upstream.sign.key_file")
+        })?;
+        let key = trueip::provenance::Key::new(&bytes)
+            .map_err(|e| ConfigError::new(format!("signing key {path}: {}", e.message())).hint(
+                "make one with `openssl rand -base64 48 > trueip.key` and give the app the same file",
+            ).at("upstream.sign.key_file"))?;
+        Ok(Signing {
+            header,
+            key: Some(key),
+        })
+    }
 }
 
 /// The roots an `https://` upstream's certificate is checked against, without a CA file.
@@ -762,6 +847,7 @@ impl Default for UpstreamSettings {
             server_name: None,
             client_cert: None,
             client_key: None,
+            sign: None,
         }
     }
 }
@@ -814,6 +900,9 @@ pub(crate) struct HeaderSettings {
     /// The origin secret header (`client_ip.origin_secret`), removed before forwarding.
     #[serde(skip)]
     pub(crate) origin_secret: Option<FieldName>,
+    /// Checked `[upstream] sign`.
+    #[serde(skip)]
+    pub(crate) signing: Signing,
 }
 
 impl Default for HeaderSettings {
@@ -835,6 +924,7 @@ impl Default for HeaderSettings {
             extra: Vec::new(),
             kept: Vec::new(),
             origin_secret: None,
+            signing: Signing::default(),
         }
     }
 }
@@ -991,7 +1081,11 @@ Examples:
       Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
 
   trueip serve --config /etc/trueip.toml
-      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml.
+      Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml. With
+      [upstream] sign = { key_file = \"/etc/trueip/sign.key\" } every forwarded request
+      carries a Trueip-Signature header (HMAC-SHA256 over the client and the request) that
+      the app verifies with trueip's adapters, so a client that reaches the app directly
+      cannot pose as one that came through the gateway.
       SIGHUP reloads the file and the range cache; SIGTERM/SIGINT drain in-flight requests
       and exit.
 
@@ -1435,6 +1529,9 @@ impl Settings {
                     file.headers.origin_secret = more.origin_secret;
                 }
             }
+        }
+        if let Some(sign) = &file.upstream.sign {
+            file.headers.signing = sign.load()?;
         }
         file.limits.check()?;
         file.admin.check()?;
@@ -1972,6 +2069,46 @@ mod tests {
                 "{toml}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn signing_reads_its_key_and_says_what_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("trueip-sign-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.key");
+        let short = dir.join("short.key");
+        std::fs::write(&good, "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret\n").unwrap();
+        std::fs::write(&short, "s3cret\n").unwrap();
+        let toml = |file: &std::path::Path, header: &str| {
+            format!(
+                "[upstream]\nsign = {{ key_file = {:?}{header} }}",
+                file.display().to_string()
+            )
+        };
+        let s = settings(&toml(&good, "")).unwrap();
+        assert_eq!(s.headers.signing.header.as_str(), "trueip-signature");
+        assert!(s.headers.signing.key.is_some());
+        let s = settings(&toml(&good, ", header = \"X-App-Client\"")).unwrap();
+        assert_eq!(s.headers.signing.header.as_str(), "x-app-client");
+        // Unset: no key, the default name (still stripped).
+        let s = settings("").unwrap();
+        assert!(s.headers.signing.key.is_none());
+        assert_eq!(s.headers.signing.header.as_str(), "trueip-signature");
+        for (toml, want) in [
+            (
+                toml(&dir.join("absent.key"), ""),
+                "cannot read the signing key",
+            ),
+            (toml(&short, ""), "must be 32 to 1024 bytes, this one is 6"),
+            (toml(&good, ", header = \"X-Real-IP\""), "already manages"),
+            (toml(&good, ", header = \"a b\""), "invalid header name"),
+            (toml(&good, ", key = \"x\""), "unknown field"),
+        ] {
+            let err = settings(&toml).unwrap_err();
+            assert!(err.contains(want), "{toml}: {err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

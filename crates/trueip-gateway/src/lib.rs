@@ -228,6 +228,15 @@ pub fn preview(
     let hygiene = rules::headers::Hygiene::new(settings.headers.clone());
     let resolution = settings.policy.resolve(conn, &map);
     let host = map.get(::http::header::HOST).cloned();
+    // A `GET /`: what a `[upstream] sign` header would be bound to.
+    let request = trueip::provenance::RequestLine {
+        method: "GET",
+        host: host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default(),
+        target: "/",
+    };
     let facts = rules::headers::Facts::new(
         &settings.policy,
         &resolution,
@@ -235,6 +244,7 @@ pub fn preview(
         "http",
         host.as_ref(),
         Some(port),
+        request,
     );
     hygiene.request(&mut map, &facts);
     if let Some(h) = host {

@@ -65,9 +65,48 @@ impl Seen {
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
             .filter(|(n, _)| n != "x-case")
+            .map(|(n, v)| {
+                if n == "trueip-signature" {
+                    let v = self.signature(&v);
+                    (n, v)
+                } else {
+                    (n, v)
+                }
+            })
             .collect();
         lines.sort_by(|a, b| a.0.cmp(&b.0));
         (self.method.clone(), self.target.clone(), lines)
+    }
+
+    /// A signed client header, verified for the request the upstream saw, as what it
+    /// says without the parts that differ between two sends of one request: the client's
+    /// port (two connections), the time and the MAC.
+    fn signature(&self, value: &[u8]) -> Vec<u8> {
+        let key = trueip::provenance::Key::new(SIGNING_KEY.as_bytes()).unwrap();
+        let verifier = trueip::provenance::Verifier::new([key], Duration::from_secs(60)).unwrap();
+        let host = self
+            .lines
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            // The gateway binds a Host that is not visible ASCII as empty (the app reads
+            // such bytes its own way; the signature then fails closed there).
+            .map(|(_, v)| match std::str::from_utf8(v) {
+                Ok(h) if h.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => h.to_owned(),
+                _ => String::new(),
+            })
+            .unwrap_or_default();
+        let request = trueip::provenance::RequestLine {
+            method: &self.method,
+            host: &host,
+            target: &self.target,
+        };
+        match verifier.verify(Some(value), &request) {
+            Ok(c) => {
+                VERIFIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("verified {} {} {}", c.client.ip, c.source, c.hops).into_bytes()
+            }
+            Err(e) => format!("rejected {}", e.name()).into_bytes(),
+        }
     }
 
     /// Whether the lean path forwarded it (names kept as received).
@@ -158,7 +197,12 @@ async fn upstream_conn(mut s: TcpStream, log: Log) {
             .lines
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("x-case"))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            // The gateway binds a Host that is not visible ASCII as empty (the app reads
+            // such bytes its own way; the signature then fails closed there).
+            .map(|(_, v)| match std::str::from_utf8(v) {
+                Ok(h) if h.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => h.to_owned(),
+                _ => String::new(),
+            })
             .unwrap_or_default();
         log.lock().unwrap().insert(id, seen);
         if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-up: 1\r\n\r\nok")
@@ -333,8 +377,9 @@ impl Rng {
 }
 
 /// Client-IP and forwarding header names, as documents spell them.
-const FORWARDING: [&str; 25] = [
+const FORWARDING: [&str; 26] = [
     "Client-IP",
+    "Trueip-Signature",
     "X-Forwarded",
     "Forwarded-For",
     "X-Original-Forwarded-For",
@@ -712,6 +757,23 @@ async fn compare(toml_template: &str, proxy: bool, seed: u64) -> (Vec<String>, u
         if a.1.as_ref().is_some_and(Seen::lean) {
             lean_taken += 1;
         }
+        // Only the gateway writes a signed client header, and its own always verifies:
+        // one that does not is a client's that got through.
+        for (path, o) in [("lean", &a), ("hyper", &b)] {
+            if let Some(s) = &o.1
+                && let Some((_, v)) = s
+                    .normalized()
+                    .2
+                    .iter()
+                    .find(|(n, v)| n == "trueip-signature" && v.starts_with(b"rejected"))
+            {
+                diffs.push(format!(
+                    "case {i}: the {path} build let a client's signed header through ({}):\n    {}",
+                    show(v),
+                    show(&case.bytes)
+                ));
+            }
+        }
         let same =
             a.0 == b.0 && a.1.as_ref().map(Seen::normalized) == b.1.as_ref().map(Seen::normalized);
         if !same {
@@ -773,6 +835,41 @@ strip = ["X-Custom-IP"]
 "#
     );
     check("replace", &toml, false).await;
+}
+
+/// Signed client headers that verified at the upstream (only the `signed` configuration
+/// writes them).
+static VERIFIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The key of the `signed` configuration.
+const SIGNING_KEY: &str = "differential-test-key-differential-test-key";
+
+/// `[upstream] sign`: both paths sign the same claim for the request the upstream
+/// receives (checked by verifying it there), and neither lets a client's through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_client_header() {
+    let dir = std::env::temp_dir().join(format!("trueip-diff-sign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("trueip.key");
+    std::fs::write(&key, SIGNING_KEY).unwrap();
+    let toml = format!(
+        r#"{TRUST}strategy = "rightmost-untrusted"
+[[listen]]
+address = "127.0.0.1:1"
+[upstream]
+url = "http://{{upstream}}"
+sign = {{ key_file = {key:?} }}
+[headers]
+strip = ["X-Custom-IP"]
+"#,
+        key = key.display().to_string()
+    );
+    check("signed", &toml, false).await;
+    assert!(
+        VERIFIED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no request reached the upstream with a signed client header"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

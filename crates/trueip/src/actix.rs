@@ -95,6 +95,8 @@ holds the handler (`.wrap` on one scope does not reach the routes of another).\n
 #[derive(Clone, Debug)]
 pub struct ClientIpMiddleware {
     policy: Arc<Policy>,
+    #[cfg(feature = "provenance")]
+    signed: Option<crate::provenance::Signed>,
 }
 
 impl ClientIpMiddleware {
@@ -102,7 +104,20 @@ impl ClientIpMiddleware {
     pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
         ClientIpMiddleware {
             policy: policy.into(),
+            #[cfg(feature = "provenance")]
+            signed: None,
         }
+    }
+
+    /// Takes the client from the signed header `trueip serve` writes (`[upstream] sign`)
+    /// instead of the policy's walk (feature `provenance`). A request whose header does
+    /// not verify is refused ([`Unsigned`]: 400 or 403) or served with the TCP peer, as
+    /// `signed` says; the [`Outcome`](crate::provenance::Outcome) is in the request's
+    /// extensions beside the `Resolution`.
+    #[cfg(feature = "provenance")]
+    pub fn signed(mut self, signed: crate::provenance::Signed) -> Self {
+        self.signed = Some(signed);
+        self
     }
 
     /// The policy it resolves with.
@@ -114,7 +129,7 @@ impl ClientIpMiddleware {
 impl<S> Transform<S, ServiceRequest> for ClientIpMiddleware
 where
     S: Service<ServiceRequest>,
-    S::Error: From<MissingPeer>,
+    S::Error: MiddlewareError,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -126,6 +141,8 @@ where
         ready(Ok(ClientIpService {
             service,
             policy: Arc::clone(&self.policy),
+            #[cfg(feature = "provenance")]
+            signed: self.signed.clone(),
         }))
     }
 }
@@ -135,12 +152,59 @@ where
 pub struct ClientIpService<S> {
     service: S,
     policy: Arc<Policy>,
+    #[cfg(feature = "provenance")]
+    signed: Option<crate::provenance::Signed>,
+}
+
+/// The errors the middleware answers with: [`MissingPeer`], and with feature
+/// `provenance` [`Unsigned`]. `actix_web::Error` is both.
+#[cfg(not(feature = "provenance"))]
+pub trait MiddlewareError: From<MissingPeer> {}
+#[cfg(not(feature = "provenance"))]
+impl<E: From<MissingPeer>> MiddlewareError for E {}
+
+/// The errors the middleware answers with: [`MissingPeer`], and with feature
+/// `provenance` [`Unsigned`]. `actix_web::Error` is both.
+#[cfg(feature = "provenance")]
+pub trait MiddlewareError: From<MissingPeer> + From<Unsigned> {}
+#[cfg(feature = "provenance")]
+impl<E: From<MissingPeer> + From<Unsigned>> MiddlewareError for E {}
+
+/// What [`ClientIpService`] answers a request whose signed client header does not verify,
+/// under [`Signed::required`](crate::provenance::Signed::required): 400 for a malformed
+/// or repeated header, 403 otherwise ([`provenance::refusal_body`](crate::provenance::refusal_body)).
+#[cfg(feature = "provenance")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsigned(pub crate::provenance::Rejected);
+
+#[cfg(feature = "provenance")]
+impl fmt::Display for Unsigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(feature = "provenance")]
+impl std::error::Error for Unsigned {}
+
+#[cfg(feature = "provenance")]
+impl ResponseError for Unsigned {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(crate::provenance::refusal_status(self.0))
+            .unwrap_or(actix_web::http::StatusCode::FORBIDDEN)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type(ContentType::plaintext())
+            .body(crate::provenance::refusal_body(self.0))
+    }
 }
 
 impl<S> Service<ServiceRequest> for ClientIpService<S>
 where
     S: Service<ServiceRequest>,
-    S::Error: From<MissingPeer>,
+    S::Error: MiddlewareError,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -162,9 +226,39 @@ where
             // (the 500 below) and the app's body type stays untouched.
             return Either::Left(ready(Err(MissingPeer.into())));
         };
-        let resolution = self
-            .policy
-            .resolve(&Connection::from_peer(peer), req.headers());
+        let conn = Connection::from_peer(peer);
+        #[cfg(feature = "provenance")]
+        if let Some(signed) = &self.signed {
+            use crate::provenance::{Decided, RequestLine};
+            let host = match req.headers().get(actix_web::http::header::HOST) {
+                Some(h) => h.to_str().unwrap_or_default(),
+                None => req.uri().authority().map_or("", |a| a.as_str()),
+            };
+            let request = RequestLine {
+                method: req.method().as_str(),
+                host,
+                target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            };
+            match signed.decide(&self.policy, &conn, req.headers(), &request) {
+                Decided::Serve(resolution, outcome) => {
+                    if let crate::provenance::Outcome::FellBack(why) = outcome {
+                        log::debug!(
+                            "{} {}: signed client header rejected ({why}); the peer is the client",
+                            req.method(),
+                            req.path()
+                        );
+                    }
+                    req.extensions_mut().insert(outcome);
+                    req.extensions_mut().insert(resolution);
+                }
+                Decided::Refuse(why) => {
+                    log::info!("{} {}: refused, {why}", req.method(), req.path());
+                    return Either::Left(ready(Err(Unsigned(why).into())));
+                }
+            }
+            return Either::Right(self.service.call(req));
+        }
+        let resolution = self.policy.resolve(&conn, req.headers());
         req.extensions_mut().insert(resolution);
         Either::Right(self.service.call(req))
     }

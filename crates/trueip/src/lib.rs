@@ -58,6 +58,8 @@ mod list;
 pub mod origin;
 pub mod params;
 mod policy;
+#[cfg(feature = "provenance")]
+pub mod provenance;
 pub mod providers;
 pub mod proxy_protocol;
 mod resolution;

@@ -605,6 +605,15 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The prefix IPv6 rate-limit keys are cut to.
+    #[cfg_attr(
+        not(feature = "provenance"),
+        allow(dead_code, reason = "read by provenance only")
+    )]
+    pub(crate) fn v6_prefix(&self) -> u8 {
+        self.ipv6_prefix
+    }
+
     /// Starts a policy. With nothing added, it trusts no one.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder::default()

@@ -160,6 +160,9 @@ warnings! {
     /// A single-address header came through trusted proxies, but the hop that handed it to
     /// them is not trusted to write it (or nothing records that hop); it was ignored.
     UNVOUCHED_HEADER = 12, "header_writer_not_trusted";
+    /// A signed client header (`trueip::provenance`) was missing, forged, stale or for
+    /// another request; the TCP peer stands.
+    SIGNATURE_REJECTED = 13, "signature_rejected";
 }
 
 impl Warnings {

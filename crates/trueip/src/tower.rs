@@ -81,6 +81,8 @@ server, insert a `trueip::Connection` into each request's extensions before \
 #[derive(Clone, Debug)]
 pub struct ClientIpLayer {
     policy: Arc<Policy>,
+    #[cfg(feature = "provenance")]
+    signed: Option<crate::provenance::Signed>,
 }
 
 impl ClientIpLayer {
@@ -89,7 +91,23 @@ impl ClientIpLayer {
     pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
         ClientIpLayer {
             policy: policy.into(),
+            #[cfg(feature = "provenance")]
+            signed: None,
         }
+    }
+
+    /// Takes the client from the signed header `trueip serve` writes (`[upstream] sign`)
+    /// instead of the policy's walk (feature `provenance`). A request whose header does
+    /// not verify is refused or served with the TCP peer, as `signed` says
+    /// ([`Signed::required`](crate::provenance::Signed::required),
+    /// [`Signed::or_peer`](crate::provenance::Signed::or_peer)); the
+    /// [`Outcome`](crate::provenance::Outcome) is in the request's extensions beside the
+    /// `Resolution`. The policy still decides what the TCP peer is (a trusted PROXY
+    /// sender's source).
+    #[cfg(feature = "provenance")]
+    pub fn signed(mut self, signed: crate::provenance::Signed) -> Self {
+        self.signed = Some(signed);
+        self
     }
 
     /// The policy the layer decides with.
@@ -105,6 +123,8 @@ impl<S> Layer<S> for ClientIpLayer {
         ClientIpService {
             inner,
             policy: self.policy.clone(),
+            #[cfg(feature = "provenance")]
+            signed: self.signed.clone(),
         }
     }
 }
@@ -118,6 +138,8 @@ impl<S> Layer<S> for ClientIpLayer {
 pub struct ClientIpService<S> {
     inner: S,
     policy: Arc<Policy>,
+    #[cfg(feature = "provenance")]
+    signed: Option<crate::provenance::Signed>,
 }
 
 impl<S> ClientIpService<S> {
@@ -141,10 +163,27 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let resolution = match connection(req.extensions()) {
-            Some(conn) => self.policy.resolve(&conn, req.headers()),
-            None => return refuse(&req),
+        let Some(conn) = connection(req.extensions()) else {
+            return refuse(&req);
         };
+        #[cfg(feature = "provenance")]
+        if let Some(signed) = &self.signed {
+            let decided = verify(signed, &self.policy, &conn, &req);
+            drop(conn);
+            let (resolution, outcome) = match decided {
+                Ok(served) => served,
+                Err(why) => return refuse_unsigned(&req, why),
+            };
+            req.extensions_mut().insert(outcome);
+            req.extensions_mut().insert(resolution);
+            return ResponseFuture {
+                state: State::Inner {
+                    future: self.inner.call(req),
+                },
+            };
+        }
+        let resolution = self.policy.resolve(&conn, req.headers());
+        drop(conn);
         req.extensions_mut().insert(resolution);
         ResponseFuture {
             state: State::Inner {
@@ -155,6 +194,63 @@ where
 }
 
 /// The answer to a request without a connection, out of the per-request path.
+/// A request's client from its signed header ([`ClientIpLayer::signed`]); `Err`: refuse it.
+#[cfg(feature = "provenance")]
+fn verify<B>(
+    signed: &crate::provenance::Signed,
+    policy: &Policy,
+    conn: &Connection,
+    req: &Request<B>,
+) -> Result<(crate::Resolution, crate::provenance::Outcome), crate::provenance::Rejected> {
+    use crate::provenance::{Decided, RequestLine};
+    {
+        let host = match req.headers().get(header::HOST) {
+            Some(h) => h.to_str().unwrap_or_default(),
+            None => req.uri().authority().map_or("", |a| a.as_str()),
+        };
+        let request = RequestLine {
+            method: req.method().as_str(),
+            host,
+            target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        };
+        match signed.decide(policy, conn, req.headers(), &request) {
+            Decided::Serve(resolution, outcome) => {
+                if let crate::provenance::Outcome::FellBack(why) = outcome {
+                    log::debug!(
+                        "{} {}: signed client header rejected ({why}); the peer is the client",
+                        req.method(),
+                        req.uri().path()
+                    );
+                }
+                Ok((resolution, outcome))
+            }
+            Decided::Refuse(why) => Err(why),
+        }
+    }
+}
+
+#[cfg(feature = "provenance")]
+#[cold]
+fn refuse_unsigned<ReqBody, F, ResBody: From<&'static str>>(
+    req: &Request<ReqBody>,
+    why: crate::provenance::Rejected,
+) -> ResponseFuture<F, ResBody> {
+    use crate::provenance::{refusal_body, refusal_status};
+    let status = refusal_status(why);
+    log::info!("{} {}: {status}, {why}", req.method(), req.uri().path());
+    let mut response = Response::new(ResBody::from(refusal_body(why)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    ResponseFuture {
+        state: State::Refused {
+            response: Some(response),
+        },
+    }
+}
+
 #[cold]
 fn refuse<ReqBody, F, ResBody: From<&'static str>>(
     req: &Request<ReqBody>,

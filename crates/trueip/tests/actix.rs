@@ -469,3 +469,143 @@ fn each_scope_decides_with_its_own_middleware() {
         (StatusCode::OK, "198.51.100.7".to_owned())
     );
 }
+
+/// `ClientIpMiddleware::signed`: the client from the signed header `trueip serve` writes.
+#[cfg(feature = "provenance")]
+mod signed {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    use trueip::provenance::{
+        Claim, DEFAULT_WINDOW, Key, Outcome, RequestLine, Signed, Verifier, sign,
+    };
+    use trueip::{Node, Warnings};
+
+    fn key(fill: u8) -> Key {
+        Key::new(&[fill; 40]).expect("a key")
+    }
+
+    fn header(key: &Key, target: &str, time: u64) -> String {
+        let claim = Claim {
+            client: Node {
+                ip: "203.0.113.7".parse().expect("an address"),
+                port: Some(443),
+            },
+            source: Source::Peer,
+            hops: 0,
+            time,
+        };
+        let request = RequestLine {
+            method: "GET",
+            host: "app.example",
+            target,
+        };
+        let mut out = String::new();
+        sign(key, &claim, &request, &mut out);
+        out
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    }
+
+    async fn outcome(req: actix_web::HttpRequest) -> String {
+        let r = *req.extensions().get::<Resolution>().expect("resolved");
+        let o = match req.extensions().get::<Outcome>().expect("an outcome") {
+            Outcome::Verified(_) => "verified",
+            Outcome::FellBack(why) => why.name(),
+        };
+        format!(
+            "{} {} {o}",
+            r.ip().map_or("none".to_owned(), |ip| ip.to_string()),
+            r.warnings.contains(Warnings::SIGNATURE_REJECTED)
+        )
+    }
+
+    fn through(signed: Signed, req: TestRequest) -> (StatusCode, String) {
+        run(async {
+            let app = init_service(
+                App::new()
+                    .wrap(ClientIpMiddleware::new(Policy::default()).signed(signed))
+                    .route("/{tail:.*}", web::get().to(outcome)),
+            )
+            .await;
+            // A refusal is an error, which actix-web's server answers with its response.
+            let res = match app.call(req.to_request()).await {
+                Ok(res) => res.map_into_left_body(),
+                Err(e) => ServiceResponse::new(
+                    TestRequest::default().to_http_request(),
+                    e.error_response(),
+                )
+                .map_into_right_body(),
+            };
+            body_of(res).await
+        })
+    }
+
+    fn get(target: &str, signature: Option<&str>) -> TestRequest {
+        let mut req = TestRequest::get()
+            .uri(target)
+            .peer_addr(peer("127.0.0.1:50000"))
+            .insert_header(("Host", "app.example"))
+            .insert_header(("X-Real-IP", "6.6.6.6"));
+        if let Some(s) = signature {
+            req = req.insert_header(("Trueip-Signature", s));
+        }
+        req
+    }
+
+    fn verifier(keys: impl IntoIterator<Item = Key>) -> Verifier {
+        Verifier::new(keys, DEFAULT_WINDOW).expect("a verifier")
+    }
+
+    #[test]
+    fn a_verified_header_names_the_client() {
+        let value = header(&key(1), "/a?b=c", now());
+        let (status, body) = through(
+            Signed::required(verifier([key(1)])),
+            get("/a?b=c", Some(&value)),
+        );
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "203.0.113.7 false verified")
+        );
+    }
+
+    #[test]
+    fn required_refuses_a_direct_client_and_a_replay() {
+        let signed = Signed::required(verifier([key(1)]));
+        let (status, body) = through(signed.clone(), get("/a", None));
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let replayed = header(&key(1), "/a", now());
+        let (status, _) = through(signed.clone(), get("/b", Some(&replayed)));
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let stale = header(&key(1), "/a", now() - 40);
+        let (status, _) = through(signed.clone(), get("/a", Some(&stale)));
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = through(signed.clone(), get("/a", Some("v1;garbage")));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!((signed.verified_count(), signed.rejected_count()), (0, 4));
+    }
+
+    #[test]
+    fn or_peer_serves_the_peer_flagged() {
+        let (status, body) = through(Signed::or_peer(verifier([key(1)])), get("/a", None));
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "127.0.0.1 true missing")
+        );
+    }
+
+    #[test]
+    fn rotation_accepts_both_keys() {
+        let both = Signed::required(verifier([key(1), key(2)]));
+        for k in [key(1), key(2)] {
+            let value = header(&k, "/a", now());
+            let (status, body) = through(both.clone(), get("/a", Some(&value)));
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+}

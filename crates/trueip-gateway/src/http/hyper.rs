@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -198,7 +199,30 @@ async fn forward(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref());
+    if let Some(target) = parts.uri.path_and_query() {
+        let kept = state.hygiene.strip_target(target.as_str());
+        if let Cow::Owned(kept) = kept {
+            // What is left of a valid target is a valid target.
+            match PathAndQuery::try_from(kept) {
+                Ok(p) => parts.uri = upstream::origin_form(Some(&p)),
+                Err(_) => return response(failed(ctx, Failure::Target, &parts.uri), &method),
+            }
+        }
+    }
+    // The target as the upstream receives it (`origin_form` below).
+    let request = RequestLine {
+        method: method.as_str(),
+        host: super::upstream_host(host.as_ref(), upstream.authority()),
+        target: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
+    };
+    let facts = facts(
+        ctx,
+        state,
+        resolution,
+        &parts.headers,
+        host.as_ref(),
+        request,
+    );
     if !state.hygiene.hosts_allowed(&facts) {
         let named = host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()));
         let page = failed(
@@ -238,16 +262,6 @@ async fn forward(
         },
     );
     state.hygiene.strip_cookies(&mut parts.headers);
-    if let Some(target) = parts.uri.path_and_query() {
-        let kept = state.hygiene.strip_target(target.as_str());
-        if let Cow::Owned(kept) = kept {
-            // What is left of a valid target is a valid target.
-            match PathAndQuery::try_from(kept) {
-                Ok(p) => parts.uri = upstream::origin_form(Some(&p)),
-                Err(_) => return response(failed(ctx, Failure::Target, &parts.uri), &method),
-            }
-        }
-    }
     if parts.version == Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }

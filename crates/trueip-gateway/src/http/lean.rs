@@ -35,6 +35,7 @@ use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
+use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -798,8 +799,14 @@ fn upstream_head(
     req: &Request<'_>,
 ) -> Result<(Vec<u8>, u64), Failure> {
     let raw = Raw::new(req.lines, req.target);
-    let facts = facts(ctx, state, req.resolution, &raw, req.host);
     let hygiene = &state.hygiene;
+    let target = hygiene.strip_target(req.target);
+    let request = RequestLine {
+        method: req.method.as_str(),
+        host: super::upstream_host(req.host, upstream.authority()),
+        target: &target,
+    };
+    let facts = facts(ctx, state, req.resolution, &raw, req.host, request);
     if !hygiene.hosts_allowed(&facts) {
         return Err(Failure::HostNotAllowed);
     }
@@ -814,7 +821,7 @@ fn upstream_head(
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
-    head.extend_from_slice(hygiene.strip_target(req.target).as_bytes());
+    head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut stripped = 0;
     for h in req.lines {

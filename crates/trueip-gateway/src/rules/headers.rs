@@ -19,7 +19,9 @@
 //! 4. **The gateway's own headers**, one clean line each: `X-Real-IP`,
 //!    `X-Forwarded-For` and `Forwarded` (`replace`: the client and the trusted hops
 //!    after it; `append`: the received list plus the peer), `X-Forwarded-Proto`,
-//!    `-Host`, `-Port`.
+//!    `-Host`, `-Port`, and with `[upstream] sign` the signed client header
+//!    (`trueip::provenance`). That header is removed from every request whoever sent it,
+//!    trusted hop or not, signing or not: only this gateway writes it.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -115,6 +117,8 @@ pub(crate) struct Hygiene {
     managed: Vec<HeaderName>,
     /// The index of the origin secret in `managed`.
     secret: Option<usize>,
+    /// The index of the signed client header in `managed`.
+    signature: usize,
     /// The lengths of the `managed` names, as a bit set ([`length_bit`]): most lines of
     /// a request (`Host`, `User-Agent`, ...) are told apart from every client-IP header
     /// by their length alone, with no name compared.
@@ -146,6 +150,11 @@ pub(crate) struct Facts<'a> {
     /// The port the client connected to (the listener's, or the PROXY destination's);
     /// `None` on a `unix:` listener.
     pub(crate) port: Option<u16>,
+    /// The request as the upstream receives it (method, Host, target): what the signed
+    /// client header is bound to.
+    pub(crate) request: trueip::provenance::RequestLine<'a>,
+    /// Unix seconds now: the signature's time.
+    pub(crate) time: u64,
 }
 
 impl<'a> Facts<'a> {
@@ -157,7 +166,11 @@ impl<'a> Facts<'a> {
         scheme: &'static str,
         host: Option<&'a HeaderValue>,
         port: Option<u16>,
+        request: trueip::provenance::RequestLine<'a>,
     ) -> Self {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         Facts {
             resolution,
             trusted_hop: policy.came_through_trusted_hop(resolution),
@@ -165,6 +178,8 @@ impl<'a> Facts<'a> {
             scheme,
             host,
             port,
+            request,
+            time,
         }
     }
 }
@@ -260,11 +275,20 @@ impl Hygiene {
             .filter(|row| !settings.kept.contains(&row.name))
             .map(|row| row.name.as_http().clone())
             .collect();
-        for name in settings.extra.iter().chain(&settings.origin_secret) {
+        for name in settings
+            .extra
+            .iter()
+            .chain(&settings.origin_secret)
+            .chain([&settings.signing.header])
+        {
             if !managed.contains(name.as_http()) {
                 managed.push(name.as_http().clone());
             }
         }
+        let signature = managed
+            .iter()
+            .position(|n| n == settings.signing.header.as_http())
+            .unwrap_or_default();
         let secret = settings
             .origin_secret
             .as_ref()
@@ -280,6 +304,7 @@ impl Hygiene {
             settings,
             managed,
             secret,
+            signature,
         }
     }
 
@@ -417,6 +442,9 @@ impl Hygiene {
                 return if Some(i) == self.secret {
                     // The origin secret has done its job; the app has no use for it.
                     Fate::Drop
+                } else if i == self.signature {
+                    // Only this gateway writes it, even behind trusted hops.
+                    Fate::Strip
                 } else if trusted_hop {
                     Fate::Keep
                 } else {
@@ -640,6 +668,19 @@ impl Hygiene {
                 write_port(&mut out, port);
             }
             values.push((names::X_FORWARDED_PORT, range_or_remove(at, out.len())));
+        }
+        // A client with no address (a Unix-socket peer nothing named) has nothing to sign:
+        // the app sees no signature, and answers as it does for an unsigned request.
+        if let (Some(key), Some(client)) = (&s.signing.key, r.client.node()) {
+            let claim = trueip::provenance::Claim {
+                client,
+                source: r.source,
+                hops: r.trusted_hops,
+                time: facts.time,
+            };
+            let at = out.len();
+            trueip::provenance::sign(key, &claim, &facts.request, &mut out);
+            values.push((s.signing.header.clone(), Own::Range(at..out.len())));
         }
         let lengths = values
             .iter()
@@ -974,9 +1015,83 @@ mod tests {
             scheme: "http",
             host: host.as_ref(),
             port: Some(8080),
+            request: REQUEST,
+            time: 1_765_020_000,
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
         (headers, stripped)
+    }
+
+    const REQUEST: trueip::provenance::RequestLine<'static> = trueip::provenance::RequestLine {
+        method: "GET",
+        host: "app.example",
+        target: "/a?b=c",
+    };
+
+    fn signing(header: &str) -> crate::config::Signing {
+        crate::config::Signing {
+            header: FieldName::new(header).unwrap(),
+            key: Some(trueip::provenance::Key::new(&[b'k'; 32]).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_client_signature_is_stripped_behind_trusted_hops_and_replaced_by_the_gateways() {
+        let key = trueip::provenance::Key::new(&[b'k'; 32]).unwrap();
+        let verifier =
+            trueip::provenance::Verifier::new([key], trueip::provenance::MAX_WINDOW).unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_765_020_000);
+        let forged = "v1;ip=1.2.3.4;port=;src=peer;hops=0;t=1765020000;kid=AAAAAAAA;sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for (peer, signs, want_ip, want_hops) in [
+            ("203.0.113.7:5000", true, "203.0.113.7", 0),
+            ("10.0.0.5:5000", true, "198.51.100.1", 1),
+            ("10.0.0.5:5000", false, "", 0),
+            ("203.0.113.7:5000", false, "", 0),
+        ] {
+            let mut s = settings();
+            if signs {
+                s.signing = signing("trueip-signature");
+            }
+            let (h, stripped) = run(
+                &crate::test_support::trusting_ten(),
+                peer,
+                &[
+                    ("Host", "app.example"),
+                    ("X-Forwarded-For", "198.51.100.1"),
+                    ("Trueip-Signature", forged),
+                    ("trueip-signature", forged),
+                    ("User-Agent", "curl"),
+                ],
+                s,
+            );
+            let lines: Vec<_> = h.get_all("trueip-signature").iter().collect();
+            assert!(stripped >= 2, "{peer}: {stripped}");
+            if !signs {
+                assert!(lines.is_empty(), "{peer}: {lines:?}");
+                continue;
+            }
+            assert_eq!(lines.len(), 1, "{peer}: {lines:?}");
+            let claim = verifier
+                .verify_at(Some(lines[0].as_bytes()), &REQUEST, at)
+                .unwrap();
+            assert_eq!(claim.client.ip.to_string(), want_ip, "{peer}");
+            assert_eq!(claim.hops, want_hops, "{peer}");
+        }
+    }
+
+    #[test]
+    fn a_renamed_signature_header_is_the_one_stripped() {
+        let mut s = settings();
+        s.signing = signing("x-app-client");
+        let (h, _) = run(
+            &crate::test_support::trusting_ten(),
+            "10.0.0.5:5000",
+            &[("Host", "app.example"), ("X-App-Client", "forged")],
+            s,
+        );
+        let lines: Vec<_> = h.get_all("x-app-client").iter().collect();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].to_str().unwrap().starts_with("v1;ip=10.0.0.5;"));
     }
 
     fn one(h: &HeaderMap, name: &str) -> String {
