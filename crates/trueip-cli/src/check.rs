@@ -26,6 +26,9 @@ Checks the [client_ip] section and the [[listen]] tables of a `trueip serve` con
            without an origin secret (the CDN's ranges are shared by all its customers)
   note     `any` trusted on loopback or Unix sockets only
 
+With --aws-ip-ranges FILE (AWS's ip-ranges.json), also a danger: a trusted range that AWS
+lists under another service (EC2, AMAZON) but not CLOUDFRONT_ORIGIN_FACING.
+
 Exit status: 0 when nothing worse than a note was found, 1 when a danger or a warning was,
 2 when the file cannot be read. For CI:
 
@@ -36,6 +39,10 @@ pub(crate) struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// AWS's ip-ranges.json: also say which trusted ranges are another AWS service's
+    /// (EC2, AMAZON) rather than CloudFront's origin-facing ones.
+    #[arg(long, value_name = "FILE")]
+    aws_ip_ranges: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -116,7 +123,15 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
             ));
         }
     }
-    Ok(lint(&config, &listeners))
+    let mut found = lint(&config, &listeners);
+    if let Some(aws) = &args.aws_ip_ranges {
+        let json = std::fs::read(aws).map_err(|e| format!("cannot read {}: {e}", aws.display()))?;
+        let more = trueip::lint::aws_trust(&config, &json)
+            .map_err(|e| format!("{}: {e}", aws.display()))?;
+        found.extend(more);
+        found.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    }
+    Ok(found)
 }
 
 fn listener(address: &str, proxy_protocol: Option<&str>) -> Result<Listener, String> {

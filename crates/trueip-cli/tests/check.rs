@@ -118,3 +118,35 @@ fn unreadable_or_invalid_files_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn aws_ranges_of_another_service_are_a_danger() {
+    let aws = file(
+        "ip-ranges.json",
+        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"3.0.0.0/15","region":"us-east-1","service":"EC2","network_border_group":"us-east-1"},
+            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[]}"#,
+    );
+    let config = file(
+        "aws.toml",
+        "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"3.0.0.0/15\"]\nstrategy = \"rightmost-untrusted\"\n",
+    );
+    assert_eq!(
+        check(&config, &[]).status.code(),
+        Some(0),
+        "without the list nothing is known"
+    );
+    let aws_arg = aws.to_str().unwrap();
+    let out = check(&config, &["--aws-ip-ranges", aws_arg, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(codes(&out), ["aws_range_not_cloudfront_origin_facing"]);
+    let origin = file(
+        "origin.toml",
+        "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"13.32.0.0/15\"]\nstrategy = \"rightmost-untrusted\"\n",
+    );
+    assert_eq!(
+        check(&origin, &["--aws-ip-ranges", aws_arg]).status.code(),
+        Some(0)
+    );
+}

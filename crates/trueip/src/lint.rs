@@ -197,6 +197,65 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
     out
 }
 
+/// The check that needs AWS's list beside the config: a trusted range that AWS publishes
+/// under another service (`AMAZON`, `EC2`, ...) but not under `CLOUDFRONT_ORIGIN_FACING`.
+/// Ranges copied from the wrong rows of `ip-ranges.json` are the classic way to "trust
+/// CloudFront" and trust every EC2 instance instead. `aws_json` is AWS's `ip-ranges.json`.
+pub fn aws_trust(
+    config: &ClientIpConfig,
+    aws_json: &[u8],
+) -> Result<Vec<Finding>, crate::ConfigError> {
+    let all = crate::providers::aws_services(aws_json)?;
+    let origin_facing: Vec<_> = all
+        .iter()
+        .filter(|(_, s)| s == crate::providers::CLOUDFRONT_ORIGIN_FACING)
+        .map(|(c, _)| *c)
+        .collect();
+    let mut trusted: Vec<&String> = config.trusted.iter().collect();
+    if let Strategies::Chain(list) = &config.strategy {
+        for entry in list {
+            if let StrategyEntry::WithTrust { trusted: own, .. } = entry {
+                trusted.extend(own);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for spec in trusted {
+        let Ok(TrustSpec::Cidr(cidr)) = spec.trim().parse::<TrustSpec>() else {
+            continue;
+        };
+        if origin_facing
+            .iter()
+            .any(|o| o.contains(cidr.network()) && o.prefix() <= cidr.prefix())
+        {
+            continue;
+        }
+        let mut services: Vec<&str> = all
+            .iter()
+            .filter(|(c, s)| {
+                s != crate::providers::CLOUDFRONT_ORIGIN_FACING
+                    && (c.contains(cidr.network()) || cidr.contains(c.network()))
+            })
+            .map(|(_, s)| s.as_str())
+            .collect();
+        services.sort_unstable();
+        services.dedup();
+        if services.is_empty() {
+            continue;
+        }
+        out.push(Finding {
+            severity: Severity::Danger,
+            code: "aws_range_not_cloudfront_origin_facing",
+            message: format!(
+                "trusted {spec} is AWS's {} range, not CloudFront's origin-facing one: anyone who runs an instance there is a trusted proxy and names any address",
+                services.join("/")
+            ),
+            fix: "trust CloudFront by its list: strategy = \"cloudfront\" (or trusted = [\"cloudfront\"]) with `trueip ranges update cloudfront`, which reads only CLOUDFRONT_ORIGIN_FACING".to_string(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, reason = "tests")]
 mod tests {
@@ -284,6 +343,28 @@ mod tests {
             "{found:?}"
         );
         assert_eq!(found.first().map(|f| f.severity), Some(Severity::Danger));
+    }
+
+    #[test]
+    fn aws_ranges_of_other_services_are_named() {
+        let aws = br#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"3.0.0.0/15","region":"us-east-1","service":"AMAZON","network_border_group":"us-east-1"},
+            {"ip_prefix":"3.0.0.0/15","region":"us-east-1","service":"EC2","network_border_group":"us-east-1"},
+            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"AMAZON","network_border_group":"GLOBAL"},
+            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[]}"#;
+        let ec2 = config((
+            &["3.0.0.0/15", "13.32.0.0/16", "10.50.1.0/24"],
+            &["rightmost-untrusted"],
+            None,
+        ));
+        let found = aws_trust(&ec2, aws).unwrap();
+        assert_eq!(codes(&found), ["aws_range_not_cloudfront_origin_facing"]);
+        assert!(
+            found[0].message.contains("3.0.0.0/15") && found[0].message.contains("AMAZON/EC2"),
+            "{found:?}"
+        );
+        assert!(aws_trust(&ec2, b"{}").is_err());
     }
 
     #[test]

@@ -105,6 +105,28 @@ mod json {
         Ok(out)
     }
 
+    /// Every prefix of AWS's `ip-ranges.json` with the service it is listed under (a
+    /// prefix appears once per service: `AMAZON` holds them all).
+    pub fn aws_services(json: &[u8]) -> Result<Vec<(Cidr, String)>, ConfigError> {
+        let doc: Aws = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new(format!("not an AWS ip-ranges.json: {e}")))?;
+        let v4 = doc.prefixes.iter().map(|p| (&p.ip_prefix, &p.service));
+        let v6 = doc
+            .ipv6_prefixes
+            .iter()
+            .map(|p| (&p.ipv6_prefix, &p.service));
+        let mut out = Vec::new();
+        for (prefix, service) in v4.chain(v6) {
+            if out.len() == MAX_PREFIXES * 4 {
+                return Err(ConfigError::new(
+                    "AWS ip-ranges.json holds too many prefixes",
+                ));
+            }
+            out.push((prefix.parse::<Cidr>()?, service.clone()));
+        }
+        Ok(out)
+    }
+
     #[derive(Deserialize)]
     struct Fastly {
         addresses: Vec<String>,
@@ -213,7 +235,7 @@ mod json {
 }
 
 #[cfg(feature = "serde")]
-pub use json::{aws_ip_ranges, azure_service_tags, fastly_public_ip_list};
+pub use json::{aws_ip_ranges, aws_services, azure_service_tags, fastly_public_ip_list};
 
 /// One edition of a provider's list: its prefixes for the provider, and the provider's
 /// own mark of its age where the format has one.
