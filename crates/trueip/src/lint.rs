@@ -247,7 +247,7 @@ pub fn aws_trust(
             severity: Severity::Danger,
             code: "aws_range_not_cloudfront_origin_facing",
             message: format!(
-                "trusted {spec} is AWS's {} range, not CloudFront's origin-facing one: anyone who runs an instance there is a trusted proxy and names any address",
+                "trusted {spec} is in AWS's {} ranges, not CloudFront's origin-facing ones: CloudFront does not reach origins from there, and what does (other AWS customers' instances, services) is a trusted proxy that names any address",
                 services.join("/")
             ),
             fix: "trust CloudFront by its list: strategy = \"cloudfront\" (or trusted = [\"cloudfront\"]) with `trueip ranges update cloudfront`, which reads only CLOUDFRONT_ORIGIN_FACING".to_string(),
