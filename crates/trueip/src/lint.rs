@@ -83,6 +83,22 @@ fn breadth(spec: &str) -> Option<Breadth> {
     }
 }
 
+/// Whether a trust spec reaches public addresses: a CIDR outside private, loopback and
+/// link-local space, or a provider's ranges (named sets other than `any` do not).
+fn reaches_public(spec: &str) -> bool {
+    match spec.trim().parse::<TrustSpec>() {
+        Ok(TrustSpec::Cidr(c)) => match c.network() {
+            IpAddr::V4(v4) => !(v4.is_private() || v4.is_loopback() || v4.is_link_local()),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                !(v6.is_loopback() || bits >> 121 == 0x7e || bits >> 118 == 0x3fa)
+            }
+        },
+        Ok(TrustSpec::Provider(_)) => true,
+        _ => false,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Breadth {
     Everyone,
@@ -184,6 +200,22 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
             .proxy_protocol_from
             .iter()
             .any(|s| breadth(s) == Some(Breadth::Everyone));
+        let public: Vec<&String> = config
+            .proxy_protocol_from
+            .iter()
+            .filter(|s| breadth(s) != Some(Breadth::Everyone) && reaches_public(s))
+            .collect();
+        if !open && !public.is_empty() {
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "proxy_protocol_from_public_ranges",
+                message: format!(
+                    "PROXY headers are taken from public addresses ({}): a balancer sends them from its own private addresses, and whoever else holds a public one there names any source",
+                    public.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                fix: "set proxy_protocol_from to the balancer's private addresses (the NLB's subnets, the HAProxy host)".to_string(),
+            });
+        }
         if open {
             out.push(Finding {
                 severity: Severity::Danger,
@@ -331,6 +363,11 @@ mod tests {
         assert_eq!(codes(&lint(&proxy, &nlb)), ["proxy_protocol_from_anyone"]);
         proxy.proxy_protocol_from = vec!["10.50.0.0/16".into()];
         assert!(lint(&proxy, &nlb).is_empty());
+        proxy.proxy_protocol_from = vec!["10.50.0.0/16".into(), "198.51.100.0/24".into()];
+        assert_eq!(
+            codes(&lint(&proxy, &nlb)),
+            ["proxy_protocol_from_public_ranges"]
+        );
     }
 
     #[test]
