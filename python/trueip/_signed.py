@@ -101,3 +101,33 @@ _REASONS = {400: "400 Bad Request", 403: "403 Forbidden"}
 
 def status_line(status: int) -> str:
     return _REASONS.get(status, f"{status} Forbidden")
+
+
+# The keyword below shares the function's name.
+_refuses = on_unverified
+
+
+class Configured:
+    """What the WSGI and ASGI middlewares are configured with, checked once: the wrapped
+    app, the policy, the ``origin`` parts trusted hops may set, and the signed header's
+    verifier and what an unverified request gets."""
+
+    def __init__(
+        self,
+        app: Any,
+        policy: Any,
+        *,
+        origin: Iterable[str],
+        verify: Optional[VerifyArg] = None,
+        on_unverified: str = "peer",
+    ) -> None:
+        from . import Policy
+        from ._host import origin_parts
+
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
+        self.app = app
+        self.policy = policy
+        self.origin = origin_parts(origin)
+        self.verifier = verifier(verify)
+        self.refuse = _refuses(on_unverified)

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
 from . import _signed
-from ._host import DEFAULT_ORIGIN, origin_parts, with_port
+from ._host import DEFAULT_ORIGIN, with_port
 
 __all__ = ["TrueIP"]
 
@@ -99,7 +99,7 @@ def apply(
     return scope
 
 
-class TrueIP:
+class TrueIP(_signed.Configured):
     """ASGI middleware that applies ``policy`` to every HTTP and WebSocket scope.
 
     ``origin``: which of ``"proto"``, ``"host"``, ``"port"``, ``"prefix"`` trusted hops may
@@ -114,13 +114,7 @@ class TrueIP:
         verify: Optional[_signed.VerifyArg] = None,
         on_unverified: str = "peer",
     ) -> None:
-        if not isinstance(policy, Policy):
-            raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
-        self.app = app
-        self.policy = policy
-        self.origin = origin_parts(origin)
-        self.verifier = _signed.verifier(verify)
-        self.refuse = _signed.on_unverified(on_unverified)
+        super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
         if scope.get("type") in ("http", "websocket"):

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from . import Policy, Verifier, forwarding_header_names
 from . import _signed
-from ._host import DEFAULT_ORIGIN, origin_parts, split_host, with_port
+from ._host import DEFAULT_ORIGIN, split_host, with_port
 
 __all__ = ["TrueIP"]
 
@@ -110,7 +110,7 @@ def apply(
     return resolution
 
 
-class TrueIP:
+class TrueIP(_signed.Configured):
     """WSGI middleware that applies ``policy`` to every request (see the module doc).
 
     ``origin``: which of ``"proto"``, ``"host"``, ``"port"``, ``"prefix"`` trusted hops may
@@ -127,13 +127,7 @@ class TrueIP:
         verify: Optional[_signed.VerifyArg] = None,
         on_unverified: str = "peer",
     ) -> None:
-        if not isinstance(policy, Policy):
-            raise TypeError(f"policy must be a trueip.Policy, not {type(policy).__name__}")
-        self.app = app
-        self.policy = policy
-        self.origin = origin_parts(origin)
-        self.verifier = _signed.verifier(verify)
-        self.refuse = _signed.on_unverified(on_unverified)
+        super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         apply(self.policy, environ, self.origin, self.verifier)

@@ -67,14 +67,8 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
                     println!("{}: nothing dangerous found", args.file.display());
                 }
                 Format::Text => {
-                    for f in &found {
-                        println!(
-                            "{}: {}: {}\n  fix: {}",
-                            f.severity.name(),
-                            f.code,
-                            f.message,
-                            f.fix
-                        );
+                    for finding in &found {
+                        println!("{finding}");
                     }
                 }
             }

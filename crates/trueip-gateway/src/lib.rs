@@ -322,14 +322,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
         // Valid, and still worth a look: what lets a client name its own address
         // (`trueip check FILE` prints the same, with an exit status for CI).
-        for f in &state.settings.lint {
-            println!(
-                "{}: {}: {}\n  fix: {}",
-                f.severity.name(),
-                f.code,
-                f.message,
-                f.fix
-            );
+        for finding in &state.settings.lint {
+            println!("{finding}");
         }
         return ExitCode::SUCCESS;
     }

@@ -49,6 +49,21 @@ pub struct Finding {
     pub fix: String,
 }
 
+impl std::fmt::Display for Finding {
+    /// `danger: code: message`, and the fix on the next line: how `trueip check` and
+    /// `trueip serve --check` print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}\n  fix: {}",
+            self.severity.name(),
+            self.code,
+            self.message,
+            self.fix
+        )
+    }
+}
+
 /// What a check needs to know of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listener {
