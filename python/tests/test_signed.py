@@ -194,7 +194,7 @@ def test_the_gateway_in_front_of_flask_under_gunicorn(tmp_path: Path, keys: tupl
     ):
         # Through the gateway (trusted as a proxy: X-Forwarded-For names the client), with a
         # forged X-Real-IP and signature: the gateway's signed client.
-        forged = "v1;ip=6.6.6.6;port=;src=peer;hops=0;t=1;kid=AAAAAAAA;sig=" + "A" * 43
+        forged = "v1;ip=6.6.6.6;port=;src=peer;hops=0;t=1;n=0000000000000001;kid=AAAAAAAA;sig=" + "A" * 43
         r = get("127.0.0.1", "127.0.0.1", gw_port, [("X-Forwarded-For", CLIENT), ("X-Real-IP", "6.6.6.6"),
                                                      ("Trueip-Signature", forged)], path="/account?tab=1")
         assert (r.status, r.text) == (200, f"{CLIENT} verified")

@@ -116,7 +116,7 @@ fn through_the_gateway_the_signed_client_directly_the_peer() {
 
     // Through the gateway, with a forged X-Real-IP and a forged signature: the gateway's
     // own signed client is used.
-    let forged = "v1;ip=6.6.6.6;port=;src=peer;hops=0;t=1;kid=AAAAAAAA;sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let forged = "v1;ip=6.6.6.6;port=;src=peer;hops=0;t=1;n=0000000000000001;kid=AAAAAAAA;sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let resp = get(
         gw.addr,
         "/account?tab=1",
@@ -141,6 +141,10 @@ fn through_the_gateway_the_signed_client_directly_the_peer() {
         &[("X-Real-IP", CLIENT), ("X-Forwarded-For", CLIENT)],
     );
     assert_eq!(resp.text(), "127.0.0.1 missing");
+    // The captured header, replayed for the very request it was signed for, within the
+    // window: a header is accepted once, and the gateway's request had it.
+    let resp = get(app, "/account?tab=1", &[("Trueip-Signature", &captured)]);
+    assert_eq!(resp.text(), "127.0.0.1 replayed");
     // The captured header, replayed for another path, query or method-bound request.
     for path in ["/admin", "/account?tab=2", "/account"] {
         let resp = get(app, path, &[("Trueip-Signature", &captured)]);

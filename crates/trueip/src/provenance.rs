@@ -9,7 +9,7 @@
 //! request*:
 //!
 //! ```text
-//! Trueip-Signature: v1;ip=203.0.113.7;port=51234;src=x-forwarded-for[-1];hops=1;t=1765020000;kid=Hk3vQ2aL;sig=<43 base64url characters>
+//! Trueip-Signature: v1;ip=203.0.113.7;port=51234;src=x-forwarded-for[-1];hops=1;t=1765020000;n=9f3c01a2b4d5e6f7;kid=Hk3vQ2aL;sig=<43 base64url characters>
 //! ```
 //!
 //! The MAC covers, in this order, with `\n` between them:
@@ -21,15 +21,18 @@
 //!
 //! So a header captured from one request does not verify for another path, method or
 //! host, and [`Verifier`] refuses it outside a stated freshness window
-//! ([`DEFAULT_WINDOW`], at most [`MAX_WINDOW`]) — replaying it for the same request
-//! within the window is what remains, and it only repeats what the gateway said.
+//! ([`DEFAULT_WINDOW`], at most [`MAX_WINDOW`]). Within the window a [`Verifier`] accepts
+//! each header once: every signature carries a nonce, so two honest requests never sign
+//! alike, and a verifier remembers the signatures it accepted ([`MAX_REMEMBERED`]) and
+//! answers a second use [`Rejected::Replayed`]. That memory is the process's: an app
+//! run as several processes can be replayed once to each within the window.
 //!
 //! Fields, in this fixed order: `v1` (the format version); `ip` (the client address);
 //! `port` (its port, empty when the source carried none); `src` (where the gateway read
 //! it: `peer`, `proxy-protocol`, `x-forwarded-for[-N]`, `forwarded[-N]`, `header`,
 //! `query`, `cookie`); `hops` (trusted hops the gateway walked); `t` (Unix seconds when
-//! the gateway signed); `kid` (the key's id, [`Key::id`]); `sig` (the MAC, base64url
-//! without padding).
+//! the gateway signed); `n` (a nonce: 16 lower-case hex digits, unique per signature);
+//! `kid` (the key's id, [`Key::id`]); `sig` (the MAC, base64url without padding).
 //!
 //! Keys: at least [`MIN_KEY_LEN`] bytes, read from a file by the caller (whitespace
 //! around them is trimmed, so `openssl rand -base64 48 > key` works). A key's id is
@@ -203,13 +206,39 @@ pub fn sign(key: &Key, claim: &Claim, request: &RequestLine<'_>, out: &mut Strin
     }
     let _ = write!(
         out,
-        ";src={};hops={};t={};kid={}",
-        claim.source, claim.hops, claim.time, key.id
+        ";src={};hops={};t={};n={:016x};kid={}",
+        claim.source,
+        claim.hops,
+        claim.time,
+        nonce(),
+        key.id
     );
     let signed = out.get(at..).unwrap_or_default();
     let tag = mac(&key.key, signed.as_bytes(), request);
     out.push_str(";sig=");
     URL_SAFE_NO_PAD.encode_string(tag.as_ref(), out);
+}
+
+/// A number no other signature of this process or, but for chance, of another has used:
+/// a random start drawn once, then counted up. Cheaper than a random draw per request,
+/// and as good for telling two signatures apart.
+fn nonce() -> u64 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let mut seed = [0u8; 8];
+        // Should the system have no randomness to give, the clock's nanoseconds still
+        // keep two processes' counters apart.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            seed = (nanos as u64).to_le_bytes();
+        }
+        AtomicU64::new(u64::from_le_bytes(seed))
+    });
+    next.fetch_add(1, Ordering::Relaxed)
 }
 
 fn mac(key: &hmac::Key, fields: &[u8], request: &RequestLine<'_>) -> hmac::Tag {
@@ -257,6 +286,8 @@ pub enum Rejected {
         /// How many seconds ahead.
         ahead: u64,
     },
+    /// Already accepted once by this verifier: a captured header sent again.
+    Replayed,
 }
 
 impl Rejected {
@@ -270,6 +301,7 @@ impl Rejected {
             Rejected::BadSignature => "bad_signature",
             Rejected::Stale { .. } => "stale",
             Rejected::Future { .. } => "future",
+            Rejected::Replayed => "replayed",
         }
     }
 
@@ -295,6 +327,9 @@ impl fmt::Display for Rejected {
             Rejected::Stale { age } => {
                 write!(f, "signed client header is {age} s old, beyond the window")
             }
+            Rejected::Replayed => {
+                f.write_str("signed client header already used: a captured header sent again")
+            }
             Rejected::Future { ahead } => write!(
                 f,
                 "signed client header is dated {ahead} s ahead, beyond the window"
@@ -315,11 +350,49 @@ pub enum Outcome {
     FellBack(Rejected),
 }
 
-/// The keys an app accepts and the freshness window.
+/// The keys an app accepts and the freshness window, and the signatures it accepted
+/// within the window (clones share them), so that each header is accepted once.
 #[derive(Clone, Debug)]
 pub struct Verifier {
     keys: Vec<Key>,
     window: Duration,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+}
+
+/// The most signatures a verifier remembers; past it the oldest are forgotten before
+/// their window ends (and could be replayed in what is left of it).
+pub const MAX_REMEMBERED: usize = 65_536;
+
+/// Signatures accepted within the window, the oldest first.
+#[derive(Default)]
+struct Seen {
+    order: std::collections::VecDeque<(u64, [u8; 32])>,
+    tags: std::collections::HashSet<[u8; 32]>,
+}
+
+impl fmt::Debug for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Seen({} signatures)", self.order.len())
+    }
+}
+
+impl Seen {
+    /// Records `tag`, signed at `time`; false when it is already there. First forgets the
+    /// tags signed more than `window` before `now`, and the oldest beyond the bound.
+    fn first_use(&mut self, tag: [u8; 32], time: u64, now: u64, window: u64) -> bool {
+        while let Some(&(t, old)) = self.order.front() {
+            if now.saturating_sub(t) <= window && self.order.len() < MAX_REMEMBERED {
+                break;
+            }
+            self.order.pop_front();
+            self.tags.remove(&old);
+        }
+        if !self.tags.insert(tag) {
+            return false;
+        }
+        self.order.push_back((time, tag));
+        true
+    }
 }
 
 impl Verifier {
@@ -355,6 +428,7 @@ impl Verifier {
         Ok(Verifier {
             keys,
             window: Duration::from_secs(window.as_secs()),
+            seen: std::sync::Arc::default(),
         })
     }
 
@@ -426,6 +500,17 @@ impl Verifier {
             return Err(Rejected::Stale {
                 age: now - claim.time,
             });
+        }
+        let Ok(tag) = <[u8; 32]>::try_from(tag.as_slice()) else {
+            return Err(Rejected::Malformed("sig is not 43 base64url characters"));
+        };
+        // A poisoned lock means a panic elsewhere mid-update: the set is still a set.
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.first_use(tag, claim.time, now, window) {
+            return Err(Rejected::Replayed);
         }
         Ok(claim)
     }
@@ -625,6 +710,7 @@ fn parse(signed: &str) -> Result<Parsed<'_>, Rejected> {
     let src = field("src", "src field")?;
     let hops = field("hops", "hops field")?;
     let time = field("t", "t field")?;
+    let nonce = field("n", "n field")?;
     let kid = field("kid", "kid field")?;
     if fields.next().is_some() {
         return Err(Rejected::Malformed("fields after kid"));
@@ -639,6 +725,13 @@ fn parse(signed: &str) -> Result<Parsed<'_>, Rejected> {
     let source = parse_source(src).ok_or(Rejected::Malformed("src is not a known source"))?;
     let hops = digits(hops).ok_or(Rejected::Malformed("hops is not a count"))?;
     let time = digits(time).ok_or(Rejected::Malformed("t is not a Unix time"))?;
+    if nonce.len() != 16
+        || !nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(Rejected::Malformed("n is not 16 hex digits"));
+    }
     if kid.len() != KID_LEN {
         return Err(Rejected::Malformed("kid is not a key id"));
     }
@@ -736,7 +829,7 @@ mod tests {
         let value = signed(&k, &claim(), &REQ);
         assert!(
             value.starts_with(
-                "v1;ip=2001:db8::7;port=51234;src=x-forwarded-for[-2];hops=1;t=1765020000;kid="
+                "v1;ip=2001:db8::7;port=51234;src=x-forwarded-for[-2];hops=1;t=1765020000;n="
             ),
             "{value}"
         );
@@ -749,8 +842,10 @@ mod tests {
             host: "app.example:8443",
             ..REQ
         };
+        // (A verifier that has not seen it: `v` accepted it above, and would answer a
+        // second use as a replay.)
         assert_eq!(
-            v.verify_at(Some(value.as_bytes()), &lower, at(T)),
+            verifier([k.clone()]).verify_at(Some(value.as_bytes()), &lower, at(T)),
             Ok(claim())
         );
         for other in [
@@ -809,11 +904,53 @@ mod tests {
     }
 
     #[test]
-    fn the_window_bounds_both_sides() {
-        let k = key(3);
+    fn a_header_is_accepted_once_and_honest_twins_differ() {
+        let k = key(6);
         let v = verifier([k.clone()]);
         let value = signed(&k, &claim(), &REQ);
-        let check = |now| v.verify_at(Some(value.as_bytes()), &REQ, at(now));
+        // The same claim for the same request, signed again: another nonce, another header.
+        let twin = signed(&k, &claim(), &REQ);
+        assert_ne!(value, twin);
+        assert!(v.verify_at(Some(value.as_bytes()), &REQ, at(T)).is_ok());
+        assert!(v.verify_at(Some(twin.as_bytes()), &REQ, at(T)).is_ok());
+        // Sent again, to this verifier or a clone of it: a replay.
+        assert_eq!(
+            v.verify_at(Some(value.as_bytes()), &REQ, at(T + 1)),
+            Err(Rejected::Replayed)
+        );
+        assert_eq!(
+            v.clone().verify_at(Some(twin.as_bytes()), &REQ, at(T + 2)),
+            Err(Rejected::Replayed)
+        );
+        // Past the window it is stale.
+        assert_eq!(
+            v.verify_at(Some(value.as_bytes()), &REQ, at(T + 40)),
+            Err(Rejected::Stale { age: 40 })
+        );
+        // A failed check records nothing: the genuine request still verifies after it.
+        let fresh = signed(&k, &claim(), &REQ);
+        let other = RequestLine {
+            target: "/x",
+            ..REQ
+        };
+        assert!(v.verify_at(Some(fresh.as_bytes()), &other, at(T)).is_err());
+        assert!(v.verify_at(Some(fresh.as_bytes()), &REQ, at(T)).is_ok());
+        assert_eq!(
+            v.verify_at(
+                Some(fresh.replacen(";n=", ";n=x", 1).as_bytes()),
+                &REQ,
+                at(T)
+            ),
+            Err(Rejected::Malformed("n is not 16 hex digits"))
+        );
+    }
+
+    #[test]
+    fn the_window_bounds_both_sides() {
+        let k = key(3);
+        let value = signed(&k, &claim(), &REQ);
+        // A fresh verifier for each check: one accepts a header once.
+        let check = |now| verifier([k.clone()]).verify_at(Some(value.as_bytes()), &REQ, at(now));
         assert!(check(T + 30).is_ok());
         assert_eq!(check(T + 31), Err(Rejected::Stale { age: 31 }));
         assert!(check(T - 30).is_ok());
@@ -890,47 +1027,65 @@ mod tests {
             ),
             (
                 "fail: field order",
-                format!("v1;port=1;ip=1.2.3.4;src=peer;hops=0;t={T};kid={kid};sig={sig}"),
+                format!(
+                    "v1;port=1;ip=1.2.3.4;src=peer;hops=0;t={T};n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("ip field"),
             ),
             (
                 "fail: extra field",
-                format!("v1;ip=1.2.3.4;port=1;src=peer;hops=0;t={T};kid={kid};x=1;sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=1;src=peer;hops=0;t={T};n=0000000000000001;kid={kid};x=1;sig={sig}"
+                ),
                 Rejected::Malformed("fields after kid"),
             ),
             (
                 "fail: host name",
-                format!("v1;ip=evil.example;port=1;src=peer;hops=0;t={T};kid={kid};sig={sig}"),
+                format!(
+                    "v1;ip=evil.example;port=1;src=peer;hops=0;t={T};n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("ip is not an address"),
             ),
             (
                 "fail: port sign",
-                format!("v1;ip=1.2.3.4;port=+1;src=peer;hops=0;t={T};kid={kid};sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=+1;src=peer;hops=0;t={T};n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("port is not a port"),
             ),
             (
                 "fail: port range",
-                format!("v1;ip=1.2.3.4;port=70000;src=peer;hops=0;t={T};kid={kid};sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=70000;src=peer;hops=0;t={T};n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("port is not a port"),
             ),
             (
                 "fail: source",
-                format!("v1;ip=1.2.3.4;port=;src=x-real-ip;hops=0;t={T};kid={kid};sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=;src=x-real-ip;hops=0;t={T};n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("src is not a known source"),
             ),
             (
                 "fail: hops",
-                format!("v1;ip=1.2.3.4;port=;src=peer;hops=-1;t={T};kid={kid};sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=;src=peer;hops=-1;t={T};n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("hops is not a count"),
             ),
             (
                 "fail: time",
-                format!("v1;ip=1.2.3.4;port=;src=peer;hops=0;t=soon;kid={kid};sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=;src=peer;hops=0;t=soon;n=0000000000000001;kid={kid};sig={sig}"
+                ),
                 Rejected::Malformed("t is not a Unix time"),
             ),
             (
                 "fail: kid",
-                format!("v1;ip=1.2.3.4;port=;src=peer;hops=0;t={T};kid=k1;sig={sig}"),
+                format!(
+                    "v1;ip=1.2.3.4;port=;src=peer;hops=0;t={T};n=0000000000000001;kid=k1;sig={sig}"
+                ),
                 Rejected::Malformed("kid is not a key id"),
             ),
             (

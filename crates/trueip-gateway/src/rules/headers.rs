@@ -1041,7 +1041,7 @@ mod tests {
         let verifier =
             trueip::provenance::Verifier::new([key], trueip::provenance::MAX_WINDOW).unwrap();
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_765_020_000);
-        let forged = "v1;ip=1.2.3.4;port=;src=peer;hops=0;t=1765020000;kid=AAAAAAAA;sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let forged = "v1;ip=1.2.3.4;port=;src=peer;hops=0;t=1765020000;n=0000000000000001;kid=AAAAAAAA;sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         for (peer, signs, want_ip, want_hops) in [
             ("203.0.113.7:5000", true, "203.0.113.7", 0),
             ("10.0.0.5:5000", true, "198.51.100.1", 1),
