@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
@@ -38,8 +38,10 @@ pub(crate) struct State {
     pub(crate) upstream: Option<Upstream>,
     /// Per listener, in order.
     pub(crate) tls: Vec<Option<TlsAcceptor>>,
-    /// HTTP/1.1 + HTTP/2 server settings.
-    pub(crate) http: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 server settings.
+    pub(crate) h1: http1::Builder,
+    /// HTTP/2 server settings.
+    pub(crate) h2: http2::Builder<TokioExecutor>,
     /// The config file as read (before flags), which a range refresh rebuilds from;
     /// `None` for states built otherwise (tests).
     pub(crate) source: Option<Arc<FileConfig>>,
@@ -64,8 +66,7 @@ impl State {
             );
         }
         let limits = &settings.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        let mut h1 = http.http1();
+        let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes)
@@ -75,8 +76,8 @@ impl State {
         if limits.max_headers != HYPER_MAX_HEADERS {
             h1.max_headers(limits.max_headers);
         }
-        http.http2()
-            .timer(TokioTimer::new())
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(256)
             .keep_alive_interval(Duration::from_secs(30))
@@ -90,7 +91,8 @@ impl State {
                 .map(|target| Upstream::new(target, settings.upstream.clone(), limits.workers))
                 .transpose()?,
             tls: acceptors,
-            http,
+            h1,
+            h2,
             settings,
             source: None,
         })

@@ -2,21 +2,34 @@
 //! client) gets `408 Request Timeout` and the connection closes; a connection that sends
 //! nothing, new or kept alive after a response, closes silently, as nginx's
 //! `ngx_http_wait_request_handler` and `ngx_http_keepalive_handler` close a connection
-//! whose read timed out with no request begun.
+//! whose read timed out with no request begun. The same on both wire paths (the lean
+//! one and hyper's), and over TLS.
 
 mod common;
+mod pki;
 
 use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
-const TOML: &str = "[limits]\nheader_read_timeout = \"300ms\"\nlean_http1 = true\n";
+const LIMITS: &str = "[limits]\nheader_read_timeout = \"300ms\"\n";
 
 #[test]
 fn a_slow_head_gets_408_and_an_idle_connection_a_silent_close_on_the_lean_path() {
-    let dir = test_dir("head_timeout_lean");
-    let gw = Gateway::start_with_toml(&dir, free_addr(), TOML, &[]);
+    slow_heads("head_timeout_lean", "lean_http1 = true\n");
+}
+
+#[test]
+fn a_slow_head_gets_408_and_an_idle_connection_a_silent_close_on_hypers_path() {
+    slow_heads("head_timeout_hyper", "lean_http1 = false\n");
+}
+
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+fn slow_heads(name: &str, path: &str) {
+    let dir = test_dir(name);
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &format!("{LIMITS}{path}"), &[]);
 
     // Half a head, then nothing.
     let ending = exchange(
@@ -71,4 +84,56 @@ fn a_slow_head_gets_408_and_an_idle_connection_a_silent_close_on_the_lean_path()
         metrics.contains("trueip_client_errors_total{reason=\"header_timeout\"} 2"),
         "{metrics}"
     );
+}
+
+/// Over TLS (hyper's path): half a head after the handshake gets the 408 inside the TLS
+/// session; a handshake followed by nothing ends without a response.
+#[test]
+fn a_slow_head_over_tls_gets_408() {
+    let dir = test_dir("head_timeout_tls");
+    let Some(_) = pki::pki(&dir) else { return };
+    pki::leaf(&dir, "leaf", "DNS:localhost,IP:127.0.0.1");
+    let listen = free_addr();
+    let d = dir.display();
+    let config = format!(
+        "{LIMITS}\n[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/leaf.pem\", key = \"{d}/leaf.key\" }}\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
+    let bin = external("openssl", "openssl").expect("openssl is installed");
+    // s_client keeps the connection after its input ends (-ign_eof) and exits when the
+    // server closes it.
+    let send = |bytes: &[u8]| {
+        let mut client = Command::new(&bin)
+            .args([
+                "s_client",
+                "-connect",
+                &listen.to_string(),
+                "-quiet",
+                "-ign_eof",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl s_client");
+        if let Some(mut stdin) = client.stdin.take() {
+            let _ = stdin.write_all(bytes);
+        }
+        let out = client.wait_with_output().expect("s_client ends");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = send(b"GET /json HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
+    assert!(
+        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{text}\n{}",
+        gw.proc.log()
+    );
+    assert!(text.contains("\"request_header_timeout\""), "{text}");
+    // A whole request, then half of the next: the answer, then the 408.
+    let text = send(b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\nGET /json HT");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
+    // Nothing after the handshake: no response.
+    let text = send(b"");
+    assert_eq!(text, "", "{}", gw.proc.log());
 }

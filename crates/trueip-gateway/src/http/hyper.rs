@@ -4,68 +4,157 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
 use crate::http::body::{Body, Record};
-use crate::http::{facts, failed, note_forgery};
-use crate::io::Idle;
+use crate::http::{facts, failed, lean, note_forgery};
+use crate::io::{Idle, Rewind};
 use crate::metrics::ClientErrorKind;
 use crate::pages::{self, Page, whoami};
 use crate::rules::{self, Failure, Route, headers, limits};
 use crate::upstream::{self, ClientBody, SendError, Timed, Upstream};
 
 /// Serves a connection through hyper until it ends, idles (`limits.idle_timeout`) or
-/// the gateway shuts down (then gracefully).
-pub(crate) async fn serve<I>(io: I, ctx: Arc<ConnCtx>, state: &State)
+/// the gateway shuts down (then gracefully). A request head begun and not finished
+/// within `limits.header_read_timeout` is answered 408, as on the lean path.
+pub(crate) async fn serve<I>(mut io: I, ctx: Arc<ConnCtx>, state: &State)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = &state.settings.limits;
+    let (head_limit, idle) = (limits.header_read_timeout, limits.idle_timeout);
+    let mut first = Vec::new();
+    let opening = tokio::select! {
+        o = tokio::time::timeout(head_limit, opening(&mut io, &mut first)) => o,
+        () = ctx.shared.stopped() => return,
+    };
+    let http2 = match opening {
+        Ok(Ok(Opening::Http2)) => true,
+        Ok(Ok(Opening::Http1)) => false,
+        Ok(Ok(Opening::Closed)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+            return;
+        }
+        Err(_) if first.is_empty() => return,
+        Err(_) => {
+            lean::head_timeout(&mut io, &ctx, &mut first, head_limit).await;
+            return;
+        }
+    };
+    let io = TokioIo::new(Rewind::new(Bytes::from(first), io));
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
         async move { Ok::<_, Infallible>(handle(req, ctx).await) }
     });
-    let conn = state
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = state.settings.limits.idle_timeout;
-    tokio::select! {
-        done = conn.as_mut() => {
-            if let Err(e) = done {
-                count_refused_head(&ctx, &*e);
-                tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
-            }
-            return;
+    if http2 {
+        let mut conn = std::pin::pin!(state.h2.serve_connection(io, service));
+        let done = drive(conn.as_mut(), |c| c.graceful_shutdown(), &ctx, idle).await;
+        if let Err(e) = done {
+            tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
         }
+        return;
+    }
+    let mut conn = state.h1.serve_connection(io, service).with_upgrades();
+    let Err(e) = drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), &ctx, idle).await else {
+        return;
+    };
+    // hyper ends a connection whose head timed out without answering it: what it had
+    // read of the head is still in its buffer, and the connection is answered here.
+    if e.is_timeout()
+        && let Some(parts) = conn.into_parts()
+        && !parts.read_buf.is_empty()
+    {
+        let mut io = parts.io.into_inner();
+        lean::head_timeout(&mut io, &ctx, &mut Vec::new(), head_limit).await;
+        return;
+    }
+    count_refused_head(&ctx, &e);
+    tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+}
+
+/// How a connection opens.
+enum Opening {
+    /// With HTTP/2's preface (RFC 9113 §3.4: prior knowledge, or after ALPN chose h2).
+    Http2,
+    /// With anything else: HTTP/1.x, whose parser refuses what is not.
+    Http1,
+    /// Closed before it could tell.
+    Closed,
+}
+
+/// The connection preface of HTTP/2.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads from `io` into `first` until the bytes are HTTP/2's preface or cannot become
+/// it, as hyper-util's `auto` builder does; `auto` is not used because its HTTP/1.1
+/// connection cannot be taken apart after a head timed out, which the 408 needs. Most
+/// connections tell at their first byte.
+async fn opening<I: AsyncRead + Unpin>(
+    io: &mut I,
+    first: &mut Vec<u8>,
+) -> std::io::Result<Opening> {
+    first.reserve(H2_PREFACE.len());
+    loop {
+        let n = first.len();
+        if !H2_PREFACE.starts_with(first) {
+            return Ok(Opening::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Opening::Http2);
+        }
+        // Never past the preface: the rest belongs to the protocol's own reader.
+        let mut chunk = [0u8; 24];
+        let want = H2_PREFACE.len() - n;
+        let got = io.read(chunk.get_mut(..want).unwrap_or_default()).await?;
+        if got == 0 {
+            return Ok(Opening::Closed);
+        }
+        first.extend_from_slice(chunk.get(..got).unwrap_or_default());
+    }
+}
+
+/// Runs `conn` until it ends, or until the connection idles (`idle`) or the gateway
+/// shuts down, then shuts it down gracefully (`graceful`) and runs it to its end.
+async fn drive<C>(
+    mut conn: Pin<&mut C>,
+    graceful: impl FnOnce(Pin<&mut C>),
+    ctx: &ConnCtx,
+    idle: Duration,
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>> + ?Sized,
+{
+    tokio::select! {
+        done = conn.as_mut() => return done,
         () = ctx.shared.stopped() => {}
         () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
     }
-    conn.as_mut().graceful_shutdown();
-    if let Err(e) = conn.await {
-        count_refused_head(&ctx, &*e);
-        tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
-    }
+    graceful(conn.as_mut());
+    conn.await
 }
 
 /// hyper's HTTP/1.1 parser answers a head over `limits.max_headers` or
 /// `limits.max_header_bytes` with 431 and ends the connection with this error, without
 /// the service seeing the request: counted here as the service counts HTTP/2's.
-fn count_refused_head(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
-    if e.downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_parse_too_large)
-    {
+fn count_refused_head(ctx: &ConnCtx, e: &hyper::Error) {
+    if e.is_parse_too_large() {
         ctx.shared
             .metrics
             .client_error(ClientErrorKind::HeadersOverLimit);

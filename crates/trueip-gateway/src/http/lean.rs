@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Method, StatusCode, Version};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
 use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
@@ -492,9 +492,16 @@ fn partial_request(bytes: &[u8]) -> bool {
 }
 
 /// Answers a request head that took longer than `limits.header_read_timeout` with 408
-/// and `connection: close`, counted and logged as the client's; the write gets as long
-/// again (a client that reads nothing does not hold the connection longer).
-async fn head_timeout(io: &mut Tracked, ctx: &ConnCtx, out: &mut Vec<u8>, limit: Duration) {
+/// and `connection: close`, counted and logged as the client's, then ends the
+/// connection (a TLS close_notify, a FIN); writing gets as long again (a client that
+/// reads nothing does not hold the connection longer). Both wire paths answer a slow
+/// head with this.
+pub(crate) async fn head_timeout<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    ctx: &ConnCtx,
+    out: &mut Vec<u8>,
+    limit: Duration,
+) {
     let page = failed(
         ctx,
         Failure::HeadTimeout,
@@ -503,7 +510,11 @@ async fn head_timeout(io: &mut Tracked, ctx: &ConnCtx, out: &mut Vec<u8>, limit:
     out.clear();
     page_head(out, &page, true, Instant::now());
     out.extend_from_slice(&page.body);
-    let _ = tokio::time::timeout(limit, io.write_all(out)).await;
+    let _ = tokio::time::timeout(limit, async {
+        io.write_all(out).await?;
+        io.shutdown().await
+    })
+    .await;
 }
 
 /// What to do after one request.
