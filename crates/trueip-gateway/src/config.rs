@@ -1043,6 +1043,9 @@ pub(crate) struct Settings {
     pub(crate) listener_policies: Vec<Option<ListenerPolicy>>,
     /// Listeners, in file order.
     pub(crate) listeners: Vec<ListenerSettings>,
+    /// Each listener's socket, by listener index: which socket stays across a reload
+    /// that reorders, adds or removes listeners (see `crate::listening`).
+    pub(crate) ids: Vec<ListenerId>,
     /// The upstream (`url` `None`: whoami); its connect timeout is also that of
     /// tcp-mode listeners.
     pub(crate) upstream: UpstreamSettings,
@@ -1553,6 +1556,7 @@ impl Settings {
             policy,
             listener_policies,
             lint,
+            ids: (0..file.listen.len()).map(ListenerId::nth).collect(),
             listeners: file.listen,
             upstream: file.upstream,
             headers: file.headers,
@@ -1566,36 +1570,52 @@ impl Settings {
         })
     }
 
-    /// The policy that decides for `listener` (`None`: the admin listener): its own
-    /// `client_ip` table, else `[client_ip]`.
-    pub(crate) fn policy_for(&self, listener: Option<usize>) -> &Policy {
-        self.own_policy(listener)
-            .map_or(&self.policy, |o| &o.policy)
+    /// The index of the listener whose socket is `id`; `None` once a reload removed it.
+    pub(crate) fn listener_index(&self, id: ListenerId) -> Option<usize> {
+        self.ids.iter().position(|&i| i == id)
+    }
+
+    /// The policy that decides for the listener whose socket is `listener` (`None`: the
+    /// admin listener): its own `client_ip` table, else `[client_ip]`. A listener a
+    /// reload removed, whose connections are closing, trusts nobody: no rule that no
+    /// longer exists keeps vouching for its peers.
+    pub(crate) fn policy_for(&self, listener: Option<ListenerId>) -> &Policy {
+        static TRUST_NOBODY: std::sync::LazyLock<Policy> =
+            std::sync::LazyLock::new(Policy::default);
+        match listener.map(|id| self.listener_index(id)) {
+            None => &self.policy,
+            Some(Some(i)) => self.own_policy_at(i).map_or(&self.policy, |o| &o.policy),
+            Some(None) => &TRUST_NOBODY,
+        }
     }
 
     /// The name of the policy deciding for each listener, in order: `client_ip`, or
     /// `listen[1].client_ip` for one with its own.
     pub(crate) fn listener_policy_names(&self) -> impl Iterator<Item = &str> {
-        (0..self.listeners.len())
-            .map(|i| self.own_policy(Some(i)).map_or("client_ip", |o| &*o.name))
+        (0..self.listeners.len()).map(|i| self.own_policy_at(i).map_or("client_ip", |o| &*o.name))
     }
 
-    /// `listener`'s own policy, if it has one (`None`: `[client_ip]` decides).
-    pub(crate) fn own_policy(&self, listener: Option<usize>) -> Option<&ListenerPolicy> {
-        listener
-            .and_then(|i| self.listener_policies.get(i))
-            .and_then(Option::as_ref)
+    /// The own policy of the listener whose socket is `listener`, if it has one (`None`:
+    /// `[client_ip]` decides, or the admin listener, or a listener a reload removed).
+    pub(crate) fn own_policy(&self, listener: Option<ListenerId>) -> Option<&ListenerPolicy> {
+        self.own_policy_at(self.listener_index(listener?)?)
     }
 
-    /// The same listening sockets (what a reload cannot change).
-    pub(crate) fn same_sockets(&self, other: &Settings) -> bool {
-        let key = |s: &Settings| {
-            s.listeners
-                .iter()
-                .map(|l| (l.address.clone(), l.mode))
-                .collect::<Vec<_>>()
-        };
-        key(self) == key(other) && self.admin.listen == other.admin.listen
+    /// The own policy of listener `index`, if it has one.
+    pub(crate) fn own_policy_at(&self, index: usize) -> Option<&ListenerPolicy> {
+        self.listener_policies.get(index).and_then(Option::as_ref)
+    }
+}
+
+/// A listening socket, for as long as it is open: the same across reloads that keep its
+/// address, whatever the listener's place in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ListenerId(u32);
+
+impl ListenerId {
+    /// The `n`th socket opened.
+    pub(crate) fn nth(n: usize) -> ListenerId {
+        ListenerId(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 

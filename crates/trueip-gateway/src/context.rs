@@ -8,17 +8,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
 
-use crate::config::{FileConfig, Mode, Settings};
+use crate::config::{FileConfig, ListenerId, Mode, Settings};
 use crate::forgeries::Forgeries;
 use crate::io::Activity;
 use crate::metrics::Metrics;
@@ -112,8 +112,8 @@ pub(crate) struct Shared {
     /// `true` once shutdown began, for those who ask on every request: a load, where the
     /// channel's value is behind a lock. Set by [`Shared::begin_shutdown`] only.
     stopping: AtomicBool,
-    /// One permit per open connection.
-    pub(crate) connections: Arc<Semaphore>,
+    /// One permit per open connection (`limits.max_connections`).
+    pub(crate) connections: Arc<Capacity>,
     /// Peers whose forwarding headers were ignored, for the misconfiguration hint.
     pub(crate) hints: crate::hint::Hints,
 }
@@ -128,7 +128,7 @@ impl Shared {
             forgeries: Forgeries::default(),
             shutdown,
             stopping: AtomicBool::new(false),
-            connections: Arc::new(Semaphore::new(max_connections)),
+            connections: Arc::new(Capacity::new(max_connections)),
             hints: crate::hint::Hints::default(),
         }
     }
@@ -153,22 +153,87 @@ impl Shared {
 /// Which socket a connection came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
-    /// `listen[i]`.
-    Listener(usize),
+    /// A `[[listen]]` listener's socket.
+    Listener(ListenerId),
     /// `admin.listen`: `/healthz`, `/metrics` and `/forgeries` only.
     Admin,
+}
+
+/// `limits.max_connections`: permits taken by open connections, resized by a reload.
+/// Shrinking below the connections open takes the permits back as they close, so no
+/// connection is dropped for it.
+pub(crate) struct Capacity {
+    permits: Semaphore,
+    max: AtomicUsize,
+    /// Permits still to take back, as connections close, after a shrink.
+    owed: AtomicUsize,
+}
+
+impl Capacity {
+    pub(crate) fn new(max: usize) -> Self {
+        Capacity {
+            permits: Semaphore::new(max),
+            max: AtomicUsize::new(max),
+            owed: AtomicUsize::new(0),
+        }
+    }
+
+    /// A permit, if fewer than `max` connections are open.
+    pub(crate) fn try_take(self: &Arc<Self>) -> Option<Permit> {
+        self.permits.try_acquire().ok()?.forget();
+        Some(Permit(self.clone()))
+    }
+
+    /// Allows `max` connections from now on (callers serialise resizes).
+    pub(crate) fn resize(&self, max: usize) {
+        let old = self.max.swap(max, Ordering::AcqRel);
+        if max > old {
+            let mut grow = max - old;
+            // Permits owed from an earlier shrink are forgiven first.
+            let forgiven = self
+                .owed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                    Some(o - o.min(grow))
+                })
+                .map_or(0, |o| o.min(grow));
+            grow -= forgiven;
+            self.permits.add_permits(grow);
+        } else if max < old {
+            let shrink = old - max;
+            let taken = self.permits.forget_permits(shrink);
+            self.owed.fetch_add(shrink - taken, Ordering::AcqRel);
+        }
+    }
+
+    fn give_back(&self) {
+        let owed = self
+            .owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1));
+        if owed.is_err() {
+            self.permits.add_permits(1);
+        }
+    }
+}
+
+/// One open connection's place under `limits.max_connections`, given back when dropped.
+pub(crate) struct Permit(Arc<Capacity>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
 }
 
 /// Counts a connection as open (and holds its `max_connections` permit) until dropped:
 /// it lives in [`ConnCtx`], so a tunnel that outlives the HTTP exchange keeps it.
 pub(crate) struct Open {
     metrics: Arc<Metrics>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Permit,
 }
 
 impl Open {
     /// Counts a connection that holds `permit` as open.
-    pub(crate) fn new(metrics: Arc<Metrics>, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, permit: Permit) -> Self {
         metrics.connection_opened();
         Open {
             metrics,
@@ -180,6 +245,33 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.metrics.connection_closed();
+    }
+}
+
+/// Whether a reload closed the socket a connection came in on: its connections finish
+/// the requests they are serving, then close.
+#[derive(Clone, Debug)]
+pub(crate) struct Retired(watch::Receiver<bool>);
+
+impl Retired {
+    /// Told by `retire` (which is sent `true` once, when the socket closes).
+    pub(crate) fn new(retire: &watch::Sender<bool>) -> Self {
+        Retired(retire.subscribe())
+    }
+
+    /// Whether the socket closed. The sender changes the value once, from `false` to
+    /// `true`: a change is the closing, read without the value's lock (this is asked on
+    /// every request). A sender gone without a word closed nothing.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.has_changed().unwrap_or_else(|_| *self.0.borrow())
+    }
+
+    /// Resolves once the socket closed; never if the sender is gone without a word.
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -199,6 +291,8 @@ pub(crate) struct ConnCtx {
     pub(crate) activity: Arc<Activity>,
     /// The socket it came in on.
     pub(crate) role: Role,
+    /// Whether a reload closed that socket.
+    pub(crate) retired: Retired,
     /// Idle upstream connections that announced this connection in a PROXY header: no
     /// other connection may use them, so they close with it.
     pub(crate) upstream_idle: Arc<Pool>,
@@ -207,8 +301,22 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
-    /// The index of the listener it came in on (`None`: the admin listener).
-    pub(crate) fn listener(&self) -> Option<usize> {
+    /// Resolves once the gateway shuts down or a reload closed the connection's socket:
+    /// the connection then ends when its requests are answered.
+    pub(crate) async fn stopped(&self) {
+        tokio::select! {
+            () = self.shared.stopped() => {}
+            () = self.retired.wait() => {}
+        }
+    }
+
+    /// Whether the connection should close after the response it is writing.
+    pub(crate) fn draining(&self) -> bool {
+        self.shared.shutting_down() || self.retired.is_set()
+    }
+
+    /// The socket of the listener it came in on (`None`: the admin listener).
+    pub(crate) fn listener(&self) -> Option<ListenerId> {
         match self.role {
             Role::Listener(i) => Some(i),
             Role::Admin => None,
@@ -259,5 +367,47 @@ impl ConnCtx {
                 .map(|p| p.private_link.clone())
                 .unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    /// How many permits can be taken now (given back at once).
+    fn free(c: &Arc<Capacity>) -> usize {
+        let taken: Vec<Permit> = std::iter::from_fn(|| c.try_take()).take(100).collect();
+        taken.len()
+    }
+
+    #[test]
+    fn a_shrink_below_the_open_connections_takes_their_places_back_as_they_close() {
+        let c = Arc::new(Capacity::new(4));
+        let mut open: Vec<Permit> = (0..3).map(|_| c.try_take().unwrap()).collect();
+        c.resize(2);
+        assert_eq!(free(&c), 0, "3 open under a limit of 2");
+        open.pop();
+        assert_eq!(free(&c), 0, "2 open under a limit of 2");
+        open.pop();
+        assert_eq!(free(&c), 1, "1 open under a limit of 2");
+        // Growing forgives what is still owed before adding places.
+        c.resize(1);
+        assert_eq!(free(&c), 0);
+        c.resize(3);
+        assert_eq!(free(&c), 2, "1 open under a limit of 3");
+        drop(open);
+        assert_eq!(free(&c), 3);
+    }
+
+    #[test]
+    fn a_grow_while_places_are_owed_never_exceeds_the_limit() {
+        let c = Arc::new(Capacity::new(3));
+        let open: Vec<Permit> = (0..3).map(|_| c.try_take().unwrap()).collect();
+        c.resize(1);
+        c.resize(2);
+        assert_eq!(free(&c), 0, "3 open under a limit of 2");
+        drop(open);
+        assert_eq!(free(&c), 2);
     }
 }

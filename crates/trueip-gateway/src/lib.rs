@@ -57,6 +57,7 @@ mod forgeries;
 mod hint;
 mod http;
 mod io;
+mod listening;
 mod logging;
 mod metrics;
 pub mod names;
@@ -156,7 +157,9 @@ pub mod testing {
     }
 
     /// A gateway accepting on one listener (its `listen[0]`).
-    pub struct Server(Arc<Shared>);
+    pub struct Server {
+        shared: Arc<Shared>,
+    }
 
     impl Server {
         /// Starts accepting on `listener` with `build`, on the current tokio runtime.
@@ -167,22 +170,25 @@ pub mod testing {
                 Arc::new(Metrics::default()),
                 max,
             ));
+            // A listener no reload closes.
+            let (retire, _) = tokio::sync::watch::channel(false);
             tokio::spawn(crate::server::accept(
                 crate::server::Listener::Tcp(listener),
-                Role::Listener(0),
+                Role::Listener(crate::config::ListenerId::nth(0)),
                 shared.clone(),
+                crate::context::Retired::new(&retire),
             ));
-            Server(shared)
+            Server { shared }
         }
 
         /// The metrics, as `/metrics` shows them.
         pub fn metrics(&self) -> String {
-            self.0.metrics.render()
+            self.shared.metrics.render()
         }
 
         /// Serves the next requests with `build`, as a reload does.
         pub fn switch(&self, build: &Build) {
-            self.0.state.store(build.0.clone());
+            self.shared.state.store(build.0.clone());
         }
     }
 }
@@ -265,12 +271,10 @@ pub fn preview(
     })
 }
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -302,8 +306,9 @@ pub fn build_policy(
         .map_err(|e| e.to_string())?;
     Ok((policy, addrs))
 }
-use crate::config::{ListenAddr, Mode, ProxyProtocol, SendProxy, Settings};
-use crate::context::{Role, Shared, State};
+use crate::config::{Mode, ProxyProtocol, SendProxy, Settings};
+use crate::context::{Shared, State};
+use crate::listening::Listening;
 use crate::metrics::Metrics;
 
 /// Runs `trueip serve` until SIGTERM/SIGINT. Builds its own tokio runtime.
@@ -351,43 +356,35 @@ fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Starts workers 1.. on their own threads, each accepting on a duplicate of every
-/// listening socket, until `exit` turns true.
+/// Starts workers 1.. on their own threads, each an event loop that runs until `exit`
+/// turns true; returns the threads, and every worker's event loop (this thread's, worker
+/// 0, first) for the listening sockets to accept on.
+#[allow(clippy::type_complexity, reason = "a pair, named by its doc")]
 fn start_workers(
     count: usize,
-    sockets: &[(StdListener, Role)],
-    shared: &Arc<Shared>,
     exit: &watch::Sender<bool>,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+) -> std::io::Result<(
+    Vec<std::thread::JoinHandle<()>>,
+    Vec<tokio::runtime::Handle>,
+)> {
     let mut threads = Vec::new();
+    let mut loops = vec![tokio::runtime::Handle::current()];
     for i in 1..count {
-        let mut own = Vec::new();
-        for (socket, role) in sockets {
-            own.push((socket.try_clone()?, *role));
-        }
         let runtime = worker_runtime()?;
-        let shared = shared.clone();
+        loops.push(runtime.handle().clone());
         let mut exit = exit.subscribe();
         let thread = std::thread::Builder::new()
             .name(format!("trueip-{i}"))
             .spawn(move || {
                 upstream::set_worker(i);
                 runtime.block_on(async move {
-                    for (socket, role) in own {
-                        match socket.into_tokio() {
-                            Ok(l) => {
-                                tokio::spawn(server::accept(l, role, shared.clone()));
-                            }
-                            Err(e) => tracing::error!("worker {i} cannot accept: {e}"),
-                        }
-                    }
                     let _ = exit.wait_for(|e| *e).await;
                 });
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         threads.push(thread);
     }
-    Ok(threads)
+    Ok((threads, loops))
 }
 
 /// One line per listener and the upstream, for `--check` and the startup log.
@@ -472,54 +469,11 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
         ExitCode::from(1)
     };
 
-    let mut sockets = Vec::new();
-    let mut socket_files = Vec::new();
-    // Socket files made so far are removed when the start fails after them.
-    let remove_all = |files: &[unix_socket::SocketFile]| files.iter().for_each(|f| f.remove());
-    for (i, l) in state.settings.listeners.iter().enumerate() {
-        match &l.address {
-            ListenAddr::Tcp(addr) => match bind(*addr, state.settings.limits.backlog) {
-                Ok(socket) => sockets.push((Bound::Tcp(socket), Role::Listener(i))),
-                Err(e) => {
-                    remove_all(&socket_files);
-                    return fatal(bind_failure(*addr, Some(i), &e));
-                }
-            },
-            ListenAddr::Unix(path) => {
-                let owner = match l
-                    .unix_owner
-                    .as_deref()
-                    .map(config::SocketOwner::from_system)
-                {
-                    None => None,
-                    Some(Ok(owner)) => Some(owner),
-                    Some(Err(e)) => {
-                        remove_all(&socket_files);
-                        return fatal(e.at(format!("listen[{i}].unix_owner")).to_string());
-                    }
-                };
-                match unix_socket::bind(path, l.unix_mode, owner.as_ref()) {
-                    Ok((socket, file)) => {
-                        sockets.push((Bound::Unix(socket), Role::Listener(i)));
-                        socket_files.push(file);
-                    }
-                    Err(e) => {
-                        remove_all(&socket_files);
-                        return fatal(format!("cannot listen on {} (listen[{i}]): {e}", l.address));
-                    }
-                }
-            }
-        }
-    }
-    if let Some(a) = state.settings.admin.listen {
-        match bind(a, state.settings.limits.backlog) {
-            Ok(socket) => sockets.push((Bound::Tcp(socket), Role::Admin)),
-            Err(e) => {
-                remove_all(&socket_files);
-                return fatal(bind_failure(a, None, &e));
-            }
-        }
-    }
+    let mut listening = Listening::new();
+    let opening = match listening.prepare(&state.settings) {
+        Ok(o) => o,
+        Err(e) => return fatal(e),
+    };
     let mut term = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -548,59 +502,19 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
     }
     metrics.listener_policies(state.settings.listener_policy_names());
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
-    // Every worker accepts on its own duplicate of each socket (one open socket, several
-    // file descriptors): whichever is free takes the next connection.
-    let mut std_sockets = Vec::new();
-    for (socket, role) in sockets {
-        let std = match socket {
-            Bound::Tcp(socket) => {
-                if let Ok(addr) = socket.local_addr() {
-                    tracing::info!(address = %addr, "listening on {addr}");
-                }
-                socket.into_std().map(StdListener::Tcp)
-            }
-            Bound::Unix(socket) => {
-                if let Ok(Some(path)) = socket
-                    .local_addr()
-                    .map(|a| a.as_pathname().map(|p| p.display().to_string()))
-                {
-                    tracing::info!(address = %format!("unix:{path}"), "listening on unix:{path}");
-                }
-                Ok(StdListener::Unix(socket))
-            }
-        };
-        match std {
-            Ok(s) => std_sockets.push((s, role)),
-            Err(e) => {
-                remove_all(&socket_files);
-                return fatal(format!("cannot share a listening socket: {e}"));
-            }
-        }
-    }
     let (exit, _) = watch::channel(false);
-    let mut workers = match start_workers(state_workers(&shared), &std_sockets, &shared, &exit) {
+    let (mut workers, runtimes) = match start_workers(state_workers(&shared), &exit) {
         Ok(w) => w,
-        Err(e) => {
-            remove_all(&socket_files);
-            return fatal(format!("cannot start the worker threads: {e}"));
-        }
+        Err(e) => return fatal(format!("cannot start the worker threads: {e}")),
     };
+    listening.set_workers(runtimes);
+    listening.apply(opening, &shared);
+    reload::started(listening);
     match reload::start_refresh(shared.clone(), args.clone(), exit.subscribe()) {
         Ok(thread) => workers.push(thread),
         Err(e) => {
-            remove_all(&socket_files);
+            reload::close_all();
             return fatal(format!("cannot start the range refresh thread: {e}"));
-        }
-    }
-    for (socket, role) in std_sockets {
-        match socket.into_tokio() {
-            Ok(l) => {
-                tokio::spawn(server::accept(l, role, shared.clone()));
-            }
-            Err(e) => {
-                remove_all(&socket_files);
-                return fatal(format!("cannot accept: {e}"));
-            }
         }
     }
 
@@ -640,136 +554,13 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
     for w in workers {
         let _ = w.join();
     }
-    remove_all(&socket_files);
+    reload::close_all();
     if let Some(log) = log {
         log.flush(Duration::from_secs(2));
     }
     ExitCode::SUCCESS
 }
 
-/// A socket bound at start, before it is shared with the workers.
-enum Bound {
-    Tcp(TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
-/// A listening socket every worker accepts on (each its own duplicate).
-enum StdListener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
-impl StdListener {
-    fn try_clone(&self) -> std::io::Result<Self> {
-        match self {
-            StdListener::Tcp(s) => s.try_clone().map(StdListener::Tcp),
-            StdListener::Unix(s) => s.try_clone().map(StdListener::Unix),
-        }
-    }
-
-    /// On the current runtime (both are non-blocking already).
-    fn into_tokio(self) -> std::io::Result<server::Listener> {
-        match self {
-            StdListener::Tcp(s) => TcpListener::from_std(s).map(server::Listener::Tcp),
-            StdListener::Unix(s) => {
-                tokio::net::UnixListener::from_std(s).map(server::Listener::Unix)
-            }
-        }
-    }
-}
-
 fn state_workers(shared: &Shared) -> usize {
     shared.state.load().settings.limits.workers
-}
-
-/// A listening socket with an accept queue of `backlog` connections (tokio's
-/// `TcpListener::bind` asks for 128, which a burst of connections overflows).
-fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // As `TcpListener::bind` does: a restart can bind while old connections linger.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
-
-/// Why a listening socket could not be opened, and what to do about it: the address, where
-/// it was configured (`listen[i]`, or `admin.listen` for `None`), the OS error, and for the
-/// usual causes a flag or key that would work.
-fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    let key = match listener {
-        Some(i) => format!("listen[{i}]"),
-        None => "admin.listen".to_owned(),
-    };
-    let instead = |port: u16| {
-        let other = SocketAddr::new(addr.ip(), port);
-        match listener {
-            Some(_) => {
-                format!("--listen {other}, or address = \"{other}\" under [[listen]] in the config")
-            }
-            None => format!("admin.listen = \"{other}\" in the config"),
-        }
-    };
-    let hint = match e.kind() {
-        ErrorKind::AddrInUse => Some(format!(
-            "another program (or another trueip) listens there: stop it, or use another port: {}",
-            instead(addr.port().checked_add(1).unwrap_or(8080))
-        )),
-        ErrorKind::PermissionDenied => Some(format!(
-            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability \
-             (setcap cap_net_bind_service=+ep on the trueip binary); or use a port above 1023: {}",
-            instead(8080)
-        )),
-        ErrorKind::AddrNotAvailable => Some(
-            "no interface of this machine has that address: listen on 127.0.0.1 (this machine \
-             only) or 0.0.0.0 (every interface)"
-                .to_owned(),
-        ),
-        _ => None,
-    };
-    match hint {
-        Some(hint) => format!("cannot listen on {addr} ({key}): {e} (hint: {hint})"),
-        None => format!("cannot listen on {addr} ({key}): {e}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Error, ErrorKind};
-
-    use super::*;
-
-    #[test]
-    fn a_failed_bind_says_what_to_do() {
-        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let denied = bind_failure(addr, Some(0), &Error::from(ErrorKind::PermissionDenied));
-        assert!(
-            denied.starts_with("cannot listen on 127.0.0.1:80 (listen[0]): "),
-            "{denied}"
-        );
-        assert!(denied.contains("CAP_NET_BIND_SERVICE"), "{denied}");
-        assert!(denied.contains("--listen 127.0.0.1:8080"), "{denied}");
-
-        let in_use = bind_failure(addr, Some(1), &Error::from(ErrorKind::AddrInUse));
-        assert!(
-            in_use.contains("(listen[1])") && in_use.contains("127.0.0.1:81"),
-            "{in_use}"
-        );
-
-        let admin: SocketAddr = "[::1]:65535".parse().unwrap();
-        let admin = bind_failure(admin, None, &Error::from(ErrorKind::AddrInUse));
-        assert!(admin.contains("(admin.listen)"), "{admin}");
-        assert!(admin.contains("admin.listen = \"[::1]:8080\""), "{admin}");
-        assert!(
-            !admin.contains("--listen"),
-            "no flag sets the admin listener: {admin}"
-        );
-
-        let other = bind_failure(addr, Some(0), &Error::other("boom"));
-        assert!(other.ends_with("boom"), "{other}");
-    }
 }

@@ -16,10 +16,12 @@ use trueip::ConfigError;
 
 use crate::config::{self, FileConfig, ServeArgs, Settings};
 use crate::context::{Shared, State};
+use crate::listening::Listening;
 use crate::ranges::{self, Overrides, cache, fetch};
 
-/// Serialises builds and swaps (SIGHUP and refresh).
-static SWITCH: Mutex<()> = Mutex::new(());
+/// Serialises builds and swaps (SIGHUP and refresh), and holds the listening sockets
+/// that swaps open and close.
+static SWITCH: Mutex<Listening> = Mutex::new(Listening::new());
 
 /// How often the refresh loop looks again while `[ranges] refresh` is off (a SIGHUP may
 /// turn it on).
@@ -55,20 +57,33 @@ fn build_named(
     Ok(state)
 }
 
-/// Swaps in `state`, unless its sockets differ from the current ones.
-fn switch(shared: &Shared, state: State) -> Result<(), ConfigError> {
+/// Swaps in `state`: first opens the sockets it adds (a socket that cannot be opened
+/// rejects the reload, and nothing changes), then swaps, then closes the sockets it no
+/// longer names and applies `limits.max_connections`.
+fn switch(
+    listening: &mut Listening,
+    shared: &Arc<Shared>,
+    mut state: State,
+) -> Result<(), ConfigError> {
     let current = shared.state.load_full();
-    if !state.settings.same_sockets(&current.settings) {
-        return Err(ConfigError::new("listen addresses or modes changed")
-            .hint("sockets cannot change on reload; restart trueip to apply them")
-            .at("listen"));
-    }
+    let opening = listening
+        .prepare(&state.settings)
+        .map_err(|e| ConfigError::new(e).at("listen"))?;
+    state.settings.ids.clone_from(&opening.ids);
     let (new, old) = (&state.settings, &current.settings);
-    if new.limits.max_connections != old.limits.max_connections {
-        tracing::warn!("limits.max_connections changes apply after a restart");
-    }
     if new.limits.backlog != old.limits.backlog {
-        tracing::warn!("limits.backlog changes apply after a restart");
+        tracing::warn!(
+            "limits.backlog applies to sockets opened from now on; those kept open keep theirs until a restart"
+        );
+    }
+    for l in &new.listeners {
+        let kept = old.listeners.iter().find(|o| o.address == l.address);
+        if kept.is_some_and(|o| (&o.unix_mode, &o.unix_owner) != (&l.unix_mode, &l.unix_owner)) {
+            tracing::warn!(
+                listener = %l.address,
+                "unix_mode and unix_owner apply when the socket is opened again (another path, or a restart)"
+            );
+        }
     }
     if new.limits.workers != old.limits.workers {
         tracing::warn!("limits.workers changes apply after a restart");
@@ -76,16 +91,35 @@ fn switch(shared: &Shared, state: State) -> Result<(), ConfigError> {
     if new.log != old.log {
         tracing::warn!("[log] changes apply after a restart");
     }
+    if new.limits.max_connections != old.limits.max_connections {
+        shared.connections.resize(new.limits.max_connections);
+        tracing::info!(
+            "limits.max_connections is now {} (was {})",
+            new.limits.max_connections,
+            old.limits.max_connections
+        );
+    }
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
     shared.metrics.names_in_use(&state.settings.names);
     shared
         .metrics
         .listener_policies(state.settings.listener_policy_names());
     shared.state.store(Arc::new(state));
+    listening.apply(opening, shared);
     Ok(())
 }
 
-fn locked() -> std::sync::MutexGuard<'static, ()> {
+/// Puts the sockets opened at start in the reloads' care.
+pub(crate) fn started(listening: Listening) {
+    *locked() = listening;
+}
+
+/// Closes every listening socket (at exit), removing the socket files.
+pub(crate) fn close_all() {
+    locked().close_all();
+}
+
+fn locked() -> std::sync::MutexGuard<'static, Listening> {
     // Nothing the lock guards can be left half-done by a panic: take it back.
     SWITCH
         .lock()
@@ -97,9 +131,9 @@ fn locked() -> std::sync::MutexGuard<'static, ()> {
 pub(crate) async fn sighup(shared: Arc<Shared>, args: ServeArgs) {
     let target = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let _switching = locked();
+        let mut listening = locked();
         let started = std::time::Instant::now();
-        switch(&target, load(&args)?).map(|()| started.elapsed())
+        switch(&mut listening, &target, load(&args)?).map(|()| started.elapsed())
     })
     .await
     .unwrap_or_else(|e| Err(ConfigError::new(format!("reload task failed: {e}"))));
@@ -155,7 +189,11 @@ pub(crate) fn start_refresh(
 /// Resolves the trusted host names again when `names_due` has come, and swaps in a
 /// policy with the new addresses if any changed; a name that does not resolve keeps its
 /// last good addresses (logged, counted). Returns how long to wait before looking again.
-async fn refresh_names(shared: &Shared, args: &ServeArgs, names_due: &mut Instant) -> Duration {
+async fn refresh_names(
+    shared: &Arc<Shared>,
+    args: &ServeArgs,
+    names_due: &mut Instant,
+) -> Duration {
     let state = shared.state.load_full();
     let every = state.settings.resolve_every;
     if state.settings.names.is_empty() {
@@ -192,10 +230,10 @@ async fn refresh_names(shared: &Shared, args: &ServeArgs, names_due: &mut Instan
     };
     let args = args.clone();
     let built = {
-        let _switching = locked();
+        let mut listening = locked();
         // The config a SIGHUP may have loaded since this round began.
         let file = shared.state.load().source.clone().unwrap_or(source);
-        build_named((*file).clone(), &args, &addrs).and_then(|s| switch(shared, s))
+        build_named((*file).clone(), &args, &addrs).and_then(|s| switch(&mut listening, shared, s))
     };
     match built {
         Ok(()) => {
@@ -220,7 +258,7 @@ async fn refresh_names(shared: &Shared, args: &ServeArgs, names_due: &mut Instan
 /// retry time, after a failure, has come), then rebuilds the state if any was
 /// accepted. Returns how long to wait before looking again.
 async fn refresh_due(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     args: &ServeArgs,
     retry: &mut HashMap<String, u64>,
 ) -> Duration {
@@ -303,13 +341,13 @@ async fn refresh_due(
         };
         let args = args.clone();
         let built = {
-            let _switching = locked();
+            let mut listening = locked();
             // The config a SIGHUP may have loaded since this round began.
             let file = shared.state.load().source.clone().unwrap_or(source);
             let started = std::time::Instant::now();
             build((*file).clone(), &args).and_then(|s| {
                 let elapsed = started.elapsed();
-                switch(shared, s).map(|()| elapsed)
+                switch(&mut listening, shared, s).map(|()| elapsed)
             })
         };
         match built {

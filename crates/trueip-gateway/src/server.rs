@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::OwnedSemaphorePermit;
 use trueip::addr::Peer;
 use trueip::proxy_protocol::PreambleError;
 
-use crate::config::{Mode, ProxyProtocol};
-use crate::context::{ConnCtx, Open, Role, Shared};
+use crate::config::{ListenerId, Mode, ProxyProtocol};
+use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared};
 use crate::http::{hyper, lean};
 use crate::io::{Activity, Rewind, Socket, Stream, Tracked};
 use crate::{proxy, tcp};
@@ -44,31 +43,35 @@ impl Listener {
     }
 }
 
-fn role_listener(role: Role) -> Option<usize> {
+fn role_listener(role: Role) -> Option<ListenerId> {
     match role {
-        Role::Listener(i) => Some(i),
+        Role::Listener(id) => Some(id),
         Role::Admin => None,
     }
 }
 
-/// Accepts until shutdown.
-pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>) {
+/// Accepts until shutdown, or until a reload closes the socket (`retired`).
+pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.wait_for(|s| *s) => break,
+            () = retired.wait() => break,
         };
         match accepted {
             Ok((stream, peer, local)) => {
-                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                let Some(permit) = shared.connections.try_take() else {
                     shared.metrics.connection_rejected();
                     tracing::warn!(%peer, "connection refused: limits.max_connections reached");
                     drop(stream);
                     continue;
                 };
                 let shared = shared.clone();
-                tokio::spawn(connection(stream, peer, local, role, shared, permit));
+                let retired = retired.clone();
+                tokio::spawn(connection(
+                    stream, peer, local, role, shared, permit, retired,
+                ));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -85,16 +88,23 @@ async fn connection(
     local: Option<SocketAddr>,
     role: Role,
     shared: Arc<Shared>,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
+    retired: Retired,
 ) {
     let open = Open::new(shared.metrics.clone(), permit);
     let state = shared.state.load_full();
-    let (listener, acceptor) = match role {
-        Role::Listener(i) => match (state.settings.listeners.get(i), state.tls.get(i)) {
-            (Some(l), Some(t)) => (Some(l), t.clone()),
-            _ => return,
-        },
-        Role::Admin => (None, None),
+    // The listener's settings now; none when a reload just removed it.
+    let (index, listener, acceptor) = match role {
+        Role::Listener(id) => {
+            let Some(i) = state.settings.listener_index(id) else {
+                return;
+            };
+            match (state.settings.listeners.get(i), state.tls.get(i)) {
+                (Some(l), Some(t)) => (Some(i), Some(l), t.clone()),
+                _ => return,
+            }
+        }
+        Role::Admin => (None, None, None),
     };
     let limits = &state.settings.limits;
 
@@ -128,7 +138,7 @@ async fn connection(
             }
             Err(e) => {
                 shared.metrics.proxy_error(proxy::error_kind(&e));
-                if let (PreambleError::UntrustedSender, Role::Listener(i)) = (&e, role) {
+                if let (PreambleError::UntrustedSender, Some(i)) = (&e, index) {
                     let keep = state.settings.admin.forgeries;
                     if keep > 0 {
                         shared
@@ -181,6 +191,7 @@ async fn connection(
         tls,
         activity,
         role,
+        retired,
         upstream_idle: Arc::new(crate::upstream::Pool::client()),
         _open: open,
     });

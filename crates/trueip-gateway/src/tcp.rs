@@ -32,7 +32,7 @@ pub(crate) async fn relay(
         .policy_for(ctx.listener())
         .resolve(&conn, &no_headers[..]);
     metrics.resolved(&resolution);
-    if let Some(i) = ctx.listener() {
+    if let Some(i) = ctx.listener().and_then(|id| settings.listener_index(id)) {
         metrics.decided_on(i);
     }
     // A tcp-mode listener is a TCP socket (the config refuses `unix:` with mode = "tcp"),

@@ -160,11 +160,11 @@ impl Record {
         resolution: &trueip::Resolution,
     ) {
         ctx.shared.metrics.resolved(resolution);
-        let listener = ctx.listener();
-        if let Some(i) = listener {
+        let index = ctx.listener().and_then(|id| settings.listener_index(id));
+        if let Some(i) = index {
             ctx.shared.metrics.decided_on(i);
         }
-        let own = settings.own_policy(listener);
+        let own = index.and_then(|i| settings.own_policy_at(i));
         let policy = own.map_or(&settings.policy, |o| &o.policy);
         self.policy = own.map(|o| o.name.clone());
         if resolution
@@ -173,7 +173,7 @@ impl Record {
         {
             ctx.shared
                 .hints
-                .untrusted_forwarding(resolution.effective_peer(), own.and(listener));
+                .untrusted_forwarding(resolution.effective_peer(), own.and(index));
         }
         self.client = resolution
             .client

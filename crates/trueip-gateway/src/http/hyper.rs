@@ -41,7 +41,7 @@ where
     let mut first = Vec::new();
     let opening = tokio::select! {
         o = tokio::time::timeout(head_limit, opening(&mut io, &mut first)) => o,
-        () = ctx.shared.stopped() => return,
+        () = ctx.stopped() => return,
     };
     let http2 = match opening {
         Ok(Ok(Opening::Http2)) => true,
@@ -143,7 +143,7 @@ where
 {
     tokio::select! {
         done = conn.as_mut() => return done,
-        () = ctx.shared.stopped() => {}
+        () = ctx.stopped() => {}
         () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
     }
     graceful(conn.as_mut());

@@ -544,7 +544,7 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
         signal: Box::pin(async move {
             tokio::select! {
                 biased;
-                () = stop_ctx.shared.stopped() => {}
+                () = stop_ctx.stopped() => {}
                 () = stop_ctx.activity.idle(Idle::Requests, idle) => {}
             }
         }),
@@ -725,7 +725,7 @@ async fn one(
         Version::HTTP_11,
     );
     let head_only = method == Method::HEAD;
-    let closing = ctx.shared.shutting_down();
+    let closing = ctx.draining();
 
     let Some(upstream) = state.upstream.as_ref().filter(|_| !whoami_mode) else {
         let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &raw);

@@ -17,7 +17,7 @@ use http::HeaderValue;
 use trueip::Resolution;
 use trueip::headers::Headers;
 
-use crate::context::{ConnCtx, Role, State};
+use crate::context::{ConnCtx, State};
 use crate::forgeries::{self, Entry};
 use crate::pages::{self, Page};
 use crate::rules::{Blame, Facts, Failure};
@@ -106,7 +106,10 @@ fn keep_forgery(
     lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], bool)),
     keep: usize,
 ) {
-    let Role::Listener(listener) = ctx.role else {
+    let Some(listener) = ctx
+        .listener()
+        .and_then(|id| state.settings.listener_index(id))
+    else {
         return;
     };
     let mut entry = Entry::new(&forgeries::Request {

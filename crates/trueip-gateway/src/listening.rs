@@ -1,0 +1,334 @@
+//! The listening sockets: opened at start, and by a reload that adds a listener or moves
+//! one to another address; closed by a reload that removes one. Every worker accepts on
+//! each socket through its own duplicate of the file descriptor.
+//!
+//! A socket is known by its address: a reload that keeps an address keeps its socket
+//! open (nothing waiting in its accept queue is refused, whatever the listener's place in
+//! the file or its other keys), and its connections carry on under the new settings. The
+//! connections of a socket a reload closed finish the requests they are serving, then
+//! close; no connection is cut.
+//!
+//! A reload first opens what it adds ([`Listening::prepare`]), so a port that cannot be
+//! bound rejects the whole reload and changes nothing; then the new state is swapped in
+//! and the sockets follow it ([`Listening::apply`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::config::{self, ListenAddr, ListenerId, Settings};
+use crate::context::{Retired, Role, Shared};
+use crate::server;
+use crate::unix_socket::{self, SocketFile};
+
+/// The sockets open now, and the workers that accept on them.
+pub(crate) struct Listening {
+    /// Every worker's event loop: each accepts on every socket.
+    workers: Vec<Handle>,
+    open: Vec<Open>,
+    /// Listener sockets opened so far: the next one's id.
+    opened: usize,
+}
+
+/// An open socket.
+struct Open {
+    key: Key,
+    role: Role,
+    /// Sent `true` when the socket closes: its accept loops end, its connections drain.
+    retire: watch::Sender<bool>,
+    file: Option<SocketFile>,
+}
+
+/// What a socket is known by across reloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Key {
+    Listener(ListenAddr),
+    Admin(SocketAddr),
+}
+
+/// A socket bound, not yet accepted on.
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Bound {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        match self {
+            Bound::Tcp(s) => s.try_clone().map(Bound::Tcp),
+            Bound::Unix(s) => s.try_clone().map(Bound::Unix),
+        }
+    }
+
+    /// On the current runtime (both are non-blocking already).
+    fn into_tokio(self) -> std::io::Result<server::Listener> {
+        match self {
+            Bound::Tcp(s) => TcpListener::from_std(s).map(server::Listener::Tcp),
+            Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(server::Listener::Unix),
+        }
+    }
+}
+
+/// The sockets a config needs: those to open (bound already) and those to close. Dropped
+/// without [`Listening::apply`], it closes what it opened.
+pub(crate) struct Opening {
+    /// The socket of each listener, in the config's order.
+    pub(crate) ids: Vec<ListenerId>,
+    new: Vec<(Key, Role, Bound, Option<SocketFile>)>,
+    /// Indexes into [`Listening::open`].
+    closing: Vec<usize>,
+    opened: usize,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        for (_, _, _, file) in &self.new {
+            if let Some(f) = file {
+                f.remove();
+            }
+        }
+    }
+}
+
+impl Listening {
+    /// No socket yet.
+    pub(crate) const fn new() -> Self {
+        Listening {
+            workers: Vec::new(),
+            open: Vec::new(),
+            opened: 0,
+        }
+    }
+
+    /// Opens the sockets `settings` names that are not open yet (listeners, then the
+    /// admin listener), and says which socket each listener is on. Nothing changes
+    /// until [`apply`](Self::apply). The error says which socket, why, and what to do.
+    pub(crate) fn prepare(&self, settings: &Settings) -> Result<Opening, String> {
+        let mut opening = Opening {
+            ids: Vec::new(),
+            new: Vec::new(),
+            closing: Vec::new(),
+            opened: self.opened,
+        };
+        let backlog = settings.limits.backlog;
+        for (i, l) in settings.listeners.iter().enumerate() {
+            let key = Key::Listener(l.address.clone());
+            if let Some(open) = self.open.iter().find(|o| o.key == key) {
+                if let Role::Listener(id) = open.role {
+                    opening.ids.push(id);
+                }
+                continue;
+            }
+            let id = ListenerId::nth(opening.opened);
+            opening.opened += 1;
+            let (bound, file) = match &l.address {
+                ListenAddr::Tcp(addr) => {
+                    let socket = bind(*addr, backlog)
+                        .and_then(|s| s.into_std())
+                        .map_err(|e| bind_failure(*addr, Some(i), &e))?;
+                    (Bound::Tcp(socket), None)
+                }
+                ListenAddr::Unix(path) => {
+                    let owner = l
+                        .unix_owner
+                        .as_deref()
+                        .map(config::SocketOwner::from_system)
+                        .transpose()
+                        .map_err(|e| e.at(format!("listen[{i}].unix_owner")).to_string())?;
+                    let (socket, file) = unix_socket::bind(path, l.unix_mode, owner.as_ref())
+                        .map_err(|e| {
+                            format!("cannot listen on {} (listen[{i}]): {e}", l.address)
+                        })?;
+                    (Bound::Unix(socket), Some(file))
+                }
+            };
+            opening.ids.push(id);
+            opening.new.push((key, Role::Listener(id), bound, file));
+        }
+        if let Some(addr) = settings.admin.listen {
+            let key = Key::Admin(addr);
+            if !self.open.iter().any(|o| o.key == key) {
+                let socket = bind(addr, backlog)
+                    .and_then(|s| s.into_std())
+                    .map_err(|e| bind_failure(addr, None, &e))?;
+                opening
+                    .new
+                    .push((key, Role::Admin, Bound::Tcp(socket), None));
+            }
+        }
+        let wanted = |key: &Key| match key {
+            Key::Listener(a) => settings.listeners.iter().any(|l| &l.address == a),
+            Key::Admin(a) => settings.admin.listen == Some(*a),
+        };
+        opening.closing = (0..self.open.len())
+            .filter(|&i| self.open.get(i).is_some_and(|o| !wanted(&o.key)))
+            .collect();
+        Ok(opening)
+    }
+
+    /// The event loops that accept: every worker's, given once they run.
+    pub(crate) fn set_workers(&mut self, workers: Vec<Handle>) {
+        self.workers = workers;
+    }
+
+    /// Puts `opening` in place: every worker accepts on its new sockets, and the
+    /// sockets no listener names any more close (their connections drain).
+    pub(crate) fn apply(&mut self, mut opening: Opening, shared: &Arc<Shared>) {
+        let mut closing = std::mem::take(&mut opening.closing);
+        closing.sort_unstable();
+        for i in closing.into_iter().rev() {
+            if i < self.open.len() {
+                let open = self.open.remove(i);
+                tracing::info!(address = %describe(&open.key), "closed {}: its connections finish their requests", describe(&open.key));
+                open.close();
+            }
+        }
+        for (key, role, bound, file) in std::mem::take(&mut opening.new) {
+            let (retire, _) = watch::channel(false);
+            for worker in &self.workers {
+                let _entered = worker.enter();
+                let accepting = bound.try_clone().and_then(Bound::into_tokio);
+                match accepting {
+                    Ok(l) => {
+                        worker.spawn(server::accept(
+                            l,
+                            role,
+                            shared.clone(),
+                            Retired::new(&retire),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(address = %describe(&key), "a worker cannot accept on {}: {e}", describe(&key))
+                    }
+                }
+            }
+            tracing::info!(address = %describe(&key), "listening on {}", describe(&key));
+            self.open.push(Open {
+                key,
+                role,
+                retire,
+                file,
+            });
+        }
+        self.opened = opening.opened;
+    }
+
+    /// Closes every socket (at exit), removing the socket files.
+    pub(crate) fn close_all(&mut self) {
+        for open in self.open.drain(..) {
+            open.close();
+        }
+    }
+}
+
+impl Open {
+    fn close(self) {
+        self.retire.send_replace(true);
+        if let Some(f) = &self.file {
+            f.remove();
+        }
+    }
+}
+
+fn describe(key: &Key) -> String {
+    match key {
+        Key::Listener(a) => a.to_string(),
+        Key::Admin(a) => format!("admin {a}"),
+    }
+}
+
+/// A listening socket with an accept queue of `backlog` connections (tokio's
+/// `TcpListener::bind` asks for 128, which a burst of connections overflows).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Why a listening socket could not be opened, and what to do about it: the address, where
+/// it was configured (`listen[i]`, or `admin.listen` for `None`), the OS error, and for the
+/// usual causes a flag or key that would work.
+fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let key = match listener {
+        Some(i) => format!("listen[{i}]"),
+        None => "admin.listen".to_owned(),
+    };
+    let instead = |port: u16| {
+        let other = SocketAddr::new(addr.ip(), port);
+        match listener {
+            Some(_) => {
+                format!("--listen {other}, or address = \"{other}\" under [[listen]] in the config")
+            }
+            None => format!("admin.listen = \"{other}\" in the config"),
+        }
+    };
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => Some(format!(
+            "another program (or another trueip) listens there: stop it, or use another port: {}",
+            instead(addr.port().checked_add(1).unwrap_or(8080))
+        )),
+        ErrorKind::PermissionDenied => Some(format!(
+            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability \
+             (setcap cap_net_bind_service=+ep on the trueip binary); or use a port above 1023: {}",
+            instead(8080)
+        )),
+        ErrorKind::AddrNotAvailable => Some(
+            "no interface of this machine has that address: listen on 127.0.0.1 (this machine \
+             only) or 0.0.0.0 (every interface)"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => format!("cannot listen on {addr} ({key}): {e} (hint: {hint})"),
+        None => format!("cannot listen on {addr} ({key}): {e}"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_failed_bind_says_what_to_do() {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let denied = bind_failure(addr, Some(0), &Error::from(ErrorKind::PermissionDenied));
+        assert!(
+            denied.starts_with("cannot listen on 127.0.0.1:80 (listen[0]): "),
+            "{denied}"
+        );
+        assert!(denied.contains("CAP_NET_BIND_SERVICE"), "{denied}");
+        assert!(denied.contains("--listen 127.0.0.1:8080"), "{denied}");
+
+        let in_use = bind_failure(addr, Some(1), &Error::from(ErrorKind::AddrInUse));
+        assert!(
+            in_use.contains("(listen[1])") && in_use.contains("127.0.0.1:81"),
+            "{in_use}"
+        );
+
+        let admin: SocketAddr = "[::1]:65535".parse().unwrap();
+        let admin = bind_failure(admin, None, &Error::from(ErrorKind::AddrInUse));
+        assert!(admin.contains("(admin.listen)"), "{admin}");
+        assert!(admin.contains("admin.listen = \"[::1]:8080\""), "{admin}");
+        assert!(
+            !admin.contains("--listen"),
+            "no flag sets the admin listener: {admin}"
+        );
+
+        let other = bind_failure(addr, Some(0), &Error::other("boom"));
+        assert!(other.ends_with("boom"), "{other}");
+    }
+}

@@ -1,0 +1,223 @@
+//! SIGHUP applies `[[listen]]` and `limits.max_connections` changes without dropping a
+//! connection: a listener whose address stays keeps its socket and its connections, which
+//! take on the listener's new settings (whatever its place in the file); a new address is
+//! opened; a removed one stops accepting, and its connections finish the requests they
+//! are serving, then close. A socket that cannot be opened rejects the whole reload.
+
+mod common;
+
+use std::fs;
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Rewrites the config, sends SIGHUP and waits until the log says the reload was
+/// applied (`ok`) or rejected (`!ok`). The log, not `/metrics`: asking opens a connection,
+/// which a test of the connection limit cannot spare.
+fn reload(gw: &Gateway, toml: &str, ok: bool) {
+    let said = if ok {
+        "SIGHUP: config reloaded"
+    } else {
+        "SIGHUP: config rejected"
+    };
+    let before = gw.proc.log().matches(said).count();
+    fs::write(gw.dir.join("trueip.toml"), toml).expect("rewrite trueip.toml");
+    gw.proc.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.proc.log().matches(said).count() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no {said:?} in the log:\n{}",
+            gw.proc.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The client one request on `stream` is decided as, and the policy that decided.
+fn ask_on(stream: &mut TcpStream) -> (String, String) {
+    stream
+        .write_all(b"GET /json HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let json = read_response(&mut reader, "GET")
+        .expect("a response")
+        .json();
+    (
+        json.str_at("client_ip").to_string(),
+        json.str_at("policy").to_string(),
+    )
+}
+
+fn refused(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err()
+}
+
+#[test]
+fn sighup_opens_moves_and_closes_listeners_without_dropping_connections() {
+    let dir = test_dir("reload_listeners/listen");
+    let (a, b) = (free_addr(), free_addr());
+    let head = "[limits]\nworkers = 2\n";
+    let gw = Gateway::start_with_config(
+        &dir,
+        &format!("{head}[[listen]]\naddress = \"{a}\"\n"),
+        &[a],
+        &[],
+    );
+    let mut kept = connect(a).expect("connect");
+    assert_eq!(ask_on(&mut kept), (CLIENT_IP.into(), "client_ip".into()));
+
+    // b is added in front of a, and a gets its own policy: a's socket stays (the kept
+    // connection carries on) and decides with a's new policy, not b's.
+    reload(
+        &gw,
+        &format!(
+            "{head}[[listen]]\naddress = \"{b}\"\n\n[[listen]]\naddress = \"{a}\"\n\
+             client_ip = {{ trusted = [\"loopback\"] }}\n"
+        ),
+        true,
+    );
+    assert_eq!(
+        ask_on(&mut kept),
+        ("203.0.113.9".into(), "listen[1].client_ip".into()),
+        "{}",
+        gw.proc.log()
+    );
+    let mut on_b = connect(b).expect("the new listener accepts");
+    assert_eq!(ask_on(&mut on_b), (CLIENT_IP.into(), "client_ip".into()));
+    // Every worker accepts on the new socket: a handful of connections all answered.
+    for _ in 0..8 {
+        let mut c = connect(b).expect("connect to b");
+        assert_eq!(ask_on(&mut c).0, CLIENT_IP);
+    }
+
+    // A port that cannot be opened rejects the whole reload: a and b stay as they were.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("address");
+    reload(
+        &gw,
+        &format!("{head}[[listen]]\naddress = \"{taken_addr}\"\n"),
+        false,
+    );
+    assert!(
+        gw.proc
+            .log()
+            .contains(&format!("cannot listen on {taken_addr}")),
+        "{}",
+        gw.proc.log()
+    );
+    assert_eq!(ask_on(&mut kept).1, "listen[1].client_ip");
+    assert_eq!(ask_on(&mut on_b).1, "client_ip");
+
+    // a is removed: it stops accepting; its kept connection closes without another
+    // answer; b carries on.
+    reload(&gw, &format!("{head}[[listen]]\naddress = \"{b}\"\n"), true);
+    assert!(refused(a), "the removed listener still accepts");
+    let ending = read_until_close(&mut kept, Duration::from_secs(5));
+    assert!(
+        ending.is_closed() && ending.bytes().is_empty(),
+        "the removed listener's idle connection: {ending:?}"
+    );
+    assert_eq!(ask_on(&mut on_b), (CLIENT_IP.into(), "client_ip".into()));
+}
+
+#[test]
+fn a_removed_listener_finishes_the_request_it_is_serving() {
+    let dir = test_dir("reload_listeners/in_flight");
+    let up = Upstream::start(Behavior::Delay(Duration::from_millis(1500)));
+    let url = up.url();
+    let (a, b) = (free_addr(), free_addr());
+    let toml = |listen: &[SocketAddr]| {
+        let mut t = format!("[upstream]\nurl = \"{url}\"\n");
+        for l in listen {
+            t.push_str(&format!("\n[[listen]]\naddress = \"{l}\"\n"));
+        }
+        t
+    };
+    let gw = Gateway::start_with_config(&dir, &toml(&[a, b]), &[a, b], &[]);
+    let in_flight = thread::spawn(move || Req::get("/slow").send(a));
+    assert_eq!(
+        up.wait_for(1, Duration::from_secs(5)).len(),
+        1,
+        "the request never reached the upstream"
+    );
+    reload(&gw, &toml(&[b]), true);
+    assert!(refused(a), "the removed listener still accepts");
+    let resp = in_flight
+        .join()
+        .expect("the client thread")
+        .expect("the in-flight request is answered");
+    assert_eq!(resp.status, 200, "{}", gw.proc.log());
+    assert_eq!(Req::get("/fast").must_send(b).status, 200);
+}
+
+/// A connection to `addr` that is served, retried for a while: a connection closed just
+/// before holds its place until the gateway has seen it close.
+fn held(gw: &Gateway, addr: SocketAddr) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let asked = s
+            .write_all(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n")
+            .and_then(|()| read_response(&mut BufReader::new(s.try_clone()?), "GET"));
+        if asked.is_ok_and(|r| r.status == 200) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no place for a connection:\n{}",
+            gw.proc.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a new connection is closed at once, unanswered.
+fn turned_away(addr: SocketAddr) -> bool {
+    let ending = exchange(addr, &Req::get("/json").to_bytes(), Duration::from_secs(5));
+    ending.is_closed() && ending.status().is_none()
+}
+
+#[test]
+fn sighup_resizes_max_connections_without_closing_open_ones() {
+    let dir = test_dir("reload_listeners/max_connections");
+    let addr = free_addr();
+    let toml = |max: usize| {
+        format!("[limits]\nmax_connections = {max}\n\n[[listen]]\naddress = \"{addr}\"\n")
+    };
+    let gw = Gateway::start_with_config(&dir, &toml(4), &[addr], &[]);
+    let mut open: Vec<TcpStream> = (0..3).map(|_| held(&gw, addr)).collect();
+
+    // Down to 2 with 3 open: the open ones stay and are served; a new one is turned away.
+    reload(&gw, &toml(2), true);
+    for s in &mut open {
+        assert_eq!(
+            ask_on(s).0,
+            CLIENT_IP,
+            "an open connection was dropped by the shrink"
+        );
+    }
+    assert!(
+        turned_away(addr),
+        "a connection over the new limit was served"
+    );
+
+    // Two close: 1 open under a limit of 2 leaves one place, and only one.
+    open.truncate(1);
+    open.push(held(&gw, addr));
+    assert!(turned_away(addr), "a connection over the limit was served");
+
+    // Up to 4: two more fit beside the two open.
+    reload(&gw, &toml(4), true);
+    open.push(held(&gw, addr));
+    open.push(held(&gw, addr));
+    assert!(
+        turned_away(addr),
+        "a connection over the raised limit was served"
+    );
+}
