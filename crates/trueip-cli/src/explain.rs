@@ -122,6 +122,11 @@ pub(crate) struct ExplainArgs {
     /// Read the [client_ip] section of this TOML file (the one `trueip serve` uses).
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// With --config: decide as this `[[listen]]` listener does, by its place (0 is the
+    /// first) or its address: with its own `client_ip` table if it has one, else with
+    /// [client_ip].
+    #[arg(long, value_name = "N|ADDRESS", requires = "config")]
+    listener: Option<String>,
     /// The provider range list cache, for presets and provider names given without a
     /// file (`trueip ranges update` fills it). Replaces the config's [ranges] dir.
     #[arg(long, value_name = "DIR")]
@@ -192,7 +197,7 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         return print(&explanation, args.format);
     }
     let (mut base, config_dir) = match &args.config {
-        Some(path) => load_config(path)?,
+        Some(path) => load_config(path, args.listener.as_deref())?,
         None => (ClientIpConfig::default(), None),
     };
     let dirs = Dirs {
@@ -352,6 +357,7 @@ fn lambda_event(policy: &Policy, path: &std::path::Path) -> Result<Explanation, 
 /// The `[client_ip]` section of a config file, and its `[ranges] dir`.
 pub(crate) fn load_config(
     path: &std::path::Path,
+    listener: Option<&str>,
 ) -> Result<(ClientIpConfig, Option<std::path::PathBuf>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
@@ -367,13 +373,61 @@ pub(crate) fn load_config(
         }
         None => None,
     };
-    let config = match table.remove("client_ip") {
+    let (section, name) = match listener {
+        Some(wanted) => listener_section(&mut table, wanted)
+            .map_err(|e| format!("{}: --listener {wanted}: {e}", path.display()))?,
+        None => (table.remove("client_ip"), "[client_ip]".to_string()),
+    };
+    let config = match section {
         Some(section) => section
             .try_into()
-            .map_err(|e| format!("{}: [client_ip]: {e}", path.display()))?,
+            .map_err(|e| format!("{}: {name}: {e}", path.display()))?,
         None => ClientIpConfig::default(),
     };
     Ok((config, dir))
+}
+
+/// The `client_ip` table that decides for listener `wanted` (its place in `[[listen]]`,
+/// or its address), and its name: the listener's own, else `[client_ip]`.
+fn listener_section(
+    table: &mut toml::Table,
+    wanted: &str,
+) -> Result<(Option<toml::Value>, String), String> {
+    let listeners = match table.get_mut("listen") {
+        Some(toml::Value::Array(l)) => std::mem::take(l),
+        Some(_) => return Err("listen is not an array of [[listen]] tables".to_string()),
+        None => Vec::new(),
+    };
+    fn address(l: &toml::Value) -> Option<&str> {
+        l.get("address")
+            .and_then(toml::Value::as_str)
+            .map(str::trim)
+    }
+    let found = match wanted.trim().parse::<usize>() {
+        Ok(i) => (i < listeners.len()).then_some(i),
+        Err(_) => listeners
+            .iter()
+            .position(|l| address(l) == Some(wanted.trim())),
+    };
+    let Some(i) = found else {
+        let known: Vec<String> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{i} ({})", address(l).unwrap_or("no address")))
+            .collect();
+        return Err(match known.is_empty() {
+            true => "the config has no [[listen]] table".to_string(),
+            false => format!("no such listener; the config's are {}", known.join(", ")),
+        });
+    };
+    let own = listeners.into_iter().nth(i).and_then(|mut l| match &mut l {
+        toml::Value::Table(t) => t.remove("client_ip"),
+        _ => None,
+    });
+    Ok(match own {
+        Some(own) => (Some(own), format!("listen[{i}].client_ip")),
+        None => (table.remove("client_ip"), "[client_ip]".to_string()),
+    })
 }
 
 /// Where the range cache is: `--ranges-dir`, else the config's `[ranges] dir`.

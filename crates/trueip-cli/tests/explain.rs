@@ -1247,3 +1247,57 @@ fn a_unix_socket_peer_counts_only_with_trust_unix() {
         "{text}"
     );
 }
+
+/// `--listener` decides as `trueip serve` does for that `[[listen]]` table: with its own
+/// `client_ip` when it has one, else with `[client_ip]`; named by place or address.
+#[test]
+fn explain_decides_as_the_listener_named() {
+    let dir = temp_dir("listener");
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        "[client_ip]\ntrusted = [\"10.0.0.0/8\"]\n\n[[listen]]\naddress = \"127.0.0.1:8080\"\n\n\
+         [[listen]]\naddress = \"127.0.0.1:8081\"\nclient_ip = { trusted = [\"loopback\"] }\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let ask = |listener: &str| {
+        trueip(
+            &[
+                "explain",
+                "--config",
+                cfg,
+                "--listener",
+                listener,
+                "--peer",
+                "127.0.0.1",
+                "-H",
+                "X-Forwarded-For: 203.0.113.9",
+                "--format",
+                "json",
+            ],
+            None,
+        )
+    };
+    for (listener, client) in [
+        ("0", "127.0.0.1"),
+        ("127.0.0.1:8080", "127.0.0.1"),
+        ("1", "203.0.113.9"),
+        ("127.0.0.1:8081", "203.0.113.9"),
+    ] {
+        let out = ask(listener);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["client_ip"], client, "--listener {listener}");
+    }
+    let out = ask("2");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no such listener") && err.contains("1 (127.0.0.1:8081)"),
+        "{err}"
+    );
+}
