@@ -368,6 +368,36 @@ struct Policy {
     wanted_with_origin: Vec<Wanted>,
     /// Whether a `query:NAME` strategy reads the query string.
     reads_query: bool,
+    /// What the host names in the trust specs resolved to when the policy was made.
+    names: trueip::hosts::Addresses,
+}
+
+/// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
+/// names in its trust specs are resolved now (`trueip::hosts`, the same lookup as the
+/// gateway's), and each must resolve.
+fn build(
+    py: Python<'_>,
+    config: &ClientIpConfig,
+    dir: Option<&std::path::Path>,
+) -> PyResult<Policy> {
+    let names = config.host_names();
+    let addrs = if names.is_empty() {
+        trueip::hosts::Addresses::new()
+    } else {
+        // getaddrinfo may wait on the network: other Python threads run meanwhile.
+        py.detach(|| trueip::hosts::resolve_all(&names, &*trueip::hosts::resolver()))
+            .map_err(policy_error)?
+    };
+    let inner = config
+        .build_resolved(
+            &mut reader(dir),
+            &std::collections::BTreeMap::new(),
+            &trueip::hosts::sets(&addrs),
+        )
+        .map_err(policy_error)?;
+    let mut policy = Policy::wrap(py, inner);
+    policy.names = addrs;
+    Ok(policy)
 }
 
 impl Policy {
@@ -384,6 +414,7 @@ impl Policy {
             inner: Arc::new(inner),
             wanted: Wanted::list(py, names),
             wanted_with_origin: Wanted::list(py, with_origin),
+            names: trueip::hosts::Addresses::new(),
         }
     }
 
@@ -485,8 +516,7 @@ impl Policy {
             providers: files,
             resolve_every: None,
         };
-        let inner = config.build(&mut reader(None)).map_err(policy_error)?;
-        Ok(Policy::wrap(py, inner))
+        build(py, &config, None)
     }
 
     /// The `[client_ip]` section of a `trueip serve` config file. Provider files named
@@ -503,10 +533,18 @@ impl Policy {
                 PolicyError::new_err(format!("{}: [client_ip]: {e}", path.display()))
             })?,
         };
-        let inner = config
-            .build(&mut reader(path.parent()))
-            .map_err(policy_error)?;
-        Ok(Policy::wrap(py, inner))
+        build(py, &config, path.parent())
+    }
+
+    /// What each host name in the trust specs (`lb.internal`, `host:nginx`) resolved to
+    /// when the policy was made, as address strings. Names are resolved once: make a new
+    /// policy to resolve them again.
+    #[getter]
+    fn trust_names(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.names
+            .iter()
+            .map(|(name, ips)| (name.clone(), ips.iter().map(ToString::to_string).collect()))
+            .collect()
     }
 
     /// The policy of a chain in front of a Lambda function: `alb`, `cloudfront-alb`,

@@ -307,3 +307,26 @@ def test_a_unix_socket_peer_is_trusted_only_by_unix(peer: str) -> None:
         assert r.to_dict()["client_ip"] is None
         assert "header_from_untrusted_peer" in r.warnings
         assert "unix:" in repr(r)
+
+
+def test_host_names_are_resolved_when_the_policy_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TRUEIP_HOSTS_FILE points the lookup at a file the test writes: no network.
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.0.0.5 lb.internal\n10.0.0.6 lb.internal\n172.18.0.3 nginx\n")
+    monkeypatch.setenv("TRUEIP_HOSTS_FILE", str(hosts))
+    p = trueip.Policy(trust=["lb.internal", "host:nginx"], strategy="rightmost-untrusted")
+    assert p.trust_names == {"lb.internal": ["10.0.0.5", "10.0.0.6"], "nginx": ["172.18.0.3"]}
+    for peer in ("10.0.0.6", "172.18.0.3"):
+        assert str(p.resolve(peer, {"X-Forwarded-For": "198.51.100.8"}).ip) == "198.51.100.8"
+    # An address the name does not resolve to is not trusted.
+    assert str(p.resolve("10.0.0.7", {"X-Forwarded-For": "198.51.100.8"}).ip) == "10.0.0.7"
+    # The config file's names too.
+    config = tmp_path / "trueip.toml"
+    config.write_text('[client_ip]\ntrusted = ["lb.internal"]\n')
+    assert trueip.Policy.from_toml(config).trust_names == {"lb.internal": ["10.0.0.5", "10.0.0.6"]}
+    # A name that does not resolve is an error when the policy is made.
+    with pytest.raises(trueip.PolicyError, match="nope.internal"):
+        trueip.Policy(trust=["nope.internal"])
+    assert trueip.Policy(trust=["10.0.0.0/8"]).trust_names == {}

@@ -74,6 +74,9 @@ class Policy:
         providers: Optional[Mapping[str, _Path]] = None,
         origin_secret: Optional[Tuple[str, str]] = None,
     ) -> "Policy": ...
+    @property
+    def trust_names(self) -> dict[str, list[str]]:
+        """What each host name in the trust specs resolved to when the policy was made."""
     def resolve(
         self,
         peer: Peer,

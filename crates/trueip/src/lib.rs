@@ -53,6 +53,7 @@ mod error;
 pub mod explain;
 pub mod forwarded;
 pub mod headers;
+pub mod hosts;
 mod link;
 mod list;
 pub mod origin;
