@@ -9,7 +9,6 @@ mod common;
 mod pki;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -99,29 +98,7 @@ fn a_slow_head_over_tls_gets_408() {
         "{LIMITS}\n[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/leaf.pem\", key = \"{d}/leaf.key\" }}\n"
     );
     let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
-    let bin = external("openssl", "openssl").expect("openssl is installed");
-    // s_client keeps the connection after its input ends (-ign_eof) and exits when the
-    // server closes it.
-    let send = |bytes: &[u8]| {
-        let mut client = Command::new(&bin)
-            .args([
-                "s_client",
-                "-connect",
-                &listen.to_string(),
-                "-quiet",
-                "-ign_eof",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run openssl s_client");
-        if let Some(mut stdin) = client.stdin.take() {
-            let _ = stdin.write_all(bytes);
-        }
-        let out = client.wait_with_output().expect("s_client ends");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let send = |bytes: &[u8]| pki::s_client(listen, &["-quiet"], bytes);
     let text = send(b"GET /json HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
     assert!(
         text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),

@@ -162,33 +162,16 @@ fn a_returning_client_resumes_its_session() {
         "[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/fallback.pem\", key = \"{d}/fallback.key\" }}\n"
     );
     let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
-    let bin = external("openssl", "openssl").expect("openssl is installed");
     let session = dir.join("session.pem");
     for version in ["-tls1_3", "-tls1_2"] {
+        // A whole request, so that a TLS 1.3 ticket (sent after the handshake) is read.
         let connect = |extra: &[&str]| {
-            let mut client = Command::new(&bin)
-                .args([
-                    "s_client",
-                    "-connect",
-                    &listen.to_string(),
-                    version,
-                    "-ign_eof",
-                ])
-                .args(extra)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("run openssl s_client");
-            if let Some(mut stdin) = client.stdin.take() {
-                use std::io::Write;
-                // A whole request, so that a TLS 1.3 ticket (sent after the handshake) is read.
-                let _ = stdin.write_all(
-                    b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-                );
-            }
-            let out = client.wait_with_output().expect("s_client ends");
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            let args = [&[version][..], extra].concat();
+            pki::s_client(
+                listen,
+                &args,
+                b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
         };
         let session_arg = session.to_str().expect("utf-8 path");
         let first = connect(&["-sess_out", session_arg]);

@@ -3,8 +3,10 @@
 
 #![allow(dead_code, reason = "each test binary uses a part")]
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::common::external;
 
@@ -121,4 +123,24 @@ pub fn leaf(dir: &Path, name: &str, sans: &str) -> (PathBuf, PathBuf) {
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),
     )
+}
+
+/// What `openssl s_client -connect addr -ign_eof <args>` prints (stdout) after sending
+/// `input`: it keeps the connection after its input ends and exits when the server
+/// closes it.
+pub fn s_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    let bin = external("openssl", "openssl").expect("openssl is installed");
+    let mut client = Command::new(bin)
+        .args(["s_client", "-connect", &addr.to_string(), "-ign_eof"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    if let Some(mut stdin) = client.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let out = client.wait_with_output().expect("s_client ends");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
