@@ -205,7 +205,17 @@ impl Listening {
                     }
                 }
             }
-            tracing::info!(address = %describe(&key), "listening on {}", describe(&key));
+            // The address the socket got (a port of 0 in the config is the kernel's choice).
+            let shown = match (&bound, &key) {
+                (Bound::Tcp(s), Key::Listener(_)) => s
+                    .local_addr()
+                    .map_or_else(|_| describe(&key), |a| a.to_string()),
+                (Bound::Tcp(s), Key::Admin(_)) => s
+                    .local_addr()
+                    .map_or_else(|_| describe(&key), |a| format!("admin {a}")),
+                _ => describe(&key),
+            };
+            tracing::info!(address = %shown, "listening on {shown}");
             self.open.push(Open {
                 key,
                 role,
