@@ -153,8 +153,10 @@ pub(crate) struct Facts<'a> {
     /// The request as the upstream receives it (method, Host, target): what the signed
     /// client header is bound to.
     pub(crate) request: trueip::provenance::RequestLine<'a>,
-    /// Unix seconds now: the signature's time.
-    pub(crate) time: u64,
+    /// The signature's time in Unix seconds; `None`: the wall clock, read when a signature
+    /// is written. Only `[upstream] sign` needs the time, so a gateway that does not sign
+    /// reads no wall clock per request.
+    pub(crate) time: Option<u64>,
 }
 
 impl<'a> Facts<'a> {
@@ -168,9 +170,6 @@ impl<'a> Facts<'a> {
         port: Option<u16>,
         request: trueip::provenance::RequestLine<'a>,
     ) -> Self {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         Facts {
             resolution,
             trusted_hop: policy.came_through_trusted_hop(resolution),
@@ -179,9 +178,16 @@ impl<'a> Facts<'a> {
             host,
             port,
             request,
-            time,
+            time: None,
         }
     }
+}
+
+/// The wall clock in Unix seconds (0 before 1970).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What becomes of one received request header line on its way upstream (steps 1 to 3
@@ -315,7 +321,11 @@ impl Hygiene {
     /// empty loses its `?`.
     pub(crate) fn strip_target<'t>(&self, target: &'t str) -> Cow<'t, str> {
         let args = &self.settings.source_args;
-        let Some((path, query)) = target.split_once('?').filter(|_| !args.is_empty()) else {
+        // No `query:NAME` source (the usual config): the target is not even scanned.
+        if args.is_empty() {
+            return Cow::Borrowed(target);
+        }
+        let Some((path, query)) = target.split_once('?') else {
             return Cow::Borrowed(target);
         };
         let mut kept: Cow<'_, str> = Cow::Borrowed(query);
@@ -676,7 +686,7 @@ impl Hygiene {
                 client,
                 source: r.source,
                 hops: r.trusted_hops,
-                time: facts.time,
+                time: facts.time.unwrap_or_else(unix_now),
             };
             let at = out.len();
             trueip::provenance::sign(key, &claim, &facts.request, &mut out);
@@ -1016,7 +1026,7 @@ mod tests {
             host: host.as_ref(),
             port: Some(8080),
             request: REQUEST,
-            time: 1_765_020_000,
+            time: Some(1_765_020_000),
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
         (headers, stripped)
