@@ -13,7 +13,6 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -210,9 +209,9 @@ async fn forward(
         }
     }
     // The target as the upstream receives it (`origin_form` below).
-    let request = RequestLine {
+    let request = headers::UpstreamLine {
         method: method.as_str(),
-        host: super::upstream_host(host.as_ref(), upstream.authority()),
+        authority: upstream.authority(),
         target: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
     };
     let facts = facts(

@@ -35,7 +35,6 @@ use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
-use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -44,7 +43,7 @@ use crate::http::{facts, failed, note_forgery};
 use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
-use crate::rules::headers::{self, Kept};
+use crate::rules::headers::{self, Kept, UpstreamLine};
 use crate::rules::{self, Failure, Fate, Route};
 use crate::upstream::{self, Delivery, RawConn, Upstream};
 
@@ -140,7 +139,6 @@ struct Raw<'a> {
     /// The part of the target after the first `?`, for `query:NAME` strategies.
     query: Option<&'a str>,
 }
-
 
 impl Headers for Raw<'_> {
     fn for_each_value<'b>(&'b self, name: &FieldName, mut f: impl FnMut(&'b [u8])) {
@@ -803,9 +801,9 @@ fn upstream_head(
     let raw = req.raw;
     let hygiene = &state.hygiene;
     let target = hygiene.strip_target(req.target);
-    let request = RequestLine {
+    let request = UpstreamLine {
         method: req.method.as_str(),
-        host: super::upstream_host(req.host, upstream.authority()),
+        authority: upstream.authority(),
         target: &target,
     };
     let facts = facts(ctx, state, req.resolution, raw, req.host, request);

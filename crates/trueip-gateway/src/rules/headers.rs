@@ -150,9 +150,8 @@ pub(crate) struct Facts<'a> {
     /// The port the client connected to (the listener's, or the PROXY destination's);
     /// `None` on a `unix:` listener.
     pub(crate) port: Option<u16>,
-    /// The request as the upstream receives it (method, Host, target): what the signed
-    /// client header is bound to.
-    pub(crate) request: trueip::provenance::RequestLine<'a>,
+    /// The request as the upstream receives it: what the signed client header is bound to.
+    pub(crate) request: UpstreamLine<'a>,
     /// The signature's time in Unix seconds; `None`: the wall clock, read when a signature
     /// is written. Only `[upstream] sign` needs the time, so a gateway that does not sign
     /// reads no wall clock per request.
@@ -168,7 +167,7 @@ impl<'a> Facts<'a> {
         scheme: &'static str,
         host: Option<&'a HeaderValue>,
         port: Option<u16>,
-        request: trueip::provenance::RequestLine<'a>,
+        request: UpstreamLine<'a>,
     ) -> Self {
         Facts {
             resolution,
@@ -179,6 +178,34 @@ impl<'a> Facts<'a> {
             port,
             request,
             time: None,
+        }
+    }
+}
+
+/// The request line as the upstream receives it, which the signed client header is bound
+/// to ([`trueip::provenance::RequestLine`]) with the Host the upstream receives
+/// ([`Facts::request_line`]). Its Host is left for the signer to read: a gateway that does
+/// not sign checks no Host per request for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UpstreamLine<'a> {
+    pub(crate) method: &'a str,
+    /// The upstream's authority: the Host it receives for a request that has none.
+    pub(crate) authority: &'a str,
+    pub(crate) target: &'a str,
+}
+
+impl<'a> Facts<'a> {
+    /// The request line the signed client header is bound to. Its Host is the request's,
+    /// else the upstream's authority; a Host that is not visible ASCII is bound as empty:
+    /// the app reads it otherwise, and the signature fails closed.
+    pub(crate) fn request_line(&self) -> trueip::provenance::RequestLine<'a> {
+        trueip::provenance::RequestLine {
+            method: self.request.method,
+            host: match self.host {
+                Some(h) => h.to_str().unwrap_or_default(),
+                None => self.request.authority,
+            },
+            target: self.request.target,
         }
     }
 }
@@ -689,7 +716,7 @@ impl Hygiene {
                 time: facts.time.unwrap_or_else(unix_now),
             };
             let at = out.len();
-            trueip::provenance::sign(key, &claim, &facts.request, &mut out);
+            trueip::provenance::sign(key, &claim, &facts.request_line(), &mut out);
             values.push((s.signing.header.clone(), Own::Range(at..out.len())));
         }
         let lengths = values
@@ -1025,7 +1052,11 @@ mod tests {
             scheme: "http",
             host: host.as_ref(),
             port: Some(8080),
-            request: REQUEST,
+            request: UpstreamLine {
+                method: REQUEST.method,
+                authority: REQUEST.host,
+                target: REQUEST.target,
+            },
             time: Some(1_765_020_000),
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
