@@ -143,7 +143,7 @@ struct Raw<'a> {
 impl Headers for Raw<'_> {
     fn for_each_value<'b>(&'b self, name: &FieldName, mut f: impl FnMut(&'b [u8])) {
         for h in self.lines {
-            if h.name.eq_ignore_ascii_case(name.as_str()) {
+            if headers::is_lower_name(h.name, name.as_str()) {
                 f(h.value);
             }
         }
