@@ -44,7 +44,8 @@ pub(crate) use trueip::headers::spells as same_name;
 /// a time. Written out because it runs on every request, several times for each
 /// client-IP header line (the lean path's checks, the header rules, the reads of the
 /// decision), and `eq_ignore_ascii_case` compares a byte at a time up to 15 bytes, the
-/// length of `X-Forwarded-For` (callgrind: a third of the instructions it took).
+/// length of `X-Forwarded-For` (callgrind, `bench/instructions.sh`: the client-IP header
+/// lookup went from 1,241 to 137 instructions per proxied request).
 /// Inlined as far as the length test, which most pairs fail.
 #[inline]
 pub(crate) fn is_lower_name(name: &str, lower: &str) -> bool {
