@@ -234,13 +234,11 @@ pub fn preview(
     let hygiene = rules::headers::Hygiene::new(settings.headers.clone());
     let resolution = settings.policy.resolve(conn, &map);
     let host = map.get(::http::header::HOST).cloned();
-    // A `GET /`: what a `[upstream] sign` header would be bound to.
-    let request = trueip::provenance::RequestLine {
+    // A `GET /`: what a `[upstream] sign` header would be bound to (no upstream here, so
+    // no authority stands in for a missing Host).
+    let request = rules::headers::UpstreamLine {
         method: "GET",
-        host: host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default(),
+        authority: "",
         target: "/",
     };
     let facts = rules::headers::Facts::new(

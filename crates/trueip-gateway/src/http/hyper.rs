@@ -17,7 +17,6 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -299,9 +298,9 @@ async fn forward(
         }
     }
     // The target as the upstream receives it (`origin_form` below).
-    let request = RequestLine {
+    let request = headers::UpstreamLine {
         method: method.as_str(),
-        host: super::upstream_host(host.as_ref(), upstream.authority()),
+        authority: upstream.authority(),
         target: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
     };
     let facts = facts(
@@ -321,9 +320,11 @@ async fn forward(
         );
         return response(page, &method);
     }
-    // The lines as received, for the record of forgeries: only a forged decision
-    // copies them (the header rules rewrite them next).
-    let received = (!resolution.warnings.forgeries().is_empty()).then(|| parts.headers.clone());
+    // The lines as received, for the record of forgeries: only a forged decision, with
+    // the record on, copies them (the header rules rewrite them next).
+    let received = (state.settings.admin.forgeries > 0
+        && !resolution.warnings.forgeries().is_empty())
+    .then(|| parts.headers.clone());
     let mut gone = Vec::new();
     let stripped = state
         .hygiene

@@ -35,7 +35,6 @@ use bytes::{Buf as _, Bytes};
 use http::{HeaderValue, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
-use trueip::provenance::RequestLine;
 use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
@@ -44,7 +43,7 @@ use crate::http::{facts, failed, note_forgery};
 use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
-use crate::rules::headers::{self, Kept};
+use crate::rules::headers::{self, Kept, UpstreamLine};
 use crate::rules::{self, Failure, Fate, Route};
 use crate::upstream::{self, Delivery, RawConn, Upstream};
 
@@ -141,19 +140,10 @@ struct Raw<'a> {
     query: Option<&'a str>,
 }
 
-impl<'a> Raw<'a> {
-    fn new(lines: &'a [httparse::Header<'a>], target: &'a str) -> Self {
-        Raw {
-            lines,
-            query: target.split_once('?').map(|(_, query)| query),
-        }
-    }
-}
-
 impl Headers for Raw<'_> {
     fn for_each_value<'b>(&'b self, name: &FieldName, mut f: impl FnMut(&'b [u8])) {
         for h in self.lines {
-            if h.name.eq_ignore_ascii_case(name.as_str()) {
+            if headers::is_lower_name(h.name, name.as_str()) {
                 f(h.value);
             }
         }
@@ -652,7 +642,12 @@ async fn one(
     }
     let lines = &*req.headers;
     let settings = &state.settings;
-    let path_only = path.split('?').next().unwrap_or(path);
+    // The target is split at its `?` once, here: every later reader (the route, the
+    // query source, the record of forgeries) takes its part from this.
+    let (path_only, query) = match path.split_once('?') {
+        Some((path_only, query)) => (path_only, Some(query)),
+        None => (path, None),
+    };
     // Only pages and the upstream's answers: hyper serves the rest (and answers 431).
     let whoami_mode = match rules::route(path_only, lines.len(), settings, ctx.serves(state)) {
         Route::Whoami => true,
@@ -712,7 +707,7 @@ async fn one(
     };
 
     let start = Instant::now();
-    let raw = Raw::new(lines, path);
+    let raw = Raw { lines, query };
     let conn = ctx.connection();
     let access_log = settings.log.access_log;
     let uri = if access_log { path.parse().ok() } else { None };
@@ -771,7 +766,8 @@ async fn one(
         Request {
             method: &method,
             target: path,
-            lines,
+            path: path_only,
+            raw: &raw,
             host: host_value.as_ref(),
             resolution: &resolution,
         },
@@ -790,8 +786,12 @@ async fn one(
 
 struct Request<'a> {
     method: &'a Method,
+    /// The target as received.
     target: &'a str,
-    lines: &'a [httparse::Header<'a>],
+    /// Its path: the target up to the first `?`.
+    path: &'a str,
+    /// The header lines, and the target's query.
+    raw: &'a Raw<'a>,
     host: Option<&'a HeaderValue>,
     resolution: &'a Resolution,
 }
@@ -809,21 +809,21 @@ fn upstream_head(
     ctx: &ConnCtx,
     req: &Request<'_>,
 ) -> Result<(Vec<u8>, u64), Failure> {
-    let raw = Raw::new(req.lines, req.target);
+    let raw = req.raw;
     let hygiene = &state.hygiene;
     let target = hygiene.strip_target(req.target);
-    let request = RequestLine {
+    let request = UpstreamLine {
         method: req.method.as_str(),
-        host: super::upstream_host(req.host, upstream.authority()),
+        authority: upstream.authority(),
         target: &target,
     };
-    let facts = facts(ctx, state, req.resolution, &raw, req.host, request);
+    let facts = facts(ctx, state, req.resolution, raw, req.host, request);
     if !hygiene.hosts_allowed(&facts) {
         return Err(Failure::HostNotAllowed);
     }
     // A request with `Connection` lines is hyper's: nothing here is named by one.
     let kept = Kept {
-        headers: &raw,
+        headers: raw,
         hygiene,
         trusted_hop: facts.trusted_hop,
         named: &[],
@@ -835,7 +835,7 @@ fn upstream_head(
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut stripped = 0;
-    for h in req.lines {
+    for h in raw.lines {
         match hygiene.request_fate(h.name, facts.trusted_hop, &[]) {
             Fate::Keep if hygiene.strips_cookies() && h.name.eq_ignore_ascii_case("cookie") => {
                 if let Some(value) = hygiene.strip_cookie(h.value) {
@@ -932,17 +932,14 @@ async fn forward(
         ctx,
         state,
         req.resolution,
-        (
-            req.method.as_str(),
-            req.target.split('?').next().unwrap_or(req.target),
-        ),
+        (req.method.as_str(), req.path),
         stripped,
         |line| {
             let trusted_hop = state
                 .settings
                 .policy_for(ctx.listener())
                 .came_through_trusted_hop(req.resolution);
-            for h in req.lines {
+            for h in req.raw.lines {
                 let fate = state.hygiene.request_fate(h.name, trusted_hop, &[]);
                 line(h.name, h.value, fate == Fate::Strip);
             }

@@ -20,6 +20,7 @@ use trueip::headers::Headers;
 use crate::context::{ConnCtx, State};
 use crate::forgeries::{self, Entry};
 use crate::pages::{self, Page};
+use crate::rules::headers::UpstreamLine;
 use crate::rules::{Blame, Facts, Failure};
 
 /// Counts and logs a failure, and gives the page that answers it.
@@ -45,14 +46,14 @@ pub(crate) fn failed(ctx: &ConnCtx, failure: Failure, detail: &dyn Display) -> P
 
 /// What the header rules need to know of a request with `headers` (as received) that
 /// asked for `host`, decided as `resolution`, on this connection; `request` is the
-/// request as the upstream receives it.
+/// request line as the upstream receives it.
 pub(crate) fn facts<'a, H: Headers + ?Sized>(
     ctx: &ConnCtx,
     state: &State,
     resolution: &'a Resolution,
     headers: &H,
     host: Option<&'a HeaderValue>,
-    request: trueip::provenance::RequestLine<'a>,
+    request: UpstreamLine<'a>,
 ) -> Facts<'a> {
     Facts::new(
         state.settings.policy_for(ctx.listener()),
@@ -63,16 +64,6 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
         ctx.destination().map(|d| d.port()),
         request,
     )
-}
-
-/// The Host the upstream receives: the request's, else the upstream's authority. A Host
-/// that is not visible ASCII is bound as empty: the app reads it otherwise, and the
-/// signature fails closed.
-pub(crate) fn upstream_host<'a>(host: Option<&'a HeaderValue>, authority: &'a str) -> &'a str {
-    match host {
-        Some(h) => h.to_str().unwrap_or_default(),
-        None => authority,
-    }
 }
 
 /// Keeps a request decided as `resolution`, of which the header rules stripped

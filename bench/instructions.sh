@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request of `trueip serve`, counted by callgrind: a figure
+# that a noisy shared machine does not move, for before/after comparisons of the request path.
+#
+#   bash bench/instructions.sh                     # builds target/release/trueip first
+#   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip bash bench/instructions.sh
+#   REQUESTS=50000 bash bench/instructions.sh
+#
+# The request and the gateway are bench/gateway.sh's proxy row: `trueip serve --upstream
+# --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff`,
+# `[limits] workers = 1`, access log off, `X-Forwarded-For: 203.0.113.7, 10.0.0.1` from a peer
+# on 127/8, kept-alive connections to an nginx upstream that answers `return 200`, all on
+# loopback. The load is a fixed count: h2load --h1 sends exactly $REQUESTS requests over
+# $CONNECTIONS kept-alive connections (h2load also sends user-agent and accept-encoding, which
+# wrk does not). Counters are zeroed after $WARMUP requests (pools filled, caches and
+# allocator warm), and dumped after the counted ones: startup and shutdown are not counted.
+#
+# Prints instructions per request for each binary and their ratio; the callgrind files stay in
+# $OUT for `callgrind_annotate --inclusive=yes $OUT/NAME.callgrind`.
+#
+# Needs: valgrind (callgrind_control, vgdb), h2load (nghttp2-client), nginx, taskset, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=${REQUESTS:-20000}
+WARMUP=${WARMUP:-2000}
+CONNECTIONS=${CONNECTIONS:-50}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$TARGET_DIR/bench-instructions}
+NCPU=$(nproc)
+PROXY_CPU=${PROXY_CPU:-$((NCPU - 1))}
+if [ "$NCPU" -gt 1 ]; then OTHER_CPUS=${OTHER_CPUS:-0-$((NCPU - 2))}; else OTHER_CPUS=0; fi
+XFF="203.0.113.7, 10.0.0.1"
+
+for tool in valgrind callgrind_control h2load nginx taskset python3; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+        echo "bench/instructions.sh: $tool not found (Debian packages: valgrind nghttp2-client nginx util-linux python3)" >&2
+        exit 1
+    fi
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+if [ -z "${TRUEIP_BIN:-}" ]; then
+    echo "building trueip (release)..." >&2
+    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
+    TRUEIP_BIN=$TARGET_DIR/release/trueip
+fi
+NAMES=(trueip)
+declare -A BIN=([trueip]=$TRUEIP_BIN)
+if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
+    NAMES+=(trueip-before)
+    BIN[trueip-before]=$TRUEIP_BIN_BEFORE
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT/upstream"
+OUT=$(cd "$OUT" && pwd)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() { # port pid name
+    for _ in $(seq 1 600); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "$3 exited before listening on $1; see $OUT/$3.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "$3 did not listen on $1; see $OUT/$3.log" >&2
+    exit 1
+}
+
+UP_PORT=$(free_port)
+cat >"$OUT/upstream/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $OUT/upstream/nginx.pid;
+error_log $OUT/upstream/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $OUT/upstream/body;
+    proxy_temp_path $OUT/upstream/proxy;
+    fastcgi_temp_path $OUT/upstream/fastcgi;
+    uwsgi_temp_path $OUT/upstream/uwsgi;
+    scgi_temp_path $OUT/upstream/scgi;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$UP_PORT; location / { return 200 "hello from upstream\n"; } }
+}
+EOF
+taskset -c "$OTHER_CPUS" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" \
+    -e "$OUT/upstream/error.log" >"$OUT/upstream.log" 2>&1 &
+PIDS+=($!)
+wait_port "$UP_PORT" "$!" upstream
+
+cat >"$OUT/trueip.toml" <<EOF
+[limits]
+workers = 1
+[log]
+access_log = false
+level = "warn"
+EOF
+unset RUST_LOG
+
+load() { # port count
+    taskset -c "$OTHER_CPUS" h2load --h1 -n "$2" -c "$CONNECTIONS" -m 1 -H "X-Forwarded-For: $XFF" \
+        "http://127.0.0.1:$1/"
+}
+
+# Runs one binary under callgrind; prints its instructions per counted request.
+measure() { # name
+    local name=$1 port pid ok total
+    port=$(free_port)
+    taskset -c "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" \
+        "${BIN[$name]}" serve --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UP_PORT" \
+        --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
+        --config "$OUT/trueip.toml" >"$OUT/$name.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" "$pid" "$name"
+    load "$port" "$WARMUP" >"$OUT/$name-warmup.txt" 2>&1
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    load "$port" "$REQUESTS" >"$OUT/$name-h2load.txt" 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    ok=$(awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($(i + 1) == "succeeded,") print $i}' "$OUT/$name-h2load.txt")
+    grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$OUT/$name-h2load.txt" || {
+        echo "bench/instructions.sh: $name answered something other than 200; see $OUT/$name-h2load.txt" >&2
+        exit 1
+    }
+    if [ "$ok" != "$REQUESTS" ]; then
+        echo "bench/instructions.sh: $name: $ok of $REQUESTS requests succeeded; see $OUT/$name-h2load.txt" >&2
+        exit 1
+    fi
+    # Part 1 is the dump after the counted requests (the file without a part number is the
+    # one written at exit).
+    total=$(awk '/^(summary|totals):/ {print $2; exit}' "$OUT/$name.callgrind.1")
+    echo "$total" >"$OUT/$name.total"
+    echo "$name: $total instructions over $REQUESTS requests" >&2
+}
+
+for name in "${NAMES[@]}"; do measure "$name"; done
+
+echo "callgrind (valgrind $(valgrind --version | sed 's/valgrind-//')), h2load --h1 -n $REQUESTS -c $CONNECTIONS after $WARMUP warm-up requests, X-Forwarded-For: $XFF; trueip: workers = 1, access log off"
+echo
+echo "| binary | instructions per request |"
+echo "| --- | ---: |"
+for name in "${NAMES[@]}"; do
+    echo "| $name: ${BIN[$name]} | $(($(cat "$OUT/$name.total") / REQUESTS)) |"
+done
+if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
+    python3 -c "import sys; print(f'\ntrueip / trueip-before: {int(sys.argv[1]) / int(sys.argv[2]):.3f}')" \
+        "$(cat "$OUT/trueip.total")" "$(cat "$OUT/trueip-before.total")"
+fi
