@@ -197,7 +197,12 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         return print(&explanation, args.format);
     }
     let (mut base, config_dir) = match &args.config {
-        Some(path) => load_config(path, args.listener.as_deref())?,
+        Some(path) => load_config(
+            path,
+            args.listener
+                .as_deref()
+                .map(|l| (l, !args.headers.is_empty())),
+        )?,
         None => (ClientIpConfig::default(), None),
     };
     let dirs = Dirs {
@@ -357,7 +362,7 @@ fn lambda_event(policy: &Policy, path: &std::path::Path) -> Result<Explanation, 
 /// The `[client_ip]` section of a config file, and its `[ranges] dir`.
 pub(crate) fn load_config(
     path: &std::path::Path,
-    listener: Option<&str>,
+    listener: Option<(&str, bool)>,
 ) -> Result<(ClientIpConfig, Option<std::path::PathBuf>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
@@ -374,7 +379,7 @@ pub(crate) fn load_config(
         None => None,
     };
     let (section, name) = match listener {
-        Some(wanted) => listener_section(&mut table, wanted)
+        Some((wanted, headers)) => listener_section(&mut table, wanted, headers)
             .map_err(|e| format!("{}: --listener {wanted}: {e}", path.display()))?,
         None => (table.remove("client_ip"), "[client_ip]".to_string()),
     };
@@ -388,26 +393,42 @@ pub(crate) fn load_config(
 }
 
 /// The `client_ip` table that decides for listener `wanted` (its place in `[[listen]]`,
-/// or its address), and its name: the listener's own, else `[client_ip]`.
+/// or its address), and its name: the listener's own, else `[client_ip]`. A config
+/// without `[[listen]]` has serve's one default listener, 0. `headers`: whether the
+/// request to explain carries headers, which a tcp-mode listener never reads.
 fn listener_section(
     table: &mut toml::Table,
     wanted: &str,
+    headers: bool,
 ) -> Result<(Option<toml::Value>, String), String> {
     let listeners = match table.get_mut("listen") {
         Some(toml::Value::Array(l)) => std::mem::take(l),
         Some(_) => return Err("listen is not an array of [[listen]] tables".to_string()),
-        None => Vec::new(),
+        None if wanted.trim() == "0" => {
+            return Ok((table.remove("client_ip"), "[client_ip]".to_string()));
+        }
+        None => {
+            return Err(
+                "the config has no [[listen]] table: its one listener, serve's default, is 0"
+                    .to_string(),
+            );
+        }
     };
     fn address(l: &toml::Value) -> Option<&str> {
         l.get("address")
             .and_then(toml::Value::as_str)
             .map(str::trim)
     }
+    // `[::1]:8080` is `[0:0::1]:8080`; a `unix:` path is its text.
+    let same = |a: &str, b: &str| match (a.parse::<std::net::SocketAddr>(), b.parse()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
     let found = match wanted.trim().parse::<usize>() {
         Ok(i) => (i < listeners.len()).then_some(i),
         Err(_) => listeners
             .iter()
-            .position(|l| address(l) == Some(wanted.trim())),
+            .position(|l| address(l).is_some_and(|a| same(a, wanted.trim()))),
     };
     let Some(i) = found else {
         let known: Vec<String> = listeners
@@ -415,16 +436,21 @@ fn listener_section(
             .enumerate()
             .map(|(i, l)| format!("{i} ({})", address(l).unwrap_or("no address")))
             .collect();
-        return Err(match known.is_empty() {
-            true => "the config has no [[listen]] table".to_string(),
-            false => format!("no such listener; the config's are {}", known.join(", ")),
-        });
+        return Err(format!(
+            "no such listener; the config's are {}",
+            known.join(", ")
+        ));
     };
-    let own = listeners.into_iter().nth(i).and_then(|mut l| match &mut l {
-        toml::Value::Table(t) => t.remove("client_ip"),
-        _ => None,
-    });
-    Ok(match own {
+    let Some(toml::Value::Table(mut listener)) = listeners.into_iter().nth(i) else {
+        return Err(format!("listen[{i}] is not a table"));
+    };
+    if headers && listener.get("mode").and_then(toml::Value::as_str) == Some("tcp") {
+        return Err(format!(
+            "listen[{i}] relays TCP (mode = \"tcp\") and reads no header: explain it without -H \
+             (its client is the peer, or a PROXY header's source)"
+        ));
+    }
+    Ok(match listener.remove("client_ip") {
         Some(own) => (Some(own), format!("listen[{i}].client_ip")),
         None => (table.remove("client_ip"), "[client_ip]".to_string()),
     })

@@ -1300,4 +1300,37 @@ fn explain_decides_as_the_listener_named() {
         err.contains("no such listener") && err.contains("1 (127.0.0.1:8081)"),
         "{err}"
     );
+    // An address is an address however it is written.
+    std::fs::write(
+        &config,
+        "[[listen]]\naddress = \"[::1]:8081\"\nclient_ip = { trusted = [\"loopback\"] }\n\n\
+         [[listen]]\naddress = \"127.0.0.1:9000\"\nmode = \"tcp\"\nupstream = \"127.0.0.1:9001\"\n\n\
+         [upstream]\nurl = \"http://127.0.0.1:9002\"\n",
+    )
+    .unwrap();
+    let out = ask("[0:0::1]:8081");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["client_ip"], "203.0.113.9");
+    // A tcp-mode listener reads no header: explaining one with headers is refused.
+    let out = ask("1");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mode = \"tcp\"") && err.contains("without -H"),
+        "{err}"
+    );
+    // Without [[listen]], serve's default listener is 0.
+    std::fs::write(&config, "[client_ip]\ntrusted = [\"loopback\"]\n").unwrap();
+    let out = ask("0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["client_ip"], "203.0.113.9");
+    assert!(!ask("1").status.success());
 }

@@ -199,9 +199,19 @@ impl Capacity {
             grow -= forgiven;
             self.permits.add_permits(grow);
         } else if max < old {
+            // Owed first, then taken: a connection closing in between pays the debt
+            // instead of handing its place back.
             let shrink = old - max;
+            self.owed.fetch_add(shrink, Ordering::AcqRel);
             let taken = self.permits.forget_permits(shrink);
-            self.owed.fetch_add(shrink - taken, Ordering::AcqRel);
+            let paid = self
+                .owed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                    Some(o - o.min(taken))
+                })
+                .map_or(0, |o| o.min(taken));
+            // Closings paid part of it meanwhile: what was taken beyond the debt goes back.
+            self.permits.add_permits(taken - paid);
         }
     }
 
@@ -398,6 +408,29 @@ mod tests {
         assert_eq!(free(&c), 2, "1 open under a limit of 3");
         drop(open);
         assert_eq!(free(&c), 3);
+    }
+
+    /// Connections closing while the limit shrinks: once the shrink is done, no place is
+    /// free while more are open than the new limit, and every place comes back once all
+    /// have closed.
+    #[test]
+    fn a_shrink_racing_closings_never_lets_more_in() {
+        for _ in 0..500 {
+            let c = Arc::new(Capacity::new(8));
+            let mut open: Vec<Permit> = (0..8).map(|_| c.try_take().unwrap()).collect();
+            let closing = open.split_off(4);
+            let closer = std::thread::spawn(move || {
+                for p in closing {
+                    drop(p);
+                    std::hint::spin_loop();
+                }
+            });
+            c.resize(2);
+            closer.join().unwrap();
+            assert_eq!(free(&c), 0, "4 open under a limit of 2");
+            drop(open);
+            assert_eq!(free(&c), 2);
+        }
     }
 
     #[test]

@@ -455,7 +455,7 @@ fn describe(s: &Settings) -> Vec<String> {
     lines
 }
 
-async fn serve(state: State, args: ServeArgs) -> ExitCode {
+async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let log = logging::init(&state.settings.log, metrics.clone());
     let fatal = |message: String| {
@@ -468,7 +468,7 @@ async fn serve(state: State, args: ServeArgs) -> ExitCode {
     };
 
     let mut listening = Listening::new();
-    let opening = match listening.prepare(&state.settings) {
+    let opening = match listening.prepare(&mut state.settings, false) {
         Ok(o) => o,
         Err(e) => return fatal(e),
     };

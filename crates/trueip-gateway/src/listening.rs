@@ -75,9 +75,8 @@ impl Bound {
 /// The sockets a config needs: those to open (bound already) and those to close. Dropped
 /// without [`Listening::apply`], it closes what it opened.
 pub(crate) struct Opening {
-    /// The socket of each listener, in the config's order.
-    pub(crate) ids: Vec<ListenerId>,
-    new: Vec<(Key, Role, Bound, Option<SocketFile>)>,
+    /// Each new socket, with one copy for each worker.
+    new: Vec<(Key, Role, Vec<Bound>, Option<SocketFile>)>,
     /// Indexes into [`Listening::open`].
     closing: Vec<usize>,
     opened: usize,
@@ -104,21 +103,42 @@ impl Listening {
     }
 
     /// Opens the sockets `settings` names that are not open yet (listeners, then the
-    /// admin listener), and says which socket each listener is on. Nothing changes
-    /// until [`apply`](Self::apply). The error says which socket, why, and what to do.
-    pub(crate) fn prepare(&self, settings: &Settings) -> Result<Opening, String> {
+    /// admin listener), one copy for each worker, and sets which socket each listener is
+    /// on (`settings.ids`). Nothing else changes until [`apply`](Self::apply). The error
+    /// says which socket, why, and what to do; `reloading` says it is a reload's.
+    pub(crate) fn prepare(
+        &self,
+        settings: &mut Settings,
+        reloading: bool,
+    ) -> Result<Opening, String> {
         let mut opening = Opening {
-            ids: Vec::new(),
             new: Vec::new(),
             closing: Vec::new(),
             opened: self.opened,
+        };
+        let mut ids = Vec::with_capacity(settings.listeners.len());
+        // The workers' count cannot change while running: the running ones, else the
+        // config's (at start).
+        let copies = match self.workers.len() {
+            0 => settings.limits.workers.max(1),
+            n => n,
+        };
+        let copied = |bound: Bound, key: &str| -> Result<Vec<Bound>, String> {
+            let mut all = Vec::with_capacity(copies);
+            for _ in 1..copies {
+                all.push(bound.try_clone().map_err(|e| {
+                    format!("cannot share the socket of {key} with every worker: {e}")
+                })?);
+            }
+            all.push(bound);
+            Ok(all)
         };
         let backlog = settings.limits.backlog;
         for (i, l) in settings.listeners.iter().enumerate() {
             let key = Key::Listener(l.address.clone());
             if let Some(open) = self.open.iter().find(|o| o.key == key) {
                 if let Role::Listener(id) = open.role {
-                    opening.ids.push(id);
+                    ids.push(id);
                 }
                 continue;
             }
@@ -128,7 +148,7 @@ impl Listening {
                 ListenAddr::Tcp(addr) => {
                     let socket = bind(*addr, backlog)
                         .and_then(|s| s.into_std())
-                        .map_err(|e| bind_failure(*addr, Some(i), &e))?;
+                        .map_err(|e| bind_failure(*addr, Some(i), &e, reloading))?;
                     (Bound::Tcp(socket), None)
                 }
                 ListenAddr::Unix(path) => {
@@ -145,18 +165,20 @@ impl Listening {
                     (Bound::Unix(socket), Some(file))
                 }
             };
-            opening.ids.push(id);
-            opening.new.push((key, Role::Listener(id), bound, file));
+            ids.push(id);
+            let at = format!("listen[{i}]");
+            opening
+                .new
+                .push((key, Role::Listener(id), copied(bound, &at)?, file));
         }
         if let Some(addr) = settings.admin.listen {
             let key = Key::Admin(addr);
             if !self.open.iter().any(|o| o.key == key) {
                 let socket = bind(addr, backlog)
                     .and_then(|s| s.into_std())
-                    .map_err(|e| bind_failure(addr, None, &e))?;
-                opening
-                    .new
-                    .push((key, Role::Admin, Bound::Tcp(socket), None));
+                    .map_err(|e| bind_failure(addr, None, &e, reloading))?;
+                let copies = copied(Bound::Tcp(socket), "admin.listen")?;
+                opening.new.push((key, Role::Admin, copies, None));
             }
         }
         let wanted = |key: &Key| match key {
@@ -166,6 +188,7 @@ impl Listening {
         opening.closing = (0..self.open.len())
             .filter(|&i| self.open.get(i).is_some_and(|o| !wanted(&o.key)))
             .collect();
+        settings.ids = ids;
         Ok(opening)
     }
 
@@ -186,12 +209,23 @@ impl Listening {
                 open.close();
             }
         }
-        for (key, role, bound, file) in std::mem::take(&mut opening.new) {
+        for (key, role, copies, file) in std::mem::take(&mut opening.new) {
             let (retire, _) = watch::channel(false);
-            for worker in &self.workers {
+            // The address the socket got (a port of 0 in the config is the kernel's choice).
+            let shown = match (copies.first(), &key) {
+                (Some(Bound::Tcp(s)), Key::Listener(_)) => s
+                    .local_addr()
+                    .map_or_else(|_| describe(&key), |a| a.to_string()),
+                (Some(Bound::Tcp(s)), Key::Admin(_)) => s
+                    .local_addr()
+                    .map_or_else(|_| describe(&key), |a| format!("admin {a}")),
+                _ => describe(&key),
+            };
+            for (worker, bound) in self.workers.iter().zip(copies) {
                 let _entered = worker.enter();
-                let accepting = bound.try_clone().and_then(Bound::into_tokio);
-                match accepting {
+                // Registering with the worker's event loop fails only when the kernel is
+                // out of memory for it.
+                match bound.into_tokio() {
                     Ok(l) => {
                         worker.spawn(server::accept(
                             l,
@@ -205,16 +239,6 @@ impl Listening {
                     }
                 }
             }
-            // The address the socket got (a port of 0 in the config is the kernel's choice).
-            let shown = match (&bound, &key) {
-                (Bound::Tcp(s), Key::Listener(_)) => s
-                    .local_addr()
-                    .map_or_else(|_| describe(&key), |a| a.to_string()),
-                (Bound::Tcp(s), Key::Admin(_)) => s
-                    .local_addr()
-                    .map_or_else(|_| describe(&key), |a| format!("admin {a}")),
-                _ => describe(&key),
-            };
             tracing::info!(address = %shown, "listening on {shown}");
             self.open.push(Open {
                 key,
@@ -267,7 +291,12 @@ fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// Why a listening socket could not be opened, and what to do about it: the address, where
 /// it was configured (`listen[i]`, or `admin.listen` for `None`), the OS error, and for the
 /// usual causes a flag or key that would work.
-fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -> String {
+fn bind_failure(
+    addr: SocketAddr,
+    listener: Option<usize>,
+    e: &std::io::Error,
+    reloading: bool,
+) -> String {
     use std::io::ErrorKind;
     let key = match listener {
         Some(i) => format!("listen[{i}]"),
@@ -276,6 +305,8 @@ fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -
     let instead = |port: u16| {
         let other = SocketAddr::new(addr.ip(), port);
         match listener {
+            // A reload reads the file alone.
+            Some(_) if reloading => format!("address = \"{other}\" under [[listen]]"),
             Some(_) => {
                 format!("--listen {other}, or address = \"{other}\" under [[listen]] in the config")
             }
@@ -283,6 +314,13 @@ fn bind_failure(addr: SocketAddr, listener: Option<usize>, e: &std::io::Error) -
         }
     };
     let hint = match e.kind() {
+        ErrorKind::AddrInUse if reloading => Some(format!(
+            "another program listens there, or a socket of this gateway that overlaps it \
+             (0.0.0.0 and 127.0.0.1 on one port; [::] and 0.0.0.0): this gateway's sockets close \
+             only once a reload succeeds, so move such a listener in two reloads (remove it, then \
+             add the new address) or restart; or use another port: {}",
+            instead(addr.port().checked_add(1).unwrap_or(8080))
+        )),
         ErrorKind::AddrInUse => Some(format!(
             "another program (or another trueip) listens there: stop it, or use another port: {}",
             instead(addr.port().checked_add(1).unwrap_or(8080))
@@ -315,7 +353,12 @@ mod tests {
     #[test]
     fn a_failed_bind_says_what_to_do() {
         let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let denied = bind_failure(addr, Some(0), &Error::from(ErrorKind::PermissionDenied));
+        let denied = bind_failure(
+            addr,
+            Some(0),
+            &Error::from(ErrorKind::PermissionDenied),
+            false,
+        );
         assert!(
             denied.starts_with("cannot listen on 127.0.0.1:80 (listen[0]): "),
             "{denied}"
@@ -323,14 +366,14 @@ mod tests {
         assert!(denied.contains("CAP_NET_BIND_SERVICE"), "{denied}");
         assert!(denied.contains("--listen 127.0.0.1:8080"), "{denied}");
 
-        let in_use = bind_failure(addr, Some(1), &Error::from(ErrorKind::AddrInUse));
+        let in_use = bind_failure(addr, Some(1), &Error::from(ErrorKind::AddrInUse), false);
         assert!(
             in_use.contains("(listen[1])") && in_use.contains("127.0.0.1:81"),
             "{in_use}"
         );
 
         let admin: SocketAddr = "[::1]:65535".parse().unwrap();
-        let admin = bind_failure(admin, None, &Error::from(ErrorKind::AddrInUse));
+        let admin = bind_failure(admin, None, &Error::from(ErrorKind::AddrInUse), false);
         assert!(admin.contains("(admin.listen)"), "{admin}");
         assert!(admin.contains("admin.listen = \"[::1]:8080\""), "{admin}");
         assert!(
@@ -338,7 +381,16 @@ mod tests {
             "no flag sets the admin listener: {admin}"
         );
 
-        let other = bind_failure(addr, Some(0), &Error::other("boom"));
+        // On a reload: no flag (a reload reads the file alone), and this gateway's own
+        // overlapping sockets named as a cause.
+        let reload = bind_failure(addr, Some(0), &Error::from(ErrorKind::AddrInUse), true);
+        assert!(!reload.contains("--listen"), "{reload}");
+        assert!(
+            reload.contains("two reloads") && reload.contains("address = \"127.0.0.1:81\""),
+            "{reload}"
+        );
+
+        let other = bind_failure(addr, Some(0), &Error::other("boom"), false);
         assert!(other.ends_with("boom"), "{other}");
     }
 }

@@ -67,9 +67,8 @@ fn switch(
 ) -> Result<(), ConfigError> {
     let current = shared.state.load_full();
     let opening = listening
-        .prepare(&state.settings)
-        .map_err(|e| ConfigError::new(e).at("listen"))?;
-    state.settings.ids.clone_from(&opening.ids);
+        .prepare(&mut state.settings, true)
+        .map_err(ConfigError::new)?;
     let (new, old) = (&state.settings, &current.settings);
     if new.limits.backlog != old.limits.backlog {
         tracing::warn!(

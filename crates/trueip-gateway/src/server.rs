@@ -159,11 +159,21 @@ async fn connection(
 
     let rewound = Rewind::new(prefix, stream);
     let tls = acceptor.is_some();
+    // The HTTP version ALPN chose, if it chose one (a client without ALPN may still send
+    // HTTP/2's preface: its first bytes tell then).
+    let mut alpn = None;
     let io = match acceptor {
         Some(acceptor) => {
             match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(rewound)).await
             {
-                Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+                Ok(Ok(s)) => {
+                    alpn = match s.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Some(hyper::Protocol::Http2),
+                        Some(_) => Some(hyper::Protocol::Http1),
+                        None => None,
+                    };
+                    Stream::Tls(Box::new(s))
+                }
                 Ok(Err(e)) => {
                     shared.metrics.tls_error();
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -205,10 +215,10 @@ async fn connection(
             if let lean::After::Hyper(read) = lean::serve(&mut io, &ctx).await {
                 drop(state);
                 let state = shared.state.load_full();
-                hyper::serve(Rewind::new(read, io), ctx, &state).await;
+                hyper::serve(Rewind::new(read, io), ctx, &state, None).await;
             }
         }
-        _ => hyper::serve(io, ctx, &state).await,
+        _ => hyper::serve(io, ctx, &state, alpn).await,
     }
 }
 

@@ -29,31 +29,38 @@ use crate::rules::{self, Failure, Route, headers, limits};
 use crate::upstream::{self, ClientBody, SendError, Timed, Upstream};
 
 /// Serves a connection through hyper until it ends, idles (`limits.idle_timeout`) or
-/// the gateway shuts down (then gracefully). A request head begun and not finished
-/// within `limits.header_read_timeout` is answered 408, as on the lean path.
-pub(crate) async fn serve<I>(mut io: I, ctx: Arc<ConnCtx>, state: &State)
+/// the gateway shuts down (then gracefully). `known`: the protocol, when TLS's ALPN chose
+/// it; otherwise the connection's first bytes tell. A request head begun and not
+/// finished within `limits.header_read_timeout` is answered 408, as on the lean path.
+pub(crate) async fn serve<I>(mut io: I, ctx: Arc<ConnCtx>, state: &State, known: Option<Protocol>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &state.settings.limits;
     let (head_limit, idle) = (limits.header_read_timeout, limits.idle_timeout);
     let mut first = Vec::new();
-    let opening = tokio::select! {
-        o = tokio::time::timeout(head_limit, opening(&mut io, &mut first)) => o,
-        () = ctx.stopped() => return,
-    };
-    let http2 = match opening {
-        Ok(Ok(Opening::Http2)) => true,
-        Ok(Ok(Opening::Http1)) => false,
-        Ok(Ok(Opening::Closed)) => return,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
-            return;
-        }
-        Err(_) if first.is_empty() => return,
-        Err(_) => {
-            lean::head_timeout(&mut io, &ctx, &mut first, head_limit).await;
-            return;
+    let protocol = match known {
+        Some(p) => p,
+        None => {
+            let opening = tokio::select! {
+                // A request already on its way is read, however the stop signal stands.
+                biased;
+                o = tokio::time::timeout(head_limit, opening(&mut io, &mut first)) => o,
+                () = ctx.stopped() => return,
+            };
+            match opening {
+                Ok(Ok(Some(p))) => p,
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
+                    return;
+                }
+                Err(_) if first.is_empty() => return,
+                Err(_) => {
+                    lean::head_timeout(&mut io, &ctx, &mut first, head_limit).await;
+                    return;
+                }
+            }
         }
     };
     let io = TokioIo::new(Rewind::new(Bytes::from(first), io));
@@ -62,7 +69,7 @@ where
         let ctx = svc_ctx.clone();
         async move { Ok::<_, Infallible>(handle(req, ctx).await) }
     });
-    if http2 {
+    if protocol == Protocol::Http2 {
         let mut conn = std::pin::pin!(state.h2.serve_connection(io, service));
         let done = drive(conn.as_mut(), |c| c.graceful_shutdown(), &ctx, idle).await;
         if let Err(e) = done {
@@ -88,42 +95,41 @@ where
     tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
 }
 
-/// How a connection opens.
-enum Opening {
-    /// With HTTP/2's preface (RFC 9113 §3.4: prior knowledge, or after ALPN chose h2).
-    Http2,
-    /// With anything else: HTTP/1.x, whose parser refuses what is not.
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// HTTP/1.x, whose parser refuses what is not.
     Http1,
-    /// Closed before it could tell.
-    Closed,
+    /// HTTP/2 (RFC 9113 §3.4: ALPN `h2`, or the preface with prior knowledge).
+    Http2,
 }
 
 /// The connection preface of HTTP/2.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Reads from `io` into `first` until the bytes are HTTP/2's preface or cannot become
-/// it, as hyper-util's `auto` builder does; `auto` is not used because its HTTP/1.1
-/// connection cannot be taken apart after a head timed out, which the 408 needs. Most
-/// connections tell at their first byte.
+/// it, as hyper-util's `auto` builder does (`None`: closed before it could tell); `auto`
+/// is not used because its HTTP/1.1 connection cannot be taken apart after a head timed
+/// out, which the 408 needs. Most connections tell at their first byte.
 async fn opening<I: AsyncRead + Unpin>(
     io: &mut I,
     first: &mut Vec<u8>,
-) -> std::io::Result<Opening> {
+) -> std::io::Result<Option<Protocol>> {
     first.reserve(H2_PREFACE.len());
     loop {
         let n = first.len();
         if !H2_PREFACE.starts_with(first) {
-            return Ok(Opening::Http1);
+            return Ok(Some(Protocol::Http1));
         }
         if n == H2_PREFACE.len() {
-            return Ok(Opening::Http2);
+            return Ok(Some(Protocol::Http2));
         }
         // Never past the preface: the rest belongs to the protocol's own reader.
         let mut chunk = [0u8; 24];
         let want = H2_PREFACE.len() - n;
         let got = io.read(chunk.get_mut(..want).unwrap_or_default()).await?;
         if got == 0 {
-            return Ok(Opening::Closed);
+            return Ok(None);
         }
         first.extend_from_slice(chunk.get(..got).unwrap_or_default());
     }
@@ -141,6 +147,8 @@ where
     C: Future<Output = Result<(), hyper::Error>> + ?Sized,
 {
     tokio::select! {
+        // A request already on its way is served, however the stop signal stands.
+        biased;
         done = conn.as_mut() => return done,
         () = ctx.stopped() => {}
         () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
