@@ -1580,12 +1580,26 @@ impl Settings {
     /// reload removed, whose connections are closing, trusts nobody: no rule that no
     /// longer exists keeps vouching for its peers.
     pub(crate) fn policy_for(&self, listener: Option<ListenerId>) -> &Policy {
+        self.decider(listener).0
+    }
+
+    /// The name of the policy [`policy_for`](Self::policy_for) picks, as whoami and the
+    /// access log show it.
+    pub(crate) fn policy_name(&self, listener: Option<ListenerId>) -> &str {
+        self.decider(listener).1
+    }
+
+    #[inline]
+    fn decider(&self, listener: Option<ListenerId>) -> (&Policy, &str) {
         static TRUST_NOBODY: std::sync::LazyLock<Policy> =
             std::sync::LazyLock::new(Policy::default);
+        let global = (&self.policy, "client_ip");
         match listener.map(|id| self.listener_index(id)) {
-            None => &self.policy,
-            Some(Some(i)) => self.own_policy_at(i).map_or(&self.policy, |o| &o.policy),
-            Some(None) => &TRUST_NOBODY,
+            None => global,
+            Some(Some(i)) => self
+                .own_policy_at(i)
+                .map_or(global, |o| (&o.policy, &*o.name)),
+            Some(None) => (&TRUST_NOBODY, "none (a reload closed the listener)"),
         }
     }
 
@@ -1593,12 +1607,6 @@ impl Settings {
     /// `listen[1].client_ip` for one with its own.
     pub(crate) fn listener_policy_names(&self) -> impl Iterator<Item = &str> {
         (0..self.listeners.len()).map(|i| self.own_policy_at(i).map_or("client_ip", |o| &*o.name))
-    }
-
-    /// The own policy of the listener whose socket is `listener`, if it has one (`None`:
-    /// `[client_ip]` decides, or the admin listener, or a listener a reload removed).
-    pub(crate) fn own_policy(&self, listener: Option<ListenerId>) -> Option<&ListenerPolicy> {
-        self.own_policy_at(self.listener_index(listener?)?)
     }
 
     /// The own policy of listener `index`, if it has one.

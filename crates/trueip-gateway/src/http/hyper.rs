@@ -262,9 +262,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
                 lines: || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
                 tls: ctx.tls,
                 peer: ctx.peer,
-                policy: settings
-                    .own_policy(ctx.listener())
-                    .map_or("client_ip", |o| &*o.name),
+                policy: settings.policy_name(ctx.listener()),
             };
             // Sized for a typical answer, so the buffer is not grown step by step.
             let body = Vec::with_capacity(2048);

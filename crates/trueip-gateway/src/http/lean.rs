@@ -743,9 +743,7 @@ async fn one(
             lines: || lines.iter().map(|h| (h.name, h.value)),
             tls: ctx.tls,
             peer: ctx.peer,
-            policy: settings
-                .own_policy(ctx.listener())
-                .map_or("client_ip", |o| &*o.name),
+            policy: settings.policy_name(ctx.listener()),
         };
         let page = whoami::page(&asked, &decision, &state.hygiene, std::mem::take(scratch));
         let sent = send_page(io, out, &page, &mut record, head_only, closing, start).await;
