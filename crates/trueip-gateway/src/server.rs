@@ -149,10 +149,16 @@ async fn connection(
 
     let rewound = Rewind::new(prefix, stream);
     let tls = acceptor.is_some();
+    // The handshake, and each codec below, is a boxed future: this task's own future is
+    // then small. tokio copies a task's whole future when spawning it and again when it
+    // ends, and unboxed this one was as large as the largest state any codec can be in
+    // (hyper's connection, the lean path's header slots, a handshake): those two copies
+    // were 5% of the gateway's CPU on a new connection per request (perf, row `close`
+    // of `bench/gateway.sh`). Boxed, a connection allocates only what it runs.
     let io = match acceptor {
         Some(acceptor) => {
-            match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(rewound)).await
-            {
+            let handshake = Box::pin(acceptor.accept(rewound));
+            match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
                 Ok(Err(e)) => {
                     shared.metrics.tls_error();
@@ -185,19 +191,19 @@ async fn connection(
         _open: open,
     });
     match listener {
-        Some(l) if l.mode == Mode::Tcp => tcp::relay(io, &ctx, &state, l).await,
+        Some(l) if l.mode == Mode::Tcp => Box::pin(tcp::relay(io, &ctx, &state, l)).await,
         // Cleartext HTTP: plain requests take the lean path; hyper gets the connection
         // (and the bytes read so far) at the first request that is not plain. Under TLS,
         // ALPN may have chosen HTTP/2: hyper from the start.
         _ if !tls && role != Role::Admin && state.settings.limits.lean_http1 => {
             let mut io = io;
-            if let lean::After::Hyper(read) = lean::serve(&mut io, &ctx).await {
+            if let lean::After::Hyper(read) = Box::pin(lean::serve(&mut io, &ctx)).await {
                 drop(state);
                 let state = shared.state.load_full();
-                hyper::serve(Rewind::new(read, io), ctx, &state).await;
+                Box::pin(hyper::serve(Rewind::new(read, io), ctx, &state)).await;
             }
         }
-        _ => hyper::serve(io, ctx, &state).await,
+        _ => Box::pin(hyper::serve(io, ctx, &state)).await,
     }
 }
 
