@@ -88,6 +88,13 @@ async fn connection(
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) {
+    // A new socket's first read finds no readiness yet (tokio learns it at its next poll of
+    // epoll), so it arms that read's deadline (PROXY header, handshake, request head), and
+    // tokio often wakes its own driver with an eventfd write for such a timer. Yielding once
+    // lets that poll come first: a request sent with its connection is then read at once,
+    // with no timer armed. On row `close` of `bench/gateway.sh` (perf trace): 0.99 -> 0.70
+    // eventfd writes per connection, about 2 µs less CPU per request.
+    tokio::task::yield_now().await;
     let open = Open::new(shared.metrics.clone(), permit);
     let state = shared.state.load_full();
     let (listener, acceptor) = match role {
