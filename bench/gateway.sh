@@ -6,52 +6,83 @@
 #   TRUEIP_BIN=/path/to/trueip bash bench/gateway.sh   # use a binary already built
 #   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip bash bench/gateway.sh
 #                                                  # before and after, interleaved in one run
-#   ROWS="proxy tls" bash bench/gateway.sh          # a subset of the rows (default: all three)
+#   ROWS="close tls-close" bash bench/gateway.sh    # a subset of the rows (default: all)
 #
-# Three rows, each with identical wrk parameters (-t$WRK_THREADS -c$CONNECTIONS, keep-alive)
-# and an X-Forwarded-For header from a peer on 127/8. The upstream is a separate nginx,
-# `return 200 "hello from upstream\n"`, shared by every proxy of every row.
+# Every row proxies to the same upstream, a separate nginx answering
+# `return 200 "hello from upstream\n"`, and every request carries an X-Forwarded-For header
+# from a peer on 127/8. Each row starts its own three servers (so peak RSS is the row's), and
+# rows differ in the listener and in how the load generator connects:
 #
-#   proxy: plain HTTP/1.1 in, plain HTTP/1.1 to the upstream over kept-alive connections.
-#     nginx   realip (trusts 127.0.0.0/8 and 10.0.0.0/8, real_ip_recursive on), proxy_pass to
-#             an upstream block with `keepalive 64`; sets X-Real-IP, X-Forwarded-For
+#   proxy      plain HTTP/1.1, keep-alive (wrk -t$WRK_THREADS -c$CONNECTIONS).
+#   close      plain HTTP/1.1, a new connection per request (wrk with `Connection: close`:
+#              the server answers and closes, wrk connects again).
+#   tls        TLS, keep-alive: a round pays $CONNECTIONS handshakes, the rest is records.
+#   tls-close  TLS, a new connection and a full handshake per request: wrk with
+#              `Connection: close` and bench/wrk-shim.c (WRK_SHIM_NO_RESUME), which makes
+#              wrk forget the session on every reconnect.
+#   tls-resume TLS, a new connection per request, resuming the session: plain wrk with
+#              `Connection: close`, which keeps the session across SSL_clear and offers its
+#              ticket (TLS 1.3 PSK with (EC)DHE) on every reconnect. The sanity check below
+#              asks each server of both rows, with `openssl s_client -sess_out/-sess_in`,
+#              whether it resumes a session ("resumption: yes" in the report); on tls-close
+#              the client never offers one.
+#   h2         HTTP/2 over TLS (ALPN h2): h2load -c$CONNECTIONS -m$H2_STREAMS, keep-alive.
+#              p50/p99 come from h2load's per-request log (time until the end of the response).
+#   proxy-v2   plain HTTP/1.1 on a PROXY v2 listener, a new connection per request: wrk with
+#              `Connection: close` and bench/wrk-shim.c (WRK_SHIM_PROXY_V2), which starts
+#              each connection with a PROXY v2 header (TCP4, source 198.51.100.7) in the same
+#              write as the request. The client each server then names is that source.
+#   whoami     (diagnostic; no target) nginx realip + `return 200` of a JSON body padded to
+#              trueip's response size, vs trueip serve with no upstream, GET $WHOAMI_PATH,
+#              keep-alive.
+#
+# The servers:
+#     nginx   realip (trusts 127.0.0.0/8 and 10.0.0.0/8, real_ip_recursive on; on the PROXY
+#             listener `real_ip_header proxy_protocol` instead), proxy_pass to an upstream
+#             block with `keepalive 64`; sets X-Real-IP, X-Forwarded-For
 #             ($proxy_add_x_forwarded_for: the received list plus the peer) and
-#             X-Forwarded-Proto.
+#             X-Forwarded-Proto. TLS: `listen ... ssl` with `ssl_protocols TLSv1.2 TLSv1.3`
+#             (nginx before 1.23.4 leaves TLS 1.3 out), `http2` on the h2 row's listener,
+#             `proxy_protocol` on the PROXY row's. Session tickets are on by default.
 #     HAProxy `mode http`, `option forwardfor` (adds an X-Forwarded-For line with the peer),
 #             `http-reuse always` (idle upstream connections shared by every client
-#             connection), `nbthread 1`. No trust, no realip, no other header: HAProxy does
-#             the least header work of the three.
+#             connection), `nbthread 1`; `bind ... ssl crt` (`alpn h2,http/1.1` on the h2 row),
+#             `accept-proxy` on the PROXY row. No trust, no realip, no other header: HAProxy
+#             does the least header work of the three.
 #     trueip  `serve --upstream`, `--trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy
-#             rightmost-untrusted --from xff`: resolves the client, strips and rewrites every
-#             forwarding header (X-Real-IP, X-Forwarded-For, Forwarded, X-Forwarded-Proto/
-#             -Host/-Port), pooled upstream connections, metrics kept.
-#   tls:   the same three, each terminating TLS on its listener (trueip: rustls with the
-#          ring provider, `[[listen]] tls = {...}`; nginx: `listen ... ssl` with
-#          `ssl_protocols TLSv1.2 TLSv1.3` (nginx before 1.23.4 leaves TLS 1.3 out); HAProxy:
-#          `bind ... ssl crt`) with one P-256 certificate made by openssl into $OUT, and
-#          proxying to the same upstream over plain HTTP, as in the proxy row. wrk speaks
-#          HTTP/1.1 over TLS (no ALPN); connections are kept alive, so a round pays
-#          $CONNECTIONS handshakes and the rest is record encryption. The protocol and
-#          cipher each server negotiated with the sanity request (Python's ssl, the same
-#          OpenSSL as wrk, default settings) go in the report.
-#   whoami (diagnostic; no target): nginx realip + `return 200` of a JSON body padded to
-#          trueip's response size, vs trueip serve with no upstream, GET $WHOAMI_PATH.
+#             rightmost-untrusted --from xff` (and `--proxy-protocol-from 127.0.0.0/8` on the
+#             PROXY row, `[[listen]] proxy_protocol = "v2"`): resolves the client, strips and
+#             rewrites every forwarding header (X-Real-IP, X-Forwarded-For, Forwarded,
+#             X-Forwarded-Proto/-Host/-Port), pooled upstream connections, metrics kept.
+#             TLS: rustls with the ring provider, `[[listen]] tls = {...}`, ALPN h2 and
+#             http/1.1 offered, session tickets on (the default).
+# Every TLS listener has one P-256 certificate made by openssl into $OUT. The protocol and
+# cipher each server negotiated with the sanity request (Python's ssl, the same OpenSSL as
+# wrk, default settings) go in the report.
+#
+# Latency: wrk times a request from its first byte written to the response's last byte read;
+# on the rows with a new connection per request the connect and the handshake come before
+# that, so they count in req/s and CPU per request, not in p50/p99.
 #
 # Fairness: nginx runs one worker process (`worker_processes 1`, `master_process off`);
 # HAProxy one process with one thread (`nbthread 1`, foreground, no master); trueip one worker
 # (`[limits] workers = 1`: one thread, one event loop). Every server under test is pinned to
-# the same CPU ($PROXY_CPU, the last one) with taskset, wrk and the upstream to the others.
-# None writes an access log. Rounds are interleaved: in each round every server of a row runs
-# once, one after the other, and the order rotates by one from round to round, so drift on a
-# shared machine hits every side alike. Each row's table reports every server's median round,
-# its own CPU time per request (user + system from /proc/PID/stat, the figure least disturbed
-# by neighbours) and its peak RSS (VmHWM) over the whole run, then ratios.
+# the same CPU ($PROXY_CPU, the last one) with taskset, the load generator and the upstream to
+# the others. None writes an access log. Rounds are interleaved: in each round every server of
+# a row runs once, one after the other, and the order rotates by one from round to round, so
+# drift on a shared machine hits every side alike. Each row's table reports every server's
+# median round, its own CPU time per request (user + system from /proc/PID/stat, the figure
+# least disturbed by neighbours) and its peak RSS (VmHWM) over the whole run, then ratios.
+# Every load run is bounded by its duration (and `timeout`, should a tool hang).
 #
 # TRUEIP_BIN_BEFORE (optional): a second trueip binary that runs in every row beside the first,
 # interleaved with it, so a before/after comparison comes from one run ("trueip-before").
 #
-# Needs: nginx, haproxy, wrk, openssl, python3, taskset (util-linux), cargo. Prints markdown
-# tables on stdout; configs, logs and raw wrk output go to $OUT (default target/bench-gateway).
+# Needs: nginx, haproxy, wrk, h2load (nghttp2-client; the h2 row only), openssl, python3,
+# taskset (util-linux), timeout (coreutils), gcc (for bench/wrk-shim.c; the tls-close and
+# proxy-v2 rows only), cargo. A row whose tool is missing stops the run with a message; none
+# is skipped silently. Prints markdown tables on stdout; configs, logs and raw output go to
+# $OUT (default target/bench-gateway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,9 +90,11 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-50}
 WRK_THREADS=${WRK_THREADS:-1}
+H2_STREAMS=${H2_STREAMS:-10}
 WARMUP=${WARMUP:-2s}
 WHOAMI_PATH=${WHOAMI_PATH:-/json}
-ROWS=${ROWS:-proxy tls whoami}
+ALL_ROWS="proxy close tls tls-close tls-resume h2 proxy-v2 whoami"
+ROWS=${ROWS:-$ALL_ROWS}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/bench-gateway}
 NCPU=$(nproc)
@@ -73,20 +106,31 @@ else
 fi
 XFF="203.0.113.7, 10.0.0.1"
 
-for tool in nginx haproxy wrk openssl python3 taskset cargo; do
-    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
-        echo "bench/gateway.sh: $tool not found (Debian packages: nginx haproxy wrk openssl python3 util-linux)" >&2
+row_on() { [[ " $ROWS " == *" $1 "* ]]; }
+for row in $ROWS; do
+    [[ " $ALL_ROWS " == *" $row "* ]] || { echo "bench/gateway.sh: no row '$row' (rows: $ALL_ROWS)" >&2; exit 1; }
+done
+
+need() { # tool why
+    if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+        echo "bench/gateway.sh: $1 not found, $2" >&2
         exit 1
     fi
+}
+for tool in nginx haproxy wrk openssl python3 taskset timeout; do
+    need "$tool" "needed by every row (Debian packages: nginx haproxy wrk openssl python3 util-linux coreutils)"
 done
+if row_on h2; then need h2load "needed by the h2 row (Debian package nghttp2-client; or leave h2 out of ROWS)"; fi
+if row_on tls-close || row_on proxy-v2; then
+    need gcc "needed to build bench/wrk-shim.c for the tls-close and proxy-v2 rows (or leave them out of ROWS)"
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-
-row_on() { [[ " $ROWS " == *" $1 "* ]]; }
 
 if [ -n "${TRUEIP_BIN:-}" ]; then
     TRUEIP=$TRUEIP_BIN
 else
+    need cargo "needed to build trueip (or set TRUEIP_BIN)"
     echo "building trueip (release)..." >&2
     CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
     TRUEIP=$TARGET_DIR/release/trueip
@@ -108,7 +152,12 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-declare -A PID PORT URLPATH SCHEME
+SHIM=$OUT/wrk-shim.so
+if row_on tls-close || row_on proxy-v2; then
+    gcc -O2 -Wall -shared -fPIC -o "$SHIM" bench/wrk-shim.c -ldl
+fi
+
+declare -A PID PORT URLPATH SCHEME ROW_OF
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -141,7 +190,7 @@ wait_port() { # port pid name
 nginx_conf() {
     local d="$OUT/$1"
     mkdir -p "$d"
-    cat >"$d/nginx.conf" <<EOF
+    cat >"$d/nginx.conf" <<NGINX
 daemon off;
 master_process off;
 worker_processes 1;
@@ -158,7 +207,7 @@ http {
     keepalive_requests 1000000;
 $2
 }
-EOF
+NGINX
 }
 
 start() { # name cpus port cmd...
@@ -192,12 +241,10 @@ start upstream "$OTHER_CPUS" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/ups
 
 # One P-256 certificate for every TLS listener: cert + key for nginx and trueip (the key is
 # PKCS#8), the two concatenated for HAProxy's `crt`.
-if row_on tls; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
-    cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
-fi
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
+cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
 
 REALIP="set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;"
 NGINX_UPSTREAM="upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }"
@@ -209,12 +256,15 @@ NGINX_PROXY_LOCATION="location / {
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
         }"
+NGINX_TLS="ssl_certificate $OUT/cert.pem;
+        ssl_certificate_key $OUT/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;"
 
 # haproxy_serve NAME SCHEME PORT BIND_SUFFIX: one process, one thread, foreground, no log.
 haproxy_serve() {
     local d="$OUT/$1"
     mkdir -p "$d"
-    cat >"$d/haproxy.cfg" <<EOF
+    cat >"$d/haproxy.cfg" <<HAPROXY
 global
     nbthread 1
     maxconn 4096
@@ -233,7 +283,7 @@ frontend bench
     default_backend app
 backend app
     server upstream 127.0.0.1:$UP_PORT
-EOF
+HAPROXY
     "$HAPROXY" -c -q -f "$d/haproxy.cfg"
     serve "$1" "$2" "$3" / "$HAPROXY" -db -f "$d/haproxy.cfg"
 }
@@ -244,68 +294,84 @@ workers = 1
 [log]
 access_log = false
 level = \"warn\""
-echo "$TRUEIP_BASE" >"$OUT/trueip.toml"
 TRUEIP_POLICY=(--trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff)
 unset RUST_LOG
 THREADS_NOTE="workers = 1, access log off"
 
-# Each row: its servers, in the order of the first round.
-PROXY_ROW=() TLS_ROW=() WHOAMI_ROW=()
+# What each row's listeners are: plain, tls, h2 (TLS with ALPN h2) or pp2 (PROXY v2, plain).
+declare -A LISTENER=([proxy]=plain [close]=plain [tls]=tls [tls-close]=tls [tls-resume]=tls
+    [h2]=h2 [proxy-v2]=pp2)
+# How the load generator connects: keep-alive, close (a new connection per request), fresh
+# (close, and no TLS session kept), pp2 (close, a PROXY v2 header first), h2load.
+declare -A LOAD=([proxy]=keep-alive [close]=close [tls]=keep-alive [tls-close]=fresh
+    [tls-resume]=close [h2]=h2load [proxy-v2]=pp2 [whoami]=keep-alive)
 
-if row_on proxy; then
+# The servers of ROW, named SERVER-ROW, each listening as LISTENER[ROW] says.
+start_row() { # row
+    local row=$1 kind=${LISTENER[$1]} port listen suffix scheme=http t
+    [ "$kind" = plain ] || [ "$kind" = pp2 ] || scheme=https
     port=$(free_port)
-    nginx_serve nginx-proxy http "$port" / "    $NGINX_UPSTREAM
+    case $kind in
+        plain) listen="listen 127.0.0.1:$port; $REALIP" ;;
+        tls) listen="listen 127.0.0.1:$port ssl; $NGINX_TLS $REALIP" ;;
+        h2) listen="listen 127.0.0.1:$port ssl http2; $NGINX_TLS $REALIP" ;;
+        pp2) listen="listen 127.0.0.1:$port proxy_protocol; set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;" ;;
+    esac
+    nginx_serve "nginx-$row" "$scheme" "$port" / "    $NGINX_UPSTREAM
     server {
-        listen 127.0.0.1:$port;
-        $REALIP
+        $listen
         $NGINX_PROXY_LOCATION
     }"
-    haproxy_serve haproxy-proxy http "$(free_port)" ""
-    PROXY_ROW=(nginx-proxy haproxy-proxy)
+    case $kind in
+        plain) suffix="" ;;
+        tls) suffix=" ssl crt $OUT/haproxy.pem" ;;
+        h2) suffix=" ssl crt $OUT/haproxy.pem alpn h2,http/1.1" ;;
+        pp2) suffix=" accept-proxy" ;;
+    esac
+    haproxy_serve "haproxy-$row" "$scheme" "$(free_port)" "$suffix"
+    ROW_SERVERS[$row]="nginx-$row haproxy-$row"
     for t in "${TRUEIPS[@]}"; do
         port=$(free_port)
-        serve "$t-proxy" http "$port" / "${TRUEIP_OF[$t]}" serve --listen "127.0.0.1:$port" \
-            --upstream "http://127.0.0.1:$UP_PORT" "${TRUEIP_POLICY[@]}" --config "$OUT/trueip.toml"
-        PROXY_ROW+=("$t-proxy")
-    done
-fi
-
-if row_on tls; then
-    port=$(free_port)
-    nginx_serve nginx-tls https "$port" / "    $NGINX_UPSTREAM
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $OUT/cert.pem;
-        ssl_certificate_key $OUT/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        $REALIP
-        $NGINX_PROXY_LOCATION
-    }"
-    haproxy_serve haproxy-tls https "$(free_port)" " ssl crt $OUT/haproxy.pem"
-    TLS_ROW=(nginx-tls haproxy-tls)
-    for t in "${TRUEIPS[@]}"; do
-        port=$(free_port)
-        cat >"$OUT/$t-tls.toml" <<EOF
-[[listen]]
-address = "127.0.0.1:$port"
-tls = { cert = "$OUT/cert.pem", key = "$OUT/key.pem" }
-$TRUEIP_BASE
-EOF
+        local extra=() listen_toml="[[listen]]
+address = \"127.0.0.1:$port\""
+        case $kind in
+            tls | h2) listen_toml+="
+tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }" ;;
+            pp2)
+                listen_toml+="
+proxy_protocol = \"v2\""
+                extra=(--proxy-protocol-from 127.0.0.0/8)
+                ;;
+        esac
+        printf '%s\n%s\n' "$listen_toml" "$TRUEIP_BASE" >"$OUT/$t-$row.toml"
         # No --listen: it would replace the [[listen]] table with a plain HTTP listener.
-        serve "$t-tls" https "$port" / "${TRUEIP_OF[$t]}" serve \
-            --upstream "http://127.0.0.1:$UP_PORT" "${TRUEIP_POLICY[@]}" --config "$OUT/$t-tls.toml"
-        TLS_ROW+=("$t-tls")
+        serve "$t-$row" "$scheme" "$port" / "${TRUEIP_OF[$t]}" serve \
+            --upstream "http://127.0.0.1:$UP_PORT" "${TRUEIP_POLICY[@]}" "${extra[@]}" \
+            --config "$OUT/$t-$row.toml"
+        ROW_SERVERS[$row]+=" $t-$row"
     done
-fi
+    for name in ${ROW_SERVERS[$row]}; do ROW_OF[$name]=$row; done
+}
+
+declare -A ROW_SERVERS
+for row in $ROWS; do
+    [ "$row" = whoami ] || start_row "$row"
+done
 
 # One request: prints "<response bytes, head and body> <body bytes>"; fails unless 200.
-# Over TLS, also writes the negotiated protocol and cipher to $OUT/tls-NAME.txt.
+# Over TLS, also writes the negotiated protocol and cipher to $OUT/tls-NAME.txt; on a PROXY
+# listener, sends the header wrk-shim.c sends first. (The h2 row's servers are asked over
+# HTTP/1.1 here, and over h2 by h2load below.)
 response_size() { # name
-    local name=$1
-    python3 - "$name" "${SCHEME[$name]}" "${PORT[$name]}" "${URLPATH[$name]}" "$XFF" "$OUT" <<'EOF'
+    local name=$1 pp2=0
+    [ "${ROW_OF[$name]}" != proxy-v2 ] || pp2=1
+    python3 - "$name" "${SCHEME[$name]}" "${PORT[$name]}" "${URLPATH[$name]}" "$XFF" "$OUT" "$pp2" <<'PY'
 import socket, ssl, sys
-name, scheme, port, path, xff, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+name, scheme, port, path, xff, out, pp2 = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7] == "1"
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
+if pp2:
+    s.sendall(b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes([198, 51, 100, 7, 127, 0, 0, 1])
+              + (40000).to_bytes(2, "big") + port.to_bytes(2, "big"))
 if scheme == "https":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -325,15 +391,32 @@ if not head.startswith(b"HTTP/1.1 200"):
     sys.exit(f"{name}: {head[:200]!r}")
 print(len(data), len(body))
 print(f"{name}: 200, {len(data)} bytes ({len(body)} body): {body[:100]!r}", file=sys.stderr)
-EOF
+PY
+}
+
+# Whether a TLS server resumes a session: a first connection saves the session (and the
+# ticket that follows the handshake), a second offers it.
+resumes() { # name
+    local s="$OUT/session-$1.pem" req='GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n'
+    printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:${PORT[$1]}" -servername localhost \
+        -sess_out "$s" -quiet >/dev/null 2>&1 || true
+    if printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:${PORT[$1]}" -servername localhost \
+        -sess_in "$s" 2>/dev/null | grep -q '^Reused'; then
+        echo "resumption: yes"
+    else
+        echo "resumption: no"
+    fi
 }
 
 if row_on whoami; then
     for t in "${TRUEIPS[@]}"; do
         port=$(free_port)
+        echo "$TRUEIP_BASE" >"$OUT/trueip.toml"
         serve "$t-whoami" http "$port" "$WHOAMI_PATH" "${TRUEIP_OF[$t]}" serve --listen "127.0.0.1:$port" \
             "${TRUEIP_POLICY[@]}" --config "$OUT/trueip.toml"
+        ROW_OF[$t-whoami]=whoami
     done
+    ROW_OF[nginx-whoami]=whoami
     # nginx's whoami: realip, then `return 200` with a JSON body padded so that its whole
     # response is as long as trueip's, so wrk parses as many bytes from both.
     NGINX_WHOAMI_PORT=$(free_port)
@@ -359,42 +442,80 @@ if row_on whoami; then
     if [ "$NGINX_WHOAMI_BYTES" -ne "$TRUEIP_WHOAMI_BYTES" ]; then
         nginx_whoami "$(head -c $((PAD + TRUEIP_WHOAMI_BYTES - NGINX_WHOAMI_BYTES)) /dev/zero | tr '\0' x)"
     fi
-    WHOAMI_ROW=(nginx-whoami)
-    for t in "${TRUEIPS[@]}"; do WHOAMI_ROW+=("$t-whoami"); done
+    ROW_SERVERS[whoami]=nginx-whoami
+    for t in "${TRUEIPS[@]}"; do ROW_SERVERS[whoami]+=" $t-whoami"; done
 fi
 
-ALL=("${PROXY_ROW[@]}" "${TLS_ROW[@]}" "${WHOAMI_ROW[@]}")
-if [ "${#ALL[@]}" -eq 0 ]; then
-    echo "bench/gateway.sh: ROWS='$ROWS' names no row (proxy, tls, whoami)" >&2
-    exit 1
-fi
+ALL=()
+: >"$OUT/rows.txt"
+for row in $ROWS; do
+    read -ra names <<<"${ROW_SERVERS[$row]}"
+    ALL+=("${names[@]}")
+    printf '%s\t%s\t%s\n' "$row" "${LOAD[$row]}" "${ROW_SERVERS[$row]}" >>"$OUT/rows.txt"
+done
 
-# Sanity: each server answers 200; the sizes (and TLS parameters) go in the report.
+url() { echo "${SCHEME[$1]}://127.0.0.1:${PORT[$1]}${URLPATH[$1]}"; }
+
+# Sanity: each server answers 200; the sizes, TLS parameters and resumption go in the report.
 : >"$OUT/sizes.txt"
 for name in "${ALL[@]}"; do
     read -r bytes _ < <(response_size "$name") || true
     [[ "${bytes:-}" =~ ^[0-9]+$ ]] || { echo "bench/gateway.sh: $name failed its sanity request" >&2; exit 1; }
     echo "$name $bytes" >>"$OUT/sizes.txt"
+    case ${ROW_OF[$name]} in
+        tls-close | tls-resume) resumes "$name" >"$OUT/resume-$name.txt" ;;
+        h2)
+            h2load -n 10 -c 1 "$(url "$name")" >"$OUT/h2-sanity-$name.txt" 2>&1 || true
+            if ! grep -q '^Application protocol: h2' "$OUT/h2-sanity-$name.txt" ||
+                ! grep -q ' 10 succeeded' "$OUT/h2-sanity-$name.txt"; then
+                echo "bench/gateway.sh: $name did not answer 10 requests over HTTP/2; see $OUT/h2-sanity-$name.txt" >&2
+                exit 1
+            fi
+            ;;
+    esac
 done
 
 # CPU time (user + system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-url() { echo "${SCHEME[$1]}://127.0.0.1:${PORT[$1]}${URLPATH[$1]}"; }
+seconds() { # 10s, 2m, 10 -> seconds
+    case $1 in
+        *m) echo $((${1%m} * 60)) ;;
+        *s) echo "${1%s}" ;;
+        *) echo "$1" ;;
+    esac
+}
 
-run_wrk() { # name round
-    local f="$OUT/wrk-$1-$2.txt" before after
+# One load run against NAME for DURATION, as its row's LOAD says, raw output into FILE.
+load() { # name duration file
+    local name=$1 secs wrk_env=() close=()
+    secs=$(seconds "$2")
+    case ${LOAD[${ROW_OF[$name]}]} in
+        h2load)
+            taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) h2load -t1 -c"$CONNECTIONS" -m"$H2_STREAMS" \
+                -D "$secs" --log-file "$3.log" -H "x-forwarded-for: $XFF" "$(url "$name")" >"$3" 2>&1
+            return
+            ;;
+        close) close=(-H "Connection: close") ;;
+        fresh) close=(-H "Connection: close") wrk_env=(WRK_SHIM_NO_RESUME=1 LD_PRELOAD="$SHIM") ;;
+        pp2) close=(-H "Connection: close") wrk_env=(WRK_SHIM_PROXY_V2=1 LD_PRELOAD="$SHIM") ;;
+    esac
+    env "${wrk_env[@]}" taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) \
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$secs"s --latency -H "X-Forwarded-For: $XFF" \
+        "${close[@]}" "$(url "$name")" >"$3" 2>&1
+}
+
+run_load() { # name round
+    local f="$OUT/load-$1-$2.txt" before after
     before=$(cpu_ticks "${PID[$1]}")
-    taskset -c "$OTHER_CPUS" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-        -H "X-Forwarded-For: $XFF" "$(url "$1")" >"$f" 2>&1
+    load "$1" "$DURATION" "$f"
     after=$(cpu_ticks "${PID[$1]}")
     echo "$((after - before)) $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg)" >"$OUT/cpu-$1-$2.txt"
 }
 
 echo "warming up..." >&2
 for name in "${ALL[@]}"; do
-    taskset -c "$OTHER_CPUS" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "X-Forwarded-For: $XFF" \
-        "$(url "$name")" >/dev/null 2>&1
+    load "$name" "$WARMUP" "$OUT/warmup-$name.txt"
 done
 
 # Round r runs each row's servers starting from the (r-1)-th, wrapping around.
@@ -408,13 +529,11 @@ rotated() { # round names...
 
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS..." >&2
-    for row in PROXY_ROW TLS_ROW WHOAMI_ROW; do
-        declare -n servers=$row
-        [ "${#servers[@]}" -gt 0 ] || continue
-        for name in $(rotated "$round" "${servers[@]}"); do
-            run_wrk "$name" "$round"
+    for row in $ROWS; do
+        read -ra names <<<"${ROW_SERVERS[$row]}"
+        for name in $(rotated "$round" "${names[@]}"); do
+            run_load "$name" "$round"
         done
-        unset -n servers
     done
 done
 
@@ -426,33 +545,52 @@ NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///' || true)
 HAPROXY_VERSION=$("$HAPROXY" -v 2>&1 | awk 'NR == 1 {print $3}' || true)
 OPENSSL_VERSION=$(openssl version 2>&1 | awk '{print $2}' || true)
 WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
+H2LOAD_VERSION=$( (h2load --version 2>&1 || true) | awk 'NR == 1 {print $NF}')
 {
     for t in "${TRUEIPS[@]}"; do
         echo "$t ${TRUEIP_OF[$t]} ($("${TRUEIP_OF[$t]}" --version 2>&1 | head -1))"
     done
 } >"$OUT/binaries.txt"
 
-python3 - "$OUT" "$ROUNDS" "${PROXY_ROW[*]}" "${TLS_ROW[*]}" "${WHOAMI_ROW[*]}" <<EOF
+python3 - "$OUT" "$ROUNDS" <<EOF_PY
 import re, statistics, sys, os
 out, rounds = sys.argv[1], int(sys.argv[2])
-row_servers = {"proxy": sys.argv[3].split(), "tls": sys.argv[4].split(), "whoami": sys.argv[5].split()}
+rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "rows.txt")) if l.strip()]
 
 def ms(v):
     m = re.fullmatch(r"([\d.]+)(us|ms|s)", v)
     n, u = float(m.group(1)), m.group(2)
     return n / 1000 if u == "us" else n * 1000 if u == "s" else n
 
-def parse(path):
-    t = open(path).read()
+def parse_wrk(t):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
     p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
     p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
     errs = re.search(r"Socket errors:.*", t)
     reqs = int(re.search(r"(\d+) requests in", t).group(1))
-    ticks, hz, load = open(path.replace("/wrk-", "/cpu-")).read().split()
+    return rps, p50, p99, int(bad.group(1)) if bad else 0, errs.group(0) if errs else "", reqs
+
+def parse_h2load(t, log):
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", t).group(1))
+    done, ok, failed, errored, timeout = map(int, re.search(
+        r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", t).groups())
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", t).groups()
+    lat = sorted(int(l.split("\t")[2]) for l in open(log) if l.count("\t") >= 2)
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000 if lat else float("nan")
+    errs = f"{failed} failed, {errored} errored, {timeout} timeout" if failed or errored or timeout else ""
+    return rps, pct(0.50), pct(0.99), done - int(codes[0]), errs, done
+
+def parse(name, r, load):
+    path = os.path.join(out, f"load-{name}-{r}.txt")
+    t = open(path).read()
+    if load == "h2load":
+        rps, p50, p99, bad, errs, reqs = parse_h2load(t, path + ".log")
+    else:
+        rps, p50, p99, bad, errs, reqs = parse_wrk(t)
+    ticks, hz, loadavg = open(os.path.join(out, f"cpu-{name}-{r}.txt")).read().split()
     cpu_us = int(ticks) / int(hz) * 1e6 / max(reqs, 1)
-    return rps, p50, p99, int(bad.group(1)) if bad else 0, errs.group(0) if errs else "", cpu_us, float(load)
+    return rps, p50, p99, bad, errs, cpu_us, float(loadavg)
 
 def pairs(name):
     return dict(l.split(maxsplit=1) for l in open(os.path.join(out, name)) if len(l.split()) >= 2)
@@ -461,47 +599,58 @@ rss = pairs("rss.txt")
 sizes = pairs("sizes.txt")
 binaries = pairs("binaries.txt")
 
-def side(name):
-    runs = [parse(os.path.join(out, f"wrk-{name}-{r}.txt")) for r in range(1, rounds + 1)]
+def side(name, load):
+    runs = [parse(name, r, load) for r in range(1, rounds + 1)]
     med = lambda i: statistics.median(r[i] for r in runs)
     bad = sum(r[3] for r in runs)
     errs = [r[4] for r in runs if r[4]]
     return dict(rps=med(0), p50=med(1), p99=med(2), cpu=med(5), rss=int(rss.get(name, 0)), bad=bad,
                 errs=errs, all_rps=[round(r[0]) for r in runs], load=max(r[6] for r in runs))
 
-def tls_note(name):
-    p = os.path.join(out, f"tls-{name}.txt")
-    return open(p).read().strip() if os.path.exists(p) else ""
+def note(name):
+    parts = []
+    for kind in ("tls", "resume"):
+        p = os.path.join(out, f"{kind}-{name}.txt")
+        if os.path.exists(p):
+            parts.append(open(p).read().strip())
+    return f" ({'; '.join(parts)})" if parts else ""
 
-print(f"wrk $WRK_VERSION, -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency, keep-alive, "
-      f"X-Forwarded-For: $XFF; median of {rounds} interleaved rounds (order rotated each round); "
-      f"{os.cpu_count()} CPUs ($CPU_MODEL); nginx $NGINX_VERSION (worker_processes 1), "
-      f"HAProxy $HAPROXY_VERSION (nbthread 1), OpenSSL $OPENSSL_VERSION; trueip: $THREADS_NOTE; "
-      f"servers on CPU $PROXY_CPU, wrk and upstream on CPU $OTHER_CPUS.")
+print(f"wrk $WRK_VERSION -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency (h2 row: h2load $H2LOAD_VERSION "
+      f"-t1 -c$CONNECTIONS -m$H2_STREAMS -D $DURATION), X-Forwarded-For: $XFF; median of {rounds} interleaved "
+      f"rounds (order rotated each round); {os.cpu_count()} CPUs ($CPU_MODEL); nginx $NGINX_VERSION "
+      f"(worker_processes 1), HAProxy $HAPROXY_VERSION (nbthread 1), OpenSSL $OPENSSL_VERSION; trueip: "
+      f"$THREADS_NOTE; servers on CPU $PROXY_CPU, load generator and upstream on CPU $OTHER_CPUS.")
 for t, b in binaries.items():
     print(f"- {t}: {b.strip()}")
 print()
 
-titles = {"proxy": "proxy to upstream (plain HTTP)",
-          "tls": "TLS termination, proxy to upstream (plain HTTP)",
-          "whoami": "whoami (diagnostic, no target): trueip GET $WHOAMI_PATH vs nginx \`return 200\` padded to the same size"}
+titles = {
+    "proxy": "proxy: keep-alive, plain HTTP",
+    "close": "close: a new connection per request (\`Connection: close\`), plain HTTP",
+    "tls": "tls: TLS, keep-alive",
+    "tls-close": "tls-close: TLS, a new connection and a full handshake per request (no resumption)",
+    "tls-resume": "tls-resume: TLS, a new connection per request, resuming the session",
+    "h2": "h2: HTTP/2 over TLS (h2load, -m$H2_STREAMS)",
+    "proxy-v2": "proxy-v2: a new connection per request, each starting with a PROXY v2 header",
+    "whoami": "whoami (diagnostic, no target): trueip GET $WHOAMI_PATH vs nginx \`return 200\` padded to the same size",
+}
 loads = []
-for row, names in row_servers.items():
-    if not names:
-        continue
-    s = {n: side(n) for n in names}
+summary = []
+for row, load, names in rows:
+    names = names.split()
+    s = {n: side(n, load) for n in names}
     loads += [v["load"] for v in s.values()]
+    label = lambda n: n[: -len(row) - 1]
     print(f"**{titles[row]}**")
     print()
     print("| server | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | response bytes | req/s per round |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for n in names:
         v = s[n]
-        extra = f" ({tls_note(n)})" if tls_note(n) else ""
-        print(f"| {n}{extra} | {v['rps']:,.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {v['cpu']:.1f} | "
+        print(f"| {label(n)}{note(n)} | {v['rps']:,.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {v['cpu']:.1f} | "
               f"{v['rss']/1024:.1f} | {sizes.get(n, '?').strip()} | {v['all_rps']} |")
         if v["bad"] or v["errs"]:
-            print(f"| {n}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | |")
+            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | |")
     print()
     peers = [p for p in names if not p.startswith("trueip")]
     ours = [t for t in names if t.startswith("trueip")]
@@ -512,12 +661,22 @@ for row, names in row_servers.items():
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for a, b in ratios:
         r = lambda k: (s[a][k] / s[b][k]) if s[b][k] else float("nan")
-        label = lambda n: n.rsplit("-", 1)[0]
         print(f"| {label(a)} / {label(b)} | {r('rps'):.2f} | {r('p50'):.2f} | {r('p99'):.2f} | {r('cpu'):.2f} | {r('rss'):.2f} |")
+        if b.startswith("nginx") or b.startswith("haproxy"):
+            summary.append((row, label(a), label(b), r("rps"), r("p99"), r("cpu")))
     print()
 
+print("**Summary**: trueip / peer per row (target: req/s ≥ 1.00, p99 and CPU per request ≤ 1.00)")
+print()
+print("| row | ratio | req/s | p99 | CPU per req |")
+print("| --- | --- | ---: | ---: | ---: |")
+for row, a, b, rps, p99, cpu in summary:
+    if row == "whoami":
+        continue
+    print(f"| {row} | {a} / {b} | {rps:.2f} | {p99:.2f} | {cpu:.2f} |")
+print()
 print(f"Highest 1-minute load average seen during a run: {max(loads):.2f} on {os.cpu_count()} CPUs. "
       f"The benchmark keeps about two CPUs busy; well above that, other work shared the machine and "
       f"req/s and latency are noisy. CPU µs/req (the server's own user + system time per request) is "
       f"the steadier figure.")
-EOF
+EOF_PY

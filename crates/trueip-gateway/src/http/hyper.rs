@@ -1,5 +1,5 @@
-//! hyper's wire path: HTTP/2, TLS, request bodies, upgrades and every request the lean
-//! path hands over. One request: route it, then an admin page, the whoami page, or the
+//! hyper's wire path: HTTP/2, request bodies, upgrades and every request the lean path
+//! hands over. One request: route it, then an admin page, the whoami page, or the
 //! upstream's answer, with the same rules as the lean path.
 
 use std::borrow::Cow;

@@ -11,8 +11,8 @@
 //! It takes only requests it can serve exactly as the hyper path would, and hands
 //! anything else — at a request boundary, with every byte read so far — to hyper:
 //! HTTP/1.0, `CONNECT`, absolute-form targets, any request body (one
-//! `Content-Length: 0` line is no body), `Expect`, `Upgrade`, `Connection`,
-//! `Transfer-Encoding` or other hop-by-hop headers, header names with underscores,
+//! `Content-Length: 0` line is no body), `Expect`, `Upgrade`, `Connection` (but for
+//! `Connection: close`), `Transfer-Encoding` or other hop-by-hop headers, header names with underscores,
 //! several lines of one client-IP header or of `Host`, the admin endpoints, an HTTP/2
 //! preface, a malformed or oversized head (hyper answers 400/431). So hyper still owns
 //! every unusual case, and this path only has to be right for plain requests without a
@@ -65,6 +65,18 @@ fn hyper_only(name: &str) -> bool {
     headers::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case("expect")
         || name.eq_ignore_ascii_case("content-length")
+}
+
+/// Whether a `Connection` line only asks that the connection close after this response
+/// (`close`, in any case, perhaps listed more than once): the one `Connection` line this
+/// path serves, since a new connection per request is how many clients speak, and hyper
+/// setting up behind the lean path for each of them cost more CPU than the request
+/// (`bench/gateway.sh`, row `close`). It names no header but one called `Close`, which
+/// this path leaves to hyper.
+fn asks_close(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .all(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// The most storage a lean connection keeps in each of its buffers between two
@@ -672,8 +684,18 @@ async fn one(
     let mut host: Option<&[u8]> = None;
     let mut seen = 0u128;
     let mut length_seen = false;
+    let mut asked_close = false;
     for h in lines {
         let name = h.name;
+        if name.eq_ignore_ascii_case("connection") && asks_close(h.value) {
+            // Dropped from the upstream request as every hop-by-hop line is; the
+            // response says `connection: close` and ends the connection, as hyper's does.
+            asked_close = true;
+            continue;
+        }
+        if name.eq_ignore_ascii_case("close") {
+            return Next::Hyper;
+        }
         if name.eq_ignore_ascii_case("content-length") {
             // An empty body, said explicitly once, is still no body (hyper forwards one
             // such line; several, it merges: its business).
@@ -720,7 +742,9 @@ async fn one(
         Version::HTTP_11,
     );
     let head_only = method == Method::HEAD;
-    let closing = ctx.draining();
+    // This response is the connection's last: the gateway is stopping, a reload closed
+    // the listener, or the client asked.
+    let closing = asked_close || ctx.draining();
 
     let Some(upstream) = state.upstream.as_ref().filter(|_| !whoami_mode) else {
         let decision = Decision::new(settings.policy_for(ctx.listener()), &conn, &raw);

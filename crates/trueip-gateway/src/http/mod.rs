@@ -1,9 +1,9 @@
 //! The two wire paths, each a codec over the same rules ([`crate::rules`]) and pages
 //! ([`crate::pages`]):
 //!
-//! - [`lean`]: plain HTTP/1.1 requests without a body on cleartext listeners — parse,
+//! - [`lean`]: plain HTTP/1.1 requests without a body, in cleartext or over TLS — parse,
 //!   frame, timers — handing anything else to hyper at a request boundary;
-//! - [`hyper`]: everything else (HTTP/2, TLS, bodies, upgrades, unusual requests);
+//! - [`hyper`]: everything else (HTTP/2, bodies, upgrades, unusual requests);
 //! - [`body`]: the response body hyper sends, and the record every exchange leaves
 //!   (metrics, access log), whichever path served it.
 
