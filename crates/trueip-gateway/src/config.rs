@@ -1089,8 +1089,9 @@ Examples:
       carries a Trueip-Signature header (HMAC-SHA256 over the client and the request) that
       the app verifies with trueip's adapters, so a client that reaches the app directly
       cannot pose as one that came through the gateway.
-      SIGHUP reloads the file and the range cache; SIGTERM/SIGINT drain in-flight requests
-      and exit.
+      SIGHUP reloads the file and the range cache, listeners and limits.max_connections
+      included, without cutting a connection; SIGTERM/SIGINT drain in-flight requests and
+      exit.
 
   trueip ranges update cloudflare && trueip serve --strategy cloudflare
       Behind Cloudflare: CF-Connecting-IP from Cloudflare's published ranges, read from the
