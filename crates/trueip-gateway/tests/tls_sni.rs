@@ -68,23 +68,11 @@ fn the_certificate_is_chosen_by_sni_with_a_default() {
         assert_eq!(served_cn(listen, sni), cn, "SNI {sni:?}\n{}", gw.proc.log());
     }
     // A request over the chosen certificate is served (the whoami page, as JSON).
-    let bin = external("openssl", "openssl").expect("openssl is installed");
-    let mut client = Command::new(bin)
-        .args(["s_client", "-quiet", "-connect", &listen.to_string()])
-        .args(["-servername", "y.b.test"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run openssl s_client");
-    if let Some(mut stdin) = client.stdin.take() {
-        use std::io::Write;
-        stdin
-            .write_all(b"GET /json HTTP/1.1\r\nHost: y.b.test\r\nConnection: close\r\n\r\n")
-            .expect("write the request");
-    }
-    let out = client.wait_with_output().expect("s_client ends");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = pki::s_client(
+        listen,
+        &["-quiet", "-servername", "y.b.test"],
+        b"GET /json HTTP/1.1\r\nHost: y.b.test\r\nConnection: close\r\n\r\n",
+    );
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\"client_ip\": \"127.0.0.1\""), "{text}");
 }
