@@ -166,10 +166,16 @@ impl Listening {
                 }
             };
             ids.push(id);
-            let at = format!("listen[{i}]");
-            opening
-                .new
-                .push((key, Role::Listener(id), copied(bound, &at)?, file));
+            let copies = match copied(bound, &format!("listen[{i}]")) {
+                Ok(copies) => copies,
+                Err(e) => {
+                    if let Some(f) = &file {
+                        f.remove();
+                    }
+                    return Err(e);
+                }
+            };
+            opening.new.push((key, Role::Listener(id), copies, file));
         }
         if let Some(addr) = settings.admin.listen {
             let key = Key::Admin(addr);
