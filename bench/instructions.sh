@@ -20,8 +20,8 @@
 # a P-256 certificate, rustls, ALPN h2) and h2load speaks HTTP/2 over TLS: $REQUESTS requests
 # over $CONNECTIONS connections (default 10 here), $STREAMS concurrent streams each (default
 # 10, the row's -m). Every h2load run opens new connections, so the counted requests include
-# $CONNECTIONS full TLS handshakes (each a few million instructions: with the defaults, a few
-# thousand instructions per request of the count).
+# $CONNECTIONS full TLS handshakes (about a million instructions each: with the defaults,
+# about 600 instructions per request of the count).
 #
 # Prints instructions per request for each binary and their ratio; the callgrind files stay in
 # $OUT for `callgrind_annotate --inclusive=yes $OUT/NAME.callgrind.1` (part 1: the counted
@@ -48,7 +48,7 @@ XFF="203.0.113.7, 10.0.0.1"
 
 for tool in valgrind callgrind_control h2load nginx taskset timeout openssl python3; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
-        echo "bench/instructions.sh: $tool not found (Debian packages: valgrind nghttp2-client nginx util-linux python3)" >&2
+        echo "bench/instructions.sh: $tool not found (Debian packages: valgrind nghttp2-client nginx util-linux coreutils openssl python3)" >&2
         exit 1
     fi
 done
