@@ -5,6 +5,7 @@
 #   bash bench/instructions.sh                     # builds target/release/trueip first
 #   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip bash bench/instructions.sh
 #   REQUESTS=50000 bash bench/instructions.sh
+#   PROTOCOL=h2 bash bench/instructions.sh         # HTTP/2 over TLS, as bench/gateway.sh's h2 row
 #
 # The request and the gateway are bench/gateway.sh's proxy row: `trueip serve --upstream
 # --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff`,
@@ -15,16 +16,29 @@
 # wrk does not). Counters are zeroed after $WARMUP requests (pools filled, caches and
 # allocator warm), and dumped after the counted ones: startup and shutdown are not counted.
 #
+# PROTOCOL=h2: the gateway listens as on bench/gateway.sh's h2 row (`[[listen]] tls = {...}`,
+# a P-256 certificate, rustls, ALPN h2) and h2load speaks HTTP/2 over TLS: $REQUESTS requests
+# over $CONNECTIONS connections (default 10 here), $STREAMS concurrent streams each (default
+# 10, the row's -m). Every h2load run opens new connections, so the counted requests include
+# $CONNECTIONS full TLS handshakes (about a million instructions each: with the defaults,
+# about 600 instructions per request of the count).
+#
 # Prints instructions per request for each binary and their ratio; the callgrind files stay in
-# $OUT for `callgrind_annotate --inclusive=yes $OUT/NAME.callgrind`.
+# $OUT for `callgrind_annotate --inclusive=yes $OUT/NAME.callgrind.1` (part 1: the counted
+# requests).
 #
 # Needs: valgrind (callgrind_control, vgdb), h2load (nghttp2-client), nginx, taskset, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PROTOCOL=${PROTOCOL:-h1}
 REQUESTS=${REQUESTS:-20000}
 WARMUP=${WARMUP:-2000}
-CONNECTIONS=${CONNECTIONS:-50}
+case $PROTOCOL in
+    h1) CONNECTIONS=${CONNECTIONS:-50} ;;
+    h2) CONNECTIONS=${CONNECTIONS:-10} STREAMS=${STREAMS:-10} ;;
+    *) echo "bench/instructions.sh: PROTOCOL is h1 or h2, not $PROTOCOL" >&2; exit 1 ;;
+esac
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/bench-instructions}
 NCPU=$(nproc)
@@ -32,9 +46,9 @@ PROXY_CPU=${PROXY_CPU:-$((NCPU - 1))}
 if [ "$NCPU" -gt 1 ]; then OTHER_CPUS=${OTHER_CPUS:-0-$((NCPU - 2))}; else OTHER_CPUS=0; fi
 XFF="203.0.113.7, 10.0.0.1"
 
-for tool in valgrind callgrind_control h2load nginx taskset python3; do
+for tool in valgrind callgrind_control h2load nginx taskset timeout openssl python3; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
-        echo "bench/instructions.sh: $tool not found (Debian packages: valgrind nghttp2-client nginx util-linux python3)" >&2
+        echo "bench/instructions.sh: $tool not found (Debian packages: valgrind nghttp2-client nginx util-linux coreutils openssl python3)" >&2
         exit 1
     fi
 done
@@ -102,7 +116,19 @@ taskset -c "$OTHER_CPUS" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.con
 PIDS+=($!)
 wait_port "$UP_PORT" "$!" upstream
 
-cat >"$OUT/trueip.toml" <<EOF
+# h2: bench/gateway.sh's certificate, and its h2 row's listener (no --listen: it would
+# replace the [[listen]] table with a plain HTTP listener).
+LISTEN_TOML=""
+if [ "$PROTOCOL" = h2 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
+    LISTEN_TOML="[[listen]]
+address = \"127.0.0.1:@PORT@\"
+tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
+fi
+
+cat >"$OUT/trueip-base.toml" <<EOF
 [limits]
 workers = 1
 [log]
@@ -112,6 +138,12 @@ EOF
 unset RUST_LOG
 
 load() { # port count
+    if [ "$PROTOCOL" = h2 ]; then
+        # Bounded: a gateway that stops answering ends the run instead of hanging it.
+        taskset -c "$OTHER_CPUS" timeout -k 5 600 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
+            -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/"
+        return
+    fi
     taskset -c "$OTHER_CPUS" h2load --h1 -n "$2" -c "$CONNECTIONS" -m 1 -H "X-Forwarded-For: $XFF" \
         "http://127.0.0.1:$1/"
 }
@@ -120,10 +152,20 @@ load() { # port count
 measure() { # name
     local name=$1 port pid ok total
     port=$(free_port)
-    taskset -c "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" \
-        "${BIN[$name]}" serve --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UP_PORT" \
+    local listen=(--listen "127.0.0.1:$port")
+    if [ "$PROTOCOL" = h2 ]; then
+        listen=()
+        printf '%s\n' "${LISTEN_TOML//@PORT@/$port}" >"$OUT/$name.toml"
+    fi
+    cat "$OUT/trueip-base.toml" >>"$OUT/$name.toml"
+    # --compress-strings=no: callgrind names a function in full only in the first file that
+    # mentions it, and the counted part is not the first; without it, callgrind_annotate
+    # cannot name most functions of $OUT/$name.callgrind.1.
+    taskset -c "$PROXY_CPU" valgrind --tool=callgrind --compress-strings=no \
+        --callgrind-out-file="$OUT/$name.callgrind" \
+        "${BIN[$name]}" serve "${listen[@]}" --upstream "http://127.0.0.1:$UP_PORT" \
         --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
-        --config "$OUT/trueip.toml" >"$OUT/$name.log" 2>&1 &
+        --config "$OUT/$name.toml" >"$OUT/$name.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" "$pid" "$name"
@@ -133,6 +175,10 @@ measure() { # name
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    if [ "$PROTOCOL" = h2 ] && ! grep -q '^Application protocol: h2' "$OUT/$name-h2load.txt"; then
+        echo "bench/instructions.sh: $name did not speak HTTP/2; see $OUT/$name-h2load.txt" >&2
+        exit 1
+    fi
     ok=$(awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($(i + 1) == "succeeded,") print $i}' "$OUT/$name-h2load.txt")
     grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$OUT/$name-h2load.txt" || {
         echo "bench/instructions.sh: $name answered something other than 200; see $OUT/$name-h2load.txt" >&2
@@ -151,7 +197,12 @@ measure() { # name
 
 for name in "${NAMES[@]}"; do measure "$name"; done
 
-echo "callgrind (valgrind $(valgrind --version | sed 's/valgrind-//')), h2load --h1 -n $REQUESTS -c $CONNECTIONS after $WARMUP warm-up requests, X-Forwarded-For: $XFF; trueip: workers = 1, access log off"
+if [ "$PROTOCOL" = h2 ]; then
+    CLIENT="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS (HTTP/2 over TLS, ALPN h2; $CONNECTIONS TLS handshakes counted)"
+else
+    CLIENT="h2load --h1 -n $REQUESTS -c $CONNECTIONS"
+fi
+echo "callgrind (valgrind $(valgrind --version | sed 's/valgrind-//')), $CLIENT after $WARMUP warm-up requests, X-Forwarded-For: $XFF; trueip: workers = 1, access log off"
 echo
 echo "| binary | instructions per request |"
 echo "| --- | ---: |"

@@ -66,8 +66,11 @@ where
     let io = TokioIo::new(Rewind::new(Bytes::from(first), io));
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(handle(req, ctx).await) }
+        // Boxed: hyper's HTTP/2 server spawns a task per stream holding this future, and
+        // tokio copies a task's future when it spawns it and again when it ends; inline,
+        // that would be the whole proxying future (the exchange with the upstream).
+        let handled = Box::pin(handle(req, svc_ctx.clone()));
+        async move { Ok::<_, Infallible>(handled.await) }
     });
     if protocol == Protocol::Http2 {
         let mut conn = std::pin::pin!(state.h2.serve_connection(io, service));
