@@ -15,9 +15,8 @@
 //! `Connection: close`), `Transfer-Encoding` or other hop-by-hop headers, header names
 //! with underscores, several lines of one client-IP header or of `Host`, the admin
 //! endpoints, an HTTP/2 preface, a malformed or oversized head (hyper answers 400/431).
-//! So hyper still owns
-//! every unusual case, and this path only has to be right for plain requests without a
-//! body. `tests/differential.rs` holds it to that: the same requests, sent through both
+//! So hyper still owns every unusual case, and this path only has to be right for plain
+//! requests without a body. `tests/differential.rs` holds it to that: the same requests, sent through both
 //! paths, must reach the upstream with the same headers (and be refused alike). The
 //! upstream's response is streamed as it comes (`Content-Length`, chunked, or until
 //! close), with the same timeouts
