@@ -10,17 +10,17 @@
 //!
 //! It takes only requests it can serve exactly as the hyper path would, and hands
 //! anything else — at a request boundary, with every byte read so far — to hyper:
-//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body (one
-//! `Content-Length: 0` line is no body), `Expect`, `Upgrade`, `Connection` (but for
-//! `Connection: close`), `Transfer-Encoding` or other hop-by-hop headers, header names
-//! with underscores, several lines of one client-IP header or of `Host`, the admin
-//! endpoints, an HTTP/2 preface, a malformed or oversized head (hyper answers 400/431).
-//! So hyper still owns every unusual case, and this path only has to be right for plain
-//! requests without a body. `tests/differential.rs` holds it to that: the same requests, sent through both
+//! HTTP/1.0, `CONNECT`, absolute-form targets, any request body (one `Content-Length: 0`
+//! line is no body), `Expect`, `Upgrade`, `Connection` (but for `Connection: close`),
+//! `Transfer-Encoding` or other hop-by-hop headers, header names with underscores,
+//! several lines of one client-IP header or of `Host`, the admin endpoints, an HTTP/2
+//! preface, a malformed or oversized head (hyper answers 400/431). So hyper still owns
+//! every unusual case, and this path only has to be right for plain requests without a
+//! body. `tests/differential.rs` holds it to that: the same requests, sent through both
 //! paths, must reach the upstream with the same headers (and be refused alike). The
 //! upstream's response is streamed as it comes (`Content-Length`, chunked, or until
-//! close), with the same timeouts
-//! (`upstream.response_timeout`, `upstream.body_timeout`, `limits.header_read_timeout`).
+//! close), with the same timeouts (`upstream.response_timeout`, `upstream.body_timeout`,
+//! `limits.header_read_timeout`).
 
 use std::future::Future;
 use std::io::{self, Write as _};
