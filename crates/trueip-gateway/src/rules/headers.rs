@@ -31,58 +31,13 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use trueip::addr::Peer;
-use trueip::headers::{Headers, names};
+use trueip::headers::{ForwardingSet, Headers, names};
 use trueip::origin::Origin;
 use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
 use crate::config::{HeaderSettings, HostPattern, ListMode};
 
-pub(crate) use trueip::headers::spells as same_name;
-
-/// Whether `name`, in any case, is `lower`, a lower-case name (as every `HeaderName` and
-/// `FieldName` is): `name.eq_ignore_ascii_case(lower)` for such a `lower`, eight bytes at
-/// a time. Written out because it runs on every request, several times for each
-/// client-IP header line (the lean path's checks, the header rules, the reads of the
-/// decision), and `eq_ignore_ascii_case` compares a byte at a time up to 15 bytes, the
-/// length of `X-Forwarded-For` (callgrind, `bench/instructions.sh`: the client-IP header
-/// lookup went from 1,241 to 137 instructions per proxied request).
-/// Inlined as far as the length test, which most pairs fail.
-#[inline]
-pub(crate) fn is_lower_name(name: &str, lower: &str) -> bool {
-    name.len() == lower.len() && same_length_lower_name(name.as_bytes(), lower.as_bytes())
-}
-
-/// [`is_lower_name`] for two names of the same length.
-fn same_length_lower_name(name: &[u8], lower: &[u8]) -> bool {
-    let (Some(name_end), Some(lower_end)) = (name.last_chunk::<8>(), lower.last_chunk::<8>())
-    else {
-        return name.eq_ignore_ascii_case(lower);
-    };
-    // Whole words from the start, then the last eight bytes, which may overlap the last
-    // word: a byte compared twice is equal both times.
-    let (words, _) = name.as_chunks::<8>();
-    let (lower_words, _) = lower.as_chunks::<8>();
-    words
-        .iter()
-        .zip(lower_words)
-        .all(|(w, l)| lowered(w) == u64::from_ne_bytes(*l))
-        && lowered(name_end) == u64::from_ne_bytes(*lower_end)
-}
-
-/// Eight bytes as one word, each of `A..=Z` made lower case (what `to_ascii_lowercase`
-/// does to each byte), every other byte as it was.
-fn lowered(bytes: &[u8; 8]) -> u64 {
-    const EACH: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = EACH * 0x80;
-    let word = u64::from_ne_bytes(*bytes);
-    let low = word & !HIGH;
-    // Bit 7 of each byte: set where its low seven bits are at least `A`, and where they
-    // are past `Z`. Neither sum carries into the next byte (0x7f + 0x3f < 0x100).
-    let from_a = low + EACH * u64::from(0x80 - b'A');
-    let past_z = low + EACH * u64::from(0x80 - b'Z' - 1);
-    let upper = from_a & !past_z & !word & HIGH;
-    word | (upper >> 2)
-}
+pub(crate) use trueip::headers::{is_lower_name, spells as same_name};
 
 /// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
@@ -158,22 +113,19 @@ pub(crate) fn may_tunnel(asked: Option<&str>, answered: Option<&[u8]>) -> bool {
 pub(crate) struct Hygiene {
     settings: HeaderSettings,
     /// Every client-IP header: the core's table ([`names::FORWARDING`]) less the names
-    /// kept on purpose, plus the configured names.
-    managed: Vec<HeaderName>,
+    /// kept on purpose, plus the configured names; its
+    /// [`withheld`](ForwardingSet::withheld) is the strip rule.
+    managed: ForwardingSet,
     /// The index of the origin secret in `managed`.
     secret: Option<usize>,
     /// The index of the signed client header in `managed`.
     signature: usize,
-    /// The lengths of the `managed` names, as a bit set ([`length_bit`]): most lines of
-    /// a request (`Host`, `User-Agent`, ...) are told apart from every client-IP header
-    /// by their length alone, with no name compared.
-    managed_lengths: u64,
     /// The lengths of the `managed` and [`HOP_BY_HOP`] names together: a line of any
     /// other length is kept, unless `Connection` names it.
     special_lengths: u64,
 }
 
-/// A name length's bit in a set of name lengths (as [`Hygiene::managed_lengths`]); 63
+/// A name length's bit in a set of name lengths (as [`Hygiene::special_lengths`]); 63
 /// and longer share the last.
 fn length_bit(name: &str) -> u64 {
     1 << name.len().min(63)
@@ -347,38 +299,30 @@ impl<H: Headers + ?Sized> Headers for Kept<'_, H> {
 impl Hygiene {
     /// Prepares the header policy.
     pub(crate) fn new(settings: HeaderSettings) -> Self {
-        // The table, less what the config keeps on purpose.
-        let mut managed: Vec<HeaderName> = names::FORWARDING
-            .iter()
-            .filter(|row| !settings.kept.contains(&row.name))
-            .map(|row| row.name.as_http().clone())
-            .collect();
-        for name in settings
+        // The table, less what the config keeps on purpose, plus the configured names.
+        let managed = settings
             .extra
             .iter()
             .chain(&settings.origin_secret)
             .chain([&settings.signing.header])
-        {
-            if !managed.contains(name.as_http()) {
-                managed.push(name.as_http().clone());
-            }
-        }
+            .fold(
+                ForwardingSet::default().without(&settings.kept),
+                |set, name| set.with(name.clone()),
+            );
         let signature = managed
-            .iter()
-            .position(|n| n == settings.signing.header.as_http())
+            .position(settings.signing.header.as_str())
             .unwrap_or_default();
         let secret = settings
             .origin_secret
             .as_ref()
-            .and_then(|s| managed.iter().position(|n| n == s.as_http()));
-        let managed_lengths = managed
-            .iter()
-            .fold(0, |bits, n| bits | length_bit(n.as_str()));
+            .and_then(|s| managed.position(s.as_str()));
         Hygiene {
-            special_lengths: HOP_BY_HOP
+            special_lengths: managed
+                .names()
                 .iter()
-                .fold(managed_lengths, |bits, n| bits | length_bit(n)),
-            managed_lengths,
+                .map(FieldName::as_str)
+                .chain(HOP_BY_HOP)
+                .fold(0, |bits, n| bits | length_bit(n)),
             settings,
             managed,
             secret,
@@ -479,18 +423,12 @@ impl Hygiene {
 
     /// Whether `name`, in any spelling (see [`same_name`]), is a client-IP header.
     pub(crate) fn is_managed_spelled(&self, name: &str) -> bool {
-        self.managed_lengths & length_bit(name) != 0
-            && self.managed.iter().any(|n| same_name(n.as_str(), name))
+        self.managed.spelled(name.as_bytes())
     }
 
     /// The index of a client-IP header name given in any case.
     pub(crate) fn managed_index_ignore_case(&self, name: &str) -> Option<usize> {
-        if self.managed_lengths & length_bit(name) == 0 {
-            return None;
-        }
-        self.managed
-            .iter()
-            .position(|n| is_lower_name(name, n.as_str()))
+        self.managed.position(name)
     }
 
     /// What a request's `Connection` lines name and hop-by-hop removal may take: every
@@ -519,23 +457,21 @@ impl Hygiene {
         if bit & self.special_lengths == 0 && named.is_empty() {
             return Fate::Keep;
         }
-        if bit & self.managed_lengths != 0 {
-            if let Some(i) = self.managed_index_ignore_case(name) {
-                return if Some(i) == self.secret {
-                    // The origin secret has done its job; the app has no use for it.
-                    Fate::Drop
-                } else if i == self.signature {
-                    // Only this gateway writes it, even behind trusted hops.
-                    Fate::Strip
-                } else if trusted_hop {
-                    Fate::Keep
-                } else {
-                    Fate::Strip
-                };
-            }
-            if name.contains('_') && self.is_managed_spelled(name) {
-                return Fate::Strip;
-            }
+        let fate = self.managed.fate(name, trusted_hop);
+        if fate.index.is_some() && fate.index == self.secret {
+            // The origin secret has done its job; the app has no use for it.
+            return Fate::Drop;
+        }
+        if fate.index == Some(self.signature) {
+            // Only this gateway writes it, even behind trusted hops.
+            return Fate::Strip;
+        }
+        if fate.withheld {
+            return Fate::Strip;
+        }
+        if fate.index.is_some() {
+            // Through a trusted hop; `Connection` may not name a client-IP header.
+            return Fate::Keep;
         }
         if is_hop_by_hop(name)
             || named
@@ -1109,42 +1045,9 @@ mod tests {
     }
 
     #[test]
-    fn lowered_words_are_each_byte_lowered() {
-        for b in 0..=255u8 {
-            for at in 0..8 {
-                let mut bytes = *b"aZ-9_@[`";
-                bytes[at] = b;
-                let want = bytes.map(|b| b.to_ascii_lowercase());
-                assert_eq!(lowered(&bytes), u64::from_ne_bytes(want), "{b:#x} at {at}");
-            }
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn lower_names_compare_as_eq_ignore_ascii_case(
-            lower in "[a-z0-9_@`{\\[\\-]{0,40}",
-            flips in proptest::collection::vec(proptest::prelude::any::<u8>(), 40),
-        ) {
-            // `name`: `lower` with some bytes upper-cased (or otherwise changed by 0x20).
-            let name: String = lower
-                .bytes()
-                .zip(&flips)
-                .map(|(b, f)| match f % 4 {
-                    0 => b.to_ascii_uppercase() as char,
-                    1 => (b ^ 0x20) as char,
-                    _ => b as char,
-                })
-                .collect();
-            proptest::prop_assert_eq!(is_lower_name(&name, &lower), name.eq_ignore_ascii_case(&lower));
-            proptest::prop_assert!(is_lower_name(&lower.to_ascii_uppercase(), &lower));
-        }
-    }
-
-    #[test]
     fn every_client_ip_header_is_found_at_its_index_in_any_case() {
         let h = Hygiene::new(settings());
-        for (i, name) in h.managed.iter().enumerate() {
+        for (i, name) in h.managed.names().iter().enumerate() {
             let name = name.as_str();
             assert_eq!(h.managed_index_ignore_case(name), Some(i), "{name}");
             let upper = name.to_ascii_uppercase();
