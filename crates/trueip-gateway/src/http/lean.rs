@@ -141,8 +141,10 @@ pub(crate) fn retained_max() -> usize {
 pub(crate) enum After {
     /// Closed, or to be closed.
     Closed,
-    /// Hyper serves the rest: these bytes were read and not used.
-    Hyper(Bytes),
+    /// Hyper serves the rest: `read` was read and not used. `opening`: no request was
+    /// served before it, so it may still be HTTP/2's preface (which only opens a
+    /// connection, RFC 9113 §3.3).
+    Hyper { read: Bytes, opening: bool },
 }
 
 /// Received header lines and the request target's query, as the core library reads a request.
@@ -554,6 +556,12 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     };
     // The latest clock reading, when one is at hand: the end of the previous response.
     let mut last_reading: Option<Instant> = None;
+    // Whether a request was served: then what follows is HTTP/1.1, whatever it says.
+    let mut served = false;
+    let to_hyper = |read: &[u8], served: bool| After::Hyper {
+        read: Bytes::copy_from_slice(read),
+        opening: !served,
+    };
     loop {
         deadline.clear();
         loop {
@@ -566,12 +574,12 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             if let Some(end) = head_end(filled) {
                 // Over the limit: hyper reads it again and answers 431.
                 if end > max_head {
-                    return After::Hyper(Bytes::copy_from_slice(filled));
+                    return to_hyper(filled, served);
                 }
                 break;
             }
             if bufs.input.len() >= max_head {
-                return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
+                return to_hyper(bufs.input.filled(), served);
             }
             if deadline.at.is_none() {
                 let now = last_reading.take().unwrap_or_else(Instant::now);
@@ -591,7 +599,7 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 // refuse with 400, as it does at once.
                 Got::Expired if !bufs.input.is_empty() => {
                     if !partial_request(bufs.input.filled()) {
-                        return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
+                        return to_hyper(bufs.input.filled(), served);
                     }
                     head_timeout(io, ctx, &mut bufs.out, header_timeout).await;
                     return After::Closed;
@@ -617,9 +625,10 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 #[cfg(test)]
                 RETAINED_MAX.set(RETAINED_MAX.get().max(bufs.retained()));
                 last_reading = Some(ended);
+                served = true;
             }
             Next::Close => return After::Closed,
-            Next::Hyper => return After::Hyper(Bytes::copy_from_slice(bufs.input.filled())),
+            Next::Hyper => return to_hyper(bufs.input.filled(), served),
         }
     }
 }
