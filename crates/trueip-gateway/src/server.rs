@@ -248,7 +248,8 @@ async fn connection(
                 lean::After::Closed if tls => {
                     let _ = tokio::time::timeout(limits.tls_handshake_timeout, io.shutdown()).await;
                 }
-                lean::After::Closed => {}
+                // A response broken off ends without close_notify, as hyper's does.
+                lean::After::Closed | lean::After::Aborted => {}
             }
         }
         _ => Box::pin(hyper::serve(io, ctx, &state, alpn)).await,

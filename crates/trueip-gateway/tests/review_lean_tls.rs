@@ -10,6 +10,8 @@
 //! - `Connection: close` ends the exchange: nothing pipelined behind it reaches the
 //!   upstream, and a `Connection` line naming a client-IP header removes none of the
 //!   gateway's own;
+//! - a TLS connection ends with close_notify only when the response was whole: a body
+//!   delimited by the close that the upstream broke off is not presented as complete;
 //! - a head split at any byte, or sent slowly, is read the same, and what slow clients
 //!   held is given back.
 
@@ -515,6 +517,77 @@ fn nothing_behind_connection_close_reaches_the_upstream() {
 
 fn thread_sleep(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The end of a TLS connection
+
+/// A one-shot upstream that answers with a body delimited by the close, writes part of
+/// it and then stalls (`stall`) or finishes it.
+fn close_delimited_upstream(stall: bool) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("its address");
+    let h = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let Ok((mut c, _)) = l.accept() else { return };
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first half");
+        if stall {
+            // Past the gateway's body_timeout, then gone.
+            std::thread::sleep(Duration::from_secs(3));
+        } else {
+            let _ = c.write_all(b" and the second half");
+        }
+    });
+    (addr, h)
+}
+
+/// Over TLS, a body delimited by the close is whole only if the connection ends with
+/// close_notify: the gateway sends it after a whole body, and not after a body the
+/// upstream broke off (as hyper's path tells the client with its chunked framing).
+#[test]
+fn close_notify_only_after_a_whole_close_delimited_body() {
+    let rt = runtime();
+    for stall in [false, true] {
+        let (upstream, h) = close_delimited_upstream(stall);
+        let Some(s) = start(
+            &format!("close_delimited_{stall}"),
+            &format!("http://{upstream}"),
+            "body_timeout = \"500ms\"\n",
+        ) else {
+            return;
+        };
+        let (got, end) = rt.block_on(async {
+            let mut c = tls_connect(s.tls, &s.ca, &[b"http/1.1"]).await;
+            send_and_read(
+                &mut c,
+                b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                Duration::from_secs(5),
+            )
+            .await
+        });
+        let t = text(&got);
+        assert!(t.starts_with("HTTP/1.1 200"), "{t}");
+        if stall {
+            assert!(t.ends_with("the first half"), "{t}");
+            assert_eq!(
+                end,
+                End::Abrupt,
+                "a body cut short must not end with close_notify: {t}"
+            );
+        } else {
+            assert!(t.ends_with("the first half and the second half"), "{t}");
+            assert_eq!(end, End::Clean, "{t}");
+        }
+        let _ = h.join();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

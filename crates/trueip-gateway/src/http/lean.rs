@@ -139,8 +139,12 @@ pub(crate) fn retained_max() -> usize {
 
 /// How the lean path left a connection.
 pub(crate) enum After {
-    /// Closed, or to be closed.
+    /// Closed, or to be closed, after a whole response (or none): a TLS connection ends
+    /// with close_notify.
     Closed,
+    /// To be closed without close_notify: a response was broken off, and a client reading
+    /// a body delimited by the close must not take the part it got for the whole.
+    Aborted,
     /// Hyper serves the rest: `read` was read and not used. `opening`: no request was
     /// served before it, so it may still be HTTP/2's preface (which only opens a
     /// connection, RFC 9113 §3.3).
@@ -527,6 +531,8 @@ enum Next {
     /// was done at this instant.
     KeepAlive(usize, Instant),
     Close,
+    /// The response was broken off: see [`After::Aborted`].
+    Abort,
     Hyper,
 }
 
@@ -628,6 +634,7 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 served = true;
             }
             Next::Close => return After::Closed,
+            Next::Abort => return After::Aborted,
             Next::Hyper => return to_hyper(bufs.input.filled(), served),
         }
     }
@@ -784,6 +791,7 @@ async fn one(
         return match sent {
             Sent::KeepAlive => Next::KeepAlive(used, record.finish()),
             Sent::Close => Next::Close,
+            Sent::Abort => Next::Abort,
         };
     };
 
@@ -811,7 +819,8 @@ async fn one(
     let ended = record.finish();
     match outcome {
         Sent::KeepAlive if !closing => Next::KeepAlive(used, ended),
-        _ => Next::Close,
+        Sent::KeepAlive | Sent::Close => Next::Close,
+        Sent::Abort => Next::Abort,
     }
 }
 
@@ -830,6 +839,8 @@ struct Request<'a> {
 enum Sent {
     KeepAlive,
     Close,
+    /// Broken off: part of the response went out, or none of it could.
+    Abort,
 }
 
 /// The upstream request head: every received line by its [`Fate`], then the gateway's
@@ -1046,7 +1057,7 @@ async fn forward(
             sent += take as u64;
             if io.write_all(out).await.is_err() {
                 record.bytes = sent;
-                return Sent::Close;
+                return Sent::Abort;
             }
             out.clear();
             let mut ok = true;
@@ -1146,8 +1157,12 @@ async fn forward(
                 conn.buf.consume(n);
                 sent += n as u64;
             }
-            // Delimited by the close: the client's connection closes too.
-            let _ = ok;
+            // Delimited by the close: the client's connection closes too, and tells
+            // a whole body (close_notify under TLS) from a broken one (none).
+            if !ok {
+                record.bytes = sent;
+                return Sent::Abort;
+            }
             false
         }
     };
@@ -1155,20 +1170,25 @@ async fn forward(
         let ok = io.write_all(out).await.is_ok();
         out.clear();
         if !ok {
-            return Sent::Close;
+            return Sent::Abort;
         }
     }
     record.bytes = sent;
     if parsed.framing == Framing::Close {
         return Sent::Close;
     }
-    if done && parsed.reusable && conn.buf.is_empty() {
+    if !done {
+        // A length or chunked body cut short: its framing already tells the client,
+        // and the connection ends as hyper's does after a broken body.
+        return Sent::Abort;
+    }
+    if parsed.reusable && conn.buf.is_empty() {
         upstream.put_raw(key, conn, &ctx.upstream_idle);
     }
-    if done && !close_after {
-        Sent::KeepAlive
-    } else {
+    if close_after {
         Sent::Close
+    } else {
+        Sent::KeepAlive
     }
 }
 
