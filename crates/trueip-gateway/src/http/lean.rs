@@ -396,6 +396,17 @@ fn valid_value(v: &[u8]) -> bool {
     v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
+/// Appends `data` as one chunk of a chunked body (nothing for no data: an empty chunk
+/// would end the body).
+fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn put_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -1121,21 +1132,28 @@ async fn forward(
             ok
         }
         Framing::Close => {
+            // Sent chunked, as hyper's path sends it: the client then tells a whole body
+            // (the last chunk) from one the upstream broke off, in cleartext too. The
+            // connection still closes after it.
             let bytes = conn.buf.filled();
-            out.extend_from_slice(bytes);
+            put_chunk(out, bytes);
             sent += bytes.len() as u64;
             let n = bytes.len();
             conn.buf.consume(n);
             let mut ok = io.write_all(out).await.is_ok();
-            out.clear();
             while ok {
+                out.clear();
                 deadline.set(crate::clock::deadline(
                     tokio::time::Instant::now(),
                     settings.body_timeout,
                 ));
                 match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
                     Got::Data => {}
-                    Got::Eof => break,
+                    Got::Eof => {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        ok = io.write_all(out).await.is_ok();
+                        break;
+                    }
                     Got::Expired => {
                         metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
                         record.error =
@@ -1150,15 +1168,19 @@ async fn forward(
                         break;
                     }
                     // No stop future was given.
-                    Got::Stop => break,
+                    Got::Stop => {
+                        ok = false;
+                        break;
+                    }
                 }
                 let n = conn.buf.len();
-                ok = io.write_all(conn.buf.filled()).await.is_ok();
+                put_chunk(out, conn.buf.filled());
+                ok = io.write_all(out).await.is_ok();
                 conn.buf.consume(n);
                 sent += n as u64;
             }
-            // Delimited by the close: the client's connection closes too, and tells
-            // a whole body (close_notify under TLS) from a broken one (none).
+            out.clear();
+            // A body broken off: no last chunk, and no close_notify under TLS.
             if !ok {
                 record.bytes = sent;
                 return Sent::Abort;
@@ -1379,7 +1401,9 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
                 put_line(&mut head, "content-length", n.to_string().as_bytes());
             }
         }
-        Framing::None | Framing::Close => {}
+        // Re-framed as chunks by `forward`.
+        Framing::Close => put_line(&mut head, "transfer-encoding", b"chunked"),
+        Framing::None => {}
     }
     Ok(Parsed {
         status: code,
@@ -1563,6 +1587,8 @@ mod tests {
         let p = rewrite(&resp, false).ok().unwrap();
         assert_eq!(p.framing, Framing::Close);
         assert!(!p.reusable);
+        let head = String::from_utf8(p.head).unwrap();
+        assert_eq!(head, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n");
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
