@@ -142,8 +142,8 @@ pub(crate) enum After {
     /// Closed, or to be closed, after a whole response (or none): a TLS connection ends
     /// with close_notify.
     Closed,
-    /// To be closed without close_notify: a response was broken off, and a client reading
-    /// a body delimited by the close must not take the part it got for the whole.
+    /// To be closed without close_notify: a response was broken off, and the client must
+    /// not take the part it got for the whole.
     Aborted,
     /// Hyper serves the rest: `read` was read and not used. `opening`: no request was
     /// served before it, so it may still be HTTP/2's preface (which only opens a
