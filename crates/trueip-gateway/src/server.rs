@@ -230,17 +230,26 @@ async fn connection(
         _ if !h2 && role != Role::Admin && state.settings.limits.lean_http1 => {
             let mut io = io;
             match Box::pin(lean::serve(&mut io, &ctx)).await {
-                lean::After::Hyper(read) => {
+                lean::After::Hyper { read, opening } => {
                     drop(state);
                     let state = shared.state.load_full();
-                    Box::pin(hyper::serve(Rewind::new(read, io), ctx, &state, None)).await;
+                    // What ALPN chose stays chosen, and a connection that has served an
+                    // HTTP/1.1 request is one: HTTP/2's preface only opens a connection
+                    // (RFC 9113 §3.3, §3.4). Else the first bytes tell.
+                    let known = if opening {
+                        alpn
+                    } else {
+                        Some(hyper::Protocol::Http1)
+                    };
+                    Box::pin(hyper::serve(Rewind::new(read, io), ctx, &state, known)).await;
                 }
                 // hyper ends a TLS connection with close_notify, so that a client reading
                 // a body delimited by the close knows it has all of it: so does this.
                 lean::After::Closed if tls => {
                     let _ = tokio::time::timeout(limits.tls_handshake_timeout, io.shutdown()).await;
                 }
-                lean::After::Closed => {}
+                // A response broken off ends without close_notify, as hyper's does.
+                lean::After::Closed | lean::After::Aborted => {}
             }
         }
         _ => Box::pin(hyper::serve(io, ctx, &state, alpn)).await,

@@ -139,10 +139,16 @@ pub(crate) fn retained_max() -> usize {
 
 /// How the lean path left a connection.
 pub(crate) enum After {
-    /// Closed, or to be closed.
+    /// Closed, or to be closed, after a whole response (or none): a TLS connection ends
+    /// with close_notify.
     Closed,
-    /// Hyper serves the rest: these bytes were read and not used.
-    Hyper(Bytes),
+    /// To be closed without close_notify: a response was broken off, and the client must
+    /// not take the part it got for the whole.
+    Aborted,
+    /// Hyper serves the rest: `read` was read and not used. `opening`: no request was
+    /// served before it, so it may still be HTTP/2's preface (which only opens a
+    /// connection, RFC 9113 §3.3).
+    Hyper { read: Bytes, opening: bool },
 }
 
 /// Received header lines and the request target's query, as the core library reads a request.
@@ -390,6 +396,17 @@ fn valid_value(v: &[u8]) -> bool {
     v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
+/// Appends `data` as one chunk of a chunked body (nothing for no data: an empty chunk
+/// would end the body).
+fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn put_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -525,6 +542,8 @@ enum Next {
     /// was done at this instant.
     KeepAlive(usize, Instant),
     Close,
+    /// The response was broken off: see [`After::Aborted`].
+    Abort,
     Hyper,
 }
 
@@ -554,6 +573,12 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
     };
     // The latest clock reading, when one is at hand: the end of the previous response.
     let mut last_reading: Option<Instant> = None;
+    // Whether a request was served: then what follows is HTTP/1.1, whatever it says.
+    let mut served = false;
+    let to_hyper = |read: &[u8], served: bool| After::Hyper {
+        read: Bytes::copy_from_slice(read),
+        opening: !served,
+    };
     loop {
         deadline.clear();
         loop {
@@ -566,12 +591,12 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
             if let Some(end) = head_end(filled) {
                 // Over the limit: hyper reads it again and answers 431.
                 if end > max_head {
-                    return After::Hyper(Bytes::copy_from_slice(filled));
+                    return to_hyper(filled, served);
                 }
                 break;
             }
             if bufs.input.len() >= max_head {
-                return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
+                return to_hyper(bufs.input.filled(), served);
             }
             if deadline.at.is_none() {
                 let now = last_reading.take().unwrap_or_else(Instant::now);
@@ -591,7 +616,7 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 // refuse with 400, as it does at once.
                 Got::Expired if !bufs.input.is_empty() => {
                     if !partial_request(bufs.input.filled()) {
-                        return After::Hyper(Bytes::copy_from_slice(bufs.input.filled()));
+                        return to_hyper(bufs.input.filled(), served);
                     }
                     head_timeout(io, ctx, &mut bufs.out, header_timeout).await;
                     return After::Closed;
@@ -617,9 +642,11 @@ pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
                 #[cfg(test)]
                 RETAINED_MAX.set(RETAINED_MAX.get().max(bufs.retained()));
                 last_reading = Some(ended);
+                served = true;
             }
             Next::Close => return After::Closed,
-            Next::Hyper => return After::Hyper(Bytes::copy_from_slice(bufs.input.filled())),
+            Next::Abort => return After::Aborted,
+            Next::Hyper => return to_hyper(bufs.input.filled(), served),
         }
     }
 }
@@ -775,6 +802,7 @@ async fn one(
         return match sent {
             Sent::KeepAlive => Next::KeepAlive(used, record.finish()),
             Sent::Close => Next::Close,
+            Sent::Abort => Next::Abort,
         };
     };
 
@@ -802,7 +830,8 @@ async fn one(
     let ended = record.finish();
     match outcome {
         Sent::KeepAlive if !closing => Next::KeepAlive(used, ended),
-        _ => Next::Close,
+        Sent::KeepAlive | Sent::Close => Next::Close,
+        Sent::Abort => Next::Abort,
     }
 }
 
@@ -821,6 +850,8 @@ struct Request<'a> {
 enum Sent {
     KeepAlive,
     Close,
+    /// Broken off: part of the response went out, or none of it could.
+    Abort,
 }
 
 /// The upstream request head: every received line by its [`Fate`], then the gateway's
@@ -1037,7 +1068,7 @@ async fn forward(
             sent += take as u64;
             if io.write_all(out).await.is_err() {
                 record.bytes = sent;
-                return Sent::Close;
+                return Sent::Abort;
             }
             out.clear();
             let mut ok = true;
@@ -1101,21 +1132,28 @@ async fn forward(
             ok
         }
         Framing::Close => {
+            // Sent chunked, as hyper's path sends it: the client then tells a whole body
+            // (the last chunk) from one the upstream broke off, in cleartext too. The
+            // connection still closes after it.
             let bytes = conn.buf.filled();
-            out.extend_from_slice(bytes);
+            put_chunk(out, bytes);
             sent += bytes.len() as u64;
             let n = bytes.len();
             conn.buf.consume(n);
             let mut ok = io.write_all(out).await.is_ok();
-            out.clear();
             while ok {
+                out.clear();
                 deadline.set(crate::clock::deadline(
                     tokio::time::Instant::now(),
                     settings.body_timeout,
                 ));
                 match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
                     Got::Data => {}
-                    Got::Eof => break,
+                    Got::Eof => {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        ok = io.write_all(out).await.is_ok();
+                        break;
+                    }
                     Got::Expired => {
                         metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
                         record.error =
@@ -1130,15 +1168,23 @@ async fn forward(
                         break;
                     }
                     // No stop future was given.
-                    Got::Stop => break,
+                    Got::Stop => {
+                        ok = false;
+                        break;
+                    }
                 }
                 let n = conn.buf.len();
-                ok = io.write_all(conn.buf.filled()).await.is_ok();
+                put_chunk(out, conn.buf.filled());
+                ok = io.write_all(out).await.is_ok();
                 conn.buf.consume(n);
                 sent += n as u64;
             }
-            // Delimited by the close: the client's connection closes too.
-            let _ = ok;
+            out.clear();
+            // A body broken off: no last chunk, and no close_notify under TLS.
+            if !ok {
+                record.bytes = sent;
+                return Sent::Abort;
+            }
             false
         }
     };
@@ -1146,20 +1192,25 @@ async fn forward(
         let ok = io.write_all(out).await.is_ok();
         out.clear();
         if !ok {
-            return Sent::Close;
+            return Sent::Abort;
         }
     }
     record.bytes = sent;
     if parsed.framing == Framing::Close {
         return Sent::Close;
     }
-    if done && parsed.reusable && conn.buf.is_empty() {
+    if !done {
+        // A length or chunked body cut short: its framing already tells the client,
+        // and the connection ends as hyper's does after a broken body.
+        return Sent::Abort;
+    }
+    if parsed.reusable && conn.buf.is_empty() {
         upstream.put_raw(key, conn, &ctx.upstream_idle);
     }
-    if done && !close_after {
-        Sent::KeepAlive
-    } else {
+    if close_after {
         Sent::Close
+    } else {
+        Sent::KeepAlive
     }
 }
 
@@ -1350,7 +1401,9 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
                 put_line(&mut head, "content-length", n.to_string().as_bytes());
             }
         }
-        Framing::None | Framing::Close => {}
+        // Re-framed as chunks by `forward`.
+        Framing::Close => put_line(&mut head, "transfer-encoding", b"chunked"),
+        Framing::None => {}
     }
     Ok(Parsed {
         status: code,
@@ -1534,6 +1587,8 @@ mod tests {
         let p = rewrite(&resp, false).ok().unwrap();
         assert_eq!(p.framing, Framing::Close);
         assert!(!p.reusable);
+        let head = String::from_utf8(p.head).unwrap();
+        assert_eq!(head, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n");
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
