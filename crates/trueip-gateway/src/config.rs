@@ -955,6 +955,9 @@ pub(crate) struct Limits {
     /// No bytes either way and no request in flight for this long closes a connection.
     #[serde(with = "duration")]
     pub(crate) idle_timeout: Duration,
+    /// How long a write to a client may wait for room (a client that stopped reading).
+    #[serde(with = "duration")]
+    pub(crate) send_timeout: Duration,
     /// TLS handshake.
     #[serde(with = "duration")]
     pub(crate) tls_handshake_timeout: Duration,
@@ -979,6 +982,7 @@ impl Default for Limits {
             lean_http1: true,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
             proxy_protocol_timeout: Duration::from_secs(5),
             proxy_protocol_max_bytes: 512,
@@ -1986,6 +1990,7 @@ impl Limits {
         )?;
         timeout(self.header_read_timeout, "limits.header_read_timeout")?;
         timeout(self.idle_timeout, "limits.idle_timeout")?;
+        timeout(self.send_timeout, "limits.send_timeout")?;
         timeout(self.tls_handshake_timeout, "limits.tls_handshake_timeout")?;
         timeout(self.proxy_protocol_timeout, "limits.proxy_protocol_timeout")?;
         timeout(self.shutdown_timeout, "limits.shutdown_timeout")

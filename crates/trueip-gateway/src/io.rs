@@ -1,5 +1,6 @@
 //! Connection plumbing: bytes read past a PROXY header, TLS or not, activity tracking.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -356,16 +357,60 @@ impl Drop for InFlight {
     }
 }
 
-/// A [`Stream`] that records activity.
+/// A [`Stream`] that records activity, and fails a write that waits for room longer
+/// than `limits.send_timeout`.
+///
+/// A client that stops reading its response holds its connection, its slot under
+/// `max_connections` and its upstream exchange for as long as the write waits: no other
+/// timer runs while a request is in flight. nginx's `send_timeout` is the same bound
+/// (between two writes that each made progress, not on the whole response).
 pub(crate) struct Tracked {
     stream: Stream,
     activity: std::sync::Arc<Activity>,
+    send_timeout: Duration,
+    /// Armed when a write finds no room, disarmed when one makes progress: a client
+    /// that reads pays no timer.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Tracked {
     /// Wraps a stream.
-    pub(crate) fn new(stream: Stream, activity: std::sync::Arc<Activity>) -> Self {
-        Tracked { stream, activity }
+    pub(crate) fn new(
+        stream: Stream,
+        activity: std::sync::Arc<Activity>,
+        send_timeout: Duration,
+    ) -> Self {
+        Tracked {
+            stream,
+            activity,
+            send_timeout,
+            stalled: None,
+        }
+    }
+
+    /// A write to the client ended (`Ready`) or waits for room (`Pending`): the send
+    /// timer is disarmed, or armed and polled, and a write that has waited for
+    /// `send_timeout` fails with `TimedOut`.
+    fn timed<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.send_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for limits.send_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -405,7 +450,7 @@ impl AsyncWrite for Tracked {
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.moved();
         }
-        polled
+        this.timed(cx, polled)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
@@ -417,7 +462,7 @@ impl AsyncWrite for Tracked {
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.moved();
         }
-        polled
+        this.timed(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
         match &self.stream {
@@ -427,11 +472,13 @@ impl AsyncWrite for Tracked {
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        delegate!(this, s => Pin::new(s).poll_flush(cx))
+        let polled = delegate!(this, s => Pin::new(s).poll_flush(cx));
+        this.timed(cx, polled)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        delegate!(this, s => Pin::new(s).poll_shutdown(cx))
+        let polled = delegate!(this, s => Pin::new(s).poll_shutdown(cx));
+        this.timed(cx, polled)
     }
 }
 

@@ -207,7 +207,7 @@ async fn connection(
     // them if it becomes a tunnel).
     let relay = matches!(listener, Some(l) if l.mode == Mode::Tcp);
     let activity = Arc::new(Activity::new(relay));
-    let io = Tracked::new(io, activity.clone());
+    let io = Tracked::new(io, activity.clone(), state.settings.limits.send_timeout);
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         peer,

@@ -1,0 +1,166 @@
+//! A client that stops reading its response: the gateway's write to it waits for room,
+//! and after `limits.send_timeout` without progress the connection closes and the
+//! upstream exchange is let go. A client that reads slowly but steadily is not cut: the
+//! timer restarts at every write that makes progress, as nginx's `send_timeout` does.
+//! The same on both wire paths (the lean one and hyper's).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The body an upstream promises and streams: far more than the socket buffers between
+/// the gateway and a client that does not read (a few MiB on loopback).
+const BIG: usize = 256 << 20;
+/// The body a slow reader takes whole: several times the socket buffers, so that the
+/// gateway's writes wait for the reader again and again.
+const SMALL: usize = 24 << 20;
+
+/// An upstream that answers every request with `len` bytes of body, written 64 KiB at a
+/// time, and notes when a write fails (the gateway let the exchange go).
+struct Streaming {
+    addr: SocketAddr,
+    broken: Arc<AtomicBool>,
+}
+
+impl Streaming {
+    #[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+    fn start(len: usize) -> Streaming {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let broken = Arc::new(AtomicBool::new(false));
+        let noted = broken.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let noted = noted.clone();
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+                    );
+                    if conn.write_all(answer.as_bytes()).is_err() {
+                        noted.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    let chunk = vec![b'x'; 64 << 10];
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if conn.write_all(&chunk[..n]).is_err() {
+                            noted.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        Streaming { addr, broken }
+    }
+}
+
+fn gateway(name: &str, lean: bool, upstream: &Streaming) -> Gateway {
+    let dir = test_dir(name);
+    let toml = format!(
+        "[upstream]\nurl = \"http://{}\"\nbody_timeout = \"30s\"\n\
+         [limits]\nsend_timeout = \"1s\"\nlean_http1 = {lean}\n",
+        upstream.addr
+    );
+    Gateway::start_with_toml(&dir, free_addr(), &toml, &[])
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_send_timeout_on_the_lean_path() {
+    stopped_reader("send_timeout_stopped_lean", true);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_send_timeout_on_hypers_path() {
+    stopped_reader("send_timeout_stopped_hyper", false);
+}
+
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+fn stopped_reader(name: &str, lean: bool) {
+    let upstream = Streaming::start(BIG);
+    let gw = gateway(name, lean, &upstream);
+    let mut client = TcpStream::connect(gw.addr).unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: app.example\r\n\r\n")
+        .unwrap();
+    // Read nothing: the buffers between fill, the gateway's write waits, and after
+    // send_timeout it gives up, on the client and on the upstream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !upstream.broken.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "lean={lean}: the upstream still streams to a client that reads nothing\n{}",
+            gw.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What the client gets is what the buffers held, then the end: never the whole body.
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < BIG,
+        "lean={lean}: {got} bytes reached a client that stopped reading"
+    );
+    assert_healthy(gw.addr, "a client that stopped reading");
+}
+
+#[test]
+fn a_slow_steady_reader_gets_the_whole_body_on_both_paths() {
+    for lean in [true, false] {
+        let upstream = Streaming::start(SMALL);
+        let gw = gateway(&format!("send_timeout_slow_{lean}"), lean, &upstream);
+        let mut client = TcpStream::connect(gw.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // At most 1 MiB every 150 ms: the whole body takes a few times send_timeout,
+        // yet no single write waits for as long.
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("lean={lean}: {e} after {} bytes", all.len()),
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let text = String::from_utf8_lossy(&all[..all.len().min(200)]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "lean={lean}: {text}");
+        let body = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| all.len() - at - 4);
+        assert_eq!(body, Some(SMALL), "lean={lean}: {text}");
+        assert!(!upstream.broken.load(Ordering::SeqCst), "lean={lean}");
+    }
+}
