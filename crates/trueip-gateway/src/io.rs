@@ -229,6 +229,8 @@ pub(crate) struct Activity {
     /// Whether reads and writes are timed: only byte relays ask whether bytes moved,
     /// and an HTTP connection need not read the clock on every read and write.
     track_io: AtomicBool,
+    /// A write to the client waited `limits.send_timeout` and failed.
+    send_timed_out: AtomicBool,
 }
 
 /// Which idleness [`Activity::idle`] waits for.
@@ -267,7 +269,13 @@ impl Activity {
             last_request_ms: AtomicU64::new(now),
             in_flight: AtomicUsize::new(0),
             track_io: AtomicBool::new(track_io),
+            send_timed_out: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a write to the client waited `limits.send_timeout` and failed.
+    pub(crate) fn send_timed_out(&self) -> bool {
+        self.send_timed_out.load(Relaxed)
     }
 
     /// Times reads and writes from now on (and counts now as activity): before
@@ -405,10 +413,13 @@ impl Tracked {
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client read nothing for limits.send_timeout",
-            ))),
+            Poll::Ready(()) => {
+                self.activity.send_timed_out.store(true, Relaxed);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client read nothing for limits.send_timeout",
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -188,15 +188,19 @@ pub(crate) enum ClientErrorKind {
     HeaderTimeout,
     /// A Host or trusted X-Forwarded-Host outside `headers.allowed_hosts` (421).
     HostNotAllowed,
+    /// A client that read nothing of its response for `limits.send_timeout` (the
+    /// connection closed).
+    SendTimeout,
 }
 
 impl ClientErrorKind {
-    const ALL: [ClientErrorKind; 5] = [
+    const ALL: [ClientErrorKind; 6] = [
         ClientErrorKind::HeadersOverLimit,
         ClientErrorKind::BadRequestBody,
         ClientErrorKind::RequestBodyTimeout,
         ClientErrorKind::HeaderTimeout,
         ClientErrorKind::HostNotAllowed,
+        ClientErrorKind::SendTimeout,
     ];
 
     /// The label value.
@@ -207,6 +211,7 @@ impl ClientErrorKind {
             ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
             ClientErrorKind::HeaderTimeout => "header_timeout",
             ClientErrorKind::HostNotAllowed => "host_not_allowed",
+            ClientErrorKind::SendTimeout => "send_timeout",
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::config::{ListenerId, Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared};
 use crate::http::{hyper, lean};
 use crate::io::{Activity, Rewind, Socket, Stream, Tracked};
+use crate::metrics::ClientErrorKind;
 use crate::{proxy, tcp};
 
 /// A listening socket: TCP, or a Unix socket (`unix:/path`).
@@ -220,6 +221,7 @@ async fn connection(
         upstream_idle: Arc::new(crate::upstream::Pool::client()),
         _open: open,
     });
+    let activity = ctx.activity.clone();
     match listener {
         Some(l) if l.mode == Mode::Tcp => Box::pin(tcp::relay(io, &ctx, &state, l)).await,
         // HTTP/1.1, in cleartext or under TLS (where ALPN chose `http/1.1`, or nothing):
@@ -253,6 +255,10 @@ async fn connection(
             }
         }
         _ => Box::pin(hyper::serve(io, ctx, &state, alpn)).await,
+    }
+    if activity.send_timed_out() {
+        shared.metrics.client_error(ClientErrorKind::SendTimeout);
+        tracing::debug!(%peer, "closed: the client read nothing for limits.send_timeout");
     }
 }
 

@@ -127,6 +127,17 @@ fn stopped_reader(name: &str, lean: bool) {
         got < BIG,
         "lean={lean}: {got} bytes reached a client that stopped reading"
     );
+    // Counted, for an operator to see.
+    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+        if metrics.contains(counted) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lean={lean}: not counted\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_healthy(gw.addr, "a client that stopped reading");
 }
 
