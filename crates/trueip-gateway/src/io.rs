@@ -493,6 +493,49 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// How long a closing connection may keep reading what its client still sends
+/// ([`linger`]), in all, and between two reads. nginx's `lingering_time` and
+/// `lingering_timeout` are 30 s and 5 s; a client that is still sending after its
+/// response has ended has seen what it needs well before these.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_READ: Duration = Duration::from_secs(2);
+/// Closes a connection whose client may still be sending, as nginx's lingering close
+/// does: when bytes are waiting to be read now (a request sent while the last response
+/// streamed, a body nobody asked for), the connection stops writing (FIN, or
+/// close_notify under TLS), reads and drops what comes until the client closes or a
+/// bound ([`LINGER_TIME`], [`LINGER_READ`]) is reached, and only then is closed by its
+/// owner.
+///
+/// Closing a socket with unread bytes makes the kernel answer with a reset, and a reset
+/// throws away what is still in the send queue: the tail of the response the client was
+/// receiving. With nothing waiting (the usual close) this costs nothing: the check is
+/// one poll of the stream, which tokio answers from the readiness it has without a
+/// system call once a read has drained the socket.
+pub(crate) async fn linger<I: AsyncRead + AsyncWrite + Unpin>(io: &mut I) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 4096];
+    let waiting = {
+        let mut probe = ReadBuf::new(&mut buf);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(
+            Pin::new(&mut *io).poll_read(&mut cx, &mut probe),
+            Poll::Ready(Ok(())) if !probe.filled().is_empty()
+        )
+    };
+    if !waiting {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let _ = io.shutdown().await;
+        while let Ok(Ok(n)) = tokio::time::timeout(LINGER_READ, io.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {

@@ -247,11 +247,15 @@ async fn connection(
                 }
                 // hyper ends a TLS connection with close_notify, so that a client reading
                 // a body delimited by the close knows it has all of it: so does this.
-                lean::After::Closed if tls => {
-                    let _ = tokio::time::timeout(limits.tls_handshake_timeout, io.shutdown()).await;
+                lean::After::Closed => {
+                    if tls {
+                        let _ =
+                            tokio::time::timeout(limits.tls_handshake_timeout, io.shutdown()).await;
+                    }
+                    crate::io::linger(&mut io).await;
                 }
                 // A response broken off ends without close_notify, as hyper's does.
-                lean::After::Closed | lean::After::Aborted => {}
+                lean::After::Aborted => {}
             }
         }
         _ => Box::pin(hyper::serve(io, ctx, &state, alpn)).await,

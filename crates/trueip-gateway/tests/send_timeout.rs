@@ -135,7 +135,10 @@ fn stopped_reader(name: &str, lean: bool) {
         if metrics.contains(counted) {
             break;
         }
-        assert!(Instant::now() < deadline, "lean={lean}: not counted\n{metrics}");
+        assert!(
+            Instant::now() < deadline,
+            "lean={lean}: not counted\n{metrics}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_healthy(gw.addr, "a client that stopped reading");
@@ -173,5 +176,54 @@ fn a_slow_steady_reader_gets_the_whole_body_on_both_paths() {
             .map(|at| all.len() - at - 4);
         assert_eq!(body, Some(SMALL), "lean={lean}: {text}");
         assert!(!upstream.broken.load(Ordering::SeqCst), "lean={lean}");
+    }
+}
+
+/// A request with `Connection: close` followed by bytes the gateway will not read (a
+/// pipelined request): the whole response still reaches the client. Closing a socket
+/// with unread bytes makes the kernel send a reset, which throws away what is still in
+/// the send queue; the gateway stops writing, reads what comes until the client closes
+/// (bounded), and only then closes, as nginx's lingering close does.
+#[test]
+fn a_response_before_a_close_survives_unread_pipelined_bytes() {
+    for lean in [true, false] {
+        let upstream = Streaming::start(SMALL);
+        let gw = gateway(&format!("send_timeout_linger_{lean}"), lean, &upstream);
+        let mut client = TcpStream::connect(gw.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // Sent while the response streams, more than any read-ahead buffer holds: what
+        // the gateway does not read waits in its socket's receive queue.
+        let mut writer = client.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut more =
+                b"POST /b HTTP/1.1\r\nHost: app.example\r\ncontent-length: 4194304\r\n\r\n"
+                    .to_vec();
+            more.resize(more.len() + (4 << 20), b'y');
+            // The gateway may close before taking all of it.
+            let _ = writer.write_all(&more);
+        });
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("lean={lean}: {e} after {} bytes", all.len()),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let body = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| all.len() - at - 4);
+        assert_eq!(body, Some(SMALL), "lean={lean}");
+        drop(client);
+        sender.join().unwrap();
     }
 }

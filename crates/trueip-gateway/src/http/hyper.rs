@@ -82,6 +82,10 @@ where
     }
     let mut conn = state.h1.serve_connection(io, service).with_upgrades();
     let Err(e) = drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), &ctx, idle).await else {
+        // hyper has ended the connection (an upgraded one is no longer hyper's).
+        if let Some(parts) = conn.into_parts() {
+            crate::io::linger(&mut parts.io.into_inner()).await;
+        }
         return;
     };
     // hyper ends a connection whose head timed out without answering it: what it had
