@@ -499,6 +499,7 @@ impl AsyncWrite for Tracked {
 /// response has ended has seen what it needs well before these.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_READ: Duration = Duration::from_secs(2);
+
 /// Closes a connection whose client may still be sending, as nginx's lingering close
 /// does: when bytes are waiting to be read now (a request sent while the last response
 /// streamed, a body nobody asked for), the connection stops writing (FIN, or
