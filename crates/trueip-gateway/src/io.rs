@@ -155,16 +155,59 @@ impl InBuf {
 /// An accepted client connection: TCP, or a Unix socket (`unix:/path` listeners).
 pub(crate) enum Socket {
     /// TCP.
-    Tcp(TcpStream),
+    Tcp(TcpStream, NoDelay),
     /// Unix socket.
     Unix(UnixStream),
+}
+
+impl Socket {
+    /// An accepted TCP connection, `TCP_NODELAY` not set yet (see [`NoDelay`]).
+    pub(crate) fn tcp(stream: TcpStream) -> Self {
+        Socket::Tcp(stream, NoDelay::Unwritten)
+    }
+}
+
+/// When an accepted TCP socket gets `TCP_NODELAY`: just before its second write.
+///
+/// Nagle's algorithm (Linux applies Minshall's form of it) holds back a segment shorter
+/// than the MSS only while an earlier short segment is unacknowledged. A connection's
+/// first write has none before it, so it leaves at once whatever its size; only a later
+/// write can be held (a streamed body, the next keep-alive response, a TLS record after
+/// the handshake), and each of those finds `TCP_NODELAY` set. So no byte waits for an
+/// acknowledgement, as if it had been set at accept, and a connection that writes once
+/// and closes (a new connection per request) makes no `setsockopt` at all: nginx sets
+/// it at the same point, when a connection enters keep-alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoDelay {
+    /// Nothing written yet.
+    Unwritten,
+    /// Bytes written, `TCP_NODELAY` not set.
+    Written,
+    /// Set (or setting it failed: that is not tried again).
+    Set,
+}
+
+impl NoDelay {
+    fn before_write(&mut self, stream: &TcpStream) {
+        if *self == NoDelay::Written {
+            // A socket that refuses it is no worse off than before this write.
+            let _ = stream.set_nodelay(true);
+            *self = NoDelay::Set;
+        }
+    }
+
+    fn after_write(&mut self, polled: &Poll<io::Result<usize>>) {
+        if *self == NoDelay::Unwritten && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            *self = NoDelay::Written;
+        }
+    }
 }
 
 /// `$e` on the socket inside, whichever it is.
 macro_rules! socket {
     ($io:expr, $s:ident => $e:expr) => {
         match $io {
-            Socket::Tcp($s) => $e,
+            Socket::Tcp($s, _) => $e,
             Socket::Unix($s) => $e,
         }
     };
@@ -186,14 +229,30 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        socket!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+        match self.get_mut() {
+            Socket::Tcp(s, nodelay) => {
+                nodelay.before_write(s);
+                let polled = Pin::new(s).poll_write(cx, buf);
+                nodelay.after_write(&polled);
+                polled
+            }
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        socket!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+        match self.get_mut() {
+            Socket::Tcp(s, nodelay) => {
+                nodelay.before_write(s);
+                let polled = Pin::new(s).poll_write_vectored(cx, bufs);
+                nodelay.after_write(&polled);
+                polled
+            }
+            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
     }
     fn is_write_vectored(&self) -> bool {
         socket!(self, s => s.is_write_vectored())
@@ -202,6 +261,7 @@ impl AsyncWrite for Socket {
         socket!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A FIN (and whatever is still queued before it) is sent at once, Nagle or not.
         socket!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
@@ -589,6 +649,37 @@ mod tests {
         buf.shrink_to(64 * 1024);
         assert_eq!(buf.len(), unread);
         assert!(buf.capacity() >= unread);
+    }
+
+    /// `TCP_NODELAY` comes before the second write, never the first: a connection that
+    /// writes once and closes makes no `setsockopt`, and no later write waits for Nagle.
+    #[tokio::test]
+    async fn nodelay_is_set_before_the_second_write() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut s = Socket::tcp(accepted);
+        let nodelay = |s: &Socket| match s {
+            Socket::Tcp(t, state) => Some((t.nodelay().unwrap(), *state)),
+            Socket::Unix(_) => None,
+        };
+        assert_eq!(nodelay(&s), Some((false, NoDelay::Unwritten)));
+        s.write_all(b"").await.unwrap();
+        assert_eq!(
+            nodelay(&s),
+            Some((false, NoDelay::Unwritten)),
+            "nothing was sent"
+        );
+        s.write_all(b"first").await.unwrap();
+        assert_eq!(nodelay(&s), Some((false, NoDelay::Written)));
+        s.write_all(b"second").await.unwrap();
+        assert_eq!(nodelay(&s), Some((true, NoDelay::Set)));
+        let bufs = [io::IoSlice::new(b"third")];
+        assert_eq!(s.write_vectored(&bufs).await.unwrap(), 5);
+        assert_eq!(nodelay(&s), Some((true, NoDelay::Set)));
     }
 
     #[tokio::test]

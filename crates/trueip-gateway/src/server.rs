@@ -33,9 +33,8 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
-                let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
-                Ok((Socket::Tcp(stream), Peer::from(peer), local))
+                Ok((Socket::tcp(stream), Peer::from(peer), local))
             }
             Listener::Unix(l) => {
                 let (stream, _) = l.accept().await?;
