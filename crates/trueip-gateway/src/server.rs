@@ -27,13 +27,27 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
+    /// The address every connection on this listener has at its end: the listener's own,
+    /// when it is bound to one address. `None` for a wildcard (`0.0.0.0`, `[::]`), where
+    /// each connection's depends on the address the client reached, and for a Unix socket.
+    fn bound_to(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().filter(|a| !a.ip().is_unspecified()),
+            Listener::Unix(_) => None,
+        }
+    }
+
     /// The next connection: the socket, its peer, and the local address (none for a
-    /// Unix socket, whose peers have no address either).
-    async fn accept(&self) -> std::io::Result<(Socket, Peer, Option<SocketAddr>)> {
+    /// Unix socket, whose peers have no address either). `bound` is [`Listener::bound_to`]:
+    /// only a wildcard listener asks the kernel (`getsockname`) for each connection's.
+    async fn accept(
+        &self,
+        bound: Option<SocketAddr>,
+    ) -> std::io::Result<(Socket, Peer, Option<SocketAddr>)> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
-                let local = stream.local_addr().ok();
+                let local = bound.or_else(|| stream.local_addr().ok());
                 Ok((Socket::tcp(stream), Peer::from(peer), local))
             }
             Listener::Unix(l) => {
@@ -54,9 +68,10 @@ fn role_listener(role: Role) -> Option<ListenerId> {
 /// Accepts until shutdown, or until a reload closes the socket (`retired`).
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
     let mut shutdown = shared.shutdown.subscribe();
+    let bound = listener.bound_to();
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = listener.accept(bound) => r,
             _ = shutdown.wait_for(|s| *s) => break,
             () = retired.wait() => break,
         };
@@ -319,6 +334,66 @@ mod tests {
         assert_eq!(body["source"], "proxy-protocol");
         assert_eq!(body["direct_ip"], "127.0.0.1");
         assert_eq!(body["headers"]["x-forwarded-for"][0], "6.6.6.6");
+    }
+
+    /// An upstream that answers each request with its head as the body.
+    async fn echo_upstream() -> SocketAddr {
+        let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = up.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = up.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(chunk.get(..n).unwrap());
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = got.drain(..i + 4).collect();
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                head.len()
+                            );
+                            s.write_all(answer.as_bytes()).await.unwrap();
+                            s.write_all(&head).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// The port the client connected to reaches the upstream (`X-Forwarded-Port`) from a
+    /// listener bound to one address, whose connections' local address is the listener's
+    /// (no `getsockname`), as from a wildcard one, where each connection's is asked for.
+    #[tokio::test]
+    async fn the_port_the_client_reached_is_forwarded_from_specific_and_wildcard_listeners() {
+        let upstream = echo_upstream().await;
+        let toml = format!(
+            "[upstream]\nurl = \"http://{upstream}\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n"
+        );
+        for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
+            let listener = TcpListener::bind(bind).await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let _server = Server::start(listener, &Build::new(&toml, true).unwrap());
+            let reply = exchange(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            assert!(reply.starts_with("HTTP/1.1 200"), "{bind}: {reply}");
+            assert!(
+                reply
+                    .to_ascii_lowercase()
+                    .contains(&format!("\r\nx-forwarded-port: {port}\r\n")),
+                "{bind}: {reply}"
+            );
+        }
     }
 
     #[tokio::test]
