@@ -165,6 +165,21 @@ impl Socket {
     pub(crate) fn tcp(stream: TcpStream) -> Self {
         Socket::Tcp(stream, NoDelay::Unwritten)
     }
+
+    /// Drops tokio's guess that a socket it just accepted is readable: its first read
+    /// then waits for epoll to report bytes. Only where nothing can poll epoll between the
+    /// accept and this call (see `server::accept`). A `try_io` whose operation would
+    /// block clears the readiness without a system call.
+    pub(crate) fn forget_readable_guess(&self) {
+        fn would_block() -> io::Result<()> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        let readable = tokio::io::Interest::READABLE;
+        let _ = match self {
+            Socket::Tcp(s, _) => s.try_io(readable, would_block),
+            Socket::Unix(s) => s.try_io(readable, would_block),
+        };
+    }
 }
 
 /// When an accepted TCP socket gets `TCP_NODELAY`: just before its second write.

@@ -376,6 +376,7 @@ fn start_workers(
             .spawn(move || {
                 upstream::set_worker(i);
                 runtime.block_on(async move {
+                    tokio::spawn(server::timer_floor());
                     let _ = exit.wait_for(|e| *e).await;
                 });
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -501,6 +502,7 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
     metrics.listener_policies(state.settings.listener_policy_names());
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
     let (exit, _) = watch::channel(false);
+    tokio::spawn(server::timer_floor());
     let (mut workers, runtimes) = match start_workers(state_workers(&shared), &exit) {
         Ok(w) => w,
         Err(e) => return fatal(format!("cannot start the worker threads: {e}")),

@@ -58,6 +58,30 @@ impl Listener {
     }
 }
 
+/// Keeps a timer due within [`TIMER_FLOOR`] in this worker's timer wheel, always.
+///
+/// tokio wakes its own event loop (an eventfd write, then one more return from
+/// `epoll_wait`) whenever a timer is armed that is due before the earliest timer it knew
+/// of when it last polled epoll: it has promised epoll a wake-up no later than that one.
+/// A connection whose first bytes are not there yet arms the header (or PROXY, or
+/// handshake) deadline and the idle timer, due in 5 s or more by default, and those were
+/// the earliest whenever no other connection was waiting as long: on row `close` of
+/// `bench/gateway.sh`, 0.22 eventfd writes per connection, 0.55 once the first read
+/// waits for epoll (`accept`). With a timer always due within the floor, a
+/// deadline at least that far away is never the earliest and wakes nothing: 0.03. The
+/// cost is one wake-up of each worker per [`TIMER_FLOOR`]. Deadlines shorter than the
+/// floor (only where the config sets them so) wake the loop as before.
+pub(crate) async fn timer_floor() {
+    let mut tick = tokio::time::interval(TIMER_FLOOR);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
+/// See [`timer_floor`].
+const TIMER_FLOOR: Duration = Duration::from_secs(1);
+
 fn role_listener(role: Role) -> Option<ListenerId> {
     match role {
         Role::Listener(id) => Some(id),
@@ -69,6 +93,17 @@ fn role_listener(role: Role) -> Option<ListenerId> {
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
     let mut shutdown = shared.shutdown.subscribe();
     let bound = listener.bound_to();
+    // tokio takes a socket it has just accepted for readable, so that its first read tries
+    // `recv` at once; when the client's first bytes have not arrived yet, that read fails
+    // with `EAGAIN` (0.39-0.94 per connection on row `close` of `bench/gateway.sh`). The
+    // connection's task yields once before its first read (see `connection`) and tokio
+    // polls epoll meanwhile, which reports the bytes already there: without the guess,
+    // `recv` is called only when there is something to read. Only on a runtime of one
+    // thread (every worker's): there nothing polls epoll between the accept and the
+    // clearing, where elsewhere another thread could take the socket's one readable event
+    // (edge-triggered) in between, and the connection would wait for bytes already read.
+    let epoll_first = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
     loop {
         let accepted = tokio::select! {
             r = listener.accept(bound) => r,
@@ -77,6 +112,9 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
         };
         match accepted {
             Ok((stream, peer, local)) => {
+                if epoll_first {
+                    stream.forget_readable_guess();
+                }
                 let Some(permit) = shared.connections.try_take() else {
                     shared.metrics.connection_rejected();
                     tracing::warn!(%peer, "connection refused: limits.max_connections reached");
@@ -108,11 +146,12 @@ async fn connection(
     retired: Retired,
 ) {
     // A new socket's first read finds no readiness yet (tokio learns it at its next poll of
-    // epoll), so it arms that read's deadline (PROXY header, handshake, request head), and
-    // tokio often wakes its own driver with an eventfd write for such a timer. Yielding once
-    // lets that poll come first: a request sent with its connection is then read at once,
-    // with no timer armed. On row `close` of `bench/gateway.sh` (perf trace): 0.99 -> 0.70
-    // eventfd writes per connection, about 2 µs less CPU per request.
+    // epoll; `accept` drops tokio's guess), so it arms that read's deadline (PROXY
+    // header, handshake, request head), and tokio often wakes its own driver with an
+    // eventfd write for such a timer. Yielding once lets that poll come first: a request
+    // sent with its connection is then read at once, with no timer armed. On row `close`
+    // of `bench/gateway.sh` (perf trace): 0.99 -> 0.70 eventfd writes per connection,
+    // about 2 µs less CPU per request.
     tokio::task::yield_now().await;
     let open = Open::new(shared.metrics.clone(), permit);
     let state = shared.state.load_full();
