@@ -133,9 +133,15 @@ impl InBuf {
     }
 
     /// The bytes of storage held.
-    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.data.capacity()
+    }
+
+    /// Forgets every byte read (the storage stays, and is never handed out before it is
+    /// read into again).
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
     }
 
     /// Gives back the storage beyond `keep` bytes, or beyond the unread bytes when they
