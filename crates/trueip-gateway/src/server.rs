@@ -178,7 +178,7 @@ async fn connection(
         listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off),
         peer.ip(),
     ) {
-        match proxy::read_header(
+        match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
             state
@@ -187,7 +187,7 @@ async fn connection(
                 .proxy_protocol_from(),
             l.proxy_protocol,
             limits,
-        )
+        ))
         .await
         {
             Ok((r, rest)) => {
@@ -221,16 +221,24 @@ async fn connection(
 
     let rewound = Rewind::new(prefix, stream);
     let tls = acceptor.is_some();
-    // The handshake, and each codec below, is a boxed future: this task's own future is
-    // then small. tokio copies a task's whole future when spawning it and again when it
-    // ends, and unboxed this one was as large as the largest state any codec can be in
-    // (hyper's connection, the lean path's header slots, a handshake): those two copies
-    // were 5% of the gateway's CPU on a new connection per request (perf, row `close`
-    // of `bench/gateway.sh`). Boxed, a connection allocates only what it runs.
+    // The handshake with its timer, and each codec below, is a boxed future (as is the
+    // PROXY header's read, above): this task's own future is then small. tokio copies a
+    // task's whole future when spawning it and again when it ends, and unboxed this one
+    // was as large as the largest state any codec can be in (hyper's connection, the lean
+    // path's header slots, a handshake): those two copies were 5% of the gateway's CPU on
+    // a new connection per request (perf, row `close` of `bench/gateway.sh`). Boxed, a
+    // connection allocates only what it runs. (The timers and the PROXY read, boxed too:
+    // 3 % fewer user-space instructions per request on rows `close` and `proxy-v2`,
+    // `bench/instructions.sh`.)
     let io = match acceptor {
         Some(acceptor) => {
-            let handshake = Box::pin(acceptor.accept(rewound));
-            match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+            let handshake = acceptor.accept(rewound);
+            match Box::pin(tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                handshake,
+            ))
+            .await
+            {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
                 Ok(Err(e)) => {
                     shared.metrics.tls_error();
@@ -302,8 +310,11 @@ async fn connection(
                 // a body delimited by the close knows it has all of it: so does this.
                 lean::After::Closed => {
                     if tls {
-                        let _ =
-                            tokio::time::timeout(limits.tls_handshake_timeout, io.shutdown()).await;
+                        let _ = Box::pin(tokio::time::timeout(
+                            limits.tls_handshake_timeout,
+                            io.shutdown(),
+                        ))
+                        .await;
                     }
                     crate::io::linger(&mut io).await;
                 }
