@@ -6,6 +6,8 @@
 #   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip bash bench/instructions.sh
 #   REQUESTS=50000 bash bench/instructions.sh
 #   PROTOCOL=h2 bash bench/instructions.sh         # HTTP/2 over TLS, as bench/gateway.sh's h2 row
+#   PROTOCOL=close bash bench/instructions.sh      # a new connection per request (row close)
+#   PROTOCOL=proxy-v2 bash bench/instructions.sh   # the same with a PROXY v2 header (row proxy-v2)
 #
 # The request and the gateway are bench/gateway.sh's proxy row: `trueip serve --upstream
 # --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff`,
@@ -23,6 +25,16 @@
 # $CONNECTIONS full TLS handshakes (about a million instructions each: with the defaults,
 # about 600 instructions per request of the count).
 #
+# PROTOCOL=close and PROTOCOL=proxy-v2: bench/gateway.sh's rows of those names, a new
+# connection per request. The client is a small Python asyncio loop ($CONNECTIONS at a time,
+# default 50), since h2load does not connect again after a `Connection: close`: each
+# connection sends wrk's request (Host, X-Forwarded-For, `Connection: close`; proxy-v2: a
+# PROXY v2 header, TCP4 from 198.51.100.7, in the same write) and reads to the close, and
+# every answer must be a 200. The listener for proxy-v2 is the row's (`[[listen]]
+# proxy_protocol = "v2"`, `--proxy-protocol-from 127.0.0.0/8`). Only user space is counted:
+# the system calls per connection are what `strace -c -f -p PID` (or `perf stat -e
+# 'syscalls:sys_enter_*' -p PID`) shows.
+#
 # Prints instructions per request for each binary and their ratio; the callgrind files stay in
 # $OUT for `callgrind_annotate --inclusive=yes $OUT/NAME.callgrind.1` (part 1: the counted
 # requests).
@@ -37,7 +49,8 @@ WARMUP=${WARMUP:-2000}
 case $PROTOCOL in
     h1) CONNECTIONS=${CONNECTIONS:-50} ;;
     h2) CONNECTIONS=${CONNECTIONS:-10} STREAMS=${STREAMS:-10} ;;
-    *) echo "bench/instructions.sh: PROTOCOL is h1 or h2, not $PROTOCOL" >&2; exit 1 ;;
+    close | proxy-v2) CONNECTIONS=${CONNECTIONS:-50} ;;
+    *) echo "bench/instructions.sh: PROTOCOL is h1, h2, close or proxy-v2, not $PROTOCOL" >&2; exit 1 ;;
 esac
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/bench-instructions}
@@ -127,6 +140,46 @@ if [ "$PROTOCOL" = h2 ]; then
 address = \"127.0.0.1:@PORT@\"
 tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
 fi
+PROXY_FROM=()
+if [ "$PROTOCOL" = proxy-v2 ]; then
+    LISTEN_TOML="[[listen]]
+address = \"127.0.0.1:@PORT@\"
+proxy_protocol = \"v2\""
+    PROXY_FROM=(--proxy-protocol-from 127.0.0.0/8)
+fi
+
+# A new connection per request (PROTOCOL=close, proxy-v2): exactly $2 requests, $CONNECTIONS
+# connections open at a time; prints "requests: N succeeded, M failed" as h2load does.
+CLOSE_CLIENT='
+import asyncio, socket, struct, sys
+port, total, conc, pp = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "proxy-v2"
+req = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-For: " + sys.argv[5]
+       + "\r\nConnection: close\r\n\r\n").encode()
+if pp:
+    addrs = socket.inet_aton("198.51.100.7") + socket.inet_aton("127.0.0.1") + struct.pack(">HH", 5555, port)
+    req = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack(">H", len(addrs)) + addrs + req
+left, ok, bad = total, 0, 0
+async def worker():
+    global left, ok, bad
+    while left > 0:
+        left -= 1
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(req)
+            data = await asyncio.wait_for(r.read(), 60)
+            w.close()
+            if data.startswith(b"HTTP/1.1 200 "):
+                ok += 1
+            else:
+                bad += 1
+        except Exception:
+            bad += 1
+async def main():
+    await asyncio.gather(*(worker() for _ in range(conc)))
+asyncio.run(main())
+print(f"requests: {total} total, {ok} succeeded, {bad} failed")
+print(f"status codes: {ok} 2xx, 0 3xx, 0 4xx, {bad} 5xx")
+'
 
 cat >"$OUT/trueip-base.toml" <<EOF
 [limits]
@@ -144,6 +197,11 @@ load() { # port count
             -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/"
         return
     fi
+    if [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
+        taskset -c "$OTHER_CPUS" timeout -k 5 600 python3 -c "$CLOSE_CLIENT" "$1" "$2" \
+            "$CONNECTIONS" "$PROTOCOL" "$XFF"
+        return
+    fi
     taskset -c "$OTHER_CPUS" h2load --h1 -n "$2" -c "$CONNECTIONS" -m 1 -H "X-Forwarded-For: $XFF" \
         "http://127.0.0.1:$1/"
 }
@@ -153,7 +211,7 @@ measure() { # name
     local name=$1 port pid ok total
     port=$(free_port)
     local listen=(--listen "127.0.0.1:$port")
-    if [ "$PROTOCOL" = h2 ]; then
+    if [ -n "$LISTEN_TOML" ]; then
         listen=()
         printf '%s\n' "${LISTEN_TOML//@PORT@/$port}" >"$OUT/$name.toml"
     fi
@@ -165,7 +223,7 @@ measure() { # name
         --callgrind-out-file="$OUT/$name.callgrind" \
         "${BIN[$name]}" serve "${listen[@]}" --upstream "http://127.0.0.1:$UP_PORT" \
         --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
-        --config "$OUT/$name.toml" >"$OUT/$name.log" 2>&1 &
+        "${PROXY_FROM[@]}" --config "$OUT/$name.toml" >"$OUT/$name.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" "$pid" "$name"
@@ -199,6 +257,8 @@ for name in "${NAMES[@]}"; do measure "$name"; done
 
 if [ "$PROTOCOL" = h2 ]; then
     CLIENT="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS (HTTP/2 over TLS, ALPN h2; $CONNECTIONS TLS handshakes counted)"
+elif [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
+    CLIENT="$REQUESTS new connections ($PROTOCOL; $CONNECTIONS at a time), one request each with Connection: close"
 else
     CLIENT="h2load --h1 -n $REQUESTS -c $CONNECTIONS"
 fi
