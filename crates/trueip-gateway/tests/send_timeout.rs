@@ -151,30 +151,12 @@ fn a_slow_steady_reader_gets_the_whole_body_on_both_paths() {
         let gw = gateway(&format!("send_timeout_slow_{lean}"), lean, &upstream);
         let mut client = TcpStream::connect(gw.addr).unwrap();
         client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        client
             .write_all(b"GET /slow HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
             .unwrap();
         // At most 1 MiB every 150 ms: the whole body takes a few times send_timeout,
         // yet no single write waits for as long.
-        let mut all = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            match client.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("lean={lean}: {e} after {} bytes", all.len()),
-            }
-            std::thread::sleep(Duration::from_millis(150));
-        }
-        let text = String::from_utf8_lossy(&all[..all.len().min(200)]).into_owned();
-        assert!(text.starts_with("HTTP/1.1 200"), "lean={lean}: {text}");
-        let body = all
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| all.len() - at - 4);
-        assert_eq!(body, Some(SMALL), "lean={lean}: {text}");
+        let body = body_read_slowly(&mut client, Duration::from_millis(150), lean);
+        assert_eq!(body, Some(SMALL), "lean={lean}");
         assert!(!upstream.broken.load(Ordering::SeqCst), "lean={lean}");
     }
 }
@@ -191,9 +173,6 @@ fn a_response_before_a_close_survives_unread_pipelined_bytes() {
         let gw = gateway(&format!("send_timeout_linger_{lean}"), lean, &upstream);
         let mut client = TcpStream::connect(gw.addr).unwrap();
         client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        client
             .write_all(b"GET /a HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
             .unwrap();
         // Sent while the response streams, more than any read-ahead buffer holds: what
@@ -208,22 +187,33 @@ fn a_response_before_a_close_survives_unread_pipelined_bytes() {
             // The gateway may close before taking all of it.
             let _ = writer.write_all(&more);
         });
-        let mut all = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            match client.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("lean={lean}: {e} after {} bytes", all.len()),
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let body = all
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| all.len() - at - 4);
+        let body = body_read_slowly(&mut client, Duration::from_millis(20), lean);
         assert_eq!(body, Some(SMALL), "lean={lean}");
         drop(client);
         sender.join().unwrap();
     }
+}
+
+/// Reads a response to its close, pausing `pause` after each read (at most 1 MiB),
+/// and returns the length of its body; a read error fails the test.
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+fn body_read_slowly(client: &mut TcpStream, pause: Duration, lean: bool) -> Option<usize> {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("lean={lean}: {e} after {} bytes", all.len()),
+        }
+        std::thread::sleep(pause);
+    }
+    let text = String::from_utf8_lossy(&all[..all.len().min(200)]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "lean={lean}: {text}");
+    all.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| all.len() - at - 4)
 }
