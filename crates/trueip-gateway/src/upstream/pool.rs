@@ -176,7 +176,11 @@ impl Pool {
             let gone = stale(e);
             let found = !gone && same_key(&e.key, key) && usable(&e.conn);
             if gone || found {
-                let e = idle.remove(i);
+                let e = if i + 1 == idle.len() {
+                    idle.pop_back()
+                } else {
+                    idle.remove(i)
+                };
                 if found {
                     return e.map(|e| e.conn);
                 }
