@@ -6,6 +6,7 @@
 //! one of the lean path. Every idle connection, in any pool, holds a [`Ticket`] of the
 //! upstream's one [`Budget`]: together they never exceed `upstream.pool_max_idle_total`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -107,9 +108,10 @@ struct Entry {
     ticket: Ticket,
 }
 
-/// Idle connections, most recently used last, each with its pool key.
+/// Idle connections, most recently used last, each with its pool key. A deque: a full
+/// pool drops its oldest at every `put`, and a pool may hold a thousand or more.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Entry>>,
+    idle: Mutex<VecDeque<Entry>>,
     /// Whether a task closes expired connections (a worker's pool); a client
     /// connection's pool is cleaned when used, and closes with its connection.
     reaped: bool,
@@ -132,7 +134,7 @@ impl Pool {
     /// A worker's pool: a task closes its expired connections.
     pub(crate) fn worker() -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             reaped: true,
             reaping: AtomicBool::new(false),
         }
@@ -175,9 +177,9 @@ impl Pool {
             let found = !gone && same_key(&e.key, key) && usable(&e.conn);
             if gone || found {
                 let e = if i + 1 == idle.len() {
-                    idle.pop()
+                    idle.pop_back()
                 } else {
-                    Some(idle.remove(i))
+                    idle.remove(i)
                 };
                 if found {
                     return e.map(|e| e.conn);
@@ -196,12 +198,12 @@ impl Pool {
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() >= limits.max_idle {
-                idle.remove(0);
+                idle.pop_front();
             }
             let Some(ticket) = limits.budget.ticket() else {
                 return;
             };
-            idle.push(Entry {
+            idle.push_back(Entry {
                 key,
                 conn,
                 since: Instant::now(),

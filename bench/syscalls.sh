@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# System calls per request on bench/gateway.sh's h2 row (HTTP/2 over TLS, h2load -c50 -m10,
+# a plain HTTP/1.1 nginx upstream), for trueip beside nginx and HAProxy: a count that load on
+# a shared machine moves less than CPU time does.
+#
+#   bash bench/syscalls.sh                          # builds target/release/trueip first
+#   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip ROUNDS=3 bash bench/syscalls.sh
+#
+# The servers are started as bench/gateway.sh starts them for the h2 row (the same nginx and
+# HAProxy configs, the same trueip flags and `[[listen]] tls = {...}`, one worker each, on
+# $PROXY_CPU; upstream and h2load on the other CPUs). For each server and round: $WARMUP
+# requests, then `perf stat` on the system-call tracepoints of the server's process (every
+# thread) while h2load sends exactly $REQUESTS more; each count is divided by $REQUESTS. The
+# tracepoints do not stop the process as strace's ptrace does: under `strace -c` the gateway
+# ran slowly enough to change what it did (fewer upstream connections opened per request).
+# Also prints the server's user and system CPU time per request over the same run (from
+# /proc, in clock ticks: load on the machine moves them).
+#
+# Needs: perf (with tracefs), h2load (nghttp2-client), nginx, haproxy, openssl, taskset, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=${REQUESTS:-20000}
+WARMUP=${WARMUP:-2000}
+ROUNDS=${ROUNDS:-1}
+CONNECTIONS=${CONNECTIONS:-50}
+STREAMS=${STREAMS:-10}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$TARGET_DIR/bench-syscalls}
+NCPU=$(nproc)
+PROXY_CPU=${PROXY_CPU:-$((NCPU - 1))}
+if [ "$NCPU" -gt 1 ]; then OTHER_CPUS=${OTHER_CPUS:-0-$((NCPU - 2))}; else OTHER_CPUS=0; fi
+XFF="203.0.113.7, 10.0.0.1"
+
+for tool in perf h2load nginx haproxy openssl taskset python3; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+        echo "bench/syscalls.sh: $tool not found (Debian packages: linux-perf nghttp2-client nginx haproxy openssl util-linux python3)" >&2
+        exit 1
+    fi
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+TRACEFS=/sys/kernel/tracing
+[ -d "$TRACEFS/events/syscalls" ] || TRACEFS=/sys/kernel/debug/tracing
+[ -d "$TRACEFS/events/syscalls" ] || { echo "bench/syscalls.sh: no syscall tracepoints under /sys/kernel/tracing" >&2; exit 1; }
+
+if [ -z "${TRUEIP_BIN:-}" ]; then
+    echo "building trueip (release)..." >&2
+    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
+    TRUEIP_BIN=$TARGET_DIR/release/trueip
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+declare -A PID PORT
+start() { # name cpus port cmd...
+    local name=$1 cpus=$2 port=$3
+    shift 3
+    taskset -c "$cpus" "$@" >"$OUT/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+    PORT[$name]=$port
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "${PID[$name]}" 2>/dev/null || { echo "$name exited; see $OUT/$name.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    echo "$name did not listen on $port; see $OUT/$name.log" >&2
+    exit 1
+}
+
+# bench/gateway.sh's nginx_conf, upstream, certificate, and h2 row servers.
+nginx_conf() { # name server-block
+    mkdir -p "$OUT/$1"
+    cat >"$OUT/$1/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $OUT/$1/nginx.pid;
+error_log $OUT/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $OUT/$1/body;
+    proxy_temp_path $OUT/$1/proxy;
+    fastcgi_temp_path $OUT/$1/fastcgi;
+    uwsgi_temp_path $OUT/$1/uwsgi;
+    scgi_temp_path $OUT/$1/scgi;
+    keepalive_requests 1000000;
+$2
+}
+NGINX
+}
+UP_PORT=$(free_port)
+nginx_conf upstream "    server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
+start upstream "$OTHER_CPUS" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" -e "$OUT/upstream/error.log"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
+cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
+
+port=$(free_port)
+nginx_conf nginx "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:$port ssl http2;
+        ssl_certificate $OUT/cert.pem;
+        ssl_certificate_key $OUT/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }"
+start nginx "$PROXY_CPU" "$port" "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"
+
+port=$(free_port)
+cat >"$OUT/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option forwardfor
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+frontend bench
+    bind 127.0.0.1:$port ssl crt $OUT/haproxy.pem alpn h2,http/1.1
+    default_backend app
+backend app
+    server upstream 127.0.0.1:$UP_PORT
+HAPROXY
+start haproxy "$PROXY_CPU" "$port" "$HAPROXY" -db -f "$OUT/haproxy.cfg"
+
+unset RUST_LOG
+NAMES=(trueip)
+declare -A BIN=([trueip]=$TRUEIP_BIN)
+if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
+    NAMES+=(trueip-before)
+    BIN[trueip-before]=$TRUEIP_BIN_BEFORE
+fi
+for t in "${NAMES[@]}"; do
+    port=$(free_port)
+    printf '[[listen]]\naddress = "127.0.0.1:%s"\ntls = { cert = "%s", key = "%s" }\n[limits]\nworkers = 1\n[log]\naccess_log = false\nlevel = "warn"\n' \
+        "$port" "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/$t.toml"
+    start "$t" "$PROXY_CPU" "$port" "${BIN[$t]}" serve --upstream "http://127.0.0.1:$UP_PORT" \
+        --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
+        --config "$OUT/$t.toml"
+done
+SERVERS=("${NAMES[@]}" haproxy nginx)
+
+EVENTS=raw_syscalls:sys_enter
+for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait \
+    epoll_ctl futex connect accept4 socket close shutdown setsockopt getsockopt getsockname \
+    ioctl clock_gettime getpid getrandom madvise mmap munmap; do
+    [ -d "$TRACEFS/events/syscalls/sys_enter_$s" ] && EVENTS+=",syscalls:sys_enter_$s"
+done
+
+h2() { # port count file
+    taskset -c "$OTHER_CPUS" timeout -k 5 300 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
+        -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/" >"$3" 2>&1
+}
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system
+
+for round in $(seq 1 "$ROUNDS"); do
+    for name in "${SERVERS[@]}"; do
+        f=$OUT/$name-$round
+        h2 "${PORT[$name]}" "$WARMUP" "$f.warmup.txt"
+        read -r user0 sys0 < <(cpu_ticks "${PID[$name]}")
+        perf stat -x, -e "$EVENTS" -p "${PID[$name]}" -o "$f.perf" &
+        perf_pid=$!
+        sleep 0.5
+        h2 "${PORT[$name]}" "$REQUESTS" "$f.h2load.txt"
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        read -r user1 sys1 < <(cpu_ticks "${PID[$name]}")
+        echo "$((user1 - user0)) $((sys1 - sys0))" >"$f.ticks"
+        grep -q '^Application protocol: h2' "$f.h2load.txt" &&
+            grep -q "^requests: .* $REQUESTS succeeded" "$f.h2load.txt" ||
+            { echo "bench/syscalls.sh: $name did not answer $REQUESTS requests over h2; see $f.h2load.txt" >&2; exit 1; }
+    done
+done
+
+python3 - "$OUT" "$REQUESTS" "$ROUNDS" "$(getconf CLK_TCK)" "-c $CONNECTIONS -m $STREAMS" "${SERVERS[@]}" <<'PY'
+import statistics, sys
+out, n, rounds, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+servers = sys.argv[6:]
+counts = {s: {} for s in servers}
+cpu = {s: ([], []) for s in servers}
+for s in servers:
+    for r in range(1, rounds + 1):
+        for line in open(f"{out}/{s}-{r}.perf"):
+            f = line.split(",")
+            if len(f) < 3 or not f[0].isdigit():
+                continue
+            name = f[2].split(":")[1].removeprefix("sys_enter").lstrip("_") or "all"
+            counts[s].setdefault(name, [0] * rounds)[r - 1] = int(f[0]) / n
+        for i, t in enumerate(open(f"{out}/{s}-{r}.ticks").read().split()):
+            cpu[s][i].append(int(t) / tck / n * 1e6)
+names = sorted({k for s in servers for k, v in counts[s].items() if max(v) >= 0.005},
+               key=lambda k: (k != "all", -max(max(counts[s].get(k, [0])) for s in servers)))
+def cell(v):
+    m = statistics.median(v)
+    return f"{m:.2f}" if max(v) - min(v) < 0.02 else f"{m:.2f} ({min(v):.2f}–{max(v):.2f})"
+print(f"h2load -n {n} {load} per round, {rounds} round(s); system calls per request"
+      " (median, and the range when rounds differ)")
+print()
+print("| system call | " + " | ".join(servers) + " |")
+print("| --- |" + " ---: |" * len(servers))
+for k in names:
+    print(f"| {k} | " + " | ".join(cell(counts[s].get(k, [0] * rounds)) for s in servers) + " |")
+print("| CPU µs per request: user | " + " | ".join(cell(cpu[s][0]) for s in servers) + " |")
+print("| CPU µs per request: system | " + " | ".join(cell(cpu[s][1]) for s in servers) + " |")
+PY
