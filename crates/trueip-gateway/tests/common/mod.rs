@@ -149,10 +149,23 @@ pub fn open_file_limit() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Ports
 
-/// A loopback port nobody listened on a moment ago.
+/// A loopback port nobody listened on a moment ago, and not one this test process was
+/// handed before: the kernel may give a port it just gave back, and a test that asks for
+/// two before starting a server on them would get the same one twice.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Holding each candidate until one is new keeps the kernel from offering it again.
+    let mut held = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(l);
+    }
 }
 
 /// `127.0.0.1:<free port>`.
