@@ -158,33 +158,11 @@ if row_on tls-close || row_on proxy-v2; then
 fi
 
 declare -A PID PORT URLPATH SCHEME ROW_OF
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-wait_port() { # port pid name
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        if ! kill -0 "$2" 2>/dev/null; then
-            echo "$3 exited before listening on $1; see $OUT/$3.log" >&2
-            exit 1
-        fi
-        sleep 0.05
-    done
-    echo "$3 did not listen on $1; see $OUT/$3.log" >&2
-    exit 1
-}
 
 # nginx_conf NAME SERVER_BLOCK: one worker, no master, no access log, everything under $OUT.
 nginx_conf() {
@@ -210,15 +188,6 @@ $2
 NGINX
 }
 
-start() { # name cpus port cmd...
-    local name=$1 cpus=$2 port=$3
-    shift 3
-    taskset -c "$cpus" "$@" >"$OUT/$name.log" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    wait_port "$port" "$pid" "$name"
-    PID[$name]=$pid
-}
 
 # A server under test: started on $PROXY_CPU, measured at SCHEME://127.0.0.1:PORT PATH.
 serve() { # name scheme port path cmd...

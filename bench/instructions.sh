@@ -82,28 +82,12 @@ fi
 rm -rf "$OUT"
 mkdir -p "$OUT/upstream"
 OUT=$(cd "$OUT" && pwd)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
+# A gateway under valgrind takes a while to listen.
+WAIT_PORT_SECONDS=${WAIT_PORT_SECONDS:-60}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() { # port pid name
-    for _ in $(seq 1 600); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        if ! kill -0 "$2" 2>/dev/null; then
-            echo "$3 exited before listening on $1; see $OUT/$3.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "$3 did not listen on $1; see $OUT/$3.log" >&2
-    exit 1
-}
 
 UP_PORT=$(free_port)
 cat >"$OUT/upstream/nginx.conf" <<EOF

@@ -53,32 +53,13 @@ fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 declare -A PID PORT
-start() { # name cpus port cmd...
-    local name=$1 cpus=$2 port=$3
-    shift 3
-    taskset -c "$cpus" "$@" >"$OUT/$name.log" 2>&1 &
-    PIDS+=($!)
-    PID[$name]=$!
-    PORT[$name]=$port
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        kill -0 "${PID[$name]}" 2>/dev/null || { echo "$name exited; see $OUT/$name.log" >&2; exit 1; }
-        sleep 0.05
-    done
-    echo "$name did not listen on $port; see $OUT/$name.log" >&2
-    exit 1
-}
+# start() records the pid; the port each server answers on is kept beside it.
+start_on() { PORT[$1]=$3; start "$@"; }
 
 # bench/gateway.sh's nginx_conf, upstream, certificate, and h2 row servers.
 nginx_conf() { # name server-block
@@ -104,7 +85,7 @@ NGINX
 }
 UP_PORT=$(free_port)
 nginx_conf upstream "    server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
-start upstream "$OTHER_CPUS" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" -e "$OUT/upstream/error.log"
+start_on upstream "$OTHER_CPUS" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" -e "$OUT/upstream/error.log"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
     -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -128,7 +109,7 @@ nginx_conf nginx "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; ke
             proxy_set_header X-Forwarded-Proto \$scheme;
         }
     }"
-start nginx "$PROXY_CPU" "$port" "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"
+start_on nginx "$PROXY_CPU" "$port" "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"
 
 port=$(free_port)
 cat >"$OUT/haproxy.cfg" <<HAPROXY
@@ -151,7 +132,7 @@ frontend bench
 backend app
     server upstream 127.0.0.1:$UP_PORT
 HAPROXY
-start haproxy "$PROXY_CPU" "$port" "$HAPROXY" -db -f "$OUT/haproxy.cfg"
+start_on haproxy "$PROXY_CPU" "$port" "$HAPROXY" -db -f "$OUT/haproxy.cfg"
 
 unset RUST_LOG
 NAMES=(trueip)
@@ -164,7 +145,7 @@ for t in "${NAMES[@]}"; do
     port=$(free_port)
     printf '[[listen]]\naddress = "127.0.0.1:%s"\ntls = { cert = "%s", key = "%s" }\n[limits]\nworkers = 1\n[log]\naccess_log = false\nlevel = "warn"\n' \
         "$port" "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/$t.toml"
-    start "$t" "$PROXY_CPU" "$port" "${BIN[$t]}" serve --upstream "http://127.0.0.1:$UP_PORT" \
+    start_on "$t" "$PROXY_CPU" "$port" "${BIN[$t]}" serve --upstream "http://127.0.0.1:$UP_PORT" \
         --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
         --config "$OUT/$t.toml"
 done
