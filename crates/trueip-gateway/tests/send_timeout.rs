@@ -2,7 +2,9 @@
 //! and after `limits.send_timeout` without progress the connection closes and the
 //! upstream exchange is let go. A client that reads slowly but steadily is not cut: the
 //! timer restarts at every write that makes progress, as nginx's `send_timeout` does.
-//! The same on both wire paths (the lean one and hyper's).
+//! The same on both wire paths (the lean one and hyper's), and for an HTTP/2 stream whose
+//! client keeps its socket busy (pings) but gives no flow-control credit: the stream is
+//! reset, the connection goes on.
 
 mod common;
 
@@ -159,6 +161,92 @@ fn a_slow_steady_reader_gets_the_whole_body_on_both_paths() {
         assert_eq!(body, Some(SMALL), "lean={lean}");
         assert!(!upstream.broken.load(Ordering::SeqCst), "lean={lean}");
     }
+}
+
+/// An HTTP/2 client with a 1 KiB stream window that reads what fits and never sends
+/// WINDOW_UPDATE, but pings all along, so the socket is never idle and no write to it
+/// waits: hyper's stream waits for credit, which no socket timer sees. After
+/// `send_timeout` without credit the stream is reset (`CANCEL`), the upstream exchange
+/// ends, it is counted, and the connection still answers pings.
+#[test]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "a test fails loudly")]
+fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
+    let upstream = Streaming::start(BIG);
+    let gw = gateway("send_timeout_h2_credit", true, &upstream);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = gw.addr;
+    let waited = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, mut conn) = h2::client::Builder::new()
+            .initial_window_size(1024)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let mut ping = conn.ping_pong().unwrap();
+        let conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/big"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let start = Instant::now();
+        let mut got = 0usize;
+        // Never `release_capacity`: h2 sends no WINDOW_UPDATE, for the stream or the
+        // connection.
+        let reset = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the stream still waits for credit after {got} bytes"
+            );
+            tokio::select! {
+                frame = body.data() => match frame {
+                    Some(Ok(data)) => got += data.len(),
+                    Some(Err(e)) => break e,
+                    None => panic!("the whole body arrived through a 1 KiB window"),
+                },
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    tokio::time::timeout(Duration::from_secs(5), ping.ping(h2::Ping::opaque()))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+        };
+        assert_eq!(reset.reason(), Some(h2::Reason::CANCEL), "{reset}");
+        assert!(got <= 1024, "{got} bytes through a 1 KiB window");
+        // The connection is not the stream: it still answers.
+        tokio::time::timeout(Duration::from_secs(5), ping.ping(h2::Ping::opaque()))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(client);
+        conn.abort();
+        start.elapsed()
+    });
+    // send_timeout is 1 s; the rest is slack for a busy machine.
+    assert!(waited < Duration::from_secs(8), "reset after {waited:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !upstream.broken.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream still streams for a reset stream\n{}",
+            gw.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(metrics.contains(counted), "{metrics}");
+    assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
 }
 
 /// A request with `Connection: close` followed by bytes the gateway will not read (a

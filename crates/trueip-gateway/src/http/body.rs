@@ -16,7 +16,8 @@ use http::Method;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::io::SendWait;
+use crate::metrics::{ClientErrorKind, Metrics, UpstreamErrorKind};
 use crate::upstream::{BoxError, Stalled, Timed};
 /// One finished exchange, logged and measured when the response body is dropped.
 pub(crate) struct Record {
@@ -215,6 +216,8 @@ enum Kind {
 pub(crate) struct Body {
     kind: Kind,
     record: Option<Box<Record>>,
+    /// On an HTTP/2 stream: the chunks handed over, told to the stream's send timeout.
+    send: Option<(Arc<SendWait>, u64)>,
     /// The upstream connection a streamed body came on: back to the pool when this
     /// body is dropped (declared last, so the upstream body is dropped first).
     pooled: Option<crate::upstream::Pooled>,
@@ -226,6 +229,7 @@ impl Body {
         Body {
             kind: Kind::Full(Some(bytes.into())),
             record: None,
+            send: None,
             pooled: None,
         }
     }
@@ -235,6 +239,7 @@ impl Body {
         Body {
             kind: Kind::Full(None),
             record: None,
+            send: None,
             pooled: None,
         }
     }
@@ -244,6 +249,7 @@ impl Body {
         Body {
             kind: Kind::Stream(Timed::new(inner, timeout)),
             record: None,
+            send: None,
             pooled: None,
         }
     }
@@ -254,10 +260,25 @@ impl Body {
         self
     }
 
-    /// Logs and measures the exchange when this body is done.
+    /// Logs and measures the exchange when this body is done. On an HTTP/2 stream, the
+    /// body also tells the stream's send timeout when a chunk waits for the client.
     pub(crate) fn record(mut self, record: Record) -> Self {
         self.record = Some(Box::new(record));
+        self.send = SendWait::current().map(|wait| (wait, 0));
         self
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let (Some((wait, _)), Some(record)) = (&self.send, &mut self.record)
+            && wait.timed_out()
+        {
+            record.metrics.client_error(ClientErrorKind::SendTimeout);
+            record.error =
+                Some("no flow-control credit from the client for limits.send_timeout".into());
+            tracing::debug!(peer = %record.peer, "HTTP/2 stream reset: no flow-control credit for limits.send_timeout");
+        }
     }
 }
 
@@ -270,10 +291,19 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some((wait, _)) = &this.send {
+            wait.asked();
+        }
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
         };
+        if let (Some((wait, handed)), Poll::Ready(Some(Ok(frame)))) = (&mut this.send, &polled)
+            && frame.data_ref().is_some_and(|d| !d.is_empty())
+        {
+            *handed += 1;
+            wait.handed(*handed);
+        }
         if let Some(record) = &mut this.record {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {

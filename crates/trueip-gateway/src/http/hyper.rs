@@ -38,6 +38,7 @@ where
 {
     let limits = &state.settings.limits;
     let (head_limit, idle) = (limits.header_read_timeout, limits.idle_timeout);
+    let send_timeout = limits.send_timeout;
     let mut first = Vec::new();
     let protocol = match known {
         Some(p) => p,
@@ -74,14 +75,29 @@ where
     });
     if protocol == Protocol::Http2 {
         let mut conn = std::pin::pin!(state.h2.serve_connection(io, service));
-        let done = drive(conn.as_mut(), |c| c.graceful_shutdown(), &ctx, idle).await;
+        let done = drive(
+            conn.as_mut(),
+            |c| c.graceful_shutdown(),
+            &ctx,
+            idle,
+            send_timeout,
+        )
+        .await;
         if let Err(e) = done {
             tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
         }
         return;
     }
     let mut conn = state.h1.serve_connection(io, service).with_upgrades();
-    let Err(e) = drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), &ctx, idle).await else {
+    let Err(e) = drive(
+        Pin::new(&mut conn),
+        |c| c.graceful_shutdown(),
+        &ctx,
+        idle,
+        send_timeout,
+    )
+    .await
+    else {
         // hyper has ended the connection (an upgraded one is no longer hyper's).
         if let Some(parts) = conn.into_parts() {
             crate::io::linger(&mut parts.io.into_inner()).await;
@@ -144,11 +160,20 @@ async fn opening<I: AsyncRead + Unpin>(
 
 /// Runs `conn` until it ends, or until the connection idles (`idle`) or the gateway
 /// shuts down, then shuts it down gracefully (`graceful`) and runs it to its end.
+///
+/// A connection shut down gracefully ends when its streams do, and an HTTP/2 stream
+/// whose body has ended may still hold its last chunk in h2's send buffer, waiting for
+/// flow-control credit: neither the stream's send timeout (its task is over) nor a write
+/// (none is pending) sees that wait, and a client that never gives the credit would keep
+/// the connection for ever (Envoy's GHSA-8hf8-8gvw-ggvx was this). So once no request has
+/// been in flight for `send_timeout` since the shutdown began, what is left is closed,
+/// as the send timeout closes any other wait on the client.
 async fn drive<C>(
     mut conn: Pin<&mut C>,
     graceful: impl FnOnce(Pin<&mut C>),
     ctx: &ConnCtx,
     idle: Duration,
+    send_timeout: Duration,
 ) -> Result<(), hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>> + ?Sized,
@@ -161,7 +186,18 @@ where
         () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
     }
     graceful(conn.as_mut());
-    conn.await
+    let unsent = async {
+        tokio::time::sleep(send_timeout).await;
+        ctx.activity.idle(Idle::Requests, send_timeout).await;
+    };
+    tokio::select! {
+        biased;
+        done = conn.as_mut() => done,
+        () = unsent => {
+            ctx.activity.note_send_timeout();
+            Ok(())
+        }
+    }
 }
 
 /// hyper's HTTP/1.1 parser answers a head over `limits.max_headers` or
