@@ -249,6 +249,76 @@ fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
     assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
 }
 
+/// The tail of a response held by h2 after its body ended: the whoami page goes to h2 in
+/// one piece, so the stream's task is over while all but 16 bytes of it wait for credit
+/// the client never gives (pinging all along). No request is in flight, so the connection
+/// idles and shuts down gracefully, and that waits for the stream; the wait ends after
+/// `send_timeout`, counted as one.
+#[test]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() {
+    let dir = test_dir("send_timeout_h2_tail");
+    let gw = Gateway::start_with_toml(
+        &dir,
+        free_addr(),
+        "[limits]\nsend_timeout = \"1s\"\nidle_timeout = \"1s\"\n",
+        &[],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = gw.addr;
+    let closed_after = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, mut conn) = h2::client::Builder::new()
+            .initial_window_size(16)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let mut ping = conn.ping_pong().unwrap();
+        let mut conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/json"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let _body = resp.into_body();
+        let start = Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the connection is still open"
+            );
+            tokio::select! {
+                _ = &mut conn => break,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    // Pings fail once the connection is closing.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        ping.ping(h2::Ping::opaque()),
+                    )
+                    .await;
+                }
+            }
+        }
+        start.elapsed()
+    });
+    // idle_timeout, then send_timeout; the rest is slack for a busy machine.
+    assert!(
+        closed_after < Duration::from_secs(9),
+        "closed after {closed_after:?}"
+    );
+    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(metrics.contains(counted), "{metrics}");
+}
+
 /// A request with `Connection: close` followed by bytes the gateway will not read (a
 /// pipelined request): the whole response still reaches the client. Closing a socket
 /// with unread bytes makes the kernel send a reset, which throws away what is still in
