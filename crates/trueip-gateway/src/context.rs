@@ -301,6 +301,10 @@ pub(crate) struct ConnCtx {
     pub(crate) tls: bool,
     /// Activity, for the idle timeout.
     pub(crate) activity: Arc<Activity>,
+    /// When the connection was ready for HTTP (its PROXY header read and its TLS
+    /// handshake done, each under its own timeout): its first request head is due
+    /// `limits.header_read_timeout` later, whichever codec reads it.
+    pub(crate) opened: std::time::Instant,
     /// The socket it came in on.
     pub(crate) role: Role,
     /// Whether a reload closed that socket.

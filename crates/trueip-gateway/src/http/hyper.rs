@@ -43,10 +43,23 @@ where
     let protocol = match known {
         Some(p) => p,
         None => {
+            // The opening and, for HTTP/1, the rest of the first head are due by the one
+            // deadline the lean path reads under too (from the connection's start): each
+            // with its own full timeout, a client trickling HTTP/2's preface, or a head
+            // that begins like it, held the connection twice as long.
+            let due = crate::clock::deadline_std(ctx.opened, head_limit);
+            let max_head = limits.max_header_bytes;
+            let read = async {
+                let protocol = opening(&mut io, &mut first).await?;
+                if protocol == Some(Protocol::Http1) {
+                    first_head(&mut io, &mut first, max_head).await?;
+                }
+                Ok::<_, std::io::Error>(protocol)
+            };
             let opening = tokio::select! {
                 // A request already on its way is read, however the stop signal stands.
                 biased;
-                o = tokio::time::timeout(head_limit, opening(&mut io, &mut first)) => o,
+                o = tokio::time::timeout_at(due, read) => o,
                 () = ctx.stopped() => return,
             };
             match opening {
@@ -153,6 +166,38 @@ async fn opening<I: AsyncRead + Unpin>(
         let got = io.read(chunk.get_mut(..want).unwrap_or_default()).await?;
         if got == 0 {
             return Ok(None);
+        }
+        first.extend_from_slice(chunk.get(..got).unwrap_or_default());
+    }
+}
+
+/// Reads on after [`opening`] found HTTP/1 until `first` holds the whole first request
+/// head (or more than `max_head` bytes, or bytes no head begins with, or the client
+/// closed): hyper's header timer starts afresh when it starts reading, so the first
+/// head is read whole here, under the opening's deadline, and hyper parses it at once.
+async fn first_head<I: AsyncRead + Unpin>(
+    io: &mut I,
+    first: &mut Vec<u8>,
+    max_head: usize,
+) -> std::io::Result<()> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        // Blank lines before a request line are allowed (RFC 9112 §2.2), and are no end
+        // of a head.
+        let lead = first
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(first.len());
+        let head = first.get(lead..).unwrap_or_default();
+        if first.len() >= max_head
+            || lean::head_end(head).is_some()
+            || (!head.is_empty() && !lean::partial_request(head))
+        {
+            return Ok(());
+        }
+        let got = io.read(&mut chunk).await?;
+        if got == 0 {
+            return Ok(());
         }
         first.extend_from_slice(chunk.get(..got).unwrap_or_default());
     }
