@@ -814,6 +814,34 @@ mod tests {
         assert!(a.idle_for(Idle::Requests) >= Duration::from_millis(80));
     }
 
+    /// Each wait is timed from its own start, on one timer: a timer that fires for a
+    /// wait already over is re-aimed, and only a wait of the whole limit expires.
+    #[tokio::test(start_paused = true)]
+    async fn the_send_timer_times_each_wait_from_its_start() {
+        fn expired(timer: &mut SendTimer) -> bool {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            timer.poll_expired(&mut cx).is_ready()
+        }
+        let mut timer = SendTimer::new(Duration::from_millis(100));
+        assert!(!expired(&mut timer), "a wait begins");
+        tokio::time::advance(Duration::from_millis(60)).await;
+        assert!(!expired(&mut timer));
+        timer.progressed();
+        assert!(
+            !expired(&mut timer),
+            "a second wait begins at 60 ms, due at 160 ms"
+        );
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert!(
+            !expired(&mut timer),
+            "the first wait's due time passed: not this wait's"
+        );
+        tokio::time::advance(Duration::from_millis(40)).await;
+        assert!(!expired(&mut timer));
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(expired(&mut timer), "the second wait lasted the limit");
+    }
+
     #[test]
     fn shrinking_keeps_the_unread_bytes() {
         let mut buf = InBuf::new(8192);
