@@ -157,6 +157,44 @@ fn a_head_that_begins_like_the_preface_is_held_to_one_header_read_timeout() {
     );
 }
 
+/// Over TLS with ALPN `h2`, hyper's HTTP/2 server waited for the preface without a
+/// deadline (only `idle_timeout`, 30 s here, ended such a connection): half a preface,
+/// then nothing, is now closed after `header_read_timeout`, without an HTTP/1.1 answer.
+#[test]
+fn half_a_preface_after_alpn_h2_closes_after_header_read_timeout() {
+    let dir = test_dir("head_timeout_alpn_h2");
+    let Some(_) = pki::pki(&dir) else { return };
+    pki::leaf(&dir, "leaf", "DNS:localhost,IP:127.0.0.1");
+    let listen = free_addr();
+    let d = dir.display();
+    let config = format!(
+        "[limits]\nheader_read_timeout = \"1s\"\nidle_timeout = \"30s\"\n\n[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/leaf.pem\", key = \"{d}/leaf.key\" }}\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
+    let start = Instant::now();
+    let text = pki::s_client(
+        listen,
+        &["-quiet", "-alpn", "h2"],
+        b"PRI * HTTP/2.0\r\n\r\nSM",
+    );
+    let closed_after = start.elapsed();
+    assert_eq!(text, "", "{}", gw.proc.log());
+    assert!(
+        closed_after < Duration::from_secs(8),
+        "closed after {closed_after:?}\n{}",
+        gw.proc.log()
+    );
+    let metrics = pki::s_client(
+        listen,
+        &["-quiet"],
+        b"GET /.trueip/metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        metrics.contains("trueip_client_errors_total{reason=\"header_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// Sends `parts[0]`, the next part just before `header_read_timeout` (2 s) has passed,
 /// and the others 300 ms apart (past twice the timeout if nothing closes the
 /// connection); the connection must close within the timeout and some slack.

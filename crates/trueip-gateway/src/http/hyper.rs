@@ -41,8 +41,10 @@ where
     let send_timeout = limits.send_timeout;
     let mut first = Vec::new();
     let protocol = match known {
-        Some(p) => p,
-        None => {
+        Some(Protocol::Http1) => Protocol::Http1,
+        // Without ALPN's word the first bytes tell. After ALPN `h2` the preface is read
+        // here all the same: hyper's HTTP/2 server waits for it without a deadline.
+        _ => {
             // The opening and, for HTTP/1, the rest of the first head are due by the one
             // deadline the lean path reads under too (from the connection's start): each
             // with its own full timeout, a client trickling HTTP/2's preface, or a head
@@ -51,7 +53,7 @@ where
             let max_head = limits.max_header_bytes;
             let read = async {
                 let protocol = opening(&mut io, &mut first).await?;
-                if protocol == Some(Protocol::Http1) {
+                if known.is_none() && protocol == Some(Protocol::Http1) {
                     first_head(&mut io, &mut first, max_head).await?;
                 }
                 Ok::<_, std::io::Error>(protocol)
@@ -63,13 +65,22 @@ where
                 () = ctx.stopped() => return,
             };
             match opening {
-                Ok(Ok(Some(p))) => p,
+                // After ALPN `h2`, bytes that are not the preface are HTTP/2's to refuse.
+                Ok(Ok(Some(p))) => known.unwrap_or(p),
                 Ok(Ok(None)) => return,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
                     return;
                 }
                 Err(_) if first.is_empty() => return,
+                // No HTTP/1.1 answer on a connection that ALPN made HTTP/2.
+                Err(_) if known.is_some() => {
+                    ctx.shared
+                        .metrics
+                        .client_error(ClientErrorKind::HeaderTimeout);
+                    tracing::debug!(peer = %ctx.peer, "closed: no whole HTTP/2 preface within {head_limit:?}");
+                    return;
+                }
                 Err(_) => {
                     lean::head_timeout(&mut io, &ctx, &mut first, head_limit).await;
                     return;
