@@ -249,6 +249,74 @@ fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
     assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
 }
 
+/// An HTTP/2 client that reads steadily, but slowly (about 256 KiB/s through a 64 KiB
+/// window, giving credit for each frame it reads): not one wait for its credit lasts
+/// `send_timeout`, and it gets the whole body. (Chunks from the upstream can be far larger
+/// than the window: handed to hyper whole, one would wait longer than that.)
+#[test]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "a test fails loudly")]
+fn a_slow_steady_h2_reader_gets_the_whole_body() {
+    const LEN: usize = 2 << 20;
+    let upstream = Streaming::start(LEN);
+    let gw = gateway("send_timeout_h2_slow", true, &upstream);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = gw.addr;
+    let got = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/slow"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let start = Instant::now();
+        let mut got = 0usize;
+        let mut paced = 0usize;
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{got} bytes after 30 s"
+            );
+            let frame = tokio::time::timeout(Duration::from_secs(10), body.data())
+                .await
+                .unwrap();
+            match frame {
+                Some(Ok(data)) => {
+                    got += data.len();
+                    paced += data.len();
+                    body.flow_control().release_capacity(data.len()).unwrap();
+                    if paced >= 64 << 10 {
+                        paced = 0;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+                Some(Err(e)) => panic!("after {got} bytes: {e}"),
+                None => break,
+            }
+        }
+        drop(client);
+        conn.abort();
+        got
+    });
+    assert_eq!(got, LEN);
+    assert!(!upstream.broken.load(Ordering::SeqCst));
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(
+        !metrics.contains("trueip_client_errors_total{reason=\"send_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// The tail of a response held by h2 after its body ended: the whoami page goes to h2 in
 /// one piece, so the stream's task is over while all but 16 bytes of it wait for credit
 /// the client never gives (pinging all along). No request is in flight, so the connection

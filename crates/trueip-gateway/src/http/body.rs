@@ -212,12 +212,32 @@ enum Kind {
     Stream(Timed<Incoming>),
 }
 
+/// The most of a body handed to hyper's HTTP/2 server at once: a frame's worth (h2's
+/// default `SETTINGS_MAX_FRAME_SIZE`, which it splits larger chunks into anyway).
+///
+/// hyper asks for the next chunk once the client's window has room for the one before,
+/// and that request is all the send timeout sees of the client's progress
+/// ([`SendWait`]). An upstream chunk can be as large as hyper's read buffer (400 KiB):
+/// whole, a client reading steadily at less than 7 KiB/s would not make room for one
+/// within the default 60 s, and would be cut as a stalled one; in frames, only one
+/// reading less than 16 KiB a minute is.
+const H2_PIECE: usize = 16 * 1024;
+
+/// A body's part in its HTTP/2 stream's send timeout.
+struct OnStream {
+    wait: Arc<SendWait>,
+    /// Pieces handed over so far.
+    handed: u64,
+    /// What is left of the last chunk, after the pieces handed over.
+    rest: Bytes,
+}
+
 /// The body of every response the gateway sends.
 pub(crate) struct Body {
     kind: Kind,
     record: Option<Box<Record>>,
-    /// On an HTTP/2 stream: the chunks handed over, told to the stream's send timeout.
-    send: Option<(Arc<SendWait>, u64)>,
+    /// On an HTTP/2 stream: what the stream's send timeout is told.
+    send: Option<OnStream>,
     /// The upstream connection a streamed body came on: back to the pool when this
     /// body is dropped (declared last, so the upstream body is dropped first).
     pooled: Option<crate::upstream::Pooled>,
@@ -264,15 +284,19 @@ impl Body {
     /// body also tells the stream's send timeout when a chunk waits for the client.
     pub(crate) fn record(mut self, record: Record) -> Self {
         self.record = Some(Box::new(record));
-        self.send = SendWait::current().map(|wait| (wait, 0));
+        self.send = SendWait::current().map(|wait| OnStream {
+            wait,
+            handed: 0,
+            rest: Bytes::new(),
+        });
         self
     }
 }
 
 impl Drop for Body {
     fn drop(&mut self) {
-        if let (Some((wait, _)), Some(record)) = (&self.send, &mut self.record)
-            && wait.timed_out()
+        if let (Some(on), Some(record)) = (&self.send, &mut self.record)
+            && on.wait.timed_out()
         {
             record.metrics.client_error(ClientErrorKind::SendTimeout);
             record.error =
@@ -291,19 +315,38 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some((wait, _)) = &this.send {
-            wait.asked();
-        }
-        let polled = match &mut this.kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+        let polled = match &mut this.send {
+            Some(on) => {
+                on.wait.asked();
+                let polled = if on.rest.is_empty() {
+                    match &mut this.kind {
+                        Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+                        Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+                    }
+                } else {
+                    Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut on.rest)))))
+                };
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(mut data) if !data.is_empty() => {
+                            if data.len() > H2_PIECE {
+                                on.rest = data.split_off(H2_PIECE);
+                            }
+                            on.handed += 1;
+                            on.wait.handed(on.handed);
+                            Poll::Ready(Some(Ok(Frame::data(data))))
+                        }
+                        Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Err(frame) => Poll::Ready(Some(Ok(frame))),
+                    },
+                    other => other,
+                }
+            }
+            None => match &mut this.kind {
+                Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+                Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+            },
         };
-        if let (Some((wait, handed)), Poll::Ready(Some(Ok(frame)))) = (&mut this.send, &polled)
-            && frame.data_ref().is_some_and(|d| !d.is_empty())
-        {
-            *handed += 1;
-            wait.handed(*handed);
-        }
         if let Some(record) = &mut this.record {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -328,6 +371,9 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.send.as_ref().is_some_and(|on| !on.rest.is_empty()) {
+            return false;
+        }
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
@@ -335,10 +381,19 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        let mut hint = match &self.kind {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Stream(timed) => http_body::Body::size_hint(timed),
+        };
+        let rest = self.send.as_ref().map_or(0, |on| on.rest.len() as u64);
+        if rest > 0 {
+            // The upper bound first: the lower may never pass it.
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper.saturating_add(rest));
+            }
+            hint.set_lower(hint.lower().saturating_add(rest));
         }
+        hint
     }
 }
