@@ -577,6 +577,15 @@ tokio::task_local! {
     static STREAM_SEND: std::sync::Arc<SendWait>;
 }
 
+/// Runs `f` as if in an HTTP/2 stream's task whose wait is `wait`.
+#[cfg(test)]
+pub(crate) async fn on_test_stream<T>(
+    wait: std::sync::Arc<SendWait>,
+    f: impl Future<Output = T>,
+) -> T {
+    STREAM_SEND.scope(wait, f).await
+}
+
 impl SendWait {
     /// The current HTTP/2 stream's, when this runs in one's task (a response served
     /// over HTTP/1 has none: [`Tracked`] times its writes).

@@ -280,10 +280,16 @@ impl Body {
         self
     }
 
-    /// Logs and measures the exchange when this body is done. On an HTTP/2 stream, the
-    /// body also tells the stream's send timeout when a chunk waits for the client.
+    /// Logs and measures the exchange when this body is done.
     pub(crate) fn record(mut self, record: Record) -> Self {
         self.record = Some(Box::new(record));
+        self
+    }
+
+    /// In an HTTP/2 stream's task: goes out in pieces of [`H2_PIECE`] and tells the
+    /// stream's send timeout when one waits for the client's credit. Elsewhere (HTTP/1,
+    /// whose writes the socket's timer sees) it changes nothing.
+    pub(crate) fn watched(mut self) -> Self {
         self.send = SendWait::current().map(|wait| OnStream {
             wait,
             handed: 0,
@@ -395,5 +401,38 @@ impl http_body::Body for Body {
             hint.set_lower(hint.lower().saturating_add(rest));
         }
         hint
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+
+    /// On an HTTP/2 stream a body goes out in frame-sized pieces, says it has more until
+    /// the last, and its size hint counts what is held back.
+    #[tokio::test]
+    async fn on_an_h2_stream_a_body_goes_out_in_pieces() {
+        let wait = Arc::new(SendWait::default());
+        crate::io::on_test_stream(wait.clone(), async {
+            let mut body = Body::full(vec![b'x'; 2 * H2_PIECE + 100]).watched();
+            let mut pieces = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let data = frame.unwrap().into_data().unwrap();
+                pieces.push(data.len());
+                let left = (2 * H2_PIECE + 100 - pieces.iter().sum::<usize>()) as u64;
+                assert_eq!(body.size_hint().exact(), Some(left));
+                assert_eq!(body.is_end_stream(), left == 0);
+            }
+            assert_eq!(pieces, [H2_PIECE, H2_PIECE, 100]);
+        })
+        .await;
+        assert!(!wait.timed_out());
+        // Outside a stream's task: one piece, as before.
+        let mut body = Body::full(vec![b'x'; 2 * H2_PIECE]).watched();
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(data.len(), 2 * H2_PIECE);
     }
 }

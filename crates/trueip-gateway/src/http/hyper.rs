@@ -370,7 +370,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
         }
     };
     record.status = resp.status().as_u16();
-    resp.map(|b| b.record(record))
+    resp.map(|b| b.record(record).watched())
 }
 
 async fn forward(
