@@ -954,13 +954,15 @@ pub(crate) struct Limits {
     /// `false` sends every connection through hyper. Tests drive both paths with the
     /// same requests and compare what the upstream receives (`tests/differential.rs`).
     pub(crate) lean_http1: bool,
-    /// Time to read a request head.
+    /// Time to read a request head; a connection's first (and HTTP/2's preface) from
+    /// when the connection is ready for HTTP.
     #[serde(with = "duration")]
     pub(crate) header_read_timeout: Duration,
     /// No bytes either way and no request in flight for this long closes a connection.
     #[serde(with = "duration")]
     pub(crate) idle_timeout: Duration,
-    /// How long a write to a client may wait for room (a client that stopped reading).
+    /// How long a write to a client may wait for room (a client that stopped reading),
+    /// and an HTTP/2 response chunk for the client's flow-control credit.
     #[serde(with = "duration")]
     pub(crate) send_timeout: Duration,
     /// TLS handshake.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use trueip::ConfigError;
@@ -41,7 +41,7 @@ pub(crate) struct State {
     /// HTTP/1.1 server settings.
     pub(crate) h1: http1::Builder,
     /// HTTP/2 server settings.
-    pub(crate) h2: http2::Builder<TokioExecutor>,
+    pub(crate) h2: http2::Builder<crate::io::StreamExec>,
     /// The config file as read (before flags), which a range refresh rebuilds from;
     /// `None` for states built otherwise (tests).
     pub(crate) source: Option<Arc<FileConfig>>,
@@ -76,7 +76,9 @@ impl State {
         if limits.max_headers != HYPER_MAX_HEADERS {
             h1.max_headers(limits.max_headers);
         }
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        // Each stream's task is watched by the send timeout (a client may withhold
+        // flow-control credit with its socket writable).
+        let mut h2 = http2::Builder::new(crate::io::StreamExec::new(limits.send_timeout));
         h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(256)
@@ -299,6 +301,10 @@ pub(crate) struct ConnCtx {
     pub(crate) tls: bool,
     /// Activity, for the idle timeout.
     pub(crate) activity: Arc<Activity>,
+    /// When the connection was ready for HTTP (its PROXY header read and its TLS
+    /// handshake done, each under its own timeout): its first request head is due
+    /// `limits.header_read_timeout` later, whichever codec reads it.
+    pub(crate) opened: std::time::Instant,
     /// The socket it came in on.
     pub(crate) role: Role,
     /// Whether a reload closed that socket.

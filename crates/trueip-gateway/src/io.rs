@@ -359,6 +359,12 @@ impl Activity {
         self.send_timed_out.load(Relaxed)
     }
 
+    /// The connection is closed because what it still had to send waited
+    /// `limits.send_timeout` for its client.
+    pub(crate) fn note_send_timeout(&self) {
+        self.send_timed_out.store(true, Relaxed);
+    }
+
     /// Times reads and writes from now on (and counts now as activity): before
     /// [`Idle::Io`] is waited for on a connection that started as HTTP.
     pub(crate) fn track_io(&self) {
@@ -446,20 +452,68 @@ impl Drop for InFlight {
     }
 }
 
+/// The send timeout's one rule, for every wait on a client to take more of a response:
+/// a wait that lasts `limits.send_timeout` with no progress ends the response. nginx's
+/// `send_timeout` is the same bound (between two steps that each made progress, not on
+/// the whole response). [`Tracked`] applies it to a write that finds no room in the
+/// socket; [`StreamExec`] to an HTTP/2 stream whose client gives no flow-control credit.
+///
+/// One timer, armed at the first wait and kept: a wait that ends before it fires costs
+/// no timer operation, and a timer that fires for a wait already over is re-aimed at the
+/// current one (at most once per limit).
+pub(crate) struct SendTimer {
+    limit: Duration,
+    /// When the current wait began (`None`: no wait since the last progress).
+    since: Option<tokio::time::Instant>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendTimer {
+    /// A timer for waits of at most `limit`.
+    pub(crate) fn new(limit: Duration) -> Self {
+        SendTimer {
+            limit,
+            since: None,
+            sleep: None,
+        }
+    }
+
+    /// The client took something: the next wait starts afresh.
+    pub(crate) fn progressed(&mut self) {
+        self.since = None;
+    }
+
+    /// Still waiting (since the first call after the last progress): `Ready` once the
+    /// wait has lasted the limit; otherwise the waker is called when it may have.
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
+        let due = crate::clock::deadline(since, self.limit);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            std::task::ready!(sleep.as_mut().poll(cx));
+            // Waits only start later than earlier ones: a timer that fired before this
+            // wait's due time was aimed at an earlier wait.
+            if sleep.deadline() >= due {
+                return Poll::Ready(());
+            }
+            sleep.as_mut().reset(due);
+        }
+    }
+}
+
 /// A [`Stream`] that records activity, and fails a write that waits for room longer
-/// than `limits.send_timeout`.
+/// than `limits.send_timeout` ([`SendTimer`]).
 ///
 /// A client that stops reading its response holds its connection, its slot under
 /// `max_connections` and its upstream exchange for as long as the write waits: no other
-/// timer runs while a request is in flight. nginx's `send_timeout` is the same bound
-/// (between two writes that each made progress, not on the whole response).
+/// timer runs while a request is in flight.
 pub(crate) struct Tracked {
     stream: Stream,
     activity: std::sync::Arc<Activity>,
-    send_timeout: Duration,
-    /// Armed when a write finds no room, disarmed when one makes progress: a client
-    /// that reads pays no timer.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Polled only while a write finds no room: a client that reads pays no timer.
+    send: SendTimer,
 }
 
 impl Tracked {
@@ -472,13 +526,12 @@ impl Tracked {
         Tracked {
             stream,
             activity,
-            send_timeout,
-            stalled: None,
+            send: SendTimer::new(send_timeout),
         }
     }
 
     /// A write to the client ended (`Ready`) or waits for room (`Pending`): the send
-    /// timer is disarmed, or armed and polled, and a write that has waited for
+    /// timer notes the progress, or is polled, and a write that has waited for
     /// `send_timeout` fails with `TimedOut`.
     fn timed<T>(
         &mut self,
@@ -486,14 +539,10 @@ impl Tracked {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.stalled = None;
+            self.send.progressed();
             return polled;
         }
-        let limit = self.send_timeout;
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match timer.as_mut().poll(cx) {
+        match self.send.poll_expired(cx) {
             Poll::Ready(()) => {
                 self.activity.send_timed_out.store(true, Relaxed);
                 Poll::Ready(Err(io::Error::new(
@@ -503,6 +552,120 @@ impl Tracked {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// What a response body sent on an HTTP/2 stream tells the stream's watch
+/// ([`StreamExec`]): whether a chunk it handed over waits for the client's flow-control
+/// credit, and whether the watch gave up on it.
+///
+/// hyper's HTTP/2 server takes one chunk of a body at a time and asks for the next only
+/// once the client's window has room for the one before (`PipeToSendStream`): from
+/// handing a chunk over until it is asked again, the body waits for the client alone.
+/// Meanwhile nothing polls the body and no socket write is pending (pings keep the
+/// socket busy), so neither the body's timers nor [`Tracked`]'s can see the wait.
+#[derive(Debug, Default)]
+pub(crate) struct SendWait {
+    /// The number of the chunk handed over and not yet followed by a request for the
+    /// next (0: none waits).
+    waiting: AtomicU64,
+    timed_out: AtomicBool,
+}
+
+tokio::task_local! {
+    /// The wait of the HTTP/2 stream whose task is running.
+    static STREAM_SEND: std::sync::Arc<SendWait>;
+}
+
+/// Runs `f` as if in an HTTP/2 stream's task whose wait is `wait`.
+#[cfg(test)]
+pub(crate) async fn on_test_stream<T>(
+    wait: std::sync::Arc<SendWait>,
+    f: impl Future<Output = T>,
+) -> T {
+    STREAM_SEND.scope(wait, f).await
+}
+
+impl SendWait {
+    /// The current HTTP/2 stream's, when this runs in one's task (a response served
+    /// over HTTP/1 has none: [`Tracked`] times its writes).
+    pub(crate) fn current() -> Option<std::sync::Arc<SendWait>> {
+        STREAM_SEND.try_with(std::sync::Arc::clone).ok()
+    }
+
+    /// The body handed over its chunk number `n` (from 1).
+    pub(crate) fn handed(&self, n: u64) {
+        self.waiting.store(n, Relaxed);
+    }
+
+    /// The body is asked for more: nothing it handed over waits.
+    pub(crate) fn asked(&self) {
+        self.waiting.store(0, Relaxed);
+    }
+
+    /// Whether the stream was given up after waiting `limits.send_timeout`.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.timed_out.load(Relaxed)
+    }
+}
+
+/// hyper's executor for HTTP/2 streams: spawns each on tokio, watched by the send timeout
+/// ([`SendTimer`]). A stream whose response body has had a chunk waiting for the client's
+/// flow-control credit for `limits.send_timeout` is dropped: h2 resets it
+/// (`RST_STREAM` with `CANCEL`), its upstream exchange ends, and the body counts it
+/// ([`SendWait::timed_out`]). Other streams on the connection go on.
+///
+/// Per stream, as nginx's `send_timeout` on an HTTP/2 stream whose window is exhausted
+/// and Envoy's `stream_idle_timeout` are: a connection may carry many clients' requests
+/// (a CDN, a load balancer), and one stalled reader should not end the others.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamExec {
+    send_timeout: Duration,
+}
+
+impl StreamExec {
+    /// Streams given up after `send_timeout` without flow-control credit.
+    pub(crate) fn new(send_timeout: Duration) -> Self {
+        StreamExec { send_timeout }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let wait = std::sync::Arc::new(SendWait::default());
+        let mut timer = SendTimer::new(self.send_timeout);
+        let watch = wait.clone();
+        let watched = async move {
+            let mut fut = std::pin::pin!(fut);
+            // The chunk whose wait the timer is timing.
+            let mut timing = 0;
+            std::future::poll_fn(|cx| {
+                if fut.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                let waiting = watch.waiting.load(Relaxed);
+                if waiting == 0 {
+                    return Poll::Pending;
+                }
+                if waiting != timing {
+                    timing = waiting;
+                    timer.progressed();
+                }
+                match timer.poll_expired(cx) {
+                    Poll::Ready(()) => {
+                        watch.timed_out.store(true, Relaxed);
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+        };
+        tokio::spawn(STREAM_SEND.scope(wait, watched));
     }
 }
 
@@ -658,6 +821,34 @@ mod tests {
         // Bytes alone (HTTP/2 pings) do not keep an HTTP connection from being idle.
         a.touch();
         assert!(a.idle_for(Idle::Requests) >= Duration::from_millis(80));
+    }
+
+    /// Each wait is timed from its own start, on one timer: a timer that fires for a
+    /// wait already over is re-aimed, and only a wait of the whole limit expires.
+    #[tokio::test(start_paused = true)]
+    async fn the_send_timer_times_each_wait_from_its_start() {
+        fn expired(timer: &mut SendTimer) -> bool {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            timer.poll_expired(&mut cx).is_ready()
+        }
+        let mut timer = SendTimer::new(Duration::from_millis(100));
+        assert!(!expired(&mut timer), "a wait begins");
+        tokio::time::advance(Duration::from_millis(60)).await;
+        assert!(!expired(&mut timer));
+        timer.progressed();
+        assert!(
+            !expired(&mut timer),
+            "a second wait begins at 60 ms, due at 160 ms"
+        );
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert!(
+            !expired(&mut timer),
+            "the first wait's due time passed: not this wait's"
+        );
+        tokio::time::advance(Duration::from_millis(40)).await;
+        assert!(!expired(&mut timer));
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(expired(&mut timer), "the second wait lasted the limit");
     }
 
     #[test]

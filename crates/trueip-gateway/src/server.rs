@@ -277,6 +277,7 @@ async fn connection(
         proxy: received,
         tls,
         activity,
+        opened: std::time::Instant::now(),
         role,
         retired,
         upstream_idle: Arc::new(crate::upstream::Pool::client()),

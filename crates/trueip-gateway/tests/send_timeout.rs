@@ -2,7 +2,9 @@
 //! and after `limits.send_timeout` without progress the connection closes and the
 //! upstream exchange is let go. A client that reads slowly but steadily is not cut: the
 //! timer restarts at every write that makes progress, as nginx's `send_timeout` does.
-//! The same on both wire paths (the lean one and hyper's).
+//! The same on both wire paths (the lean one and hyper's), and for an HTTP/2 stream whose
+//! client keeps its socket busy (pings) but gives no flow-control credit: the stream is
+//! reset, the connection goes on.
 
 mod common;
 
@@ -159,6 +161,230 @@ fn a_slow_steady_reader_gets_the_whole_body_on_both_paths() {
         assert_eq!(body, Some(SMALL), "lean={lean}");
         assert!(!upstream.broken.load(Ordering::SeqCst), "lean={lean}");
     }
+}
+
+/// An HTTP/2 client with a 1 KiB stream window that reads what fits and never sends
+/// WINDOW_UPDATE, but pings all along, so the socket is never idle and no write to it
+/// waits: hyper's stream waits for credit, which no socket timer sees. After
+/// `send_timeout` without credit the stream is reset (`CANCEL`), the upstream exchange
+/// ends, it is counted, and the connection still answers pings.
+#[test]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "a test fails loudly")]
+fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
+    let upstream = Streaming::start(BIG);
+    let gw = gateway("send_timeout_h2_credit", true, &upstream);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = gw.addr;
+    let waited = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, mut conn) = h2::client::Builder::new()
+            .initial_window_size(1024)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let mut ping = conn.ping_pong().unwrap();
+        let conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/big"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let start = Instant::now();
+        let mut got = 0usize;
+        // Never `release_capacity`: h2 sends no WINDOW_UPDATE, for the stream or the
+        // connection.
+        let reset = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the stream still waits for credit after {got} bytes"
+            );
+            tokio::select! {
+                frame = body.data() => match frame {
+                    Some(Ok(data)) => got += data.len(),
+                    Some(Err(e)) => break e,
+                    None => panic!("the whole body arrived through a 1 KiB window"),
+                },
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    tokio::time::timeout(Duration::from_secs(5), ping.ping(h2::Ping::opaque()))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+        };
+        assert_eq!(reset.reason(), Some(h2::Reason::CANCEL), "{reset}");
+        assert!(got <= 1024, "{got} bytes through a 1 KiB window");
+        // The connection is not the stream: it still answers.
+        tokio::time::timeout(Duration::from_secs(5), ping.ping(h2::Ping::opaque()))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(client);
+        conn.abort();
+        start.elapsed()
+    });
+    // send_timeout is 1 s; the rest is slack for a busy machine.
+    assert!(waited < Duration::from_secs(8), "reset after {waited:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !upstream.broken.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream still streams for a reset stream\n{}",
+            gw.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(metrics.contains(counted), "{metrics}");
+    assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
+}
+
+/// An HTTP/2 client that reads steadily, but slowly (about 256 KiB/s through a 64 KiB
+/// window, giving credit for each frame it reads): not one wait for its credit lasts
+/// `send_timeout`, and it gets the whole body. (Chunks from the upstream can be far larger
+/// than the window: handed to hyper whole, one would wait longer than that.)
+#[test]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "a test fails loudly")]
+fn a_slow_steady_h2_reader_gets_the_whole_body() {
+    const LEN: usize = 2 << 20;
+    let upstream = Streaming::start(LEN);
+    let gw = gateway("send_timeout_h2_slow", true, &upstream);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = gw.addr;
+    let got = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/slow"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let start = Instant::now();
+        let mut got = 0usize;
+        let mut paced = 0usize;
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{got} bytes after 30 s"
+            );
+            let frame = tokio::time::timeout(Duration::from_secs(10), body.data())
+                .await
+                .unwrap();
+            match frame {
+                Some(Ok(data)) => {
+                    got += data.len();
+                    paced += data.len();
+                    body.flow_control().release_capacity(data.len()).unwrap();
+                    if paced >= 64 << 10 {
+                        paced = 0;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+                Some(Err(e)) => panic!("after {got} bytes: {e}"),
+                None => break,
+            }
+        }
+        drop(client);
+        conn.abort();
+        got
+    });
+    assert_eq!(got, LEN);
+    assert!(!upstream.broken.load(Ordering::SeqCst));
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(
+        !metrics.contains("trueip_client_errors_total{reason=\"send_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// The tail of a response held by h2 after its body ended: the whoami page goes to h2 in
+/// one piece, so the stream's task is over while all but 16 bytes of it wait for credit
+/// the client never gives (pinging all along). No request is in flight, so the connection
+/// idles and shuts down gracefully, and that waits for the stream; the wait ends after
+/// `send_timeout`, counted as one.
+#[test]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() {
+    let dir = test_dir("send_timeout_h2_tail");
+    let gw = Gateway::start_with_toml(
+        &dir,
+        free_addr(),
+        "[limits]\nsend_timeout = \"1s\"\nidle_timeout = \"1s\"\n",
+        &[],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = gw.addr;
+    let closed_after = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, mut conn) = h2::client::Builder::new()
+            .initial_window_size(16)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let mut ping = conn.ping_pong().unwrap();
+        let mut conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/json"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let _body = resp.into_body();
+        let start = Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the connection is still open"
+            );
+            tokio::select! {
+                _ = &mut conn => break,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    // Pings fail once the connection is closing.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        ping.ping(h2::Ping::opaque()),
+                    )
+                    .await;
+                }
+            }
+        }
+        start.elapsed()
+    });
+    // idle_timeout, then send_timeout; the rest is slack for a busy machine.
+    assert!(
+        closed_after < Duration::from_secs(9),
+        "closed after {closed_after:?}"
+    );
+    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
+    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(metrics.contains(counted), "{metrics}");
 }
 
 /// A request with `Connection: close` followed by bytes the gateway will not read (a

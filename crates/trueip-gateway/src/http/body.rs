@@ -16,7 +16,8 @@ use http::Method;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::io::SendWait;
+use crate::metrics::{ClientErrorKind, Metrics, UpstreamErrorKind};
 use crate::upstream::{BoxError, Stalled, Timed};
 /// One finished exchange, logged and measured when the response body is dropped.
 pub(crate) struct Record {
@@ -211,10 +212,32 @@ enum Kind {
     Stream(Timed<Incoming>),
 }
 
+/// The most of a body handed to hyper's HTTP/2 server at once: a frame's worth (h2's
+/// default `SETTINGS_MAX_FRAME_SIZE`, which it splits larger chunks into anyway).
+///
+/// hyper asks for the next chunk once the client's window has room for the one before,
+/// and that request is all the send timeout sees of the client's progress
+/// ([`SendWait`]). An upstream chunk can be as large as hyper's read buffer (400 KiB):
+/// whole, a client reading steadily at less than 7 KiB/s would not make room for one
+/// within the default 60 s, and would be cut as a stalled one; in frames, only one
+/// reading less than 16 KiB a minute is.
+const H2_PIECE: usize = 16 * 1024;
+
+/// A body's part in its HTTP/2 stream's send timeout.
+struct OnStream {
+    wait: Arc<SendWait>,
+    /// Pieces handed over so far.
+    handed: u64,
+    /// What is left of the last chunk, after the pieces handed over.
+    rest: Bytes,
+}
+
 /// The body of every response the gateway sends.
 pub(crate) struct Body {
     kind: Kind,
     record: Option<Box<Record>>,
+    /// On an HTTP/2 stream: what the stream's send timeout is told.
+    send: Option<OnStream>,
     /// The upstream connection a streamed body came on: back to the pool when this
     /// body is dropped (declared last, so the upstream body is dropped first).
     pooled: Option<crate::upstream::Pooled>,
@@ -226,6 +249,7 @@ impl Body {
         Body {
             kind: Kind::Full(Some(bytes.into())),
             record: None,
+            send: None,
             pooled: None,
         }
     }
@@ -235,6 +259,7 @@ impl Body {
         Body {
             kind: Kind::Full(None),
             record: None,
+            send: None,
             pooled: None,
         }
     }
@@ -244,6 +269,7 @@ impl Body {
         Body {
             kind: Kind::Stream(Timed::new(inner, timeout)),
             record: None,
+            send: None,
             pooled: None,
         }
     }
@@ -259,6 +285,31 @@ impl Body {
         self.record = Some(Box::new(record));
         self
     }
+
+    /// In an HTTP/2 stream's task: goes out in pieces of [`H2_PIECE`] and tells the
+    /// stream's send timeout when one waits for the client's credit. Elsewhere (HTTP/1,
+    /// whose writes the socket's timer sees) it changes nothing.
+    pub(crate) fn watched(mut self) -> Self {
+        self.send = SendWait::current().map(|wait| OnStream {
+            wait,
+            handed: 0,
+            rest: Bytes::new(),
+        });
+        self
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let (Some(on), Some(record)) = (&self.send, &mut self.record)
+            && on.wait.timed_out()
+        {
+            record.metrics.client_error(ClientErrorKind::SendTimeout);
+            record.error =
+                Some("no flow-control credit from the client for limits.send_timeout".into());
+            tracing::debug!(peer = %record.peer, "HTTP/2 stream reset: no flow-control credit for limits.send_timeout");
+        }
+    }
 }
 
 impl http_body::Body for Body {
@@ -270,9 +321,37 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = match &mut this.kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+        let polled = match &mut this.send {
+            Some(on) => {
+                on.wait.asked();
+                let polled = if on.rest.is_empty() {
+                    match &mut this.kind {
+                        Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+                        Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+                    }
+                } else {
+                    Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut on.rest)))))
+                };
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(mut data) if !data.is_empty() => {
+                            if data.len() > H2_PIECE {
+                                on.rest = data.split_off(H2_PIECE);
+                            }
+                            on.handed += 1;
+                            on.wait.handed(on.handed);
+                            Poll::Ready(Some(Ok(Frame::data(data))))
+                        }
+                        Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Err(frame) => Poll::Ready(Some(Ok(frame))),
+                    },
+                    other => other,
+                }
+            }
+            None => match &mut this.kind {
+                Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+                Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+            },
         };
         if let Some(record) = &mut this.record {
             match &polled {
@@ -298,6 +377,9 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.send.as_ref().is_some_and(|on| !on.rest.is_empty()) {
+            return false;
+        }
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
@@ -305,10 +387,52 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        let mut hint = match &self.kind {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Stream(timed) => http_body::Body::size_hint(timed),
+        };
+        let rest = self.send.as_ref().map_or(0, |on| on.rest.len() as u64);
+        if rest > 0 {
+            // The upper bound first: the lower may never pass it.
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper.saturating_add(rest));
+            }
+            hint.set_lower(hint.lower().saturating_add(rest));
         }
+        hint
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+
+    /// On an HTTP/2 stream a body goes out in frame-sized pieces, says it has more until
+    /// the last, and its size hint counts what is held back.
+    #[tokio::test]
+    async fn on_an_h2_stream_a_body_goes_out_in_pieces() {
+        let wait = Arc::new(SendWait::default());
+        crate::io::on_test_stream(wait.clone(), async {
+            let mut body = Body::full(vec![b'x'; 2 * H2_PIECE + 100]).watched();
+            let mut pieces = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let data = frame.unwrap().into_data().unwrap();
+                pieces.push(data.len());
+                let left = (2 * H2_PIECE + 100 - pieces.iter().sum::<usize>()) as u64;
+                assert_eq!(body.size_hint().exact(), Some(left));
+                assert_eq!(body.is_end_stream(), left == 0);
+            }
+            assert_eq!(pieces, [H2_PIECE, H2_PIECE, 100]);
+        })
+        .await;
+        assert!(!wait.timed_out());
+        // Outside a stream's task: one piece, as before.
+        let mut body = Body::full(vec![b'x'; 2 * H2_PIECE]).watched();
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(data.len(), 2 * H2_PIECE);
     }
 }

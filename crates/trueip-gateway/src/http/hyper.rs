@@ -38,24 +38,49 @@ where
 {
     let limits = &state.settings.limits;
     let (head_limit, idle) = (limits.header_read_timeout, limits.idle_timeout);
+    let send_timeout = limits.send_timeout;
     let mut first = Vec::new();
     let protocol = match known {
-        Some(p) => p,
-        None => {
+        Some(Protocol::Http1) => Protocol::Http1,
+        // Without ALPN's word the first bytes tell. After ALPN `h2` the preface is read
+        // here all the same: hyper's HTTP/2 server waits for it without a deadline.
+        _ => {
+            // The opening and, for HTTP/1, the rest of the first head are due by the one
+            // deadline the lean path reads under too (from the connection's start): each
+            // with its own full timeout, a client trickling HTTP/2's preface, or a head
+            // that begins like it, held the connection twice as long.
+            let due = crate::clock::deadline_std(ctx.opened, head_limit);
+            let max_head = limits.max_header_bytes;
+            let read = async {
+                let protocol = opening(&mut io, &mut first).await?;
+                if known.is_none() && protocol == Some(Protocol::Http1) {
+                    first_head(&mut io, &mut first, max_head).await?;
+                }
+                Ok::<_, std::io::Error>(protocol)
+            };
             let opening = tokio::select! {
                 // A request already on its way is read, however the stop signal stands.
                 biased;
-                o = tokio::time::timeout(head_limit, opening(&mut io, &mut first)) => o,
+                o = tokio::time::timeout_at(due, read) => o,
                 () = ctx.stopped() => return,
             };
             match opening {
-                Ok(Ok(Some(p))) => p,
+                // After ALPN `h2`, bytes that are not the preface are HTTP/2's to refuse.
+                Ok(Ok(Some(p))) => known.unwrap_or(p),
                 Ok(Ok(None)) => return,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
                     return;
                 }
                 Err(_) if first.is_empty() => return,
+                // No HTTP/1.1 answer on a connection that ALPN made HTTP/2.
+                Err(_) if known.is_some() => {
+                    ctx.shared
+                        .metrics
+                        .client_error(ClientErrorKind::HeaderTimeout);
+                    tracing::debug!(peer = %ctx.peer, "closed: no whole HTTP/2 preface within {head_limit:?}");
+                    return;
+                }
                 Err(_) => {
                     lean::head_timeout(&mut io, &ctx, &mut first, head_limit).await;
                     return;
@@ -74,14 +99,29 @@ where
     });
     if protocol == Protocol::Http2 {
         let mut conn = std::pin::pin!(state.h2.serve_connection(io, service));
-        let done = drive(conn.as_mut(), |c| c.graceful_shutdown(), &ctx, idle).await;
+        let done = drive(
+            conn.as_mut(),
+            |c| c.graceful_shutdown(),
+            &ctx,
+            idle,
+            send_timeout,
+        )
+        .await;
         if let Err(e) = done {
             tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
         }
         return;
     }
     let mut conn = state.h1.serve_connection(io, service).with_upgrades();
-    let Err(e) = drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), &ctx, idle).await else {
+    let Err(e) = drive(
+        Pin::new(&mut conn),
+        |c| c.graceful_shutdown(),
+        &ctx,
+        idle,
+        send_timeout,
+    )
+    .await
+    else {
         // hyper has ended the connection (an upgraded one is no longer hyper's).
         if let Some(parts) = conn.into_parts() {
             crate::io::linger(&mut parts.io.into_inner()).await;
@@ -142,13 +182,54 @@ async fn opening<I: AsyncRead + Unpin>(
     }
 }
 
+/// Reads on after [`opening`] found HTTP/1 until `first` holds the whole first request
+/// head (or more than `max_head` bytes, or bytes no head begins with, or the client
+/// closed): hyper's header timer starts afresh when it starts reading, so the first
+/// head is read whole here, under the opening's deadline, and hyper parses it at once.
+async fn first_head<I: AsyncRead + Unpin>(
+    io: &mut I,
+    first: &mut Vec<u8>,
+    max_head: usize,
+) -> std::io::Result<()> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        // Blank lines before a request line are allowed (RFC 9112 §2.2), and are no end
+        // of a head.
+        let lead = first
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(first.len());
+        let head = first.get(lead..).unwrap_or_default();
+        if first.len() >= max_head
+            || lean::head_end(head).is_some()
+            || (!head.is_empty() && !lean::partial_request(head))
+        {
+            return Ok(());
+        }
+        let got = io.read(&mut chunk).await?;
+        if got == 0 {
+            return Ok(());
+        }
+        first.extend_from_slice(chunk.get(..got).unwrap_or_default());
+    }
+}
+
 /// Runs `conn` until it ends, or until the connection idles (`idle`) or the gateway
 /// shuts down, then shuts it down gracefully (`graceful`) and runs it to its end.
+///
+/// A connection shut down gracefully ends when its streams do, and an HTTP/2 stream
+/// whose body has ended may still hold its last chunk in h2's send buffer, waiting for
+/// flow-control credit: neither the stream's send timeout (its task is over) nor a write
+/// (none is pending) sees that wait, and a client that never gives the credit would keep
+/// the connection for ever (Envoy's GHSA-8hf8-8gvw-ggvx was this). So once no request has
+/// been in flight for `send_timeout` since the shutdown began, what is left is closed,
+/// as the send timeout closes any other wait on the client.
 async fn drive<C>(
     mut conn: Pin<&mut C>,
     graceful: impl FnOnce(Pin<&mut C>),
     ctx: &ConnCtx,
     idle: Duration,
+    send_timeout: Duration,
 ) -> Result<(), hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>> + ?Sized,
@@ -161,7 +242,18 @@ where
         () = ctx.activity.idle(Idle::Requests, idle) => tracing::debug!(peer = %ctx.peer, "closing idle connection"),
     }
     graceful(conn.as_mut());
-    conn.await
+    let unsent = async {
+        tokio::time::sleep(send_timeout).await;
+        ctx.activity.idle(Idle::Requests, send_timeout).await;
+    };
+    tokio::select! {
+        biased;
+        done = conn.as_mut() => done,
+        () = unsent => {
+            ctx.activity.note_send_timeout();
+            Ok(())
+        }
+    }
 }
 
 /// hyper's HTTP/1.1 parser answers a head over `limits.max_headers` or
@@ -278,7 +370,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
         }
     };
     record.status = resp.status().as_u16();
-    resp.map(|b| b.record(record))
+    resp.map(|b| b.record(record).watched())
 }
 
 async fn forward(

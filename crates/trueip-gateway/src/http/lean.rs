@@ -392,7 +392,7 @@ async fn read_into<R: AsyncRead + Unpin>(
 }
 
 /// Where a request head ends (after its blank line), if it is all there.
-fn head_end(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(bytes: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = bytes.get(from..)?.iter().position(|&b| b == b'\n') {
         let at = from + i + 1;
@@ -547,7 +547,7 @@ fn end_head(out: &mut Vec<u8>, close: bool, now: Instant) {
 }
 
 /// Whether `bytes` begin an HTTP/1 request head (so far valid, unfinished).
-fn partial_request(bytes: &[u8]) -> bool {
+pub(crate) fn partial_request(bytes: &[u8]) -> bool {
     let mut lines = header_slots();
     let mut req = httparse::Request::new(&mut []);
     matches!(
@@ -652,8 +652,10 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
                 return to_hyper(bufs.input.filled(), served);
             }
             if deadline.at.is_none() {
-                let now = last_reading.take().unwrap_or_else(Instant::now);
-                deadline.set(crate::clock::deadline_std(now, header_timeout));
+                // The first head is due from the connection's start: hyper, if it takes
+                // the connection over mid-head (HTTP/2's preface), keeps that deadline.
+                let from = last_reading.take().unwrap_or(ctx.opened);
+                deadline.set(crate::clock::deadline_std(from, header_timeout));
             }
             let between = if bufs.input.is_empty() {
                 Some(&mut stop)
