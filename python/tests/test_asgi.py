@@ -59,6 +59,21 @@ def test_underscore_spellings_are_removed_even_from_a_trusted_hop(name: bytes) -
     assert scope["client"] == ("198.51.100.1", 0)
 
 
+def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None:
+    """As the table's headers: a stranger's X-Client-Addr (in any spelling) and a guess at the
+    origin secret never reach the app; from the trusted hop, only the underscore spelling
+    goes (Django's ASGI handler would merge it into HTTP_X_CLIENT_ADDR)."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], strategy="header:X-Client-Addr", origin_secret=("X-Origin-Verify", "s3cret"))
+    forged = [(b"x-client-addr", b"1.2.3.4"), (b"X_Client_Addr", b"1.2.3.4"), (b"x-origin-verify", b"guess")]
+    scope = run(("198.51.100.20", 5555), [(b"host", b"internal:8000")] + forged, policy=p)
+    assert scope["client"] == ("198.51.100.20", 5555)
+    assert scope["headers"] == [(b"host", b"internal:8000")]
+    honest = [(b"x-client-addr", b"203.0.113.9"), (b"x_client_addr", b"1.2.3.4"), (b"x-origin-verify", b"s3cret")]
+    scope = run(("10.0.0.5", 1), honest, policy=p)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"x-client-addr", b"203.0.113.9"), (b"x-origin-verify", b"s3cret")]
+
+
 def test_only_the_named_origin_parts_are_applied() -> None:
     headers = [(b"host", b"internal:8000"), (b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-proto", b"https"),
                (b"x-forwarded-host", b"evil.example"), (b"x-forwarded-port", b"444"), (b"x-forwarded-prefix", b"/shop")]

@@ -18,8 +18,10 @@ For each request it
   what your proxies write (overwrite): one that passes a client's ``X-Forwarded-Host``
   through lets the client choose the host the app builds links with;
 * when it did not come through a trusted hop, removes every client-IP header from the
-  environ (the core's table of them, ``trueip.forwarding_header_names()``): the client
-  wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see them;
+  environ (the core's table of them, ``trueip.forwarding_header_names()``, and any header
+  the policy reads a client from, such as a ``header:X-Client-Addr`` strategy's): the
+  client wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see
+  them;
 * keeps the values it replaced or removed in ``environ["trueip.original"]`` and the
   decision in ``environ["trueip.resolution"]``.
 
@@ -45,7 +47,9 @@ from ._host import DEFAULT_ORIGIN, split_host, with_port
 
 __all__ = ["TrueIP"]
 
-#: The environ keys of every client-IP header: ``HTTP_X_FORWARDED_FOR``, ...
+#: The environ keys of the core's table of client-IP headers: ``HTTP_X_FORWARDED_FOR``,
+#: ... The middleware removes ``policy._withheld_environ_keys``: these, and the headers the
+#: policy itself reads a client from (a ``header:NAME`` strategy's) or its origin secret.
 FORWARDING_KEYS = frozenset("HTTP_" + n.upper().replace("-", "_") for n in forwarding_header_names())
 
 #: Keys whose received values are kept in ``environ["trueip.original"]``.
@@ -82,7 +86,7 @@ def apply(
     if verifier is not None:
         environ["trueip.signature"] = outcome
     if resolution is None or not resolution.trusted_hop:
-        for key in environ.keys() & FORWARDING_KEYS:
+        for key in environ.keys() & policy._withheld_environ_keys:
             original[key] = environ.pop(key)
         if resolution is None:
             return None
