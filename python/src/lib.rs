@@ -1181,6 +1181,20 @@ fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resoluti
     })
 }
 
+/// The address that stands in for the peer of a Lambda event (the core's rule,
+/// `trueip::lambda::Event::peer`), as text: for the ASGI middleware under an adapter that
+/// keeps the event in the scope (Mangum's `scope["aws.event"]`), whose `scope["client"]`
+/// is not that address (for an ALB event Mangum puts the whole `X-Forwarded-For` there,
+/// client-written entries and all). `None` for an event trueip cannot read: then no hop
+/// is trusted.
+#[pyfunction]
+fn _event_peer(event: &Bound<'_, PyAny>) -> Option<String> {
+    let json = event_json(event).ok()?;
+    trueip::lambda::Event::parse(&json)
+        .ok()
+        .map(|event| event.peer().to_string())
+}
+
 /// `trueip explain --lambda-event --format json`, as a dict.
 #[pyfunction]
 fn explain_event(py: Python<'_>, policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -1215,6 +1229,7 @@ fn _trueip(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EventError", py.get_type::<EventError>())?;
     m.add_function(wrap_pyfunction!(resolve_event, m)?)?;
     m.add_function(wrap_pyfunction!(explain_event, m)?)?;
+    m.add_function(wrap_pyfunction!(_event_peer, m)?)?;
     m.add_function(wrap_pyfunction!(forwarding_header_names, m)?)?;
     m.add_function(wrap_pyfunction!(warning_names, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

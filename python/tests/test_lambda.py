@@ -106,3 +106,41 @@ def test_presets() -> None:
         trueip.Policy.lambda_preset("nlb")
     with pytest.raises(trueip.PolicyError, match="cloudfront"):
         trueip.Policy.lambda_preset("cloudfront-alb")
+
+
+@pytest.mark.parametrize("name", ["alb.json", "alb_multi.json", "api_gateway_v1.json", "api_gateway_v2.json", "function_url.json"])
+def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> None:
+    """Mangum makes an ASGI scope of the event, and for an ALB its `client` is the whole
+    X-Forwarded-For ("6.6.6.6, 203.0.113.9": a new key per forged entry, for any rate
+    limiter). The ASGI middleware takes the peer from `scope["aws.event"]` as the core reads
+    events, so the app sees what `resolve_event` decides, and no client-IP header of a
+    client it did not vouch for."""
+    mangum = pytest.importorskip("mangum")
+    import asyncio  # noqa: F401  (Mangum runs the app in its own loop)
+
+    from trueip.asgi import TrueIP
+
+    e = event(name)
+    alb = "elb" in e["requestContext"]
+    policy = ALB if alb else API
+    if alb:
+        # The client forged the left of X-Forwarded-For; the ALB appended what it saw.
+        xff = e["multiValueHeaders"] if "multiValueHeaders" in e else e["headers"]
+        if isinstance(xff.get("x-forwarded-for"), list):
+            xff["x-forwarded-for"][0] = "6.6.6.6, " + xff["x-forwarded-for"][0]
+        else:
+            xff["x-forwarded-for"] = "6.6.6.6, " + xff["x-forwarded-for"]
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    handler = mangum.Mangum(TrueIP(app, policy), lifespan="off")
+    handler(e, type("Context", (), {"aws_request_id": "1"})())
+    want = resolve_event(policy, e)
+    assert seen["trueip.resolution"] == want
+    assert seen["client"] == (want.ip_str, want.port or 0)
+    if alb:
+        assert want.spoof_attempt and "6.6.6.6" not in seen["client"][0]

@@ -27,6 +27,11 @@ header ``trueip serve`` writes instead, and ``scope["trueip.signature"]`` says
 ``"verified"`` or why not; ``on_unverified`` says whether such a request gets the peer
 (default) or a 400/403 (see ``trueip._signed``).
 
+On AWS Lambda under Mangum, the peer is the address the event says AWS's front end saw
+(``scope["aws.event"]``, read as ``trueip.aws_lambda`` reads it), not ``scope["client"]``:
+for an ALB event Mangum puts the whole ``X-Forwarded-For`` there. Use the Lambda presets
+(``Policy.lambda_preset("alb")``, ...).
+
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
 hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default) and rewrites ``scope["client"]`` before
@@ -39,6 +44,7 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
 from . import _signed
+from ._trueip import _event_peer
 from ._host import DEFAULT_ORIGIN, with_port
 
 __all__ = ["TrueIP"]
@@ -64,9 +70,16 @@ def apply(
         headers = list(headers)
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
+    peer = client
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        # On AWS Lambda under Mangum the scope is made from the event, and its client is
+        # not the address AWS's front end saw (for an ALB, the whole X-Forwarded-For,
+        # client-written entries and all): the event says, as trueip.aws_lambda reads it.
+        peer = _event_peer(event)
     signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
     resolution, reported, kept, outcome = policy._resolve_request(
-        client, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed
+        peer, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed
     )
     scope["trueip.resolution"] = resolution
     if verifier is not None:
