@@ -55,6 +55,19 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
 
+def scope_peer(scope: Scope, default: Any) -> Any:
+    """The peer of a request whose ASGI scope is ``scope``: ``default`` (the server's
+    ``scope["client"]``), except on AWS Lambda under Mangum, which makes the scope of the
+    event and keeps it in ``scope["aws.event"]``: its client is not the address AWS's front
+    end saw (for an ALB, the whole X-Forwarded-For, client-written entries and all), so the
+    event says, as ``trueip.aws_lambda`` reads it (``None``, no peer, for an event trueip
+    cannot read)."""
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        return _event_peer(event)
+    return default
+
+
 def apply(
     policy: Policy, scope: Scope, origin: frozenset[str] = DEFAULT_ORIGIN, verifier: Optional[Verifier] = None
 ) -> Scope:
@@ -70,13 +83,7 @@ def apply(
         headers = list(headers)
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
-    peer = client
-    event = scope.get("aws.event")
-    if isinstance(event, dict):
-        # On AWS Lambda under Mangum the scope is made from the event, and its client is
-        # not the address AWS's front end saw (for an ALB, the whole X-Forwarded-For,
-        # client-written entries and all): the event says, as trueip.aws_lambda reads it.
-        peer = _event_peer(event)
+    peer = scope_peer(scope, client)
     signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
     resolution, reported, kept, outcome = policy._resolve_request(
         peer, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed

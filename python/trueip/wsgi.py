@@ -65,22 +65,27 @@ _ORIGINAL_KEYS = (
 
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
+#: ``apply``'s default peer: the environ's ``REMOTE_ADDR``.
+_REMOTE_ADDR: Any = object()
+
 
 def apply(
     policy: Policy,
     environ: dict[str, Any],
     origin: frozenset[str] = DEFAULT_ORIGIN,
     verifier: Optional[Verifier] = None,
+    peer: Any = _REMOTE_ADDR,
 ) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
     hops reported; returns the ``Resolution``, or ``None`` when ``REMOTE_ADDR`` is not an
     address (a Unix socket): then only the client-IP headers are removed, since no hop is
-    trusted. With ``verifier``, the client is the signed header's (see the module doc)."""
+    trusted. With ``verifier``, the client is the signed header's (see the module doc).
+    ``peer``: the connection's peer when it is not ``REMOTE_ADDR`` (Django under Mangum)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     resolution, reported, _, outcome = policy._resolve_request(
-        environ.get("REMOTE_ADDR"), environ, environ=True, verifier=verifier, signed=signed
+        environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer, environ, environ=True, verifier=verifier, signed=signed
     )
     environ["trueip.resolution"] = resolution
     if verifier is not None:
