@@ -1156,12 +1156,52 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
         )));
     };
     let mut map = serde_json::Map::new();
-    for key in ["version", "requestContext", "headers", "multiValueHeaders"] {
+    for key in ["version", "headers", "multiValueHeaders"] {
         if let Some(value) = dict.get_item(key)? {
             map.insert(key.to_string(), to_json(&value, 1)?);
         }
     }
+    if let Some(context) = dict.get_item("requestContext")? {
+        map.insert(
+            "requestContext".to_string(),
+            request_context_json(&context)?,
+        );
+    }
     Ok(serde_json::Value::Object(map))
+}
+
+/// The parts of `requestContext` the core reads: `elb` (whose presence makes an ALB event),
+/// and `identity` and `http` with only their `sourceIp`. The rest is not copied: an
+/// authorizer's context (`requestContext.authorizer.lambda`) nests as deep as the
+/// authorizer likes, and an event must not fail on what the core never reads (the CLI,
+/// which reads the whole JSON, answers for it).
+fn request_context_json(context: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    use serde_json::Value;
+    let Ok(context) = context.cast::<PyDict>() else {
+        // Not an object: the core says so, naming what it is.
+        return to_json(context, 1);
+    };
+    let mut map = serde_json::Map::new();
+    if let Some(elb) = context.get_item("elb")? {
+        map.insert("elb".to_string(), to_json(&elb, 2)?);
+    }
+    for key in ["identity", "http"] {
+        let Some(value) = context.get_item(key)? else {
+            continue;
+        };
+        let copied = match value.cast::<PyDict>() {
+            Ok(inner) => {
+                let mut inner_map = serde_json::Map::new();
+                if let Some(ip) = inner.get_item("sourceIp")? {
+                    inner_map.insert("sourceIp".to_string(), to_json(&ip, 3)?);
+                }
+                Value::Object(inner_map)
+            }
+            Err(_) => to_json(&value, 2)?,
+        };
+        map.insert(key.to_string(), copied);
+    }
+    Ok(Value::Object(map))
 }
 
 fn event_error(e: trueip::lambda::EventError) -> PyErr {

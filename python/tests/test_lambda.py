@@ -95,6 +95,22 @@ def test_a_self_containing_event_is_an_error_not_a_hang() -> None:
         resolve_event(ALB, e)
 
 
+def test_an_authorizer_context_of_any_depth_is_not_read() -> None:
+    """An HTTP API's Lambda authorizer may hand the function a context nested as deep as it
+    likes (requestContext.authorizer.lambda); the core never reads it, and `trueip explain
+    --lambda-event` answers for such an event. It once raised "nests deeper than 8 levels"
+    here, for every request that authorizer let through."""
+    e = event("api_gateway_v2.json")
+    deep: Any = "x"
+    for _ in range(12):
+        deep = {"a": deep}
+    e["requestContext"]["authorizer"] = {"lambda": {"user": deep}}
+    e["requestContext"]["identity"] = {"sourceIp": "198.51.100.9", "userAgent": deep}
+    r = resolve_event(API, e)
+    assert (r.ip_str, r.source) == (e["requestContext"]["http"]["sourceIp"], "peer")
+    assert explain_event(API, e)["client_ip"] == r.ip_str
+
+
 def test_explain_event_is_the_cli_json() -> None:
     d = explain_event(ALB, event("alb.json"))
     assert d["client_ip"] == "150.172.238.178"
