@@ -1225,14 +1225,19 @@ fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resoluti
 /// `trueip::lambda::Event::peer`), as text: for the ASGI middleware under an adapter that
 /// keeps the event in the scope (Mangum's `scope["aws.event"]`), whose `scope["client"]`
 /// is not that address (for an ALB event Mangum puts the whole `X-Forwarded-For` there,
-/// client-written entries and all). `None` for an event trueip cannot read: then no hop
-/// is trusted.
+/// client-written entries and all). `(true, None)` for an event of a kind trueip reads but
+/// cannot (then no hop is trusted); `(false, None)` for an event of no kind trueip reads
+/// (Lambda@Edge, where Mangum's client is CloudFront's `clientIp`).
 #[pyfunction]
-fn _event_peer(event: &Bound<'_, PyAny>) -> Option<String> {
-    let json = event_json(event).ok()?;
-    trueip::lambda::Event::parse(&json)
-        .ok()
-        .map(|event| event.peer().to_string())
+fn _event_peer(event: &Bound<'_, PyAny>) -> (bool, Option<String>) {
+    let Ok(json) = event_json(event) else {
+        return (true, None);
+    };
+    match trueip::lambda::Event::parse(&json) {
+        Ok(event) => (true, Some(event.peer().to_string())),
+        Err(trueip::lambda::EventError::UnknownKind { .. }) => (false, None),
+        Err(_) => (true, None),
+    }
 }
 
 /// `trueip explain --lambda-event --format json`, as a dict.

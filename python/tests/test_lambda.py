@@ -160,3 +160,28 @@ def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> N
     assert seen["client"] == (want.ip_str, want.port or 0)
     if alb:
         assert want.spoof_attempt and "6.6.6.6" not in seen["client"][0]
+
+
+def test_under_mangum_an_event_of_another_kind_keeps_manguns_client() -> None:
+    """Lambda@Edge is no event trueip reads; Mangum's client there is CloudFront's
+    `clientIp`, the viewer CloudFront saw, and stays the peer (it once became none)."""
+    mangum = pytest.importorskip("mangum")
+    from trueip.asgi import TrueIP
+
+    edge = {"Records": [{"cf": {"config": {"distributionDomainName": "d.cloudfront.net", "eventType": "viewer-request"},
+                                "request": {"clientIp": "203.0.113.178", "method": "GET", "uri": "/", "querystring": "",
+                                            "headers": {"host": [{"key": "Host", "value": "d.cloudfront.net"}],
+                                                        "x-forwarded-for": [{"key": "X-Forwarded-For", "value": "6.6.6.6"}]}}}}]}
+    with pytest.raises(EventError, match="unknown Lambda event"):
+        resolve_event(API, edge)
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mangum.Mangum(TrueIP(app, API), lifespan="off")(edge, type("Context", (), {"aws_request_id": "1"})())
+    assert seen["client"] == ("203.0.113.178", 0)
+    assert seen["trueip.resolution"].ip_str == "203.0.113.178"
+    assert seen["headers"] == [[b"host", b"d.cloudfront.net"]]

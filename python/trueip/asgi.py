@@ -60,11 +60,14 @@ def scope_peer(scope: Scope, default: Any) -> Any:
     ``scope["client"]``), except on AWS Lambda under Mangum, which makes the scope of the
     event and keeps it in ``scope["aws.event"]``: its client is not the address AWS's front
     end saw (for an ALB, the whole X-Forwarded-For, client-written entries and all), so the
-    event says, as ``trueip.aws_lambda`` reads it (``None``, no peer, for an event trueip
-    cannot read)."""
+    event says, as ``trueip.aws_lambda`` reads it (``None``, no peer, for an ALB or API
+    Gateway event trueip cannot read). An event of another kind (Lambda@Edge: Mangum's
+    client is CloudFront's ``clientIp``) keeps ``default``."""
     event = scope.get("aws.event")
     if isinstance(event, dict):
-        return _event_peer(event)
+        known, peer = _event_peer(event)
+        if known:
+            return peer
     return default
 
 
