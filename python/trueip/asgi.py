@@ -62,12 +62,20 @@ def scope_peer(scope: Scope, default: Any) -> Any:
     end saw (for an ALB, the whole X-Forwarded-For, client-written entries and all), so the
     event says, as ``trueip.aws_lambda`` reads it (``None``, no peer, for an ALB or API
     Gateway event trueip cannot read). An event of another kind (Lambda@Edge: Mangum's
-    client is CloudFront's ``clientIp``) keeps ``default``."""
+    client is CloudFront's ``clientIp``) keeps ``default``.
+
+    uvicorn on a Unix socket (``--uds``) gives no client and the server as ``(path,
+    None)``: that peer is a Unix socket (``""``, as gunicorn's ``REMOTE_ADDR`` on one), which
+    only a policy trusting ``unix`` believes."""
     event = scope.get("aws.event")
     if isinstance(event, dict):
         known, peer = _event_peer(event)
         if known:
             return peer
+    if scope.get("client") is None:
+        server = scope.get("server")
+        if isinstance(server, (tuple, list)) and len(server) == 2 and isinstance(server[0], str) and server[1] is None:
+            return ""
     return default
 
 
