@@ -252,8 +252,11 @@ fn copy_headers<'py>(
     Ok(out)
 }
 
-/// The pairs of `headers` (a list) the app may see, or `None` when it may see them all.
+/// The pairs of `headers` (a list) the app may see, or `None` when it may see them all:
+/// [`ForwardingSet::withheld`](trueip::headers::ForwardingSet::withheld) over the policy's
+/// set ([`ForwardingSet::for_policy`](trueip::headers::ForwardingSet::for_policy)).
 fn kept_pairs<'py>(
+    set: &trueip::headers::ForwardingSet,
     headers: &Bound<'py, PyAny>,
     trusted_hop: bool,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
@@ -270,9 +273,10 @@ fn kept_pairs<'py>(
             .or_else(|| item.cast::<PyList>().ok().and_then(|l| l.get_item(0).ok()));
         match name {
             Some(name) => match name.cast::<PyBytes>() {
-                Ok(b) => trueip::headers::withheld_from_app(b.as_bytes(), trusted_hop),
-                Err(_) => text_bytes(&name)
-                    .is_some_and(|n| trueip::headers::withheld_from_app(n.as_bytes(), trusted_hop)),
+                Ok(b) => set.withheld(b.as_bytes(), trusted_hop),
+                Err(_) => {
+                    text_bytes(&name).is_some_and(|n| set.withheld(n.as_bytes(), trusted_hop))
+                }
             },
             None => false,
         }
@@ -370,6 +374,11 @@ struct Policy {
     reads_query: bool,
     /// What the host names in the trust specs resolved to when the policy was made.
     names: trueip::hosts::Addresses,
+    /// The client-IP headers kept from the app unless they came through a trusted hop:
+    /// the table and the headers this policy reads a client or its secret from.
+    withheld: trueip::headers::ForwardingSet,
+    /// Their WSGI environ keys (`HTTP_X_FORWARDED_FOR`, ...), for the WSGI middleware.
+    environ_keys: Py<PyFrozenSet>,
 }
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
@@ -395,27 +404,31 @@ fn build(
             &trueip::hosts::sets(&addrs),
         )
         .map_err(policy_error)?;
-    let mut policy = Policy::wrap(py, inner);
+    let mut policy = Policy::wrap(py, inner)?;
     policy.names = addrs;
     Ok(policy)
 }
 
 impl Policy {
-    fn wrap(py: Python<'_>, inner: trueip::Policy) -> Self {
+    fn wrap(py: Python<'_>, inner: trueip::Policy) -> PyResult<Self> {
         let names = inner.header_names();
+        let withheld = trueip::headers::ForwardingSet::for_policy(&inner);
+        let environ_keys = PyFrozenSet::new(py, withheld.names().iter().map(environ_key))?.unbind();
         let mut with_origin = names.clone();
         for name in trueip::origin::HEADER_NAMES {
             if !with_origin.contains(&name) {
                 with_origin.push(name);
             }
         }
-        Policy {
+        Ok(Policy {
             reads_query: !inner.query_names().is_empty(),
             inner: Arc::new(inner),
             wanted: Wanted::list(py, names),
             wanted_with_origin: Wanted::list(py, with_origin),
             names: trueip::hosts::Addresses::new(),
-        }
+            withheld,
+            environ_keys,
+        })
     }
 
     fn connection(
@@ -572,7 +585,7 @@ impl Policy {
                 trueip::OriginSecret::new(&header, value.into_bytes()).map_err(policy_error)?,
             );
         }
-        Ok(Policy::wrap(py, builder.build().map_err(policy_error)?))
+        Policy::wrap(py, builder.build().map_err(policy_error)?)
     }
 
     /// Decides who the client is. Never raises for what the request carries; raises
@@ -616,7 +629,8 @@ impl Policy {
     /// For the middlewares: the decision; when trusted hops vouched for them, the scheme,
     /// host, port and prefix the client asked for (`None` each where no trusted hop said);
     /// and, with `withhold`, the header pairs without those the app must not see
-    /// (`trueip::headers::withheld_from_app`), or `None` when there are none to remove.
+    /// (`trueip::headers::ForwardingSet::for_policy`, `withheld`), or `None` when there
+    /// are none to remove.
     /// `peer` and `headers` as for `resolve`; `withhold` needs a list of pairs (ASGI).
     ///
     /// A `peer` that is not an address (a Unix socket, a test client) gives no decision:
@@ -647,7 +661,7 @@ impl Policy {
             Some(Ok(conn)) => conn,
             None | Some(Err(_)) => {
                 let kept = if withhold {
-                    kept_pairs(headers, false)?
+                    kept_pairs(&self.withheld, headers, false)?
                 } else {
                     None
                 };
@@ -694,7 +708,7 @@ impl Policy {
         // give the app, as for any peer that is not one.
         if resolution.inner.client.is_unix() {
             let kept = if withhold {
-                kept_pairs(headers, false)?
+                kept_pairs(&self.withheld, headers, false)?
             } else {
                 None
             };
@@ -719,7 +733,7 @@ impl Policy {
             None
         };
         let kept = if withhold {
-            kept_pairs(headers, resolution.trusted_hop)?
+            kept_pairs(&self.withheld, headers, resolution.trusted_hop)?
         } else {
             None
         };
@@ -729,6 +743,15 @@ impl Policy {
     /// Whether `ip` is trusted by any strategy of the policy.
     fn trusts(&self, ip: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(self.inner.trusts(peer_node(ip, None)?.ip))
+    }
+
+    /// The WSGI environ keys of the client-IP headers the middlewares remove from a
+    /// request that did not come through a trusted hop: the core's table
+    /// (`forwarding_header_names()`) and the headers this policy reads a client or its
+    /// origin secret from (a `header:NAME` strategy's).
+    #[getter]
+    fn _withheld_environ_keys<'py>(&self, py: Python<'py>) -> Bound<'py, PyFrozenSet> {
+        self.environ_keys.bind(py).clone()
     }
 
     /// The headers `resolve` reads, lower case.
@@ -1133,12 +1156,52 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
         )));
     };
     let mut map = serde_json::Map::new();
-    for key in ["version", "requestContext", "headers", "multiValueHeaders"] {
+    for key in ["version", "headers", "multiValueHeaders"] {
         if let Some(value) = dict.get_item(key)? {
             map.insert(key.to_string(), to_json(&value, 1)?);
         }
     }
+    if let Some(context) = dict.get_item("requestContext")? {
+        map.insert(
+            "requestContext".to_string(),
+            request_context_json(&context)?,
+        );
+    }
     Ok(serde_json::Value::Object(map))
+}
+
+/// The parts of `requestContext` the core reads: `elb` (whose presence makes an ALB event),
+/// and `identity` and `http` with only their `sourceIp`. The rest is not copied: an
+/// authorizer's context (`requestContext.authorizer.lambda`) nests as deep as the
+/// authorizer likes, and an event must not fail on what the core never reads (the CLI,
+/// which reads the whole JSON, answers for it).
+fn request_context_json(context: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    use serde_json::Value;
+    let Ok(context) = context.cast::<PyDict>() else {
+        // Not an object: the core says so, naming what it is.
+        return to_json(context, 1);
+    };
+    let mut map = serde_json::Map::new();
+    if let Some(elb) = context.get_item("elb")? {
+        map.insert("elb".to_string(), to_json(&elb, 2)?);
+    }
+    for key in ["identity", "http"] {
+        let Some(value) = context.get_item(key)? else {
+            continue;
+        };
+        let copied = match value.cast::<PyDict>() {
+            Ok(inner) => {
+                let mut inner_map = serde_json::Map::new();
+                if let Some(ip) = inner.get_item("sourceIp")? {
+                    inner_map.insert("sourceIp".to_string(), to_json(&ip, 3)?);
+                }
+                Value::Object(inner_map)
+            }
+            Err(_) => to_json(&value, 2)?,
+        };
+        map.insert(key.to_string(), copied);
+    }
+    Ok(Value::Object(map))
 }
 
 fn event_error(e: trueip::lambda::EventError) -> PyErr {
@@ -1156,6 +1219,25 @@ fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resoluti
         inner,
         policy: Arc::clone(&policy.inner),
     })
+}
+
+/// The address that stands in for the peer of a Lambda event (the core's rule,
+/// `trueip::lambda::Event::peer`), as text: for the ASGI middleware under an adapter that
+/// keeps the event in the scope (Mangum's `scope["aws.event"]`), whose `scope["client"]`
+/// is not that address (for an ALB event Mangum puts the whole `X-Forwarded-For` there,
+/// client-written entries and all). `(true, None)` for an event of a kind trueip reads but
+/// cannot (then no hop is trusted); `(false, None)` for an event of no kind trueip reads
+/// (Lambda@Edge, where Mangum's client is CloudFront's `clientIp`).
+#[pyfunction]
+fn _event_peer(event: &Bound<'_, PyAny>) -> (bool, Option<String>) {
+    let Ok(json) = event_json(event) else {
+        return (true, None);
+    };
+    match trueip::lambda::Event::parse(&json) {
+        Ok(event) => (true, Some(event.peer().to_string())),
+        Err(trueip::lambda::EventError::UnknownKind { .. }) => (false, None),
+        Err(_) => (true, None),
+    }
 }
 
 /// `trueip explain --lambda-event --format json`, as a dict.
@@ -1192,6 +1274,7 @@ fn _trueip(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EventError", py.get_type::<EventError>())?;
     m.add_function(wrap_pyfunction!(resolve_event, m)?)?;
     m.add_function(wrap_pyfunction!(explain_event, m)?)?;
+    m.add_function(wrap_pyfunction!(_event_peer, m)?)?;
     m.add_function(wrap_pyfunction!(forwarding_header_names, m)?)?;
     m.add_function(wrap_pyfunction!(warning_names, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -59,6 +59,79 @@ def test_underscore_spellings_are_removed_even_from_a_trusted_hop(name: bytes) -
     assert scope["client"] == ("198.51.100.1", 0)
 
 
+def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None:
+    """As the table's headers: a stranger's X-Client-Addr (in any spelling) and a guess at the
+    origin secret never reach the app; from the trusted hop, only the underscore spelling
+    goes (Django's ASGI handler would merge it into HTTP_X_CLIENT_ADDR)."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], strategy="header:X-Client-Addr", origin_secret=("X-Origin-Verify", "s3cret"))
+    forged = [(b"x-client-addr", b"1.2.3.4"), (b"X_Client_Addr", b"1.2.3.4"), (b"x-origin-verify", b"guess")]
+    scope = run(("198.51.100.20", 5555), [(b"host", b"internal:8000")] + forged, policy=p)
+    assert scope["client"] == ("198.51.100.20", 5555)
+    assert scope["headers"] == [(b"host", b"internal:8000")]
+    honest = [(b"x-client-addr", b"203.0.113.9"), (b"x_client_addr", b"1.2.3.4"), (b"x-origin-verify", b"s3cret")]
+    scope = run(("10.0.0.5", 1), honest, policy=p)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"x-client-addr", b"203.0.113.9"), (b"x-origin-verify", b"s3cret")]
+
+
+def test_behind_nginx_on_a_unix_socket_trust_unix() -> None:
+    """uvicorn --uds: no client, the server (path, None). As gunicorn's "" REMOTE_ADDR, a Unix
+    peer: only trust=["unix"] makes nginx's X-Forwarded-For count (it once never did)."""
+    xff = [(b"x-forwarded-for", b"1.2.3.4, 203.0.113.9")]
+    for policy, client in [(trueip.Policy(trust=["unix"]), ("203.0.113.9", 0)), (POLICY, None)]:
+        seen: dict[str, Any] = {}
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            seen.update(scope)
+
+        scope = {"type": "http", "scheme": "http", "client": None, "server": ("/run/app.sock", None), "path": "/",
+                 "root_path": "", "headers": list(xff)}
+        asyncio.run(TrueIP(app, policy)(scope, None, None))
+        assert seen["client"] == client
+        assert seen["headers"] == (xff if client else [])
+
+
+def test_under_uvicorn_on_a_unix_socket(tmp_path: Any) -> None:
+    """The same, through a real uvicorn --uds."""
+    import http.client
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "app.py").write_text(
+        "import json, trueip\n"
+        "from trueip.asgi import TrueIP\n"
+        "async def inner(scope, receive, send):\n"
+        "    body = json.dumps([scope['client'], dict((k.decode(), v.decode()) for k, v in scope['headers'])]).encode()\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n"
+        "app = TrueIP(inner, trueip.Policy(trust=['unix']))\n"
+    )
+    sock = str(tmp_path / "app.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(tmp_path), "--uds", sock,
+                             "--no-proxy-headers", "--log-level", "warning", "app:app"])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("localhost")
+                conn.sock = socket.socket(socket.AF_UNIX)
+                conn.sock.connect(sock)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "uvicorn did not listen"
+                time.sleep(0.05)
+        conn.request("GET", "/", headers={"X-Forwarded-For": "1.2.3.4, 203.0.113.9"})
+        client, headers = json.loads(conn.getresponse().read())
+        assert client == ["203.0.113.9", 0]
+        assert headers["x-forwarded-for"] == "1.2.3.4, 203.0.113.9"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_only_the_named_origin_parts_are_applied() -> None:
     headers = [(b"host", b"internal:8000"), (b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-proto", b"https"),
                (b"x-forwarded-host", b"evil.example"), (b"x-forwarded-port", b"444"), (b"x-forwarded-prefix", b"/shop")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -91,3 +92,23 @@ def test_config_file(tmp_path: Any) -> None:
         policy = policy_from_settings()
     assert isinstance(policy, trueip.Policy)
     assert policy.resolve("10.0.0.1", {"X-Forwarded-For": "1.1.1.1, 203.0.113.9"}).ip_str == "203.0.113.9"
+
+
+def test_under_mangum_the_event_names_the_peer() -> None:
+    """Django's ASGI handler on Lambda under Mangum: META's REMOTE_ADDR is Mangum's client,
+    for an ALB the whole X-Forwarded-For ("6.6.6.6, 203.0.113.9"). The middleware takes
+    the peer from the event kept in the scope, as trueip.aws_lambda does."""
+    mangum = pytest.importorskip("mangum")
+    from django.core.handlers.asgi import ASGIHandler
+
+    event = {"requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:..."}}, "httpMethod": "GET",
+             "path": "/", "queryStringParameters": {}, "body": "", "isBase64Encoded": False,
+             "headers": {"host": "testserver", "x-forwarded-for": "6.6.6.6, 203.0.113.9", "x-forwarded-proto": "https",
+                         "x-real-ip": "6.6.6.6"}}
+    with override_settings(TRUEIP={"trust": ["any"], "strategy": "hops:1"}):
+        handler = mangum.Mangum(ASGIHandler(), lifespan="off")
+        response = handler(event, type("Context", (), {"aws_request_id": "1"})())
+    assert response["statusCode"] == 200, response
+    got = json.loads(response["body"])
+    assert got == {"addr": "203.0.113.9", "secure": True, "host": "testserver", "xff": "6.6.6.6, 203.0.113.9",
+                   "source": "x-forwarded-for[-1]"}

@@ -95,6 +95,22 @@ def test_a_self_containing_event_is_an_error_not_a_hang() -> None:
         resolve_event(ALB, e)
 
 
+def test_an_authorizer_context_of_any_depth_is_not_read() -> None:
+    """An HTTP API's Lambda authorizer may hand the function a context nested as deep as it
+    likes (requestContext.authorizer.lambda); the core never reads it, and `trueip explain
+    --lambda-event` answers for such an event. It once raised "nests deeper than 8 levels"
+    here, for every request that authorizer let through."""
+    e = event("api_gateway_v2.json")
+    deep: Any = "x"
+    for _ in range(12):
+        deep = {"a": deep}
+    e["requestContext"]["authorizer"] = {"lambda": {"user": deep}}
+    e["requestContext"]["identity"] = {"sourceIp": "198.51.100.9", "userAgent": deep}
+    r = resolve_event(API, e)
+    assert (r.ip_str, r.source) == (e["requestContext"]["http"]["sourceIp"], "peer")
+    assert explain_event(API, e)["client_ip"] == r.ip_str
+
+
 def test_explain_event_is_the_cli_json() -> None:
     d = explain_event(ALB, event("alb.json"))
     assert d["client_ip"] == "150.172.238.178"
@@ -106,3 +122,66 @@ def test_presets() -> None:
         trueip.Policy.lambda_preset("nlb")
     with pytest.raises(trueip.PolicyError, match="cloudfront"):
         trueip.Policy.lambda_preset("cloudfront-alb")
+
+
+@pytest.mark.parametrize("name", ["alb.json", "alb_multi.json", "api_gateway_v1.json", "api_gateway_v2.json", "function_url.json"])
+def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> None:
+    """Mangum makes an ASGI scope of the event, and for an ALB its `client` is the whole
+    X-Forwarded-For ("6.6.6.6, 203.0.113.9": a new key per forged entry, for any rate
+    limiter). The ASGI middleware takes the peer from `scope["aws.event"]` as the core reads
+    events, so the app sees what `resolve_event` decides, and no client-IP header of a
+    client it did not vouch for."""
+    mangum = pytest.importorskip("mangum")
+    import asyncio  # noqa: F401  (Mangum runs the app in its own loop)
+
+    from trueip.asgi import TrueIP
+
+    e = event(name)
+    alb = "elb" in e["requestContext"]
+    policy = ALB if alb else API
+    if alb:
+        # The client forged the left of X-Forwarded-For; the ALB appended what it saw.
+        xff = e["multiValueHeaders"] if "multiValueHeaders" in e else e["headers"]
+        if isinstance(xff.get("x-forwarded-for"), list):
+            xff["x-forwarded-for"][0] = "6.6.6.6, " + xff["x-forwarded-for"][0]
+        else:
+            xff["x-forwarded-for"] = "6.6.6.6, " + xff["x-forwarded-for"]
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    handler = mangum.Mangum(TrueIP(app, policy), lifespan="off")
+    handler(e, type("Context", (), {"aws_request_id": "1"})())
+    want = resolve_event(policy, e)
+    assert seen["trueip.resolution"] == want
+    assert seen["client"] == (want.ip_str, want.port or 0)
+    if alb:
+        assert want.spoof_attempt and "6.6.6.6" not in seen["client"][0]
+
+
+def test_under_mangum_an_event_of_another_kind_keeps_manguns_client() -> None:
+    """Lambda@Edge is no event trueip reads; Mangum's client there is CloudFront's
+    `clientIp`, the viewer CloudFront saw, and stays the peer (it once became none)."""
+    mangum = pytest.importorskip("mangum")
+    from trueip.asgi import TrueIP
+
+    edge = {"Records": [{"cf": {"config": {"distributionDomainName": "d.cloudfront.net", "eventType": "viewer-request"},
+                                "request": {"clientIp": "203.0.113.178", "method": "GET", "uri": "/", "querystring": "",
+                                            "headers": {"host": [{"key": "Host", "value": "d.cloudfront.net"}],
+                                                        "x-forwarded-for": [{"key": "X-Forwarded-For", "value": "6.6.6.6"}]}}}}]}
+    with pytest.raises(EventError, match="unknown Lambda event"):
+        resolve_event(API, edge)
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mangum.Mangum(TrueIP(app, API), lifespan="off")(edge, type("Context", (), {"aws_request_id": "1"})())
+    assert seen["client"] == ("203.0.113.178", 0)
+    assert seen["trueip.resolution"].ip_str == "203.0.113.178"
+    assert seen["headers"] == [[b"host", b"d.cloudfront.net"]]

@@ -89,6 +89,19 @@ def test_every_spelling_is_one_environ_key() -> None:
     assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_TRUE_CLIENT_IP"} & env.keys()
 
 
+def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None:
+    """`header:X-Client-Addr` makes X-Client-Addr a client-IP header: a stranger's is not
+    believed, and must not reach an app that reads it itself either; likewise a guess at
+    the origin secret. From the trusted hop both stay."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], strategy="header:X-Client-Addr", origin_secret=("X-Origin-Verify", "s3cret"))
+    env = run({"REMOTE_ADDR": "198.51.100.20", "HTTP_X_CLIENT_ADDR": "1.2.3.4", "HTTP_X_ORIGIN_VERIFY": "guess"}, p)
+    assert env["REMOTE_ADDR"] == "198.51.100.20"
+    assert not {"HTTP_X_CLIENT_ADDR", "HTTP_X_ORIGIN_VERIFY"} & env.keys()
+    assert env["trueip.original"]["HTTP_X_CLIENT_ADDR"] == "1.2.3.4"
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_CLIENT_ADDR": "203.0.113.9", "HTTP_X_ORIGIN_VERIFY": "s3cret"}, p)
+    assert (env["REMOTE_ADDR"], env["HTTP_X_CLIENT_ADDR"]) == ("203.0.113.9", "203.0.113.9")
+
+
 def test_forged_entries_left_of_the_trusted_chain() -> None:
     env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.195, 10.0.0.9"})
     assert env["REMOTE_ADDR"] == "203.0.113.195"

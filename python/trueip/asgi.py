@@ -27,6 +27,11 @@ header ``trueip serve`` writes instead, and ``scope["trueip.signature"]`` says
 ``"verified"`` or why not; ``on_unverified`` says whether such a request gets the peer
 (default) or a 400/403 (see ``trueip._signed``).
 
+On AWS Lambda under Mangum, the peer is the address the event says AWS's front end saw
+(``scope["aws.event"]``, read as ``trueip.aws_lambda`` reads it), not ``scope["client"]``:
+for an ALB event Mangum puts the whole ``X-Forwarded-For`` there. Use the Lambda presets
+(``Policy.lambda_preset("alb")``, ...).
+
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
 hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default) and rewrites ``scope["client"]`` before
@@ -39,6 +44,7 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
 from . import _signed
+from ._trueip import _event_peer
 from ._host import DEFAULT_ORIGIN, with_port
 
 __all__ = ["TrueIP"]
@@ -47,6 +53,30 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
+
+
+def scope_peer(scope: Scope, default: Any) -> Any:
+    """The peer of a request whose ASGI scope is ``scope``: ``default`` (the server's
+    ``scope["client"]``), except on AWS Lambda under Mangum, which makes the scope of the
+    event and keeps it in ``scope["aws.event"]``: its client is not the address AWS's front
+    end saw (for an ALB, the whole X-Forwarded-For, client-written entries and all), so the
+    event says, as ``trueip.aws_lambda`` reads it (``None``, no peer, for an ALB or API
+    Gateway event trueip cannot read). An event of another kind (Lambda@Edge: Mangum's
+    client is CloudFront's ``clientIp``) keeps ``default``.
+
+    uvicorn on a Unix socket (``--uds``) gives no client and the server as ``(path,
+    None)``: that peer is a Unix socket (``""``, as gunicorn's ``REMOTE_ADDR`` on one), which
+    only a policy trusting ``unix`` believes."""
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        known, peer = _event_peer(event)
+        if known:
+            return peer
+    if scope.get("client") is None:
+        server = scope.get("server")
+        if isinstance(server, (tuple, list)) and len(server) == 2 and isinstance(server[0], str) and server[1] is None:
+            return ""
+    return default
 
 
 def apply(
@@ -64,9 +94,10 @@ def apply(
         headers = list(headers)
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
+    peer = scope_peer(scope, client)
     signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
     resolution, reported, kept, outcome = policy._resolve_request(
-        client, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed
+        peer, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed
     )
     scope["trueip.resolution"] = resolution
     if verifier is not None:

@@ -27,7 +27,8 @@ decided which hops to believe). The decision is ``request.trueip``.
 during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer).
 ``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI
 handler the same holds: ``META`` is built from the scope, and the scheme is set on the
-request.
+request; on AWS Lambda under Mangum the peer is the one the event names
+(``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Callable, Optional
 
 from . import Policy, PolicyError, Verifier
 from . import _signed
+from . import asgi as _asgi
 from . import wsgi as _wsgi
 from ._host import DEFAULT_ORIGIN, origin_parts
 
@@ -141,7 +143,10 @@ class TrueIPMiddleware:
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
-        resolution = _wsgi.apply(self.policy, meta, self.origin, self.verifier)
+        # Django's ASGI requests keep their scope: under Mangum its event names the peer.
+        scope = getattr(request, "scope", None)
+        peer = _asgi.scope_peer(scope, _wsgi._REMOTE_ADDR) if isinstance(scope, dict) else _wsgi._REMOTE_ADDR
+        resolution = _wsgi.apply(self.policy, meta, self.origin, self.verifier, peer=peer)
         request.trueip = resolution
         if self.verifier is not None:
             outcome = meta.get("trueip.signature")
@@ -153,7 +158,6 @@ class TrueIPMiddleware:
                 return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
         scheme = meta.get("wsgi.url_scheme")
         # Django's ASGI requests read the scheme from the scope, not META.
-        scope = getattr(request, "scope", None)
         if scope is not None and scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
             request.scope = dict(scope, scheme=scheme)
         return self.get_response(request)

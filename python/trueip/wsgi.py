@@ -18,8 +18,10 @@ For each request it
   what your proxies write (overwrite): one that passes a client's ``X-Forwarded-Host``
   through lets the client choose the host the app builds links with;
 * when it did not come through a trusted hop, removes every client-IP header from the
-  environ (the core's table of them, ``trueip.forwarding_header_names()``): the client
-  wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see them;
+  environ (the core's table of them, ``trueip.forwarding_header_names()``, and any header
+  the policy reads a client from, such as a ``header:X-Client-Addr`` strategy's): the
+  client wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see
+  them;
 * keeps the values it replaced or removed in ``environ["trueip.original"]`` and the
   decision in ``environ["trueip.resolution"]``.
 
@@ -45,7 +47,9 @@ from ._host import DEFAULT_ORIGIN, split_host, with_port
 
 __all__ = ["TrueIP"]
 
-#: The environ keys of every client-IP header: ``HTTP_X_FORWARDED_FOR``, ...
+#: The environ keys of the core's table of client-IP headers: ``HTTP_X_FORWARDED_FOR``,
+#: ... The middleware removes ``policy._withheld_environ_keys``: these, and the headers the
+#: policy itself reads a client from (a ``header:NAME`` strategy's) or its origin secret.
 FORWARDING_KEYS = frozenset("HTTP_" + n.upper().replace("-", "_") for n in forwarding_header_names())
 
 #: Keys whose received values are kept in ``environ["trueip.original"]``.
@@ -61,28 +65,33 @@ _ORIGINAL_KEYS = (
 
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
+#: ``apply``'s default peer: the environ's ``REMOTE_ADDR``.
+_REMOTE_ADDR: Any = object()
+
 
 def apply(
     policy: Policy,
     environ: dict[str, Any],
     origin: frozenset[str] = DEFAULT_ORIGIN,
     verifier: Optional[Verifier] = None,
+    peer: Any = _REMOTE_ADDR,
 ) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
     hops reported; returns the ``Resolution``, or ``None`` when ``REMOTE_ADDR`` is not an
     address (a Unix socket): then only the client-IP headers are removed, since no hop is
-    trusted. With ``verifier``, the client is the signed header's (see the module doc)."""
+    trusted. With ``verifier``, the client is the signed header's (see the module doc).
+    ``peer``: the connection's peer when it is not ``REMOTE_ADDR`` (Django under Mangum)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     resolution, reported, _, outcome = policy._resolve_request(
-        environ.get("REMOTE_ADDR"), environ, environ=True, verifier=verifier, signed=signed
+        environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer, environ, environ=True, verifier=verifier, signed=signed
     )
     environ["trueip.resolution"] = resolution
     if verifier is not None:
         environ["trueip.signature"] = outcome
     if resolution is None or not resolution.trusted_hop:
-        for key in environ.keys() & FORWARDING_KEYS:
+        for key in environ.keys() & policy._withheld_environ_keys:
             original[key] = environ.pop(key)
         if resolution is None:
             return None

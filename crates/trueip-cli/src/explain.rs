@@ -337,19 +337,40 @@ fn preset_policy(preset: Preset, trust: &[String]) -> Result<Policy, String> {
         .map_err(|e| format!("--lambda-preset {preset}: {e}"))
 }
 
+/// The most bytes `--lambda-event` reads. AWS hands a function at most 6 MB (a
+/// synchronous invocation's payload), so anything larger is not an event, and `-` fed
+/// without end (or a path such as `/dev/zero`) must not make explain read until memory
+/// runs out.
+const MAX_EVENT_BYTES: u64 = 16 << 20;
+
+/// Reads an event of at most [`MAX_EVENT_BYTES`] from `reader`, for `name` in errors.
+fn read_event(reader: impl Read, name: &str) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_EVENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the event {name}: {e}"))?;
+    if bytes.len() as u64 > MAX_EVENT_BYTES {
+        return Err(format!(
+            "{name}: more than {} MiB, larger than any Lambda event (AWS sends at most 6 MB)",
+            MAX_EVENT_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("{name}: not JSON: {e}"))
+}
+
 /// A Lambda event from `path` (`-`: stdin), explained; errors name the file and the
 /// field the event lacks.
 fn lambda_event(policy: &Policy, path: &std::path::Path) -> Result<Explanation, String> {
     let (name, text) = if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read the event from stdin: {e}"))?;
-        ("stdin".to_string(), text)
+        let name = "stdin".to_string();
+        let text = read_event(std::io::stdin().lock(), &name)?;
+        (name, text)
     } else {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the event {name}: {e}"))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| format!("cannot read the event {name}: {e}"))?;
+        let text = read_event(file, &name)?;
         (name, text)
     };
     let event: serde_json::Value = serde_json::from_str(&text).map_err(|e| {

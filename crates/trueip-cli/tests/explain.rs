@@ -893,6 +893,45 @@ fn lambda_event_errors_name_the_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
 
+/// An event is read to a bound (16 MiB; AWS sends at most 6 MB), from stdin or a file:
+/// input without end (`-` fed forever, `/dev/zero`) once made explain read until memory
+/// ran out. Past the bound it stops, exits 2 and says why.
+#[test]
+fn lambda_event_input_is_bounded() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
+        .args(["explain", "--lambda-event", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trueip");
+    let mut pipe = child.stdin.take().expect("stdin");
+    // Writes until trueip stops reading (a broken pipe), at most 64 MiB.
+    let writer = std::thread::spawn(move || {
+        let block = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            if pipe.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    let out = child.wait_with_output().expect("trueip output");
+    writer.join().expect("writer thread");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("stdin: more than 16 MiB"), "{err}");
+
+    let dir = temp_dir("lambda-big");
+    let path = dir.join("big.json");
+    std::fs::write(&path, vec![b' '; (16 << 20) + 1]).expect("event");
+    let path = path.display().to_string();
+    let out = trueip(&["explain", "--lambda-event", &path], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("big.json: more than 16 MiB"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 // ---------------------------------------------------------------------------------------
 // --lambda-preset: the policies of trueip::lambda::Preset, by name.
 // ---------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use trueip::config::{ClientIpConfig, Strategies, StrategyEntry};
-use trueip::{ConfigError, FieldName, Policy, StrategySpec};
+use trueip::config::ClientIpConfig;
+use trueip::{ConfigError, FieldName, Policy};
 
 use crate::duration::serde_duration as duration;
 pub(crate) use crate::duration::{MAX_TIMEOUT, duration_text};
@@ -1852,31 +1852,23 @@ impl HeaderSettings {
                 extra.push(name);
             }
         }
-        // A header a `header:NAME` strategy reads is a client-IP header by definition.
-        let entries: Vec<&str> = match &client_ip.strategy {
-            Strategies::One(name) => vec![name.as_str()],
-            Strategies::Chain(list) => list
-                .iter()
-                .map(|e| match e {
-                    StrategyEntry::Name(n) => n.as_str(),
-                    StrategyEntry::WithTrust { name, .. } => name.as_str(),
-                })
-                .collect(),
-        };
-        for entry in entries {
-            if let Ok(StrategySpec::Header(name)) = entry.parse::<StrategySpec>()
-                && !extra.contains(&name)
-                && !trueip::headers::names::FORWARDING
-                    .iter()
-                    .any(|row| row.name == name)
-            {
-                extra.push(name);
-            }
-        }
         let origin_secret = client_ip
             .origin_secret
             .as_ref()
             .and_then(|s| FieldName::new(s.header.trim()).ok());
+        // A header a `header:NAME` strategy reads is a client-IP header by definition: the
+        // core names them (`Policy::client_ip_headers`, the set the middlewares withhold).
+        // The origin secret, which it names too, has a rule of its own here.
+        for name in policy.client_ip_headers() {
+            if Some(name) != origin_secret.as_ref()
+                && !extra.contains(name)
+                && !trueip::headers::names::FORWARDING
+                    .iter()
+                    .any(|row| &row.name == name)
+            {
+                extra.push(name.clone());
+            }
+        }
         self.kept = keep(&self.keep, &extra, origin_secret.as_ref(), policy)?;
         self.extra = extra;
         self.origin_secret = origin_secret;

@@ -244,6 +244,24 @@ impl ForwardingSet {
         }
     }
 
+    /// The table plus every header `policy` reads a client address or its origin secret
+    /// from ([`Policy::client_ip_headers`](crate::Policy::client_ip_headers)): the set a
+    /// middleware in front of an app withholds. A `header:X-Client-Addr` strategy's
+    /// header is the client's to write when the request did not come through a trusted
+    /// hop, like `X-Forwarded-For`, and an app that reads it itself must not see it.
+    pub fn for_policy(policy: &crate::Policy) -> Self {
+        let mut names: Vec<FieldName> = names::FORWARDING
+            .iter()
+            .map(|row| row.name.clone())
+            .collect();
+        for name in policy.client_ip_headers() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        ForwardingSet::from_names(names)
+    }
+
     /// The set less `kept`: names a deployment passes to the app whoever sent them.
     pub fn without(mut self, kept: &[FieldName]) -> Self {
         self.names.retain(|n| !kept.contains(n));
@@ -1259,6 +1277,42 @@ mod tests {
                 withheld: false
             }
         );
+    }
+
+    /// A middleware's set holds what its policy reads a client or a secret from, beside
+    /// the table: a `header:NAME` strategy's header from an untrusted client is as forged
+    /// as its `X-Forwarded-For`, in every spelling. Not `Cookie`: it carries the rest.
+    #[test]
+    fn the_set_for_a_policy_adds_the_headers_it_reads_a_client_from() {
+        let policy = crate::Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str("header:X-Client-Addr")
+            .unwrap()
+            .strategy_str("cookie:client")
+            .unwrap()
+            .origin_secret(crate::OriginSecret::new("X-Origin-Verify", b"s".to_vec()).unwrap())
+            .build()
+            .unwrap();
+        let set = ForwardingSet::for_policy(&policy);
+        for name in [
+            "X-Client-Addr",
+            "x_client_addr",
+            "X-Origin-Verify",
+            "X-Forwarded-For",
+        ] {
+            assert!(set.withheld(name.as_bytes(), false), "{name}");
+        }
+        assert!(!set.withheld(b"X-Client-Addr", true));
+        assert!(set.withheld(b"X_Client_Addr", true));
+        assert!(!set.withheld(b"Cookie", false));
+        assert_eq!(
+            set.names().len(),
+            names::FORWARDING.len() + 2,
+            "each name once"
+        );
+        let plain = ForwardingSet::for_policy(&crate::Policy::default());
+        assert_eq!(plain.names().len(), names::FORWARDING.len());
     }
 
     proptest::proptest! {

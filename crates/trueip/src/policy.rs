@@ -762,6 +762,25 @@ impl Policy {
         out
     }
 
+    /// The headers this policy reads a client address from, or an origin secret from,
+    /// beyond [`names::FORWARDING`]: each `header:NAME` strategy's header and the origin
+    /// secret's. They are client-IP headers as much as the table's (a client that names
+    /// its own address in `X-Client-Addr` forges the very header the policy believes), so
+    /// [`ForwardingSet::for_policy`](crate::headers::ForwardingSet::for_policy) adds them.
+    /// A `cookie:NAME` strategy's `Cookie` is not one: it carries everything else too.
+    pub fn client_ip_headers(&self) -> impl Iterator<Item = &FieldName> {
+        self.strategies
+            .iter()
+            .filter_map(|s| match &s.kind {
+                Kind::Header(single) => match &single.carrier {
+                    Carrier::Header(name) => Some(name),
+                    Carrier::Cookie(_) | Carrier::Query(_) => None,
+                },
+                _ => None,
+            })
+            .chain(self.origin_secret.as_ref().map(OriginSecret::name))
+    }
+
     /// Whether `ip` is trusted by any strategy (and so may send forwarding headers).
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.trusts_peer(Peer::from(ip))
