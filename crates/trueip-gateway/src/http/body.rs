@@ -17,6 +17,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::upstream::raw::RawBody;
 use crate::upstream::{BoxError, Stalled, Timed};
 /// One finished exchange, logged and measured when the response body is dropped.
 pub(crate) struct Record {
@@ -209,6 +210,7 @@ impl Drop for Record {
 enum Kind {
     Full(Option<Bytes>),
     Stream(Timed<Incoming>),
+    Raw(Timed<RawBody>),
 }
 
 /// The body of every response the gateway sends.
@@ -248,6 +250,15 @@ impl Body {
         }
     }
 
+    /// An upstream body read from a bare connection, streamed with a stall timeout.
+    pub(crate) fn raw(inner: RawBody, timeout: Duration) -> Self {
+        Body {
+            kind: Kind::Raw(Timed::new(inner, timeout)),
+            record: None,
+            pooled: None,
+        }
+    }
+
     /// Returns the upstream connection to the pool when this body is done.
     pub(crate) fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
         self.pooled = Some(pooled);
@@ -273,6 +284,7 @@ impl http_body::Body for Body {
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
+            Kind::Raw(timed) => Pin::new(timed).poll_frame(cx),
         };
         if let Some(record) = &mut this.record {
             match &polled {
@@ -301,6 +313,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
+            Kind::Raw(timed) => http_body::Body::is_end_stream(timed),
         }
     }
 
@@ -309,6 +322,7 @@ impl http_body::Body for Body {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Stream(timed) => http_body::Body::size_hint(timed),
+            Kind::Raw(timed) => http_body::Body::size_hint(timed),
         }
     }
 }
