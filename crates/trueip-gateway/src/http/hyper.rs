@@ -342,7 +342,8 @@ async fn forward(
     let mut gone = Vec::new();
     let stripped = state
         .hygiene
-        .request_noting(&mut parts.headers, &facts, &mut gone);
+        .received_noting(&mut parts.headers, &facts, &mut gone);
+    let own = state.hygiene.own_values(&parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
     record.stripped = stripped;
     note_forgery(
@@ -370,6 +371,23 @@ async fn forward(
     if h2 {
         headers::join_cookies(&mut parts.headers);
     }
+    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
+        return response(failed(ctx, Failure::Target, &parts.uri), &method);
+    };
+    if h2
+        && upgrade.is_none()
+        && upstream.lean()
+        && method != Method::CONNECT
+        && http_body::Body::is_end_stream(&body)
+    {
+        let host = host
+            .as_ref()
+            .map_or(upstream.authority().as_bytes(), HeaderValue::as_bytes);
+        let target = facts.request.target;
+        let head = raw::request_head(&method, target, host, &parts.headers, &own);
+        return forward_raw(ctx, upstream, &method, &head, key).await;
+    }
+    headers::set_own(&mut parts.headers, own);
     if let Some(protocol) = upgrade {
         parts
             .headers
@@ -388,19 +406,8 @@ async fn forward(
             }
         }
     }
-    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
-        return response(failed(ctx, Failure::Target, &parts.uri), &method);
-    };
     parts.uri = upstream::origin_form(parts.uri.path_and_query());
     parts.version = Version::HTTP_11;
-    if h2
-        && upgrade.is_none()
-        && upstream.lean()
-        && method != Method::CONNECT
-        && http_body::Body::is_end_stream(&body)
-    {
-        return forward_raw(ctx, upstream, &method, &parts, key).await;
-    }
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));
     let sent = tokio::time::timeout(
@@ -453,21 +460,19 @@ async fn forward(
 
 /// [`forward`]'s exchange for an HTTP/2 request without a body, to an HTTP/1.1
 /// upstream: on a bare connection (`upstream::raw`), on this stream's own task, with no
-/// hyper client task or channel between. Its head is `parts`, which the header rules
-/// have already had; the response comes back with its hop-by-hop lines gone.
+/// hyper client task or channel between. `head` is the request head, as the header
+/// rules made it; the response comes back with its hop-by-hop lines gone.
 async fn forward_raw(
     ctx: &ConnCtx,
     upstream: &Upstream,
     method: &Method,
-    parts: &http::request::Parts,
+    head: &[u8],
     key: http::uri::Authority,
 ) -> Response<Body> {
     let settings = &upstream.settings;
-    let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    let head = raw::request_head(method, target, &parts.headers);
     let sent = tokio::time::timeout(
         settings.response_timeout,
-        upstream.exchange_raw(&head, method, key, &ctx.upstream_idle),
+        upstream.exchange_raw(head, method, key, &ctx.upstream_idle),
     )
     .await;
     let (answer, body) = match sent {

@@ -45,7 +45,7 @@ use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
 use crate::rules::headers::{self, Kept, UpstreamLine};
 use crate::rules::{self, Failure, Fate, Route};
-use crate::upstream::raw::{self, Failed, Framing, Step};
+use crate::upstream::raw::{self, Failed, Framing, Step, valid_value};
 use crate::upstream::{self, Delivery, RawConn, Upstream};
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
@@ -434,11 +434,6 @@ fn plain_target(path: &str) -> bool {
                         | b'%'
                 )
         })
-}
-
-/// A valid header value (what `HeaderValue::from_bytes` accepts).
-fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// Appends `data` as one chunk of a chunked body (nothing for no data: an empty chunk

@@ -499,6 +499,21 @@ impl Hygiene {
         facts: &Facts<'_>,
         stripped_lines: &mut Vec<(HeaderName, HeaderValue)>,
     ) -> u64 {
+        let stripped = self.received_noting(headers, facts, stripped_lines);
+        set_own(headers, self.own_values(headers, facts));
+        stripped
+    }
+
+    /// The received lines of [`request_noting`](Self::request_noting), each by its
+    /// [`Fate`], without the gateway's own headers: a caller that writes the upstream
+    /// head itself writes [`own_values`](Self::own_values) of the lines left, and no
+    /// received line [`OwnValues::sets`].
+    pub(crate) fn received_noting(
+        &self,
+        headers: &mut HeaderMap,
+        facts: &Facts<'_>,
+        stripped_lines: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> u64 {
         let mut stripped = 0;
         let mut gone: Vec<HeaderName> = Vec::new();
         let mut merge: Vec<HeaderName> = Vec::new();
@@ -535,29 +550,7 @@ impl Hygiene {
         for name in merge {
             merge_lines(headers, &name);
         }
-        self.set_own(headers, facts);
         stripped
-    }
-
-    fn set_own(&self, headers: &mut HeaderMap, facts: &Facts<'_>) {
-        let own = self.own_values(headers, facts);
-        let buf = Bytes::from(own.buf);
-        headers.reserve(6);
-        for (field, value) in own.values {
-            let name = field.as_http();
-            match value {
-                Own::Range(range) => set(headers, name, &buf, range),
-                Own::Static(v) => {
-                    headers.insert(name.clone(), HeaderValue::from_static(v));
-                }
-                Own::Received(v) => {
-                    headers.insert(name.clone(), v.clone());
-                }
-                Own::Remove => {
-                    headers.remove(name);
-                }
-            }
-        }
     }
 
     /// The gateway's own headers for a request, in the order they are written, read
@@ -707,6 +700,28 @@ impl Hygiene {
             buf: out,
             values,
             lengths,
+        }
+    }
+}
+
+/// Writes the gateway's own headers into a header map, each replacing the lines of its
+/// name (or removing them: [`Own::Remove`], or a value that is not a valid one).
+pub(crate) fn set_own(headers: &mut HeaderMap, own: OwnValues<'_>) {
+    let buf = Bytes::from(own.buf);
+    headers.reserve(6);
+    for (field, value) in own.values {
+        let name = field.as_http();
+        match value {
+            Own::Range(range) => set(headers, name, &buf, range),
+            Own::Static(v) => {
+                headers.insert(name.clone(), HeaderValue::from_static(v));
+            }
+            Own::Received(v) => {
+                headers.insert(name.clone(), v.clone());
+            }
+            Own::Remove => {
+                headers.remove(name);
+            }
         }
     }
 }

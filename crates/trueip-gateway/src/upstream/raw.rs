@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use super::pool::{Pool, Pooled, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
-use crate::rules::headers::{may_tunnel, response_keeps};
+use crate::rules::headers::{OwnValues, may_tunnel, response_keeps};
 
 /// The most header lines an upstream response may carry (as in hyper's client).
 const MAX_HEADERS: usize = 100;
@@ -305,19 +305,47 @@ fn read_more(conn: &mut RawConn, cx: &mut Context<'_>) -> Poll<io::Result<usize>
     }
 }
 
-/// The request head of a request without a body: `METHOD target HTTP/1.1`, then every
-/// line of `headers` as they are (the header rules have already had them).
-pub(crate) fn request_head(method: &Method, target: &str, headers: &HeaderMap) -> Vec<u8> {
-    let mut head = Vec::with_capacity(64 + target.len() + 48 * headers.len());
+/// A valid header value (what `HeaderValue::from_bytes` accepts).
+pub(crate) fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a request without a body: `METHOD target HTTP/1.1`, `host` (when it is a
+/// valid value), the received lines the header rules left in `headers` but those of
+/// `Host` and of the gateway's own headers, then `own`, as hyper's path would send them
+/// once [`set_own`](crate::rules::headers::set_own) had written them into the map.
+pub(crate) fn request_head(
+    method: &Method,
+    target: &str,
+    host: &[u8],
+    headers: &HeaderMap,
+    own: &OwnValues<'_>,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256 + target.len() + 48 * headers.len() + own.buf.len());
     head.extend_from_slice(method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
+    if valid_value(host) {
+        put_line(&mut head, b"host", host);
+    }
     for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        if name == header::HOST || own.sets(name.as_str()) {
+            continue;
+        }
+        put_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    for (field, value) in &own.values {
+        if let Some(bytes) = own.bytes(value).filter(|b| valid_value(b)) {
+            put_line(&mut head, field.as_str().as_bytes(), bytes);
+        }
     }
     head.extend_from_slice(b"\r\n");
     head
