@@ -307,7 +307,11 @@ fn read_more(conn: &mut RawConn, cx: &mut Context<'_>) -> Poll<io::Result<usize>
 
 /// A valid header value (what `HeaderValue::from_bytes` accepts).
 pub(crate) fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+    // Without an early exit, so that the compiler checks many bytes at once: a value is
+    // nearly always valid, and read to its end anyway.
+    v.iter().fold(true, |ok, &b| {
+        ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
+    })
 }
 
 fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -616,5 +620,42 @@ impl http_body::Body for RawBody {
             (Left::Length(n), Some(_)) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_values_are_what_header_value_accepts() {
+        for b in 0..=u8::MAX {
+            for value in [
+                vec![b],
+                vec![b'a', b, b'z'],
+                [b'x'; 40].iter().chain([&b]).copied().collect(),
+            ] {
+                assert_eq!(
+                    valid_value(&value),
+                    HeaderValue::from_bytes(&value).is_ok(),
+                    "byte {b:#04x} in {value:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_extensions_ignored() {
+        assert_eq!(chunk_size(b"1a"), Some(26));
+        assert_eq!(chunk_size(b"7;ext=1"), Some(7));
+        assert_eq!(chunk_size(b"0"), Some(0));
+        assert_eq!(chunk_size(b""), None);
+        assert_eq!(chunk_size(b"-1"), None);
+        assert_eq!(
+            chunk_size(b"1000000000000000"),
+            None,
+            "16 digits: past u64 safety"
+        );
     }
 }
