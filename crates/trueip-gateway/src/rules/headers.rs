@@ -602,6 +602,11 @@ impl Hygiene {
             }
             values.push((names::X_REAL_IP, range_or_remove(at, out.len())));
         }
+        // The trusted chain, walked once for both list headers that write it.
+        let mut chain = Chain::new(r.client);
+        if s.x_forwarded_for == ListMode::Replace || s.forwarded == ListMode::Replace {
+            for_chain(headers, r, |_, node| chain.push(node));
+        }
         if s.x_forwarded_for != ListMode::Off {
             let at = out.len();
             match s.x_forwarded_for {
@@ -614,13 +619,13 @@ impl Hygiene {
                 }
                 _ => {
                     let mut first = true;
-                    for_chain(headers, r, |_, node| {
-                        let Some(node) = node.node() else { return };
+                    for node in chain.iter() {
+                        let Some(node) = node.node() else { continue };
                         if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
                         write_ip(&mut out, node.ip);
-                    });
+                    }
                 }
             }
             values.push((names::X_FORWARDED_FOR, range_or_remove(at, out.len())));
@@ -642,8 +647,8 @@ impl Hygiene {
                 }
                 _ => {
                     let mut first = true;
-                    for_chain(headers, r, |i, node| {
-                        let Some(node) = node.node() else { return };
+                    for (i, node) in chain.iter().enumerate() {
+                        let Some(node) = node.node() else { continue };
                         if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
@@ -653,7 +658,7 @@ impl Hygiene {
                         } else {
                             write_element(&mut out, node.ip, None, None);
                         }
-                    });
+                    }
                 }
             }
             values.push((names::FORWARDED, range_or_remove(at, out.len())));
@@ -760,6 +765,41 @@ pub(crate) fn response(headers: &mut HeaderMap) {
     };
     for name in gone {
         headers.remove(name);
+    }
+}
+
+/// The nodes [`for_chain`] hands out, kept in order: most chains are a few nodes.
+struct Chain {
+    few: [Peer; 8],
+    len: usize,
+    more: Vec<Peer>,
+}
+
+impl Chain {
+    /// An empty chain; `filler` only fills the unused slots.
+    fn new(filler: Peer) -> Self {
+        Chain {
+            few: [filler; 8],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, node: Peer) {
+        match self.few.get_mut(self.len) {
+            Some(slot) => *slot = node,
+            None => self.more.push(node),
+        }
+        self.len += 1;
+    }
+
+    /// The nodes, left to right.
+    fn iter(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.few
+            .iter()
+            .take(self.len)
+            .chain(self.more.iter())
+            .copied()
     }
 }
 
