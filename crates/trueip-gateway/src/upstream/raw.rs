@@ -1,13 +1,15 @@
 //! The bare HTTP/1.1 exchange with the upstream, without hyper's client: the request
 //! head in one buffer, the response head parsed by `httparse` (hyper's own parser) on
 //! the requesting task. The lean path writes its own head from the raw lines and copies
-//! the response through; hyper's path ([`Upstream::exchange_raw`]) sends a header map
-//! and gets one back, with the body as a [`RawBody`]. Both read the response head and
+//! the response through; hyper's path, for HTTP/2 requests without a body, writes it
+//! from the request's header map ([`request_head`]) and gets the answer back as a header
+//! map and a [`RawBody`] ([`Upstream::exchange_raw`]). Both read the response head and
 //! its framing here ([`parse_head`], [`framing`]), so both frame alike.
 //!
 //! hyper's client spends a connection task, two channels and its own encoder and parser
-//! per exchange: about 14,500 instructions per request on the h2 bench row
-//! (`PROTOCOL=h2 bash bench/instructions.sh`), against about 5,300 here.
+//! per exchange: about 14,400 instructions per request on the h2 bench row
+//! (`PROTOCOL=h2 bash bench/instructions.sh`), against about 6,600 here, httparse and the
+//! answer's header map included.
 
 use std::io;
 use std::mem::MaybeUninit;
