@@ -112,7 +112,9 @@ fn from_forwarded<H: Headers + ?Sized>(headers: &H, from_right: u16) -> Origin {
 
 /// The value written by the outermost trusted hop, per the rule in the module docs.
 fn pick<'a, H: Headers + ?Sized>(headers: &'a H, name: &FieldName, hops: u16) -> Option<&'a [u8]> {
-    let lines = Lines::read(headers, name);
+    // Filled in place, not returned by `Lines::read`: see `Lines::fill`.
+    let mut lines = Lines::new();
+    lines.fill(headers, name);
     let mut values = lines
         .as_slice()
         .iter()

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::io::SendWait;
 use crate::metrics::{ClientErrorKind, Metrics, UpstreamErrorKind};
+use crate::upstream::raw::RawBody;
 use crate::upstream::{BoxError, Stalled, Timed};
 /// One finished exchange, logged and measured when the response body is dropped.
 pub(crate) struct Record {
@@ -210,6 +211,17 @@ impl Drop for Record {
 enum Kind {
     Full(Option<Bytes>),
     Stream(Timed<Incoming>),
+    Raw(Timed<RawBody>),
+}
+
+impl Kind {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
+            Kind::Raw(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
+        }
+    }
 }
 
 /// The most of a body handed to hyper's HTTP/2 server at once: a frame's worth (h2's
@@ -274,6 +286,16 @@ impl Body {
         }
     }
 
+    /// An upstream body read from a bare connection, streamed with a stall timeout.
+    pub(crate) fn raw(inner: RawBody, timeout: Duration) -> Self {
+        Body {
+            kind: Kind::Raw(Timed::new(inner, timeout)),
+            record: None,
+            send: None,
+            pooled: None,
+        }
+    }
+
     /// Returns the upstream connection to the pool when this body is done.
     pub(crate) fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
         self.pooled = Some(pooled);
@@ -325,10 +347,7 @@ impl http_body::Body for Body {
             Some(on) => {
                 on.wait.asked();
                 let polled = if on.rest.is_empty() {
-                    match &mut this.kind {
-                        Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-                        Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
-                    }
+                    this.kind.poll_frame(cx)
                 } else {
                     Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut on.rest)))))
                 };
@@ -348,10 +367,7 @@ impl http_body::Body for Body {
                     other => other,
                 }
             }
-            None => match &mut this.kind {
-                Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-                Kind::Stream(timed) => Pin::new(timed).poll_frame(cx),
-            },
+            None => this.kind.poll_frame(cx),
         };
         if let Some(record) = &mut this.record {
             match &polled {
@@ -383,6 +399,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
+            Kind::Raw(timed) => http_body::Body::is_end_stream(timed),
         }
     }
 
@@ -391,6 +408,7 @@ impl http_body::Body for Body {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Stream(timed) => http_body::Body::size_hint(timed),
+            Kind::Raw(timed) => http_body::Body::size_hint(timed),
         };
         let rest = self.send.as_ref().map_or(0, |on| on.rest.len() as u64);
         if rest > 0 {

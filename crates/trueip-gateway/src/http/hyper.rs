@@ -26,6 +26,7 @@ use crate::io::{Idle, Rewind};
 use crate::metrics::ClientErrorKind;
 use crate::pages::{self, Page, whoami};
 use crate::rules::{self, Failure, Route, headers, limits};
+use crate::upstream::raw::{self, Settled};
 use crate::upstream::{self, ClientBody, SendError, Timed, Upstream};
 
 /// Serves a connection through hyper until it ends, idles (`limits.idle_timeout`) or
@@ -433,7 +434,8 @@ async fn forward(
     let mut gone = Vec::new();
     let stripped = state
         .hygiene
-        .request_noting(&mut parts.headers, &facts, &mut gone);
+        .received_noting(&mut parts.headers, &facts, &mut gone);
+    let own = state.hygiene.own_values(&parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
     record.stripped = stripped;
     note_forgery(
@@ -457,9 +459,27 @@ async fn forward(
         },
     );
     state.hygiene.strip_cookies(&mut parts.headers);
-    if parts.version == Version::HTTP_2 {
+    let h2 = parts.version == Version::HTTP_2;
+    if h2 {
         headers::join_cookies(&mut parts.headers);
     }
+    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
+        return response(failed(ctx, Failure::Target, &parts.uri), &method);
+    };
+    if h2
+        && upgrade.is_none()
+        && upstream.lean()
+        && method != Method::CONNECT
+        && http_body::Body::is_end_stream(&body)
+    {
+        let host = host
+            .as_ref()
+            .map_or(upstream.authority().as_bytes(), HeaderValue::as_bytes);
+        let target = facts.request.target;
+        let head = raw::request_head(&method, target, host, &parts.headers, &own);
+        return forward_raw(ctx, upstream, &method, &head, key).await;
+    }
+    headers::set_own(&mut parts.headers, own);
     if let Some(protocol) = upgrade {
         parts
             .headers
@@ -478,9 +498,6 @@ async fn forward(
             }
         }
     }
-    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
-        return response(failed(ctx, Failure::Target, &parts.uri), &method);
-    };
     parts.uri = upstream::origin_form(parts.uri.path_and_query());
     parts.version = Version::HTTP_11;
     let settings = &upstream.settings;
@@ -531,6 +548,45 @@ async fn forward(
         parts,
         Body::stream(body, settings.body_timeout).pooled(pooled),
     )
+}
+
+/// [`forward`]'s exchange for an HTTP/2 request without a body, to an HTTP/1.1
+/// upstream: on a bare connection (`upstream::raw`), on this stream's own task, with no
+/// hyper client task or channel between. `head` is the request head, as the header
+/// rules made it; the response comes back with its hop-by-hop lines gone.
+async fn forward_raw(
+    ctx: &ConnCtx,
+    upstream: &Upstream,
+    method: &Method,
+    head: &[u8],
+    key: http::uri::Authority,
+) -> Response<Body> {
+    let settings = &upstream.settings;
+    let sent = tokio::time::timeout(
+        settings.response_timeout,
+        upstream.exchange_raw(head, method, key, &ctx.upstream_idle),
+    )
+    .await;
+    let (answer, body) = match sent {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(e)) => return response(failed(ctx, e.failure(), &e), method),
+        Err(_) => {
+            let why = format!(
+                "no response within {:?} (upstream.response_timeout)",
+                settings.response_timeout
+            );
+            return response(failed(ctx, Failure::Timeout, &why), method);
+        }
+    };
+    let body = match body {
+        Settled::Whole(bytes) if bytes.is_empty() => Body::empty(),
+        Settled::Whole(bytes) => Body::full(bytes),
+        Settled::Streamed(raw) => Body::raw(raw, settings.body_timeout),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = answer.status;
+    *resp.headers_mut() = answer.headers;
+    resp
 }
 
 /// Copies bytes between the client and the upstream after a 101, until either side

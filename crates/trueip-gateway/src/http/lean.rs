@@ -32,7 +32,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes};
-use http::{HeaderValue, Method, StatusCode, Version};
+use http::{HeaderValue, Method, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
 use trueip::{Decision, Resolution};
@@ -45,6 +45,7 @@ use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
 use crate::rules::headers::{self, Kept, UpstreamLine};
 use crate::rules::{self, Failure, Fate, Route};
+use crate::upstream::raw::{self, Failed, Framing, Step, valid_value};
 use crate::upstream::{self, Delivery, RawConn, Upstream};
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
@@ -57,8 +58,6 @@ const MAX_HEADERS: usize = 100;
 fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
-/// The largest upstream response head.
-const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// Whether a request header sends the request to hyper: hop-by-hop headers, `Expect`,
 /// and framing. This path frames no request body and honours no `Connection` token.
 fn hyper_only(name: &str) -> bool {
@@ -435,11 +434,6 @@ fn plain_target(path: &str) -> bool {
                         | b'%'
                 )
         })
-}
-
-/// A valid header value (what `HeaderValue::from_bytes` accepts).
-fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// Appends `data` as one chunk of a chunked body (nothing for no data: an empty chunk
@@ -967,48 +961,6 @@ fn upstream_head(
     Ok((head, stripped))
 }
 
-/// How an upstream response body is delimited (RFC 9112 §6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    Close,
-}
-
-/// Why an upstream exchange failed before a response head arrived.
-enum Failed {
-    Connect(io::Error),
-    Timeout,
-    Protocol(&'static str),
-    /// A `101` to a request that asked for no upgrade.
-    Unasked,
-}
-
-impl Failed {
-    fn failure(&self) -> Failure {
-        match self {
-            Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => Failure::Timeout,
-            Failed::Connect(e) if upstream::tls_refused(e) => Failure::Tls,
-            Failed::Connect(_) => Failure::Unreachable,
-            Failed::Timeout => Failure::Timeout,
-            Failed::Protocol(_) => Failure::Broken,
-            Failed::Unasked => Failure::Unasked,
-        }
-    }
-}
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failed::Connect(e) => write!(f, "{e}"),
-            Failed::Timeout => f.write_str("no response in time (upstream.response_timeout)"),
-            Failed::Protocol(why) => f.write_str(why),
-            Failed::Unasked => f.write_str("the upstream switched protocols unasked"),
-        }
-    }
-}
-
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site; the pieces of one exchange"
@@ -1320,29 +1272,16 @@ async fn read_head(
 ) -> Result<Parsed, Failed> {
     loop {
         if !conn.buf.is_empty() {
-            let mut lines = header_slots();
-            let mut resp = httparse::Response::new(&mut []);
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut resp,
-                conn.buf.filled(),
-                &mut lines,
-            ) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let code = resp.code.unwrap_or(0);
-                    if (100..200).contains(&code) && code != 101 {
-                        conn.buf.consume(n);
-                        continue;
-                    }
-                    let parsed = rewrite(&resp, head_only)?;
+            match raw::parse_head(conn.buf.filled(), |resp| rewrite(resp, head_only))? {
+                Step::Done(n, parsed) => {
                     conn.buf.consume(n);
                     return Ok(parsed);
                 }
-                Ok(httparse::Status::Partial) => {
-                    if conn.buf.len() > MAX_RESPONSE_HEAD {
-                        return Err(Failed::Protocol("response head too large"));
-                    }
+                Step::Interim(n) => {
+                    conn.buf.consume(n);
+                    continue;
                 }
-                Err(_) => return Err(Failed::Protocol("invalid response head")),
+                Step::Partial => {}
             }
         }
         match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
@@ -1358,73 +1297,16 @@ async fn read_head(
 /// The client's response head from the upstream's: hop-by-hop lines dropped (and
 /// those `Connection` names), framing decided.
 fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
-    let code = resp.code.unwrap_or(0);
-    // This path forwards no upgrade (requests that ask for one go to hyper), so no 101
-    // may start a tunnel here: the rule is `headers::may_tunnel`'s, asked nothing.
-    if code == 101 {
-        let answered = resp
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
-            .map(|h| h.value);
-        if !headers::may_tunnel(None, answered) {
-            return Err(Failed::Unasked);
-        }
-    }
-    let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
+    let raw::Head {
+        status,
+        framing,
+        reusable,
+        named,
+        length,
+        te,
+    } = raw::framing(resp, head_only)?;
+    let code = status.as_u16();
     let lines = &*resp.headers;
-    let mut named: Vec<&[u8]> = Vec::new();
-    let mut upstream_close = resp.version != Some(1);
-    let mut length: Option<u64> = None;
-    let mut te: Option<&[u8]> = None;
-    for h in lines {
-        if h.name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    upstream_close = true;
-                }
-                named.push(token);
-            }
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            for v in h.value.split(|&b| b == b',') {
-                let v = v.trim_ascii();
-                let n = std::str::from_utf8(v)
-                    .ok()
-                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .ok_or(Failed::Protocol("invalid content-length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Failed::Protocol("conflicting content-length"));
-                }
-                length = Some(n);
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            te = Some(h.value);
-        }
-    }
-    let no_body = head_only || code == 204 || code == 304;
-    let framing = match (no_body, te, length) {
-        (true, ..) => Framing::None,
-        (false, Some(te), _) => {
-            let last = te
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
-            if last.eq_ignore_ascii_case(b"chunked") {
-                Framing::Chunked
-            } else {
-                Framing::Close
-            }
-        }
-        (false, None, Some(n)) => Framing::Length(n),
-        (false, None, None) => Framing::Close,
-    };
-    // Both framings at once: smuggling territory; answer once, never reuse.
-    let both = te.is_some() && length.is_some();
-    let reusable = !(upstream_close || both);
-
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
@@ -1533,17 +1415,7 @@ impl Chunked {
                         }
                         continue;
                     }
-                    let size = line
-                        .split(|&b| b == b';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_ascii();
-                    if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit)
-                    {
-                        return Err(());
-                    }
-                    let text = std::str::from_utf8(size).map_err(|_| ())?;
-                    let n = u64::from_str_radix(text, 16).map_err(|_| ())?;
+                    let n = raw::chunk_size(line).ok_or(())?;
                     if n == 0 {
                         self.state = ChunkState::Trailer;
                     } else {

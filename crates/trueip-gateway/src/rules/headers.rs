@@ -499,6 +499,21 @@ impl Hygiene {
         facts: &Facts<'_>,
         stripped_lines: &mut Vec<(HeaderName, HeaderValue)>,
     ) -> u64 {
+        let stripped = self.received_noting(headers, facts, stripped_lines);
+        set_own(headers, self.own_values(headers, facts));
+        stripped
+    }
+
+    /// The received lines of [`request_noting`](Self::request_noting), each by its
+    /// [`Fate`], without the gateway's own headers: a caller that writes the upstream
+    /// head itself writes [`own_values`](Self::own_values) of the lines left, and no
+    /// received line [`OwnValues::sets`].
+    pub(crate) fn received_noting(
+        &self,
+        headers: &mut HeaderMap,
+        facts: &Facts<'_>,
+        stripped_lines: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> u64 {
         let mut stripped = 0;
         let mut gone: Vec<HeaderName> = Vec::new();
         let mut merge: Vec<HeaderName> = Vec::new();
@@ -535,29 +550,7 @@ impl Hygiene {
         for name in merge {
             merge_lines(headers, &name);
         }
-        self.set_own(headers, facts);
         stripped
-    }
-
-    fn set_own(&self, headers: &mut HeaderMap, facts: &Facts<'_>) {
-        let own = self.own_values(headers, facts);
-        let buf = Bytes::from(own.buf);
-        headers.reserve(6);
-        for (field, value) in own.values {
-            let name = field.as_http();
-            match value {
-                Own::Range(range) => set(headers, name, &buf, range),
-                Own::Static(v) => {
-                    headers.insert(name.clone(), HeaderValue::from_static(v));
-                }
-                Own::Received(v) => {
-                    headers.insert(name.clone(), v.clone());
-                }
-                Own::Remove => {
-                    headers.remove(name);
-                }
-            }
-        }
     }
 
     /// The gateway's own headers for a request, in the order they are written, read
@@ -609,6 +602,11 @@ impl Hygiene {
             }
             values.push((names::X_REAL_IP, range_or_remove(at, out.len())));
         }
+        // The trusted chain, walked once for both list headers that write it.
+        let mut chain = Chain::new(r.client);
+        if s.x_forwarded_for == ListMode::Replace || s.forwarded == ListMode::Replace {
+            for_chain(headers, r, |_, node| chain.push(node));
+        }
         if s.x_forwarded_for != ListMode::Off {
             let at = out.len();
             match s.x_forwarded_for {
@@ -621,13 +619,13 @@ impl Hygiene {
                 }
                 _ => {
                     let mut first = true;
-                    for_chain(headers, r, |_, node| {
-                        let Some(node) = node.node() else { return };
+                    for node in chain.iter() {
+                        let Some(node) = node.node() else { continue };
                         if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
                         write_ip(&mut out, node.ip);
-                    });
+                    }
                 }
             }
             values.push((names::X_FORWARDED_FOR, range_or_remove(at, out.len())));
@@ -649,8 +647,8 @@ impl Hygiene {
                 }
                 _ => {
                     let mut first = true;
-                    for_chain(headers, r, |i, node| {
-                        let Some(node) = node.node() else { return };
+                    for (i, node) in chain.iter().enumerate() {
+                        let Some(node) = node.node() else { continue };
                         if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
@@ -660,7 +658,7 @@ impl Hygiene {
                         } else {
                             write_element(&mut out, node.ip, None, None);
                         }
-                    });
+                    }
                 }
             }
             values.push((names::FORWARDED, range_or_remove(at, out.len())));
@@ -711,6 +709,28 @@ impl Hygiene {
     }
 }
 
+/// Writes the gateway's own headers into a header map, each replacing the lines of its
+/// name (or removing them: [`Own::Remove`], or a value that is not a valid one).
+pub(crate) fn set_own(headers: &mut HeaderMap, own: OwnValues<'_>) {
+    let buf = Bytes::from(own.buf);
+    headers.reserve(6);
+    for (field, value) in own.values {
+        let name = field.as_http();
+        match value {
+            Own::Range(range) => set(headers, name, &buf, range),
+            Own::Static(v) => {
+                headers.insert(name.clone(), HeaderValue::from_static(v));
+            }
+            Own::Received(v) => {
+                headers.insert(name.clone(), v.clone());
+            }
+            Own::Remove => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
 /// Whether an upstream response line named `name` goes to the client: not hop-by-hop,
 /// and not named by the response's `Connection` lines (`named`).
 pub(crate) fn response_keeps(name: &str, named: &[&[u8]]) -> bool {
@@ -745,6 +765,41 @@ pub(crate) fn response(headers: &mut HeaderMap) {
     };
     for name in gone {
         headers.remove(name);
+    }
+}
+
+/// The nodes [`for_chain`] hands out, kept in order: most chains are a few nodes.
+struct Chain {
+    few: [Peer; 8],
+    len: usize,
+    more: Vec<Peer>,
+}
+
+impl Chain {
+    /// An empty chain; `filler` only fills the unused slots.
+    fn new(filler: Peer) -> Self {
+        Chain {
+            few: [filler; 8],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, node: Peer) {
+        match self.few.get_mut(self.len) {
+            Some(slot) => *slot = node,
+            None => self.more.push(node),
+        }
+        self.len += 1;
+    }
+
+    /// The nodes, left to right.
+    fn iter(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.few
+            .iter()
+            .take(self.len)
+            .chain(self.more.iter())
+            .copied()
     }
 }
 
@@ -973,6 +1028,19 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
+
+    #[test]
+    fn ipv4_addresses_are_written_as_display_writes_them() {
+        let mut out = String::new();
+        for a in [0u8, 1, 9, 10, 99, 100, 109, 199, 200, 255] {
+            for b in [0u8, 7, 10, 100, 255] {
+                let ip = IpAddr::V4(Ipv4Addr::new(a, b, 255 - b, a / 2));
+                out.clear();
+                write_ip(&mut out, ip);
+                assert_eq!(out, ip.to_string());
+            }
+        }
+    }
 
     #[test]
     fn ports_are_written_as_display_writes_them() {

@@ -1,7 +1,7 @@
 //! The pooled HTTP/1.1 client to the upstream, over TCP or a unix socket, for both wire
 //! paths: hyper's client connections (kept here rather than in hyper-util's legacy
-//! client, which costs more per request) and the lean path's bare ones, in one
-//! [`Pool`] type.
+//! client, which costs more per request) and bare ones ([`raw`]: the lean path's, and
+//! hyper's path's for HTTP/2 requests without a body), in one [`Pool`] type.
 //!
 //! Every request names its connection by a pool key. Without PROXY headers to the
 //! upstream the key is the upstream's own address, and idle connections wait in their
@@ -23,6 +23,7 @@
 mod body;
 mod connect;
 mod pool;
+pub(crate) mod raw;
 
 use std::io;
 use std::net::SocketAddr;
@@ -218,6 +219,16 @@ impl Upstream {
     pub(crate) fn put_raw(&self, key: Authority, mut conn: RawConn, private: &Arc<Pool>) {
         conn.reused = true;
         self.pool(private).put(key, Conn::Raw(conn), &self.limits);
+    }
+
+    /// Where a bare connection for `key` goes back once its response is done.
+    fn lease(&self, key: Authority, private: &Arc<Pool>) -> Pooled {
+        Pooled {
+            pool: Arc::downgrade(self.pool(private)),
+            limits: self.limits.clone(),
+            key,
+            tx: None,
+        }
     }
 
     /// Opens a bare connection for `key` (with the PROXY header it implies).

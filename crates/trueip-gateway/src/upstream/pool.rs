@@ -229,14 +229,25 @@ async fn reap(pool: Weak<Pool>, timeout: Duration) {
     }
 }
 
-/// A hyper connection lent to one exchange: back to its pool when the response body is
-/// done with (dropped), once the connection can take another request. `Weak`, so that a
-/// response outliving its client connection (or its config) keeps nothing.
+/// An upstream connection lent to one exchange: a hyper one goes back to its pool when
+/// the response body is done with (dropped), once the connection can take another
+/// request; a bare one when its body ended cleanly ([`Pooled::keep_raw`]). `Weak`, so
+/// that a response outliving its client connection (or its config) keeps nothing.
 pub(crate) struct Pooled {
     pub(crate) pool: Weak<Pool>,
     pub(crate) limits: Limits,
     pub(crate) key: Authority,
     pub(crate) tx: Option<Sender>,
+}
+
+impl Pooled {
+    /// Keeps a bare connection whose response ended cleanly, for the next request.
+    pub(crate) fn keep_raw(&self, mut conn: RawConn) {
+        conn.reused = true;
+        if let Some(pool) = self.pool.upgrade() {
+            pool.put(self.key.clone(), Conn::Raw(conn), &self.limits);
+        }
+    }
 }
 
 impl Drop for Pooled {

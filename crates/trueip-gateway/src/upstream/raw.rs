@@ -1,0 +1,663 @@
+//! The bare HTTP/1.1 exchange with the upstream, without hyper's client: the request
+//! head in one buffer, the response head parsed by `httparse` (hyper's own parser) on
+//! the requesting task. The lean path writes its own head from the raw lines and copies
+//! the response through; hyper's path, for HTTP/2 requests without a body, writes it
+//! from the request's header map ([`request_head`]) and gets the answer back as a header
+//! map and a [`RawBody`] ([`Upstream::exchange_raw`]). Both read the response head and
+//! its framing here ([`parse_head`], [`framing`]), so both frame alike.
+//!
+//! hyper's client spends a connection task, two channels and its own encoder and parser
+//! per exchange: about 14,400 instructions per request on the h2 bench row
+//! (`PROTOCOL=h2 bash bench/instructions.sh`), against about 6,600 here, httparse and the
+//! answer's header map included.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use http::{Method, StatusCode};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+
+use super::pool::{Pool, Pooled, RawConn};
+use super::{BoxError, Delivery, Upstream, may_resend};
+use crate::rules::Failure;
+use crate::rules::headers::{OwnValues, may_tunnel, response_keeps};
+
+/// The most header lines an upstream response may carry (as in hyper's client).
+const MAX_HEADERS: usize = 100;
+/// The largest upstream response head.
+pub(crate) const MAX_RESPONSE_HEAD: usize = 256 * 1024;
+/// The longest chunk-size or trailer line.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// How an upstream response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// Why an upstream exchange failed before a response head arrived.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    Connect(io::Error),
+    Timeout,
+    Protocol(&'static str),
+    /// A `101` to a request that asked for no upgrade.
+    Unasked,
+}
+
+impl Failed {
+    /// The failure the client is answered with.
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            Failed::Connect(e) if e.kind() == io::ErrorKind::TimedOut => Failure::Timeout,
+            Failed::Connect(e) if super::tls_refused(e) => Failure::Tls,
+            Failed::Connect(_) => Failure::Unreachable,
+            Failed::Timeout => Failure::Timeout,
+            Failed::Protocol(_) => Failure::Broken,
+            Failed::Unasked => Failure::Unasked,
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Connect(e) => write!(f, "{e}"),
+            Failed::Timeout => f.write_str("no response in time (upstream.response_timeout)"),
+            Failed::Protocol(why) => f.write_str(why),
+            Failed::Unasked => f.write_str("the upstream switched protocols unasked"),
+        }
+    }
+}
+
+/// What a response head's framing lines say.
+pub(crate) struct Head<'r> {
+    pub(crate) status: StatusCode,
+    pub(crate) framing: Framing,
+    /// Whether the connection can take another request after this response.
+    pub(crate) reusable: bool,
+    /// What the response's `Connection` lines name.
+    pub(crate) named: Vec<&'r [u8]>,
+    /// The `Content-Length`, when one was sent (and agreed with itself).
+    pub(crate) length: Option<u64>,
+    /// The `Transfer-Encoding` line.
+    pub(crate) te: Option<&'r [u8]>,
+}
+
+/// Reads the framing of a response head to a request that asked for no upgrade (a `HEAD`
+/// one when `head_only`): a `101` is refused (`headers::may_tunnel`, asked nothing), a
+/// `Content-Length` that is not one number fails, and a head with both framings is
+/// answered once and its connection never reused.
+pub(crate) fn framing<'r>(
+    resp: &httparse::Response<'_, 'r>,
+    head_only: bool,
+) -> Result<Head<'r>, Failed> {
+    let code = resp.code.unwrap_or(0);
+    if code == 101 {
+        let answered = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .map(|h| h.value);
+        if !may_tunnel(None, answered) {
+            return Err(Failed::Unasked);
+        }
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
+    let mut named: Vec<&'r [u8]> = Vec::new();
+    let mut upstream_close = resp.version != Some(1);
+    let mut length: Option<u64> = None;
+    let mut te: Option<&'r [u8]> = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    upstream_close = true;
+                }
+                named.push(token);
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for v in h.value.split(|&b| b == b',') {
+                let v = v.trim_ascii();
+                let n = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or(Failed::Protocol("invalid content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Failed::Protocol("conflicting content-length"));
+                }
+                length = Some(n);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te = Some(h.value);
+        }
+    }
+    let no_body = head_only || code == 204 || code == 304;
+    let framing = match (no_body, te, length) {
+        (true, ..) => Framing::None,
+        (false, Some(te), _) => {
+            let last = te
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if last.eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            }
+        }
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, None, None) => Framing::Close,
+    };
+    // Both framings at once: smuggling territory; answer once, never reuse.
+    let both = te.is_some() && length.is_some();
+    Ok(Head {
+        status,
+        framing,
+        reusable: !(upstream_close || both),
+        named,
+        length,
+        te,
+    })
+}
+
+/// Where parsing a response head from the bytes read so far got.
+pub(crate) enum Step<T> {
+    /// The head is not all there yet.
+    Partial,
+    /// An interim (1xx) response of this many bytes, to skip.
+    Interim(usize),
+    /// The head, this many bytes long, as `build` made it.
+    Done(usize, T),
+}
+
+/// Parses the response head at the start of `bytes` and hands it to `build`.
+pub(crate) fn parse_head<T>(
+    bytes: &[u8],
+    build: impl FnOnce(&httparse::Response<'_, '_>) -> Result<T, Failed>,
+) -> Result<Step<T>, Failed> {
+    // Left uninitialised: httparse fills the slots a head has and hands back only those.
+    let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, bytes, &mut lines)
+    {
+        Ok(httparse::Status::Complete(n)) => {
+            let code = resp.code.unwrap_or(0);
+            if (100..200).contains(&code) && code != 101 {
+                return Ok(Step::Interim(n));
+            }
+            Ok(Step::Done(n, build(&resp)?))
+        }
+        Ok(httparse::Status::Partial) if bytes.len() > MAX_RESPONSE_HEAD => {
+            Err(Failed::Protocol("response head too large"))
+        }
+        Ok(httparse::Status::Partial) => Ok(Step::Partial),
+        Err(_) => Err(Failed::Protocol("invalid response head")),
+    }
+}
+
+/// The size of a chunk from its size line (without the line end): hex digits, perhaps
+/// followed by extensions, which are ignored.
+pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
+    let size = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+}
+
+/// An upstream response for hyper's path: the head as a header map (hop-by-hop lines
+/// gone, by [`response_keeps`]; `Content-Length` as the framing says), the body framing.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
+    pub(crate) reusable: bool,
+}
+
+fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, Failed> {
+    let head = framing(resp, head_only)?;
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
+    for h in resp.headers.iter() {
+        // The length goes back below, as the framing decided it.
+        if h.name.eq_ignore_ascii_case("content-length") || !response_keeps(h.name, &head.named) {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return Err(Failed::Protocol("invalid response header"));
+        };
+        headers.append(name, value);
+    }
+    match head.framing {
+        Framing::Length(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        // HEAD and 304 answers keep the length the full answer would have had.
+        Framing::None if head.status != StatusCode::NO_CONTENT => {
+            if let Some(n) = head.length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+        Framing::None | Framing::Chunked | Framing::Close => {}
+    }
+    Ok(Answer {
+        status: head.status,
+        headers,
+        framing: head.framing,
+        reusable: head.reusable,
+    })
+}
+
+/// Reads a response head on `conn`, skipping interim responses.
+async fn read_answer(conn: &mut RawConn, head_only: bool) -> Result<Answer, Failed> {
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_head(conn.buf.filled(), |resp| answer(resp, head_only))? {
+                Step::Done(n, answer) => {
+                    conn.buf.consume(n);
+                    return Ok(answer);
+                }
+                Step::Interim(n) => {
+                    conn.buf.consume(n);
+                    continue;
+                }
+                Step::Partial => {}
+            }
+        }
+        match std::future::poll_fn(|cx| read_more(conn, cx)).await {
+            Ok(0) | Err(_) => return Err(Failed::Protocol("the upstream closed the connection")),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads what the connection has into its buffer: `Ok(0)` at its end.
+fn read_more(conn: &mut RawConn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    let mut read = tokio::io::ReadBuf::new(conn.buf.spare());
+    match Pin::new(&mut conn.io).poll_read(cx, &mut read) {
+        Poll::Ready(Ok(())) => {
+            let n = read.filled().len();
+            conn.buf.grew(n);
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// A valid header value (what `HeaderValue::from_bytes` accepts).
+pub(crate) fn valid_value(v: &[u8]) -> bool {
+    // Without an early exit, so that the compiler checks many bytes at once: a value is
+    // nearly always valid, and read to its end anyway.
+    v.iter().fold(true, |ok, &b| {
+        ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
+    })
+}
+
+fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a request without a body: `METHOD target HTTP/1.1`, `host` (when it is a
+/// valid value), the received lines the header rules left in `headers` but those of
+/// `Host` and of the gateway's own headers, then `own`, as hyper's path would send them
+/// once [`set_own`](crate::rules::headers::set_own) had written them into the map.
+pub(crate) fn request_head(
+    method: &Method,
+    target: &str,
+    host: &[u8],
+    headers: &HeaderMap,
+    own: &OwnValues<'_>,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256 + target.len() + 48 * headers.len() + own.buf.len());
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if valid_value(host) {
+        put_line(&mut head, b"host", host);
+    }
+    for (name, value) in headers {
+        if name == header::HOST || own.sets(name.as_str()) {
+            continue;
+        }
+        put_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    for (field, value) in &own.values {
+        if let Some(bytes) = own.bytes(value).filter(|b| valid_value(b)) {
+            put_line(&mut head, field.as_str().as_bytes(), bytes);
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+impl Upstream {
+    /// Sends `head` (a request without a body, made by [`request_head`]) on an idle bare
+    /// connection for `key`, or a new one, and reads the response head. A reused
+    /// connection that fails before any byte of a response came is tried once more when
+    /// [`may_resend`] allows it (the request may have been written: `MaybeSent`). The
+    /// caller bounds the whole by `upstream.response_timeout`.
+    pub(crate) async fn exchange_raw(
+        &self,
+        head: &[u8],
+        method: &Method,
+        key: Authority,
+        private: &Arc<Pool>,
+    ) -> Result<(Answer, Settled), Failed> {
+        let head_only = *method == Method::HEAD;
+        let mut resent = false;
+        loop {
+            let mut conn = match self.take_raw(&key, Instant::now(), private) {
+                Some(c) => c,
+                None => self.connect_raw(&key).await.map_err(Failed::Connect)?,
+            };
+            let again = may_resend(method, conn.reused, Delivery::MaybeSent, resent);
+            if conn.io.write_all(head).await.is_err() {
+                if again {
+                    resent = true;
+                    continue;
+                }
+                return Err(Failed::Protocol("the upstream closed the connection"));
+            }
+            match read_answer(&mut conn, head_only).await {
+                Ok(answer) => {
+                    let left = match answer.framing {
+                        Framing::None => Left::Length(0),
+                        Framing::Length(n) => Left::Length(n),
+                        Framing::Chunked => Left::Chunked(Chunk::Size),
+                        Framing::Close => Left::Close,
+                    };
+                    let body = RawBody {
+                        conn: Some(conn),
+                        left,
+                        reusable: answer.reusable && answer.framing != Framing::Close,
+                        lease: self.lease(key, private),
+                    };
+                    return Ok((answer, body.take_whole()));
+                }
+                Err(Failed::Protocol(_)) if again && conn.buf.is_empty() => resent = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// What is left of a response body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Left {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+}
+
+/// Where a chunked body's reader stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// At a chunk-size line.
+    Size,
+    /// Inside chunk data, this many bytes to go.
+    Data(u64),
+    /// At the CRLF after chunk data.
+    DataEnd,
+    /// After the last chunk: trailer lines, then a blank line.
+    Trailers,
+}
+
+/// An upstream response body read from a bare connection, its framing taken off (hyper
+/// frames it again for the client). The connection goes back to its pool as soon as
+/// the body ended cleanly with nothing read past it; a body dropped before its end
+/// closes it.
+pub(crate) struct RawBody {
+    conn: Option<RawConn>,
+    left: Left,
+    reusable: bool,
+    lease: Pooled,
+}
+
+/// The bytes of a body that ends in the buffer, taken when the head is parsed.
+pub(crate) enum Settled {
+    /// The whole body, read with the head; the connection has gone back to its pool.
+    Whole(Bytes),
+    /// Still to be read.
+    Streamed(RawBody),
+}
+
+impl RawBody {
+    /// The whole body, when every byte of it came with the head (then its connection
+    /// goes back now, before the response is even written); else the body to read.
+    fn take_whole(mut self) -> Settled {
+        let Some(conn) = self.conn.as_mut() else {
+            return Settled::Whole(Bytes::new());
+        };
+        if let Left::Length(n) = self.left
+            && usize::try_from(n).is_ok_and(|n| n <= conn.buf.len())
+        {
+            let n = usize::try_from(n).unwrap_or_default();
+            let bytes = Bytes::copy_from_slice(conn.buf.filled().get(..n).unwrap_or_default());
+            conn.buf.consume(n);
+            self.left = Left::Length(0);
+            self.end();
+            return Settled::Whole(bytes);
+        }
+        Settled::Streamed(self)
+    }
+
+    /// The body ended cleanly: its connection goes back to the pool, when it may take
+    /// another request and nothing came past the body.
+    fn end(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.reusable
+            && conn.buf.is_empty()
+        {
+            self.lease.keep_raw(conn);
+        }
+    }
+}
+
+/// The body broke off or was malformed.
+#[derive(Debug)]
+struct Broken(&'static str);
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Broken {}
+
+fn broken(why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    Poll::Ready(Some(Err(Box::new(Broken(why)))))
+}
+
+impl http_body::Body for RawBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let have = conn.buf.filled();
+            match this.left {
+                Left::Length(0) => {
+                    this.end();
+                    return Poll::Ready(None);
+                }
+                Left::Length(n) if !have.is_empty() => {
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(have.len());
+                    let data = Bytes::copy_from_slice(have.get(..take).unwrap_or_default());
+                    conn.buf.consume(take);
+                    this.left = Left::Length(n - take as u64);
+                    if this.left == Left::Length(0) {
+                        this.end();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Left::Close if !have.is_empty() => {
+                    let data = Bytes::copy_from_slice(have);
+                    conn.buf.consume(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Left::Chunked(Chunk::Data(n)) if !have.is_empty() => {
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(have.len());
+                    let data = Bytes::copy_from_slice(have.get(..take).unwrap_or_default());
+                    conn.buf.consume(take);
+                    this.left = Left::Chunked(match n - take as u64 {
+                        0 => Chunk::DataEnd,
+                        more => Chunk::Data(more),
+                    });
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Left::Chunked(Chunk::DataEnd) => match have {
+                    [b'\r', b'\n', ..] => {
+                        conn.buf.consume(2);
+                        this.left = Left::Chunked(Chunk::Size);
+                        continue;
+                    }
+                    [] | [b'\r'] => {}
+                    _ => return broken("invalid chunked body from the upstream"),
+                },
+                Left::Chunked(Chunk::Size) => {
+                    if let Some(nl) = have.iter().position(|&b| b == b'\n') {
+                        let line = have.get(..nl).unwrap_or_default();
+                        let Some(n) = line.strip_suffix(b"\r").and_then(chunk_size) else {
+                            return broken("invalid chunked body from the upstream");
+                        };
+                        conn.buf.consume(nl + 1);
+                        this.left = Left::Chunked(match n {
+                            0 => Chunk::Trailers,
+                            n => Chunk::Data(n),
+                        });
+                        continue;
+                    }
+                    if have.len() > MAX_CHUNK_LINE {
+                        return broken("invalid chunked body from the upstream");
+                    }
+                }
+                Left::Chunked(Chunk::Trailers) => {
+                    if have.starts_with(b"\r\n") {
+                        conn.buf.consume(2);
+                        this.left = Left::Length(0);
+                        continue;
+                    }
+                    let mut lines = [httparse::EMPTY_HEADER; 32];
+                    match httparse::parse_headers(have, &mut lines) {
+                        Ok(httparse::Status::Complete((n, lines))) => {
+                            let mut trailers = HeaderMap::with_capacity(lines.len());
+                            for h in lines.iter() {
+                                let (Ok(name), Ok(value)) = (
+                                    HeaderName::from_bytes(h.name.as_bytes()),
+                                    HeaderValue::from_bytes(h.value),
+                                ) else {
+                                    return broken("invalid trailers from the upstream");
+                                };
+                                trailers.append(name, value);
+                            }
+                            conn.buf.consume(n);
+                            this.left = Left::Length(0);
+                            if trailers.is_empty() {
+                                continue;
+                            }
+                            this.end();
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                        Ok(httparse::Status::Partial) if have.len() <= MAX_CHUNK_LINE => {}
+                        _ => return broken("invalid trailers from the upstream"),
+                    }
+                }
+                Left::Length(_) | Left::Close | Left::Chunked(Chunk::Data(_)) => {}
+            }
+            // Nothing to hand out from the buffer: read more.
+            match std::task::ready!(read_more(conn, cx)) {
+                Ok(0) if this.left == Left::Close => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return broken("the upstream closed the connection mid-body"),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.left == Left::Length(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (self.left, &self.conn) {
+            (_, None) => SizeHint::with_exact(0),
+            (Left::Length(n), Some(_)) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_values_are_what_header_value_accepts() {
+        for b in 0..=u8::MAX {
+            for value in [
+                vec![b],
+                vec![b'a', b, b'z'],
+                [b'x'; 40].iter().chain([&b]).copied().collect(),
+            ] {
+                assert_eq!(
+                    valid_value(&value),
+                    HeaderValue::from_bytes(&value).is_ok(),
+                    "byte {b:#04x} in {value:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_extensions_ignored() {
+        assert_eq!(chunk_size(b"1a"), Some(26));
+        assert_eq!(chunk_size(b"7;ext=1"), Some(7));
+        assert_eq!(chunk_size(b"0"), Some(0));
+        assert_eq!(chunk_size(b""), None);
+        assert_eq!(chunk_size(b"-1"), None);
+        assert_eq!(
+            chunk_size(b"1000000000000000"),
+            None,
+            "16 digits: past u64 safety"
+        );
+    }
+}
