@@ -70,6 +70,18 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>) {
                 break;
             }
         }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0usize);
+        let mut body = vec![0; length.min(1 << 20)];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
         if let Ok(mut s) = seen.lock() {
             s.push(head.clone());
         }
@@ -198,6 +210,7 @@ fn h2t(
     method: &str,
     uri: http::Uri,
     lines: &[(&str, &str)],
+    body: Option<&'static str>,
 ) -> Result<(u16, String, Option<http::HeaderMap>), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -214,9 +227,13 @@ fn h2t(
         for (n, v) in lines {
             req = req.header(*n, *v);
         }
-        let (resp, _) = client
-            .send_request(req.body(()).unwrap(), true)
+        let (resp, mut send) = client
+            .send_request(req.body(()).unwrap(), body.is_none())
             .map_err(|e| e.to_string())?;
+        if let Some(body) = body {
+            send.send_data(bytes::Bytes::from_static(body.as_bytes()), true)
+                .map_err(|e| e.to_string())?;
+        }
         let resp = tokio::time::timeout(Duration::from_secs(10), resp)
             .await
             .map_err(|_| "no response".to_string())?
@@ -354,7 +371,7 @@ fn a_body_after_a_head_response_is_no_other_requests_answer() {
 fn odd_upstream_answers_fail_cleanly() {
     let up = Recorder::start();
     let gw = gateway("h2_raw_review/odd_answers", up.addr, "");
-    let get = |path: &str| h2t(gw.addr, "GET", uri("shop.example", path), &[]);
+    let get = |path: &str| h2t(gw.addr, "GET", uri("shop.example", path), &[], None);
     assert!(matches!(get("/flood"), Ok((200, ref b, None)) if b == "ok"));
     for path in ["/huge", "/101", "/badname", "/badvalue", "/obsfold"] {
         let got = get(path);
@@ -365,4 +382,40 @@ fn odd_upstream_answers_fail_cleanly() {
     }
     let (status, head) = h2(gw.addr, "GET", uri("shop.example", "/after"), &[]).expect("GET");
     assert_eq!(status, 200, "{head}");
+}
+
+/// Trailers go to the client under the rule response heads do: a hop-by-hop field in them
+/// (`Connection`, `Transfer-Encoding`, `Keep-Alive`, `TE`) is the upstream connection's.
+/// HTTP/2 refuses to send one, so it failed the whole response (the client got a reset
+/// and no body); now it is dropped and the rest arrives.
+#[test]
+fn hop_by_hop_trailers_stay_with_the_upstream_connection() {
+    let up = Recorder::start();
+    let gw = gateway("h2_raw_review/trailers", up.addr, "");
+    // Without a body on the bare exchange, with one through hyper's client.
+    for (method, body) in [("GET", None), ("POST", Some("a body"))] {
+        let length = body.map_or(0, str::len).to_string();
+        let lines = [("content-length", length.as_str())];
+        let got = h2t(
+            gw.addr,
+            method,
+            uri("shop.example", "/trailers"),
+            &lines,
+            body,
+        );
+        let (status, body, trailers) =
+            got.unwrap_or_else(|e| panic!("{method}: the response arrives whole: {e}"));
+        assert_eq!((status, body.as_str()), (200, "ok"), "{method}");
+        let trailers = trailers.expect("trailers");
+        for gone in ["connection", "transfer-encoding", "keep-alive", "te"] {
+            assert!(
+                !trailers.contains_key(gone),
+                "{method} {gone}: {trailers:?}"
+            );
+        }
+        assert_eq!(
+            trailers.get("x-real-ip").map(|v| v.as_bytes()),
+            Some(&b"6.6.6.6"[..])
+        );
+    }
 }
