@@ -419,3 +419,68 @@ fn hop_by_hop_trailers_stay_with_the_upstream_connection() {
         );
     }
 }
+
+/// The head the bare exchange writes for an HTTP/2 request is the one hyper's client
+/// writes for the same request with a body (its framing lines aside): the same lines, the
+/// same values, whatever a client puts in them.
+#[test]
+fn the_bare_exchange_writes_the_head_hypers_client_writes() {
+    let up = Recorder::start();
+    let gw = gateway("h2_raw_review/differential", up.addr, "");
+    let mut lines: Vec<(String, String)> = forged_headers();
+    for (n, v) in [
+        ("x_forwarded_for", FORGED_XFF),
+        ("host", "other.example"),
+        ("te", "trailers"),
+        ("cookie", "a=1"),
+        ("cookie", "b=2"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("x-spaces", " padded\t"),
+        ("x-obs", "caf\u{e9}"),
+        ("accept", "*/*"),
+        ("accept", "text/html"),
+    ] {
+        lines.push((n.to_string(), v.to_string()));
+    }
+    let borrowed: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let head = |body: Option<&'static str>| {
+        let mut lines = borrowed.clone();
+        if body.is_some() {
+            lines.push(("content-length", "1"));
+        }
+        let got = h2t(gw.addr, "GET", uri("shop.example", "/d?q=1"), &lines, body);
+        let (status, head, _) = got.expect("GET");
+        assert_eq!(status, 200, "{head}");
+        // hyper's client frames the body; the bare exchange sends none.
+        assert_eq!(
+            head.contains("\r\ncontent-length: 1\r\n"),
+            body.is_some(),
+            "{head}"
+        );
+        let mut lines: Vec<String> = head
+            .split("\r\n")
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                // The framing, and the port each client connection comes from.
+                !l.starts_with("content-length:")
+                    && !l.starts_with("transfer-encoding:")
+                    && !l.starts_with("x-forwarded-port:")
+            })
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let bare = head(None);
+    let hyper = head(Some("x"));
+    assert_eq!(bare, hyper);
+    assert!(
+        bare.contains(&"GET /d?q=1 HTTP/1.1".to_string()),
+        "{bare:#?}"
+    );
+    assert!(!bare.iter().any(|l| l.contains(FORGED_XFF)), "{bare:#?}");
+}
