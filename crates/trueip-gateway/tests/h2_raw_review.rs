@@ -484,3 +484,44 @@ fn the_bare_exchange_writes_the_head_hypers_client_writes() {
     );
     assert!(!bare.iter().any(|l| l.contains(FORGED_XFF)), "{bare:#?}");
 }
+
+/// `[headers] allowed_hosts` matches only a Host that is a host: `shop.example:80@evil.com`
+/// (an HTTP/2 `:authority` with userinfo, or any HTTP/1.1 `Host`) was read as
+/// `shop.example` and port `80@evil.com`, and passed; an app building a link from it
+/// sends the reader to evil.com. The same for `evil.com/.example.com` under
+/// `*.example.com`.
+#[test]
+fn allowed_hosts_match_only_a_host() {
+    let up = Recorder::start();
+    let gw = gateway(
+        "h2_raw_review/allowed_hosts",
+        up.addr,
+        "[headers]\nallowed_hosts = [\"shop.example\", \"*.example.com\"]\n",
+    );
+    let got = h2(gw.addr, "GET", uri("shop.example:80@evil.com", "/"), &[]);
+    assert!(matches!(got, Ok((421, _))), "h2 userinfo: {got:?}");
+    for host in [
+        "shop.example:80@evil.com",
+        "evil.com/.example.com",
+        "evil.com#.example.com",
+        "evil.com?.example.com",
+        "evil.com@a.example.com",
+    ] {
+        let resp = Req::get("/").header("Host", host).must_send(gw.addr);
+        assert_eq!(resp.status, 421, "Host: {host}");
+    }
+    assert!(up.heads().is_empty(), "{:?}", up.heads());
+    // Hosts still pass, with a port, in any case, with a trailing dot.
+    for host in [
+        "shop.example",
+        "Shop.Example:8080",
+        "a.example.com.",
+        "[::1]",
+    ] {
+        let resp = Req::get("/").header("Host", host).must_send(gw.addr);
+        let want = if host == "[::1]" { 421 } else { 200 };
+        assert_eq!(resp.status, want, "Host: {host}");
+    }
+    let got = h2(gw.addr, "GET", uri("a.example.com", "/"), &[]);
+    assert!(matches!(got, Ok((200, _))), "{got:?}");
+}
