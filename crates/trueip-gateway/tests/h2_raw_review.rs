@@ -305,6 +305,18 @@ fn an_h2_path_goes_upstream_in_origin_form() {
     let got = h2(gw.addr, "GET", uri("shop.example", "*"), &[]);
     assert!(matches!(got, Ok((400, _))), "GET *: {got:?}");
     assert_eq!(up.heads().len(), before, "GET * reached the upstream");
+    // The same rule over HTTP/1.1.
+    assert_eq!(Req::get("*").must_send(gw.addr).status, 400);
+    assert_eq!(up.heads().len(), before, "GET * reached the upstream");
+    let mut options = Req::get("*");
+    options.method = "OPTIONS".into();
+    let resp = options.must_send(gw.addr);
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.text().starts_with("OPTIONS * HTTP/1.1\r\n"),
+        "{}",
+        resp.text()
+    );
 }
 
 #[test]
