@@ -537,3 +537,33 @@ fn allowed_hosts_match_only_a_host() {
     let got = h2(gw.addr, "GET", uri("a.example.com", "/"), &[]);
     assert!(matches!(got, Ok((200, _))), "{got:?}");
 }
+
+/// An HTTP/2 GET or HEAD whose DATA frames carry an HTTP/1.1 request, with no
+/// `content-length`: hyper's client sends no body for such a request (other methods get
+/// a chunked one), so no byte of it reaches the upstream connection as a request of its
+/// own.
+#[test]
+fn an_unframed_h2_body_is_never_a_request_upstream() {
+    let up = Recorder::start();
+    let gw = gateway("h2_raw_review/unframed_body", up.addr, "");
+    const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
+    for method in ["GET", "HEAD"] {
+        let got = h2t(
+            gw.addr,
+            method,
+            uri("shop.example", "/front"),
+            &[],
+            Some(SMUGGLED),
+        );
+        assert!(matches!(got, Ok((200, _, _))), "{method}: {got:?}");
+        let (status, _) = h2(gw.addr, "GET", uri("shop.example", "/next"), &[]).expect("GET");
+        assert_eq!(status, 200);
+    }
+    let heads = up.heads();
+    assert!(
+        !heads
+            .iter()
+            .any(|h| h.contains("smuggled") || h.contains("6.6.6.6")),
+        "{heads:#?}"
+    );
+}
