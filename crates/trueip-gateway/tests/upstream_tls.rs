@@ -583,6 +583,7 @@ fn plaintext_past_a_response_makes_a_tls_connection_gone() {
         pki.ca.display()
     );
     let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &[]);
+    // HTTP/2 (the bare exchange), then HTTP/1.1 (the lean path).
     let (status, body) = h2_get(gw.addr, "/first");
     assert_eq!((status, body.len()), (200, 4055));
     std::thread::sleep(Duration::from_millis(100));
@@ -591,4 +592,9 @@ fn plaintext_past_a_response_makes_a_tls_connection_gone() {
         (status, String::from_utf8_lossy(&body).as_ref()),
         (200, "right")
     );
+    let first = Req::get("/first").must_send(gw.addr);
+    assert_eq!((first.status, first.body.len()), (200, 4055));
+    std::thread::sleep(Duration::from_millis(100));
+    let second = Req::get("/second").must_send(gw.addr);
+    assert_eq!((second.status, second.text().as_str()), (200, "right"));
 }
