@@ -463,3 +463,138 @@ fn tls_connections_to_the_upstream_are_pooled() {
         assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "lean {lean}");
     }
 }
+
+/// An HTTPS upstream that answers `/first` with a body that ends exactly where the
+/// gateway's first read of the connection ends (4096 bytes), followed in the same TLS
+/// record by a whole response nobody asked for, and any other request rightly.
+fn stray_after_4096(pki: &Pki) -> SocketAddr {
+    let certs = CertificateDer::pem_file_iter(&pki.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            for _ in 0..20 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    for _ in 0..10 {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                            if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        let mut out = Vec::new();
+                        if head.starts_with(b"GET /first ") {
+                            let top = b"HTTP/1.1 200 OK\r\nContent-Length: 4055\r\n\r\n";
+                            out.extend_from_slice(top);
+                            out.resize(4096, b'a');
+                            out.extend_from_slice(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+                            );
+                        } else {
+                            out.extend_from_slice(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nright",
+                            );
+                        }
+                        if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+/// A GET over HTTP/2 (the bare exchange): the body.
+fn h2_get(gw: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://app.example{path}"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        for _ in 0..1000 {
+            match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
+                Ok(Some(Ok(d))) => {
+                    let _ = body.flow_control().release_capacity(d.len());
+                    bytes.extend_from_slice(&d);
+                }
+                _ => break,
+            }
+        }
+        (status, bytes)
+    })
+}
+
+/// Bytes past a response that rustls already decrypted are on no socket: an idle TLS
+/// connection holding them was pooled, and the next request — another client's — read
+/// them as its answer. Such a connection is gone, as one with bytes on its socket is.
+#[test]
+fn plaintext_past_a_response_makes_a_tls_connection_gone() {
+    let dir = test_dir("upstream_tls_stray_plaintext");
+    let Some(pki) = pki(&dir) else { return };
+    let up = stray_after_4096(&pki);
+    let toml = format!(
+        "[upstream]\nurl = \"https://localhost:{}\"\nca_file = \"{}\"\n[limits]\nworkers = 1\n",
+        up.port(),
+        pki.ca.display()
+    );
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &[]);
+    // HTTP/2 (the bare exchange), then HTTP/1.1 (the lean path).
+    let (status, body) = h2_get(gw.addr, "/first");
+    assert_eq!((status, body.len()), (200, 4055));
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = h2_get(gw.addr, "/second");
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "right")
+    );
+    let first = Req::get("/first").must_send(gw.addr);
+    assert_eq!((first.status, first.body.len()), (200, 4055));
+    std::thread::sleep(Duration::from_millis(100));
+    let second = Req::get("/second").must_send(gw.addr);
+    assert_eq!((second.status, second.text().as_str()), (200, "right"));
+}

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::io::SendWait;
 use crate::metrics::{ClientErrorKind, Metrics, UpstreamErrorKind};
+use crate::rules::headers;
 use crate::upstream::raw::RawBody;
 use crate::upstream::{BoxError, Stalled, Timed};
 /// One finished exchange, logged and measured when the response body is dropped.
@@ -215,12 +216,21 @@ enum Kind {
 }
 
 impl Kind {
+    /// The next frame; upstream trailers under the rule response heads go by
+    /// ([`headers::response`]): a hop-by-hop field is the upstream connection's, and
+    /// HTTP/2 refuses to send one (the whole response would fail).
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self {
+        let mut polled = match self {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
             Kind::Raw(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+        {
+            headers::response(trailers);
         }
+        polled
     }
 }
 

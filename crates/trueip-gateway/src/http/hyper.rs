@@ -393,17 +393,23 @@ async fn forward(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    if let Some(target) = parts.uri.path_and_query() {
-        let kept = state.hygiene.strip_target(target.as_str());
-        if let Cow::Owned(kept) = kept {
-            // What is left of a valid target is a valid target.
-            match PathAndQuery::try_from(kept) {
-                Ok(p) => parts.uri = upstream::origin_form(Some(&p)),
-                Err(_) => return response(failed(ctx, Failure::Target, &parts.uri), &method),
+    // The target as the upstream receives it, from here on.
+    match upstream::origin_form(&method, parts.uri.path_and_query()) {
+        Some(uri) => parts.uri = uri,
+        None => return response(failed(ctx, Failure::Target, &parts.uri), &method),
+    }
+    let kept = state
+        .hygiene
+        .strip_target(parts.uri.path_and_query().map_or("/", PathAndQuery::as_str));
+    if let Cow::Owned(kept) = kept {
+        // What is left of a valid target is a valid target.
+        match PathAndQuery::try_from(kept).map(|p| upstream::origin_form(&method, Some(&p))) {
+            Ok(Some(uri)) => parts.uri = uri,
+            Ok(None) | Err(_) => {
+                return response(failed(ctx, Failure::Target, &parts.uri), &method);
             }
         }
     }
-    // The target as the upstream receives it (`origin_form` below).
     let request = headers::UpstreamLine {
         method: method.as_str(),
         authority: upstream.authority(),
@@ -498,7 +504,6 @@ async fn forward(
             }
         }
     }
-    parts.uri = upstream::origin_form(parts.uri.path_and_query());
     parts.version = Version::HTTP_11;
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));

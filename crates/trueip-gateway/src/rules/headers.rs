@@ -921,8 +921,13 @@ fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option
 /// is appended to.
 /// Whether `host` (`name`, `name:port`, `[v6]:port`, any case, a trailing dot allowed)
 /// matches one of `allowed`. The port is not compared (as Django's ALLOWED_HOSTS and
-/// ASP.NET's AllowedHosts): a listener decides which ports are served.
+/// ASP.NET's AllowedHosts): a listener decides which ports are served. Only a host
+/// passes a pattern (`trueip::origin::is_host`): `shop.example:80@evil.com` is not
+/// `shop.example` with a port, and an app that builds a link from it points at evil.com.
 pub(crate) fn host_allowed(allowed: &[HostPattern], host: &[u8]) -> bool {
+    if !trueip::origin::is_host(host) {
+        return allowed.contains(&HostPattern::Any);
+    }
     let Ok(host) = std::str::from_utf8(host) else {
         return false;
     };

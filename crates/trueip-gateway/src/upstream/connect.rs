@@ -99,14 +99,18 @@ impl UpstreamIo {
     ///
     /// Over TLS, any bytes waiting on the socket count as gone: a response is read to its
     /// end, session tickets arrive before it, so what follows it is a `close_notify` or
-    /// something unasked.
+    /// something unasked. So does plaintext rustls already decrypted and nobody read (it
+    /// came in the record that ended the last response, and is on no socket): the next
+    /// request would read it as its answer.
     pub(crate) fn gone(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let ready = match self {
             UpstreamIo::Tcp(s) => s.poll_read_ready(&mut cx),
             UpstreamIo::Unix(s) => s.poll_read_ready(&mut cx),
             UpstreamIo::Tls(s) => {
-                return !matches!(s.get_ref().0.poll_read_ready(&mut cx), Poll::Pending);
+                let (io, tls) = s.get_ref();
+                // `wants_read` is false with plaintext unread or a `close_notify` received.
+                return !tls.wants_read() || !matches!(io.poll_read_ready(&mut cx), Poll::Pending);
             }
         };
         match ready {

@@ -393,15 +393,21 @@ impl Upstream {
     }
 }
 
-/// The origin-form target of a request forwarded with `path_and_query` (`/` when it had
-/// none).
-pub(crate) fn origin_form(path_and_query: Option<&PathAndQuery>) -> Uri {
-    match path_and_query {
-        Some(p) if p.as_str() != "/" => {
-            let mut parts = http::uri::Parts::default();
-            parts.path_and_query = Some(p.clone());
-            Uri::from_parts(parts).unwrap_or_default()
+/// The target a `method` request with `path_and_query` is forwarded with, as the upstream
+/// receives it (its `path_and_query().as_str()` is what goes on the request line, and what
+/// a signature binds): origin-form (RFC 9112 §3.2.1), `/` when it had none; a target that
+/// is only a query (an HTTP/2 `:path` of `?q`, which no request line may carry) gets its
+/// `/`; `*` only for `OPTIONS` (§3.2.4). `None`: the target cannot be forwarded.
+pub(crate) fn origin_form(method: &Method, path_and_query: Option<&PathAndQuery>) -> Option<Uri> {
+    let p = match path_and_query.map(PathAndQuery::as_str) {
+        None | Some("/") => return Some(Uri::default()),
+        Some("*") if *method != Method::OPTIONS => return None,
+        Some(query) if query.starts_with('?') => {
+            PathAndQuery::try_from(format!("/{query}")).ok()?
         }
-        _ => Uri::default(),
-    }
+        Some(_) => path_and_query?.clone(),
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(p);
+    Uri::from_parts(parts).ok()
 }
