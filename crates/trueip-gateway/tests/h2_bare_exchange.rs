@@ -110,6 +110,11 @@ fn serve(stream: TcpStream) {
                 pause();
                 return;
             }
+            // An interim answer, then the connection closes: the request was read.
+            "/interim-then-close" => {
+                let _ = write(&mut out, b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+                return;
+            }
             "/broken" => {
                 let _ = write(&mut out, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
                 return;
@@ -230,6 +235,40 @@ fn connections_are_pooled_and_a_closed_one_is_tried_again() {
     let (status, _, body) = curl_h2(&dir, &url("/d")).unwrap_or_default();
     assert_eq!((status, body.as_str()), (200, "ok"));
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_request_the_upstream_answered_is_not_sent_again() {
+    let dir = test_dir("h2_bare/no_resend");
+    let up = Scripted::start();
+    let gw = gateway(&dir, up.addr);
+    let url = |p: &str| format!("http://{}{p}", gw.addr);
+    let Some((status, _, _)) = curl_h2(&dir, &url("/a")) else {
+        return;
+    };
+    assert_eq!(status, 200);
+    // On the pooled connection the upstream answers 103 and closes: it read the request,
+    // so the gateway answers 502 rather than send it on a second connection.
+    let (status, _, _) = curl_h2(&dir, &url("/interim-then-close")).unwrap_or_default();
+    assert_eq!(status, 502);
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "the request went again on a new connection after an interim answer"
+    );
+
+    // The lean HTTP/1.1 path keeps the same rule.
+    let dir = test_dir("h2_bare/no_resend_lean");
+    let up = Scripted::start();
+    let gw = gateway(&dir, up.addr);
+    assert_eq!(Req::get("/a").must_send(gw.addr).status, 200);
+    let resp = Req::get("/interim-then-close").must_send(gw.addr);
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "the lean path sent the request again after an interim answer"
+    );
 }
 
 #[test]

@@ -1032,9 +1032,10 @@ async fn forward(
             }
             break Err(Failed::Protocol("the upstream closed the connection"));
         }
-        match read_head(&mut conn, deadline, head_only).await {
+        let mut heard = false;
+        match read_head(&mut conn, deadline, head_only, &mut heard).await {
             Ok(parsed) => break Ok((conn, parsed)),
-            Err(Failed::Protocol(_)) if again && conn.buf.is_empty() => {
+            Err(Failed::Protocol(_)) if again && !heard => {
                 resent = true;
             }
             Err(e) => break Err(e),
@@ -1264,11 +1265,13 @@ struct Parsed {
 }
 
 /// Reads the upstream's response head (skipping 1xx interim responses), within the
-/// deadline already set.
+/// deadline already set. `heard` is set once any byte of a response came (an interim one
+/// too): the request was read, and is not sent again.
 async fn read_head(
     conn: &mut RawConn,
     deadline: &mut Deadline,
     head_only: bool,
+    heard: &mut bool,
 ) -> Result<Parsed, Failed> {
     loop {
         if !conn.buf.is_empty() {
@@ -1285,7 +1288,7 @@ async fn read_head(
             }
         }
         match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
-            Got::Data => {}
+            Got::Data => *heard = true,
             Got::Expired => return Err(Failed::Timeout),
             Got::Eof | Got::Failed(_) | Got::Stop => {
                 return Err(Failed::Protocol("the upstream closed the connection"));

@@ -270,8 +270,14 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
     })
 }
 
-/// Reads a response head on `conn`, skipping interim responses.
-async fn read_answer(conn: &mut RawConn, head_only: bool) -> Result<Answer, Failed> {
+/// Reads a response head on `conn`, skipping interim responses. `heard` is set once any
+/// byte of a response came (an interim one too): the request was read, and is not sent
+/// again.
+async fn read_answer(
+    conn: &mut RawConn,
+    head_only: bool,
+    heard: &mut bool,
+) -> Result<Answer, Failed> {
     loop {
         if !conn.buf.is_empty() {
             match parse_head(conn.buf.filled(), |resp| answer(resp, head_only))? {
@@ -288,7 +294,7 @@ async fn read_answer(conn: &mut RawConn, head_only: bool) -> Result<Answer, Fail
         }
         match std::future::poll_fn(|cx| read_more(conn, cx)).await {
             Ok(0) | Err(_) => return Err(Failed::Protocol("the upstream closed the connection")),
-            Ok(_) => {}
+            Ok(_) => *heard = true,
         }
     }
 }
@@ -385,7 +391,8 @@ impl Upstream {
                 }
                 return Err(Failed::Protocol("the upstream closed the connection"));
             }
-            match read_answer(&mut conn, head_only).await {
+            let mut heard = false;
+            match read_answer(&mut conn, head_only, &mut heard).await {
                 Ok(answer) => {
                     let left = match answer.framing {
                         Framing::None => Left::Length(0),
@@ -401,7 +408,7 @@ impl Upstream {
                     };
                     return Ok((answer, body.take_whole()));
                 }
-                Err(Failed::Protocol(_)) if again && conn.buf.is_empty() => resent = true,
+                Err(Failed::Protocol(_)) if again && !heard => resent = true,
                 Err(e) => return Err(e),
             }
         }
