@@ -156,122 +156,13 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>) {
 
 /// One HTTP/2 request with `uri` (whose path may be anything `http` takes) and `lines`,
 /// on a new connection: the status and body, or why the stream failed.
-#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
 fn h2(
     gw: SocketAddr,
     method: &str,
     uri: http::Uri,
     lines: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut client = client.ready().await.map_err(|e| e.to_string())?;
-        let mut req = http::Request::builder().method(method).uri(uri);
-        for (n, v) in lines {
-            req = req.header(*n, *v);
-        }
-        let (resp, _) = client
-            .send_request(req.body(()).unwrap(), true)
-            .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .map_err(|_| "no response".to_string())?
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = Vec::new();
-        for _ in 0..10_000 {
-            match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
-                Ok(Some(Ok(d))) => {
-                    let _ = body.flow_control().release_capacity(d.len());
-                    bytes.extend_from_slice(&d);
-                }
-                Ok(Some(Err(e))) => return Err(e.to_string()),
-                Ok(None) => break,
-                Err(_) => return Err("body stalled".into()),
-            }
-        }
-        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-    })
-}
-
-/// [`h2`], with the trailers.
-#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
-fn h2t(
-    gw: SocketAddr,
-    method: &str,
-    uri: http::Uri,
-    lines: &[(&str, &str)],
-    body: Option<&'static str>,
-) -> Result<(u16, String, Option<http::HeaderMap>), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut client = client.ready().await.map_err(|e| e.to_string())?;
-        let mut req = http::Request::builder().method(method).uri(uri);
-        for (n, v) in lines {
-            req = req.header(*n, *v);
-        }
-        let (resp, mut send) = client
-            .send_request(req.body(()).unwrap(), body.is_none())
-            .map_err(|e| e.to_string())?;
-        if let Some(body) = body {
-            send.send_data(bytes::Bytes::from_static(body.as_bytes()), true)
-                .map_err(|e| e.to_string())?;
-        }
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .map_err(|_| "no response".to_string())?
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = Vec::new();
-        for _ in 0..10_000 {
-            match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
-                Ok(Some(Ok(d))) => {
-                    let _ = body.flow_control().release_capacity(d.len());
-                    bytes.extend_from_slice(&d);
-                }
-                Ok(Some(Err(e))) => return Err(format!("{status} after {bytes:?}: {e}")),
-                Ok(None) => break,
-                Err(_) => return Err("body stalled".into()),
-            }
-        }
-        let trailers = tokio::time::timeout(Duration::from_secs(10), body.trailers())
-            .await
-            .map_err(|_| "trailers stalled".to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok((
-            status,
-            String::from_utf8_lossy(&bytes).into_owned(),
-            trailers,
-        ))
-    })
-}
-
-/// `http://{authority}{path}`, with `path` as given (no check that it starts with `/`).
-#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
-fn uri(authority: &str, path: &str) -> http::Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(authority.parse().unwrap());
-    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path).unwrap());
-    http::Uri::from_parts(parts).unwrap()
+    h2_exchange(gw, method, uri, lines, None).map(|(status, body, _)| (status, body))
 }
 
 /// A gateway with one worker (one pool of upstream connections).
@@ -383,7 +274,7 @@ fn a_body_after_a_head_response_is_no_other_requests_answer() {
 fn odd_upstream_answers_fail_cleanly() {
     let up = Recorder::start();
     let gw = gateway("h2_raw_review/odd_answers", up.addr, "");
-    let get = |path: &str| h2t(gw.addr, "GET", uri("shop.example", path), &[], None);
+    let get = |path: &str| h2_exchange(gw.addr, "GET", uri("shop.example", path), &[], None);
     assert!(matches!(get("/flood"), Ok((200, ref b, None)) if b == "ok"));
     for path in ["/huge", "/101", "/badname", "/badvalue", "/obsfold"] {
         let got = get(path);
@@ -408,7 +299,7 @@ fn hop_by_hop_trailers_stay_with_the_upstream_connection() {
     for (method, body) in [("GET", None), ("POST", Some("a body"))] {
         let length = body.map_or(0, str::len).to_string();
         let lines = [("content-length", length.as_str())];
-        let got = h2t(
+        let got = h2_exchange(
             gw.addr,
             method,
             uri("shop.example", "/trailers"),
@@ -464,7 +355,7 @@ fn the_bare_exchange_writes_the_head_hypers_client_writes() {
         if body.is_some() {
             lines.push(("content-length", "1"));
         }
-        let got = h2t(gw.addr, "GET", uri("shop.example", "/d?q=1"), &lines, body);
+        let got = h2_exchange(gw.addr, "GET", uri("shop.example", "/d?q=1"), &lines, body);
         let (status, head, _) = got.expect("GET");
         assert_eq!(status, 200, "{head}");
         // hyper's client frames the body; the bare exchange sends none.
@@ -548,7 +439,7 @@ fn an_unframed_h2_body_is_never_a_request_upstream() {
     let gw = gateway("h2_raw_review/unframed_body", up.addr, "");
     const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
     for method in ["GET", "HEAD"] {
-        let got = h2t(
+        let got = h2_exchange(
             gw.addr,
             method,
             uri("shop.example", "/front"),

@@ -534,39 +534,11 @@ fn stray_after_4096(pki: &Pki) -> SocketAddr {
     addr
 }
 
-/// A GET over HTTP/2 (the bare exchange): the body.
+/// A GET over HTTP/2 (the bare exchange): the status and the body.
 fn h2_get(gw: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::get(format!("http://app.example{path}"))
-            .body(())
-            .unwrap();
-        let (resp, _) = client.send_request(req, true).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .unwrap()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = Vec::new();
-        for _ in 0..1000 {
-            match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
-                Ok(Some(Ok(d))) => {
-                    let _ = body.flow_control().release_capacity(d.len());
-                    bytes.extend_from_slice(&d);
-                }
-                _ => break,
-            }
-        }
-        (status, bytes)
-    })
+    let (status, body, _) =
+        h2_exchange(gw, "GET", uri("app.example", path), &[], None).expect("an HTTP/2 GET");
+    (status, body.into_bytes())
 }
 
 /// Bytes past a response that rustls already decrypted are on no socket: an idle TLS

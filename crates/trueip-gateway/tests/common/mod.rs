@@ -1503,3 +1503,79 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 clients
+
+/// One HTTP/2 request over cleartext prior knowledge (h2c) to `gw`, on a new connection:
+/// `uri` (whose path may be anything `http` takes), header `lines`, an optional body. The
+/// status, the body (read to its end, within bounds) and the trailers, or why it failed.
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+pub fn h2_exchange(
+    gw: SocketAddr,
+    method: &str,
+    uri: http::Uri,
+    lines: &[(&str, &str)],
+    body: Option<&'static str>,
+) -> Result<(u16, String, Option<http::HeaderMap>), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut client = client.ready().await.map_err(|e| e.to_string())?;
+        let mut req = http::Request::builder().method(method).uri(uri);
+        for (n, v) in lines {
+            req = req.header(*n, *v);
+        }
+        let (resp, mut send) = client
+            .send_request(req.body(()).unwrap(), body.is_none())
+            .map_err(|e| e.to_string())?;
+        if let Some(body) = body {
+            send.send_data(bytes::Bytes::from_static(body.as_bytes()), true)
+                .map_err(|e| e.to_string())?;
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .map_err(|_| "no response".to_string())?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        for _ in 0..10_000 {
+            match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
+                Ok(Some(Ok(d))) => {
+                    let _ = body.flow_control().release_capacity(d.len());
+                    bytes.extend_from_slice(&d);
+                }
+                Ok(Some(Err(e))) => return Err(format!("{status} after {bytes:?}: {e}")),
+                Ok(None) => break,
+                Err(_) => return Err("body stalled".into()),
+            }
+        }
+        let trailers = tokio::time::timeout(Duration::from_secs(10), body.trailers())
+            .await
+            .map_err(|_| "trailers stalled".to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok((
+            status,
+            String::from_utf8_lossy(&bytes).into_owned(),
+            trailers,
+        ))
+    })
+}
+
+/// `http://{authority}{path}`, with `path` as given (no check that it starts with `/`).
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+pub fn uri(authority: &str, path: &str) -> http::Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority.parse().unwrap());
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path).unwrap());
+    http::Uri::from_parts(parts).unwrap()
+}
