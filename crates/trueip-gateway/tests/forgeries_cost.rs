@@ -71,11 +71,27 @@ async fn allocations(kept: usize, req: &[u8], n: usize) -> u64 {
     region.change().allocations as u64
 }
 
+/// The fewest allocations of three runs of [`allocations`]: a slow moment (a busy machine)
+/// can make a read or write wait where it did not, and a timer armed then allocates once,
+/// with the record on or off; three runs leave at least one unperturbed, nearly always.
+async fn fewest_allocations(kept: usize, req: &[u8], n: usize) -> u64 {
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        fewest = fewest.min(allocations(kept, req, n).await);
+    }
+    fewest
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_clean_request_allocates_nothing_for_the_record() {
-    let off = allocations(0, CLEAN, 50).await;
-    let on = allocations(100, CLEAN, 50).await;
-    assert_eq!(on, off, "clean requests, record on vs off");
+    let off = fewest_allocations(0, CLEAN, 50).await;
+    let on = fewest_allocations(100, CLEAN, 50).await;
+    // One allocation a request for the record would be 50 more; a few timers more or
+    // less are the machine's doing.
+    assert!(
+        on <= off + 5,
+        "clean requests allocate more with the record on: {on} vs {off} off"
+    );
 
     let forged_off = allocations(0, FORGED, 50).await;
     let forged_on = allocations(100, FORGED, 50).await;
