@@ -1035,7 +1035,14 @@ async fn forward(
         let mut heard = false;
         match read_head(&mut conn, deadline, head_only, &mut heard).await {
             Ok(parsed) => break Ok((conn, parsed)),
-            Err(Failed::Protocol(_)) if again && !heard => {
+            Err(Failed::Protocol(_))
+                if upstream::may_resend(
+                    req.method,
+                    conn.reused,
+                    Delivery::written(heard),
+                    resent,
+                ) =>
+            {
                 resent = true;
             }
             Err(e) => break Err(e),

@@ -76,8 +76,22 @@ impl std::error::Error for SendError {
 pub(crate) enum Delivery {
     /// None of it: hyper handed the request back.
     NotSent,
-    /// Perhaps all of it: the lean path wrote it, and no response came.
+    /// Perhaps all of it: a bare exchange wrote it, and no response came.
     MaybeSent,
+    /// All of it: a response began (an interim one too), so the upstream read it.
+    Answered,
+}
+
+impl Delivery {
+    /// What a bare exchange that wrote the request knows of it: `heard` is whether any
+    /// byte of a response came before the connection failed.
+    pub(crate) fn written(heard: bool) -> Self {
+        if heard {
+            Delivery::Answered
+        } else {
+            Delivery::MaybeSent
+        }
+    }
 }
 
 /// Whether a request whose connection failed before any response may go again, on
@@ -96,6 +110,7 @@ pub(crate) fn may_resend(
         && match delivery {
             Delivery::NotSent => true,
             Delivery::MaybeSent => method.is_idempotent() && !resent_before,
+            Delivery::Answered => false,
         }
 }
 

@@ -408,7 +408,11 @@ impl Upstream {
                     };
                     return Ok((answer, body.take_whole()));
                 }
-                Err(Failed::Protocol(_)) if again && !heard => resent = true,
+                Err(Failed::Protocol(_))
+                    if may_resend(method, conn.reused, Delivery::written(heard), resent) =>
+                {
+                    resent = true;
+                }
                 Err(e) => return Err(e),
             }
         }
