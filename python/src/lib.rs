@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyString, PyTuple};
 use trueip::config::{ClientIpConfig, Files, OriginSecretConfig, Strategies, StrategyEntry};
-use trueip::headers::{FieldName, Headers};
+use trueip::headers::{FieldName, Headers, Hop};
 use trueip::{ConfigError, Connection, Node, Warnings};
 
 pyo3::create_exception!(
@@ -258,7 +258,7 @@ fn copy_headers<'py>(
 fn kept_pairs<'py>(
     set: &trueip::headers::ForwardingSet,
     headers: &Bound<'py, PyAny>,
-    trusted_hop: bool,
+    hop: Hop<'_>,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
     let Ok(list) = headers.cast::<PyList>() else {
         return Err(PyTypeError::new_err(
@@ -273,10 +273,8 @@ fn kept_pairs<'py>(
             .or_else(|| item.cast::<PyList>().ok().and_then(|l| l.get_item(0).ok()));
         match name {
             Some(name) => match name.cast::<PyBytes>() {
-                Ok(b) => set.withheld(b.as_bytes(), trusted_hop),
-                Err(_) => {
-                    text_bytes(&name).is_some_and(|n| set.withheld(n.as_bytes(), trusted_hop))
-                }
+                Ok(b) => set.withheld(b.as_bytes(), hop),
+                Err(_) => text_bytes(&name).is_some_and(|n| set.withheld(n.as_bytes(), hop)),
             },
             None => false,
         }
@@ -374,11 +372,14 @@ struct Policy {
     reads_query: bool,
     /// What the host names in the trust specs resolved to when the policy was made.
     names: trueip::hosts::Addresses,
-    /// The client-IP headers kept from the app unless they came through a trusted hop:
-    /// the table and the headers this policy reads a client or its secret from.
+    /// The client-IP headers kept from the app: the table and the headers this policy
+    /// reads a client or its secret from.
     withheld: trueip::headers::ForwardingSet,
-    /// Their WSGI environ keys (`HTTP_X_FORWARDED_FOR`, ...), for the WSGI middleware.
+    /// Their WSGI environ keys (`HTTP_X_FORWARDED_FOR`, ...), for the WSGI middleware:
+    /// those withheld from an untrusted peer.
     environ_keys: Py<PyFrozenSet>,
+    /// The keys withheld from a trusted hop.
+    environ_keys_trusted: Py<PyFrozenSet>,
 }
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
@@ -414,6 +415,15 @@ impl Policy {
         let names = inner.header_names();
         let withheld = trueip::headers::ForwardingSet::for_policy(&inner);
         let environ_keys = PyFrozenSet::new(py, withheld.names().iter().map(environ_key))?.unbind();
+        let environ_keys_trusted = PyFrozenSet::new(
+            py,
+            withheld
+                .names()
+                .iter()
+                .filter(|name| withheld.withheld(name.as_str().as_bytes(), Hop::Trusted(&inner)))
+                .map(environ_key),
+        )?
+        .unbind();
         let mut with_origin = names.clone();
         for name in trueip::origin::HEADER_NAMES {
             if !with_origin.contains(&name) {
@@ -428,6 +438,7 @@ impl Policy {
             names: trueip::hosts::Addresses::new(),
             withheld,
             environ_keys,
+            environ_keys_trusted,
         })
     }
 
@@ -448,6 +459,16 @@ impl Policy {
             trusted_hop: self.inner.came_through_trusted_hop(&inner),
             inner,
             policy: Arc::clone(&self.inner),
+        }
+    }
+
+    /// The hop a request decided as `resolution` came through (its `trusted_hop` is this
+    /// policy's `came_through_trusted_hop`, or false for a signed header that failed).
+    fn hop(&self, resolution: &Resolution) -> Hop<'_> {
+        if resolution.trusted_hop {
+            Hop::Trusted(&self.inner)
+        } else {
+            Hop::Untrusted
         }
     }
 }
@@ -661,7 +682,7 @@ impl Policy {
             Some(Ok(conn)) => conn,
             None | Some(Err(_)) => {
                 let kept = if withhold {
-                    kept_pairs(&self.withheld, headers, false)?
+                    kept_pairs(&self.withheld, headers, Hop::Untrusted)?
                 } else {
                     None
                 };
@@ -708,7 +729,7 @@ impl Policy {
         // give the app, as for any peer that is not one.
         if resolution.inner.client.is_unix() {
             let kept = if withhold {
-                kept_pairs(&self.withheld, headers, false)?
+                kept_pairs(&self.withheld, headers, Hop::Untrusted)?
             } else {
                 None
             };
@@ -733,7 +754,7 @@ impl Policy {
             None
         };
         let kept = if withhold {
-            kept_pairs(&self.withheld, headers, resolution.trusted_hop)?
+            kept_pairs(&self.withheld, headers, self.hop(&resolution))?
         } else {
             None
         };
@@ -746,12 +767,22 @@ impl Policy {
     }
 
     /// The WSGI environ keys of the client-IP headers the middlewares remove from a
-    /// request that did not come through a trusted hop: the core's table
-    /// (`forwarding_header_names()`) and the headers this policy reads a client or its
-    /// origin secret from (a `header:NAME` strategy's).
-    #[getter]
-    fn _withheld_environ_keys<'py>(&self, py: Python<'py>) -> Bound<'py, PyFrozenSet> {
-        self.environ_keys.bind(py).clone()
+    /// request that did or did not come through a trusted hop
+    /// (`trueip::headers::ForwardingSet::withheld`): from an untrusted peer, the core's
+    /// table (`forwarding_header_names()`) and the headers this policy reads a client or
+    /// its origin secret from (a `header:NAME` strategy's); from a trusted hop, the client
+    /// addresses among them that the policy does not read, and the origin secret.
+    fn _withheld_environ_keys<'py>(
+        &self,
+        py: Python<'py>,
+        trusted_hop: bool,
+    ) -> Bound<'py, PyFrozenSet> {
+        let keys = if trusted_hop {
+            &self.environ_keys_trusted
+        } else {
+            &self.environ_keys
+        };
+        keys.bind(py).clone()
     }
 
     /// The headers `resolve` reads, lower case.

@@ -61,8 +61,9 @@ def test_underscore_spellings_are_removed_even_from_a_trusted_hop(name: bytes) -
 
 def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None:
     """As the table's headers: a stranger's X-Client-Addr (in any spelling) and a guess at the
-    origin secret never reach the app; from the trusted hop, only the underscore spelling
-    goes (Django's ASGI handler would merge it into HTTP_X_CLIENT_ADDR)."""
+    origin secret never reach the app; from the trusted hop, the underscore spelling goes
+    (Django's ASGI handler would merge it into HTTP_X_CLIENT_ADDR), and the origin secret,
+    which has done its job."""
     p = trueip.Policy(trust=["10.0.0.0/8"], strategy="header:X-Client-Addr", origin_secret=("X-Origin-Verify", "s3cret"))
     forged = [(b"x-client-addr", b"1.2.3.4"), (b"X_Client_Addr", b"1.2.3.4"), (b"x-origin-verify", b"guess")]
     scope = run(("198.51.100.20", 5555), [(b"host", b"internal:8000")] + forged, policy=p)
@@ -71,7 +72,23 @@ def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None
     honest = [(b"x-client-addr", b"203.0.113.9"), (b"x_client_addr", b"1.2.3.4"), (b"x-origin-verify", b"s3cret")]
     scope = run(("10.0.0.5", 1), honest, policy=p)
     assert scope["client"] == ("203.0.113.9", 0)
-    assert scope["headers"] == [(b"x-client-addr", b"203.0.113.9"), (b"x-origin-verify", b"s3cret")]
+    assert scope["headers"] == [(b"x-client-addr", b"203.0.113.9")]
+
+
+def test_a_trusted_hop_passes_only_the_addresses_the_policy_reads() -> None:
+    """nginx and an ALB relay a client's True-Client-IP as readily as they write their own:
+    from a trusted hop, a client address the policy does not read is withheld (the app reads
+    scope["client"]); what it reads, and claims about the request, pass."""
+    sent = [(b"x-forwarded-for", b"203.0.113.9"), (b"true-client-ip", b"1.2.3.4"), (b"x-real-ip", b"1.2.3.4"),
+            (b"cf-connecting-ip", b"1.2.3.4"), (b"x-forwarded-host", b"shop.example"), (b"accept", b"*/*")]
+    scope = run(("10.0.0.5", 1), list(sent), origin=("proto",))
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-host", b"shop.example"),
+                                (b"accept", b"*/*")]
+    reads = trueip.Policy(trust=["10.0.0.0/8"], strategy="header:True-Client-IP")
+    scope = run(("10.0.0.5", 1), list(sent), policy=reads, origin=("proto",))
+    assert scope["client"] == ("1.2.3.4", 0)
+    assert [n for n, _ in scope["headers"]] == [b"x-forwarded-for", b"true-client-ip", b"x-forwarded-host", b"accept"]
 
 
 def test_behind_nginx_on_a_unix_socket_trust_unix() -> None:
@@ -201,7 +218,8 @@ def test_under_fastapi() -> None:
     assert got == {"client": "testclient", "url": "http://testserver/", "xri": None}
     got = TestClient(app, client=("10.0.0.5", 41000)).get(
         "/", headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Real-IP": "1.2.3.4"}).json()
-    assert got == {"client": "203.0.113.195", "url": "https://testserver/", "xri": "1.2.3.4"}
+    # The policy reads X-Forwarded-For: the trusted hop's X-Real-IP may be the client's.
+    assert got == {"client": "203.0.113.195", "url": "https://testserver/", "xri": None}
 
 
 def test_a_query_argument_from_the_trusted_gateway() -> None:

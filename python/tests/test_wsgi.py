@@ -92,7 +92,8 @@ def test_every_spelling_is_one_environ_key() -> None:
 def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None:
     """`header:X-Client-Addr` makes X-Client-Addr a client-IP header: a stranger's is not
     believed, and must not reach an app that reads it itself either; likewise a guess at
-    the origin secret. From the trusted hop both stay."""
+    the origin secret. From the trusted hop the header stays; the origin secret, which has
+    done its job, does not."""
     p = trueip.Policy(trust=["10.0.0.0/8"], strategy="header:X-Client-Addr", origin_secret=("X-Origin-Verify", "s3cret"))
     env = run({"REMOTE_ADDR": "198.51.100.20", "HTTP_X_CLIENT_ADDR": "1.2.3.4", "HTTP_X_ORIGIN_VERIFY": "guess"}, p)
     assert env["REMOTE_ADDR"] == "198.51.100.20"
@@ -100,6 +101,23 @@ def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None
     assert env["trueip.original"]["HTTP_X_CLIENT_ADDR"] == "1.2.3.4"
     env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_CLIENT_ADDR": "203.0.113.9", "HTTP_X_ORIGIN_VERIFY": "s3cret"}, p)
     assert (env["REMOTE_ADDR"], env["HTTP_X_CLIENT_ADDR"]) == ("203.0.113.9", "203.0.113.9")
+    assert "HTTP_X_ORIGIN_VERIFY" not in env
+
+
+def test_a_trusted_hop_passes_only_the_addresses_the_policy_reads() -> None:
+    """A trusted nginx relays a client's True-Client-IP as readily as it writes X-Real-IP:
+    from a trusted hop, the client addresses the policy does not read are removed (the app
+    reads REMOTE_ADDR); what it reads, and claims about the request, stay."""
+    sent = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_TRUE_CLIENT_IP": "1.2.3.4",
+            "HTTP_X_REAL_IP": "1.2.3.4", "HTTP_X_CLIENT_IP": "1.2.3.4", "HTTP_X_FORWARDED_PORT": "8443"}
+    env = run(dict(sent))
+    assert env["REMOTE_ADDR"] == "203.0.113.9"
+    assert not {"HTTP_TRUE_CLIENT_IP", "HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP"} & env.keys()
+    assert env["trueip.original"]["HTTP_TRUE_CLIENT_IP"] == "1.2.3.4"
+    assert (env["HTTP_X_FORWARDED_FOR"], env["HTTP_X_FORWARDED_PORT"]) == ("203.0.113.9", "8443")
+    env = run(dict(sent), trueip.Policy(trust=["10.0.0.0/8"], strategy="header:X-Real-IP"))
+    assert (env["REMOTE_ADDR"], env["HTTP_X_REAL_IP"]) == ("1.2.3.4", "1.2.3.4")
+    assert "HTTP_TRUE_CLIENT_IP" not in env
 
 
 def test_forged_entries_left_of_the_trusted_chain() -> None:

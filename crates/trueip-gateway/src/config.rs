@@ -879,6 +879,9 @@ pub(crate) struct HeaderSettings {
     pub(crate) strip: Vec<String>,
     /// Client-IP headers of the built-in table to pass from any client, as written.
     pub(crate) keep: Vec<String>,
+    /// Client addresses (of the built-in table or `strip`) that trusted hops may pass
+    /// though no strategy reads them, as written.
+    pub(crate) relay: Vec<String>,
     /// Remove the query arguments and cookies that `query:NAME` and `cookie:NAME`
     /// strategies read before forwarding, whoever sent them.
     pub(crate) strip_client_source: bool,
@@ -902,6 +905,9 @@ pub(crate) struct HeaderSettings {
     /// lower case.
     #[serde(skip)]
     pub(crate) kept: Vec<FieldName>,
+    /// Checked: `relay`, lower case.
+    #[serde(skip)]
+    pub(crate) relayed: Vec<FieldName>,
     /// The origin secret header (`client_ip.origin_secret`), removed before forwarding.
     #[serde(skip)]
     pub(crate) origin_secret: Option<FieldName>,
@@ -921,6 +927,7 @@ impl Default for HeaderSettings {
             x_forwarded_port: true,
             strip: Vec::new(),
             keep: Vec::new(),
+            relay: Vec::new(),
             strip_client_source: false,
             source_args: Vec::new(),
             source_cookies: Vec::new(),
@@ -928,6 +935,7 @@ impl Default for HeaderSettings {
             allowed: Vec::new(),
             extra: Vec::new(),
             kept: Vec::new(),
+            relayed: Vec::new(),
             origin_secret: None,
             signing: Signing::default(),
         }
@@ -1870,6 +1878,19 @@ impl HeaderSettings {
             }
         }
         self.kept = keep(&self.keep, &extra, origin_secret.as_ref(), policy)?;
+        self.relayed = relay(&self.relay, &extra, &self.kept, origin_secret.as_ref())?;
+        // `append` extends the list trusted hops sent, whatever the policy reads.
+        for (mode, name) in [
+            (
+                self.x_forwarded_for,
+                trueip::headers::names::X_FORWARDED_FOR,
+            ),
+            (self.forwarded, trueip::headers::names::FORWARDED),
+        ] {
+            if mode == ListMode::Append && !self.relayed.contains(&name) {
+                self.relayed.push(name);
+            }
+        }
         self.extra = extra;
         self.origin_secret = origin_secret;
         self.source_args.clear();
@@ -1947,6 +1968,57 @@ fn keep(
         }
     }
     Ok(keep)
+}
+
+/// The checked `headers.relay`: client addresses the gateway withholds from trusted hops
+/// (rows of the built-in table that claim an address, or names in `strip`); any other name
+/// would be a typo that silently does nothing.
+fn relay(
+    names: &[String],
+    extra: &[FieldName],
+    kept: &[FieldName],
+    origin_secret: Option<&FieldName>,
+) -> Result<Vec<FieldName>, ConfigError> {
+    use trueip::headers::names::{Claim, FORWARDING};
+    let mut relay = Vec::new();
+    for (i, text) in names.iter().enumerate() {
+        let at = format!("headers.relay[{i}]");
+        let name = FieldName::new(text.trim()).map_err(|e| e.at(at.clone()))?;
+        let claim = FORWARDING
+            .iter()
+            .find(|row| row.name == name)
+            .map(|row| row.claim);
+        let refused = if origin_secret == Some(&name) {
+            Some((
+                format!("{name} is the origin secret"),
+                "the gateway drops it before forwarding; remove it from relay",
+            ))
+        } else if kept.contains(&name) {
+            Some((
+                format!("{name} is in headers.keep"),
+                "it passes from every client already; keep it in one list",
+            ))
+        } else if claim.is_some_and(|claim| claim != Claim::Address) {
+            Some((
+                format!("{name} names no client address"),
+                "trusted hops pass it already; remove it from relay",
+            ))
+        } else if claim.is_none() && !extra.contains(&name) {
+            Some((
+                format!("{name} is not a client-IP header the gateway strips"),
+                "headers outside the table in docs/SECURITY.md and headers.strip reach the upstream already; remove it from relay",
+            ))
+        } else {
+            None
+        };
+        if let Some((why, hint)) = refused {
+            return Err(ConfigError::new(why).hint(hint).at(at));
+        }
+        if !relay.contains(&name) {
+            relay.push(name);
+        }
+    }
+    Ok(relay)
 }
 
 impl Limits {
@@ -2099,6 +2171,45 @@ mod tests {
             let err = settings(toml).unwrap_err();
             assert!(
                 err.contains("headers.keep[0]") && err.contains(why),
+                "{toml}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn relayed_headers_are_client_addresses_the_gateway_strips() {
+        let name = |n| FieldName::new(n).unwrap();
+        let s = settings(
+            "[headers]\nstrip = [\"X-Edge-Client\"]\nrelay = [\"True-Client-IP\", \"true-client-ip\", \"x-edge-client\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            s.headers.relayed,
+            [name("true-client-ip"), name("x-edge-client")]
+        );
+        assert!(settings("").unwrap().headers.relayed.is_empty());
+        // `append` extends the list a trusted hop sent, whatever the policy reads.
+        let s = settings("[headers]\nforwarded = \"append\"").unwrap();
+        assert_eq!(s.headers.relayed, [name("forwarded")]);
+        for (toml, why) in [
+            ("[headers]\nrelay = [\"X-App\"]", "not a client-IP header"),
+            (
+                "[headers]\nrelay = [\"X-Forwarded-Proto\"]",
+                "names no client address",
+            ),
+            (
+                "[headers]\nkeep = [\"Client-IP\"]\nrelay = [\"client-ip\"]",
+                "is in headers.keep",
+            ),
+            (
+                "[client_ip]\ntrusted = [\"10.0.0.0/8\"]\norigin_secret = { header = \"X-Origin-Verify\", value = \"x\" }\n[headers]\nrelay = [\"X-Origin-Verify\"]",
+                "is the origin secret",
+            ),
+            ("[headers]\nrelay = [\"bad name\"]", "invalid header name"),
+        ] {
+            let err = settings(toml).unwrap_err();
+            assert!(
+                err.contains("headers.relay[0]") && err.contains(why),
                 "{toml}: {err}"
             );
         }

@@ -199,3 +199,78 @@ fn ipv6_client_is_bracketed_and_quoted_in_forwarded() {
         seen.one("Forwarded")
     );
 }
+
+/// A trusted hop relays a client's `True-Client-IP` as readily as it writes its own, so
+/// from a trusted hop only the client addresses the policy reads (here X-Forwarded-For),
+/// and those `[headers] relay` names, reach the app; claims about the request pass. Both
+/// HTTP/1.1 paths: a plain GET takes the lean one, a POST with a body hyper's.
+#[test]
+fn a_trusted_hop_passes_only_the_client_addresses_the_policy_reads() {
+    let up = Upstream::start(Behavior::Echo);
+    let toml = "[headers]\nrelay = [\"true-client-ip\"]\n";
+    let args = |trust: &'static str| {
+        let url = up.url();
+        move |name: &str| {
+            let dir = test_dir(&format!("forwarding/{name}"));
+            let args = [
+                "--upstream",
+                url.as_str(),
+                "--trust",
+                trust,
+                "--strategy",
+                "rightmost-untrusted",
+            ];
+            Gateway::start_with_toml(&dir, free_addr(), toml, &args)
+        }
+    };
+    let behind = args("127.0.0.1")("relay_trusted");
+    let unread = [
+        "CF-Connecting-IP",
+        "X-Client-IP",
+        "Fastly-Client-IP",
+        "X-Real-IP",
+        "Forwarded",
+    ];
+    let requests = [Req::get("/lean"), Req::post("/hyper", b"body".to_vec())];
+    for req in requests {
+        let mut req = req
+            .header("X-Forwarded-For", &format!("{FORGED_XFF}, 198.51.100.20"))
+            .header("True-Client-IP", "198.51.100.30")
+            .header("X-Forwarded-Host", "shop.example");
+        for name in unread {
+            req = req.header(name, FORGED_REAL_IP);
+        }
+        let resp = req.must_send(behind.addr);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let seen = up.last();
+        assert_clean_forwarding(&seen, "198.51.100.20", &seen.path);
+        assert_eq!(seen.one("True-Client-IP"), "198.51.100.30", "{}", seen.path);
+        assert_eq!(
+            seen.one("X-Forwarded-Host"),
+            "shop.example",
+            "{}",
+            seen.path
+        );
+        for name in unread
+            .into_iter()
+            .filter(|n| !n.contains("Real") && *n != "Forwarded")
+        {
+            assert!(
+                seen.all(name).is_empty(),
+                "{name} from a trusted hop reached the upstream on {}: {:#?}",
+                seen.path,
+                seen.headers
+            );
+        }
+    }
+
+    // A relayed name is still the client's from anyone else.
+    let direct = args("10.0.0.0/8")("relay_untrusted");
+    let resp = Req::get("/")
+        .header("True-Client-IP", FORGED_XFF)
+        .must_send(direct.addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = up.last();
+    assert_clean_forwarding(&seen, CLIENT_IP, "untrusted, relay configured");
+    assert!(seen.all("True-Client-IP").is_empty(), "{:#?}", seen.headers);
+}

@@ -175,37 +175,68 @@ pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
         })
 }
 
-/// Whether a request header line named `name` (as received) must be kept from the app:
-/// [`ForwardingSet::withheld`] over the table as it is ([`names::FORWARDING`]). The rule
-/// the middlewares apply; `trueip serve` applies the same rule to its configured set.
-pub fn withheld_from_app(name: &[u8], came_through_trusted_hop: bool) -> bool {
-    static TABLE: std::sync::LazyLock<ForwardingSet> =
-        std::sync::LazyLock::new(ForwardingSet::default);
-    TABLE.withheld(name, came_through_trusted_hop)
+/// The hop a request came through, as the withholding rule
+/// ([`ForwardingSet::withheld`]) needs it: [`Policy::hop`](crate::Policy::hop) says which.
+#[derive(Clone, Copy, Debug)]
+pub enum Hop<'p> {
+    /// Not through a hop the policy trusts: the client wrote every client-IP header the
+    /// request carries.
+    Untrusted,
+    /// Through a hop this policy trusts. It may pass the client-IP headers the policy reads
+    /// ([`Policy::reads_client_from`](crate::Policy::reads_client_from)); any other it
+    /// passes may be the client's, relayed unchanged (nginx, an ALB and most CDNs relay a
+    /// `True-Client-IP` they do not write themselves).
+    Trusted(&'p crate::Policy),
 }
 
-/// The forwarding headers kept from the app unless they came through a trusted hop:
-/// [`names::FORWARDING`] by default, less the names a deployment keeps on purpose, plus
-/// the names it configures. [`withheld`](Self::withheld) is the rule every path calls:
-/// the middlewares (through [`withheld_from_app`]) and `trueip serve`.
+impl Hop<'_> {
+    /// Whether the request came through a trusted hop.
+    pub fn is_trusted(self) -> bool {
+        matches!(self, Hop::Trusted(_))
+    }
+}
+
+/// The client-IP headers an app must not see, and the one rule for when
+/// ([`withheld`](Self::withheld), which `trueip serve` and the middlewares ask of every
+/// line): [`names::FORWARDING`] by default, less the names a deployment keeps on purpose,
+/// plus the names it configures.
+///
+/// - From an untrusted peer every one of them is withheld: the client wrote it.
+/// - From a trusted hop, one that claims something about the request (scheme, host, port,
+///   prefix: [`names::Claim::Request`]) or the CDN distribution passes, and so does a
+///   client address the policy reads ([`Policy::reads_client_from`](crate::Policy::reads_client_from)):
+///   the policy decided from it. Any other client address is withheld: a trusted hop
+///   relays what the client sent as readily as it writes, and the policy did not check
+///   it. A deployment whose hop writes one that the app reads names it in
+///   [`relaying`](Self::relaying).
+/// - Spelled with underscores, one is withheld always: no honest proxy writes
+///   `X_Forwarded_For`, and WSGI, CGI and PHP read it as `X-Forwarded-For`.
 ///
 /// Lookups test a name's length first: most lines of a request (`Host`, `User-Agent`,
 /// ...) differ in length from every forwarding header, and no name is compared for them.
 ///
 /// ```
-/// use trueip::headers::{ForwardingSet, names};
+/// use trueip::headers::{ForwardingSet, Hop, names};
+/// use trueip::Policy;
 ///
-/// let set = ForwardingSet::default().without(&[names::X_FORWARDED_PROTO]);
-/// assert!(set.withheld(b"X-Forwarded-For", false)); // the client wrote it
-/// assert!(!set.withheld(b"X-Forwarded-For", true)); // a trusted proxy wrote it
-/// assert!(set.withheld(b"X_Forwarded_For", true)); // no honest proxy writes this
-/// assert!(!set.withheld(b"X-Forwarded-Proto", false)); // kept on purpose
+/// let policy = Policy::builder().trust_str("10.0.0.0/8")?.build()?;
+/// let behind = Hop::Trusted(&policy);
+/// let set = ForwardingSet::for_policy(&policy).without(&[names::X_FORWARDED_PROTO]);
+/// assert!(set.withheld(b"X-Forwarded-For", Hop::Untrusted)); // the client wrote it
+/// assert!(!set.withheld(b"X-Forwarded-For", behind)); // the policy read it
+/// assert!(set.withheld(b"True-Client-IP", behind)); // the policy did not
+/// assert!(set.withheld(b"X_Forwarded_For", behind)); // no honest proxy writes this
+/// assert!(!set.withheld(b"X-Forwarded-Proto", Hop::Untrusted)); // kept on purpose
+/// # Ok::<(), trueip::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct ForwardingSet {
     names: Vec<FieldName>,
     /// Whether each of `names` has an underscore (only a configured name can).
     underscored: Vec<bool>,
+    /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
+    /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
+    relayed: Vec<bool>,
     /// The lengths of `names`, as a bit set ([`length_bit`]).
     lengths: u64,
 }
@@ -217,22 +248,22 @@ pub struct NameFate {
     pub index: Option<usize>,
     /// Whether the line is kept from the app ([`ForwardingSet::withheld`]).
     pub withheld: bool,
+    /// Whether it is withheld as a forgery: it did not come through a trusted hop, or it
+    /// is spelled with underscores. A line withheld otherwise came through a trusted hop
+    /// that may have written it honestly; no strategy reads it.
+    pub forged: bool,
 }
 
 impl Default for ForwardingSet {
-    /// The whole table, [`names::FORWARDING`].
+    /// The table, [`names::FORWARDING`]: [`for_policy`](Self::for_policy) of the default
+    /// policy.
     fn default() -> Self {
-        ForwardingSet::from_names(
-            names::FORWARDING
-                .iter()
-                .map(|row| row.name.clone())
-                .collect(),
-        )
+        ForwardingSet::for_policy(&crate::Policy::default())
     }
 }
 
 impl ForwardingSet {
-    fn from_names(names: Vec<FieldName>) -> Self {
+    fn from_names(names: Vec<FieldName>, relayed: Vec<bool>) -> Self {
         let lengths = names
             .iter()
             .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
@@ -240,6 +271,7 @@ impl ForwardingSet {
         ForwardingSet {
             names,
             underscored,
+            relayed,
             lengths,
         }
     }
@@ -250,30 +282,53 @@ impl ForwardingSet {
     /// header is the client's to write when the request did not come through a trusted
     /// hop, like `X-Forwarded-For`, and an app that reads it itself must not see it.
     pub fn for_policy(policy: &crate::Policy) -> Self {
-        let mut names: Vec<FieldName> = names::FORWARDING
+        let mut set: Vec<(FieldName, bool)> = names::FORWARDING
             .iter()
-            .map(|row| row.name.clone())
+            .map(|row| (row.name.clone(), row.claim != names::Claim::Address))
             .collect();
         for name in policy.client_ip_headers() {
-            if !names.contains(name) {
-                names.push(name.clone());
+            if !set.iter().any(|(n, _)| n == name) {
+                set.push((name.clone(), false));
             }
         }
-        ForwardingSet::from_names(names)
+        ForwardingSet::from_pairs(set)
+    }
+
+    fn from_pairs(set: Vec<(FieldName, bool)>) -> Self {
+        let (names, relayed) = set.into_iter().unzip();
+        ForwardingSet::from_names(names, relayed)
+    }
+
+    fn pairs(self) -> Vec<(FieldName, bool)> {
+        self.names.into_iter().zip(self.relayed).collect()
     }
 
     /// The set less `kept`: names a deployment passes to the app whoever sent them.
-    pub fn without(mut self, kept: &[FieldName]) -> Self {
-        self.names.retain(|n| !kept.contains(n));
-        ForwardingSet::from_names(self.names)
+    pub fn without(self, kept: &[FieldName]) -> Self {
+        let mut set = self.pairs();
+        set.retain(|(n, _)| !kept.contains(n));
+        ForwardingSet::from_pairs(set)
     }
 
-    /// The set with `name` too (once).
-    pub fn with(mut self, name: FieldName) -> Self {
-        if !self.names.contains(&name) {
-            self.names.push(name);
+    /// The set with `name` too (once): a client address no policy reads unless one says
+    /// so, withheld from trusted hops too until [`relaying`](Self::relaying) names it.
+    pub fn with(self, name: FieldName) -> Self {
+        let mut set = self.pairs();
+        if !set.iter().any(|(n, _)| *n == name) {
+            set.push((name, false));
         }
-        ForwardingSet::from_names(self.names)
+        ForwardingSet::from_pairs(set)
+    }
+
+    /// The set with `relayed` passed from trusted hops whatever the policy reads: names a
+    /// deployment's trusted hops write themselves, for an app that reads them (Akamai's
+    /// `True-Client-IP`). Names outside the set are not added: they pass already.
+    pub fn relaying(self, relayed: &[FieldName]) -> Self {
+        let mut set = self.pairs();
+        for (name, relays) in &mut set {
+            *relays |= relayed.contains(name);
+        }
+        ForwardingSet::from_pairs(set)
     }
 
     /// The names, in the table's order, then the added ones.
@@ -299,25 +354,23 @@ impl ForwardingSet {
             && self.names.iter().any(|n| spells(n.as_str(), name))
     }
 
-    /// Whether a request header line named `name` (as received) must be kept from the
-    /// app: one of these headers when the request did not come through a trusted hop
-    /// ([`Policy::came_through_trusted_hop`](crate::Policy::came_through_trusted_hop)),
-    /// since the client wrote it; and one spelled with underscores (`X_Forwarded_For`)
-    /// always, since no honest proxy writes one and WSGI, CGI and PHP read it as the real
-    /// header.
+    /// Whether a request header line named `name` (as received), for a request that came
+    /// through `hop`, must be kept from the app: one of these headers when the request
+    /// did not come through a trusted hop, since the client wrote it; from a trusted hop,
+    /// a client address the hop's policy does not read (see the type's doc); and one
+    /// spelled with underscores (`X_Forwarded_For`) always, since no honest proxy writes
+    /// one and WSGI, CGI and PHP read it as the real header.
     ///
     /// A name that is not an RFC 9110 token is withheld too: no forwarding header is
     /// spelled so, and a lenient server may fold it into one (Django upper-cases names as
     /// Latin-1, and `"ß".upper()` is `"SS"`: `X-Forwarded-\xdfL` becomes
     /// `HTTP_X_FORWARDED_SSL`).
-    pub fn withheld(&self, name: &[u8], came_through_trusted_hop: bool) -> bool {
+    pub fn withheld(&self, name: &[u8], hop: Hop<'_>) -> bool {
         if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return true;
         }
         // Token bytes are ASCII.
-        std::str::from_utf8(name).map_or(true, |name| {
-            self.fate(name, came_through_trusted_hop).withheld
-        })
+        std::str::from_utf8(name).map_or(true, |name| self.fate(name, hop).withheld)
     }
 
     /// [`withheld`](Self::withheld) for a name already known to be a token (an
@@ -327,21 +380,32 @@ impl ForwardingSet {
     /// Without the token check, and for the usual line (no underscore) a comparison in
     /// any case: [`spells`] is one for a name without an underscore.
     #[inline]
-    pub fn fate(&self, name: &str, came_through_trusted_hop: bool) -> NameFate {
+    pub fn fate(&self, name: &str, hop: Hop<'_>) -> NameFate {
         let index = self.position(name);
-        let withheld = match index {
+        let (withheld, forged) = match index {
             // Spelled exactly: an underscore in it is one in the set's name.
-            Some(i) => {
-                !came_through_trusted_hop || self.underscored.get(i).copied().unwrap_or(true)
-            }
+            Some(i) => match hop {
+                Hop::Untrusted => (true, true),
+                Hop::Trusted(_) if self.underscored.get(i).copied().unwrap_or(true) => (true, true),
+                Hop::Trusted(policy) => {
+                    let passes = self.relayed.get(i).copied().unwrap_or(false)
+                        || policy.reads_client_from(name);
+                    (!passes, false)
+                }
+            },
             // Not spelled exactly, so spelled at all only with underscores for dashes.
             None => {
-                self.lengths & length_bit(name.len()) != 0
+                let spelled = self.lengths & length_bit(name.len()) != 0
                     && name.as_bytes().contains(&b'_')
-                    && self.spelled(name.as_bytes())
+                    && self.spelled(name.as_bytes());
+                (spelled, spelled)
             }
         };
-        NameFate { index, withheld }
+        NameFate {
+            index,
+            withheld,
+            forged,
+        }
     }
 }
 
@@ -1211,77 +1275,113 @@ impl<'a> Lines<'a> {
 mod tests {
     use super::*;
 
+    fn trusting(cidr: &str) -> crate::Policy {
+        crate::Policy::builder()
+            .trust_str(cidr)
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn forwarding_set_fate_finds_the_name_and_applies_the_rule() {
+        let policy = trusting("10.0.0.0/8");
+        let behind = Hop::Trusted(&policy);
         let set = ForwardingSet::default()
             .without(&[names::X_FORWARDED_PROTO])
             .with(FieldName::new("x_edge_client").unwrap());
         let xff = set.position("x-forwarded-for").unwrap();
-        let fate = |name, trusted| set.fate(name, trusted);
+        let tci = set.position("true-client-ip").unwrap();
+        let host = set.position("x-forwarded-host").unwrap();
+        let fate = |name, hop| set.fate(name, hop);
+        let is = |index, withheld, forged| NameFate {
+            index,
+            withheld,
+            forged,
+        };
+        assert_eq!(fate("X-Forwarded-For", behind), is(Some(xff), false, false));
         assert_eq!(
-            fate("X-Forwarded-For", true),
-            NameFate {
-                index: Some(xff),
-                withheld: false
-            }
+            fate("X-Forwarded-For", Hop::Untrusted),
+            is(Some(xff), true, true)
+        );
+        assert_eq!(fate("X_Forwarded_For", behind), is(None, true, true));
+        // A client address the policy does not read: withheld from a trusted hop too, not
+        // as a forgery (the hop may have written it).
+        assert_eq!(fate("True-Client-IP", behind), is(Some(tci), true, false));
+        assert_eq!(
+            fate("True-Client-IP", Hop::Untrusted),
+            is(Some(tci), true, true)
+        );
+        // A claim about the request passes from a trusted hop.
+        assert_eq!(
+            fate("X-Forwarded-Host", behind),
+            is(Some(host), false, false)
         );
         assert_eq!(
-            fate("X-Forwarded-For", false),
-            NameFate {
-                index: Some(xff),
-                withheld: true
-            }
+            fate("X-Forwarded-Proto", Hop::Untrusted),
+            is(None, false, false)
         );
         assert_eq!(
-            fate("X_Forwarded_For", true),
-            NameFate {
-                index: None,
-                withheld: true
-            }
-        );
-        assert_eq!(
-            fate("X-Forwarded-Proto", false),
-            NameFate {
-                index: None,
-                withheld: false
-            }
-        );
-        assert_eq!(
-            fate("Accept-Encoding", false),
-            NameFate {
-                index: None,
-                withheld: false
-            }
+            fate("Accept-Encoding", Hop::Untrusted),
+            is(None, false, false)
         );
         // A configured name with an underscore: spelled so, no honest proxy writes it
         // either, so it goes whoever sent it. Dashes for its underscores make another name.
         let own = set.position("x_edge_client").unwrap();
+        assert_eq!(fate("X_Edge_Client", behind), is(Some(own), true, true));
+        assert_eq!(fate("x-edge-client", behind), is(None, false, false));
         assert_eq!(
-            fate("X_Edge_Client", true),
-            NameFate {
-                index: Some(own),
-                withheld: true
-            }
+            fate("x-edge-client", Hop::Untrusted),
+            is(None, false, false)
         );
-        assert_eq!(
-            fate("x-edge-client", true),
-            NameFate {
-                index: None,
-                withheld: false
-            }
-        );
-        assert_eq!(
-            fate("x-edge-client", false),
-            NameFate {
-                index: None,
-                withheld: false
-            }
-        );
+    }
+
+    /// From a trusted hop, a client address passes when the hop's policy reads it or the
+    /// deployment relays it; a configured name is a client address nobody reads.
+    #[test]
+    fn a_trusted_hop_passes_only_the_addresses_its_policy_reads() {
+        let xff = trusting("10.0.0.0/8");
+        let forwarded = crate::Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .from_list(crate::ListHeader::Forwarded)
+            .strategy_str("header:True-Client-IP")
+            .unwrap()
+            .build()
+            .unwrap();
+        let set = ForwardingSet::default().with(FieldName::new("x-edge-client").unwrap());
+        let passes = |name: &str, policy| !set.withheld(name.as_bytes(), Hop::Trusted(policy));
+        assert!(passes("X-Forwarded-For", &xff));
+        assert!(!passes("Forwarded", &xff));
+        assert!(!passes("X-Real-IP", &xff));
+        assert!(!passes("True-Client-IP", &xff));
+        assert!(!passes("x-edge-client", &xff));
+        assert!(passes("X-Forwarded-Port", &xff));
+        assert!(passes("X-Azure-FDID", &xff));
+        assert!(!passes("X-Forwarded-For", &forwarded));
+        assert!(passes("Forwarded", &forwarded));
+        assert!(passes("true-client-ip", &forwarded));
+
+        let relaying = set.relaying(&[
+            FieldName::new("true-client-ip").unwrap(),
+            FieldName::new("x-edge-client").unwrap(),
+            FieldName::new("x-not-in-the-set").unwrap(),
+        ]);
+        assert_eq!(relaying.names().len(), names::FORWARDING.len() + 1);
+        for name in ["True-Client-IP", "X-Edge-Client"] {
+            assert!(
+                !relaying.withheld(name.as_bytes(), Hop::Trusted(&xff)),
+                "{name}"
+            );
+            assert!(relaying.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
+        }
+        assert!(relaying.withheld(b"True_Client_IP", Hop::Trusted(&xff)));
     }
 
     /// A middleware's set holds what its policy reads a client or a secret from, beside
     /// the table: a `header:NAME` strategy's header from an untrusted client is as forged
-    /// as its `X-Forwarded-For`, in every spelling. Not `Cookie`: it carries the rest.
+    /// as its `X-Forwarded-For`, in every spelling. Not `Cookie`: it carries the rest. The
+    /// origin secret names no address: the app never sees it.
     #[test]
     fn the_set_for_a_policy_adds_the_headers_it_reads_a_client_from() {
         let policy = crate::Policy::builder()
@@ -1294,6 +1394,7 @@ mod tests {
             .origin_secret(crate::OriginSecret::new("X-Origin-Verify", b"s".to_vec()).unwrap())
             .build()
             .unwrap();
+        let behind = Hop::Trusted(&policy);
         let set = ForwardingSet::for_policy(&policy);
         for name in [
             "X-Client-Addr",
@@ -1301,11 +1402,12 @@ mod tests {
             "X-Origin-Verify",
             "X-Forwarded-For",
         ] {
-            assert!(set.withheld(name.as_bytes(), false), "{name}");
+            assert!(set.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
         }
-        assert!(!set.withheld(b"X-Client-Addr", true));
-        assert!(set.withheld(b"X_Client_Addr", true));
-        assert!(!set.withheld(b"Cookie", false));
+        assert!(!set.withheld(b"X-Client-Addr", behind));
+        assert!(set.withheld(b"X_Client_Addr", behind));
+        assert!(set.withheld(b"X-Origin-Verify", behind));
+        assert!(!set.withheld(b"Cookie", Hop::Untrusted));
         assert_eq!(
             set.names().len(),
             names::FORWARDING.len() + 2,
@@ -1318,19 +1420,34 @@ mod tests {
     proptest::proptest! {
         /// `fate` (one lookup, no token check) says what the rule says, in its plain
         /// words: a non-token name always; else a name that spells one of the set, unless
-        /// a trusted hop sent it without underscores.
+        /// a trusted hop sent it without underscores and it is a claim about the request
+        /// or the policy reads it.
         #[test]
         fn forwarding_set_fate_is_the_rule(
-            name in "[xX][-_][a-zA-Z_-]{0,16}|[a-zA-Z_-]{1,18}|x-forwarded-\\PC",
+            name in "[xX][-_][a-zA-Z_-]{0,16}|[a-zA-Z_-]{1,18}|x-forwarded-\\PC|x-real-ip|true-client-ip",
             trusted in proptest::prelude::any::<bool>(),
         ) {
+            let policy = crate::Policy::builder()
+                .trust_str("10.0.0.0/8")
+                .unwrap()
+                .strategy_str("header:X-Real-IP")
+                .unwrap()
+                .build()
+                .unwrap();
+            let hop = if trusted { Hop::Trusted(&policy) } else { Hop::Untrusted };
             let set = ForwardingSet::default().with(FieldName::new("x_edge_client").unwrap());
             let token = !name.is_empty() && name.bytes().all(is_token_byte);
             let spelled = set.names().iter().any(|n| spells(n.as_str(), &name));
-            let want = !token || (spelled && (!trusted || name.contains('_')));
-            proptest::prop_assert_eq!(set.withheld(name.as_bytes(), trusted), want);
+            let lower = name.to_ascii_lowercase();
+            let passes_a_trusted_hop = !name.contains('_')
+                && (["x-forwarded-for", "x-real-ip"].contains(&lower.as_str())
+                    || names::FORWARDING
+                        .iter()
+                        .any(|row| row.name.as_str() == lower && row.claim != names::Claim::Address));
+            let want = !token || (spelled && !(trusted && passes_a_trusted_hop));
+            proptest::prop_assert_eq!(set.withheld(name.as_bytes(), hop), want);
             if token {
-                proptest::prop_assert_eq!(set.fate(&name, trusted).withheld, want);
+                proptest::prop_assert_eq!(set.fate(&name, hop).withheld, want);
             }
         }
     }

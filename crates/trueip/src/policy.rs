@@ -738,6 +738,35 @@ impl Policy {
             && !resolution.warnings.contains(Warnings::UNVOUCHED_HEADER)
     }
 
+    /// The hop a request decided as `resolution` came through, as
+    /// [`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) asks it:
+    /// [`Hop::Trusted`](crate::headers::Hop::Trusted) by this policy when
+    /// [`came_through_trusted_hop`](Self::came_through_trusted_hop), else
+    /// [`Hop::Untrusted`](crate::headers::Hop::Untrusted).
+    pub fn hop(&self, resolution: &Resolution) -> crate::headers::Hop<'_> {
+        if self.came_through_trusted_hop(resolution) {
+            crate::headers::Hop::Trusted(self)
+        } else {
+            crate::headers::Hop::Untrusted
+        }
+    }
+
+    /// Whether this policy reads a client address from the header `name` (any case): its
+    /// list header (`X-Forwarded-For`, or `Forwarded` with `from = "forwarded"`), and each
+    /// `header:NAME` strategy's header. Not the origin secret: it names no address. These
+    /// are the client-IP headers a trusted hop may pass to the app; the app has no reason
+    /// to read any other, and a hop that relays one the client sent relays a forgery.
+    pub fn reads_client_from(&self, name: &str) -> bool {
+        crate::headers::is_lower_name(name, self.from.field_str())
+            || self.strategies.iter().any(|s| match &s.kind {
+                Kind::Header(Single {
+                    carrier: Carrier::Header(read),
+                    ..
+                }) => crate::headers::is_lower_name(name, read.as_str()),
+                _ => false,
+            })
+    }
+
     /// Every header `resolve` may read, lower case, each once: both list headers,
     /// `X-Real-IP` (flagged when sent to a policy that trusts no one), each header
     /// strategy's header, `Cookie` when a `cookie:NAME` strategy reads it, and the origin

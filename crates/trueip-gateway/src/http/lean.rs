@@ -927,7 +927,7 @@ fn upstream_head(
     let kept = Kept {
         headers: raw,
         hygiene,
-        trusted_hop: facts.trusted_hop,
+        hop: facts.hop,
         named: &[],
     };
     let own = hygiene.own_values(&kept, &facts);
@@ -938,7 +938,7 @@ fn upstream_head(
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut stripped = 0;
     for h in raw.lines {
-        match hygiene.request_fate(h.name, facts.trusted_hop, &[]) {
+        match hygiene.request_fate(h.name, facts.hop, &[]) {
             Fate::Keep if hygiene.strips_cookies() && h.name.eq_ignore_ascii_case("cookie") => {
                 if let Some(value) = hygiene.strip_cookie(h.value) {
                     put_line(&mut head, h.name, &value);
@@ -995,12 +995,12 @@ async fn forward(
         (req.method.as_str(), req.path),
         stripped,
         |line| {
-            let trusted_hop = state
+            let hop = state
                 .settings
                 .policy_for(ctx.listener())
-                .came_through_trusted_hop(req.resolution);
+                .hop(req.resolution);
             for h in req.raw.lines {
-                let fate = state.hygiene.request_fate(h.name, trusted_hop, &[]);
+                let fate = state.hygiene.request_fate(h.name, hop, &[]);
                 line(h.name, h.value, fate == Fate::Strip);
             }
         },

@@ -49,7 +49,7 @@ pub(crate) fn failed(ctx: &ConnCtx, failure: Failure, detail: &dyn Display) -> P
 /// request line as the upstream receives it.
 pub(crate) fn facts<'a, H: Headers + ?Sized>(
     ctx: &ConnCtx,
-    state: &State,
+    state: &'a State,
     resolution: &'a Resolution,
     headers: &H,
     host: Option<&'a HeaderValue>,

@@ -14,8 +14,11 @@
 //!    with underscores is removed, whoever sent it: no honest proxy writes one.
 //! 3. **Untrusted hop.** If the request did not come through a trusted hop (the peer, or
 //!    the PROXY source of a trusted sender, is not trusted by the policy), every
-//!    client-IP header is removed: the client wrote it. From a trusted hop they stay,
-//!    several lines of one header merged into one.
+//!    client-IP header is removed: the client wrote it. From a trusted hop, claims about
+//!    the request (`X-Forwarded-Proto`, ...) stay, and so do the client addresses the
+//!    policy reads and those `[headers] relay` names, several lines of one header merged
+//!    into one; any other client address is dropped, since the hop may have relayed the
+//!    client's (the rule is the core's [`ForwardingSet::fate`]).
 //! 4. **The gateway's own headers**, one clean line each: `X-Real-IP`,
 //!    `X-Forwarded-For` and `Forwarded` (`replace`: the client and the trusted hops
 //!    after it; `append`: the received list plus the peer), `X-Forwarded-Proto`,
@@ -31,7 +34,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use trueip::addr::Peer;
-use trueip::headers::{ForwardingSet, Headers, names};
+use trueip::headers::{ForwardingSet, Headers, Hop, names};
 use trueip::origin::Origin;
 use trueip::{FieldName, ListHeader, Node, Resolution, Source};
 
@@ -136,8 +139,8 @@ fn length_bit(name: &str) -> u64 {
 pub(crate) struct Facts<'a> {
     /// The decision.
     pub(crate) resolution: &'a Resolution,
-    /// Whether the request came through a trusted hop (its client-IP headers may stay).
-    pub(crate) trusted_hop: bool,
+    /// The hop the request came through: what its client-IP headers are worth.
+    pub(crate) hop: Hop<'a>,
     /// Scheme, host and port as trusted hops reported them.
     pub(crate) origin: Origin,
     /// The scheme of the gateway's own connection (`https` under TLS).
@@ -158,7 +161,7 @@ pub(crate) struct Facts<'a> {
 impl<'a> Facts<'a> {
     /// The facts of a request with `headers` (as received) decided as `resolution`.
     pub(crate) fn new<H: Headers + ?Sized>(
-        policy: &trueip::Policy,
+        policy: &'a trueip::Policy,
         resolution: &'a Resolution,
         headers: &H,
         scheme: &'static str,
@@ -168,7 +171,7 @@ impl<'a> Facts<'a> {
     ) -> Self {
         Facts {
             resolution,
-            trusted_hop: policy.came_through_trusted_hop(resolution),
+            hop: policy.hop(resolution),
             origin: trueip::origin::origin(headers, resolution),
             scheme,
             host,
@@ -280,7 +283,7 @@ impl OwnValues<'_> {
 pub(crate) struct Kept<'a, H: ?Sized> {
     pub(crate) headers: &'a H,
     pub(crate) hygiene: &'a Hygiene,
-    pub(crate) trusted_hop: bool,
+    pub(crate) hop: Hop<'a>,
     /// What the request's `Connection` lines name ([`Hygiene::connection_named`]).
     pub(crate) named: &'a [&'a [u8]],
 }
@@ -289,7 +292,7 @@ impl<H: Headers + ?Sized> Headers for Kept<'_, H> {
     fn for_each_value<'b>(&'b self, name: &FieldName, f: impl FnMut(&'b [u8])) {
         let fate = self
             .hygiene
-            .request_fate(name.as_str(), self.trusted_hop, self.named);
+            .request_fate(name.as_str(), self.hop, self.named);
         if fate == Fate::Keep {
             self.headers.for_each_value(name, f);
         }
@@ -308,7 +311,8 @@ impl Hygiene {
             .fold(
                 ForwardingSet::default().without(&settings.kept),
                 |set, name| set.with(name.clone()),
-            );
+            )
+            .relaying(&settings.relayed);
         let signature = managed
             .position(settings.signing.header.as_str())
             .unwrap_or_default();
@@ -450,14 +454,14 @@ impl Hygiene {
     }
 
     /// What becomes of a received request line named `name` (any case), for a request
-    /// that did or did not come through a trusted hop and whose `Connection` lines name
-    /// `named` ([`Hygiene::connection_named`]).
-    pub(crate) fn request_fate(&self, name: &str, trusted_hop: bool, named: &[&[u8]]) -> Fate {
+    /// that came through `hop` and whose `Connection` lines name `named`
+    /// ([`Hygiene::connection_named`]).
+    pub(crate) fn request_fate(&self, name: &str, hop: Hop<'_>, named: &[&[u8]]) -> Fate {
         let bit = length_bit(name);
         if bit & self.special_lengths == 0 && named.is_empty() {
             return Fate::Keep;
         }
-        let fate = self.managed.fate(name, trusted_hop);
+        let fate = self.managed.fate(name, hop);
         if fate.index.is_some() && fate.index == self.secret {
             // The origin secret has done its job; the app has no use for it.
             return Fate::Drop;
@@ -467,7 +471,9 @@ impl Hygiene {
             return Fate::Strip;
         }
         if fate.withheld {
-            return Fate::Strip;
+            // A client address a trusted hop passed that no strategy read is not counted
+            // as a forgery: the hop may have written it.
+            return if fate.forged { Fate::Strip } else { Fate::Drop };
         }
         if fate.index.is_some() {
             // Through a trusted hop; `Connection` may not name a client-IP header.
@@ -525,7 +531,7 @@ impl Hygiene {
                     .map(HeaderValue::as_bytes),
             );
             for name in headers.keys() {
-                match self.request_fate(name.as_str(), facts.trusted_hop, &named) {
+                match self.request_fate(name.as_str(), facts.hop, &named) {
                     Fate::Keep => {
                         if headers.get_all(name).iter().nth(1).is_some()
                             && self.managed_index_ignore_case(name.as_str()).is_some()
@@ -1092,7 +1098,7 @@ mod tests {
         let peer: SocketAddr = peer.parse().unwrap();
         let conn = Connection::from_peer(peer);
         let r = policy.resolve(&conn, &headers);
-        let trusted_hop = policy.trusts_peer(r.effective_peer());
+        let hop = policy.hop(&r);
         let origin = if r.trusted_hops > 0 {
             trueip::origin::origin(&headers, &r)
         } else {
@@ -1101,7 +1107,7 @@ mod tests {
         let host = headers.get(header::HOST).cloned();
         let facts = Facts {
             resolution: &r,
-            trusted_hop,
+            hop,
             origin,
             scheme: "http",
             host: host.as_ref(),
@@ -1319,7 +1325,23 @@ mod tests {
             one(&h, "forwarded"),
             "for=198.51.100.9;proto=http, for=10.1.1.1, for=10.0.0.5"
         );
+        // The policy reads X-Forwarded-For only: a trusted hop's CF-Connecting-IP may be
+        // the client's, relayed.
+        assert!(h.get("cf-connecting-ip").is_none());
+        let (h, stripped) = run(
+            &crate::test_support::trusting_ten(),
+            "10.0.0.5:1",
+            &[
+                ("CF-Connecting-IP", "1.1.1.1"),
+                ("CF-Connecting-IP", "2.2.2.2"),
+            ],
+            HeaderSettings {
+                relayed: vec![FieldName::new("cf-connecting-ip").unwrap()],
+                ..settings()
+            },
+        );
         assert_eq!(one(&h, "cf-connecting-ip"), "1.1.1.1, 2.2.2.2");
+        assert_eq!(stripped, 0);
     }
 
     #[test]
@@ -1327,6 +1349,11 @@ mod tests {
         let mut s = settings();
         s.x_forwarded_for = ListMode::Append;
         s.forwarded = ListMode::Append;
+        // As the config's check relays them: `append` extends what trusted hops sent.
+        s.relayed = vec![
+            trueip::headers::names::X_FORWARDED_FOR,
+            trueip::headers::names::FORWARDED,
+        ];
         let (h, _) = run(
             &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
@@ -1482,25 +1509,38 @@ mod tests {
             [&b"close, X-Internal, X-Real-IP, x_forwarded_for, Host"[..]].into_iter(),
         );
         assert_eq!(named, [&b"close"[..], b"X-Internal"]);
+        let policy = Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .build()
+            .unwrap();
+        // From a trusted hop, a client address the policy does not read is dropped (not
+        // counted as a forgery); a claim about the request passes.
         for (name, trusted, untrusted) in [
             ("X-Forwarded-For", Fate::Keep, Fate::Strip),
-            ("x-custom-ip", Fate::Keep, Fate::Strip),
+            ("x-custom-ip", Fate::Drop, Fate::Strip),
+            ("True-Client-IP", Fate::Drop, Fate::Strip),
+            ("X-Forwarded-Proto", Fate::Keep, Fate::Strip),
             ("X_Forwarded_For", Fate::Strip, Fate::Strip),
             ("X-Origin-Verify", Fate::Drop, Fate::Drop),
             ("X_Origin_Verify", Fate::Strip, Fate::Strip),
             ("Keep-Alive", Fate::Drop, Fate::Drop),
             ("HTTP2-Settings", Fate::Drop, Fate::Drop),
             ("x-internal", Fate::Drop, Fate::Drop),
-            ("X-Real-IP", Fate::Keep, Fate::Strip),
+            ("X-Real-IP", Fate::Drop, Fate::Strip),
             ("Host", Fate::Keep, Fate::Keep),
             ("User-Agent", Fate::Keep, Fate::Keep),
         ] {
             assert_eq!(
-                h.request_fate(name, true, &named),
+                h.request_fate(name, Hop::Trusted(&policy), &named),
                 trusted,
                 "{name} trusted"
             );
-            assert_eq!(h.request_fate(name, false, &named), untrusted, "{name}");
+            assert_eq!(
+                h.request_fate(name, Hop::Untrusted, &named),
+                untrusted,
+                "{name}"
+            );
         }
         assert!(response_keeps("content-type", &named));
         assert!(!response_keeps("X-Internal", &named));
