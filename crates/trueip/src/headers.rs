@@ -95,7 +95,11 @@ impl AsRef<str> for FieldName {
 
 impl PartialEq for FieldName {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        let (a, b) = (self.as_str(), other.as_str());
+        // Names made from one constant share their bytes, and the request path compares
+        // the table's names with themselves (`Policy::reads_client_from` on every
+        // client-IP header line from a trusted hop): equal pointers need no byte compare.
+        a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
     }
 }
 
@@ -389,7 +393,10 @@ impl ForwardingSet {
                 Hop::Trusted(_) if self.underscored.get(i).copied().unwrap_or(true) => (true, true),
                 Hop::Trusted(policy) => {
                     let passes = self.relayed.get(i).copied().unwrap_or(false)
-                        || policy.reads_client_from(name);
+                        || self
+                            .names
+                            .get(i)
+                            .is_some_and(|n| policy.reads_client_from(n));
                     (!passes, false)
                 }
             },

@@ -751,18 +751,18 @@ impl Policy {
         }
     }
 
-    /// Whether this policy reads a client address from the header `name` (any case): its
-    /// list header (`X-Forwarded-For`, or `Forwarded` with `from = "forwarded"`), and each
+    /// Whether this policy reads a client address from the header `name`: its list header
+    /// (`X-Forwarded-For`, or `Forwarded` with `from = "forwarded"`), and each
     /// `header:NAME` strategy's header. Not the origin secret: it names no address. These
     /// are the client-IP headers a trusted hop may pass to the app; the app has no reason
     /// to read any other, and a hop that relays one the client sent relays a forgery.
-    pub fn reads_client_from(&self, name: &str) -> bool {
-        crate::headers::is_lower_name(name, self.from.field_str())
+    pub fn reads_client_from(&self, name: &FieldName) -> bool {
+        name == self.from.field_ref()
             || self.strategies.iter().any(|s| match &s.kind {
                 Kind::Header(Single {
                     carrier: Carrier::Header(read),
                     ..
-                }) => crate::headers::is_lower_name(name, read.as_str()),
+                }) => read == name,
                 _ => false,
             })
     }
