@@ -259,3 +259,12 @@ def test_a_header_passes_a_trusted_hop_only_when_its_strategy_decided() -> None:
     scope = run(("10.0.0.5", 1), [(b"x-forwarded-for", b"203.0.113.9"), (b"forwarded", b"for=6.6.6.6")], policy=alb)
     assert scope["client"] == ("203.0.113.9", 0)
     assert scope["headers"] == [(b"x-forwarded-for", b"203.0.113.9")]
+
+
+def test_an_origin_secret_in_the_table_is_withheld_from_a_trusted_hop() -> None:
+    """Review finding: Azure Front Door's X-Azure-FDID, the documented origin secret, is a row
+    of the table that passes trusted hops; it reached the app while X-Origin-Verify did not."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], origin_secret=("X-Azure-FDID", "fdid"))
+    scope = run(("10.0.0.5", 1), [(b"x-forwarded-for", b"203.0.113.9"), (b"x-azure-fdid", b"fdid")], policy=p)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"x-forwarded-for", b"203.0.113.9")]

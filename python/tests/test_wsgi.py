@@ -275,3 +275,11 @@ def test_a_header_passes_a_trusted_hop_only_when_its_strategy_decided() -> None:
     env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_FORWARDED": "for=6.6.6.6"}, alb)
     assert (env["REMOTE_ADDR"], env["HTTP_X_FORWARDED_FOR"]) == ("203.0.113.9", "203.0.113.9")
     assert "HTTP_FORWARDED" not in env
+
+
+def test_an_origin_secret_in_the_table_is_withheld_from_a_trusted_hop() -> None:
+    """As the ASGI test of the name: X-Azure-FDID as the origin secret never reaches the app."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], origin_secret=("X-Azure-FDID", "fdid"))
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_AZURE_FDID": "fdid"}, p)
+    assert env["REMOTE_ADDR"] == "203.0.113.9"
+    assert "HTTP_X_AZURE_FDID" not in env

@@ -292,9 +292,15 @@ impl ForwardingSet {
     /// header is the client's to write when the request did not come through a trusted
     /// hop, like `X-Forwarded-For`, and an app that reads it itself must not see it.
     pub fn for_policy(policy: &crate::Policy) -> Self {
+        // The origin secret passes no trusted hop, even when it is a row that would
+        // (`X-Azure-FDID`): it has done its job, and the app has no use for it.
+        let secret = policy.origin_secret().map(crate::OriginSecret::name);
         let mut set: Vec<(FieldName, bool)> = names::FORWARDING
             .iter()
-            .map(|row| (row.name.clone(), row.claim != names::Claim::Address))
+            .map(|row| {
+                let passes = row.claim != names::Claim::Address && secret != Some(&row.name);
+                (row.name.clone(), passes)
+            })
             .collect();
         for name in policy.client_ip_headers() {
             if !set.iter().any(|(n, _)| n == name) {
@@ -1491,6 +1497,39 @@ mod tests {
         ];
         assert!(passes(&alb, &sent, "x-forwarded-for"));
         assert!(!passes(&alb, &sent, "forwarded"));
+    }
+
+    /// Review finding: with the documented Azure Front Door setup,
+    /// `origin_secret = { header = "X-Azure-FDID", ... }`, the secret is a row of the table
+    /// that passes trusted hops (a claim about the origin), and the middlewares handed it
+    /// to the app while they withheld any other origin secret.
+    #[test]
+    fn the_origin_secret_passes_no_trusted_hop_even_as_a_row_of_the_table() {
+        let policy = |secret: &str| {
+            crate::Policy::builder()
+                .trust_str("10.0.0.0/8")
+                .unwrap()
+                .origin_secret(crate::OriginSecret::new(secret, b"s".to_vec()).unwrap())
+                .build()
+                .unwrap()
+        };
+        for secret in ["X-Azure-FDID", "X-Origin-Verify"] {
+            let policy = policy(secret);
+            let behind = Hop::Trusted {
+                policy: &policy,
+                decided: Some(0),
+            };
+            let set = ForwardingSet::for_policy(&policy);
+            assert!(set.withheld(secret.as_bytes(), behind), "{secret}");
+            assert!(set.withheld(secret.as_bytes(), Hop::Untrusted), "{secret}");
+        }
+        // Not the origin secret: a claim about the origin, which passes.
+        let plain = trusting("10.0.0.0/8");
+        let behind = Hop::Trusted {
+            policy: &plain,
+            decided: Some(0),
+        };
+        assert!(!ForwardingSet::for_policy(&plain).withheld(b"X-Azure-FDID", behind));
     }
 
     /// A middleware's set holds what its policy reads a client or a secret from, beside
