@@ -378,8 +378,9 @@ struct Policy {
     /// Their WSGI environ keys (`HTTP_X_FORWARDED_FOR`, ...), for the WSGI middleware:
     /// those withheld from an untrusted peer.
     environ_keys: Py<PyFrozenSet>,
-    /// The keys withheld from a trusted hop.
-    environ_keys_trusted: Py<PyFrozenSet>,
+    /// The keys withheld from a trusted hop: when no strategy decided, then when each
+    /// strategy did (`Resolution::strategy` + 1).
+    environ_keys_trusted: Vec<Py<PyFrozenSet>>,
 }
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
@@ -415,15 +416,29 @@ impl Policy {
         let names = inner.header_names();
         let withheld = trueip::headers::ForwardingSet::for_policy(&inner);
         let environ_keys = PyFrozenSet::new(py, withheld.names().iter().map(environ_key))?.unbind();
-        let environ_keys_trusted = PyFrozenSet::new(
-            py,
-            withheld
-                .names()
-                .iter()
-                .filter(|name| withheld.withheld(name.as_str().as_bytes(), Hop::Trusted(&inner)))
-                .map(environ_key),
-        )?
-        .unbind();
+        // From a trusted hop what passes depends on the strategy that decided: one set for
+        // none (first), then one for each strategy.
+        let strategies = (0..=u8::MAX)
+            .take_while(|&i| inner.strategy_name(i).is_some())
+            .map(Some);
+        let environ_keys_trusted = std::iter::once(None)
+            .chain(strategies)
+            .map(|decided| {
+                let hop = Hop::Trusted {
+                    policy: &inner,
+                    decided,
+                };
+                PyFrozenSet::new(
+                    py,
+                    withheld
+                        .names()
+                        .iter()
+                        .filter(|name| withheld.withheld(name.as_str().as_bytes(), hop))
+                        .map(environ_key),
+                )
+                .map(Bound::unbind)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let mut with_origin = names.clone();
         for name in trueip::origin::HEADER_NAMES {
             if !with_origin.contains(&name) {
@@ -466,7 +481,10 @@ impl Policy {
     /// policy's `came_through_trusted_hop`, or false for a signed header that failed).
     fn hop(&self, resolution: &Resolution) -> Hop<'_> {
         if resolution.trusted_hop {
-            Hop::Trusted(&self.inner)
+            Hop::Trusted {
+                policy: &self.inner,
+                decided: resolution.inner.strategy,
+            }
         } else {
             Hop::Untrusted
         }
@@ -767,22 +785,24 @@ impl Policy {
     }
 
     /// The WSGI environ keys of the client-IP headers the middlewares remove from a
-    /// request that did or did not come through a trusted hop
+    /// request decided as `resolution` (`None`: no decision, no hop trusted)
     /// (`trueip::headers::ForwardingSet::withheld`): from an untrusted peer, the core's
     /// table (`forwarding_header_names()`) and the headers this policy reads a client or
     /// its origin secret from (a `header:NAME` strategy's); from a trusted hop, the client
-    /// addresses among them that the policy does not read, and the origin secret.
+    /// addresses among them that the decision did not read (another strategy's header
+    /// too), and the origin secret.
     fn _withheld_environ_keys<'py>(
         &self,
         py: Python<'py>,
-        trusted_hop: bool,
+        resolution: Option<PyRef<'py, Resolution>>,
     ) -> Bound<'py, PyFrozenSet> {
-        let keys = if trusted_hop {
-            &self.environ_keys_trusted
-        } else {
-            &self.environ_keys
+        let trusted = match resolution.as_deref().map(|r| self.hop(r)) {
+            Some(Hop::Trusted { decided, .. }) => decided
+                .map_or(Some(0), |i| usize::from(i).checked_add(1))
+                .and_then(|i| self.environ_keys_trusted.get(i)),
+            _ => None,
         };
-        keys.bind(py).clone()
+        trusted.unwrap_or(&self.environ_keys).bind(py).clone()
     }
 
     /// The headers `resolve` reads, lower case.

@@ -233,3 +233,38 @@ def test_a_query_argument_from_the_trusted_gateway() -> None:
              "path": "/", "root_path": "", "headers": [], "query_string": b"page=2&client=198.51.100.4"}
     asyncio.run(TrueIP(app, policy)(scope, None, None))
     assert seen["client"] == ("198.51.100.4", 0)
+
+
+def test_a_header_passes_a_trusted_hop_only_when_its_strategy_decided() -> None:
+    """Review finding: a header:NAME strategy's header that strategy did not decide from (two
+    lines, refused as ambiguous; or another strategy decided first) was passed from a trusted
+    hop because the policy "reads" it: a client's own True-Client-IP, relayed by nginx. And
+    under from_="forwarded" with aws-alb, the ALB's X-Forwarded-For (which decided) was
+    removed while a client's Forwarded (which nothing read) passed."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], strategy=["header:True-Client-IP", "rightmost-untrusted"])
+    doubled = [(b"x-forwarded-for", b"203.0.113.9"), (b"true-client-ip", b"6.6.6.6"), (b"true-client-ip", b"203.0.113.9")]
+    scope = run(("10.0.0.5", 1), list(doubled), policy=p)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert [n for n, _ in scope["headers"]] == [b"x-forwarded-for"]
+    scope = run(("10.0.0.5", 1), doubled[:2], policy=p)
+    assert scope["client"] == ("6.6.6.6", 0)
+    assert [n for n, _ in scope["headers"]] == [b"x-forwarded-for", b"true-client-ip"]
+
+    two = trueip.Policy(trust=["10.0.0.0/8"], strategy=["header:Fastly-Client-IP", "header:CF-Connecting-IP"])
+    scope = run(("10.0.0.5", 1), [(b"fastly-client-ip", b"203.0.113.9"), (b"cf-connecting-ip", b"6.6.6.6")], policy=two)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"fastly-client-ip", b"203.0.113.9")]
+
+    alb = trueip.Policy(trust=["10.0.0.0/8"], strategy="aws-alb", from_="forwarded")
+    scope = run(("10.0.0.5", 1), [(b"x-forwarded-for", b"203.0.113.9"), (b"forwarded", b"for=6.6.6.6")], policy=alb)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"x-forwarded-for", b"203.0.113.9")]
+
+
+def test_an_origin_secret_in_the_table_is_withheld_from_a_trusted_hop() -> None:
+    """Review finding: Azure Front Door's X-Azure-FDID, the documented origin secret, is a row
+    of the table that passes trusted hops; it reached the app while X-Origin-Verify did not."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], origin_secret=("X-Azure-FDID", "fdid"))
+    scope = run(("10.0.0.5", 1), [(b"x-forwarded-for", b"203.0.113.9"), (b"x-azure-fdid", b"fdid")], policy=p)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"x-forwarded-for", b"203.0.113.9")]

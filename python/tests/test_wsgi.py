@@ -258,3 +258,28 @@ def test_a_policy_per_sub_app_under_werkzeug_dispatcher() -> None:
     got = {path: client.get(path, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"}).get_data(as_text=True)
            for path in ("/", "/internal/", "/nginx/")}
     assert got == {"/": "10.0.0.5", "/internal/": "203.0.113.9", "/nginx/": "198.51.100.7"}
+
+
+def test_a_header_passes_a_trusted_hop_only_when_its_strategy_decided() -> None:
+    """As the ASGI test of the name: another strategy decided, so nothing vouched for the
+    header:CF-Connecting-IP strategy's header; and aws-alb reads X-Forwarded-For whatever
+    from_ says."""
+    two = trueip.Policy(trust=["10.0.0.0/8"], strategy=["header:Fastly-Client-IP", "header:CF-Connecting-IP"])
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_FASTLY_CLIENT_IP": "203.0.113.9", "HTTP_CF_CONNECTING_IP": "6.6.6.6"}, two)
+    assert (env["REMOTE_ADDR"], env["HTTP_FASTLY_CLIENT_IP"]) == ("203.0.113.9", "203.0.113.9")
+    assert "HTTP_CF_CONNECTING_IP" not in env
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_CF_CONNECTING_IP": "203.0.113.7"}, two)
+    assert (env["REMOTE_ADDR"], env["HTTP_CF_CONNECTING_IP"]) == ("203.0.113.7", "203.0.113.7")
+
+    alb = trueip.Policy(trust=["10.0.0.0/8"], strategy="aws-alb", from_="forwarded")
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_FORWARDED": "for=6.6.6.6"}, alb)
+    assert (env["REMOTE_ADDR"], env["HTTP_X_FORWARDED_FOR"]) == ("203.0.113.9", "203.0.113.9")
+    assert "HTTP_FORWARDED" not in env
+
+
+def test_an_origin_secret_in_the_table_is_withheld_from_a_trusted_hop() -> None:
+    """As the ASGI test of the name: X-Azure-FDID as the origin secret never reaches the app."""
+    p = trueip.Policy(trust=["10.0.0.0/8"], origin_secret=("X-Azure-FDID", "fdid"))
+    env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_AZURE_FDID": "fdid"}, p)
+    assert env["REMOTE_ADDR"] == "203.0.113.9"
+    assert "HTTP_X_AZURE_FDID" not in env

@@ -21,9 +21,9 @@ For each request it
   environ (the core's table of them, ``trueip.forwarding_header_names()``, and any header
   the policy reads a client from, such as a ``header:X-Client-Addr`` strategy's): the
   client wrote them, and an app or library reading ``HTTP_X_FORWARDED_FOR`` must not see
-  them. When it did, removes the client addresses the policy does not read
-  (``HTTP_TRUE_CLIENT_IP`` under an ``X-Forwarded-For`` policy, ...) and the origin
-  secret: a trusted proxy relays a client's ``True-Client-IP`` as readily as it writes
+  them. When it did, removes the client addresses the decision did not read
+  (``HTTP_TRUE_CLIENT_IP`` under an ``X-Forwarded-For`` policy, a ``header:NAME``
+  strategy's header when another strategy decided, ...) and the origin secret: a trusted proxy relays a client's ``True-Client-IP`` as readily as it writes
   one, and only ``REMOTE_ADDR`` was checked;
 * keeps the values it replaced or removed in ``environ["trueip.original"]`` and the
   decision in ``environ["trueip.resolution"]``.
@@ -51,10 +51,11 @@ from ._host import DEFAULT_ORIGIN, split_host, with_port
 __all__ = ["TrueIP"]
 
 #: The environ keys of the core's table of client-IP headers: ``HTTP_X_FORWARDED_FOR``,
-#: ... The middleware removes ``policy._withheld_environ_keys(trusted_hop)``: from an
+#: ... The middleware removes ``policy._withheld_environ_keys(resolution)``: from an
 #: untrusted peer these, and the headers the policy itself reads a client from (a
 #: ``header:NAME`` strategy's) or its origin secret; from a trusted hop those of them the
-#: policy does not read an address from.
+#: decision did not read an address from (its list headers, the header of the
+#: ``header:NAME`` strategy that decided).
 FORWARDING_KEYS = frozenset("HTTP_" + n.upper().replace("-", "_") for n in forwarding_header_names())
 
 #: Keys whose received values are kept in ``environ["trueip.original"]``.
@@ -95,8 +96,7 @@ def apply(
     environ["trueip.resolution"] = resolution
     if verifier is not None:
         environ["trueip.signature"] = outcome
-    trusted_hop = resolution is not None and resolution.trusted_hop
-    for key in environ.keys() & policy._withheld_environ_keys(trusted_hop):
+    for key in environ.keys() & policy._withheld_environ_keys(resolution):
         original[key] = environ.pop(key)
     if resolution is None:
         return None

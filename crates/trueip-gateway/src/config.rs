@@ -1553,6 +1553,7 @@ impl Settings {
                 }
             }
         }
+        file.headers.check_relay()?;
         if let Some(sign) = &file.upstream.sign {
             file.headers.signing = sign.load()?;
         }
@@ -1878,19 +1879,6 @@ impl HeaderSettings {
             }
         }
         self.kept = keep(&self.keep, &extra, origin_secret.as_ref(), policy)?;
-        self.relayed = relay(&self.relay, &extra, &self.kept, origin_secret.as_ref())?;
-        // `append` extends the list trusted hops sent, whatever the policy reads.
-        for (mode, name) in [
-            (
-                self.x_forwarded_for,
-                trueip::headers::names::X_FORWARDED_FOR,
-            ),
-            (self.forwarded, trueip::headers::names::FORWARDED),
-        ] {
-            if mode == ListMode::Append && !self.relayed.contains(&name) {
-                self.relayed.push(name);
-            }
-        }
         self.extra = extra;
         self.origin_secret = origin_secret;
         self.source_args.clear();
@@ -1904,6 +1892,31 @@ impl HeaderSettings {
                 )
                 .hint("add a query:NAME or cookie:NAME strategy to [client_ip], or remove the key")
                 .at("headers.strip_client_source"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `relay` into `relayed`, once [`check`](Self::check) ran for every policy:
+    /// a name only a listener's own policy reads is a client-IP header the gateway strips
+    /// too, and may be relayed on the other listeners.
+    fn check_relay(&mut self) -> Result<(), ConfigError> {
+        self.relayed = relay(
+            &self.relay,
+            &self.extra,
+            &self.kept,
+            self.origin_secret.as_ref(),
+        )?;
+        // `append` extends the list trusted hops sent, whatever the policy reads.
+        for (mode, name) in [
+            (
+                self.x_forwarded_for,
+                trueip::headers::names::X_FORWARDED_FOR,
+            ),
+            (self.forwarded, trueip::headers::names::FORWARDED),
+        ] {
+            if mode == ListMode::Append && !self.relayed.contains(&name) {
+                self.relayed.push(name);
             }
         }
         Ok(())
@@ -2213,6 +2226,27 @@ mod tests {
                 "{toml}: {err}"
             );
         }
+    }
+
+    /// Review finding: a header only a listener's own policy reads is stripped like the
+    /// table's on every listener, so another listener's trusted hops may relay it; the
+    /// check refused it as "not a client-IP header the gateway strips".
+    #[test]
+    fn a_header_a_listener_policy_reads_may_be_relayed() {
+        let toml = "[client_ip]\ntrusted = [\"127.0.0.1\"]\n[headers]\nrelay = [\"X-Edge-Client\"]\n\
+                    [[listen]]\naddress = \"127.0.0.1:18081\"\n\
+                    [[listen]]\naddress = \"127.0.0.1:18082\"\n\
+                    client_ip = { trusted = [\"127.0.0.1\"], strategy = \"header:X-Edge-Client\" }\n";
+        let s = settings(toml).unwrap();
+        let edge = FieldName::new("x-edge-client").unwrap();
+        assert!(s.headers.extra.contains(&edge));
+        assert_eq!(s.headers.relayed, [edge]);
+        // A listener's origin secret is refused as such.
+        let toml = "[client_ip]\ntrusted = [\"127.0.0.1\"]\n[headers]\nrelay = [\"X-Origin-Verify\"]\n\
+                    [[listen]]\naddress = \"127.0.0.1:18081\"\n\
+                    client_ip = { trusted = [\"127.0.0.1\"], origin_secret = { header = \"X-Origin-Verify\", value = \"x\" } }\n";
+        let err = settings(toml).unwrap_err();
+        assert!(err.contains("is the origin secret"), "{err}");
     }
 
     #[test]

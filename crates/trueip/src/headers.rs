@@ -186,17 +186,26 @@ pub enum Hop<'p> {
     /// Not through a hop the policy trusts: the client wrote every client-IP header the
     /// request carries.
     Untrusted,
-    /// Through a hop this policy trusts. It may pass the client-IP headers the policy reads
+    /// Through a hop `policy` trusts, decided by its strategy `decided`
+    /// ([`Resolution::strategy`](crate::Resolution::strategy)). It may pass the client-IP
+    /// headers the decision vouched for
     /// ([`Policy::reads_client_from`](crate::Policy::reads_client_from)); any other it
     /// passes may be the client's, relayed unchanged (nginx, an ALB and most CDNs relay a
-    /// `True-Client-IP` they do not write themselves).
-    Trusted(&'p crate::Policy),
+    /// `True-Client-IP` they do not write themselves), and so may a `header:NAME`
+    /// strategy's header when that strategy did not decide (it was not reached, refused
+    /// several lines, or does not trust the peer).
+    Trusted {
+        /// The policy that trusts the hop.
+        policy: &'p crate::Policy,
+        /// The index of its strategy that decided, `None` when none did.
+        decided: Option<u8>,
+    },
 }
 
 impl Hop<'_> {
     /// Whether the request came through a trusted hop.
     pub fn is_trusted(self) -> bool {
-        matches!(self, Hop::Trusted(_))
+        matches!(self, Hop::Trusted { .. })
     }
 }
 
@@ -208,10 +217,11 @@ impl Hop<'_> {
 /// - From an untrusted peer every one of them is withheld: the client wrote it.
 /// - From a trusted hop, one that claims something about the request (scheme, host, port,
 ///   prefix: [`names::Claim::Request`]) or the CDN distribution passes, and so does a
-///   client address the policy reads ([`Policy::reads_client_from`](crate::Policy::reads_client_from)):
-///   the policy decided from it. Any other client address is withheld: a trusted hop
-///   relays what the client sent as readily as it writes, and the policy did not check
-///   it. A deployment whose hop writes one that the app reads names it in
+///   client address the decision read ([`Policy::reads_client_from`](crate::Policy::reads_client_from):
+///   the list headers, and the header of the `header:NAME` strategy that decided). Any
+///   other client address is withheld: a trusted hop relays what the client sent as
+///   readily as it writes, and the policy did not check it (nor a `header:NAME`
+///   strategy's header when another strategy decided). A deployment whose hop writes one that the app reads names it in
 ///   [`relaying`](Self::relaying).
 /// - Spelled with underscores, one is withheld always: no honest proxy writes
 ///   `X_Forwarded_For`, and WSGI, CGI and PHP read it as `X-Forwarded-For`.
@@ -224,7 +234,7 @@ impl Hop<'_> {
 /// use trueip::Policy;
 ///
 /// let policy = Policy::builder().trust_str("10.0.0.0/8")?.build()?;
-/// let behind = Hop::Trusted(&policy);
+/// let behind = Hop::Trusted { policy: &policy, decided: Some(0) };
 /// let set = ForwardingSet::for_policy(&policy).without(&[names::X_FORWARDED_PROTO]);
 /// assert!(set.withheld(b"X-Forwarded-For", Hop::Untrusted)); // the client wrote it
 /// assert!(!set.withheld(b"X-Forwarded-For", behind)); // the policy read it
@@ -286,9 +296,15 @@ impl ForwardingSet {
     /// header is the client's to write when the request did not come through a trusted
     /// hop, like `X-Forwarded-For`, and an app that reads it itself must not see it.
     pub fn for_policy(policy: &crate::Policy) -> Self {
+        // The origin secret passes no trusted hop, even when it is a row that would
+        // (`X-Azure-FDID`): it has done its job, and the app has no use for it.
+        let secret = policy.origin_secret().map(crate::OriginSecret::name);
         let mut set: Vec<(FieldName, bool)> = names::FORWARDING
             .iter()
-            .map(|row| (row.name.clone(), row.claim != names::Claim::Address))
+            .map(|row| {
+                let passes = row.claim != names::Claim::Address && secret != Some(&row.name);
+                (row.name.clone(), passes)
+            })
             .collect();
         for name in policy.client_ip_headers() {
             if !set.iter().any(|(n, _)| n == name) {
@@ -390,13 +406,15 @@ impl ForwardingSet {
             // Spelled exactly: an underscore in it is one in the set's name.
             Some(i) => match hop {
                 Hop::Untrusted => (true, true),
-                Hop::Trusted(_) if self.underscored.get(i).copied().unwrap_or(true) => (true, true),
-                Hop::Trusted(policy) => {
+                Hop::Trusted { .. } if self.underscored.get(i).copied().unwrap_or(true) => {
+                    (true, true)
+                }
+                Hop::Trusted { policy, decided } => {
                     let passes = self.relayed.get(i).copied().unwrap_or(false)
                         || self
                             .names
                             .get(i)
-                            .is_some_and(|n| policy.reads_client_from(n));
+                            .is_some_and(|n| policy.reads_client_from(n, decided));
                     (!passes, false)
                 }
             },
@@ -1293,7 +1311,10 @@ mod tests {
     #[test]
     fn forwarding_set_fate_finds_the_name_and_applies_the_rule() {
         let policy = trusting("10.0.0.0/8");
-        let behind = Hop::Trusted(&policy);
+        let behind = Hop::Trusted {
+            policy: &policy,
+            decided: Some(0),
+        };
         let set = ForwardingSet::default()
             .without(&[names::X_FORWARDED_PROTO])
             .with(FieldName::new("x_edge_client").unwrap());
@@ -1357,17 +1378,22 @@ mod tests {
             .build()
             .unwrap();
         let set = ForwardingSet::default().with(FieldName::new("x-edge-client").unwrap());
-        let passes = |name: &str, policy| !set.withheld(name.as_bytes(), Hop::Trusted(policy));
-        assert!(passes("X-Forwarded-For", &xff));
-        assert!(!passes("Forwarded", &xff));
-        assert!(!passes("X-Real-IP", &xff));
-        assert!(!passes("True-Client-IP", &xff));
-        assert!(!passes("x-edge-client", &xff));
-        assert!(passes("X-Forwarded-Port", &xff));
-        assert!(passes("X-Azure-FDID", &xff));
-        assert!(!passes("X-Forwarded-For", &forwarded));
-        assert!(passes("Forwarded", &forwarded));
-        assert!(passes("true-client-ip", &forwarded));
+        let passes = |name: &str, policy, decided| {
+            !set.withheld(name.as_bytes(), Hop::Trusted { policy, decided })
+        };
+        assert!(passes("X-Forwarded-For", &xff, Some(0)));
+        assert!(passes("X-Forwarded-For", &xff, None));
+        assert!(!passes("Forwarded", &xff, Some(0)));
+        assert!(!passes("X-Real-IP", &xff, Some(0)));
+        assert!(!passes("True-Client-IP", &xff, Some(0)));
+        assert!(!passes("x-edge-client", &xff, Some(0)));
+        assert!(passes("X-Forwarded-Port", &xff, Some(0)));
+        assert!(passes("X-Azure-FDID", &xff, Some(0)));
+        assert!(!passes("X-Forwarded-For", &forwarded, Some(0)));
+        assert!(passes("Forwarded", &forwarded, Some(0)));
+        assert!(passes("true-client-ip", &forwarded, Some(0)));
+        // The header strategy did not decide: nothing vouched for its header.
+        assert!(!passes("true-client-ip", &forwarded, None));
 
         let relaying = set.relaying(&[
             FieldName::new("true-client-ip").unwrap(),
@@ -1375,14 +1401,142 @@ mod tests {
             FieldName::new("x-not-in-the-set").unwrap(),
         ]);
         assert_eq!(relaying.names().len(), names::FORWARDING.len() + 1);
+        let behind = Hop::Trusted {
+            policy: &xff,
+            decided: Some(0),
+        };
         for name in ["True-Client-IP", "X-Edge-Client"] {
-            assert!(
-                !relaying.withheld(name.as_bytes(), Hop::Trusted(&xff)),
-                "{name}"
-            );
+            assert!(!relaying.withheld(name.as_bytes(), behind), "{name}");
             assert!(relaying.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
         }
-        assert!(relaying.withheld(b"True_Client_IP", Hop::Trusted(&xff)));
+        assert!(relaying.withheld(b"True_Client_IP", behind));
+    }
+
+    /// A `header:NAME` strategy's header passes a trusted hop only when that strategy
+    /// decided, and a list header only when a strategy reads it. Review findings: under the
+    /// example config's chain (a preset trusting its provider only, then
+    /// `rightmost-untrusted` through the policy's proxies) a client's `CF-Connecting-IP`
+    /// relayed by a trusted nginx reached the app, though the preset refused it (the peer
+    /// is not Cloudflare); so did one beside a second CDN's header that decided first, and
+    /// two `True-Client-IP` lines the strategy refused as ambiguous. And under
+    /// `from = "forwarded"` with `aws-alb` the ALB's `X-Forwarded-For`, which decided, was
+    /// withheld while a client's `Forwarded`, which nothing read, passed.
+    #[test]
+    fn a_header_passes_a_trusted_hop_only_when_the_decision_read_it() {
+        use crate::{Connection, TrustSet};
+        let cidr = |c: &str| TrustSet::from_cidrs([c.parse().unwrap()]);
+        let builder = || {
+            crate::Policy::builder()
+                .trust_str("10.0.0.0/8")
+                .unwrap()
+                .provider("cloudflare", cidr("198.51.100.0/24"))
+                .provider("fastly", cidr("192.0.2.0/24"))
+        };
+        let nginx = Connection::from_peer("10.0.0.5:1".parse::<std::net::SocketAddr>().unwrap());
+        let passes = |policy: &crate::Policy, sent: &[(&str, &str)], name: &str| {
+            let sent = sent.to_vec();
+            let r = policy.resolve(&nginx, &sent);
+            assert!(policy.came_through_trusted_hop(&r), "{r:?}");
+            !ForwardingSet::for_policy(policy).withheld(name.as_bytes(), policy.hop(&r))
+        };
+        let example = builder()
+            .strategy_trusting(
+                "cloudflare".parse().unwrap(),
+                vec!["cloudflare".parse().unwrap()],
+            )
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap();
+        let forged = [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("cf-connecting-ip", "6.6.6.6"),
+        ];
+        assert!(!passes(&example, &forged, "cf-connecting-ip"));
+        assert!(passes(&example, &forged, "x-forwarded-for"));
+        // From Cloudflare itself, the preset decides and its header passes.
+        let cf = Connection::from_peer("198.51.100.7:1".parse::<std::net::SocketAddr>().unwrap());
+        let r = example.resolve(&cf, &forged);
+        assert_eq!(r.strategy, Some(0));
+        assert!(
+            !ForwardingSet::for_policy(&example).withheld(b"CF-Connecting-IP", example.hop(&r))
+        );
+
+        let two_cdns = builder()
+            .strategy_str("fastly")
+            .unwrap()
+            .strategy_str("cloudflare")
+            .unwrap()
+            .build()
+            .unwrap();
+        let sent = [
+            ("x-forwarded-for", "203.0.113.9, 192.0.2.7"),
+            ("fastly-client-ip", "203.0.113.9"),
+            ("cf-connecting-ip", "6.6.6.6"),
+        ];
+        assert!(passes(&two_cdns, &sent, "fastly-client-ip"));
+        assert!(!passes(&two_cdns, &sent, "cf-connecting-ip"));
+
+        let fallback = builder()
+            .strategy_str("header:True-Client-IP")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap();
+        let doubled = [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("true-client-ip", "6.6.6.6"),
+            ("true-client-ip", "203.0.113.9"),
+        ];
+        assert!(!passes(&fallback, &doubled, "true-client-ip"));
+        assert!(passes(&fallback, &doubled[..2], "true-client-ip"));
+
+        let alb = builder()
+            .from_list(crate::ListHeader::Forwarded)
+            .strategy_str("aws-alb")
+            .unwrap()
+            .build()
+            .unwrap();
+        let sent = [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=6.6.6.6"),
+        ];
+        assert!(passes(&alb, &sent, "x-forwarded-for"));
+        assert!(!passes(&alb, &sent, "forwarded"));
+    }
+
+    /// Review finding: with the documented Azure Front Door setup,
+    /// `origin_secret = { header = "X-Azure-FDID", ... }`, the secret is a row of the table
+    /// that passes trusted hops (a claim about the origin), and the middlewares handed it
+    /// to the app while they withheld any other origin secret.
+    #[test]
+    fn the_origin_secret_passes_no_trusted_hop_even_as_a_row_of_the_table() {
+        let policy = |secret: &str| {
+            crate::Policy::builder()
+                .trust_str("10.0.0.0/8")
+                .unwrap()
+                .origin_secret(crate::OriginSecret::new(secret, b"s".to_vec()).unwrap())
+                .build()
+                .unwrap()
+        };
+        for secret in ["X-Azure-FDID", "X-Origin-Verify"] {
+            let policy = policy(secret);
+            let behind = Hop::Trusted {
+                policy: &policy,
+                decided: Some(0),
+            };
+            let set = ForwardingSet::for_policy(&policy);
+            assert!(set.withheld(secret.as_bytes(), behind), "{secret}");
+            assert!(set.withheld(secret.as_bytes(), Hop::Untrusted), "{secret}");
+        }
+        // Not the origin secret: a claim about the origin, which passes.
+        let plain = trusting("10.0.0.0/8");
+        let behind = Hop::Trusted {
+            policy: &plain,
+            decided: Some(0),
+        };
+        assert!(!ForwardingSet::for_policy(&plain).withheld(b"X-Azure-FDID", behind));
     }
 
     /// A middleware's set holds what its policy reads a client or a secret from, beside
@@ -1401,7 +1555,10 @@ mod tests {
             .origin_secret(crate::OriginSecret::new("X-Origin-Verify", b"s".to_vec()).unwrap())
             .build()
             .unwrap();
-        let behind = Hop::Trusted(&policy);
+        let behind = Hop::Trusted {
+            policy: &policy,
+            decided: Some(0),
+        };
         let set = ForwardingSet::for_policy(&policy);
         for name in [
             "X-Client-Addr",
@@ -1441,7 +1598,11 @@ mod tests {
                 .unwrap()
                 .build()
                 .unwrap();
-            let hop = if trusted { Hop::Trusted(&policy) } else { Hop::Untrusted };
+            let hop = if trusted {
+                Hop::Trusted { policy: &policy, decided: Some(0) }
+            } else {
+                Hop::Untrusted
+            };
             let set = ForwardingSet::default().with(FieldName::new("x_edge_client").unwrap());
             let token = !name.is_empty() && name.bytes().all(is_token_byte);
             let spelled = set.names().iter().any(|n| spells(n.as_str(), &name));

@@ -740,31 +740,41 @@ impl Policy {
 
     /// The hop a request decided as `resolution` came through, as
     /// [`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) asks it:
-    /// [`Hop::Trusted`](crate::headers::Hop::Trusted) by this policy when
-    /// [`came_through_trusted_hop`](Self::came_through_trusted_hop), else
-    /// [`Hop::Untrusted`](crate::headers::Hop::Untrusted).
+    /// [`Hop::Trusted`](crate::headers::Hop::Trusted) by this policy, decided by the
+    /// resolution's strategy, when [`came_through_trusted_hop`](Self::came_through_trusted_hop),
+    /// else [`Hop::Untrusted`](crate::headers::Hop::Untrusted).
     pub fn hop(&self, resolution: &Resolution) -> crate::headers::Hop<'_> {
         if self.came_through_trusted_hop(resolution) {
-            crate::headers::Hop::Trusted(self)
+            crate::headers::Hop::Trusted {
+                policy: self,
+                decided: resolution.strategy,
+            }
         } else {
             crate::headers::Hop::Untrusted
         }
     }
 
-    /// Whether this policy reads a client address from the header `name`: its list header
-    /// (`X-Forwarded-For`, or `Forwarded` with `from = "forwarded"`), and each
-    /// `header:NAME` strategy's header. Not the origin secret: it names no address. These
-    /// are the client-IP headers a trusted hop may pass to the app; the app has no reason
-    /// to read any other, and a hop that relays one the client sent relays a forgery.
-    pub fn reads_client_from(&self, name: &FieldName) -> bool {
-        name == self.from.field_ref()
-            || self.strategies.iter().any(|s| match &s.kind {
-                Kind::Header(Single {
-                    carrier: Carrier::Header(read),
-                    ..
-                }) => read == name,
-                _ => false,
-            })
+    /// Whether this policy read a client address from the header `name` for a request its
+    /// strategy `decided` decided ([`Resolution::strategy`]): the list header each strategy
+    /// reads (`X-Forwarded-For`, or `Forwarded` with `from = "forwarded"`; `aws-alb`,
+    /// `gcp-lb` and `cloudfront` walk `X-Forwarded-For` whatever `from` says), and the
+    /// header of the `header:NAME` strategy that decided. Not another strategy's header:
+    /// that strategy was not reached, refused the header (several lines, a peer it does not
+    /// trust) or found it absent, so nothing vouched for it. Not the origin secret: it names
+    /// no address. These are the client-IP headers a trusted hop may pass to the app; the
+    /// app has no reason to read any other, and a hop that relays one the client sent
+    /// relays a forgery.
+    pub fn reads_client_from(&self, name: &FieldName, decided: Option<u8>) -> bool {
+        self.strategies.iter().any(|s| s.list.field_ref() == name)
+            || decided
+                .and_then(|i| self.strategies.get(usize::from(i)))
+                .is_some_and(|s| match &s.kind {
+                    Kind::Header(Single {
+                        carrier: Carrier::Header(read),
+                        ..
+                    }) => read == name,
+                    _ => false,
+                })
     }
 
     /// Every header `resolve` may read, lower case, each once: both list headers,

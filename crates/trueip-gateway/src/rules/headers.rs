@@ -16,7 +16,8 @@
 //!    the PROXY source of a trusted sender, is not trusted by the policy), every
 //!    client-IP header is removed: the client wrote it. From a trusted hop, claims about
 //!    the request (`X-Forwarded-Proto`, ...) stay, and so do the client addresses the
-//!    policy reads and those `[headers] relay` names, several lines of one header merged
+//!    decision read (the list headers, the header of the `header:NAME` strategy that
+//!    decided) and those `[headers] relay` names, several lines of one header merged
 //!    into one; any other client address is dropped, since the hop may have relayed the
 //!    client's (the rule is the core's [`ForwardingSet::fate`]).
 //! 4. **The gateway's own headers**, one clean line each: `X-Real-IP`,
@@ -1532,7 +1533,14 @@ mod tests {
             ("User-Agent", Fate::Keep, Fate::Keep),
         ] {
             assert_eq!(
-                h.request_fate(name, Hop::Trusted(&policy), &named),
+                h.request_fate(
+                    name,
+                    Hop::Trusted {
+                        policy: &policy,
+                        decided: Some(0),
+                    },
+                    &named
+                ),
                 trusted,
                 "{name} trusted"
             );
