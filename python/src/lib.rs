@@ -468,7 +468,7 @@ impl Policy {
         Ok(conn)
     }
 
-    fn decide(&self, conn: &Connection, headers: &Copied) -> Resolution {
+    fn decide<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> Resolution {
         let inner = self.inner.resolve(conn, headers);
         Resolution {
             trusted_hop: self.inner.came_through_trusted_hop(&inner),
@@ -674,7 +674,12 @@ impl Policy {
     ///
     /// A `peer` that is not an address (a Unix socket, a test client) gives no decision:
     /// no hop is trusted, so every client-IP header is withheld.
-    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None))]
+    ///
+    /// `event`: a Lambda event of a kind the core reads (`_event_peer` says so), which a
+    /// WSGI adapter built `headers` from. Its peer stand-in and its own headers decide, as
+    /// `resolve_event` does; `peer` is not read and `headers` only withheld from. An event
+    /// trueip cannot read gives no decision.
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None))]
     #[allow(
         clippy::type_complexity,
         clippy::too_many_arguments,
@@ -690,15 +695,26 @@ impl Policy {
         query: Option<&Bound<'py, PyAny>>,
         verifier: Option<PyRef<'py, Verifier>>,
         signed: Option<(Option<Bound<'py, PyAny>>, String, String, String)>,
+        event: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
         Option<Bound<'py, PyList>>,
         Option<&'static str>,
     )> {
-        let conn = match peer.map(|p| Policy::connection(p, None)) {
-            Some(Ok(conn)) => conn,
-            None | Some(Err(_)) => {
+        // The event, not the environ an adapter made of it: the adapters fold a header
+        // spelled `X_Forwarded_For`, which an ALB passes on unless it drops invalid header
+        // fields, into HTTP_X_FORWARDED_FOR, over the one the ALB appended to.
+        // An event `event_json` cannot copy is one `_event_peer` names no peer for.
+        let json = event.and_then(|event| event_json(event).ok());
+        let parsed = json
+            .as_ref()
+            .and_then(|json| trueip::lambda::Event::parse(json).ok());
+        let conn = match (&parsed, event, peer.map(|p| Policy::connection(p, None))) {
+            (Some(parsed), _, _) => parsed.connection(),
+            (None, None, Some(Ok(conn))) => conn,
+            // No peer, one that is not an address, or an event trueip cannot read.
+            _ => {
                 let kept = if withhold {
                     kept_pairs(&self.withheld, headers, Hop::Untrusted)?
                 } else {
@@ -707,14 +723,17 @@ impl Policy {
                 return Ok((None, None, kept, None));
             }
         };
-        let mut copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
-        copy_query(
-            &mut copied,
-            self.reads_query,
-            query,
-            Some(headers),
-            Some(environ),
-        )?;
+        let mut copied = Copied::default();
+        if parsed.is_none() {
+            copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
+            copy_query(
+                &mut copied,
+                self.reads_query,
+                query,
+                Some(headers),
+                Some(environ),
+            )?;
+        }
         let (resolution, outcome) = match (&verifier, signed) {
             (Some(v), Some((value, method, host, target))) => {
                 let value = value.filter(|v| !v.is_none());
@@ -741,7 +760,10 @@ impl Policy {
                     "a verifier needs the signed request: (value, method, host, target)",
                 ));
             }
-            (None, _) => (self.decide(&conn, &copied), None),
+            (None, _) => match &parsed {
+                Some(parsed) => (self.decide(&conn, parsed), None),
+                None => (self.decide(&conn, &copied), None),
+            },
         };
         // A Unix-socket peer that no trusted header named an address for: no address to
         // give the app, as for any peer that is not one.
@@ -754,7 +776,10 @@ impl Policy {
             return Ok((None, None, kept, outcome));
         }
         let origin = if resolution.trusted_hop {
-            let o = trueip::origin::origin(&copied, &resolution.inner);
+            let o = match &parsed {
+                Some(parsed) => trueip::origin::origin(parsed, &resolution.inner),
+                None => trueip::origin::origin(&copied, &resolution.inner),
+            };
             (o != trueip::origin::Origin::default())
                 .then(|| {
                     PyTuple::new(

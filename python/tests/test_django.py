@@ -112,3 +112,21 @@ def test_under_mangum_the_event_names_the_peer() -> None:
     got = json.loads(response["body"])
     assert got == {"addr": "203.0.113.9", "secure": True, "host": "testserver", "xff": "6.6.6.6, 203.0.113.9",
                    "source": "x-forwarded-for[-1]"}
+
+
+def test_under_a_wsgi_adapter_the_event_names_the_peer() -> None:
+    """Django's WSGI handler on Lambda under apig-wsgi: META is the adapter's environ, whose
+    REMOTE_ADDR for a REST API event is the first X-Forwarded-For entry, here the client's
+    own 6.6.6.6. The middleware decides from the event the adapter keeps there
+    (apig_wsgi.full_event): API Gateway saw 52.255.255.12, which no hop vouches past."""
+    apig_wsgi = pytest.importorskip("apig_wsgi")
+    from django.core.handlers.wsgi import WSGIHandler
+
+    event = {"resource": "/", "path": "/", "httpMethod": "GET", "queryStringParameters": None, "body": None,
+             "isBase64Encoded": False, "requestContext": {"stage": "default", "identity": {"sourceIp": "52.255.255.12"}},
+             "headers": {"Host": "testserver", "X-Forwarded-For": "6.6.6.6, 52.255.255.12, 130.176.91.14",
+                         "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}}
+    response = apig_wsgi.make_lambda_handler(WSGIHandler())(event, None)
+    assert response["statusCode"] == 200, response
+    got = json.loads(response["body"])
+    assert got == {"addr": "52.255.255.12", "secure": True, "host": "testserver", "xff": None, "source": "peer"}

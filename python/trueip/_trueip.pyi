@@ -102,6 +102,7 @@ class Policy:
         query: Optional[_Text] = None,
         verifier: Optional[Verifier] = None,
         signed: Optional[Tuple[Optional[_Text], str, str, str]] = None,
+        event: Optional[dict[str, Any]] = None,
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],

@@ -28,7 +28,9 @@ during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer)
 ``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI
 handler the same holds: ``META`` is built from the scope, and the scheme is set on the
 request; on AWS Lambda under Mangum the peer is the one the event names
-(``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``.
+(``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a WSGI
+adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the adapter's
+environ, and the event it keeps there decides (see ``trueip.wsgi``).
 """
 
 from __future__ import annotations

@@ -33,6 +33,18 @@ header ``trueip serve`` writes instead, and ``environ["trueip.signature"]`` says
 ``"verified"`` or why not; ``on_unverified`` says whether such a request gets the peer
 (default) or a 400/403 (see ``trueip._signed``).
 
+On AWS Lambda under a WSGI adapter that keeps its event in the environ (serverless-wsgi
+``serverless.event``, apig-wsgi ``apig_wsgi.full_event``, Zappa ``lambda.event``, aws-wsgi
+``awsgi.event``), the event decides, as ``trueip.aws_lambda`` reads it: its peer (the address
+AWS's front end saw) and its own headers, not the adapter's ``REMOTE_ADDR`` and ``HTTP_*``
+keys. apig-wsgi and aws-wsgi put the first ``X-Forwarded-For`` entry in ``REMOTE_ADDR`` for
+ALB and REST API events, Zappa the second to last: the client writes those. An ALB or API
+Gateway event trueip cannot read gives no decision and an empty ``REMOTE_ADDR``. Use the
+Lambda presets (``Policy.lambda_preset("alb")``, ...). The client-IP headers left in the
+environ are still the adapter's, which folds a client's ``X_Forwarded_For`` into
+``HTTP_X_FORWARDED_FOR`` (an ALB passes it on unless
+``routing.http.drop_invalid_header_fields.enabled``).
+
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
 From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
@@ -47,6 +59,7 @@ from typing import Any, Callable, Iterable, Optional
 from . import Policy, Verifier, forwarding_header_names
 from . import _signed
 from ._host import DEFAULT_ORIGIN, split_host, with_port
+from ._trueip import _event_peer
 
 __all__ = ["TrueIP"]
 
@@ -74,6 +87,22 @@ _DEFAULT_PORT = {"http": "80", "https": "443"}
 #: ``apply``'s default peer: the environ's ``REMOTE_ADDR``.
 _REMOTE_ADDR: Any = object()
 
+#: Where the WSGI adapters for AWS Lambda keep the event they built the environ from:
+#: serverless-wsgi, apig-wsgi, Zappa, aws-wsgi (awsgi).
+LAMBDA_EVENT_KEYS = ("serverless.event", "apig_wsgi.full_event", "lambda.event", "awsgi.event")
+
+
+def lambda_event(environ: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The AWS Lambda event a WSGI adapter built ``environ`` from (``LAMBDA_EVENT_KEYS``),
+    or ``None``. Its ``REMOTE_ADDR`` is not the address AWS's front end saw (see the module
+    doc): serverless-wsgi's is ``""`` for an ALB event, which has no
+    ``requestContext.identity``; the others' an ``X-Forwarded-For`` entry."""
+    for key in LAMBDA_EVENT_KEYS:
+        event = environ.get(key)
+        if isinstance(event, dict):
+            return event
+    return None
+
 
 def apply(
     policy: Policy,
@@ -83,15 +112,35 @@ def apply(
     peer: Any = _REMOTE_ADDR,
 ) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
-    hops reported; returns the ``Resolution``, or ``None`` when ``REMOTE_ADDR`` is not an
-    address (a Unix socket): then only the client-IP headers are removed, since no hop is
-    trusted. With ``verifier``, the client is the signed header's (see the module doc).
-    ``peer``: the connection's peer when it is not ``REMOTE_ADDR`` (Django under Mangum)."""
+    hops reported; returns the ``Resolution``, or ``None`` when the peer is not an address
+    (a Unix socket): then only the client-IP headers are removed, since no hop is trusted.
+    With ``verifier``, the client is the signed header's (see the module doc).
+    ``peer``: the connection's peer when it is not ``REMOTE_ADDR`` (Django under Mangum).
+    By default ``REMOTE_ADDR``, except under a WSGI adapter on AWS Lambda
+    (``lambda_event``): then the event's peer and headers decide, as ``resolve_event``
+    does, when it is of a kind trueip reads (an ALB, API Gateway or Function URL event;
+    serverless-wsgi's non-proxy integration event is not, and its mapping template chose
+    ``REMOTE_ADDR``). An event that names no peer, or a ``peer`` of ``None``, gives no
+    decision and empties ``REMOTE_ADDR``: what is there is not the peer (apig-wsgi's
+    ``"127.0.0.1"`` for an event without ``X-Forwarded-For``, Mangum's whole
+    ``X-Forwarded-For`` for Django)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
+    event = lambda_event(environ) if peer is _REMOTE_ADDR else None
+    if event is not None:
+        known, event_peer = _event_peer(event)
+        if known:
+            peer = event_peer
+        else:
+            event = None
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     resolution, reported, _, outcome = policy._resolve_request(
-        environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer, environ, environ=True, verifier=verifier, signed=signed
+        environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer,
+        environ,
+        environ=True,
+        verifier=verifier,
+        signed=signed,
+        event=event,
     )
     environ["trueip.resolution"] = resolution
     if verifier is not None:
@@ -99,6 +148,8 @@ def apply(
     for key in environ.keys() & policy._withheld_environ_keys(resolution):
         original[key] = environ.pop(key)
     if resolution is None:
+        if peer is None and environ.get("REMOTE_ADDR"):
+            environ["REMOTE_ADDR"] = ""
         return None
     environ["REMOTE_ADDR"] = resolution.ip_str
     port = resolution.port

@@ -1,0 +1,258 @@
+"""trueip.wsgi on AWS Lambda under the WSGI adapters: serverless-wsgi, apig-wsgi, aws-wsgi
+(run for real) and Zappa (an environ shaped as its code builds it). Each keeps the event in
+the environ; the middleware decides from it, as trueip.aws_lambda does, whatever the
+adapter put in REMOTE_ADDR."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import trueip
+from trueip.aws_lambda import resolve_event
+from trueip.wsgi import TrueIP
+
+EVENTS = Path(__file__).resolve().parents[2] / "crates" / "trueip" / "tests" / "lambda_events"
+ALB = trueip.Policy.lambda_preset("alb")
+API = trueip.Policy.lambda_preset("api-gateway")
+# CloudFront's origin-facing range in the example's stand-in ip-ranges.json: 13.32.0.0/15.
+RANGES = Path(__file__).resolve().parents[1] / "examples" / "flask_cloudfront_alb" / "ip-ranges.json"
+CLOUDFRONT_ALB = trueip.Policy.lambda_preset("cloudfront-alb", providers={"cloudfront": str(RANGES)})
+CONTEXT = type("Context", (), {"aws_request_id": "1", "function_name": "f"})()
+
+
+def event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def with_xff(e: dict[str, Any], xff: Any) -> dict[str, Any]:
+    """`e` with its X-Forwarded-For set, in both header objects where it has both (as REST
+    API events carry it)."""
+    for field in ("headers", "multiValueHeaders"):
+        headers = e.get(field)
+        if headers:
+            name = next((k for k in headers if k.lower() == "x-forwarded-for"), "x-forwarded-for")
+            headers[name] = ([xff] if isinstance(xff, str) else xff) if field == "multiValueHeaders" else (
+                xff if isinstance(xff, str) else ", ".join(xff))
+    return e
+
+
+def around_cloudfront() -> dict[str, Any]:
+    """Sent to the ALB directly, not through CloudFront, with a CloudFront address written
+    first and a viewer of the sender's choosing; the ALB appends the sender, 198.51.100.66."""
+    e = with_xff(event("alb.json"), "13.32.0.1, 198.51.100.66")
+    e["headers"]["cloudfront-viewer-address"] = "1.2.3.4:443"
+    return e
+
+
+def http_api(source_ip: str, xff: str) -> dict[str, Any]:
+    e = with_xff(event("api_gateway_v2.json"), xff)
+    e["requestContext"]["http"]["sourceIp"] = source_ip
+    return e
+
+
+def function_url() -> dict[str, Any]:
+    e = event("function_url.json")
+    # serverless-wsgi 3.1 reads requestContext.authorizer.principalId, and fails on the
+    # example's `"authorizer": null`.
+    del e["requestContext"]["authorizer"]
+    return e
+
+
+# AWS's examples (Elastic Load Balancing: "X-Forwarded-For"; the Lambda developer guide's
+# events), and the same with a first entry the client wrote: an ALB and API Gateway append
+# the address they saw to what the client sent.
+ALB_XFF = "203.0.113.195, 70.41.3.18, 150.172.238.178"
+V6 = "2001:db8:85a3::8a2e:370:7334"
+CASES: dict[str, tuple[Callable[[], dict[str, Any]], trueip.Policy, str]] = {
+    "alb": (lambda: event("alb.json"), ALB, "150.172.238.178"),
+    "alb, forged first entry": (lambda: with_xff(event("alb.json"), "6.6.6.6, " + ALB_XFF), ALB, "150.172.238.178"),
+    "alb multi-value, forged first entry": (
+        lambda: with_xff(event("alb_multi.json"), ["6.6.6.6, 203.0.113.195, 70.41.3.18", "150.172.238.178"]), ALB,
+        "150.172.238.178"),
+    "cloudfront-alb, sent around cloudfront": (around_cloudfront, CLOUDFRONT_ALB, "198.51.100.66"),
+    "rest api": (lambda: event("api_gateway_v1.json"), API, "52.255.255.12"),
+    "rest api, forged first entry": (
+        lambda: with_xff(event("api_gateway_v1.json"), "6.6.6.6, 52.255.255.12, 130.176.91.14"), API, "52.255.255.12"),
+    "http api": (lambda: event("api_gateway_v2.json"), API, "205.255.255.176"),
+    "http api, forged first entry": (lambda: http_api("205.255.255.176", "6.6.6.6, 205.255.255.176"), API, "205.255.255.176"),
+    "http api, ipv6, forged first entry": (lambda: http_api(V6, "6.6.6.6, " + V6), API, V6),
+    "function url (ipv6)": (function_url, API, "2001:db8:85a3:8d3:1319:8a2e:370:7348"),
+}
+
+# What each adapter puts in REMOTE_ADDR, as its code does (read in these versions):
+# - serverless-wsgi 3.1 (serverless_wsgi.py handle_payload_v1, _v2): requestContext
+#   identity.sourceIp or http.sourceIp; an ALB event has neither: "".
+# - apig-wsgi 2.20 (apig_wsgi/__init__.py get_environ_v1): payload 1.0 and ALB, the first
+#   entry of the last X-Forwarded-For line, else "127.0.0.1"; get_environ_v2: http.sourceIp.
+# - aws-wsgi 0.2.7 (awsgi/__init__.py environ; archived 2024): the first X-Forwarded-For
+#   entry of `headers`, else "127.0.0.1"; payload 1.0 and ALB only (it reads httpMethod).
+# - Zappa 0.63 (zappa/wsgi.py create_wsgi_request): the second to last X-Forwarded-For
+#   entry ("the last one is the cloudfront proxy ip"), the only one, or "127.0.0.1".
+ADAPTER_REMOTE_ADDR = {
+    "alb": {"serverless-wsgi": "", "apig-wsgi": "203.0.113.195", "aws-wsgi": "203.0.113.195", "zappa": "70.41.3.18"},
+    "alb, forged first entry": {"serverless-wsgi": "", "apig-wsgi": "6.6.6.6", "aws-wsgi": "6.6.6.6", "zappa": "70.41.3.18"},
+    "alb multi-value, forged first entry": {"serverless-wsgi": "", "apig-wsgi": "150.172.238.178", "zappa": "70.41.3.18"},
+    "cloudfront-alb, sent around cloudfront": {"serverless-wsgi": "", "apig-wsgi": "13.32.0.1", "aws-wsgi": "13.32.0.1",
+                                               "zappa": "13.32.0.1"},
+    "rest api": {"serverless-wsgi": "52.255.255.12", "apig-wsgi": "52.255.255.12", "aws-wsgi": "52.255.255.12",
+                 "zappa": "52.255.255.12"},
+    "rest api, forged first entry": {"serverless-wsgi": "52.255.255.12", "apig-wsgi": "6.6.6.6", "aws-wsgi": "6.6.6.6",
+                                     "zappa": "52.255.255.12"},
+    "http api": {"serverless-wsgi": "205.255.255.176", "apig-wsgi": "205.255.255.176", "zappa": "205.255.255.176"},
+    "http api, forged first entry": {"serverless-wsgi": "205.255.255.176", "apig-wsgi": "205.255.255.176",
+                                     "zappa": "6.6.6.6"},
+    "http api, ipv6, forged first entry": {"serverless-wsgi": V6, "apig-wsgi": V6, "zappa": "6.6.6.6"},
+    "function url (ipv6)": {"serverless-wsgi": "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+                            "apig-wsgi": "2001:db8:85a3:8d3:1319:8a2e:370:7348", "zappa": "2001:db8:85a3:8d3:1319:8a2e:370:7348"},
+}
+
+
+def zappa_environ(e: dict[str, Any]) -> dict[str, Any]:
+    """The parts of the environ Zappa 0.63's handler builds that trueip reads (Zappa is not
+    installed: it brings boto3, troposphere and more). zappa/wsgi.py create_wsgi_request:
+    headers title-cased, payload 1.0's merged with `multiValueHeaders` joined by ", "
+    (zappa/utilities.py merge_headers), each as HTTP_*; REMOTE_ADDR as above.
+    zappa/handler.py _create_lambda_wsgi_environ: wsgi.url_scheme "https", and the event as
+    `lambda.event`."""
+    if e.get("version") == "2.0":
+        raw = dict(e["headers"])
+    else:
+        raw = {k: ", ".join(v) for k, v in (e.get("multiValueHeaders") or {}).items()}
+        for k, v in (e.get("headers") or {}).items():
+            raw.setdefault(k, v)
+    headers = {k.title(): v for k, v in raw.items()}
+    xff = headers.get("X-Forwarded-For", "")
+    remote_addr = [a.strip() for a in xff.split(",")][-2] if "," in xff else xff or "127.0.0.1"
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": e.get("httpMethod") or e["requestContext"]["http"]["method"],
+        "PATH_INFO": e.get("path") or e["rawPath"],
+        "QUERY_STRING": "",
+        "REMOTE_ADDR": remote_addr,
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "zappa",
+        "SERVER_PORT": headers.get("X-Forwarded-Port", "80"),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "https",
+        "HTTPS": "on",
+        "lambda.event": e,
+        "lambda.context": CONTEXT,
+    }
+    for name, value in headers.items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = str(value)
+    return environ
+
+
+def run(adapter: str, app: Any, e: dict[str, Any]) -> None:
+    """Runs `app` as the adapter does for event `e`."""
+    if adapter == "serverless-wsgi":
+        serverless_wsgi = pytest.importorskip("serverless_wsgi")
+        serverless_wsgi.handle_request(app, e, CONTEXT)
+    elif adapter == "apig-wsgi":
+        apig_wsgi = pytest.importorskip("apig_wsgi")
+        apig_wsgi.make_lambda_handler(app)(e, CONTEXT)
+    elif adapter == "aws-wsgi":
+        awsgi = pytest.importorskip("awsgi")
+        awsgi.response(app, e, CONTEXT)
+    else:
+        app(zappa_environ(e), lambda *a: None)
+
+
+def seen_by(adapter: str, policy: trueip.Policy, e: dict[str, Any]) -> dict[str, Any]:
+    """The environ the app sees behind the middleware, under `adapter`, for event `e`."""
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    run(adapter, TrueIP(app, policy), e)
+    return seen
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_under_a_wsgi_adapter_the_event_decides(adapter: str, case: str) -> None:
+    """Whatever the adapter put in REMOTE_ADDR, the app sees what resolve_event decides for
+    the event. The adapter's choice is the client's where it is a forged entry: apig-wsgi
+    and aws-wsgi under a REST API (6.6.6.6), Zappa under an HTTP API (6.6.6.6), and all
+    three behind CloudFront and an ALB, where the CloudFront address the sender wrote
+    first would make its CloudFront-Viewer-Address (1.2.3.4) believed."""
+    if adapter not in ADAPTER_REMOTE_ADDR[case]:
+        pytest.skip(f"{adapter} does not read this event")  # aws-wsgi: payload 1.0's `headers` only
+    make, policy, client = CASES[case]
+    e = make()
+    want = resolve_event(policy, copy.deepcopy(e))
+    assert want.ip_str == client
+    seen = seen_by(adapter, policy, e)
+    assert seen["trueip.original"]["REMOTE_ADDR"] == ADAPTER_REMOTE_ADDR[case][adapter]
+    assert seen["trueip.resolution"] == want
+    assert seen["REMOTE_ADDR"] == client
+    if policy is API:
+        # API Gateway is the peer and trusted by nothing: the client wrote every entry.
+        assert want.source == "peer" and "HTTP_X_FORWARDED_FOR" not in seen
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
+def test_an_underscore_spelling_does_not_stand_in_for_the_albs_header(adapter: str) -> None:
+    """An ALB passes `X_Forwarded_For` on unless it drops invalid header fields (off by
+    default), and every adapter folds it into HTTP_X_FORWARDED_FOR with the header the ALB
+    appended to, the later one in the event winning. The event's own headers decide."""
+    e = event("alb.json")
+    e["headers"]["x-forwarded-for"] = "203.0.113.9"
+    e["headers"]["x_forwarded_for"] = "6.6.6.6"
+    seen = seen_by(adapter, ALB, e)
+    assert seen["trueip.original"].get("HTTP_X_FORWARDED_FOR", seen.get("HTTP_X_FORWARDED_FOR")) == "6.6.6.6"
+    assert seen["REMOTE_ADDR"] == "203.0.113.9" == resolve_event(ALB, e).ip_str
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
+def test_an_event_trueip_cannot_read_leaves_no_address(adapter: str) -> None:
+    """The API Gateway console's test invocation: sourceIp "test-invoke-source-ip", no
+    X-Forwarded-For. No decision, and REMOTE_ADDR is emptied rather than left as the
+    adapter's "127.0.0.1", which an app may take for a local caller."""
+    e = event("api_gateway_v1.json")
+    e["requestContext"]["identity"]["sourceIp"] = "test-invoke-source-ip"
+    for field in ("headers", "multiValueHeaders"):
+        e[field] = {k: v for k, v in e[field].items() if k != "X-Forwarded-For"}
+    seen = seen_by(adapter, API, e)
+    assert seen["trueip.resolution"] is None
+    assert seen["REMOTE_ADDR"] == ""
+    assert seen["trueip.original"]["REMOTE_ADDR"] in ("127.0.0.1", "test-invoke-source-ip")
+
+
+def test_serverless_wsgis_non_proxy_integration_keeps_its_remote_addr() -> None:
+    """serverless-wsgi also serves API Gateway's non-proxy ("lambda") integration, whose
+    event the mapping template shapes: no kind trueip reads, so REMOTE_ADDR (the template's
+    identity.sourceIp) stays the peer."""
+    e = {"body": {}, "method": "GET", "principalId": "", "stage": "dev", "requestPath": "/", "path": {}, "query": {},
+         "identity": {"sourceIp": "198.51.100.7"},
+         "headers": {"Host": "lambda.example", "X-Forwarded-For": "6.6.6.6, 198.51.100.7"}}
+    seen = seen_by("serverless-wsgi", API, e)
+    assert seen["REMOTE_ADDR"] == "198.51.100.7" and seen["trueip.resolution"].source == "peer"
+    assert "HTTP_X_FORWARDED_FOR" not in seen
+
+
+def test_an_event_the_core_cannot_copy_is_no_decision_not_an_error() -> None:
+    """Headers nested past what the core copies (here, the event inside itself) are an
+    event trueip cannot read: no decision, as for any other, never an exception that
+    fails the request."""
+    e: dict[str, Any] = {"requestContext": {"elb": {}}, "httpMethod": "GET", "path": "/"}
+    e["headers"] = {"x": e}
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6",
+               "apig_wsgi.full_event": e}
+    TrueIP(app, ALB)(environ, lambda *a: None)
+    assert seen["trueip.resolution"] is None and seen["REMOTE_ADDR"] == ""
+    assert "HTTP_X_FORWARDED_FOR" not in seen
