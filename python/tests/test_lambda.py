@@ -162,6 +162,30 @@ def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> N
         assert want.spoof_attempt and "6.6.6.6" not in seen["client"][0]
 
 
+def test_under_mangum_an_event_trueip_cannot_read_leaves_no_client() -> None:
+    """The API Gateway console's test invocation: sourceIp "test-invoke-source-ip", no
+    X-Forwarded-For. No decision, and no client, as the WSGI middleware empties REMOTE_ADDR:
+    Mangum's client there is not the peer."""
+    mangum = pytest.importorskip("mangum")
+    from trueip.asgi import TrueIP
+
+    e = event("api_gateway_v1.json")
+    e["requestContext"]["identity"]["sourceIp"] = "test-invoke-source-ip"
+    for field in ("headers", "multiValueHeaders"):
+        e[field] = {k: v for k, v in e[field].items() if k.lower() != "x-forwarded-for"}
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mangum.Mangum(TrueIP(app, API), lifespan="off")(e, type("Context", (), {"aws_request_id": "1"})())
+    assert seen["trueip.resolution"] is None
+    assert seen["client"] is None
+    assert seen["trueip.original"]["client"] is not None
+
+
 def test_under_mangum_an_event_of_another_kind_keeps_manguns_client() -> None:
     """Lambda@Edge is no event trueip reads; Mangum's client there is CloudFront's
     `clientIp`, the viewer CloudFront saw, and stays the peer (it once became none)."""

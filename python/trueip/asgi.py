@@ -106,6 +106,11 @@ def apply(
         original["headers"] = headers
         scope["headers"] = kept
     if resolution is None:
+        if peer is None:
+            # Under Mangum, an ALB or API Gateway event trueip cannot read: its client is
+            # not the peer (for an ALB, the whole X-Forwarded-For), so the app gets none, as
+            # the WSGI middleware empties REMOTE_ADDR.
+            scope["client"] = None
         return scope
     scope["client"] = (resolution.ip_str, resolution.port or 0)
     if reported is not None:
