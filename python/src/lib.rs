@@ -271,12 +271,15 @@ fn kept_pairs<'py>(
             .ok()
             .and_then(|t| t.get_item(0).ok())
             .or_else(|| item.cast::<PyList>().ok().and_then(|l| l.get_item(0).ok()));
+        // ASGI names are bytes; a name of any other type (a `bytearray` from a server that
+        // bends the spec), or an item that is not a pair, is withheld: the app may still
+        // read it as a header, and nothing here can say which.
         match name {
             Some(name) => match name.cast::<PyBytes>() {
                 Ok(b) => set.withheld(b.as_bytes(), hop),
-                Err(_) => text_bytes(&name).is_some_and(|n| set.withheld(n.as_bytes(), hop)),
+                Err(_) => text_bytes(&name).is_none_or(|n| set.withheld(n.as_bytes(), hop)),
             },
-            None => false,
+            None => true,
         }
     };
     if !list.iter().any(|item| withheld(&item)) {

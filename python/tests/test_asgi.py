@@ -75,6 +75,16 @@ def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None
     assert scope["headers"] == [(b"x-client-addr", b"203.0.113.9")]
 
 
+def test_a_header_name_that_is_not_bytes_is_withheld() -> None:
+    """ASGI header names are bytes. A server that bends the spec (a bytearray name, an item
+    that is no pair) gets those lines withheld: Starlette would still read a bytearray
+    `x-forwarded-for`, and the middleware cannot say what it is."""
+    odd = [(bytearray(b"x-forwarded-for"), b"6.6.6.6"), (b"accept", b"*/*"), "x-real-ip: 6.6.6.6", (b"x-forwarded-for", b"203.0.113.9")]
+    scope = run(("10.0.0.5", 1), odd)
+    assert scope["client"] == ("203.0.113.9", 0)
+    assert scope["headers"] == [(b"accept", b"*/*"), (b"x-forwarded-for", b"203.0.113.9")]
+
+
 def test_a_trusted_hop_passes_only_the_addresses_the_policy_reads() -> None:
     """nginx and an ALB relay a client's True-Client-IP as readily as they write their own:
     from a trusted hop, a client address the policy does not read is withheld (the app reads
