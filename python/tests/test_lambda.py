@@ -124,6 +124,23 @@ def test_presets() -> None:
         trueip.Policy.lambda_preset("cloudfront-alb")
 
 
+def under_mangum(policy: trueip.Policy, e: dict[str, Any]) -> dict[str, Any]:
+    """The scope an ASGI app behind `TrueIP(app, policy)` sees when real Mangum hands it
+    the event `e`."""
+    mangum = pytest.importorskip("mangum")
+    from trueip.asgi import TrueIP
+
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mangum.Mangum(TrueIP(app, policy), lifespan="off")(e, type("Context", (), {"aws_request_id": "1"})())
+    return seen
+
+
 @pytest.mark.parametrize("name", ["alb.json", "alb_multi.json", "api_gateway_v1.json", "api_gateway_v2.json", "function_url.json"])
 def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> None:
     """Mangum makes an ASGI scope of the event, and for an ALB its `client` is the whole
@@ -131,11 +148,6 @@ def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> N
     limiter). The ASGI middleware takes the peer from `scope["aws.event"]` as the core reads
     events, so the app sees what `resolve_event` decides, and no client-IP header of a
     client it did not vouch for."""
-    mangum = pytest.importorskip("mangum")
-    import asyncio  # noqa: F401  (Mangum runs the app in its own loop)
-
-    from trueip.asgi import TrueIP
-
     e = event(name)
     alb = "elb" in e["requestContext"]
     policy = ALB if alb else API
@@ -146,15 +158,7 @@ def test_the_asgi_middleware_under_mangum_decides_from_the_event(name: str) -> N
             xff["x-forwarded-for"][0] = "6.6.6.6, " + xff["x-forwarded-for"][0]
         else:
             xff["x-forwarded-for"] = "6.6.6.6, " + xff["x-forwarded-for"]
-    seen: dict[str, Any] = {}
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.update(scope)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    handler = mangum.Mangum(TrueIP(app, policy), lifespan="off")
-    handler(e, type("Context", (), {"aws_request_id": "1"})())
+    seen = under_mangum(policy, e)
     want = resolve_event(policy, e)
     assert seen["trueip.resolution"] == want
     assert seen["client"] == (want.ip_str, want.port or 0)
@@ -166,21 +170,11 @@ def test_under_mangum_an_event_trueip_cannot_read_leaves_no_client() -> None:
     """The API Gateway console's test invocation: sourceIp "test-invoke-source-ip", no
     X-Forwarded-For. No decision, and no client, as the WSGI middleware empties REMOTE_ADDR:
     Mangum's client there is not the peer."""
-    mangum = pytest.importorskip("mangum")
-    from trueip.asgi import TrueIP
-
     e = event("api_gateway_v1.json")
     e["requestContext"]["identity"]["sourceIp"] = "test-invoke-source-ip"
     for field in ("headers", "multiValueHeaders"):
         e[field] = {k: v for k, v in e[field].items() if k.lower() != "x-forwarded-for"}
-    seen: dict[str, Any] = {}
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.update(scope)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    mangum.Mangum(TrueIP(app, API), lifespan="off")(e, type("Context", (), {"aws_request_id": "1"})())
+    seen = under_mangum(API, e)
     assert seen["trueip.resolution"] is None
     assert seen["client"] is None
     assert seen["trueip.original"]["client"] is not None
@@ -189,23 +183,13 @@ def test_under_mangum_an_event_trueip_cannot_read_leaves_no_client() -> None:
 def test_under_mangum_an_event_of_another_kind_keeps_manguns_client() -> None:
     """Lambda@Edge is no event trueip reads; Mangum's client there is CloudFront's
     `clientIp`, the viewer CloudFront saw, and stays the peer (it once became none)."""
-    mangum = pytest.importorskip("mangum")
-    from trueip.asgi import TrueIP
-
     edge = {"Records": [{"cf": {"config": {"distributionDomainName": "d.cloudfront.net", "eventType": "viewer-request"},
                                 "request": {"clientIp": "203.0.113.178", "method": "GET", "uri": "/", "querystring": "",
                                             "headers": {"host": [{"key": "Host", "value": "d.cloudfront.net"}],
                                                         "x-forwarded-for": [{"key": "X-Forwarded-For", "value": "6.6.6.6"}]}}}}]}
     with pytest.raises(EventError, match="unknown Lambda event"):
         resolve_event(API, edge)
-    seen: dict[str, Any] = {}
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.update(scope)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    mangum.Mangum(TrueIP(app, API), lifespan="off")(edge, type("Context", (), {"aws_request_id": "1"})())
+    seen = under_mangum(API, edge)
     assert seen["client"] == ("203.0.113.178", 0)
     assert seen["trueip.resolution"].ip_str == "203.0.113.178"
     assert seen["headers"] == [[b"host", b"d.cloudfront.net"]]
