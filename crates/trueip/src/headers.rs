@@ -221,8 +221,8 @@ impl Hop<'_> {
 ///   the list headers, and the header of the `header:NAME` strategy that decided). Any
 ///   other client address is withheld: a trusted hop relays what the client sent as
 ///   readily as it writes, and the policy did not check it (nor a `header:NAME`
-///   strategy's header when another strategy decided). A deployment whose hop writes one that the app reads names it in
-///   [`relaying`](Self::relaying).
+///   strategy's header when another strategy decided). A deployment whose hop writes one
+///   that the app reads names it in [`relaying`](Self::relaying).
 /// - Spelled with underscores, one is withheld always: no honest proxy writes
 ///   `X_Forwarded_For`, and WSGI, CGI and PHP read it as `X-Forwarded-For`.
 ///
