@@ -453,6 +453,20 @@ fn describe(s: &Settings) -> Vec<String> {
             s.admin.prefix
         ));
     }
+    if s.upstream.url.is_some() && s.policy.strategy_name(0).is_some() {
+        // Said at start because it is what an app behind an older build may have read.
+        let relayed = s.headers.relay.join(", ");
+        let (relay, other) = if relayed.is_empty() {
+            (String::new(), " (True-Client-IP, X-Client-IP, ...)")
+        } else {
+            (format!(", and {relayed} ([headers] relay)"), "")
+        };
+        lines.push(format!(
+            "from trusted hops, client addresses reach the upstream only where the decision \
+             read them (the list header; a header:NAME strategy's header when it decided){relay}; \
+             any other{other} is dropped: the app reads X-Real-IP"
+        ));
+    }
     lines
 }
 

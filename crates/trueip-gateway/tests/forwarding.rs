@@ -264,6 +264,14 @@ fn a_trusted_hop_passes_only_the_client_addresses_the_policy_reads() {
         }
     }
 
+    // Said at start, for an app that read another header behind an older build.
+    let log = behind.proc.log();
+    assert!(
+        log.contains("any other is dropped: the app reads X-Real-IP")
+            && log.contains("true-client-ip ([headers] relay)"),
+        "{log}"
+    );
+
     // A relayed name is still the client's from anyone else.
     let direct = args("10.0.0.0/8")("relay_untrusted");
     let resp = Req::get("/")
