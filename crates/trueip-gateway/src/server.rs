@@ -104,11 +104,20 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     // (edge-triggered) in between, and the connection would wait for bytes already read.
     let epoll_first = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::CurrentThread;
+    // Made once, not per accepted connection: each new pair of waits cloned the
+    // receiver and joined and left its waiters' list, about 800 instructions per
+    // connection (callgrind, `PROTOCOL=close bash bench/instructions.sh`).
+    let stop = async {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            () = retired.wait() => {}
+        }
+    };
+    let mut stop = std::pin::pin!(stop);
     loop {
         let accepted = tokio::select! {
             r = listener.accept(bound) => r,
-            _ = shutdown.wait_for(|s| *s) => break,
-            () = retired.wait() => break,
+            () = &mut stop => break,
         };
         match accepted {
             Ok((stream, peer, local)) => {

@@ -349,19 +349,35 @@ impl Deadline {
 
 /// What tells a connection waiting for its next request to stop (shutdown, or idle for
 /// too long), polled only when it may have fired (see [`TimerWake`]).
-struct StopSignal {
-    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+struct StopSignal<'a> {
+    ctx: &'a ConnCtx,
+    /// `limits.idle_timeout`.
+    idle: Duration,
+    /// Made at the first wait for a request that is not there yet: a connection whose
+    /// requests arrive with it (one per connection, the common case for clients that
+    /// close) never needs it, and making it was an allocation per connection.
+    signal: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
     wake: Option<TimerWake>,
 }
 
-impl StopSignal {
+impl StopSignal<'_> {
     fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
         let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
         if !wake.due(cx.waker()) {
             return false;
         }
+        let (ctx, idle) = (self.ctx, self.idle);
+        let signal = self.signal.get_or_insert_with(|| {
+            Box::pin(async move {
+                tokio::select! {
+                    biased;
+                    () = ctx.stopped() => {}
+                    () = ctx.activity.idle(Idle::Requests, idle) => {}
+                }
+            })
+        });
         let mut cx = Context::from_waker(&wake.waker);
-        self.signal.as_mut().poll(&mut cx).is_ready()
+        signal.as_mut().poll(&mut cx).is_ready()
     }
 }
 
@@ -379,7 +395,7 @@ async fn read_into<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut InBuf,
     deadline: &mut Deadline,
-    mut stop: Option<&mut StopSignal>,
+    mut stop: Option<&mut StopSignal<'_>>,
 ) -> Got {
     std::future::poll_fn(|cx| {
         let mut read = tokio::io::ReadBuf::new(buf.spare());
@@ -625,15 +641,10 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
     // the settings it last used alive until its next request or its close.)
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
     let mut deadline = Deadline::default();
-    let stop_ctx = ctx.clone();
     let mut stop = StopSignal {
-        signal: Box::pin(async move {
-            tokio::select! {
-                biased;
-                () = stop_ctx.stopped() => {}
-                () = stop_ctx.activity.idle(Idle::Requests, idle) => {}
-            }
-        }),
+        ctx,
+        idle,
+        signal: None,
         wake: None,
     };
     // The latest clock reading, when one is at hand: the end of the previous response.
