@@ -938,13 +938,16 @@ enum Sent {
 }
 
 /// The upstream request head: every received line by its [`Fate`], then the gateway's
-/// own headers. Returns it and how many lines were stripped.
+/// own headers, written into `head` (the connection's response buffer, emptied first:
+/// the response head is written there only once this one is no longer needed). Returns
+/// how many lines were stripped.
 fn upstream_head(
     state: &State,
     upstream: &Upstream,
     ctx: &ConnCtx,
     req: &Request<'_>,
-) -> Result<(Vec<u8>, u64), Failure> {
+    head: &mut Vec<u8>,
+) -> Result<u64, Failure> {
     let raw = req.raw;
     let hygiene = &state.hygiene;
     let target = hygiene.strip_target(req.target);
@@ -965,7 +968,7 @@ fn upstream_head(
         named: &[],
     };
     let own = hygiene.own_values(&kept, &facts);
-    let mut head = Vec::with_capacity(512);
+    head.clear();
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
@@ -975,24 +978,24 @@ fn upstream_head(
         match hygiene.request_fate(h.name, facts.trusted_hop, &[]) {
             Fate::Keep if hygiene.strips_cookies() && h.name.eq_ignore_ascii_case("cookie") => {
                 if let Some(value) = hygiene.strip_cookie(h.value) {
-                    put_line(&mut head, h.name, &value);
+                    put_line(head, h.name, &value);
                 }
             }
-            Fate::Keep if !own.sets(h.name) => put_line(&mut head, h.name, h.value),
+            Fate::Keep if !own.sets(h.name) => put_line(head, h.name, h.value),
             Fate::Keep | Fate::Drop => {}
             Fate::Strip => stripped += 1,
         }
     }
     if req.host.is_none() && valid_value(upstream.authority().as_bytes()) {
-        put_line(&mut head, "host", upstream.authority().as_bytes());
+        put_line(head, "host", upstream.authority().as_bytes());
     }
     for (field, value) in &own.values {
         if let Some(bytes) = own.bytes(value).filter(|b| valid_value(b)) {
-            put_line(&mut head, field.as_str(), bytes);
+            put_line(head, field.as_str(), bytes);
         }
     }
     head.extend_from_slice(b"\r\n");
-    Ok((head, stripped))
+    Ok(stripped)
 }
 
 #[allow(
@@ -1011,7 +1014,7 @@ async fn forward(
     closing: bool,
 ) -> Sent {
     let head_only = *req.method == Method::HEAD;
-    let (head, stripped) = match upstream_head(state, upstream, ctx, &req) {
+    let stripped = match upstream_head(state, upstream, ctx, &req, out) {
         Ok(made) => made,
         Err(failure) => {
             let named = req.host.map(|h| String::from_utf8_lossy(h.as_bytes()));
@@ -1066,7 +1069,7 @@ async fn forward(
             },
         };
         let again = upstream::may_resend(req.method, conn.reused, Delivery::MaybeSent, resent);
-        if conn.io.write_all(&head).await.is_err() {
+        if conn.io.write_all(out).await.is_err() {
             if again {
                 resent = true;
                 continue;
