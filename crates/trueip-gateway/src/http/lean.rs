@@ -1519,6 +1519,35 @@ mod tests {
         .unwrap();
     }
 
+    /// The header slots kept with a connection's buffers are lent to each request's lines
+    /// and back without a new allocation, and hold exactly [`MAX_HEADERS`] lines.
+    #[test]
+    fn header_slots_are_lent_to_each_request_in_the_same_storage() {
+        let kept: Vec<httparse::Header<'static>> = Vec::with_capacity(MAX_HEADERS);
+        let storage = kept.as_ptr().cast::<u8>();
+        let head = b"GET / HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 203.0.113.7\r\n\r\n".to_vec();
+        let mut lines = lend(kept);
+        assert_eq!(
+            lines.as_ptr().cast::<u8>(),
+            storage,
+            "the same storage, lent"
+        );
+        let slots = lines.spare_capacity_mut();
+        let (slots, _) = slots.split_at_mut(slots.len().min(MAX_HEADERS));
+        assert_eq!(slots.len(), MAX_HEADERS);
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = req.parse_with_uninit_headers(&head, slots);
+        assert!(matches!(parsed, Ok(httparse::Status::Complete(_))));
+        assert_eq!(req.headers.len(), 2);
+        let back: Vec<httparse::Header<'static>> = lend(lines);
+        assert!(back.is_empty());
+        assert_eq!(
+            back.as_ptr().cast::<u8>(),
+            storage,
+            "the same storage, kept"
+        );
+    }
+
     #[test]
     fn only_unfinished_http_heads_are_partial_requests() {
         assert!(partial_request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "));
