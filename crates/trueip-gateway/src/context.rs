@@ -23,7 +23,7 @@ use crate::forgeries::Forgeries;
 use crate::io::Activity;
 use crate::metrics::Metrics;
 use crate::rules::{Hygiene, Serves};
-use crate::upstream::{Pool, Upstream};
+use crate::upstream::{Private, Upstream};
 
 /// The number of headers hyper accepts when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
@@ -311,7 +311,7 @@ pub(crate) struct ConnCtx {
     pub(crate) retired: Retired,
     /// Idle upstream connections that announced this connection in a PROXY header: no
     /// other connection may use them, so they close with it.
-    pub(crate) upstream_idle: Arc<Pool>,
+    pub(crate) upstream_idle: Private,
     /// Keeps the connection counted while anything (a tunnel) still uses it.
     pub(crate) _open: Open,
 }

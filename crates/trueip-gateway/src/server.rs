@@ -104,11 +104,20 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     // (edge-triggered) in between, and the connection would wait for bytes already read.
     let epoll_first = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::CurrentThread;
+    // Made once, not per accepted connection: each new pair of waits cloned the
+    // receiver and joined and left its waiters' list, about 800 instructions per
+    // connection (callgrind, `PROTOCOL=close bash bench/instructions.sh`).
+    let stop = async {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            () = retired.wait() => {}
+        }
+    };
+    let mut stop = std::pin::pin!(stop);
     loop {
         let accepted = tokio::select! {
             r = listener.accept(bound) => r,
-            _ = shutdown.wait_for(|s| *s) => break,
-            () = retired.wait() => break,
+            () = &mut stop => break,
         };
         match accepted {
             Ok((stream, peer, local)) => {
@@ -123,9 +132,16 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
                 };
                 let shared = shared.clone();
                 let retired = retired.clone();
-                tokio::spawn(connection(
+                // Boxed: tokio moves a task's future into its cell and writes the cell's
+                // stage again as the task ends, so an unboxed connection future (its
+                // states' locals, 750 bytes) was copied three times or more per
+                // connection, and the cell (its alignment 128 bytes) was a size that
+                // mimalloc serves by over-allocating. With a box's pointer the cell is
+                // 128 bytes, a size whose blocks are aligned so, and the future is
+                // moved once, into its box.
+                tokio::spawn(Box::pin(connection(
                     stream, peer, local, role, shared, permit, retired,
-                ));
+                )));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -280,7 +296,7 @@ async fn connection(
         opened: std::time::Instant::now(),
         role,
         retired,
-        upstream_idle: Arc::new(crate::upstream::Pool::client()),
+        upstream_idle: crate::upstream::Private::default(),
         _open: open,
     });
     let activity = ctx.activity.clone();

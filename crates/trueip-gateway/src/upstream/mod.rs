@@ -37,7 +37,7 @@ use hyper_util::rt::TokioIo;
 
 pub(crate) use body::{BoxError, ClientBody, Stalled, Timed};
 pub(crate) use connect::{connect_tcp, tls_refused};
-pub(crate) use pool::{Pool, Pooled, RawConn, set_worker};
+pub(crate) use pool::{Pool, Pooled, Private, RawConn, set_worker};
 
 use crate::config::{SendProxy, UpstreamSettings, UpstreamTarget};
 use crate::io::InBuf;
@@ -202,9 +202,9 @@ impl Upstream {
 
     /// Where idle connections wait: the client connection's own pool (`private`) when
     /// PROXY headers go upstream, else this worker's.
-    fn pool<'a>(&'a self, private: &'a Arc<Pool>) -> &'a Arc<Pool> {
+    fn pool<'a>(&'a self, private: &'a Private) -> &'a Arc<Pool> {
         if self.settings.proxy_protocol != SendProxy::Off {
-            return private;
+            return private.pool();
         }
         // More workers than pools only after a reload changed `limits.workers`, which
         // applies at the next start: those share the first pool.
@@ -212,7 +212,7 @@ impl Upstream {
         workers
             .get(pool::worker())
             .or_else(|| workers.first())
-            .unwrap_or(private)
+            .unwrap_or_else(|| private.pool())
     }
 
     /// An idle bare connection for `key`, alive and, as of `now` (a clock reading the
@@ -221,7 +221,7 @@ impl Upstream {
         &self,
         key: &Authority,
         now: Instant,
-        private: &Arc<Pool>,
+        private: &Private,
     ) -> Option<RawConn> {
         let usable = |c: &Conn| matches!(c, Conn::Raw(_));
         match self.pool(private).take(key, &self.limits, now, usable) {
@@ -231,13 +231,13 @@ impl Upstream {
     }
 
     /// Keeps a bare connection that just finished a response cleanly.
-    pub(crate) fn put_raw(&self, key: Authority, mut conn: RawConn, private: &Arc<Pool>) {
+    pub(crate) fn put_raw(&self, key: Authority, mut conn: RawConn, private: &Private) {
         conn.reused = true;
         self.pool(private).put(key, Conn::Raw(conn), &self.limits);
     }
 
     /// Where a bare connection for `key` goes back once its response is done.
-    fn lease(&self, key: Authority, private: &Arc<Pool>) -> Pooled {
+    fn lease(&self, key: Authority, private: &Private) -> Pooled {
         Pooled {
             pool: Arc::downgrade(self.pool(private)),
             limits: self.limits.clone(),
@@ -302,7 +302,7 @@ impl Upstream {
         &self,
         mut req: http::Request<Timed<Incoming>>,
         key: Authority,
-        private: &Arc<Pool>,
+        private: &Private,
     ) -> Result<(http::Response<Incoming>, Pooled), SendError> {
         if req.method() == Method::CONNECT {
             let mut parts = http::uri::Parts::default();
@@ -356,7 +356,7 @@ impl Upstream {
         &self,
         mut req: http::Request<Timed<Incoming>>,
         key: Authority,
-        private: &Arc<Pool>,
+        private: &Private,
     ) -> Result<(http::Response<Incoming>, Pooled), SendError> {
         if req.method() != Method::CONNECT {
             let authority = req

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -108,6 +108,20 @@ struct Entry {
     ticket: Ticket,
 }
 
+/// A client connection's own pool, made when it first keeps or looks for an upstream
+/// connection: only connections whose upstream requests carry PROXY headers keep any
+/// there, and making one for every connection was an allocation, its mutex and its drop
+/// for each new connection.
+#[derive(Default)]
+pub(crate) struct Private(OnceLock<Arc<Pool>>);
+
+impl Private {
+    /// The pool, made now if it was not yet.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        self.0.get_or_init(|| Arc::new(Pool::client()))
+    }
+}
+
 /// Idle connections, most recently used last, each with its pool key. A deque: a full
 /// pool drops its oldest at every `put`, and a pool may hold a thousand or more.
 pub(crate) struct Pool {
@@ -141,7 +155,7 @@ impl Pool {
     }
 
     /// A client connection's pool.
-    pub(crate) fn client() -> Self {
+    fn client() -> Self {
         Pool {
             reaped: false,
             ..Pool::worker()

@@ -14,7 +14,6 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
-use super::pool::{Pool, Pooled, RawConn};
+use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
 use crate::rules::headers::{OwnValues, may_tunnel, response_keeps};
@@ -374,7 +373,7 @@ impl Upstream {
         head: &[u8],
         method: &Method,
         key: Authority,
-        private: &Arc<Pool>,
+        private: &Private,
     ) -> Result<(Answer, Settled), Failed> {
         let head_only = *method == Method::HEAD;
         let mut resent = false;
