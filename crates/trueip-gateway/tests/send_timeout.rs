@@ -187,17 +187,7 @@ fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
             .unwrap();
         let mut ping = conn.ping_pong().unwrap();
         let conn = tokio::spawn(conn);
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::get(format!("http://{addr}/big"))
-            .body(())
-            .unwrap();
-        let (resp, _) = client.send_request(req, true).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.into_body();
+        let (client, mut body) = h2_get(client, addr, "/big").await;
         let start = Instant::now();
         let mut got = 0usize;
         // Never `release_capacity`: h2 sends no WINDOW_UPDATE, for the stream or the
@@ -249,6 +239,27 @@ fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
     assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
 }
 
+/// Sends `GET path` over `client` (its connection driven elsewhere) and hands back the
+/// client, still open, and the body of the `200` that answered within 10 s.
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+async fn h2_get(
+    client: h2::client::SendRequest<bytes::Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> (h2::client::SendRequest<bytes::Bytes>, h2::RecvStream) {
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    (client, resp.into_body())
+}
+
 /// An HTTP/2 client that reads steadily, but slowly (about 256 KiB/s through a 64 KiB
 /// window, giving credit for each frame it reads): not one wait for its credit lasts
 /// `send_timeout`, and it gets the whole body. (Chunks from the upstream can be far larger
@@ -268,17 +279,7 @@ fn a_slow_steady_h2_reader_gets_the_whole_body() {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         let conn = tokio::spawn(conn);
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::get(format!("http://{addr}/slow"))
-            .body(())
-            .unwrap();
-        let (resp, _) = client.send_request(req, true).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.into_body();
+        let (client, mut body) = h2_get(client, addr, "/slow").await;
         let start = Instant::now();
         let mut got = 0usize;
         let mut paced = 0usize;
