@@ -173,12 +173,8 @@ fn a_slow_steady_reader_gets_the_whole_body_on_both_paths() {
 fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
     let upstream = Streaming::start(BIG);
     let gw = gateway("send_timeout_h2_credit", true, &upstream);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let addr = gw.addr;
-    let waited = rt.block_on(async move {
+    let waited = block_on(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (client, mut conn) = h2::client::Builder::new()
             .initial_window_size(1024)
@@ -270,12 +266,8 @@ fn a_slow_steady_h2_reader_gets_the_whole_body() {
     const LEN: usize = 2 << 20;
     let upstream = Streaming::start(LEN);
     let gw = gateway("send_timeout_h2_slow", true, &upstream);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let addr = gw.addr;
-    let got = rt.block_on(async move {
+    let got = block_on(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         let conn = tokio::spawn(conn);
@@ -333,12 +325,8 @@ fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() 
         "[limits]\nsend_timeout = \"1s\"\nidle_timeout = \"1s\"\n",
         &[],
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let addr = gw.addr;
-    let closed_after = rt.block_on(async move {
+    let closed_after = block_on(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (client, mut conn) = h2::client::Builder::new()
             .initial_window_size(16)

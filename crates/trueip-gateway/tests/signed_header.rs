@@ -66,11 +66,7 @@ fn app(signed: Signed) -> SocketAddr {
         )
         .layer(ClientIpLayer::new(Policy::default()).signed(signed));
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
             axum::serve(
                 listener,

@@ -76,11 +76,7 @@ impl TestUpstream {
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
+            block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 // Bounded: no test here opens more upstream connections than this.
                 for _ in 0..1000 {
@@ -485,11 +481,7 @@ fn stray_after_4096(pki: &Pki) -> SocketAddr {
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        block_on(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             for _ in 0..20 {

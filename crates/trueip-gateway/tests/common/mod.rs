@@ -1518,11 +1518,7 @@ pub fn h2_exchange(
     lines: &[(&str, &str)],
     body: Option<&'static str>,
 ) -> Result<(u16, String, Option<http::HeaderMap>), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    block_on(async move {
         let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp)
             .await
@@ -1568,6 +1564,17 @@ pub fn h2_exchange(
             trailers,
         ))
     })
+}
+
+/// Runs `task` to its end on a new current-thread tokio runtime: a test's async client, or
+/// (inside `std::thread::spawn`) its server.
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+pub fn block_on<F: std::future::Future>(task: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(task)
 }
 
 /// `http://{authority}{path}`, with `path` as given (no check that it starts with `/`).
