@@ -480,6 +480,32 @@ impl Policy {
         }
     }
 
+    /// Under a WSGI adapter on Lambda, the environ value of each header of the set that
+    /// passes `hop` ([`ForwardingSet::withheld`](trueip::headers::ForwardingSet::withheld)),
+    /// as the event carries it: its values in order, joined by `", "`, or `None` when the
+    /// event has none. The adapter's own `HTTP_*` key is not what the decision read: it
+    /// folds a client's `x_forwarded_for` (which an ALB passes on) into
+    /// `HTTP_X_FORWARDED_FOR`, over the header the ALB appended to.
+    fn event_environ<'py>(
+        &self,
+        py: Python<'py>,
+        event: &trueip::lambda::Event<'_>,
+        hop: Hop<'_>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for name in self.withheld.names() {
+            if self.withheld.withheld(name.as_str().as_bytes(), hop) {
+                continue;
+            }
+            let mut values: Vec<&[u8]> = Vec::new();
+            event.for_each_value(name, |v| values.push(v));
+            let value = (!values.is_empty())
+                .then(|| String::from_utf8_lossy(&values.join(&b", "[..])).into_owned());
+            out.append((environ_key(name), value))?;
+        }
+        Ok(out)
+    }
+
     /// The hop a request decided as `resolution` came through (its `trusted_hop` is this
     /// policy's `came_through_trusted_hop`, or false for a signed header that failed).
     fn hop(&self, resolution: &Resolution) -> Hop<'_> {
@@ -681,7 +707,10 @@ impl Policy {
     /// `event`: a Lambda event of a kind the core reads (`_event_peer` says so), which a
     /// WSGI adapter built `headers` from. Its peer stand-in and its own headers decide, as
     /// `resolve_event` does; `peer` is not read and `headers` only withheld from. An event
-    /// trueip cannot read gives no decision.
+    /// trueip cannot read gives no decision. With an event and `environ`, the third item
+    /// is the `(environ key, value or None)` of each header of the set that passes the
+    /// request's hop, as the event carries it (`event_environ`): the environ's own keys
+    /// are the adapter's, which folds a client's `x_forwarded_for` into them.
     #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None))]
     #[allow(
         clippy::type_complexity,
@@ -799,10 +828,12 @@ impl Policy {
         } else {
             None
         };
-        let kept = if withhold {
-            kept_pairs(&self.withheld, headers, self.hop(&resolution))?
-        } else {
-            None
+        let kept = match &parsed {
+            Some(parsed) if environ => {
+                Some(self.event_environ(py, parsed, self.hop(&resolution))?)
+            }
+            _ if withhold => kept_pairs(&self.withheld, headers, self.hop(&resolution))?,
+            _ => None,
         };
         Ok((Some(resolution), origin, kept, outcome))
     }

@@ -207,8 +207,30 @@ def test_an_underscore_spelling_does_not_stand_in_for_the_albs_header(adapter: s
     e["headers"]["x-forwarded-for"] = "203.0.113.9"
     e["headers"]["x_forwarded_for"] = "6.6.6.6"
     seen = seen_by(adapter, ALB, e)
-    assert seen["trueip.original"].get("HTTP_X_FORWARDED_FOR", seen.get("HTTP_X_FORWARDED_FOR")) == "6.6.6.6"
+    assert seen["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
     assert seen["REMOTE_ADDR"] == "203.0.113.9" == resolve_event(ALB, e).ip_str
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
+def test_the_headers_that_pass_a_trusted_alb_are_the_events_not_the_adapters(adapter: str) -> None:
+    """Behind a trusted ALB the X-Forwarded-For the decision read, and the claims about the
+    request, reach the app: the event's values, not the adapter's HTTP_* keys, into which it
+    folded the client's `x_forwarded_for` and `x_forwarded_proto` (found in review: the app
+    saw HTTP_X_FORWARDED_FOR "6.6.6.6", all of it the client's, and Flask's access_route
+    said 6.6.6.6). A key whose header the event does not carry is removed."""
+    e = event("alb.json")
+    e["headers"].update({"x-forwarded-for": "198.51.100.1, 203.0.113.9", "x_forwarded_for": "6.6.6.6",
+                         "x_forwarded_proto": "https", "x_forwarded_host": "evil.example"})
+    e["headers"].pop("x-forwarded-port", None)
+    e["headers"]["x_forwarded_port"] = "8443"
+    proto = e["headers"]["x-forwarded-proto"]
+    seen = seen_by(adapter, ALB, e)
+    assert seen["REMOTE_ADDR"] == "203.0.113.9"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "198.51.100.1, 203.0.113.9"
+    assert seen["HTTP_X_FORWARDED_PROTO"] == proto
+    assert "HTTP_X_FORWARDED_HOST" not in seen
+    assert "HTTP_X_FORWARDED_PORT" not in seen
+    assert seen["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
 
 
 @pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])

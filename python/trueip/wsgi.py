@@ -40,10 +40,11 @@ AWS's front end saw) and its own headers, not the adapter's ``REMOTE_ADDR`` and 
 keys. apig-wsgi and aws-wsgi put the first ``X-Forwarded-For`` entry in ``REMOTE_ADDR`` for
 ALB and REST API events, Zappa the second to last: the client writes those. An ALB or API
 Gateway event trueip cannot read gives no decision and an empty ``REMOTE_ADDR``. Use the
-Lambda presets (``Policy.lambda_preset("alb")``, ...). The client-IP headers left in the
-environ are still the adapter's, which folds a client's ``X_Forwarded_For`` into
-``HTTP_X_FORWARDED_FOR`` (an ALB passes it on unless
-``routing.http.drop_invalid_header_fields.enabled``).
+Lambda presets (``Policy.lambda_preset("alb")``, ...). The client-IP headers that pass a
+trusted hop carry the event's values, not the adapter's keys: every adapter folds a
+client's ``X_Forwarded_For`` (an ALB passes it on unless
+``routing.http.drop_invalid_header_fields.enabled``) into ``HTTP_X_FORWARDED_FOR``, over
+the header the ALB appended to. A key whose header the event does not carry is removed.
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
@@ -134,7 +135,7 @@ def apply(
         else:
             event = None
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
-    resolution, reported, _, outcome = policy._resolve_request(
+    resolution, reported, relayed, outcome = policy._resolve_request(
         environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer,
         environ,
         environ=True,
@@ -147,6 +148,14 @@ def apply(
         environ["trueip.signature"] = outcome
     for key in environ.keys() & policy._withheld_environ_keys(resolution):
         original[key] = environ.pop(key)
+    # Under an event, the client-IP headers that pass carry the event's values, not the
+    # adapter's keys (into which it folded a client's `x_forwarded_for`).
+    for key, value in relayed or ():
+        if environ.get(key) != value:
+            if key in environ:
+                original[key] = environ.pop(key)
+            if value is not None:
+                environ[key] = value
     if resolution is None:
         if peer is None and environ.get("REMOTE_ADDR"):
             environ["REMOTE_ADDR"] = ""
