@@ -278,3 +278,15 @@ def test_an_origin_secret_in_the_table_is_withheld_from_a_trusted_hop() -> None:
     scope = run(("10.0.0.5", 1), [(b"x-forwarded-for", b"203.0.113.9"), (b"x-azure-fdid", b"fdid")], policy=p)
     assert scope["client"] == ("203.0.113.9", 0)
     assert scope["headers"] == [(b"x-forwarded-for", b"203.0.113.9")]
+
+
+def test_headers_given_as_an_iterator_reach_the_app() -> None:
+    """ASGI allows any iterable of pairs: the middleware reads it once, so the app must get
+    the lines it read, not the spent iterator (it once got no headers at all when none was
+    withheld)."""
+    lines = [(b"host", b"internal:8000"), (b"accept", b"*/*"), (b"x-forwarded-for", b"203.0.113.9")]
+    scope = run(("10.0.0.5", 1), iter(lines))  # type: ignore[arg-type]
+    assert list(scope["headers"]) == lines
+    assert scope["client"] == ("203.0.113.9", 0)
+    scope = run(("198.51.100.20", 1), iter(lines))  # type: ignore[arg-type]
+    assert list(scope["headers"]) == lines[:2]

@@ -91,7 +91,9 @@ def apply(
     original: dict[str, Any] = {"client": client, "scheme": scope.get("scheme")}
     scope["trueip.original"] = original
     if not isinstance(headers, list):
+        # Any iterable of pairs (ASGI): read once, so the app gets the lines read.
         headers = list(headers)
+        scope["headers"] = headers
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
     peer = scope_peer(scope, client)
