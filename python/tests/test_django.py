@@ -130,3 +130,28 @@ def test_under_a_wsgi_adapter_the_event_names_the_peer() -> None:
     assert response["statusCode"] == 200, response
     got = json.loads(response["body"])
     assert got == {"addr": "52.255.255.12", "secure": True, "host": "testserver", "xff": None, "source": "peer"}
+
+
+def test_under_asgi_the_scope_lines_decide_not_a_folded_meta() -> None:
+    """Django's ASGI handler folded `X_Forwarded_For` into META's HTTP_X_FORWARDED_FOR, after
+    the line a trusted proxy wrote, until 5.2.13 and 6.0.4 (CVE-2026-3902); Caddy, Traefik,
+    Envoy, HAProxy and an ALB pass such a line on. The middleware once decided from META, so
+    the client chose REMOTE_ADDR. It now decides from the scope's lines, and the client-IP
+    keys in META are the lines that pass. META here is as Django 5.2.12 built it."""
+    from django.core.handlers.asgi import ASGIRequest
+    import io
+
+    scope = {"type": "http", "method": "GET", "path": "/", "root_path": "", "query_string": b"", "scheme": "http",
+             "client": ("10.0.0.5", 1), "server": ("10.0.0.1", 8000),
+             "headers": [(b"host", b"testserver"), (b"x-forwarded-for", b"198.51.100.1, 203.0.113.9"),
+                         (b"x_forwarded_for", b"6.6.6.6"), (b"x-real-ip", b"1.2.3.4"), (b"x_real_ip", b"6.6.6.6"),
+                         (b"x-forwarded-proto", b"http"), (b"x_forwarded_proto", b"https")]}
+    request = ASGIRequest(scope, io.BytesIO())
+    request.META.update({"HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.9,6.6.6.6", "HTTP_X_REAL_IP": "1.2.3.4,6.6.6.6",
+                         "HTTP_X_FORWARDED_PROTO": "http,https"})
+    got = json.loads(TrueIPMiddleware(whoami)(request).content)
+    assert got == {"addr": "203.0.113.9", "secure": False, "host": "testserver", "xff": "198.51.100.1, 203.0.113.9",
+                   "source": "x-forwarded-for[-1]"}
+    assert "HTTP_X_REAL_IP" not in request.META
+    assert request.META["HTTP_X_FORWARDED_PROTO"] == "http"
+    assert request.META["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "198.51.100.1, 203.0.113.9,6.6.6.6"

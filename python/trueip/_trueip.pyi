@@ -106,7 +106,9 @@ class Policy:
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],
-        Optional[list[Tuple[_Text, _Text]]],
+        # The kept header pairs (`withhold`), or with an event and `environ` the
+        # (environ key, value or None) of each client-IP header that passes, as the event has it.
+        Optional[list[Tuple[Any, Any]]],
         Optional[str],
     ]: ...
     def trusts(self, ip: Peer) -> bool: ...

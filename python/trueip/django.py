@@ -26,8 +26,10 @@ decided which hops to believe). The decision is ``request.trueip``.
 "trueip-signature", "on_unverified": "peer"}`` (only ``key_files`` is required; two files
 during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer).
 ``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI
-handler the same holds: ``META`` is built from the scope, and the scheme is set on the
-request; on AWS Lambda under Mangum the peer is the one the event names
+handler the same holds, decided from the scope's header lines (``META`` is Django's fold
+of them, which before 5.2.13 and 6.0.4 merged a client's ``X_Forwarded_For`` into
+``HTTP_X_FORWARDED_FOR``; its client-IP keys become the lines that pass), and the scheme is
+set on the request; on AWS Lambda under Mangum the peer is the one the event names
 (``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a WSGI
 adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the adapter's
 environ, and the event it keeps there decides (see ``trueip.wsgi``).
@@ -147,8 +149,12 @@ class TrueIPMiddleware:
         meta = request.META
         # Django's ASGI requests keep their scope: under Mangum its event names the peer.
         scope = getattr(request, "scope", None)
-        peer = _asgi.scope_peer(scope, _wsgi._REMOTE_ADDR) if isinstance(scope, dict) else _wsgi._REMOTE_ADDR
-        resolution = _wsgi.apply(self.policy, meta, self.origin, self.verifier, peer=peer)
+        asgi = isinstance(scope, dict)
+        peer = _asgi.scope_peer(scope, _wsgi._REMOTE_ADDR) if asgi else _wsgi._REMOTE_ADDR
+        # Under ASGI the scope's lines decide: META is Django's fold of them, which once
+        # merged a client's `X_Forwarded_For` into HTTP_X_FORWARDED_FOR (CVE-2026-3902).
+        lines = list(scope.get("headers") or ()) if asgi else None
+        resolution = _wsgi.apply(self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines)
         request.trueip = resolution
         if self.verifier is not None:
             outcome = meta.get("trueip.signature")

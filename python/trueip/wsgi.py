@@ -111,6 +111,7 @@ def apply(
     origin: frozenset[str] = DEFAULT_ORIGIN,
     verifier: Optional[Verifier] = None,
     peer: Any = _REMOTE_ADDR,
+    lines: Optional[list[Any]] = None,
 ) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
     hops reported; returns the ``Resolution``, or ``None`` when the peer is not an address
@@ -124,7 +125,11 @@ def apply(
     ``REMOTE_ADDR``). An event that names no peer, or a ``peer`` of ``None``, gives no
     decision and empties ``REMOTE_ADDR``: what is there is not the peer (apig-wsgi's
     ``"127.0.0.1"`` for an event without ``X-Forwarded-For``, Mangum's whole
-    ``X-Forwarded-For`` for Django)."""
+    ``X-Forwarded-For`` for Django).
+    ``lines``: the ASGI header lines ``environ`` was built from (Django's ASGI handler): they
+    decide, and the client-IP keys of ``environ`` become the lines that pass (joined by
+    ``,``, as Django joins them), since the handler may have folded a line spelled
+    ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (Django before 5.2.13 and 6.0.4)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
     event = lambda_event(environ) if peer is _REMOTE_ADDR else None
@@ -135,21 +140,26 @@ def apply(
         else:
             event = None
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
+    from_lines = lines is not None and event is None
     resolution, reported, relayed, outcome = policy._resolve_request(
         environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer,
-        environ,
-        environ=True,
+        lines if from_lines else environ,
+        withhold=from_lines,
+        environ=not from_lines,
+        query=environ.get("QUERY_STRING") if from_lines else None,
         verifier=verifier,
         signed=signed,
         event=event,
     )
+    if from_lines:
+        relayed = _folded(policy, lines if relayed is None else relayed)
     environ["trueip.resolution"] = resolution
     if verifier is not None:
         environ["trueip.signature"] = outcome
     for key in environ.keys() & policy._withheld_environ_keys(resolution):
         original[key] = environ.pop(key)
-    # Under an event, the client-IP headers that pass carry the event's values, not the
-    # adapter's keys (into which it folded a client's `x_forwarded_for`).
+    # Under an event, or with the lines, the client-IP headers that pass carry their values,
+    # not the keys an adapter or handler folded a client's `x_forwarded_for` into.
     for key, value in relayed or ():
         if environ.get(key) != value:
             if key in environ:
@@ -182,6 +192,25 @@ def apply(
         if prefix is not None and "prefix" in origin:
             environ["SCRIPT_NAME"] = prefix
     return resolution
+
+
+def _folded(policy: Policy, lines: list[Any]) -> list[tuple[str, Optional[str]]]:
+    """The environ key and value of every client-IP header (``policy``'s set) as ``lines``
+    (ASGI pairs that passed ``ForwardingSet::withheld``) carry it: values joined by ``,``
+    in order, ``None`` for a header they do not carry."""
+    keys = policy._withheld_environ_keys(None)
+    values: dict[str, list[str]] = {}
+    for name, value in lines:
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name).decode("latin-1")
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("latin-1")
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if key in keys:
+            values.setdefault(key, []).append(value)
+    return [(key, ",".join(values[key]) if key in values else None) for key in keys]
 
 
 class TrueIP(_signed.Configured):
