@@ -290,3 +290,39 @@ def test_headers_given_as_an_iterator_reach_the_app() -> None:
     assert scope["client"] == ("203.0.113.9", 0)
     scope = run(("198.51.100.20", 1), iter(lines))  # type: ignore[arg-type]
     assert list(scope["headers"]) == lines[:2]
+
+
+def test_a_wsgi_app_under_starlettes_bridge_is_wrapped_on_the_asgi_side() -> None:
+    """Starlette's WSGIMiddleware (a Flask app mounted in FastAPI) folds `x_forwarded_for`
+    into HTTP_X_FORWARDED_FOR, after a trusted proxy's line, and keeps no scope in the
+    environ: the WSGI middleware inside it cannot tell (the client chose REMOTE_ADDR). The
+    ASGI middleware outside it withholds the line before the bridge folds it."""
+    wsgi_bridge = pytest.importorskip("starlette.middleware.wsgi")
+    from trueip.wsgi import TrueIP as WsgiTrueIP
+
+    def run_bridge(app: Any) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        def flask_like(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            seen.update(environ)
+            start_response("200 OK", [])
+            return [b""]
+
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/", "root_path": "",
+                 "query_string": b"", "client": ("10.0.0.5", 1), "server": ("10.0.0.1", 8000),
+                 "headers": [(b"host", b"app"), (b"x-forwarded-for", b"203.0.113.9"), (b"x_forwarded_for", b"6.6.6.6")]}
+        asyncio.run(app(flask_like)(scope, receive, send))
+        return seen
+
+    inside = run_bridge(lambda wsgi: wsgi_bridge.WSGIMiddleware(WsgiTrueIP(wsgi, POLICY)))
+    assert (inside["REMOTE_ADDR"], inside["HTTP_X_FORWARDED_FOR"]) == ("6.6.6.6", "203.0.113.9,6.6.6.6")
+    outside = run_bridge(lambda wsgi: TrueIP(wsgi_bridge.WSGIMiddleware(wsgi), POLICY))
+    assert (outside["REMOTE_ADDR"], outside["HTTP_X_FORWARDED_FOR"]) == ("203.0.113.9", "203.0.113.9")

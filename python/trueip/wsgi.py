@@ -50,7 +50,9 @@ WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
 From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
 underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and later
-drops them itself), or the client could write the header the proxy appends to.
+drops them itself), or the client could write the header the proxy appends to. Under an
+ASGI-to-WSGI bridge (Starlette's ``WSGIMiddleware``), which folds them too, wrap the ASGI
+side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge folds them.
 """
 
 from __future__ import annotations
