@@ -155,3 +155,21 @@ def test_under_asgi_the_scope_lines_decide_not_a_folded_meta() -> None:
     assert "HTTP_X_REAL_IP" not in request.META
     assert request.META["HTTP_X_FORWARDED_PROTO"] == "http"
     assert request.META["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "198.51.100.1, 203.0.113.9,6.6.6.6"
+
+
+def test_under_asgi_a_name_that_upper_cases_into_a_forwarding_header_does_not_reach_meta() -> None:
+    """Django's ASGI handler upper-cases names as Latin-1, and "ß".upper() is "SS": from a
+    trusted hop a client's `X-Forwarded-\\xdfl: on` became META's HTTP_X_FORWARDED_SSL (a
+    claim about the scheme, which passes a trusted hop), on Django 5.2.19 too. The line is
+    not a token and is withheld (`ForwardingSet::withheld`); META's key follows the lines."""
+    from django.core.handlers.asgi import ASGIRequest
+    import io
+
+    scope = {"type": "http", "method": "GET", "path": "/", "root_path": "", "query_string": b"", "scheme": "http",
+             "client": ("10.0.0.5", 1), "server": ("10.0.0.1", 8000),
+             "headers": [(b"host", b"testserver"), (b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-\xdfl", b"on")]}
+    request = ASGIRequest(scope, io.BytesIO())
+    assert request.META["HTTP_X_FORWARDED_SSL"] == "on"
+    got = json.loads(TrueIPMiddleware(whoami)(request).content)
+    assert got["addr"] == "203.0.113.9"
+    assert "HTTP_X_FORWARDED_SSL" not in request.META
