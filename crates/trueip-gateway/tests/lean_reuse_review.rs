@@ -147,7 +147,7 @@ fn gateway(name: &str, lean: bool, up: &Recorder, extra: &str) -> Gateway {
     Gateway::start_with_config(&dir, &toml, &[addr], &[])
 }
 
-/// Reads the responses to `n` requests (`methods`, in order) on `s`.
+/// Reads the responses to requests of `methods`, in order, on `s`.
 fn responses(s: &TcpStream, methods: &[&str]) -> Vec<Response> {
     let mut r = BufReader::new(s.try_clone().unwrap());
     methods
@@ -161,8 +161,8 @@ fn marked(path: &str, mark: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: app.example\r\nX-Mark: {mark}\r\n{extra}\r\n")
 }
 
-/// Every upstream head: its request line is the one sent for its mark, its only mark
-/// line is its own, and no line another request carried is in it.
+/// Every upstream head: one request line, one mark line, no forged address, and no line
+/// only another request carried.
 fn assert_clean(got: &[Got], forged: &[&str]) {
     for g in got {
         let marks = g.values("x-mark");
@@ -187,7 +187,7 @@ fn assert_clean(got: &[Got], forged: &[&str]) {
         }
         if mark != "hundred" {
             assert!(
-                g.values("x-only-in-hundred").is_empty() && g.values("x-pad-99").is_empty(),
+                g.values("x-only-in-hundred").is_empty() && !g.head.contains("X-Pad-"),
                 "a line of the 100-header request survived into {mark}: {:?}",
                 g.head
             );
