@@ -384,6 +384,65 @@ struct Policy {
     /// The keys withheld from a trusted hop: when no strategy decided, then when each
     /// strategy did (`Resolution::strategy` + 1).
     environ_keys_trusted: Vec<Py<PyFrozenSet>>,
+    /// Set for a `Policy.lambda_preset` policy: it decides from Lambda events only.
+    event_only: Option<EventOnly>,
+}
+
+/// What a Lambda preset (`Policy.lambda_preset`) does with a request the middlewares found
+/// no Lambda event for (a plain WSGI server, an ASGI scope without Mangum's `aws.event`):
+/// the preset believes what only the event's peer stand-in makes safe (the ALB one, the last
+/// `X-Forwarded-For` element whoever the peer is), so such a request is decided as if no
+/// proxy were trusted. The peer is the client, and the request's hop is untrusted
+/// (`Resolution::trusted_hop` false), so the middlewares withhold every client-IP header
+/// through the one rule for an untrusted hop (`Policy::hop`, `kept_pairs`,
+/// `_withheld_environ_keys`).
+struct EventOnly {
+    preset: trueip::lambda::Preset,
+    /// A policy that trusts nothing: its decision is the peer, and a forwarding header the
+    /// request carries is flagged `header_from_untrusted_peer`.
+    untrusted: Arc<trueip::Policy>,
+    /// Whether the log line that names the misconfiguration has been written.
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl EventOnly {
+    fn new(preset: trueip::lambda::Preset) -> PyResult<Self> {
+        Ok(EventOnly {
+            preset,
+            untrusted: Arc::new(trueip::Policy::builder().build().map_err(policy_error)?),
+            warned: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The decision for a request without an event; the first one writes a warning to the
+    /// `trueip` logger.
+    fn decide<H: Headers + ?Sized>(
+        &self,
+        py: Python<'_>,
+        conn: &Connection,
+        headers: &H,
+    ) -> PyResult<Resolution> {
+        if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let message = format!(
+                "trueip: Policy.lambda_preset({name:?}) decides from AWS Lambda events only, and a \
+                 request came without one (no WSGI adapter's event in the environ, no Mangum \
+                 scope[\"aws.event\"]): it is decided as if no proxy were trusted, the peer is \
+                 the client and its client-IP headers are withheld. Outside Lambda, use a \
+                 Policy that trusts your own proxies (Policy(trust=[...], strategy=...)); on \
+                 Lambda, run the app under a WSGI adapter that keeps the event (serverless-wsgi, \
+                 apig-wsgi, Zappa, aws-wsgi) or Mangum",
+                name = self.preset.name(),
+            );
+            py.import("logging")?
+                .call_method1("getLogger", ("trueip",))?
+                .call_method1("warning", (message,))?;
+        }
+        Ok(Resolution {
+            trusted_hop: false,
+            inner: self.untrusted.resolve(conn, headers),
+            policy: Arc::clone(&self.untrusted),
+        })
+    }
 }
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
@@ -457,6 +516,7 @@ impl Policy {
             withheld,
             environ_keys,
             environ_keys_trusted,
+            event_only: None,
         })
     }
 
@@ -653,7 +713,9 @@ impl Policy {
                 trueip::OriginSecret::new(&header, value.into_bytes()).map_err(policy_error)?,
             );
         }
-        Policy::wrap(py, builder.build().map_err(policy_error)?)
+        let mut policy = Policy::wrap(py, builder.build().map_err(policy_error)?)?;
+        policy.event_only = Some(EventOnly::new(preset)?);
+        Ok(policy)
     }
 
     /// Decides who the client is. Never raises for what the request carries; raises
@@ -711,7 +773,13 @@ impl Policy {
     /// is the `(environ key, value or None)` of each header of the set that passes the
     /// request's hop, as the event carries it (`event_environ`): the environ's own keys
     /// are the adapter's, which folds a client's `x_forwarded_for` into them.
-    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None))]
+    ///
+    /// `event_peer`: `peer` is the stand-in a Lambda event of a kind the core reads named,
+    /// and `headers` the ones the event carried (Mangum's scope, whose `aws.event` is
+    /// that event). A policy from `lambda_preset` decides from an event only: with neither
+    /// `event` nor `event_peer`, the request is decided as if no proxy were trusted
+    /// (`EventOnly`). A signed header (`verifier`) is decided as before.
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None, event_peer = false))]
     #[allow(
         clippy::type_complexity,
         clippy::too_many_arguments,
@@ -728,6 +796,7 @@ impl Policy {
         verifier: Option<PyRef<'py, Verifier>>,
         signed: Option<(Option<Bound<'py, PyAny>>, String, String, String)>,
         event: Option<&Bound<'py, PyAny>>,
+        event_peer: bool,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
@@ -792,9 +861,12 @@ impl Policy {
                     "a verifier needs the signed request: (value, method, host, target)",
                 ));
             }
-            (None, _) => match &parsed {
-                Some(parsed) => (self.decide(&conn, parsed), None),
-                None => (self.decide(&conn, &copied), None),
+            (None, _) => match (&parsed, &self.event_only) {
+                (Some(parsed), _) => (self.decide(&conn, parsed), None),
+                // The one place a Lambda preset asks whether the request came with an event:
+                // `event` is None here (one trueip cannot read returned above).
+                (None, Some(only)) if !event_peer => (only.decide(py, &conn, &copied)?, None),
+                (None, _) => (self.decide(&conn, &copied), None),
             },
         };
         // A Unix-socket peer that no trusted header named an address for: no address to
@@ -880,8 +952,13 @@ impl Policy {
                 break;
             }
         }
+        let preset = self
+            .event_only
+            .as_ref()
+            .map(|only| format!(", lambda_preset={:?}", only.preset.name()))
+            .unwrap_or_default();
         format!(
-            "trueip.Policy(strategy={names:?}, from_={:?})",
+            "trueip.Policy(strategy={names:?}, from_={:?}{preset})",
             self.inner.list_header().name()
         )
     }

@@ -173,3 +173,83 @@ def test_under_asgi_a_name_that_upper_cases_into_a_forwarding_header_does_not_re
     got = json.loads(TrueIPMiddleware(whoami)(request).content)
     assert got["addr"] == "203.0.113.9"
     assert "HTTP_X_FORWARDED_SSL" not in request.META
+
+
+ALB_EVENT = {"requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:..."}}, "httpMethod": "GET",
+             "path": "/", "queryStringParameters": {}, "body": "", "isBase64Encoded": False,
+             "headers": {"host": "testserver", "x-forwarded-for": "6.6.6.6, 203.0.113.9", "x-forwarded-proto": "https",
+                         "x-real-ip": "6.6.6.6"}}
+
+
+def test_the_lambda_preset_setting() -> None:
+    """TRUEIP = {"lambda_preset": "alb"} is `Policy.lambda_preset("alb")`; a name of no
+    preset, or keys the preset does not take, are ImproperlyConfigured."""
+    with override_settings(TRUEIP={"lambda_preset": "alb", "origin": ["proto"]}):
+        policy = policy_from_settings()
+    assert "alb" in repr(policy) and "lambda_preset" in repr(policy)
+    assert policy.resolve("10.9.9.9", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}).ip_str == "203.0.113.9"
+    for conf, message in [
+        ({"lambda_preset": "nlb"}, 'unknown Lambda preset "nlb".*cloudfront-api-gateway'),
+        ({"lambda_preset": "alb", "trust": ["any"]}, "lambda_preset.*not \\['trust'\\]"),
+        ({"lambda_preset": ["alb"]}, "preset's name"),
+        ({"lambda_preset": "cloudfront-alb"}, "cloudfront"),
+    ]:
+        with override_settings(TRUEIP=conf):
+            with pytest.raises(ImproperlyConfigured, match=message):
+                TrueIPMiddleware(lambda r: None)
+
+
+def test_a_lambda_preset_without_an_event_trusts_no_header() -> None:
+    """The project on Lambda set the ALB preset, and runs the same settings under
+    `runserver` or gunicorn: no event, so no proxy is trusted. REMOTE_ADDR is the peer and
+    the forged headers are withheld; `{"trust": ["any"], "strategy": "hops:1"}`, which the
+    README once gave for the ALB, made 6.6.6.6 the client here."""
+    with override_settings(TRUEIP={"lambda_preset": "alb"}):
+        got = Client(REMOTE_ADDR="198.51.100.20").get(
+            "/", headers={"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6", "X-Forwarded-Proto": "https"}
+        ).json()
+    assert got == {"addr": "198.51.100.20", "secure": False, "host": "testserver", "xff": None, "source": "peer"}
+
+
+def test_a_lambda_preset_under_asgi_without_mangum_trusts_no_header() -> None:
+    """The same under Django's ASGI handler without Mangum (uvicorn): no `aws.event`."""
+    from django.core.handlers.asgi import ASGIRequest
+    import io
+
+    scope = {"type": "http", "method": "GET", "path": "/", "root_path": "", "query_string": b"", "scheme": "http",
+             "client": ("198.51.100.20", 1), "server": ("10.0.0.1", 8000),
+             "headers": [(b"host", b"testserver"), (b"x-forwarded-for", b"6.6.6.6"), (b"x-real-ip", b"6.6.6.6"),
+                         (b"x-forwarded-proto", b"https")]}
+    request = ASGIRequest(scope, io.BytesIO())
+    with override_settings(TRUEIP={"lambda_preset": "alb"}):
+        middleware = TrueIPMiddleware(whoami)
+    got = json.loads(middleware(request).content)
+    assert got == {"addr": "198.51.100.20", "secure": False, "host": "testserver", "xff": None, "source": "peer"}
+    assert "HTTP_X_REAL_IP" not in request.META and request.trueip.trusted_hop is False
+
+
+def test_the_lambda_preset_setting_under_mangum_decides_from_the_event() -> None:
+    """Under Mangum the event is found, and the ALB preset decides from it as before."""
+    mangum = pytest.importorskip("mangum")
+    from django.core.handlers.asgi import ASGIHandler
+
+    with override_settings(TRUEIP={"lambda_preset": "alb"}):
+        handler = mangum.Mangum(ASGIHandler(), lifespan="off")
+        response = handler(json.loads(json.dumps(ALB_EVENT)), type("Context", (), {"aws_request_id": "1"})())
+    assert response["statusCode"] == 200, response
+    got = json.loads(response["body"])
+    assert got == {"addr": "203.0.113.9", "secure": True, "host": "testserver", "xff": "6.6.6.6, 203.0.113.9",
+                   "source": "x-forwarded-for[-1]"}
+
+
+def test_the_lambda_preset_setting_under_a_wsgi_adapter_decides_from_the_event() -> None:
+    """Under apig-wsgi the event the adapter keeps in META decides, as before."""
+    apig_wsgi = pytest.importorskip("apig_wsgi")
+    from django.core.handlers.wsgi import WSGIHandler
+
+    with override_settings(TRUEIP={"lambda_preset": "alb"}):
+        response = apig_wsgi.make_lambda_handler(WSGIHandler())(json.loads(json.dumps(ALB_EVENT)), None)
+    assert response["statusCode"] == 200, response
+    got = json.loads(response["body"])
+    assert got == {"addr": "203.0.113.9", "secure": True, "host": "testserver", "xff": "6.6.6.6, 203.0.113.9",
+                   "source": "x-forwarded-for[-1]"}

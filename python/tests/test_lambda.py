@@ -193,3 +193,63 @@ def test_under_mangum_an_event_of_another_kind_keeps_manguns_client() -> None:
     assert seen["client"] == ("203.0.113.178", 0)
     assert seen["trueip.resolution"].ip_str == "203.0.113.178"
     assert seen["headers"] == [[b"host", b"d.cloudfront.net"]]
+
+
+FORGED_LINES = [(b"host", b"app:8000"), (b"x-forwarded-for", b"6.6.6.6"), (b"x-real-ip", b"6.6.6.6"),
+                (b"true-client-ip", b"6.6.6.6"), (b"cloudfront-viewer-address", b"6.6.6.6:443"),
+                (b"x-forwarded-proto", b"https")]
+
+
+def under_uvicorn(policy: trueip.Policy, extra: dict[str, Any]) -> dict[str, Any]:
+    """The scope an ASGI app behind `TrueIP(app, policy)` sees for a connection from
+    198.51.100.20 that a plain ASGI server (no Mangum) hands it."""
+    import asyncio
+
+    from trueip.asgi import TrueIP
+
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    scope = dict({"type": "http", "scheme": "http", "client": ("198.51.100.20", 41000), "server": ("10.0.0.1", 8000),
+                  "path": "/", "root_path": "", "query_string": b"", "headers": list(FORGED_LINES)}, **extra)
+    asyncio.run(TrueIP(app, policy, origin=("proto", "host", "port", "prefix"))(scope, None, None))
+    return seen
+
+
+@pytest.mark.parametrize("preset", ["alb", "api-gateway"])
+@pytest.mark.parametrize("found", ["no aws.event", "an aws.event of another kind"])
+def test_a_lambda_preset_without_mangums_event_trusts_no_header(preset: str, found: str) -> None:
+    """An ASGI scope without `aws.event` (the same app under uvicorn), or with an event of
+    no kind trueip reads: decided as if no proxy were trusted. The client is the peer, and
+    every client-IP header is withheld, as from an untrusted peer. The ALB preset once made
+    the forged 6.6.6.6 the client."""
+    policy = trueip.Policy.lambda_preset(preset)
+    extra = {} if found == "no aws.event" else {"aws.event": {"Records": [{"cf": {}}]}}
+    seen = under_uvicorn(policy, extra)
+    r = seen["trueip.resolution"]
+    assert seen["client"] == ("198.51.100.20", 41000)
+    assert (r.ip_str, r.source, r.trusted_hop, r.trusted_hops) == ("198.51.100.20", "peer", False, 0)
+    assert "header_from_untrusted_peer" in r.warnings
+    assert seen["headers"] == [(b"host", b"app:8000")]
+    assert seen["scheme"] == "http"
+    # What a policy that trusts nothing lets through, exactly.
+    untrusted = under_uvicorn(trueip.Policy(), extra)
+    assert (seen["headers"], seen["client"]) == (untrusted["headers"], untrusted["client"])
+
+
+def test_a_lambda_preset_under_mangum_decides_from_the_event_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Under Mangum the event is found: the ALB preset decides from it as `resolve_event`
+    does, and nothing is logged. Without it, one warning."""
+    policy = trueip.Policy.lambda_preset("alb")
+    e = event("alb.json")
+    e["headers"]["x-forwarded-for"] = "6.6.6.6, " + e["headers"]["x-forwarded-for"]
+    with caplog.at_level("WARNING", logger="trueip"):
+        seen = under_mangum(policy, e)
+        assert not [r for r in caplog.records if r.name == "trueip"]
+        assert seen["trueip.resolution"] == resolve_event(policy, e)
+        assert seen["client"][0] == "150.172.238.178" and seen["trueip.resolution"].trusted_hop
+        under_uvicorn(policy, {})
+        under_uvicorn(policy, {})
+    assert len([r for r in caplog.records if r.name == "trueip"]) == 1

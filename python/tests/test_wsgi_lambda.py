@@ -278,3 +278,116 @@ def test_an_event_the_core_cannot_copy_is_no_decision_not_an_error() -> None:
     TrueIP(app, ALB)(environ, lambda *a: None)
     assert seen["trueip.resolution"] is None and seen["REMOTE_ADDR"] == ""
     assert "HTTP_X_FORWARDED_FOR" not in seen
+
+
+# A Lambda preset decides from the event only. The same app outside Lambda (`flask run`,
+# gunicorn in a container, a test deployment) has no event, and the ALB preset (`hops:1`
+# trusting `any`) would believe the last X-Forwarded-For element whoever sent it.
+FORGED = {"HTTP_X_FORWARDED_FOR": "6.6.6.6", "HTTP_X_REAL_IP": "6.6.6.6", "HTTP_TRUE_CLIENT_IP": "6.6.6.6",
+          "HTTP_CLOUDFRONT_VIEWER_ADDRESS": "6.6.6.6:443", "HTTP_X_FORWARDED_PROTO": "https",
+          "HTTP_X_FORWARDED_HOST": "evil.example"}
+
+
+def plain_environ(**extra: Any) -> dict[str, Any]:
+    return dict({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "", "SERVER_NAME": "app",
+                 "SERVER_PORT": "8000", "HTTP_HOST": "app:8000", "wsgi.url_scheme": "http",
+                 "REMOTE_ADDR": "198.51.100.20", "REMOTE_PORT": "41000"}, **FORGED, **extra)
+
+
+def behind(policy: trueip.Policy, environ: dict[str, Any]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(env)
+        start_response("200 OK", [])
+        return [b""]
+
+    TrueIP(app, policy, origin=("proto", "host", "port", "prefix"))(environ, lambda *a: None)
+    return seen
+
+
+@pytest.mark.parametrize("preset", ["alb", "cloudfront-alb", "api-gateway", "cloudfront-api-gateway"])
+@pytest.mark.parametrize("found", ["no event", "an event of another kind"])
+def test_a_lambda_preset_without_an_event_trusts_no_header(preset: str, found: str) -> None:
+    """No adapter's event in the environ (a plain WSGI server), or one of no kind trueip
+    reads: the request is decided as if no proxy were trusted. The peer is the client, and
+    every client-IP header is withheld from the app, as from an untrusted peer. The ALB
+    preset once made the forged 6.6.6.6 the client."""
+    providers = {"cloudfront": str(RANGES)} if preset.startswith("cloudfront") else None
+    policy = trueip.Policy.lambda_preset(preset, providers=providers)
+    extra = {} if found == "no event" else {"serverless.event": {"method": "GET", "identity": {"sourceIp": "6.6.6.6"}}}
+    seen = behind(policy, plain_environ(**extra))
+    r = seen["trueip.resolution"]
+    assert (seen["REMOTE_ADDR"], r.source, r.trusted_hop, r.trusted_hops) == ("198.51.100.20", "peer", False, 0)
+    assert "header_from_untrusted_peer" in r.warnings
+    assert not FORGED.keys() & seen.keys() - {"HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST"}
+    assert not seen.keys() & policy._withheld_environ_keys(None)
+    assert (seen["wsgi.url_scheme"], seen["HTTP_HOST"]) == ("http", "app:8000")
+    assert seen["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
+    # What a policy that trusts nothing lets through, exactly.
+    untrusted = behind(trueip.Policy(), plain_environ(**extra))
+    assert {k: v for k, v in seen.items() if k.startswith(("HTTP_", "REMOTE_"))} == {
+        k: v for k, v in untrusted.items() if k.startswith(("HTTP_", "REMOTE_"))}
+
+
+def test_a_lambda_preset_under_a_plain_wsgi_server_gives_the_peer() -> None:
+    """The same app served by a real WSGI server (wsgiref, as `flask run` serves), a client
+    sending `X-Forwarded-For: 6.6.6.6` straight to it."""
+    import http.client
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["REMOTE_ADDR"].encode()]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, TrueIP(app, ALB), handler_class=Quiet)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn.request("GET", "/", headers={"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"})
+        body = conn.getresponse().read()
+        conn.close()
+    finally:
+        thread.join(10)
+        server.server_close()
+    assert body == b"127.0.0.1"
+    assert "HTTP_X_FORWARDED_FOR" not in seen and "HTTP_X_REAL_IP" not in seen
+    assert seen["trueip.resolution"].trusted_hop is False
+
+
+def test_a_lambda_preset_without_an_event_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The operator sees the misconfiguration: one warning on the `trueip` logger, naming
+    the preset and the fix, however many requests follow."""
+    policy = trueip.Policy.lambda_preset("alb")
+    assert "lambda_preset='alb'" in repr(policy) or 'lambda_preset="alb"' in repr(policy)
+    with caplog.at_level("WARNING", logger="trueip"):
+        behind(policy, plain_environ())
+        behind(policy, plain_environ())
+    records = [r for r in caplog.records if r.name == "trueip"]
+    assert len(records) == 1, records
+    message = records[0].getMessage()
+    assert 'Policy.lambda_preset("alb")' in message and "events only" in message and "Policy(trust=" in message
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
+def test_under_a_wsgi_adapter_a_lambda_preset_decides_from_the_event_without_a_warning(
+    adapter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under each adapter the event is found: the ALB preset decides from it as before
+    (`resolve_event`'s answer, the ALB's own element) and nothing is logged."""
+    policy = trueip.Policy.lambda_preset("alb")
+    e = with_xff(event("alb.json"), "6.6.6.6, " + ALB_XFF)
+    with caplog.at_level("WARNING", logger="trueip"):
+        seen = seen_by(adapter, policy, e)
+    assert seen["REMOTE_ADDR"] == "150.172.238.178" == resolve_event(policy, e).ip_str
+    assert seen["trueip.resolution"] == resolve_event(policy, e) and seen["trueip.resolution"].trusted_hop
+    assert not [r for r in caplog.records if r.name == "trueip"]

@@ -73,7 +73,14 @@ class Policy:
         name: str,
         providers: Optional[Mapping[str, _Path]] = None,
         origin_secret: Optional[Tuple[str, str]] = None,
-    ) -> "Policy": ...
+    ) -> "Policy":
+        """The policy of a chain in front of a Lambda function: ``alb``, ``cloudfront-alb``,
+        ``api-gateway`` or ``cloudfront-api-gateway``. It decides from Lambda events only:
+        ``trueip.aws_lambda``, and the middlewares when they find the event (a WSGI
+        adapter's, Mangum's ``scope["aws.event"]``). A request the middlewares find no event
+        for is decided as if no proxy were trusted: the peer is the client, every client-IP
+        header is withheld, and the ``trueip`` logger warns once. ``resolve`` and ``explain``
+        are not the middlewares: they apply the policy to whatever peer they are given."""
     @property
     def trust_names(self) -> dict[str, list[str]]:
         """What each host name in the trust specs resolved to when the policy was made."""
@@ -103,6 +110,7 @@ class Policy:
         verifier: Optional[Verifier] = None,
         signed: Optional[Tuple[Optional[_Text], str, str, str]] = None,
         event: Optional[dict[str, Any]] = None,
+        event_peer: bool = False,
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],

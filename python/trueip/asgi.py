@@ -32,6 +32,12 @@ On AWS Lambda under Mangum, the peer is the address the event says AWS's front e
 for an ALB event Mangum puts the whole ``X-Forwarded-For`` there. Use the Lambda presets
 (``Policy.lambda_preset("alb")``, ...).
 
+A Lambda preset decides from the event only: a scope without an ``aws.event`` of a kind
+``trueip.aws_lambda`` reads (the same app under uvicorn, a test deployment) is decided as
+if no proxy were trusted, so ``scope["client"]`` stays the peer, every client-IP header is
+removed as from an untrusted peer, and the ``trueip`` logger warns once per policy
+(``test_lambda.py::test_a_lambda_preset_without_mangums_event_trusts_no_header``).
+
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
 hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default) and rewrites ``scope["client"]`` before
@@ -56,7 +62,15 @@ _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
 
 def scope_peer(scope: Scope, default: Any) -> Any:
-    """The peer of a request whose ASGI scope is ``scope``: ``default`` (the server's
+    """``scope_event_peer(scope, default)[0]``."""
+    return scope_event_peer(scope, default)[0]
+
+
+def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, bool]:
+    """The peer of a request whose ASGI scope is ``scope``, and whether a Lambda event
+    named it (which a policy from ``Policy.lambda_preset`` needs, see the module doc).
+
+    The peer of a request whose ASGI scope is ``scope``: ``default`` (the server's
     ``scope["client"]``), except on AWS Lambda under Mangum, which makes the scope of the
     event and keeps it in ``scope["aws.event"]``: its client is not the address AWS's front
     end saw (for an ALB, the whole X-Forwarded-For, client-written entries and all), so the
@@ -71,12 +85,12 @@ def scope_peer(scope: Scope, default: Any) -> Any:
     if isinstance(event, dict):
         known, peer = _event_peer(event)
         if known:
-            return peer
+            return peer, True
     if scope.get("client") is None:
         server = scope.get("server")
         if isinstance(server, (tuple, list)) and len(server) == 2 and isinstance(server[0], str) and server[1] is None:
-            return ""
-    return default
+            return "", False
+    return default, False
 
 
 def apply(
@@ -96,10 +110,16 @@ def apply(
         scope["headers"] = headers
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
-    peer = scope_peer(scope, client)
+    peer, from_event = scope_event_peer(scope, client)
     signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
     resolution, reported, kept, outcome = policy._resolve_request(
-        peer, headers, True, query=scope.get("query_string"), verifier=verifier, signed=signed
+        peer,
+        headers,
+        True,
+        query=scope.get("query_string"),
+        verifier=verifier,
+        signed=signed,
+        event_peer=from_event,
     )
     scope["trueip.resolution"] = resolution
     if verifier is not None:

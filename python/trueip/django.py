@@ -14,6 +14,17 @@ has computed the request's paths before any middleware runs; use ``FORCE_SCRIPT_
 missing or wrong ``TRUEIP`` is ``ImproperlyConfigured`` at start-up, with the policy's own
 message.
 
+On AWS Lambda, ``TRUEIP = {"lambda_preset": "alb"}`` (or ``"cloudfront-alb"``,
+``"api-gateway"``, ``"cloudfront-api-gateway"``; with ``providers`` and ``origin_secret`` as
+``Policy.lambda_preset`` takes them) is the policy of the chain in front of the function.
+A Lambda preset decides from the event only: a request without one (the same project
+under ``runserver``, gunicorn or uvicorn, not a Lambda adapter or Mangum) is decided as if
+no proxy were trusted, ``REMOTE_ADDR`` stays the peer, every client-IP header is removed as
+from an untrusted peer, and the ``trueip`` logger warns once
+(``test_django.py::test_a_lambda_preset_without_an_event_trusts_no_header``). Do not spell
+the ALB preset ``{"trust": ["any"], "strategy": "hops:1"}``: that policy believes the last
+``X-Forwarded-For`` element from any peer, event or not.
+
 Each request's ``META`` is rewritten as the WSGI middleware rewrites an environ
 (``trueip.wsgi``): ``REMOTE_ADDR`` is the client, client-IP headers from an untrusted peer
 are removed, and the scheme and host, when trusted hops reported them, are applied
@@ -58,6 +69,10 @@ _POLICY_KEYS = {
     "ipv6_prefix",
 }
 
+#: What ``TRUEIP`` may hold with ``lambda_preset`` (besides ``origin``): the arguments of
+#: ``Policy.lambda_preset``.
+_PRESET_KEYS = {"lambda_preset", "providers", "origin_secret"}
+
 
 def policy_from_settings(settings: Any = None) -> Policy:
     """The policy ``settings.TRUEIP`` describes."""
@@ -73,13 +88,31 @@ def policy_from_settings(settings: Any = None) -> Policy:
             "trueip: set TRUEIP in settings, e.g. TRUEIP = {'trust': ['10.0.0.0/8'], "
             "'strategy': 'rightmost-untrusted'} (or {'config': 'trueip.toml'})"
         )
-    unknown = set(conf) - _POLICY_KEYS - {"config", "origin"}
+    unknown = set(conf) - _POLICY_KEYS - {"config", "origin", "lambda_preset"}
     if unknown:
         raise ImproperlyConfigured(
-            f"trueip: unknown TRUEIP keys {sorted(unknown)}; known: {sorted(_POLICY_KEYS | {'config', 'origin'})}"
+            f"trueip: unknown TRUEIP keys {sorted(unknown)}; known: "
+            f"{sorted(_POLICY_KEYS | {'config', 'origin', 'lambda_preset'})}"
         )
     conf = {k: v for k, v in conf.items() if k != "origin"}
     try:
+        if "lambda_preset" in conf:
+            others = set(conf) - _PRESET_KEYS
+            if others:
+                raise ImproperlyConfigured(
+                    f"trueip: TRUEIP['lambda_preset'] is the whole policy; it takes only "
+                    f"{sorted(_PRESET_KEYS - {'lambda_preset'})} besides 'origin', not {sorted(others)}"
+                )
+            name = conf["lambda_preset"]
+            if not isinstance(name, str):
+                raise ImproperlyConfigured(
+                    f"trueip: TRUEIP['lambda_preset'] is a preset's name, not {type(name).__name__}"
+                )
+            return Policy.lambda_preset(
+                name,
+                providers=conf.get("providers"),
+                origin_secret=conf.get("origin_secret"),
+            )
         if "config" in conf:
             if len(conf) > 1:
                 raise ImproperlyConfigured("trueip: TRUEIP['config'] takes the whole policy from the file; give no other keys")
@@ -150,11 +183,13 @@ class TrueIPMiddleware:
         # Django's ASGI requests keep their scope: under Mangum its event names the peer.
         scope = getattr(request, "scope", None)
         asgi = isinstance(scope, dict)
-        peer = _asgi.scope_peer(scope, _wsgi._REMOTE_ADDR) if asgi else _wsgi._REMOTE_ADDR
+        peer, from_event = _asgi.scope_event_peer(scope, _wsgi._REMOTE_ADDR) if asgi else (_wsgi._REMOTE_ADDR, False)
         # Under ASGI the scope's lines decide: META is Django's fold of them, which once
         # merged a client's `X_Forwarded_For` into HTTP_X_FORWARDED_FOR (CVE-2026-3902).
         lines = list(scope.get("headers") or ()) if asgi else None
-        resolution = _wsgi.apply(self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines)
+        resolution = _wsgi.apply(
+            self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, from_event=from_event
+        )
         request.trueip = resolution
         if self.verifier is not None:
             outcome = meta.get("trueip.signature")

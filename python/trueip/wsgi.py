@@ -46,6 +46,12 @@ client's ``X_Forwarded_For`` (an ALB passes it on unless
 ``routing.http.drop_invalid_header_fields.enabled``) into ``HTTP_X_FORWARDED_FOR``, over
 the header the ALB appended to. A key whose header the event does not carry is removed.
 
+A Lambda preset decides from the event only: an environ without an adapter's event of a
+kind trueip reads (the same app under ``flask run`` or gunicorn, a test deployment) is
+decided as if no proxy were trusted, so ``REMOTE_ADDR`` stays the peer, every client-IP
+header is removed as from an untrusted peer, and the ``trueip`` logger warns once per
+policy (``test_wsgi_lambda.py::test_a_lambda_preset_without_an_event_trusts_no_header``).
+
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
 From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
@@ -114,6 +120,7 @@ def apply(
     verifier: Optional[Verifier] = None,
     peer: Any = _REMOTE_ADDR,
     lines: Optional[list[Any]] = None,
+    from_event: bool = False,
 ) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
     hops reported; returns the ``Resolution``, or ``None`` when the peer is not an address
@@ -128,6 +135,9 @@ def apply(
     decision and empties ``REMOTE_ADDR``: what is there is not the peer (apig-wsgi's
     ``"127.0.0.1"`` for an event without ``X-Forwarded-For``, Mangum's whole
     ``X-Forwarded-For`` for Django).
+    ``from_event``: ``peer`` is the one a Lambda event named (Django under Mangum,
+    ``trueip.asgi.scope_event_peer``); without it, or an adapter's event, a policy from
+    ``Policy.lambda_preset`` trusts no hop (see the module doc).
     ``lines``: the ASGI header lines ``environ`` was built from (Django's ASGI handler): they
     decide, and the client-IP keys of ``environ`` become the lines that pass (joined by
     ``,``, as Django joins them), since the handler may have folded a line spelled
@@ -152,6 +162,7 @@ def apply(
         verifier=verifier,
         signed=signed,
         event=event,
+        event_peer=from_event,
     )
     if from_lines:
         relayed = _folded(policy, lines if relayed is None else relayed)
