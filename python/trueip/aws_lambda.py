@@ -21,6 +21,10 @@ Events may be plain dicts or aws-lambda-powertools event classes (``ALBEvent``,
 Presets (``Policy.lambda_preset(name)``): ``alb`` (ALB -> Lambda), ``cloudfront-alb``,
 ``api-gateway`` (API Gateway or Function URL -> Lambda), ``cloudfront-api-gateway``; the
 CloudFront ones need CloudFront's ranges: ``providers={"cloudfront": "ip-ranges.json"}``.
+A preset decides from Lambda events only: here there always is one; the middlewares
+(``trueip.wsgi``, ``trueip.asgi``, ``trueip.django``) decide a request they find no event for
+as if no proxy were trusted, and warn once
+(``test_wsgi_lambda.py::test_a_lambda_preset_without_an_event_trusts_no_header``).
 """
 
 from __future__ import annotations

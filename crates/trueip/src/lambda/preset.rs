@@ -18,6 +18,13 @@ use crate::trust::NamedSet;
 ///
 /// A preset is for the events of its chain: the ALB one believes the last element of
 /// `X-Forwarded-For` whoever stands in for the peer, which only an ALB event makes safe.
+/// Decide with it through [`resolve_event`](super::resolve_event) (or
+/// `resolve_request` with feature `lambda-http`) only: the [`Policy`] it builds is an
+/// ordinary one, and [`Policy::resolve`] on a TCP connection (the same code run outside
+/// Lambda, a test server) believes the last `X-Forwarded-For` element any client sends.
+/// The Python package marks a preset's policy and decides a request without an event as if
+/// no proxy were trusted (`python/src/lib.rs`, `EventOnly`); a Rust caller has no such
+/// guard, and `trueip serve` takes no preset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Preset {
     /// ALB → Lambda: `hops:1` trusting `any`. The stand-in is the element the ALB
