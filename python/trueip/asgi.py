@@ -112,14 +112,17 @@ def apply(
     # and trusts no hop.
     peer, from_event = scope_event_peer(scope, client)
     signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
+    # Positional: keyword arguments cost the extension about 100 ns each per request.
     resolution, reported, kept, outcome = policy._resolve_request(
         peer,
         headers,
-        True,
-        query=scope.get("query_string"),
-        verifier=verifier,
-        signed=signed,
-        event_peer=from_event,
+        True,  # withhold
+        False,  # environ
+        scope.get("query_string"),  # query
+        verifier,
+        signed,
+        None,  # event
+        from_event,  # event_peer
     )
     scope["trueip.resolution"] = resolution
     if verifier is not None:

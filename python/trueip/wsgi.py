@@ -156,16 +156,17 @@ def apply(
             event = None
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     from_lines = lines is not None and event is None
+    # Positional: keyword arguments cost the extension about 100 ns each per request.
     resolution, reported, relayed, outcome = policy._resolve_request(
-        environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer,
-        lines if from_lines else environ,
-        withhold=from_lines,
-        environ=not from_lines,
-        query=environ.get("QUERY_STRING") if from_lines else None,
-        verifier=verifier,
-        signed=signed,
-        event=event,
-        event_peer=from_event,
+        environ.get("REMOTE_ADDR") if peer is _REMOTE_ADDR else peer,  # peer
+        lines if from_lines else environ,  # headers
+        from_lines,  # withhold
+        not from_lines,  # environ
+        environ.get("QUERY_STRING") if from_lines else None,  # query
+        verifier,
+        signed,
+        event,
+        from_event,  # event_peer
     )
     if from_lines:
         relayed = _folded(policy, lines if relayed is None else relayed)
