@@ -238,3 +238,23 @@ def test_django_settings_are_checked(keys: tuple[Path, Path]) -> None:
             verify_from_settings(S())
     S.TRUEIP_VERIFY = None
     assert verify_from_settings(S()) == (None, False)
+
+
+def test_asgi_verify_serves_odd_header_items_without_raising(keys: tuple[Path, Path]) -> None:
+    # Servers that bend the spec: a line that is no pair, a text name, a text value.
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/a",
+        "raw_path": b"/a",
+        "query_string": b"",
+        "client": ("127.0.0.1", 41000),
+        "headers": [(b"host", b"app.example"), (b"x-odd",), ("trueip-signature", "v1"), (b"x-real-ip", "6.6.6.6")],
+    }
+    asyncio.run(AsgiTrueIP(app, trueip.Policy(), verify=[keys[0]])(scope, None, None))
+    assert seen["client"] == ("127.0.0.1", 41000) and seen["trueip.signature"] == "missing"

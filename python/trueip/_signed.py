@@ -73,7 +73,15 @@ def asgi_request(v: Verifier, scope: Any, headers: list[Any]) -> tuple[Any, str,
     value = None
     host = ""
     lines = 0
-    for n, val in headers:
+    for item in headers:
+        # A server bending the spec (an item that is no pair, a name or value that is not
+        # bytes) gets the peer or a refusal, not an exception: the header is unread here
+        # and the middleware withholds such lines from the app.
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            continue
+        n, val = item
+        if not isinstance(n, bytes) or not isinstance(val, bytes):
+            continue
         lower = n.lower()
         if lower == name:
             lines += 1
