@@ -249,6 +249,36 @@ impl OriginSecret {
     }
 }
 
+/// Refuses an origin secret in a header that carries something else: one the policy reads
+/// a client from, or one clients and proxies write (`Host`, the request claims). Such a
+/// header is never only the CDN's, so no honest request could match the secret, or every
+/// request that names the right client would have to carry the secret as its address.
+fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), ConfigError> {
+    const OTHERS: [FieldName; 8] = [
+        names::X_FORWARDED_FOR,
+        names::FORWARDED,
+        names::X_REAL_IP,
+        names::X_FORWARDED_PROTO,
+        names::X_FORWARDED_HOST,
+        names::X_FORWARDED_PORT,
+        names::X_FORWARDED_PREFIX,
+        FieldName::from_static("host"),
+    ];
+    let read_by_a_strategy = strategies.iter().any(|s| match &s.kind {
+        Kind::Header(single) => matches!(&single.carrier, Carrier::Header(h) if h == name),
+        _ => false,
+    });
+    if read_by_a_strategy || OTHERS.contains(name) {
+        return Err(ConfigError::new(format!(
+            "the origin secret header {name} is not one only your CDN writes: clients and \
+             proxies write it, or the policy reads a client address from it"
+        ))
+        .at("client_ip.origin_secret")
+        .hint("use a custom header your CDN adds to every origin request, e.g. X-Origin-Verify"));
+    }
+    Ok(())
+}
+
 impl std::fmt::Debug for OriginSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "OriginSecret({}: <redacted>)", self.name)
@@ -424,6 +454,9 @@ impl PolicyBuilder {
                 ConfigError::new(format!("invalid ipv6_prefix {ipv6_prefix}"))
                     .hint("use 0 to 128; /64 is one subscriber"),
             );
+        }
+        if let Some(secret) = &self.origin_secret {
+            check_secret_name(secret.name(), &strategies)?;
         }
         Ok(Policy {
             strategies,

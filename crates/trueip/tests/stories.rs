@@ -522,6 +522,39 @@ fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
 }
 
 #[test]
+fn fail_an_origin_secret_in_a_header_others_write_is_refused() {
+    let build = |strategy: &str, secret: &str| {
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str(strategy)
+            .unwrap()
+            .origin_secret(OriginSecret::new(secret, "s3cret").unwrap())
+            .build()
+    };
+    for secret in [
+        "X-Forwarded-For",
+        "forwarded",
+        "X-Real-IP",
+        "Host",
+        "X-Forwarded-Proto",
+    ] {
+        let err = build("rightmost-untrusted", secret)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("origin secret header"), "{secret}: {err}");
+    }
+    let err = build("header:X-Client-Addr", "X-Client-Addr")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reads a client address"), "{err}");
+    // A header only the CDN writes, including one that is a row of the client-IP table
+    // (Azure Front Door's id), stays allowed.
+    assert!(build("rightmost-untrusted", "X-Origin-Verify").is_ok());
+    assert!(build("rightmost-untrusted", "X-Azure-FDID").is_ok());
+}
+
+#[test]
 fn origin_secret_gates_forwarding_headers() {
     let p = Policy::builder()
         .trust_str("10.0.0.0/8")
