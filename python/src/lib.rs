@@ -132,6 +132,14 @@ fn text_bytes<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
 }
 
 fn name_matches<'w>(name: &Bound<'_, PyAny>, wanted: &'w [Wanted]) -> Option<&'w Wanted> {
+    // ASGI's names are bytes, read in place: no length call, no copy.
+    if let Ok(bytes) = name.cast::<PyBytes>() {
+        let name = bytes.as_bytes();
+        return wanted.iter().find(|w| {
+            let want = w.name.as_str().as_bytes();
+            want.len() == name.len() && want.eq_ignore_ascii_case(name)
+        });
+    }
     // Most of a request's headers are not wanted: their lengths say so without copying
     // the text out (which, in the stable ABI before 3.10, allocates).
     let len = match name.cast::<PyString>() {
@@ -230,10 +238,7 @@ fn copy_headers<'py>(
             headers.get_type().name()?
         )));
     };
-    for item in pairs.try_iter()? {
-        // An iterator that fails fails the call: a decision over part of the headers
-        // could be the wrong one.
-        let item = item?;
+    let mut copy = |item: Bound<'py, PyAny>| {
         // A pair is a 2-tuple or a 2-list (JSON-decoded headers); anything else is skipped.
         let pair = if let Ok(t) = item.cast::<PyTuple>() {
             (t.len() == 2).then(|| (t.get_item(0), t.get_item(1)))
@@ -242,11 +247,20 @@ fn copy_headers<'py>(
         } else {
             None
         };
-        let Some((Ok(name), Ok(value))) = pair else {
-            continue;
-        };
-        if let Some(w) = name_matches(&name, wanted) {
+        if let Some((Ok(name), Ok(value))) = pair
+            && let Some(w) = name_matches(&name, wanted)
+        {
             push_values(&mut out, &w.name, &value);
+        }
+    };
+    // A list (ASGI's) by index, without the iterator protocol.
+    if let Ok(list) = pairs.cast::<PyList>() {
+        list.iter().for_each(&mut copy);
+    } else {
+        for item in pairs.try_iter()? {
+            // An iterator that fails fails the call: a decision over part of the headers
+            // could be the wrong one.
+            copy(item?);
         }
     }
     Ok(out)
