@@ -380,7 +380,12 @@ impl Upstream {
         loop {
             let mut conn = match self.take_raw(&key, Instant::now(), private) {
                 Some(c) => c,
-                None => self.connect_raw(&key).await.map_err(Failed::Connect)?,
+                // Boxed: a connection (TCP, perhaps TLS) is set up rarely, and inline its
+                // future would make this one, and every future holding it, over 1 KiB
+                // larger, copied whole at each step of every exchange.
+                None => Box::pin(self.connect_raw(&key))
+                    .await
+                    .map_err(Failed::Connect)?,
             };
             let again = may_resend(method, conn.reused, Delivery::MaybeSent, resent);
             if conn.io.write_all(head).await.is_err() {
