@@ -376,10 +376,11 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
 
 /// What [`forward`] does with a request once the header rules made it ready: a sync step,
 /// so that what it needs on the way (the parts, the facts, the lines stripped) is not
-/// held in the future across the exchange.
+/// held in the future across the exchange. The rare cases are boxed: this value is held
+/// across the exchange too.
 enum Prepared {
     /// Answered already (a failure).
-    Answer(Response<Body>),
+    Answer(Box<Response<Body>>),
     /// The head for the bare exchange ([`forward_raw`]).
     Raw {
         method: Method,
@@ -387,13 +388,22 @@ enum Prepared {
         key: http::uri::Authority,
     },
     /// The request for hyper's client.
-    Hyper {
-        req: Request<Timed<Incoming>>,
-        key: http::uri::Authority,
-        method: Method,
-        upgrade: Option<&'static str>,
-        downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    },
+    Hyper(Box<ToHyper>),
+}
+
+impl Prepared {
+    fn answer(resp: Response<Body>) -> Self {
+        Prepared::Answer(Box::new(resp))
+    }
+}
+
+/// A request for hyper's client ([`forward_hyper`]).
+struct ToHyper {
+    req: Request<Timed<Incoming>>,
+    key: http::uri::Authority,
+    method: Method,
+    upgrade: Option<&'static str>,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 async fn forward(
@@ -405,29 +415,11 @@ async fn forward(
     record: &mut Record,
 ) -> Response<Body> {
     match prepare(req, ctx, state, upstream, resolution, record) {
-        Prepared::Answer(resp) => resp,
+        Prepared::Answer(resp) => *resp,
         Prepared::Raw { method, head, key } => {
             forward_raw(ctx, upstream, &method, &head, key).await
         }
-        Prepared::Hyper {
-            req,
-            key,
-            method,
-            upgrade,
-            downstream_upgrade,
-        } => {
-            forward_hyper(
-                req,
-                key,
-                ctx,
-                state,
-                upstream,
-                &method,
-                upgrade,
-                downstream_upgrade,
-            )
-            .await
-        }
+        Prepared::Hyper(to) => forward_hyper(*to, ctx, state, upstream).await,
     }
 }
 
@@ -454,7 +446,7 @@ fn prepare(
     match upstream::origin_form(&method, parts.uri.path_and_query()) {
         Some(uri) => parts.uri = uri,
         None => {
-            return Prepared::Answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
+            return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
         }
     }
     let kept = state
@@ -465,7 +457,7 @@ fn prepare(
         match PathAndQuery::try_from(kept).map(|p| upstream::origin_form(&method, Some(&p))) {
             Ok(Some(uri)) => parts.uri = uri,
             Ok(None) | Err(_) => {
-                return Prepared::Answer(response(
+                return Prepared::answer(response(
                     failed(ctx, Failure::Target, &parts.uri),
                     &method,
                 ));
@@ -492,7 +484,7 @@ fn prepare(
             Failure::HostNotAllowed,
             &format_args!("host {named:?}"),
         );
-        return Prepared::Answer(response(page, &method));
+        return Prepared::answer(response(page, &method));
     }
     // The lines as received, for the record of forgeries: only a forged decision, with
     // the record on, copies them (the header rules rewrite them next).
@@ -532,7 +524,7 @@ fn prepare(
         headers::join_cookies(&mut parts.headers);
     }
     let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
-        return Prepared::Answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
+        return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
     };
     if h2
         && upgrade.is_none()
@@ -569,30 +561,30 @@ fn prepare(
     parts.version = Version::HTTP_11;
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));
-    Prepared::Hyper {
+    Prepared::Hyper(Box::new(ToHyper {
         req,
         key,
         method,
         upgrade,
         downstream_upgrade,
-    }
+    }))
 }
 
 /// [`forward`]'s exchange through hyper's client.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the request's own parts, handed on"
-)]
 async fn forward_hyper(
-    req: Request<Timed<Incoming>>,
-    key: http::uri::Authority,
+    to: ToHyper,
     ctx: &Arc<ConnCtx>,
     state: &State,
     upstream: &Upstream,
-    method: &Method,
-    upgrade: Option<&'static str>,
-    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
+    let ToHyper {
+        req,
+        key,
+        method,
+        upgrade,
+        downstream_upgrade,
+    } = to;
+    let method = &method;
     let settings = &upstream.settings;
     // Boxed: this exchange (hyper's client, perhaps a connection to set up) is nearly
     // 3 KiB of future; inline, it would make every future holding it (`forward`'s,
