@@ -1141,8 +1141,9 @@ impl<N: AsRef<str>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
     }
 }
 
-/// Up to this many header lines, [`Headers::for_each_value_noting`] on an `http::HeaderMap`
-/// compares every name instead of looking two up. A lookup hashes the name byte by byte
+/// Up to this many header lines, [`Headers::for_each_value`] and
+/// [`Headers::for_each_value_noting`] on an `http::HeaderMap` compare every name instead of
+/// looking one or two up. A lookup hashes the name byte by byte
 /// (16 ns for `x-forwarded-for`, a custom name), while a comparison is one byte for the
 /// standard names most headers have; a browser's request through a proxy or two carries
 /// 10–20 lines.
@@ -1152,8 +1153,18 @@ const SCAN_LINES: usize = 24;
 #[cfg(feature = "http")]
 impl Headers for http::HeaderMap {
     fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
-        for value in self.get_all(name.as_http()) {
-            f(value.as_bytes());
+        let name = name.as_http();
+        if self.len() <= SCAN_LINES {
+            // `iter` yields each name's values together, in request order.
+            for (key, value) in self {
+                if key == name {
+                    f(value.as_bytes());
+                }
+            }
+        } else {
+            for value in self.get_all(name) {
+                f(value.as_bytes());
+            }
         }
     }
 
@@ -1955,6 +1966,16 @@ mod tests {
                 assert_eq!(got.1, with_forwarded);
                 assert_eq!(got.0.last().map(Vec::as_slice), Some(&b"5.5.5.5"[..]));
                 assert_eq!(noting(&map, fwd, xff), expected(&map, fwd, xff));
+                for name in [xff, fwd, &names::X_REAL_IP] {
+                    let mut scanned = Vec::new();
+                    map.for_each_value(name, |v| scanned.push(v));
+                    let looked_up: Vec<&[u8]> = map
+                        .get_all(name.as_http())
+                        .iter()
+                        .map(HeaderValue::as_bytes)
+                        .collect();
+                    assert_eq!(scanned, looked_up, "{name} among {filler} filler lines");
+                }
             }
         }
     }

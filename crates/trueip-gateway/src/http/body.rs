@@ -212,7 +212,10 @@ impl Drop for Record {
 enum Kind {
     Full(Option<Bytes>),
     Stream(Timed<Incoming>),
-    Raw(Timed<RawBody>),
+    /// Boxed: over 250 bytes (the connection, its buffer, the pool lease), and a response
+    /// is moved whole many times on its way to the client; most answers to the bare
+    /// exchange come whole with their head (`Full`).
+    Raw(Box<Timed<RawBody>>),
 }
 
 impl Kind {
@@ -223,7 +226,7 @@ impl Kind {
         let mut polled = match self {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
-            Kind::Raw(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
+            Kind::Raw(timed) => http_body::Body::poll_frame(Pin::new(&mut **timed), cx),
         };
         if let Poll::Ready(Some(Ok(frame))) = &mut polled
             && let Some(trailers) = frame.trailers_mut()
@@ -299,7 +302,7 @@ impl Body {
     /// An upstream body read from a bare connection, streamed with a stall timeout.
     pub(crate) fn raw(inner: RawBody, timeout: Duration) -> Self {
         Body {
-            kind: Kind::Raw(Timed::new(inner, timeout)),
+            kind: Kind::Raw(Box::new(Timed::new(inner, timeout))),
             record: None,
             send: None,
             pooled: None,
@@ -409,7 +412,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
-            Kind::Raw(timed) => http_body::Body::is_end_stream(timed),
+            Kind::Raw(timed) => http_body::Body::is_end_stream(&**timed),
         }
     }
 
@@ -418,7 +421,7 @@ impl http_body::Body for Body {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Stream(timed) => http_body::Body::size_hint(timed),
-            Kind::Raw(timed) => http_body::Body::size_hint(timed),
+            Kind::Raw(timed) => http_body::Body::size_hint(&**timed),
         };
         let rest = self.send.as_ref().map_or(0, |on| on.rest.len() as u64);
         if rest > 0 {

@@ -374,14 +374,63 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
     resp.map(|b| b.record(record).watched())
 }
 
+/// What [`forward`] does with a request once the header rules made it ready: a sync step,
+/// so that what it needs on the way (the parts, the facts, the lines stripped) is not
+/// held in the future across the exchange. The rare cases are boxed: this value is held
+/// across the exchange too.
+enum Prepared {
+    /// Answered already (a failure).
+    Answer(Box<Response<Body>>),
+    /// The head for the bare exchange ([`forward_raw`]).
+    Raw {
+        method: Method,
+        head: Vec<u8>,
+        key: http::uri::Authority,
+    },
+    /// The request for hyper's client.
+    Hyper(Box<ToHyper>),
+}
+
+impl Prepared {
+    fn answer(resp: Response<Body>) -> Self {
+        Prepared::Answer(Box::new(resp))
+    }
+}
+
+/// A request for hyper's client ([`forward_hyper`]).
+struct ToHyper {
+    req: Request<Timed<Incoming>>,
+    key: http::uri::Authority,
+    method: Method,
+    upgrade: Option<&'static str>,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
 async fn forward(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     ctx: &Arc<ConnCtx>,
     state: &State,
     upstream: &Upstream,
     resolution: &Resolution,
     record: &mut Record,
 ) -> Response<Body> {
+    match prepare(req, ctx, state, upstream, resolution, record) {
+        Prepared::Answer(resp) => *resp,
+        Prepared::Raw { method, head, key } => {
+            forward_raw(ctx, upstream, &method, &head, key).await
+        }
+        Prepared::Hyper(to) => forward_hyper(*to, ctx, state, upstream).await,
+    }
+}
+
+fn prepare(
+    mut req: Request<Incoming>,
+    ctx: &Arc<ConnCtx>,
+    state: &State,
+    upstream: &Upstream,
+    resolution: &Resolution,
+    record: &mut Record,
+) -> Prepared {
     let method = req.method().clone();
     // A WebSocket upgrade: the hop-by-hop headers that ask for it are removed with the
     // others and set again, alone, for the upstream. Any other upgrade is not forwarded
@@ -396,7 +445,9 @@ async fn forward(
     // The target as the upstream receives it, from here on.
     match upstream::origin_form(&method, parts.uri.path_and_query()) {
         Some(uri) => parts.uri = uri,
-        None => return response(failed(ctx, Failure::Target, &parts.uri), &method),
+        None => {
+            return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
+        }
     }
     let kept = state
         .hygiene
@@ -406,7 +457,10 @@ async fn forward(
         match PathAndQuery::try_from(kept).map(|p| upstream::origin_form(&method, Some(&p))) {
             Ok(Some(uri)) => parts.uri = uri,
             Ok(None) | Err(_) => {
-                return response(failed(ctx, Failure::Target, &parts.uri), &method);
+                return Prepared::answer(response(
+                    failed(ctx, Failure::Target, &parts.uri),
+                    &method,
+                ));
             }
         }
     }
@@ -430,7 +484,7 @@ async fn forward(
             Failure::HostNotAllowed,
             &format_args!("host {named:?}"),
         );
-        return response(page, &method);
+        return Prepared::answer(response(page, &method));
     }
     // The lines as received, for the record of forgeries: only a forged decision, with
     // the record on, copies them (the header rules rewrite them next).
@@ -470,7 +524,7 @@ async fn forward(
         headers::join_cookies(&mut parts.headers);
     }
     let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
-        return response(failed(ctx, Failure::Target, &parts.uri), &method);
+        return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
     };
     if h2
         && upgrade.is_none()
@@ -483,7 +537,7 @@ async fn forward(
             .map_or(upstream.authority().as_bytes(), HeaderValue::as_bytes);
         let target = facts.request.target;
         let head = raw::request_head(&method, target, host, &parts.headers, &own);
-        return forward_raw(ctx, upstream, &method, &head, key).await;
+        return Prepared::Raw { method, head, key };
     }
     headers::set_own(&mut parts.headers, own);
     if let Some(protocol) = upgrade {
@@ -507,22 +561,51 @@ async fn forward(
     parts.version = Version::HTTP_11;
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));
+    Prepared::Hyper(Box::new(ToHyper {
+        req,
+        key,
+        method,
+        upgrade,
+        downstream_upgrade,
+    }))
+}
+
+/// [`forward`]'s exchange through hyper's client.
+async fn forward_hyper(
+    to: ToHyper,
+    ctx: &Arc<ConnCtx>,
+    state: &State,
+    upstream: &Upstream,
+) -> Response<Body> {
+    let ToHyper {
+        req,
+        key,
+        method,
+        upgrade,
+        downstream_upgrade,
+    } = to;
+    let method = &method;
+    let settings = &upstream.settings;
+    // Boxed: this exchange (hyper's client, perhaps a connection to set up) is nearly
+    // 3 KiB of future; inline, it would make every future holding it (`forward`'s,
+    // `handle`'s) that large, and those are moved whole as they start, on every request,
+    // those of the bare exchange too.
     let sent = tokio::time::timeout(
         settings.response_timeout,
-        upstream.send(req, key, &ctx.upstream_idle),
+        Box::pin(upstream.send(req, key, &ctx.upstream_idle)),
     )
     .await;
     let (mut resp, pooled) = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(e)) => {
-            return response(failed(ctx, classify(&e), &error_chain(&e)), &method);
+            return response(failed(ctx, classify(&e), &error_chain(&e)), method);
         }
         Err(_) => {
             let why = format!(
                 "no response within {:?} (upstream.response_timeout)",
                 settings.response_timeout
             );
-            return response(failed(ctx, Failure::Timeout, &why), &method);
+            return response(failed(ctx, Failure::Timeout, &why), method);
         }
     };
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -547,7 +630,7 @@ async fn forward(
         ));
     } else if switching {
         let why = format!("asked {upgrade:?}: not tunneled");
-        return response(failed(ctx, Failure::Unasked, &why), &method);
+        return response(failed(ctx, Failure::Unasked, &why), method);
     }
     Response::from_parts(
         parts,

@@ -1377,7 +1377,9 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     for h in lines {
         let name = h.name;
         // This path writes the framing itself.
-        if name.eq_ignore_ascii_case("content-length") || !headers::response_keeps(name, &named) {
+        if name.eq_ignore_ascii_case("content-length")
+            || !headers::response_keeps(name, named.as_slice())
+        {
             continue;
         }
         has_date |= name.eq_ignore_ascii_case("date");

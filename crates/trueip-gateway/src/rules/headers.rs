@@ -531,15 +531,25 @@ impl Hygiene {
                     .iter()
                     .map(HeaderValue::as_bytes),
             );
-            for name in headers.keys() {
-                match self.request_fate(name.as_str(), facts.hop, &named) {
-                    Fate::Keep => {
-                        if headers.get_all(name).iter().nth(1).is_some()
-                            && self.managed_index_ignore_case(name.as_str()).is_some()
-                        {
-                            merge.push(name.clone());
-                        }
+            // `iter` yields each name's lines together: a line whose name is the line
+            // before's is a second line of it, found without a lookup per name.
+            let mut last: Option<(&HeaderName, Fate)> = None;
+            for (name, _) in headers.iter() {
+                if let Some((before, fate)) = last
+                    && std::ptr::eq(before, name)
+                {
+                    if fate == Fate::Keep
+                        && merge.last() != Some(name)
+                        && self.managed_index_ignore_case(name.as_str()).is_some()
+                    {
+                        merge.push(name.clone());
                     }
+                    continue;
+                }
+                let fate = self.request_fate(name.as_str(), facts.hop, &named);
+                last = Some((name, fate));
+                match fate {
+                    Fate::Keep => {}
                     Fate::Strip => {
                         for value in headers.get_all(name) {
                             stripped += 1;

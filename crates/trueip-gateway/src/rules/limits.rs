@@ -16,10 +16,27 @@ pub(crate) fn too_many_headers(lines: usize, max_headers: usize) -> bool {
 /// a target that carries the authority (HTTP/2's `:authority`) with no `Host` field
 /// counts the `Host` line HTTP/1.1 would have sent.
 pub(crate) fn header_lines(headers: &HeaderMap, uri: &Uri) -> usize {
-    let cookies = headers.get_all(header::COOKIE).iter().count();
-    let host = usize::from(uri.authority().is_some() && !headers.contains_key(header::HOST));
+    // A request's few lines are compared (`cookie` and `host` are standard names: a byte
+    // each) rather than two names looked up, each hashed.
+    let (cookies, has_host) = if headers.len() <= SCAN_LINES {
+        headers
+            .iter()
+            .fold((0, false), |(cookies, host), (name, _)| {
+                (
+                    cookies + usize::from(name == header::COOKIE),
+                    host || name == header::HOST,
+                )
+            })
+    } else {
+        let cookies = headers.get_all(header::COOKIE).iter().count();
+        (cookies, headers.contains_key(header::HOST))
+    };
+    let host = usize::from(uri.authority().is_some() && !has_host);
     headers.len() - cookies + cookies.min(1) + host
 }
+
+/// Up to this many lines, [`header_lines`] compares names instead of looking them up.
+const SCAN_LINES: usize = 24;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
@@ -47,5 +64,26 @@ mod tests {
         assert_eq!(header_lines(&h, &absolute), 4, "Host counted once");
         assert!(!too_many_headers(4, 4));
         assert!(too_many_headers(5, 4));
+    }
+
+    #[test]
+    fn large_and_small_heads_count_alike() {
+        let absolute: Uri = "http://example.test/path".parse().unwrap();
+        for filler in [0, SCAN_LINES - 3, SCAN_LINES + 1, 60] {
+            for host in [false, true] {
+                let mut h = HeaderMap::new();
+                h.append("cookie", HeaderValue::from_static("a=1"));
+                for i in 0..filler {
+                    let name = http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap();
+                    h.append(name, HeaderValue::from_static("v"));
+                }
+                h.append("cookie", HeaderValue::from_static("b=2"));
+                if host {
+                    h.append(header::HOST, HeaderValue::from_static("example.test"));
+                }
+                // The cookie lines count as one; the Host line once, sent or not.
+                assert_eq!(header_lines(&h, &absolute), filler + 2, "{filler} {host}");
+            }
+        }
     }
 }

@@ -87,11 +87,53 @@ pub(crate) struct Head<'r> {
     /// Whether the connection can take another request after this response.
     pub(crate) reusable: bool,
     /// What the response's `Connection` lines name.
-    pub(crate) named: Vec<&'r [u8]>,
+    pub(crate) named: Tokens<'r>,
     /// The `Content-Length`, when one was sent (and agreed with itself).
     pub(crate) length: Option<u64>,
     /// The `Transfer-Encoding` line.
     pub(crate) te: Option<&'r [u8]>,
+}
+
+/// The tokens of a response's `Connection` lines: nearly always one (`keep-alive`), kept
+/// without allocating up to four.
+pub(crate) struct Tokens<'r> {
+    few: [&'r [u8]; 4],
+    len: usize,
+    more: Vec<&'r [u8]>,
+}
+
+impl<'r> Tokens<'r> {
+    fn new() -> Self {
+        Tokens {
+            few: [&[]; 4],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, token: &'r [u8]) {
+        match self.few.get_mut(self.len) {
+            Some(slot) if self.more.is_empty() => {
+                *slot = token;
+                self.len += 1;
+            }
+            _ => {
+                if self.more.is_empty() {
+                    self.more.extend_from_slice(&self.few);
+                }
+                self.more.push(token);
+            }
+        }
+    }
+
+    /// The tokens, in order.
+    pub(crate) fn as_slice(&self) -> &[&'r [u8]] {
+        if self.more.is_empty() {
+            self.few.get(..self.len).unwrap_or_default()
+        } else {
+            &self.more
+        }
+    }
 }
 
 /// Reads the framing of a response head to a request that asked for no upgrade (a `HEAD`
@@ -114,7 +156,7 @@ pub(crate) fn framing<'r>(
         }
     }
     let status = StatusCode::from_u16(code).map_err(|_| Failed::Protocol("invalid status"))?;
-    let mut named: Vec<&'r [u8]> = Vec::new();
+    let mut named = Tokens::new();
     let mut upstream_close = resp.version != Some(1);
     let mut length: Option<u64> = None;
     let mut te: Option<&'r [u8]> = None;
@@ -238,7 +280,9 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
     let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
     for h in resp.headers.iter() {
         // The length goes back below, as the framing decided it.
-        if h.name.eq_ignore_ascii_case("content-length") || !response_keeps(h.name, &head.named) {
+        if h.name.eq_ignore_ascii_case("content-length")
+            || !response_keeps(h.name, head.named.as_slice())
+        {
             continue;
         }
         let (Ok(name), Ok(value)) = (
@@ -380,7 +424,12 @@ impl Upstream {
         loop {
             let mut conn = match self.take_raw(&key, Instant::now(), private) {
                 Some(c) => c,
-                None => self.connect_raw(&key).await.map_err(Failed::Connect)?,
+                // Boxed: a connection (TCP, perhaps TLS) is set up rarely, and inline its
+                // future would make this one, and every future holding it, over 1 KiB
+                // larger, copied whole at each step of every exchange.
+                None => Box::pin(self.connect_raw(&key))
+                    .await
+                    .map_err(Failed::Connect)?,
             };
             let again = may_resend(method, conn.reused, Delivery::MaybeSent, resent);
             if conn.io.write_all(head).await.is_err() {
@@ -654,6 +703,19 @@ mod tests {
                     "byte {b:#04x} in {value:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn connection_tokens_keep_their_order_past_four() {
+        let words: Vec<Vec<u8>> = (0..9).map(|i| format!("t{i}").into_bytes()).collect();
+        for n in 0..words.len() {
+            let mut tokens = Tokens::new();
+            for w in words.iter().take(n) {
+                tokens.push(w);
+            }
+            let want: Vec<&[u8]> = words.iter().take(n).map(Vec::as_slice).collect();
+            assert_eq!(tokens.as_slice(), want.as_slice(), "{n} tokens");
         }
     }
 
