@@ -100,28 +100,33 @@ def test_wsgi_without_a_signature_gets_the_peer_or_a_refusal(keys: tuple[Path, P
         WsgiTrueIP(lambda e, s: [], trueip.Policy(), verify=keys[0], on_unverified="allow")
 
 
+def _asgi(headers: list[Any], **kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """What the ASGI middleware sends and hands the app for one request with ``headers``."""
+    seen: dict[str, Any] = {}
+    sent: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/a",
+        "raw_path": b"/a",
+        "query_string": b"",
+        "client": ("127.0.0.1", 41000),
+        "headers": headers,
+    }
+    asyncio.run(AsgiTrueIP(app, trueip.Policy(), **kwargs)(scope, None, send))
+    return sent, seen
+
+
 def test_asgi_refuses_or_serves_the_peer(keys: tuple[Path, Path]) -> None:
     def run(**kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
-        seen: dict[str, Any] = {}
-        sent: list[Any] = []
-
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            seen.update(scope)
-
-        async def send(message: Any) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/a",
-            "raw_path": b"/a",
-            "query_string": b"",
-            "client": ("127.0.0.1", 41000),
-            "headers": [(b"host", b"app.example"), (b"x-real-ip", b"6.6.6.6")],
-        }
-        asyncio.run(AsgiTrueIP(app, trueip.Policy(), **kwargs)(scope, None, send))
-        return sent, seen
+        return _asgi([(b"host", b"app.example"), (b"x-real-ip", b"6.6.6.6")], **kwargs)
 
     sent, seen = run(verify=[keys[0]])
     assert seen["client"] == ("127.0.0.1", 41000) and seen["trueip.signature"] == "missing"
@@ -242,19 +247,6 @@ def test_django_settings_are_checked(keys: tuple[Path, Path]) -> None:
 
 def test_asgi_verify_serves_odd_header_items_without_raising(keys: tuple[Path, Path]) -> None:
     # Servers that bend the spec: a line that is no pair, a text name, a text value.
-    seen: dict[str, Any] = {}
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.update(scope)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/a",
-        "raw_path": b"/a",
-        "query_string": b"",
-        "client": ("127.0.0.1", 41000),
-        "headers": [(b"host", b"app.example"), (b"x-odd",), ("trueip-signature", "v1"), (b"x-real-ip", "6.6.6.6")],
-    }
-    asyncio.run(AsgiTrueIP(app, trueip.Policy(), verify=[keys[0]])(scope, None, None))
+    odd = [(b"host", b"app.example"), (b"x-odd",), ("trueip-signature", "v1"), (b"x-real-ip", "6.6.6.6")]
+    _, seen = _asgi(odd, verify=[keys[0]])
     assert seen["client"] == ("127.0.0.1", 41000) and seen["trueip.signature"] == "missing"
