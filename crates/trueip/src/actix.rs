@@ -216,15 +216,9 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let Some(peer) = req.peer_addr() else {
-            log::error!(
-                "{} {}: 500, {}",
-                req.method(),
-                req.path(),
-                MISSING_PEER.trim_end()
-            );
             // An error rather than a response: actix-web answers it with `error_response`
             // (the 500 below) and the app's body type stays untouched.
-            return Either::Left(ready(Err(MissingPeer.into())));
+            return Either::Left(ready(Err(missing_peer(&req).into())));
         };
         let conn = Connection::from_peer(peer);
         #[cfg(feature = "provenance")]
@@ -286,7 +280,13 @@ impl FromRequest for ClientIp {
         // The middleware resolves only connections with a socket address (a Unix-socket
         // server has none, and gets `MissingPeer`): its resolutions always name an address.
         // One inserted by other code may not, and is refused like a missing middleware.
-        ready(resolution(req).and_then(|r| r.ip().map(ClientIp).ok_or(MissingMiddleware)))
+        // Read in place: copying the whole `Resolution` out to keep one address costs more
+        // than the lookup.
+        let found = match req.extensions().get::<Resolution>() {
+            Some(resolution) => resolution.ip().map(ClientIp).ok_or(MissingMiddleware),
+            None => Err(missing_middleware(req)),
+        };
+        ready(found)
     }
 }
 
@@ -302,16 +302,35 @@ impl FromRequest for ClientResolution {
 fn resolution(req: &HttpRequest) -> Result<Resolution, MissingMiddleware> {
     match req.extensions().get::<Resolution>() {
         Some(resolution) => Ok(*resolution),
-        None => {
-            log::error!(
-                "{} {}: 500, {}",
-                req.method(),
-                req.path(),
-                MISSING_MIDDLEWARE.trim_end()
-            );
-            Err(MissingMiddleware)
-        }
+        None => Err(missing_middleware(req)),
     }
+}
+
+// The two 500s and their log lines are out of line and cold, so that the per-request path
+// does not carry their formatting code.
+
+#[cold]
+#[inline(never)]
+fn missing_peer(req: &ServiceRequest) -> MissingPeer {
+    log::error!(
+        "{} {}: 500, {}",
+        req.method(),
+        req.path(),
+        MISSING_PEER.trim_end()
+    );
+    MissingPeer
+}
+
+#[cold]
+#[inline(never)]
+fn missing_middleware(req: &HttpRequest) -> MissingMiddleware {
+    log::error!(
+        "{} {}: 500, {}",
+        req.method(),
+        req.path(),
+        MISSING_MIDDLEWARE.trim_end()
+    );
+    MissingMiddleware
 }
 
 /// The error of [`ClientIp`] and [`ClientResolution`] when no [`ClientIpMiddleware`] saw
