@@ -12,6 +12,8 @@
 //! cargo bench -p trueip --features actix-web --bench actix
 //! ```
 
+mod common;
+
 use std::future::{Future, Ready, ready as ready_ok};
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -24,51 +26,21 @@ use actix_web::http::StatusCode;
 use actix_web::rt::System;
 use actix_web::test::{TestRequest, init_service, read_body};
 use actix_web::{App, HttpMessage, HttpRequest, web};
+use common::{PEER, XFF, policy};
 use divan::Bencher;
-use trueip::Policy;
 use trueip::actix::{ClientIp, ClientIpMiddleware, ClientResolution};
 
 const SAMPLES: u32 = 300;
 const SIZE: u32 = 100;
 
-/// The client forged nothing; two trusted proxies appended after it. The peer (a third
-/// proxy) is trusted too.
-const XFF: &str = "203.0.113.9, 10.1.2.3, 192.168.4.5";
-const PEER: &str = "10.0.0.5:41000";
-
-fn policy() -> Policy {
-    let mut builder = Policy::builder();
-    for cidr in [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "fd00::/8",
-    ] {
-        builder = builder.trust(cidr.parse().expect("CIDR literal"));
-    }
-    builder.build().expect("policy")
-}
-
 /// A request as actix-web's server hands it to the app: six ordinary headers, the list,
 /// and the TCP peer.
 fn request_with(xff: &str) -> TestRequest {
     let mut req = TestRequest::get().uri("/");
-    for (name, value) in [
-        ("host", "example.com"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
-        ),
-        (
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
-        ("accept-encoding", "gzip, deflate, br, zstd"),
-        ("accept-language", "en-US,en;q=0.5"),
-        ("x-request-id", "5f0c6d2e-8b1a-4c3e-9d7f-2a6b8c9e0f11"),
-        ("x-forwarded-for", xff),
-    ] {
+    for (name, value) in common::ORDINARY
+        .into_iter()
+        .chain([("x-forwarded-for", xff)])
+    {
         req = req.insert_header((name, value));
     }
     req.peer_addr(PEER.parse::<SocketAddr>().expect("socket literal"))

@@ -10,6 +10,8 @@
 //! cargo bench -p trueip --features axum --bench axum
 //! ```
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
@@ -21,55 +23,25 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum_client_ip::ClientIpSource;
+use common::{PEER, XFF, policy};
 use divan::Bencher;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::ServiceExt;
-use trueip::Policy;
 use trueip::axum::{ClientIp, ClientResolution};
 use trueip::tower::ClientIpLayer;
 
 const SAMPLES: u32 = 300;
 const SIZE: u32 = 100;
 
-/// The client forged nothing; two trusted proxies appended after it. The peer (a third
-/// proxy) is trusted too.
-const XFF: &str = "203.0.113.9, 10.1.2.3, 192.168.4.5";
-const PEER: &str = "10.0.0.5:41000";
-
-fn policy() -> Policy {
-    let mut builder = Policy::builder();
-    for cidr in [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "fd00::/8",
-    ] {
-        builder = builder.trust(cidr.parse().expect("CIDR literal"));
-    }
-    builder.build().expect("policy")
-}
-
 /// A request as axum's server hands it to the router: six ordinary headers, the list,
 /// and the connect info.
 fn request() -> Request<Body> {
     let mut req = Request::new(Body::empty());
     let headers = req.headers_mut();
-    for (name, value) in [
-        ("host", "example.com"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
-        ),
-        (
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
-        ("accept-encoding", "gzip, deflate, br, zstd"),
-        ("accept-language", "en-US,en;q=0.5"),
-        ("x-request-id", "5f0c6d2e-8b1a-4c3e-9d7f-2a6b8c9e0f11"),
-        ("x-forwarded-for", XFF),
-    ] {
+    for (name, value) in common::ORDINARY
+        .into_iter()
+        .chain([("x-forwarded-for", XFF)])
+    {
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),

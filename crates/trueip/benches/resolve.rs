@@ -12,6 +12,8 @@
 //!
 //! Compare numbers within one run only: the machines this runs on are small and shared.
 
+mod common;
+
 use std::fmt::Display;
 use std::future::Future;
 use std::hint::black_box;
@@ -73,20 +75,7 @@ fn socket(text: &str) -> SocketAddr {
 /// A request's ordinary headers; forwarding headers are added after them.
 fn distractors() -> HeaderMap {
     let mut map = HeaderMap::new();
-    for (name, value) in [
-        ("host", "example.com"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
-        ),
-        (
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
-        ("accept-encoding", "gzip, deflate, br, zstd"),
-        ("accept-language", "en-US,en;q=0.5"),
-        ("x-request-id", "5f0c6d2e-8b1a-4c3e-9d7f-2a6b8c9e0f11"),
-    ] {
+    for (name, value) in common::ORDINARY {
         map.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
