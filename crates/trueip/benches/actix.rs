@@ -14,11 +14,9 @@
 
 mod common;
 
-use std::future::{Future, Ready, ready as ready_ok};
+use std::future::{Ready, ready as ready_ok};
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -26,7 +24,7 @@ use actix_web::http::StatusCode;
 use actix_web::rt::System;
 use actix_web::test::{TestRequest, init_service, read_body};
 use actix_web::{App, HttpMessage, HttpRequest, web};
-use common::{PEER, XFF, policy};
+use common::{PEER, XFF, policy, ready};
 use divan::Bencher;
 use trueip::actix::{ClientIp, ClientIpMiddleware, ClientResolution};
 
@@ -87,17 +85,6 @@ fn realip(req: &HttpRequest) -> Option<String> {
     req.connection_info()
         .realip_remote_addr()
         .map(str::to_owned)
-}
-
-/// Polls until ready: every future here is ready at once (no I/O), so no waker is needed.
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
 }
 
 /// Times `app.call` on a fresh request; building the request and dropping the response

@@ -12,18 +12,15 @@
 
 mod common;
 
-use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum_client_ip::ClientIpSource;
-use common::{PEER, XFF, policy};
+use common::{PEER, XFF, policy, ready};
 use divan::Bencher;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::ServiceExt;
@@ -93,17 +90,6 @@ fn axum_client_ip_rightmost() -> Router {
             "ok"
         }),
     )
-}
-
-/// Polls once: every future here is ready at once (no I/O).
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
 }
 
 fn send(app: Router, req: Request<Body>) -> Response<Body> {

@@ -6,6 +6,10 @@
     reason = "each bench uses the part it needs; the rest is another bench's"
 )]
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
 use trueip::Policy;
 
 /// A browser request's ordinary header lines (no forwarding header), as a proxy passes them.
@@ -42,4 +46,16 @@ pub fn policy() -> Policy {
         builder = builder.trust(cidr.parse().expect("CIDR literal"));
     }
     builder.build().expect("policy")
+}
+
+/// Polls until ready: every future the benches poll is ready at once (no I/O), so no waker
+/// is needed.
+pub fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
 }
