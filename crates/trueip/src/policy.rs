@@ -279,6 +279,44 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
     Ok(())
 }
 
+/// Refuses `header:NAME` for a header that never holds one bare address: the request's
+/// own claims (`Host`, the `X-Forwarded-*` ones), its framing and hop-by-hop fields,
+/// `Cookie`, and `Forwarded`, whose entries are `for=` pairs. No proxy writes a client
+/// address there, so such a strategy could only ever take a value the client chose
+/// (`Host: 6.6.6.6` parses as an address).
+fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
+    const NO_ADDRESS: [&str; 15] = [
+        "host",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "cookie",
+        "forwarded",
+    ];
+    if !NO_ADDRESS.contains(&name.as_str()) {
+        return Ok(());
+    }
+    let hint = match name.as_str() {
+        "forwarded" => "read Forwarded as a list with `from = \"forwarded\"` (--from forwarded)",
+        "cookie" => "read one cookie with `cookie:NAME`",
+        _ => "name the header your proxy or CDN writes the client address into, e.g. X-Real-IP",
+    };
+    Err(ConfigError::new(format!(
+        "header:{name} cannot carry a client address: no proxy writes one there, so it would \
+         only ever hold a value the client chose"
+    ))
+    .hint(hint))
+}
+
 impl std::fmt::Debug for OriginSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "OriginSecret({}: <redacted>)", self.name)
@@ -529,6 +567,7 @@ impl PolicyBuilder {
                 out.push(with(Kind::Hops(Hops { hops: *n, trusted }), from));
             }
             StrategySpec::Header(name) => {
+                check_address_header(name)?;
                 needs_trust(name.as_str())?;
                 out.push(header(name.clone(), trusted, base));
             }

@@ -555,6 +555,39 @@ fn fail_an_origin_secret_in_a_header_others_write_is_refused() {
 }
 
 #[test]
+fn fail_a_header_strategy_on_a_header_that_never_holds_an_address_is_refused() {
+    let build = |strategy: &str| {
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str(strategy)
+            .unwrap()
+            .build()
+    };
+    // `Host: 6.6.6.6` parses as an address, and no proxy overwrites Host with the client.
+    for name in [
+        "Host",
+        "x-forwarded-host",
+        "Cookie",
+        "forwarded",
+        "Content-Length",
+    ] {
+        let err = build(&format!("header:{name}")).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot carry a client address"),
+            "{name}: {err}"
+        );
+    }
+    let err = build("header:Forwarded").unwrap_err().to_string();
+    assert!(err.contains("--from forwarded"), "{err}");
+    // nginx's `proxy_set_header X-Forwarded-For $remote_addr` overwrites the list header
+    // with one address: reading it as a single header stays allowed.
+    for name in ["X-Real-IP", "X-Forwarded-For", "X-Client-Addr"] {
+        assert!(build(&format!("header:{name}")).is_ok(), "{name}");
+    }
+}
+
+#[test]
 fn origin_secret_gates_forwarding_headers() {
     let p = Policy::builder()
         .trust_str("10.0.0.0/8")
