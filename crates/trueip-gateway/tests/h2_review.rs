@@ -384,3 +384,30 @@ fn an_h2_host_line_beside_the_authority_does_not_reach_the_upstream() {
         "{seen}"
     );
 }
+
+/// An HTTP/2 request's `:scheme` is the client's word: over cleartext the upstream hears
+/// `http` (from the connection, as over HTTP/1.1), whatever `:scheme` and
+/// `x-forwarded-proto` say, on the bare exchange and through hyper's client. An app
+/// that trusted `https` here would set secure-only cookies and skip its redirects.
+#[test]
+fn an_h2_scheme_claims_nothing() {
+    let up = Scripted::start();
+    let gw = gateway("h2_review/scheme", up.addr);
+    for (method, body) in [("GET", None), ("POST", Some("x"))] {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some("shop.example".parse().unwrap());
+        parts.path_and_query = Some("/s".parse().unwrap());
+        let https = http::Uri::from_parts(parts).unwrap();
+        let lines = [("x-forwarded-proto", "https"), ("forwarded", "proto=https")];
+        let got = h2_exchange(gw.addr, method, https, &lines, body);
+        assert!(matches!(got, Ok((200, _, _))), "{method}: {got:?}");
+    }
+    let seen = up.everything().to_ascii_lowercase();
+    assert!(!seen.contains("https"), "{seen}");
+    assert_eq!(
+        seen.matches("\r\nx-forwarded-proto: http\r\n").count(),
+        2,
+        "{seen}"
+    );
+}

@@ -106,3 +106,51 @@ proptest! {
         }
     }
 }
+
+/// Many lines of one name, past the 16 a walk reads (kept from the right) and on both
+/// sides of the 24-line scan, among other names: the map decides as the lines do, and the
+/// answer is read from the right end.
+#[test]
+fn many_lines_of_one_name_decide_from_the_right_in_a_map_as_in_lines() {
+    let conn = Connection::from_peer(trueip::addr::parse_node(b"10.0.0.9").unwrap());
+    for xff_lines in [15, 16, 17, 22, 23, 24, 25, 40] {
+        for other in [0, 1, 2, 10] {
+            let mut lines: Vec<(String, String)> = Vec::new();
+            for i in 0..xff_lines {
+                if i % 3 == 0 && lines.len() < other + i {
+                    lines.push(("X-Other".into(), "v".into()));
+                }
+                let v = if i + 1 == xff_lines {
+                    "198.51.100.7".to_string()
+                } else {
+                    format!("203.0.113.{i}")
+                };
+                lines.push(("X-Forwarded-For".into(), v));
+            }
+            for _ in 0..other {
+                lines.insert(0, ("Accept".into(), "v".into()));
+            }
+            let mut map = HeaderMap::new();
+            for (n, v) in &lines {
+                map.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let policy = &policies()[0];
+            let from_map = policy.resolve(&conn, &map);
+            assert_eq!(
+                from_map,
+                policy.resolve(&conn, lines.as_slice()),
+                "{} lines",
+                lines.len()
+            );
+            assert_eq!(
+                from_map.client.ip(),
+                Some("198.51.100.7".parse().unwrap()),
+                "{} lines",
+                lines.len()
+            );
+        }
+    }
+}
