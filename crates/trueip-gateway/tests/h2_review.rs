@@ -411,3 +411,27 @@ fn an_h2_scheme_claims_nothing() {
         "{seen}"
     );
 }
+
+/// The bare exchange writes an HTTP/1.1 head from the request's lines itself: an HTTP/2
+/// request that ends on its headers but names a length the upstream could read as a
+/// body to come (two `content-length` lines that disagree, a list) would leave the
+/// upstream waiting for bytes the next request on that pooled connection brings. HTTP/2
+/// refuses such a request before the gateway sees it; none reaches the upstream.
+#[test]
+fn an_h2_request_with_disagreeing_lengths_never_reaches_the_upstream() {
+    let up = Scripted::start();
+    let gw = gateway("h2_review/lengths", up.addr);
+    for lines in [
+        vec![("content-length", "0"), ("content-length", "100")],
+        vec![("content-length", "0,100")],
+    ] {
+        for method in ["GET", "POST"] {
+            let got = h2_exchange(gw.addr, method, uri("shop.example", "/cl"), &lines, None);
+            assert!(got.is_err(), "{method} {lines:?}: {got:?}");
+        }
+    }
+    let got = h2_exchange(gw.addr, "GET", uri("shop.example", "/after"), &[], None);
+    assert!(matches!(got, Ok((200, _, _))), "{got:?}");
+    let seen = up.everything();
+    assert!(!seen.contains("/cl"), "{seen}");
+}
