@@ -668,6 +668,10 @@ fn fixed(proxy: bool) -> Vec<Case> {
         // A Host that is not host[:port] stays out of the gateway's Forwarded.
         "GET / HTTP/1.1\r\nHost: a, for=6.6.6.6\r\nX-Case: {id}\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\nX-Case: {id}\r\n\r\n",
+        // `close` beside tokens: the client-IP ones are ignored, the others name lines
+        // that stay with this hop; a line named `Close` too.
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: close, X-Real-IP, x-forwarded-for, X-App\r\nX-App: one\r\nX-Forwarded-For: 198.51.100.9\r\nX-Real-IP: 198.51.100.8\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: close\r\nClose: 1\r\nConnection: close\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n",
         // An h2c upgrade is not forwarded: the request goes on as plain HTTP/1.1.
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
