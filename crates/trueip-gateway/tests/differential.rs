@@ -1460,6 +1460,34 @@ fn unframed(seen: &Seen) -> (String, String, Vec<(String, Vec<u8>)>) {
     (m, t, lines)
 }
 
+/// The core policy of each configuration of
+/// [`h2_requests_reach_the_upstream_as_their_http1_twins_do`], built without the gateway.
+fn oracle_policy(name: &str) -> trueip::Policy {
+    let mut b = trueip::Policy::builder()
+        .trust_str("127.0.0.16/28")
+        .unwrap()
+        .trust_str("10.0.0.0/8")
+        .unwrap();
+    match name {
+        "origin-secret" => {
+            b = b
+                .strategy_str("header:X-Real-IP")
+                .unwrap()
+                .strategy_str("rightmost-untrusted")
+                .unwrap()
+                .origin_secret(trueip::OriginSecret::new("X-Origin-Verify", "s3cret").unwrap());
+        }
+        "append" => {
+            b = b
+                .strategy_str("rightmost-untrusted")
+                .unwrap()
+                .from_list(trueip::ListHeader::Forwarded);
+        }
+        _ => b = b.strategy_str("rightmost-untrusted").unwrap(),
+    }
+    b.build().unwrap()
+}
+
 /// An HTTP/2 request and its HTTP/1.1 twin reach the upstream alike: the same lines, byte
 /// for byte (names lower-cased), the same status, through the lean path, hyper's
 /// HTTP/1.1 path, the bare exchange and hyper's client. The HTTP/2 requests are read
@@ -1496,6 +1524,7 @@ async fn h2_requests_reach_the_upstream_as_their_http1_twins_do() {
     ];
     let seed = seed();
     for (name, template) in configs {
+        let oracle = oracle_policy(name);
         let log: Log = Arc::default();
         let up = upstream(log.clone()).await;
         let gw = gateway(&template.replace("{upstream}", &up.to_string())).await;
@@ -1518,6 +1547,28 @@ async fn h2_requests_reach_the_upstream_as_their_http1_twins_do() {
                 ways.push((way, (status, log.lock().unwrap().remove(&id(way)))));
             }
             lean_taken += usize::from(ways[0].1.1.as_ref().is_some_and(Seen::lean));
+            // The decision itself, from the core reading the lines one by one (no header
+            // map): the `X-Real-IP` every way must have written.
+            let mut lines: Vec<(String, Vec<u8>)> =
+                vec![("Host".into(), case.host.as_bytes().to_vec())];
+            lines.extend(case.lines.iter().cloned());
+            let peer = trueip::addr::parse_node(case.from.to_string().as_bytes()).unwrap();
+            let decided = oracle.resolve(&trueip::Connection::from_peer(peer), lines.as_slice());
+            let want = decided.client.ip().map(|ip| ip.to_string().into_bytes());
+            for (way, o) in &ways {
+                if let Some(seen) = &o.1 {
+                    let got: Vec<&[u8]> = lines_of(seen, "x-real-ip");
+                    if got != want.as_deref().into_iter().collect::<Vec<_>>() {
+                        diffs.push(format!(
+                            "{name} case {i} from {}, {way}: x-real-ip {:?}, the core decided {:?}:\n    {}",
+                            case.from,
+                            got.iter().map(|v| show(v)).collect::<Vec<_>>(),
+                            want.as_deref().map(show),
+                            show(&case.http1("ID"))
+                        ));
+                    }
+                }
+            }
             let (first, rest) = ways.split_first().unwrap();
             for (way, o) in rest {
                 if o.0 != first.1.0
