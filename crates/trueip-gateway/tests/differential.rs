@@ -668,6 +668,10 @@ fn fixed(proxy: bool) -> Vec<Case> {
         // A Host that is not host[:port] stays out of the gateway's Forwarded.
         "GET / HTTP/1.1\r\nHost: a, for=6.6.6.6\r\nX-Case: {id}\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\nX-Case: {id}\r\n\r\n",
+        // `close` beside tokens: the client-IP ones are ignored, the others name lines
+        // that stay with this hop; a line named `Close` too.
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: close, X-Real-IP, x-forwarded-for, X-App\r\nX-App: one\r\nX-Forwarded-For: 198.51.100.9\r\nX-Real-IP: 198.51.100.8\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: close\r\nClose: 1\r\nConnection: close\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n",
         // An h2c upgrade is not forwarded: the request goes on as plain HTTP/1.1.
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
@@ -1286,5 +1290,318 @@ async fn a_client_ip_header_kept_on_purpose_passes_on_both_paths() {
         let seen = seen_through(&gw, state, &log, &head, &id).await;
         assert_eq!(lines_of(&seen, "client-ip"), [b"203.0.113.1"], "{build}");
         assert!(lines_of(&seen, "x-forwarded").is_empty(), "{build}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 beside HTTP/1.1
+
+/// A request that HTTP/1.1 and HTTP/2 can both carry: no hop-by-hop or framing lines (h2
+/// refuses them), one `Host` (h2's `:authority`), values without surrounding whitespace
+/// (HTTP/1.1 trims it, h2 keeps it), names that are tokens.
+#[derive(Clone, Debug)]
+struct Twin {
+    from: Ipv4Addr,
+    method: &'static str,
+    target: &'static str,
+    host: &'static str,
+    /// Lines in order, `X-Case` among them; values are bytes (obs-text included).
+    lines: Vec<(String, Vec<u8>)>,
+}
+
+impl Twin {
+    fn http1(&self, id: &str) -> Vec<u8> {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.target, self.host
+        )
+        .into_bytes();
+        for (n, v) in &self.lines {
+            head.extend_from_slice(n.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(&replace_id(v, id));
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+}
+
+/// One generated [`Twin`]: forged client-IP lines in every spelling (several lines of one
+/// name, spelled differently), among 0 to 40 other lines, so that a request's line count
+/// falls on both sides of the 24 below which header maps are scanned rather than hashed.
+fn twin(rng: &mut Rng) -> Twin {
+    let from = if rng.percent(50) { TRUSTED } else { UNTRUSTED };
+    let method = *rng.pick(&["GET", "GET", "GET", "HEAD", "DELETE", "OPTIONS"]);
+    let target = *rng.pick(&[
+        "/app/page?x=1",
+        "/",
+        "/a/b;c=d?e=f:g@h",
+        "/%7Bx%7D?q=1&r=%20",
+    ]);
+    let host = *rng.pick(&[
+        "app.example",
+        "a.example:8443",
+        "[2001:db8::1]:8443",
+        "evil.example",
+    ]);
+    let mut forged: Vec<(String, Vec<u8>)> = Vec::new();
+    for _ in 0..rng.below(8) {
+        let name = *rng.pick(&FORWARDING);
+        for _ in 0..=usize::from(rng.percent(25)) + usize::from(rng.percent(10)) {
+            let spelled = spell(rng, name);
+            let v: Vec<u8> = value(rng, name)
+                .trim_matches([' ', '\t'])
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+                .collect();
+            forged.push((spelled, v));
+        }
+    }
+    // The origin secret (right in most cases) and X-Real-IP, once or twice, often: the
+    // `header:X-Real-IP` strategy then reads the lines, and must see every one of them.
+    if rng.percent(60) {
+        let v: &[u8] = if rng.percent(80) { b"s3cret" } else { b"s3cre" };
+        forged.push((spell(rng, "X-Origin-Verify").replace('_', "-"), v.to_vec()));
+    }
+    for _ in 0..rng.below(3) {
+        let v = *rng.pick(&["198.51.100.4", "203.0.113.66", "10.0.0.1", "2001:db8::1"]);
+        forged.push((
+            spell(rng, "X-Real-IP").replace('_', "-"),
+            v.as_bytes().to_vec(),
+        ));
+    }
+    let filler = match rng.below(4) {
+        0 => 0,
+        1 => rng.below(24),
+        2 => 20 + rng.below(8),
+        _ => 24 + rng.below(20),
+    };
+    let mut lines: Vec<(String, Vec<u8>)> = (0..filler)
+        .map(|i| {
+            let name = match i % 5 {
+                0 => format!("X-Fill-{i}"),
+                1 => "Accept".to_string(),
+                2 => format!("x-forwarded-fill-{i}"),
+                3 => "X-App".to_string(),
+                _ => format!("X-Real-IP-{i}"),
+            };
+            (name, b"v".to_vec())
+        })
+        .collect();
+    if rng.percent(30) {
+        lines.push(("Cookie".into(), b"a=1; ip=198.51.100.5".to_vec()));
+    }
+    for f in forged {
+        let at = rng.below(lines.len() + 1);
+        lines.insert(at, f);
+    }
+    let at = rng.below(lines.len() + 1);
+    lines.insert(at, ("X-Case".into(), b"{id}".to_vec()));
+    Twin {
+        from,
+        method,
+        target,
+        host,
+        lines,
+    }
+}
+
+/// How an HTTP/2 request ends: on its headers (the bare exchange takes it), or with an
+/// empty DATA frame (hyper's client takes it).
+#[derive(Clone, Copy, Debug)]
+enum H2End {
+    Headers,
+    EmptyData,
+}
+
+/// Sends `twin` over cleartext HTTP/2 from its address; the status (0: none).
+async fn send_h2(addr: SocketAddr, twin: &Twin, id: &str, end: H2End) -> u16 {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(twin.from.into(), 0)).unwrap();
+    let tcp = sock.connect(addr).await.unwrap();
+    let Ok((client, conn)) = h2::client::handshake(tcp).await else {
+        return 0;
+    };
+    tokio::spawn(conn);
+    let Ok(mut client) = client.ready().await else {
+        return 0;
+    };
+    let mut req = http::Request::builder()
+        .method(twin.method)
+        .uri(format!("http://{}{}", twin.host, twin.target));
+    for (n, v) in &twin.lines {
+        req = req.header(
+            n.as_str(),
+            http::HeaderValue::from_bytes(&replace_id(v, id)).unwrap(),
+        );
+    }
+    let Ok((resp, mut send)) =
+        client.send_request(req.body(()).unwrap(), matches!(end, H2End::Headers))
+    else {
+        return 0;
+    };
+    if let H2End::EmptyData = end {
+        // hyper's client may send a bodiless GET without waiting for the body, and the
+        // gateway answer and reset the stream first: the answer still counts.
+        let _ = send.send_data(bytes::Bytes::new(), true);
+    }
+    match tokio::time::timeout(Duration::from_secs(5), resp).await {
+        Ok(Ok(resp)) => resp.status().as_u16(),
+        _ => 0,
+    }
+}
+
+/// The upstream's view without the lines that tell one framing of an empty body from
+/// another (hyper's client frames a body the bare exchange never sends).
+fn unframed(seen: &Seen) -> (String, String, Vec<(String, Vec<u8>)>) {
+    let (m, t, mut lines) = seen.normalized();
+    lines.retain(|(n, _)| n != "content-length" && n != "transfer-encoding");
+    (m, t, lines)
+}
+
+/// The core policy of each configuration of
+/// [`h2_requests_reach_the_upstream_as_their_http1_twins_do`], built without the gateway.
+fn oracle_policy(name: &str) -> trueip::Policy {
+    let mut b = trueip::Policy::builder()
+        .trust_str("127.0.0.16/28")
+        .unwrap()
+        .trust_str("10.0.0.0/8")
+        .unwrap();
+    match name {
+        "origin-secret" => {
+            b = b
+                .strategy_str("header:X-Real-IP")
+                .unwrap()
+                .strategy_str("rightmost-untrusted")
+                .unwrap()
+                .origin_secret(trueip::OriginSecret::new("X-Origin-Verify", "s3cret").unwrap());
+        }
+        "append" => {
+            b = b
+                .strategy_str("rightmost-untrusted")
+                .unwrap()
+                .from_list(trueip::ListHeader::Forwarded);
+        }
+        _ => b = b.strategy_str("rightmost-untrusted").unwrap(),
+    }
+    b.build().unwrap()
+}
+
+/// An HTTP/2 request and its HTTP/1.1 twin reach the upstream alike: the same lines, byte
+/// for byte (names lower-cased), the same status, through the lean path, hyper's
+/// HTTP/1.1 path, the bare exchange and hyper's client. The HTTP/2 requests are read
+/// into an `http::HeaderMap`, whose lines the core and the header rules scan (up to 24)
+/// or look up (past 24): forged client-IP lines, repeated and spelled in every case, fall
+/// on both sides, under a list walk, an origin secret with `header:X-Real-IP`, and the
+/// append mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_requests_reach_the_upstream_as_their_http1_twins_do() {
+    let configs = [
+        (
+            "replace",
+            format!(
+                "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+                 [upstream]\nurl = \"http://{{upstream}}\"\n[headers]\nstrip = [\"X-Custom-IP\"]\n"
+            ),
+        ),
+        (
+            "origin-secret",
+            format!(
+                "{TRUST}strategy = [\"header:X-Real-IP\", \"rightmost-untrusted\"]\n\
+                 origin_secret = {{ header = \"X-Origin-Verify\", value = \"s3cret\" }}\n\
+                 [[listen]]\naddress = \"127.0.0.1:1\"\n[upstream]\nurl = \"http://{{upstream}}\"\n"
+            ),
+        ),
+        (
+            "append",
+            format!(
+                "{TRUST}strategy = \"rightmost-untrusted\"\nfrom = \"forwarded\"\n\
+                 [[listen]]\naddress = \"127.0.0.1:1\"\n[upstream]\nurl = \"http://{{upstream}}\"\n\
+                 [headers]\nx_forwarded_for = \"append\"\nforwarded = \"append\"\n"
+            ),
+        ),
+    ];
+    let seed = seed();
+    for (name, template) in configs {
+        let oracle = oracle_policy(name);
+        let log: Log = Arc::default();
+        let up = upstream(log.clone()).await;
+        let gw = gateway(&template.replace("{upstream}", &up.to_string())).await;
+        let mut rng = Rng(seed);
+        let (mut diffs, mut wide, mut lean_taken) = (Vec::new(), 0, 0);
+        for i in 0..GENERATED {
+            let case = twin(&mut rng);
+            wide += usize::from(case.lines.len() + 1 > 24);
+            let id = |way: &str| format!("{name}-{i}-{way}");
+            let mut ways: Vec<(&str, Outcome)> = Vec::new();
+            for (way, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
+                gw.server.switch(state);
+                let bytes = case.http1(&id(way));
+                let (status, _) = send(gw.addr, case.from, &bytes, case.method == "HEAD").await;
+                ways.push((way, (status, log.lock().unwrap().remove(&id(way)))));
+            }
+            gw.server.switch(&gw.lean);
+            for (way, end) in [("bare", H2End::Headers), ("h2-hyper", H2End::EmptyData)] {
+                let status = send_h2(gw.addr, &case, &id(way), end).await;
+                ways.push((way, (status, log.lock().unwrap().remove(&id(way)))));
+            }
+            lean_taken += usize::from(ways[0].1.1.as_ref().is_some_and(Seen::lean));
+            // The decision itself, from the core reading the lines one by one (no header
+            // map): the `X-Real-IP` every way must have written.
+            let mut lines: Vec<(String, Vec<u8>)> =
+                vec![("Host".into(), case.host.as_bytes().to_vec())];
+            lines.extend(case.lines.iter().cloned());
+            let peer = trueip::addr::parse_node(case.from.to_string().as_bytes()).unwrap();
+            let decided = oracle.resolve(&trueip::Connection::from_peer(peer), lines.as_slice());
+            let want = decided.client.ip().map(|ip| ip.to_string().into_bytes());
+            for (way, o) in &ways {
+                if let Some(seen) = &o.1 {
+                    let got: Vec<&[u8]> = lines_of(seen, "x-real-ip");
+                    if got != want.as_deref().into_iter().collect::<Vec<_>>() {
+                        diffs.push(format!(
+                            "{name} case {i} from {}, {way}: x-real-ip {:?}, the core decided {:?}:\n    {}",
+                            case.from,
+                            got.iter().map(|v| show(v)).collect::<Vec<_>>(),
+                            want.as_deref().map(show),
+                            show(&case.http1("ID"))
+                        ));
+                    }
+                }
+            }
+            let (first, rest) = ways.split_first().unwrap();
+            for (way, o) in rest {
+                if o.0 != first.1.0
+                    || o.1.as_ref().map(unframed) != first.1.1.as_ref().map(unframed)
+                {
+                    diffs.push(format!(
+                        "{name} case {i} from {}, {way} beside lean:\n    {}\n  lean: {}\n  {way}: {}",
+                        case.from,
+                        show(&case.http1("ID")),
+                        describe(&first.1),
+                        describe(o)
+                    ));
+                }
+            }
+        }
+        assert!(
+            diffs.is_empty(),
+            "{} differences (seed {seed}):\n{}",
+            diffs.len(),
+            diffs
+                .iter()
+                .take(6)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        );
+        assert!(
+            wide * 5 >= GENERATED,
+            "{name}: only {wide} requests over 24 lines"
+        );
+        assert!(
+            lean_taken * 10 >= GENERATED,
+            "{name}: the lean path took only {lean_taken}"
+        );
     }
 }

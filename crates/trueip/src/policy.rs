@@ -250,25 +250,31 @@ impl OriginSecret {
 }
 
 /// Refuses an origin secret in a header that carries something else: one the policy reads
-/// a client from, or one clients and proxies write (`Host`, the request claims). Such a
-/// header is never only the CDN's, so no honest request could match the secret, or every
-/// request that names the right client would have to carry the secret as its address.
+/// a client from, or one clients and proxies write (`Host`, `Cookie`, every row of the
+/// client-IP table but the origin ids). Such a header is never only the CDN's, so no
+/// honest request could match the secret, or every request that names the right client
+/// would have to carry the secret as its address. Names are compared as apps read them:
+/// WSGI, CGI and PHP read `X_Forwarded_For` as `X-Forwarded-For`.
 fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), ConfigError> {
-    const OTHERS: [FieldName; 8] = [
-        names::X_FORWARDED_FOR,
-        names::FORWARDED,
-        names::X_REAL_IP,
-        names::X_FORWARDED_PROTO,
-        names::X_FORWARDED_HOST,
-        names::X_FORWARDED_PORT,
-        names::X_FORWARDED_PREFIX,
-        FieldName::from_static("host"),
-    ];
+    let dashed = |b: u8| if b == b'_' { b'-' } else { b };
+    let same = |other: &FieldName| {
+        let (a, b) = (name.as_str(), other.as_str());
+        a.len() == b.len() && a.bytes().map(dashed).eq(b.bytes().map(dashed))
+    };
+    let written_by_others = names::FORWARDING
+        .iter()
+        .any(|row| row.claim != names::Claim::Origin && same(&row.name))
+        || same(&FieldName::from_static("host"))
+        || same(&names::COOKIE);
     let read_by_a_strategy = strategies.iter().any(|s| match &s.kind {
-        Kind::Header(single) => matches!(&single.carrier, Carrier::Header(h) if h == name),
+        Kind::Header(single) => match &single.carrier {
+            Carrier::Header(h) => same(h),
+            Carrier::Cookie(_) => same(&names::COOKIE),
+            Carrier::Query(_) => false,
+        },
         _ => false,
     });
-    if read_by_a_strategy || OTHERS.contains(name) {
+    if read_by_a_strategy || written_by_others {
         return Err(ConfigError::new(format!(
             "the origin secret header {name} is not one only your CDN writes: clients and \
              proxies write it, or the policy reads a client address from it"

@@ -554,6 +554,54 @@ fn fail_an_origin_secret_in_a_header_others_write_is_refused() {
     assert!(build("rightmost-untrusted", "X-Azure-FDID").is_ok());
 }
 
+/// The same refusal in every spelling an app reads the same header by, and for every
+/// header clients or proxies write: WSGI, CGI and PHP read `X_Forwarded_For` as
+/// `X-Forwarded-For` (`HTTP_X_FORWARDED_FOR`), so a secret there is the list header to
+/// the app; `X-Forwarded-Ssl` and `-Scheme` are request claims like `-Proto`; a CDN's
+/// address header is overwritten by that CDN; `Cookie` is the browser's, and a
+/// `cookie:NAME` strategy reads a client from it. Each was accepted once (found in
+/// review).
+#[test]
+fn fail_an_origin_secret_in_any_spelling_of_a_header_others_write_is_refused() {
+    let build = |strategy: &str, secret: &str| {
+        Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str(strategy)
+            .unwrap()
+            .origin_secret(OriginSecret::new(secret, "s3cret").unwrap())
+            .build()
+    };
+    for (strategy, secret) in [
+        ("rightmost-untrusted", "X_Forwarded_For"),
+        ("rightmost-untrusted", "x_real_ip"),
+        ("rightmost-untrusted", "X_FORWARDED_PROTO"),
+        ("rightmost-untrusted", "X-Forwarded-Ssl"),
+        ("rightmost-untrusted", "X-Forwarded-Scheme"),
+        ("rightmost-untrusted", "CF-Connecting-IP"),
+        ("rightmost-untrusted", "True-Client-IP"),
+        ("rightmost-untrusted", "Cookie"),
+        ("cookie:ip", "Cookie"),
+        ("header:X-Client-Addr", "X_Client_Addr"),
+        ("header:X_Client_Addr", "X-Client-Addr"),
+    ] {
+        let err = build(strategy, secret).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            err.contains("origin secret header"),
+            "{strategy}, {secret}: {err}"
+        );
+    }
+    for secret in [
+        "X-Origin-Verify",
+        "X_Origin_Verify",
+        "X-Azure-FDID",
+        "X-Forwarded-Fox",
+    ] {
+        assert!(build("rightmost-untrusted", secret).is_ok(), "{secret}");
+    }
+    assert!(build("cookie:ip", "X-Origin-Verify").is_ok());
+}
+
 #[test]
 fn fail_a_header_strategy_on_a_header_that_never_holds_an_address_is_refused() {
     let build = |strategy: &str| {

@@ -719,6 +719,47 @@ mod tests {
         }
     }
 
+    /// The bare paths read a response's `Connection` tokens in `framing` (in place),
+    /// hyper's path with `headers::connection_tokens`: the same tokens, in order, for any
+    /// lines, or one path would keep a line the other drops.
+    #[test]
+    fn framing_reads_the_connection_tokens_hypers_path_reads() {
+        let long = vec!["x-t"; 40].join(" ,\t");
+        let cases: Vec<Vec<&str>> = vec![
+            vec![],
+            vec!["keep-alive"],
+            vec!["close"],
+            vec![""],
+            vec![",,,"],
+            vec!["a, b ,c,\td\t, e", "f"],
+            vec!["Keep-Alive, X-Real-IP, x-forwarded-for, Forwarded, X-Secret, trueip-signature"],
+            vec!["a", "b", "c", "d", "e", ""],
+            vec![long.as_str(), "close, last"],
+            vec!["caf\u{e9}, x"],
+        ];
+        for lines in cases {
+            let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for l in &lines {
+                head.extend_from_slice(b"Connection: ");
+                head.extend_from_slice(l.as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(b"X-Other: 1\r\nContent-Length: 0\r\n\r\n");
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut slots);
+            assert!(
+                resp.parse(&head).is_ok_and(|s| s.is_complete()),
+                "{lines:?}"
+            );
+            let framed = framing(&resp, false);
+            assert!(framed.is_ok(), "{lines:?}: no framing");
+            let Ok(framed) = framed else { return };
+            let hypers =
+                crate::rules::headers::connection_tokens(lines.iter().map(|l| l.as_bytes()));
+            assert_eq!(framed.named.as_slice(), hypers.as_slice(), "{lines:?}");
+        }
+    }
+
     #[test]
     fn chunk_sizes_are_hex_with_extensions_ignored() {
         assert_eq!(chunk_size(b"1a"), Some(26));
