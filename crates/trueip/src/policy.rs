@@ -286,17 +286,13 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
 }
 
 /// Refuses `header:NAME` for a header that never holds one bare address: the request's
-/// own claims (`Host`, the `X-Forwarded-*` ones), its framing and hop-by-hop fields,
-/// `Cookie`, and `Forwarded`, whose entries are `for=` pairs. No proxy writes a client
-/// address there, so such a strategy could only ever take a value the client chose
-/// (`Host: 6.6.6.6` parses as an address).
+/// own claims (`Host`, the client-IP table's rows that claim the scheme, host, port or
+/// prefix), its framing and hop-by-hop fields, `Cookie`, and `Forwarded`, whose entries are
+/// `for=` pairs. No proxy writes a client address there, so such a strategy could only ever
+/// take a value the client chose (`Host: 6.6.6.6` parses as an address).
 fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
-    const NO_ADDRESS: [&str; 15] = [
+    const NO_ADDRESS: [&str; 12] = [
         "host",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "x-forwarded-prefix",
         "content-length",
         "transfer-encoding",
         "connection",
@@ -307,8 +303,12 @@ fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
         "upgrade",
         "cookie",
         "forwarded",
+        "authorization",
     ];
-    if !NO_ADDRESS.contains(&name.as_str()) {
+    let claims_the_request = names::FORWARDING
+        .iter()
+        .any(|row| row.claim == names::Claim::Request && row.name == *name);
+    if !claims_the_request && !NO_ADDRESS.contains(&name.as_str()) {
         return Ok(());
     }
     let hint = match name.as_str() {
