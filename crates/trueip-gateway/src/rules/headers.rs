@@ -444,7 +444,7 @@ impl Hygiene {
         &self,
         lines: impl Iterator<Item = &'v [u8]>,
     ) -> Vec<&'v [u8]> {
-        let mut named = connection_tokens(lines);
+        let mut named: Vec<&[u8]> = lines.flat_map(connection_tokens).collect();
         named.retain(|token| {
             let name = String::from_utf8_lossy(token);
             !name.is_empty()
@@ -757,23 +757,21 @@ pub(crate) fn response_keeps(name: &str, named: &[&[u8]]) -> bool {
             .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// The tokens of `Connection` lines.
-pub(crate) fn connection_tokens<'v>(lines: impl Iterator<Item = &'v [u8]>) -> Vec<&'v [u8]> {
-    lines
-        .flat_map(|line| line.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect()
+/// The tokens of one `Connection` line, in order, each trimmed (an empty one names
+/// nothing). Every path reads a `Connection` line through this, so hyper's path and the
+/// bare exchanges drop the same response lines.
+pub(crate) fn connection_tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Removes the lines of an upstream response that [`response_keeps`] does not keep.
 pub(crate) fn response(headers: &mut HeaderMap) {
     let gone: Vec<HeaderName> = {
-        let named = connection_tokens(
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .map(HeaderValue::as_bytes),
-        );
+        let named: Vec<&[u8]> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|line| connection_tokens(line.as_bytes()))
+            .collect();
         headers
             .keys()
             .filter(|name| !response_keeps(name.as_str(), &named))

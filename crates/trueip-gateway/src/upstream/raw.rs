@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
-use crate::rules::headers::{OwnValues, may_tunnel, response_keeps};
+use crate::rules::headers::{OwnValues, connection_tokens, may_tunnel, response_keeps};
 
 /// The most header lines an upstream response may carry (as in hyper's client).
 const MAX_HEADERS: usize = 100;
@@ -162,8 +162,7 @@ pub(crate) fn framing<'r>(
     let mut te: Option<&'r [u8]> = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
+            for token in connection_tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     upstream_close = true;
                 }
@@ -719,9 +718,10 @@ mod tests {
         }
     }
 
-    /// The bare paths read a response's `Connection` tokens in `framing` (in place),
-    /// hyper's path with `headers::connection_tokens`: the same tokens, in order, for any
-    /// lines, or one path would keep a line the other drops.
+    /// `framing` keeps a response's `Connection` tokens in a `Tokens` (in place, four
+    /// before it allocates); hyper's path collects the same reader's tokens into a `Vec`:
+    /// the same tokens, in order, for any lines, or one path would keep a line the other
+    /// drops.
     #[test]
     fn framing_reads_the_connection_tokens_hypers_path_reads() {
         let long = vec!["x-t"; 40].join(" ,\t");
@@ -754,8 +754,10 @@ mod tests {
             let framed = framing(&resp, false);
             assert!(framed.is_ok(), "{lines:?}: no framing");
             let Ok(framed) = framed else { return };
-            let hypers =
-                crate::rules::headers::connection_tokens(lines.iter().map(|l| l.as_bytes()));
+            let hypers: Vec<&[u8]> = lines
+                .iter()
+                .flat_map(|l| connection_tokens(l.as_bytes()))
+                .collect();
             assert_eq!(framed.named.as_slice(), hypers.as_slice(), "{lines:?}");
         }
     }
