@@ -276,11 +276,11 @@ fn failures_are_answered_as_on_every_path() {
     let dir = test_dir("h2_bare/failures");
     let up = Scripted::start();
     let gw = gateway(&dir, up.addr);
-    // A body cut short: the client sees the stream fail, not a short body as whole.
-    let Some((_, _, body)) = curl_h2(&dir, &format!("http://{}/broken", gw.addr)) else {
+    // A body cut short leaves the gateway serving. That the client sees the stream fail,
+    // not a short body as whole, is h2_review.rs's `a_body_cut_short_is_never_presented_whole`.
+    if curl_h2(&dir, &format!("http://{}/broken", gw.addr)).is_none() {
         return;
-    };
-    assert!(body.len() < 100, "{body:?}");
+    }
     assert_healthy(gw.addr, "a broken upstream body");
 
     let closed = free_addr();
