@@ -118,13 +118,17 @@ impl<'a> Rev<'a, '_> {
             // Most elements: the tight loop over whole windows.
             let (n, refused) = skip_windowed(&mut line, limit - skipped, &trusted);
             skipped += n;
-            (lines, current) = (left, Some(line));
+            // A line the windows took whole (its first element too) is done with.
+            (lines, current) = (left, (!line.is_empty()).then_some(line));
             if refused.is_some() {
                 untrusted = refused;
                 break;
             }
             if skipped == limit {
                 break;
+            }
+            if line.is_empty() {
+                continue;
             }
             // The element the windows could not take (the first of a line, unusual
             // spacing, or no plain dotted quad at all).
@@ -219,6 +223,17 @@ fn skip_windowed(
     let mut refused = None;
     while skipped < budget {
         let Some(window) = text.split_at(end).0.last_chunk::<WINDOW>() else {
+            // Fewer than a window's bytes are left: the line's first element, when it is
+            // read in place from the line's first bytes (a line of one short element is
+            // left to `split_v4_back`).
+            if let Some(addr) = text.first_chunk::<WINDOW>().and_then(|h| quad_first(h, end)) {
+                end = 0;
+                if trusted(addr) {
+                    skipped += 1;
+                } else {
+                    refused = Some(addr);
+                }
+            }
             break;
         };
         let Some((addr, left)) = quad_back(window) else {
@@ -267,6 +282,54 @@ fn quad_back(window: &[u8; WINDOW]) -> Option<(u32, usize)> {
         b',' => Some((addr, at)),
         _ => None,
     }
+}
+
+/// The bits of `head[..len]` when those bytes are exactly a canonical dotted quad that can
+/// be a source (what [`split_v4_back`] accepts for an element starting its line, less the
+/// whitespace it allows around it); `None` for anything else.
+///
+/// The first element of a line that the windows have taken the rest of: `len` is where
+/// its comma is. It is read forward in place, from the line's first [`WINDOW`] bytes, so
+/// no byte is copied before it is read and every index stays in the array.
+#[inline(always)]
+fn quad_first(head: &[u8; WINDOW], len: usize) -> Option<u32> {
+    let (mut addr, mut at) = octet_from(head, 0)?;
+    for _ in 0..3 {
+        if *head.get(at)? != b'.' {
+            return None;
+        }
+        let (octet, next) = octet_from(head, at + 1)?;
+        addr = addr << 8 | octet;
+        at = next;
+    }
+    (at == len && v4_can_be_source(addr)).then_some(addr)
+}
+
+/// The canonical decimal octet (1–3 digits, no leading zero, up to 255) starting at
+/// `head[first]`, and the index of the byte after it.
+#[inline(always)]
+fn octet_from(head: &[u8; WINDOW], first: usize) -> Option<(u32, usize)> {
+    let digit = |at: usize| Some(u32::from(*head.get(at)?).wrapping_sub(u32::from(b'0')));
+    let a = digit(first)?;
+    if a > 9 {
+        return None;
+    }
+    let b = digit(first + 1)?;
+    if b > 9 {
+        return Some((a, first + 1));
+    }
+    if a == 0 {
+        return None;
+    }
+    let c = digit(first + 2)?;
+    if c > 9 {
+        return Some((a * 10 + b, first + 2));
+    }
+    let value = a * 100 + b * 10 + c;
+    if value > 255 {
+        return None;
+    }
+    Some((value, first + 3))
 }
 
 /// The canonical decimal octet (1–3 digits, no leading zero, up to 255) ending at
@@ -487,6 +550,52 @@ mod tests {
     }
 
     #[test]
+    fn first_element_agrees_with_split_v4_back() {
+        // A line's first element, read forward from the line's first bytes, must answer
+        // exactly what `split_v4_back` does for that element alone, or nothing.
+        const OCTETS: [&str; 14] = [
+            "0", "1", "9", "10", "25", "99", "100", "255", "256", "999", "00", "01", "010", "1000",
+        ];
+        const AROUND: [(&str, &str); 5] = [("", ""), (" ", ""), ("", " "), ("x", ""), ("", "x")];
+        let mut taken = 0;
+        for a in OCTETS {
+            for b in OCTETS {
+                for c in OCTETS {
+                    for d in OCTETS {
+                        for (before, after) in AROUND {
+                            let element = format!("{before}{a}.{b}.{c}.{d}{after}");
+                            let line = format!("{element},99.99.99.99, 1.1.1.1");
+                            let head = line.as_bytes().first_chunk::<WINDOW>().expect("a head");
+                            let len = element.len();
+                            let Some(addr) = quad_first(head, len) else {
+                                continue;
+                            };
+                            taken += 1;
+                            assert_eq!(
+                                split_v4_back(&line.as_bytes()[..len]),
+                                Some((addr, None)),
+                                "{element:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Every bare quad of the eight canonical octets, less 0.0.0.0 and 255.255.255.255
+        // (never a source): nothing with a space, a stray byte or a bad octet.
+        assert_eq!(taken, 8 * 8 * 8 * 8 - 2);
+        for (line, len) in [
+            ("203.0.113.9, 10.1.2.3, 192.168.4.5", 11),
+            ("1.2.3.4,5.6.7.8.9.10.11.12.13", 7),
+        ] {
+            let head = line.as_bytes().first_chunk::<WINDOW>().expect("a head");
+            assert!(quad_first(head, len).is_some(), "{line:?}");
+            assert!(quad_first(head, len - 1).is_none(), "{line:?}");
+            assert!(quad_first(head, len + 1).is_none(), "{line:?}");
+        }
+    }
+
+    #[test]
     fn skip_agrees_with_general_path() {
         // Whatever `skip_trusted_v4` skips must be what the general iterator sees first:
         // trusted plain dotted quads, then (consumed) the untrusted one it stops at; and
@@ -504,6 +613,13 @@ mod tests {
             b"",
             b"1.2.3.4, 10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4, 10.5.5.5, 10.6.6.6",
             b"10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4, 10.5.5.5, 10.6.6.6, 10.7.7.7",
+            b"010.1.1.1, 10.2.2.2, 10.3.3.3",
+            b" 10.1.1.1, 10.2.2.2, 10.3.3.3",
+            b"10.1.1.1 , 10.2.2.2, 10.3.3.3",
+            b"9.9.9.9, 10.2.2.2, 10.3.3.3",
+            b"10.1.1.12, 10.2.2.2",
+            b"10.1.1.1,10.22.2.2",
+            b"255.255.255.255, 10.2.2.2, 10.3.3.3",
         ];
         // The bits of a plain dotted quad, as the general parser reads it.
         let plain = |text: &[u8]| match parse_element(text) {
