@@ -226,7 +226,10 @@ fn skip_windowed(
             // Fewer than a window's bytes are left: the line's first element, when it is
             // read in place from the line's first bytes (a line of one short element is
             // left to `split_v4_back`).
-            if let Some(addr) = text.first_chunk::<WINDOW>().and_then(|h| quad_first(h, end)) {
+            if let Some(addr) = text
+                .first_chunk::<WINDOW>()
+                .and_then(|h| quad_first(h, end))
+            {
                 end = 0;
                 if trusted(addr) {
                     skipped += 1;
