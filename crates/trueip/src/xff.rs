@@ -116,10 +116,10 @@ impl<'a> Rev<'a, '_> {
                 },
             };
             // Most elements: the tight loop over whole windows.
+            let whole = line;
             let (n, refused) = skip_windowed(&mut line, limit - skipped, &trusted);
             skipped += n;
-            // A line the windows took whole (its first element too) is done with.
-            (lines, current) = (left, (!line.is_empty()).then_some(line));
+            (lines, current) = (left, Some(line));
             if refused.is_some() {
                 untrusted = refused;
                 break;
@@ -127,11 +127,24 @@ impl<'a> Rev<'a, '_> {
             if skipped == limit {
                 break;
             }
-            if line.is_empty() {
-                continue;
-            }
             // The element the windows could not take (the first of a line, unusual
-            // spacing, or no plain dotted quad at all).
+            // spacing, or no plain dotted quad at all). The first element of a line the
+            // windows took the rest of is read in place from the line's first bytes.
+            if line.len() < WINDOW
+                && let Some(trusted_first) = skip_first(whole, line.len(), &trusted)
+            {
+                current = None;
+                match trusted_first {
+                    Ok(()) => {
+                        skipped += 1;
+                        continue;
+                    }
+                    Err(addr) => {
+                        untrusted = Some(addr);
+                        break;
+                    }
+                }
+            }
             let Some((addr, rest)) = split_v4_back(line) else {
                 break;
             };
@@ -223,20 +236,6 @@ fn skip_windowed(
     let mut refused = None;
     while skipped < budget {
         let Some(window) = text.split_at(end).0.last_chunk::<WINDOW>() else {
-            // Fewer than a window's bytes are left: the line's first element, when it is
-            // read in place from the line's first bytes (a line of one short element is
-            // left to `split_v4_back`).
-            if let Some(addr) = text
-                .first_chunk::<WINDOW>()
-                .and_then(|h| quad_first(h, end))
-            {
-                end = 0;
-                if trusted(addr) {
-                    skipped += 1;
-                } else {
-                    refused = Some(addr);
-                }
-            }
             break;
         };
         let Some((addr, left)) = quad_back(window) else {
@@ -285,6 +284,19 @@ fn quad_back(window: &[u8; WINDOW]) -> Option<(u32, usize)> {
         b',' => Some((addr, at)),
         _ => None,
     }
+}
+
+/// The first element of `line` when it is a plain dotted quad ending at `len` that
+/// [`quad_first`] reads in place from the line's first [`WINDOW`] bytes: `Ok` when
+/// `trusted` accepts it, `Err` with its bits when not. `None` for anything else (a line
+/// shorter than a window, or an element `split_v4_back` must decide).
+///
+/// Out of line, and apart from [`skip_windowed`]: inside that loop (or after it) it took
+/// the loop's registers, and long chains got slower.
+#[inline(never)]
+fn skip_first(line: &[u8], len: usize, trusted: &impl Fn(u32) -> bool) -> Option<Result<(), u32>> {
+    let addr = quad_first(line.first_chunk::<WINDOW>()?, len)?;
+    Some(if trusted(addr) { Ok(()) } else { Err(addr) })
 }
 
 /// The bits of `head[..len]` when those bytes are exactly a canonical dotted quad that can
