@@ -945,18 +945,9 @@ impl Policy {
         let mut warnings = Warnings::NONE;
         let peer = self.effective_peer(conn, &mut warnings, trace);
         let (found, strategy) = self.run_strategies(&peer, headers, &mut warnings, trace);
-        // Re-derived from `conn` rather than copied from `peer.client`: a copy of the node
-        // just written reloads it with loads wider than its stores (a store-forwarding
-        // stall), and in the common case it copied an unwritten slot all the same.
-        let proxy_source = match (peer.source, conn.proxy_source) {
-            (Source::ProxyProtocol, Some(source)) => Some(Node {
-                ip: crate::addr::normalize(source.ip),
-                ..source
-            }),
-            _ => None,
-        };
+        let from_proxy = peer.source == Source::ProxyProtocol;
         let found = found.unwrap_or(peer);
-        Resolution {
+        let mut resolution = Resolution {
             rate_limit_key: found
                 .client
                 .ip()
@@ -964,11 +955,23 @@ impl Policy {
             client: found.client.peer(),
             source: found.source,
             peer: conn.peer,
-            proxy_source,
+            proxy_source: None,
             trusted_hops: found.trusted_hops,
             warnings,
             strategy,
+        };
+        // Set apart rather than chosen in the literal: a choice between the two there made
+        // the common `None` carry every byte of the node, spilled and stored one at a time.
+        // Re-derived from `conn` rather than copied from `peer.client`: a copy of the node
+        // just written reloads it with loads wider than its stores (a store-forwarding
+        // stall).
+        if from_proxy && let Some(source) = conn.proxy_source {
+            resolution.proxy_source = Some(Node {
+                ip: crate::addr::normalize(source.ip),
+                ..source
+            });
         }
+        resolution
     }
 
     #[inline(always)]

@@ -116,6 +116,7 @@ impl<'a> Rev<'a, '_> {
                 },
             };
             // Most elements: the tight loop over whole windows.
+            let whole = line;
             let (n, refused) = skip_windowed(&mut line, limit - skipped, &trusted);
             skipped += n;
             (lines, current) = (left, Some(line));
@@ -127,7 +128,23 @@ impl<'a> Rev<'a, '_> {
                 break;
             }
             // The element the windows could not take (the first of a line, unusual
-            // spacing, or no plain dotted quad at all).
+            // spacing, or no plain dotted quad at all). The first element of a line the
+            // windows took the rest of is read in place from the line's first bytes.
+            if line.len() < WINDOW
+                && let Some(trusted_first) = skip_first(whole, line.len(), &trusted)
+            {
+                current = None;
+                match trusted_first {
+                    Ok(()) => {
+                        skipped += 1;
+                        continue;
+                    }
+                    Err(addr) => {
+                        untrusted = Some(addr);
+                        break;
+                    }
+                }
+            }
             let Some((addr, rest)) = split_v4_back(line) else {
                 break;
             };
@@ -267,6 +284,67 @@ fn quad_back(window: &[u8; WINDOW]) -> Option<(u32, usize)> {
         b',' => Some((addr, at)),
         _ => None,
     }
+}
+
+/// The first element of `line` when it is a plain dotted quad ending at `len` that
+/// [`quad_first`] reads in place from the line's first [`WINDOW`] bytes: `Ok` when
+/// `trusted` accepts it, `Err` with its bits when not. `None` for anything else (a line
+/// shorter than a window, or an element `split_v4_back` must decide).
+///
+/// Out of line, and apart from [`skip_windowed`]: inside that loop (or after it) it took
+/// the loop's registers, and long chains got slower.
+#[inline(never)]
+fn skip_first(line: &[u8], len: usize, trusted: &impl Fn(u32) -> bool) -> Option<Result<(), u32>> {
+    let addr = quad_first(line.first_chunk::<WINDOW>()?, len)?;
+    Some(if trusted(addr) { Ok(()) } else { Err(addr) })
+}
+
+/// The bits of `head[..len]` when those bytes are exactly a canonical dotted quad that can
+/// be a source (what [`split_v4_back`] accepts for an element starting its line, less the
+/// whitespace it allows around it); `None` for anything else.
+///
+/// The first element of a line that the windows have taken the rest of: `len` is where
+/// its comma is. It is read forward in place, from the line's first [`WINDOW`] bytes, so
+/// no byte is copied before it is read and every index stays in the array.
+#[inline(always)]
+fn quad_first(head: &[u8; WINDOW], len: usize) -> Option<u32> {
+    let (mut addr, mut at) = octet_from(head, 0)?;
+    for _ in 0..3 {
+        if *head.get(at)? != b'.' {
+            return None;
+        }
+        let (octet, next) = octet_from(head, at + 1)?;
+        addr = addr << 8 | octet;
+        at = next;
+    }
+    (at == len && v4_can_be_source(addr)).then_some(addr)
+}
+
+/// The canonical decimal octet (1–3 digits, no leading zero, up to 255) starting at
+/// `head[first]`, and the index of the byte after it.
+#[inline(always)]
+fn octet_from(head: &[u8; WINDOW], first: usize) -> Option<(u32, usize)> {
+    let digit = |at: usize| Some(u32::from(*head.get(at)?).wrapping_sub(u32::from(b'0')));
+    let a = digit(first)?;
+    if a > 9 {
+        return None;
+    }
+    let b = digit(first + 1)?;
+    if b > 9 {
+        return Some((a, first + 1));
+    }
+    if a == 0 {
+        return None;
+    }
+    let c = digit(first + 2)?;
+    if c > 9 {
+        return Some((a * 10 + b, first + 2));
+    }
+    let value = a * 100 + b * 10 + c;
+    if value > 255 {
+        return None;
+    }
+    Some((value, first + 3))
 }
 
 /// The canonical decimal octet (1–3 digits, no leading zero, up to 255) ending at
@@ -487,6 +565,52 @@ mod tests {
     }
 
     #[test]
+    fn first_element_agrees_with_split_v4_back() {
+        // A line's first element, read forward from the line's first bytes, must answer
+        // exactly what `split_v4_back` does for that element alone, or nothing.
+        const OCTETS: [&str; 14] = [
+            "0", "1", "9", "10", "25", "99", "100", "255", "256", "999", "00", "01", "010", "1000",
+        ];
+        const AROUND: [(&str, &str); 5] = [("", ""), (" ", ""), ("", " "), ("x", ""), ("", "x")];
+        let mut taken = 0;
+        for a in OCTETS {
+            for b in OCTETS {
+                for c in OCTETS {
+                    for d in OCTETS {
+                        for (before, after) in AROUND {
+                            let element = format!("{before}{a}.{b}.{c}.{d}{after}");
+                            let line = format!("{element},99.99.99.99, 1.1.1.1");
+                            let head = line.as_bytes().first_chunk::<WINDOW>().expect("a head");
+                            let len = element.len();
+                            let Some(addr) = quad_first(head, len) else {
+                                continue;
+                            };
+                            taken += 1;
+                            assert_eq!(
+                                split_v4_back(&line.as_bytes()[..len]),
+                                Some((addr, None)),
+                                "{element:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Every bare quad of the eight canonical octets, less 0.0.0.0 and 255.255.255.255
+        // (never a source): nothing with a space, a stray byte or a bad octet.
+        assert_eq!(taken, 8 * 8 * 8 * 8 - 2);
+        for (line, len) in [
+            ("203.0.113.9, 10.1.2.3, 192.168.4.5", 11),
+            ("1.2.3.4,5.6.7.8.9.10.11.12.13", 7),
+        ] {
+            let head = line.as_bytes().first_chunk::<WINDOW>().expect("a head");
+            assert!(quad_first(head, len).is_some(), "{line:?}");
+            assert!(quad_first(head, len - 1).is_none(), "{line:?}");
+            assert!(quad_first(head, len + 1).is_none(), "{line:?}");
+        }
+    }
+
+    #[test]
     fn skip_agrees_with_general_path() {
         // Whatever `skip_trusted_v4` skips must be what the general iterator sees first:
         // trusted plain dotted quads, then (consumed) the untrusted one it stops at; and
@@ -504,6 +628,13 @@ mod tests {
             b"",
             b"1.2.3.4, 10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4, 10.5.5.5, 10.6.6.6",
             b"10.1.1.1, 10.2.2.2, 10.3.3.3, 10.4.4.4, 10.5.5.5, 10.6.6.6, 10.7.7.7",
+            b"010.1.1.1, 10.2.2.2, 10.3.3.3",
+            b" 10.1.1.1, 10.2.2.2, 10.3.3.3",
+            b"10.1.1.1 , 10.2.2.2, 10.3.3.3",
+            b"9.9.9.9, 10.2.2.2, 10.3.3.3",
+            b"10.1.1.12, 10.2.2.2",
+            b"10.1.1.1,10.22.2.2",
+            b"255.255.255.255, 10.2.2.2, 10.3.3.3",
         ];
         // The bits of a plain dotted quad, as the general parser reads it.
         let plain = |text: &[u8]| match parse_element(text) {

@@ -120,9 +120,12 @@ pub(crate) enum Kind {
     Leftmost(Leftmost),
 }
 
-impl Decide for Kind {
-    #[inline(always)]
-    fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+impl Kind {
+    /// Every strategy but `rightmost-untrusted` (the default, and the usual one), out of
+    /// line: inlined, their code sat between the lines of the usual path, which then ran
+    /// through more lines of code than it needs.
+    #[inline(never)]
+    fn decide_other<'h, H: Headers + ?Sized, T: Tracer<'h>>(
         &self,
         headers: &'h H,
         list: ListHeader,
@@ -134,6 +137,21 @@ impl Decide for Kind {
             Kind::Hops(s) => s.decide(headers, list, ctx),
             Kind::Header(s) => s.decide(headers, list, ctx),
             Kind::Leftmost(s) => s.decide(headers, list, ctx),
+        }
+    }
+}
+
+impl Decide for Kind {
+    #[inline(always)]
+    fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        headers: &'h H,
+        list: ListHeader,
+        ctx: &mut Ctx<'_, '_, T>,
+    ) -> Option<Found> {
+        match self {
+            Kind::RightmostUntrusted(s) => s.decide(headers, list, ctx),
+            _ => self.decide_other(headers, list, ctx),
         }
     }
 
