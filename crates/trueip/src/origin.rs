@@ -182,6 +182,11 @@ pub fn is_host(text: &[u8]) -> bool {
 }
 
 /// Whether a byte may be in a host name: `[A-Za-z0-9._-]`.
+#[inline(always)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a u8 always indexes a 256-entry table"
+)]
 const fn host_name_byte(b: u8) -> bool {
     HOST_NAME_BYTES[b as usize]
 }
