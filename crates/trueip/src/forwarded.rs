@@ -346,12 +346,18 @@ pub fn write_value(out: &mut String, value: &str) {
         out.push_str(value);
         return;
     }
+    // Most values that are no token have nothing to escape (a `Host` with a port, on
+    // every proxied request): copied whole, not a `char` at a time.
     out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    if !value.bytes().any(|b| b == b'"' || b == b'\\') {
+        out.push_str(value);
+    } else {
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
         }
-        out.push(c);
     }
     out.push('"');
 }
@@ -496,6 +502,27 @@ mod tests {
             let el = parse_element(out.as_bytes()).unwrap();
             assert_eq!(el.for_node, Entry::Addr(node), "{out}");
             assert_eq!(el.host.unwrap().unescaped(), b"h:1".to_vec());
+        }
+    }
+
+    #[test]
+    fn values_are_quoted_and_escaped_whole() {
+        let cases = [
+            ("h:1", r#""h:1""#),
+            ("", r#""""#),
+            (r#"a"b"#, r#""a\"b""#),
+            (r#"a\b"#, r#""a\\b""#),
+            (r#""\"#, r#""\"\\""#),
+            (r#"x"y\z"end"#, r#""x\"y\\z\"end""#),
+            ("é:1", "\"é:1\""),
+        ];
+        for (value, written) in cases {
+            let mut out = String::new();
+            write_value(&mut out, value);
+            assert_eq!(out, written, "{value}");
+            let line = format!("host={out}");
+            let el = parse_element(line.as_bytes()).unwrap();
+            assert_eq!(el.host.unwrap().unescaped(), value.as_bytes().to_vec());
         }
     }
 }

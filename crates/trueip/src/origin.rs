@@ -174,15 +174,36 @@ pub fn is_host(text: &[u8]) -> bool {
                 ),
                 None => (text, None),
             };
-            let ok = !name.is_empty()
-                && name
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            let ok = !name.is_empty() && name.iter().all(|&b| host_name_byte(b));
             (ok, port)
         }
     };
     name_ok && port.is_none_or(|p| parse_port(p).is_ok())
 }
+
+/// Whether a byte may be in a host name: `[A-Za-z0-9._-]`.
+#[inline(always)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a u8 always indexes a 256-entry table"
+)]
+const fn host_name_byte(b: u8) -> bool {
+    HOST_NAME_BYTES[b as usize]
+}
+
+/// [`host_name_byte`] for every byte value, built at compile time: a `Host` is checked on
+/// every proxied request, and one load per byte is cheaper than the comparisons.
+#[allow(clippy::indexing_slicing, reason = "b < 256 by the loop condition")]
+const HOST_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_');
+        b += 1;
+    }
+    table
+};
 
 fn port_of_host(host: &str) -> Option<u16> {
     let (_, port) = host.rsplit_once(':')?;
@@ -296,5 +317,14 @@ mod tests {
             assert!(!is_host(bad.as_bytes()), "{bad}");
         }
         assert!(!is_host("a".repeat(256).as_bytes()));
+    }
+
+    #[test]
+    fn host_names_are_letters_digits_dots_dashes_and_underscores() {
+        for b in 0..=u8::MAX {
+            let name_byte = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            assert_eq!(is_host(&[b]), name_byte, "byte {b}");
+            assert_eq!(is_host(&[b'a', b, b'z', b':', b'1']), name_byte, "byte {b}");
+        }
     }
 }

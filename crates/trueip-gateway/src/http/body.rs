@@ -316,8 +316,8 @@ impl Body {
     }
 
     /// Logs and measures the exchange when this body is done.
-    pub(crate) fn record(mut self, record: Record) -> Self {
-        self.record = Some(Box::new(record));
+    pub(crate) fn record(mut self, record: Box<Record>) -> Self {
+        self.record = Some(record);
         self
     }
 
