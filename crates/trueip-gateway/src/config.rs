@@ -787,10 +787,12 @@ impl SignSettings {
     fn load(&self) -> Result<Signing, ConfigError> {
         let header =
             FieldName::new(self.header.trim()).map_err(|e| e.at("upstream.sign.header"))?;
+        // In any spelling an app reads as the same header (`X_Forwarded_For`).
+        let ours = |row: &str| trueip::headers::spells(row, header.as_str());
         if trueip::headers::names::FORWARDING
             .iter()
-            .any(|row| row.name == header)
-            || header.as_str() == "host"
+            .any(|row| ours(row.as_str()))
+            || ours("host")
         {
             return Err(ConfigError::new(format!(
                 "upstream.sign.header {:?} is a header the gateway already manages",
@@ -2279,6 +2281,12 @@ mod tests {
             ),
             (toml(&short, ""), "must be 32 to 1024 bytes, this one is 6"),
             (toml(&good, ", header = \"X-Real-IP\""), "already manages"),
+            // Apps read an underscore spelling as the dashed header.
+            (
+                toml(&good, ", header = \"X_Forwarded_For\""),
+                "already manages",
+            ),
+            (toml(&good, ", header = \"host\""), "already manages"),
             (toml(&good, ", header = \"a b\""), "invalid header name"),
             (toml(&good, ", key = \"x\""), "unknown field"),
         ] {

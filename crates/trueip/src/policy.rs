@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use crate::addr::{Node, Peer};
 use crate::error::ConfigError;
-use crate::headers::{FieldName, Headers, Lines, names};
+use crate::headers::{FieldName, Headers, Lines, names, spells};
 use crate::link::PrivateLink;
 use crate::params::ParamName;
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
@@ -256,11 +256,7 @@ impl OriginSecret {
 /// would have to carry the secret as its address. Names are compared as apps read them:
 /// WSGI, CGI and PHP read `X_Forwarded_For` as `X-Forwarded-For`.
 fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), ConfigError> {
-    let dashed = |b: u8| if b == b'_' { b'-' } else { b };
-    let same = |other: &FieldName| {
-        let (a, b) = (name.as_str(), other.as_str());
-        a.len() == b.len() && a.bytes().map(dashed).eq(b.bytes().map(dashed))
-    };
+    let same = |other: &FieldName| spells(&other.as_str().replace('_', "-"), name.as_str());
     let written_by_others = names::FORWARDING
         .iter()
         .any(|row| row.claim != names::Claim::Origin && same(&row.name))
