@@ -16,6 +16,7 @@
 //! has a hard memory bound and a reader's terminal sees no control characters even
 //! after the JSON is decoded. The origin secret's value is never kept.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -57,15 +58,34 @@ pub(crate) fn is_forgery(warnings: Warnings, stripped: u64) -> bool {
 /// two). Returns the text and whether it was cut.
 pub(crate) fn escape(bytes: &[u8], max: usize) -> (String, bool) {
     let mut out = String::with_capacity(bytes.len().min(max));
+    let cut = escape_into(&mut out, bytes, max);
+    (out, cut)
+}
+
+/// [`escape`], appended to `out`; returns whether it was cut.
+fn escape_into(out: &mut String, bytes: &[u8], max: usize) -> bool {
+    // The usual text (an address list, a path) is printable ASCII throughout: tested
+    // whole (a test without an early exit, which the compiler vectorises) and copied at
+    // once. Anything else goes byte by byte.
+    let head = bytes.get(..max).unwrap_or(bytes);
+    let plain = head.iter().fold(true, |plain, &b| {
+        plain & (b != b'\\') & (0x20..=0x7e).contains(&b)
+    });
+    if plain && let Ok(text) = std::str::from_utf8(head) {
+        out.push_str(text);
+        return head.len() < bytes.len();
+    }
+    let mut len = 0;
     for &b in bytes {
         let width = match b {
             b'\\' => 2,
             0x20..=0x7e => 1,
             _ => 4,
         };
-        if out.len() + width > max {
-            return (out, true);
+        if len + width > max {
+            return true;
         }
+        len += width;
         match b {
             b'\\' => out.push_str("\\\\"),
             0x20..=0x7e => out.push(char::from(b)),
@@ -74,16 +94,19 @@ pub(crate) fn escape(bytes: &[u8], max: usize) -> (String, bool) {
             }
         }
     }
-    (out, false)
+    false
 }
+
+/// Where a piece of an entry's text is in [`Entry::text`].
+pub(crate) type Span = std::ops::Range<usize>;
 
 /// One header line of a recorded request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Line {
-    /// The name as received, escaped.
-    pub(crate) name: String,
-    /// The value, escaped and cut to [`VALUE_MAX`].
-    pub(crate) value: String,
+    /// The name as received, escaped (in the entry's text).
+    pub(crate) name: Span,
+    /// The value, escaped and cut to [`VALUE_MAX`] (in the entry's text).
+    pub(crate) value: Span,
     /// The value's length as received, in bytes.
     pub(crate) bytes: usize,
     /// Whether `value` was cut.
@@ -109,10 +132,14 @@ pub(crate) struct Entry {
     pub(crate) rules: Vec<&'static str>,
     /// Every warning of the decision.
     pub(crate) warnings: Warnings,
-    /// The request method (`None`: refused before any request).
-    pub(crate) method: Option<String>,
-    /// The path (no query), escaped and cut to [`PATH_MAX`].
-    pub(crate) path: Option<String>,
+    /// Every piece of the client's text kept, escaped, one after another: one
+    /// allocation for all of them (a string for each was four allocations for a request
+    /// with one client-IP line, each held until the entry leaves the record).
+    pub(crate) text: String,
+    /// The request method (`None`: refused before any request), in `text`.
+    pub(crate) method: Option<Span>,
+    /// The path (no query), escaped and cut to [`PATH_MAX`], in `text`.
+    pub(crate) path: Option<Span>,
     /// The client-IP header lines it carried (at most [`LINES_MAX`]).
     pub(crate) lines: Vec<Line>,
     /// Client-IP lines left out beyond [`LINES_MAX`].
@@ -131,26 +158,58 @@ pub(crate) struct Request<'a> {
     pub(crate) stripped: u64,
 }
 
+std::thread_local! {
+    /// An entry the record let go of on this thread (each worker is one), whose storage
+    /// the next entry built here reuses: once the record is full, every forgery pushes
+    /// the oldest entry out, and its text, lines and rules then cost no allocation. Those
+    /// allocations, held for `[admin] forgeries` requests and freed, were among the
+    /// allocator's slowest (callgrind, `PROTOCOL=proxy-v2 bash bench/instructions.sh`,
+    /// whose every request is a forgery). At most one entry per thread.
+    static SPARE: Cell<Option<Entry>> = const { Cell::new(None) };
+}
+
 impl Entry {
     /// The entry for `req`, its header lines still to add ([`line`](Self::line)).
     pub(crate) fn new(req: &Request<'_>) -> Entry {
-        let mut rules: Vec<&'static str> = req.resolution.warnings.forgeries().names().collect();
+        let mut entry = SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Entry::proxy_refused(Peer::Unix, 0));
+        entry.rules.clear();
+        entry
+            .rules
+            .extend(req.resolution.warnings.forgeries().names());
         if req.stripped > 0 {
-            rules.push(STRIPPED);
+            entry.rules.push(STRIPPED);
         }
+        let mut text = std::mem::take(&mut entry.text);
+        text.clear();
+        // Room for the usual client-IP line too.
+        text.reserve(req.method.len().min(16) + req.path.len().min(PATH_MAX) + 96);
+        let method = Some(push_escaped(&mut text, req.method.as_bytes(), 16).0);
+        let path = Some(push_escaped(&mut text, req.path.as_bytes(), PATH_MAX).0);
+        let mut lines = std::mem::take(&mut entry.lines);
+        lines.clear();
         Entry {
             unix_ms: now_ms(),
             peer: req.peer,
             proxy_source: req.proxy_source,
             listener: req.listener,
             client: req.resolution.client.ip(),
-            rules,
+            rules: entry.rules,
             warnings: req.resolution.warnings,
-            method: Some(escape(req.method.as_bytes(), 16).0),
-            path: Some(escape(req.path.as_bytes(), PATH_MAX).0),
-            lines: Vec::new(),
+            text,
+            method,
+            path,
+            lines,
             lines_omitted: 0,
         }
+    }
+
+    /// The text of `span` (empty for a span this entry's text does not have).
+    fn piece(&self, span: &Span) -> &str {
+        self.text.get(span.clone()).unwrap_or_default()
     }
 
     /// Adds a client-IP header line the request carried (counted only, past
@@ -160,10 +219,11 @@ impl Entry {
             self.lines_omitted = self.lines_omitted.saturating_add(1);
             return;
         }
-        let (text, truncated) = escape(value, VALUE_MAX);
+        let (name, _) = push_escaped(&mut self.text, name.as_bytes(), NAME_MAX);
+        let (value_span, truncated) = push_escaped(&mut self.text, value, VALUE_MAX);
         self.lines.push(Line {
-            name: escape(name.as_bytes(), NAME_MAX).0,
-            value: text,
+            name,
+            value: value_span,
             bytes: value.len(),
             truncated,
             stripped,
@@ -181,6 +241,7 @@ impl Entry {
             client: None,
             rules: vec!["proxy_protocol_from_untrusted_peer"],
             warnings: Warnings::UNTRUSTED_PROXY_PROTOCOL,
+            text: String::new(),
             method: None,
             path: None,
             lines: Vec::new(),
@@ -195,8 +256,8 @@ impl Entry {
             .iter()
             .map(|l| {
                 serde_json::json!({
-                    "name": l.name,
-                    "value": l.value,
+                    "name": self.piece(&l.name),
+                    "value": self.piece(&l.value),
                     "bytes": l.bytes,
                     "truncated": l.truncated,
                     "stripped": l.stripped,
@@ -216,12 +277,19 @@ impl Entry {
             "client": self.client.map(|c| c.to_string()),
             "rules": self.rules,
             "warnings": self.warnings.names().collect::<Vec<_>>(),
-            "method": self.method,
-            "path": self.path,
+            "method": self.method.as_ref().map(|m| self.piece(m)),
+            "path": self.path.as_ref().map(|p| self.piece(p)),
             "headers": lines,
             "headers_omitted": self.lines_omitted,
         })
     }
+}
+
+/// Appends `bytes`, escaped, to `text`: where it is, and whether it was cut.
+fn push_escaped(text: &mut String, bytes: &[u8], max: usize) -> (Span, bool) {
+    let start = text.len();
+    let cut = escape_into(text, bytes, max);
+    (start..text.len(), cut)
 }
 
 fn now_ms() -> u64 {
@@ -245,20 +313,27 @@ impl Forgeries {
     pub(crate) fn record(&self, entry: Entry, keep: usize) {
         self.seen.fetch_add(1, Ordering::Relaxed);
         let keep = keep.min(MAX_KEPT);
-        // A panic while the lock was held cannot leave the queue half-changed (push and
-        // pop are whole), so a poisoned lock is still usable.
-        let mut ring = self
-            .ring
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if keep == 0 {
-            ring.clear();
-            return;
+        let mut out = None;
+        {
+            // A panic while the lock was held cannot leave the queue half-changed (push
+            // and pop are whole), so a poisoned lock is still usable.
+            let mut ring = self
+                .ring
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if keep == 0 {
+                ring.clear();
+                return;
+            }
+            while ring.len() >= keep {
+                out = ring.pop_front();
+            }
+            ring.push_back(entry);
         }
-        while ring.len() >= keep {
-            ring.pop_front();
+        // Outside the lock: what it frees (the spare before it) is freed unlocked too.
+        if let Some(old) = out {
+            let _ = SPARE.try_with(|spare| spare.set(Some(old)));
         }
-        ring.push_back(entry);
     }
 
     /// `/forgeries` as JSON: at most `limit` entries, newest first, under `keep`.

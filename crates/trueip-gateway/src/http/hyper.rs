@@ -375,7 +375,7 @@ fn begin(
                 0,
                 |line| {
                     for (name, value) in req.headers() {
-                        line(name.as_str(), value.as_bytes(), false);
+                        line(name.as_str(), value.as_bytes(), &|| false);
                     }
                 },
             );
@@ -551,13 +551,14 @@ fn prepare(
         |line| match &received {
             Some(all) => {
                 for (name, value) in all {
-                    let was = gone.iter().any(|(n, _)| n == name);
-                    line(name.as_str(), value.as_bytes(), was);
+                    line(name.as_str(), value.as_bytes(), &|| {
+                        gone.iter().any(|(n, _)| n == name)
+                    });
                 }
             }
             None => {
                 for (name, value) in &gone {
-                    line(name.as_str(), value.as_bytes(), true);
+                    line(name.as_str(), value.as_bytes(), &|| true);
                 }
             }
         },

@@ -867,7 +867,7 @@ async fn one<'b>(
             0,
             |line| {
                 for h in lines {
-                    line(h.name, h.value, false);
+                    line(h.name, h.value, &|| false);
                 }
             },
         );
@@ -1037,8 +1037,9 @@ async fn forward(
                 .policy_for(ctx.listener())
                 .hop(req.resolution);
             for h in req.raw.lines {
-                let fate = state.hygiene.request_fate(h.name, hop, &[]);
-                line(h.name, h.value, fate == Fate::Strip);
+                line(h.name, h.value, &|| {
+                    state.hygiene.request_fate(h.name, hop, &[]) == Fate::Strip
+                });
             }
         },
     );

@@ -68,9 +68,10 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
 
 /// Keeps a request decided as `resolution`, of which the header rules stripped
 /// `stripped` lines, in the record of forgeries if it is one: `lines` then hands over
-/// each received header line (name, value, whether it was stripped), of which the
-/// client-IP headers are kept (never the origin secret's value). A clean request costs
-/// two integer tests: no lock, no allocation, no clock.
+/// each received header line (name, value, and a test of whether it was stripped, asked
+/// only of the lines kept), of which the client-IP headers are kept (never the origin
+/// secret's value). A clean request costs two integer tests: no lock, no allocation, no
+/// clock.
 #[inline]
 pub(crate) fn note_forgery(
     ctx: &ConnCtx,
@@ -78,7 +79,7 @@ pub(crate) fn note_forgery(
     resolution: &Resolution,
     asked: (&str, &str),
     stripped: u64,
-    lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], bool)),
+    lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], &dyn Fn() -> bool)),
 ) {
     let keep = state.settings.admin.forgeries;
     if keep == 0 || !forgeries::is_forgery(resolution.warnings, stripped) {
@@ -94,7 +95,7 @@ fn keep_forgery(
     resolution: &Resolution,
     (method, path): (&str, &str),
     stripped: u64,
-    lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], bool)),
+    lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], &dyn Fn() -> bool)),
     keep: usize,
 ) {
     let Some(listener) = ctx
@@ -117,7 +118,7 @@ fn keep_forgery(
     lines(&mut |name, value, was_stripped| {
         let is_secret = secret.is_some_and(|s| crate::rules::headers::same_name(s.as_str(), name));
         if !is_secret && hygiene.is_managed_spelled(name) {
-            entry.line(name, value, was_stripped);
+            entry.line(name, value, was_stripped());
         }
     });
     ctx.shared.forgeries.record(entry, keep);

@@ -219,6 +219,8 @@ async fn header<S: AsyncRead + Unpin + ?Sized>(
     // A v1 line fits in 107 bytes and a balancer's v2 header in well under 256: one read
     // usually holds all of it.
     let mut buf = Vec::with_capacity(max.min(512));
+    // No version's header is decoded from nothing: read before the first decode.
+    read_more(stream, &mut buf, max).await?;
     loop {
         match decode(&buf).map_err(PreambleError::Malformed)? {
             Decode::Complete { header, consumed } => {
