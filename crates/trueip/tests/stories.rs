@@ -521,17 +521,20 @@ fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
     );
 }
 
+/// A policy trusting 10/8 with `strategy`, and `secret` as its origin secret's header.
+fn secret_policy(strategy: &str, secret: &str) -> Result<Policy, trueip::ConfigError> {
+    Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str(strategy)
+        .unwrap()
+        .origin_secret(OriginSecret::new(secret, "s3cret").unwrap())
+        .build()
+}
+
 #[test]
 fn fail_an_origin_secret_in_a_header_others_write_is_refused() {
-    let build = |strategy: &str, secret: &str| {
-        Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .strategy_str(strategy)
-            .unwrap()
-            .origin_secret(OriginSecret::new(secret, "s3cret").unwrap())
-            .build()
-    };
+    let build = secret_policy;
     for secret in [
         "X-Forwarded-For",
         "forwarded",
@@ -563,15 +566,7 @@ fn fail_an_origin_secret_in_a_header_others_write_is_refused() {
 /// review).
 #[test]
 fn fail_an_origin_secret_in_any_spelling_of_a_header_others_write_is_refused() {
-    let build = |strategy: &str, secret: &str| {
-        Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .strategy_str(strategy)
-            .unwrap()
-            .origin_secret(OriginSecret::new(secret, "s3cret").unwrap())
-            .build()
-    };
+    let build = secret_policy;
     for (strategy, secret) in [
         ("rightmost-untrusted", "X_Forwarded_For"),
         ("rightmost-untrusted", "x_real_ip"),
