@@ -253,3 +253,68 @@ def test_a_lambda_preset_under_mangum_decides_from_the_event_without_a_warning(c
         under_uvicorn(policy, {})
         under_uvicorn(policy, {})
     assert len([r for r in caplog.records if r.name == "trueip"]) == 1
+
+
+def zappa_scope(e: dict[str, Any]) -> dict[str, Any]:
+    """The scope Zappa's ASGI handler (zappa/asgi.py, `create_asgi_scope`) builds from a
+    payload 2.0 event: no event kept, the client the second-to-last X-Forwarded-For entry
+    with port 0."""
+    xff = e["headers"]["x-forwarded-for"]
+    entries = [a.strip() for a in xff.split(",")]
+    client = entries[-2] if len(entries) > 1 else xff
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "path": "/",
+            "root_path": "", "scheme": "https", "query_string": b"", "server": ("example.com", 443),
+            "headers": [(k.encode(), v.encode()) for k, v in e["headers"].items()], "client": (client, 0)}
+
+
+def run_asgi(policy: trueip.Policy, scope: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
+    from trueip.asgi import TrueIP
+
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    asyncio.run(TrueIP(app, policy)(scope, None, None))
+    return seen
+
+
+@pytest.mark.parametrize("policy", [trueip.Policy(), API], ids=["trust-nothing", "api-gateway-preset"])
+def test_on_lambda_zappas_asgi_scope_gives_no_client(
+    policy: trueip.Policy, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under an HTTP API the client writes X-Forwarded-For and API Gateway appends what it
+    saw, so Zappa's client, the second-to-last entry, is the client's word (6.6.6.6). On
+    Lambda such a scope gives no client, and one warning; it once made 6.6.6.6 the client."""
+    import trueip.asgi
+
+    e = event("api_gateway_v2.json")
+    e["headers"]["x-forwarded-for"] = "6.6.6.6, " + e["requestContext"]["http"]["sourceIp"]
+    monkeypatch.setattr(trueip.asgi, "_ON_LAMBDA", True)
+    monkeypatch.setattr(trueip.asgi, "_warned_invented", False)
+    with caplog.at_level("WARNING", logger="trueip"):
+        for _ in range(2):
+            seen = run_asgi(policy, zappa_scope(e))
+            assert seen["client"] is None
+            assert seen["trueip.resolution"] is None
+            assert seen["trueip.original"]["client"] == ("6.6.6.6", 0)
+    assert [r.message for r in caplog.records if r.name == "trueip" and "Zappa" in r.message] != []
+    assert len([r for r in caplog.records if r.name == "trueip" and "Zappa" in r.message]) == 1
+
+
+def test_on_lambda_a_servers_scope_and_manguns_still_decide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda Web Adapter runs a real server: its scope's client has a real port and stays
+    the peer. Mangum's scope decides from its event as before. Off Lambda, a port-0 client is
+    a peer like any other."""
+    import trueip.asgi
+
+    monkeypatch.setattr(trueip.asgi, "_ON_LAMBDA", True)
+    seen = under_uvicorn(trueip.Policy(), {})
+    assert seen["client"] == ("198.51.100.20", 41000)
+    e = event("api_gateway_v2.json")
+    assert under_mangum(API, e)["trueip.resolution"] == resolve_event(API, e)
+    monkeypatch.setattr(trueip.asgi, "_ON_LAMBDA", False)
+    e["headers"]["x-forwarded-for"] = "6.6.6.6, " + e["requestContext"]["http"]["sourceIp"]
+    assert run_asgi(trueip.Policy(), zappa_scope(e))["client"] == ("6.6.6.6", 0)

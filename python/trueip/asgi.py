@@ -32,6 +32,14 @@ On AWS Lambda under Mangum, the peer is the address the event says AWS's front e
 for an ALB event Mangum puts the whole ``X-Forwarded-For`` there. Use the Lambda presets
 (``Policy.lambda_preset("alb")``, ...).
 
+Zappa's ASGI handler keeps no event: it builds the scope from the event and writes
+``scope["client"]`` as ``(<the second-to-last X-Forwarded-For entry>, 0)``, an entry the
+client wrote under an HTTP API or a Function URL. So on AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME``
+set) a scope without an ``aws.event`` whose client has port ``0`` is no connection and gives no
+peer: the app gets no client, and the ``trueip`` logger warns once. Run the app under Mangum.
+The Lambda Web Adapter's scope comes from a real server with a real port and is decided as
+any server's.
+
 A Lambda preset decides from the event only: a scope without an ``aws.event`` of a kind
 ``trueip.aws_lambda`` reads (the same app under uvicorn, a test deployment) is decided as
 if no proxy were trusted, so ``scope["client"]`` stays the peer, every client-IP header is
@@ -46,6 +54,8 @@ this middleware sees it, so the peer here would already be a header's word.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
@@ -59,6 +69,16 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
+
+#: Whether this process is an AWS Lambda function (the runtime sets the variable in every one).
+_ON_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+_warned_invented = False
+
+
+def _invented_client(client: Any) -> bool:
+    """Whether ``client`` is what an ASGI adapter on Lambda wrote without a connection:
+    port ``0`` (Zappa's, from X-Forwarded-For); a server's connection has a real port."""
+    return isinstance(client, (tuple, list)) and len(client) == 2 and client[1] == 0
 
 
 def scope_peer(scope: Scope, default: Any) -> Any:
@@ -76,7 +96,9 @@ def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, bool]:
     end saw (for an ALB, the whole X-Forwarded-For, client-written entries and all), so the
     event says, as ``trueip.aws_lambda`` reads it (``None``, no peer, for an ALB or API
     Gateway event trueip cannot read). An event of another kind (Lambda@Edge: Mangum's
-    client is CloudFront's ``clientIp``) keeps ``default``.
+    client is CloudFront's ``clientIp``) keeps ``default``. On Lambda, a scope with no event
+    and a client of port ``0`` (Zappa's ASGI handler) gives ``None``: that client is an
+    X-Forwarded-For entry, not a connection.
 
     uvicorn on a Unix socket (``--uds``) gives no client and the server as ``(path,
     None)``: that peer is a Unix socket (``""``, as gunicorn's ``REMOTE_ADDR`` on one), which
@@ -86,6 +108,15 @@ def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, bool]:
         known, peer = _event_peer(event)
         if known:
             return peer, True
+    elif _ON_LAMBDA and _invented_client(scope.get("client")):
+        global _warned_invented
+        if not _warned_invented:
+            _warned_invented = True
+            logging.getLogger("trueip").warning(
+                "on AWS Lambda, an ASGI scope with no aws.event and a client of port 0 (Zappa's ASGI handler "
+                "writes it from X-Forwarded-For) gives no client; run the app under Mangum"
+            )
+        return None, False
     if scope.get("client") is None:
         server = scope.get("server")
         if isinstance(server, (tuple, list)) and len(server) == 2 and isinstance(server[0], str) and server[1] is None:
@@ -110,7 +141,7 @@ def apply(
         scope["headers"] = headers
     # A client that is not an address (a Unix socket, a test client) gives no decision
     # and trusts no hop.
-    if client is not None and "aws.event" not in scope:
+    if client is not None and "aws.event" not in scope and not _ON_LAMBDA:
         # What scope_event_peer answers for such a scope, without the call (every request).
         peer, from_event = client, False
     else:
