@@ -12,6 +12,13 @@
 //!    `into_make_service_with_connect_info::<trueip::Connection>()`;
 //! 3. with feature `axum`, `ConnectInfo<SocketAddr>`: `axum::serve` with a plain
 //!    `TcpListener` and `into_make_service_with_connect_info::<SocketAddr>()`.
+
+//! 4. with feature `lambda-http`, the request context lambda_http stores in a request it
+//!    made from a Lambda event (an axum app under `lambda_http::run`): the address AWS's
+//!    front end saw stands in for the peer, as
+//!    [`lambda::resolve_request`](crate::lambda::resolve_request) takes it. Use a
+//!    [`Preset`](crate::lambda::Preset) policy. An event without the field its stand-in
+//!    comes from gets a 500 and a log line naming the field.
 //!
 //! With none of them the layer answers `500 Internal Server Error`, with a body that
 //! names the fix, and logs the same line (through `log`) — it never falls back to
@@ -76,6 +83,12 @@ protocol sender, with `trueip::axum::ProxyProtocolListener` and \
 `app.into_make_service_with_connect_info::<trueip::Connection>()`; with hyper or another \
 server, insert a `trueip::Connection` into each request's extensions before \
 `trueip::tower::ClientIpLayer`.\n";
+
+/// The body of the 500 a request lambda_http made from an event gets when the event lacks
+/// the field the address AWS's front end saw comes from (the log line names it).
+#[cfg(feature = "lambda-http")]
+pub const MISSING_STAND_IN: &str = "trueip: this Lambda event does not say which address \
+AWS's front end saw (the log names the missing field), so its client cannot be decided.\n";
 
 /// Adds [`ClientIpService`] to a stack: see the [module docs](self).
 #[derive(Clone, Debug)]
@@ -163,8 +176,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let Some(conn) = connection(req.extensions()) else {
-            return refuse(&req);
+        let conn = match connection(req.extensions()) {
+            Some(conn) => conn,
+            None => match no_connection(&req) {
+                Ok(conn) => Cow::Owned(conn),
+                Err(refused) => return refused,
+            },
         };
         #[cfg(feature = "provenance")]
         if let Some(signed) = &self.signed {
@@ -249,6 +266,26 @@ fn refuse_unsigned<ReqBody, F, ResBody: From<&'static str>>(
             response: Some(response),
         },
     }
+}
+
+/// A request no server stored a connection in: under lambda_http, the connection its
+/// event stands for; else the 500 that names the fix.
+#[cold]
+fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
+    req: &Request<ReqBody>,
+) -> Result<Connection, ResponseFuture<F, ResBody>> {
+    #[cfg(feature = "lambda-http")]
+    if let Some(found) = crate::lambda::http::stand_in_connection(req.extensions(), req.headers()) {
+        return found.map_err(|e| {
+            log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
+            ResponseFuture {
+                state: State::Refused {
+                    response: Some(server_error(MISSING_STAND_IN)),
+                },
+            }
+        });
+    }
+    Err(refuse(req))
 }
 
 #[cold]

@@ -108,3 +108,98 @@ fn a_request_not_made_from_an_event_is_refused() {
         EventError::UnknownKind { .. }
     ));
 }
+
+/// An axum app under `lambda_http::run`: lambda_http hands the router the request it made
+/// from the event, with no connection; `ClientIpLayer` takes the address AWS's front end
+/// saw from its request context.
+#[cfg(feature = "axum")]
+mod axum_under_lambda_http {
+    use axum::Router;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use trueip::axum::ClientIp;
+    use trueip::lambda::Preset;
+    use trueip::tower::ClientIpLayer;
+
+    async fn answer(policy: trueip::Policy, event: &str) -> (u16, String) {
+        // Every method and path: the events are GETs and POSTs to several paths.
+        let app = Router::new()
+            .fallback(|ClientIp(ip): ClientIp| async move { ip.to_string() })
+            .layer(ClientIpLayer::new(policy));
+        let request = lambda_http::request::from_str(event).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn run(policy: trueip::Policy, event: &str) -> (u16, String) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(answer(policy, event))
+    }
+
+    #[test]
+    fn the_layer_decides_from_the_event_as_resolve_event_does() {
+        for name in [
+            "alb",
+            "alb_multi",
+            "api_gateway_v1",
+            "api_gateway_v2",
+            "function_url",
+        ] {
+            let text = super::text(name);
+            let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for policy in super::policies() {
+                let expected = trueip::lambda::resolve_event(&policy, &event).unwrap();
+                let (status, body) = run(policy, &text);
+                assert_eq!(status, 200, "{name}");
+                assert_eq!(body, expected.ip().unwrap().to_string(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_first_entry_behind_the_alb_is_not_the_client() {
+        let mut event: serde_json::Value = serde_json::from_str(&super::text("alb")).unwrap();
+        event["headers"]["x-forwarded-for"] = "6.6.6.6, 150.172.238.178".into();
+        let policy = Preset::Alb.builder().build().unwrap();
+        assert_eq!(
+            run(policy, &event.to_string()),
+            (200, "150.172.238.178".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_event_without_its_stand_in_is_a_500_naming_the_missing_field() {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&super::text("api_gateway_v2")).unwrap();
+        event["requestContext"]["http"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sourceIp");
+        let policy = Preset::ApiGateway.builder().build().unwrap();
+        let (status, body) = run(policy, &event.to_string());
+        assert_eq!(status, 500);
+        assert_eq!(body, trueip::tower::MISSING_STAND_IN);
+    }
+
+    #[test]
+    fn a_request_lambda_http_did_not_make_still_gets_the_missing_connection_500() {
+        let policy = Preset::Alb.builder().build().unwrap();
+        let app = Router::new()
+            .route(
+                "/",
+                get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+            )
+            .layer(ClientIpLayer::new(policy));
+        let response = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(app.oneshot(http::Request::new(axum::body::Body::empty())))
+            .unwrap();
+        assert_eq!(response.status(), 500);
+    }
+}

@@ -38,21 +38,36 @@ use super::{EventError, EventKind, alb_peer, source_ip_text, stand_in_step};
 /// # }
 /// ```
 pub fn resolve_request(policy: &Policy, request: &Request) -> Result<Resolution, EventError> {
-    let (_, peer) = stand_in(request)?;
+    let (_, peer) = stand_in(request.request_context_ref(), request.headers())?;
     Ok(policy.resolve(&Connection::from_peer(peer), request))
 }
 
 /// [`resolve_request`], with every step recorded, the first saying where the peer
 /// stand-in came from.
 pub fn explain_request(policy: &Policy, request: &Request) -> Result<Explanation, EventError> {
-    let (kind, peer) = stand_in(request)?;
+    let (kind, peer) = stand_in(request.request_context_ref(), request.headers())?;
     let mut explanation = Explanation::new(policy, &Connection::from_peer(peer), request);
     explanation.steps.insert(0, stand_in_step(kind, peer));
     Ok(explanation)
 }
 
+/// The connection a request lambda_http made from an event stands for, for
+/// [`ClientIpLayer`](crate::tower::ClientIpLayer) under `lambda_http::run`: the address
+/// AWS's front end saw as its peer. `None` when lambda_http stored no request context.
+#[cfg(feature = "tower")]
+pub(crate) fn stand_in_connection(
+    extensions: &http::Extensions,
+    headers: &http::HeaderMap,
+) -> Option<Result<Connection, EventError>> {
+    let context = extensions.get::<RequestContext>()?;
+    Some(stand_in(Some(context), headers).map(|(_, peer)| Connection::from_peer(peer)))
+}
+
 /// The request's kind and the address AWS's front end saw.
-fn stand_in(request: &Request) -> Result<(EventKind, Node), EventError> {
+fn stand_in(
+    context: Option<&RequestContext>,
+    headers: &http::HeaderMap,
+) -> Result<(EventKind, Node), EventError> {
     let source_ip = |kind: EventKind, text: Option<&str>| match text {
         Some(text) => source_ip_text(kind, text),
         None => Err(EventError::Missing {
@@ -60,8 +75,8 @@ fn stand_in(request: &Request) -> Result<(EventKind, Node), EventError> {
             field: kind.stand_in_field(),
         }),
     };
-    match request.request_context_ref() {
-        Some(RequestContext::Alb(_)) => Ok((EventKind::Alb, alb_peer(request, "headers")?)),
+    match context {
+        Some(RequestContext::Alb(_)) => Ok((EventKind::Alb, alb_peer(headers, "headers")?)),
         Some(RequestContext::ApiGatewayV1(context)) => {
             let kind = EventKind::ApiGatewayV1;
             Ok((

@@ -67,7 +67,7 @@
 mod error;
 mod event;
 #[cfg(feature = "lambda-http")]
-mod http;
+pub(crate) mod http;
 mod preset;
 
 use std::borrow::Cow;
