@@ -17,8 +17,10 @@
 //!    made from a Lambda event (an axum app under `lambda_http::run`): the address AWS's
 //!    front end saw stands in for the peer, as
 //!    [`lambda::resolve_request`](crate::lambda::resolve_request) takes it. Use a
-//!    [`Preset`](crate::lambda::Preset) policy. An event without the field its stand-in
-//!    comes from gets a 500 and a log line naming the field.
+//!    [`Preset`](crate::lambda::Preset) policy there only: served over TCP (`cargo run`
+//!    with `axum::serve`), `Preset::Alb` believes the last `X-Forwarded-For` element any
+//!    client sends. An event without the field its stand-in comes from gets a 500 and a
+//!    log line naming the field.
 //!
 //! With none of them the layer answers `500 Internal Server Error`, with a body that
 //! names the fix, and logs the same line (through `log`) — it never falls back to
