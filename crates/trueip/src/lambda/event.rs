@@ -72,7 +72,7 @@ impl<'e> Event<'e> {
     ///    Gateway REST API (and HTTP API payload 1.0, and WebSocket APIs, same shape).
     ///
     /// A VPC Lattice event (payload v1: `raw_path` and no `requestContext`; v2: `version`
-    /// `"2.0"` and a `requestContext.serviceNetworkArn` or `serviceArn`) is
+    /// `"2.0"`, no `requestContext.http`, and a `serviceNetworkArn` or `serviceArn`) is
     /// [`EventError::Unsupported`]. Anything else, a kind without the field its peer
     /// stand-in comes from, or a field that does not hold what AWS puts there is an
     /// [`EventError`] naming it.
@@ -98,26 +98,30 @@ impl<'e> Event<'e> {
                 why: "no requestContext object: not an ALB, API Gateway or Function URL event",
             });
         };
-        let kind = if context.contains_key("elb") {
-            EventKind::Alb
+        // `http` is what a payload 2.0 stand-in comes from, looked up once.
+        let (kind, http) = if context.contains_key("elb") {
+            (EventKind::Alb, None)
         } else {
             match object.get("version") {
-                // VPC Lattice's payload v2 says "2.0" too; its requestContext names the
-                // Lattice service instead of API Gateway's `http`.
-                Some(Value::String(v))
-                    if v == "2.0"
+                Some(Value::String(v)) if v == "2.0" => {
+                    let http = context.get("http");
+                    // VPC Lattice's payload v2 says "2.0" too; its requestContext has no
+                    // `http` and names the Lattice service. Looked for only without
+                    // `http`: an API Gateway or Function URL event pays nothing for it.
+                    if http.is_none()
                         && (context.contains_key("serviceNetworkArn")
-                            || context.contains_key("serviceArn")) =>
-                {
-                    return Err(EventError::Unsupported {
-                        service: "VPC Lattice (payload v2)",
-                        why: LATTICE,
-                    });
+                            || context.contains_key("serviceArn"))
+                    {
+                        return Err(EventError::Unsupported {
+                            service: "VPC Lattice (payload v2)",
+                            why: LATTICE,
+                        });
+                    }
+                    (EventKind::ApiGatewayV2, http)
                 }
-                Some(Value::String(v)) if v == "2.0" => EventKind::ApiGatewayV2,
-                Some(Value::String(v)) if v == "1.0" => EventKind::ApiGatewayV1,
+                Some(Value::String(v)) if v == "1.0" => (EventKind::ApiGatewayV1, None),
                 None | Some(Value::Null) if context.contains_key("identity") => {
-                    EventKind::ApiGatewayV1
+                    (EventKind::ApiGatewayV1, None)
                 }
                 None | Some(Value::Null) => {
                     return Err(EventError::UnknownKind {
@@ -140,10 +144,7 @@ impl<'e> Event<'e> {
                     .get("identity")
                     .and_then(|identity| identity.get("sourceIp")),
             )?,
-            EventKind::ApiGatewayV2 => source_ip(
-                kind,
-                context.get("http").and_then(|http| http.get("sourceIp")),
-            )?,
+            EventKind::ApiGatewayV2 => source_ip(kind, http.and_then(|http| http.get("sourceIp")))?,
         };
         Ok(Event {
             kind,
