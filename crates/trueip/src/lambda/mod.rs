@@ -31,7 +31,7 @@
 //! `version` and the REST API's `requestContext.identity`, so it is read as
 //! [`EventKind::ApiGatewayV1`]: its `sourceIp` is the address that opened the connection.
 //! A VPC Lattice event (payload v1: `raw_path`, no `requestContext`; v2: `version: "2.0"`
-//! and `requestContext.serviceNetworkArn`) is refused with [`EventError::Unsupported`]:
+//! and `requestContext.serviceNetworkArn`, no `http`) is refused with [`EventError::Unsupported`]:
 //! it carries no address VPC Lattice vouches for (no `sourceIp`; AWS documents that
 //! Lattice adds `x-forwarded-for`, not whether it replaces or appends to one the caller
 //! sent), only the caller's IAM identity and source VPC.
