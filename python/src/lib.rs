@@ -1357,7 +1357,8 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
         )));
     };
     let mut map = serde_json::Map::new();
-    for key in ["version", "headers", "multiValueHeaders"] {
+    // `raw_path` only tells a VPC Lattice v1 event, which the core refuses by name.
+    for key in ["version", "headers", "multiValueHeaders", "raw_path"] {
         if let Some(value) = dict.get_item(key)? {
             map.insert(key.to_string(), to_json(&value, 1)?);
         }
@@ -1372,7 +1373,8 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 }
 
 /// The parts of `requestContext` the core reads: `elb` (whose presence makes an ALB event),
-/// and `identity` and `http` with only their `sourceIp`. The rest is not copied: an
+/// `serviceNetworkArn` and `serviceArn` (a VPC Lattice v2 event, refused by name), and
+/// `identity` and `http` with only their `sourceIp`. The rest is not copied: an
 /// authorizer's context (`requestContext.authorizer.lambda`) nests as deep as the
 /// authorizer likes, and an event must not fail on what the core never reads (the CLI,
 /// which reads the whole JSON, answers for it).
@@ -1383,8 +1385,10 @@ fn request_context_json(context: &Bound<'_, PyAny>) -> PyResult<serde_json::Valu
         return to_json(context, 1);
     };
     let mut map = serde_json::Map::new();
-    if let Some(elb) = context.get_item("elb")? {
-        map.insert("elb".to_string(), to_json(&elb, 2)?);
+    for key in ["elb", "serviceNetworkArn", "serviceArn"] {
+        if let Some(value) = context.get_item(key)? {
+            map.insert(key.to_string(), to_json(&value, 2)?);
+        }
     }
     for key in ["identity", "http"] {
         let Some(value) = context.get_item(key)? else {
@@ -1409,7 +1413,8 @@ fn event_error(e: trueip::lambda::EventError) -> PyErr {
     EventError::new_err(e.to_string())
 }
 
-/// The client of a Lambda event (ALB, API Gateway REST and HTTP API, Function URL).
+/// The client of a Lambda event (ALB, API Gateway REST, HTTP and WebSocket API, Function
+/// URL). A VPC Lattice event is an `EventError` naming it.
 #[pyfunction]
 fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resolution> {
     let json = event_json(event)?;

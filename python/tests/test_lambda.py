@@ -37,6 +37,35 @@ def test_multi_value_alb_event() -> None:
     assert r.trusted_hops == 1 and r.source == "x-forwarded-for[-1]"
 
 
+def test_the_albs_line_is_the_last_of_several() -> None:
+    """The shape a real ALB sent (laravel/vapor-core#25): the client's line untouched, the
+    ALB's line after it. The answer is the ALB's element, as in the Rust core; a last line
+    with no element is refused, not read from the line before it (client text)."""
+    e = event("alb_multi_observed.json")
+    assert e["multiValueHeaders"]["x-forwarded-for"] == ["203.0.113.7", "203.0.113.7, 198.51.100.9"]
+    r = resolve_event(ALB, e)
+    assert (r.ip_str, r.source, r.spoof_attempt) == ("198.51.100.9", "x-forwarded-for[-1]", True)
+    e["multiValueHeaders"]["x-forwarded-for"].append(" , ")
+    with pytest.raises(EventError, match="last line ending in the address the ALB saw"):
+        resolve_event(ALB, e)
+
+
+def test_a_websocket_event_uses_source_ip() -> None:
+    e = event("api_gateway_websocket.json")
+    assert e["requestContext"]["eventType"] == "CONNECT" and "version" not in e
+    r = resolve_event(API, e)
+    assert (r.ip_str, r.source) == ("192.0.2.1", "peer")
+
+
+@pytest.mark.parametrize("name", ["vpc_lattice_v1.json", "vpc_lattice_v2.json"])
+def test_vpc_lattice_events_are_refused_by_name(name: str) -> None:
+    """No address in a VPC Lattice event is one Lattice vouches for. The binding copies only
+    what the core reads, and that includes what tells a Lattice event."""
+    for policy in (ALB, API):
+        with pytest.raises(EventError, match="VPC Lattice"):
+            resolve_event(policy, event(name))
+
+
 @pytest.mark.parametrize("name", ["api_gateway_v1.json", "api_gateway_v2.json", "function_url.json"])
 def test_api_gateway_and_function_urls_use_source_ip(name: str) -> None:
     e = event(name)

@@ -13,6 +13,14 @@ The event's kind is told from its shape. A Lambda has no TCP peer; what stands i
 is the address the AWS service saw: for an ALB, the element it appended to
 ``X-Forwarded-For``; for API Gateway and Function URLs, ``requestContext``'s ``sourceIp``.
 The decision is the Rust core's (``trueip.lambda`` in the crate), not a Python port.
+A WebSocket API event is read as a REST API one (its ``requestContext.identity.sourceIp``).
+A VPC Lattice event raises ``EventError`` naming VPC Lattice: it carries no address Lattice
+vouches for, only the caller's IAM identity and source VPC.
+
+When a request carried ``X-Forwarded-For`` on several lines, the ALB's element is the last
+element of the last line: the ALB writes its own line after the request's (the crate's
+``trueip::lambda`` docs, "Several X-Forwarded-For lines", give the evidence); a last line
+without an element raises ``EventError``.
 
 Events may be plain dicts or aws-lambda-powertools event classes (``ALBEvent``,
 ``APIGatewayProxyEvent``, ``APIGatewayProxyEventV2``, ``LambdaFunctionUrlEvent``): their

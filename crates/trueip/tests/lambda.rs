@@ -84,6 +84,15 @@ fn cases() -> Vec<Case> {
             warnings: &[Warnings::SPOOF_ATTEMPT],
         },
         Case {
+            name: "alb: the shape a real ALB sent: the client's line untouched, the ALB's after it",
+            event: event("alb_multi_observed"),
+            preset: Preset::Alb,
+            kind: EventKind::Alb,
+            client: "198.51.100.9",
+            source: "x-forwarded-for[-1]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        Case {
             name: "alb: one entry, nothing forged",
             event: xff_of(alb.clone(), "150.172.238.178"),
             preset: Preset::Alb,
@@ -297,6 +306,32 @@ fn cases() -> Vec<Case> {
             client: "192.0.2.44",
             source: "peer",
             warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "websocket $connect: no version, requestContext.identity: sourceIp",
+            event: event("api_gateway_websocket"),
+            preset: Preset::ApiGateway,
+            kind: EventKind::ApiGatewayV1,
+            client: "192.0.2.1",
+            source: "peer",
+            warnings: &[Warnings::UNTRUSTED_HEADER],
+        },
+        Case {
+            name: "websocket message: no headers at all, sourceIp",
+            event: set(
+                set(
+                    set(event("api_gateway_websocket"), "/headers", None),
+                    "/multiValueHeaders",
+                    None,
+                ),
+                "/requestContext/eventType",
+                Some(json!("MESSAGE")),
+            ),
+            preset: Preset::ApiGateway,
+            kind: EventKind::ApiGatewayV1,
+            client: "192.0.2.1",
+            source: "peer",
+            warnings: &[],
         },
     ]
 }
@@ -592,6 +627,115 @@ fn one_header_under_two_spellings_is_refused() {
         headers.insert(format!("X-Filler-{i}"), json!(["1"]));
     }
     assert!(matches!(error(&many), EventError::AmbiguousHeader { .. }));
+}
+
+/// The ALB adds its own `X-Forwarded-For` line after the request's (the event in
+/// `alb_multi_observed.json`, from laravel/vapor-core#25). What that line holds when the
+/// request had several lines is not documented: the first line, the last, or all of them,
+/// then the address the ALB saw. In every case, and with multi-value headers off (the ALB
+/// keeps the last value it received), the stand-in is the ALB's element, and never a
+/// client's line that came after the first.
+#[test]
+fn the_albs_line_is_the_last_whatever_it_repeats() {
+    let seen = "198.51.100.9";
+    let client_lines: [&[&str]; 3] = [
+        &["6.6.6.6"],
+        &["6.6.6.6", "7.7.7.7"],
+        &["6.6.6.6, 10.0.0.1", "7.7.7.7", "8.8.8.8"],
+    ];
+    let policy = policy(Preset::Alb);
+    for lines in client_lines {
+        let repeats = [
+            lines.first().unwrap().to_string(),
+            lines.last().unwrap().to_string(),
+            lines.join(", "),
+        ];
+        for repeated in repeats {
+            let albs = format!("{repeated}, {seen}");
+            let mut multi: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            multi.push(albs.clone());
+            for (shape, event) in [
+                (
+                    "multi",
+                    set(
+                        event("alb_multi_observed"),
+                        "/multiValueHeaders/x-forwarded-for",
+                        Some(json!(multi)),
+                    ),
+                ),
+                ("single", xff_of(event("alb"), &albs)),
+            ] {
+                let name = format!("{shape}: {lines:?} then {albs:?}");
+                let parsed = lambda::Event::parse(&event).unwrap();
+                assert_eq!(parsed.peer().to_string(), seen, "{name}");
+                let resolution = lambda::resolve_event(&policy, &event).unwrap();
+                assert_eq!(resolution.client.to_string(), seen, "{name}");
+                assert!(
+                    resolution.warnings.contains(Warnings::SPOOF_ATTEMPT),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
+/// An ALB in `append` mode never writes a last line without an element: such a line is
+/// the request's (or a `preserve` mode ALB's), and the element of the line before it is
+/// client text. Refused, as a single line without an element is.
+#[test]
+fn a_last_line_without_an_element_is_refused_not_read_from_the_line_before() {
+    for last in ["", " ", " , ", ","] {
+        let event = set(
+            event("alb_multi_observed"),
+            "/multiValueHeaders/x-forwarded-for",
+            Some(json!(["203.0.113.7", "203.0.113.7, 6.6.6.6", last])),
+        );
+        match error(&event) {
+            EventError::Invalid {
+                kind: EventKind::Alb,
+                field,
+                found,
+                ..
+            } => {
+                assert_eq!(field, "multiValueHeaders.x-forwarded-for", "{last:?}");
+                assert_eq!(found, "\"\"", "{last:?}");
+            }
+            other => panic!("{last:?}: {other:?}"),
+        }
+    }
+}
+
+/// VPC Lattice events carry no address Lattice vouches for: refused by name, with the
+/// reason, not taken for an API Gateway event (v2 shares `version: "2.0"`) or "unknown".
+#[test]
+fn vpc_lattice_events_are_refused_by_name() {
+    for (name, payload) in [("vpc_lattice_v1", "v1"), ("vpc_lattice_v2", "v2")] {
+        let event = event(name);
+        let err = error(&event);
+        match &err {
+            EventError::Unsupported { service, why } => {
+                assert_eq!(
+                    *service,
+                    format!("VPC Lattice (payload {payload})"),
+                    "{name}"
+                );
+                assert!(why.contains("x-forwarded-for"), "{name}: {why}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(
+            lambda::Event::parse(&event).unwrap_err(),
+            err,
+            "{name}: parse and resolve agree"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("VPC Lattice") && message.contains("IAM identity"),
+            "{name}: {message}"
+        );
+        let explained = lambda::explain_event(&policy(Preset::Alb), &event).unwrap_err();
+        assert_eq!(explained, err, "{name}");
+    }
 }
 
 #[test]

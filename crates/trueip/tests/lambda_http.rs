@@ -35,6 +35,7 @@ fn requests_resolve_as_their_events() {
     for name in [
         "alb",
         "alb_multi",
+        "alb_multi_observed",
         "api_gateway_v1",
         "api_gateway_v2",
         "function_url",

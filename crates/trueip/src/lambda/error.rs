@@ -19,6 +19,14 @@ pub enum EventError {
         /// What the event lacked.
         why: &'static str,
     },
+    /// An event of a service trueip knows but does not read: no address in it is one the
+    /// service vouches for, so nothing can stand in for the peer.
+    Unsupported {
+        /// The service and payload, as its docs name them: `VPC Lattice (payload v2)`.
+        service: &'static str,
+        /// Why no address in the event can be believed.
+        why: &'static str,
+    },
     /// A field this kind of event always carries is missing (or `null`).
     Missing {
         /// The kind the event was taken for.
@@ -76,6 +84,9 @@ impl EventError {
             EventError::UnknownKind { .. } => {
                 "pass the event exactly as the function received it: an ALB target event, an API Gateway REST or HTTP API proxy event, or a Function URL event"
             }
+            EventError::Unsupported { .. } => {
+                "VPC Lattice vouches for the caller's IAM identity and source VPC (requestContext.identity), not its address: authorise by those, or put an ALB or API Gateway in front of the function"
+            }
             EventError::Missing {
                 kind: EventKind::Alb,
                 ..
@@ -109,6 +120,9 @@ impl fmt::Display for EventError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EventError::UnknownKind { why } => write!(f, "unknown Lambda event: {why}")?,
+            EventError::Unsupported { service, why } => {
+                write!(f, "{service} event, which trueip does not read: {why}")?
+            }
             EventError::Missing { kind, field } => write!(f, "{kind} event without {field}")?,
             EventError::Invalid {
                 kind,

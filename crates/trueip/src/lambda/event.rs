@@ -11,6 +11,9 @@ use crate::resolution::Resolution;
 use super::error::{EventError, Found};
 use super::{EventKind, alb_peer, source_ip, stand_in_step};
 
+/// Why a VPC Lattice event has no peer stand-in.
+const LATTICE: &str = "it carries no sourceIp, and AWS documents that VPC Lattice adds x-forwarded-for, not whether it replaces or appends to one the caller sent, so no element of it is known to be Lattice's";
+
 /// An event, read: its kind, the address that stands in for the peer, and its headers
 /// (borrowed from the JSON, not copied).
 ///
@@ -68,8 +71,11 @@ impl<'e> Event<'e> {
     /// 3. `version` `"1.0"`, or no `version` and a `requestContext.identity`: API
     ///    Gateway REST API (and HTTP API payload 1.0, and WebSocket APIs, same shape).
     ///
-    /// Anything else, a kind without the field its peer stand-in comes from, or a field
-    /// that does not hold what AWS puts there is an [`EventError`] naming it.
+    /// A VPC Lattice event (payload v1: `raw_path` and no `requestContext`; v2: `version`
+    /// `"2.0"`, no `requestContext.http`, and a `serviceNetworkArn` or `serviceArn`) is
+    /// [`EventError::Unsupported`]. Anything else, a kind without the field its peer
+    /// stand-in comes from, or a field that does not hold what AWS puts there is an
+    /// [`EventError`] naming it.
     ///
     /// The headers come from `multiValueHeaders` when it is an object (REST API events
     /// carry both, and their `headers` keeps only the last value of a repeated header),
@@ -82,18 +88,40 @@ impl<'e> Event<'e> {
             });
         };
         let Some(context) = object.get("requestContext").and_then(Value::as_object) else {
+            if object.contains_key("raw_path") {
+                return Err(EventError::Unsupported {
+                    service: "VPC Lattice (payload v1)",
+                    why: LATTICE,
+                });
+            }
             return Err(EventError::UnknownKind {
                 why: "no requestContext object: not an ALB, API Gateway or Function URL event",
             });
         };
-        let kind = if context.contains_key("elb") {
-            EventKind::Alb
+        // `http` is what a payload 2.0 stand-in comes from, looked up once.
+        let (kind, http) = if context.contains_key("elb") {
+            (EventKind::Alb, None)
         } else {
             match object.get("version") {
-                Some(Value::String(v)) if v == "2.0" => EventKind::ApiGatewayV2,
-                Some(Value::String(v)) if v == "1.0" => EventKind::ApiGatewayV1,
+                Some(Value::String(v)) if v == "2.0" => {
+                    let http = context.get("http");
+                    // VPC Lattice's payload v2 says "2.0" too; its requestContext has no
+                    // `http` and names the Lattice service. Looked for only without
+                    // `http`: an API Gateway or Function URL event pays nothing for it.
+                    if http.is_none()
+                        && (context.contains_key("serviceNetworkArn")
+                            || context.contains_key("serviceArn"))
+                    {
+                        return Err(EventError::Unsupported {
+                            service: "VPC Lattice (payload v2)",
+                            why: LATTICE,
+                        });
+                    }
+                    (EventKind::ApiGatewayV2, http)
+                }
+                Some(Value::String(v)) if v == "1.0" => (EventKind::ApiGatewayV1, None),
                 None | Some(Value::Null) if context.contains_key("identity") => {
-                    EventKind::ApiGatewayV1
+                    (EventKind::ApiGatewayV1, None)
                 }
                 None | Some(Value::Null) => {
                     return Err(EventError::UnknownKind {
@@ -116,10 +144,7 @@ impl<'e> Event<'e> {
                     .get("identity")
                     .and_then(|identity| identity.get("sourceIp")),
             )?,
-            EventKind::ApiGatewayV2 => source_ip(
-                kind,
-                context.get("http").and_then(|http| http.get("sourceIp")),
-            )?,
+            EventKind::ApiGatewayV2 => source_ip(kind, http.and_then(|http| http.get("sourceIp")))?,
         };
         Ok(Event {
             kind,

@@ -27,6 +27,15 @@
 //! | [`EventKind::ApiGatewayV2`] (HTTP API payload 2.0, Function URLs) | `version: "2.0"` | `requestContext.http.sourceIp` |
 //! | [`EventKind::ApiGatewayV1`] (REST API; HTTP API payload 1.0; WebSocket) | `version: "1.0"`, or no `version` and `requestContext.identity` | `requestContext.identity.sourceIp` |
 //!
+//! A WebSocket API event (`requestContext.eventType`, `routeKey`, `connectionId`) has no
+//! `version` and the REST API's `requestContext.identity`, so it is read as
+//! [`EventKind::ApiGatewayV1`]: its `sourceIp` is the address that opened the connection.
+//! A VPC Lattice event (payload v1: `raw_path`, no `requestContext`; v2: `version: "2.0"`
+//! and `requestContext.serviceNetworkArn`, no `http`) is refused with [`EventError::Unsupported`]:
+//! it carries no address VPC Lattice vouches for (no `sourceIp`; AWS documents that
+//! Lattice adds `x-forwarded-for`, not whether it replaces or appends to one the caller
+//! sent), only the caller's IAM identity and source VPC.
+//!
 //! In that order: `requestContext.elb` decides first. Headers come from
 //! `multiValueHeaders` when the event has it (several values of one header are several
 //! lines, in order), else from `headers`; names match in any case. An event of no kind,
@@ -53,11 +62,42 @@
 //!   so a walk from the right starts at it: `hops:1` trusting `any` ([`Preset::Alb`])
 //!   answers with it and flags what stands left of it, as `trueip serve` behind the
 //!   same ALB would.
+//!   See "Several `X-Forwarded-For` lines" below for what the last element is when the
+//!   request had more than one line.
 //! - **API Gateway, Function URLs.** `sourceIp` is the address the API's front end saw
 //!   (for an edge-optimized API, the one before AWS's own CloudFront hop). The headers
 //!   are walked only as far as the policy trusts that address: `X-Forwarded-For` entries
 //!   written in front of it (your CloudFront distribution → API Gateway) count when the
 //!   policy trusts CloudFront's ranges and `sourceIp` is in them.
+//!
+//! # Several `X-Forwarded-For` lines (ALB)
+//!
+//! A client can send `X-Forwarded-For` on several lines (HTTP/1.1 or HTTP/2 alike; AWS
+//! documents nothing about joining them, only that HTTP/2 header names arrive in lower
+//! case). The ALB stand-in is **the last element of the last line**, and only of that
+//! line; this rests on the ALB writing its own line after the request's lines:
+//!
+//! - AWS, *Lambda functions as targets*, "Multi-value headers": with multi-value headers
+//!   off, "the load balancer uses the last value that it receives"; with them on, the
+//!   lines arrive as an array in request order.
+//! - An event logged from a real ALB with multi-value headers on
+//!   (<https://github.com/laravel/vapor-core/pull/25>, pinned in that project's
+//!   `tests/Unit/FpmRequestTest.php`): the client sent one line `8.8.8.8`, and the event
+//!   held `["8.8.8.8", "8.8.8.8, <the client's address>"]`: the client's line untouched,
+//!   the ALB's line after it, holding what it received and then the address it saw. The
+//!   ALB's `X-Forwarded-Port`, `X-Forwarded-Proto` and `X-Amzn-Trace-Id` lines came last
+//!   in the same way. So the ALB does not append to the request's first line in place,
+//!   and with multi-value headers off the value kept is the ALB's line.
+//!
+//! Not documented, and not observed: what the ALB's line holds when the request had two
+//! or more lines. Whatever it holds, it ends in the ALB's element and comes last, which is
+//! all the stand-in reads. No event-only check could do better: a target cannot tell the
+//! ALB's line from a client's by its text, and with multi-value headers off only one line
+//! arrives. A last line with no element is refused (an ALB in `append` mode never writes
+//! one), never answered from a line before it. The policy's walk still reads every line,
+//! right to left, as one list: the lines before the ALB's are the request's own, which
+//! the ALB's line repeats, so they can only be flagged (`spoof_attempt`) or reached after
+//! every element the ALB wrote was trusted.
 //!
 //! # Presets
 //!
@@ -146,7 +186,7 @@ impl EventKind {
     fn stand_in_why(self) -> &'static str {
         match self {
             EventKind::Alb => {
-                "only the ALB invokes its target; the address it appended to x-forwarded-for (the last element) stands in for the peer"
+                "only the ALB invokes its target; the address it appended to x-forwarded-for (the last element of the last line, which the ALB writes after the request's own) stands in for the peer"
             }
             EventKind::ApiGatewayV1 => {
                 "requestContext.identity.sourceIp, the address API Gateway saw, stands in for the peer"
@@ -178,23 +218,30 @@ pub(crate) fn stand_in_step(kind: EventKind, peer: Node) -> Step {
     }
 }
 
-/// The address an ALB appended to X-Forwarded-For: the last element of its last line.
-/// `field` names the header object, for errors.
+/// The address an ALB appended to X-Forwarded-For: the last element of the header's last
+/// line, and only of that line. `field` names the header object, for errors.
+///
+/// The ALB writes its own line after the request's lines (see "Several
+/// `X-Forwarded-For` lines" in [the module docs](self)), so a last line with no element is
+/// not one it wrote: refused, never answered from a line before it, which is the
+/// request's own text.
 pub(crate) fn alb_peer<H: Headers + ?Sized>(
     headers: &H,
     field: &'static str,
 ) -> Result<Node, EventError> {
-    let mut present = false;
-    let mut last: Option<Entry<'_>> = None;
-    headers.for_each_value(&names::X_FORWARDED_FOR, |line| {
-        present = true;
-        // A line of only empty elements leaves the element of the line before it last.
-        if let Some(entry) = crate::xff::Rev::new(std::slice::from_ref(&line)).next() {
-            last = Some(entry);
-        }
-    });
+    let mut last_line: Option<&[u8]> = None;
+    headers.for_each_value(&names::X_FORWARDED_FOR, |line| last_line = Some(line));
     let kind = EventKind::Alb;
-    match last {
+    let Some(line) = last_line else {
+        return Err(EventError::Missing {
+            kind,
+            field: match field {
+                "multiValueHeaders" => "multiValueHeaders.x-forwarded-for",
+                _ => "headers.x-forwarded-for",
+            },
+        });
+    };
+    match crate::xff::Rev::new(std::slice::from_ref(&line)).next() {
         Some(Entry::Addr(node)) => Ok(node),
         Some(other) => {
             let text = match other {
@@ -210,19 +257,12 @@ pub(crate) fn alb_peer<H: Headers + ?Sized>(
                 Found::Text(&text),
             ))
         }
-        None if present => Err(EventError::invalid(
+        None => Err(EventError::invalid(
             kind,
             format!("{field}.x-forwarded-for"),
-            "a list ending in the address the ALB saw",
+            "a last line ending in the address the ALB saw",
             Found::Text(""),
         )),
-        None => Err(EventError::Missing {
-            kind,
-            field: match field {
-                "multiValueHeaders" => "multiValueHeaders.x-forwarded-for",
-                _ => "headers.x-forwarded-for",
-            },
-        }),
     }
 }
 
