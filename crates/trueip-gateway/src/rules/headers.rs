@@ -1069,6 +1069,7 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use crate::test_support::header_map;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
 
@@ -1098,26 +1099,9 @@ mod tests {
 
     fn settings() -> HeaderSettings {
         HeaderSettings {
-            x_real_ip: true,
-            x_forwarded_for: ListMode::Replace,
-            forwarded: ListMode::Replace,
-            x_forwarded_proto: true,
-            x_forwarded_host: true,
-            x_forwarded_port: true,
             extra: vec![FieldName::new("X-Custom-IP").unwrap()],
             ..HeaderSettings::default()
         }
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     /// Runs the whole pipeline: resolve on the inbound headers, then rewrite.
@@ -1127,7 +1111,7 @@ mod tests {
         pairs: &[(&str, &str)],
         s: HeaderSettings,
     ) -> (HeaderMap, u64) {
-        let mut headers = map(pairs);
+        let mut headers = header_map(pairs);
         let peer: SocketAddr = peer.parse().unwrap();
         let conn = Connection::from_peer(peer);
         let r = policy.resolve(&conn, &headers);
@@ -1482,7 +1466,7 @@ mod tests {
     #[test]
     fn only_a_websocket_upgrade_is_forwarded() {
         use http::{Method, Version};
-        let ws = map(&[
+        let ws = header_map(&[
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "WebSocket"),
         ]);
@@ -1498,7 +1482,7 @@ mod tests {
             upgrade_to_forward(&Method::GET, Version::HTTP_10, &ws),
             None
         );
-        let h2c = map(&[
+        let h2c = header_map(&[
             ("connection", "Upgrade, HTTP2-Settings"),
             ("upgrade", "h2c"),
             ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
@@ -1507,13 +1491,13 @@ mod tests {
             upgrade_to_forward(&Method::GET, Version::HTTP_11, &h2c),
             None
         );
-        let unasked = map(&[("upgrade", "websocket")]);
+        let unasked = header_map(&[("upgrade", "websocket")]);
         assert_eq!(
             upgrade_to_forward(&Method::GET, Version::HTTP_11, &unasked),
             None
         );
         // Offered among others: only websocket is forwarded.
-        let both = map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        let both = header_map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
         assert_eq!(
             upgrade_to_forward(&Method::GET, Version::HTTP_11, &both),
             Some(WEBSOCKET)
@@ -1606,14 +1590,14 @@ mod tests {
 
     #[test]
     fn cookies_are_joined() {
-        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        let mut h = header_map(&[("cookie", "a=1"), ("cookie", "b=2")]);
         join_cookies(&mut h);
         assert_eq!(one(&h, "cookie"), "a=1; b=2");
     }
 
     #[test]
     fn response_hop_by_hop() {
-        let mut h = map(&[
+        let mut h = header_map(&[
             ("connection", "close, x-internal"),
             ("x-internal", "1"),
             ("keep-alive", "5"),
