@@ -601,7 +601,7 @@ impl Metrics {
             .filter(|(_, g)| g.in_use.load(Relaxed))
             .map(|(p, g)| (p.name, g))
             .collect();
-        let now = crate::ranges::cache::now_unix();
+        let now = crate::clock::unix_now();
         if !in_use.is_empty() {
             let _ = writeln!(
                 out,
@@ -721,7 +721,7 @@ mod tests {
             !m.render().contains("trueip_ranges"),
             "no list in use, no family"
         );
-        let now = crate::ranges::cache::now_unix();
+        let now = crate::clock::unix_now();
         let meta = Meta {
             trueip_ranges: 1,
             provider: "cloudfront".into(),

@@ -211,13 +211,6 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The wall clock in Unix seconds (0 before 1970).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// What becomes of one received request header line on its way upstream (steps 1 to 3
 /// of the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -709,7 +702,7 @@ impl Hygiene {
                 client,
                 source: r.source,
                 hops: r.trusted_hops,
-                time: facts.time.unwrap_or_else(unix_now),
+                time: facts.time.unwrap_or_else(crate::clock::unix_now),
             };
             let at = out.len();
             trueip::provenance::sign(key, &claim, &facts.request_line(), &mut out);
