@@ -875,7 +875,7 @@ mod tests {
         lines: &[(&str, &[u8])],
         is_fwd: impl Fn(&str) -> bool,
     ) -> Vec<u8> {
-        // The old grouping: lower-case name (underscores kept) → lossy lines, in order.
+        // The plain grouping: lower-case name (underscores kept) → lossy lines, in order.
         let mut headers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (name, value) in lines {
             let lower = name.to_ascii_lowercase();
