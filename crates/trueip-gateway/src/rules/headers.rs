@@ -1108,26 +1108,23 @@ mod tests {
         let peer: SocketAddr = peer.parse().unwrap();
         let conn = Connection::from_peer(peer);
         let r = policy.resolve(&conn, &headers);
-        let hop = policy.hop(&r);
-        let origin = if r.trusted_hops > 0 {
-            trueip::origin::origin(&headers, &r)
-        } else {
-            Origin::default()
-        };
         let host = headers.get(header::HOST).cloned();
+        let request = UpstreamLine {
+            method: REQUEST.method,
+            authority: REQUEST.host,
+            target: REQUEST.target,
+        };
         let facts = Facts {
-            resolution: &r,
-            hop,
-            origin,
-            scheme: "http",
-            host: host.as_ref(),
-            port: Some(8080),
-            request: UpstreamLine {
-                method: REQUEST.method,
-                authority: REQUEST.host,
-                target: REQUEST.target,
-            },
             time: Some(1_765_020_000),
+            ..Facts::new(
+                policy,
+                &r,
+                &headers,
+                "http",
+                host.as_ref(),
+                Some(8080),
+                request,
+            )
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
         (headers, stripped)
