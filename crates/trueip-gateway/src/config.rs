@@ -341,9 +341,7 @@ impl SocketOwner {
             text: text.to_string(),
         })
     }
-}
 
-impl SocketOwner {
     /// Parses `text` with this system's `/etc/passwd` and `/etc/group`.
     pub(crate) fn from_system(text: &str) -> Result<Self, ConfigError> {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
