@@ -25,6 +25,13 @@ pub(crate) fn deadline_std(from: std::time::Instant, after: Duration) -> Instant
     deadline(Instant::from_std(from), after)
 }
 
+/// The wall clock in Unix seconds (0 before 1970).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,45 +100,37 @@ pub(crate) trait Named: Sized + Copy + PartialEq + 'static {
     }
 }
 
-/// Serde for a [`Named`] value: `#[serde(with = "named")]`.
-mod named {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::Named;
-
-    pub(crate) fn serialize<T: Named, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v.name())
-    }
-
-    pub(crate) fn deserialize<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-        T::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-
-    /// The same for an optional value.
-    pub(crate) mod option {
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        use super::super::Named;
-
-        pub(crate) fn serialize<T: Named, S: Serializer>(
-            v: &Option<T>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(v) => s.serialize_str(v.name()),
-                None => s.serialize_none(),
+/// Serde for values written as one string: a [`Named`] value by its name, any other by
+/// its `Display` and `FromStr`, whose errors name the fix.
+macro_rules! serde_as_text {
+    (named: $($t:ty),+) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
             }
         }
-
-        pub(crate) fn deserialize<'de, T: Named, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<T>, D::Error> {
-            T::parse(&String::deserialize(d)?)
-                .map(Some)
-                .map_err(serde::de::Error::custom)
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
         }
-    }
+    )+};
+    (parsed: $($t:ty),+) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
 }
+
+serde_as_text!(named: Mode, ProxyProtocol, SendProxy, ListMode, LogFormat, TlsRoots);
+serde_as_text!(parsed: ListenAddr, SocketMode, UpstreamTarget);
 
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -294,19 +286,6 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
-impl Serialize for ListenAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ListenAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// The owner a Unix socket file is given: `user`, `user:group`, `:group`, or numeric ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SocketOwner {
@@ -362,9 +341,7 @@ impl SocketOwner {
             text: text.to_string(),
         })
     }
-}
 
-impl SocketOwner {
     /// Parses `text` with this system's `/etc/passwd` and `/etc/group`.
     pub(crate) fn from_system(text: &str) -> Result<Self, ConfigError> {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
@@ -401,19 +378,6 @@ impl std::fmt::Display for SocketMode {
     }
 }
 
-impl Serialize for SocketMode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SocketMode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// One `[[listen]]` table.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -433,10 +397,10 @@ pub(crate) struct ListenerSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) unix_owner: Option<String>,
     /// HTTP or TCP.
-    #[serde(default, with = "named")]
+    #[serde(default)]
     pub(crate) mode: Mode,
     /// PROXY header expected from senders in `client_ip.proxy_protocol_from`.
-    #[serde(default, with = "named")]
+    #[serde(default)]
     pub(crate) proxy_protocol: ProxyProtocol,
     /// TLS termination: one certificate, or several chosen by SNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -445,11 +409,7 @@ pub(crate) struct ListenerSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) upstream: Option<String>,
     /// TCP mode: the PROXY header sent upstream (see [`ListenerSettings::send_proxy`]).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "named::option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) send_proxy_protocol: Option<SendProxy>,
 }
 
@@ -668,20 +628,6 @@ impl std::fmt::Display for UpstreamTarget {
     }
 }
 
-impl Serialize for UpstreamTarget {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for UpstreamTarget {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// `[upstream]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -711,7 +657,6 @@ pub(crate) struct UpstreamSettings {
     /// Idle connections in all pools together.
     pub(crate) pool_max_idle_total: usize,
     /// PROXY header to the upstream.
-    #[serde(with = "named")]
     pub(crate) proxy_protocol: SendProxy,
     /// HTTP/2 to the upstream: prior knowledge over `http://`, ALPN `h2` over `https://`.
     pub(crate) http2: bool,
@@ -720,7 +665,6 @@ pub(crate) struct UpstreamSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ca_file: Option<PathBuf>,
     /// `https://`: the roots trusted when no `ca_file` is set.
-    #[serde(with = "named")]
     pub(crate) tls_roots: TlsRoots,
     /// `https://`: the name sent in SNI and checked in the certificate, instead of the
     /// URL's host.
@@ -866,10 +810,8 @@ pub(crate) struct HeaderSettings {
     /// Set `X-Real-IP`.
     pub(crate) x_real_ip: bool,
     /// `X-Forwarded-For` mode.
-    #[serde(with = "named")]
     pub(crate) x_forwarded_for: ListMode,
     /// `Forwarded` mode.
-    #[serde(with = "named")]
     pub(crate) forwarded: ListMode,
     /// Set `X-Forwarded-Proto`.
     pub(crate) x_forwarded_proto: bool,
@@ -1036,7 +978,6 @@ impl Default for AdminSettings {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct LogSettings {
     /// Text or JSON.
-    #[serde(with = "named")]
     pub(crate) format: LogFormat,
     /// Env-filter directive.
     pub(crate) level: String,

@@ -47,6 +47,18 @@ pub(crate) mod test_support {
             .build()
             .unwrap()
     }
+
+    /// A header map with these lines, in order.
+    pub(crate) fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
 }
 
 mod clock;

@@ -33,28 +33,16 @@ pub(crate) enum SourceLabel {
 }
 
 impl SourceLabel {
-    const ALL: [SourceLabel; 7] = [
-        SourceLabel::Peer,
-        SourceLabel::ProxyProtocol,
-        SourceLabel::XForwardedFor,
-        SourceLabel::Forwarded,
-        SourceLabel::Header,
-        SourceLabel::Query,
-        SourceLabel::Cookie,
+    /// The label values, in the order of the variants (`label as usize` indexes them).
+    const LABELS: [&'static str; 7] = [
+        "peer",
+        "proxy-protocol",
+        "x-forwarded-for",
+        "forwarded",
+        "header",
+        "query",
+        "cookie",
     ];
-
-    /// The label value.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            SourceLabel::Peer => "peer",
-            SourceLabel::ProxyProtocol => "proxy-protocol",
-            SourceLabel::XForwardedFor => "x-forwarded-for",
-            SourceLabel::Forwarded => "forwarded",
-            SourceLabel::Header => "header",
-            SourceLabel::Query => "query",
-            SourceLabel::Cookie => "cookie",
-        }
-    }
 
     /// The label for a resolution's source.
     pub(crate) fn of(source: &Source) -> Self {
@@ -94,26 +82,15 @@ pub(crate) enum ProxyErrorKind {
 }
 
 impl ProxyErrorKind {
-    const ALL: [ProxyErrorKind; 6] = [
-        ProxyErrorKind::Malformed,
-        ProxyErrorKind::Truncated,
-        ProxyErrorKind::Timeout,
-        ProxyErrorKind::TooLarge,
-        ProxyErrorKind::WrongVersion,
-        ProxyErrorKind::UntrustedSender,
+    /// The label values, in the order of the variants.
+    const LABELS: [&'static str; 6] = [
+        "malformed",
+        "truncated",
+        "timeout",
+        "too_large",
+        "wrong_version",
+        "untrusted_sender",
     ];
-
-    /// The label value.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ProxyErrorKind::Malformed => "malformed",
-            ProxyErrorKind::Truncated => "truncated",
-            ProxyErrorKind::Timeout => "timeout",
-            ProxyErrorKind::TooLarge => "too_large",
-            ProxyErrorKind::WrongVersion => "wrong_version",
-            ProxyErrorKind::UntrustedSender => "untrusted_sender",
-        }
-    }
 }
 
 /// Why a valid header's addresses and TLVs are not used: the sender stays the peer.
@@ -127,11 +104,12 @@ pub(crate) enum ProxyIgnored {
 }
 
 impl ProxyIgnored {
-    /// The metric label.
+    /// The label values, in the order of the variants.
+    const LABELS: [&'static str; 1] = ["datagram"];
+
+    /// The label value.
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            ProxyIgnored::Datagram => "datagram",
-        }
+        Self::LABELS.get(self as usize).copied().unwrap_or_default()
     }
 }
 
@@ -151,24 +129,8 @@ pub(crate) enum UpstreamErrorKind {
 }
 
 impl UpstreamErrorKind {
-    const ALL: [UpstreamErrorKind; 5] = [
-        UpstreamErrorKind::Connect,
-        UpstreamErrorKind::Tls,
-        UpstreamErrorKind::Timeout,
-        UpstreamErrorKind::Protocol,
-        UpstreamErrorKind::BodyTimeout,
-    ];
-
-    /// The label value.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            UpstreamErrorKind::Connect => "connect",
-            UpstreamErrorKind::Tls => "tls",
-            UpstreamErrorKind::Timeout => "timeout",
-            UpstreamErrorKind::Protocol => "protocol",
-            UpstreamErrorKind::BodyTimeout => "body_timeout",
-        }
-    }
+    /// The label values, in the order of the variants.
+    const LABELS: [&'static str; 5] = ["connect", "tls", "timeout", "protocol", "body_timeout"];
 }
 
 /// Why a request was refused for the client's own fault.
@@ -194,26 +156,15 @@ pub(crate) enum ClientErrorKind {
 }
 
 impl ClientErrorKind {
-    const ALL: [ClientErrorKind; 6] = [
-        ClientErrorKind::HeadersOverLimit,
-        ClientErrorKind::BadRequestBody,
-        ClientErrorKind::RequestBodyTimeout,
-        ClientErrorKind::HeaderTimeout,
-        ClientErrorKind::HostNotAllowed,
-        ClientErrorKind::SendTimeout,
+    /// The label values, in the order of the variants.
+    const LABELS: [&'static str; 6] = [
+        "headers_over_limit",
+        "bad_request_body",
+        "request_body_timeout",
+        "header_timeout",
+        "host_not_allowed",
+        "send_timeout",
     ];
-
-    /// The label value.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ClientErrorKind::HeadersOverLimit => "headers_over_limit",
-            ClientErrorKind::BadRequestBody => "bad_request_body",
-            ClientErrorKind::RequestBodyTimeout => "request_body_timeout",
-            ClientErrorKind::HeaderTimeout => "header_timeout",
-            ClientErrorKind::HostNotAllowed => "host_not_allowed",
-            ClientErrorKind::SendTimeout => "send_timeout",
-        }
-    }
 }
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -228,13 +179,13 @@ const LISTENERS: usize = 32;
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: [AtomicU64; SourceLabel::ALL.len()],
+    requests: [AtomicU64; SourceLabel::LABELS.len()],
     responses: [AtomicU64; 6],
     warnings: [AtomicU64; WARNINGS],
-    proxy_errors: [AtomicU64; 6],
-    proxy_ignored_datagram: AtomicU64,
-    upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
-    client_errors: [AtomicU64; ClientErrorKind::ALL.len()],
+    proxy_errors: [AtomicU64; ProxyErrorKind::LABELS.len()],
+    proxy_ignored: [AtomicU64; ProxyIgnored::LABELS.len()],
+    upstream_errors: [AtomicU64; UpstreamErrorKind::LABELS.len()],
+    client_errors: [AtomicU64; ClientErrorKind::LABELS.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -279,20 +230,11 @@ struct RangeGauges {
 impl Metrics {
     /// Counts one resolved request and its warnings.
     pub(crate) fn resolved(&self, resolution: &Resolution) {
-        let label = SourceLabel::of(&resolution.source);
-        if let Some(c) = SourceLabel::ALL
-            .iter()
-            .position(|l| *l == label)
-            .and_then(|i| self.requests.get(i))
-        {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(&self.requests, SourceLabel::of(&resolution.source) as usize);
         if !resolution.warnings.is_empty() {
             for (i, (flag, _)) in warning_table().enumerate() {
-                if resolution.warnings.contains(flag)
-                    && let Some(c) = self.warnings.get(i)
-                {
-                    c.fetch_add(1, Relaxed);
+                if resolution.warnings.contains(flag) {
+                    bump(&self.warnings, i);
                 }
             }
         }
@@ -300,17 +242,10 @@ impl Metrics {
 
     /// Counts a response by status class and records its duration.
     pub(crate) fn responded(&self, status: u16, elapsed: Duration) {
-        let class = usize::from(status / 100).min(5);
-        if let Some(c) = self.responses.get(class) {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(&self.responses, usize::from(status / 100).min(5));
         let secs = elapsed.as_secs_f64();
-        if let Some(c) = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .and_then(|i| self.buckets.get(i))
-        {
-            c.fetch_add(1, Relaxed);
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            bump(&self.buckets, i);
         }
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_micros.fetch_add(
@@ -321,43 +256,22 @@ impl Metrics {
 
     /// Counts a refused PROXY header.
     pub(crate) fn proxy_error(&self, kind: ProxyErrorKind) {
-        if let Some(c) = ProxyErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .and_then(|i| self.proxy_errors.get(i))
-        {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(&self.proxy_errors, kind as usize);
     }
 
     /// Counts a valid PROXY header whose addresses were not used.
     pub(crate) fn proxy_ignored(&self, why: ProxyIgnored) {
-        match why {
-            ProxyIgnored::Datagram => &self.proxy_ignored_datagram,
-        }
-        .fetch_add(1, Relaxed);
+        bump(&self.proxy_ignored, why as usize);
     }
 
     /// Counts a failed upstream exchange.
     pub(crate) fn upstream_error(&self, kind: UpstreamErrorKind) {
-        if let Some(c) = UpstreamErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .and_then(|i| self.upstream_errors.get(i))
-        {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(&self.upstream_errors, kind as usize);
     }
 
     /// Counts a request refused for the client's own fault.
     pub(crate) fn client_error(&self, kind: ClientErrorKind) {
-        if let Some(c) = ClientErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .and_then(|i| self.client_errors.get(i))
-        {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(&self.client_errors, kind as usize);
     }
 
     /// A connection was accepted.
@@ -405,9 +319,7 @@ impl Metrics {
 
     /// Counts a decision made on `listen[listener]`.
     pub(crate) fn decided_on(&self, listener: usize) {
-        if let Some(c) = self.by_listener.get(listener) {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(&self.by_listener, listener);
     }
 
     /// The policy that decides for each listener, by name (`client_ip`, or
@@ -518,10 +430,7 @@ impl Metrics {
             "trueip_requests_total",
             "HTTP requests, by where the client address came from.",
             "source",
-            SourceLabel::ALL
-                .iter()
-                .zip(&self.requests)
-                .map(|(l, c)| (l.name(), n(c))),
+            labelled(&SourceLabel::LABELS, &self.requests),
         );
         let _ = writeln!(
             out_,
@@ -582,40 +491,28 @@ impl Metrics {
             "trueip_proxy_protocol_errors_total",
             "Connections closed because of their PROXY header.",
             "reason",
-            ProxyErrorKind::ALL
-                .iter()
-                .zip(&self.proxy_errors)
-                .map(|(k, c)| (k.name(), n(c))),
+            labelled(&ProxyErrorKind::LABELS, &self.proxy_errors),
         );
         counter(
             out_,
             "trueip_proxy_protocol_ignored_total",
             "Connections served with the sender as the peer because their PROXY header, though valid, described another kind of connection (a UDP flow).",
             "reason",
-            [(
-                ProxyIgnored::Datagram.name(),
-                n(&self.proxy_ignored_datagram),
-            )],
+            labelled(&ProxyIgnored::LABELS, &self.proxy_ignored),
         );
         counter(
             out_,
             "trueip_upstream_errors_total",
             "Failed upstream exchanges.",
             "kind",
-            UpstreamErrorKind::ALL
-                .iter()
-                .zip(&self.upstream_errors)
-                .map(|(k, c)| (k.name(), n(c))),
+            labelled(&UpstreamErrorKind::LABELS, &self.upstream_errors),
         );
         counter(
             out_,
             "trueip_client_errors_total",
             "Requests refused for the client's own fault (never counted as upstream errors).",
             "reason",
-            ClientErrorKind::ALL
-                .iter()
-                .zip(&self.client_errors)
-                .map(|(k, c)| (k.name(), n(c))),
+            labelled(&ClientErrorKind::LABELS, &self.client_errors),
         );
         for (name, help, c) in [
             (
@@ -704,7 +601,7 @@ impl Metrics {
             .filter(|(_, g)| g.in_use.load(Relaxed))
             .map(|(p, g)| (p.name, g))
             .collect();
-        let now = crate::ranges::cache::now_unix();
+        let now = crate::clock::unix_now();
         if !in_use.is_empty() {
             let _ = writeln!(
                 out,
@@ -752,6 +649,24 @@ impl Metrics {
             .and_then(|i| self.warnings.get(i))
             .map_or(0, |c| c.load(Relaxed))
     }
+}
+
+/// Adds one to `counters[i]`.
+fn bump(counters: &[AtomicU64], i: usize) {
+    if let Some(c) = counters.get(i) {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// Each label value with its count.
+fn labelled<'a>(
+    labels: &'a [&'a str],
+    counters: &'a [AtomicU64],
+) -> impl Iterator<Item = (&'a str, u64)> {
+    labels
+        .iter()
+        .copied()
+        .zip(counters.iter().map(|c| c.load(Relaxed)))
 }
 
 /// Writes a counter family: its help and type, then one sample per `(label value,
@@ -806,7 +721,7 @@ mod tests {
             !m.render().contains("trueip_ranges"),
             "no list in use, no family"
         );
-        let now = crate::ranges::cache::now_unix();
+        let now = crate::clock::unix_now();
         let meta = Meta {
             trueip_ranges: 1,
             provider: "cloudfront".into(),
@@ -845,6 +760,25 @@ mod tests {
             !m.render().contains("trueip_ranges_age_seconds{"),
             "no longer in use"
         );
+    }
+
+    /// Each label array follows its enum's variants, to the last one.
+    #[test]
+    fn labels_follow_the_variants() {
+        let m = Metrics::default();
+        m.proxy_error(ProxyErrorKind::UntrustedSender);
+        m.proxy_ignored(ProxyIgnored::Datagram);
+        m.upstream_error(UpstreamErrorKind::BodyTimeout);
+        m.client_error(ClientErrorKind::SendTimeout);
+        let text = m.render();
+        for line in [
+            "trueip_proxy_protocol_errors_total{reason=\"untrusted_sender\"} 1",
+            "trueip_proxy_protocol_ignored_total{reason=\"datagram\"} 1",
+            "trueip_upstream_errors_total{kind=\"body_timeout\"} 1",
+            "trueip_client_errors_total{reason=\"send_timeout\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 
     #[test]

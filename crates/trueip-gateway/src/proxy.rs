@@ -270,32 +270,21 @@ mod tests {
             .unwrap_err();
         assert!(matches!(cut, PreambleError::Closed(20)), "{cut}");
         assert_eq!(error_kind(&cut), ProxyErrorKind::Truncated);
-        let bad = feed(
-            vec![b"PROXY TCP4 999.0.2.1 198.51.100.7 1 2\r\n"],
+        let refused =
+            async |line: &'static [u8], mode| feed(vec![line], mode, 512, true).await.unwrap_err();
+        let bad = refused(
+            b"PROXY TCP4 999.0.2.1 198.51.100.7 1 2\r\n",
             ProxyProtocol::Any,
-            512,
-            true,
         )
-        .await
-        .unwrap_err();
+        .await;
         assert_eq!(error_kind(&bad), ProxyErrorKind::Malformed, "{bad}");
-        let http = feed(
-            vec![b"GET / HTTP/1.1\r\n\r\n"],
-            ProxyProtocol::Any,
-            512,
-            true,
-        )
-        .await
-        .unwrap_err();
+        let http = refused(b"GET / HTTP/1.1\r\n\r\n", ProxyProtocol::Any).await;
         assert_eq!(error_kind(&http), ProxyErrorKind::WrongVersion, "{http}");
-        let v1_on_v2 = feed(
-            vec![b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n"],
+        let v1_on_v2 = refused(
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n",
             ProxyProtocol::V2,
-            512,
-            true,
         )
-        .await
-        .unwrap_err();
+        .await;
         assert_eq!(
             error_kind(&v1_on_v2),
             ProxyErrorKind::WrongVersion,

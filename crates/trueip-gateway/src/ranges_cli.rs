@@ -281,11 +281,15 @@ fn update(
             }
         }
     }
-    Ok(if failed {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(failed))
+}
+
+/// [`EXIT_FAILED`] when something failed, else success.
+fn exit_code(failed: bool) -> ExitCode {
+    match failed {
+        true => ExitCode::from(EXIT_FAILED),
+        false => ExitCode::SUCCESS,
+    }
 }
 
 fn edition(meta: &cache::Meta) -> String {
@@ -352,11 +356,7 @@ fn show(ctx: &Context, named: &[String], format: Format) -> Result<ExitCode, Str
         Format::Text => print!("{text}"),
         Format::Json => println!("{}", serde_json::json!({"dir": ctx.dir, "lists": rows})),
     }
-    Ok(if failed {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(failed))
 }
 
 fn check(
@@ -428,11 +428,7 @@ fn check(
             serde_json::json!({"ok": problems.is_empty(), "max_age_seconds": max_age.as_secs(), "lists": rows})
         ),
     }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    Ok(exit_code(!problems.is_empty()))
 }
 
 /// A duration with days allowed (`8d`), besides the config's units.

@@ -17,7 +17,7 @@ use trueip::ConfigError;
 use crate::config::{self, FileConfig, ServeArgs, Settings};
 use crate::context::{Shared, State};
 use crate::listening::Listening;
-use crate::ranges::{self, Overrides, cache, fetch};
+use crate::ranges::{self, Overrides, fetch};
 
 /// Serialises builds and swaps (SIGHUP and refresh), and holds the listening sockets
 /// that swaps open and close.
@@ -270,7 +270,7 @@ async fn refresh_due(
     let mut next = every;
     let mut accepted = false;
     for meta in &settings.loaded.metas {
-        let now = cache::now_unix();
+        let now = crate::clock::unix_now();
         let due = meta
             .fetched_at_unix
             .saturating_add(every.as_secs())

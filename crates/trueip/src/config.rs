@@ -15,38 +15,29 @@ use crate::trust::TrustSet;
 
 /// `[client_ip]`: whom to trust and how to find the client.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClientIpConfig {
     /// Proxies whose forwarding headers count: CIDRs, addresses, `loopback`, `private`,
     /// `any`, or provider names. Default: none (the peer is the client).
-    #[serde(default)]
     pub trusted: Vec<String>,
     /// A strategy, or a fallback chain of them; an entry may be a table
     /// `{ name = "...", trusted = [...] }` with its own trust. Default: `peer`.
-    #[serde(default)]
     pub strategy: Strategies,
     /// The list header list strategies read: `xff` (default) or `forwarded`.
-    #[serde(default)]
     pub from: Option<String>,
     /// When every entry is trusted: `leftmost` (default), `peer`, or `fail`.
-    #[serde(default)]
     pub all_trusted: Option<String>,
     /// IPv6 rate-limit keys are cut to this prefix. Default 64.
-    #[serde(default)]
     pub ipv6_prefix: Option<u8>,
     /// Senders trusted to speak the PROXY protocol. Default: none.
-    #[serde(default)]
     pub proxy_protocol_from: Vec<String>,
     /// A header a trusted hop must carry before its forwarding headers count.
-    #[serde(default)]
     pub origin_secret: Option<OriginSecretConfig>,
     /// Provider range files: `cloudfront = "ip-ranges.json"`, or a list of files.
-    #[serde(default)]
     pub providers: BTreeMap<String, Files>,
     /// How often `trueip serve` resolves the host names trust specs name again
     /// (`"30s"`, `"5m"`; from 1s to 24h). Default 30s. This crate does no I/O: the caller
     /// reads it.
-    #[serde(default)]
     pub resolve_every: Option<String>,
 }
 

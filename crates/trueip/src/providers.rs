@@ -188,11 +188,8 @@ mod json {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Dated {
-        #[serde(default)]
         sync_token: Option<String>,
-        #[serde(default)]
         create_date: Option<String>,
-        #[serde(default)]
         change_number: Option<u64>,
     }
 

@@ -850,26 +850,12 @@ fn steps_table(e: &Explanation) -> String {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
-    use http::HeaderName;
     use trueip::{Connection, Policy};
 
     fn request(peer: &str, pairs: &[(&str, &str)]) -> (Policy, Connection, HeaderMap) {
-        let policy = Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .strategy_str("rightmost-untrusted")
-            .unwrap()
-            .build()
-            .unwrap();
         let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        (policy, conn, h)
+        let policy = crate::test_support::trusting_ten();
+        (policy, conn, crate::test_support::header_map(pairs))
     }
 
     /// The JSON answer built the plain way (the headers grouped in a `BTreeMap` by
@@ -889,7 +875,7 @@ mod tests {
         lines: &[(&str, &[u8])],
         is_fwd: impl Fn(&str) -> bool,
     ) -> Vec<u8> {
-        // The old grouping: lower-case name (underscores kept) → lossy lines, in order.
+        // The plain grouping: lower-case name (underscores kept) → lossy lines, in order.
         let mut headers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (name, value) in lines {
             let lower = name.to_ascii_lowercase();

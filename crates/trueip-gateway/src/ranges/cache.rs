@@ -291,13 +291,6 @@ pub(crate) fn rfc3339(unix: u64) -> String {
     )
 }
 
-/// Now, in Unix seconds.
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {

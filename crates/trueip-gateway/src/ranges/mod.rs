@@ -340,7 +340,7 @@ pub(crate) async fn update(
     let old = cache::read(dir, name).ok().flatten();
     check(name, &edition, old.as_ref(), overrides)?;
     let (ipv4, ipv6) = edition.counts();
-    let now = cache::now_unix();
+    let now = crate::clock::unix_now();
     let meta = Meta {
         trueip_ranges: cache::FORMAT,
         provider: name.to_string(),
@@ -383,9 +383,7 @@ fn check(
     if name == "cloudfront"
         && let Some(token) = new.token
     {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::unix_now();
         if token > now.saturating_add(86_400) {
             return Err(format!(
                 "{name}: the fetched edition's syncToken {token} is more than a day ahead of this \

@@ -211,13 +211,6 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The wall clock in Unix seconds (0 before 1970).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// What becomes of one received request header line on its way upstream (steps 1 to 3
 /// of the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -709,7 +702,7 @@ impl Hygiene {
                 client,
                 source: r.source,
                 hops: r.trusted_hops,
-                time: facts.time.unwrap_or_else(unix_now),
+                time: facts.time.unwrap_or_else(crate::clock::unix_now),
             };
             let at = out.len();
             trueip::provenance::sign(key, &claim, &facts.request_line(), &mut out);
@@ -1069,6 +1062,7 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use crate::test_support::header_map;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
 
@@ -1098,26 +1092,9 @@ mod tests {
 
     fn settings() -> HeaderSettings {
         HeaderSettings {
-            x_real_ip: true,
-            x_forwarded_for: ListMode::Replace,
-            forwarded: ListMode::Replace,
-            x_forwarded_proto: true,
-            x_forwarded_host: true,
-            x_forwarded_port: true,
             extra: vec![FieldName::new("X-Custom-IP").unwrap()],
             ..HeaderSettings::default()
         }
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     /// Runs the whole pipeline: resolve on the inbound headers, then rewrite.
@@ -1127,30 +1104,27 @@ mod tests {
         pairs: &[(&str, &str)],
         s: HeaderSettings,
     ) -> (HeaderMap, u64) {
-        let mut headers = map(pairs);
+        let mut headers = header_map(pairs);
         let peer: SocketAddr = peer.parse().unwrap();
         let conn = Connection::from_peer(peer);
         let r = policy.resolve(&conn, &headers);
-        let hop = policy.hop(&r);
-        let origin = if r.trusted_hops > 0 {
-            trueip::origin::origin(&headers, &r)
-        } else {
-            Origin::default()
-        };
         let host = headers.get(header::HOST).cloned();
+        let request = UpstreamLine {
+            method: REQUEST.method,
+            authority: REQUEST.host,
+            target: REQUEST.target,
+        };
         let facts = Facts {
-            resolution: &r,
-            hop,
-            origin,
-            scheme: "http",
-            host: host.as_ref(),
-            port: Some(8080),
-            request: UpstreamLine {
-                method: REQUEST.method,
-                authority: REQUEST.host,
-                target: REQUEST.target,
-            },
             time: Some(1_765_020_000),
+            ..Facts::new(
+                policy,
+                &r,
+                &headers,
+                "http",
+                host.as_ref(),
+                Some(8080),
+                request,
+            )
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
         (headers, stripped)
@@ -1482,7 +1456,7 @@ mod tests {
     #[test]
     fn only_a_websocket_upgrade_is_forwarded() {
         use http::{Method, Version};
-        let ws = map(&[
+        let ws = header_map(&[
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "WebSocket"),
         ]);
@@ -1498,7 +1472,7 @@ mod tests {
             upgrade_to_forward(&Method::GET, Version::HTTP_10, &ws),
             None
         );
-        let h2c = map(&[
+        let h2c = header_map(&[
             ("connection", "Upgrade, HTTP2-Settings"),
             ("upgrade", "h2c"),
             ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
@@ -1507,13 +1481,13 @@ mod tests {
             upgrade_to_forward(&Method::GET, Version::HTTP_11, &h2c),
             None
         );
-        let unasked = map(&[("upgrade", "websocket")]);
+        let unasked = header_map(&[("upgrade", "websocket")]);
         assert_eq!(
             upgrade_to_forward(&Method::GET, Version::HTTP_11, &unasked),
             None
         );
         // Offered among others: only websocket is forwarded.
-        let both = map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        let both = header_map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
         assert_eq!(
             upgrade_to_forward(&Method::GET, Version::HTTP_11, &both),
             Some(WEBSOCKET)
@@ -1606,14 +1580,14 @@ mod tests {
 
     #[test]
     fn cookies_are_joined() {
-        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        let mut h = header_map(&[("cookie", "a=1"), ("cookie", "b=2")]);
         join_cookies(&mut h);
         assert_eq!(one(&h, "cookie"), "a=1; b=2");
     }
 
     #[test]
     fn response_hop_by_hop() {
-        let mut h = map(&[
+        let mut h = header_map(&[
             ("connection", "close, x-internal"),
             ("x-internal", "1"),
             ("keep-alive", "5"),

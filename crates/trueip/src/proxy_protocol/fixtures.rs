@@ -247,8 +247,6 @@ pub(super) fn v2_tcp4_with(tlvs: &[u8]) -> Vec<u8> {
     v2_raw(0x21, 0x11, &[&V2_TCP4[16..], tlvs].concat())
 }
 
-pub(super) type Decoder = fn(&[u8]) -> Result<Decode, ProxyError>;
-
 pub(super) fn valid_headers() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         (
