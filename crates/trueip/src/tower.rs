@@ -54,7 +54,6 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -163,13 +162,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let Some(conn) = connection(req.extensions()) else {
+        let Some(found) = connection(req.extensions()) else {
             return refuse(&req);
         };
         #[cfg(feature = "provenance")]
         if let Some(signed) = &self.signed {
-            let decided = verify(signed, &self.policy, &conn, &req);
-            drop(conn);
+            let decided = found.with(|conn| verify(signed, &self.policy, conn, &req));
             let (resolution, outcome) = match decided {
                 Ok(served) => served,
                 Err(why) => return refuse_unsigned(&req, why),
@@ -182,8 +180,7 @@ where
                 },
             };
         }
-        let resolution = self.policy.resolve(&conn, req.headers());
-        drop(conn);
+        let resolution = found.with(|conn| self.policy.resolve(conn, req.headers()));
         req.extensions_mut().insert(resolution);
         ResponseFuture {
             state: State::Inner {
@@ -193,7 +190,6 @@ where
     }
 }
 
-/// The answer to a request without a connection, out of the per-request path.
 /// A request's client from its signed header ([`ClientIpLayer::signed`]); `Err`: refuse it.
 #[cfg(feature = "provenance")]
 fn verify<B>(
@@ -251,6 +247,7 @@ fn refuse_unsigned<ReqBody, F, ResBody: From<&'static str>>(
     }
 }
 
+/// The answer to a request without a connection, out of the per-request path.
 #[cold]
 fn refuse<ReqBody, F, ResBody: From<&'static str>>(
     req: &Request<ReqBody>,
@@ -268,23 +265,55 @@ fn refuse<ReqBody, F, ResBody: From<&'static str>>(
     }
 }
 
-/// The connection a server stored in the request, in the order the module docs give.
-#[inline(always)]
-pub(crate) fn connection(ext: &Extensions) -> Option<Cow<'_, Connection>> {
-    if let Some(conn) = ext.get::<Connection>() {
-        return Some(Cow::Borrowed(conn));
+/// Where [`connection`] found the connection.
+pub(crate) enum Found<'a> {
+    /// A [`Connection`] the server stored.
+    Connection(&'a Connection),
+    /// `axum::serve`'s `ConnectInfo<SocketAddr>`: a TCP peer without a PROXY header.
+    #[cfg(feature = "axum")]
+    Peer(std::net::SocketAddr),
+}
+
+impl Found<'_> {
+    /// Calls `f` with the connection. One built from a peer address is built in its own
+    /// arm and lent, rather than merged with the borrowed one into a `Cow`, which was
+    /// copied whole and dropped (a test of its `Arc`) on every request.
+    #[inline(always)]
+    pub(crate) fn with<R>(self, f: impl FnOnce(&Connection) -> R) -> R {
+        match self {
+            Found::Connection(conn) => f(conn),
+            #[cfg(feature = "axum")]
+            Found::Peer(addr) => f(&Connection::from_peer(addr)),
+        }
     }
+}
+
+/// The connection a server stored in the request, in the order the module docs give.
+///
+/// `ConnectInfo<SocketAddr>` is looked up first, though it comes last: when it is the
+/// request's only extension (`axum::serve` with the layer around the router), nothing
+/// of higher precedence can be there, and one lookup decides.
+#[inline(always)]
+pub(crate) fn connection(ext: &Extensions) -> Option<Found<'_>> {
     #[cfg(feature = "axum")]
     {
         use ::axum::extract::ConnectInfo;
+        let addr = ext.get::<ConnectInfo<std::net::SocketAddr>>();
+        if let Some(ConnectInfo(addr)) = addr
+            && ext.len() == 1
+        {
+            return Some(Found::Peer(*addr));
+        }
+        if let Some(conn) = ext.get::<Connection>() {
+            return Some(Found::Connection(conn));
+        }
         if let Some(ConnectInfo(conn)) = ext.get::<ConnectInfo<Connection>>() {
-            return Some(Cow::Borrowed(conn));
+            return Some(Found::Connection(conn));
         }
-        if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<std::net::SocketAddr>>() {
-            return Some(Cow::Owned(Connection::from_peer(*addr)));
-        }
+        addr.map(|ConnectInfo(addr)| Found::Peer(*addr))
     }
-    None
+    #[cfg(not(feature = "axum"))]
+    ext.get::<Connection>().map(Found::Connection)
 }
 
 /// A `500` with a plain-text body naming the fix.

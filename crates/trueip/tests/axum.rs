@@ -231,3 +231,99 @@ async fn each_route_decides_with_its_own_layer() {
     assert_eq!(body("/internal").await, "203.0.113.9");
     assert_eq!(body("/nginx/ip").await, "198.51.100.7");
 }
+
+/// The layer takes the connection from the first source the `tower` module docs list,
+/// whichever of them a request carries, alone, together, or beside other extensions.
+#[tokio::test]
+async fn connection_sources_keep_their_order() {
+    use axum::body::Body;
+    use http::Request;
+    use tower::{Layer, ServiceExt};
+
+    #[derive(Clone)]
+    struct Unrelated;
+
+    let app = Router::new().route(
+        "/",
+        get(|ClientResolution(r): ClientResolution| async move { r.peer.to_string() }),
+    );
+    let app = ClientIpLayer::new(policy()).layer(app);
+    let socket = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let info = ConnectInfo(socket("10.0.0.5:1"));
+    let conn = Connection::from_peer(socket("192.0.2.1:2"));
+    let info_conn = ConnectInfo(Connection::from_peer(socket("192.0.2.3:3")));
+    let cases: [(&str, fn(&mut http::Extensions, _, _, _), u16, &str); 7] = [
+        (
+            "ConnectInfo<SocketAddr> alone",
+            |e, i, _, _| {
+                e.insert(i);
+            },
+            200,
+            "10.0.0.5:1",
+        ),
+        (
+            "ConnectInfo<SocketAddr> beside another extension",
+            |e, i, _, _| {
+                e.insert(Unrelated);
+                e.insert(i);
+            },
+            200,
+            "10.0.0.5:1",
+        ),
+        (
+            "Connection before ConnectInfo<SocketAddr>",
+            |e, i, c, _| {
+                e.insert(i);
+                e.insert(c);
+            },
+            200,
+            "192.0.2.1:2",
+        ),
+        (
+            "ConnectInfo<Connection> before ConnectInfo<SocketAddr>",
+            |e, i, _, ic| {
+                e.insert(i);
+                e.insert(ic);
+            },
+            200,
+            "192.0.2.3:3",
+        ),
+        (
+            "Connection before ConnectInfo<Connection>",
+            |e, _, c, ic| {
+                e.insert(ic);
+                e.insert(c);
+            },
+            200,
+            "192.0.2.1:2",
+        ),
+        (
+            "Connection before both",
+            |e, i, c, ic| {
+                e.insert(i);
+                e.insert(ic);
+                e.insert(c);
+            },
+            200,
+            "192.0.2.1:2",
+        ),
+        (
+            "none: the 500",
+            |e, _, _, _| {
+                e.insert(Unrelated);
+            },
+            500,
+            MISSING_CONNECTION,
+        ),
+    ];
+    for (name, extend, status, body) in cases {
+        let mut req = Request::new(Body::empty());
+        extend(req.extensions_mut(), info, conn.clone(), info_conn.clone());
+        let response = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), status, "{name}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&bytes), body, "{name}");
+    }
+}
