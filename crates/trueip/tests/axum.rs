@@ -243,82 +243,78 @@ async fn connection_sources_keep_their_order() {
     #[derive(Clone)]
     struct Unrelated;
 
+    /// What a case puts in the request's extensions, in this order.
+    enum Put {
+        /// `ConnectInfo<SocketAddr>` (10.0.0.5:1)
+        Addr,
+        /// `Connection` (192.0.2.1:2)
+        Conn,
+        /// `ConnectInfo<Connection>` (192.0.2.3:3)
+        InfoConn,
+        /// An extension the layer does not read.
+        Other,
+    }
+    use Put::*;
+
     let app = Router::new().route(
         "/",
         get(|ClientResolution(r): ClientResolution| async move { r.peer.to_string() }),
     );
     let app = ClientIpLayer::new(policy()).layer(app);
     let socket = |s: &str| s.parse::<SocketAddr>().unwrap();
-    let info = ConnectInfo(socket("10.0.0.5:1"));
-    let conn = Connection::from_peer(socket("192.0.2.1:2"));
-    let info_conn = ConnectInfo(Connection::from_peer(socket("192.0.2.3:3")));
-    let cases: [(&str, fn(&mut http::Extensions, _, _, _), u16, &str); 7] = [
-        (
-            "ConnectInfo<SocketAddr> alone",
-            |e, i, _, _| {
-                e.insert(i);
-            },
-            200,
-            "10.0.0.5:1",
-        ),
+    let cases: [(&str, &[Put], u16, &str); 7] = [
+        ("ConnectInfo<SocketAddr> alone", &[Addr], 200, "10.0.0.5:1"),
         (
             "ConnectInfo<SocketAddr> beside another extension",
-            |e, i, _, _| {
-                e.insert(Unrelated);
-                e.insert(i);
-            },
+            &[Other, Addr],
             200,
             "10.0.0.5:1",
         ),
         (
             "Connection before ConnectInfo<SocketAddr>",
-            |e, i, c, _| {
-                e.insert(i);
-                e.insert(c);
-            },
+            &[Addr, Conn],
             200,
             "192.0.2.1:2",
         ),
         (
             "ConnectInfo<Connection> before ConnectInfo<SocketAddr>",
-            |e, i, _, ic| {
-                e.insert(i);
-                e.insert(ic);
-            },
+            &[Addr, InfoConn],
             200,
             "192.0.2.3:3",
         ),
         (
             "Connection before ConnectInfo<Connection>",
-            |e, _, c, ic| {
-                e.insert(ic);
-                e.insert(c);
-            },
+            &[InfoConn, Conn],
             200,
             "192.0.2.1:2",
         ),
         (
             "Connection before both",
-            |e, i, c, ic| {
-                e.insert(i);
-                e.insert(ic);
-                e.insert(c);
-            },
+            &[Addr, InfoConn, Conn],
             200,
             "192.0.2.1:2",
         ),
-        (
-            "none: the 500",
-            |e, _, _, _| {
-                e.insert(Unrelated);
-            },
-            500,
-            MISSING_CONNECTION,
-        ),
+        ("none: the 500", &[Other], 500, MISSING_CONNECTION),
     ];
-    for (name, extend, status, body) in cases {
+    for (name, puts, status, body) in cases {
         let mut req = Request::new(Body::empty());
-        extend(req.extensions_mut(), info, conn.clone(), info_conn.clone());
+        let ext = req.extensions_mut();
+        for put in puts {
+            match put {
+                Addr => {
+                    ext.insert(ConnectInfo(socket("10.0.0.5:1")));
+                }
+                Conn => {
+                    ext.insert(Connection::from_peer(socket("192.0.2.1:2")));
+                }
+                InfoConn => {
+                    ext.insert(ConnectInfo(Connection::from_peer(socket("192.0.2.3:3"))));
+                }
+                Other => {
+                    ext.insert(Unrelated);
+                }
+            }
+        }
         let response = app.clone().oneshot(req).await.unwrap();
         assert_eq!(response.status(), status, "{name}");
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
