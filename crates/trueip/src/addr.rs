@@ -183,11 +183,14 @@ pub(crate) fn source(node: Node) -> Result<Node, AddrError> {
 #[inline]
 pub fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
+        // `::ffff:a.b.c.d`: the upper 96 bits are 0xffff. Tested as one number rather than
+        // octet by octet (`to_ipv4_mapped`): that split the address into bytes, which a
+        // caller building a `Peer` stored one at a time and `resolve` read back eight at a
+        // time, a load that waits for the stores it cannot be forwarded from.
+        IpAddr::V6(v6) if v6.to_bits() >> 32 == 0xffff => {
+            IpAddr::V4(Ipv4Addr::from_bits(v6.to_bits() as u32))
+        }
+        ip => ip,
     }
 }
 
@@ -487,6 +490,22 @@ pub(crate) fn trim(mut text: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `normalize` tests the upper 96 bits as one number; the standard library's
+    /// `to_ipv4_mapped` reads the octets. They agree on a mapped address and on every
+    /// address one bit away from it (each bit of the prefix, each of the IPv4 part).
+    #[test]
+    fn normalize_maps_exactly_the_ipv4_mapped_addresses() {
+        let mapped: u128 = 0xffff_c633_6405; // ::ffff:198.51.100.5
+        for bits in std::iter::once(mapped).chain((0..128).map(|i| mapped ^ (1u128 << i))) {
+            let v6 = Ipv6Addr::from_bits(bits);
+            let want = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+            assert_eq!(normalize(IpAddr::V6(v6)), want, "{v6}");
+        }
+        let v4 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 5));
+        assert_eq!(normalize(IpAddr::V6(Ipv6Addr::from_bits(mapped))), v4);
+        assert_eq!(normalize(v4), v4);
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -63,7 +63,6 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -178,17 +177,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let conn = match connection(req.extensions()) {
-            Some(conn) => conn,
+        let found = match connection(req.extensions()) {
+            Some(found) => found,
             None => match no_connection(&req) {
-                Ok(conn) => Cow::Owned(conn),
+                Ok(found) => found,
                 Err(refused) => return refused,
             },
         };
         #[cfg(feature = "provenance")]
         if let Some(signed) = &self.signed {
-            let decided = verify(signed, &self.policy, &conn, &req);
-            drop(conn);
+            let decided = found.with(|conn| verify(signed, &self.policy, conn, &req));
             let (resolution, outcome) = match decided {
                 Ok(served) => served,
                 Err(why) => return refuse_unsigned(&req, why),
@@ -201,8 +199,7 @@ where
                 },
             };
         }
-        let resolution = self.policy.resolve(&conn, req.headers());
-        drop(conn);
+        let resolution = found.with(|conn| self.policy.resolve(conn, req.headers()));
         req.extensions_mut().insert(resolution);
         ResponseFuture {
             state: State::Inner {
@@ -212,7 +209,6 @@ where
     }
 }
 
-/// The answer to a request without a connection, out of the per-request path.
 /// A request's client from its signed header ([`ClientIpLayer::signed`]); `Err`: refuse it.
 #[cfg(feature = "provenance")]
 fn verify<B>(
@@ -271,14 +267,14 @@ fn refuse_unsigned<ReqBody, F, ResBody: From<&'static str>>(
 }
 
 /// A request no server stored a connection in: under lambda_http, the connection its
-/// event stands for; else the 500 that names the fix.
+/// event stands for; else the 500 that names the fix. Out of the per-request path.
 #[cold]
 fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
     req: &Request<ReqBody>,
-) -> Result<Connection, ResponseFuture<F, ResBody>> {
+) -> Result<Found<'static>, ResponseFuture<F, ResBody>> {
     #[cfg(feature = "lambda-http")]
     if let Some(found) = crate::lambda::http::stand_in_connection(req.extensions(), req.headers()) {
-        return found.map_err(|e| {
+        return found.map(Found::StandIn).map_err(|e| {
             log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
             ResponseFuture {
                 state: State::Refused {
@@ -307,23 +303,60 @@ fn refuse<ReqBody, F, ResBody: From<&'static str>>(
     }
 }
 
-/// The connection a server stored in the request, in the order the module docs give.
-#[inline(always)]
-pub(crate) fn connection(ext: &Extensions) -> Option<Cow<'_, Connection>> {
-    if let Some(conn) = ext.get::<Connection>() {
-        return Some(Cow::Borrowed(conn));
+/// Where [`connection`] found the connection.
+pub(crate) enum Found<'a> {
+    /// A [`Connection`] the server stored.
+    Connection(&'a Connection),
+    /// `axum::serve`'s `ConnectInfo<SocketAddr>`: a TCP peer without a PROXY header.
+    #[cfg(feature = "axum")]
+    Peer(std::net::SocketAddr),
+    /// The connection a request lambda_http made from an event stands for.
+    #[cfg(feature = "lambda-http")]
+    StandIn(Connection),
+}
+
+impl Found<'_> {
+    /// Calls `f` with the connection. One built from a peer address is built in its own
+    /// arm and lent, rather than merged with the borrowed one into a `Cow`, which was
+    /// copied whole and dropped (a test of its `Arc`) on every request.
+    #[inline(always)]
+    pub(crate) fn with<R>(self, f: impl FnOnce(&Connection) -> R) -> R {
+        match self {
+            Found::Connection(conn) => f(conn),
+            #[cfg(feature = "axum")]
+            Found::Peer(addr) => f(&Connection::from_peer(addr)),
+            #[cfg(feature = "lambda-http")]
+            Found::StandIn(conn) => f(&conn),
+        }
     }
+}
+
+/// The connection a server stored in the request, in the order the module docs give.
+///
+/// `ConnectInfo<SocketAddr>` is looked up first, though it comes last: when it is the
+/// request's only extension (`axum::serve` with the layer around the router), nothing
+/// of higher precedence can be there, and one lookup decides.
+#[inline(always)]
+pub(crate) fn connection(ext: &Extensions) -> Option<Found<'_>> {
     #[cfg(feature = "axum")]
     {
         use ::axum::extract::ConnectInfo;
+        let addr = ext.get::<ConnectInfo<std::net::SocketAddr>>();
+        if let Some(ConnectInfo(addr)) = addr
+            && ext.len() == 1
+        {
+            return Some(Found::Peer(*addr));
+        }
+        if let Some(conn) = ext.get::<Connection>() {
+            return Some(Found::Connection(conn));
+        }
         if let Some(ConnectInfo(conn)) = ext.get::<ConnectInfo<Connection>>() {
-            return Some(Cow::Borrowed(conn));
+            return Some(Found::Connection(conn));
         }
-        if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<std::net::SocketAddr>>() {
-            return Some(Cow::Owned(Connection::from_peer(*addr)));
-        }
+        addr.map(|ConnectInfo(addr)| Found::Peer(*addr))
     }
-    None
+    #[cfg(not(feature = "axum"))]
+    ext.get::<Connection>().map(Found::Connection)
 }
 
 /// A `500` with a plain-text body naming the fix.

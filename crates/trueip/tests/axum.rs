@@ -231,3 +231,95 @@ async fn each_route_decides_with_its_own_layer() {
     assert_eq!(body("/internal").await, "203.0.113.9");
     assert_eq!(body("/nginx/ip").await, "198.51.100.7");
 }
+
+/// The layer takes the connection from the first source the `tower` module docs list,
+/// whichever of them a request carries, alone, together, or beside other extensions.
+#[tokio::test]
+async fn connection_sources_keep_their_order() {
+    use axum::body::Body;
+    use http::Request;
+    use tower::{Layer, ServiceExt};
+
+    #[derive(Clone)]
+    struct Unrelated;
+
+    /// What a case puts in the request's extensions, in this order.
+    enum Put {
+        /// `ConnectInfo<SocketAddr>` (10.0.0.5:1)
+        Addr,
+        /// `Connection` (192.0.2.1:2)
+        Conn,
+        /// `ConnectInfo<Connection>` (192.0.2.3:3)
+        InfoConn,
+        /// An extension the layer does not read.
+        Other,
+    }
+    use Put::*;
+
+    let app = Router::new().route(
+        "/",
+        get(|ClientResolution(r): ClientResolution| async move { r.peer.to_string() }),
+    );
+    let app = ClientIpLayer::new(policy()).layer(app);
+    let socket = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let cases: [(&str, &[Put], u16, &str); 7] = [
+        ("ConnectInfo<SocketAddr> alone", &[Addr], 200, "10.0.0.5:1"),
+        (
+            "ConnectInfo<SocketAddr> beside another extension",
+            &[Other, Addr],
+            200,
+            "10.0.0.5:1",
+        ),
+        (
+            "Connection before ConnectInfo<SocketAddr>",
+            &[Addr, Conn],
+            200,
+            "192.0.2.1:2",
+        ),
+        (
+            "ConnectInfo<Connection> before ConnectInfo<SocketAddr>",
+            &[Addr, InfoConn],
+            200,
+            "192.0.2.3:3",
+        ),
+        (
+            "Connection before ConnectInfo<Connection>",
+            &[InfoConn, Conn],
+            200,
+            "192.0.2.1:2",
+        ),
+        (
+            "Connection before both",
+            &[Addr, InfoConn, Conn],
+            200,
+            "192.0.2.1:2",
+        ),
+        ("none: the 500", &[Other], 500, MISSING_CONNECTION),
+    ];
+    for (name, puts, status, body) in cases {
+        let mut req = Request::new(Body::empty());
+        let ext = req.extensions_mut();
+        for put in puts {
+            match put {
+                Addr => {
+                    ext.insert(ConnectInfo(socket("10.0.0.5:1")));
+                }
+                Conn => {
+                    ext.insert(Connection::from_peer(socket("192.0.2.1:2")));
+                }
+                InfoConn => {
+                    ext.insert(ConnectInfo(Connection::from_peer(socket("192.0.2.3:3"))));
+                }
+                Other => {
+                    ext.insert(Unrelated);
+                }
+            }
+        }
+        let response = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), status, "{name}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&bytes), body, "{name}");
+    }
+}
