@@ -493,6 +493,17 @@ fn prepare(
             return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
         }
     }
+    // Lengths that disagree never go on; lengths that agree go on as one line, on the bare
+    // exchange and through hyper's client alike (hyper's HTTP/1.1 server refuses the
+    // first itself; HTTP/2 reads only a request's first line).
+    if headers::one_content_length(&mut parts.headers).is_err() {
+        let page = failed(
+            ctx,
+            Failure::BodyBroken,
+            &"Content-Length lines that disagree",
+        );
+        return Prepared::answer(response(page, &method));
+    }
     let kept = state
         .hygiene
         .strip_target(parts.uri.path_and_query().map_or("/", PathAndQuery::as_str));
@@ -662,6 +673,10 @@ async fn forward_hyper(
     };
     let (mut parts, body) = resp.into_parts();
     headers::response(&mut parts.headers);
+    if headers::one_content_length(&mut parts.headers).is_err() {
+        let why = "Content-Length lines that disagree";
+        return response(failed(ctx, Failure::Broken, &why), method);
+    }
     if let (Some((down, up)), Some(protocol)) = (tunnel, protocol) {
         parts
             .headers
