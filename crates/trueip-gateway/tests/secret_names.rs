@@ -1,7 +1,9 @@
-//! The origin secret's header against the other names the gateway manages: the signed
-//! client header, and the origin secrets of other listeners. Every origin secret is the
-//! CDN's proof and must never reach the upstream, and a header cannot be both the proof
-//! the CDN writes and the claim only the gateway writes.
+//! The names of the headers the gateway spends or writes itself: the origin secret against
+//! the signed client header and the origin secrets of other listeners, and the signed
+//! client header against the fields that frame a message. Every origin secret is the CDN's
+//! proof and must never reach the upstream; a header cannot be both the proof the CDN
+//! writes and the claim only the gateway writes; and the gateway's claim must not be read
+//! as framing.
 
 mod common;
 
@@ -137,4 +139,43 @@ fn every_listeners_origin_secret_names_one_header_and_none_reaches_the_upstream(
         assert_eq!(seen.one("X-Real-IP"), client, "{path}");
     }
     drop(gw);
+}
+
+/// `[upstream] sign`'s header in a field that frames the message, is hop-by-hop, or holds
+/// the client's credentials. `header = "Transfer-Encoding"` was accepted, and every
+/// bodiless request reached the upstream as `transfer-encoding: v1;ip=...`: a coding no
+/// server knows, which one that reads a body until the connection closes takes as the
+/// start of a body made of the next request on that pooled connection, another client's.
+/// `Content-Length` likewise; `Cookie` or `Authorization` had every client's line stripped
+/// as a forged copy of the signed header, and kept in the record of forgeries. Refused in
+/// any spelling, naming the key.
+#[test]
+fn the_signed_client_header_is_no_framing_hop_by_hop_or_credential_field() {
+    let key = key_file("framing_key");
+    for header in [
+        "Transfer-Encoding",
+        "transfer_encoding",
+        "Content-Length",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "HTTP2-Settings",
+        "Expect",
+        "Cookie",
+        "Authorization",
+        "Proxy-Authorization",
+    ] {
+        let toml = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\nsign = {{ key_file = {key:?}, header = {header:?} }}\n"
+        );
+        let (code, stderr) = check("framing", &toml);
+        assert_eq!(code, Some(2), "{header}: accepted: {stderr}");
+        assert!(
+            stderr.contains("upstream.sign.header"),
+            "{header}: {stderr}"
+        );
+    }
 }
