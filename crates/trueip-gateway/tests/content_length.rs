@@ -92,7 +92,9 @@ fn serve(mut stream: TcpStream, all: &Mutex<Vec<String>>) {
         if let Ok(mut a) = all.lock() {
             a.push(head);
         }
-        let answer: &[u8] = if path.contains("/dup") {
+        let answer: &[u8] = if path.contains("/te-cl") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        } else if path.contains("/dup") {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
         } else if path.contains("/list") {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok"
@@ -347,4 +349,30 @@ fn response_lengths_reach_the_client_as_one_line_or_a_502() {
         }
     }
     assert_healthy(gw.addr, "response lengths");
+}
+
+/// An upstream response with both framings: the coding frames it (RFC 9112 §6.3) and the
+/// length is not passed on, on every path. Hyper's client path passed `Content-Length: 2`
+/// beside a chunked body of five bytes: an HTTP/1.1 client was told the body was two
+/// bytes long and got `he` as the whole answer, an HTTP/2 one a reset stream, while the
+/// bare exchanges sent `hello`.
+#[test]
+fn a_response_with_both_framings_goes_on_by_its_coding_without_the_length() {
+    let up = Scripted::start();
+    let gw = gateway("content_length/te_cl", up.addr);
+    for extra in ["", "X_Hyper: 1\r\n"] {
+        let req = format!("GET /te-cl HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n");
+        let (status, head, body) = http1(gw.addr, req.as_bytes());
+        assert_eq!(status, 200, "{extra:?}: {head}");
+        assert!(lengths(&head).is_empty(), "{extra:?}: {head}");
+        assert_eq!(body, "5\r\nhello\r\n0\r\n\r\n", "{extra:?}: {head}");
+    }
+    for (method, body) in [("GET", None), ("POST", Some("x"))] {
+        let lines = [("content-length", if body.is_some() { "1" } else { "0" })];
+        let got = h2(gw.addr, method, "/te-cl", &lines, body);
+        assert!(
+            matches!(&got, Ok((200, l, text)) if l.is_empty() && text == "hello"),
+            "h2 {method}: {got:?}"
+        );
+    }
 }

@@ -672,11 +672,12 @@ async fn forward_hyper(
         _ => None,
     };
     let (mut parts, body) = resp.into_parts();
-    headers::response(&mut parts.headers);
+    // Before the hop-by-hop lines go: a `Transfer-Encoding` line takes the length with it.
     if headers::one_content_length(&mut parts.headers).is_err() {
         let why = "Content-Length lines that disagree";
         return response(failed(ctx, Failure::Broken, &why), method);
     }
+    headers::response(&mut parts.headers);
     if let (Some((down, up)), Some(protocol)) = (tunnel, protocol) {
         parts
             .headers

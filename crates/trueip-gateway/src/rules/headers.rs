@@ -807,8 +807,12 @@ pub(crate) fn add_content_length(
 /// Leaves a header map's `Content-Length` as one line of one number, by
 /// [`add_content_length`]: several lines or a list of one length become one line;
 /// lengths that disagree, or a value that is no length, are [`BadLength`] and the map is
-/// left as it was. A map with no line, or one line of digits (nearly every message), is
-/// not written.
+/// left as it was. Beside a `Transfer-Encoding` line no `Content-Length` is left: the
+/// coding frames the message and a proxy removes the length (RFC 9112 §6.3), as the bare
+/// exchanges' framing does ([`add_content_length`]'s callers drop it too); kept, it
+/// told a client the body a chunked response decodes to was as long as the upstream's
+/// stray length, and the body was cut there and presented as whole. A map with no line,
+/// or one line of digits and no coding (nearly every message), is not written.
 pub(crate) fn one_content_length(headers: &mut HeaderMap) -> Result<(), BadLength> {
     let mut length = None;
     let mut lines = 0usize;
@@ -818,9 +822,12 @@ pub(crate) fn one_content_length(headers: &mut HeaderMap) -> Result<(), BadLengt
         plain &= line.as_bytes().iter().all(u8::is_ascii_digit);
         length = add_content_length(length, line.as_bytes())?;
     }
-    if let Some(n) = length
-        && (lines > 1 || !plain)
-    {
+    let Some(n) = length else {
+        return Ok(());
+    };
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    } else if lines > 1 || !plain {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     Ok(())
@@ -1173,6 +1180,20 @@ mod tests {
             map.clear();
             for line in lines {
                 map.append(header::CONTENT_LENGTH, HeaderValue::from_static(line));
+            }
+            // Beside a coding: checked all the same, then none is left.
+            let mut coded = map.clone();
+            coded.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            let coded_got = one_content_length(&mut coded);
+            assert_eq!(coded_got.is_ok(), want.is_some(), "{lines:?} chunked");
+            if want.is_some() {
+                assert!(
+                    !coded.contains_key(header::CONTENT_LENGTH),
+                    "{lines:?} chunked"
+                );
             }
             let got = one_content_length(&mut map);
             let left: Vec<&str> = map

@@ -90,7 +90,8 @@ pub(crate) struct Head<'r> {
     pub(crate) reusable: bool,
     /// What the response's `Connection` lines name.
     pub(crate) named: Tokens<'r>,
-    /// The `Content-Length`, when one was sent (and agreed with itself).
+    /// The `Content-Length`, when one was sent (and agreed with itself) and no
+    /// `Transfer-Encoding` overrides it.
     pub(crate) length: Option<u64>,
     /// The `Transfer-Encoding` line.
     pub(crate) te: Option<&'r [u8]>,
@@ -196,14 +197,15 @@ pub(crate) fn framing<'r>(
         (false, None, Some(n)) => Framing::Length(n),
         (false, None, None) => Framing::Close,
     };
-    // Both framings at once: smuggling territory; answer once, never reuse.
+    // Both framings at once: smuggling territory; answer once, never reuse, and pass the
+    // coding on without the length (RFC 9112 §6.3), as `one_content_length` does.
     let both = te.is_some() && length.is_some();
     Ok(Head {
         status,
         framing,
         reusable: !(upstream_close || both),
         named,
-        length,
+        length: length.filter(|_| te.is_none()),
         te,
     })
 }
