@@ -494,8 +494,8 @@ fn prepare(
         }
     }
     // Lengths that disagree never go on; lengths that agree go on as one line, on the bare
-    // exchange and through hyper's client alike (hyper's HTTP/1.1 server refuses the
-    // first itself; HTTP/2 reads only a request's first line).
+    // exchange and through hyper's client alike: HTTP/2 handed over two equal lines, and
+    // the bare exchange wrote both.
     if headers::one_content_length(&mut parts.headers).is_err() {
         let page = failed(
             ctx,
