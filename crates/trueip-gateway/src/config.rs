@@ -726,6 +726,29 @@ impl PartialEq for Signing {
 
 impl Eq for Signing {}
 
+/// Fields the signed client header may not be. The gateway writes its claim into the
+/// upstream request and strips every client's copy: under a framing field the upstream
+/// reads the claim as framing (`transfer-encoding: v1;...` on a bodiless request is a
+/// coding no server knows, and one that then reads a body until the close takes the next
+/// request on that pooled connection, another client's, for it); under a hop-by-hop one
+/// a proxy before the app drops it or acts on it; under `Cookie` or `Authorization` every
+/// client's credentials were stripped as forgeries and kept in the record of forgeries.
+const NOT_A_SIGNED_HEADER: [&str; 13] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+    "expect",
+    "cookie",
+    "authorization",
+    "proxy-authorization",
+];
+
 impl SignSettings {
     /// Reads the key (its bytes never reach an error message or a log line).
     fn load(&self) -> Result<Signing, ConfigError> {
@@ -733,6 +756,18 @@ impl SignSettings {
             FieldName::new(self.header.trim()).map_err(|e| e.at("upstream.sign.header"))?;
         // In any spelling an app reads as the same header (`X_Forwarded_For`).
         let ours = |row: &str| trueip::headers::spells(row, header.as_str());
+        if let Some(field) = NOT_A_SIGNED_HEADER.iter().find(|n| ours(n)) {
+            return Err(ConfigError::new(format!(
+                "upstream.sign.header {:?} is {field}, a field that frames the request, \
+                 belongs to one connection or carries the client's credentials",
+                self.header
+            ))
+            .hint(format!(
+                "use a name of its own; the default is {:?}",
+                trueip::provenance::DEFAULT_HEADER
+            ))
+            .at("upstream.sign.header"));
+        }
         if trueip::headers::names::FORWARDING
             .iter()
             .any(|row| ours(row.as_str()))
@@ -763,6 +798,30 @@ impl SignSettings {
             key: Some(key),
         })
     }
+}
+
+/// Refuses an origin secret in the signed client header's name (configured, or the
+/// default one, which the gateway removes from every request signing or not), in any
+/// spelling an app reads as the same header. The secret is the CDN's proof, spent at the
+/// gateway; the signed header is the gateway's claim, which no one else may write. As one
+/// header, a client's copy of the signed header was dropped as a spent secret rather than
+/// stripped as a forgery (never counted, never in the record of forgeries), and an app
+/// or a second gateway checking the secret would be handed a signature in its place.
+fn check_sign_apart(headers: &HeaderSettings) -> Result<(), ConfigError> {
+    let sign = &headers.signing.header;
+    let Some(secret) = &headers.origin_secret else {
+        return Ok(());
+    };
+    if !trueip::headers::spells(&sign.as_str().replace('_', "-"), secret.as_str()) {
+        return Ok(());
+    }
+    Err(ConfigError::new(format!(
+        "client_ip.origin_secret names header {:?}, the header upstream.sign.header names for the signed client header (default {:?})",
+        secret.as_str(),
+        trueip::provenance::DEFAULT_HEADER
+    ))
+    .hint("the origin secret is the header your CDN writes, the signed client header the one the gateway writes: give them different names")
+    .at("upstream.sign.header"))
 }
 
 /// The roots an `https://` upstream's certificate is checked against, without a CA file.
@@ -1390,6 +1449,14 @@ impl Settings {
             .transpose()
             .map_err(|e| e.at("--proxy-protocol"))?;
         let mut listener_policies = Vec::with_capacity(file.listen.len());
+        let secret = |c: &ClientIpConfig| {
+            c.origin_secret
+                .as_ref()
+                .map(|s| s.header.trim().to_ascii_lowercase())
+        };
+        // The one origin secret header the gateway removes before forwarding, and the
+        // table that names it: `[client_ip]`'s, else the first listener's.
+        let mut first_secret = secret(&file.client_ip).map(|h| (h, "[client_ip]".to_owned()));
         for (i, l) in file.listen.iter_mut().enumerate() {
             if let Some(pp) = flag_pp {
                 l.proxy_protocol = pp;
@@ -1421,19 +1488,21 @@ impl Settings {
                     let own = config
                         .build_resolved(read, &loaded.sets, &crate::names::sets(&names))
                         .map_err(within)?;
-                    let secret = |c: &ClientIpConfig| {
-                        c.origin_secret
-                            .as_ref()
-                            .map(|s| s.header.trim().to_ascii_lowercase())
-                    };
-                    if let (Some(mine), Some(global)) = (secret(config), secret(&file.client_ip))
-                        && mine != global
-                    {
-                        return Err(ConfigError::new(format!(
-                            "listen[{i}].client_ip.origin_secret names header {mine:?}, [client_ip] names {global:?}"
-                        ))
-                        .hint("the gateway removes one origin secret header before forwarding: use the same header name (values may differ)")
-                        .at(format!("listen[{i}].client_ip.origin_secret")));
+                    // Every listener's secret is removed before forwarding only when they
+                    // all name one header: a second name reached the upstream, the
+                    // secret's value with it.
+                    match (secret(config), &first_secret) {
+                        (Some(mine), Some((first, named_by))) if mine != *first => {
+                            return Err(ConfigError::new(format!(
+                                "listen[{i}].client_ip.origin_secret names header {mine:?}, {named_by} names {first:?}"
+                            ))
+                            .hint("the gateway removes one origin secret header before forwarding: use the same header name (values may differ)")
+                            .at(format!("listen[{i}].client_ip.origin_secret")));
+                        }
+                        (Some(mine), None) => {
+                            first_secret = Some((mine, format!("listen[{i}].client_ip")));
+                        }
+                        _ => {}
                     }
                     Some(ListenerPolicy {
                         policy: own,
@@ -1500,6 +1569,7 @@ impl Settings {
         if let Some(sign) = &file.upstream.sign {
             file.headers.signing = sign.load()?;
         }
+        check_sign_apart(&file.headers)?;
         file.limits.check()?;
         file.admin.check()?;
         if let Some(a) = file.admin.listen

@@ -492,3 +492,46 @@ fn several_client_threads_leave_an_exact_count_and_a_bounded_record() {
         "newest first: {times:?}"
     );
 }
+
+/// An entry built in the storage of one the record let go of (each worker keeps one to
+/// reuse) carries nothing of it: not its lines, its count of lines left out, its rules,
+/// its path or any byte of its text. A large forgery fills every worker's spare, then a
+/// small one from another peer is the only entry.
+#[test]
+fn an_entry_reusing_an_old_ones_storage_carries_nothing_of_it() {
+    let s = start("reuse", 1);
+    let long = vec![b'7'; 600];
+    let mut lines: Vec<(&str, &[u8])> = vec![("X-Forwarded-For", b"6.6.6.66")];
+    lines.extend(std::iter::repeat_n(("X-Real-IP", &long[..]), 12));
+    // Enough that each worker's spare last held the large entry.
+    for i in 0..8 {
+        let path = format!("/large-{i}-{}", "p".repeat(200));
+        let resp = send_from(UNTRUSTED, s.public, &raw(&path, &lines));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let resp = send(
+        s.public,
+        &raw("/small", &[SECRET_LINE, ("X_Forwarded_For", b"6.6.6.1")]),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v = record(s.admin, "");
+    let all = entries(&v);
+    assert_eq!(all.len(), 1, "{v:#}");
+    let e = &all[0];
+    assert_eq!(e["path"], "/small", "{e:#}");
+    assert_eq!(rules(e), ["stripped_header"], "{e:#}");
+    assert_eq!(e["headers_omitted"], 0, "{e:#}");
+    let lines = e["headers"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{e:#}");
+    // Hyper's path (which takes underscore spellings) writes names in lower case.
+    assert_eq!(
+        (&lines[0]["name"], &lines[0]["value"]),
+        (&Value::from("x_forwarded_for"), &Value::from("6.6.6.1")),
+        "{e:#}"
+    );
+    let text = e.to_string();
+    assert!(
+        !text.contains("777") && !text.contains("ppp") && !text.contains("6.6.6.66"),
+        "{e:#}"
+    );
+}

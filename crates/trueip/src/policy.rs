@@ -301,13 +301,15 @@ fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
         "forwarded",
         "authorization",
     ];
+    // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`.
+    let dashed = name.as_str().replace('_', "-");
     let claims_the_request = names::FORWARDING
         .iter()
-        .any(|row| row.claim == names::Claim::Request && row.name == *name);
-    if !claims_the_request && !NO_ADDRESS.contains(&name.as_str()) {
+        .any(|row| row.claim == names::Claim::Request && row.name.as_str() == dashed);
+    if !claims_the_request && !NO_ADDRESS.contains(&dashed.as_str()) {
         return Ok(());
     }
-    let hint = match name.as_str() {
+    let hint = match dashed.as_str() {
         "forwarded" => "read Forwarded as a list with `from = \"forwarded\"` (--from forwarded)",
         "cookie" => "read one cookie with `cookie:NAME`",
         _ => "name the header your proxy or CDN writes the client address into, e.g. X-Real-IP",

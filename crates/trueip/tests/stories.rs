@@ -608,12 +608,17 @@ fn fail_a_header_strategy_on_a_header_that_never_holds_an_address_is_refused() {
             .build()
     };
     // `Host: 6.6.6.6` parses as an address, and no proxy overwrites Host with the client.
+    // In any spelling an app reads as the same header (`X_Forwarded_Host` is WSGI's
+    // `HTTP_X_FORWARDED_HOST`).
     for name in [
         "Host",
         "x-forwarded-host",
+        "X_Forwarded_Host",
         "Cookie",
         "forwarded",
         "Content-Length",
+        "content_length",
+        "Transfer_Encoding",
     ] {
         let err = build(&format!("header:{name}")).unwrap_err().to_string();
         assert!(

@@ -493,6 +493,17 @@ fn prepare(
             return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
         }
     }
+    // Lengths that disagree never go on; lengths that agree go on as one line, on the bare
+    // exchange and through hyper's client alike: HTTP/2 handed over two equal lines, and
+    // the bare exchange wrote both.
+    if headers::one_content_length(&mut parts.headers).is_err() {
+        let page = failed(
+            ctx,
+            Failure::BodyBroken,
+            &"Content-Length lines that disagree",
+        );
+        return Prepared::answer(response(page, &method));
+    }
     let kept = state
         .hygiene
         .strip_target(parts.uri.path_and_query().map_or("/", PathAndQuery::as_str));
@@ -661,6 +672,11 @@ async fn forward_hyper(
         _ => None,
     };
     let (mut parts, body) = resp.into_parts();
+    // Before the hop-by-hop lines go: a `Transfer-Encoding` line takes the length with it.
+    if headers::one_content_length(&mut parts.headers).is_err() {
+        let why = "Content-Length lines that disagree";
+        return response(failed(ctx, Failure::Broken, &why), method);
+    }
     headers::response(&mut parts.headers);
     if let (Some((down, up)), Some(protocol)) = (tunnel, protocol) {
         parts

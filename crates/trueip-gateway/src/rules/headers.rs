@@ -757,6 +757,75 @@ pub(crate) fn connection_tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
+/// `Content-Length` lines that do not name one length (RFC 9112 §6.3): a value that is
+/// not decimal digits, or numbers that disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BadLength;
+
+/// The length so far (`None` before any `Content-Length` line) with one more line of
+/// `Content-Length` read: the line holds one number, or a list of one number repeated
+/// (`2, 2`, which RFC 9110 §8.6 lets a recipient take for one field), equal to the
+/// length so far; anything else is [`BadLength`].
+///
+/// The one rule for every path's `Content-Length`, in requests and in upstream responses
+/// (RFC 9110 §8.6, RFC 9112 §6.3): lengths that disagree make a request a 400 and a
+/// response a 502, never forwarded; lengths that agree go on as one line of one number
+/// ([`one_content_length`]), never as the lines received. Two lines of one length are
+/// harmless only to a reader that merges them: one that refuses duplicates, or reads
+/// the list as text, reads the message apart from the gateway, and two parsers reading
+/// one message apart is what request smuggling needs. The lean HTTP/1.1 path keeps only
+/// a request with one `Content-Length: 0` line, and hands every other to hyper's path.
+pub(crate) fn add_content_length(
+    so_far: Option<u64>,
+    line: &[u8],
+) -> Result<Option<u64>, BadLength> {
+    let mut length = so_far;
+    for value in line.split(|&b| b == b',') {
+        let value = value.trim_ascii();
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err(BadLength);
+        }
+        let n = std::str::from_utf8(value)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or(BadLength)?;
+        if length.is_some_and(|l| l != n) {
+            return Err(BadLength);
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
+/// Leaves a header map's `Content-Length` as one line of one number, by
+/// [`add_content_length`]: several lines or a list of one length become one line;
+/// lengths that disagree, or a value that is no length, are [`BadLength`] and the map is
+/// left as it was. Beside a `Transfer-Encoding` line no `Content-Length` is left: the
+/// coding frames the message and a proxy removes the length (RFC 9112 §6.3), as the bare
+/// exchanges' framing does ([`add_content_length`]'s callers drop it too); kept, it
+/// told a client the body a chunked response decodes to was as long as the upstream's
+/// stray length, and the body was cut there and presented as whole. A map with no line,
+/// or one line of digits and no coding (nearly every message), is not written.
+pub(crate) fn one_content_length(headers: &mut HeaderMap) -> Result<(), BadLength> {
+    let mut length = None;
+    let mut lines = 0usize;
+    let mut plain = true;
+    for line in headers.get_all(header::CONTENT_LENGTH) {
+        lines += 1;
+        plain &= line.as_bytes().iter().all(u8::is_ascii_digit);
+        length = add_content_length(length, line.as_bytes())?;
+    }
+    let Some(n) = length else {
+        return Ok(());
+    };
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    } else if lines > 1 || !plain {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Ok(())
+}
+
 /// Removes the lines of an upstream response that [`response_keeps`] does not keep.
 pub(crate) fn response(headers: &mut HeaderMap) {
     let gone: Vec<HeaderName> = {
@@ -1065,6 +1134,74 @@ mod tests {
     use crate::test_support::header_map;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
+
+    #[test]
+    fn content_length_lines_name_one_length_or_none() {
+        let read = |lines: &[&str]| {
+            lines.iter().try_fold(None, |so_far, line| {
+                add_content_length(so_far, line.as_bytes())
+            })
+        };
+        for (lines, want) in [
+            (&[][..], Ok(None)),
+            (&["0"][..], Ok(Some(0))),
+            (&["42"], Ok(Some(42))),
+            (&["42", "42"], Ok(Some(42))),
+            (&["42, 42"], Ok(Some(42))),
+            (&[" 42 ,42 ", "042"], Ok(Some(42))),
+            (&["18446744073709551615"], Ok(Some(u64::MAX))),
+            (&["42", "43"], Err(BadLength)),
+            (&["42, 43"], Err(BadLength)),
+            (&["0", "100"], Err(BadLength)),
+            (&[""], Err(BadLength)),
+            (&["42,"], Err(BadLength)),
+            (&["+42"], Err(BadLength)),
+            (&["-0"], Err(BadLength)),
+            (&["4 2"], Err(BadLength)),
+            (&["0x10"], Err(BadLength)),
+            (&["18446744073709551616"], Err(BadLength)),
+        ] {
+            assert_eq!(read(lines), want, "{lines:?}");
+        }
+        let mut map = HeaderMap::new();
+        for (lines, want) in [
+            (&["7", "7"][..], Some(vec!["7"])),
+            (&["7, 7"], Some(vec!["7"])),
+            (&["007"], Some(vec!["007"])),
+            (&[], Some(vec![])),
+            (&["7", "8"], None),
+        ] {
+            map.clear();
+            for line in lines {
+                map.append(header::CONTENT_LENGTH, HeaderValue::from_static(line));
+            }
+            // Beside a coding: checked all the same, then none is left.
+            let mut coded = map.clone();
+            coded.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            let coded_got = one_content_length(&mut coded);
+            assert_eq!(coded_got.is_ok(), want.is_some(), "{lines:?} chunked");
+            if want.is_some() {
+                assert!(
+                    !coded.contains_key(header::CONTENT_LENGTH),
+                    "{lines:?} chunked"
+                );
+            }
+            let got = one_content_length(&mut map);
+            let left: Vec<&str> = map
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            match want {
+                Some(want) => assert_eq!((got, left), (Ok(()), want), "{lines:?}"),
+                // Refused: the map as it was.
+                None => assert_eq!((got, left), (Err(BadLength), lines.to_vec()), "{lines:?}"),
+            }
+        }
+    }
 
     #[test]
     fn ipv4_addresses_are_written_as_display_writes_them() {

@@ -27,7 +27,9 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
-use crate::rules::headers::{OwnValues, connection_tokens, may_tunnel, response_keeps};
+use crate::rules::headers::{
+    OwnValues, add_content_length, connection_tokens, may_tunnel, response_keeps,
+};
 
 /// The most header lines an upstream response may carry (as in hyper's client).
 const MAX_HEADERS: usize = 100;
@@ -88,7 +90,8 @@ pub(crate) struct Head<'r> {
     pub(crate) reusable: bool,
     /// What the response's `Connection` lines name.
     pub(crate) named: Tokens<'r>,
-    /// The `Content-Length`, when one was sent (and agreed with itself).
+    /// The `Content-Length`, when one was sent (and agreed with itself) and no
+    /// `Transfer-Encoding` overrides it.
     pub(crate) length: Option<u64>,
     /// The `Transfer-Encoding` line.
     pub(crate) te: Option<&'r [u8]>,
@@ -139,7 +142,8 @@ impl<'r> Tokens<'r> {
 /// Reads the framing of a response head to a request that asked for no upgrade (a `HEAD`
 /// one when `head_only`): a `101` is refused (`headers::may_tunnel`, asked nothing), a
 /// `Content-Length` that is not one number fails, and a head with both framings is
-/// answered once and its connection never reused.
+/// answered once and its connection never reused. `Content-Length` is read by the one rule
+/// every path reads it by ([`add_content_length`]).
 pub(crate) fn framing<'r>(
     resp: &httparse::Response<'_, 'r>,
     head_only: bool,
@@ -169,18 +173,8 @@ pub(crate) fn framing<'r>(
                 named.push(token);
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            for v in h.value.split(|&b| b == b',') {
-                let v = v.trim_ascii();
-                let n = std::str::from_utf8(v)
-                    .ok()
-                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .ok_or(Failed::Protocol("invalid content-length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Failed::Protocol("conflicting content-length"));
-                }
-                length = Some(n);
-            }
+            length = add_content_length(length, h.value)
+                .map_err(|_| Failed::Protocol("invalid or conflicting content-length"))?;
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             te = Some(h.value);
         }
@@ -203,14 +197,15 @@ pub(crate) fn framing<'r>(
         (false, None, Some(n)) => Framing::Length(n),
         (false, None, None) => Framing::Close,
     };
-    // Both framings at once: smuggling territory; answer once, never reuse.
+    // Both framings at once: smuggling territory; answer once, never reuse, and pass the
+    // coding on without the length (RFC 9112 §6.3), as `one_content_length` does.
     let both = te.is_some() && length.is_some();
     Ok(Head {
         status,
         framing,
         reusable: !(upstream_close || both),
         named,
-        length,
+        length: length.filter(|_| te.is_none()),
         te,
     })
 }
