@@ -126,6 +126,8 @@ fn record(admin: SocketAddr, query: &str) -> Value {
     let resp = Req::get(&format!("/forgeries{query}")).must_send(admin);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("content-type"), Some("application/json"));
+    // Client text inside: no browser may sniff it as a page of the admin origin.
+    assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
     serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()))
 }
 
@@ -440,6 +442,14 @@ fn the_record_is_served_on_the_admin_listener_only() {
             !public.text().contains("6.6.6.42") && !public.text().contains("\"entries\""),
             "{path} on the public listener: {}",
             public.text()
+        );
+    }
+    for path in ["/healthz", "/metrics", "/forgeries?limit=x"] {
+        let resp = Req::get(path).must_send(s.admin);
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
         );
     }
     // The in-band metrics stay where they were; the record does not join them.

@@ -35,17 +35,22 @@ pub(crate) struct AdminView<'a> {
 /// `/healthz` (503 `draining` once shutdown began), `/metrics` or `/forgeries` (JSON,
 /// newest first; 400 for a bad `?limit=`).
 pub(crate) fn admin(which: Admin, view: &AdminView<'_>) -> Page {
+    // `nosniff` on every page: `/forgeries` shows text clients wrote, and a browser that
+    // sniffed it as HTML would run it with the admin listener's origin.
     const JSON: &[(&str, &str)] = &[
         ("content-type", "application/json"),
         ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
     ];
     const TEXT: &[(&str, &str)] = &[
         ("content-type", "text/plain; charset=utf-8"),
         ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
     ];
     const PROMETHEUS: &[(&str, &str)] = &[
         ("content-type", "text/plain; version=0.0.4; charset=utf-8"),
         ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
     ];
     let (status, headers, body) = match which {
         Admin::Health if view.draining => (
@@ -92,6 +97,7 @@ pub(crate) fn error(answer: &Answer) -> Page {
     const JSON: &[(&str, &str)] = &[
         ("content-type", "application/json"),
         ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
     ];
     let body = serde_json::json!({
         "error": answer.code,
