@@ -132,6 +132,25 @@ impl InBuf {
         self.end = (self.end + n).min(self.data.len());
     }
 
+    /// The storage, emptied, for a reader of its own to read into from its start (the
+    /// PROXY header's, which overwrites it and never reads what it did not read). What
+    /// that reader leaves for the application is then handed over with
+    /// [`InBuf::read_in`].
+    pub(crate) fn storage(&mut self) -> &mut Vec<u8> {
+        self.start = 0;
+        self.end = 0;
+        &mut self.data
+    }
+
+    /// `range` of the storage holds bytes read from the stream and not yet consumed.
+    pub(crate) fn read_in(&mut self, range: std::ops::Range<usize>) {
+        if self.data.len() < 1024 {
+            self.data.resize(1024, 0);
+        }
+        self.end = range.end.min(self.data.len());
+        self.start = range.start.min(self.end);
+    }
+
     /// The bytes of storage held.
     pub(crate) fn capacity(&self) -> usize {
         self.data.capacity()

@@ -9,8 +9,8 @@
 //! flow) is read and set aside: the connection is served with the sender as the peer.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
-use bytes::Bytes;
 use tokio::io::AsyncRead;
 use trueip::TrustSet;
 use trueip::proxy_protocol::{
@@ -68,16 +68,18 @@ pub(crate) struct Received {
 }
 
 /// Reads the header of a connection from `peer` on a listener in `mode` (not `Off`), with
-/// the core's reader: only `senders` may send one, and it must come within the limits.
-/// Returns it (`None`: a plain connection from someone else, which `from-senders` serves)
-/// and the bytes read after it (application data).
+/// the core's reader, into `buf` (storage, see [`pp::read_preamble_into`]): only
+/// `senders` may send one, and it must come within the limits. Returns it (`None`: a
+/// plain connection from someone else, which `from-senders` serves) and where in `buf`
+/// the bytes read after it (application data) lie.
 pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: IpAddr,
     senders: &TrustSet,
     mode: ProxyProtocol,
     limits: &Limits,
-) -> Result<(Option<Received>, Bytes), PreambleError> {
+    buf: &mut Vec<u8>,
+) -> Result<(Option<Received>, Range<usize>), PreambleError> {
     // `from-senders`: a sender must send a header; anyone else is served as a direct
     // client, and closed if its first bytes are a PROXY header (never parsed). Which of
     // the two a connection is, is decided by its peer address alone.
@@ -93,11 +95,8 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
         })
         .max_bytes(limits.proxy_protocol_max_bytes)
         .timeout(limits.proxy_protocol_timeout);
-    let preamble = pp::read_preamble(stream, peer, senders, &rules).await?;
-    Ok((
-        preamble.header.as_ref().map(received),
-        Bytes::from(preamble.rest),
-    ))
+    let read = pp::read_preamble_into(stream, peer, senders, &rules, buf).await?;
+    Ok((read.header.as_ref().map(received), read.rest))
 }
 
 fn received(header: &ProxyHeader) -> Received {
@@ -173,6 +172,7 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
@@ -214,7 +214,19 @@ mod tests {
         let senders: TrustSet = ["10.0.0.0/8".parse::<trueip::Cidr>().unwrap()]
             .into_iter()
             .collect();
-        let result = read_header(&mut rx, peer.parse().unwrap(), &senders, mode, &limits).await;
+        // Storage as a kept buffer leaves it: longer than the bound, and holding an
+        // earlier connection's bytes, none of which may show through.
+        let mut buf = b"GET /earlier HTTP/1.1\r\n".repeat(400);
+        let result = read_header(
+            &mut rx,
+            peer.parse().unwrap(),
+            &senders,
+            mode,
+            &limits,
+            &mut buf,
+        )
+        .await
+        .map(|(r, rest)| (r, Bytes::copy_from_slice(buf.get(rest).unwrap())));
         writer.abort();
         result
     }

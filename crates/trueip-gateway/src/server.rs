@@ -188,12 +188,19 @@ async fn connection(
 
     let mut received = None;
     let mut prefix = Bytes::new();
+    // The lean path's buffers, holding the bytes read after a PROXY header.
+    let mut first = None;
     // The config refuses PROXY headers on `unix:` listeners: a peer without an address
     // reaches this only on a TCP listener, never.
     if let (Some(l), Some(peer_ip)) = (
         listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off),
         peer.ip(),
     ) {
+        // Read into the buffer the lean path reads requests into: the header and the
+        // request usually come in one read, and are then read once, into a buffer kept
+        // from an earlier connection (no allocation, no zeroing, no copy). A connection
+        // that goes elsewhere (TLS, a byte relay, hyper) gets the bytes through `Rewind`.
+        let mut bufs = lean::Buffers::take();
         match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
@@ -203,6 +210,7 @@ async fn connection(
                 .proxy_protocol_from(),
             l.proxy_protocol,
             limits,
+            bufs.input().storage(),
         ))
         .await
         {
@@ -212,9 +220,18 @@ async fn connection(
                     tracing::warn!(%peer, listener = %l.address, reason = why.name(), "PROXY header describes a datagram flow, not this TCP connection: its addresses are not used, the sender is the peer");
                 }
                 received = r;
-                prefix = rest;
+                bufs.input().read_in(rest);
+                // The same test as the lean arm below, for a connection without TLS
+                // (where no ALPN can choose HTTP/2).
+                if acceptor.is_none() && l.mode != Mode::Tcp && limits.lean_http1 {
+                    first = Some(bufs);
+                } else {
+                    prefix = Bytes::copy_from_slice(bufs.input().filled());
+                    bufs.give_back();
+                }
             }
             Err(e) => {
+                bufs.give_back();
                 shared.metrics.proxy_error(proxy::error_kind(&e));
                 if let (PreambleError::UntrustedSender, Some(i)) = (&e, index) {
                     let keep = state.settings.admin.forgeries;
@@ -309,7 +326,7 @@ async fn connection(
         // the lean path, as little as a cleartext one (perf, rows `tls*`).
         _ if !h2 && role != Role::Admin && state.settings.limits.lean_http1 => {
             let mut io = io;
-            match Box::pin(lean::serve(&mut io, &ctx)).await {
+            match Box::pin(lean::serve(&mut io, &ctx, first)).await {
                 lean::After::Hyper { read, opening } => {
                     drop(state);
                     let state = shared.state.load_full();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use trueip::proxy_protocol::{
     Accept, Command, PreambleError, ProxyAddrs, ProxyError, ProxyHeader, ReadRules, Tlvs,
-    Transport, Untrusted, Version, encode_v2, read_preamble,
+    Transport, Untrusted, Version, encode_v2, read_preamble, read_preamble_into,
 };
 use trueip::{Cidr, TrustSet};
 
@@ -321,4 +321,76 @@ async fn a_malformed_header_is_refused_with_the_decoders_reason() {
         err.to_string().starts_with("invalid PROXY header: "),
         "{err}"
     );
+}
+
+/// A server's own buffer, kept from an earlier connection: longer than the bound and
+/// full of that connection's bytes.
+fn kept_buffer() -> Vec<u8> {
+    b"GET /earlier HTTP/1.1\r\nx-secret: 1\r\n".repeat(250)
+}
+
+#[tokio::test]
+async fn into_a_kept_buffer_only_bytes_read_are_handed_on_and_none_past_the_bound() {
+    let request = [REQUEST; 20].concat();
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    tx.write_all(&[V1, &request[..]].concat()).await.unwrap();
+    let mut buf = kept_buffer();
+    let len = buf.len();
+    let rules = refuse().max_bytes(256);
+    let read = read_preamble_into(&mut rx, ip(BALANCER), &senders(), &rules, &mut buf)
+        .await
+        .unwrap();
+    let addrs = read.header.unwrap().addrs.unwrap();
+    assert_eq!(addrs.source.to_string(), "192.0.2.1:56324");
+    assert_eq!(
+        read.rest,
+        V1.len()..256,
+        "read up to the bound, and no further"
+    );
+    assert_eq!(&buf[read.rest.clone()], &request[..256 - V1.len()]);
+    assert_eq!(buf.len(), len, "the storage is neither shortened nor grown");
+    // What the bound kept unread is still the stream's.
+    let mut next = vec![0; request.len()];
+    let n = tokio::io::AsyncReadExt::read(&mut rx, &mut next)
+        .await
+        .unwrap();
+    assert_eq!(&next[..n], &request[256 - V1.len()..]);
+}
+
+#[tokio::test]
+async fn into_a_kept_buffer_the_bound_and_the_senders_hold_as_they_do_alone() {
+    // Signature, v2 PROXY, TCP4, and a length of 0xea60 (60,000) bytes: the storage
+    // has room for more than the bound, which still refuses it.
+    let big = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xea\x60".to_vec();
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    tx.write_all(&big).await.unwrap();
+    let mut buf = vec![0; 1 << 17];
+    let err = read_preamble_into(&mut rx, ip(BALANCER), &senders(), &refuse(), &mut buf)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PreambleError::TooLarge(512)), "{err}");
+
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    tx.write_all(V1).await.unwrap();
+    let err = read_preamble_into(
+        &mut rx,
+        ip(STRANGER),
+        &senders(),
+        &refuse(),
+        &mut kept_buffer(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PreambleError::UntrustedSender), "{err}");
+
+    // A direct client's first bytes, from a short buffer that must grow.
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    tx.write_all(REQUEST).await.unwrap();
+    let direct = ReadRules::new(Untrusted::ServeDirect);
+    let mut buf = vec![b'x'; 4];
+    let read = read_preamble_into(&mut rx, ip(STRANGER), &senders(), &direct, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(read.header, None);
+    assert_eq!(&buf[read.rest], REQUEST);
 }

@@ -102,7 +102,7 @@ pub(crate) const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
 /// What a lean connection keeps between requests: the bytes read, the response head
 /// being written, and the gateway's own response bodies (whoami), each reused from
 /// request to request.
-struct Buffers {
+pub(crate) struct Buffers {
     input: InBuf,
     out: Vec<u8>,
     scratch: Vec<u8>,
@@ -126,7 +126,10 @@ std::thread_local! {
     /// a new connection (callgrind, `PROTOCOL=close bash bench/instructions.sh`). A kept
     /// buffer still holds the bytes of the connection that used it; `InBuf` hands out
     /// only the bytes read into it since (as every allocator hands back memory unzeroed).
-    static SPARES: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Boxed, a connection's future holds a pointer to them, not the four buffers' own
+    /// fields: tokio copies a task's future when spawning it and when it ends.
+    #[allow(clippy::vec_box, reason = "the box is what a connection's future holds")]
+    static SPARES: std::cell::RefCell<Vec<Box<Buffers>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Buffers {
@@ -140,16 +143,16 @@ impl Buffers {
     }
 
     /// A connection's buffers: a previous connection's from this worker, else new ones.
-    fn take() -> Self {
+    pub(crate) fn take() -> Box<Self> {
         SPARES
             .with_borrow_mut(Vec::pop)
-            .unwrap_or_else(Buffers::new)
+            .unwrap_or_else(|| Box::new(Buffers::new()))
     }
 
     /// Keeps these buffers for this worker's next connection, emptied, unless a large
     /// request or page grew them (those are given back to the allocator) or enough are
     /// kept already.
-    fn give_back(mut self) {
+    pub(crate) fn give_back(mut self: Box<Self>) {
         if self.input.capacity() > INPUT_BYTES
             || self.out.capacity() > OUT_BYTES
             || self.scratch.capacity() > SCRATCH_KEPT
@@ -177,6 +180,11 @@ impl Buffers {
                 buf.shrink_to(KEEP_BETWEEN_REQUESTS);
             }
         }
+    }
+
+    /// The buffer requests are read into.
+    pub(crate) fn input(&mut self) -> &mut InBuf {
+        &mut self.input
     }
 
     /// The bytes of storage held.
@@ -621,9 +629,15 @@ enum Next {
     Hyper,
 }
 
-/// Serves requests on `io` while they are plain; hands the rest to hyper.
-pub(crate) async fn serve(io: &mut Tracked, ctx: &Arc<ConnCtx>) -> After {
-    let mut bufs = Buffers::take();
+/// Serves requests on `io` while they are plain; hands the rest to hyper. `first`: the
+/// buffers the connection's first bytes were read into already (after a PROXY header),
+/// the first request read from them before anything else.
+pub(crate) async fn serve(
+    io: &mut Tracked,
+    ctx: &Arc<ConnCtx>,
+    first: Option<Box<Buffers>>,
+) -> After {
+    let mut bufs = first.unwrap_or_else(Buffers::take);
     let after = serve_with(io, ctx, &mut bufs).await;
     bufs.give_back();
     after

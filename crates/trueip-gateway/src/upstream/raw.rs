@@ -269,41 +269,87 @@ pub(crate) struct Answer {
     pub(crate) reusable: bool,
 }
 
+/// The response head as hyper's path sends it on: the lines [`response_keeps`] keeps,
+/// and the length as the framing decided it.
 fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, Failed> {
     let head = framing(resp, head_only)?;
     let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
+    // The received `Content-Length` value, when it is how `HeaderValue::from` would
+    // write the length (one line, one number, no leading zero): sent on as it came.
+    let mut length_as_sent = None;
     for h in resp.headers.iter() {
         // The length goes back below, as the framing decided it.
-        if h.name.eq_ignore_ascii_case("content-length")
-            || !response_keeps(h.name, head.named.as_slice())
-        {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = h.value.trim_ascii();
+            length_as_sent =
+                (!v.contains(&b',') && (v.len() == 1 || !v.starts_with(b"0"))).then_some(v);
             continue;
         }
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
-        ) else {
+        if !response_keeps(h.name, head.named.as_slice()) {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (response_name(h.name), HeaderValue::from_bytes(h.value))
+        else {
             return Err(Failed::Protocol("invalid response header"));
         };
         headers.append(name, value);
     }
-    match head.framing {
-        Framing::Length(n) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
+    let length = match head.framing {
+        Framing::Length(n) => Some(n),
         // HEAD and 304 answers keep the length the full answer would have had.
-        Framing::None if head.status != StatusCode::NO_CONTENT => {
-            if let Some(n) = head.length {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
-        }
-        Framing::None | Framing::Chunked | Framing::Close => {}
+        Framing::None if head.status != StatusCode::NO_CONTENT => head.length,
+        Framing::None | Framing::Chunked | Framing::Close => None,
+    };
+    if let Some(n) = length {
+        // `framing` read every length line as this one number: a value without commas
+        // or leading zeros is its decimal form.
+        let value = match length_as_sent.map(HeaderValue::from_bytes) {
+            Some(Ok(v)) => v,
+            _ => HeaderValue::from(n),
+        };
+        headers.insert(header::CONTENT_LENGTH, value);
     }
     Ok(Answer {
         status: head.status,
         headers,
         framing: head.framing,
         reusable: head.reusable,
+    })
+}
+
+/// The names upstream responses carry most, matched before [`HeaderName::from_bytes`]
+/// (which lower-cases a name into scratch space and then looks it up among every
+/// standard name: about 100 instructions a line, `PROTOCOL=h2 bash
+/// bench/instructions.sh`).
+fn response_name(name: &str) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    // A name of another length is told apart by its length alone.
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    Ok(if is("date") {
+        header::DATE
+    } else if is("server") {
+        header::SERVER
+    } else if is("content-type") {
+        header::CONTENT_TYPE
+    } else if is("cache-control") {
+        header::CACHE_CONTROL
+    } else if is("etag") {
+        header::ETAG
+    } else if is("last-modified") {
+        header::LAST_MODIFIED
+    } else if is("vary") {
+        header::VARY
+    } else if is("set-cookie") {
+        header::SET_COOKIE
+    } else if is("content-encoding") {
+        header::CONTENT_ENCODING
+    } else if is("accept-ranges") {
+        header::ACCEPT_RANGES
+    } else if is("expires") {
+        header::EXPIRES
+    } else if is("location") {
+        header::LOCATION
+    } else {
+        return HeaderName::from_bytes(name.as_bytes());
     })
 }
 
@@ -679,7 +725,7 @@ impl http_body::Body for RawBody {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -697,6 +743,59 @@ mod tests {
                     "byte {b:#04x} in {value:?}"
                 );
             }
+        }
+    }
+
+    /// The answer's lines are the received ones `response_keeps` keeps, each value as it
+    /// came, named as `HeaderName::from_bytes` names them, with `Content-Length` as the
+    /// framing decided it.
+    #[test]
+    fn answers_keep_the_kept_lines_as_they_came() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "Server: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 04:00:00 GMT\r\n\
+                 Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n",
+                &[
+                    ("server", "nginx/1.22.1"),
+                    ("date", "Mon, 07 Dec 2026 04:00:00 GMT"),
+                    ("content-type", "text/plain"),
+                    ("content-length", "5"),
+                ],
+            ),
+            (
+                "X-Custom: a\u{1}b\r\nCONTENT-LENGTH: 007\r\nKeep-Alive: timeout=5\r\n\
+                 Connection: x-drop\r\nX-Drop: secret\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\n",
+                &[
+                    ("x-custom", "a\u{1}b"),
+                    ("set-cookie", "a=1"),
+                    ("set-cookie", "b=2"),
+                    ("content-length", "7"),
+                ],
+            ),
+            (
+                "Content-Length: 12, 12\r\nETag: \"x\"\r\n",
+                &[("etag", "\"x\""), ("content-length", "12")],
+            ),
+            ("Content-Length: 0\r\n", &[("content-length", "0")]),
+        ];
+        for (lines, want) in cases {
+            // `\u{1}` stands for an obs-text byte, which a `str` cannot hold.
+            let obs =
+                |s: &str| -> Vec<u8> { s.bytes().map(|b| if b == 1 { 0xe9 } else { b }).collect() };
+            let head = obs(&format!("HTTP/1.1 200 OK\r\n{lines}\r\nbody after"));
+            let Ok(Step::Done(_, answer)) = parse_head(&head, |resp| answer(resp, false)) else {
+                panic!("{lines}");
+            };
+            let got: Vec<(String, Vec<u8>)> = answer
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            let want: Vec<(String, Vec<u8>)> = want
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), obs(v)))
+                .collect();
+            assert_eq!(got, want, "{lines}");
         }
     }
 

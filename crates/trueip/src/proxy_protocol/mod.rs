@@ -88,7 +88,10 @@ pub use encode::{EncodeError, encode_v1, encode_v2};
 pub use error::{ProxyError, V1Field};
 pub use header::{Command, Decode, ProxyAddrs, ProxyHeader, Transport, Version};
 #[cfg(feature = "tokio")]
-pub use read::{Accept, Preamble, PreambleError, ReadRules, Untrusted, read_preamble};
+pub use read::{
+    Accept, Preamble, PreambleError, PreambleRead, ReadRules, Untrusted, read_preamble,
+    read_preamble_into,
+};
 pub use spec::{V1_MAX_LEN, V2_HEADER_MIN, V2_MAX_LEN};
 pub use tlv::{Ssl, Tlvs};
 pub use v1::decode_v1;

@@ -3,14 +3,16 @@
 //! built on this crate refuses the same connections for the same reasons.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
+use std::ops::Range;
+use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
 
 use super::{
     Decode, ProxyError, ProxyHeader, V1_MAX_LEN, V2_MAX_LEN, decode, decode_v1, decode_v2,
@@ -166,6 +168,7 @@ impl std::error::Error for PreambleError {
 ///
 /// On any error the caller must close the connection: the specification forbids
 /// reading the bytes as anything else. Nothing past `rules.max_bytes` is ever read.
+/// [`read_preamble_into`] is the same reader over the caller's own buffer.
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -188,54 +191,122 @@ pub async fn read_preamble<S: AsyncRead + Unpin + ?Sized>(
     senders: &TrustSet,
     rules: &ReadRules,
 ) -> Result<Preamble, PreambleError> {
+    let mut buf = Vec::new();
+    let read = read_preamble_into(stream, peer, senders, rules, &mut buf).await?;
+    buf.truncate(read.rest.end);
+    buf.drain(..read.rest.start.min(buf.len()));
+    Ok(Preamble {
+        header: read.header,
+        rest: buf,
+    })
+}
+
+/// What [`read_preamble_into`] read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreambleRead {
+    /// The trusted sender's header; `None` for a direct client ([`Untrusted::ServeDirect`]).
+    pub header: Option<ProxyHeader>,
+    /// Where, in the buffer, the bytes read after the header lie (or, from a direct
+    /// client, its first bytes): the application's, to be handed to it before anything
+    /// else is read from the stream. Every byte before `rest.end` was read from the stream.
+    pub rest: Range<usize>,
+}
+
+/// [`read_preamble`], reading into `buf` from its start, so that a server can read the
+/// header and the first bytes after it (usually one read holds both) into the buffer
+/// it reads the application's bytes into.
+///
+/// `buf`'s length is storage to read into: its bytes are overwritten, never read before
+/// they were read from the stream, so a buffer kept from an earlier connection needs no
+/// zeroing. It is grown (zeroed) only when a header needs more room than it has, and
+/// never shortened. However long it is, nothing past `rules.max_bytes` is read.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use trueip::proxy_protocol::{ReadRules, Untrusted, read_preamble_into};
+///
+/// let senders: trueip::TrustSet = ["10.0.0.0/8".parse::<trueip::Cidr>()?].into_iter().collect();
+/// let rules = ReadRules::new(Untrusted::Refuse);
+/// let mut stream: &[u8] = b"PROXY TCP4 192.0.2.1 10.0.0.2 56324 443\r\nGET / HTTP/1.1\r\n";
+/// let mut buf = vec![b'x'; 8192];
+/// let read = read_preamble_into(&mut stream, "10.0.0.5".parse()?, &senders, &rules, &mut buf).await?;
+/// assert_eq!(&buf[read.rest], b"GET / HTTP/1.1\r\n");
+/// # Ok(())
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub async fn read_preamble_into<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    peer: IpAddr,
+    senders: &TrustSet,
+    rules: &ReadRules,
+    buf: &mut Vec<u8>,
+) -> Result<PreambleRead, PreambleError> {
     let trusted = senders.contains(normalize(peer));
     if !trusted && rules.untrusted == Untrusted::Refuse {
         return Err(PreambleError::UntrustedSender);
     }
     let read = async {
         if trusted {
-            header(stream, rules).await
+            header(stream, rules, buf).await
         } else {
-            not_a_header(stream, rules.max_bytes).await
+            not_a_header(stream, rules.max_bytes, buf).await
         }
     };
-    match tokio::time::timeout(rules.timeout, read).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(PreambleError::Timeout(rules.timeout)),
+    match within(rules.timeout, read).await {
+        Some(outcome) => outcome,
+        None => Err(PreambleError::Timeout(rules.timeout)),
     }
 }
 
-/// A trusted sender's header and the bytes after it.
+/// `read`'s outcome, or `None` if it waited `timeout` in all. The timer is made at the
+/// first wait: a header that came with the connection (a balancer writes it with the
+/// client's first bytes) is read with no timer, which cost a clock reading and a timer
+/// handle per connection. Everything before that first wait ran without waiting, so the
+/// bound on waiting is the same. (Boxed, the timer leaves this future small: inline, it
+/// made it, and the box a server keeps it in, a timer entry's size and alignment.)
+async fn within<F: Future>(timeout: Duration, read: F) -> Option<F::Output> {
+    let mut read = pin!(read);
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = read.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// A trusted sender's header and where the bytes after it lie.
 async fn header<S: AsyncRead + Unpin + ?Sized>(
     stream: &mut S,
     rules: &ReadRules,
-) -> Result<Preamble, PreambleError> {
+    buf: &mut Vec<u8>,
+) -> Result<PreambleRead, PreambleError> {
     let decode: fn(&[u8]) -> Result<Decode, ProxyError> = match rules.accept {
         Accept::Any => decode,
         Accept::V1 => decode_v1,
         Accept::V2 => decode_v2,
     };
     let max = rules.max_bytes;
-    // A v1 line fits in 107 bytes and a balancer's v2 header in well under 256: one read
-    // usually holds all of it.
-    let mut buf = Vec::with_capacity(max.min(512));
     // No version's header is decoded from nothing: read before the first decode.
-    read_more(stream, &mut buf, max).await?;
+    let mut filled = read_more(stream, buf, 0, max).await?;
     loop {
-        match decode(&buf).map_err(PreambleError::Malformed)? {
+        let read = buf.get(..filled).unwrap_or_default();
+        match decode(read).map_err(PreambleError::Malformed)? {
             Decode::Complete { header, consumed } => {
-                let rest = buf.split_off(consumed.min(buf.len()));
-                return Ok(Preamble {
+                return Ok(PreambleRead {
                     header: Some(header),
-                    rest,
+                    rest: consumed.min(filled)..filled,
                 });
             }
             // Refused before reading what would not fit: a v2 length field announcing
             // 60 KB is enough to know.
-            Decode::Incomplete { needed } if buf.len().saturating_add(needed) > max => {
+            Decode::Incomplete { needed } if filled.saturating_add(needed) > max => {
                 return Err(PreambleError::TooLarge(max));
             }
-            Decode::Incomplete { .. } => read_more(stream, &mut buf, max).await?,
+            Decode::Incomplete { .. } => filled = read_more(stream, buf, filled, max).await?,
         }
     }
 }
@@ -244,38 +315,43 @@ async fn header<S: AsyncRead + Unpin + ?Sized>(
 async fn not_a_header<S: AsyncRead + Unpin + ?Sized>(
     stream: &mut S,
     max: usize,
-) -> Result<Preamble, PreambleError> {
-    let mut buf = Vec::new();
+    buf: &mut Vec<u8>,
+) -> Result<PreambleRead, PreambleError> {
+    let mut filled = 0;
     loop {
-        match super::looks_like_proxy(&buf) {
+        match super::looks_like_proxy(buf.get(..filled).unwrap_or_default()) {
             Some(true) => return Err(PreambleError::UntrustedHeader),
             Some(false) => {
-                return Ok(Preamble {
+                return Ok(PreambleRead {
                     header: None,
-                    rest: buf,
+                    rest: 0..filled,
                 });
             }
-            None => read_more(stream, &mut buf, max).await?,
+            None => filled = read_more(stream, buf, filled, max).await?,
         }
     }
 }
 
-/// Appends what the stream has (at least one byte), never growing `buf` past `max`.
+/// Reads what the stream has (at least one byte) into `buf` after its first `filled`
+/// bytes, never past `max`; returns how many bytes are filled then.
 async fn read_more<S: AsyncRead + Unpin + ?Sized>(
     stream: &mut S,
     buf: &mut Vec<u8>,
+    filled: usize,
     max: usize,
-) -> Result<(), PreambleError> {
-    let start = buf.len();
-    let room = max.saturating_sub(start);
+) -> Result<usize, PreambleError> {
+    let room = max.saturating_sub(filled);
     if room == 0 {
         return Err(PreambleError::TooLarge(max));
     }
-    // Zeroed rather than read into spare capacity: that needs `unsafe`, and this runs
-    // once or twice per connection, not per request.
-    buf.resize(start + room.min(4096), 0);
+    let end = filled + room.min(4096);
+    // Zeroed rather than read into spare capacity: that needs `unsafe`. A buffer kept
+    // for reuse is long enough already, and is not touched here.
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
     let read = poll_fn(|cx| {
-        let mut free = ReadBuf::new(buf.get_mut(start..).unwrap_or_default());
+        let mut free = ReadBuf::new(buf.get_mut(filled..end).unwrap_or_default());
         match Pin::new(&mut *stream).poll_read(cx, &mut free) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(free.filled().len())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -283,11 +359,9 @@ async fn read_more<S: AsyncRead + Unpin + ?Sized>(
         }
     })
     .await;
-    let (len, outcome) = match read {
-        Ok(0) => (start, Err(PreambleError::Closed(start))),
-        Ok(n) => (start + n, Ok(())),
-        Err(e) => (start, Err(PreambleError::Io(e))),
-    };
-    buf.truncate(len);
-    outcome
+    match read {
+        Ok(0) => Err(PreambleError::Closed(filled)),
+        Ok(n) => Ok(filled + n),
+        Err(e) => Err(PreambleError::Io(e)),
+    }
 }
