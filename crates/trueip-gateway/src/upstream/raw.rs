@@ -269,87 +269,41 @@ pub(crate) struct Answer {
     pub(crate) reusable: bool,
 }
 
-/// The response head as hyper's path sends it on: the lines [`response_keeps`] keeps,
-/// and the length as the framing decided it.
 fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, Failed> {
     let head = framing(resp, head_only)?;
     let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
-    // The received `Content-Length` value, when it is how `HeaderValue::from` would
-    // write the length (one line, one number, no leading zero): sent on as it came.
-    let mut length_as_sent = None;
     for h in resp.headers.iter() {
         // The length goes back below, as the framing decided it.
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = h.value.trim_ascii();
-            length_as_sent =
-                (!v.contains(&b',') && (v.len() == 1 || !v.starts_with(b"0"))).then_some(v);
+        if h.name.eq_ignore_ascii_case("content-length")
+            || !response_keeps(h.name, head.named.as_slice())
+        {
             continue;
         }
-        if !response_keeps(h.name, head.named.as_slice()) {
-            continue;
-        }
-        let (Ok(name), Ok(value)) = (response_name(h.name), HeaderValue::from_bytes(h.value))
-        else {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
             return Err(Failed::Protocol("invalid response header"));
         };
         headers.append(name, value);
     }
-    let length = match head.framing {
-        Framing::Length(n) => Some(n),
+    match head.framing {
+        Framing::Length(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
         // HEAD and 304 answers keep the length the full answer would have had.
-        Framing::None if head.status != StatusCode::NO_CONTENT => head.length,
-        Framing::None | Framing::Chunked | Framing::Close => None,
-    };
-    if let Some(n) = length {
-        // `framing` read every length line as this one number: a value without commas
-        // or leading zeros is its decimal form.
-        let value = match length_as_sent.map(HeaderValue::from_bytes) {
-            Some(Ok(v)) => v,
-            _ => HeaderValue::from(n),
-        };
-        headers.insert(header::CONTENT_LENGTH, value);
+        Framing::None if head.status != StatusCode::NO_CONTENT => {
+            if let Some(n) = head.length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+        Framing::None | Framing::Chunked | Framing::Close => {}
     }
     Ok(Answer {
         status: head.status,
         headers,
         framing: head.framing,
         reusable: head.reusable,
-    })
-}
-
-/// The names upstream responses carry most, matched before [`HeaderName::from_bytes`]
-/// (which lower-cases a name into scratch space and then looks it up among every
-/// standard name: about 100 instructions a line, `PROTOCOL=h2 bash
-/// bench/instructions.sh`).
-fn response_name(name: &str) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    // A name of another length is told apart by its length alone.
-    let is = |known: &str| name.eq_ignore_ascii_case(known);
-    Ok(if is("date") {
-        header::DATE
-    } else if is("server") {
-        header::SERVER
-    } else if is("content-type") {
-        header::CONTENT_TYPE
-    } else if is("cache-control") {
-        header::CACHE_CONTROL
-    } else if is("etag") {
-        header::ETAG
-    } else if is("last-modified") {
-        header::LAST_MODIFIED
-    } else if is("vary") {
-        header::VARY
-    } else if is("set-cookie") {
-        header::SET_COOKIE
-    } else if is("content-encoding") {
-        header::CONTENT_ENCODING
-    } else if is("accept-ranges") {
-        header::ACCEPT_RANGES
-    } else if is("expires") {
-        header::EXPIRES
-    } else if is("location") {
-        header::LOCATION
-    } else {
-        return HeaderName::from_bytes(name.as_bytes());
     })
 }
 
