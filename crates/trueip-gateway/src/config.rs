@@ -726,29 +726,6 @@ impl PartialEq for Signing {
 
 impl Eq for Signing {}
 
-/// Fields the signed client header may not be. The gateway writes its claim into the
-/// upstream request and strips every client's copy: under a framing field the upstream
-/// reads the claim as framing (`transfer-encoding: v1;...` on a bodiless request is a
-/// coding no server knows, and one that then reads a body until the close takes the next
-/// request on that pooled connection, another client's, for it); under a hop-by-hop one
-/// a proxy before the app drops it or acts on it; under `Cookie` or `Authorization` every
-/// client's credentials were stripped as forgeries and kept in the record of forgeries.
-const NOT_A_SIGNED_HEADER: [&str; 13] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "http2-settings",
-    "expect",
-    "cookie",
-    "authorization",
-    "proxy-authorization",
-];
-
 impl SignSettings {
     /// Reads the key (its bytes never reach an error message or a log line).
     fn load(&self) -> Result<Signing, ConfigError> {
@@ -756,7 +733,11 @@ impl SignSettings {
             FieldName::new(self.header.trim()).map_err(|e| e.at("upstream.sign.header"))?;
         // In any spelling an app reads as the same header (`X_Forwarded_For`).
         let ours = |row: &str| trueip::headers::spells(row, header.as_str());
-        if let Some(field) = NOT_A_SIGNED_HEADER.iter().find(|n| ours(n)) {
+        // Under a framing field the upstream reads the claim as framing
+        // (`transfer-encoding: v1;...` on a bodiless request, and a server that then reads a
+        // body until the close takes the next request on that pooled connection, another
+        // client's, for it); under a credential every client's is stripped as a forgery.
+        if let Some(field) = trueip::headers::names::MESSAGE.iter().find(|n| ours(n)) {
             return Err(ConfigError::new(format!(
                 "upstream.sign.header {:?} is {field}, a field that frames the request, \
                  belongs to one connection or carries the client's credentials",

@@ -763,6 +763,27 @@ pub mod names {
     /// `Cookie` (read by `cookie:NAME` strategies)
     pub const COOKIE: FieldName = FieldName::from_static("cookie");
 
+    /// Fields of the message itself, lower case: its framing, the hop-by-hop fields and
+    /// the credentials. No proxy writes a client's address into one, and a gateway may not
+    /// write its own claim under one: an upstream reads a claim there as framing, a proxy
+    /// before the app drops or acts on a hop-by-hop field, and stripping the client's copy
+    /// of a credential strips every client's credentials.
+    pub const MESSAGE: [&str; 13] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "http2-settings",
+        "expect",
+        "cookie",
+        "authorization",
+        "proxy-authorization",
+    ];
+
     /// What a forwarding header claims.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Claim {

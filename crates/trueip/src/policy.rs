@@ -283,30 +283,17 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
 
 /// Refuses `header:NAME` for a header that never holds one bare address: the request's
 /// own claims (`Host`, the client-IP table's rows that claim the scheme, host, port or
-/// prefix), its framing and hop-by-hop fields, `Cookie`, and `Forwarded`, whose entries are
+/// prefix), the message's own fields ([`names::MESSAGE`]), and `Forwarded`, whose entries are
 /// `for=` pairs. No proxy writes a client address there, so such a strategy could only ever
 /// take a value the client chose (`Host: 6.6.6.6` parses as an address).
 fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
-    const NO_ADDRESS: [&str; 12] = [
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "cookie",
-        "forwarded",
-        "authorization",
-    ];
     // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`.
     let dashed = name.as_str().replace('_', "-");
     let claims_the_request = names::FORWARDING
         .iter()
         .any(|row| row.claim == names::Claim::Request && row.name.as_str() == dashed);
-    if !claims_the_request && !NO_ADDRESS.contains(&dashed.as_str()) {
+    let no_address = ["host", "forwarded"].into_iter().chain(names::MESSAGE);
+    if !claims_the_request && !no_address.into_iter().any(|n| n == dashed) {
         return Ok(());
     }
     let hint = match dashed.as_str() {
