@@ -38,6 +38,7 @@ fn requests_resolve_as_their_events() {
         "alb_multi_observed",
         "api_gateway_v1",
         "api_gateway_v2",
+        "api_gateway_websocket",
         "function_url",
     ] {
         let text = text(name);
@@ -56,6 +57,32 @@ fn requests_resolve_as_their_events() {
             );
         }
     }
+}
+
+/// lambda_http's default features read WebSocket and VPC Lattice events too: a WebSocket
+/// request decides as its event does, and a VPC Lattice one is refused by name, as
+/// `resolve_event` refuses the event (they were both an unknown kind).
+#[test]
+fn websocket_requests_decide_and_vpc_lattice_ones_are_refused_by_name() {
+    let text_ws = text("api_gateway_websocket");
+    let request = lambda_http::request::from_str(&text_ws).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&text_ws).unwrap();
+    let policy = Preset::ApiGateway.builder().build().unwrap();
+    assert_eq!(
+        lambda::resolve_request(&policy, &request).unwrap(),
+        lambda::resolve_event(&policy, &event).unwrap()
+    );
+    let text_lattice = text("vpc_lattice_v2");
+    let request = lambda_http::request::from_str(&text_lattice).unwrap();
+    let err = lambda::resolve_request(&policy, &request).unwrap_err();
+    assert!(matches!(err, EventError::Unsupported { .. }), "{err}");
+    let event: serde_json::Value = serde_json::from_str(&text_lattice).unwrap();
+    assert_eq!(
+        err.to_string(),
+        lambda::resolve_event(&policy, &event)
+            .unwrap_err()
+            .to_string()
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::error::{EventError, Found};
 use super::{EventKind, alb_peer, source_ip, stand_in_step};
 
 /// Why a VPC Lattice event has no peer stand-in.
-const LATTICE: &str = "it carries no sourceIp, and AWS documents that VPC Lattice adds x-forwarded-for, not whether it replaces or appends to one the caller sent, so no element of it is known to be Lattice's";
+pub(super) const LATTICE: &str = "it carries no sourceIp, and AWS documents that VPC Lattice adds x-forwarded-for, not whether it replaces or appends to one the caller sent, so no element of it is known to be Lattice's";
 
 /// An event, read: its kind, the address that stands in for the peer, and its headers
 /// (borrowed from the JSON, not copied).

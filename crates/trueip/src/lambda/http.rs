@@ -88,9 +88,21 @@ fn stand_in(
             let kind = EventKind::ApiGatewayV2;
             Ok((kind, source_ip(kind, context.http.source_ip.as_deref())?))
         }
-        // Other contexts exist when another crate turns on lambda_http's features for them.
+        // A WebSocket API event carries the REST API's identity.
+        Some(RequestContext::WebSocket(context)) => {
+            let kind = EventKind::ApiGatewayV1;
+            Ok((
+                kind,
+                source_ip(kind, context.identity.source_ip.as_deref())?,
+            ))
+        }
+        Some(RequestContext::VpcLattice(_)) => Err(EventError::Unsupported {
+            service: "VPC Lattice (payload v2)",
+            why: super::event::LATTICE,
+        }),
+        // `PassThrough`, when another crate turns on lambda_http's feature for it.
         Some(_) => Err(EventError::UnknownKind {
-            why: "a lambda_http request context trueip does not read (WebSocket, VPC Lattice)",
+            why: "a lambda_http request context trueip does not read",
         }),
         None => Err(EventError::UnknownKind {
             why: "the request carries no lambda_http request context: it was not made from an event",
