@@ -851,3 +851,31 @@ proptest! {
         );
     }
 }
+
+/// Attack (review of the VPC Lattice refusal): the names that tell a Lattice event
+/// (`raw_path`, `requestContext.serviceNetworkArn`, `serviceArn`) added to every
+/// documented ALB, API Gateway and Function URL event change nothing: the event is read
+/// as its kind and decided as before, never refused as Lattice or read another way.
+#[test]
+fn lattice_names_change_no_other_kinds_decision() {
+    for case in cases() {
+        let policy = policy(case.preset);
+        let before = lambda::resolve_event(&policy, &case.event).unwrap();
+        let mut event = set(case.event.clone(), "/raw_path", Some(json!("/")));
+        for key in ["serviceNetworkArn", "serviceArn"] {
+            event = set(
+                event,
+                &format!("/requestContext/{key}"),
+                Some(json!("arn:aws:vpc-lattice:us-east-2:123456789012:x/y")),
+            );
+        }
+        let parsed = lambda::Event::parse(&event).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(parsed.kind(), case.kind, "{}", case.name);
+        assert_eq!(
+            lambda::resolve_event(&policy, &event).unwrap(),
+            before,
+            "{}",
+            case.name
+        );
+    }
+}

@@ -258,3 +258,54 @@ async fn through_haproxy_send_proxy_v2() {
         reply.body
     );
 }
+
+/// Attack (review of the layer's connection lookup): a `ProxyProtocolListener` given
+/// `tap_io` (for `set_nodelay`, as `ProxiedStream::get_ref` suggests) is served with
+/// axum's connect info. The balancer's subnet is trusted as a hop too (loopback here,
+/// `private` in a VPC): harmless when the PROXY source is the effective peer. The
+/// tapped listener's connect info was its `SocketAddr`, the balancer's TCP address,
+/// which the layer took for a peer that sent no header and answered with the client's
+/// own `X-Forwarded-For` (198.51.100.66). Now that connect info does not compile (the
+/// `compile_fail` example on the listener's `Listener` impl), and the one that does
+/// decides from the PROXY header's source.
+#[tokio::test]
+async fn a_tapped_listener_still_decides_from_the_proxy_header() {
+    use axum::serve::ListenerExt;
+    let policy = Policy::builder()
+        .proxy_protocol_from("127.0.0.30/31".parse().unwrap())
+        .trust_str("127.0.0.0/8")
+        .unwrap()
+        .build()
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = ProxyProtocolListener::new(tcp, &policy)
+        .timeout(TIMEOUT)
+        .tap_io(|s| {
+            let _ = s.get_ref().set_nodelay(true);
+        });
+    let app = Router::new()
+        .route(
+            "/",
+            get(|ClientResolution(r): ClientResolution| async move {
+                format!("{} {:?}", r.client, r.source)
+            }),
+        )
+        .layer(ClientIpLayer::new(policy));
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<Connection>(),
+        )
+        .await
+        .unwrap();
+    });
+    let reply = send_from(
+        SENDER,
+        addr,
+        b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol");
+}

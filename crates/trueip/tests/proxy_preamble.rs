@@ -394,3 +394,132 @@ async fn into_a_kept_buffer_the_bound_and_the_senders_hold_as_they_do_alone() {
     assert_eq!(read.header, None);
     assert_eq!(&buf[read.rest], REQUEST);
 }
+
+/// A v2 header from `source` (IPv6, TCP).
+fn v2_from(source: &str) -> Vec<u8> {
+    let header = ProxyHeader {
+        version: Version::V2,
+        command: Command::Proxy,
+        transport: Transport::Stream,
+        addrs: Some(ProxyAddrs {
+            source: source.parse().unwrap(),
+            destination: "[2001:db8::2]:443".parse().unwrap(),
+        }),
+        tlvs: Tlvs::default(),
+    };
+    let mut out = Vec::new();
+    encode_v2(&header, &mut out).unwrap();
+    out
+}
+
+/// [`read`], into `buf` with [`read_preamble_into`]: the header's source, if any, and
+/// the bytes handed on.
+async fn read_into(
+    sender: Sender,
+    peer: &str,
+    rules: ReadRules,
+    buf: &mut Vec<u8>,
+) -> Result<(Option<String>, Vec<u8>), PreambleError> {
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    let writer = tokio::spawn(async move {
+        for chunk in sender.chunks {
+            if tx.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(sender.pause).await;
+        }
+        if !sender.close {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
+    let result = read_preamble_into(&mut rx, ip(peer), &senders(), &rules, buf).await;
+    writer.abort();
+    let read = result?;
+    let source = read
+        .header
+        .and_then(|h| h.addrs)
+        .map(|a| a.source.to_string());
+    Ok((source, buf[read.rest].to_vec()))
+}
+
+/// Attack (review of the read into a kept buffer): the buffer a server kept from an
+/// earlier connection holds that connection's whole header, naming 6.6.6.6 (or
+/// 2001:db8::66), and its request. The next connection's trusted sender sends only the
+/// start of the same header, then closes, stalls, or sends a request: were the kept
+/// bytes ever decoded, the header would be complete, and 6.6.6.6 the peer. It must be
+/// cut short, late or malformed instead, every time.
+#[tokio::test]
+async fn a_kept_buffers_header_is_never_completed_from_its_stale_bytes() {
+    let forged_v1: &[u8] = b"PROXY TCP4 6.6.6.6 10.0.0.2 1111 443\r\n";
+    let forged_v2 = v2_from("[2001:db8::66]:1111");
+    for forged in [forged_v1.to_vec(), forged_v2] {
+        let kept = || {
+            let mut buf = [&forged[..], REQUEST].concat();
+            buf.resize(4096, b'x');
+            buf
+        };
+        for cut in [1, 6, 13, forged.len() / 2, forged.len() - 1] {
+            let start = forged[..cut].to_vec();
+            let closed = read_into(Sender::at_once(&start), BALANCER, refuse(), &mut kept()).await;
+            assert!(
+                matches!(closed, Err(PreambleError::Closed(n)) if n == cut),
+                "cut {cut}, then closed: {closed:?}"
+            );
+            let stalled = Sender {
+                chunks: vec![start.clone()],
+                pause: Duration::ZERO,
+                close: false,
+            };
+            let rules = refuse().timeout(Duration::from_millis(200));
+            let late = read_into(stalled, BALANCER, rules, &mut kept()).await;
+            assert!(
+                matches!(late, Err(PreambleError::Timeout(_))),
+                "cut {cut}, then silent: {late:?}"
+            );
+        }
+    }
+    // The start of the forged v1 line, then a request: the line the stream holds is
+    // malformed, whatever the buffer held after it.
+    let sender = Sender {
+        chunks: vec![forged_v1[..17].to_vec(), REQUEST.to_vec()],
+        pause: Duration::from_millis(20),
+        close: false,
+    };
+    let mut buf = [forged_v1, REQUEST].concat();
+    buf.resize(4096, b'x');
+    let mixed = read_into(sender, BALANCER, refuse(), &mut buf).await;
+    assert!(
+        matches!(mixed, Err(PreambleError::Malformed(_))),
+        "{mixed:?}"
+    );
+}
+
+/// Attack: byte at a time into a kept buffer that holds a forged header. The header
+/// read is the one sent, and what is handed on is only what followed it on the stream.
+#[tokio::test]
+async fn byte_at_a_time_into_a_kept_buffer_reads_only_the_stream() {
+    let mut buf = [
+        &b"PROXY TCP4 6.6.6.6 10.0.0.2 1111 443\r\n"[..],
+        b"GET /stale",
+    ]
+    .concat();
+    buf.resize(4096, b'x');
+    let bytes = [V1, REQUEST].concat();
+    let sender = Sender {
+        chunks: bytes.iter().map(|b| vec![*b]).collect(),
+        pause: Duration::from_millis(1),
+        close: false,
+    };
+    let (source, rest) = read_into(sender, BALANCER, refuse(), &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(source.as_deref(), Some("192.0.2.1:56324"));
+    assert!(REQUEST.starts_with(&rest), "{rest:?}");
+    // A direct client's first bytes, from a buffer that opens as a PROXY header: only
+    // what the client sent.
+    let rules = ReadRules::new(Untrusted::ServeDirect);
+    let (source, rest) = read_into(Sender::at_once(b"GE"), STRANGER, rules, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!((source, rest), (None, b"GE".to_vec()));
+}

@@ -160,21 +160,60 @@ impl ProxyProtocolListener {
     }
 }
 
+/// A connection's address is the [`Connection`] its header decoded, not the TCP peer's
+/// `SocketAddr`: axum's connect info through [`ListenerExt::tap_io`](::axum::serve::ListenerExt::tap_io)
+/// is the listener's `Addr`, and as a `SocketAddr` it was the balancer's address, which
+/// `ClientIpLayer` takes for a peer that sent no PROXY header (a trusted one, whose
+/// `X-Forwarded-For` it then reads: the client's). So `ConnectInfo<SocketAddr>` does not
+/// compile for this listener, tapped or not:
+///
+/// ```compile_fail
+/// use axum::{Router, serve::ListenerExt};
+/// use trueip::{Policy, axum::ProxyProtocolListener};
+///
+/// # async fn run(tcp: tokio::net::TcpListener, policy: Policy) {
+/// let listener = ProxyProtocolListener::new(tcp, &policy).tap_io(|io| {
+///     let _ = io.get_ref().set_nodelay(true);
+/// });
+/// let app = Router::new().into_make_service_with_connect_info::<std::net::SocketAddr>();
+/// axum::serve(listener, app).await.unwrap();
+/// # }
+/// ```
+///
+/// The same with `Connection`, tapped or not, compiles:
+///
+/// ```no_run
+/// use axum::{Router, serve::ListenerExt};
+/// use trueip::{Connection, Policy, axum::ProxyProtocolListener};
+///
+/// # async fn run(tcp: tokio::net::TcpListener, policy: Policy) {
+/// let listener = ProxyProtocolListener::new(tcp, &policy).tap_io(|io| {
+///     let _ = io.get_ref().set_nodelay(true);
+/// });
+/// let app = Router::new().into_make_service_with_connect_info::<Connection>();
+/// axum::serve(listener, app).await.unwrap();
+/// # }
+/// ```
+///
+/// `local_addr` is the listening address as the peer of a `Connection`.
 impl Listener for ProxyProtocolListener {
     type Io = ProxiedStream;
-    type Addr = SocketAddr;
+    type Addr = Connection;
 
-    async fn accept(&mut self) -> (ProxiedStream, SocketAddr) {
+    async fn accept(&mut self) -> (ProxiedStream, Connection) {
         loop {
             match std::future::poll_fn(|cx| self.poll_next(cx)).await {
-                Ok(ready) => return ready,
+                Ok((stream, _)) => {
+                    let connection = stream.connection().clone();
+                    return (stream, connection);
+                }
                 Err(e) => accept_error(e).await,
             }
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
+    fn local_addr(&self) -> io::Result<Connection> {
+        self.tcp.local_addr().map(Connection::from_peer)
     }
 }
 
