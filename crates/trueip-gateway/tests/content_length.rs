@@ -12,9 +12,8 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use common::*;
@@ -30,17 +29,9 @@ struct Scripted {
 
 impl Scripted {
     fn start() -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream addr");
         let heads: Heads = Arc::default();
         let all = heads.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming().take(200) {
-                let Ok(stream) = stream else { continue };
-                let all = all.clone();
-                thread::spawn(move || serve(stream, &all));
-            }
-        });
+        let addr = serve_on_loopback(200, move |stream| serve(stream, &all));
         Scripted { addr, heads }
     }
 
@@ -155,54 +146,14 @@ fn h2(
     lines: &[(&str, &str)],
     body: Option<&'static str>,
 ) -> Result<(u16, Vec<String>, String), String> {
-    block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(gw)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (client, conn) = h2::client::handshake(tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut client = client.ready().await.map_err(|e| e.to_string())?;
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(uri("shop.example", path));
-        for (n, v) in lines {
-            req = req.header(*n, *v);
-        }
-        let req = req.body(()).map_err(|e| e.to_string())?;
-        let (resp, mut send) = client
-            .send_request(req, body.is_none())
-            .map_err(|e| e.to_string())?;
-        if let Some(body) = body {
-            send.send_data(bytes::Bytes::from_static(body.as_bytes()), true)
-                .map_err(|e| e.to_string())?;
-        }
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .map_err(|_| "no response".to_string())?
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let lengths = resp
-            .headers()
-            .get_all("content-length")
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        let mut body = resp.into_body();
-        let mut bytes = Vec::new();
-        while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(10), body.data()).await
-        {
-            let chunk = chunk.map_err(|e| format!("{status} after {bytes:?}: {e}"))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok((
-            status,
-            lengths,
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ))
-    })
+    let r = h2_response(gw, method, uri("shop.example", path), lines, body)?;
+    let lengths = r
+        .headers
+        .get_all("content-length")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    Ok((r.status, lengths, r.body))
 }
 
 /// Requests whose lengths agree reach the upstream with one `Content-Length` line holding

@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -27,17 +27,9 @@ struct Scripted {
 
 impl Scripted {
     fn start() -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream addr");
         let read: Bytes = Arc::default();
         let all = read.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming().take(200) {
-                let Ok(stream) = stream else { continue };
-                let all = all.clone();
-                thread::spawn(move || serve(stream, &all));
-            }
-        });
+        let addr = serve_on_loopback(200, move |stream| serve(stream, &all));
         Scripted { addr, read }
     }
 

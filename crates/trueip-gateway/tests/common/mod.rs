@@ -1504,13 +1504,31 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
     }
 }
 
+/// A scripted upstream on loopback: each of the first `limit` connections goes to `each`
+/// on a thread of its own. Its address.
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+pub fn serve_on_loopback<F>(limit: usize, each: F) -> SocketAddr
+where
+    F: Fn(TcpStream) + Clone + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(stream) = stream else { continue };
+            let each = each.clone();
+            thread::spawn(move || each(stream));
+        }
+    });
+    addr
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP/2 clients
 
 /// One HTTP/2 request over cleartext prior knowledge (h2c) to `gw`, on a new connection:
 /// `uri` (whose path may be anything `http` takes), header `lines`, an optional body. The
 /// status, the body (read to its end, within bounds) and the trailers, or why it failed.
-#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
 pub fn h2_exchange(
     gw: SocketAddr,
     method: &str,
@@ -1518,6 +1536,26 @@ pub fn h2_exchange(
     lines: &[(&str, &str)],
     body: Option<&'static str>,
 ) -> Result<(u16, String, Option<http::HeaderMap>), String> {
+    h2_response(gw, method, uri, lines, body).map(|r| (r.status, r.body, r.trailers))
+}
+
+/// What [`h2_response`] received.
+pub struct H2Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+    pub trailers: Option<http::HeaderMap>,
+}
+
+/// [`h2_exchange`], with the response's header lines.
+#[allow(clippy::unwrap_used, reason = "a test fails loudly")]
+pub fn h2_response(
+    gw: SocketAddr,
+    method: &str,
+    uri: http::Uri,
+    lines: &[(&str, &str)],
+    body: Option<&'static str>,
+) -> Result<H2Response, String> {
     block_on(async move {
         let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp)
@@ -1541,7 +1579,7 @@ pub fn h2_exchange(
             .map_err(|_| "no response".to_string())?
             .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let mut body = resp.into_body();
+        let (head, mut body) = resp.into_parts();
         let mut bytes = Vec::new();
         for _ in 0..10_000 {
             match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
@@ -1558,11 +1596,12 @@ pub fn h2_exchange(
             .await
             .map_err(|_| "trailers stalled".to_string())?
             .map_err(|e| e.to_string())?;
-        Ok((
+        Ok(H2Response {
             status,
-            String::from_utf8_lossy(&bytes).into_owned(),
+            headers: head.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
             trailers,
-        ))
+        })
     })
 }
 
