@@ -9,24 +9,12 @@
 mod common;
 
 use std::io::{BufReader, Write};
-use std::process::Command;
 
 use common::*;
 
 /// Runs `trueip serve --config <toml> --check`: (exit code, stderr).
 fn check(name: &str, toml: &str) -> (Option<i32>, String) {
-    let dir = test_dir(&format!("config_bounds/{name}"));
-    let path = dir.join("trueip.toml");
-    std::fs::write(&path, toml).expect("write trueip.toml");
-    let out = Command::new(trueip_bin())
-        .args(["serve", "--check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run trueip serve --check");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    serve_check(&format!("config_bounds/{name}"), toml)
 }
 
 #[test]

@@ -1504,6 +1504,23 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
     }
 }
 
+/// Runs `trueip serve --check --config <toml>`, the file written under the test directory
+/// `dir`: (exit code, stderr).
+pub fn serve_check(dir: &str, toml: &str) -> (Option<i32>, String) {
+    let dir = test_dir(dir);
+    let path = dir.join("trueip.toml");
+    fs::write(&path, toml).expect("write trueip.toml");
+    let out = Command::new(trueip_bin())
+        .args(["serve", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run trueip serve --check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A scripted upstream on loopback: each of the first `limit` connections goes to `each`
 /// on a thread of its own. Its address.
 #[allow(clippy::unwrap_used, reason = "a test fails loudly")]
