@@ -398,65 +398,9 @@ struct Policy {
     /// The keys withheld from a trusted hop: when no strategy decided, then when each
     /// strategy did (`Resolution::strategy` + 1).
     environ_keys_trusted: Vec<Py<PyFrozenSet>>,
-    /// Set for a `Policy.lambda_preset` policy: it decides from Lambda events only.
-    event_only: Option<EventOnly>,
-}
-
-/// What a Lambda preset (`Policy.lambda_preset`) does with a request the middlewares found
-/// no Lambda event for (a plain WSGI server, an ASGI scope without Mangum's `aws.event`):
-/// the preset believes what only the event's peer stand-in makes safe (the ALB one, the last
-/// `X-Forwarded-For` element whoever the peer is), so such a request is decided as if no
-/// proxy were trusted. The peer is the client, and the request's hop is untrusted
-/// (`Resolution::trusted_hop` false), so the middlewares withhold every client-IP header
-/// through the one rule for an untrusted hop (`Policy::hop`, `kept_pairs`,
-/// `_withheld_environ_keys`).
-struct EventOnly {
-    preset: trueip::lambda::Preset,
-    /// A policy that trusts nothing: its decision is the peer, and a forwarding header the
-    /// request carries is flagged `header_from_untrusted_peer`.
-    untrusted: Arc<trueip::Policy>,
-    /// Whether the log line that names the misconfiguration has been written.
-    warned: std::sync::atomic::AtomicBool,
-}
-
-impl EventOnly {
-    fn new(preset: trueip::lambda::Preset) -> PyResult<Self> {
-        Ok(EventOnly {
-            preset,
-            untrusted: Arc::new(trueip::Policy::builder().build().map_err(policy_error)?),
-            warned: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// The decision for a request without an event; the first one writes a warning to the
-    /// `trueip` logger.
-    fn decide<H: Headers + ?Sized>(
-        &self,
-        py: Python<'_>,
-        conn: &Connection,
-        headers: &H,
-    ) -> PyResult<Resolution> {
-        if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            let message = format!(
-                "trueip: Policy.lambda_preset({name:?}) decides from AWS Lambda events only, and a \
-                 request came without one (no WSGI adapter's event in the environ, no Mangum \
-                 scope[\"aws.event\"]): it is decided as if no proxy were trusted, the peer is \
-                 the client and its client-IP headers are withheld. Outside Lambda, use a \
-                 Policy that trusts your own proxies (Policy(trust=[...], strategy=...)); on \
-                 Lambda, run the app under a WSGI adapter that keeps the event (serverless-wsgi, \
-                 apig-wsgi, Zappa, aws-wsgi) or Mangum",
-                name = self.preset.name(),
-            );
-            py.import("logging")?
-                .call_method1("getLogger", ("trueip",))?
-                .call_method1("warning", (message,))?;
-        }
-        Ok(Resolution {
-            trusted_hop: false,
-            inner: self.untrusted.resolve(conn, headers),
-            policy: Arc::clone(&self.untrusted),
-        })
-    }
+    /// Whether the line a Lambda preset's policy logs when it decides a request without an
+    /// event (`no_lambda_event`) has been written to the `trueip` logger.
+    warned_no_event: std::sync::atomic::AtomicBool,
 }
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
@@ -530,7 +474,7 @@ impl Policy {
             withheld,
             environ_keys,
             environ_keys_trusted,
-            event_only: None,
+            warned_no_event: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -545,13 +489,43 @@ impl Policy {
         Ok(conn)
     }
 
-    fn decide<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> Resolution {
+    fn decide<H: Headers + ?Sized>(
+        &self,
+        py: Python<'_>,
+        conn: &Connection,
+        headers: &H,
+    ) -> PyResult<Resolution> {
         let inner = self.inner.resolve(conn, headers);
+        self.warn_no_event(py, inner.warnings)?;
+        Ok(self.wrap_resolution(inner))
+    }
+
+    fn wrap_resolution(&self, inner: trueip::Resolution) -> Resolution {
         Resolution {
             trusted_hop: self.inner.came_through_trusted_hop(&inner),
             inner,
             policy: Arc::clone(&self.inner),
         }
+    }
+
+    /// A Lambda preset's policy decided a request without an event (the core's rule,
+    /// `trueip::Policy::resolve`): the first time, the core's line goes to the `trueip`
+    /// logger, where Python apps read it.
+    fn warn_no_event(&self, py: Python<'_>, warnings: Warnings) -> PyResult<()> {
+        if !warnings.contains(Warnings::NO_LAMBDA_EVENT)
+            || self
+                .warned_no_event
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let Some(preset) = self.inner.lambda_preset() else {
+            return Ok(());
+        };
+        py.import("logging")?
+            .call_method1("getLogger", ("trueip",))?
+            .call_method1("warning", (preset.without_event(),))?;
+        Ok(())
     }
 
     /// Under a WSGI adapter on Lambda, the environ value of each header of the set that
@@ -727,9 +701,7 @@ impl Policy {
                 trueip::OriginSecret::new(&header, value.into_bytes()).map_err(policy_error)?,
             );
         }
-        let mut policy = Policy::wrap(py, builder.build().map_err(policy_error)?)?;
-        policy.event_only = Some(EventOnly::new(preset)?);
-        Ok(policy)
+        Policy::wrap(py, builder.build().map_err(policy_error)?)
     }
 
     /// Decides who the client is. Never raises for what the request carries; raises
@@ -741,6 +713,7 @@ impl Policy {
     #[pyo3(signature = (peer, headers = None, proxy_source = None, environ = None, query = None))]
     fn resolve(
         &self,
+        py: Python<'_>,
         peer: &Bound<'_, PyAny>,
         headers: Option<&Bound<'_, PyAny>>,
         proxy_source: Option<&Bound<'_, PyAny>>,
@@ -750,7 +723,7 @@ impl Policy {
         let conn = Policy::connection(peer, proxy_source)?;
         let mut copied = copy_headers(headers, &self.wanted, environ)?;
         copy_query(&mut copied, self.reads_query, query, headers, environ)?;
-        Ok(self.decide(&conn, &copied))
+        self.decide(py, &conn, &copied)
     }
 
     /// Decides, and returns every step, as `trueip explain --format json` prints it.
@@ -767,7 +740,9 @@ impl Policy {
         let conn = Policy::connection(peer, proxy_source)?;
         let mut copied = copy_headers(headers, &self.wanted, environ)?;
         copy_query(&mut copied, self.reads_query, query, headers, environ)?;
-        json_object(py, &trueip::Explanation::new(&self.inner, &conn, &copied))
+        let explanation = trueip::Explanation::new(&self.inner, &conn, &copied);
+        self.warn_no_event(py, explanation.resolution.warnings)?;
+        json_object(py, &explanation)
     }
 
     /// For the middlewares: the decision; when trusted hops vouched for them, the scheme,
@@ -788,12 +763,11 @@ impl Policy {
     /// request's hop, as the event carries it (`event_environ`): the environ's own keys
     /// are the adapter's, which folds a client's `x_forwarded_for` into them.
     ///
-    /// `event_peer`: `peer` is the stand-in a Lambda event of a kind the core reads named,
-    /// and `headers` the ones the event carried (Mangum's scope, whose `aws.event` is
-    /// that event). A policy from `lambda_preset` decides from an event only: with neither
-    /// `event` nor `event_peer`, the request is decided as if no proxy were trusted
-    /// (`EventOnly`). A signed header (`verifier`) is decided as before.
-    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None, event_peer = false))]
+    /// Under Mangum, `event` is its `scope["aws.event"]`, and `headers` the scope's lines.
+    /// A policy from `lambda_preset` decides from an event only: without one, the core
+    /// decides the request as if no proxy were trusted (`trueip::Policy::resolve`), and the
+    /// first such request logs the core's line to the `trueip` logger.
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None))]
     #[allow(
         clippy::type_complexity,
         clippy::too_many_arguments,
@@ -810,7 +784,6 @@ impl Policy {
         verifier: Option<PyRef<'py, Verifier>>,
         signed: Option<(Option<Bound<'py, PyAny>>, String, String, String)>,
         event: Option<&Bound<'py, PyAny>>,
-        event_peer: bool,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
@@ -875,12 +848,9 @@ impl Policy {
                     "a verifier needs the signed request: (value, method, host, target)",
                 ));
             }
-            (None, _) => match (&parsed, &self.event_only) {
-                (Some(parsed), _) => (self.decide(&conn, parsed), None),
-                // The one place a Lambda preset asks whether the request came with an event:
-                // `event` is None here (one trueip cannot read returned above).
-                (None, Some(only)) if !event_peer => (only.decide(py, &conn, &copied)?, None),
-                (None, _) => (self.decide(&conn, &copied), None),
+            (None, _) => match &parsed {
+                Some(parsed) => (self.wrap_resolution(parsed.resolve(&self.inner)), None),
+                None => (self.decide(py, &conn, &copied)?, None),
             },
         };
         // A Unix-socket peer that no trusted header named an address for: no address to
@@ -967,9 +937,9 @@ impl Policy {
             }
         }
         let preset = self
-            .event_only
-            .as_ref()
-            .map(|only| format!(", lambda_preset={:?}", only.preset.name()))
+            .inner
+            .lambda_preset()
+            .map(|preset| format!(", lambda_preset={:?}", preset.name()))
             .unwrap_or_default();
         format!(
             "trueip.Policy(strategy={names:?}, from_={:?}{preset})",
@@ -1419,12 +1389,7 @@ fn event_error(e: trueip::lambda::EventError) -> PyErr {
 fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resolution> {
     let json = event_json(event)?;
     let parsed = trueip::lambda::Event::parse(&json).map_err(event_error)?;
-    let inner = parsed.resolve(&policy.inner);
-    Ok(Resolution {
-        trusted_hop: policy.inner.came_through_trusted_hop(&inner),
-        inner,
-        policy: Arc::clone(&policy.inner),
-    })
+    Ok(policy.wrap_resolution(parsed.resolve(&policy.inner)))
 }
 
 /// The address that stands in for the peer of a Lambda event (the core's rule,

@@ -28,6 +28,7 @@ from django.test import Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import trueip  # noqa: E402
+import trueip.aws_lambda  # noqa: E402
 from trueip.django import TrueIPMiddleware, policy_from_settings  # noqa: E402
 
 
@@ -187,7 +188,9 @@ def test_the_lambda_preset_setting() -> None:
     with override_settings(TRUEIP={"lambda_preset": "alb", "origin": ["proto"]}):
         policy = policy_from_settings()
     assert "alb" in repr(policy) and "lambda_preset" in repr(policy)
-    assert policy.resolve("10.9.9.9", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}).ip_str == "203.0.113.9"
+    assert trueip.aws_lambda.resolve_event(policy, ALB_EVENT).ip_str == "203.0.113.9"
+    # Given a peer, not an event, it trusts no one (the core's rule for a preset's policy).
+    assert policy.resolve("10.9.9.9", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}).ip_str == "10.9.9.9"
     for conf, message in [
         ({"lambda_preset": "nlb"}, 'unknown Lambda preset "nlb".*cloudfront-api-gateway'),
         ({"lambda_preset": "alb", "trust": ["any"]}, "lambda_preset.*not \\['trust'\\]"),

@@ -79,8 +79,9 @@ class Policy:
         ``trueip.aws_lambda``, and the middlewares when they find the event (a WSGI
         adapter's, Mangum's ``scope["aws.event"]``). A request the middlewares find no event
         for is decided as if no proxy were trusted: the peer is the client, every client-IP
-        header is withheld, and the ``trueip`` logger warns once. ``resolve`` and ``explain``
-        are not the middlewares: they apply the policy to whatever peer they are given."""
+        header is withheld, the resolution is flagged ``no_lambda_event``, and the ``trueip``
+        logger warns once. ``resolve`` and ``explain`` decide the same way: a peer they are
+        given is a connection, not an event's stand-in (the core's rule, as for Rust callers)."""
     @property
     def trust_names(self) -> dict[str, list[str]]:
         """What each host name in the trust specs resolved to when the policy was made."""
@@ -110,7 +111,6 @@ class Policy:
         verifier: Optional[Verifier] = None,
         signed: Optional[Tuple[Optional[_Text], str, str, str]] = None,
         event: Optional[dict[str, Any]] = None,
-        event_peer: bool = False,
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],

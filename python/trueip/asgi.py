@@ -86,9 +86,10 @@ def scope_peer(scope: Scope, default: Any) -> Any:
     return scope_event_peer(scope, default)[0]
 
 
-def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, bool]:
-    """The peer of a request whose ASGI scope is ``scope``, and whether a Lambda event
-    named it (which a policy from ``Policy.lambda_preset`` needs, see the module doc).
+def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, Optional[dict[str, Any]]]:
+    """The peer of a request whose ASGI scope is ``scope``, and the Lambda event that
+    named it, or ``None`` (a policy from ``Policy.lambda_preset`` decides from that event
+    only, see the module doc).
 
     The peer of a request whose ASGI scope is ``scope``: ``default`` (the server's
     ``scope["client"]``), except on AWS Lambda under Mangum, which makes the scope of the
@@ -107,7 +108,7 @@ def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, bool]:
     if isinstance(event, dict):
         known, peer = _event_peer(event)
         if known:
-            return peer, True
+            return peer, event if peer is not None else None
     elif _ON_LAMBDA and _invented_client(scope.get("client")):
         global _warned_invented
         if not _warned_invented:
@@ -116,12 +117,12 @@ def scope_event_peer(scope: Scope, default: Any) -> tuple[Any, bool]:
                 "on AWS Lambda, an ASGI scope with no aws.event and a client of port 0 (Zappa's ASGI handler "
                 "writes it from X-Forwarded-For) gives no client; run the app under Mangum"
             )
-        return None, False
+        return None, None
     if scope.get("client") is None:
         server = scope.get("server")
         if isinstance(server, (tuple, list)) and len(server) == 2 and isinstance(server[0], str) and server[1] is None:
-            return "", False
-    return default, False
+            return "", None
+    return default, None
 
 
 def apply(
@@ -143,9 +144,9 @@ def apply(
     # and trusts no hop.
     if client is not None and "aws.event" not in scope and not _ON_LAMBDA:
         # What scope_event_peer answers for such a scope, without the call (every request).
-        peer, from_event = client, False
+        peer, event = client, None
     else:
-        peer, from_event = scope_event_peer(scope, client)
+        peer, event = scope_event_peer(scope, client)
     signed = _signed.asgi_request(verifier, scope, headers) if verifier is not None else None
     # Positional: keyword arguments cost the extension about 100 ns each per request.
     resolution, reported, kept, outcome = policy._resolve_request(
@@ -156,8 +157,7 @@ def apply(
         scope.get("query_string"),  # query
         verifier,
         signed,
-        None,  # event
-        from_event,  # event_peer
+        event,
     )
     scope["trueip.resolution"] = resolution
     if verifier is not None:

@@ -183,12 +183,12 @@ class TrueIPMiddleware:
         # Django's ASGI requests keep their scope: under Mangum its event names the peer.
         scope = getattr(request, "scope", None)
         asgi = isinstance(scope, dict)
-        peer, from_event = _asgi.scope_event_peer(scope, _wsgi._REMOTE_ADDR) if asgi else (_wsgi._REMOTE_ADDR, False)
+        peer, event = _asgi.scope_event_peer(scope, _wsgi._REMOTE_ADDR) if asgi else (_wsgi._REMOTE_ADDR, None)
         # Under ASGI the scope's lines decide: META is Django's fold of them, which once
         # merged a client's `X_Forwarded_For` into HTTP_X_FORWARDED_FOR (CVE-2026-3902).
         lines = list(scope.get("headers") or ()) if asgi else None
         resolution = _wsgi.apply(
-            self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, from_event=from_event
+            self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, scope_event=event
         )
         request.trueip = resolution
         if self.verifier is not None:

@@ -123,7 +123,7 @@ def apply(
     verifier: Optional[Verifier] = None,
     peer: Any = _REMOTE_ADDR,
     lines: Optional[list[Any]] = None,
-    from_event: bool = False,
+    scope_event: Optional[dict[str, Any]] = None,
 ) -> Any:
     """Rewrites ``environ`` in place for ``policy``, applying the ``origin`` parts trusted
     hops reported; returns the ``Resolution``, or ``None`` when the peer is not an address
@@ -138,8 +138,9 @@ def apply(
     decision and empties ``REMOTE_ADDR``: what is there is not the peer (apig-wsgi's
     ``"127.0.0.1"`` for an event without ``X-Forwarded-For``, Mangum's whole
     ``X-Forwarded-For`` for Django).
-    ``from_event``: ``peer`` is the one a Lambda event named (Django under Mangum,
-    ``trueip.asgi.scope_event_peer``); without it, or an adapter's event, a policy from
+    ``scope_event``: the Lambda event that named ``peer`` (Django under Mangum,
+    ``trueip.asgi.scope_event_peer``): it decides, as ``resolve_event`` does, and ``lines``
+    are only withheld from. Without it, or an adapter's event, a policy from
     ``Policy.lambda_preset`` trusts no hop (see the module doc).
     ``lines``: the ASGI header lines ``environ`` was built from (Django's ASGI handler): they
     decide, and the client-IP keys of ``environ`` become the lines that pass (joined by
@@ -165,8 +166,7 @@ def apply(
         environ.get("QUERY_STRING") if from_lines else None,  # query
         verifier,
         signed,
-        event,
-        from_event,  # event_peer
+        event if event is not None else scope_event,
     )
     if from_lines:
         relayed = _folded(policy, lines if relayed is None else relayed)

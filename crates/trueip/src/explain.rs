@@ -57,6 +57,18 @@ impl Explanation {
     pub fn new<H: Headers + ?Sized>(policy: &Policy, conn: &Connection, headers: &H) -> Self {
         Decision::new(policy, conn, headers).to_explanation()
     }
+
+    /// [`new`](Self::new) for the address a Lambda event names as the peer (see
+    /// [`Policy::resolve`]). Only `crate::lambda` calls it.
+    #[cfg(feature = "lambda")]
+    pub(crate) fn stand_in<H: Headers + ?Sized>(
+        policy: &Policy,
+        stand_in: &Connection,
+        headers: &H,
+    ) -> Self {
+        let decided = policy.explain_stand_in_marks(stand_in, headers);
+        Decision::from_marks(policy, stand_in, headers, decided).to_explanation()
+    }
 }
 
 /// A decision and its evidence, borrowed from the policy and the request: what an
@@ -84,7 +96,16 @@ pub struct Decision<'a> {
 impl<'a> Decision<'a> {
     /// Resolves with `policy` and records the evidence.
     pub fn new<H: Headers + ?Sized>(policy: &'a Policy, conn: &Connection, headers: &'a H) -> Self {
-        let (resolution, marks) = policy.explain_marks(conn, headers);
+        Decision::from_marks(policy, conn, headers, policy.explain_marks(conn, headers))
+    }
+
+    /// The evidence of a decision already made, `(resolution, marks)`.
+    fn from_marks<H: Headers + ?Sized>(
+        policy: &'a Policy,
+        conn: &Connection,
+        headers: &'a H,
+        (resolution, marks): (Resolution, Vec<Mark>),
+    ) -> Self {
         let list = match resolution.source {
             Source::List { header, .. } => header,
             _ => policy.list_header(),

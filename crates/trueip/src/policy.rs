@@ -335,6 +335,9 @@ pub struct PolicyBuilder {
     ipv6_prefix: Option<u8>,
     providers: HashMap<String, TrustSet>,
     hosts: HashMap<String, TrustSet>,
+    /// The name of the Lambda preset the policy is built from.
+    #[cfg(feature = "lambda")]
+    lambda_preset: Option<&'static str>,
 }
 
 impl PolicyBuilder {
@@ -409,6 +412,14 @@ impl PolicyBuilder {
     pub fn host(mut self, name: &str, addrs: TrustSet) -> Self {
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         self.hosts.insert(name, addrs);
+        self
+    }
+
+    /// Marks the policy as the Lambda preset `name`'s: it decides from a Lambda event's
+    /// stand-in only (see [`Policy::resolve`]).
+    #[cfg(feature = "lambda")]
+    pub(crate) fn lambda_preset(mut self, name: &'static str) -> Self {
+        self.lambda_preset = Some(name);
         self
     }
 
@@ -496,6 +507,17 @@ impl PolicyBuilder {
             origin_secret: self.origin_secret,
             ipv6_prefix,
             from: self.from,
+            #[cfg(feature = "lambda")]
+            event_only: self.lambda_preset.map(|preset| {
+                Box::new(EventOnly {
+                    preset,
+                    untrusted: Policy {
+                        ipv6_prefix,
+                        from: self.from,
+                        ..Policy::default()
+                    },
+                })
+            }),
         })
     }
 
@@ -651,6 +673,76 @@ pub struct Policy {
     origin_secret: Option<OriginSecret>,
     ipv6_prefix: u8,
     from: ListHeader,
+    /// Set for a policy built from a Lambda preset.
+    #[cfg(feature = "lambda")]
+    event_only: Option<Box<EventOnly>>,
+}
+
+/// What a policy built from a Lambda preset decides a request without an event with.
+///
+/// A preset believes what only an event's peer stand-in makes safe: the ALB one, the last
+/// `X-Forwarded-For` element, whoever the peer is. Over a server's connection (the same
+/// code run outside Lambda, a test server, `axum::serve`) that element is the client's own
+/// text, so such a request is decided as if no proxy were trusted.
+#[cfg(feature = "lambda")]
+#[derive(Clone, Debug)]
+struct EventOnly {
+    /// The preset's name.
+    preset: &'static str,
+    /// Trusts no one: the peer is the client, and a forwarding header the request
+    /// carries is flagged `header_from_untrusted_peer`.
+    untrusted: Policy,
+}
+
+/// Whether the line naming a preset decided without an event has been logged.
+#[cfg(feature = "lambda")]
+static WARNED_NO_EVENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(feature = "lambda")]
+impl EventOnly {
+    /// The decision for a request without an event; the first one in the process logs
+    /// a warning naming the misuse and the fix.
+    #[cold]
+    #[inline(never)]
+    fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        conn: &Connection,
+        headers: &'h H,
+        trace: &mut T,
+    ) -> Resolution {
+        if !WARNED_NO_EVENT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!("{}", without_event(self.preset));
+        }
+        trace.step(|| {
+            Mark::new(
+                "lambda-preset",
+                self.preset,
+                Verdict::Ignored,
+                "a Lambda preset decides from an event's peer stand-in only, and this request came over a connection: decided as if no proxy were trusted",
+            )
+        });
+        let mut resolution = self.untrusted.run(conn, headers, trace);
+        resolution.warnings.insert(Warnings::NO_LAMBDA_EVENT);
+        resolution
+    }
+}
+
+/// The line logged the first time a policy from the Lambda preset `name` decides a request
+/// that came without a Lambda event: the misuse and the fix
+/// (`trueip::lambda::Preset::without_event`).
+#[cfg(feature = "lambda")]
+pub(crate) fn without_event(name: &str) -> String {
+    format!(
+        "trueip: Policy.lambda_preset({name:?}) (in Rust, the policy of \
+         trueip::lambda::Preset {name:?}) decides from AWS Lambda events only, and a request \
+         came without one: it is decided as if no proxy were trusted, the peer is the client \
+         and its client-IP headers are withheld. Outside Lambda, use a Policy that trusts \
+         your own proxies (Policy(trust=[...], strategy=...); in Rust, Policy::builder()); \
+         on Lambda, decide from the event: run the app under a WSGI adapter that keeps the \
+         event (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) or Mangum; in Rust, call \
+         trueip::lambda::resolve_event or resolve_request, or use ClientIpLayer under \
+         lambda_http::run"
+    )
 }
 
 impl Default for Policy {
@@ -663,6 +755,8 @@ impl Default for Policy {
             origin_secret: None,
             ipv6_prefix: 64,
             from: ListHeader::XForwardedFor,
+            #[cfg(feature = "lambda")]
+            event_only: None,
         }
     }
 }
@@ -680,6 +774,13 @@ impl Policy {
     /// Starts a policy. With nothing added, it trusts no one.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder::default()
+    }
+
+    /// The name of the Lambda preset this policy was built from, if any
+    /// (`Policy::lambda_preset` in `crate::lambda` gives the preset).
+    #[cfg(feature = "lambda")]
+    pub(crate) fn lambda_preset_name(&self) -> Option<&'static str> {
+        self.event_only.as_ref().map(|only| only.preset)
     }
 
     /// Who may send a PROXY protocol header.
@@ -789,7 +890,8 @@ impl Policy {
     /// trusted, the origin secret (when one is configured) was right, and no client-IP
     /// header was found to come from a hop not trusted to write it. A trusted peer without
     /// the secret, or a trusted relay carrying a vendor header that someone around the
-    /// vendor wrote, is no better than a stranger.
+    /// vendor wrote, is no better than a stranger; nor is any peer of a request a Lambda
+    /// preset's policy decided without an event (`no_lambda_event`).
     ///
     /// The one rule for what a request's client-IP headers are worth downstream: when it
     /// is false, every header of [`names::FORWARDING`](crate::headers::names::FORWARDING)
@@ -799,6 +901,7 @@ impl Policy {
         self.trusts_peer(resolution.effective_peer())
             && !resolution.warnings.contains(Warnings::ORIGIN_SECRET)
             && !resolution.warnings.contains(Warnings::UNVOUCHED_HEADER)
+            && !resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT)
     }
 
     /// The hop a request decided as `resolution` came through, as
@@ -895,8 +998,30 @@ impl Policy {
     }
 
     /// Decides who the client is. Allocates nothing.
+    ///
+    /// A policy built from a Lambda preset ([`crate::lambda::Preset`], feature `lambda`)
+    /// decides here as if no proxy were trusted, flagged `no_lambda_event`: `conn` is a
+    /// server's connection, not the address an event says AWS's front end saw, which is
+    /// what the preset's trust rests on. Decide with such a policy through
+    /// [`crate::lambda::resolve_event`] (or `resolve_request`, or
+    /// [`ClientIpLayer`](crate::tower::ClientIpLayer) under `lambda_http::run`).
     pub fn resolve<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> Resolution {
+        #[cfg(feature = "lambda")]
+        if let Some(only) = &self.event_only {
+            return only.decide(conn, headers, &mut NoTrace);
+        }
         self.run(conn, headers, &mut NoTrace)
+    }
+
+    /// [`resolve`](Self::resolve) for the address a Lambda event names as the peer: the
+    /// one entry where a preset's policy decides as it reads. Only `crate::lambda` calls it.
+    #[cfg(feature = "lambda")]
+    pub(crate) fn resolve_stand_in<H: Headers + ?Sized>(
+        &self,
+        stand_in: &Connection,
+        headers: &H,
+    ) -> Resolution {
+        self.run(stand_in, headers, &mut NoTrace)
     }
 
     /// Decides, and records every step.
@@ -917,7 +1042,25 @@ impl Policy {
         headers: &H,
     ) -> (Resolution, Vec<Mark>) {
         let mut marks = Vec::with_capacity(8);
+        #[cfg(feature = "lambda")]
+        if let Some(only) = &self.event_only {
+            let resolution = only.decide(conn, headers, &mut marks);
+            return (resolution, marks);
+        }
         let resolution = self.run(conn, headers, &mut marks);
+        (resolution, marks)
+    }
+
+    /// [`explain_marks`](Self::explain_marks) for a Lambda event's stand-in, as
+    /// [`resolve_stand_in`](Self::resolve_stand_in).
+    #[cfg(feature = "lambda")]
+    pub(crate) fn explain_stand_in_marks<H: Headers + ?Sized>(
+        &self,
+        stand_in: &Connection,
+        headers: &H,
+    ) -> (Resolution, Vec<Mark>) {
+        let mut marks = Vec::with_capacity(8);
+        let resolution = self.run(stand_in, headers, &mut marks);
         (resolution, marks)
     }
 

@@ -163,6 +163,10 @@ warnings! {
     /// A signed client header (`trueip::provenance`) was missing, forged, stale or for
     /// another request; the TCP peer stands.
     SIGNATURE_REJECTED = 13, "signature_rejected";
+    /// A policy built from a Lambda preset (`trueip::lambda::Preset`) decided a request
+    /// that came without a Lambda event (a server's connection): as if no proxy were
+    /// trusted, the peer the client, the hop untrusted.
+    NO_LAMBDA_EVENT = 14, "no_lambda_event";
 }
 
 impl Warnings {

@@ -16,11 +16,12 @@
 //! 4. with feature `lambda-http`, the request context lambda_http stores in a request it
 //!    made from a Lambda event (an axum app under `lambda_http::run`): the address AWS's
 //!    front end saw stands in for the peer, as
-//!    [`lambda::resolve_request`](crate::lambda::resolve_request) takes it. Use a
-//!    [`Preset`](crate::lambda::Preset) policy there only: served over TCP (`cargo run`
-//!    with `axum::serve`), `Preset::Alb` believes the last `X-Forwarded-For` element any
-//!    client sends. An event without the field its stand-in comes from gets a 500 and a
-//!    log line naming the field.
+//!    [`lambda::resolve_request`](crate::lambda::resolve_request) takes it. An event
+//!    without the field its stand-in comes from gets a 500 and a log line naming the
+//!    field. This is the one source a [`Preset`](crate::lambda::Preset) policy decides
+//!    from as it reads: given a connection from 1 to 3 (the same app under `axum::serve`),
+//!    it decides as if no proxy were trusted (see [`Policy::resolve`]), so `Preset::Alb`
+//!    never believes the last `X-Forwarded-For` element a client sends over TCP.
 //!
 //! With none of them the layer answers `500 Internal Server Error`, with a body that
 //! names the fix, and logs the same line (through `log`) — it never falls back to
@@ -199,7 +200,11 @@ where
                 },
             };
         }
-        let resolution = found.with(|conn| self.policy.resolve(conn, req.headers()));
+        let resolution = match found {
+            #[cfg(feature = "lambda-http")]
+            Found::StandIn(stand_in) => self.policy.resolve_stand_in(&stand_in, req.headers()),
+            found => found.with(|conn| self.policy.resolve(conn, req.headers())),
+        };
         req.extensions_mut().insert(resolution);
         ResponseFuture {
             state: State::Inner {

@@ -106,6 +106,27 @@ async fn forged_headers_from_an_untrusted_peer_give_the_peer() {
     assert_eq!(reply.body, "127.0.0.1 Peer header_from_untrusted_peer");
 }
 
+/// The function's app run under `axum::serve` (a test server, `cargo run`) with the ALB
+/// preset: a client that writes the ALB's header itself is not believed. Before the core
+/// had the rule, the answer was the last element the client wrote, 203.0.113.66.
+#[cfg(feature = "lambda")]
+#[tokio::test]
+async fn a_lambda_preset_under_axum_serve_gives_the_peer() {
+    let policy = trueip::lambda::Preset::Alb.builder().build().unwrap();
+    let app = routes().layer(ClientIpLayer::new(policy));
+    let addr = serve::<SocketAddr>(app).await;
+    let forged = [("X-Forwarded-For", "198.51.100.77, 203.0.113.66")];
+    let reply = get_from(ATTACKER, addr, "/ip", &forged).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
+    let reply = get_from(ATTACKER, addr, "/resolution", &forged)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.body,
+        "127.0.0.1 Peer header_from_untrusted_peer,no_lambda_event"
+    );
+}
+
 #[tokio::test]
 async fn connection_connect_info_works_on_a_plain_listener() {
     // The connect info ProxyProtocolListener needs, on the plain listener: switching

@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use trueip::lambda::{self, EventError, EventKind, Preset};
-use trueip::{Policy, Source, TrustSet, Warnings};
+use trueip::{Connection, Policy, Source, TrustSet, Warnings};
 
 /// Stands in for CloudFront's origin-facing ranges in these tests.
 const CLOUDFRONT: [&str; 2] = ["130.176.0.0/16", "2600:9000::/28"];
@@ -377,6 +377,128 @@ fn the_alb_story_explained() {
     assert_eq!(explanation.warnings, ["spoof_attempt"]);
     let text = explanation.to_string();
     assert!(text.contains("only the ALB invokes its target"), "{text}");
+}
+
+/// A forged `X-Forwarded-For` and `X-Real-IP`, and what an honest ALB would have appended.
+const FORGED: &[(&str, &str)] = &[
+    ("X-Forwarded-For", "6.6.6.6, 150.172.238.178"),
+    ("X-Real-IP", "6.6.6.6"),
+];
+
+#[test]
+fn a_preset_policy_over_a_connection_trusts_no_proxy() {
+    // The same code run outside Lambda: a TCP peer sends the ALB's header itself. Before
+    // the core had the rule, `Preset::Alb` through `Policy::resolve` answered
+    // 150.172.238.178, the last element the client wrote.
+    let peer: std::net::SocketAddr = "198.51.100.20:41000".parse().unwrap();
+    let conn = Connection::from_peer(peer);
+    for preset in Preset::ALL {
+        let policy = policy(preset);
+        assert_eq!(policy.lambda_preset(), Some(preset));
+        for resolution in [
+            policy.resolve(&conn, FORGED),
+            policy.explain(&conn, FORGED).0,
+        ] {
+            assert_eq!(
+                resolution.client.to_string(),
+                "198.51.100.20:41000",
+                "{preset}"
+            );
+            assert_eq!(resolution.source, Source::Peer, "{preset}");
+            assert_eq!(
+                resolution.warnings,
+                Warnings::UNTRUSTED_HEADER | Warnings::NO_LAMBDA_EVENT,
+                "{preset}"
+            );
+            assert_eq!(resolution.strategy, None, "{preset}");
+            assert!(!policy.came_through_trusted_hop(&resolution), "{preset}");
+            assert!(
+                matches!(policy.hop(&resolution), trueip::headers::Hop::Untrusted),
+                "{preset}"
+            );
+        }
+        // Exactly what a policy that trusts no one decides, but for the flag saying why.
+        let mut untrusted = Policy::default().resolve(&conn, FORGED);
+        untrusted.warnings.insert(Warnings::NO_LAMBDA_EVENT);
+        assert_eq!(policy.resolve(&conn, FORGED), untrusted, "{preset}");
+        let (_, steps) = policy.explain(&conn, FORGED);
+        assert_eq!(steps[0].subject, "lambda-preset", "{preset}");
+        assert_eq!(steps[0].value, preset.name(), "{preset}");
+    }
+}
+
+#[test]
+fn a_preset_policy_stays_event_only_with_more_settings() {
+    let peer: std::net::SocketAddr = "198.51.100.20:41000".parse().unwrap();
+    let policy = Preset::Alb
+        .builder()
+        .ipv6_prefix(48)
+        .proxy_protocol_from(trueip::TrustSpec::Named(trueip::NamedSet::Any))
+        .build()
+        .unwrap();
+    let mut conn = Connection::from_peer(peer);
+    conn.proxy_source = Some(
+        "150.172.238.178:1"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    );
+    let resolution = policy.resolve(&conn, FORGED);
+    assert_eq!(resolution.client.to_string(), "198.51.100.20:41000");
+    assert!(resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT));
+    assert!(
+        resolution
+            .warnings
+            .contains(Warnings::UNTRUSTED_PROXY_PROTOCOL)
+    );
+    // A policy the caller writes out the same way is an ordinary one.
+    let written = Policy::builder()
+        .trust_str("any")
+        .unwrap()
+        .strategy_str("hops:1")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(written.lambda_preset(), None);
+    assert_eq!(
+        written
+            .resolve(&Connection::from_peer(peer), FORGED)
+            .client
+            .to_string(),
+        "150.172.238.178"
+    );
+}
+
+#[test]
+fn a_preset_policy_decides_from_the_event_as_it_reads() {
+    // The ALB's element, unchanged, and a hop the adapters trust.
+    let policy = policy(Preset::Alb);
+    let alb = xff_of(event("alb"), "6.6.6.6, 150.172.238.178");
+    let resolution = lambda::resolve_event(&policy, &alb).unwrap();
+    assert_eq!(resolution.client.to_string(), "150.172.238.178");
+    assert_eq!(resolution.warnings, Warnings::SPOOF_ATTEMPT);
+    assert!(policy.came_through_trusted_hop(&resolution));
+    let explanation = lambda::explain_event(&policy, &alb).unwrap();
+    assert_eq!(explanation.resolution, resolution);
+    assert!(
+        explanation
+            .steps
+            .iter()
+            .all(|s| s.subject != "lambda-preset")
+    );
+}
+
+#[test]
+fn the_line_a_preset_logs_without_an_event_names_the_fix() {
+    let line = Preset::CloudfrontAlb.without_event();
+    for part in [
+        "\"cloudfront-alb\"",
+        "as if no proxy were trusted",
+        "resolve_event",
+        "Mangum",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
 }
 
 #[test]

@@ -39,14 +39,14 @@ use super::{EventError, EventKind, alb_peer, source_ip_text, stand_in_step};
 /// ```
 pub fn resolve_request(policy: &Policy, request: &Request) -> Result<Resolution, EventError> {
     let (_, peer) = stand_in(request.request_context_ref(), request.headers())?;
-    Ok(policy.resolve(&Connection::from_peer(peer), request))
+    Ok(policy.resolve_stand_in(&Connection::from_peer(peer), request))
 }
 
 /// [`resolve_request`], with every step recorded, the first saying where the peer
 /// stand-in came from.
 pub fn explain_request(policy: &Policy, request: &Request) -> Result<Explanation, EventError> {
     let (kind, peer) = stand_in(request.request_context_ref(), request.headers())?;
-    let mut explanation = Explanation::new(policy, &Connection::from_peer(peer), request);
+    let mut explanation = Explanation::stand_in(policy, &Connection::from_peer(peer), request);
     explanation.steps.insert(0, stand_in_step(kind, peer));
     Ok(explanation)
 }

@@ -10,21 +10,26 @@ use crate::trust::NamedSet;
 
 /// A chain in front of a function, and the policy that is safe for it.
 ///
-/// Each is an ordinary [`PolicyBuilder`], built from the strategies any policy uses;
-/// add an origin secret or an IPv6 prefix before [`build`](PolicyBuilder::build). The
-/// CloudFront chains need CloudFront's origin-facing ranges, loaded as everywhere else:
+/// Each is a [`PolicyBuilder`] of the strategies any policy uses; add an origin secret or
+/// an IPv6 prefix before [`build`](PolicyBuilder::build). The CloudFront chains need
+/// CloudFront's origin-facing ranges, loaded as everywhere else:
 /// `.provider("cloudfront", ranges)` (see [`crate::providers::aws_ip_ranges`]); without
 /// them `build` says how to load them.
 ///
 /// A preset is for the events of its chain: the ALB one believes the last element of
 /// `X-Forwarded-For` whoever stands in for the peer, which only an ALB event makes safe.
-/// Decide with it through [`resolve_event`](super::resolve_event) (or
-/// `resolve_request` with feature `lambda-http`) only: the [`Policy`] it builds is an
-/// ordinary one, and [`Policy::resolve`] on a TCP connection (the same code run outside
-/// Lambda, a test server) believes the last `X-Forwarded-For` element any client sends.
-/// The Python package marks a preset's policy and decides a request without an event as if
-/// no proxy were trusted (`python/src/lib.rs`, `EventOnly`); a Rust caller has no such
-/// guard, and `trueip serve` takes no preset.
+/// So the [`Policy`] it builds decides from an event's peer stand-in only:
+/// [`resolve_event`](super::resolve_event), [`explain_event`](super::explain_event),
+/// `resolve_request` and `explain_request` (feature `lambda-http`), and
+/// [`ClientIpLayer`](crate::tower::ClientIpLayer) on a request `lambda_http::run` made from
+/// an event. Any other decision ([`Policy::resolve`] or [`Policy::explain`] on a
+/// connection, the layer under `axum::serve`, the actix middleware: the same code run
+/// outside Lambda, a test server) is made as if no proxy were trusted: the peer is the
+/// client, a forwarding header is flagged `header_from_untrusted_peer`, the result is
+/// flagged `no_lambda_event`, and [`Policy::came_through_trusted_hop`] is false, so the
+/// adapters withhold every client-IP header as from an untrusted peer. The first such
+/// decision in a process logs [`without_event`](Self::without_event) (through `log`).
+/// `trueip serve` takes no preset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Preset {
     /// ALB → Lambda: `hops:1` trusting `any`. The stand-in is the element the ALB
@@ -82,17 +87,35 @@ impl Preset {
         }
     }
 
-    /// The policy, ready for more settings and [`build`](PolicyBuilder::build).
+    /// The policy, ready for more settings and [`build`](PolicyBuilder::build); it
+    /// decides from an event's peer stand-in only (see [`Preset`]).
     pub fn builder(self) -> PolicyBuilder {
+        let builder = Policy::builder().lambda_preset(self.name());
         match self {
-            Preset::Alb => Policy::builder()
+            Preset::Alb => builder
                 .trust(TrustSpec::Named(NamedSet::Any))
                 .strategy(StrategySpec::Hops(1)),
             Preset::CloudfrontAlb | Preset::CloudfrontApiGateway => {
-                Policy::builder().strategy(StrategySpec::Preset(Provider::Cloudfront))
+                builder.strategy(StrategySpec::Preset(Provider::Cloudfront))
             }
-            Preset::ApiGateway => Policy::builder(),
+            Preset::ApiGateway => builder,
         }
+    }
+
+    /// The line logged the first time a policy from this preset decides a request that
+    /// came without a Lambda event: the misuse and the fix. The Python package logs the
+    /// same line to its `trueip` logger.
+    pub fn without_event(self) -> String {
+        crate::policy::without_event(self.name())
+    }
+}
+
+impl Policy {
+    /// The Lambda preset this policy was built from, if any: such a policy decides from an
+    /// event's peer stand-in only (see [`Preset`]).
+    pub fn lambda_preset(&self) -> Option<Preset> {
+        let name = self.lambda_preset_name()?;
+        Preset::ALL.into_iter().find(|preset| preset.name() == name)
     }
 }
 
