@@ -2115,7 +2115,6 @@ impl LogSettings {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::duration::parse_duration;

@@ -33,7 +33,6 @@
 
 /// What the unit tests of several modules share.
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 pub(crate) mod test_support {
     use trueip::Policy;
 

@@ -710,7 +710,6 @@ fn warning_table() -> impl Iterator<Item = (Warnings, &'static str)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

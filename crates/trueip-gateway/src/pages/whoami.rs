@@ -847,7 +847,6 @@ fn steps_table(e: &Explanation) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use trueip::{Connection, Policy};

@@ -292,7 +292,6 @@ pub(crate) fn rfc3339(unix: u64) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

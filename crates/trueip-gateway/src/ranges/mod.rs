@@ -463,7 +463,6 @@ fn diff_counts(old: &[Cidr], new: &[Cidr]) -> (usize, usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use trueip::providers::Edition;

@@ -83,7 +83,6 @@ fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
