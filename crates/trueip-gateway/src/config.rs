@@ -1357,6 +1357,16 @@ fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<truei
 }
 
 impl Settings {
+    /// Checks a config text without flags, as `trueip serve --check` does; `read` loads
+    /// provider range files.
+    pub(crate) fn from_text(
+        text: &str,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Settings, String> {
+        let file = parse_toml(text).map_err(|e| e.to_string())?;
+        Settings::from_file(file, &ServeArgs::default(), read).map_err(|e| e.to_string())
+    }
+
     /// Checks a file's values with flags applied; `read` loads provider range files.
     pub(crate) fn from_file(
         file: FileConfig,
@@ -2120,11 +2130,7 @@ mod tests {
     use crate::duration::parse_duration;
 
     fn settings(toml: &str) -> Result<Settings, String> {
-        let file = parse_toml(toml).map_err(|e| e.to_string())?;
-        Settings::from_file(file, &ServeArgs::default(), &mut |p| {
-            Err(format!("no file {p}"))
-        })
-        .map_err(|e| e.to_string())
+        Settings::from_text(toml, &mut |p| Err(format!("no file {p}")))
     }
 
     #[test]

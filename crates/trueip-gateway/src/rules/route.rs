@@ -112,12 +112,7 @@ mod tests {
 
     #[test]
     fn forgeries_only_on_the_admin_listener() {
-        let settings = crate::config::Settings::from_file(
-            crate::config::parse_toml("").unwrap(),
-            &crate::config::ServeArgs::default(),
-            &mut |_| Err(String::new()),
-        )
-        .unwrap();
+        let settings = crate::config::Settings::from_text("", &mut |_| Err(String::new())).unwrap();
         for path in ["/.trueip/forgeries", "/forgeries"] {
             assert_eq!(
                 route(path, 1, &settings, Serves::Admin),
