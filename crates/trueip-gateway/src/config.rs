@@ -1357,6 +1357,16 @@ fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<truei
 }
 
 impl Settings {
+    /// Checks a config text without flags, as `trueip serve --check` does; `read` loads
+    /// provider range files.
+    pub(crate) fn from_text(
+        text: &str,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Settings, String> {
+        let file = parse_toml(text).map_err(|e| e.to_string())?;
+        Settings::from_file(file, &ServeArgs::default(), read).map_err(|e| e.to_string())
+    }
+
     /// Checks a file's values with flags applied; `read` loads provider range files.
     pub(crate) fn from_file(
         file: FileConfig,
@@ -2115,17 +2125,12 @@ impl LogSettings {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::duration::parse_duration;
 
     fn settings(toml: &str) -> Result<Settings, String> {
-        let file = parse_toml(toml).map_err(|e| e.to_string())?;
-        Settings::from_file(file, &ServeArgs::default(), &mut |p| {
-            Err(format!("no file {p}"))
-        })
-        .map_err(|e| e.to_string())
+        Settings::from_text(toml, &mut |p| Err(format!("no file {p}")))
     }
 
     #[test]
@@ -2462,12 +2467,7 @@ mod tests {
         assert_eq!(up.response_timeout, Duration::from_secs(120));
         assert_eq!(up.body_timeout, Duration::from_secs(30));
         assert_eq!(s.headers.forwarded, ListMode::Off);
-        let extra: Vec<_> = s
-            .headers
-            .extra
-            .iter()
-            .map(|n| n.as_str().to_string())
-            .collect();
+        let extra: Vec<&str> = s.headers.extra.iter().map(|n| n.as_str()).collect();
         assert_eq!(extra, ["x-original-ip", "x-client"]);
         assert_eq!(s.admin.prefix, "");
         assert_eq!(s.log.format, LogFormat::Json);
@@ -2516,12 +2516,8 @@ mod tests {
         );
         assert_eq!(example.limits.lean_http1, default.limits.lean_http1);
         assert!(default.limits.lean_http1);
-        assert!(
-            !settings("[limits]\nlean_http1 = false")
-                .unwrap()
-                .limits
-                .lean_http1
-        );
+        let off = settings("[limits]\nlean_http1 = false").unwrap();
+        assert!(!off.limits.lean_http1);
         assert_eq!(example.policy.strategy_name(0), None);
     }
 
@@ -2544,18 +2540,10 @@ mod tests {
 
     #[test]
     fn the_record_of_forgeries_is_bounded_naming_the_key() {
-        assert_eq!(settings("").unwrap().admin.forgeries, 100);
-        assert_eq!(
-            settings("[admin]\nforgeries = 0").unwrap().admin.forgeries,
-            0
-        );
-        assert_eq!(
-            settings("[admin]\nforgeries = 4096")
-                .unwrap()
-                .admin
-                .forgeries,
-            4096
-        );
+        let forgeries = |toml: &str| settings(toml).map(|s| s.admin.forgeries);
+        assert_eq!(forgeries(""), Ok(100));
+        assert_eq!(forgeries("[admin]\nforgeries = 0"), Ok(0));
+        assert_eq!(forgeries("[admin]\nforgeries = 4096"), Ok(4096));
         let err = settings("[admin]\nforgeries = 4097").unwrap_err();
         assert!(
             err.contains("admin.forgeries") && err.contains("4096"),

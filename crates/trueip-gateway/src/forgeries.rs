@@ -392,11 +392,6 @@ pub(crate) fn limit(query: Option<&str>) -> Result<Option<usize>, String> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use super::*;
 

@@ -90,7 +90,6 @@ pub(crate) fn message(peer: Peer, listener: Option<usize>) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -33,7 +33,6 @@
 
 /// What the unit tests of several modules share.
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 pub(crate) mod test_support {
     use trueip::Policy;
 
@@ -95,7 +94,7 @@ pub mod testing {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::config::{ServeArgs, Settings, parse_toml};
+    use crate::config::Settings;
     use crate::context::{Role, Shared, State};
     use crate::metrics::Metrics;
 
@@ -113,10 +112,7 @@ pub mod testing {
             text: &str,
             read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
         ) -> Result<Config, String> {
-            let file = parse_toml(text).map_err(|e| e.to_string())?;
-            let settings = Settings::from_file(file, &ServeArgs::default(), read)
-                .map_err(|e| e.to_string())?;
-            Ok(Config(settings))
+            Settings::from_text(text, read).map(Config)
         }
 
         /// Every timeout the config sets.
@@ -228,13 +224,11 @@ pub fn preview(
 ) -> Result<Preview, String> {
     use ::http::{HeaderMap, HeaderName, HeaderValue};
 
-    let file = config::parse_toml(toml).map_err(|e| e.to_string())?;
-    let settings = Settings::from_file(file, &ServeArgs::default(), &mut |name| {
+    let settings = Settings::from_text(toml, &mut |name| {
         Err(format!(
             "provider file {name} is not read here; list its ranges as CIDRs"
         ))
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())

@@ -61,7 +61,6 @@ pub(crate) fn every(text: Option<&str>) -> Result<Duration, ConfigError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use std::collections::BTreeMap;
     use std::net::IpAddr;

@@ -510,7 +510,6 @@ fn guess(bytes: &[u8]) -> &'static str {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -124,7 +124,6 @@ pub(crate) fn bind(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -135,18 +134,18 @@ mod tests {
         dir
     }
 
+    /// The type of what is at `path`, a symlink itself rather than what it points to.
+    fn file_type(path: &Path) -> std::fs::FileType {
+        std::fs::symlink_metadata(path).unwrap().file_type()
+    }
+
     #[test]
     fn a_stale_socket_is_replaced_and_removed_on_shutdown() {
         let dir = temp_dir("stale");
         let path = dir.join("s.sock");
         // A socket file whose server is gone.
         drop(UnixListener::bind(&path).unwrap());
-        assert!(
-            std::fs::symlink_metadata(&path)
-                .unwrap()
-                .file_type()
-                .is_socket()
-        );
+        assert!(file_type(&path).is_socket());
         let (_l, file) = bind(&path, Some(SocketMode(0o600)), None).unwrap();
         let m = std::fs::symlink_metadata(&path).unwrap();
         assert_eq!(m.mode() & 0o777, 0o600);
@@ -176,18 +175,8 @@ mod tests {
         std::os::unix::fs::symlink(&stale, &link).unwrap();
         let err = bind(&link, None, None).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
-        assert!(
-            std::fs::symlink_metadata(&stale)
-                .unwrap()
-                .file_type()
-                .is_socket()
-        );
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(file_type(&stale).is_socket());
+        assert!(file_type(&link).is_symlink());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

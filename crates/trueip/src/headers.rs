@@ -1337,6 +1337,14 @@ impl<'a> Lines<'a> {
 mod tests {
     use super::*;
 
+    /// Behind a trusted hop, the first strategy of `policy` having decided.
+    fn behind(policy: &crate::Policy) -> Hop<'_> {
+        Hop::Trusted {
+            policy,
+            decided: Some(0),
+        }
+    }
+
     fn trusting(cidr: &str) -> crate::Policy {
         crate::Policy::builder()
             .trust_str(cidr)
@@ -1348,10 +1356,7 @@ mod tests {
     #[test]
     fn forwarding_set_fate_finds_the_name_and_applies_the_rule() {
         let policy = trusting("10.0.0.0/8");
-        let behind = Hop::Trusted {
-            policy: &policy,
-            decided: Some(0),
-        };
+        let behind = behind(&policy);
         let set = ForwardingSet::default()
             .without(&[names::X_FORWARDED_PROTO])
             .with(FieldName::new("x_edge_client").unwrap());
@@ -1438,10 +1443,7 @@ mod tests {
             FieldName::new("x-not-in-the-set").unwrap(),
         ]);
         assert_eq!(relaying.names().len(), names::FORWARDING.len() + 1);
-        let behind = Hop::Trusted {
-            policy: &xff,
-            decided: Some(0),
-        };
+        let behind = behind(&xff);
         for name in ["True-Client-IP", "X-Edge-Client"] {
             assert!(!relaying.withheld(name.as_bytes(), behind), "{name}");
             assert!(relaying.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
@@ -1559,21 +1561,13 @@ mod tests {
         };
         for secret in ["X-Azure-FDID", "X-Origin-Verify"] {
             let policy = policy(secret);
-            let behind = Hop::Trusted {
-                policy: &policy,
-                decided: Some(0),
-            };
             let set = ForwardingSet::for_policy(&policy);
-            assert!(set.withheld(secret.as_bytes(), behind), "{secret}");
+            assert!(set.withheld(secret.as_bytes(), behind(&policy)), "{secret}");
             assert!(set.withheld(secret.as_bytes(), Hop::Untrusted), "{secret}");
         }
         // Not the origin secret: a claim about the origin, which passes.
         let plain = trusting("10.0.0.0/8");
-        let behind = Hop::Trusted {
-            policy: &plain,
-            decided: Some(0),
-        };
-        assert!(!ForwardingSet::for_policy(&plain).withheld(b"X-Azure-FDID", behind));
+        assert!(!ForwardingSet::for_policy(&plain).withheld(b"X-Azure-FDID", behind(&plain)));
     }
 
     /// A middleware's set holds what its policy reads a client or a secret from, beside
@@ -1592,10 +1586,7 @@ mod tests {
             .origin_secret(crate::OriginSecret::new("X-Origin-Verify", b"s".to_vec()).unwrap())
             .build()
             .unwrap();
-        let behind = Hop::Trusted {
-            policy: &policy,
-            decided: Some(0),
-        };
+        let behind = behind(&policy);
         let set = ForwardingSet::for_policy(&policy);
         for name in [
             "X-Client-Addr",
@@ -1636,7 +1627,7 @@ mod tests {
                 .build()
                 .unwrap();
             let hop = if trusted {
-                Hop::Trusted { policy: &policy, decided: Some(0) }
+                behind(&policy)
             } else {
                 Hop::Untrusted
             };

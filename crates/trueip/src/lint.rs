@@ -304,7 +304,6 @@ pub fn aws_trust(
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 

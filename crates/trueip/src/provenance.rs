@@ -776,7 +776,6 @@ fn parse_source(s: &str) -> Option<Source> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
     use super::*;
     use proptest::prelude::*;

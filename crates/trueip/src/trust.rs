@@ -553,20 +553,20 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn set(specs: &[&str]) -> TrustSet {
+        specs.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn printed(set: &TrustSet) -> Vec<String> {
+        set.cidrs().map(|c| c.to_string()).collect()
+    }
+
     #[test]
     fn cidr_parsing_names_the_problem() {
-        assert_eq!(
-            "10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        assert_eq!(
-            "10.0.0.1".parse::<Cidr>().unwrap().to_string(),
-            "10.0.0.1/32"
-        );
-        assert_eq!(
-            "::ffff:10.0.0.0/104".parse::<Cidr>().unwrap().to_string(),
-            "10.0.0.0/8"
-        );
+        let printed = |text: &str| text.parse::<Cidr>().unwrap().to_string();
+        assert_eq!(printed("10.0.0.0/8"), "10.0.0.0/8");
+        assert_eq!(printed("10.0.0.1"), "10.0.0.1/32");
+        assert_eq!(printed("::ffff:10.0.0.0/104"), "10.0.0.0/8");
         let err = "10.0.0.0/33".parse::<Cidr>().unwrap_err().to_string();
         assert!(
             err.contains("\"10.0.0.0/33\"") && err.contains("/32"),
@@ -581,15 +581,12 @@ mod tests {
 
     #[test]
     fn lookups() {
-        let set: TrustSet = [
+        let set = set(&[
             "10.0.0.0/8",
             "192.168.1.0/24",
             "2001:db8::/32",
             "203.0.113.7",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+        ]);
         for yes in [
             "10.0.0.0",
             "10.255.255.255",
@@ -616,31 +613,20 @@ mod tests {
 
     #[test]
     fn merges_and_prints_minimal_prefixes() {
-        let set: TrustSet = [
+        let everything = set(&[
             "10.0.0.0/9",
             "10.128.0.0/9",
             "10.1.0.0/16",
             "::/0",
             "0.0.0.0/0",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-        assert!(set.is_everything());
-        let set: TrustSet = ["10.0.0.0/9", "10.128.0.0/9"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        ]);
+        assert!(everything.is_everything());
         assert_eq!(
-            set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(),
+            printed(&set(&["10.0.0.0/9", "10.128.0.0/9"])),
             ["10.0.0.0/8"]
         );
-        let set: TrustSet = ["10.0.0.1", "10.0.0.2"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
         assert_eq!(
-            set.cidrs().map(|c| c.to_string()).collect::<Vec<_>>(),
+            printed(&set(&["10.0.0.1", "10.0.0.2"])),
             ["10.0.0.1/32", "10.0.0.2/32"]
         );
     }

@@ -436,7 +436,6 @@ impl http_body::Body for Body {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use http_body::Body as _;

@@ -20,6 +20,21 @@ pub(crate) struct Page {
     pub(crate) body: Vec<u8>,
 }
 
+/// The header lines of an admin page or an error answer. `nosniff` on every one:
+/// `/forgeries` shows text clients wrote, and a browser that sniffed it as HTML would run
+/// it with the admin listener's origin.
+const fn lines(content_type: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("content-type", content_type),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ]
+}
+
+static JSON: [(&str, &str); 3] = lines("application/json");
+static TEXT: [(&str, &str); 3] = lines("text/plain; charset=utf-8");
+static PROMETHEUS: [(&str, &str); 3] = lines("text/plain; version=0.0.4; charset=utf-8");
+
 /// What the admin pages show.
 pub(crate) struct AdminView<'a> {
     /// Shutdown began.
@@ -35,53 +50,29 @@ pub(crate) struct AdminView<'a> {
 /// `/healthz` (503 `draining` once shutdown began), `/metrics` or `/forgeries` (JSON,
 /// newest first; 400 for a bad `?limit=`).
 pub(crate) fn admin(which: Admin, view: &AdminView<'_>) -> Page {
-    // `nosniff` on every page: `/forgeries` shows text clients wrote, and a browser that
-    // sniffed it as HTML would run it with the admin listener's origin.
-    const JSON: &[(&str, &str)] = &[
-        ("content-type", "application/json"),
-        ("cache-control", "no-store"),
-        ("x-content-type-options", "nosniff"),
-    ];
-    const TEXT: &[(&str, &str)] = &[
-        ("content-type", "text/plain; charset=utf-8"),
-        ("cache-control", "no-store"),
-        ("x-content-type-options", "nosniff"),
-    ];
-    const PROMETHEUS: &[(&str, &str)] = &[
-        ("content-type", "text/plain; version=0.0.4; charset=utf-8"),
-        ("cache-control", "no-store"),
-        ("x-content-type-options", "nosniff"),
-    ];
     let (status, headers, body) = match which {
         Admin::Health if view.draining => (
             StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
+            &TEXT,
             b"draining\n".to_vec(),
         ),
-        Admin::Health => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
+        Admin::Health => (StatusCode::OK, &TEXT, b"ok\n".to_vec()),
         Admin::Metrics => (
             StatusCode::OK,
-            PROMETHEUS,
+            &PROMETHEUS,
             view.metrics.render().into_bytes(),
         ),
         Admin::Forgeries => match crate::forgeries::limit(view.query) {
             Ok(limit) => (
                 StatusCode::OK,
-                JSON,
+                &JSON,
                 view.forgeries
                     .render(limit.unwrap_or(usize::MAX), view.forgeries_kept),
             ),
             Err(message) => (
                 StatusCode::BAD_REQUEST,
-                JSON,
-                (serde_json::json!({
-                    "error": "bad_argument",
-                    "message": message,
-                    "status": 400,
-                })
-                .to_string()
-                    + "\n")
-                    .into_bytes(),
+                &JSON,
+                json_error(StatusCode::BAD_REQUEST, "bad_argument", &message),
             ),
         },
     };
@@ -94,21 +85,18 @@ pub(crate) fn admin(which: Admin, view: &AdminView<'_>) -> Page {
 
 /// A short JSON error answer: `{"error":"upstream_timeout","message":"...","status":504}`.
 pub(crate) fn error(answer: &Answer) -> Page {
-    const JSON: &[(&str, &str)] = &[
-        ("content-type", "application/json"),
-        ("cache-control", "no-store"),
-        ("x-content-type-options", "nosniff"),
-    ];
-    let body = serde_json::json!({
-        "error": answer.code,
-        "message": answer.message,
-        "status": answer.status.as_u16(),
-    })
-    .to_string()
-        + "\n";
     Page {
         status: answer.status,
-        headers: JSON,
-        body: body.into_bytes(),
+        headers: &JSON,
+        body: json_error(answer.status, answer.code, answer.message),
     }
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "error": code,
+        "message": message,
+        "status": status.as_u16(),
+    });
+    (body.to_string() + "\n").into_bytes()
 }

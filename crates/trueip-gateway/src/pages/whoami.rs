@@ -847,7 +847,6 @@ fn steps_table(e: &Explanation) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use trueip::{Connection, Policy};
@@ -1147,17 +1146,6 @@ mod tests {
         slots.concat()
     }
 
-    /// Renders the page for a request from `peer` (the policy trusts 10.0.0.0/8).
-    fn render(peer: &str, host: &str, lines: &[(&str, &[u8])], format: Format) -> Vec<u8> {
-        render_with(
-            &crate::test_support::trusting_ten(),
-            peer,
-            host,
-            lines,
-            format,
-        )
-    }
-
     /// A policy trusting 10.0.0.0/8 with these strategies, and how many there are.
     fn policy_with(strategies: &[&str]) -> (Policy, usize) {
         let mut b = Policy::builder().trust_str("10.0.0.0/8").unwrap();
@@ -1167,6 +1155,7 @@ mod tests {
         (b.build().unwrap(), strategies.len())
     }
 
+    /// Renders the page for a request from `peer`.
     fn render_with(
         policy: &Policy,
         peer: &str,
@@ -1231,7 +1220,9 @@ mod tests {
     #[test]
     fn slot_names_from_the_request_are_shown_as_text() {
         let lines: Vec<(&str, &[u8])> = vec![("X-Forwarded-For", b"{{client_ip}}, 203.0.113.9")];
-        let page = String::from_utf8(render("10.0.0.5:4000", "x", &lines, Format::Html)).unwrap();
+        let policy = crate::test_support::trusting_ten();
+        let page = render_with(&policy, "10.0.0.5:4000", "x", &lines, Format::Html);
+        let page = String::from_utf8(page).unwrap();
         assert!(page.contains("{{client_ip}}, 203.0.113.9"), "{page}");
         assert_eq!(
             page.matches("{{").count(),

@@ -292,7 +292,6 @@ pub(crate) fn rfc3339(unix: u64) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -308,16 +307,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("trueip-cache-unit-{}", std::process::id()));
         let content = b"173.245.48.0/20\n2400:cb00::/32".to_vec();
         let meta = Meta {
-            trueip_ranges: FORMAT,
-            provider: "cloudflare".into(),
-            sources: vec![],
-            fetched_at: rfc3339(0),
-            fetched_at_unix: 0,
-            token: None,
-            published: None,
-            ipv4: 1,
             ipv6: 1,
-            sha256: sha256_hex(&content),
+            ..meta_for(&content, 0)
         };
         write(&dir, &meta, &content).unwrap();
         let back = read(&dir, "cloudflare").unwrap().unwrap();

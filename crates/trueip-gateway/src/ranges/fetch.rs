@@ -261,7 +261,6 @@ fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

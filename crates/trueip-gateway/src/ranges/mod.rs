@@ -463,7 +463,6 @@ fn diff_counts(old: &[Cidr], new: &[Cidr]) -> (usize, usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use trueip::providers::Edition;
@@ -475,11 +474,7 @@ mod tests {
     }
 
     fn cached(n: usize, token: Option<u64>) -> Cached {
-        let edition = Edition {
-            cidrs: cidrs(n),
-            token,
-            published: None,
-        };
+        let edition = new(n, token);
         let (ipv4, ipv6) = edition.counts();
         Cached {
             meta: Meta {
@@ -509,29 +504,14 @@ mod tests {
     #[test]
     fn an_aws_token_far_ahead_of_the_clock_is_refused_even_forced() {
         let ahead = u64::MAX / 2;
-        for overrides in [Overrides::default(), Overrides { force: true }] {
+        let plain = Overrides::default();
+        for overrides in [plain, Overrides { force: true }] {
             let err = check("cloudfront", &new(46, Some(ahead)), None, overrides).unwrap_err();
             assert!(err.contains("ahead of this clock"), "{err}");
         }
-        assert!(
-            check(
-                "cloudfront",
-                &new(46, Some(1_753_388_594)),
-                None,
-                Overrides::default()
-            )
-            .is_ok()
-        );
+        assert!(check("cloudfront", &new(46, Some(1_753_388_594)), None, plain).is_ok());
         // Azure's changeNumber is a counter, not a time.
-        assert!(
-            check(
-                "azure-front-door",
-                &new(46, Some(ahead)),
-                None,
-                Overrides::default()
-            )
-            .is_ok()
-        );
+        assert!(check("azure-front-door", &new(46, Some(ahead)), None, plain).is_ok());
     }
 
     #[test]
@@ -558,14 +538,9 @@ mod tests {
 
     #[test]
     fn diff_names_each_prefix_once() {
-        let old: Vec<Cidr> = ["10.0.0.0/8", "192.0.2.0/24", "192.0.2.0/24"]
-            .iter()
-            .map(|c| c.parse().unwrap())
-            .collect();
-        let new: Vec<Cidr> = ["10.0.0.0/8", "198.51.100.0/24", "198.51.100.0/24"]
-            .iter()
-            .map(|c| c.parse().unwrap())
-            .collect();
+        let parsed = |texts: [&str; 3]| texts.map(|c| c.parse::<Cidr>().unwrap());
+        let old = parsed(["10.0.0.0/8", "192.0.2.0/24", "192.0.2.0/24"]);
+        let new = parsed(["10.0.0.0/8", "198.51.100.0/24", "198.51.100.0/24"]);
         let (added, removed) = diff(&old, &new);
         assert_eq!(added.len(), 1);
         assert_eq!(removed[0].to_string(), "192.0.2.0/24");

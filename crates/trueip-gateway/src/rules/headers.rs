@@ -1128,7 +1128,6 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::test_support::header_map;

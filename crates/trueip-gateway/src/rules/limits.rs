@@ -39,7 +39,6 @@ pub(crate) fn header_lines(headers: &HeaderMap, uri: &Uri) -> usize {
 const SCAN_LINES: usize = 24;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use http::HeaderValue;

@@ -83,7 +83,6 @@ fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -113,12 +112,7 @@ mod tests {
 
     #[test]
     fn forgeries_only_on_the_admin_listener() {
-        let settings = crate::config::Settings::from_file(
-            crate::config::parse_toml("").unwrap(),
-            &crate::config::ServeArgs::default(),
-            &mut |_| Err(String::new()),
-        )
-        .unwrap();
+        let settings = crate::config::Settings::from_text("", &mut |_| Err(String::new())).unwrap();
         for path in ["/.trueip/forgeries", "/forgeries"] {
             assert_eq!(
                 route(path, 1, &settings, Serves::Admin),

@@ -284,7 +284,6 @@ fn decode_key(host: &str) -> Option<(SocketAddr, SocketAddr)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -61,11 +61,6 @@ pub(super) fn crc32c_zeroing(header: &[u8], value_offset: usize) -> u32 {
     !crc32c_update(crc, after)
 }
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use super::*;
 

@@ -339,11 +339,6 @@ fn put_tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) -> Result<(), EncodeError>
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use super::*;
     use crate::proxy_protocol::fixtures::*;

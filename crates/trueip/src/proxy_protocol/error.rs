@@ -365,11 +365,6 @@ pub(super) fn quoted_prefix(buf: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use crate::proxy_protocol::decode;
 

@@ -1,13 +1,6 @@
 //! Headers built by hand, field by field from the specification, and the helpers the
 //! tests of every part of the codec share.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
-
 use std::net::SocketAddr;
 
 use super::*;

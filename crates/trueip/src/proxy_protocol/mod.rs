@@ -150,12 +150,6 @@ fn match_prefix(buf: &[u8], pattern: &[u8]) -> Option<bool> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use super::fixtures::*;
     use super::*;

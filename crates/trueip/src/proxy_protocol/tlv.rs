@@ -309,11 +309,6 @@ pub(super) fn has_own_field(kind: u8, value: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use super::*;
     use crate::proxy_protocol::fixtures::*;

@@ -235,11 +235,6 @@ fn parse_v1_port(field: &[u8], which: V1Field) -> Result<u16, ProxyError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use super::*;
     use crate::proxy_protocol::decode;

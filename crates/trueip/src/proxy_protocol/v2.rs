@@ -165,11 +165,6 @@ fn parse_command(ver_cmd: u8) -> Result<Command, ProxyError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "tests: fixed inputs, and a panic is a test failure"
-)]
 mod tests {
     use super::*;
     use crate::proxy_protocol::fixtures::*;
