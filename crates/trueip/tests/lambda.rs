@@ -748,6 +748,27 @@ fn error_text_is_bounded() {
     ))
     .to_string();
     assert!(message.len() < 600, "{}", message.len());
+    // A header's name is the client's to choose, and errors name the field it is in.
+    let name = "X-".repeat(5_000);
+    let invalid = set(
+        event("api_gateway_v1"),
+        &format!("/multiValueHeaders/{name}"),
+        Some(json!([1])),
+    );
+    let message = error(&invalid).to_string();
+    assert!(message.len() < 600, "{}", message.len());
+    let mut twice = set(
+        event("api_gateway_v1"),
+        &format!("/multiValueHeaders/{name}"),
+        Some(json!(["1"])),
+    );
+    twice["multiValueHeaders"][name.to_lowercase()] = json!(["2"]);
+    let message = error(&twice).to_string();
+    assert!(
+        matches!(error(&twice), EventError::AmbiguousHeader { .. }),
+        "{message}"
+    );
+    assert!(message.len() < 600, "{}", message.len());
 }
 
 // ---------------------------------------------------------------------------------------
