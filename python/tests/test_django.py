@@ -60,6 +60,29 @@ def test_a_stranger() -> None:
     assert got == {"addr": "198.51.100.20", "secure": False, "host": "testserver", "xff": None, "source": "peer"}
 
 
+def test_a_strangers_client_ip_headers_are_not_in_request_headers() -> None:
+    """`request.headers` is built from META when first read, after the middleware: a view,
+    or python-ipware handed `request.headers` (which it reads in any case, dashes for
+    underscores: `Http-X-Real-Ip` is its HTTP_X_REAL_IP), finds none of a stranger's."""
+    from django.test import RequestFactory
+    from python_ipware import IpWare
+
+    seen: dict[str, Any] = {}
+
+    def view(request: Any) -> JsonResponse:
+        seen["headers"] = dict(request.headers)
+        seen["ipware"] = IpWare().get_client_ip(request.headers)[0]
+        return JsonResponse({})
+
+    forged = {name: "1.2.3.4" for name in trueip.forwarding_header_names()}
+    forged["Http-X-Real-Ip"] = "1.2.3.4"
+    request = RequestFactory().get("/", REMOTE_ADDR="198.51.100.20", headers=forged)
+    TrueIPMiddleware(view)(request)
+    assert request.META["REMOTE_ADDR"] == "198.51.100.20"
+    assert set(seen["headers"]) <= {"Cookie"}, seen["headers"]  # RequestFactory sends an empty Cookie
+    assert seen["ipware"] is None
+
+
 def test_by_default_only_the_scheme() -> None:
     with override_settings(TRUEIP={"trust": ["10.0.0.0/8"]}):
         middleware = TrueIPMiddleware(whoami)

@@ -104,6 +104,22 @@ def test_the_header_a_header_strategy_reads_is_removed_from_a_stranger() -> None
     assert "HTTP_X_ORIGIN_VERIFY" not in env
 
 
+def test_a_stranger_cannot_name_the_client_to_python_ipware_through_a_cgi_spelling() -> None:
+    """As under ASGI (test_asgi.py): python-ipware over the request's headers
+    (`dict(request.headers)` in Flask) finds `HTTP_X_REAL_IP` in a header named
+    `Http-X-Real-Ip`, whose environ key is HTTP_HTTP_X_REAL_IP; none may reach the app."""
+    from python_ipware import IpWare
+    from python_ipware.modern.defaults import DEFAULT_PRECEDENCE
+    from werkzeug.datastructures import EnvironHeaders
+
+    for key in DEFAULT_PRECEDENCE:
+        environ_key = "HTTP_" + key.upper().replace("-", "_")
+        env = run({"REMOTE_ADDR": "198.51.100.20", environ_key: "1.2.3.4"})
+        assert environ_key not in env, environ_key
+        ip, _ = IpWare().get_client_ip(dict(EnvironHeaders(env)))
+        assert ip is None, (environ_key, ip)
+
+
 def test_a_trusted_hop_passes_only_the_addresses_the_policy_reads() -> None:
     """A trusted nginx relays a client's True-Client-IP as readily as it writes X-Real-IP:
     from a trusted hop, the client addresses the policy does not read are removed (the app

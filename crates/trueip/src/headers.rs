@@ -837,7 +837,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 40] = {
+    pub const FORWARDING: [Forwarding; 56] = {
         use Claim::{Address, Origin, Request};
         [
             row(
@@ -929,6 +929,86 @@ pub mod names {
                 "http-x-forwarded-for",
                 Address,
                 "no proxy writes it: Java helpers read getHeader(\"HTTP_X_FORWARDED_FOR\")",
+            ),
+            named(
+                "http-x-forwarded",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_X_FORWARDED\"), python-ipware HTTP_X_FORWARDED from a header map",
+            ),
+            named(
+                "http-x-cluster-client-ip",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_X_CLUSTER_CLIENT_IP\"), python-ipware HTTP_X_CLUSTER_CLIENT_IP from a header map",
+            ),
+            named(
+                "http-forwarded-for",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_FORWARDED_FOR\"), python-ipware HTTP_FORWARDED_FOR from a header map",
+            ),
+            named(
+                "http-forwarded",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_FORWARDED\"), python-ipware HTTP_FORWARDED from a header map",
+            ),
+            named(
+                "http-via",
+                Address,
+                "no proxy writes it: Java helpers read getHeader(\"HTTP_VIA\")",
+            ),
+            named(
+                "http-x-real-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_X_REAL_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-x-client-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_X_CLIENT_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-cf-connecting-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_CF_CONNECTING_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-true-client-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_TRUE_CLIENT_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-fastly-client-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_FASTLY_CLIENT_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-fly-client-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_FLY_CLIENT_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-x-appengine-user-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_X_APPENGINE_USER_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-x-azure-clientip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_X_AZURE_CLIENTIP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-do-connecting-ip",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_DO_CONNECTING_IP from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "http-x-envoy-external-address",
+                Address,
+                "no proxy writes it: python-ipware reads HTTP_X_ENVOY_EXTERNAL_ADDRESS from a header map (any case, `-` for `_`)",
+            ),
+            named(
+                "remote-addr",
+                Address,
+                "no proxy writes it: python-ipware reads REMOTE_ADDR from a header map, Java helpers getHeader(\"REMOTE_ADDR\")",
             ),
             row(
                 CF_CONNECTING_IP,
@@ -1351,6 +1431,37 @@ mod tests {
             .unwrap()
             .build()
             .unwrap()
+    }
+
+    /// Client-IP helpers look headers up by the CGI variable's name: Java's
+    /// `getHeader("HTTP_X_FORWARDED")` (case-insensitive), python-ipware's `HTTP_X_REAL_IP`
+    /// and `REMOTE_ADDR` over a header map (any case, dashes for underscores), so a header
+    /// named `Http-X-Real-Ip` or `Remote-Addr` is the client's address to them. No proxy
+    /// writes one: withheld from every hop, in every spelling.
+    #[test]
+    fn a_header_named_as_helpers_look_it_up_is_withheld_from_every_hop() {
+        let policy = trusting("10.0.0.0/8");
+        let behind = Hop::Trusted {
+            policy: &policy,
+            decided: Some(0),
+        };
+        let set = ForwardingSet::for_policy(&policy);
+        for name in [
+            "Http-X-Real-Ip",
+            "HTTP_X_REAL_IP",
+            "http-x-forwarded",
+            "Http-X-Cluster-Client-Ip",
+            "http_forwarded_for",
+            "Http-Forwarded",
+            "HTTP_VIA",
+            "http-cf-connecting-ip",
+            "Http-True-Client-Ip",
+            "Remote-Addr",
+            "REMOTE_ADDR",
+        ] {
+            assert!(set.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
+            assert!(set.withheld(name.as_bytes(), behind), "{name}");
+        }
     }
 
     #[test]

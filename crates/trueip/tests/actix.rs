@@ -421,6 +421,44 @@ fn over_a_real_socket_the_peer_actix_reports_is_the_one_judged() {
     );
 }
 
+/// Over a socket, actix's own parser builds the header map: lines of one header sent apart,
+/// with other headers and other spellings of the name between them, still reach the walk
+/// as one list in the order sent, so the line the trusted proxy appended last is read
+/// first and the client's lines stay on the left.
+#[test]
+fn over_a_real_socket_split_lines_are_one_list_in_order() {
+    let policy = Policy::builder()
+        .trust_str("127.0.0.1")
+        .and_then(|b| b.strategy_str("rightmost-untrusted"))
+        .and_then(|b| b.build())
+        .unwrap();
+    let server = Server::start(policy);
+    let lines = [
+        "X-Forwarded-For: 6.6.6.6",
+        "Accept: */*",
+        "x-forwarded-for: 7.7.7.7, 203.0.113.9",
+        "X-Real-IP: 8.8.8.8",
+        "X-FORWARDED-FOR: 127.0.0.1",
+    ];
+    assert_eq!(
+        get(server.addr, "/ip", &lines),
+        (200, "203.0.113.9".to_owned())
+    );
+    // Two lines, the second sent last: its element is the nearest, whichever is forged.
+    assert_eq!(
+        get(
+            server.addr,
+            "/ip",
+            &[
+                "X-Forwarded-For: 203.0.113.9",
+                "Accept: */*",
+                "x-forwarded-for: 198.51.100.4"
+            ]
+        ),
+        (200, "198.51.100.4".to_owned())
+    );
+}
+
 /// A policy per route: each `scope` wraps its own middleware, and each scope's handler
 /// sees its own middleware's decision.
 #[test]

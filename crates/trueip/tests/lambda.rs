@@ -751,6 +751,53 @@ fn one_header_under_two_spellings_is_refused() {
     assert!(matches!(error(&many), EventError::AmbiguousHeader { .. }));
 }
 
+/// A REST API event keeps the case each line was sent in. A header read in order under two
+/// spellings is refused (`one_header_under_two_spellings_is_refused`); any other is read under each, so a client's `Foo` and
+/// `FOO` leave the answer as it was (they once made every such event unreadable: no
+/// client for the app), and a single-address header under two spellings is two lines, a
+/// duplicate, ignored.
+#[test]
+fn a_header_whose_order_decides_nothing_may_come_under_two_spellings() {
+    let v1 = event("api_gateway_v1");
+    let api = policy(Preset::ApiGateway);
+    let plain = lambda::resolve_event(&api, &v1).unwrap();
+    let mut spelled = v1.clone();
+    for field in ["headers", "multiValueHeaders"] {
+        let headers = spelled[field].as_object_mut().unwrap();
+        let (one, two) = if field == "headers" {
+            (json!("1"), json!("2"))
+        } else {
+            (json!(["1"]), json!(["2"]))
+        };
+        headers.insert("Foo".into(), one);
+        headers.insert("FOO".into(), two);
+    }
+    assert_eq!(lambda::resolve_event(&api, &spelled).unwrap(), plain);
+
+    let header = Policy::builder()
+        .trust_str("any")
+        .unwrap()
+        .strategy_str("header:x-real-ip")
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut doubled = v1.clone();
+    let headers = doubled["multiValueHeaders"].as_object_mut().unwrap();
+    headers.insert("X-Real-IP".into(), json!(["6.6.6.6"]));
+    headers.insert("x-real-ip".into(), json!(["203.0.113.9"]));
+    let resolution = lambda::resolve_event(&header, &doubled).unwrap();
+    assert_eq!(
+        resolution.client,
+        lambda::Event::parse(&v1).unwrap().peer().into()
+    );
+    assert!(resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
+
+    let mut proto = v1.clone();
+    let headers = proto["multiValueHeaders"].as_object_mut().unwrap();
+    headers.insert("x-forwarded-proto".into(), json!(["http"]));
+    assert!(matches!(error(&proto), EventError::AmbiguousHeader { .. }));
+}
+
 /// The ALB adds its own `X-Forwarded-For` line after the request's (the event in
 /// `alb_multi_observed.json`, from laravel/vapor-core#25). What that line holds when the
 /// request had several lines is not documented: the first line, the last, or all of them,
@@ -869,6 +916,15 @@ fn error_text_is_bounded() {
         Some(json!(long)),
     ))
     .to_string();
+    assert!(message.len() < 600, "{}", message.len());
+    // A header's name is the client's to choose, and errors name the field it is in.
+    let name = "X-".repeat(5_000);
+    let invalid = set(
+        event("api_gateway_v1"),
+        &format!("/multiValueHeaders/{name}"),
+        Some(json!([1])),
+    );
+    let message = error(&invalid).to_string();
     assert!(message.len() < 600, "{}", message.len());
 }
 

@@ -129,14 +129,20 @@ impl fmt::Display for EventError {
                 field,
                 expected,
                 found,
-            } => write!(f, "{kind} event: {field} is {found}, not {expected}")?,
+            } => write!(
+                f,
+                "{kind} event: {} is {found}, not {expected}",
+                path(field)
+            )?,
             EventError::AmbiguousHeader {
                 kind,
                 field,
                 names: (a, b),
             } => write!(
                 f,
-                "{kind} event: {field} holds one header as both {a:?} and {b:?}, so the order of its lines is lost"
+                "{kind} event: {field} holds one header as both {} and {}, so the order of its lines is lost",
+                quote(a),
+                quote(b)
             )?,
         }
         write!(f, " (hint: {})", self.hint())
@@ -152,6 +158,15 @@ pub(crate) enum Found<'a> {
     Text(&'a str),
     /// A value that is not text, by its kind: `a number`, `null`.
     Kind(&'static str),
+}
+
+/// A field's path, cut to twice [`QUOTE`] characters: it holds a header's name, which the
+/// client chose (`headers.<name>`).
+fn path(field: &str) -> std::borrow::Cow<'_, str> {
+    match field.char_indices().nth(2 * QUOTE) {
+        Some((end, _)) => format!("{}…", field.get(..end).unwrap_or_default()).into(),
+        None => field.into(),
+    }
 }
 
 /// `text` quoted, cut to [`QUOTE`] characters.

@@ -48,19 +48,39 @@ struct Names<'e> {
 }
 
 impl<'e> Names<'e> {
-    /// Every value of the keys that spell `name`: at most one key does (checked when
-    /// the event was read).
+    /// Calls `f` with the value of each key that spells `name`. Only one does for a header
+    /// whose lines' order counts ([`order_counts`], checked when the event was read); any
+    /// other may come under several spellings (a REST API event keeps the case each line
+    /// was sent in), and each is read, as another line.
     #[inline]
-    fn get(&self, name: &str) -> Option<&'e Value> {
+    fn each(&self, name: &str, mut f: impl FnMut(&'e Value)) {
         if self.lower {
-            self.map.get(name)
+            if let Some(value) = self.map.get(name) {
+                f(value);
+            }
         } else {
             self.map
                 .iter()
-                .find(|(key, _)| key.len() == name.len() && key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value)
+                .filter(|(key, _)| key.len() == name.len() && key.eq_ignore_ascii_case(name))
+                .for_each(|(_, value)| f(value));
         }
     }
+}
+
+/// Whether what is read from a header depends on the order of its lines: the list headers,
+/// walked from the right, and the claims about the request (`X-Forwarded-Proto`, ...), read
+/// as far from the right as hops were trusted. A JSON object keeps no order between two
+/// spellings of one name, so such a header under two is refused. Any other header is read
+/// under every spelling: a single-address header, an origin secret or a cookie on two
+/// lines is a duplicate, which fails closed.
+fn order_counts(name: &str) -> bool {
+    use crate::headers::names::{self, Claim};
+    let is = |other: &str| other.len() == name.len() && other.eq_ignore_ascii_case(name);
+    is(names::X_FORWARDED_FOR.as_str())
+        || is(names::FORWARDED.as_str())
+        || names::FORWARDING
+            .iter()
+            .any(|row| row.claim == Claim::Request && is(row.as_str()))
 }
 
 impl<'e> Event<'e> {
@@ -80,7 +100,10 @@ impl<'e> Event<'e> {
     /// The headers come from `multiValueHeaders` when it is an object (REST API events
     /// carry both, and their `headers` keeps only the last value of a repeated header),
     /// else from `headers`. Every value must be a string (an array of strings in
-    /// `multiValueHeaders`), and no header may appear under two spellings.
+    /// `multiValueHeaders`). A header whose lines' order decides what is read
+    /// (`X-Forwarded-For`, `Forwarded`, the `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix`
+    /// claims) may not appear under two spellings; any other is read under each, as more
+    /// lines of it.
     pub fn parse(event: &'e Value) -> Result<Self, EventError> {
         let Some(object) = event.as_object() else {
             return Err(EventError::UnknownKind {
@@ -263,7 +286,7 @@ impl<'e> Names<'e> {
         }
         // Keys of one JSON object are distinct: two can spell one header only when one
         // has an upper-case letter.
-        if !lower && let Some((a, b)) = same_spelling(map) {
+        if !lower && let Some((a, b)) = same_spelling(map.keys().filter(|k| order_counts(k))) {
             return Err(EventError::AmbiguousHeader {
                 kind,
                 field,
@@ -274,9 +297,9 @@ impl<'e> Names<'e> {
     }
 }
 
-/// Two keys that are one header name in different case, if any.
-fn same_spelling(map: &Map<String, Value>) -> Option<(&str, &str)> {
-    let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+/// Two of `keys` that are one header name in different case, if any.
+fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>) -> Option<(&'k str, &'k str)> {
+    let mut keys: Vec<&str> = keys.map(String::as_str).collect();
     // Requests carry a dozen or two headers, and most pairs differ in length: comparing
     // every pair is then cheaper than sorting. A request made to be costly (API
     // Gateway lets 10 KB of headers through, some two thousand short ones) is sorted.
@@ -324,18 +347,18 @@ impl Headers for Container<'_> {
     fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
         match *self {
             Container::None => {}
-            Container::Single(names) => {
-                if let Some(Value::String(value)) = names.get(name.as_str()) {
+            Container::Single(names) => names.each(name.as_str(), |value| {
+                if let Value::String(value) = value {
                     f(value.as_bytes());
                 }
-            }
-            Container::Multi(names) => {
-                if let Some(Value::Array(values)) = names.get(name.as_str()) {
+            }),
+            Container::Multi(names) => names.each(name.as_str(), |value| {
+                if let Value::Array(values) = value {
                     for value in values.iter().filter_map(Value::as_str) {
                         f(value.as_bytes());
                     }
                 }
-            }
+            }),
         }
     }
 }

@@ -38,7 +38,13 @@
 //!
 //! In that order: `requestContext.elb` decides first. Headers come from
 //! `multiValueHeaders` when the event has it (several values of one header are several
-//! lines, in order), else from `headers`; names match in any case. An event of no kind,
+//! lines, in order), else from `headers`; names match in any case. A REST API event keeps
+//! the case each line was sent in, so one header may come under two spellings, whose
+//! order JSON does not keep: for `X-Forwarded-For`, `Forwarded` and the
+//! `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix` claims, whose lines' order decides what is
+//! read, that is an [`EventError::AmbiguousHeader`]; any other header is read under each
+//! spelling (a single-address header then has two lines, a duplicate, ignored), so a
+//! client's `Foo` and `FOO` cannot make the event unreadable. An event of no kind,
 //! without the field its stand-in comes from, or with a field AWS never writes that way
 //! (a non-string header, a `sourceIp` that is not an address, such as the API Gateway
 //! console's `test-invoke-source-ip`) is an [`EventError`] naming the field, never a
