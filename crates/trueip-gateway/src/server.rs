@@ -200,7 +200,10 @@ async fn connection(
         // request usually come in one read, and are then read once, into a buffer kept
         // from an earlier connection (no allocation, no zeroing, no copy). A connection
         // that goes elsewhere (TLS, a byte relay, hyper) gets the bytes through `Rewind`.
+        // The header's timer, if it waits, is the one the lean path re-aims at the
+        // request head and the upstream's answer: a late header arms no timer of its own.
         let mut bufs = lean::Buffers::take();
+        let mut deadline = lean::Deadline::default();
         match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
@@ -211,6 +214,7 @@ async fn connection(
             l.proxy_protocol,
             limits,
             bufs.input().storage(),
+            deadline.after(limits.proxy_protocol_timeout),
         ))
         .await
         {
@@ -224,7 +228,7 @@ async fn connection(
                 // The same test as the lean arm below, for a connection without TLS
                 // (where no ALPN can choose HTTP/2).
                 if acceptor.is_none() && l.mode != Mode::Tcp && limits.lean_http1 {
-                    first = Some(bufs);
+                    first = Some((bufs, deadline));
                 } else {
                     prefix = Bytes::copy_from_slice(bufs.input().filled());
                     bufs.give_back();

@@ -303,9 +303,10 @@ impl TimerWake {
 }
 
 /// One deadline, checked by a timer armed lazily and re-armed only when it fires early:
-/// moving the deadline later (every request) touches no timer.
+/// moving the deadline later (every request) touches no timer. A connection has one,
+/// from its PROXY header (see [`Deadline::after`]) to its close.
 #[derive(Default)]
-struct Deadline {
+pub(crate) struct Deadline {
     at: Option<tokio::time::Instant>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     wake: Option<TimerWake>,
@@ -325,6 +326,23 @@ impl Deadline {
 
     fn clear(&mut self) {
         self.at = None;
+    }
+
+    /// Completes once `limit` has passed since its first poll: the PROXY header's time
+    /// (`read_preamble_until` polls it only while a read waits, so a header that came
+    /// with the connection reads no clock and arms no timer). The timer a late header
+    /// arms is the one the request head and the upstream's answer re-aim later.
+    pub(crate) fn after(&mut self, limit: Duration) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.at.is_none() {
+                self.set(crate::clock::deadline(tokio::time::Instant::now(), limit));
+            }
+            if self.poll_expired(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// Whether the deadline passed; otherwise the waker is called when it may have.
@@ -631,20 +649,26 @@ enum Next {
 
 /// Serves requests on `io` while they are plain; hands the rest to hyper. `first`: the
 /// buffers the connection's first bytes were read into already (after a PROXY header),
-/// the first request read from them before anything else.
+/// the first request read from them before anything else, and the deadline that timed
+/// that header.
 pub(crate) async fn serve(
     io: &mut Tracked,
     ctx: &Arc<ConnCtx>,
-    first: Option<Box<Buffers>>,
+    first: Option<(Box<Buffers>, Deadline)>,
 ) -> After {
-    let mut bufs = first.unwrap_or_else(Buffers::take);
-    let after = serve_with(io, ctx, &mut bufs).await;
+    let (mut bufs, mut deadline) = first.unwrap_or_else(|| (Buffers::take(), Deadline::default()));
+    let after = serve_with(io, ctx, &mut bufs, &mut deadline).await;
     bufs.give_back();
     after
 }
 
-/// [`serve`], with the connection's buffers.
-async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) -> After {
+/// [`serve`], with the connection's buffers and deadline.
+async fn serve_with(
+    io: &mut Tracked,
+    ctx: &Arc<ConnCtx>,
+    bufs: &mut Buffers,
+    deadline: &mut Deadline,
+) -> After {
     let (header_timeout, max_head, idle) = {
         let state = ctx.shared.state.load();
         let l = &state.settings.limits;
@@ -654,7 +678,6 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
     // request instead of a reference count taken and dropped. (An idle connection keeps
     // the settings it last used alive until its next request or its close.)
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
-    let mut deadline = Deadline::default();
     let mut stop = StopSignal {
         ctx,
         idle,
@@ -699,7 +722,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             } else {
                 None
             };
-            match read_into(io, &mut bufs.input, &mut deadline, between).await {
+            match read_into(io, &mut bufs.input, deadline, between).await {
                 Got::Data => {}
                 // A head begun and not finished: 408, as nginx's client_header_timeout
                 // documents. Nothing of a response is on the wire (the previous one was
@@ -726,7 +749,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             &mut bufs.out,
             &mut bufs.scratch,
             &mut lines,
-            &mut deadline,
+            deadline,
         )
         .await;
         bufs.lines = lend(lines);
