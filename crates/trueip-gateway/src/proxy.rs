@@ -222,17 +222,20 @@ mod tests {
             .collect();
         // Storage as a kept buffer leaves it: longer than the bound, and holding an
         // earlier connection's bytes, none of which may show through.
-        let mut buf = b"GET /earlier HTTP/1.1\r\n".repeat(400);
-        // Timed as a connection's start is: by the deadline its lean path goes on with.
-        let mut deadline = crate::http::lean::Deadline::default();
+        // Read and timed as a connection's start is: into the lean path's buffers, by the
+        // deadline it goes on with.
+        let mut bufs = crate::http::lean::Buffers::take();
+        let (buf, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
+        buf.clear();
+        buf.extend_from_slice(&b"GET /earlier HTTP/1.1\r\n".repeat(400));
         let result = read_header(
             &mut rx,
             peer.parse().unwrap(),
             &senders,
             mode,
             &limits,
-            &mut buf,
-            deadline.after(limits.proxy_protocol_timeout),
+            buf,
+            expired,
         )
         .await
         .map(|(r, rest)| (r, Bytes::copy_from_slice(buf.get(rest).unwrap())));

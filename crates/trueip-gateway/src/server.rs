@@ -203,7 +203,7 @@ async fn connection(
         // The header's timer, if it waits, is the one the lean path re-aims at the
         // request head and the upstream's answer: a late header arms no timer of its own.
         let mut bufs = lean::Buffers::take();
-        let mut deadline = lean::Deadline::default();
+        let (storage, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
         match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
@@ -213,8 +213,8 @@ async fn connection(
                 .proxy_protocol_from(),
             l.proxy_protocol,
             limits,
-            bufs.input().storage(),
-            deadline.after(limits.proxy_protocol_timeout),
+            storage,
+            expired,
         ))
         .await
         {
@@ -228,7 +228,7 @@ async fn connection(
                 // The same test as the lean arm below, for a connection without TLS
                 // (where no ALPN can choose HTTP/2).
                 if acceptor.is_none() && l.mode != Mode::Tcp && limits.lean_http1 {
-                    first = Some((bufs, deadline));
+                    first = Some(bufs);
                 } else {
                     prefix = Bytes::copy_from_slice(bufs.input().filled());
                     bufs.give_back();
