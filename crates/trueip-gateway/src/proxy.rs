@@ -69,9 +69,11 @@ pub(crate) struct Received {
 
 /// Reads the header of a connection from `peer` on a listener in `mode` (not `Off`), with
 /// the core's reader, into `buf` (storage, see [`pp::read_preamble_into`]): only
-/// `senders` may send one, and it must come within the limits. Returns it (`None`: a
-/// plain connection from someone else, which `from-senders` serves) and where in `buf`
-/// the bytes read after it (application data) lie.
+/// `senders` may send one, and it must come within the limits, before `expired`
+/// completes (`limits.proxy_protocol_timeout` after it is first polled; see
+/// [`pp::read_preamble_until`]). Returns it (`None`: a plain connection from someone
+/// else, which `from-senders` serves) and where in `buf` the bytes read after it
+/// (application data) lie.
 pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: IpAddr,
@@ -79,6 +81,7 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     mode: ProxyProtocol,
     limits: &Limits,
     buf: &mut Vec<u8>,
+    expired: impl Future<Output = ()>,
 ) -> Result<(Option<Received>, Range<usize>), PreambleError> {
     // `from-senders`: a sender must send a header; anyone else is served as a direct
     // client, and closed if its first bytes are a PROXY header (never parsed). Which of
@@ -95,11 +98,14 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
         })
         .max_bytes(limits.proxy_protocol_max_bytes)
         .timeout(limits.proxy_protocol_timeout);
-    let read = pp::read_preamble_into(stream, peer, senders, &rules, buf).await?;
-    Ok((read.header.as_ref().map(received), read.rest))
+    let read =
+        pp::read_preamble_until(stream, peer, senders, &rules, buf, expired, received).await?;
+    Ok((read.header, read.rest))
 }
 
-fn received(header: &ProxyHeader) -> Received {
+/// What the gateway keeps of a valid header, made as soon as it is decoded (see
+/// [`pp::read_preamble_until`]).
+fn received(header: ProxyHeader) -> Received {
     if header.command == Command::Proxy && header.transport == pp::Transport::Datagram {
         return Received {
             addrs: None,
@@ -216,14 +222,20 @@ mod tests {
             .collect();
         // Storage as a kept buffer leaves it: longer than the bound, and holding an
         // earlier connection's bytes, none of which may show through.
-        let mut buf = b"GET /earlier HTTP/1.1\r\n".repeat(400);
+        // Read and timed as a connection's start is: into the lean path's buffers, by the
+        // deadline it goes on with.
+        let mut bufs = crate::http::lean::Buffers::take();
+        let (buf, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
+        buf.clear();
+        buf.extend_from_slice(&b"GET /earlier HTTP/1.1\r\n".repeat(400));
         let result = read_header(
             &mut rx,
             peer.parse().unwrap(),
             &senders,
             mode,
             &limits,
-            &mut buf,
+            buf,
+            expired,
         )
         .await
         .map(|(r, rest)| (r, Bytes::copy_from_slice(buf.get(rest).unwrap())));

@@ -200,7 +200,10 @@ async fn connection(
         // request usually come in one read, and are then read once, into a buffer kept
         // from an earlier connection (no allocation, no zeroing, no copy). A connection
         // that goes elsewhere (TLS, a byte relay, hyper) gets the bytes through `Rewind`.
+        // The header's timer, if it waits, is the one the lean path re-aims at the
+        // request head and the upstream's answer: a late header arms no timer of its own.
         let mut bufs = lean::Buffers::take();
+        let (storage, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
         match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
@@ -210,7 +213,8 @@ async fn connection(
                 .proxy_protocol_from(),
             l.proxy_protocol,
             limits,
-            bufs.input().storage(),
+            storage,
+            expired,
         ))
         .await
         {

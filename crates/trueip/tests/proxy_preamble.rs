@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use trueip::proxy_protocol::{
     Accept, Command, PreambleError, ProxyAddrs, ProxyError, ProxyHeader, ReadRules, Tlvs,
     Transport, Untrusted, Version, encode_v2, read_preamble, read_preamble_into,
+    read_preamble_until,
 };
 use trueip::{Cidr, TrustSet};
 
@@ -188,6 +189,64 @@ async fn a_silent_trusted_sender_times_out() {
     .unwrap_err();
     assert!(matches!(err, PreambleError::Timeout(_)), "{err}");
     assert_eq!(err.to_string(), "no complete PROXY header within 200ms");
+}
+
+/// The caller's timer decides when a slow sender's time is up (the rules' timeout is only
+/// what the error reports), and it is polled only while a read waits: a header that came
+/// with the connection never touches it, so a server that makes its timer at the first
+/// poll makes none for such a connection. What is returned of the header is what the
+/// caller keeps.
+#[tokio::test]
+async fn timed_by_the_caller_the_timer_is_polled_only_while_a_read_waits() {
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    tx.write_all(&[V1, REQUEST].concat()).await.unwrap();
+    let mut polled = 0;
+    let never_due = std::future::poll_fn(|_| {
+        polled += 1;
+        std::task::Poll::<()>::Pending
+    });
+    let mut buf = Vec::new();
+    let read = read_preamble_until(
+        &mut rx,
+        ip(BALANCER),
+        &senders(),
+        &refuse(),
+        &mut buf,
+        never_due,
+        |header| header.addrs.map(|a| a.source),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read.header, Some(Some("192.0.2.1:56324".parse().unwrap())));
+    assert_eq!(&buf[read.rest], REQUEST);
+    assert_eq!(polled, 0, "the header was there: no timer asked");
+
+    // A sender that stalls mid-header: the caller's timer, due long before the rules'
+    // five seconds, ends it.
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+    tx.write_all(b"PROXY TCP4 192.0.2.1").await.unwrap();
+    let started = Instant::now();
+    let err = read_preamble_until(
+        &mut rx,
+        ip(BALANCER),
+        &senders(),
+        &refuse(),
+        &mut Vec::new(),
+        tokio::time::sleep(Duration::from_millis(50)),
+        |header| header,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, PreambleError::Timeout(t) if t == Duration::from_secs(5)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(tx);
 }
 
 #[tokio::test]

@@ -108,6 +108,10 @@ pub(crate) struct Buffers {
     scratch: Vec<u8>,
     /// Room for a request's parsed lines, always empty here (see [`lend`]).
     lines: Vec<httparse::Header<'static>>,
+    /// The connection's deadline, from its PROXY header on; unset while kept. Here
+    /// rather than in the lean path's future, which it would make larger than the
+    /// size the allocator serves on its fast path.
+    deadline: Deadline,
 }
 
 /// A new connection's input buffer, in bytes.
@@ -139,6 +143,7 @@ impl Buffers {
             out: Vec::with_capacity(OUT_BYTES),
             scratch: Vec::new(),
             lines: Vec::with_capacity(MAX_HEADERS),
+            deadline: Deadline::default(),
         }
     }
 
@@ -162,6 +167,8 @@ impl Buffers {
         self.input.clear();
         self.out.clear();
         self.scratch.clear();
+        // Its timer, if any, is this connection's: dropped (taken off tokio's wheel) now.
+        self.deadline = Deadline::default();
         SPARES.with_borrow_mut(|spares| {
             if spares.len() < SPARES_MAX {
                 spares.push(self);
@@ -185,6 +192,16 @@ impl Buffers {
     /// The buffer requests are read into.
     pub(crate) fn input(&mut self) -> &mut InBuf {
         &mut self.input
+    }
+
+    /// The storage a PROXY header is read into (see [`InBuf::storage`]), and a
+    /// future that completes `limit` after its first poll: the header's time, on the
+    /// deadline the lean path goes on with (see [`Deadline::after`]).
+    pub(crate) fn for_preamble(
+        &mut self,
+        limit: Duration,
+    ) -> (&mut Vec<u8>, impl Future<Output = ()> + '_) {
+        (self.input.storage(), self.deadline.after(limit))
     }
 
     /// The bytes of storage held.
@@ -303,7 +320,8 @@ impl TimerWake {
 }
 
 /// One deadline, checked by a timer armed lazily and re-armed only when it fires early:
-/// moving the deadline later (every request) touches no timer.
+/// moving the deadline later (every request) touches no timer. A connection has one,
+/// from its PROXY header (see [`Deadline::after`]) to its close.
 #[derive(Default)]
 struct Deadline {
     at: Option<tokio::time::Instant>,
@@ -325,6 +343,23 @@ impl Deadline {
 
     fn clear(&mut self) {
         self.at = None;
+    }
+
+    /// Completes once `limit` has passed since its first poll: the PROXY header's time
+    /// (`read_preamble_until` polls it only while a read waits, so a header that came
+    /// with the connection reads no clock and arms no timer). The timer a late header
+    /// arms is the one the request head and the upstream's answer re-aim later.
+    fn after(&mut self, limit: Duration) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.at.is_none() {
+                self.set(crate::clock::deadline(tokio::time::Instant::now(), limit));
+            }
+            if self.poll_expired(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// Whether the deadline passed; otherwise the waker is called when it may have.
@@ -631,7 +666,8 @@ enum Next {
 
 /// Serves requests on `io` while they are plain; hands the rest to hyper. `first`: the
 /// buffers the connection's first bytes were read into already (after a PROXY header),
-/// the first request read from them before anything else.
+/// the first request read from them before anything else (with the deadline that timed
+/// the header).
 pub(crate) async fn serve(
     io: &mut Tracked,
     ctx: &Arc<ConnCtx>,
@@ -654,7 +690,6 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
     // request instead of a reference count taken and dropped. (An idle connection keeps
     // the settings it last used alive until its next request or its close.)
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
-    let mut deadline = Deadline::default();
     let mut stop = StopSignal {
         ctx,
         idle,
@@ -670,7 +705,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
         opening: !served,
     };
     loop {
-        deadline.clear();
+        bufs.deadline.clear();
         loop {
             let filled = bufs.input.filled();
             // Most heads arrive whole and end the buffer: then nothing needs scanning for
@@ -688,18 +723,19 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             if bufs.input.len() >= max_head {
                 return to_hyper(bufs.input.filled(), served);
             }
-            if deadline.at.is_none() {
+            if bufs.deadline.at.is_none() {
                 // The first head is due from the connection's start: hyper, if it takes
                 // the connection over mid-head (HTTP/2's preface), keeps that deadline.
                 let from = last_reading.take().unwrap_or(ctx.opened);
-                deadline.set(crate::clock::deadline_std(from, header_timeout));
+                bufs.deadline
+                    .set(crate::clock::deadline_std(from, header_timeout));
             }
             let between = if bufs.input.is_empty() {
                 Some(&mut stop)
             } else {
                 None
             };
-            match read_into(io, &mut bufs.input, &mut deadline, between).await {
+            match read_into(io, &mut bufs.input, &mut bufs.deadline, between).await {
                 Got::Data => {}
                 // A head begun and not finished: 408, as nginx's client_header_timeout
                 // documents. Nothing of a response is on the wire (the previous one was
@@ -726,7 +762,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             &mut bufs.out,
             &mut bufs.scratch,
             &mut lines,
-            &mut deadline,
+            &mut bufs.deadline,
         )
         .await;
         bufs.lines = lend(lines);

@@ -90,7 +90,7 @@ pub use header::{Command, Decode, ProxyAddrs, ProxyHeader, Transport, Version};
 #[cfg(feature = "tokio")]
 pub use read::{
     Accept, Preamble, PreambleError, PreambleRead, ReadRules, Untrusted, read_preamble,
-    read_preamble_into,
+    read_preamble_into, read_preamble_until,
 };
 pub use spec::{V1_MAX_LEN, V2_HEADER_MIN, V2_MAX_LEN};
 pub use tlv::{Ssl, Tlvs};

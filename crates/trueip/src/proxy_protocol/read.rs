@@ -201,11 +201,12 @@ pub async fn read_preamble<S: AsyncRead + Unpin + ?Sized>(
     })
 }
 
-/// What [`read_preamble_into`] read.
+/// What [`read_preamble_into`] read. `H` is what was kept of the header: all of it, or
+/// what [`read_preamble_until`]'s caller keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreambleRead {
+pub struct PreambleRead<H = ProxyHeader> {
     /// The trusted sender's header; `None` for a direct client ([`Untrusted::ServeDirect`]).
-    pub header: Option<ProxyHeader>,
+    pub header: Option<H>,
     /// Where, in the buffer, the bytes read after the header lie (or, from a direct
     /// client, its first bytes): the application's, to be handed to it before anything
     /// else is read from the stream. Every byte before `rest.end` was read from the stream.
@@ -242,48 +243,92 @@ pub async fn read_preamble_into<S: AsyncRead + Unpin + ?Sized>(
     rules: &ReadRules,
     buf: &mut Vec<u8>,
 ) -> Result<PreambleRead, PreambleError> {
+    // Made at the first poll, which comes only when a read waits: a header that came with
+    // the connection (a balancer writes it with the client's first bytes) is read with no
+    // timer, which cost a clock reading and a timer handle per connection. Everything
+    // before that first wait ran without waiting, so the bound on waiting is the same.
+    // (Boxed, the timer leaves this future small: inline, it made it, and the box a
+    // server keeps it in, a timer entry's size and alignment.)
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let expired = poll_fn(|cx| {
+        timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(rules.timeout)))
+            .as_mut()
+            .poll(cx)
+    });
+    read_preamble_until(stream, peer, senders, rules, buf, expired, |header| header).await
+}
+
+/// [`read_preamble_into`], timed by the caller, keeping what the caller needs of the header.
+///
+/// - The sender's time is up when `expired` completes, and `rules`' timeout is only what
+///   the error then reports. `expired` is polled only while a read waits, so a header that
+///   came with the connection never touches it; a timer it makes at its first poll is made
+///   only for connections that wait. For a server that times the connection's next steps
+///   (its request head, its upstream's answer) with one timer it re-aims: lent here first,
+///   that timer covers the PROXY header too, and a connection whose header was late arms
+///   one timer, not two.
+/// - `keep` makes what is returned of a trusted sender's header, as soon as it is decoded:
+///   a server that needs the addresses and a TLV or two returns those, and the header with
+///   all its TLVs (a few hundred bytes) is not moved out through every layer of the read.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use trueip::proxy_protocol::{PreambleError, ReadRules, Untrusted, read_preamble_until};
+///
+/// let senders: trueip::TrustSet = ["10.0.0.0/8".parse::<trueip::Cidr>()?].into_iter().collect();
+/// let rules = ReadRules::new(Untrusted::Refuse).timeout(Duration::from_millis(10));
+/// let (_sender, mut stream) = tokio::io::duplex(64); // a balancer that sends nothing
+/// let mut timer = std::pin::pin!(tokio::time::sleep(Duration::from_millis(10)));
+/// let late = read_preamble_until(&mut stream, "10.0.0.5".parse()?, &senders, &rules,
+///     &mut Vec::new(), timer.as_mut(), |header| header.addrs).await;
+/// assert!(matches!(late, Err(PreambleError::Timeout(_))));
+/// # Ok(())
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub async fn read_preamble_until<S: AsyncRead + Unpin + ?Sized, H>(
+    stream: &mut S,
+    peer: IpAddr,
+    senders: &TrustSet,
+    rules: &ReadRules,
+    buf: &mut Vec<u8>,
+    expired: impl Future<Output = ()>,
+    keep: impl FnOnce(ProxyHeader) -> H,
+) -> Result<PreambleRead<H>, PreambleError> {
     let trusted = senders.contains(normalize(peer));
     if !trusted && rules.untrusted == Untrusted::Refuse {
         return Err(PreambleError::UntrustedSender);
     }
     let read = async {
         if trusted {
-            header(stream, rules, buf).await
+            header(stream, rules, buf, keep).await
         } else {
             not_a_header(stream, rules.max_bytes, buf).await
         }
     };
-    match within(rules.timeout, read).await {
-        Some(outcome) => outcome,
-        None => Err(PreambleError::Timeout(rules.timeout)),
-    }
-}
-
-/// `read`'s outcome, or `None` if it waited `timeout` in all. The timer is made at the
-/// first wait: a header that came with the connection (a balancer writes it with the
-/// client's first bytes) is read with no timer, which cost a clock reading and a timer
-/// handle per connection. Everything before that first wait ran without waiting, so the
-/// bound on waiting is the same. (Boxed, the timer leaves this future small: inline, it
-/// made it, and the box a server keeps it in, a timer entry's size and alignment.)
-async fn within<F: Future>(timeout: Duration, read: F) -> Option<F::Output> {
     let mut read = pin!(read);
-    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut expired = pin!(expired);
     poll_fn(|cx| {
         if let Poll::Ready(out) = read.as_mut().poll(cx) {
-            return Poll::Ready(Some(out));
+            return Poll::Ready(out);
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        timer.as_mut().poll(cx).map(|()| None)
+        expired
+            .as_mut()
+            .poll(cx)
+            .map(|()| Err(PreambleError::Timeout(rules.timeout)))
     })
     .await
 }
 
 /// A trusted sender's header and where the bytes after it lie.
-async fn header<S: AsyncRead + Unpin + ?Sized>(
+async fn header<S: AsyncRead + Unpin + ?Sized, H>(
     stream: &mut S,
     rules: &ReadRules,
     buf: &mut Vec<u8>,
-) -> Result<PreambleRead, PreambleError> {
+    keep: impl FnOnce(ProxyHeader) -> H,
+) -> Result<PreambleRead<H>, PreambleError> {
     let decode: fn(&[u8]) -> Result<Decode, ProxyError> = match rules.accept {
         Accept::Any => decode,
         Accept::V1 => decode_v1,
@@ -294,29 +339,32 @@ async fn header<S: AsyncRead + Unpin + ?Sized>(
     let mut filled = read_more(stream, buf, 0, max).await?;
     loop {
         let read = buf.get(..filled).unwrap_or_default();
-        match decode(read).map_err(PreambleError::Malformed)? {
+        // The decoded header is not held across the read below: this future stays the
+        // size of what it waits with, not of a header with its TLVs.
+        let needed = match decode(read).map_err(PreambleError::Malformed)? {
             Decode::Complete { header, consumed } => {
                 return Ok(PreambleRead {
-                    header: Some(header),
+                    header: Some(keep(header)),
                     rest: consumed.min(filled)..filled,
                 });
             }
-            // Refused before reading what would not fit: a v2 length field announcing
-            // 60 KB is enough to know.
-            Decode::Incomplete { needed } if filled.saturating_add(needed) > max => {
-                return Err(PreambleError::TooLarge(max));
-            }
-            Decode::Incomplete { .. } => filled = read_more(stream, buf, filled, max).await?,
+            Decode::Incomplete { needed } => needed,
+        };
+        // Refused before reading what would not fit: a v2 length field announcing
+        // 60 KB is enough to know.
+        if filled.saturating_add(needed) > max {
+            return Err(PreambleError::TooLarge(max));
         }
+        filled = read_more(stream, buf, filled, max).await?;
     }
 }
 
 /// An untrusted sender's first bytes, once they show they are not a PROXY header.
-async fn not_a_header<S: AsyncRead + Unpin + ?Sized>(
+async fn not_a_header<S: AsyncRead + Unpin + ?Sized, H>(
     stream: &mut S,
     max: usize,
     buf: &mut Vec<u8>,
-) -> Result<PreambleRead, PreambleError> {
+) -> Result<PreambleRead<H>, PreambleError> {
     let mut filled = 0;
     loop {
         match super::looks_like_proxy(buf.get(..filled).unwrap_or_default()) {
