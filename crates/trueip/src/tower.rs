@@ -202,7 +202,9 @@ where
         }
         let resolution = match found {
             #[cfg(feature = "lambda-http")]
-            Found::StandIn(stand_in) => self.policy.resolve_stand_in(&stand_in, req.headers()),
+            Found::StandIn(kind, stand_in) => {
+                self.policy.resolve_stand_in(kind, &stand_in, req.headers())
+            }
             found => found.with(|conn| self.policy.resolve(conn, req.headers())),
         };
         req.extensions_mut().insert(resolution);
@@ -279,14 +281,16 @@ fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
 ) -> Result<Found<'static>, ResponseFuture<F, ResBody>> {
     #[cfg(feature = "lambda-http")]
     if let Some(found) = crate::lambda::http::stand_in_connection(req.extensions(), req.headers()) {
-        return found.map(Found::StandIn).map_err(|e| {
-            log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
-            ResponseFuture {
-                state: State::Refused {
-                    response: Some(server_error(MISSING_STAND_IN)),
-                },
-            }
-        });
+        return found
+            .map(|(kind, conn)| Found::StandIn(kind, conn))
+            .map_err(|e| {
+                log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
+                ResponseFuture {
+                    state: State::Refused {
+                        response: Some(server_error(MISSING_STAND_IN)),
+                    },
+                }
+            });
     }
     Err(refuse(req))
 }
@@ -315,9 +319,10 @@ pub(crate) enum Found<'a> {
     /// `axum::serve`'s `ConnectInfo<SocketAddr>`: a TCP peer without a PROXY header.
     #[cfg(feature = "axum")]
     Peer(std::net::SocketAddr),
-    /// The connection a request lambda_http made from an event stands for.
+    /// The kind of the event lambda_http made the request from, and the connection it
+    /// stands for.
     #[cfg(feature = "lambda-http")]
-    StandIn(Connection),
+    StandIn(crate::lambda::EventKind, Connection),
 }
 
 impl Found<'_> {
@@ -331,7 +336,7 @@ impl Found<'_> {
             #[cfg(feature = "axum")]
             Found::Peer(addr) => f(&Connection::from_peer(addr)),
             #[cfg(feature = "lambda-http")]
-            Found::StandIn(conn) => f(&conn),
+            Found::StandIn(_, conn) => f(&conn),
         }
     }
 }

@@ -200,6 +200,21 @@ mod axum_under_lambda_http {
         );
     }
 
+    /// The same function reached through its Function URL, which keeps only the first
+    /// `X-Forwarded-For` value the client sent: the ALB preset does not believe it (the
+    /// layer answered 6.6.6.6 before the preset named the kinds of its chain).
+    #[test]
+    fn the_alb_preset_does_not_believe_a_function_urls_forwarded_for() {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&super::text("function_url")).unwrap();
+        event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+        let policy = Preset::Alb.builder().build().unwrap();
+        assert_eq!(
+            run(policy, &event.to_string()),
+            (200, "2001:db8:85a3:8d3:1319:8a2e:370:7348".to_owned())
+        );
+    }
+
     #[test]
     fn an_event_without_its_stand_in_is_a_500_naming_the_missing_field() {
         let mut event: serde_json::Value =

@@ -171,12 +171,12 @@ impl<'e> Event<'e> {
 
     /// Decides who the client is, as [`Policy::resolve`] does for a connection.
     pub fn resolve(&self, policy: &Policy) -> Resolution {
-        policy.resolve_stand_in(&self.connection(), self)
+        policy.resolve_stand_in(self.kind, &self.connection(), self)
     }
 
     /// Decides, and records every step: first where the peer stand-in came from.
     pub fn explain(&self, policy: &Policy) -> Explanation {
-        let mut explanation = Explanation::stand_in(policy, &self.connection(), self);
+        let mut explanation = Explanation::stand_in(policy, self.kind, &self.connection(), self);
         explanation
             .steps
             .insert(0, stand_in_step(self.kind, self.peer));
