@@ -500,6 +500,18 @@ impl Policy {
         Ok(self.wrap_resolution(inner))
     }
 
+    /// [`decide`](Self::decide) for a Lambda event: a preset's policy given an event of
+    /// another chain's kind trusts no one (`no_lambda_event`), and says so as without one.
+    fn decide_event(
+        &self,
+        py: Python<'_>,
+        event: &trueip::lambda::Event<'_>,
+    ) -> PyResult<Resolution> {
+        let inner = event.resolve(&self.inner);
+        self.warn_no_event(py, inner.warnings)?;
+        Ok(self.wrap_resolution(inner))
+    }
+
     fn wrap_resolution(&self, inner: trueip::Resolution) -> Resolution {
         Resolution {
             trusted_hop: self.inner.came_through_trusted_hop(&inner),
@@ -849,7 +861,7 @@ impl Policy {
                 ));
             }
             (None, _) => match &parsed {
-                Some(parsed) => (self.wrap_resolution(parsed.resolve(&self.inner)), None),
+                Some(parsed) => (self.decide_event(py, parsed)?, None),
                 None => (self.decide(py, &conn, &copied)?, None),
             },
         };
@@ -1386,10 +1398,14 @@ fn event_error(e: trueip::lambda::EventError) -> PyErr {
 /// The client of a Lambda event (ALB, API Gateway REST, HTTP and WebSocket API, Function
 /// URL). A VPC Lattice event is an `EventError` naming it.
 #[pyfunction]
-fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resolution> {
+fn resolve_event(
+    py: Python<'_>,
+    policy: &Policy,
+    event: &Bound<'_, PyAny>,
+) -> PyResult<Resolution> {
     let json = event_json(event)?;
     let parsed = trueip::lambda::Event::parse(&json).map_err(event_error)?;
-    Ok(policy.wrap_resolution(parsed.resolve(&policy.inner)))
+    policy.decide_event(py, &parsed)
 }
 
 /// The address that stands in for the peer of a Lambda event (the core's rule,

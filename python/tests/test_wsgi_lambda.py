@@ -378,6 +378,28 @@ def test_a_lambda_preset_without_an_event_warns_once(caplog: pytest.LogCaptureFi
     assert 'Policy.lambda_preset("alb")' in message and "events only" in message and "Policy(trust=" in message
 
 
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "zappa"])
+def test_under_a_wsgi_adapter_the_alb_preset_does_not_believe_a_function_urls_forwarded_for(
+    adapter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same function reached through its Function URL, which keeps only the first
+    X-Forwarded-For value a client sent: the ALB preset trusts no one for an event that is
+    not an ALB's (the core's rule, `Preset::event_kinds`), so the client is the event's
+    sourceIp, the forged header is withheld and the `trueip` logger warns. The app saw
+    6.6.6.6 before the preset named the kinds of its chain."""
+    policy = trueip.Policy.lambda_preset("alb")
+    e = with_xff(function_url(), "6.6.6.6")
+    source_ip = e["requestContext"]["http"]["sourceIp"]
+    with caplog.at_level("WARNING", logger="trueip"):
+        seen = seen_by(adapter, policy, e)
+    resolution = seen["trueip.resolution"]
+    assert seen["REMOTE_ADDR"] == source_ip == resolve_event(policy, copy.deepcopy(e)).ip_str
+    assert not resolution.trusted_hop and "no_lambda_event" in resolution.warnings
+    assert "HTTP_X_FORWARDED_FOR" not in seen
+    records = [r for r in caplog.records if r.name == "trueip"]
+    assert len(records) == 1 and "api-gateway preset" in records[0].getMessage(), records
+
+
 @pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
 def test_under_a_wsgi_adapter_a_lambda_preset_decides_from_the_event_without_a_warning(
     adapter: str, caplog: pytest.LogCaptureFixture

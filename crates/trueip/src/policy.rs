@@ -764,8 +764,8 @@ impl EventOnly {
 pub(crate) fn without_event(name: &str) -> String {
     format!(
         "trueip: Policy.lambda_preset({name:?}) (in Rust, the policy of \
-         trueip::lambda::Preset {name:?}) decides from AWS Lambda events of its chain only \
-         (alb: ALB target events), and a request came without one: it is decided as if no \
+         trueip::lambda::Preset {name:?}) decides from AWS Lambda events only, of its own \
+         chain (alb: ALB target events), and a request came without one: it is decided as if no \
          proxy were trusted, the peer (or the event's sourceIp) is the client and its \
          client-IP headers are withheld. For an API Gateway or Function URL event, use the \
          api-gateway preset. Outside Lambda, use a Policy that trusts \
