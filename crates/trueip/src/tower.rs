@@ -187,7 +187,7 @@ where
         };
         #[cfg(feature = "provenance")]
         if let Some(signed) = &self.signed {
-            let decided = found.with(|conn| verify(signed, &self.policy, conn, &req));
+            let decided = verify(signed, &self.policy, found, &req);
             let (resolution, outcome) = match decided {
                 Ok(served) => served,
                 Err(why) => return refuse_unsigned(&req, why),
@@ -221,7 +221,7 @@ where
 fn verify<B>(
     signed: &crate::provenance::Signed,
     policy: &Policy,
-    conn: &Connection,
+    found: Found<'_>,
     req: &Request<B>,
 ) -> Result<(crate::Resolution, crate::provenance::Outcome), crate::provenance::Rejected> {
     use crate::provenance::{Decided, RequestLine};
@@ -235,7 +235,14 @@ fn verify<B>(
             host,
             target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
         };
-        match signed.decide(policy, conn, req.headers(), &request) {
+        let decided = match found {
+            #[cfg(feature = "lambda-http")]
+            Found::StandIn(kind, stand_in) => {
+                signed.decide_stand_in(policy, kind, &stand_in, req.headers(), &request)
+            }
+            found => found.with(|conn| signed.decide(policy, conn, req.headers(), &request)),
+        };
+        match decided {
             Decided::Serve(resolution, outcome) => {
                 if let crate::provenance::Outcome::FellBack(why) = outcome {
                     log::debug!(
