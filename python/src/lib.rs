@@ -852,7 +852,8 @@ impl Policy {
                     host: &host,
                     target: &target,
                 };
-                let (resolution, outcome) = v.decide(&self.inner, &conn, value, &request);
+                let (resolution, outcome) =
+                    v.decide(&self.inner, &conn, parsed.as_ref(), value, &request);
                 (resolution, Some(outcome))
             }
             (Some(_), None) => {
@@ -973,11 +974,14 @@ struct Verifier {
 
 impl Verifier {
     /// The resolution for a request on `conn` whose signed header is `value`, and the
-    /// outcome: `"verified"` or why not (`trueip::provenance::Rejected::name`).
+    /// outcome: `"verified"` or why not (`trueip::provenance::Rejected::name`). Under a
+    /// Lambda event, `conn` is its stand-in and the peer is decided as the event's
+    /// (`Event::peer_resolution`), which a preset's policy does not take for a connection.
     fn decide(
         &self,
         policy: &Arc<trueip::Policy>,
         conn: &Connection,
+        event: Option<&trueip::lambda::Event<'_>>,
         value: Option<&[u8]>,
         request: &trueip::provenance::RequestLine<'_>,
     ) -> (Resolution, &'static str) {
@@ -985,7 +989,10 @@ impl Verifier {
         match self.inner.verify(value, request) {
             Ok(claim) => {
                 self.verified.fetch_add(1, Relaxed);
-                let inner = claim.resolution(policy, conn);
+                let inner = match event {
+                    Some(event) => claim.resolution_over(policy, event.peer_resolution(policy)),
+                    None => claim.resolution(policy, conn),
+                };
                 let r = Resolution {
                     // The gateway is the hop: what it wrote may stay.
                     trusted_hop: true,
@@ -996,7 +1003,10 @@ impl Verifier {
             }
             Err(why) => {
                 self.rejected.fetch_add(1, Relaxed);
-                let inner = trueip::provenance::rejected_resolution(policy, conn);
+                let inner = match event {
+                    Some(event) => trueip::provenance::rejected_over(event.peer_resolution(policy)),
+                    None => trueip::provenance::rejected_resolution(policy, conn),
+                };
                 let r = Resolution {
                     trusted_hop: false,
                     inner,

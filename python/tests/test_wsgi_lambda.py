@@ -413,3 +413,29 @@ def test_under_a_wsgi_adapter_a_lambda_preset_decides_from_the_event_without_a_w
     assert seen["REMOTE_ADDR"] == "150.172.238.178" == resolve_event(policy, e).ip_str
     assert seen["trueip.resolution"] == resolve_event(policy, e) and seen["trueip.resolution"].trusted_hop
     assert not [r for r in caplog.records if r.name == "trueip"]
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "zappa"])
+def test_under_a_wsgi_adapter_a_signature_that_falls_back_keeps_the_events_stand_in(
+    adapter: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``verify=``, a request whose signed header does not verify gets the peer: under an
+    adapter's event, the event's stand-in, decided as the event's. It was decided as a
+    connection's, which a preset's policy takes for a request without an event: flagged
+    ``no_lambda_event`` (the core's rule, ``Event::peer_resolution``)."""
+    key = tmp_path / "a.key"
+    key.write_text("python-test-key-a-python-test-key-a-0123\n")
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with caplog.at_level("WARNING", logger="trueip"):
+        run(adapter, TrueIP(app, trueip.Policy.lambda_preset("alb"), verify=trueip.Verifier(key)), event("alb.json"))
+    resolution = seen["trueip.resolution"]
+    assert seen["trueip.signature"] == "missing"
+    assert seen["REMOTE_ADDR"] == "150.172.238.178"
+    assert "signature_rejected" in resolution.warnings and "no_lambda_event" not in resolution.warnings
+    assert not [r for r in caplog.records if r.name == "trueip"]

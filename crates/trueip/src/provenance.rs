@@ -173,11 +173,13 @@ impl Claim {
     /// `conn` from the gateway: the signed client, its source and hops (plus the gateway
     /// itself); the peer is the gateway.
     pub fn resolution(&self, policy: &Policy, conn: &Connection) -> Resolution {
-        self.over(policy, peer_resolution(policy, conn))
+        self.resolution_over(policy, peer_resolution(policy, conn))
     }
 
-    /// [`resolution`](Self::resolution) over `r`, the decision on the connection alone.
-    fn over(&self, policy: &Policy, mut r: Resolution) -> Resolution {
+    /// [`resolution`](Self::resolution) over `r`, `policy`'s decision on the connection
+    /// alone, no header read: for a Lambda event, `trueip::lambda::Event::peer_resolution`
+    /// (a Lambda preset's policy decides a connection as a request without an event).
+    pub fn resolution_over(&self, policy: &Policy, mut r: Resolution) -> Resolution {
         r.client = crate::addr::Peer::Ip(self.client);
         r.source = self.source;
         r.trusted_hops = self.hops.saturating_add(1);
@@ -190,11 +192,12 @@ impl Claim {
 /// The resolution when a signed header is not believed: the TCP peer (or the PROXY
 /// source of a sender `policy` trusts), no header read, flagged `signature_rejected`.
 pub fn rejected_resolution(policy: &Policy, conn: &Connection) -> Resolution {
-    rejected(peer_resolution(policy, conn))
+    rejected_over(peer_resolution(policy, conn))
 }
 
-/// [`rejected_resolution`] over `r`, the decision on the connection alone.
-fn rejected(mut r: Resolution) -> Resolution {
+/// [`rejected_resolution`] over `r`, the decision on the connection alone (see
+/// [`Claim::resolution_over`]).
+pub fn rejected_over(mut r: Resolution) -> Resolution {
     r.warnings.insert(Warnings::SIGNATURE_REJECTED);
     r
 }
@@ -692,13 +695,16 @@ impl Signed {
         match checked {
             Ok(claim) => {
                 self.counts.verified.fetch_add(1, Relaxed);
-                Decided::Serve(claim.over(policy, peer()), Outcome::Verified(claim))
+                Decided::Serve(
+                    claim.resolution_over(policy, peer()),
+                    Outcome::Verified(claim),
+                )
             }
             Err(why) => {
                 self.counts.rejected.fetch_add(1, Relaxed);
                 match self.refuse {
                     Refuse::Yes => Decided::Refuse(why),
-                    Refuse::No => Decided::Serve(rejected(peer()), Outcome::FellBack(why)),
+                    Refuse::No => Decided::Serve(rejected_over(peer()), Outcome::FellBack(why)),
                 }
             }
         }

@@ -174,6 +174,15 @@ impl<'e> Event<'e> {
         policy.resolve_stand_in(self.kind, &self.connection(), self)
     }
 
+    /// The decision over the stand-in alone, no header read: what a signed header's claim
+    /// is laid over (`trueip::provenance::Claim::resolution_over`). Not
+    /// `Policy::resolve(&self.connection(), ...)`, which a Lambda preset's policy decides
+    /// as a request without an event.
+    pub fn peer_resolution(&self, policy: &Policy) -> Resolution {
+        const NO_HEADERS: &[(&str, &str)] = &[];
+        policy.resolve_stand_in(self.kind, &self.connection(), NO_HEADERS)
+    }
+
     /// Decides, and records every step: first where the peer stand-in came from.
     pub fn explain(&self, policy: &Policy) -> Explanation {
         let mut explanation = Explanation::stand_in(policy, self.kind, &self.connection(), self);
