@@ -63,7 +63,7 @@ impl Explanation {
     #[cfg(feature = "lambda")]
     pub(crate) fn stand_in<H: Headers + ?Sized>(
         policy: &Policy,
-        kind: crate::lambda::EventKind,
+        kind: crate::event_kind::EventKind,
         stand_in: &Connection,
         headers: &H,
     ) -> Self {

@@ -19,7 +19,7 @@ use crate::trace::{Mark, NoTrace, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
 #[cfg(feature = "lambda")]
-use crate::lambda::EventKind;
+use crate::event_kind::EventKind;
 
 /// What the connection itself says, before any header is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -700,7 +700,7 @@ struct EventOnly {
     /// The preset's name.
     preset: &'static str,
     /// The kinds of event whose stand-in the preset's trust rests on
-    /// ([`crate::lambda::Preset::event_kinds`]).
+    /// (`crate::lambda::Preset::event_kinds`).
     kinds: &'static [EventKind],
     /// Trusts no one: the peer is the client, and a forwarding header the request
     /// carries is flagged `header_from_untrusted_peer`.

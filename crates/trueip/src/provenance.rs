@@ -661,7 +661,7 @@ impl Signed {
     pub(crate) fn decide_stand_in<H: crate::headers::Headers + ?Sized>(
         &self,
         policy: &Policy,
-        kind: crate::lambda::EventKind,
+        kind: crate::event_kind::EventKind,
         stand_in: &Connection,
         headers: &H,
         request: &RequestLine<'_>,

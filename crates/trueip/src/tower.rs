@@ -329,7 +329,7 @@ pub(crate) enum Found<'a> {
     /// The kind of the event lambda_http made the request from, and the connection it
     /// stands for.
     #[cfg(feature = "lambda-http")]
-    StandIn(crate::lambda::EventKind, Connection),
+    StandIn(crate::event_kind::EventKind, Connection),
 }
 
 impl Found<'_> {
