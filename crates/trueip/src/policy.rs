@@ -1047,7 +1047,9 @@ impl Policy {
 
     /// [`resolve`](Self::resolve) for the address a Lambda event of `kind` names as the
     /// peer: the one entry where a preset's policy decides as it reads, for the kinds of
-    /// event of its chain (`EventOnly::reads`). Only `crate::lambda` calls it.
+    /// event of its chain (`EventOnly::reads`). Called only with an event's own kind and
+    /// stand-in: by `crate::lambda`, and for a request lambda_http made from an event by
+    /// `ClientIpLayer` (`Found::StandIn`) and `provenance::Signed::decide_stand_in`.
     #[cfg(feature = "lambda")]
     pub(crate) fn resolve_stand_in<H: Headers + ?Sized>(
         &self,
