@@ -500,6 +500,18 @@ impl Policy {
         Ok(self.wrap_resolution(inner))
     }
 
+    /// [`decide`](Self::decide) for a Lambda event: a preset's policy given an event of
+    /// another chain's kind trusts no one (`no_lambda_event`), and says so as without one.
+    fn decide_event(
+        &self,
+        py: Python<'_>,
+        event: &trueip::lambda::Event<'_>,
+    ) -> PyResult<Resolution> {
+        let inner = event.resolve(&self.inner);
+        self.warn_no_event(py, inner.warnings)?;
+        Ok(self.wrap_resolution(inner))
+    }
+
     fn wrap_resolution(&self, inner: trueip::Resolution) -> Resolution {
         Resolution {
             trusted_hop: self.inner.came_through_trusted_hop(&inner),
@@ -840,7 +852,8 @@ impl Policy {
                     host: &host,
                     target: &target,
                 };
-                let (resolution, outcome) = v.decide(&self.inner, &conn, value, &request);
+                let (resolution, outcome) =
+                    v.decide(&self.inner, &conn, parsed.as_ref(), value, &request);
                 (resolution, Some(outcome))
             }
             (Some(_), None) => {
@@ -849,7 +862,7 @@ impl Policy {
                 ));
             }
             (None, _) => match &parsed {
-                Some(parsed) => (self.wrap_resolution(parsed.resolve(&self.inner)), None),
+                Some(parsed) => (self.decide_event(py, parsed)?, None),
                 None => (self.decide(py, &conn, &copied)?, None),
             },
         };
@@ -961,11 +974,14 @@ struct Verifier {
 
 impl Verifier {
     /// The resolution for a request on `conn` whose signed header is `value`, and the
-    /// outcome: `"verified"` or why not (`trueip::provenance::Rejected::name`).
+    /// outcome: `"verified"` or why not (`trueip::provenance::Rejected::name`). Under a
+    /// Lambda event, `conn` is its stand-in and the peer is decided as the event's
+    /// (`Event::peer_resolution`), which a preset's policy does not take for a connection.
     fn decide(
         &self,
         policy: &Arc<trueip::Policy>,
         conn: &Connection,
+        event: Option<&trueip::lambda::Event<'_>>,
         value: Option<&[u8]>,
         request: &trueip::provenance::RequestLine<'_>,
     ) -> (Resolution, &'static str) {
@@ -973,7 +989,10 @@ impl Verifier {
         match self.inner.verify(value, request) {
             Ok(claim) => {
                 self.verified.fetch_add(1, Relaxed);
-                let inner = claim.resolution(policy, conn);
+                let inner = match event {
+                    Some(event) => claim.resolution_over(policy, event.peer_resolution(policy)),
+                    None => claim.resolution(policy, conn),
+                };
                 let r = Resolution {
                     // The gateway is the hop: what it wrote may stay.
                     trusted_hop: true,
@@ -984,7 +1003,10 @@ impl Verifier {
             }
             Err(why) => {
                 self.rejected.fetch_add(1, Relaxed);
-                let inner = trueip::provenance::rejected_resolution(policy, conn);
+                let inner = match event {
+                    Some(event) => trueip::provenance::rejected_over(event.peer_resolution(policy)),
+                    None => trueip::provenance::rejected_resolution(policy, conn),
+                };
                 let r = Resolution {
                     trusted_hop: false,
                     inner,
@@ -1386,10 +1408,14 @@ fn event_error(e: trueip::lambda::EventError) -> PyErr {
 /// The client of a Lambda event (ALB, API Gateway REST, HTTP and WebSocket API, Function
 /// URL). A VPC Lattice event is an `EventError` naming it.
 #[pyfunction]
-fn resolve_event(policy: &Policy, event: &Bound<'_, PyAny>) -> PyResult<Resolution> {
+fn resolve_event(
+    py: Python<'_>,
+    policy: &Policy,
+    event: &Bound<'_, PyAny>,
+) -> PyResult<Resolution> {
     let json = event_json(event)?;
     let parsed = trueip::lambda::Event::parse(&json).map_err(event_error)?;
-    Ok(policy.wrap_resolution(parsed.resolve(&policy.inner)))
+    policy.decide_event(py, &parsed)
 }
 
 /// The address that stands in for the peer of a Lambda event (the core's rule,

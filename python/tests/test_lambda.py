@@ -284,6 +284,21 @@ def test_a_lambda_preset_under_mangum_decides_from_the_event_without_a_warning(c
     assert len([r for r in caplog.records if r.name == "trueip"]) == 1
 
 
+def test_under_mangum_the_alb_preset_does_not_believe_a_function_urls_forwarded_for() -> None:
+    """The same function reached through its Function URL, which keeps only the first
+    X-Forwarded-For value a client sent: the ALB preset trusts no one for an event that is
+    not an ALB's (the core's rule, `Preset::event_kinds`). The client is the event's
+    sourceIp and the forged line is withheld; the app saw 6.6.6.6 before."""
+    policy = trueip.Policy.lambda_preset("alb")
+    e = event("function_url.json")
+    e["headers"]["x-forwarded-for"] = "6.6.6.6"
+    seen = under_mangum(policy, e)
+    r = seen["trueip.resolution"]
+    assert seen["client"][0] == e["requestContext"]["http"]["sourceIp"] == r.ip_str
+    assert not r.trusted_hop and "no_lambda_event" in r.warnings
+    assert not [v for k, v in seen["headers"] if k.lower() == b"x-forwarded-for"]
+
+
 def zappa_scope(e: dict[str, Any]) -> dict[str, Any]:
     """The scope Zappa's ASGI handler (zappa/asgi.py, `create_asgi_scope`) builds from a
     payload 2.0 event: no event kept, the client the second-to-last X-Forwarded-For entry

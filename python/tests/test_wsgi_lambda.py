@@ -378,6 +378,28 @@ def test_a_lambda_preset_without_an_event_warns_once(caplog: pytest.LogCaptureFi
     assert 'Policy.lambda_preset("alb")' in message and "events only" in message and "Policy(trust=" in message
 
 
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "zappa"])
+def test_under_a_wsgi_adapter_the_alb_preset_does_not_believe_a_function_urls_forwarded_for(
+    adapter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same function reached through its Function URL, which keeps only the first
+    X-Forwarded-For value a client sent: the ALB preset trusts no one for an event that is
+    not an ALB's (the core's rule, `Preset::event_kinds`), so the client is the event's
+    sourceIp, the forged header is withheld and the `trueip` logger warns. The app saw
+    6.6.6.6 before the preset named the kinds of its chain."""
+    policy = trueip.Policy.lambda_preset("alb")
+    e = with_xff(function_url(), "6.6.6.6")
+    source_ip = e["requestContext"]["http"]["sourceIp"]
+    with caplog.at_level("WARNING", logger="trueip"):
+        seen = seen_by(adapter, policy, e)
+    resolution = seen["trueip.resolution"]
+    assert seen["REMOTE_ADDR"] == source_ip == resolve_event(policy, copy.deepcopy(e)).ip_str
+    assert not resolution.trusted_hop and "no_lambda_event" in resolution.warnings
+    assert "HTTP_X_FORWARDED_FOR" not in seen
+    records = [r for r in caplog.records if r.name == "trueip"]
+    assert len(records) == 1 and "api-gateway preset" in records[0].getMessage(), records
+
+
 @pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
 def test_under_a_wsgi_adapter_a_lambda_preset_decides_from_the_event_without_a_warning(
     adapter: str, caplog: pytest.LogCaptureFixture
@@ -390,4 +412,30 @@ def test_under_a_wsgi_adapter_a_lambda_preset_decides_from_the_event_without_a_w
         seen = seen_by(adapter, policy, e)
     assert seen["REMOTE_ADDR"] == "150.172.238.178" == resolve_event(policy, e).ip_str
     assert seen["trueip.resolution"] == resolve_event(policy, e) and seen["trueip.resolution"].trusted_hop
+    assert not [r for r in caplog.records if r.name == "trueip"]
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "zappa"])
+def test_under_a_wsgi_adapter_a_signature_that_falls_back_keeps_the_events_stand_in(
+    adapter: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``verify=``, a request whose signed header does not verify gets the peer: under an
+    adapter's event, the event's stand-in, decided as the event's. It was decided as a
+    connection's, which a preset's policy takes for a request without an event: flagged
+    ``no_lambda_event`` (the core's rule, ``Event::peer_resolution``)."""
+    key = tmp_path / "a.key"
+    key.write_text("python-test-key-a-python-test-key-a-0123\n")
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with caplog.at_level("WARNING", logger="trueip"):
+        run(adapter, TrueIP(app, trueip.Policy.lambda_preset("alb"), verify=trueip.Verifier(key)), event("alb.json"))
+    resolution = seen["trueip.resolution"]
+    assert seen["trueip.signature"] == "missing"
+    assert seen["REMOTE_ADDR"] == "150.172.238.178"
+    assert "signature_rejected" in resolution.warnings and "no_lambda_event" not in resolution.warnings
     assert not [r for r in caplog.records if r.name == "trueip"]

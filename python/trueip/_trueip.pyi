@@ -81,7 +81,11 @@ class Policy:
         for is decided as if no proxy were trusted: the peer is the client, every client-IP
         header is withheld, the resolution is flagged ``no_lambda_event``, and the ``trueip``
         logger warns once. ``resolve`` and ``explain`` decide the same way: a peer they are
-        given is a connection, not an event's stand-in (the core's rule, as for Rust callers)."""
+        given is a connection, not an event's stand-in (the core's rule, as for Rust callers).
+        ``alb`` decides from ALB events only: an API Gateway or Function URL event (the same
+        function reached through its Function URL, which keeps only the first
+        X-Forwarded-For value the client sent) is decided the same way, its ``sourceIp`` the
+        client; use ``api-gateway`` for those."""
     @property
     def trust_names(self) -> dict[str, list[str]]:
         """What each host name in the trust specs resolved to when the policy was made."""

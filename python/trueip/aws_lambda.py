@@ -32,7 +32,10 @@ CloudFront ones need CloudFront's ranges: ``providers={"cloudfront": "ip-ranges.
 A preset decides from Lambda events only: here there always is one; the middlewares
 (``trueip.wsgi``, ``trueip.asgi``, ``trueip.django``) decide a request they find no event for
 as if no proxy were trusted, and warn once
-(``test_wsgi_lambda.py::test_a_lambda_preset_without_an_event_trusts_no_header``).
+(``test_wsgi_lambda.py::test_a_lambda_preset_without_an_event_trusts_no_header``). ``alb``
+decides from ALB events only: given an API Gateway or Function URL event it trusts no one, the
+event's ``sourceIp`` being the client (flagged ``no_lambda_event``; a Function URL keeps only the
+first ``X-Forwarded-For`` value a client sent).
 """
 
 from __future__ import annotations

@@ -69,7 +69,9 @@ requestContext.identity.sourceIp / requestContext.http.sourceIp. The chains' pol
   cloudfront-api-gateway  CloudFront → API Gateway → Lambda     --strategy cloudfront
   api-gateway             API Gateway or Function URL → Lambda  (none: sourceIp is the client)
 The CloudFront ones need CloudFront's ranges: --trust cloudfront=ip-ranges.json. With a preset,
---trust only loads such files; whom to trust is the preset's.
+--trust only loads such files; whom to trust is the preset's. alb decides ALB events only: in an
+API Gateway or Function URL event the last x-forwarded-for element is not AWS's, so there it
+trusts no one (sourceIp is the client, flagged no_lambda_event).
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";

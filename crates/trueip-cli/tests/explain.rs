@@ -1005,6 +1005,41 @@ fn lambda_preset_api_gateway_believes_only_source_ip() {
     assert_eq!(v["source"], "peer", "{v}");
 }
 
+/// The ALB preset given a Function URL event, which keeps only the first
+/// `X-Forwarded-For` value a client sent: it trusts no one there (`--help` says so), where
+/// `--strategy hops:1 --trust any` answered the client's 6.6.6.6.
+#[test]
+fn lambda_preset_alb_trusts_no_one_in_a_function_url_event() {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("function_url")).expect("event");
+    event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+    let source_ip = event["requestContext"]["http"]["sourceIp"].clone();
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            "-",
+            "--lambda-preset",
+            "alb",
+            "--format",
+            "json",
+        ],
+        Some(&event.to_string()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["client_ip"], source_ip, "{v}");
+    assert!(
+        v["warnings"]
+            .as_array()
+            .expect("warnings")
+            .contains(&"no_lambda_event".into()),
+        "{v}"
+    );
+    let help = String::from_utf8_lossy(&trueip(&["explain", "--help"], None).stdout).into_owned();
+    assert!(help.contains("alb decides ALB events only"), "{help}");
+}
+
 /// CloudFront → ALB: CloudFront's ranges come from `--trust cloudfront=FILE`; without
 /// them the preset says how to load them.
 #[test]

@@ -58,15 +58,16 @@ impl Explanation {
         Decision::new(policy, conn, headers).to_explanation()
     }
 
-    /// [`new`](Self::new) for the address a Lambda event names as the peer (see
+    /// [`new`](Self::new) for the address a Lambda event of `kind` names as the peer (see
     /// [`Policy::resolve`]). Only `crate::lambda` calls it.
     #[cfg(feature = "lambda")]
     pub(crate) fn stand_in<H: Headers + ?Sized>(
         policy: &Policy,
+        kind: crate::event_kind::EventKind,
         stand_in: &Connection,
         headers: &H,
     ) -> Self {
-        let decided = policy.explain_stand_in_marks(stand_in, headers);
+        let decided = policy.explain_stand_in_marks(kind, stand_in, headers);
         Decision::from_marks(policy, stand_in, headers, decided).to_explanation()
     }
 }

@@ -79,6 +79,8 @@ pub mod lint;
 #[cfg(feature = "actix-web")]
 pub mod actix;
 #[cfg(feature = "lambda")]
+mod event_kind;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 
 pub use addr::Node;

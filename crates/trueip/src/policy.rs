@@ -18,6 +18,9 @@ use crate::strategy::{
 use crate::trace::{Mark, NoTrace, Step, StrategyNames, Text, Tracer, Verdict};
 use crate::trust::{Cidr, NamedSet, TrustSet};
 
+#[cfg(feature = "lambda")]
+use crate::event_kind::EventKind;
+
 /// What the connection itself says, before any header is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
@@ -335,9 +338,10 @@ pub struct PolicyBuilder {
     ipv6_prefix: Option<u8>,
     providers: HashMap<String, TrustSet>,
     hosts: HashMap<String, TrustSet>,
-    /// The name of the Lambda preset the policy is built from.
+    /// The name of the Lambda preset the policy is built from, and the kinds of event
+    /// whose stand-in its trust rests on.
     #[cfg(feature = "lambda")]
-    lambda_preset: Option<&'static str>,
+    lambda_preset: Option<(&'static str, &'static [EventKind])>,
 }
 
 impl PolicyBuilder {
@@ -415,11 +419,11 @@ impl PolicyBuilder {
         self
     }
 
-    /// Marks the policy as the Lambda preset `name`'s: it decides from a Lambda event's
-    /// stand-in only (see [`Policy::resolve`]).
+    /// Marks the policy as the Lambda preset `name`'s: it decides from the stand-in of a
+    /// Lambda event of one of `kinds` only (see [`Policy::resolve`]).
     #[cfg(feature = "lambda")]
-    pub(crate) fn lambda_preset(mut self, name: &'static str) -> Self {
-        self.lambda_preset = Some(name);
+    pub(crate) fn lambda_preset(mut self, name: &'static str, kinds: &'static [EventKind]) -> Self {
+        self.lambda_preset = Some((name, kinds));
         self
     }
 
@@ -508,9 +512,10 @@ impl PolicyBuilder {
             ipv6_prefix,
             from: self.from,
             #[cfg(feature = "lambda")]
-            event_only: self.lambda_preset.map(|preset| {
+            event_only: self.lambda_preset.map(|(preset, kinds)| {
                 Box::new(EventOnly {
                     preset,
+                    kinds,
                     untrusted: Policy {
                         ipv6_prefix,
                         from: self.from,
@@ -678,17 +683,25 @@ pub struct Policy {
     event_only: Option<Box<EventOnly>>,
 }
 
-/// What a policy built from a Lambda preset decides a request without an event with.
+/// What a policy built from a Lambda preset decides a request without an event of its
+/// chain with.
 ///
-/// A preset believes what only an event's peer stand-in makes safe: the ALB one, the last
-/// `X-Forwarded-For` element, whoever the peer is. Over a server's connection (the same
-/// code run outside Lambda, a test server, `axum::serve`) that element is the client's own
-/// text, so such a request is decided as if no proxy were trusted.
+/// A preset believes what only the peer stand-in of its chain's event makes safe: the ALB
+/// one, the last `X-Forwarded-For` element, whoever the peer is, which holds only when an
+/// ALB appended it. Over a server's connection (the same code run outside Lambda, a test
+/// server, `axum::serve`) that element is the client's own text, and so it is in an event
+/// of another kind: a Function URL keeps only the first `X-Forwarded-For` value the client
+/// sent, and API Gateway appends after whatever the client wrote. Such a request is
+/// decided as if no proxy were trusted: the connection's peer, or the address the event's
+/// front end saw, is the client.
 #[cfg(feature = "lambda")]
 #[derive(Clone, Debug)]
 struct EventOnly {
     /// The preset's name.
     preset: &'static str,
+    /// The kinds of event whose stand-in the preset's trust rests on
+    /// (`crate::lambda::Preset::event_kinds`).
+    kinds: &'static [EventKind],
     /// Trusts no one: the peer is the client, and a forwarding header the request
     /// carries is flagged `header_from_untrusted_peer`.
     untrusted: Policy,
@@ -700,8 +713,15 @@ static WARNED_NO_EVENT: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 
 #[cfg(feature = "lambda")]
 impl EventOnly {
-    /// The decision for a request without an event; the first one in the process logs
-    /// a warning naming the misuse and the fix.
+    /// Whether the preset decides an event of `kind` as it reads.
+    fn reads(&self, kind: EventKind) -> bool {
+        self.kinds.contains(&kind)
+    }
+
+    /// The decision for a request without an event of the preset's chain: one that came
+    /// over a connection (`event` `None`), or an event of another kind, whose stand-in is
+    /// `conn`'s peer. The first one in the process logs a warning naming the misuse and
+    /// the fix.
     #[cold]
     #[inline(never)]
     fn decide<'h, H: Headers + ?Sized, T: Tracer<'h>>(
@@ -709,17 +729,27 @@ impl EventOnly {
         conn: &Connection,
         headers: &'h H,
         trace: &mut T,
+        event: Option<EventKind>,
     ) -> Resolution {
         if !WARNED_NO_EVENT.swap(true, std::sync::atomic::Ordering::Relaxed) {
             log::warn!("{}", without_event(self.preset));
         }
-        trace.step(|| {
-            Mark::new(
+        trace.step(|| match event {
+            None => Mark::new(
                 "lambda-preset",
                 self.preset,
                 Verdict::Ignored,
                 "a Lambda preset decides from an event's peer stand-in only, and this request came over a connection: decided as if no proxy were trusted",
-            )
+            ),
+            Some(kind) => Mark::new(
+                "lambda-preset",
+                self.preset,
+                Verdict::Ignored,
+                format!(
+                    "this preset's trust rests on the stand-in of its own chain's events, and this is a {} event: decided as if no proxy were trusted, the address its front end saw the client",
+                    kind.name()
+                ),
+            ),
         });
         let mut resolution = self.untrusted.run(conn, headers, trace);
         resolution.warnings.insert(Warnings::NO_LAMBDA_EVENT);
@@ -734,9 +764,11 @@ impl EventOnly {
 pub(crate) fn without_event(name: &str) -> String {
     format!(
         "trueip: Policy.lambda_preset({name:?}) (in Rust, the policy of \
-         trueip::lambda::Preset {name:?}) decides from AWS Lambda events only, and a request \
-         came without one: it is decided as if no proxy were trusted, the peer is the client \
-         and its client-IP headers are withheld. Outside Lambda, use a Policy that trusts \
+         trueip::lambda::Preset {name:?}) decides from AWS Lambda events only, of its own \
+         chain (alb: ALB target events), and a request came without one: it is decided as if no \
+         proxy were trusted, the peer (or the event's sourceIp) is the client and its \
+         client-IP headers are withheld. For an API Gateway or Function URL event, use the \
+         api-gateway preset. Outside Lambda, use a Policy that trusts \
          your own proxies (Policy(trust=[...], strategy=...); in Rust, Policy::builder()); \
          on Lambda, decide from the event: run the app under a WSGI adapter that keeps the \
          event (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) or Mangum; in Rust, call \
@@ -1008,19 +1040,28 @@ impl Policy {
     pub fn resolve<H: Headers + ?Sized>(&self, conn: &Connection, headers: &H) -> Resolution {
         #[cfg(feature = "lambda")]
         if let Some(only) = &self.event_only {
-            return only.decide(conn, headers, &mut NoTrace);
+            return only.decide(conn, headers, &mut NoTrace, None);
         }
         self.run(conn, headers, &mut NoTrace)
     }
 
-    /// [`resolve`](Self::resolve) for the address a Lambda event names as the peer: the
-    /// one entry where a preset's policy decides as it reads. Only `crate::lambda` calls it.
+    /// [`resolve`](Self::resolve) for the address a Lambda event of `kind` names as the
+    /// peer: the one entry where a preset's policy decides as it reads, for the kinds of
+    /// event of its chain (`EventOnly::reads`). Called only with an event's own kind and
+    /// stand-in: by `crate::lambda`, and for a request lambda_http made from an event by
+    /// `ClientIpLayer` (`Found::StandIn`) and `provenance::Signed::decide_stand_in`.
     #[cfg(feature = "lambda")]
     pub(crate) fn resolve_stand_in<H: Headers + ?Sized>(
         &self,
+        kind: EventKind,
         stand_in: &Connection,
         headers: &H,
     ) -> Resolution {
+        if let Some(only) = &self.event_only
+            && !only.reads(kind)
+        {
+            return only.decide(stand_in, headers, &mut NoTrace, Some(kind));
+        }
         self.run(stand_in, headers, &mut NoTrace)
     }
 
@@ -1044,7 +1085,7 @@ impl Policy {
         let mut marks = Vec::with_capacity(8);
         #[cfg(feature = "lambda")]
         if let Some(only) = &self.event_only {
-            let resolution = only.decide(conn, headers, &mut marks);
+            let resolution = only.decide(conn, headers, &mut marks, None);
             return (resolution, marks);
         }
         let resolution = self.run(conn, headers, &mut marks);
@@ -1056,10 +1097,17 @@ impl Policy {
     #[cfg(feature = "lambda")]
     pub(crate) fn explain_stand_in_marks<H: Headers + ?Sized>(
         &self,
+        kind: EventKind,
         stand_in: &Connection,
         headers: &H,
     ) -> (Resolution, Vec<Mark>) {
         let mut marks = Vec::with_capacity(8);
+        if let Some(only) = &self.event_only
+            && !only.reads(kind)
+        {
+            let resolution = only.decide(stand_in, headers, &mut marks, Some(kind));
+            return (resolution, marks);
+        }
         let resolution = self.run(stand_in, headers, &mut marks);
         (resolution, marks)
     }

@@ -173,7 +173,13 @@ impl Claim {
     /// `conn` from the gateway: the signed client, its source and hops (plus the gateway
     /// itself); the peer is the gateway.
     pub fn resolution(&self, policy: &Policy, conn: &Connection) -> Resolution {
-        let mut r = peer_resolution(policy, conn);
+        self.resolution_over(policy, peer_resolution(policy, conn))
+    }
+
+    /// [`resolution`](Self::resolution) over `r`, `policy`'s decision on the connection
+    /// alone, no header read: for a Lambda event, `trueip::lambda::Event::peer_resolution`
+    /// (a Lambda preset's policy decides a connection as a request without an event).
+    pub fn resolution_over(&self, policy: &Policy, mut r: Resolution) -> Resolution {
         r.client = crate::addr::Peer::Ip(self.client);
         r.source = self.source;
         r.trusted_hops = self.hops.saturating_add(1);
@@ -186,13 +192,19 @@ impl Claim {
 /// The resolution when a signed header is not believed: the TCP peer (or the PROXY
 /// source of a sender `policy` trusts), no header read, flagged `signature_rejected`.
 pub fn rejected_resolution(policy: &Policy, conn: &Connection) -> Resolution {
-    let mut r = peer_resolution(policy, conn);
+    rejected_over(peer_resolution(policy, conn))
+}
+
+/// [`rejected_resolution`] over `r`, the decision on the connection alone (see
+/// [`Claim::resolution_over`]).
+pub fn rejected_over(mut r: Resolution) -> Resolution {
     r.warnings.insert(Warnings::SIGNATURE_REJECTED);
     r
 }
 
+const NO_HEADERS: &[(&str, &str)] = &[];
+
 fn peer_resolution(policy: &Policy, conn: &Connection) -> Resolution {
-    const NO_HEADERS: &[(&str, &str)] = &[];
     policy.resolve(conn, NO_HEADERS)
 }
 
@@ -636,6 +648,38 @@ impl Signed {
         request: &RequestLine<'_>,
         now: SystemTime,
     ) -> Decided {
+        self.decide_over(policy, headers, request, now, || {
+            peer_resolution(policy, conn)
+        })
+    }
+
+    /// [`decide`](Self::decide) for a request lambda_http made from an event of `kind`,
+    /// whose front end's address `stand_in` is: the peer is decided as the event's
+    /// (`Policy::resolve_stand_in`), not as a connection's, which a Lambda preset's policy
+    /// decides as a request without an event. Only `ClientIpLayer` calls it.
+    #[cfg(feature = "lambda-http")]
+    pub(crate) fn decide_stand_in<H: crate::headers::Headers + ?Sized>(
+        &self,
+        policy: &Policy,
+        kind: crate::event_kind::EventKind,
+        stand_in: &Connection,
+        headers: &H,
+        request: &RequestLine<'_>,
+    ) -> Decided {
+        self.decide_over(policy, headers, request, SystemTime::now(), || {
+            policy.resolve_stand_in(kind, stand_in, NO_HEADERS)
+        })
+    }
+
+    /// Decides with `peer`, the decision on the connection alone, made only when needed.
+    fn decide_over<H: crate::headers::Headers + ?Sized>(
+        &self,
+        policy: &Policy,
+        headers: &H,
+        request: &RequestLine<'_>,
+        now: SystemTime,
+        peer: impl FnOnce() -> Resolution,
+    ) -> Decided {
         let mut first = None;
         let mut lines = 0usize;
         headers.for_each_value(&self.header, |v| {
@@ -651,15 +695,16 @@ impl Signed {
         match checked {
             Ok(claim) => {
                 self.counts.verified.fetch_add(1, Relaxed);
-                Decided::Serve(claim.resolution(policy, conn), Outcome::Verified(claim))
+                Decided::Serve(
+                    claim.resolution_over(policy, peer()),
+                    Outcome::Verified(claim),
+                )
             }
             Err(why) => {
                 self.counts.rejected.fetch_add(1, Relaxed);
                 match self.refuse {
                     Refuse::Yes => Decided::Refuse(why),
-                    Refuse::No => {
-                        Decided::Serve(rejected_resolution(policy, conn), Outcome::FellBack(why))
-                    }
+                    Refuse::No => Decided::Serve(rejected_over(peer()), Outcome::FellBack(why)),
                 }
             }
         }

@@ -164,8 +164,9 @@ warnings! {
     /// another request; the TCP peer stands.
     SIGNATURE_REJECTED = 13, "signature_rejected";
     /// A policy built from a Lambda preset (`trueip::lambda::Preset`) decided a request
-    /// that came without a Lambda event (a server's connection): as if no proxy were
-    /// trusted, the peer the client, the hop untrusted.
+    /// that came without a Lambda event of its chain (a server's connection, or for the
+    /// ALB preset an API Gateway or Function URL event): as if no proxy were trusted, the
+    /// peer (or the address the event's front end saw) the client, the hop untrusted.
     NO_LAMBDA_EVENT = 14, "no_lambda_event";
 }
 

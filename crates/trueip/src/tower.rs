@@ -187,7 +187,7 @@ where
         };
         #[cfg(feature = "provenance")]
         if let Some(signed) = &self.signed {
-            let decided = found.with(|conn| verify(signed, &self.policy, conn, &req));
+            let decided = verify(signed, &self.policy, found, &req);
             let (resolution, outcome) = match decided {
                 Ok(served) => served,
                 Err(why) => return refuse_unsigned(&req, why),
@@ -202,7 +202,9 @@ where
         }
         let resolution = match found {
             #[cfg(feature = "lambda-http")]
-            Found::StandIn(stand_in) => self.policy.resolve_stand_in(&stand_in, req.headers()),
+            Found::StandIn(kind, stand_in) => {
+                self.policy.resolve_stand_in(kind, &stand_in, req.headers())
+            }
             found => found.with(|conn| self.policy.resolve(conn, req.headers())),
         };
         req.extensions_mut().insert(resolution);
@@ -219,7 +221,7 @@ where
 fn verify<B>(
     signed: &crate::provenance::Signed,
     policy: &Policy,
-    conn: &Connection,
+    found: Found<'_>,
     req: &Request<B>,
 ) -> Result<(crate::Resolution, crate::provenance::Outcome), crate::provenance::Rejected> {
     use crate::provenance::{Decided, RequestLine};
@@ -233,7 +235,14 @@ fn verify<B>(
             host,
             target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
         };
-        match signed.decide(policy, conn, req.headers(), &request) {
+        let decided = match found {
+            #[cfg(feature = "lambda-http")]
+            Found::StandIn(kind, stand_in) => {
+                signed.decide_stand_in(policy, kind, &stand_in, req.headers(), &request)
+            }
+            found => found.with(|conn| signed.decide(policy, conn, req.headers(), &request)),
+        };
+        match decided {
             Decided::Serve(resolution, outcome) => {
                 if let crate::provenance::Outcome::FellBack(why) = outcome {
                     log::debug!(
@@ -279,14 +288,16 @@ fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
 ) -> Result<Found<'static>, ResponseFuture<F, ResBody>> {
     #[cfg(feature = "lambda-http")]
     if let Some(found) = crate::lambda::http::stand_in_connection(req.extensions(), req.headers()) {
-        return found.map(Found::StandIn).map_err(|e| {
-            log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
-            ResponseFuture {
-                state: State::Refused {
-                    response: Some(server_error(MISSING_STAND_IN)),
-                },
-            }
-        });
+        return found
+            .map(|(kind, conn)| Found::StandIn(kind, conn))
+            .map_err(|e| {
+                log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
+                ResponseFuture {
+                    state: State::Refused {
+                        response: Some(server_error(MISSING_STAND_IN)),
+                    },
+                }
+            });
     }
     Err(refuse(req))
 }
@@ -315,9 +326,10 @@ pub(crate) enum Found<'a> {
     /// `axum::serve`'s `ConnectInfo<SocketAddr>`: a TCP peer without a PROXY header.
     #[cfg(feature = "axum")]
     Peer(std::net::SocketAddr),
-    /// The connection a request lambda_http made from an event stands for.
+    /// The kind of the event lambda_http made the request from, and the connection it
+    /// stands for.
     #[cfg(feature = "lambda-http")]
-    StandIn(Connection),
+    StandIn(crate::event_kind::EventKind, Connection),
 }
 
 impl Found<'_> {
@@ -331,7 +343,7 @@ impl Found<'_> {
             #[cfg(feature = "axum")]
             Found::Peer(addr) => f(&Connection::from_peer(addr)),
             #[cfg(feature = "lambda-http")]
-            Found::StandIn(conn) => f(&conn),
+            Found::StandIn(_, conn) => f(&conn),
         }
     }
 }

@@ -488,6 +488,64 @@ fn a_preset_policy_decides_from_the_event_as_it_reads() {
     );
 }
 
+/// The ALB preset trusts the last `X-Forwarded-For` element because an ALB appended it. A
+/// Function URL keeps only the first value a client sent, and API Gateway appends after
+/// the client's text (behind its own CloudFront hop for an edge-optimized REST API), so in
+/// their events that element is not the front end's. Before the preset named the kinds of
+/// its chain, a client of the same function's Function URL that sent
+/// `X-Forwarded-For: 6.6.6.6` was 6.6.6.6, and the REST API event answered AWS's
+/// CloudFront hop, 130.176.91.14.
+#[test]
+fn the_alb_preset_decides_another_kinds_event_as_if_no_proxy_were_trusted() {
+    let alb = policy(Preset::Alb);
+    assert_eq!(Preset::Alb.event_kinds(), &[EventKind::Alb]);
+    for (name, event, source_ip) in [
+        (
+            "function_url",
+            xff_of(event("function_url"), "6.6.6.6"),
+            "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+        ),
+        (
+            "api_gateway_v2",
+            xff_of(event("api_gateway_v2"), "6.6.6.6"),
+            "205.255.255.176",
+        ),
+        ("api_gateway_v1", event("api_gateway_v1"), "52.255.255.12"),
+    ] {
+        let resolution = lambda::resolve_event(&alb, &event).unwrap();
+        assert_eq!(resolution.client.to_string(), source_ip, "{name}");
+        assert_eq!(resolution.source, Source::Peer, "{name}");
+        assert!(
+            resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT),
+            "{name}"
+        );
+        assert!(!alb.came_through_trusted_hop(&resolution), "{name}");
+        // What the API Gateway preset, which trusts no one, answers, but for the flag.
+        let mut untrusted = lambda::resolve_event(&policy(Preset::ApiGateway), &event).unwrap();
+        untrusted.warnings.insert(Warnings::NO_LAMBDA_EVENT);
+        assert_eq!(resolution, untrusted, "{name}");
+        let explanation = lambda::explain_event(&alb, &event).unwrap();
+        assert_eq!(explanation.resolution, resolution, "{name}");
+        assert_eq!(explanation.steps[1].subject, "lambda-preset", "{name}");
+    }
+    // Every other preset trusts by the stand-in's address, which every kind's front end
+    // writes: an event of any kind is decided as it reads.
+    for preset in [
+        Preset::CloudfrontAlb,
+        Preset::ApiGateway,
+        Preset::CloudfrontApiGateway,
+    ] {
+        assert_eq!(preset.event_kinds(), &EventKind::ALL, "{preset}");
+        for name in ["alb", "api_gateway_v1", "api_gateway_v2", "function_url"] {
+            let resolution = lambda::resolve_event(&policy(preset), &event(name)).unwrap();
+            assert!(
+                !resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT),
+                "{preset} {name}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_line_a_preset_logs_without_an_event_names_the_fix() {
     let line = Preset::CloudfrontAlb.without_event();

@@ -146,7 +146,7 @@ mod axum_under_lambda_http {
     use axum::routing::get;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
-    use trueip::axum::ClientIp;
+    use trueip::axum::{ClientIp, ClientResolution};
     use trueip::lambda::Preset;
     use trueip::tower::ClientIpLayer;
 
@@ -197,6 +197,57 @@ mod axum_under_lambda_http {
         assert_eq!(
             run(policy, &event.to_string()),
             (200, "150.172.238.178".to_owned())
+        );
+    }
+
+    /// The same function reached through its Function URL, which keeps only the first
+    /// `X-Forwarded-For` value the client sent: the ALB preset does not believe it (the
+    /// layer answered 6.6.6.6 before the preset named the kinds of its chain).
+    #[test]
+    fn the_alb_preset_does_not_believe_a_function_urls_forwarded_for() {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&super::text("function_url")).unwrap();
+        event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+        let policy = Preset::Alb.builder().build().unwrap();
+        assert_eq!(
+            run(policy, &event.to_string()),
+            (200, "2001:db8:85a3:8d3:1319:8a2e:370:7348".to_owned())
+        );
+    }
+
+    /// `ClientIpLayer::signed` under lambda_http: the peer a signature that does not verify
+    /// falls back to is the event's stand-in, decided as an event is. It was flagged
+    /// `no_lambda_event`, untrusted, and logged the line for a request without an event
+    /// (`Signed::decide` asked `Policy::resolve`, which took the stand-in for a connection).
+    #[cfg(feature = "provenance")]
+    #[test]
+    fn a_signature_that_falls_back_under_lambda_http_keeps_the_events_stand_in() {
+        use trueip::provenance::{DEFAULT_WINDOW, Key, Signed, Verifier};
+        let policy = Preset::Alb.builder().build().unwrap();
+        let verifier = Verifier::new([Key::new(&[1; 40]).unwrap()], DEFAULT_WINDOW).unwrap();
+        let app = Router::new()
+            .fallback(|ClientResolution(r): ClientResolution| async move {
+                format!("{} {}", r.client, r.warnings)
+            })
+            .layer(ClientIpLayer::new(policy).signed(Signed::or_peer(verifier)));
+        let request = lambda_http::request::from_str(&super::text("alb")).unwrap();
+        let response = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(app.oneshot(request))
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        // Decided over no headers, as `rejected_resolution` decides any peer: `hops:1` finds
+        // no element to walk.
+        assert_eq!(
+            body,
+            "150.172.238.178 fewer_hops_than_configured,signature_rejected"
         );
     }
 

@@ -194,12 +194,21 @@ impl<'e> Event<'e> {
 
     /// Decides who the client is, as [`Policy::resolve`] does for a connection.
     pub fn resolve(&self, policy: &Policy) -> Resolution {
-        policy.resolve_stand_in(&self.connection(), self)
+        policy.resolve_stand_in(self.kind, &self.connection(), self)
+    }
+
+    /// The decision over the stand-in alone, no header read: what a signed header's claim
+    /// is laid over (`trueip::provenance::Claim::resolution_over`). Not
+    /// `Policy::resolve(&self.connection(), ...)`, which a Lambda preset's policy decides
+    /// as a request without an event.
+    pub fn peer_resolution(&self, policy: &Policy) -> Resolution {
+        const NO_HEADERS: &[(&str, &str)] = &[];
+        policy.resolve_stand_in(self.kind, &self.connection(), NO_HEADERS)
     }
 
     /// Decides, and records every step: first where the peer stand-in came from.
     pub fn explain(&self, policy: &Policy) -> Explanation {
-        let mut explanation = Explanation::stand_in(policy, &self.connection(), self);
+        let mut explanation = Explanation::stand_in(policy, self.kind, &self.connection(), self);
         explanation
             .steps
             .insert(0, stand_in_step(self.kind, self.peer));

@@ -38,29 +38,31 @@ use super::{EventError, EventKind, alb_peer, source_ip_text, stand_in_step};
 /// # }
 /// ```
 pub fn resolve_request(policy: &Policy, request: &Request) -> Result<Resolution, EventError> {
-    let (_, peer) = stand_in(request.request_context_ref(), request.headers())?;
-    Ok(policy.resolve_stand_in(&Connection::from_peer(peer), request))
+    let (kind, peer) = stand_in(request.request_context_ref(), request.headers())?;
+    Ok(policy.resolve_stand_in(kind, &Connection::from_peer(peer), request))
 }
 
 /// [`resolve_request`], with every step recorded, the first saying where the peer
 /// stand-in came from.
 pub fn explain_request(policy: &Policy, request: &Request) -> Result<Explanation, EventError> {
     let (kind, peer) = stand_in(request.request_context_ref(), request.headers())?;
-    let mut explanation = Explanation::stand_in(policy, &Connection::from_peer(peer), request);
+    let mut explanation =
+        Explanation::stand_in(policy, kind, &Connection::from_peer(peer), request);
     explanation.steps.insert(0, stand_in_step(kind, peer));
     Ok(explanation)
 }
 
-/// The connection a request lambda_http made from an event stands for, for
-/// [`ClientIpLayer`](crate::tower::ClientIpLayer) under `lambda_http::run`: the address
-/// AWS's front end saw as its peer. `None` when lambda_http stored no request context.
+/// The kind of the event a request lambda_http made from one, and the connection it
+/// stands for, for [`ClientIpLayer`](crate::tower::ClientIpLayer) under
+/// `lambda_http::run`: the address AWS's front end saw as its peer. `None` when
+/// lambda_http stored no request context.
 #[cfg(feature = "tower")]
 pub(crate) fn stand_in_connection(
     extensions: &http::Extensions,
     headers: &http::HeaderMap,
-) -> Option<Result<Connection, EventError>> {
+) -> Option<Result<(EventKind, Connection), EventError>> {
     let context = extensions.get::<RequestContext>()?;
-    Some(stand_in(Some(context), headers).map(|(_, peer)| Connection::from_peer(peer)))
+    Some(stand_in(Some(context), headers).map(|(kind, peer)| (kind, Connection::from_peer(peer))))
 }
 
 /// The request's kind and the address AWS's front end saw.

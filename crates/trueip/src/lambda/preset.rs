@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::EventKind;
 use crate::error::ConfigError;
 use crate::policy::{Policy, PolicyBuilder, TrustSpec};
 use crate::strategy::{Preset as Provider, StrategySpec};
@@ -18,7 +19,10 @@ use crate::trust::NamedSet;
 ///
 /// A preset is for the events of its chain: the ALB one believes the last element of
 /// `X-Forwarded-For` whoever stands in for the peer, which only an ALB event makes safe.
-/// So the [`Policy`] it builds decides from an event's peer stand-in only:
+/// So the [`Policy`] it builds decides as it reads only from the peer stand-in of an event
+/// of one of its [`event_kinds`](Self::event_kinds) (the ALB preset's: ALB events; an API
+/// Gateway or Function URL event is decided as if no proxy were trusted, its `sourceIp`
+/// the client, flagged `no_lambda_event`):
 /// [`resolve_event`](super::resolve_event), [`explain_event`](super::explain_event),
 /// `resolve_request` and `explain_request` (feature `lambda-http`), and
 /// [`ClientIpLayer`](crate::tower::ClientIpLayer) on a request `lambda_http::run` made from
@@ -90,7 +94,7 @@ impl Preset {
     /// The policy, ready for more settings and [`build`](PolicyBuilder::build); it
     /// decides from an event's peer stand-in only (see [`Preset`]).
     pub fn builder(self) -> PolicyBuilder {
-        let builder = Policy::builder().lambda_preset(self.name());
+        let builder = Policy::builder().lambda_preset(self.name(), self.event_kinds());
         match self {
             Preset::Alb => builder
                 .trust(TrustSpec::Named(NamedSet::Any))
@@ -102,8 +106,27 @@ impl Preset {
         }
     }
 
+    /// The kinds of event whose peer stand-in this preset's trust rests on; its policy
+    /// decides an event of another kind as if no proxy were trusted (flagged
+    /// `no_lambda_event`), the address that event's front end saw being the client.
+    ///
+    /// The ALB preset trusts the last `X-Forwarded-For` element because the ALB appended
+    /// it: [`EventKind::Alb`] only. In an API Gateway or Function URL event that element
+    /// is not the front end's (a Function URL keeps only the first value the client sent),
+    /// so the same function reached through a Function URL would believe a client's
+    /// `X-Forwarded-For: 6.6.6.6`. The other presets trust by the stand-in's address (none,
+    /// or CloudFront's ranges), which every kind's front end writes: every kind.
+    pub fn event_kinds(self) -> &'static [EventKind] {
+        match self {
+            Preset::Alb => &[EventKind::Alb],
+            Preset::CloudfrontAlb | Preset::ApiGateway | Preset::CloudfrontApiGateway => {
+                &EventKind::ALL
+            }
+        }
+    }
+
     /// The line logged the first time a policy from this preset decides a request that
-    /// came without a Lambda event: the misuse and the fix. The Python package logs the
+    /// came without a Lambda event of its chain: the misuse and the fix. The Python package logs the
     /// same line to its `trueip` logger.
     pub fn without_event(self) -> String {
         crate::policy::without_event(self.name())
