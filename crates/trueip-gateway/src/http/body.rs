@@ -209,13 +209,21 @@ impl Drop for Record {
     }
 }
 
+/// The streamed kinds are boxed: a response is moved whole many times on its way to the
+/// client (and into an HTTP/2 stream's task), and most answers, those of the bare
+/// exchange, come whole with their head (`Full`).
 enum Kind {
     Full(Option<Bytes>),
-    Stream(Timed<Incoming>),
-    /// Boxed: over 250 bytes (the connection, its buffer, the pool lease), and a response
-    /// is moved whole many times on its way to the client; most answers to the bare
-    /// exchange come whole with their head (`Full`).
+    Stream(Box<Streamed>),
+    /// Over 250 bytes: the connection, its buffer, the pool lease.
     Raw(Box<Timed<RawBody>>),
+}
+
+/// A body from hyper's client, with its connection's place in the pool.
+struct Streamed {
+    body: Timed<Incoming>,
+    /// Back to the pool when this is dropped: declared last, so the body is dropped first.
+    _pooled: crate::upstream::Pooled,
 }
 
 impl Kind {
@@ -225,7 +233,7 @@ impl Kind {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut polled = match self {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(timed) => http_body::Body::poll_frame(Pin::new(timed), cx),
+            Kind::Stream(s) => http_body::Body::poll_frame(Pin::new(&mut s.body), cx),
             Kind::Raw(timed) => http_body::Body::poll_frame(Pin::new(&mut **timed), cx),
         };
         if let Poll::Ready(Some(Ok(frame))) = &mut polled
@@ -263,9 +271,6 @@ pub(crate) struct Body {
     record: Option<Box<Record>>,
     /// On an HTTP/2 stream: what the stream's send timeout is told.
     send: Option<OnStream>,
-    /// The upstream connection a streamed body came on: back to the pool when this
-    /// body is dropped (declared last, so the upstream body is dropped first).
-    pooled: Option<crate::upstream::Pooled>,
 }
 
 impl Body {
@@ -275,7 +280,6 @@ impl Body {
             kind: Kind::Full(Some(bytes.into())),
             record: None,
             send: None,
-            pooled: None,
         }
     }
 
@@ -285,17 +289,23 @@ impl Body {
             kind: Kind::Full(None),
             record: None,
             send: None,
-            pooled: None,
         }
     }
 
-    /// An upstream body, streamed with a stall timeout.
-    pub(crate) fn stream(inner: Incoming, timeout: Duration) -> Self {
+    /// An upstream body, streamed with a stall timeout; its connection goes back to the
+    /// pool when this body is done.
+    pub(crate) fn stream(
+        inner: Incoming,
+        timeout: Duration,
+        pooled: crate::upstream::Pooled,
+    ) -> Self {
         Body {
-            kind: Kind::Stream(Timed::new(inner, timeout)),
+            kind: Kind::Stream(Box::new(Streamed {
+                body: Timed::new(inner, timeout),
+                _pooled: pooled,
+            })),
             record: None,
             send: None,
-            pooled: None,
         }
     }
 
@@ -305,14 +315,7 @@ impl Body {
             kind: Kind::Raw(Box::new(Timed::new(inner, timeout))),
             record: None,
             send: None,
-            pooled: None,
         }
-    }
-
-    /// Returns the upstream connection to the pool when this body is done.
-    pub(crate) fn pooled(mut self, pooled: crate::upstream::Pooled) -> Self {
-        self.pooled = Some(pooled);
-        self
     }
 
     /// Logs and measures the exchange when this body is done.
@@ -411,7 +414,7 @@ impl http_body::Body for Body {
         }
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Stream(timed) => http_body::Body::is_end_stream(timed),
+            Kind::Stream(s) => http_body::Body::is_end_stream(&s.body),
             Kind::Raw(timed) => http_body::Body::is_end_stream(&**timed),
         }
     }
@@ -420,7 +423,7 @@ impl http_body::Body for Body {
         let mut hint = match &self.kind {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Stream(timed) => http_body::Body::size_hint(timed),
+            Kind::Stream(s) => http_body::Body::size_hint(&s.body),
             Kind::Raw(timed) => http_body::Body::size_hint(&**timed),
         };
         let rest = self.send.as_ref().map_or(0, |on| on.rest.len() as u64);
@@ -464,5 +467,13 @@ mod tests {
         let mut body = Body::full(vec![b'x'; 2 * H2_PIECE]).watched();
         let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(data.len(), 2 * H2_PIECE);
+    }
+
+    /// A response is moved whole several times on its way to the client and into an
+    /// HTTP/2 stream's task: past 256 bytes, each move takes memcpy's long path.
+    #[test]
+    fn a_response_is_cheap_to_move() {
+        let size = size_of::<http::Response<Body>>();
+        assert!(size <= 256, "Response<Body> is {size} bytes");
     }
 }

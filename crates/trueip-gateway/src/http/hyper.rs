@@ -693,10 +693,7 @@ async fn forward_hyper(
         let why = format!("asked {upgrade:?}: not tunneled");
         return response(failed(ctx, Failure::Unasked, &why), method);
     }
-    Response::from_parts(
-        parts,
-        Body::stream(body, settings.body_timeout).pooled(pooled),
-    )
+    Response::from_parts(parts, Body::stream(body, settings.body_timeout, pooled))
 }
 
 /// [`forward`]'s exchange for an HTTP/2 request without a body, to an HTTP/1.1
