@@ -16,7 +16,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioTimer;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use trueip::ConfigError;
+use trueip::{ConfigError, Resolution};
 
 use crate::config::{FileConfig, ListenerId, Mode, Settings};
 use crate::forgeries::Forgeries;
@@ -339,21 +339,32 @@ impl ConnCtx {
         }
     }
 
-    /// The scheme the client used: `https` over TLS here, or when a PROXY v2 header
-    /// said the client's connection was TLS.
-    pub(crate) fn scheme(&self) -> &'static str {
-        if self.tls || self.proxy.as_ref().is_some_and(|p| p.client_tls) {
+    /// The PROXY header, when `resolution` (a request's on this connection) believed its
+    /// source: what else it says of the client (its TLS, the address it reached) is
+    /// believed exactly when that is, as its private endpoint is
+    /// ([`trueip::Connection::private_link_for`]). A trusted sender that names no client
+    /// (`0.0.0.0`), or one a reload no longer trusts, stays the client with its own
+    /// connection's scheme and address.
+    fn believed(&self, resolution: &Resolution) -> Option<&crate::proxy::Received> {
+        self.proxy
+            .as_ref()
+            .filter(|_| resolution.proxy_source.is_some())
+    }
+
+    /// The scheme the client used: `https` over TLS here, or when a believed PROXY v2
+    /// header said the client's connection was TLS.
+    pub(crate) fn scheme(&self, resolution: &Resolution) -> &'static str {
+        if self.tls || self.believed(resolution).is_some_and(|p| p.client_tls) {
             "https"
         } else {
             "http"
         }
     }
 
-    /// The address the client connected to: the PROXY header's destination, else this
-    /// socket's (`None` on a `unix:` listener).
-    pub(crate) fn destination(&self) -> Option<SocketAddr> {
-        self.proxy
-            .as_ref()
+    /// The address the client connected to: a believed PROXY header's destination, else
+    /// this socket's (`None` on a `unix:` listener).
+    pub(crate) fn destination(&self, resolution: &Resolution) -> Option<SocketAddr> {
+        self.believed(resolution)
             .and_then(|p| p.addrs)
             .map_or(self.local, |a| Some(a.destination))
     }

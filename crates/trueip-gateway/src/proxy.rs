@@ -114,16 +114,20 @@ fn received(header: ProxyHeader) -> Received {
             ignored: Some(ProxyIgnored::Datagram),
         };
     }
-    let (addrs, private_link) = match header.command {
-        Command::Proxy => (header.addrs, trueip::PrivateLink::from_tlvs(&header.tlvs)),
-        // A health check of the sender's own: nothing in it is about a client.
-        Command::Local => (None, trueip::PrivateLink::default()),
+    let (addrs, private_link, client_tls) = match header.command {
+        Command::Proxy => (
+            header.addrs,
+            trueip::PrivateLink::from_tlvs(&header.tlvs),
+            header
+                .tlvs
+                .ssl
+                .as_ref()
+                .is_some_and(|ssl| ssl.client & 0x01 != 0),
+        ),
+        // A health check of the sender's own: nothing in it is about a client, its TLVs
+        // included (an SSL TLV there would make the sender's plain connection `https`).
+        Command::Local => (None, trueip::PrivateLink::default(), false),
     };
-    let client_tls = header
-        .tlvs
-        .ssl
-        .as_ref()
-        .is_some_and(|ssl| ssl.client & 0x01 != 0);
     Received {
         addrs,
         client_tls,
@@ -375,6 +379,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.addrs, None);
+    }
+
+    /// A v2 LOCAL header is the sender's own connection (a health check): a TLS or
+    /// private-endpoint TLV in it says nothing about a client. The same TLVs in a PROXY
+    /// header do. (Before, a LOCAL header's SSL TLV made the sender's plain connection
+    /// `https`: X-Forwarded-Proto and the origin scheme.)
+    #[tokio::test]
+    async fn a_local_headers_tlvs_say_nothing_about_a_client() {
+        // SSL: client used TLS (0x01), verified (0); AWS: a VPC endpoint id.
+        const TLVS: &[u8] = b"\x20\x00\x05\x01\x00\x00\x00\x00\
+\xEA\x00\x17\x01vpce-08d2bf15fac5001c9";
+        for (what, head) in [
+            // v2 LOCAL, AF_UNSPEC: no address block, the TLVs follow at once.
+            ("LOCAL", &[0x20u8, 0x00][..]),
+            // v2 PROXY, AF_UNSPEC: no addresses either, and the TLVs are about the client.
+            ("PROXY", &[0x21u8, 0x00][..]),
+        ] {
+            let mut bytes = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            bytes.extend_from_slice(head);
+            bytes.extend_from_slice(&u16::try_from(TLVS.len()).unwrap().to_be_bytes());
+            bytes.extend_from_slice(TLVS);
+            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            let (r, rest) = feed(vec![leaked], ProxyProtocol::V2, 512, true)
+                .await
+                .unwrap();
+            assert!(rest.is_empty(), "{what}");
+            assert_eq!(r.addrs, None, "{what}");
+            let proxy = what == "PROXY";
+            assert_eq!(r.client_tls, proxy, "{what}");
+            assert_eq!(r.private_link.is_empty(), !proxy, "{what}");
+        }
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub(crate) async fn relay(
     }
     // A tcp-mode listener is a TCP socket (the config refuses `unix:` with mode = "tcp"),
     // and no header is read: the client is the peer or a PROXY source, an address.
-    let (Some(client), Some(destination)) = (resolution.client.node(), ctx.destination()) else {
+    let (Some(client), Some(destination)) =
+        (resolution.client.node(), ctx.destination(&resolution))
+    else {
         tracing::warn!(peer = %ctx.peer, "tcp relay: the connection has no address to name upstream");
         return;
     };

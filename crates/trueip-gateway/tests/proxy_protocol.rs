@@ -436,3 +436,38 @@ fn private_endpoint_ids_reach_whoami_and_the_access_log() {
         }
     }
 }
+
+/// A header the policy does not believe (a trusted sender naming `0.0.0.0`, which no
+/// client connects from: the sender stays the client) is believed in nothing else
+/// either: its SSL TLV does not make the request `https` for the upstream, as its
+/// private endpoint is not shown. A believed header's TLV does.
+#[test]
+fn an_unbelieved_headers_tls_flag_does_not_set_the_scheme() {
+    let up = Upstream::start(Behavior::Echo);
+    let gw = start("unbelieved_tls", "v2", CLIENT_IP, Some(&up));
+    // SSL: the client used TLS (0x01), verified (0).
+    let ssl = [0x20, 0x00, 0x05, 0x01, 0, 0, 0, 0];
+    for (source, client, proto) in [
+        ("203.0.113.20:6000", "203.0.113.20", "https"),
+        ("0.0.0.0:0", CLIENT_IP, "http"),
+    ] {
+        let pre = proxy_v2(sock(source), gw.addr, &ssl);
+        let resp = Req::get("/")
+            .send_with_preamble(gw.addr, &pre)
+            .unwrap_or_else(|e| panic!("{source}: {e}"));
+        assert_eq!(resp.status, 200, "{source}: {}", resp.text());
+        let seen = up.last();
+        assert_eq!(
+            seen.one("X-Real-IP"),
+            client,
+            "{source}: {:#?}",
+            seen.headers
+        );
+        assert_eq!(
+            seen.one("X-Forwarded-Proto"),
+            proto,
+            "{source}: {:#?}",
+            seen.headers
+        );
+    }
+}

@@ -579,7 +579,7 @@ fn prepare(
     if h2 {
         headers::join_cookies(&mut parts.headers);
     }
-    let Some(key) = upstream.pool_key(resolution.client, ctx.destination()) else {
+    let Some(key) = upstream.pool_key(resolution.client, ctx.destination(resolution)) else {
         return Prepared::answer(response(failed(ctx, Failure::Target, &parts.uri), &method));
     };
     if h2

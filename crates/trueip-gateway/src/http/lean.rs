@@ -1094,7 +1094,8 @@ async fn forward(
         },
     );
     let head_only = *req.method == Method::HEAD;
-    let Some(key) = upstream.pool_key(req.resolution.client, ctx.destination()) else {
+    let Some(key) = upstream.pool_key(req.resolution.client, ctx.destination(req.resolution))
+    else {
         let page = failed(ctx, Failure::Target, &req.target);
         return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
     };

@@ -59,9 +59,9 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
         state.settings.policy_for(ctx.listener()),
         resolution,
         headers,
-        ctx.scheme(),
+        ctx.scheme(resolution),
         host,
-        ctx.destination().map(|d| d.port()),
+        ctx.destination(resolution).map(|d| d.port()),
         request,
     )
 }
