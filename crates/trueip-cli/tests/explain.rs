@@ -978,14 +978,16 @@ fn lambda_preset_alb_is_the_policy_of_its_flags() {
     assert_eq!(v, json(&flags));
 }
 
-/// `sourceIp` is the client whatever the headers say. The name is matched without regard
-/// to case, as `Preset::from_str` does.
-#[test]
-fn lambda_preset_api_gateway_believes_only_source_ip() {
+/// The fixture event `kind` with a client-written `X-Forwarded-For: xff`, explained as JSON
+/// under `--lambda-preset preset`: the answer and the event's `sourceIp`.
+fn explain_with_client_xff(
+    kind: &str,
+    xff: &str,
+    preset: &str,
+) -> (serde_json::Value, serde_json::Value) {
     let mut event: serde_json::Value =
-        serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
-    // A client-written header: the API Gateway preset trusts no one to have written it.
-    event["headers"]["x-forwarded-for"] = "1.2.3.4".into();
+        serde_json::from_str(&lambda_event_text(kind)).expect("event");
+    event["headers"]["x-forwarded-for"] = xff.into();
     let source_ip = event["requestContext"]["http"]["sourceIp"].clone();
     let out = trueip(
         &[
@@ -993,14 +995,22 @@ fn lambda_preset_api_gateway_believes_only_source_ip() {
             "--lambda-event",
             "-",
             "--lambda-preset",
-            "API-Gateway",
+            preset,
             "--format",
             "json",
         ],
         Some(&event.to_string()),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let v = json(&out);
+    (json(&out), source_ip)
+}
+
+/// `sourceIp` is the client whatever the headers say. The name is matched without regard
+/// to case, as `Preset::from_str` does.
+#[test]
+fn lambda_preset_api_gateway_believes_only_source_ip() {
+    // A client-written header: the API Gateway preset trusts no one to have written it.
+    let (v, source_ip) = explain_with_client_xff("api_gateway_v2", "1.2.3.4", "API-Gateway");
     assert_eq!(v["client_ip"], source_ip, "{v}");
     assert_eq!(v["source"], "peer", "{v}");
 }
@@ -1010,24 +1020,7 @@ fn lambda_preset_api_gateway_believes_only_source_ip() {
 /// `--strategy hops:1 --trust any` answered the client's 6.6.6.6.
 #[test]
 fn lambda_preset_alb_trusts_no_one_in_a_function_url_event() {
-    let mut event: serde_json::Value =
-        serde_json::from_str(&lambda_event_text("function_url")).expect("event");
-    event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
-    let source_ip = event["requestContext"]["http"]["sourceIp"].clone();
-    let out = trueip(
-        &[
-            "explain",
-            "--lambda-event",
-            "-",
-            "--lambda-preset",
-            "alb",
-            "--format",
-            "json",
-        ],
-        Some(&event.to_string()),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v = json(&out);
+    let (v, source_ip) = explain_with_client_xff("function_url", "6.6.6.6", "alb");
     assert_eq!(v["client_ip"], source_ip, "{v}");
     assert!(
         v["warnings"]
