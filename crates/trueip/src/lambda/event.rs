@@ -295,7 +295,7 @@ impl<'e> Names<'e> {
         }
         // Keys of one JSON object are distinct: two can spell one header only when one
         // has an upper-case letter.
-        if !lower && let Some((a, b)) = same_spelling(map.keys().filter(|k| order_counts(k))) {
+        if !lower && let Some((a, b)) = same_spelling(map.keys()) {
             return Err(EventError::AmbiguousHeader {
                 kind,
                 field,
@@ -306,7 +306,9 @@ impl<'e> Names<'e> {
     }
 }
 
-/// Two of `keys` that are one header name in different case, if any.
+/// Two of `keys` that are one header name in different case, and one whose lines' order
+/// counts ([`order_counts`]), if any. The spellings are compared first: a pair is rare, and
+/// asking every key whether its order counts walks the header table for each.
 fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>) -> Option<(&'k str, &'k str)> {
     let mut keys: Vec<&str> = keys.map(String::as_str).collect();
     // Requests carry a dozen or two headers, and most pairs differ in length: comparing
@@ -316,7 +318,7 @@ fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>) -> Option<(&'k str,
         return keys.iter().enumerate().find_map(|(i, a)| {
             keys.iter()
                 .skip(i + 1)
-                .find(|b| a.len() == b.len() && a.eq_ignore_ascii_case(b))
+                .find(|b| a.len() == b.len() && a.eq_ignore_ascii_case(b) && order_counts(a))
                 .map(|b| (*a, *b))
         });
     }
@@ -327,7 +329,7 @@ fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>) -> Option<(&'k str,
     };
     keys.sort_by_cached_key(|key| folded(key));
     keys.windows(2).find_map(|pair| match pair {
-        [a, b] if a.eq_ignore_ascii_case(b) => Some((*a, *b)),
+        [a, b] if a.eq_ignore_ascii_case(b) && order_counts(a) => Some((*a, *b)),
         _ => None,
     })
 }
