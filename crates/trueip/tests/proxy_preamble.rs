@@ -68,12 +68,9 @@ impl Sender {
     }
 }
 
-async fn read(
-    sender: Sender,
-    peer: &str,
-    rules: ReadRules,
-) -> Result<trueip::proxy_protocol::Preamble, PreambleError> {
-    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+/// The reading end of a pipe `sender` writes into, chunk by chunk, and the task writing.
+fn feed(sender: Sender) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
     let writer = tokio::spawn(async move {
         for chunk in sender.chunks {
             // The reader may close its end early (a refusal): not this task's failure.
@@ -86,6 +83,15 @@ async fn read(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     });
+    (rx, writer)
+}
+
+async fn read(
+    sender: Sender,
+    peer: &str,
+    rules: ReadRules,
+) -> Result<trueip::proxy_protocol::Preamble, PreambleError> {
+    let (mut rx, writer) = feed(sender);
     let result = read_preamble(&mut rx, ip(peer), &senders(), &rules).await;
     writer.abort();
     result
@@ -479,18 +485,7 @@ async fn read_into(
     rules: ReadRules,
     buf: &mut Vec<u8>,
 ) -> Result<(Option<String>, Vec<u8>), PreambleError> {
-    let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
-    let writer = tokio::spawn(async move {
-        for chunk in sender.chunks {
-            if tx.write_all(&chunk).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(sender.pause).await;
-        }
-        if !sender.close {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    });
+    let (mut rx, writer) = feed(sender);
     let result = read_preamble_into(&mut rx, ip(peer), &senders(), &rules, buf).await;
     writer.abort();
     let read = result?;
