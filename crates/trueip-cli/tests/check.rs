@@ -70,6 +70,32 @@ fn dangers_are_named_with_the_fix_and_fail_the_exit_code() {
     }
 }
 
+/// `trusted` without `strategy` runs rightmost-untrusted, and a listener's own
+/// `client_ip` decides for it: `trueip check` found neither danger before (it saw an
+/// empty strategy chain, and read only `[client_ip]`), while `serve` believed any
+/// X-Forwarded-For on these listeners.
+#[test]
+fn the_policy_that_runs_on_each_listener_is_the_one_checked() {
+    let implied = file(
+        "implied.toml",
+        "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"any\"]\n",
+    );
+    let out = check(&implied, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(codes(&out), ["trust_any_on_a_public_listener"]);
+    let own = file(
+        "own.toml",
+        "[[listen]]\naddress = \"127.0.0.1:8080\"\n\n[[listen]]\naddress = \"0.0.0.0:8081\"\nclient_ip = { trusted = [\"any\"], strategy = \"hops:1\" }\n",
+    );
+    let out = check(&own, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("hops_with_any_on_a_public_listener: listen[1].client_ip: "),
+        "{shown}"
+    );
+}
+
 #[test]
 fn safe_configs_pass() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
