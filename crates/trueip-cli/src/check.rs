@@ -32,7 +32,8 @@ With --aws-ip-ranges FILE (AWS's ip-ranges.json), also a danger: a trusted range
 lists under another service (EC2, AMAZON) but not CLOUDFRONT_ORIGIN_FACING.
 
 Exit status: 0 when nothing worse than a note was found, 1 when a danger or a warning was,
-2 when the file cannot be read. For CI:
+2 when the file cannot be read or a value in the policies is invalid (a CIDR, a strategy
+name: what `trueip serve --check` refuses without the host's range cache and resolver). For CI:
 
   trueip check /etc/trueip/trueip.toml --format json")]
 pub(crate) struct CheckArgs {
@@ -98,6 +99,7 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
             .try_into()
             .map_err(|e| format!("{path}: [client_ip]: {e}"))?,
     };
+    config.check_values().map_err(|e| format!("{path}: {e}"))?;
     let mut listeners: Vec<(Listener, Option<ClientIpConfig>)> = Vec::new();
     match table.get("listen") {
         None => listeners.push((listener(DEFAULT_LISTEN, None)?, None)),
@@ -113,6 +115,10 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
                     .map(|t| t.clone().try_into())
                     .transpose()
                     .map_err(|e| format!("{path}: listen[{i}].client_ip: {e}"))?;
+                if let Some(own) = &own {
+                    own.check_values()
+                        .map_err(|e| format!("{path}: in listen[{i}].client_ip: {e}"))?;
+                }
                 listeners.push((
                     listener(address, proxy).map_err(|e| format!("{path}: listen[{i}]: {e}"))?,
                     own,

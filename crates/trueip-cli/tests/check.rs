@@ -132,6 +132,23 @@ fn unreadable_or_invalid_files_exit_2() {
             "[[listen]]\naddress = \"nowhere\"\n",
             "not ip:port",
         ),
+        // Values serve refuses: the lint once skipped what it could not parse and said
+        // "nothing dangerous found", exit 0.
+        (
+            "cidr.toml",
+            "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n",
+            "client_ip.trusted[0]",
+        ),
+        (
+            "strategy.toml",
+            "[client_ip]\ntrusted = [\"10.0.0.0/16\"]\nstrategy = \"rightmost-untrustd\"\n",
+            "client_ip.strategy[0]",
+        ),
+        (
+            "own.toml",
+            "[[listen]]\naddress = \"0.0.0.0:8080\"\nclient_ip = { proxy_protocol_from = [\"10.0.0.1/8x\"] }\n",
+            "listen[0].client_ip",
+        ),
     ] {
         let out = check(&file(name, text), &[]);
         assert_eq!(out.status.code(), Some(2), "{name}");
