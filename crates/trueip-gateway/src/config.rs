@@ -1085,7 +1085,7 @@ Examples:
                --upstream unix:/run/app.sock
       Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
 
-  trueip serve --config /etc/trueip.toml
+  trueip serve --config /etc/trueip/trueip.toml
       Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml. With
       [upstream] sign = { key_file = \"/etc/trueip/sign.key\" } every forwarded request
       carries a Trueip-Signature header (HMAC-SHA256 over the client and the request) that
@@ -1106,7 +1106,7 @@ Examples:
       (30s); a name that stops resolving keeps its last addresses. --check and /metrics
       (trueip_trust_name_addresses) show what they resolved to.
 
-  trueip serve --config /etc/trueip.toml --check
+  trueip serve --config /etc/trueip/trueip.toml --check
       Check the config (and TLS files) and exit.
 
   [admin] listen = \"127.0.0.1:9100\" in the config
