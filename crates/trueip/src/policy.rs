@@ -1193,7 +1193,7 @@ impl Policy {
                     "peer",
                     conn.peer,
                     Verdict::Trusted,
-                    "trusted PROXY protocol sender",
+                    "in proxy_protocol_from: its PROXY header names the client",
                 )
             });
             Found {
