@@ -326,7 +326,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The strategy of a policy that names none ([`PolicyBuilder::build`] says why), else
-/// none (the peer). The builder and [`crate::lint`] both ask here, so the lint judges the
+/// none (the peer). The builder and the lint (`lint.rs`) both ask here, so the lint judges the
 /// strategy that will run.
 pub(crate) fn implied_strategy(trusts_proxies: bool) -> Option<StrategySpec> {
     trusts_proxies.then_some(StrategySpec::RightmostUntrusted)
