@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use trueip::config::ClientIpConfig;
-use trueip::lint::{Finding, Listener, Severity, lint};
+use trueip::lint::{Finding, Listener, Severity, lint_listeners};
 
 /// The listener `trueip serve` uses when the file names none.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -17,7 +17,8 @@ const EXIT_USAGE: u8 = 2;
 #[derive(Args)]
 #[command(after_help = "\
 Checks the [client_ip] section and the [[listen]] tables of a `trueip serve` config file
-(the same file --check validates) for what is valid but dangerous:
+(the same file --check validates) for what is valid but dangerous, each listener with the
+policy that decides for it (its own client_ip table, else [client_ip]):
 
   danger   every peer trusted (`any`, a /0) on a listener others can reach, hops:N with it,
            PROXY headers accepted from any sender on a public listener (a warning when the
@@ -31,7 +32,8 @@ With --aws-ip-ranges FILE (AWS's ip-ranges.json), also a danger: a trusted range
 lists under another service (EC2, AMAZON) but not CLOUDFRONT_ORIGIN_FACING.
 
 Exit status: 0 when nothing worse than a note was found, 1 when a danger or a warning was,
-2 when the file cannot be read. For CI:
+2 when the file cannot be read or a value in the policies is invalid (a CIDR, a strategy
+name: what `trueip serve --check` refuses without the host's range cache and resolver). For CI:
 
   trueip check /etc/trueip/trueip.toml --format json")]
 pub(crate) struct CheckArgs {
@@ -97,9 +99,10 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
             .try_into()
             .map_err(|e| format!("{path}: [client_ip]: {e}"))?,
     };
-    let mut listeners = Vec::new();
+    config.check_values().map_err(|e| format!("{path}: {e}"))?;
+    let mut listeners: Vec<(Listener, Option<ClientIpConfig>)> = Vec::new();
     match table.get("listen") {
-        None => listeners.push(listener(DEFAULT_LISTEN, None)?),
+        None => listeners.push((listener(DEFAULT_LISTEN, None)?, None)),
         Some(toml::Value::Array(list)) => {
             for (i, l) in list.iter().enumerate() {
                 let address = l
@@ -107,9 +110,19 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
                     .and_then(toml::Value::as_str)
                     .ok_or_else(|| format!("{path}: listen[{i}] has no address"))?;
                 let proxy = l.get("proxy_protocol").and_then(toml::Value::as_str);
-                listeners.push(
+                let own: Option<ClientIpConfig> = l
+                    .get("client_ip")
+                    .map(|t| t.clone().try_into())
+                    .transpose()
+                    .map_err(|e| format!("{path}: listen[{i}].client_ip: {e}"))?;
+                if let Some(own) = &own {
+                    own.check_values()
+                        .map_err(|e| format!("{path}: in listen[{i}].client_ip: {e}"))?;
+                }
+                listeners.push((
                     listener(address, proxy).map_err(|e| format!("{path}: listen[{i}]: {e}"))?,
-                );
+                    own,
+                ));
             }
         }
         Some(_) => {
@@ -118,12 +131,21 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
             ));
         }
     }
-    let mut found = lint(&config, &listeners);
+    let facts: Vec<(Listener, Option<&ClientIpConfig>)> = listeners
+        .iter()
+        .map(|(l, own)| (*l, own.as_ref()))
+        .collect();
+    let mut found = lint_listeners(&config, &facts);
     if let Some(aws) = &args.aws_ip_ranges {
         let json = std::fs::read(aws).map_err(|e| format!("cannot read {}: {e}", aws.display()))?;
-        let more = trueip::lint::aws_trust(&config, &json)
-            .map_err(|e| format!("{}: {e}", aws.display()))?;
-        found.extend(more);
+        let bad = |e| format!("{}: {e}", aws.display());
+        found.extend(trueip::lint::aws_trust(&config, &json).map_err(bad)?);
+        for (i, (_, own)) in facts.iter().enumerate() {
+            if let Some(own) = own {
+                let more = trueip::lint::aws_trust(own, &json).map_err(bad)?;
+                found.extend(more.into_iter().map(|f| f.in_listener(i)));
+            }
+        }
         found.sort_by_key(|f| std::cmp::Reverse(f.severity));
     }
     Ok(found)

@@ -70,6 +70,32 @@ fn dangers_are_named_with_the_fix_and_fail_the_exit_code() {
     }
 }
 
+/// `trusted` without `strategy` runs rightmost-untrusted, and a listener's own
+/// `client_ip` decides for it: `trueip check` found neither danger before (it saw an
+/// empty strategy chain, and read only `[client_ip]`), while `serve` believed any
+/// X-Forwarded-For on these listeners.
+#[test]
+fn the_policy_that_runs_on_each_listener_is_the_one_checked() {
+    let implied = file(
+        "implied.toml",
+        "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"any\"]\n",
+    );
+    let out = check(&implied, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(codes(&out), ["trust_any_on_a_public_listener"]);
+    let own = file(
+        "own.toml",
+        "[[listen]]\naddress = \"127.0.0.1:8080\"\n\n[[listen]]\naddress = \"0.0.0.0:8081\"\nclient_ip = { trusted = [\"any\"], strategy = \"hops:1\" }\n",
+    );
+    let out = check(&own, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("hops_with_any_on_a_public_listener: listen[1].client_ip: "),
+        "{shown}"
+    );
+}
+
 #[test]
 fn safe_configs_pass() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -105,6 +131,23 @@ fn unreadable_or_invalid_files_exit_2() {
             "listen.toml",
             "[[listen]]\naddress = \"nowhere\"\n",
             "not ip:port",
+        ),
+        // Values serve refuses: the lint once skipped what it could not parse and said
+        // "nothing dangerous found", exit 0.
+        (
+            "cidr.toml",
+            "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n",
+            "client_ip.trusted[0]",
+        ),
+        (
+            "strategy.toml",
+            "[client_ip]\ntrusted = [\"10.0.0.0/16\"]\nstrategy = \"rightmost-untrustd\"\n",
+            "client_ip.strategy[0]",
+        ),
+        (
+            "own.toml",
+            "[[listen]]\naddress = \"0.0.0.0:8080\"\nclient_ip = { proxy_protocol_from = [\"10.0.0.1/8x\"] }\n",
+            "listen[0].client_ip",
         ),
     ] {
         let out = check(&file(name, text), &[]);

@@ -311,6 +311,14 @@ fn proxy_source_from_a_trusted_sender() {
     let v = json(&out);
     assert_eq!(v["client_ip"], "203.0.113.50");
     assert_eq!(v["source"], "proxy-protocol");
+    // The step says why the sender counts, not its verdict twice ("trusted trusted
+    // PROXY protocol sender", as it once read).
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["verdict"], "trusted");
+    assert_eq!(
+        steps[0]["why"], "in proxy_protocol_from: its PROXY header names the client",
+        "{v}"
+    );
 }
 
 /// Behind AWS PrivateLink or Azure Private Link, the endpoint id the PROXY v2 header named

@@ -1085,7 +1085,7 @@ Examples:
                --upstream unix:/run/app.sock
       Behind an AWS NLB (or HAProxy send-proxy-v2): the PROXY header names the client.
 
-  trueip serve --config /etc/trueip.toml
+  trueip serve --config /etc/trueip/trueip.toml
       Everything else (TLS, TCP mode, limits, logs): see trueip.example.toml. With
       [upstream] sign = { key_file = \"/etc/trueip/sign.key\" } every forwarded request
       carries a Trueip-Signature header (HMAC-SHA256 over the client and the request) that
@@ -1106,7 +1106,7 @@ Examples:
       (30s); a name that stops resolving keeps its last addresses. --check and /metrics
       (trueip_trust_name_addresses) show what they resolved to.
 
-  trueip serve --config /etc/trueip.toml --check
+  trueip serve --config /etc/trueip/trueip.toml --check
       Check the config (and TLS files) and exit.
 
   [admin] listen = \"127.0.0.1:9100\" in the config
@@ -1322,38 +1322,22 @@ where
         .at(key))
 }
 
-/// `trueip::lint` over `[client_ip]` with the listeners it decides for, and over each
-/// listener's own `client_ip` with that listener alone.
+/// `trueip::lint` over `[client_ip]` and each listener's own `client_ip`.
 fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<trueip::lint::Finding> {
-    let facts = |l: &ListenerSettings| trueip::lint::Listener {
-        address: match &l.address {
-            ListenAddr::Tcp(addr) => Some(*addr),
-            ListenAddr::Unix(_) => None,
-        },
-        proxy_protocol: l.proxy_protocol != ProxyProtocol::Off,
-    };
-    let shared: Vec<_> = listeners
+    let facts: Vec<_> = listeners
         .iter()
-        .filter(|l| l.client_ip.is_none())
-        .map(facts)
+        .map(|l| {
+            let listener = trueip::lint::Listener {
+                address: match &l.address {
+                    ListenAddr::Tcp(addr) => Some(*addr),
+                    ListenAddr::Unix(_) => None,
+                },
+                proxy_protocol: l.proxy_protocol != ProxyProtocol::Off,
+            };
+            (listener, l.client_ip.as_ref())
+        })
         .collect();
-    let mut found = match shared.is_empty() {
-        true => Vec::new(),
-        false => trueip::lint::lint(client_ip, &shared),
-    };
-    for (i, l) in listeners.iter().enumerate() {
-        if let Some(own) = &l.client_ip {
-            found.extend(
-                trueip::lint::lint(own, &[facts(l)])
-                    .into_iter()
-                    .map(|mut f| {
-                        f.message = format!("listen[{i}].client_ip: {}", f.message);
-                        f
-                    }),
-            );
-        }
-    }
-    found
+    trueip::lint::lint_listeners(client_ip, &facts)
 }
 
 impl Settings {

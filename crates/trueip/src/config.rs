@@ -276,7 +276,7 @@ impl ClientIpConfig {
         loaded: &BTreeMap<String, TrustSet>,
         hosts: &BTreeMap<String, TrustSet>,
     ) -> Result<Policy, ConfigError> {
-        let mut builder = Policy::builder();
+        let mut builder = self.parsed()?;
         for (name, set) in loaded {
             builder = builder.provider(name, set.clone());
         }
@@ -286,6 +286,21 @@ impl ClientIpConfig {
         for (name, files) in &self.providers {
             builder = builder.provider(name, load_provider(name, files, read)?);
         }
+        builder.build()
+    }
+
+    /// Checks every value that can be read without I/O — each trust spec, strategy name,
+    /// `from`, `all_trusted`, `proxy_protocol_from` and the origin secret — as
+    /// [`build`](Self::build) reads them, the error naming the key. What needs the host
+    /// (provider lists, host names) and the checks across values are `build`'s. For
+    /// `trueip check`, which lints a file away from the host it runs on.
+    pub fn check_values(&self) -> Result<(), ConfigError> {
+        self.parsed().map(drop)
+    }
+
+    /// Every value read into a builder, before provider lists and host names.
+    fn parsed(&self) -> Result<crate::PolicyBuilder, ConfigError> {
+        let mut builder = Policy::builder();
         for (i, spec) in self.trusted.iter().enumerate() {
             builder = builder.trust(
                 spec.parse::<TrustSpec>()
@@ -344,7 +359,7 @@ impl ClientIpConfig {
                     .map_err(|e| e.at("client_ip.origin_secret"))?,
             );
         }
-        builder.build()
+        Ok(builder)
     }
 }
 

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{ClientIpConfig, Strategies, StrategyEntry};
-use crate::policy::TrustSpec;
+use crate::policy::{TrustSpec, implied_strategy};
 use crate::strategy::{Preset, StrategySpec};
 use crate::trust::NamedSet;
 
@@ -47,6 +47,14 @@ pub struct Finding {
     pub message: String,
     /// The change that removes it.
     pub fix: String,
+}
+
+impl Finding {
+    /// The finding about `listen[i]`'s own `client_ip` table, named so.
+    pub fn in_listener(mut self, i: usize) -> Finding {
+        self.message = format!("listen[{i}].client_ip: {}", self.message);
+        self
+    }
 }
 
 impl std::fmt::Display for Finding {
@@ -120,6 +128,36 @@ enum Breadth {
     Private,
 }
 
+/// Every check over a whole `trueip serve` config: `[client_ip]` with the listeners it
+/// decides for (those whose policy is `None`), and each listener's own `client_ip` table
+/// with that listener alone, its findings named `listen[i].client_ip: ...`. What
+/// `trueip check` and `trueip serve --check` print.
+pub fn lint_listeners(
+    client_ip: &ClientIpConfig,
+    listeners: &[(Listener, Option<&ClientIpConfig>)],
+) -> Vec<Finding> {
+    let shared: Vec<Listener> = listeners
+        .iter()
+        .filter(|(_, own)| own.is_none())
+        .map(|(l, _)| *l)
+        .collect();
+    let mut found = match shared.is_empty() {
+        true => Vec::new(),
+        false => lint(client_ip, &shared),
+    };
+    for (i, (l, own)) in listeners.iter().enumerate() {
+        if let Some(own) = own {
+            found.extend(
+                lint(own, std::slice::from_ref(l))
+                    .into_iter()
+                    .map(|f| f.in_listener(i)),
+            );
+        }
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    found
+}
+
 /// Every check, over a `[client_ip]` section and the listeners that serve it.
 pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -134,10 +172,15 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
             })
             .collect(),
     };
-    let specs: Vec<(StrategySpec, &Vec<String>)> = entries
+    let mut specs: Vec<(StrategySpec, &Vec<String>)> = entries
         .iter()
         .filter_map(|(name, trusted)| Some((name.parse::<StrategySpec>().ok()?, trusted)))
         .collect();
+    if entries.is_empty()
+        && let Some(spec) = implied_strategy(!config.trusted.is_empty())
+    {
+        specs.push((spec, &config.trusted));
+    }
     let trusts = |b: Breadth| {
         specs
             .iter()
@@ -382,6 +425,44 @@ mod tests {
             codes(&lint(&proxy, &nlb)),
             ["proxy_protocol_from_public_ranges"]
         );
+    }
+
+    /// Trusting proxies without naming a strategy runs `rightmost-untrusted`: the lint
+    /// judges that strategy (it once saw an empty chain and found nothing).
+    #[test]
+    fn trust_without_a_strategy_is_judged_as_the_strategy_that_runs() {
+        let public = [listener("0.0.0.0:8080", false)];
+        let any = config((&["any"], &[], None));
+        assert_eq!(
+            codes(&lint(&any, &public)),
+            ["trust_any_on_a_public_listener"]
+        );
+        let private = config((&["private"], &[], None));
+        assert_eq!(
+            codes(&lint(&private, &public)),
+            ["private_ranges_trusted_on_a_public_listener"]
+        );
+        assert!(lint(&config((&[], &[], None)), &public).is_empty());
+    }
+
+    #[test]
+    fn a_listener_with_its_own_policy_is_judged_by_it_alone() {
+        let any = config((&["any"], &["rightmost-untrusted"], None));
+        let safe = config((&["10.50.1.0/24"], &["rightmost-untrusted"], None));
+        let public = listener("0.0.0.0:8080", false);
+        let local = listener("127.0.0.1:8081", false);
+        // `[client_ip]` decides for the loopback listener only: a note.
+        let found = lint_listeners(&any, &[(local, None), (public, Some(&safe))]);
+        assert_eq!(codes(&found), ["trust_any_on_loopback"]);
+        // The public listener's own policy trusts everyone: named with its listener.
+        let found = lint_listeners(&safe, &[(local, None), (public, Some(&any))]);
+        assert_eq!(codes(&found), ["trust_any_on_a_public_listener"]);
+        assert!(
+            found[0].message.starts_with("listen[1].client_ip: "),
+            "{found:?}"
+        );
+        // No listener left to `[client_ip]`: nothing in it is judged.
+        assert!(lint_listeners(&any, &[(public, Some(&safe))]).is_empty());
     }
 
     #[test]

@@ -325,6 +325,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The strategy of a policy that names none ([`PolicyBuilder::build`] says why), else
+/// none (the peer). The builder and the lint (`lint.rs`) both ask here, so the lint judges the
+/// strategy that will run.
+pub(crate) fn implied_strategy(trusts_proxies: bool) -> Option<StrategySpec> {
+    trusts_proxies.then_some(StrategySpec::RightmostUntrusted)
+}
+
 /// Builds a [`Policy`]. Every name and range is checked in [`build`](Self::build), so a
 /// built policy cannot fail on a request.
 #[derive(Clone, Debug, Default)]
@@ -470,9 +477,10 @@ impl PolicyBuilder {
     /// strategy that is safe whenever their addresses are known. Name `peer` explicitly
     /// to trust proxies for the PROXY protocol only.
     pub fn build(mut self) -> Result<Policy, ConfigError> {
-        if self.strategies.is_empty() && !self.trusted.is_empty() {
-            self.strategies
-                .push((StrategySpec::RightmostUntrusted, None));
+        if self.strategies.is_empty()
+            && let Some(spec) = implied_strategy(!self.trusted.is_empty())
+        {
+            self.strategies.push((spec, None));
         }
         let base = self
             .resolve_set(&self.trusted)
@@ -1185,7 +1193,7 @@ impl Policy {
                     "peer",
                     conn.peer,
                     Verdict::Trusted,
-                    "trusted PROXY protocol sender",
+                    "in proxy_protocol_from: its PROXY header names the client",
                 )
             });
             Found {
