@@ -238,3 +238,78 @@ impl Recorder {
         }
     }
 }
+
+/// Sends `lines` to `gw` three ways — the lean path (a plain GET), hyper's HTTP/1.1 path
+/// (a POST with a body) and HTTP/2 (h2c) — and returns what the upstream received for
+/// each, with the way's name.
+fn three_ways(gw: SocketAddr, up: &Recorder, lines: &[(&str, &str)]) -> Vec<(&'static str, Got)> {
+    let owned: Vec<(String, String)> = lines
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let mut got = Vec::new();
+    for way in ["lean", "hyper", "h2"] {
+        let before = up.requests().len();
+        let status = match way {
+            "lean" => Req::get("/").headers(&owned).must_send(gw).status,
+            "hyper" => {
+                Req::post("/", b"hello".to_vec())
+                    .headers(&owned)
+                    .must_send(gw)
+                    .status
+            }
+            _ => {
+                let lower: Vec<(String, &str)> = lines
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), *v))
+                    .collect();
+                let lines: Vec<(&str, &str)> =
+                    lower.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                h2_exchange(gw, "GET", uri("app.example", "/"), &lines, None)
+                    .unwrap()
+                    .0
+            }
+        };
+        assert_eq!(status, 200, "{way}");
+        let all = up.wait_for_len(before + 1);
+        got.push((way, all.get(before).unwrap().clone()));
+    }
+    got
+}
+
+/// PHP reads `X.Forwarded.For` as `X-Forwarded-For` (its variables, `$_SERVER` included,
+/// have dots made underscores), and `Client.IP` as the `HTTP_CLIENT_IP` that PHP
+/// client-IP snippets read first. Such a spelling of a client-IP header is stripped on
+/// every path, as the underscore spelling is, and counted.
+///
+/// Fails on the code before the fix: every dotted spelling reached the upstream.
+#[test]
+fn dotted_spellings_of_client_ip_headers_are_stripped_on_every_path() {
+    let dir = test_dir("fields_review/dots");
+    let up = Recorder::start();
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
+    let forged = [
+        ("X.Forwarded.For", "6.6.6.6"),
+        ("X.Real.IP", "6.6.6.6"),
+        ("Client.IP", "6.6.6.6"),
+        ("CF.Connecting.IP", "6.6.6.6"),
+        ("True-Client.IP", "6.6.6.6"),
+        ("X_Forwarded.Proto", "https"),
+    ];
+    for (way, got) in three_ways(gw.addr, &up, &forged) {
+        let seen = got.seen();
+        assert_clean_forwarding(&seen, "127.0.0.1", way);
+        for (name, value) in &seen.headers {
+            assert!(
+                !value.contains("6.6.6.6") && !name.contains('.'),
+                "{way}: {name}: {value} reached the upstream"
+            );
+        }
+        assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{way}");
+    }
+    let m = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(
+        m.contains("trueip_stripped_headers_total 18"),
+        "six lines stripped three times: {m}"
+    );
+}

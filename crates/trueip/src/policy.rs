@@ -290,8 +290,9 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
 /// `for=` pairs. No proxy writes a client address there, so such a strategy could only ever
 /// take a value the client chose (`Host: 6.6.6.6` parses as an address).
 fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
-    // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`.
-    let dashed = name.as_str().replace('_', "-");
+    // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`,
+    // PHP `X.Forwarded.Host` too.
+    let dashed = name.as_str().replace(['_', '.'], "-");
     let claims_the_request = names::FORWARDING
         .iter()
         .any(|row| row.claim == names::Claim::Request && row.name.as_str() == dashed);
