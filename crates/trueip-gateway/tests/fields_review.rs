@@ -313,3 +313,41 @@ fn dotted_spellings_of_client_ip_headers_are_stripped_on_every_path() {
         "six lines stripped three times: {m}"
     );
 }
+
+/// django-ipware up to 4 reads `HTTP_VIA` as a client address, after the headers the
+/// gateway writes, and takes the first public address it finds: behind the gateway, a
+/// client with a private address that sends `Via: 6.6.6.6` is 6.6.6.6 to it. A stranger's
+/// `Via` is withheld on every path and not counted as a forgery (forward proxies in front
+/// of clients write it honestly); a trusted hop's passes (CloudFront writes one).
+///
+/// Fails on the code before the fix: a stranger's `Via` reached the upstream.
+#[test]
+fn via_passes_from_trusted_hops_only() {
+    let dir = test_dir("fields_review/via");
+    let up = Recorder::start();
+    let stranger = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
+    let via = [("Via", "6.6.6.6")];
+    for (way, got) in three_ways(stranger.addr, &up, &via) {
+        let seen = got.seen();
+        assert_eq!(seen.all("via"), Vec::<&str>::new(), "{way}");
+        assert_clean_forwarding(&seen, "127.0.0.1", way);
+    }
+    let m = Req::get("/.trueip/metrics").must_send(stranger.addr).text();
+    assert!(
+        m.contains("trueip_stripped_headers_total 0"),
+        "an honest forward proxy's Via is no forgery: {m}"
+    );
+    let trusting = format!(
+        "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n",
+        toml(up.addr, false)
+    );
+    let behind = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
+    let cloudfront = [("Via", "1.1 abc.cloudfront.net (CloudFront)")];
+    for (way, got) in three_ways(behind.addr, &up, &cloudfront) {
+        assert_eq!(
+            got.seen().all("via"),
+            vec!["1.1 abc.cloudfront.net (CloudFront)"],
+            "{way}"
+        );
+    }
+}

@@ -262,6 +262,10 @@ pub struct ForwardingSet {
     /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
     /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
     relayed: Vec<bool>,
+    /// Whether a line of each of `names` from a stranger is withheld without counting as
+    /// a forgery: the table's [`names::Claim::Hops`] rows, which forward proxies in front
+    /// of clients write honestly.
+    honest: Vec<bool>,
     /// The lengths of `names`, as a bit set ([`length_bit`]).
     lengths: u64,
 }
@@ -273,9 +277,10 @@ pub struct NameFate {
     pub index: Option<usize>,
     /// Whether the line is kept from the app ([`ForwardingSet::withheld`]).
     pub withheld: bool,
-    /// Whether it is withheld as a forgery: it did not come through a trusted hop, or it
-    /// is spelled with underscores or dots. A line withheld otherwise came through a
-    /// trusted hop that may have written it honestly; no strategy reads it.
+    /// Whether it is withheld as a forgery: it did not come through a trusted hop (and
+    /// is not `Via`, [`names::Claim::Hops`]), or it is spelled with underscores or dots. A
+    /// line withheld otherwise came through a trusted hop that may have written it
+    /// honestly, or is a forward proxy's `Via`; no strategy reads it.
     pub forged: bool,
 }
 
@@ -293,10 +298,19 @@ impl ForwardingSet {
             .iter()
             .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
         let underscored = names.iter().map(|n| n.as_str().contains('_')).collect();
+        let honest = names
+            .iter()
+            .map(|n| {
+                names::FORWARDING
+                    .iter()
+                    .any(|row| row.name == *n && row.claim == names::Claim::Hops)
+            })
+            .collect();
         ForwardingSet {
             names,
             underscored,
             relayed,
+            honest,
             lengths,
         }
     }
@@ -421,7 +435,7 @@ impl ForwardingSet {
         let (withheld, forged) = match index {
             // Spelled exactly: an underscore in it is one in the set's name.
             Some(i) => match hop {
-                Hop::Untrusted => (true, true),
+                Hop::Untrusted => (true, !self.honest.get(i).copied().unwrap_or(false)),
                 Hop::Trusted { .. } if self.underscored.get(i).copied().unwrap_or(true) => {
                     (true, true)
                 }
@@ -805,6 +819,12 @@ pub mod names {
         Request,
         /// That the request came through one particular CDN distribution (an origin secret).
         Origin,
+        /// The hops the request came through (`Via`): no address, but an app that looks
+        /// for one in any header (django-ipware up to 4 reads `HTTP_VIA`) takes a
+        /// client's `Via: 6.6.6.6` for its address. Forward proxies in front of clients
+        /// write it honestly, so a stranger's line is withheld without counting as a
+        /// forgery; trusted hops write it too (CloudFront), and theirs passes.
+        Hops,
     }
 
     /// One row of [`FORWARDING`]: a header that claims something about the client or the
@@ -849,8 +869,8 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 56] = {
-        use Claim::{Address, Origin, Request};
+    pub const FORWARDING: [Forwarding; 57] = {
+        use Claim::{Address, Hops, Origin, Request};
         [
             row(
                 X_FORWARDED_FOR,
@@ -1111,6 +1131,11 @@ pub mod names {
                 X_AZURE_FDID,
                 Origin,
                 "Azure Front Door: the profile id, an origin secret",
+            ),
+            named(
+                "via",
+                Hops,
+                "every proxy should add itself (RFC 9110 §7.6.3): CloudFront, forward proxies in front of clients; read as a client address by django-ipware up to 4 (HTTP_VIA)",
             ),
         ]
     };
@@ -1504,6 +1529,31 @@ mod tests {
         assert!(!set.withheld(b"X.Forwarded-For.", Hop::Untrusted));
         assert!(spells("x-forwarded-for", "X.FORWARDED.FOR"));
         assert!(!spells("x-forwarded-for", "X-Forwarded.Fo"));
+    }
+
+    /// django-ipware up to 4 reads `HTTP_VIA` as a client address after the headers the
+    /// gateway writes, and takes the first public one it finds: behind a gateway whose
+    /// client has a private address, a stranger's `Via: 6.6.6.6` was the answer. A
+    /// stranger's `Via` is withheld, not counted as a forgery (forward proxies write it
+    /// honestly); a trusted hop's (CloudFront's) passes. Passed from everyone before.
+    #[test]
+    fn via_is_withheld_from_strangers_only_and_not_as_a_forgery() {
+        let policy = trusting("10.0.0.0/8");
+        let set = ForwardingSet::for_policy(&policy);
+        let via = set.position("via").unwrap();
+        let fate = set.fate("Via", Hop::Untrusted);
+        assert_eq!(
+            fate,
+            NameFate {
+                index: Some(via),
+                withheld: true,
+                forged: false
+            }
+        );
+        assert!(!set.fate("VIA", behind(&policy)).withheld);
+        assert!(set.withheld(b"via", Hop::Untrusted));
+        assert!(!set.withheld(b"via", behind(&policy)));
+        assert!(set.fate("X-Forwarded-For", Hop::Untrusted).forged);
     }
 
     #[test]
