@@ -448,9 +448,10 @@ const OTHER_VALUES: [&str; 12] = [
     "1.1 proxy",
 ];
 
-/// A spelling of `name`: as documented, lower, upper, mixed, or with underscores.
+/// A spelling of `name`: as documented, lower, upper, mixed, with underscores or with dots
+/// (PHP reads both as the header).
 fn spell(rng: &mut Rng, name: &str) -> String {
-    match rng.below(10) {
+    match rng.below(11) {
         0..=2 => name.to_string(),
         3 | 4 => name.to_ascii_lowercase(),
         5 => name.to_ascii_uppercase(),
@@ -464,6 +465,7 @@ fn spell(rng: &mut Rng, name: &str) -> String {
                 }
             })
             .collect(),
+        10 => name.replace('-', "."),
         _ => name.replace('-', "_"),
     }
 }
@@ -1362,12 +1364,15 @@ fn twin(rng: &mut Rng) -> Twin {
     // `header:X-Real-IP` strategy then reads the lines, and must see every one of them.
     if rng.percent(60) {
         let v: &[u8] = if rng.percent(80) { b"s3cret" } else { b"s3cre" };
-        forged.push((spell(rng, "X-Origin-Verify").replace('_', "-"), v.to_vec()));
+        forged.push((
+            spell(rng, "X-Origin-Verify").replace(['_', '.'], "-"),
+            v.to_vec(),
+        ));
     }
     for _ in 0..rng.below(3) {
         let v = *rng.pick(&["198.51.100.4", "203.0.113.66", "10.0.0.1", "2001:db8::1"]);
         forged.push((
-            spell(rng, "X-Real-IP").replace('_', "-"),
+            spell(rng, "X-Real-IP").replace(['_', '.'], "-"),
             v.as_bytes().to_vec(),
         ));
     }

@@ -165,18 +165,28 @@ const fn token_byte(b: u8) -> bool {
 const NAME_HINT: &str =
     "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"";
 
-/// Whether `name`, as received (any case, underscores for dashes, as CGI and WSGI read
-/// them), spells `lower` (a lower-case name with dashes).
+/// Whether `name`, as received (any case, underscores or dots for dashes, as CGI, WSGI
+/// and PHP read them), spells `lower` (a lower-case name with dashes).
+///
+/// A dot counts as an underscore: PHP registers every variable, `$_SERVER` included,
+/// with its dots made underscores, so a server that hands PHP `HTTP_X.FORWARDED.FOR`
+/// (FrankenPHP's Go API, php-fpm behind an nginx with `ignore_invalid_headers off`) gives
+/// the app `$_SERVER['HTTP_X_FORWARDED_FOR']`.
 pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
     let name = name.as_ref();
     lower.len() == name.len()
         && lower.bytes().zip(name).all(|(l, &b)| {
-            l == if b == b'_' {
+            l == if b == b'_' || b == b'.' {
                 b'-'
             } else {
                 b.to_ascii_lowercase()
             }
         })
+}
+
+/// Whether a received name has a byte that an app may read as a dash ([`spells`]).
+fn has_stand_in(name: &[u8]) -> bool {
+    name.iter().any(|&b| b == b'_' || b == b'.')
 }
 
 /// The hop a request came through, as the withholding rule
@@ -223,8 +233,9 @@ impl Hop<'_> {
 ///   readily as it writes, and the policy did not check it (nor a `header:NAME`
 ///   strategy's header when another strategy decided). A deployment whose hop writes one
 ///   that the app reads names it in [`relaying`](Self::relaying).
-/// - Spelled with underscores, one is withheld always: no honest proxy writes
-///   `X_Forwarded_For`, and WSGI, CGI and PHP read it as `X-Forwarded-For`.
+/// - Spelled with underscores or dots, one is withheld always: no honest proxy writes
+///   `X_Forwarded_For` or `X.Forwarded.For`, and WSGI, CGI and PHP read the first as
+///   `X-Forwarded-For`, PHP the second too.
 ///
 /// Lookups test a name's length first: most lines of a request (`Host`, `User-Agent`,
 /// ...) differ in length from every forwarding header, and no name is compared for them.
@@ -251,6 +262,10 @@ pub struct ForwardingSet {
     /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
     /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
     relayed: Vec<bool>,
+    /// Whether a line of each of `names` from a stranger is withheld without counting as
+    /// a forgery: the table's [`names::Claim::Hops`] rows, which forward proxies in front
+    /// of clients write honestly.
+    honest: Vec<bool>,
     /// The lengths of `names`, as a bit set ([`length_bit`]).
     lengths: u64,
 }
@@ -262,9 +277,10 @@ pub struct NameFate {
     pub index: Option<usize>,
     /// Whether the line is kept from the app ([`ForwardingSet::withheld`]).
     pub withheld: bool,
-    /// Whether it is withheld as a forgery: it did not come through a trusted hop, or it
-    /// is spelled with underscores. A line withheld otherwise came through a trusted hop
-    /// that may have written it honestly; no strategy reads it.
+    /// Whether it is withheld as a forgery: it did not come through a trusted hop (and
+    /// is not `Via`, [`names::Claim::Hops`]), or it is spelled with underscores or dots. A
+    /// line withheld otherwise came through a trusted hop that may have written it
+    /// honestly, or is a forward proxy's `Via`; no strategy reads it.
     pub forged: bool,
 }
 
@@ -282,10 +298,19 @@ impl ForwardingSet {
             .iter()
             .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
         let underscored = names.iter().map(|n| n.as_str().contains('_')).collect();
+        let honest = names
+            .iter()
+            .map(|n| {
+                names::FORWARDING
+                    .iter()
+                    .any(|row| row.name == *n && row.claim == names::Claim::Hops)
+            })
+            .collect();
         ForwardingSet {
             names,
             underscored,
             relayed,
+            honest,
             lengths,
         }
     }
@@ -367,8 +392,8 @@ impl ForwardingSet {
             .position(|n| is_lower_name(name, n.as_str()))
     }
 
-    /// Whether `name` spells one of the names in any case, with underscores for dashes
-    /// ([`spells`]).
+    /// Whether `name` spells one of the names in any case, with underscores or dots for
+    /// dashes ([`spells`]).
     pub fn spelled(&self, name: &[u8]) -> bool {
         self.lengths & length_bit(name.len()) != 0
             && self.names.iter().any(|n| spells(n.as_str(), name))
@@ -378,8 +403,8 @@ impl ForwardingSet {
     /// through `hop`, must be kept from the app: one of these headers when the request
     /// did not come through a trusted hop, since the client wrote it; from a trusted hop,
     /// a client address the hop's policy does not read (see the type's doc); and one
-    /// spelled with underscores (`X_Forwarded_For`) always, since no honest proxy writes
-    /// one and WSGI, CGI and PHP read it as the real header.
+    /// spelled with underscores or dots (`X_Forwarded_For`, `X.Forwarded.For`) always,
+    /// since no honest proxy writes one and WSGI, CGI and PHP read it as the real header.
     ///
     /// A name that is not an RFC 9110 token is withheld too: no forwarding header is
     /// spelled so, and a lenient server may fold it into one (Django upper-cases names as
@@ -410,7 +435,7 @@ impl ForwardingSet {
         let (withheld, forged) = match index {
             // Spelled exactly: an underscore in it is one in the set's name.
             Some(i) => match hop {
-                Hop::Untrusted => (true, true),
+                Hop::Untrusted => (true, !self.honest.get(i).copied().unwrap_or(false)),
                 Hop::Trusted { .. } if self.underscored.get(i).copied().unwrap_or(true) => {
                     (true, true)
                 }
@@ -423,10 +448,11 @@ impl ForwardingSet {
                     (!passes, false)
                 }
             },
-            // Not spelled exactly, so spelled at all only with underscores for dashes.
+            // Not spelled exactly, so spelled at all only with underscores or dots for
+            // dashes.
             None => {
                 let spelled = self.lengths & length_bit(name.len()) != 0
-                    && name.as_bytes().contains(&b'_')
+                    && has_stand_in(name.as_bytes())
                     && self.spelled(name.as_bytes());
                 (spelled, spelled)
             }
@@ -793,6 +819,12 @@ pub mod names {
         Request,
         /// That the request came through one particular CDN distribution (an origin secret).
         Origin,
+        /// The hops the request came through (`Via`): no address, but an app that looks
+        /// for one in any header (django-ipware up to 4 reads `HTTP_VIA`) takes a
+        /// client's `Via: 6.6.6.6` for its address. Forward proxies in front of clients
+        /// write it honestly, so a stranger's line is withheld without counting as a
+        /// forgery; trusted hops write it too (CloudFront), and theirs passes.
+        Hops,
     }
 
     /// One row of [`FORWARDING`]: a header that claims something about the client or the
@@ -837,8 +869,8 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 56] = {
-        use Claim::{Address, Origin, Request};
+    pub const FORWARDING: [Forwarding; 57] = {
+        use Claim::{Address, Hops, Origin, Request};
         [
             row(
                 X_FORWARDED_FOR,
@@ -1099,6 +1131,11 @@ pub mod names {
                 X_AZURE_FDID,
                 Origin,
                 "Azure Front Door: the profile id, an origin secret",
+            ),
+            named(
+                "via",
+                Hops,
+                "every proxy should add itself (RFC 9110 §7.6.3): CloudFront, forward proxies in front of clients; read as a client address by django-ipware up to 4 (HTTP_VIA)",
             ),
         ]
     };
@@ -1464,6 +1501,61 @@ mod tests {
         }
     }
 
+    /// PHP registers `$_SERVER` with dots made underscores: `X.Forwarded.For`, handed to it
+    /// as `HTTP_X.FORWARDED.FOR` (FrankenPHP's Go API, php-fpm behind an nginx that passes
+    /// such names), is `$_SERVER['HTTP_X_FORWARDED_FOR']`, and `Client.IP` is the
+    /// `HTTP_CLIENT_IP` that PHP client-IP snippets read first. Withheld from every hop as
+    /// the underscore spelling is, counted as a forgery. Passed from every client before.
+    #[test]
+    fn a_dotted_spelling_is_withheld_as_an_underscored_one_is() {
+        let policy = trusting("10.0.0.0/8");
+        let behind = behind(&policy);
+        let set = ForwardingSet::for_policy(&policy);
+        for name in [
+            "X.Forwarded.For",
+            "x.real.ip",
+            "Client.IP",
+            "CF.Connecting.IP",
+            "X-Forwarded.For",
+            "X_Forwarded.Proto",
+        ] {
+            for hop in [Hop::Untrusted, behind] {
+                let fate = set.fate(name, hop);
+                assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
+                assert!(set.withheld(name.as_bytes(), hop), "{name}");
+            }
+        }
+        // A dot where the name has none is another name.
+        assert!(!set.withheld(b"X.Forwarded-For.", Hop::Untrusted));
+        assert!(spells("x-forwarded-for", "X.FORWARDED.FOR"));
+        assert!(!spells("x-forwarded-for", "X-Forwarded.Fo"));
+    }
+
+    /// django-ipware up to 4 reads `HTTP_VIA` as a client address after the headers the
+    /// gateway writes, and takes the first public one it finds: behind a gateway whose
+    /// client has a private address, a stranger's `Via: 6.6.6.6` was the answer. A
+    /// stranger's `Via` is withheld, not counted as a forgery (forward proxies write it
+    /// honestly); a trusted hop's (CloudFront's) passes. Passed from everyone before.
+    #[test]
+    fn via_is_withheld_from_strangers_only_and_not_as_a_forgery() {
+        let policy = trusting("10.0.0.0/8");
+        let set = ForwardingSet::for_policy(&policy);
+        let via = set.position("via").unwrap();
+        let fate = set.fate("Via", Hop::Untrusted);
+        assert_eq!(
+            fate,
+            NameFate {
+                index: Some(via),
+                withheld: true,
+                forged: false
+            }
+        );
+        assert!(!set.fate("VIA", behind(&policy)).withheld);
+        assert!(set.withheld(b"via", Hop::Untrusted));
+        assert!(!set.withheld(b"via", behind(&policy)));
+        assert!(set.fate("X-Forwarded-For", Hop::Untrusted).forged);
+    }
+
     #[test]
     fn forwarding_set_fate_finds_the_name_and_applies_the_rule() {
         let policy = trusting("10.0.0.0/8");
@@ -1727,7 +1819,7 @@ mod tests {
         /// or the policy reads it.
         #[test]
         fn forwarding_set_fate_is_the_rule(
-            name in "[xX][-_][a-zA-Z_-]{0,16}|[a-zA-Z_-]{1,18}|x-forwarded-\\PC|x-real-ip|true-client-ip",
+            name in "[xX][-_.][a-zA-Z_.-]{0,16}|[a-zA-Z_.-]{1,18}|x-forwarded-\\PC|x-real-ip|true-client-ip",
             trusted in proptest::prelude::any::<bool>(),
         ) {
             let policy = crate::Policy::builder()
@@ -1746,7 +1838,7 @@ mod tests {
             let token = !name.is_empty() && name.bytes().all(is_token_byte);
             let spelled = set.names().iter().any(|n| spells(n.as_str(), &name));
             let lower = name.to_ascii_lowercase();
-            let passes_a_trusted_hop = !name.contains('_')
+            let passes_a_trusted_hop = !name.contains(['_', '.'])
                 && (["x-forwarded-for", "x-real-ip"].contains(&lower.as_str())
                     || names::FORWARDING
                         .iter()

@@ -286,15 +286,17 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
 
 /// Refuses `header:NAME` for a header that never holds one bare address: the request's
 /// own claims (`Host`, the client-IP table's rows that claim the scheme, host, port or
-/// prefix), the message's own fields ([`names::MESSAGE`]), and `Forwarded`, whose entries are
+/// prefix), the hops it came through (`Via`), the message's own fields ([`names::MESSAGE`]), and `Forwarded`, whose entries are
 /// `for=` pairs. No proxy writes a client address there, so such a strategy could only ever
 /// take a value the client chose (`Host: 6.6.6.6` parses as an address).
 fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
-    // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`.
-    let dashed = name.as_str().replace('_', "-");
-    let claims_the_request = names::FORWARDING
-        .iter()
-        .any(|row| row.claim == names::Claim::Request && row.name.as_str() == dashed);
+    // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`,
+    // PHP `X.Forwarded.Host` too.
+    let dashed = name.as_str().replace(['_', '.'], "-");
+    let claims_the_request = names::FORWARDING.iter().any(|row| {
+        matches!(row.claim, names::Claim::Request | names::Claim::Hops)
+            && row.name.as_str() == dashed
+    });
     let no_address = ["host", "forwarded"].into_iter().chain(names::MESSAGE);
     if !claims_the_request && !no_address.into_iter().any(|n| n == dashed) {
         return Ok(());

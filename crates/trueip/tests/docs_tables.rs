@@ -19,6 +19,7 @@ fn the_security_doc_lists_every_client_ip_header_the_gateway_strips() {
             Claim::Address => "address",
             Claim::Request => "request",
             Claim::Origin => "origin",
+            Claim::Hops => "hops",
         };
         table.push_str(&format!(
             "| `{}` | {claim} | {} |\n",

@@ -826,6 +826,19 @@ pub(crate) fn one_content_length(headers: &mut HeaderMap) -> Result<(), BadLengt
     Ok(())
 }
 
+/// Whether a frame of a client's request body goes upstream: its data does, its
+/// trailers never.
+///
+/// Trailer fields arrive after the head the header rules cleaned, and some servers and
+/// frameworks an upstream runs merge them into the request's headers or hand them to the
+/// app beside them: a client's `X-Forwarded-For` trailer would reach the app past every
+/// rule. hyper's HTTP/2 client sends whatever trailers it is handed (its HTTP/1.1 client
+/// only those a `Trailer` line names, and that hop-by-hop line never goes upstream). No
+/// proxy writes a client's address into trailers, and nginx drops request trailers too.
+pub(crate) fn request_frame_goes_upstream<D>(frame: &http_body::Frame<D>) -> bool {
+    !frame.is_trailers()
+}
+
 /// Removes the lines of an upstream response that [`response_keeps`] does not keep.
 pub(crate) fn response(headers: &mut HeaderMap) {
     let gone: Vec<HeaderName> = {

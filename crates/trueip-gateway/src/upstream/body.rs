@@ -2,7 +2,9 @@
 //!
 //! The client's request body goes upstream through [`Timed::from_client`], the
 //! upstream's response body comes back through [`Timed::new`]: a body that gives no
-//! frame for `upstream.body_timeout` fails, and the failure says whose fault it was.
+//! frame for `upstream.body_timeout` fails, and the failure says whose fault it was. Of
+//! a client's body only the frames [`headers::request_frame_goes_upstream`] lets through
+//! go on: never its trailers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -10,6 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+
+use crate::rules::headers;
 
 /// Errors a body can end with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -115,14 +119,24 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.waiting_since = None;
-                return Poll::Ready(Some(Ok(frame)));
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.waiting_since = None;
+                    if this.sender == Sender::Client
+                        && !headers::request_frame_goes_upstream(&frame)
+                    {
+                        tracing::debug!("a client's request trailers are not forwarded");
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(this.failed(e.into()))));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(this.failed(e.into())))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
         }
         let since = *this
             .waiting_since
