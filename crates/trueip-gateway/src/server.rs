@@ -14,7 +14,7 @@ use trueip::proxy_protocol::PreambleError;
 use crate::config::{ListenerId, Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared};
 use crate::http::{hyper, lean};
-use crate::io::{Activity, Rewind, Socket, Stream, Tracked};
+use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, Tracked};
 use crate::metrics::ClientErrorKind;
 use crate::{proxy, tcp};
 
@@ -40,15 +40,19 @@ impl Listener {
     /// The next connection: the socket, its peer, and the local address (none for a
     /// Unix socket, whose peers have no address either). `bound` is [`Listener::bound_to`]:
     /// only a wildcard listener asks the kernel (`getsockname`) for each connection's.
+    /// `nodelay`: how this listener's connections start, once its first one told
+    /// ([`NoDelay::accepted`]).
     async fn accept(
         &self,
         bound: Option<SocketAddr>,
+        nodelay: &mut Option<NoDelay>,
     ) -> std::io::Result<(Socket, Peer, Option<SocketAddr>)> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
                 let local = bound.or_else(|| stream.local_addr().ok());
-                Ok((Socket::tcp(stream), Peer::from(peer), local))
+                let nodelay = *nodelay.get_or_insert_with(|| NoDelay::accepted(&stream));
+                Ok((Socket::tcp(stream, nodelay), Peer::from(peer), local))
             }
             Listener::Unix(l) => {
                 let (stream, _) = l.accept().await?;
@@ -93,6 +97,7 @@ fn role_listener(role: Role) -> Option<ListenerId> {
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
     let mut shutdown = shared.shutdown.subscribe();
     let bound = listener.bound_to();
+    let mut nodelay = None;
     // tokio takes a socket it has just accepted for readable, so that its first read tries
     // `recv` at once; when the client's first bytes have not arrived yet, that read fails
     // with `EAGAIN` (0.39-0.94 per connection on row `close` of `bench/gateway.sh`). The
@@ -116,7 +121,7 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     let mut stop = std::pin::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            r = listener.accept(bound) => r,
+            r = listener.accept(bound, &mut nodelay) => r,
             () = &mut stop => break,
         };
         match accepted {
