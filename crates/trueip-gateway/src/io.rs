@@ -380,8 +380,14 @@ fn ms_at(at: Instant) -> u64 {
 impl Activity {
     /// New activity; `track_io` times reads and writes from the start (see
     /// [`Activity::track_io`]).
+    #[cfg(test)]
     pub(crate) fn new(track_io: bool) -> Self {
-        let now = now_ms();
+        Activity::new_at(track_io, Instant::now())
+    }
+
+    /// New activity as of `at`, a clock reading the caller already has.
+    pub(crate) fn new_at(track_io: bool, at: Instant) -> Self {
+        let now = ms_at(at);
         Activity {
             last_io_ms: AtomicU64::new(now),
             last_request_ms: AtomicU64::new(now),

@@ -310,7 +310,9 @@ async fn connection(
     // Only a byte relay asks when bytes last moved (an HTTP connection starts timing
     // them if it becomes a tunnel).
     let relay = matches!(listener, Some(l) if l.mode == Mode::Tcp);
-    let activity = Arc::new(Activity::new(relay));
+    // One clock reading for the connection's start and its first activity.
+    let opened = std::time::Instant::now();
+    let activity = Arc::new(Activity::new_at(relay, opened));
     let io = Tracked::new(io, activity.clone(), state.settings.limits.send_timeout);
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
@@ -319,7 +321,7 @@ async fn connection(
         proxy: received,
         tls,
         activity,
-        opened: std::time::Instant::now(),
+        opened,
         role,
         retired,
         upstream_idle: crate::upstream::Private::default(),
