@@ -591,6 +591,31 @@ mod tests {
         );
     }
 
+    /// An `idle_timeout` shorter than `header_read_timeout` still ends a lean keep-alive
+    /// connection waiting for its next request (where it is the longer one, the head's
+    /// deadline comes first and no idle timer is armed).
+    #[tokio::test]
+    async fn a_short_idle_timeout_ends_a_waiting_keep_alive_connection() {
+        let (addr, _) = start(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[limits]\nidle_timeout = \"1s\"\nheader_read_timeout = \"30s\"\n",
+        )
+        .await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = one_response(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let waited = std::time::Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest))
+            .await
+            .expect("closed after idle_timeout, long before header_read_timeout")
+            .unwrap();
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        assert!(waited.elapsed() >= Duration::from_millis(900));
+    }
+
     #[tokio::test]
     async fn bad_or_late_proxy_headers_close_and_count() {
         let (addr, shared) = start(PP).await;

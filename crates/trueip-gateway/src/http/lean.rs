@@ -394,8 +394,9 @@ impl Deadline {
 /// too long), polled only when it may have fired (see [`TimerWake`]).
 struct StopSignal<'a> {
     ctx: &'a ConnCtx,
-    /// `limits.idle_timeout`.
-    idle: Duration,
+    /// `limits.idle_timeout`, when it can end a wait before the head's deadline does
+    /// ([`StopSignal::idle_before`]); `None` arms no idle timer.
+    idle: Option<Duration>,
     /// Made at the first wait for a request that is not there yet: a connection whose
     /// requests arrive with it (one per connection, the common case for clients that
     /// close) never needs it, and making it was an allocation per connection.
@@ -404,20 +405,33 @@ struct StopSignal<'a> {
 }
 
 impl StopSignal<'_> {
+    /// `idle`, if a connection waiting for a request can reach it before its head's
+    /// deadline (`header`): both count from one clock reading, the connection's start or
+    /// the end of its last response, which is also when its activity last changed
+    /// (`Activity::new_at`, `InFlight::end_at`). An idle limit no shorter than the
+    /// head's never comes first (the deadline closes the connection as the idle limit
+    /// would: silently, the buffer empty), and a timer for it was a registration on
+    /// tokio's wheel and a removal for every connection whose request was not there at
+    /// its first read.
+    fn idle_before(idle: Duration, header: Duration) -> Option<Duration> {
+        (idle < header).then_some(idle)
+    }
+
     fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
         let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
         if !wake.due(cx.waker()) {
             return false;
         }
         let (ctx, idle) = (self.ctx, self.idle);
-        let signal = self.signal.get_or_insert_with(|| {
-            Box::pin(async move {
+        let signal = self.signal.get_or_insert_with(|| match idle {
+            Some(idle) => Box::pin(async move {
                 tokio::select! {
                     biased;
                     () = ctx.stopped() => {}
                     () = ctx.activity.idle(Idle::Requests, idle) => {}
                 }
-            })
+            }),
+            None => Box::pin(ctx.stopped()),
         });
         let mut cx = Context::from_waker(&wake.waker);
         signal.as_mut().poll(&mut cx).is_ready()
@@ -692,7 +706,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
     let mut stop = StopSignal {
         ctx,
-        idle,
+        idle: StopSignal::idle_before(idle, header_timeout),
         signal: None,
         wake: None,
     };
