@@ -26,8 +26,8 @@
 # about 600 instructions per request of the count).
 #
 # PROTOCOL=close and PROTOCOL=proxy-v2: bench/gateway.sh's rows of those names, a new
-# connection per request. The client is a small Python asyncio loop ($CONNECTIONS at a time,
-# default 50), since h2load does not connect again after a `Connection: close`: each
+# connection per request. The client is a small Python asyncio loop (bench/lib.sh's
+# CLOSE_CLIENT, $CONNECTIONS at a time, default 50), since h2load does not connect again after a `Connection: close`: each
 # connection sends wrk's request (Host, X-Forwarded-For, `Connection: close`; proxy-v2: a
 # PROXY v2 header, TCP4 from 198.51.100.7, in the same write) and reads to the close, and
 # every answer must be a 200. The listener for proxy-v2 is the row's (`[[listen]]
@@ -131,39 +131,6 @@ address = \"127.0.0.1:@PORT@\"
 proxy_protocol = \"v2\""
     PROXY_FROM=(--proxy-protocol-from 127.0.0.0/8)
 fi
-
-# A new connection per request (PROTOCOL=close, proxy-v2): exactly $2 requests, $CONNECTIONS
-# connections open at a time; prints "requests: N succeeded, M failed" as h2load does.
-CLOSE_CLIENT='
-import asyncio, socket, struct, sys
-port, total, conc, pp = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "proxy-v2"
-req = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-For: " + sys.argv[5]
-       + "\r\nConnection: close\r\n\r\n").encode()
-if pp:
-    addrs = socket.inet_aton("198.51.100.7") + socket.inet_aton("127.0.0.1") + struct.pack(">HH", 5555, port)
-    req = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack(">H", len(addrs)) + addrs + req
-left, ok, bad = total, 0, 0
-async def worker():
-    global left, ok, bad
-    while left > 0:
-        left -= 1
-        try:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
-            w.write(req)
-            data = await asyncio.wait_for(r.read(), 60)
-            w.close()
-            if data.startswith(b"HTTP/1.1 200 "):
-                ok += 1
-            else:
-                bad += 1
-        except Exception:
-            bad += 1
-async def main():
-    await asyncio.gather(*(worker() for _ in range(conc)))
-asyncio.run(main())
-print(f"requests: {total} total, {ok} succeeded, {bad} failed")
-print(f"status codes: {ok} 2xx, 0 3xx, 0 4xx, {bad} 5xx")
-'
 
 cat >"$OUT/trueip-base.toml" <<EOF
 [limits]

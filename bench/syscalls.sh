@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # System calls per request on bench/gateway.sh's h2 row (HTTP/2 over TLS, h2load -c50 -m10,
-# a plain HTTP/1.1 nginx upstream), for trueip beside nginx and HAProxy: a count that load on
-# a shared machine moves less than CPU time does.
+# a plain HTTP/1.1 nginx upstream), or on its rows with a new connection per request, for
+# trueip beside nginx and HAProxy: a count that load on a shared machine moves less than CPU
+# time does.
 #
 #   bash bench/syscalls.sh                          # builds target/release/trueip first
 #   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip ROUNDS=3 bash bench/syscalls.sh
+#   PROTOCOL=close bash bench/syscalls.sh           # row close: plain HTTP/1.1, a new
+#                                                   # connection per request
+#   PROTOCOL=proxy-v2 bash bench/syscalls.sh        # row proxy-v2: the same on a PROXY v2
+#                                                   # listener
 #
-# The servers are started as bench/gateway.sh starts them for the h2 row (the same nginx and
-# HAProxy configs, the same trueip flags and `[[listen]] tls = {...}`, one worker each, on
-# $PROXY_CPU; upstream and h2load on the other CPUs). For each server and round: $WARMUP
+# The servers are started as bench/gateway.sh starts them for the row (the same nginx and
+# HAProxy configs, the same trueip flags and `[[listen]]` table, one worker each, on
+# $PROXY_CPU; upstream and load generator on the other CPUs). The load generator is h2load
+# for h2; for close and proxy-v2, bench/lib.sh's CLOSE_CLIENT ($CONNECTIONS connections at
+# a time, a fixed count where wrk runs for a time; slower than wrk, so a server waits for
+# more of its requests, and the counts that depend on timing, `epoll_wait` and the failed
+# `accept4`, differ from a wrk run's). For each server and round: $WARMUP
 # requests, then `perf stat` on the system-call tracepoints of the server's process (every
-# thread) while h2load sends exactly $REQUESTS more; each count is divided by $REQUESTS. The
+# thread) while the client sends exactly $REQUESTS more; each count is divided by $REQUESTS. The
 # tracepoints do not stop the process as strace's ptrace does: under `strace -c` the gateway
 # ran slowly enough to change what it did (fewer upstream connections opened per request).
 # Also prints the server's user and system CPU time per request over the same run (from
@@ -20,6 +29,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PROTOCOL=${PROTOCOL:-h2}
+case $PROTOCOL in h2 | close | proxy-v2) ;; *)
+    echo "bench/syscalls.sh: PROTOCOL is h2, close or proxy-v2, not $PROTOCOL" >&2; exit 1 ;;
+esac
 REQUESTS=${REQUESTS:-20000}
 WARMUP=${WARMUP:-2000}
 ROUNDS=${ROUNDS:-1}
@@ -92,14 +105,36 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
 cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
 
-port=$(free_port)
-nginx_conf nginx "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
-    server {
-        listen 127.0.0.1:$port ssl http2;
+# Each row's listener: nginx's listen line, HAProxy's bind suffix, trueip's [[listen]] keys.
+REALIP="set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;"
+TRUEIP_EXTRA=()
+case $PROTOCOL in
+    h2)
+        NGINX_LISTEN="ssl http2;
         ssl_certificate $OUT/cert.pem;
         ssl_certificate_key $OUT/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
-        set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;
+        $REALIP"
+        HAPROXY_BIND="ssl crt $OUT/haproxy.pem alpn h2,http/1.1"
+        TRUEIP_LISTEN="tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
+        ;;
+    close)
+        NGINX_LISTEN="; $REALIP"
+        HAPROXY_BIND=""
+        TRUEIP_LISTEN=""
+        ;;
+    proxy-v2)
+        NGINX_LISTEN="proxy_protocol; set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;"
+        HAPROXY_BIND="accept-proxy"
+        TRUEIP_LISTEN="proxy_protocol = \"v2\""
+        TRUEIP_EXTRA=(--proxy-protocol-from 127.0.0.0/8)
+        ;;
+esac
+
+port=$(free_port)
+nginx_conf nginx "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:$port $NGINX_LISTEN
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -127,7 +162,7 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
 frontend bench
-    bind 127.0.0.1:$port ssl crt $OUT/haproxy.pem alpn h2,http/1.1
+    bind 127.0.0.1:$port $HAPROXY_BIND
     default_backend app
 backend app
     server upstream 127.0.0.1:$UP_PORT
@@ -143,11 +178,11 @@ if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
 fi
 for t in "${NAMES[@]}"; do
     port=$(free_port)
-    printf '[[listen]]\naddress = "127.0.0.1:%s"\ntls = { cert = "%s", key = "%s" }\n[limits]\nworkers = 1\n[log]\naccess_log = false\nlevel = "warn"\n' \
-        "$port" "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/$t.toml"
+    printf '[[listen]]\naddress = "127.0.0.1:%s"\n%s\n[limits]\nworkers = 1\n[log]\naccess_log = false\nlevel = "warn"\n' \
+        "$port" "$TRUEIP_LISTEN" >"$OUT/$t.toml"
     start_on "$t" "$PROXY_CPU" "$port" "${BIN[$t]}" serve --upstream "http://127.0.0.1:$UP_PORT" \
         --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
-        --config "$OUT/$t.toml"
+        "${TRUEIP_EXTRA[@]}" --config "$OUT/$t.toml"
 done
 SERVERS=("${NAMES[@]}" haproxy nginx)
 
@@ -158,32 +193,43 @@ for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epol
     [ -d "$TRACEFS/events/syscalls/sys_enter_$s" ] && EVENTS+=",syscalls:sys_enter_$s"
 done
 
-h2() { # port count file
-    taskset -c "$OTHER_CPUS" timeout -k 5 300 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
-        -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/" >"$3" 2>&1
+load() { # port count file
+    if [ "$PROTOCOL" = h2 ]; then
+        taskset -c "$OTHER_CPUS" timeout -k 5 300 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
+            -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/" >"$3" 2>&1
+    else
+        taskset -c "$OTHER_CPUS" timeout -k 5 300 python3 -c "$CLOSE_CLIENT" "$1" "$2" \
+            "$CONNECTIONS" "$PROTOCOL" "$XFF" >"$3" 2>&1
+    fi
 }
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system
 
 for round in $(seq 1 "$ROUNDS"); do
     for name in "${SERVERS[@]}"; do
         f=$OUT/$name-$round
-        h2 "${PORT[$name]}" "$WARMUP" "$f.warmup.txt"
+        load "${PORT[$name]}" "$WARMUP" "$f.warmup.txt"
         read -r user0 sys0 < <(cpu_ticks "${PID[$name]}")
         perf stat -x, -e "$EVENTS" -p "${PID[$name]}" -o "$f.perf" &
         perf_pid=$!
         sleep 0.5
-        h2 "${PORT[$name]}" "$REQUESTS" "$f.h2load.txt"
+        load "${PORT[$name]}" "$REQUESTS" "$f.h2load.txt"
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
         read -r user1 sys1 < <(cpu_ticks "${PID[$name]}")
         echo "$((user1 - user0)) $((sys1 - sys0))" >"$f.ticks"
-        grep -q '^Application protocol: h2' "$f.h2load.txt" &&
-            grep -q "^requests: .* $REQUESTS succeeded" "$f.h2load.txt" ||
-            { echo "bench/syscalls.sh: $name did not answer $REQUESTS requests over h2; see $f.h2load.txt" >&2; exit 1; }
+        { [ "$PROTOCOL" != h2 ] || grep -q '^Application protocol: h2' "$f.h2load.txt"; } &&
+            grep -q "^requests: .* $REQUESTS succeeded" "$f.h2load.txt" &&
+            grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$f.h2load.txt" ||
+            { echo "bench/syscalls.sh: $name did not answer $REQUESTS requests ($PROTOCOL) with 200; see $f.h2load.txt" >&2; exit 1; }
     done
 done
 
-python3 - "$OUT" "$REQUESTS" "$ROUNDS" "$(getconf CLK_TCK)" "-c $CONNECTIONS -m $STREAMS" "${SERVERS[@]}" <<'PY'
+if [ "$PROTOCOL" = h2 ]; then
+    LOAD_NOTE="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS"
+else
+    LOAD_NOTE="$REQUESTS new connections ($PROTOCOL, CLOSE_CLIENT, $CONNECTIONS at a time)"
+fi
+python3 - "$OUT" "$REQUESTS" "$ROUNDS" "$(getconf CLK_TCK)" "$LOAD_NOTE" "${SERVERS[@]}" <<'PY'
 import statistics, sys
 out, n, rounds, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 servers = sys.argv[6:]
@@ -204,7 +250,7 @@ names = sorted({k for s in servers for k, v in counts[s].items() if max(v) >= 0.
 def cell(v):
     m = statistics.median(v)
     return f"{m:.2f}" if max(v) - min(v) < 0.02 else f"{m:.2f} ({min(v):.2f}–{max(v):.2f})"
-print(f"h2load -n {n} {load} per round, {rounds} round(s); system calls per request"
+print(f"{load} per round, {rounds} round(s); system calls per request"
       " (median, and the range when rounds differ)")
 print()
 print("| system call | " + " | ".join(servers) + " |")

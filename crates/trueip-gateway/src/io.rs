@@ -186,9 +186,10 @@ pub(crate) enum Socket {
 }
 
 impl Socket {
-    /// An accepted TCP connection, `TCP_NODELAY` not set yet (see [`NoDelay`]).
-    pub(crate) fn tcp(stream: TcpStream) -> Self {
-        Socket::Tcp(stream, NoDelay::Unwritten)
+    /// An accepted TCP connection whose `TCP_NODELAY` is as `nodelay` says (see
+    /// [`NoDelay`]).
+    pub(crate) fn tcp(stream: TcpStream, nodelay: NoDelay) -> Self {
+        Socket::Tcp(stream, nodelay)
     }
 
     /// Drops tokio's guess that a socket it just accepted is readable: its first read
@@ -207,7 +208,13 @@ impl Socket {
     }
 }
 
-/// When an accepted TCP socket gets `TCP_NODELAY`: just before its second write.
+/// When an accepted TCP socket gets `TCP_NODELAY`: from its listener, which has it
+/// (`listening::bind`); else just before its second write.
+///
+/// A socket accepted on a listener with `TCP_NODELAY` has it too on Linux and the BSDs,
+/// with no system call of its own: each listener's first connection is asked once
+/// ([`NoDelay::accepted`]), and when it has it, so do the others. Where it does not (a
+/// system that does not copy it, a listener made without it), the rule below applies.
 ///
 /// Nagle's algorithm (Linux applies Minshall's form of it) holds back a segment shorter
 /// than the MSS only while an earlier short segment is unacknowledged. A connection's
@@ -223,11 +230,22 @@ pub(crate) enum NoDelay {
     Unwritten,
     /// Bytes written, `TCP_NODELAY` not set.
     Written,
-    /// Set (or setting it failed: that is not tried again).
+    /// Set: from the listener, or by this connection (or setting it failed: that is not
+    /// tried again).
     Set,
 }
 
 impl NoDelay {
+    /// How a listener's connections start, as its first one tells: [`NoDelay::Set`] when
+    /// it came with `TCP_NODELAY` from the listener, else [`NoDelay::Unwritten`].
+    pub(crate) fn accepted(first: &TcpStream) -> Self {
+        if first.nodelay().unwrap_or(false) {
+            NoDelay::Set
+        } else {
+            NoDelay::Unwritten
+        }
+    }
+
     fn before_write(&mut self, stream: &TcpStream) {
         if *self == NoDelay::Written {
             // A socket that refuses it is no worse off than before this write.
@@ -362,8 +380,14 @@ fn ms_at(at: Instant) -> u64 {
 impl Activity {
     /// New activity; `track_io` times reads and writes from the start (see
     /// [`Activity::track_io`]).
+    #[cfg(test)]
     pub(crate) fn new(track_io: bool) -> Self {
-        let now = now_ms();
+        Activity::new_at(track_io, Instant::now())
+    }
+
+    /// New activity as of `at`, a clock reading the caller already has.
+    pub(crate) fn new_at(track_io: bool, at: Instant) -> Self {
+        let now = ms_at(at);
         Activity {
             last_io_ms: AtomicU64::new(now),
             last_request_ms: AtomicU64::new(now),
@@ -903,7 +927,11 @@ mod tests {
             .await
             .unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
-        let mut s = Socket::tcp(accepted);
+        // A listener without TCP_NODELAY (the gateway's own have it): its connections
+        // set it themselves.
+        let start = NoDelay::accepted(&accepted);
+        assert_eq!(start, NoDelay::Unwritten);
+        let mut s = Socket::tcp(accepted, start);
         let nodelay = |s: &Socket| match s {
             Socket::Tcp(t, state) => Some((t.nodelay().unwrap(), *state)),
             Socket::Unix(_) => None,

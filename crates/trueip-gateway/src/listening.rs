@@ -290,6 +290,9 @@ fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     };
     // As `TcpListener::bind` does: a restart can bind while old connections linger.
     socket.set_reuseaddr(true)?;
+    // Every connection accepted on the socket starts with it (Linux and the BSDs copy it
+    // from the listener), so none makes a `setsockopt` of its own: see `io::NoDelay`.
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
 }
@@ -398,5 +401,21 @@ mod tests {
 
         let other = bind_failure(addr, Some(0), &Error::other("boom"), false);
         assert!(other.ends_with("boom"), "{other}");
+    }
+
+    /// A connection accepted on a gateway's listener has `TCP_NODELAY` from the listener,
+    /// before it writes anything: no connection sets it itself (`io::NoDelay`).
+    #[tokio::test]
+    async fn connections_start_with_the_listeners_nodelay() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+        assert_eq!(
+            crate::io::NoDelay::accepted(&accepted),
+            crate::io::NoDelay::Set
+        );
     }
 }

@@ -14,7 +14,7 @@ use trueip::proxy_protocol::PreambleError;
 use crate::config::{ListenerId, Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared};
 use crate::http::{hyper, lean};
-use crate::io::{Activity, Rewind, Socket, Stream, Tracked};
+use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, Tracked};
 use crate::metrics::ClientErrorKind;
 use crate::{proxy, tcp};
 
@@ -40,15 +40,19 @@ impl Listener {
     /// The next connection: the socket, its peer, and the local address (none for a
     /// Unix socket, whose peers have no address either). `bound` is [`Listener::bound_to`]:
     /// only a wildcard listener asks the kernel (`getsockname`) for each connection's.
+    /// `nodelay`: how this listener's connections start, once its first one told
+    /// ([`NoDelay::accepted`]).
     async fn accept(
         &self,
         bound: Option<SocketAddr>,
+        nodelay: &mut Option<NoDelay>,
     ) -> std::io::Result<(Socket, Peer, Option<SocketAddr>)> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
                 let local = bound.or_else(|| stream.local_addr().ok());
-                Ok((Socket::tcp(stream), Peer::from(peer), local))
+                let nodelay = *nodelay.get_or_insert_with(|| NoDelay::accepted(&stream));
+                Ok((Socket::tcp(stream, nodelay), Peer::from(peer), local))
             }
             Listener::Unix(l) => {
                 let (stream, _) = l.accept().await?;
@@ -93,6 +97,7 @@ fn role_listener(role: Role) -> Option<ListenerId> {
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
     let mut shutdown = shared.shutdown.subscribe();
     let bound = listener.bound_to();
+    let mut nodelay = None;
     // tokio takes a socket it has just accepted for readable, so that its first read tries
     // `recv` at once; when the client's first bytes have not arrived yet, that read fails
     // with `EAGAIN` (0.39-0.94 per connection on row `close` of `bench/gateway.sh`). The
@@ -116,7 +121,7 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     let mut stop = std::pin::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            r = listener.accept(bound) => r,
+            r = listener.accept(bound, &mut nodelay) => r,
             () = &mut stop => break,
         };
         match accepted {
@@ -305,7 +310,9 @@ async fn connection(
     // Only a byte relay asks when bytes last moved (an HTTP connection starts timing
     // them if it becomes a tunnel).
     let relay = matches!(listener, Some(l) if l.mode == Mode::Tcp);
-    let activity = Arc::new(Activity::new(relay));
+    // One clock reading for the connection's start and its first activity.
+    let opened = std::time::Instant::now();
+    let activity = Arc::new(Activity::new_at(relay, opened));
     let io = Tracked::new(io, activity.clone(), state.settings.limits.send_timeout);
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
@@ -314,7 +321,7 @@ async fn connection(
         proxy: received,
         tls,
         activity,
-        opened: std::time::Instant::now(),
+        opened,
         role,
         retired,
         upstream_idle: crate::upstream::Private::default(),
@@ -582,6 +589,31 @@ mod tests {
             kept <= 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
             "a connection kept {kept} bytes between requests"
         );
+    }
+
+    /// An `idle_timeout` shorter than `header_read_timeout` still ends a lean keep-alive
+    /// connection waiting for its next request (where it is the longer one, the head's
+    /// deadline comes first and no idle timer is armed).
+    #[tokio::test]
+    async fn a_short_idle_timeout_ends_a_waiting_keep_alive_connection() {
+        let (addr, _) = start(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[limits]\nidle_timeout = \"1s\"\nheader_read_timeout = \"30s\"\n",
+        )
+        .await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = one_response(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let waited = std::time::Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest))
+            .await
+            .expect("closed after idle_timeout, long before header_read_timeout")
+            .unwrap();
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        assert!(waited.elapsed() >= Duration::from_millis(900));
     }
 
     #[tokio::test]

@@ -394,8 +394,9 @@ impl Deadline {
 /// too long), polled only when it may have fired (see [`TimerWake`]).
 struct StopSignal<'a> {
     ctx: &'a ConnCtx,
-    /// `limits.idle_timeout`.
-    idle: Duration,
+    /// `limits.idle_timeout`, when it can end a wait before the head's deadline does
+    /// ([`StopSignal::idle_before`]); `None` arms no idle timer.
+    idle: Option<Duration>,
     /// Made at the first wait for a request that is not there yet: a connection whose
     /// requests arrive with it (one per connection, the common case for clients that
     /// close) never needs it, and making it was an allocation per connection.
@@ -404,20 +405,33 @@ struct StopSignal<'a> {
 }
 
 impl StopSignal<'_> {
+    /// `idle`, if a connection waiting for a request can reach it before its head's
+    /// deadline (`header`): both count from one clock reading, the connection's start or
+    /// the end of its last response, which is also when its activity last changed
+    /// (`Activity::new_at`, `InFlight::end_at`). An idle limit no shorter than the
+    /// head's never comes first (the deadline closes the connection as the idle limit
+    /// would: silently, the buffer empty), and a timer for it was a registration on
+    /// tokio's wheel and a removal for every connection whose request was not there at
+    /// its first read.
+    fn idle_before(idle: Duration, header: Duration) -> Option<Duration> {
+        (idle < header).then_some(idle)
+    }
+
     fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
         let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
         if !wake.due(cx.waker()) {
             return false;
         }
         let (ctx, idle) = (self.ctx, self.idle);
-        let signal = self.signal.get_or_insert_with(|| {
-            Box::pin(async move {
+        let signal = self.signal.get_or_insert_with(|| match idle {
+            Some(idle) => Box::pin(async move {
                 tokio::select! {
                     biased;
                     () = ctx.stopped() => {}
                     () = ctx.activity.idle(Idle::Requests, idle) => {}
                 }
-            })
+            }),
+            None => Box::pin(ctx.stopped()),
         });
         let mut cx = Context::from_waker(&wake.waker);
         signal.as_mut().poll(&mut cx).is_ready()
@@ -692,12 +706,15 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
     let mut stop = StopSignal {
         ctx,
-        idle,
+        idle: StopSignal::idle_before(idle, header_timeout),
         signal: None,
         wake: None,
     };
-    // The latest clock reading, when one is at hand: the end of the previous response.
-    let mut last_reading: Option<Instant> = None;
+    // The latest clock reading, while nothing has waited since it was taken: the
+    // connection's start, then the end of each response. The next head's deadline counts
+    // from it, and a head found whole without waiting starts at it: a connection whose
+    // request came with it reads the clock for its start once, not twice.
+    let mut reading = Some(ctx.opened);
     // Whether a request was served: then what follows is HTTP/1.1, whatever it says.
     let mut served = false;
     let to_hyper = |read: &[u8], served: bool| After::Hyper {
@@ -726,7 +743,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             if bufs.deadline.at.is_none() {
                 // The first head is due from the connection's start: hyper, if it takes
                 // the connection over mid-head (HTTP/2's preface), keeps that deadline.
-                let from = last_reading.take().unwrap_or(ctx.opened);
+                let from = reading.unwrap_or(ctx.opened);
                 bufs.deadline
                     .set(crate::clock::deadline_std(from, header_timeout));
             }
@@ -735,7 +752,19 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             } else {
                 None
             };
-            match read_into(io, &mut bufs.input, &mut bufs.deadline, between).await {
+            let got = {
+                let mut read =
+                    std::pin::pin!(read_into(io, &mut bufs.input, &mut bufs.deadline, between));
+                std::future::poll_fn(|cx| {
+                    let polled = read.as_mut().poll(cx);
+                    if polled.is_pending() {
+                        reading = None;
+                    }
+                    polled
+                })
+                .await
+            };
+            match got {
                 Got::Data => {}
                 // A head begun and not finished: 408, as nginx's client_header_timeout
                 // documents. Nothing of a response is on the wire (the previous one was
@@ -763,6 +792,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
             &mut bufs.scratch,
             &mut lines,
             &mut bufs.deadline,
+            reading,
         )
         .await;
         bufs.lines = lend(lines);
@@ -772,7 +802,7 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
                 bufs.settle();
                 #[cfg(test)]
                 RETAINED_MAX.set(RETAINED_MAX.get().max(bufs.retained()));
-                last_reading = Some(ended);
+                reading = Some(ended);
                 served = true;
             }
             Next::Close => return After::Closed,
@@ -798,6 +828,7 @@ async fn one<'b>(
     scratch: &mut Vec<u8>,
     lines: &mut Vec<httparse::Header<'b>>,
     deadline: &mut Deadline,
+    reading: Option<Instant>,
 ) -> Next {
     let slots = lines.spare_capacity_mut();
     let (slots, _) = slots.split_at_mut(slots.len().min(MAX_HEADERS));
@@ -888,7 +919,8 @@ async fn one<'b>(
         None => None,
     };
 
-    let start = Instant::now();
+    // Read whole without waiting since `reading`: the request started then.
+    let start = reading.unwrap_or_else(Instant::now);
     let raw = Raw { lines, query };
     let conn = ctx.connection();
     let access_log = settings.log.access_log;
@@ -1316,7 +1348,9 @@ async fn forward(
         return Sent::Abort;
     }
     if parsed.reusable && conn.buf.is_empty() {
-        upstream.put_raw(key, conn, &ctx.upstream_idle);
+        // The response's end is the moment the connection became idle: one clock reading.
+        let ended = record.end();
+        upstream.put_raw(key, conn, &ctx.upstream_idle, ended);
     }
     if close_after {
         Sent::Close

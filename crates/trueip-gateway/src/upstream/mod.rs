@@ -230,10 +230,18 @@ impl Upstream {
         }
     }
 
-    /// Keeps a bare connection that just finished a response cleanly.
-    pub(crate) fn put_raw(&self, key: Authority, mut conn: RawConn, private: &Private) {
+    /// Keeps a bare connection that just finished a response cleanly, at `now` (a clock
+    /// reading taken as the response ended).
+    pub(crate) fn put_raw(
+        &self,
+        key: Authority,
+        mut conn: RawConn,
+        private: &Private,
+        now: Instant,
+    ) {
         conn.reused = true;
-        self.pool(private).put(key, Conn::Raw(conn), &self.limits);
+        self.pool(private)
+            .put(key, Conn::Raw(conn), &self.limits, now);
     }
 
     /// Where a bare connection for `key` goes back once its response is done.
@@ -386,7 +394,12 @@ impl Upstream {
                 Some(tx) => tx,
                 None => self.connect_h2(&key).await?,
             };
-            pool.put(key.clone(), Conn::H2(tx.clone()), &self.limits);
+            pool.put(
+                key.clone(),
+                Conn::H2(tx.clone()),
+                &self.limits,
+                Instant::now(),
+            );
             match tx.try_send_request(req).await {
                 Ok(resp) => {
                     let pooled = Pooled {

@@ -204,8 +204,9 @@ impl Pool {
     }
 
     /// Keeps a connection that can take the next request: the oldest goes when the pool
-    /// is full, and none is kept once the budget is spent.
-    pub(crate) fn put(self: &Arc<Self>, key: Authority, conn: Conn, limits: &Limits) {
+    /// is full, and none is kept once the budget is spent. It is idle from `now` (a clock
+    /// reading taken once its response ended).
+    pub(crate) fn put(self: &Arc<Self>, key: Authority, conn: Conn, limits: &Limits, now: Instant) {
         if limits.max_idle == 0 || limits.idle_timeout.is_zero() {
             return;
         }
@@ -220,7 +221,7 @@ impl Pool {
             idle.push_back(Entry {
                 key,
                 conn,
-                since: Instant::now(),
+                since: now,
                 ticket,
             });
         }
@@ -259,7 +260,12 @@ impl Pooled {
     pub(crate) fn keep_raw(&self, mut conn: RawConn) {
         conn.reused = true;
         if let Some(pool) = self.pool.upgrade() {
-            pool.put(self.key.clone(), Conn::Raw(conn), &self.limits);
+            pool.put(
+                self.key.clone(),
+                Conn::Raw(conn),
+                &self.limits,
+                Instant::now(),
+            );
         }
     }
 }
@@ -272,7 +278,7 @@ impl Drop for Pooled {
         let (pool, limits, key) = (self.pool.clone(), self.limits.clone(), self.key.clone());
         let put = move |tx| {
             if let Some(pool) = pool.upgrade() {
-                pool.put(key, Conn::Hyper(tx), &limits);
+                pool.put(key, Conn::Hyper(tx), &limits, Instant::now());
             }
         };
         if tx.is_ready() {
