@@ -150,6 +150,8 @@ pub(crate) enum ClientErrorKind {
     HeaderTimeout,
     /// A Host or trusted X-Forwarded-Host outside `headers.allowed_hosts` (421).
     HostNotAllowed,
+    /// A request with more than one `Host` line (400).
+    SeveralHosts,
     /// A client that read nothing of its response for `limits.send_timeout` (the
     /// connection closed).
     SendTimeout,
@@ -157,12 +159,13 @@ pub(crate) enum ClientErrorKind {
 
 impl ClientErrorKind {
     /// The label values, in the order of the variants.
-    const LABELS: [&'static str; 6] = [
+    const LABELS: [&'static str; 7] = [
         "headers_over_limit",
         "bad_request_body",
         "request_body_timeout",
         "header_timeout",
         "host_not_allowed",
+        "several_hosts",
         "send_timeout",
     ];
 }

@@ -133,3 +133,49 @@ fn behind_nginx_the_client_host_is_checked() {
     assert_eq!(refused.status, 421, "{}", refused.text());
     assert!(refused.text().contains("allowed_hosts"));
 }
+
+/// Two `Host` lines leave the request's host unknown (RFC 9112 §3.2 asks for 400): a
+/// cache or proxy before the gateway may have taken one, the app the other. Refused on
+/// both wire paths, with or without `allowed_hosts`, before a page or the upstream reads
+/// either.
+#[test]
+fn several_host_lines_get_400_and_never_reach_the_upstream() {
+    let up = Upstream::start(Behavior::Echo);
+    let open = free_addr();
+    let listed = free_addr();
+    let toml = format!(
+        "[client_ip]\ntrusted = [\"loopback\"]\n\n[[listen]]\naddress = \"{open}\"\n\n\
+         [upstream]\nurl = \"{}\"\n",
+        up.url()
+    );
+    let _gw =
+        Gateway::start_with_config(&test_dir("allowed_hosts/several_open"), &toml, &[open], &[]);
+    let toml = toml.replace(&open.to_string(), &listed.to_string())
+        + "\n[headers]\nallowed_hosts = [\"example.com\"]\n";
+    let _listed = Gateway::start_with_config(
+        &test_dir("allowed_hosts/several_listed"),
+        &toml,
+        &[listed],
+        &[],
+    );
+    for addr in [open, listed] {
+        for req in [Req::get("/p"), Req::post("/p", b"body".to_vec())] {
+            let req = req
+                .header("Host", "example.com")
+                .header("Host", "evil.test");
+            let before = up.requests().len();
+            let resp = req.must_send(addr);
+            assert_eq!(resp.status, 400, "{} {addr}: {}", req.method, resp.text());
+            assert!(resp.text().contains("several_hosts"), "{}", resp.text());
+            assert_eq!(up.requests().len(), before, "reached the upstream");
+        }
+        let metrics = Req::get("/.trueip/metrics")
+            .header("Host", "example.com")
+            .must_send(addr)
+            .text();
+        assert!(
+            metrics.contains("trueip_client_errors_total{reason=\"several_hosts\"} 2"),
+            "{metrics}"
+        );
+    }
+}

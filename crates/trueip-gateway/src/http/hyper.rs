@@ -334,7 +334,11 @@ fn begin(
     let route = rules::route(req.uri().path(), lines, settings, ctx.serves(&state));
     let answer = match (route, &state.upstream) {
         (Route::TooManyHeaders, _) => {
-            let page = failed(ctx, Failure::TooManyHeaders, &lines);
+            let page = failed(ctx, Failure::TooManyHeaders, &lines.count);
+            Ok(response(page, req.method()))
+        }
+        (Route::SeveralHosts, _) => {
+            let page = failed(ctx, Failure::SeveralHosts, &"several Host lines");
             Ok(response(page, req.method()))
         }
         (Route::Admin(which), _) => {

@@ -44,6 +44,7 @@ use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
 use crate::rules::headers::{self, Kept, UpstreamLine};
+use crate::rules::limits::Lines;
 use crate::rules::{self, Failure, Fate, Route};
 use crate::upstream::raw::{self, Failed, Framing, Step, valid_value};
 use crate::upstream::{self, Delivery, RawConn, Upstream};
@@ -851,15 +852,22 @@ async fn one<'b>(
         Some((path_only, query)) => (path_only, Some(query)),
         None => (path, None),
     };
-    // Only pages and the upstream's answers: hyper serves the rest (and answers 431).
-    let whoami_mode = match rules::route(path_only, lines.len(), settings, ctx.serves(state)) {
+    // Only pages and the upstream's answers: hyper serves the rest (and answers 431, and
+    // 400 to several `Host` lines, which the loop below hands it).
+    let counted = Lines {
+        count: lines.len(),
+        several_hosts: false,
+    };
+    let whoami_mode = match rules::route(path_only, counted, settings, ctx.serves(state)) {
         Route::Whoami => true,
         // HTTP/2 to the upstream is hyper's client.
         Route::Forward if state.upstream.as_ref().is_some_and(|u| !u.lean()) => {
             return Next::Hyper;
         }
         Route::Forward => false,
-        Route::TooManyHeaders | Route::Admin(_) | Route::NotFound => return Next::Hyper,
+        Route::TooManyHeaders | Route::SeveralHosts | Route::Admin(_) | Route::NotFound => {
+            return Next::Hyper;
+        }
     };
     let method = match method {
         "GET" => Method::GET,

@@ -14,6 +14,8 @@ pub(crate) enum Failure {
     NotFound,
     /// The request target cannot be written for the upstream.
     Target,
+    /// The request carries more than one `Host` field.
+    SeveralHosts,
     /// No connection to the upstream could be opened.
     Unreachable,
     /// The TLS handshake with an `https://` upstream failed (its certificate refused).
@@ -78,6 +80,12 @@ impl Failure {
                 "bad_request",
                 "the request target cannot be forwarded",
                 Blame::None,
+            ),
+            Failure::SeveralHosts => (
+                StatusCode::BAD_REQUEST,
+                "several_hosts",
+                "the request has more than one Host header line",
+                Blame::Client(ClientErrorKind::SeveralHosts),
             ),
             Failure::Unreachable => (
                 StatusCode::BAD_GATEWAY,

@@ -10,29 +10,43 @@ pub(crate) fn too_many_headers(lines: usize, max_headers: usize) -> bool {
     lines > max_headers
 }
 
+/// What the route needs to know of a request's header lines ([`header_lines`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lines {
+    /// How many header lines the request counts as.
+    pub(crate) count: usize,
+    /// Whether it carries more than one `Host` field.
+    pub(crate) several_hosts: bool,
+}
+
 /// How many header lines a request counts as: the lines HTTP/1.1 would carry it in.
 /// Every field is a line; the `cookie` fields are one (an HTTP/2 client may split a
 /// cookie into crumbs, RFC 9113 §8.2.3, and the gateway joins them into one line); and
 /// a target that carries the authority (HTTP/2's `:authority`) with no `Host` field
-/// counts the `Host` line HTTP/1.1 would have sent.
-pub(crate) fn header_lines(headers: &HeaderMap, uri: &Uri) -> usize {
+/// counts the `Host` line HTTP/1.1 would have sent. And whether it has several `Host`
+/// fields, which the same scan counts.
+pub(crate) fn header_lines(headers: &HeaderMap, uri: &Uri) -> Lines {
     // A request's few lines are compared (`cookie` and `host` are standard names: a byte
     // each) rather than two names looked up, each hashed.
-    let (cookies, has_host) = if headers.len() <= SCAN_LINES {
-        headers
-            .iter()
-            .fold((0, false), |(cookies, host), (name, _)| {
-                (
-                    cookies + usize::from(name == header::COOKIE),
-                    host || name == header::HOST,
-                )
-            })
+    let (cookies, hosts) = if headers.len() <= SCAN_LINES {
+        headers.iter().fold((0, 0), |(cookies, hosts), (name, _)| {
+            (
+                cookies + usize::from(name == header::COOKIE),
+                hosts + usize::from(name == header::HOST),
+            )
+        })
     } else {
         let cookies = headers.get_all(header::COOKIE).iter().count();
-        (cookies, headers.contains_key(header::HOST))
+        (
+            cookies,
+            headers.get_all(header::HOST).iter().take(2).count(),
+        )
     };
-    let host = usize::from(uri.authority().is_some() && !has_host);
-    headers.len() - cookies + cookies.min(1) + host
+    let host = usize::from(uri.authority().is_some() && hosts == 0);
+    Lines {
+        count: headers.len() - cookies + cookies.min(1) + host,
+        several_hosts: hosts > 1,
+    }
 }
 
 /// Up to this many lines, [`header_lines`] compares names instead of looking them up.
@@ -57,10 +71,10 @@ mod tests {
         }
         let origin: Uri = "/path".parse().unwrap();
         let absolute: Uri = "http://example.test/path".parse().unwrap();
-        assert_eq!(header_lines(&h, &origin), 3);
-        assert_eq!(header_lines(&h, &absolute), 4, "the Host line");
+        assert_eq!(header_lines(&h, &origin).count, 3);
+        assert_eq!(header_lines(&h, &absolute).count, 4, "the Host line");
         h.append(header::HOST, HeaderValue::from_static("example.test"));
-        assert_eq!(header_lines(&h, &absolute), 4, "Host counted once");
+        assert_eq!(header_lines(&h, &absolute).count, 4, "Host counted once");
         assert!(!too_many_headers(4, 4));
         assert!(too_many_headers(5, 4));
     }
@@ -69,7 +83,7 @@ mod tests {
     fn large_and_small_heads_count_alike() {
         let absolute: Uri = "http://example.test/path".parse().unwrap();
         for filler in [0, SCAN_LINES - 3, SCAN_LINES + 1, 60] {
-            for host in [false, true] {
+            for hosts in 0..=2_usize {
                 let mut h = HeaderMap::new();
                 h.append("cookie", HeaderValue::from_static("a=1"));
                 for i in 0..filler {
@@ -77,11 +91,14 @@ mod tests {
                     h.append(name, HeaderValue::from_static("v"));
                 }
                 h.append("cookie", HeaderValue::from_static("b=2"));
-                if host {
+                for _ in 0..hosts {
                     h.append(header::HOST, HeaderValue::from_static("example.test"));
                 }
                 // The cookie lines count as one; the Host line once, sent or not.
-                assert_eq!(header_lines(&h, &absolute), filler + 2, "{filler} {host}");
+                let lines = header_lines(&h, &absolute);
+                let extra = hosts.saturating_sub(1);
+                assert_eq!(lines.count, filler + 2 + extra, "{filler} {hosts}");
+                assert_eq!(lines.several_hosts, hosts > 1, "{filler} {hosts}");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! What answers a request.
 
 use crate::config::Settings;
-use crate::rules::limits::too_many_headers;
+use crate::rules::limits::{Lines, too_many_headers};
 
 /// Who answers the requests of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub(crate) enum Admin {
 pub(crate) enum Route {
     /// 431: more header lines than `limits.max_headers`.
     TooManyHeaders,
+    /// 400: more than one `Host` field (RFC 9112 §3.2: which host the request is for is
+    /// not known, and a server may take one where a proxy before it took the other).
+    SeveralHosts,
     /// An admin endpoint.
     Admin(Admin),
     /// 404: the admin listener serves nothing else.
@@ -41,12 +44,16 @@ pub(crate) enum Route {
     Forward,
 }
 
-/// The route of a request for `path` (without the query) carrying `header_lines` lines
-/// (as [`header_lines`](crate::rules::limits::header_lines) counts them), on a listener
-/// that `serves`. The header limit comes first, before anything looks at the request.
-pub(crate) fn route(path: &str, header_lines: usize, settings: &Settings, serves: Serves) -> Route {
-    if too_many_headers(header_lines, settings.limits.max_headers) {
+/// The route of a request for `path` (without the query) carrying `lines` (as
+/// [`header_lines`](crate::rules::limits::header_lines) counts them), on a listener that
+/// `serves`. The header limit comes first, before anything looks at the request, then
+/// the one-`Host` rule, before a page or the upstream reads a host.
+pub(crate) fn route(path: &str, lines: Lines, settings: &Settings, serves: Serves) -> Route {
+    if too_many_headers(lines.count, settings.limits.max_headers) {
         return Route::TooManyHeaders;
+    }
+    if lines.several_hosts {
+        return Route::SeveralHosts;
     }
     let bare = serves != Serves::Upstream;
     match admin_endpoint(path, &settings.admin.prefix, bare) {
@@ -110,30 +117,58 @@ mod tests {
         );
     }
 
+    /// One header line, one `Host`.
+    const ONE: Lines = Lines {
+        count: 1,
+        several_hosts: false,
+    };
+
+    #[test]
+    fn several_hosts_are_refused_before_any_page_or_the_upstream() {
+        let settings = crate::config::Settings::from_text("", &mut |_| Err(String::new())).unwrap();
+        let two = Lines {
+            count: 2,
+            several_hosts: true,
+        };
+        for serves in [Serves::Admin, Serves::Whoami, Serves::Upstream] {
+            for path in ["/", "/.trueip/healthz"] {
+                assert_eq!(route(path, two, &settings, serves), Route::SeveralHosts);
+            }
+        }
+        let over = Lines {
+            count: settings.limits.max_headers + 1,
+            several_hosts: true,
+        };
+        assert_eq!(
+            route("/", over, &settings, Serves::Upstream),
+            Route::TooManyHeaders
+        );
+    }
+
     #[test]
     fn forgeries_only_on_the_admin_listener() {
         let settings = crate::config::Settings::from_text("", &mut |_| Err(String::new())).unwrap();
         for path in ["/.trueip/forgeries", "/forgeries"] {
             assert_eq!(
-                route(path, 1, &settings, Serves::Admin),
+                route(path, ONE, &settings, Serves::Admin),
                 Route::Admin(Admin::Forgeries),
                 "{path}"
             );
         }
         assert_eq!(
-            route("/.trueip/forgeries", 1, &settings, Serves::Whoami),
+            route("/.trueip/forgeries", ONE, &settings, Serves::Whoami),
             Route::Whoami
         );
         assert_eq!(
-            route("/forgeries", 1, &settings, Serves::Whoami),
+            route("/forgeries", ONE, &settings, Serves::Whoami),
             Route::Whoami
         );
         assert_eq!(
-            route("/.trueip/forgeries", 1, &settings, Serves::Upstream),
+            route("/.trueip/forgeries", ONE, &settings, Serves::Upstream),
             Route::Forward
         );
         assert_eq!(
-            route("/.trueip/metrics", 1, &settings, Serves::Upstream),
+            route("/.trueip/metrics", ONE, &settings, Serves::Upstream),
             Route::Admin(Admin::Metrics)
         );
     }
