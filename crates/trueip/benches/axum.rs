@@ -128,6 +128,23 @@ mod router_layer {
         run(bencher, trueip());
     }
 
+    /// `ClientIpLayer::from_static`: axum clones each route's service inside every
+    /// request, so here the `Arc`'s count moves twice a request even in this benchmark.
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn trueip_static_policy(bencher: Bencher) {
+        static POLICY: std::sync::LazyLock<trueip::Policy> = std::sync::LazyLock::new(policy);
+        let app = Router::new()
+            .route(
+                "/",
+                get(|ClientIp(ip): ClientIp| async move {
+                    black_box(ip);
+                    "ok"
+                }),
+            )
+            .layer(ClientIpLayer::from_static(&POLICY));
+        run(bencher, app);
+    }
+
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn axum_client_ip_configurable(bencher: Bencher) {
         run(bencher, axum_client_ip());
