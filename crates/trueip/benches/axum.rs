@@ -5,6 +5,8 @@
 //! Each iteration sends one request through the router with `tower::ServiceExt::oneshot`,
 //! in-process (no sockets: those would swamp the difference). The request carries
 //! `ConnectInfo<SocketAddr>` as `axum::serve` would put it there, for every app.
+//! `cloned_per_request` also clones the service in the timed request, as `axum::serve`
+//! does.
 //!
 //! ```text
 //! cargo bench -p trueip --features axum --bench axum
@@ -126,6 +128,23 @@ mod router_layer {
         run(bencher, trueip());
     }
 
+    /// `ClientIpLayer::from_static`: axum clones each route's service inside every
+    /// request, so here the `Arc`'s count moves twice a request even in this benchmark.
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn trueip_static_policy(bencher: Bencher) {
+        static POLICY: std::sync::LazyLock<trueip::Policy> = std::sync::LazyLock::new(policy);
+        let app = Router::new()
+            .route(
+                "/",
+                get(|ClientIp(ip): ClientIp| async move {
+                    black_box(ip);
+                    "ok"
+                }),
+            )
+            .layer(ClientIpLayer::from_static(&POLICY));
+        run(bencher, app);
+    }
+
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn axum_client_ip_configurable(bencher: Bencher) {
         run(bencher, axum_client_ip());
@@ -174,6 +193,70 @@ mod around_the_router {
         );
         let layer = ClientIpSource::RightmostXForwardedFor.into_extension();
         run_around(bencher, tower::Layer::layer(&layer, app));
+    }
+}
+
+/// The layer around the router, the service cloned inside the timed request: what
+/// `axum::serve` does for every request (hyper-util's `TowerToHyperService::call` is
+/// `Oneshot::new(self.service.clone(), req)`). Above, the clone is made in the set-up and
+/// only its drop is timed.
+mod cloned_per_request {
+    use super::*;
+
+    fn run_cloned<S>(bencher: Bencher, app: S)
+    where
+        S: tower::Service<Request<Body>, Response = Response<Body>> + Clone,
+        S::Error: std::fmt::Debug,
+    {
+        bencher.with_inputs(request).bench_local_values(|req| {
+            ready(black_box(&app).clone().oneshot(black_box(req))).expect("infallible")
+        });
+    }
+
+    fn app() -> Router {
+        Router::new().route(
+            "/",
+            get(|ClientIp(ip): ClientIp| async move {
+                black_box(ip);
+                "ok"
+            }),
+        )
+    }
+
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn bare(bencher: Bencher) {
+        run_cloned(bencher, super::bare());
+    }
+
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn trueip_arc(bencher: Bencher) {
+        run_cloned(
+            bencher,
+            tower::Layer::layer(&ClientIpLayer::new(policy()), app()),
+        );
+    }
+
+    /// `ClientIpLayer::from_static`: the clone copies a reference instead of counting.
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn trueip_static(bencher: Bencher) {
+        static POLICY: std::sync::LazyLock<trueip::Policy> = std::sync::LazyLock::new(policy);
+        run_cloned(
+            bencher,
+            tower::Layer::layer(&ClientIpLayer::from_static(&POLICY), app()),
+        );
+    }
+
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn axum_client_ip(bencher: Bencher) {
+        let app = Router::new().route(
+            "/",
+            get(|axum_client_ip::ClientIp(ip)| async move {
+                black_box(ip);
+                "ok"
+            }),
+        );
+        let layer = ClientIpSource::RightmostXForwardedFor.into_extension();
+        run_cloned(bencher, tower::Layer::layer(&layer, app));
     }
 }
 

@@ -65,6 +65,7 @@
 //! ```
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -93,9 +94,12 @@ pub const MISSING_STAND_IN: &str = "trueip: this Lambda event does not say which
 AWS's front end saw (the log names the missing field), so its client cannot be decided.\n";
 
 /// Adds [`ClientIpService`] to a stack: see the [module docs](self).
+///
+/// `P` is how the layer and its services hold the policy: an `Arc<Policy>`
+/// ([`new`](Self::new)) or a `&'static Policy` ([`from_static`](Self::from_static)).
 #[derive(Clone, Debug)]
-pub struct ClientIpLayer {
-    policy: Arc<Policy>,
+pub struct ClientIpLayer<P = Arc<Policy>> {
+    policy: P,
     #[cfg(feature = "provenance")]
     signed: Option<crate::provenance::Signed>,
 }
@@ -104,8 +108,39 @@ impl ClientIpLayer {
     /// A layer deciding with `policy` (a [`Policy`] or an `Arc<Policy>` shared with other
     /// parts of the application).
     pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
+        ClientIpLayer::holding(policy.into())
+    }
+}
+
+impl ClientIpLayer<&'static Policy> {
+    /// A layer deciding with a policy that lives as long as the program: a `static`, or
+    /// one leaked with [`Box::leak`] once at start-up (a layer built this way per request
+    /// or per reload would leak a policy each time).
+    ///
+    /// A server clones the service for every request (`axum::serve` does, through
+    /// hyper-util's `TowerToHyperService`). With [`new`](Self::new) each clone and its
+    /// drop are an atomic operation on the `Arc`'s count; a reference is copied.
+    ///
+    /// ```
+    /// use std::sync::LazyLock;
+    /// use trueip::Policy;
+    /// use trueip::tower::ClientIpLayer;
+    ///
+    /// static POLICY: LazyLock<Policy> = LazyLock::new(|| {
+    ///     Policy::builder().trust_str("10.0.0.0/8").and_then(|b| b.build()).expect("policy")
+    /// });
+    /// let layer = ClientIpLayer::from_static(&POLICY);
+    /// # let _ = layer;
+    /// ```
+    pub fn from_static(policy: &'static Policy) -> Self {
+        ClientIpLayer::holding(policy)
+    }
+}
+
+impl<P: Deref<Target = Policy>> ClientIpLayer<P> {
+    fn holding(policy: P) -> Self {
         ClientIpLayer {
-            policy: policy.into(),
+            policy,
             #[cfg(feature = "provenance")]
             signed: None,
         }
@@ -126,13 +161,13 @@ impl ClientIpLayer {
     }
 
     /// The policy the layer decides with.
-    pub fn policy(&self) -> &Arc<Policy> {
+    pub fn policy(&self) -> &P {
         &self.policy
     }
 }
 
-impl<S> Layer<S> for ClientIpLayer {
-    type Service = ClientIpService<S>;
+impl<S, P: Clone> Layer<S> for ClientIpLayer<P> {
+    type Service = ClientIpService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ClientIpService {
@@ -150,23 +185,24 @@ impl<S> Layer<S> for ClientIpLayer {
 /// Named `…Service` rather than tower-http's bare `ClientIp<S>` so that it does not read
 /// as the `trueip::axum::ClientIp` extractor.
 #[derive(Clone, Debug)]
-pub struct ClientIpService<S> {
+pub struct ClientIpService<S, P = Arc<Policy>> {
     inner: S,
-    policy: Arc<Policy>,
+    policy: P,
     #[cfg(feature = "provenance")]
     signed: Option<crate::provenance::Signed>,
 }
 
-impl<S> ClientIpService<S> {
+impl<S, P> ClientIpService<S, P> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientIpService<S>
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for ClientIpService<S, P>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    P: Deref<Target = Policy>,
     ResBody: From<&'static str>,
 {
     type Response = Response<ResBody>;

@@ -127,6 +127,29 @@ async fn a_lambda_preset_under_axum_serve_gives_the_peer() {
     );
 }
 
+/// A layer over a policy that lives as long as the program decides as one over an `Arc`,
+/// and refuses a request without a connection the same way.
+#[tokio::test]
+async fn a_static_policy_decides_as_a_shared_one() {
+    static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(policy);
+    let layer = ClientIpLayer::from_static(&POLICY);
+    let addr = serve::<SocketAddr>(routes().layer(layer.clone())).await;
+    let xff = [("X-Forwarded-For", "198.51.100.66, 203.0.113.9, 10.0.3.7")];
+    let reply = get_from(PROXY, addr, "/resolution", &xff).await.unwrap();
+    assert_eq!(
+        reply.body,
+        "203.0.113.9 List { header: XForwardedFor, from_right: 2 } spoof_attempt"
+    );
+    let reply = get_from(ATTACKER, addr, "/ip", &xff).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
+    let addr = serve_plain(routes().layer(layer)).await;
+    let reply = get_from(PROXY, addr, "/ip", &xff).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (500, MISSING_CONNECTION)
+    );
+}
+
 #[tokio::test]
 async fn connection_connect_info_works_on_a_plain_listener() {
     // The connect info ProxyProtocolListener needs, on the plain listener: switching
