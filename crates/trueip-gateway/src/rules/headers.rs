@@ -605,10 +605,13 @@ impl Hygiene {
             true => Own::Range(at..end),
             false => Own::Remove,
         };
+        // Each address of the chain is written once, then copied by the next header
+        // that lists it: the client's is in up to three.
+        let mut addrs = Addrs::new();
         if s.x_real_ip {
             let at = out.len();
             if let Some(ip) = r.client.ip() {
-                write_ip(&mut out, ip);
+                addrs.write(&mut out, 0, ip);
             }
             values.push((names::X_REAL_IP, range_or_remove(at, out.len())));
         }
@@ -629,12 +632,12 @@ impl Hygiene {
                 }
                 _ => {
                     let mut first = true;
-                    for node in chain.iter() {
+                    for (i, node) in chain.iter().enumerate() {
                         let Some(node) = node.node() else { continue };
                         if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
-                        write_ip(&mut out, node.ip);
+                        addrs.write(&mut out, i, node.ip);
                     }
                 }
             }
@@ -651,6 +654,7 @@ impl Hygiene {
                             ip,
                             Some(facts.scheme),
                             received.map(|(s, _)| s),
+                            |out| write_ip(out, ip),
                         ),
                         None => trim_separator(&mut out, at),
                     }
@@ -663,11 +667,13 @@ impl Hygiene {
                             out.push_str(", ");
                         }
                         // The client's element says what the client asked for.
-                        if i == 0 {
-                            write_element(&mut out, node.ip, Some(proto), host);
-                        } else {
-                            write_element(&mut out, node.ip, None, None);
-                        }
+                        let (proto, host) = match i {
+                            0 => (Some(proto), host),
+                            _ => (None, None),
+                        };
+                        write_element(&mut out, node.ip, proto, host, |out| {
+                            addrs.write(out, i, node.ip);
+                        });
                     }
                 }
             }
@@ -941,6 +947,35 @@ fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut
     f(next, r.effective_peer());
 }
 
+/// Where the text of each of the first chain nodes' addresses is in the own values'
+/// buffer, once [`write_ip`] wrote it there: a header that lists the node again copies
+/// it (a copy costs a fraction of writing the digits).
+struct Addrs {
+    /// By index in the chain (the client first); empty until written.
+    written: [Range<usize>; 8],
+}
+
+impl Addrs {
+    fn new() -> Self {
+        Addrs {
+            written: [const { 0..0 }; 8],
+        }
+    }
+
+    /// Writes `ip`, chain node `i`'s address, as [`write_ip`] does.
+    fn write(&mut self, out: &mut String, i: usize, ip: IpAddr) {
+        match self.written.get_mut(i) {
+            Some(at) if at.end > at.start => out.extend_from_within(at.clone()),
+            Some(slot) => {
+                let at = out.len();
+                write_ip(out, ip);
+                *slot = at..out.len();
+            }
+            None => write_ip(out, ip),
+        }
+    }
+}
+
 /// Writes an address as `Display` would, IPv4 without the formatting machinery: each
 /// octet's digits come from a table (no division), pushed one ASCII byte at a time (a
 /// `str` made of them would be validated again: more than the pushes cost).
@@ -1000,11 +1035,18 @@ fn write_port(out: &mut String, port: u16) {
 }
 
 /// One `Forwarded` element naming `ip` (no port), as
-/// [`trueip::forwarded::write_element`] writes it.
-fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option<&str>) {
+/// [`trueip::forwarded::write_element`] writes it; an IPv4 address is a token, as
+/// `write_v4` writes it ([`write_ip`], or a copy of what it wrote).
+fn write_element(
+    out: &mut String,
+    ip: IpAddr,
+    proto: Option<&str>,
+    host: Option<&str>,
+    write_v4: impl FnOnce(&mut String),
+) {
     out.push_str("for=");
     match ip {
-        IpAddr::V4(_) => write_ip(out, ip),
+        IpAddr::V4(_) => write_v4(out),
         IpAddr::V6(_) => trueip::forwarded::write_node(out, &Node::ip(ip)),
     }
     if let Some(proto) = proto {
@@ -1485,6 +1527,71 @@ mod tests {
         );
         assert_eq!(one(&h, "cf-connecting-ip"), "1.1.1.1, 2.2.2.2");
         assert_eq!(stripped, 0);
+    }
+
+    /// Each address of the chain in every header that lists it is the address as
+    /// `Display` writes it (in `Forwarded`, IPv6 quoted and bracketed): the first few are
+    /// written once and copied after, the rest written each time, IPv4 and IPv6 in any
+    /// mix, the client in `X-Real-IP` too.
+    #[test]
+    fn chain_addresses_are_written_alike_in_every_header() {
+        let policy = Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .trust_str("fd00::/8")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap();
+        for hops in 0..12usize {
+            for mix in 0..4usize {
+                let six = |k: usize| match mix {
+                    0 => false,
+                    1 => true,
+                    _ => (k + mix).is_multiple_of(2),
+                };
+                let chain: Vec<IpAddr> = (0..hops + 2)
+                    .map(|k| {
+                        let text = match (k, six(k)) {
+                            (0, false) => "203.0.113.7".to_owned(),
+                            (0, true) => "2001:db8::7".to_owned(),
+                            (k, false) => format!("10.0.{k}.1"),
+                            (k, true) => format!("fd00::{k:x}"),
+                        };
+                        text.parse().unwrap()
+                    })
+                    .collect();
+                let (sent, peer) = chain.split_at(hops + 1);
+                let xff: Vec<String> = sent.iter().map(ToString::to_string).collect();
+                let peer = SocketAddr::new(peer[0], 1).to_string();
+                let (h, _) = run(
+                    &policy,
+                    &peer,
+                    &[("X-Forwarded-For", &xff.join(", "))],
+                    settings(),
+                );
+                let case = format!("{hops} hops, mix {mix}");
+                let listed: Vec<String> = chain.iter().map(ToString::to_string).collect();
+                assert_eq!(one(&h, "x-real-ip"), listed[0], "{case}");
+                assert_eq!(one(&h, "x-forwarded-for"), listed.join(", "), "{case}");
+                let elements: Vec<String> = chain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ip)| {
+                        let node = match ip {
+                            IpAddr::V4(_) => ip.to_string(),
+                            IpAddr::V6(_) => format!("\"[{ip}]\""),
+                        };
+                        match i {
+                            0 => format!("for={node};proto=http"),
+                            _ => format!("for={node}"),
+                        }
+                    })
+                    .collect();
+                assert_eq!(one(&h, "forwarded"), elements.join(", "), "{case}");
+            }
+        }
     }
 
     #[test]
