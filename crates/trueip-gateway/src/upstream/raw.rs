@@ -28,7 +28,7 @@ use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
 use crate::rules::headers::{
-    OwnValues, add_content_length, connection_tokens, may_tunnel, response_keeps,
+    OwnValues, add_content_length, connection_tokens, may_tunnel, response_keeps, valid_value,
 };
 
 /// The most header lines an upstream response may carry (as in hyper's client).
@@ -350,45 +350,6 @@ fn read_more(conn: &mut RawConn, cx: &mut Context<'_>) -> Poll<io::Result<usize>
     }
 }
 
-/// A valid header value (what `HeaderValue::from_bytes` accepts): no control byte but
-/// the horizontal tab, and no DEL.
-pub(crate) fn valid_value(v: &[u8]) -> bool {
-    // Eight bytes at a time first (the last word overlapping the one before it), since a
-    // value is nearly always valid and read to its end anyway; without an early exit, so
-    // that the compiler takes several words at once. The screen only says whether *some*
-    // byte is below 0x20 or is 0x7f, so a word with a tab in it fails it too: then the
-    // bytes decide, one at a time.
-    let Some(last) = v.last_chunk::<8>() else {
-        return valid_bytes(v);
-    };
-    let mut flags = suspicious(u64::from_le_bytes(*last));
-    for word in v.as_chunks::<8>().0 {
-        flags |= suspicious(u64::from_le_bytes(*word));
-    }
-    flags & HIGH_BITS == 0 || valid_bytes(v)
-}
-
-/// The rule itself, a byte at a time.
-fn valid_bytes(v: &[u8]) -> bool {
-    v.iter().fold(true, |ok, &b| {
-        ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
-    })
-}
-
-const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
-
-/// A high bit set in some byte when some byte of `x` is below 0x20 or is 0x7f (and
-/// never else); which byte it marks may be wrong, past the first such byte.
-const fn suspicious(x: u64) -> u64 {
-    // `x - 0x20` in every byte borrows into a high bit only below 0x20 (`!x`: not from a
-    // byte whose own high bit was set); `d - 1` does the same for a zero byte of `d`,
-    // a byte of 0x7f in `x`. A borrow carries only from a byte the test already caught.
-    let below = x.wrapping_sub(ONES * 0x20) & !x;
-    let d = x ^ (ONES * 0x7f);
-    (below | (d.wrapping_sub(ONES) & !d)) & HIGH_BITS
-}
-
 fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -422,7 +383,7 @@ pub(crate) fn request_head(
         put_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     for (field, value) in &own.values {
-        if let Some(bytes) = own.bytes(value).filter(|b| valid_value(b)) {
+        if let Some(bytes) = own.bytes(value) {
             put_line(&mut head, field.as_str().as_bytes(), bytes);
         }
     }
@@ -712,72 +673,6 @@ impl http_body::Body for RawBody {
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
-
-    #[test]
-    fn valid_values_are_what_header_value_accepts() {
-        for b in 0..=u8::MAX {
-            for value in [
-                vec![b],
-                vec![b'a', b, b'z'],
-                [b'x'; 40].iter().chain([&b]).copied().collect(),
-            ] {
-                assert_eq!(
-                    valid_value(&value),
-                    HeaderValue::from_bytes(&value).is_ok(),
-                    "byte {b:#04x} in {value:?}"
-                );
-            }
-        }
-    }
-
-    /// Every byte value at every place of values up to 40 bytes long (a word and its
-    /// overlapping last one, the tail, the screen's borrows), among bytes of each kind
-    /// the screen treats apart: plain, tab (caught by the screen, valid), obs-text (high
-    /// bit set, valid), and a bad byte before it.
-    #[test]
-    fn valid_value_decides_every_byte_anywhere_as_header_value_does() {
-        for around in [b'a', b'\t', 0x80, 0xff, 0x00, 0x1f] {
-            for len in 1..=40 {
-                for at in 0..len {
-                    for b in 0..=u8::MAX {
-                        let mut value = vec![around; len];
-                        if let Some(slot) = value.get_mut(at) {
-                            *slot = b;
-                        }
-                        assert_eq!(
-                            valid_value(&value),
-                            HeaderValue::from_bytes(&value).is_ok(),
-                            "byte {b:#04x} at {at} of {len} among {around:#04x}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    proptest::proptest! {
-        /// Any value: the screen and its byte-at-a-time fallback accept exactly what
-        /// `HeaderValue::from_bytes` does.
-        #[test]
-        fn valid_value_is_what_header_value_accepts(
-            value in proptest::collection::vec(
-                proptest::prop_oneof![
-                    proptest::sample::select(vec![
-                        0x00, 0x01, 0x08, b'\t', b'\n', b'\r', 0x1f, b' ', b'~', 0x7f, 0x80, 0xfe, 0xff,
-                    ]),
-                    0x20u8..0x7f,
-                    proptest::num::u8::ANY,
-                ],
-                0..100,
-            ),
-        ) {
-            proptest::prop_assert_eq!(
-                valid_value(&value),
-                HeaderValue::from_bytes(&value).is_ok(),
-                "{:?}", value
-            );
-        }
-    }
 
     /// The answer's lines are the received ones `response_keeps` keeps, each value as it
     /// came, named as `HeaderName::from_bytes` names them, with `Content-Length` as the
