@@ -43,10 +43,10 @@ use crate::http::{facts, failed, note_forgery};
 use crate::io::{Idle, InBuf, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
-use crate::rules::headers::{self, Kept, UpstreamLine};
+use crate::rules::headers::{self, Kept, UpstreamLine, valid_value};
 use crate::rules::limits::Lines;
 use crate::rules::{self, Failure, Fate, Route};
-use crate::upstream::raw::{self, Failed, Framing, Step, valid_value};
+use crate::upstream::raw::{self, Failed, Framing, Step};
 use crate::upstream::{self, Delivery, RawConn, Upstream};
 
 /// The most headers a lean request or upstream response may carry; more go to hyper
@@ -1080,7 +1080,7 @@ fn upstream_head(
         put_line(head, "host", upstream.authority().as_bytes());
     }
     for (field, value) in &own.values {
-        if let Some(bytes) = own.bytes(value).filter(|b| valid_value(b)) {
+        if let Some(bytes) = own.bytes(value) {
             put_line(head, field.as_str(), bytes);
         }
     }

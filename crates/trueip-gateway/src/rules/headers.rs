@@ -247,6 +247,9 @@ pub(crate) struct OwnValues<'f> {
     pub(crate) values: Vec<(FieldName, Own<'f>)>,
     /// The lengths of their names ([`length_bit`]): most received lines are none of them.
     lengths: u64,
+    /// Whether `buf` is a valid header value whole: then every [`Own::Range`] is one,
+    /// found by one pass instead of one per value.
+    buf_valid: bool,
 }
 
 impl OwnValues<'_> {
@@ -260,11 +263,17 @@ impl OwnValues<'_> {
                 .any(|(f, _)| is_lower_name(name, f.as_str()))
     }
 
-    /// The bytes of a value, `None` for [`Own::Remove`].
+    /// The bytes of a value as they go upstream: `None` for [`Own::Remove`], and for a
+    /// value that is not a valid header value ([`valid_value`]), which is not sent, as
+    /// [`set_own`] removes it from a header map.
     pub(crate) fn bytes<'v>(&'v self, value: &'v Own<'_>) -> Option<&'v [u8]> {
         match value {
-            Own::Range(r) => Some(self.buf.as_bytes().get(r.clone()).unwrap_or_default()),
-            Own::Static(v) => Some(v.as_bytes()),
+            Own::Range(r) => {
+                let bytes = self.buf.as_bytes().get(r.clone()).unwrap_or_default();
+                (self.buf_valid || valid_value(bytes)).then_some(bytes)
+            }
+            Own::Static(v) => Some(v.as_bytes()).filter(|b| valid_value(b)),
+            // A `HeaderValue` is a valid one.
             Own::Received(v) => Some(v.as_bytes()),
             Own::Remove => None,
         }
@@ -605,10 +614,13 @@ impl Hygiene {
             true => Own::Range(at..end),
             false => Own::Remove,
         };
+        // Each address of the chain is written once, then copied by the next header
+        // that lists it: the client's is in up to three.
+        let mut addrs = Addrs::new();
         if s.x_real_ip {
             let at = out.len();
             if let Some(ip) = r.client.ip() {
-                write_ip(&mut out, ip);
+                addrs.write(&mut out, 0, ip);
             }
             values.push((names::X_REAL_IP, range_or_remove(at, out.len())));
         }
@@ -629,12 +641,12 @@ impl Hygiene {
                 }
                 _ => {
                     let mut first = true;
-                    for node in chain.iter() {
+                    for (i, node) in chain.iter().enumerate() {
                         let Some(node) = node.node() else { continue };
                         if !std::mem::take(&mut first) {
                             out.push_str(", ");
                         }
-                        write_ip(&mut out, node.ip);
+                        addrs.write(&mut out, i, node.ip);
                     }
                 }
             }
@@ -651,6 +663,7 @@ impl Hygiene {
                             ip,
                             Some(facts.scheme),
                             received.map(|(s, _)| s),
+                            |out| write_ip(out, ip),
                         ),
                         None => trim_separator(&mut out, at),
                     }
@@ -663,11 +676,13 @@ impl Hygiene {
                             out.push_str(", ");
                         }
                         // The client's element says what the client asked for.
-                        if i == 0 {
-                            write_element(&mut out, node.ip, Some(proto), host);
-                        } else {
-                            write_element(&mut out, node.ip, None, None);
-                        }
+                        let (proto, host) = match i {
+                            0 => (Some(proto), host),
+                            _ => (None, None),
+                        };
+                        write_element(&mut out, node.ip, proto, host, |out| {
+                            addrs.write(out, i, node.ip);
+                        });
                     }
                 }
             }
@@ -712,11 +727,51 @@ impl Hygiene {
             .iter()
             .fold(0, |bits, (f, _)| bits | length_bit(f.as_str()));
         OwnValues {
+            buf_valid: valid_value(out.as_bytes()),
             buf: out,
             values,
             lengths,
         }
     }
+}
+
+/// A valid header value (what `HeaderValue::from_bytes` accepts): no control byte but
+/// the horizontal tab, and no DEL.
+pub(crate) fn valid_value(v: &[u8]) -> bool {
+    // Eight bytes at a time first (the last word overlapping the one before it), since a
+    // value is nearly always valid and read to its end anyway; without an early exit, so
+    // that the compiler takes several words at once. The screen only says whether *some*
+    // byte is below 0x20 or is 0x7f, so a word with a tab in it fails it too: then the
+    // bytes decide, one at a time.
+    let Some(last) = v.last_chunk::<8>() else {
+        return valid_bytes(v);
+    };
+    let mut flags = suspicious(u64::from_le_bytes(*last));
+    for word in v.as_chunks::<8>().0 {
+        flags |= suspicious(u64::from_le_bytes(*word));
+    }
+    flags & HIGH_BITS == 0 || valid_bytes(v)
+}
+
+/// The rule itself, a byte at a time.
+fn valid_bytes(v: &[u8]) -> bool {
+    v.iter().fold(true, |ok, &b| {
+        ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
+    })
+}
+
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// A high bit set in some byte when some byte of `x` is below 0x20 or is 0x7f (and
+/// never else); which byte it marks may be wrong, past the first such byte.
+const fn suspicious(x: u64) -> u64 {
+    // `x - 0x20` in every byte borrows into a high bit only below 0x20 (`!x`: not from a
+    // byte whose own high bit was set); `d - 1` does the same for a zero byte of `d`,
+    // a byte of 0x7f in `x`. A borrow carries only from a byte the test already caught.
+    let below = x.wrapping_sub(ONES * 0x20) & !x;
+    let d = x ^ (ONES * 0x7f);
+    (below | (d.wrapping_sub(ONES) & !d)) & HIGH_BITS
 }
 
 /// Writes the gateway's own headers into a header map, each replacing the lines of its
@@ -954,6 +1009,35 @@ fn for_chain<H: Headers + ?Sized>(headers: &H, r: &Resolution, mut f: impl FnMut
     f(next, r.effective_peer());
 }
 
+/// Where the text of each of the first chain nodes' addresses is in the own values'
+/// buffer, once [`write_ip`] wrote it there: a header that lists the node again copies
+/// it (a copy costs a fraction of writing the digits).
+struct Addrs {
+    /// By index in the chain (the client first); empty until written.
+    written: [Range<usize>; 8],
+}
+
+impl Addrs {
+    fn new() -> Self {
+        Addrs {
+            written: [const { 0..0 }; 8],
+        }
+    }
+
+    /// Writes `ip`, chain node `i`'s address, as [`write_ip`] does.
+    fn write(&mut self, out: &mut String, i: usize, ip: IpAddr) {
+        match self.written.get_mut(i) {
+            Some(at) if at.end > at.start => out.extend_from_within(at.clone()),
+            Some(slot) => {
+                let at = out.len();
+                write_ip(out, ip);
+                *slot = at..out.len();
+            }
+            None => write_ip(out, ip),
+        }
+    }
+}
+
 /// Writes an address as `Display` would, IPv4 without the formatting machinery: each
 /// octet's digits come from a table (no division), pushed one ASCII byte at a time (a
 /// `str` made of them would be validated again: more than the pushes cost).
@@ -1013,11 +1097,18 @@ fn write_port(out: &mut String, port: u16) {
 }
 
 /// One `Forwarded` element naming `ip` (no port), as
-/// [`trueip::forwarded::write_element`] writes it.
-fn write_element(out: &mut String, ip: IpAddr, proto: Option<&str>, host: Option<&str>) {
+/// [`trueip::forwarded::write_element`] writes it; an IPv4 address is a token, as
+/// `write_v4` writes it ([`write_ip`], or a copy of what it wrote).
+fn write_element(
+    out: &mut String,
+    ip: IpAddr,
+    proto: Option<&str>,
+    host: Option<&str>,
+    write_v4: impl FnOnce(&mut String),
+) {
     out.push_str("for=");
     match ip {
-        IpAddr::V4(_) => write_ip(out, ip),
+        IpAddr::V4(_) => write_v4(out),
         IpAddr::V6(_) => trueip::forwarded::write_node(out, &Node::ip(ip)),
     }
     if let Some(proto) = proto {
@@ -1213,6 +1304,98 @@ mod tests {
                 None => assert_eq!((got, left), (Err(BadLength), lines.to_vec()), "{lines:?}"),
             }
         }
+    }
+
+    #[test]
+    fn valid_values_are_what_header_value_accepts() {
+        for b in 0..=u8::MAX {
+            for value in [
+                vec![b],
+                vec![b'a', b, b'z'],
+                [b'x'; 40].iter().chain([&b]).copied().collect(),
+            ] {
+                assert_eq!(
+                    valid_value(&value),
+                    HeaderValue::from_bytes(&value).is_ok(),
+                    "byte {b:#04x} in {value:?}"
+                );
+            }
+        }
+    }
+
+    /// Every byte value at every place of values up to 40 bytes long (a word and its
+    /// overlapping last one, the tail, the screen's borrows), among bytes of each kind
+    /// the screen treats apart: plain, tab (caught by the screen, valid), obs-text (high
+    /// bit set, valid), and a bad byte before it.
+    #[test]
+    fn valid_value_decides_every_byte_anywhere_as_header_value_does() {
+        for around in [b'a', b'\t', 0x80, 0xff, 0x00, 0x1f] {
+            for len in 1..=40 {
+                for at in 0..len {
+                    for b in 0..=u8::MAX {
+                        let mut value = vec![around; len];
+                        if let Some(slot) = value.get_mut(at) {
+                            *slot = b;
+                        }
+                        assert_eq!(
+                            valid_value(&value),
+                            HeaderValue::from_bytes(&value).is_ok(),
+                            "byte {b:#04x} at {at} of {len} among {around:#04x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any value: the screen and its byte-at-a-time fallback accept exactly what
+        /// `HeaderValue::from_bytes` does.
+        #[test]
+        fn valid_value_is_what_header_value_accepts(
+            value in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        0x00, 0x01, 0x08, b'\t', b'\n', b'\r', 0x1f, b' ', b'~', 0x7f, 0x80, 0xfe, 0xff,
+                    ]),
+                    0x20u8..0x7f,
+                    proptest::num::u8::ANY,
+                ],
+                0..100,
+            ),
+        ) {
+            proptest::prop_assert_eq!(
+                valid_value(&value),
+                HeaderValue::from_bytes(&value).is_ok(),
+                "{:?}", value
+            );
+        }
+    }
+
+    /// An own value goes upstream only when it is a valid header value, whichever kind
+    /// it is; a bad one among good ones in the buffer costs only itself.
+    #[test]
+    fn own_values_go_upstream_only_when_valid() {
+        let received = HeaderValue::from_static("app.example");
+        let buf = String::from("203.0.113.7a\u{1}bok");
+        let own = OwnValues {
+            buf_valid: valid_value(buf.as_bytes()),
+            buf,
+            values: Vec::new(),
+            lengths: 0,
+        };
+        assert!(!own.buf_valid);
+        assert_eq!(own.bytes(&Own::Range(0..11)), Some(&b"203.0.113.7"[..]));
+        assert_eq!(own.bytes(&Own::Range(11..14)), None);
+        assert_eq!(own.bytes(&Own::Range(14..16)), Some(&b"ok"[..]));
+        assert_eq!(own.bytes(&Own::Static("https")), Some(&b"https"[..]));
+        assert_eq!(own.bytes(&Own::Static("a\tb\u{7f}")), None);
+        assert_eq!(own.bytes(&Own::Static("a\tb")), Some(&b"a\tb"[..]));
+        assert_eq!(
+            own.bytes(&Own::Received(&received)),
+            Some(&b"app.example"[..])
+        );
+        assert_eq!(own.bytes(&Own::Remove), None);
     }
 
     #[test]
@@ -1498,6 +1681,71 @@ mod tests {
         );
         assert_eq!(one(&h, "cf-connecting-ip"), "1.1.1.1, 2.2.2.2");
         assert_eq!(stripped, 0);
+    }
+
+    /// Each address of the chain in every header that lists it is the address as
+    /// `Display` writes it (in `Forwarded`, IPv6 quoted and bracketed): the first few are
+    /// written once and copied after, the rest written each time, IPv4 and IPv6 in any
+    /// mix, the client in `X-Real-IP` too.
+    #[test]
+    fn chain_addresses_are_written_alike_in_every_header() {
+        let policy = Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .trust_str("fd00::/8")
+            .unwrap()
+            .strategy_str("rightmost-untrusted")
+            .unwrap()
+            .build()
+            .unwrap();
+        for hops in 0..12usize {
+            for mix in 0..4usize {
+                let six = |k: usize| match mix {
+                    0 => false,
+                    1 => true,
+                    _ => (k + mix).is_multiple_of(2),
+                };
+                let chain: Vec<IpAddr> = (0..hops + 2)
+                    .map(|k| {
+                        let text = match (k, six(k)) {
+                            (0, false) => "203.0.113.7".to_owned(),
+                            (0, true) => "2001:db8::7".to_owned(),
+                            (k, false) => format!("10.0.{k}.1"),
+                            (k, true) => format!("fd00::{k:x}"),
+                        };
+                        text.parse().unwrap()
+                    })
+                    .collect();
+                let (sent, peer) = chain.split_at(hops + 1);
+                let xff: Vec<String> = sent.iter().map(ToString::to_string).collect();
+                let peer = SocketAddr::new(peer[0], 1).to_string();
+                let (h, _) = run(
+                    &policy,
+                    &peer,
+                    &[("X-Forwarded-For", &xff.join(", "))],
+                    settings(),
+                );
+                let case = format!("{hops} hops, mix {mix}");
+                let listed: Vec<String> = chain.iter().map(ToString::to_string).collect();
+                assert_eq!(one(&h, "x-real-ip"), listed[0], "{case}");
+                assert_eq!(one(&h, "x-forwarded-for"), listed.join(", "), "{case}");
+                let elements: Vec<String> = chain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ip)| {
+                        let node = match ip {
+                            IpAddr::V4(_) => ip.to_string(),
+                            IpAddr::V6(_) => format!("\"[{ip}]\""),
+                        };
+                        match i {
+                            0 => format!("for={node};proto=http"),
+                            _ => format!("for={node}"),
+                        }
+                    })
+                    .collect();
+                assert_eq!(one(&h, "forwarded"), elements.join(", "), "{case}");
+            }
+        }
     }
 
     #[test]
