@@ -299,6 +299,40 @@ def test_under_mangum_the_alb_preset_does_not_believe_a_function_urls_forwarded_
     assert not [v for k, v in seen["headers"] if k.lower() == b"x-forwarded-for"]
 
 
+# CloudFront's origin-facing range in the example's stand-in ip-ranges.json: 13.32.0.0/15.
+RANGES = Path(__file__).resolve().parents[1] / "examples" / "flask_cloudfront_alb" / "ip-ranges.json"
+
+
+def test_cloudfront_to_a_function_url_never_believes_its_x_forwarded_for() -> None:
+    """CloudFront -> Function URL, the client having sent X-Forwarded-For: 6.6.6.6. A
+    Function URL keeps only that first value (reported by speedrun.nobackspacecrew.com,
+    "Obtaining caller ip address with Lambda FURLs"), so the core never reads it in a
+    Function URL event: the client is the CloudFront-Viewer-Address the edge wrote, else
+    the edge. Through Mangum's ASGI scope as through resolve_event; both answered 6.6.6.6
+    before. The same headers in an HTTP API event are walked as before."""
+    policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+    e = event("function_url.json")
+    e["headers"]["x-forwarded-for"] = "6.6.6.6"
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    r = resolve_event(policy, e)
+    assert (r.ip_str, r.source) == ("13.32.0.1", "peer")
+    assert explain_event(policy, e)["steps"][0]["subject"] == "function-url"
+    seen = under_mangum(policy, e)
+    assert seen["trueip.resolution"] == r
+    assert seen["client"][0] == "13.32.0.1"
+
+    e["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123"
+    r = resolve_event(policy, e)
+    assert (r.ip_str, r.source) == ("198.51.100.7", "cloudfront-viewer-address")
+    assert under_mangum(policy, e)["client"] == ("198.51.100.7", 50123)
+
+    http_api = event("api_gateway_v2.json")
+    assert http_api["requestContext"]["domainName"].endswith(".execute-api.us-east-2.amazonaws.com")
+    http_api["headers"]["x-forwarded-for"] = "6.6.6.6, 198.51.100.7, 13.32.0.1"
+    http_api["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    assert resolve_event(policy, http_api).ip_str == "198.51.100.7"
+
+
 def zappa_scope(e: dict[str, Any]) -> dict[str, Any]:
     """The scope Zappa's ASGI handler (zappa/asgi.py, `create_asgi_scope`) builds from a
     payload 2.0 event: no event kept, the client the second-to-last X-Forwarded-For entry
