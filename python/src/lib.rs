@@ -1365,7 +1365,8 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 }
 
 /// The parts of `requestContext` the core reads: `elb` (whose presence makes an ALB event),
-/// `serviceNetworkArn` and `serviceArn` (a VPC Lattice v2 event, refused by name), and
+/// `serviceNetworkArn` and `serviceArn` (a VPC Lattice v2 event, refused by name),
+/// `domainName` (a Function URL's host tells its payload 2.0 events from an HTTP API's), and
 /// `identity` and `http` with only their `sourceIp`. The rest is not copied: an
 /// authorizer's context (`requestContext.authorizer.lambda`) nests as deep as the
 /// authorizer likes, and an event must not fail on what the core never reads (the CLI,
@@ -1377,7 +1378,7 @@ fn request_context_json(context: &Bound<'_, PyAny>) -> PyResult<serde_json::Valu
         return to_json(context, 1);
     };
     let mut map = serde_json::Map::new();
-    for key in ["elb", "serviceNetworkArn", "serviceArn"] {
+    for key in ["elb", "serviceNetworkArn", "serviceArn", "domainName"] {
         if let Some(value) = context.get_item(key)? {
             map.insert(key.to_string(), to_json(&value, 2)?);
         }
