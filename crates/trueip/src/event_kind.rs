@@ -41,11 +41,16 @@ impl EventKind {
     /// as a Function URL's; an HTTP API custom domain spelled `x.lambda-url.example.com`
     /// is read so too, which costs it its `X-Forwarded-For` walk, never a forged answer.
     pub(crate) fn of_payload_v2(domain: &str) -> EventKind {
-        let mut labels = domain.split('.');
-        match (labels.next(), labels.next(), labels.next()) {
-            (Some(id), Some(label), Some(_))
-                if !id.is_empty() && label.eq_ignore_ascii_case("lambda-url") =>
-            {
+        // Bytes, not `split('.')`: this runs on every payload 2.0 event, and the splitter
+        // cost more than the rest of telling the kind.
+        const LABEL: &[u8] = b"lambda-url.";
+        let domain = domain.as_bytes();
+        let after_id = match domain.iter().position(|&b| b == b'.') {
+            Some(dot) if dot > 0 => domain.get(dot + 1..).unwrap_or_default(),
+            _ => return EventKind::ApiGatewayV2,
+        };
+        match after_id.get(..LABEL.len()) {
+            Some(label) if label.eq_ignore_ascii_case(LABEL) && after_id.len() > LABEL.len() => {
                 EventKind::FunctionUrl
             }
             _ => EventKind::ApiGatewayV2,

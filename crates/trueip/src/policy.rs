@@ -787,9 +787,17 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
         stand_in: &Connection,
         trace: &mut T,
     ) -> Resolution {
-        let lines = Lines::read(self.0, &names::X_FORWARDED_FOR);
-        if !lines.is_empty() {
+        let present = || {
+            let mut present = false;
+            self.0
+                .for_each_value(&names::X_FORWARDED_FOR, |_| present = true);
+            present
+        };
+        // Read only for a trace, or for the one log line: a lookup the usual decision
+        // does without.
+        if T::RECORDS && present() {
             trace.step(|| {
+                let lines = Lines::read(self.0, &names::X_FORWARDED_FOR);
                 let text: Vec<_> = lines
                     .as_slice()
                     .iter()
@@ -805,8 +813,9 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
         }
         let resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, self, trace);
         if resolution.source == Source::Peer
-            && !lines.is_empty()
             && policy.came_through_trusted_hop(&resolution)
+            && !WARNED_FUNCTION_URL.load(std::sync::atomic::Ordering::Relaxed)
+            && present()
             && !WARNED_FUNCTION_URL.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             log::warn!(
