@@ -41,8 +41,8 @@ impl EventKind {
     /// as a Function URL's; an HTTP API custom domain spelled `x.lambda-url.example.com`
     /// is read so too, which costs it its `X-Forwarded-For` walk, never a forged answer.
     pub(crate) fn of_payload_v2(domain: &str) -> EventKind {
-        // Bytes, not `split('.')`: this runs on every payload 2.0 event, and the splitter
-        // cost more than the rest of telling the kind.
+        // Bytes, not `split('.')`: this runs on every payload 2.0 event, and a splitter
+        // costs more than the map lookup that found the host.
         const LABEL: &[u8] = b"lambda-url.";
         let domain = domain.as_bytes();
         let after_id = match domain.iter().position(|&b| b == b'.') {
