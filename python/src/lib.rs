@@ -396,12 +396,21 @@ struct Policy {
     /// those withheld from an untrusted peer.
     environ_keys: Py<PyFrozenSet>,
     /// The keys withheld from a trusted hop: when no strategy decided, then when each
-    /// strategy did (`Resolution::strategy` + 1).
-    environ_keys_trusted: Vec<Py<PyFrozenSet>>,
+    /// strategy did (`Resolution::strategy` + 1); in each, for every list header the hop
+    /// may not have kept (`Hop::Trusted::unkept`, in the order of `UNKEPT`).
+    environ_keys_trusted: Vec<[Py<PyFrozenSet>; UNKEPT.len()]>,
     /// Whether the line a Lambda preset's policy logs when it decides a request without an
     /// event (`no_lambda_event`) has been written to the `trueip` logger.
     warned_no_event: std::sync::atomic::AtomicBool,
 }
+
+/// Every list header a trusted hop may not have kept (`Hop::Trusted::unkept`), each a
+/// set of environ keys `Policy::wrap` computes once.
+const UNKEPT: [Option<trueip::ListHeader>; 3] = [
+    None,
+    Some(trueip::ListHeader::XForwardedFor),
+    Some(trueip::ListHeader::Forwarded),
+];
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
 /// names in its trust specs are resolved now (`trueip::hosts`, the same lookup as the
@@ -444,19 +453,24 @@ impl Policy {
         let environ_keys_trusted = std::iter::once(None)
             .chain(strategies)
             .map(|decided| {
-                let hop = Hop::Trusted {
-                    policy: &inner,
-                    decided,
+                let keys = |unkept| {
+                    let hop = Hop::Trusted {
+                        policy: &inner,
+                        decided,
+                        unkept,
+                    };
+                    PyFrozenSet::new(
+                        py,
+                        withheld
+                            .names()
+                            .iter()
+                            .filter(|name| withheld.withheld(name.as_str().as_bytes(), hop))
+                            .map(environ_key),
+                    )
+                    .map(Bound::unbind)
                 };
-                PyFrozenSet::new(
-                    py,
-                    withheld
-                        .names()
-                        .iter()
-                        .filter(|name| withheld.withheld(name.as_str().as_bytes(), hop))
-                        .map(environ_key),
-                )
-                .map(Bound::unbind)
+                let [none, xff, forwarded] = UNKEPT;
+                Ok([keys(none)?, keys(xff)?, keys(forwarded)?])
             })
             .collect::<PyResult<Vec<_>>>()?;
         let mut with_origin = names.clone();
@@ -570,10 +584,7 @@ impl Policy {
     /// policy's `came_through_trusted_hop`, or false for a signed header that failed).
     fn hop(&self, resolution: &Resolution) -> Hop<'_> {
         if resolution.trusted_hop {
-            Hop::Trusted {
-                policy: &self.inner,
-                decided: resolution.inner.strategy,
-            }
+            Hop::trusted(&self.inner, &resolution.inner)
         } else {
             Hop::Untrusted
         }
@@ -925,9 +936,13 @@ impl Policy {
         resolution: Option<PyRef<'py, Resolution>>,
     ) -> Bound<'py, PyFrozenSet> {
         let trusted = match resolution.as_deref().map(|r| self.hop(r)) {
-            Some(Hop::Trusted { decided, .. }) => decided
+            Some(Hop::Trusted {
+                decided, unkept, ..
+            }) => decided
                 .map_or(Some(0), |i| usize::from(i).checked_add(1))
-                .and_then(|i| self.environ_keys_trusted.get(i)),
+                .and_then(|i| self.environ_keys_trusted.get(i))
+                .zip(UNKEPT.iter().position(|u| *u == unkept))
+                .and_then(|(keys, u)| keys.get(u)),
             _ => None,
         };
         trusted.unwrap_or(&self.environ_keys).bind(py).clone()

@@ -333,6 +333,35 @@ def test_cloudfront_to_a_function_url_never_believes_its_x_forwarded_for() -> No
     assert resolve_event(policy, http_api).ip_str == "198.51.100.7"
 
 
+def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app() -> None:
+    """CloudFront -> Function URL under Mangum, the client having sent X-Forwarded-For:
+    6.6.6.6, which the URL kept. The hop (the edge) is trusted, so the claims about the
+    request and the CloudFront-Viewer-Address that decided pass; the X-Forwarded-For is
+    the client's text, never read, and withheld from the scope's lines (the core's rule,
+    `Hop::trusted` over `x_forwarded_for_not_kept`). The app saw 6.6.6.6 there before.
+    An HTTP API event with the same headers keeps its X-Forwarded-For, walked as before."""
+    policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+    e = event("function_url.json")
+    e["headers"].update({"x-forwarded-for": "6.6.6.6", "cloudfront-viewer-address": "198.51.100.7:50123"})
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    seen = under_mangum(policy, e)
+    r = seen["trueip.resolution"]
+    assert r == resolve_event(policy, e) and r.trusted_hop and "x_forwarded_for_not_kept" in r.warnings
+    assert seen["client"] == ("198.51.100.7", 50123)
+    headers = dict(seen["headers"])
+    assert b"x-forwarded-for" not in headers
+    assert headers[b"cloudfront-viewer-address"] == b"198.51.100.7:50123"
+    assert (headers[b"x-forwarded-proto"], headers[b"x-forwarded-port"]) == (b"https", b"443")
+    assert seen["scheme"] == "https"
+
+    http_api = event("api_gateway_v2.json")
+    http_api["headers"]["x-forwarded-for"] = "6.6.6.6, 198.51.100.7"
+    http_api["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    seen = under_mangum(policy, http_api)
+    assert seen["client"][0] == "198.51.100.7"
+    assert dict(seen["headers"])[b"x-forwarded-for"] == b"6.6.6.6, 198.51.100.7"
+
+
 def zappa_scope(e: dict[str, Any]) -> dict[str, Any]:
     """The scope Zappa's ASGI handler (zappa/asgi.py, `create_asgi_scope`) builds from a
     payload 2.0 event: no event kept, the client the second-to-last X-Forwarded-For entry

@@ -811,20 +811,21 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
                 )
             });
         }
-        let resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, self, trace);
+        let mut resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, self, trace);
+        if !policy.came_through_trusted_hop(&resolution) {
+            // Every client-IP header is withheld from the app already: the client wrote it.
+            return resolution;
+        }
+        // The URL writes the header itself when the client sent none, so a trusted hop
+        // always hands one over: flagged without looking.
+        resolution.warnings.insert(Warnings::XFF_NOT_KEPT);
         if resolution.source == Source::Peer
-            && policy.came_through_trusted_hop(&resolution)
             && !WARNED_FUNCTION_URL.load(std::sync::atomic::Ordering::Relaxed)
             && present()
             && !WARNED_FUNCTION_URL.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Some(line) = crate::lambda::edge_is_client(&resolution)
         {
-            log::warn!(
-                "trueip: a Lambda Function URL event came from {}, a proxy the policy trusts, \
-                 and a Function URL keeps only the first X-Forwarded-For value, which the \
-                 client wrote: it is not read, and the client is that proxy's address. Behind \
-                 CloudFront, forward CloudFront-Viewer-Address in the origin request policy",
-                resolution.client
-            );
+            log::warn!("{line}");
         }
         resolution
     }
@@ -1044,13 +1045,12 @@ impl Policy {
     /// [`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) asks it:
     /// [`Hop::Trusted`](crate::headers::Hop::Trusted) by this policy, decided by the
     /// resolution's strategy, when [`came_through_trusted_hop`](Self::came_through_trusted_hop),
-    /// else [`Hop::Untrusted`](crate::headers::Hop::Untrusted).
+    /// else [`Hop::Untrusted`](crate::headers::Hop::Untrusted). A trusted hop that did not
+    /// keep `X-Forwarded-For` ([`Warnings::XFF_NOT_KEPT`]) is one whose `X-Forwarded-For`
+    /// is withheld ([`Hop::trusted`](crate::headers::Hop::trusted)).
     pub fn hop(&self, resolution: &Resolution) -> crate::headers::Hop<'_> {
         if self.came_through_trusted_hop(resolution) {
-            crate::headers::Hop::Trusted {
-                policy: self,
-                decided: resolution.strategy,
-            }
+            crate::headers::Hop::trusted(self, resolution)
         } else {
             crate::headers::Hop::Untrusted
         }

@@ -346,7 +346,7 @@ fn cases() -> Vec<Case> {
             kind: EventKind::FunctionUrl,
             client: "130.176.3.3",
             source: "peer",
-            warnings: &[],
+            warnings: &[Warnings::XFF_NOT_KEPT],
         },
         Case {
             name: "function url behind cloudfront, cloudfront-alb preset: the edge, never the forgery",
@@ -359,7 +359,7 @@ fn cases() -> Vec<Case> {
             kind: EventKind::FunctionUrl,
             client: "2600:9000:5:1::7",
             source: "peer",
-            warnings: &[],
+            warnings: &[Warnings::XFF_NOT_KEPT],
         },
         Case {
             name: "function url behind cloudfront: CloudFront-Viewer-Address, which the edge overwrites",
@@ -376,7 +376,7 @@ fn cases() -> Vec<Case> {
             kind: EventKind::FunctionUrl,
             client: "198.51.100.7:50123",
             source: "cloudfront-viewer-address",
-            warnings: &[],
+            warnings: &[Warnings::XFF_NOT_KEPT],
         },
         Case {
             name: "function url, direct, CloudFront-Viewer-Address forged: sourceIp, flagged",
@@ -695,6 +695,61 @@ fn a_function_url_event_never_has_its_x_forwarded_for_read() {
     let resolution =
         lambda::resolve_event(&policy(Preset::CloudfrontApiGateway), &http_api).unwrap();
     assert_eq!(resolution.client.to_string(), "6.6.6.6");
+}
+
+/// The middlewares pass a trusted hop's `X-Forwarded-For` to the app when the decision
+/// read it. Behind CloudFront a Function URL event's comes through a trusted hop (the
+/// edge) but is the client's text, never read: the hop says so
+/// (`Warnings::XFF_NOT_KEPT`, `Hop::Trusted::unkept`), and the withholding rule keeps it
+/// from the app, while the claims about the request and the CloudFront-Viewer-Address
+/// that decided pass. Before, `Policy::hop` asked only the policy, which reads
+/// `X-Forwarded-For`, and the app behind the Python middlewares saw 6.6.6.6.
+#[test]
+fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
+    use trueip::headers::{ForwardingSet, Hop};
+    let through_cloudfront = set(
+        xff_of(event("function_url"), "6.6.6.6"),
+        "/requestContext/http/sourceIp",
+        Some(json!("130.176.3.3")),
+    );
+    let with_viewer = set(
+        through_cloudfront.clone(),
+        "/headers/cloudfront-viewer-address",
+        Some(json!("198.51.100.7:50123")),
+    );
+    let http_api = set(
+        xff_of(through_cloudfront.clone(), "6.6.6.6, 198.51.100.7"),
+        "/requestContext/domainName",
+        Some(json!("r3pmxmplak.execute-api.us-east-2.amazonaws.com")),
+    );
+    for preset in [Preset::CloudfrontApiGateway, Preset::CloudfrontAlb] {
+        let policy = policy(preset);
+        let set = ForwardingSet::for_policy(&policy);
+        let passes = |event: &Value, name: &str| {
+            let resolution = lambda::resolve_event(&policy, event).unwrap();
+            assert!(policy.came_through_trusted_hop(&resolution), "{preset}");
+            let hop = policy.hop(&resolution);
+            assert!(matches!(hop, Hop::Trusted { .. }), "{preset}");
+            !set.withheld(name.as_bytes(), hop)
+        };
+        for event in [&through_cloudfront, &with_viewer] {
+            assert!(!passes(event, "X-Forwarded-For"), "{preset}");
+            assert!(passes(event, "X-Forwarded-Proto"), "{preset}");
+        }
+        assert!(
+            passes(&with_viewer, "CloudFront-Viewer-Address"),
+            "{preset}"
+        );
+        if preset == Preset::CloudfrontApiGateway {
+            assert!(passes(&http_api, "X-Forwarded-For"));
+        }
+    }
+    // Sent to the URL directly: no hop is trusted, and every client-IP header is withheld
+    // as before, unflagged.
+    let policy = policy(Preset::CloudfrontApiGateway);
+    let direct = lambda::resolve_event(&policy, &xff_of(event("function_url"), "6.6.6.6")).unwrap();
+    assert!(matches!(policy.hop(&direct), Hop::Untrusted));
+    assert!(!direct.warnings.contains(Warnings::XFF_NOT_KEPT));
 }
 
 /// The host AWS gives a Function URL, `<url-id>.lambda-url.<region>.on.aws`, in any case,

@@ -1680,6 +1680,7 @@ mod tests {
                     Hop::Trusted {
                         policy: &policy,
                         decided: Some(0),
+                        unkept: None,
                     },
                     &named
                 ),
