@@ -402,6 +402,9 @@ struct Policy {
     /// Whether the line a Lambda preset's policy logs when it decides a request without an
     /// event (`no_lambda_event`) has been written to the `trueip` logger.
     warned_no_event: std::sync::atomic::AtomicBool,
+    /// Whether the core's line for a Function URL event whose client is the trusted edge
+    /// (`trueip::lambda::edge_is_client`) has been written to the `trueip` logger.
+    warned_edge: std::sync::atomic::AtomicBool,
 }
 
 /// Every list header a trusted hop may not have kept (`Hop::Trusted::unkept`), each a
@@ -489,6 +492,7 @@ impl Policy {
             environ_keys,
             environ_keys_trusted,
             warned_no_event: std::sync::atomic::AtomicBool::new(false),
+            warned_edge: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -523,6 +527,17 @@ impl Policy {
     ) -> PyResult<Resolution> {
         let inner = event.resolve(&self.inner);
         self.warn_no_event(py, inner.warnings)?;
+        if inner.warnings.contains(Warnings::XFF_NOT_KEPT)
+            && !self.warned_edge.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(line) = trueip::lambda::edge_is_client(&inner)
+            && !self
+                .warned_edge
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            py.import("logging")?
+                .call_method1("getLogger", ("trueip",))?
+                .call_method1("warning", (line,))?;
+        }
         Ok(self.wrap_resolution(inner))
     }
 

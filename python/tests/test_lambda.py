@@ -362,6 +362,24 @@ def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_r
     assert dict(seen["headers"])[b"x-forwarded-for"] == b"6.6.6.6, 198.51.100.7"
 
 
+def test_a_function_url_event_whose_client_is_the_edge_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    """CloudFront -> Function URL without CloudFront-Viewer-Address: every client is the
+    edge. The core's line naming the fix reaches the `trueip` logger once per policy, as a
+    preset's misuse line does; not for a client CloudFront-Viewer-Address named."""
+    policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+    e = event("function_url.json")
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    named = json.loads(json.dumps(e))
+    named["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123"
+    with caplog.at_level("WARNING", logger="trueip"):
+        resolve_event(policy, named)
+        assert not [r for r in caplog.records if r.name == "trueip"]
+        resolve_event(policy, e)
+        under_mangum(policy, e)
+    records = [r.getMessage() for r in caplog.records if r.name == "trueip"]
+    assert len(records) == 1 and "13.32.0.1" in records[0] and "CloudFront-Viewer-Address" in records[0], records
+
+
 def zappa_scope(e: dict[str, Any]) -> dict[str, Any]:
     """The scope Zappa's ASGI handler (zappa/asgi.py, `create_asgi_scope`) builds from a
     payload 2.0 event: no event kept, the client the second-to-last X-Forwarded-For entry
