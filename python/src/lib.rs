@@ -519,7 +519,9 @@ impl Policy {
     }
 
     /// [`decide`](Self::decide) for a Lambda event: a preset's policy given an event of
-    /// another chain's kind trusts no one (`no_lambda_event`), and says so as without one.
+    /// another chain's kind trusts no one (`no_lambda_event`), and says so as without one;
+    /// a Function URL event whose client is the trusted edge says so once too
+    /// (`trueip::lambda::edge_is_client`).
     fn decide_event(
         &self,
         py: Python<'_>,

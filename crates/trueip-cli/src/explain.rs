@@ -74,7 +74,8 @@ The CloudFront ones need CloudFront's ranges: --trust cloudfront=ip-ranges.json.
 API Gateway or Function URL event the last x-forwarded-for element is not AWS's, so there it
 trusts no one (sourceIp is the client, flagged no_lambda_event). A Function URL keeps only the
 first x-forwarded-for value it received, the client's text: no policy reads it there, so behind
-CloudFront the client is CloudFront-Viewer-Address (forward it), else the edge.
+CloudFront the client is CloudFront-Viewer-Address (forward it), else the edge, flagged
+x_forwarded_for_not_kept (the middlewares withhold that header from the app).
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";

@@ -243,7 +243,9 @@ impl<'p> Hop<'p> {
 ///   other client address is withheld: a trusted hop relays what the client sent as
 ///   readily as it writes, and the policy did not check it (nor a `header:NAME`
 ///   strategy's header when another strategy decided). A deployment whose hop writes one
-///   that the app reads names it in [`relaying`](Self::relaying).
+///   that the app reads names it in [`relaying`](Self::relaying). A list header the hop
+///   did not keep ([`Hop::Trusted`]'s `unkept`: a Lambda Function URL's `X-Forwarded-For`)
+///   is withheld whatever the policy reads or the deployment relays.
 /// - Spelled with underscores, one is withheld always: no honest proxy writes
 ///   `X_Forwarded_For`, and WSGI, CGI and PHP read it as `X-Forwarded-For`.
 ///
