@@ -396,12 +396,24 @@ struct Policy {
     /// those withheld from an untrusted peer.
     environ_keys: Py<PyFrozenSet>,
     /// The keys withheld from a trusted hop: when no strategy decided, then when each
-    /// strategy did (`Resolution::strategy` + 1).
-    environ_keys_trusted: Vec<Py<PyFrozenSet>>,
+    /// strategy did (`Resolution::strategy` + 1); in each, for every list header the hop
+    /// may not have kept (`Hop::Trusted::unkept`, in the order of `UNKEPT`).
+    environ_keys_trusted: Vec<[Py<PyFrozenSet>; UNKEPT.len()]>,
     /// Whether the line a Lambda preset's policy logs when it decides a request without an
     /// event (`no_lambda_event`) has been written to the `trueip` logger.
     warned_no_event: std::sync::atomic::AtomicBool,
+    /// Whether the core's line for a Function URL event whose client is the trusted edge
+    /// (`trueip::lambda::edge_is_client`) has been written to the `trueip` logger.
+    warned_edge: std::sync::atomic::AtomicBool,
 }
+
+/// Every list header a trusted hop may not have kept (`Hop::Trusted::unkept`), each a
+/// set of environ keys `Policy::wrap` computes once.
+const UNKEPT: [Option<trueip::ListHeader>; 3] = [
+    None,
+    Some(trueip::ListHeader::XForwardedFor),
+    Some(trueip::ListHeader::Forwarded),
+];
 
 /// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
 /// names in its trust specs are resolved now (`trueip::hosts`, the same lookup as the
@@ -444,19 +456,24 @@ impl Policy {
         let environ_keys_trusted = std::iter::once(None)
             .chain(strategies)
             .map(|decided| {
-                let hop = Hop::Trusted {
-                    policy: &inner,
-                    decided,
+                let keys = |unkept| {
+                    let hop = Hop::Trusted {
+                        policy: &inner,
+                        decided,
+                        unkept,
+                    };
+                    PyFrozenSet::new(
+                        py,
+                        withheld
+                            .names()
+                            .iter()
+                            .filter(|name| withheld.withheld(name.as_str().as_bytes(), hop))
+                            .map(environ_key),
+                    )
+                    .map(Bound::unbind)
                 };
-                PyFrozenSet::new(
-                    py,
-                    withheld
-                        .names()
-                        .iter()
-                        .filter(|name| withheld.withheld(name.as_str().as_bytes(), hop))
-                        .map(environ_key),
-                )
-                .map(Bound::unbind)
+                let [none, xff, forwarded] = UNKEPT;
+                Ok([keys(none)?, keys(xff)?, keys(forwarded)?])
             })
             .collect::<PyResult<Vec<_>>>()?;
         let mut with_origin = names.clone();
@@ -475,6 +492,7 @@ impl Policy {
             environ_keys,
             environ_keys_trusted,
             warned_no_event: std::sync::atomic::AtomicBool::new(false),
+            warned_edge: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -501,7 +519,9 @@ impl Policy {
     }
 
     /// [`decide`](Self::decide) for a Lambda event: a preset's policy given an event of
-    /// another chain's kind trusts no one (`no_lambda_event`), and says so as without one.
+    /// another chain's kind trusts no one (`no_lambda_event`), and says so as without one;
+    /// a Function URL event whose client is the trusted edge says so once too
+    /// (`trueip::lambda::edge_is_client`).
     fn decide_event(
         &self,
         py: Python<'_>,
@@ -509,6 +529,17 @@ impl Policy {
     ) -> PyResult<Resolution> {
         let inner = event.resolve(&self.inner);
         self.warn_no_event(py, inner.warnings)?;
+        if inner.warnings.contains(Warnings::XFF_NOT_KEPT)
+            && !self.warned_edge.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(line) = trueip::lambda::edge_is_client(&inner)
+            && !self
+                .warned_edge
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            py.import("logging")?
+                .call_method1("getLogger", ("trueip",))?
+                .call_method1("warning", (line,))?;
+        }
         Ok(self.wrap_resolution(inner))
     }
 
@@ -570,10 +601,7 @@ impl Policy {
     /// policy's `came_through_trusted_hop`, or false for a signed header that failed).
     fn hop(&self, resolution: &Resolution) -> Hop<'_> {
         if resolution.trusted_hop {
-            Hop::Trusted {
-                policy: &self.inner,
-                decided: resolution.inner.strategy,
-            }
+            Hop::trusted(&self.inner, &resolution.inner)
         } else {
             Hop::Untrusted
         }
@@ -925,9 +953,13 @@ impl Policy {
         resolution: Option<PyRef<'py, Resolution>>,
     ) -> Bound<'py, PyFrozenSet> {
         let trusted = match resolution.as_deref().map(|r| self.hop(r)) {
-            Some(Hop::Trusted { decided, .. }) => decided
+            Some(Hop::Trusted {
+                decided, unkept, ..
+            }) => decided
                 .map_or(Some(0), |i| usize::from(i).checked_add(1))
-                .and_then(|i| self.environ_keys_trusted.get(i)),
+                .and_then(|i| self.environ_keys_trusted.get(i))
+                .zip(UNKEPT.iter().position(|u| *u == unkept))
+                .and_then(|(keys, u)| keys.get(u)),
             _ => None,
         };
         trusted.unwrap_or(&self.environ_keys).bind(py).clone()
@@ -1365,7 +1397,8 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 }
 
 /// The parts of `requestContext` the core reads: `elb` (whose presence makes an ALB event),
-/// `serviceNetworkArn` and `serviceArn` (a VPC Lattice v2 event, refused by name), and
+/// `serviceNetworkArn` and `serviceArn` (a VPC Lattice v2 event, refused by name),
+/// `domainName` (a Function URL's host tells its payload 2.0 events from an HTTP API's), and
 /// `identity` and `http` with only their `sourceIp`. The rest is not copied: an
 /// authorizer's context (`requestContext.authorizer.lambda`) nests as deep as the
 /// authorizer likes, and an event must not fail on what the core never reads (the CLI,
@@ -1377,7 +1410,7 @@ fn request_context_json(context: &Bound<'_, PyAny>) -> PyResult<serde_json::Valu
         return to_json(context, 1);
     };
     let mut map = serde_json::Map::new();
-    for key in ["elb", "serviceNetworkArn", "serviceArn"] {
+    for key in ["elb", "serviceNetworkArn", "serviceArn", "domainName"] {
         if let Some(value) = context.get_item(key)? {
             map.insert(key.to_string(), to_json(&value, 2)?);
         }

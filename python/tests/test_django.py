@@ -138,6 +138,34 @@ def test_under_mangum_the_event_names_the_peer() -> None:
                    "source": "x-forwarded-for[-1]"}
 
 
+def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app() -> None:
+    """Django's ASGI handler under Mangum, CloudFront -> Function URL, the client having sent
+    X-Forwarded-For: 6.6.6.6, which the URL kept. The edge is a trusted hop, so the scheme it
+    reported passes and CloudFront-Viewer-Address decides; the X-Forwarded-For is the
+    client's text, never read, and withheld from META (the core's rule, `Hop::trusted` over
+    `x_forwarded_for_not_kept`). Django's view saw "6.6.6.6" there before."""
+    mangum = pytest.importorskip("mangum")
+    from pathlib import Path
+
+    from django.core.handlers.asgi import ASGIHandler
+
+    ranges = Path(__file__).resolve().parents[1] / "examples" / "flask_cloudfront_alb" / "ip-ranges.json"
+    host = "a3ymxmplrmz4w6khwt4wxdpd3u0qabqy.lambda-url.us-west-2.on.aws"
+    event = {"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "isBase64Encoded": False,
+             "headers": {"host": "testserver", "x-forwarded-for": "6.6.6.6", "x-forwarded-proto": "https",
+                         "cloudfront-viewer-address": "198.51.100.7:50123"},
+             "requestContext": {"domainName": host, "http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1",
+                                                             "sourceIp": "13.32.0.1", "userAgent": "agent"}}}
+    conf = {"lambda_preset": "cloudfront-api-gateway", "providers": {"cloudfront": str(ranges)}, "origin": ["proto"]}
+    with override_settings(TRUEIP=conf):
+        handler = mangum.Mangum(ASGIHandler(), lifespan="off")
+        response = handler(event, type("Context", (), {"aws_request_id": "1"})())
+    assert response["statusCode"] == 200, response
+    got = json.loads(response["body"])
+    assert got == {"addr": "198.51.100.7", "secure": True, "host": "testserver", "xff": None,
+                   "source": "cloudfront-viewer-address"}
+
+
 def test_under_a_wsgi_adapter_the_event_names_the_peer() -> None:
     """Django's WSGI handler on Lambda under apig-wsgi: META is the adapter's environ, whose
     REMOTE_ADDR for a REST API event is the first X-Forwarded-For entry, here the client's

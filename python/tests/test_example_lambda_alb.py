@@ -93,20 +93,22 @@ def test_the_list_on_two_lines_of_multi_value_headers(alb):
 
 
 @pytest.mark.parametrize(
-    "name, client",
+    "name, client, warnings",
     [
-        ("api_gateway_v1", "52.255.255.12"),
-        ("api_gateway_v2", "205.255.255.176"),
-        ("function_url", "2001:db8:85a3:8d3:1319:8a2e:370:7348"),
+        ("api_gateway_v1", "52.255.255.12", ["header_from_untrusted_peer"]),
+        ("api_gateway_v2", "205.255.255.176", ["header_from_untrusted_peer"]),
+        # A Function URL writes its X-Forwarded-For itself, and it is never read: no
+        # evidence of a forgery either way.
+        ("function_url", "2001:db8:85a3:8d3:1319:8a2e:370:7348", []),
     ],
 )
-def test_api_gateway_and_function_url_the_source_ip(api_gateway, name, client):
+def test_api_gateway_and_function_url_the_source_ip(api_gateway, name, client, warnings):
     e = event(name)
     assert body(api_gateway.handler(e, None)) == {
         "client": client,
         "source": "peer",
         "spoof_attempt": False,
-        "warnings": ["header_from_untrusted_peer"],
+        "warnings": warnings,
     }
     # X-Forwarded-For is the client's own word there: forging it moves nothing.
     for key in ("X-Forwarded-For", "x-forwarded-for"):

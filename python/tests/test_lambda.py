@@ -299,6 +299,87 @@ def test_under_mangum_the_alb_preset_does_not_believe_a_function_urls_forwarded_
     assert not [v for k, v in seen["headers"] if k.lower() == b"x-forwarded-for"]
 
 
+# CloudFront's origin-facing range in the example's stand-in ip-ranges.json: 13.32.0.0/15.
+RANGES = Path(__file__).resolve().parents[1] / "examples" / "flask_cloudfront_alb" / "ip-ranges.json"
+
+
+def test_cloudfront_to_a_function_url_never_believes_its_x_forwarded_for() -> None:
+    """CloudFront -> Function URL, the client having sent X-Forwarded-For: 6.6.6.6. A
+    Function URL keeps only that first value (reported by speedrun.nobackspacecrew.com,
+    "Obtaining caller ip address with Lambda FURLs"), so the core never reads it in a
+    Function URL event: the client is the CloudFront-Viewer-Address the edge wrote, else
+    the edge. Through Mangum's ASGI scope as through resolve_event; both answered 6.6.6.6
+    before. The same headers in an HTTP API event are walked as before."""
+    policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+    e = event("function_url.json")
+    e["headers"]["x-forwarded-for"] = "6.6.6.6"
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    r = resolve_event(policy, e)
+    assert (r.ip_str, r.source) == ("13.32.0.1", "peer")
+    assert explain_event(policy, e)["steps"][0]["subject"] == "function-url"
+    seen = under_mangum(policy, e)
+    assert seen["trueip.resolution"] == r
+    assert seen["client"][0] == "13.32.0.1"
+
+    e["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123"
+    r = resolve_event(policy, e)
+    assert (r.ip_str, r.source) == ("198.51.100.7", "cloudfront-viewer-address")
+    assert under_mangum(policy, e)["client"] == ("198.51.100.7", 50123)
+
+    http_api = event("api_gateway_v2.json")
+    assert http_api["requestContext"]["domainName"].endswith(".execute-api.us-east-2.amazonaws.com")
+    http_api["headers"]["x-forwarded-for"] = "6.6.6.6, 198.51.100.7, 13.32.0.1"
+    http_api["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    assert resolve_event(policy, http_api).ip_str == "198.51.100.7"
+
+
+def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app() -> None:
+    """CloudFront -> Function URL under Mangum, the client having sent X-Forwarded-For:
+    6.6.6.6, which the URL kept. The hop (the edge) is trusted, so the claims about the
+    request and the CloudFront-Viewer-Address that decided pass; the X-Forwarded-For is
+    the client's text, never read, and withheld from the scope's lines (the core's rule,
+    `Hop::trusted` over `x_forwarded_for_not_kept`). The app saw 6.6.6.6 there before.
+    An HTTP API event with the same headers keeps its X-Forwarded-For, walked as before."""
+    policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+    e = event("function_url.json")
+    e["headers"].update({"x-forwarded-for": "6.6.6.6", "cloudfront-viewer-address": "198.51.100.7:50123"})
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    seen = under_mangum(policy, e)
+    r = seen["trueip.resolution"]
+    assert r == resolve_event(policy, e) and r.trusted_hop and "x_forwarded_for_not_kept" in r.warnings
+    assert seen["client"] == ("198.51.100.7", 50123)
+    headers = dict(seen["headers"])
+    assert b"x-forwarded-for" not in headers
+    assert headers[b"cloudfront-viewer-address"] == b"198.51.100.7:50123"
+    assert (headers[b"x-forwarded-proto"], headers[b"x-forwarded-port"]) == (b"https", b"443")
+    assert seen["scheme"] == "https"
+
+    http_api = event("api_gateway_v2.json")
+    http_api["headers"]["x-forwarded-for"] = "6.6.6.6, 198.51.100.7"
+    http_api["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    seen = under_mangum(policy, http_api)
+    assert seen["client"][0] == "198.51.100.7"
+    assert dict(seen["headers"])[b"x-forwarded-for"] == b"6.6.6.6, 198.51.100.7"
+
+
+def test_a_function_url_event_whose_client_is_the_edge_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    """CloudFront -> Function URL without CloudFront-Viewer-Address: every client is the
+    edge. The core's line naming the fix reaches the `trueip` logger once per policy, as a
+    preset's misuse line does; not for a client CloudFront-Viewer-Address named."""
+    policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+    e = event("function_url.json")
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    named = json.loads(json.dumps(e))
+    named["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123"
+    with caplog.at_level("WARNING", logger="trueip"):
+        resolve_event(policy, named)
+        assert not [r for r in caplog.records if r.name == "trueip"]
+        resolve_event(policy, e)
+        under_mangum(policy, e)
+    records = [r.getMessage() for r in caplog.records if r.name == "trueip"]
+    assert len(records) == 1 and "13.32.0.1" in records[0] and "CloudFront-Viewer-Address" in records[0], records
+
+
 def zappa_scope(e: dict[str, Any]) -> dict[str, Any]:
     """The scope Zappa's ASGI handler (zappa/asgi.py, `create_asgi_scope`) builds from a
     payload 2.0 event: no event kept, the client the second-to-last X-Forwarded-For entry

@@ -400,6 +400,47 @@ def test_under_a_wsgi_adapter_the_alb_preset_does_not_believe_a_function_urls_fo
     assert len(records) == 1 and "api-gateway preset" in records[0].getMessage(), records
 
 
+CLOUDFRONT_API = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
+
+
+def cloudfront_function_url() -> dict[str, Any]:
+    """CloudFront -> Function URL, the client having sent X-Forwarded-For: 6.6.6.6: the URL
+    kept only that first value (CloudFront appended the viewer after it), its sourceIp the
+    edge; the edge wrote CloudFront-Viewer-Address over anything the client sent."""
+    e = with_xff(function_url(), "6.6.6.6")
+    e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
+    e["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123"
+    e["headers"]["x-forwarded-host"] = "app.example"
+    return e
+
+
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "zappa"])
+def test_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app(adapter: str) -> None:
+    """The hop (CloudFront's edge) is trusted, so the claims about the request and the
+    CloudFront-Viewer-Address that decided pass; the X-Forwarded-For the URL kept is the
+    client's text, never read, and withheld as from an untrusted peer (the core's rule,
+    `Hop::trusted` over `x_forwarded_for_not_kept`). The app saw HTTP_X_FORWARDED_FOR
+    "6.6.6.6" before, which Flask's ProxyFix or python-ipware would take for the client."""
+    e = cloudfront_function_url()
+    want = resolve_event(CLOUDFRONT_API, copy.deepcopy(e))
+    seen = seen_by(adapter, CLOUDFRONT_API, e)
+    resolution = seen["trueip.resolution"]
+    assert resolution == want and resolution.trusted_hop
+    assert "x_forwarded_for_not_kept" in resolution.warnings
+    assert seen["REMOTE_ADDR"] == "198.51.100.7"
+    assert "HTTP_X_FORWARDED_FOR" not in seen
+    assert seen["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
+    assert seen["HTTP_CLOUDFRONT_VIEWER_ADDRESS"] == "198.51.100.7:50123"
+    assert (seen["HTTP_X_FORWARDED_PROTO"], seen["HTTP_X_FORWARDED_HOST"]) == ("https", "app.example")
+    # The same headers in an HTTP API event behind CloudFront: its X-Forwarded-For is walked
+    # and passes, as before.
+    api = http_api("13.32.0.1", "6.6.6.6, 198.51.100.7")
+    seen = seen_by(adapter, CLOUDFRONT_API, api)
+    assert seen["REMOTE_ADDR"] == "198.51.100.7"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "6.6.6.6, 198.51.100.7"
+    assert "x_forwarded_for_not_kept" not in seen["trueip.resolution"].warnings
+
+
 @pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
 def test_under_a_wsgi_adapter_a_lambda_preset_decides_from_the_event_without_a_warning(
     adapter: str, caplog: pytest.LogCaptureFixture

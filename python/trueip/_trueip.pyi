@@ -85,7 +85,9 @@ class Policy:
         ``alb`` decides from ALB events only: an API Gateway or Function URL event (the same
         function reached through its Function URL, which keeps only the first
         X-Forwarded-For value the client sent) is decided the same way, its ``sourceIp`` the
-        client; use ``api-gateway`` for those."""
+        client; use ``api-gateway`` for those. No policy reads a Function URL event's
+        X-Forwarded-For: behind CloudFront (``cloudfront-api-gateway``) the client is
+        CloudFront-Viewer-Address when the distribution forwards it, else the edge."""
     @property
     def trust_names(self) -> dict[str, list[str]]:
         """What each host name in the trust specs resolved to when the policy was made."""

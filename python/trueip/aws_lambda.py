@@ -36,6 +36,16 @@ as if no proxy were trusted, and warn once
 decides from ALB events only: given an API Gateway or Function URL event it trusts no one, the
 event's ``sourceIp`` being the client (flagged ``no_lambda_event``; a Function URL keeps only the
 first ``X-Forwarded-For`` value a client sent).
+
+A Function URL event (told by its ``requestContext.domainName``,
+``<url-id>.lambda-url.<region>.on.aws``) never has its ``X-Forwarded-For`` read, whatever the
+policy: the URL keeps only the first value it received, which the client wrote. Behind
+CloudFront (``cloudfront-api-gateway``) forward ``CloudFront-Viewer-Address`` in the origin
+request policy: it is then the client; without it, the CloudFront edge is. Behind that trusted
+edge the resolution is flagged ``x_forwarded_for_not_kept``, and the middlewares withhold the
+header from the app (the claims about the request and ``CloudFront-Viewer-Address`` pass), so
+an app reading it itself (ProxyFix, python-ipware) is not handed the client's text. A payload
+2.0 event without ``requestContext.domainName`` raises ``EventError``.
 """
 
 from __future__ import annotations

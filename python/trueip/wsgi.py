@@ -77,7 +77,8 @@ __all__ = ["TrueIP"]
 #: untrusted peer these, and the headers the policy itself reads a client from (a
 #: ``header:NAME`` strategy's) or its origin secret; from a trusted hop those of them the
 #: decision did not read an address from (its list headers, the header of the
-#: ``header:NAME`` strategy that decided).
+#: ``header:NAME`` strategy that decided; not a Function URL's ``X-Forwarded-For``, flagged
+#: ``x_forwarded_for_not_kept``).
 FORWARDING_KEYS = frozenset("HTTP_" + n.upper().replace("-", "_") for n in forwarding_header_names())
 
 #: Keys whose received values are kept in ``environ["trueip.original"]``.

@@ -60,18 +60,22 @@ Examples:
       trueip explain --batch --trust private --strategy rightmost-untrusted
 
 Lambda events (--lambda-event FILE, or - for stdin): ALB target, API Gateway REST (payload
-1.0), HTTP API (payload 2.0) and Function URL events, told from their shape. The address AWS's
+1.0), HTTP API (payload 2.0) and Function URL events, told from their shape (a Function URL's
+by its requestContext.domainName, <url-id>.lambda-url.<region>.on.aws). The address AWS's
 front end saw stands in for the peer: the element the ALB appended to x-forwarded-for, or
 requestContext.identity.sourceIp / requestContext.http.sourceIp. The chains' policies
 (--lambda-preset NAME, trueip::lambda::Preset), and the flags that say the same:
-  alb                     ALB → Lambda                          --strategy hops:1 --trust any
-  cloudfront-alb          CloudFront → ALB → Lambda             --strategy cloudfront
-  cloudfront-api-gateway  CloudFront → API Gateway → Lambda     --strategy cloudfront
-  api-gateway             API Gateway or Function URL → Lambda  (none: sourceIp is the client)
+  alb                     ALB → Lambda                                      --strategy hops:1 --trust any
+  cloudfront-alb          CloudFront → ALB → Lambda                         --strategy cloudfront
+  cloudfront-api-gateway  CloudFront → API Gateway or Function URL → Lambda --strategy cloudfront
+  api-gateway             API Gateway or Function URL → Lambda              (none: sourceIp is the client)
 The CloudFront ones need CloudFront's ranges: --trust cloudfront=ip-ranges.json. With a preset,
 --trust only loads such files; whom to trust is the preset's. alb decides ALB events only: in an
 API Gateway or Function URL event the last x-forwarded-for element is not AWS's, so there it
-trusts no one (sourceIp is the client, flagged no_lambda_event).
+trusts no one (sourceIp is the client, flagged no_lambda_event). A Function URL keeps only the
+first x-forwarded-for value it received, the client's text: no policy reads it there, so behind
+CloudFront the client is CloudFront-Viewer-Address (forward it), else the edge, flagged
+x_forwarded_for_not_kept (the middlewares withhold that header from the app).
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";

@@ -765,8 +765,75 @@ fn lambda_event_function_url_ipv6() {
         v["client_ip"], "2001:db8:85a3:8d3:1319:8a2e:370:7348",
         "{v}"
     );
-    assert_eq!(v["steps"][0]["subject"], "api-gateway-v2", "{v}");
+    assert_eq!(v["steps"][0]["subject"], "function-url", "{v}");
     assert_eq!(v["rate_limit_key"], "2001:db8:85a3:8d3::", "{v}");
+}
+
+/// CloudFront → Function URL, the client having sent `X-Forwarded-For: 6.6.6.6`: the URL
+/// keeps only that first value (reported by
+/// <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>),
+/// so the explanation shows it ignored and answers the edge, or the
+/// `CloudFront-Viewer-Address` the edge wrote. It answered 6.6.6.6 before.
+#[test]
+fn lambda_event_function_url_behind_cloudfront_ignores_x_forwarded_for() {
+    let dir = temp_dir("lambda-function-url-cloudfront");
+    let ranges = dir.join("ip-ranges.json");
+    std::fs::write(
+        &ranges,
+        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {"ip_prefix":"130.176.0.0/16","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
+            "ipv6_prefixes":[]}"#,
+    )
+    .expect("ranges");
+    let cloudfront = format!("cloudfront={}", ranges.display());
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("function_url")).expect("event");
+    event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+    event["requestContext"]["http"]["sourceIp"] = "130.176.3.3".into();
+    let explain = |event: &serde_json::Value, format: &str| {
+        let path = dir.join("event.json");
+        std::fs::write(&path, event.to_string()).expect("event");
+        let path = path.display().to_string();
+        let out = trueip(
+            &[
+                "explain",
+                "--lambda-event",
+                &path,
+                "--lambda-preset",
+                "cloudfront-api-gateway",
+                "--trust",
+                &cloudfront,
+                "--format",
+                format,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    let v = json(&explain(&event, "json"));
+    assert_eq!(v["client_ip"], "130.176.3.3", "{v}");
+    assert_eq!(v["steps"][0]["subject"], "function-url", "{v}");
+    let steps = v["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().any(|s| s["subject"] == "x-forwarded-for"
+            && s["value"] == "6.6.6.6"
+            && s["why"]
+                .as_str()
+                .is_some_and(|w| w.contains("Function URL"))),
+        "{v}"
+    );
+    let text = String::from_utf8_lossy(&explain(&event, "text").stdout).into_owned();
+    assert!(text.contains("client   130.176.3.3"), "{text}");
+    assert!(
+        text.contains("keeps only the first X-Forwarded-For value"),
+        "{text}"
+    );
+
+    event["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123".into();
+    let v = json(&explain(&event, "json"));
+    assert_eq!(v["client_ip"], "198.51.100.7", "{v}");
+    assert_eq!(v["source"], "cloudfront-viewer-address", "{v}");
 }
 
 /// CloudFront → API Gateway with the provider file, as the preset's help line says; the

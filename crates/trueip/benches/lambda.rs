@@ -81,6 +81,23 @@ fn function_url(bencher: divan::Bencher) {
     bencher.bench_local(|| lambda::resolve_event(black_box(&policy), black_box(&event)));
 }
 
+/// CloudFront → Function URL (`Preset::CloudfrontApiGateway`), the viewer in
+/// `CloudFront-Viewer-Address`: the stand-in is trusted, and the policy reads the event's
+/// headers without `X-Forwarded-For`, which a Function URL cuts to the client's first value.
+#[divan::bench(sample_count = 300, sample_size = 100)]
+fn cloudfront_function_url(bencher: divan::Bencher) {
+    let policy = policy(Preset::CloudfrontApiGateway);
+    let mut event = event("function_url");
+    event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+    event["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123".into();
+    event["requestContext"]["http"]["sourceIp"] = "130.176.3.3".into();
+    assert_eq!(
+        lambda::resolve_event(&policy, &event).map(|r| r.client.to_string()),
+        Ok("198.51.100.7:50123".to_string())
+    );
+    bencher.bench_local(|| lambda::resolve_event(black_box(&policy), black_box(&event)));
+}
+
 /// The full record for the ALB story: what `trueip explain --lambda-event` prints from.
 #[divan::bench(sample_count = 300, sample_size = 100)]
 fn alb_story_explain(bencher: divan::Bencher) {

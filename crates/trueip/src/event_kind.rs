@@ -11,25 +11,60 @@ pub enum EventKind {
     /// API Gateway REST API, HTTP API with payload format 1.0, or WebSocket API
     /// (`requestContext.identity.sourceIp`).
     ApiGatewayV1,
-    /// API Gateway HTTP API with payload format 2.0, or a Lambda Function URL
-    /// (`version: "2.0"`, `requestContext.http.sourceIp`).
+    /// API Gateway HTTP API with payload format 2.0 (`version: "2.0"`,
+    /// `requestContext.http.sourceIp`, a `requestContext.domainName` that is not a
+    /// Function URL's).
     ApiGatewayV2,
+    /// A Lambda Function URL: payload 2.0 whose `requestContext.domainName` is the URL's
+    /// own host, `<url-id>.lambda-url.<region>.on.aws`. Its `X-Forwarded-For` is never
+    /// read: see "Function URLs" in the `trueip::lambda` module docs.
+    FunctionUrl,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 3] = [
+    pub const ALL: [EventKind; 4] = [
         EventKind::Alb,
         EventKind::ApiGatewayV1,
         EventKind::ApiGatewayV2,
+        EventKind::FunctionUrl,
     ];
 
-    /// The short name explanations use: `alb`, `api-gateway-v1`, `api-gateway-v2`.
+    /// The kind of a payload 2.0 event whose `requestContext.domainName` is `domain`:
+    /// [`FunctionUrl`](Self::FunctionUrl) when the host's second label is `lambda-url`
+    /// (`<url-id>.lambda-url.<region>.on.aws`, the only host a Function URL has: it takes
+    /// no custom domain, and answers 403 to a request whose `Host` is not its own, so a
+    /// CloudFront distribution in front of it sends that host), else
+    /// [`ApiGatewayV2`](Self::ApiGatewayV2).
+    ///
+    /// The suffix is not checked, so a host AWS might add under another one is still read
+    /// as a Function URL's; an HTTP API custom domain spelled `x.lambda-url.example.com`
+    /// is read so too, which costs it its `X-Forwarded-For` walk, never a forged answer.
+    pub(crate) fn of_payload_v2(domain: &str) -> EventKind {
+        // Bytes, not `split('.')`: this runs on every payload 2.0 event, and a splitter
+        // costs more than the map lookup that found the host.
+        const LABEL: &[u8] = b"lambda-url.";
+        let domain = domain.as_bytes();
+        let after_id = match domain.iter().position(|&b| b == b'.') {
+            Some(dot) if dot > 0 => domain.get(dot + 1..).unwrap_or_default(),
+            _ => return EventKind::ApiGatewayV2,
+        };
+        match after_id.get(..LABEL.len()) {
+            Some(label) if label.eq_ignore_ascii_case(LABEL) && after_id.len() > LABEL.len() => {
+                EventKind::FunctionUrl
+            }
+            _ => EventKind::ApiGatewayV2,
+        }
+    }
+
+    /// The short name explanations use: `alb`, `api-gateway-v1`, `api-gateway-v2`,
+    /// `function-url`.
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Alb => "alb",
             EventKind::ApiGatewayV1 => "api-gateway-v1",
             EventKind::ApiGatewayV2 => "api-gateway-v2",
+            EventKind::FunctionUrl => "function-url",
         }
     }
 
@@ -38,7 +73,7 @@ impl EventKind {
         match self {
             EventKind::Alb => "x-forwarded-for[-1]",
             EventKind::ApiGatewayV1 => "requestContext.identity.sourceIp",
-            EventKind::ApiGatewayV2 => "requestContext.http.sourceIp",
+            EventKind::ApiGatewayV2 | EventKind::FunctionUrl => "requestContext.http.sourceIp",
         }
     }
 
@@ -52,7 +87,10 @@ impl EventKind {
                 "requestContext.identity.sourceIp, the address API Gateway saw, stands in for the peer"
             }
             EventKind::ApiGatewayV2 => {
-                "requestContext.http.sourceIp, the address API Gateway or the Function URL saw, stands in for the peer"
+                "requestContext.http.sourceIp, the address API Gateway saw, stands in for the peer"
+            }
+            EventKind::FunctionUrl => {
+                "requestContext.http.sourceIp, the address the Function URL saw, stands in for the peer (requestContext.domainName is a Function URL's host)"
             }
         }
     }
@@ -63,7 +101,8 @@ impl fmt::Display for EventKind {
         f.write_str(match self {
             EventKind::Alb => "ALB target",
             EventKind::ApiGatewayV1 => "API Gateway REST (payload 1.0)",
-            EventKind::ApiGatewayV2 => "API Gateway HTTP API or Function URL (payload 2.0)",
+            EventKind::ApiGatewayV2 => "API Gateway HTTP API (payload 2.0)",
+            EventKind::FunctionUrl => "Lambda Function URL (payload 2.0)",
         })
     }
 }

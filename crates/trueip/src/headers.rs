@@ -209,10 +209,31 @@ pub enum Hop<'p> {
         policy: &'p crate::Policy,
         /// The index of its strategy that decided, `None` when none did.
         decided: Option<u8>,
+        /// The list header the hop did not keep, so that the decision could not read it
+        /// whatever the policy's strategies say: `X-Forwarded-For` in a Lambda Function
+        /// URL event ([`Warnings::XFF_NOT_KEPT`](crate::Warnings::XFF_NOT_KEPT)), whose
+        /// only value is the client's. It is withheld as a client address the policy does
+        /// not read.
+        unkept: Option<crate::ListHeader>,
     },
 }
 
-impl Hop<'_> {
+impl<'p> Hop<'p> {
+    /// The trusted hop `policy` trusts that handed over a request decided as
+    /// `resolution`: [`Policy::hop`](crate::Policy::hop) when the policy's own rule
+    /// ([`came_through_trusted_hop`](crate::Policy::came_through_trusted_hop)) says the
+    /// hop is trusted, and a caller that knows it otherwise (a signed header it verified).
+    pub fn trusted(policy: &'p crate::Policy, resolution: &crate::Resolution) -> Self {
+        Hop::Trusted {
+            policy,
+            decided: resolution.strategy,
+            unkept: resolution
+                .warnings
+                .contains(crate::Warnings::XFF_NOT_KEPT)
+                .then_some(crate::ListHeader::XForwardedFor),
+        }
+    }
+
     /// Whether the request came through a trusted hop.
     pub fn is_trusted(self) -> bool {
         matches!(self, Hop::Trusted { .. })
@@ -232,7 +253,9 @@ impl Hop<'_> {
 ///   other client address is withheld: a trusted hop relays what the client sent as
 ///   readily as it writes, and the policy did not check it (nor a `header:NAME`
 ///   strategy's header when another strategy decided). A deployment whose hop writes one
-///   that the app reads names it in [`relaying`](Self::relaying).
+///   that the app reads names it in [`relaying`](Self::relaying). A list header the hop
+///   did not keep ([`Hop::Trusted`]'s `unkept`: a Lambda Function URL's `X-Forwarded-For`)
+///   is withheld whatever the policy reads or the deployment relays.
 /// - Spelled with underscores or dots, one is withheld always: no honest proxy writes
 ///   `X_Forwarded_For` or `X.Forwarded.For`, and WSGI, CGI and PHP read the first as
 ///   `X-Forwarded-For`, PHP the second too.
@@ -245,7 +268,7 @@ impl Hop<'_> {
 /// use trueip::Policy;
 ///
 /// let policy = Policy::builder().trust_str("10.0.0.0/8")?.build()?;
-/// let behind = Hop::Trusted { policy: &policy, decided: Some(0) };
+/// let behind = Hop::Trusted { policy: &policy, decided: Some(0), unkept: None };
 /// let set = ForwardingSet::for_policy(&policy).without(&[names::X_FORWARDED_PROTO]);
 /// assert!(set.withheld(b"X-Forwarded-For", Hop::Untrusted)); // the client wrote it
 /// assert!(!set.withheld(b"X-Forwarded-For", behind)); // the policy read it
@@ -439,12 +462,17 @@ impl ForwardingSet {
                 Hop::Trusted { .. } if self.underscored.get(i).copied().unwrap_or(true) => {
                     (true, true)
                 }
-                Hop::Trusted { policy, decided } => {
-                    let passes = self.relayed.get(i).copied().unwrap_or(false)
-                        || self
-                            .names
-                            .get(i)
-                            .is_some_and(|n| policy.reads_client_from(n, decided));
+                Hop::Trusted {
+                    policy,
+                    decided,
+                    unkept,
+                } => {
+                    let name = self.names.get(i);
+                    // Before `relayed`: the hop is trusted, but what it handed over under
+                    // this name is the client's, whoever the deployment says writes it.
+                    let passes = !unkept.is_some_and(|u| name == Some(u.field_ref()))
+                        && (self.relayed.get(i).copied().unwrap_or(false)
+                            || name.is_some_and(|n| policy.reads_client_from(n, decided)));
                     (!passes, false)
                 }
             },
@@ -1459,6 +1487,7 @@ mod tests {
         Hop::Trusted {
             policy,
             decided: Some(0),
+            unkept: None,
         }
     }
 
@@ -1478,10 +1507,7 @@ mod tests {
     #[test]
     fn a_header_named_as_helpers_look_it_up_is_withheld_from_every_hop() {
         let policy = trusting("10.0.0.0/8");
-        let behind = Hop::Trusted {
-            policy: &policy,
-            decided: Some(0),
-        };
+        let behind = behind(&policy);
         let set = ForwardingSet::for_policy(&policy);
         for name in [
             "Http-X-Real-Ip",
@@ -1624,7 +1650,12 @@ mod tests {
             .unwrap();
         let set = ForwardingSet::default().with(FieldName::new("x-edge-client").unwrap());
         let passes = |name: &str, policy, decided| {
-            !set.withheld(name.as_bytes(), Hop::Trusted { policy, decided })
+            let hop = Hop::Trusted {
+                policy,
+                decided,
+                unkept: None,
+            };
+            !set.withheld(name.as_bytes(), hop)
         };
         assert!(passes("X-Forwarded-For", &xff, Some(0)));
         assert!(passes("X-Forwarded-For", &xff, None));
@@ -1652,6 +1683,58 @@ mod tests {
             assert!(relaying.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
         }
         assert!(relaying.withheld(b"True_Client_IP", behind));
+    }
+
+    /// A trusted hop that did not keep a list header (a Lambda Function URL keeps only the
+    /// client's first `X-Forwarded-For` value) has that header withheld, not as a forgery,
+    /// though its policy reads it and a deployment relays it; the rest fares as from any
+    /// trusted hop. `Hop::trusted` says so of a resolution flagged `XFF_NOT_KEPT`.
+    #[test]
+    fn a_list_header_the_hop_did_not_keep_is_withheld_from_a_trusted_hop() {
+        let policy = trusting("10.0.0.0/8");
+        let unkept = Hop::Trusted {
+            policy: &policy,
+            decided: Some(0),
+            unkept: Some(crate::ListHeader::XForwardedFor),
+        };
+        let set = ForwardingSet::for_policy(&policy);
+        let xff = set.position("x-forwarded-for").unwrap();
+        let fwd = set.position("forwarded").unwrap();
+        let proto = set.position("x-forwarded-proto").unwrap();
+        let is = |index, withheld, forged| NameFate {
+            index: Some(index),
+            withheld,
+            forged,
+        };
+        assert_eq!(set.fate("X-Forwarded-For", unkept), is(xff, true, false));
+        assert_eq!(
+            set.fate("X-Forwarded-For", behind(&policy)),
+            is(xff, false, false)
+        );
+        assert_eq!(
+            set.fate("X-Forwarded-Proto", unkept),
+            is(proto, false, false)
+        );
+        assert_eq!(set.fate("Forwarded", unkept), is(fwd, true, false));
+        assert!(set.withheld(b"X_Forwarded_For", unkept));
+        let relaying = set.clone().relaying(&[names::X_FORWARDED_FOR]);
+        assert!(relaying.withheld(b"X-Forwarded-For", unkept));
+
+        let conn =
+            crate::Connection::from_peer("10.0.0.5:1".parse::<std::net::SocketAddr>().unwrap());
+        let mut resolution = policy.resolve(&conn, &[("X-Forwarded-For", "198.51.100.1")]);
+        assert!(!set.withheld(b"X-Forwarded-For", policy.hop(&resolution)));
+        resolution.warnings.insert(crate::Warnings::XFF_NOT_KEPT);
+        assert!(matches!(
+            policy.hop(&resolution),
+            Hop::Trusted {
+                decided: Some(0),
+                unkept: Some(crate::ListHeader::XForwardedFor),
+                ..
+            }
+        ));
+        assert!(set.withheld(b"X-Forwarded-For", policy.hop(&resolution)));
+        assert!(!set.withheld(b"X-Forwarded-Proto", policy.hop(&resolution)));
     }
 
     /// A `header:NAME` strategy's header passes a trusted hop only when that strategy

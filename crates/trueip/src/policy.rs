@@ -767,6 +767,111 @@ impl EventOnly {
     }
 }
 
+/// The headers of a Lambda Function URL event, as a policy reads them: without
+/// `X-Forwarded-For`.
+///
+/// A Function URL does not append to `X-Forwarded-For`: it keeps only the first value
+/// the request carried, the leftmost, which is whatever the client wrote (reported by
+/// <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>,
+/// not verified against AWS). So behind CloudFront, whose edge is the event's `sourceIp`,
+/// a walk trusting CloudFront would reach the client's own text, left of everything
+/// CloudFront appended. No policy may read it: the walk finds no list, and the client is
+/// what a header the trusted edge overwrites says (`CloudFront-Viewer-Address`, when the
+/// origin request policy forwards it), else the edge itself.
+#[cfg(feature = "lambda")]
+struct FunctionUrl<'h, H: ?Sized>(&'h H);
+
+/// Whether a Function URL decision fell back on a trusted edge has been logged.
+#[cfg(feature = "lambda")]
+static WARNED_FUNCTION_URL: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(feature = "lambda")]
+const FUNCTION_URL_XFF: &str = "a Lambda Function URL keeps only the first X-Forwarded-For value it received, which the client wrote: not read";
+
+#[cfg(feature = "lambda")]
+impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
+    fn decide<T: for<'x> Tracer<'x>>(
+        &self,
+        policy: &Policy,
+        stand_in: &Connection,
+        trace: &mut T,
+    ) -> Resolution {
+        let present = || {
+            let mut present = false;
+            self.0
+                .for_each_value(&names::X_FORWARDED_FOR, |_| present = true);
+            present
+        };
+        // Read only for a trace, or for the one log line: a lookup the usual decision
+        // does without.
+        if T::RECORDS && present() {
+            trace.step(|| {
+                let lines = Lines::read(self.0, &names::X_FORWARDED_FOR);
+                let text: Vec<_> = lines
+                    .as_slice()
+                    .iter()
+                    .map(|l| String::from_utf8_lossy(l))
+                    .collect();
+                Mark::new(
+                    "x-forwarded-for",
+                    text.join(", "),
+                    Verdict::Ignored,
+                    FUNCTION_URL_XFF,
+                )
+            });
+        }
+        let mut resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, self, trace);
+        if !policy.came_through_trusted_hop(&resolution) {
+            // Every client-IP header is withheld from the app already: the client wrote it.
+            return resolution;
+        }
+        // The URL writes the header itself when the client sent none, so a trusted hop
+        // always hands one over: flagged without looking.
+        resolution.warnings.insert(Warnings::XFF_NOT_KEPT);
+        if resolution.source == Source::Peer
+            && !WARNED_FUNCTION_URL.load(std::sync::atomic::Ordering::Relaxed)
+            && present()
+            && !WARNED_FUNCTION_URL.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Some(line) = crate::lambda::edge_is_client(&resolution)
+        {
+            log::warn!("{line}");
+        }
+        resolution
+    }
+}
+
+#[cfg(feature = "lambda")]
+impl<H: Headers + ?Sized> Headers for FunctionUrl<'_, H> {
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
+        if *name != names::X_FORWARDED_FOR {
+            self.0.for_each_value(name, f);
+        }
+    }
+
+    fn for_each_value_noting<'a>(
+        &'a self,
+        name: &FieldName,
+        also: &FieldName,
+        f: impl FnMut(&'a [u8]),
+    ) -> bool {
+        if *name == names::X_FORWARDED_FOR {
+            let mut present = false;
+            self.0.for_each_value(also, |_| present = true);
+            present
+        } else if *also == names::X_FORWARDED_FOR {
+            self.0.for_each_value(name, f);
+            false
+        } else {
+            self.0.for_each_value_noting(name, also, f)
+        }
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        self.0.query()
+    }
+}
+
 /// The line logged the first time a policy from the Lambda preset `name` decides a request
 /// that came without a Lambda event: the misuse and the fix
 /// (`trueip::lambda::Preset::without_event`).
@@ -950,13 +1055,12 @@ impl Policy {
     /// [`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) asks it:
     /// [`Hop::Trusted`](crate::headers::Hop::Trusted) by this policy, decided by the
     /// resolution's strategy, when [`came_through_trusted_hop`](Self::came_through_trusted_hop),
-    /// else [`Hop::Untrusted`](crate::headers::Hop::Untrusted).
+    /// else [`Hop::Untrusted`](crate::headers::Hop::Untrusted). A trusted hop that did not
+    /// keep `X-Forwarded-For` ([`Warnings::XFF_NOT_KEPT`]) is one whose `X-Forwarded-For`
+    /// is withheld ([`Hop::trusted`](crate::headers::Hop::trusted)).
     pub fn hop(&self, resolution: &Resolution) -> crate::headers::Hop<'_> {
         if self.came_through_trusted_hop(resolution) {
-            crate::headers::Hop::Trusted {
-                policy: self,
-                decided: resolution.strategy,
-            }
+            crate::headers::Hop::trusted(self, resolution)
         } else {
             crate::headers::Hop::Untrusted
         }
@@ -1067,12 +1171,43 @@ impl Policy {
         stand_in: &Connection,
         headers: &H,
     ) -> Resolution {
+        self.decide_stand_in(kind, stand_in, headers, &mut NoTrace)
+    }
+
+    /// The one rule for a Lambda event, which [`resolve_stand_in`](Self::resolve_stand_in)
+    /// and [`explain_stand_in_marks`](Self::explain_stand_in_marks) share: a Function
+    /// URL's `X-Forwarded-For` is never read ([`FunctionUrl`]); a preset's policy decides
+    /// an event of a kind outside its chain as if no proxy were trusted
+    /// (`EventOnly::reads`).
+    #[cfg(feature = "lambda")]
+    fn decide_stand_in<H: Headers + ?Sized, T: for<'h> Tracer<'h>>(
+        &self,
+        kind: EventKind,
+        stand_in: &Connection,
+        headers: &H,
+        trace: &mut T,
+    ) -> Resolution {
+        if kind == EventKind::FunctionUrl {
+            return FunctionUrl(headers).decide(self, stand_in, trace);
+        }
+        self.decide_event(kind, stand_in, headers, trace)
+    }
+
+    /// [`decide_stand_in`](Self::decide_stand_in) over headers as they are to be read.
+    #[cfg(feature = "lambda")]
+    fn decide_event<'h, H: Headers + ?Sized, T: Tracer<'h>>(
+        &self,
+        kind: EventKind,
+        stand_in: &Connection,
+        headers: &'h H,
+        trace: &mut T,
+    ) -> Resolution {
         if let Some(only) = &self.event_only
             && !only.reads(kind)
         {
-            return only.decide(stand_in, headers, &mut NoTrace, Some(kind));
+            return only.decide(stand_in, headers, trace, Some(kind));
         }
-        self.run(stand_in, headers, &mut NoTrace)
+        self.run(stand_in, headers, trace)
     }
 
     /// Decides, and records every step.
@@ -1112,13 +1247,7 @@ impl Policy {
         headers: &H,
     ) -> (Resolution, Vec<Mark>) {
         let mut marks = Vec::with_capacity(8);
-        if let Some(only) = &self.event_only
-            && !only.reads(kind)
-        {
-            let resolution = only.decide(stand_in, headers, &mut marks, Some(kind));
-            return (resolution, marks);
-        }
-        let resolution = self.run(stand_in, headers, &mut marks);
+        let resolution = self.decide_stand_in(kind, stand_in, headers, &mut marks);
         (resolution, marks)
     }
 

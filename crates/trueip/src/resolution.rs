@@ -168,6 +168,12 @@ warnings! {
     /// ALB preset an API Gateway or Function URL event): as if no proxy were trusted, the
     /// peer (or the address the event's front end saw) the client, the hop untrusted.
     NO_LAMBDA_EVENT = 14, "no_lambda_event";
+    /// A Lambda Function URL event came through a hop the policy trusts (CloudFront's
+    /// edge): the URL keeps only the first `X-Forwarded-For` value the request carried,
+    /// which the client wrote (and writes its `sourceIp` when none came), so the header
+    /// was not read, and [`Policy::hop`](crate::Policy::hop) has the middlewares withhold
+    /// it from the app though the hop is trusted.
+    XFF_NOT_KEPT = 15, "x_forwarded_for_not_kept";
 }
 
 impl Warnings {

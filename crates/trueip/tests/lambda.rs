@@ -286,13 +286,32 @@ fn cases() -> Vec<Case> {
             warnings: &[],
         },
         Case {
+            name: "v2, cloudfront-api-gateway: an HTTP API under a custom domain walks as before",
+            event: set(
+                set(
+                    xff_of(v2.clone(), "10.1.1.1, 198.51.100.7, 130.176.3.3"),
+                    "/requestContext/http/sourceIp",
+                    Some(json!("130.176.3.3")),
+                ),
+                "/requestContext/domainName",
+                Some(json!("api.example.com")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::ApiGatewayV2,
+            client: "198.51.100.7",
+            source: "x-forwarded-for[-2]",
+            warnings: &[Warnings::SPOOF_ATTEMPT],
+        },
+        // A Function URL writes its own x-forwarded-for (the first value it received, or
+        // sourceIp): never read, so never flagged as from an untrusted peer either.
+        Case {
             name: "function url: IPv6 sourceIp",
             event: url.clone(),
             preset: Preset::ApiGateway,
-            kind: EventKind::ApiGatewayV2,
+            kind: EventKind::FunctionUrl,
             client: "2001:db8:85a3:8d3:1319:8a2e:370:7348",
             source: "peer",
-            warnings: &[Warnings::UNTRUSTED_HEADER],
+            warnings: &[],
         },
         Case {
             name: "function url: IPv4-mapped sourceIp is the IPv4 address",
@@ -302,8 +321,73 @@ fn cases() -> Vec<Case> {
                 Some(json!("::ffff:192.0.2.44")),
             ),
             preset: Preset::ApiGateway,
-            kind: EventKind::ApiGatewayV2,
+            kind: EventKind::FunctionUrl,
             client: "192.0.2.44",
+            source: "peer",
+            warnings: &[],
+        },
+        Case {
+            name: "function url, direct, forged x-forwarded-for: sourceIp",
+            event: xff_of(url.clone(), "6.6.6.6"),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::FunctionUrl,
+            client: "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+            source: "peer",
+            warnings: &[],
+        },
+        Case {
+            name: "function url behind cloudfront, forged x-forwarded-for (all the URL kept): the edge, never the forgery",
+            event: set(
+                xff_of(url.clone(), "6.6.6.6"),
+                "/requestContext/http/sourceIp",
+                Some(json!("130.176.3.3")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::FunctionUrl,
+            client: "130.176.3.3",
+            source: "peer",
+            warnings: &[Warnings::XFF_NOT_KEPT],
+        },
+        Case {
+            name: "function url behind cloudfront, cloudfront-alb preset: the edge, never the forgery",
+            event: set(
+                xff_of(url.clone(), "6.6.6.6"),
+                "/requestContext/http/sourceIp",
+                Some(json!("2600:9000:5:1::7")),
+            ),
+            preset: Preset::CloudfrontAlb,
+            kind: EventKind::FunctionUrl,
+            client: "2600:9000:5:1::7",
+            source: "peer",
+            warnings: &[Warnings::XFF_NOT_KEPT],
+        },
+        Case {
+            name: "function url behind cloudfront: CloudFront-Viewer-Address, which the edge overwrites",
+            event: set(
+                set(
+                    xff_of(url.clone(), "6.6.6.6"),
+                    "/requestContext/http/sourceIp",
+                    Some(json!("130.176.3.3")),
+                ),
+                "/headers/cloudfront-viewer-address",
+                Some(json!("198.51.100.7:50123")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::FunctionUrl,
+            client: "198.51.100.7:50123",
+            source: "cloudfront-viewer-address",
+            warnings: &[Warnings::XFF_NOT_KEPT],
+        },
+        Case {
+            name: "function url, direct, CloudFront-Viewer-Address forged: sourceIp, flagged",
+            event: set(
+                url.clone(),
+                "/headers/cloudfront-viewer-address",
+                Some(json!("198.51.100.7:50123")),
+            ),
+            preset: Preset::CloudfrontApiGateway,
+            kind: EventKind::FunctionUrl,
+            client: "2001:db8:85a3:8d3:1319:8a2e:370:7348",
             source: "peer",
             warnings: &[Warnings::UNTRUSTED_HEADER],
         },
@@ -526,7 +610,13 @@ fn the_alb_preset_decides_another_kinds_event_as_if_no_proxy_were_trusted() {
         assert_eq!(resolution, untrusted, "{name}");
         let explanation = lambda::explain_event(&alb, &event).unwrap();
         assert_eq!(explanation.resolution, resolution, "{name}");
-        assert_eq!(explanation.steps[1].subject, "lambda-preset", "{name}");
+        assert!(
+            explanation
+                .steps
+                .iter()
+                .any(|step| step.subject == "lambda-preset"),
+            "{name}"
+        );
     }
     // Every other preset trusts by the stand-in's address, which every kind's front end
     // writes: an event of any kind is decided as it reads.
@@ -544,6 +634,162 @@ fn the_alb_preset_decides_another_kinds_event_as_if_no_proxy_were_trusted() {
             );
         }
     }
+}
+
+/// A Function URL keeps only the first `X-Forwarded-For` value it received (reported by
+/// <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>):
+/// behind CloudFront, the client's own text. Before Function URL events were told from
+/// HTTP API ones, every policy that trusts CloudFront walked it: a client of CloudFront
+/// → Function URL that sent `X-Forwarded-For: 6.6.6.6` was 6.6.6.6.
+#[test]
+fn a_function_url_event_never_has_its_x_forwarded_for_read() {
+    let through_cloudfront = set(
+        xff_of(event("function_url"), "6.6.6.6"),
+        "/requestContext/http/sourceIp",
+        Some(json!("130.176.3.3")),
+    );
+    // Whatever the policy trusts and however it walks.
+    let mut policies: Vec<(String, Policy)> = Preset::ALL
+        .iter()
+        .map(|preset| (preset.to_string(), policy(*preset)))
+        .collect();
+    for strategy in ["rightmost-untrusted", "hops:1", "leftmost", "rightmost"] {
+        let custom = Policy::builder()
+            .trust_str("any")
+            .unwrap()
+            .strategy_str(strategy)
+            .unwrap()
+            .build()
+            .unwrap();
+        policies.push((format!("trust any, {strategy}"), custom));
+    }
+    for (name, policy) in &policies {
+        let resolution = lambda::resolve_event(policy, &through_cloudfront).unwrap();
+        assert_eq!(resolution.client.to_string(), "130.176.3.3", "{name}");
+        assert_eq!(resolution.source, Source::Peer, "{name}");
+        let explanation = lambda::explain_event(policy, &through_cloudfront).unwrap();
+        assert_eq!(explanation.resolution, resolution, "{name}");
+        assert_eq!(explanation.steps[0].subject, "function-url", "{name}");
+        let ignored = explanation
+            .steps
+            .iter()
+            .find(|step| step.subject == "x-forwarded-for")
+            .unwrap_or_else(|| panic!("{name}: {:?}", explanation.steps));
+        assert_eq!(ignored.value, "6.6.6.6", "{name}");
+        assert!(
+            ignored.why.contains("Function URL"),
+            "{name}: {}",
+            ignored.why
+        );
+    }
+    // The same headers in an HTTP API event are a list API Gateway appended to.
+    let http_api = set(
+        set(
+            through_cloudfront.clone(),
+            "/requestContext/domainName",
+            Some(json!("r3pmxmplak.execute-api.us-east-2.amazonaws.com")),
+        ),
+        "/headers/x-forwarded-for",
+        Some(json!("6.6.6.6, 130.176.3.3")),
+    );
+    let resolution =
+        lambda::resolve_event(&policy(Preset::CloudfrontApiGateway), &http_api).unwrap();
+    assert_eq!(resolution.client.to_string(), "6.6.6.6");
+}
+
+/// The middlewares pass a trusted hop's `X-Forwarded-For` to the app when the decision
+/// read it. Behind CloudFront a Function URL event's comes through a trusted hop (the
+/// edge) but is the client's text, never read: the hop says so
+/// (`Warnings::XFF_NOT_KEPT`, `Hop::Trusted::unkept`), and the withholding rule keeps it
+/// from the app, while the claims about the request and the CloudFront-Viewer-Address
+/// that decided pass. Before, `Policy::hop` asked only the policy, which reads
+/// `X-Forwarded-For`, and the app behind the Python middlewares saw 6.6.6.6.
+#[test]
+fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
+    use trueip::headers::{ForwardingSet, Hop};
+    let through_cloudfront = set(
+        xff_of(event("function_url"), "6.6.6.6"),
+        "/requestContext/http/sourceIp",
+        Some(json!("130.176.3.3")),
+    );
+    let with_viewer = set(
+        through_cloudfront.clone(),
+        "/headers/cloudfront-viewer-address",
+        Some(json!("198.51.100.7:50123")),
+    );
+    let http_api = set(
+        xff_of(through_cloudfront.clone(), "6.6.6.6, 198.51.100.7"),
+        "/requestContext/domainName",
+        Some(json!("r3pmxmplak.execute-api.us-east-2.amazonaws.com")),
+    );
+    for preset in [Preset::CloudfrontApiGateway, Preset::CloudfrontAlb] {
+        let policy = policy(preset);
+        let set = ForwardingSet::for_policy(&policy);
+        let passes = |event: &Value, name: &str| {
+            let resolution = lambda::resolve_event(&policy, event).unwrap();
+            assert!(policy.came_through_trusted_hop(&resolution), "{preset}");
+            let hop = policy.hop(&resolution);
+            assert!(matches!(hop, Hop::Trusted { .. }), "{preset}");
+            !set.withheld(name.as_bytes(), hop)
+        };
+        for event in [&through_cloudfront, &with_viewer] {
+            assert!(!passes(event, "X-Forwarded-For"), "{preset}");
+            assert!(passes(event, "X-Forwarded-Proto"), "{preset}");
+        }
+        assert!(
+            passes(&with_viewer, "CloudFront-Viewer-Address"),
+            "{preset}"
+        );
+        if preset == Preset::CloudfrontApiGateway {
+            assert!(passes(&http_api, "X-Forwarded-For"));
+        }
+    }
+    // Sent to the URL directly: no hop is trusted, and every client-IP header is withheld
+    // as before, unflagged.
+    let policy = policy(Preset::CloudfrontApiGateway);
+    let direct = lambda::resolve_event(&policy, &xff_of(event("function_url"), "6.6.6.6")).unwrap();
+    assert!(matches!(policy.hop(&direct), Hop::Untrusted));
+    assert!(!direct.warnings.contains(Warnings::XFF_NOT_KEPT));
+}
+
+/// The host AWS gives a Function URL, `<url-id>.lambda-url.<region>.on.aws`, in any case,
+/// is what tells its events from an HTTP API's; any other host (execute-api, a custom
+/// domain) is an HTTP API's.
+#[test]
+fn a_function_url_is_told_by_its_host() {
+    for (domain, kind) in [
+        (
+            "a3ymxmplrmz4w6khwt4wxdpd3u0qabqy.lambda-url.us-west-2.on.aws",
+            EventKind::FunctionUrl,
+        ),
+        ("ABC.Lambda-Url.eu-west-1.ON.AWS", EventKind::FunctionUrl),
+        (
+            "r3pmxmplak.execute-api.us-east-2.amazonaws.com",
+            EventKind::ApiGatewayV2,
+        ),
+        ("api.example.com", EventKind::ApiGatewayV2),
+        ("lambda-url.example.com", EventKind::ApiGatewayV2),
+        ("lambda-url.on.aws", EventKind::ApiGatewayV2),
+        ("", EventKind::ApiGatewayV2),
+    ] {
+        let event = set(
+            event("api_gateway_v2"),
+            "/requestContext/domainName",
+            Some(json!(domain)),
+        );
+        let parsed = lambda::Event::parse(&event).unwrap();
+        assert_eq!(parsed.kind(), kind, "{domain}");
+    }
+    let numeric = set(
+        event("function_url"),
+        "/requestContext/domainName",
+        Some(json!(5)),
+    );
+    assert!(
+        matches!(error(&numeric), EventError::Invalid { ref field, .. } if field == "requestContext.domainName"),
+        "{:?}",
+        error(&numeric)
+    );
 }
 
 #[test]
@@ -630,6 +876,22 @@ fn malformed_events_name_what_is_missing() {
             "v2 without requestContext.http",
             set(v2.clone(), "/requestContext/http", None),
             missing(EventKind::ApiGatewayV2, "requestContext.http.sourceIp"),
+        ),
+        // AWS writes it for an HTTP API and a Function URL alike, and it is what tells
+        // whether x-forwarded-for may be read.
+        (
+            "v2 without requestContext.domainName",
+            set(v2.clone(), "/requestContext/domainName", None),
+            missing(EventKind::ApiGatewayV2, "requestContext.domainName"),
+        ),
+        (
+            "function url without requestContext.domainName",
+            set(
+                event("function_url"),
+                "/requestContext/domainName",
+                Some(Value::Null),
+            ),
+            missing(EventKind::ApiGatewayV2, "requestContext.domainName"),
         ),
     ];
     for (name, event, expected) in cases {
@@ -1025,6 +1287,8 @@ enum Shape {
     AlbMulti,
     V1,
     V2,
+    /// What a Function URL leaves of the lines: the first value only.
+    FunctionUrl,
 }
 
 fn build(shape: Shape, lines: &[String], source_ip: &str) -> Value {
@@ -1049,6 +1313,17 @@ fn build(shape: Shape, lines: &[String], source_ip: &str) -> Value {
             "/requestContext/http/sourceIp",
             Some(json!(source_ip)),
         ),
+        Shape::FunctionUrl => {
+            let first = lines
+                .first()
+                .and_then(|line| line.split(',').next())
+                .unwrap_or_default();
+            set(
+                xff_of(event("function_url"), first.trim()),
+                "/requestContext/http/sourceIp",
+                Some(json!(source_ip)),
+            )
+        }
     }
 }
 
@@ -1059,7 +1334,13 @@ proptest! {
         edges in edges(),
         prefix in prop::collection::vec(junk(), 1..6),
         as_lines in any::<bool>(),
-        shape in prop_oneof![Just(Shape::Alb), Just(Shape::AlbMulti), Just(Shape::V1), Just(Shape::V2)],
+        shape in prop_oneof![
+            Just(Shape::Alb),
+            Just(Shape::AlbMulti),
+            Just(Shape::V1),
+            Just(Shape::V2),
+            Just(Shape::FunctionUrl),
+        ],
         preset in prop::sample::select(Preset::ALL.to_vec()),
     ) {
         let policy = policy(preset);

@@ -128,6 +128,48 @@ fn missing_fields_are_named() {
     ));
 }
 
+/// The event a CloudFront distribution in front of a Function URL hands the function
+/// when the client sent `X-Forwarded-For: 6.6.6.6`: the URL keeps only that first value
+/// (reported by
+/// <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>),
+/// and `sourceIp` is the edge.
+fn function_url_behind_cloudfront() -> String {
+    let mut event: serde_json::Value = serde_json::from_str(&text("function_url")).unwrap();
+    event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+    event["requestContext"]["http"]["sourceIp"] = "130.176.3.3".into();
+    event.to_string()
+}
+
+/// lambda_http reads a Function URL event as an HTTP API one; its host tells them apart
+/// here as in `resolve_event`. Before, `cloudfront-api-gateway` answered 6.6.6.6.
+#[test]
+fn a_function_url_request_never_has_its_x_forwarded_for_read() {
+    let text = function_url_behind_cloudfront();
+    let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let request = lambda_http::request::from_str(&text).unwrap();
+    for policy in policies() {
+        let resolution = lambda::resolve_request(&policy, &request).unwrap();
+        assert_eq!(resolution.client.to_string(), "130.176.3.3");
+        assert_eq!(resolution, lambda::resolve_event(&policy, &event).unwrap());
+        let explained = lambda::explain_request(&policy, &request).unwrap();
+        assert_eq!(explained.steps[0].subject, "function-url");
+    }
+    // Without a host the kind is unknown, and refused as the event is.
+    let mut event = event;
+    event["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("domainName");
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    assert_eq!(
+        lambda::resolve_request(&Policy::default(), &request).unwrap_err(),
+        EventError::Missing {
+            kind: EventKind::ApiGatewayV2,
+            field: "requestContext.domainName"
+        }
+    );
+}
+
 #[test]
 fn a_request_not_made_from_an_event_is_refused() {
     let request = lambda_http::Request::new(lambda_http::Body::Empty);
@@ -212,6 +254,24 @@ mod axum_under_lambda_http {
         assert_eq!(
             run(policy, &event.to_string()),
             (200, "2001:db8:85a3:8d3:1319:8a2e:370:7348".to_owned())
+        );
+    }
+
+    /// CloudFront → Function URL under `lambda_http::run`: the layer reads no
+    /// `X-Forwarded-For` of a Function URL event (it answered 6.6.6.6 before), and takes
+    /// `CloudFront-Viewer-Address`, which the edge overwrites, when the distribution
+    /// forwards it.
+    #[test]
+    fn the_layer_does_not_believe_a_function_urls_forwarded_for_behind_cloudfront() {
+        let policy = || super::policies().remove(3);
+        assert_eq!(policy().lambda_preset(), Some(Preset::CloudfrontApiGateway));
+        let text = super::function_url_behind_cloudfront();
+        assert_eq!(run(policy(), &text), (200, "130.176.3.3".to_owned()));
+        let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        event["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123".into();
+        assert_eq!(
+            run(policy(), &event.to_string()),
+            (200, "198.51.100.7".to_owned())
         );
     }
 

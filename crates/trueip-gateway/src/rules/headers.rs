@@ -1941,6 +1941,7 @@ mod tests {
                     Hop::Trusted {
                         policy: &policy,
                         decided: Some(0),
+                        unkept: None,
                     },
                     &named
                 ),

@@ -87,7 +87,10 @@ impl<'e> Event<'e> {
     /// Reads an event and tells its kind from its shape, in this order:
     ///
     /// 1. `requestContext.elb` present: an ALB target event;
-    /// 2. `version` `"2.0"`: API Gateway HTTP API payload 2.0, or a Function URL;
+    /// 2. `version` `"2.0"`: a Function URL when `requestContext.domainName` is a
+    ///    Function URL's host (`<url-id>.lambda-url.<region>.on.aws`), else API Gateway
+    ///    HTTP API payload 2.0; a 2.0 event without a `domainName` is refused, since
+    ///    AWS writes one in both and the two are read differently;
     /// 3. `version` `"1.0"`, or no `version` and a `requestContext.identity`: API
     ///    Gateway REST API (and HTTP API payload 1.0, and WebSocket APIs, same shape).
     ///
@@ -140,7 +143,7 @@ impl<'e> Event<'e> {
                             why: LATTICE,
                         });
                     }
-                    (EventKind::ApiGatewayV2, http)
+                    (payload_v2_kind(context)?, http)
                 }
                 Some(Value::String(v)) if v == "1.0" => (EventKind::ApiGatewayV1, None),
                 None | Some(Value::Null) if context.contains_key("identity") => {
@@ -167,7 +170,9 @@ impl<'e> Event<'e> {
                     .get("identity")
                     .and_then(|identity| identity.get("sourceIp")),
             )?,
-            EventKind::ApiGatewayV2 => source_ip(kind, http.and_then(|http| http.get("sourceIp")))?,
+            EventKind::ApiGatewayV2 | EventKind::FunctionUrl => {
+                source_ip(kind, http.and_then(|http| http.get("sourceIp")))?
+            }
         };
         Ok(Event {
             kind,
@@ -213,6 +218,27 @@ impl<'e> Event<'e> {
             .steps
             .insert(0, stand_in_step(self.kind, self.peer));
         explanation
+    }
+}
+
+/// The kind of a payload 2.0 event, from its `requestContext.domainName`
+/// ([`EventKind::of_payload_v2`]). AWS writes that field in both kinds; without it the
+/// event cannot say whether its `X-Forwarded-For` may be read, so it is refused, not
+/// guessed.
+fn payload_v2_kind(context: &Map<String, Value>) -> Result<EventKind, EventError> {
+    const FIELD: &str = "requestContext.domainName";
+    match context.get("domainName") {
+        Some(Value::String(domain)) => Ok(EventKind::of_payload_v2(domain)),
+        None | Some(Value::Null) => Err(EventError::Missing {
+            kind: EventKind::ApiGatewayV2,
+            field: FIELD,
+        }),
+        Some(other) => Err(EventError::invalid(
+            EventKind::ApiGatewayV2,
+            FIELD,
+            "a host name",
+            what(other),
+        )),
     }
 }
 

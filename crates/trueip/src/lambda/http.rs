@@ -87,7 +87,17 @@ fn stand_in(
             ))
         }
         Some(RequestContext::ApiGatewayV2(context)) => {
-            let kind = EventKind::ApiGatewayV2;
+            // A Function URL event too: the same payload, told apart by its host, as
+            // `Event::parse` does.
+            let kind = match context.domain_name.as_deref() {
+                Some(domain) => EventKind::of_payload_v2(domain),
+                None => {
+                    return Err(EventError::Missing {
+                        kind: EventKind::ApiGatewayV2,
+                        field: "requestContext.domainName",
+                    });
+                }
+            };
             Ok((kind, source_ip(kind, context.http.source_ip.as_deref())?))
         }
         // A WebSocket API event carries the REST API's identity.

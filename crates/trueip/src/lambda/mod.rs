@@ -24,7 +24,8 @@
 //! | kind | told by | peer stand-in |
 //! | --- | --- | --- |
 //! | [`EventKind::Alb`] | `requestContext.elb` | the last element of `x-forwarded-for` |
-//! | [`EventKind::ApiGatewayV2`] (HTTP API payload 2.0, Function URLs) | `version: "2.0"` | `requestContext.http.sourceIp` |
+//! | [`EventKind::FunctionUrl`] | `version: "2.0"`, `requestContext.domainName` `<url-id>.lambda-url.<region>.on.aws` | `requestContext.http.sourceIp` |
+//! | [`EventKind::ApiGatewayV2`] (HTTP API payload 2.0) | `version: "2.0"`, any other `requestContext.domainName` | `requestContext.http.sourceIp` |
 //! | [`EventKind::ApiGatewayV1`] (REST API; HTTP API payload 1.0; WebSocket) | `version: "1.0"`, or no `version` and `requestContext.identity` | `requestContext.identity.sourceIp` |
 //!
 //! A WebSocket API event (`requestContext.eventType`, `routeKey`, `connectionId`) has no
@@ -36,7 +37,9 @@
 //! Lattice adds `x-forwarded-for`, not whether it replaces or appends to one the caller
 //! sent), only the caller's IAM identity and source VPC.
 //!
-//! In that order: `requestContext.elb` decides first. Headers come from
+//! In that order: `requestContext.elb` decides first. A payload 2.0 event without
+//! `requestContext.domainName` (AWS writes one for both of its kinds) is refused: the
+//! host is what says whether its `X-Forwarded-For` may be read. Headers come from
 //! `multiValueHeaders` when the event has it (several values of one header are several
 //! lines, in order), else from `headers`; names match in any case. A REST API event keeps
 //! the case each line was sent in, so one header may come under two spellings, whose
@@ -70,11 +73,37 @@
 //!   same ALB would.
 //!   See "Several `X-Forwarded-For` lines" below for what the last element is when the
 //!   request had more than one line.
-//! - **API Gateway, Function URLs.** `sourceIp` is the address the API's front end saw
-//!   (for an edge-optimized API, the one before AWS's own CloudFront hop). The headers
-//!   are walked only as far as the policy trusts that address: `X-Forwarded-For` entries
+//! - **API Gateway.** `sourceIp` is the address the API's front end saw (for an
+//!   edge-optimized API, the one before AWS's own CloudFront hop). The headers are
+//!   walked only as far as the policy trusts that address: `X-Forwarded-For` entries
 //!   written in front of it (your CloudFront distribution → API Gateway) count when the
 //!   policy trusts CloudFront's ranges and `sourceIp` is in them.
+//! - **Function URLs.** `sourceIp` is the address the URL saw, as for API Gateway, but
+//!   `X-Forwarded-For` is never read: see below.
+//!
+//! # Function URLs: `X-Forwarded-For` is the client's text
+//!
+//! A Function URL does not append to `X-Forwarded-For`: it keeps only the first value
+//! the request carried, the leftmost, and drops the rest — reported by
+//! <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>
+//! ("Obtaining caller ip address with Lambda FURLs"), not verified against AWS. Sent
+//! directly, the event's header is what the client wrote (or `sourceIp` when it wrote
+//! none); behind CloudFront, which appended the viewer after the client's text, it is
+//! still the client's text, and `sourceIp` is a CloudFront edge. A walk that trusts
+//! CloudFront's ranges would pass the edge and take that text: a client of CloudFront →
+//! Function URL that sent `X-Forwarded-For: 6.6.6.6` would be 6.6.6.6.
+//!
+//! So in an event of [`EventKind::FunctionUrl`] no policy reads `X-Forwarded-For`: the
+//! decision is made as if the header were absent (one rule, under every entry:
+//! [`resolve_event`], [`explain_event`], `resolve_request`, `explain_request`,
+//! [`ClientIpLayer`](crate::tower::ClientIpLayer) under `lambda_http::run`, and the Python
+//! package through them), and the explanation says it was ignored. Behind CloudFront the
+//! client is then `CloudFront-Viewer-Address`, which the edge writes over anything the
+//! client sent, when the origin request policy forwards it (the `cloudfront` strategy of
+//! the CloudFront presets reads it); without it, the edge's own address, and the first
+//! such decision in a process logs a warning (through `log`) naming the fix. The kind is
+//! told by `requestContext.domainName`: a Function URL has no custom domain and refuses
+//! a request whose `Host` is not its own, so its events always carry its own host.
 //!
 //! # Several `X-Forwarded-For` lines (ALB)
 //!
@@ -147,6 +176,25 @@ pub fn resolve_event(policy: &Policy, event: &Value) -> Result<Resolution, Event
 /// stand-in came from: what `trueip explain --lambda-event` prints.
 pub fn explain_event(policy: &Policy, event: &Value) -> Result<Explanation, EventError> {
     Event::parse(event).map(|event| event.explain(policy))
+}
+
+/// The warning for a Function URL event whose client is the trusted hop in front of it
+/// (flagged [`Warnings::XFF_NOT_KEPT`](crate::Warnings::XFF_NOT_KEPT), decided by the
+/// peer: behind CloudFront, no `CloudFront-Viewer-Address` came), naming the fix; `None`
+/// for any other resolution. The core logs it once through `log`; the Python package
+/// once to its `trueip` logger.
+pub fn edge_is_client(resolution: &Resolution) -> Option<String> {
+    (resolution.warnings.contains(crate::Warnings::XFF_NOT_KEPT)
+        && resolution.source == crate::Source::Peer)
+        .then(|| {
+            format!(
+                "trueip: a Lambda Function URL event came from {}, a proxy the policy trusts, \
+                 and a Function URL keeps only the first X-Forwarded-For value, which the \
+                 client wrote: it is not read, and the client is that proxy's address. Behind \
+                 CloudFront, forward CloudFront-Viewer-Address in the origin request policy",
+                resolution.client
+            )
+        })
 }
 
 /// The first step of an event's explanation: where the peer stand-in came from.

@@ -56,9 +56,16 @@ pub enum Preset {
     /// address before AWS's own CloudFront hop.
     ApiGateway,
     /// CloudFront → API Gateway → Lambda (a regional API or an HTTP API behind your
-    /// distribution): the same policy as [`Preset::CloudfrontAlb`], since `sourceIp` is
-    /// the CloudFront edge API Gateway saw. A request sent to the API directly answers
-    /// with its `sourceIp`, headers ignored.
+    /// distribution), and CloudFront → Function URL → Lambda: the same policy as
+    /// [`Preset::CloudfrontAlb`], since `sourceIp` is the CloudFront edge the API or the
+    /// URL saw. A request sent to the API or the URL directly answers with its
+    /// `sourceIp`, headers ignored.
+    ///
+    /// Behind a Function URL, forward `CloudFront-Viewer-Address` in the origin request
+    /// policy: the URL keeps only the first `X-Forwarded-For` value it received, the
+    /// client's own text, so that header is never read in a Function URL event (see
+    /// "Function URLs" in [the module docs](super)), and without `CloudFront-Viewer-Address`
+    /// every client is the edge's address.
     CloudfrontApiGateway,
 }
 
@@ -87,7 +94,7 @@ impl Preset {
             Preset::Alb => "ALB → Lambda",
             Preset::CloudfrontAlb => "CloudFront → ALB → Lambda",
             Preset::ApiGateway => "API Gateway or Function URL → Lambda",
-            Preset::CloudfrontApiGateway => "CloudFront → API Gateway → Lambda",
+            Preset::CloudfrontApiGateway => "CloudFront → API Gateway or Function URL → Lambda",
         }
     }
 
@@ -115,7 +122,8 @@ impl Preset {
     /// is not the front end's (a Function URL keeps only the first value the client sent),
     /// so the same function reached through a Function URL would believe a client's
     /// `X-Forwarded-For: 6.6.6.6`. The other presets trust by the stand-in's address (none,
-    /// or CloudFront's ranges), which every kind's front end writes: every kind.
+    /// or CloudFront's ranges), which every kind's front end writes: every kind. (Whatever
+    /// the preset, no policy reads a Function URL event's `X-Forwarded-For`.)
     pub fn event_kinds(self) -> &'static [EventKind] {
         match self {
             Preset::Alb => &[EventKind::Alb],
