@@ -833,7 +833,7 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
             && !WARNED_FUNCTION_URL.load(std::sync::atomic::Ordering::Relaxed)
             && present()
             && !WARNED_FUNCTION_URL.swap(true, std::sync::atomic::Ordering::Relaxed)
-            && let Some(line) = crate::lambda::edge_is_client(&resolution)
+            && let Some(line) = edge_is_client(&resolution)
         {
             log::warn!("{line}");
         }
@@ -870,6 +870,23 @@ impl<H: Headers + ?Sized> Headers for FunctionUrl<'_, H> {
     fn query(&self) -> Option<&[u8]> {
         self.0.query()
     }
+}
+
+/// The line for a Function URL event whose client is the trusted hop in front of it
+/// (`trueip::lambda::edge_is_client`, where the doc is). Here, beside the decision that
+/// logs it, so the policy does not import the Lambda module.
+#[cfg(feature = "lambda")]
+pub(crate) fn edge_is_client(resolution: &Resolution) -> Option<String> {
+    (resolution.warnings.contains(Warnings::XFF_NOT_KEPT) && resolution.source == Source::Peer)
+        .then(|| {
+            format!(
+                "trueip: a Lambda Function URL event came from {}, a proxy the policy trusts, \
+                 and a Function URL keeps only the first X-Forwarded-For value, which the \
+                 client wrote: it is not read, and the client is that proxy's address. Behind \
+                 CloudFront, forward CloudFront-Viewer-Address in the origin request policy",
+                resolution.client
+            )
+        })
 }
 
 /// The line logged the first time a policy from the Lambda preset `name` decides a request

@@ -184,17 +184,7 @@ pub fn explain_event(policy: &Policy, event: &Value) -> Result<Explanation, Even
 /// for any other resolution. The core logs it once through `log`; the Python package
 /// once to its `trueip` logger.
 pub fn edge_is_client(resolution: &Resolution) -> Option<String> {
-    (resolution.warnings.contains(crate::Warnings::XFF_NOT_KEPT)
-        && resolution.source == crate::Source::Peer)
-        .then(|| {
-            format!(
-                "trueip: a Lambda Function URL event came from {}, a proxy the policy trusts, \
-                 and a Function URL keeps only the first X-Forwarded-For value, which the \
-                 client wrote: it is not read, and the client is that proxy's address. Behind \
-                 CloudFront, forward CloudFront-Viewer-Address in the origin request policy",
-                resolution.client
-            )
-        })
+    crate::policy::edge_is_client(resolution)
 }
 
 /// The first step of an event's explanation: where the peer stand-in came from.
