@@ -453,10 +453,16 @@ fn describe(s: &Settings) -> Vec<String> {
             duration::duration_text(s.resolve_every)
         ));
     }
-    if !s.admin.prefix.is_empty() {
+    let serves_upstream = s.upstream.url.is_some();
+    let paths =
+        |which| rules::route::listener_paths(which, &s.admin.prefix, serves_upstream).join(" and ");
+    let (health, metrics) = (
+        paths(rules::route::Admin::Health),
+        paths(rules::route::Admin::Metrics),
+    );
+    if !health.is_empty() {
         lines.push(format!(
-            "health {0}/healthz, metrics {0}/metrics on every HTTP listener",
-            s.admin.prefix
+            "health {health}, metrics {metrics} on every HTTP listener"
         ));
     }
     if s.upstream.url.is_some() && s.policy.strategy_name(0).is_some() {
