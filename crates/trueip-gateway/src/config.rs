@@ -1383,7 +1383,8 @@ fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<truei
 
 impl Settings {
     /// Checks a config text without flags, as `trueip serve --check` does; `read` loads
-    /// provider range files.
+    /// provider range files. Text has no file, so no directory: its relative paths stay
+    /// as written, for the working directory to resolve.
     pub(crate) fn from_text(
         text: &str,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,

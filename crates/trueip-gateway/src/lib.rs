@@ -107,7 +107,9 @@ pub mod testing {
     pub struct Config(Settings);
 
     impl Config {
-        /// Reads and checks `text`.
+        /// Reads and checks `text`. Text has no directory: a relative path in it is
+        /// read from the working directory, where a config file's is read from the
+        /// file's directory.
         pub fn check(
             text: &str,
             read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
