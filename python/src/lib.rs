@@ -366,16 +366,10 @@ fn ip_object(py: Python<'_>, ip: IpAddr) -> PyResult<Py<PyAny>> {
     f.call1(py, (ip.to_string(),))
 }
 
-fn reader(base: Option<&std::path::Path>) -> impl FnMut(&str) -> Result<Vec<u8>, String> {
-    let base = base.map(std::path::Path::to_path_buf);
-    move |path: &str| {
-        let path = std::path::Path::new(path);
-        let full = match &base {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        };
-        std::fs::read(&full).map_err(|e| e.to_string())
-    }
+/// Reads a provider file from the path as the policy holds it: a config file's relative
+/// paths were made relative to its directory when it was read.
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| e.to_string())
 }
 
 /// Whom to trust and how to find the client: the core's `Policy`.
@@ -415,14 +409,10 @@ const UNKEPT: [Option<trueip::ListHeader>; 3] = [
     Some(trueip::ListHeader::Forwarded),
 ];
 
-/// Builds `config` as `trueip serve` does, provider files read relative to `dir`: host
+/// Builds `config` as `trueip serve` does: host
 /// names in its trust specs are resolved now (`trueip::hosts`, the same lookup as the
 /// gateway's), and each must resolve.
-fn build(
-    py: Python<'_>,
-    config: &ClientIpConfig,
-    dir: Option<&std::path::Path>,
-) -> PyResult<Policy> {
+fn build(py: Python<'_>, config: &ClientIpConfig) -> PyResult<Policy> {
     let names = config.host_names();
     let addrs = if names.is_empty() {
         trueip::hosts::Addresses::new()
@@ -433,7 +423,7 @@ fn build(
     };
     let inner = config
         .build_resolved(
-            &mut reader(dir),
+            &mut read,
             &std::collections::BTreeMap::new(),
             &trueip::hosts::sets(&addrs),
         )
@@ -685,7 +675,7 @@ impl Policy {
             providers: files,
             resolve_every: None,
         };
-        build(py, &config, None)
+        build(py, &config)
     }
 
     /// The `[client_ip]` section of a `trueip serve` config file. Provider files named
@@ -696,13 +686,17 @@ impl Policy {
             .map_err(|e| PolicyError::new_err(format!("cannot read {}: {e}", path.display())))?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| PolicyError::new_err(format!("{}: {e}", path.display())))?;
-        let config: ClientIpConfig = match table.get("client_ip") {
+        let mut config: ClientIpConfig = match table.get("client_ip") {
             None => ClientIpConfig::default(),
             Some(section) => section.clone().try_into().map_err(|e| {
                 PolicyError::new_err(format!("{}: [client_ip]: {e}", path.display()))
             })?,
         };
-        build(py, &config, path.parent())
+        // The rule `trueip serve` reads the file by.
+        config
+            .paths_from(path.parent().unwrap_or(std::path::Path::new("")))
+            .map_err(|e| PolicyError::new_err(format!("{}: [client_ip]: {e}", path.display())))?;
+        build(py, &config)
     }
 
     /// What each host name in the trust specs (`lb.internal`, `host:nginx`) resolved to
@@ -732,8 +726,7 @@ impl Policy {
             let files = Files::One(path.to_string_lossy().into_owned());
             builder = builder.provider(
                 &name,
-                trueip::config::load_provider(&name, &files, &mut reader(None))
-                    .map_err(policy_error)?,
+                trueip::config::load_provider(&name, &files, &mut read).map_err(policy_error)?,
             );
         }
         if let Some((header, value)) = origin_secret {

@@ -20,7 +20,8 @@ Checks the [client_ip] section and the [[listen]] tables of a `trueip serve` con
 (the same file --check validates) for what is valid but dangerous, each listener with the
 policy that decides for it (its own client_ip table, else [client_ip]):
 
-  danger   every peer trusted (`any`, a /0) on a listener others can reach, hops:N with it,
+  danger   every peer trusted (`any`, a /0) by a strategy that reads a header (all but `peer`)
+           on a listener others can reach, hops:N with it,
            PROXY headers accepted from any sender on a public listener (a warning when the
            senders are public addresses)
   warning  whole private ranges trusted on a public listener (clients on a VPN or in the next

@@ -385,8 +385,9 @@ fn lambda_event(policy: &Policy, path: &std::path::Path) -> Result<Explanation, 
     trueip::lambda::explain_event(policy, &event).map_err(|e| format!("{name}: {e}"))
 }
 
-/// Reads the `[client_ip]` section of a TOML config; other sections belong to `serve`.
-/// The `[client_ip]` section of a config file, and its `[ranges] dir`.
+/// The `[client_ip]` section of a config file (or listener `--listener`'s own), and its
+/// `[ranges] dir`; other sections belong to `serve`. Relative paths in them are relative
+/// to the file's directory, as `serve` reads them (`trueip::config::in_dir_of`).
 pub(crate) fn load_config(
     path: &std::path::Path,
     listener: Option<(&str, bool)>,
@@ -395,8 +396,12 @@ pub(crate) fn load_config(
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file_dir = path.parent().unwrap_or(std::path::Path::new(""));
     let dir = match table.get("ranges").and_then(|r| r.get("dir")) {
-        Some(toml::Value::String(dir)) => Some(std::path::PathBuf::from(dir)),
+        Some(toml::Value::String(cache)) => Some(trueip::config::in_dir_of(
+            file_dir,
+            std::path::Path::new(cache),
+        )),
         Some(other) => {
             return Err(format!(
                 "{}: [ranges] dir must be a path string, not {other}",
@@ -410,12 +415,15 @@ pub(crate) fn load_config(
             .map_err(|e| format!("{}: --listener {wanted}: {e}", path.display()))?,
         None => (table.remove("client_ip"), "[client_ip]".to_string()),
     };
-    let config = match section {
+    let mut config = match section {
         Some(section) => section
             .try_into()
             .map_err(|e| format!("{}: {name}: {e}", path.display()))?,
         None => ClientIpConfig::default(),
     };
+    config
+        .paths_from(file_dir)
+        .map_err(|e| format!("{}: {name}: {e}", path.display()))?;
     Ok((config, dir))
 }
 

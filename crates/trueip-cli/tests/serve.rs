@@ -104,3 +104,30 @@ fn serve_on_a_taken_port_names_the_address_and_suggests_listen() {
     assert!(err.contains("[[listen]]"), "and the config key: {err}");
     drop(taken);
 }
+
+/// Whoami mode serves bare `/healthz` and `/metrics` beside the prefixed ones (no app
+/// owns the paths), and the start-up summary names both; with an upstream, only the
+/// prefixed ones. Fails on the old code, which named only `/.trueip/...`.
+#[test]
+fn the_summary_names_every_health_and_metrics_path_served() {
+    let check = |args: &[&str]| {
+        let out = serve(&[&["--check"][..], args].concat())
+            .output()
+            .expect("run trueip");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let whoami = check(&[]);
+    assert!(
+        whoami.contains(
+            "health /.trueip/healthz and /healthz, metrics /.trueip/metrics and /metrics on every HTTP listener"
+        ),
+        "{whoami}"
+    );
+    let upstream = check(&["--upstream", "http://127.0.0.1:3000"]);
+    assert!(
+        upstream
+            .contains("health /.trueip/healthz, metrics /.trueip/metrics on every HTTP listener"),
+        "{upstream}"
+    );
+}

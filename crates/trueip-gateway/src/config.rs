@@ -1195,13 +1195,54 @@ pub(crate) struct ListenerPolicy {
 pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
-/// Reads and parses a config file.
+/// Reads and parses a config file. The relative paths it names are made relative to its
+/// directory ([`FileConfig::paths_from`]).
 pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
             .hint("check the --config path")
     })?;
-    parse_toml(&text).map_err(|e| e.at(path.display().to_string()))
+    let mut file = parse_toml(&text).map_err(|e| e.at(path.display().to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    file.paths_from(dir)
+        .map_err(|e| e.at(path.display().to_string()))?;
+    Ok(file)
+}
+
+impl FileConfig {
+    /// Makes every relative path the file names relative to `dir`, the file's directory,
+    /// by the core's one rule (`trueip::config::in_dir_of`): provider files (of
+    /// `[client_ip]` and each listener's own), TLS certificates and keys, the upstream's
+    /// Unix socket, CA file and client certificate, the signing key, the range cache
+    /// directory and `[ranges.from]` files. (`[[listen]] address` takes absolute Unix
+    /// socket paths only.) Text with no file behind it (`Settings::from_text`) is not
+    /// passed here: its paths are read from the working directory.
+    fn paths_from(&mut self, dir: &Path) -> Result<(), ConfigError> {
+        use trueip::config::in_dir_of;
+        let at = |p: &mut PathBuf| *p = in_dir_of(dir, p);
+        self.client_ip.paths_from(dir)?;
+        for (i, l) in self.listen.iter_mut().enumerate() {
+            if let Some(own) = &mut l.client_ip {
+                own.paths_from(dir)
+                    .map_err(|e| ConfigError::new(format!("in listen[{i}].client_ip: {e}")))?;
+            }
+            for tls in l.tls.iter_mut().flat_map(|t| t.certs.iter_mut()) {
+                at(&mut tls.cert);
+                at(&mut tls.key);
+            }
+        }
+        let up = &mut self.upstream;
+        if let Some(UpstreamTarget::Unix(p)) = &mut up.url {
+            at(p);
+        }
+        up.ca_file.iter_mut().for_each(at);
+        up.client_cert.iter_mut().for_each(at);
+        up.client_key.iter_mut().for_each(at);
+        if let Some(sign) = &mut up.sign {
+            at(&mut sign.key_file);
+        }
+        self.ranges.paths_from(dir)
+    }
 }
 
 /// Parses TOML text. An error names the key it is about, and its line.
@@ -1342,7 +1383,8 @@ fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<truei
 
 impl Settings {
     /// Checks a config text without flags, as `trueip serve --check` does; `read` loads
-    /// provider range files.
+    /// provider range files. Text has no file, so no directory: its relative paths stay
+    /// as written, for the working directory to resolve.
     pub(crate) fn from_text(
         text: &str,
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
@@ -2230,6 +2272,67 @@ mod tests {
                     client_ip = { trusted = [\"127.0.0.1\"], origin_secret = { header = \"X-Origin-Verify\", value = \"x\" } }\n";
         let err = settings(toml).unwrap_err();
         assert!(err.contains("is the origin secret"), "{err}");
+    }
+
+    /// Every path a config file names, relative, is read from the file's directory;
+    /// absolute paths and URLs are kept. Fails on the old code, which kept each as written
+    /// (the working directory's).
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_its_directory() {
+        let dir = std::env::temp_dir().join(format!("trueip-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("trueip.toml");
+        std::fs::write(
+            &config,
+            "[client_ip.providers]\ncloudflare = [\"v4.txt\", \"/abs/v6.txt\"]\n\n\
+             [[listen]]\naddress = \"127.0.0.1:8443\"\n\
+             tls = [{ cert = \"tls/a.pem\", key = \"tls/a.key\" }, { cert = \"/abs/b.pem\", key = \"b.key\", server_names = [\"b.example\"] }]\n\
+             client_ip = { providers = { cloudfront = \"cf.json\" } }\n\n\
+             [upstream]\nurl = \"unix:run/app.sock\"\nca_file = \"ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"c.key\"\n\
+             sign = { key_file = \"sign.key\" }\n\n\
+             [ranges]\ndir = \"cache\"\n[ranges.from]\ncloudflare = [\"https://mirror.example/v4\", \"mirror/v6\"]\n",
+        )
+        .unwrap();
+        let file = read_file(&config).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let at = |p: &str| dir.join(p);
+        let text = |p: &str| at(p).to_str().unwrap().to_string();
+        assert_eq!(
+            file.client_ip.providers["cloudflare"],
+            trueip::config::Files::Many(vec![text("v4.txt"), "/abs/v6.txt".into()])
+        );
+        let listener = &file.listen[0];
+        assert_eq!(
+            listener.client_ip.as_ref().unwrap().providers["cloudfront"],
+            trueip::config::Files::One(text("cf.json"))
+        );
+        let certs = &listener.tls.as_ref().unwrap().certs;
+        assert_eq!(
+            [&certs[0].cert, &certs[0].key, &certs[1].cert, &certs[1].key],
+            [
+                &at("tls/a.pem"),
+                &at("tls/a.key"),
+                &PathBuf::from("/abs/b.pem"),
+                &at("b.key")
+            ]
+        );
+        let up = &file.upstream;
+        assert_eq!(up.url, Some(UpstreamTarget::Unix(at("run/app.sock"))));
+        assert_eq!(up.ca_file, Some(at("ca.pem")));
+        assert_eq!(up.client_cert, Some(at("c.pem")));
+        assert_eq!(up.client_key, Some(at("c.key")));
+        assert_eq!(up.sign.as_ref().unwrap().key_file, at("sign.key"));
+        assert_eq!(file.ranges.dir, Some(at("cache")));
+        assert_eq!(
+            file.ranges.from["cloudflare"],
+            crate::ranges::Sources::Many(vec![
+                "https://mirror.example/v4".into(),
+                text("mirror/v6")
+            ])
+        );
+        // Text with no file behind it keeps its paths as written.
+        let text_only = parse_toml("[upstream]\nca_file = \"ca.pem\"\n").unwrap();
+        assert_eq!(text_only.upstream.ca_file, Some(PathBuf::from("ca.pem")));
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub mod testing {
     pub struct Config(Settings);
 
     impl Config {
-        /// Reads and checks `text`.
+        /// Reads and checks `text`. Text has no directory: a relative path in it is
+        /// read from the working directory, where a config file's is read from the
+        /// file's directory.
         pub fn check(
             text: &str,
             read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
@@ -453,10 +455,16 @@ fn describe(s: &Settings) -> Vec<String> {
             duration::duration_text(s.resolve_every)
         ));
     }
-    if !s.admin.prefix.is_empty() {
+    let serves_upstream = s.upstream.url.is_some();
+    let paths =
+        |which| rules::route::listener_paths(which, &s.admin.prefix, serves_upstream).join(" and ");
+    let (health, metrics) = (
+        paths(rules::route::Admin::Health),
+        paths(rules::route::Admin::Metrics),
+    );
+    if !health.is_empty() {
         lines.push(format!(
-            "health {0}/healthz, metrics {0}/metrics on every HTTP listener",
-            s.admin.prefix
+            "health {health}, metrics {metrics} on every HTTP listener"
         ));
     }
     if s.upstream.url.is_some() && s.policy.strategy_name(0).is_some() {

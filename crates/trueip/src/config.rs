@@ -2,9 +2,12 @@
 //! and `trueip serve`. Every key is documented with its default in `trueip.example.toml`.
 //!
 //! Reading the files it names (provider range lists) is left to the caller, which
-//! passes a reader function: this crate does no I/O.
+//! passes a reader function: this crate does no I/O. Where a relative path in a config
+//! file leads is decided here, once, by [`in_dir_of`]: every reader of a config file
+//! (`trueip serve`, `explain`, `ranges`, Python's `Policy.from_toml`) applies it.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -120,7 +123,52 @@ impl Files {
     }
 }
 
+/// Where a path written in a config file leads: a relative path is relative to the
+/// directory of that file (`dir`), as nginx reads its includes, so one file means the
+/// same whatever directory the program runs in (systemd starts services in `/`). An
+/// absolute path is kept. Paths given on the command line are not passed here: they are
+/// relative to the working directory, as a shell user expects; a config with no file
+/// behind it (text, stdin) has no directory and keeps its paths as written, which the
+/// working directory then resolves.
+pub fn in_dir_of(dir: &Path, path: &Path) -> PathBuf {
+    dir.join(path)
+}
+
+impl Files {
+    /// [`in_dir_of`] over each path. A path that is not UTF-8 once joined (the
+    /// directory's name is not) is an error naming the provider.
+    fn in_dir_of(&mut self, dir: &Path, name: &str) -> Result<(), ConfigError> {
+        let paths = match self {
+            Files::One(p) => std::slice::from_mut(p),
+            Files::Many(ps) => ps.as_mut_slice(),
+        };
+        for p in paths {
+            let joined = in_dir_of(dir, Path::new(p.as_str()));
+            *p = joined.into_os_string().into_string().map_err(|joined| {
+                ConfigError::new(format!(
+                    "the path of {p:?} from the config file's directory, {}, is not UTF-8",
+                    Path::new(&joined).display()
+                ))
+                .hint("write the provider file's absolute path")
+                .at(format!("client_ip.providers.{name}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl ClientIpConfig {
+    /// Makes the relative paths this table names (provider files) relative to `dir`, the
+    /// directory of the config file it was read from ([`in_dir_of`]). Call it when the
+    /// file is read, before command-line flags are applied: their paths stay relative
+    /// to the working directory.
+    pub fn paths_from(&mut self, dir: &Path) -> Result<(), ConfigError> {
+        for (name, files) in &mut self.providers {
+            files.in_dir_of(dir, name)?;
+        }
+        Ok(())
+    }
+
     /// Sets the strategy chain from names (as `--strategy` does).
     pub fn set_strategies(&mut self, names: &[String]) {
         self.strategy = Strategies::Chain(names.iter().cloned().map(StrategyEntry::Name).collect());

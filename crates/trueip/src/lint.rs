@@ -181,9 +181,11 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
     {
         specs.push((spec, &config.trusted));
     }
+    // `peer` reads no forwarding header: what it trusts names no client.
     let trusts = |b: Breadth| {
         specs
             .iter()
+            .filter(|(s, _)| !matches!(s, StrategySpec::Peer))
             .any(|(_, trusted)| trusted.iter().any(|t| breadth(t) == Some(b)))
     };
 
@@ -443,6 +445,23 @@ mod tests {
             ["private_ranges_trusted_on_a_public_listener"]
         );
         assert!(lint(&config((&[], &[], None)), &public).is_empty());
+    }
+
+    /// `peer` reads no forwarding header, so what it trusts lets no client name an
+    /// address; another entry of the chain that reads one is still judged. Fails on the old
+    /// code, which flagged `peer` with `any` as trust_any_on_a_public_listener.
+    #[test]
+    fn trust_under_the_peer_strategy_names_no_client() {
+        let public = [listener("0.0.0.0:8080", false)];
+        for trusted in ["any", "private"] {
+            let peer = config((&[trusted], &["peer"], None));
+            assert!(lint(&peer, &public).is_empty(), "{trusted}");
+        }
+        let chain = config((&["any"], &["rightmost-untrusted", "peer"], None));
+        assert_eq!(
+            codes(&lint(&chain, &public)),
+            ["trust_any_on_a_public_listener"]
+        );
     }
 
     #[test]

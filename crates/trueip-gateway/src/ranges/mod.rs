@@ -161,6 +161,33 @@ impl RangesSettings {
         Ok(())
     }
 
+    /// Makes `dir` and the `from` files relative to `dir_of_file`, the config file's
+    /// directory (`trueip::config::in_dir_of`); URLs are kept.
+    pub(crate) fn paths_from(&mut self, dir_of_file: &Path) -> Result<(), ConfigError> {
+        use trueip::config::in_dir_of;
+        if let Some(dir) = &mut self.dir {
+            *dir = in_dir_of(dir_of_file, dir);
+        }
+        for (name, sources) in &mut self.from {
+            let list = match sources {
+                Sources::One(one) => std::slice::from_mut(one),
+                Sources::Many(list) => list.as_mut_slice(),
+            };
+            for source in list.iter_mut().filter(|s| !is_url(s)) {
+                let joined = in_dir_of(dir_of_file, Path::new(source.as_str()));
+                *source = joined.into_os_string().into_string().map_err(|joined| {
+                    ConfigError::new(format!(
+                        "the path of {source:?} from the config file's directory, {}, is not UTF-8",
+                        Path::new(&joined).display()
+                    ))
+                    .hint("write the file's absolute path")
+                    .at(format!("ranges.from.{name}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The cache directory these settings name, `flag` (`--ranges-dir`) first.
     pub(crate) fn dir(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_path_buf)
@@ -297,7 +324,7 @@ pub(crate) async fn update(
     let mut parts = Vec::new();
     let mut source_metas = Vec::new();
     for source in sources {
-        let bytes = if source.starts_with("https://") || source.starts_with("http://") {
+        let bytes = if is_url(source) {
             fetch::get(source, bounds, &mut |got, of| progress(source, got, of)).await?
         } else {
             read_file(source)?
@@ -421,6 +448,11 @@ fn edition_text(token: u64, published: Option<&str>) -> String {
         Some(date) => format!("{date}, token {token}"),
         None => format!("token {token}"),
     }
+}
+
+/// Whether a `[ranges.from]` or `--from` source is fetched rather than read from a file.
+fn is_url(source: &str) -> bool {
+    source.starts_with("https://") || source.starts_with("http://")
 }
 
 /// Reads a list from a file, bounded.

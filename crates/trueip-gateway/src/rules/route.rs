@@ -81,17 +81,66 @@ fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
         None if bare => path,
         None => return None,
     };
-    match rest {
-        "/healthz" => Some(Admin::Health),
-        "/metrics" => Some(Admin::Metrics),
-        "/forgeries" => Some(Admin::Forgeries),
-        _ => None,
-    }
+    ENDPOINTS
+        .iter()
+        .find(|(name, _)| *name == rest)
+        .map(|&(_, which)| which)
+}
+
+/// Each admin endpoint's path, under the prefix or bare.
+const ENDPOINTS: [(&str, Admin); 3] = [
+    ("/healthz", Admin::Health),
+    ("/metrics", Admin::Metrics),
+    ("/forgeries", Admin::Forgeries),
+];
+
+/// The paths [`admin_endpoint`] answers `which` at on an HTTP listener whose requests
+/// go to the upstream or not (whoami mode: `serves_upstream` false), for the start-up
+/// log: under `prefix`, and bare when no app can own the path.
+pub(crate) fn listener_paths(which: Admin, prefix: &str, serves_upstream: bool) -> Vec<String> {
+    let Some((name, _)) = ENDPOINTS.iter().find(|(_, w)| *w == which) else {
+        return Vec::new();
+    };
+    let prefixed = (!prefix.is_empty()).then(|| format!("{prefix}{name}"));
+    let bare = (!serves_upstream).then(|| name.to_string());
+    prefixed.into_iter().chain(bare).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The paths the start-up log names are those served, and every path served is
+    /// named. Whoami mode serves bare paths too, which the log once left out.
+    #[test]
+    fn the_paths_the_log_names_are_those_served() {
+        let candidates = |prefix: &str| {
+            let mut all: Vec<String> = ENDPOINTS.iter().map(|(n, _)| n.to_string()).collect();
+            all.extend(ENDPOINTS.iter().map(|(n, _)| format!("{prefix}{n}")));
+            all.push(format!("{prefix}/"));
+            all
+        };
+        for prefix in ["/.trueip", "/_admin", ""] {
+            for serves_upstream in [false, true] {
+                for which in [Admin::Health, Admin::Metrics] {
+                    let named = listener_paths(which, prefix, serves_upstream);
+                    for path in candidates(prefix) {
+                        let served = admin_endpoint(&path, prefix, !serves_upstream) == Some(which);
+                        assert_eq!(
+                            served,
+                            named.contains(&path),
+                            "{path} under {prefix:?}, upstream {serves_upstream}: {named:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            listener_paths(Admin::Health, "/.trueip", false),
+            ["/.trueip/healthz", "/healthz"]
+        );
+        assert!(listener_paths(Admin::Metrics, "", true).is_empty());
+    }
 
     #[test]
     fn admin_paths() {
