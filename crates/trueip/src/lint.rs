@@ -94,6 +94,12 @@ fn breadth(spec: &str) -> Option<Breadth> {
         TrustSpec::Named(NamedSet::Any) => Some(Breadth::Everyone),
         TrustSpec::Named(NamedSet::Private) => Some(Breadth::Private),
         TrustSpec::Cidr(c) if c.prefix() == 0 => Some(Breadth::Everyone),
+        // Wider than any one network's addresses: no proxy fleet fills a /7 of IPv4 (each
+        // holds public addresses) or a /15 of public IPv6, and a few such ranges
+        // (`0.0.0.0/1` and `128.0.0.0/1`, `2000::/3`) trust every client as a /0 does.
+        TrustSpec::Cidr(c) if c.prefix() < wide(c.network()) && reaches_public(spec) => {
+            Some(Breadth::Everyone)
+        }
         TrustSpec::Cidr(c) => match c.network() {
             IpAddr::V4(v4) if v4.is_private() && c.prefix() <= 12 => Some(Breadth::Private),
             // Unique-local fc00::/7, or a wide part of it.
@@ -103,6 +109,15 @@ fn breadth(spec: &str) -> Option<Breadth> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// The longest prefix [`breadth`] counts as trusting everyone: shorter than any network a
+/// proxy fleet is numbered from.
+fn wide(network: IpAddr) -> u8 {
+    match network {
+        IpAddr::V4(_) => 8,
+        IpAddr::V6(_) => 16,
     }
 }
 
@@ -200,7 +215,7 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
                 message: if hops {
                     "hops:N trusting `any` on a listener others can reach: a client that connects directly sends N entries of its own choosing and is believed".to_string()
                 } else {
-                    "every peer is trusted (`any` or a /0) on a listener others can reach: any client can name any address in X-Forwarded-For".to_string()
+                    "every peer is trusted (`any`, a /0, or a range wider than a /8 of IPv4 or a /16 of IPv6) on a listener others can reach: any client can name any address in X-Forwarded-For".to_string()
                 },
                 fix: "trust your proxies' addresses only (trusted = [\"10.0.0.0/16\"], a provider's ranges), or listen on loopback or a Unix socket behind them".to_string(),
             });
@@ -395,6 +410,28 @@ mod tests {
             codes(&lint(&slash0, &public)),
             ["hops_with_any_on_a_public_listener"]
         );
+        // Two halves of IPv4 and all of global IPv6: every client, as a /0 (check said
+        // "nothing dangerous found" before).
+        for wide in [
+            &["0.0.0.0/1", "128.0.0.0/1"][..],
+            &["2000::/3"],
+            &["64.0.0.0/2"],
+        ] {
+            let halves = config((wide, &["rightmost-untrusted"], None));
+            assert_eq!(
+                codes(&lint(&halves, &public)),
+                ["trust_any_on_a_public_listener"],
+                "{wide:?}"
+            );
+        }
+        for narrow in ["8.0.0.0/8", "2001:db8::/32", "fc00::/7"] {
+            let narrow = config((&[narrow], &["rightmost-untrusted"], None));
+            assert!(
+                !codes(&lint(&narrow, &public)).contains(&"trust_any_on_a_public_listener"),
+                "{:?}",
+                narrow.trusted
+            );
+        }
         let private = config((&["private"], &["rightmost-untrusted"], None));
         assert_eq!(
             codes(&lint(&private, &public)),
