@@ -26,7 +26,8 @@ policy that decides for it (its own client_ip table, else [client_ip]):
            listener (a warning when the senders are public addresses)
   warning  whole private ranges trusted on a public listener (clients on a VPN or in the next
            container skip your proxies), `leftmost` (the client's own text), a CDN preset
-           without an origin secret (the CDN's ranges are shared by all its customers)
+           or a CDN's ranges in `trusted` without an origin secret (the CDN's ranges are
+           shared by all its customers)
   note     `any` trusted on loopback or Unix sockets only
 
 With --aws-ip-ranges FILE (AWS's ip-ranges.json), also a danger: a trusted range that AWS

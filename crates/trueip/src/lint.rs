@@ -253,17 +253,33 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
         Preset::Fastly,
         Preset::AzureFrontDoor,
     ];
-    for (spec, _) in &specs {
+    // A CDN trusted by its preset, or by its ranges under another strategy (`trusted =
+    // ["cloudflare"]` with rightmost-untrusted, as nginx's set_real_ip_from over the CDN's
+    // list): either way the ranges vouch for whoever sends through them. Once per CDN.
+    let mut cdns: Vec<(Preset, String)> = Vec::new();
+    for (spec, trusted) in &specs {
         if let StrategySpec::Preset(preset) = spec
             && cdn_headers.contains(preset)
-            && config.origin_secret.is_none()
+            && !cdns.iter().any(|(p, _)| p == preset)
         {
+            cdns.push((*preset, format!("the {} preset", preset.name())));
+        }
+        for t in trusted.iter() {
+            if let Ok(TrustSpec::Provider(name)) = t.trim().parse::<TrustSpec>()
+                && let Some(preset) = cdn_headers.iter().find(|p| p.ranges() == Some(&*name))
+                && !cdns.iter().any(|(p, _)| p == preset)
+            {
+                cdns.push((*preset, format!("{name}'s ranges trusted")));
+            }
+        }
+    }
+    for (_, what) in cdns {
+        if config.origin_secret.is_none() {
             out.push(Finding {
                 severity: Severity::Warning,
                 code: "cdn_without_origin_secret",
                 message: format!(
-                    "the {} preset without an origin secret: the CDN's ranges are shared by all its customers, so anyone can send through it with their own configuration and have it vouch for any address, unless this origin accepts traffic from your distribution only",
-                    preset.name()
+                    "{what} without an origin secret: the CDN's ranges are shared by all its customers, so anyone can send through it with their own configuration and have it vouch for any address, unless this origin accepts traffic from your distribution only"
                 ),
                 fix: "set a custom origin header with a secret value at the CDN and require it: origin_secret = { header = \"X-Origin-Verify\", value = \"...\" }".to_string(),
             });
@@ -452,6 +468,18 @@ mod tests {
         );
         let cdn = config((&[], &["cloudflare"], None));
         assert_eq!(codes(&lint(&cdn, &public)), ["cdn_without_origin_secret"]);
+        // The CDN's ranges under another strategy are as shared (check said "nothing
+        // dangerous found" before); named once with its preset.
+        for strategy in ["rightmost-untrusted", "cloudflare"] {
+            let ranges = config((&["cloudflare"], &[strategy], None));
+            assert_eq!(
+                codes(&lint(&ranges, &public)),
+                ["cdn_without_origin_secret"],
+                "{strategy}"
+            );
+        }
+        let secret = config((&["cloudflare"], &["rightmost-untrusted"], Some("s3cret")));
+        assert!(lint(&secret, &public).is_empty());
         assert!(lint(&config((&[], &["cloudflare"], Some("s3cret"))), &public).is_empty());
         let mut proxy = config((&[], &["peer"], None));
         proxy.proxy_protocol_from = vec!["any".into()];
