@@ -166,8 +166,9 @@ const NAME_HINT: &str =
     "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"";
 
 /// Whether `name`, as received (any case, any byte but a letter or a digit for a dash,
-/// as CGI, WSGI and PHP servers read them), spells `lower` (a lower-case name with
-/// dashes).
+/// as CGI, WSGI and PHP servers read them), spells `lower` (a lower-case name, read so
+/// too: `X-Edge-Client` spells a configured `x_edge_client`, since an app reads both as
+/// `HTTP_X_EDGE_CLIENT`).
 ///
 /// Not only the underscore: lighttpd's CGI, FastCGI and SCGI (so PHP behind lighttpd)
 /// make every byte that is not a letter or a digit an underscore
@@ -181,6 +182,7 @@ pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
     let name = name.as_ref();
     lower.len() == name.len()
         && lower.bytes().zip(name).all(|(l, &b)| {
+            let l = if stands_for_dash(l) { b'-' } else { l };
             l == if stands_for_dash(b) {
                 b'-'
             } else {
@@ -303,8 +305,11 @@ impl<'p> Hop<'p> {
 #[derive(Clone, Debug)]
 pub struct ForwardingSet {
     names: Vec<FieldName>,
-    /// Whether each of `names` has an underscore (only a configured name can).
+    /// Whether each of `names` has an underscore or other stand-in for a dash ([`spells`];
+    /// only a configured name can).
     underscored: Vec<bool>,
+    /// Whether any of `names` has: then a name with dashes may spell it.
+    any_stand_in: bool,
     /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
     /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
     relayed: Vec<bool>,
@@ -343,7 +348,11 @@ impl ForwardingSet {
         let lengths = names
             .iter()
             .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
-        let underscored = names.iter().map(|n| n.as_str().contains('_')).collect();
+        let underscored: Vec<bool> = names
+            .iter()
+            .map(|n| has_stand_in(n.as_str().as_bytes()))
+            .collect();
+        let any_stand_in = underscored.contains(&true);
         let honest = names
             .iter()
             .map(|n| {
@@ -355,6 +364,7 @@ impl ForwardingSet {
         ForwardingSet {
             names,
             underscored,
+            any_stand_in,
             relayed,
             honest,
             lengths,
@@ -503,7 +513,7 @@ impl ForwardingSet {
             // dashes.
             None => {
                 let spelled = self.lengths & length_bit(name.len()) != 0
-                    && has_stand_in(name.as_bytes())
+                    && (self.any_stand_in || has_stand_in(name.as_bytes()))
                     && self.spelled(name.as_bytes());
                 (spelled, spelled)
             }
@@ -1612,6 +1622,28 @@ mod tests {
         assert!(!set.withheld(b"X~Forwarded~Fo1", Hop::Untrusted));
     }
 
+    /// A configured name with underscores (`header:X_Edge_Client`) is read by WSGI and CGI
+    /// apps as `HTTP_X_EDGE_CLIENT`, as its dashed spelling is: a stranger's
+    /// `X-Edge-Client` is that header too. Withheld from every hop and counted; passed
+    /// from every client before (only a received name with a stand-in was compared).
+    #[test]
+    fn a_dashed_spelling_of_an_underscored_name_is_withheld() {
+        let policy = trusting("10.0.0.0/8");
+        let behind = behind(&policy);
+        let set = ForwardingSet::for_policy(&policy).with(FieldName::new("x_edge_client").unwrap());
+        for name in ["X-Edge-Client", "x-edge_client", "X~Edge-Client"] {
+            for hop in [Hop::Untrusted, behind] {
+                let fate = set.fate(name, hop);
+                assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
+                assert!(set.withheld(name.as_bytes(), hop), "{name}");
+            }
+        }
+        assert!(spells("x_edge_client", "X-Edge-Client"));
+        // Still only the names of the set.
+        assert!(!set.withheld(b"X-Edge-Clienz", Hop::Untrusted));
+        assert!(!set.withheld(b"Accept-Encoding", behind));
+    }
+
     /// django-ipware up to 4 reads `HTTP_VIA` as a client address after the headers the
     /// gateway writes, and takes the first public one it finds: behind a gateway whose
     /// client has a private address, a stranger's `Via: 6.6.6.6` was the answer. A
@@ -1680,14 +1712,12 @@ mod tests {
             is(None, false, false)
         );
         // A configured name with an underscore: spelled so, no honest proxy writes it
-        // either, so it goes whoever sent it. Dashes for its underscores make another name.
+        // either, so it goes whoever sent it. Dashes for its underscores are the same
+        // header to a WSGI or CGI app (`HTTP_X_EDGE_CLIENT`): they go too.
         let own = set.position("x_edge_client").unwrap();
         assert_eq!(fate("X_Edge_Client", behind), is(Some(own), true, true));
-        assert_eq!(fate("x-edge-client", behind), is(None, false, false));
-        assert_eq!(
-            fate("x-edge-client", Hop::Untrusted),
-            is(None, false, false)
-        );
+        assert_eq!(fate("x-edge-client", behind), is(None, true, true));
+        assert_eq!(fate("x-edge-client", Hop::Untrusted), is(None, true, true));
     }
 
     /// From a trusted hop, a client address passes when the hop's policy reads it or the
