@@ -264,7 +264,9 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
         {
             cdns.push((*preset, format!("the {} preset", preset.name())));
         }
-        for t in trusted.iter() {
+        // `peer` reads no forwarding header: what it trusts names no client.
+        let reads = !matches!(spec, StrategySpec::Peer);
+        for t in trusted.iter().filter(|_| reads) {
             if let Ok(TrustSpec::Provider(name)) = t.trim().parse::<TrustSpec>()
                 && let Some(preset) = cdn_headers.iter().find(|p| p.ranges() == Some(&*name))
                 && !cdns.iter().any(|(p, _)| p == preset)
@@ -480,6 +482,7 @@ mod tests {
         }
         let secret = config((&["cloudflare"], &["rightmost-untrusted"], Some("s3cret")));
         assert!(lint(&secret, &public).is_empty());
+        assert!(lint(&config((&["cloudflare"], &["peer"], None)), &public).is_empty());
         assert!(lint(&config((&[], &["cloudflare"], Some("s3cret"))), &public).is_empty());
         let mut proxy = config((&[], &["peer"], None));
         proxy.proxy_protocol_from = vec!["any".into()];
