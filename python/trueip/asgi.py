@@ -16,9 +16,9 @@ For each HTTP or WebSocket connection it
   proxies write (overwrite): one that passes a client's ``X-Forwarded-Host`` through lets
   the client choose the host the app builds links with;
 * removes from ``scope["headers"]`` every client-IP header when the request did not come
-  through a trusted hop, and any spelled with underscores (``X_Forwarded_For``) always: no
-  honest proxy writes one, and frameworks that map headers to variables read it as the
-  real header;
+  through a trusted hop, and any spelled with underscores or other punctuation
+  (``X_Forwarded_For``, ``X~Forwarded~For``) always: no honest proxy writes one, and
+  frameworks that map headers to variables read it as the real header;
 * keeps what it replaced in ``scope["trueip.original"]`` and the decision in
   ``scope["trueip.resolution"]``.
 

@@ -20,13 +20,14 @@ Checks the [client_ip] section and the [[listen]] tables of a `trueip serve` con
 (the same file --check validates) for what is valid but dangerous, each listener with the
 policy that decides for it (its own client_ip table, else [client_ip]):
 
-  danger   every peer trusted (`any`, a /0) by a strategy that reads a header (all but `peer`)
-           on a listener others can reach, hops:N with it,
-           PROXY headers accepted from any sender on a public listener (a warning when the
-           senders are public addresses)
+  danger   every peer trusted (`any`, a /0, a range wider than a /8 of IPv4 or a /16 of
+           IPv6) by a strategy that reads a header (all but `peer`) on a listener others
+           can reach, hops:N with it, PROXY headers accepted from any sender on a public
+           listener (a warning when the senders are public addresses)
   warning  whole private ranges trusted on a public listener (clients on a VPN or in the next
            container skip your proxies), `leftmost` (the client's own text), a CDN preset
-           without an origin secret (the CDN's ranges are shared by all its customers)
+           or a CDN's ranges in `trusted` without an origin secret (the CDN's ranges are
+           shared by all its customers)
   note     `any` trusted on loopback or Unix sockets only
 
 With --aws-ip-ranges FILE (AWS's ip-ranges.json), also a danger: a trusted range that AWS

@@ -793,7 +793,7 @@ fn check_sign_apart(headers: &HeaderSettings) -> Result<(), ConfigError> {
     let Some(secret) = &headers.origin_secret else {
         return Ok(());
     };
-    if !trueip::headers::spells(&sign.as_str().replace(['_', '.'], "-"), secret.as_str()) {
+    if !trueip::headers::spells(&trueip::headers::dashed(sign.as_str()), secret.as_str()) {
         return Ok(());
     }
     Err(ConfigError::new(format!(

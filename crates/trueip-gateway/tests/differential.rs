@@ -465,6 +465,7 @@ fn spell(rng: &mut Rng, name: &str) -> String {
                 }
             })
             .collect(),
+        9 => name.replace('-', "~"),
         10 => name.replace('-', "."),
         _ => name.replace('-', "_"),
     }
@@ -1365,14 +1366,14 @@ fn twin(rng: &mut Rng) -> Twin {
     if rng.percent(60) {
         let v: &[u8] = if rng.percent(80) { b"s3cret" } else { b"s3cre" };
         forged.push((
-            spell(rng, "X-Origin-Verify").replace(['_', '.'], "-"),
+            spell(rng, "X-Origin-Verify").replace(['_', '.', '~'], "-"),
             v.to_vec(),
         ));
     }
     for _ in 0..rng.below(3) {
         let v = *rng.pick(&["198.51.100.4", "203.0.113.66", "10.0.0.1", "2001:db8::1"]);
         forged.push((
-            spell(rng, "X-Real-IP").replace(['_', '.'], "-"),
+            spell(rng, "X-Real-IP").replace(['_', '.', '~'], "-"),
             v.as_bytes().to_vec(),
         ));
     }

@@ -314,6 +314,45 @@ fn dotted_spellings_of_client_ip_headers_are_stripped_on_every_path() {
     );
 }
 
+/// lighttpd's CGI, FastCGI and SCGI make every byte of a header name that is not a letter
+/// or a digit an underscore, so PHP behind lighttpd reads `X~Forwarded~For` as
+/// `HTTP_X_FORWARDED_FOR` and `True+Client+IP` as `HTTP_TRUE_CLIENT_IP`. Stripped on every
+/// path and counted, as the dotted spellings are.
+///
+/// Fails on the code before the fix: only `_` and `.` were read as dashes, and these
+/// reached the upstream.
+#[test]
+fn punctuation_spellings_of_client_ip_headers_are_stripped_on_every_path() {
+    let dir = test_dir("fields_review/punctuation");
+    let up = Recorder::start();
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
+    let forged = [
+        ("X~Forwarded~For", "6.6.6.6"),
+        ("X+Real+IP", "6.6.6.6"),
+        ("True!Client*IP", "6.6.6.6"),
+        ("CF'Connecting|IP", "6.6.6.6"),
+        ("X#Forwarded$For", "6.6.6.6"),
+        ("X^Forwarded`Proto", "https"),
+    ];
+    for (way, got) in three_ways(gw.addr, &up, &forged) {
+        let seen = got.seen();
+        assert_clean_forwarding(&seen, "127.0.0.1", way);
+        for (name, value) in &seen.headers {
+            assert!(
+                !value.contains("6.6.6.6")
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                "{way}: {name}: {value} reached the upstream"
+            );
+        }
+        assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{way}");
+    }
+    let m = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    assert!(
+        m.contains("trueip_stripped_headers_total 18"),
+        "six lines stripped three times: {m}"
+    );
+}
+
 /// django-ipware up to 4 reads `HTTP_VIA` as a client address, after the headers the
 /// gateway writes, and takes the first public address it finds: behind the gateway, a
 /// client with a private address that sends `Via: 6.6.6.6` is 6.6.6.6 to it. A stranger's

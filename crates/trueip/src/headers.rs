@@ -165,18 +165,25 @@ const fn token_byte(b: u8) -> bool {
 const NAME_HINT: &str =
     "a header name is letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Client-IP\"";
 
-/// Whether `name`, as received (any case, underscores or dots for dashes, as CGI, WSGI
-/// and PHP read them), spells `lower` (a lower-case name with dashes).
+/// Whether `name`, as received (any case, any byte but a letter or a digit for a dash,
+/// as CGI, WSGI and PHP servers read them), spells `lower` (a lower-case name, read so
+/// too: `X-Edge-Client` spells a configured `x_edge_client`, since an app reads both as
+/// `HTTP_X_EDGE_CLIENT`).
 ///
-/// A dot counts as an underscore: PHP registers every variable, `$_SERVER` included,
-/// with its dots made underscores, so a server that hands PHP `HTTP_X.FORWARDED.FOR`
-/// (FrankenPHP's Go API, php-fpm behind an nginx with `ignore_invalid_headers off`) gives
-/// the app `$_SERVER['HTTP_X_FORWARDED_FOR']`.
+/// Not only the underscore: lighttpd's CGI, FastCGI and SCGI (so PHP behind lighttpd)
+/// make every byte that is not a letter or a digit an underscore
+/// (`buffer_copy_string_encoded_cgi_varnames`), as Apache httpd 2.2 did, so `X~Forwarded~For`
+/// or `True+Client+IP` reach the app as `HTTP_X_FORWARDED_FOR` and `HTTP_TRUE_CLIENT_IP`;
+/// and PHP registers every variable, `$_SERVER` included, with its dots made underscores,
+/// so a server that hands PHP `HTTP_X.FORWARDED.FOR` (FrankenPHP's Go API, php-fpm behind
+/// an nginx with `ignore_invalid_headers off`) gives the app
+/// `$_SERVER['HTTP_X_FORWARDED_FOR']`.
 pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
     let name = name.as_ref();
     lower.len() == name.len()
         && lower.bytes().zip(name).all(|(l, &b)| {
-            l == if b == b'_' || b == b'.' {
+            let l = if stands_for_dash(l) { b'-' } else { l };
+            l == if stands_for_dash(b) {
                 b'-'
             } else {
                 b.to_ascii_lowercase()
@@ -184,9 +191,26 @@ pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
         })
 }
 
-/// Whether a received name has a byte that an app may read as a dash ([`spells`]).
+/// `name` as [`spells`] reads it, in lower case with a dash for every other stand-in: two
+/// names an app may read as one header are `dashed` alike.
+pub fn dashed(name: &str) -> String {
+    name.bytes()
+        .map(|b| match stands_for_dash(b) {
+            true => '-',
+            false => char::from(b.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+/// Whether some server reads `b` in a header name as it reads a dash ([`spells`]).
+fn stands_for_dash(b: u8) -> bool {
+    !b.is_ascii_alphanumeric()
+}
+
+/// Whether a received name has a byte other than a dash that an app may read as one
+/// ([`spells`]).
 fn has_stand_in(name: &[u8]) -> bool {
-    name.iter().any(|&b| b == b'_' || b == b'.')
+    name.iter().any(|&b| b != b'-' && stands_for_dash(b))
 }
 
 /// The hop a request came through, as the withholding rule
@@ -256,9 +280,10 @@ impl<'p> Hop<'p> {
 ///   that the app reads names it in [`relaying`](Self::relaying). A list header the hop
 ///   did not keep ([`Hop::Trusted`]'s `unkept`: a Lambda Function URL's `X-Forwarded-For`)
 ///   is withheld whatever the policy reads or the deployment relays.
-/// - Spelled with underscores or dots, one is withheld always: no honest proxy writes
-///   `X_Forwarded_For` or `X.Forwarded.For`, and WSGI, CGI and PHP read the first as
-///   `X-Forwarded-For`, PHP the second too.
+/// - Spelled with underscores, dots or other punctuation for dashes, one is withheld
+///   always: no honest proxy writes `X_Forwarded_For`, `X.Forwarded.For` or
+///   `X~Forwarded~For`, and WSGI, CGI and PHP read the first as `X-Forwarded-For`, PHP
+///   the second too, PHP behind lighttpd the third.
 ///
 /// Lookups test a name's length first: most lines of a request (`Host`, `User-Agent`,
 /// ...) differ in length from every forwarding header, and no name is compared for them.
@@ -280,8 +305,11 @@ impl<'p> Hop<'p> {
 #[derive(Clone, Debug)]
 pub struct ForwardingSet {
     names: Vec<FieldName>,
-    /// Whether each of `names` has an underscore (only a configured name can).
+    /// Whether each of `names` has an underscore or other stand-in for a dash ([`spells`];
+    /// only a configured name can).
     underscored: Vec<bool>,
+    /// Whether any of `names` has: then a name with dashes may spell it.
+    any_stand_in: bool,
     /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
     /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
     relayed: Vec<bool>,
@@ -301,7 +329,7 @@ pub struct NameFate {
     /// Whether the line is kept from the app ([`ForwardingSet::withheld`]).
     pub withheld: bool,
     /// Whether it is withheld as a forgery: it did not come through a trusted hop (and
-    /// is not `Via`, [`names::Claim::Hops`]), or it is spelled with underscores or dots. A
+    /// is not `Via`, [`names::Claim::Hops`]), or it is spelled with punctuation for dashes. A
     /// line withheld otherwise came through a trusted hop that may have written it
     /// honestly, or is a forward proxy's `Via`; no strategy reads it.
     pub forged: bool,
@@ -320,7 +348,11 @@ impl ForwardingSet {
         let lengths = names
             .iter()
             .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
-        let underscored = names.iter().map(|n| n.as_str().contains('_')).collect();
+        let underscored: Vec<bool> = names
+            .iter()
+            .map(|n| has_stand_in(n.as_str().as_bytes()))
+            .collect();
+        let any_stand_in = underscored.contains(&true);
         let honest = names
             .iter()
             .map(|n| {
@@ -332,6 +364,7 @@ impl ForwardingSet {
         ForwardingSet {
             names,
             underscored,
+            any_stand_in,
             relayed,
             honest,
             lengths,
@@ -415,7 +448,7 @@ impl ForwardingSet {
             .position(|n| is_lower_name(name, n.as_str()))
     }
 
-    /// Whether `name` spells one of the names in any case, with underscores or dots for
+    /// Whether `name` spells one of the names in any case, with any punctuation for
     /// dashes ([`spells`]).
     pub fn spelled(&self, name: &[u8]) -> bool {
         self.lengths & length_bit(name.len()) != 0
@@ -426,7 +459,7 @@ impl ForwardingSet {
     /// through `hop`, must be kept from the app: one of these headers when the request
     /// did not come through a trusted hop, since the client wrote it; from a trusted hop,
     /// a client address the hop's policy does not read (see the type's doc); and one
-    /// spelled with underscores or dots (`X_Forwarded_For`, `X.Forwarded.For`) always,
+    /// spelled with other punctuation for dashes (`X_Forwarded_For`, `X.Forwarded.For`, `X~Forwarded~For`) always,
     /// since no honest proxy writes one and WSGI, CGI and PHP read it as the real header.
     ///
     /// A name that is not an RFC 9110 token is withheld too: no forwarding header is
@@ -476,11 +509,11 @@ impl ForwardingSet {
                     (!passes, false)
                 }
             },
-            // Not spelled exactly, so spelled at all only with underscores or dots for
+            // Not spelled exactly, so spelled at all only with other punctuation for
             // dashes.
             None => {
                 let spelled = self.lengths & length_bit(name.len()) != 0
-                    && has_stand_in(name.as_bytes())
+                    && (self.any_stand_in || has_stand_in(name.as_bytes()))
                     && self.spelled(name.as_bytes());
                 (spelled, spelled)
             }
@@ -1557,6 +1590,60 @@ mod tests {
         assert!(!spells("x-forwarded-for", "X-Forwarded.Fo"));
     }
 
+    /// lighttpd's CGI, FastCGI and SCGI make every byte of a header name that is not a
+    /// letter or a digit an underscore (`buffer_copy_string_encoded_cgi_varnames`), so a
+    /// PHP app behind lighttpd reads `X~Forwarded~For` as `HTTP_X_FORWARDED_FOR`, and so
+    /// every other token punctuation. Withheld from every hop and counted as a forgery, as
+    /// the underscore spelling is; passed from every client before (only `_` and `.` were
+    /// read as dashes).
+    #[test]
+    fn every_punctuation_spelling_is_withheld_as_an_underscored_one_is() {
+        let policy = trusting("10.0.0.0/8");
+        let behind = behind(&policy);
+        let set = ForwardingSet::for_policy(&policy);
+        for stand_in in "!#$%&'*+^`|~".chars() {
+            for name in [
+                "X-Forwarded-For",
+                "X-Real-IP",
+                "True-Client-IP",
+                "Forwarded-For",
+            ] {
+                let name = name.replace('-', &stand_in.to_string());
+                for hop in [Hop::Untrusted, behind] {
+                    let fate = set.fate(&name, hop);
+                    assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
+                    assert!(set.withheld(name.as_bytes(), hop), "{name}");
+                }
+            }
+        }
+        assert!(spells("x-forwarded-for", "X~Forwarded+For"));
+        // A letter or a digit where the name has a dash is another name.
+        assert!(!spells("x-forwarded-for", "XaForwarded-For"));
+        assert!(!set.withheld(b"X~Forwarded~Fo1", Hop::Untrusted));
+    }
+
+    /// A configured name with underscores (`header:X_Edge_Client`) is read by WSGI and CGI
+    /// apps as `HTTP_X_EDGE_CLIENT`, as its dashed spelling is: a stranger's
+    /// `X-Edge-Client` is that header too. Withheld from every hop and counted; passed
+    /// from every client before (only a received name with a stand-in was compared).
+    #[test]
+    fn a_dashed_spelling_of_an_underscored_name_is_withheld() {
+        let policy = trusting("10.0.0.0/8");
+        let behind = behind(&policy);
+        let set = ForwardingSet::for_policy(&policy).with(FieldName::new("x_edge_client").unwrap());
+        for name in ["X-Edge-Client", "x-edge_client", "X~Edge-Client"] {
+            for hop in [Hop::Untrusted, behind] {
+                let fate = set.fate(name, hop);
+                assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
+                assert!(set.withheld(name.as_bytes(), hop), "{name}");
+            }
+        }
+        assert!(spells("x_edge_client", "X-Edge-Client"));
+        // Still only the names of the set.
+        assert!(!set.withheld(b"X-Edge-Clienz", Hop::Untrusted));
+        assert!(!set.withheld(b"Accept-Encoding", behind));
+    }
+
     /// django-ipware up to 4 reads `HTTP_VIA` as a client address after the headers the
     /// gateway writes, and takes the first public one it finds: behind a gateway whose
     /// client has a private address, a stranger's `Via: 6.6.6.6` was the answer. A
@@ -1625,14 +1712,12 @@ mod tests {
             is(None, false, false)
         );
         // A configured name with an underscore: spelled so, no honest proxy writes it
-        // either, so it goes whoever sent it. Dashes for its underscores make another name.
+        // either, so it goes whoever sent it. Dashes for its underscores are the same
+        // header to a WSGI or CGI app (`HTTP_X_EDGE_CLIENT`): they go too.
         let own = set.position("x_edge_client").unwrap();
         assert_eq!(fate("X_Edge_Client", behind), is(Some(own), true, true));
-        assert_eq!(fate("x-edge-client", behind), is(None, false, false));
-        assert_eq!(
-            fate("x-edge-client", Hop::Untrusted),
-            is(None, false, false)
-        );
+        assert_eq!(fate("x-edge-client", behind), is(None, true, true));
+        assert_eq!(fate("x-edge-client", Hop::Untrusted), is(None, true, true));
     }
 
     /// From a trusted hop, a client address passes when the hop's policy reads it or the

@@ -94,6 +94,12 @@ fn breadth(spec: &str) -> Option<Breadth> {
         TrustSpec::Named(NamedSet::Any) => Some(Breadth::Everyone),
         TrustSpec::Named(NamedSet::Private) => Some(Breadth::Private),
         TrustSpec::Cidr(c) if c.prefix() == 0 => Some(Breadth::Everyone),
+        // Wider than any one network's addresses: no proxy fleet fills a /7 of IPv4 (each
+        // holds public addresses) or a /15 of public IPv6, and a few such ranges
+        // (`0.0.0.0/1` and `128.0.0.0/1`, `2000::/3`) trust every client as a /0 does.
+        TrustSpec::Cidr(c) if c.prefix() < wide(c.network()) && reaches_public(spec) => {
+            Some(Breadth::Everyone)
+        }
         TrustSpec::Cidr(c) => match c.network() {
             IpAddr::V4(v4) if v4.is_private() && c.prefix() <= 12 => Some(Breadth::Private),
             // Unique-local fc00::/7, or a wide part of it.
@@ -103,6 +109,15 @@ fn breadth(spec: &str) -> Option<Breadth> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// The longest prefix [`breadth`] counts as trusting everyone: shorter than any network a
+/// proxy fleet is numbered from.
+fn wide(network: IpAddr) -> u8 {
+    match network {
+        IpAddr::V4(_) => 8,
+        IpAddr::V6(_) => 16,
     }
 }
 
@@ -200,7 +215,7 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
                 message: if hops {
                     "hops:N trusting `any` on a listener others can reach: a client that connects directly sends N entries of its own choosing and is believed".to_string()
                 } else {
-                    "every peer is trusted (`any` or a /0) on a listener others can reach: any client can name any address in X-Forwarded-For".to_string()
+                    "every peer is trusted (`any`, a /0, or a range wider than a /8 of IPv4 or a /16 of IPv6) on a listener others can reach: any client can name any address in X-Forwarded-For".to_string()
                 },
                 fix: "trust your proxies' addresses only (trusted = [\"10.0.0.0/16\"], a provider's ranges), or listen on loopback or a Unix socket behind them".to_string(),
             });
@@ -238,17 +253,35 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
         Preset::Fastly,
         Preset::AzureFrontDoor,
     ];
-    for (spec, _) in &specs {
+    // A CDN trusted by its preset, or by its ranges under another strategy (`trusted =
+    // ["cloudflare"]` with rightmost-untrusted, as nginx's set_real_ip_from over the CDN's
+    // list): either way the ranges vouch for whoever sends through them. Once per CDN.
+    let mut cdns: Vec<(Preset, String)> = Vec::new();
+    for (spec, trusted) in &specs {
         if let StrategySpec::Preset(preset) = spec
             && cdn_headers.contains(preset)
-            && config.origin_secret.is_none()
+            && !cdns.iter().any(|(p, _)| p == preset)
         {
+            cdns.push((*preset, format!("the {} preset", preset.name())));
+        }
+        // `peer` reads no forwarding header: what it trusts names no client.
+        let reads = !matches!(spec, StrategySpec::Peer);
+        for t in trusted.iter().filter(|_| reads) {
+            if let Ok(TrustSpec::Provider(name)) = t.trim().parse::<TrustSpec>()
+                && let Some(preset) = cdn_headers.iter().find(|p| p.ranges() == Some(&*name))
+                && !cdns.iter().any(|(p, _)| p == preset)
+            {
+                cdns.push((*preset, format!("{name}'s ranges trusted")));
+            }
+        }
+    }
+    for (_, what) in cdns {
+        if config.origin_secret.is_none() {
             out.push(Finding {
                 severity: Severity::Warning,
                 code: "cdn_without_origin_secret",
                 message: format!(
-                    "the {} preset without an origin secret: the CDN's ranges are shared by all its customers, so anyone can send through it with their own configuration and have it vouch for any address, unless this origin accepts traffic from your distribution only",
-                    preset.name()
+                    "{what} without an origin secret: the CDN's ranges are shared by all its customers, so anyone can send through it with their own configuration and have it vouch for any address, unless this origin accepts traffic from your distribution only"
                 ),
                 fix: "set a custom origin header with a secret value at the CDN and require it: origin_secret = { header = \"X-Origin-Verify\", value = \"...\" }".to_string(),
             });
@@ -395,6 +428,28 @@ mod tests {
             codes(&lint(&slash0, &public)),
             ["hops_with_any_on_a_public_listener"]
         );
+        // Two halves of IPv4 and all of global IPv6: every client, as a /0 (check said
+        // "nothing dangerous found" before).
+        for wide in [
+            &["0.0.0.0/1", "128.0.0.0/1"][..],
+            &["2000::/3"],
+            &["64.0.0.0/2"],
+        ] {
+            let halves = config((wide, &["rightmost-untrusted"], None));
+            assert_eq!(
+                codes(&lint(&halves, &public)),
+                ["trust_any_on_a_public_listener"],
+                "{wide:?}"
+            );
+        }
+        for narrow in ["8.0.0.0/8", "2001:db8::/32", "fc00::/7"] {
+            let narrow = config((&[narrow], &["rightmost-untrusted"], None));
+            assert!(
+                !codes(&lint(&narrow, &public)).contains(&"trust_any_on_a_public_listener"),
+                "{:?}",
+                narrow.trusted
+            );
+        }
         let private = config((&["private"], &["rightmost-untrusted"], None));
         assert_eq!(
             codes(&lint(&private, &public)),
@@ -415,6 +470,19 @@ mod tests {
         );
         let cdn = config((&[], &["cloudflare"], None));
         assert_eq!(codes(&lint(&cdn, &public)), ["cdn_without_origin_secret"]);
+        // The CDN's ranges under another strategy are as shared (check said "nothing
+        // dangerous found" before); named once with its preset.
+        for strategy in ["rightmost-untrusted", "cloudflare"] {
+            let ranges = config((&["cloudflare"], &[strategy], None));
+            assert_eq!(
+                codes(&lint(&ranges, &public)),
+                ["cdn_without_origin_secret"],
+                "{strategy}"
+            );
+        }
+        let secret = config((&["cloudflare"], &["rightmost-untrusted"], Some("s3cret")));
+        assert!(lint(&secret, &public).is_empty());
+        assert!(lint(&config((&["cloudflare"], &["peer"], None)), &public).is_empty());
         assert!(lint(&config((&[], &["cloudflare"], Some("s3cret"))), &public).is_empty());
         let mut proxy = config((&[], &["peer"], None));
         proxy.proxy_protocol_from = vec!["any".into()];

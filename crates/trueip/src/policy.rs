@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use crate::addr::{Node, Peer};
 use crate::error::ConfigError;
-use crate::headers::{FieldName, Headers, Lines, names, spells};
+use crate::headers::{FieldName, Headers, Lines, dashed, names, spells};
 use crate::link::PrivateLink;
 use crate::params::ParamName;
 use crate::resolution::{ListHeader, Resolution, Source, Warnings, rate_limit_key};
@@ -259,7 +259,7 @@ impl OriginSecret {
 /// would have to carry the secret as its address. Names are compared as apps read them:
 /// WSGI, CGI and PHP read `X_Forwarded_For` as `X-Forwarded-For`.
 fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), ConfigError> {
-    let same = |other: &FieldName| spells(&other.as_str().replace('_', "-"), name.as_str());
+    let same = |other: &FieldName| spells(&dashed(other.as_str()), name.as_str());
     let written_by_others = names::FORWARDING
         .iter()
         .any(|row| row.claim != names::Claim::Origin && same(&row.name))
@@ -291,8 +291,8 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
 /// take a value the client chose (`Host: 6.6.6.6` parses as an address).
 fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
     // As apps read names: WSGI, CGI and PHP read `X_Forwarded_Host` as `X-Forwarded-Host`,
-    // PHP `X.Forwarded.Host` too.
-    let dashed = name.as_str().replace(['_', '.'], "-");
+    // PHP `X.Forwarded.Host` too, and PHP behind lighttpd `X~Forwarded~Host`.
+    let dashed = dashed(name.as_str());
     let claims_the_request = names::FORWARDING.iter().any(|row| {
         matches!(row.claim, names::Claim::Request | names::Claim::Hops)
             && row.name.as_str() == dashed
