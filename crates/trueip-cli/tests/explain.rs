@@ -30,6 +30,19 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// An AWS `ip-ranges.json` in `dir` whose CloudFront origin-facing range is `prefix`, as
+/// `--trust cloudfront=FILE` and `[client_ip.providers]` read it.
+fn cloudfront_ranges(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    let ranges = dir.join("ip-ranges.json");
+    let text = format!(
+        r#"{{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
+            {{"ip_prefix":"{prefix}","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}}],
+            "ipv6_prefixes":[]}}"#
+    );
+    std::fs::write(&ranges, text).expect("ranges");
+    ranges
+}
+
 #[test]
 fn text_walks_the_chain_step_by_step() {
     let out = trueip(
@@ -621,14 +634,7 @@ fn explain_config_refuses_an_origin_secret_serve_could_never_receive() {
 #[test]
 fn explain_a_cloudfront_header_from_around_cloudfront_is_not_believed() {
     let dir = temp_dir("cloudfront-around");
-    let ranges = dir.join("ip-ranges.json");
-    std::fs::write(
-        &ranges,
-        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
-            {"ip_prefix":"13.32.0.0/15","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
-            "ipv6_prefixes":[]}"#,
-    )
-    .expect("ranges");
+    let ranges = cloudfront_ranges(&dir, "13.32.0.0/15");
     let cloudfront = format!("cloudfront={}", ranges.display());
     let run = |xff: &str| {
         trueip(
@@ -777,14 +783,7 @@ fn lambda_event_function_url_ipv6() {
 #[test]
 fn lambda_event_function_url_behind_cloudfront_ignores_x_forwarded_for() {
     let dir = temp_dir("lambda-function-url-cloudfront");
-    let ranges = dir.join("ip-ranges.json");
-    std::fs::write(
-        &ranges,
-        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
-            {"ip_prefix":"130.176.0.0/16","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
-            "ipv6_prefixes":[]}"#,
-    )
-    .expect("ranges");
+    let ranges = cloudfront_ranges(&dir, "130.176.0.0/16");
     let cloudfront = format!("cloudfront={}", ranges.display());
     let mut event: serde_json::Value =
         serde_json::from_str(&lambda_event_text("function_url")).expect("event");
@@ -841,14 +840,7 @@ fn lambda_event_function_url_behind_cloudfront_ignores_x_forwarded_for() {
 #[test]
 fn lambda_event_cloudfront_api_gateway_with_ranges_and_config() {
     let dir = temp_dir("lambda-cloudfront");
-    let ranges = dir.join("ip-ranges.json");
-    std::fs::write(
-        &ranges,
-        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
-            {"ip_prefix":"130.176.0.0/16","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
-            "ipv6_prefixes":[]}"#,
-    )
-    .expect("ranges");
+    let ranges = cloudfront_ranges(&dir, "130.176.0.0/16");
     let mut event: serde_json::Value =
         serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
     event["headers"]["x-forwarded-for"] = "1.2.3.4, 198.51.100.7, 130.176.3.3".into();
@@ -1113,14 +1105,7 @@ fn lambda_preset_alb_trusts_no_one_in_a_function_url_event() {
 #[test]
 fn lambda_preset_cloudfront_alb_loads_the_ranges_it_needs() {
     let dir = temp_dir("lambda-preset-cloudfront");
-    let ranges = dir.join("ip-ranges.json");
-    std::fs::write(
-        &ranges,
-        r#"{"syncToken":"1","createDate":"2025-07-24-20-23-14","prefixes":[
-            {"ip_prefix":"130.176.0.0/16","region":"GLOBAL","service":"CLOUDFRONT_ORIGIN_FACING","network_border_group":"GLOBAL"}],
-            "ipv6_prefixes":[]}"#,
-    )
-    .expect("ranges");
+    let ranges = cloudfront_ranges(&dir, "130.176.0.0/16");
     let mut event: serde_json::Value =
         serde_json::from_str(&lambda_event_text("alb")).expect("event");
     event["headers"]["x-forwarded-for"] = "1.2.3.4, 198.51.100.7, 130.176.12.9".into();

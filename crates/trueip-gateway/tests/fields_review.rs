@@ -285,23 +285,34 @@ fn three_ways(gw: SocketAddr, up: &Recorder, lines: &[(&str, &str)]) -> Vec<(&'s
 /// Fails on the code before the fix: every dotted spelling reached the upstream.
 #[test]
 fn dotted_spellings_of_client_ip_headers_are_stripped_on_every_path() {
-    let dir = test_dir("fields_review/dots");
+    stripped_on_every_path(
+        "fields_review/dots",
+        &[
+            ("X.Forwarded.For", "6.6.6.6"),
+            ("X.Real.IP", "6.6.6.6"),
+            ("Client.IP", "6.6.6.6"),
+            ("CF.Connecting.IP", "6.6.6.6"),
+            ("True-Client.IP", "6.6.6.6"),
+            ("X_Forwarded.Proto", "https"),
+        ],
+    );
+}
+
+/// Sends the six `forged` lines (client addresses 6.6.6.6, and a scheme claim `https`)
+/// from a stranger on each of the three ways in: none reaches the upstream, no name
+/// spelled other than with letters, digits and dashes does, the scheme is the
+/// connection's, and every line is counted as stripped.
+fn stripped_on_every_path(dir: &str, forged: &[(&str, &str); 6]) {
+    let dir = test_dir(dir);
     let up = Recorder::start();
     let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
-    let forged = [
-        ("X.Forwarded.For", "6.6.6.6"),
-        ("X.Real.IP", "6.6.6.6"),
-        ("Client.IP", "6.6.6.6"),
-        ("CF.Connecting.IP", "6.6.6.6"),
-        ("True-Client.IP", "6.6.6.6"),
-        ("X_Forwarded.Proto", "https"),
-    ];
-    for (way, got) in three_ways(gw.addr, &up, &forged) {
+    for (way, got) in three_ways(gw.addr, &up, forged) {
         let seen = got.seen();
         assert_clean_forwarding(&seen, "127.0.0.1", way);
         for (name, value) in &seen.headers {
             assert!(
-                !value.contains("6.6.6.6") && !name.contains('.'),
+                !value.contains("6.6.6.6")
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
                 "{way}: {name}: {value} reached the upstream"
             );
         }
@@ -323,33 +334,16 @@ fn dotted_spellings_of_client_ip_headers_are_stripped_on_every_path() {
 /// reached the upstream.
 #[test]
 fn punctuation_spellings_of_client_ip_headers_are_stripped_on_every_path() {
-    let dir = test_dir("fields_review/punctuation");
-    let up = Recorder::start();
-    let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
-    let forged = [
-        ("X~Forwarded~For", "6.6.6.6"),
-        ("X+Real+IP", "6.6.6.6"),
-        ("True!Client*IP", "6.6.6.6"),
-        ("CF'Connecting|IP", "6.6.6.6"),
-        ("X#Forwarded$For", "6.6.6.6"),
-        ("X^Forwarded`Proto", "https"),
-    ];
-    for (way, got) in three_ways(gw.addr, &up, &forged) {
-        let seen = got.seen();
-        assert_clean_forwarding(&seen, "127.0.0.1", way);
-        for (name, value) in &seen.headers {
-            assert!(
-                !value.contains("6.6.6.6")
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
-                "{way}: {name}: {value} reached the upstream"
-            );
-        }
-        assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{way}");
-    }
-    let m = Req::get("/.trueip/metrics").must_send(gw.addr).text();
-    assert!(
-        m.contains("trueip_stripped_headers_total 18"),
-        "six lines stripped three times: {m}"
+    stripped_on_every_path(
+        "fields_review/punctuation",
+        &[
+            ("X~Forwarded~For", "6.6.6.6"),
+            ("X+Real+IP", "6.6.6.6"),
+            ("True!Client*IP", "6.6.6.6"),
+            ("CF'Connecting|IP", "6.6.6.6"),
+            ("X#Forwarded$For", "6.6.6.6"),
+            ("X^Forwarded`Proto", "https"),
+        ],
     );
 }
 
