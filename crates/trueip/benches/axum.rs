@@ -58,29 +58,35 @@ fn bare() -> Router {
 
 /// trueip: the layer decides, the extractor reads the decision.
 fn trueip() -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|ClientIp(ip): ClientIp| async move {
-                black_box(ip);
-                "ok"
-            }),
-        )
-        .layer(ClientIpLayer::new(policy()))
+    trueip_route().layer(ClientIpLayer::new(policy()))
+}
+
+/// The route that reads trueip's decision, without the layer that makes it.
+fn trueip_route() -> Router {
+    Router::new().route(
+        "/",
+        get(|ClientIp(ip): ClientIp| async move {
+            black_box(ip);
+            "ok"
+        }),
+    )
 }
 
 /// axum-client-ip's configurable `ClientIp`, set up as its README does (an `Extension`
 /// naming the source). It has no trust set: it returns the rightmost entry.
 fn axum_client_ip() -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|axum_client_ip::ClientIp(ip)| async move {
-                black_box(ip);
-                "ok"
-            }),
-        )
-        .layer(ClientIpSource::RightmostXForwardedFor.into_extension())
+    axum_client_ip_route().layer(ClientIpSource::RightmostXForwardedFor.into_extension())
+}
+
+/// The route that reads axum-client-ip's configurable `ClientIp`, without its extension.
+fn axum_client_ip_route() -> Router {
+    Router::new().route(
+        "/",
+        get(|axum_client_ip::ClientIp(ip)| async move {
+            black_box(ip);
+            "ok"
+        }),
+    )
 }
 
 /// axum-client-ip's fixed-source extractor: no extension to look up.
@@ -133,15 +139,7 @@ mod router_layer {
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn trueip_static_policy(bencher: Bencher) {
         static POLICY: std::sync::LazyLock<trueip::Policy> = std::sync::LazyLock::new(policy);
-        let app = Router::new()
-            .route(
-                "/",
-                get(|ClientIp(ip): ClientIp| async move {
-                    black_box(ip);
-                    "ok"
-                }),
-            )
-            .layer(ClientIpLayer::from_static(&POLICY));
+        let app = trueip_route().layer(ClientIpLayer::from_static(&POLICY));
         run(bencher, app);
     }
 
@@ -169,13 +167,7 @@ mod around_the_router {
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn trueip_layer_and_client_ip(bencher: Bencher) {
-        let app = Router::new().route(
-            "/",
-            get(|ClientIp(ip): ClientIp| async move {
-                black_box(ip);
-                "ok"
-            }),
-        );
+        let app = trueip_route();
         run_around(
             bencher,
             tower::Layer::layer(&ClientIpLayer::new(policy()), app),
@@ -184,13 +176,7 @@ mod around_the_router {
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn axum_client_ip_configurable(bencher: Bencher) {
-        let app = Router::new().route(
-            "/",
-            get(|axum_client_ip::ClientIp(ip)| async move {
-                black_box(ip);
-                "ok"
-            }),
-        );
+        let app = axum_client_ip_route();
         let layer = ClientIpSource::RightmostXForwardedFor.into_extension();
         run_around(bencher, tower::Layer::layer(&layer, app));
     }
@@ -213,16 +199,6 @@ mod cloned_per_request {
         });
     }
 
-    fn app() -> Router {
-        Router::new().route(
-            "/",
-            get(|ClientIp(ip): ClientIp| async move {
-                black_box(ip);
-                "ok"
-            }),
-        )
-    }
-
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn bare(bencher: Bencher) {
         run_cloned(bencher, super::bare());
@@ -232,7 +208,7 @@ mod cloned_per_request {
     fn trueip_arc(bencher: Bencher) {
         run_cloned(
             bencher,
-            tower::Layer::layer(&ClientIpLayer::new(policy()), app()),
+            tower::Layer::layer(&ClientIpLayer::new(policy()), trueip_route()),
         );
     }
 
@@ -242,19 +218,13 @@ mod cloned_per_request {
         static POLICY: std::sync::LazyLock<trueip::Policy> = std::sync::LazyLock::new(policy);
         run_cloned(
             bencher,
-            tower::Layer::layer(&ClientIpLayer::from_static(&POLICY), app()),
+            tower::Layer::layer(&ClientIpLayer::from_static(&POLICY), trueip_route()),
         );
     }
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn axum_client_ip(bencher: Bencher) {
-        let app = Router::new().route(
-            "/",
-            get(|axum_client_ip::ClientIp(ip)| async move {
-                black_box(ip);
-                "ok"
-            }),
-        );
+        let app = axum_client_ip_route();
         let layer = ClientIpSource::RightmostXForwardedFor.into_extension();
         run_cloned(bencher, tower::Layer::layer(&layer, app));
     }

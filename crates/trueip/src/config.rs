@@ -134,6 +134,20 @@ pub fn in_dir_of(dir: &Path, path: &Path) -> PathBuf {
     dir.join(path)
 }
 
+/// [`in_dir_of`] over a path the config holds as text, in place. The joined path must
+/// be UTF-8 to stay text: when the directory's name is not, the error says so, and the
+/// caller adds the key and the hint.
+pub fn text_in_dir_of(dir: &Path, path: &mut String) -> Result<(), ConfigError> {
+    let joined = in_dir_of(dir, Path::new(path.as_str()));
+    *path = joined.into_os_string().into_string().map_err(|joined| {
+        ConfigError::new(format!(
+            "the path of {path:?} from the config file's directory, {}, is not UTF-8",
+            Path::new(&joined).display()
+        ))
+    })?;
+    Ok(())
+}
+
 impl Files {
     /// [`in_dir_of`] over each path. A path that is not UTF-8 once joined (the
     /// directory's name is not) is an error naming the provider.
@@ -143,14 +157,9 @@ impl Files {
             Files::Many(ps) => ps.as_mut_slice(),
         };
         for p in paths {
-            let joined = in_dir_of(dir, Path::new(p.as_str()));
-            *p = joined.into_os_string().into_string().map_err(|joined| {
-                ConfigError::new(format!(
-                    "the path of {p:?} from the config file's directory, {}, is not UTF-8",
-                    Path::new(&joined).display()
-                ))
-                .hint("write the provider file's absolute path")
-                .at(format!("client_ip.providers.{name}"))
+            text_in_dir_of(dir, p).map_err(|e| {
+                e.hint("write the provider file's absolute path")
+                    .at(format!("client_ip.providers.{name}"))
             })?;
         }
         Ok(())

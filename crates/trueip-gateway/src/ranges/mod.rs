@@ -164,7 +164,7 @@ impl RangesSettings {
     /// Makes `dir` and the `from` files relative to `dir_of_file`, the config file's
     /// directory (`trueip::config::in_dir_of`); URLs are kept.
     pub(crate) fn paths_from(&mut self, dir_of_file: &Path) -> Result<(), ConfigError> {
-        use trueip::config::in_dir_of;
+        use trueip::config::{in_dir_of, text_in_dir_of};
         if let Some(dir) = &mut self.dir {
             *dir = in_dir_of(dir_of_file, dir);
         }
@@ -174,14 +174,9 @@ impl RangesSettings {
                 Sources::Many(list) => list.as_mut_slice(),
             };
             for source in list.iter_mut().filter(|s| !is_url(s)) {
-                let joined = in_dir_of(dir_of_file, Path::new(source.as_str()));
-                *source = joined.into_os_string().into_string().map_err(|joined| {
-                    ConfigError::new(format!(
-                        "the path of {source:?} from the config file's directory, {}, is not UTF-8",
-                        Path::new(&joined).display()
-                    ))
-                    .hint("write the file's absolute path")
-                    .at(format!("ranges.from.{name}"))
+                text_in_dir_of(dir_of_file, source).map_err(|e| {
+                    e.hint("write the file's absolute path")
+                        .at(format!("ranges.from.{name}"))
                 })?;
             }
         }
