@@ -78,6 +78,22 @@ def test_several_lines_of_one_header_are_one_list(policy: trueip.Policy) -> None
     assert policy.resolve("10.0.0.5", pairs).ip_str == "70.41.3.18"
 
 
+def test_a_line_that_is_not_utf8_is_read_not_dropped() -> None:
+    """aiohttp decodes header bytes that are not UTF-8 with ``surrogateescape``.
+    A client that puts one such byte in its X-Forwarded-For, which nginx appends the
+    client to on the same line, must not make the line vanish: the answer was nginx."""
+    nginx = trueip.Policy(trust=["10.0.0.1"], strategy="rightmost-untrusted")
+    sent = b"6.6.6.6\xff, 203.0.113.7"
+    as_aiohttp = {"X-Forwarded-For": sent.decode("utf-8", "surrogateescape")}
+    gateway = nginx.resolve("10.0.0.1", [(b"x-forwarded-for", sent)])
+    assert gateway.ip_str == "203.0.113.7"
+    r = nginx.resolve("10.0.0.1", as_aiohttp)
+    assert (r.ip_str, r.source, r.warnings) == (gateway.ip_str, gateway.source, gateway.warnings)
+    # A lone surrogate no decoder makes is no address either, and the line still counts.
+    r = nginx.resolve("10.0.0.1", [("X-Forwarded-For", "\ud800, 203.0.113.7")])
+    assert (r.ip_str, r.source) == ("203.0.113.7", "x-forwarded-for[-1]")
+
+
 def test_framework_header_objects(policy: trueip.Policy) -> None:
     from starlette.datastructures import Headers as StarletteHeaders
     from werkzeug.datastructures import EnvironHeaders, Headers
