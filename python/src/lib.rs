@@ -384,10 +384,11 @@ fn ip_object(py: Python<'_>, ip: IpAddr) -> PyResult<Py<PyAny>> {
     f.call1(py, (ip.to_string(),))
 }
 
-/// Reads a provider file from the path as the policy holds it: a config file's relative
-/// paths were made relative to its directory when it was read.
+/// Reads a provider file from the path as the policy holds it (a config file's relative
+/// paths were made relative to its directory when it was read), bounded as `trueip serve`
+/// reads it.
 fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| e.to_string())
+    trueip::config::read_provider_file(path)
 }
 
 /// Whom to trust and how to find the client: the core's `Policy`.

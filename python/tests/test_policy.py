@@ -222,6 +222,24 @@ def test_from_toml_errors(tmp_path: Path) -> None:
         trueip.Policy.from_toml(unknown)
 
 
+def test_a_provider_file_is_read_bounded(tmp_path: Path) -> None:
+    """A provider path naming ``/dev/zero`` or a device was read until memory ran out: a
+    list larger than any provider's is refused before its end (a sparse file here, of
+    zeros, which the old read took whole and then failed to parse)."""
+    huge = tmp_path / "ips-v4"
+    with open(huge, "wb") as f:
+        f.truncate((32 << 20) + 1)
+    config = tmp_path / "trueip.toml"
+    config.write_text(f'[client_ip]\ntrusted = ["cloudflare"]\n[client_ip.providers]\ncloudflare = "{huge}"\n')
+    for make in (
+        lambda: trueip.Policy.from_toml(config),
+        lambda: trueip.Policy(trust=["cloudflare"], providers={"cloudflare": huge}),
+        lambda: trueip.Policy.lambda_preset("cloudfront-alb", providers={"cloudfront": huge}),
+    ):
+        with pytest.raises(trueip.PolicyError, match="larger than 33554432 bytes"):
+            make()
+
+
 def test_the_shipped_example_config_loads() -> None:
     p = trueip.Policy.from_toml(REPO / "trueip.example.toml")
     assert p.resolve("192.0.2.1").ip_str == "192.0.2.1"
