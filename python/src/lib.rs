@@ -123,9 +123,27 @@ impl Wanted {
 
 /// The text of a header name or value: `str` (as WSGI and most mappings hold them) or
 /// `bytes` (ASGI). Anything else is not a header and is skipped.
+///
+/// Every `str` has bytes, so no line of a header goes missing: a line dropped from a list
+/// header can be the one a trusted proxy appended the client to, and the answer is then
+/// the proxy. aiohttp decodes header bytes that are not UTF-8 with `surrogateescape`, so
+/// a client that puts one such byte in its `X-Forwarded-For` leaves lone surrogates in the
+/// value, which strict UTF-8 refuses: `surrogateescape` gives back the bytes the client
+/// sent, and `surrogatepass` some bytes for any other lone surrogate. Either way the
+/// element holding them is no address, as in the gateway.
 fn text_bytes<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
     if let Ok(s) = value.cast::<PyString>() {
-        s.encode_utf8().ok()
+        s.encode_utf8().ok().or_else(|| {
+            let py = s.py();
+            ["surrogateescape", "surrogatepass"]
+                .into_iter()
+                .find_map(|errors| {
+                    s.call_method1(pyo3::intern!(py, "encode"), ("utf-8", errors))
+                        .ok()?
+                        .cast_into::<PyBytes>()
+                        .ok()
+                })
+        })
     } else {
         value.cast::<PyBytes>().ok().cloned()
     }
@@ -366,10 +384,11 @@ fn ip_object(py: Python<'_>, ip: IpAddr) -> PyResult<Py<PyAny>> {
     f.call1(py, (ip.to_string(),))
 }
 
-/// Reads a provider file from the path as the policy holds it: a config file's relative
-/// paths were made relative to its directory when it was read.
+/// Reads a provider file from the path as the policy holds it (a config file's relative
+/// paths were made relative to its directory when it was read), bounded as `trueip serve`
+/// reads it.
 fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| e.to_string())
+    trueip::config::read_provider_file(path)
 }
 
 /// Whom to trust and how to find the client: the core's `Policy`.

@@ -78,6 +78,22 @@ def test_several_lines_of_one_header_are_one_list(policy: trueip.Policy) -> None
     assert policy.resolve("10.0.0.5", pairs).ip_str == "70.41.3.18"
 
 
+def test_a_line_that_is_not_utf8_is_read_not_dropped() -> None:
+    """aiohttp decodes header bytes that are not UTF-8 with ``surrogateescape``.
+    A client that puts one such byte in its X-Forwarded-For, which nginx appends the
+    client to on the same line, must not make the line vanish: the answer was nginx."""
+    nginx = trueip.Policy(trust=["10.0.0.1"], strategy="rightmost-untrusted")
+    sent = b"6.6.6.6\xff, 203.0.113.7"
+    as_aiohttp = {"X-Forwarded-For": sent.decode("utf-8", "surrogateescape")}
+    gateway = nginx.resolve("10.0.0.1", [(b"x-forwarded-for", sent)])
+    assert gateway.ip_str == "203.0.113.7"
+    r = nginx.resolve("10.0.0.1", as_aiohttp)
+    assert (r.ip_str, r.source, r.warnings) == (gateway.ip_str, gateway.source, gateway.warnings)
+    # A lone surrogate no decoder makes is no address either, and the line still counts.
+    r = nginx.resolve("10.0.0.1", [("X-Forwarded-For", "\ud800, 203.0.113.7")])
+    assert (r.ip_str, r.source) == ("203.0.113.7", "x-forwarded-for[-1]")
+
+
 def test_framework_header_objects(policy: trueip.Policy) -> None:
     from starlette.datastructures import Headers as StarletteHeaders
     from werkzeug.datastructures import EnvironHeaders, Headers
@@ -204,6 +220,24 @@ def test_from_toml_errors(tmp_path: Path) -> None:
     unknown.write_text('[client_ip]\ntrusted = ["10.0.0.0/8"]\nstrategies = "hops:1"\n')
     with pytest.raises(trueip.PolicyError, match="strategies"):
         trueip.Policy.from_toml(unknown)
+
+
+def test_a_provider_file_is_read_bounded(tmp_path: Path) -> None:
+    """A provider path naming ``/dev/zero`` or a device was read until memory ran out: a
+    list larger than any provider's is refused before its end (a sparse file here, of
+    zeros, which the old read took whole and then failed to parse)."""
+    huge = tmp_path / "ips-v4"
+    with open(huge, "wb") as f:
+        f.truncate((32 << 20) + 1)
+    config = tmp_path / "trueip.toml"
+    config.write_text(f'[client_ip]\ntrusted = ["cloudflare"]\n[client_ip.providers]\ncloudflare = "{huge}"\n')
+    for make in (
+        lambda: trueip.Policy.from_toml(config),
+        lambda: trueip.Policy(trust=["cloudflare"], providers={"cloudflare": huge}),
+        lambda: trueip.Policy.lambda_preset("cloudfront-alb", providers={"cloudfront": huge}),
+    ):
+        with pytest.raises(trueip.PolicyError, match="larger than 33554432 bytes"):
+            make()
 
 
 def test_the_shipped_example_config_loads() -> None:

@@ -139,7 +139,8 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
         .collect();
     let mut found = lint_listeners(&config, &facts);
     if let Some(aws) = &args.aws_ip_ranges {
-        let json = std::fs::read(aws).map_err(|e| format!("cannot read {}: {e}", aws.display()))?;
+        let json = trueip::config::read_provider_file(aws)
+            .map_err(|e| format!("cannot read {}: {e}", aws.display()))?;
         let bad = |e| format!("{}: {e}", aws.display());
         found.extend(trueip::lint::aws_trust(&config, &json).map_err(bad)?);
         for (i, (_, own)) in facts.iter().enumerate() {

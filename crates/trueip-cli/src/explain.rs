@@ -333,7 +333,7 @@ fn preset_policy(preset: Preset, trust: &[String]) -> Result<Policy, String> {
         let name = name.trim().to_ascii_lowercase();
         let files = Files::One(file.trim().to_string());
         let ranges = trueip::config::load_provider(&name, &files, &mut |path| {
-            std::fs::read(path).map_err(|e| e.to_string())
+            trueip::config::read_provider_file(path)
         })
         .map_err(|e| format!("--trust {spec}: {e}"))?;
         builder = builder.provider(&name, ranges);

@@ -1461,3 +1461,53 @@ fn explain_decides_as_the_listener_named() {
     assert_eq!(json(&out)["client_ip"], "203.0.113.9");
     assert!(!ask("1").status.success());
 }
+
+/// A provider file is read bounded, on both paths that load one (`--config`'s
+/// `[client_ip.providers]`, `--lambda-preset`'s `--trust NAME=FILE`): a path naming
+/// `/dev/zero` was read until memory ran out. The old read took this sparse file of zeros
+/// whole, then failed on its first line; now it is refused at the bound.
+#[test]
+fn a_provider_file_past_the_bound_is_refused_unread() {
+    let dir = temp_dir("provider-bound");
+    let huge = dir.join("ips-v4");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(trueip::config::MAX_PROVIDER_FILE_BYTES + 1))
+        .expect("sparse file");
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[client_ip]\ntrusted = [\"cloudflare\"]\n[client_ip.providers]\ncloudflare = {:?}\n",
+            huge.display().to_string()
+        ),
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let trust = format!("cloudfront={}", huge.display());
+    for args in [
+        vec!["explain", "--config", &config, "--peer", "127.0.0.1"],
+        vec![
+            "explain",
+            "--lambda-preset",
+            "cloudfront-alb",
+            "--trust",
+            &trust,
+            "--lambda-event",
+            "-",
+        ],
+    ] {
+        let out = trueip(&args, None);
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            err.get(..300).unwrap_or(&err)
+        );
+        assert!(
+            err.contains("larger than 33554432 bytes"),
+            "{args:?}: {}",
+            err.get(..300).unwrap_or(&err)
+        );
+    }
+}

@@ -305,7 +305,7 @@ pub fn build_policy(
         names::resolve_all(&config.host_names(), &*names::resolver()).map_err(|e| e.to_string())?;
     let policy = config
         .build_resolved(
-            &mut |path| std::fs::read(path).map_err(|e| e.to_string()),
+            &mut |path| trueip::config::read_provider_file(path),
             &loaded.sets,
             &names::sets(&addrs),
         )

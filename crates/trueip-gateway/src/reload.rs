@@ -50,7 +50,7 @@ fn build_named(
     args: &ServeArgs,
     names: &crate::names::Addresses,
 ) -> Result<State, ConfigError> {
-    let mut read = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
+    let mut read = |p: &str| trueip::config::read_provider_file(p);
     let settings = Settings::from_file_named(file.clone(), args, &mut read, names)?;
     let mut state = State::build(settings)?;
     state.source = Some(Arc::new(file));

@@ -420,6 +420,31 @@ impl ClientIpConfig {
     }
 }
 
+/// The largest provider list read or fetched: Azure's whole service tags file is about
+/// 4 MB and AWS's `ip-ranges.json` about 2 MB, so this leaves room for a list ten times
+/// larger while bounding memory.
+pub const MAX_PROVIDER_FILE_BYTES: u64 = 32 << 20;
+
+/// Reads a provider's list file, at most [`MAX_PROVIDER_FILE_BYTES`]: the reader every
+/// caller of [`load_provider`] and [`ClientIpConfig::build_resolved`] passes (`trueip
+/// serve`, `trueip explain`, the Python package). A path that names `/dev/zero`, a
+/// device or a file still being written is refused once the bound is passed, rather than
+/// read until memory runs out. The error is the reason alone, as `std::fs::read`'s is.
+pub fn read_provider_file(path: impl AsRef<std::path::Path>) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PROVIDER_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PROVIDER_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_PROVIDER_FILE_BYTES} bytes, far past any provider's list"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Loads and merges a provider's files.
 pub fn load_provider(
     name: &str,

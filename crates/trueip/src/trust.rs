@@ -100,7 +100,7 @@ impl FromStr for Cidr {
     type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError::new(format!("invalid CIDR {text:?}: {why}"));
+        let bad = |why: &str| ConfigError::new(format!("invalid CIDR {}: {why}", quoted(text)));
         let (addr, prefix) = match text.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
@@ -128,6 +128,23 @@ impl FromStr for Cidr {
                 }
             }
         }
+    }
+}
+
+/// The most characters of a rejected range an error quotes: a range is at most 43
+/// (`ffff:…:ffff/128`), and a line of a downloaded list can be 32 MiB, which quoted (every
+/// byte escaped) made an error message four times that.
+const QUOTED_CHARS: usize = 64;
+
+/// `text` quoted for an error, cut after [`QUOTED_CHARS`] characters.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!(
+            "{:?}... ({} bytes)",
+            text.get(..end).unwrap_or_default(),
+            text.len()
+        ),
+        None => format!("{text:?}"),
     }
 }
 
@@ -559,6 +576,23 @@ mod tests {
 
     fn printed(set: &TrustSet) -> Vec<String> {
         set.cidrs().map(|c| c.to_string()).collect()
+    }
+
+    /// A list line of megabytes (a provider file of zeros, a list that lost its line
+    /// breaks) made an error message of megabytes, every byte escaped: the quote is cut.
+    #[test]
+    fn a_long_rejected_range_is_quoted_cut() {
+        let line = "\0".repeat(1 << 20);
+        let e = line.parse::<Cidr>().unwrap_err().to_string();
+        assert!(
+            e.len() < 400,
+            "{} bytes: {}",
+            e.len(),
+            e.get(..400).unwrap_or(&e)
+        );
+        assert!(e.contains("(1048576 bytes): not an IP address"), "{e}");
+        let short = "10.0.0.0/33".parse::<Cidr>().unwrap_err().to_string();
+        assert!(short.contains("\"10.0.0.0/33\""), "{short}");
     }
 
     #[test]

@@ -16,10 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// The largest list accepted: Azure's whole service tags file is about 4 MB and AWS's
-/// `ip-ranges.json` about 2 MB, so this leaves room for a list ten times larger (which
-/// the size check then holds for `--force`) while bounding memory.
-pub(crate) const MAX_BYTES: u64 = 32 << 20;
+/// The largest list accepted, read or fetched (the size check then holds a list near it
+/// for `--force`).
+pub(crate) const MAX_BYTES: u64 = trueip::config::MAX_PROVIDER_FILE_BYTES;
 /// Redirects followed before giving up (a loop ends here).
 pub(crate) const MAX_REDIRECTS: usize = 5;
 

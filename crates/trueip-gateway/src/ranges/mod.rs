@@ -450,21 +450,9 @@ fn is_url(source: &str) -> bool {
     source.starts_with("https://") || source.starts_with("http://")
 }
 
-/// Reads a list from a file, bounded.
+/// Reads a list from a file, bounded (the core's reader of provider files).
 pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(fetch::MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
-    if bytes.len() as u64 > fetch::MAX_BYTES {
-        return Err(format!(
-            "{path}: larger than {} bytes, far past any provider's list",
-            fetch::MAX_BYTES
-        ));
-    }
-    Ok(bytes)
+    trueip::config::read_provider_file(path).map_err(|e| format!("cannot read {path}: {e}"))
 }
 
 /// The prefixes in `new` and not in `old`, and those in `old` and not in `new`.
