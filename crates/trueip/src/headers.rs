@@ -383,7 +383,10 @@ impl ForwardingSet {
         let mut set: Vec<(FieldName, bool)> = names::FORWARDING
             .iter()
             .map(|row| {
-                let passes = row.claim != names::Claim::Address && secret != Some(&row.name);
+                // An address, or the hops (`Via`), may hold what the client wrote
+                // however trusted the hop that hands it on.
+                let passes = matches!(row.claim, names::Claim::Request | names::Claim::Origin)
+                    && secret != Some(&row.name);
                 (row.name.clone(), passes)
             })
             .collect();
@@ -884,7 +887,9 @@ pub mod names {
         /// for one in any header (django-ipware up to 4 reads `HTTP_VIA`) takes a
         /// client's `Via: 6.6.6.6` for its address. Forward proxies in front of clients
         /// write it honestly, so a stranger's line is withheld without counting as a
-        /// forgery; trusted hops write it too (CloudFront), and theirs passes.
+        /// forgery. A trusted hop's is withheld too, unless relayed on purpose: nginx
+        /// passes the client's `Via` as it came and CloudFront appends to it, so what a
+        /// trusted hop hands on under this name still holds whatever the client wrote.
         Hops,
     }
 
@@ -1648,9 +1653,11 @@ mod tests {
     /// gateway writes, and takes the first public one it finds: behind a gateway whose
     /// client has a private address, a stranger's `Via: 6.6.6.6` was the answer. A
     /// stranger's `Via` is withheld, not counted as a forgery (forward proxies write it
-    /// honestly); a trusted hop's (CloudFront's) passes. Passed from everyone before.
+    /// honestly). So is a trusted hop's, which passed until a review: nginx hands on the
+    /// client's `Via` as it came, and CloudFront appends to it. A deployment that wants
+    /// its hops' `Via` relays it.
     #[test]
-    fn via_is_withheld_from_strangers_only_and_not_as_a_forgery() {
+    fn via_is_withheld_and_not_as_a_forgery_unless_relayed() {
         let policy = trusting("10.0.0.0/8");
         let set = ForwardingSet::for_policy(&policy);
         let via = set.position("via").unwrap();
@@ -1663,10 +1670,13 @@ mod tests {
                 forged: false
             }
         );
-        assert!(!set.fate("VIA", behind(&policy)).withheld);
+        assert_eq!(set.fate("VIA", behind(&policy)), fate);
         assert!(set.withheld(b"via", Hop::Untrusted));
-        assert!(!set.withheld(b"via", behind(&policy)));
+        assert!(set.withheld(b"via", behind(&policy)));
         assert!(set.fate("X-Forwarded-For", Hop::Untrusted).forged);
+        let relaying = set.relaying(&[FieldName::new("via").unwrap()]);
+        assert!(!relaying.withheld(b"via", behind(&policy)));
+        assert!(relaying.withheld(b"via", Hop::Untrusted));
     }
 
     #[test]
