@@ -396,3 +396,43 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
         );
     }
 }
+
+/// The firewalls' and CDNs' client headers that PHP apps read first (`HTTP_INCAP_CLIENT_IP`
+/// in WordPress security plugins, `HTTP_X_SUCURI_CLIENTIP`, `HTTP_CDN_SRC_IP` in PHP
+/// forum and CMS code, `HTTP_X_FORWARDED_IP` in PHP and Java helpers) are client-IP
+/// headers: from a stranger, in any spelling, none reaches the upstream, each counted
+/// as a forgery; from a trusted hop whose policy reads none of them, they are dropped.
+///
+/// Fails on the code before the fix: all four passed from anyone, as the client wrote them.
+#[test]
+fn waf_and_cdn_client_headers_php_apps_read_are_client_ip_headers() {
+    stripped_on_every_path(
+        "fields_review/waf_headers",
+        &[
+            ("Incap-Client-IP", "6.6.6.6"),
+            ("X-Sucuri-ClientIP", "6.6.6.6"),
+            ("Cdn-Src-Ip", "6.6.6.6"),
+            ("X-Forwarded-IP", "6.6.6.6"),
+            ("X_Sucuri_ClientIP", "6.6.6.6"),
+            ("X_Forwarded.Proto", "https"),
+        ],
+    );
+    let dir = test_dir("fields_review/waf_headers_trusted");
+    let up = Recorder::start();
+    let trusting = format!(
+        "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n",
+        toml(up.addr, false)
+    );
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
+    let lines = [
+        ("Incap-Client-IP", "6.6.6.6"),
+        ("X-Sucuri-ClientIP", "6.6.6.6"),
+        ("Cdn-Src-Ip", "6.6.6.6"),
+        ("X-Forwarded-IP", "6.6.6.6"),
+    ];
+    for (way, got) in three_ways(gw.addr, &up, &lines) {
+        for (name, value) in &got.seen().headers {
+            assert!(!value.contains("6.6.6.6"), "{way}: {name}: {value} reached the upstream");
+        }
+    }
+}

@@ -935,7 +935,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 57] = {
+    pub const FORWARDING: [Forwarding; 61] = {
         use Claim::{Address, Hops, Origin, Request};
         [
             row(
@@ -1167,6 +1167,26 @@ pub mod names {
             ),
             named("x-vercel-forwarded-for", Address, "Vercel"),
             named("x-nf-client-connection-ip", Address, "Netlify"),
+            named(
+                "incap-client-ip",
+                Address,
+                "Imperva (Incapsula); read by WordPress security plugins and PHP client-IP helpers (HTTP_INCAP_CLIENT_IP)",
+            ),
+            named(
+                "x-sucuri-clientip",
+                Address,
+                "the Sucuri firewall; read by WordPress plugins and PHP apps (HTTP_X_SUCURI_CLIENTIP)",
+            ),
+            named(
+                "cdn-src-ip",
+                Address,
+                "ChinaCache and other CDNs; read first by PHP forum and CMS apps (HTTP_CDN_SRC_IP)",
+            ),
+            named(
+                "x-forwarded-ip",
+                Address,
+                "read by PHP and Java client-IP helpers (HTTP_X_FORWARDED_IP)",
+            ),
             row(
                 X_FORWARDED_PROTO,
                 Request,
