@@ -73,10 +73,9 @@ fn near(peer: Peer) -> bool {
 /// The network `peer` is counted by in the far table: its /24 of IPv4, its /48 of IPv6.
 fn network(peer: Peer) -> Peer {
     match peer.ip() {
-        Some(IpAddr::V4(ip)) => IpAddr::from(std::net::Ipv4Addr::from_bits(
-            ip.to_bits() & 0xffff_ff00,
-        ))
-        .into(),
+        Some(IpAddr::V4(ip)) => {
+            IpAddr::from(std::net::Ipv4Addr::from_bits(ip.to_bits() & 0xffff_ff00)).into()
+        }
         Some(IpAddr::V6(ip)) => IpAddr::from(std::net::Ipv6Addr::from_bits(
             ip.to_bits() & !((1u128 << 80) - 1),
         ))
@@ -96,7 +95,11 @@ impl Hints {
         let (table, key, what) = if near(peer) {
             (&self.near, peer, "peers in private address space")
         } else {
-            (&self.far, network(peer), "networks outside private address space")
+            (
+                &self.far,
+                network(peer),
+                "networks outside private address space",
+            )
         };
         if table.count(key, what) {
             tracing::warn!(%peer, "{}", message(peer, listener));
@@ -229,7 +232,14 @@ mod tests {
             hints.untrusted_forwarding(ip(&format!("198.{}.{}.7", 18 + i / 256, i % 256)), None);
         }
         assert!(hints.far.full.load(Ordering::Relaxed));
-        for proxy in ["10.0.0.5", "127.0.0.20", "100.64.3.4", "fd00::5", "fe80::1", "192.168.1.1"] {
+        for proxy in [
+            "10.0.0.5",
+            "127.0.0.20",
+            "100.64.3.4",
+            "fd00::5",
+            "fe80::1",
+            "192.168.1.1",
+        ] {
             for _ in 0..AFTER {
                 hints.untrusted_forwarding(ip(proxy), None);
             }

@@ -432,7 +432,10 @@ fn waf_and_cdn_client_headers_php_apps_read_are_client_ip_headers() {
     ];
     for (way, got) in three_ways(gw.addr, &up, &lines) {
         for (name, value) in &got.seen().headers {
-            assert!(!value.contains("6.6.6.6"), "{way}: {name}: {value} reached the upstream");
+            assert!(
+                !value.contains("6.6.6.6"),
+                "{way}: {name}: {value} reached the upstream"
+            );
         }
     }
 }
