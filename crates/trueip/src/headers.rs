@@ -319,6 +319,14 @@ pub struct ForwardingSet {
     honest: Vec<bool>,
     /// The lengths of `names`, as a bit set ([`length_bit`]).
     lengths: u64,
+    /// The indices of `names` ordered by length (63 and longer as one), each length's in
+    /// the order of `names`: [`position`](Self::position) compares a name with those of
+    /// its own length only. Looked through whole, the table cost about 6 instructions a
+    /// name for every request line of a length some name has (`User-Agent` beside
+    /// `Cdn-Src-Ip`), on every request `trueip serve` forwards.
+    by_length: Vec<usize>,
+    /// Where each length's indices start in `by_length`, and (at `l + 1`) end.
+    starts: [usize; 65],
 }
 
 /// What [`ForwardingSet::fate`] says of one header line.
@@ -361,6 +369,15 @@ impl ForwardingSet {
                     .any(|row| row.name == *n && row.claim == names::Claim::Hops)
             })
             .collect();
+        let key = |n: &FieldName| n.as_str().len().min(63);
+        let mut by_length: Vec<usize> = (0..names.len()).collect();
+        by_length.sort_by_key(|&i| names.get(i).map_or(0, key));
+        let mut starts = [0; 65];
+        for n in &names {
+            for start in starts.iter_mut().skip(key(n) + 1) {
+                *start += 1;
+            }
+        }
         ForwardingSet {
             names,
             underscored,
@@ -368,6 +385,8 @@ impl ForwardingSet {
             relayed,
             honest,
             lengths,
+            by_length,
+            starts,
         }
     }
 
@@ -446,9 +465,15 @@ impl ForwardingSet {
         if self.lengths & length_bit(name.len()) == 0 {
             return None;
         }
-        self.names
-            .iter()
-            .position(|n| is_lower_name(name, n.as_str()))
+        let len = name.len().min(63);
+        let (Some(&start), Some(&end)) = (self.starts.get(len), self.starts.get(len + 1)) else {
+            return None;
+        };
+        self.by_length.get(start..end)?.iter().copied().find(|&i| {
+            self.names
+                .get(i)
+                .is_some_and(|n| is_lower_name(name, n.as_str()))
+        })
     }
 
     /// Whether `name` spells one of the names in any case, with any punctuation for
@@ -1697,6 +1722,34 @@ mod tests {
         let relaying = set.relaying(&[FieldName::new("via").unwrap()]);
         assert!(!relaying.withheld(b"via", behind(&policy)));
         assert!(relaying.withheld(b"via", Hop::Untrusted));
+    }
+
+    /// `position` compares a name only with the set's names of its length: it still
+    /// finds each name at its index in any case, configured names of 63 bytes and longer
+    /// too, and nothing else.
+    #[test]
+    fn position_finds_every_name_at_its_index_among_those_of_its_length() {
+        let long = FieldName::new(&format!("x-{}", "a".repeat(70))).unwrap();
+        let longer = FieldName::new(&format!("x-{}", "b".repeat(80))).unwrap();
+        let set = ForwardingSet::default()
+            .with(long)
+            .with(longer)
+            .with(FieldName::new("x-edge").unwrap());
+        for (i, n) in set.names().iter().enumerate() {
+            assert_eq!(set.position(n.as_str()), Some(i), "{n}");
+            let upper = n.as_str().to_ascii_uppercase();
+            assert_eq!(set.position(&upper), Some(i), "{n}");
+        }
+        let other = format!("x-{}", "c".repeat(70));
+        for name in [
+            "user-agent",
+            "accept-encoding",
+            "x-forwarded-fox",
+            "",
+            &other,
+        ] {
+            assert_eq!(set.position(name), None, "{name}");
+        }
     }
 
     #[test]
