@@ -320,8 +320,8 @@ pub struct ForwardingSet {
     /// The lengths of `names`, as a bit set ([`length_bit`]).
     lengths: u64,
     /// The indices of `names` ordered by length (63 and longer as one), each length's in
-    /// the order of `names`: [`position`](Self::position) compares a name with those of
-    /// its own length only. Looked through whole, the table cost about 6 instructions a
+    /// the order of `names`: [`position`](Self::position) and [`spelled`](Self::spelled)
+    /// compare a name with those of its own length only. Looked through whole, the table cost about 6 instructions a
     /// name for every request line of a length some name has (`User-Agent` beside
     /// `Cdn-Src-Ip`), on every request `trueip serve` forwards.
     by_length: Vec<usize>,
@@ -462,25 +462,35 @@ impl ForwardingSet {
     /// Where `name`, given in any case, is in [`names`](Self::names).
     #[inline]
     pub fn position(&self, name: &str) -> Option<usize> {
-        if self.lengths & length_bit(name.len()) == 0 {
-            return None;
-        }
-        let len = name.len().min(63);
-        let (Some(&start), Some(&end)) = (self.starts.get(len), self.starts.get(len + 1)) else {
-            return None;
-        };
-        self.by_length.get(start..end)?.iter().copied().find(|&i| {
-            self.names
-                .get(i)
-                .is_some_and(|n| is_lower_name(name, n.as_str()))
-        })
+        self.of_length(name.len())
+            .find(|&(_, n)| is_lower_name(name, n.as_str()))
+            .map(|(i, _)| i)
     }
 
     /// Whether `name` spells one of the names in any case, with any punctuation for
     /// dashes ([`spells`]).
     pub fn spelled(&self, name: &[u8]) -> bool {
-        self.lengths & length_bit(name.len()) != 0
-            && self.names.iter().any(|n| spells(n.as_str(), name))
+        self.of_length(name.len())
+            .any(|(_, n)| spells(n.as_str(), name))
+    }
+
+    /// The names (with their indices) that a name of `len` bytes may be: those of that
+    /// length, or for 63 and longer those as long too. A stand-in for a dash is one byte
+    /// for one, so [`spells`] too compares names of one length only.
+    #[inline]
+    fn of_length(&self, len: usize) -> impl Iterator<Item = (usize, &FieldName)> {
+        let key = len.min(63);
+        let range = if self.lengths & length_bit(len) == 0 {
+            &[][..]
+        } else {
+            match (self.starts.get(key), self.starts.get(key + 1)) {
+                (Some(&start), Some(&end)) => self.by_length.get(start..end).unwrap_or(&[]),
+                _ => &[],
+            }
+        };
+        range
+            .iter()
+            .filter_map(|&i| self.names.get(i).map(|n| (i, n)))
     }
 
     /// Whether a request header line named `name` (as received), for a request that came
@@ -1724,9 +1734,9 @@ mod tests {
         assert!(relaying.withheld(b"via", Hop::Untrusted));
     }
 
-    /// `position` compares a name only with the set's names of its length: it still
-    /// finds each name at its index in any case, configured names of 63 bytes and longer
-    /// too, and nothing else.
+    /// `position` and `spelled` compare a name only with the set's names of its length:
+    /// they still find each name (at its index) in any case and spelling, configured
+    /// names of 63 bytes and longer too, and nothing else.
     #[test]
     fn position_finds_every_name_at_its_index_among_those_of_its_length() {
         let long = FieldName::new(&format!("x-{}", "a".repeat(70))).unwrap();
@@ -1739,6 +1749,7 @@ mod tests {
             assert_eq!(set.position(n.as_str()), Some(i), "{n}");
             let upper = n.as_str().to_ascii_uppercase();
             assert_eq!(set.position(&upper), Some(i), "{n}");
+            assert!(set.spelled(upper.replace('-', "_").as_bytes()), "{n}");
         }
         let other = format!("x-{}", "c".repeat(70));
         for name in [
@@ -1749,6 +1760,7 @@ mod tests {
             &other,
         ] {
             assert_eq!(set.position(name), None, "{name}");
+            assert!(!set.spelled(name.replace('-', "_").as_bytes()), "{name}");
         }
     }
 
