@@ -2014,7 +2014,8 @@ fn keep(
 }
 
 /// The checked `headers.relay`: client addresses the gateway withholds from trusted hops
-/// (rows of the built-in table that claim an address, or names in `strip`); any other name
+/// (rows of the built-in table that claim an address or the hops, `Via`, or names in
+/// `strip`); any other name
 /// would be a typo that silently does nothing.
 fn relay(
     names: &[String],
@@ -2041,7 +2042,7 @@ fn relay(
                 format!("{name} is in headers.keep"),
                 "it passes from every client already; keep it in one list",
             ))
-        } else if claim.is_some_and(|claim| claim != Claim::Address) {
+        } else if claim.is_some_and(|claim| matches!(claim, Claim::Request | Claim::Origin)) {
             Some((
                 format!("{name} names no client address"),
                 "trusted hops pass it already; remove it from relay",

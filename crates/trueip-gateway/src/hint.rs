@@ -4,9 +4,20 @@
 //! coming from the proxy. One log line per such peer says which line of config would fix
 //! it, if the peer is the user's proxy, and that otherwise someone is forging the headers.
 //!
-//! Memory is bounded: at most [`PEERS`] peers are remembered; past that one line says that
-//! further peers are not logged, and nothing more is kept.
+//! Memory is bounded: at most [`PEERS`] peers are remembered in each of two tables; past
+//! that one line says that further peers are not logged, and nothing more is kept there.
+//!
+//! Anyone can send forwarding headers, so the tables must not be ones a stranger can fill
+//! before the user's proxy is counted: [`PEERS`] forged requests from as many addresses
+//! (one IPv6 host has 2^64) would silence the hint for good, and ordinary internet traffic
+//! (scanners, clients behind forward proxies) fills a table of single addresses within
+//! days. So peers a stranger on the internet cannot connect from — loopback, private,
+//! link-local and shared (CGNAT) addresses, and Unix sockets, where a user's own proxies
+//! sit — have their own table ([`near`]), and every other peer is counted by its network
+//! (a /24 of IPv4, a /48 of IPv6: what one party holds), so a stranger fills one entry
+//! per network it owns, and a CDN's many addresses in one network get one line.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,12 +27,21 @@ use trueip::addr::Peer;
 /// forged request is no pattern; a proxy nobody trusted sends them with every request.
 pub(crate) const AFTER: u8 = 3;
 
-/// The most peers remembered.
+/// The most peers remembered in each table.
 pub(crate) const PEERS: usize = 64;
 
 /// Which peers sent ignored forwarding headers, and how often (up to [`AFTER`]).
 #[derive(Debug, Default)]
 pub(crate) struct Hints {
+    /// Peers an outside client cannot be ([`near`]), each address its own entry.
+    near: Table,
+    /// Every other peer, one entry per network ([`network`]).
+    far: Table,
+}
+
+/// One bounded table of peers and their counts.
+#[derive(Debug, Default)]
+struct Table {
     /// At most [`PEERS`], looked through in order: a comparison of addresses each, where
     /// a `HashMap` hashed the address with SipHash on every such request (the PROXY row
     /// of `bench/gateway.sh`, whose clients send `X-Forwarded-For`: about 1 % of the
@@ -32,53 +52,101 @@ pub(crate) struct Hints {
     full: AtomicBool,
 }
 
+/// Whether no stranger on the internet can connect from `peer`: a Unix socket, or a
+/// loopback, private (RFC 1918, ULA), link-local or shared (RFC 6598) address.
+fn near(peer: Peer) -> bool {
+    match peer.ip() {
+        None => true,
+        Some(IpAddr::V4(ip)) => {
+            let [a, b, ..] = ip.octets();
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        Some(IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local()
+        }
+    }
+}
+
+/// The network `peer` is counted by in the far table: its /24 of IPv4, its /48 of IPv6.
+fn network(peer: Peer) -> Peer {
+    match peer.ip() {
+        Some(IpAddr::V4(ip)) => {
+            IpAddr::from(std::net::Ipv4Addr::from_bits(ip.to_bits() & 0xffff_ff00)).into()
+        }
+        Some(IpAddr::V6(ip)) => IpAddr::from(std::net::Ipv6Addr::from_bits(
+            ip.to_bits() & !((1u128 << 80) - 1),
+        ))
+        .into(),
+        None => peer,
+    }
+}
+
 impl Hints {
     /// A request from `peer` carried forwarding headers the policy ignored because `peer`
     /// is not trusted; `listener` names the `[[listen]]` table whose own `client_ip`
-    /// decided (`None`: `[client_ip]`). Logs the hint at the [`AFTER`]-th such request.
+    /// decided (`None`: `[client_ip]`). Logs the hint at the [`AFTER`]-th such request
+    /// from the peer (from its network, for a peer outside private address space).
     pub(crate) fn untrusted_forwarding(&self, peer: Peer, listener: Option<usize>) {
-        if self.full.load(Ordering::Relaxed) {
-            return;
-        }
         // The address, not the connection: a proxy opens many, from many ports.
         let peer = peer.ip().map_or(Peer::Unix, Peer::from);
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
+        let (table, key, what) = if near(peer) {
+            (&self.near, peer, "peers in private address space")
+        } else {
+            (
+                &self.far,
+                network(peer),
+                "networks outside private address space",
+            )
         };
-        let known = seen.len();
-        let count = match seen.iter().position(|(p, _)| *p == peer) {
-            Some(i) => match seen.get_mut(i) {
-                Some((_, count)) => count,
-                None => return,
-            },
-            None if known >= PEERS => {
-                drop(seen);
-                if !self.full.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "forwarding headers from untrusted peers: {PEERS} peers were reported; further peers are not logged"
-                    );
-                }
-                return;
-            }
-            None => {
-                seen.push((peer, 0));
-                match seen.last_mut() {
-                    Some((_, count)) => count,
-                    None => return,
-                }
-            }
-        };
-        if *count >= AFTER {
-            return;
-        }
-        *count += 1;
-        if *count == AFTER {
-            drop(seen);
+        if table.count(key, what) {
             tracing::warn!(%peer, "{}", message(peer, listener));
         }
     }
 }
 
+impl Table {
+    /// Counts one more request from `key`: whether this is its [`AFTER`]-th, the one
+    /// that logs the hint. `what` names the table's keys in the line that says it is full.
+    fn count(&self, key: Peer, what: &str) -> bool {
+        if self.full.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let known = seen.len();
+        let count = match seen.iter().position(|(p, _)| *p == key) {
+            Some(i) => match seen.get_mut(i) {
+                Some((_, count)) => count,
+                None => return false,
+            },
+            None if known >= PEERS => {
+                drop(seen);
+                if !self.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "forwarding headers from untrusted peers: {PEERS} {what} were reported; further ones are not logged"
+                    );
+                }
+                return false;
+            }
+            None => {
+                seen.push((key, 0));
+                match seen.last_mut() {
+                    Some((_, count)) => count,
+                    None => return false,
+                }
+            }
+        };
+        if *count >= AFTER {
+            return false;
+        }
+        *count += 1;
+        *count == AFTER
+    }
+}
 /// The hint for `peer`: what would trust it, on the command line and in the config.
 pub(crate) fn message(peer: Peer, listener: Option<usize>) -> String {
     let spec = match peer {
@@ -123,18 +191,62 @@ mod tests {
         assert!(!text.contains("--trust"), "{text}");
     }
 
+    fn ip(text: &str) -> Peer {
+        text.parse::<IpAddr>().unwrap().into()
+    }
+
     #[test]
     fn memory_is_bounded_and_each_peer_counted_to_the_threshold_only() {
         let hints = Hints::default();
         for i in 0..(PEERS as u32 + 50) {
-            let peer: Peer = std::net::IpAddr::from(std::net::Ipv4Addr::from(i)).into();
-            for _ in 0..5 {
-                hints.untrusted_forwarding(peer, None);
+            // 10.0.x.y, one address each; 11.0.x.1, one /24 each.
+            let near = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let far = std::net::Ipv4Addr::from(0x0b00_0001 + (i << 8));
+            for peer in [near, far] {
+                for _ in 0..5 {
+                    hints.untrusted_forwarding(IpAddr::from(peer).into(), None);
+                }
             }
         }
-        let seen = hints.seen.lock().unwrap();
-        assert_eq!(seen.len(), PEERS);
-        assert!(seen.iter().all(|&(_, n)| n == AFTER));
-        assert!(hints.full.load(Ordering::Relaxed));
+        for table in [&hints.near, &hints.far] {
+            let seen = table.seen.lock().unwrap();
+            assert_eq!(seen.len(), PEERS);
+            assert!(seen.iter().all(|&(_, n)| n == AFTER));
+            assert!(table.full.load(Ordering::Relaxed));
+        }
+    }
+
+    /// A stranger with many addresses could once fill the one table of 64 peers with a
+    /// forged request from each, and the user's proxy, counted after, was never hinted.
+    #[test]
+    fn strangers_cannot_silence_the_hint_for_a_proxy_in_private_space() {
+        let hints = Hints::default();
+        // A /64 of IPv6 and a /24 of IPv4: one entry each, however many addresses.
+        for i in 0..1000u32 {
+            hints.untrusted_forwarding(ip(&format!("2001:db8:6:0:{i:x}::1")), None);
+            hints.untrusted_forwarding(ip(&format!("203.0.113.{}", i % 256)), None);
+        }
+        assert_eq!(hints.far.seen.lock().unwrap().len(), 2);
+        // As many networks as the far table holds, and more.
+        for i in 0..(PEERS as u32 * 2) {
+            hints.untrusted_forwarding(ip(&format!("198.{}.{}.7", 18 + i / 256, i % 256)), None);
+        }
+        assert!(hints.far.full.load(Ordering::Relaxed));
+        for proxy in [
+            "10.0.0.5",
+            "127.0.0.20",
+            "100.64.3.4",
+            "fd00::5",
+            "fe80::1",
+            "192.168.1.1",
+        ] {
+            for _ in 0..AFTER {
+                hints.untrusted_forwarding(ip(proxy), None);
+            }
+        }
+        hints.untrusted_forwarding(Peer::Unix, None);
+        let near = hints.near.seen.lock().unwrap();
+        assert_eq!(near.len(), 7, "{near:?}");
+        assert!(near.iter().take(6).all(|&(_, n)| n == AFTER), "{near:?}");
     }
 }

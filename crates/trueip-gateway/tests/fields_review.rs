@@ -347,15 +347,15 @@ fn punctuation_spellings_of_client_ip_headers_are_stripped_on_every_path() {
     );
 }
 
-/// django-ipware up to 4 reads `HTTP_VIA` as a client address, after the headers the
-/// gateway writes, and takes the first public address it finds: behind the gateway, a
-/// client with a private address that sends `Via: 6.6.6.6` is 6.6.6.6 to it. A stranger's
-/// `Via` is withheld on every path and not counted as a forgery (forward proxies in front
-/// of clients write it honestly); a trusted hop's passes (CloudFront writes one).
+/// django-ipware up to 4 reads `HTTP_VIA` as a client address: a stranger's `Via` is
+/// withheld on every path and not counted as a forgery (forward proxies in front of
+/// clients write it honestly). A trusted hop's is withheld too, unless `[headers] relay`
+/// names it: nginx hands on the client's `Via` as it came, and CloudFront appends to it,
+/// so a client with a private address behind either was `6.6.6.6` to django-ipware.
 ///
-/// Fails on the code before the fix: a stranger's `Via` reached the upstream.
+/// Fails on the code before the fix: a trusted hop's `Via: 6.6.6.6` reached the upstream.
 #[test]
-fn via_passes_from_trusted_hops_only() {
+fn via_passes_only_from_a_trusted_hop_that_relays_it() {
     let dir = test_dir("fields_review/via");
     let up = Recorder::start();
     let stranger = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
@@ -375,12 +375,67 @@ fn via_passes_from_trusted_hops_only() {
         toml(up.addr, false)
     );
     let behind = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
+    // What nginx passes, and what CloudFront makes of the client's line.
+    let client = [("Via", "6.6.6.6")];
+    let appended = [("Via", "6.6.6.6, 1.1 abc.cloudfront.net (CloudFront)")];
+    for lines in [&client, &appended] {
+        for (way, got) in three_ways(behind.addr, &up, lines) {
+            assert_eq!(got.seen().all("via"), Vec::<&str>::new(), "{way}");
+        }
+    }
+    let m = Req::get("/.trueip/metrics").must_send(behind.addr).text();
+    assert!(m.contains("trueip_stripped_headers_total 0"), "{m}");
+    let relaying = format!("{trusting}[headers]\nrelay = [\"via\"]\n");
+    let relays = Gateway::start_with_toml(&dir, free_addr(), &relaying, &[]);
     let cloudfront = [("Via", "1.1 abc.cloudfront.net (CloudFront)")];
-    for (way, got) in three_ways(behind.addr, &up, &cloudfront) {
+    for (way, got) in three_ways(relays.addr, &up, &cloudfront) {
         assert_eq!(
             got.seen().all("via"),
             vec!["1.1 abc.cloudfront.net (CloudFront)"],
             "{way}"
         );
+    }
+}
+
+/// The firewalls' and CDNs' client headers that PHP apps read first (`HTTP_INCAP_CLIENT_IP`
+/// in WordPress security plugins, `HTTP_X_SUCURI_CLIENTIP`, `HTTP_CDN_SRC_IP` in PHP
+/// forum and CMS code, `HTTP_X_FORWARDED_IP` in PHP and Java helpers) are client-IP
+/// headers: from a stranger, in any spelling, none reaches the upstream, each counted
+/// as a forgery; from a trusted hop whose policy reads none of them, they are dropped.
+///
+/// Fails on the code before the fix: all four passed from anyone, as the client wrote them.
+#[test]
+fn waf_and_cdn_client_headers_php_apps_read_are_client_ip_headers() {
+    stripped_on_every_path(
+        "fields_review/waf_headers",
+        &[
+            ("Incap-Client-IP", "6.6.6.6"),
+            ("X-Sucuri-ClientIP", "6.6.6.6"),
+            ("Cdn-Src-Ip", "6.6.6.6"),
+            ("X-Forwarded-IP", "6.6.6.6"),
+            ("X_Sucuri_ClientIP", "6.6.6.6"),
+            ("X_Forwarded.Proto", "https"),
+        ],
+    );
+    let dir = test_dir("fields_review/waf_headers_trusted");
+    let up = Recorder::start();
+    let trusting = format!(
+        "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n",
+        toml(up.addr, false)
+    );
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
+    let lines = [
+        ("Incap-Client-IP", "6.6.6.6"),
+        ("X-Sucuri-ClientIP", "6.6.6.6"),
+        ("Cdn-Src-Ip", "6.6.6.6"),
+        ("X-Forwarded-IP", "6.6.6.6"),
+    ];
+    for (way, got) in three_ways(gw.addr, &up, &lines) {
+        for (name, value) in &got.seen().headers {
+            assert!(
+                !value.contains("6.6.6.6"),
+                "{way}: {name}: {value} reached the upstream"
+            );
+        }
     }
 }
