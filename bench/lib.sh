@@ -40,29 +40,46 @@ start() { # name cpus port cmd...
 }
 
 # The client of the rows with a new connection per request (bench/instructions.sh and
-# bench/syscalls.sh, PROTOCOL=close and proxy-v2), a fixed count where wrk runs for a time:
-#   python3 -c "$CLOSE_CLIENT" PORT TOTAL CONCURRENT close|proxy-v2 XFF
+# bench/syscalls.sh, PROTOCOL=close, proxy-v2 and tls-resume), a fixed count where wrk runs
+# for a time:
+#   python3 -c "$CLOSE_CLIENT" PORT TOTAL CONCURRENT close|proxy-v2|tls-resume XFF
 # sends exactly TOTAL requests, CONCURRENT connections open at a time, each a new connection
 # with wrk's request (Host, X-Forwarded-For, `Connection: close`; proxy-v2: a PROXY v2
-# header, TCP4 from 198.51.100.7, in the same write) read to the close; prints "requests: N
-# succeeded, M failed" and the status codes as h2load does.
+# header, TCP4 from 198.51.100.7, in the same write; tls-resume: over TLS, each connection
+# offering the session, and its newest ticket, that the last one to finish left, as wrk
+# does on row tls-resume) read to the close; prints "requests: N succeeded, M failed" and
+# the status codes as h2load does (and over TLS, how many connections resumed).
 CLOSE_CLIENT='
-import asyncio, socket, struct, sys
+import asyncio, socket, ssl, struct, sys
 port, total, conc, pp = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "proxy-v2"
+tls, session = None, None
+if sys.argv[4] == "tls-resume":
+    class Resuming(ssl.SSLContext):
+        def wrap_bio(self, *args, **kwargs):
+            return super().wrap_bio(*args, session=session, **kwargs)
+    tls = Resuming(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
 req = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-For: " + sys.argv[5]
        + "\r\nConnection: close\r\n\r\n").encode()
 if pp:
     addrs = socket.inet_aton("198.51.100.7") + socket.inet_aton("127.0.0.1") + struct.pack(">HH", 5555, port)
     req = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack(">H", len(addrs)) + addrs + req
-left, ok, bad = total, 0, 0
+left, ok, bad, resumed = total, 0, 0, 0
 async def worker():
-    global left, ok, bad
+    global left, ok, bad, session, resumed
     while left > 0:
         left -= 1
         try:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
+            if tls:
+                r, w = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname="localhost")
+            else:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(req)
             data = await asyncio.wait_for(r.read(), 60)
+            if tls:
+                resumed += w.get_extra_info("ssl_object").session_reused
+                session = w.get_extra_info("ssl_object").session
             w.close()
             if data.startswith(b"HTTP/1.1 200 "):
                 ok += 1
@@ -71,8 +88,15 @@ async def worker():
         except Exception:
             bad += 1
 async def main():
+    global left, ok, bad, resumed
+    if tls:  # one connection first, not counted, so that every counted one can resume
+        left, total_left = 1, left
+        await worker()
+        left, ok, bad, resumed = total_left, 0, 0, 0
     await asyncio.gather(*(worker() for _ in range(conc)))
 asyncio.run(main())
 print(f"requests: {total} total, {ok} succeeded, {bad} failed")
 print(f"status codes: {ok} 2xx, 0 3xx, 0 4xx, {bad} 5xx")
+if tls:
+    print(f"resumed: {resumed} of {total}")
 '

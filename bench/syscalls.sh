@@ -10,28 +10,34 @@
 #                                                   # connection per request
 #   PROTOCOL=proxy-v2 bash bench/syscalls.sh        # row proxy-v2: the same on a PROXY v2
 #                                                   # listener
+#   PROTOCOL=tls-resume REQUESTS=5000 bash bench/syscalls.sh
+#                                                   # row tls-resume: over TLS, each new
+#                                                   # connection resuming the session
 #
 # The servers are started as bench/gateway.sh starts them for the row (the same nginx and
 # HAProxy configs, the same trueip flags and `[[listen]]` table, one worker each, on
 # $PROXY_CPU; upstream and load generator on the other CPUs). The load generator is h2load
-# for h2; for close and proxy-v2, bench/lib.sh's CLOSE_CLIENT ($CONNECTIONS connections at
-# a time, a fixed count where wrk runs for a time; slower than wrk, so a server waits for
-# more of its requests, and the counts that depend on timing, `epoll_wait` and the failed
-# `accept4`, differ from a wrk run's). For each server and round: $WARMUP
+# for h2; for close, proxy-v2 and tls-resume, bench/lib.sh's CLOSE_CLIENT ($CONNECTIONS
+# connections at a time, a fixed count where wrk runs for a time; slower than wrk, so a
+# server waits for more of its requests, and the counts that depend on timing, `epoll_wait`
+# and the failed `accept4`, differ from a wrk run's). For each server and round: $WARMUP
 # requests, then `perf stat` on the system-call tracepoints of the server's process (every
 # thread) while the client sends exactly $REQUESTS more; each count is divided by $REQUESTS. The
 # tracepoints do not stop the process as strace's ptrace does: under `strace -c` the gateway
 # ran slowly enough to change what it did (fewer upstream connections opened per request).
-# Also prints the server's user and system CPU time per request over the same run (from
-# /proc, in clock ticks: load on the machine moves them).
+# Beside the system calls: the packets the server's process sent (`net_dev_xmit`), the
+# times it was switched out (`sched_switch`) and its page faults (`page-faults`). Also
+# prints the server's user and system CPU time per request over the same run (from /proc,
+# in clock ticks), and perf's task-clock over the counted window (finer than the ticks;
+# load on the machine moves both).
 #
 # Needs: perf (with tracefs), h2load (nghttp2-client), nginx, haproxy, openssl, taskset, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROTOCOL=${PROTOCOL:-h2}
-case $PROTOCOL in h2 | close | proxy-v2) ;; *)
-    echo "bench/syscalls.sh: PROTOCOL is h2, close or proxy-v2, not $PROTOCOL" >&2; exit 1 ;;
+case $PROTOCOL in h2 | close | proxy-v2 | tls-resume) ;; *)
+    echo "bench/syscalls.sh: PROTOCOL is h2, close, proxy-v2 or tls-resume, not $PROTOCOL" >&2; exit 1 ;;
 esac
 REQUESTS=${REQUESTS:-20000}
 WARMUP=${WARMUP:-2000}
@@ -118,6 +124,15 @@ case $PROTOCOL in
         HAPROXY_BIND="ssl crt $OUT/haproxy.pem alpn h2,http/1.1"
         TRUEIP_LISTEN="tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
         ;;
+    tls-resume)
+        NGINX_LISTEN="ssl;
+        ssl_certificate $OUT/cert.pem;
+        ssl_certificate_key $OUT/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        $REALIP"
+        HAPROXY_BIND="ssl crt $OUT/haproxy.pem"
+        TRUEIP_LISTEN="tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
+        ;;
     close)
         NGINX_LISTEN="; $REALIP"
         HAPROXY_BIND=""
@@ -186,11 +201,16 @@ for t in "${NAMES[@]}"; do
 done
 SERVERS=("${NAMES[@]}" haproxy nginx)
 
-EVENTS=raw_syscalls:sys_enter
+EVENTS=task-clock,page-faults,raw_syscalls:sys_enter
 for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait \
     epoll_ctl futex connect accept4 socket close shutdown setsockopt getsockopt getsockname \
     ioctl clock_gettime getpid getrandom madvise mmap munmap; do
     [ -d "$TRACEFS/events/syscalls/sys_enter_$s" ] && EVENTS+=",syscalls:sys_enter_$s"
+done
+# Beside the system calls: the packets the server's process put on the loopback device (its
+# sends, and any ACK the kernel sent while running it), and the times it was switched out.
+for t in net:net_dev_xmit sched:sched_switch; do
+    [ -d "$TRACEFS/events/${t/://}" ] && EVENTS+=",$t"
 done
 
 load() { # port count file
@@ -221,6 +241,8 @@ for round in $(seq 1 "$ROUNDS"); do
             grep -q "^requests: .* $REQUESTS succeeded" "$f.h2load.txt" &&
             grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$f.h2load.txt" ||
             { echo "bench/syscalls.sh: $name did not answer $REQUESTS requests ($PROTOCOL) with 200; see $f.h2load.txt" >&2; exit 1; }
+        { [ "$PROTOCOL" != tls-resume ] || grep -q "^resumed: $REQUESTS of" "$f.h2load.txt"; } ||
+            { echo "bench/syscalls.sh: $name did not resume every session; see $f.h2load.txt" >&2; exit 1; }
     done
 done
 
@@ -235,13 +257,17 @@ out, n, rounds, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int
 servers = sys.argv[6:]
 counts = {s: {} for s in servers}
 cpu = {s: ([], []) for s in servers}
+clock = {s: [] for s in servers}
 for s in servers:
     for r in range(1, rounds + 1):
         for line in open(f"{out}/{s}-{r}.perf"):
             f = line.split(",")
+            if len(f) > 2 and f[2] == "task-clock":
+                clock[s].append(float(f[0]) * 1e3 / n)  # msec -> µs
+                continue
             if len(f) < 3 or not f[0].isdigit():
                 continue
-            name = f[2].split(":")[1].removeprefix("sys_enter").lstrip("_") or "all"
+            name = f[2].split(":")[-1].removeprefix("sys_enter").lstrip("_") or "all"
             counts[s].setdefault(name, [0] * rounds)[r - 1] = int(f[0]) / n
         for i, t in enumerate(open(f"{out}/{s}-{r}.ticks").read().split()):
             cpu[s][i].append(int(t) / tck / n * 1e6)
@@ -259,4 +285,5 @@ for k in names:
     print(f"| {k} | " + " | ".join(cell(counts[s].get(k, [0] * rounds)) for s in servers) + " |")
 print("| CPU µs per request: user | " + " | ".join(cell(cpu[s][0]) for s in servers) + " |")
 print("| CPU µs per request: system | " + " | ".join(cell(cpu[s][1]) for s in servers) + " |")
+print("| CPU µs per request: task-clock | " + " | ".join(cell(clock[s]) for s in servers) + " |")
 PY

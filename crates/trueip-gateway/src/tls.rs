@@ -78,6 +78,12 @@ pub(crate) fn acceptor(
     // worker, as the acceptor is), TLS 1.2 by a bounded cache of session ids.
     config.ticketer = rustls::crypto::ring::Ticketer::new()
         .map_err(|e| ConfigError::new(format!("TLS session tickets: {e}")).at(at.to_string()))?;
+    // One ticket per handshake, full or resumed (rustls sends two by default; OpenSSL, so
+    // nginx, one on a resumption). Each handshake hands a fresh ticket, so a client that
+    // keeps the newest one resumes every time, as OpenSSL's clients do (they hold one
+    // session); the second ticket cost every handshake three `getrandom` calls and an
+    // encryption, and the client the decoding of a session it then drops.
+    config.send_tls13_tickets = 1;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(TLS12_SESSIONS);
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -177,3 +177,49 @@ fn a_returning_client_resumes_its_session() {
         assert!(again.contains("HTTP/1.1 200"), "{version}: {again}");
     }
 }
+
+/// Every TLS 1.3 handshake, full or resumed, hands the client one ticket, and a client that
+/// keeps the newest one (as OpenSSL's clients do) resumes again and again.
+#[test]
+fn each_handshake_hands_one_ticket_and_resuming_goes_on() {
+    let dir = test_dir("tls_one_ticket");
+    let Some(_) = pki::pki(&dir) else { return };
+    pki::leaf(&dir, "fallback", "DNS:localhost,IP:127.0.0.1");
+    let listen = free_addr();
+    let d = dir.display();
+    let config = format!(
+        "[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/fallback.pem\", key = \"{d}/fallback.key\" }}\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
+    let mut kept: Option<String> = None;
+    for i in 0..3 {
+        let out = dir.join(format!("session-{i}.pem"));
+        let out = out.to_str().expect("utf-8 path").to_string();
+        let mut args = vec!["-tls1_3", "-sess_out", &out];
+        if let Some(kept) = &kept {
+            args.extend(["-sess_in", kept.as_str()]);
+        }
+        // A whole request, so that the ticket (sent after the handshake) is read.
+        let reply = pki::s_client(
+            listen,
+            &args,
+            b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        let handshake = if i == 0 {
+            "New, TLSv1.3"
+        } else {
+            "Reused, TLSv1.3"
+        };
+        assert!(
+            reply.contains(handshake),
+            "connection {i}: {reply}\n{}",
+            gw.proc.log()
+        );
+        assert!(reply.contains("HTTP/1.1 200"), "connection {i}: {reply}");
+        let tickets = reply
+            .matches("Post-Handshake New Session Ticket arrived")
+            .count();
+        assert_eq!(tickets, 1, "connection {i}: {reply}");
+        kept = Some(out);
+    }
+}
