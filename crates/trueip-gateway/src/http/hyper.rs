@@ -276,7 +276,7 @@ fn count_refused_head(ctx: &ConnCtx, e: &hyper::Error) {
 
 /// One of the gateway's own pages as a response (its body left out for `HEAD`).
 fn response(page: Page, method: &Method) -> Response<Body> {
-    let len = page.body.len();
+    let len = u64::try_from(page.body.len()).unwrap_or(u64::MAX);
     let mut resp = Response::new(if method == Method::HEAD {
         Body::empty()
     } else {
@@ -287,7 +287,7 @@ fn response(page: Page, method: &Method) -> Response<Body> {
     for (i, &(name, value)) in page.headers.iter().enumerate() {
         h.insert(name, HeaderValue::from_static(value));
         if i == 0 {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::CONTENT_LENGTH, headers::length_value(len));
         }
     }
     resp

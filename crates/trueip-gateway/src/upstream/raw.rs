@@ -28,7 +28,8 @@ use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
 use crate::rules::headers::{
-    OwnValues, add_content_length, connection_tokens, may_tunnel, response_keeps, valid_value,
+    OwnValues, add_content_length, connection_tokens, length_value, may_tunnel, response_keeps,
+    valid_value,
 };
 
 /// The most header lines an upstream response may carry (as in hyper's client).
@@ -289,12 +290,12 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
     }
     match head.framing {
         Framing::Length(n) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            headers.insert(header::CONTENT_LENGTH, length_value(n));
         }
         // HEAD and 304 answers keep the length the full answer would have had.
         Framing::None if head.status != StatusCode::NO_CONTENT => {
             if let Some(n) = head.length {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                headers.insert(header::CONTENT_LENGTH, length_value(n));
             }
         }
         Framing::None | Framing::Chunked | Framing::Close => {}
