@@ -35,6 +35,12 @@
 # the system calls per connection are what `strace -c -f -p PID` (or `perf stat -e
 # 'syscalls:sys_enter_*' -p PID`) shows.
 #
+# PROTOCOL=h2 also prints each count less h2's HPACK encoding of the answers
+# (`h2::frame::headers::Headers::encode`, inclusive), and that ratio: h2 keeps every `Date`
+# value it sends in the connection's table and compares each new answer's with all of them,
+# one more each second, so that part grows with the run's wall time (a busier machine, a
+# slower run under callgrind) and moved a count by up to 2 % between runs of one binary.
+#
 # Prints instructions per request for each binary and their ratio; the callgrind files stay in
 # $OUT for `callgrind_annotate --inclusive=yes $OUT/NAME.callgrind.1` (part 1: the counted
 # requests).
@@ -201,6 +207,11 @@ measure() { # name
     # one written at exit).
     total=$(awk '/^(summary|totals):/ {print $2; exit}' "$OUT/$name.callgrind.1")
     echo "$total" >"$OUT/$name.total"
+    if [ "$PROTOCOL" = h2 ]; then
+        callgrind_annotate --inclusive=yes --threshold=100 "$OUT/$name.callgrind.1" 2>/dev/null |
+            awk '/h2::frame::headers::Headers::encode \[/ {gsub(",", "", $1); print $1; exit}' \
+                >"$OUT/$name.hpack"
+    fi
     echo "$name: $total instructions over $REQUESTS requests" >&2
 }
 
@@ -215,12 +226,28 @@ else
 fi
 echo "callgrind (valgrind $(valgrind --version | sed 's/valgrind-//')), $CLIENT after $WARMUP warm-up requests, X-Forwarded-For: $XFF; trueip: workers = 1, access log off"
 echo
-echo "| binary | instructions per request |"
-echo "| --- | ---: |"
+without_hpack() { # name: its count less h2's HPACK encoding
+    echo $(($(cat "$OUT/$1.total") - $(cat "$OUT/$1.hpack" 2>/dev/null || echo 0)))
+}
+if [ "$PROTOCOL" = h2 ]; then
+    echo "| binary | instructions per request | less h2's HPACK encoding |"
+    echo "| --- | ---: | ---: |"
+else
+    echo "| binary | instructions per request |"
+    echo "| --- | ---: |"
+fi
 for name in "${NAMES[@]}"; do
-    echo "| $name: ${BIN[$name]} | $(($(cat "$OUT/$name.total") / REQUESTS)) |"
+    if [ "$PROTOCOL" = h2 ]; then
+        echo "| $name: ${BIN[$name]} | $(($(cat "$OUT/$name.total") / REQUESTS)) | $(($(without_hpack "$name") / REQUESTS)) |"
+    else
+        echo "| $name: ${BIN[$name]} | $(($(cat "$OUT/$name.total") / REQUESTS)) |"
+    fi
 done
 if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
     python3 -c "import sys; print(f'\ntrueip / trueip-before: {int(sys.argv[1]) / int(sys.argv[2]):.3f}')" \
         "$(cat "$OUT/trueip.total")" "$(cat "$OUT/trueip-before.total")"
+    if [ "$PROTOCOL" = h2 ]; then
+        python3 -c "import sys; print(f'less HPACK encoding: {int(sys.argv[1]) / int(sys.argv[2]):.3f}')" \
+            "$(without_hpack trueip)" "$(without_hpack trueip-before)"
+    fi
 fi

@@ -276,7 +276,7 @@ fn count_refused_head(ctx: &ConnCtx, e: &hyper::Error) {
 
 /// One of the gateway's own pages as a response (its body left out for `HEAD`).
 fn response(page: Page, method: &Method) -> Response<Body> {
-    let len = page.body.len();
+    let len = u64::try_from(page.body.len()).unwrap_or(u64::MAX);
     let mut resp = Response::new(if method == Method::HEAD {
         Body::empty()
     } else {
@@ -287,7 +287,7 @@ fn response(page: Page, method: &Method) -> Response<Body> {
     for (i, &(name, value)) in page.headers.iter().enumerate() {
         h.insert(name, HeaderValue::from_static(value));
         if i == 0 {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::CONTENT_LENGTH, headers::length_value(len));
         }
     }
     resp
@@ -408,7 +408,7 @@ fn begin(
         Err(exchange) => {
             let ctx = ctx.clone();
             Next::Exchange(Box::pin(async move {
-                let resp = forward(exchange, &ctx, &state).await;
+                let resp = forward(exchange, &ctx, &state, start).await;
                 answered(resp, record)
             }))
         }
@@ -454,13 +454,23 @@ struct ToHyper {
 }
 
 /// The exchange [`prepare`] chose, with the upstream of the state it was prepared under.
-async fn forward(prepared: Prepared, ctx: &Arc<ConnCtx>, state: &State) -> Response<Body> {
+/// `start`: the clock reading the request arrived at, which the exchange's timers and
+/// the pool's idle check go by: [`begin`] prepares the request synchronously, so the
+/// exchange starts at the same moment, and the clock is not read again.
+async fn forward(
+    prepared: Prepared,
+    ctx: &Arc<ConnCtx>,
+    state: &State,
+    start: Instant,
+) -> Response<Body> {
     match (prepared, &state.upstream) {
         (Prepared::Answer(resp), _) => *resp,
         (Prepared::Raw { method, head, key }, Some(upstream)) => {
-            forward_raw(ctx, upstream, &method, &head, key).await
+            forward_raw(ctx, upstream, &method, &head, key, start).await
         }
-        (Prepared::Hyper(to), Some(upstream)) => forward_hyper(*to, ctx, state, upstream).await,
+        (Prepared::Hyper(to), Some(upstream)) => {
+            forward_hyper(*to, ctx, state, upstream, start).await
+        }
         // `prepare` is given the state's upstream: an exchange always has one.
         (Prepared::Raw { method, .. }, None) => {
             response(failed(ctx, Failure::Target, &"no upstream"), &method)
@@ -636,6 +646,7 @@ async fn forward_hyper(
     ctx: &Arc<ConnCtx>,
     state: &State,
     upstream: &Upstream,
+    start: Instant,
 ) -> Response<Body> {
     let ToHyper {
         req,
@@ -650,8 +661,8 @@ async fn forward_hyper(
     // 3 KiB of future; inline, it would make every future holding it (`forward`'s,
     // `handle`'s) that large, and those are moved whole as they start, on every request,
     // those of the bare exchange too.
-    let sent = tokio::time::timeout(
-        settings.response_timeout,
+    let sent = tokio::time::timeout_at(
+        crate::clock::deadline_std(start, settings.response_timeout),
         Box::pin(upstream.send(req, key, &ctx.upstream_idle)),
     )
     .await;
@@ -710,11 +721,12 @@ async fn forward_raw(
     method: &Method,
     head: &[u8],
     key: http::uri::Authority,
+    start: Instant,
 ) -> Response<Body> {
     let settings = &upstream.settings;
-    let sent = tokio::time::timeout(
-        settings.response_timeout,
-        upstream.exchange_raw(head, method, key, &ctx.upstream_idle),
+    let sent = tokio::time::timeout_at(
+        crate::clock::deadline_std(start, settings.response_timeout),
+        upstream.exchange_raw(head, method, key, &ctx.upstream_idle, start),
     )
     .await;
     let (answer, body) = match sent {

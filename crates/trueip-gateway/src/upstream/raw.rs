@@ -28,7 +28,8 @@ use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
 use crate::rules::headers::{
-    OwnValues, add_content_length, connection_tokens, may_tunnel, response_keeps, valid_value,
+    OwnValues, add_content_length, connection_tokens, length_value, may_tunnel, response_keeps,
+    valid_value,
 };
 
 /// The most header lines an upstream response may carry (as in hyper's client).
@@ -289,12 +290,12 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
     }
     match head.framing {
         Framing::Length(n) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            headers.insert(header::CONTENT_LENGTH, length_value(n));
         }
         // HEAD and 304 answers keep the length the full answer would have had.
         Framing::None if head.status != StatusCode::NO_CONTENT => {
             if let Some(n) = head.length {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                headers.insert(header::CONTENT_LENGTH, length_value(n));
             }
         }
         Framing::None | Framing::Chunked | Framing::Close => {}
@@ -396,18 +397,22 @@ impl Upstream {
     /// connection for `key`, or a new one, and reads the response head. A reused
     /// connection that fails before any byte of a response came is tried once more when
     /// [`may_resend`] allows it (the request may have been written: `MaybeSent`). The
-    /// caller bounds the whole by `upstream.response_timeout`.
+    /// caller bounds the whole by `upstream.response_timeout`. `now`: a clock reading
+    /// the caller took as the exchange began, for the pool's idle check (a resend reads
+    /// the clock again).
     pub(crate) async fn exchange_raw(
         &self,
         head: &[u8],
         method: &Method,
         key: Authority,
         private: &Private,
+        now: Instant,
     ) -> Result<(Answer, Settled), Failed> {
         let head_only = *method == Method::HEAD;
         let mut resent = false;
         loop {
-            let mut conn = match self.take_raw(&key, Instant::now(), private) {
+            let now = if resent { Instant::now() } else { now };
+            let mut conn = match self.take_raw(&key, now, private) {
                 Some(c) => c,
                 // Boxed: a connection (TCP, perhaps TLS) is set up rarely, and inline its
                 // future would make this one, and every future holding it, over 1 KiB
