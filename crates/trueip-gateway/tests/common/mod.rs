@@ -94,6 +94,18 @@ pub fn trueip_bin() -> PathBuf {
     bin
 }
 
+/// `trueip serve --check` on `toml`, written to `dir/trueip.toml` (a folder that may hold
+/// the files it names).
+pub fn serve_check_in(dir: &Path, toml: &str) -> std::process::Output {
+    let path = dir.join("trueip.toml");
+    fs::write(&path, toml).expect("write trueip.toml");
+    Command::new(trueip_bin())
+        .args(["serve", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run trueip serve --check")
+}
+
 /// A fresh, empty `target/test-output/<name>/` for one test's configs, logs and screenshots.
 pub fn test_dir(name: &str) -> PathBuf {
     let root = profile_dir()
@@ -1504,14 +1516,7 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
 /// Runs `trueip serve --check --config <toml>`, the file written under the test directory
 /// `dir`: (exit code, stderr).
 pub fn serve_check(dir: &str, toml: &str) -> (Option<i32>, String) {
-    let dir = test_dir(dir);
-    let path = dir.join("trueip.toml");
-    fs::write(&path, toml).expect("write trueip.toml");
-    let out = Command::new(trueip_bin())
-        .args(["serve", "--check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run trueip serve --check");
+    let out = serve_check_in(&test_dir(dir), toml);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
