@@ -1430,6 +1430,22 @@ impl Nginx {
         wait_for_port(addr, &mut proc);
         Some(Nginx { proc, addr })
     }
+
+    /// nginx on `addr` in front of `to`, connecting from [`NGINX_SOURCE`] and appending
+    /// its peer to `X-Forwarded-For` (`$proxy_add_x_forwarded_for`).
+    pub fn appending(dir: &Path, addr: SocketAddr, to: SocketAddr) -> Option<Nginx> {
+        let server = format!(
+            "  server {{
+    listen {addr};
+    location / {{
+      proxy_pass http://{to};
+      proxy_bind {NGINX_SOURCE};
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}"
+        );
+        Nginx::start(dir, addr, &server)
+    }
 }
 
 /// A running HAProxy (`-db`: foreground, no daemon), configured by the test.
