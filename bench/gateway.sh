@@ -128,23 +128,13 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-if [ -n "${TRUEIP_BIN:-}" ]; then
-    TRUEIP=$TRUEIP_BIN
-else
-    need cargo "needed to build trueip (or set TRUEIP_BIN)"
-    echo "building trueip (release)..." >&2
-    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
-    TRUEIP=$TARGET_DIR/release/trueip
-fi
-TRUEIPS=(trueip)
-declare -A TRUEIP_OF=([trueip]=$TRUEIP)
-if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
-    TRUEIPS+=(trueip-before)
-    TRUEIP_OF[trueip-before]=$TRUEIP_BIN_BEFORE
-fi
-for t in "${TRUEIPS[@]}"; do
-    if ! "${TRUEIP_OF[$t]}" serve --help >/dev/null 2>&1; then
-        echo "bench/gateway.sh: ${TRUEIP_OF[$t]} has no working 'serve' command" >&2
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ -n "${TRUEIP_BIN:-}" ] || need cargo "needed to build trueip (or set TRUEIP_BIN)"
+trueip_bins
+for t in "${NAMES[@]}"; do
+    if ! "${BIN[$t]}" serve --help >/dev/null 2>&1; then
+        echo "bench/gateway.sh: ${BIN[$t]} has no working 'serve' command" >&2
         exit 1
     fi
 done
@@ -159,36 +149,7 @@ if row_on tls-close || row_on proxy-v2; then
 fi
 
 declare -A PID PORT URLPATH SCHEME ROW_OF
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup EXIT
-
-
-
-# nginx_conf NAME SERVER_BLOCK: one worker, no master, no access log, everything under $OUT.
-nginx_conf() {
-    local d="$OUT/$1"
-    mkdir -p "$d"
-    cat >"$d/nginx.conf" <<NGINX
-daemon off;
-master_process off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 1000000;
-$2
-}
-NGINX
-}
-
 
 # A server under test: started on $PROXY_CPU, measured at SCHEME://127.0.0.1:PORT PATH.
 serve() { # name scheme port path cmd...
@@ -205,55 +166,17 @@ nginx_serve() { # name scheme port path server-block
     serve "$1" "$2" "$3" "$4" "$NGINX" -p "$OUT/$1" -c "$OUT/$1/nginx.conf" -e "$OUT/$1/error.log"
 }
 
-UP_PORT=$(free_port)
-nginx_conf upstream "    server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
-start upstream "$OTHER_CPUS" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" -e "$OUT/upstream/error.log"
-
-# One P-256 certificate for every TLS listener: cert + key for nginx and trueip (the key is
-# PKCS#8), the two concatenated for HAProxy's `crt`.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
-cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
-
-REALIP="set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;"
-NGINX_UPSTREAM="upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }"
-NGINX_PROXY_LOCATION="location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }"
+start_upstream "$OTHER_CPUS"
+make_cert
 NGINX_TLS="ssl_certificate $OUT/cert.pem;
         ssl_certificate_key $OUT/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;"
 
-# haproxy_serve NAME SCHEME PORT BIND_SUFFIX: one process, one thread, foreground, no log.
+# haproxy_serve NAME SCHEME PORT BIND_SUFFIX: haproxy_conf's server, in the foreground.
 haproxy_serve() {
     local d="$OUT/$1"
     mkdir -p "$d"
-    cat >"$d/haproxy.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    option forwardfor
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-request 10s
-    timeout http-keep-alive 10s
-frontend bench
-    bind 127.0.0.1:$3$4
-    default_backend app
-backend app
-    server upstream 127.0.0.1:$UP_PORT
-HAPROXY
+    haproxy_conf "$d/haproxy.cfg" "127.0.0.1:$3$4"
     "$HAPROXY" -c -q -f "$d/haproxy.cfg"
     serve "$1" "$2" "$3" / "$HAPROXY" -db -f "$d/haproxy.cfg"
 }
@@ -264,7 +187,6 @@ workers = 1
 [log]
 access_log = false
 level = \"warn\""
-TRUEIP_POLICY=(--trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff)
 unset RUST_LOG
 THREADS_NOTE="workers = 1, access log off"
 
@@ -287,11 +209,7 @@ start_row() { # row
         h2) listen="listen 127.0.0.1:$port ssl http2; $NGINX_TLS $REALIP" ;;
         pp2) listen="listen 127.0.0.1:$port proxy_protocol; set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;" ;;
     esac
-    nginx_serve "nginx-$row" "$scheme" "$port" / "    $NGINX_UPSTREAM
-    server {
-        $listen
-        $NGINX_PROXY_LOCATION
-    }"
+    nginx_serve "nginx-$row" "$scheme" "$port" / "$(nginx_proxy "$listen")"
     case $kind in
         plain) suffix="" ;;
         tls) suffix=" ssl crt $OUT/haproxy.pem" ;;
@@ -300,7 +218,7 @@ start_row() { # row
     esac
     haproxy_serve "haproxy-$row" "$scheme" "$(free_port)" "$suffix"
     ROW_SERVERS[$row]="nginx-$row haproxy-$row"
-    for t in "${TRUEIPS[@]}"; do
+    for t in "${NAMES[@]}"; do
         port=$(free_port)
         local extra=() listen_toml="[[listen]]
 address = \"127.0.0.1:$port\""
@@ -315,7 +233,7 @@ proxy_protocol = \"v2\""
         esac
         printf '%s\n%s\n' "$listen_toml" "$TRUEIP_BASE" >"$OUT/$t-$row.toml"
         # No --listen: it would replace the [[listen]] table with a plain HTTP listener.
-        serve "$t-$row" "$scheme" "$port" / "${TRUEIP_OF[$t]}" serve \
+        serve "$t-$row" "$scheme" "$port" / "${BIN[$t]}" serve \
             --upstream "http://127.0.0.1:$UP_PORT" "${TRUEIP_POLICY[@]}" "${extra[@]}" \
             --config "$OUT/$t-$row.toml"
         ROW_SERVERS[$row]+=" $t-$row"
@@ -379,10 +297,10 @@ resumes() { # name
 }
 
 if row_on whoami; then
-    for t in "${TRUEIPS[@]}"; do
+    for t in "${NAMES[@]}"; do
         port=$(free_port)
         echo "$TRUEIP_BASE" >"$OUT/trueip.toml"
-        serve "$t-whoami" http "$port" "$WHOAMI_PATH" "${TRUEIP_OF[$t]}" serve --listen "127.0.0.1:$port" \
+        serve "$t-whoami" http "$port" "$WHOAMI_PATH" "${BIN[$t]}" serve --listen "127.0.0.1:$port" \
             "${TRUEIP_POLICY[@]}" --config "$OUT/trueip.toml"
         ROW_OF[$t-whoami]=whoami
     done
@@ -413,7 +331,7 @@ if row_on whoami; then
         nginx_whoami "$(head -c $((PAD + TRUEIP_WHOAMI_BYTES - NGINX_WHOAMI_BYTES)) /dev/zero | tr '\0' x)"
     fi
     ROW_SERVERS[whoami]=nginx-whoami
-    for t in "${TRUEIPS[@]}"; do ROW_SERVERS[whoami]+=" $t-whoami"; done
+    for t in "${NAMES[@]}"; do ROW_SERVERS[whoami]+=" $t-whoami"; done
 fi
 
 ALL=()
@@ -517,8 +435,8 @@ OPENSSL_VERSION=$(openssl version 2>&1 | awk '{print $2}' || true)
 WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
 H2LOAD_VERSION=$( (h2load --version 2>&1 || true) | awk 'NR == 1 {print $NF}')
 {
-    for t in "${TRUEIPS[@]}"; do
-        echo "$t ${TRUEIP_OF[$t]} ($("${TRUEIP_OF[$t]}" --version 2>&1 | head -1))"
+    for t in "${NAMES[@]}"; do
+        echo "$t ${BIN[$t]} ($("${BIN[$t]}" --version 2>&1 | head -1))"
     done
 } >"$OUT/binaries.txt"
 

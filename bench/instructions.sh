@@ -73,59 +73,24 @@ for tool in valgrind callgrind_control h2load nginx taskset timeout openssl pyth
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-if [ -z "${TRUEIP_BIN:-}" ]; then
-    echo "building trueip (release)..." >&2
-    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
-    TRUEIP_BIN=$TARGET_DIR/release/trueip
-fi
-NAMES=(trueip)
-declare -A BIN=([trueip]=$TRUEIP_BIN)
-if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
-    NAMES+=(trueip-before)
-    BIN[trueip-before]=$TRUEIP_BIN_BEFORE
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trueip_bins
 
 rm -rf "$OUT"
-mkdir -p "$OUT/upstream"
+mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 # A gateway under valgrind takes a while to listen.
 WAIT_PORT_SECONDS=${WAIT_PORT_SECONDS:-60}
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup EXIT
-
-
-UP_PORT=$(free_port)
-cat >"$OUT/upstream/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $OUT/upstream/nginx.pid;
-error_log $OUT/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $OUT/upstream/body;
-    proxy_temp_path $OUT/upstream/proxy;
-    fastcgi_temp_path $OUT/upstream/fastcgi;
-    uwsgi_temp_path $OUT/upstream/uwsgi;
-    scgi_temp_path $OUT/upstream/scgi;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$UP_PORT; location / { return 200 "hello from upstream\n"; } }
-}
-EOF
-taskset -c "$OTHER_CPUS" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" \
-    -e "$OUT/upstream/error.log" >"$OUT/upstream.log" 2>&1 &
-PIDS+=($!)
-wait_port "$UP_PORT" "$!" upstream
+declare -A PID
+start_upstream "$OTHER_CPUS"
 
 # h2: bench/gateway.sh's certificate, and its h2 row's listener (no --listen: it would
 # replace the [[listen]] table with a plain HTTP listener).
 LISTEN_TOML=""
 if [ "$PROTOCOL" = h2 ]; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
+    make_cert
     LISTEN_TOML="[[listen]]
 address = \"127.0.0.1:@PORT@\"
 tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
@@ -179,8 +144,7 @@ measure() { # name
     taskset -c "$PROXY_CPU" valgrind --tool=callgrind --compress-strings=no \
         --callgrind-out-file="$OUT/$name.callgrind" \
         "${BIN[$name]}" serve "${listen[@]}" --upstream "http://127.0.0.1:$UP_PORT" \
-        --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
-        "${PROXY_FROM[@]}" --config "$OUT/$name.toml" >"$OUT/$name.log" 2>&1 &
+        "${TRUEIP_POLICY[@]}" "${PROXY_FROM[@]}" --config "$OUT/$name.toml" >"$OUT/$name.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" "$pid" "$name"

@@ -1,6 +1,7 @@
-# Shared by the benchmark scripts (sourced, not run): the servers they start on loopback,
-# stopped when the script exits. Each script sets OUT (its log folder) and declares the
-# associative array PID before starting anything, then `trap cleanup EXIT`.
+# Shared by the benchmark scripts (sourced, not run): the binaries they measure, and the
+# servers they start on loopback, stopped when the script exits. Each script sets OUT (its
+# log folder), NGINX and HAPROXY (the tools' paths) and declares the associative array PID
+# before starting anything, then `trap cleanup EXIT`.
 
 PIDS=()
 cleanup() {
@@ -37,6 +38,115 @@ start() { # name cpus port cmd...
     PIDS+=("$pid")
     wait_port "$port" "$pid" "$name"
     PID[$name]=$pid
+}
+
+# The trueip binaries measured: TRUEIP_BIN (built from this tree into $TARGET_DIR when unset)
+# as `trueip`, and TRUEIP_BIN_BEFORE, when set, as `trueip-before`, which runs beside it so
+# a before/after comparison comes from one run. NAMES lists them; BIN maps a name to its path.
+trueip_bins() {
+    if [ -z "${TRUEIP_BIN:-}" ]; then
+        echo "building trueip (release)..." >&2
+        CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
+        TRUEIP_BIN=$TARGET_DIR/release/trueip
+    fi
+    NAMES=(trueip)
+    declare -gA BIN=([trueip]=$TRUEIP_BIN)
+    if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
+        NAMES+=(trueip-before)
+        BIN[trueip-before]=$TRUEIP_BIN_BEFORE
+    fi
+}
+
+# nginx_conf NAME SERVER_BLOCK: one worker, no master, no access log, everything under
+# $OUT/NAME.
+nginx_conf() {
+    local d="$OUT/$1"
+    mkdir -p "$d"
+    cat >"$d/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    keepalive_requests 1000000;
+$2
+}
+NGINX
+}
+
+# The upstream every server under test proxies to: nginx answering `return 200 "hello from
+# upstream\n"` on UP_PORT (set here), pinned to CPUS.
+start_upstream() { # cpus
+    UP_PORT=$(free_port)
+    nginx_conf upstream "    server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
+    start upstream "$1" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" -e "$OUT/upstream/error.log"
+}
+
+# One P-256 certificate for every TLS listener: cert + key for nginx and trueip (the key is
+# PKCS#8), the two concatenated for HAProxy's `crt`.
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
+    cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
+}
+
+# trueip's policy in every row: the same proxies trusted as nginx's REALIP.
+TRUEIP_POLICY=(--trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff)
+
+# nginx's realip for a listener behind proxies on 127/8 and 10/8, reading X-Forwarded-For.
+REALIP="set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;"
+
+# nginx_proxy LISTEN: nginx_conf's server block for nginx as the reverse proxy under test,
+# listening as LISTEN says (its `listen ...;` and realip lines), with kept-alive connections
+# to the upstream; it sets X-Real-IP, X-Forwarded-For and X-Forwarded-Proto.
+nginx_proxy() {
+    echo "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
+    server {
+        $1
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }"
+}
+
+# haproxy_conf FILE BIND: HAProxy under test, one process, one thread, no log, `mode http`
+# with `option forwardfor`, bound as BIND says (`127.0.0.1:PORT` and options), proxying to
+# the upstream.
+haproxy_conf() {
+    cat >"$1" <<HAPROXY
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option forwardfor
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+frontend bench
+    bind $2
+    default_backend app
+backend app
+    server upstream 127.0.0.1:$UP_PORT
+HAPROXY
 }
 
 # The client of the rows with a new connection per request (bench/instructions.sh and

@@ -63,56 +63,24 @@ TRACEFS=/sys/kernel/tracing
 [ -d "$TRACEFS/events/syscalls" ] || TRACEFS=/sys/kernel/debug/tracing
 [ -d "$TRACEFS/events/syscalls" ] || { echo "bench/syscalls.sh: no syscall tracepoints under /sys/kernel/tracing" >&2; exit 1; }
 
-if [ -z "${TRUEIP_BIN:-}" ]; then
-    echo "building trueip (release)..." >&2
-    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli
-    TRUEIP_BIN=$TARGET_DIR/release/trueip
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trueip_bins
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup EXIT
 
 declare -A PID PORT
 # start() records the pid; the port each server answers on is kept beside it.
 start_on() { PORT[$1]=$3; start "$@"; }
 
-# bench/gateway.sh's nginx_conf, upstream, certificate, and h2 row servers.
-nginx_conf() { # name server-block
-    mkdir -p "$OUT/$1"
-    cat >"$OUT/$1/nginx.conf" <<NGINX
-daemon off;
-master_process off;
-worker_processes 1;
-pid $OUT/$1/nginx.pid;
-error_log $OUT/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $OUT/$1/body;
-    proxy_temp_path $OUT/$1/proxy;
-    fastcgi_temp_path $OUT/$1/fastcgi;
-    uwsgi_temp_path $OUT/$1/uwsgi;
-    scgi_temp_path $OUT/$1/scgi;
-    keepalive_requests 1000000;
-$2
-}
-NGINX
-}
-UP_PORT=$(free_port)
-nginx_conf upstream "    server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
-start_on upstream "$OTHER_CPUS" "$UP_PORT" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" -e "$OUT/upstream/error.log"
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>"$OUT/openssl.log"
-cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
+# bench/gateway.sh's upstream, certificate, and row servers.
+start_upstream "$OTHER_CPUS"
+make_cert
 
 # Each row's listener: nginx's listen line, HAProxy's bind suffix, trueip's [[listen]] keys.
-REALIP="set_real_ip_from 127.0.0.0/8; set_real_ip_from 10.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive on;"
 TRUEIP_EXTRA=()
 case $PROTOCOL in
     h2)
@@ -147,57 +115,20 @@ case $PROTOCOL in
 esac
 
 port=$(free_port)
-nginx_conf nginx "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
-    server {
-        listen 127.0.0.1:$port $NGINX_LISTEN
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }"
+nginx_conf nginx "$(nginx_proxy "listen 127.0.0.1:$port $NGINX_LISTEN")"
 start_on nginx "$PROXY_CPU" "$port" "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"
 
 port=$(free_port)
-cat >"$OUT/haproxy.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    option forwardfor
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-request 10s
-    timeout http-keep-alive 10s
-frontend bench
-    bind 127.0.0.1:$port $HAPROXY_BIND
-    default_backend app
-backend app
-    server upstream 127.0.0.1:$UP_PORT
-HAPROXY
+haproxy_conf "$OUT/haproxy.cfg" "127.0.0.1:$port $HAPROXY_BIND"
 start_on haproxy "$PROXY_CPU" "$port" "$HAPROXY" -db -f "$OUT/haproxy.cfg"
 
 unset RUST_LOG
-NAMES=(trueip)
-declare -A BIN=([trueip]=$TRUEIP_BIN)
-if [ -n "${TRUEIP_BIN_BEFORE:-}" ]; then
-    NAMES+=(trueip-before)
-    BIN[trueip-before]=$TRUEIP_BIN_BEFORE
-fi
 for t in "${NAMES[@]}"; do
     port=$(free_port)
     printf '[[listen]]\naddress = "127.0.0.1:%s"\n%s\n[limits]\nworkers = 1\n[log]\naccess_log = false\nlevel = "warn"\n' \
         "$port" "$TRUEIP_LISTEN" >"$OUT/$t.toml"
     start_on "$t" "$PROXY_CPU" "$port" "${BIN[$t]}" serve --upstream "http://127.0.0.1:$UP_PORT" \
-        --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff \
-        "${TRUEIP_EXTRA[@]}" --config "$OUT/$t.toml"
+        "${TRUEIP_POLICY[@]}" "${TRUEIP_EXTRA[@]}" --config "$OUT/$t.toml"
 done
 SERVERS=("${NAMES[@]}" haproxy nginx)
 

@@ -699,43 +699,8 @@ fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cac
         ),
     )
     .expect("config");
-    let mut child = Command::new(TRUEIP)
-        .args(["serve", "--config", config.to_str().expect("utf-8")])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run trueip serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let gateway = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no 'listening on' line in {log:#?}"));
-        let found = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
-            .map(str::to_string);
-        log.push(line);
-        if let Some(addr) = found {
-            break addr;
-        }
-    };
+    let (gateway, addr, mut log, rx) =
+        serve_logging(&["--config", config.to_str().expect("utf-8")]);
     // The stale Cloudflare list is fetched again (IPv4 and IPv6 now); Fastly's mirror
     // fails and its cached list stays in use.
     let metrics = wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"cloudflare\"} 22");
@@ -804,6 +769,19 @@ fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cac
 
 /// `trueip serve ARGS` started and its address read from its log.
 fn start_serve(args: &[&str]) -> (Running, String) {
+    let (running, addr, _, _) = serve_logging(args);
+    (running, addr)
+}
+
+/// [`start_serve`], with the log's lines up to the address and a receiver of the rest.
+fn serve_logging(
+    args: &[&str],
+) -> (
+    Running,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = Command::new(TRUEIP)
         .arg("serve")
         .args(args)
@@ -827,16 +805,19 @@ fn start_serve(args: &[&str]) -> (Running, String) {
             }
         }
     });
+    let mut log = Vec::new();
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("a 'listening on' line");
-        if let Some(addr) = line
+            .unwrap_or_else(|_| panic!("no 'listening on' line in {log:#?}"));
+        let found = line
             .split("listening on ")
             .nth(1)
             .and_then(|a| a.split_whitespace().next())
-        {
-            return (running, addr.to_string());
+            .map(str::to_string);
+        log.push(line);
+        if let Some(addr) = found {
+            return (running, addr, log, rx);
         }
     }
 }

@@ -246,18 +246,23 @@ impl NoDelay {
         }
     }
 
-    fn before_write(&mut self, stream: &TcpStream) {
+    /// `write` on `stream`, as the rule above says: `TCP_NODELAY` set first when an
+    /// earlier write sent bytes, and the first write that sends any noted.
+    fn write(
+        &mut self,
+        stream: &mut TcpStream,
+        write: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         if *self == NoDelay::Written {
             // A socket that refuses it is no worse off than before this write.
             let _ = stream.set_nodelay(true);
             *self = NoDelay::Set;
         }
-    }
-
-    fn after_write(&mut self, polled: &Poll<io::Result<usize>>) {
-        if *self == NoDelay::Unwritten && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+        let polled = write(Pin::new(stream));
+        if *self == NoDelay::Unwritten && matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             *self = NoDelay::Written;
         }
+        polled
     }
 }
 
@@ -288,12 +293,7 @@ impl AsyncWrite for Socket {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Socket::Tcp(s, nodelay) => {
-                nodelay.before_write(s);
-                let polled = Pin::new(s).poll_write(cx, buf);
-                nodelay.after_write(&polled);
-                polled
-            }
+            Socket::Tcp(s, nodelay) => nodelay.write(s, |s| s.poll_write(cx, buf)),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -303,12 +303,7 @@ impl AsyncWrite for Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Socket::Tcp(s, nodelay) => {
-                nodelay.before_write(s);
-                let polled = Pin::new(s).poll_write_vectored(cx, bufs);
-                nodelay.after_write(&polled);
-                polled
-            }
+            Socket::Tcp(s, nodelay) => nodelay.write(s, |s| s.poll_write_vectored(cx, bufs)),
             Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }

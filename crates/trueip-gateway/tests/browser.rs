@@ -81,17 +81,7 @@ fn chromium_renders_the_client_behind_nginx() {
     let gw_addr = free_addr();
     let _gw = Gateway::behind_proxies(&dir, gw_addr, None);
     let front = free_addr();
-    let server = format!(
-        "  server {{
-    listen {front};
-    location / {{
-      proxy_pass http://{gw_addr};
-      proxy_bind {NGINX_SOURCE};
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-  }}"
-    );
-    let Some(_nginx) = Nginx::start(&dir, front, &server) else {
+    let Some(_nginx) = Nginx::appending(&dir, front, gw_addr) else {
         return;
     };
     let url = format!("http://{front}/");

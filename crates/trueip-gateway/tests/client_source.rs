@@ -147,21 +147,12 @@ fn h2c_cookie_lines_are_one_cookie_list() {
 
 #[test]
 fn strip_client_source_without_such_a_strategy_is_refused() {
-    let dir = test_dir("client_source/check");
-    let path = dir.join("trueip.toml");
-    std::fs::write(
-        &path,
+    let (code, stderr) = serve_check(
+        "client_source/check",
         "[client_ip]\ntrusted = [\"127.0.0.1\"]\nstrategy = \"header:X-Real-IP\"\n\
          [headers]\nstrip_client_source = true\n",
-    )
-    .expect("write trueip.toml");
-    let out = Command::new(trueip_bin())
-        .args(["serve", "--check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run trueip serve --check");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    );
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("headers.strip_client_source") && stderr.contains("query:NAME"),
         "{stderr}"

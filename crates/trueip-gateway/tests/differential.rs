@@ -829,6 +829,27 @@ const TRUST: &str = r#"
 trusted = ["127.0.0.16/28", "10.0.0.0/8"]
 "#;
 
+/// Both ways the gateway writes X-Forwarded-For and Forwarded, as `[headers]` lines.
+const LIST_MODES: [(&str, &str); 2] = [
+    ("replace", ""),
+    (
+        "append",
+        "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
+    ),
+];
+
+/// `rightmost-untrusted` behind [`TRUST`], with `headers` as its `[headers]` table, in
+/// front of a recording upstream: the upstream's log, and the gateway.
+async fn list_gateway(headers: &str) -> (Log, Gateway) {
+    let log: Log = Arc::default();
+    let up = upstream(log.clone()).await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\n[headers]\n{headers}"
+    );
+    (log, gateway(&toml).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_mode_behind_trusted_proxies() {
     let toml = format!(
@@ -1050,25 +1071,8 @@ async fn a_connection_handed_to_hyper_mid_way_is_treated_the_same() {
         "GET /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: X-Forwarded-For, X-Real-IP\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
         "GET http://a/second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nForwarded: for=192.0.2.88\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
     ];
-    for (mode, headers) in [
-        ("replace", ""),
-        (
-            "append",
-            "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
-        ),
-    ] {
-        let log: Log = Arc::default();
-        let up = upstream(log.clone()).await;
-        let toml = format!(
-            r#"{TRUST}strategy = "rightmost-untrusted"
-[[listen]]
-address = "127.0.0.1:1"
-[upstream]
-url = "http://{up}"
-[headers]
-{headers}"#
-        );
-        let gw = gateway(&toml).await;
+    for (mode, headers) in LIST_MODES {
+        let (log, gw) = list_gateway(headers).await;
         let mut run = 0;
         for second in handed {
             for from in [UNTRUSTED, TRUSTED] {
@@ -1159,20 +1163,8 @@ async fn a_host_with_forwarded_syntax_stays_out_of_forwarded() {
         "[::1]",
         "under_score.example",
     ];
-    for (mode, headers) in [
-        ("replace", ""),
-        (
-            "append",
-            "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
-        ),
-    ] {
-        let log: Log = Arc::default();
-        let up = upstream(log.clone()).await;
-        let toml = format!(
-            "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
-             [upstream]\nurl = \"http://{up}\"\n[headers]\n{headers}"
-        );
-        let gw = gateway(&toml).await;
+    for (mode, headers) in LIST_MODES {
+        let (log, gw) = list_gateway(headers).await;
         for (build, state) in [("lean", &gw.lean), ("hyper", &gw.hyper)] {
             for (i, host) in bad.iter().chain(&good).enumerate() {
                 let valid = good.contains(host);

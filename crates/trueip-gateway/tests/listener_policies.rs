@@ -76,17 +76,10 @@ fn each_listener_decides_with_its_own_policy_and_says_which() {
 
 #[test]
 fn a_listener_policy_is_checked_like_client_ip() {
-    let dir = test_dir("listener_policies/bad");
     let toml =
         "[[listen]]\naddress = \"127.0.0.1:1\"\nclient_ip = { trusted = [\"10.0.0.0/33\"] }\n";
-    std::fs::write(dir.join("trueip.toml"), toml).expect("write");
-    let out = std::process::Command::new(trueip_bin())
-        .args(["serve", "--check", "--config"])
-        .arg(dir.join("trueip.toml"))
-        .output()
-        .expect("run trueip");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = serve_check("listener_policies/bad", toml);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("listen[0].client_ip") && stderr.contains("10.0.0.0/33"),
         "{stderr}"
@@ -101,12 +94,7 @@ fn check_names_what_lets_a_client_forge_per_listener() {
     let toml = "[client_ip]\ntrusted = [\"10.50.1.0/24\"]\nstrategy = \"rightmost-untrusted\"\n\
                 [[listen]]\naddress = \"0.0.0.0:1\"\n\
                 [[listen]]\naddress = \"0.0.0.0:2\"\nclient_ip = { trusted = [\"any\"], strategy = \"hops:1\" }\n";
-    std::fs::write(dir.join("trueip.toml"), toml).expect("write");
-    let out = std::process::Command::new(trueip_bin())
-        .args(["serve", "--check", "--config"])
-        .arg(dir.join("trueip.toml"))
-        .output()
-        .expect("run trueip");
+    let out = serve_check_in(&dir, toml);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(

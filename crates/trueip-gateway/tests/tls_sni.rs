@@ -125,12 +125,7 @@ fn overlapping_names_and_unreadable_files_stop_the_start_naming_the_key() {
         ),
     ] {
         let toml = format!("[[listen]]\naddress = \"127.0.0.1:1\"\ntls = {tls}\n");
-        std::fs::write(dir.join("trueip.toml"), &toml).expect("write the config");
-        let out = Command::new(trueip_bin())
-            .args(["serve", "--check", "--config"])
-            .arg(dir.join("trueip.toml"))
-            .output()
-            .expect("run trueip");
+        let out = serve_check_in(&dir, &toml);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(key) && err.contains(says), "{toml}: {err}");

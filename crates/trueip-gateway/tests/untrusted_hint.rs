@@ -24,17 +24,7 @@ fn nginx_not_trusted_gets_one_hint_naming_the_fix() {
     let url = up.url();
     let gw = Gateway::start(&dir, gw_addr, &["--upstream", &url]);
     let front = free_addr();
-    let server = format!(
-        "  server {{
-    listen {front};
-    location / {{
-      proxy_pass http://{gw_addr};
-      proxy_bind {NGINX_SOURCE};
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-  }}"
-    );
-    let Some(_nginx) = Nginx::start(&dir, front, &server) else {
+    let Some(_nginx) = Nginx::appending(&dir, front, gw_addr) else {
         return;
     };
     // Two requests are no pattern yet.

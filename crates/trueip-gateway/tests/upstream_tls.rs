@@ -15,7 +15,6 @@ mod pki;
 
 use std::net::SocketAddr;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -218,22 +217,7 @@ fn an_https_upstream_is_verified_against_the_ca_file_and_gets_the_sni() {
         let context = format!("lean {lean}, {url}, {server_name:?}");
         let extra = format!("ca_file = \"{ca}\"\n{server_name}");
         let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(&url, &extra, lean), &[]);
-        let before = up.requests().len();
-        for _ in 0..3 {
-            let resp = forged_get().must_send(gw.addr);
-            assert_eq!(
-                resp.status,
-                200,
-                "{context}: {}\n{}",
-                resp.text(),
-                gw.proc.log()
-            );
-            assert_eq!(resp.text(), "ok", "{context}");
-        }
-        let got = up.requests();
-        let new = got.get(before..).unwrap();
-        assert_eq!(new.len(), 3, "{context}");
-        for g in new {
+        for g in forged_through(&gw, &up, 3, &context) {
             assert_eq!(g.sni.as_deref(), Some(sni), "{context}");
             assert_eq!(g.alpn.as_deref(), Some(&b"http/1.1"[..]), "{context}");
             assert_eq!(g.version, http::Version::HTTP_11, "{context}");
@@ -241,6 +225,21 @@ fn an_https_upstream_is_verified_against_the_ca_file_and_gets_the_sni() {
             assert_clean_forwarding(&g.seen(), "127.0.0.1", &context);
         }
     }
+}
+
+/// Sends `n` forged requests through `gw`, each answered `200 ok`; what `up` received
+/// of them.
+fn forged_through(gw: &Gateway, up: &TestUpstream, n: usize, context: &str) -> Vec<Got> {
+    let before = up.requests().len();
+    for _ in 0..n {
+        let resp = forged_get().must_send(gw.addr);
+        let log = gw.proc.log();
+        assert_eq!(resp.status, 200, "{context}: {}\n{log}", resp.text());
+        assert_eq!(resp.text(), "ok", "{context}");
+    }
+    let new = up.requests().split_off(before);
+    assert_eq!(new.len(), n, "{context}");
+    new
 }
 
 #[test]
@@ -342,23 +341,8 @@ fn an_http2_upstream_receives_the_forwarding_lines_the_http1_path_sends() {
         for (name, url, extra, up) in &cases {
             let context = format!("{name}, lean {lean}");
             let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(url, extra, lean), &[]);
-            let before = up.requests().len();
-            // Two requests on one client connection each time: the second reuses the
-            // pooled upstream connection.
-            for _ in 0..2 {
-                let resp = forged_get().must_send(gw.addr);
-                assert_eq!(
-                    resp.status,
-                    200,
-                    "{context}: {}\n{}",
-                    resp.text(),
-                    gw.proc.log()
-                );
-            }
-            let got = up.requests();
-            let new = got.get(before..).unwrap();
-            assert_eq!(new.len(), 2, "{context}");
-            for g in new {
+            // Two requests each time: the second reuses the pooled upstream connection.
+            for g in forged_through(&gw, up, 2, &context) {
                 let want = match *name {
                     "h1" => http::Version::HTTP_11,
                     _ => http::Version::HTTP_2,
@@ -425,12 +409,7 @@ fn tls_keys_without_an_https_upstream_and_unreadable_ca_files_are_refused_naming
         ),
     ] {
         std::fs::write(dir.join("empty.pem"), "").unwrap();
-        std::fs::write(dir.join("trueip.toml"), &toml).unwrap();
-        let out = Command::new(trueip_bin())
-            .args(["serve", "--check", "--config"])
-            .arg(dir.join("trueip.toml"))
-            .output()
-            .unwrap();
+        let out = serve_check_in(&dir, &toml);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(key), "{toml}: {err}");

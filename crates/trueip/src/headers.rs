@@ -1569,6 +1569,16 @@ impl<'a> Lines<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The lines as text, joined by `separator`: for an explanation's steps.
+    pub(crate) fn joined(&self, separator: &str) -> String {
+        let text: Vec<_> = self
+            .as_slice()
+            .iter()
+            .map(|l| String::from_utf8_lossy(l))
+            .collect();
+        text.join(separator)
+    }
 }
 
 #[cfg(test)]

@@ -953,6 +953,20 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
 /// `header:NAME` with its own writers, behind the policy's proxies, and `fly` the same way.
 #[test]
 fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
+    // Through a writer (behind the policy's nginx on 10.0.0.5), `header` names the
+    // client; from around the writers, the peer stands, flagged.
+    let check = |p: &Policy, header: &str, writer: &str| {
+        let through = [("X-Forwarded-For", writer), (header, "198.51.100.7")];
+        let got = p.resolve(&conn("10.0.0.5"), &through[..]);
+        assert_eq!(got.ip().unwrap().to_string(), "198.51.100.7", "{header}");
+        let around = [("X-Forwarded-For", "203.0.113.66"), (header, "1.2.3.4")];
+        let got = p.resolve(&conn("10.0.0.5"), &around[..]);
+        assert_eq!(got.ip().unwrap().to_string(), "10.0.0.5", "{header}");
+        assert!(
+            got.warnings.contains(Warnings::UNVOUCHED_HEADER),
+            "{header}"
+        );
+    };
     let p = Policy::builder()
         .trust_str("10.0.0.0/16")
         .unwrap()
@@ -962,24 +976,7 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         )
         .build()
         .unwrap();
-    let through = [
-        ("X-Forwarded-For", "192.0.2.10"),
-        ("X-Client-Addr", "198.51.100.7"),
-    ];
-    assert_eq!(
-        p.resolve(&conn("10.0.0.5"), &through[..])
-            .ip()
-            .unwrap()
-            .to_string(),
-        "198.51.100.7"
-    );
-    let around = [
-        ("X-Forwarded-For", "203.0.113.66"),
-        ("X-Client-Addr", "1.2.3.4"),
-    ];
-    let got = p.resolve(&conn("10.0.0.5"), &around[..]);
-    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.5");
-    assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
+    check(&p, "X-Client-Addr", "192.0.2.10");
 
     // Fly's proxies (on their private network) in front of an nginx on 10.0.0.0/16.
     let p = Policy::builder()
@@ -988,24 +985,7 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         .strategy_trusting("fly".parse().unwrap(), vec!["fdaa::/16".parse().unwrap()])
         .build()
         .unwrap();
-    let through = [
-        ("X-Forwarded-For", "fdaa:0:1::3"),
-        ("Fly-Client-IP", "198.51.100.7"),
-    ];
-    assert_eq!(
-        p.resolve(&conn("10.0.0.5"), &through[..])
-            .ip()
-            .unwrap()
-            .to_string(),
-        "198.51.100.7"
-    );
-    let around = [
-        ("X-Forwarded-For", "203.0.113.66"),
-        ("Fly-Client-IP", "1.2.3.4"),
-    ];
-    let got = p.resolve(&conn("10.0.0.5"), &around[..]);
-    assert_eq!(got.ip().unwrap().to_string(), "10.0.0.5");
-    assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
+    check(&p, "Fly-Client-IP", "fdaa:0:1::3");
 
     // The PROXY source counts as the peer: a CDN edge carried by a trusted NLB is the
     // header's writer; any other source is the client.

@@ -640,6 +640,12 @@ fn prepare(
     }))
 }
 
+/// The answer when the upstream sent no response within `upstream.response_timeout`.
+fn no_response(ctx: &ConnCtx, timeout: Duration, method: &Method) -> Response<Body> {
+    let why = format!("no response within {timeout:?} (upstream.response_timeout)");
+    response(failed(ctx, Failure::Timeout, &why), method)
+}
+
 /// [`forward`]'s exchange through hyper's client.
 async fn forward_hyper(
     to: ToHyper,
@@ -671,13 +677,7 @@ async fn forward_hyper(
         Ok(Err(e)) => {
             return response(failed(ctx, classify(&e), &error_chain(&e)), method);
         }
-        Err(_) => {
-            let why = format!(
-                "no response within {:?} (upstream.response_timeout)",
-                settings.response_timeout
-            );
-            return response(failed(ctx, Failure::Timeout, &why), method);
-        }
+        Err(_) => return no_response(ctx, settings.response_timeout, method),
     };
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let protocol = resp.headers().get(header::UPGRADE).cloned();
@@ -732,13 +732,7 @@ async fn forward_raw(
     let (answer, body) = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(e)) => return response(failed(ctx, e.failure(), &e), method),
-        Err(_) => {
-            let why = format!(
-                "no response within {:?} (upstream.response_timeout)",
-                settings.response_timeout
-            );
-            return response(failed(ctx, Failure::Timeout, &why), method);
-        }
+        Err(_) => return no_response(ctx, settings.response_timeout, method),
     };
     let body = match body {
         Settled::Whole(bytes) if bytes.is_empty() => Body::empty(),

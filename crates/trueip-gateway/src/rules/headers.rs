@@ -1142,8 +1142,6 @@ fn write_element(
     }
 }
 
-/// The received lines of `name`, each followed by `, `: what the gateway's own entry
-/// is appended to.
 /// Whether `host` (`name`, `name:port`, `[v6]:port`, any case, a trailing dot allowed)
 /// matches one of `allowed`. The port is not compared (as Django's ALLOWED_HOSTS and
 /// ASP.NET's AllowedHosts): a listener decides which ports are served. Only a host
@@ -1185,6 +1183,8 @@ fn trim_separator(out: &mut String, at: usize) {
     }
 }
 
+/// The received lines of `name`, each followed by `, `: what the gateway's own entry
+/// is appended to.
 fn append<H: Headers + ?Sized>(out: &mut String, headers: &H, name: &FieldName) {
     headers.for_each_value(name, |line| {
         let text = String::from_utf8_lossy(line);

@@ -114,6 +114,18 @@ pub(crate) fn may_resend(
         }
 }
 
+/// The request of a failed `try_send_request`, when hyper gives it back unsent and
+/// [`may_resend`] lets it go again on another connection; otherwise the failure.
+fn unsent<B>(
+    mut e: hyper::client::conn::TrySendError<http::Request<B>>,
+    reused: bool,
+) -> Result<http::Request<B>, SendError> {
+    match e.take_message() {
+        Some(back) if may_resend(back.method(), reused, Delivery::NotSent, false) => Ok(back),
+        _ => Err(SendError::Http(e.into_error())),
+    }
+}
+
 /// The upstream, ready to take requests.
 #[derive(Debug)]
 pub(crate) struct Upstream {
@@ -342,12 +354,7 @@ impl Upstream {
                     };
                     return Ok((resp, pooled));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(back) if may_resend(back.method(), reused, Delivery::NotSent, false) => {
-                        req = back;
-                    }
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
+                Err(e) => req = unsent(e, reused)?,
             }
         }
     }
@@ -410,12 +417,7 @@ impl Upstream {
                     };
                     return Ok((resp, pooled));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(back) if may_resend(back.method(), reused, Delivery::NotSent, false) => {
-                        req = back;
-                    }
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
+                Err(e) => req = unsent(e, reused)?,
             }
         }
     }

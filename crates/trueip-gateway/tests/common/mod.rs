@@ -94,6 +94,18 @@ pub fn trueip_bin() -> PathBuf {
     bin
 }
 
+/// `trueip serve --check` on `toml`, written to `dir/trueip.toml` (a folder that may hold
+/// the files it names).
+pub fn serve_check_in(dir: &Path, toml: &str) -> std::process::Output {
+    let path = dir.join("trueip.toml");
+    fs::write(&path, toml).expect("write trueip.toml");
+    Command::new(trueip_bin())
+        .args(["serve", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run trueip serve --check")
+}
+
 /// A fresh, empty `target/test-output/<name>/` for one test's configs, logs and screenshots.
 pub fn test_dir(name: &str) -> PathBuf {
     let root = profile_dir()
@@ -310,10 +322,7 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
@@ -1421,6 +1430,22 @@ impl Nginx {
         wait_for_port(addr, &mut proc);
         Some(Nginx { proc, addr })
     }
+
+    /// nginx on `addr` in front of `to`, connecting from [`NGINX_SOURCE`] and appending
+    /// its peer to `X-Forwarded-For` (`$proxy_add_x_forwarded_for`).
+    pub fn appending(dir: &Path, addr: SocketAddr, to: SocketAddr) -> Option<Nginx> {
+        let server = format!(
+            "  server {{
+    listen {addr};
+    location / {{
+      proxy_pass http://{to};
+      proxy_bind {NGINX_SOURCE};
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}"
+        );
+        Nginx::start(dir, addr, &server)
+    }
 }
 
 /// A running HAProxy (`-db`: foreground, no daemon), configured by the test.
@@ -1507,14 +1532,7 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
 /// Runs `trueip serve --check --config <toml>`, the file written under the test directory
 /// `dir`: (exit code, stderr).
 pub fn serve_check(dir: &str, toml: &str) -> (Option<i32>, String) {
-    let dir = test_dir(dir);
-    let path = dir.join("trueip.toml");
-    fs::write(&path, toml).expect("write trueip.toml");
-    let out = Command::new(trueip_bin())
-        .args(["serve", "--check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run trueip serve --check");
+    let out = serve_check_in(&test_dir(dir), toml);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

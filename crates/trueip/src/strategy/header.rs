@@ -157,7 +157,7 @@ impl Decide for Single {
             ctx.trace.step(|| {
                 Mark::new(
                     name.to_string(),
-                    show(&lines),
+                    lines.joined(" | "),
                     Verdict::Ignored,
                     "present, but the peer is not trusted to send it",
                 )
@@ -175,7 +175,7 @@ impl Decide for Single {
             ctx.trace.step(|| {
                 Mark::new(
                     name.to_string(),
-                    show(&lines),
+                    lines.joined(" | "),
                     Verdict::NotApplicable,
                     "several lines: ambiguous, ignored",
                 )
@@ -267,13 +267,4 @@ impl SingleFormat {
             SingleFormat::Node
         }
     }
-}
-
-fn show(lines: &Lines<'_>) -> String {
-    lines
-        .as_slice()
-        .iter()
-        .map(|l| String::from_utf8_lossy(l))
-        .collect::<Vec<_>>()
-        .join(" | ")
 }

@@ -300,7 +300,7 @@ pub(crate) fn admit<'h, T: Tracer<'h>>(
             } else {
                 "present, but the peer is not trusted to send it"
             };
-            Mark::new(list.field_str(), join(lines), Verdict::Ignored, why)
+            Mark::new(list.field_str(), lines.joined(", "), Verdict::Ignored, why)
         });
         return false;
     }
@@ -379,7 +379,7 @@ pub(crate) fn writer_position<'h, H: Headers + ?Sized, T: Tracer<'h>>(
                 };
                 Mark::new(
                     list.field_str(),
-                    join(&lines),
+                    lines.joined(", "),
                     Verdict::Stop,
                     format!("{why}{header} is unknown"),
                 )
@@ -466,13 +466,4 @@ pub(crate) fn stop_at<'h, T: Tracer<'h>>(
         Mark::new(subject(list, n), entry, Verdict::Stop, why)
     });
     Some(last)
-}
-
-fn join(lines: &Lines<'_>) -> String {
-    lines
-        .as_slice()
-        .iter()
-        .map(|l| String::from_utf8_lossy(l))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
