@@ -6,15 +6,17 @@
 //! from the state current when it was accepted; each request loads the current state, so
 //! a reload reaches keep-alive connections too.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioTimer;
-use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use trueip::{ConfigError, Resolution};
 
@@ -109,11 +111,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// The last requests that tried to forge an address, kept across reloads.
     pub(crate) forgeries: Forgeries,
-    /// `true` once shutdown began, for those who wait for it.
-    pub(crate) shutdown: watch::Sender<bool>,
-    /// `true` once shutdown began, for those who ask on every request: a load, where the
-    /// channel's value is behind a lock. Set by [`Shared::begin_shutdown`] only.
-    stopping: AtomicBool,
+    /// Set once shutdown began. Only the accept loops wait for it; their connections wait
+    /// for their loop's [`Stops`].
+    pub(crate) shutdown: Stop,
     /// One permit per open connection (`limits.max_connections`).
     pub(crate) connections: Arc<Capacity>,
     /// Peers whose forwarding headers were ignored, for the misconfiguration hint.
@@ -121,15 +121,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// What a listener's connections share, with `max_connections` permits.
+    /// What a listener's connections share, with room for `max_connections`.
     pub(crate) fn new(state: Arc<State>, metrics: Arc<Metrics>, max_connections: usize) -> Self {
-        let (shutdown, _) = watch::channel(false);
         Shared {
             state: ArcSwap::new(state),
             metrics,
             forgeries: Forgeries::default(),
-            shutdown,
-            stopping: AtomicBool::new(false),
+            shutdown: Stop::default(),
             connections: Arc::new(Capacity::new(max_connections)),
             hints: crate::hint::Hints::default(),
         }
@@ -137,19 +135,155 @@ impl Shared {
 
     /// Whether shutdown began.
     pub(crate) fn shutting_down(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        self.shutdown.is_set()
     }
 
-    /// Resolves once shutdown began.
-    pub(crate) async fn stopped(&self) {
-        let _ = self.shutdown.subscribe().wait_for(|s| *s).await;
-    }
-
-    /// Begins the shutdown: every connection is told, waiting or not.
+    /// Begins the shutdown: every connection is told (through its accept loop), waiting
+    /// or not.
     pub(crate) fn begin_shutdown(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.shutdown.send_replace(true);
+        self.shutdown.set();
     }
+}
+
+/// Something that happens once and is waited for: the shutdown, a listening socket's
+/// closing, an accept loop's end. Set once, never cleared.
+///
+/// Why not `tokio::sync::watch`, which this replaced: every connection that waited for
+/// its request subscribed to two channels (the shutdown and its socket's closing), and
+/// each wait cloned a receiver, boxed a `select!` of two `wait_for`s and made, enabled and
+/// dropped two `Notified`s: about 1,600 instructions per connection that waited, and the
+/// accept loop polled two such waits after every accept (about 190 instructions per
+/// connection, callgrind, `PROTOCOL=close bash bench/instructions.sh`). Here a waiter takes
+/// a slot for its waker under an uncontended lock at its first poll and gives it back
+/// when dropped; a poll while it waits is a load and a waker comparison: about 230
+/// instructions per connection that waits, and 30 per poll of the accept loop.
+///
+/// The waits form a tree, so that no waiter list is shared between threads, and a
+/// connection waits on one list, not two: only the accept loops (one per worker and
+/// socket) wait for the shutdown and for their socket's closing, and a connection waits
+/// on its own loop's [`Stops`], which the loop sets when either comes (`server::accept`).
+/// A tokio `Notify` in place of the slots would also be shared by every worker, and cost
+/// a `Notified` per wait as before.
+#[derive(Default)]
+pub(crate) struct Stop {
+    set: AtomicBool,
+    waiters: Mutex<Waiters>,
+}
+
+/// The wakers of the tasks that wait for a [`Stop`], in slots that waiters reuse: at most
+/// as many as once waited at the same time.
+#[derive(Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl Stop {
+    /// Whether it was set.
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Sets it, waking every task that waits.
+    pub(crate) fn set(&self) {
+        let waiting = {
+            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            // Under the lock: a waiter that registers after this sees it set.
+            if self.set.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            waiters.free = Vec::new();
+            std::mem::take(&mut waiters.slots)
+        };
+        for waker in waiting.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once it is set.
+    pub(crate) fn wait(&self) -> Wait<'_> {
+        Wait {
+            stop: self,
+            slot: None,
+        }
+    }
+}
+
+/// [`Stop::wait`]: registered at its first poll, unregistered when dropped.
+pub(crate) struct Wait<'a> {
+    stop: &'a Stop,
+    /// Its slot, and the waker it holds (to tell whether a poll brings another).
+    slot: Option<(usize, Waker)>,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.stop.is_set() {
+            return Poll::Ready(());
+        }
+        if let Some((_, waker)) = &this.slot
+            && waker.will_wake(cx.waker())
+        {
+            return Poll::Pending;
+        }
+        let mut waiters = this
+            .stop
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if this.stop.set.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let waker = cx.waker().clone();
+        let slot = match this.slot {
+            Some((i, _)) => i,
+            None => match waiters.free.pop() {
+                Some(i) => i,
+                None => {
+                    waiters.slots.push(None);
+                    waiters.slots.len() - 1
+                }
+            },
+        };
+        if let Some(s) = waiters.slots.get_mut(slot) {
+            *s = Some(waker.clone());
+        }
+        this.slot = Some((slot, waker));
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        let Some((slot, _)) = self.slot.take() else {
+            return;
+        };
+        let mut waiters = self
+            .stop
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Once set, the slots are gone with the wakers they held.
+        if self.stop.set.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(s) = waiters.slots.get_mut(slot) {
+            *s = None;
+            waiters.free.push(slot);
+        }
+    }
+}
+
+/// What the connections of one accept loop are told: the loop's end (shutdown began, or a
+/// reload closed its socket), and whether the socket closed.
+pub(crate) struct Stops {
+    /// Set by the loop as it ends (`server::accept`): waiting connections then close.
+    pub(crate) ended: Stop,
+    /// Whether a reload closed the socket.
+    pub(crate) retired: Retired,
 }
 
 /// Which socket a connection came in on.
@@ -161,69 +295,44 @@ pub(crate) enum Role {
     Admin,
 }
 
-/// `limits.max_connections`: permits taken by open connections, resized by a reload.
-/// Shrinking below the connections open takes the permits back as they close, so no
-/// connection is dropped for it.
+/// `limits.max_connections`: a count of open connections against a limit a reload
+/// changes. Shrinking the limit below the connections open refuses new ones until enough
+/// have closed, so no connection is dropped for it.
+///
+/// A count, not a semaphore: nothing waits for a place (a connection over the limit is
+/// closed at once), and tokio's `Semaphore` took its lock to give each place back, about
+/// 80 instructions per connection (callgrind, `PROTOCOL=close bash bench/instructions.sh`).
 pub(crate) struct Capacity {
-    permits: Semaphore,
+    open: AtomicUsize,
     max: AtomicUsize,
-    /// Permits still to take back, as connections close, after a shrink.
-    owed: AtomicUsize,
 }
 
 impl Capacity {
     pub(crate) fn new(max: usize) -> Self {
         Capacity {
-            permits: Semaphore::new(max),
+            open: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
-            owed: AtomicUsize::new(0),
         }
     }
 
-    /// A permit, if fewer than `max` connections are open.
+    /// A place, if fewer than `max` connections are open.
     pub(crate) fn try_take(self: &Arc<Self>) -> Option<Permit> {
-        self.permits.try_acquire().ok()?.forget();
+        let max = self.max.load(Ordering::Acquire);
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()?;
         Some(Permit(self.clone()))
     }
 
-    /// Allows `max` connections from now on (callers serialise resizes).
+    /// Allows `max` connections from now on.
     pub(crate) fn resize(&self, max: usize) {
-        let old = self.max.swap(max, Ordering::AcqRel);
-        if max > old {
-            let mut grow = max - old;
-            // Permits owed from an earlier shrink are forgiven first.
-            let forgiven = self
-                .owed
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
-                    Some(o - o.min(grow))
-                })
-                .map_or(0, |o| o.min(grow));
-            grow -= forgiven;
-            self.permits.add_permits(grow);
-        } else if max < old {
-            // Owed first, then taken: a connection closing in between pays the debt
-            // instead of handing its place back.
-            let shrink = old - max;
-            self.owed.fetch_add(shrink, Ordering::AcqRel);
-            let taken = self.permits.forget_permits(shrink);
-            let paid = self
-                .owed
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
-                    Some(o - o.min(taken))
-                })
-                .map_or(0, |o| o.min(taken));
-            // Closings paid part of it meanwhile: what was taken beyond the debt goes back.
-            self.permits.add_permits(taken - paid);
-        }
+        self.max.store(max, Ordering::Release);
     }
 
     fn give_back(&self) {
-        let owed = self
-            .owed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1));
-        if owed.is_err() {
-            self.permits.add_permits(1);
-        }
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -261,29 +370,25 @@ impl Drop for Open {
 }
 
 /// Whether a reload closed the socket a connection came in on: its connections finish
-/// the requests they are serving, then close.
-#[derive(Clone, Debug)]
-pub(crate) struct Retired(watch::Receiver<bool>);
+/// the requests they are serving, then close. Set by the listening side
+/// (`listening::Open::close`); a socket no reload closes is never set.
+#[derive(Clone, Default)]
+pub(crate) struct Retired(Arc<Stop>);
 
 impl Retired {
-    /// Told by `retire` (which is sent `true` once, when the socket closes).
-    pub(crate) fn new(retire: &watch::Sender<bool>) -> Self {
-        Retired(retire.subscribe())
-    }
-
-    /// Whether the socket closed. The sender changes the value once, from `false` to
-    /// `true`: a change is the closing, read without the value's lock (this is asked on
-    /// every request). A sender gone without a word closed nothing.
+    /// Whether the socket closed.
     pub(crate) fn is_set(&self) -> bool {
-        self.0.has_changed().unwrap_or_else(|_| *self.0.borrow())
+        self.0.is_set()
     }
 
-    /// Resolves once the socket closed; never if the sender is gone without a word.
-    pub(crate) async fn wait(&self) {
-        let mut rx = self.0.clone();
-        if rx.wait_for(|r| *r).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    /// Closes the socket, as its connections see it.
+    pub(crate) fn set(&self) {
+        self.0.set();
+    }
+
+    /// Resolves once the socket closed.
+    pub(crate) fn wait(&self) -> Wait<'_> {
+        self.0.wait()
     }
 }
 
@@ -307,8 +412,8 @@ pub(crate) struct ConnCtx {
     pub(crate) opened: std::time::Instant,
     /// The socket it came in on.
     pub(crate) role: Role,
-    /// Whether a reload closed that socket.
-    pub(crate) retired: Retired,
+    /// What its accept loop tells it: shutdown, or a reload that closed its socket.
+    pub(crate) stops: Arc<Stops>,
     /// Idle upstream connections that announced this connection in a PROXY header: no
     /// other connection may use them, so they close with it.
     pub(crate) upstream_idle: Private,
@@ -317,18 +422,17 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
-    /// Resolves once the gateway shuts down or a reload closed the connection's socket:
-    /// the connection then ends when its requests are answered.
-    pub(crate) async fn stopped(&self) {
-        tokio::select! {
-            () = self.shared.stopped() => {}
-            () = self.retired.wait() => {}
-        }
+    /// Resolves once the gateway shuts down or a reload closed the connection's socket
+    /// (once its accept loop ended for either): the connection then ends when its
+    /// requests are answered.
+    pub(crate) fn stopped(&self) -> Wait<'_> {
+        self.stops.ended.wait()
     }
 
-    /// Whether the connection should close after the response it is writing.
+    /// Whether the connection should close after the response it is writing: asked of
+    /// the shutdown and the socket themselves, which are set before the loop ends.
     pub(crate) fn draining(&self) -> bool {
-        self.shared.shutting_down() || self.retired.is_set()
+        self.shared.shutting_down() || self.stops.retired.is_set()
     }
 
     /// The socket of the listener it came in on (`None`: the admin listener).
@@ -401,6 +505,64 @@ impl ConnCtx {
 mod tests {
     use super::*;
 
+    /// A waker that counts its wake-ups.
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn poll(wait: &mut Wait<'_>, waker: &Waker) -> Poll<()> {
+        Pin::new(wait).poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn a_stop_wakes_every_waiter_with_the_waker_it_last_gave() {
+        let stop = Stop::default();
+        let (counts, wakers): (Vec<_>, Vec<_>) = (0..5).map(|_| counter()).unzip();
+        let mut waits: Vec<Wait<'_>> = (0..4).map(|_| stop.wait()).collect();
+        for (w, waker) in waits.iter_mut().zip(&wakers) {
+            assert!(poll(w, waker).is_pending());
+        }
+        // Polled again with another waker: that one is woken, not the first.
+        assert!(poll(&mut waits[3], &wakers[4]).is_pending());
+        // Polled again with the same one: still one registration.
+        assert!(poll(&mut waits[0], &wakers[0]).is_pending());
+        // One that gave up waiting is not woken.
+        waits.remove(1);
+        stop.set();
+        let woken: Vec<usize> = counts.iter().map(|c| c.0.load(Ordering::SeqCst)).collect();
+        assert_eq!(woken, [1, 0, 1, 0, 1]);
+        assert!(waits.iter_mut().all(|w| poll(w, &wakers[0]).is_ready()));
+        // Set once: a second set wakes nobody, and a new wait is over at once.
+        stop.set();
+        assert_eq!(counts[0].0.load(Ordering::SeqCst), 1);
+        assert!(poll(&mut stop.wait(), &wakers[0]).is_ready());
+    }
+
+    #[test]
+    fn waiters_that_leave_give_their_slots_back() {
+        let stop = Stop::default();
+        let (_, waker) = counter();
+        for _ in 0..1000 {
+            let mut a = stop.wait();
+            let mut b = stop.wait();
+            assert!(poll(&mut a, &waker).is_pending());
+            assert!(poll(&mut b, &waker).is_pending());
+        }
+        assert_eq!(stop.waiters.lock().unwrap().slots.len(), 2);
+        // A wait never polled took no slot.
+        drop(stop.wait());
+        assert_eq!(stop.waiters.lock().unwrap().free.len(), 2);
+    }
+
     /// How many permits can be taken now (given back at once).
     fn free(c: &Arc<Capacity>) -> usize {
         let taken: Vec<Permit> = std::iter::from_fn(|| c.try_take()).take(100).collect();
@@ -447,6 +609,31 @@ mod tests {
             drop(open);
             assert_eq!(free(&c), 2);
         }
+    }
+
+    #[test]
+    fn takers_racing_never_hold_more_than_the_limit() {
+        let c = Arc::new(Capacity::new(3));
+        let held = Arc::new(AtomicUsize::new(0));
+        let takers: Vec<_> = (0..4)
+            .map(|_| {
+                let (c, held) = (c.clone(), held.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        if let Some(p) = c.try_take() {
+                            let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= 3, "{now} held under a limit of 3");
+                            held.fetch_sub(1, Ordering::SeqCst);
+                            drop(p);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in takers {
+            t.join().unwrap();
+        }
+        assert_eq!(free(&c), 3);
     }
 
     #[test]

@@ -180,13 +180,12 @@ pub mod testing {
                 Arc::new(Metrics::default()),
                 max,
             ));
-            // A listener no reload closes.
-            let (retire, _) = tokio::sync::watch::channel(false);
             tokio::spawn(crate::server::accept(
                 crate::server::Listener::Tcp(listener),
                 Role::Listener(crate::config::ListenerId::nth(0)),
                 shared.clone(),
-                crate::context::Retired::new(&retire),
+                // A listener no reload closes.
+                crate::context::Retired::default(),
             ));
             Server { shared }
         }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 
 use crate::config::{self, ListenAddr, ListenerId, Settings};
 use crate::context::{Retired, Role, Shared};
@@ -37,8 +36,8 @@ pub(crate) struct Listening {
 struct Open {
     key: Key,
     role: Role,
-    /// Sent `true` when the socket closes: its accept loops end, its connections drain.
-    retire: watch::Sender<bool>,
+    /// Set when the socket closes: its accept loops end, its connections drain.
+    retire: Retired,
     file: Option<SocketFile>,
 }
 
@@ -216,7 +215,7 @@ impl Listening {
             }
         }
         for (key, role, copies, file) in std::mem::take(&mut opening.new) {
-            let (retire, _) = watch::channel(false);
+            let retire = Retired::default();
             // The address the socket got (a port of 0 in the config is the kernel's choice).
             let shown = match (copies.first(), &key) {
                 (Some(Bound::Tcp(s)), Key::Listener(_)) => s
@@ -233,12 +232,7 @@ impl Listening {
                 // out of memory for it.
                 match bound.into_tokio() {
                     Ok(l) => {
-                        worker.spawn(server::accept(
-                            l,
-                            role,
-                            shared.clone(),
-                            Retired::new(&retire),
-                        ));
+                        worker.spawn(server::accept(l, role, shared.clone(), retire.clone()));
                     }
                     Err(e) => {
                         tracing::error!(address = %describe(&key), "a worker cannot accept on {}: {e}", describe(&key))
@@ -266,7 +260,7 @@ impl Listening {
 
 impl Open {
     fn close(self) {
-        self.retire.send_replace(true);
+        self.retire.set();
         if let Some(f) = &self.file {
             f.remove();
         }

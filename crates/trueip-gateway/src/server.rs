@@ -1,8 +1,11 @@
 //! Accepting connections: the connection limit, the PROXY header, TLS, then a codec
 //! (`http::lean`, `http::hyper`) or a TCP relay.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +15,7 @@ use trueip::addr::Peer;
 use trueip::proxy_protocol::PreambleError;
 
 use crate::config::{ListenerId, Mode, ProxyProtocol};
-use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared};
+use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared, Stops};
 use crate::http::{hyper, lean};
 use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, Tracked};
 use crate::metrics::ClientErrorKind;
@@ -95,7 +98,6 @@ fn role_listener(role: Role) -> Option<ListenerId> {
 
 /// Accepts until shutdown, or until a reload closes the socket (`retired`).
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
-    let mut shutdown = shared.shutdown.subscribe();
     let bound = listener.bound_to();
     let mut nodelay = None;
     // tokio takes a socket it has just accepted for readable, so that its first read tries
@@ -109,16 +111,18 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     // (edge-triggered) in between, and the connection would wait for bytes already read.
     let epoll_first = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::CurrentThread;
-    // Made once, not per accepted connection: each new pair of waits cloned the
-    // receiver and joined and left its waiters' list, about 800 instructions per
-    // connection (callgrind, `PROTOCOL=close bash bench/instructions.sh`).
-    let stop = async {
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => {}
-            () = retired.wait() => {}
-        }
-    };
-    let mut stop = std::pin::pin!(stop);
+    let stops = Arc::new(Stops {
+        ended: crate::context::Stop::default(),
+        retired,
+    });
+    // The loop's connections wait for its end, which this sets however the loop ends.
+    let _ended = Ended(stops.clone());
+    // Made once, not per accepted connection: each wait registers once.
+    let (mut shutdown, mut retired) = (shared.shutdown.wait(), stops.retired.wait());
+    let mut stop = std::future::poll_fn(|cx| match Pin::new(&mut shutdown).poll(cx) {
+        Poll::Ready(()) => Poll::Ready(()),
+        Poll::Pending => Pin::new(&mut retired).poll(cx),
+    });
     loop {
         let accepted = tokio::select! {
             r = listener.accept(bound, &mut nodelay) => r,
@@ -136,7 +140,7 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
                     continue;
                 };
                 let shared = shared.clone();
-                let retired = retired.clone();
+                let stops = stops.clone();
                 // Boxed: tokio moves a task's future into its cell and writes the cell's
                 // stage again as the task ends, so an unboxed connection future (its
                 // states' locals, 750 bytes) was copied three times or more per
@@ -145,15 +149,27 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
                 // 128 bytes, a size whose blocks are aligned so, and the future is
                 // moved once, into its box.
                 tokio::spawn(Box::pin(connection(
-                    stream, peer, local, role, shared, permit, retired,
+                    stream, peer, local, role, shared, permit, stops,
                 )));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    () = &mut stop => break,
+                }
             }
         }
+    }
+}
+
+/// Sets an accept loop's [`Stops::ended`] when the loop ends.
+struct Ended(Arc<Stops>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.set();
     }
 }
 
@@ -164,7 +180,7 @@ async fn connection(
     role: Role,
     shared: Arc<Shared>,
     permit: Permit,
-    retired: Retired,
+    stops: Arc<Stops>,
 ) {
     // A new socket's first read finds no readiness yet (tokio learns it at its next poll of
     // epoll; `accept` drops tokio's guess), so it arms that read's deadline (PROXY
@@ -323,7 +339,7 @@ async fn connection(
         activity,
         opened,
         role,
-        retired,
+        stops,
         upstream_idle: crate::upstream::Private::default(),
         _open: open,
     });

@@ -257,6 +257,34 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
     );
 }
 
+/// A connection that has sent nothing yet does not hold up a shutdown either: SIGTERM
+/// closes it at once, though its first head would be due only 10 s after it opened.
+#[test]
+fn sigterm_closes_a_connection_still_waiting_for_its_first_request() {
+    let dir = test_dir("operations/shutdown_first_head");
+    let mut gw = Gateway::start(&dir, free_addr(), &[]);
+    let mut conn = connect(gw.addr).expect("connect");
+    // Its task has run by now, and waits for its head.
+    thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    gw.proc.signal("TERM");
+    let ending = read_until_close(&mut conn, Duration::from_secs(5));
+    assert!(
+        ending.is_closed() && ending.bytes().is_empty(),
+        "the waiting connection, 5 s after SIGTERM: {ending:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed {:?} after SIGTERM",
+        t.elapsed()
+    );
+    let status = gw
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", gw.proc.log()));
+    assert!(status.success(), "exit status {status}:\n{}", gw.proc.log());
+}
+
 #[test]
 fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
     let dir = test_dir("operations/max_connections");

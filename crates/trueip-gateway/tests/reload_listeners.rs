@@ -154,6 +154,45 @@ fn a_removed_listener_finishes_the_request_it_is_serving() {
     assert_eq!(Req::get("/fast").must_send(b).status, 200);
 }
 
+/// Connections waiting on a removed listener close at once, not when
+/// `limits.header_read_timeout` (10 s by default) would close them: one that has sent
+/// nothing yet (the lean path waits for its first head), and a kept-alive one that hyper
+/// serves (a `Connection: keep-alive` line takes it there). Each is woken by the reload;
+/// with the wake-up lost, both stay open past the 5 s this waits.
+#[test]
+fn a_removed_listener_closes_its_waiting_connections_on_either_path() {
+    let dir = test_dir("reload_listeners/waiting");
+    let (a, b) = (free_addr(), free_addr());
+    let toml = |listen: &[SocketAddr]| {
+        let mut t = String::from("[limits]\nworkers = 2\n");
+        for l in listen {
+            t.push_str(&format!("\n[[listen]]\naddress = \"{l}\"\n"));
+        }
+        t
+    };
+    let gw = Gateway::start_with_config(&dir, &toml(&[a, b]), &[a, b], &[]);
+    let mut silent = connect(a).expect("connect");
+    let mut kept = connect(a).expect("connect");
+    kept.write_all(b"GET /json HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(kept.try_clone().expect("clone"));
+    let resp = read_response(&mut reader, "GET").expect("a response");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // The silent connection's task has run by now, and waits for its head.
+    thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    reload(&gw, &toml(&[b]), true);
+    for (name, conn) in [("silent", &mut silent), ("kept-alive", &mut kept)] {
+        let ending = read_until_close(conn, Duration::from_secs(5));
+        assert!(
+            ending.is_closed() && ending.bytes().is_empty(),
+            "the removed listener's {name} connection: {ending:?}"
+        );
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(Req::get("/json").must_send(b).status, 200);
+}
+
 /// A connection to `addr` that is served, retried for a while: a connection closed just
 /// before holds its place until the gateway has seen it close.
 fn held(gw: &Gateway, addr: SocketAddr) -> TcpStream {

@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use trueip::headers::{FieldName, Headers};
 use trueip::{Decision, Resolution};
 
-use crate::context::{ConnCtx, State};
+use crate::context::{ConnCtx, State, Wait};
 use crate::http::body::Record;
 use crate::http::{facts, failed, note_forgery};
 use crate::io::{Idle, InBuf, Tracked};
@@ -392,16 +392,20 @@ impl Deadline {
 }
 
 /// What tells a connection waiting for its next request to stop (shutdown, or idle for
-/// too long), polled only when it may have fired (see [`TimerWake`]).
+/// too long).
 struct StopSignal<'a> {
+    /// The connection's stop ([`ConnCtx::stopped`]): registered at the first wait for a
+    /// request that is not there yet, which a connection whose requests arrive with it
+    /// (one per connection, the common case for clients that close) never makes. Polled
+    /// at every wait: while registered, a poll is a load.
+    stop: Wait<'a>,
     ctx: &'a ConnCtx,
     /// `limits.idle_timeout`, when it can end a wait before the head's deadline does
     /// ([`StopSignal::idle_before`]); `None` arms no idle timer.
     idle: Option<Duration>,
-    /// Made at the first wait for a request that is not there yet: a connection whose
-    /// requests arrive with it (one per connection, the common case for clients that
-    /// close) never needs it, and making it was an allocation per connection.
-    signal: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    /// The idle timer, made at the first wait; polled only when it may have fired (see
+    /// [`TimerWake`]).
+    timer: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
     wake: Option<TimerWake>,
 }
 
@@ -419,23 +423,22 @@ impl StopSignal<'_> {
     }
 
     fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
+        if Pin::new(&mut self.stop).poll(cx).is_ready() {
+            return true;
+        }
+        let Some(idle) = self.idle else {
+            return false;
+        };
         let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
         if !wake.due(cx.waker()) {
             return false;
         }
-        let (ctx, idle) = (self.ctx, self.idle);
-        let signal = self.signal.get_or_insert_with(|| match idle {
-            Some(idle) => Box::pin(async move {
-                tokio::select! {
-                    biased;
-                    () = ctx.stopped() => {}
-                    () = ctx.activity.idle(Idle::Requests, idle) => {}
-                }
-            }),
-            None => Box::pin(ctx.stopped()),
-        });
+        let ctx = self.ctx;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(ctx.activity.idle(Idle::Requests, idle)));
         let mut cx = Context::from_waker(&wake.waker);
-        signal.as_mut().poll(&mut cx).is_ready()
+        timer.as_mut().poll(&mut cx).is_ready()
     }
 }
 
@@ -706,9 +709,10 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
     // the settings it last used alive until its next request or its close.)
     let mut state = arc_swap::Cache::new(&ctx.shared.state);
     let mut stop = StopSignal {
+        stop: ctx.stopped(),
         ctx,
         idle: StopSignal::idle_before(idle, header_timeout),
-        signal: None,
+        timer: None,
         wake: None,
     };
     // The latest clock reading, while nothing has waited since it was taken: the
