@@ -479,6 +479,29 @@ impl ForwardingSet {
         std::str::from_utf8(name).map_or(true, |name| self.fate(name, hop).withheld)
     }
 
+    /// The names among `names` whose lines the app must not see, for a request that came
+    /// through `hop`: [`fate`](Self::fate) of each, as `trueip serve` and the Python
+    /// middlewares ask it of every line. `names` are a header map's keys (an
+    /// `http::HeaderMap`'s, actix-web's), each a token, each once; the Rust adapters then
+    /// remove every line of each name returned.
+    ///
+    /// Allocates only when one is withheld: a request that carries no client-IP header, or
+    /// only those a trusted hop wrote for the policy to read, costs one pass over its names.
+    pub fn withheld_names<'n, N>(
+        &self,
+        names: impl IntoIterator<Item = &'n N>,
+        hop: Hop<'_>,
+    ) -> Vec<N>
+    where
+        N: AsRef<str> + Clone + 'n,
+    {
+        names
+            .into_iter()
+            .filter(|name| self.fate(name.as_ref(), hop).withheld)
+            .cloned()
+            .collect()
+    }
+
     /// [`withheld`](Self::withheld) for a name already known to be a token (an
     /// `http::HeaderName`, a name [`parse_header_line`] accepted), as `trueip serve` asks it
     /// of every line, with where the name is in the set: one lookup for both.
