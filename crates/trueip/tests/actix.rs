@@ -378,7 +378,7 @@ async fn echo(req: actix_web::HttpRequest) -> String {
         .headers()
         .iter()
         .filter(|(name, _)| !matches!(name.as_str(), "host" | "connection"))
-        .map(|(name, value)| format!("{name}={}", value.to_str().unwrap()))
+        .map(|(name, value)| format!("{name}={}", value.to_str().expect("ASCII")))
         .collect();
     lines.sort();
     lines.join("\n")
@@ -397,7 +397,7 @@ fn behind_another_host() -> Policy {
     Policy::builder()
         .trust_str("127.0.0.2")
         .and_then(|b| b.build())
-        .unwrap()
+        .expect("a valid policy")
 }
 
 /// What a stranger writes in a client-IP header, in any spelling, never reaches the
