@@ -309,8 +309,10 @@ impl<'p> Hop<'p> {
 ///   `X~Forwarded~For`, and WSGI, CGI and PHP read the first as `X-Forwarded-For`, PHP
 ///   the second too, PHP behind lighttpd the third.
 ///
-/// Lookups test a name's length first: most lines of a request (`Host`, `User-Agent`,
-/// ...) differ in length from every forwarding header, and no name is compared for them.
+/// [`fate`](Self::fate) first tests a name's signature (length, first, third and last
+/// byte): most lines of a request (`Host`, `Accept-Encoding`, `X-Request-Id`, ...) share it
+/// with no forwarding header, and no name is compared for them; the others are compared
+/// only with the names of their length.
 ///
 /// ```
 /// use trueip::headers::{ForwardingSet, Hop, names};
