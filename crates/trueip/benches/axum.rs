@@ -222,6 +222,15 @@ mod cloned_per_request {
         );
     }
 
+    /// `from_static` with `keep_client_ip_headers`: what withholding the client-IP
+    /// headers costs is the difference from `trueip_static`.
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn trueip_static_keeping_headers(bencher: Bencher) {
+        static POLICY: std::sync::LazyLock<trueip::Policy> = std::sync::LazyLock::new(policy);
+        let layer = ClientIpLayer::from_static(&POLICY).keep_client_ip_headers();
+        run_cloned(bencher, tower::Layer::layer(&layer, trueip_route()));
+    }
+
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn axum_client_ip(bencher: Bencher) {
         let app = axum_client_ip_route();
@@ -261,6 +270,21 @@ mod parts {
                 ext.get::<ConnectInfo<Connection>>().is_some(),
                 ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
             )
+        });
+    }
+
+    /// Which of the request's names the layer withholds from the app (none: the trusted
+    /// hops' `X-Forwarded-For` is what the policy reads), the hop included.
+    #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
+    fn find_the_names_to_withhold(bencher: Bencher) {
+        let policy = policy();
+        let req = request();
+        let conn = Connection::from_peer(PEER.parse::<SocketAddr>().expect("socket literal"));
+        let resolution = policy.resolve(&conn, req.headers());
+        let set = policy.withheld_set();
+        bencher.bench_local(|| {
+            let hop = policy.hop(black_box(&resolution));
+            set.withheld_names(black_box(&req).headers().keys(), hop)
         });
     }
 

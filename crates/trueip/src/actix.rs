@@ -6,6 +6,17 @@
 //! client's address, [`ClientResolution`] the whole resolution (source, peer, hops,
 //! warnings, rate-limit key).
 //!
+//! It also removes the client-IP headers an app must not see, as `trueip serve`, the tower
+//! layer and the Python middlewares do, with the same rule
+//! ([`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) over
+//! [`Policy::withheld_set`]): from a peer the policy does not trust, every forwarding
+//! header (`X-Forwarded-For`, `X-Real-IP`, `True-Client-IP`, `Forwarded`,
+//! `X-Forwarded-Proto`, ...); from a trusted hop, the client addresses the decision did not
+//! read; and one spelled with underscores, dots or other punctuation for dashes
+//! (`X_Forwarded_For`), always. So a middleware or handler that reads `X-Forwarded-For`
+//! itself, or actix-web's own `ConnectionInfo`, sees no forgery.
+//! [`ClientIpMiddleware::keep_client_ip_headers`] turns this off.
+//!
 //! ```
 //! use actix_web::{App, HttpResponse, web};
 //! use trueip::Policy;
@@ -71,7 +82,7 @@ use actix_web::http::header::{ContentType, HeaderMap};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::Either;
 
-use crate::headers::{FieldName, Headers};
+use crate::headers::{FieldName, Headers, Hop};
 use crate::policy::{Connection, Policy};
 use crate::resolution::Resolution;
 
@@ -95,6 +106,9 @@ holds the handler (`.wrap` on one scope does not reach the routes of another).\n
 #[derive(Clone, Debug)]
 pub struct ClientIpMiddleware {
     policy: Arc<Policy>,
+    /// Whether the client-IP headers the policy withholds are removed before the app sees
+    /// the request ([`keep_client_ip_headers`](Self::keep_client_ip_headers)).
+    withhold: bool,
     #[cfg(feature = "provenance")]
     signed: Option<crate::provenance::Signed>,
 }
@@ -102,11 +116,24 @@ pub struct ClientIpMiddleware {
 impl ClientIpMiddleware {
     /// The middleware for `policy` (a `Policy`, or an `Arc<Policy>` shared with other code).
     pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
+        let policy = policy.into();
+        // Built now rather than on the first request.
+        policy.withheld_set();
         ClientIpMiddleware {
-            policy: policy.into(),
+            policy,
+            withhold: true,
             #[cfg(feature = "provenance")]
             signed: None,
         }
+    }
+
+    /// Hands the app every client-IP header as the request carried it, a stranger's
+    /// forged `X-Forwarded-For` included, instead of removing those the policy withholds
+    /// (the default; see the [module docs](self)). For an app whose every reader of the
+    /// client goes through the `Resolution`, or that must log the headers as they came.
+    pub fn keep_client_ip_headers(mut self) -> Self {
+        self.withhold = false;
+        self
     }
 
     /// Takes the client from the signed header `trueip serve` writes (`[upstream] sign`)
@@ -141,6 +168,7 @@ where
         ready(Ok(ClientIpService {
             service,
             policy: Arc::clone(&self.policy),
+            withhold: self.withhold,
             #[cfg(feature = "provenance")]
             signed: self.signed.clone(),
         }))
@@ -152,6 +180,7 @@ where
 pub struct ClientIpService<S> {
     service: S,
     policy: Arc<Policy>,
+    withhold: bool,
     #[cfg(feature = "provenance")]
     signed: Option<crate::provenance::Signed>,
 }
@@ -214,7 +243,7 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let Some(peer) = req.peer_addr() else {
             // An error rather than a response: actix-web answers it with `error_response`
             // (the 500 below) and the app's body type stays untouched.
@@ -242,6 +271,13 @@ where
                             req.path()
                         );
                     }
+                    if self.withhold {
+                        withhold(
+                            &self.policy,
+                            outcome.hop(&self.policy, &resolution),
+                            req.headers_mut(),
+                        );
+                    }
                     req.extensions_mut().insert(outcome);
                     req.extensions_mut().insert(resolution);
                 }
@@ -253,8 +289,25 @@ where
             return Either::Right(self.service.call(req));
         }
         let resolution = self.policy.resolve(&conn, req.headers());
+        if self.withhold {
+            withhold(
+                &self.policy,
+                self.policy.hop(&resolution),
+                req.headers_mut(),
+            );
+        }
         req.extensions_mut().insert(resolution);
         Either::Right(self.service.call(req))
+    }
+}
+
+/// Removes from `headers` every line of the client-IP headers `policy` withholds from a
+/// request that came through `hop`
+/// ([`ForwardingSet::withheld_names`](crate::headers::ForwardingSet::withheld_names)).
+#[inline]
+fn withhold(policy: &Policy, hop: Hop<'_>, headers: &mut HeaderMap) {
+    for name in policy.withheld_set().withheld_names(headers.keys(), hop) {
+        headers.remove(name);
     }
 }
 

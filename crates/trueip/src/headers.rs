@@ -181,15 +181,39 @@ const NAME_HINT: &str =
 pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
     let name = name.as_ref();
     lower.len() == name.len()
-        && lower.bytes().zip(name).all(|(l, &b)| {
-            let l = if stands_for_dash(l) { b'-' } else { l };
-            l == if stands_for_dash(b) {
-                b'-'
-            } else {
-                b.to_ascii_lowercase()
-            }
-        })
+        && lower
+            .bytes()
+            .zip(name)
+            .all(|(l, &b)| read_as(l) == read_as(b))
 }
+
+/// `b` in a header name as [`spells`] reads it: a dash for a stand-in, lower case. One
+/// load: [`ForwardingSet::fate`] reads two bytes of every line of a request so.
+#[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a u8 always indexes a 256-entry table"
+)]
+fn read_as(b: u8) -> u8 {
+    READ_AS[b as usize]
+}
+
+/// [`read_as`] for every byte value, built at compile time.
+#[allow(clippy::indexing_slicing, reason = "b < 256 by the loop condition")]
+const READ_AS: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if stands_for_dash(byte) {
+            b'-'
+        } else {
+            byte.to_ascii_lowercase()
+        };
+        b += 1;
+    }
+    table
+};
 
 /// `name` as [`spells`] reads it, in lower case with a dash for every other stand-in: two
 /// names an app may read as one header are `dashed` alike.
@@ -203,7 +227,7 @@ pub fn dashed(name: &str) -> String {
 }
 
 /// Whether some server reads `b` in a header name as it reads a dash ([`spells`]).
-fn stands_for_dash(b: u8) -> bool {
+const fn stands_for_dash(b: u8) -> bool {
     !b.is_ascii_alphanumeric()
 }
 
@@ -285,8 +309,10 @@ impl<'p> Hop<'p> {
 ///   `X~Forwarded~For`, and WSGI, CGI and PHP read the first as `X-Forwarded-For`, PHP
 ///   the second too, PHP behind lighttpd the third.
 ///
-/// Lookups test a name's length first: most lines of a request (`Host`, `User-Agent`,
-/// ...) differ in length from every forwarding header, and no name is compared for them.
+/// [`fate`](Self::fate) first tests a name's signature (length, first, third and last
+/// byte): most lines of a request (`Host`, `Accept-Encoding`, `X-Request-Id`, ...) share it
+/// with no forwarding header, and no name is compared for them; the others are compared
+/// only with the names of their length.
 ///
 /// ```
 /// use trueip::headers::{ForwardingSet, Hop, names};
@@ -308,8 +334,6 @@ pub struct ForwardingSet {
     /// Whether each of `names` has an underscore or other stand-in for a dash ([`spells`];
     /// only a configured name can).
     underscored: Vec<bool>,
-    /// Whether any of `names` has: then a name with dashes may spell it.
-    any_stand_in: bool,
     /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
     /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
     relayed: Vec<bool>,
@@ -319,13 +343,15 @@ pub struct ForwardingSet {
     honest: Vec<bool>,
     /// The lengths of `names`, as a bit set ([`length_bit`]).
     lengths: u64,
-    /// The indices of `names` ordered by length (63 and longer as one), each length's in
-    /// the order of `names`: [`position`](Self::position) and [`spelled`](Self::spelled)
-    /// compare a name with those of its own length only. Looked through whole, the table cost about 6 instructions a
-    /// name for every request line of a length some name has (`User-Agent` beside
-    /// `Cdn-Src-Ip`), on every request `trueip serve` forwards.
+    /// The indices of `names` by length: those of length `n` (63 and longer together, as
+    /// [`length_bit`] has them) are `by_length[starts[n]..starts[n + 1]]`. A lookup then
+    /// compares a name with the one or two of its length, not with the whole table, which
+    /// the Rust adapters do for every line of every request.
     by_length: Vec<usize>,
-    /// Where each length's indices start in `by_length`, and (at `l + 1`) end.
+    /// Each name's [`signature`] bit: a name whose bit is clear neither is one of `names`
+    /// nor spells one, and [`fate`](Self::fate) passes it after one hash and one test.
+    /// Most lines of a request (`Accept-Encoding`, `X-Request-Id`, ...) are answered so.
+    signatures: [u64; SIGNATURE_WORDS],
     starts: [usize; 65],
 }
 
@@ -356,11 +382,25 @@ impl ForwardingSet {
         let lengths = names
             .iter()
             .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
+        let bucket = |n: &FieldName| n.as_str().len().min(63);
+        let mut signatures = [0; SIGNATURE_WORDS];
+        for name in &names {
+            let (word, bit) = signature(name.as_str().as_bytes());
+            if let Some(w) = signatures.get_mut(word) {
+                *w |= bit;
+            }
+        }
+        let mut by_length: Vec<usize> = (0..names.len()).collect();
+        // Stable: a length's names keep the table's order.
+        by_length.sort_by_key(|&i| names.get(i).map(bucket));
+        let mut starts = [0; 65];
+        for (n, start) in starts.iter_mut().enumerate() {
+            *start = names.iter().filter(|name| bucket(name) < n).count();
+        }
         let underscored: Vec<bool> = names
             .iter()
             .map(|n| has_stand_in(n.as_str().as_bytes()))
             .collect();
-        let any_stand_in = underscored.contains(&true);
         let honest = names
             .iter()
             .map(|n| {
@@ -369,23 +409,14 @@ impl ForwardingSet {
                     .any(|row| row.name == *n && row.claim == names::Claim::Hops)
             })
             .collect();
-        let key = |n: &FieldName| n.as_str().len().min(63);
-        let mut by_length: Vec<usize> = (0..names.len()).collect();
-        by_length.sort_by_key(|&i| names.get(i).map_or(0, key));
-        let mut starts = [0; 65];
-        for n in &names {
-            for start in starts.iter_mut().skip(key(n) + 1) {
-                *start += 1;
-            }
-        }
         ForwardingSet {
             names,
             underscored,
-            any_stand_in,
             relayed,
             honest,
             lengths,
             by_length,
+            signatures,
             starts,
         }
     }
@@ -462,35 +493,46 @@ impl ForwardingSet {
     /// Where `name`, given in any case, is in [`names`](Self::names).
     #[inline]
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.of_length(name.len())
-            .find(|&(_, n)| is_lower_name(name, n.as_str()))
-            .map(|(i, _)| i)
+        if self.lengths & length_bit(name.len()) == 0 {
+            return None;
+        }
+        // The first byte first: names of one length seldom share it (`accept-encoding`,
+        // `proxy-client-ip`, `x-forwarded-for`), and it is one compare.
+        let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
+        self.of_length(name.len()).find(|&i| {
+            self.names.get(i).is_some_and(|n| {
+                n.as_str().as_bytes().first().copied() == first && is_lower_name(name, n.as_str())
+            })
+        })
+    }
+
+    /// The indices of the names of length `len` (all of 63 and longer, for such a `len`).
+    #[inline]
+    fn of_length(&self, len: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = len.min(63);
+        let from = self.starts.get(n).copied().unwrap_or(0);
+        let to = self.starts.get(n + 1).copied().unwrap_or(0);
+        self.by_length
+            .get(from..to)
+            .unwrap_or_default()
+            .iter()
+            .copied()
     }
 
     /// Whether `name` spells one of the names in any case, with any punctuation for
     /// dashes ([`spells`]).
     pub fn spelled(&self, name: &[u8]) -> bool {
-        self.of_length(name.len())
-            .any(|(_, n)| spells(n.as_str(), name))
-    }
-
-    /// The names (with their indices) that a name of `len` bytes may be: those of that
-    /// length, or for 63 and longer those as long too. A stand-in for a dash is one byte
-    /// for one, so [`spells`] too compares names of one length only.
-    #[inline]
-    fn of_length(&self, len: usize) -> impl Iterator<Item = (usize, &FieldName)> {
-        let key = len.min(63);
-        let range = if self.lengths & length_bit(len) == 0 {
-            &[][..]
-        } else {
-            match (self.starts.get(key), self.starts.get(key + 1)) {
-                (Some(&start), Some(&end)) => self.by_length.get(start..end).unwrap_or(&[]),
-                _ => &[],
-            }
-        };
-        range
-            .iter()
-            .filter_map(|&i| self.names.get(i).map(|n| (i, n)))
+        if self.lengths & length_bit(name.len()) == 0 {
+            return false;
+        }
+        // The first byte first, as in `position`.
+        let first = name.first().copied().map(read_as);
+        self.of_length(name.len()).any(|i| {
+            self.names.get(i).is_some_and(|n| {
+                n.as_str().as_bytes().first().copied().map(read_as) == first
+                    && spells(n.as_str(), name)
+            })
+        })
     }
 
     /// Whether a request header line named `name` (as received), for a request that came
@@ -517,6 +559,29 @@ impl ForwardingSet {
         std::str::from_utf8(name).map_or(true, |name| self.fate(name, hop).withheld)
     }
 
+    /// The names among `names` whose lines the app must not see, for a request that came
+    /// through `hop`: [`fate`](Self::fate) of each, as `trueip serve` and the Python
+    /// middlewares ask it of every line. `names` are a header map's keys (an
+    /// `http::HeaderMap`'s, actix-web's), each a token, each once; the Rust adapters then
+    /// remove every line of each name returned.
+    ///
+    /// Allocates only when one is withheld: a request that carries no client-IP header, or
+    /// only those a trusted hop wrote for the policy to read, costs one pass over its names.
+    pub fn withheld_names<'n, N>(
+        &self,
+        names: impl IntoIterator<Item = &'n N>,
+        hop: Hop<'_>,
+    ) -> Vec<N>
+    where
+        N: AsRef<str> + Clone + 'n,
+    {
+        names
+            .into_iter()
+            .filter(|name| self.fate(name.as_ref(), hop).withheld)
+            .cloned()
+            .collect()
+    }
+
     /// [`withheld`](Self::withheld) for a name already known to be a token (an
     /// `http::HeaderName`, a name [`parse_header_line`] accepted), as `trueip serve` asks it
     /// of every line, with where the name is in the set: one lookup for both.
@@ -525,6 +590,14 @@ impl ForwardingSet {
     /// any case: [`spells`] is one for a name without an underscore.
     #[inline]
     pub fn fate(&self, name: &str, hop: Hop<'_>) -> NameFate {
+        let (word, bit) = signature(name.as_bytes());
+        if self.signatures.get(word).is_none_or(|w| w & bit == 0) {
+            return NameFate {
+                index: None,
+                withheld: false,
+                forged: false,
+            };
+        }
         let index = self.position(name);
         let (withheld, forged) = match index {
             // Spelled exactly: an underscore in it is one in the set's name.
@@ -550,9 +623,9 @@ impl ForwardingSet {
             // Not spelled exactly, so spelled at all only with other punctuation for
             // dashes.
             None => {
-                let spelled = self.lengths & length_bit(name.len()) != 0
-                    && (self.any_stand_in || has_stand_in(name.as_bytes()))
-                    && self.spelled(name.as_bytes());
+                // Compared with the names of its length only, each up to its first
+                // difference: cheaper than first looking for a stand-in in `name`.
+                let spelled = self.spelled(name.as_bytes());
                 (spelled, spelled)
             }
         };
@@ -562,6 +635,30 @@ impl ForwardingSet {
             forged,
         }
     }
+}
+
+/// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
+/// the table's size (57 names, 46 signatures) leaves about one name in ninety of another
+/// signature to the full lookup.
+const SIGNATURE_WORDS: usize = 64;
+
+/// A name's length (63 and longer as one), and its first, third and last bytes as
+/// [`spells`] reads them, hashed to one of [`SIGNATURE_WORDS`]` * 64` bits: (word, bit).
+/// Two names [`spells`] reads as one, and so two that differ only in case, share it. The
+/// third byte is the first after an `X-`: it tells apart common names that share the
+/// rest with one of the table (`X-Request-Id` and `X-Azure-FDID`).
+#[inline]
+fn signature(name: &[u8]) -> (usize, u64) {
+    let at = |i: usize| name.get(i).copied().map_or(0, read_as);
+    let len = name.len().min(63);
+    let key = u32::from(at(0))
+        | u32::from(at(2)) << 8
+        | u32::from(at(name.len().wrapping_sub(1))) << 16
+        | u32::try_from(len).unwrap_or(63) << 24;
+    // Fibonacci hashing: the top 12 bits of the product.
+    let h = u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
+    let h = usize::try_from(h).unwrap_or(0);
+    (h / 64, 1 << (h % 64))
 }
 
 /// A name length's bit in a set of name lengths; 63 and longer share the last.
@@ -1635,6 +1732,40 @@ mod tests {
     /// such names), is `$_SERVER['HTTP_X_FORWARDED_FOR']`, and `Client.IP` is the
     /// `HTTP_CLIENT_IP` that PHP client-IP snippets read first. Withheld from every hop as
     /// the underscore spelling is, counted as a forgery. Passed from every client before.
+    /// A lookup compares a name only with the names of its length: each name of a set, of
+    /// every length the table has and of 63 bytes and more (which share one run), is found
+    /// at its own index, in any case and, spelled with underscores, by `spelled`; a name of
+    /// a length no name has, and one of a shared length that is no name, are not.
+    #[test]
+    fn every_name_is_found_at_its_index_whatever_its_length() {
+        let long = |n: usize| FieldName::new(&format!("x-{}", "a".repeat(n - 2))).unwrap();
+        let set = ForwardingSet::default()
+            .with(long(63))
+            .with(long(64))
+            .with(long(90))
+            .with(FieldName::new("x_edge_client").unwrap());
+        for (i, name) in set.names().iter().enumerate() {
+            assert_eq!(set.position(name.as_str()), Some(i), "{name:?}");
+            let upper = name.as_str().to_ascii_uppercase();
+            assert_eq!(set.position(&upper), Some(i), "{name:?}");
+            let underscored = upper.replace('-', "_");
+            assert!(set.spelled(underscored.as_bytes()), "{name:?}");
+        }
+        let shorter = format!("x-{}", "b".repeat(61));
+        let other = format!("x-{}", "a".repeat(70));
+        for name in [
+            "user-agent",
+            "accept-encoding",
+            "x-forwarded-fox",
+            "",
+            &shorter,
+            &other,
+        ] {
+            assert_eq!(set.position(name), None, "{name}");
+            assert!(!set.spelled(name.replace('-', "_").as_bytes()), "{name}");
+        }
+    }
+
     #[test]
     fn a_dotted_spelling_is_withheld_as_an_underscored_one_is() {
         let policy = trusting("10.0.0.0/8");
@@ -1747,33 +1878,6 @@ mod tests {
     /// `position` and `spelled` compare a name only with the set's names of its length:
     /// they still find each name (at its index) in any case and spelling, configured
     /// names of 63 bytes and longer too, and nothing else.
-    #[test]
-    fn position_finds_every_name_at_its_index_among_those_of_its_length() {
-        let long = FieldName::new(&format!("x-{}", "a".repeat(70))).unwrap();
-        let longer = FieldName::new(&format!("x-{}", "b".repeat(80))).unwrap();
-        let set = ForwardingSet::default()
-            .with(long)
-            .with(longer)
-            .with(FieldName::new("x-edge").unwrap());
-        for (i, n) in set.names().iter().enumerate() {
-            assert_eq!(set.position(n.as_str()), Some(i), "{n}");
-            let upper = n.as_str().to_ascii_uppercase();
-            assert_eq!(set.position(&upper), Some(i), "{n}");
-            assert!(set.spelled(upper.replace('-', "_").as_bytes()), "{n}");
-        }
-        let other = format!("x-{}", "c".repeat(70));
-        for name in [
-            "user-agent",
-            "accept-encoding",
-            "x-forwarded-fox",
-            "",
-            &other,
-        ] {
-            assert_eq!(set.position(name), None, "{name}");
-            assert!(!set.spelled(name.replace('-', "_").as_bytes()), "{name}");
-        }
-    }
-
     #[test]
     fn forwarding_set_fate_finds_the_name_and_applies_the_rule() {
         let policy = trusting("10.0.0.0/8");

@@ -521,6 +521,7 @@ impl PolicyBuilder {
             origin_secret: self.origin_secret,
             ipv6_prefix,
             from: self.from,
+            withheld: std::sync::OnceLock::new(),
             #[cfg(feature = "lambda")]
             event_only: self.lambda_preset.map(|(preset, kinds)| {
                 Box::new(EventOnly {
@@ -691,6 +692,10 @@ pub struct Policy {
     /// Set for a policy built from a Lambda preset.
     #[cfg(feature = "lambda")]
     event_only: Option<Box<EventOnly>>,
+    /// [`ForwardingSet::for_policy`](crate::headers::ForwardingSet::for_policy) of this
+    /// policy, made the first time a middleware asks ([`withheld_set`](Self::withheld_set)):
+    /// a policy that only decides never builds it.
+    withheld: std::sync::OnceLock<crate::headers::ForwardingSet>,
 }
 
 /// What a policy built from a Lambda preset decides a request without an event of its
@@ -921,6 +926,7 @@ impl Default for Policy {
             from: ListHeader::XForwardedFor,
             #[cfg(feature = "lambda")]
             event_only: None,
+            withheld: std::sync::OnceLock::new(),
         }
     }
 }
@@ -1081,6 +1087,16 @@ impl Policy {
         } else {
             crate::headers::Hop::Untrusted
         }
+    }
+
+    /// The client-IP headers an app behind this policy must not see, and the rule for
+    /// when ([`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld)):
+    /// [`ForwardingSet::for_policy`](crate::headers::ForwardingSet::for_policy), built
+    /// once per policy, so that a middleware holding the policy reaches it without a
+    /// second shared handle to clone per request.
+    pub fn withheld_set(&self) -> &crate::headers::ForwardingSet {
+        self.withheld
+            .get_or_init(|| crate::headers::ForwardingSet::for_policy(self))
     }
 
     /// Whether this policy read a client address from the header `name` for a request its

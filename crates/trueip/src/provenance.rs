@@ -362,6 +362,19 @@ pub enum Outcome {
     FellBack(Rejected),
 }
 
+impl Outcome {
+    /// The hop a request decided as `resolution` with this outcome came through, as
+    /// [`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) asks it: the
+    /// gateway that signed, a hop `policy` trusts, when the header verified (what the
+    /// gateway wrote may reach the app); a stranger when it did not, whatever the peer.
+    pub fn hop<'p>(&self, policy: &'p Policy, resolution: &Resolution) -> crate::headers::Hop<'p> {
+        match self {
+            Outcome::Verified(_) => crate::headers::Hop::trusted(policy, resolution),
+            Outcome::FellBack(_) => crate::headers::Hop::Untrusted,
+        }
+    }
+}
+
 /// The keys an app accepts and the freshness window, and the signatures it accepted
 /// within the window (clones share them), so that each header is accepted once.
 #[derive(Clone, Debug)]

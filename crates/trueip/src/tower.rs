@@ -1,6 +1,18 @@
 //! A tower [`Layer`] that decides each request's client once and stores the
 //! [`Resolution`](crate::Resolution) in the request's extensions (feature `tower`).
 //!
+//! It also removes the client-IP headers an app must not see, as `trueip serve` and the
+//! Python middlewares do, with the same rule
+//! ([`ForwardingSet::withheld`](crate::headers::ForwardingSet::withheld) over
+//! [`Policy::withheld_set`]): from a peer the policy does not trust, every forwarding
+//! header (`X-Forwarded-For`, `X-Real-IP`, `True-Client-IP`, `Forwarded`,
+//! `X-Forwarded-Proto`, ...), since the client wrote it; from a trusted hop, the client
+//! addresses the decision did not read (its claims about the request, such as
+//! `X-Forwarded-Proto`, pass); and one spelled with underscores, dots or other punctuation
+//! for dashes (`X_Forwarded_For`), always. So an inner layer or handler that reads
+//! `X-Forwarded-For` itself (a rate limiter's key extractor, a logger) sees no forgery.
+//! [`ClientIpLayer::keep_client_ip_headers`] turns this off.
+//!
 //! The layer needs the connection: the TCP peer, and the PROXY protocol source when the
 //! connection began with one. It takes the first of these it finds in the request's
 //! extensions:
@@ -70,11 +82,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Extensions, HeaderValue, Request, Response, StatusCode, header};
+use http::{Extensions, HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::headers::Hop;
 use crate::policy::{Connection, Policy};
 
 /// The body of the 500 a request without a known connection gets. It names both ways a
@@ -100,6 +113,9 @@ AWS's front end saw (the log names the missing field), so its client cannot be d
 #[derive(Clone, Debug)]
 pub struct ClientIpLayer<P = Arc<Policy>> {
     policy: P,
+    /// Whether the client-IP headers the policy withholds are removed before the inner
+    /// service sees the request ([`keep_client_ip_headers`](Self::keep_client_ip_headers)).
+    withhold: bool,
     #[cfg(feature = "provenance")]
     signed: Option<crate::provenance::Signed>,
 }
@@ -139,11 +155,24 @@ impl ClientIpLayer<&'static Policy> {
 
 impl<P: Deref<Target = Policy>> ClientIpLayer<P> {
     fn holding(policy: P) -> Self {
+        // Built now rather than on the first request.
+        policy.withheld_set();
         ClientIpLayer {
             policy,
+            withhold: true,
             #[cfg(feature = "provenance")]
             signed: None,
         }
+    }
+
+    /// Hands the inner service every client-IP header as the request carried it, a
+    /// stranger's forged `X-Forwarded-For` included, instead of removing those the policy
+    /// withholds (the default; see the [module docs](self)). For an app whose every
+    /// reader of the client goes through the `Resolution`, or that must log the headers
+    /// as they came.
+    pub fn keep_client_ip_headers(mut self) -> Self {
+        self.withhold = false;
+        self
     }
 
     /// Takes the client from the signed header `trueip serve` writes (`[upstream] sign`)
@@ -173,6 +202,7 @@ impl<S, P: Clone> Layer<S> for ClientIpLayer<P> {
         ClientIpService {
             inner,
             policy: self.policy.clone(),
+            withhold: self.withhold,
             #[cfg(feature = "provenance")]
             signed: self.signed.clone(),
         }
@@ -188,6 +218,7 @@ impl<S, P: Clone> Layer<S> for ClientIpLayer<P> {
 pub struct ClientIpService<S, P = Arc<Policy>> {
     inner: S,
     policy: P,
+    withhold: bool,
     #[cfg(feature = "provenance")]
     signed: Option<crate::provenance::Signed>,
 }
@@ -228,6 +259,13 @@ where
                 Ok(served) => served,
                 Err(why) => return refuse_unsigned(&req, why),
             };
+            if self.withhold {
+                withhold(
+                    &self.policy,
+                    outcome.hop(&self.policy, &resolution),
+                    req.headers_mut(),
+                );
+            }
             req.extensions_mut().insert(outcome);
             req.extensions_mut().insert(resolution);
             return ResponseFuture {
@@ -243,12 +281,31 @@ where
             }
             found => found.with(|conn| self.policy.resolve(conn, req.headers())),
         };
+        if self.withhold {
+            withhold(
+                &self.policy,
+                self.policy.hop(&resolution),
+                req.headers_mut(),
+            );
+        }
         req.extensions_mut().insert(resolution);
         ResponseFuture {
             state: State::Inner {
                 future: self.inner.call(req),
             },
         }
+    }
+}
+
+/// Removes from `headers` every line of the client-IP headers `policy` withholds from a
+/// request that came through `hop`
+/// ([`ForwardingSet::withheld_names`](crate::headers::ForwardingSet::withheld_names)), so that an inner
+/// layer or handler that reads one itself (a rate limiter keyed on `X-Forwarded-For`, a
+/// logger) never sees what a stranger wrote.
+#[inline]
+fn withhold(policy: &Policy, hop: Hop<'_>, headers: &mut HeaderMap) {
+    for name in policy.withheld_set().withheld_names(headers.keys(), hop) {
+        headers.remove(&name);
     }
 }
 

@@ -312,8 +312,9 @@ fn each_500_is_logged_with_the_same_message() {
     );
 }
 
-/// A real server on 127.0.0.1, an ephemeral port, one worker: `/ip` behind the middleware
-/// with `policy`, `/bare` on the same server without it. Stopped when dropped.
+/// A real server on 127.0.0.1, an ephemeral port, one worker: `/ip` and `/ip/headers`
+/// behind the middleware with `policy`, `/bare` on the same server without it. Stopped
+/// when dropped.
 struct Server {
     addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
@@ -322,7 +323,10 @@ struct Server {
 
 impl Server {
     fn start(policy: Policy) -> Server {
-        let middleware = ClientIpMiddleware::new(policy);
+        Server::wrapped(ClientIpMiddleware::new(policy))
+    }
+
+    fn wrapped(middleware: ClientIpMiddleware) -> Server {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             run(async move {
@@ -331,7 +335,8 @@ impl Server {
                         .service(
                             web::scope("/ip")
                                 .wrap(middleware.clone())
-                                .route("", web::get().to(ip)),
+                                .route("", web::get().to(ip))
+                                .route("/headers", web::get().to(echo)),
                         )
                         .route("/bare", web::get().to(ip))
                 })
@@ -363,6 +368,93 @@ impl Drop for Server {
             let _ = thread.join();
         }
     }
+}
+
+/// The request's header lines as the handler sees them, `name=value`, sorted, without
+/// `host` and `connection`: what an app (or a middleware inside this one, or actix-web's
+/// `ConnectionInfo`) reading the headers itself would find.
+async fn echo(req: actix_web::HttpRequest) -> String {
+    let mut lines: Vec<String> = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "host" | "connection"))
+        .map(|(name, value)| format!("{name}={}", value.to_str().expect("ASCII")))
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// A stranger's forwarding headers, in three spellings, beside a header no rule touches.
+const FORGED: [&str; 4] = [
+    "X-Forwarded-For: 6.6.6.6",
+    "X_Forwarded_For: 6.6.6.7",
+    "True-Client-IP: 6.6.6.8",
+    "X-Request-Id: abc",
+];
+
+/// Only 127.0.0.2 is trusted: a client on 127.0.0.1 is a stranger.
+fn behind_another_host() -> Policy {
+    Policy::builder()
+        .trust_str("127.0.0.2")
+        .and_then(|b| b.build())
+        .expect("a valid policy")
+}
+
+/// What a stranger writes in a client-IP header, in any spelling, never reaches the
+/// handler, as `trueip serve` and the Python middlewares never let an app see it. Before
+/// the middleware withheld them, all three reached it.
+#[test]
+fn over_a_real_socket_a_strangers_client_ip_headers_never_reach_the_handler() {
+    for policy in [behind_another_host(), Policy::default()] {
+        let server = Server::start(policy);
+        assert_eq!(
+            get(server.addr, "/ip/headers", &FORGED),
+            (200, "x-request-id=abc".to_owned())
+        );
+    }
+}
+
+/// Through a trusted hop, what the policy reads reaches the handler (nginx's `X-Real-IP`,
+/// and the list header every strategy has), and so does a claim about the request; a
+/// client address it does not read and an underscore spelling do not. Before, all of
+/// them reached it.
+#[test]
+fn over_a_real_socket_a_trusted_hops_headers_reach_the_handler_as_the_decision_read_them() {
+    let server = Server::start(behind_local_nginx());
+    let mut sent = FORGED.to_vec();
+    sent.extend(["X-Real-IP: 203.0.113.9", "X-Forwarded-Proto: https"]);
+    assert_eq!(
+        get(server.addr, "/ip/headers", &sent),
+        (
+            200,
+            "x-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-real-ip=203.0.113.9\nx-request-id=abc"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        get(server.addr, "/ip", &sent),
+        (200, "203.0.113.9".to_owned())
+    );
+}
+
+/// `keep_client_ip_headers`: the opt-out hands every line over as it came, and the
+/// decision is the same.
+#[test]
+fn over_a_real_socket_keep_client_ip_headers_hands_every_line_over() {
+    let server =
+        Server::wrapped(ClientIpMiddleware::new(behind_another_host()).keep_client_ip_headers());
+    assert_eq!(
+        get(server.addr, "/ip/headers", &FORGED),
+        (
+            200,
+            "true-client-ip=6.6.6.8\nx-forwarded-for=6.6.6.6\nx-request-id=abc\nx_forwarded_for=6.6.6.7"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        get(server.addr, "/ip", &FORGED),
+        (200, "127.0.0.1".to_owned())
+    );
 }
 
 /// One HTTP/1.1 request over a plain socket, as an untrusted client would send it.

@@ -106,6 +106,110 @@ async fn forged_headers_from_an_untrusted_peer_give_the_peer() {
     assert_eq!(reply.body, "127.0.0.1 Peer header_from_untrusted_peer");
 }
 
+/// A route that answers the request's header lines as the handler sees them, `name=value`,
+/// sorted, without `host` and `connection`: what an app (or an inner layer, such as a rate
+/// limiter keyed on `X-Forwarded-For`) reading the headers itself would find.
+fn echo() -> Router {
+    Router::new().route(
+        "/headers",
+        get(|headers: http::HeaderMap| async move {
+            let mut lines: Vec<String> = headers
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "host" | "connection"))
+                .map(|(name, value)| format!("{name}={}", value.to_str().unwrap()))
+                .collect();
+            lines.sort();
+            lines.join("\n")
+        }),
+    )
+}
+
+/// A stranger's forwarding headers, in three spellings, beside a header no rule touches.
+const FORGED: [(&str, &str); 4] = [
+    ("X-Forwarded-For", "6.6.6.6"),
+    ("X_Forwarded_For", "6.6.6.7"),
+    ("True-Client-IP", "6.6.6.8"),
+    ("X-Request-Id", "abc"),
+];
+
+/// What a stranger writes in a client-IP header, in any spelling, never reaches the
+/// handler: it would believe it, as `trueip serve` and the Python middlewares never let
+/// an app do. Before the layer withheld them, all three reached it.
+#[tokio::test]
+async fn a_strangers_client_ip_headers_never_reach_the_handler() {
+    for layer in [
+        ClientIpLayer::new(policy()),
+        ClientIpLayer::new(Policy::default()),
+    ] {
+        let addr = serve::<SocketAddr>(echo().layer(layer)).await;
+        let reply = get_from(ATTACKER, addr, "/headers", &FORGED).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "x-request-id=abc")
+        );
+    }
+}
+
+/// Through a trusted hop, what the decision read reaches the handler, and so do the hop's
+/// claims about the request; a client address the policy did not read (`True-Client-IP`,
+/// which nginx and ALBs relay from the client unchanged) and an underscore spelling do
+/// not. A policy that reads `True-Client-IP` hands it over. Before, all of them reached it.
+#[tokio::test]
+async fn a_trusted_hops_headers_reach_the_handler_as_the_decision_read_them() {
+    let addr = serve::<SocketAddr>(echo().layer(ClientIpLayer::new(policy()))).await;
+    let mut sent = FORGED.to_vec();
+    sent.push(("X-Forwarded-Proto", "https"));
+    let reply = get_from(PROXY, addr, "/headers", &sent).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            200,
+            "x-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc"
+        )
+    );
+
+    let akamai = Policy::builder()
+        .trust_str("127.0.0.16/28")
+        .unwrap()
+        .strategy_str("header:True-Client-IP")
+        .unwrap()
+        .build()
+        .unwrap();
+    let addr = serve::<SocketAddr>(echo().layer(ClientIpLayer::new(akamai))).await;
+    let reply = get_from(PROXY, addr, "/headers", &FORGED).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body.contains("true-client-ip=6.6.6.8"),
+        "{}",
+        reply.body
+    );
+    assert!(!reply.body.contains("x_forwarded_for"), "{}", reply.body);
+}
+
+/// `keep_client_ip_headers`: the opt-out hands every line over as it came, and the
+/// decision is the same.
+#[tokio::test]
+async fn keep_client_ip_headers_hands_every_line_over() {
+    static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(policy);
+    let app = || echo().merge(routes());
+    for app in [
+        app().layer(ClientIpLayer::new(policy()).keep_client_ip_headers()),
+        app().layer(ClientIpLayer::from_static(&POLICY).keep_client_ip_headers()),
+    ] {
+        let addr = serve::<SocketAddr>(app).await;
+        let reply = get_from(ATTACKER, addr, "/headers", &FORGED).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (
+                200,
+                "true-client-ip=6.6.6.8\nx-forwarded-for=6.6.6.6\nx-request-id=abc\nx_forwarded_for=6.6.6.7"
+            )
+        );
+        let reply = get_from(ATTACKER, addr, "/ip", &FORGED).await.unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
+    }
+}
+
 /// The function's app run under `axum::serve` (a test server, `cargo run`) with the ALB
 /// preset: a client that writes the ALB's header itself is not believed. Before the core
 /// had the rule, the answer was the last element the client wrote, 203.0.113.66.

@@ -98,4 +98,30 @@ fn resolve_allocates_nothing() {
     let region = Region::new(GLOBAL);
     let _ = policies[0].explain(&conns[0], &map);
     assert!(region.change().allocations > 0);
+
+    // What the tower and actix-web adapters ask of every request they decided: which
+    // names to withhold from the app. A trusted hop's list header, which the policy reads,
+    // beside ordinary lines (two of the list header's length): none, and no allocation.
+    let mut ordinary = http::HeaderMap::new();
+    for (name, value) in [
+        ("host", "example.com"),
+        ("accept-encoding", "gzip"),
+        ("accept-language", "en"),
+        ("x-request-id", "5f0c6d2e"),
+        ("x-forwarded-for", "203.0.113.9, 10.1.2.3"),
+    ] {
+        ordinary.append(name, value.parse().unwrap());
+    }
+    let (policy, conn) = (&policies[0], &conns[0]);
+    let set = policy.withheld_set();
+    let resolution = policy.resolve(conn, &ordinary);
+    let region = Region::new(GLOBAL);
+    let withheld = set.withheld_names(ordinary.keys(), policy.hop(&resolution));
+    assert_eq!(region.change().allocations, 0, "withheld_names allocated");
+    assert!(withheld.is_empty(), "{withheld:?}");
+    // From a stranger the list header is withheld: the counter sees the list of names.
+    let region = Region::new(GLOBAL);
+    let withheld = set.withheld_names(ordinary.keys(), trueip::headers::Hop::Untrusted);
+    assert!(region.change().allocations > 0);
+    assert_eq!(withheld, ["x-forwarded-for"]);
 }

@@ -225,3 +225,75 @@ fn the_window_is_stated_in_the_rejection() {
         Err(Rejected::Stale { age: 11 })
     );
 }
+
+/// The header lines the app behind a signed layer over `policy` sees for `lines` sent
+/// from the gateway's address: `name` each, sorted, `host` left out.
+async fn seen(policy: Policy, signed: Signed, lines: &[(&str, &str)]) -> String {
+    let service = ServiceBuilder::new()
+        .layer(ClientIpLayer::new(policy).signed(signed))
+        .service(service_fn(|req: Request<String>| async move {
+            let mut names: Vec<&str> = req
+                .headers()
+                .keys()
+                .map(http::HeaderName::as_str)
+                .filter(|n| *n != "host")
+                .collect();
+            names.sort_unstable();
+            Ok::<_, Infallible>(Response::new(names.join(" ")))
+        }));
+    let mut req = Request::get("/a").body(String::new()).unwrap();
+    req.headers_mut()
+        .insert("host", "app.example".parse().unwrap());
+    for (n, v) in lines {
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    req.extensions_mut().insert(Connection::from_peer(
+        GATEWAY.parse::<SocketAddr>().unwrap(),
+    ));
+    service.oneshot(req).await.unwrap().into_body()
+}
+
+/// A verified header makes the gateway the hop, whose claims about the request reach the
+/// app (`X-Forwarded-Proto`); a header that does not verify makes the sender a stranger,
+/// however much the policy trusts its address, and none of its forwarding headers reach
+/// the app. Before the layer withheld them, every line did.
+#[tokio::test]
+async fn what_reaches_the_app_follows_the_signature() {
+    let trusting = || {
+        Policy::builder()
+            .trust_str("127.0.0.1")
+            .and_then(|b| b.build())
+            .unwrap()
+    };
+    let value = header(&key(1), "/a", now());
+    let lines = [
+        ("trueip-signature", value.as_str()),
+        ("x-forwarded-proto", "https"),
+        ("true-client-ip", "6.6.6.6"),
+        ("x-request-id", "abc"),
+    ];
+    let verified = seen(trusting(), Signed::or_peer(verifier([key(1)])), &lines).await;
+    assert_eq!(verified, "trueip-signature x-forwarded-proto x-request-id");
+    let rejected = seen(trusting(), Signed::or_peer(verifier([key(2)])), &lines).await;
+    assert_eq!(rejected, "trueip-signature x-request-id");
+    // The opt-out keeps them whatever the signature says.
+    let kept = ClientIpLayer::new(trusting())
+        .keep_client_ip_headers()
+        .signed(Signed::or_peer(verifier([key(2)])));
+    let service =
+        ServiceBuilder::new()
+            .layer(kept)
+            .service(service_fn(|req: Request<String>| async move {
+                Ok::<_, Infallible>(Response::new(req.headers().len().to_string()))
+            }));
+    let mut req = Request::get("/a").body(String::new()).unwrap();
+    req.headers_mut()
+        .insert("true-client-ip", "6.6.6.6".parse().unwrap());
+    req.extensions_mut().insert(Connection::from_peer(
+        GATEWAY.parse::<SocketAddr>().unwrap(),
+    ));
+    assert_eq!(service.oneshot(req).await.unwrap().into_body(), "1");
+}
