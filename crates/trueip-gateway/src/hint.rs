@@ -15,7 +15,11 @@
 //! link-local and shared (CGNAT) addresses, and Unix sockets, where a user's own proxies
 //! sit — have their own table ([`near`]), and every other peer is counted by its network
 //! (a /24 of IPv4, a /48 of IPv6: what one party holds), so a stranger fills one entry
-//! per network it owns, and a CDN's many addresses in one network get one line.
+//! per network it owns. Within a network each address has its own count, for the first
+//! [`PER_NETWORK`] addresses: one network holds more than one party (a cloud provider's
+//! /24, a hosting /48), and a neighbour of the user's proxy that sent its forged requests
+//! first must not use up the network's hint, which would then name the neighbour and never
+//! the proxy. A CDN's many addresses in one network get at most that many lines.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -30,12 +34,16 @@ pub(crate) const AFTER: u8 = 3;
 /// The most peers remembered in each table.
 pub(crate) const PEERS: usize = 64;
 
+/// The most addresses of one network counted in the far table.
+pub(crate) const PER_NETWORK: usize = 4;
+
 /// Which peers sent ignored forwarding headers, and how often (up to [`AFTER`]).
 #[derive(Debug, Default)]
 pub(crate) struct Hints {
     /// Peers an outside client cannot be ([`near`]), each address its own entry.
     near: Table,
-    /// Every other peer, one entry per network ([`network`]).
+    /// Every other peer, one entry per network ([`network`]), its first [`PER_NETWORK`]
+    /// addresses counted each.
     far: Table,
 }
 
@@ -46,10 +54,18 @@ struct Table {
     /// a `HashMap` hashed the address with SipHash on every such request (the PROXY row
     /// of `bench/gateway.sh`, whose clients send `X-Forwarded-For`: about 1 % of the
     /// instructions per request, `PROTOCOL=proxy-v2 bash bench/instructions.sh`).
-    seen: Mutex<Vec<(Peer, u8)>>,
+    seen: Mutex<Vec<Entry>>,
     /// Set once [`PEERS`] peers are remembered and the line saying so was written: from
     /// then on nothing is looked up or kept.
     full: AtomicBool,
+}
+
+/// A key of a table (an address, or a network) and the addresses counted under it, each
+/// with its count (up to [`AFTER`]).
+#[derive(Debug)]
+struct Entry {
+    key: Peer,
+    peers: [Option<(Peer, u8)>; PER_NETWORK],
 }
 
 /// Whether no stranger on the internet can connect from `peer`: a Unix socket, or a
@@ -88,10 +104,18 @@ impl Hints {
     /// A request from `peer` carried forwarding headers the policy ignored because `peer`
     /// is not trusted; `listener` names the `[[listen]]` table whose own `client_ip`
     /// decided (`None`: `[client_ip]`). Logs the hint at the [`AFTER`]-th such request
-    /// from the peer (from its network, for a peer outside private address space).
+    /// from the peer (outside private address space, when it is one of the first
+    /// [`PER_NETWORK`] addresses of its network to send one).
     pub(crate) fn untrusted_forwarding(&self, peer: Peer, listener: Option<usize>) {
         // The address, not the connection: a proxy opens many, from many ports.
         let peer = peer.ip().map_or(Peer::Unix, Peer::from);
+        if self.due(peer) {
+            tracing::warn!(%peer, "{}", message(peer, listener));
+        }
+    }
+
+    /// Counts one more request from `peer` (an address): whether the hint for it is due.
+    fn due(&self, peer: Peer) -> bool {
         let (table, key, what) = if near(peer) {
             (&self.near, peer, "peers in private address space")
         } else {
@@ -101,16 +125,16 @@ impl Hints {
                 "networks outside private address space",
             )
         };
-        if table.count(key, what) {
-            tracing::warn!(%peer, "{}", message(peer, listener));
-        }
+        table.count(key, peer, what)
     }
 }
 
 impl Table {
-    /// Counts one more request from `key`: whether this is its [`AFTER`]-th, the one
-    /// that logs the hint. `what` names the table's keys in the line that says it is full.
-    fn count(&self, key: Peer, what: &str) -> bool {
+    /// Counts one more request from `peer`, under `key` (itself, or its network): whether
+    /// this is its [`AFTER`]-th, the one that logs the hint. A key holds the counts of its
+    /// first [`PER_NETWORK`] peers; another is not counted. `what` names the table's keys
+    /// in the line that says it is full.
+    fn count(&self, key: Peer, peer: Peer, what: &str) -> bool {
         if self.full.load(Ordering::Relaxed) {
             return false;
         }
@@ -118,9 +142,9 @@ impl Table {
             return false;
         };
         let known = seen.len();
-        let count = match seen.iter().position(|(p, _)| *p == key) {
+        let entry = match seen.iter().position(|e| e.key == key) {
             Some(i) => match seen.get_mut(i) {
-                Some((_, count)) => count,
+                Some(entry) => entry,
                 None => return false,
             },
             None if known >= PEERS => {
@@ -133,12 +157,28 @@ impl Table {
                 return false;
             }
             None => {
-                seen.push((key, 0));
+                seen.push(Entry {
+                    key,
+                    peers: [None; PER_NETWORK],
+                });
                 match seen.last_mut() {
-                    Some((_, count)) => count,
+                    Some(entry) => entry,
                     None => return false,
                 }
             }
+        };
+        let slot = match entry
+            .peers
+            .iter()
+            .position(|s| s.is_some_and(|(p, _)| p == peer))
+            .or_else(|| entry.peers.iter().position(Option::is_none))
+        {
+            Some(i) => entry.peers.get_mut(i),
+            // The key's places are taken by other peers.
+            None => return false,
+        };
+        let Some((_, count)) = slot.map(|s| s.get_or_insert((peer, 0))) else {
+            return false;
         };
         if *count >= AFTER {
             return false;
@@ -191,6 +231,10 @@ mod tests {
         assert!(!text.contains("--trust"), "{text}");
     }
 
+    fn counts(entry: &Entry) -> Vec<u8> {
+        entry.peers.iter().flatten().map(|&(_, n)| n).collect()
+    }
+
     fn ip(text: &str) -> Peer {
         text.parse::<IpAddr>().unwrap().into()
     }
@@ -211,9 +255,35 @@ mod tests {
         for table in [&hints.near, &hints.far] {
             let seen = table.seen.lock().unwrap();
             assert_eq!(seen.len(), PEERS);
-            assert!(seen.iter().all(|&(_, n)| n == AFTER));
+            assert!(seen.iter().all(|e| counts(e) == [AFTER]));
             assert!(table.full.load(Ordering::Relaxed));
         }
+    }
+
+    /// A stranger in the network of the user's proxy (a neighbour in a cloud provider's /24,
+    /// a tenant of the same hosting /48) that sent its forged requests first used up the
+    /// network's one count, and the proxy was never hinted: the hint named the stranger.
+    #[test]
+    fn a_neighbour_does_not_use_up_the_hint_for_a_proxy_in_its_network() {
+        let hints = Hints::default();
+        for neighbour in ["203.0.113.66", "2001:db8:7::66"] {
+            let due: Vec<bool> = (0..5).map(|_| hints.due(ip(neighbour))).collect();
+            assert_eq!(due, [false, false, true, false, false], "{neighbour}");
+        }
+        for proxy in ["203.0.113.10", "2001:db8:7:1::10"] {
+            let due: Vec<bool> = (0..5).map(|_| hints.due(ip(proxy))).collect();
+            assert_eq!(due, [false, false, true, false, false], "{proxy}");
+        }
+        // Each network counts its first PER_NETWORK addresses only: memory stays bounded.
+        for (i, more) in (0..3).map(|i| format!("203.0.113.{}", 100 + i)).enumerate() {
+            let due: Vec<bool> = (0..AFTER).map(|_| hints.due(ip(&more))).collect();
+            assert_eq!(due.last(), Some(&(i + 2 < PER_NETWORK)), "{more}");
+        }
+        let seen = hints.far.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        // 203.0.113.0/24 holds its four; 2001:db8:7::/48 its two.
+        let held: Vec<usize> = seen.iter().map(|e| counts(e).len()).collect();
+        assert_eq!(held, [PER_NETWORK, 2]);
     }
 
     /// A stranger with many addresses could once fill the one table of 64 peers with a
@@ -247,6 +317,9 @@ mod tests {
         hints.untrusted_forwarding(Peer::Unix, None);
         let near = hints.near.seen.lock().unwrap();
         assert_eq!(near.len(), 7, "{near:?}");
-        assert!(near.iter().take(6).all(|&(_, n)| n == AFTER), "{near:?}");
+        assert!(
+            near.iter().take(6).all(|e| counts(e) == [AFTER]),
+            "{near:?}"
+        );
     }
 }

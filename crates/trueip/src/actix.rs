@@ -275,7 +275,7 @@ where
                         withhold(
                             &self.policy,
                             outcome.hop(&self.policy, &resolution),
-                            req.headers_mut(),
+                            &mut req,
                         );
                     }
                     req.extensions_mut().insert(outcome);
@@ -290,24 +290,32 @@ where
         }
         let resolution = self.policy.resolve(&conn, req.headers());
         if self.withhold {
-            withhold(
-                &self.policy,
-                self.policy.hop(&resolution),
-                req.headers_mut(),
-            );
+            withhold(&self.policy, self.policy.hop(&resolution), &mut req);
         }
         req.extensions_mut().insert(resolution);
         Either::Right(self.service.call(req))
     }
 }
 
-/// Removes from `headers` every line of the client-IP headers `policy` withholds from a
+/// Removes from `req` every line of the client-IP headers `policy` withholds from a
 /// request that came through `hop`
 /// ([`ForwardingSet::withheld_names`](crate::headers::ForwardingSet::withheld_names)).
+///
+/// And the `ConnectionInfo` actix-web keeps in the request's extensions once anything
+/// asked for it: a middleware wrapped outside this one may have (`Logger::default()`'s
+/// `%a` does, as the request comes in), and what it kept was read from the headers as the
+/// client sent them, its forged `X-Forwarded-For` and `X-Forwarded-Host` with them. Made
+/// again from the headers left when the app asks.
 #[inline]
-fn withhold(policy: &Policy, hop: Hop<'_>, headers: &mut HeaderMap) {
-    for name in policy.withheld_set().withheld_names(headers.keys(), hop) {
+fn withhold(policy: &Policy, hop: Hop<'_>, req: &mut ServiceRequest) {
+    let headers = req.headers_mut();
+    let withheld = policy.withheld_set().withheld_names(headers.keys(), hop);
+    for name in &withheld {
         headers.remove(name);
+    }
+    if !withheld.is_empty() {
+        req.extensions_mut()
+            .remove::<actix_web::dev::ConnectionInfo>();
     }
 }
 

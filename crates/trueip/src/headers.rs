@@ -1875,9 +1875,67 @@ mod tests {
         assert!(relaying.withheld(b"via", Hop::Untrusted));
     }
 
-    /// `position` and `spelled` compare a name only with the set's names of its length:
-    /// they still find each name (at its index) in any case and spelling, configured
-    /// names of 63 bytes and longer too, and nothing else.
+    /// Every name of a set, the table's rows and configured names of every length (63
+    /// bytes and more, which share one run of the lookup by length, and one written with an
+    /// underscore), spelled in any case with any stand-in for each dash, is withheld from a
+    /// stranger, and from a trusted hop when its punctuation is not the name's own; a
+    /// lookup that compares a name with fewer than all the names of its length lets one
+    /// through. Each spelling is found by `fate` as by a look through every name.
+    #[test]
+    fn every_spelling_of_every_name_is_withheld_from_a_stranger() {
+        let policy = trusting("10.0.0.0/8");
+        let set = ForwardingSet::for_policy(&policy)
+            .with(FieldName::new("x_edge_client").unwrap())
+            .with(FieldName::new(&format!("x-{}", "q".repeat(61))).unwrap())
+            .with(FieldName::new(&format!("x-{}", "r".repeat(70))).unwrap());
+        let stand_ins = b"-_.~!#$%&'*+^`|";
+        // xorshift64: the same spellings on every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (i, n) in set.names().iter().enumerate() {
+            for _ in 0..64 {
+                let spelling: String = n
+                    .as_str()
+                    .bytes()
+                    .map(|b| {
+                        let r = next();
+                        let b = if b.is_ascii_alphanumeric() {
+                            if r % 2 == 0 {
+                                b.to_ascii_uppercase()
+                            } else {
+                                b
+                            }
+                        } else {
+                            stand_ins[usize::try_from(r % 15).unwrap()]
+                        };
+                        char::from(b)
+                    })
+                    .collect();
+                let own = spelling.eq_ignore_ascii_case(n.as_str());
+                let fate = set.fate(&spelling, Hop::Untrusted);
+                assert!(fate.withheld, "{spelling}");
+                assert_eq!(fate.index, own.then_some(i), "{spelling}");
+                assert!(
+                    set.withheld(spelling.as_bytes(), Hop::Untrusted),
+                    "{spelling}"
+                );
+                let everywhere = set.names().iter().any(|m| spells(m.as_str(), &spelling));
+                assert!(everywhere && set.spelled(spelling.as_bytes()), "{spelling}");
+                if !own {
+                    assert!(
+                        set.withheld(spelling.as_bytes(), behind(&policy)),
+                        "{spelling}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn forwarding_set_fate_finds_the_name_and_applies_the_rule() {
         let policy = trusting("10.0.0.0/8");

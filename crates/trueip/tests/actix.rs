@@ -739,3 +739,42 @@ mod signed {
         }
     }
 }
+
+/// actix-web keeps a request's `ConnectionInfo` in its extensions the first time anything
+/// asks for it, and `Logger::default()` (its `%a`) asks as the request comes in: wrapped
+/// outside the middleware, as actix's examples wrap it, it made the `ConnectionInfo` of
+/// the headers as the stranger sent them, and the handler read the forged
+/// `X-Forwarded-For` and `X-Forwarded-Host` from it after they were withheld.
+#[test]
+fn connection_info_made_before_the_middleware_ran_is_made_again() {
+    run(async {
+        let app = init_service(
+            App::new()
+                .wrap(ClientIpMiddleware::new(behind_local_nginx()))
+                .wrap(actix_web::middleware::Logger::default())
+                .route(
+                    "/info",
+                    web::get().to(|req: actix_web::HttpRequest| async move {
+                        let info = req.connection_info();
+                        format!(
+                            "{} {}",
+                            info.realip_remote_addr().unwrap_or("-"),
+                            info.host()
+                        )
+                    }),
+                ),
+        )
+        .await;
+        let req = TestRequest::get()
+            .uri("/info")
+            .peer_addr(peer("198.51.100.7:50000"))
+            .insert_header(("Host", "app.example"))
+            .insert_header(("X-Forwarded-For", "6.6.6.6"))
+            .insert_header(("X-Forwarded-Host", "evil.example"));
+        let (status, body) = body_of(call_service(&app, req.to_request()).await).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "198.51.100.7 app.example")
+        );
+    });
+}
