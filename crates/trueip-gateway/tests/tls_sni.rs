@@ -132,12 +132,11 @@ fn overlapping_names_and_unreadable_files_stop_the_start_naming_the_key() {
     }
 }
 
-/// A client that comes back resumes its session (a TLS 1.3 ticket; then a TLS 1.2 session
-/// id): no certificate signature, half the handshake.
-#[test]
-fn a_returning_client_resumes_its_session() {
-    let dir = test_dir("tls_resume");
-    let Some(_) = pki::pki(&dir) else { return };
+/// A gateway on one TLS listener with one certificate, for `localhost` and 127.0.0.1, in a
+/// test directory named `name`; `None` without openssl.
+fn one_certificate(name: &str) -> Option<(std::path::PathBuf, SocketAddr, Gateway)> {
+    let dir = test_dir(name);
+    pki::pki(&dir)?;
     pki::leaf(&dir, "fallback", "DNS:localhost,IP:127.0.0.1");
     let listen = free_addr();
     let d = dir.display();
@@ -145,6 +144,16 @@ fn a_returning_client_resumes_its_session() {
         "[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/fallback.pem\", key = \"{d}/fallback.key\" }}\n"
     );
     let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
+    Some((dir, listen, gw))
+}
+
+/// A client that comes back resumes its session (a TLS 1.3 ticket; then a TLS 1.2 session
+/// id): no certificate signature, half the handshake.
+#[test]
+fn a_returning_client_resumes_its_session() {
+    let Some((dir, listen, gw)) = one_certificate("tls_resume") else {
+        return;
+    };
     let session = dir.join("session.pem");
     for version in ["-tls1_3", "-tls1_2"] {
         // A whole request, so that a TLS 1.3 ticket (sent after the handshake) is read.
@@ -177,15 +186,9 @@ fn a_returning_client_resumes_its_session() {
 /// keeps the newest one (as OpenSSL's clients do) resumes again and again.
 #[test]
 fn each_handshake_hands_one_ticket_and_resuming_goes_on() {
-    let dir = test_dir("tls_one_ticket");
-    let Some(_) = pki::pki(&dir) else { return };
-    pki::leaf(&dir, "fallback", "DNS:localhost,IP:127.0.0.1");
-    let listen = free_addr();
-    let d = dir.display();
-    let config = format!(
-        "[[listen]]\naddress = \"{listen}\"\ntls = {{ cert = \"{d}/fallback.pem\", key = \"{d}/fallback.key\" }}\n"
-    );
-    let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
+    let Some((dir, listen, gw)) = one_certificate("tls_one_ticket") else {
+        return;
+    };
     let mut kept: Option<String> = None;
     for i in 0..3 {
         let out = dir.join(format!("session-{i}.pem"));

@@ -49,6 +49,23 @@ fn header(key: &Key, path: &str, time: u64) -> String {
     out
 }
 
+/// `GET path` for `app.example` with `lines`, from the gateway's address.
+fn from_gateway(path: &str, lines: &[(&str, &str)]) -> Request<String> {
+    let mut req = Request::get(path).body(String::new()).unwrap();
+    req.headers_mut()
+        .insert("host", "app.example".parse().unwrap());
+    for (n, v) in lines {
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    req.extensions_mut().insert(Connection::from_peer(
+        GATEWAY.parse::<SocketAddr>().unwrap(),
+    ));
+    req
+}
+
 /// Sends `GET path` from the gateway's address through the layer; the status and what
 /// the handler saw (client, warnings, outcome).
 async fn send(signed: Signed, path: &str, lines: &[(&str, &str)]) -> (StatusCode, String) {
@@ -66,19 +83,7 @@ async fn send(signed: Signed, path: &str, lines: &[(&str, &str)]) -> (StatusCode
                 r.warnings
             )))
         }));
-    let mut req = Request::get(path).body(String::new()).unwrap();
-    req.headers_mut()
-        .insert("host", "app.example".parse().unwrap());
-    for (n, v) in lines {
-        req.headers_mut().append(
-            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    req.extensions_mut().insert(Connection::from_peer(
-        GATEWAY.parse::<SocketAddr>().unwrap(),
-    ));
-    let response = service.oneshot(req).await.unwrap();
+    let response = service.oneshot(from_gateway(path, lines)).await.unwrap();
     (response.status(), response.into_body())
 }
 
@@ -241,19 +246,11 @@ async fn seen(policy: Policy, signed: Signed, lines: &[(&str, &str)]) -> String 
             names.sort_unstable();
             Ok::<_, Infallible>(Response::new(names.join(" ")))
         }));
-    let mut req = Request::get("/a").body(String::new()).unwrap();
-    req.headers_mut()
-        .insert("host", "app.example".parse().unwrap());
-    for (n, v) in lines {
-        req.headers_mut().append(
-            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    req.extensions_mut().insert(Connection::from_peer(
-        GATEWAY.parse::<SocketAddr>().unwrap(),
-    ));
-    service.oneshot(req).await.unwrap().into_body()
+    service
+        .oneshot(from_gateway("/a", lines))
+        .await
+        .unwrap()
+        .into_body()
 }
 
 /// A verified header makes the gateway the hop, whose claims about the request reach the
@@ -289,11 +286,7 @@ async fn what_reaches_the_app_follows_the_signature() {
             .service(service_fn(|req: Request<String>| async move {
                 Ok::<_, Infallible>(Response::new(req.headers().len().to_string()))
             }));
-    let mut req = Request::get("/a").body(String::new()).unwrap();
-    req.headers_mut()
-        .insert("true-client-ip", "6.6.6.6".parse().unwrap());
-    req.extensions_mut().insert(Connection::from_peer(
-        GATEWAY.parse::<SocketAddr>().unwrap(),
-    ));
-    assert_eq!(service.oneshot(req).await.unwrap().into_body(), "1");
+    let req = from_gateway("/a", &[("true-client-ip", "6.6.6.6")]);
+    // `host` and `true-client-ip`.
+    assert_eq!(service.oneshot(req).await.unwrap().into_body(), "2");
 }
