@@ -82,7 +82,7 @@ use actix_web::http::header::{ContentType, HeaderMap};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::Either;
 
-use crate::headers::{FieldName, Headers, Hop};
+use crate::headers::{FieldName, Headers, Hop, WithQuery};
 use crate::policy::{Connection, Policy};
 use crate::resolution::Resolution;
 
@@ -288,7 +288,9 @@ where
             }
             return Either::Right(self.service.call(req));
         }
-        let resolution = self.policy.resolve(&conn, req.headers());
+        // With the query string, which a `query:NAME` strategy reads.
+        let request = WithQuery::new(req.headers(), req.query_string().as_bytes());
+        let resolution = self.policy.resolve(&conn, &request);
         if self.withhold {
             withhold(&self.policy, self.policy.hop(&resolution), &mut req);
         }

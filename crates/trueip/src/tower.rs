@@ -276,10 +276,10 @@ where
         }
         let resolution = match found {
             #[cfg(feature = "lambda-http")]
-            Found::StandIn(kind, stand_in) => {
-                self.policy.resolve_stand_in(kind, &stand_in, req.headers())
-            }
-            found => found.with(|conn| self.policy.resolve(conn, req.headers())),
+            // The request, not its headers alone: a `query:NAME` strategy reads its query
+            // string, as `resolve_request` does.
+            Found::StandIn(kind, stand_in) => self.policy.resolve_stand_in(kind, &stand_in, &req),
+            found => found.with(|conn| self.policy.resolve(conn, &req)),
         };
         if self.withhold {
             withhold(

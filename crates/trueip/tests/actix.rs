@@ -778,3 +778,30 @@ fn connection_info_made_before_the_middleware_ran_is_made_again() {
         );
     });
 }
+
+/// A `query:NAME` strategy reads the request's query string under the middleware, as
+/// `resolve_request` and `trueip explain --query` do; before, the middleware handed the
+/// policy the headers alone and such a policy always answered the peer.
+#[test]
+fn a_query_strategy_reads_the_query_string() {
+    let policy = || {
+        Policy::builder()
+            .trust_str("127.0.0.1")
+            .and_then(|b| b.strategy_str("query:client"))
+            .and_then(|b| b.build())
+            .expect("a policy")
+    };
+    let from = |addr: &str| {
+        TestRequest::get()
+            .uri("/ip?page=2&client=198.51.100.4")
+            .peer_addr(peer(addr))
+    };
+    assert_eq!(
+        through_app(policy(), from("127.0.0.1:50000")),
+        (StatusCode::OK, "198.51.100.4".to_owned())
+    );
+    assert_eq!(
+        through_app(policy(), from("192.0.2.7:50000")),
+        (StatusCode::OK, "192.0.2.7".to_owned())
+    );
+}

@@ -471,3 +471,25 @@ async fn connection_sources_keep_their_order() {
         assert_eq!(String::from_utf8_lossy(&bytes), body, "{name}");
     }
 }
+
+/// A `query:NAME` strategy reads the request's query string under the layer, as
+/// `resolve_request` and `trueip explain --query` do; before, the layer handed the policy
+/// the headers alone and such a policy always answered the peer.
+#[tokio::test]
+async fn a_query_strategy_reads_the_query_string() {
+    let policy = Policy::builder()
+        .trust_str("127.0.0.16/28")
+        .and_then(|b| b.strategy_str("query:client"))
+        .and_then(|b| b.build())
+        .unwrap();
+    let addr = serve::<SocketAddr>(routes().layer(ClientIpLayer::new(policy))).await;
+    let reply = get_from(PROXY, addr, "/ip?page=2&client=198.51.100.4", &[])
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "198.51.100.4"));
+    // From a stranger the argument is the client's own word: the peer.
+    let reply = get_from(ATTACKER, addr, "/ip?client=198.51.100.4", &[])
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
+}
