@@ -307,3 +307,35 @@ def test_the_lambda_preset_setting_under_a_wsgi_adapter_decides_from_the_event()
     got = json.loads(response["body"])
     assert got == {"addr": "203.0.113.9", "secure": True, "host": "testserver", "xff": "6.6.6.6, 203.0.113.9",
                    "source": "x-forwarded-for[-1]"}
+
+
+def test_request_headers_read_before_the_middleware_are_read_again_after() -> None:
+    """Django keeps `request.headers` (a copy of META) the first time anything reads it, and
+    `build_absolute_uri`'s scheme and host: a middleware listed before this one that logs a
+    header (or the URL) kept a stranger's X-Forwarded-For, and the view read it after the
+    middleware removed HTTP_X_FORWARDED_FOR from META."""
+    from django.test import RequestFactory
+
+    def view(request: Any) -> JsonResponse:
+        return JsonResponse({
+            "xff": request.headers.get("X-Forwarded-For"),
+            "url": request.build_absolute_uri("/"),
+        })
+
+    def outer(get_response: Any) -> Any:
+        def middleware(request: Any) -> Any:
+            request.headers.get("X-Forwarded-For")
+            request.build_absolute_uri("/")
+            return get_response(request)
+        return middleware
+
+    stranger = RequestFactory().get("/", REMOTE_ADDR="198.51.100.20", headers={"X-Forwarded-For": "6.6.6.6"})
+    got = json.loads(outer(TrueIPMiddleware(view))(stranger).content)
+    assert got == {"xff": None, "url": "http://testserver/"}
+
+    hop = RequestFactory().get(
+        "/", REMOTE_ADDR="10.0.0.5",
+        headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"},
+    )
+    got = json.loads(outer(TrueIPMiddleware(view))(hop).content)
+    assert got == {"xff": "203.0.113.195", "url": "https://shop.example/"}

@@ -203,4 +203,10 @@ class TrueIPMiddleware:
         # Django's ASGI requests read the scheme from the scope, not META.
         if scope is not None and scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
             request.scope = dict(scope, scheme=scheme)
+        # Django keeps `request.headers` (a copy of META) and `build_absolute_uri`'s scheme
+        # and host the first time anything reads them: a middleware listed before this one
+        # that did would leave the view a stranger's X-Forwarded-For and the hop's scheme.
+        cached = request.__dict__
+        cached.pop("headers", None)
+        cached.pop("_current_scheme_host", None)
         return self.get_response(request)
