@@ -339,3 +339,25 @@ def test_request_headers_read_before_the_middleware_are_read_again_after() -> No
     )
     got = json.loads(outer(TrueIPMiddleware(view))(hop).content)
     assert got == {"xff": "203.0.113.195", "url": "https://shop.example/"}
+
+
+def test_djangos_own_proxy_settings_read_nothing_a_stranger_wrote() -> None:
+    """`SECURE_PROXY_SSL_HEADER` and `USE_X_FORWARDED_HOST`/`PORT` make `is_secure()` and
+    `get_host()` read META at each call: the headers they name are in the table the
+    middleware withholds from a stranger, so a stranger's never reaches them."""
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example", "X-Forwarded-Port": "8443"}
+    with override_settings(
+        SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"), USE_X_FORWARDED_HOST=True, USE_X_FORWARDED_PORT=True
+    ):
+        got = Client(REMOTE_ADDR="198.51.100.20").get("/", headers=forged).json()
+    assert (got["secure"], got["host"]) == (False, "testserver")
+
+
+def test_a_secure_proxy_ssl_header_a_stranger_could_write_is_improperly_configured() -> None:
+    """A `SECURE_PROXY_SSL_HEADER` the middleware does not withhold from a stranger
+    (`Front-End-Https`, `X-Scheme`) would let one make `is_secure()` true."""
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_FRONT_END_HTTPS", "on")):
+        with pytest.raises(ImproperlyConfigured, match="SECURE_PROXY_SSL_HEADER"):
+            TrueIPMiddleware(whoami)
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        TrueIPMiddleware(whoami)

@@ -30,7 +30,13 @@ Each request's ``META`` is rewritten as the WSGI middleware rewrites an environ
 are removed, and the scheme and host, when trusted hops reported them, are applied
 (``HTTP_HOST`` then passes through ``ALLOWED_HOSTS`` as usual; leave
 ``USE_X_FORWARDED_HOST`` and ``SECURE_PROXY_SSL_HEADER`` unset: this middleware has already
-decided which hops to believe). The decision is ``request.trueip``.
+decided which hops to believe; a ``SECURE_PROXY_SSL_HEADER`` naming a header it does not
+withhold from a stranger, such as ``HTTP_FRONT_END_HTTPS``, is ``ImproperlyConfigured``). The
+decision is ``request.trueip``. ``request.headers`` and ``build_absolute_uri``'s scheme and
+host, which Django keeps once read, are read again after the rewrite, so a middleware listed
+before this one that read them leaves the view nothing stale; what such a middleware decided
+from them (a rate limiter's key, a log line) was decided from what the client sent: list this
+middleware first.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -169,12 +175,37 @@ def verify_from_settings(settings: Any = None) -> tuple[Optional[Verifier], bool
     return verifier, refuse
 
 
+def _check_proxy_ssl_header(policy: Policy, settings: Any = None) -> None:
+    """Refuses a ``SECURE_PROXY_SSL_HEADER`` naming a header ``policy`` does not withhold
+    from a stranger (``HTTP_FRONT_END_HTTPS``, ``HTTP_X_SCHEME``): ``is_secure()`` reads it
+    from META at each call, so a stranger that sent it would make the request secure.
+    ``HTTP_X_FORWARDED_PROTO``, Django's own example, is withheld and passes only from
+    trusted hops."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if settings is None:
+        from django.conf import settings as django_settings
+
+        settings = django_settings
+    named = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not named:
+        return
+    header = named[0] if isinstance(named, (tuple, list)) and named else named
+    if header not in policy._withheld_environ_keys(None):
+        raise ImproperlyConfigured(
+            f"trueip: SECURE_PROXY_SSL_HEADER names {header!r}, which this middleware does not remove from "
+            "a client it does not trust, so any client could make request.is_secure() true; unset it (a "
+            "trusted hop's X-Forwarded-Proto already sets the scheme) or name HTTP_X_FORWARDED_PROTO"
+        )
+
+
 class TrueIPMiddleware:
     """Applies the ``TRUEIP`` policy to every request (see the module doc)."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         self.policy = policy_from_settings()
+        _check_proxy_ssl_header(self.policy)
         self.origin = origin_from_settings()
         self.verifier, self.refuse = verify_from_settings()
 
