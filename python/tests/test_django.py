@@ -361,3 +361,33 @@ def test_a_secure_proxy_ssl_header_a_stranger_could_write_is_improperly_configur
             TrueIPMiddleware(whoami)
     with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
         TrueIPMiddleware(whoami)
+
+
+def test_under_asgi_request_scope_carries_the_client_and_the_lines_that_pass() -> None:
+    """Django's ASGI request keeps the scope it was built from, and a view (or a library
+    handed `request.scope`) reads the client and header lines there: they were the peer and
+    a stranger's X-Forwarded-For after the middleware had withheld it from META."""
+    from django.core.handlers.asgi import ASGIRequest
+    import io
+
+    def view(request: Any) -> JsonResponse:
+        return JsonResponse({
+            "client": list(request.scope["client"]),
+            "lines": sorted(n.decode() for n, _ in request.scope["headers"]),
+            "scheme": request.scope["scheme"],
+        })
+
+    def scope(peer: str, *lines: tuple[bytes, bytes]) -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": "/", "root_path": "", "query_string": b"", "scheme": "http",
+                "client": (peer, 1234), "server": ("10.0.0.1", 8000), "headers": [(b"host", b"testserver"), *lines]}
+
+    stranger = ASGIRequest(scope("198.51.100.20", (b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-proto", b"https")),
+                           io.BytesIO())
+    got = json.loads(TrueIPMiddleware(view)(stranger).content)
+    assert got == {"client": ["198.51.100.20", 0], "lines": ["host"], "scheme": "http"}
+
+    hop = ASGIRequest(scope("10.0.0.5", (b"x-forwarded-for", b"203.0.113.9"), (b"x-real-ip", b"6.6.6.6"),
+                            (b"x-forwarded-proto", b"https")), io.BytesIO())
+    got = json.loads(TrueIPMiddleware(view)(hop).content)
+    assert got == {"client": ["203.0.113.9", 0], "lines": ["host", "x-forwarded-for", "x-forwarded-proto"],
+                   "scheme": "https"}

@@ -46,7 +46,7 @@ during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer)
 handler the same holds, decided from the scope's header lines (``META`` is Django's fold
 of them, which before 5.2.13 and 6.0.4 merged a client's ``X_Forwarded_For`` into
 ``HTTP_X_FORWARDED_FOR``; its client-IP keys become the lines that pass), and the scheme is
-set on the request; on AWS Lambda under Mangum the peer is the one the event names
+set on the request, with the decided client and the lines that pass in ``request.scope``; on AWS Lambda under Mangum the peer is the one the event names
 (``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a WSGI
 adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the adapter's
 environ, and the event it keeps there decides (see ``trueip.wsgi``).
@@ -230,10 +230,17 @@ class TrueIPMiddleware:
 
                 status, body = _signed.refusal(outcome or "missing")
                 return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
-        scheme = meta.get("wsgi.url_scheme")
-        # Django's ASGI requests read the scheme from the scope, not META.
-        if scope is not None and scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
-            request.scope = dict(scope, scheme=scheme)
+        if asgi:
+            # Django's ASGI requests read the scheme from the scope, not META; and a view (or
+            # a library handed `request.scope`) reads the client and the header lines there.
+            if resolution is not None:
+                client = (resolution.ip_str, resolution.port or 0)
+            else:
+                client = None if peer is None else scope.get("client")
+            request.scope = dict(scope, headers=lines, client=client)
+            scheme = meta.get("wsgi.url_scheme")
+            if scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
+                request.scope["scheme"] = scheme
         # Django keeps `request.headers` (a copy of META) and `build_absolute_uri`'s scheme
         # and host the first time anything reads them: a middleware listed before this one
         # that did would leave the view a stranger's X-Forwarded-For and the hop's scheme.
