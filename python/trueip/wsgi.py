@@ -147,7 +147,8 @@ def apply(
     decide, and the client-IP keys of ``environ`` become the lines that pass (joined by
     ``,``, as Django joins them), since the handler may have folded a line spelled
     ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (Django before 5.2.13 and 6.0.4).
-    ``lines`` is left holding the lines that pass."""
+    When they decide, ``lines`` is left holding the lines that pass (under a Lambda event it
+    is left as it was)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
     event = lambda_event(environ) if peer is _REMOTE_ADDR else None
