@@ -42,15 +42,15 @@ middleware first.
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
 "trueip-signature", "on_unverified": "peer"}`` (only ``key_files`` is required; two files
 during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer).
-``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI
-handler the same holds, decided from the scope's header lines (``META`` is Django's fold
-of them, which before 5.2.13 and 6.0.4 merged a client's ``X_Forwarded_For`` into
-``HTTP_X_FORWARDED_FOR``; its client-IP keys become the lines that pass), and the scheme is
-set on the request, with the decided client and the lines that pass in ``request.scope``;
-on AWS Lambda under Mangum the peer is the one the event names (``scope["aws.event"]``, see
-``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a WSGI
-adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the adapter's
-environ, and the event it keeps there decides (see ``trueip.wsgi``).
+``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI handler the
+same holds, decided from the scope's header lines (``META`` is Django's fold of them, which
+before 5.2.13 and 6.0.4 merged a client's ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR``;
+its client-IP keys become the lines that pass), and ``request.scope`` gets the scheme, the
+decided client and the lines that pass (under Mangum the client and scheme only: its lines
+are the event's, as received). On AWS Lambda under Mangum the peer is the one the event
+names (``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a
+WSGI adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the
+adapter's environ, and the event it keeps there decides (see ``trueip.wsgi``).
 """
 
 from __future__ import annotations
