@@ -345,3 +345,28 @@ def test_a_wsgi_app_under_starlettes_bridge_is_wrapped_on_the_asgi_side() -> Non
     assert (inside["REMOTE_ADDR"], inside["HTTP_X_FORWARDED_FOR"]) == ("6.6.6.6", "203.0.113.9,6.6.6.6")
     outside = run_bridge(lambda wsgi: TrueIP(wsgi_bridge.WSGIMiddleware(wsgi), POLICY))
     assert (outside["REMOTE_ADDR"], outside["HTTP_X_FORWARDED_FOR"]) == ("203.0.113.9", "203.0.113.9")
+
+
+def test_a_request_an_outer_base_http_middleware_built_is_not_the_apps() -> None:
+    """A Starlette `BaseHTTPMiddleware` outside this one builds its `Request` (headers and
+    client read once) from the scope as received: the app's `Request` is built from the new
+    scope this middleware hands it, so the handler reads none of what the outer one kept."""
+    from starlette.applications import Starlette
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def index(request: Request) -> JSONResponse:
+        return JSONResponse({"client": request.client.host if request.client else None,
+                             "xff": request.headers.get("x-forwarded-for")})
+
+    async def outer(request: Request, call_next: Any) -> Any:
+        assert request.headers.get("x-forwarded-for") == "6.6.6.6"
+        return await call_next(request)
+
+    app = Starlette(routes=[Route("/", index)])
+    wrapped = BaseHTTPMiddleware(TrueIP(app, POLICY), dispatch=outer)
+    got = TestClient(wrapped, client=("198.51.100.20", 4000)).get("/", headers={"X-Forwarded-For": "6.6.6.6"}).json()
+    assert got == {"client": "198.51.100.20", "xff": None}

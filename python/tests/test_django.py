@@ -307,3 +307,87 @@ def test_the_lambda_preset_setting_under_a_wsgi_adapter_decides_from_the_event()
     got = json.loads(response["body"])
     assert got == {"addr": "203.0.113.9", "secure": True, "host": "testserver", "xff": "6.6.6.6, 203.0.113.9",
                    "source": "x-forwarded-for[-1]"}
+
+
+def test_request_headers_read_before_the_middleware_are_read_again_after() -> None:
+    """Django keeps `request.headers` (a copy of META) the first time anything reads it, and
+    `build_absolute_uri`'s scheme and host: a middleware listed before this one that logs a
+    header (or the URL) kept a stranger's X-Forwarded-For, and the view read it after the
+    middleware removed HTTP_X_FORWARDED_FOR from META."""
+    from django.test import RequestFactory
+
+    def view(request: Any) -> JsonResponse:
+        return JsonResponse({
+            "xff": request.headers.get("X-Forwarded-For"),
+            "url": request.build_absolute_uri("/"),
+        })
+
+    def outer(get_response: Any) -> Any:
+        def middleware(request: Any) -> Any:
+            request.headers.get("X-Forwarded-For")
+            request.build_absolute_uri("/")
+            return get_response(request)
+        return middleware
+
+    stranger = RequestFactory().get("/", REMOTE_ADDR="198.51.100.20", headers={"X-Forwarded-For": "6.6.6.6"})
+    got = json.loads(outer(TrueIPMiddleware(view))(stranger).content)
+    assert got == {"xff": None, "url": "http://testserver/"}
+
+    hop = RequestFactory().get(
+        "/", REMOTE_ADDR="10.0.0.5",
+        headers={"X-Forwarded-For": "203.0.113.195", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"},
+    )
+    got = json.loads(outer(TrueIPMiddleware(view))(hop).content)
+    assert got == {"xff": "203.0.113.195", "url": "https://shop.example/"}
+
+
+def test_djangos_own_proxy_settings_read_nothing_a_stranger_wrote() -> None:
+    """`SECURE_PROXY_SSL_HEADER` and `USE_X_FORWARDED_HOST`/`PORT` make `is_secure()` and
+    `get_host()` read META at each call: the headers they name are in the table the
+    middleware withholds from a stranger, so a stranger's never reaches them."""
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example", "X-Forwarded-Port": "8443"}
+    with override_settings(
+        SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"), USE_X_FORWARDED_HOST=True, USE_X_FORWARDED_PORT=True
+    ):
+        got = Client(REMOTE_ADDR="198.51.100.20").get("/", headers=forged).json()
+    assert (got["secure"], got["host"]) == (False, "testserver")
+
+
+def test_a_secure_proxy_ssl_header_a_stranger_could_write_is_improperly_configured() -> None:
+    """A `SECURE_PROXY_SSL_HEADER` the middleware does not withhold from a stranger
+    (`Front-End-Https`, `X-Scheme`) would let one make `is_secure()` true."""
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_FRONT_END_HTTPS", "on")):
+        with pytest.raises(ImproperlyConfigured, match="SECURE_PROXY_SSL_HEADER"):
+            TrueIPMiddleware(whoami)
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        TrueIPMiddleware(whoami)
+
+
+def test_under_asgi_request_scope_carries_the_client_and_the_lines_that_pass() -> None:
+    """Django's ASGI request keeps the scope it was built from, and a view (or a library
+    handed `request.scope`) reads the client and header lines there: they were the peer and
+    a stranger's X-Forwarded-For after the middleware had withheld it from META."""
+    from django.core.handlers.asgi import ASGIRequest
+    import io
+
+    def view(request: Any) -> JsonResponse:
+        return JsonResponse({
+            "client": list(request.scope["client"]),
+            "lines": sorted(n.decode() for n, _ in request.scope["headers"]),
+            "scheme": request.scope["scheme"],
+        })
+
+    def scope(peer: str, *lines: tuple[bytes, bytes]) -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": "/", "root_path": "", "query_string": b"", "scheme": "http",
+                "client": (peer, 1234), "server": ("10.0.0.1", 8000), "headers": [(b"host", b"testserver"), *lines]}
+
+    stranger = ASGIRequest(scope("198.51.100.20", (b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-proto", b"https")),
+                           io.BytesIO())
+    got = json.loads(TrueIPMiddleware(view)(stranger).content)
+    assert got == {"client": ["198.51.100.20", 0], "lines": ["host"], "scheme": "http"}
+
+    hop = ASGIRequest(scope("10.0.0.5", (b"x-forwarded-for", b"203.0.113.9"), (b"x-real-ip", b"6.6.6.6"),
+                            (b"x-forwarded-proto", b"https")), io.BytesIO())
+    got = json.loads(TrueIPMiddleware(view)(hop).content)
+    assert got == {"client": ["203.0.113.9", 0], "lines": ["host", "x-forwarded-for", "x-forwarded-proto"],
+                   "scheme": "https"}

@@ -248,6 +248,33 @@ def test_under_flask() -> None:
     assert got == {"addr": "198.51.100.20", "scheme": "http", "host": "localhost", "url": "http://localhost/", "xff": None}
 
 
+def test_a_werkzeug_request_an_outer_middleware_built_is_not_the_apps() -> None:
+    """An outer WSGI middleware that built a Werkzeug `Request` (which puts itself in
+    `environ["werkzeug.request"]` and reads `remote_addr` once, `access_route` once) before
+    this one ran: Flask builds its own `request` from the rewritten environ, so the view reads
+    none of what the outer one kept."""
+    from flask import Flask, jsonify, request
+    from werkzeug.wrappers import Request
+
+    app = Flask(__name__)
+
+    @app.get("/")
+    def index() -> Any:
+        return jsonify(addr=request.remote_addr, route=request.access_route, xff=request.headers.get("X-Forwarded-For"))
+
+    app.wsgi_app = TrueIP(app.wsgi_app, POLICY)  # type: ignore[method-assign]
+
+    def outer(environ: dict[str, Any], start_response: Any) -> Any:
+        kept = Request(environ)
+        assert (kept.remote_addr, kept.access_route) == ("198.51.100.20", ["6.6.6.6"])
+        return app(environ, start_response)
+
+    from werkzeug.test import Client
+
+    got = Client(outer).get("/", headers={"X-Forwarded-For": "6.6.6.6"}, environ_base={"REMOTE_ADDR": "198.51.100.20"}).get_json()
+    assert got == {"addr": "198.51.100.20", "route": ["198.51.100.20"], "xff": None}
+
+
 def test_a_query_argument_from_the_trusted_gateway() -> None:
     policy = trueip.Policy(trust=["10.0.0.0/8"], strategy="query:client")
     seen = run({"REMOTE_ADDR": "10.0.0.5", "QUERY_STRING": "client=198.51.100.4"}, policy)

@@ -30,20 +30,27 @@ Each request's ``META`` is rewritten as the WSGI middleware rewrites an environ
 are removed, and the scheme and host, when trusted hops reported them, are applied
 (``HTTP_HOST`` then passes through ``ALLOWED_HOSTS`` as usual; leave
 ``USE_X_FORWARDED_HOST`` and ``SECURE_PROXY_SSL_HEADER`` unset: this middleware has already
-decided which hops to believe). The decision is ``request.trueip``.
+decided which hops to believe; a ``SECURE_PROXY_SSL_HEADER`` naming a header it does not
+withhold from a stranger, such as ``HTTP_FRONT_END_HTTPS``, is ``ImproperlyConfigured``). The
+decision is ``request.trueip``. ``request.headers`` and ``build_absolute_uri``'s scheme and
+host, which Django keeps once read, are read again after the rewrite, so a middleware listed
+before this one that read them leaves the view nothing stale; what such a middleware decided
+from them (a rate limiter's key, a log line) was decided from what the client sent: list this
+middleware first.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
 "trueip-signature", "on_unverified": "peer"}`` (only ``key_files`` is required; two files
 during a key rotation; ``"refuse"`` answers 400/403 instead of serving the peer).
-``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI
-handler the same holds, decided from the scope's header lines (``META`` is Django's fold
-of them, which before 5.2.13 and 6.0.4 merged a client's ``X_Forwarded_For`` into
-``HTTP_X_FORWARDED_FOR``; its client-IP keys become the lines that pass), and the scheme is
-set on the request; on AWS Lambda under Mangum the peer is the one the event names
-(``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a WSGI
-adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the adapter's
-environ, and the event it keeps there decides (see ``trueip.wsgi``).
+``request.trueip_signature`` is ``"verified"`` or why not. Under Django's ASGI handler the
+same holds, decided from the scope's header lines (``META`` is Django's fold of them, which
+before 5.2.13 and 6.0.4 merged a client's ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR``;
+its client-IP keys become the lines that pass), and ``request.scope`` gets the scheme, the
+decided client and the lines that pass (under Mangum the client and scheme only: its lines
+are the event's, as received). On AWS Lambda under Mangum the peer is the one the event
+names (``scope["aws.event"]``, see ``trueip.asgi``), not Mangum's ``REMOTE_ADDR``. Under a
+WSGI adapter on Lambda (serverless-wsgi, apig-wsgi, Zappa, aws-wsgi) ``META`` is the
+adapter's environ, and the event it keeps there decides (see ``trueip.wsgi``).
 """
 
 from __future__ import annotations
@@ -169,12 +176,37 @@ def verify_from_settings(settings: Any = None) -> tuple[Optional[Verifier], bool
     return verifier, refuse
 
 
+def _check_proxy_ssl_header(policy: Policy, settings: Any = None) -> None:
+    """Refuses a ``SECURE_PROXY_SSL_HEADER`` naming a header ``policy`` does not withhold
+    from a stranger (``HTTP_FRONT_END_HTTPS``, ``HTTP_X_SCHEME``): ``is_secure()`` reads it
+    from META at each call, so a stranger that sent it would make the request secure.
+    ``HTTP_X_FORWARDED_PROTO``, Django's own example, is withheld and passes only from
+    trusted hops."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if settings is None:
+        from django.conf import settings as django_settings
+
+        settings = django_settings
+    named = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not named:
+        return
+    header = named[0] if isinstance(named, (tuple, list)) and named else named
+    if header not in policy._withheld_environ_keys(None):
+        raise ImproperlyConfigured(
+            f"trueip: SECURE_PROXY_SSL_HEADER names {header!r}, which this middleware does not remove from "
+            "a client it does not trust, so any client could make request.is_secure() true; unset it (a "
+            "trusted hop's X-Forwarded-Proto already sets the scheme) or name HTTP_X_FORWARDED_PROTO"
+        )
+
+
 class TrueIPMiddleware:
     """Applies the ``TRUEIP`` policy to every request (see the module doc)."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         self.policy = policy_from_settings()
+        _check_proxy_ssl_header(self.policy)
         self.origin = origin_from_settings()
         self.verifier, self.refuse = verify_from_settings()
 
@@ -199,8 +231,21 @@ class TrueIPMiddleware:
 
                 status, body = _signed.refusal(outcome or "missing")
                 return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
-        scheme = meta.get("wsgi.url_scheme")
-        # Django's ASGI requests read the scheme from the scope, not META.
-        if scope is not None and scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
-            request.scope = dict(scope, scheme=scheme)
+        if asgi:
+            # Django's ASGI requests read the scheme from the scope, not META; and a view (or
+            # a library handed `request.scope`) reads the client and the header lines there.
+            if resolution is not None:
+                client = (resolution.ip_str, resolution.port or 0)
+            else:
+                client = None if peer is None else scope.get("client")
+            request.scope = dict(scope, headers=lines, client=client)
+            scheme = meta.get("wsgi.url_scheme")
+            if scheme and scheme != meta["trueip.original"].get("wsgi.url_scheme"):
+                request.scope["scheme"] = scheme
+        # Django keeps `request.headers` (a copy of META) and `build_absolute_uri`'s scheme
+        # and host the first time anything reads them: a middleware listed before this one
+        # that did would leave the view a stranger's X-Forwarded-For and the hop's scheme.
+        cached = request.__dict__
+        cached.pop("headers", None)
+        cached.pop("_current_scheme_host", None)
         return self.get_response(request)

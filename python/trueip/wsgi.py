@@ -146,7 +146,9 @@ def apply(
     ``lines``: the ASGI header lines ``environ`` was built from (Django's ASGI handler): they
     decide, and the client-IP keys of ``environ`` become the lines that pass (joined by
     ``,``, as Django joins them), since the handler may have folded a line spelled
-    ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (Django before 5.2.13 and 6.0.4)."""
+    ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (Django before 5.2.13 and 6.0.4).
+    When they decide, ``lines`` is left holding the lines that pass (under a Lambda event it
+    is left as it was)."""
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
     event = lambda_event(environ) if peer is _REMOTE_ADDR else None
@@ -170,7 +172,10 @@ def apply(
         event if event is not None else scope_event,
     )
     if from_lines:
-        relayed = _folded(policy, lines if relayed is None else relayed)
+        if relayed is not None:
+            # The caller's list becomes the lines that pass (Django's `request.scope`).
+            lines[:] = relayed
+        relayed = _folded(policy, lines)
     environ["trueip.resolution"] = resolution
     if verifier is not None:
         environ["trueip.signature"] = outcome

@@ -45,7 +45,11 @@
 //! The layer must wrap every handler that reads the client. In axum, `Router::layer`
 //! wraps only the routes added *before* it: add it last (or use it on the outermost
 //! router). Middleware that rate-limits or logs by client must sit *inside* it (added
-//! before it with `ServiceBuilder`, which runs layers top to bottom).
+//! before it with `ServiceBuilder`, which runs layers top to bottom). Nothing outside it may
+//! replace the connection it reads (a layer that inserts a `ConnectInfo` or a [`Connection`]
+//! made from `X-Forwarded-For`): the peer would then be a header's word. What an outer layer
+//! read from the headers before this one ran (a rate limiter's key, a span's fields) was read
+//! from what the client sent.
 //!
 //! ```
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
