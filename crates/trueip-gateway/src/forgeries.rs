@@ -6,10 +6,14 @@
 //! a client-IP line from it (`stripped_header`), or when a peer not allowed to send PROXY
 //! headers connected to a PROXY listener (the gateway refuses it before reading a byte).
 //!
-//! Cost: the request path asks [`is_forgery`] — two integer tests — and only a forgery
-//! builds an [`Entry`] (allocations, the clock) and takes the one lock, for a push and
-//! perhaps a pop. Entries are built outside the lock. A flood of forgeries contends
-//! for that lock across workers; clean requests never touch it.
+//! Cost: the request path asks [`is_forgery`] — two integer tests. A forgery is counted
+//! (one atomic add) and, while its worker has not yet added [`PER_SECOND`] entries this
+//! second ([`Forgeries::admit`]: a test of the request's own clock reading), builds an
+//! [`Entry`] (escaping, the wall clock) and takes the one lock, for a push and perhaps a
+//! pop. An attacker sends a forgery with every request: past that share, each costs
+//! the count alone, so a flood neither pays for entries nobody can read before the next
+//! second's replace them nor contends for the lock across workers. Entries are built
+//! outside the lock; clean requests never touch it.
 //!
 //! What an entry keeps of the client's text is escaped (every byte outside printable
 //! ASCII, and the backslash, as `\xNN` / `\\`) and cut to a fixed size, so the record
@@ -22,7 +26,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use trueip::Warnings;
 use trueip::addr::Peer;
@@ -42,6 +46,13 @@ pub(crate) const PATH_MAX: usize = 256;
 pub(crate) const LINES_MAX: usize = 8;
 /// An upper bound of one entry's kept text: path, method, names and values.
 pub(crate) const ENTRY_MAX_BYTES: usize = PATH_MAX + 16 + LINES_MAX * (NAME_MAX + VALUE_MAX);
+
+/// The most entries one worker adds to the record in one second: under a flood of
+/// forgeries (one with every request of an attack), the record keeps each second's first
+/// ones in each worker, and `seen` counts them all. More than any test or honest
+/// misconfiguration sends in a second, and few enough that their entries cost a worker
+/// nothing to speak of.
+pub(crate) const PER_SECOND: usize = 128;
 
 /// The rule name of a client-IP header line the header rules removed.
 pub(crate) const STRIPPED: &str = "stripped_header";
@@ -159,6 +170,10 @@ pub(crate) struct Request<'a> {
 }
 
 std::thread_local! {
+    /// This worker's share of the record ([`PER_SECOND`]): when its current second began
+    /// (a request's clock reading), and how many entries it has admitted since.
+    static SHARE: Cell<(Option<Instant>, usize)> = const { Cell::new((None, 0)) };
+
     /// An entry the record let go of on this thread (each worker is one), whose storage
     /// the next entry built here reuses: once the record is full, every forgery pushes
     /// the oldest entry out, and its text, lines and rules then cost no allocation. Those
@@ -308,10 +323,34 @@ pub(crate) struct Forgeries {
 }
 
 impl Forgeries {
-    /// Keeps `entry`, and at most `keep` entries in all (the current `[admin] forgeries`:
-    /// a reload that lowers it drops the oldest at the next forgery).
-    pub(crate) fn record(&self, entry: Entry, keep: usize) {
+    /// Counts a forgery seen at `now` (the request's own clock reading: no second one),
+    /// and says whether its entry is to be built and [`record`](Self::record)ed: yes for
+    /// the first [`PER_SECOND`] of each second in this worker. Asked once per forgery, by
+    /// every path that sees one.
+    #[inline]
+    pub(crate) fn admit(&self, now: Instant) -> bool {
         self.seen.fetch_add(1, Ordering::Relaxed);
+        SHARE
+            .try_with(|share| {
+                let (since, admitted) = match share.get() {
+                    (Some(since), admitted)
+                        if now.saturating_duration_since(since) < Duration::from_secs(1) =>
+                    {
+                        (since, admitted)
+                    }
+                    _ => (now, 0),
+                };
+                let admit = admitted < PER_SECOND;
+                share.set((Some(since), admitted + usize::from(admit)));
+                admit
+            })
+            .unwrap_or(false)
+    }
+
+    /// Keeps `entry`, which [`admit`](Self::admit) let in, and at most `keep` entries in
+    /// all (the current `[admin] forgeries`: a reload that lowers it drops the oldest at
+    /// the next forgery).
+    pub(crate) fn record(&self, entry: Entry, keep: usize) {
         let keep = keep.min(MAX_KEPT);
         let mut out = None;
         {
@@ -421,7 +460,9 @@ mod tests {
     #[test]
     fn the_ring_keeps_the_newest_and_never_more_than_asked() {
         let f = Forgeries::default();
+        let now = Instant::now();
         for n in 0..10 {
+            assert!(f.admit(now));
             f.record(entry(n), 3);
         }
         let json: serde_json::Value = serde_json::from_slice(&f.render(100, 3)).unwrap();
@@ -442,6 +483,28 @@ mod tests {
         assert!(f.ring.lock().unwrap().is_empty());
         f.record(entry(12), MAX_KEPT + 10);
         assert_eq!(f.ring.lock().unwrap().len(), 1);
+    }
+
+    /// A flood of forgeries builds at most [`PER_SECOND`] entries a second in a worker and
+    /// counts every one; the next second has its share again. Each forgery built an
+    /// entry before (escaping, the wall clock, the lock: about 2,400 instructions of
+    /// `PROTOCOL=proxy-v2 bash bench/instructions.sh`, whose every request is one).
+    #[test]
+    fn a_flood_builds_its_share_of_entries_a_second_and_counts_them_all() {
+        let f = Forgeries::default();
+        let start = Instant::now() + Duration::from_secs(3600);
+        let admitted = |at: Instant, n: usize| (0..n).filter(|_| f.admit(at)).count();
+        assert_eq!(admitted(start, 1000), PER_SECOND);
+        let later = start + Duration::from_millis(999);
+        assert_eq!(admitted(later, 10), 0);
+        assert_eq!(admitted(start + Duration::from_secs(1), 1000), PER_SECOND);
+        // A reading from before the second began (a request that started earlier and
+        // is noted later) counts in it.
+        assert_eq!(admitted(start, 10), 0);
+        assert_eq!(f.seen.load(Ordering::Relaxed), 2020);
+        // Each worker has its own share.
+        let other = std::thread::scope(|s| s.spawn(|| admitted(later, 10)).join().unwrap());
+        assert_eq!(other, 10);
     }
 
     #[test]

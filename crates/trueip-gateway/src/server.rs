@@ -260,7 +260,7 @@ async fn connection(
                 shared.metrics.proxy_error(proxy::error_kind(&e));
                 if let (PreambleError::UntrustedSender, Some(i)) = (&e, index) {
                     let keep = state.settings.admin.forgeries;
-                    if keep > 0 {
+                    if keep > 0 && shared.forgeries.admit(std::time::Instant::now()) {
                         shared
                             .forgeries
                             .record(crate::forgeries::Entry::proxy_refused(peer, i), keep);

@@ -565,3 +565,36 @@ fn an_entry_reusing_an_old_ones_storage_carries_nothing_of_it() {
     });
     assert_eq!(e, expected, "{v:#}\n{}", s.gw.proc.log());
 }
+
+/// A flood of forgeries (an attack sends one with every request) builds at most 128
+/// entries a second in a worker, and `seen` counts every one. Before, each built its
+/// entry and took the record's lock: 400 forgeries in under three seconds left 400.
+#[test]
+fn a_flood_keeps_its_share_of_entries_a_second_and_counts_every_forgery() {
+    const FLOOD: usize = 400;
+    let s = start_with("flood", 1000, "\n[limits]\nworkers = 1\n");
+    let conn = connect(s.public).expect("connect");
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut w = conn;
+    let began = Instant::now();
+    for i in 0..FLOOD {
+        let req = format!(
+            "GET /flood-{i} HTTP/1.1\r\nHost: app.test\r\n{SECRET_HEADER}: {SECRET}\r\n\
+             X-Forwarded-For: 6.6.6.6, 203.0.113.5\r\n\r\n"
+        );
+        w.write_all(req.as_bytes()).expect("write");
+        let resp = read_response(&mut reader, "GET").expect("response");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let took = began.elapsed();
+    let v = record(s.admin, "?limit=1000");
+    assert_eq!(v["seen"], FLOOD, "{v:#}");
+    let kept = entries(&v).len();
+    // One worker: its seconds begin at admitted requests, so the flood spans at most
+    // this many of them.
+    let seconds = usize::try_from(took.as_secs()).unwrap_or(usize::MAX) + 1;
+    assert!(
+        (128..=128 * seconds).contains(&kept),
+        "{kept} entries kept of {FLOOD} forgeries sent in {took:?}"
+    );
+}

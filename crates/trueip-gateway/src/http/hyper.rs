@@ -21,7 +21,7 @@ use trueip::{Decision, Resolution};
 
 use crate::context::{ConnCtx, State};
 use crate::http::body::{Body, Record};
-use crate::http::{facts, failed, lean, note_forgery};
+use crate::http::{facts, failed, keep_forgery, keeps_forgery, lean, note_forgery};
 use crate::io::{Idle, Rewind};
 use crate::metrics::ClientErrorKind;
 use crate::pages::{self, Page, whoami};
@@ -377,6 +377,7 @@ fn begin(
                 decision.resolution(),
                 (req.method().as_str(), req.uri().path()),
                 0,
+                record.start,
                 |line| {
                     for (name, value) in req.headers() {
                         line(name.as_str(), value.as_bytes(), &|| false);
@@ -555,11 +556,13 @@ fn prepare(
         );
         return Prepared::answer(response(page, &method));
     }
-    // The lines as received, for the record of forgeries: only a forged decision, with
-    // the record on, copies them (the header rules rewrite them next).
-    let received = (state.settings.admin.forgeries > 0
-        && !resolution.warnings.forgeries().is_empty())
-    .then(|| parts.headers.clone());
+    // The lines as received, for the record of forgeries: only a forged decision the
+    // record keeps copies them (the header rules rewrite them next). A decision flagged
+    // as forged is a forgery whatever the rules strip, so the record is asked now; any
+    // other request is one only if they strip a line, asked after.
+    let forged = !resolution.warnings.forgeries().is_empty();
+    let kept = forged && keeps_forgery(ctx, state, resolution.warnings, 0, record.start);
+    let received = kept.then(|| parts.headers.clone());
     let mut gone = Vec::new();
     let stripped = state
         .hygiene
@@ -567,27 +570,31 @@ fn prepare(
     let own = state.hygiene.own_values(&parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
     record.stripped = stripped;
-    note_forgery(
-        ctx,
-        state,
-        resolution,
-        (method.as_str(), parts.uri.path()),
-        stripped,
-        |line| match &received {
-            Some(all) => {
-                for (name, value) in all {
-                    line(name.as_str(), value.as_bytes(), &|| {
-                        gone.iter().any(|(n, _)| n == name)
-                    });
+    let kept =
+        kept || (!forged && keeps_forgery(ctx, state, resolution.warnings, stripped, record.start));
+    if kept {
+        keep_forgery(
+            ctx,
+            state,
+            resolution,
+            (method.as_str(), parts.uri.path()),
+            stripped,
+            |line| match &received {
+                Some(all) => {
+                    for (name, value) in all {
+                        line(name.as_str(), value.as_bytes(), &|| {
+                            gone.iter().any(|(n, _)| n == name)
+                        });
+                    }
                 }
-            }
-            None => {
-                for (name, value) in &gone {
-                    line(name.as_str(), value.as_bytes(), &|| true);
+                None => {
+                    for (name, value) in &gone {
+                        line(name.as_str(), value.as_bytes(), &|| true);
+                    }
                 }
-            }
-        },
-    );
+            },
+        );
+    }
     state.hygiene.strip_cookies(&mut parts.headers);
     let h2 = parts.version == Version::HTTP_2;
     if h2 {

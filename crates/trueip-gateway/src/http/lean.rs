@@ -959,6 +959,7 @@ async fn one<'b>(
             decision.resolution(),
             (method.as_str(), path_only),
             0,
+            start,
             |line| {
                 for h in lines {
                     line(h.name, h.value, &|| false);
@@ -1125,6 +1126,7 @@ async fn forward(
         req.resolution,
         (req.method.as_str(), req.path),
         stripped,
+        record.start,
         |line| {
             let hop = state
                 .settings

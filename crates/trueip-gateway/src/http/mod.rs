@@ -12,10 +12,11 @@ pub(crate) mod hyper;
 pub(crate) mod lean;
 
 use std::fmt::Display;
+use std::time::Instant;
 
 use http::HeaderValue;
-use trueip::Resolution;
 use trueip::headers::Headers;
+use trueip::{Resolution, Warnings};
 
 use crate::context::{ConnCtx, State};
 use crate::forgeries::{self, Entry};
@@ -67,11 +68,11 @@ pub(crate) fn facts<'a, H: Headers + ?Sized>(
 }
 
 /// Keeps a request decided as `resolution`, of which the header rules stripped
-/// `stripped` lines, in the record of forgeries if it is one: `lines` then hands over
-/// each received header line (name, value, and a test of whether it was stripped, asked
-/// only of the lines kept), of which the client-IP headers are kept (never the origin
-/// secret's value). A clean request costs two integer tests: no lock, no allocation, no
-/// clock.
+/// `stripped` lines, seen at `now`, in the record of forgeries if it is one and the
+/// record takes it ([`keeps_forgery`]): `lines` then hands over each received header
+/// line (name, value, and a test of whether it was stripped, asked only of the lines
+/// kept), of which the client-IP headers are kept (never the origin secret's value). A
+/// clean request costs two integer tests: no lock, no allocation, no clock.
 #[inline]
 pub(crate) fn note_forgery(
     ctx: &ConnCtx,
@@ -79,24 +80,42 @@ pub(crate) fn note_forgery(
     resolution: &Resolution,
     asked: (&str, &str),
     stripped: u64,
+    now: Instant,
     lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], &dyn Fn() -> bool)),
 ) {
-    let keep = state.settings.admin.forgeries;
-    if keep == 0 || !forgeries::is_forgery(resolution.warnings, stripped) {
-        return;
+    if keeps_forgery(ctx, state, resolution.warnings, stripped, now) {
+        keep_forgery(ctx, state, resolution, asked, stripped, lines);
     }
-    keep_forgery(ctx, state, resolution, asked, stripped, lines, keep);
 }
 
+/// Whether a request decided with `warnings`, of which the header rules stripped
+/// `stripped` lines, seen at `now` (its own clock reading), is a forgery the record keeps:
+/// the record is on, and [`Forgeries::admit`](forgeries::Forgeries::admit) counts it and
+/// lets it in. Asked once per request, as it counts; then [`keep_forgery`] builds its
+/// entry.
+#[inline]
+pub(crate) fn keeps_forgery(
+    ctx: &ConnCtx,
+    state: &State,
+    warnings: Warnings,
+    stripped: u64,
+    now: Instant,
+) -> bool {
+    state.settings.admin.forgeries > 0
+        && forgeries::is_forgery(warnings, stripped)
+        && ctx.shared.forgeries.admit(now)
+}
+
+/// Builds the entry of a request [`keeps_forgery`] let in (see [`note_forgery`]) and
+/// records it.
 #[cold]
-fn keep_forgery(
+pub(crate) fn keep_forgery(
     ctx: &ConnCtx,
     state: &State,
     resolution: &Resolution,
     (method, path): (&str, &str),
     stripped: u64,
     lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], &dyn Fn() -> bool)),
-    keep: usize,
 ) {
     let Some(listener) = ctx
         .listener()
@@ -121,5 +140,7 @@ fn keep_forgery(
             entry.line(name, value, was_stripped());
         }
     });
-    ctx.shared.forgeries.record(entry, keep);
+    ctx.shared
+        .forgeries
+        .record(entry, state.settings.admin.forgeries);
 }
