@@ -309,10 +309,12 @@ impl<'p> Hop<'p> {
 ///   `X~Forwarded~For`, and WSGI, CGI and PHP read the first as `X-Forwarded-For`, PHP
 ///   the second too, PHP behind lighttpd the third.
 ///
-/// [`fate`](Self::fate) first tests a name's signature (length, first, third and last
-/// byte): most lines of a request (`Host`, `Accept-Encoding`, `X-Request-Id`, ...) share it
-/// with no forwarding header, and no name is compared for them; the others are compared
-/// only with the names of their length.
+/// Every lookup ([`fate`](Self::fate), [`position`](Self::position),
+/// [`spelled`](Self::spelled), [`withheld`](Self::withheld)) first tests a name's length
+/// and its signature (length, first, third and last byte): most lines of a request
+/// (`Host`, `User-Agent`, `Accept-Encoding`, `X-Request-Id`, ...) share them with no
+/// forwarding header, and no name is compared for them; the others are compared only with
+/// the names of their length.
 ///
 /// ```
 /// use trueip::headers::{ForwardingSet, Hop, names};
@@ -493,9 +495,31 @@ impl ForwardingSet {
     /// Where `name`, given in any case, is in [`names`](Self::names).
     #[inline]
     pub fn position(&self, name: &str) -> Option<usize> {
-        if self.lengths & length_bit(name.len()) == 0 {
+        if !self.may_name(name.as_bytes()) {
             return None;
         }
+        self.find(name)
+    }
+
+    /// Whether `name` may be one of the names, or spell one ([`spells`]): its length is
+    /// one of theirs (one test, which most short names fail: `Host`, `Accept`, `Cookie`)
+    /// and so is its [`signature`] (which the other common names fail: `User-Agent`,
+    /// `Accept-Encoding`, `Accept-Language`). A name that passes is then compared only
+    /// with the names of its length.
+    #[inline]
+    fn may_name(&self, name: &[u8]) -> bool {
+        self.lengths & length_bit(name.len()) != 0 && self.has_signature(name)
+    }
+
+    /// Whether one of the names has `name`'s [`signature`].
+    #[inline]
+    fn has_signature(&self, name: &[u8]) -> bool {
+        let (word, bit) = signature(name);
+        self.signatures.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// [`position`](Self::position) past the prefilter.
+    fn find(&self, name: &str) -> Option<usize> {
         // The first byte first: names of one length seldom share it (`accept-encoding`,
         // `proxy-client-ip`, `x-forwarded-for`), and it is one compare.
         let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
@@ -522,9 +546,11 @@ impl ForwardingSet {
     /// Whether `name` spells one of the names in any case, with any punctuation for
     /// dashes ([`spells`]).
     pub fn spelled(&self, name: &[u8]) -> bool {
-        if self.lengths & length_bit(name.len()) == 0 {
-            return false;
-        }
+        self.may_name(name) && self.find_spelled(name)
+    }
+
+    /// [`spelled`](Self::spelled) past the prefilter.
+    fn find_spelled(&self, name: &[u8]) -> bool {
         // The first byte first, as in `position`.
         let first = name.first().copied().map(read_as);
         self.of_length(name.len()).any(|i| {
@@ -550,9 +576,9 @@ impl ForwardingSet {
         if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return true;
         }
-        // No name of the set has this length, in any spelling (what `fate` finds first):
-        // most lines of a request, answered without the text conversion.
-        if self.lengths & length_bit(name.len()) == 0 {
+        // No name of the set has this length and signature, in any spelling (what `fate`
+        // finds first): most lines of a request, answered without the text conversion.
+        if !self.may_name(name) {
             return false;
         }
         // Token bytes are ASCII.
@@ -590,15 +616,14 @@ impl ForwardingSet {
     /// any case: [`spells`] is one for a name without an underscore.
     #[inline]
     pub fn fate(&self, name: &str, hop: Hop<'_>) -> NameFate {
-        let (word, bit) = signature(name.as_bytes());
-        if self.signatures.get(word).is_none_or(|w| w & bit == 0) {
+        if !self.may_name(name.as_bytes()) {
             return NameFate {
                 index: None,
                 withheld: false,
                 forged: false,
             };
         }
-        let index = self.position(name);
+        let index = self.find(name);
         let (withheld, forged) = match index {
             // Spelled exactly: an underscore in it is one in the set's name.
             Some(i) => match hop {
@@ -625,7 +650,7 @@ impl ForwardingSet {
             None => {
                 // Compared with the names of its length only, each up to its first
                 // difference: cheaper than first looking for a stand-in in `name`.
-                let spelled = self.spelled(name.as_bytes());
+                let spelled = self.find_spelled(name.as_bytes());
                 (spelled, spelled)
             }
         };
@@ -638,8 +663,9 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (57 names, 46 signatures) leaves about one name in ninety of another
-/// signature to the full lookup.
+/// the table's size (61 names, 53 signatures) leaves about one name in eighty of another
+/// signature to the full lookup; none of the common request headers
+/// (`common_request_headers_pass_on_the_prefilter`).
 const SIGNATURE_WORDS: usize = 64;
 
 /// A name's length (63 and longer as one), and its first, third and last bytes as
@@ -686,8 +712,17 @@ fn same_length_lower_name(name: &[u8], lower: &[u8]) -> bool {
     else {
         return name.eq_ignore_ascii_case(lower);
     };
-    // Whole words from the start, then the last eight bytes, which may overlap the last
-    // word: a byte compared twice is equal both times.
+    // The first and the last eight bytes, which may overlap: a byte compared twice is
+    // equal both times. Up to 16 bytes (nearly every client-IP header: `X-Forwarded-For`
+    // is 15) that is the whole name, in two words and no loop.
+    if let (Some(name_start), Some(lower_start)) =
+        (name.first_chunk::<8>(), lower.first_chunk::<8>())
+        && name.len() <= 16
+    {
+        return lowered(name_start) == u64::from_ne_bytes(*lower_start)
+            && lowered(name_end) == u64::from_ne_bytes(*lower_end);
+    }
+    // Whole words from the start, then the last eight bytes.
     let (words, _) = name.as_chunks::<8>();
     let (lower_words, _) = lower.as_chunks::<8>();
     words
@@ -1765,6 +1800,86 @@ mod tests {
             assert!(!set.spelled(name.replace('-', "_").as_bytes()), "{name}");
         }
     }
+
+    /// The headers nearly every request carries are answered by the length and signature
+    /// test alone, in any case and spelling, compared with no name of the set: `trueip
+    /// serve` and the Rust adapters look up every line of every request.
+    #[test]
+    fn common_request_headers_pass_on_the_prefilter() {
+        let policy = crate::Policy::builder()
+            .trust_str("10.0.0.0/8")
+            .unwrap()
+            .strategy_str("header:x-client-addr")
+            .unwrap()
+            .build()
+            .unwrap();
+        for set in [ForwardingSet::default(), ForwardingSet::for_policy(&policy)] {
+            for name in COMMON_REQUEST_HEADERS {
+                for spelling in [
+                    name.to_owned(),
+                    name.to_ascii_uppercase(),
+                    name.replace('-', "_"),
+                ] {
+                    assert!(!set.may_name(spelling.as_bytes()), "{spelling}");
+                    assert_eq!(set.position(&spelling), None, "{spelling}");
+                    assert!(!set.spelled(spelling.as_bytes()), "{spelling}");
+                    assert!(
+                        !set.withheld(spelling.as_bytes(), Hop::Untrusted),
+                        "{spelling}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Request headers browsers, HTTP clients, CDNs and tracing send with most requests.
+    const COMMON_REQUEST_HEADERS: [&str; 45] = [
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "accept-charset",
+        "connection",
+        "keep-alive",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "cookie",
+        "authorization",
+        "referer",
+        "origin",
+        "cache-control",
+        "pragma",
+        "priority",
+        "upgrade",
+        "upgrade-insecure-requests",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-range",
+        "range",
+        "te",
+        "dnt",
+        "expect",
+        "sec-fetch-site",
+        "sec-fetch-mode",
+        "sec-fetch-dest",
+        "sec-fetch-user",
+        "sec-ch-ua",
+        "sec-ch-ua-mobile",
+        "sec-ch-ua-platform",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "x-request-id",
+        "x-requested-with",
+        "x-amzn-trace-id",
+        "x-correlation-id",
+        "traceparent",
+        "tracestate",
+        "baggage",
+    ];
 
     #[test]
     fn a_dotted_spelling_is_withheld_as_an_underscored_one_is() {
