@@ -79,6 +79,7 @@ mod ranges_cli;
 mod reload;
 mod rules;
 mod server;
+mod shown;
 mod tcp;
 mod tls;
 mod unix_socket;
