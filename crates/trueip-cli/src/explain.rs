@@ -343,10 +343,10 @@ fn preset_policy(preset: Preset, trust: &[String]) -> Result<Policy, String> {
         .map_err(|e| format!("--lambda-preset {preset}: {e}"))
 }
 
-/// The most bytes `--lambda-event` reads. AWS hands a function at most 6 MB (a
-/// synchronous invocation's payload), so anything larger is not an event, and `-` fed
-/// without end (or a path such as `/dev/zero`) must not make explain read until memory
-/// runs out.
+/// The most bytes `--lambda-event` reads, and `--batch` of one line. AWS hands a
+/// function at most 6 MB (a synchronous invocation's payload), so anything larger is not
+/// an event, and `-` fed without end (or a path such as `/dev/zero`) must not make
+/// explain read until memory runs out.
 const MAX_EVENT_BYTES: u64 = 16 << 20;
 
 /// Reads an event of at most [`MAX_EVENT_BYTES`] from `reader`, for `name` in errors.
@@ -564,16 +564,37 @@ enum OneOrMany {
 /// Policies are built once per distinct (trust, strategy, from) and reused: building
 /// one per line would dominate a large batch.
 fn batch(base: &ClientIpConfig, dirs: Dirs<'_>) -> Result<ExitCode, String> {
-    let stdin = std::io::stdin().lock();
+    let mut stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut policies: HashMap<String, Result<Policy, String>> = HashMap::new();
     let mut any_bad = false;
-    for (i, line) in stdin.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+    let mut bytes = Vec::new();
+    for i in 0.. {
+        bytes.clear();
+        // A case is no larger than an event: stdin fed without a newline (`/dev/zero`)
+        // must not make explain read until memory runs out.
+        (&mut stdin)
+            .take(MAX_EVENT_BYTES + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        if bytes.is_empty() {
+            break;
+        }
+        if bytes.len() as u64 > MAX_EVENT_BYTES {
+            return Err(format!(
+                "stdin line {}: more than {} MiB; a case is one JSON object on one line",
+                i + 1,
+                MAX_EVENT_BYTES >> 20
+            ));
+        }
+        let line = std::str::from_utf8(&bytes)
+            .map_err(|e| format!("cannot read stdin: line {}: not UTF-8: {e}", i + 1))?;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             continue;
         }
-        let result = batch_case(&line, base, dirs, &mut policies);
+        let result = batch_case(line, base, dirs, &mut policies);
         let json = match result {
             Ok(explanation) => serde_json::to_string(&explanation),
             Err(error) => {

@@ -963,6 +963,38 @@ fn lambda_event_errors_name_the_field() {
 /// An event is read to a bound (16 MiB; AWS sends at most 6 MB), from stdin or a file:
 /// input without end (`-` fed forever, `/dev/zero`) once made explain read until memory
 /// ran out. Past the bound it stops, exits 2 and says why.
+/// `--batch` reads a line at most as large as an event: stdin without a newline once
+/// grew until memory ran out.
+#[test]
+fn batch_input_is_bounded() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
+        .args(["explain", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trueip");
+    let mut pipe = child.stdin.take().expect("stdin");
+    // A good case first, then spaces until trueip stops reading (a broken pipe), at most
+    // 64 MiB.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(b"{\"peer\":\"198.51.100.1\"}\n");
+        let block = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            if pipe.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    let out = child.wait_with_output().expect("trueip output");
+    writer.join().expect("writer thread");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("stdin line 2: more than 16 MiB"), "{err}");
+    let first = String::from_utf8_lossy(&out.stdout);
+    assert!(first.contains("198.51.100.1"), "{first}");
+}
+
 #[test]
 fn lambda_event_input_is_bounded() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
