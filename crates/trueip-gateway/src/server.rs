@@ -18,6 +18,7 @@ use crate::config::{ListenerId, Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared, Stops};
 use crate::http::{hyper, lean};
 use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, Tracked};
+use crate::logging::Throttle;
 use crate::metrics::ClientErrorKind;
 use crate::{proxy, tcp};
 
@@ -135,7 +136,11 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
                 }
                 let Some(permit) = shared.connections.try_take() else {
                     shared.metrics.connection_rejected();
-                    tracing::warn!(%peer, "connection refused: limits.max_connections reached");
+                    static REFUSED: Throttle = Throttle::new();
+                    if let Some(left_out) = REFUSED.admit() {
+                        let not_logged = (left_out > 0).then_some(left_out);
+                        tracing::warn!(%peer, not_logged, "connection refused: limits.max_connections reached");
+                    }
                     drop(stream);
                     continue;
                 };
@@ -267,10 +272,12 @@ async fn connection(
                     }
                 }
                 let setting = proxy::error_setting(&e);
+                static CLOSED: Throttle = Throttle::new();
                 if matches!(e, PreambleError::Closed(0)) {
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
-                } else {
-                    tracing::warn!(%peer, listener = %l.address, "connection closed: {e}{setting}");
+                } else if let Some(left_out) = CLOSED.admit() {
+                    let not_logged = (left_out > 0).then_some(left_out);
+                    tracing::warn!(%peer, listener = %l.address, not_logged, "connection closed: {e}{setting}");
                 }
                 return;
             }
