@@ -31,6 +31,27 @@ fn push(out: &mut impl Write, b: u8) -> fmt::Result {
     }
 }
 
+/// Writes `bytes` as shown: each run shown as it is in one write (a path usually is one
+/// run), each other byte escaped.
+fn write_all(out: &mut impl Write, mut bytes: &[u8]) -> fmt::Result {
+    while !bytes.is_empty() {
+        let plain = bytes.iter().position(|&b| width(b) != 1);
+        let (run, rest) = bytes
+            .split_at_checked(plain.unwrap_or(bytes.len()))
+            .unwrap_or((bytes, &[]));
+        // A run of printable ASCII is UTF-8.
+        out.write_str(std::str::from_utf8(run).unwrap_or_default())?;
+        match rest.split_first() {
+            Some((&b, rest)) => {
+                push(out, b)?;
+                bytes = rest;
+            }
+            None => bytes = rest,
+        }
+    }
+    Ok(())
+}
+
 /// Bytes a client wrote, shown: at most `max` characters, never an escape cut in two.
 pub(crate) struct Bytes<'a> {
     bytes: &'a [u8],
@@ -65,8 +86,7 @@ impl<'a> Bytes<'a> {
 
 impl fmt::Display for Bytes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = self.bytes.get(..self.kept()).unwrap_or_default();
-        shown.iter().try_for_each(|&b| push(f, b))
+        write_all(f, self.bytes.get(..self.kept()).unwrap_or_default())
     }
 }
 
@@ -79,7 +99,7 @@ impl<T: fmt::Display> fmt::Display for Text<T> {
         struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
         impl Write for Escaping<'_, '_> {
             fn write_str(&mut self, s: &str) -> fmt::Result {
-                s.bytes().try_for_each(|b| push(self.0, b))
+                write_all(self.0, s.as_bytes())
             }
         }
         write!(Escaping(f), "{}", self.0)
