@@ -21,6 +21,7 @@ use crate::metrics::{ClientErrorKind, Metrics, UpstreamErrorKind};
 use crate::rules::headers;
 use crate::upstream::raw::RawBody;
 use crate::upstream::{BoxError, Stalled, Timed};
+
 /// The most characters of a request's path an access-log line shows: a client may send a
 /// 64 KiB path, and up to 8192 lines wait in the log's queue while stdout is slow. A
 /// longer path is cut, and the line gives its length (`path_bytes`).
