@@ -701,8 +701,9 @@ fn a_function_url_event_never_has_its_x_forwarded_for_read() {
 /// read it. Behind CloudFront a Function URL event's comes through a trusted hop (the
 /// edge) but is the client's text, never read: the hop says so
 /// (`Warnings::XFF_NOT_KEPT`, `Hop::Trusted::unkept`), and the withholding rule keeps it
-/// from the app, while the claims about the request and the CloudFront-Viewer-Address
-/// that decided pass. Before, `Policy::hop` asked only the policy, which reads
+/// from the app with `X-Forwarded-Proto` and `-Port`, which the URL passes on as it
+/// received them, while `X-Forwarded-Host` and the CloudFront-Viewer-Address that decided
+/// pass. Before, `Policy::hop` asked only the policy, which reads
 /// `X-Forwarded-For`, and the app behind the Python middlewares saw 6.6.6.6.
 #[test]
 fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
@@ -734,8 +735,12 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
         };
         for event in [&through_cloudfront, &with_viewer] {
             assert!(!passes(event, "X-Forwarded-For"), "{preset}");
-            assert!(passes(event, "X-Forwarded-Proto"), "{preset}");
+            // Passed on as received, as a client may have written them (`UNKEPT_CLAIMS`).
+            assert!(!passes(event, "X-Forwarded-Proto"), "{preset}");
+            assert!(!passes(event, "X-Forwarded-Port"), "{preset}");
+            assert!(passes(event, "X-Forwarded-Host"), "{preset}");
         }
+        assert!(passes(&http_api, "X-Forwarded-Proto"), "{preset}");
         assert!(
             passes(&with_viewer, "CloudFront-Viewer-Address"),
             "{preset}"
@@ -750,6 +755,52 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
     let direct = lambda::resolve_event(&policy, &xff_of(event("function_url"), "6.6.6.6")).unwrap();
     assert!(matches!(policy.hop(&direct), Hop::Untrusted));
     assert!(!direct.warnings.contains(Warnings::XFF_NOT_KEPT));
+}
+
+/// A Function URL passes `X-Forwarded-Proto` and `-Port` on as it received them (it
+/// changes no header but `X-Forwarded-For`): behind a trusted CloudFront edge they are
+/// whatever the client sent, and `origin` reports neither, as it does an HTTP API's,
+/// which AWS writes (fails on the old code: `http` and 80, the client's).
+#[test]
+fn a_function_urls_scheme_and_port_are_not_reported() {
+    let policy = policy(Preset::CloudfrontApiGateway);
+    let forged = |name: &str| {
+        let event = set(
+            set(
+                set(
+                    event(name),
+                    "/requestContext/http/sourceIp",
+                    Some(json!("130.176.3.3")),
+                ),
+                "/headers/x-forwarded-proto",
+                Some(json!("http")),
+            ),
+            "/headers/x-forwarded-port",
+            Some(json!("80")),
+        );
+        set(
+            set(
+                event,
+                "/headers/x-forwarded-host",
+                Some(json!("example.com")),
+            ),
+            "/headers/cloudfront-viewer-address",
+            Some(json!("198.51.100.7:50123")),
+        )
+    };
+    let furl = forged("function_url");
+    let resolution = lambda::resolve_event(&policy, &furl).unwrap();
+    assert_eq!(resolution.client.to_string(), "198.51.100.7:50123");
+    let origin = trueip::origin::origin(&lambda::Event::parse(&furl).unwrap(), &resolution);
+    assert_eq!(origin.proto, None);
+    assert_eq!(origin.port, None);
+    assert_eq!(origin.host.as_deref(), Some("example.com"));
+
+    let http_api = forged("api_gateway_v2");
+    let resolution = lambda::resolve_event(&policy, &http_api).unwrap();
+    let origin = trueip::origin::origin(&lambda::Event::parse(&http_api).unwrap(), &resolution);
+    assert_eq!(origin.proto, Some(trueip::origin::Scheme::Http));
+    assert_eq!(origin.port, Some(80));
 }
 
 /// The host AWS gives a Function URL, `<url-id>.lambda-url.<region>.on.aws`, in any case,

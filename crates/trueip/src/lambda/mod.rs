@@ -101,7 +101,11 @@
 //! client is then `CloudFront-Viewer-Address`, which the edge writes over anything the
 //! client sent, when the origin request policy forwards it (the `cloudfront` strategy of
 //! the CloudFront presets reads it); without it, the edge's own address, and the first
-//! such decision in a process logs a warning (through `log`) naming the fix. The kind is
+//! such decision in a process logs a warning (through `log`) naming the fix.
+//! `X-Forwarded-Proto` and `X-Forwarded-Port` the URL passes on as it received them
+//! (it writes no other header, where an ALB or API Gateway writes these two): behind a
+//! trusted edge they are withheld from the app and never the request's scheme or port
+//! ([`UNKEPT_CLAIMS`](crate::headers::UNKEPT_CLAIMS)). The kind is
 //! told by `requestContext.domainName`: a Function URL has no custom domain and refuses
 //! a request whose `Host` is not its own, so its events always carry its own host.
 //!
