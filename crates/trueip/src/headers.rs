@@ -1402,6 +1402,25 @@ pub trait Headers {
     fn query(&self) -> Option<&[u8]> {
         None
     }
+
+    /// Calls `f` with the value of every query argument named `name`, in order, and says
+    /// how they are written. The one place a `query:NAME` strategy finds its argument.
+    ///
+    /// Provided over [`query`](Self::query) ([`params::query_values`](crate::params::query_values),
+    /// values as sent); a container that holds its arguments otherwise (a Lambda event's
+    /// `queryStringParameters`) overrides it, and a wrapper that passes `query` on passes
+    /// this on too.
+    #[inline]
+    fn for_each_query_value<'a>(
+        &'a self,
+        name: &crate::params::ParamName,
+        f: impl FnMut(&'a [u8]),
+    ) -> crate::params::QueryForm {
+        if let Some(query) = self.query() {
+            crate::params::query_values(query, name, f);
+        }
+        crate::params::QueryForm::Encoded
+    }
 }
 
 /// Headers and a query string: for callers whose headers and request target live apart
