@@ -82,29 +82,21 @@ impl<'e> Names<'e> {
     /// whose lines' order counts ([`order_counts`], checked when the event was read); any
     /// other may come under several spellings (a REST API event keeps the case each line
     /// was sent in), and each is read, as another line.
+    /// Says whether any did.
     #[inline]
-    fn each(&self, name: &str, mut f: impl FnMut(&'e Value)) {
+    fn each(&self, name: &str, mut f: impl FnMut(&'e Value)) -> bool {
         if self.lower {
-            if let Some(value) = self.map.get(name) {
-                f(value);
-            }
+            self.map.get(name).map(f).is_some()
         } else {
+            let mut found = false;
             self.map
                 .iter()
                 .filter(|(key, _)| key.len() == name.len() && key.eq_ignore_ascii_case(name))
-                .for_each(|(_, value)| f(value));
-        }
-    }
-
-    /// Whether some key spells `name`.
-    #[inline]
-    fn has(&self, name: &str) -> bool {
-        if self.lower {
-            self.map.contains_key(name)
-        } else {
-            self.map
-                .keys()
-                .any(|key| key.len() == name.len() && key.eq_ignore_ascii_case(name))
+                .for_each(|(_, value)| {
+                    found = true;
+                    f(value);
+                });
+            found
         }
     }
 }
@@ -623,12 +615,13 @@ impl Headers for Container<'_> {
     fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
         match *self {
             Container::None => {}
-            Container::Single(names) => single_lines(names, name.as_str(), f),
+            Container::Single(names) => {
+                single_lines(names, name.as_str(), f);
+            }
             Container::Multi(names) => multi_lines(names, name.as_str(), f),
             Container::Both { multi, single } => {
-                if single.has(name.as_str()) {
-                    single_lines(single, name.as_str(), f);
-                } else {
+                let mut f = f;
+                if !single_lines(single, name.as_str(), &mut f) {
                     multi_lines(multi, name.as_str(), f);
                 }
             }
@@ -636,14 +629,14 @@ impl Headers for Container<'_> {
     }
 }
 
-/// The lines of `name` in a `headers` object.
+/// The lines of `name` in a `headers` object; whether it has any.
 #[inline]
-fn single_lines<'a>(names: Names<'a>, name: &str, mut f: impl FnMut(&'a [u8])) {
+fn single_lines<'a>(names: Names<'a>, name: &str, mut f: impl FnMut(&'a [u8])) -> bool {
     names.each(name, |value| {
         if let Value::String(value) = value {
             f(value.as_bytes());
         }
-    });
+    })
 }
 
 /// The lines of `name` in a `multiValueHeaders` object.
