@@ -449,3 +449,42 @@ def test_on_lambda_a_servers_scope_and_manguns_still_decide(monkeypatch: pytest.
     monkeypatch.setattr(trueip.asgi, "_ON_LAMBDA", False)
     e["headers"]["x-forwarded-for"] = "6.6.6.6, " + e["requestContext"]["http"]["sourceIp"]
     assert run_asgi(trueip.Policy(), zappa_scope(e))["client"] == ("6.6.6.6", 0)
+
+
+VPC_QUERY = trueip.Policy(trust=["10.0.0.0/8"], strategy="query:client")
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("alb.json", {"queryStringParameters": {"client": "2001%3Adb8%3A%3A4"}}),
+        ("alb_multi.json", {"multiValueQueryStringParameters": {"client": ["2001%3Adb8%3A%3A4"]}}),
+        ("api_gateway_v1.json", {"queryStringParameters": {"client": "2001:db8::4"},
+                                 "multiValueQueryStringParameters": {"client": ["2001:db8::4"]}}),
+        ("api_gateway_v2.json", {"rawQueryString": "client=2001%3Adb8%3A%3A4",
+                                 "queryStringParameters": {"client": "2001:db8::4"}}),
+        ("function_url.json", {"rawQueryString": "client=2001%3Adb8%3A%3A4",
+                               "queryStringParameters": {"client": "2001:db8::4"}}),
+    ],
+)
+def test_a_query_strategy_reads_the_events_arguments(name: str, fields: dict[str, Any]) -> None:
+    """The binding copies the query fields the core reads (`event_json`): a `query:NAME`
+    strategy answered the stand-in, 10.0.0.5, before."""
+    e = event(name)
+    e.update(fields)
+    if name.startswith("alb"):
+        key = "multiValueHeaders" if "multiValueHeaders" in e else "headers"
+        e[key]["x-forwarded-for"] = ["203.0.113.195, 10.0.0.5"] if key == "multiValueHeaders" else "203.0.113.195, 10.0.0.5"
+    else:
+        e["requestContext"]["identity" if "identity" in e["requestContext"] else "http"]["sourceIp"] = "10.0.0.5"
+    r = resolve_event(VPC_QUERY, e)
+    assert (r.ip_str, r.source) == ("2001:db8::4", "query:client")
+
+
+def test_a_cookie_strategy_reads_a_payload_2_events_cookies() -> None:
+    e = event("api_gateway_v2.json")
+    e["cookies"] = ["session=abc", "client=198.51.100.4"]
+    e["requestContext"]["http"]["sourceIp"] = "10.0.0.5"
+    policy = trueip.Policy(trust=["10.0.0.0/8"], strategy="cookie:client")
+    r = resolve_event(policy, e)
+    assert (r.ip_str, r.source) == ("198.51.100.4", "cookie:client")
