@@ -117,6 +117,60 @@ fn order_counts(name: &str) -> bool {
             .any(|row| row.claim == Claim::Request && is(row.as_str()))
 }
 
+/// The top-level fields of an event that are read, found in one pass over its keys: a
+/// dozen or so, where a lookup per field walks the map's tree for each.
+#[derive(Default)]
+struct Top<'e> {
+    version: Option<&'e Value>,
+    request_context: Option<&'e Value>,
+    raw_path: Option<&'e Value>,
+    headers: Option<&'e Value>,
+    multi_value_headers: Option<&'e Value>,
+    query_string_parameters: Option<&'e Value>,
+    multi_value_query_string_parameters: Option<&'e Value>,
+    raw_query_string: Option<&'e Value>,
+    cookies: Option<&'e Value>,
+}
+
+impl<'e> Top<'e> {
+    fn new(object: &'e Map<String, Value>) -> Self {
+        let mut top = Top::default();
+        for (key, value) in object {
+            let slot = match key.as_str() {
+                "version" => &mut top.version,
+                "requestContext" => &mut top.request_context,
+                "raw_path" => &mut top.raw_path,
+                "headers" => &mut top.headers,
+                "multiValueHeaders" => &mut top.multi_value_headers,
+                "queryStringParameters" => &mut top.query_string_parameters,
+                "multiValueQueryStringParameters" => &mut top.multi_value_query_string_parameters,
+                "rawQueryString" => &mut top.raw_query_string,
+                "cookies" => &mut top.cookies,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        top
+    }
+
+    /// The field named `field`, one of those above.
+    #[inline]
+    fn get(&self, field: &str) -> Option<&'e Value> {
+        match field {
+            "version" => self.version,
+            "requestContext" => self.request_context,
+            "raw_path" => self.raw_path,
+            "headers" => self.headers,
+            "multiValueHeaders" => self.multi_value_headers,
+            "queryStringParameters" => self.query_string_parameters,
+            "multiValueQueryStringParameters" => self.multi_value_query_string_parameters,
+            "rawQueryString" => self.raw_query_string,
+            "cookies" => self.cookies,
+            _ => None,
+        }
+    }
+}
+
 impl<'e> Event<'e> {
     /// Reads an event and tells its kind from its shape, in this order:
     ///
@@ -157,8 +211,9 @@ impl<'e> Event<'e> {
                 why: "the event is not a JSON object",
             });
         };
-        let Some(context) = object.get("requestContext").and_then(Value::as_object) else {
-            if object.contains_key("raw_path") {
+        let object = &Top::new(object);
+        let Some(context) = object.request_context.and_then(Value::as_object) else {
+            if object.raw_path.is_some() {
                 return Err(EventError::Unsupported {
                     service: "VPC Lattice (payload v1)",
                     why: LATTICE,
@@ -172,7 +227,7 @@ impl<'e> Event<'e> {
         let (kind, http) = if context.contains_key("elb") {
             (EventKind::Alb, None)
         } else {
-            match object.get("version") {
+            match object.version {
                 Some(Value::String(v)) if v == "2.0" => {
                     let http = context.get("http");
                     // VPC Lattice's payload v2 says "2.0" too; its requestContext has no
@@ -296,7 +351,7 @@ fn payload_v2_kind(context: &Map<String, Value>) -> Result<EventKind, EventError
 }
 
 impl<'e> Container<'e> {
-    fn read(object: &'e Map<String, Value>, kind: EventKind) -> Result<Self, EventError> {
+    fn read(object: &Top<'e>, kind: EventKind) -> Result<Self, EventError> {
         let multi = match optional_object(object, "multiValueHeaders", kind)? {
             Some(map) => Some(Names::check(map, kind, "multiValueHeaders")?),
             None => None,
@@ -325,7 +380,7 @@ impl<'e> Container<'e> {
 /// The object `object[field]`: `None` when it is absent or `null`, refused when it is
 /// anything else.
 fn optional_object<'e>(
-    object: &'e Map<String, Value>,
+    object: &Top<'e>,
     field: &'static str,
     kind: EventKind,
 ) -> Result<Option<&'e Map<String, Value>>, EventError> {
@@ -375,11 +430,8 @@ fn check_strings(
 }
 
 /// A payload 2.0 event's `cookies`: an array of strings, or none.
-fn read_cookies(
-    object: &Map<String, Value>,
-    kind: EventKind,
-) -> Result<Option<&[Value]>, EventError> {
-    match object.get("cookies") {
+fn read_cookies<'e>(object: &Top<'e>, kind: EventKind) -> Result<Option<&'e [Value]>, EventError> {
+    match object.cookies {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(values)) => {
             match values.iter().enumerate().find(|(_, v)| !v.is_string()) {
@@ -405,11 +457,7 @@ impl<'e> Query<'e> {
     /// An ALB's or a REST API's arguments: `multiValueQueryStringParameters` when it has
     /// any (AWS writes `null` or `{}` without), else `queryStringParameters`, as
     /// lambda_http prefers them.
-    fn read_map(
-        object: &'e Map<String, Value>,
-        kind: EventKind,
-        form: QueryForm,
-    ) -> Result<Self, EventError> {
+    fn read_map(object: &Top<'e>, kind: EventKind, form: QueryForm) -> Result<Self, EventError> {
         const MULTI: &str = "multiValueQueryStringParameters";
         const SINGLE: &str = "queryStringParameters";
         if let Some(map) = optional_object(object, MULTI, kind)? {
@@ -429,7 +477,7 @@ impl<'e> Query<'e> {
 
     /// A payload 2.0 event's arguments: its `rawQueryString`, else its
     /// `queryStringParameters`.
-    fn read_v2(object: &'e Map<String, Value>, kind: EventKind) -> Result<Self, EventError> {
+    fn read_v2(object: &Top<'e>, kind: EventKind) -> Result<Self, EventError> {
         const RAW: &str = "rawQueryString";
         const JOINED: &str = "queryStringParameters";
         match object.get(RAW) {
