@@ -75,7 +75,9 @@ API Gateway or Function URL event the last x-forwarded-for element is not AWS's,
 trusts no one (sourceIp is the client, flagged no_lambda_event). A Function URL keeps only the
 first x-forwarded-for value it received, the client's text: no policy reads it there, so behind
 CloudFront the client is CloudFront-Viewer-Address (forward it), else the edge, flagged
-x_forwarded_for_not_kept (the middlewares withhold that header from the app).
+x_forwarded_for_not_kept (the middlewares withhold that header, X-Forwarded-Proto and -Port from
+the app). query:NAME reads the event's arguments as AWS writes them (rawQueryString; an ALB's
+queryStringParameters as sent; a REST API's decoded), cookie:NAME a payload 2.0 event's cookies.
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";

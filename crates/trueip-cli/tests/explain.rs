@@ -753,6 +753,38 @@ fn lambda_event_from_stdin_as_json() {
     assert_eq!(v["steps"][0]["verdict"], "trusted", "{v}");
 }
 
+/// `query:NAME` reads an event's query arguments (here an HTTP API's `rawQueryString`),
+/// as `resolve_event` does; it answered the stand-in (10.0.0.5) before.
+#[test]
+fn lambda_event_query_argument() {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
+    event["requestContext"]["http"]["sourceIp"] = "10.0.0.5".into();
+    event["rawQueryString"] = "page=2&client=198.51.100.4".into();
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            "-",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "query:client",
+            "--format",
+            "json",
+        ],
+        Some(&event.to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "198.51.100.4", "{v}");
+    assert_eq!(v["source"], "query:client", "{v}");
+}
+
 /// No flags: trust nothing, `sourceIp` (here IPv6) is the client.
 #[test]
 fn lambda_event_function_url_ipv6() {
