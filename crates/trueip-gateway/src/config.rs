@@ -2609,6 +2609,36 @@ mod tests {
         assert_eq!(example.policy.strategy_name(0), None);
     }
 
+    /// `[client_ip]` in `trueip.example.toml` builds the policy an empty section builds,
+    /// and each key it sets reaches that policy (set otherwise, the policy differs), so
+    /// the comparison cannot pass for a key the policy ignores.
+    #[test]
+    fn the_examples_client_ip_keys_are_the_policys_defaults() {
+        let text = include_str!("../../../trueip.example.toml");
+        let policy = |toml: &str| format!("{:?}", settings(toml).unwrap().policy);
+        let default = policy("");
+        assert_eq!(policy(text), default);
+        for (line, other) in [
+            ("trusted = []", "trusted = [\"10.0.0.1\"]"),
+            ("from = \"xff\"", "from = \"forwarded\""),
+            ("all_trusted = \"leftmost\"", "all_trusted = \"peer\""),
+            ("ipv6_prefix = 64", "ipv6_prefix = 48"),
+            (
+                "proxy_protocol_from = []",
+                "proxy_protocol_from = [\"10.0.0.1\"]",
+            ),
+        ] {
+            let set = format!("\n{line}\n");
+            assert_eq!(
+                text.matches(&set).count(),
+                1,
+                "the example sets {line} once"
+            );
+            let changed = text.replacen(&set, &format!("\n{other}\n"), 1);
+            assert_ne!(policy(&changed), default, "{other} reaches the policy");
+        }
+    }
+
     /// Every key `trueip.example.toml` sets (rather than leaves commented out) has the
     /// value the code takes when the key is left out, and every key the code writes back
     /// is set there: the file cannot drift from the defaults. (`[client_ip]` is the core
