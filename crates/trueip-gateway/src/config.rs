@@ -1159,7 +1159,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", long_help = strategy_help())]
     pub strategy: Vec<String>,
 
-    /// The list header list strategies read.
+    /// Which list header the list strategies (rightmost-untrusted, rightmost, hops:N,
+    /// leftmost) read: xff (X-Forwarded-For, the default) or forwarded (RFC 7239).
     #[arg(long, value_name = "xff|forwarded")]
     pub from: Option<String>,
 
