@@ -18,6 +18,8 @@ const TRUST_HELP: &str = "\
 Trust specs (--trust, repeatable):
   10.0.0.0/8, 192.0.2.7, 2001:db8::/32   address ranges and single addresses
   loopback | private | any                named sets (private = RFC 1918 + ULA + link-local)
+  unix                                    a peer on a Unix socket (--peer unix), which no
+                                          address range, not even any, includes
   cloudfront | cloudflare | fastly | azure-front-door
                                           a provider's published ranges, from the cache
                                           `trueip ranges update NAME` fills (--ranges-dir)
@@ -124,7 +126,8 @@ pub(crate) struct ExplainArgs {
     /// Strategy; repeat for a fallback chain (see below). Default: peer, or rightmost-untrusted with --trust.
     #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
-    /// The list header list strategies read.
+    /// Which list header the list strategies (rightmost-untrusted, rightmost, hops:N,
+    /// leftmost) read: xff (X-Forwarded-For, the default) or forwarded (RFC 7239).
     #[arg(long, value_name = "xff|forwarded")]
     from: Option<String>,
     /// Read the [client_ip] section of this TOML file (the one `trueip serve` uses).

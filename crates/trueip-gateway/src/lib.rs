@@ -414,7 +414,9 @@ fn describe(s: &Settings) -> Vec<String> {
                 ", PROXY header required from proxy_protocol_from, refused from others (served plain)"
                     .to_string()
             }
-            p => format!(", PROXY {p:?} expected"),
+            ProxyProtocol::V1 => ", PROXY v1 expected".to_string(),
+            ProxyProtocol::V2 => ", PROXY v2 expected".to_string(),
+            ProxyProtocol::Any => ", PROXY v1 or v2 expected".to_string(),
         };
         let target = match (l.mode, &l.upstream) {
             (Mode::Tcp, Some(t)) => {

@@ -649,7 +649,7 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (57 names, 46 signatures) leaves about one name in ninety of another
+/// the table's size (61 names, 53 signatures) leaves about one name in eighty of another
 /// signature to the full lookup.
 const SIGNATURE_WORDS: usize = 64;
 
