@@ -59,6 +59,11 @@ or ``app.wsgi_app = ProxyFix(app.wsgi_app)`` after ``TrueIP``) would hand it the
 from the connection, and the ``trueip`` logger warns once. Put ``TrueIP`` outside every
 other wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
 
+gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
+itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
+under gunicorn the scheme starts as the connection's (TLS or not, from
+``environ["gunicorn.socket"]``) and only a trusted hop's word, as ``origin`` allows, changes it.
+
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
 From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
@@ -193,6 +198,12 @@ def apply(
         _undo_proxy_fix(environ)
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        # gunicorn sets the scheme from X-Forwarded-Proto (and -Protocol, -Ssl) itself for a
+        # peer in --forwarded-allow-ips (127.0.0.1 by default: any local process); the
+        # connection's own is its socket's. Only a trusted hop's word (below) changes it.
+        environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
     event = lambda_event(environ) if peer is _REMOTE_ADDR else None
     if event is not None:
         known, event_peer = _event_peer(event)
