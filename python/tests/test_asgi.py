@@ -443,3 +443,21 @@ def test_under_a_servers_own_proxy_headers_a_websocket_is_closed_unaccepted() ->
     seen, sent = served(uvicorns, scope, {"type": "websocket.connect"})
     assert seen == {}
     assert sent == [{"type": "websocket.close", "code": 1011}]
+
+
+def test_under_a_servers_proxy_headers_that_believe_no_one_a_request_is_decided() -> None:
+    # gunicorn's `--forwarded-allow-ips ""`, which its UvicornWorker hands to uvicorn's
+    # middleware, and hypercorn's `trusted_hops=0`: they read nothing, so nothing is refused.
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    def no_one(app: Any) -> Any:
+        return ProxyHeadersMiddleware(TrueIP(app, POLICY), trusted_hosts="")
+
+    seen, sent = served(no_one, FORGED_LOCALLY, {"type": "http.request"})
+    assert sent == []
+    assert seen["client"] == ("127.0.0.1", 5000)
+    assert [n for n, _ in seen["headers"]] == []
+    proxy_fix = pytest.importorskip("hypercorn.middleware.proxy_fix")
+    seen, sent = served(lambda app: proxy_fix.ProxyFixMiddleware(TrueIP(app, POLICY), trusted_hops=0),
+                        FORGED_LOCALLY, {"type": "http.request"})
+    assert (sent, seen["client"]) == ([], ("127.0.0.1", 5000))

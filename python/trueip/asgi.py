@@ -88,20 +88,42 @@ def _invented_client(client: Any) -> bool:
     return isinstance(client, (tuple, list)) and len(client) == 2 and client[1] == 0
 
 
-#: The servers' own proxy-header middlewares: (module, class, what to do instead). Each
-#: rewrites ``scope["client"]`` and ``scope["scheme"]`` from X-Forwarded-For and -Proto
-#: before the app it wraps runs, and keeps no trace of the connection's own: uvicorn's (on
-#: by default) for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default: any local
-#: process, an SSRF), taking any entry, ``evil`` or a port it names included; hypercorn's
-#: for any peer.
+def _uvicorn_trusts_no_one(middleware: Any) -> bool:
+    """Whether uvicorn's ``ProxyHeadersMiddleware`` believes no peer: ``--forwarded-allow-ips
+    ""`` (what gunicorn users are told to pass, which the UvicornWorker hands on). Read from
+    its private ``_TrustedHosts``; any other shape counts as believing someone."""
+    hosts = getattr(middleware, "trusted_hosts", None)
+    try:
+        return (
+            hosts.always_trust is False
+            and not hosts.trusted_hosts
+            and not hosts.trusted_networks
+            and not (set(hosts.trusted_literals) - {""})
+        )
+    except (AttributeError, TypeError):
+        return False
+
+
+def _hypercorn_trusts_no_hop(middleware: Any) -> bool:
+    """Whether hypercorn's ``ProxyFixMiddleware`` reads no header (``trusted_hops=0``)."""
+    return getattr(middleware, "trusted_hops", None) == 0
+
+
+#: The servers' own proxy-header middlewares: (module, class, whether an instance reads
+#: nothing, what to do instead). Each rewrites ``scope["client"]`` and ``scope["scheme"]``
+#: from X-Forwarded-For and -Proto before the app it wraps runs, and keeps no trace of the
+#: connection's own: uvicorn's (on by default) for a peer in ``--forwarded-allow-ips``
+#: (127.0.0.1 and ::1 by default: any local process, an SSRF), taking any entry, ``evil`` or
+#: a port it names included; hypercorn's for any peer.
 _SERVER_REWRITES = (
     (
         "uvicorn.middleware.proxy_headers",
         "ProxyHeadersMiddleware",
-        "run uvicorn with --no-proxy-headers (uvicorn.run(app, proxy_headers=False); under gunicorn, "
-        'a UvicornWorker subclass with CONFIG_KWARGS = {"proxy_headers": False})',
+        _uvicorn_trusts_no_one,
+        "run uvicorn with --no-proxy-headers (uvicorn.run(app, proxy_headers=False); under gunicorn's "
+        'UvicornWorker, --forwarded-allow-ips "")',
     ),
-    ("hypercorn.middleware.proxy_fix", "ProxyFixMiddleware", "remove hypercorn's ProxyFixMiddleware"),
+    ("hypercorn.middleware.proxy_fix", "ProxyFixMiddleware", _hypercorn_trusts_no_hop, "remove hypercorn's ProxyFixMiddleware"),
 )
 
 #: How many callers ``server_rewrite`` looks through: a framework's stack of middlewares
@@ -111,24 +133,25 @@ _CALLERS = 64
 
 def server_rewrite(frame: Any) -> Optional[str]:
     """What to fix when ``frame`` (the caller of the middleware), or one of its callers, is
-    a server's own proxy-header middleware (``_SERVER_REWRITES``), or ``None``. The scope it
-    hands on carries a header's word as the peer, and nothing in the scope says so: the
-    running code does. Only middlewares already imported are looked for, so the check
-    imports nothing."""
-    fixes = {}
-    for module, name, fix in _SERVER_REWRITES:
+    a server's own proxy-header middleware (``_SERVER_REWRITES``) that believes someone, or
+    ``None``. The scope it hands on carries a header's word as the peer, and nothing in the
+    scope says so: the running code does. Only middlewares already imported are looked for,
+    so the check imports nothing."""
+    found = {}
+    for module, name, inert, fix in _SERVER_REWRITES:
         call = getattr(getattr(sys.modules.get(module), name, None), "__call__", None)
         code = getattr(call, "__code__", None)
         if code is not None:
-            fixes[code] = f"{module}.{name} wraps trueip.asgi.TrueIP and rewrites scope['client'] and the scheme " \
-                f"from X-Forwarded-For and X-Forwarded-Proto before trueip decides, so the peer may be a header's " \
-                f"word: {fix}"
+            found[code] = (inert, f"{module}.{name} wraps trueip.asgi.TrueIP and rewrites scope['client'] and the "
+                                  f"scheme from X-Forwarded-For and X-Forwarded-Proto before trueip decides, so the "
+                                  f"peer may be a header's word: {fix}")
     for _ in range(_CALLERS):
-        if frame is None or not fixes:
+        if frame is None or not found:
             return None
-        fix = fixes.get(frame.f_code)
-        if fix is not None:
-            return fix
+        entry = found.get(frame.f_code)
+        if entry is not None:
+            inert, fix = entry
+            return None if inert(frame.f_locals.get("self")) else fix
         frame = frame.f_back
     return None
 
