@@ -36,7 +36,10 @@ decision is ``request.trueip``. ``request.headers`` and ``build_absolute_uri``'s
 host, which Django keeps once read, are read again after the rewrite, so a middleware listed
 before this one that read them leaves the view nothing stale; what such a middleware decided
 from them (a rate limiter's key, a log line) was decided from what the client sent: list this
-middleware first.
+middleware first. Under uvicorn run with ``--no-proxy-headers`` (under gunicorn's
+``UvicornWorker``, ``--forwarded-allow-ips ""``): uvicorn rewrites the scope's client from
+``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``, and unlike ``trueip.asgi.TrueIP``
+(which refuses to run under it) this middleware cannot see that.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
