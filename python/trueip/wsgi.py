@@ -61,8 +61,10 @@ other wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` repla
 
 gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
 itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
-under gunicorn the scheme starts as the connection's (TLS or not, from
-``environ["gunicorn.socket"]``) and only a trusted hop's word, as ``origin`` allows, changes it.
+under gunicorn a request that came through no trusted hop gets its connection's scheme (TLS
+or not, from ``environ["gunicorn.socket"]``). Through a trusted hop gunicorn's scheme is kept
+unless ``origin`` applies the hop's; run gunicorn with ``--forwarded-allow-ips ""`` so that
+only the policy's hops and ``origin`` decide it.
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
@@ -198,12 +200,6 @@ def apply(
         _undo_proxy_fix(environ)
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
-    sock = environ.get("gunicorn.socket")
-    if sock is not None:
-        # gunicorn sets the scheme from X-Forwarded-Proto (and -Protocol, -Ssl) itself for a
-        # peer in --forwarded-allow-ips (127.0.0.1 by default: any local process); the
-        # connection's own is its socket's. Only a trusted hop's word (below) changes it.
-        environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
     event = lambda_event(environ) if peer is _REMOTE_ADDR else None
     if event is not None:
         known, event_peer = _event_peer(event)
@@ -232,6 +228,12 @@ def apply(
     environ["trueip.resolution"] = resolution
     if verifier is not None:
         environ["trueip.signature"] = outcome
+    sock = environ.get("gunicorn.socket")
+    if sock is not None and (resolution is None or not resolution.trusted_hop):
+        # gunicorn sets the scheme from X-Forwarded-Proto, -Protocol or -Ssl itself for a peer
+        # in --forwarded-allow-ips (127.0.0.1 by default: any local process). A request that
+        # came through no trusted hop has its connection's scheme: its socket's.
+        environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
     withheld = policy._withheld_environ_keys(resolution)
     # Usually none is there (a trusted hop's list header is not withheld): the disjointness
     # check costs a third of building the intersection.
