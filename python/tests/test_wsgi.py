@@ -363,3 +363,18 @@ def test_what_proxy_fix_replaced_is_what_the_server_gave() -> None:
     assert seen["REMOTE_ADDR"] == "6.6.6.6"
     assert (seen["wsgi.url_scheme"], seen["SERVER_PORT"]) == ("http", "8000")
     assert "HTTP_HOST" not in seen and "werkzeug.proxy_fix.orig" not in seen
+
+
+def test_under_gunicorn_only_a_trusted_hop_keeps_the_scheme_gunicorn_set() -> None:
+    # gunicorn set `https` from a header it believed (`--forwarded-allow-ips`); its socket is
+    # plain. Through no trusted hop the connection's scheme is put back; through one,
+    # gunicorn's stays (a proxy that says `X-Forwarded-Ssl: on` alone).
+    import socket
+
+    with socket.socket() as sock:
+        gunicorns = {"gunicorn.socket": sock, "wsgi.url_scheme": "https", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+        stranger = run(dict(gunicorns, REMOTE_ADDR="198.51.100.20"))
+        trusted = run(dict(gunicorns, REMOTE_ADDR="10.0.0.5"))
+    assert (stranger["REMOTE_ADDR"], stranger["wsgi.url_scheme"]) == ("198.51.100.20", "http")
+    assert stranger["trueip.original"]["wsgi.url_scheme"] == "https"
+    assert (trusted["REMOTE_ADDR"], trusted["wsgi.url_scheme"]) == ("203.0.113.9", "https")
