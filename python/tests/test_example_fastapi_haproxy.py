@@ -5,8 +5,6 @@ reaching the app from 127.0.0.30."""
 
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -107,11 +105,10 @@ def uvicorn_with_its_proxy_headers(port, *extra):
             "--port", str(port), "--log-level", "warning", *extra, "app:app"]
 
 
-def test_under_uvicorns_own_proxy_headers_the_app_does_not_start():
+def test_under_uvicorns_own_proxy_headers_the_app_does_not_start(tmp_path):
     # The old code started, and answered a local process's `X-Forwarded-For: 6.6.6.6` with
     # client 6.6.6.6 and its `X-Forwarded-Proto: https` with scheme https.
-    log = Path(tempfile.mkdtemp(prefix="trueip-uvicorn-")) / "output.log"
-    proc = Process("uvicorn", uvicorn_with_its_proxy_headers(free_port()), log,
+    proc = Process("uvicorn", uvicorn_with_its_proxy_headers(free_port()), tmp_path / "output.log",
                    env=python_env(TRUEIP_PROXIES=PROXIES))
     try:
         code = proc.popen.wait(timeout=DEADLINE)
