@@ -123,7 +123,12 @@ _SERVER_REWRITES = (
         "run uvicorn with --no-proxy-headers (uvicorn.run(app, proxy_headers=False); under gunicorn's "
         'UvicornWorker, --forwarded-allow-ips "")',
     ),
-    ("hypercorn.middleware.proxy_fix", "ProxyFixMiddleware", _hypercorn_trusts_no_hop, "remove hypercorn's ProxyFixMiddleware"),
+    (
+        "hypercorn.middleware.proxy_fix",
+        "ProxyFixMiddleware",
+        _hypercorn_trusts_no_hop,
+        "remove hypercorn's ProxyFixMiddleware",
+    ),
 )
 
 #: How many callers ``server_rewrite`` looks through: a framework's stack of middlewares
@@ -156,7 +161,9 @@ def server_rewrite(frame: Any) -> Optional[str]:
     return None
 
 
-async def _refuse_rewritten(fix: str, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+async def _refuse_rewritten(
+    fix: str, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+) -> None:
     """Answers ``scope`` under a server that rewrites the client (``server_rewrite``): the
     lifespan's startup fails, so the server stops with ``fix`` in its log; an HTTP request
     gets a 500 naming it; a WebSocket is closed before it is accepted."""
