@@ -378,3 +378,15 @@ def test_under_gunicorn_only_a_trusted_hop_keeps_the_scheme_gunicorn_set() -> No
     assert (stranger["REMOTE_ADDR"], stranger["wsgi.url_scheme"]) == ("198.51.100.20", "http")
     assert stranger["trueip.original"]["wsgi.url_scheme"] == "https"
     assert (trusted["REMOTE_ADDR"], trusted["wsgi.url_scheme"]) == ("203.0.113.9", "https")
+
+
+@pytest.mark.parametrize("key,value", [("HTTP_X_FORWARDED_PROTOCOL", "ssl"), ("HTTP_FRONT_END_HTTPS", "on"),
+                                       ("HTTP_X_SCHEME", "https")])
+def test_the_scheme_claims_gunicorn_codeigniter_and_tornado_read_are_withheld_from_a_stranger(key: str, value: str) -> None:
+    # gunicorn reads X-Forwarded-Protocol (from --forwarded-allow-ips), CodeIgniter
+    # Front-End-Https, Tornado X-Scheme, each as the scheme. The old code handed a
+    # stranger's to the app.
+    assert key in FORWARDING_KEYS
+    seen = run({"REMOTE_ADDR": "198.51.100.20", key: value})
+    assert key not in seen
+    assert seen["trueip.original"][key] == value
