@@ -1078,7 +1078,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 61] = {
+    pub const FORWARDING: [Forwarding; 64] = {
         use Claim::{Address, Hops, Origin, Request};
         [
             row(
@@ -1356,6 +1356,21 @@ pub mod names {
                 "read by Rack and Spring as the scheme (`on` means https)",
             ),
             named("x-forwarded-scheme", Request, "read by Rack as the scheme"),
+            named(
+                "x-forwarded-protocol",
+                Request,
+                "read by gunicorn as the scheme (`ssl` means https, from --forwarded-allow-ips)",
+            ),
+            named(
+                "front-end-https",
+                Request,
+                "Microsoft ISA and ARR; read by CodeIgniter as the scheme (anything but `off` means https)",
+            ),
+            named(
+                "x-scheme",
+                Request,
+                "ingress-nginx; read by Tornado (xheaders) as the scheme",
+            ),
             row(
                 X_AZURE_FDID,
                 Origin,
