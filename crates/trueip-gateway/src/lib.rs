@@ -174,7 +174,9 @@ pub mod testing {
 
     impl Server {
         /// Starts accepting on `listener` with `build`, on the current tokio runtime.
-        pub fn start(listener: TcpListener, build: &Build) -> Server {
+        pub fn start(listener: TcpListener, build: &Build) -> std::io::Result<Server> {
+            // Accepted as the gateway's listeners accept (`io::TcpAcceptor`).
+            let listener = crate::io::TcpAcceptor::from_std(listener.into_std()?)?;
             let max = build.0.settings.limits.max_connections;
             let shared = Arc::new(Shared::new(
                 build.0.clone(),
@@ -188,7 +190,7 @@ pub mod testing {
                 // A listener no reload closes.
                 crate::context::Retired::default(),
             ));
-            Server { shared }
+            Ok(Server { shared })
         }
 
         /// The metrics, as `/metrics` shows them.
