@@ -10,6 +10,9 @@
 #                                                   # connection per request
 #   PROTOCOL=proxy-v2 bash bench/syscalls.sh        # row proxy-v2: the same on a PROXY v2
 #                                                   # listener
+#   PROTOCOL=close CLIENT=wrk bash bench/syscalls.sh
+#                                                   # row close under wrk -c$CONNECTIONS for
+#                                                   # $WRK_SECONDS (default 5) instead
 #   PROTOCOL=tls-resume REQUESTS=5000 bash bench/syscalls.sh
 #                                                   # row tls-resume: over TLS, each new
 #                                                   # connection resuming the session
@@ -31,7 +34,15 @@
 # in clock ticks), and perf's task-clock over the counted window (finer than the ticks;
 # load on the machine moves both).
 #
-# Needs: perf (with tracefs), h2load (nghttp2-client), nginx, haproxy, openssl, taskset, python3.
+# CLIENT=wrk (PROTOCOL=close only): the load is bench/gateway.sh's for the row, wrk with
+# `Connection: close` for $WRK_SECONDS after as long a warm-up, and each count is divided by
+# the requests wrk completed. wrk keeps the server busier than CLOSE_CLIENT, so more
+# connections' requests are there when they are accepted: the counts that depend on that
+# (a first `recv` that finds nothing, registering the socket with epoll) differ between the
+# two clients, in either direction.
+#
+# Needs: perf (with tracefs), h2load (nghttp2-client), nginx, haproxy, openssl, taskset, python3
+# (wrk for CLIENT=wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +55,11 @@ WARMUP=${WARMUP:-2000}
 ROUNDS=${ROUNDS:-1}
 CONNECTIONS=${CONNECTIONS:-50}
 STREAMS=${STREAMS:-10}
+CLIENT=${CLIENT:-python}
+WRK_SECONDS=${WRK_SECONDS:-5}
+case $CLIENT/$PROTOCOL in python/* | wrk/close) ;; *)
+    echo "bench/syscalls.sh: CLIENT is python, or wrk with PROTOCOL=close, not $CLIENT with $PROTOCOL" >&2; exit 1 ;;
+esac
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/bench-syscalls}
 NCPU=$(nproc)
@@ -145,7 +161,11 @@ for t in net:net_dev_xmit sched:sched_switch; do
 done
 
 load() { # port count file
-    if [ "$PROTOCOL" = h2 ]; then
+    if [ "$CLIENT" = wrk ]; then
+        taskset -c "$OTHER_CPUS" timeout -k 5 $((WRK_SECONDS + 30)) wrk -t1 -c"$CONNECTIONS" \
+            -d"$WRK_SECONDS"s -H "X-Forwarded-For: $XFF" -H "Connection: close" \
+            "http://127.0.0.1:$1/" >"$3" 2>&1
+    elif [ "$PROTOCOL" = h2 ]; then
         taskset -c "$OTHER_CPUS" timeout -k 5 300 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
             -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/" >"$3" 2>&1
     else
@@ -168,6 +188,13 @@ for round in $(seq 1 "$ROUNDS"); do
         wait "$perf_pid" || true
         read -r user1 sys1 < <(cpu_ticks "${PID[$name]}")
         echo "$((user1 - user0)) $((sys1 - sys0))" >"$f.ticks"
+        if [ "$CLIENT" = wrk ]; then
+            awk '/ requests in / {print $1}' "$f.h2load.txt" >"$f.n"
+            [ -s "$f.n" ] && ! grep -q 'Non-2xx\|Socket errors' "$f.h2load.txt" ||
+                { echo "bench/syscalls.sh: $name answered other than 200 or broke connections under wrk; see $f.h2load.txt" >&2; exit 1; }
+            continue
+        fi
+        echo "$REQUESTS" >"$f.n"
         { [ "$PROTOCOL" != h2 ] || grep -q '^Application protocol: h2' "$f.h2load.txt"; } &&
             grep -q "^requests: .* $REQUESTS succeeded" "$f.h2load.txt" &&
             grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$f.h2load.txt" ||
@@ -177,20 +204,23 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-if [ "$PROTOCOL" = h2 ]; then
+if [ "$CLIENT" = wrk ]; then
+    LOAD_NOTE="wrk -t1 -c$CONNECTIONS -d${WRK_SECONDS}s with Connection: close (counts divided by the requests wrk completed)"
+elif [ "$PROTOCOL" = h2 ]; then
     LOAD_NOTE="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS"
 else
     LOAD_NOTE="$REQUESTS new connections ($PROTOCOL, CLOSE_CLIENT, $CONNECTIONS at a time)"
 fi
-python3 - "$OUT" "$REQUESTS" "$ROUNDS" "$(getconf CLK_TCK)" "$LOAD_NOTE" "${SERVERS[@]}" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$(getconf CLK_TCK)" "$LOAD_NOTE" "${SERVERS[@]}" <<'PY'
 import statistics, sys
-out, n, rounds, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-servers = sys.argv[6:]
+out, rounds, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+servers = sys.argv[5:]
 counts = {s: {} for s in servers}
 cpu = {s: ([], []) for s in servers}
 clock = {s: [] for s in servers}
 for s in servers:
     for r in range(1, rounds + 1):
+        n = int(open(f"{out}/{s}-{r}.n").read())
         for line in open(f"{out}/{s}-{r}.perf"):
             f = line.split(",")
             if len(f) > 2 and f[2] == "task-clock":

@@ -1393,8 +1393,18 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
         )));
     };
     let mut map = serde_json::Map::new();
-    // `raw_path` only tells a VPC Lattice v1 event, which the core refuses by name.
-    for key in ["version", "headers", "multiValueHeaders", "raw_path"] {
+    // `raw_path` only tells a VPC Lattice v1 event, which the core refuses by name. The
+    // query fields and payload 2.0's `cookies` for `query:NAME` and `cookie:NAME`.
+    for key in [
+        "version",
+        "headers",
+        "multiValueHeaders",
+        "raw_path",
+        "cookies",
+        "rawQueryString",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+    ] {
         if let Some(value) = dict.get_item(key)? {
             map.insert(key.to_string(), to_json(&value, 1)?);
         }

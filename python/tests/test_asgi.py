@@ -370,3 +370,94 @@ def test_a_request_an_outer_base_http_middleware_built_is_not_the_apps() -> None
     wrapped = BaseHTTPMiddleware(TrueIP(app, POLICY), dispatch=outer)
     got = TestClient(wrapped, client=("198.51.100.20", 4000)).get("/", headers={"X-Forwarded-For": "6.6.6.6"}).json()
     assert got == {"client": "198.51.100.20", "xff": None}
+
+
+def served(outer: Any, scope: dict[str, Any], incoming: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Calls ``outer`` as a server does: the scope the app saw, and what went back."""
+    seen: dict[str, Any] = {}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    asyncio.run(outer(app)(dict(scope), receive, send))
+    return seen, sent
+
+
+def uvicorns(app: Any) -> Any:
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return ProxyHeadersMiddleware(TrueIP(app, POLICY), trusted_hosts="127.0.0.1")
+
+
+def hypercorns(app: Any) -> Any:
+    proxy_fix = pytest.importorskip("hypercorn.middleware.proxy_fix")
+    return proxy_fix.ProxyFixMiddleware(TrueIP(app, POLICY))
+
+
+def under_starlette(app: Any) -> Any:
+    # The middleware a few callers down: uvicorn's, Starlette's error and exception layers.
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await app(scope, receive, send)
+
+    inner = Starlette(middleware=[Middleware(TrueIP, policy=POLICY)])
+    inner.mount("/", endpoint)
+    return ProxyHeadersMiddleware(inner, trusted_hosts="127.0.0.1")
+
+
+FORGED_LOCALLY = {"type": "http", "scheme": "http", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+                  "path": "/", "root_path": "", "query_string": b"", "method": "GET", "http_version": "1.1",
+                  "headers": [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-proto", b"https")]}
+
+
+@pytest.mark.parametrize("outer", [uvicorns, hypercorns, under_starlette])
+def test_under_a_servers_own_proxy_headers_a_request_is_refused(outer: Any) -> None:
+    # On the old code the app got client ("6.6.6.6", 0) and scheme https from any local
+    # process (uvicorn's default) or anyone (hypercorn's ProxyFixMiddleware).
+    seen, sent = served(outer, FORGED_LOCALLY, {"type": "http.request"})
+    assert seen == {}
+    assert sent[0]["status"] == 500
+    assert b"wraps trueip.asgi.TrueIP" in sent[1]["body"]
+
+
+@pytest.mark.parametrize("outer", [uvicorns, hypercorns])
+def test_under_a_servers_own_proxy_headers_the_lifespan_startup_fails(outer: Any) -> None:
+    seen, sent = served(outer, {"type": "lifespan"}, {"type": "lifespan.startup"})
+    assert seen == {}
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "wraps trueip.asgi.TrueIP" in sent[0]["message"]
+
+
+def test_under_a_servers_own_proxy_headers_a_websocket_is_closed_unaccepted() -> None:
+    scope = dict(FORGED_LOCALLY, type="websocket", scheme="ws")
+    seen, sent = served(uvicorns, scope, {"type": "websocket.connect"})
+    assert seen == {}
+    assert sent == [{"type": "websocket.close", "code": 1011}]
+
+
+def test_under_a_servers_proxy_headers_that_believe_no_one_a_request_is_decided() -> None:
+    # gunicorn's `--forwarded-allow-ips ""`, which its UvicornWorker hands to uvicorn's
+    # middleware, and hypercorn's `trusted_hops=0`: they read nothing, so nothing is refused.
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    def no_one(app: Any) -> Any:
+        return ProxyHeadersMiddleware(TrueIP(app, POLICY), trusted_hosts="")
+
+    seen, sent = served(no_one, FORGED_LOCALLY, {"type": "http.request"})
+    assert sent == []
+    assert seen["client"] == ("127.0.0.1", 5000)
+    assert [n for n, _ in seen["headers"]] == []
+    proxy_fix = pytest.importorskip("hypercorn.middleware.proxy_fix")
+    seen, sent = served(lambda app: proxy_fix.ProxyFixMiddleware(TrueIP(app, POLICY), trusted_hops=0),
+                        FORGED_LOCALLY, {"type": "http.request"})
+    assert (sent, seen["client"]) == ([], ("127.0.0.1", 5000))

@@ -355,10 +355,15 @@ def test_djangos_own_proxy_settings_read_nothing_a_stranger_wrote() -> None:
 
 def test_a_secure_proxy_ssl_header_a_stranger_could_write_is_improperly_configured() -> None:
     """A `SECURE_PROXY_SSL_HEADER` the middleware does not withhold from a stranger
-    (`Front-End-Https`, `X-Scheme`) would let one make `is_secure()` true."""
-    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_FRONT_END_HTTPS", "on")):
+    (`X-Url-Scheme`) would let one make `is_secure()` true; `Front-End-Https` and `X-Scheme`
+    are withheld now."""
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_URL_SCHEME", "https")):
         with pytest.raises(ImproperlyConfigured, match="SECURE_PROXY_SSL_HEADER"):
             TrueIPMiddleware(whoami)
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_FRONT_END_HTTPS", "on")):
+        TrueIPMiddleware(whoami)
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_SCHEME", "https")):
+        TrueIPMiddleware(whoami)
     with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
         TrueIPMiddleware(whoami)
 

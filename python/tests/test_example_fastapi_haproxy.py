@@ -4,10 +4,12 @@ terminating TLS (a throwaway self-signed certificate) with the example's own ``h
 reaching the app from 127.0.0.30."""
 
 import subprocess
+import sys
 
 import pytest
 
-from servers import ALB, ATTACKER, EXAMPLES, HAPROXY, PROXIES, external, free_port, get, haproxy, python_env, uvicorn
+from servers import (ALB, ATTACKER, DEADLINE, EXAMPLES, HAPROXY, PROXIES, Process, external, free_port, get, haproxy,
+                     python_env, serve, uvicorn)
 
 EXAMPLE = EXAMPLES / "fastapi_haproxy"
 FORGED = [
@@ -94,3 +96,36 @@ def test_straight_to_uvicorn_from_a_trusted_address_its_proto_is_believed(app):
     assert seen["client"] == "203.0.113.195"
     assert seen["scheme"] == "https"
     assert "x_forwarded_for" not in names(seen)
+
+
+def uvicorn_with_its_proxy_headers(port, *extra):
+    """The example under uvicorn as it runs by default: its own proxy headers on, believing
+    X-Forwarded-For and X-Forwarded-Proto from 127.0.0.1, the attacker's address here."""
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLE), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", *extra, "app:app"]
+
+
+def test_under_uvicorns_own_proxy_headers_the_app_does_not_start(tmp_path):
+    # The old code started, and answered a local process's `X-Forwarded-For: 6.6.6.6` with
+    # client 6.6.6.6 and its `X-Forwarded-Proto: https` with scheme https.
+    proc = Process("uvicorn", uvicorn_with_its_proxy_headers(free_port()), tmp_path / "output.log",
+                   env=python_env(TRUEIP_PROXIES=PROXIES))
+    try:
+        code = proc.popen.wait(timeout=DEADLINE)
+        output = proc.output()
+    finally:
+        proc.stop()
+    assert code != 0, output
+    assert "ProxyHeadersMiddleware wraps trueip.asgi.TrueIP" in output
+    assert "--no-proxy-headers" in output
+
+
+def test_under_uvicorns_own_proxy_headers_without_a_lifespan_every_request_is_refused():
+    port = free_port()
+    args = uvicorn_with_its_proxy_headers(port, "--lifespan", "off")
+    with serve("uvicorn", args, "127.0.0.1", port, env=python_env(TRUEIP_PROXIES=PROXIES)):
+        # On the old code: 200, {"client": "6.6.6.6", "scheme": "https", ...}.
+        response = get(ATTACKER, "127.0.0.1", port, [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https")])
+        assert response.status == 500
+        assert "--no-proxy-headers" in response.text
+        assert "6.6.6.6" not in response.text

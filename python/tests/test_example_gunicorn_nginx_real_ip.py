@@ -2,9 +2,11 @@
 (``--forwarded-allow-ips ""``) trusting 127.0.0.20/32, ``/usr/sbin/nginx`` in front on
 127.0.0.20 with the example's own ``nginx.conf`` (``X-Real-IP $remote_addr``)."""
 
+import subprocess
+
 import pytest
 
-from servers import ALB, ATTACKER, EXAMPLES, NGINX, free_port, get, gunicorn, nginx, python_env
+from servers import ALB, ATTACKER, EXAMPLES, NGINX, external, free_port, get, gunicorn, nginx, python_env
 
 EXAMPLE = EXAMPLES / "gunicorn_nginx_real_ip"
 FORGED = [("X-Real-IP", "203.0.113.66"), ("X-Forwarded-Proto", "https")]
@@ -55,12 +57,29 @@ def test_from_another_local_address_too(app):
     assert (seen["client"], seen["x_real_ip"]) == ("127.0.0.21", None)
 
 
-def test_why_forwarded_allow_ips_is_empty():
-    # gunicorn's default trusts X-Forwarded-Proto from 127.0.0.1 and sets wsgi.url_scheme
-    # before the middleware runs; trueip removes the header but cannot know the scheme was
-    # a header's word. Hence `--forwarded-allow-ips ""` in the example.
+@pytest.mark.parametrize("forged", [("X-Forwarded-Proto", "https"), ("X-Forwarded-Protocol", "ssl"),
+                                    ("X-Forwarded-Ssl", "on")])
+def test_under_gunicorns_default_a_local_process_does_not_choose_the_scheme(forged):
+    # gunicorn's default trusts these from 127.0.0.1 and sets wsgi.url_scheme before the
+    # middleware runs. The old code kept it: `https` for the attacker. The middleware now
+    # starts from the connection's scheme (gunicorn's socket), as it would with
+    # `--forwarded-allow-ips ""`.
     port = free_port()
     with gunicorn(EXAMPLE, "app:app", port, env=python_env()):
-        seen = get(ATTACKER, "127.0.0.1", port, FORGED).json()
+        seen = get(ATTACKER, "127.0.0.1", port, [("X-Real-IP", "203.0.113.66"), forged]).json()
     assert (seen["client"], seen["x_forwarded_proto"]) == (ATTACKER, None)
-    assert seen["scheme"] == "https"
+    assert seen["scheme"] == "http"
+
+
+def test_under_gunicorn_over_tls_the_scheme_stays_https(tmp_path):
+    # The other half: the connection's scheme is its socket's, so TLS gunicorn keeps https.
+    subprocess.run(
+        [external("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=app.example",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )
+    port = free_port()
+    tls = ("--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem"))
+    with gunicorn(EXAMPLE, "app:app", port, "--forwarded-allow-ips", "", *tls, env=python_env()):
+        seen = get(ATTACKER, "127.0.0.1", port, [("X-Forwarded-Proto", "http")], tls=True).json()
+    assert (seen["client"], seen["scheme"], seen["x_forwarded_proto"]) == (ATTACKER, "https", None)

@@ -335,14 +335,18 @@ def test_cloudfront_to_a_function_url_never_believes_its_x_forwarded_for() -> No
 
 def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app() -> None:
     """CloudFront -> Function URL under Mangum, the client having sent X-Forwarded-For:
-    6.6.6.6, which the URL kept. The hop (the edge) is trusted, so the claims about the
-    request and the CloudFront-Viewer-Address that decided pass; the X-Forwarded-For is
-    the client's text, never read, and withheld from the scope's lines (the core's rule,
-    `Hop::trusted` over `x_forwarded_for_not_kept`). The app saw 6.6.6.6 there before.
-    An HTTP API event with the same headers keeps its X-Forwarded-For, walked as before."""
+    6.6.6.6, which the URL kept. The hop (the edge) is trusted, so X-Forwarded-Host and the
+    CloudFront-Viewer-Address that decided pass; the X-Forwarded-For is the client's text,
+    never read, and withheld from the scope's lines (the core's rule, `Hop::trusted` over
+    `x_forwarded_for_not_kept`). The app saw 6.6.6.6 there before. So are X-Forwarded-Proto
+    and -Port, which the URL passes on as it received them (`UNKEPT_CLAIMS`): they reached
+    the app before. An HTTP API event with the same headers keeps
+    its X-Forwarded-For, walked as before, and its scheme, which API Gateway writes."""
     policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
     e = event("function_url.json")
-    e["headers"].update({"x-forwarded-for": "6.6.6.6", "cloudfront-viewer-address": "198.51.100.7:50123"})
+    e["headers"].update({"x-forwarded-for": "6.6.6.6", "cloudfront-viewer-address": "198.51.100.7:50123",
+                         "x-forwarded-proto": "http", "x-forwarded-port": "80",
+                         "x-forwarded-host": "example.com"})
     e["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
     seen = under_mangum(policy, e)
     r = seen["trueip.resolution"]
@@ -350,16 +354,18 @@ def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_r
     assert seen["client"] == ("198.51.100.7", 50123)
     headers = dict(seen["headers"])
     assert b"x-forwarded-for" not in headers
+    assert b"x-forwarded-proto" not in headers and b"x-forwarded-port" not in headers
+    assert headers[b"x-forwarded-host"] == b"example.com"
     assert headers[b"cloudfront-viewer-address"] == b"198.51.100.7:50123"
-    assert (headers[b"x-forwarded-proto"], headers[b"x-forwarded-port"]) == (b"https", b"443")
-    assert seen["scheme"] == "https"
 
     http_api = event("api_gateway_v2.json")
     http_api["headers"]["x-forwarded-for"] = "6.6.6.6, 198.51.100.7"
+    http_api["headers"]["x-forwarded-proto"] = "http"
     http_api["requestContext"]["http"]["sourceIp"] = "13.32.0.1"
     seen = under_mangum(policy, http_api)
     assert seen["client"][0] == "198.51.100.7"
     assert dict(seen["headers"])[b"x-forwarded-for"] == b"6.6.6.6, 198.51.100.7"
+    assert seen["scheme"] == "http"
 
 
 def test_a_function_url_event_whose_client_is_the_edge_warns_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -443,3 +449,42 @@ def test_on_lambda_a_servers_scope_and_manguns_still_decide(monkeypatch: pytest.
     monkeypatch.setattr(trueip.asgi, "_ON_LAMBDA", False)
     e["headers"]["x-forwarded-for"] = "6.6.6.6, " + e["requestContext"]["http"]["sourceIp"]
     assert run_asgi(trueip.Policy(), zappa_scope(e))["client"] == ("6.6.6.6", 0)
+
+
+VPC_QUERY = trueip.Policy(trust=["10.0.0.0/8"], strategy="query:client")
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("alb.json", {"queryStringParameters": {"client": "2001%3Adb8%3A%3A4"}}),
+        ("alb_multi.json", {"multiValueQueryStringParameters": {"client": ["2001%3Adb8%3A%3A4"]}}),
+        ("api_gateway_v1.json", {"queryStringParameters": {"client": "2001:db8::4"},
+                                 "multiValueQueryStringParameters": {"client": ["2001:db8::4"]}}),
+        ("api_gateway_v2.json", {"rawQueryString": "client=2001%3Adb8%3A%3A4",
+                                 "queryStringParameters": {"client": "2001:db8::4"}}),
+        ("function_url.json", {"rawQueryString": "client=2001%3Adb8%3A%3A4",
+                               "queryStringParameters": {"client": "2001:db8::4"}}),
+    ],
+)
+def test_a_query_strategy_reads_the_events_arguments(name: str, fields: dict[str, Any]) -> None:
+    """The binding copies the query fields the core reads (`event_json`): a `query:NAME`
+    strategy answered the stand-in, 10.0.0.5, before."""
+    e = event(name)
+    e.update(fields)
+    if name.startswith("alb"):
+        key = "multiValueHeaders" if "multiValueHeaders" in e else "headers"
+        e[key]["x-forwarded-for"] = ["203.0.113.195, 10.0.0.5"] if key == "multiValueHeaders" else "203.0.113.195, 10.0.0.5"
+    else:
+        e["requestContext"]["identity" if "identity" in e["requestContext"] else "http"]["sourceIp"] = "10.0.0.5"
+    r = resolve_event(VPC_QUERY, e)
+    assert (r.ip_str, r.source) == ("2001:db8::4", "query:client")
+
+
+def test_a_cookie_strategy_reads_a_payload_2_events_cookies() -> None:
+    e = event("api_gateway_v2.json")
+    e["cookies"] = ["session=abc", "client=198.51.100.4"]
+    e["requestContext"]["http"]["sourceIp"] = "10.0.0.5"
+    policy = trueip.Policy(trust=["10.0.0.0/8"], strategy="cookie:client")
+    r = resolve_event(policy, e)
+    assert (r.ip_str, r.source) == ("198.51.100.4", "cookie:client")

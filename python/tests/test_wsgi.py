@@ -326,3 +326,67 @@ def test_an_origin_secret_in_the_table_is_withheld_from_a_trusted_hop() -> None:
     env = run({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_AZURE_FDID": "fdid"}, p)
     assert env["REMOTE_ADDR"] == "203.0.113.9"
     assert "HTTP_X_AZURE_FDID" not in env
+
+
+def test_a_proxy_fix_wrapped_around_the_middleware_is_undone() -> None:
+    # `app.wsgi_app = ProxyFix(app.wsgi_app, ...)` after `TrueIP`: ProxyFix runs first and
+    # makes the last X-Forwarded-For entry REMOTE_ADDR, from anyone. The old code then took
+    # that entry as the peer: a stranger's `X-Forwarded-For: 6.6.6.6` was the client, its
+    # `X-Forwarded-Proto`, `-Host` and `-Prefix` the scheme, host and script name.
+    from flask import Flask, jsonify, request
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = Flask(__name__)
+
+    @app.get("/")
+    def index() -> Any:
+        return jsonify(addr=request.remote_addr, url=request.url, xff=request.headers.get("X-Forwarded-For"))
+
+    app.wsgi_app = TrueIP(app.wsgi_app, POLICY, origin=ALL)  # type: ignore[method-assign]
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
+    client = app.test_client()
+    forged = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example",
+              "X-Forwarded-Prefix": "/evil"}
+    got = client.get("/", headers=forged, environ_base={"REMOTE_ADDR": "198.51.100.20"}).get_json()
+    assert got == {"addr": "198.51.100.20", "url": "http://localhost/", "xff": None}
+    # Through a trusted hop the policy decides as it would without ProxyFix.
+    got = client.get("/", headers=forged, environ_base={"REMOTE_ADDR": "10.0.0.5"}).get_json()
+    assert got == {"addr": "6.6.6.6", "url": "https://evil.example/evil/", "xff": "6.6.6.6"}
+
+
+def test_what_proxy_fix_replaced_is_what_the_server_gave() -> None:
+    seen = run({"REMOTE_ADDR": "198.51.100.20", "HTTP_X_FORWARDED_FOR": "6.6.6.6", "SERVER_PORT": "443",
+                "wsgi.url_scheme": "https",
+                "werkzeug.proxy_fix.orig": {"REMOTE_ADDR": "10.0.0.5", "wsgi.url_scheme": "http", "HTTP_HOST": None,
+                                            "SERVER_NAME": "internal", "SERVER_PORT": "8000", "SCRIPT_NAME": ""}})
+    assert seen["trueip.original"]["REMOTE_ADDR"] == "10.0.0.5"
+    assert seen["REMOTE_ADDR"] == "6.6.6.6"
+    assert (seen["wsgi.url_scheme"], seen["SERVER_PORT"]) == ("http", "8000")
+    assert "HTTP_HOST" not in seen and "werkzeug.proxy_fix.orig" not in seen
+
+
+def test_under_gunicorn_only_a_trusted_hop_keeps_the_scheme_gunicorn_set() -> None:
+    # gunicorn set `https` from a header it believed (`--forwarded-allow-ips`); its socket is
+    # plain. Through no trusted hop the connection's scheme is put back; through one,
+    # gunicorn's stays (a proxy that says `X-Forwarded-Ssl: on` alone).
+    import socket
+
+    with socket.socket() as sock:
+        gunicorns = {"gunicorn.socket": sock, "wsgi.url_scheme": "https", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+        stranger = run(dict(gunicorns, REMOTE_ADDR="198.51.100.20"))
+        trusted = run(dict(gunicorns, REMOTE_ADDR="10.0.0.5"))
+    assert (stranger["REMOTE_ADDR"], stranger["wsgi.url_scheme"]) == ("198.51.100.20", "http")
+    assert stranger["trueip.original"]["wsgi.url_scheme"] == "https"
+    assert (trusted["REMOTE_ADDR"], trusted["wsgi.url_scheme"]) == ("203.0.113.9", "https")
+
+
+@pytest.mark.parametrize("key,value", [("HTTP_X_FORWARDED_PROTOCOL", "ssl"), ("HTTP_FRONT_END_HTTPS", "on"),
+                                       ("HTTP_X_SCHEME", "https")])
+def test_the_scheme_claims_gunicorn_codeigniter_and_tornado_read_are_withheld_from_a_stranger(key: str, value: str) -> None:
+    # gunicorn reads X-Forwarded-Protocol (from --forwarded-allow-ips), CodeIgniter
+    # Front-End-Https, Tornado X-Scheme, each as the scheme. The old code handed a
+    # stranger's to the app.
+    assert key in FORWARDING_KEYS
+    seen = run({"REMOTE_ADDR": "198.51.100.20", key: value})
+    assert key not in seen
+    assert seen["trueip.original"][key] == value

@@ -416,11 +416,13 @@ def cloudfront_function_url() -> dict[str, Any]:
 
 @pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "zappa"])
 def test_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app(adapter: str) -> None:
-    """The hop (CloudFront's edge) is trusted, so the claims about the request and the
+    """The hop (CloudFront's edge) is trusted, so X-Forwarded-Host and the
     CloudFront-Viewer-Address that decided pass; the X-Forwarded-For the URL kept is the
     client's text, never read, and withheld as from an untrusted peer (the core's rule,
     `Hop::trusted` over `x_forwarded_for_not_kept`). The app saw HTTP_X_FORWARDED_FOR
-    "6.6.6.6" before, which Flask's ProxyFix or python-ipware would take for the client."""
+    "6.6.6.6" before, which Flask's ProxyFix or python-ipware would take for the client.
+    X-Forwarded-Proto and -Port, which the URL passes on as it received them
+    (`UNKEPT_CLAIMS`), are withheld too: they reached the app before."""
     e = cloudfront_function_url()
     want = resolve_event(CLOUDFRONT_API, copy.deepcopy(e))
     seen = seen_by(adapter, CLOUDFRONT_API, e)
@@ -431,7 +433,8 @@ def test_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app(
     assert "HTTP_X_FORWARDED_FOR" not in seen
     assert seen["trueip.original"]["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
     assert seen["HTTP_CLOUDFRONT_VIEWER_ADDRESS"] == "198.51.100.7:50123"
-    assert (seen["HTTP_X_FORWARDED_PROTO"], seen["HTTP_X_FORWARDED_HOST"]) == ("https", "app.example")
+    assert "HTTP_X_FORWARDED_PROTO" not in seen and "HTTP_X_FORWARDED_PORT" not in seen
+    assert seen["HTTP_X_FORWARDED_HOST"] == "app.example"
     # The same headers in an HTTP API event behind CloudFront: its X-Forwarded-For is walked
     # and passes, as before.
     api = http_api("13.32.0.1", "6.6.6.6, 198.51.100.7")

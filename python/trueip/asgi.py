@@ -48,14 +48,18 @@ removed as from an untrusted peer, and the ``trueip`` logger warns once per poli
 
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
 hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
-``--forwarded-allow-ips`` (127.0.0.1 by default) and rewrites ``scope["client"]`` before
-this middleware sees it, so the peer here would already be a header's word.
+``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process) and rewrites
+``scope["client"]`` and ``scope["scheme"]`` before this middleware sees them, and
+hypercorn's believes them from anyone; the peer here would already be a header's word. The
+middleware refuses to run under either (``server_rewrite``): the server's lifespan startup
+fails with the fix in its message, and each request gets a 500 naming it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
@@ -70,6 +74,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
+#: ``TrueIP._rewrite`` before the first call.
+_UNCHECKED: Any = object()
+
 #: Whether this process is an AWS Lambda function (the runtime sets the variable in every one).
 _ON_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 _warned_invented = False
@@ -79,6 +86,103 @@ def _invented_client(client: Any) -> bool:
     """Whether ``client`` is what an ASGI adapter on Lambda wrote without a connection:
     port ``0`` (Zappa's, from X-Forwarded-For); a server's connection has a real port."""
     return isinstance(client, (tuple, list)) and len(client) == 2 and client[1] == 0
+
+
+def _uvicorn_trusts_no_one(middleware: Any) -> bool:
+    """Whether uvicorn's ``ProxyHeadersMiddleware`` believes no peer: ``--forwarded-allow-ips
+    ""`` (what gunicorn users are told to pass, which the UvicornWorker hands on). Read from
+    its private ``_TrustedHosts``; any other shape counts as believing someone."""
+    hosts = getattr(middleware, "trusted_hosts", None)
+    try:
+        return (
+            hosts.always_trust is False
+            and not hosts.trusted_hosts
+            and not hosts.trusted_networks
+            and not (set(hosts.trusted_literals) - {""})
+        )
+    except (AttributeError, TypeError):
+        return False
+
+
+def _hypercorn_trusts_no_hop(middleware: Any) -> bool:
+    """Whether hypercorn's ``ProxyFixMiddleware`` reads no header (``trusted_hops=0``)."""
+    return getattr(middleware, "trusted_hops", None) == 0
+
+
+#: The servers' own proxy-header middlewares: (module, class, whether an instance reads
+#: nothing, what to do instead). Each rewrites ``scope["client"]`` and ``scope["scheme"]``
+#: from X-Forwarded-For and -Proto before the app it wraps runs, and keeps no trace of the
+#: connection's own: uvicorn's (on by default) for a peer in ``--forwarded-allow-ips``
+#: (127.0.0.1 and ::1 by default: any local process, an SSRF), taking any entry, ``evil`` or
+#: a port it names included; hypercorn's for any peer.
+_SERVER_REWRITES = (
+    (
+        "uvicorn.middleware.proxy_headers",
+        "ProxyHeadersMiddleware",
+        _uvicorn_trusts_no_one,
+        "run uvicorn with --no-proxy-headers (uvicorn.run(app, proxy_headers=False); under gunicorn's "
+        'UvicornWorker, --forwarded-allow-ips "")',
+    ),
+    (
+        "hypercorn.middleware.proxy_fix",
+        "ProxyFixMiddleware",
+        _hypercorn_trusts_no_hop,
+        "remove hypercorn's ProxyFixMiddleware",
+    ),
+)
+
+#: How many callers ``server_rewrite`` looks through: a framework's stack of middlewares
+#: between the server and this one is a few dozen at most.
+_CALLERS = 64
+
+
+def server_rewrite(frame: Any) -> Optional[str]:
+    """What to fix when ``frame`` (the caller of the middleware), or one of its callers, is
+    a server's own proxy-header middleware (``_SERVER_REWRITES``) that believes someone, or
+    ``None``. The scope it hands on carries a header's word as the peer, and nothing in the
+    scope says so: the running code does. Only middlewares already imported are looked for,
+    so the check imports nothing."""
+    found = {}
+    for module, name, inert, fix in _SERVER_REWRITES:
+        call = getattr(getattr(sys.modules.get(module), name, None), "__call__", None)
+        code = getattr(call, "__code__", None)
+        if code is not None:
+            found[code] = (inert, f"{module}.{name} wraps trueip.asgi.TrueIP and rewrites scope['client'] and the "
+                                  f"scheme from X-Forwarded-For and X-Forwarded-Proto before trueip decides, so the "
+                                  f"peer may be a header's word: {fix}")
+    for _ in range(_CALLERS):
+        if frame is None or not found:
+            return None
+        entry = found.get(frame.f_code)
+        if entry is not None:
+            inert, fix = entry
+            return None if inert(frame.f_locals.get("self")) else fix
+        frame = frame.f_back
+    return None
+
+
+async def _refuse_rewritten(
+    fix: str, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Answers ``scope`` under a server that rewrites the client (``server_rewrite``): the
+    lifespan's startup fails, so the server stops with ``fix`` in its log; an HTTP request
+    gets a 500 naming it; a WebSocket is closed before it is accepted."""
+    kind = scope.get("type")
+    if kind == "lifespan":
+        if (await receive()).get("type") == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": f"trueip: {fix}"})
+    elif kind == "websocket":
+        await send({"type": "websocket.close", "code": 1011})
+    elif kind == "http":
+        body = f"trueip: this request's client cannot be decided: {fix}\n".encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def scope_peer(scope: Scope, default: Any) -> Any:
@@ -211,8 +315,18 @@ class TrueIP(_signed.Configured):
         on_unverified: str = "peer",
     ) -> None:
         super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
+        # What `server_rewrite` found around the first call: the server does not change.
+        self._rewrite: Any = _UNCHECKED
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+        rewrite = self._rewrite
+        if rewrite is _UNCHECKED:
+            rewrite = self._rewrite = server_rewrite(sys._getframe(1))
+            if rewrite is not None:
+                logging.getLogger("trueip").error("trueip: %s", rewrite)
+        if rewrite is not None:
+            await _refuse_rewritten(rewrite, scope, receive, send)
+            return
         if scope.get("type") in ("http", "websocket"):
             scope = apply(self.policy, scope, self.origin, self.verifier)
             outcome = scope.get("trueip.signature")

@@ -31,12 +31,15 @@ are removed, and the scheme and host, when trusted hops reported them, are appli
 (``HTTP_HOST`` then passes through ``ALLOWED_HOSTS`` as usual; leave
 ``USE_X_FORWARDED_HOST`` and ``SECURE_PROXY_SSL_HEADER`` unset: this middleware has already
 decided which hops to believe; a ``SECURE_PROXY_SSL_HEADER`` naming a header it does not
-withhold from a stranger, such as ``HTTP_FRONT_END_HTTPS``, is ``ImproperlyConfigured``). The
+withhold from a stranger, such as ``HTTP_X_URL_SCHEME``, is ``ImproperlyConfigured``). The
 decision is ``request.trueip``. ``request.headers`` and ``build_absolute_uri``'s scheme and
 host, which Django keeps once read, are read again after the rewrite, so a middleware listed
 before this one that read them leaves the view nothing stale; what such a middleware decided
 from them (a rate limiter's key, a log line) was decided from what the client sent: list this
-middleware first.
+middleware first. Under uvicorn run with ``--no-proxy-headers`` (under gunicorn's
+``UvicornWorker``, ``--forwarded-allow-ips ""``): uvicorn rewrites the scope's client from
+``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``, and unlike ``trueip.asgi.TrueIP``
+(which refuses to run under it) this middleware cannot see that.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -178,7 +181,7 @@ def verify_from_settings(settings: Any = None) -> tuple[Optional[Verifier], bool
 
 def _check_proxy_ssl_header(policy: Policy, settings: Any = None) -> None:
     """Refuses a ``SECURE_PROXY_SSL_HEADER`` naming a header ``policy`` does not withhold
-    from a stranger (``HTTP_FRONT_END_HTTPS``, ``HTTP_X_SCHEME``): ``is_secure()`` reads it
+    from a stranger (``HTTP_X_URL_SCHEME``, ``HTTP_X_HTTPS``): ``is_secure()`` reads it
     from META at each call, so a stranger that sent it would make the request secure.
     ``HTTP_X_FORWARDED_PROTO``, Django's own example, is withheld and passes only from
     trusted hops."""

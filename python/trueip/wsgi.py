@@ -52,6 +52,20 @@ decided as if no proxy were trusted, so ``REMOTE_ADDR`` stays the peer, every cl
 header is removed as from an untrusted peer, and the ``trueip`` logger warns once per
 policy (``test_wsgi_lambda.py::test_a_lambda_preset_without_an_event_trusts_no_header``).
 
+Werkzeug's ``ProxyFix`` wrapped around this middleware (``ProxyFix(TrueIP(app, policy))``,
+or ``app.wsgi_app = ProxyFix(app.wsgi_app)`` after ``TrueIP``) would hand it the last
+``X-Forwarded-For`` entry as ``REMOTE_ADDR``, whoever sent it: its rewrite is undone first
+(it keeps what it replaced in ``environ["werkzeug.proxy_fix.orig"]``), so the policy decides
+from the connection, and the ``trueip`` logger warns once. Put ``TrueIP`` outside every
+other wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
+
+gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
+itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
+under gunicorn a request that came through no trusted hop gets its connection's scheme (TLS
+or not, from ``environ["gunicorn.socket"]``). Through a trusted hop gunicorn's scheme is kept
+unless ``origin`` applies the hop's; run gunicorn with ``--forwarded-allow-ips ""`` so that
+only the policy's hops and ``origin`` decide it.
+
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
 From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
@@ -63,6 +77,7 @@ side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge fo
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterable, Optional
 
 from . import Policy, Verifier, forwarding_header_names
@@ -117,6 +132,38 @@ def lambda_event(environ: dict[str, Any]) -> Optional[dict[str, Any]]:
     return None
 
 
+#: Where Werkzeug's ``ProxyFix`` keeps the values it replaced: ``REMOTE_ADDR``,
+#: ``wsgi.url_scheme``, ``HTTP_HOST``, ``SERVER_NAME``, ``SERVER_PORT``, ``SCRIPT_NAME``
+#: (``None`` for a key that was absent).
+PROXY_FIX_ORIGINAL = "werkzeug.proxy_fix.orig"
+
+_warned_proxy_fix = False
+
+
+def _undo_proxy_fix(environ: dict[str, Any]) -> None:
+    """Puts back what a ``ProxyFix`` that ran before this middleware replaced (see the module
+    doc): its ``REMOTE_ADDR`` is the last ``X-Forwarded-For`` entry, which anyone who reaches
+    the app writes. Only ``ProxyFix`` sets the key: a header cannot, every header's key
+    starts with ``HTTP_``."""
+    fixed = environ.pop(PROXY_FIX_ORIGINAL)
+    if not isinstance(fixed, dict):
+        return
+    global _warned_proxy_fix
+    if not _warned_proxy_fix:
+        _warned_proxy_fix = True
+        logging.getLogger("trueip").warning(
+            "Werkzeug's ProxyFix runs before trueip.wsgi.TrueIP and rewrote REMOTE_ADDR from X-Forwarded-For; "
+            "trueip undid it and decides from the connection. Remove ProxyFix: the policy's trust and origin replace it"
+        )
+    for key, value in fixed.items():
+        if key not in _ORIGINAL_KEYS:
+            continue
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+
+
 def apply(
     policy: Policy,
     environ: dict[str, Any],
@@ -149,6 +196,8 @@ def apply(
     ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (Django before 5.2.13 and 6.0.4).
     When they decide, ``lines`` is left holding the lines that pass (under a Lambda event it
     is left as it was)."""
+    if PROXY_FIX_ORIGINAL in environ:
+        _undo_proxy_fix(environ)
     original: dict[str, Any] = {k: environ[k] for k in _ORIGINAL_KEYS if k in environ}
     environ["trueip.original"] = original
     event = lambda_event(environ) if peer is _REMOTE_ADDR else None
@@ -179,6 +228,12 @@ def apply(
     environ["trueip.resolution"] = resolution
     if verifier is not None:
         environ["trueip.signature"] = outcome
+    sock = environ.get("gunicorn.socket")
+    if sock is not None and (resolution is None or not resolution.trusted_hop):
+        # gunicorn sets the scheme from X-Forwarded-Proto, -Protocol or -Ssl itself for a peer
+        # in --forwarded-allow-ips (127.0.0.1 by default: any local process). A request that
+        # came through no trusted hop has its connection's scheme: its socket's.
+        environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
     withheld = policy._withheld_environ_keys(resolution)
     # Usually none is there (a trusted hop's list header is not withheld): the disjointness
     # check costs a third of building the intersection.

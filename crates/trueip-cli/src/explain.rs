@@ -18,6 +18,8 @@ const TRUST_HELP: &str = "\
 Trust specs (--trust, repeatable):
   10.0.0.0/8, 192.0.2.7, 2001:db8::/32   address ranges and single addresses
   loopback | private | any                named sets (private = RFC 1918 + ULA + link-local)
+  unix                                    a peer on a Unix socket (--peer unix), which no
+                                          address range, not even any, includes
   cloudfront | cloudflare | fastly | azure-front-door
                                           a provider's published ranges, from the cache
                                           `trueip ranges update NAME` fills (--ranges-dir)
@@ -75,7 +77,9 @@ API Gateway or Function URL event the last x-forwarded-for element is not AWS's,
 trusts no one (sourceIp is the client, flagged no_lambda_event). A Function URL keeps only the
 first x-forwarded-for value it received, the client's text: no policy reads it there, so behind
 CloudFront the client is CloudFront-Viewer-Address (forward it), else the edge, flagged
-x_forwarded_for_not_kept (the middlewares withhold that header from the app).
+x_forwarded_for_not_kept (the middlewares withhold that header, X-Forwarded-Proto and -Port from
+the app). query:NAME reads the event's arguments as AWS writes them (rawQueryString; an ALB's
+queryStringParameters as sent; a REST API's decoded), cookie:NAME a payload 2.0 event's cookies.
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";
@@ -122,7 +126,8 @@ pub(crate) struct ExplainArgs {
     /// Strategy; repeat for a fallback chain (see below). Default: peer, or rightmost-untrusted with --trust.
     #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
-    /// The list header list strategies read.
+    /// Which list header the list strategies (rightmost-untrusted, rightmost, hops:N,
+    /// leftmost) read: xff (X-Forwarded-For, the default) or forwarded (RFC 7239).
     #[arg(long, value_name = "xff|forwarded")]
     from: Option<String>,
     /// Read the [client_ip] section of this TOML file (the one `trueip serve` uses).
@@ -343,10 +348,10 @@ fn preset_policy(preset: Preset, trust: &[String]) -> Result<Policy, String> {
         .map_err(|e| format!("--lambda-preset {preset}: {e}"))
 }
 
-/// The most bytes `--lambda-event` reads. AWS hands a function at most 6 MB (a
-/// synchronous invocation's payload), so anything larger is not an event, and `-` fed
-/// without end (or a path such as `/dev/zero`) must not make explain read until memory
-/// runs out.
+/// The most bytes `--lambda-event` reads, and `--batch` of one line. AWS hands a
+/// function at most 6 MB (a synchronous invocation's payload), so anything larger is not
+/// an event, and `-` fed without end (or a path such as `/dev/zero`) must not make
+/// explain read until memory runs out.
 const MAX_EVENT_BYTES: u64 = 16 << 20;
 
 /// Reads an event of at most [`MAX_EVENT_BYTES`] from `reader`, for `name` in errors.
@@ -564,16 +569,37 @@ enum OneOrMany {
 /// Policies are built once per distinct (trust, strategy, from) and reused: building
 /// one per line would dominate a large batch.
 fn batch(base: &ClientIpConfig, dirs: Dirs<'_>) -> Result<ExitCode, String> {
-    let stdin = std::io::stdin().lock();
+    let mut stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut policies: HashMap<String, Result<Policy, String>> = HashMap::new();
     let mut any_bad = false;
-    for (i, line) in stdin.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+    let mut bytes = Vec::new();
+    for i in 0.. {
+        bytes.clear();
+        // A case is no larger than an event: stdin fed without a newline (`/dev/zero`)
+        // must not make explain read until memory runs out.
+        (&mut stdin)
+            .take(MAX_EVENT_BYTES + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        if bytes.is_empty() {
+            break;
+        }
+        if bytes.len() as u64 > MAX_EVENT_BYTES {
+            return Err(format!(
+                "stdin line {}: more than {} MiB; a case is one JSON object on one line",
+                i + 1,
+                MAX_EVENT_BYTES >> 20
+            ));
+        }
+        let line = std::str::from_utf8(&bytes)
+            .map_err(|e| format!("cannot read stdin: line {}: not UTF-8: {e}", i + 1))?;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             continue;
         }
-        let result = batch_case(&line, base, dirs, &mut policies);
+        let result = batch_case(line, base, dirs, &mut policies);
         let json = match result {
             Ok(explanation) => serde_json::to_string(&explanation),
             Err(error) => {

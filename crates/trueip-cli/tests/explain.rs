@@ -753,6 +753,38 @@ fn lambda_event_from_stdin_as_json() {
     assert_eq!(v["steps"][0]["verdict"], "trusted", "{v}");
 }
 
+/// `query:NAME` reads an event's query arguments (here an HTTP API's `rawQueryString`),
+/// as `resolve_event` does; it answered the stand-in (10.0.0.5) before.
+#[test]
+fn lambda_event_query_argument() {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
+    event["requestContext"]["http"]["sourceIp"] = "10.0.0.5".into();
+    event["rawQueryString"] = "page=2&client=198.51.100.4".into();
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            "-",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "query:client",
+            "--format",
+            "json",
+        ],
+        Some(&event.to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["client_ip"], "198.51.100.4", "{v}");
+    assert_eq!(v["source"], "query:client", "{v}");
+}
+
 /// No flags: trust nothing, `sourceIp` (here IPv6) is the client.
 #[test]
 fn lambda_event_function_url_ipv6() {
@@ -963,6 +995,38 @@ fn lambda_event_errors_name_the_field() {
 /// An event is read to a bound (16 MiB; AWS sends at most 6 MB), from stdin or a file:
 /// input without end (`-` fed forever, `/dev/zero`) once made explain read until memory
 /// ran out. Past the bound it stops, exits 2 and says why.
+/// `--batch` reads a line at most as large as an event: stdin without a newline once
+/// grew until memory ran out.
+#[test]
+fn batch_input_is_bounded() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
+        .args(["explain", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trueip");
+    let mut pipe = child.stdin.take().expect("stdin");
+    // A good case first, then spaces until trueip stops reading (a broken pipe), at most
+    // 64 MiB.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(b"{\"peer\":\"198.51.100.1\"}\n");
+        let block = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            if pipe.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    let out = child.wait_with_output().expect("trueip output");
+    writer.join().expect("writer thread");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("stdin line 2: more than 16 MiB"), "{err}");
+    let first = String::from_utf8_lossy(&out.stdout);
+    assert!(first.contains("198.51.100.1"), "{first}");
+}
+
 #[test]
 fn lambda_event_input_is_bounded() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))

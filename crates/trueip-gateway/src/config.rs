@@ -1159,7 +1159,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", long_help = strategy_help())]
     pub strategy: Vec<String>,
 
-    /// The list header list strategies read.
+    /// Which list header the list strategies (rightmost-untrusted, rightmost, hops:N,
+    /// leftmost) read: xff (X-Forwarded-For, the default) or forwarded (RFC 7239).
     #[arg(long, value_name = "xff|forwarded")]
     pub from: Option<String>,
 
@@ -2607,6 +2608,36 @@ mod tests {
         let off = settings("[limits]\nlean_http1 = false").unwrap();
         assert!(!off.limits.lean_http1);
         assert_eq!(example.policy.strategy_name(0), None);
+    }
+
+    /// `[client_ip]` in `trueip.example.toml` builds the policy an empty section builds,
+    /// and each key it sets reaches that policy (set otherwise, the policy differs), so
+    /// the comparison cannot pass for a key the policy ignores.
+    #[test]
+    fn the_examples_client_ip_keys_are_the_policys_defaults() {
+        let text = include_str!("../../../trueip.example.toml");
+        let policy = |toml: &str| format!("{:?}", settings(toml).unwrap().policy);
+        let default = policy("");
+        assert_eq!(policy(text), default);
+        for (line, other) in [
+            ("trusted = []", "trusted = [\"10.0.0.1\"]"),
+            ("from = \"xff\"", "from = \"forwarded\""),
+            ("all_trusted = \"leftmost\"", "all_trusted = \"peer\""),
+            ("ipv6_prefix = 64", "ipv6_prefix = 48"),
+            (
+                "proxy_protocol_from = []",
+                "proxy_protocol_from = [\"10.0.0.1\"]",
+            ),
+        ] {
+            let set = format!("\n{line}\n");
+            assert_eq!(
+                text.matches(&set).count(),
+                1,
+                "the example sets {line} once"
+            );
+            let changed = text.replacen(&set, &format!("\n{other}\n"), 1);
+            assert_ne!(policy(&changed), default, "{other} reaches the policy");
+        }
     }
 
     /// Every key `trueip.example.toml` sets (rather than leaves commented out) has the

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trueip::Warnings;
 use trueip::addr::Peer;
 
+use crate::shown;
+
 /// How many entries are kept when `[admin] forgeries` is not set.
 pub(crate) const DEFAULT_KEPT: usize = 100;
 /// The most `[admin] forgeries` may ask for: with [`ENTRY_MAX_BYTES`], about 13 MB.
@@ -64,9 +66,9 @@ pub(crate) fn is_forgery(warnings: Warnings, stripped: u64) -> bool {
     stripped > 0 || !warnings.forgeries().is_empty()
 }
 
-/// `bytes` as text safe for any reader: printable ASCII but `\` as it is, `\` as `\\`,
-/// every other byte as `\xNN`; at most `max` characters (a `\xNN` is never cut in
-/// two). Returns the text and whether it was cut.
+/// `bytes` as text safe for any reader ([`shown`]: printable ASCII but `\` as it is,
+/// `\` as `\\`, every other byte as `\xNN`); at most `max` characters (a `\xNN` is
+/// never cut in two). Returns the text and whether it was cut.
 pub(crate) fn escape(bytes: &[u8], max: usize) -> (String, bool) {
     let mut out = String::with_capacity(bytes.len().min(max));
     let cut = escape_into(&mut out, bytes, max);
@@ -86,26 +88,9 @@ fn escape_into(out: &mut String, bytes: &[u8], max: usize) -> bool {
         out.push_str(text);
         return head.len() < bytes.len();
     }
-    let mut len = 0;
-    for &b in bytes {
-        let width = match b {
-            b'\\' => 2,
-            0x20..=0x7e => 1,
-            _ => 4,
-        };
-        if len + width > max {
-            return true;
-        }
-        len += width;
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(char::from(b)),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    false
+    let shown = shown::Bytes::at_most(bytes, max);
+    let _ = write!(out, "{shown}");
+    shown.is_cut()
 }
 
 /// Where a piece of an entry's text is in [`Entry::text`].

@@ -180,31 +180,238 @@ impl InBuf {
 /// An accepted client connection: TCP, or a Unix socket (`unix:/path` listeners).
 pub(crate) enum Socket {
     /// TCP.
-    Tcp(TcpStream, NoDelay),
+    Tcp(LazyTcp, NoDelay),
     /// Unix socket.
     Unix(UnixStream),
 }
 
 impl Socket {
-    /// An accepted TCP connection whose `TCP_NODELAY` is as `nodelay` says (see
-    /// [`NoDelay`]).
-    pub(crate) fn tcp(stream: TcpStream, nodelay: NoDelay) -> Self {
-        Socket::Tcp(stream, nodelay)
+    /// An accepted TCP connection (non-blocking, not registered with tokio: see
+    /// [`LazyTcp`]) whose `TCP_NODELAY` is as `nodelay` says (see [`NoDelay`]).
+    pub(crate) fn tcp(stream: std::net::TcpStream, nodelay: NoDelay) -> Self {
+        Socket::Tcp(LazyTcp::Bare(stream), nodelay)
     }
 
-    /// Drops tokio's guess that a socket it just accepted is readable: its first read
-    /// then waits for epoll to report bytes. Only where nothing can poll epoll between the
-    /// accept and this call (see `server::accept`). A `try_io` whose operation would
-    /// block clears the readiness without a system call.
+    /// Drops tokio's guess that a Unix socket it just accepted is readable: its first
+    /// read then waits for epoll to report bytes. Only where nothing can poll epoll
+    /// between the accept and this call (see `server::accept`). A `try_io` whose
+    /// operation would block clears the readiness without a system call. A TCP socket
+    /// has no guess to drop: it is not registered until a read would block.
     pub(crate) fn forget_readable_guess(&self) {
-        fn would_block() -> io::Result<()> {
-            Err(io::ErrorKind::WouldBlock.into())
+        if let Socket::Unix(s) = self {
+            let _ = s.try_io(tokio::io::Interest::READABLE, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
         }
-        let readable = tokio::io::Interest::READABLE;
-        let _ = match self {
-            Socket::Tcp(s, _) => s.try_io(readable, would_block),
-            Socket::Unix(s) => s.try_io(readable, would_block),
-        };
+    }
+
+    /// Whether bytes from the client wait to be read now (one is read and dropped, as
+    /// [`linger`] drops all of them), without waiting for any, and without registering a
+    /// TCP socket that is not registered yet.
+    fn waiting_now(&mut self) -> bool {
+        match self {
+            Socket::Tcp(LazyTcp::Bare(s), _) => {
+                let mut byte = [0u8; 1];
+                matches!(io::Read::read(&mut &*s, &mut byte), Ok(1))
+            }
+            _ => polled_waiting(self),
+        }
+    }
+}
+
+/// An accepted TCP socket, registered with tokio's event loop only once a read or write
+/// on it would block.
+///
+/// Registering costs an `epoll_ctl` to add the socket and another to remove it when it
+/// closes, the kernel's epoll item, a wake-up of the event loop for each packet the
+/// socket receives afterwards, and tokio's readiness record. A connection whose request
+/// is there at its first read and whose response fits the socket's send buffer (a new
+/// connection per request: row `close` of `bench/gateway.sh`) never waits on its socket
+/// and needs none of it; HAProxy reads a new connection the same way before it
+/// registers it. Once registered, a socket stays so until it closes.
+pub(crate) enum LazyTcp {
+    /// Not registered: reads and writes go to the (non-blocking) socket at once.
+    Bare(std::net::TcpStream),
+    /// Registered, after an operation would have blocked.
+    Registered(TcpStream),
+    /// Registering failed, and the socket was closed: every operation fails.
+    Failed,
+}
+
+impl LazyTcp {
+    /// The socket, registered now if it was not.
+    fn registered(&mut self) -> io::Result<&mut TcpStream> {
+        if matches!(self, LazyTcp::Bare(_))
+            && let LazyTcp::Bare(bare) = std::mem::replace(self, LazyTcp::Failed)
+        {
+            *self = LazyTcp::Registered(TcpStream::from_std(bare)?);
+        }
+        match self {
+            LazyTcp::Registered(s) => Ok(s),
+            LazyTcp::Bare(_) | LazyTcp::Failed => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the socket could not be registered with the event loop",
+            )),
+        }
+    }
+
+    /// `bare` on the socket while it is not registered; when that would block (or it is
+    /// registered), `polled` on tokio's stream, which then wakes the task when the
+    /// socket is ready. A socket just registered is not ready to tokio until epoll
+    /// reports it (an added socket's current state is reported at once).
+    fn poll_io<T>(
+        &mut self,
+        bare: impl FnOnce(&std::net::TcpStream) -> io::Result<T>,
+        polled: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let LazyTcp::Bare(s) = self {
+            match bare(s) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+        match self.registered() {
+            Ok(s) => polled(Pin::new(s)),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match self {
+            LazyTcp::Bare(s) => s.set_nodelay(on),
+            LazyTcp::Registered(s) => s.set_nodelay(on),
+            LazyTcp::Failed => Ok(()),
+        }
+    }
+
+    #[cfg(test)]
+    fn nodelay(&self) -> io::Result<bool> {
+        match self {
+            LazyTcp::Bare(s) => s.nodelay(),
+            LazyTcp::Registered(s) => s.nodelay(),
+            LazyTcp::Failed => Ok(false),
+        }
+    }
+
+    /// Whether the socket is registered with tokio's event loop.
+    #[cfg(test)]
+    pub(crate) fn is_registered(&self) -> bool {
+        matches!(self, LazyTcp::Registered(_))
+    }
+}
+
+impl AsyncRead for LazyTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let LazyTcp::Bare(s) = this {
+            // Free after the first time: the lean path's buffers are initialised already.
+            match io::Read::read(&mut &*s, buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        match this.registered() {
+            Ok(s) => Pin::new(s).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for LazyTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_io(
+            |mut s| io::Write::write(&mut s, buf),
+            |s| s.poll_write(cx, buf),
+        )
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_io(
+            |mut s| io::Write::write_vectored(&mut s, bufs),
+            |s| s.poll_write_vectored(cx, bufs),
+        )
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LazyTcp::Bare(s) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
+            LazyTcp::Registered(s) => Pin::new(s).poll_shutdown(cx),
+            LazyTcp::Failed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// A TCP listening socket whose connections are accepted without registering them with
+/// tokio's event loop (see [`LazyTcp`]); tokio's `TcpListener::accept` registers each.
+pub(crate) struct TcpAcceptor {
+    /// The listening socket, held as a tokio `TcpStream` for its readiness alone (tokio's
+    /// `TcpListener` tells it only by accepting, and `AsyncFd` is registered only with
+    /// `unsafe`): nothing reads or writes it.
+    ready: TcpStream,
+}
+
+impl TcpAcceptor {
+    /// Accepts on `listener` (made non-blocking), on the current runtime.
+    pub(crate) fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let socket = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener));
+        Ok(TcpAcceptor {
+            ready: TcpStream::from_std(socket)?,
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.ready.local_addr()
+    }
+
+    /// The next connection (non-blocking and close-on-exec, as tokio's would be) and
+    /// its peer.
+    pub(crate) async fn accept(&self) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+        use rustix::net::SocketFlags;
+        loop {
+            self.ready.readable().await?;
+            // Would it block, the readiness is cleared and the next wait is for epoll's.
+            let accepted = self.ready.try_io(tokio::io::Interest::READABLE, || {
+                rustix::net::acceptfrom_with(
+                    &self.ready,
+                    SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                )
+                .map_err(io::Error::from)
+            });
+            match accepted {
+                Ok((socket, peer)) => {
+                    let peer = peer
+                        .and_then(|p| std::net::SocketAddr::try_from(p).ok())
+                        .ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "a peer without an address")
+                        })?;
+                    return Ok((std::net::TcpStream::from(socket), peer));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -238,7 +445,7 @@ pub(crate) enum NoDelay {
 impl NoDelay {
     /// How a listener's connections start, as its first one tells: [`NoDelay::Set`] when
     /// it came with `TCP_NODELAY` from the listener, else [`NoDelay::Unwritten`].
-    pub(crate) fn accepted(first: &TcpStream) -> Self {
+    pub(crate) fn accepted(first: &std::net::TcpStream) -> Self {
         if first.nodelay().unwrap_or(false) {
             NoDelay::Set
         } else {
@@ -250,8 +457,8 @@ impl NoDelay {
     /// earlier write sent bytes, and the first write that sends any noted.
     fn write(
         &mut self,
-        stream: &mut TcpStream,
-        write: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<usize>>,
+        stream: &mut LazyTcp,
+        write: impl FnOnce(Pin<&mut LazyTcp>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         if *self == NoDelay::Written {
             // A socket that refuses it is no worse off than before this write.
@@ -791,27 +998,43 @@ const LINGER_READ: Duration = Duration::from_secs(2);
 ///
 /// Closing a socket with unread bytes makes the kernel answer with a reset, and a reset
 /// throws away what is still in the send queue: the tail of the response the client was
-/// receiving. With nothing waiting (the usual close) this costs nothing: the check is
+/// receiving. With nothing waiting (the usual close) this costs little: the check is
 /// one poll of the stream, which tokio answers from the readiness it has without a
-/// system call once a read has drained the socket.
+/// system call once a read has drained the socket ([`Tracked::linger`] asks a socket
+/// that was never registered with one `recv`).
 pub(crate) async fn linger<I: AsyncRead + AsyncWrite + Unpin>(io: &mut I) {
-    // One byte tells whether any wait (it is dropped, as all of them would be). The 4 KiB
-    // buffer and the timers of the draining are allocated only when some do: inline here,
-    // they were part of every connection task's future, which tokio copies at spawn and at
-    // the task's end, and the buffer was zeroed for every connection (8,000 more
-    // user-space instructions per request on a new connection per request,
-    // `PROTOCOL=close bash bench/instructions.sh`).
-    let mut byte = [0u8; 1];
-    let waiting = {
-        let mut probe = ReadBuf::new(&mut byte);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        matches!(
-            Pin::new(&mut *io).poll_read(&mut cx, &mut probe),
-            Poll::Ready(Ok(())) if !probe.filled().is_empty()
-        )
-    };
-    if waiting {
+    if polled_waiting(io) {
         Box::pin(drain(io)).await;
+    }
+}
+
+/// Whether a poll of `io` finds bytes to read now: one is read and dropped, as all of
+/// them would be. The 4 KiB buffer and the timers of the draining are allocated only
+/// when some wait: inline in [`linger`], they were part of every connection task's
+/// future, which tokio copies at spawn and at the task's end, and the buffer was zeroed
+/// for every connection (8,000 more user-space instructions per request on a new
+/// connection per request, `PROTOCOL=close bash bench/instructions.sh`).
+fn polled_waiting<I: AsyncRead + Unpin>(io: &mut I) -> bool {
+    let mut byte = [0u8; 1];
+    let mut probe = ReadBuf::new(&mut byte);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    matches!(
+        Pin::new(&mut *io).poll_read(&mut cx, &mut probe),
+        Poll::Ready(Ok(())) if !probe.filled().is_empty()
+    )
+}
+
+impl Tracked {
+    /// [`linger`], with a TCP socket that was never registered with tokio's event loop
+    /// asked directly (a poll would register it only to find nothing).
+    pub(crate) async fn linger(&mut self) {
+        let waiting = match &mut self.stream {
+            Stream::Plain(r) => !r.prefix.is_empty() || r.inner.waiting_now(),
+            Stream::Tls(s) => polled_waiting(s),
+        };
+        if waiting {
+            Box::pin(drain(self)).await;
+        }
     }
 }
 
@@ -917,11 +1140,12 @@ mod tests {
     #[tokio::test]
     async fn nodelay_is_set_before_the_second_write() {
         use tokio::io::AsyncWriteExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
         // A listener without TCP_NODELAY (the gateway's own have it): its connections
         // set it themselves.
         let start = NoDelay::accepted(&accepted);
@@ -945,6 +1169,107 @@ mod tests {
         let bufs = [io::IoSlice::new(b"third")];
         assert_eq!(s.write_vectored(&bufs).await.unwrap(), 5);
         assert_eq!(nodelay(&s), Some((true, NoDelay::Set)));
+    }
+
+    /// An accepted socket as `server::accept` hands it over (non-blocking, not
+    /// registered), its client, and the client's bytes already in its receive queue.
+    async fn accepted_with(sent: &[u8]) -> (LazyTcp, TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        let acceptor =
+            TcpAcceptor::from_std(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let mut client = TcpStream::connect(acceptor.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = acceptor.accept().await.unwrap();
+        client.write_all(sent).await.unwrap();
+        // Until they are there (a blocking peek), so that the test does not race them.
+        if !sent.is_empty() {
+            accepted.set_nonblocking(false).unwrap();
+            accepted.peek(&mut [0u8; 1]).unwrap();
+            accepted.set_nonblocking(true).unwrap();
+        }
+        (LazyTcp::Bare(accepted), client)
+    }
+
+    /// A request there at the first read and a response that fits the socket's send
+    /// buffer: the socket is never registered with tokio's event loop (no `epoll_ctl`).
+    /// A read that finds nothing registers it, and the task is woken when bytes come.
+    #[tokio::test]
+    async fn a_tcp_socket_is_registered_only_once_a_read_would_block() {
+        use tokio::io::AsyncWriteExt;
+        let (mut s, mut client) = accepted_with(b"GET / HTTP/1.1\r\n\r\n").await;
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).await.unwrap(), 18);
+        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!s.is_registered(), "nothing waited");
+        let mut answer = [0u8; 27];
+        client.read_exact(&mut answer).await.unwrap();
+
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(b"more").await.unwrap();
+            client
+        });
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("woken when the bytes came")
+            .unwrap();
+        assert_eq!(buf.get(..n), Some(&b"more"[..]));
+        assert!(s.is_registered(), "the read waited");
+        // Registered, it goes on as tokio's stream.
+        let mut client = later.await.unwrap();
+        s.write_all(b"ok").await.unwrap();
+        client.read_exact(&mut answer[..2]).await.unwrap();
+        assert_eq!(&answer[..2], b"ok");
+    }
+
+    /// Closing asks a socket that was never registered whether its client sent more
+    /// without registering it: with nothing there it closes at once; with bytes there it
+    /// stops writing (the client reads its end) and drains them before closing.
+    #[tokio::test]
+    async fn linger_on_a_socket_never_registered() {
+        fn tracked(s: LazyTcp) -> Tracked {
+            let socket = Socket::Tcp(s, NoDelay::Set);
+            Tracked::new(
+                Stream::Plain(Rewind::new(Bytes::new(), socket)),
+                std::sync::Arc::new(Activity::new(false)),
+                Duration::from_secs(5),
+            )
+        }
+        let registered = |t: &Tracked| match &t.stream {
+            Stream::Plain(r) => match &r.inner {
+                Socket::Tcp(s, _) => s.is_registered(),
+                Socket::Unix(_) => true,
+            },
+            Stream::Tls(_) => true,
+        };
+
+        let (s, _client) = accepted_with(b"").await;
+        let mut t = tracked(s);
+        tokio::time::timeout(Duration::from_secs(1), t.linger())
+            .await
+            .expect("nothing to drain");
+        assert!(!registered(&t));
+
+        let (s, mut client) = accepted_with(b"unread bytes").await;
+        let mut t = tracked(s);
+        let closing = tokio::spawn(async move {
+            t.linger().await;
+            registered(&t)
+        });
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+            .await
+            .expect("the gateway stopped writing")
+            .unwrap();
+        drop(client);
+        let registered = tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .expect("drained until the client closed")
+            .unwrap();
+        assert!(registered, "draining waited for the client");
     }
 
     #[tokio::test]

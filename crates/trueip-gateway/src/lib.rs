@@ -79,6 +79,7 @@ mod ranges_cli;
 mod reload;
 mod rules;
 mod server;
+mod shown;
 mod tcp;
 mod tls;
 mod unix_socket;
@@ -173,7 +174,9 @@ pub mod testing {
 
     impl Server {
         /// Starts accepting on `listener` with `build`, on the current tokio runtime.
-        pub fn start(listener: TcpListener, build: &Build) -> Server {
+        pub fn start(listener: TcpListener, build: &Build) -> std::io::Result<Server> {
+            // Accepted as the gateway's listeners accept (`io::TcpAcceptor`).
+            let listener = crate::io::TcpAcceptor::from_std(listener.into_std()?)?;
             let max = build.0.settings.limits.max_connections;
             let shared = Arc::new(Shared::new(
                 build.0.clone(),
@@ -187,7 +190,7 @@ pub mod testing {
                 // A listener no reload closes.
                 crate::context::Retired::default(),
             ));
-            Server { shared }
+            Ok(Server { shared })
         }
 
         /// The metrics, as `/metrics` shows them.
@@ -413,7 +416,9 @@ fn describe(s: &Settings) -> Vec<String> {
                 ", PROXY header required from proxy_protocol_from, refused from others (served plain)"
                     .to_string()
             }
-            p => format!(", PROXY {p:?} expected"),
+            ProxyProtocol::V1 => ", PROXY v1 expected".to_string(),
+            ProxyProtocol::V2 => ", PROXY v2 expected".to_string(),
+            ProxyProtocol::Any => ", PROXY v1 or v2 expected".to_string(),
         };
         let target = match (l.mode, &l.upstream) {
             (Mode::Tcp, Some(t)) => {

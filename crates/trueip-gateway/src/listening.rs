@@ -65,7 +65,7 @@ impl Bound {
     /// On the current runtime (both are non-blocking already).
     fn into_tokio(self) -> std::io::Result<server::Listener> {
         match self {
-            Bound::Tcp(s) => TcpListener::from_std(s).map(server::Listener::Tcp),
+            Bound::Tcp(s) => crate::io::TcpAcceptor::from_std(s).map(server::Listener::Tcp),
             Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(server::Listener::Unix),
         }
     }
@@ -402,6 +402,7 @@ mod tests {
     #[tokio::test]
     async fn connections_start_with_the_listeners_nodelay() {
         let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let listener = crate::io::TcpAcceptor::from_std(listener.into_std().unwrap()).unwrap();
         let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();

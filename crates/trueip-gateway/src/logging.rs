@@ -7,6 +7,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -129,6 +130,50 @@ fn spawn_writer(metrics: Arc<Metrics>) -> (QueueWriter, LogHandle) {
     )
 }
 
+/// How many lines of one [`Throttle`]d kind are written in a second.
+pub(crate) const THROTTLED_PER_SECOND: u64 = 10;
+
+/// A diagnostic a stranger can cause once per connection (a connection to a PROXY
+/// listener from outside `proxy_protocol_from`, one refused at `max_connections`): at most
+/// [`THROTTLED_PER_SECOND`] lines of it a second, the rest counted and named in the next
+/// line written. Diagnostics go to stderr from the worker that logs them, without a
+/// queue: unthrottled, a flood of connections was as many lines, each a write a slow
+/// stderr (a stalled journald or pipe) holds the worker in. The metrics count every one.
+pub(crate) struct Throttle {
+    /// The Unix second the count is for.
+    second: AtomicU64,
+    /// Lines asked for in that second.
+    asked: AtomicU64,
+    /// Lines left out since the last one written.
+    left_out: AtomicU64,
+}
+
+impl Throttle {
+    pub(crate) const fn new() -> Self {
+        Throttle {
+            second: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
+            left_out: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)`: write the line now, saying that `n` lines were left out before it;
+    /// `None`: leave it out. Two workers starting a second together may each start the
+    /// count again: a few lines more in that second, never an unbounded number.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let now = crate::clock::unix_now();
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.asked.store(0, Ordering::Relaxed);
+        }
+        if self.asked.fetch_add(1, Ordering::Relaxed) < THROTTLED_PER_SECOND {
+            Some(self.left_out.swap(0, Ordering::Relaxed))
+        } else {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// Whether diagnostics on stderr are coloured: only for a person at a terminal. A file, a
 /// pipe or journald would keep the escape codes as text; `NO_COLOR` (no-color.org) turns
 /// colour off at a terminal too.
@@ -183,4 +228,39 @@ pub(crate) fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogH
         .try_init()
         .ok()
         .map(|()| handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_writes_a_few_lines_a_second_and_counts_the_rest() {
+        let throttle = Throttle::new();
+        let start = crate::clock::unix_now();
+        let mut written = Vec::new();
+        for _ in 0..1000 {
+            if let Some(n) = throttle.admit() {
+                written.push(n);
+            }
+        }
+        // The loop may cross into the next second once.
+        if crate::clock::unix_now() == start {
+            assert_eq!(written.len() as u64, THROTTLED_PER_SECOND, "{written:?}");
+            assert!(written.iter().all(|&n| n == 0), "{written:?}");
+        } else {
+            assert!(
+                written.len() as u64 <= 2 * THROTTLED_PER_SECOND,
+                "{written:?}"
+            );
+        }
+        // The next second's first line names what was left out.
+        throttle.second.store(0, Ordering::Relaxed);
+        let next = throttle.admit();
+        assert_eq!(
+            next.map(|n| n + written.len() as u64),
+            Some(1000),
+            "{written:?} then {next:?}"
+        );
+    }
 }

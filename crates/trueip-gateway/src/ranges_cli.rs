@@ -75,6 +75,7 @@ enum RangesCommand {
     Show {
         /// Only these (default: every cached list).
         provider: Vec<String>,
+        /// Output format: text, or one JSON object.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -85,17 +86,21 @@ enum RangesCommand {
         /// E.g. 36h, 8d.
         #[arg(long, value_name = "DURATION")]
         max_age: String,
+        /// Output format: text, or one JSON object.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Prefixes added and removed between two editions of a list (files).
     Diff {
+        /// The older edition: a file as the provider publishes it (ip-ranges.json, ips-v4, ...).
         old: PathBuf,
+        /// The newer edition, in the same format.
         new: PathBuf,
         /// The format to read them in (default: told from the file: AWS, Fastly or Azure
         /// JSON, else one CIDR a line).
         #[arg(long, value_name = "PROVIDER")]
         provider: Option<String>,
+        /// Output format: text, or one JSON object.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },

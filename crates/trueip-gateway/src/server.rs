@@ -10,21 +10,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::UnixListener;
 use trueip::addr::Peer;
 use trueip::proxy_protocol::PreambleError;
 
 use crate::config::{ListenerId, Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared, Stops};
 use crate::http::{hyper, lean};
-use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, Tracked};
+use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, TcpAcceptor, Tracked};
+use crate::logging::Throttle;
 use crate::metrics::ClientErrorKind;
 use crate::{proxy, tcp};
 
 /// A listening socket: TCP, or a Unix socket (`unix:/path`).
 pub(crate) enum Listener {
     /// TCP.
-    Tcp(TcpListener),
+    Tcp(TcpAcceptor),
     /// A Unix socket.
     Unix(UnixListener),
 }
@@ -100,12 +101,12 @@ fn role_listener(role: Role) -> Option<ListenerId> {
 pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, retired: Retired) {
     let bound = listener.bound_to();
     let mut nodelay = None;
-    // tokio takes a socket it has just accepted for readable, so that its first read tries
-    // `recv` at once; when the client's first bytes have not arrived yet, that read fails
-    // with `EAGAIN` (0.39-0.94 per connection on row `close` of `bench/gateway.sh`). The
-    // connection's task yields once before its first read (see `connection`) and tokio
-    // polls epoll meanwhile, which reports the bytes already there: without the guess,
-    // `recv` is called only when there is something to read. Only on a runtime of one
+    // tokio takes a Unix socket it has just accepted for readable, so that its first read
+    // tries `recv` at once; when the client's first bytes have not arrived yet, that read
+    // fails with `EAGAIN`. The connection's task yields once before its first read (see
+    // `connection`) and tokio polls epoll meanwhile, which reports the bytes already
+    // there: without the guess, `recv` is called only when there is something to read.
+    // (A TCP socket is read before it is registered at all: see `io::LazyTcp`.) Only on a runtime of one
     // thread (every worker's): there nothing polls epoll between the accept and the
     // clearing, where elsewhere another thread could take the socket's one readable event
     // (edge-triggered) in between, and the connection would wait for bytes already read.
@@ -135,7 +136,11 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
                 }
                 let Some(permit) = shared.connections.try_take() else {
                     shared.metrics.connection_rejected();
-                    tracing::warn!(%peer, "connection refused: limits.max_connections reached");
+                    static REFUSED: Throttle = Throttle::new();
+                    if let Some(left_out) = REFUSED.admit() {
+                        let not_logged = (left_out > 0).then_some(left_out);
+                        tracing::warn!(%peer, not_logged, "connection refused: limits.max_connections reached");
+                    }
                     drop(stream);
                     continue;
                 };
@@ -182,13 +187,15 @@ async fn connection(
     permit: Permit,
     stops: Arc<Stops>,
 ) {
-    // A new socket's first read finds no readiness yet (tokio learns it at its next poll of
-    // epoll; `accept` drops tokio's guess), so it arms that read's deadline (PROXY
+    // A new connection's first bytes are often not there yet when it is accepted. Yielding
+    // once lets them come while tokio runs its other tasks and polls epoll: a TCP socket's
+    // first read then finds them more often, and such a socket is never registered with
+    // the event loop (`io::LazyTcp`); a Unix socket learns its readiness from that poll
+    // (`accept` drops tokio's guess). A first read that waits arms its deadline (PROXY
     // header, handshake, request head), and tokio often wakes its own driver with an
-    // eventfd write for such a timer. Yielding once lets that poll come first: a request
-    // sent with its connection is then read at once, with no timer armed. On row `close`
-    // of `bench/gateway.sh` (perf trace): 0.99 -> 0.70 eventfd writes per connection,
-    // about 2 µs less CPU per request.
+    // eventfd write for such a timer. On row `close` of `bench/gateway.sh` (perf trace,
+    // when every socket was registered at its accept): 0.99 -> 0.70 eventfd writes per
+    // connection, about 2 µs less CPU per request.
     tokio::task::yield_now().await;
     let open = Open::new(shared.metrics.clone(), permit);
     let state = shared.state.load_full();
@@ -267,10 +274,12 @@ async fn connection(
                     }
                 }
                 let setting = proxy::error_setting(&e);
+                static CLOSED: Throttle = Throttle::new();
                 if matches!(e, PreambleError::Closed(0)) {
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
-                } else {
-                    tracing::warn!(%peer, listener = %l.address, "connection closed: {e}{setting}");
+                } else if let Some(left_out) = CLOSED.admit() {
+                    let not_logged = (left_out > 0).then_some(left_out);
+                    tracing::warn!(%peer, listener = %l.address, not_logged, "connection closed: {e}{setting}");
                 }
                 return;
             }
@@ -377,7 +386,7 @@ async fn connection(
                         ))
                         .await;
                     }
-                    crate::io::linger(&mut io).await;
+                    io.linger().await;
                 }
                 // A response broken off ends without close_notify, as hyper's does.
                 lean::After::Aborted => {}
@@ -397,7 +406,7 @@ mod tests {
     use super::*;
     use crate::testing::{Build, Server};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// Starts the gateway in-process on a loopback port with `toml`; returns its address.
     async fn start(toml: &str) -> (SocketAddr, Server) {
@@ -405,7 +414,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         (
             addr,
-            Server::start(listener, &Build::new(toml, true).unwrap()),
+            Server::start(listener, &Build::new(toml, true).unwrap()).unwrap(),
         )
     }
 
@@ -491,7 +500,7 @@ mod tests {
         for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
             let listener = TcpListener::bind(bind).await.unwrap();
             let port = listener.local_addr().unwrap().port();
-            let _server = Server::start(listener, &Build::new(&toml, true).unwrap());
+            let _server = Server::start(listener, &Build::new(&toml, true).unwrap()).unwrap();
             let reply = exchange(
                 SocketAddr::from(([127, 0, 0, 1], port)),
                 b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

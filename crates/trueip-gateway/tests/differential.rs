@@ -233,7 +233,7 @@ async fn gateway(toml: &str) -> Gateway {
     let hyper = build(toml, false);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::start(listener, &lean);
+    let server = Server::start(listener, &lean).unwrap();
     Gateway {
         addr,
         server,

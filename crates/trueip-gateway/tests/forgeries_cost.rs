@@ -58,7 +58,7 @@ async fn allocations(kept: usize, req: &[u8], n: usize) -> u64 {
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let _server = Server::start(listener, &Build::new(&toml, true).unwrap());
+    let _server = Server::start(listener, &Build::new(&toml, true).unwrap()).unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::with_capacity(64 * 1024);
     for _ in 0..20 {

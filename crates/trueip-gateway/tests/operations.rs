@@ -108,6 +108,82 @@ fn json_access_log_names_the_resolved_client() {
     }
 }
 
+/// A request target may carry UTF-8, and with it C1 controls (`U+009B` is `ESC [` to a
+/// terminal), bidi overrides and line separators (`U+0085`, `U+2028`: `str.splitlines()`
+/// breaks a line there, so the client would write a second access-log line naming
+/// 9.9.9.9). Neither the access log nor the diagnostics show them as written.
+#[test]
+fn a_request_target_cannot_write_control_or_line_breaking_characters_into_the_logs() {
+    let dir = test_dir("operations/log_injection");
+    let up = Upstream::start(Behavior::Echo);
+    let (front, admin) = (free_addr(), free_addr());
+    let toml = format!(
+        "[[listen]]\naddress = \"{front}\"\n[upstream]\nurl = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"info,trueip_gateway=debug\"\n",
+        up.url()
+    );
+    let gw = Gateway::start_with_config(&dir, &toml, &[front, admin], &[]);
+    let forged: &[u8] = b"/p\xc2\x85client=9.9.9.9\xe2\x80\xa8\xe2\x80\xae\xc2\x9b31m\\";
+    let request = [
+        b"GET ".as_slice(),
+        forged,
+        b" HTTP/1.1\r\nHost: trueip.test\r\nConnection: close\r\n\r\n",
+    ]
+    .concat();
+    // A long path is cut in the log (up to 8192 lines wait in its queue), its length given.
+    let long = ["/".as_bytes(), &"\u{e9}".repeat(2000).into_bytes()].concat();
+    let long_request = [
+        b"GET ".as_slice(),
+        &long,
+        b" HTTP/1.1\r\nHost: trueip.test\r\nConnection: close\r\n\r\n",
+    ]
+    .concat();
+    for (addr, status, request) in [
+        (front, 200, &request),
+        (admin, 404, &request),
+        (front, 200, &long_request),
+    ] {
+        let got = exchange(addr, request, Duration::from_secs(5));
+        assert_eq!(got.status(), Some(status), "{}", gw.proc.log());
+    }
+    let shown = r"/p\xc2\x85client=9.9.9.9\xe2\x80\xa8\xe2\x80\xae\xc2\x9b31m\\";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (out, err) = loop {
+        let read = |name: &str| fs::read(dir.join(name)).unwrap_or_default();
+        let (out, err) = (read("trueip.stdout"), read("trueip.stderr"));
+        let has = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(shown);
+        let has_long = String::from_utf8_lossy(&out).contains("path_bytes=4001");
+        if has(&out) && has(&err) && has_long {
+            break (out, err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the escaped target is not in both logs:\n{}",
+            gw.proc.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let text = String::from_utf8_lossy(&out);
+    let cut = text
+        .lines()
+        .find(|l| l.contains("path_bytes=4001"))
+        .unwrap_or_default();
+    assert!(cut.len() < 1500, "the long path is not cut: {cut}");
+    for (log, bytes) in [("access log", &out), ("diagnostics", &err)] {
+        for raw in [
+            &b"\xc2\x85"[..],
+            b"\xe2\x80\xa8",
+            b"\xe2\x80\xae",
+            b"\xc2\x9b",
+        ] {
+            assert!(
+                !bytes.windows(raw.len()).any(|w| w == raw),
+                "the {log} holds {raw:x?} as the client wrote it:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
+
 #[test]
 fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken() {
     let dir = test_dir("operations/reload");

@@ -205,6 +205,42 @@ fn header_from_a_sender_not_listed_is_not_believed() {
     }
 }
 
+/// Anyone may connect to a PROXY listener: a flood of connections from a sender not
+/// listed wrote as many warnings to stderr, each a write a slow stderr holds a worker in.
+/// Now a few lines a second are written, and the next one says how many were not.
+#[test]
+fn strangers_at_a_proxy_listener_write_a_few_lines_a_second() {
+    let gw = start("untrusted_flood", "v2", "127.0.0.99", None);
+    let started = Instant::now();
+    for _ in 0..200 {
+        let _ = exchange(gw.addr, b"", Duration::from_secs(2));
+    }
+    let flood = started.elapsed();
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = exchange(gw.addr, b"", Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.proc.log();
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("connection closed"))
+            .count();
+        let seconds = flood.as_secs() + 3;
+        assert!(
+            lines as u64 <= 10 * seconds,
+            "{lines} lines for 201 connections in {flood:?}:\n{log}"
+        );
+        if log.contains("not_logged=") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line says how many were left out:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn request_without_the_required_header_is_refused() {
     let up = Upstream::start(Behavior::Echo);

@@ -261,10 +261,20 @@ pub enum Hop<'p> {
         /// whatever the policy's strategies say: `X-Forwarded-For` in a Lambda Function
         /// URL event ([`Warnings::XFF_NOT_KEPT`](crate::Warnings::XFF_NOT_KEPT)), whose
         /// only value is the client's. It is withheld as a client address the policy does
-        /// not read.
+        /// not read, and so are the claims such a hop passes on as it received them
+        /// ([`UNKEPT_CLAIMS`]).
         unkept: Option<crate::ListHeader>,
     },
 }
+
+/// The claims about the request that a trusted hop which did not keep its list header
+/// ([`Hop::Trusted`]'s `unkept`: a Lambda Function URL) hands over as it received them,
+/// and so as a client may have written them: `X-Forwarded-Proto` and `X-Forwarded-Port`.
+/// A Function URL changes no header but `X-Forwarded-For` (the report its rule rests on),
+/// where an ALB or API Gateway writes these two itself; so no trusted hop vouches for
+/// them. Withheld from the app ([`ForwardingSet::fate`]) and never read as the client's
+/// scheme or port ([`origin`](crate::origin::origin)): one list for both.
+pub const UNKEPT_CLAIMS: [FieldName; 2] = [names::X_FORWARDED_PROTO, names::X_FORWARDED_PORT];
 
 impl<'p> Hop<'p> {
     /// The trusted hop `policy` trusts that handed over a request decided as
@@ -639,9 +649,10 @@ impl ForwardingSet {
                     let name = self.names.get(i);
                     // Before `relayed`: the hop is trusted, but what it handed over under
                     // this name is the client's, whoever the deployment says writes it.
-                    let passes = !unkept.is_some_and(|u| name == Some(u.field_ref()))
-                        && (self.relayed.get(i).copied().unwrap_or(false)
-                            || name.is_some_and(|n| policy.reads_client_from(n, decided)));
+                    let passes = !unkept.is_some_and(|u| {
+                        name.is_some_and(|n| n == u.field_ref() || UNKEPT_CLAIMS.contains(n))
+                    }) && (self.relayed.get(i).copied().unwrap_or(false)
+                        || name.is_some_and(|n| policy.reads_client_from(n, decided)));
                     (!passes, false)
                 }
             },
@@ -663,8 +674,8 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (61 names, 53 signatures) leaves about one name in eighty of another
-/// signature to the full lookup; none of the common request headers
+/// the table's size (64 names) leaves about one name in seventy of another signature to
+/// the full lookup; none of the common request headers
 /// (`common_request_headers_pass_on_the_prefilter`).
 const SIGNATURE_WORDS: usize = 64;
 
@@ -1102,7 +1113,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 61] = {
+    pub const FORWARDING: [Forwarding; 64] = {
         use Claim::{Address, Hops, Origin, Request};
         [
             row(
@@ -1380,6 +1391,21 @@ pub mod names {
                 "read by Rack and Spring as the scheme (`on` means https)",
             ),
             named("x-forwarded-scheme", Request, "read by Rack as the scheme"),
+            named(
+                "x-forwarded-protocol",
+                Request,
+                "read by gunicorn as the scheme (`ssl` means https, from --forwarded-allow-ips)",
+            ),
+            named(
+                "front-end-https",
+                Request,
+                "Microsoft ISA and ARR; read by CodeIgniter as the scheme (anything but `off` means https)",
+            ),
+            named(
+                "x-scheme",
+                Request,
+                "ingress-nginx; read by Tornado (xheaders) as the scheme",
+            ),
             row(
                 X_AZURE_FDID,
                 Origin,
@@ -1425,6 +1451,25 @@ pub trait Headers {
     /// finds nothing. [`WithQuery`] adds one to any container.
     fn query(&self) -> Option<&[u8]> {
         None
+    }
+
+    /// Calls `f` with the value of every query argument named `name`, in order, and says
+    /// how they are written. The one place a `query:NAME` strategy finds its argument.
+    ///
+    /// Provided over [`query`](Self::query) ([`params::query_values`](crate::params::query_values),
+    /// values as sent); a container that holds its arguments otherwise (a Lambda event's
+    /// `queryStringParameters`) overrides it, and a wrapper that passes `query` on passes
+    /// this on too.
+    #[inline]
+    fn for_each_query_value<'a>(
+        &'a self,
+        name: &crate::params::ParamName,
+        f: impl FnMut(&'a [u8]),
+    ) -> crate::params::QueryForm {
+        if let Some(query) = self.query() {
+            crate::params::query_values(query, name, f);
+        }
+        crate::params::QueryForm::Encoded
     }
 }
 
@@ -2154,8 +2199,10 @@ mod tests {
 
     /// A trusted hop that did not keep a list header (a Lambda Function URL keeps only the
     /// client's first `X-Forwarded-For` value) has that header withheld, not as a forgery,
-    /// though its policy reads it and a deployment relays it; the rest fares as from any
-    /// trusted hop. `Hop::trusted` says so of a resolution flagged `XFF_NOT_KEPT`.
+    /// though its policy reads it and a deployment relays it, and the claims it passes on
+    /// as received (`UNKEPT_CLAIMS`: `X-Forwarded-Proto` and `-Port`) with it; the rest
+    /// fares as from any trusted hop. `Hop::trusted` says so of a resolution flagged
+    /// `XFF_NOT_KEPT`.
     #[test]
     fn a_list_header_the_hop_did_not_keep_is_withheld_from_a_trusted_hop() {
         let policy = trusting("10.0.0.0/8");
@@ -2180,8 +2227,16 @@ mod tests {
         );
         assert_eq!(
             set.fate("X-Forwarded-Proto", unkept),
+            is(proto, true, false)
+        );
+        assert_eq!(
+            set.fate("X-Forwarded-Proto", behind(&policy)),
             is(proto, false, false)
         );
+        let port = set.position("x-forwarded-port").unwrap();
+        assert_eq!(set.fate("X-Forwarded-Port", unkept), is(port, true, false));
+        let host = set.position("x-forwarded-host").unwrap();
+        assert_eq!(set.fate("X-Forwarded-Host", unkept), is(host, false, false));
         assert_eq!(set.fate("Forwarded", unkept), is(fwd, true, false));
         assert!(set.withheld(b"X_Forwarded_For", unkept));
         let relaying = set.clone().relaying(&[names::X_FORWARDED_FOR]);
@@ -2201,7 +2256,8 @@ mod tests {
             }
         ));
         assert!(set.withheld(b"X-Forwarded-For", policy.hop(&resolution)));
-        assert!(!set.withheld(b"X-Forwarded-Proto", policy.hop(&resolution)));
+        assert!(set.withheld(b"X-Forwarded-Proto", policy.hop(&resolution)));
+        assert!(!set.withheld(b"X-Forwarded-Host", policy.hop(&resolution)));
     }
 
     /// A `header:NAME` strategy's header passes a trusted hop only when that strategy

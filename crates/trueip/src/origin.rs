@@ -14,8 +14,8 @@
 
 use crate::addr::{parse_port, trim};
 use crate::forwarded;
-use crate::headers::{FieldName, Headers, Lines, names};
-use crate::resolution::{ListHeader, Resolution, Source};
+use crate::headers::{FieldName, Headers, Lines, UNKEPT_CLAIMS, names};
+use crate::resolution::{ListHeader, Resolution, Source, Warnings};
 
 /// A scheme trueip passes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,10 +86,16 @@ pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Orig
     {
         return from_forwarded(headers, from_right);
     }
+    // A hop that did not keep its list header passes these on as it received them.
+    let unkept = resolution.warnings.contains(Warnings::XFF_NOT_KEPT);
+    let claim = |name: &FieldName| match unkept && UNKEPT_CLAIMS.contains(name) {
+        true => None,
+        false => pick(headers, name, hops),
+    };
     Origin {
-        proto: pick(headers, &names::X_FORWARDED_PROTO, hops).and_then(Scheme::parse),
+        proto: claim(&names::X_FORWARDED_PROTO).and_then(Scheme::parse),
         host: pick(headers, &names::X_FORWARDED_HOST, hops).and_then(host),
-        port: pick(headers, &names::X_FORWARDED_PORT, hops).and_then(|p| parse_port(trim(p)).ok()),
+        port: claim(&names::X_FORWARDED_PORT).and_then(|p| parse_port(trim(p)).ok()),
         prefix: pick(headers, &names::X_FORWARDED_PREFIX, hops).and_then(prefix),
     }
 }

@@ -85,10 +85,30 @@ pub fn query_values<'a>(query: &'a [u8], name: &ParamName, mut f: impl FnMut(&'a
             ),
             None => (pair, &[][..]),
         };
-        if decoded_eq(key, name.as_str().as_bytes()) {
+        if encoded_name_is(key, name) {
             f(value);
         }
     }
+}
+
+/// Whether `key`, a query argument's name as sent (still percent-encoded), is `name`, as
+/// [`query_values`] compares them: decoded.
+pub fn encoded_name_is(key: &[u8], name: &ParamName) -> bool {
+    decoded_eq(key, name.as_str().as_bytes())
+}
+
+/// How the values a container yields for a query argument are written
+/// ([`Headers::for_each_query_value`](crate::headers::Headers::for_each_query_value)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryForm {
+    /// As sent: percent-encoded, decoded (strictly, [`percent_decode`]) before they are
+    /// read. A request target's query string, an ALB event's arguments, an HTTP API
+    /// payload 2.0 event's `rawQueryString`.
+    Encoded,
+    /// Decoded already, read as they are: an API Gateway REST API event's arguments
+    /// (decoding them again would read `%2E` a client escaped twice as a dot the app
+    /// never saw).
+    Decoded,
 }
 
 /// Whether `raw`, percent-decoded (and `+` read as a space, as forms write it), is `want`.

@@ -875,6 +875,14 @@ impl<H: Headers + ?Sized> Headers for FunctionUrl<'_, H> {
     fn query(&self) -> Option<&[u8]> {
         self.0.query()
     }
+
+    fn for_each_query_value<'a>(
+        &'a self,
+        name: &crate::params::ParamName,
+        f: impl FnMut(&'a [u8]),
+    ) -> crate::params::QueryForm {
+        self.0.for_each_query_value(name, f)
+    }
 }
 
 /// The line for a Function URL event whose client is the trusted hop in front of it

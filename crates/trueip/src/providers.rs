@@ -306,9 +306,10 @@ pub fn parse_for(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError>
 /// cannot: wider than any provider holds (IPv4 /8, IPv6 /16: `0.0.0.0/0`, or the mapped
 /// `::ffff:0:0/96` that stands for all of IPv4), or reaching into addresses that are
 /// never a provider's public source (private, loopback, link-local, shared, multicast,
-/// reserved; IPv6 unique-local, link-local, multicast, and the `::/96` block that holds
-/// the unspecified and loopback addresses). A tampered mirror or a planted cache file
-/// that slipped such a prefix in would trust everyone behind it.
+/// reserved; IPv6 unique-local, link-local, multicast, the `::/96` block that holds the
+/// unspecified and loopback addresses, and the NAT64, Teredo and 6to4 prefixes, where
+/// every IPv4 host can hold an address). A tampered mirror or a planted cache file that
+/// slipped such a prefix in would trust everyone behind it.
 pub fn implausible(cidr: &Cidr) -> Option<&'static str> {
     use std::net::{Ipv4Addr, Ipv6Addr};
     const V4: [(Ipv4Addr, u8, &str); 9] = [
@@ -358,11 +359,33 @@ pub fn implausible(cidr: &Cidr) -> Option<&'static str> {
             "which reaches into reserved 240.0.0.0/4",
         ),
     ];
-    const V6: [(Ipv6Addr, u8, &str); 4] = [
+    const V6: [(Ipv6Addr, u8, &str); 8] = [
         (
             Ipv6Addr::UNSPECIFIED,
             96,
             "which reaches into ::/96 (unspecified, loopback)",
+        ),
+        // Each of these four holds an address for every IPv4 host that asks (a 6to4 or
+        // Teredo tunnel, a NAT64 translator): trusting one trusts anyone on IPv4 there.
+        (
+            Ipv6Addr::new(0x0064, 0xff9b, 0, 0, 0, 0, 0, 0),
+            96,
+            "which reaches into NAT64 64:ff9b::/96 (all of IPv4, translated)",
+        ),
+        (
+            Ipv6Addr::new(0x0064, 0xff9b, 0x0001, 0, 0, 0, 0, 0),
+            48,
+            "which reaches into local-use NAT64 64:ff9b:1::/48",
+        ),
+        (
+            Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0),
+            32,
+            "which reaches into Teredo 2001::/32 (any IPv4 host, tunnelled)",
+        ),
+        (
+            Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0),
+            16,
+            "which reaches into 6to4 2002::/16 (any IPv4 host, tunnelled)",
         ),
         (
             Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
@@ -450,6 +473,14 @@ mod tests {
             "fe80::/64",
             "ff02::/16",
             "::1/128",
+            "64:ff9b::/96",
+            "64:ff9b::a00:1/128",
+            "64:ff9b:1::/48",
+            "2001::/32",
+            "2001:0:4136:e378::/64",
+            "2002::/16",
+            "2002:c000:0204::/48",
+            "2000::/4",
         ] {
             let err = parse_for("cloudflare", bad.as_bytes())
                 .unwrap_err()
@@ -462,6 +493,9 @@ mod tests {
             "13.32.0.0/15",
             "2606:4700::/32",
             "2400:cb00::/32",
+            "2a06:98c0::/29",
+            "2001:4860::/32",
+            "2003::/19",
         ] {
             assert_eq!(
                 parse_for("cloudflare", good.as_bytes()).unwrap().len(),

@@ -212,12 +212,19 @@ fn cases() -> Vec<Case> {
             warnings: &[Warnings::UNTRUSTED_HEADER],
         },
         Case {
-            name: "v1, cloudfront-api-gateway: sourceIp an edge, two lines in multiValueHeaders",
+            name: "v1, cloudfront-api-gateway: sourceIp an edge, two lines in multiValueHeaders, the last in headers",
             event: set(
                 set(
-                    v1.clone(),
-                    "/multiValueHeaders/X-Forwarded-For",
-                    Some(json!(["1.2.3.4, 198.51.100.7", "130.176.91.14"])),
+                    set(
+                        v1.clone(),
+                        "/multiValueHeaders/X-Forwarded-For",
+                        Some(json!([
+                            "1.2.3.4, 198.51.100.7",
+                            "198.51.100.7, 130.176.91.14"
+                        ])),
+                    ),
+                    "/headers/X-Forwarded-For",
+                    Some(json!("198.51.100.7, 130.176.91.14")),
                 ),
                 "/requestContext/identity/sourceIp",
                 Some(json!("130.176.91.14")),
@@ -226,7 +233,7 @@ fn cases() -> Vec<Case> {
             kind: EventKind::ApiGatewayV1,
             client: "198.51.100.7",
             source: "x-forwarded-for[-2]",
-            warnings: &[Warnings::SPOOF_ATTEMPT],
+            warnings: &[],
         },
         Case {
             name: "v1: headers and multiValueHeaders null",
@@ -701,8 +708,9 @@ fn a_function_url_event_never_has_its_x_forwarded_for_read() {
 /// read it. Behind CloudFront a Function URL event's comes through a trusted hop (the
 /// edge) but is the client's text, never read: the hop says so
 /// (`Warnings::XFF_NOT_KEPT`, `Hop::Trusted::unkept`), and the withholding rule keeps it
-/// from the app, while the claims about the request and the CloudFront-Viewer-Address
-/// that decided pass. Before, `Policy::hop` asked only the policy, which reads
+/// from the app with `X-Forwarded-Proto` and `-Port`, which the URL passes on as it
+/// received them, while `X-Forwarded-Host` and the CloudFront-Viewer-Address that decided
+/// pass. Before, `Policy::hop` asked only the policy, which reads
 /// `X-Forwarded-For`, and the app behind the Python middlewares saw 6.6.6.6.
 #[test]
 fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
@@ -734,8 +742,12 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
         };
         for event in [&through_cloudfront, &with_viewer] {
             assert!(!passes(event, "X-Forwarded-For"), "{preset}");
-            assert!(passes(event, "X-Forwarded-Proto"), "{preset}");
+            // Passed on as received, as a client may have written them (`UNKEPT_CLAIMS`).
+            assert!(!passes(event, "X-Forwarded-Proto"), "{preset}");
+            assert!(!passes(event, "X-Forwarded-Port"), "{preset}");
+            assert!(passes(event, "X-Forwarded-Host"), "{preset}");
         }
+        assert!(passes(&http_api, "X-Forwarded-Proto"), "{preset}");
         assert!(
             passes(&with_viewer, "CloudFront-Viewer-Address"),
             "{preset}"
@@ -750,6 +762,52 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
     let direct = lambda::resolve_event(&policy, &xff_of(event("function_url"), "6.6.6.6")).unwrap();
     assert!(matches!(policy.hop(&direct), Hop::Untrusted));
     assert!(!direct.warnings.contains(Warnings::XFF_NOT_KEPT));
+}
+
+/// A Function URL passes `X-Forwarded-Proto` and `-Port` on as it received them (it
+/// changes no header but `X-Forwarded-For`): behind a trusted CloudFront edge they are
+/// whatever the client sent, and `origin` reports neither, as it does an HTTP API's,
+/// which AWS writes (fails on the old code: `http` and 80, the client's).
+#[test]
+fn a_function_urls_scheme_and_port_are_not_reported() {
+    let policy = policy(Preset::CloudfrontApiGateway);
+    let forged = |name: &str| {
+        let event = set(
+            set(
+                set(
+                    event(name),
+                    "/requestContext/http/sourceIp",
+                    Some(json!("130.176.3.3")),
+                ),
+                "/headers/x-forwarded-proto",
+                Some(json!("http")),
+            ),
+            "/headers/x-forwarded-port",
+            Some(json!("80")),
+        );
+        set(
+            set(
+                event,
+                "/headers/x-forwarded-host",
+                Some(json!("example.com")),
+            ),
+            "/headers/cloudfront-viewer-address",
+            Some(json!("198.51.100.7:50123")),
+        )
+    };
+    let furl = forged("function_url");
+    let resolution = lambda::resolve_event(&policy, &furl).unwrap();
+    assert_eq!(resolution.client.to_string(), "198.51.100.7:50123");
+    let origin = trueip::origin::origin(&lambda::Event::parse(&furl).unwrap(), &resolution);
+    assert_eq!(origin.proto, None);
+    assert_eq!(origin.port, None);
+    assert_eq!(origin.host.as_deref(), Some("example.com"));
+
+    let http_api = forged("api_gateway_v2");
+    let resolution = lambda::resolve_event(&policy, &http_api).unwrap();
+    let origin = trueip::origin::origin(&lambda::Event::parse(&http_api).unwrap(), &resolution);
+    assert_eq!(origin.proto, Some(trueip::origin::Scheme::Http));
+    assert_eq!(origin.port, Some(80));
 }
 
 /// The host AWS gives a Function URL, `<url-id>.lambda-url.<region>.on.aws`, in any case,
@@ -1299,11 +1357,16 @@ fn build(shape: Shape, lines: &[String], source_ip: &str) -> Value {
             "/multiValueHeaders/x-forwarded-for",
             Some(json!(lines)),
         ),
+        // As AWS writes a REST API event: `headers` holds the last line.
         Shape::V1 => set(
             set(
-                event("api_gateway_v1"),
-                "/multiValueHeaders/X-Forwarded-For",
-                Some(json!(lines)),
+                set(
+                    event("api_gateway_v1"),
+                    "/multiValueHeaders/X-Forwarded-For",
+                    Some(json!(lines)),
+                ),
+                "/headers/X-Forwarded-For",
+                lines.last().map(|line| json!(line)),
             ),
             "/requestContext/identity/sourceIp",
             Some(json!(source_ip)),
@@ -1394,5 +1457,339 @@ fn lattice_names_change_no_other_kinds_decision() {
             "{}",
             case.name
         );
+    }
+}
+
+/// A policy that trusts the VPC (`10.0.0.0/8`), where a gateway in front of AWS's front
+/// end hands the client over in `strategy` (`query:client`, `cookie:client`).
+fn vpc_policy(strategy: &str) -> Policy {
+    Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str(strategy)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+/// `name`'s event, its stand-in for the peer the VPC gateway at 10.0.0.5.
+fn from_vpc(name: &str) -> Value {
+    let event = event(name);
+    match name {
+        "alb" => xff_of(event, "203.0.113.195, 10.0.0.5"),
+        "alb_multi" => set(
+            event,
+            "/multiValueHeaders/x-forwarded-for",
+            Some(json!(["203.0.113.195, 10.0.0.5"])),
+        ),
+        "api_gateway_v1" => set(
+            event,
+            "/requestContext/identity/sourceIp",
+            Some(json!("10.0.0.5")),
+        ),
+        _ => set(
+            event,
+            "/requestContext/http/sourceIp",
+            Some(json!("10.0.0.5")),
+        ),
+    }
+}
+
+/// Each kind's query arguments as AWS writes them, set on `from_vpc(name)`: `fields` are
+/// (JSON pointer, value) pairs.
+fn with_query(name: &str, fields: &[(&str, Value)]) -> Value {
+    fields.iter().fold(from_vpc(name), |event, (at, value)| {
+        set(event, at, Some(value.clone()))
+    })
+}
+
+/// The query-argument events of every kind: (what, event, the client, or `None` for the
+/// stand-in, flagged `warning`).
+fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
+    const SINGLE: &str = "/queryStringParameters";
+    const MULTI: &str = "/multiValueQueryStringParameters";
+    const RAW: &str = "/rawQueryString";
+    let none = Warnings::NONE;
+    vec![
+        (
+            "alb: queryStringParameters",
+            with_query(
+                "alb",
+                &[(SINGLE, json!({"client": "198.51.100.4", "page": "2"}))],
+            ),
+            Some("198.51.100.4"),
+            none,
+        ),
+        (
+            "alb: as sent, percent-encoded (the ALB decodes nothing)",
+            with_query("alb", &[(SINGLE, json!({"client": "2001%3Adb8%3A%3A4"}))]),
+            Some("2001:db8::4"),
+            none,
+        ),
+        (
+            "alb: the name as sent, decoded as the app decodes it",
+            with_query("alb", &[(SINGLE, json!({"cl%69ent": "198.51.100.4"}))]),
+            Some("198.51.100.4"),
+            none,
+        ),
+        (
+            "alb: the name under two spellings is two arguments",
+            with_query(
+                "alb",
+                &[(
+                    SINGLE,
+                    json!({"cl%69ent": "6.6.6.6", "client": "198.51.100.4"}),
+                )],
+            ),
+            None,
+            Warnings::DUPLICATE_HEADER,
+        ),
+        (
+            "alb, multi-value: multiValueQueryStringParameters",
+            with_query("alb_multi", &[(MULTI, json!({"client": ["198.51.100.4"]}))]),
+            Some("198.51.100.4"),
+            none,
+        ),
+        (
+            "alb, multi-value: two values are ambiguous",
+            with_query(
+                "alb_multi",
+                &[(MULTI, json!({"client": ["6.6.6.6", "198.51.100.4"]}))],
+            ),
+            None,
+            Warnings::DUPLICATE_HEADER,
+        ),
+        (
+            "alb: a bad escape is malformed",
+            with_query("alb", &[(SINGLE, json!({"client": "198.51.100.4%zz"}))]),
+            None,
+            Warnings::MALFORMED,
+        ),
+        (
+            "v1: multiValueQueryStringParameters, decoded",
+            with_query(
+                "api_gateway_v1",
+                &[
+                    (SINGLE, json!({"client": "2001:db8::4"})),
+                    (MULTI, json!({"client": ["2001:db8::4"]})),
+                ],
+            ),
+            Some("2001:db8::4"),
+            none,
+        ),
+        (
+            "v1: two values, queryStringParameters keeps the last",
+            with_query(
+                "api_gateway_v1",
+                &[
+                    (SINGLE, json!({"client": "198.51.100.4"})),
+                    (MULTI, json!({"client": ["6.6.6.6", "198.51.100.4"]})),
+                ],
+            ),
+            None,
+            Warnings::DUPLICATE_HEADER,
+        ),
+        (
+            "v1: decoded already, not decoded twice (the app saw %2E, not a dot)",
+            with_query(
+                "api_gateway_v1",
+                &[
+                    (SINGLE, json!({"client": "198%2E51.100.4"})),
+                    (MULTI, json!({"client": ["198%2E51.100.4"]})),
+                ],
+            ),
+            None,
+            Warnings::MALFORMED,
+        ),
+        (
+            "v1: queryStringParameters alone",
+            with_query(
+                "api_gateway_v1",
+                &[(SINGLE, json!({"client": "198.51.100.4"}))],
+            ),
+            Some("198.51.100.4"),
+            none,
+        ),
+        (
+            "v2: rawQueryString",
+            with_query(
+                "api_gateway_v2",
+                &[
+                    (RAW, json!("page=2&client=2001%3adb8%3a%3a4")),
+                    (SINGLE, json!({"page": "2", "client": "2001:db8::4"})),
+                ],
+            ),
+            Some("2001:db8::4"),
+            none,
+        ),
+        (
+            "v2: a repeated argument (queryStringParameters joins it with a comma)",
+            with_query(
+                "api_gateway_v2",
+                &[
+                    (RAW, json!("client=6.6.6.6&client=198.51.100.4")),
+                    (SINGLE, json!({"client": "6.6.6.6,198.51.100.4"})),
+                ],
+            ),
+            None,
+            Warnings::DUPLICATE_HEADER,
+        ),
+        (
+            "v2 without rawQueryString: queryStringParameters",
+            set(
+                with_query(
+                    "api_gateway_v2",
+                    &[(SINGLE, json!({"client": "198.51.100.4"}))],
+                ),
+                RAW,
+                None,
+            ),
+            Some("198.51.100.4"),
+            none,
+        ),
+        (
+            "v2 without rawQueryString: a joined value is several",
+            set(
+                with_query(
+                    "api_gateway_v2",
+                    &[(SINGLE, json!({"client": "6.6.6.6,198.51.100.4"}))],
+                ),
+                RAW,
+                None,
+            ),
+            None,
+            Warnings::DUPLICATE_HEADER,
+        ),
+        (
+            "function url: rawQueryString",
+            with_query(
+                "function_url",
+                &[
+                    (RAW, json!("client=198.51.100.4")),
+                    (SINGLE, json!({"client": "198.51.100.4"})),
+                ],
+            ),
+            Some("198.51.100.4"),
+            none,
+        ),
+    ]
+}
+
+/// Review34: `resolve_event` passed the policy an event's headers alone, so a
+/// `query:NAME` strategy always answered the stand-in. Each kind's arguments are read as
+/// AWS writes them (fails on the old code: every `Some` case answered 10.0.0.5).
+#[test]
+fn a_query_strategy_reads_each_kinds_arguments() {
+    let policy = vpc_policy("query:client");
+    for (what, event, client, warning) in query_cases() {
+        let resolution = lambda::resolve_event(&policy, &event).unwrap();
+        match client {
+            Some(client) => {
+                assert_eq!(resolution.client.to_string(), client, "{what}");
+                assert_eq!(resolution.source, Source::Query, "{what}");
+            }
+            None => {
+                assert_eq!(resolution.client.to_string(), "10.0.0.5", "{what}");
+                assert_eq!(resolution.source, Source::Peer, "{what}");
+            }
+        }
+        assert!(
+            warning.is_empty() || resolution.warnings.contains(warning),
+            "{what}: {:?}",
+            resolution.warnings
+        );
+        let explained = lambda::explain_event(&policy, &event).unwrap();
+        assert_eq!(explained.resolution, resolution, "{what}");
+    }
+    // From a stranger the argument is the client's text.
+    let stranger = with_query(
+        "api_gateway_v2",
+        &[
+            ("/requestContext/http/sourceIp", json!("203.0.113.9")),
+            ("/rawQueryString", json!("client=198.51.100.4")),
+        ],
+    );
+    let resolution = lambda::resolve_event(&policy, &stranger).unwrap();
+    assert_eq!(resolution.client.to_string(), "203.0.113.9");
+    assert!(resolution.warnings.contains(Warnings::UNTRUSTED_HEADER));
+}
+
+/// Query fields AWS never writes that way are refused, naming the field.
+#[test]
+fn query_fields_of_the_wrong_shape_are_refused() {
+    for (name, at, value, field) in [
+        (
+            "alb",
+            "/queryStringParameters",
+            json!(["a"]),
+            "queryStringParameters",
+        ),
+        (
+            "alb",
+            "/queryStringParameters",
+            json!({"client": 1}),
+            "queryStringParameters.client",
+        ),
+        (
+            "alb_multi",
+            "/multiValueQueryStringParameters",
+            json!({"client": "1.2.3.4"}),
+            "multiValueQueryStringParameters.client",
+        ),
+        (
+            "api_gateway_v1",
+            "/multiValueQueryStringParameters",
+            json!({"client": ["1.2.3.4", null]}),
+            "multiValueQueryStringParameters.client[1]",
+        ),
+        (
+            "api_gateway_v2",
+            "/rawQueryString",
+            json!(1),
+            "rawQueryString",
+        ),
+        ("function_url", "/cookies", json!("a=1"), "cookies"),
+        (
+            "api_gateway_v2",
+            "/cookies",
+            json!(["a=1", 2]),
+            "cookies[1]",
+        ),
+    ] {
+        let event = set(from_vpc(name), at, Some(value));
+        let text = lambda::resolve_event(&Policy::default(), &event)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(field), "{name} {at}: {text}");
+    }
+}
+
+/// Review34: payload 2.0 moves the request's `Cookie` header into `cookies`, one cookie a
+/// string, which lambda_http joins with `; ` into its `Cookie` line; `resolve_event` read
+/// no cookie (fails on the old code: the stand-in, 10.0.0.5).
+#[test]
+fn a_cookie_strategy_reads_a_payload_2_events_cookies() {
+    let policy = vpc_policy("cookie:client");
+    for name in ["api_gateway_v2", "function_url"] {
+        let event = set(
+            from_vpc(name),
+            "/cookies",
+            Some(json!(["session=abc", "client=198.51.100.4"])),
+        );
+        let resolution = lambda::resolve_event(&policy, &event).unwrap();
+        assert_eq!(resolution.client.to_string(), "198.51.100.4", "{name}");
+        assert_eq!(resolution.source, Source::Cookie, "{name}");
+        // The cookies stand for the Cookie header, as lambda_http's line does.
+        let event = set(event, "/headers/cookie", Some(json!("client=6.6.6.6")));
+        let resolution = lambda::resolve_event(&policy, &event).unwrap();
+        assert_eq!(resolution.client.to_string(), "198.51.100.4", "{name}");
+        let twice = set(
+            event,
+            "/cookies",
+            Some(json!(["client=6.6.6.6", "client=198.51.100.4"])),
+        );
+        let resolution = lambda::resolve_event(&policy, &twice).unwrap();
+        assert_eq!(resolution.client.to_string(), "10.0.0.5", "{name}");
+        assert!(resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
     }
 }

@@ -5,6 +5,7 @@
 #![cfg(feature = "lambda-http")]
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
 
+use serde_json::json;
 use trueip::lambda::{self, EventError, EventKind, Preset};
 use trueip::{Policy, TrustSet};
 
@@ -55,6 +56,175 @@ fn requests_resolve_as_their_events() {
                 lambda::explain_event(&policy, &event).unwrap().steps,
                 "{name}"
             );
+        }
+    }
+}
+
+/// `name`'s event with `fields` ((JSON pointer, value); `null` removes) set, its stand-in
+/// the VPC gateway at 10.0.0.5.
+fn vpc_event(name: &str, fields: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let mut event: serde_json::Value = serde_json::from_str(&text(name)).unwrap();
+    let stand_in = match name {
+        "alb" => ("/headers/x-forwarded-for", json!("203.0.113.195, 10.0.0.5")),
+        "alb_multi" => (
+            "/multiValueHeaders/x-forwarded-for",
+            json!(["203.0.113.195, 10.0.0.5"]),
+        ),
+        "api_gateway_v1" => ("/requestContext/identity/sourceIp", json!("10.0.0.5")),
+        _ => ("/requestContext/http/sourceIp", json!("10.0.0.5")),
+    };
+    for (at, value) in std::iter::once(&stand_in).chain(fields) {
+        let (parent, key) = at.rsplit_once('/').unwrap();
+        let parent = event.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+        match value {
+            serde_json::Value::Null => parent.remove(key),
+            value => parent.insert(key.to_string(), value.clone()),
+        };
+    }
+    event
+}
+
+fn vpc_policy(strategy: &str) -> Policy {
+    Policy::builder()
+        .trust_str("10.0.0.0/8")
+        .unwrap()
+        .strategy_str(strategy)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+/// A request lambda_http made from an event decides as the event does where the event
+/// carries more than headers: query arguments as each kind writes them (lambda_http
+/// builds the request's query string from them), payload 2.0 `cookies` (its `Cookie`
+/// line), and a REST API's repeated header (lambda_http keeps the `headers` line, the
+/// last). Each of these failed on the old code: `resolve_event` read no argument and no
+/// cookie (the stand-in, where the request read the client), and every line of the
+/// repeated header (203.0.113.9, where the request had only the trusted 10.1.1.1 left).
+#[test]
+fn requests_resolve_as_their_events_beyond_headers() {
+    let query = vpc_policy("query:client");
+    let cookie = vpc_policy("cookie:client");
+    let walk = vpc_policy("rightmost-untrusted");
+    let cases = [
+        (
+            &query,
+            vpc_event(
+                "alb",
+                &[(
+                    "/queryStringParameters",
+                    json!({"client": "2001%3Adb8%3A%3A4"}),
+                )],
+            ),
+        ),
+        (
+            &query,
+            vpc_event(
+                "alb_multi",
+                &[(
+                    "/multiValueQueryStringParameters",
+                    json!({"cl%69ent": ["198.51.100.4"]}),
+                )],
+            ),
+        ),
+        (
+            &query,
+            vpc_event(
+                "api_gateway_v1",
+                &[
+                    ("/queryStringParameters", json!({"client": "2001:db8::4"})),
+                    (
+                        "/multiValueQueryStringParameters",
+                        json!({"client": ["2001:db8::4"]}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            &query,
+            vpc_event(
+                "api_gateway_v1",
+                &[
+                    ("/queryStringParameters", json!({"client": "198.51.100.4"})),
+                    (
+                        "/multiValueQueryStringParameters",
+                        json!({"client": ["6.6.6.6", "198.51.100.4"]}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            &query,
+            vpc_event(
+                "api_gateway_v2",
+                &[
+                    ("/rawQueryString", json!("page=2&client=198.51.100.4")),
+                    (
+                        "/queryStringParameters",
+                        json!({"page": "2", "client": "198.51.100.4"}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            &query,
+            vpc_event(
+                "function_url",
+                &[
+                    (
+                        "/rawQueryString",
+                        json!("client=6.6.6.6&client=198.51.100.4"),
+                    ),
+                    (
+                        "/queryStringParameters",
+                        json!({"client": "6.6.6.6,198.51.100.4"}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            &cookie,
+            vpc_event(
+                "api_gateway_v2",
+                &[("/cookies", json!(["session=abc", "client=198.51.100.4"]))],
+            ),
+        ),
+        (
+            &cookie,
+            vpc_event(
+                "function_url",
+                &[
+                    ("/cookies", json!(["client=198.51.100.4"])),
+                    ("/headers/cookie", json!("client=6.6.6.6")),
+                ],
+            ),
+        ),
+        (
+            &walk,
+            vpc_event(
+                "api_gateway_v1",
+                &[
+                    (
+                        "/multiValueHeaders/X-Forwarded-For",
+                        json!(["203.0.113.9", "10.1.1.1"]),
+                    ),
+                    ("/headers/X-Forwarded-For", json!("10.1.1.1")),
+                ],
+            ),
+        ),
+    ];
+    for (i, (policy, event)) in cases.iter().enumerate() {
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let from_event = lambda::resolve_event(policy, event).unwrap();
+        let from_request = lambda::resolve_request(policy, &request).unwrap();
+        assert_eq!(from_request, from_event, "case {i}");
+        assert_eq!(
+            lambda::explain_request(policy, &request).unwrap().steps,
+            lambda::explain_event(policy, event).unwrap().steps,
+            "case {i}"
+        );
+        if i < 3 || i == 4 || i == 6 || i == 7 {
+            assert_ne!(from_event.source, trueip::Source::Peer, "case {i}");
         }
     }
 }

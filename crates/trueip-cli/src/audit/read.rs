@@ -177,11 +177,22 @@ impl fmt::Display for Seen {
     }
 }
 
-/// `text` with every control character (C0, DEL and C1) written as a `\u{..}` escape.
+/// `text` with every control character (C0, DEL and C1), bidi control (`U+202E` draws the
+/// rest of a line backwards) and line or paragraph separator written as a `\u{..}` escape.
 pub(crate) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        let bidi_or_break = matches!(
+            c,
+            '\u{61c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        );
+        if c.is_control() || bidi_or_break {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -266,9 +277,12 @@ mod escape_tests {
 
     #[test]
     fn answers_cannot_drive_the_terminal() {
-        let seen = Seen::new("\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31mEVIL");
+        let seen = Seen::new("\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31mEVIL\u{202e}\u{2028}\u{2067}");
         let shown = seen.to_string();
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        for c in ['\u{202e}', '\u{2028}', '\u{2067}'] {
+            assert!(!shown.contains(c), "{shown:?}");
+        }
         assert!(
             shown.contains("EVIL") && shown.contains("\\u{1b}"),
             "{shown}"

@@ -21,6 +21,12 @@ use crate::metrics::{ClientErrorKind, Metrics, UpstreamErrorKind};
 use crate::rules::headers;
 use crate::upstream::raw::RawBody;
 use crate::upstream::{BoxError, Stalled, Timed};
+
+/// The most characters of a request's path an access-log line shows: a client may send a
+/// 64 KiB path, and up to 8192 lines wait in the log's queue while stdout is slow. A
+/// longer path is cut, and the line gives its length (`path_bytes`).
+const PATH_SHOWN: usize = 1024;
+
 /// One finished exchange, logged and measured when the response body is dropped.
 pub(crate) struct Record {
     /// Shared metrics.
@@ -136,12 +142,15 @@ impl Record {
                 }
                 (source, _, _) => source.to_string(),
             };
+            let path_bytes = self.uri.as_ref().map_or("", |u| u.path()).as_bytes();
+            let path = crate::shown::Bytes::at_most(path_bytes, PATH_SHOWN);
             tracing::info!(
                 target: "trueip::access",
                 client = %self.client,
                 peer = %self.peer,
                 method = %self.method,
-                path = %self.uri.as_ref().map_or("", |u| u.path()),
+                path = %path,
+                path_bytes = path.is_cut().then_some(path_bytes.len()),
                 version = ?self.version,
                 status = self.status,
                 bytes = self.bytes,

@@ -24,9 +24,11 @@ use crate::pages::{self, Page};
 use crate::rules::headers::UpstreamLine;
 use crate::rules::{Blame, Facts, Failure};
 
-/// Counts and logs a failure, and gives the page that answers it.
+/// Counts and logs a failure, and gives the page that answers it. `detail` may quote the
+/// request (its target): it is logged [`shown`](crate::shown) as an operator may read it.
 pub(crate) fn failed(ctx: &ConnCtx, failure: Failure, detail: &dyn Display) -> Page {
     let answer = failure.answer();
+    let detail = crate::shown::Text(detail);
     let metrics = &ctx.shared.metrics;
     let code = answer.code;
     match answer.blame {

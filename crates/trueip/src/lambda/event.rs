@@ -4,7 +4,8 @@ use serde_json::{Map, Value};
 
 use crate::addr::Node;
 use crate::explain::Explanation;
-use crate::headers::{FieldName, Headers};
+use crate::headers::{FieldName, Headers, names};
+use crate::params::{ParamName, QueryForm};
 use crate::policy::{Connection, Policy};
 use crate::resolution::Resolution;
 
@@ -19,13 +20,37 @@ pub(super) const LATTICE: &str = "it carries no sourceIp, and AWS documents that
 ///
 /// [`resolve_event`](super::resolve_event) is `Event::parse` then [`resolve`](Self::resolve);
 /// parse once and resolve with several policies, or read [`kind`](Self::kind) and
-/// [`peer`](Self::peer) for a log line. As [`Headers`], an event yields the values of the
-/// header container it was read from, several values of one name in order.
+/// [`peer`](Self::peer) for a log line. As [`Headers`], an event yields its headers as
+/// lambda_http hands them to a handler (see [`parse`](Self::parse)), several values of one
+/// name in order, and its query arguments as AWS wrote them.
 #[derive(Clone, Copy, Debug)]
 pub struct Event<'e> {
     kind: EventKind,
     peer: Node,
     headers: Container<'e>,
+    query: Query<'e>,
+    /// A payload 2.0 event's `cookies`: the request's `Cookie` header, which AWS moves
+    /// out of `headers`, one cookie a string.
+    cookies: Option<&'e [Value]>,
+}
+
+/// Where an event's query arguments are, and how AWS wrote them.
+#[derive(Clone, Copy, Debug)]
+enum Query<'e> {
+    /// None came, or the event has no field for them.
+    None,
+    /// A payload 2.0 event's `rawQueryString`: the query string as sent.
+    Raw(&'e str),
+    /// `queryStringParameters` (one string a name) or `multiValueQueryStringParameters`
+    /// (an array of strings a name, in request order): an ALB's as sent
+    /// ([`QueryForm::Encoded`], names too), a REST API's decoded.
+    Map {
+        map: &'e Map<String, Value>,
+        form: QueryForm,
+    },
+    /// A payload 2.0 event's `queryStringParameters`, read only without a
+    /// `rawQueryString`: decoded, the values of a repeated argument joined by commas.
+    Joined(&'e Map<String, Value>),
 }
 
 /// Which of the event's header objects is read.
@@ -37,6 +62,11 @@ enum Container<'e> {
     Single(Names<'e>),
     /// `multiValueHeaders`: an array of strings per name, in request order.
     Multi(Names<'e>),
+    /// Both, as a REST API event carries them: a name in `headers` is read there (one
+    /// line, the last the request carried), any other in `multiValueHeaders`. What
+    /// lambda_http keeps: it extends the multi-value map with `headers`, whose value of a
+    /// name replaces that name's lines.
+    Both { multi: Names<'e>, single: Names<'e> },
 }
 
 /// A header object, and whether every name in it is lower-case: AWS writes ALB and
@@ -52,17 +82,21 @@ impl<'e> Names<'e> {
     /// whose lines' order counts ([`order_counts`], checked when the event was read); any
     /// other may come under several spellings (a REST API event keeps the case each line
     /// was sent in), and each is read, as another line.
+    /// Says whether any did.
     #[inline]
-    fn each(&self, name: &str, mut f: impl FnMut(&'e Value)) {
+    fn each(&self, name: &str, mut f: impl FnMut(&'e Value)) -> bool {
         if self.lower {
-            if let Some(value) = self.map.get(name) {
-                f(value);
-            }
+            self.map.get(name).map(f).is_some()
         } else {
+            let mut found = false;
             self.map
                 .iter()
                 .filter(|(key, _)| key.len() == name.len() && key.eq_ignore_ascii_case(name))
-                .for_each(|(_, value)| f(value));
+                .for_each(|(_, value)| {
+                    found = true;
+                    f(value);
+                });
+            found
         }
     }
 }
@@ -83,6 +117,60 @@ fn order_counts(name: &str) -> bool {
             .any(|row| row.claim == Claim::Request && is(row.as_str()))
 }
 
+/// The top-level fields of an event that are read, found in one pass over its keys: a
+/// dozen or so, where a lookup per field walks the map's tree for each.
+#[derive(Default)]
+struct Top<'e> {
+    version: Option<&'e Value>,
+    request_context: Option<&'e Value>,
+    raw_path: Option<&'e Value>,
+    headers: Option<&'e Value>,
+    multi_value_headers: Option<&'e Value>,
+    query_string_parameters: Option<&'e Value>,
+    multi_value_query_string_parameters: Option<&'e Value>,
+    raw_query_string: Option<&'e Value>,
+    cookies: Option<&'e Value>,
+}
+
+impl<'e> Top<'e> {
+    fn new(object: &'e Map<String, Value>) -> Self {
+        let mut top = Top::default();
+        for (key, value) in object {
+            let slot = match key.as_str() {
+                "version" => &mut top.version,
+                "requestContext" => &mut top.request_context,
+                "raw_path" => &mut top.raw_path,
+                "headers" => &mut top.headers,
+                "multiValueHeaders" => &mut top.multi_value_headers,
+                "queryStringParameters" => &mut top.query_string_parameters,
+                "multiValueQueryStringParameters" => &mut top.multi_value_query_string_parameters,
+                "rawQueryString" => &mut top.raw_query_string,
+                "cookies" => &mut top.cookies,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        top
+    }
+
+    /// The field named `field`, one of those above.
+    #[inline]
+    fn get(&self, field: &str) -> Option<&'e Value> {
+        match field {
+            "version" => self.version,
+            "requestContext" => self.request_context,
+            "raw_path" => self.raw_path,
+            "headers" => self.headers,
+            "multiValueHeaders" => self.multi_value_headers,
+            "queryStringParameters" => self.query_string_parameters,
+            "multiValueQueryStringParameters" => self.multi_value_query_string_parameters,
+            "rawQueryString" => self.raw_query_string,
+            "cookies" => self.cookies,
+            _ => None,
+        }
+    }
+}
+
 impl<'e> Event<'e> {
     /// Reads an event and tells its kind from its shape, in this order:
     ///
@@ -100,21 +188,32 @@ impl<'e> Event<'e> {
     /// stand-in comes from, or a field that does not hold what AWS puts there is an
     /// [`EventError`] naming it.
     ///
-    /// The headers come from `multiValueHeaders` when it is an object (REST API events
-    /// carry both, and their `headers` keeps only the last value of a repeated header),
-    /// else from `headers`. Every value must be a string (an array of strings in
-    /// `multiValueHeaders`). A header whose lines' order decides what is read
-    /// (`X-Forwarded-For`, `Forwarded`, the `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix`
+    /// The headers are read as lambda_http hands them to a handler, so that
+    /// `resolve_request` decides a request as this decides its event: from
+    /// `multiValueHeaders` (every line, in order) and `headers`, whose value of a name
+    /// replaces that name's lines. A REST API event carries both, and its `headers` keeps
+    /// only the last line of a repeated header: that line is read, the right end of a
+    /// list, where a walk from the right starts. Every value must be a string (an array
+    /// of strings in `multiValueHeaders`). A header whose lines' order decides what is
+    /// read (`X-Forwarded-For`, `Forwarded`, the `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix`
     /// claims) may not appear under two spellings; any other is read under each, as more
-    /// lines of it.
+    /// lines of it. A payload 2.0 event's `cookies` are its `Cookie` lines.
+    ///
+    /// The query arguments, which a `query:NAME` strategy reads, as AWS writes them: a
+    /// payload 2.0 event's `rawQueryString` as a request target's query string (or,
+    /// without one, `queryStringParameters`, a repeated argument's values joined by
+    /// commas); an ALB's and a REST API's `multiValueQueryStringParameters` when it has
+    /// any, else `queryStringParameters`, the ALB's as sent (percent-encoded, names too),
+    /// the REST API's decoded.
     pub fn parse(event: &'e Value) -> Result<Self, EventError> {
         let Some(object) = event.as_object() else {
             return Err(EventError::UnknownKind {
                 why: "the event is not a JSON object",
             });
         };
-        let Some(context) = object.get("requestContext").and_then(Value::as_object) else {
-            if object.contains_key("raw_path") {
+        let object = &Top::new(object);
+        let Some(context) = object.request_context.and_then(Value::as_object) else {
+            if object.raw_path.is_some() {
                 return Err(EventError::Unsupported {
                     service: "VPC Lattice (payload v1)",
                     why: LATTICE,
@@ -128,7 +227,7 @@ impl<'e> Event<'e> {
         let (kind, http) = if context.contains_key("elb") {
             (EventKind::Alb, None)
         } else {
-            match object.get("version") {
+            match object.version {
                 Some(Value::String(v)) if v == "2.0" => {
                     let http = context.get("http");
                     // VPC Lattice's payload v2 says "2.0" too; its requestContext has no
@@ -162,6 +261,13 @@ impl<'e> Event<'e> {
             }
         };
         let headers = Container::read(object, kind)?;
+        let (query, cookies) = match kind {
+            EventKind::ApiGatewayV2 | EventKind::FunctionUrl => {
+                (Query::read_v2(object, kind)?, read_cookies(object, kind)?)
+            }
+            EventKind::Alb => (Query::read_map(object, kind, QueryForm::Encoded)?, None),
+            EventKind::ApiGatewayV1 => (Query::read_map(object, kind, QueryForm::Decoded)?, None),
+        };
         let peer = match kind {
             EventKind::Alb => alb_peer(&headers, headers.field())?,
             EventKind::ApiGatewayV1 => source_ip(
@@ -178,6 +284,8 @@ impl<'e> Event<'e> {
             kind,
             peer,
             headers,
+            query,
+            cookies,
         })
     }
 
@@ -243,39 +351,197 @@ fn payload_v2_kind(context: &Map<String, Value>) -> Result<EventKind, EventError
 }
 
 impl<'e> Container<'e> {
-    fn read(object: &'e Map<String, Value>, kind: EventKind) -> Result<Self, EventError> {
-        match object.get("multiValueHeaders") {
-            Some(Value::Object(map)) => Ok(Container::Multi(Names::check(
-                map,
-                kind,
-                "multiValueHeaders",
-            )?)),
-            None | Some(Value::Null) => match object.get("headers") {
-                Some(Value::Object(map)) => {
-                    Ok(Container::Single(Names::check(map, kind, "headers")?))
-                }
-                None | Some(Value::Null) => Ok(Container::None),
-                Some(other) => Err(EventError::invalid(
-                    kind,
-                    "headers",
-                    "an object",
-                    what(other),
-                )),
-            },
-            Some(other) => Err(EventError::invalid(
-                kind,
-                "multiValueHeaders",
-                "an object",
-                what(other),
-            )),
-        }
+    fn read(object: &Top<'e>, kind: EventKind) -> Result<Self, EventError> {
+        let multi = match optional_object(object, "multiValueHeaders", kind)? {
+            Some(map) => Some(Names::check(map, kind, "multiValueHeaders")?),
+            None => None,
+        };
+        let single = match optional_object(object, "headers", kind)? {
+            Some(map) => Some(Names::check(map, kind, "headers")?),
+            None => None,
+        };
+        Ok(match (multi, single) {
+            (Some(multi), Some(single)) => Container::Both { multi, single },
+            (Some(multi), None) => Container::Multi(multi),
+            (None, Some(single)) => Container::Single(single),
+            (None, None) => Container::None,
+        })
     }
 
     /// The object the headers come from, for error messages.
     fn field(self) -> &'static str {
         match self {
             Container::Multi(_) => "multiValueHeaders",
-            Container::Single(_) | Container::None => "headers",
+            Container::Single(_) | Container::Both { .. } | Container::None => "headers",
+        }
+    }
+}
+
+/// The object `object[field]`: `None` when it is absent or `null`, refused when it is
+/// anything else.
+fn optional_object<'e>(
+    object: &Top<'e>,
+    field: &'static str,
+    kind: EventKind,
+) -> Result<Option<&'e Map<String, Value>>, EventError> {
+    match object.get(field) {
+        Some(Value::Object(map)) => Ok(Some(map)),
+        None | Some(Value::Null) => Ok(None),
+        Some(other) => Err(EventError::invalid(kind, field, "an object", what(other))),
+    }
+}
+
+/// Checks that every value of a map of query arguments is a string (an array of strings
+/// when `multi`).
+fn check_strings(
+    map: &Map<String, Value>,
+    kind: EventKind,
+    field: &'static str,
+    multi: bool,
+) -> Result<(), EventError> {
+    for (name, value) in map {
+        match value {
+            Value::String(_) if !multi => {}
+            Value::Array(values) if multi => {
+                if let Some((i, value)) = values.iter().enumerate().find(|(_, v)| !v.is_string()) {
+                    return Err(EventError::invalid(
+                        kind,
+                        format!("{field}.{name}[{i}]"),
+                        "a string",
+                        what(value),
+                    ));
+                }
+            }
+            other => {
+                return Err(EventError::invalid(
+                    kind,
+                    format!("{field}.{name}"),
+                    if multi {
+                        "an array of strings"
+                    } else {
+                        "a string"
+                    },
+                    what(other),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A payload 2.0 event's `cookies`: an array of strings, or none.
+fn read_cookies<'e>(object: &Top<'e>, kind: EventKind) -> Result<Option<&'e [Value]>, EventError> {
+    match object.cookies {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(values)) => {
+            match values.iter().enumerate().find(|(_, v)| !v.is_string()) {
+                Some((i, value)) => Err(EventError::invalid(
+                    kind,
+                    format!("cookies[{i}]"),
+                    "a string",
+                    what(value),
+                )),
+                None => Ok(Some(values)),
+            }
+        }
+        Some(other) => Err(EventError::invalid(
+            kind,
+            "cookies",
+            "an array of strings",
+            what(other),
+        )),
+    }
+}
+
+impl<'e> Query<'e> {
+    /// An ALB's or a REST API's arguments: `multiValueQueryStringParameters` when it has
+    /// any (AWS writes `null` or `{}` without), else `queryStringParameters`, as
+    /// lambda_http prefers them.
+    fn read_map(object: &Top<'e>, kind: EventKind, form: QueryForm) -> Result<Self, EventError> {
+        const MULTI: &str = "multiValueQueryStringParameters";
+        const SINGLE: &str = "queryStringParameters";
+        if let Some(map) = optional_object(object, MULTI, kind)? {
+            check_strings(map, kind, MULTI, true)?;
+            if !map.is_empty() {
+                return Ok(Query::Map { map, form });
+            }
+        }
+        Ok(match optional_object(object, SINGLE, kind)? {
+            Some(map) => {
+                check_strings(map, kind, SINGLE, false)?;
+                Query::Map { map, form }
+            }
+            None => Query::None,
+        })
+    }
+
+    /// A payload 2.0 event's arguments: its `rawQueryString`, else its
+    /// `queryStringParameters`.
+    fn read_v2(object: &Top<'e>, kind: EventKind) -> Result<Self, EventError> {
+        const RAW: &str = "rawQueryString";
+        const JOINED: &str = "queryStringParameters";
+        match object.get(RAW) {
+            Some(Value::String(raw)) => return Ok(Query::Raw(raw)),
+            None | Some(Value::Null) => {}
+            Some(other) => {
+                return Err(EventError::invalid(kind, RAW, "a string", what(other)));
+            }
+        }
+        Ok(match optional_object(object, JOINED, kind)? {
+            Some(map) => {
+                check_strings(map, kind, JOINED, false)?;
+                Query::Joined(map)
+            }
+            None => Query::None,
+        })
+    }
+
+    /// Calls `f` with every value of the argument `name`, in order, and says how they are
+    /// written.
+    fn each(self, name: &ParamName, mut f: impl FnMut(&'e [u8])) -> QueryForm {
+        let mut each = |value: &'e Value| match value {
+            Value::String(value) => f(value.as_bytes()),
+            Value::Array(values) => values
+                .iter()
+                .filter_map(Value::as_str)
+                .for_each(|value| f(value.as_bytes())),
+            _ => {}
+        };
+        match self {
+            Query::None => QueryForm::Encoded,
+            Query::Raw(raw) => {
+                crate::params::query_values(raw.as_bytes(), name, &mut f);
+                QueryForm::Encoded
+            }
+            Query::Map {
+                map,
+                form: QueryForm::Decoded,
+                ..
+            } => {
+                if let Some(value) = map.get(name.as_str()) {
+                    each(value);
+                }
+                QueryForm::Decoded
+            }
+            // Names as sent: `cl%69ent` is `client` to the app, as in a query string.
+            Query::Map {
+                map,
+                form: QueryForm::Encoded,
+                ..
+            } => {
+                map.iter()
+                    .filter(|(key, _)| crate::params::encoded_name_is(key.as_bytes(), name))
+                    .for_each(|(_, value)| each(value));
+                QueryForm::Encoded
+            }
+            // No address holds a comma: a joined value is several, ambiguous as several
+            // arguments of the name in `rawQueryString` are.
+            Query::Joined(map) => {
+                if let Some(Value::String(value)) = map.get(name.as_str()) {
+                    value.as_bytes().split(|&b| b == b',').for_each(&mut f);
+                }
+                QueryForm::Decoded
+            }
         }
     }
 }
@@ -374,28 +640,61 @@ pub(crate) fn what(value: &Value) -> Found<'_> {
 
 impl Headers for Event<'_> {
     #[inline]
-    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
-        self.headers.for_each_value(name, f);
+    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+        match self.cookies {
+            // lambda_http joins them with `; ` into its one `Cookie` line, in place of
+            // any the headers had: read one by one, a cookie is found as in that line.
+            Some(cookies) if *name == names::COOKIE => cookies
+                .iter()
+                .filter_map(Value::as_str)
+                .for_each(|cookie| f(cookie.as_bytes())),
+            _ => self.headers.for_each_value(name, f),
+        }
+    }
+
+    fn for_each_query_value<'a>(&'a self, name: &ParamName, f: impl FnMut(&'a [u8])) -> QueryForm {
+        let query: Query<'a> = self.query;
+        query.each(name, f)
     }
 }
 
 impl Headers for Container<'_> {
     #[inline]
-    fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
+    fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
         match *self {
             Container::None => {}
-            Container::Single(names) => names.each(name.as_str(), |value| {
-                if let Value::String(value) = value {
-                    f(value.as_bytes());
+            Container::Single(names) => {
+                single_lines(names, name.as_str(), f);
+            }
+            Container::Multi(names) => multi_lines(names, name.as_str(), f),
+            Container::Both { multi, single } => {
+                let mut f = f;
+                if !single_lines(single, name.as_str(), &mut f) {
+                    multi_lines(multi, name.as_str(), f);
                 }
-            }),
-            Container::Multi(names) => names.each(name.as_str(), |value| {
-                if let Value::Array(values) = value {
-                    for value in values.iter().filter_map(Value::as_str) {
-                        f(value.as_bytes());
-                    }
-                }
-            }),
+            }
         }
     }
+}
+
+/// The lines of `name` in a `headers` object; whether it has any.
+#[inline]
+fn single_lines<'a>(names: Names<'a>, name: &str, mut f: impl FnMut(&'a [u8])) -> bool {
+    names.each(name, |value| {
+        if let Value::String(value) = value {
+            f(value.as_bytes());
+        }
+    })
+}
+
+/// The lines of `name` in a `multiValueHeaders` object.
+#[inline]
+fn multi_lines<'a>(names: Names<'a>, name: &str, mut f: impl FnMut(&'a [u8])) {
+    names.each(name, |value| {
+        if let Value::Array(values) = value {
+            for value in values.iter().filter_map(Value::as_str) {
+                f(value.as_bytes());
+            }
+        }
+    });
 }

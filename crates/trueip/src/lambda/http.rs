@@ -4,9 +4,10 @@
 //!
 //! lambda_http builds that map from an event's `multiValueHeaders` and then lets the
 //! `headers` value of a name replace its lines; for a header repeated on several lines
-//! of a REST API event only the last line is left. That is the right end of a list, the
-//! end the walk reads, but `hops:N` over such a header counts fewer hops than
-//! [`resolve_event`](super::resolve_event) on the raw event.
+//! of a REST API event only the last line is left, the right end of the list.
+//! [`resolve_event`](super::resolve_event) reads the event the same way, its `cookies`
+//! as lambda_http's `Cookie` line and its query arguments as the request target
+//! lambda_http builds from them holds them, so both decide alike.
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};

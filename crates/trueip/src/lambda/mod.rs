@@ -39,9 +39,13 @@
 //!
 //! In that order: `requestContext.elb` decides first. A payload 2.0 event without
 //! `requestContext.domainName` (AWS writes one for both of its kinds) is refused: the
-//! host is what says whether its `X-Forwarded-For` may be read. Headers come from
-//! `multiValueHeaders` when the event has it (several values of one header are several
-//! lines, in order), else from `headers`; names match in any case. A REST API event keeps
+//! host is what says whether its `X-Forwarded-For` may be read. Headers are read as
+//! lambda_http hands them to a handler, so that `resolve_request` decides as
+//! [`resolve_event`] does: from `multiValueHeaders` (several values of one header are
+//! several lines, in order) and `headers`, whose value of a name replaces that name's
+//! lines (a REST API event's `headers` holds the last line of a repeated header: the right
+//! end of a list, where the walk starts); a payload 2.0 event's `cookies` are its `Cookie`
+//! lines; names match in any case. A REST API event keeps
 //! the case each line was sent in, so one header may come under two spellings, whose
 //! order JSON does not keep: for `X-Forwarded-For`, `Forwarded` and the
 //! `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix` claims, whose lines' order decides what is
@@ -52,6 +56,22 @@
 //! (a non-string header, a `sourceIp` that is not an address, such as the API Gateway
 //! console's `test-invoke-source-ip`) is an [`EventError`] naming the field, never a
 //! guess.
+//!
+//! # Query arguments
+//!
+//! A `query:NAME` strategy reads the event's arguments as AWS writes them
+//! ([`Headers::for_each_query_value`](crate::headers::Headers::for_each_query_value), the
+//! one place it looks, in an event as in a request target):
+//!
+//! | kind | read from | written |
+//! | --- | --- | --- |
+//! | HTTP API payload 2.0, Function URL | `rawQueryString`, as a request target's query string | as sent, percent-encoded |
+//! | the same, without `rawQueryString` | `queryStringParameters`; a repeated argument's values are joined by commas, read as several | decoded |
+//! | ALB | `multiValueQueryStringParameters` when it has any, else `queryStringParameters` | as sent, names too (the ALB decodes nothing) |
+//! | API Gateway REST (payload 1.0) | the same | decoded, and not decoded again |
+//!
+//! With multi-value off, an ALB's and a REST API's `queryStringParameters` keep the last
+//! value of a repeated argument: two cannot be told from one there, as for a header.
 //!
 //! # What stands in for the peer
 //!
@@ -101,7 +121,11 @@
 //! client is then `CloudFront-Viewer-Address`, which the edge writes over anything the
 //! client sent, when the origin request policy forwards it (the `cloudfront` strategy of
 //! the CloudFront presets reads it); without it, the edge's own address, and the first
-//! such decision in a process logs a warning (through `log`) naming the fix. The kind is
+//! such decision in a process logs a warning (through `log`) naming the fix.
+//! `X-Forwarded-Proto` and `X-Forwarded-Port` the URL passes on as it received them
+//! (it writes no other header, where an ALB or API Gateway writes these two): behind a
+//! trusted edge they are withheld from the app and never the request's scheme or port
+//! ([`UNKEPT_CLAIMS`](crate::headers::UNKEPT_CLAIMS)). The kind is
 //! told by `requestContext.domainName`: a Function URL has no custom domain and refuses
 //! a request whose `Host` is not its own, so its events always carry its own host.
 //!

@@ -69,20 +69,24 @@ pub(crate) enum Carrier {
 }
 
 impl Carrier {
-    /// The occurrences of the carrier in the request, into `lines` (empty).
+    /// The occurrences of the carrier in the request, into `lines` (empty), and how a query
+    /// argument's are written (a header's and a cookie's are read as they are).
     #[inline(always)]
-    fn fill<'h, H: Headers + ?Sized>(&self, headers: &'h H, lines: &mut Lines<'h>) {
+    fn fill<'h, H: Headers + ?Sized>(
+        &self,
+        headers: &'h H,
+        lines: &mut Lines<'h>,
+    ) -> params::QueryForm {
         match self {
             Carrier::Header(name) => lines.fill(headers, name),
             Carrier::Query(name) => {
-                if let Some(query) = headers.query() {
-                    params::query_values(query, name, |value| lines.push(value));
-                }
+                return headers.for_each_query_value(name, |value| lines.push(value));
             }
             Carrier::Cookie(name) => headers.for_each_value(&names::COOKIE, |line| {
                 params::cookie_values(line, name, |value| lines.push(value));
             }),
         }
+        params::QueryForm::Decoded
     }
 }
 
@@ -140,7 +144,7 @@ impl Decide for Single {
         let peer_relays = !peer_writes && ctx.peer.client.trusted_by(relays);
         trace_peer(ctx, peer_writes || peer_relays);
         let mut lines = Lines::new();
-        name.fill(headers, &mut lines);
+        let form = name.fill(headers, &mut lines);
         if lines.is_empty() {
             ctx.trace.step(|| {
                 Mark::new(
@@ -188,9 +192,15 @@ impl Decide for Single {
             // The buffer only here: the header strategies do not pay for clearing it.
             SingleFormat::Query => {
                 let mut decoded = [0; MAX_PARAM_VALUE];
-                params::percent_decode(value, &mut decoded)
-                    .map_err(Malformed::Decode)
-                    .and_then(|value| parse_node(value).map_err(Malformed::Addr))
+                match form {
+                    params::QueryForm::Encoded => params::percent_decode(value, &mut decoded),
+                    params::QueryForm::Decoded if value.len() > MAX_PARAM_VALUE => {
+                        Err(params::DecodeError::TooLong)
+                    }
+                    params::QueryForm::Decoded => Ok(&value[..]),
+                }
+                .map_err(Malformed::Decode)
+                .and_then(|value| parse_node(value).map_err(Malformed::Addr))
             }
         };
         match parsed {
