@@ -992,34 +992,11 @@ fn lambda_event_errors_name_the_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
 
-/// An event is read to a bound (16 MiB; AWS sends at most 6 MB), from stdin or a file:
-/// input without end (`-` fed forever, `/dev/zero`) once made explain read until memory
-/// ran out. Past the bound it stops, exits 2 and says why.
 /// `--batch` reads a line at most as large as an event: stdin without a newline once
 /// grew until memory ran out.
 #[test]
 fn batch_input_is_bounded() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
-        .args(["explain", "--batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run trueip");
-    let mut pipe = child.stdin.take().expect("stdin");
-    // A good case first, then spaces until trueip stops reading (a broken pipe), at most
-    // 64 MiB.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(b"{\"peer\":\"198.51.100.1\"}\n");
-        let block = vec![b' '; 1 << 20];
-        for _ in 0..64 {
-            if pipe.write_all(&block).is_err() {
-                return;
-            }
-        }
-    });
-    let out = child.wait_with_output().expect("trueip output");
-    writer.join().expect("writer thread");
+    let out = flooded(&["explain", "--batch"], b"{\"peer\":\"198.51.100.1\"}\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("stdin line 2: more than 16 MiB"), "{err}");
@@ -1027,18 +1004,19 @@ fn batch_input_is_bounded() {
     assert!(first.contains("198.51.100.1"), "{first}");
 }
 
-#[test]
-fn lambda_event_input_is_bounded() {
+/// `trueip ARGS` fed `first` on stdin, then spaces until it stops reading (a broken
+/// pipe), at most 64 MiB.
+fn flooded(args: &[&str], first: &'static [u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trueip"))
-        .args(["explain", "--lambda-event", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run trueip");
     let mut pipe = child.stdin.take().expect("stdin");
-    // Writes until trueip stops reading (a broken pipe), at most 64 MiB.
     let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(first);
         let block = vec![b' '; 1 << 20];
         for _ in 0..64 {
             if pipe.write_all(&block).is_err() {
@@ -1048,6 +1026,15 @@ fn lambda_event_input_is_bounded() {
     });
     let out = child.wait_with_output().expect("trueip output");
     writer.join().expect("writer thread");
+    out
+}
+
+/// An event is read to a bound (16 MiB; AWS sends at most 6 MB), from stdin or a file:
+/// input without end (`-` fed forever, `/dev/zero`) once made explain read until memory
+/// ran out. Past the bound it stops, exits 2 and says why.
+#[test]
+fn lambda_event_input_is_bounded() {
+    let out = flooded(&["explain", "--lambda-event", "-"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("stdin: more than 16 MiB"), "{err}");

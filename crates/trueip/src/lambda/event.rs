@@ -399,34 +399,43 @@ fn check_strings(
     field: &'static str,
     multi: bool,
 ) -> Result<(), EventError> {
-    for (name, value) in map {
-        match value {
-            Value::String(_) if !multi => {}
-            Value::Array(values) if multi => {
-                if let Some((i, value)) = values.iter().enumerate().find(|(_, v)| !v.is_string()) {
-                    return Err(EventError::invalid(
-                        kind,
-                        format!("{field}.{name}[{i}]"),
-                        "a string",
-                        what(value),
-                    ));
-                }
-            }
-            other => {
-                return Err(EventError::invalid(
+    map.iter()
+        .try_for_each(|(name, value)| check_string(kind, field, name, value, multi))
+}
+
+/// Checks that `field.name`'s `value` is a string (an array of strings when `multi`), as
+/// AWS writes every header and query argument.
+fn check_string(
+    kind: EventKind,
+    field: &'static str,
+    name: &str,
+    value: &Value,
+    multi: bool,
+) -> Result<(), EventError> {
+    match value {
+        Value::String(_) if !multi => Ok(()),
+        Value::Array(values) if multi => {
+            match values.iter().enumerate().find(|(_, v)| !v.is_string()) {
+                Some((i, value)) => Err(EventError::invalid(
                     kind,
-                    format!("{field}.{name}"),
-                    if multi {
-                        "an array of strings"
-                    } else {
-                        "a string"
-                    },
-                    what(other),
-                ));
+                    format!("{field}.{name}[{i}]"),
+                    "a string",
+                    what(value),
+                )),
+                None => Ok(()),
             }
         }
+        other => Err(EventError::invalid(
+            kind,
+            format!("{field}.{name}"),
+            if multi {
+                "an array of strings"
+            } else {
+                "a string"
+            },
+            what(other),
+        )),
     }
-    Ok(())
 }
 
 /// A payload 2.0 event's `cookies`: an array of strings, or none.
@@ -557,33 +566,7 @@ impl<'e> Names<'e> {
         let mut lower = true;
         for (name, value) in map {
             lower &= !name.bytes().any(|b| b.is_ascii_uppercase());
-            match value {
-                Value::String(_) if !multi => {}
-                Value::Array(values) if multi => {
-                    for (i, value) in values.iter().enumerate() {
-                        if !value.is_string() {
-                            return Err(EventError::invalid(
-                                kind,
-                                format!("{field}.{name}[{i}]"),
-                                "a string",
-                                what(value),
-                            ));
-                        }
-                    }
-                }
-                other => {
-                    return Err(EventError::invalid(
-                        kind,
-                        format!("{field}.{name}"),
-                        if multi {
-                            "an array of strings"
-                        } else {
-                            "a string"
-                        },
-                        what(other),
-                    ));
-                }
-            }
+            check_string(kind, field, name, value, multi)?;
         }
         // Keys of one JSON object are distinct: two can spell one header only when one
         // has an upper-case letter.
