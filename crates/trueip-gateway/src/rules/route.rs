@@ -213,7 +213,7 @@ mod tests {
     }
 
     /// The in-band metrics answered anyone: a stranger probed the trust configuration
-    /// with them. Fails on the code before the fix: every request below got the metrics.
+    /// with them. Fails on the code before the fix: the strangers below got the metrics.
     #[test]
     fn in_band_metrics_answer_only_clients_no_stranger_can_be() {
         let metrics = Route::Admin(Admin::Metrics);
