@@ -130,4 +130,9 @@ fn the_summary_names_every_health_and_metrics_path_served() {
             .contains("health /.trueip/healthz, metrics /.trueip/metrics on every HTTP listener"),
         "{upstream}"
     );
+    // The metrics answer only clients a stranger cannot be, and the summary says so.
+    assert!(
+        upstream.contains("the metrics only to clients a stranger cannot be"),
+        "{upstream}"
+    );
 }

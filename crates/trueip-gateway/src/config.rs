@@ -1001,6 +1001,9 @@ pub(crate) struct AdminSettings {
     pub(crate) listen: Option<SocketAddr>,
     /// How many forged requests the admin listener keeps (0: none).
     pub(crate) forgeries: usize,
+    /// Whether the in-band metrics answer every client, not only those a stranger cannot
+    /// be ([`crate::rules::route`]).
+    pub(crate) metrics_to_anyone: bool,
 }
 
 impl Default for AdminSettings {
@@ -1009,6 +1012,7 @@ impl Default for AdminSettings {
             prefix: "/.trueip".to_string(),
             listen: None,
             forgeries: crate::forgeries::DEFAULT_KEPT,
+            metrics_to_anyone: false,
         }
     }
 }

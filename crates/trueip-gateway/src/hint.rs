@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use trueip::addr::Peer;
 
+use crate::peers::near;
+
 /// How many requests with ignored forwarding headers a peer sends before the hint: one
 /// forged request is no pattern; a proxy nobody trusted sends them with every request.
 pub(crate) const AFTER: u8 = 3;
@@ -66,24 +68,6 @@ struct Table {
 struct Entry {
     key: Peer,
     peers: [Option<(Peer, u8)>; PER_NETWORK],
-}
-
-/// Whether no stranger on the internet can connect from `peer`: a Unix socket, or a
-/// loopback, private (RFC 1918, ULA), link-local or shared (RFC 6598) address.
-fn near(peer: Peer) -> bool {
-    match peer.ip() {
-        None => true,
-        Some(IpAddr::V4(ip)) => {
-            let [a, b, ..] = ip.octets();
-            ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || (a == 100 && (64..128).contains(&b))
-        }
-        Some(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local()
-        }
-    }
 }
 
 /// The network `peer` is counted by in the far table: its /24 of IPv4, its /48 of IPv6.

@@ -73,6 +73,7 @@ mod logging;
 mod metrics;
 pub mod names;
 mod pages;
+mod peers;
 mod proxy;
 mod ranges;
 mod ranges_cli;
@@ -467,8 +468,14 @@ fn describe(s: &Settings) -> Vec<String> {
         paths(rules::route::Admin::Metrics),
     );
     if !health.is_empty() {
+        let to = if s.admin.metrics_to_anyone {
+            "to anyone ([admin] metrics_to_anyone)"
+        } else {
+            "only to clients a stranger cannot be: loopback, private, link-local and CGNAT \
+             addresses, Unix sockets ([admin] metrics_to_anyone opens them)"
+        };
         lines.push(format!(
-            "health {health}, metrics {metrics} on every HTTP listener"
+            "health {health}, metrics {metrics} on every HTTP listener, the metrics {to}"
         ));
     }
     if s.upstream.url.is_some() && s.policy.strategy_name(0).is_some() {

@@ -439,3 +439,94 @@ fn an_idle_gateway_holds_little_memory() {
         "an idle gateway holds {kib} KiB of anonymous memory (expected under 6 MiB)"
     );
 }
+
+/// The in-band metrics answered anyone: a stranger learned the trusted host names and
+/// providers and, reading the counters around a request of its own, how it was decided.
+/// Now they answer only clients no stranger can be; a stranger's request goes to the
+/// upstream as any other path does. Strangers come through an L4 balancer trusted to send
+/// PROXY headers; each wire path (the lean HTTP/1.1 one, hyper's) is checked.
+///
+/// Fails on the code before the fix: the stranger got the metrics.
+#[test]
+fn in_band_metrics_answer_only_clients_a_stranger_cannot_be() {
+    let up = Upstream::start(Behavior::Echo);
+    let url = up.url();
+    let senders = [
+        "--upstream",
+        &url,
+        "--proxy-protocol",
+        "from-senders",
+        "--proxy-protocol-from",
+        CLIENT_IP,
+    ];
+    let via = |gw: &Gateway, client: [u8; 4], path: &str| {
+        let client = std::net::SocketAddr::from((client, 40000));
+        Req::get(path)
+            .send_with_preamble(gw.addr, &proxy_v1(client, gw.addr))
+            .expect("a request through the balancer")
+    };
+    let is_metrics = |resp: &Response| resp.text().contains("trueip_requests_total");
+    for lean in [true, false] {
+        let dir = test_dir(&format!("operations/metrics_private_{lean}"));
+        let toml = format!("[limits]\nlean_http1 = {lean}\n");
+        let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &senders);
+        let before = up.requests().len();
+        let stranger = via(&gw, [203, 0, 113, 9], "/.trueip/metrics");
+        assert_eq!(stranger.status, 200, "lean {lean}");
+        assert!(!is_metrics(&stranger), "lean {lean}: {}", stranger.text());
+        let seen = up.wait_for(before + 1, IO_TIMEOUT);
+        assert_eq!(
+            seen.last().map(|s| s.path.as_str()),
+            Some("/.trueip/metrics")
+        );
+        // Health answers anyone: load balancers ask for it in-band.
+        let health = via(&gw, [203, 0, 113, 9], HEALTHZ);
+        assert_eq!(
+            (health.status, health.text().trim()),
+            (200, "ok"),
+            "lean {lean}"
+        );
+        for near in [
+            [10, 0, 0, 5],
+            [100, 64, 0, 9],
+            [192, 168, 1, 2],
+            [127, 0, 0, 1],
+        ] {
+            let resp = via(&gw, near, "/.trueip/metrics");
+            assert!(is_metrics(&resp), "{near:?} lean {lean}: {}", resp.text());
+        }
+        assert_eq!(up.requests().len(), before + 1, "lean {lean}");
+    }
+    let dir = test_dir("operations/metrics_to_anyone");
+    let toml = "[admin]\nmetrics_to_anyone = true\n";
+    let gw = Gateway::start_with_toml(&dir, free_addr(), toml, &senders);
+    let stranger = via(&gw, [203, 0, 113, 9], "/.trueip/metrics");
+    assert!(is_metrics(&stranger), "{}", stranger.text());
+}
+
+/// Behind a proxy the policy does not trust (the default trusts nobody), every request
+/// comes from the proxy's private address: the one sign that a request is a stranger's
+/// is the forwarding header the proxy added, and such a request does not get the metrics.
+///
+/// Fails on the code before the fix: the relayed request got the metrics.
+#[test]
+fn in_band_metrics_refuse_a_request_a_proxy_nobody_trusts_relayed() {
+    let dir = test_dir("operations/metrics_relayed");
+    let up = Upstream::start(Behavior::Echo);
+    let url = up.url();
+    let gw = Gateway::start(&dir, free_addr(), &["--upstream", &url]);
+    let relayed = Req::get("/.trueip/metrics")
+        .header("X-Forwarded-For", FORGED_XFF)
+        .must_send(gw.addr);
+    assert!(
+        !relayed.text().contains("trueip_requests_total"),
+        "{}",
+        relayed.text()
+    );
+    let seen = up.wait_for(1, IO_TIMEOUT);
+    assert_eq!(
+        seen.first().map(|s| s.path.as_str()),
+        Some("/.trueip/metrics")
+    );
+    assert!(metrics(gw.addr).contains("trueip_requests_total"));
+}

@@ -331,7 +331,17 @@ fn begin(
     // hyper's HTTP/1.1 parser holds requests to max_headers itself; HTTP/2 requests
     // are held to the same rule by the route.
     let lines = limits::header_lines(req.headers(), req.uri());
-    let route = rules::route(req.uri().path(), lines, settings, ctx.serves(&state));
+    let route = rules::route(
+        req.uri().path(),
+        lines,
+        settings,
+        ctx.serves(&state),
+        || {
+            settings
+                .policy_for(ctx.listener())
+                .resolve(&ctx.connection(), &req)
+        },
+    );
     let answer = match (route, &state.upstream) {
         (Route::TooManyHeaders, _) => {
             let page = failed(ctx, Failure::TooManyHeaders, &lines.count);

@@ -862,7 +862,13 @@ async fn one<'b>(
         count: lines.len(),
         several_hosts: false,
     };
-    let whoami_mode = match rules::route(path_only, counted, settings, ctx.serves(state)) {
+    let raw = Raw { lines, query };
+    let decide = || {
+        settings
+            .policy_for(ctx.listener())
+            .resolve(&ctx.connection(), &raw)
+    };
+    let whoami_mode = match rules::route(path_only, counted, settings, ctx.serves(state), decide) {
         Route::Whoami => true,
         // HTTP/2 to the upstream is hyper's client.
         Route::Forward if state.upstream.as_ref().is_some_and(|u| !u.lean()) => {
@@ -933,7 +939,6 @@ async fn one<'b>(
 
     // Read whole without waiting since `reading`: the request started then.
     let start = reading.unwrap_or_else(Instant::now);
-    let raw = Raw { lines, query };
     let conn = ctx.connection();
     let access_log = settings.log.access_log;
     let uri = if access_log { path.parse().ok() } else { None };
