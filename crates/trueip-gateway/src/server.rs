@@ -106,10 +106,11 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     // fails with `EAGAIN`. The connection's task yields once before its first read (see
     // `connection`) and tokio polls epoll meanwhile, which reports the bytes already
     // there: without the guess, `recv` is called only when there is something to read.
-    // (A TCP socket is read before it is registered at all: see `io::LazyTcp`.) Only on a runtime of one
-    // thread (every worker's): there nothing polls epoll between the accept and the
-    // clearing, where elsewhere another thread could take the socket's one readable event
-    // (edge-triggered) in between, and the connection would wait for bytes already read.
+    // (A TCP socket is read before it is registered at all: see `io::LazyTcp`.) Only on a
+    // runtime of one thread (every worker's): there nothing polls epoll between the accept
+    // and the clearing, where elsewhere another thread could take the socket's one
+    // readable event (edge-triggered) in between, and the connection would wait for bytes
+    // already read.
     let epoll_first = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::CurrentThread;
     let stops = Arc::new(Stops {
