@@ -186,16 +186,6 @@ pub(crate) fn forwarding_headers_of<'a>(
     Forwarding { lines }
 }
 
-/// Links shown on the page.
-pub(crate) struct Links<'a> {
-    /// Where `/healthz` is.
-    pub(crate) healthz: &'a str,
-    /// Where `/metrics` is.
-    pub(crate) metrics: &'a str,
-    /// This page's URL, for the curl example.
-    pub(crate) self_url: &'a str,
-}
-
 /// The `Content-Security-Policy` of the HTML page.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -303,13 +293,8 @@ where
         headers: forwarding,
         policy: asked.policy,
     };
-    let links = Links {
-        healthz: "/healthz",
-        metrics: "/metrics",
-        self_url: &self_url,
-    };
     body.clear();
-    write_body(&mut body, format, &whoami, &links);
+    write_body(&mut body, format, &whoami, &self_url);
     body
 }
 
@@ -375,20 +360,16 @@ pub fn render(
     write_page(&asked, &decision, &hygiene, format, Vec::new())
 }
 
-/// Writes the body of the page in `format` to `out`.
-pub(crate) fn write_body(
-    out: &mut Vec<u8>,
-    format: Format,
-    whoami: &Whoami<'_>,
-    links: &Links<'_>,
-) {
+/// Writes the body of the page in `format` to `out`; the HTML page shows `self_url`, its
+/// own URL, in its curl example.
+pub(crate) fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, self_url: &str) {
     match format {
         Format::Json => {
             write_json(out, whoami);
             out.push(b'\n');
         }
         Format::Text => out.extend_from_slice(text(whoami).as_bytes()),
-        Format::Html => write_html(out, whoami, links),
+        Format::Html => write_html(out, whoami, self_url),
     }
 }
 
@@ -451,8 +432,6 @@ fn escape_into(out: &mut String, text: &str) {
 /// A place in `whoami.html` that the page fills, written `{{name}}` there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
-    Healthz,
-    Metrics,
     SelfUrl,
     ClientIp,
     ClientPort,
@@ -475,9 +454,7 @@ enum Slot {
 
 impl Slot {
     /// Every slot, by its name in the template.
-    const NAMES: [(&'static str, Slot); 20] = [
-        ("healthz", Slot::Healthz),
-        ("metrics", Slot::Metrics),
+    const NAMES: [(&'static str, Slot); 18] = [
         ("self_url", Slot::SelfUrl),
         ("client_ip", Slot::ClientIp),
         ("client_port", Slot::ClientPort),
@@ -620,7 +597,7 @@ fn source_text(e: &Explanation) -> String {
 }
 
 /// Writes the HTML page: the template, its slots filled in one pass.
-fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
+fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     let e = &w.decision.to_explanation();
     let r = &e.resolution;
     let mut pills = String::new();
@@ -693,9 +670,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
             Piece::Slot(slot) => slot,
         };
         match slot {
-            Slot::Healthz => escape_into(&mut page, links.healthz),
-            Slot::Metrics => escape_into(&mut page, links.metrics),
-            Slot::SelfUrl => escape_into(&mut page, links.self_url),
+            Slot::SelfUrl => escape_into(&mut page, self_url),
             Slot::ClientIp => escape_into(&mut page, e.client_ip.as_deref().unwrap_or("unix:")),
             Slot::ClientPort => {
                 if let Some(p) = e.client_port {
@@ -753,9 +728,9 @@ fn private_link_cards(page: &mut String, e: &Explanation) {
 
 /// The HTML page as text.
 #[cfg(test)]
-fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
+fn html(w: &Whoami<'_>, self_url: &str) -> String {
     let mut out = Vec::new();
-    write_html(&mut out, w, links);
+    write_html(&mut out, w, self_url);
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -913,16 +888,7 @@ mod tests {
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
         let mut out = Vec::new();
-        write_body(
-            &mut out,
-            Format::Json,
-            w,
-            &Links {
-                healthz: "",
-                metrics: "",
-                self_url: "",
-            },
-        );
+        write_body(&mut out, Format::Json, w, "");
         out
     }
 
@@ -1110,14 +1076,7 @@ mod tests {
             direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, |_| true),
         };
-        let page = html(
-            &w,
-            &Links {
-                healthz: "/healthz",
-                metrics: "/metrics",
-                self_url: "http://x/",
-            },
-        );
+        let page = html(&w, "http://x/");
         assert!(
             !page.contains("<script>") && !page.contains("<img"),
             "unescaped input"
@@ -1142,7 +1101,7 @@ mod tests {
             .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert!(slots.len() >= 20, "{slots:?}");
+        assert!(slots.len() >= 18, "{slots:?}");
         slots.concat()
     }
 
