@@ -319,8 +319,9 @@ impl std::fmt::Debug for OriginSecret {
     }
 }
 
-/// Compares without an early exit, so response timing does not leak how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares without an early exit, so response timing does not leak how much of a guess
+/// was right (an origin secret, a signature's tag); only the lengths may differ in time.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
