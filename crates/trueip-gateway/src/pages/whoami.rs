@@ -14,9 +14,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use http::StatusCode;
 #[cfg(test)]
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderMap;
+use http::StatusCode;
 use trueip::{Connection, Decision, Explanation, Policy, Source};
 
 use crate::config::HeaderSettings;
@@ -112,18 +112,6 @@ pub enum Format {
     Json,
     /// The explain trace.
     Text,
-}
-
-/// Picks a format from the path and `Accept`.
-#[cfg(test)]
-fn negotiate(path: &str, headers: &HeaderMap) -> Format {
-    negotiate_with(
-        path,
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
 }
 
 /// Picks a format from the path and the `Accept` lines: the first of `application/json`,
@@ -1006,13 +994,25 @@ mod tests {
     }
 
     #[test]
-    fn negotiation_reads_accept_lines_as_one_list() {
-        let f = |lines: &[&[u8]]| negotiate_with("/", lines.iter().copied());
-        assert_eq!(f(&[b"text/html", b"application/json"]), Format::Html);
-        assert_eq!(f(&[b"APPLICATION/JSON ; q=1", b"text/html"]), Format::Json);
-        assert_eq!(f(&[b"\xff application/json", b"text/plain"]), Format::Text);
-        assert_eq!(f(&[b"", b",text/plain,text/html"]), Format::Text);
-        assert_eq!(f(&[]), Format::Html);
+    fn negotiation_reads_the_path_then_accept_lines_as_one_list() {
+        let f = |path: &str, lines: &[&[u8]]| negotiate_with(path, lines.iter().copied());
+        assert_eq!(f("/", &[]), Format::Html);
+        assert_eq!(f("/", &[b"*/*"]), Format::Html);
+        assert_eq!(f("/json", &[b"text/html"]), Format::Json);
+        assert_eq!(f("/x", &[b"application/json"]), Format::Json);
+        let browser: &[u8] = b"text/html,application/xhtml+xml,application/json;q=0.9";
+        assert_eq!(f("/", &[browser]), Format::Html);
+        assert_eq!(f("/", &[b"text/plain"]), Format::Text);
+        assert_eq!(f("/", &[b"text/html", b"application/json"]), Format::Html);
+        assert_eq!(
+            f("/", &[b"APPLICATION/JSON ; q=1", b"text/html"]),
+            Format::Json
+        );
+        assert_eq!(
+            f("/", &[b"\xff application/json", b"text/plain"]),
+            Format::Text
+        );
+        assert_eq!(f("/", &[b"", b",text/plain,text/html"]), Format::Text);
     }
 
     #[test]
@@ -1266,26 +1266,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn negotiation() {
-        let h = |accept: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
-            m
-        };
-        assert_eq!(negotiate("/", &HeaderMap::new()), Format::Html);
-        assert_eq!(negotiate("/", &h("*/*")), Format::Html);
-        assert_eq!(negotiate("/json", &h("text/html")), Format::Json);
-        assert_eq!(negotiate("/x", &h("application/json")), Format::Json);
-        assert_eq!(
-            negotiate(
-                "/",
-                &h("text/html,application/xhtml+xml,application/json;q=0.9")
-            ),
-            Format::Html
-        );
-        assert_eq!(negotiate("/", &h("text/plain")), Format::Text);
     }
 }
