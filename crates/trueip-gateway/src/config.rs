@@ -1368,6 +1368,34 @@ where
         .at(key))
 }
 
+/// Adds the addresses of the host names `wanted` to `names`: those it has, else
+/// `known`'s (a refresh's, which keep the last good addresses of a name that failed),
+/// else resolved now, each of which must resolve. `[client_ip]` and every listener's own
+/// table read their names through here, so a refresh treats them all alike.
+fn add_names(
+    names: &mut crate::names::Addresses,
+    wanted: Vec<String>,
+    known: &crate::names::Addresses,
+) -> Result<(), ConfigError> {
+    let mut unknown = Vec::new();
+    for name in wanted {
+        match known.get(&name) {
+            _ if names.contains_key(&name) => {}
+            Some(addrs) => {
+                names.insert(name, addrs.clone());
+            }
+            None => unknown.push(name),
+        }
+    }
+    if !unknown.is_empty() {
+        names.extend(crate::names::resolve_all(
+            &unknown,
+            &*crate::names::resolver(),
+        )?);
+    }
+    Ok(())
+}
+
 /// `trueip::lint` over `[client_ip]` and each listener's own `client_ip`.
 fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<trueip::lint::Finding> {
     let facts: Vec<_> = listeners
@@ -1426,25 +1454,8 @@ impl Settings {
         let ranges_dir = file.ranges.dir(flags.ranges_dir.as_deref());
         let mut loaded = crate::ranges::load_for(&file.client_ip, &ranges_dir)?;
         let resolve_every = crate::names::every(file.client_ip.resolve_every.as_deref())?;
-        let wanted = file.client_ip.host_names();
         let mut names = crate::names::Addresses::new();
-        let unknown: Vec<String> = wanted
-            .iter()
-            .filter(|name| match known.get(*name) {
-                Some(addrs) => {
-                    names.insert((*name).clone(), addrs.clone());
-                    false
-                }
-                None => true,
-            })
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            names.extend(crate::names::resolve_all(
-                &unknown,
-                &*crate::names::resolver(),
-            )?);
-        }
+        add_names(&mut names, file.client_ip.host_names(), known)?;
         let policy =
             file.client_ip
                 .build_resolved(read, &loaded.sets, &crate::names::sets(&names))?;
@@ -1494,19 +1505,7 @@ impl Settings {
                         }
                     }
                     loaded.sets.extend(more.sets);
-                    // The listener's own host names, resolved now unless the policy
-                    // above already did (and refreshed with them all).
-                    let unknown: Vec<String> = config
-                        .host_names()
-                        .into_iter()
-                        .filter(|name| !names.contains_key(name))
-                        .collect();
-                    if !unknown.is_empty() {
-                        names.extend(
-                            crate::names::resolve_all(&unknown, &*crate::names::resolver())
-                                .map_err(within)?,
-                        );
-                    }
+                    add_names(&mut names, config.host_names(), known).map_err(within)?;
                     let own = config
                         .build_resolved(read, &loaded.sets, &crate::names::sets(&names))
                         .map_err(within)?;
@@ -2279,6 +2278,25 @@ mod tests {
                     [[listen]]\naddress = \"127.0.0.1:18081\"\n\
                     client_ip = { trusted = [\"127.0.0.1\"], origin_secret = { header = \"X-Origin-Verify\", value = \"x\" } }\n";
         refused(toml, &["is the origin secret"]);
+    }
+
+    /// A refresh hands the build every name's addresses, the last good ones of a name that
+    /// failed: a listener's own name is taken from them as `[client_ip]`'s is. Fails on the
+    /// code that resolved a listener's names again, where a name that had stopped resolving
+    /// failed the whole refresh, and every other name's new addresses with it.
+    #[test]
+    fn a_listeners_own_host_name_is_taken_from_the_refresh() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let known =
+            crate::names::Addresses::from([("lb.invalid".to_string(), vec![ip("10.1.2.3")])]);
+        let toml =
+            "[[listen]]\naddress = \"127.0.0.1:1\"\nclient_ip = { trusted = [\"lb.invalid\"] }";
+        let file = parse_toml(toml).unwrap();
+        let s =
+            Settings::from_file_named(file, &ServeArgs::default(), &mut |p| Err(p.into()), &known)
+                .unwrap();
+        assert!(s.own_policy_at(0).unwrap().policy.trusts(ip("10.1.2.3")));
+        assert_eq!(s.names, known);
     }
 
     /// Every path a config file names, relative, is read from the file's directory;
