@@ -603,21 +603,14 @@ impl PolicyBuilder {
             }
             // Written by the hops the strategy trusts and relayed by the policy's proxies,
             // as a plain `header:NAME`.
-            StrategySpec::Query(name) => {
-                needs_trust(&format!("the query argument {name}"))?;
-                let carrier = Carrier::Query(name.clone());
-                out.push(with(
-                    Kind::Header(Single::param(carrier, trusted, base.clone())),
-                    from,
-                ));
-            }
-            StrategySpec::Cookie(name) => {
-                needs_trust(&format!("the cookie {name}"))?;
-                let carrier = Carrier::Cookie(name.clone());
-                out.push(with(
-                    Kind::Header(Single::param(carrier, trusted, base.clone())),
-                    from,
-                ));
+            StrategySpec::Query(name) | StrategySpec::Cookie(name) => {
+                let (carrier, what) = match spec {
+                    StrategySpec::Query(_) => (Carrier::Query(name.clone()), "the query argument"),
+                    _ => (Carrier::Cookie(name.clone()), "the cookie"),
+                };
+                needs_trust(&format!("{what} {name}"))?;
+                let kind = Kind::Header(Single::param(carrier, trusted, base.clone()));
+                out.push(with(kind, from));
             }
             StrategySpec::Leftmost => out.push(with(Kind::Leftmost(Leftmost { trusted }), from)),
             StrategySpec::Preset(preset) => {
