@@ -1423,21 +1423,14 @@ impl Settings {
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     ) -> Result<Settings, String> {
         let file = parse_toml(text).map_err(|e| e.to_string())?;
-        Settings::from_file(file, &ServeArgs::default(), read).map_err(|e| e.to_string())
+        let none = crate::names::Addresses::new();
+        Settings::from_file_named(file, &ServeArgs::default(), read, &none)
+            .map_err(|e| e.to_string())
     }
 
-    /// Checks a file's values with flags applied; `read` loads provider range files.
-    pub(crate) fn from_file(
-        file: FileConfig,
-        flags: &ServeArgs,
-        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
-    ) -> Result<Settings, ConfigError> {
-        Self::from_file_named(file, flags, read, &crate::names::Addresses::new())
-    }
-
-    /// [`from_file`](Self::from_file), with the addresses of host names already resolved
-    /// (the refresh's, which kept the last good ones of names that failed); names not in
-    /// `known` are resolved now, and must resolve.
+    /// Checks a file's values with flags applied; `read` loads provider range files. The
+    /// addresses of host names in `known` are taken as resolved (a refresh's, which kept
+    /// the last good ones of names that failed); others are resolved now, and must resolve.
     pub(crate) fn from_file_named(
         mut file: FileConfig,
         flags: &ServeArgs,
@@ -2597,7 +2590,9 @@ mod tests {
             proxy_protocol_from: vec!["127.0.0.0/8".into()],
             ..ServeArgs::default()
         };
-        let s = Settings::from_file(file, &flags, &mut |_| Err(String::new())).unwrap();
+        let known = crate::names::Addresses::new();
+        let s =
+            Settings::from_file_named(file, &flags, &mut |_| Err(String::new()), &known).unwrap();
         assert_eq!(s.listeners.len(), 2);
         assert!(
             s.listeners
