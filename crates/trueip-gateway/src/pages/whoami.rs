@@ -507,12 +507,6 @@ fn split(page: &'static str) -> Vec<Piece> {
     pieces
 }
 
-/// The page template, split at its slots (see [`split`]).
-fn template() -> &'static [Piece] {
-    static PIECES: std::sync::LazyLock<Vec<Piece>> = std::sync::LazyLock::new(|| split(PAGE));
-    &PIECES
-}
-
 /// What a warning means, for people.
 fn warning_text(name: &str) -> (&'static str, bool) {
     match name {
@@ -648,8 +642,10 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
         ),
     };
 
+    // The template, split at its slots once (see [`split`]).
+    static TEMPLATE: std::sync::LazyLock<Vec<Piece>> = std::sync::LazyLock::new(|| split(PAGE));
     let mut page = String::with_capacity(PAGE.len() + 4096);
-    for piece in template() {
+    for piece in TEMPLATE.iter() {
         let slot = match *piece {
             Piece::Text(text) => {
                 page.push_str(text);
