@@ -1368,6 +1368,34 @@ where
         .at(key))
 }
 
+/// Adds the addresses of the host names `wanted` to `names`: those it has, else
+/// `known`'s (a refresh's, which keep the last good addresses of a name that failed),
+/// else resolved now, each of which must resolve. `[client_ip]` and every listener's own
+/// table read their names through here, so a refresh treats them all alike.
+fn add_names(
+    names: &mut crate::names::Addresses,
+    wanted: Vec<String>,
+    known: &crate::names::Addresses,
+) -> Result<(), ConfigError> {
+    let mut unknown = Vec::new();
+    for name in wanted {
+        match known.get(&name) {
+            _ if names.contains_key(&name) => {}
+            Some(addrs) => {
+                names.insert(name, addrs.clone());
+            }
+            None => unknown.push(name),
+        }
+    }
+    if !unknown.is_empty() {
+        names.extend(crate::names::resolve_all(
+            &unknown,
+            &*crate::names::resolver(),
+        )?);
+    }
+    Ok(())
+}
+
 /// `trueip::lint` over `[client_ip]` and each listener's own `client_ip`.
 fn lint(client_ip: &ClientIpConfig, listeners: &[ListenerSettings]) -> Vec<trueip::lint::Finding> {
     let facts: Vec<_> = listeners
@@ -1395,21 +1423,14 @@ impl Settings {
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     ) -> Result<Settings, String> {
         let file = parse_toml(text).map_err(|e| e.to_string())?;
-        Settings::from_file(file, &ServeArgs::default(), read).map_err(|e| e.to_string())
+        let none = crate::names::Addresses::new();
+        Settings::from_file_named(file, &ServeArgs::default(), read, &none)
+            .map_err(|e| e.to_string())
     }
 
-    /// Checks a file's values with flags applied; `read` loads provider range files.
-    pub(crate) fn from_file(
-        file: FileConfig,
-        flags: &ServeArgs,
-        read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
-    ) -> Result<Settings, ConfigError> {
-        Self::from_file_named(file, flags, read, &crate::names::Addresses::new())
-    }
-
-    /// [`from_file`](Self::from_file), with the addresses of host names already resolved
-    /// (the refresh's, which kept the last good ones of names that failed); names not in
-    /// `known` are resolved now, and must resolve.
+    /// Checks a file's values with flags applied; `read` loads provider range files. The
+    /// addresses of host names in `known` are taken as resolved (a refresh's, which kept
+    /// the last good ones of names that failed); others are resolved now, and must resolve.
     pub(crate) fn from_file_named(
         mut file: FileConfig,
         flags: &ServeArgs,
@@ -1426,25 +1447,8 @@ impl Settings {
         let ranges_dir = file.ranges.dir(flags.ranges_dir.as_deref());
         let mut loaded = crate::ranges::load_for(&file.client_ip, &ranges_dir)?;
         let resolve_every = crate::names::every(file.client_ip.resolve_every.as_deref())?;
-        let wanted = file.client_ip.host_names();
         let mut names = crate::names::Addresses::new();
-        let unknown: Vec<String> = wanted
-            .iter()
-            .filter(|name| match known.get(*name) {
-                Some(addrs) => {
-                    names.insert((*name).clone(), addrs.clone());
-                    false
-                }
-                None => true,
-            })
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            names.extend(crate::names::resolve_all(
-                &unknown,
-                &*crate::names::resolver(),
-            )?);
-        }
+        add_names(&mut names, file.client_ip.host_names(), known)?;
         let policy =
             file.client_ip
                 .build_resolved(read, &loaded.sets, &crate::names::sets(&names))?;
@@ -1494,19 +1498,7 @@ impl Settings {
                         }
                     }
                     loaded.sets.extend(more.sets);
-                    // The listener's own host names, resolved now unless the policy
-                    // above already did (and refreshed with them all).
-                    let unknown: Vec<String> = config
-                        .host_names()
-                        .into_iter()
-                        .filter(|name| !names.contains_key(name))
-                        .collect();
-                    if !unknown.is_empty() {
-                        names.extend(
-                            crate::names::resolve_all(&unknown, &*crate::names::resolver())
-                                .map_err(within)?,
-                        );
-                    }
+                    add_names(&mut names, config.host_names(), known).map_err(within)?;
                     let own = config
                         .build_resolved(read, &loaded.sets, &crate::names::sets(&names))
                         .map_err(within)?;
@@ -2165,6 +2157,16 @@ mod tests {
         Settings::from_text(toml, &mut |p| Err(format!("no file {p}")))
     }
 
+    /// `toml` is refused, and the error says each of `wanted`.
+    fn refused(toml: &str, wanted: &[&str]) {
+        let err = settings(toml)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {toml}"));
+        for want in wanted {
+            assert!(err.contains(want), "{toml:?}: {err}");
+        }
+    }
+
     #[test]
     fn empty_config_is_the_safe_default() {
         let s = settings("").unwrap();
@@ -2176,15 +2178,15 @@ mod tests {
         assert_eq!(s.admin.prefix, "/.trueip");
     }
 
+    /// The backlog defaults to 1024, the workers to the CPUs (each checked in
+    /// `errors_name_the_key`).
     #[test]
-    fn backlog_defaults_to_1024_and_is_checked() {
-        assert_eq!(settings("").unwrap().limits.backlog, 1024);
-        assert_eq!(
-            settings("[limits]\nbacklog = 4096").unwrap().limits.backlog,
-            4096
-        );
-        let err = settings("[limits]\nbacklog = 0").unwrap_err();
-        assert!(err.contains("limits.backlog"), "{err}");
+    fn backlog_and_workers_have_defaults() {
+        let limits = |toml: &str| settings(toml).unwrap().limits;
+        assert_eq!(limits("").backlog, 1024);
+        assert_eq!(limits("[limits]\nbacklog = 4096").backlog, 4096);
+        assert!(limits("").workers >= 1);
+        assert_eq!(limits("[limits]\nworkers = 3").workers, 3);
     }
 
     #[test]
@@ -2212,11 +2214,7 @@ mod tests {
             ),
             ("[headers]\nkeep = [\"bad name\"]", "invalid header name"),
         ] {
-            let err = settings(toml).unwrap_err();
-            assert!(
-                err.contains("headers.keep[0]") && err.contains(why),
-                "{toml}: {err}"
-            );
+            refused(toml, &["headers.keep[0]", why]);
         }
     }
 
@@ -2251,11 +2249,7 @@ mod tests {
             ),
             ("[headers]\nrelay = [\"bad name\"]", "invalid header name"),
         ] {
-            let err = settings(toml).unwrap_err();
-            assert!(
-                err.contains("headers.relay[0]") && err.contains(why),
-                "{toml}: {err}"
-            );
+            refused(toml, &["headers.relay[0]", why]);
         }
     }
 
@@ -2276,8 +2270,26 @@ mod tests {
         let toml = "[client_ip]\ntrusted = [\"127.0.0.1\"]\n[headers]\nrelay = [\"X-Origin-Verify\"]\n\
                     [[listen]]\naddress = \"127.0.0.1:18081\"\n\
                     client_ip = { trusted = [\"127.0.0.1\"], origin_secret = { header = \"X-Origin-Verify\", value = \"x\" } }\n";
-        let err = settings(toml).unwrap_err();
-        assert!(err.contains("is the origin secret"), "{err}");
+        refused(toml, &["is the origin secret"]);
+    }
+
+    /// A refresh hands the build every name's addresses, the last good ones of a name that
+    /// failed: a listener's own name is taken from them as `[client_ip]`'s is. Fails on the
+    /// code that resolved a listener's names again, where a name that had stopped resolving
+    /// failed the whole refresh, and every other name's new addresses with it.
+    #[test]
+    fn a_listeners_own_host_name_is_taken_from_the_refresh() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let known =
+            crate::names::Addresses::from([("lb.invalid".to_string(), vec![ip("10.1.2.3")])]);
+        let toml =
+            "[[listen]]\naddress = \"127.0.0.1:1\"\nclient_ip = { trusted = [\"lb.invalid\"] }";
+        let file = parse_toml(toml).unwrap();
+        let s =
+            Settings::from_file_named(file, &ServeArgs::default(), &mut |p| Err(p.into()), &known)
+                .unwrap();
+        assert!(s.own_policy_at(0).unwrap().policy.trusts(ip("10.1.2.3")));
+        assert_eq!(s.names, known);
     }
 
     /// Every path a config file names, relative, is read from the file's directory;
@@ -2385,14 +2397,6 @@ mod tests {
             assert!(!err.contains("s3cret"), "{err}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn workers_default_to_the_cpus_and_are_checked() {
-        assert!(settings("").unwrap().limits.workers >= 1);
-        assert_eq!(settings("[limits]\nworkers = 3").unwrap().limits.workers, 3);
-        let err = settings("[limits]\nworkers = 0").unwrap_err();
-        assert!(err.contains("limits.workers"), "{err}");
     }
 
     #[test]
@@ -2504,6 +2508,14 @@ mod tests {
                 "limits.max_header_bytes",
             ),
             ("[log]\nformat = \"xml\"", "log.format"),
+            ("[limits]\nbacklog = 0", "limits.backlog"),
+            ("[limits]\nworkers = 0", "limits.workers"),
+            ("[admin]\nforgeries = -1", "forgeries"),
+            ("[ranges]\nrefresh = \"10s\"", "ranges.refresh"),
+            ("[ranges]\ntimeout = \"0s\"", "ranges.timeout"),
+            ("[ranges]\nrefresh = \"soon\"", "invalid duration"),
+            ("[ranges]\nrefesh = \"24h\"", "unknown field"),
+            ("[ranges.from]\nakamai = \"x\"", "ranges.from.akamai"),
             (
                 "[upstrem]\nurl = \"http://127.0.0.1:3000\"",
                 "unknown field",
@@ -2514,10 +2526,7 @@ mod tests {
             ),
         ];
         for (toml, want) in cases {
-            let err = settings(toml)
-                .err()
-                .unwrap_or_else(|| panic!("accepted: {toml}"));
-            assert!(err.contains(want), "{toml:?}: {err}");
+            refused(toml, &[want]);
         }
     }
 
@@ -2581,7 +2590,9 @@ mod tests {
             proxy_protocol_from: vec!["127.0.0.0/8".into()],
             ..ServeArgs::default()
         };
-        let s = Settings::from_file(file, &flags, &mut |_| Err(String::new())).unwrap();
+        let known = crate::names::Addresses::new();
+        let s =
+            Settings::from_file_named(file, &flags, &mut |_| Err(String::new()), &known).unwrap();
         assert_eq!(s.listeners.len(), 2);
         assert!(
             s.listeners
@@ -2667,27 +2678,13 @@ mod tests {
         assert_eq!(forgeries(""), Ok(100));
         assert_eq!(forgeries("[admin]\nforgeries = 0"), Ok(0));
         assert_eq!(forgeries("[admin]\nforgeries = 4096"), Ok(4096));
-        let err = settings("[admin]\nforgeries = 4097").unwrap_err();
-        assert!(
-            err.contains("admin.forgeries") && err.contains("4096"),
-            "{err}"
-        );
-        let err = settings("[admin]\nforgeries = -1").unwrap_err();
-        assert!(err.contains("forgeries"), "{err}");
+        refused("[admin]\nforgeries = 4097", &["admin.forgeries", "4096"]);
     }
 
+    /// A valid `[ranges]` table reads nothing from the cache (its errors are checked in
+    /// `errors_name_the_key`).
     #[test]
-    fn the_ranges_table_is_checked_naming_the_key() {
-        for (toml, expected) in [
-            ("[ranges]\nrefresh = \"10s\"", "ranges.refresh"),
-            ("[ranges]\ntimeout = \"0s\"", "ranges.timeout"),
-            ("[ranges]\nrefresh = \"soon\"", "invalid duration"),
-            ("[ranges]\nrefesh = \"24h\"", "unknown field"),
-            ("[ranges.from]\nakamai = \"x\"", "ranges.from.akamai"),
-        ] {
-            let err = settings(toml).unwrap_err();
-            assert!(err.contains(expected), "{toml}: {err}");
-        }
+    fn the_ranges_table_is_read_without_the_cache() {
         let ok = settings("[ranges]\nrefresh = \"24h\"\ndir = \"/tmp/r\"").unwrap();
         assert_eq!(ok.ranges.refresh, Some(Duration::from_secs(86_400)));
         assert!(ok.loaded.metas.is_empty(), "nothing read from the cache");
@@ -2729,11 +2726,7 @@ mod tests {
                 "\"25h\"",
             ] {
                 let toml = with(table, &format!("{key} = {value}"));
-                let err = settings(&toml)
-                    .err()
-                    .unwrap_or_else(|| panic!("accepted: {toml}"));
-                assert!(err.contains(&format!("{table}.{key}")), "{toml}: {err}");
-                assert!(err.contains("24h"), "{toml}: {err}");
+                refused(&toml, &[&format!("{table}.{key}"), "24h"]);
             }
             // The largest value allowed is accepted, in any unit.
             for value in ["\"24h\"", "\"1440m\"", "86400", "\"86400000ms\""] {
@@ -2764,22 +2757,14 @@ mod tests {
             // TOML integers are i64: the largest one a file can hold, and one past the max.
             for value in [i64::MAX.to_string(), (max + 1).to_string()] {
                 let toml = with(table, &format!("{key} = {value}"));
-                let err = settings(&toml)
-                    .err()
-                    .unwrap_or_else(|| panic!("accepted: {toml}"));
-                assert!(err.contains(&format!("{table}.{key}")), "{toml}: {err}");
-                assert!(err.contains(&max.to_string()), "{toml}: {err}");
+                refused(&toml, &[&format!("{table}.{key}"), &max.to_string()]);
             }
             let toml = with(table, &format!("{key} = {max}"));
             assert!(settings(&toml).is_ok(), "{toml}: {:?}", settings(&toml));
             // Past what TOML holds: the parser refuses it, it does not wrap.
             assert!(settings(&with(table, &format!("{key} = {huge}"))).is_err());
         }
-        let err = settings("[limits]\nbacklog = 65536").unwrap_err();
-        assert!(
-            err.contains("limits.backlog") && err.contains("65535"),
-            "{err}"
-        );
+        refused("[limits]\nbacklog = 65536", &["limits.backlog", "65535"]);
     }
 
     /// Keys of every table, values that are too large, negative, of the wrong type or

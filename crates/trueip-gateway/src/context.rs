@@ -148,15 +148,12 @@ impl Shared {
 /// Something that happens once and is waited for: the shutdown, a listening socket's
 /// closing, an accept loop's end. Set once, never cleared.
 ///
-/// Why not `tokio::sync::watch`, which this replaced: every connection that waited for
-/// its request subscribed to two channels (the shutdown and its socket's closing), and
-/// each wait cloned a receiver, boxed a `select!` of two `wait_for`s and made, enabled and
-/// dropped two `Notified`s: about 1,600 instructions per connection that waited, and the
-/// accept loop polled two such waits after every accept (about 190 instructions per
-/// connection, callgrind, `PROTOCOL=close bash bench/instructions.sh`). Here a waiter takes
-/// a slot for its waker under an uncontended lock at its first poll and gives it back
-/// when dropped; a poll while it waits is a load and a waker comparison: about 230
-/// instructions per connection that waits, and 30 per poll of the accept loop.
+/// Why not `tokio::sync::watch`: each wait clones a receiver, boxes a `select!` of two
+/// `wait_for`s and makes two `Notified`s, about 1,600 instructions per connection that
+/// waits and 190 per accept (callgrind, `PROTOCOL=close bash bench/instructions.sh`). Here
+/// a waiter takes a slot for its waker under an uncontended lock at its first poll and
+/// gives it back when dropped; a poll while it waits is a load and a waker comparison:
+/// about 230 instructions per connection that waits, and 30 per poll of the accept loop.
 ///
 /// The waits form a tree, so that no waiter list is shared between threads, and a
 /// connection waits on one list, not two: only the accept loops (one per worker and

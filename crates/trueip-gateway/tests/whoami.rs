@@ -202,7 +202,7 @@ fn json_is_the_explain_object_plus_direct_ip_and_headers() {
 }
 
 /// Every slot name of the page template, as a client writes them into a header.
-const EVERY_SLOT: &str = "{{healthz}}{{metrics}}{{self_url}}{{client_ip}}{{client_port}}{{pills}}\
+const EVERY_SLOT: &str = "{{self_url}}{{client_ip}}{{client_port}}{{pills}}\
 {{verdict}}{{alerts}}{{peer}}{{peer_note}}{{proxy_source}}{{proxy_note}}{{strategy}}\
 {{trusted_hops}}{{rate_limit_key}}{{chain_header}}{{chain}}{{headers}}{{steps}}";
 

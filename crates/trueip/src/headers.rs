@@ -1771,6 +1771,15 @@ mod tests {
         }
     }
 
+    /// `name` is withheld from a stranger and from a trusted hop, as a forgery each time.
+    fn forged_from_every_hop(set: &ForwardingSet, policy: &crate::Policy, name: &str) {
+        for hop in [Hop::Untrusted, behind(policy)] {
+            let fate = set.fate(name, hop);
+            assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
+            assert!(set.withheld(name.as_bytes(), hop), "{name}");
+        }
+    }
+
     fn trusting(cidr: &str) -> crate::Policy {
         crate::Policy::builder()
             .trust_str(cidr)
@@ -1929,7 +1938,6 @@ mod tests {
     #[test]
     fn a_dotted_spelling_is_withheld_as_an_underscored_one_is() {
         let policy = trusting("10.0.0.0/8");
-        let behind = behind(&policy);
         let set = ForwardingSet::for_policy(&policy);
         for name in [
             "X.Forwarded.For",
@@ -1939,11 +1947,7 @@ mod tests {
             "X-Forwarded.For",
             "X_Forwarded.Proto",
         ] {
-            for hop in [Hop::Untrusted, behind] {
-                let fate = set.fate(name, hop);
-                assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
-                assert!(set.withheld(name.as_bytes(), hop), "{name}");
-            }
+            forged_from_every_hop(&set, &policy, name);
         }
         // A dot where the name has none is another name.
         assert!(!set.withheld(b"X.Forwarded-For.", Hop::Untrusted));
@@ -1960,7 +1964,6 @@ mod tests {
     #[test]
     fn every_punctuation_spelling_is_withheld_as_an_underscored_one_is() {
         let policy = trusting("10.0.0.0/8");
-        let behind = behind(&policy);
         let set = ForwardingSet::for_policy(&policy);
         for stand_in in "!#$%&'*+^`|~".chars() {
             for name in [
@@ -1970,11 +1973,7 @@ mod tests {
                 "Forwarded-For",
             ] {
                 let name = name.replace('-', &stand_in.to_string());
-                for hop in [Hop::Untrusted, behind] {
-                    let fate = set.fate(&name, hop);
-                    assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
-                    assert!(set.withheld(name.as_bytes(), hop), "{name}");
-                }
+                forged_from_every_hop(&set, &policy, &name);
             }
         }
         assert!(spells("x-forwarded-for", "X~Forwarded+For"));
@@ -1993,11 +1992,7 @@ mod tests {
         let behind = behind(&policy);
         let set = ForwardingSet::for_policy(&policy).with(FieldName::new("x_edge_client").unwrap());
         for name in ["X-Edge-Client", "x-edge_client", "X~Edge-Client"] {
-            for hop in [Hop::Untrusted, behind] {
-                let fate = set.fate(name, hop);
-                assert!(fate.withheld && fate.forged, "{name} {hop:?}: {fate:?}");
-                assert!(set.withheld(name.as_bytes(), hop), "{name}");
-            }
+            forged_from_every_hop(&set, &policy, name);
         }
         assert!(spells("x_edge_client", "X-Edge-Client"));
         // Still only the names of the set.

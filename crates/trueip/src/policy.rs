@@ -319,8 +319,9 @@ impl std::fmt::Debug for OriginSecret {
     }
 }
 
-/// Compares without an early exit, so response timing does not leak how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares without an early exit, so response timing does not leak how much of a guess
+/// was right (an origin secret, a signature's tag); only the lengths may differ in time.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -602,21 +603,14 @@ impl PolicyBuilder {
             }
             // Written by the hops the strategy trusts and relayed by the policy's proxies,
             // as a plain `header:NAME`.
-            StrategySpec::Query(name) => {
-                needs_trust(&format!("the query argument {name}"))?;
-                let carrier = Carrier::Query(name.clone());
-                out.push(with(
-                    Kind::Header(Single::param(carrier, trusted, base.clone())),
-                    from,
-                ));
-            }
-            StrategySpec::Cookie(name) => {
-                needs_trust(&format!("the cookie {name}"))?;
-                let carrier = Carrier::Cookie(name.clone());
-                out.push(with(
-                    Kind::Header(Single::param(carrier, trusted, base.clone())),
-                    from,
-                ));
+            StrategySpec::Query(name) | StrategySpec::Cookie(name) => {
+                let (carrier, what) = match spec {
+                    StrategySpec::Query(_) => (Carrier::Query(name.clone()), "the query argument"),
+                    _ => (Carrier::Cookie(name.clone()), "the cookie"),
+                };
+                needs_trust(&format!("{what} {name}"))?;
+                let kind = Kind::Header(Single::param(carrier, trusted, base.clone()));
+                out.push(with(kind, from));
             }
             StrategySpec::Leftmost => out.push(with(Kind::Leftmost(Leftmost { trusted }), from)),
             StrategySpec::Preset(preset) => {

@@ -507,7 +507,7 @@ impl Verifier {
         let expected = mac(&key.key, signed.as_bytes(), request);
         // `hmac::verify` wants the message in one slice; the MAC is computed in parts
         // (no allocation), so the tags are compared here, over every byte whatever differs.
-        if !constant_time_eq(expected.as_ref(), &tag) {
+        if !crate::policy::constant_time_eq(expected.as_ref(), &tag) {
             return Err(Rejected::BadSignature);
         }
         let now = now
@@ -738,11 +738,6 @@ pub fn refusal_body(why: Rejected) -> &'static str {
     } else {
         "trueip: this request did not come through the gateway (no valid signed client header)\n"
     }
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 struct Parsed<'a> {

@@ -14,9 +14,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use http::StatusCode;
 #[cfg(test)]
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderMap;
+use http::StatusCode;
 use trueip::{Connection, Decision, Explanation, Policy, Source};
 
 use crate::config::HeaderSettings;
@@ -114,18 +114,6 @@ pub enum Format {
     Text,
 }
 
-/// Picks a format from the path and `Accept`.
-#[cfg(test)]
-fn negotiate(path: &str, headers: &HeaderMap) -> Format {
-    negotiate_with(
-        path,
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
-}
-
 /// Picks a format from the path and the `Accept` lines: the first of `application/json`,
 /// `text/plain` and `text/html` in the lines (joined by commas; lines that are not
 /// UTF-8 left out) decides, HTML when none is named.
@@ -184,16 +172,6 @@ pub(crate) fn forwarding_headers_of<'a>(
     // Stable: the lines of one name keep their order.
     lines.sort_by(|a, b| cmp_lower(a.0, b.0));
     Forwarding { lines }
-}
-
-/// Links shown on the page.
-pub(crate) struct Links<'a> {
-    /// Where `/healthz` is.
-    pub(crate) healthz: &'a str,
-    /// Where `/metrics` is.
-    pub(crate) metrics: &'a str,
-    /// This page's URL, for the curl example.
-    pub(crate) self_url: &'a str,
 }
 
 /// The `Content-Security-Policy` of the HTML page.
@@ -303,13 +281,8 @@ where
         headers: forwarding,
         policy: asked.policy,
     };
-    let links = Links {
-        healthz: "/healthz",
-        metrics: "/metrics",
-        self_url: &self_url,
-    };
     body.clear();
-    write_body(&mut body, format, &whoami, &links);
+    write_body(&mut body, format, &whoami, &self_url);
     body
 }
 
@@ -375,20 +348,16 @@ pub fn render(
     write_page(&asked, &decision, &hygiene, format, Vec::new())
 }
 
-/// Writes the body of the page in `format` to `out`.
-pub(crate) fn write_body(
-    out: &mut Vec<u8>,
-    format: Format,
-    whoami: &Whoami<'_>,
-    links: &Links<'_>,
-) {
+/// Writes the body of the page in `format` to `out`; the HTML page shows `self_url`, its
+/// own URL, in its curl example.
+pub(crate) fn write_body(out: &mut Vec<u8>, format: Format, whoami: &Whoami<'_>, self_url: &str) {
     match format {
         Format::Json => {
             write_json(out, whoami);
             out.push(b'\n');
         }
         Format::Text => out.extend_from_slice(text(whoami).as_bytes()),
-        Format::Html => write_html(out, whoami, links),
+        Format::Html => write_html(out, whoami, self_url),
     }
 }
 
@@ -451,8 +420,6 @@ fn escape_into(out: &mut String, text: &str) {
 /// A place in `whoami.html` that the page fills, written `{{name}}` there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
-    Healthz,
-    Metrics,
     SelfUrl,
     ClientIp,
     ClientPort,
@@ -475,9 +442,7 @@ enum Slot {
 
 impl Slot {
     /// Every slot, by its name in the template.
-    const NAMES: [(&'static str, Slot); 20] = [
-        ("healthz", Slot::Healthz),
-        ("metrics", Slot::Metrics),
+    const NAMES: [(&'static str, Slot); 18] = [
         ("self_url", Slot::SelfUrl),
         ("client_ip", Slot::ClientIp),
         ("client_port", Slot::ClientPort),
@@ -540,12 +505,6 @@ fn split(page: &'static str) -> Vec<Piece> {
     pieces.push(Piece::Text(rest));
     pieces.retain(|p| *p != Piece::Text(""));
     pieces
-}
-
-/// The page template, split at its slots (see [`split`]).
-fn template() -> &'static [Piece] {
-    static PIECES: std::sync::LazyLock<Vec<Piece>> = std::sync::LazyLock::new(|| split(PAGE));
-    &PIECES
 }
 
 /// What a warning means, for people.
@@ -620,7 +579,7 @@ fn source_text(e: &Explanation) -> String {
 }
 
 /// Writes the HTML page: the template, its slots filled in one pass.
-fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
+fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     let e = &w.decision.to_explanation();
     let r = &e.resolution;
     let mut pills = String::new();
@@ -683,8 +642,10 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
         ),
     };
 
+    // The template, split at its slots once (see [`split`]).
+    static TEMPLATE: std::sync::LazyLock<Vec<Piece>> = std::sync::LazyLock::new(|| split(PAGE));
     let mut page = String::with_capacity(PAGE.len() + 4096);
-    for piece in template() {
+    for piece in TEMPLATE.iter() {
         let slot = match *piece {
             Piece::Text(text) => {
                 page.push_str(text);
@@ -693,9 +654,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, links: &Links<'_>) {
             Piece::Slot(slot) => slot,
         };
         match slot {
-            Slot::Healthz => escape_into(&mut page, links.healthz),
-            Slot::Metrics => escape_into(&mut page, links.metrics),
-            Slot::SelfUrl => escape_into(&mut page, links.self_url),
+            Slot::SelfUrl => escape_into(&mut page, self_url),
             Slot::ClientIp => escape_into(&mut page, e.client_ip.as_deref().unwrap_or("unix:")),
             Slot::ClientPort => {
                 if let Some(p) = e.client_port {
@@ -753,9 +712,9 @@ fn private_link_cards(page: &mut String, e: &Explanation) {
 
 /// The HTML page as text.
 #[cfg(test)]
-fn html(w: &Whoami<'_>, links: &Links<'_>) -> String {
+fn html(w: &Whoami<'_>, self_url: &str) -> String {
     let mut out = Vec::new();
-    write_html(&mut out, w, links);
+    write_html(&mut out, w, self_url);
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -913,16 +872,7 @@ mod tests {
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
         let mut out = Vec::new();
-        write_body(
-            &mut out,
-            Format::Json,
-            w,
-            &Links {
-                healthz: "",
-                metrics: "",
-                self_url: "",
-            },
-        );
+        write_body(&mut out, Format::Json, w, "");
         out
     }
 
@@ -1040,13 +990,25 @@ mod tests {
     }
 
     #[test]
-    fn negotiation_reads_accept_lines_as_one_list() {
-        let f = |lines: &[&[u8]]| negotiate_with("/", lines.iter().copied());
-        assert_eq!(f(&[b"text/html", b"application/json"]), Format::Html);
-        assert_eq!(f(&[b"APPLICATION/JSON ; q=1", b"text/html"]), Format::Json);
-        assert_eq!(f(&[b"\xff application/json", b"text/plain"]), Format::Text);
-        assert_eq!(f(&[b"", b",text/plain,text/html"]), Format::Text);
-        assert_eq!(f(&[]), Format::Html);
+    fn negotiation_reads_the_path_then_accept_lines_as_one_list() {
+        let f = |path: &str, lines: &[&[u8]]| negotiate_with(path, lines.iter().copied());
+        assert_eq!(f("/", &[]), Format::Html);
+        assert_eq!(f("/", &[b"*/*"]), Format::Html);
+        assert_eq!(f("/json", &[b"text/html"]), Format::Json);
+        assert_eq!(f("/x", &[b"application/json"]), Format::Json);
+        let browser: &[u8] = b"text/html,application/xhtml+xml,application/json;q=0.9";
+        assert_eq!(f("/", &[browser]), Format::Html);
+        assert_eq!(f("/", &[b"text/plain"]), Format::Text);
+        assert_eq!(f("/", &[b"text/html", b"application/json"]), Format::Html);
+        assert_eq!(
+            f("/", &[b"APPLICATION/JSON ; q=1", b"text/html"]),
+            Format::Json
+        );
+        assert_eq!(
+            f("/", &[b"\xff application/json", b"text/plain"]),
+            Format::Text
+        );
+        assert_eq!(f("/", &[b"", b",text/plain,text/html"]), Format::Text);
     }
 
     #[test]
@@ -1110,14 +1072,7 @@ mod tests {
             direct_ip: "10.0.0.5".parse::<IpAddr>().unwrap().into(),
             headers: forwarding_headers(&h, |_| true),
         };
-        let page = html(
-            &w,
-            &Links {
-                healthz: "/healthz",
-                metrics: "/metrics",
-                self_url: "http://x/",
-            },
-        );
+        let page = html(&w, "http://x/");
         assert!(
             !page.contains("<script>") && !page.contains("<img"),
             "unescaped input"
@@ -1142,7 +1097,7 @@ mod tests {
             .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert!(slots.len() >= 20, "{slots:?}");
+        assert!(slots.len() >= 18, "{slots:?}");
         slots.concat()
     }
 
@@ -1307,26 +1262,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn negotiation() {
-        let h = |accept: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
-            m
-        };
-        assert_eq!(negotiate("/", &HeaderMap::new()), Format::Html);
-        assert_eq!(negotiate("/", &h("*/*")), Format::Html);
-        assert_eq!(negotiate("/json", &h("text/html")), Format::Json);
-        assert_eq!(negotiate("/x", &h("application/json")), Format::Json);
-        assert_eq!(
-            negotiate(
-                "/",
-                &h("text/html,application/xhtml+xml,application/json;q=0.9")
-            ),
-            Format::Html
-        );
-        assert_eq!(negotiate("/", &h("text/plain")), Format::Text);
     }
 }
