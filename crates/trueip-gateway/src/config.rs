@@ -2691,9 +2691,10 @@ mod tests {
     }
 
     /// Every duration key, with the table it sits in.
-    const DURATION_KEYS: [(&str, &str); 10] = [
+    const DURATION_KEYS: [(&str, &str); 11] = [
         ("ranges", "timeout"),
         ("limits", "header_read_timeout"),
+        ("limits", "send_timeout"),
         ("limits", "idle_timeout"),
         ("limits", "tls_handshake_timeout"),
         ("limits", "proxy_protocol_timeout"),

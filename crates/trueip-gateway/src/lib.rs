@@ -125,6 +125,7 @@ pub mod testing {
             vec![
                 l.header_read_timeout,
                 l.idle_timeout,
+                l.send_timeout,
                 l.tls_handshake_timeout,
                 l.proxy_protocol_timeout,
                 l.shutdown_timeout,

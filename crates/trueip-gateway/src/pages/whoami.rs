@@ -562,6 +562,18 @@ fn warning_text(name: &str) -> (&'static str, bool) {
             "A CDN's client header came through your proxies, but the hop they recorded before them is not the CDN: whoever wrote it went around the CDN. It was ignored.",
             true,
         ),
+        "signature_rejected" => (
+            "The signed client header was missing, forged, stale or made for another request; the TCP peer stands.",
+            true,
+        ),
+        "no_lambda_event" => (
+            "A Lambda preset's policy decided a request that came without its chain's Lambda event: no proxy was trusted.",
+            false,
+        ),
+        "x_forwarded_for_not_kept" => (
+            "A Lambda Function URL keeps only the first X-Forwarded-For value, which the client wrote; it was not read.",
+            false,
+        ),
         _ => ("", false),
     }
 }
@@ -808,7 +820,14 @@ fn steps_table(e: &Explanation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trueip::{Connection, Policy};
+    use trueip::{Connection, Policy, Warnings};
+
+    #[test]
+    fn every_warning_has_a_sentence() {
+        for name in Warnings::all_names() {
+            assert!(!warning_text(name).0.is_empty(), "{name} has no sentence");
+        }
+    }
 
     fn request(peer: &str, pairs: &[(&str, &str)]) -> (Policy, Connection, HeaderMap) {
         let conn = Connection::from_peer(peer.parse::<std::net::SocketAddr>().unwrap());
