@@ -65,6 +65,11 @@ headers (on by default, believing 127.0.0.1) rewrite the scope's client from
 the middleware answers every request with a 500 naming the fix and logs it once
 (``rewritten``, ``trueip.asgi.rewrite_around``).
 
+Under gunicorn's ``--proxy-protocol``, ``REMOTE_ADDR`` is the source a PROXY header named,
+which gunicorn reads from any peer in ``--proxy-allow-from`` (127.0.0.1 by default): the
+peer is gunicorn's socket's, and the source is believed only from a peer in the policy's
+``proxy_protocol_from``, as ``trueip serve`` believes a PROXY header.
+
 gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
 itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
 under gunicorn a request that came through no trusted hop gets its connection's scheme (TLS
@@ -171,6 +176,27 @@ def _undo_proxy_fix(environ: dict[str, Any]) -> None:
             environ[key] = value
 
 
+def _gunicorn_proxy(environ: dict[str, Any]) -> tuple[Any, Any]:
+    """The peer and the PROXY header's source under gunicorn's ``--proxy-protocol``, whose
+    ``REMOTE_ADDR`` and ``REMOTE_PORT`` are the source the header named, believed from any
+    peer in gunicorn's ``--proxy-allow-from`` (127.0.0.1 and ::1 by default: any local
+    process): the connection's peer only gunicorn's socket still knows. The policy believes
+    the source only from a peer in its ``proxy_protocol_from``, as ``trueip serve`` does.
+    ``(None, None)`` (no decision) when the socket cannot say; a Unix socket's peer is
+    ``""``."""
+    sock = environ.get("gunicorn.socket")
+    try:
+        name = sock.getpeername()  # type: ignore[union-attr]
+    except (AttributeError, OSError):
+        return None, None
+    peer = (name[0], name[1]) if isinstance(name, tuple) and len(name) >= 2 else ""
+    source: Any = environ.get("REMOTE_ADDR")
+    port = environ.get("REMOTE_PORT")
+    if isinstance(port, str) and port.isdigit():
+        source = (source, int(port))
+    return peer, source
+
+
 def apply(
     policy: Policy,
     environ: dict[str, Any],
@@ -214,6 +240,9 @@ def apply(
             peer = event_peer
         else:
             event = None
+    proxy_source = None
+    if peer is _REMOTE_ADDR and event is None and "PROXY_PROTOCOL" in environ:
+        peer, proxy_source = _gunicorn_proxy(environ)
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     from_lines = lines is not None and event is None
     # Positional: keyword arguments cost the extension about 100 ns each per request.
@@ -226,6 +255,7 @@ def apply(
         verifier,
         signed,
         event if event is not None else scope_event,
+        proxy_source,
     )
     if from_lines:
         if relayed is not None:
