@@ -187,7 +187,8 @@ def rewrite_around(apps: Iterable[tuple[str, str]]) -> Optional[str]:
         for found in gc.get_referrers(cls):
             inner = getattr(found, "app", None) if isinstance(found, cls) else None
             if isinstance(inner, kinds) and not inert(found):
-                return _rewrite_message(module, name, f"{type(inner).__module__}.{type(inner).__qualname__} and the trueip middleware it runs", fix)
+                wrapped = f"{type(inner).__module__}.{type(inner).__qualname__} and the trueip middleware it runs"
+                return _rewrite_message(module, name, wrapped, fix)
     return None
 
 
