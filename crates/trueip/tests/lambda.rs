@@ -1199,10 +1199,11 @@ fn a_clients_two_spellings_of_an_ordered_header_leave_the_event_its_client() {
     // none, and the event is refused.
     let alb = event("alb");
     let mut spelled = alb.clone();
-    spelled["headers"]
-        .as_object_mut()
-        .unwrap()
-        .insert("X-Forwarded-For".into(), json!("6.6.6.6"));
+    let headers = spelled["headers"].as_object_mut().unwrap();
+    headers.insert("X-Forwarded-For".into(), json!("6.6.6.6"));
+    // Another pair, which JSON's order puts first: the refusal still names the one it is for.
+    headers.insert("FORWARDED".into(), json!("for=1.1.1.1"));
+    headers.insert("Forwarded".into(), json!("for=2.2.2.2"));
     match error(&spelled) {
         EventError::AmbiguousHeader { field, names, .. } => {
             assert_eq!(field, "headers");

@@ -44,7 +44,8 @@ pub struct Event<'e> {
 struct Lost<'e> {
     /// One bit per [`order_slot`].
     slots: u16,
-    /// The first such pair, and the object it was in: what the explanation shows.
+    /// One such pair, `X-Forwarded-For`'s if it is one, and the object it was in: what an
+    /// ALB event's refusal names and the explanation shows.
     first: Option<(&'static str, &'e str, &'e str)>,
 }
 
@@ -671,7 +672,10 @@ fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>, field: &'static str
     let mut pair = |a: &'k str, b: &'k str| {
         if let Some(slot) = order_slot(a) {
             lost.slots |= 1 << slot;
-            lost.first = lost.first.or(Some((field, a, b)));
+            // X-Forwarded-For's pair first: the one an ALB event is refused for.
+            if slot == 0 || lost.first.is_none() {
+                lost.first = Some((field, a, b));
+            }
         }
     };
     // Requests carry a dozen or two headers, and most pairs differ in length: comparing
