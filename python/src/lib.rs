@@ -819,7 +819,10 @@ impl Policy {
     /// A policy from `lambda_preset` decides from an event only: without one, the core
     /// decides the request as if no proxy were trusted (`trueip::Policy::resolve`), and the
     /// first such request logs the core's line to the `trueip` logger.
-    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None))]
+    /// `proxy_source`: the address a PROXY header the server read named (gunicorn's
+    /// `--proxy-protocol`), believed only from a peer in the policy's
+    /// `proxy_protocol_from`, as `resolve` takes it.
+    #[pyo3(signature = (peer, headers, withhold = false, environ = false, query = None, verifier = None, signed = None, event = None, proxy_source = None))]
     #[allow(
         clippy::type_complexity,
         clippy::too_many_arguments,
@@ -836,6 +839,7 @@ impl Policy {
         verifier: Option<PyRef<'py, Verifier>>,
         signed: Option<(Option<Bound<'py, PyAny>>, String, String, String)>,
         event: Option<&Bound<'py, PyAny>>,
+        proxy_source: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(
         Option<Resolution>,
         Option<Bound<'py, PyTuple>>,
@@ -850,7 +854,11 @@ impl Policy {
         let parsed = json
             .as_ref()
             .and_then(|json| trueip::lambda::Event::parse(json).ok());
-        let conn = match (&parsed, event, peer.map(|p| Policy::connection(p, None))) {
+        let conn = match (
+            &parsed,
+            event,
+            peer.map(|p| Policy::connection(p, proxy_source)),
+        ) {
             (Some(parsed), _, _) => parsed.connection(),
             (None, None, Some(Ok(conn))) => conn,
             // No peer, one that is not an address, or an event trueip cannot read.

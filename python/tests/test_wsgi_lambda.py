@@ -248,6 +248,26 @@ def test_an_event_trueip_cannot_read_leaves_no_address(adapter: str) -> None:
     assert seen["trueip.original"]["REMOTE_ADDR"] in ("127.0.0.1", "test-invoke-source-ip")
 
 
+@pytest.mark.parametrize("adapter", ["serverless-wsgi", "apig-wsgi", "aws-wsgi", "zappa"])
+@pytest.mark.parametrize("name", ["X-Forwarded-Host", "X-Scheme", "X-Forwarded-For"])
+def test_a_clients_two_spellings_of_a_header_leave_the_app_its_address(adapter: str, name: str) -> None:
+    """A REST API event keeps the case each line was sent in: a client that sends a header
+    whose lines' order counts under two spellings once made the event unreadable, so the app
+    got no address (an empty REMOTE_ADDR) under any policy, out of reach of a ban or a
+    per-address limit. The header is not read now; the client is sourceIp, and every
+    client-IP header is withheld (no hop is trusted with them)."""
+    e = event("api_gateway_v1.json")
+    for field in ("headers", "multiValueHeaders"):
+        value = "6.6.6.6"
+        e[field][name.lower()] = [value] if field == "multiValueHeaders" else value
+        e[field].setdefault(name, ["h"] if field == "multiValueHeaders" else "h")
+    seen = seen_by(adapter, API, e)
+    assert seen["REMOTE_ADDR"] == "52.255.255.12"
+    assert "header_writer_not_trusted" in seen["trueip.resolution"].warnings
+    assert not seen["trueip.resolution"].trusted_hop
+    assert "HTTP_X_FORWARDED_FOR" not in seen
+
+
 def test_serverless_wsgis_non_proxy_integration_keeps_its_remote_addr() -> None:
     """serverless-wsgi also serves API Gateway's non-proxy ("lambda") integration, whose
     event the mapping template shapes: no kind trueip reads, so REMOTE_ADDR (the template's

@@ -117,6 +117,7 @@ class Policy:
         verifier: Optional[Verifier] = None,
         signed: Optional[Tuple[Optional[_Text], str, str, str]] = None,
         event: Optional[dict[str, Any]] = None,
+        proxy_source: Optional[Peer] = None,
     ) -> Tuple[
         Optional[Resolution],
         Optional[Tuple[Optional[str], Optional[str], Optional[int], Optional[str]]],

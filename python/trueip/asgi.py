@@ -147,9 +147,7 @@ def server_rewrite(frame: Any) -> Optional[str]:
         call = getattr(getattr(sys.modules.get(module), name, None), "__call__", None)
         code = getattr(call, "__code__", None)
         if code is not None:
-            found[code] = (inert, f"{module}.{name} wraps trueip.asgi.TrueIP and rewrites scope['client'] and the "
-                                  f"scheme from X-Forwarded-For and X-Forwarded-Proto before trueip decides, so the "
-                                  f"peer may be a header's word: {fix}")
+            found[code] = (inert, _rewrite_message(module, name, "trueip.asgi.TrueIP", fix))
     for _ in range(_CALLERS):
         if frame is None or not found:
             return None
@@ -159,6 +157,44 @@ def server_rewrite(frame: Any) -> Optional[str]:
             return None if inert(frame.f_locals.get("self")) else fix
         frame = frame.f_back
     return None
+
+
+#: The apps that run this package's WSGI or Django middleware out of sight of the
+#: server's middleware that wraps them (another thread, or another task): uvicorn's WSGI
+#: bridge (``--interface wsgi``: a2wsgi's, or its own) and Django's ASGI handler.
+WSGI_BRIDGES = (("uvicorn.middleware.wsgi", "WSGIMiddleware"), ("uvicorn.middleware.wsgi", "_WSGIMiddleware"),
+                ("a2wsgi", "WSGIMiddleware"))
+DJANGO_ASGI = (("django.core.handlers.asgi", "ASGIHandler"),)
+
+
+def rewrite_around(apps: Iterable[tuple[str, str]]) -> Optional[str]:
+    """What to fix when a server's own proxy-header middleware (``_SERVER_REWRITES``) that
+    believes someone wraps an app of one of ``apps`` ((module, class) pairs: ``WSGI_BRIDGES``,
+    ``DJANGO_ASGI``) in this process, or ``None``. Such an app runs the WSGI or Django
+    middleware in another thread or task, where ``server_rewrite`` cannot walk up to the
+    server's middleware: it is found among the live objects instead (``gc.get_referrers``
+    of its class, one pass over the heap, once per middleware; uvicorn keeps it in its
+    config for as long as it serves). Only classes already imported are looked for."""
+    import gc
+
+    kinds = tuple(k for k in (getattr(sys.modules.get(m), n, None) for m, n in apps) if isinstance(k, type))
+    if not kinds:
+        return None
+    for module, name, inert, fix in _SERVER_REWRITES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if not isinstance(cls, type):
+            continue
+        for found in gc.get_referrers(cls):
+            inner = getattr(found, "app", None) if isinstance(found, cls) else None
+            if isinstance(inner, kinds) and not inert(found):
+                wrapped = f"{type(inner).__module__}.{type(inner).__qualname__} and the trueip middleware it runs"
+                return _rewrite_message(module, name, wrapped, fix)
+    return None
+
+
+def _rewrite_message(module: str, name: str, wrapped: str, fix: str) -> str:
+    return (f"{module}.{name} wraps {wrapped} and rewrites scope['client'] and the scheme from X-Forwarded-For "
+            f"and X-Forwarded-Proto before trueip decides, so the peer may be a header's word: {fix}")
 
 
 async def _refuse_rewritten(

@@ -38,8 +38,11 @@ before this one that read them leaves the view nothing stale; what such a middle
 from them (a rate limiter's key, a log line) was decided from what the client sent: list this
 middleware first. Under uvicorn run with ``--no-proxy-headers`` (under gunicorn's
 ``UvicornWorker``, ``--forwarded-allow-ips ""``): uvicorn rewrites the scope's client from
-``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``, and unlike ``trueip.asgi.TrueIP``
-(which refuses to run under it) this middleware cannot see that.
+``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``. When uvicorn's middleware believes
+anyone and wraps Django's ASGI handler (or the WSGI bridge of ``--interface wsgi``) directly,
+this middleware answers every request with a 500 naming the fix and logs it once
+(``trueip.asgi.rewrite_around``); behind another layer (channels' ``ProtocolTypeRouter``) it
+cannot see it.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -212,8 +215,19 @@ class TrueIPMiddleware:
         _check_proxy_ssl_header(self.policy)
         self.origin = origin_from_settings()
         self.verifier, self.refuse = verify_from_settings()
+        # What `rewrite_around` finds on the first request: the server does not change.
+        self._rewrite: Any = _asgi._UNCHECKED
 
     def __call__(self, request: Any) -> Any:
+        rewrite = self._rewrite
+        if rewrite is _asgi._UNCHECKED:
+            # Django's ASGI handler, and the WSGI bridge its WSGI handler may run behind, run
+            # this middleware in another thread or task than uvicorn's own proxy headers.
+            rewrite = self._rewrite = _wsgi.rewritten(_asgi.DJANGO_ASGI + _asgi.WSGI_BRIDGES)
+        if rewrite is not None:
+            from django.http import HttpResponseServerError
+
+            return HttpResponseServerError(_wsgi.refusal_text(rewrite), content_type="text/plain; charset=utf-8")
         meta = request.META
         # Django's ASGI requests keep their scope: under Mangum its event names the peer.
         scope = getattr(request, "scope", None)

@@ -59,6 +59,17 @@ or ``app.wsgi_app = ProxyFix(app.wsgi_app)`` after ``TrueIP``) would hand it the
 from the connection, and the ``trueip`` logger warns once. Put ``TrueIP`` outside every
 other wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
 
+Under uvicorn's ``--interface wsgi`` run uvicorn with ``--no-proxy-headers``: its own proxy
+headers (on by default, believing 127.0.0.1) rewrite the scope's client from
+``X-Forwarded-For`` before its WSGI bridge builds ``REMOTE_ADDR``. When they believe anyone,
+the middleware answers every request with a 500 naming the fix and logs it once
+(``rewritten``, ``trueip.asgi.rewrite_around``).
+
+Under gunicorn's ``--proxy-protocol``, ``REMOTE_ADDR`` is the source a PROXY header named,
+which gunicorn reads from any peer in ``--proxy-allow-from`` (127.0.0.1 by default): the
+peer is gunicorn's socket's, and the source is believed only from a peer in the policy's
+``proxy_protocol_from``, as ``trueip serve`` believes a PROXY header.
+
 gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
 itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
 under gunicorn a request that came through no trusted hop gets its connection's scheme (TLS
@@ -82,6 +93,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from . import Policy, Verifier, forwarding_header_names
 from . import _signed
+from . import asgi as _asgi
 from ._host import DEFAULT_ORIGIN, split_host, with_port
 from ._trueip import _event_peer
 
@@ -164,6 +176,27 @@ def _undo_proxy_fix(environ: dict[str, Any]) -> None:
             environ[key] = value
 
 
+def _gunicorn_proxy(environ: dict[str, Any]) -> tuple[Any, Any]:
+    """The peer and the PROXY header's source under gunicorn's ``--proxy-protocol``, whose
+    ``REMOTE_ADDR`` and ``REMOTE_PORT`` are the source the header named, believed from any
+    peer in gunicorn's ``--proxy-allow-from`` (127.0.0.1 and ::1 by default: any local
+    process): the connection's peer only gunicorn's socket still knows. The policy believes
+    the source only from a peer in its ``proxy_protocol_from``, as ``trueip serve`` does.
+    ``(None, None)`` (no decision) when the socket cannot say; a Unix socket's peer is
+    ``""``."""
+    sock = environ.get("gunicorn.socket")
+    try:
+        name = sock.getpeername()  # type: ignore[union-attr]
+    except (AttributeError, OSError):
+        return None, None
+    peer = (name[0], name[1]) if isinstance(name, tuple) and len(name) >= 2 else ""
+    source: Any = environ.get("REMOTE_ADDR")
+    port = environ.get("REMOTE_PORT")
+    if isinstance(port, str) and port.isdigit():
+        source = (source, int(port))
+    return peer, source
+
+
 def apply(
     policy: Policy,
     environ: dict[str, Any],
@@ -207,6 +240,9 @@ def apply(
             peer = event_peer
         else:
             event = None
+    proxy_source = None
+    if peer is _REMOTE_ADDR and event is None and "PROXY_PROTOCOL" in environ:
+        peer, proxy_source = _gunicorn_proxy(environ)
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     from_lines = lines is not None and event is None
     # Positional: keyword arguments cost the extension about 100 ns each per request.
@@ -219,6 +255,7 @@ def apply(
         verifier,
         signed,
         event if event is not None else scope_event,
+        proxy_source,
     )
     if from_lines:
         if relayed is not None:
@@ -276,6 +313,31 @@ def apply(
     return resolution
 
 
+def rewritten(apps: Iterable[tuple[str, str]] = _asgi.WSGI_BRIDGES) -> Optional[str]:
+    """What to fix when this process serves the app behind one of ``apps`` (uvicorn's WSGI
+    bridge, ``--interface wsgi``, by default) with uvicorn's own proxy headers on (its
+    default): uvicorn rewrites the scope's client from ``X-Forwarded-For`` before the bridge
+    builds ``REMOTE_ADDR``, so the peer here would be a header's word; ``None`` otherwise
+    (``trueip.asgi.rewrite_around``). Logged as an error: the middleware asks once."""
+    fix = _asgi.rewrite_around(apps)
+    if fix is not None:
+        logging.getLogger("trueip").error("trueip: %s", fix)
+    return fix
+
+
+def refusal_text(fix: str) -> str:
+    """The body of the 500 every request gets under a server that rewrites the client."""
+    return f"trueip: this request's client cannot be decided: {fix}\n"
+
+
+def refuse_rewritten(fix: str, start_response: Callable[..., Any]) -> list[bytes]:
+    """A 500 naming ``fix`` (``rewritten``)."""
+    body = refusal_text(fix).encode()
+    start_response("500 Internal Server Error",
+                   [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _folded(policy: Policy, lines: list[Any]) -> list[tuple[str, Optional[str]]]:
     """The environ key and value of every client-IP header (``policy``'s set) as ``lines``
     (ASGI pairs that passed ``ForwardingSet::withheld``) carry it: values joined by ``,``
@@ -313,8 +375,15 @@ class TrueIP(_signed.Configured):
         on_unverified: str = "peer",
     ) -> None:
         super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
+        # What `rewritten` found on the first call: the server does not change.
+        self._rewrite: Any = _asgi._UNCHECKED
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        rewrite = self._rewrite
+        if rewrite is _asgi._UNCHECKED:
+            rewrite = self._rewrite = rewritten()
+        if rewrite is not None:
+            return refuse_rewritten(rewrite, start_response)
         apply(self.policy, environ, self.origin, self.verifier)
         # No outcome: no peer address (a Unix socket), nothing verified; refused too.
         outcome = environ.get("trueip.signature")

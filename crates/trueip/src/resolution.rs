@@ -158,7 +158,10 @@ warnings! {
     /// A single-address header appeared on several lines: ambiguous, ignored.
     DUPLICATE_HEADER = 11, "duplicate_header";
     /// A single-address header came through trusted proxies, but the hop that handed it to
-    /// them is not trusted to write it (or nothing records that hop); it was ignored.
+    /// them is not trusted to write it (or nothing records that hop); it was ignored. Also a
+    /// Lambda event that carried a header whose lines' order counts under two spellings,
+    /// whose order is lost: not read (`trueip::lambda::Event::resolve`). Either way no hop
+    /// is trusted with the request's client-IP headers.
     UNVOUCHED_HEADER = 12, "header_writer_not_trusted";
     /// A signed client header (`trueip::provenance`) was missing, forged, stale or for
     /// another request; the TCP peer stands.

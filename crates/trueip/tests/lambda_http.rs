@@ -340,6 +340,34 @@ fn a_function_url_request_never_has_its_x_forwarded_for_read() {
     );
 }
 
+/// What docs/SECURITY.md says `resolve_request` cannot do: lambda_http builds a REST API
+/// request's header map from `headers`, one line per name, the value of the spelling whose
+/// key comes last in the JSON. A header under two spellings, which `resolve_event` does not
+/// read (`a_clients_two_spellings_of_an_ordered_header_leave_the_event_its_client` in
+/// tests/lambda.rs), reaches `resolve_request` as one ordinary line. If lambda_http ever
+/// keeps both, this fails, and so should the limitation written there.
+#[test]
+fn lambda_http_keeps_one_spelling_of_a_rest_header() {
+    let mut event: serde_json::Value = serde_json::from_str(&text("api_gateway_v1")).unwrap();
+    event["headers"]["x-forwarded-for"] = "6.6.6.6".into();
+    event["multiValueHeaders"]["x-forwarded-for"] = json!(["6.6.6.6"]);
+    let text = event.to_string();
+    assert!(text.find("\"x-forwarded-for\"") > text.find("\"X-Forwarded-For\""));
+    let request = lambda_http::request::from_str(&text).unwrap();
+    let lines: Vec<_> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .collect();
+    assert_eq!(lines, ["6.6.6.6"]);
+    let resolution = lambda::resolve_event(&Policy::default(), &event).unwrap();
+    assert!(
+        resolution
+            .warnings
+            .contains(trueip::Warnings::UNVOUCHED_HEADER)
+    );
+}
+
 #[test]
 fn a_request_not_made_from_an_event_is_refused() {
     let request = lambda_http::Request::new(lambda_http::Body::Empty);

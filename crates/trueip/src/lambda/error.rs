@@ -45,9 +45,10 @@ pub enum EventError {
         /// What the event holds, shortened.
         found: String,
     },
-    /// One header appears under two spellings (`X-Forwarded-For` and `x-forwarded-for`):
-    /// a JSON object keeps no order between them, so the order of the request's lines is
-    /// lost.
+    /// An ALB event's `X-Forwarded-For` appears under two spellings (`X-Forwarded-For` and
+    /// `x-forwarded-for`): a JSON object keeps no order between them, so the last line,
+    /// whose last element stands in for the peer, is not known. (In another kind such a
+    /// header is not read, and the event is decided: see `Event::resolve`.)
     AmbiguousHeader {
         /// The kind the event was taken for.
         kind: EventKind,

@@ -32,6 +32,34 @@ pub struct Event<'e> {
     /// A payload 2.0 event's `cookies`: the request's `Cookie` header, which AWS moves
     /// out of `headers`, one cookie a string.
     cookies: Option<&'e [Value]>,
+    /// The headers whose lines' order was lost: none is read.
+    lost: Lost<'e>,
+}
+
+/// The headers whose lines' order counts ([`order_slot`]) that came under two spellings
+/// (a REST API event keeps the case each line was sent in): a JSON object keeps no order
+/// between the two, so no line of such a header is read, and the request's client-IP
+/// headers are trusted to no hop ([`Event::resolve`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Lost<'e> {
+    /// One bit per [`order_slot`].
+    slots: u16,
+    /// One such pair, `X-Forwarded-For`'s if it is one, and the object it was in: what an
+    /// ALB event's refusal names and the explanation shows.
+    first: Option<(&'static str, &'e str, &'e str)>,
+}
+
+impl Lost<'_> {
+    fn has(self, name: &str) -> bool {
+        self.slots != 0 && order_slot(name).is_some_and(|slot| self.slots & (1 << slot) != 0)
+    }
+
+    fn or(self, other: Self) -> Self {
+        Lost {
+            slots: self.slots | other.slots,
+            first: self.first.or(other.first),
+        }
+    }
 }
 
 /// Where an event's query arguments are, and how AWS wrote them.
@@ -78,8 +106,8 @@ struct Names<'e> {
 }
 
 impl<'e> Names<'e> {
-    /// Calls `f` with the value of each key that spells `name`. Only one does for a header
-    /// whose lines' order counts ([`order_counts`], checked when the event was read); any
+    /// Calls `f` with the value of each key that spells `name`. A header whose lines' order
+    /// counts ([`order_slot`]) under several spellings is not asked for ([`Lost`]); any
     /// other may come under several spellings (a REST API event keeps the case each line
     /// was sent in), and each is read, as another line.
     /// Says whether any did.
@@ -101,20 +129,28 @@ impl<'e> Names<'e> {
     }
 }
 
-/// Whether what is read from a header depends on the order of its lines: the list headers,
-/// walked from the right, and the claims about the request (`X-Forwarded-Proto`, ...), read
-/// as far from the right as hops were trusted. A JSON object keeps no order between two
-/// spellings of one name, so such a header under two is refused. Any other header is read
-/// under every spelling: a single-address header, an origin secret or a cookie on two
-/// lines is a duplicate, which fails closed.
-fn order_counts(name: &str) -> bool {
+/// Whether what is read from a header depends on the order of its lines, and its slot in
+/// [`Lost`] if so: the list headers, walked from the right, and the claims about the
+/// request (`X-Forwarded-Proto`, ...), read as far from the right as hops were trusted. A
+/// JSON object keeps no order between two spellings of one name, so such a header under
+/// two is not read at all ([`Lost`]). Any other header is read under every spelling: a
+/// single-address header, an origin secret or a cookie on two lines is a duplicate, which
+/// fails closed.
+fn order_slot(name: &str) -> Option<u32> {
     use crate::headers::names::{self, Claim};
     let is = |other: &str| other.len() == name.len() && other.eq_ignore_ascii_case(name);
-    is(names::X_FORWARDED_FOR.as_str())
-        || is(names::FORWARDED.as_str())
-        || names::FORWARDING
-            .iter()
-            .any(|row| row.claim == Claim::Request && is(row.as_str()))
+    if is(names::X_FORWARDED_FOR.as_str()) {
+        return Some(0);
+    }
+    if is(names::FORWARDED.as_str()) {
+        return Some(1);
+    }
+    names::FORWARDING
+        .iter()
+        .filter(|row| row.claim == Claim::Request)
+        .position(|row| is(row.as_str()))
+        .and_then(|i| u32::try_from(i + 2).ok())
+        .filter(|&slot| slot < u16::BITS)
 }
 
 /// The top-level fields of an event that are read, found in one pass over its keys: a
@@ -260,7 +296,19 @@ impl<'e> Event<'e> {
                 }
             }
         };
-        let headers = Container::read(object, kind)?;
+        let (headers, lost) = Container::read(object, kind)?;
+        // The ALB's stand-in is the last element of its line: with that line's order lost,
+        // there is none.
+        if kind == EventKind::Alb
+            && lost.has(names::X_FORWARDED_FOR.as_str())
+            && let Some((field, a, b)) = lost.first
+        {
+            return Err(EventError::AmbiguousHeader {
+                kind,
+                field,
+                names: (a.to_string(), b.to_string()),
+            });
+        }
         let (query, cookies) = match kind {
             EventKind::ApiGatewayV2 | EventKind::FunctionUrl => {
                 (Query::read_v2(object, kind)?, read_cookies(object, kind)?)
@@ -286,6 +334,7 @@ impl<'e> Event<'e> {
             headers,
             query,
             cookies,
+            lost,
         })
     }
 
@@ -306,8 +355,21 @@ impl<'e> Event<'e> {
     }
 
     /// Decides who the client is, as [`Policy::resolve`] does for a connection.
+    ///
+    /// A header whose lines' order counts that came under two spellings is not read, and
+    /// the decision is flagged [`Warnings::UNVOUCHED_HEADER`](crate::Warnings::UNVOUCHED_HEADER):
+    /// no hop can be said to have written its last line, so the request's client-IP headers
+    /// are trusted to no hop ([`Policy::came_through_trusted_hop`]) and withheld from the
+    /// app. The client is still decided, from the stand-in and the headers that keep their
+    /// order: a client's two spellings cannot leave the app without an address.
     pub fn resolve(&self, policy: &Policy) -> Resolution {
-        policy.resolve_stand_in(self.kind, &self.connection(), self)
+        let mut resolution = policy.resolve_stand_in(self.kind, &self.connection(), self);
+        if self.lost.slots != 0 {
+            resolution
+                .warnings
+                .insert(crate::Warnings::UNVOUCHED_HEADER);
+        }
+        resolution
     }
 
     /// The decision over the stand-in alone, no header read: what a signed header's claim
@@ -325,6 +387,20 @@ impl<'e> Event<'e> {
         explanation
             .steps
             .insert(0, stand_in_step(self.kind, self.peer));
+        if let Some((field, a, b)) = self.lost.first {
+            explanation.steps.insert(
+                1,
+                crate::trace::Step {
+                    subject: std::borrow::Cow::Owned(a.to_ascii_lowercase()),
+                    value: format!("{field}: {a} | {b}"),
+                    verdict: crate::trace::Verdict::Ignored,
+                    why: std::borrow::Cow::Borrowed(LOST_ORDER),
+                },
+            );
+            let warnings = &mut explanation.resolution.warnings;
+            warnings.insert(crate::Warnings::UNVOUCHED_HEADER);
+            explanation.warnings = warnings.names().collect();
+        }
         explanation
     }
 }
@@ -350,22 +426,30 @@ fn payload_v2_kind(context: &Map<String, Value>) -> Result<EventKind, EventError
     }
 }
 
+/// Why a header under two spellings is not read, for the explanation.
+const LOST_ORDER: &str = "one header under two spellings, whose lines' order a JSON object does not keep: not read, and no hop is trusted with the request's client-IP headers";
+
 impl<'e> Container<'e> {
-    fn read(object: &Top<'e>, kind: EventKind) -> Result<Self, EventError> {
-        let multi = match optional_object(object, "multiValueHeaders", kind)? {
-            Some(map) => Some(Names::check(map, kind, "multiValueHeaders")?),
-            None => None,
+    /// The header objects, and the headers whose order is lost in either.
+    fn read(object: &Top<'e>, kind: EventKind) -> Result<(Self, Lost<'e>), EventError> {
+        let mut lost = Lost::default();
+        let mut check = |field: &'static str| -> Result<Option<Names<'e>>, EventError> {
+            let Some(map) = optional_object(object, field, kind)? else {
+                return Ok(None);
+            };
+            let (names, in_map) = Names::check(map, kind, field)?;
+            lost = lost.or(in_map);
+            Ok(Some(names))
         };
-        let single = match optional_object(object, "headers", kind)? {
-            Some(map) => Some(Names::check(map, kind, "headers")?),
-            None => None,
-        };
-        Ok(match (multi, single) {
+        let multi = check("multiValueHeaders")?;
+        let single = check("headers")?;
+        let container = match (multi, single) {
             (Some(multi), Some(single)) => Container::Both { multi, single },
             (Some(multi), None) => Container::Multi(multi),
             (None, Some(single)) => Container::Single(single),
             (None, None) => Container::None,
-        })
+        };
+        Ok((container, lost))
     }
 
     /// The object the headers come from, for error messages.
@@ -556,12 +640,13 @@ impl<'e> Query<'e> {
 }
 
 impl<'e> Names<'e> {
-    /// Checks every value's type and that no header has two spellings.
+    /// Checks every value's type, and finds the headers whose order is lost: those whose
+    /// order counts under two spellings.
     fn check(
         map: &'e Map<String, Value>,
         kind: EventKind,
         field: &'static str,
-    ) -> Result<Self, EventError> {
+    ) -> Result<(Self, Lost<'e>), EventError> {
         let multi = field == "multiValueHeaders";
         let mut lower = true;
         for (name, value) in map {
@@ -570,32 +655,41 @@ impl<'e> Names<'e> {
         }
         // Keys of one JSON object are distinct: two can spell one header only when one
         // has an upper-case letter.
-        if !lower && let Some((a, b)) = same_spelling(map.keys()) {
-            return Err(EventError::AmbiguousHeader {
-                kind,
-                field,
-                names: (a.to_string(), b.to_string()),
-            });
-        }
-        Ok(Names { map, lower })
+        let lost = match lower {
+            true => Lost::default(),
+            false => same_spelling(map.keys(), field),
+        };
+        Ok((Names { map, lower }, lost))
     }
 }
 
-/// Two of `keys` that are one header name in different case, and one whose lines' order
-/// counts ([`order_counts`]), if any. The spellings are compared first: a pair is rare, and
-/// asking every key whether its order counts walks the header table for each.
-fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>) -> Option<(&'k str, &'k str)> {
+/// The keys that are one header name in different case and whose lines' order counts
+/// ([`order_slot`]). The spellings are compared first: a pair is rare, and asking every
+/// key whether its order counts walks the header table for each.
+fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>, field: &'static str) -> Lost<'k> {
     let mut keys: Vec<&str> = keys.map(String::as_str).collect();
+    let mut lost = Lost::default();
+    let mut pair = |a: &'k str, b: &'k str| {
+        if let Some(slot) = order_slot(a) {
+            lost.slots |= 1 << slot;
+            // X-Forwarded-For's pair first: the one an ALB event is refused for.
+            if slot == 0 || lost.first.is_none() {
+                lost.first = Some((field, a, b));
+            }
+        }
+    };
     // Requests carry a dozen or two headers, and most pairs differ in length: comparing
     // every pair is then cheaper than sorting. A request made to be costly (API
     // Gateway lets 10 KB of headers through, some two thousand short ones) is sorted.
     if keys.len() <= 32 {
-        return keys.iter().enumerate().find_map(|(i, a)| {
-            keys.iter()
-                .skip(i + 1)
-                .find(|b| a.len() == b.len() && a.eq_ignore_ascii_case(b) && order_counts(a))
-                .map(|b| (*a, *b))
-        });
+        for (i, a) in keys.iter().enumerate() {
+            for b in keys.iter().skip(i + 1) {
+                if a.len() == b.len() && a.eq_ignore_ascii_case(b) {
+                    pair(a, b);
+                }
+            }
+        }
+        return lost;
     }
     let folded = |key: &str| {
         key.bytes()
@@ -603,10 +697,14 @@ fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>) -> Option<(&'k str,
             .collect::<Vec<u8>>()
     };
     keys.sort_by_cached_key(|key| folded(key));
-    keys.windows(2).find_map(|pair| match pair {
-        [a, b] if a.eq_ignore_ascii_case(b) && order_counts(a) => Some((*a, *b)),
-        _ => None,
-    })
+    for window in keys.windows(2) {
+        if let [a, b] = window
+            && a.eq_ignore_ascii_case(b)
+        {
+            pair(a, b);
+        }
+    }
+    lost
 }
 
 /// What a value that should have been text is, for an error message.
@@ -631,6 +729,7 @@ impl Headers for Event<'_> {
                 .iter()
                 .filter_map(Value::as_str)
                 .for_each(|cookie| f(cookie.as_bytes())),
+            _ if self.lost.has(name.as_str()) => {}
             _ => self.headers.for_each_value(name, f),
         }
     }

@@ -8,6 +8,13 @@
 //! [`resolve_event`](super::resolve_event) reads the event the same way, its `cookies`
 //! as lambda_http's `Cookie` line and its query arguments as the request target
 //! lambda_http builds from them holds them, so both decide alike.
+//!
+//! Except where lambda_http keeps less than the event: a REST API event's header under two
+//! spellings (`X-Forwarded-For`, `x-forwarded-for`) becomes one line here, the value of the
+//! key that comes last in the JSON, which [`resolve_event`](super::resolve_event) does not
+//! read at all (its order is lost). Nothing in the request can tell: behind CloudFront → a
+//! REST API, decide from the raw event, or forward `CloudFront-Viewer-Address`
+//! (docs/SECURITY.md).
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};

@@ -47,11 +47,15 @@
 //! end of a list, where the walk starts); a payload 2.0 event's `cookies` are its `Cookie`
 //! lines; names match in any case. A REST API event keeps
 //! the case each line was sent in, so one header may come under two spellings, whose
-//! order JSON does not keep: for `X-Forwarded-For`, `Forwarded` and the
-//! `X-Forwarded-Proto`/`-Host`/`-Port`/`-Prefix` claims, whose lines' order decides what is
-//! read, that is an [`EventError::AmbiguousHeader`]; any other header is read under each
-//! spelling (a single-address header then has two lines, a duplicate, ignored), so a
-//! client's `Foo` and `FOO` cannot make the event unreadable. An event of no kind,
+//! order JSON does not keep. `X-Forwarded-For`, `Forwarded` and the claims about the
+//! request (`X-Forwarded-Proto`, `-Host`, `-Port`, `-Prefix`, ...), whose lines' order
+//! decides what is read, are then not read at all, and the decision is flagged
+//! `header_writer_not_trusted`, so no hop is trusted with the request's client-IP headers
+//! (an ALB event, whose stand-in is the last element of that order, is an
+//! [`EventError::AmbiguousHeader`]); any other header is read under each spelling (a
+//! single-address header then has two lines, a duplicate, ignored). Either way a client's
+//! two spellings cannot make the event unreadable and leave the app without an address.
+//! An event of no kind,
 //! without the field its stand-in comes from, or with a field AWS never writes that way
 //! (a non-string header, a `sourceIp` that is not an address, such as the API Gateway
 //! console's `test-invoke-source-ip`) is an [`EventError`] naming the field, never a

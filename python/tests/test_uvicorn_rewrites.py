@@ -1,0 +1,107 @@
+"""uvicorn's own proxy headers (on by default, believing 127.0.0.1 and ::1) around an app that
+runs trueip's WSGI or Django middleware in another thread or task: a WSGI app under
+``--interface wsgi`` and Django's ASGI handler. uvicorn rewrites the scope's client from
+``X-Forwarded-For`` before the bridge or Django builds ``REMOTE_ADDR``, and no caller of the
+middleware is uvicorn's (``trueip.asgi.server_rewrite`` cannot see it): the middlewares find
+it among the live objects (``trueip.asgi.rewrite_around``) and refuse every request, naming
+the fix. Real uvicorn, on loopback."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from servers import ATTACKER, free_port, get, python_env, serve
+
+WSGI_APP = """
+    import trueip
+    from trueip.wsgi import TrueIP
+
+    def inner(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["REMOTE_ADDR"].encode()]
+
+    app = TrueIP(inner, trueip.Policy(trust=["127.0.0.20"], strategy="rightmost-untrusted"))
+"""
+
+DJANGO_APP = """
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
+        TRUEIP={"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"},
+    )
+    django.setup()
+
+    from django.core.asgi import get_asgi_application
+    from django.http import HttpResponse
+    from django.urls import path
+
+    def view(request):
+        return HttpResponse(request.META["REMOTE_ADDR"], content_type="text/plain")
+
+    urlpatterns = [path("", view)]
+    {entry} = {handler}()
+"""
+
+FORGED = [("X-Forwarded-For", "6.6.6.6")]
+
+
+def uvicorn_args(app_dir: Path, app: str, port: int, *extra: str) -> list[str]:
+    """uvicorn with its own proxy headers left as they come (on, believing 127.0.0.1)."""
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", *extra, app]
+
+
+def served(tmp_path: Path, source: str, app: str, *extra: str):
+    (tmp_path / "rewrite_app.py").write_text(textwrap.dedent(source))
+    port = free_port()
+    return port, serve("uvicorn", uvicorn_args(tmp_path, f"rewrite_app:{app}", port, *extra), "127.0.0.1", port,
+                       env=python_env())
+
+
+CASES = {
+    "wsgi app, --interface wsgi": (WSGI_APP, "app", ("--interface", "wsgi")),
+    "django, asgi handler": (DJANGO_APP.replace("{entry}", "application").replace("{handler}", "get_asgi_application"),
+                             "application", ()),
+    "django, wsgi handler, --interface wsgi": (
+        DJANGO_APP.replace("{entry}", "application").replace("{handler}", "get_wsgi_application").replace(
+            "from django.core.asgi import get_asgi_application", "from django.core.wsgi import get_wsgi_application"),
+        "application", ("--interface", "wsgi")),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_under_uvicorns_own_proxy_headers_every_request_is_refused(tmp_path: Path, case: str) -> None:
+    source, app, extra = CASES[case]
+    port, server = served(tmp_path, source, app, *extra)
+    with server:
+        # On the old code: 200, "6.6.6.6", a local process's X-Forwarded-For the client.
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert response.status == 500, response.text
+        assert "ProxyHeadersMiddleware wraps" in response.text
+        assert "--no-proxy-headers" in response.text
+        assert "6.6.6.6" not in response.text
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_under_uvicorn_without_its_proxy_headers_the_peer_decides(tmp_path: Path, case: str) -> None:
+    source, app, extra = CASES[case]
+    port, server = served(tmp_path, source, app, *extra, "--no-proxy-headers")
+    with server:
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert (response.status, response.text) == (200, ATTACKER)
+
+
+def test_uvicorns_proxy_headers_that_believe_no_one_are_not_refused(tmp_path: Path) -> None:
+    # gunicorn's UvicornWorker passes `--forwarded-allow-ips ""` on: uvicorn reads nothing.
+    source, app, extra = CASES["wsgi app, --interface wsgi"]
+    port, server = served(tmp_path, source, app, *extra, "--forwarded-allow-ips", "")
+    with server:
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert (response.status, response.text) == (200, ATTACKER)
