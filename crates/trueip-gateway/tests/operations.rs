@@ -530,3 +530,38 @@ fn in_band_metrics_refuse_a_request_a_proxy_nobody_trusts_relayed() {
     );
     assert!(metrics(gw.addr).contains("trueip_requests_total"));
 }
+
+/// A proxy relays a stranger in a client-IP header the policy does not read: a loopback
+/// nginx with `proxy_set_header X-Real-IP $remote_addr` in front of a gateway whose policy
+/// reads `X-Forwarded-For` from its balancers. The request raises no
+/// `header_from_untrusted_peer`, its client is the proxy's loopback address, and the
+/// stranger got the metrics. Each wire path is checked.
+///
+/// Fails on the code before the fix: both requests got the metrics.
+#[test]
+fn in_band_metrics_refuse_a_client_address_nobody_vouched_for() {
+    let up = Upstream::start(Behavior::Echo);
+    let url = up.url();
+    for lean in [true, false] {
+        let dir = test_dir(&format!("operations/metrics_unvouched_{lean}"));
+        let toml = format!("[limits]\nlean_http1 = {lean}\n");
+        let args = ["--upstream", &url, "--trust", "10.0.0.0/8"];
+        let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &args);
+        let before = up.requests().len();
+        let relayed = Req::get("/.trueip/metrics")
+            .header("X-Real-IP", "203.0.113.9")
+            .must_send(gw.addr);
+        assert!(
+            !relayed.text().contains("trueip_requests_total"),
+            "lean {lean}: {}",
+            relayed.text()
+        );
+        let seen = up.wait_for(before + 1, IO_TIMEOUT);
+        assert_eq!(
+            seen.last().map(|s| s.path.as_str()),
+            Some("/.trueip/metrics"),
+            "lean {lean}"
+        );
+        assert!(metrics(gw.addr).contains("trueip_requests_total"));
+    }
+}
