@@ -1,7 +1,7 @@
 //! What answers a request.
 
 use trueip::headers::Headers;
-use trueip::{Policy, Resolution};
+use trueip::{Policy, Resolution, Warnings};
 
 use crate::config::Settings;
 use crate::peers::near;
@@ -106,6 +106,12 @@ pub(crate) fn route<'p, H: Headers + ?Sized>(
 /// only the headers the policy reads: behind a loopback nginx that sets `X-Real-IP`, under
 /// a policy that reads `X-Forwarded-For`, every stranger passed as near.
 ///
+/// A hop standing in for a client it could not find is refused too: the walk stopped
+/// short at the last address it could vouch for ([`STOOD_IN`]), a trusted balancer's
+/// private address, for whoever the request came from. Under `hops:2` (a CDN, then a
+/// balancer) a stranger that reaches the balancer past the CDN sends one element fewer,
+/// and was decided as the balancer.
+///
 /// A client the policy trusts is not enough: a provider's ranges trust addresses any
 /// stranger can send from (a Cloudflare Worker's request names a Cloudflare address, and
 /// Spectrum connects from Cloudflare's ranges with the stranger's own bytes).
@@ -127,8 +133,20 @@ fn metrics_for<'p, H: Headers + ?Sized>(
             carried && set.fate(name.as_str(), hop).withheld
         })
     };
-    near(resolution.client) && !unvouched()
+    let stood_in = STOOD_IN.iter().any(|w| resolution.warnings.contains(*w));
+    near(resolution.client) && !stood_in && !unvouched()
 }
+
+/// The warnings of a decision whose answer is the last hop the walk could vouch for, not
+/// the client: an element it could not read (`malformed`) or that hides an address
+/// (`opaque`), fewer elements than hops (`fewer_hops_than_configured`), more lines than it
+/// reads (`truncated`).
+const STOOD_IN: [Warnings; 4] = [
+    Warnings::MALFORMED,
+    Warnings::OPAQUE,
+    Warnings::FEWER_HOPS,
+    Warnings::TRUNCATED,
+];
 
 /// `/.trueip/healthz`, `/.trueip/metrics` and `/.trueip/forgeries` (under the
 /// configured prefix); bare `/healthz`, `/metrics` and `/forgeries` too when no app can
@@ -381,6 +399,44 @@ mod tests {
                 assert_eq!(routed, want, "{name} from {peer}");
             }
         }
+    }
+
+    /// A trusted balancer standing in for a client the walk could not find: under
+    /// `hops:2` (a CDN, then the balancer), a stranger that reaches the balancer past the
+    /// CDN sends one element fewer, and was decided as the balancer's private address;
+    /// so with an element the walk cannot read or that hides the address.
+    ///
+    /// Fails on the code before the fix: each request below got the metrics.
+    #[test]
+    fn in_band_metrics_refuse_a_hop_standing_in_for_its_client() {
+        let metrics = Route::Admin(Admin::Metrics);
+        let hops = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]\nstrategy = \"hops:2\"");
+        let walk = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]");
+        let from = |settings: &Settings, xff: &str| {
+            let headers = [("x-forwarded-for", xff)];
+            asked(
+                "/.trueip/metrics",
+                ONE,
+                settings,
+                Serves::Upstream,
+                "10.0.0.2",
+                &headers,
+            )
+        };
+        assert_eq!(from(&hops, "203.0.113.9"), Route::Forward, "fewer hops");
+        assert_eq!(
+            from(&walk, "203.0.113.9, unknown"),
+            Route::Forward,
+            "opaque"
+        );
+        assert_eq!(
+            from(&walk, "203.0.113.9, 10.0.0.3:x"),
+            Route::Forward,
+            "malformed"
+        );
+        // The answers that name a client still get them.
+        assert_eq!(from(&hops, "192.168.1.9, 10.0.0.3"), metrics);
+        assert_eq!(from(&walk, "203.0.113.9, 192.168.1.9"), metrics);
     }
 
     /// One header line, one `Host`.
