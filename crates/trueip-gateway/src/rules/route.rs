@@ -140,12 +140,14 @@ fn metrics_for<'p, H: Headers + ?Sized>(
 /// The warnings of a decision whose answer is the last hop the walk could vouch for, not
 /// the client: an element it could not read (`malformed`) or that hides an address
 /// (`opaque`), fewer elements than hops (`fewer_hops_than_configured`), more lines than it
-/// reads (`truncated`).
-const STOOD_IN: [Warnings; 4] = [
+/// reads (`truncated`), two answers where one was due (`duplicate_header`: a client's
+/// `?client=` beside the one its trusted gateway appends, under `query:client`).
+const STOOD_IN: [Warnings; 5] = [
     Warnings::MALFORMED,
     Warnings::OPAQUE,
     Warnings::FEWER_HOPS,
     Warnings::TRUNCATED,
+    Warnings::DUPLICATE_HEADER,
 ];
 
 /// `/.trueip/healthz`, `/.trueip/metrics` and `/.trueip/forgeries` (under the
@@ -404,7 +406,8 @@ mod tests {
     /// A trusted balancer standing in for a client the walk could not find: under
     /// `hops:2` (a CDN, then the balancer), a stranger that reaches the balancer past the
     /// CDN sends one element fewer, and was decided as the balancer's private address;
-    /// so with an element the walk cannot read or that hides the address.
+    /// so with an element the walk cannot read or that hides the address, and with two
+    /// answers where one was due.
     ///
     /// Fails on the code before the fix: each request below got the metrics.
     #[test]
@@ -437,6 +440,31 @@ mod tests {
         // The answers that name a client still get them.
         assert_eq!(from(&hops, "192.168.1.9, 10.0.0.3"), metrics);
         assert_eq!(from(&walk, "203.0.113.9, 192.168.1.9"), metrics);
+        // A trusted gateway appends `client=` to the query; a stranger wrote another.
+        let query =
+            settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]\nstrategy = \"query:client\"");
+        let policy = &query.policy;
+        let asking = |target: &str| {
+            let (_, args) = target.split_once('?').unwrap_or((target, ""));
+            let none: &[(&str, &str)] = &[];
+            let headers = trueip::headers::WithQuery::new(none, args.as_bytes());
+            let conn =
+                trueip::Connection::from_peer("10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+            route(
+                "/.trueip/metrics",
+                ONE,
+                &query,
+                Serves::Upstream,
+                &headers,
+                || (policy, policy.resolve(&conn, &headers)),
+            )
+        };
+        assert_eq!(
+            asking("/.trueip/metrics?client=10.0.0.9&client=203.0.113.9"),
+            Route::Forward,
+            "duplicate"
+        );
+        assert_eq!(asking("/.trueip/metrics?client=192.168.1.9"), metrics);
     }
 
     /// One header line, one `Host`.
