@@ -565,3 +565,60 @@ fn in_band_metrics_refuse_a_client_address_nobody_vouched_for() {
         assert!(metrics(gw.addr).contains("trueip_requests_total"));
     }
 }
+
+/// While the upstream is down, every request (and every connection to a tcp-mode
+/// listener) wrote a warning to stderr, which the worker writes itself: a stranger's flood
+/// turned an outage into as many lines, each a write a slow stderr holds the worker in.
+/// Now at most 10 a second of each, the next naming how many were left out; the metrics
+/// count every one.
+///
+/// Fails on the code before the fix: every one of the 400 failures wrote its line.
+#[test]
+fn failures_of_an_upstream_that_is_down_write_a_few_lines_a_second() {
+    let dir = test_dir("operations/upstream_down_flood");
+    let (down, http, relay) = (free_addr(), free_addr(), free_addr());
+    let toml = format!(
+        "[upstream]\nurl = \"http://{down}\"\n[[listen]]\naddress = \"{http}\"\n\
+         [[listen]]\naddress = \"{relay}\"\nmode = \"tcp\"\nupstream = \"{down}\"\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &toml, &[http, relay], &[]);
+    let started = Instant::now();
+    for _ in 0..200 {
+        let resp = Req::get("/").must_send(gw.addr);
+        assert_eq!(resp.status, 502, "{}", resp.text());
+        let _ = exchange(relay, b"x", Duration::from_secs(2));
+    }
+    let flood = started.elapsed();
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = Req::get("/").must_send(gw.addr);
+    let _ = exchange(relay, b"x", Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.proc.log();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count() as u64;
+        let (http, tcp) = (
+            count("upstream request failed"),
+            count("cannot connect upstream"),
+        );
+        let most = 10 * (flood.as_secs() + 3);
+        assert!(
+            http <= most && tcp <= most,
+            "{http} and {tcp} lines for 201 failures each in {flood:?}:\n{log}"
+        );
+        if count("not_logged=") >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line says how many were left out:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let page = metrics(gw.addr);
+    let counted: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("trueip_upstream_errors_total{kind=\"connect\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(counted >= 402, "the metrics count every failure:\n{page}");
+}
