@@ -133,8 +133,9 @@ fn spawn_writer(metrics: Arc<Metrics>) -> (QueueWriter, LogHandle) {
 /// How many lines of one [`Throttle`]d kind are written in a second.
 pub(crate) const THROTTLED_PER_SECOND: u64 = 10;
 
-/// A diagnostic a stranger can cause once per connection (a connection to a PROXY
-/// listener from outside `proxy_protocol_from`, one refused at `max_connections`): at most
+/// A diagnostic a stranger can cause once per connection or request (a connection to a
+/// PROXY listener from outside `proxy_protocol_from`, one refused at `max_connections`, a
+/// request or a relay whose upstream fails): at most
 /// [`THROTTLED_PER_SECOND`] lines of it a second, the rest counted and named in the next
 /// line written. Diagnostics go to stderr from the worker that logs them, without a
 /// queue: unthrottled, a flood of connections was as many lines, each a write a slow

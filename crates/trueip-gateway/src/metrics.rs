@@ -702,8 +702,10 @@ fn warning_table() -> impl Iterator<Item = (Warnings, &'static str)> {
         .filter_map(|f| f.names().next().map(|n| (f, n)))
 }
 
-/// Each warning flag, in the core's fixed order: `warnings[i]` counts `WARNING_FLAGS[i]`.
-const WARNING_FLAGS: [Warnings; 12] = [
+/// Each warning flag a gateway's decision can carry, in the core's fixed order:
+/// `warnings[i]` counts `WARNING_FLAGS[i]`. (Not those of the adapters alone: a signed
+/// header's, a Lambda event's.)
+const WARNING_FLAGS: [Warnings; 13] = [
     Warnings::SPOOF_ATTEMPT,
     Warnings::MALFORMED,
     Warnings::OPAQUE,
@@ -716,11 +718,25 @@ const WARNING_FLAGS: [Warnings; 12] = [
     Warnings::TRUNCATED,
     Warnings::UNTRUSTED_PROXY_PROTOCOL,
     Warnings::DUPLICATE_HEADER,
+    Warnings::UNVOUCHED_HEADER,
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `header_writer_not_trusted` (rule 7a: a vendor header through trusted hops whose
+    /// writer is not trusted) is a forgery the record keeps, and had no counter: an alert
+    /// on `trueip_warnings_total` never saw it. Fails on the code before the fix.
+    #[test]
+    fn every_forgery_a_decision_can_carry_is_counted() {
+        for name in Warnings::FORGERY.names() {
+            assert!(
+                warning_table().any(|(_, n)| n == name),
+                "{name} has no trueip_warnings_total line"
+            );
+        }
+    }
 
     #[test]
     fn every_warning_flag_is_counted_under_its_name() {

@@ -233,13 +233,14 @@ async fn connection(
         // request head and the upstream's answer: a late header arms no timer of its own.
         let mut bufs = lean::Buffers::take();
         let (storage, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
+        let senders = state
+            .settings
+            .policy_for(role_listener(role))
+            .proxy_protocol_from();
         match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
-            state
-                .settings
-                .policy_for(role_listener(role))
-                .proxy_protocol_from(),
+            senders,
             l.proxy_protocol,
             limits,
             storage,
@@ -275,10 +276,20 @@ async fn connection(
                     }
                 }
                 let setting = proxy::error_setting(&e);
-                static CLOSED: Throttle = Throttle::new();
+                // Two shares of lines, the trusted senders' and everyone else's: a
+                // stranger's flood (refused, or served direct under `from-senders`) then
+                // never leaves out a balancer's broken headers, the lines an operator
+                // needs.
+                static FROM_SENDERS: Throttle = Throttle::new();
+                static FROM_OTHERS: Throttle = Throttle::new();
+                let throttle = if senders.contains(peer_ip) {
+                    &FROM_SENDERS
+                } else {
+                    &FROM_OTHERS
+                };
                 if matches!(e, PreambleError::Closed(0)) {
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
-                } else if let Some(left_out) = CLOSED.admit() {
+                } else if let Some(left_out) = throttle.admit() {
                     let not_logged = (left_out > 0).then_some(left_out);
                     tracing::warn!(%peer, listener = %l.address, not_logged, "connection closed: {e}{setting}");
                 }

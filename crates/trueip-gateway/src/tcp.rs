@@ -13,7 +13,12 @@ use tokio::io::AsyncWriteExt;
 use crate::config::{ListenerSettings, SendProxy};
 use crate::context::{ConnCtx, State};
 use crate::io::{Idle, Tracked};
+use crate::logging::Throttle;
 use crate::metrics::UpstreamErrorKind;
+
+/// A relay whose upstream fails logs a line per connection: every stranger's connection
+/// while the upstream is down, each line a write a slow stderr holds the worker in.
+static UPSTREAM_FAILED: Throttle = Throttle::new();
 
 /// Relays one connection.
 pub(crate) async fn relay(
@@ -59,7 +64,10 @@ pub(crate) async fn relay(
                 UpstreamErrorKind::Connect
             };
             metrics.upstream_error(kind);
-            tracing::warn!(%client, peer = %ctx.peer, upstream = target, "tcp relay: cannot connect upstream: {e}");
+            if let Some(left_out) = UPSTREAM_FAILED.admit() {
+                let not_logged = (left_out > 0).then_some(left_out);
+                tracing::warn!(%client, peer = %ctx.peer, upstream = target, not_logged, "tcp relay: cannot connect upstream: {e}");
+            }
             return;
         }
     };
@@ -68,7 +76,10 @@ pub(crate) async fn relay(
         let header = crate::proxy::encode(send_proxy, client, destination);
         if let Err(e) = upstream.write_all(&header).await {
             metrics.upstream_error(UpstreamErrorKind::Protocol);
-            tracing::warn!(%client, upstream = target, "tcp relay: cannot send the PROXY header: {e}");
+            if let Some(left_out) = UPSTREAM_FAILED.admit() {
+                let not_logged = (left_out > 0).then_some(left_out);
+                tracing::warn!(%client, upstream = target, not_logged, "tcp relay: cannot send the PROXY header: {e}");
+            }
             return;
         }
     }

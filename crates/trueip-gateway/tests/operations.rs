@@ -530,3 +530,95 @@ fn in_band_metrics_refuse_a_request_a_proxy_nobody_trusts_relayed() {
     );
     assert!(metrics(gw.addr).contains("trueip_requests_total"));
 }
+
+/// A proxy relays a stranger in a client-IP header the policy does not read: a loopback
+/// nginx with `proxy_set_header X-Real-IP $remote_addr` in front of a gateway whose policy
+/// reads `X-Forwarded-For` from its balancers. The request raises no
+/// `header_from_untrusted_peer`, its client is the proxy's loopback address, and the
+/// stranger got the metrics. Each wire path is checked.
+///
+/// Fails on the code before the fix: both requests got the metrics.
+#[test]
+fn in_band_metrics_refuse_a_client_address_nobody_vouched_for() {
+    let up = Upstream::start(Behavior::Echo);
+    let url = up.url();
+    for lean in [true, false] {
+        let dir = test_dir(&format!("operations/metrics_unvouched_{lean}"));
+        let toml = format!("[limits]\nlean_http1 = {lean}\n");
+        let args = ["--upstream", &url, "--trust", "10.0.0.0/8"];
+        let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &args);
+        let before = up.requests().len();
+        let relayed = Req::get("/.trueip/metrics")
+            .header("X-Real-IP", "203.0.113.9")
+            .must_send(gw.addr);
+        assert!(
+            !relayed.text().contains("trueip_requests_total"),
+            "lean {lean}: {}",
+            relayed.text()
+        );
+        let seen = up.wait_for(before + 1, IO_TIMEOUT);
+        assert_eq!(
+            seen.last().map(|s| s.path.as_str()),
+            Some("/.trueip/metrics"),
+            "lean {lean}"
+        );
+        assert!(metrics(gw.addr).contains("trueip_requests_total"));
+    }
+}
+
+/// While the upstream is down, every request (and every connection to a tcp-mode
+/// listener) wrote a warning to stderr, which the worker writes itself: a stranger's flood
+/// turned an outage into as many lines, each a write a slow stderr holds the worker in.
+/// Now at most 10 a second of each, the next naming how many were left out; the metrics
+/// count every one.
+///
+/// Fails on the code before the fix: every one of the 400 failures wrote its line.
+#[test]
+fn failures_of_an_upstream_that_is_down_write_a_few_lines_a_second() {
+    let dir = test_dir("operations/upstream_down_flood");
+    let (down, http, relay) = (free_addr(), free_addr(), free_addr());
+    let toml = format!(
+        "[upstream]\nurl = \"http://{down}\"\n[[listen]]\naddress = \"{http}\"\n\
+         [[listen]]\naddress = \"{relay}\"\nmode = \"tcp\"\nupstream = \"{down}\"\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &toml, &[http, relay], &[]);
+    let started = Instant::now();
+    for _ in 0..200 {
+        let resp = Req::get("/").must_send(gw.addr);
+        assert_eq!(resp.status, 502, "{}", resp.text());
+        let _ = exchange(relay, b"x", Duration::from_secs(2));
+    }
+    let flood = started.elapsed();
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = Req::get("/").must_send(gw.addr);
+    let _ = exchange(relay, b"x", Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.proc.log();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count() as u64;
+        let (http, tcp) = (
+            count("upstream request failed"),
+            count("cannot connect upstream"),
+        );
+        let most = 10 * (flood.as_secs() + 3);
+        assert!(
+            http <= most && tcp <= most,
+            "{http} and {tcp} lines for 201 failures each in {flood:?}:\n{log}"
+        );
+        if count("not_logged=") >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line says how many were left out:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let page = metrics(gw.addr);
+    let counted: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("trueip_upstream_errors_total{kind=\"connect\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(counted >= 402, "the metrics count every failure:\n{page}");
+}

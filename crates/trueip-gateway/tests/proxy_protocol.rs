@@ -241,6 +241,70 @@ fn strangers_at_a_proxy_listener_write_a_few_lines_a_second() {
     }
 }
 
+/// A stranger's flood of connections from outside `proxy_protocol_from` and the trusted
+/// balancer's broken headers shared one share of log lines: the flood left out every line
+/// naming the balancer, the one an operator needs (here a v2 header at a v1 listener,
+/// as after a balancer's setting changed). Each kind of sender now has its own share.
+///
+/// Fails on the code before the fix: no line named the balancer.
+#[test]
+fn a_strangers_flood_does_not_silence_a_trusted_senders_errors() {
+    let gw = start("flood_and_sender", "v1", CLIENT_IP, None);
+    let stranger: std::net::IpAddr = "127.0.0.2".parse().expect("an address");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flood = {
+        let flooding = flooding.clone();
+        let addr = gw.addr;
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+                    socket
+                        .bind(SocketAddr::new(stranger, 0))
+                        .expect("bind 127.0.0.2");
+                    if let Ok(s) = socket.connect(addr).await {
+                        drop(s);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            });
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let wrong_version = proxy_v2(sock("203.0.113.50:5555"), gw.addr, &[]);
+    for _ in 0..3 {
+        let _ = exchange(gw.addr, &wrong_version, Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    flood.join().expect("the flood ends");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.proc.log();
+        let strangers = log
+            .lines()
+            .filter(|l| l.contains("peer=127.0.0.2:"))
+            .count();
+        let sender = log
+            .lines()
+            .filter(|l| l.contains("connection closed") && l.contains("peer=127.0.0.1:"))
+            .count();
+        assert!(strangers >= 10, "the flood was logged:\n{log}");
+        if sender == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sender} of the balancer's 3 lines written:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn request_without_the_required_header_is_refused() {
     let up = Upstream::start(Behavior::Echo);

@@ -336,10 +336,10 @@ fn begin(
         lines,
         settings,
         ctx.serves(&state),
+        &req,
         || {
-            settings
-                .policy_for(ctx.listener())
-                .resolve(&ctx.connection(), &req)
+            let policy = settings.policy_for(ctx.listener());
+            (policy, policy.resolve(&ctx.connection(), &req))
         },
     );
     let answer = match (route, &state.upstream) {

@@ -864,11 +864,11 @@ async fn one<'b>(
     };
     let raw = Raw { lines, query };
     let decide = || {
-        settings
-            .policy_for(ctx.listener())
-            .resolve(&ctx.connection(), &raw)
+        let policy = settings.policy_for(ctx.listener());
+        (policy, policy.resolve(&ctx.connection(), &raw))
     };
-    let whoami_mode = match rules::route(path_only, counted, settings, ctx.serves(state), decide) {
+    let serves = ctx.serves(state);
+    let whoami_mode = match rules::route(path_only, counted, settings, serves, &raw, decide) {
         Route::Whoami => true,
         // HTTP/2 to the upstream is hyper's client.
         Route::Forward if state.upstream.as_ref().is_some_and(|u| !u.lean()) => {

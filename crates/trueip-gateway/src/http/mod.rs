@@ -20,6 +20,7 @@ use trueip::{Resolution, Warnings};
 
 use crate::context::{ConnCtx, State};
 use crate::forgeries::{self, Entry};
+use crate::logging::Throttle;
 use crate::pages::{self, Page};
 use crate::rules::headers::UpstreamLine;
 use crate::rules::{Blame, Facts, Failure};
@@ -34,7 +35,13 @@ pub(crate) fn failed(ctx: &ConnCtx, failure: Failure, detail: &dyn Display) -> P
     match answer.blame {
         Blame::Upstream(kind) => {
             metrics.upstream_error(kind);
-            tracing::warn!(peer = %ctx.peer, error = %detail, "upstream request failed: {code}");
+            // One line per failed request: every stranger's request while the upstream
+            // is down, each a write a slow stderr holds the worker in.
+            static FAILED: Throttle = Throttle::new();
+            if let Some(left_out) = FAILED.admit() {
+                let not_logged = (left_out > 0).then_some(left_out);
+                tracing::warn!(peer = %ctx.peer, error = %detail, not_logged, "upstream request failed: {code}");
+            }
         }
         Blame::Client(kind) => {
             metrics.client_error(kind);

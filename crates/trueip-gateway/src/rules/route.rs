@@ -1,6 +1,7 @@
 //! What answers a request.
 
-use trueip::{Resolution, Warnings};
+use trueip::headers::Headers;
+use trueip::{Policy, Resolution, Warnings};
 
 use crate::config::Settings;
 use crate::peers::near;
@@ -52,16 +53,18 @@ pub(crate) enum Route {
 /// `serves`. The header limit comes first, before anything looks at the request, then
 /// the one-`Host` rule, before a page or the upstream reads a host.
 ///
-/// `decide` decides the request's client; it is called only for the metrics on an HTTP
+/// `decide` decides the request, whose header lines are `headers`: the policy of its
+/// listener and its client by that policy. It is called only for the metrics on an HTTP
 /// listener, which [`metrics_for`] may refuse: the request then goes where any other
 /// path goes on that listener (the upstream, the whoami page). Every other request is
 /// routed by its path alone.
-pub(crate) fn route(
+pub(crate) fn route<'p, H: Headers + ?Sized>(
     path: &str,
     lines: Lines,
     settings: &Settings,
     serves: Serves,
-    decide: impl FnOnce() -> Resolution,
+    headers: &H,
+    decide: impl FnOnce() -> (&'p Policy, Resolution),
 ) -> Route {
     if too_many_headers(lines.count, settings.limits.max_headers) {
         return Route::TooManyHeaders;
@@ -72,7 +75,8 @@ pub(crate) fn route(
     let bare = serves != Serves::Upstream;
     match admin_endpoint(path, &settings.admin.prefix, bare) {
         Some(Admin::Forgeries) if serves != Serves::Admin => {}
-        Some(Admin::Metrics) if serves != Serves::Admin && !metrics_for(&decide(), settings) => {}
+        Some(Admin::Metrics)
+            if serves != Serves::Admin && !metrics_for(decide, headers, settings) => {}
         Some(which) => return Route::Admin(which),
         None => {}
     }
@@ -83,7 +87,8 @@ pub(crate) fn route(
     }
 }
 
-/// Whether the metrics answer, on an HTTP listener, a request decided as `resolution`.
+/// Whether the metrics answer, on an HTTP listener, a request carrying `headers` that
+/// `decide` decides.
 ///
 /// They tell a stranger the trusted host names, which providers are trusted and how old
 /// their lists are, and, read before and after a request of its own, how that request
@@ -91,16 +96,59 @@ pub(crate) fn route(
 /// client no stranger can be ([`near`]: loopback, private, link-local, CGNAT, a Unix
 /// socket), and `[admin] metrics_to_anyone` opens them. The client is the decided one,
 /// not the connection's peer: behind a load balancer every request comes from a private
-/// peer. A request whose forwarding headers came from a peer nobody trusts was relayed
-/// for someone else (the proxy nobody trusted yet), and is refused too.
+/// peer.
+///
+/// A request that carries a client address nobody vouched for (a line of the client-IP
+/// table that the gateway withholds from the app: `ForwardingSet::fate` for the hop it
+/// came through, `Policy::hop`) was relayed for someone else, or forged, and is refused
+/// too: a proxy nobody trusts names the stranger it relays in such a line, and the
+/// stranger is decided as the proxy. The core's `header_from_untrusted_peer` alone names
+/// only the headers the policy reads: behind a loopback nginx that sets `X-Real-IP`, under
+/// a policy that reads `X-Forwarded-For`, every stranger passed as near.
+///
+/// A hop standing in for a client it could not find is refused too: the walk stopped
+/// short at the last address it could vouch for ([`STOOD_IN`]), a trusted balancer's
+/// private address, for whoever the request came from. Under `hops:2` (a CDN, then a
+/// balancer) a stranger that reaches the balancer past the CDN sends one element fewer,
+/// and was decided as the balancer.
 ///
 /// A client the policy trusts is not enough: a provider's ranges trust addresses any
 /// stranger can send from (a Cloudflare Worker's request names a Cloudflare address, and
 /// Spectrum connects from Cloudflare's ranges with the stranger's own bytes).
-fn metrics_for(resolution: &Resolution, settings: &Settings) -> bool {
-    settings.admin.metrics_to_anyone
-        || (near(resolution.client) && !resolution.warnings.contains(Warnings::UNTRUSTED_HEADER))
+fn metrics_for<'p, H: Headers + ?Sized>(
+    decide: impl FnOnce() -> (&'p Policy, Resolution),
+    headers: &H,
+    settings: &Settings,
+) -> bool {
+    if settings.admin.metrics_to_anyone {
+        return true;
+    }
+    let (policy, resolution) = decide();
+    let hop = policy.hop(&resolution);
+    let set = policy.withheld_set();
+    let unvouched = || {
+        set.names().iter().any(|name| {
+            let mut carried = false;
+            headers.for_each_value(name, |_| carried = true);
+            carried && set.fate(name.as_str(), hop).withheld
+        })
+    };
+    let stood_in = STOOD_IN.iter().any(|w| resolution.warnings.contains(*w));
+    near(resolution.client) && !stood_in && !unvouched()
 }
+
+/// The warnings of a decision whose answer is the last hop the walk could vouch for, not
+/// the client: an element it could not read (`malformed`) or that hides an address
+/// (`opaque`), fewer elements than hops (`fewer_hops_than_configured`), more lines than it
+/// reads (`truncated`), two answers where one was due (`duplicate_header`: a client's
+/// `?client=` beside the one its trusted gateway appends, under `query:client`).
+const STOOD_IN: [Warnings; 5] = [
+    Warnings::MALFORMED,
+    Warnings::OPAQUE,
+    Warnings::FEWER_HOPS,
+    Warnings::TRUNCATED,
+    Warnings::DUPLICATE_HEADER,
+];
 
 /// `/.trueip/healthz`, `/.trueip/metrics` and `/.trueip/forgeries` (under the
 /// configured prefix); bare `/healthz`, `/metrics` and `/forgeries` too when no app can
@@ -200,12 +248,36 @@ mod tests {
         );
     }
 
-    /// The decision of a request from `peer` carrying `headers`, under `settings`.
-    fn asked(settings: &Settings, peer: &str, headers: &[(&str, &str)]) -> Resolution {
+    /// The route of a request for `path` from `peer` carrying `headers`, decided under
+    /// `settings`' policy when the route asks.
+    fn asked(
+        path: &str,
+        lines: Lines,
+        settings: &Settings,
+        serves: Serves,
+        peer: &str,
+        headers: &[(&str, &str)],
+    ) -> Route {
         let peer: std::net::IpAddr = peer.parse().unwrap();
-        settings
-            .policy
-            .resolve(&trueip::Connection::from_peer(peer), headers)
+        let policy = &settings.policy;
+        route(path, lines, settings, serves, headers, || {
+            (
+                policy,
+                policy.resolve(&trueip::Connection::from_peer(peer), headers),
+            )
+        })
+    }
+
+    /// The route of a request for `path` that must be routed without deciding it.
+    fn unasked(path: &str, lines: Lines, settings: &Settings, serves: Serves) -> Route {
+        route(
+            path,
+            lines,
+            settings,
+            serves,
+            &[] as &[(&str, &str)],
+            || unreachable!(),
+        )
     }
 
     fn settings(toml: &str) -> Settings {
@@ -219,13 +291,13 @@ mod tests {
         let metrics = Route::Admin(Admin::Metrics);
         let plain = settings("");
         for serves in [Serves::Upstream, Serves::Whoami] {
-            let other = route("/", ONE, &plain, serves, || unreachable!());
+            let other = unasked("/", ONE, &plain, serves);
             for path in ["/.trueip/metrics", "/metrics"] {
                 if path == "/metrics" && serves == Serves::Upstream {
                     continue;
                 }
                 let from = |peer: &str, headers: &[(&str, &str)]| {
-                    route(path, ONE, &plain, serves, || asked(&plain, peer, headers))
+                    asked(path, ONE, &plain, serves, peer, headers)
                 };
                 for near in ["127.0.0.1", "10.0.0.5", "100.64.1.1", "fd00::1", "fe80::1"] {
                     assert_eq!(from(near, &[]), metrics, "{near} {path} {serves:?}");
@@ -239,7 +311,7 @@ mod tests {
             }
             // Health answers anyone, and is decided by its path alone.
             assert_eq!(
-                route("/.trueip/healthz", ONE, &plain, serves, || unreachable!()),
+                unasked("/.trueip/healthz", ONE, &plain, serves),
                 Route::Admin(Admin::Health)
             );
         }
@@ -247,24 +319,152 @@ mod tests {
         let behind = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]");
         let through = |client: &str| {
             let headers = [("x-forwarded-for", client)];
-            route("/.trueip/metrics", ONE, &behind, Serves::Upstream, || {
-                asked(&behind, "10.0.0.2", &headers)
-            })
+            asked(
+                "/.trueip/metrics",
+                ONE,
+                &behind,
+                Serves::Upstream,
+                "10.0.0.2",
+                &headers,
+            )
         };
         assert_eq!(through("203.0.113.9"), Route::Forward);
         assert_eq!(through("192.168.7.7"), metrics);
-        // The admin listener is the operator's: its metrics are not asked who asks.
         assert_eq!(
-            route("/metrics", ONE, &plain, Serves::Admin, || unreachable!()),
-            metrics
+            asked(
+                "/.trueip/metrics",
+                ONE,
+                &behind,
+                Serves::Upstream,
+                "10.0.0.2",
+                &[]
+            ),
+            metrics,
+            "the trusted hop's own request"
         );
+        // The admin listener is the operator's: its metrics are not asked who asks.
+        assert_eq!(unasked("/metrics", ONE, &plain, Serves::Admin), metrics);
         let open = settings("[admin]\nmetrics_to_anyone = true");
         assert_eq!(
-            route("/.trueip/metrics", ONE, &open, Serves::Upstream, || {
-                asked(&open, "203.0.113.9", &[])
-            }),
+            asked(
+                "/.trueip/metrics",
+                ONE,
+                &open,
+                Serves::Upstream,
+                "203.0.113.9",
+                &[]
+            ),
             metrics
         );
+    }
+
+    /// A proxy that relays a stranger with a client-IP header the policy does not read (a
+    /// loopback nginx's `X-Real-IP` before a policy that reads `X-Forwarded-For`, trusted
+    /// or not; a `True-Client-IP` before the default policy) raised no
+    /// `header_from_untrusted_peer`, and the stranger was taken for the proxy.
+    ///
+    /// Fails on the code before the fix: every request below got the metrics.
+    #[test]
+    fn in_band_metrics_refuse_what_a_proxy_nobody_trusts_relays_in_any_header() {
+        let behind = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]");
+        let plain = settings("");
+        for (settings, name, value) in [
+            (&behind, "X-Real-IP", "203.0.113.9"),
+            (&behind, "Forwarded", "for=203.0.113.9"),
+            (&behind, "True-Client-IP", "203.0.113.9"),
+            (&behind, "X-Forwarded-Proto", "https"),
+            (&plain, "True-Client-IP", "203.0.113.9"),
+            (&plain, "X-Client-IP", "203.0.113.9"),
+            (&plain, "CF-Connecting-IP", "203.0.113.9"),
+        ] {
+            for peer in ["127.0.0.1", "::1", "10.0.0.2"] {
+                let trusted_hop = std::ptr::eq(settings, &behind) && peer == "10.0.0.2";
+                // A claim about the request passes a trusted hop: it names no client.
+                let vouched = trusted_hop && name == "X-Forwarded-Proto";
+                let headers = [(name, value)];
+                let routed = asked(
+                    "/.trueip/metrics",
+                    ONE,
+                    settings,
+                    Serves::Upstream,
+                    peer,
+                    &headers,
+                );
+                // Through a trusted hop a client-IP header the decision did not read
+                // names someone else too: the trusted nginx relays a stranger in
+                // `X-Real-IP`, and the decision, reading no `X-Forwarded-For`, is the hop.
+                let want = if vouched {
+                    Route::Admin(Admin::Metrics)
+                } else {
+                    Route::Forward
+                };
+                assert_eq!(routed, want, "{name} from {peer}");
+            }
+        }
+    }
+
+    /// A trusted balancer standing in for a client the walk could not find: under
+    /// `hops:2` (a CDN, then the balancer), a stranger that reaches the balancer past the
+    /// CDN sends one element fewer, and was decided as the balancer's private address;
+    /// so with an element the walk cannot read or that hides the address, and with two
+    /// answers where one was due.
+    ///
+    /// Fails on the code before the fix: each request below got the metrics.
+    #[test]
+    fn in_band_metrics_refuse_a_hop_standing_in_for_its_client() {
+        let metrics = Route::Admin(Admin::Metrics);
+        let hops = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]\nstrategy = \"hops:2\"");
+        let walk = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]");
+        let from = |settings: &Settings, xff: &str| {
+            let headers = [("x-forwarded-for", xff)];
+            asked(
+                "/.trueip/metrics",
+                ONE,
+                settings,
+                Serves::Upstream,
+                "10.0.0.2",
+                &headers,
+            )
+        };
+        assert_eq!(from(&hops, "203.0.113.9"), Route::Forward, "fewer hops");
+        assert_eq!(
+            from(&walk, "203.0.113.9, unknown"),
+            Route::Forward,
+            "opaque"
+        );
+        assert_eq!(
+            from(&walk, "203.0.113.9, 10.0.0.3:x"),
+            Route::Forward,
+            "malformed"
+        );
+        // The answers that name a client still get them.
+        assert_eq!(from(&hops, "192.168.1.9, 10.0.0.3"), metrics);
+        assert_eq!(from(&walk, "203.0.113.9, 192.168.1.9"), metrics);
+        // A trusted gateway appends `client=` to the query; a stranger wrote another.
+        let query =
+            settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]\nstrategy = \"query:client\"");
+        let policy = &query.policy;
+        let asking = |target: &str| {
+            let (_, args) = target.split_once('?').unwrap_or((target, ""));
+            let none: &[(&str, &str)] = &[];
+            let headers = trueip::headers::WithQuery::new(none, args.as_bytes());
+            let conn =
+                trueip::Connection::from_peer("10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+            route(
+                "/.trueip/metrics",
+                ONE,
+                &query,
+                Serves::Upstream,
+                &headers,
+                || (policy, policy.resolve(&conn, &headers)),
+            )
+        };
+        assert_eq!(
+            asking("/.trueip/metrics?client=10.0.0.9&client=203.0.113.9"),
+            Route::Forward,
+            "duplicate"
+        );
+        assert_eq!(asking("/.trueip/metrics?client=192.168.1.9"), metrics);
     }
 
     /// One header line, one `Host`.
@@ -283,11 +483,7 @@ mod tests {
         for serves in [Serves::Admin, Serves::Whoami, Serves::Upstream] {
             for path in ["/", "/.trueip/healthz"] {
                 assert_eq!(
-                    route(path, two, &settings, serves, || asked(
-                        &settings,
-                        "127.0.0.1",
-                        &[]
-                    )),
+                    asked(path, two, &settings, serves, "127.0.0.1", &[]),
                     Route::SeveralHosts
                 );
             }
@@ -297,11 +493,7 @@ mod tests {
             several_hosts: true,
         };
         assert_eq!(
-            route("/", over, &settings, Serves::Upstream, || asked(
-                &settings,
-                "127.0.0.1",
-                &[]
-            )),
+            asked("/", over, &settings, Serves::Upstream, "127.0.0.1", &[]),
             Route::TooManyHeaders
         );
     }
@@ -311,43 +503,53 @@ mod tests {
         let settings = crate::config::Settings::from_text("", &mut |_| Err(String::new())).unwrap();
         for path in ["/.trueip/forgeries", "/forgeries"] {
             assert_eq!(
-                route(path, ONE, &settings, Serves::Admin, || asked(
-                    &settings,
-                    "127.0.0.1",
-                    &[]
-                )),
+                asked(path, ONE, &settings, Serves::Admin, "127.0.0.1", &[]),
                 Route::Admin(Admin::Forgeries),
                 "{path}"
             );
         }
         assert_eq!(
-            route("/.trueip/forgeries", ONE, &settings, Serves::Whoami, || {
-                asked(&settings, "127.0.0.1", &[])
-            }),
-            Route::Whoami
-        );
-        assert_eq!(
-            route("/forgeries", ONE, &settings, Serves::Whoami, || asked(
+            asked(
+                "/.trueip/forgeries",
+                ONE,
                 &settings,
+                Serves::Whoami,
                 "127.0.0.1",
                 &[]
-            )),
+            ),
             Route::Whoami
         );
         assert_eq!(
-            route(
+            asked(
+                "/forgeries",
+                ONE,
+                &settings,
+                Serves::Whoami,
+                "127.0.0.1",
+                &[]
+            ),
+            Route::Whoami
+        );
+        assert_eq!(
+            asked(
                 "/.trueip/forgeries",
                 ONE,
                 &settings,
                 Serves::Upstream,
-                || asked(&settings, "127.0.0.1", &[])
+                "127.0.0.1",
+                &[]
             ),
             Route::Forward
         );
         assert_eq!(
-            route("/.trueip/metrics", ONE, &settings, Serves::Upstream, || {
-                asked(&settings, "127.0.0.1", &[])
-            }),
+            asked(
+                "/.trueip/metrics",
+                ONE,
+                &settings,
+                Serves::Upstream,
+                "127.0.0.1",
+                &[]
+            ),
             Route::Admin(Admin::Metrics)
         );
     }
