@@ -315,19 +315,20 @@ where
 #[inline]
 fn withhold(policy: &Policy, hop: Hop<'_>, headers: &mut HeaderMap) {
     let set = policy.withheld_set();
-    if headers
+    let first = headers
         .keys()
-        .any(|name| set.fate(name.as_str(), hop).withheld)
-    {
-        remove_withheld(set, hop, headers);
+        .position(|name| set.fate(name.as_str(), hop).withheld);
+    if let Some(first) = first {
+        remove_withheld(set, hop, headers, first);
     }
 }
 
-/// [`withhold`]'s removal, out of the common path.
+/// [`withhold`]'s removal, out of the common path, from the `first` name withheld: those
+/// before it were asked already.
 #[cold]
 #[inline(never)]
-fn remove_withheld(set: &ForwardingSet, hop: Hop<'_>, headers: &mut HeaderMap) {
-    for name in set.withheld_names(headers.keys(), hop) {
+fn remove_withheld(set: &ForwardingSet, hop: Hop<'_>, headers: &mut HeaderMap, first: usize) {
+    for name in set.withheld_names(headers.keys().skip(first), hop) {
         headers.remove(&name);
     }
 }
