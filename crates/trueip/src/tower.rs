@@ -310,7 +310,7 @@ where
 /// Most requests withhold nothing, so the pass that finds whether one is withheld asks
 /// [`ForwardingSet::fate`] of each name here, where it is inlined, and only a request
 /// with a line to remove goes on to `withheld_names`. Through that call the same pass
-/// took 22–25 ns more a request on the axum bench, a third of withholding's time, and
+/// took 22–26 ns more a request on the axum bench, a third of withholding's time, and
 /// did so even once it built no `Vec` (BENCHMARKS.md, "Where withholding's time goes").
 #[inline]
 fn withhold(policy: &Policy, hop: Hop<'_>, headers: &mut HeaderMap) {
