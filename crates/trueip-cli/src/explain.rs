@@ -9,6 +9,7 @@ use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Files, Flags};
 use trueip::headers::{WithQuery, parse_header_field, parse_header_line};
 use trueip::lambda::Preset;
+use trueip::shown::terminal_lines;
 use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
@@ -196,7 +197,7 @@ pub(crate) fn run(args: ExplainArgs) -> ExitCode {
     match run_inner(&args) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("trueip explain: {message}");
+            eprintln!("trueip explain: {}", terminal_lines(message));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

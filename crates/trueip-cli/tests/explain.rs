@@ -1562,3 +1562,83 @@ fn a_provider_file_past_the_bound_is_refused_unread() {
         );
     }
 }
+
+/// What no output may hold as written: ESC (`ESC [` starts a control sequence), CSI
+/// (`U+009B`, the same in one character), a bidi override, a line separator, NUL.
+const HOSTILE: [char; 5] = ['\u{1b}', '\u{9b}', '\u{202e}', '\u{2028}', '\0'];
+
+/// `text` holds none of [`HOSTILE`] as written, and `escaped` as terminal mode writes it.
+fn assert_escaped(what: &str, text: &str, escaped: &str) {
+    for c in HOSTILE {
+        assert!(!text.contains(c), "{what}: {c:?} as written: {text:?}");
+    }
+    assert!(text.contains(escaped), "{what}: lacks {escaped}: {text}");
+}
+
+// Pins terminal mode (`trueip::shown::terminal`) on explain's text and messages: the header
+// value, the event's header and the hint's host name reached the terminal as written before.
+#[test]
+fn text_from_headers_events_and_files_is_shown_escaped() {
+    let hostile = "1.2.3.4\u{9b}31m\u{202e}\u{2028}";
+    let header = format!("X-Real-IP: {hostile}");
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.0.0.5",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "header:X-Real-IP",
+            "-H",
+            &header,
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--header", &text, r"1.2.3.4\u{9b}31m\u{202e}\u{2028}");
+
+    let dir = temp_dir("hostile");
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"requestContext":{"elb":{"targetGroupArn":"arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/y"}},
+            "httpMethod":"GET","path":"/","headers":{"x-forwarded-for":"10.0.0.1","x-real-ip":"\u009b31m\u202e\u2028"}}"#,
+    )
+    .expect("event");
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            event.to_str().expect("UTF-8 path"),
+            "--trust",
+            "any",
+            "--strategy",
+            "header:X-Real-IP",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--lambda-event", &text, r"\u{9b}31m\u{202e}\u{2028}");
+
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        "[client_ip]\ntrusted = [\"bad\\u001b[2J\\u202e\\u0000\"]\n",
+    )
+    .expect("config");
+    let out = trueip(
+        &[
+            "explain",
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "--peer",
+            "10.0.0.5",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_escaped("--config", &err, r"host:bad\u{1b}[2J\u{202e}\u{0}");
+    let _ = std::fs::remove_dir_all(dir);
+}

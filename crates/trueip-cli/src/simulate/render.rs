@@ -47,9 +47,11 @@ fn verdict(right: bool, forged: bool, survives: bool) -> &'static str {
     }
 }
 
+/// The text form; `run_inner` gives it in terminal mode, as every value in it may be
+/// what the topology wrote.
 pub(crate) fn text(sim: &Simulation) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Chain: {}", sim.source);
+    let _ = writeln!(out, "Chain: {}", trueip::shown::terminal(&sim.source));
     let _ = writeln!(out, "(«…» marks text the client forged)\n");
     for (i, r) in sim.run.received.iter().enumerate() {
         let _ = writeln!(
