@@ -174,7 +174,7 @@ const ELLIPSIS: &str = "…";
 impl fmt::Display for Explanation {
     /// Every value that may hold what a client or a file wrote (a header's text in a
     /// step, a chain entry, a PrivateLink id) is shown in terminal mode
-    /// ([`shown::terminal`]): this text is read on a terminal (`trueip explain`) and in a
+    /// (`trueip::shown::terminal`): this text is read on a terminal (`trueip explain`) and in a
     /// browser or `curl` (the whoami page).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::shown::terminal;

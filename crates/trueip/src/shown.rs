@@ -155,14 +155,26 @@ pub struct LogText<T>(T);
 
 impl<T: fmt::Display> fmt::Display for LogText<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
-        impl Write for Escaping<'_, '_> {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                log_all(self.0, s.as_bytes())
-            }
-        }
-        write!(Escaping(f), "{}", self.0)
+        through(f, &self.0, |f, s| log_all(f, s.as_bytes()))
     }
+}
+
+/// Writes `text` into `f` piece by piece through `show`, without building it first.
+fn through(
+    f: &mut fmt::Formatter<'_>,
+    text: &dyn fmt::Display,
+    show: fn(&mut fmt::Formatter<'_>, &str) -> fmt::Result,
+) -> fmt::Result {
+    struct Through<'a, 'b> {
+        f: &'a mut fmt::Formatter<'b>,
+        show: fn(&mut fmt::Formatter<'_>, &str) -> fmt::Result,
+    }
+    impl Write for Through<'_, '_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            (self.show)(self.f, s)
+        }
+    }
+    write!(Through { f, show }, "{text}")
 }
 
 /// Whether terminal mode escapes `c`.
@@ -223,13 +235,7 @@ pub struct TerminalLines<T>(T);
 
 impl<T: fmt::Display> fmt::Display for TerminalLines<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
-        impl Write for Escaping<'_, '_> {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                terminal_all(self.0, s.as_bytes(), true)
-            }
-        }
-        write!(Escaping(f), "{}", self.0)
+        through(f, &self.0, |f, s| terminal_all(f, s.as_bytes(), true))
     }
 }
 
