@@ -19,6 +19,16 @@ fn trueip(args: &[&str], stdin: Option<&str>) -> Output {
     out
 }
 
+/// The JSON of a run that succeeded.
+fn answer(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(out)
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
@@ -659,12 +669,7 @@ fn explain_a_cloudfront_header_from_around_cloudfront_is_not_believed() {
         )
     };
     let out = run("203.0.113.66");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "203.0.113.66", "{v}");
     let warnings = v["warnings"].to_string();
     assert!(warnings.contains("header_writer_not_trusted"), "{v}");
@@ -740,12 +745,7 @@ fn lambda_event_from_stdin_as_json() {
         ],
         Some(&lambda_event_text("alb_multi")),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "150.172.238.178", "{v}");
     assert_eq!(v["source"], "x-forwarded-for[-1]", "{v}");
     assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
@@ -775,12 +775,7 @@ fn lambda_event_query_argument() {
         ],
         Some(&event.to_string()),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "198.51.100.4", "{v}");
     assert_eq!(v["source"], "query:client", "{v}");
 }
@@ -793,12 +788,7 @@ fn lambda_event_function_url_ipv6() {
         &["explain", "--lambda-event", &event, "--format", "json"],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(
         v["client_ip"], "2001:db8:85a3:8d3:1319:8a2e:370:7348",
         "{v}"
@@ -895,12 +885,7 @@ fn lambda_event_cloudfront_api_gateway_with_ranges_and_config() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "198.51.100.7", "{v}");
     assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
 
@@ -1306,12 +1291,7 @@ fn explain_query_and_cookie_sources() {
         "--query",
         "/orders?page=2&client_ip=%5B2001%3Adb8%3A%3A4%5D%3A443",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "2001:db8::4", "{v}");
     assert_eq!(v["source"], "query:client_ip", "{v}");
     let text = v.to_string();
@@ -1396,12 +1376,7 @@ fn a_unix_socket_peer_counts_only_with_trust_unix() {
         )
     };
     let out = args("unix");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j = json(&out);
+    let j = answer(&out);
     assert_eq!(j["client_ip"], "203.0.113.9", "{j}");
     assert_eq!(j["peer"], "unix:", "{j}");
     let out = args("any");
