@@ -65,7 +65,7 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
                     let json = serde_json::json!({ "file": args.file.display().to_string(), "findings": found });
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&json).unwrap_or_default()
+                        trueip::shown::terminal_json_pretty(&json).unwrap_or_default()
                     );
                 }
                 Format::Text if found.is_empty() => {

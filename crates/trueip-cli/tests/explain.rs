@@ -1550,8 +1550,9 @@ fn assert_escaped(what: &str, text: &str, escaped: &str) {
     assert!(text.contains(escaped), "{what}: lacks {escaped}: {text}");
 }
 
-// Pins terminal mode (`trueip::shown::terminal`) on explain's text and messages: the header
-// value, the event's header and the hint's host name reached the terminal as written before.
+// Pins terminal mode (`trueip::shown`) on explain's text, JSON and messages: the header value
+// (text, JSON, batch), the event's header and the hint's host name reached the terminal as
+// written before.
 #[test]
 fn text_from_headers_events_and_files_is_shown_escaped() {
     let hostile = "1.2.3.4\u{9b}31m\u{202e}\u{2028}";
@@ -1572,6 +1573,43 @@ fn text_from_headers_events_and_files_is_shown_escaped() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_escaped("--header", &text, r"1.2.3.4\u{9b}31m\u{202e}\u{2028}");
+    // JSON escapes them as JSON does, and reads back as written.
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.0.0.5",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "header:X-Real-IP",
+            "-H",
+            &header,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--format json", &text, r"1.2.3.4\u009b31m\u202e\u2028");
+    assert_eq!(answer(&out)["steps"][2]["value"], hostile);
+    let batch = format!(
+        "{}\n",
+        serde_json::json!({"peer": "10.0.0.5", "headers": [["X-Real-IP", hostile]]})
+    );
+    let out = trueip(
+        &[
+            "explain",
+            "--batch",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "header:X-Real-IP",
+        ],
+        Some(&batch),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--batch", &text, r"1.2.3.4\u009b31m\u202e\u2028");
 
     let dir = temp_dir("hostile");
     let event = dir.join("event.json");

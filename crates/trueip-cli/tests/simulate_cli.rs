@@ -137,8 +137,8 @@ fn assert_escaped(what: &str, text: &str, escaped: &[&str]) {
     }
 }
 
-// Pins terminal mode (`trueip::shown::terminal`) on what a topology file writes: the forged
-// value, the option and the error reached the terminal as written before.
+// Pins terminal mode (`trueip::shown`) on what a topology file writes: the forged value (text,
+// Mermaid, JSON), the option and the error reached the terminal as written before.
 #[test]
 fn what_a_topology_file_writes_is_shown_escaped() {
     let dir = std::env::temp_dir().join(format!("trueip-simulate-hostile-{}", std::process::id()));
@@ -166,6 +166,14 @@ options = ["fdid a\u202eb"]
             &[r"1.2.3.4\u{9b}31m\u{202e}\u{2028}", r"a\u{202e}b"],
         );
     }
+    let out = simulate(&["--file", path, "--format", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("json", &text, &[r"1.2.3.4\u009b31m\u202e\u2028"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        v["hops"][0]["receives"]["headers"][1]["value"],
+        "1.2.3.4\u{9b}31m\u{202e}\u{2028}, 5.6.7.8"
+    );
     std::fs::write(
         &file,
         "[client]\naddress = \"198.51.100.7\"\n[[hop]]\nkind = \"nginx\"\noptions = [\"bogus\\u001b[2J\\u0000\"]\n",

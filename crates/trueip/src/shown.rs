@@ -239,6 +239,84 @@ impl<T: fmt::Display> fmt::Display for TerminalLines<T> {
     }
 }
 
+/// `value` as JSON for a terminal, as `serde_json::to_string` writes it but with every
+/// character terminal mode escapes written as a `\uXXXX` escape: the same JSON to a
+/// parser, and nothing a terminal obeys when it is printed (serde_json escapes only C0
+/// controls).
+#[cfg(feature = "serde")]
+pub fn terminal_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    json_with(value, serde_json::ser::CompactFormatter)
+}
+
+/// [`terminal_json`], indented as `serde_json::to_string_pretty` indents.
+#[cfg(feature = "serde")]
+pub fn terminal_json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    json_with(value, serde_json::ser::PrettyFormatter::new())
+}
+
+#[cfg(feature = "serde")]
+fn json_with<T, F>(value: &T, formatter: F) -> serde_json::Result<String>
+where
+    T: serde::Serialize + ?Sized,
+    F: serde_json::ser::Formatter,
+{
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        TerminalJson(formatter),
+    ))?;
+    String::from_utf8(out).map_err(<serde_json::Error as serde::ser::Error>::custom)
+}
+
+/// A JSON formatter that writes what terminal mode escapes as `\uXXXX`, and lays out
+/// arrays and objects as `F` does.
+#[cfg(feature = "serde")]
+struct TerminalJson<F>(F);
+
+/// The layout methods of [`TerminalJson`], handed to `F`.
+#[cfg(feature = "serde")]
+macro_rules! layout {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name<W: ?Sized + std::io::Write>(&mut self, writer: &mut W $(, $arg: $ty)*) -> std::io::Result<()> {
+            self.0.$name(writer $(, $arg)*)
+        }
+    )*};
+}
+
+#[cfg(feature = "serde")]
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for TerminalJson<F> {
+    layout! {
+        begin_array();
+        end_array();
+        begin_array_value(first: bool);
+        end_array_value();
+        begin_object();
+        end_object();
+        begin_object_key(first: bool);
+        begin_object_value();
+        end_object_value();
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        mut fragment: &str,
+    ) -> std::io::Result<()> {
+        while let Some(at) = fragment.find(hides) {
+            let (run, rest) = fragment.split_at_checked(at).unwrap_or((fragment, ""));
+            writer.write_all(run.as_bytes())?;
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+            fragment = chars.as_str();
+        }
+        writer.write_all(fragment.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +382,35 @@ mod tests {
             let shown = terminal(c.encode_utf8(&mut [0; 4])).to_string();
             assert_eq!(shown != c.to_string(), hides(c), "{c:?}");
         }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn json_for_a_terminal_is_the_same_json_with_nothing_a_terminal_obeys() {
+        let value = serde_json::json!({
+            "v\u{202e}": ["1.2.3.4\u{9b}31m\u{2028}\u{1b}[2J\u{0}é", {"n": 1, "b": true}],
+        });
+        for json in [
+            terminal_json(&value).unwrap(),
+            terminal_json_pretty(&value).unwrap(),
+        ] {
+            assert!(json.chars().all(|c| c == '\n' || !hides(c)), "{json}");
+            assert!(
+                json.contains(r"1.2.3.4\u009b31m\u2028\u001b[2J\u0000é"),
+                "{json}"
+            );
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+                value
+            );
+        }
+        assert_eq!(
+            terminal_json_pretty(&value).unwrap().lines().count(),
+            serde_json::to_string_pretty(&value)
+                .unwrap()
+                .lines()
+                .count()
+        );
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub(crate) fn run(args: AuditArgs) -> ExitCode {
                     Ok(())
                 }
                 Format::Json => {
-                    serde_json::to_string_pretty(&report).map(|json| println!("{json}"))
+                    trueip::shown::terminal_json_pretty(&report).map(|json| println!("{json}"))
                 }
             };
             if let Err(e) = printed {

@@ -196,5 +196,5 @@ pub(crate) fn json(sim: &Simulation) -> Result<String, String> {
         "at_app": sim.at_app,
         "config": sim.config,
     });
-    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
+    trueip::shown::terminal_json_pretty(&doc).map_err(|e| e.to_string())
 }
