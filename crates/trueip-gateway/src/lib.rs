@@ -522,7 +522,7 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
     };
 
     for line in describe(&state.settings) {
-        tracing::info!("{line}");
+        tracing::info!("{}", trueip::shown::log_text(&line));
     }
     if state.settings.policy.strategy_name(0).is_none() {
         tracing::info!("no proxy trusted: the TCP peer is the client");
