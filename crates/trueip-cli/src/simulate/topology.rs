@@ -950,6 +950,10 @@ mod tests {
                 "need `realip CIDR...`",
             ),
             (
+                "client 192.0.2.1 -> afd(fdid \"a\nb\") -> app",
+                "option `fdid a\nb` holds a control character",
+            ),
+            (
                 "client 192.0.2.1 -> nginx@10.0.0.300 -> app",
                 "hop 1 `nginx@10.0.0.300`: bad address",
             ),
