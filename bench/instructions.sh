@@ -8,6 +8,7 @@
 #   PROTOCOL=h2 bash bench/instructions.sh         # HTTP/2 over TLS, as bench/gateway.sh's h2 row
 #   PROTOCOL=close bash bench/instructions.sh      # a new connection per request (row close)
 #   PROTOCOL=proxy-v2 bash bench/instructions.sh   # the same with a PROXY v2 header (row proxy-v2)
+#   ACCESS_LOG=true bash bench/instructions.sh     # with the access log on (to a file in $OUT)
 #
 # The request and the gateway are bench/gateway.sh's proxy row: `trueip serve --upstream
 # --trust 127.0.0.0/8 --trust 10.0.0.0/8 --strategy rightmost-untrusted --from xff`,
@@ -107,7 +108,7 @@ cat >"$OUT/trueip-base.toml" <<EOF
 [limits]
 workers = 1
 [log]
-access_log = false
+access_log = ${ACCESS_LOG:-false}
 level = "warn"
 EOF
 unset RUST_LOG
@@ -190,7 +191,7 @@ elif [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
 else
     CLIENT="h2load --h1 -n $REQUESTS -c $CONNECTIONS"
 fi
-echo "callgrind (valgrind $(valgrind --version | sed 's/valgrind-//')), $CLIENT after $WARMUP warm-up requests, X-Forwarded-For: $XFF; trueip: workers = 1, access log off"
+echo "callgrind (valgrind $(valgrind --version | sed 's/valgrind-//')), $CLIENT after $WARMUP warm-up requests, X-Forwarded-For: $XFF; trueip: workers = 1, access_log = ${ACCESS_LOG:-false}"
 echo
 without_hpack() { # name: its count less h2's HPACK encoding
     echo $(($(cat "$OUT/$1.total") - $(cat "$OUT/$1.hpack" 2>/dev/null || echo 0)))

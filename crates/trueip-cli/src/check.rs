@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use trueip::config::ClientIpConfig;
 use trueip::lint::{Finding, Listener, Severity, lint_listeners};
+use trueip::shown::terminal_lines;
 
 /// The listener `trueip serve` uses when the file names none.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -64,7 +65,7 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
                     let json = serde_json::json!({ "file": args.file.display().to_string(), "findings": found });
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&json).unwrap_or_default()
+                        trueip::shown::terminal_json_pretty(&json).unwrap_or_default()
                     );
                 }
                 Format::Text if found.is_empty() => {
@@ -72,7 +73,7 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
                 }
                 Format::Text => {
                     for finding in &found {
-                        println!("{finding}");
+                        println!("{}", terminal_lines(finding));
                     }
                 }
             }
@@ -83,7 +84,7 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("trueip check: {e}");
+            eprintln!("trueip check: {}", terminal_lines(e));
             ExitCode::from(EXIT_USAGE)
         }
     }

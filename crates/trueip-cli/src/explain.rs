@@ -9,6 +9,7 @@ use serde::Deserialize;
 use trueip::config::{ClientIpConfig, Files, Flags};
 use trueip::headers::{WithQuery, parse_header_field, parse_header_line};
 use trueip::lambda::Preset;
+use trueip::shown::{terminal_json, terminal_json_pretty, terminal_lines};
 use trueip::{Connection, Explanation, Node, Policy, PrivateLink};
 
 /// Exit code for bad input (arguments, config, headers, a bad batch line).
@@ -196,7 +197,7 @@ pub(crate) fn run(args: ExplainArgs) -> ExitCode {
     match run_inner(&args) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("trueip explain: {message}");
+            eprintln!("trueip explain: {}", terminal_lines(message));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -266,7 +267,7 @@ fn print_named(
         }
         Format::Json if names.is_empty() => println!(
             "{}",
-            serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
+            terminal_json_pretty(&explanation).map_err(|e| e.to_string())?
         ),
         Format::Json => {
             let mut value = serde_json::to_value(explanation).map_err(|e| e.to_string())?;
@@ -278,7 +279,7 @@ fn print_named(
             }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+                terminal_json_pretty(&value).map_err(|e| e.to_string())?
             );
         }
     }
@@ -601,10 +602,10 @@ fn batch(base: &ClientIpConfig, dirs: Dirs<'_>) -> Result<ExitCode, String> {
         }
         let result = batch_case(line, base, dirs, &mut policies);
         let json = match result {
-            Ok(explanation) => serde_json::to_string(&explanation),
+            Ok(explanation) => terminal_json(&explanation),
             Err(error) => {
                 any_bad = true;
-                serde_json::to_string(&serde_json::json!({ "error": error, "line": i + 1 }))
+                terminal_json(&serde_json::json!({ "error": error, "line": i + 1 }))
             }
         }
         .map_err(|e| e.to_string())?;

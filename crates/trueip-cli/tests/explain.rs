@@ -19,6 +19,16 @@ fn trueip(args: &[&str], stdin: Option<&str>) -> Output {
     out
 }
 
+/// The JSON of a run that succeeded.
+fn answer(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(out)
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
@@ -659,12 +669,7 @@ fn explain_a_cloudfront_header_from_around_cloudfront_is_not_believed() {
         )
     };
     let out = run("203.0.113.66");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "203.0.113.66", "{v}");
     let warnings = v["warnings"].to_string();
     assert!(warnings.contains("header_writer_not_trusted"), "{v}");
@@ -740,12 +745,7 @@ fn lambda_event_from_stdin_as_json() {
         ],
         Some(&lambda_event_text("alb_multi")),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "150.172.238.178", "{v}");
     assert_eq!(v["source"], "x-forwarded-for[-1]", "{v}");
     assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
@@ -775,12 +775,7 @@ fn lambda_event_query_argument() {
         ],
         Some(&event.to_string()),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "198.51.100.4", "{v}");
     assert_eq!(v["source"], "query:client", "{v}");
 }
@@ -793,12 +788,7 @@ fn lambda_event_function_url_ipv6() {
         &["explain", "--lambda-event", &event, "--format", "json"],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(
         v["client_ip"], "2001:db8:85a3:8d3:1319:8a2e:370:7348",
         "{v}"
@@ -895,12 +885,7 @@ fn lambda_event_cloudfront_api_gateway_with_ranges_and_config() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "198.51.100.7", "{v}");
     assert_eq!(v["warnings"], serde_json::json!(["spoof_attempt"]), "{v}");
 
@@ -1306,12 +1291,7 @@ fn explain_query_and_cookie_sources() {
         "--query",
         "/orders?page=2&client_ip=%5B2001%3Adb8%3A%3A4%5D%3A443",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = answer(&out);
     assert_eq!(v["client_ip"], "2001:db8::4", "{v}");
     assert_eq!(v["source"], "query:client_ip", "{v}");
     let text = v.to_string();
@@ -1396,12 +1376,7 @@ fn a_unix_socket_peer_counts_only_with_trust_unix() {
         )
     };
     let out = args("unix");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j = json(&out);
+    let j = answer(&out);
     assert_eq!(j["client_ip"], "203.0.113.9", "{j}");
     assert_eq!(j["peer"], "unix:", "{j}");
     let out = args("any");
@@ -1561,4 +1536,122 @@ fn a_provider_file_past_the_bound_is_refused_unread() {
             err.get(..300).unwrap_or(&err)
         );
     }
+}
+
+/// What no output may hold as written: ESC (`ESC [` starts a control sequence), CSI
+/// (`U+009B`, the same in one character), a bidi override, a line separator, NUL.
+const HOSTILE: [char; 5] = ['\u{1b}', '\u{9b}', '\u{202e}', '\u{2028}', '\0'];
+
+/// `text` holds none of [`HOSTILE`] as written, and `escaped` as terminal mode writes it.
+fn assert_escaped(what: &str, text: &str, escaped: &str) {
+    for c in HOSTILE {
+        assert!(!text.contains(c), "{what}: {c:?} as written: {text:?}");
+    }
+    assert!(text.contains(escaped), "{what}: lacks {escaped}: {text}");
+}
+
+// Pins terminal mode (`trueip::shown`) on explain's text, JSON and messages: the header value
+// (text, JSON, batch), the event's header and the hint's host name reached the terminal as
+// written before.
+#[test]
+fn text_from_headers_events_and_files_is_shown_escaped() {
+    let hostile = "1.2.3.4\u{9b}31m\u{202e}\u{2028}";
+    let header = format!("X-Real-IP: {hostile}");
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.0.0.5",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "header:X-Real-IP",
+            "-H",
+            &header,
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--header", &text, r"1.2.3.4\u{9b}31m\u{202e}\u{2028}");
+    // JSON escapes them as JSON does, and reads back as written.
+    let out = trueip(
+        &[
+            "explain",
+            "--peer",
+            "10.0.0.5",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "header:X-Real-IP",
+            "-H",
+            &header,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--format json", &text, r"1.2.3.4\u009b31m\u202e\u2028");
+    assert_eq!(answer(&out)["steps"][2]["value"], hostile);
+    let batch = format!(
+        "{}\n",
+        serde_json::json!({"peer": "10.0.0.5", "headers": [["X-Real-IP", hostile]]})
+    );
+    let out = trueip(
+        &[
+            "explain",
+            "--batch",
+            "--trust",
+            "10.0.0.0/8",
+            "--strategy",
+            "header:X-Real-IP",
+        ],
+        Some(&batch),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--batch", &text, r"1.2.3.4\u009b31m\u202e\u2028");
+
+    let dir = temp_dir("hostile");
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"requestContext":{"elb":{"targetGroupArn":"arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/y"}},
+            "httpMethod":"GET","path":"/","headers":{"x-forwarded-for":"10.0.0.1","x-real-ip":"\u009b31m\u202e\u2028"}}"#,
+    )
+    .expect("event");
+    let out = trueip(
+        &[
+            "explain",
+            "--lambda-event",
+            event.to_str().expect("UTF-8 path"),
+            "--trust",
+            "any",
+            "--strategy",
+            "header:X-Real-IP",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("--lambda-event", &text, r"\u{9b}31m\u{202e}\u{2028}");
+
+    let config = dir.join("trueip.toml");
+    std::fs::write(
+        &config,
+        "[client_ip]\ntrusted = [\"bad\\u001b[2J\\u202e\\u0000\"]\n",
+    )
+    .expect("config");
+    let out = trueip(
+        &[
+            "explain",
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "--peer",
+            "10.0.0.5",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_escaped("--config", &err, r"host:bad\u{1b}[2J\u{202e}\u{0}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -125,3 +125,63 @@ fn help_has_examples() {
         "{help}"
     );
 }
+
+/// `text` holds none of ESC, CSI (`U+009B`), a bidi override, a line separator or NUL as
+/// written, and each of `escaped`.
+fn assert_escaped(what: &str, text: &str, escaped: &[&str]) {
+    for c in ['\u{1b}', '\u{9b}', '\u{202e}', '\u{2028}', '\0'] {
+        assert!(!text.contains(c), "{what}: {c:?} as written: {text:?}");
+    }
+    for e in escaped {
+        assert!(text.contains(e), "{what}: lacks {e}: {text}");
+    }
+}
+
+// Pins terminal mode (`trueip::shown`) on what a topology file writes: the forged value (text,
+// Mermaid, JSON), the option and the error reached the terminal as written before.
+#[test]
+fn what_a_topology_file_writes_is_shown_escaped() {
+    let dir = std::env::temp_dir().join(format!("trueip-simulate-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("chain.toml");
+    let path = file.to_str().expect("UTF-8 path");
+    std::fs::write(
+        &file,
+        r#"[client]
+address = "198.51.100.7"
+forges = ["X-Forwarded-For: 1.2.3.4\u009b31m\u202e\u2028, 5.6.7.8"]
+[[hop]]
+kind = "afd"
+options = ["fdid a\u202eb"]
+"#,
+    )
+    .expect("topology");
+    for format in ["text", "mermaid"] {
+        let out = simulate(&["--file", path, "--format", format]);
+        assert!(out.status.success(), "{format}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_escaped(
+            format,
+            &text,
+            &[r"1.2.3.4\u{9b}31m\u{202e}\u{2028}", r"a\u{202e}b"],
+        );
+    }
+    let out = simulate(&["--file", path, "--format", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_escaped("json", &text, &[r"1.2.3.4\u009b31m\u202e\u2028"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        v["hops"][0]["receives"]["headers"][1]["value"],
+        "1.2.3.4\u{9b}31m\u{202e}\u{2028}, 5.6.7.8"
+    );
+    std::fs::write(
+        &file,
+        "[client]\naddress = \"198.51.100.7\"\n[[hop]]\nkind = \"nginx\"\noptions = [\"bogus\\u001b[2J\\u0000\"]\n",
+    )
+    .expect("topology");
+    let out = simulate(&["--file", path]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_escaped("error", &err, &[r"unknown option `bogus\u{1b}[2J\u{0}`"]);
+    let _ = std::fs::remove_dir_all(dir);
+}

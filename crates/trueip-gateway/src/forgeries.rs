@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trueip::Warnings;
 use trueip::addr::Peer;
 
-use crate::shown;
+use trueip::shown;
 
 /// How many entries are kept when `[admin] forgeries` is not set.
 pub(crate) const DEFAULT_KEPT: usize = 100;
@@ -66,8 +66,7 @@ pub(crate) fn is_forgery(warnings: Warnings, stripped: u64) -> bool {
     stripped > 0 || !warnings.forgeries().is_empty()
 }
 
-/// `bytes` as text safe for any reader ([`shown`]: printable ASCII but `\` as it is,
-/// `\` as `\\`, every other byte as `\xNN`); at most `max` characters (a `\xNN` is
+/// `bytes` as text safe for any reader ([`shown::log`]: log mode); at most `max` characters (a `\xNN` is
 /// never cut in two). Returns the text and whether it was cut.
 pub(crate) fn escape(bytes: &[u8], max: usize) -> (String, bool) {
     let mut out = String::with_capacity(bytes.len().min(max));
@@ -77,18 +76,16 @@ pub(crate) fn escape(bytes: &[u8], max: usize) -> (String, bool) {
 
 /// [`escape`], appended to `out`; returns whether it was cut.
 fn escape_into(out: &mut String, bytes: &[u8], max: usize) -> bool {
-    // The usual text (an address list, a path) is printable ASCII throughout: tested
-    // whole (a test without an early exit, which the compiler vectorises) and copied at
-    // once. Anything else goes byte by byte.
+    // The usual text (an address list, a path) is shown as it is: tested whole and
+    // copied at once. Anything else goes byte by byte.
     let head = bytes.get(..max).unwrap_or(bytes);
-    let plain = head.iter().fold(true, |plain, &b| {
-        plain & (b != b'\\') & (0x20..=0x7e).contains(&b)
-    });
-    if plain && let Ok(text) = std::str::from_utf8(head) {
+    if shown::log_plain(head)
+        && let Ok(text) = std::str::from_utf8(head)
+    {
         out.push_str(text);
         return head.len() < bytes.len();
     }
-    let shown = shown::Bytes::at_most(bytes, max);
+    let shown = shown::Log::at_most(bytes, max);
     let _ = write!(out, "{shown}");
     shown.is_cut()
 }

@@ -80,7 +80,6 @@ mod ranges_cli;
 mod reload;
 mod rules;
 mod server;
-mod shown;
 mod tcp;
 mod tls;
 mod unix_socket;
@@ -287,6 +286,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+use trueip::shown::terminal_lines;
 
 pub use crate::config::ServeArgs;
 pub use crate::ranges_cli::{RangesArgs, run as ranges};
@@ -326,19 +326,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let state = match reload::load(&args) {
         Ok(state) => state,
         Err(e) => {
-            eprintln!("trueip serve: {e}");
+            eprintln!("trueip serve: {}", terminal_lines(e));
             return ExitCode::from(2);
         }
     };
     if args.check {
         println!("config ok");
         for line in describe(&state.settings) {
-            println!("  {line}");
+            println!("  {}", terminal_lines(line));
         }
         // Valid, and still worth a look: what lets a client name its own address
         // (`trueip check FILE` prints the same, with an exit status for CI).
         for finding in &state.settings.lint {
-            println!("{finding}");
+            println!("{}", terminal_lines(finding));
         }
         return ExitCode::SUCCESS;
     }
@@ -501,9 +501,9 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
     let log = logging::init(&state.settings.log, metrics.clone());
     let fatal = |message: String| {
         if log.is_some() {
-            tracing::error!("{message}");
+            tracing::error!("{}", trueip::shown::log_text(&message));
         } else {
-            eprintln!("trueip serve: {message}");
+            eprintln!("trueip serve: {}", terminal_lines(message));
         }
         ExitCode::from(1)
     };
@@ -523,7 +523,7 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
     };
 
     for line in describe(&state.settings) {
-        tracing::info!("{line}");
+        tracing::info!("{}", trueip::shown::log_text(&line));
     }
     if state.settings.policy.strategy_name(0).is_none() {
         tracing::info!("no proxy trusted: the TCP peer is the client");

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
+use trueip::shown::terminal_lines;
 
 use crate::ranges::{Overrides, PROVIDERS, Provider, RangesSettings, cache, fetch};
 
@@ -118,7 +119,7 @@ pub fn run(args: RangesArgs) -> ExitCode {
     match run_inner(args) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("trueip ranges: {message}");
+            eprintln!("trueip ranges: {}", terminal_lines(message));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -282,7 +283,10 @@ fn update(
             ),
             Err(e) => {
                 failed = true;
-                eprintln!("trueip ranges: {e} (the cached list, if any, is kept)");
+                eprintln!(
+                    "trueip ranges: {} (the cached list, if any, is kept)",
+                    terminal_lines(e)
+                );
             }
         }
     }

@@ -143,7 +143,10 @@ pub(crate) async fn sighup(shared: Arc<Shared>, args: ServeArgs) {
         }
         Err(e) => {
             shared.metrics.reloaded(false);
-            tracing::error!("SIGHUP: config rejected, the old one stays: {e}");
+            tracing::error!(
+                "SIGHUP: config rejected, the old one stays: {}",
+                trueip::shown::log_text(&e)
+            );
         }
     }
 }
@@ -327,7 +330,8 @@ async fn refresh_due(
                 shared.metrics.range_refresh_failed(provider.name);
                 tracing::warn!(
                     provider = provider.name,
-                    "ranges: refresh failed, the last good list stays: {e}"
+                    "ranges: refresh failed, the last good list stays: {}",
+                    trueip::shown::log_text(&e)
                 );
                 retry.insert(meta.provider.clone(), now.saturating_add(backoff.as_secs()));
                 next = next.min(backoff);

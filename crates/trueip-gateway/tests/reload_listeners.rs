@@ -260,3 +260,26 @@ fn sighup_resizes_max_connections_without_closing_open_ones() {
         "a connection over the raised limit was served"
     );
 }
+
+// Pins log mode (`trueip::shown::log_text`) on a rejected reload's message, which quotes the
+// file: the hint wrote the value's U+2028 and ESC as they were, a second log line and a
+// terminal sequence, before.
+#[test]
+fn a_rejected_config_is_logged_in_log_mode() {
+    let dir = test_dir("reload_listeners/rejected");
+    let a = free_addr();
+    let listen = format!("[[listen]]\naddress = \"{a}\"\n");
+    let gw = Gateway::start_with_config(&dir, &listen, &[a], &[]);
+    reload(
+        &gw,
+        &format!("{listen}[client_ip]\ntrusted = [\"bad\\u2028x\\u001b[2J\"]\n"),
+        false,
+    );
+    let log = gw.proc.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("SIGHUP: config rejected"))
+        .expect("the rejection");
+    assert!(line.contains(r"host:bad\xe2\x80\xa8x\x1b[2J"), "{line}");
+    assert!(!log.contains(['\u{2028}', '\u{1b}']), "{log:?}");
+}

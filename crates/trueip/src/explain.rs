@@ -172,7 +172,12 @@ impl<'a> Decision<'a> {
 const ELLIPSIS: &str = "…";
 
 impl fmt::Display for Explanation {
+    /// Every value that may hold what a client or a file wrote (a header's text in a
+    /// step, a chain entry, a PrivateLink id) is shown in terminal mode
+    /// (`trueip::shown::terminal`): this text is read on a terminal (`trueip explain`) and in a
+    /// browser or `curl` (the whoami page).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::shown::terminal;
         match &self.client_ip {
             Some(ip) => writeln!(
                 f,
@@ -186,15 +191,13 @@ impl fmt::Display for Explanation {
                 "client   unix: (a process on this host, over a Unix socket: no address)"
             )?,
         }
-        writeln!(f, "source   {}", self.source)?;
-        writeln!(f, "peer     {}", self.peer)?;
+        writeln!(f, "source   {}", terminal(&self.source))?;
+        writeln!(f, "peer     {}", terminal(&self.peer))?;
         if let Some(proxy) = &self.proxy_source {
-            writeln!(f, "proxy    {proxy} (PROXY protocol)")?;
+            writeln!(f, "proxy    {} (PROXY protocol)", terminal(proxy))?;
         }
-        // The ids came off the wire: escaped, so that a terminal shows them and does not
-        // obey them.
         if let Some(id) = &self.aws_vpce_id {
-            writeln!(f, "link     AWS VPC endpoint {}", id.escape_debug())?;
+            writeln!(f, "link     AWS VPC endpoint {}", terminal(id))?;
         }
         if let Some(id) = self.azure_link_id {
             writeln!(f, "link     Azure Private Link {id}")?;
@@ -202,16 +205,20 @@ impl fmt::Display for Explanation {
         writeln!(
             f,
             "strategy {}",
-            self.strategy.as_deref().unwrap_or("peer (default)")
+            terminal(self.strategy.as_deref().unwrap_or("peer (default)"))
         )?;
         writeln!(f, "hops     {} trusted", self.trusted_hops)?;
-        if !self.chain.is_empty() {
-            writeln!(
+        if let Some((first, rest)) = self.chain.split_first() {
+            write!(
                 f,
                 "chain    {}: {}",
-                self.chain_header,
-                self.chain.join(", ")
+                terminal(&self.chain_header),
+                terminal(first)
             )?;
+            for entry in rest {
+                write!(f, ", {}", terminal(entry))?;
+            }
+            writeln!(f)?;
         }
         writeln!(
             f,
@@ -228,10 +235,10 @@ impl fmt::Display for Explanation {
                 f,
                 "{:>3}. {:<28} {:<28} {:<14} {}",
                 i + 1,
-                step.subject,
-                step.value,
+                terminal(step.subject.as_ref()),
+                terminal(&step.value),
                 step.verdict,
-                step.why
+                terminal(step.why.as_ref())
             )?;
         }
         Ok(())

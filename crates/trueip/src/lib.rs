@@ -64,6 +64,8 @@ pub mod provenance;
 pub mod providers;
 pub mod proxy_protocol;
 mod resolution;
+#[doc(hidden)]
+pub mod shown;
 mod strategy;
 #[cfg(feature = "tower")]
 pub mod tower;

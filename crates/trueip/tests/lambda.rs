@@ -8,42 +8,10 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use trueip::lambda::{self, EventError, EventKind, Preset};
-use trueip::{Connection, Policy, Source, TrustSet, Warnings};
+use trueip::{Connection, Policy, Source, Warnings};
 
-/// Stands in for CloudFront's origin-facing ranges in these tests.
-const CLOUDFRONT: [&str; 2] = ["130.176.0.0/16", "2600:9000::/28"];
-
-fn cloudfront() -> TrustSet {
-    TrustSet::from_cidrs(CLOUDFRONT.iter().map(|c| c.parse().unwrap()))
-}
-
-fn policy(preset: Preset) -> Policy {
-    preset
-        .builder()
-        .provider("cloudfront", cloudfront())
-        .build()
-        .unwrap()
-}
-
-fn event(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/lambda_events/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// `event` with the value at JSON pointer `at` (whose parent exists) set to `value`, or
-/// removed when `value` is `None`.
-fn set(mut event: Value, at: &str, value: Option<Value>) -> Value {
-    let (parent, key) = at.rsplit_once('/').unwrap();
-    let parent = event.pointer_mut(parent).unwrap().as_object_mut().unwrap();
-    match value {
-        Some(value) => parent.insert(key.to_string(), value),
-        None => parent.remove(key),
-    };
-    event
-}
+mod lambda_support;
+use lambda_support::{event, policy, set, vpc_event, vpc_policy};
 
 fn xff_of(event: Value, xff: &str) -> Value {
     set(event, "/headers/x-forwarded-for", Some(json!(xff)))
@@ -1542,49 +1510,6 @@ fn lattice_names_change_no_other_kinds_decision() {
     }
 }
 
-/// A policy that trusts the VPC (`10.0.0.0/8`), where a gateway in front of AWS's front
-/// end hands the client over in `strategy` (`query:client`, `cookie:client`).
-fn vpc_policy(strategy: &str) -> Policy {
-    Policy::builder()
-        .trust_str("10.0.0.0/8")
-        .unwrap()
-        .strategy_str(strategy)
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-/// `name`'s event, its stand-in for the peer the VPC gateway at 10.0.0.5.
-fn from_vpc(name: &str) -> Value {
-    let event = event(name);
-    match name {
-        "alb" => xff_of(event, "203.0.113.195, 10.0.0.5"),
-        "alb_multi" => set(
-            event,
-            "/multiValueHeaders/x-forwarded-for",
-            Some(json!(["203.0.113.195, 10.0.0.5"])),
-        ),
-        "api_gateway_v1" => set(
-            event,
-            "/requestContext/identity/sourceIp",
-            Some(json!("10.0.0.5")),
-        ),
-        _ => set(
-            event,
-            "/requestContext/http/sourceIp",
-            Some(json!("10.0.0.5")),
-        ),
-    }
-}
-
-/// Each kind's query arguments as AWS writes them, set on `from_vpc(name)`: `fields` are
-/// (JSON pointer, value) pairs.
-fn with_query(name: &str, fields: &[(&str, Value)]) -> Value {
-    fields.iter().fold(from_vpc(name), |event, (at, value)| {
-        set(event, at, Some(value.clone()))
-    })
-}
-
 /// The query-argument events of every kind: (what, event, the client, or `None` for the
 /// stand-in, flagged `warning`).
 fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
@@ -1595,7 +1520,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
     vec![
         (
             "alb: queryStringParameters",
-            with_query(
+            vpc_event(
                 "alb",
                 &[(SINGLE, json!({"client": "198.51.100.4", "page": "2"}))],
             ),
@@ -1604,19 +1529,19 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "alb: as sent, percent-encoded (the ALB decodes nothing)",
-            with_query("alb", &[(SINGLE, json!({"client": "2001%3Adb8%3A%3A4"}))]),
+            vpc_event("alb", &[(SINGLE, json!({"client": "2001%3Adb8%3A%3A4"}))]),
             Some("2001:db8::4"),
             none,
         ),
         (
             "alb: the name as sent, decoded as the app decodes it",
-            with_query("alb", &[(SINGLE, json!({"cl%69ent": "198.51.100.4"}))]),
+            vpc_event("alb", &[(SINGLE, json!({"cl%69ent": "198.51.100.4"}))]),
             Some("198.51.100.4"),
             none,
         ),
         (
             "alb: the name under two spellings is two arguments",
-            with_query(
+            vpc_event(
                 "alb",
                 &[(
                     SINGLE,
@@ -1628,13 +1553,13 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "alb, multi-value: multiValueQueryStringParameters",
-            with_query("alb_multi", &[(MULTI, json!({"client": ["198.51.100.4"]}))]),
+            vpc_event("alb_multi", &[(MULTI, json!({"client": ["198.51.100.4"]}))]),
             Some("198.51.100.4"),
             none,
         ),
         (
             "alb, multi-value: two values are ambiguous",
-            with_query(
+            vpc_event(
                 "alb_multi",
                 &[(MULTI, json!({"client": ["6.6.6.6", "198.51.100.4"]}))],
             ),
@@ -1643,13 +1568,13 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "alb: a bad escape is malformed",
-            with_query("alb", &[(SINGLE, json!({"client": "198.51.100.4%zz"}))]),
+            vpc_event("alb", &[(SINGLE, json!({"client": "198.51.100.4%zz"}))]),
             None,
             Warnings::MALFORMED,
         ),
         (
             "v1: multiValueQueryStringParameters, decoded",
-            with_query(
+            vpc_event(
                 "api_gateway_v1",
                 &[
                     (SINGLE, json!({"client": "2001:db8::4"})),
@@ -1661,7 +1586,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "v1: two values, queryStringParameters keeps the last",
-            with_query(
+            vpc_event(
                 "api_gateway_v1",
                 &[
                     (SINGLE, json!({"client": "198.51.100.4"})),
@@ -1673,7 +1598,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "v1: decoded already, not decoded twice (the app saw %2E, not a dot)",
-            with_query(
+            vpc_event(
                 "api_gateway_v1",
                 &[
                     (SINGLE, json!({"client": "198%2E51.100.4"})),
@@ -1685,7 +1610,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "v1: queryStringParameters alone",
-            with_query(
+            vpc_event(
                 "api_gateway_v1",
                 &[(SINGLE, json!({"client": "198.51.100.4"}))],
             ),
@@ -1694,7 +1619,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "v2: rawQueryString",
-            with_query(
+            vpc_event(
                 "api_gateway_v2",
                 &[
                     (RAW, json!("page=2&client=2001%3adb8%3a%3a4")),
@@ -1706,7 +1631,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "v2: a repeated argument (queryStringParameters joins it with a comma)",
-            with_query(
+            vpc_event(
                 "api_gateway_v2",
                 &[
                     (RAW, json!("client=6.6.6.6&client=198.51.100.4")),
@@ -1719,7 +1644,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         (
             "v2 without rawQueryString: queryStringParameters",
             set(
-                with_query(
+                vpc_event(
                     "api_gateway_v2",
                     &[(SINGLE, json!({"client": "198.51.100.4"}))],
                 ),
@@ -1732,7 +1657,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         (
             "v2 without rawQueryString: a joined value is several",
             set(
-                with_query(
+                vpc_event(
                     "api_gateway_v2",
                     &[(SINGLE, json!({"client": "6.6.6.6,198.51.100.4"}))],
                 ),
@@ -1744,7 +1669,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "function url: rawQueryString",
-            with_query(
+            vpc_event(
                 "function_url",
                 &[
                     (RAW, json!("client=198.51.100.4")),
@@ -1784,7 +1709,7 @@ fn a_query_strategy_reads_each_kinds_arguments() {
         assert_eq!(explained.resolution, resolution, "{what}");
     }
     // From a stranger the argument is the client's text.
-    let stranger = with_query(
+    let stranger = vpc_event(
         "api_gateway_v2",
         &[
             ("/requestContext/http/sourceIp", json!("203.0.113.9")),
@@ -1838,7 +1763,7 @@ fn query_fields_of_the_wrong_shape_are_refused() {
             "cookies[1]",
         ),
     ] {
-        let event = set(from_vpc(name), at, Some(value));
+        let event = set(vpc_event(name, &[]), at, Some(value));
         let text = lambda::resolve_event(&Policy::default(), &event)
             .unwrap_err()
             .to_string();
@@ -1854,7 +1779,7 @@ fn a_cookie_strategy_reads_a_payload_2_events_cookies() {
     let policy = vpc_policy("cookie:client");
     for name in ["api_gateway_v2", "function_url"] {
         let event = set(
-            from_vpc(name),
+            vpc_event(name, &[]),
             "/cookies",
             Some(json!(["session=abc", "client=198.51.100.4"])),
         );

@@ -6,30 +6,11 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
 
 use serde_json::json;
+use trueip::Policy;
 use trueip::lambda::{self, EventError, EventKind, Preset};
-use trueip::{Policy, TrustSet};
 
-fn text(name: &str) -> String {
-    let path = format!(
-        "{}/tests/lambda_events/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path).unwrap()
-}
-
-fn policies() -> Vec<Policy> {
-    let cloudfront = TrustSet::from_cidrs(["130.176.0.0/16".parse().unwrap()]);
-    Preset::ALL
-        .iter()
-        .map(|preset| {
-            preset
-                .builder()
-                .provider("cloudfront", cloudfront.clone())
-                .build()
-                .unwrap()
-        })
-        .collect()
-}
+mod lambda_support;
+use lambda_support::{policies, text, vpc_event, vpc_policy};
 
 #[test]
 fn requests_resolve_as_their_events() {
@@ -58,40 +39,6 @@ fn requests_resolve_as_their_events() {
             );
         }
     }
-}
-
-/// `name`'s event with `fields` ((JSON pointer, value); `null` removes) set, its stand-in
-/// the VPC gateway at 10.0.0.5.
-fn vpc_event(name: &str, fields: &[(&str, serde_json::Value)]) -> serde_json::Value {
-    let mut event: serde_json::Value = serde_json::from_str(&text(name)).unwrap();
-    let stand_in = match name {
-        "alb" => ("/headers/x-forwarded-for", json!("203.0.113.195, 10.0.0.5")),
-        "alb_multi" => (
-            "/multiValueHeaders/x-forwarded-for",
-            json!(["203.0.113.195, 10.0.0.5"]),
-        ),
-        "api_gateway_v1" => ("/requestContext/identity/sourceIp", json!("10.0.0.5")),
-        _ => ("/requestContext/http/sourceIp", json!("10.0.0.5")),
-    };
-    for (at, value) in std::iter::once(&stand_in).chain(fields) {
-        let (parent, key) = at.rsplit_once('/').unwrap();
-        let parent = event.pointer_mut(parent).unwrap().as_object_mut().unwrap();
-        match value {
-            serde_json::Value::Null => parent.remove(key),
-            value => parent.insert(key.to_string(), value.clone()),
-        };
-    }
-    event
-}
-
-fn vpc_policy(strategy: &str) -> Policy {
-    Policy::builder()
-        .trust_str("10.0.0.0/8")
-        .unwrap()
-        .strategy_str(strategy)
-        .unwrap()
-        .build()
-        .unwrap()
 }
 
 /// A request lambda_http made from an event decides as the event does where the event

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use trueip::shown::terminal_lines;
 
 use client::Target;
 use matrix::{PROBES, Probe};
@@ -135,11 +136,11 @@ pub(crate) fn run(args: AuditArgs) -> ExitCode {
         Ok(report) => {
             let printed = match args.format {
                 Format::Text => {
-                    print!("{}", report.text());
+                    print!("{}", terminal_lines(report.text()));
                     Ok(())
                 }
                 Format::Json => {
-                    serde_json::to_string_pretty(&report).map(|json| println!("{json}"))
+                    trueip::shown::terminal_json_pretty(&report).map(|json| println!("{json}"))
                 }
             };
             if let Err(e) = printed {
@@ -153,7 +154,7 @@ pub(crate) fn run(args: AuditArgs) -> ExitCode {
             }
         }
         Err(message) => {
-            eprintln!("trueip audit: {message}");
+            eprintln!("trueip audit: {}", terminal_lines(message));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -219,7 +220,7 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
         progress.clear();
         let to = first.headers.get(http::header::LOCATION).map_or_else(
             || "nowhere".to_owned(),
-            |l| read::printable(&String::from_utf8_lossy(l.as_bytes())),
+            |l| trueip::shown::terminal(l.as_bytes()).to_string(),
         );
         return Err(format!(
             "{} answered {} (a redirect to {to}); trueip audit sends only to the URL it is given and \

@@ -165,40 +165,16 @@ impl Seen {
 }
 
 impl fmt::Display for Seen {
-    /// The target wrote this text: shown with its control characters escaped, so that no
-    /// answer can move the cursor, clear the screen or retitle the terminal of whoever
-    /// reads the report (a hostile target could otherwise redraw SPOOFABLE as CLEAN).
+    /// The target wrote this text: shown in terminal mode, so that no answer can move the
+    /// cursor, clear the screen or retitle the terminal of whoever reads the report (a
+    /// hostile target could otherwise redraw SPOOFABLE as CLEAN).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.text.is_empty() {
             f.write_str("(empty)")
         } else {
-            f.write_str(&printable(&self.text))
+            write!(f, "{}", trueip::shown::terminal(&self.text))
         }
     }
-}
-
-/// `text` with every control character (C0, DEL and C1), bidi control (`U+202E` draws the
-/// rest of a line backwards) and line or paragraph separator written as a `\u{..}` escape.
-pub(crate) fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let bidi_or_break = matches!(
-            c,
-            '\u{61c}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-        );
-        if c.is_control() || bidi_or_break {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The address `text` writes, in the forms pages show: `ip`, `ip:port`, `[ip]:port`, `[ip]`,
@@ -259,15 +235,11 @@ fn clip(s: &str) -> String {
 pub(crate) fn preview(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let short = clip(text.trim());
-    let short: String = short
-        .chars()
-        .take(120)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let short: String = short.chars().take(120).collect();
     if short.is_empty() {
         "(empty body)".to_owned()
     } else {
-        format!("{short:?}")
+        format!("\"{}\"", trueip::shown::terminal(&short))
     }
 }
 

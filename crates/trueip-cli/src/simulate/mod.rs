@@ -17,6 +17,7 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use trueip::shown::terminal_lines;
 
 /// Exit code for a topology that cannot be read or run.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -154,7 +155,7 @@ fn run_inner(args: &SimulateArgs) -> Result<String, String> {
         (None, None) => return Err("give a chain, or --file FILE".to_string()),
     };
     Ok(match args.format {
-        Format::Text => render::text(&sim),
+        Format::Text => terminal_lines(render::text(&sim)).to_string(),
         Format::Json => render::json(&sim)? + "\n",
         Format::Svg => picture::svg(&sim),
         Format::Mermaid => picture::mermaid(&sim),
@@ -169,7 +170,7 @@ pub(crate) fn run(args: SimulateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!("trueip simulate: {message}");
+            eprintln!("trueip simulate: {}", terminal_lines(message));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

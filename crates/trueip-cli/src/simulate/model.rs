@@ -333,7 +333,8 @@ pub(crate) struct Hop {
     pub(crate) range: Cidr,
     /// The port it listens on.
     pub(crate) port: u16,
-    /// How the topology wrote it (for messages and pictures).
+    /// How the topology wrote it, in terminal mode (`trueip::shown::terminal`): only
+    /// messages and pictures show it, and a file may write anything there.
     pub(crate) label: String,
 }
 

@@ -216,13 +216,15 @@ pub(crate) fn svg(sim: &Simulation) -> String {
     out
 }
 
-/// Escapes text for a Mermaid label in double quotes.
+/// Escapes text for a Mermaid label in double quotes, in terminal mode
+/// (`trueip::shown::terminal`) first: the chart is read as text too.
 fn mermaid_escape(text: &str) -> String {
-    text.replace('&', "#amp;")
+    trueip::shown::terminal(text)
+        .to_string()
+        .replace('&', "#amp;")
         .replace('"', "#quot;")
         .replace('<', "#lt;")
         .replace('>', "#gt;")
-        .replace(['\n', '\r'], " ")
 }
 
 /// A Mermaid flowchart: one node per hop, each edge labelled with what the next one

@@ -47,9 +47,11 @@ fn verdict(right: bool, forged: bool, survives: bool) -> &'static str {
     }
 }
 
+/// The text form; `run_inner` gives it in terminal mode, as every value in it may be
+/// what the topology wrote.
 pub(crate) fn text(sim: &Simulation) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Chain: {}", sim.source);
+    let _ = writeln!(out, "Chain: {}", trueip::shown::terminal(&sim.source));
     let _ = writeln!(out, "(«…» marks text the client forged)\n");
     for (i, r) in sim.run.received.iter().enumerate() {
         let _ = writeln!(
@@ -194,5 +196,5 @@ pub(crate) fn json(sim: &Simulation) -> Result<String, String> {
         "at_app": sim.at_app,
         "config": sim.config,
     });
-    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
+    trueip::shown::terminal_json_pretty(&doc).map_err(|e| e.to_string())
 }

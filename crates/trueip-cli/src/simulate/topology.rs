@@ -70,6 +70,7 @@ struct HopSpec {
     address: Option<IpAddr>,
     range: Option<Cidr>,
     port: Option<u16>,
+    /// As `Hop::label`.
     label: String,
     at: usize,
 }
@@ -266,7 +267,7 @@ fn parse_hop_text(text: &str, at: usize) -> Result<HopSpec, String> {
         address,
         range: None,
         port: None,
-        label: text.to_owned(),
+        label: trueip::shown::terminal(text).to_string(),
         at,
     })
 }
@@ -394,9 +395,10 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
             range,
             port: hop.port,
             label: if hop.options.is_empty() {
-                hop.kind.clone()
+                trueip::shown::terminal(&hop.kind).to_string()
             } else {
-                format!("{}({})", hop.kind, hop.options.join(", "))
+                trueip::shown::terminal(&format!("{}({})", hop.kind, hop.options.join(", ")))
+                    .to_string()
             },
             at,
         });
@@ -513,6 +515,12 @@ fn no_args(option: &[String]) -> Result<(), String> {
 
 fn one_arg(option: &[String]) -> Result<&str, String> {
     match option {
+        // A value becomes part of a header line or a config file, which hold no line
+        // break or other control character.
+        [_, value] if value.chars().any(char::is_control) => Err(format!(
+            "option `{}` holds a control character",
+            show(option)
+        )),
         [_, value] => Ok(value),
         _ => Err(format!("option `{}` takes one value", show(option))),
     }
@@ -940,6 +948,10 @@ mod tests {
             (
                 "client 192.0.2.1 -> nginx(recursive) -> app",
                 "need `realip CIDR...`",
+            ),
+            (
+                "client 192.0.2.1 -> afd(fdid \"a\nb\") -> app",
+                "option `fdid a\nb` holds a control character",
             ),
             (
                 "client 192.0.2.1 -> nginx@10.0.0.300 -> app",

@@ -143,7 +143,7 @@ impl Record {
                 (source, _, _) => source.to_string(),
             };
             let path_bytes = self.uri.as_ref().map_or("", |u| u.path()).as_bytes();
-            let path = crate::shown::Bytes::at_most(path_bytes, PATH_SHOWN);
+            let path = trueip::shown::Log::at_most(path_bytes, PATH_SHOWN);
             tracing::info!(
                 target: "trueip::access",
                 client = %self.client,

@@ -26,10 +26,10 @@ use crate::rules::headers::UpstreamLine;
 use crate::rules::{Blame, Facts, Failure};
 
 /// Counts and logs a failure, and gives the page that answers it. `detail` may quote the
-/// request (its target): it is logged [`shown`](crate::shown) as an operator may read it.
+/// request (its target): it is logged in log mode ([`trueip::shown::log`]) as an operator may read it.
 pub(crate) fn failed(ctx: &ConnCtx, failure: Failure, detail: &dyn Display) -> Page {
     let answer = failure.answer();
-    let detail = crate::shown::Text(detail);
+    let detail = trueip::shown::log_text(detail);
     let metrics = &ctx.shared.metrics;
     let code = answer.code;
     match answer.blame {
