@@ -64,7 +64,7 @@
 //! # Query arguments
 //!
 //! A `query:NAME` strategy reads the event's arguments as AWS writes them
-//! ([`Headers::for_each_query_value`](crate::headers::Headers::for_each_query_value), the
+//! ([`Headers::for_each_query_value`], the
 //! one place it looks, in an event as in a request target):
 //!
 //! | kind | read from | written |
