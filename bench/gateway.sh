@@ -72,7 +72,9 @@
 # a row runs once, one after the other, and the order rotates by one from round to round, so
 # drift on a shared machine hits every side alike. Each row's table reports every server's
 # median round, its own CPU time per request (user + system from /proc/PID/stat, the figure
-# least disturbed by neighbours) and its peak RSS (VmHWM) over the whole run, then ratios. The
+# least disturbed by neighbours), that time over the round's length ("CPU busy": below about
+# 0.9 the server was not what limited the round, and its req/s and latency measure the machine)
+# and its peak RSS (VmHWM) over the whole run, then ratios. The
 # summary adds each server's best round beside the median: a neighbour only takes time away.
 # Every load run is bounded by its duration (and `timeout`, should a tool hang).
 #
@@ -478,7 +480,8 @@ def parse(name, r, load):
         rps, p50, p99, bad, errs, reqs = parse_wrk(t)
     ticks, hz, loadavg = open(os.path.join(out, f"cpu-{name}-{r}.txt")).read().split()
     cpu_us = int(ticks) / int(hz) * 1e6 / max(reqs, 1)
-    return rps, p50, p99, bad, errs, cpu_us, float(loadavg)
+    busy = int(ticks) / int(hz) / $(seconds "$DURATION")
+    return rps, p50, p99, bad, errs, cpu_us, float(loadavg), busy
 
 def pairs(name):
     return dict(l.split(maxsplit=1) for l in open(os.path.join(out, name)) if len(l.split()) >= 2)
@@ -496,7 +499,7 @@ def side(name, load):
     # takes time away, so the best round is the nearest to what the server itself can do.
     best = dict(rps=max(r[0] for r in runs), p99=min(r[2] for r in runs), cpu=min(r[5] for r in runs))
     return dict(rps=med(0), p50=med(1), p99=med(2), cpu=med(5), rss=int(rss.get(name, 0)), bad=bad, best=best,
-                errs=errs, all_rps=[round(r[0]) for r in runs], load=max(r[6] for r in runs))
+                errs=errs, all_rps=[round(r[0]) for r in runs], load=max(r[6] for r in runs), busy=med(7))
 
 def note(name):
     parts = []
@@ -534,14 +537,14 @@ for row, load, names in rows:
     label = lambda n: n[: -len(row) - 1]
     print(f"**{titles[row]}**")
     print()
-    print("| server | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | response bytes | req/s per round |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| server | req/s | p50 ms | p99 ms | CPU µs/req | CPU busy | peak RSS MiB | response bytes | req/s per round |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for n in names:
         v = s[n]
         print(f"| {label(n)}{note(n)} | {v['rps']:,.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {v['cpu']:.1f} | "
-              f"{v['rss']/1024:.1f} | {sizes.get(n, '?').strip()} | {v['all_rps']} |")
+              f"{v['busy']:.2f} | {v['rss']/1024:.1f} | {sizes.get(n, '?').strip()} | {v['all_rps']} |")
         if v["bad"] or v["errs"]:
-            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | |")
+            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | | |")
     print()
     peers = [p for p in names if not p.startswith("trueip")]
     ours = [t for t in names if t.startswith("trueip")]
@@ -575,5 +578,8 @@ print()
 print(f"Highest 1-minute load average seen during a run: {max(loads):.2f} on {os.cpu_count()} CPUs. "
       f"The benchmark keeps about two CPUs busy; well above that, other work shared the machine and "
       f"req/s and latency are noisy. CPU µs/req (the server's own user + system time per request) is "
-      f"the steadier figure.")
+      f"the steadier figure. CPU busy (median of the rounds) is that time over the round's length, in "
+      f"CPUs: a server near 1.00 was what limited its round; one well below it waited, for a load "
+      f"generator or upstream slowed by other work or for its own CPU, and its req/s and latency then "
+      f"say more about the machine than about the server.")
 EOF_PY

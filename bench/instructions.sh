@@ -36,6 +36,9 @@
 # the system calls per connection are what `strace -c -f -p PID` (or `perf stat -e
 # 'syscalls:sys_enter_*' -p PID`) shows.
 #
+# PROTOCOL=h2 with BROWSER=1: each request also carries the headers a browser sends with a
+# navigation (bench/lib.sh's browser_headers: 13 lines, 762 bytes, a cookie among them).
+#
 # PROTOCOL=h2 also prints each count less h2's HPACK encoding of the answers
 # (`h2::frame::headers::Headers::encode`, inclusive), and that ratio: h2 keeps every `Date`
 # value it sends in the connection's table and compares each new answer's with all of them,
@@ -76,6 +79,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BROWSER=${BROWSER:-}
+BROWSER_HEADERS=()
+if [ -n "$BROWSER" ]; then
+    [ "$PROTOCOL" = h2 ] || { echo "bench/instructions.sh: BROWSER=1 is for PROTOCOL=h2" >&2; exit 1; }
+    browser_headers
+fi
 trueip_bins
 
 rm -rf "$OUT"
@@ -117,7 +126,7 @@ load() { # port count
     if [ "$PROTOCOL" = h2 ]; then
         # Bounded: a gateway that stops answering ends the run instead of hanging it.
         taskset -c "$OTHER_CPUS" timeout -k 5 600 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
-            -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/"
+            -H "x-forwarded-for: $XFF" "${BROWSER_HEADERS[@]}" "https://127.0.0.1:$1/"
         return
     fi
     if [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
@@ -185,7 +194,7 @@ measure() { # name
 for name in "${NAMES[@]}"; do measure "$name"; done
 
 if [ "$PROTOCOL" = h2 ]; then
-    CLIENT="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS (HTTP/2 over TLS, ALPN h2; $CONNECTIONS TLS handshakes counted)"
+    CLIENT="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS (HTTP/2 over TLS, ALPN h2; $CONNECTIONS TLS handshakes counted${BROWSER:+; the request headers of a browser})"
 elif [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
     CLIENT="$REQUESTS new connections ($PROTOCOL; $CONNECTIONS at a time), one request each with Connection: close"
 else

@@ -210,3 +210,24 @@ print(f"status codes: {ok} 2xx, 0 3xx, 0 4xx, {bad} 5xx")
 if tls:
     print(f"resumed: {resumed} of {total}")
 '
+
+# The request headers Chrome sends with a navigation, as h2load arguments in BROWSER_HEADERS
+# (13 lines, 762 bytes; `-H` replaces h2load's own user-agent and accept-encoding), for the
+# scripts' BROWSER=1.
+browser_headers() {
+    BROWSER_HEADERS=(
+        -H "user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+        -H "accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
+        -H "accept-language: en-US,en;q=0.9,de;q=0.8"
+        -H "accept-encoding: gzip, deflate, br, zstd"
+        -H 'sec-ch-ua: "Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"'
+        -H "sec-ch-ua-mobile: ?0"
+        -H 'sec-ch-ua-platform: "Linux"'
+        -H "sec-fetch-site: same-origin"
+        -H "sec-fetch-mode: navigate"
+        -H "sec-fetch-user: ?1"
+        -H "sec-fetch-dest: document"
+        -H "upgrade-insecure-requests: 1"
+        -H "cookie: _ga=GA1.1.1234567890.1733580000; session=3f9a1c2e7b5d4a8f9e0c1b2a3d4e5f60; theme=dark; consent=analytics%3Dno%2Cads%3Dno; _ga_ABCDEF1234=GS1.1.1733580000.1.1.1733580100.0.0.0"
+    )
+}

@@ -16,6 +16,9 @@
 #   PROTOCOL=tls-resume REQUESTS=5000 bash bench/syscalls.sh
 #                                                   # row tls-resume: over TLS, each new
 #                                                   # connection resuming the session
+#   BROWSER=1 CONNECTIONS=5 STREAMS=100 bash bench/syscalls.sh
+#                                                   # row h2 with the request headers a
+#                                                   # browser sends, over few connections
 #
 # The servers are started as bench/gateway.sh starts them for the row (the same nginx and
 # HAProxy configs, the same trueip flags and `[[listen]]` table, one worker each, on
@@ -33,6 +36,13 @@
 # prints the server's user and system CPU time per request over the same run (from /proc,
 # in clock ticks), and perf's task-clock over the counted window (finer than the ticks;
 # load on the machine moves both).
+#
+# BROWSER=1 (PROTOCOL=h2 only): each request also carries the headers Chrome sends with a
+# navigation (user-agent, accept, accept-language, accept-encoding, the sec-ch-ua and
+# sec-fetch lines, upgrade-insecure-requests and a cookie), 13 lines and 762 bytes
+# beside h2load's few. HPACK sends them indexed after the first request of a connection,
+# and every server still decodes them and carries them upstream; the gateway also reads
+# each one in its header rules.
 #
 # CLIENT=wrk (PROTOCOL=close only): the load is bench/gateway.sh's for the row, wrk with
 # `Connection: close` for $WRK_SECONDS after as long a warm-up, and each count is divided by
@@ -56,6 +66,11 @@ ROUNDS=${ROUNDS:-1}
 CONNECTIONS=${CONNECTIONS:-50}
 STREAMS=${STREAMS:-10}
 CLIENT=${CLIENT:-python}
+BROWSER=${BROWSER:-}
+if [ -n "$BROWSER" ] && [ "$PROTOCOL" != h2 ]; then
+    echo "bench/syscalls.sh: BROWSER=1 is for PROTOCOL=h2" >&2
+    exit 1
+fi
 WRK_SECONDS=${WRK_SECONDS:-5}
 case $CLIENT/$PROTOCOL in python/* | wrk/close) ;; *)
     echo "bench/syscalls.sh: CLIENT is python, or wrk with PROTOCOL=close, not $CLIENT with $PROTOCOL" >&2; exit 1 ;;
@@ -81,6 +96,8 @@ TRACEFS=/sys/kernel/tracing
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BROWSER_HEADERS=()
+if [ -n "$BROWSER" ]; then browser_headers; fi
 trueip_bins
 
 rm -rf "$OUT"
@@ -167,7 +184,7 @@ load() { # port count file
             "http://127.0.0.1:$1/" >"$3" 2>&1
     elif [ "$PROTOCOL" = h2 ]; then
         taskset -c "$OTHER_CPUS" timeout -k 5 300 h2load -n "$2" -c "$CONNECTIONS" -m "$STREAMS" \
-            -H "x-forwarded-for: $XFF" "https://127.0.0.1:$1/" >"$3" 2>&1
+            -H "x-forwarded-for: $XFF" "${BROWSER_HEADERS[@]}" "https://127.0.0.1:$1/" >"$3" 2>&1
     else
         taskset -c "$OTHER_CPUS" timeout -k 5 300 python3 -c "$CLOSE_CLIENT" "$1" "$2" \
             "$CONNECTIONS" "$PROTOCOL" "$XFF" >"$3" 2>&1
@@ -207,7 +224,7 @@ done
 if [ "$CLIENT" = wrk ]; then
     LOAD_NOTE="wrk -t1 -c$CONNECTIONS -d${WRK_SECONDS}s with Connection: close (counts divided by the requests wrk completed)"
 elif [ "$PROTOCOL" = h2 ]; then
-    LOAD_NOTE="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS"
+    LOAD_NOTE="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS${BROWSER:+, with the request headers of a browser}"
 else
     LOAD_NOTE="$REQUESTS new connections ($PROTOCOL, CLOSE_CLIENT, $CONNECTIONS at a time)"
 fi
