@@ -1231,7 +1231,7 @@ async fn forward(
             break Err(Failed::Protocol("the upstream closed the connection"));
         }
         let mut heard = false;
-        match read_head(&mut conn, deadline, head_only, &mut heard).await {
+        match read_head(&mut conn, deadline, head_only, &mut heard, out).await {
             Ok(parsed) => break Ok((conn, parsed)),
             Err(Failed::Protocol(_))
                 if upstream::may_resend(
@@ -1254,9 +1254,7 @@ async fn forward(
         }
     };
 
-    // The response head for the client.
-    out.clear();
-    out.extend_from_slice(&parsed.head);
+    // The response head for the client: `read_head` wrote it into `out`.
     let close_after = closing || parsed.framing == Framing::Close;
     if close_after {
         out.extend_from_slice(b"connection: close\r\n");
@@ -1460,11 +1458,9 @@ async fn body_read(
     }
 }
 
-/// An upstream response head, rewritten for the client (without the final blank
-/// line and the `Date`/`Connection` lines this path may add).
+/// What the client's response head needs from the upstream's, once [`rewrite`] wrote it.
 struct Parsed {
     status: u16,
-    head: Vec<u8>,
     framing: Framing,
     has_date: bool,
     /// Whether the upstream connection can take another request afterwards.
@@ -1472,17 +1468,19 @@ struct Parsed {
 }
 
 /// Reads the upstream's response head (skipping 1xx interim responses), within the
-/// deadline already set. `heard` is set once any byte of a response came (an interim one
-/// too): the request was read, and is not sent again.
+/// deadline already set, and writes the client's into `out` (see [`rewrite`]; `out`
+/// keeps the request head, for a resend, until then). `heard` is set once any byte of a
+/// response came (an interim one too): the request was read, and is not sent again.
 async fn read_head(
     conn: &mut RawConn,
     deadline: &mut Deadline,
     head_only: bool,
     heard: &mut bool,
+    out: &mut Vec<u8>,
 ) -> Result<Parsed, Failed> {
     loop {
         if !conn.buf.is_empty() {
-            match raw::parse_head(conn.buf.filled(), |resp| rewrite(resp, head_only))? {
+            match raw::parse_head(conn.buf.filled(), |resp| rewrite(resp, head_only, out))? {
                 Step::Done(n, parsed) => {
                     conn.buf.consume(n);
                     return Ok(parsed);
@@ -1505,8 +1503,14 @@ async fn read_head(
 }
 
 /// The client's response head from the upstream's: hop-by-hop lines dropped (and
-/// those `Connection` names), framing decided.
-fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
+/// those `Connection` names), framing decided. Written into `head` (the connection's
+/// buffer, emptied first) once the framing is known to be sound, without the final blank
+/// line and the `Date`/`Connection` lines this path may add.
+fn rewrite(
+    resp: &httparse::Response<'_, '_>,
+    head_only: bool,
+    head: &mut Vec<u8>,
+) -> Result<Parsed, Failed> {
     let raw::Head {
         status,
         framing,
@@ -1517,7 +1521,7 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     } = raw::framing(resp, head_only)?;
     let code = status.as_u16();
     let lines = &*resp.headers;
-    let mut head = Vec::with_capacity(256);
+    head.clear();
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
@@ -1533,30 +1537,38 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     for h in lines {
         let name = h.name;
         // This path writes the framing itself.
-        if name.eq_ignore_ascii_case("content-length")
+        if headers::is_lower_name(name, "content-length")
             || !headers::response_keeps(name, named.as_slice())
         {
             continue;
         }
-        has_date |= name.eq_ignore_ascii_case("date");
-        put_line(&mut head, name, h.value);
+        has_date |= headers::is_lower_name(name, "date");
+        put_line(head, name, h.value);
     }
+    let mut digits = [0; 20];
     match framing {
-        Framing::Length(n) => put_line(&mut head, "content-length", n.to_string().as_bytes()),
-        Framing::Chunked => put_line(&mut head, "transfer-encoding", te.unwrap_or(b"chunked")),
+        Framing::Length(n) => put_line(
+            head,
+            "content-length",
+            headers::length_digits(n, &mut digits),
+        ),
+        Framing::Chunked => put_line(head, "transfer-encoding", te.unwrap_or(b"chunked")),
         // HEAD and 304 answers keep the length the full answer would have had.
         Framing::None if code != 204 => {
             if let Some(n) = length {
-                put_line(&mut head, "content-length", n.to_string().as_bytes());
+                put_line(
+                    head,
+                    "content-length",
+                    headers::length_digits(n, &mut digits),
+                );
             }
         }
         // Re-framed as chunks by `forward`.
-        Framing::Close => put_line(&mut head, "transfer-encoding", b"chunked"),
+        Framing::Close => put_line(head, "transfer-encoding", b"chunked"),
         Framing::None => {}
     }
     Ok(Parsed {
         status: code,
-        head,
         framing,
         has_date,
         reusable,
@@ -1870,8 +1882,9 @@ mod tests {
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.1 200 OK\r\nConnection: x-secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nContent-Length: 5\r\nX-App: y\r\n\r\n")
             .unwrap();
-        let p = rewrite(&resp, false).ok().unwrap();
-        let head = String::from_utf8(p.head).unwrap();
+        let mut out = b"the request head".to_vec();
+        let p = rewrite(&resp, false, &mut out).ok().unwrap();
+        let head = String::from_utf8(out).unwrap();
         assert_eq!(head, "HTTP/1.1 200 OK\r\nX-App: y\r\ncontent-length: 5\r\n");
         assert_eq!(p.framing, Framing::Length(5));
         assert!(p.reusable);
@@ -1880,23 +1893,26 @@ mod tests {
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")
             .unwrap();
-        let p = rewrite(&resp, false).ok().unwrap();
+        let p = rewrite(&resp, false, &mut Vec::new()).ok().unwrap();
         assert_eq!(p.framing, Framing::Chunked);
         assert!(!p.reusable, "both framings: never reused");
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
-        let p = rewrite(&resp, false).ok().unwrap();
+        let mut out = Vec::new();
+        let p = rewrite(&resp, false, &mut out).ok().unwrap();
         assert_eq!(p.framing, Framing::Close);
         assert!(!p.reusable);
-        let head = String::from_utf8(p.head).unwrap();
+        let head = String::from_utf8(out).unwrap();
         assert_eq!(head, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n");
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
             .unwrap();
-        assert!(rewrite(&resp, false).is_err());
+        let mut out = b"the request head".to_vec();
+        assert!(rewrite(&resp, false, &mut out).is_err());
+        assert_eq!(out, b"the request head", "kept for a resend");
     }
 }
