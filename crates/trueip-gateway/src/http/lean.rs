@@ -320,6 +320,8 @@ impl TimerWake {
     /// Whether the timer may have fired (or must be polled anyway); if so, it is then
     /// polled with [`TimerWake::waker`]. A fire after this call wakes `task`.
     fn due(&mut self, task: &Waker) -> bool {
+        // A new task (the next connection's) polls the timer once: the last connection
+        // may have found it fired and left it off the wheel, aimed at its own deadline.
         if !self.task.as_ref().is_some_and(|t| t.will_wake(task)) {
             self.wake(Some(task.clone()));
             self.stale = true;
@@ -1752,6 +1754,67 @@ mod tests {
                 tokio::time::advance(Duration::from_secs(1)).await;
                 assert!(bufs.deadline.poll_expired(&mut cx));
                 assert_eq!(timer(&bufs), kept);
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A kept timer that fires while it waits for the next connection wakes nobody, and
+    /// the next connection finds it fired, re-aims it, and is woken at its own deadline.
+    #[test]
+    fn a_timer_that_fired_while_kept_is_re_aimed_by_the_next_connection() {
+        std::thread::spawn(|| {
+            paused_loop().block_on(async {
+                let start = tokio::time::Instant::now();
+                let (first_woken, first) = counted();
+                let mut bufs = Buffers::take();
+                bufs.deadline.set(start + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
+                bufs.give_back();
+                tokio::time::advance(Duration::from_secs(2)).await;
+                assert_eq!(first_woken.0.load(Ordering::SeqCst), 0);
+
+                let mut bufs = Buffers::take();
+                let (second_woken, second) = counted();
+                let mut cx = Context::from_waker(&second);
+                bufs.deadline.set(start + Duration::from_secs(4));
+                assert!(!bufs.deadline.poll_expired(&mut cx), "not yet its deadline");
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert_eq!(second_woken.0.load(Ordering::SeqCst), 0, "3 s: not due");
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert!(second_woken.0.load(Ordering::SeqCst) > 0, "woken at 4 s");
+                assert!(bufs.deadline.poll_expired(&mut cx));
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A timer that ended its connection (found fired, off the wheel) still times the
+    /// next connection's deadline, though that deadline is later than its aim.
+    #[test]
+    fn a_timer_that_ended_a_connection_times_the_next() {
+        std::thread::spawn(|| {
+            paused_loop().block_on(async {
+                let start = tokio::time::Instant::now();
+                let (_, first) = counted();
+                let mut cx = Context::from_waker(&first);
+                let mut bufs = Buffers::take();
+                bufs.deadline.set(start + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut cx));
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert!(bufs.deadline.poll_expired(&mut cx), "the first expired");
+                bufs.give_back();
+
+                let mut bufs = Buffers::take();
+                let (woken, second) = counted();
+                let mut cx = Context::from_waker(&second);
+                bufs.deadline.set(start + Duration::from_secs(3));
+                assert!(!bufs.deadline.poll_expired(&mut cx));
+                tokio::time::advance(Duration::from_secs(2)).await;
+                assert!(woken.0.load(Ordering::SeqCst) > 0, "woken at 3 s");
+                assert!(bufs.deadline.poll_expired(&mut cx));
             });
         })
         .join()
