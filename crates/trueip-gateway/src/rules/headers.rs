@@ -54,10 +54,10 @@ pub(crate) fn is_hop_by_hop(name: &str) -> bool {
 /// The lengths of the [`HOP_BY_HOP`] names, as [`length_bit`] sets them.
 const HOP_BY_HOP_LENGTHS: u64 = {
     let mut bits = 0;
-    let mut i = 0;
-    while i < HOP_BY_HOP.len() {
-        bits |= 1 << HOP_BY_HOP[i].len();
-        i += 1;
+    let mut rest: &[&str] = &HOP_BY_HOP;
+    while let [name, more @ ..] = rest {
+        bits |= 1 << name.len();
+        rest = more;
     }
     bits
 };
@@ -1280,6 +1280,26 @@ mod tests {
     use crate::test_support::header_map;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
+
+    #[test]
+    fn every_hop_by_hop_name_is_one_in_any_case_and_no_other_is() {
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop(&name.to_ascii_uppercase()), "{name}");
+        }
+        for name in [
+            "",
+            "t",
+            "tee",
+            "connectio",
+            "x-connection",
+            "date",
+            "content-length",
+        ] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+        assert!(!is_hop_by_hop(&"a".repeat(80)));
+    }
 
     #[test]
     fn a_length_value_is_the_decimal_text_of_the_length() {
