@@ -26,8 +26,8 @@ use std::future::Future;
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -150,9 +150,13 @@ impl Buffers {
 
     /// A connection's buffers: a previous connection's from this worker, else new ones.
     pub(crate) fn take() -> Box<Self> {
-        SPARES
-            .with_borrow_mut(Vec::pop)
-            .unwrap_or_else(|| Box::new(Buffers::new()))
+        match SPARES.with_borrow_mut(Vec::pop) {
+            Some(mut kept) => {
+                kept.deadline.unpark();
+                kept
+            }
+            None => Box::new(Buffers::new()),
+        }
     }
 
     /// Keeps these buffers for this worker's next connection, emptied, unless a large
@@ -168,8 +172,7 @@ impl Buffers {
         self.input.clear();
         self.out.clear();
         self.scratch.clear();
-        // Its timer, if any, is this connection's: dropped (taken off tokio's wheel) now.
-        self.deadline = Deadline::default();
+        self.deadline.park();
         SPARES.with_borrow_mut(|spares| {
             if spares.len() < SPARES_MAX {
                 spares.push(self);
@@ -269,6 +272,8 @@ impl Headers for Raw<'_> {
 struct TimerWake {
     fired: Arc<Fired>,
     waker: Waker,
+    /// The task `fired` wakes now (see [`TimerWake::due`]); `None` while nobody is woken.
+    task: Option<Waker>,
     /// The timer must be polled whatever `fired` says: it was never polled with this
     /// waker, or it was aimed elsewhere since.
     stale: bool,
@@ -277,7 +282,10 @@ struct TimerWake {
 /// Set by the timer's wake-up, which it passes on to the connection's task.
 struct Fired {
     fired: AtomicBool,
-    task: Waker,
+    /// Whom a fire wakes: the task of the connection that holds the timer now, or nobody
+    /// while the timer waits in a worker's spare [`Buffers`]. Behind a lock because the
+    /// timer can be handed to the next connection's task; a fire takes it (rarely).
+    task: Mutex<Option<Waker>>,
 }
 
 impl Wake for Fired {
@@ -287,28 +295,36 @@ impl Wake for Fired {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.fired.store(true, Ordering::Release);
-        self.task.wake_by_ref();
+        if let Ok(task) = self.task.lock()
+            && let Some(task) = task.as_ref()
+        {
+            task.wake_by_ref();
+        }
     }
 }
 
 impl TimerWake {
-    fn new(task: &Waker) -> Self {
+    fn new() -> Self {
         let fired = Arc::new(Fired {
             fired: AtomicBool::new(false),
-            task: task.clone(),
+            task: Mutex::new(None),
         });
         TimerWake {
             waker: Waker::from(fired.clone()),
             fired,
+            task: None,
             stale: true,
         }
     }
 
     /// Whether the timer may have fired (or must be polled anyway); if so, it is then
-    /// polled with [`TimerWake::waker`]. A fire after this call wakes the task again.
+    /// polled with [`TimerWake::waker`]. A fire after this call wakes `task`.
     fn due(&mut self, task: &Waker) -> bool {
-        if !self.fired.task.will_wake(task) {
-            *self = TimerWake::new(task);
+        // A new task (the next connection's) polls the timer once: the last connection
+        // may have found it fired and left it off the wheel, aimed at its own deadline.
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(task)) {
+            self.wake(Some(task.clone()));
+            self.stale = true;
         }
         let mut due = std::mem::take(&mut self.stale);
         // A fire between this load and the poll that follows is seen by that poll.
@@ -318,15 +334,31 @@ impl TimerWake {
         }
         due
     }
+
+    /// Makes a fire wake `task` (or nobody).
+    fn wake(&mut self, task: Option<Waker>) {
+        if let Ok(mut woken) = self.fired.task.lock() {
+            woken.clone_from(&task);
+        }
+        self.task = task;
+    }
 }
 
 /// One deadline, checked by a timer armed lazily and re-armed only when it fires early:
 /// moving the deadline later (every request) touches no timer. A connection has one,
-/// from its PROXY header (see [`Deadline::after`]) to its close.
+/// from its PROXY header (see [`Deadline::after`]) to its close; then it waits with the
+/// connection's [`Buffers`] for the worker's next connection, which aims it again.
+/// Arming a new timer for every connection and taking it off tokio's wheel at its close
+/// was about 960 instructions per connection (`PROTOCOL=close bash
+/// bench/instructions.sh`), where the connection's upstream answer arms it.
 #[derive(Default)]
 struct Deadline {
     at: Option<tokio::time::Instant>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The event loop `sleep` was made on: a timer is polled only on its own (a thread
+    /// that ran one event loop and then another must not hand the first one's timer to
+    /// the second).
+    runtime: Option<tokio::runtime::Id>,
     wake: Option<TimerWake>,
 }
 
@@ -344,6 +376,25 @@ impl Deadline {
 
     fn clear(&mut self) {
         self.at = None;
+    }
+
+    /// Kept between connections: unset, and a fire wakes nobody (the timer stays on the
+    /// wheel, aimed where it was).
+    fn park(&mut self) {
+        self.at = None;
+        if let Some(wake) = self.wake.as_mut() {
+            wake.wake(None);
+        }
+    }
+
+    /// Taken by a new connection: a timer of another event loop is dropped.
+    fn unpark(&mut self) {
+        if self.runtime.is_some()
+            && self.runtime != tokio::runtime::Handle::try_current().ok().map(|h| h.id())
+        {
+            self.sleep = None;
+            self.runtime = None;
+        }
     }
 
     /// Completes once `limit` has passed since its first poll: the PROXY header's time
@@ -368,14 +419,16 @@ impl Deadline {
         let Some(at) = self.at else {
             return false;
         };
-        let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
+        let wake = self.wake.get_or_insert_with(TimerWake::new);
         if !wake.due(cx.waker()) {
             return false;
         }
         let mut cx = Context::from_waker(&wake.waker);
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        let runtime = &mut self.runtime;
+        let sleep = self.sleep.get_or_insert_with(|| {
+            *runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+            Box::pin(tokio::time::sleep_until(at))
+        });
         if sleep.deadline() > at {
             sleep.as_mut().reset(at);
         }
@@ -429,7 +482,7 @@ impl StopSignal<'_> {
         let Some(idle) = self.idle else {
             return false;
         };
-        let wake = self.wake.get_or_insert_with(|| TimerWake::new(cx.waker()));
+        let wake = self.wake.get_or_insert_with(TimerWake::new);
         if !wake.due(cx.waker()) {
             return false;
         }
@@ -1180,7 +1233,7 @@ async fn forward(
             break Err(Failed::Protocol("the upstream closed the connection"));
         }
         let mut heard = false;
-        match read_head(&mut conn, deadline, head_only, &mut heard).await {
+        match read_head(&mut conn, deadline, head_only, &mut heard, out).await {
             Ok(parsed) => break Ok((conn, parsed)),
             Err(Failed::Protocol(_))
                 if upstream::may_resend(
@@ -1203,9 +1256,7 @@ async fn forward(
         }
     };
 
-    // The response head for the client.
-    out.clear();
-    out.extend_from_slice(&parsed.head);
+    // The response head for the client: `read_head` wrote it into `out`.
     let close_after = closing || parsed.framing == Framing::Close;
     if close_after {
         out.extend_from_slice(b"connection: close\r\n");
@@ -1409,11 +1460,9 @@ async fn body_read(
     }
 }
 
-/// An upstream response head, rewritten for the client (without the final blank
-/// line and the `Date`/`Connection` lines this path may add).
+/// What the client's response head needs from the upstream's, once [`rewrite`] wrote it.
 struct Parsed {
     status: u16,
-    head: Vec<u8>,
     framing: Framing,
     has_date: bool,
     /// Whether the upstream connection can take another request afterwards.
@@ -1421,17 +1470,19 @@ struct Parsed {
 }
 
 /// Reads the upstream's response head (skipping 1xx interim responses), within the
-/// deadline already set. `heard` is set once any byte of a response came (an interim one
-/// too): the request was read, and is not sent again.
+/// deadline already set, and writes the client's into `out` (see [`rewrite`]; `out`
+/// keeps the request head, for a resend, until then). `heard` is set once any byte of a
+/// response came (an interim one too): the request was read, and is not sent again.
 async fn read_head(
     conn: &mut RawConn,
     deadline: &mut Deadline,
     head_only: bool,
     heard: &mut bool,
+    out: &mut Vec<u8>,
 ) -> Result<Parsed, Failed> {
     loop {
         if !conn.buf.is_empty() {
-            match raw::parse_head(conn.buf.filled(), |resp| rewrite(resp, head_only))? {
+            match raw::parse_head(conn.buf.filled(), |resp| rewrite(resp, head_only, out))? {
                 Step::Done(n, parsed) => {
                     conn.buf.consume(n);
                     return Ok(parsed);
@@ -1454,8 +1505,14 @@ async fn read_head(
 }
 
 /// The client's response head from the upstream's: hop-by-hop lines dropped (and
-/// those `Connection` names), framing decided.
-fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed, Failed> {
+/// those `Connection` names), framing decided. Written into `head` (the connection's
+/// buffer, emptied first) once the framing is known to be sound, without the final blank
+/// line and the `Date`/`Connection` lines this path may add.
+fn rewrite(
+    resp: &httparse::Response<'_, '_>,
+    head_only: bool,
+    head: &mut Vec<u8>,
+) -> Result<Parsed, Failed> {
     let raw::Head {
         status,
         framing,
@@ -1466,7 +1523,7 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     } = raw::framing(resp, head_only)?;
     let code = status.as_u16();
     let lines = &*resp.headers;
-    let mut head = Vec::with_capacity(256);
+    head.clear();
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
@@ -1482,30 +1539,38 @@ fn rewrite(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Parsed,
     for h in lines {
         let name = h.name;
         // This path writes the framing itself.
-        if name.eq_ignore_ascii_case("content-length")
+        if headers::is_lower_name(name, "content-length")
             || !headers::response_keeps(name, named.as_slice())
         {
             continue;
         }
-        has_date |= name.eq_ignore_ascii_case("date");
-        put_line(&mut head, name, h.value);
+        has_date |= headers::is_lower_name(name, "date");
+        put_line(head, name, h.value);
     }
+    let mut digits = [0; 20];
     match framing {
-        Framing::Length(n) => put_line(&mut head, "content-length", n.to_string().as_bytes()),
-        Framing::Chunked => put_line(&mut head, "transfer-encoding", te.unwrap_or(b"chunked")),
+        Framing::Length(n) => put_line(
+            head,
+            "content-length",
+            headers::length_digits(n, &mut digits),
+        ),
+        Framing::Chunked => put_line(head, "transfer-encoding", te.unwrap_or(b"chunked")),
         // HEAD and 304 answers keep the length the full answer would have had.
         Framing::None if code != 204 => {
             if let Some(n) = length {
-                put_line(&mut head, "content-length", n.to_string().as_bytes());
+                put_line(
+                    head,
+                    "content-length",
+                    headers::length_digits(n, &mut digits),
+                );
             }
         }
         // Re-framed as chunks by `forward`.
-        Framing::Close => put_line(&mut head, "transfer-encoding", b"chunked"),
+        Framing::Close => put_line(head, "transfer-encoding", b"chunked"),
         Framing::None => {}
     }
     Ok(Parsed {
         status: code,
-        head,
         framing,
         has_date,
         reusable,
@@ -1626,6 +1691,170 @@ mod tests {
         .unwrap();
     }
 
+    /// Counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn paused_loop() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    fn timer(bufs: &Buffers) -> Option<*const tokio::time::Sleep> {
+        bufs.deadline
+            .sleep
+            .as_ref()
+            .map(|s| std::ptr::from_ref(&**s))
+    }
+
+    /// A connection's deadline timer stays on the wheel with its buffers and serves the
+    /// worker's next connection: no timer is made and dropped per connection. Once the
+    /// first connection ended, a fire wakes only the second.
+    #[test]
+    fn a_deadline_timer_serves_the_next_connection_and_wakes_only_it() {
+        std::thread::spawn(|| {
+            paused_loop().block_on(async {
+                let start = tokio::time::Instant::now();
+                let (first_woken, first) = counted();
+                let mut bufs = Buffers::take();
+                bufs.deadline.set(start + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
+                let kept = timer(&bufs);
+                assert!(kept.is_some());
+                bufs.give_back();
+
+                let mut bufs = Buffers::take();
+                assert_eq!(timer(&bufs), kept, "the same timer");
+                let (second_woken, second) = counted();
+                let mut cx = Context::from_waker(&second);
+                bufs.deadline.set(start + Duration::from_secs(3));
+                assert!(!bufs.deadline.poll_expired(&mut cx));
+                // Still aimed at the first connection's second: it fires early.
+                tokio::time::advance(Duration::from_secs(2)).await;
+                assert_eq!(first_woken.0.load(Ordering::SeqCst), 0, "the first is gone");
+                assert!(second_woken.0.load(Ordering::SeqCst) > 0);
+                assert!(!bufs.deadline.poll_expired(&mut cx), "re-aimed");
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert!(bufs.deadline.poll_expired(&mut cx));
+                assert_eq!(timer(&bufs), kept);
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A kept timer that fires while it waits for the next connection wakes nobody, and
+    /// the next connection finds it fired, re-aims it, and is woken at its own deadline.
+    #[test]
+    fn a_timer_that_fired_while_kept_is_re_aimed_by_the_next_connection() {
+        std::thread::spawn(|| {
+            paused_loop().block_on(async {
+                let start = tokio::time::Instant::now();
+                let (first_woken, first) = counted();
+                let mut bufs = Buffers::take();
+                bufs.deadline.set(start + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
+                bufs.give_back();
+                tokio::time::advance(Duration::from_secs(2)).await;
+                assert_eq!(first_woken.0.load(Ordering::SeqCst), 0);
+
+                let mut bufs = Buffers::take();
+                let (second_woken, second) = counted();
+                let mut cx = Context::from_waker(&second);
+                bufs.deadline.set(start + Duration::from_secs(4));
+                assert!(!bufs.deadline.poll_expired(&mut cx), "not yet its deadline");
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert_eq!(second_woken.0.load(Ordering::SeqCst), 0, "3 s: not due");
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert!(second_woken.0.load(Ordering::SeqCst) > 0, "woken at 4 s");
+                assert!(bufs.deadline.poll_expired(&mut cx));
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A timer that ended its connection (found fired, off the wheel) still times the
+    /// next connection's deadline, though that deadline is later than its aim.
+    #[test]
+    fn a_timer_that_ended_a_connection_times_the_next() {
+        std::thread::spawn(|| {
+            paused_loop().block_on(async {
+                let start = tokio::time::Instant::now();
+                let (_, first) = counted();
+                let mut cx = Context::from_waker(&first);
+                let mut bufs = Buffers::take();
+                bufs.deadline.set(start + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut cx));
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert!(bufs.deadline.poll_expired(&mut cx), "the first expired");
+                bufs.give_back();
+
+                let mut bufs = Buffers::take();
+                let (woken, second) = counted();
+                let mut cx = Context::from_waker(&second);
+                bufs.deadline.set(start + Duration::from_secs(3));
+                assert!(!bufs.deadline.poll_expired(&mut cx));
+                tokio::time::advance(Duration::from_secs(2)).await;
+                assert!(woken.0.load(Ordering::SeqCst) > 0, "woken at 3 s");
+                assert!(bufs.deadline.poll_expired(&mut cx));
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A timer kept from an event loop that ended is dropped, not polled, by a
+    /// connection of the next event loop on the same thread (tokio refuses to poll a
+    /// timer of a loop shut down).
+    #[test]
+    fn a_timer_of_an_ended_event_loop_serves_no_connection() {
+        std::thread::spawn(|| {
+            paused_loop().block_on(async {
+                let mut bufs = Buffers::take();
+                bufs.deadline
+                    .set(tokio::time::Instant::now() + Duration::from_secs(1));
+                assert!(
+                    !bufs
+                        .deadline
+                        .poll_expired(&mut Context::from_waker(Waker::noop()))
+                );
+                bufs.give_back();
+            });
+            paused_loop().block_on(async {
+                let mut bufs = Buffers::take();
+                assert!(timer(&bufs).is_none());
+                let (woken, waker) = counted();
+                let mut cx = Context::from_waker(&waker);
+                bufs.deadline
+                    .set(tokio::time::Instant::now() + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut cx));
+                tokio::time::advance(Duration::from_secs(1)).await;
+                assert!(woken.0.load(Ordering::SeqCst) > 0);
+                assert!(bufs.deadline.poll_expired(&mut cx));
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
     /// The header slots kept with a connection's buffers are lent to each request's lines
     /// and back without a new allocation, and hold exactly [`MAX_HEADERS`] lines.
     #[test]
@@ -1716,8 +1945,9 @@ mod tests {
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.1 200 OK\r\nConnection: x-secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nContent-Length: 5\r\nX-App: y\r\n\r\n")
             .unwrap();
-        let p = rewrite(&resp, false).ok().unwrap();
-        let head = String::from_utf8(p.head).unwrap();
+        let mut out = b"the request head".to_vec();
+        let p = rewrite(&resp, false, &mut out).ok().unwrap();
+        let head = String::from_utf8(out).unwrap();
         assert_eq!(head, "HTTP/1.1 200 OK\r\nX-App: y\r\ncontent-length: 5\r\n");
         assert_eq!(p.framing, Framing::Length(5));
         assert!(p.reusable);
@@ -1726,23 +1956,26 @@ mod tests {
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")
             .unwrap();
-        let p = rewrite(&resp, false).ok().unwrap();
+        let p = rewrite(&resp, false, &mut Vec::new()).ok().unwrap();
         assert_eq!(p.framing, Framing::Chunked);
         assert!(!p.reusable, "both framings: never reused");
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
-        let p = rewrite(&resp, false).ok().unwrap();
+        let mut out = Vec::new();
+        let p = rewrite(&resp, false, &mut out).ok().unwrap();
         assert_eq!(p.framing, Framing::Close);
         assert!(!p.reusable);
-        let head = String::from_utf8(p.head).unwrap();
+        let head = String::from_utf8(out).unwrap();
         assert_eq!(head, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n");
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
         resp.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
             .unwrap();
-        assert!(rewrite(&resp, false).is_err());
+        let mut out = b"the request head".to_vec();
+        assert!(rewrite(&resp, false, &mut out).is_err());
+        assert_eq!(out, b"the request head", "kept for a resend");
     }
 }

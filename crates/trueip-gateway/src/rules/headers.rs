@@ -45,8 +45,22 @@ pub(crate) use trueip::headers::{is_lower_name, spells as same_name};
 
 /// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+    // Every received line of a lean request and of an upstream response asks this: most
+    // names have none of the lengths, and are answered by one test.
+    HOP_BY_HOP_LENGTHS & length_bit(name) != 0
+        && HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
+
+/// The lengths of the [`HOP_BY_HOP`] names, as [`length_bit`] sets them.
+const HOP_BY_HOP_LENGTHS: u64 = {
+    let mut bits = 0;
+    let mut rest: &[&str] = &HOP_BY_HOP;
+    while let [name, more @ ..] = rest {
+        bits |= 1 << name.len();
+        rest = more;
+    }
+    bits
+};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
 /// `HTTP2-Settings` belongs to an `h2c` upgrade and to one connection (RFC 7540 §3.2.1);
@@ -840,9 +854,12 @@ pub(crate) fn add_content_length(
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
             return Err(BadLength);
         }
-        let n = std::str::from_utf8(value)
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok())
+        // Digits only, checked above: past `u64` is the one way left to fail.
+        let n = value
+            .iter()
+            .try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
             .ok_or(BadLength)?;
         if length.is_some_and(|l| l != n) {
             return Err(BadLength);
@@ -887,6 +904,13 @@ pub(crate) fn one_content_length(headers: &mut HeaderMap) -> Result<(), BadLengt
 /// the bare exchange.
 pub(crate) fn length_value(n: u64) -> HeaderValue {
     let mut digits = [0u8; 20];
+    // Digits are always a valid value: the fallback is never taken.
+    HeaderValue::from_bytes(length_digits(n, &mut digits)).unwrap_or_else(|_| HeaderValue::from(n))
+}
+
+/// `n`'s decimal digits, written at the end of `digits` (a length written into a head
+/// without a `String` for it).
+pub(crate) fn length_digits(n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut rest = n;
     let mut start = digits.len();
     for slot in digits.iter_mut().rev() {
@@ -897,9 +921,7 @@ pub(crate) fn length_value(n: u64) -> HeaderValue {
             break;
         }
     }
-    // Digits are always a valid value: the fallback is never taken.
-    HeaderValue::from_bytes(digits.get(start..).unwrap_or_default())
-        .unwrap_or_else(|_| HeaderValue::from(n))
+    digits.get(start..).unwrap_or_default()
 }
 
 /// Whether a frame of a client's request body goes upstream: its data does, its
@@ -1258,6 +1280,26 @@ mod tests {
     use crate::test_support::header_map;
     use std::net::SocketAddr;
     use trueip::{Connection, Policy};
+
+    #[test]
+    fn every_hop_by_hop_name_is_one_in_any_case_and_no_other_is() {
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop(&name.to_ascii_uppercase()), "{name}");
+        }
+        for name in [
+            "",
+            "t",
+            "tee",
+            "connectio",
+            "x-connection",
+            "date",
+            "content-length",
+        ] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+        assert!(!is_hop_by_hop(&"a".repeat(80)));
+    }
 
     #[test]
     fn a_length_value_is_the_decimal_text_of_the_length() {

@@ -28,8 +28,8 @@ use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
 use crate::rules::headers::{
-    OwnValues, add_content_length, connection_tokens, length_value, may_tunnel, response_keeps,
-    valid_value,
+    OwnValues, add_content_length, connection_tokens, is_lower_name, length_value, may_tunnel,
+    response_keeps, valid_value,
 };
 
 /// The most header lines an upstream response may carry (as in hyper's client).
@@ -154,7 +154,7 @@ pub(crate) fn framing<'r>(
         let answered = resp
             .headers
             .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .find(|h| is_lower_name(h.name, "upgrade"))
             .map(|h| h.value);
         if !may_tunnel(None, answered) {
             return Err(Failed::Unasked);
@@ -166,17 +166,17 @@ pub(crate) fn framing<'r>(
     let mut length: Option<u64> = None;
     let mut te: Option<&'r [u8]> = None;
     for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
+        if is_lower_name(h.name, "connection") {
             for token in connection_tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     upstream_close = true;
                 }
                 named.push(token);
             }
-        } else if h.name.eq_ignore_ascii_case("content-length") {
+        } else if is_lower_name(h.name, "content-length") {
             length = add_content_length(length, h.value)
                 .map_err(|_| Failed::Protocol("invalid or conflicting content-length"))?;
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if is_lower_name(h.name, "transfer-encoding") {
             te = Some(h.value);
         }
     }
@@ -275,8 +275,7 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
     let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
     for h in resp.headers.iter() {
         // The length goes back below, as the framing decided it.
-        if h.name.eq_ignore_ascii_case("content-length")
-            || !response_keeps(h.name, head.named.as_slice())
+        if is_lower_name(h.name, "content-length") || !response_keeps(h.name, head.named.as_slice())
         {
             continue;
         }
