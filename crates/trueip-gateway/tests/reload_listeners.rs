@@ -179,7 +179,7 @@ fn a_removed_listener_closes_its_waiting_connections_on_either_path() {
     let resp = read_response(&mut reader, "GET").expect("a response");
     assert_eq!(resp.status, 200, "{}", resp.text());
     // The silent connection's task has run by now, and waits for its head.
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(SILENT_HANDED_OVER);
     let t = Instant::now();
     reload(&gw, &toml(&[b]), true);
     for (name, conn) in [("silent", &mut silent), ("kept-alive", &mut kept)] {
