@@ -147,7 +147,7 @@ measure() { # name
         listen=()
         printf '%s\n' "${LISTEN_TOML//@PORT@/$port}" >"$OUT/$name.toml"
     fi
-    cat "$OUT/trueip-base.toml" >>"$OUT/$name.toml"
+    sed "s/^workers = 1\$/workers = 1\n${LIMITS[$name]}/" "$OUT/trueip-base.toml" >>"$OUT/$name.toml"
     # --compress-strings=no: callgrind names a function in full only in the first file that
     # mentions it, and the counted part is not the first; without it, callgrind_annotate
     # cannot name most functions of $OUT/$name.callgrind.1.

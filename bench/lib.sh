@@ -43,7 +43,11 @@ start() { # name cpus port cmd...
 # The trueip binaries measured: TRUEIP_BIN (built from this tree into $TARGET_DIR when unset)
 # as `trueip`, and TRUEIP_BIN_BEFORE, when set, as `trueip-before`, which runs beside it so
 # a before/after comparison comes from one run. NAMES lists them; BIN maps a name to its path.
+# TRUEIP_LIMITS and TRUEIP_LIMITS_BEFORE: TOML lines added to each one's `[limits]` (LIMITS
+# maps a name to them), for one build against itself with a setting changed:
+# TRUEIP_BIN_BEFORE=$TRUEIP_BIN TRUEIP_LIMITS_BEFORE='defer_accept = false'.
 trueip_bins() {
+    declare -gA LIMITS=([trueip]=${TRUEIP_LIMITS:-} [trueip-before]=${TRUEIP_LIMITS_BEFORE:-})
     if [ -z "${TRUEIP_BIN:-}" ]; then
         echo "building trueip (release)..." >&2
         CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p trueip-cli

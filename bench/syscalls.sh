@@ -158,8 +158,8 @@ start_on haproxy "$PROXY_CPU" "$port" "$HAPROXY" -db -f "$OUT/haproxy.cfg"
 unset RUST_LOG
 for t in "${NAMES[@]}"; do
     port=$(free_port)
-    printf '[[listen]]\naddress = "127.0.0.1:%s"\n%s\n[limits]\nworkers = 1\n[log]\naccess_log = false\nlevel = "warn"\n' \
-        "$port" "$TRUEIP_LISTEN" >"$OUT/$t.toml"
+    printf '[[listen]]\naddress = "127.0.0.1:%s"\n%s\n[limits]\nworkers = 1\n%s\n[log]\naccess_log = false\nlevel = "warn"\n' \
+        "$port" "$TRUEIP_LISTEN" "${LIMITS[$t]}" >"$OUT/$t.toml"
     start_on "$t" "$PROXY_CPU" "$port" "${BIN[$t]}" serve --upstream "http://127.0.0.1:$UP_PORT" \
         "${TRUEIP_POLICY[@]}" "${TRUEIP_EXTRA[@]}" --config "$OUT/$t.toml"
 done

@@ -946,6 +946,10 @@ pub(crate) struct Limits {
     /// `false` sends every connection through hyper. Tests drive both paths with the
     /// same requests and compare what the upstream receives (`tests/differential.rs`).
     pub(crate) lean_http1: bool,
+    /// Whether an HTTP listener's socket holds a new connection in the kernel until its
+    /// first bytes arrive, for at most a second (Linux's `TCP_DEFER_ACCEPT`; see
+    /// `listening::defers`).
+    pub(crate) defer_accept: bool,
     /// Time to read a request head; a connection's first (and HTTP/2's preface) from
     /// when the connection is ready for HTTP.
     #[serde(with = "duration")]
@@ -979,6 +983,7 @@ impl Default for Limits {
             backlog: 1024,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             lean_http1: true,
+            defer_accept: true,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),

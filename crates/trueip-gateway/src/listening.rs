@@ -39,6 +39,8 @@ struct Open {
     /// Set when the socket closes: its accept loops end, its connections drain.
     retire: Retired,
     file: Option<SocketFile>,
+    /// A TCP socket's own copy, to set its options again when a reload keeps it.
+    tcp: Option<std::net::TcpListener>,
 }
 
 /// What a socket is known by across reloads.
@@ -78,6 +80,8 @@ pub(crate) struct Opening {
     new: Vec<(Key, Role, Vec<Bound>, Option<SocketFile>)>,
     /// Indexes into [`Listening::open`].
     closing: Vec<usize>,
+    /// Each kept TCP listener's `TCP_DEFER_ACCEPT` under the new config (see [`defers`]).
+    deferring: Vec<(Key, bool)>,
     opened: usize,
 }
 
@@ -113,6 +117,7 @@ impl Listening {
         let mut opening = Opening {
             new: Vec::new(),
             closing: Vec::new(),
+            deferring: Vec::new(),
             opened: self.opened,
         };
         let mut ids = Vec::with_capacity(settings.listeners.len());
@@ -135,10 +140,12 @@ impl Listening {
         let backlog = settings.limits.backlog;
         for (i, l) in settings.listeners.iter().enumerate() {
             let key = Key::Listener(l.address.clone());
+            let deferred = defers(l, &settings.limits);
             if let Some(open) = self.open.iter().find(|o| o.key == key) {
                 if let Role::Listener(id) = open.role {
                     ids.push(id);
                 }
+                opening.deferring.push((key, deferred));
                 continue;
             }
             let id = ListenerId::nth(opening.opened);
@@ -147,6 +154,7 @@ impl Listening {
                 ListenAddr::Tcp(addr) => {
                     let socket = bind(*addr, backlog)
                         .and_then(|s| s.into_std())
+                        .and_then(|s| set_defer_accept(&s, deferred).map(|()| s))
                         .map_err(|e| bind_failure(*addr, Some(i), &e, reloading))?;
                     (Bound::Tcp(socket), None)
                 }
@@ -214,8 +222,20 @@ impl Listening {
                 open.close();
             }
         }
+        for (key, deferred) in std::mem::take(&mut opening.deferring) {
+            let kept = self.open.iter().find(|o| o.key == key);
+            if let Some(tcp) = kept.and_then(|o| o.tcp.as_ref())
+                && let Err(e) = set_defer_accept(tcp, deferred)
+            {
+                tracing::warn!(address = %describe(&key), "cannot set TCP_DEFER_ACCEPT on {}: {e}", describe(&key));
+            }
+        }
         for (key, role, copies, file) in std::mem::take(&mut opening.new) {
             let retire = Retired::default();
+            let tcp = match copies.first() {
+                Some(Bound::Tcp(s)) => s.try_clone().ok(),
+                _ => None,
+            };
             // The address the socket got (a port of 0 in the config is the kernel's choice).
             let shown = match (copies.first(), &key) {
                 (Some(Bound::Tcp(s)), Key::Listener(_)) => s
@@ -245,6 +265,7 @@ impl Listening {
                 role,
                 retire,
                 file,
+                tcp,
             });
         }
         self.opened = opening.opened;
@@ -272,6 +293,53 @@ fn describe(key: &Key) -> String {
         Key::Listener(a) => a.to_string(),
         Key::Admin(a) => format!("admin {a}"),
     }
+}
+
+/// Whether `listener`'s socket defers: the kernel holds each new connection until its
+/// first bytes arrive, for at most a second (as nginx's `listen ... deferred` and
+/// HAProxy's `defer-accept`, which both use one second), then hands it over anyway. The
+/// first read then finds the request (or TLS ClientHello, or PROXY header): the
+/// connection is never registered with the event loop for it, and a client that
+/// connects and sends nothing costs the gateway nothing for that second.
+///
+/// Only HTTP listeners, where the client speaks first. A `mode = "tcp"` listener relays
+/// any protocol, some of which wait for the server to speak first (SMTP, MySQL): each of
+/// their connections would wait out the second. Linux only; elsewhere it is a no-op.
+fn defers(listener: &config::ListenerSettings, limits: &config::Limits) -> bool {
+    limits.defer_accept && listener.mode == config::Mode::Http
+}
+
+/// Sets `TCP_DEFER_ACCEPT` to one second (`on`) or off on a listening socket.
+#[cfg(target_os = "linux")]
+fn set_defer_accept(socket: &std::net::TcpListener, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let seconds: libc::c_int = on.into();
+    #[allow(
+        unsafe_code,
+        reason = "setsockopt with an int option: the pointer and length are of a local c_int, \
+                  and the descriptor is borrowed open for the call"
+    )]
+    // SAFETY: `seconds` outlives the call, its size is the length passed, and `socket`
+    // keeps the descriptor open.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&seconds).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_defer_accept(_: &std::net::TcpListener, _: bool) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// A listening socket with an accept queue of `backlog` connections (tokio's
@@ -395,6 +463,129 @@ mod tests {
 
         let other = bind_failure(addr, Some(0), &Error::other("boom"), false);
         assert!(other.ends_with("boom"), "{other}");
+    }
+
+    /// The sockets `toml`'s listeners open, one copy each, in file order.
+    fn opened(toml: &str) -> Vec<std::net::TcpListener> {
+        let mut settings = Settings::from_text(toml, &mut |p| Err(format!("no file {p}"))).unwrap();
+        settings.limits.workers = 1;
+        let mut opening = Listening::new().prepare(&mut settings, false).unwrap();
+        std::mem::take(&mut opening.new)
+            .into_iter()
+            .filter_map(|(_, _, mut copies, _)| match copies.pop() {
+                Some(Bound::Tcp(s)) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Accepts the next connection on `listener` within `wait`, or says none came.
+    async fn accepted_within(
+        listener: &crate::io::TcpAcceptor,
+        wait: std::time::Duration,
+    ) -> Option<std::net::TcpStream> {
+        tokio::time::timeout(wait, listener.accept())
+            .await
+            .ok()
+            .map(|r| r.unwrap().0)
+    }
+
+    /// An HTTP listener defers (`limits.defer_accept`): a client that writes at once is
+    /// handed over with its request already readable; one that connects and writes a
+    /// little later is handed over only then, and answered as well. A `mode = "tcp"`
+    /// listener, whose protocol may wait for the server to speak, does not defer, nor
+    /// does an HTTP listener with `defer_accept = false`. Fails where the option is not
+    /// set (the connection is accepted before its client writes).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_http_listener_hands_over_a_connection_once_its_client_writes() {
+        use std::io::Read;
+        use tokio::io::AsyncWriteExt;
+        let short = std::time::Duration::from_millis(300);
+        let sockets = opened(
+            r#"
+            [[listen]]
+            address = "127.0.0.1:0"
+            [[listen]]
+            address = "127.0.0.2:0"
+            mode = "tcp"
+            upstream = "127.0.0.1:9"
+            "#,
+        );
+        let [http, tcp] = <[_; 2]>::try_from(sockets).unwrap();
+        let http = crate::io::TcpAcceptor::from_std(http).unwrap();
+        let tcp = crate::io::TcpAcceptor::from_std(tcp).unwrap();
+
+        // Writes at once: handed over with the bytes there for the first read.
+        let mut client = tokio::net::TcpStream::connect(http.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut accepted = accepted_within(&http, short).await.unwrap();
+        let mut buf = [0; 64];
+        assert_eq!(accepted.read(&mut buf).unwrap(), 18, "readable on accept");
+
+        // Writes after a pause, under the deferral's second: held until then.
+        let mut client = tokio::net::TcpStream::connect(http.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            accepted_within(&http, short).await.is_none(),
+            "handed over before the client wrote"
+        );
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut accepted = accepted_within(&http, short).await.unwrap();
+        assert_eq!(accepted.read(&mut buf).unwrap(), 18, "readable on accept");
+
+        // A relay's client may wait for the server: accepted at once.
+        let _client = tokio::net::TcpStream::connect(tcp.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(accepted_within(&tcp, short).await.is_some());
+
+        let [off] = <[_; 1]>::try_from(opened(
+            "[limits]\ndefer_accept = false\n[[listen]]\naddress = \"127.0.0.1:0\"",
+        ))
+        .unwrap();
+        let off = crate::io::TcpAcceptor::from_std(off).unwrap();
+        let _client = tokio::net::TcpStream::connect(off.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(accepted_within(&off, short).await.is_some());
+    }
+
+    /// What the deferral does with clients that send nothing (the documented behaviour):
+    /// one that closes at once is handed over at once, its end of stream readable (so
+    /// a health checker's connect-and-close is seen, counted and closed as before); one
+    /// that stays silent is handed over after about a second, then waits out the
+    /// header timeout as any silent connection does.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_silent_client_is_handed_over_after_the_deferral_and_a_closed_one_at_once() {
+        use std::io::Read;
+        let [http] = <[_; 1]>::try_from(opened("[[listen]]\naddress = \"127.0.0.1:0\"")).unwrap();
+        let http = crate::io::TcpAcceptor::from_std(http).unwrap();
+        let addr = http.local_addr().unwrap();
+
+        drop(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let mut accepted = accepted_within(&http, std::time::Duration::from_millis(300))
+            .await
+            .unwrap();
+        accepted.set_nonblocking(false).unwrap();
+        assert_eq!(accepted.read(&mut [0; 8]).unwrap(), 0);
+
+        let start = std::time::Instant::now();
+        let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            accepted_within(&http, std::time::Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        let held = start.elapsed();
+        assert!(
+            held >= std::time::Duration::from_millis(900),
+            "handed over after {held:?}"
+        );
     }
 
     /// A connection accepted on a gateway's listener has `TCP_NODELAY` from the listener,

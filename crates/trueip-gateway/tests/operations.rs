@@ -341,7 +341,7 @@ fn sigterm_closes_a_connection_still_waiting_for_its_first_request() {
     let mut gw = Gateway::start(&dir, free_addr(), &[]);
     let mut conn = connect(gw.addr).expect("connect");
     // Its task has run by now, and waits for its head.
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(SILENT_HANDED_OVER);
     let t = Instant::now();
     gw.proc.signal("TERM");
     let ending = read_until_close(&mut conn, Duration::from_secs(5));
@@ -368,8 +368,13 @@ fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
     let gw = Gateway::start_with_toml(&dir, free_addr(), toml, &[]);
     // Let the gateway notice that wait_for_port's probe connection closed (and free its slot).
     thread::sleep(Duration::from_millis(300));
+    // Each begins a head, so the listener hands it over at once (`limits.defer_accept`).
     let held: Vec<TcpStream> = (0..8)
-        .map(|_| connect(gw.addr).expect("connect within the limit"))
+        .map(|_| {
+            let mut c = connect(gw.addr).expect("connect within the limit");
+            c.write_all(b"GET").expect("write");
+            c
+        })
         .collect();
     thread::sleep(Duration::from_millis(200));
     // The ninth is accepted by the kernel and then closed by the gateway.

@@ -212,12 +212,15 @@ fn header_from_a_sender_not_listed_is_not_believed() {
 fn strangers_at_a_proxy_listener_write_a_few_lines_a_second() {
     let gw = start("untrusted_flood", "v2", "127.0.0.99", None);
     let started = Instant::now();
+    // Each sends a request, so the listener hands it over at once (a silent one would
+    // wait out `limits.defer_accept`'s second in the kernel).
+    let request = Req::get("/").to_bytes();
     for _ in 0..200 {
-        let _ = exchange(gw.addr, b"", Duration::from_secs(2));
+        let _ = exchange(gw.addr, &request, Duration::from_secs(2));
     }
     let flood = started.elapsed();
     std::thread::sleep(Duration::from_millis(1100));
-    let _ = exchange(gw.addr, b"", Duration::from_secs(2));
+    let _ = exchange(gw.addr, &request, Duration::from_secs(2));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let log = gw.proc.log();

@@ -179,7 +179,7 @@ fn a_removed_listener_closes_its_waiting_connections_on_either_path() {
     let resp = read_response(&mut reader, "GET").expect("a response");
     assert_eq!(resp.status, 200, "{}", resp.text());
     // The silent connection's task has run by now, and waits for its head.
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(SILENT_HANDED_OVER);
     let t = Instant::now();
     reload(&gw, &toml(&[b]), true);
     for (name, conn) in [("silent", &mut silent), ("kept-alive", &mut kept)] {
@@ -282,4 +282,39 @@ fn a_rejected_config_is_logged_in_log_mode() {
         .expect("the rejection");
     assert!(line.contains(r"host:bad\xe2\x80\xa8x\x1b[2J"), "{line}");
     assert!(!log.contains(['\u{2028}', '\u{1b}']), "{log:?}");
+}
+
+/// A listener a reload turns from HTTP to `mode = "tcp"` on the same address keeps its
+/// socket, and stops deferring (`limits.defer_accept` is for HTTP only): a relayed
+/// protocol whose client waits for the server to speak is relayed at once, its upstream
+/// connected while the client is still silent. Fails when the kept socket keeps the
+/// deferral (the relay starts only about a second later).
+#[test]
+fn a_listener_reloaded_to_tcp_mode_stops_deferring() {
+    let dir = test_dir("reload_listeners/defer");
+    let a = free_addr();
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let up = upstream.local_addr().expect("upstream address");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        while let Ok((conn, _)) = upstream.accept() {
+            if tx.send(conn).is_err() {
+                break;
+            }
+        }
+    });
+    let http = format!("[[listen]]\naddress = \"{a}\"\n");
+    let gw = Gateway::start_with_config(&dir, &http, &[a], &[]);
+    reload(
+        &gw,
+        &format!("[[listen]]\naddress = \"{a}\"\nmode = \"tcp\"\nupstream = \"{up}\"\n"),
+        true,
+    );
+    let _silent = connect(a).expect("connect");
+    let relayed = rx.recv_timeout(Duration::from_millis(600));
+    assert!(
+        relayed.is_ok(),
+        "a silent client's relay did not reach the upstream within 600 ms:\n{}",
+        gw.proc.log()
+    );
 }

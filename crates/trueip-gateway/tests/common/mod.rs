@@ -34,6 +34,10 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a started process may take to listen.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long after connecting a client that sends nothing is running in the gateway: Linux
+/// hands it over about a second after the handshake (`limits.defer_accept`), then its
+/// task starts.
+pub const SILENT_HANDED_OVER: Duration = Duration::from_millis(1500);
 
 /// Where test clients come from (std cannot choose another source address).
 pub const CLIENT_IP: &str = "127.0.0.1";
