@@ -28,9 +28,7 @@ use trueip::actix::{ClientIpMiddleware, ClientResolution};
 async fn whoami(ClientResolution(resolution): ClientResolution) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body(format!(
         "client {}\nsource {}\npeer {}\n",
-        resolution
-            .ip()
-            .map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
+        resolution.ip().map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
         resolution.source,
         resolution.peer
     ))
@@ -38,20 +36,14 @@ async fn whoami(ClientResolution(resolution): ClientResolution) -> HttpResponse 
 
 /// Believes `X-Real-IP` when, and only when, the connection comes from `nginx`.
 fn policy(nginx: &str) -> Result<Policy, trueip::ConfigError> {
-    Policy::builder()
-        .trust_str(nginx)?
-        .strategy_str("header:X-Real-IP")?
-        .build()
+    Policy::builder().trust_str(nginx)?.strategy_str("header:X-Real-IP")?.build()
 }
 
 async fn serve(listen: &str, policy: Policy) -> std::io::Result<()> {
     let trueip = ClientIpMiddleware::new(policy);
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(trueip.clone())
-            .route("/", web::get().to(whoami))
-    })
-    .bind(listen)?;
+    let server =
+        HttpServer::new(move || App::new().wrap(trueip.clone()).route("/", web::get().to(whoami)))
+            .bind(listen)?;
     // The address actually bound (LISTEN may name port 0), for whoever started us.
     for addr in server.addrs() {
         println!("listening on http://{addr}");

@@ -35,33 +35,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for spec in proxies.split(',') {
         policy = policy.trust_str(spec)?;
     }
-    let policy = policy
-        .trust_str("cloudfront")?
-        .strategy_str("rightmost-untrusted")?
-        .build()?;
+    let policy = policy.trust_str("cloudfront")?.strategy_str("rightmost-untrusted")?.build()?;
 
-    let app = Router::new()
-        .route("/", get(whoami))
-        .layer(ClientIpLayer::new(policy));
+    let app = Router::new().route("/", get(whoami)).layer(ClientIpLayer::new(policy));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     // The address actually bound (LISTEN may name port 0), for whoever started us.
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
 }
 
 async fn whoami(ClientResolution(r): ClientResolution) -> String {
     format!(
         "client: {}\nnginx: {}\ntrusted hops: {}\nwarnings: {}\n",
-        r.ip()
-            .map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
-        r.peer
-            .ip()
-            .map_or_else(|| r.peer.to_string(), |ip| ip.to_string()),
+        r.ip().map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
+        r.peer.ip().map_or_else(|| r.peer.to_string(), |ip| ip.to_string()),
         r.trusted_hops,
         r.warnings
     )

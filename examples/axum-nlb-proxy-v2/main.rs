@@ -29,14 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tcp = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", tcp.local_addr()?);
     let listener = ProxyProtocolListener::new(tcp, &policy);
-    let app = Router::new()
-        .route("/", get(whoami))
-        .layer(ClientIpLayer::new(policy));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<Connection>(),
-    )
-    .await?;
+    let app = Router::new().route("/", get(whoami)).layer(ClientIpLayer::new(policy));
+    axum::serve(listener, app.into_make_service_with_connect_info::<Connection>()).await?;
     Ok(())
 }
 
@@ -44,16 +38,12 @@ async fn whoami(
     ClientResolution(r): ClientResolution,
     ConnectInfo(conn): ConnectInfo<Connection>,
 ) -> String {
-    let vpce = conn
-        .private_link_for(&r)
-        .and_then(|l| l.aws_vpce_id.as_deref());
+    let vpce = conn.private_link_for(&r).and_then(|l| l.aws_vpce_id.as_deref());
     format!(
         "client: {}\nsource: {:?}\nnlb: {}\nvpc endpoint: {}\n",
         r.client,
         r.source,
-        r.peer
-            .ip()
-            .map_or_else(|| r.peer.to_string(), |ip| ip.to_string()),
+        r.peer.ip().map_or_else(|| r.peer.to_string(), |ip| ip.to_string()),
         vpce.unwrap_or("-")
     )
 }

@@ -62,20 +62,14 @@ async fn whoami(
     // Every line of the header, as received (several lines form one list).
     let header = |name: &str| {
         let lines = req.headers().get_all(name).iter();
-        let text: Vec<_> = lines
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect();
+        let text: Vec<_> = lines.map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
         text.join(", ")
     };
     let body = format!(
         "original ip: {}\ndirect ip: {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\nx-forwarded-port: {}\n\
          believed proto: {}\nbelieved port: {}\nwarnings: {}\n",
-        resolution
-            .ip()
-            .map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
-        conn.peer
-            .ip()
-            .map_or_else(|| conn.peer.to_string(), |ip| ip.to_string()),
+        resolution.ip().map_or_else(|| resolution.client.to_string(), |ip| ip.to_string()),
+        conn.peer.ip().map_or_else(|| conn.peer.to_string(), |ip| ip.to_string()),
         header("x-forwarded-for"),
         header("x-forwarded-proto"),
         header("x-forwarded-port"),

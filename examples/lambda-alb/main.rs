@@ -91,11 +91,7 @@ fn main() -> ExitCode {
         eprintln!("lambda-alb: cannot read the event: {error}");
         return ExitCode::FAILURE;
     }
-    let text = if text.trim().is_empty() {
-        STORY_EVENT
-    } else {
-        &text
-    };
+    let text = if text.trim().is_empty() { STORY_EVENT } else { &text };
     let event: Value = match serde_json::from_str(text) {
         Ok(event) => event,
         Err(error) => {
@@ -115,10 +111,7 @@ mod tests {
         let policy = Preset::Alb.builder().build().unwrap();
         let response = handler(&policy, event);
         let body = response["body"].as_str().unwrap();
-        (
-            response["statusCode"].as_u64().unwrap(),
-            serde_json::from_str(body).unwrap(),
-        )
+        (response["statusCode"].as_u64().unwrap(), serde_json::from_str(body).unwrap())
     }
 
     fn story() -> Value {
@@ -148,10 +141,7 @@ mod tests {
     #[test]
     fn an_event_without_the_albs_entry_is_a_500_naming_the_fix() {
         let mut event = story();
-        event["headers"]
-            .as_object_mut()
-            .unwrap()
-            .remove("x-forwarded-for");
+        event["headers"].as_object_mut().unwrap().remove("x-forwarded-for");
         let (status, body) = answer(&event);
         assert_eq!(status, 500);
         let error = body["error"].as_str().unwrap();

@@ -60,9 +60,7 @@ fn start_app() -> (Running, SocketAddr) {
 /// The address from the app's first line, `listening on http://ADDR`.
 fn listening_on(stdout: ChildStdout) -> SocketAddr {
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the app's first line");
+    BufReader::new(stdout).read_line(&mut line).expect("read the app's first line");
     line.trim()
         .strip_prefix("listening on http://")
         .and_then(|addr| addr.parse().ok())
@@ -74,9 +72,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir =
             std::env::temp_dir().join(format!("trueip-actix-nginx-{}-{nanos}", std::process::id()));
         fs::create_dir_all(dir.join("tmp")).expect("create the nginx directory");
@@ -131,10 +127,8 @@ http {{
 fn start_nginx(dir: &TempDir, app: SocketAddr) -> (Running, SocketAddr) {
     // Picked free and released before nginx binds it: a port taken in between fails the
     // start below, with nginx's error log.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port =
+        TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let conf = dir.0.join("nginx.conf");
     fs::write(&conf, nginx_conf(&dir.0, port, app)).expect("write nginx.conf");
     let mut prefix = dir.0.clone().into_os_string();
@@ -168,16 +162,10 @@ fn start_nginx(dir: &TempDir, app: SocketAddr) -> (Running, SocketAddr) {
 /// `GET /` from `from` to `to`, with extra header lines; the status and the body.
 fn get(from: [u8; 4], to: SocketAddr, headers: &[&str]) -> (u16, String) {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
-    socket
-        .bind(&SocketAddr::from((from, 0)).into())
-        .expect("bind the client's address");
-    socket
-        .connect_timeout(&to.into(), IO_TIMEOUT)
-        .expect("connect");
+    socket.bind(&SocketAddr::from((from, 0)).into()).expect("bind the client's address");
+    socket.connect_timeout(&to.into(), IO_TIMEOUT).expect("connect");
     let mut stream = TcpStream::from(socket);
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .expect("set a timeout");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("set a timeout");
     let mut request = String::from("GET / HTTP/1.1\r\nHost: example\r\nConnection: close\r\n");
     for header in headers {
         request.push_str(header);
@@ -186,12 +174,9 @@ fn get(from: [u8; 4], to: SocketAddr, headers: &[&str]) -> (u16, String) {
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).expect("send");
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("a whole response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {response:?}"));
+    stream.read_to_string(&mut response).expect("a whole response");
+    let (head, body) =
+        response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no end of head in {response:?}"));
     let status = head
         .split(' ')
         .nth(1)
@@ -226,11 +211,8 @@ fn behind_nginx_the_app_reports_the_client_nginx_saw_and_nothing_a_client_wrote(
     assert!(plain.1.contains("\npeer 127.0.0.2:"), "{}", plain.1);
 
     // ...and an X-Real-IP the client sent to nginx is overwritten, not believed or added to.
-    let forged = [
-        "X-Real-IP: 203.0.113.9",
-        "X-Forwarded-For: 203.0.113.9",
-        "Forwarded: for=203.0.113.9",
-    ];
+    let forged =
+        ["X-Real-IP: 203.0.113.9", "X-Forwarded-For: 203.0.113.9", "Forwarded: for=203.0.113.9"];
     assert_eq!(client(&get(CLIENT, nginx, &forged)), "127.0.0.3");
 
     // Straight to the app, around nginx: the connection comes from 127.0.0.1, which the

@@ -30,9 +30,7 @@ async fn axum_behind_an_nlb_with_proxy_protocol_v2() {
     // The same header from anyone else closes the connection.
     assert_eq!(get(ATTACKER, app, &nlb_header(), &[]).await, None);
     // Without one, they are a direct client, whatever their headers say.
-    let body = get(ATTACKER, app, b"", &[("X-Forwarded-For", "203.0.113.7")])
-        .await
-        .unwrap();
+    let body = get(ATTACKER, app, b"", &[("X-Forwarded-For", "203.0.113.7")]).await.unwrap();
     assert!(body.starts_with("client: 127.0.0.1:"), "{body}");
     assert!(body.contains("\nsource: Peer\n"), "{body}");
 
@@ -40,9 +38,6 @@ async fn axum_behind_an_nlb_with_proxy_protocol_v2() {
     if let Some(_haproxy) = haproxy("axum-nlb-proxy-v2/haproxy.cfg", front, app).await {
         let body = get("127.0.0.77", front, b"", &[]).await.unwrap();
         assert!(body.starts_with("client: 127.0.0.77:"), "{body}");
-        assert!(
-            body.ends_with("\nnlb: 127.0.0.30\nvpc endpoint: -\n"),
-            "{body}"
-        );
+        assert!(body.ends_with("\nnlb: 127.0.0.30\nvpc endpoint: -\n"), "{body}");
     }
 }

@@ -27,12 +27,6 @@ async fn hyper_show_me_my_original_ip_behind_an_alb() {
     );
     // The same headers straight from the attacker: shown, not believed.
     let body = get(ATTACKER, app, b"", &alb).await.unwrap();
-    assert!(
-        body.starts_with("original ip: 127.0.0.1\ndirect ip: 127.0.0.1\n"),
-        "{body}"
-    );
-    assert!(
-        body.contains("\nbelieved proto: -\nbelieved port: -\n"),
-        "{body}"
-    );
+    assert!(body.starts_with("original ip: 127.0.0.1\ndirect ip: 127.0.0.1\n"), "{body}");
+    assert!(body.contains("\nbelieved proto: -\nbelieved port: -\n"), "{body}");
 }

@@ -10,12 +10,7 @@ fn run(event: &str) -> serde_json::Value {
         .stdout(Stdio::piped())
         .spawn()
         .expect("run lambda-alb");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(event.as_bytes())
-        .expect("write the event");
+    child.stdin.take().expect("stdin").write_all(event.as_bytes()).expect("write the event");
     let out = child.wait_with_output().expect("lambda-alb output");
     assert!(out.status.success());
     let response: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -33,10 +28,6 @@ fn the_story_and_the_forgery_get_the_same_client() {
     for event in [story, &forged] {
         let body = run(event);
         assert_eq!(body["client_ip"], "150.172.238.178", "{body}");
-        assert_eq!(
-            body["warnings"],
-            serde_json::json!(["spoof_attempt"]),
-            "{body}"
-        );
+        assert_eq!(body["warnings"], serde_json::json!(["spoof_attempt"]), "{body}");
     }
 }

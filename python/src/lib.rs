@@ -40,10 +40,7 @@ const MAX_EVENT_DEPTH: usize = 8;
 /// The query string rides along for `query:NAME` strategies: a WSGI environ's
 /// `QUERY_STRING`, or the `query` argument (an ASGI scope's `query_string`).
 #[derive(Default)]
-struct Copied<'py>(
-    Vec<(FieldName, Bound<'py, PyBytes>)>,
-    Option<Bound<'py, PyBytes>>,
-);
+struct Copied<'py>(Vec<(FieldName, Bound<'py, PyBytes>)>, Option<Bound<'py, PyBytes>>);
 
 impl Headers for Copied<'_> {
     fn for_each_value<'a>(&'a self, name: &FieldName, mut f: impl FnMut(&'a [u8])) {
@@ -75,11 +72,7 @@ fn copy_query<'py>(
         copied.1 = Some(text_bytes(query).ok_or_else(|| {
             PyTypeError::new_err(format!(
                 "query must be str or bytes, not {}",
-                query
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
+                query.get_type().name().map(|n| n.to_string()).unwrap_or_default()
             ))
         })?);
         return Ok(());
@@ -135,14 +128,12 @@ fn text_bytes<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
     if let Ok(s) = value.cast::<PyString>() {
         s.encode_utf8().ok().or_else(|| {
             let py = s.py();
-            ["surrogateescape", "surrogatepass"]
-                .into_iter()
-                .find_map(|errors| {
-                    s.call_method1(pyo3::intern!(py, "encode"), ("utf-8", errors))
-                        .ok()?
-                        .cast_into::<PyBytes>()
-                        .ok()
-                })
+            ["surrogateescape", "surrogatepass"].into_iter().find_map(|errors| {
+                s.call_method1(pyo3::intern!(py, "encode"), ("utf-8", errors))
+                    .ok()?
+                    .cast_into::<PyBytes>()
+                    .ok()
+            })
         })
     } else {
         value.cast::<PyBytes>().ok().cloned()
@@ -168,12 +159,7 @@ fn name_matches<'w>(name: &Bound<'_, PyAny>, wanted: &'w [Wanted]) -> Option<&'w
         return None;
     }
     let name = text_bytes(name)?;
-    wanted.iter().find(|w| {
-        w.name
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(name.as_bytes())
-    })
+    wanted.iter().find(|w| w.name.as_str().as_bytes().eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Adds a value, or each value of a list of values (`multiValueHeaders`-style mappings).
@@ -351,10 +337,7 @@ fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
     let text = text.to_cow()?;
     let node =
         trueip::addr::parse_node(text.as_bytes()).map_err(|e| bad(&format!("{text:?}"), &e))?;
-    Ok(Node {
-        port: node.port.or(port),
-        ..node
-    })
+    Ok(Node { port: node.port.or(port), ..node })
 }
 
 /// The connection's peer: an address as [`peer_node`] reads it, or a Unix-socket peer —
@@ -422,11 +405,8 @@ struct Policy {
 
 /// Every list header a trusted hop may not have kept (`Hop::Trusted::unkept`), each a
 /// set of environ keys `Policy::wrap` computes once.
-const UNKEPT: [Option<trueip::ListHeader>; 3] = [
-    None,
-    Some(trueip::ListHeader::XForwardedFor),
-    Some(trueip::ListHeader::Forwarded),
-];
+const UNKEPT: [Option<trueip::ListHeader>; 3] =
+    [None, Some(trueip::ListHeader::XForwardedFor), Some(trueip::ListHeader::Forwarded)];
 
 /// Builds `config` as `trueip serve` does: host
 /// names in its trust specs are resolved now (`trueip::hosts`, the same lookup as the
@@ -441,11 +421,7 @@ fn build(py: Python<'_>, config: &ClientIpConfig) -> PyResult<Policy> {
             .map_err(policy_error)?
     };
     let inner = config
-        .build_resolved(
-            &mut read,
-            &std::collections::BTreeMap::new(),
-            &trueip::hosts::sets(&addrs),
-        )
+        .build_resolved(&mut read, &std::collections::BTreeMap::new(), &trueip::hosts::sets(&addrs))
         .map_err(policy_error)?;
     let mut policy = Policy::wrap(py, inner)?;
     policy.names = addrs;
@@ -459,18 +435,12 @@ impl Policy {
         let environ_keys = PyFrozenSet::new(py, withheld.names().iter().map(environ_key))?.unbind();
         // From a trusted hop what passes depends on the strategy that decided: one set for
         // none (first), then one for each strategy.
-        let strategies = (0..=u8::MAX)
-            .take_while(|&i| inner.strategy_name(i).is_some())
-            .map(Some);
+        let strategies = (0..=u8::MAX).take_while(|&i| inner.strategy_name(i).is_some()).map(Some);
         let environ_keys_trusted = std::iter::once(None)
             .chain(strategies)
             .map(|decided| {
                 let keys = |unkept| {
-                    let hop = Hop::Trusted {
-                        policy: &inner,
-                        decided,
-                        unkept,
-                    };
+                    let hop = Hop::Trusted { policy: &inner, decided, unkept };
                     PyFrozenSet::new(
                         py,
                         withheld
@@ -541,9 +511,7 @@ impl Policy {
         if inner.warnings.contains(Warnings::XFF_NOT_KEPT)
             && !self.warned_edge.load(std::sync::atomic::Ordering::Relaxed)
             && let Some(line) = trueip::lambda::edge_is_client(&inner)
-            && !self
-                .warned_edge
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && !self.warned_edge.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             py.import("logging")?
                 .call_method1("getLogger", ("trueip",))?
@@ -565,9 +533,7 @@ impl Policy {
     /// logger, where Python apps read it.
     fn warn_no_event(&self, py: Python<'_>, warnings: Warnings) -> PyResult<()> {
         if !warnings.contains(Warnings::NO_LAMBDA_EVENT)
-            || self
-                .warned_no_event
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            || self.warned_no_event.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             return Ok(());
         }
@@ -631,10 +597,7 @@ impl Policy {
         proxy_protocol_from = None,
         ipv6_prefix = None,
     ))]
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "keyword arguments of the Python constructor"
-    )]
+    #[allow(clippy::too_many_arguments, reason = "keyword arguments of the Python constructor")]
     fn new(
         py: Python<'_>,
         trust: Option<Vec<String>>,
@@ -851,14 +814,8 @@ impl Policy {
         // fields, into HTTP_X_FORWARDED_FOR, over the one the ALB appended to.
         // An event `event_json` cannot copy is one `_event_peer` names no peer for.
         let json = event.and_then(|event| event_json(event).ok());
-        let parsed = json
-            .as_ref()
-            .and_then(|json| trueip::lambda::Event::parse(json).ok());
-        let conn = match (
-            &parsed,
-            event,
-            peer.map(|p| Policy::connection(p, proxy_source)),
-        ) {
+        let parsed = json.as_ref().and_then(|json| trueip::lambda::Event::parse(json).ok());
+        let conn = match (&parsed, event, peer.map(|p| Policy::connection(p, proxy_source))) {
             (Some(parsed), _, _) => parsed.connection(),
             (None, None, Some(Ok(conn))) => conn,
             // No peer, one that is not an address, or an event trueip cannot read.
@@ -874,13 +831,7 @@ impl Policy {
         let mut copied = Copied::default();
         if parsed.is_none() {
             copied = copy_headers(Some(headers), &self.wanted_with_origin, Some(environ))?;
-            copy_query(
-                &mut copied,
-                self.reads_query,
-                query,
-                Some(headers),
-                Some(environ),
-            )?;
+            copy_query(&mut copied, self.reads_query, query, Some(headers), Some(environ))?;
         }
         let (resolution, outcome) = match (&verifier, signed) {
             (Some(v), Some((value, method, host, target))) => {
@@ -917,11 +868,8 @@ impl Policy {
         // A Unix-socket peer that no trusted header named an address for: no address to
         // give the app, as for any peer that is not one.
         if resolution.inner.client.is_unix() {
-            let kept = if withhold {
-                kept_pairs(&self.withheld, headers, Hop::Untrusted)?
-            } else {
-                None
-            };
+            let kept =
+                if withhold { kept_pairs(&self.withheld, headers, Hop::Untrusted)? } else { None };
             return Ok((None, None, kept, outcome));
         }
         let origin = if resolution.trusted_hop {
@@ -973,9 +921,7 @@ impl Policy {
         resolution: Option<PyRef<'py, Resolution>>,
     ) -> Bound<'py, PyFrozenSet> {
         let trusted = match resolution.as_deref().map(|r| self.hop(r)) {
-            Some(Hop::Trusted {
-                decided, unkept, ..
-            }) => decided
+            Some(Hop::Trusted { decided, unkept, .. }) => decided
                 .map_or(Some(0), |i| usize::from(i).checked_add(1))
                 .and_then(|i| self.environ_keys_trusted.get(i))
                 .zip(UNKEPT.iter().position(|u| *u == unkept))
@@ -1059,11 +1005,7 @@ impl Verifier {
                     Some(event) => trueip::provenance::rejected_over(event.peer_resolution(policy)),
                     None => trueip::provenance::rejected_resolution(policy, conn),
                 };
-                let r = Resolution {
-                    trusted_hop: false,
-                    inner,
-                    policy: Arc::clone(policy),
-                };
+                let r = Resolution { trusted_hop: false, inner, policy: Arc::clone(policy) };
                 (r, why.name())
             }
         }
@@ -1081,18 +1023,12 @@ impl Verifier {
         {
             vec![key_files.extract()?]
         } else {
-            key_files
-                .try_iter()?
-                .map(|p| p.and_then(|p| p.extract()))
-                .collect::<PyResult<_>>()?
+            key_files.try_iter()?.map(|p| p.and_then(|p| p.extract())).collect::<PyResult<_>>()?
         };
         let mut keys = Vec::with_capacity(paths.len());
         for (i, path) in paths.iter().enumerate() {
             let bytes = std::fs::read(path).map_err(|e| {
-                PolicyError::new_err(format!(
-                    "cannot read key_files[{i}] {}: {e}",
-                    path.display()
-                ))
+                PolicyError::new_err(format!("cannot read key_files[{i}] {}: {e}", path.display()))
             })?;
             let key = trueip::provenance::Key::new(&bytes)
                 .map_err(|e| policy_error(e.at(format!("key_files[{i}] {}", path.display()))))?;
@@ -1164,11 +1100,7 @@ impl Verifier {
             Some(Some(b)) => Some(b.as_bytes()),
             Some(None) => return Err(PyTypeError::new_err("value must be str, bytes or None")),
         };
-        let request = trueip::provenance::RequestLine {
-            method,
-            host,
-            target,
-        };
+        let request = trueip::provenance::RequestLine { method, host, target };
         let now = match now {
             Some(secs) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
             None => std::time::SystemTime::now(),
@@ -1195,10 +1127,7 @@ impl Verifier {
             "duplicate" => trueip::provenance::Rejected::Duplicate,
             _ => trueip::provenance::Rejected::BadSignature,
         };
-        (
-            trueip::provenance::refusal_status(why),
-            trueip::provenance::refusal_body(why),
-        )
+        (trueip::provenance::refusal_status(why), trueip::provenance::refusal_body(why))
     }
 
     fn __repr__(&self) -> String {
@@ -1294,9 +1223,7 @@ impl Resolution {
     /// The strategy that decided, or `None` when the peer stands by default.
     #[getter]
     fn strategy(&self) -> Option<String> {
-        self.inner
-            .strategy
-            .and_then(|i| self.policy.strategy_name(i))
+        self.inner.strategy.and_then(|i| self.policy.strategy_name(i))
     }
 
     /// The fields of `trueip explain --format json` that describe the decision.
@@ -1306,10 +1233,7 @@ impl Resolution {
         d.set_item("client_port", self.port())?;
         d.set_item("source", self.source())?;
         d.set_item("peer", self.inner.peer.to_string())?;
-        d.set_item(
-            "proxy_source",
-            self.inner.proxy_source.map(|n| n.to_string()),
-        )?;
+        d.set_item("proxy_source", self.inner.proxy_source.map(|n| n.to_string()))?;
         d.set_item("trusted_hops", self.inner.trusted_hops)?;
         d.set_item("warnings", PyList::new(py, self.inner.warnings.names())?)?;
         d.set_item("strategy", self.strategy())?;
@@ -1321,20 +1245,15 @@ impl Resolution {
         let warnings: Vec<&str> = self.inner.warnings.names().collect();
         format!(
             "trueip.Resolution(ip='{}', port={}, source='{}', trusted_hops={}, warnings={warnings:?})",
-            self.inner
-                .ip()
-                .map_or_else(|| "unix:".to_string(), |ip| ip.to_string()),
-            self.port()
-                .map_or_else(|| "None".to_string(), |p| p.to_string()),
+            self.inner.ip().map_or_else(|| "unix:".to_string(), |ip| ip.to_string()),
+            self.port().map_or_else(|| "None".to_string(), |p| p.to_string()),
             self.source(),
             self.inner.trusted_hops,
         )
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other
-            .cast::<Resolution>()
-            .is_ok_and(|o| o.get().inner == self.inner)
+        other.cast::<Resolution>().is_ok_and(|o| o.get().inner == self.inner)
     }
 
     fn __hash__(&self) -> u64 {
@@ -1418,10 +1337,7 @@ fn event_json(event: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
         }
     }
     if let Some(context) = dict.get_item("requestContext")? {
-        map.insert(
-            "requestContext".to_string(),
-            request_context_json(&context)?,
-        );
+        map.insert("requestContext".to_string(), request_context_json(&context)?);
     }
     Ok(serde_json::Value::Object(map))
 }
@@ -1512,10 +1428,7 @@ fn explain_event(py: Python<'_>, policy: &Policy, event: &Bound<'_, PyAny>) -> P
 /// from a request that did not come through a trusted hop.
 #[pyfunction]
 fn forwarding_header_names() -> Vec<String> {
-    trueip::headers::names::FORWARDING
-        .iter()
-        .map(|row| row.as_str().to_owned())
-        .collect()
+    trueip::headers::names::FORWARDING.iter().map(|row| row.as_str().to_owned()).collect()
 }
 
 /// Every warning name, in the order the CLI lists them.

@@ -115,10 +115,7 @@ mod tests {
                     let shrunk = a.realloc(grown, bigger, size.div_ceil(2));
                     assert_eq!(shrunk as usize % align, 0, "shrunk {size} align {align}");
                     assert_eq!(*shrunk, 0xa5);
-                    a.dealloc(
-                        shrunk,
-                        Layout::from_size_align(size.div_ceil(2), align).unwrap(),
-                    );
+                    a.dealloc(shrunk, Layout::from_size_align(size.div_ceil(2), align).unwrap());
                     let z = a.alloc_zeroed(layout);
                     assert_eq!(z as usize % align, 0, "zeroed {size} align {align}");
                     assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));

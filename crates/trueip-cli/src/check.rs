@@ -63,10 +63,7 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
             match args.format {
                 Format::Json => {
                     let json = serde_json::json!({ "file": args.file.display().to_string(), "findings": found });
-                    println!(
-                        "{}",
-                        trueip::shown::terminal_json_pretty(&json).unwrap_or_default()
-                    );
+                    println!("{}", trueip::shown::terminal_json_pretty(&json).unwrap_or_default());
                 }
                 Format::Text if found.is_empty() => {
                     println!("{}: nothing dangerous found", args.file.display());
@@ -97,10 +94,9 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
     let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let config: ClientIpConfig = match table.get("client_ip") {
         None => ClientIpConfig::default(),
-        Some(section) => section
-            .clone()
-            .try_into()
-            .map_err(|e| format!("{path}: [client_ip]: {e}"))?,
+        Some(section) => {
+            section.clone().try_into().map_err(|e| format!("{path}: [client_ip]: {e}"))?
+        }
     };
     config.check_values().map_err(|e| format!("{path}: {e}"))?;
     let mut listeners: Vec<(Listener, Option<ClientIpConfig>)> = Vec::new();
@@ -129,15 +125,11 @@ fn findings(args: &CheckArgs) -> Result<Vec<Finding>, String> {
             }
         }
         Some(_) => {
-            return Err(format!(
-                "{path}: `listen` must be an array of tables ([[listen]])"
-            ));
+            return Err(format!("{path}: `listen` must be an array of tables ([[listen]])"));
         }
     }
-    let facts: Vec<(Listener, Option<&ClientIpConfig>)> = listeners
-        .iter()
-        .map(|(l, own)| (*l, own.as_ref()))
-        .collect();
+    let facts: Vec<(Listener, Option<&ClientIpConfig>)> =
+        listeners.iter().map(|(l, own)| (*l, own.as_ref())).collect();
     let mut found = lint_listeners(&config, &facts);
     if let Some(aws) = &args.aws_ip_ranges {
         let json = trueip::config::read_provider_file(aws)

@@ -209,18 +209,12 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
         return print(&explanation, args.format);
     }
     let (mut base, config_dir) = match &args.config {
-        Some(path) => load_config(
-            path,
-            args.listener
-                .as_deref()
-                .map(|l| (l, !args.headers.is_empty())),
-        )?,
+        Some(path) => {
+            load_config(path, args.listener.as_deref().map(|l| (l, !args.headers.is_empty())))?
+        }
         None => (ClientIpConfig::default(), None),
     };
-    let dirs = Dirs {
-        flag: args.ranges_dir.as_deref(),
-        config: config_dir.as_deref(),
-    };
+    let dirs = Dirs { flag: args.ranges_dir.as_deref(), config: config_dir.as_deref() };
     base.apply_flags(&Flags {
         trust: &args.trust,
         strategy: &args.strategy,
@@ -240,11 +234,7 @@ fn run_inner(args: &ExplainArgs) -> Result<ExitCode, String> {
 }
 
 fn print(explanation: &Explanation, format: Format) -> Result<ExitCode, String> {
-    print_named(
-        explanation,
-        format,
-        &trueip_gateway::names::Addresses::new(),
-    )
+    print_named(explanation, format, &trueip_gateway::names::Addresses::new())
 }
 
 /// The explanation, and what the trusted host names resolved to (text: one line each
@@ -259,16 +249,12 @@ fn print_named(
         Format::Text => {
             print!("{explanation}");
             for (name, addrs) in names {
-                println!(
-                    "trust name {}",
-                    trueip_gateway::names::describe(name, addrs)
-                );
+                println!("trust name {}", trueip_gateway::names::describe(name, addrs));
             }
         }
-        Format::Json if names.is_empty() => println!(
-            "{}",
-            terminal_json_pretty(&explanation).map_err(|e| e.to_string())?
-        ),
+        Format::Json if names.is_empty() => {
+            println!("{}", terminal_json_pretty(&explanation).map_err(|e| e.to_string())?)
+        }
         Format::Json => {
             let mut value = serde_json::to_value(explanation).map_err(|e| e.to_string())?;
             if let Some(object) = value.as_object_mut() {
@@ -277,10 +263,7 @@ fn print_named(
                     serde_json::to_value(names).map_err(|e| e.to_string())?,
                 );
             }
-            println!(
-                "{}",
-                terminal_json_pretty(&value).map_err(|e| e.to_string())?
-            );
+            println!("{}", terminal_json_pretty(&value).map_err(|e| e.to_string())?);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -301,11 +284,7 @@ fn request(policy: &Policy, args: &ExplainArgs) -> Result<Explanation, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let query = query_string(args.query.as_deref().unwrap_or_default())
         .map_err(|e| format!("--query: {e}"))?;
-    Ok(Explanation::new(
-        policy,
-        &conn,
-        &WithQuery::new(headers.as_slice(), query.as_bytes()),
-    ))
+    Ok(Explanation::new(policy, &conn, &WithQuery::new(headers.as_slice(), query.as_bytes())))
 }
 
 /// The query string of `--query` (or a batch case's `query`): the text after the first
@@ -344,9 +323,7 @@ fn preset_policy(preset: Preset, trust: &[String]) -> Result<Policy, String> {
         .map_err(|e| format!("--trust {spec}: {e}"))?;
         builder = builder.provider(&name, ranges);
     }
-    builder
-        .build()
-        .map_err(|e| format!("--lambda-preset {preset}: {e}"))
+    builder.build().map_err(|e| format!("--lambda-preset {preset}: {e}"))
 }
 
 /// The most bytes `--lambda-event` reads, and `--batch` of one line. AWS hands a
@@ -404,10 +381,9 @@ pub(crate) fn load_config(
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let file_dir = path.parent().unwrap_or(std::path::Path::new(""));
     let dir = match table.get("ranges").and_then(|r| r.get("dir")) {
-        Some(toml::Value::String(cache)) => Some(trueip::config::in_dir_of(
-            file_dir,
-            std::path::Path::new(cache),
-        )),
+        Some(toml::Value::String(cache)) => {
+            Some(trueip::config::in_dir_of(file_dir, std::path::Path::new(cache)))
+        }
         Some(other) => {
             return Err(format!(
                 "{}: [ranges] dir must be a path string, not {other}",
@@ -422,14 +398,12 @@ pub(crate) fn load_config(
         None => (table.remove("client_ip"), "[client_ip]".to_string()),
     };
     let mut config = match section {
-        Some(section) => section
-            .try_into()
-            .map_err(|e| format!("{}: {name}: {e}", path.display()))?,
+        Some(section) => {
+            section.try_into().map_err(|e| format!("{}: {name}: {e}", path.display()))?
+        }
         None => ClientIpConfig::default(),
     };
-    config
-        .paths_from(file_dir)
-        .map_err(|e| format!("{}: {name}: {e}", path.display()))?;
+    config.paths_from(file_dir).map_err(|e| format!("{}: {name}: {e}", path.display()))?;
     Ok((config, dir))
 }
 
@@ -456,9 +430,7 @@ fn listener_section(
         }
     };
     fn address(l: &toml::Value) -> Option<&str> {
-        l.get("address")
-            .and_then(toml::Value::as_str)
-            .map(str::trim)
+        l.get("address").and_then(toml::Value::as_str).map(str::trim)
     }
     // `[::1]:8080` is `[0:0::1]:8080`; a `unix:` path is its text.
     let same = |a: &str, b: &str| match (a.parse::<std::net::SocketAddr>(), b.parse()) {
@@ -467,9 +439,7 @@ fn listener_section(
     };
     let found = match wanted.trim().parse::<usize>() {
         Ok(i) => (i < listeners.len()).then_some(i),
-        Err(_) => listeners
-            .iter()
-            .position(|l| address(l).is_some_and(|a| same(a, wanted.trim()))),
+        Err(_) => listeners.iter().position(|l| address(l).is_some_and(|a| same(a, wanted.trim()))),
     };
     let Some(i) = found else {
         let known: Vec<String> = listeners
@@ -477,10 +447,7 @@ fn listener_section(
             .enumerate()
             .map(|(i, l)| format!("{i} ({})", address(l).unwrap_or("no address")))
             .collect();
-        return Err(format!(
-            "no such listener; the config's are {}",
-            known.join(", ")
-        ));
+        return Err(format!("no such listener; the config's are {}", known.join(", ")));
     };
     let Some(toml::Value::Table(mut listener)) = listeners.into_iter().nth(i) else {
         return Err(format!("listen[{i}] is not a table"));
@@ -521,7 +488,7 @@ fn connection(
     };
     if proxy_source.is_none() && !private_link.is_empty() {
         return Err(
-            "a private endpoint id comes in a PROXY header: give its proxy_source too".into(),
+            "a private endpoint id comes in a PROXY header: give its proxy_source too".into()
         );
     }
     // `unix` (or nginx's spelling, `unix:`): a connection over a Unix socket, which has
@@ -611,13 +578,8 @@ fn batch(base: &ClientIpConfig, dirs: Dirs<'_>) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
         writeln!(out, "{json}").map_err(|e| format!("cannot write stdout: {e}"))?;
     }
-    out.flush()
-        .map_err(|e| format!("cannot write stdout: {e}"))?;
-    Ok(if any_bad {
-        ExitCode::from(EXIT_BAD_INPUT)
-    } else {
-        ExitCode::SUCCESS
-    })
+    out.flush().map_err(|e| format!("cannot write stdout: {e}"))?;
+    Ok(if any_bad { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS })
 }
 
 fn batch_case(
@@ -663,9 +625,5 @@ fn batch_case(
         .map_err(|e| e.to_string())?;
     let query = query_string(case.query.as_deref().unwrap_or_default())
         .map_err(|e| format!("query: {e}"))?;
-    Ok(Explanation::new(
-        policy,
-        &conn,
-        &WithQuery::new(headers.as_slice(), query.as_bytes()),
-    ))
+    Ok(Explanation::new(policy, &conn, &WithQuery::new(headers.as_slice(), query.as_bytes())))
 }

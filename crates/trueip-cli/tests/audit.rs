@@ -94,11 +94,7 @@ fn assert_clean(a: &Audit, baseline: &str) {
     assert_eq!(j["verdict"], "clean", "{}", a.stdout);
     assert_eq!(j["baseline"], baseline, "{}", a.stdout);
     assert_eq!(j["probes_sent"], j["probes_total"], "{}", a.stdout);
-    assert!(
-        j["findings"].as_array().is_some_and(Vec::is_empty),
-        "{}",
-        a.stdout
-    );
+    assert!(j["findings"].as_array().is_some_and(Vec::is_empty), "{}", a.stdout);
 }
 
 fn assert_caught(a: &Audit, must: &[&str]) {
@@ -109,21 +105,11 @@ fn assert_caught(a: &Audit, must: &[&str]) {
     assert_eq!(j["baseline"], "127.0.0.1", "{}", a.stdout);
     let found = a.findings();
     for probe in must {
-        assert!(
-            found.iter().any(|f| f == probe),
-            "{probe} not among {found:?}\n{}",
-            a.stdout
-        );
+        assert!(found.iter().any(|f| f == probe), "{probe} not among {found:?}\n{}", a.stdout);
     }
     for f in j["findings"].as_array().expect("findings") {
-        assert!(
-            !f["fix"].as_str().unwrap_or("").is_empty(),
-            "a finding without a fix: {f}"
-        );
-        assert!(
-            matches!(f["severity"].as_str(), Some("high" | "medium")),
-            "{f}"
-        );
+        assert!(!f["fix"].as_str().unwrap_or("").is_empty(), "a finding without a fix: {f}");
+        assert!(matches!(f["severity"].as_str(), Some("high" | "medium")), "{f}");
     }
 }
 
@@ -169,9 +155,7 @@ fn wait_for(addr: SocketAddr, child: &mut Running, log: &Path) {
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("audit")
-        .join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit").join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create the test directory");
     dir
@@ -244,10 +228,7 @@ fn python_with_flask() -> Option<PathBuf> {
         "{} has no Flask: {fix}; or set TRUEIP_SKIP_EXTERNAL=1",
         python.display()
     );
-    eprintln!(
-        "SKIP: {} has no Flask; TRUEIP_SKIP_EXTERNAL=1",
-        python.display()
-    );
+    eprintln!("SKIP: {} has no Flask; TRUEIP_SKIP_EXTERNAL=1", python.display());
     None
 }
 
@@ -289,9 +270,8 @@ impl Server {
             .enable_all()
             .build()
             .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
+        let listener =
+            runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let counter = seen.clone();
@@ -312,11 +292,7 @@ impl Server {
                 );
             }
         });
-        Server {
-            addr,
-            seen,
-            _runtime: runtime,
-        }
+        Server { addr, seen, _runtime: runtime }
     }
 
     fn url(&self) -> String {
@@ -334,12 +310,8 @@ fn answer(
     req: &Request<Incoming>,
     first: bool,
 ) -> Response<Full<Bytes>> {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let peer_ip = peer.ip().to_string();
     let mut resp = Response::builder();
     let body = match app {
@@ -358,23 +330,15 @@ fn answer(
             "hello\n".to_owned()
         }
         App::Redirect => {
-            resp = resp
-                .status(302)
-                .header("location", "http://192.0.2.1/elsewhere");
+            resp = resp.status(302).header("location", "http://192.0.2.1/elsewhere");
             String::new()
         }
         App::Huge => "x".repeat(2 * 1024 * 1024),
         App::NoAddress => "<html><body>Welcome!</body></html>".to_owned(),
         App::DropsNamedHeaders => {
-            let named = header("connection").is_some_and(|c| {
-                c.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("x-real-ip"))
-            });
-            if named {
-                "10.9.9.9".to_owned()
-            } else {
-                peer_ip
-            }
+            let named = header("connection")
+                .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("x-real-ip")));
+            if named { "10.9.9.9".to_owned() } else { peer_ip }
         }
         App::Drifting => {
             if first {
@@ -407,18 +371,11 @@ fn clean_trueip_serve_whoami() {
     let a = audit_json(&format!("http://{addr}/"), &[]);
     assert_clean(&a, "127.0.0.1");
     assert_eq!(a.json()["read_how"], "trueip's whoami page, detected");
-    assert_eq!(
-        a.stderr, "",
-        "no progress display when stderr is not a terminal"
-    );
+    assert_eq!(a.stderr, "", "no progress display when stderr is not a terminal");
     // And the text report says so, in words.
     let text = audit(&[&format!("http://{addr}/"), "--rate", "200"]);
     assert_eq!(text.code, Some(0), "{}", text.stderr);
-    assert!(
-        text.stdout.contains("CLEAN: none of the"),
-        "{}",
-        text.stdout
-    );
+    assert!(text.stdout.contains("CLEAN: none of the"), "{}", text.stdout);
 }
 
 #[test]
@@ -434,10 +391,7 @@ fn caught_nginx_realip_trusting_everyone() {
     };
     let a = audit_json(&format!("http://{addr}/"), &["--read", "regex:^(\\S+)"]);
     // realip (recursive off) takes the last entry: the client's rightmost one.
-    assert_caught(
-        &a,
-        &["xff-single", "xff-list", "xff-ipv6", "xff-ipv4-mapped"],
-    );
+    assert_caught(&a, &["xff-single", "xff-list", "xff-ipv6", "xff-ipv4-mapped"]);
     let list = a.json()["findings"]
         .as_array()
         .expect("findings")
@@ -447,29 +401,14 @@ fn caught_nginx_realip_trusting_everyone() {
         .expect("xff-list");
     assert_eq!(list["answer"], "192.0.2.2", "{list}");
     assert_eq!(list["kind"], "xff-trusts-client", "{list}");
-    assert!(
-        list["fix"]
-            .as_str()
-            .expect("fix")
-            .contains("never 0.0.0.0/0"),
-        "{list}"
-    );
+    assert!(list["fix"].as_str().expect("fix").contains("never 0.0.0.0/0"), "{list}");
 }
 
 #[test]
 fn caught_app_taking_the_first_xff_entry() {
     let app = Server::start(App::FirstXff);
     let a = audit_json(&app.url(), &["--read", "json:/ip"]);
-    assert_caught(
-        &a,
-        &[
-            "xff-single",
-            "xff-list",
-            "xff-lines",
-            "xff-octal",
-            "xff-zoned",
-        ],
-    );
+    assert_caught(&a, &["xff-single", "xff-list", "xff-lines", "xff-octal", "xff-zoned"]);
     let j = a.json();
     let list = j["findings"]
         .as_array()
@@ -484,10 +423,8 @@ fn caught_app_taking_the_first_xff_entry() {
     );
     // It reads nothing but X-Forwarded-For: X-Real-IP and the CDN headers are ignored.
     for r in j["results"].as_array().expect("results") {
-        if matches!(
-            r["probe"].as_str(),
-            Some("x-real-ip" | "cf-connecting-ip" | "true-client-ip")
-        ) {
+        if matches!(r["probe"].as_str(), Some("x-real-ip" | "cf-connecting-ip" | "true-client-ip"))
+        {
             assert_eq!(r["outcome"], "ignored", "{r}");
         }
     }
@@ -495,12 +432,7 @@ fn caught_app_taking_the_first_xff_entry() {
     let text = audit(&[&app.url(), "--read", "json:/ip", "--rate", "200"]);
     assert_eq!(text.code, Some(1));
     assert!(text.stdout.contains("HIGH   xff-single"), "{}", text.stdout);
-    assert!(
-        text.stdout
-            .contains("fix: read X-Forwarded-For from the right"),
-        "{}",
-        text.stdout
-    );
+    assert!(text.stdout.contains("fix: read X-Forwarded-For from the right"), "{}", text.stdout);
     assert!(text.stdout.contains("SPOOFABLE"), "{}", text.stdout);
 }
 
@@ -585,50 +517,20 @@ fn clean_trueip_serve_over_https_with_a_private_ca() {
             .args(args)
             .output()
             .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     openssl(
         &[
             &["req", "-x509"][..],
             &ec,
-            &[
-                "-days",
-                "2",
-                "-subj",
-                "/CN=trueip test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
+            &["-days", "2", "-subj", "/CN=trueip test CA", "-keyout", "ca.key", "-out", "ca.pem"],
         ]
         .concat(),
     );
     openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "leaf.csr",
-            ],
-        ]
-        .concat(),
+        &[&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]]
+            .concat(),
     );
     fs::write(
         dir.join("ext.cnf"),
@@ -674,36 +576,23 @@ fn clean_trueip_serve_over_https_with_a_private_ca() {
     let ca = dir.join("ca.pem");
     let ca = ca.to_str().expect("UTF-8 path");
     assert_clean(
-        &audit_json(
-            &format!("https://localhost:{}/", addr.port()),
-            &["--ca", ca],
-        ),
+        &audit_json(&format!("https://localhost:{}/", addr.port()), &["--ca", ca]),
         "127.0.0.1",
     );
-    let a = audit(&[
-        &format!("https://127.0.0.1:{}/", addr.port()),
-        "--ca",
-        &format!("{d}/cert.pem"),
-    ]);
+    let a =
+        audit(&[&format!("https://127.0.0.1:{}/", addr.port()), "--ca", &format!("{d}/cert.pem")]);
     assert_eq!(a.code, Some(2), "the leaf is no CA: {}", a.stderr);
     assert!(a.stderr.contains("TLS with"), "{}", a.stderr);
     let a = audit(&[&format!("https://127.0.0.1:{}/", addr.port())]);
     assert_eq!(a.code, Some(2), "an unknown issuer: {}", a.stderr);
-    assert!(
-        a.stderr.contains("UnknownIssuer") && a.stderr.contains("--ca FILE"),
-        "{}",
-        a.stderr
-    );
+    assert!(a.stderr.contains("UnknownIssuer") && a.stderr.contains("--ca FILE"), "{}", a.stderr);
 }
 
 /// On a terminal, a progress line on stderr; `script` gives the audit one.
 #[test]
 fn progress_only_on_a_terminal() {
     if !Path::new("/usr/bin/script").is_file() {
-        assert!(
-            skip_external(),
-            "script (util-linux) is missing, or set TRUEIP_SKIP_EXTERNAL=1"
-        );
+        assert!(skip_external(), "script (util-linux) is missing, or set TRUEIP_SKIP_EXTERNAL=1");
         eprintln!("SKIP: script is missing; TRUEIP_SKIP_EXTERNAL=1");
         return;
     }
@@ -718,12 +607,7 @@ fn progress_only_on_a_terminal() {
         .output()
         .expect("run script");
     let tty = String::from_utf8_lossy(&out.stdout);
-    for part in [
-        "[1/4] baseline",
-        "[2/4] xff-single",
-        "[4/4] baseline again",
-        "\r\x1b[2K",
-    ] {
+    for part in ["[1/4] baseline", "[2/4] xff-single", "[4/4] baseline again", "\r\x1b[2K"] {
         assert!(tty.contains(part), "{part:?} not in {tty:?}");
     }
     assert!(
@@ -780,34 +664,19 @@ fn a_drifting_answer_is_inconclusive_not_spoofable() {
 #[test]
 fn max_requests_is_the_most_the_target_sees() {
     let app = Server::start(App::PeerHeader);
-    let a = audit_json(
-        &app.url(),
-        &["--read", "header:x-seen-ip", "--max-requests", "5"],
-    );
+    let a = audit_json(&app.url(), &["--read", "header:x-seen-ip", "--max-requests", "5"]);
     assert_eq!(app.requests().len(), 5, "{}", a.stdout);
     // Nothing believed, but not everything asked: not a clean bill.
     assert_eq!(a.code, Some(2), "{}\n{}", a.stdout, a.stderr);
     let j = a.json();
     assert_eq!(
-        (
-            j["verdict"].as_str(),
-            j["requests"].as_u64(),
-            j["probes_sent"].as_u64()
-        ),
+        (j["verdict"].as_str(), j["requests"].as_u64(), j["probes_sent"].as_u64()),
         (Some("inconclusive"), Some(5), Some(3))
     );
-    let text = audit(&[
-        &app.url(),
-        "--read",
-        "header:x-seen-ip",
-        "--max-requests",
-        "3",
-        "--rate",
-        "200",
-    ]);
+    let text =
+        audit(&[&app.url(), "--read", "header:x-seen-ip", "--max-requests", "3", "--rate", "200"]);
     assert!(
-        text.stdout
-            .contains("INCONCLUSIVE: nothing was believed, but only 1 of"),
+        text.stdout.contains("INCONCLUSIVE: nothing was believed, but only 1 of"),
         "{}",
         text.stdout
     );
@@ -851,10 +720,7 @@ fn rate_spaces_the_requests() {
     // 20 per second: 50 ms apart at least (a little slack for the clocks of two processes).
     for pair in seen.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(
-            gap >= Duration::from_millis(45),
-            "requests {gap:?} apart at --rate 20"
-        );
+        assert!(gap >= Duration::from_millis(45), "requests {gap:?} apart at --rate 20");
     }
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
@@ -867,16 +733,8 @@ fn a_silent_target_times_out_with_exit_2() {
     let started = Instant::now();
     let a = audit(&[&format!("http://{addr}/"), "--timeout", "0.5"]);
     assert_eq!(a.code, Some(2), "{}", a.stderr);
-    assert!(
-        a.stderr.contains("within 0.5 s (--timeout)"),
-        "{}",
-        a.stderr
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(a.stderr.contains("within 0.5 s (--timeout)"), "{}", a.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -884,11 +742,7 @@ fn a_huge_body_is_not_read_past_the_bound() {
     let app = Server::start(App::Huge);
     let a = audit(&[&app.url(), "--read", "body"]);
     assert_eq!(a.code, Some(2), "{}", a.stderr);
-    assert!(
-        a.stderr.contains("larger than 1048576 bytes"),
-        "{}",
-        a.stderr
-    );
+    assert!(a.stderr.contains("larger than 1048576 bytes"), "{}", a.stderr);
 }
 
 #[test]
@@ -898,11 +752,7 @@ fn a_redirect_is_reported_not_followed() {
     assert_eq!(a.code, Some(2), "{}", a.stderr);
     assert!(a.stderr.contains("302"), "{}", a.stderr);
     assert!(a.stderr.contains("follows no redirect"), "{}", a.stderr);
-    assert!(
-        a.stderr.contains("http://192.0.2.1/elsewhere"),
-        "{}",
-        a.stderr
-    );
+    assert!(a.stderr.contains("http://192.0.2.1/elsewhere"), "{}", a.stderr);
     assert_eq!(app.requests().len(), 1, "only the baseline was sent");
 }
 
@@ -927,84 +777,40 @@ fn bad_urls_and_arguments_exit_2_with_the_fix() {
     let closed = free_port(); // nothing listens there any more
     let cases: &[(&[&str], &str)] = &[
         (&["ftp://127.0.0.1/"], "trueip audit speaks http and https"),
-        (
-            &["127.0.0.1:8080"],
-            "no scheme; write http://127.0.0.1:8080",
-        ),
+        (&["127.0.0.1:8080"], "no scheme; write http://127.0.0.1:8080"),
         (&["http://"], "invalid URL"),
         (&["not a url"], "invalid URL"),
         (&["http://user:pw@127.0.0.1/"], "credentials in the URL"),
-        (
-            &["http://127.0.0.1/", "--ca", "/nonexistent.pem"],
-            "--ca is for https URLs",
-        ),
-        (
-            &["https://127.0.0.1:1/", "--ca", "/nonexistent.pem"],
-            "/nonexistent.pem",
-        ),
+        (&["http://127.0.0.1/", "--ca", "/nonexistent.pem"], "--ca is for https URLs"),
+        (&["https://127.0.0.1:1/", "--ca", "/nonexistent.pem"], "/nonexistent.pem"),
         (&["http://127.0.0.1/", "--read", "xml:/a"], "unknown kind"),
-        (
-            &["http://127.0.0.1/", "--read", "regex:ip=\\S+"],
-            "no capture group",
-        ),
-        (
-            &["http://127.0.0.1/", "--rate", "0"],
-            "between 0.01 and 1000",
-        ),
-        (
-            &["http://127.0.0.1/", "--rate", "fast"],
-            "between 0.01 and 1000",
-        ),
-        (
-            &["http://127.0.0.1/", "--max-requests", "1"],
-            "--max-requests",
-        ),
-        (
-            &["http://127.0.0.1/", "--timeout", "0"],
-            "between 0.1 and 300",
-        ),
+        (&["http://127.0.0.1/", "--read", "regex:ip=\\S+"], "no capture group"),
+        (&["http://127.0.0.1/", "--rate", "0"], "between 0.01 and 1000"),
+        (&["http://127.0.0.1/", "--rate", "fast"], "between 0.01 and 1000"),
+        (&["http://127.0.0.1/", "--max-requests", "1"], "--max-requests"),
+        (&["http://127.0.0.1/", "--timeout", "0"], "between 0.1 and 300"),
         (&[], "<URL>"),
     ];
     for (args, says) in cases {
         let a = audit(args);
         assert_eq!(a.code, Some(2), "{args:?}: {}", a.stderr);
-        assert!(
-            a.stderr.contains(says),
-            "{args:?}: expected {says:?} in {}",
-            a.stderr
-        );
+        assert!(a.stderr.contains(says), "{args:?}: expected {says:?} in {}", a.stderr);
         assert!(!a.stderr.contains("panicked"), "{args:?}: {}", a.stderr);
     }
     let a = audit(&[&format!("http://{closed}/")]);
     assert_eq!(a.code, Some(2), "{}", a.stderr);
-    assert!(
-        a.stderr.contains(&format!("cannot connect to {closed}")),
-        "{}",
-        a.stderr
-    );
+    assert!(a.stderr.contains(&format!("cannot connect to {closed}")), "{}", a.stderr);
     let a = audit(&["http://no-such-host.invalid/"]);
     assert_eq!(a.code, Some(2), "{}", a.stderr);
-    assert!(
-        a.stderr.contains("cannot resolve \"no-such-host.invalid\""),
-        "{}",
-        a.stderr
-    );
+    assert!(a.stderr.contains("cannot resolve \"no-such-host.invalid\""), "{}", a.stderr);
 }
 
 #[test]
 fn help_shows_examples_and_exit_codes() {
-    let out = Command::new(TRUEIP)
-        .args(["audit", "--help"])
-        .output()
-        .expect("run");
+    let out = Command::new(TRUEIP).args(["audit", "--help"]).output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for part in [
-        "Examples:",
-        "--read json:/ip",
-        "redirects are never followed",
-        "Exit status: 0",
-    ] {
+    for part in ["Examples:", "--read json:/ip", "redirects are never followed", "Exit status: 0"] {
         assert!(help.contains(part), "{part:?} missing from --help:\n{help}");
     }
 }
@@ -1014,17 +820,12 @@ fn help_shows_examples_and_exit_codes() {
 // shipped, then put in front of `trueip serve` and audited
 
 fn deploy_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
-        .join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy").join(path)
 }
 
 /// `text` with `from` replaced by `to`, which must be there (the snippet changed otherwise).
 fn edit(text: &str, from: &str, to: &str) -> String {
-    assert!(
-        text.contains(from),
-        "the snippet no longer has {from:?}:\n{text}"
-    );
+    assert!(text.contains(from), "the snippet no longer has {from:?}:\n{text}");
     text.replace(from, to)
 }
 
@@ -1083,24 +884,13 @@ fn deploy_nginx_snippet_passes_nginx_t_and_a_broken_one_does_not() {
     let Some(out) = nginx_t(&dir, &deploy_file("nginx/trueip.conf")) else {
         return;
     };
-    assert!(
-        out.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "nginx -t: {}", String::from_utf8_lossy(&out.stderr));
     // The check can fail: the same snippet with a misspelt directive.
     let broken = dir.join("broken.conf");
     let text = fs::read_to_string(deploy_file("nginx/trueip.conf")).expect("read the snippet");
-    fs::write(
-        &broken,
-        edit(&text, "proxy_http_version", "proxy_http_versoin"),
-    )
-    .expect("write");
+    fs::write(&broken, edit(&text, "proxy_http_version", "proxy_http_versoin")).expect("write");
     let out = nginx_t(&dir, &broken).expect("nginx is here");
-    assert!(
-        !out.status.success(),
-        "nginx -t accepted a misspelt directive"
-    );
+    assert!(!out.status.success(), "nginx -t accepted a misspelt directive");
 }
 
 #[test]
@@ -1145,11 +935,7 @@ fn deploy_nginx_snippet_in_front_of_trueip_serve_is_clean() {
     let (_serve, serve_addr) = serve_trusting(&dir, "127.0.0.2");
     let addr = free_port();
     let text = fs::read_to_string(deploy_file("nginx/trueip.conf")).expect("read the snippet");
-    let text = edit(
-        &text,
-        "server 127.0.0.1:8080;",
-        &format!("server {serve_addr};"),
-    );
+    let text = edit(&text, "server 127.0.0.1:8080;", &format!("server {serve_addr};"));
     let text = edit(&text, "listen 80;", &format!("listen {addr};"));
     let text = edit(
         &text,

@@ -15,12 +15,7 @@ fn file(name: &str, text: &str) -> PathBuf {
 }
 
 fn check(path: &PathBuf, extra: &[&str]) -> Output {
-    Command::new(TRUEIP)
-        .arg("check")
-        .arg(path)
-        .args(extra)
-        .output()
-        .expect("run trueip check")
+    Command::new(TRUEIP).arg("check").arg(path).args(extra).output().expect("run trueip check")
 }
 
 fn codes(out: &Output) -> Vec<String> {
@@ -50,10 +45,7 @@ fn dangers_are_named_with_the_fix_and_fail_the_exit_code() {
         ),
         (
             "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"private\"]\nstrategy = \"leftmost\"\n",
-            vec![
-                "private_ranges_trusted_on_a_public_listener",
-                "leftmost_is_the_clients_text",
-            ],
+            vec!["private_ranges_trusted_on_a_public_listener", "leftmost_is_the_clients_text"],
         ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
@@ -90,10 +82,7 @@ fn the_policy_that_runs_on_each_listener_is_the_one_checked() {
     let out = check(&own, &[]);
     assert_eq!(out.status.code(), Some(1));
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        shown.contains("hops_with_any_on_a_public_listener: listen[1].client_ip: "),
-        "{shown}"
-    );
+    assert!(shown.contains("hops_with_any_on_a_public_listener: listen[1].client_ip: "), "{shown}");
 }
 
 #[test]
@@ -101,12 +90,7 @@ fn safe_configs_pass() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let example = repo.join("trueip.example.toml");
     let out = check(&example, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let behind_alb = file(
         "alb.toml",
         "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"10.50.1.0/24\", \"10.50.2.0/24\"]\nstrategy = \"rightmost-untrusted\"\n",
@@ -127,18 +111,10 @@ fn unreadable_or_invalid_files_exit_2() {
     for (name, text, why) in [
         ("bad.toml", "[client_ip\n", "bad.toml"),
         ("unknown.toml", "[client_ip]\ntrusts = []\n", "trusts"),
-        (
-            "listen.toml",
-            "[[listen]]\naddress = \"nowhere\"\n",
-            "not ip:port",
-        ),
+        ("listen.toml", "[[listen]]\naddress = \"nowhere\"\n", "not ip:port"),
         // Values serve refuses: the lint once skipped what it could not parse and said
         // "nothing dangerous found", exit 0.
-        (
-            "cidr.toml",
-            "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n",
-            "client_ip.trusted[0]",
-        ),
+        ("cidr.toml", "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n", "client_ip.trusted[0]"),
         (
             "strategy.toml",
             "[client_ip]\ntrusted = [\"10.0.0.0/16\"]\nstrategy = \"rightmost-untrustd\"\n",
@@ -155,10 +131,7 @@ fn unreadable_or_invalid_files_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{name}: {err}");
     }
-    let out = Command::new(TRUEIP)
-        .args(["check", "/nonexistent/trueip.toml"])
-        .output()
-        .unwrap();
+    let out = Command::new(TRUEIP).args(["check", "/nonexistent/trueip.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -175,11 +148,7 @@ fn aws_ranges_of_another_service_are_a_danger() {
         "aws.toml",
         "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"3.0.0.0/15\"]\nstrategy = \"rightmost-untrusted\"\n",
     );
-    assert_eq!(
-        check(&config, &[]).status.code(),
-        Some(0),
-        "without the list nothing is known"
-    );
+    assert_eq!(check(&config, &[]).status.code(), Some(0), "without the list nothing is known");
     let aws_arg = aws.to_str().unwrap();
     let out = check(&config, &["--aws-ip-ranges", aws_arg, "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -188,8 +157,5 @@ fn aws_ranges_of_another_service_are_a_danger() {
         "origin.toml",
         "[[listen]]\naddress = \"0.0.0.0:8080\"\n[client_ip]\ntrusted = [\"13.32.0.0/15\"]\nstrategy = \"rightmost-untrusted\"\n",
     );
-    assert_eq!(
-        check(&origin, &["--aws-ip-ranges", aws_arg]).status.code(),
-        Some(0)
-    );
+    assert_eq!(check(&origin, &["--aws-ip-ranges", aws_arg]).status.code(), Some(0));
 }

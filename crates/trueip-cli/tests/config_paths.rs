@@ -16,11 +16,7 @@ fn trueip(cwd: &Path, args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// A fresh directory holding `etc/` (the config and the files it names) and `elsewhere/`
@@ -33,11 +29,8 @@ fn layout(name: &str) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&etc).expect("etc");
     std::fs::create_dir_all(&elsewhere).expect("elsewhere");
     std::fs::write(etc.join("cf-ips.txt"), "173.245.48.0/20\n").expect("ranges");
-    std::fs::write(
-        etc.join("sign.key"),
-        "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret\n",
-    )
-    .expect("key");
+    std::fs::write(etc.join("sign.key"), "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret\n")
+        .expect("key");
     std::fs::write(
         etc.join("trueip.toml"),
         "[client_ip]\nstrategy = \"cloudflare\"\n\n[client_ip.providers]\ncloudflare = \"cf-ips.txt\"\n\n\
@@ -54,10 +47,7 @@ fn layout(name: &str) -> (PathBuf, PathBuf) {
 fn serve_reads_the_files_a_config_names_beside_it_from_any_directory() {
     let (etc, elsewhere) = layout("serve");
     let config = etc.join("trueip.toml");
-    let out = trueip(
-        &elsewhere,
-        &["serve", "--config", config.to_str().unwrap(), "--check"],
-    );
+    let out = trueip(&elsewhere, &["serve", "--config", config.to_str().unwrap(), "--check"]);
     assert!(out.status.success(), "{}", text(&out));
     // `--config` itself is read from the working directory.
     let out = trueip(&etc, &["serve", "--config", "trueip.toml", "--check"]);
@@ -75,10 +65,7 @@ fn a_provider_file_on_the_command_line_is_read_from_the_working_directory() {
     let flag = ["--trust", "cloudflare=cf-ips.txt", "--check"];
     let out = trueip(&etc, &[&["serve", "--config", bare][..], &flag].concat());
     assert!(out.status.success(), "{}", text(&out));
-    let out = trueip(
-        &elsewhere,
-        &[&["serve", "--config", bare][..], &flag].concat(),
-    );
+    let out = trueip(&elsewhere, &[&["serve", "--config", bare][..], &flag].concat());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("cf-ips.txt"), "{}", text(&out));
 }

@@ -90,11 +90,7 @@ enum Oracle {
 }
 
 impl Oracle {
-    const ALL: [Oracle; 3] = [
-        Oracle::NginxRecursive,
-        Oracle::NginxNonRecursive,
-        Oracle::ProxyFix,
-    ];
+    const ALL: [Oracle; 3] = [Oracle::NginxRecursive, Oracle::NginxNonRecursive, Oracle::ProxyFix];
 
     fn name(self) -> &'static str {
         match self {
@@ -119,14 +115,7 @@ struct Tricky {
 }
 
 const fn t(name: &'static str, peer: u8, lines: &'static [&'static str], x_for: u32) -> Tricky {
-    Tricky {
-        name,
-        peer,
-        lines,
-        x_for,
-        trust: PRIVATE,
-        extra: &[],
-    }
+    Tricky { name, peer, lines, x_for, trust: PRIVATE, extra: &[] }
 }
 
 #[rustfmt::skip]
@@ -304,9 +293,7 @@ struct Case {
 
 impl Case {
     fn trust_set(&self) -> &'static TrustSet {
-        TRUST_SETS
-            .get(self.trust)
-            .expect("trust index comes from TRUST_SETS")
+        TRUST_SETS.get(self.trust).expect("trust index comes from TRUST_SETS")
     }
 
     fn describe(&self) -> String {
@@ -363,9 +350,7 @@ fn random_in(cidr: &str, rng: &mut XorShift) -> IpAddr {
         IpAddr::V4(net) => {
             let len = len.unwrap_or(32);
             let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(
-                (u32::from(net) & mask) | (rng.next() as u32 & !mask),
-            ))
+            IpAddr::V4(Ipv4Addr::from((u32::from(net) & mask) | (rng.next() as u32 & !mask)))
         }
         IpAddr::V6(net) => {
             let len = len.unwrap_or(128);
@@ -432,9 +417,8 @@ fn generated_cases(seed: u64, count: usize) -> Vec<Case> {
         let cidrs = TRUST_SETS.get(trust).map(|s| s.cidrs).unwrap_or(&[]);
         // Two thirds of the peers are trusted proxies where the set has any, so most cases
         // exercise the walk rather than the untrusted-peer short cut.
-        let trusted_peers: Vec<u8> = (1..=6)
-            .filter(|&n| in_set(cidrs, Ipv4Addr::new(127, 0, 0, n)))
-            .collect();
+        let trusted_peers: Vec<u8> =
+            (1..=6).filter(|&n| in_set(cidrs, Ipv4Addr::new(127, 0, 0, n))).collect();
         let peer = if !trusted_peers.is_empty() && rng.chance(2, 3) {
             Ipv4Addr::new(127, 0, 0, rng.pick(&trusted_peers))
         } else {
@@ -442,11 +426,7 @@ fn generated_cases(seed: u64, count: usize) -> Vec<Case> {
         };
         let len = rng.below(9);
         // Half the chains end in a run of trusted hops, so recursive walks go deep.
-        let trusted_tail = if rng.chance(1, 2) {
-            rng.below(len + 1)
-        } else {
-            0
-        };
+        let trusted_tail = if rng.chance(1, 2) { rng.below(len + 1) } else { 0 };
         let entries: Vec<String> = (0..len)
             .map(|pos| {
                 let trusted = pos >= len - trusted_tail || rng.chance(1, 4);
@@ -458,11 +438,7 @@ fn generated_cases(seed: u64, count: usize) -> Vec<Case> {
                 addr.to_string()
             })
             .collect();
-        let split = if len >= 2 && rng.chance(1, 3) {
-            1 + rng.below(len - 1)
-        } else {
-            len
-        };
+        let split = if len >= 2 && rng.chance(1, 3) { 1 + rng.below(len - 1) } else { len };
         let (first, second) = entries.split_at(split);
         let mut lines = Vec::new();
         for part in [first, second] {
@@ -580,10 +556,7 @@ fn externals_present(test: &str) -> bool {
         );
         return false;
     }
-    panic!(
-        "{test} needs {}: {fix}; or set TRUEIP_SKIP_EXTERNAL=1 to skip it",
-        missing.join(", ")
-    );
+    panic!("{test} needs {}: {fix}; or set TRUEIP_SKIP_EXTERNAL=1 to skip it", missing.join(", "));
 }
 
 fn repo_root() -> PathBuf {
@@ -643,23 +616,17 @@ fn run_batch(
         let _ = child.kill();
     }
     let status = child.wait().map_err(|e| format!("{what}: wait: {e}"))?;
-    let written = writer
-        .join()
-        .map_err(|_| format!("{what}: writer thread panicked"))?;
+    let written = writer.join().map_err(|_| format!("{what}: writer thread panicked"))?;
     let stderr = err_reader.join().unwrap_or_default();
     let out = match out {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(format!("{what}: reading stdout: {e}\nstderr:\n{stderr}")),
         Err(_) => {
-            return Err(format!(
-                "{what}: no answer within {timeout:?}; killed\nstderr:\n{stderr}"
-            ));
+            return Err(format!("{what}: no answer within {timeout:?}; killed\nstderr:\n{stderr}"));
         }
     };
     if let Err(e) = written {
-        return Err(format!(
-            "{what}: writing stdin: {e} ({status})\nstderr:\n{stderr}"
-        ));
+        return Err(format!("{what}: writing stdin: {e} ({status})\nstderr:\n{stderr}"));
     }
     let lines: Vec<String> = out.lines().map(str::to_owned).collect();
     if !exit_ok(status) || lines.len() != expected_lines {
@@ -696,10 +663,7 @@ impl Nginx {
 
     fn try_start() -> Result<Nginx, String> {
         static STARTS: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!(
             "trueip-difftest-{}-{nanos}-{}",
             std::process::id(),
@@ -743,17 +707,11 @@ impl Nginx {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {NGINX}: {e}"))?;
-        let mut nginx = Nginx {
-            child,
-            dir,
-            front,
-            backs,
-        };
+        let mut nginx = Nginx { child, dir, front, backs };
 
         let deadline = Instant::now() + Duration::from_secs(10);
-        let ports: Vec<u16> = std::iter::once(front)
-            .chain(nginx.backs.iter().map(|&(_, _, p)| p))
-            .collect();
+        let ports: Vec<u16> =
+            std::iter::once(front).chain(nginx.backs.iter().map(|&(_, _, p)| p)).collect();
         loop {
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 return Err(format!("nginx exited with {status}: {}", nginx.logs()));
@@ -775,11 +733,7 @@ impl Nginx {
     fn logs(&self) -> String {
         let read =
             |name: &str| fs::read_to_string(self.dir.join("logs").join(name)).unwrap_or_default();
-        format!(
-            "stderr:\n{}\nerror.log:\n{}",
-            read("stderr"),
-            read("error.log")
-        )
+        format!("stderr:\n{}\nerror.log:\n{}", read("stderr"), read("error.log"))
     }
 
     fn back(&self, trust: usize, recursive: bool) -> u16 {
@@ -809,24 +763,14 @@ impl Nginx {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.front));
         let mut stream =
             TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(req.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        stream.write_all(req.as_bytes()).map_err(|e| format!("write: {e}"))?;
         let mut resp = Vec::new();
-        (&mut stream)
-            .take(64 * 1024)
-            .read_to_end(&mut resp)
-            .map_err(|e| format!("read: {e}"))?;
+        (&mut stream).take(64 * 1024).read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
         let resp = String::from_utf8_lossy(&resp);
-        let (head, body) = resp
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no header end in {resp:?}"))?;
+        let (head, body) =
+            resp.split_once("\r\n\r\n").ok_or_else(|| format!("no header end in {resp:?}"))?;
         if !head.starts_with("HTTP/1.1 200 ") {
             return Err(format!("nginx answered {head:?} {body:?}; {}", self.logs()));
         }
@@ -892,10 +836,7 @@ http {{
         }
         let _ = writeln!(conf, "        real_ip_header X-Forwarded-For;");
         let _ = writeln!(conf, "        real_ip_recursive {};", on_off(recursive));
-        let _ = writeln!(
-            conf,
-            "        location / {{ return 200 \"$remote_addr\\n\"; }}\n    }}"
-        );
+        let _ = writeln!(conf, "        location / {{ return 200 \"$remote_addr\\n\"; }}\n    }}");
     }
     conf.push_str("}\n");
     conf
@@ -909,21 +850,14 @@ fn werkzeug_answers(cases: &[Case]) -> Result<Vec<String>, String> {
     let script = repo_root().join("tests/differential/werkzeug_proxyfix.py");
     let mut input = String::new();
     for case in cases {
-        let xff = if case.lines.is_empty() {
-            Value::Null
-        } else {
-            json!(case.lines)
-        };
+        let xff = if case.lines.is_empty() { Value::Null } else { json!(case.lines) };
         let line = json!({"remote_addr": case.peer.to_string(), "xff": xff, "x_for": case.x_for});
         input.push_str(&line.to_string());
         input.push('\n');
     }
-    let lines = run_batch(
-        Command::new(python()).arg(&script),
-        input,
-        PHASE_TIMEOUT,
-        |status| status.success(),
-    )?;
+    let lines = run_batch(Command::new(python()).arg(&script), input, PHASE_TIMEOUT, |status| {
+        status.success()
+    })?;
     lines
         .iter()
         .map(|l| {
@@ -938,11 +872,7 @@ fn werkzeug_answers(cases: &[Case]) -> Result<Vec<String>, String> {
 }
 
 fn trueip_input(case: &Case, oracle: Oracle) -> String {
-    let mut headers: Vec<Value> = case
-        .distractors
-        .iter()
-        .map(|(n, v)| json!([n, v]))
-        .collect();
+    let mut headers: Vec<Value> = case.distractors.iter().map(|(n, v)| json!([n, v])).collect();
     headers.extend(case.lines.iter().map(|l| json!([case.header_name, l])));
     let (trust, strategy) = match oracle {
         Oracle::NginxRecursive => (case.trust_set().cidrs, "rightmost-untrusted".to_owned()),
@@ -1001,10 +931,7 @@ impl TrueipAnswer {
                 (None, None) => Err("no client_ip".to_owned()),
             },
         };
-        TrueipAnswer {
-            client_ip,
-            line: line.to_owned(),
-        }
+        TrueipAnswer { client_ip, line: line.to_owned() }
     }
 }
 
@@ -1060,22 +987,15 @@ fn oracles_answer_known_cases() {
     let werkzeug = werkzeug_answers(&cases).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
     for ((case, on, off, proxyfix), wz) in known.iter().zip(&werkzeug) {
-        let got_on = nginx
-            .remote_addr(case, true)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let got_off = nginx
-            .remote_addr(case, false)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let got_on = nginx.remote_addr(case, true).unwrap_or_else(|e| panic!("{e}"));
+        let got_off = nginx.remote_addr(case, false).unwrap_or_else(|e| panic!("{e}"));
         for (who, want, got) in [
             ("recursive on", on, &got_on),
             ("recursive off", off, &got_off),
             ("ProxyFix", proxyfix, wz),
         ] {
             if !same_ip(want, got) {
-                failures.push(format!(
-                    "{}\n    {who}: want {want}, got {got}",
-                    case.describe()
-                ));
+                failures.push(format!("{}\n    {who}: want {want}, got {got}", case.describe()));
             }
         }
     }
@@ -1102,26 +1022,17 @@ fn trueip_agrees_with_nginx_and_proxyfix() {
     let mut names: Vec<&str> = tricky.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(
-        names.len(),
-        tricky.len(),
-        "tricky case names must be unique"
-    );
+    assert_eq!(names.len(), tricky.len(), "tricky case names must be unique");
 
     let nginx = Nginx::start();
     let deadline = Instant::now() + PHASE_TIMEOUT;
     let mut nginx_answers = Vec::with_capacity(cases.len());
     for case in &cases {
-        assert!(
-            Instant::now() < deadline,
-            "nginx phase took longer than {PHASE_TIMEOUT:?}"
-        );
-        let on = nginx
-            .remote_addr(case, true)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.describe()));
-        let off = nginx
-            .remote_addr(case, false)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.describe()));
+        assert!(Instant::now() < deadline, "nginx phase took longer than {PHASE_TIMEOUT:?}");
+        let on =
+            nginx.remote_addr(case, true).unwrap_or_else(|e| panic!("{}: {e}", case.describe()));
+        let off =
+            nginx.remote_addr(case, false).unwrap_or_else(|e| panic!("{}: {e}", case.describe()));
         nginx_answers.push((on, off));
     }
     drop(nginx);
@@ -1135,20 +1046,13 @@ fn trueip_agrees_with_nginx_and_proxyfix() {
         .zip(&nginx_answers)
         .filter(|(c, (on, _))| !same_ip(&c.peer.to_string(), on))
         .count();
-    let split = nginx_answers
-        .iter()
-        .take(generated.len())
-        .filter(|(on, off)| on != off)
-        .count();
+    let split = nginx_answers.iter().take(generated.len()).filter(|(on, off)| on != off).count();
     assert!(
         moved * 3 > generated.len(),
         "only {moved}/{} generated cases leave the peer",
         generated.len()
     );
-    assert!(
-        split * 10 > generated.len(),
-        "recursive on/off differ in only {split} cases"
-    );
+    assert!(split * 10 > generated.len(), "recursive on/off differ in only {split} cases");
 
     let mut differences = Vec::new();
     for (i, case) in cases.iter().enumerate() {
@@ -1169,9 +1073,8 @@ fn trueip_agrees_with_nginx_and_proxyfix() {
 
     let mut report = Vec::new();
     for (case, oracle, theirs, ours) in &differences {
-        let expected = EXPECTED_DIFFERENCES
-            .iter()
-            .any(|e| e.case == case.name && e.oracle == *oracle);
+        let expected =
+            EXPECTED_DIFFERENCES.iter().any(|e| e.case == case.name && e.oracle == *oracle);
         if !expected {
             report.push(format!(
                 "UNEXPECTED {}\n    {}: {theirs}\n    trueip: {}\n    trueip line: {}",
@@ -1188,10 +1091,7 @@ fn trueip_agrees_with_nginx_and_proxyfix() {
     for e in EXPECTED_DIFFERENCES {
         if !tricky.iter().any(|c| c.name == e.case) {
             report.push(format!("STALE table entry {:?}: no such case", e.case));
-        } else if !differences
-            .iter()
-            .any(|(c, o, _, _)| c.name == e.case && *o == e.oracle)
-        {
+        } else if !differences.iter().any(|(c, o, _, _)| c.name == e.case && *o == e.oracle) {
             report.push(format!(
                 "STALE table entry {:?} vs {}: they agree now; remove it (it said: {})",
                 e.case,
@@ -1212,10 +1112,5 @@ fn trueip_agrees_with_nginx_and_proxyfix() {
         nginx_time,
         started.elapsed()
     );
-    assert!(
-        report.is_empty(),
-        "{} problems:\n{}",
-        report.len(),
-        report.join("\n")
-    );
+    assert!(report.is_empty(), "{} problems:\n{}", report.len(), report.join("\n"));
 }

@@ -21,11 +21,7 @@ fn trueip(args: &[&str], stdin: Option<&str>) -> Output {
 
 /// The JSON of a run that succeeded.
 fn answer(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     json(out)
 }
 
@@ -72,10 +68,7 @@ fn text_walks_the_chain_step_by_step() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("client   203.0.113.9"), "{text}");
-    assert!(
-        text.contains("x-forwarded-for[-1]") && text.contains("in trust set: skip"),
-        "{text}"
-    );
+    assert!(text.contains("x-forwarded-for[-1]") && text.contains("in trust set: skip"), "{text}");
     assert!(text.contains("spoof_attempt"), "{text}");
 }
 
@@ -121,30 +114,13 @@ fn bad_input_exits_2_and_names_the_fix() {
             "--trust 10.0.0.0/33",
         ),
         (
-            vec![
-                "explain",
-                "--peer",
-                "10.0.0.1",
-                "--trust",
-                "private",
-                "--strategy",
-                "rightmst",
-            ],
+            vec!["explain", "--peer", "10.0.0.1", "--trust", "private", "--strategy", "rightmst"],
             "unknown strategy",
         ),
         (vec!["explain", "--peer", "not-an-ip"], "invalid peer"),
+        (vec!["explain", "--peer", "10.0.0.1", "-H", "no colon here"], "invalid header"),
         (
-            vec!["explain", "--peer", "10.0.0.1", "-H", "no colon here"],
-            "invalid header",
-        ),
-        (
-            vec![
-                "explain",
-                "--peer",
-                "10.0.0.1",
-                "--config",
-                "/nonexistent/trueip.toml",
-            ],
+            vec!["explain", "--peer", "10.0.0.1", "--config", "/nonexistent/trueip.toml"],
             "cannot read config",
         ),
         (
@@ -178,21 +154,10 @@ fn batch_keeps_order_reports_bad_lines_and_goes_on() {
     ]
     .join("\n");
     let out = trueip(
-        &[
-            "explain",
-            "--batch",
-            "--trust",
-            "10.0.0.0/8",
-            "--strategy",
-            "rightmost-untrusted",
-        ],
+        &["explain", "--batch", "--trust", "10.0.0.0/8", "--strategy", "rightmost-untrusted"],
         Some(&input),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a bad line makes the exit status 2"
-    );
+    assert_eq!(out.status.code(), Some(2), "a bad line makes the exit status 2");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -217,14 +182,7 @@ fn batch_of_ten_thousand_lines_answers_every_line_in_order() {
         })
         .collect();
     let out = trueip(
-        &[
-            "explain",
-            "--batch",
-            "--trust",
-            "10.0.0.0/8",
-            "--strategy",
-            "rightmost-untrusted",
-        ],
+        &["explain", "--batch", "--trust", "10.0.0.0/8", "--strategy", "rightmost-untrusted"],
         Some(&input),
     );
     assert!(out.status.success());
@@ -267,11 +225,7 @@ fn config_file_and_provider_files() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["client_ip"], "2001:db8::5");
     // The chain falls back to X-Forwarded-For from loopback.
     let out = trueip(
@@ -338,10 +292,7 @@ fn proxy_source_from_a_trusted_sender() {
     // PROXY protocol sender", as it once read).
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps[0]["verdict"], "trusted");
-    assert_eq!(
-        steps[0]["why"], "in proxy_protocol_from: its PROXY header names the client",
-        "{v}"
-    );
+    assert_eq!(steps[0]["why"], "in proxy_protocol_from: its PROXY header names the client", "{v}");
 }
 
 /// Behind AWS PrivateLink or Azure Private Link, the endpoint id the PROXY v2 header named
@@ -370,14 +321,8 @@ fn private_endpoint_ids_are_shown_with_the_proxy_source() {
     let out = trueip(&args("10.1.0.0/16", "text"), None);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("link     AWS VPC endpoint vpce-08d2bf15fac5001c9"),
-        "{text}"
-    );
-    assert!(
-        text.contains("link     Azure Private Link 305419896"),
-        "{text}"
-    );
+    assert!(text.contains("link     AWS VPC endpoint vpce-08d2bf15fac5001c9"), "{text}");
+    assert!(text.contains("link     Azure Private Link 305419896"), "{text}");
 
     let v = json(&trueip(&args("10.1.0.0/16", "json"), None));
     assert_eq!(v["client_ip"], "172.31.7.9");
@@ -387,24 +332,12 @@ fn private_endpoint_ids_are_shown_with_the_proxy_source() {
     // The sender is not trusted: neither its source nor the ids it named are believed.
     let v = json(&trueip(&args("192.0.2.0/24", "json"), None));
     assert_eq!(v["client_ip"], "10.1.0.7");
-    assert!(
-        v["aws_vpce_id"].is_null() && v["azure_link_id"].is_null(),
-        "{v}"
-    );
+    assert!(v["aws_vpce_id"].is_null() && v["azure_link_id"].is_null(), "{v}");
     let out = trueip(&args("192.0.2.0/24", "text"), None);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("link "));
 
     // Without a PROXY source there is no header for an id to come in.
-    let out = trueip(
-        &[
-            "explain",
-            "--peer",
-            "10.1.0.7",
-            "--proxy-vpce-id",
-            "vpce-0abc",
-        ],
-        None,
-    );
+    let out = trueip(&["explain", "--peer", "10.1.0.7", "--proxy-vpce-id", "vpce-0abc"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--proxy-source"));
 
@@ -414,10 +347,7 @@ fn private_endpoint_ids_are_shown_with_the_proxy_source() {
         r#"{"peer":"10.1.0.7","aws_vpce_id":"vpce-0abc"}"#,
         "\n",
     );
-    let out = trueip(
-        &["explain", "--batch", "--proxy-protocol-from", "10.1.0.0/16"],
-        Some(input),
-    );
+    let out = trueip(&["explain", "--batch", "--proxy-protocol-from", "10.1.0.0/16"], Some(input));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -437,12 +367,7 @@ fn private_endpoint_ids_are_shown_with_the_proxy_source() {
 
 /// Runs `explain --header LINE` with every hop trusted, so an accepted line decides the answer.
 fn explain_header(line: &str) -> Output {
-    trueip(
-        &[
-            "explain", "--peer", "10.0.0.5", "--trust", "any", "-H", line,
-        ],
-        None,
-    )
+    trueip(&["explain", "--peer", "10.0.0.5", "--trust", "any", "-H", line], None)
 }
 
 /// The line is refused: usage exit code, no answer, and a message that quotes the line, says
@@ -453,34 +378,22 @@ fn assert_refused(line: &str, reason: &str) {
     assert_eq!(out.status.code(), Some(2), "{line:?} must exit 2: {err}");
     assert!(out.stdout.is_empty(), "{line:?}: no answer: {err}");
     assert!(err.contains("--header"), "{line:?}: names the flag: {err}");
-    assert!(
-        err.contains(&format!("{line:?}")),
-        "{line:?}: names the line: {err}"
-    );
+    assert!(err.contains(&format!("{line:?}")), "{line:?}: names the line: {err}");
     assert!(err.contains(reason), "{line:?}: says {reason:?}: {err}");
     assert!(err.contains("hint:"), "{line:?}: hints at the fix: {err}");
 }
 
 #[test]
 fn explain_refuses_a_space_before_the_colon() {
-    assert_refused(
-        "X-Forwarded-For : 6.6.6.6",
-        "whitespace between the name and the colon",
-    );
+    assert_refused("X-Forwarded-For : 6.6.6.6", "whitespace between the name and the colon");
     let out = explain_header("X-Forwarded-For : 6.6.6.6");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("X-Forwarded-For: 6.6.6.6"),
-        "suggests the fixed line: {err}"
-    );
+    assert!(err.contains("X-Forwarded-For: 6.6.6.6"), "suggests the fixed line: {err}");
 }
 
 #[test]
 fn explain_refuses_a_tab_before_the_colon() {
-    assert_refused(
-        "X-Forwarded-For\t: 6.6.6.6",
-        "whitespace between the name and the colon",
-    );
+    assert_refused("X-Forwarded-For\t: 6.6.6.6", "whitespace between the name and the colon");
 }
 
 #[test]
@@ -491,14 +404,8 @@ fn explain_refuses_a_leading_space_obs_fold() {
 
 #[test]
 fn explain_refuses_a_cr_or_lf_inside_a_value() {
-    assert_refused(
-        "X-Forwarded-For: 1.1.1.1\r\nX-Real-IP: 6.6.6.6",
-        "holds '\\r'",
-    );
-    assert_refused(
-        "X-Forwarded-For: 1.1.1.1\nX-Real-IP: 6.6.6.6",
-        "holds '\\n'",
-    );
+    assert_refused("X-Forwarded-For: 1.1.1.1\r\nX-Real-IP: 6.6.6.6", "holds '\\r'");
+    assert_refused("X-Forwarded-For: 1.1.1.1\nX-Real-IP: 6.6.6.6", "holds '\\n'");
     assert_refused("X-Forwarded-For: 6.6.6.6\r", "holds '\\r'");
 }
 
@@ -543,11 +450,7 @@ fn explain_accepts_what_serve_accepts() {
             ],
             None,
         );
-        assert!(
-            out.status.success(),
-            "{line:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{line:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(json(&out)["client_ip"], "6.6.6.6", "{line:?}");
     }
 }
@@ -564,11 +467,7 @@ fn explain_batch_refuses_the_same_header_fields() {
     ]
     .join("\n");
     let out = trueip(&["explain", "--batch", "--trust", "any"], Some(&input));
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a refused line makes the exit status 2"
-    );
+    assert_eq!(out.status.code(), Some(2), "a refused line makes the exit status 2");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -584,9 +483,7 @@ fn explain_batch_refuses_the_same_header_fields() {
     .into_iter()
     .enumerate()
     {
-        let error = lines[i]["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("line {i}: {}", lines[i]));
+        let error = lines[i]["error"].as_str().unwrap_or_else(|| panic!("line {i}: {}", lines[i]));
         assert!(error.contains(reason), "line {i}: {error}");
         assert!(lines[i]["client_ip"].is_null(), "line {i}");
     }
@@ -598,18 +495,9 @@ fn explain_batch_refuses_the_same_header_fields() {
 fn explain_config_refuses_an_origin_secret_serve_could_never_receive() {
     let dir = temp_dir("secret");
     for (secret, reason) in [
-        (
-            r#"{ header = "X-Origin-Verify ", value = "s3cret" }"#,
-            "whitespace",
-        ),
-        (
-            r#"{ header = "X-Origin-Verify", value = "s3cret\r\nX: y" }"#,
-            "holds '\\r'",
-        ),
-        (
-            r#"{ header = "X-Origin-Verify", value = " s3cret" }"#,
-            "whitespace",
-        ),
+        (r#"{ header = "X-Origin-Verify ", value = "s3cret" }"#, "whitespace"),
+        (r#"{ header = "X-Origin-Verify", value = "s3cret\r\nX: y" }"#, "holds '\\r'"),
+        (r#"{ header = "X-Origin-Verify", value = " s3cret" }"#, "whitespace"),
     ] {
         let path = dir.join("trueip.toml");
         std::fs::write(
@@ -617,24 +505,13 @@ fn explain_config_refuses_an_origin_secret_serve_could_never_receive() {
             format!("[client_ip]\ntrusted = [\"any\"]\norigin_secret = {secret}\n"),
         )
         .unwrap();
-        let out = trueip(
-            &[
-                "explain",
-                "--peer",
-                "10.0.0.5",
-                "--config",
-                path.to_str().unwrap(),
-            ],
-            None,
-        );
+        let out =
+            trueip(&["explain", "--peer", "10.0.0.5", "--config", path.to_str().unwrap()], None);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{secret}: {err}");
         assert!(err.contains("client_ip.origin_secret"), "{secret}: {err}");
         assert!(err.contains(reason), "{secret}: {err}");
-        assert!(
-            !err.contains("s3cret"),
-            "{secret}: the secret is not echoed: {err}"
-        );
+        assert!(!err.contains("s3cret"), "{secret}: the secret is not echoed: {err}");
     }
 }
 
@@ -686,10 +563,7 @@ fn explain_a_cloudfront_header_from_around_cloudfront_is_not_believed() {
 // ---------------------------------------------------------------------------------------
 
 fn lambda_event(name: &str) -> String {
-    format!(
-        "{}/../trueip/tests/lambda_events/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/../trueip/tests/lambda_events/{name}.json", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn lambda_event_text(name: &str) -> String {
@@ -701,31 +575,16 @@ fn lambda_event_text(name: &str) -> String {
 fn lambda_event_alb_story_text() {
     let event = lambda_event("alb");
     let out = trueip(
-        &[
-            "explain",
-            "--lambda-event",
-            &event,
-            "--strategy",
-            "hops:1",
-            "--trust",
-            "any",
-        ],
+        &["explain", "--lambda-event", &event, "--strategy", "hops:1", "--trust", "any"],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("client   150.172.238.178"), "{text}");
     assert!(text.contains("peer     150.172.238.178"), "{text}");
     assert!(text.contains("spoof_attempt"), "{text}");
     assert!(text.contains("only the ALB invokes its target"), "{text}");
-    assert!(
-        text.contains("x-forwarded-for: 203.0.113.195, 70.41.3.18, 150.172.238.178"),
-        "{text}"
-    );
+    assert!(text.contains("x-forwarded-for: 203.0.113.195, 70.41.3.18, 150.172.238.178"), "{text}");
 }
 
 /// `-` reads stdin; `--format json` is the explain object of any request.
@@ -784,15 +643,9 @@ fn lambda_event_query_argument() {
 #[test]
 fn lambda_event_function_url_ipv6() {
     let event = lambda_event("function_url");
-    let out = trueip(
-        &["explain", "--lambda-event", &event, "--format", "json"],
-        None,
-    );
+    let out = trueip(&["explain", "--lambda-event", &event, "--format", "json"], None);
     let v = answer(&out);
-    assert_eq!(
-        v["client_ip"], "2001:db8:85a3:8d3:1319:8a2e:370:7348",
-        "{v}"
-    );
+    assert_eq!(v["client_ip"], "2001:db8:85a3:8d3:1319:8a2e:370:7348", "{v}");
     assert_eq!(v["steps"][0]["subject"], "function-url", "{v}");
     assert_eq!(v["rate_limit_key"], "2001:db8:85a3:8d3::", "{v}");
 }
@@ -839,17 +692,12 @@ fn lambda_event_function_url_behind_cloudfront_ignores_x_forwarded_for() {
     assert!(
         steps.iter().any(|s| s["subject"] == "x-forwarded-for"
             && s["value"] == "6.6.6.6"
-            && s["why"]
-                .as_str()
-                .is_some_and(|w| w.contains("Function URL"))),
+            && s["why"].as_str().is_some_and(|w| w.contains("Function URL"))),
         "{v}"
     );
     let text = String::from_utf8_lossy(&explain(&event, "text").stdout).into_owned();
     assert!(text.contains("client   130.176.3.3"), "{text}");
-    assert!(
-        text.contains("keeps only the first X-Forwarded-For value"),
-        "{text}"
-    );
+    assert!(text.contains("keeps only the first X-Forwarded-For value"), "{text}");
 
     event["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123".into();
     let v = json(&explain(&event, "json"));
@@ -899,21 +747,8 @@ fn lambda_event_cloudfront_api_gateway_with_ranges_and_config() {
     )
     .expect("config");
     let config = config.display().to_string();
-    let out = trueip(
-        &[
-            "explain",
-            "--lambda-event",
-            &event_path,
-            "--config",
-            &config,
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = trueip(&["explain", "--lambda-event", &event_path, "--config", &config], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("client   198.51.100.7"), "{text}");
 }
@@ -924,30 +759,15 @@ fn lambda_event_errors_name_the_field() {
     let dir = temp_dir("lambda-errors");
     let mut alb: serde_json::Value =
         serde_json::from_str(&lambda_event_text("alb")).expect("event");
-    alb["headers"]
-        .as_object_mut()
-        .expect("headers")
-        .remove("x-forwarded-for");
+    alb["headers"].as_object_mut().expect("headers").remove("x-forwarded-for");
     let mut v1: serde_json::Value =
         serde_json::from_str(&lambda_event_text("api_gateway_v1")).expect("event");
     v1["requestContext"]["identity"]["sourceIp"] = "test-invoke-source-ip".into();
     let cases = [
         ("no-xff.json", alb.to_string(), "headers.x-forwarded-for"),
-        (
-            "test-invoke.json",
-            v1.to_string(),
-            "requestContext.identity.sourceIp",
-        ),
-        (
-            "s3.json",
-            r#"{"Records": []}"#.to_string(),
-            "unknown Lambda event",
-        ),
-        (
-            "not-json.json",
-            "x-forwarded-for: 1.2.3.4".to_string(),
-            "not JSON",
-        ),
+        ("test-invoke.json", v1.to_string(), "requestContext.identity.sourceIp"),
+        ("s3.json", r#"{"Records": []}"#.to_string(), "unknown Lambda event"),
+        ("not-json.json", "x-forwarded-for: 1.2.3.4".to_string(), "not JSON"),
     ];
     for (file, text, expected) in cases {
         let path = dir.join(file);
@@ -956,23 +776,14 @@ fn lambda_event_errors_name_the_field() {
         let out = trueip(&["explain", "--lambda-event", &path], None);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{file}: {err}");
-        assert!(
-            err.contains(expected) && err.contains(file),
-            "{file}: {err}"
-        );
+        assert!(err.contains(expected) && err.contains(file), "{file}: {err}");
         assert!(out.stdout.is_empty(), "{file}");
     }
-    let out = trueip(
-        &["explain", "--lambda-event", "/nonexistent/event.json"],
-        None,
-    );
+    let out = trueip(&["explain", "--lambda-event", "/nonexistent/event.json"], None);
     assert_eq!(out.status.code(), Some(2));
     // The event says who the peer is: --peer with it is a usage error.
     let event = lambda_event("alb");
-    let out = trueip(
-        &["explain", "--lambda-event", &event, "--peer", "10.0.0.5"],
-        None,
-    );
+    let out = trueip(&["explain", "--lambda-event", &event, "--peer", "10.0.0.5"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
@@ -1048,15 +859,7 @@ fn stderr(out: &Output) -> String {
 fn lambda_preset_alb_is_the_policy_of_its_flags() {
     let event = lambda_event("alb");
     let preset = trueip(
-        &[
-            "explain",
-            "--lambda-event",
-            &event,
-            "--lambda-preset",
-            "alb",
-            "--format",
-            "json",
-        ],
+        &["explain", "--lambda-event", &event, "--lambda-preset", "alb", "--format", "json"],
         None,
     );
     assert!(preset.status.success(), "{}", stderr(&preset));
@@ -1093,15 +896,7 @@ fn explain_with_client_xff(
     event["headers"]["x-forwarded-for"] = xff.into();
     let source_ip = event["requestContext"]["http"]["sourceIp"].clone();
     let out = trueip(
-        &[
-            "explain",
-            "--lambda-event",
-            "-",
-            "--lambda-preset",
-            preset,
-            "--format",
-            "json",
-        ],
+        &["explain", "--lambda-event", "-", "--lambda-preset", preset, "--format", "json"],
         Some(&event.to_string()),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1125,13 +920,7 @@ fn lambda_preset_api_gateway_believes_only_source_ip() {
 fn lambda_preset_alb_trusts_no_one_in_a_function_url_event() {
     let (v, source_ip) = explain_with_client_xff("function_url", "6.6.6.6", "alb");
     assert_eq!(v["client_ip"], source_ip, "{v}");
-    assert!(
-        v["warnings"]
-            .as_array()
-            .expect("warnings")
-            .contains(&"no_lambda_event".into()),
-        "{v}"
-    );
+    assert!(v["warnings"].as_array().expect("warnings").contains(&"no_lambda_event".into()), "{v}");
     let help = String::from_utf8_lossy(&trueip(&["explain", "--help"], None).stdout).into_owned();
     assert!(help.contains("alb decides ALB events only"), "{help}");
 }
@@ -1179,25 +968,11 @@ fn lambda_preset_cloudfront_alb_loads_the_ranges_it_needs() {
 #[test]
 fn lambda_preset_unknown_name_lists_the_known_ones() {
     let event = lambda_event("alb");
-    let out = trueip(
-        &[
-            "explain",
-            "--lambda-event",
-            &event,
-            "--lambda-preset",
-            "nlb",
-        ],
-        None,
-    );
+    let out = trueip(&["explain", "--lambda-event", &event, "--lambda-preset", "nlb"], None);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("unknown Lambda preset \"nlb\""), "{err}");
-    for name in [
-        "alb",
-        "cloudfront-alb",
-        "api-gateway",
-        "cloudfront-api-gateway",
-    ] {
+    for name in ["alb", "cloudfront-alb", "api-gateway", "cloudfront-api-gateway"] {
         assert!(err.contains(name), "{name}: {err}");
     }
     assert!(out.stdout.is_empty());
@@ -1210,52 +985,24 @@ fn lambda_preset_refuses_flags_that_would_change_it() {
     let event = lambda_event("alb");
     let with = |extra: &[&str]| {
         trueip(
-            &[
-                &[
-                    "explain",
-                    "--lambda-event",
-                    &event,
-                    "--lambda-preset",
-                    "alb",
-                ][..],
-                extra,
-            ]
-            .concat(),
+            &[&["explain", "--lambda-event", &event, "--lambda-preset", "alb"][..], extra].concat(),
             None,
         )
     };
     let out = with(&["--trust", "10.0.0.0/8"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains("--trust 10.0.0.0/8") && err.contains("NAME=FILE"),
-        "{err}"
-    );
+    assert!(err.contains("--trust 10.0.0.0/8") && err.contains("NAME=FILE"), "{err}");
     let out = with(&["--trust", "nosuch=/dev/null"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unknown provider"),
-        "{}",
-        stderr(&out)
-    );
-    for flag in [
-        &["--strategy", "peer"][..],
-        &["--from", "forwarded"],
-        &["--peer", "10.0.0.5"],
-    ] {
+    assert!(stderr(&out).contains("unknown provider"), "{}", stderr(&out));
+    for flag in [&["--strategy", "peer"][..], &["--from", "forwarded"], &["--peer", "10.0.0.5"]] {
         let out = with(flag);
         assert_eq!(out.status.code(), Some(2), "{flag:?}");
-        assert!(
-            stderr(&out).contains("cannot be used with"),
-            "{flag:?}: {}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains("cannot be used with"), "{flag:?}: {}", stderr(&out));
     }
     // A preset is for an event: without one it is a usage error, whatever else is given.
-    let out = trueip(
-        &["explain", "--lambda-preset", "alb", "--peer", "10.0.0.5"],
-        None,
-    );
+    let out = trueip(&["explain", "--lambda-preset", "alb", "--peer", "10.0.0.5"], None);
     assert_eq!(out.status.code(), Some(2));
     let out = trueip(&["explain", "--lambda-preset", "alb"], None);
     assert_eq!(out.status.code(), Some(2));
@@ -1277,9 +1024,7 @@ fn lambda_preset_is_in_the_help() {
 /// that wrote it is trusted, the trace names it, and two of them are flagged.
 #[test]
 fn explain_query_and_cookie_sources() {
-    let base = [
-        "explain", "--peer", "10.0.0.7", "--trust", "10.0.0.7", "--format", "json",
-    ];
+    let base = ["explain", "--peer", "10.0.0.7", "--trust", "10.0.0.7", "--format", "json"];
     let run = |extra: &[&str]| {
         let mut args = base.to_vec();
         args.extend_from_slice(extra);
@@ -1324,12 +1069,7 @@ fn explain_query_and_cookie_sources() {
     assert_eq!(v["source"], "cookie:ip", "{v}");
 
     // A query string serve would refuse is refused here too.
-    let out = run(&[
-        "--strategy",
-        "query:client_ip",
-        "--query",
-        "client_ip=1.2.3.4 x",
-    ]);
+    let out = run(&["--strategy", "query:client_ip", "--query", "client_ip=1.2.3.4 x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--query"),
@@ -1339,14 +1079,7 @@ fn explain_query_and_cookie_sources() {
 
     // Batch lines carry their query too.
     let out = trueip(
-        &[
-            "explain",
-            "--batch",
-            "--trust",
-            "10.0.0.7",
-            "--strategy",
-            "query:c",
-        ],
+        &["explain", "--batch", "--trust", "10.0.0.7", "--strategy", "query:c"],
         Some("{\"peer\":\"10.0.0.7\",\"query\":\"c=198.51.100.9\"}\n"),
     );
     assert!(out.status.success());
@@ -1384,21 +1117,9 @@ fn a_unix_socket_peer_counts_only_with_trust_unix() {
     assert_eq!(j["client_ip"], serde_json::Value::Null, "{j}");
     assert_eq!(j["rate_limit_key"], serde_json::Value::Null, "{j}");
     assert_eq!(j["warnings"][0], "header_from_untrusted_peer", "{j}");
-    let text = trueip(
-        &[
-            "explain",
-            "--peer",
-            "unix:",
-            "-H",
-            "X-Forwarded-For: 203.0.113.9",
-        ],
-        None,
-    );
+    let text = trueip(&["explain", "--peer", "unix:", "-H", "X-Forwarded-For: 203.0.113.9"], None);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        text.contains("client   unix: (a process on this host"),
-        "{text}"
-    );
+    assert!(text.contains("client   unix: (a process on this host"), "{text}");
 }
 
 /// `--listener` decides as `trueip serve` does for that `[[listen]]` table: with its own
@@ -1439,20 +1160,13 @@ fn explain_decides_as_the_listener_named() {
         ("127.0.0.1:8081", "203.0.113.9"),
     ] {
         let out = ask(listener);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(json(&out)["client_ip"], client, "--listener {listener}");
     }
     let out = ask("2");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no such listener") && err.contains("1 (127.0.0.1:8081)"),
-        "{err}"
-    );
+    assert!(err.contains("no such listener") && err.contains("1 (127.0.0.1:8081)"), "{err}");
     // An address is an address however it is written.
     std::fs::write(
         &config,
@@ -1462,28 +1176,17 @@ fn explain_decides_as_the_listener_named() {
     )
     .unwrap();
     let out = ask("[0:0::1]:8081");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["client_ip"], "203.0.113.9");
     // A tcp-mode listener reads no header: explaining one with headers is refused.
     let out = ask("1");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("mode = \"tcp\"") && err.contains("without -H"),
-        "{err}"
-    );
+    assert!(err.contains("mode = \"tcp\"") && err.contains("without -H"), "{err}");
     // Without [[listen]], serve's default listener is 0.
     std::fs::write(&config, "[client_ip]\ntrusted = [\"loopback\"]\n").unwrap();
     let out = ask("0");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["client_ip"], "203.0.113.9");
     assert!(!ask("1").status.success());
 }
@@ -1524,12 +1227,7 @@ fn a_provider_file_past_the_bound_is_refused_unread() {
     ] {
         let out = trueip(&args, None);
         let err = stderr(&out);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            err.get(..300).unwrap_or(&err)
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", err.get(..300).unwrap_or(&err));
         assert!(
             err.contains("larger than 33554432 bytes"),
             "{args:?}: {}",
@@ -1598,14 +1296,7 @@ fn text_from_headers_events_and_files_is_shown_escaped() {
         serde_json::json!({"peer": "10.0.0.5", "headers": [["X-Real-IP", hostile]]})
     );
     let out = trueip(
-        &[
-            "explain",
-            "--batch",
-            "--trust",
-            "10.0.0.0/8",
-            "--strategy",
-            "header:X-Real-IP",
-        ],
+        &["explain", "--batch", "--trust", "10.0.0.0/8", "--strategy", "header:X-Real-IP"],
         Some(&batch),
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -1635,19 +1326,10 @@ fn text_from_headers_events_and_files_is_shown_escaped() {
     assert_escaped("--lambda-event", &text, r"\u{9b}31m\u{202e}\u{2028}");
 
     let config = dir.join("trueip.toml");
-    std::fs::write(
-        &config,
-        "[client_ip]\ntrusted = [\"bad\\u001b[2J\\u202e\\u0000\"]\n",
-    )
-    .expect("config");
+    std::fs::write(&config, "[client_ip]\ntrusted = [\"bad\\u001b[2J\\u202e\\u0000\"]\n")
+        .expect("config");
     let out = trueip(
-        &[
-            "explain",
-            "--config",
-            config.to_str().expect("UTF-8 path"),
-            "--peer",
-            "10.0.0.5",
-        ],
+        &["explain", "--config", config.to_str().expect("UTF-8 path"), "--peer", "10.0.0.5"],
         None,
     );
     assert_eq!(out.status.code(), Some(2));

@@ -50,10 +50,7 @@ fn ten_times_larger(aws: &[u8]) -> Vec<u8> {
     }
     doc["prefixes"] = serde_json::Value::Array(more);
     // A later edition than the file's own, and not ahead of the clock (AWS's token is a time).
-    let token: u64 = doc["syncToken"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .expect("syncToken");
+    let token: u64 = doc["syncToken"].as_str().and_then(|t| t.parse().ok()).expect("syncToken");
     doc["syncToken"] = serde_json::Value::String((token + 1).to_string());
     serde_json::to_vec(&doc).expect("JSON")
 }
@@ -188,11 +185,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn trueip(args: &[&str]) -> Output {
-    Command::new(TRUEIP)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run trueip")
+    Command::new(TRUEIP).args(args).stdin(Stdio::null()).output().expect("run trueip")
 }
 
 fn text(out: &Output) -> String {
@@ -229,27 +222,13 @@ fn lists_fetched_from_a_mirror_are_shown_checked_and_read_by_presets() {
     let out = update(&dir, "cloudfront", &[format!("{url}/aws.json")], &[]);
     assert!(out.status.success(), "{}", text(&out));
     // Piped, not a terminal: no progress line drawn over itself.
-    assert!(
-        !out.stderr.iter().any(|b| *b == b'\r' || *b == 0x1b),
-        "{}",
-        text(&out)
-    );
-    let out = update(
-        &dir,
-        "cloudflare",
-        &[format!("{url}/cf-v4"), format!("{url}/cf-v6")],
-        &[],
-    );
+    assert!(!out.stderr.iter().any(|b| *b == b'\r' || *b == 0x1b), "{}", text(&out));
+    let out = update(&dir, "cloudflare", &[format!("{url}/cf-v4"), format!("{url}/cf-v6")], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let out = update(&dir, "fastly", &[format!("{url}/fastly.json")], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let azure = fixtures().join("azure-service-tags-public.json");
-    let out = update(
-        &dir,
-        "azure-front-door",
-        &[azure.display().to_string()],
-        &[],
-    );
+    let out = update(&dir, "azure-front-door", &[azure.display().to_string()], &[]);
     assert!(out.status.success(), "{}", text(&out));
 
     let out = trueip(&["ranges", "show", "--format", "json", "--ranges-dir", d]);
@@ -258,18 +237,12 @@ fn lists_fetched_from_a_mirror_are_shown_checked_and_read_by_presets() {
     let lists = shown["lists"].as_array().expect("lists");
     let count = |p: &str| {
         let l = lists.iter().find(|l| l["provider"] == p).expect(p);
-        (
-            l["ipv4"].as_u64().unwrap_or(0),
-            l["ipv6"].as_u64().unwrap_or(0),
-        )
+        (l["ipv4"].as_u64().unwrap_or(0), l["ipv6"].as_u64().unwrap_or(0))
     };
     assert_eq!(count("cloudfront").0, 46, "{shown}");
     assert_eq!(count("cloudflare"), (15, 7));
     assert_eq!(count("fastly"), (19, 2));
-    let cf = lists
-        .iter()
-        .find(|l| l["provider"] == "cloudfront")
-        .expect("cloudfront");
+    let cf = lists.iter().find(|l| l["provider"] == "cloudfront").expect("cloudfront");
     assert_eq!(cf["token"], 1_753_388_594u64);
     assert_eq!(cf["published"], "2025-07-24-20-23-14");
     let sha = cf["sources"][0]["sha256"].as_str().expect("sha256");
@@ -278,20 +251,9 @@ fn lists_fetched_from_a_mirror_are_shown_checked_and_read_by_presets() {
     let out = trueip(&["ranges", "check", "--max-age", "1h", "--ranges-dir", d]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let out = trueip(&[
-        "serve",
-        "--strategy",
-        "cloudfront",
-        "--ranges-dir",
-        d,
-        "--check",
-    ]);
+    let out = trueip(&["serve", "--strategy", "cloudfront", "--ranges-dir", d, "--check"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("cloudfront ranges: 54 prefixes, fetched "),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("cloudfront ranges: 54 prefixes, fetched "), "{}", text(&out));
 
     // A CloudFront origin-facing address from the cached list vouches for the header.
     let doc: serde_json::Value =
@@ -344,41 +306,19 @@ fn every_broken_source_is_refused_and_the_cached_list_survives() {
     ];
     for (path, expected) in cases {
         let started = Instant::now();
-        let out = update(
-            &dir,
-            "cloudfront",
-            &[format!("{url}{path}")],
-            &["--timeout", "2s"],
-        );
+        let out = update(&dir, "cloudfront", &[format!("{url}{path}")], &["--timeout", "2s"]);
         assert_eq!(out.status.code(), Some(1), "{path}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{path}: {}", text(&out));
-        assert!(
-            stderr.contains("the cached list, if any, is kept"),
-            "{path}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "{path} took {:?}",
-            started.elapsed()
-        );
+        assert!(stderr.contains("the cached list, if any, is kept"), "{path}");
+        assert!(started.elapsed() < Duration::from_secs(8), "{path} took {:?}", started.elapsed());
         let after = std::fs::read(cache_file(&dir, "cloudfront")).expect("cache");
         assert!(after == before, "{path} changed the cached list");
     }
     // What --force may accept, it does; what does not parse it never does.
-    let out = update(
-        &dir,
-        "cloudfront",
-        &[format!("{url}/ten-times.json")],
-        &["--force"],
-    );
+    let out = update(&dir, "cloudfront", &[format!("{url}/ten-times.json")], &["--force"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = update(
-        &dir,
-        "cloudfront",
-        &[format!("{url}/truncated.json")],
-        &["--force"],
-    );
+    let out = update(&dir, "cloudfront", &[format!("{url}/truncated.json")], &["--force"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
@@ -386,28 +326,14 @@ fn every_broken_source_is_refused_and_the_cached_list_survives() {
 fn downloads_refuse_plain_http_off_the_machine_and_tls_to_a_plain_server() {
     let url = mirror();
     let dir = temp_dir("schemes");
-    let out = update(
-        &dir,
-        "cloudfront",
-        &["http://192.0.2.1/ip-ranges.json".into()],
-        &[],
-    );
+    let out = update(&dir, "cloudfront", &["http://192.0.2.1/ip-ranges.json".into()], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("plain http is refused"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("plain http is refused"), "{}", text(&out));
     // The mirror waits for an HTTP request that a TLS client never sends: the download
     // fails within its time bound (or on the handshake), it does not hang.
     let https = url.replace("http://", "https://");
     let started = Instant::now();
-    let out = update(
-        &dir,
-        "cloudfront",
-        &[format!("{https}/aws.json")],
-        &["--timeout", "2s"],
-    );
+    let out = update(&dir, "cloudfront", &[format!("{https}/aws.json")], &["--timeout", "2s"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("TLS") || text(&out).contains("no complete answer within 2s"),
@@ -423,27 +349,10 @@ fn check_fails_on_a_missing_or_old_list() {
     let url = mirror();
     let dir = temp_dir("check");
     let d = dir.to_str().expect("utf-8");
-    let out = trueip(&[
-        "ranges",
-        "check",
-        "cloudflare",
-        "--max-age",
-        "1h",
-        "--ranges-dir",
-        d,
-    ]);
+    let out = trueip(&["ranges", "check", "cloudflare", "--max-age", "1h", "--ranges-dir", d]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("trueip ranges update cloudflare"),
-        "{}",
-        text(&out)
-    );
-    let out = update(
-        &dir,
-        "cloudflare",
-        &[format!("{url}/cf-v4"), format!("{url}/cf-v6")],
-        &[],
-    );
+    assert!(text(&out).contains("trueip ranges update cloudflare"), "{}", text(&out));
+    let out = update(&dir, "cloudflare", &[format!("{url}/cf-v4"), format!("{url}/cf-v6")], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let out = trueip(&["ranges", "check", "--max-age", "1h", "--ranges-dir", d]);
     assert!(out.status.success(), "{}", text(&out));
@@ -455,16 +364,8 @@ fn check_fails_on_a_missing_or_old_list() {
     let two_days_ago = meta["fetched_at_unix"].as_u64().expect("time") - 2 * 86_400;
     meta["fetched_at_unix"] = two_days_ago.into();
     std::fs::write(&path, format!("{meta}\n{rest}")).expect("write");
-    let out = trueip(&[
-        "ranges",
-        "check",
-        "--max-age",
-        "36h",
-        "--ranges-dir",
-        d,
-        "--format",
-        "json",
-    ]);
+    let out =
+        trueip(&["ranges", "check", "--max-age", "36h", "--ranges-dir", d, "--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["ok"], false);
@@ -476,14 +377,7 @@ fn check_fails_on_a_missing_or_old_list() {
 fn a_preset_whose_list_is_missing_fails_at_start_with_the_command_that_fetches_it() {
     let dir = temp_dir("missing");
     let d = dir.to_str().expect("utf-8");
-    let out = trueip(&[
-        "serve",
-        "--strategy",
-        "cloudflare",
-        "--ranges-dir",
-        d,
-        "--check",
-    ]);
+    let out = trueip(&["serve", "--strategy", "cloudflare", "--ranges-dir", d, "--check"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let expected = format!("trueip ranges update cloudflare --ranges-dir {d}");
     assert!(text(&out).contains(&expected), "{}", text(&out));
@@ -530,15 +424,7 @@ fn a_writer_killed_mid_write_leaves_the_old_list_whole() {
     let before = std::fs::read(cache_file(&dir, "cloudfront")).expect("cache");
     let from = format!("cloudfront={url}/aws.json");
     let mut child = Command::new(TRUEIP)
-        .args([
-            "ranges",
-            "update",
-            "cloudfront",
-            "--ranges-dir",
-            d,
-            "--from",
-            &from,
-        ])
+        .args(["ranges", "update", "cloudfront", "--ranges-dir", d, "--from", &from])
         .env("TRUEIP_RANGES_TEST_WRITE_PAUSE_MS", "100")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -558,23 +444,14 @@ fn a_writer_killed_mid_write_leaves_the_old_list_whole() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while temp_len().is_none_or(|len| len < 200_000) {
-        assert!(
-            Instant::now() < deadline,
-            "the writer never started writing"
-        );
+        assert!(Instant::now() < deadline, "the writer never started writing");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("kill the writer");
     let _ = child.wait();
-    assert!(
-        temp_len().is_some(),
-        "killed mid-write, the temporary file stays"
-    );
+    assert!(temp_len().is_some(), "killed mid-write, the temporary file stays");
     let after = std::fs::read(cache_file(&dir, "cloudfront")).expect("cache");
-    assert!(
-        after == before,
-        "the cached list changed under a killed writer"
-    );
+    assert!(after == before, "the cached list changed under a killed writer");
     let out = trueip(&["ranges", "show", "cloudfront", "--ranges-dir", d]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("2025-04-07"), "{}", text(&out));
@@ -600,12 +477,8 @@ fn diff_names_the_prefixes_added_and_removed() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let removed: Vec<&str> = d["removed"]
-        .as_array()
-        .expect("removed")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let removed: Vec<&str> =
+        d["removed"].as_array().expect("removed").iter().filter_map(|v| v.as_str()).collect();
     let added = d["added"].as_array().expect("added");
     assert!(removed.contains(&"52.46.0.0/22"), "{d}");
     assert!(!added.is_empty(), "{d}");
@@ -639,10 +512,7 @@ fn get(addr: &str, path: &str) -> String {
         return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
-    );
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out);
     out
@@ -708,15 +578,9 @@ fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cac
     {
         metrics
     } else {
-        wait_for_metric(
-            &addr,
-            "trueip_ranges_refresh_failures_total{provider=\"fastly\"} 1",
-        )
+        wait_for_metric(&addr, "trueip_ranges_refresh_failures_total{provider=\"fastly\"} 1")
     };
-    assert!(
-        metrics.contains("trueip_ranges_prefixes{provider=\"fastly\"} 21"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("trueip_ranges_prefixes{provider=\"fastly\"} 21"), "{metrics}");
     assert!(
         metrics.contains("trueip_ranges_refresh_failures_total{provider=\"cloudflare\"} 0"),
         "{metrics}"
@@ -727,16 +591,12 @@ fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cac
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("cloudflare's age");
     assert!(age < 3600, "refreshed just now: {age}");
-    assert!(
-        get(&addr, "/json").starts_with("HTTP/1.1 200"),
-        "still answering"
-    );
+    assert!(get(&addr, "/json").starts_with("HTTP/1.1 200"), "still answering");
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
         log.push(line);
     }
     assert!(
-        log.iter()
-            .any(|l| l.contains("cloudflare refreshed: 7 added, 0 removed, 22 prefixes")),
+        log.iter().any(|l| l.contains("cloudflare refreshed: 7 added, 0 removed, 22 prefixes")),
         "{log:#?}"
     );
     assert!(
@@ -749,20 +609,13 @@ fn the_gateway_refreshes_stale_lists_keeps_the_last_good_one_and_reloads_the_cac
     let half = dir.join("fastly-v4.txt");
     let doc: serde_json::Value =
         serde_json::from_slice(&fixture("fastly-public-ip-list.json")).expect("JSON");
-    let lines: Vec<&str> = doc["addresses"]
-        .as_array()
-        .expect("addresses")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let lines: Vec<&str> =
+        doc["addresses"].as_array().expect("addresses").iter().filter_map(|v| v.as_str()).collect();
     std::fs::write(&half, lines.join("\n")).expect("write");
     let out = update(&dir, "fastly", &[half.display().to_string()], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let pid = gateway.0.id().to_string();
-    let hup = Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill -HUP");
+    let hup = Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
     assert!(hup.success());
     wait_for_metric(&addr, "trueip_ranges_prefixes{provider=\"fastly\"} 19");
 }
@@ -776,12 +629,7 @@ fn start_serve(args: &[&str]) -> (Running, String) {
 /// [`start_serve`], with the log's lines up to the address and a receiver of the rest.
 fn serve_logging(
     args: &[&str],
-) -> (
-    Running,
-    String,
-    Vec<String>,
-    std::sync::mpsc::Receiver<String>,
-) {
+) -> (Running, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(TRUEIP)
         .arg("serve")
         .args(args)
@@ -796,10 +644,7 @@ fn serve_logging(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
@@ -889,10 +734,7 @@ fn every_request_during_swaps_is_answered_from_a_whole_trust_set() {
         let edition = if i % 2 == 0 { &b } else { &a };
         let out = update(&dir, "cloudflare", &[edition.display().to_string()], &[]);
         assert!(out.status.success(), "{}", text(&out));
-        let hup = Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill -HUP");
+        let hup = Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
         assert!(hup.success());
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -951,14 +793,7 @@ fn an_https_mirror_whose_certificate_no_public_root_signed_is_refused() {
     let dir = temp_dir("tls");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .arg("-keyout")
@@ -980,23 +815,11 @@ fn an_https_mirror_whose_certificate_no_public_root_signed_is_refused() {
     .expect("config");
     let (_gateway, addr) = start_serve(&["--config", config.to_str().expect("utf-8")]);
     let started = Instant::now();
-    let out = update(
-        &dir,
-        "cloudfront",
-        &[format!("https://{addr}/json")],
-        &["--timeout", "5s"],
-    );
+    let out = update(&dir, "cloudfront", &[format!("https://{addr}/json")], &["--timeout", "5s"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("TLS") && stderr.contains("certificate"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "refused at the handshake"
-    );
+    assert!(stderr.contains("TLS") && stderr.contains("certificate"), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at the handshake");
     assert!(!cache_file(&dir, "cloudfront").exists());
 }
 
@@ -1009,10 +832,8 @@ fn googles_cloud_json_does_not_hold_the_front_end_ranges_gcp_lb_trusts() {
         serde_json::from_slice(&fixture("google-cloud.json")).expect("JSON");
     let prefixes = doc["prefixes"].as_array().expect("prefixes");
     assert!(prefixes.len() > 100, "the real file");
-    let front_ends: Vec<trueip::Cidr> = ["35.191.0.0/16", "130.211.0.0/22"]
-        .iter()
-        .map(|c| c.parse().expect("CIDR"))
-        .collect();
+    let front_ends: Vec<trueip::Cidr> =
+        ["35.191.0.0/16", "130.211.0.0/22"].iter().map(|c| c.parse().expect("CIDR")).collect();
     for p in prefixes {
         let Some(text) = p["ipv4Prefix"].as_str() else {
             continue;
@@ -1049,10 +870,7 @@ fn a_refresh_stuck_on_a_slow_mirror_does_not_hold_up_the_shutdown() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(get(&addr, "/json").starts_with("HTTP/1.1 200"));
     let pid = gateway.0.id().to_string();
-    let term = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
+    let term = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
     assert!(term.success());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -1064,11 +882,7 @@ fn a_refresh_stuck_on_a_slow_mirror_does_not_hold_up_the_shutdown() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = trueip(&["ranges", "show", "cloudflare", "--ranges-dir", d]);
-    assert!(
-        out.status.success(),
-        "the cached list is whole: {}",
-        text(&out)
-    );
+    assert!(out.status.success(), "the cached list is whole: {}", text(&out));
 }
 
 /// On a terminal `update` draws one progress line over itself (the provider, the source and

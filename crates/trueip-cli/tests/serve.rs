@@ -35,11 +35,7 @@ impl Drop for Running {
 
 #[test]
 fn serve_logs_to_a_pipe_without_colour_codes() {
-    let mut child = Running(
-        serve(&["--listen", "127.0.0.1:0"])
-            .spawn()
-            .expect("run trueip"),
-    );
+    let mut child = Running(serve(&["--listen", "127.0.0.1:0"]).spawn().expect("run trueip"));
     let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -63,10 +59,7 @@ fn serve_logs_to_a_pipe_without_colour_codes() {
         }
     }
     for line in &seen {
-        assert!(
-            !line.contains("\x1b["),
-            "colour codes in a piped log: {line:?}"
-        );
+        assert!(!line.contains("\x1b["), "colour codes in a piped log: {line:?}");
     }
     assert!(seen.iter().any(|l| l.contains("INFO")), "{seen:#?}");
 }
@@ -83,10 +76,7 @@ fn run_to_exit(mut cmd: Command) -> (Option<i32>, String) {
         .recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("trueip (pid {id}) still runs after 20 s"))
         .expect("trueip output");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -97,10 +87,7 @@ fn serve_on_a_taken_port_names_the_address_and_suggests_listen() {
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     assert!(err.contains("in use"), "{err}");
-    assert!(
-        err.contains("--listen 127.0.0.1:"),
-        "suggests the flag: {err}"
-    );
+    assert!(err.contains("--listen 127.0.0.1:"), "suggests the flag: {err}");
     assert!(err.contains("[[listen]]"), "and the config key: {err}");
     drop(taken);
 }
@@ -111,9 +98,7 @@ fn serve_on_a_taken_port_names_the_address_and_suggests_listen() {
 #[test]
 fn the_summary_names_every_health_and_metrics_path_served() {
     let check = |args: &[&str]| {
-        let out = serve(&[&["--check"][..], args].concat())
-            .output()
-            .expect("run trueip");
+        let out = serve(&[&["--check"][..], args].concat()).output().expect("run trueip");
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -131,8 +116,5 @@ fn the_summary_names_every_health_and_metrics_path_served() {
         "{upstream}"
     );
     // The metrics answer only clients a stranger cannot be, and the summary says so.
-    assert!(
-        upstream.contains("the metrics only to clients a stranger cannot be"),
-        "{upstream}"
-    );
+    assert!(upstream.contains("the metrics only to clients a stranger cannot be"), "{upstream}");
 }

@@ -6,21 +6,13 @@ const TRUEIP: &str = env!("CARGO_BIN_EXE_trueip");
 const ISSUE: &str = r#"client 198.51.100.7 forges "X-Forwarded-For: 1.2.3.4" -> cloudfront -> alb(append) -> nginx(realip 10.50.0.0/16) -> app"#;
 
 fn simulate(args: &[&str]) -> Output {
-    Command::new(TRUEIP)
-        .arg("simulate")
-        .args(args)
-        .output()
-        .expect("run trueip simulate")
+    Command::new(TRUEIP).arg("simulate").args(args).output().expect("run trueip simulate")
 }
 
 #[test]
 fn json_has_hops_at_app_and_config() {
     let out = simulate(&["--format", "json", ISSUE]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let hops = v["hops"].as_array().expect("hops");
     assert_eq!(hops.len(), 4, "three hops and the app");
@@ -31,10 +23,7 @@ fn json_has_hops_at_app_and_config() {
     assert_eq!(xff["value"], "1.2.3.4, 198.51.100.7, 13.32.0.10");
     assert_eq!(xff["forged"], serde_json::json!(["1.2.3.4"]));
     assert_eq!(v["at_app"]["expected"], "198.51.100.7");
-    assert_eq!(
-        v["at_app"]["recommended"]["explanation"]["client_ip"],
-        "198.51.100.7"
-    );
+    assert_eq!(v["at_app"]["recommended"]["explanation"]["client_ip"], "198.51.100.7");
     assert_eq!(v["at_app"]["recommended"]["right"], true);
     let layers: Vec<&str> = v["config"]
         .as_array()
@@ -69,33 +58,21 @@ fn text_svg_and_mermaid() {
         String::from_utf8(simulate(&["--format", "mermaid", ISSUE]).stdout).expect("UTF-8");
     assert!(mermaid.starts_with("flowchart TD"));
     // Node titles break their lines as Mermaid markup, not as escaped text.
-    assert!(
-        mermaid.contains("<br/>") && !mermaid.contains("#lt;br/#gt;"),
-        "{mermaid}"
-    );
+    assert!(mermaid.contains("<br/>") && !mermaid.contains("#lt;br/#gt;"), "{mermaid}");
 }
 
 #[test]
 fn bad_topologies_exit_2_with_the_position_and_no_panic() {
     let cases = [
         ("client 198.51.100.7 -> nginx", "end with `-> app`"),
-        (
-            "client 198.51.100.7 -> varnish -> app",
-            "hop 1: unknown hop `varnish`",
-        ),
-        (
-            "client 198.51.100.7 -> alb(fast) -> app",
-            "hop 1 `alb(fast)`: unknown option `fast`",
-        ),
+        ("client 198.51.100.7 -> varnish -> app", "hop 1: unknown hop `varnish`"),
+        ("client 198.51.100.7 -> alb(fast) -> app", "hop 1 `alb(fast)`: unknown option `fast`"),
         ("client 1.2.3 -> app", "bad address `1.2.3`"),
         (
             "client 198.51.100.7 -> nlb(proxy-v2) -> alb -> app",
             "hop 2 `alb` gets a PROXY v2 header",
         ),
-        (
-            "client 198.51.100.7 -> trueip(trust nowhere) -> app",
-            "trust nowhere",
-        ),
+        ("client 198.51.100.7 -> trueip(trust nowhere) -> app", "trust nowhere"),
     ];
     for (line, want) in cases {
         let out = simulate(&[line]);
@@ -115,15 +92,9 @@ fn bad_topologies_exit_2_with_the_position_and_no_panic() {
 
 #[test]
 fn help_has_examples() {
-    let out = Command::new(TRUEIP)
-        .args(["simulate", "--help"])
-        .output()
-        .expect("run");
+    let out = Command::new(TRUEIP).args(["simulate", "--help"]).output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        help.contains("Examples:") && help.contains("--format svg"),
-        "{help}"
-    );
+    assert!(help.contains("Examples:") && help.contains("--format svg"), "{help}");
 }
 
 /// `text` holds none of ESC, CSI (`U+009B`), a bidi override, a line separator or NUL as
@@ -160,11 +131,7 @@ options = ["fdid a\u202eb"]
         let out = simulate(&["--file", path, "--format", format]);
         assert!(out.status.success(), "{format}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert_escaped(
-            format,
-            &text,
-            &[r"1.2.3.4\u{9b}31m\u{202e}\u{2028}", r"a\u{202e}b"],
-        );
+        assert_escaped(format, &text, &[r"1.2.3.4\u{9b}31m\u{202e}\u{2028}", r"a\u{202e}b"]);
     }
     let out = simulate(&["--file", path, "--format", "json"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -60,10 +60,7 @@ fn externals_present(test: &str) -> bool {
         );
         return false;
     }
-    panic!(
-        "{test} needs {}: {fix}; or set TRUEIP_SKIP_EXTERNAL=1 to skip it",
-        missing.join(", ")
-    );
+    panic!("{test} needs {}: {fix}; or set TRUEIP_SKIP_EXTERNAL=1 to skip it", missing.join(", "));
 }
 
 /// A port free on `ip` itself (a port free on 127.0.0.1 may be in use on 127.0.0.2).
@@ -177,11 +174,7 @@ http {{
         .stderr(stderr)
         .spawn()
         .expect("start nginx");
-    let mut p = Proc {
-        child,
-        dir,
-        name: format!("nginx on {listen}"),
-    };
+    let mut p = Proc { child, dir, name: format!("nginx on {listen}") };
     wait_listening(&mut p, listen);
     p
 }
@@ -203,11 +196,7 @@ fn start_haproxy(snippet: &str, listen: SocketAddr) -> Proc {
         .stderr(stderr)
         .spawn()
         .expect("start haproxy");
-    let mut p = Proc {
-        child,
-        dir,
-        name: format!("haproxy on {listen}"),
-    };
+    let mut p = Proc { child, dir, name: format!("haproxy on {listen}") };
     wait_listening(&mut p, listen);
     p
 }
@@ -226,11 +215,7 @@ fn start_trueip(config: &str, listen: SocketAddr) -> Proc {
         .stderr(stderr)
         .spawn()
         .expect("start trueip serve");
-    let mut p = Proc {
-        child,
-        dir,
-        name: format!("trueip serve on {listen}"),
-    };
+    let mut p = Proc { child, dir, name: format!("trueip serve on {listen}") };
     wait_listening(&mut p, listen);
     p
 }
@@ -282,11 +267,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Record> {
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
             );
-            return Some(Record {
-                peer,
-                proxy_source,
-                headers,
-            });
+            return Some(Record { peer, proxy_source, headers });
         }
     }
     None
@@ -374,28 +355,14 @@ struct Layout {
 }
 
 fn layout(chain: &Chain) -> Layout {
-    let hops = chain
-        .hops
-        .iter()
-        .enumerate()
-        .map(|(i, h)| free_addr([127, 0, 0, octet(h, i)]))
-        .collect();
-    Layout {
-        hops,
-        app: free_addr([127, 0, 0, 20]),
-    }
+    let hops =
+        chain.hops.iter().enumerate().map(|(i, h)| free_addr([127, 0, 0, octet(h, i)])).collect();
+    Layout { hops, app: free_addr([127, 0, 0, 20]) }
 }
 
 fn topology_toml(chain: &Chain, at: &Layout) -> String {
     let mut t = String::from("[client]\naddress = \"127.0.0.1\"\nforges = [");
-    t.push_str(
-        &chain
-            .forges
-            .iter()
-            .map(|f| format!("{f:?}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
+    t.push_str(&chain.forges.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "));
     t.push_str("]\n");
     for (h, addr) in chain.hops.iter().zip(&at.hops) {
         t.push_str(&format!(
@@ -403,18 +370,10 @@ fn topology_toml(chain: &Chain, at: &Layout) -> String {
             h.kind,
             addr.ip(),
             addr.port(),
-            h.options
-                .iter()
-                .map(|o| format!("{o:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            h.options.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", ")
         ));
     }
-    t.push_str(&format!(
-        "[app]\naddress = \"{}\"\nport = {}\n",
-        at.app.ip(),
-        at.app.port()
-    ));
+    t.push_str(&format!("[app]\naddress = \"{}\"\nport = {}\n", at.app.ip(), at.app.port()));
     t
 }
 
@@ -444,10 +403,7 @@ fn snippet<'a>(sim: &'a Value, layer: &str) -> (&'a str, &'a str) {
         .iter()
         .find(|s| s["layer"].as_str().is_some_and(|l| l.starts_with(layer)))
         .unwrap_or_else(|| panic!("no config for {layer}"));
-    (
-        s["kind"].as_str().expect("kind"),
-        s["text"].as_str().expect("text"),
-    )
+    (s["kind"].as_str().expect("kind"), s["text"].as_str().expect("text"))
 }
 
 /// Starts hop `i` (0-based) from its snippet, bound to its own address.
@@ -456,37 +412,24 @@ fn start_hop(sim: &Value, i: usize, at: &Layout) -> Proc {
     let (kind, text) = snippet(sim, &format!("hop {} ", i + 1));
     match kind {
         "nginx" => {
-            let text = text.replacen(
-                &format!("listen {}", addr.port()),
-                &format!("listen {addr}"),
-                1,
-            );
+            let text =
+                text.replacen(&format!("listen {}", addr.port()), &format!("listen {addr}"), 1);
             start_nginx(&text, addr)
         }
         "haproxy" => {
-            let text = text.replacen(
-                &format!("bind :{}", addr.port()),
-                &format!("bind {addr}"),
-                1,
-            );
+            let text = text.replacen(&format!("bind :{}", addr.port()), &format!("bind {addr}"), 1);
             start_haproxy(&text, addr)
         }
         "toml" => start_trueip(text, addr),
-        other => panic!(
-            "hop {} is {other}; only nginx, haproxy and trueip run here",
-            i + 1
-        ),
+        other => panic!("hop {} is {other}; only nginx, haproxy and trueip run here", i + 1),
     }
 }
 
 /// simulate's prediction for receiver `i`: peer address, PROXY source, compared lines.
 fn predicted(sim: &Value, i: usize, names: &[String]) -> Record {
     let r = &sim["hops"][i]["receives"];
-    let ip = |s: &str| -> IpAddr {
-        s.parse::<SocketAddr>()
-            .map(|a| a.ip())
-            .expect("peer as ip:port")
-    };
+    let ip =
+        |s: &str| -> IpAddr { s.parse::<SocketAddr>().map(|a| a.ip()).expect("peer as ip:port") };
     Record {
         peer: ip(r["peer"].as_str().expect("peer")),
         proxy_source: r["proxy"]["source"].as_str().map(ip),
@@ -507,10 +450,7 @@ fn predicted(sim: &Value, i: usize, names: &[String]) -> Record {
 
 /// The lines of `names`, grouped by name in `names` order (relative order within a name kept).
 fn by_name(lines: &[(String, String)], names: &[String]) -> Vec<(String, String)> {
-    names
-        .iter()
-        .flat_map(|n| lines.iter().filter(move |(m, _)| m == n).cloned())
-        .collect()
+    names.iter().flat_map(|n| lines.iter().filter(move |(m, _)| m == n).cloned()).collect()
 }
 
 fn check_chain(chain: &Chain) {
@@ -538,24 +478,18 @@ fn check_chain(chain: &Chain) {
         let rx = start_recorder(stand_in);
         let procs: Vec<Proc> = (0..receiver).map(|i| start_hop(&sim, i, &at)).collect();
         let answer = send(first, &forges);
-        let got = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| {
-                let logs: Vec<String> = procs.iter().map(Proc::logs).collect();
-                panic!(
-                    "{}: receiver {receiver} got no request; the client got {answer:?}\n{}",
-                    chain.name,
-                    logs.join("\n")
-                )
-            });
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
+            let logs: Vec<String> = procs.iter().map(Proc::logs).collect();
+            panic!(
+                "{}: receiver {receiver} got no request; the client got {answer:?}\n{}",
+                chain.name,
+                logs.join("\n")
+            )
+        });
         let want = predicted(&sim, receiver, &names);
         let who = sim["hops"][receiver]["label"].as_str().unwrap_or("?");
         assert_eq!(got.peer, want.peer, "{}: peer at {who}", chain.name);
-        assert_eq!(
-            got.proxy_source, want.proxy_source,
-            "{}: PROXY source at {who}",
-            chain.name
-        );
+        assert_eq!(got.proxy_source, want.proxy_source, "{}: PROXY source at {who}", chain.name);
         assert_eq!(
             by_name(&got.headers, &names),
             by_name(&want.headers, &names),
@@ -572,11 +506,8 @@ fn check_recommended_nginx(chain: &Chain) -> bool {
     let at = layout(chain);
     let toml = topology_toml(chain, &at);
     let sim = simulate_json(&toml);
-    let expected: IpAddr = sim["at_app"]["expected"]
-        .as_str()
-        .expect("expected")
-        .parse()
-        .expect("an address");
+    let expected: IpAddr =
+        sim["at_app"]["expected"].as_str().expect("expected").parse().expect("an address");
     let (_, snippet_text) = snippet(&sim, "app: nginx");
     let behind = free_addr([127, 0, 0, 21]);
     let listen = snippet_text
@@ -593,9 +524,7 @@ fn check_recommended_nginx(chain: &Chain) -> bool {
         "server {{\n    {listen}\n{rest}    location / {{ proxy_pass http://{behind}; }}\n}}"
     );
     let rx = start_recorder(behind);
-    let mut procs: Vec<Proc> = (0..chain.hops.len())
-        .map(|i| start_hop(&sim, i, &at))
-        .collect();
+    let mut procs: Vec<Proc> = (0..chain.hops.len()).map(|i| start_hop(&sim, i, &at)).collect();
     procs.push(start_nginx(&server, at.app));
     let forges: Vec<(String, String)> = chain
         .forges
@@ -604,24 +533,14 @@ fn check_recommended_nginx(chain: &Chain) -> bool {
         .map(|(n, v)| (n.to_string(), v.trim().to_string()))
         .collect();
     let answer = send(at.hops.first().copied().unwrap_or(at.app), &forges);
-    let got = rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| {
-            panic!(
-                "{}: no request behind the app's nginx: {answer:?}",
-                chain.name
-            )
-        });
-    let real_ip = got
-        .headers
-        .iter()
-        .find(|(n, _)| n == "x-real-ip")
-        .map(|(_, v)| v.clone());
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
+        panic!("{}: no request behind the app's nginx: {answer:?}", chain.name)
+    });
+    let real_ip = got.headers.iter().find(|(n, _)| n == "x-real-ip").map(|(_, v)| v.clone());
     // nginx with the snippet decides as the recommended trueip policy does; when that
     // policy is right (simulate says so), both give the expected client.
-    let policy_says = sim["at_app"]["recommended"]["explanation"]["client_ip"]
-        .as_str()
-        .expect("client_ip");
+    let policy_says =
+        sim["at_app"]["recommended"]["explanation"]["client_ip"].as_str().expect("client_ip");
     assert_eq!(
         real_ip.as_deref(),
         Some(policy_says),
@@ -658,11 +577,7 @@ const CHAINS: &[Chain] = &[
             hop("haproxy", &["tcp", "send-proxy-v2"]),
             hop(
                 "nginx",
-                &[
-                    "proxy-protocol",
-                    "realip 127.0.0.2/32",
-                    "real-ip-header proxy_protocol",
-                ],
+                &["proxy-protocol", "realip 127.0.0.2/32", "real-ip-header proxy_protocol"],
             ),
         ],
     },
@@ -676,15 +591,8 @@ const CHAINS: &[Chain] = &[
     },
     Chain {
         name: "trueip serve behind nginx: the gateway's own rules",
-        forges: &[
-            "X-Forwarded-For: 1.2.3.4",
-            "X-Real-IP: 1.2.3.4",
-            "X_Real_IP: 1.2.3.4",
-        ],
-        hops: &[
-            hop("nginx", &["append"]),
-            hop("trueip", &["trust 127.0.0.2/32"]),
-        ],
+        forges: &["X-Forwarded-For: 1.2.3.4", "X-Real-IP: 1.2.3.4", "X_Real_IP: 1.2.3.4"],
+        hops: &[hop("nginx", &["append"]), hop("trueip", &["trust 127.0.0.2/32"])],
     },
     Chain {
         name: "nginx pass drops underscore names",

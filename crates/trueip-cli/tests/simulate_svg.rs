@@ -81,11 +81,7 @@ fn svg_of(chain: &str) -> String {
         .args(["simulate", "--format", "svg", chain])
         .output()
         .expect("run trueip simulate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("UTF-8 SVG")
 }
 
@@ -95,10 +91,7 @@ fn size(svg: &str) -> (u32, u32) {
         let key = format!(" {name}=\"");
         let start = svg.find(&key).expect("attribute") + key.len();
         let rest = svg.get(start..).expect("value");
-        rest.split('"')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("a number")
+        rest.split('"').next().and_then(|v| v.parse().ok()).expect("a number")
     };
     (attr("width"), attr("height"))
 }
@@ -126,13 +119,7 @@ fn chromium_renders_the_simulate_svg() {
     .expect("write blank svg");
     let url = |p: &Path| format!("file://{}", p.display());
 
-    let dom = chromium(
-        &bin,
-        &dir,
-        "dump-dom",
-        &["--dump-dom".to_string()],
-        &url(&path),
-    );
+    let dom = chromium(&bin, &dir, "dump-dom", &["--dump-dom".to_string()], &url(&path));
     assert!(
         !dom.contains("parsererror") && !dom.contains("This page contains the following errors"),
         "Chromium could not parse the SVG:\n{dom}"
@@ -158,11 +145,7 @@ fn chromium_renders_the_simulate_svg() {
         );
         let bytes =
             fs::read(&png).unwrap_or_else(|e| panic!("no screenshot {}: {e}", png.display()));
-        assert!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-            "{} is not a PNG",
-            png.display()
-        );
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", png.display());
         bytes.len()
     };
     let drawn = shot("chain", &path);

@@ -15,9 +15,7 @@ const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// `from + after`, or a moment that never comes when the sum does not fit the clock.
 pub(crate) fn deadline(from: Instant, after: Duration) -> Instant {
-    from.checked_add(after)
-        .or_else(|| from.checked_add(FAR))
-        .unwrap_or(from)
+    from.checked_add(after).or_else(|| from.checked_add(FAR)).unwrap_or(from)
 }
 
 /// [`deadline`] from a `std` clock reading.
@@ -27,9 +25,7 @@ pub(crate) fn deadline_std(from: std::time::Instant, after: Duration) -> Instant
 
 /// The wall clock in Unix seconds (0 before 1970).
 pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -39,10 +35,7 @@ mod tests {
     #[test]
     fn sums_too_large_for_the_clock_saturate() {
         let now = Instant::now();
-        assert_eq!(
-            deadline(now, Duration::from_secs(5)),
-            now + Duration::from_secs(5)
-        );
+        assert_eq!(deadline(now, Duration::from_secs(5)), now + Duration::from_secs(5));
         for huge in [Duration::MAX, Duration::from_secs(u64::MAX), FAR * 1000] {
             assert!(deadline(now, huge) > now + Duration::from_secs(86_400 * 365));
             assert!(deadline_std(now.into_std(), huge) > now);

@@ -73,9 +73,8 @@ pub(crate) trait Named: Sized + Copy + PartialEq + 'static {
     /// The value `text` names.
     fn parse(text: &str) -> Result<Self, ConfigError> {
         let wanted = text.trim();
-        if let Some(&(_, value)) = Self::NAMES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        if let Some(&(_, value)) =
+            Self::NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(wanted))
         {
             return Ok(value);
         }
@@ -84,19 +83,12 @@ pub(crate) trait Named: Sized + Copy + PartialEq + 'static {
             .filter(|&&(name, value)| value.name() == name)
             .map(|&(name, _)| name)
             .collect();
-        Err(ConfigError::new(format!(
-            "invalid {} {text:?}: use {}",
-            Self::WHAT,
-            own.join(", ")
-        )))
+        Err(ConfigError::new(format!("invalid {} {text:?}: use {}", Self::WHAT, own.join(", "))))
     }
 
     /// The value's name.
     fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, v)| *v == self)
-            .map_or("", |(name, _)| name)
+        Self::NAMES.iter().find(|(_, v)| *v == self).map_or("", |(name, _)| name)
     }
 }
 
@@ -255,10 +247,8 @@ impl FromStr for ListenAddr {
         if let Some(path) = text.strip_prefix("unix:") {
             let path = Path::new(path);
             if !path.is_absolute() || path.file_name().is_none() {
-                return Err(
-                    ConfigError::new(format!("invalid unix socket path {text:?}"))
-                        .hint("write an absolute path: \"unix:/run/trueip/trueip.sock\""),
-                );
+                return Err(ConfigError::new(format!("invalid unix socket path {text:?}"))
+                    .hint("write an absolute path: \"unix:/run/trueip/trueip.sock\""));
             }
             // sun_path holds 108 bytes with its NUL; a longer path cannot be bound.
             if path.as_os_str().len() > 107 {
@@ -335,11 +325,7 @@ impl SocketOwner {
             None | Some("") => None,
             Some(g) => Some(lookup(g, group, "group")?),
         };
-        Ok(SocketOwner {
-            uid,
-            gid,
-            text: text.to_string(),
-        })
+        Ok(SocketOwner { uid, gid, text: text.to_string() })
     }
 
     /// Parses `text` with this system's `/etc/passwd` and `/etc/group`.
@@ -487,10 +473,7 @@ impl<'de> Deserialize<'de> for ListenerTls {
             ) -> Result<ListenerTls, A::Error> {
                 let one =
                     TlsConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(ListenerTls {
-                    certs: vec![one],
-                    listed: false,
-                })
+                Ok(ListenerTls { certs: vec![one], listed: false })
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -499,10 +482,7 @@ impl<'de> Deserialize<'de> for ListenerTls {
                 let certs = Vec::<TlsConfig>::deserialize(
                     serde::de::value::SeqAccessDeserializer::new(seq),
                 )?;
-                Ok(ListenerTls {
-                    certs,
-                    listed: true,
-                })
+                Ok(ListenerTls { certs, listed: true })
             }
         }
         d.deserialize_any(Either)
@@ -551,9 +531,7 @@ impl ListenerTls {
                     return Err(ConfigError::new(format!(
                         "{lower} is listed twice: SNI could not choose"
                     ))
-                    .hint(format!(
-                        "{at}[{other}] already answers it; keep it in one entry"
-                    ))
+                    .hint(format!("{at}[{other}] already answers it; keep it in one entry"))
                     .at(format!("{here}.server_names")));
                 }
                 seen.push((lower.clone(), j));
@@ -580,10 +558,7 @@ impl FromStr for UpstreamTarget {
 
     fn from_str(url: &str) -> Result<Self, ConfigError> {
         let url = url.trim();
-        if let Some(path) = url
-            .strip_prefix("unix://")
-            .or_else(|| url.strip_prefix("unix:"))
-        {
+        if let Some(path) = url.strip_prefix("unix://").or_else(|| url.strip_prefix("unix:")) {
             if path.is_empty() {
                 return Err(
                     ConfigError::new("empty unix socket path").hint("write unix:/run/app.sock")
@@ -709,10 +684,7 @@ pub(crate) struct Signing {
 
 impl Default for Signing {
     fn default() -> Self {
-        Signing {
-            header: FieldName::from_static(trueip::provenance::DEFAULT_HEADER),
-            key: None,
-        }
+        Signing { header: FieldName::from_static(trueip::provenance::DEFAULT_HEADER), key: None }
     }
 }
 
@@ -749,11 +721,7 @@ impl SignSettings {
             ))
             .at("upstream.sign.header"));
         }
-        if trueip::headers::names::FORWARDING
-            .iter()
-            .any(|row| ours(row.as_str()))
-            || ours("host")
-        {
+        if trueip::headers::names::FORWARDING.iter().any(|row| ours(row.as_str())) || ours("host") {
             return Err(ConfigError::new(format!(
                 "upstream.sign.header {:?} is a header the gateway already manages",
                 self.header
@@ -774,10 +742,7 @@ impl SignSettings {
             .map_err(|e| ConfigError::new(format!("signing key {path}: {}", e.message())).hint(
                 "make one with `openssl rand -base64 48 > trueip.key` and give the app the same file",
             ).at("upstream.sign.key_file"))?;
-        Ok(Signing {
-            header,
-            key: Some(key),
-        })
+        Ok(Signing { header, key: Some(key) })
     }
 }
 
@@ -1036,11 +1001,7 @@ pub(crate) struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            format: LogFormat::Text,
-            level: "info".to_string(),
-            access_log: true,
-        }
+        LogSettings { format: LogFormat::Text, level: "info".to_string(), access_log: true }
     }
 }
 
@@ -1214,8 +1175,7 @@ pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })?;
     let mut file = parse_toml(&text).map_err(|e| e.at(path.display().to_string()))?;
     let dir = path.parent().unwrap_or(Path::new(""));
-    file.paths_from(dir)
-        .map_err(|e| e.at(path.display().to_string()))?;
+    file.paths_from(dir).map_err(|e| e.at(path.display().to_string()))?;
     Ok(file)
 }
 
@@ -1280,10 +1240,7 @@ fn key_at(text: &str, at: usize) -> String {
     let mut table = String::new();
     let mut counts: Vec<(String, usize)> = Vec::new();
     let mut key = None;
-    let upto = text
-        .get(at..)
-        .and_then(|rest| rest.find('\n'))
-        .map_or(text.len(), |n| at + n);
+    let upto = text.get(at..).and_then(|rest| rest.find('\n')).map_or(text.len(), |n| at + n);
     for l in text.get(..upto).unwrap_or(text).lines() {
         let l = l.trim();
         if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
@@ -1312,11 +1269,7 @@ fn key_at(text: &str, at: usize) -> String {
         (true, Some(key)) => key,
         (false, Some(key)) => format!("{table}.{key}"),
     };
-    if path.is_empty() {
-        format!("line {line}")
-    } else {
-        format!("{path} (line {line})")
-    }
+    if path.is_empty() { format!("line {line}") } else { format!("{path} (line {line})") }
 }
 
 /// The most open connections: past any process's descriptor limit (`nr_open` defaults
@@ -1368,9 +1321,7 @@ where
     } else {
         format!("{key} {value} is out of range")
     };
-    Err(ConfigError::new(message)
-        .hint(format!("use {min} to {max} ({why})"))
-        .at(key))
+    Err(ConfigError::new(message).hint(format!("use {min} to {max} ({why})")).at(key))
 }
 
 /// Adds the addresses of the host names `wanted` to `names`: those it has, else
@@ -1393,10 +1344,7 @@ fn add_names(
         }
     }
     if !unknown.is_empty() {
-        names.extend(crate::names::resolve_all(
-            &unknown,
-            &*crate::names::resolver(),
-        )?);
+        names.extend(crate::names::resolve_all(&unknown, &*crate::names::resolver())?);
     }
     Ok(())
 }
@@ -1455,8 +1403,7 @@ impl Settings {
         let mut names = crate::names::Addresses::new();
         add_names(&mut names, file.client_ip.host_names(), known)?;
         let policy =
-            file.client_ip
-                .build_resolved(read, &loaded.sets, &crate::names::sets(&names))?;
+            file.client_ip.build_resolved(read, &loaded.sets, &crate::names::sets(&names))?;
 
         let from_flags = !flags.listen.is_empty();
         if from_flags {
@@ -1481,9 +1428,7 @@ impl Settings {
             .map_err(|e| e.at("--proxy-protocol"))?;
         let mut listener_policies = Vec::with_capacity(file.listen.len());
         let secret = |c: &ClientIpConfig| {
-            c.origin_secret
-                .as_ref()
-                .map(|s| s.header.trim().to_ascii_lowercase())
+            c.origin_secret.as_ref().map(|s| s.header.trim().to_ascii_lowercase())
         };
         // The one origin secret header the gateway removes before forwarding, and the
         // table that names it: `[client_ip]`'s, else the first listener's.
@@ -1534,28 +1479,17 @@ impl Settings {
                 true => "--listen".to_string(),
                 false => format!("listen[{i}].{key}"),
             };
-            l.check(
-                own.as_ref().map_or(&policy, |o| &o.policy),
-                at,
-                flag_pp.is_some(),
-            )?;
+            l.check(own.as_ref().map_or(&policy, |o| &o.policy), at, flag_pp.is_some())?;
             if let Some(tls) = &mut l.tls {
                 tls.check(&format!("listen[{i}].tls"))?;
             }
             listener_policies.push(own);
         }
         for (i, a) in file.listen.iter().enumerate() {
-            if let Some(j) = file
-                .listen
-                .iter()
-                .take(i)
-                .position(|b| b.address == a.address)
-            {
-                return Err(
-                    ConfigError::new(format!("address {} is listed twice", a.address))
-                        .hint(format!("listen[{j}] already binds it"))
-                        .at(format!("listen[{i}].address")),
-                );
+            if let Some(j) = file.listen.iter().take(i).position(|b| b.address == a.address) {
+                return Err(ConfigError::new(format!("address {} is listed twice", a.address))
+                    .hint(format!("listen[{j}] already binds it"))
+                    .at(format!("listen[{i}].address")));
             }
         }
 
@@ -1592,16 +1526,11 @@ impl Settings {
         file.limits.check()?;
         file.admin.check()?;
         if let Some(a) = file.admin.listen
-            && let Some(i) = file
-                .listen
-                .iter()
-                .position(|l| l.address == ListenAddr::Tcp(a))
+            && let Some(i) = file.listen.iter().position(|l| l.address == ListenAddr::Tcp(a))
         {
-            return Err(
-                ConfigError::new(format!("admin.listen {a} is also listen[{i}]"))
-                    .hint("give the admin listener its own port")
-                    .at("admin.listen"),
-            );
+            return Err(ConfigError::new(format!("admin.listen {a} is also listen[{i}]"))
+                .hint("give the admin listener its own port")
+                .at("admin.listen"));
         }
         file.log.check()?;
         let lint = lint(&file.client_ip, &file.listen);
@@ -1649,9 +1578,7 @@ impl Settings {
         let global = (&self.policy, "client_ip");
         match listener.map(|id| self.listener_index(id)) {
             None => global,
-            Some(Some(i)) => self
-                .own_policy_at(i)
-                .map_or(global, |o| (&o.policy, &*o.name)),
+            Some(Some(i)) => self.own_policy_at(i).map_or(global, |o| (&o.policy, &*o.name)),
             Some(None) => (&TRUST_NOBODY, "none (a reload closed the listener)"),
         }
     }
@@ -1708,10 +1635,9 @@ impl ListenerSettings {
                     .at(at("mode")));
             }
         } else {
-            for (key, set) in [
-                ("unix_mode", self.unix_mode.is_some()),
-                ("unix_owner", self.unix_owner.is_some()),
-            ] {
+            for (key, set) in
+                [("unix_mode", self.unix_mode.is_some()), ("unix_owner", self.unix_owner.is_some())]
+            {
                 if set {
                     return Err(ConfigError::new(format!("{key} is for unix: listeners"))
                         .hint("set it in a [[listen]] table whose address is unix:/path")
@@ -1788,9 +1714,7 @@ impl UpstreamSettings {
         if !https && let Some((key, _)) = set.iter().find(|(_, set)| *set) {
             return Err(ConfigError::new(format!(
                 "{key} applies to https:// upstreams, and url is {}",
-                self.url
-                    .as_ref()
-                    .map_or_else(|| "unset (whoami)".to_string(), ToString::to_string)
+                self.url.as_ref().map_or_else(|| "unset (whoami)".to_string(), ToString::to_string)
             ))
             .hint("write url = \"https://host:port\", or remove the key")
             .at(format!("upstream.{key}")));
@@ -1855,9 +1779,7 @@ impl FromStr for HostPattern {
                 name.split('.').all(|label| {
                     !label.is_empty()
                         && label.len() <= 63
-                        && label
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 })
             };
         if !valid {
@@ -1881,8 +1803,7 @@ impl HeaderSettings {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                h.parse()
-                    .map_err(|e: ConfigError| e.at(format!("headers.allowed_hosts[{i}]")))
+                h.parse().map_err(|e: ConfigError| e.at(format!("headers.allowed_hosts[{i}]")))
             })
             .collect::<Result<_, _>>()?;
         let mut extra: Vec<FieldName> = Vec::new();
@@ -1893,19 +1814,15 @@ impl HeaderSettings {
                 extra.push(name);
             }
         }
-        let origin_secret = client_ip
-            .origin_secret
-            .as_ref()
-            .and_then(|s| FieldName::new(s.header.trim()).ok());
+        let origin_secret =
+            client_ip.origin_secret.as_ref().and_then(|s| FieldName::new(s.header.trim()).ok());
         // A header a `header:NAME` strategy reads is a client-IP header by definition: the
         // core names them (`Policy::client_ip_headers`, the set the middlewares withhold).
         // The origin secret, which it names too, has a rule of its own here.
         for name in policy.client_ip_headers() {
             if Some(name) != origin_secret.as_ref()
                 && !extra.contains(name)
-                && !trueip::headers::names::FORWARDING
-                    .iter()
-                    .any(|row| &row.name == name)
+                && !trueip::headers::names::FORWARDING.iter().any(|row| &row.name == name)
             {
                 extra.push(name.clone());
             }
@@ -1933,18 +1850,10 @@ impl HeaderSettings {
     /// a name only a listener's own policy reads is a client-IP header the gateway strips
     /// too, and may be relayed on the other listeners.
     fn check_relay(&mut self) -> Result<(), ConfigError> {
-        self.relayed = relay(
-            &self.relay,
-            &self.extra,
-            &self.kept,
-            self.origin_secret.as_ref(),
-        )?;
+        self.relayed = relay(&self.relay, &self.extra, &self.kept, self.origin_secret.as_ref())?;
         // `append` extends the list trusted hops sent, whatever the policy reads.
         for (mode, name) in [
-            (
-                self.x_forwarded_for,
-                trueip::headers::names::X_FORWARDED_FOR,
-            ),
+            (self.x_forwarded_for, trueip::headers::names::X_FORWARDED_FOR),
             (self.forwarded, trueip::headers::names::FORWARDED),
         ] {
             if mode == ListMode::Append && !self.relayed.contains(&name) {
@@ -2030,10 +1939,7 @@ fn relay(
     for (i, text) in names.iter().enumerate() {
         let at = format!("headers.relay[{i}]");
         let name = FieldName::new(text.trim()).map_err(|e| e.at(at.clone()))?;
-        let claim = FORWARDING
-            .iter()
-            .find(|row| row.name == name)
-            .map(|row| row.claim);
+        let claim = FORWARDING.iter().find(|row| row.name == name).map(|row| row.claim);
         let refused = if origin_secret == Some(&name) {
             Some((
                 format!("{name} is the origin secret"),
@@ -2099,12 +2005,7 @@ impl Limits {
             "limits.backlog",
             "the kernel caps it at net.core.somaxconn",
         )?;
-        within(
-            self.workers,
-            1..=1024,
-            "limits.workers",
-            "one per CPU is the usual choice",
-        )?;
+        within(self.workers, 1..=1024, "limits.workers", "one per CPU is the usual choice")?;
         timeout(self.header_read_timeout, "limits.header_read_timeout")?;
         timeout(self.idle_timeout, "limits.idle_timeout")?;
         timeout(self.send_timeout, "limits.send_timeout")?;
@@ -2143,11 +2044,9 @@ impl AdminSettings {
 impl LogSettings {
     fn check(&self) -> Result<(), ConfigError> {
         if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
-            return Err(
-                ConfigError::new(format!("invalid log level {:?}", self.level))
-                    .hint("use error, warn, info, debug or trace")
-                    .at("log.level"),
-            );
+            return Err(ConfigError::new(format!("invalid log level {:?}", self.level))
+                .hint("use error, warn, info, debug or trace")
+                .at("log.level"));
         }
         Ok(())
     }
@@ -2164,9 +2063,7 @@ mod tests {
 
     /// `toml` is refused, and the error says each of `wanted`.
     fn refused(toml: &str, wanted: &[&str]) {
-        let err = settings(toml)
-            .err()
-            .unwrap_or_else(|| panic!("accepted: {toml}"));
+        let err = settings(toml).err().unwrap_or_else(|| panic!("accepted: {toml}"));
         for want in wanted {
             assert!(err.contains(want), "{toml:?}: {err}");
         }
@@ -2201,14 +2098,8 @@ mod tests {
         assert!(settings("").unwrap().headers.kept.is_empty());
         for (toml, why) in [
             ("[headers]\nkeep = [\"X-App\"]", "not a client-IP header"),
-            (
-                "[headers]\nkeep = [\"X-Real-IP\"]",
-                "writes x-real-ip itself",
-            ),
-            (
-                "[headers]\nkeep = [\"Forwarded\"]\nforwarded = \"off\"",
-                "writes forwarded itself",
-            ),
+            ("[headers]\nkeep = [\"X-Real-IP\"]", "writes x-real-ip itself"),
+            ("[headers]\nkeep = [\"Forwarded\"]\nforwarded = \"off\"", "writes forwarded itself"),
             (
                 "[client_ip]\ntrusted = [\"10.0.0.0/8\"]\nstrategy = \"header:CF-Connecting-IP\"\n[headers]\nkeep = [\"CF-Connecting-IP\"]",
                 "read by the client_ip policy",
@@ -2230,24 +2121,15 @@ mod tests {
             "[headers]\nstrip = [\"X-Edge-Client\"]\nrelay = [\"True-Client-IP\", \"true-client-ip\", \"x-edge-client\"]",
         )
         .unwrap();
-        assert_eq!(
-            s.headers.relayed,
-            [name("true-client-ip"), name("x-edge-client")]
-        );
+        assert_eq!(s.headers.relayed, [name("true-client-ip"), name("x-edge-client")]);
         assert!(settings("").unwrap().headers.relayed.is_empty());
         // `append` extends the list a trusted hop sent, whatever the policy reads.
         let s = settings("[headers]\nforwarded = \"append\"").unwrap();
         assert_eq!(s.headers.relayed, [name("forwarded")]);
         for (toml, why) in [
             ("[headers]\nrelay = [\"X-App\"]", "not a client-IP header"),
-            (
-                "[headers]\nrelay = [\"X-Forwarded-Proto\"]",
-                "names no client address",
-            ),
-            (
-                "[headers]\nkeep = [\"Client-IP\"]\nrelay = [\"client-ip\"]",
-                "is in headers.keep",
-            ),
+            ("[headers]\nrelay = [\"X-Forwarded-Proto\"]", "names no client address"),
+            ("[headers]\nkeep = [\"Client-IP\"]\nrelay = [\"client-ip\"]", "is in headers.keep"),
             (
                 "[client_ip]\ntrusted = [\"10.0.0.0/8\"]\norigin_secret = { header = \"X-Origin-Verify\", value = \"x\" }\n[headers]\nrelay = [\"X-Origin-Verify\"]",
                 "is the origin secret",
@@ -2332,12 +2214,7 @@ mod tests {
         let certs = &listener.tls.as_ref().unwrap().certs;
         assert_eq!(
             [&certs[0].cert, &certs[0].key, &certs[1].cert, &certs[1].key],
-            [
-                &at("tls/a.pem"),
-                &at("tls/a.key"),
-                &PathBuf::from("/abs/b.pem"),
-                &at("b.key")
-            ]
+            [&at("tls/a.pem"), &at("tls/a.key"), &PathBuf::from("/abs/b.pem"), &at("b.key")]
         );
         let up = &file.upstream;
         assert_eq!(up.url, Some(UpstreamTarget::Unix(at("run/app.sock"))));
@@ -2367,10 +2244,7 @@ mod tests {
         std::fs::write(&good, "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret\n").unwrap();
         std::fs::write(&short, "s3cret\n").unwrap();
         let toml = |file: &std::path::Path, header: &str| {
-            format!(
-                "[upstream]\nsign = {{ key_file = {:?}{header} }}",
-                file.display().to_string()
-            )
+            format!("[upstream]\nsign = {{ key_file = {:?}{header} }}", file.display().to_string())
         };
         let s = settings(&toml(&good, "")).unwrap();
         assert_eq!(s.headers.signing.header.as_str(), "trueip-signature");
@@ -2382,17 +2256,11 @@ mod tests {
         assert!(s.headers.signing.key.is_none());
         assert_eq!(s.headers.signing.header.as_str(), "trueip-signature");
         for (toml, want) in [
-            (
-                toml(&dir.join("absent.key"), ""),
-                "cannot read the signing key",
-            ),
+            (toml(&dir.join("absent.key"), ""), "cannot read the signing key"),
             (toml(&short, ""), "must be 32 to 1024 bytes, this one is 6"),
             (toml(&good, ", header = \"X-Real-IP\""), "already manages"),
             // Apps read an underscore spelling as the dashed header.
-            (
-                toml(&good, ", header = \"X_Forwarded_For\""),
-                "already manages",
-            ),
+            (toml(&good, ", header = \"X_Forwarded_For\""), "already manages"),
             (toml(&good, ", header = \"host\""), "already manages"),
             (toml(&good, ", header = \"a b\""), "invalid header name"),
             (toml(&good, ", key = \"x\""), "unknown field"),
@@ -2437,22 +2305,13 @@ mod tests {
                 "[headers]\nallowed_hosts = [\"example.com\", \"https://example.com/\"]",
                 "headers.allowed_hosts[1]",
             ),
-            (
-                "[headers]\nallowed_hosts = [\"a.*.example.com\"]",
-                "headers.allowed_hosts[0]",
-            ),
-            (
-                "[[listen]]\naddress = \"unix:run.sock\"",
-                "listen[0].address",
-            ),
+            ("[headers]\nallowed_hosts = [\"a.*.example.com\"]", "headers.allowed_hosts[0]"),
+            ("[[listen]]\naddress = \"unix:run.sock\"", "listen[0].address"),
             (
                 "[[listen]]\naddress = \"unix:/run/t.sock\"\nunix_mode = \"0999\"",
                 "listen[0].unix_mode",
             ),
-            (
-                "[[listen]]\naddress = \"127.0.0.1:1\"\nunix_mode = \"0660\"",
-                "listen[0].unix_mode",
-            ),
+            ("[[listen]]\naddress = \"127.0.0.1:1\"\nunix_mode = \"0660\"", "listen[0].unix_mode"),
             (
                 "[[listen]]\naddress = \"unix:/run/t.sock\"\nunix_owner = \"no-such-user-here\"",
                 "listen[0].unix_owner",
@@ -2473,45 +2332,24 @@ mod tests {
                 "[[listen]]\naddress = \"127.0.0.1:1\"\nproxy_protocol = \"v2\"",
                 "client_ip.proxy_protocol_from",
             ),
-            (
-                "[[listen]]\naddress = \"127.0.0.1:1\"\nmode = \"tcp\"",
-                "listen[0].upstream",
-            ),
+            ("[[listen]]\naddress = \"127.0.0.1:1\"\nmode = \"tcp\"", "listen[0].upstream"),
             ("[upstream]\nurl = \"http://x\"", "upstream.url"),
             ("[upstream]\nurl = \"https://x\"", "upstream.url"),
-            (
-                "[upstream]\nurl = \"http://x:1\"\nca_file = \"ca.pem\"",
-                "upstream.ca_file",
-            ),
-            (
-                "[upstream]\nurl = \"https://x:1\"\nserver_name = \"a b\"",
-                "upstream.server_name",
-            ),
-            (
-                "[upstream]\nurl = \"https://x:1\"\nclient_cert = \"c.pem\"",
-                "upstream.client_key",
-            ),
+            ("[upstream]\nurl = \"http://x:1\"\nca_file = \"ca.pem\"", "upstream.ca_file"),
+            ("[upstream]\nurl = \"https://x:1\"\nserver_name = \"a b\"", "upstream.server_name"),
+            ("[upstream]\nurl = \"https://x:1\"\nclient_cert = \"c.pem\"", "upstream.client_key"),
             (
                 "[upstream]\nurl = \"https://x:1\"\nca_file = \"c.pem\"\ntls_roots = \"system\"",
                 "upstream.tls_roots",
             ),
-            (
-                "[upstream]\nurl = \"https://x:1\"\ntls_roots = \"mozilla\"",
-                "upstream.tls_roots",
-            ),
+            ("[upstream]\nurl = \"https://x:1\"\ntls_roots = \"mozilla\"", "upstream.tls_roots"),
             (
                 "[upstream]\nurl = \"http://127.0.0.1:3000\"\nconnect_timeout = \"5 parsecs\"",
                 "invalid duration",
             ),
-            (
-                "[headers]\nx_forwarded_for = \"prepend\"",
-                "headers.x_forwarded_for",
-            ),
+            ("[headers]\nx_forwarded_for = \"prepend\"", "headers.x_forwarded_for"),
             ("[headers]\nstrip = [\"X Bad\"]", "headers.strip[0]"),
-            (
-                "[limits]\nmax_header_bytes = 100",
-                "limits.max_header_bytes",
-            ),
+            ("[limits]\nmax_header_bytes = 100", "limits.max_header_bytes"),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[limits]\nbacklog = 0", "limits.backlog"),
             ("[limits]\nworkers = 0", "limits.workers"),
@@ -2521,10 +2359,7 @@ mod tests {
             ("[ranges]\nrefresh = \"soon\"", "invalid duration"),
             ("[ranges]\nrefesh = \"24h\"", "unknown field"),
             ("[ranges.from]\nakamai = \"x\"", "ranges.from.akamai"),
-            (
-                "[upstrem]\nurl = \"http://127.0.0.1:3000\"",
-                "unknown field",
-            ),
+            ("[upstrem]\nurl = \"http://127.0.0.1:3000\"", "unknown field"),
             (
                 "[[listen]]\naddress = \"127.0.0.1:1\"\n[[listen]]\naddress = \"127.0.0.1:1\"",
                 "listen[1].address",
@@ -2599,11 +2434,7 @@ mod tests {
         let s =
             Settings::from_file_named(file, &flags, &mut |_| Err(String::new()), &known).unwrap();
         assert_eq!(s.listeners.len(), 2);
-        assert!(
-            s.listeners
-                .iter()
-                .all(|l| l.proxy_protocol == ProxyProtocol::V1)
-        );
+        assert!(s.listeners.iter().all(|l| l.proxy_protocol == ProxyProtocol::V1));
         assert!(s.upstream.url.is_none());
         assert!(s.policy.trusts("127.0.0.1".parse().unwrap()));
     }
@@ -2619,10 +2450,7 @@ mod tests {
         assert_eq!(example.admin, default.admin);
         assert_eq!(example.log, default.log);
         assert_eq!(example.resolve_every, default.resolve_every);
-        assert_eq!(
-            example.upstream.connect_timeout,
-            default.upstream.connect_timeout
-        );
+        assert_eq!(example.upstream.connect_timeout, default.upstream.connect_timeout);
         assert_eq!(example.limits.lean_http1, default.limits.lean_http1);
         assert!(default.limits.lean_http1);
         let off = settings("[limits]\nlean_http1 = false").unwrap();
@@ -2644,17 +2472,10 @@ mod tests {
             ("from = \"xff\"", "from = \"forwarded\""),
             ("all_trusted = \"leftmost\"", "all_trusted = \"peer\""),
             ("ipv6_prefix = 64", "ipv6_prefix = 48"),
-            (
-                "proxy_protocol_from = []",
-                "proxy_protocol_from = [\"10.0.0.1\"]",
-            ),
+            ("proxy_protocol_from = []", "proxy_protocol_from = [\"10.0.0.1\"]"),
         ] {
             let set = format!("\n{line}\n");
-            assert_eq!(
-                text.matches(&set).count(),
-                1,
-                "the example sets {line} once"
-            );
+            assert_eq!(text.matches(&set).count(), 1, "the example sets {line} once");
             let changed = text.replacen(&set, &format!("\n{other}\n"), 1);
             assert_ne!(policy(&changed), default, "{other} reaches the policy");
         }
@@ -2670,10 +2491,7 @@ mod tests {
             toml::from_str(include_str!("../../../trueip.example.toml")).unwrap();
         example.remove("client_ip");
         let defaults = toml::Table::try_from(FileConfig::default()).unwrap();
-        assert_eq!(
-            toml::to_string(&example).unwrap(),
-            toml::to_string(&defaults).unwrap()
-        );
+        assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&defaults).unwrap());
         assert_eq!(example, defaults);
     }
 
@@ -2711,11 +2529,7 @@ mod tests {
     ];
 
     fn with(table: &str, line: &str) -> String {
-        let upstream = if table == "upstream" {
-            "url = \"http://127.0.0.1:3000\"\n"
-        } else {
-            ""
-        };
+        let upstream = if table == "upstream" { "url = \"http://127.0.0.1:3000\"\n" } else { "" };
         format!("[{table}]\n{upstream}{line}\n")
     }
 
@@ -2751,11 +2565,7 @@ mod tests {
             ("limits", "max_connections", 1_048_576),
             ("limits", "max_headers", 1024),
             ("limits", "max_header_bytes", 1024 * 1024),
-            (
-                "limits",
-                "proxy_protocol_max_bytes",
-                trueip::proxy_protocol::V2_MAX_LEN,
-            ),
+            ("limits", "proxy_protocol_max_bytes", trueip::proxy_protocol::V2_MAX_LEN),
             ("limits", "workers", 1024),
             ("upstream", "pool_max_idle", 65_536),
         ];
@@ -2896,10 +2706,7 @@ mod tests {
         fn duration() -> impl Strategy<Value = String> {
             prop_oneof![
                 number().prop_map(|n| n.to_string()),
-                (
-                    any::<u64>(),
-                    prop::sample::select(vec!["ms", "s", "m", "h"])
-                )
+                (any::<u64>(), prop::sample::select(vec!["ms", "s", "m", "h"]))
                     .prop_map(|(n, u)| format!("\"{n}{u}\"")),
                 (number(), prop::sample::select(vec!["ms", "s", "m", "h"]))
                     .prop_map(|(n, u)| format!("\"{n}{u}\"")),
@@ -2959,12 +2766,7 @@ mod tests {
             );
             let upstream = table(
                 "[upstream]",
-                &[
-                    "connect_timeout",
-                    "response_timeout",
-                    "body_timeout",
-                    "pool_idle_timeout",
-                ],
+                &["connect_timeout", "response_timeout", "body_timeout", "pool_idle_timeout"],
                 &["pool_max_idle"],
                 "url = \"http://127.0.0.1:3000\"\n",
             );

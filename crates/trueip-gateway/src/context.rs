@@ -199,10 +199,7 @@ impl Stop {
 
     /// Resolves once it is set.
     pub(crate) fn wait(&self) -> Wait<'_> {
-        Wait {
-            stop: self,
-            slot: None,
-        }
+        Wait { stop: self, slot: None }
     }
 }
 
@@ -226,11 +223,7 @@ impl Future for Wait<'_> {
         {
             return Poll::Pending;
         }
-        let mut waiters = this
-            .stop
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut waiters = this.stop.waiters.lock().unwrap_or_else(PoisonError::into_inner);
         if this.stop.set.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
@@ -258,11 +251,7 @@ impl Drop for Wait<'_> {
         let Some((slot, _)) = self.slot.take() else {
             return;
         };
-        let mut waiters = self
-            .stop
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut waiters = self.stop.waiters.lock().unwrap_or_else(PoisonError::into_inner);
         // Once set, the slots are gone with the wakers they held.
         if self.stop.set.load(Ordering::Acquire) {
             return;
@@ -306,10 +295,7 @@ pub(crate) struct Capacity {
 
 impl Capacity {
     pub(crate) fn new(max: usize) -> Self {
-        Capacity {
-            open: AtomicUsize::new(0),
-            max: AtomicUsize::new(max),
-        }
+        Capacity { open: AtomicUsize::new(0), max: AtomicUsize::new(max) }
     }
 
     /// A place, if fewer than `max` connections are open.
@@ -353,10 +339,7 @@ impl Open {
     /// Counts a connection that holds `permit` as open.
     pub(crate) fn new(metrics: Arc<Metrics>, permit: Permit) -> Self {
         metrics.connection_opened();
-        Open {
-            metrics,
-            _permit: permit,
-        }
+        Open { metrics, _permit: permit }
     }
 }
 
@@ -447,9 +430,7 @@ impl ConnCtx {
     /// (`0.0.0.0`), or one a reload no longer trusts, stays the client with its own
     /// connection's scheme and address.
     fn believed(&self, resolution: &Resolution) -> Option<&crate::proxy::Received> {
-        self.proxy
-            .as_ref()
-            .filter(|_| resolution.proxy_source.is_some())
+        self.proxy.as_ref().filter(|_| resolution.proxy_source.is_some())
     }
 
     /// The scheme the client used: `https` over TLS here, or when a believed PROXY v2
@@ -465,9 +446,7 @@ impl ConnCtx {
     /// The address the client connected to: a believed PROXY header's destination, else
     /// this socket's (`None` on a `unix:` listener).
     pub(crate) fn destination(&self, resolution: &Resolution) -> Option<SocketAddr> {
-        self.believed(resolution)
-            .and_then(|p| p.addrs)
-            .map_or(self.local, |a| Some(a.destination))
+        self.believed(resolution).and_then(|p| p.addrs).map_or(self.local, |a| Some(a.destination))
     }
 
     /// Who answers this connection's requests under `state`.
@@ -489,11 +468,7 @@ impl ConnCtx {
                 .as_ref()
                 .and_then(|p| p.addrs)
                 .map(|a| trueip::Node::from(a.source)),
-            private_link: self
-                .proxy
-                .as_ref()
-                .map(|p| p.private_link.clone())
-                .unwrap_or_default(),
+            private_link: self.proxy.as_ref().map(|p| p.private_link.clone()).unwrap_or_default(),
         }
     }
 }

@@ -59,9 +59,7 @@ pub(crate) mod serde_duration {
 /// Parses `250ms`, `10s`, `2m`, `1h` (one number, one unit).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let hint =
         || format!("invalid duration {text:?} (write e.g. \"250ms\", \"10s\", \"2m\", \"1h\")");
@@ -77,9 +75,5 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A duration as a config value: whole seconds, or milliseconds.
 pub(crate) fn duration_text(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    if d.subsec_nanos() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }

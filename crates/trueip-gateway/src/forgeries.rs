@@ -174,9 +174,7 @@ impl Entry {
             .flatten()
             .unwrap_or_else(|| Entry::proxy_refused(Peer::Unix, 0));
         entry.rules.clear();
-        entry
-            .rules
-            .extend(req.resolution.warnings.forgeries().names());
+        entry.rules.extend(req.resolution.warnings.forgeries().names());
         if req.stripped > 0 {
             entry.rules.push(STRIPPED);
         }
@@ -218,13 +216,7 @@ impl Entry {
         }
         let (name, _) = push_escaped(&mut self.text, name.as_bytes(), NAME_MAX);
         let (value_span, truncated) = push_escaped(&mut self.text, value, VALUE_MAX);
-        self.lines.push(Line {
-            name,
-            value: value_span,
-            bytes: value.len(),
-            truncated,
-            stripped,
-        });
+        self.lines.push(Line { name, value: value_span, bytes: value.len(), truncated, stripped });
     }
 
     /// A connection to PROXY listener `listener` from `peer`, which may not send PROXY
@@ -338,10 +330,7 @@ impl Forgeries {
         {
             // A panic while the lock was held cannot leave the queue half-changed (push
             // and pop are whole), so a poisoned lock is still usable.
-            let mut ring = self
-                .ring
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if keep == 0 {
                 ring.clear();
                 return;
@@ -360,15 +349,8 @@ impl Forgeries {
     /// `/forgeries` as JSON: at most `limit` entries, newest first, under `keep`.
     pub(crate) fn render(&self, limit: usize, keep: usize) -> Vec<u8> {
         let entries: Vec<serde_json::Value> = {
-            let ring = self
-                .ring
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            ring.iter()
-                .rev()
-                .take(limit.min(keep))
-                .map(Entry::json)
-                .collect()
+            let ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ring.iter().rev().take(limit.min(keep)).map(Entry::json).collect()
         };
         let mut body = serde_json::json!({
             "kept": keep,
@@ -418,10 +400,7 @@ mod tests {
 
     #[test]
     fn escaping_keeps_printable_ascii_and_cuts_whole_escapes() {
-        assert_eq!(
-            escape(b"1.2.3.4, 5.6.7.8", 64),
-            ("1.2.3.4, 5.6.7.8".into(), false)
-        );
+        assert_eq!(escape(b"1.2.3.4, 5.6.7.8", 64), ("1.2.3.4, 5.6.7.8".into(), false));
         assert_eq!(
             escape(b"a\x1b[31m\\\r\n\xff", 64),
             ("a\\x1b[31m\\\\\\x0d\\x0a\\xff".into(), false)
@@ -494,14 +473,7 @@ mod tests {
         assert_eq!(limit(None), Ok(None));
         assert_eq!(limit(Some("")), Ok(None));
         assert_eq!(limit(Some("limit=5")), Ok(Some(5)));
-        for bad in [
-            "limit=0",
-            "limit=-1",
-            "limit=x",
-            "limit=4097",
-            "limit",
-            "limit=1&limit=2",
-        ] {
+        for bad in ["limit=0", "limit=-1", "limit=x", "limit=4097", "limit", "limit=1&limit=2"] {
             assert!(limit(Some(bad)).is_err(), "{bad}");
         }
         let err = limit(Some("l%1b=\x1b")).unwrap_err();
@@ -536,10 +508,7 @@ mod tests {
         assert_eq!(e.rules, [STRIPPED]);
         assert_eq!((e.lines.len(), e.lines_omitted), (LINES_MAX, 12));
         let text: usize = e.path.as_ref().unwrap().len()
-            + e.lines
-                .iter()
-                .map(|l| l.name.len() + l.value.len())
-                .sum::<usize>();
+            + e.lines.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>();
         assert!(text <= ENTRY_MAX_BYTES, "{text}");
         assert!(e.lines.iter().all(|l| l.truncated && l.bytes == 10_240));
     }

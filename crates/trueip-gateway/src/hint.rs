@@ -76,10 +76,9 @@ fn network(peer: Peer) -> Peer {
         Some(IpAddr::V4(ip)) => {
             IpAddr::from(std::net::Ipv4Addr::from_bits(ip.to_bits() & 0xffff_ff00)).into()
         }
-        Some(IpAddr::V6(ip)) => IpAddr::from(std::net::Ipv6Addr::from_bits(
-            ip.to_bits() & !((1u128 << 80) - 1),
-        ))
-        .into(),
+        Some(IpAddr::V6(ip)) => {
+            IpAddr::from(std::net::Ipv6Addr::from_bits(ip.to_bits() & !((1u128 << 80) - 1))).into()
+        }
         None => peer,
     }
 }
@@ -103,11 +102,7 @@ impl Hints {
         let (table, key, what) = if near(peer) {
             (&self.near, peer, "peers in private address space")
         } else {
-            (
-                &self.far,
-                network(peer),
-                "networks outside private address space",
-            )
+            (&self.far, network(peer), "networks outside private address space")
         };
         table.count(key, peer, what)
     }
@@ -141,10 +136,7 @@ impl Table {
                 return false;
             }
             None => {
-                seen.push(Entry {
-                    key,
-                    peers: [None; PER_NETWORK],
-                });
+                seen.push(Entry { key, peers: [None; PER_NETWORK] });
                 match seen.last_mut() {
                     Some(entry) => entry,
                     None => return false,
@@ -202,16 +194,10 @@ mod tests {
         let ip: Peer = "10.0.0.5".parse::<std::net::IpAddr>().unwrap().into();
         let text = message(ip, None);
         assert!(text.contains("--trust 10.0.0.5"), "{text}");
-        assert!(
-            text.contains("[client_ip] trusted = [\"10.0.0.5\"]"),
-            "{text}"
-        );
+        assert!(text.contains("[client_ip] trusted = [\"10.0.0.5\"]"), "{text}");
         assert!(text.contains("forging"), "{text}");
         let text = message(Peer::Unix, Some(1));
-        assert!(
-            text.contains("client_ip = { trusted = [\"unix\"] } in listen[1]"),
-            "{text}"
-        );
+        assert!(text.contains("client_ip = { trusted = [\"unix\"] } in listen[1]"), "{text}");
         assert!(!text.contains("--trust"), "{text}");
     }
 
@@ -286,14 +272,7 @@ mod tests {
             hints.untrusted_forwarding(ip(&format!("198.{}.{}.7", 18 + i / 256, i % 256)), None);
         }
         assert!(hints.far.full.load(Ordering::Relaxed));
-        for proxy in [
-            "10.0.0.5",
-            "127.0.0.20",
-            "100.64.3.4",
-            "fd00::5",
-            "fe80::1",
-            "192.168.1.1",
-        ] {
+        for proxy in ["10.0.0.5", "127.0.0.20", "100.64.3.4", "fd00::5", "fe80::1", "192.168.1.1"] {
             for _ in 0..AFTER {
                 hints.untrusted_forwarding(ip(proxy), None);
             }
@@ -301,9 +280,6 @@ mod tests {
         hints.untrusted_forwarding(Peer::Unix, None);
         let near = hints.near.seen.lock().unwrap();
         assert_eq!(near.len(), 7, "{near:?}");
-        assert!(
-            near.iter().take(6).all(|e| counts(e) == [AFTER]),
-            "{near:?}"
-        );
+        assert!(near.iter().take(6).all(|e| counts(e) == [AFTER]), "{near:?}");
     }
 }

@@ -82,11 +82,7 @@ pub(crate) struct InBuf {
 impl InBuf {
     /// A buffer of `capacity` bytes (it grows when a read finds less than 1 KiB free).
     pub(crate) fn new(capacity: usize) -> Self {
-        InBuf {
-            data: vec![0; capacity.max(1024)],
-            start: 0,
-            end: 0,
-        }
+        InBuf { data: vec![0; capacity.max(1024)], start: 0, end: 0 }
     }
 
     /// The bytes read and not yet consumed.
@@ -331,10 +327,7 @@ impl AsyncWrite for LazyTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_io(
-            |mut s| io::Write::write(&mut s, buf),
-            |s| s.poll_write(cx, buf),
-        )
+        self.get_mut().poll_io(|mut s| io::Write::write(&mut s, buf), |s| s.poll_write(cx, buf))
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
@@ -375,9 +368,7 @@ impl TcpAcceptor {
     pub(crate) fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let socket = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener));
-        Ok(TcpAcceptor {
-            ready: TcpStream::from_std(socket)?,
-        })
+        Ok(TcpAcceptor { ready: TcpStream::from_std(socket)? })
     }
 
     /// The address it listens on.
@@ -446,11 +437,7 @@ impl NoDelay {
     /// How a listener's connections start, as its first one tells: [`NoDelay::Set`] when
     /// it came with `TCP_NODELAY` from the listener, else [`NoDelay::Unwritten`].
     pub(crate) fn accepted(first: &std::net::TcpStream) -> Self {
-        if first.nodelay().unwrap_or(false) {
-            NoDelay::Set
-        } else {
-            NoDelay::Unwritten
-        }
+        if first.nodelay().unwrap_or(false) { NoDelay::Set } else { NoDelay::Unwritten }
     }
 
     /// `write` on `stream`, as the rule above says: `TCP_NODELAY` set first when an
@@ -574,9 +561,7 @@ fn now_ms() -> u64 {
 fn ms_at(at: Instant) -> u64 {
     // Seconds and milliseconds apart: `as_millis` divides a u128, twice per request.
     let d = at.saturating_duration_since(epoch());
-    d.as_secs()
-        .saturating_mul(1000)
-        .saturating_add(u64::from(d.subsec_millis()))
+    d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_millis()))
 }
 
 impl Activity {
@@ -649,10 +634,7 @@ impl Activity {
     pub(crate) fn begin_at(self: &std::sync::Arc<Self>, at: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         self.last_request_ms.store(ms_at(at), Relaxed);
-        InFlight {
-            activity: self.clone(),
-            ended: false,
-        }
+        InFlight { activity: self.clone(), ended: false }
     }
 
     /// Resolves once the connection has been idle (of `kind`) for `limit`.
@@ -716,11 +698,7 @@ pub(crate) struct SendTimer {
 impl SendTimer {
     /// A timer for waits of at most `limit`.
     pub(crate) fn new(limit: Duration) -> Self {
-        SendTimer {
-            limit,
-            since: None,
-            sleep: None,
-        }
+        SendTimer { limit, since: None, sleep: None }
     }
 
     /// The client took something: the next wait starts afresh.
@@ -733,9 +711,7 @@ impl SendTimer {
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
         let due = crate::clock::deadline(since, self.limit);
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
         loop {
             std::task::ready!(sleep.as_mut().poll(cx));
             // Waits only start later than earlier ones: a timer that fired before this
@@ -768,11 +744,7 @@ impl Tracked {
         activity: std::sync::Arc<Activity>,
         send_timeout: Duration,
     ) -> Self {
-        Tracked {
-            stream,
-            activity,
-            send: SendTimer::new(send_timeout),
-        }
+        Tracked { stream, activity, send: SendTimer::new(send_timeout) }
     }
 
     /// A write to the client ended (`Ready`) or waits for room (`Pending`): the send
@@ -1064,11 +1036,7 @@ mod tests {
         let a = std::sync::Arc::new(Activity::new(true));
         let request = a.begin();
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(
-            a.idle_for(Idle::Requests),
-            Duration::ZERO,
-            "a request is in flight"
-        );
+        assert_eq!(a.idle_for(Idle::Requests), Duration::ZERO, "a request is in flight");
         assert!(a.idle_for(Idle::Io) >= Duration::from_millis(50));
         drop(request);
         a.touch();
@@ -1097,15 +1065,9 @@ mod tests {
         tokio::time::advance(Duration::from_millis(60)).await;
         assert!(!expired(&mut timer));
         timer.progressed();
-        assert!(
-            !expired(&mut timer),
-            "a second wait begins at 60 ms, due at 160 ms"
-        );
+        assert!(!expired(&mut timer), "a second wait begins at 60 ms, due at 160 ms");
         tokio::time::advance(Duration::from_millis(50)).await;
-        assert!(
-            !expired(&mut timer),
-            "the first wait's due time passed: not this wait's"
-        );
+        assert!(!expired(&mut timer), "the first wait's due time passed: not this wait's");
         tokio::time::advance(Duration::from_millis(40)).await;
         assert!(!expired(&mut timer));
         tokio::time::advance(Duration::from_millis(20)).await;
@@ -1141,9 +1103,7 @@ mod tests {
     async fn nodelay_is_set_before_the_second_write() {
         use tokio::io::AsyncWriteExt;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = listener.accept().unwrap();
         accepted.set_nonblocking(true).unwrap();
         // A listener without TCP_NODELAY (the gateway's own have it): its connections
@@ -1157,11 +1117,7 @@ mod tests {
         };
         assert_eq!(nodelay(&s), Some((false, NoDelay::Unwritten)));
         s.write_all(b"").await.unwrap();
-        assert_eq!(
-            nodelay(&s),
-            Some((false, NoDelay::Unwritten)),
-            "nothing was sent"
-        );
+        assert_eq!(nodelay(&s), Some((false, NoDelay::Unwritten)), "nothing was sent");
         s.write_all(b"first").await.unwrap();
         assert_eq!(nodelay(&s), Some((false, NoDelay::Written)));
         s.write_all(b"second").await.unwrap();
@@ -1177,9 +1133,7 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let acceptor =
             TcpAcceptor::from_std(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
-        let mut client = TcpStream::connect(acceptor.local_addr().unwrap())
-            .await
-            .unwrap();
+        let mut client = TcpStream::connect(acceptor.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = acceptor.accept().await.unwrap();
         client.write_all(sent).await.unwrap();
         // Until they are there (a blocking peek), so that the test does not race them.
@@ -1200,9 +1154,7 @@ mod tests {
         let (mut s, mut client) = accepted_with(b"GET / HTTP/1.1\r\n\r\n").await;
         let mut buf = [0u8; 64];
         assert_eq!(s.read(&mut buf).await.unwrap(), 18);
-        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
         assert!(!s.is_registered(), "nothing waited");
         let mut answer = [0u8; 27];
         client.read_exact(&mut answer).await.unwrap();
@@ -1248,9 +1200,7 @@ mod tests {
 
         let (s, _client) = accepted_with(b"").await;
         let mut t = tracked(s);
-        tokio::time::timeout(Duration::from_secs(1), t.linger())
-            .await
-            .expect("nothing to drain");
+        tokio::time::timeout(Duration::from_secs(1), t.linger()).await.expect("nothing to drain");
         assert!(!registered(&t));
 
         let (s, mut client) = accepted_with(b"unread bytes").await;
@@ -1275,9 +1225,7 @@ mod tests {
     #[tokio::test]
     async fn rewind_serves_the_prefix_first() {
         let (mut a, b) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut a, b" world")
-            .await
-            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut a, b" world").await.unwrap();
         drop(a);
         let mut r = Rewind::new(Bytes::from_static(b"hello"), b);
         let mut out = String::new();

@@ -181,11 +181,7 @@ pub mod testing {
             // Accepted as the gateway's listeners accept (`io::TcpAcceptor`).
             let listener = crate::io::TcpAcceptor::from_std(listener.into_std()?)?;
             let max = build.0.settings.limits.max_connections;
-            let shared = Arc::new(Shared::new(
-                build.0.clone(),
-                Arc::new(Metrics::default()),
-                max,
-            ));
+            let shared = Arc::new(Shared::new(build.0.clone(), Arc::new(Metrics::default()), max));
             tokio::spawn(crate::server::accept(
                 crate::server::Listener::Tcp(listener),
                 Role::Listener(crate::config::ListenerId::nth(0)),
@@ -232,9 +228,7 @@ pub fn preview(
     use ::http::{HeaderMap, HeaderName, HeaderValue};
 
     let settings = Settings::from_text(toml, &mut |name| {
-        Err(format!(
-            "provider file {name} is not read here; list its ranges as CIDRs"
-        ))
+        Err(format!("provider file {name} is not read here; list its ranges as CIDRs"))
     })?;
     let mut map = HeaderMap::new();
     for (name, value) in headers {
@@ -249,11 +243,7 @@ pub fn preview(
     let host = map.get(::http::header::HOST).cloned();
     // A `GET /`: what a `[upstream] sign` header would be bound to (no upstream here, so
     // no authority stands in for a missing Host).
-    let request = rules::headers::UpstreamLine {
-        method: "GET",
-        authority: "",
-        target: "/",
-    };
+    let request = rules::headers::UpstreamLine { method: "GET", authority: "", target: "/" };
     let facts = rules::headers::Facts::new(
         &settings.policy,
         &resolution,
@@ -269,17 +259,9 @@ pub fn preview(
     }
     let headers = map
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    Ok(Preview {
-        headers,
-        client: resolution.client,
-    })
+    Ok(Preview { headers, client: resolution.client })
 }
 
 use std::process::ExitCode;
@@ -303,9 +285,7 @@ pub fn build_policy(
     flag: Option<&std::path::Path>,
     config_dir: Option<&std::path::Path>,
 ) -> Result<(trueip::Policy, names::Addresses), String> {
-    let dir = flag
-        .or(config_dir)
-        .map_or_else(ranges::default_dir, std::path::Path::to_path_buf);
+    let dir = flag.or(config_dir).map_or_else(ranges::default_dir, std::path::Path::to_path_buf);
     let loaded = ranges::load_for(config, &dir).map_err(|e| e.to_string())?;
     let addrs =
         names::resolve_all(&config.host_names(), &*names::resolver()).map_err(|e| e.to_string())?;
@@ -363,9 +343,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 /// A worker's event loop: one thread, timers and I/O.
 fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 /// Starts workers 1.. on their own threads, each an event loop that runs until `exit`
@@ -375,26 +353,21 @@ fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn start_workers(
     count: usize,
     exit: &watch::Sender<bool>,
-) -> std::io::Result<(
-    Vec<std::thread::JoinHandle<()>>,
-    Vec<tokio::runtime::Handle>,
-)> {
+) -> std::io::Result<(Vec<std::thread::JoinHandle<()>>, Vec<tokio::runtime::Handle>)> {
     let mut threads = Vec::new();
     let mut loops = vec![tokio::runtime::Handle::current()];
     for i in 1..count {
         let runtime = worker_runtime()?;
         loops.push(runtime.handle().clone());
         let mut exit = exit.subscribe();
-        let thread = std::thread::Builder::new()
-            .name(format!("trueip-{i}"))
-            .spawn(move || {
-                upstream::set_worker(i);
-                runtime.block_on(async move {
-                    tokio::spawn(server::timer_floor());
-                    let _ = exit.wait_for(|e| *e).await;
-                });
-                runtime.shutdown_timeout(Duration::from_secs(1));
-            })?;
+        let thread = std::thread::Builder::new().name(format!("trueip-{i}")).spawn(move || {
+            upstream::set_worker(i);
+            runtime.block_on(async move {
+                tokio::spawn(server::timer_floor());
+                let _ = exit.wait_for(|e| *e).await;
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
         threads.push(thread);
     }
     Ok((threads, loops))
@@ -466,10 +439,8 @@ fn describe(s: &Settings) -> Vec<String> {
     let serves_upstream = s.upstream.url.is_some();
     let paths =
         |which| rules::route::listener_paths(which, &s.admin.prefix, serves_upstream).join(" and ");
-    let (health, metrics) = (
-        paths(rules::route::Admin::Health),
-        paths(rules::route::Admin::Metrics),
-    );
+    let (health, metrics) =
+        (paths(rules::route::Admin::Health), paths(rules::route::Admin::Metrics));
     if !health.is_empty() {
         let to = if s.admin.metrics_to_anyone {
             "to anyone ([admin] metrics_to_anyone)"
@@ -535,11 +506,7 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
     metrics.ranges_in_use(&state.settings.loaded.metas);
     metrics.names_in_use(&state.settings.names);
     for (name, addrs) in &state.settings.names {
-        tracing::info!(
-            name = name.as_str(),
-            "trust name {}",
-            names::describe(name, addrs)
-        );
+        tracing::info!(name = name.as_str(), "trust name {}", names::describe(name, addrs));
     }
     metrics.listener_policies(state.settings.listener_policy_names());
     let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));

@@ -98,11 +98,7 @@ impl Drop for Opening {
 impl Listening {
     /// No socket yet.
     pub(crate) const fn new() -> Self {
-        Listening {
-            workers: Vec::new(),
-            open: Vec::new(),
-            opened: 0,
-        }
+        Listening { workers: Vec::new(), open: Vec::new(), opened: 0 }
     }
 
     /// Opens the sockets `settings` names that are not open yet (listeners, then the
@@ -238,12 +234,12 @@ impl Listening {
             };
             // The address the socket got (a port of 0 in the config is the kernel's choice).
             let shown = match (copies.first(), &key) {
-                (Some(Bound::Tcp(s)), Key::Listener(_)) => s
-                    .local_addr()
-                    .map_or_else(|_| describe(&key), |a| a.to_string()),
-                (Some(Bound::Tcp(s)), Key::Admin(_)) => s
-                    .local_addr()
-                    .map_or_else(|_| describe(&key), |a| format!("admin {a}")),
+                (Some(Bound::Tcp(s)), Key::Listener(_)) => {
+                    s.local_addr().map_or_else(|_| describe(&key), |a| a.to_string())
+                }
+                (Some(Bound::Tcp(s)), Key::Admin(_)) => {
+                    s.local_addr().map_or_else(|_| describe(&key), |a| format!("admin {a}"))
+                }
                 _ => describe(&key),
             };
             for (worker, bound) in self.workers.iter().zip(copies) {
@@ -260,13 +256,7 @@ impl Listening {
                 }
             }
             tracing::info!(address = %shown, "listening on {shown}");
-            self.open.push(Open {
-                key,
-                role,
-                retire,
-                file,
-                tcp,
-            });
+            self.open.push(Open { key, role, retire, file, tcp });
         }
         self.opened = opening.opened;
     }
@@ -330,11 +320,7 @@ fn set_defer_accept(socket: &std::net::TcpListener, on: bool) -> std::io::Result
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    if done == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -345,11 +331,7 @@ fn set_defer_accept(_: &std::net::TcpListener, _: bool) -> std::io::Result<()> {
 /// A listening socket with an accept queue of `backlog` connections (tokio's
 /// `TcpListener::bind` asks for 128, which a burst of connections overflows).
 fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // As `TcpListener::bind` does: a restart can bind while old connections linger.
     socket.set_reuseaddr(true)?;
     // Every connection accepted on the socket starts with it (Linux and the BSDs copy it
@@ -424,33 +406,19 @@ mod tests {
     #[test]
     fn a_failed_bind_says_what_to_do() {
         let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let denied = bind_failure(
-            addr,
-            Some(0),
-            &Error::from(ErrorKind::PermissionDenied),
-            false,
-        );
-        assert!(
-            denied.starts_with("cannot listen on 127.0.0.1:80 (listen[0]): "),
-            "{denied}"
-        );
+        let denied = bind_failure(addr, Some(0), &Error::from(ErrorKind::PermissionDenied), false);
+        assert!(denied.starts_with("cannot listen on 127.0.0.1:80 (listen[0]): "), "{denied}");
         assert!(denied.contains("CAP_NET_BIND_SERVICE"), "{denied}");
         assert!(denied.contains("--listen 127.0.0.1:8080"), "{denied}");
 
         let in_use = bind_failure(addr, Some(1), &Error::from(ErrorKind::AddrInUse), false);
-        assert!(
-            in_use.contains("(listen[1])") && in_use.contains("127.0.0.1:81"),
-            "{in_use}"
-        );
+        assert!(in_use.contains("(listen[1])") && in_use.contains("127.0.0.1:81"), "{in_use}");
 
         let admin: SocketAddr = "[::1]:65535".parse().unwrap();
         let admin = bind_failure(admin, None, &Error::from(ErrorKind::AddrInUse), false);
         assert!(admin.contains("(admin.listen)"), "{admin}");
         assert!(admin.contains("admin.listen = \"[::1]:8080\""), "{admin}");
-        assert!(
-            !admin.contains("--listen"),
-            "no flag sets the admin listener: {admin}"
-        );
+        assert!(!admin.contains("--listen"), "no flag sets the admin listener: {admin}");
 
         // On a reload: no flag (a reload reads the file alone), and this gateway's own
         // overlapping sockets named as a cause.
@@ -484,10 +452,7 @@ mod tests {
         listener: &crate::io::TcpAcceptor,
         wait: std::time::Duration,
     ) -> Option<std::net::TcpStream> {
-        tokio::time::timeout(wait, listener.accept())
-            .await
-            .ok()
-            .map(|r| r.unwrap().0)
+        tokio::time::timeout(wait, listener.accept()).await.ok().map(|r| r.unwrap().0)
     }
 
     /// An HTTP listener defers (`limits.defer_accept`): a client that writes at once is
@@ -517,18 +482,14 @@ mod tests {
         let tcp = crate::io::TcpAcceptor::from_std(tcp).unwrap();
 
         // Writes at once: handed over with the bytes there for the first read.
-        let mut client = tokio::net::TcpStream::connect(http.local_addr().unwrap())
-            .await
-            .unwrap();
+        let mut client = tokio::net::TcpStream::connect(http.local_addr().unwrap()).await.unwrap();
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut accepted = accepted_within(&http, short).await.unwrap();
         let mut buf = [0; 64];
         assert_eq!(accepted.read(&mut buf).unwrap(), 18, "readable on accept");
 
         // Writes after a pause, under the deferral's second: held until then.
-        let mut client = tokio::net::TcpStream::connect(http.local_addr().unwrap())
-            .await
-            .unwrap();
+        let mut client = tokio::net::TcpStream::connect(http.local_addr().unwrap()).await.unwrap();
         assert!(
             accepted_within(&http, short).await.is_none(),
             "handed over before the client wrote"
@@ -538,9 +499,7 @@ mod tests {
         assert_eq!(accepted.read(&mut buf).unwrap(), 18, "readable on accept");
 
         // A relay's client may wait for the server: accepted at once.
-        let _client = tokio::net::TcpStream::connect(tcp.local_addr().unwrap())
-            .await
-            .unwrap();
+        let _client = tokio::net::TcpStream::connect(tcp.local_addr().unwrap()).await.unwrap();
         assert!(accepted_within(&tcp, short).await.is_some());
 
         let [off] = <[_; 1]>::try_from(opened(
@@ -548,9 +507,7 @@ mod tests {
         ))
         .unwrap();
         let off = crate::io::TcpAcceptor::from_std(off).unwrap();
-        let _client = tokio::net::TcpStream::connect(off.local_addr().unwrap())
-            .await
-            .unwrap();
+        let _client = tokio::net::TcpStream::connect(off.local_addr().unwrap()).await.unwrap();
         assert!(accepted_within(&off, short).await.is_some());
     }
 
@@ -568,24 +525,16 @@ mod tests {
         let addr = http.local_addr().unwrap();
 
         drop(tokio::net::TcpStream::connect(addr).await.unwrap());
-        let mut accepted = accepted_within(&http, std::time::Duration::from_millis(300))
-            .await
-            .unwrap();
+        let mut accepted =
+            accepted_within(&http, std::time::Duration::from_millis(300)).await.unwrap();
         accepted.set_nonblocking(false).unwrap();
         assert_eq!(accepted.read(&mut [0; 8]).unwrap(), 0);
 
         let start = std::time::Instant::now();
         let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
-        assert!(
-            accepted_within(&http, std::time::Duration::from_secs(5))
-                .await
-                .is_some()
-        );
+        assert!(accepted_within(&http, std::time::Duration::from_secs(5)).await.is_some());
         let held = start.elapsed();
-        assert!(
-            held >= std::time::Duration::from_millis(900),
-            "handed over after {held:?}"
-        );
+        assert!(held >= std::time::Duration::from_millis(900), "handed over after {held:?}");
     }
 
     /// A connection accepted on a gateway's listener has `TCP_NODELAY` from the listener,
@@ -594,14 +543,9 @@ mod tests {
     async fn connections_start_with_the_listeners_nodelay() {
         let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
         let listener = crate::io::TcpAcceptor::from_std(listener.into_std().unwrap()).unwrap();
-        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(accepted.nodelay().unwrap());
-        assert_eq!(
-            crate::io::NoDelay::accepted(&accepted),
-            crate::io::NoDelay::Set
-        );
+        assert_eq!(crate::io::NoDelay::accepted(&accepted), crate::io::NoDelay::Set);
     }
 }

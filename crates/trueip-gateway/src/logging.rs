@@ -69,10 +69,7 @@ impl Drop for Line {
 impl<'a> MakeWriter<'a> for QueueWriter {
     type Writer = Line;
     fn make_writer(&'a self) -> Line {
-        Line {
-            buf: Vec::with_capacity(256),
-            queue: self.clone(),
-        }
+        Line { buf: Vec::with_capacity(256), queue: self.clone() }
     }
 }
 
@@ -94,40 +91,32 @@ impl LogHandle {
 
 fn spawn_writer(metrics: Arc<Metrics>) -> (QueueWriter, LogHandle) {
     let (tx, rx) = mpsc::sync_channel::<Msg>(8192);
-    let spawned = std::thread::Builder::new()
-        .name("trueip-access-log".into())
-        .spawn(move || {
-            let stdout = io::stdout();
-            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-            while let Ok(msg) = rx.recv() {
-                let mut next = Some(msg);
-                while let Some(msg) = next.take() {
-                    match msg {
-                        Msg::Line(line) => {
-                            let _ = out.write_all(&line);
-                        }
-                        Msg::Flush(done) => {
-                            let _ = out.flush();
-                            let _ = done.send(());
-                        }
+    let spawned = std::thread::Builder::new().name("trueip-access-log".into()).spawn(move || {
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+        while let Ok(msg) = rx.recv() {
+            let mut next = Some(msg);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Line(line) => {
+                        let _ = out.write_all(&line);
                     }
-                    next = rx.try_recv().ok();
+                    Msg::Flush(done) => {
+                        let _ = out.flush();
+                        let _ = done.send(());
+                    }
                 }
-                let _ = out.flush();
+                next = rx.try_recv().ok();
             }
-        });
+            let _ = out.flush();
+        }
+    });
     if spawned.is_err() {
         eprintln!(
             "trueip: cannot start the access-log writer thread; access-log lines will be dropped"
         );
     }
-    (
-        QueueWriter {
-            tx: tx.clone(),
-            metrics,
-        },
-        LogHandle { tx },
-    )
+    (QueueWriter { tx: tx.clone(), metrics }, LogHandle { tx })
 }
 
 /// How many lines of one [`Throttle`]d kind are written in a second.
@@ -224,11 +213,7 @@ pub(crate) fn init(settings: &LogSettings, metrics: Arc<Metrics>) -> Option<LogH
                 .boxed(),
         ),
     };
-    tracing_subscriber::registry()
-        .with(vec![diag, access])
-        .try_init()
-        .ok()
-        .map(|()| handle)
+    tracing_subscriber::registry().with(vec![diag, access]).try_init().ok().map(|()| handle)
 }
 
 #[cfg(test)]
@@ -250,18 +235,11 @@ mod tests {
             assert_eq!(written.len() as u64, THROTTLED_PER_SECOND, "{written:?}");
             assert!(written.iter().all(|&n| n == 0), "{written:?}");
         } else {
-            assert!(
-                written.len() as u64 <= 2 * THROTTLED_PER_SECOND,
-                "{written:?}"
-            );
+            assert!(written.len() as u64 <= 2 * THROTTLED_PER_SECOND, "{written:?}");
         }
         // The next second's first line names what was left out.
         throttle.second.store(0, Ordering::Relaxed);
         let next = throttle.admit();
-        assert_eq!(
-            next.map(|n| n + written.len() as u64),
-            Some(1000),
-            "{written:?} then {next:?}"
-        );
+        assert_eq!(next.map(|n| n + written.len() as u64), Some(1000), "{written:?} then {next:?}");
     }
 }

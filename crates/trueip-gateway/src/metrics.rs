@@ -34,29 +34,16 @@ pub(crate) enum SourceLabel {
 
 impl SourceLabel {
     /// The label values, in the order of the variants (`label as usize` indexes them).
-    const LABELS: [&'static str; 7] = [
-        "peer",
-        "proxy-protocol",
-        "x-forwarded-for",
-        "forwarded",
-        "header",
-        "query",
-        "cookie",
-    ];
+    const LABELS: [&'static str; 7] =
+        ["peer", "proxy-protocol", "x-forwarded-for", "forwarded", "header", "query", "cookie"];
 
     /// The label for a resolution's source.
     pub(crate) fn of(source: &Source) -> Self {
         match source {
             Source::Peer => SourceLabel::Peer,
             Source::ProxyProtocol => SourceLabel::ProxyProtocol,
-            Source::List {
-                header: ListHeader::XForwardedFor,
-                ..
-            } => SourceLabel::XForwardedFor,
-            Source::List {
-                header: ListHeader::Forwarded,
-                ..
-            } => SourceLabel::Forwarded,
+            Source::List { header: ListHeader::XForwardedFor, .. } => SourceLabel::XForwardedFor,
+            Source::List { header: ListHeader::Forwarded, .. } => SourceLabel::Forwarded,
             Source::Header => SourceLabel::Header,
             Source::Query => SourceLabel::Query,
             Source::Cookie => SourceLabel::Cookie,
@@ -83,14 +70,8 @@ pub(crate) enum ProxyErrorKind {
 
 impl ProxyErrorKind {
     /// The label values, in the order of the variants.
-    const LABELS: [&'static str; 6] = [
-        "malformed",
-        "truncated",
-        "timeout",
-        "too_large",
-        "wrong_version",
-        "untrusted_sender",
-    ];
+    const LABELS: [&'static str; 6] =
+        ["malformed", "truncated", "timeout", "too_large", "wrong_version", "untrusted_sender"];
 }
 
 /// Why a valid header's addresses and TLVs are not used: the sender stays the peer.
@@ -171,9 +152,8 @@ impl ClientErrorKind {
 }
 
 /// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const WARNINGS: usize = 16;
 
 /// Listeners counted one by one in `trueip_requests_by_listener_total`.
@@ -253,10 +233,8 @@ impl Metrics {
             bump(&self.buckets, i);
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_micros.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            Relaxed,
-        );
+        self.latency_micros
+            .fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// Counts a refused PROXY header.
@@ -314,12 +292,7 @@ impl Metrics {
 
     /// A reload finished.
     pub(crate) fn reloaded(&self, ok: bool) {
-        if ok {
-            &self.reloads_ok
-        } else {
-            &self.reloads_failed
-        }
-        .fetch_add(1, Relaxed);
+        if ok { &self.reloads_ok } else { &self.reloads_failed }.fetch_add(1, Relaxed);
     }
 
     /// Counts a decision made on `listen[listener]`.
@@ -375,10 +348,8 @@ impl Metrics {
     /// that once failed. Names are checked host names: nothing in them needs escaping.
     fn render_names(&self, out: &mut String) {
         let map = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        let in_use: Vec<(&str, u64)> = map
-            .iter()
-            .filter_map(|(n, g)| g.addresses.map(|a| (n.as_str(), a)))
-            .collect();
+        let in_use: Vec<(&str, u64)> =
+            map.iter().filter_map(|(n, g)| g.addresses.map(|a| (n.as_str(), a))).collect();
         if !in_use.is_empty() {
             let _ = writeln!(
                 out,
@@ -406,10 +377,8 @@ impl Metrics {
 
     /// A background refresh of `provider`'s list failed.
     pub(crate) fn range_refresh_failed(&self, provider: &str) {
-        if let Some(g) = PROVIDERS
-            .iter()
-            .position(|p| p.name == provider)
-            .and_then(|i| self.ranges.get(i))
+        if let Some(g) =
+            PROVIDERS.iter().position(|p| p.name == provider).and_then(|i| self.ranges.get(i))
         {
             g.refresh_failures.fetch_add(1, Relaxed);
         }
@@ -480,9 +449,7 @@ impl Metrics {
             "trueip_warnings_total",
             "Resolution warnings, by name (see `trueip explain`).",
             "warning",
-            warning_table()
-                .zip(&self.warnings)
-                .map(|((_, name), c)| (name, n(c))),
+            warning_table().zip(&self.warnings).map(|((_, name), c)| (name, n(c))),
         );
         counter(
             out_,
@@ -520,21 +487,13 @@ impl Metrics {
             labelled(&ClientErrorKind::LABELS, &self.client_errors),
         );
         for (name, help, c) in [
-            (
-                "trueip_connections_total",
-                "Accepted connections.",
-                &self.connections_total,
-            ),
+            ("trueip_connections_total", "Accepted connections.", &self.connections_total),
             (
                 "trueip_connections_rejected_total",
                 "Connections closed at once because limits.max_connections was reached.",
                 &self.connections_rejected,
             ),
-            (
-                "trueip_tcp_relays_total",
-                "TCP-mode connections relayed.",
-                &self.tcp_connections,
-            ),
+            ("trueip_tcp_relays_total", "TCP-mode connections relayed.", &self.tcp_connections),
             (
                 "trueip_tls_handshake_errors_total",
                 "TLS handshakes that failed or timed out.",
@@ -548,10 +507,7 @@ impl Metrics {
             "trueip_config_reloads_total",
             "Config reloads (SIGHUP), by result.",
             "result",
-            [
-                ("ok", n(&self.reloads_ok)),
-                ("error", n(&self.reloads_failed)),
-            ],
+            [("ok", n(&self.reloads_ok)), ("error", n(&self.reloads_failed))],
         );
         counter(
             out_,
@@ -564,11 +520,7 @@ impl Metrics {
             out,
             "# HELP trueip_connections_open Connections open now.\n# TYPE trueip_connections_open gauge"
         );
-        let _ = writeln!(
-            out,
-            "trueip_connections_open {}",
-            self.connections_open.load(Relaxed)
-        );
+        let _ = writeln!(out, "trueip_connections_open {}", self.connections_open.load(Relaxed));
         let _ = writeln!(
             out,
             "# HELP trueip_request_duration_seconds Time from request to the end of the response body.\n# TYPE trueip_request_duration_seconds histogram"
@@ -582,10 +534,7 @@ impl Metrics {
             );
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "trueip_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
+        let _ = writeln!(out, "trueip_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(
             out,
             "trueip_request_duration_seconds_sum {}",
@@ -614,10 +563,7 @@ impl Metrics {
             );
             for (name, g) in &in_use {
                 let age = now.saturating_sub(g.fetched_at_unix.load(Relaxed));
-                let _ = writeln!(
-                    out,
-                    "trueip_ranges_age_seconds{{provider=\"{name}\"}} {age}"
-                );
+                let _ = writeln!(out, "trueip_ranges_age_seconds{{provider=\"{name}\"}} {age}");
             }
             let _ = writeln!(
                 out,
@@ -668,10 +614,7 @@ fn labelled<'a>(
     labels: &'a [&'a str],
     counters: &'a [AtomicU64],
 ) -> impl Iterator<Item = (&'a str, u64)> {
-    labels
-        .iter()
-        .copied()
-        .zip(counters.iter().map(|c| c.load(Relaxed)))
+    labels.iter().copied().zip(counters.iter().map(|c| c.load(Relaxed)))
 }
 
 /// Writes a counter family: its help and type, then one sample per `(label value,
@@ -697,9 +640,7 @@ fn counter<'a>(
 fn warning_table() -> impl Iterator<Item = (Warnings, &'static str)> {
     // Every flag has a name (`every_warning_flag_is_counted_under_its_name`), so each
     // keeps its place: its counter's index.
-    WARNING_FLAGS
-        .into_iter()
-        .filter_map(|f| f.names().next().map(|n| (f, n)))
+    WARNING_FLAGS.into_iter().filter_map(|f| f.names().next().map(|n| (f, n)))
 }
 
 /// Each warning flag a gateway's decision can carry, in the core's fixed order:
@@ -762,10 +703,7 @@ mod tests {
     #[test]
     fn range_lists_in_use_have_an_age_a_size_and_failures() {
         let m = Metrics::default();
-        assert!(
-            !m.render().contains("trueip_ranges"),
-            "no list in use, no family"
-        );
+        assert!(!m.render().contains("trueip_ranges"), "no list in use, no family");
         let now = crate::clock::unix_now();
         let meta = Meta {
             trueip_ranges: 1,
@@ -790,21 +728,12 @@ mod tests {
             .parse()
             .unwrap();
         assert!((100..200).contains(&age), "{text}");
-        assert!(
-            text.contains("trueip_ranges_prefixes{provider=\"cloudfront\"} 54"),
-            "{text}"
-        );
+        assert!(text.contains("trueip_ranges_prefixes{provider=\"cloudfront\"} 54"), "{text}");
         assert!(text.contains("trueip_ranges_refresh_failures_total{provider=\"cloudfront\"} 1"));
         assert!(text.contains("trueip_ranges_refresh_failures_total{provider=\"fastly\"} 1"));
-        assert!(
-            !text.contains("trueip_ranges_prefixes{provider=\"fastly\"}"),
-            "{text}"
-        );
+        assert!(!text.contains("trueip_ranges_prefixes{provider=\"fastly\"}"), "{text}");
         m.ranges_in_use(&[]);
-        assert!(
-            !m.render().contains("trueip_ranges_age_seconds{"),
-            "no longer in use"
-        );
+        assert!(!m.render().contains("trueip_ranges_age_seconds{"), "no longer in use");
     }
 
     /// Each label array follows its enum's variants, to the last one.

@@ -82,10 +82,7 @@ mod tests {
     fn start_up_needs_every_name_and_refresh_keeps_the_last_good() {
         let names = vec!["lb.internal".to_string(), "edge.internal".to_string()];
         let good = Stub(BTreeMap::from([
-            (
-                "lb.internal",
-                vec!["10.0.0.6", "::ffff:10.0.0.5", "10.0.0.6"],
-            ),
+            ("lb.internal", vec!["10.0.0.6", "::ffff:10.0.0.5", "10.0.0.6"]),
             ("edge.internal", vec!["10.1.0.1"]),
         ]));
         let addrs = resolve_all(&names, &good).unwrap();
@@ -96,10 +93,7 @@ mod tests {
 
         let half = Stub(BTreeMap::from([("lb.internal", vec!["10.0.0.7"])]));
         let err = resolve_all(&names, &half).unwrap_err().to_string();
-        assert!(
-            err.contains("edge.internal") && err.contains("NXDOMAIN"),
-            "{err}"
-        );
+        assert!(err.contains("edge.internal") && err.contains("NXDOMAIN"), "{err}");
 
         let (now, failed) = refresh(&names, &half, &addrs);
         assert_eq!(now["lb.internal"], ["10.0.0.7".parse::<IpAddr>().unwrap()]);
@@ -120,11 +114,8 @@ mod tests {
         )
         .unwrap();
         let file = HostsFile(path);
-        let got: Vec<String> = lookup(&file, "lb.internal")
-            .unwrap()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let got: Vec<String> =
+            lookup(&file, "lb.internal").unwrap().iter().map(ToString::to_string).collect();
         assert_eq!(got, ["10.0.0.5", "10.0.0.6", "2001:db8::5"]);
         assert!(lookup(&file, "other.internal").is_err());
         assert!(lookup(&HostsFile(dir.join("missing")), "lb.internal").is_err());

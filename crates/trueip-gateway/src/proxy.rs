@@ -118,32 +118,20 @@ fn received(header: ProxyHeader) -> Received {
         Command::Proxy => (
             header.addrs,
             trueip::PrivateLink::from_tlvs(&header.tlvs),
-            header
-                .tlvs
-                .ssl
-                .as_ref()
-                .is_some_and(|ssl| ssl.client & 0x01 != 0),
+            header.tlvs.ssl.as_ref().is_some_and(|ssl| ssl.client & 0x01 != 0),
         ),
         // A health check of the sender's own: nothing in it is about a client, its TLVs
         // included (an SSL TLV there would make the sender's plain connection `https`).
         Command::Local => (None, trueip::PrivateLink::default(), false),
     };
-    Received {
-        addrs,
-        client_tls,
-        private_link,
-        ignored: None,
-    }
+    Received { addrs, client_tls, private_link, ignored: None }
 }
 
 /// Encodes a header announcing `source` connected to `destination`. Mixed families are
 /// written as IPv6 (IPv4-mapped), which every receiver normalises back.
 pub(crate) fn encode(version: SendProxy, source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let (source, destination) = same_family(source, destination);
-    let addrs = ProxyAddrs {
-        source,
-        destination,
-    };
+    let addrs = ProxyAddrs { source, destination };
     let mut out = Vec::with_capacity(64);
     match version {
         SendProxy::Off => {}
@@ -194,9 +182,7 @@ mod tests {
         close: bool,
     ) -> Result<(Received, Bytes), PreambleError> {
         // From a sender, a success always carries a header.
-        feed_from("10.0.0.5", chunks, mode, max, close)
-            .await
-            .map(|(r, rest)| (r.unwrap(), rest))
+        feed_from("10.0.0.5", chunks, mode, max, close).await.map(|(r, rest)| (r.unwrap(), rest))
     }
 
     async fn feed_from(
@@ -221,9 +207,8 @@ mod tests {
             proxy_protocol_timeout: Duration::from_millis(300),
             ..Limits::default()
         };
-        let senders: TrustSet = ["10.0.0.0/8".parse::<trueip::Cidr>().unwrap()]
-            .into_iter()
-            .collect();
+        let senders: TrustSet =
+            ["10.0.0.0/8".parse::<trueip::Cidr>().unwrap()].into_iter().collect();
         // Storage as a kept buffer leaves it: longer than the bound, and holding an
         // earlier connection's bytes, none of which may show through.
         // Read and timed as a connection's start is: into the lean path's buffers, by the
@@ -232,17 +217,10 @@ mod tests {
         let (buf, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
         buf.clear();
         buf.extend_from_slice(&b"GET /earlier HTTP/1.1\r\n".repeat(400));
-        let result = read_header(
-            &mut rx,
-            peer.parse().unwrap(),
-            &senders,
-            mode,
-            &limits,
-            buf,
-            expired,
-        )
-        .await
-        .map(|(r, rest)| (r, Bytes::copy_from_slice(buf.get(rest).unwrap())));
+        let result =
+            read_header(&mut rx, peer.parse().unwrap(), &senders, mode, &limits, buf, expired)
+                .await
+                .map(|(r, rest)| (r, Bytes::copy_from_slice(buf.get(rest).unwrap())));
         writer.abort();
         result
     }
@@ -250,10 +228,7 @@ mod tests {
     #[tokio::test]
     async fn v1_in_pieces_keeps_the_data_after_it() {
         let (r, rest) = feed(
-            vec![
-                b"PROXY TCP4 192.0.2.1 198.51",
-                b".100.7 56324 443\r\nGET / HTTP/1.1\r\n",
-            ],
+            vec![b"PROXY TCP4 192.0.2.1 198.51", b".100.7 56324 443\r\nGET / HTTP/1.1\r\n"],
             ProxyProtocol::Any,
             512,
             true,
@@ -274,63 +249,35 @@ mod tests {
             "[2001:db8::2]:443".parse().unwrap(),
         );
         let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        let (r, rest) = feed(vec![leaked, b"hello"], ProxyProtocol::V2, 512, true)
-            .await
-            .unwrap();
+        let (r, rest) = feed(vec![leaked, b"hello"], ProxyProtocol::V2, 512, true).await.unwrap();
         assert_eq!(r.addrs.unwrap().source.to_string(), "[2001:db8::1]:5000");
         assert!(rest.is_empty() || &rest[..] == b"hello");
     }
 
     #[tokio::test]
     async fn refusals() {
-        let slow = feed(
-            vec![b"PROXY TCP4 192.0.2.1"],
-            ProxyProtocol::Any,
-            512,
-            false,
-        )
-        .await
-        .unwrap_err();
+        let slow =
+            feed(vec![b"PROXY TCP4 192.0.2.1"], ProxyProtocol::Any, 512, false).await.unwrap_err();
         assert!(matches!(slow, PreambleError::Timeout(_)), "{slow}");
         assert_eq!(error_kind(&slow), ProxyErrorKind::Timeout);
-        let cut = feed(vec![b"PROXY TCP4 192.0.2.1"], ProxyProtocol::Any, 512, true)
-            .await
-            .unwrap_err();
+        let cut =
+            feed(vec![b"PROXY TCP4 192.0.2.1"], ProxyProtocol::Any, 512, true).await.unwrap_err();
         assert!(matches!(cut, PreambleError::Closed(20)), "{cut}");
         assert_eq!(error_kind(&cut), ProxyErrorKind::Truncated);
         let refused =
             async |line: &'static [u8], mode| feed(vec![line], mode, 512, true).await.unwrap_err();
-        let bad = refused(
-            b"PROXY TCP4 999.0.2.1 198.51.100.7 1 2\r\n",
-            ProxyProtocol::Any,
-        )
-        .await;
+        let bad = refused(b"PROXY TCP4 999.0.2.1 198.51.100.7 1 2\r\n", ProxyProtocol::Any).await;
         assert_eq!(error_kind(&bad), ProxyErrorKind::Malformed, "{bad}");
         let http = refused(b"GET / HTTP/1.1\r\n\r\n", ProxyProtocol::Any).await;
         assert_eq!(error_kind(&http), ProxyErrorKind::WrongVersion, "{http}");
-        let v1_on_v2 = refused(
-            b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n",
-            ProxyProtocol::V2,
-        )
-        .await;
-        assert_eq!(
-            error_kind(&v1_on_v2),
-            ProxyErrorKind::WrongVersion,
-            "{v1_on_v2}"
-        );
+        let v1_on_v2 =
+            refused(b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n", ProxyProtocol::V2).await;
+        assert_eq!(error_kind(&v1_on_v2), ProxyErrorKind::WrongVersion, "{v1_on_v2}");
         // A v2 header announcing a 60000-byte payload is refused before it is read.
         let big: &'static [u8] = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xea\x60";
-        let too_large = feed(vec![big], ProxyProtocol::V2, 512, false)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(too_large, PreambleError::TooLarge(512)),
-            "{too_large}"
-        );
-        assert_eq!(
-            error_setting(&too_large),
-            " (limits.proxy_protocol_max_bytes)"
-        );
+        let too_large = feed(vec![big], ProxyProtocol::V2, 512, false).await.unwrap_err();
+        assert!(matches!(too_large, PreambleError::TooLarge(512)), "{too_large}");
+        assert_eq!(error_setting(&too_large), " (limits.proxy_protocol_max_bytes)");
         let stranger = feed_from(
             "198.51.100.7",
             vec![b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\r\n"],
@@ -340,11 +287,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(
-            error_kind(&stranger),
-            ProxyErrorKind::UntrustedSender,
-            "{stranger}"
-        );
+        assert_eq!(error_kind(&stranger), ProxyErrorKind::UntrustedSender, "{stranger}");
     }
 
     #[tokio::test]
@@ -365,9 +308,7 @@ mod tests {
             );
             bytes[13] = fam;
             let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            let (r, _) = feed(vec![leaked], ProxyProtocol::V2, 512, true)
-                .await
-                .unwrap();
+            let (r, _) = feed(vec![leaked], ProxyProtocol::V2, 512, true).await.unwrap();
             assert_eq!(r.addrs, None, "{fam:#x}");
             assert_eq!(r.ignored, Some(ProxyIgnored::Datagram), "{fam:#x}");
         }
@@ -375,9 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_command_has_no_addresses() {
-        let (r, _) = feed(vec![b"PROXY UNKNOWN\r\n"], ProxyProtocol::V1, 512, true)
-            .await
-            .unwrap();
+        let (r, _) = feed(vec![b"PROXY UNKNOWN\r\n"], ProxyProtocol::V1, 512, true).await.unwrap();
         assert_eq!(r.addrs, None);
     }
 
@@ -401,9 +340,7 @@ mod tests {
             bytes.extend_from_slice(&u16::try_from(TLVS.len()).unwrap().to_be_bytes());
             bytes.extend_from_slice(TLVS);
             let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            let (r, rest) = feed(vec![leaked], ProxyProtocol::V2, 512, true)
-                .await
-                .unwrap();
+            let (r, rest) = feed(vec![leaked], ProxyProtocol::V2, 512, true).await.unwrap();
             assert!(rest.is_empty(), "{what}");
             assert_eq!(r.addrs, None, "{what}");
             let proxy = what == "PROXY";

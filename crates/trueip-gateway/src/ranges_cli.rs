@@ -143,34 +143,22 @@ fn context(args: &RangesArgs) -> Result<Context, String> {
         None => (RangesSettings::default(), Vec::new()),
     };
     let dir = settings.dir(args.ranges_dir.as_deref());
-    Ok(Context {
-        settings,
-        dir,
-        needed,
-    })
+    Ok(Context { settings, dir, needed })
 }
 
 fn run_inner(args: RangesArgs) -> Result<ExitCode, String> {
     let ctx = context(&args)?;
     match args.command {
-        RangesCommand::Update {
-            provider,
-            from,
-            force,
-            timeout,
-        } => update(&ctx, &provider, &from, force, timeout.as_deref()),
+        RangesCommand::Update { provider, from, force, timeout } => {
+            update(&ctx, &provider, &from, force, timeout.as_deref())
+        }
         RangesCommand::Show { provider, format } => show(&ctx, &provider, format),
-        RangesCommand::Check {
-            provider,
-            max_age,
-            format,
-        } => check(&ctx, &provider, &max_age, format),
-        RangesCommand::Diff {
-            old,
-            new,
-            provider,
-            format,
-        } => diff(&old, &new, provider.as_deref(), format),
+        RangesCommand::Check { provider, max_age, format } => {
+            check(&ctx, &provider, &max_age, format)
+        }
+        RangesCommand::Diff { old, new, provider, format } => {
+            diff(&old, &new, provider.as_deref(), format)
+        }
     }
 }
 
@@ -236,10 +224,7 @@ fn update(
             })?,
         None => ctx.settings.timeout,
     };
-    let bounds = fetch::Bounds {
-        timeout,
-        max_bytes: fetch::MAX_BYTES,
-    };
+    let bounds = fetch::Bounds { timeout, max_bytes: fetch::MAX_BYTES };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -425,11 +410,7 @@ fn check(
                 println!("{p}");
             }
             if problems.is_empty() {
-                println!(
-                    "ok: {} list(s) younger than {}",
-                    rows.len(),
-                    age_text(max_age)
-                );
+                println!("ok: {} list(s) younger than {}", rows.len(), age_text(max_age));
             }
         }
         Format::Json => println!(
@@ -468,9 +449,7 @@ fn diff(
     provider: Option<&str>,
     format: Format,
 ) -> Result<ExitCode, String> {
-    let provider = provider
-        .map(|p| crate::ranges::provider(p).map(|p| p.name))
-        .transpose()?;
+    let provider = provider.map(|p| crate::ranges::provider(p).map(|p| p.name)).transpose()?;
     let read = |path: &Path| -> Result<Vec<trueip::Cidr>, String> {
         let text = path.display().to_string();
         let bytes = crate::ranges::read_file(&text)?;
@@ -534,10 +513,7 @@ mod tests {
     #[test]
     fn formats_are_told_from_the_first_keys() {
         assert_eq!(guess(br#"{"addresses":["1.2.3.0/24"]}"#), "fastly");
-        assert_eq!(
-            guess(br#"{"changeNumber":1,"values":[]}"#),
-            "azure-front-door"
-        );
+        assert_eq!(guess(br#"{"changeNumber":1,"values":[]}"#), "azure-front-door");
         assert_eq!(guess(br#"{"syncToken":"1","prefixes":[]}"#), "cloudfront");
     }
 }

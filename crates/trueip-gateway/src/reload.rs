@@ -66,9 +66,7 @@ fn switch(
     mut state: State,
 ) -> Result<(), ConfigError> {
     let current = shared.state.load_full();
-    let opening = listening
-        .prepare(&mut state.settings, true)
-        .map_err(ConfigError::new)?;
+    let opening = listening.prepare(&mut state.settings, true).map_err(ConfigError::new)?;
     let (new, old) = (&state.settings, &current.settings);
     if new.limits.backlog != old.limits.backlog {
         tracing::warn!(
@@ -100,9 +98,7 @@ fn switch(
     }
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
     shared.metrics.names_in_use(&state.settings.names);
-    shared
-        .metrics
-        .listener_policies(state.settings.listener_policy_names());
+    shared.metrics.listener_policies(state.settings.listener_policy_names());
     shared.state.store(Arc::new(state));
     listening.apply(opening, shared);
     Ok(())
@@ -120,9 +116,7 @@ pub(crate) fn close_all() {
 
 fn locked() -> std::sync::MutexGuard<'static, Listening> {
     // Nothing the lock guards can be left half-done by a panic: take it back.
-    SWITCH
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    SWITCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// SIGHUP: re-read the file and the range cache and swap the state, or keep the old one
@@ -159,33 +153,29 @@ pub(crate) fn start_refresh(
     args: ServeArgs,
     mut exit: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("trueip-ranges".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let mut retry = HashMap::new();
-                let mut names_due = Instant::now() + shared.state.load().settings.resolve_every;
-                loop {
-                    // A download in flight does not hold up the shutdown: the cache is
-                    // written by one rename, so a refresh cut short leaves it whole.
-                    let wait = tokio::select! {
-                        wait = refresh_due(&shared, &args, &mut retry) => wait,
-                        _ = exit.wait_for(|e| *e) => return,
-                    };
-                    let wait = tokio::select! {
-                        names = refresh_names(&shared, &args, &mut names_due) => wait.min(names),
-                        _ = exit.wait_for(|e| *e) => return,
-                    };
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = exit.wait_for(|e| *e) => return,
-                    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("trueip-ranges".into()).spawn(move || {
+        runtime.block_on(async move {
+            let mut retry = HashMap::new();
+            let mut names_due = Instant::now() + shared.state.load().settings.resolve_every;
+            loop {
+                // A download in flight does not hold up the shutdown: the cache is
+                // written by one rename, so a refresh cut short leaves it whole.
+                let wait = tokio::select! {
+                    wait = refresh_due(&shared, &args, &mut retry) => wait,
+                    _ = exit.wait_for(|e| *e) => return,
+                };
+                let wait = tokio::select! {
+                    names = refresh_names(&shared, &args, &mut names_due) => wait.min(names),
+                    _ = exit.wait_for(|e| *e) => return,
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = exit.wait_for(|e| *e) => return,
                 }
-            });
-        })
+            }
+        });
+    })
 }
 
 /// Resolves the trusted host names again when `names_due` has come, and swaps in a
@@ -285,10 +275,8 @@ async fn refresh_due(
         let Ok(provider) = ranges::provider(&meta.provider) else {
             continue;
         };
-        let bounds = fetch::Bounds {
-            timeout: settings.ranges.timeout,
-            max_bytes: fetch::MAX_BYTES,
-        };
+        let bounds =
+            fetch::Bounds { timeout: settings.ranges.timeout, max_bytes: fetch::MAX_BYTES };
         let sources = settings.ranges.sources(provider, &[]);
         if sources.is_empty() {
             tracing::warn!(

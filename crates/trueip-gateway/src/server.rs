@@ -113,10 +113,7 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
     // already read.
     let epoll_first = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::CurrentThread;
-    let stops = Arc::new(Stops {
-        ended: crate::context::Stop::default(),
-        retired,
-    });
+    let stops = Arc::new(Stops { ended: crate::context::Stop::default(), retired });
     // The loop's connections wait for its end, which this sets however the loop ends.
     let _ended = Ended(stops.clone());
     // Made once, not per accepted connection: each wait registers once.
@@ -221,10 +218,9 @@ async fn connection(
     let mut first = None;
     // The config refuses PROXY headers on `unix:` listeners: a peer without an address
     // reaches this only on a TCP listener, never.
-    if let (Some(l), Some(peer_ip)) = (
-        listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off),
-        peer.ip(),
-    ) {
+    if let (Some(l), Some(peer_ip)) =
+        (listener.filter(|l| l.proxy_protocol != ProxyProtocol::Off), peer.ip())
+    {
         // Read into the buffer the lean path reads requests into: the header and the
         // request usually come in one read, and are then read once, into a buffer kept
         // from an earlier connection (no allocation, no zeroing, no copy). A connection
@@ -233,10 +229,7 @@ async fn connection(
         // request head and the upstream's answer: a late header arms no timer of its own.
         let mut bufs = lean::Buffers::take();
         let (storage, expired) = bufs.for_preamble(limits.proxy_protocol_timeout);
-        let senders = state
-            .settings
-            .policy_for(role_listener(role))
-            .proxy_protocol_from();
+        let senders = state.settings.policy_for(role_listener(role)).proxy_protocol_from();
         match Box::pin(proxy::read_header(
             &mut stream,
             peer_ip,
@@ -282,11 +275,7 @@ async fn connection(
                 // needs.
                 static FROM_SENDERS: Throttle = Throttle::new();
                 static FROM_OTHERS: Throttle = Throttle::new();
-                let throttle = if senders.contains(peer_ip) {
-                    &FROM_SENDERS
-                } else {
-                    &FROM_OTHERS
-                };
+                let throttle = if senders.contains(peer_ip) { &FROM_SENDERS } else { &FROM_OTHERS };
                 if matches!(e, PreambleError::Closed(0)) {
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
                 } else if let Some(left_out) = throttle.admit() {
@@ -312,12 +301,7 @@ async fn connection(
     let io = match acceptor {
         Some(acceptor) => {
             let handshake = acceptor.accept(rewound);
-            match Box::pin(tokio::time::timeout(
-                limits.tls_handshake_timeout,
-                handshake,
-            ))
-            .await
-            {
+            match Box::pin(tokio::time::timeout(limits.tls_handshake_timeout, handshake)).await {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
                 Ok(Err(e)) => {
                     shared.metrics.tls_error();
@@ -381,11 +365,7 @@ async fn connection(
                     // What ALPN chose stays chosen, and a connection that has served an
                     // HTTP/1.1 request is one: HTTP/2's preface only opens a connection
                     // (RFC 9113 §3.3, §3.4). Else the first bytes tell.
-                    let known = if opening {
-                        alpn
-                    } else {
-                        Some(hyper::Protocol::Http1)
-                    };
+                    let known = if opening { alpn } else { Some(hyper::Protocol::Http1) };
                     Box::pin(hyper::serve(Rewind::new(read, io), ctx, &state, known)).await;
                 }
                 // hyper ends a TLS connection with close_notify, so that a client reading
@@ -424,10 +404,7 @@ mod tests {
     async fn start(toml: &str) -> (SocketAddr, Server) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        (
-            addr,
-            Server::start(listener, &Build::new(toml, true).unwrap()).unwrap(),
-        )
+        (addr, Server::start(listener, &Build::new(toml, true).unwrap()).unwrap())
     }
 
     async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
@@ -520,9 +497,7 @@ mod tests {
             .await;
             assert!(reply.starts_with("HTTP/1.1 200"), "{bind}: {reply}");
             assert!(
-                reply
-                    .to_ascii_lowercase()
-                    .contains(&format!("\r\nx-forwarded-port: {port}\r\n")),
+                reply.to_ascii_lowercase().contains(&format!("\r\nx-forwarded-port: {port}\r\n")),
                 "{bind}: {reply}"
             );
         }
@@ -542,10 +517,7 @@ mod tests {
         let reply = exchange(addr, many.as_bytes()).await;
         assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
         // A head over max_header_bytes that arrives in one piece.
-        let big = format!(
-            "GET /json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(9000)
-        );
+        let big = format!("GET /json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
         let reply = exchange(addr, big.as_bytes()).await;
         assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
         // Plain requests pipelined on one connection, answered in order.
@@ -599,11 +571,7 @@ mod tests {
             req.push_str(&format!("{name}: {value}\r\n"));
         }
         req.push_str("\r\n");
-        assert!(
-            req.len() > 27 * 1024 && req.len() < 32 * 1024,
-            "{}",
-            req.len()
-        );
+        assert!(req.len() > 27 * 1024 && req.len() < 32 * 1024, "{}", req.len());
         let mut s = TcpStream::connect(addr).await.unwrap();
         let mut largest = 0;
         for _ in 0..40 {
@@ -611,9 +579,8 @@ mod tests {
                 s.write_all(req.as_bytes()).await.unwrap();
                 one_response(&mut s).await
             };
-            let (head, body) = tokio::time::timeout(Duration::from_secs(10), exchange)
-                .await
-                .unwrap();
+            let (head, body) =
+                tokio::time::timeout(Duration::from_secs(10), exchange).await.unwrap();
             assert!(head.starts_with("HTTP/1.1 200"), "{head}");
             largest = largest.max(body.len());
         }
@@ -638,9 +605,7 @@ mod tests {
         )
         .await;
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let (head, _) = one_response(&mut s).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         let waited = std::time::Instant::now();
@@ -656,22 +621,13 @@ mod tests {
     #[tokio::test]
     async fn bad_or_late_proxy_headers_close_and_count() {
         let (addr, shared) = start(PP).await;
-        assert_eq!(
-            exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await,
-            ""
-        );
-        assert_eq!(
-            exchange(addr, b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n").await,
-            ""
-        );
+        assert_eq!(exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await, "");
+        assert_eq!(exchange(addr, b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n").await, "");
         let mut slow = TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"PROXY TCP4 1.2.3.4").await.unwrap();
         let mut out = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut out)).await;
-        assert!(
-            closed.is_ok() && out.is_empty(),
-            "a late header closes the connection"
-        );
+        assert!(closed.is_ok() && out.is_empty(), "a late header closes the connection");
         let metrics = shared.metrics();
         for reason in ["wrong_version", "malformed", "timeout"] {
             assert!(

@@ -33,9 +33,7 @@ pub(crate) async fn relay(
     let settings = &state.settings;
     let conn = ctx.connection();
     let no_headers: [(&str, &str); 0] = [];
-    let resolution = settings
-        .policy_for(ctx.listener())
-        .resolve(&conn, &no_headers[..]);
+    let resolution = settings.policy_for(ctx.listener()).resolve(&conn, &no_headers[..]);
     metrics.resolved(&resolution);
     if let Some(i) = ctx.listener().and_then(|id| settings.listener_index(id)) {
         metrics.decided_on(i);

@@ -37,12 +37,9 @@ pub(crate) fn acceptor(
         };
         let (certs, key) = read_pair(files, &format!("{here}.cert"), &format!("{here}.key"))?;
         let signer = provider.key_provider.load_private_key(key).map_err(|e| {
-            ConfigError::new(format!(
-                "unusable private key in {}: {e}",
-                files.key.display()
-            ))
-            .hint("use an RSA, ECDSA (P-256, P-384) or Ed25519 key")
-            .at(format!("{here}.key"))
+            ConfigError::new(format!("unusable private key in {}: {e}", files.key.display()))
+                .hint("use an RSA, ECDSA (P-256, P-384) or Ed25519 key")
+                .at(format!("{here}.key"))
         })?;
         let certified = rustls::sign::CertifiedKey::new(certs, signer);
         certified.keys_match().map_err(|e| {
@@ -56,9 +53,7 @@ pub(crate) fn acceptor(
         }
         for name in &files.server_names {
             match name.strip_prefix("*.") {
-                Some(parent) => resolver
-                    .wildcard
-                    .insert(parent.to_string(), certified.clone()),
+                Some(parent) => resolver.wildcard.insert(parent.to_string(), certified.clone()),
                 None => resolver.exact.insert(name.clone(), certified.clone()),
             };
         }
@@ -112,10 +107,7 @@ impl rustls::server::ResolvesServerCert for BySni {
                 self.wildcard.get(parent)
             })
         });
-        named
-            .or(self.default.as_ref())
-            .or(self.first.as_ref())
-            .cloned()
+        named.or(self.default.as_ref()).or(self.first.as_ref()).cloned()
     }
 }
 
@@ -129,27 +121,19 @@ fn read_pair(
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
-            ConfigError::new(format!(
-                "cannot read certificates from {}: {e}",
-                files.cert.display()
-            ))
-            .hint("point to a PEM file holding the certificate chain, leaf first")
-            .at(cert_key.to_string())
+            ConfigError::new(format!("cannot read certificates from {}: {e}", files.cert.display()))
+                .hint("point to a PEM file holding the certificate chain, leaf first")
+                .at(cert_key.to_string())
         })?;
     if certs.is_empty() {
-        return Err(
-            ConfigError::new(format!("no certificate in {}", files.cert.display()))
-                .hint("the file must hold -----BEGIN CERTIFICATE----- blocks")
-                .at(cert_key.to_string()),
-        );
+        return Err(ConfigError::new(format!("no certificate in {}", files.cert.display()))
+            .hint("the file must hold -----BEGIN CERTIFICATE----- blocks")
+            .at(cert_key.to_string()));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
-        ConfigError::new(format!(
-            "cannot read a private key from {}: {e}",
-            files.key.display()
-        ))
-        .hint("point to a PEM file with a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key")
-        .at(key_key.to_string())
+        ConfigError::new(format!("cannot read a private key from {}: {e}", files.key.display()))
+            .hint("point to a PEM file with a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key")
+            .at(key_key.to_string())
     })?;
     Ok((certs, key))
 }
@@ -164,9 +148,7 @@ pub(crate) struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Client").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -189,12 +171,9 @@ fn add_roots(
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
-            ConfigError::new(format!(
-                "cannot read certificates from {}: {e}",
-                path.display()
-            ))
-            .hint("point to a PEM file of -----BEGIN CERTIFICATE----- blocks")
-            .at(key.to_string())
+            ConfigError::new(format!("cannot read certificates from {}: {e}", path.display()))
+                .hint("point to a PEM file of -----BEGIN CERTIFICATE----- blocks")
+                .at(key.to_string())
         })?;
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
@@ -223,10 +202,7 @@ fn upstream_roots(
         TlsRoots::System => {
             let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
             let bundle = from_env.or_else(|| {
-                SYSTEM_BUNDLES
-                    .iter()
-                    .map(std::path::PathBuf::from)
-                    .find(|p| p.is_file())
+                SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from).find(|p| p.is_file())
             });
             let Some(bundle) = bundle else {
                 return Err(ConfigError::new(format!(
@@ -253,9 +229,7 @@ pub(crate) fn client(
         Some(name) => name.as_str(),
         None => {
             let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-            host.strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host)
+            host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
         }
     };
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
@@ -271,18 +245,13 @@ pub(crate) fn client(
         .with_root_certificates(roots);
     let mut config = match (&upstream.client_cert, &upstream.client_key) {
         (Some(cert), Some(key)) => {
-            let files = TlsConfig {
-                cert: cert.clone(),
-                key: key.clone(),
-                server_names: Vec::new(),
-            };
+            let files =
+                TlsConfig { cert: cert.clone(), key: key.clone(), server_names: Vec::new() };
             let (certs, key) = read_pair(&files, "upstream.client_cert", "upstream.client_key")?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
-                ConfigError::new(format!(
-                    "client certificate and key do not work together: {e}"
-                ))
-                .hint("check that the key belongs to the first certificate of the chain")
-                .at("upstream.client_key")
+                ConfigError::new(format!("client certificate and key do not work together: {e}"))
+                    .hint("check that the key belongs to the first certificate of the chain")
+                    .at("upstream.client_key")
             })?
         }
         _ => builder.with_no_client_auth(),
@@ -291,8 +260,5 @@ pub(crate) fn client(
         true => vec![b"h2".to_vec()],
         false => vec![b"http/1.1".to_vec()],
     };
-    Ok(Client {
-        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-        name,
-    })
+    Ok(Client { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), name })
 }

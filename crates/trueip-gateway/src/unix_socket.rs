@@ -100,10 +100,7 @@ pub(crate) fn bind(
     }
     let listener = UnixListener::bind(path).map_err(BindError::Io)?;
     let made = std::fs::symlink_metadata(path).map_err(BindError::Io)?;
-    let file = SocketFile {
-        path: path.to_path_buf(),
-        id: (made.dev(), made.ino()),
-    };
+    let file = SocketFile { path: path.to_path_buf(), id: (made.dev(), made.ino()) };
     let setup = || -> Result<(), BindError> {
         if let Some(owner) = owner {
             std::os::unix::fs::lchown(path, owner.uid, owner.gid)

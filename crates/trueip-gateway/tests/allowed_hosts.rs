@@ -53,10 +53,7 @@ fn only_the_allowed_hosts_reach_the_upstream_on_both_paths() {
             200,
         ),
         // Not what the gateway passes on (no trusted chain reported it): not checked.
-        (
-            &[("Host", "example.com"), ("X-Forwarded-Host", "evil.test")],
-            200,
-        ),
+        (&[("Host", "example.com"), ("X-Forwarded-Host", "evil.test")], 200),
     ];
     let mut refusals = 0.0;
     for (headers, status) in cases {
@@ -67,13 +64,7 @@ fn only_the_allowed_hosts_reach_the_upstream_on_both_paths() {
             }
             let before = up.requests().len();
             let resp = req.must_send(addr);
-            assert_eq!(
-                resp.status,
-                status,
-                "{} {headers:?}: {}",
-                req.method,
-                resp.text()
-            );
+            assert_eq!(resp.status, status, "{} {headers:?}: {}", req.method, resp.text());
             if status == 421 {
                 refusals += 1.0;
                 let body = resp.text();
@@ -81,18 +72,11 @@ fn only_the_allowed_hosts_reach_the_upstream_on_both_paths() {
                     body.contains("host_not_allowed") && body.contains("allowed_hosts"),
                     "{body}"
                 );
-                assert_eq!(
-                    up.requests().len(),
-                    before,
-                    "a refused request reached the upstream"
-                );
+                assert_eq!(up.requests().len(), before, "a refused request reached the upstream");
             }
         }
     }
-    let metrics = Req::get("/.trueip/metrics")
-        .header("Host", "example.com")
-        .must_send(addr)
-        .text();
+    let metrics = Req::get("/.trueip/metrics").header("Host", "example.com").must_send(addr).text();
     assert_eq!(refused(&metrics), refusals, "{metrics}");
 }
 
@@ -122,14 +106,10 @@ fn behind_nginx_the_client_host_is_checked() {
     let Some(_nginx) = Nginx::start(&dir, front, &server) else {
         return;
     };
-    let ok = Req::get("/")
-        .header("Host", "shop.example")
-        .must_send(front);
+    let ok = Req::get("/").header("Host", "shop.example").must_send(front);
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(up.last().one("Host"), "shop.example");
-    let refused = Req::get("/")
-        .header("Host", "attacker.test")
-        .must_send(front);
+    let refused = Req::get("/").header("Host", "attacker.test").must_send(front);
     assert_eq!(refused.status, 421, "{}", refused.text());
     assert!(refused.text().contains("allowed_hosts"));
 }
@@ -160,19 +140,15 @@ fn several_host_lines_get_400_and_never_reach_the_upstream() {
     );
     for addr in [open, listed] {
         for req in [Req::get("/p"), Req::post("/p", b"body".to_vec())] {
-            let req = req
-                .header("Host", "example.com")
-                .header("Host", "evil.test");
+            let req = req.header("Host", "example.com").header("Host", "evil.test");
             let before = up.requests().len();
             let resp = req.must_send(addr);
             assert_eq!(resp.status, 400, "{} {addr}: {}", req.method, resp.text());
             assert!(resp.text().contains("several_hosts"), "{}", resp.text());
             assert_eq!(up.requests().len(), before, "reached the upstream");
         }
-        let metrics = Req::get("/.trueip/metrics")
-            .header("Host", "example.com")
-            .must_send(addr)
-            .text();
+        let metrics =
+            Req::get("/.trueip/metrics").header("Host", "example.com").must_send(addr).text();
         assert!(
             metrics.contains("trueip_client_errors_total{reason=\"several_hosts\"} 2"),
             "{metrics}"

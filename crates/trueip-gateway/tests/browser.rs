@@ -38,17 +38,10 @@ fn chromium(bin: &Path, dir: &Path, name: &str, args: &[String], url: &str) -> S
     .args(args)
     .arg(url);
     let mut proc = Proc::spawn(name, cmd, dir);
-    let status = proc.wait_exit(Duration::from_secs(60)).unwrap_or_else(|| {
-        panic!(
-            "chromium ({name}) did not finish within 60 s:\n{}",
-            proc.log()
-        )
-    });
-    assert!(
-        status.success(),
-        "chromium ({name}) failed: {status}\n{}",
-        proc.log()
-    );
+    let status = proc
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("chromium ({name}) did not finish within 60 s:\n{}", proc.log()));
+    assert!(status.success(), "chromium ({name}) failed: {status}\n{}", proc.log());
     fs::read_to_string(dir.join(format!("{name}.stdout"))).unwrap_or_default()
 }
 

@@ -25,12 +25,8 @@ fn the_trusted_argument_or_cookie_decides_and_is_removed_before_forwarding() {
     for lean in [true, false] {
         let dir = test_dir(&format!("client_source/strip-{lean}"));
         let up = Upstream::start(Behavior::Echo);
-        let gw = Gateway::start_with_toml(
-            &dir,
-            free_addr(),
-            &config(&up, "127.0.0.1", true, lean),
-            &[],
-        );
+        let gw =
+            Gateway::start_with_toml(&dir, free_addr(), &config(&up, "127.0.0.1", true, lean), &[]);
         let path = if lean { "lean" } else { "hyper" };
 
         let resp = Req::get("/orders?page=2&client=198.51.100.4&sort=desc").must_send(gw.addr);
@@ -55,9 +51,7 @@ fn the_trusted_argument_or_cookie_decides_and_is_removed_before_forwarding() {
         assert_eq!(seen.path, "/c", "{path}");
 
         // Only the cookie: no Cookie line is left.
-        Req::get("/c")
-            .header("Cookie", "ip=198.51.100.5")
-            .must_send(gw.addr);
+        Req::get("/c").header("Cookie", "ip=198.51.100.5").must_send(gw.addr);
         assert!(up.last().all("Cookie").is_empty(), "{path}");
 
         // Two arguments of the name: ambiguous, the peer stands, both are removed (the
@@ -77,15 +71,9 @@ fn the_trusted_argument_or_cookie_decides_and_is_removed_before_forwarding() {
 fn an_untrusted_clients_argument_is_not_believed_and_still_removed() {
     let dir = test_dir("client_source/untrusted");
     let up = Upstream::start(Behavior::Echo);
-    let gw = Gateway::start_with_toml(
-        &dir,
-        free_addr(),
-        &config(&up, "127.0.0.2", true, true),
-        &[],
-    );
-    Req::get("/p?client=1.2.3.4")
-        .header("Cookie", "ip=1.2.3.5; s=1")
-        .must_send(gw.addr);
+    let gw =
+        Gateway::start_with_toml(&dir, free_addr(), &config(&up, "127.0.0.2", true, true), &[]);
+    Req::get("/p?client=1.2.3.4").header("Cookie", "ip=1.2.3.5; s=1").must_send(gw.addr);
     let seen = up.last();
     assert_eq!(seen.one("X-Real-IP"), "127.0.0.1");
     assert_eq!(seen.path, "/p");
@@ -96,15 +84,9 @@ fn an_untrusted_clients_argument_is_not_believed_and_still_removed() {
 fn without_strip_client_source_the_upstream_sees_the_request_as_sent() {
     let dir = test_dir("client_source/keep");
     let up = Upstream::start(Behavior::Echo);
-    let gw = Gateway::start_with_toml(
-        &dir,
-        free_addr(),
-        &config(&up, "127.0.0.1", false, true),
-        &[],
-    );
-    Req::get("/p?client=198.51.100.4")
-        .header("Cookie", "s=1")
-        .must_send(gw.addr);
+    let gw =
+        Gateway::start_with_toml(&dir, free_addr(), &config(&up, "127.0.0.1", false, true), &[]);
+    Req::get("/p?client=198.51.100.4").header("Cookie", "s=1").must_send(gw.addr);
     let seen = up.last();
     assert_eq!(seen.one("X-Real-IP"), "198.51.100.4");
     assert_eq!(seen.path, "/p?client=198.51.100.4");
@@ -121,12 +103,8 @@ fn h2c_cookie_lines_are_one_cookie_list() {
     };
     let dir = test_dir("client_source/h2c");
     let up = Upstream::start(Behavior::Echo);
-    let gw = Gateway::start_with_toml(
-        &dir,
-        free_addr(),
-        &config(&up, "127.0.0.1", true, true),
-        &[],
-    );
+    let gw =
+        Gateway::start_with_toml(&dir, free_addr(), &config(&up, "127.0.0.1", true, true), &[]);
     let out = Command::new(curl)
         .args(["--silent", "--show-error", "--max-time", "10"])
         .args(["--http2-prior-knowledge", "-o", "/dev/null"])
@@ -134,11 +112,7 @@ fn h2c_cookie_lines_are_one_cookie_list() {
         .arg(format!("http://{}/h2?client2=1", gw.addr))
         .output()
         .expect("run curl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let seen = up.last();
     assert_eq!(seen.one("X-Real-IP"), "198.51.100.6");
     assert_eq!(seen.one("Cookie"), "session=abc");
@@ -170,9 +144,7 @@ fn the_access_log_and_metrics_name_the_source() {
     );
     let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &[]);
     Req::get("/logged-query?client=198.51.100.4").must_send(gw.addr);
-    Req::get("/logged-cookie")
-        .header("Cookie", "ip=198.51.100.5")
-        .must_send(gw.addr);
+    Req::get("/logged-cookie").header("Cookie", "ip=198.51.100.5").must_send(gw.addr);
     let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
     assert!(
         metrics.contains("trueip_requests_total{source=\"query\"} 1")
@@ -190,11 +162,7 @@ fn the_access_log_and_metrics_name_the_source() {
             assert!(c.contains("\"source\":\"cookie:ip\""), "{c}");
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no access-log lines:\n{}",
-            gw.proc.log()
-        );
+        assert!(std::time::Instant::now() < deadline, "no access-log lines:\n{}", gw.proc.log());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -36,15 +36,9 @@ fn serve_check_refuses_a_timeout_too_long_to_add_to_the_clock() {
             "{key}: the error names neither the key nor the largest value: {stderr}"
         );
     }
-    let (code, stderr) = check(
-        "huge_count",
-        "[limits]\nmax_connections = 9223372036854775807\n",
-    );
+    let (code, stderr) = check("huge_count", "[limits]\nmax_connections = 9223372036854775807\n");
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("limits.max_connections") && stderr.contains("1048576"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("limits.max_connections") && stderr.contains("1048576"), "{stderr}");
 }
 
 /// Every duration, size and count at the largest value the config allows.
@@ -69,21 +63,13 @@ fn a_config_at_every_maximum_serves_without_panic() {
     let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &[]);
     // The lean path (a plain GET: no `Connection` line, which would send it to hyper)...
     let mut stream = connect(gw.addr).expect("connect");
-    stream
-        .write_all(b"GET /lean HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
+    stream.write_all(b"GET /lean HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     let resp = read_response(&mut BufReader::new(stream), "GET").expect("a response");
     assert_eq!(resp.status, 200, "{}", resp.text());
     // ...and hyper (a body, an underscore header).
-    let resp = Req::post("/hyper", b"body".to_vec())
-        .header("X_Odd", "1")
-        .must_send(gw.addr);
+    let resp = Req::post("/hyper", b"body".to_vec()).header("X_Odd", "1").must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(up.requests().len(), 2, "both requests reached the upstream");
     assert_healthy(gw.addr, "requests at the largest timeouts");
-    assert!(
-        gw.proc.log().find("panicked").is_none(),
-        "{}",
-        gw.proc.log()
-    );
+    assert!(gw.proc.log().find("panicked").is_none(), "{}", gw.proc.log());
 }

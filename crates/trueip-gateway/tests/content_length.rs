@@ -38,10 +38,7 @@ impl Scripted {
     /// The heads of requests whose target contains `path`.
     fn heads_for(&self, path: &str) -> Vec<String> {
         let heads = self.heads.lock().map(|h| h.clone()).unwrap_or_default();
-        heads
-            .into_iter()
-            .filter(|h| h.lines().next().is_some_and(|l| l.contains(path)))
-            .collect()
+        heads.into_iter().filter(|h| h.lines().next().is_some_and(|l| l.contains(path))).collect()
     }
 }
 
@@ -118,8 +115,7 @@ fn lengths(head: &str) -> Vec<String> {
     head.split("\r\n")
         .filter_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().to_owned())
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().to_owned())
         })
         .collect()
 }
@@ -129,11 +125,7 @@ fn http1(gw: SocketAddr, bytes: &[u8]) -> (u16, String, String) {
     let got = exchange(gw, bytes, Duration::from_secs(5)).bytes().to_vec();
     let text = String::from_utf8_lossy(&got).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
 }
 
@@ -184,18 +176,8 @@ fn request_lengths_reach_the_upstream_as_one_line_or_not_at_all() {
     }
     // HTTP/2: ending on its headers (the bare exchange), and with a body (hyper's client).
     for (path, method, lines, body) in [
-        (
-            "/r-h2-zero",
-            "GET",
-            vec![("content-length", "0"), ("content-length", "0")],
-            None,
-        ),
-        (
-            "/r-h2-body",
-            "POST",
-            vec![("content-length", "3"), ("content-length", "3")],
-            Some("abc"),
-        ),
+        ("/r-h2-zero", "GET", vec![("content-length", "0"), ("content-length", "0")], None),
+        ("/r-h2-body", "POST", vec![("content-length", "3"), ("content-length", "3")], Some("abc")),
     ] {
         let got = h2(gw.addr, method, path, &lines, body);
         assert!(matches!(got, Ok((200, _, _))), "{path}: {got:?}");
@@ -207,25 +189,13 @@ fn request_lengths_reach_the_upstream_as_one_line_or_not_at_all() {
         b"POST /r-list-h1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\nConnection: close\r\n\r\nabc",
     );
     assert!(status == 400 || status == 200, "{head}");
-    let got = h2(
-        gw.addr,
-        "GET",
-        "/r-list-h2",
-        &[("content-length", "0, 0")],
-        None,
-    );
+    let got = h2(gw.addr, "GET", "/r-list-h2", &[("content-length", "0, 0")], None);
     assert!(got.is_err() || matches!(got, Ok((200, _, _))), "{got:?}");
     for head in up.heads_for("/r-list") {
         assert!(lengths(&head).len() <= 1, "{head:?}");
         assert!(!lengths(&head).iter().any(|l| l.contains(',')), "{head:?}");
     }
-    for path in [
-        "/r-h1-zero",
-        "/r-h1-body",
-        "/r-h1-one",
-        "/r-h2-zero",
-        "/r-h2-body",
-    ] {
+    for path in ["/r-h1-zero", "/r-h1-body", "/r-h1-one", "/r-h2-zero", "/r-h2-body"] {
         let heads = up.heads_for(path);
         assert_eq!(heads.len(), 1, "{path}: {heads:?}");
         let want = if path.contains("body") { "3" } else { "0" };
@@ -263,11 +233,7 @@ fn response_lengths_reach_the_client_as_one_line_or_a_502() {
         for extra in ["", "X_Hyper: 1\r\n"] {
             let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n");
             let (status, head, body) = http1(gw.addr, req.as_bytes());
-            assert_eq!(
-                (status, body.as_str()),
-                (200, "ok"),
-                "{path} {extra:?}: {head}"
-            );
+            assert_eq!((status, body.as_str()), (200, "ok"), "{path} {extra:?}: {head}");
             assert_eq!(lengths(&head), ["2"], "{path} {extra:?}: {head}");
         }
         // HTTP/2: the bare exchange, and hyper's client.

@@ -137,17 +137,12 @@ fn parse_request(buf: &[u8]) -> Option<(Seen, usize, usize, bool)> {
     };
     let mut length = 0;
     let mut chunked = false;
-    let lines: Vec<(String, Vec<u8>)> = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_string(), h.value.to_vec()))
-        .collect();
+    let lines: Vec<(String, Vec<u8>)> =
+        req.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
     for (name, value) in &lines {
         if name.eq_ignore_ascii_case("content-length") {
-            length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            length =
+                std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         }
         if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
@@ -205,9 +200,7 @@ async fn upstream_conn(mut s: TcpStream, log: Log) {
             })
             .unwrap_or_default();
         log.lock().unwrap().insert(id, seen);
-        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-up: 1\r\n\r\nok")
-            .await
-            .is_err()
+        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-up: 1\r\n\r\nok").await.is_err()
         {
             return;
         }
@@ -234,12 +227,7 @@ async fn gateway(toml: &str) -> Gateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Server::start(listener, &lean).unwrap();
-    Gateway {
-        addr,
-        server,
-        lean,
-        hyper,
-    }
+    Gateway { addr, server, lean, hyper }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,19 +308,9 @@ impl Case {
     /// `head` is written one byte per char: U+0080..U+00FF stand for the bytes
     /// 0x80..0xFF (obs-text), which are not UTF-8 on the wire.
     fn new(from: Ipv4Addr, proxy: Option<&str>, head: &str) -> Case {
-        let mut bytes = proxy
-            .map(|p| format!("{p}\r\n"))
-            .unwrap_or_default()
-            .into_bytes();
-        bytes.extend(
-            head.chars()
-                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
-        );
-        Case {
-            from,
-            head_only: head.starts_with("HEAD "),
-            bytes,
-        }
+        let mut bytes = proxy.map(|p| format!("{p}\r\n")).unwrap_or_default().into_bytes();
+        bytes.extend(head.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')));
+        Case { from, head_only: head.starts_with("HEAD "), bytes }
     }
 }
 
@@ -457,13 +435,7 @@ fn spell(rng: &mut Rng, name: &str) -> String {
         5 => name.to_ascii_uppercase(),
         6 | 7 => name
             .chars()
-            .map(|c| {
-                if rng.percent(50) {
-                    c.to_ascii_uppercase()
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            })
+            .map(|c| if rng.percent(50) { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
             .collect(),
         9 => name.replace('-', "~"),
         10 => name.replace('-', "."),
@@ -756,10 +728,7 @@ async fn compare(toml_template: &str, proxy: bool, seed: u64) -> (Vec<String>, u
         let a = through(&gw, &gw.lean, &log, case, &format!("{i}")).await;
         let b = through(&gw, &gw.hyper, &log, case, &format!("{i}")).await;
         if let Some(s) = &b.1 {
-            assert!(
-                !s.lean(),
-                "the hyper build served a request on the lean path"
-            );
+            assert!(!s.lean(), "the hyper build served a request on the lean path");
         }
         if a.1.as_ref().is_some_and(Seen::lean) {
             lean_taken += 1;
@@ -811,12 +780,7 @@ async fn check(name: &str, toml: &str, proxy: bool) {
         diffs.is_empty(),
         "{name}: {} of {total} requests reached the upstream differently (seed {seed}):\n{}",
         diffs.len(),
-        diffs
-            .iter()
-            .take(8)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
+        diffs.iter().take(8).cloned().collect::<Vec<_>>().join("\n\n")
     );
     assert!(
         lean * 5 >= total,
@@ -830,13 +794,8 @@ trusted = ["127.0.0.16/28", "10.0.0.0/8"]
 "#;
 
 /// Both ways the gateway writes X-Forwarded-For and Forwarded, as `[headers]` lines.
-const LIST_MODES: [(&str, &str); 2] = [
-    ("replace", ""),
-    (
-        "append",
-        "x_forwarded_for = \"append\"\nforwarded = \"append\"\n",
-    ),
-];
+const LIST_MODES: [(&str, &str); 2] =
+    [("replace", ""), ("append", "x_forwarded_for = \"append\"\nforwarded = \"append\"\n")];
 
 /// `rightmost-untrusted` behind [`TRUST`], with `headers` as its `[headers]` table, in
 /// front of a recording upstream: the upstream's log, and the gateway.
@@ -1018,12 +977,7 @@ async fn whoami_pages_are_the_same_on_both_paths() {
         diffs.is_empty(),
         "{} whoami answers differ:\n{}",
         diffs.len(),
-        diffs
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
+        diffs.iter().take(5).cloned().collect::<Vec<_>>().join("\n\n")
     );
 }
 
@@ -1089,19 +1043,12 @@ async fn a_connection_handed_to_hyper_mid_way_is_treated_the_same() {
                         describe(a),
                         describe(b)
                     );
-                    assert_eq!(
-                        a.0,
-                        200,
-                        "{mode}, from {from}, request {i}: {}",
-                        describe(a)
-                    );
+                    assert_eq!(a.0, 200, "{mode}, from {from}, request {i}: {}", describe(a));
                 }
                 // The point of the test: the lean path took the first request, hyper
                 // the second and the rest of the connection.
-                let lean_took: Vec<bool> = lean
-                    .iter()
-                    .map(|o| o.1.as_ref().is_some_and(Seen::lean))
-                    .collect();
+                let lean_took: Vec<bool> =
+                    lean.iter().map(|o| o.1.as_ref().is_some_and(Seen::lean)).collect();
                 assert_eq!(lean_took, [true, false, false], "{mode}, from {from}");
             }
         }
@@ -1116,12 +1063,7 @@ async fn seen_through(gw: &Gateway, state: &Build, log: &Log, head: &str, id: &s
     let case = Case::new(UNTRUSTED, None, head);
     let (status, seen) = through(gw, state, log, &case, id).await;
     let seen = seen.unwrap_or_else(|| panic!("{id}: status {status}, the upstream saw nothing"));
-    assert_eq!(
-        status,
-        200,
-        "{id}: {}",
-        describe(&(status, Some(seen.clone())))
-    );
+    assert_eq!(status, 200, "{id}: {}", describe(&(status, Some(seen.clone()))));
     seen
 }
 
@@ -1235,14 +1177,9 @@ async fn every_client_ip_header_from_an_untrusted_client_is_stripped_on_both_pat
          [upstream]\nurl = \"http://{up}\"\n"
     );
     let gw = gateway(&toml).await;
-    let table: Vec<String> = trueip::headers::names::FORWARDING
-        .iter()
-        .map(|h| h.as_str().to_string())
-        .collect();
-    let names = READ_BY_FRAMEWORKS
-        .iter()
-        .map(|n| n.to_string())
-        .chain(table);
+    let table: Vec<String> =
+        trueip::headers::names::FORWARDING.iter().map(|h| h.as_str().to_string()).collect();
+    let names = READ_BY_FRAMEWORKS.iter().map(|n| n.to_string()).chain(table);
     let mut lean_served = 0;
     for (i, name) in names.enumerate() {
         for spelled in [name.clone(), name.replace('-', "_")] {
@@ -1306,11 +1243,9 @@ struct Twin {
 
 impl Twin {
     fn http1(&self, id: &str) -> Vec<u8> {
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\n",
-            self.method, self.target, self.host
-        )
-        .into_bytes();
+        let mut head =
+            format!("{} {} HTTP/1.1\r\nHost: {}\r\n", self.method, self.target, self.host)
+                .into_bytes();
         for (n, v) in &self.lines {
             head.extend_from_slice(n.as_bytes());
             head.extend_from_slice(b": ");
@@ -1328,18 +1263,8 @@ impl Twin {
 fn twin(rng: &mut Rng) -> Twin {
     let from = if rng.percent(50) { TRUSTED } else { UNTRUSTED };
     let method = *rng.pick(&["GET", "GET", "GET", "HEAD", "DELETE", "OPTIONS"]);
-    let target = *rng.pick(&[
-        "/app/page?x=1",
-        "/",
-        "/a/b;c=d?e=f:g@h",
-        "/%7Bx%7D?q=1&r=%20",
-    ]);
-    let host = *rng.pick(&[
-        "app.example",
-        "a.example:8443",
-        "[2001:db8::1]:8443",
-        "evil.example",
-    ]);
+    let target = *rng.pick(&["/app/page?x=1", "/", "/a/b;c=d?e=f:g@h", "/%7Bx%7D?q=1&r=%20"]);
+    let host = *rng.pick(&["app.example", "a.example:8443", "[2001:db8::1]:8443", "evil.example"]);
     let mut forged: Vec<(String, Vec<u8>)> = Vec::new();
     for _ in 0..rng.below(8) {
         let name = *rng.pick(&FORWARDING);
@@ -1357,17 +1282,11 @@ fn twin(rng: &mut Rng) -> Twin {
     // `header:X-Real-IP` strategy then reads the lines, and must see every one of them.
     if rng.percent(60) {
         let v: &[u8] = if rng.percent(80) { b"s3cret" } else { b"s3cre" };
-        forged.push((
-            spell(rng, "X-Origin-Verify").replace(['_', '.', '~'], "-"),
-            v.to_vec(),
-        ));
+        forged.push((spell(rng, "X-Origin-Verify").replace(['_', '.', '~'], "-"), v.to_vec()));
     }
     for _ in 0..rng.below(3) {
         let v = *rng.pick(&["198.51.100.4", "203.0.113.66", "10.0.0.1", "2001:db8::1"]);
-        forged.push((
-            spell(rng, "X-Real-IP").replace(['_', '.', '~'], "-"),
-            v.as_bytes().to_vec(),
-        ));
+        forged.push((spell(rng, "X-Real-IP").replace(['_', '.', '~'], "-"), v.as_bytes().to_vec()));
     }
     let filler = match rng.below(4) {
         0 => 0,
@@ -1396,13 +1315,7 @@ fn twin(rng: &mut Rng) -> Twin {
     }
     let at = rng.below(lines.len() + 1);
     lines.insert(at, ("X-Case".into(), b"{id}".to_vec()));
-    Twin {
-        from,
-        method,
-        target,
-        host,
-        lines,
-    }
+    Twin { from, method, target, host, lines }
 }
 
 /// How an HTTP/2 request ends: on its headers (the bare exchange takes it), or with an
@@ -1429,10 +1342,7 @@ async fn send_h2(addr: SocketAddr, twin: &Twin, id: &str, end: H2End) -> u16 {
         .method(twin.method)
         .uri(format!("http://{}{}", twin.host, twin.target));
     for (n, v) in &twin.lines {
-        req = req.header(
-            n.as_str(),
-            http::HeaderValue::from_bytes(&replace_id(v, id)).unwrap(),
-        );
+        req = req.header(n.as_str(), http::HeaderValue::from_bytes(&replace_id(v, id)).unwrap());
     }
     let Ok((resp, mut send)) =
         client.send_request(req.body(()).unwrap(), matches!(end, H2End::Headers))
@@ -1586,20 +1496,9 @@ async fn h2_requests_reach_the_upstream_as_their_http1_twins_do() {
             diffs.is_empty(),
             "{} differences (seed {seed}):\n{}",
             diffs.len(),
-            diffs
-                .iter()
-                .take(6)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n\n")
+            diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n\n")
         );
-        assert!(
-            wide * 5 >= GENERATED,
-            "{name}: only {wide} requests over 24 lines"
-        );
-        assert!(
-            lean_taken * 10 >= GENERATED,
-            "{name}: the lean path took only {lean_taken}"
-        );
+        assert!(wide * 5 >= GENERATED, "{name}: only {wide} requests over 24 lines");
+        assert!(lean_taken * 10 >= GENERATED, "{name}: the lean path took only {lean_taken}");
     }
 }

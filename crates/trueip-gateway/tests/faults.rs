@@ -46,11 +46,7 @@ fn upstream_refused_is_502() {
     let t = Instant::now();
     let resp = Req::get("/").must_send(gw.addr);
     assert_eq!(resp.status, 502, "{}", resp.text());
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
     assert_healthy(gw.addr, "an upstream that refuses");
 }
 
@@ -85,19 +81,14 @@ fn upstream_reset_mid_body_cuts_the_client_off() {
     // A request body the upstream never reads, so its close becomes a reset.
     let req = Req::post("/download", vec![b'r'; 64 * 1024]);
     let ending = exchange(gw.addr, &req.to_bytes(), Duration::from_secs(8));
-    assert!(
-        ending.is_closed(),
-        "the client's connection stayed open after the upstream reset"
-    );
+    assert!(ending.is_closed(), "the client's connection stayed open after the upstream reset");
     let bytes = ending.bytes();
     // Either a 502 before any byte of the body, or the 200's head and part of its body, cut.
     match ending.status() {
         Some(502) => {}
         Some(200) => {
-            let head_end = bytes
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(bytes.len(), |p| p + 4);
+            let head_end =
+                bytes.windows(4).position(|w| w == b"\r\n\r\n").map_or(bytes.len(), |p| p + 4);
             let body = bytes.len() - head_end;
             assert!(
                 body < 1_048_576,
@@ -106,9 +97,7 @@ fn upstream_reset_mid_body_cuts_the_client_off() {
             let text = String::from_utf8_lossy(bytes.get(..head_end).unwrap_or_default());
             // A chunked response must not end with the terminating zero chunk.
             assert!(
-                !(text
-                    .to_ascii_lowercase()
-                    .contains("transfer-encoding: chunked")
+                !(text.to_ascii_lowercase().contains("transfer-encoding: chunked")
                     && bytes.ends_with(b"\r\n0\r\n\r\n")),
                 "a cut body was closed with a clean last chunk"
             );
@@ -125,41 +114,23 @@ fn upstream_reset_mid_body_cuts_the_client_off() {
 fn garbage_instead_of_http_is_400_or_close() {
     let up = Upstream::start(Behavior::Echo);
     let gw = start("garbage", &up.url());
-    let garbage: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let garbage: Vec<u8> =
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     // A TLS ClientHello on the plain port, binary noise, and a request line of noise.
-    let tls_hello: &[u8] = &[
-        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
-    ];
+    let tls_hello: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03];
     for (what, bytes) in [
         ("TLS ClientHello", tls_hello.to_vec()),
         ("binary noise", garbage),
-        (
-            "bad request line",
-            b"GET\x00/\x7f HTTP/9.9\r\n\r\n".to_vec(),
-        ),
-        (
-            "bare LF headers with NUL",
-            b"GET / HTTP/1.1\nHost: a\x00b\n\n".to_vec(),
-        ),
+        ("bad request line", b"GET\x00/\x7f HTTP/9.9\r\n\r\n".to_vec()),
+        ("bare LF headers with NUL", b"GET / HTTP/1.1\nHost: a\x00b\n\n".to_vec()),
     ] {
         let ending = exchange(gw.addr, &bytes, Duration::from_secs(5));
         assert!(ending.is_closed(), "{what}: connection left open");
         if let Some(status) = ending.status() {
-            assert_eq!(
-                status,
-                400,
-                "{what}: {:?}",
-                String::from_utf8_lossy(ending.bytes())
-            );
+            assert_eq!(status, 400, "{what}: {:?}", String::from_utf8_lossy(ending.bytes()));
         }
     }
-    assert!(
-        up.requests().is_empty(),
-        "garbage reached the upstream: {:#?}",
-        up.requests()
-    );
+    assert!(up.requests().is_empty(), "garbage reached the upstream: {:#?}", up.requests());
     assert_healthy(gw.addr, "garbage bytes");
 }
 
@@ -179,18 +150,10 @@ fn headers_of_64_kib_are_431() {
     let resp = many.must_send(gw.addr);
     assert_eq!(resp.status, 431, "64 KiB in 256 headers");
 
-    assert!(
-        up.requests().is_empty(),
-        "an oversized request reached the upstream"
-    );
+    assert!(up.requests().is_empty(), "an oversized request reached the upstream");
     // A large but legal header block still passes.
-    let resp = Req::get("/")
-        .header("X-Fine", &"c".repeat(16 * 1024))
-        .must_send(gw.addr);
-    assert_eq!(
-        resp.status, 200,
-        "a 16 KiB header is under the default limit"
-    );
+    let resp = Req::get("/").header("X-Fine", &"c".repeat(16 * 1024)).must_send(gw.addr);
+    assert_eq!(resp.status, 200, "a 16 KiB header is under the default limit");
     assert_eq!(up.last().one("X-Fine").len(), 16 * 1024);
 }
 
@@ -209,10 +172,7 @@ fn a_thousand_idle_connections_do_not_block_a_new_client() {
     // soft limit; keep 150 spare for everything else (nothing here raises the limit).
     let limit = open_file_limit();
     let n = 1000usize.min(limit.saturating_sub(150) as usize);
-    assert!(
-        n >= 100,
-        "ulimit -n is {limit}: too low for this test to mean anything"
-    );
+    assert!(n >= 100, "ulimit -n is {limit}: too low for this test to mean anything");
     let opened_at = Instant::now();
     let mut idle: Vec<TcpStream> = Vec::with_capacity(n);
     for i in 0..n {
@@ -241,10 +201,7 @@ fn a_thousand_idle_connections_do_not_block_a_new_client() {
         std::thread::sleep(Duration::from_millis(50));
         open = count_open();
     }
-    assert!(
-        open >= n as f64,
-        "the gateway counts {open} open connections, the test holds {n}"
-    );
+    assert!(open >= n as f64, "the gateway counts {open} open connections, the test holds {n}");
     let resp = Req::get("/while-idle").must_send(gw.addr);
     assert_eq!(resp.status, 200, "a new client behind {n} idle connections");
 
@@ -273,8 +230,7 @@ fn a_client_sending_one_byte_a_second_is_cut_off() {
     let up = Upstream::start(Behavior::Echo);
     let gw = start("slow_client", &up.url());
     let mut slow = connect(gw.addr).expect("connect");
-    slow.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    slow.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
     let request = b"GET /slow HTTP/1.1\r\nHost: trueip.test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let start = Instant::now();
     let mut sent = 0usize;
@@ -346,10 +302,7 @@ fn a_keep_alive_connection_left_silent_is_closed_at_the_header_timeout() {
     let up = Upstream::start(Behavior::Echo);
     for (name, upstream) in [("silent_whoami", None), ("silent_proxy", Some(up.url()))] {
         let dir = test_dir(&format!("faults/{name}"));
-        let args: Vec<&str> = upstream
-            .iter()
-            .flat_map(|u| ["--upstream", u.as_str()])
-            .collect();
+        let args: Vec<&str> = upstream.iter().flat_map(|u| ["--upstream", u.as_str()]).collect();
         let gw = Gateway::start_with_toml(&dir, free_addr(), TOML, &args);
         let mut conn = connect(gw.addr).expect("connect");
         let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));

@@ -51,12 +51,7 @@ struct Recorder {
 
 fn lines(map: &http::HeaderMap) -> Vec<(String, String)> {
     map.iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect()
 }
 
@@ -146,9 +141,7 @@ fn chunked_with_trailers() -> Vec<u8> {
 fn h2_with_trailers(gw: SocketAddr) -> Result<u16, String> {
     block_on(async move {
         let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (client, conn) = h2::client::handshake(tcp).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let mut client = client.ready().await.map_err(|e| e.to_string())?;
         let req = http::Request::builder()
@@ -158,8 +151,7 @@ fn h2_with_trailers(gw: SocketAddr) -> Result<u16, String> {
             .body(())
             .unwrap();
         let (resp, mut send) = client.send_request(req, false).map_err(|e| e.to_string())?;
-        send.send_data(Bytes::from_static(b"hello"), false)
-            .map_err(|e| e.to_string())?;
+        send.send_data(Bytes::from_static(b"hello"), false).map_err(|e| e.to_string())?;
         let mut trailers = http::HeaderMap::new();
         for (name, value) in FORGED_TRAILERS {
             trailers.append(
@@ -208,11 +200,7 @@ fn a_clients_trailers_never_reach_the_upstream() {
             }
             let got = up.wait_for_len(before + 1);
             let got = got.get(before).unwrap();
-            let want = if http2 {
-                http::Version::HTTP_2
-            } else {
-                http::Version::HTTP_11
-            };
+            let want = if http2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
             assert_eq!(got.version, want, "{context}");
             assert_eq!(got.body, b"hello", "{context}: the body still goes whole");
             assert_eq!(
@@ -243,31 +231,20 @@ impl Recorder {
 /// (a POST with a body) and HTTP/2 (h2c) — and returns what the upstream received for
 /// each, with the way's name.
 fn three_ways(gw: SocketAddr, up: &Recorder, lines: &[(&str, &str)]) -> Vec<(&'static str, Got)> {
-    let owned: Vec<(String, String)> = lines
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
+    let owned: Vec<(String, String)> =
+        lines.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
     let mut got = Vec::new();
     for way in ["lean", "hyper", "h2"] {
         let before = up.requests().len();
         let status = match way {
             "lean" => Req::get("/").headers(&owned).must_send(gw).status,
-            "hyper" => {
-                Req::post("/", b"hello".to_vec())
-                    .headers(&owned)
-                    .must_send(gw)
-                    .status
-            }
+            "hyper" => Req::post("/", b"hello".to_vec()).headers(&owned).must_send(gw).status,
             _ => {
-                let lower: Vec<(String, &str)> = lines
-                    .iter()
-                    .map(|(n, v)| (n.to_ascii_lowercase(), *v))
-                    .collect();
+                let lower: Vec<(String, &str)> =
+                    lines.iter().map(|(n, v)| (n.to_ascii_lowercase(), *v)).collect();
                 let lines: Vec<(&str, &str)> =
                     lower.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-                h2_exchange(gw, "GET", uri("app.example", "/"), &lines, None)
-                    .unwrap()
-                    .0
+                h2_exchange(gw, "GET", uri("app.example", "/"), &lines, None).unwrap().0
             }
         };
         assert_eq!(status, 200, "{way}");
@@ -319,10 +296,7 @@ fn stripped_on_every_path(dir: &str, forged: &[(&str, &str); 6]) {
         assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{way}");
     }
     let m = Req::get("/.trueip/metrics").must_send(gw.addr).text();
-    assert!(
-        m.contains("trueip_stripped_headers_total 18"),
-        "six lines stripped three times: {m}"
-    );
+    assert!(m.contains("trueip_stripped_headers_total 18"), "six lines stripped three times: {m}");
 }
 
 /// lighttpd's CGI, FastCGI and SCGI make every byte of a header name that is not a letter
@@ -370,10 +344,7 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
         m.contains("trueip_stripped_headers_total 0"),
         "an honest forward proxy's Via is no forgery: {m}"
     );
-    let trusting = format!(
-        "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n",
-        toml(up.addr, false)
-    );
+    let trusting = format!("{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n", toml(up.addr, false));
     let behind = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
     // What nginx passes, and what CloudFront makes of the client's line.
     let client = [("Via", "6.6.6.6")];
@@ -389,11 +360,7 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
     let relays = Gateway::start_with_toml(&dir, free_addr(), &relaying, &[]);
     let cloudfront = [("Via", "1.1 abc.cloudfront.net (CloudFront)")];
     for (way, got) in three_ways(relays.addr, &up, &cloudfront) {
-        assert_eq!(
-            got.seen().all("via"),
-            vec!["1.1 abc.cloudfront.net (CloudFront)"],
-            "{way}"
-        );
+        assert_eq!(got.seen().all("via"), vec!["1.1 abc.cloudfront.net (CloudFront)"], "{way}");
     }
 }
 
@@ -419,10 +386,7 @@ fn waf_and_cdn_client_headers_php_apps_read_are_client_ip_headers() {
     );
     let dir = test_dir("fields_review/waf_headers_trusted");
     let up = Recorder::start();
-    let trusting = format!(
-        "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n",
-        toml(up.addr, false)
-    );
+    let trusting = format!("{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n", toml(up.addr, false));
     let gw = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
     let lines = [
         ("Incap-Client-IP", "6.6.6.6"),
@@ -432,10 +396,7 @@ fn waf_and_cdn_client_headers_php_apps_read_are_client_ip_headers() {
     ];
     for (way, got) in three_ways(gw.addr, &up, &lines) {
         for (name, value) in &got.seen().headers {
-            assert!(
-                !value.contains("6.6.6.6"),
-                "{way}: {name}: {value} reached the upstream"
-            );
+            assert!(!value.contains("6.6.6.6"), "{way}: {name}: {value} reached the upstream");
         }
     }
 }

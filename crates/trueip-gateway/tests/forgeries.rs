@@ -75,21 +75,12 @@ fn start_with(name: &str, kept: usize, more: &str) -> Setup {
     let toml = config(admin, public, pp, &up.url(), kept) + more;
     // Not `pp`: a probe from 127.0.0.1 would be a refused PROXY sender, and kept.
     let gw = Gateway::start_with_config(&dir, &toml, &[public, admin], &[]);
-    Setup {
-        gw,
-        admin,
-        public,
-        pp,
-        _up: up,
-    }
+    Setup { gw, admin, public, pp, _up: up }
 }
 
 /// Sends raw request bytes from source address `src` (bound before connecting).
 fn send_from(src: &str, addr: SocketAddr, bytes: &[u8]) -> Response {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let stream = rt
         .block_on(async {
             let socket = tokio::net::TcpSocket::new_v4()?;
@@ -147,11 +138,7 @@ fn entry_for(v: &Value, path: &str) -> Option<Value> {
 fn rules(e: &Value) -> Vec<String> {
     e["rules"]
         .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|r| r.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -164,13 +151,7 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
 
     // Clean: an untrusted client that writes no address; the relay with a clean record.
     ok(send_from(UNTRUSTED, s.public, &raw("/clean-direct", &[])));
-    ok(send(
-        s.public,
-        &raw(
-            "/clean-relayed",
-            &[SECRET_LINE, ("X-Forwarded-For", b"203.0.113.5")],
-        ),
-    ));
+    ok(send(s.public, &raw("/clean-relayed", &[SECRET_LINE, ("X-Forwarded-For", b"203.0.113.5")])));
     // Through the lean path and through hyper (a body makes it hyper's).
     ok(send(
         s.public,
@@ -180,19 +161,13 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
     let cases: [(&str, Vec<u8>, Option<&str>, &str); 6] = [
         (
             "/spoof",
-            raw(
-                "/spoof",
-                &[SECRET_LINE, ("X-Forwarded-For", b"6.6.6.6, 203.0.113.5")],
-            ),
+            raw("/spoof", &[SECRET_LINE, ("X-Forwarded-For", b"6.6.6.6, 203.0.113.5")]),
             None,
             "spoof_attempt",
         ),
         (
             "/untrusted",
-            raw(
-                "/untrusted",
-                &[("X-Forwarded-For", b"6.6.6.7"), ("X-Real-IP", b"6.6.6.8")],
-            ),
+            raw("/untrusted", &[("X-Forwarded-For", b"6.6.6.7"), ("X-Real-IP", b"6.6.6.8")]),
             Some(UNTRUSTED),
             "header_from_untrusted_peer",
         ),
@@ -200,11 +175,7 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
             "/unvouched",
             raw(
                 "/unvouched",
-                &[
-                    SECRET_LINE,
-                    ("X-Client-IP", b"6.6.6.9"),
-                    ("X-Forwarded-For", b"203.0.113.6"),
-                ],
+                &[SECRET_LINE, ("X-Client-IP", b"6.6.6.9"), ("X-Forwarded-For", b"203.0.113.6")],
             ),
             None,
             "header_writer_not_trusted",
@@ -213,10 +184,7 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
             "/no-secret",
             raw(
                 "/no-secret",
-                &[
-                    (SECRET_HEADER, b"a-guess-at-the-secret"),
-                    ("X-Forwarded-For", b"6.6.6.10"),
-                ],
+                &[(SECRET_HEADER, b"a-guess-at-the-secret"), ("X-Forwarded-For", b"6.6.6.10")],
             ),
             None,
             "origin_secret_mismatch",
@@ -225,21 +193,14 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
             "/duplicate",
             raw(
                 "/duplicate",
-                &[
-                    SECRET_LINE,
-                    ("X-Real-IP", b"6.6.6.11"),
-                    ("X-Real-IP", b"203.0.113.7"),
-                ],
+                &[SECRET_LINE, ("X-Real-IP", b"6.6.6.11"), ("X-Real-IP", b"203.0.113.7")],
             ),
             None,
             "duplicate_header",
         ),
         (
             "/underscore",
-            raw(
-                "/underscore",
-                &[SECRET_LINE, ("X_Forwarded_For", b"6.6.6.12")],
-            ),
+            raw("/underscore", &[SECRET_LINE, ("X_Forwarded_For", b"6.6.6.12")]),
             None,
             "stripped_header",
         ),
@@ -252,11 +213,7 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
         assert_eq!(resp.status, 200, "{path}: {}", resp.text());
     }
     // A PROXY header from a peer not in proxy_protocol_from: refused, and kept.
-    let refused = exchange(
-        s.pp,
-        &proxy_v1("198.51.100.1:1000".parse().unwrap(), s.pp),
-        IO_TIMEOUT,
-    );
+    let refused = exchange(s.pp, &proxy_v1("198.51.100.1:1000".parse().unwrap(), s.pp), IO_TIMEOUT);
     assert!(!refused.bytes().starts_with(b"HTTP/1.1 200"), "{refused:?}");
 
     let v = record(s.admin, "");
@@ -269,33 +226,21 @@ fn each_forgery_is_kept_with_the_rule_that_caught_it_and_clean_requests_are_not(
         let peer: SocketAddr = e["peer"].as_str().unwrap().parse().unwrap();
         assert_eq!(peer.ip().to_string(), from.unwrap_or(CLIENT_IP), "{e:#}");
         assert_eq!(e["method"], "GET");
-        assert!(
-            e["time"].as_str().is_some_and(|t| t.ends_with('Z')),
-            "{e:#}"
-        );
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e:#}");
         // The forged value is kept, and no line carries the origin secret's value.
         let lines = e["headers"].as_array().unwrap();
         assert!(
-            lines
-                .iter()
-                .any(|l| l["value"].as_str().is_some_and(|x| x.contains("6.6.6."))),
+            lines.iter().any(|l| l["value"].as_str().is_some_and(|x| x.contains("6.6.6."))),
             "{path}: the forged value: {e:#}"
         );
         let text = e.to_string();
-        assert!(
-            !text.contains(SECRET) && !text.contains("a-guess-at-the-secret"),
-            "{e:#}"
-        );
+        assert!(!text.contains(SECRET) && !text.contains("a-guess-at-the-secret"), "{e:#}");
     }
     // Stripped lines say so; an untrusted peer's are all stripped.
     let untrusted = entry_for(&v, "/untrusted").unwrap();
     assert!(rules(&untrusted).contains(&"stripped_header".to_owned()));
     assert!(
-        untrusted["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["stripped"] == true),
+        untrusted["headers"].as_array().unwrap().iter().all(|l| l["stripped"] == true),
         "{untrusted:#}"
     );
     let spoof = entry_for(&v, "/spoof").unwrap();
@@ -338,26 +283,15 @@ fn the_record_holds_at_most_n_and_keeps_the_newest() {
         let path = format!("/bound-{i}");
         let resp = send(
             s.public,
-            &raw(
-                &path,
-                &[SECRET_LINE, ("X-Forwarded-For", b"6.6.6.6, 203.0.113.5")],
-            ),
+            &raw(&path, &[SECRET_LINE, ("X-Forwarded-For", b"6.6.6.6, 203.0.113.5")]),
         );
         assert_eq!(resp.status, 200);
     }
     let v = record(s.admin, "");
-    let paths: Vec<_> = entries(&v)
-        .iter()
-        .map(|e| e["path"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(
-        paths,
-        ["/bound-11", "/bound-10", "/bound-9", "/bound-8", "/bound-7"]
-    );
-    assert_eq!(
-        (v["kept"].as_u64(), v["seen"].as_u64()),
-        (Some(5), Some(12))
-    );
+    let paths: Vec<_> =
+        entries(&v).iter().map(|e| e["path"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(paths, ["/bound-11", "/bound-10", "/bound-9", "/bound-8", "/bound-7"]);
+    assert_eq!((v["kept"].as_u64(), v["seen"].as_u64()), (Some(5), Some(12)));
     // A bad limit is a clear 400, the client's text escaped.
     for q in ["?limit=0", "?limit=ten", "?limit=99999", "?lim%1b=1"] {
         let resp = Req::get(&format!("/forgeries{q}")).must_send(s.admin);
@@ -374,26 +308,17 @@ fn client_text_is_escaped_and_cut() {
     let resp = send_from(
         UNTRUSTED,
         s.public,
-        &raw(
-            "/esc%1b%5b31m",
-            &[("X-Forwarded-For", &hostile), ("X-Real-IP", &big)],
-        ),
+        &raw("/esc%1b%5b31m", &[("X-Forwarded-For", &hostile), ("X-Real-IP", &big)]),
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
     // A raw ESC in a header value never reaches the record: the gateway refuses it.
-    let refused = send_from(
-        UNTRUSTED,
-        s.public,
-        &raw("/esc-raw", &[("X-Forwarded-For", b"6.6.6.6\x1b[2J")]),
-    );
+    let refused =
+        send_from(UNTRUSTED, s.public, &raw("/esc-raw", &[("X-Forwarded-For", b"6.6.6.6\x1b[2J")]));
     assert_eq!(refused.status, 400, "{}", refused.text());
 
     let resp = Req::get("/forgeries").must_send(s.admin);
     assert!(
-        !resp
-            .body
-            .iter()
-            .any(|&b| b.is_ascii_control() && b != b'\n')
+        !resp.body.iter().any(|&b| b.is_ascii_control() && b != b'\n')
             && !resp.body.iter().any(|&b| b >= 0x80),
         "only printable ASCII in the record: {}",
         resp.text()
@@ -409,11 +334,7 @@ fn client_text_is_escaped_and_cut() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|l| {
-                l["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
+            .find(|l| l["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
             .cloned()
             .unwrap_or_else(|| panic!("{name}: {e:#}"))
     };
@@ -431,10 +352,8 @@ fn client_text_is_escaped_and_cut() {
 #[test]
 fn the_record_is_served_on_the_admin_listener_only() {
     let s = start("admin_only", 10);
-    let forged = raw(
-        "/marker-request",
-        &[SECRET_LINE, ("X-Forwarded-For", b"6.6.6.42, 203.0.113.5")],
-    );
+    let forged =
+        raw("/marker-request", &[SECRET_LINE, ("X-Forwarded-For", b"6.6.6.42, 203.0.113.5")]);
     assert_eq!(send(s.public, &forged).status, 200);
     for path in ["/.trueip/forgeries", "/forgeries"] {
         let v = record(s.admin, "").clone();
@@ -451,11 +370,7 @@ fn the_record_is_served_on_the_admin_listener_only() {
     }
     for path in ["/healthz", "/metrics", "/forgeries?limit=x"] {
         let resp = Req::get(path).must_send(s.admin);
-        assert_eq!(
-            resp.header("x-content-type-options"),
-            Some("nosniff"),
-            "{path}"
-        );
+        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"), "{path}");
     }
     // The in-band metrics stay where they were; the record does not join them.
     assert_eq!(Req::get("/.trueip/metrics").must_send(s.public).status, 200);
@@ -473,15 +388,8 @@ fn several_client_threads_leave_an_exact_count_and_a_bounded_record() {
                 for i in 0..EACH {
                     let path = format!("/t{t}-{i}");
                     let forged = i.is_multiple_of(2);
-                    let xff: &[u8] = if forged {
-                        b"6.6.6.6, 203.0.113.5"
-                    } else {
-                        b"203.0.113.5"
-                    };
-                    let resp = send(
-                        public,
-                        &raw(&path, &[SECRET_LINE, ("X-Forwarded-For", xff)]),
-                    );
+                    let xff: &[u8] = if forged { b"6.6.6.6, 203.0.113.5" } else { b"203.0.113.5" };
+                    let resp = send(public, &raw(&path, &[SECRET_LINE, ("X-Forwarded-For", xff)]));
                     assert_eq!(resp.status, 200, "{path}");
                 }
             })
@@ -502,10 +410,7 @@ fn several_client_threads_leave_an_exact_count_and_a_bounded_record() {
         assert_eq!(rules(e), ["spoof_attempt"], "{e:#}");
     }
     let times: Vec<u64> = kept.iter().filter_map(|e| e["unix_ms"].as_u64()).collect();
-    assert!(
-        times.windows(2).all(|w| w[0] >= w[1]),
-        "newest first: {times:?}"
-    );
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
 }
 
 /// An entry built in the storage of one the record let go of (each worker keeps one to
@@ -524,10 +429,7 @@ fn an_entry_reusing_an_old_ones_storage_carries_nothing_of_it() {
         let resp = send_from(UNTRUSTED, s.public, &raw(&path, &lines));
         assert_eq!(resp.status, 200, "{}", resp.text());
     }
-    let resp = send(
-        s.public,
-        &raw("/small", &[SECRET_LINE, ("X_Forwarded_For", b"6.6.6.1")]),
-    );
+    let resp = send(s.public, &raw("/small", &[SECRET_LINE, ("X_Forwarded_For", b"6.6.6.1")]));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let v = record(s.admin, "");
     let all = entries(&v);
@@ -536,10 +438,7 @@ fn an_entry_reusing_an_old_ones_storage_carries_nothing_of_it() {
     // The clock and the relay's port are the run's, and may hold any digits (the old
     // value's 777 among them): their shape is checked, then the rest of the entry whole.
     let peer = e["peer"].take();
-    assert!(
-        peer.as_str().is_some_and(|p| p.starts_with("127.0.0.1:")),
-        "{peer}"
-    );
+    assert!(peer.as_str().is_some_and(|p| p.starts_with("127.0.0.1:")), "{peer}");
     assert!(e["unix_ms"].take().is_u64(), "{e:#}");
     assert!(e["time"].take().is_string(), "{e:#}");
     // Hyper's path (which takes underscore spellings) writes names in lower case.

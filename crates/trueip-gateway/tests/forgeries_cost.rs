@@ -88,10 +88,7 @@ async fn a_clean_request_allocates_nothing_for_the_record() {
     let on = fewest_allocations(100, CLEAN, 50).await;
     // One allocation a request for the record would be 50 more; a few timers more or
     // less are the machine's doing.
-    assert!(
-        on <= off + 5,
-        "clean requests allocate more with the record on: {on} vs {off} off"
-    );
+    assert!(on <= off + 5, "clean requests allocate more with the record on: {on} vs {off} off");
 
     let forged_off = allocations(0, FORGED, 50).await;
     let forged_on = allocations(100, FORGED, 50).await;

@@ -24,9 +24,7 @@ fn forged_headers_from_an_untrusted_client_never_reach_the_upstream() {
         &up,
         &["--trust", PROXIES_CIDR, "--strategy", "rightmost-untrusted"],
     );
-    let resp = Req::get("/app?q=1")
-        .headers(&forged_headers())
-        .must_send(gw.addr);
+    let resp = Req::get("/app?q=1").headers(&forged_headers()).must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = up.last();
     assert_eq!(seen.path, "/app?q=1");
@@ -65,11 +63,7 @@ fn trusted_peer_chain_is_walked_from_the_right() {
 #[test]
 fn hygiene_survives_the_known_tricks() {
     let up = Upstream::start(Behavior::Echo);
-    let gw = start(
-        "hygiene",
-        &up,
-        &["--trust", PROXIES_CIDR, "--strategy", "rightmost-untrusted"],
-    );
+    let gw = start("hygiene", &up, &["--trust", PROXIES_CIDR, "--strategy", "rightmost-untrusted"]);
     let resp = Req::get("/")
         // Underscore spellings reach WSGI/CGI apps as HTTP_X_FORWARDED_FOR.
         .header("X_Forwarded_For", FORGED_XFF)
@@ -90,10 +84,7 @@ fn hygiene_survives_the_known_tricks() {
     assert_clean_forwarding(&seen, CLIENT_IP, "hygiene tricks");
     assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{:#?}", seen.headers);
     for (name, value) in &seen.headers {
-        assert!(
-            !name.contains('_'),
-            "underscore header {name}: {value} reached the upstream"
-        );
+        assert!(!name.contains('_'), "underscore header {name}: {value} reached the upstream");
         if name.eq_ignore_ascii_case("connection") {
             let lower = value.to_ascii_lowercase();
             assert!(
@@ -170,8 +161,7 @@ fn response_headers_and_status_come_back_unchanged() {
     let resp = Req::get("/r").must_send(gw.addr);
     assert_eq!(resp.status, 200);
     assert!(
-        resp.header("content-type")
-            .is_some_and(|v| v.starts_with("application/json")),
+        resp.header("content-type").is_some_and(|v| v.starts_with("application/json")),
         "{:?}",
         resp.headers
     );
@@ -186,18 +176,12 @@ fn ipv6_client_is_bracketed_and_quoted_in_forwarded() {
     let addr: std::net::SocketAddr = format!("[::1]:{}", free_port()).parse().expect("addr");
     let url = up.url();
     let gw = Gateway::start(&dir, addr, &["--upstream", &url]);
-    let resp = Req::get("/v6")
-        .headers(&forged_headers())
-        .must_send(gw.addr);
+    let resp = Req::get("/v6").headers(&forged_headers()).must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = up.last();
     assert_clean_forwarding(&seen, "::1", "IPv6 client");
     // RFC 7239: an IPv6 node is bracketed, and a bracketed value must be quoted.
-    assert!(
-        seen.one("Forwarded").contains("for=\"[::1]"),
-        "Forwarded {:?}",
-        seen.one("Forwarded")
-    );
+    assert!(seen.one("Forwarded").contains("for=\"[::1]"), "Forwarded {:?}", seen.one("Forwarded"));
 }
 
 /// A trusted hop relays a client's `True-Client-IP` as readily as it writes its own, so
@@ -212,25 +196,13 @@ fn a_trusted_hop_passes_only_the_client_addresses_the_policy_reads() {
         let url = up.url();
         move |name: &str| {
             let dir = test_dir(&format!("forwarding/{name}"));
-            let args = [
-                "--upstream",
-                url.as_str(),
-                "--trust",
-                trust,
-                "--strategy",
-                "rightmost-untrusted",
-            ];
+            let args =
+                ["--upstream", url.as_str(), "--trust", trust, "--strategy", "rightmost-untrusted"];
             Gateway::start_with_toml(&dir, free_addr(), toml, &args)
         }
     };
     let behind = args("127.0.0.1")("relay_trusted");
-    let unread = [
-        "CF-Connecting-IP",
-        "X-Client-IP",
-        "Fastly-Client-IP",
-        "X-Real-IP",
-        "Forwarded",
-    ];
+    let unread = ["CF-Connecting-IP", "X-Client-IP", "Fastly-Client-IP", "X-Real-IP", "Forwarded"];
     let requests = [Req::get("/lean"), Req::post("/hyper", b"body".to_vec())];
     for req in requests {
         let mut req = req
@@ -245,16 +217,8 @@ fn a_trusted_hop_passes_only_the_client_addresses_the_policy_reads() {
         let seen = up.last();
         assert_clean_forwarding(&seen, "198.51.100.20", &seen.path);
         assert_eq!(seen.one("True-Client-IP"), "198.51.100.30", "{}", seen.path);
-        assert_eq!(
-            seen.one("X-Forwarded-Host"),
-            "shop.example",
-            "{}",
-            seen.path
-        );
-        for name in unread
-            .into_iter()
-            .filter(|n| !n.contains("Real") && *n != "Forwarded")
-        {
+        assert_eq!(seen.one("X-Forwarded-Host"), "shop.example", "{}", seen.path);
+        for name in unread.into_iter().filter(|n| !n.contains("Real") && *n != "Forwarded") {
             assert!(
                 seen.all(name).is_empty(),
                 "{name} from a trusted hop reached the upstream on {}: {:#?}",
@@ -274,9 +238,7 @@ fn a_trusted_hop_passes_only_the_client_addresses_the_policy_reads() {
 
     // A relayed name is still the client's from anyone else.
     let direct = args("10.0.0.0/8")("relay_untrusted");
-    let resp = Req::get("/")
-        .header("True-Client-IP", FORGED_XFF)
-        .must_send(direct.addr);
+    let resp = Req::get("/").header("True-Client-IP", FORGED_XFF).must_send(direct.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = up.last();
     assert_clean_forwarding(&seen, CLIENT_IP, "untrusted, relay configured");

@@ -142,11 +142,7 @@ fn curl_h2(dir: &Path, url: &str) -> Option<(u16, String, String)> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
     let headers = std::fs::read_to_string(&dump).unwrap_or_default();
-    Some((
-        status.trim().parse().unwrap_or(0),
-        headers,
-        body.to_string(),
-    ))
+    Some((status.trim().parse().unwrap_or(0), headers, body.to_string()))
 }
 
 /// A gateway with one worker, so that every request draws on one pool of upstream
@@ -171,10 +167,7 @@ fn every_framing_comes_back_whole() {
         return;
     };
     assert_eq!((status, body.as_str()), (200, "hello, world"), "{headers}");
-    assert!(
-        headers.contains("x-checksum: abc"),
-        "the trailer reaches the client: {headers}"
-    );
+    assert!(headers.contains("x-checksum: abc"), "the trailer reaches the client: {headers}");
     assert!(!headers.contains("transfer-encoding"), "{headers}");
 
     let (status, _, body) = curl_h2(&dir, &url("/close")).unwrap_or_default();
@@ -202,10 +195,7 @@ fn hop_by_hop_lines_stay_with_the_upstream_connection() {
     let lower = headers.to_ascii_lowercase();
     assert!(lower.contains("x-kept: yes"), "{headers}");
     for gone in ["x-secret", "keep-alive", "connection"] {
-        assert!(
-            !lower.contains(gone),
-            "{gone} reached the client: {headers}"
-        );
+        assert!(!lower.contains(gone), "{gone} reached the client: {headers}");
     }
 }
 

@@ -39,11 +39,7 @@ impl Recorder {
                 thread::spawn(move || serve(stream, &seen));
             }
         });
-        Recorder {
-            addr,
-            heads,
-            connections,
-        }
+        Recorder { addr, heads, connections }
     }
 
     fn heads(&self) -> Vec<String> {
@@ -203,11 +199,7 @@ fn an_h2_path_goes_upstream_in_origin_form() {
     options.method = "OPTIONS".into();
     let resp = options.must_send(gw.addr);
     assert_eq!(resp.status, 200);
-    assert!(
-        resp.text().starts_with("OPTIONS * HTTP/1.1\r\n"),
-        "{}",
-        resp.text()
-    );
+    assert!(resp.text().starts_with("OPTIONS * HTTP/1.1\r\n"), "{}", resp.text());
 }
 
 #[test]
@@ -226,17 +218,11 @@ fn forged_client_addresses_over_h2_never_reach_the_upstream() {
     ] {
         lines.push((n.to_string(), v.to_string()));
     }
-    let borrowed: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let borrowed: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let (status, head) = h2(gw.addr, "GET", uri("shop.example", "/"), &borrowed).expect("GET");
     assert_eq!(status, 200, "{head}");
     for forged in [FORGED_XFF, FORGED_REAL_IP, FORGED_FORWARDED_IP] {
-        assert!(
-            !head.contains(forged),
-            "{forged} reached the upstream:\n{head}"
-        );
+        assert!(!head.contains(forged), "{forged} reached the upstream:\n{head}");
     }
     assert!(head.contains("\r\nx-real-ip: 127.0.0.1\r\n"), "{head}");
 }
@@ -299,27 +285,15 @@ fn hop_by_hop_trailers_stay_with_the_upstream_connection() {
     for (method, body) in [("GET", None), ("POST", Some("a body"))] {
         let length = body.map_or(0, str::len).to_string();
         let lines = [("content-length", length.as_str())];
-        let got = h2_exchange(
-            gw.addr,
-            method,
-            uri("shop.example", "/trailers"),
-            &lines,
-            body,
-        );
+        let got = h2_exchange(gw.addr, method, uri("shop.example", "/trailers"), &lines, body);
         let (status, body, trailers) =
             got.unwrap_or_else(|e| panic!("{method}: the response arrives whole: {e}"));
         assert_eq!((status, body.as_str()), (200, "ok"), "{method}");
         let trailers = trailers.expect("trailers");
         for gone in ["connection", "transfer-encoding", "keep-alive", "te"] {
-            assert!(
-                !trailers.contains_key(gone),
-                "{method} {gone}: {trailers:?}"
-            );
+            assert!(!trailers.contains_key(gone), "{method} {gone}: {trailers:?}");
         }
-        assert_eq!(
-            trailers.get("x-real-ip").map(|v| v.as_bytes()),
-            Some(&b"6.6.6.6"[..])
-        );
+        assert_eq!(trailers.get("x-real-ip").map(|v| v.as_bytes()), Some(&b"6.6.6.6"[..]));
     }
 }
 
@@ -346,10 +320,7 @@ fn the_bare_exchange_writes_the_head_hypers_client_writes() {
     ] {
         lines.push((n.to_string(), v.to_string()));
     }
-    let borrowed: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let borrowed: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let head = |body: Option<&'static str>| {
         let mut lines = borrowed.clone();
         if body.is_some() {
@@ -359,11 +330,7 @@ fn the_bare_exchange_writes_the_head_hypers_client_writes() {
         let (status, head, _) = got.expect("GET");
         assert_eq!(status, 200, "{head}");
         // hyper's client frames the body; the bare exchange sends none.
-        assert_eq!(
-            head.contains("\r\ncontent-length: 1\r\n"),
-            body.is_some(),
-            "{head}"
-        );
+        assert_eq!(head.contains("\r\ncontent-length: 1\r\n"), body.is_some(), "{head}");
         let mut lines: Vec<String> = head
             .split("\r\n")
             .filter(|l| {
@@ -381,10 +348,7 @@ fn the_bare_exchange_writes_the_head_hypers_client_writes() {
     let bare = head(None);
     let hyper = head(Some("x"));
     assert_eq!(bare, hyper);
-    assert!(
-        bare.contains(&"GET /d?q=1 HTTP/1.1".to_string()),
-        "{bare:#?}"
-    );
+    assert!(bare.contains(&"GET /d?q=1 HTTP/1.1".to_string()), "{bare:#?}");
     assert!(!bare.iter().any(|l| l.contains(FORGED_XFF)), "{bare:#?}");
 }
 
@@ -415,12 +379,7 @@ fn allowed_hosts_match_only_a_host() {
     }
     assert!(up.heads().is_empty(), "{:?}", up.heads());
     // Hosts still pass, with a port, in any case, with a trailing dot.
-    for host in [
-        "shop.example",
-        "Shop.Example:8080",
-        "a.example.com.",
-        "[::1]",
-    ] {
+    for host in ["shop.example", "Shop.Example:8080", "a.example.com.", "[::1]"] {
         let resp = Req::get("/").header("Host", host).must_send(gw.addr);
         let want = if host == "[::1]" { 421 } else { 200 };
         assert_eq!(resp.status, want, "Host: {host}");
@@ -439,22 +398,11 @@ fn an_unframed_h2_body_is_never_a_request_upstream() {
     let gw = gateway("h2_raw_review/unframed_body", up.addr, "");
     const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
     for method in ["GET", "HEAD"] {
-        let got = h2_exchange(
-            gw.addr,
-            method,
-            uri("shop.example", "/front"),
-            &[],
-            Some(SMUGGLED),
-        );
+        let got = h2_exchange(gw.addr, method, uri("shop.example", "/front"), &[], Some(SMUGGLED));
         assert!(matches!(got, Ok((200, _, _))), "{method}: {got:?}");
         let (status, _) = h2(gw.addr, "GET", uri("shop.example", "/next"), &[]).expect("GET");
         assert_eq!(status, 200);
     }
     let heads = up.heads();
-    assert!(
-        !heads
-            .iter()
-            .any(|h| h.contains("smuggled") || h.contains("6.6.6.6")),
-        "{heads:#?}"
-    );
+    assert!(!heads.iter().any(|h| h.contains("smuggled") || h.contains("6.6.6.6")), "{heads:#?}");
 }

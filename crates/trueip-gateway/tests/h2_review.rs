@@ -50,11 +50,7 @@ fn body_end(buf: &[u8], head_len: usize) -> Option<usize> {
     if head.contains("\r\ntransfer-encoding:") {
         // The last chunk, then trailers up to an empty line.
         let rest = &buf[head_len..];
-        let last = if rest.starts_with(b"0\r\n") {
-            0
-        } else {
-            find(rest, b"\r\n0\r\n")? + 2
-        };
+        let last = if rest.starts_with(b"0\r\n") { 0 } else { find(rest, b"\r\n0\r\n")? + 2 };
         let end = find(&rest[last..], b"\r\n\r\n").map(|i| last + i + 4);
         let end = match end {
             Some(e) => e,
@@ -219,13 +215,10 @@ fn every_response_line_connection_names_stays_with_the_upstream() {
                 .unwrap();
             let (resp, mut send) = client.send_request(req, body.is_none()).unwrap();
             if let Some(b) = body {
-                send.send_data(bytes::Bytes::from_static(b.as_bytes()), true)
-                    .unwrap();
+                send.send_data(bytes::Bytes::from_static(b.as_bytes()), true).unwrap();
             }
             let resp = resp.await.unwrap();
-            format!("{:?}", resp.headers())
-                .replace("\": \"", ": ")
-                .replace('"', "")
+            format!("{:?}", resp.headers()).replace("\": \"", ": ").replace('"', "")
         });
         check(&format!("h2 {method}"), &got);
     }
@@ -235,9 +228,7 @@ fn every_response_line_connection_names_stays_with_the_upstream() {
         let text = String::from_utf8_lossy(&got);
         let head = text.split("\r\n\r\n").next().unwrap_or_default();
         // The gateway's own `Connection: close` for this client is not the upstream's.
-        let head = head
-            .replace("connection: close\r\n", "")
-            .replace("Connection: close\r\n", "");
+        let head = head.replace("connection: close\r\n", "").replace("Connection: close\r\n", "");
         check(&format!("HTTP/1.1 {extra:?}"), &head);
     }
 }
@@ -251,33 +242,27 @@ fn a_connect_carries_no_request_past_the_gateway() {
     let up = Scripted::start();
     let gw = gateway("h2_review/connect", up.addr);
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
-    for (length, protocol) in [
-        (None, None),
-        (Some("0"), None),
-        (Some("57"), None),
-        (None, Some("websocket")),
-    ] {
+    for (length, protocol) in
+        [(None, None), (Some("0"), None), (Some("57"), None), (None, Some("websocket"))]
+    {
         let r = block_on(async move {
             let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-            let (client, conn) = h2::client::handshake(tcp)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (client, conn) = h2::client::handshake(tcp).await.map_err(|e| e.to_string())?;
             tokio::spawn(conn);
             let mut client = client.ready().await.map_err(|e| e.to_string())?;
             let mut req = http::Request::builder().method("CONNECT");
             req = match protocol {
                 None => req.uri("shop.example:443"),
-                Some(p) => req
-                    .uri(uri("shop.example", "/chat"))
-                    .extension(h2::ext::Protocol::from(p)),
+                Some(p) => {
+                    req.uri(uri("shop.example", "/chat")).extension(h2::ext::Protocol::from(p))
+                }
             };
             if let Some(l) = length {
                 req = req.header("content-length", l);
             }
             req = req.header("x-real-ip", "6.6.6.7");
-            let (resp, mut send) = client
-                .send_request(req.body(()).unwrap(), false)
-                .map_err(|e| e.to_string())?;
+            let (resp, mut send) =
+                client.send_request(req.body(()).unwrap(), false).map_err(|e| e.to_string())?;
             let _ = send.send_data(bytes::Bytes::from_static(smuggled.as_bytes()), false);
             let got = tokio::time::timeout(Duration::from_secs(5), resp).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -294,14 +279,8 @@ fn a_connect_carries_no_request_past_the_gateway() {
     let _ = http1(gw.addr, http1_connect.as_bytes());
     thread::sleep(Duration::from_millis(500));
     let seen = up.everything();
-    assert!(
-        !seen.contains("smuggled"),
-        "a tunnel's data reached the upstream:\n{seen}"
-    );
-    assert!(
-        !seen.contains("6.6.6."),
-        "a forged address reached the upstream:\n{seen}"
-    );
+    assert!(!seen.contains("smuggled"), "a tunnel's data reached the upstream:\n{seen}");
+    assert!(!seen.contains("6.6.6."), "a forged address reached the upstream:\n{seen}");
     assert_healthy(gw.addr, "CONNECT");
 }
 
@@ -325,15 +304,10 @@ fn request_trailers_carry_no_client_address() {
             .body(())
             .unwrap();
         let (resp, mut send) = client.send_request(req, false).unwrap();
-        send.send_data(bytes::Bytes::from_static(b"hello"), false)
-            .unwrap();
+        send.send_data(bytes::Bytes::from_static(b"hello"), false).unwrap();
         let mut trailers = http::HeaderMap::new();
         for name in ["x-real-ip", "x-forwarded-for", "forwarded", "x-client-ip"] {
-            let v = if name == "forwarded" {
-                "for=6.6.6.6"
-            } else {
-                "6.6.6.6"
-            };
+            let v = if name == "forwarded" { "for=6.6.6.6" } else { "6.6.6.6" };
             trailers.insert(name, v.parse().unwrap());
         }
         send.send_trailers(trailers).unwrap();
@@ -343,11 +317,7 @@ fn request_trailers_carry_no_client_address() {
     let chunked = "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Real-IP, X-Forwarded-For\r\n\
                    Connection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
     let got = http1(gw.addr, chunked.as_bytes());
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&got)
-    );
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
     let seen = up.everything();
     assert_eq!(seen.matches("hello").count(), 2, "{seen}");
     assert!(
@@ -374,11 +344,7 @@ fn an_h2_host_line_beside_the_authority_does_not_reach_the_upstream() {
     }
     let seen = up.everything().to_ascii_lowercase();
     assert!(!seen.contains("evil"), "{seen}");
-    assert_eq!(
-        seen.matches("\r\nhost: shop.example\r\n").count(),
-        2,
-        "{seen}"
-    );
+    assert_eq!(seen.matches("\r\nhost: shop.example\r\n").count(), 2, "{seen}");
 }
 
 /// An HTTP/2 request's `:scheme` is the client's word: over cleartext the upstream hears
@@ -401,11 +367,7 @@ fn an_h2_scheme_claims_nothing() {
     }
     let seen = up.everything().to_ascii_lowercase();
     assert!(!seen.contains("https"), "{seen}");
-    assert_eq!(
-        seen.matches("\r\nx-forwarded-proto: http\r\n").count(),
-        2,
-        "{seen}"
-    );
+    assert_eq!(seen.matches("\r\nx-forwarded-proto: http\r\n").count(), 2, "{seen}");
 }
 
 /// The bare exchange writes an HTTP/1.1 head from the request's lines itself: an HTTP/2

@@ -33,34 +33,24 @@ fn slow_heads(name: &str, path: &str) {
     let gw = Gateway::start_with_toml(&dir, free_addr(), &format!("{LIMITS}{path}"), &[]);
 
     // Half a head, then nothing.
-    let ending = exchange(
-        gw.addr,
-        b"GET /json HTTP/1.1\r\nHost: x\r\nX-Slow: ",
-        Duration::from_secs(5),
-    );
+    let ending =
+        exchange(gw.addr, b"GET /json HTTP/1.1\r\nHost: x\r\nX-Slow: ", Duration::from_secs(5));
     let Ending::Closed(bytes) = &ending else {
         panic!("the connection closes after the 408: {ending:?}");
     };
     let text = String::from_utf8_lossy(bytes);
-    assert!(
-        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
     assert!(text.contains("connection: close\r\n"), "{text}");
     assert!(text.contains("\"request_header_timeout\""), "{text}");
 
     // Nothing at all: closed without a byte.
     let ending = exchange(gw.addr, b"", Duration::from_secs(5));
-    assert!(
-        matches!(&ending, Ending::Closed(b) if b.is_empty()),
-        "{ending:?}"
-    );
+    assert!(matches!(&ending, Ending::Closed(b) if b.is_empty()), "{ending:?}");
 
     // One whole request, then idle on the kept-alive connection: one response, then a
     // silent close.
     let mut s = connect(gw.addr).unwrap();
-    s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let ending = read_until_close(&mut s, Duration::from_secs(5));
     let Ending::Closed(bytes) = &ending else {
         panic!("an idle keep-alive connection closes: {ending:?}");
@@ -71,8 +61,7 @@ fn slow_heads(name: &str, path: &str) {
 
     // A whole request followed by half a head: the answer, then the 408.
     let mut s = connect(gw.addr).unwrap();
-    s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTT")
-        .unwrap();
+    s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTT").unwrap();
     let mut got = Vec::new();
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = s.read_to_end(&mut got);
@@ -102,11 +91,7 @@ fn a_slow_head_over_tls_gets_408() {
     let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
     let send = |bytes: &[u8]| pki::s_client(listen, &["-quiet"], bytes);
     let text = send(b"GET /json HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
-    assert!(
-        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
-        "{text}\n{}",
-        gw.proc.log()
-    );
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text}\n{}", gw.proc.log());
     assert!(text.contains("\"request_header_timeout\""), "{text}");
     // A whole request, then half of the next: the answer, then the 408.
     let text = send(b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\nGET /json HT");
@@ -125,15 +110,7 @@ fn a_trickled_http2_preface_is_held_to_one_header_read_timeout() {
     trickled(
         "head_timeout_preface_lean",
         "lean_http1 = true\n",
-        [
-            b"PRI * HTTP/2.0\r\n".as_slice(),
-            b"\r\n",
-            b"S",
-            b"M",
-            b"\r",
-            b"\n",
-            b"\r",
-        ],
+        [b"PRI * HTTP/2.0\r\n".as_slice(), b"\r\n", b"S", b"M", b"\r", b"\n", b"\r"],
     );
 }
 
@@ -172,11 +149,7 @@ fn half_a_preface_after_alpn_h2_closes_after_header_read_timeout() {
     );
     let gw = Gateway::start_with_config(&dir, &config, &[listen], &[]);
     let start = Instant::now();
-    let text = pki::s_client(
-        listen,
-        &["-quiet", "-alpn", "h2"],
-        b"PRI * HTTP/2.0\r\n\r\nSM",
-    );
+    let text = pki::s_client(listen, &["-quiet", "-alpn", "h2"], b"PRI * HTTP/2.0\r\n\r\nSM");
     let closed_after = start.elapsed();
     assert_eq!(text, "", "{}", gw.proc.log());
     assert!(
@@ -226,10 +199,7 @@ fn trickled(name: &str, path: &str, parts: [&'static [u8]; 7]) {
         panic!("{path}: still open after {closed_after:?}: {ending:?}");
     };
     let text = String::from_utf8_lossy(bytes);
-    assert!(
-        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
-        "{path}: {text}"
-    );
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{path}: {text}");
     // Twice the timeout would be 4 s.
     assert!(
         closed_after > Duration::from_millis(1500) && closed_after < Duration::from_millis(3000),

@@ -32,15 +32,7 @@ fn wire(line: &str) -> Option<(String, Vec<u8>)> {
 fn lines() -> Vec<String> {
     let mut inserts: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
     inserts.extend(
-        [
-            "\u{e9}",
-            "\r\n",
-            "\r\n ",
-            "\r\nX-Real-IP: 6.6.6.6",
-            "  ",
-            "\t\t",
-        ]
-        .map(String::from),
+        ["\u{e9}", "\r\n", "\r\n ", "\r\nX-Real-IP: 6.6.6.6", "  ", "\t\t"].map(String::from),
     );
     let mut lines = Vec::new();
     for insert in &inserts {
@@ -56,16 +48,7 @@ fn lines() -> Vec<String> {
         }
     }
     lines.extend(
-        [
-            "",
-            ":",
-            ": v",
-            "a:",
-            "a: ",
-            "a:  \t ",
-            "X-A: caf\u{e9} \u{1F600}",
-        ]
-        .map(String::from),
+        ["", ":", ": v", "a:", "a: ", "a:  \t ", "X-A: caf\u{e9} \u{1F600}"].map(String::from),
     );
     lines
 }
@@ -81,10 +64,7 @@ fn parse_header_line_agrees_with_the_wire_parser_byte_by_byte() {
         // The HTTP/2 path builds `http` header names and values: whatever the rule accepts,
         // those accept too.
         if let Some((name, value)) = ours {
-            assert!(
-                http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
-                "{line:?}"
-            );
+            assert!(http::HeaderName::from_bytes(name.as_bytes()).is_ok(), "{line:?}");
             assert!(http::HeaderValue::from_bytes(&value).is_ok(), "{line:?}");
         }
         checked += 1;

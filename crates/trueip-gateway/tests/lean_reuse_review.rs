@@ -102,11 +102,7 @@ fn record(
         }
         let head = String::from_utf8_lossy(&head).into_owned();
         let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-        got.lock().unwrap().push(Got {
-            conn,
-            proxy: proxy.clone(),
-            head: head.clone(),
-        });
+        got.lock().unwrap().push(Got { conn, proxy: proxy.clone(), head: head.clone() });
         if !head.ends_with("\r\n\r\n") {
             return Ok(());
         }
@@ -150,10 +146,7 @@ fn gateway(name: &str, lean: bool, up: &Recorder, extra: &str) -> Gateway {
 /// Reads the responses to requests of `methods`, in order, on `s`.
 fn responses(s: &TcpStream, methods: &[&str]) -> Vec<Response> {
     let mut r = BufReader::new(s.try_clone().unwrap());
-    methods
-        .iter()
-        .map(|m| read_response(&mut r, m).unwrap())
-        .collect()
+    methods.iter().map(|m| read_response(&mut r, m).unwrap()).collect()
 }
 
 /// A keep-alive request marked `mark`, with `extra` lines.
@@ -179,11 +172,7 @@ fn assert_clean(got: &[Got], forged: &[&str]) {
             g.head
         );
         for f in forged {
-            assert!(
-                !g.head.contains(f),
-                "{f} reached the upstream in {mark}: {:?}",
-                g.head
-            );
+            assert!(!g.head.contains(f), "{f} reached the upstream in {mark}: {:?}", g.head);
         }
         if mark != "hundred" {
             assert!(
@@ -233,18 +222,13 @@ fn no_line_of_one_request_reaches_the_next() {
         let mut s = connect(gw.addr).unwrap();
         s.write_all(forger.as_bytes()).unwrap();
         s.write_all(marked("/c", "second", "").as_bytes()).unwrap();
-        let pipelined = format!(
-            "{}{}",
-            marked("/d", "third", ""),
-            marked("/e", "fourth", "")
-        );
+        let pipelined = format!("{}{}", marked("/d", "third", ""), marked("/e", "fourth", ""));
         s.write_all(pipelined.as_bytes()).unwrap();
         for r in responses(&s, &["GET"; 4]) {
             assert_eq!(r.status, 200, "{lean}: {r:?}");
         }
         s.write_all(hundred.as_bytes()).unwrap();
-        s.write_all(marked("/f", "after-hundred", "").as_bytes())
-            .unwrap();
+        s.write_all(marked("/f", "after-hundred", "").as_bytes()).unwrap();
         for r in responses(&s, &["GET"; 2]) {
             assert_eq!(r.status, 200, "{lean}: {r:?}");
         }
@@ -273,8 +257,7 @@ fn no_line_of_one_request_reaches_the_next() {
                 let _ = read_until_close(&mut s, Duration::from_secs(5));
             }
             let mut s = connect(gw.addr).unwrap();
-            s.write_all(marked("/h", &format!("next-{i}"), "").as_bytes())
-                .unwrap();
+            s.write_all(marked("/h", &format!("next-{i}"), "").as_bytes()).unwrap();
             let r = responses(&s, &["GET"]);
             assert_eq!(r[0].status, 200, "{lean}: {:?}", r[0]);
         }
@@ -309,23 +292,15 @@ fn no_line_of_one_request_reaches_the_next() {
 fn no_byte_of_an_earlier_answer_goes_upstream() {
     for lean in [true, false] {
         let up = Recorder::start(false);
-        let gw = gateway(
-            "answers",
-            lean,
-            &up,
-            "[headers]\nallowed_hosts = [\"app.example\"]\n",
-        );
+        let gw = gateway("answers", lean, &up, "[headers]\nallowed_hosts = [\"app.example\"]\n");
         let mut s = connect(gw.addr).unwrap();
         // Refused before it goes upstream: 421, and the connection stays.
         s.write_all(b"GET /refused HTTP/1.1\r\nHost: evil.example\r\nX-Mark: refused\r\n\r\n")
             .unwrap();
         s.write_all(marked("/one", "one", "").as_bytes()).unwrap();
-        s.write_all(b"HEAD /head HTTP/1.1\r\nHost: app.example\r\nX-Mark: head\r\n\r\n")
-            .unwrap();
-        s.write_all(marked("/interim", "interim", "").as_bytes())
-            .unwrap();
-        s.write_all(marked("/chunked", "chunked", "").as_bytes())
-            .unwrap();
+        s.write_all(b"HEAD /head HTTP/1.1\r\nHost: app.example\r\nX-Mark: head\r\n\r\n").unwrap();
+        s.write_all(marked("/interim", "interim", "").as_bytes()).unwrap();
+        s.write_all(marked("/chunked", "chunked", "").as_bytes()).unwrap();
         s.write_all(marked("/two", "two", "").as_bytes()).unwrap();
         let rs = responses(&s, &["GET", "GET", "HEAD", "GET", "GET", "GET"]);
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
@@ -336,14 +311,12 @@ fn no_byte_of_an_earlier_answer_goes_upstream() {
         s.write_all(marked("/slow", "slow", "").as_bytes()).unwrap();
         let r = responses(&s, &["GET"]);
         assert_eq!(r[0].status, 504, "lean {lean}: {:?}", r[0]);
-        s.write_all(marked("/three", "three", "").as_bytes())
-            .unwrap();
+        s.write_all(marked("/three", "three", "").as_bytes()).unwrap();
         let r = responses(&s, &["GET"]);
         assert_eq!(r[0].status, 200, "lean {lean}: {:?}", r[0]);
         // A body until close, then the next connection.
         let mut s = connect(gw.addr).unwrap();
-        s.write_all(marked("/until-close", "until-close", "").as_bytes())
-            .unwrap();
+        s.write_all(marked("/until-close", "until-close", "").as_bytes()).unwrap();
         let r = responses(&s, &["GET"]);
         assert_eq!(r[0].status, 200, "lean {lean}: {:?}", r[0]);
         let mut s = connect(gw.addr).unwrap();
@@ -354,21 +327,10 @@ fn no_byte_of_an_earlier_answer_goes_upstream() {
         let got = up.got();
         let marks: Vec<&str> = got.iter().flat_map(|g| g.values("x-mark")).collect();
         assert!(!marks.contains(&"refused"), "lean {lean}: {marks:?}");
-        for want in [
-            "one",
-            "head",
-            "interim",
-            "chunked",
-            "two",
-            "slow",
-            "three",
-            "until-close",
-            "four",
-        ] {
-            assert!(
-                marks.contains(&want),
-                "lean {lean}: {want} missing from {marks:?}"
-            );
+        for want in
+            ["one", "head", "interim", "chunked", "two", "slow", "three", "until-close", "four"]
+        {
+            assert!(marks.contains(&want), "lean {lean}: {want} missing from {marks:?}");
         }
         for g in &got {
             let mark = g.values("x-mark")[0];
@@ -411,13 +373,8 @@ fn proxy_header_connections_are_never_shared_between_clients() {
         // connections of the relay's own (no forwarding header: the client is the peer).
         let mut relay = connect(gw.addr).unwrap();
         let mut own: Vec<TcpStream> = (0..2).map(|_| connect(gw.addr).unwrap()).collect();
-        let clients = [
-            "198.51.100.1",
-            "198.51.100.2",
-            "198.51.100.1",
-            "198.51.100.3",
-            "198.51.100.2",
-        ];
+        let clients =
+            ["198.51.100.1", "198.51.100.2", "198.51.100.1", "198.51.100.3", "198.51.100.2"];
         for (round, c) in clients.iter().enumerate() {
             relay
                 .write_all(marked("/r", c, &format!("X-Forwarded-For: {c}\r\n")).as_bytes())
@@ -425,9 +382,7 @@ fn proxy_header_connections_are_never_shared_between_clients() {
             assert_eq!(responses(&relay, &["GET"])[0].status, 200, "lean {lean}");
             let i = round % 2;
             let port = own[i].local_addr().unwrap().port();
-            own[i]
-                .write_all(marked("/o", &format!("127.0.0.1:{port}"), "").as_bytes())
-                .unwrap();
+            own[i].write_all(marked("/o", &format!("127.0.0.1:{port}"), "").as_bytes()).unwrap();
             assert_eq!(responses(&own[i], &["GET"])[0].status, 200, "lean {lean}");
         }
         let got = up.got();
@@ -450,9 +405,6 @@ fn proxy_header_connections_are_never_shared_between_clients() {
         }
         // Each client's later requests reused its own connection: reuse happened at all.
         let conns: std::collections::HashSet<usize> = got.iter().map(|g| g.conn).collect();
-        assert!(
-            conns.len() < got.len(),
-            "lean {lean}: no reuse at all: {got:#?}"
-        );
+        assert!(conns.len() < got.len(), "lean {lean}: no reuse at all: {got:#?}");
     }
 }

@@ -20,18 +20,12 @@ fn each_listener_decides_with_its_own_policy_and_says_which() {
     let gw = Gateway::start_with_config(&dir, &toml, &[public, internal], &[]);
     let xff = ("X-Forwarded-For", "203.0.113.9");
 
-    let json = Req::get("/json")
-        .header(xff.0, xff.1)
-        .must_send(public)
-        .json();
+    let json = Req::get("/json").header(xff.0, xff.1).must_send(public).json();
     assert_eq!(json.str_at("client_ip"), CLIENT_IP, "{json:?}");
     assert_eq!(json.str_at("policy"), "client_ip");
 
     for _ in 0..2 {
-        let json = Req::get("/json")
-            .header(xff.0, xff.1)
-            .must_send(internal)
-            .json();
+        let json = Req::get("/json").header(xff.0, xff.1).must_send(internal).json();
         assert_eq!(json.str_at("client_ip"), "203.0.113.9", "{json:?}");
         assert_eq!(json.str_at("source"), "x-forwarded-for[-1]");
         assert_eq!(json.str_at("policy"), "listen[1].client_ip");
@@ -48,11 +42,7 @@ fn each_listener_decides_with_its_own_policy_and_says_which() {
             })
             .and_then(|v| v.parse::<u64>().ok())
     };
-    assert_eq!(
-        count("listener=\"listen[0]\",policy=\"client_ip\""),
-        Some(1),
-        "{metrics}"
-    );
+    assert_eq!(count("listener=\"listen[0]\",policy=\"client_ip\""), Some(1), "{metrics}");
     assert_eq!(
         count("listener=\"listen[1]\",policy=\"listen[1].client_ip\""),
         Some(3),
@@ -66,10 +56,7 @@ fn each_listener_decides_with_its_own_policy_and_says_which() {
         if log.contains("policy=listen[1].client_ip") && log.contains("policy=client_ip") {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "access log without policy:\n{log}"
-        );
+        assert!(std::time::Instant::now() < deadline, "access log without policy:\n{log}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -80,10 +67,7 @@ fn a_listener_policy_is_checked_like_client_ip() {
         "[[listen]]\naddress = \"127.0.0.1:1\"\nclient_ip = { trusted = [\"10.0.0.0/33\"] }\n";
     let (code, stderr) = serve_check("listener_policies/bad", toml);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("listen[0].client_ip") && stderr.contains("10.0.0.0/33"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("listen[0].client_ip") && stderr.contains("10.0.0.0/33"), "{stderr}");
 }
 
 /// `--check` runs the trust lint (`trueip check`'s) over `[client_ip]` with the listeners it

@@ -34,14 +34,7 @@ fn metrics_count_requests_and_spoof_attempts() {
     let gw = Gateway::start(
         &dir,
         free_addr(),
-        &[
-            "--upstream",
-            &url,
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-        ],
+        &["--upstream", &url, "--trust", PROXIES_CIDR, "--strategy", "rightmost-untrusted"],
     );
     for _ in 0..3 {
         let resp = Req::get("/").headers(&forged_headers()).must_send(gw.addr);
@@ -61,18 +54,12 @@ fn metrics_count_requests_and_spoof_attempts() {
         scrapes += 1.0;
         text = metrics(gw.addr);
     }
-    assert!(
-        text.contains("# TYPE trueip_requests_total counter"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE trueip_requests_total counter"), "{text}");
     assert!(
         metric(&text, "trueip_spoof_attempts_total") >= 3.0,
         "three forged requests, metrics say:\n{text}"
     );
-    assert!(
-        metric(&text, "trueip_responses_total{class=\"2xx\"}") >= 3.0,
-        "{text}"
-    );
+    assert!(metric(&text, "trueip_responses_total{class=\"2xx\"}") >= 3.0, "{text}");
 }
 
 #[test]
@@ -82,9 +69,7 @@ fn json_access_log_names_the_resolved_client() {
     let toml = "[log]\nformat = \"json\"\naccess_log = true\n";
     let url = up.url();
     let gw = Gateway::start_with_toml(&dir, free_addr(), toml, &["--upstream", &url]);
-    let resp = Req::get("/logged-path")
-        .headers(&forged_headers())
-        .must_send(gw.addr);
+    let resp = Req::get("/logged-path").headers(&forged_headers()).must_send(gw.addr);
     assert_eq!(resp.status, 200);
     // The access log is written by a background thread: poll stdout for the line.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -93,11 +78,7 @@ fn json_access_log_names_the_resolved_client() {
         if let Some(line) = out.lines().find(|l| l.contains("/logged-path")) {
             break line.to_string();
         }
-        assert!(
-            Instant::now() < deadline,
-            "no access-log line on stdout:\n{}",
-            gw.proc.log()
-        );
+        assert!(Instant::now() < deadline, "no access-log line on stdout:\n{}", gw.proc.log());
         thread::sleep(Duration::from_millis(50));
     };
     let json =
@@ -131,17 +112,12 @@ fn a_request_target_cannot_write_control_or_line_breaking_characters_into_the_lo
     .concat();
     // A long path is cut in the log (up to 8192 lines wait in its queue), its length given.
     let long = ["/".as_bytes(), &"\u{e9}".repeat(2000).into_bytes()].concat();
-    let long_request = [
-        b"GET ".as_slice(),
-        &long,
-        b" HTTP/1.1\r\nHost: trueip.test\r\nConnection: close\r\n\r\n",
-    ]
-    .concat();
-    for (addr, status, request) in [
-        (front, 200, &request),
-        (admin, 404, &request),
-        (front, 200, &long_request),
-    ] {
+    let long_request =
+        [b"GET ".as_slice(), &long, b" HTTP/1.1\r\nHost: trueip.test\r\nConnection: close\r\n\r\n"]
+            .concat();
+    for (addr, status, request) in
+        [(front, 200, &request), (admin, 404, &request), (front, 200, &long_request)]
+    {
         let got = exchange(addr, request, Duration::from_secs(5));
         assert_eq!(got.status(), Some(status), "{}", gw.proc.log());
     }
@@ -163,18 +139,10 @@ fn a_request_target_cannot_write_control_or_line_breaking_characters_into_the_lo
         thread::sleep(Duration::from_millis(50));
     };
     let text = String::from_utf8_lossy(&out);
-    let cut = text
-        .lines()
-        .find(|l| l.contains("path_bytes=4001"))
-        .unwrap_or_default();
+    let cut = text.lines().find(|l| l.contains("path_bytes=4001")).unwrap_or_default();
     assert!(cut.len() < 1500, "the long path is not cut: {cut}");
     for (log, bytes) in [("access log", &out), ("diagnostics", &err)] {
-        for raw in [
-            &b"\xc2\x85"[..],
-            b"\xe2\x80\xa8",
-            b"\xe2\x80\xae",
-            b"\xc2\x9b",
-        ] {
+        for raw in [&b"\xc2\x85"[..], b"\xe2\x80\xa8", b"\xe2\x80\xae", b"\xc2\x9b"] {
             assert!(
                 !bytes.windows(raw.len()).any(|w| w == raw),
                 "the {log} holds {raw:x?} as the client wrote it:\n{}",
@@ -221,11 +189,7 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
             .str_at("client_ip")
             .to_string()
     };
-    assert_eq!(
-        ask_kept(),
-        CLIENT_IP,
-        "nothing trusted yet (kept connection)"
-    );
+    assert_eq!(ask_kept(), CLIENT_IP, "nothing trusted yet (kept connection)");
 
     fs::write(&path, toml("\"10.0.0.0/8\", \"127.0.0.1\"")).expect("rewrite config");
     gw.proc.signal("HUP");
@@ -247,23 +211,11 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
     fs::write(&path, "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n").expect("break config");
     gw.proc.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(
-        &metrics(addr),
-        "trueip_config_reloads_total{result=\"error\"}",
-    ) < 1.0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the broken reload was not counted:\n{}",
-            gw.proc.log()
-        );
+    while metric(&metrics(addr), "trueip_config_reloads_total{result=\"error\"}") < 1.0 {
+        assert!(Instant::now() < deadline, "the broken reload was not counted:\n{}", gw.proc.log());
         thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        ask(),
-        "203.0.113.50",
-        "a broken config replaced the working one"
-    );
+    assert_eq!(ask(), "203.0.113.50", "a broken config replaced the working one");
     assert!(
         gw.proc.log().contains("10.0.0.0/33"),
         "the reload error does not name the bad input:\n{}",
@@ -317,10 +269,7 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let t = Instant::now();
     gw.proc.signal("TERM");
     let ending = read_until_close(&mut conn, Duration::from_secs(5));
-    assert!(
-        ending.is_closed(),
-        "the idle connection was still open 5 s after SIGTERM: {ending:?}"
-    );
+    assert!(ending.is_closed(), "the idle connection was still open 5 s after SIGTERM: {ending:?}");
     let status = gw
         .proc
         .wait_exit(Duration::from_secs(5))
@@ -349,11 +298,7 @@ fn sigterm_closes_a_connection_still_waiting_for_its_first_request() {
         ending.is_closed() && ending.bytes().is_empty(),
         "the waiting connection, 5 s after SIGTERM: {ending:?}"
     );
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "closed {:?} after SIGTERM",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "closed {:?} after SIGTERM", t.elapsed());
     let status = gw
         .proc
         .wait_exit(Duration::from_secs(5))
@@ -378,11 +323,7 @@ fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
         .collect();
     thread::sleep(Duration::from_millis(200));
     // The ninth is accepted by the kernel and then closed by the gateway.
-    let ending = exchange(
-        gw.addr,
-        &Req::get("/json").to_bytes(),
-        Duration::from_secs(5),
-    );
+    let ending = exchange(gw.addr, &Req::get("/json").to_bytes(), Duration::from_secs(5));
     assert!(ending.is_closed(), "the ninth connection stayed open");
     assert!(
         ending.status().is_none_or(|s| s == 503),
@@ -404,10 +345,7 @@ fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
         }
         thread::sleep(Duration::from_millis(50));
     };
-    assert!(
-        metric(&text, "trueip_connections_rejected_total") >= 1.0,
-        "{text}"
-    );
+    assert!(metric(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
 }
 
 /// Anonymous memory of a running process, in KiB (`RssAnon`).
@@ -480,23 +418,11 @@ fn in_band_metrics_answer_only_clients_a_stranger_cannot_be() {
         assert_eq!(stranger.status, 200, "lean {lean}");
         assert!(!is_metrics(&stranger), "lean {lean}: {}", stranger.text());
         let seen = up.wait_for(before + 1, IO_TIMEOUT);
-        assert_eq!(
-            seen.last().map(|s| s.path.as_str()),
-            Some("/.trueip/metrics")
-        );
+        assert_eq!(seen.last().map(|s| s.path.as_str()), Some("/.trueip/metrics"));
         // Health answers anyone: load balancers ask for it in-band.
         let health = via(&gw, [203, 0, 113, 9], HEALTHZ);
-        assert_eq!(
-            (health.status, health.text().trim()),
-            (200, "ok"),
-            "lean {lean}"
-        );
-        for near in [
-            [10, 0, 0, 5],
-            [100, 64, 0, 9],
-            [192, 168, 1, 2],
-            [127, 0, 0, 1],
-        ] {
+        assert_eq!((health.status, health.text().trim()), (200, "ok"), "lean {lean}");
+        for near in [[10, 0, 0, 5], [100, 64, 0, 9], [192, 168, 1, 2], [127, 0, 0, 1]] {
             let resp = via(&gw, near, "/.trueip/metrics");
             assert!(is_metrics(&resp), "{near:?} lean {lean}: {}", resp.text());
         }
@@ -520,19 +446,11 @@ fn in_band_metrics_refuse_a_request_a_proxy_nobody_trusts_relayed() {
     let up = Upstream::start(Behavior::Echo);
     let url = up.url();
     let gw = Gateway::start(&dir, free_addr(), &["--upstream", &url]);
-    let relayed = Req::get("/.trueip/metrics")
-        .header("X-Forwarded-For", FORGED_XFF)
-        .must_send(gw.addr);
-    assert!(
-        !relayed.text().contains("trueip_requests_total"),
-        "{}",
-        relayed.text()
-    );
+    let relayed =
+        Req::get("/.trueip/metrics").header("X-Forwarded-For", FORGED_XFF).must_send(gw.addr);
+    assert!(!relayed.text().contains("trueip_requests_total"), "{}", relayed.text());
     let seen = up.wait_for(1, IO_TIMEOUT);
-    assert_eq!(
-        seen.first().map(|s| s.path.as_str()),
-        Some("/.trueip/metrics")
-    );
+    assert_eq!(seen.first().map(|s| s.path.as_str()), Some("/.trueip/metrics"));
     assert!(metrics(gw.addr).contains("trueip_requests_total"));
 }
 
@@ -553,20 +471,15 @@ fn in_band_metrics_refuse_a_client_address_nobody_vouched_for() {
         let args = ["--upstream", &url, "--trust", "10.0.0.0/8"];
         let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &args);
         let before = up.requests().len();
-        let relayed = Req::get("/.trueip/metrics")
-            .header("X-Real-IP", "203.0.113.9")
-            .must_send(gw.addr);
+        let relayed =
+            Req::get("/.trueip/metrics").header("X-Real-IP", "203.0.113.9").must_send(gw.addr);
         assert!(
             !relayed.text().contains("trueip_requests_total"),
             "lean {lean}: {}",
             relayed.text()
         );
         let seen = up.wait_for(before + 1, IO_TIMEOUT);
-        assert_eq!(
-            seen.last().map(|s| s.path.as_str()),
-            Some("/.trueip/metrics"),
-            "lean {lean}"
-        );
+        assert_eq!(seen.last().map(|s| s.path.as_str()), Some("/.trueip/metrics"), "lean {lean}");
         assert!(metrics(gw.addr).contains("trueip_requests_total"));
     }
 }
@@ -601,10 +514,7 @@ fn failures_of_an_upstream_that_is_down_write_a_few_lines_a_second() {
     loop {
         let log = gw.proc.log();
         let count = |what: &str| log.lines().filter(|l| l.contains(what)).count() as u64;
-        let (http, tcp) = (
-            count("upstream request failed"),
-            count("cannot connect upstream"),
-        );
+        let (http, tcp) = (count("upstream request failed"), count("cannot connect upstream"));
         let most = 10 * (flood.as_secs() + 3);
         assert!(
             http <= most && tcp <= most,
@@ -613,10 +523,7 @@ fn failures_of_an_upstream_that_is_down_write_a_few_lines_a_second() {
         if count("not_logged=") >= 2 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no line says how many were left out:\n{log}"
-        );
+        assert!(Instant::now() < deadline, "no line says how many were left out:\n{log}");
         std::thread::sleep(Duration::from_millis(50));
     }
     let page = metrics(gw.addr);

@@ -43,11 +43,7 @@ fn gateway() -> Gateway {
 /// request in the worker's kept buffer.
 fn earlier(gw: &Gateway) {
     let header = proxy_v1(sock("198.51.100.7:5555"), gw.addr);
-    let ending = exchange(
-        gw.addr,
-        &[&header[..], EARLIER].concat(),
-        Duration::from_secs(5),
-    );
+    let ending = exchange(gw.addr, &[&header[..], EARLIER].concat(), Duration::from_secs(5));
     let text = String::from_utf8_lossy(ending.bytes()).into_owned();
     assert_eq!(ending.status(), Some(200), "{text}");
     assert!(text.contains("\"198.51.100.7\""), "{text}");
@@ -84,12 +80,7 @@ fn no_byte_a_kept_buffer_holds_completes_the_next_connections_header_or_request(
             b"",
             true,
         ),
-        (
-            "the header alone, then a half-close",
-            other.clone(),
-            b"",
-            true,
-        ),
+        ("the header alone, then a half-close", other.clone(), b"", true),
         (
             "the header and the start of a request, then silence",
             [&other[..], START].concat(),
@@ -114,10 +105,7 @@ fn no_byte_a_kept_buffer_holds_completes_the_next_connections_header_or_request(
         let ending = attack(&gw, &first, then, close);
         let text = String::from_utf8_lossy(ending.bytes()).into_owned();
         assert!(ending.is_closed(), "{name}: still open: {text}");
-        assert!(
-            ending.status().is_none_or(|s| s >= 400),
-            "{name}: answered: {text}"
-        );
+        assert!(ending.status().is_none_or(|s| s >= 400), "{name}: answered: {text}");
         assert!(
             !text.contains("from-the-earlier-connection") && !text.contains("198.51.100.7"),
             "{name}: the earlier connection's bytes were read: {text}"

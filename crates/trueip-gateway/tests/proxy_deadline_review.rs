@@ -35,10 +35,7 @@ fn gateway(name: &str, limits: &str, upstream: Option<&Upstream>) -> Gateway {
     let dir = test_dir(&format!("proxy_deadline_review/{name}"));
     let addr = free_addr();
     let up = upstream.map_or(String::new(), |u| {
-        format!(
-            "[upstream]\nurl = \"{}\"\nresponse_timeout = \"1s\"\n\n",
-            u.url()
-        )
+        format!("[upstream]\nurl = \"{}\"\nresponse_timeout = \"1s\"\n\n", u.url())
     });
     let toml = format!(
         "{up}[client_ip]\nproxy_protocol_from = [\"127.0.0.1\"]\n\n[[listen]]\naddress = \"{addr}\"\n\
@@ -101,8 +98,7 @@ fn a_late_header_then_a_slow_head_outlives_the_headers_timer() {
     // Past the header's timer (2 s from the connection's start), well within the head's
     // (6 s after the header).
     thread::sleep(Duration::from_millis(2700));
-    s.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    s.write_all(b"Host: x\r\nConnection: close\r\n\r\n").unwrap();
     let ending = read_until_close(&mut s, Duration::from_secs(10));
     let text = String::from_utf8_lossy(ending.bytes()).into_owned();
     assert_eq!(ending.status(), Some(200), "{text}");
@@ -119,10 +115,8 @@ fn a_late_header_then_a_silent_upstream_is_held_to_the_response_timeout() {
         "proxy_protocol_timeout = \"6s\"\nheader_read_timeout = \"6s\"\n",
         Some(&up),
     );
-    let (mut s, sent) = late_header(
-        &gw,
-        b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    let (mut s, sent) =
+        late_header(&gw, b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let ending = read_until_close(&mut s, Duration::from_secs(15));
     let took = sent.elapsed();
     let text = String::from_utf8_lossy(ending.bytes()).into_owned();
@@ -137,11 +131,8 @@ fn a_late_header_then_a_silent_upstream_is_held_to_the_response_timeout() {
 /// at each read: the connection is closed `proxy_protocol_timeout` (1 s) after its start.
 #[test]
 fn a_header_trickled_byte_by_byte_is_held_to_the_proxy_timeout() {
-    let gw = gateway(
-        "trickle",
-        "proxy_protocol_timeout = \"1s\"\nheader_read_timeout = \"6s\"\n",
-        None,
-    );
+    let gw =
+        gateway("trickle", "proxy_protocol_timeout = \"1s\"\nheader_read_timeout = \"6s\"\n", None);
     let header = proxy_v1(sock("198.51.100.7:5555"), gw.addr);
     let started = Instant::now();
     let mut s = connect(gw.addr).unwrap();
@@ -162,9 +153,6 @@ fn a_header_trickled_byte_by_byte_is_held_to_the_proxy_timeout() {
             started.elapsed()
         )
     });
-    assert!(
-        refused_at < Duration::from_millis(3500),
-        "the trickle went on for {refused_at:?}"
-    );
+    assert!(refused_at < Duration::from_millis(3500), "the trickle went on for {refused_at:?}");
     assert_serves(&gw, "a trickled header");
 }

@@ -71,11 +71,7 @@ fn assert_rejected(gw: &Gateway, bytes: &[u8], what: &str) {
             String::from_utf8_lossy(ending.bytes())
         );
     }
-    assert!(
-        start.elapsed() <= CLOSE_WITHIN,
-        "{what}: took {:?} to close",
-        start.elapsed()
-    );
+    assert!(start.elapsed() <= CLOSE_WITHIN, "{what}: took {:?} to close", start.elapsed());
     assert_serves(gw, what);
 }
 
@@ -83,34 +79,14 @@ fn assert_rejected(gw: &Gateway, bytes: &[u8], what: &str) {
 fn v1_and_v2_headers_name_the_client() {
     let gw = start("v1_v2", "any", CLIENT_IP, None);
     let cases = [
-        (
-            "v1 tcp4",
-            proxy_v1(sock("203.0.113.10:5555"), gw.addr),
-            "203.0.113.10",
-        ),
-        (
-            "v1 tcp6",
-            proxy_v1(sock("[2001:db8::10]:5555"), sock("[::1]:80")),
-            "2001:db8::10",
-        ),
-        (
-            "v2 tcp4",
-            proxy_v2(sock("203.0.113.11:5555"), gw.addr, &[]),
-            "203.0.113.11",
-        ),
-        (
-            "v2 tcp6",
-            proxy_v2(sock("[2001:db8::11]:5555"), sock("[::1]:80"), &[]),
-            "2001:db8::11",
-        ),
+        ("v1 tcp4", proxy_v1(sock("203.0.113.10:5555"), gw.addr), "203.0.113.10"),
+        ("v1 tcp6", proxy_v1(sock("[2001:db8::10]:5555"), sock("[::1]:80")), "2001:db8::10"),
+        ("v2 tcp4", proxy_v2(sock("203.0.113.11:5555"), gw.addr, &[]), "203.0.113.11"),
+        ("v2 tcp6", proxy_v2(sock("[2001:db8::11]:5555"), sock("[::1]:80"), &[]), "2001:db8::11"),
         (
             // A TLV (PP2_TYPE_AUTHORITY) the gateway may ignore but must skip correctly.
             "v2 with TLV",
-            proxy_v2(
-                sock("203.0.113.12:5555"),
-                gw.addr,
-                &[0x02, 0x00, 0x03, b'a', b'.', b'b'],
-            ),
+            proxy_v2(sock("203.0.113.12:5555"), gw.addr, &[0x02, 0x00, 0x03, b'a', b'.', b'b']),
             "203.0.113.12",
         ),
     ];
@@ -144,10 +120,7 @@ fn local_and_unknown_headers_mean_the_peer_itself() {
     let gw = start("local_unknown", "any", CLIENT_IP, None);
     let mut local = V2_SIG.to_vec();
     local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
-    for (what, pre) in [
-        ("v2 LOCAL", local),
-        ("v1 UNKNOWN", b"PROXY UNKNOWN\r\n".to_vec()),
-    ] {
+    for (what, pre) in [("v2 LOCAL", local), ("v1 UNKNOWN", b"PROXY UNKNOWN\r\n".to_vec())] {
         let resp = Req::get("/json")
             .headers(&forged_headers())
             .send_with_preamble(gw.addr, &pre)
@@ -172,9 +145,7 @@ fn a_header_split_across_segments_is_reassembled() {
             stream.write_all(piece).expect("write a piece");
             std::thread::sleep(Duration::from_millis(60));
         }
-        stream
-            .write_all(bytes.get(28..).unwrap_or_default())
-            .expect("write the rest");
+        stream.write_all(bytes.get(28..).unwrap_or_default()).expect("write the rest");
         let resp = read_response(&mut std::io::BufReader::new(stream), "GET")
             .unwrap_or_else(|e| panic!("{what} in pieces: {e}"));
         assert_eq!(resp.status, 200, "{what}: {}", resp.text());
@@ -192,10 +163,7 @@ fn header_from_a_sender_not_listed_is_not_believed() {
     bytes.extend_from_slice(&Req::get("/").to_bytes());
     let ending = exchange(gw.addr, &bytes, CLOSE_WITHIN);
     let text = String::from_utf8_lossy(ending.bytes()).into_owned();
-    assert!(
-        !text.contains("203.0.113.30"),
-        "the forged PROXY source was believed: {text}"
-    );
+    assert!(!text.contains("203.0.113.30"), "the forged PROXY source was believed: {text}");
     for seen in up.requests() {
         assert!(
             !seen.headers.iter().any(|(_, v)| v.contains("203.0.113.30")),
@@ -224,10 +192,7 @@ fn strangers_at_a_proxy_listener_write_a_few_lines_a_second() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let log = gw.proc.log();
-        let lines = log
-            .lines()
-            .filter(|l| l.contains("connection closed"))
-            .count();
+        let lines = log.lines().filter(|l| l.contains("connection closed")).count();
         let seconds = flood.as_secs() + 3;
         assert!(
             lines as u64 <= 10 * seconds,
@@ -236,10 +201,7 @@ fn strangers_at_a_proxy_listener_write_a_few_lines_a_second() {
         if log.contains("not_logged=") {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no line says how many were left out:\n{log}"
-        );
+        assert!(Instant::now() < deadline, "no line says how many were left out:\n{log}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -254,10 +216,7 @@ fn strangers_at_a_proxy_listener_write_a_few_lines_a_second() {
 fn a_strangers_flood_does_not_silence_a_trusted_senders_errors() {
     let gw = start("flood_and_sender", "v1", CLIENT_IP, None);
     let stranger: std::net::IpAddr = "127.0.0.2".parse().expect("an address");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flood = {
         let flooding = flooding.clone();
@@ -266,9 +225,7 @@ fn a_strangers_flood_does_not_silence_a_trusted_senders_errors() {
             rt.block_on(async {
                 while flooding.load(std::sync::atomic::Ordering::Relaxed) {
                     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-                    socket
-                        .bind(SocketAddr::new(stranger, 0))
-                        .expect("bind 127.0.0.2");
+                    socket.bind(SocketAddr::new(stranger, 0)).expect("bind 127.0.0.2");
                     if let Ok(s) = socket.connect(addr).await {
                         drop(s);
                     }
@@ -288,10 +245,7 @@ fn a_strangers_flood_does_not_silence_a_trusted_senders_errors() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let log = gw.proc.log();
-        let strangers = log
-            .lines()
-            .filter(|l| l.contains("peer=127.0.0.2:"))
-            .count();
+        let strangers = log.lines().filter(|l| l.contains("peer=127.0.0.2:")).count();
         let sender = log
             .lines()
             .filter(|l| l.contains("connection closed") && l.contains("peer=127.0.0.1:"))
@@ -300,10 +254,7 @@ fn a_strangers_flood_does_not_silence_a_trusted_senders_errors() {
         if sender == 3 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{sender} of the balancer's 3 lines written:\n{log}"
-        );
+        assert!(Instant::now() < deadline, "{sender} of the balancer's 3 lines written:\n{log}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -312,11 +263,7 @@ fn a_strangers_flood_does_not_silence_a_trusted_senders_errors() {
 fn request_without_the_required_header_is_refused() {
     let up = Upstream::start(Behavior::Echo);
     let gw = start("missing_header", "v2", CLIENT_IP, Some(&up));
-    assert_rejected_at_once(
-        &gw,
-        &Req::get("/").to_bytes(),
-        "plain HTTP on a PROXY v2 listener",
-    );
+    assert_rejected_at_once(&gw, &Req::get("/").to_bytes(), "plain HTTP on a PROXY v2 listener");
     // v1 on a v2-only listener is refused too.
     let mut v1 = proxy_v1(sock("203.0.113.31:7000"), gw.addr);
     v1.extend_from_slice(&Req::get("/").to_bytes());
@@ -330,9 +277,8 @@ fn garbage_truncated_and_oversized_headers_close_the_connection() {
     let gw = start("malformed", "any", CLIENT_IP, Some(&up));
     let v2 = proxy_v2(sock("203.0.113.40:8000"), gw.addr, &[]);
 
-    let garbage: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let garbage: Vec<u8> =
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     assert_rejected_at_once(&gw, &garbage, "4 KiB of garbage");
     assert_rejected_at_once(
         &gw,
@@ -349,25 +295,13 @@ fn garbage_truncated_and_oversized_headers_close_the_connection() {
         b"PROXY TCP4 010.0.0.1 127.0.0.1 1 80\r\n",
         "v1 with a leading-zero octet",
     );
-    assert_rejected(
-        &gw,
-        b"PROXY TCP4 203.0.113.40",
-        "v1 truncated, then silence",
-    );
+    assert_rejected(&gw, b"PROXY TCP4 203.0.113.40", "v1 truncated, then silence");
     let long_v1 = format!("PROXY TCP4 {} 127.0.0.1 1 80\r\n", "1".repeat(300));
     assert_rejected_at_once(&gw, long_v1.as_bytes(), "v1 line over 107 bytes");
     let no_crlf = format!("PROXY TCP4 {}", "9".repeat(4096));
     assert_rejected_at_once(&gw, no_crlf.as_bytes(), "4 KiB v1 line without CRLF");
-    assert_rejected(
-        &gw,
-        v2.get(..10).unwrap_or_default(),
-        "v2 signature cut short",
-    );
-    assert_rejected(
-        &gw,
-        v2.get(..20).unwrap_or_default(),
-        "v2 address block cut short",
-    );
+    assert_rejected(&gw, v2.get(..10).unwrap_or_default(), "v2 signature cut short");
+    assert_rejected(&gw, v2.get(..20).unwrap_or_default(), "v2 address block cut short");
 
     // Declares 65,535 bytes of addresses and TLVs: over any sane cap, refused without waiting.
     let mut huge = V2_SIG.to_vec();
@@ -428,11 +362,7 @@ fn a_v2_header_claiming_udp_on_tcp_keeps_the_sender_as_the_peer() {
             .unwrap_or_else(|e| panic!("{what}: the connection was not served: {e}"));
         assert_eq!(resp.status, 200, "{what}: {}", resp.text());
         let seen = up.last();
-        assert_eq!(
-            seen.one("X-Real-IP"),
-            CLIENT_IP,
-            "{what}: the sender is the peer"
-        );
+        assert_eq!(seen.one("X-Real-IP"), CLIENT_IP, "{what}: the sender is the peer");
         assert!(
             !seen
                 .headers
@@ -477,10 +407,9 @@ fn private_endpoint_ids_reach_whoami_and_the_access_log() {
         let pre = proxy_v2(sock("172.31.7.9:50000"), gw.addr, &tlvs);
 
         // A plain GET takes the lean HTTP/1.1 path; a request with a body, hyper's.
-        for (path, req) in [
-            ("lean", Req::get("/json")),
-            ("hyper", Req::post("/json", b"body".to_vec())),
-        ] {
+        for (path, req) in
+            [("lean", Req::get("/json")), ("hyper", Req::post("/json", b"body".to_vec()))]
+        {
             let json = req
                 .send_with_preamble(gw.addr, &pre)
                 .unwrap_or_else(|e| panic!("{format}, {path}: {e}"))
@@ -529,11 +458,7 @@ fn private_endpoint_ids_reach_whoami_and_the_access_log() {
         if format == "json" {
             let json = Json::parse(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{line}");
-            assert_eq!(
-                json.get("azure_link_id"),
-                &Json::Num(f64::from(LINK_ID)),
-                "{line}"
-            );
+            assert_eq!(json.get("azure_link_id"), &Json::Num(f64::from(LINK_ID)), "{line}");
         } else {
             assert!(line.contains(&format!("aws_vpce_id=\"{VPCE}\"")), "{line}");
             assert!(line.contains(&format!("azure_link_id={LINK_ID}")), "{line}");
@@ -551,27 +476,16 @@ fn an_unbelieved_headers_tls_flag_does_not_set_the_scheme() {
     let gw = start("unbelieved_tls", "v2", CLIENT_IP, Some(&up));
     // SSL: the client used TLS (0x01), verified (0).
     let ssl = [0x20, 0x00, 0x05, 0x01, 0, 0, 0, 0];
-    for (source, client, proto) in [
-        ("203.0.113.20:6000", "203.0.113.20", "https"),
-        ("0.0.0.0:0", CLIENT_IP, "http"),
-    ] {
+    for (source, client, proto) in
+        [("203.0.113.20:6000", "203.0.113.20", "https"), ("0.0.0.0:0", CLIENT_IP, "http")]
+    {
         let pre = proxy_v2(sock(source), gw.addr, &ssl);
         let resp = Req::get("/")
             .send_with_preamble(gw.addr, &pre)
             .unwrap_or_else(|e| panic!("{source}: {e}"));
         assert_eq!(resp.status, 200, "{source}: {}", resp.text());
         let seen = up.last();
-        assert_eq!(
-            seen.one("X-Real-IP"),
-            client,
-            "{source}: {:#?}",
-            seen.headers
-        );
-        assert_eq!(
-            seen.one("X-Forwarded-Proto"),
-            proto,
-            "{source}: {:#?}",
-            seen.headers
-        );
+        assert_eq!(seen.one("X-Real-IP"), client, "{source}: {:#?}", seen.headers);
+        assert_eq!(seen.one("X-Forwarded-Proto"), proto, "{source}: {:#?}", seen.headers);
     }
 }

@@ -81,14 +81,7 @@ fn haproxy_send_proxy_v2_then_trueip() {
     let _gw = Gateway::start(
         &dir,
         gw_addr,
-        &[
-            "--upstream",
-            &url,
-            "--proxy-protocol",
-            "v2",
-            "--proxy-protocol-from",
-            HAPROXY_SOURCE,
-        ],
+        &["--upstream", &url, "--proxy-protocol", "v2", "--proxy-protocol-from", HAPROXY_SOURCE],
     );
     let front = free_addr();
     let Some(_haproxy) = Haproxy::send_proxy_v2(&dir, front, gw_addr) else {
@@ -170,10 +163,7 @@ fn direct_client_bypassing_the_proxies_gets_no_credit() {
     let url = up.url();
     let _gw = Gateway::behind_proxies(&dir, gw_addr, Some(&url));
     let resp = Req::get("/")
-        .header(
-            "X-Forwarded-For",
-            &format!("{FORGED_XFF}, {HAPROXY_SOURCE}, {NGINX_SOURCE}"),
-        )
+        .header("X-Forwarded-For", &format!("{FORGED_XFF}, {HAPROXY_SOURCE}, {NGINX_SOURCE}"))
         .header("X-Real-IP", FORGED_REAL_IP)
         .header("Forwarded", &format!("for={FORGED_FORWARDED_IP}"))
         .must_send(gw_addr);

@@ -43,10 +43,7 @@ fn gateway(name: &str, up: &Upstream, client_ip: &str) -> (Gateway, SocketAddr) 
          [upstream]\nurl = \"{}\"\n[[listen]]\naddress = \"{listen}\"\n",
         up.url()
     );
-    (
-        Gateway::start_with_config(&dir, &toml, &[listen], &[]),
-        listen,
-    )
+    (Gateway::start_with_config(&dir, &toml, &[listen], &[]), listen)
 }
 
 /// The example config's chain, a preset trusting its provider only and then
@@ -64,10 +61,7 @@ fn a_preset_header_the_preset_refused_does_not_reach_the_upstream() {
         "trusted = [\"127.0.0.1\"]\n\
          strategy = [{ name = \"cloudflare\", trusted = [\"cloudflare\"] }, \"rightmost-untrusted\"]",
     );
-    let lines = [
-        ("X-Forwarded-For", "203.0.113.9"),
-        ("CF-Connecting-IP", FORGED_REAL_IP),
-    ];
+    let lines = [("X-Forwarded-For", "203.0.113.9"), ("CF-Connecting-IP", FORGED_REAL_IP)];
     for seen in through_each_path(addr, &up, &lines) {
         assert_eq!(seen.one("X-Real-IP"), "203.0.113.9", "{}", seen.path);
         assert!(
@@ -121,10 +115,7 @@ fn a_header_another_strategy_decided_past_does_not_reach_the_upstream() {
         &up,
         "trusted = [\"127.0.0.1\"]\nstrategy = [\"header:Fastly-Client-IP\", \"header:CF-Connecting-IP\"]",
     );
-    let lines = [
-        ("Fastly-Client-IP", "203.0.113.9"),
-        ("CF-Connecting-IP", FORGED_REAL_IP),
-    ];
+    let lines = [("Fastly-Client-IP", "203.0.113.9"), ("CF-Connecting-IP", FORGED_REAL_IP)];
     for seen in through_each_path(addr, &up, &lines) {
         assert_eq!(seen.one("X-Real-IP"), "203.0.113.9", "{}", seen.path);
         assert_eq!(seen.one("Fastly-Client-IP"), "203.0.113.9", "{}", seen.path);
@@ -152,10 +143,7 @@ fn each_listener_passes_what_its_own_policy_read() {
         up.url()
     );
     let _gw = Gateway::start_with_config(&dir, &toml, &[xff, tci], &[]);
-    let lines = [
-        ("X-Forwarded-For", "203.0.113.9"),
-        ("True-Client-IP", "203.0.113.30"),
-    ];
+    let lines = [("X-Forwarded-For", "203.0.113.9"), ("True-Client-IP", "203.0.113.30")];
     for seen in through_each_path(xff, &up, &lines) {
         assert_eq!(seen.one("X-Real-IP"), "203.0.113.9", "{}", seen.path);
         assert!(seen.all("True-Client-IP").is_empty(), "{:#?}", seen.headers);

@@ -18,21 +18,13 @@ use common::*;
 /// applied (`ok`) or rejected (`!ok`). The log, not `/metrics`: asking opens a connection,
 /// which a test of the connection limit cannot spare.
 fn reload(gw: &Gateway, toml: &str, ok: bool) {
-    let said = if ok {
-        "SIGHUP: config reloaded"
-    } else {
-        "SIGHUP: config rejected"
-    };
+    let said = if ok { "SIGHUP: config reloaded" } else { "SIGHUP: config rejected" };
     let before = gw.proc.log().matches(said).count();
     fs::write(gw.dir.join("trueip.toml"), toml).expect("rewrite trueip.toml");
     gw.proc.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while gw.proc.log().matches(said).count() <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no {said:?} in the log:\n{}",
-            gw.proc.log()
-        );
+        assert!(Instant::now() < deadline, "no {said:?} in the log:\n{}", gw.proc.log());
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -43,13 +35,8 @@ fn ask_on(stream: &mut TcpStream) -> (String, String) {
         .write_all(b"GET /json HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n")
         .expect("write");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let json = read_response(&mut reader, "GET")
-        .expect("a response")
-        .json();
-    (
-        json.str_at("client_ip").to_string(),
-        json.str_at("policy").to_string(),
-    )
+    let json = read_response(&mut reader, "GET").expect("a response").json();
+    (json.str_at("client_ip").to_string(), json.str_at("policy").to_string())
 }
 
 fn refused(addr: SocketAddr) -> bool {
@@ -97,18 +84,8 @@ fn sighup_opens_moves_and_closes_listeners_without_dropping_connections() {
     // A port that cannot be opened rejects the whole reload: a and b stay as they were.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_addr = taken.local_addr().expect("address");
-    reload(
-        &gw,
-        &format!("{head}[[listen]]\naddress = \"{taken_addr}\"\n"),
-        false,
-    );
-    assert!(
-        gw.proc
-            .log()
-            .contains(&format!("cannot listen on {taken_addr}")),
-        "{}",
-        gw.proc.log()
-    );
+    reload(&gw, &format!("{head}[[listen]]\naddress = \"{taken_addr}\"\n"), false);
+    assert!(gw.proc.log().contains(&format!("cannot listen on {taken_addr}")), "{}", gw.proc.log());
     assert_eq!(ask_on(&mut kept).1, "listen[1].client_ip");
     assert_eq!(ask_on(&mut on_b).1, "client_ip");
 
@@ -146,10 +123,8 @@ fn a_removed_listener_finishes_the_request_it_is_serving() {
     );
     reload(&gw, &toml(&[b]), true);
     assert!(refused(a), "the removed listener still accepts");
-    let resp = in_flight
-        .join()
-        .expect("the client thread")
-        .expect("the in-flight request is answered");
+    let resp =
+        in_flight.join().expect("the client thread").expect("the in-flight request is answered");
     assert_eq!(resp.status, 200, "{}", gw.proc.log());
     assert_eq!(Req::get("/fast").must_send(b).status, 200);
 }
@@ -199,19 +174,14 @@ fn held(gw: &Gateway, addr: SocketAddr) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut s = connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let asked = s
             .write_all(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n")
             .and_then(|()| read_response(&mut BufReader::new(s.try_clone()?), "GET"));
         if asked.is_ok_and(|r| r.status == 200) {
             return s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no place for a connection:\n{}",
-            gw.proc.log()
-        );
+        assert!(Instant::now() < deadline, "no place for a connection:\n{}", gw.proc.log());
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -235,16 +205,9 @@ fn sighup_resizes_max_connections_without_closing_open_ones() {
     // Down to 2 with 3 open: the open ones stay and are served; a new one is turned away.
     reload(&gw, &toml(2), true);
     for s in &mut open {
-        assert_eq!(
-            ask_on(s).0,
-            CLIENT_IP,
-            "an open connection was dropped by the shrink"
-        );
+        assert_eq!(ask_on(s).0, CLIENT_IP, "an open connection was dropped by the shrink");
     }
-    assert!(
-        turned_away(addr),
-        "a connection over the new limit was served"
-    );
+    assert!(turned_away(addr), "a connection over the new limit was served");
 
     // Two close: 1 open under a limit of 2 leaves one place, and only one.
     open.truncate(1);
@@ -255,10 +218,7 @@ fn sighup_resizes_max_connections_without_closing_open_ones() {
     reload(&gw, &toml(4), true);
     open.push(held(&gw, addr));
     open.push(held(&gw, addr));
-    assert!(
-        turned_away(addr),
-        "a connection over the raised limit was served"
-    );
+    assert!(turned_away(addr), "a connection over the raised limit was served");
 }
 
 // Pins log mode (`trueip::shown::log_text`) on a rejected reload's message, which quotes the
@@ -270,16 +230,9 @@ fn a_rejected_config_is_logged_in_log_mode() {
     let a = free_addr();
     let listen = format!("[[listen]]\naddress = \"{a}\"\n");
     let gw = Gateway::start_with_config(&dir, &listen, &[a], &[]);
-    reload(
-        &gw,
-        &format!("{listen}[client_ip]\ntrusted = [\"bad\\u2028x\\u001b[2J\"]\n"),
-        false,
-    );
+    reload(&gw, &format!("{listen}[client_ip]\ntrusted = [\"bad\\u2028x\\u001b[2J\"]\n"), false);
     let log = gw.proc.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("SIGHUP: config rejected"))
-        .expect("the rejection");
+    let line = log.lines().find(|l| l.contains("SIGHUP: config rejected")).expect("the rejection");
     assert!(line.contains(r"host:bad\xe2\x80\xa8x\x1b[2J"), "{line}");
     assert!(!log.contains(['\u{2028}', '\u{1b}']), "{log:?}");
 }

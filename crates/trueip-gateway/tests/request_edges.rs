@@ -26,10 +26,8 @@ fn absolute_form_and_connect_never_reach_another_host() {
     );
     let ending = exchange(gw.addr, absolute.as_bytes(), Duration::from_secs(5));
     assert!(ending.is_closed());
-    let connect = format!(
-        "CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        elsewhere.addr, elsewhere.addr
-    );
+    let connect =
+        format!("CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n", elsewhere.addr, elsewhere.addr);
     let ending = exchange(gw.addr, connect.as_bytes(), Duration::from_secs(5));
     if let Some(status) = ending.status() {
         assert!(
@@ -39,9 +37,7 @@ fn absolute_form_and_connect_never_reach_another_host() {
     }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        elsewhere
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst),
+        elsewhere.connections.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "the gateway connected to a host named by the client"
     );
@@ -73,17 +69,8 @@ fn content_length_with_transfer_encoding_is_never_forwarded_ambiguously() {
     let twice =
         "POST /twice HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde";
     let ending = exchange(gw.addr, twice.as_bytes(), Duration::from_secs(5));
-    assert_eq!(
-        ending.status(),
-        Some(400),
-        "{:?}",
-        String::from_utf8_lossy(ending.bytes())
-    );
-    assert_eq!(
-        up.requests().len(),
-        before,
-        "a request with two lengths was forwarded"
-    );
+    assert_eq!(ending.status(), Some(400), "{:?}", String::from_utf8_lossy(ending.bytes()));
+    assert_eq!(up.requests().len(), before, "a request with two lengths was forwarded");
     assert_healthy(gw.addr, "smuggling attempts");
 }
 
@@ -95,15 +82,9 @@ fn a_100_kib_request_target_is_refused() {
     let ending = exchange(gw.addr, &Req::get(&path).to_bytes(), Duration::from_secs(5));
     assert!(ending.is_closed(), "left open");
     if let Some(status) = ending.status() {
-        assert!(
-            [400, 414, 431].contains(&status),
-            "a 100 KiB request target answered {status}"
-        );
+        assert!([400, 414, 431].contains(&status), "a 100 KiB request target answered {status}");
     }
-    assert!(
-        up.requests().is_empty(),
-        "a 100 KiB target reached the upstream"
-    );
+    assert!(up.requests().is_empty(), "a 100 KiB target reached the upstream");
     assert_healthy(gw.addr, "a 100 KiB request target");
 }
 
@@ -120,18 +101,10 @@ fn pipelined_requests_keep_their_own_clients_and_order() {
     }
     let ending = exchange(gw.addr, &bytes, Duration::from_secs(5));
     let text = String::from_utf8_lossy(ending.bytes()).into_owned();
-    let order: Vec<usize> = (0..5)
-        .filter_map(|i| text.find(&format!("\"path\":\"/p{i}\"")))
-        .collect();
-    assert_eq!(
-        order.len(),
-        5,
-        "not every pipelined request was answered: {text}"
-    );
-    assert!(
-        order.windows(2).all(|w| w[0] < w[1]),
-        "answers out of order: {text}"
-    );
+    let order: Vec<usize> =
+        (0..5).filter_map(|i| text.find(&format!("\"path\":\"/p{i}\""))).collect();
+    assert_eq!(order.len(), 5, "not every pipelined request was answered: {text}");
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "answers out of order: {text}");
     for seen in up.requests() {
         assert_clean_forwarding(&seen, CLIENT_IP, "pipelined");
     }
@@ -155,10 +128,7 @@ fn a_malformed_chunked_request_body_is_the_clients_fault_not_the_upstreams() {
     let up = Upstream::start(Behavior::Echo);
     let gw = start("bad_chunked", &up);
     for (what, body) in [
-        (
-            "a size that is not hex",
-            "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
-        ),
+        ("a size that is not hex", "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n"),
         ("more data than the size", "3\r\nhello\r\n0\r\n\r\n"),
     ] {
         let request = format!(
@@ -173,13 +143,7 @@ fn a_malformed_chunked_request_body_is_the_clients_fault_not_the_upstreams() {
             String::from_utf8_lossy(ending.bytes())
         );
     }
-    assert_eq!(
-        metric(
-            gw.addr,
-            "trueip_client_errors_total{reason=\"bad_request_body\"}"
-        ),
-        2.0
-    );
+    assert_eq!(metric(gw.addr, "trueip_client_errors_total{reason=\"bad_request_body\"}"), 2.0);
     assert_eq!(metric(gw.addr, "trueip_upstream_errors_total"), 0.0);
     assert!(
         up.requests().iter().all(|s| s.path != "/chunked"),

@@ -38,10 +38,7 @@ const CLIENT: &str = "127.0.0.1";
 const H2_OPENING: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
 }
 
 /// A TLS client trusting the test CA and offering `alpn` (nothing when empty).
@@ -64,10 +61,7 @@ async fn tls_connect(addr: SocketAddr, ca: &Path, alpn: &[&[u8]]) -> TlsStream<T
     let tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
     let name = ServerName::try_from("localhost").expect("a name");
-    tls_client(ca, alpn)
-        .connect(name, tcp)
-        .await
-        .expect("the handshake")
+    tls_client(ca, alpn).connect(name, tcp).await.expect("the handshake")
 }
 
 /// How a connection ended, as the client saw it.
@@ -149,12 +143,7 @@ fn start(name: &str, upstream: &str, extra: &str) -> Option<Setup> {
         pki.key.display(),
     );
     let gw = Gateway::start_with_config(&dir, &config, &[tls, plain], &[]);
-    Some(Setup {
-        gw,
-        tls,
-        plain,
-        ca: pki.ca,
-    })
+    Some(Setup { gw, tls, plain, ca: pki.ca })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,11 +220,7 @@ fn the_protocol_is_chosen_once_per_connection() {
         let (got, _) = send_and_read(&mut c, get, wait).await;
         assert!(!text(&got).contains("HTTP/1.1"), "{:?}", text(&got));
     });
-    assert!(
-        up.requests().iter().all(|r| r.path == "/first"),
-        "{:?}",
-        up.requests()
-    );
+    assert!(up.requests().iter().all(|r| r.path == "/first"), "{:?}", up.requests());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,31 +261,16 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ("keep-alive", head(&[], None)),
         ("close", head(&[], Some("close"))),
         ("CLOSE, close", head(&[], Some("CLOSE, close"))),
-        (
-            "close naming XFF",
-            head(&[], Some("close, X-Forwarded-For")),
-        ),
-        (
-            "close naming X-Real-IP",
-            head(&[], Some("X-Real-IP, close")),
-        ),
+        ("close naming XFF", head(&[], Some("close, X-Forwarded-For"))),
+        ("close naming X-Real-IP", head(&[], Some("X-Real-IP, close"))),
         (
             "close naming Forwarded and the proto",
             head(&[], Some("close, forwarded, x-forwarded-proto, host")),
         ),
-        (
-            "close naming the signature",
-            head(&[], Some("close, trueip-signature")),
-        ),
-        (
-            "underscore spelling",
-            head(&[("X_Forwarded_For", "203.0.113.9")], Some("close")),
-        ),
+        ("close naming the signature", head(&[], Some("close, trueip-signature"))),
+        ("underscore spelling", head(&[("X_Forwarded_For", "203.0.113.9")], Some("close"))),
         ("a Close header", head(&[("Close", "x")], Some("close"))),
-        (
-            "Content-Length: 0",
-            head(&[("Content-Length", "0")], Some("close")),
-        ),
+        ("Content-Length: 0", head(&[("Content-Length", "0")], Some("close"))),
     ]
 }
 
@@ -318,19 +288,12 @@ fn assert_clean(seen: &Seen, proto: &str, what: &str) {
     assert_eq!(seen.one("X-Real-IP"), CLIENT, "{ctx}");
     assert_eq!(seen.one("X-Forwarded-For"), CLIENT, "{ctx}");
     assert_eq!(seen.one("X-Forwarded-Proto"), proto, "{ctx}");
-    assert!(
-        seen.one("Forwarded").contains(&format!("for={CLIENT}")),
-        "{ctx}"
-    );
+    assert!(seen.one("Forwarded").contains(&format!("for={CLIENT}")), "{ctx}");
     assert_eq!(seen.one("Host"), "localhost", "{ctx}");
     assert_ne!(seen.one("X-Forwarded-Port"), "1", "{ctx}");
     assert_eq!(seen.one("X-Forwarded-Host"), "localhost", "{ctx}");
     // The scheme and port were checked above; every other forged value has a dot.
-    for v in forged()
-        .into_iter()
-        .map(|(_, v)| v)
-        .filter(|v| v.contains('.'))
-    {
+    for v in forged().into_iter().map(|(_, v)| v).filter(|v| v.contains('.')) {
         for (n, got) in &seen.headers {
             assert!(!got.contains(v), "{ctx}: forged {v} in {n}");
         }
@@ -386,11 +349,7 @@ fn over_tls_the_lean_path_and_hypers_forward_the_same_clean_lines() {
             let asked_close = t.contains("connection: close\r\n");
             if String::from_utf8_lossy(&bytes).contains("Connection: close") {
                 assert!(asked_close, "{what} tls={tls}: {t}");
-                assert_eq!(
-                    end,
-                    End::Clean,
-                    "{what} tls={tls}: closed with close_notify"
-                );
+                assert_eq!(end, End::Clean, "{what} tls={tls}: closed with close_notify");
             }
             let all = up.wait_for(before + 1, wait);
             assert_eq!(all.len(), before + 1, "{what} tls={tls}");
@@ -402,10 +361,7 @@ fn over_tls_the_lean_path_and_hypers_forward_the_same_clean_lines() {
             assert_eq!(&seen[0], other, "{what}: the TLS lines differ");
         }
         let (plain_lean, plain_hyper) = (&seen[3], &seen[4]);
-        assert_eq!(
-            plain_lean, plain_hyper,
-            "{what}: the cleartext lines differ"
-        );
+        assert_eq!(plain_lean, plain_hyper, "{what}: the cleartext lines differ");
     }
 }
 
@@ -497,11 +453,7 @@ fn nothing_behind_connection_close_reaches_the_upstream() {
             });
             let t = text(&got);
             assert_ne!(end, End::Open, "{what} tls={tls}: {t}");
-            assert_eq!(
-                t.matches("HTTP/1.1 ").count(),
-                1,
-                "{what} tls={tls}: one response: {t}"
-            );
+            assert_eq!(t.matches("HTTP/1.1 ").count(), 1, "{what} tls={tls}: one response: {t}");
             if tls && t.starts_with("HTTP/1.1 200") {
                 assert_eq!(end, End::Clean, "{what}: close_notify after the response");
             }
@@ -589,8 +541,7 @@ fn a_close_delimited_body_cut_short_never_looks_whole() {
         let t = text(&got);
         assert!(t.starts_with("HTTP/1.1 200"), "{what}: {t}");
         assert!(
-            t.to_ascii_lowercase()
-                .contains("\r\ntransfer-encoding: chunked\r\n"),
+            t.to_ascii_lowercase().contains("\r\ntransfer-encoding: chunked\r\n"),
             "{what}: {t}"
         );
         if stall {
@@ -652,10 +603,7 @@ fn a_head_split_at_any_byte_is_read_the_same() {
                 }
             });
             let t = text(&got.0);
-            assert!(
-                t.starts_with("HTTP/1.1 200"),
-                "tls={tls} split at {at}: {t}"
-            );
+            assert!(t.starts_with("HTTP/1.1 200"), "tls={tls} split at {at}: {t}");
             let seen = up.wait_for(before + 1, Duration::from_secs(5));
             let last = seen.last().unwrap();
             assert_clean_forwarding(last, CLIENT, &format!("tls={tls} split at {at}"));
@@ -685,16 +633,10 @@ fn a_head_split_at_any_byte_is_read_the_same() {
                     c.write_all(b).await.unwrap();
                     tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut head)).await
                 };
-                assert!(
-                    matches!(read, Ok(Ok(_))),
-                    "tls={tls} preface split at {at}: {read:?}"
-                );
+                assert!(matches!(read, Ok(Ok(_))), "tls={tls} preface split at {at}: {read:?}");
                 head
             });
-            assert!(
-                h2_settings_first(&head),
-                "tls={tls} preface split at {at}: {head:?}"
-            );
+            assert!(h2_settings_first(&head), "tls={tls} preface split at {at}: {head:?}");
         }
     }
 }
@@ -755,16 +697,11 @@ fn slow_clients_are_ended_and_their_descriptors_given_back() {
             tls.push(t);
             // Half a TLS hello.
             let mut h = TcpStream::connect(s.tls).await.unwrap();
-            h.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
-                .await
-                .unwrap();
+            h.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").await.unwrap();
             plain.push(h);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            descriptors(pid) > baseline + 30,
-            "the slow clients are held for now"
-        );
+        assert!(descriptors(pid) > baseline + 30, "the slow clients are held for now");
         // Not a byte read by the clients meanwhile; then, past the longest limit, each is
         // found ended.
         tokio::time::sleep(Duration::from_millis(4500)).await;

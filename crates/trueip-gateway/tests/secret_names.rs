@@ -47,14 +47,8 @@ fn the_origin_secret_and_the_signed_client_header_may_not_share_a_name() {
     for (case, toml) in [
         ("same", config("X-Origin-Verify", Some("X-Origin-Verify"))),
         ("case", config("x-origin-verify", Some("X-ORIGIN-VERIFY"))),
-        (
-            "underscore",
-            config("X_Origin_Verify", Some("X-Origin-Verify")),
-        ),
-        (
-            "underscore_sign",
-            config("X-Origin-Verify", Some("x_origin_verify")),
-        ),
+        ("underscore", config("X_Origin_Verify", Some("X-Origin-Verify"))),
+        ("underscore_sign", config("X-Origin-Verify", Some("x_origin_verify"))),
         ("default", config("Trueip-Signature", None)),
     ] {
         let (code, stderr) = check(case, &toml);
@@ -161,9 +155,6 @@ fn the_signed_client_header_is_no_framing_hop_by_hop_or_credential_field() {
         );
         let (code, stderr) = check("framing", &toml);
         assert_eq!(code, Some(2), "{header}: accepted: {stderr}");
-        assert!(
-            stderr.contains("upstream.sign.header"),
-            "{header}: {stderr}"
-        );
+        assert!(stderr.contains("upstream.sign.header"), "{header}: {stderr}");
     }
 }

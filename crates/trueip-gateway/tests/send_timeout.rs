@@ -99,9 +99,7 @@ fn stopped_reader(name: &str, lean: bool) {
     let upstream = Streaming::start(BIG);
     let gw = gateway(name, lean, &upstream);
     let mut client = TcpStream::connect(gw.addr).unwrap();
-    client
-        .write_all(b"GET /big HTTP/1.1\r\nHost: app.example\r\n\r\n")
-        .unwrap();
+    client.write_all(b"GET /big HTTP/1.1\r\nHost: app.example\r\n\r\n").unwrap();
     // Read nothing: the buffers between fill, the gateway's write waits, and after
     // send_timeout it gives up, on the client and on the upstream.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -114,9 +112,7 @@ fn stopped_reader(name: &str, lean: bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     // What the client gets is what the buffers held, then the end: never the whole body.
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -125,10 +121,7 @@ fn stopped_reader(name: &str, lean: bool) {
             Ok(n) => got += n,
         }
     }
-    assert!(
-        got < BIG,
-        "lean={lean}: {got} bytes reached a client that stopped reading"
-    );
+    assert!(got < BIG, "lean={lean}: {got} bytes reached a client that stopped reading");
     // Counted, for an operator to see.
     let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -137,10 +130,7 @@ fn stopped_reader(name: &str, lean: bool) {
         if metrics.contains(counted) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "lean={lean}: not counted\n{metrics}"
-        );
+        assert!(Instant::now() < deadline, "lean={lean}: not counted\n{metrics}");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_healthy(gw.addr, "a client that stopped reading");
@@ -244,14 +234,9 @@ async fn h2_get(
     path: &str,
 ) -> (h2::client::SendRequest<bytes::Bytes>, h2::RecvStream) {
     let mut client = client.ready().await.unwrap();
-    let req = http::Request::get(format!("http://{addr}{path}"))
-        .body(())
-        .unwrap();
+    let req = http::Request::get(format!("http://{addr}{path}")).body(()).unwrap();
     let (resp, _) = client.send_request(req, true).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp).await.unwrap().unwrap();
     assert_eq!(resp.status(), 200);
     (client, resp.into_body())
 }
@@ -276,13 +261,8 @@ fn a_slow_steady_h2_reader_gets_the_whole_body() {
         let mut got = 0usize;
         let mut paced = 0usize;
         loop {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{got} bytes after 30 s"
-            );
-            let frame = tokio::time::timeout(Duration::from_secs(10), body.data())
-                .await
-                .unwrap();
+            assert!(start.elapsed() < Duration::from_secs(30), "{got} bytes after 30 s");
+            let frame = tokio::time::timeout(Duration::from_secs(10), body.data()).await.unwrap();
             match frame {
                 Some(Ok(data)) => {
                     got += data.len();
@@ -339,10 +319,7 @@ fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() 
         let (_client, _body) = h2_get(client, addr, "/json").await;
         let start = Instant::now();
         loop {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the connection is still open"
-            );
+            assert!(start.elapsed() < Duration::from_secs(20), "the connection is still open");
             tokio::select! {
                 _ = &mut conn => break,
                 () = tokio::time::sleep(Duration::from_millis(200)) => {
@@ -358,10 +335,7 @@ fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() 
         start.elapsed()
     });
     // idle_timeout, then send_timeout; the rest is slack for a busy machine.
-    assert!(
-        closed_after < Duration::from_secs(9),
-        "closed after {closed_after:?}"
-    );
+    assert!(closed_after < Duration::from_secs(9), "closed after {closed_after:?}");
     // Counted as the connection's task ends, just after its socket closed: the client
     // may see the close and ask first.
     let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
@@ -413,9 +387,7 @@ fn a_response_before_a_close_survives_unread_pipelined_bytes() {
 /// and returns the length of its body; a read error fails the test.
 #[allow(clippy::unwrap_used, reason = "a test fails loudly")]
 fn body_read_slowly(client: &mut TcpStream, pause: Duration, lean: bool) -> Option<usize> {
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut all = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -428,7 +400,5 @@ fn body_read_slowly(client: &mut TcpStream, pause: Duration, lean: bool) -> Opti
     }
     let text = String::from_utf8_lossy(&all[..all.len().min(200)]).into_owned();
     assert!(text.starts_with("HTTP/1.1 200"), "lean={lean}: {text}");
-    all.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| all.len() - at - 4)
+    all.windows(4).position(|w| w == b"\r\n\r\n").map(|at| all.len() - at - 4)
 }

@@ -68,12 +68,9 @@ fn app(signed: Signed) -> SocketAddr {
     std::thread::spawn(move || {
         block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .unwrap();
         });
     });
     addr
@@ -116,26 +113,15 @@ fn through_the_gateway_the_signed_client_directly_the_peer() {
     let resp = get(
         gw.addr,
         "/account?tab=1",
-        &[
-            ("X-Forwarded-For", CLIENT),
-            ("X-Real-IP", "6.6.6.6"),
-            ("Trueip-Signature", forged),
-        ],
+        &[("X-Forwarded-For", CLIENT), ("X-Real-IP", "6.6.6.6"), ("Trueip-Signature", forged)],
     );
     assert_eq!(resp.status, 200, "{}", gw.proc.log());
     assert_eq!(resp.text(), format!("{CLIENT} verified hops=1"));
     let captured = resp.header("x-seen-signature").unwrap().to_owned();
-    assert!(
-        captured.starts_with(&format!("v1;ip={CLIENT};")),
-        "{captured}"
-    );
+    assert!(captured.starts_with(&format!("v1;ip={CLIENT};")), "{captured}");
 
     // Straight to the app: X-Real-IP and X-Forwarded-For are the client's words.
-    let resp = get(
-        app,
-        "/account?tab=1",
-        &[("X-Real-IP", CLIENT), ("X-Forwarded-For", CLIENT)],
-    );
+    let resp = get(app, "/account?tab=1", &[("X-Real-IP", CLIENT), ("X-Forwarded-For", CLIENT)]);
     assert_eq!(resp.text(), "127.0.0.1 missing");
     // The captured header, replayed for the very request it was signed for, within the
     // window: a header is accepted once, and the gateway's request had it.
@@ -163,12 +149,7 @@ fn required_refuses_direct_clients_and_stale_replays() {
     let app = app(Signed::required(verifier(&[KEY_A], Duration::from_secs(2))));
     let gw = gateway(&dir, app, &key);
     let resp = get(gw.addr, "/a", &[("X-Forwarded-For", CLIENT)]);
-    assert_eq!(
-        resp.text(),
-        format!("{CLIENT} verified hops=1"),
-        "{}",
-        gw.proc.log()
-    );
+    assert_eq!(resp.text(), format!("{CLIENT} verified hops=1"), "{}", gw.proc.log());
     let captured = resp.header("x-seen-signature").unwrap().to_owned();
 
     let resp = get(app, "/a", &[("X-Real-IP", CLIENT)]);
@@ -189,14 +170,8 @@ fn key_rotation_with_a_reload() {
     let key = dir.join("trueip.key");
     std::fs::write(&key, KEY_A).unwrap();
     // The app during the rotation holds both keys; an app left behind holds only A.
-    let both = app(Signed::required(verifier(
-        &[KEY_A, KEY_B],
-        Duration::from_secs(30),
-    )));
-    let old = app(Signed::required(verifier(
-        &[KEY_A],
-        Duration::from_secs(30),
-    )));
+    let both = app(Signed::required(verifier(&[KEY_A, KEY_B], Duration::from_secs(30))));
+    let old = app(Signed::required(verifier(&[KEY_A], Duration::from_secs(30))));
     let gw_both = gateway(&test_dir("signed_header/rotation-both"), both, &key);
     let gw_old = gateway(&test_dir("signed_header/rotation-old"), old, &key);
     for gw in [&gw_both, &gw_old] {
@@ -223,9 +198,7 @@ fn key_rotation_with_a_reload() {
     let resp = get(gw_both.addr, "/a", &[("X-Forwarded-For", CLIENT)]);
     let kid_b = Key::new(KEY_B.as_bytes()).unwrap().id().to_owned();
     assert!(
-        resp.header("x-seen-signature")
-            .unwrap()
-            .contains(&format!(";kid={kid_b};")),
+        resp.header("x-seen-signature").unwrap().contains(&format!(";kid={kid_b};")),
         "{:?}",
         resp.header("x-seen-signature")
     );

@@ -102,11 +102,7 @@ fn tcp_listener_refuses_a_proxy_header_from_an_unlisted_sender() {
     // Expects PROXY v2, but only from HAProxy's address; the test client forges one.
     let toml = tcp_toml(listen, up.addr, "v2", "proxy_protocol = \"v2\"\n");
     let _gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
-    let mut bytes = proxy_v2(
-        format!("{FORGED_XFF}:1234").parse().expect("addr"),
-        listen,
-        &[],
-    );
+    let mut bytes = proxy_v2(format!("{FORGED_XFF}:1234").parse().expect("addr"), listen, &[]);
     bytes.extend_from_slice(b"payload");
     let _ = exchange(listen, &bytes, Duration::from_secs(4));
     for seen in up.wait_for(1, Duration::from_millis(500)) {
@@ -136,18 +132,13 @@ fn nginx_decodes_the_proxy_header_the_tcp_relay_sends() {
     // An HTTP listener beside the TCP one, in the same process.
     let listen = free_addr();
     let http_listen = free_addr();
-    let toml = tcp_toml(
-        listen,
-        nginx_addr,
-        "v1",
-        &format!("\n[[listen]]\naddress = \"{http_listen}\"\n"),
-    );
+    let toml =
+        tcp_toml(listen, nginx_addr, "v1", &format!("\n[[listen]]\naddress = \"{http_listen}\"\n"));
     let _gw = Gateway::start_with_config(&dir, &toml, &[listen, http_listen], &[]);
     let resp = Req::get("/").headers(&forged_headers()).must_send(listen);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(
-        resp.text()
-            .contains(&format!("proxy_protocol_addr={CLIENT_IP} ")),
+        resp.text().contains(&format!("proxy_protocol_addr={CLIENT_IP} ")),
         "nginx decoded {:?}",
         resp.text()
     );

@@ -21,14 +21,7 @@ fn certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     let openssl = external("openssl", "openssl")?;
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .arg("-keyout")
@@ -37,11 +30,7 @@ fn certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
         .arg(&cert)
         .output()
         .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
     Some((cert, key))
 }
 
@@ -69,10 +58,7 @@ fn curl(args: &[&str], url: &str) -> Option<(String, u16, String)> {
 }
 
 fn forged_curl_headers() -> Vec<String> {
-    forged_headers()
-        .into_iter()
-        .map(|(n, v)| format!("{n}: {v}"))
-        .collect()
+    forged_headers().into_iter().map(|(n, v)| format!("{n}: {v}")).collect()
 }
 
 fn tls_toml(listen: SocketAddr, cert: &Path, key: &Path, upstream: &str, extra: &str) -> String {
@@ -114,10 +100,9 @@ fn h2_over_tls_forwards_clean_headers_and_https_proto() {
     assert_eq!(seen.one("X-Forwarded-Proto"), "https");
 
     // HTTP/1.1 over TLS too, on the same listener (ALPN http/1.1).
-    let Some((version, status, _)) = curl(
-        &["--http1.1", "--cacert", &cacert],
-        &format!("https://{listen}/h1"),
-    ) else {
+    let Some((version, status, _)) =
+        curl(&["--http1.1", "--cacert", &cacert], &format!("https://{listen}/h1"))
+    else {
         return;
     };
     assert_eq!((version.as_str(), status), ("1.1", 200));
@@ -142,10 +127,9 @@ fn cleartext_h2_with_prior_knowledge() {
 
     // Header blocks over limits.max_header_bytes (32 KiB) are refused with 431 over h2 too.
     let big = format!("X-Big: {}", "a".repeat(40 * 1024));
-    let Some((_, status, _)) = curl(
-        &["--http2-prior-knowledge", "-H", &big],
-        &format!("http://{}/big", gw.addr),
-    ) else {
+    let Some((_, status, _)) =
+        curl(&["--http2-prior-knowledge", "-H", &big], &format!("http://{}/big", gw.addr))
+    else {
         return;
     };
     assert_eq!(status, 431, "40 KiB header over h2");
@@ -154,14 +138,7 @@ fn cleartext_h2_with_prior_knowledge() {
     let huge = format!("X-Big: {}", "a".repeat(64 * 1024));
     let out = Command::new(external("curl", "curl").unwrap_or_default())
         .args(["--silent", "--max-time", "10", "--http2-prior-knowledge"])
-        .args([
-            "--output",
-            "/dev/null",
-            "--write-out",
-            "%{http_code}",
-            "-H",
-            &huge,
-        ])
+        .args(["--output", "/dev/null", "--write-out", "%{http_code}", "-H", &huge])
         .arg(format!("http://{}/huge", gw.addr))
         .output()
         .expect("run curl");
@@ -172,9 +149,7 @@ fn cleartext_h2_with_prior_knowledge() {
         out.status.code()
     );
     assert!(
-        up.requests()
-            .iter()
-            .all(|s| s.path != "/big" && s.path != "/huge"),
+        up.requests().iter().all(|s| s.path != "/big" && s.path != "/huge"),
         "an oversized h2 request reached the upstream"
     );
     assert_healthy(gw.addr, "h2 requests");

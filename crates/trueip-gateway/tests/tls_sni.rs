@@ -22,10 +22,7 @@ fn served_cn(addr: SocketAddr, sni: Option<&str>) -> String {
         Some(name) => cmd.args(["-servername", name]),
         None => cmd.arg("-noservername"),
     };
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl s_client");
+    let out = cmd.stdin(Stdio::null()).output().expect("run openssl s_client");
     let text = String::from_utf8_lossy(&out.stdout).replace(' ', "");
     text.lines()
         .find_map(|l| l.strip_prefix("subject=CN="))
@@ -167,11 +164,7 @@ fn a_returning_client_resumes_its_session() {
         };
         let session_arg = session.to_str().expect("utf-8 path");
         let first = connect(&["-sess_out", session_arg]);
-        assert!(
-            first.contains("New, TLSv1."),
-            "{version}: {first}\n{}",
-            gw.proc.log()
-        );
+        assert!(first.contains("New, TLSv1."), "{version}: {first}\n{}", gw.proc.log());
         let again = connect(&["-sess_in", session_arg]);
         assert!(
             again.contains("Reused, TLSv1."),
@@ -203,20 +196,10 @@ fn each_handshake_hands_one_ticket_and_resuming_goes_on() {
             &args,
             b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         );
-        let handshake = if i == 0 {
-            "New, TLSv1.3"
-        } else {
-            "Reused, TLSv1.3"
-        };
-        assert!(
-            reply.contains(handshake),
-            "connection {i}: {reply}\n{}",
-            gw.proc.log()
-        );
+        let handshake = if i == 0 { "New, TLSv1.3" } else { "Reused, TLSv1.3" };
+        assert!(reply.contains(handshake), "connection {i}: {reply}\n{}", gw.proc.log());
         assert!(reply.contains("HTTP/1.1 200"), "connection {i}: {reply}");
-        let tickets = reply
-            .matches("Post-Handshake New Session Ticket arrived")
-            .count();
+        let tickets = reply.matches("Post-Handshake New Session Ticket arrived").count();
         assert_eq!(tickets, 1, "connection {i}: {reply}");
         kept = Some(out);
     }

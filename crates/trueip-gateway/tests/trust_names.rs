@@ -21,9 +21,7 @@ fn trueip(dir: &Path, hosts: &Path, args: &[&str]) -> Output {
 
 /// X-Real-IP for a request that claims 198.51.100.4 in X-Forwarded-For.
 fn decided(gw: &Gateway, up: &Upstream) -> String {
-    let resp = Req::get("/")
-        .header("X-Forwarded-For", "198.51.100.4")
-        .must_send(gw.addr);
+    let resp = Req::get("/").header("X-Forwarded-For", "198.51.100.4").must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     up.last().one("X-Real-IP").to_string()
 }
@@ -63,19 +61,12 @@ fn a_trusted_name_follows_its_addresses_and_keeps_the_last_good_ones() {
         .env("TRUEIP_HOSTS_FILE", &hosts);
     let mut proc = Proc::spawn("trueip", cmd, &dir);
     wait_for_port(addr, &mut proc);
-    let gw = Gateway {
-        proc,
-        addr,
-        dir: dir.clone(),
-    };
+    let gw = Gateway { proc, addr, dir: dir.clone() };
 
     // The name resolves to the peer: its X-Forwarded-For counts.
     assert_eq!(decided(&gw, &up), "198.51.100.4");
     let text = metrics(&gw);
-    assert!(
-        text.contains("trueip_trust_name_addresses{name=\"lb.internal\"} 1"),
-        "{text}"
-    );
+    assert!(text.contains("trueip_trust_name_addresses{name=\"lb.internal\"} 1"), "{text}");
     assert!(
         text.contains("trueip_trust_name_resolve_failures_total{name=\"lb.internal\"} 0"),
         "{text}"
@@ -86,27 +77,14 @@ fn a_trusted_name_follows_its_addresses_and_keeps_the_last_good_ones() {
     eventually("a failed refresh is counted", &gw, || {
         !metrics(&gw).contains("trueip_trust_name_resolve_failures_total{name=\"lb.internal\"} 0")
     });
-    assert_eq!(
-        decided(&gw, &up),
-        "198.51.100.4",
-        "the last good address stays"
-    );
-    assert!(
-        gw.proc.log().contains("last good addresses stay"),
-        "{}",
-        gw.proc.log()
-    );
+    assert_eq!(decided(&gw, &up), "198.51.100.4", "the last good address stays");
+    assert!(gw.proc.log().contains("last good addresses stay"), "{}", gw.proc.log());
 
     // It resolves elsewhere: the new policy is swapped in, the peer is no longer trusted.
     std::fs::write(&hosts, "127.0.0.9 lb.internal\n127.0.0.10 lb.internal\n").expect("write hosts");
-    eventually("the new addresses are in use", &gw, || {
-        decided(&gw, &up) == "127.0.0.1"
-    });
+    eventually("the new addresses are in use", &gw, || decided(&gw, &up) == "127.0.0.1");
     let text = metrics(&gw);
-    assert!(
-        text.contains("trueip_trust_name_addresses{name=\"lb.internal\"} 2"),
-        "{text}"
-    );
+    assert!(text.contains("trueip_trust_name_addresses{name=\"lb.internal\"} 2"), "{text}");
 }
 
 #[test]
@@ -119,21 +97,10 @@ fn check_and_explain_show_the_addresses_and_refuse_a_name_that_does_not_resolve(
     let out = trueip(
         &dir,
         &hosts,
-        &[
-            "serve",
-            "--check",
-            "--trust",
-            "lb.internal",
-            "--trust",
-            "host:nginx",
-        ],
+        &["serve", "--check", "--trust", "lb.internal", "--trust", "host:nginx"],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("trust name lb.internal: 10.0.0.5, 10.0.0.6, resolved again every 30s"),
         "{stdout}"
@@ -164,16 +131,9 @@ fn check_and_explain_show_the_addresses_and_refuse_a_name_that_does_not_resolve(
     ];
     let out = trueip(&dir, &hosts, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("198.51.100.4"), "{stdout}");
-    assert!(
-        stdout.contains("trust name lb.internal: 10.0.0.5, 10.0.0.6"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("trust name lb.internal: 10.0.0.5, 10.0.0.6"), "{stdout}");
     let mut json_args = args.to_vec();
     json_args.extend(["--format", "json"]);
     let out = trueip(&dir, &hosts, &json_args);

@@ -55,11 +55,7 @@ fn send_unix(socket: &Path, req: &Req) -> Response {
 
 fn socket_path(dir: &Path) -> PathBuf {
     let path = dir.join("trueip.sock");
-    assert!(
-        path.as_os_str().len() < 100,
-        "test socket path too long: {}",
-        path.display()
-    );
+    assert!(path.as_os_str().len() < 100, "test socket path too long: {}", path.display());
     path
 }
 
@@ -94,32 +90,18 @@ fn nginx_over_a_unix_socket_is_trusted_as_unix_and_the_socket_goes_on_shutdown()
     let Some(_nginx) = Nginx::start(&dir, front, &server) else {
         return;
     };
-    let resp = Req::get("/a?b=c")
-        .headers(&forged_headers())
-        .must_send(front);
+    let resp = Req::get("/a?b=c").headers(&forged_headers()).must_send(front);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = up.last();
     // nginx saw 127.0.0.1 and appended it; the forged entries left of it are gone, and
     // the socket hop itself (no address) is named nowhere.
     assert_clean_forwarding(&seen, CLIENT_IP, "client → nginx → unix socket → trueip");
     assert_eq!(seen.one("X-Forwarded-For"), CLIENT_IP);
-    assert!(
-        !seen.headers.iter().any(|(_, v)| v.contains("unix")),
-        "{:?}",
-        seen.headers
-    );
+    assert!(!seen.headers.iter().any(|(_, v)| v.contains("unix")), "{:?}", seen.headers);
 
     gw.signal("TERM");
-    assert!(
-        gw.wait_exit(Duration::from_secs(10))
-            .is_some_and(|s| s.success()),
-        "{}",
-        gw.log()
-    );
-    assert!(
-        std::fs::symlink_metadata(&socket).is_err(),
-        "the socket file outlived trueip"
-    );
+    assert!(gw.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()), "{}", gw.log());
+    assert!(std::fs::symlink_metadata(&socket).is_err(), "the socket file outlived trueip");
 }
 
 #[test]
@@ -139,11 +121,7 @@ fn an_untrusted_unix_peer_is_no_address_and_its_headers_are_removed() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = up.last();
     for name in ["X-Real-IP", "X-Forwarded-For", "Forwarded"] {
-        assert!(
-            seen.all(name).is_empty(),
-            "{name} reached the upstream: {:?}",
-            seen.headers
-        );
+        assert!(seen.all(name).is_empty(), "{name} reached the upstream: {:?}", seen.headers);
     }
     for forged in FORGED_IPS {
         assert!(
@@ -160,21 +138,13 @@ fn the_whoami_page_on_a_socket_says_unix_and_trusts_it_only_when_told() {
     let socket = socket_path(&dir);
     let toml = format!("[[listen]]\naddress = \"unix:{}\"\n", socket.display());
     let gw = start_on_socket(&dir, &toml, &socket);
-    let json = send_unix(
-        &socket,
-        &Req::get("/json").header("X-Forwarded-For", FORGED_XFF),
-    )
-    .json();
+    let json = send_unix(&socket, &Req::get("/json").header("X-Forwarded-For", FORGED_XFF)).json();
     assert_eq!(json.get("client_ip"), &Json::Null, "{json:?}");
     assert_eq!(json.str_at("peer"), "unix:");
     assert_eq!(json.get("direct_ip"), &Json::Null);
     assert_eq!(json.get("rate_limit_key"), &Json::Null);
-    let warnings: Vec<_> = json
-        .get("warnings")
-        .as_array()
-        .iter()
-        .filter_map(Json::as_str)
-        .collect();
+    let warnings: Vec<_> =
+        json.get("warnings").as_array().iter().filter_map(Json::as_str).collect();
     assert_eq!(warnings, ["header_from_untrusted_peer"]);
     drop(gw);
 
@@ -185,11 +155,8 @@ fn the_whoami_page_on_a_socket_says_unix_and_trusts_it_only_when_told() {
     // The killed gateway left its socket file: a stale socket, replaced at start.
     assert!(std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket()));
     let _gw = start_on_socket(&dir, &toml, &socket);
-    let json = send_unix(
-        &socket,
-        &Req::get("/json").header("X-Forwarded-For", "203.0.113.9"),
-    )
-    .json();
+    let json =
+        send_unix(&socket, &Req::get("/json").header("X-Forwarded-For", "203.0.113.9")).json();
     assert_eq!(json.str_at("client_ip"), "203.0.113.9", "{json:?}");
     assert_eq!(json.str_at("source"), "x-forwarded-for[-1]");
     assert_eq!(json.str_at("peer"), "unix:");
@@ -210,9 +177,6 @@ fn a_file_that_is_not_a_socket_is_never_removed() {
         .expect("run trueip");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("regular file") && stderr.contains("listen[0]"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("regular file") && stderr.contains("listen[0]"), "{stderr}");
     assert_eq!(std::fs::read(&socket).expect("still there"), b"precious");
 }

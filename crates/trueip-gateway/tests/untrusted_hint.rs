@@ -44,10 +44,7 @@ fn nginx_not_trusted_gets_one_hint_naming_the_fix() {
     std::thread::sleep(Duration::from_millis(200));
     let log = gw.proc.log();
     assert_eq!(hints(&log, NGINX_SOURCE), 1, "{log}");
-    assert!(
-        log.contains(&format!("[client_ip] trusted = [\"{NGINX_SOURCE}\"]")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("[client_ip] trusted = [\"{NGINX_SOURCE}\"]")), "{log}");
     assert!(log.contains("someone is forging"), "{log}");
     // Requests without forwarding headers, straight from a client, give no hint.
     assert_eq!(Req::get("/").must_send(gw_addr).status, 200);

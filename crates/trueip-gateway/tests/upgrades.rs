@@ -78,9 +78,7 @@ impl Upgrader {
 }
 
 fn value<'a>(head: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    head.iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    head.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 fn upgrader_conn(
@@ -132,11 +130,7 @@ fn upgrader_conn(
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(n) => n,
             };
-            received
-                .lock()
-                .unwrap()
-                .tunneled
-                .extend_from_slice(&buf[..n]);
+            received.lock().unwrap().tunneled.extend_from_slice(&buf[..n]);
             writer.write_all(&buf[..n])?;
         }
         return Ok(());
@@ -185,10 +179,7 @@ fn h2c_upgrade_never_reaches_the_upstream_nor_makes_a_tunnel() {
         let heads = up.heads();
         let head = heads.last().expect("the upstream saw the request");
         for name in ["upgrade", "http2-settings"] {
-            assert!(
-                value(head, name).is_none(),
-                "{path}: {name} reached the upstream: {head:?}"
-            );
+            assert!(value(head, name).is_none(), "{path}: {name} reached the upstream: {head:?}");
         }
         if let Some(c) = value(head, "connection") {
             assert!(
@@ -202,16 +193,8 @@ fn h2c_upgrade_never_reaches_the_upstream_nor_makes_a_tunnel() {
         assert_eq!(second.status, 200, "{path}: {second:?}");
         let heads = up.heads();
         let head = heads.last().unwrap();
-        assert_eq!(
-            value(head, "x-real-ip"),
-            Some(CLIENT_IP),
-            "{path}: {head:?}"
-        );
-        assert!(
-            up.tunneled().is_empty(),
-            "{path}: tunneled: {}",
-            up.tunneled()
-        );
+        assert_eq!(value(head, "x-real-ip"), Some(CLIENT_IP), "{path}: {head:?}");
+        assert!(up.tunneled().is_empty(), "{path}: tunneled: {}", up.tunneled());
     }
 }
 
@@ -253,24 +236,14 @@ fn websocket_upgrade_still_makes_a_tunnel() {
         let resp = read_response(&mut reader, "GET").unwrap();
         assert_eq!(resp.status, 101, "{path}: {resp:?}");
         assert_eq!(
-            resp.header("upgrade")
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
+            resp.header("upgrade").map(str::to_ascii_lowercase).as_deref(),
             Some("websocket"),
             "{path}: {resp:?}"
         );
         let heads = up.heads();
         let head = heads.last().unwrap();
-        assert_eq!(
-            value(head, "upgrade"),
-            Some("websocket"),
-            "{path}: {head:?}"
-        );
-        assert_eq!(
-            value(head, "x-real-ip"),
-            Some(CLIENT_IP),
-            "{path}: {head:?}"
-        );
+        assert_eq!(value(head, "upgrade"), Some("websocket"), "{path}: {head:?}");
+        assert_eq!(value(head, "x-real-ip"), Some(CLIENT_IP), "{path}: {head:?}");
         // Bytes go both ways through the tunnel.
         s.write_all(b"\x81\x05hello").unwrap();
         let mut echo = [0u8; 7];
@@ -301,10 +274,6 @@ fn a_101_naming_another_protocol_than_websocket_is_refused() {
         assert_eq!(resp.status, 502, "{path}: {resp:?}");
         let _ = s.write_all(SMUGGLED.as_bytes());
         let _ = read_for(&mut s, Duration::from_millis(300));
-        assert!(
-            !up.tunneled().contains("6.6.6.6"),
-            "{path}: tunneled: {}",
-            up.tunneled()
-        );
+        assert!(!up.tunneled().contains("6.6.6.6"), "{path}: tunneled: {}", up.tunneled());
     }
 }

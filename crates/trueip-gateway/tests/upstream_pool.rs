@@ -47,11 +47,7 @@ impl Counting {
                 });
             }
         });
-        Counting {
-            addr,
-            open,
-            accepted,
-        }
+        Counting { addr, open, accepted }
     }
 
     fn open(&self) -> usize {
@@ -97,9 +93,7 @@ fn counting_conn(stream: TcpStream) -> std::io::Result<()> {
 
 /// The gateway's open descriptors.
 fn descriptors(gw: &Gateway) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", gw.proc.pid()))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{}/fd", gw.proc.pid())).map(|d| d.count()).unwrap_or(0)
 }
 
 /// The gateway's descriptors once they are at most `bound`, or after `wait`: the gateway
@@ -132,8 +126,7 @@ fn gateway(name: &str, path: &str, lean: &str, up: &Counting, upstream_extra: &s
 /// One keep-alive request on a new connection; the connection, still open.
 fn one_request(addr: SocketAddr) -> TcpStream {
     let mut s = connect(addr).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n").unwrap();
     let resp = read_response(&mut BufReader::new(s.try_clone().unwrap()), "GET").unwrap();
     assert_eq!(resp.status, 200, "{resp:?}");
     s
@@ -180,13 +173,8 @@ fn idle_upstream_connections_stay_under_pool_max_idle_total() {
     const OPEN_CLIENTS: usize = 40;
     for (path, lean) in PATHS {
         let up = Counting::start();
-        let gw = gateway(
-            "total_bound",
-            path,
-            lean,
-            &up,
-            &format!("pool_max_idle_total = {TOTAL}\n"),
-        );
+        let gw =
+            gateway("total_bound", path, lean, &up, &format!("pool_max_idle_total = {TOTAL}\n"));
         let clients: Vec<TcpStream> = (0..OPEN_CLIENTS).map(|_| one_request(gw.addr)).collect();
         let open = up.settle_at_most(TOTAL, Duration::from_secs(5));
         assert!(
@@ -198,9 +186,7 @@ fn idle_upstream_connections_stay_under_pool_max_idle_total() {
         let accepted = up.accepted.load(Ordering::SeqCst);
         let mut clients = clients;
         let first = clients.first_mut().unwrap();
-        first
-            .write_all(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n")
-            .unwrap();
+        first.write_all(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n").unwrap();
         let resp = read_response(&mut BufReader::new(first.try_clone().unwrap()), "GET").unwrap();
         assert_eq!(resp.status, 200, "{path}: {resp:?}");
         assert_eq!(
@@ -210,9 +196,6 @@ fn idle_upstream_connections_stay_under_pool_max_idle_total() {
         );
         drop(clients);
         let open = up.settle_at_most(0, Duration::from_secs(5));
-        assert_eq!(
-            open, 0,
-            "{path}: idle upstream connections outlived their clients"
-        );
+        assert_eq!(open, 0, "{path}: idle upstream connections outlived their clients");
     }
 }

@@ -102,11 +102,7 @@ impl TestUpstream {
                 }
             });
         });
-        TestUpstream {
-            addr,
-            got,
-            accepted,
-        }
+        TestUpstream { addr, got, accepted }
     }
 
     fn requests(&self) -> Vec<Got> {
@@ -120,10 +116,7 @@ where
 {
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let authority = req.uri().authority().map(ToString::to_string).or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
+            req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned)
         });
         record.lock().unwrap().push(Got {
             sni: sni.clone(),
@@ -134,10 +127,7 @@ where
                 .headers()
                 .iter()
                 .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
+                    (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())
                 })
                 .collect(),
         });
@@ -183,9 +173,7 @@ fn metrics(addr: SocketAddr) -> String {
 /// A client's request with forged forwarding headers, on the lean path (a plain GET) or
 /// hyper's (the same GET, with the lean path turned off in the config).
 fn forged_get() -> Req {
-    Req::get("/path?q=1")
-        .header("Host", "app.example")
-        .headers(&forged_headers())
+    Req::get("/path?q=1").header("Host", "app.example").headers(&forged_headers())
 }
 
 #[test]
@@ -195,12 +183,7 @@ fn an_https_upstream_is_verified_against_the_ca_file_and_gets_the_sni() {
     let up = TestUpstream::start(Some(&pki));
     let ca = pki.ca.display().to_string();
     for (lean, url, server_name, sni) in [
-        (
-            true,
-            format!("https://localhost:{}", up.addr.port()),
-            "",
-            "localhost",
-        ),
+        (true, format!("https://localhost:{}", up.addr.port()), "", "localhost"),
         (
             false,
             format!("https://127.0.0.1:{}", up.addr.port()),
@@ -263,12 +246,7 @@ fn a_certificate_the_roots_do_not_vouch_for_is_a_502_naming_the_reason() {
             "UnknownIssuer",
         ),
         // The default roots (Mozilla's) do not know the test CA either.
-        (
-            true,
-            format!("https://localhost:{port}"),
-            String::new(),
-            "UnknownIssuer",
-        ),
+        (true, format!("https://localhost:{port}"), String::new(), "UnknownIssuer"),
         // The right CA, the wrong name.
         (
             false,
@@ -281,16 +259,9 @@ fn a_certificate_the_roots_do_not_vouch_for_is_a_502_naming_the_reason() {
         let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(&url, &extra, lean), &[]);
         let resp = forged_get().must_send(gw.addr);
         assert_eq!(resp.status, 502, "{context}: {}", resp.text());
-        assert!(
-            resp.text().contains("upstream_tls"),
-            "{context}: {}",
-            resp.text()
-        );
+        assert!(resp.text().contains("upstream_tls"), "{context}: {}", resp.text());
         let m = metrics(gw.addr);
-        assert!(
-            m.contains("trueip_upstream_errors_total{kind=\"tls\"} 1"),
-            "{context}: {m}"
-        );
+        assert!(m.contains("trueip_upstream_errors_total{kind=\"tls\"} 1"), "{context}: {m}");
         let log = gw.proc.log();
         assert!(
             log.contains("TLS handshake with the upstream") && log.contains(reason),
@@ -314,18 +285,8 @@ fn an_http2_upstream_receives_the_forwarding_lines_the_http1_path_sends() {
     let tls = TestUpstream::start(Some(&pki));
     let ca = pki.ca.display().to_string();
     let cases = [
-        (
-            "h1",
-            format!("http://{}", plain.addr),
-            String::new(),
-            &plain,
-        ),
-        (
-            "h2c",
-            format!("http://{}", plain.addr),
-            "http2 = true".to_string(),
-            &plain,
-        ),
+        ("h1", format!("http://{}", plain.addr), String::new(), &plain),
+        ("h2c", format!("http://{}", plain.addr), "http2 = true".to_string(), &plain),
         (
             "h2 over TLS",
             format!("https://localhost:{}", tls.addr.port()),
@@ -370,10 +331,7 @@ fn an_http2_upstream_receives_the_forwarding_lines_the_http1_path_sends() {
             }
             if *name != "h1" {
                 let m = metrics(gw.addr);
-                assert!(
-                    !m.contains("trueip_upstream_errors_total{kind=\"protocol\"} 1"),
-                    "{m}"
-                );
+                assert!(!m.contains("trueip_upstream_errors_total{kind=\"protocol\"} 1"), "{m}");
             }
         }
     }
@@ -443,10 +401,8 @@ fn tls_connections_to_the_upstream_are_pooled() {
 /// gateway's first read of the connection ends (4096 bytes), followed in the same TLS
 /// record by a whole response nobody asked for, and any other request rightly.
 fn stray_after_4096(pki: &Pki) -> SocketAddr {
-    let certs = CertificateDer::pem_file_iter(&pki.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
+    let certs =
+        CertificateDer::pem_file_iter(&pki.cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -531,10 +487,7 @@ fn plaintext_past_a_response_makes_a_tls_connection_gone() {
     assert_eq!((status, body.len()), (200, 4055));
     std::thread::sleep(Duration::from_millis(100));
     let (status, body) = h2_get(gw.addr, "/second");
-    assert_eq!(
-        (status, String::from_utf8_lossy(&body).as_ref()),
-        (200, "right")
-    );
+    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "right"));
     let first = Req::get("/first").must_send(gw.addr);
     assert_eq!((first.status, first.body.len()), (200, 4055));
     std::thread::sleep(Duration::from_millis(100));

@@ -35,9 +35,7 @@ fn json_names_the_peer_and_ignores_forged_headers() {
         ),
     ] {
         let gw = start(name, args);
-        let resp = Req::get("/json")
-            .headers(&forged_headers())
-            .must_send(gw.addr);
+        let resp = Req::get("/json").headers(&forged_headers()).must_send(gw.addr);
         assert_eq!(resp.status, 200, "{name}: {}", resp.text());
         let content_type = resp.header("content-type").unwrap_or_default();
         assert!(
@@ -48,10 +46,7 @@ fn json_names_the_peer_and_ignores_forged_headers() {
         assert_eq!(json.str_at("client_ip"), CLIENT_IP, "{name}: {json:?}");
         assert_eq!(json.str_at("direct_ip"), CLIENT_IP, "{name}: {json:?}");
         for key in ["headers", "chain", "warnings", "steps"] {
-            assert!(
-                json.get(key) != &Json::Null,
-                "{name}: whoami JSON lacks {key:?}: {json:?}"
-            );
+            assert!(json.get(key) != &Json::Null, "{name}: whoami JSON lacks {key:?}: {json:?}");
         }
         // With proxies configured, forwarding headers from anyone else are a spoof attempt.
         if !args.is_empty() {
@@ -66,9 +61,7 @@ fn json_names_the_peer_and_ignores_forged_headers() {
 #[test]
 fn accept_json_on_root_gives_json() {
     let gw = start("accept_json", &[]);
-    let resp = Req::get("/")
-        .header("Accept", "application/json")
-        .must_send(gw.addr);
+    let resp = Req::get("/").header("Accept", "application/json").must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.json().str_at("client_ip"), CLIENT_IP);
 }
@@ -76,15 +69,10 @@ fn accept_json_on_root_gives_json() {
 #[test]
 fn root_is_an_html_page_naming_the_client() {
     let gw = start("html", &[]);
-    let resp = Req::get("/")
-        .header("Accept", "text/html,application/xhtml+xml")
-        .must_send(gw.addr);
+    let resp = Req::get("/").header("Accept", "text/html,application/xhtml+xml").must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let content_type = resp.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("text/html"),
-        "content-type {content_type:?}"
-    );
+    assert!(content_type.starts_with("text/html"), "content-type {content_type:?}");
     assert!(resp.text().contains(CLIENT_IP), "{}", resp.text());
 }
 
@@ -92,18 +80,10 @@ fn root_is_an_html_page_naming_the_client() {
 fn trusted_peer_vouches_for_its_forwarded_for_entry() {
     let gw = start(
         "trusted_peer",
-        &[
-            "--trust",
-            "127.0.0.1",
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ],
+        &["--trust", "127.0.0.1", "--strategy", "rightmost-untrusted", "--from", "xff"],
     );
-    let resp = Req::get("/json")
-        .header("X-Forwarded-For", "198.51.100.7, 203.0.113.9")
-        .must_send(gw.addr);
+    let resp =
+        Req::get("/json").header("X-Forwarded-For", "198.51.100.7, 203.0.113.9").must_send(gw.addr);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let json = resp.json();
     // Rightmost untrusted: the entry the trusted peer wrote, never the one left of it.
@@ -115,14 +95,7 @@ fn trusted_peer_vouches_for_its_forwarded_for_entry() {
 fn forwarded_header_is_read_when_chosen() {
     let gw = start(
         "from_forwarded",
-        &[
-            "--trust",
-            "127.0.0.1",
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "forwarded",
-        ],
+        &["--trust", "127.0.0.1", "--strategy", "rightmost-untrusted", "--from", "forwarded"],
     );
     let resp = Req::get("/json")
         .header("X-Forwarded-For", FORGED_XFF)
@@ -137,11 +110,7 @@ fn forwarded_header_is_read_when_chosen() {
 fn unknown_path_on_whoami_is_not_a_crash() {
     let gw = start("unknown_path", &[]);
     let resp = Req::get("/no/such/page?x=%00").must_send(gw.addr);
-    assert!(
-        resp.status == 200 || resp.status == 404,
-        "status {}",
-        resp.status
-    );
+    assert!(resp.status == 200 || resp.status == 404, "status {}", resp.status);
     assert_healthy(gw.addr, "a request for an unknown path");
 }
 
@@ -149,12 +118,7 @@ fn unknown_path_on_whoami_is_not_a_crash() {
 /// peer, trust, strategy and headers, plus `direct_ip` and `headers`.
 #[test]
 fn json_is_the_explain_object_plus_direct_ip_and_headers() {
-    let policy = [
-        "--trust",
-        "127.0.0.0/8",
-        "--strategy",
-        "rightmost-untrusted",
-    ];
+    let policy = ["--trust", "127.0.0.0/8", "--strategy", "rightmost-untrusted"];
     let gw = start("json_is_explain", &policy);
     let headers: Vec<(String, String)> = [
         ("X-Forwarded-For", "6.6.6.6, 203.0.113.9, 127.0.0.5"),
@@ -172,17 +136,12 @@ fn json_is_the_explain_object_plus_direct_ip_and_headers() {
     let peer = whoami["peer"].as_str().expect("peer").to_string();
 
     let mut cmd = std::process::Command::new(trueip_bin());
-    cmd.args(["explain", "--peer", &peer, "--format", "json"])
-        .args(policy);
+    cmd.args(["explain", "--peer", &peer, "--format", "json"]).args(policy);
     for (n, v) in &headers {
         cmd.args(["-H", &format!("{n}: {v}")]);
     }
     let out = cmd.output().expect("run trueip explain");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let explain: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain JSON");
 
     let object = whoami.as_object_mut().expect("an object");
@@ -193,10 +152,7 @@ fn json_is_the_explain_object_plus_direct_ip_and_headers() {
         headers["x-forwarded-for"],
         serde_json::json!(["6.6.6.6, 203.0.113.9, 127.0.0.5", "127.0.0.7"])
     );
-    assert_eq!(
-        headers["x_forwarded_for"],
-        serde_json::json!(["1.1.1.1 \"quoted\" \\ back"])
-    );
+    assert_eq!(headers["x_forwarded_for"], serde_json::json!(["1.1.1.1 \"quoted\" \\ back"]));
     assert_eq!(whoami, explain);
     assert_eq!(whoami["client_ip"], "203.0.113.9");
 }
@@ -213,10 +169,7 @@ const EVERY_SLOT: &str = "{{self_url}}{{client_ip}}{{client_port}}{{pills}}\
 fn slot_names_in_request_headers_do_not_expand_the_page() {
     for (name, args) in [
         ("slots_default", &[][..]),
-        (
-            "slots_trusted",
-            &["--trust", "127.0.0.1", "--strategy", "rightmost-untrusted"][..],
-        ),
+        ("slots_trusted", &["--trust", "127.0.0.1", "--strategy", "rightmost-untrusted"][..]),
     ] {
         let gw = start(name, args);
         let value = format!("{EVERY_SLOT}, {EVERY_SLOT}, 203.0.113.9");

@@ -35,10 +35,7 @@ const SIZE: u32 = 100;
 /// and the TCP peer.
 fn request_with(xff: &str) -> TestRequest {
     let mut req = TestRequest::get().uri("/");
-    for (name, value) in common::ORDINARY
-        .into_iter()
-        .chain([("x-forwarded-for", xff)])
-    {
+    for (name, value) in common::ORDINARY.into_iter().chain([("x-forwarded-for", xff)]) {
         req = req.insert_header((name, value));
     }
     req.peer_addr(PEER.parse::<SocketAddr>().expect("socket literal"))
@@ -82,9 +79,7 @@ impl<S: Service<ServiceRequest>> Service<ServiceRequest> for NoOpService<S> {
 
 /// actix-web's reading: the leftmost `Forwarded`/`X-Forwarded-For` element, whoever sent it.
 fn realip(req: &HttpRequest) -> Option<String> {
-    req.connection_info()
-        .realip_remote_addr()
-        .map(str::to_owned)
+    req.connection_info().realip_remote_addr().map(str::to_owned)
 }
 
 /// Times `app.call` on a fresh request; building the request and dropping the response
@@ -93,9 +88,7 @@ fn run<S, R, B>(bencher: Bencher, app: S, make: impl Fn() -> R)
 where
     S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
-    bencher
-        .with_inputs(make)
-        .bench_local_values(|req| ready(app.call(black_box(req))));
+    bencher.with_inputs(make).bench_local_values(|req| ready(app.call(black_box(req))));
 }
 
 #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
@@ -110,9 +103,7 @@ mod no_op_middleware {
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn transform(bencher: Bencher) {
-        let app = App::new()
-            .wrap(NoOp)
-            .route("/", web::get().to(|| async { "ok" }));
+        let app = App::new().wrap(NoOp).route("/", web::get().to(|| async { "ok" }));
         run(bencher, ready(init_service(app)), || request().to_request());
     }
 
@@ -171,12 +162,10 @@ mod parts {
         let policy = policy();
         let conn = Connection::from_peer(PEER.parse::<SocketAddr>().expect("socket literal"));
         let resolution = policy.resolve(&conn, request().to_http_request().headers());
-        bencher
-            .with_inputs(|| request().to_http_request())
-            .bench_local_values(|req| {
-                req.extensions_mut().insert(black_box(resolution));
-                req
-            });
+        bencher.with_inputs(|| request().to_http_request()).bench_local_values(|req| {
+            req.extensions_mut().insert(black_box(resolution));
+            req
+        });
     }
 }
 
@@ -196,12 +185,8 @@ async fn answers() {
     ))
     .await;
     let bare = init_service(App::new().route("/", web::get().to(|| async { "ok" }))).await;
-    let no_op = init_service(
-        App::new()
-            .wrap(NoOp)
-            .route("/", web::get().to(|| async { "ok" })),
-    )
-    .await;
+    let no_op =
+        init_service(App::new().wrap(NoOp).route("/", web::get().to(|| async { "ok" }))).await;
     let forged = format!("198.51.100.66, {XFF}");
 
     async fn body<B: MessageBody>(res: Result<ServiceResponse<B>, actix_web::Error>) -> String {

@@ -37,14 +37,8 @@ const SIZE: u32 = 100;
 fn request() -> Request<Body> {
     let mut req = Request::new(Body::empty());
     let headers = req.headers_mut();
-    for (name, value) in common::ORDINARY
-        .into_iter()
-        .chain([("x-forwarded-for", XFF)])
-    {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+    for (name, value) in common::ORDINARY.into_iter().chain([("x-forwarded-for", XFF)]) {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
     let peer: SocketAddr = PEER.parse().expect("socket literal");
     req.extensions_mut().insert(ConnectInfo(peer));
@@ -158,20 +152,15 @@ mod around_the_router {
         S: tower::Service<Request<Body>, Response = Response<Body>> + Clone,
         S::Error: std::fmt::Debug,
     {
-        bencher
-            .with_inputs(|| (app.clone(), request()))
-            .bench_local_values(|(app, req)| {
-                ready(app.oneshot(black_box(req))).expect("infallible")
-            });
+        bencher.with_inputs(|| (app.clone(), request())).bench_local_values(|(app, req)| {
+            ready(app.oneshot(black_box(req))).expect("infallible")
+        });
     }
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn trueip_layer_and_client_ip(bencher: Bencher) {
         let app = trueip_route();
-        run_around(
-            bencher,
-            tower::Layer::layer(&ClientIpLayer::new(policy()), app),
-        );
+        run_around(bencher, tower::Layer::layer(&ClientIpLayer::new(policy()), app));
     }
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
@@ -206,10 +195,7 @@ mod cloned_per_request {
 
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn trueip_arc(bencher: Bencher) {
-        run_cloned(
-            bencher,
-            tower::Layer::layer(&ClientIpLayer::new(policy()), trueip_route()),
-        );
+        run_cloned(bencher, tower::Layer::layer(&ClientIpLayer::new(policy()), trueip_route()));
     }
 
     /// `ClientIpLayer::from_static`: the clone copies a reference instead of counting.
@@ -315,10 +301,8 @@ fn answers() {
         body(send(app, request()))
     };
     let peer_answer = {
-        let app = Router::new().route(
-            "/",
-            get(|axum_client_ip::ClientIp(ip)| async move { ip.to_string() }),
-        );
+        let app = Router::new()
+            .route("/", get(|axum_client_ip::ClientIp(ip)| async move { ip.to_string() }));
         let app = app.layer(ClientIpSource::RightmostXForwardedFor.into_extension());
         body(send(app, request()))
     };
@@ -327,10 +311,7 @@ fn answers() {
     println!("  axum-client-ip: {peer_answer} (the rightmost entry: the nearest proxy)");
     assert_eq!(send(bare(), request()).status(), StatusCode::OK);
     assert!(trueip_answer.starts_with("203.0.113.9 "));
-    assert_eq!(
-        peer_answer.parse::<IpAddr>().ok(),
-        "192.168.4.5".parse().ok()
-    );
+    assert_eq!(peer_answer.parse::<IpAddr>().ok(), "192.168.4.5".parse().ok());
 }
 
 fn body(response: Response<Body>) -> String {

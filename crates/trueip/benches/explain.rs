@@ -31,10 +31,8 @@ fn policy() -> Policy {
 /// trusted peer.
 fn request() -> (Connection, HeaderMap) {
     let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("host", "127.0.0.1:8080"),
-        ("x-forwarded-for", "203.0.113.7, 10.0.0.1"),
-    ] {
+    for (name, value) in [("host", "127.0.0.1:8080"), ("x-forwarded-for", "203.0.113.7, 10.0.0.1")]
+    {
         headers.append(name, HeaderValue::from_static(value));
     }
     let peer: std::net::SocketAddr = "127.0.0.1:41000".parse().expect("an address");

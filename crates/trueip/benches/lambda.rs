@@ -17,21 +17,14 @@ use trueip::lambda::{self, Event, Preset};
 use trueip::{Policy, TrustSet};
 
 fn event(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/lambda_events/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/lambda_events/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).unwrap_or_default();
     serde_json::from_str(&text).unwrap_or_default()
 }
 
 fn policy(preset: Preset) -> Policy {
     let cloudfront = TrustSet::from_cidrs(["130.176.0.0/16".parse().ok()].into_iter().flatten());
-    preset
-        .builder()
-        .provider("cloudfront", cloudfront)
-        .build()
-        .unwrap_or_default()
+    preset.builder().provider("cloudfront", cloudfront).build().unwrap_or_default()
 }
 
 /// The story: `x-forwarded-for: 203.0.113.195, 70.41.3.18, 150.172.238.178` behind an
@@ -67,10 +60,7 @@ fn alb_parse_only(bencher: divan::Bencher) {
 /// check compares pairs.
 #[divan::bench(sample_count = 300, sample_size = 100)]
 fn api_gateway_v1(bencher: divan::Bencher) {
-    let (policy, event) = (
-        policy(Preset::CloudfrontApiGateway),
-        event("api_gateway_v1"),
-    );
+    let (policy, event) = (policy(Preset::CloudfrontApiGateway), event("api_gateway_v1"));
     bencher.bench_local(|| lambda::resolve_event(black_box(&policy), black_box(&event)));
 }
 

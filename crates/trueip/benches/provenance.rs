@@ -30,19 +30,14 @@ fn claim(time: u64) -> Claim {
                 .unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
             port: Some(51234),
         },
-        source: Source::List {
-            header: ListHeader::XForwardedFor,
-            from_right: 2,
-        },
+        source: Source::List { header: ListHeader::XForwardedFor, from_right: 2 },
         hops: 1,
         time,
     }
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The gateway's side: the header value written into a buffer it reuses.
@@ -53,12 +48,7 @@ fn sign_per_request(bencher: divan::Bencher) {
     let mut out = String::with_capacity(256);
     bencher.bench_local(|| {
         out.clear();
-        sign(
-            black_box(&key),
-            black_box(&claim),
-            black_box(&REQUEST),
-            &mut out,
-        );
+        sign(black_box(&key), black_box(&claim), black_box(&REQUEST), &mut out);
         black_box(out.len())
     });
 }
@@ -106,10 +96,9 @@ fn signed_decide_per_request(bencher: divan::Bencher) {
         ("cookie", "session=abc123"),
         ("trueip-signature", value.as_str()),
     ] {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(n.as_bytes()),
-            http::HeaderValue::from_str(v),
-        ) {
+        if let (Ok(n), Ok(v)) =
+            (http::HeaderName::from_bytes(n.as_bytes()), http::HeaderValue::from_str(v))
+        {
             headers.append(n, v);
         }
     }

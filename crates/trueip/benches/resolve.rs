@@ -35,13 +35,8 @@ use trueip::{Cidr, Connection, ListHeader, Policy, TrustSet};
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The "5 trusted CIDRs" of a typical deployment: private ranges, CGNAT, ULA.
-const FIVE_CIDRS: [&str; 5] = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "fd00::/8",
-];
+const FIVE_CIDRS: [&str; 5] =
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fd00::/8"];
 
 /// The peer of every header case: a trusted proxy (in the 5 CIDRs).
 const PEER: &str = "10.0.0.5:41000";
@@ -76,10 +71,7 @@ fn socket(text: &str) -> SocketAddr {
 fn distractors() -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in common::ORDINARY {
-        map.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        map.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
     map
 }
@@ -155,30 +147,18 @@ static LARGE: LazyLock<LargeSet> = LazyLock::new(|| {
         let start = (rng.next() as u32) & (u32::MAX << (32 - len));
         nets.push((start, len));
     }
-    let texts: Vec<String> = nets
-        .iter()
-        .map(|&(start, len)| format!("{}/{len}", Ipv4Addr::from(start)))
-        .collect();
-    let set: TrustSet = texts
-        .iter()
-        .map(|t| t.parse::<Cidr>().expect("generated CIDR"))
-        .collect();
+    let texts: Vec<String> =
+        nets.iter().map(|&(start, len)| format!("{}/{len}", Ipv4Addr::from(start))).collect();
+    let set: TrustSet = texts.iter().map(|t| t.parse::<Cidr>().expect("generated CIDR")).collect();
     // One address inside three different prefixes, spread through the list.
-    let hits = [
-        nets[LARGE_SET / 7],
-        nets[LARGE_SET / 2],
-        nets[LARGE_SET - 3],
-    ]
-    .map(|(start, _)| Ipv4Addr::from(start + 1));
+    let hits = [nets[LARGE_SET / 7], nets[LARGE_SET / 2], nets[LARGE_SET - 3]]
+        .map(|(start, _)| Ipv4Addr::from(start + 1));
     let mut miss = u32::from(Ipv4Addr::new(203, 0, 113, 9));
     while set.contains(IpAddr::V4(Ipv4Addr::from(miss))) {
         miss = miss.wrapping_add(65_537);
     }
     let miss = Ipv4Addr::from(miss);
-    assert!(
-        hits.iter().all(|h| set.contains(IpAddr::V4(*h))),
-        "hits must be trusted"
-    );
+    assert!(hits.iter().all(|h| set.contains(IpAddr::V4(*h))), "hits must be trusted");
     LargeSet { texts, hits, miss }
 });
 
@@ -208,9 +188,7 @@ impl SplitMix {
 
 /// A PROXY v2 TCP4 header with ALPN (`h2`) and authority (`example.com`) TLVs, built by hand.
 fn proxy_v2_bytes() -> Vec<u8> {
-    let mut out = vec![
-        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-    ];
+    let mut out = vec![0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
     let alpn: &[u8] = b"h2";
     let authority: &[u8] = b"example.com";
     let len = 12 + 3 + alpn.len() + 3 + authority.len();
@@ -285,10 +263,7 @@ impl StdBaseline {
     fn contains(&self, ip: IpAddr) -> bool {
         let k = key(ip);
         let after = self.ranges.partition_point(|&(start, _)| start <= k);
-        after
-            .checked_sub(1)
-            .and_then(|i| self.ranges.get(i))
-            .is_some_and(|&(_, end)| k <= end)
+        after.checked_sub(1).and_then(|i| self.ranges.get(i)).is_some_and(|&(_, end)| k <= end)
     }
 
     /// Rightmost-untrusted over X-Forwarded-For or Forwarded; stops at the first element
@@ -342,8 +317,7 @@ fn key(ip: IpAddr) -> u128 {
 fn forwarded_for(element: &str) -> Option<&str> {
     let value = element.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        name.eq_ignore_ascii_case("for")
-            .then_some(value.trim_matches('"'))
+        name.eq_ignore_ascii_case("for").then_some(value.trim_matches('"'))
     })?;
     if let Some(rest) = value.strip_prefix('[') {
         return rest.split_once(']').map(|(v6, _)| v6);
@@ -390,16 +364,12 @@ fn ready<F: Future>(future: F) -> Option<F::Output> {
 /// axum-client-ip has no trust set: it reads the rightmost element, whoever wrote it.
 fn axum_client_ip(parts: &mut Parts, list: ListHeader) -> Result<IpAddr, String> {
     let got = match list {
-        ListHeader::Forwarded => ready(axum_client_ip::RightmostForwarded::from_request_parts(
-            parts,
-            &(),
-        ))
-        .map(|r| r.map(|ip| ip.0)),
-        _ => ready(axum_client_ip::RightmostXForwardedFor::from_request_parts(
-            parts,
-            &(),
-        ))
-        .map(|r| r.map(|ip| ip.0)),
+        ListHeader::Forwarded => {
+            ready(axum_client_ip::RightmostForwarded::from_request_parts(parts, &()))
+                .map(|r| r.map(|ip| ip.0))
+        }
+        _ => ready(axum_client_ip::RightmostXForwardedFor::from_request_parts(parts, &()))
+            .map(|r| r.map(|ip| ip.0)),
     };
     match got {
         Some(Ok(ip)) => Ok(ip),
@@ -421,11 +391,7 @@ fn bench_trueip(bencher: Bencher, case: &Case) {
 fn bench_std(bencher: Bencher, case: &Case) {
     let baseline = StdBaseline::new(&case.trusted);
     bencher.bench_local(|| {
-        baseline.resolve(
-            black_box(case.peer.ip()),
-            black_box(&case.headers),
-            case.list,
-        )
+        baseline.resolve(black_box(case.peer.ip()), black_box(&case.headers), case.list)
     });
 }
 
@@ -487,11 +453,7 @@ macro_rules! case_group {
 }
 
 case_group!(no_header, case_no_header(), ItemsCount::new(1usize));
-case_group!(
-    xff_3hop_5cidr,
-    case_xff_3hop_5cidr(),
-    ItemsCount::new(1usize)
-);
+case_group!(xff_3hop_5cidr, case_xff_3hop_5cidr(), ItemsCount::new(1usize));
 case_group!(xff_3hop_10k, case_xff_3hop_10k(), ItemsCount::new(1usize));
 case_group!(xff_64_adversarial, case_xff_64(), ItemsCount::new(64usize));
 case_group!(forwarded_3, case_forwarded_3(), ItemsCount::new(1usize));
@@ -555,10 +517,7 @@ mod trust_build_10k {
     fn trueip(bencher: Bencher) {
         let texts = &LARGE.texts;
         bencher.bench_local(|| {
-            black_box(texts)
-                .iter()
-                .map(|t| t.parse::<Cidr>())
-                .collect::<Result<TrustSet, _>>()
+            black_box(texts).iter().map(|t| t.parse::<Cidr>()).collect::<Result<TrustSet, _>>()
         });
     }
 
@@ -595,19 +554,10 @@ mod components {
     use super::*;
 
     static CASE: LazyLock<Case> = LazyLock::new(case_xff_3hop_5cidr);
-    static SET_5: LazyLock<TrustSet> = LazyLock::new(|| {
-        FIVE_CIDRS
-            .iter()
-            .map(|t| t.parse::<Cidr>().expect("CIDR"))
-            .collect()
-    });
-    static SET_10K: LazyLock<TrustSet> = LazyLock::new(|| {
-        LARGE
-            .texts
-            .iter()
-            .map(|t| t.parse::<Cidr>().expect("CIDR"))
-            .collect()
-    });
+    static SET_5: LazyLock<TrustSet> =
+        LazyLock::new(|| FIVE_CIDRS.iter().map(|t| t.parse::<Cidr>().expect("CIDR")).collect());
+    static SET_10K: LazyLock<TrustSet> =
+        LazyLock::new(|| LARGE.texts.iter().map(|t| t.parse::<Cidr>().expect("CIDR")).collect());
 
     /// One `HeaderMap` lookup of `x-forwarded-for` (a custom name: hashed byte by byte).
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
@@ -625,11 +575,7 @@ mod components {
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn headermap_get_forwarded(bencher: Bencher) {
         bencher.bench_local(|| {
-            black_box(&CASE.headers)
-                .get_all(FORWARDED)
-                .iter()
-                .next_back()
-                .map(HeaderValue::len)
+            black_box(&CASE.headers).get_all(FORWARDED).iter().next_back().map(HeaderValue::len)
         });
     }
 
@@ -656,26 +602,16 @@ mod components {
         let value = CASE.headers.get(X_FORWARDED_FOR).expect("xff").as_bytes();
         bencher.bench_local(|| {
             let lines = [black_box(value)];
-            trueip::xff::Rev::new(&lines)
-                .filter_map(|e| e.node())
-                .count()
+            trueip::xff::Rev::new(&lines).filter_map(|e| e.node()).count()
         });
     }
 
     /// The same three elements with `str::split` + `str::parse::<IpAddr>()`.
     #[divan::bench(sample_count = SAMPLES, sample_size = SIZE)]
     fn std_split_parse_3(bencher: Bencher) {
-        let value = CASE
-            .headers
-            .get(X_FORWARDED_FOR)
-            .expect("xff")
-            .to_str()
-            .expect("ascii");
+        let value = CASE.headers.get(X_FORWARDED_FOR).expect("xff").to_str().expect("ascii");
         bencher.bench_local(|| {
-            black_box(value)
-                .rsplit(',')
-                .filter_map(|e| e.trim().parse::<IpAddr>().ok())
-                .count()
+            black_box(value).rsplit(',').filter_map(|e| e.trim().parse::<IpAddr>().ok()).count()
         });
     }
 
@@ -749,13 +685,8 @@ fn row(name: &str, case: &Case) -> String {
         .resolve(case.peer.ip(), &case.headers, case.list)
         .to_string();
     let axum = show(axum_client_ip(&mut parts(&case.headers), case.list));
-    let axum = axum
-        .split(" header")
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(40)
-        .collect::<String>();
+    let axum =
+        axum.split(" header").next().unwrap_or_default().chars().take(40).collect::<String>();
     let real = real_ip::real_ip(&case.headers, case.peer.ip(), &ipnets(&case.trusted))
         .map_or("none".into(), |ip| ip.to_string());
     let config = trusted_proxies_config(&case.trusted, case.list);
@@ -796,37 +727,24 @@ fn print_answers() {
     };
     let two_lines = {
         let mut case = xff(PEER, "203.0.113.9");
-        case.headers
-            .append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.2.3"));
+        case.headers.append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.2.3"));
         case
     };
     let rows = [
-        (
-            "forged first entry: `1.2.3.4, 203.0.113.9`",
-            xff(PEER, "1.2.3.4, 203.0.113.9"),
-        ),
+        ("forged first entry: `1.2.3.4, 203.0.113.9`", xff(PEER, "1.2.3.4, 203.0.113.9")),
         (
             "IPv4-mapped peer `[::ffff:10.0.0.5]`: `203.0.113.9`",
             xff("[::ffff:10.0.0.5]:41000", "203.0.113.9"),
         ),
         ("`1.2.3.4:80, 10.1.2.3`", xff(PEER, "1.2.3.4:80, 10.1.2.3")),
-        (
-            "`[2001:db8::1]:443, 10.1.2.3`",
-            xff(PEER, "[2001:db8::1]:443, 10.1.2.3"),
-        ),
+        ("`[2001:db8::1]:443, 10.1.2.3`", xff(PEER, "[2001:db8::1]:443, 10.1.2.3")),
         ("`203.0.113.9, unknown`", xff(PEER, "203.0.113.9, unknown")),
         (
             "garbage mid-chain: `203.0.113.9, garbage, 10.1.2.3`",
             xff(PEER, "203.0.113.9, garbage, 10.1.2.3"),
         ),
-        (
-            "all trusted: `10.1.2.3, 192.168.4.5`",
-            xff(PEER, "10.1.2.3, 192.168.4.5"),
-        ),
-        (
-            "untrusted peer 198.51.100.7: `1.2.3.4`",
-            xff("198.51.100.7:5000", "1.2.3.4"),
-        ),
+        ("all trusted: `10.1.2.3, 192.168.4.5`", xff(PEER, "10.1.2.3, 192.168.4.5")),
+        ("untrusted peer 198.51.100.7: `1.2.3.4`", xff("198.51.100.7:5000", "1.2.3.4")),
         ("two lines: `203.0.113.9` + `10.1.2.3`", two_lines),
     ];
     for (name, case) in rows {
@@ -839,20 +757,11 @@ fn print_answers() {
 /// benchmark never measures a shortcut.
 fn check_inputs() {
     let client: IpAddr = CLIENT.parse().expect("client literal");
-    assert_eq!(
-        trueip_answer(&case_no_header()).ip(),
-        Some(socket(PEER).ip())
-    );
+    assert_eq!(trueip_answer(&case_no_header()).ip(), Some(socket(PEER).ip()));
     assert_eq!(trueip_answer(&case_xff_3hop_5cidr()).ip(), Some(client));
-    assert_eq!(
-        trueip_answer(&case_xff_3hop_10k()).ip(),
-        Some(IpAddr::V4(LARGE.miss))
-    );
+    assert_eq!(trueip_answer(&case_xff_3hop_10k()).ip(), Some(IpAddr::V4(LARGE.miss)));
     let adversarial = trueip_answer(&case_xff_64());
-    assert_eq!(
-        (adversarial.ip(), adversarial.trusted_hops),
-        (Some(client), 64)
-    );
+    assert_eq!((adversarial.ip(), adversarial.trusted_hops), (Some(client), 64));
     assert_eq!(trueip_answer(&case_forwarded_3()).ip(), Some(client));
     match proxy_protocol::decode(&proxy_v2_bytes()) {
         Ok(Decode::Complete { header, .. }) => {

@@ -19,10 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     // The viewer 198.51.100.7 forged "6.6.6.6"; CloudFront appended the viewer, the ALB
     // appended CloudFront's edge, nginx appended the ALB.
-    let headers = [(
-        "X-Forwarded-For",
-        "6.6.6.6, 198.51.100.7, 13.32.4.5, 10.0.3.3",
-    )];
+    let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.7, 13.32.4.5, 10.0.3.3")];
     let conn = Connection::from_peer("127.0.0.1".parse::<std::net::IpAddr>()?);
     print!("{}", Explanation::new(&policy, &conn, &headers[..]));
     Ok(())

@@ -7,18 +7,13 @@
 use trueip::{Connection, Policy};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let policy = Policy::builder()
-        .trust_str("loopback")?
-        .strategy_str("header:X-Real-IP")?
-        .build()?;
+    let policy =
+        Policy::builder().trust_str("loopback")?.strategy_str("header:X-Real-IP")?.build()?;
     let headers = [("X-Real-IP", "198.51.100.4")];
     for peer in ["127.0.0.1", "203.0.113.50"] {
         let conn = Connection::from_peer(peer.parse::<std::net::IpAddr>()?);
         let res = policy.resolve(&conn, &headers[..]);
-        println!(
-            "peer {peer:<14} -> client {} (warnings: {})",
-            res.client, res.warnings
-        );
+        println!("peer {peer:<14} -> client {} (warnings: {})", res.client, res.warnings);
     }
     Ok(())
 }

@@ -272,11 +272,7 @@ where
                         );
                     }
                     if self.withhold {
-                        withhold(
-                            &self.policy,
-                            outcome.hop(&self.policy, &resolution),
-                            &mut req,
-                        );
+                        withhold(&self.policy, outcome.hop(&self.policy, &resolution), &mut req);
                     }
                     req.extensions_mut().insert(outcome);
                     req.extensions_mut().insert(resolution);
@@ -315,10 +311,7 @@ where
 #[inline]
 fn withhold(policy: &Policy, hop: Hop<'_>, req: &mut ServiceRequest) {
     let set = policy.withheld_set();
-    let first = req
-        .headers()
-        .keys()
-        .position(|name| set.fate(name.as_str(), hop).withheld);
+    let first = req.headers().keys().position(|name| set.fate(name.as_str(), hop).withheld);
     if let Some(first) = first {
         remove_withheld(set, hop, req, first);
     }
@@ -334,8 +327,7 @@ fn remove_withheld(set: &ForwardingSet, hop: Hop<'_>, req: &mut ServiceRequest, 
     for name in set.withheld_names(headers.keys().skip(first), hop) {
         headers.remove(name);
     }
-    req.extensions_mut()
-        .remove::<actix_web::dev::ConnectionInfo>();
+    req.extensions_mut().remove::<actix_web::dev::ConnectionInfo>();
 }
 
 /// The client's address, as [`ClientIpMiddleware`] resolved it.
@@ -392,24 +384,14 @@ fn resolution(req: &HttpRequest) -> Result<Resolution, MissingMiddleware> {
 #[cold]
 #[inline(never)]
 fn missing_peer(req: &ServiceRequest) -> MissingPeer {
-    log::error!(
-        "{} {}: 500, {}",
-        req.method(),
-        req.path(),
-        MISSING_PEER.trim_end()
-    );
+    log::error!("{} {}: 500, {}", req.method(), req.path(), MISSING_PEER.trim_end());
     MissingPeer
 }
 
 #[cold]
 #[inline(never)]
 fn missing_middleware(req: &HttpRequest) -> MissingMiddleware {
-    log::error!(
-        "{} {}: 500, {}",
-        req.method(),
-        req.path(),
-        MISSING_MIDDLEWARE.trim_end()
-    );
+    log::error!("{} {}: 500, {}", req.method(), req.path(), MISSING_MIDDLEWARE.trim_end());
     MissingMiddleware
 }
 
@@ -456,9 +438,7 @@ impl ResponseError for MissingPeer {
 
 /// A `500` with a plain-text body naming the fix.
 fn server_error(message: &'static str) -> HttpResponse {
-    HttpResponse::InternalServerError()
-        .content_type(ContentType::plaintext())
-        .body(message)
+    HttpResponse::InternalServerError().content_type(ContentType::plaintext()).body(message)
 }
 
 /// actix-web 4 keeps headers in its own map (over `http` 0.2), not `http::HeaderMap`.

@@ -93,10 +93,7 @@ impl From<IpAddr> for Peer {
 
 impl From<std::net::SocketAddr> for Peer {
     fn from(addr: std::net::SocketAddr) -> Self {
-        Peer::Ip(Node {
-            ip: normalize(addr.ip()),
-            port: Some(addr.port()),
-        })
+        Peer::Ip(Node { ip: normalize(addr.ip()), port: Some(addr.port()) })
     }
 }
 
@@ -172,11 +169,7 @@ pub(crate) const fn v4_can_be_source(bits: u32) -> bool {
 /// `node`, if its address [`can_be_source`].
 #[inline(always)]
 pub(crate) fn source(node: Node) -> Result<Node, AddrError> {
-    if can_be_source(node.ip) {
-        Ok(node)
-    } else {
-        Err(AddrError::NotASource)
-    }
+    if can_be_source(node.ip) { Ok(node) } else { Err(AddrError::NotASource) }
 }
 
 /// Maps IPv4-mapped IPv6 to IPv4; leaves everything else alone.
@@ -341,9 +334,7 @@ fn parse_ipv6(text: &[u8]) -> Result<Ipv6Addr, AddrError> {
             let (addr, zone) = split_around(text, at);
             // A zone id is an interface name or number: printable, no separators.
             if zone.is_empty()
-                || !zone
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+                || !zone.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
             {
                 return Err(AddrError::NotAnAddress);
             }
@@ -353,12 +344,7 @@ fn parse_ipv6(text: &[u8]) -> Result<Ipv6Addr, AddrError> {
     };
     if let Some(dot) = addr.iter().position(|&b| b == b'.') {
         // The standard parser accepts `::ffff:010.0.0.1`; we do not.
-        let start = addr
-            .split_at(dot)
-            .0
-            .iter()
-            .rposition(|&b| b == b':')
-            .map_or(0, |c| c + 1);
+        let start = addr.split_at(dot).0.iter().rposition(|&b| b == b':').map_or(0, |c| c + 1);
         parse_ipv4(addr.split_at(start).1)?;
     }
     let s = std::str::from_utf8(addr).map_err(|_| AddrError::NotAnAddress)?;
@@ -370,9 +356,7 @@ pub fn parse_port(text: &[u8]) -> Result<u16, AddrError> {
     if text.is_empty() || text.len() > 5 || !text.iter().all(u8::is_ascii_digit) {
         return Err(AddrError::BadPort);
     }
-    let value = text
-        .iter()
-        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    let value = text.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
     u16::try_from(value).map_err(|_| AddrError::BadPort)
 }
 
@@ -384,10 +368,7 @@ pub fn parse_port(text: &[u8]) -> Result<u16, AddrError> {
 pub fn parse_node(text: &[u8]) -> Result<Node, AddrError> {
     // The fast path below only takes addresses that can be sources.
     if let Some((v4, port)) = parse_v4_node_fast(trim(text)) {
-        return Ok(Node {
-            ip: IpAddr::V4(v4),
-            port,
-        });
+        return Ok(Node { ip: IpAddr::V4(v4), port });
     }
     parse_any_node(text).and_then(source)
 }
@@ -401,18 +382,12 @@ fn parse_any_node(text: &[u8]) -> Result<Node, AddrError> {
     match text {
         [] => Err(AddrError::Empty),
         [b'[', inner @ ..] => {
-            let close = inner
-                .iter()
-                .position(|&b| b == b']')
-                .ok_or(AddrError::NotAnAddress)?;
+            let close = inner.iter().position(|&b| b == b']').ok_or(AddrError::NotAnAddress)?;
             let (v6, after) = split_around(inner, close);
             let ip = normalize(IpAddr::V6(parse_ipv6(v6)?));
             match after {
                 [] => Ok(Node { ip, port: None }),
-                [b':', port @ ..] => Ok(Node {
-                    ip,
-                    port: Some(parse_port(port)?),
-                }),
+                [b':', port @ ..] => Ok(Node { ip, port: Some(parse_port(port)?) }),
                 _ => Err(AddrError::NotAnAddress),
             }
         }
@@ -422,10 +397,7 @@ fn parse_any_node(text: &[u8]) -> Result<Node, AddrError> {
                 (Some((at, _)), None) => {
                     let (host, port) = split_around(text, at);
                     let ip = IpAddr::V4(parse_ipv4(host)?);
-                    Ok(Node {
-                        ip,
-                        port: Some(parse_port(port)?),
-                    })
+                    Ok(Node { ip, port: Some(parse_port(port)?) })
                 }
                 _ => parse_ip(text).map(Node::ip),
             }
@@ -438,10 +410,7 @@ fn parse_any_node(text: &[u8]) -> Result<Node, AddrError> {
 /// them in registers instead of copying 17-byte `IpAddr`s through the stack.
 #[inline(always)]
 pub(crate) fn parse_v4_node_fast(text: &[u8]) -> Option<(Ipv4Addr, Option<u16>)> {
-    match parse_ipv4_prefix(text)
-        .ok()
-        .filter(|(v4, _)| v4_can_be_source(v4.to_bits()))?
-    {
+    match parse_ipv4_prefix(text).ok().filter(|(v4, _)| v4_can_be_source(v4.to_bits()))? {
         (v4, []) => Some((v4, None)),
         (v4, [b':', port @ ..]) if !port.contains(&b':') => {
             Some((v4, Some(parse_port(port).ok()?)))
@@ -458,16 +427,10 @@ pub fn parse_ip_port_last_colon(text: &[u8]) -> Result<Node, AddrError> {
     if let [b'[', ..] = text {
         return parse_node(text);
     }
-    let at = text
-        .iter()
-        .rposition(|&b| b == b':')
-        .ok_or(AddrError::BadPort)?;
+    let at = text.iter().rposition(|&b| b == b':').ok_or(AddrError::BadPort)?;
     let (host, port) = split_around(text, at);
     let ip = parse_ip(host)?;
-    source(Node {
-        ip,
-        port: Some(parse_port(port)?),
-    })
+    source(Node { ip, port: Some(parse_port(port)?) })
 }
 
 /// The bytes before and after the separator at `at` (the separator itself dropped).
@@ -515,24 +478,12 @@ mod tests {
     /// text a socket address as `std` writes one.
     #[test]
     fn nodes_print_as_std_prints_addresses() {
-        for text in [
-            "0.0.0.0",
-            "10.0.0.1",
-            "255.255.255.255",
-            "2001:db8::1",
-            "::ffff:10.0.0.1",
-        ] {
+        for text in ["0.0.0.0", "10.0.0.1", "255.255.255.255", "2001:db8::1", "::ffff:10.0.0.1"] {
             let addr = ip(text);
             assert_eq!(Node::ip(addr).to_string(), addr.to_string());
             for port in [0, 9, 443, 65535] {
-                let node = Node {
-                    ip: addr,
-                    port: Some(port),
-                };
-                assert_eq!(
-                    node.to_string(),
-                    std::net::SocketAddr::new(addr, port).to_string()
-                );
+                let node = Node { ip: addr, port: Some(port) };
+                assert_eq!(node.to_string(), std::net::SocketAddr::new(addr, port).to_string());
             }
         }
     }
@@ -559,14 +510,7 @@ mod tests {
                 }
             }
         }
-        for text in [
-            "1.2.3",
-            "1.2.3.4.5",
-            ".1.2.3.4",
-            "1.2.3.4.",
-            "1,2.3.4",
-            "1.2.3.4:80",
-        ] {
+        for text in ["1.2.3", "1.2.3.4.5", ".1.2.3.4", "1.2.3.4.", "1,2.3.4", "1.2.3.4:80"] {
             assert_eq!(parse_ipv4_exact(text.as_bytes()), None, "{text:?}");
         }
     }
@@ -603,11 +547,7 @@ mod tests {
         assert_eq!(parse_ip(b"::ffff:010.0.0.1"), Err(AddrError::LeadingZero));
         assert_eq!(parse_ip(b"2001:db8::1"), Ok(ip("2001:db8::1")));
         assert_eq!(parse_ip(b"2001:db8:::1"), Err(AddrError::NotAnAddress));
-        assert_eq!(
-            parse_ip(b"::1.2.3.4"),
-            Ok(ip("::1.2.3.4")),
-            "IPv4-compatible is not mapped"
-        );
+        assert_eq!(parse_ip(b"::1.2.3.4"), Ok(ip("::1.2.3.4")), "IPv4-compatible is not mapped");
     }
 
     #[test]
@@ -615,10 +555,7 @@ mod tests {
         let node = |s: &str, p: Option<u16>| Ok(Node { ip: ip(s), port: p });
         assert_eq!(parse_node(b" 1.2.3.4 "), node("1.2.3.4", None));
         assert_eq!(parse_node(b"1.2.3.4:80"), node("1.2.3.4", Some(80)));
-        assert_eq!(
-            parse_node(b"[2001:db8::1]:443"),
-            node("2001:db8::1", Some(443))
-        );
+        assert_eq!(parse_node(b"[2001:db8::1]:443"), node("2001:db8::1", Some(443)));
         assert_eq!(parse_node(b"[2001:db8::1]"), node("2001:db8::1", None));
         assert_eq!(parse_node(b"2001:db8::1"), node("2001:db8::1", None));
         assert_eq!(parse_node(b"[::ffff:1.2.3.4]:1"), node("1.2.3.4", Some(1)));

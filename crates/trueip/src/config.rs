@@ -202,13 +202,11 @@ impl ClientIpConfig {
                                 ))
                                 .at(format!("--trust {spec}")));
                         }
-                        self.providers
-                            .insert(name.clone(), Files::One(file.trim().to_string()));
+                        self.providers.insert(name.clone(), Files::One(file.trim().to_string()));
                         self.trusted.push(name);
                     }
                     None => {
-                        spec.parse::<TrustSpec>()
-                            .map_err(|e| e.at(format!("--trust {spec}")))?;
+                        spec.parse::<TrustSpec>().map_err(|e| e.at(format!("--trust {spec}")))?;
                         self.trusted.push(spec.clone());
                     }
                 }
@@ -216,14 +214,12 @@ impl ClientIpConfig {
         }
         if !flags.strategy.is_empty() {
             for name in flags.strategy {
-                name.parse::<StrategySpec>()
-                    .map_err(|e| e.at(format!("--strategy {name}")))?;
+                name.parse::<StrategySpec>().map_err(|e| e.at(format!("--strategy {name}")))?;
             }
             self.set_strategies(flags.strategy);
         }
         if let Some(from) = flags.from {
-            from.parse::<crate::ListHeader>()
-                .map_err(|e| e.at("--from"))?;
+            from.parse::<crate::ListHeader>().map_err(|e| e.at("--from"))?;
             self.from = Some(from.to_string());
         }
         if !flags.proxy_protocol_from.is_empty() {
@@ -360,8 +356,7 @@ impl ClientIpConfig {
         let mut builder = Policy::builder();
         for (i, spec) in self.trusted.iter().enumerate() {
             builder = builder.trust(
-                spec.parse::<TrustSpec>()
-                    .map_err(|e| e.at(format!("client_ip.trusted[{i}]")))?,
+                spec.parse::<TrustSpec>().map_err(|e| e.at(format!("client_ip.trusted[{i}]")))?,
             );
         }
         let entries = match &self.strategy {
@@ -389,16 +384,12 @@ impl ClientIpConfig {
             };
         }
         if let Some(from) = &self.from {
-            builder = builder.from_list(
-                from.parse()
-                    .map_err(|e: ConfigError| e.at("client_ip.from"))?,
-            );
+            builder =
+                builder.from_list(from.parse().map_err(|e: ConfigError| e.at("client_ip.from"))?);
         }
         if let Some(choice) = &self.all_trusted {
             builder = builder.all_trusted(
-                choice
-                    .parse()
-                    .map_err(|e: ConfigError| e.at("client_ip.all_trusted"))?,
+                choice.parse().map_err(|e: ConfigError| e.at("client_ip.all_trusted"))?,
             );
         }
         if let Some(prefix) = self.ipv6_prefix {
@@ -434,9 +425,7 @@ pub fn read_provider_file(path: impl AsRef<std::path::Path>) -> Result<Vec<u8>, 
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    file.take(MAX_PROVIDER_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+    file.take(MAX_PROVIDER_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_PROVIDER_FILE_BYTES {
         return Err(format!(
             "larger than {MAX_PROVIDER_FILE_BYTES} bytes, far past any provider's list"
@@ -497,15 +486,9 @@ mod tests {
             ["fastly", "azure-front-door", "cloudfront", "cloudflare"]
         );
         let mut with_file = c.clone();
-        with_file
-            .providers
-            .insert("cloudfront".into(), Files::One("ip-ranges.json".into()));
+        with_file.providers.insert("cloudfront".into(), Files::One("ip-ranges.json".into()));
         assert!(!with_file.cached_providers().contains(&"cloudfront"));
-        assert!(
-            config(&[("strategy", &["aws-alb"])])
-                .cached_providers()
-                .is_empty()
-        );
+        assert!(config(&[("strategy", &["aws-alb"])]).cached_providers().is_empty());
     }
 
     #[test]
@@ -513,18 +496,13 @@ mod tests {
         let c = config(&[("strategy", &["cloudflare"])]);
         let err = c.build(&mut |_| Err("none".into())).unwrap_err();
         assert!(err.to_string().contains("cloudflare"), "{err}");
-        let cached: TrustSet = ["173.245.48.0/20".parse::<crate::Cidr>().unwrap()]
-            .into_iter()
-            .collect();
+        let cached: TrustSet =
+            ["173.245.48.0/20".parse::<crate::Cidr>().unwrap()].into_iter().collect();
         let loaded = BTreeMap::from([("cloudflare".to_string(), cached)]);
         assert!(c.build_with(&mut |_| Err("none".into()), &loaded).is_ok());
         let mut with_file = c.clone();
-        with_file
-            .providers
-            .insert("cloudflare".into(), Files::One("ips".into()));
-        let err = with_file
-            .build_with(&mut |_| Err("no such file".into()), &loaded)
-            .unwrap_err();
+        with_file.providers.insert("cloudflare".into(), Files::One("ips".into()));
+        let err = with_file.build_with(&mut |_| Err("no such file".into()), &loaded).unwrap_err();
         assert!(err.to_string().contains("no such file"), "{err}");
     }
 }

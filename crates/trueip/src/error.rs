@@ -16,11 +16,7 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        ConfigError {
-            message: message.into(),
-            location: None,
-            hint: None,
-        }
+        ConfigError { message: message.into(), location: None, hint: None }
     }
 
     /// Adds advice on how to fix it.

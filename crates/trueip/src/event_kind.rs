@@ -23,12 +23,8 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 4] = [
-        EventKind::Alb,
-        EventKind::ApiGatewayV1,
-        EventKind::ApiGatewayV2,
-        EventKind::FunctionUrl,
-    ];
+    pub const ALL: [EventKind; 4] =
+        [EventKind::Alb, EventKind::ApiGatewayV1, EventKind::ApiGatewayV2, EventKind::FunctionUrl];
 
     /// The kind of a payload 2.0 event whose `requestContext.domainName` is `domain`:
     /// [`FunctionUrl`](Self::FunctionUrl) when the host's second label is `lambda-url`

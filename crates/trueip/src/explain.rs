@@ -182,9 +182,7 @@ impl fmt::Display for Explanation {
             Some(ip) => writeln!(
                 f,
                 "client   {ip}{}",
-                self.client_port
-                    .map(|p| format!(" port {p}"))
-                    .unwrap_or_default()
+                self.client_port.map(|p| format!(" port {p}")).unwrap_or_default()
             )?,
             None => writeln!(
                 f,
@@ -202,19 +200,10 @@ impl fmt::Display for Explanation {
         if let Some(id) = self.azure_link_id {
             writeln!(f, "link     Azure Private Link {id}")?;
         }
-        writeln!(
-            f,
-            "strategy {}",
-            terminal(self.strategy.as_deref().unwrap_or("peer (default)"))
-        )?;
+        writeln!(f, "strategy {}", terminal(self.strategy.as_deref().unwrap_or("peer (default)")))?;
         writeln!(f, "hops     {} trusted", self.trusted_hops)?;
         if let Some((first, rest)) = self.chain.split_first() {
-            write!(
-                f,
-                "chain    {}: {}",
-                terminal(&self.chain_header),
-                terminal(first)
-            )?;
+            write!(f, "chain    {}: {}", terminal(&self.chain_header), terminal(first))?;
             for entry in rest {
                 write!(f, ", {}", terminal(entry))?;
             }
@@ -223,11 +212,7 @@ impl fmt::Display for Explanation {
         writeln!(
             f,
             "warnings {}",
-            if self.warnings.is_empty() {
-                "none".to_string()
-            } else {
-                self.warnings.join(", ")
-            }
+            if self.warnings.is_empty() { "none".to_string() } else { self.warnings.join(", ") }
         )?;
         writeln!(f)?;
         for (i, step) in self.steps.iter().enumerate() {

@@ -61,12 +61,7 @@ pub struct Element<'a> {
 /// One pass over the bytes: each parameter name is read as far as its token bytes go,
 /// and must end at `=`; its value is a token or a quoted string.
 pub fn parse_element(text: &[u8]) -> Result<Element<'_>, Malformation> {
-    let mut element = Element {
-        for_node: Entry::Absent,
-        by: None,
-        proto: None,
-        host: None,
-    };
+    let mut element = Element { for_node: Entry::Absent, by: None, proto: None, host: None };
     let mut seen_for = false;
     let mut rest = text;
     loop {
@@ -77,10 +72,7 @@ pub fn parse_element(text: &[u8]) -> Result<Element<'_>, Malformation> {
                 rest = more;
                 continue;
             }
-            _ => rest
-                .iter()
-                .position(|&b| !is_token_byte(b))
-                .unwrap_or(rest.len()),
+            _ => rest.iter().position(|&b| !is_token_byte(b)).unwrap_or(rest.len()),
         };
         let (name, after) = rest.split_at(name_len);
         let after = match after {
@@ -137,10 +129,7 @@ fn take_value(text: &[u8]) -> Result<(Value<'_>, &[u8]), Malformation> {
         }
         return Err(Malformation::UnterminatedQuote);
     }
-    let end = text
-        .iter()
-        .position(|&b| !is_token_byte(b))
-        .unwrap_or(text.len());
+    let end = text.iter().position(|&b| !is_token_byte(b)).unwrap_or(text.len());
     let (raw, rest) = text.split_at(end);
     if raw.is_empty() {
         return Err(Malformation::Syntax);
@@ -154,15 +143,9 @@ fn parse_node_value(value: Value<'_>) -> Entry<'_> {
     // The usual node, `192.0.2.60` or `"192.0.2.60:4711"`, in one pass; anything else,
     // including every error, is decided below.
     if let Some((ip, port)) = crate::addr::parse_v4_node_fast(value.raw) {
-        return Entry::Addr(Node {
-            ip: IpAddr::V4(ip),
-            port,
-        });
+        return Entry::Addr(Node { ip: IpAddr::V4(ip), port });
     }
-    let bad = |why| Entry::Malformed {
-        text: value.raw,
-        why,
-    };
+    let bad = |why| Entry::Malformed { text: value.raw, why };
     if value.quoted && value.raw.contains(&b'\\') {
         // Escapes inside a node are legal but pointless; resolving them would need an
         // allocation on the request path, so such a node is reported, not guessed.
@@ -207,12 +190,7 @@ fn parse_node_value(value: Value<'_>) -> Entry<'_> {
             }
         }
         _ if !name.contains(&b':') && !name.contains(&b'[') => {
-            match parse_ipv4(name).and_then(|ip| {
-                source(Node {
-                    ip: IpAddr::V4(ip),
-                    port,
-                })
-            }) {
+            match parse_ipv4(name).and_then(|ip| source(Node { ip: IpAddr::V4(ip), port })) {
                 Ok(node) => Entry::Addr(node),
                 Err(e) => bad(e.into()),
             }
@@ -223,21 +201,12 @@ fn parse_node_value(value: Value<'_>) -> Entry<'_> {
 
 fn is_obf(text: &[u8]) -> bool {
     !text.is_empty()
-        && text
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && text.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Whether the byte at `at` is preceded by an odd number of backslashes.
 fn is_escaped(text: &[u8], at: usize) -> bool {
-    text.get(..at)
-        .unwrap_or_default()
-        .iter()
-        .rev()
-        .take_while(|&&b| b == b'\\')
-        .count()
-        % 2
-        == 1
+    text.get(..at).unwrap_or_default().iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 
 /// Splits the last element off a line: `(rest, element)`, or `Err(rest_of_line)` when
@@ -284,10 +253,7 @@ pub struct Rev<'a, 'l> {
 impl<'a, 'l> Rev<'a, 'l> {
     /// Iterates the elements of `lines` (the header's lines in request order) from the right.
     pub fn new(lines: &'l [&'a [u8]]) -> Self {
-        Rev {
-            lines,
-            current: None,
-        }
+        Rev { lines, current: None }
     }
 }
 
@@ -412,22 +378,10 @@ mod tests {
     #[test]
     fn rfc_examples() {
         assert_eq!(fors(&[r#"for="_gazonk""#]), ["_gazonk"]);
-        assert_eq!(
-            fors(&[r#"For="[2001:db8:cafe::17]:4711""#]),
-            ["[2001:db8:cafe::17]:4711"]
-        );
-        assert_eq!(
-            fors(&["for=192.0.2.60;proto=http;by=203.0.113.43"]),
-            ["192.0.2.60"]
-        );
-        assert_eq!(
-            fors(&["for=192.0.2.43, for=198.51.100.17"]),
-            ["198.51.100.17", "192.0.2.43"]
-        );
-        assert_eq!(
-            fors(&["for=unknown", r#"for="_hidden:_port""#]),
-            ["_hidden", "unknown"]
-        );
+        assert_eq!(fors(&[r#"For="[2001:db8:cafe::17]:4711""#]), ["[2001:db8:cafe::17]:4711"]);
+        assert_eq!(fors(&["for=192.0.2.60;proto=http;by=203.0.113.43"]), ["192.0.2.60"]);
+        assert_eq!(fors(&["for=192.0.2.43, for=198.51.100.17"]), ["198.51.100.17", "192.0.2.43"]);
+        assert_eq!(fors(&["for=unknown", r#"for="_hidden:_port""#]), ["_hidden", "unknown"]);
     }
 
     #[test]
@@ -435,15 +389,9 @@ mod tests {
         let el =
             parse_element(br#"PROTO=https;Host="example.com:8443";ext=1;for=1.2.3.4"#).unwrap();
         assert_eq!(el.proto.map(|v| v.raw), Some(&b"https"[..]));
-        assert_eq!(
-            el.host.map(|v| v.unescaped()),
-            Some(b"example.com:8443".to_vec())
-        );
+        assert_eq!(el.host.map(|v| v.unescaped()), Some(b"example.com:8443".to_vec()));
         assert_eq!(el.for_node.to_string(), "1.2.3.4");
-        assert_eq!(
-            parse_element(b"proto=https").unwrap().for_node,
-            Entry::Absent
-        );
+        assert_eq!(parse_element(b"proto=https").unwrap().for_node, Entry::Absent);
     }
 
     #[test]
@@ -459,10 +407,7 @@ mod tests {
             Err(Malformation::UnterminatedQuote)
         ));
         // Unquoted IPv6 is not a token: a syntax error, not a guess.
-        assert_eq!(
-            parse_element(b"for=[2001:db8::1]"),
-            Err(Malformation::Syntax)
-        );
+        assert_eq!(parse_element(b"for=[2001:db8::1]"), Err(Malformation::Syntax));
         assert!(matches!(
             parse_element(b"for=\"2001:db8::1\"").unwrap().for_node,
             Entry::Malformed { .. }
@@ -485,10 +430,7 @@ mod tests {
 
     #[test]
     fn escaped_quotes_and_commas_inside_quotes() {
-        assert_eq!(
-            fors(&[r#"for=1.1.1.1;host="a,b\"c", for=2.2.2.2"#]),
-            ["2.2.2.2", "1.1.1.1"]
-        );
+        assert_eq!(fors(&[r#"for=1.1.1.1;host="a,b\"c", for=2.2.2.2"#]), ["2.2.2.2", "1.1.1.1"]);
         let el = parse_element(br#"host="a\"b\\""#).unwrap();
         assert_eq!(el.host.unwrap().unescaped(), br#"a"b\"#.to_vec());
     }

@@ -52,11 +52,9 @@ impl FieldName {
     /// Validates and lower-cases a configured header name: one or more RFC 9110 token
     /// characters, the rule [`parse_header_line`] holds names to.
     pub fn new(name: &str) -> Result<Self, ConfigError> {
-        name_fault(name)
-            .map_or_else(|| Self::from_token(name), Err)
-            .map_err(|fault| {
-                ConfigError::new(format!("invalid header name {name:?}: {fault}")).hint(NAME_HINT)
-            })
+        name_fault(name).map_or_else(|| Self::from_token(name), Err).map_err(|fault| {
+            ConfigError::new(format!("invalid header name {name:?}: {fault}")).hint(NAME_HINT)
+        })
     }
 
     /// A name [`name_fault`] has accepted.
@@ -121,10 +119,7 @@ impl fmt::Display for FieldName {
 ///
 /// A table, since `Forwarded` parsing asks once per byte.
 #[inline(always)]
-#[allow(
-    clippy::indexing_slicing,
-    reason = "a u8 always indexes a 256-entry table"
-)]
+#[allow(clippy::indexing_slicing, reason = "a u8 always indexes a 256-entry table")]
 pub(crate) const fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[b as usize]
 }
@@ -180,20 +175,13 @@ const NAME_HINT: &str =
 /// `$_SERVER['HTTP_X_FORWARDED_FOR']`.
 pub fn spells(lower: &str, name: impl AsRef<[u8]>) -> bool {
     let name = name.as_ref();
-    lower.len() == name.len()
-        && lower
-            .bytes()
-            .zip(name)
-            .all(|(l, &b)| read_as(l) == read_as(b))
+    lower.len() == name.len() && lower.bytes().zip(name).all(|(l, &b)| read_as(l) == read_as(b))
 }
 
 /// `b` in a header name as [`spells`] reads it: a dash for a stand-in, lower case. One
 /// load: [`ForwardingSet::fate`] reads two bytes of every line of a request so.
 #[inline]
-#[allow(
-    clippy::indexing_slicing,
-    reason = "a u8 always indexes a 256-entry table"
-)]
+#[allow(clippy::indexing_slicing, reason = "a u8 always indexes a 256-entry table")]
 fn read_as(b: u8) -> u8 {
     READ_AS[b as usize]
 }
@@ -205,11 +193,7 @@ const READ_AS: [u8; 256] = {
     let mut b = 0;
     while b < 256 {
         let byte = b as u8;
-        table[b] = if stands_for_dash(byte) {
-            b'-'
-        } else {
-            byte.to_ascii_lowercase()
-        };
+        table[b] = if stands_for_dash(byte) { b'-' } else { byte.to_ascii_lowercase() };
         b += 1;
     }
     table
@@ -391,9 +375,7 @@ impl Default for ForwardingSet {
 
 impl ForwardingSet {
     fn from_names(names: Vec<FieldName>, relayed: Vec<bool>) -> Self {
-        let lengths = names
-            .iter()
-            .fold(0, |bits, n| bits | length_bit(n.as_str().len()));
+        let lengths = names.iter().fold(0, |bits, n| bits | length_bit(n.as_str().len()));
         let bucket = |n: &FieldName| n.as_str().len().min(63);
         let mut signatures = [0; SIGNATURE_WORDS];
         for name in &names {
@@ -409,10 +391,8 @@ impl ForwardingSet {
         for (n, start) in starts.iter_mut().enumerate() {
             *start = names.iter().filter(|name| bucket(name) < n).count();
         }
-        let underscored: Vec<bool> = names
-            .iter()
-            .map(|n| has_stand_in(n.as_str().as_bytes()))
-            .collect();
+        let underscored: Vec<bool> =
+            names.iter().map(|n| has_stand_in(n.as_str().as_bytes())).collect();
         let honest = names
             .iter()
             .map(|n| {
@@ -546,11 +526,7 @@ impl ForwardingSet {
         let n = len.min(63);
         let from = self.starts.get(n).copied().unwrap_or(0);
         let to = self.starts.get(n + 1).copied().unwrap_or(0);
-        self.by_length
-            .get(from..to)
-            .unwrap_or_default()
-            .iter()
-            .copied()
+        self.by_length.get(from..to).unwrap_or_default().iter().copied()
     }
 
     /// Whether `name` spells one of the names in any case, with any punctuation for
@@ -611,11 +587,7 @@ impl ForwardingSet {
     where
         N: AsRef<str> + Clone + 'n,
     {
-        names
-            .into_iter()
-            .filter(|name| self.fate(name.as_ref(), hop).withheld)
-            .cloned()
-            .collect()
+        names.into_iter().filter(|name| self.fate(name.as_ref(), hop).withheld).cloned().collect()
     }
 
     /// [`withheld`](Self::withheld) for a name already known to be a token (an
@@ -627,11 +599,7 @@ impl ForwardingSet {
     #[inline]
     pub fn fate(&self, name: &str, hop: Hop<'_>) -> NameFate {
         if !self.may_name(name.as_bytes()) {
-            return NameFate {
-                index: None,
-                withheld: false,
-                forged: false,
-            };
+            return NameFate { index: None, withheld: false, forged: false };
         }
         let index = self.find(name);
         let (withheld, forged) = match index {
@@ -641,11 +609,7 @@ impl ForwardingSet {
                 Hop::Trusted { .. } if self.underscored.get(i).copied().unwrap_or(true) => {
                     (true, true)
                 }
-                Hop::Trusted {
-                    policy,
-                    decided,
-                    unkept,
-                } => {
+                Hop::Trusted { policy, decided, unkept } => {
                     let name = self.names.get(i);
                     // Before `relayed`: the hop is trusted, but what it handed over under
                     // this name is the client's, whoever the deployment says writes it.
@@ -665,11 +629,7 @@ impl ForwardingSet {
                 (spelled, spelled)
             }
         };
-        NameFate {
-            index,
-            withheld,
-            forged,
-        }
+        NameFate { index, withheld, forged }
     }
 }
 
@@ -736,10 +696,7 @@ fn same_length_lower_name(name: &[u8], lower: &[u8]) -> bool {
     // Whole words from the start, then the last eight bytes.
     let (words, _) = name.as_chunks::<8>();
     let (lower_words, _) = lower.as_chunks::<8>();
-    words
-        .iter()
-        .zip(lower_words)
-        .all(|(w, l)| lowered(w) == u64::from_ne_bytes(*l))
+    words.iter().zip(lower_words).all(|(w, l)| lowered(w) == u64::from_ne_bytes(*l))
         && lowered(name_end) == u64::from_ne_bytes(*lower_end)
 }
 
@@ -793,9 +750,7 @@ fn lowered(bytes: &[u8; 8]) -> u64 {
 /// ```
 pub fn parse_header_line(line: &str) -> Result<(FieldName, &str), HeaderLineError> {
     let refused = |fault| HeaderLineError::new(fault, line.to_owned());
-    let (name, value) = line
-        .split_once(':')
-        .ok_or_else(|| refused(HeaderFault::NoColon))?;
+    let (name, value) = line.split_once(':').ok_or_else(|| refused(HeaderFault::NoColon))?;
     let name = check_field(name, value.as_bytes()).map_err(refused)?;
     Ok((name, value.trim_matches([' ', '\t'])))
 }
@@ -840,10 +795,7 @@ fn name_fault(name: &str) -> Option<HeaderFault> {
         bytes if bytes.len() > MAX_NAME_LEN => Some(HeaderFault::NameTooLong),
         [b' ' | b'\t', ..] => Some(HeaderFault::LeadingWhitespace),
         [.., b' ' | b'\t'] => Some(HeaderFault::WhitespaceBeforeColon),
-        bytes => bytes
-            .iter()
-            .find(|b| !is_token_byte(**b))
-            .map(|b| HeaderFault::NameByte(*b)),
+        bytes => bytes.iter().find(|b| !is_token_byte(**b)).map(|b| HeaderFault::NameByte(*b)),
     }
 }
 
@@ -895,11 +847,9 @@ impl fmt::Display for HeaderFault {
             HeaderFault::NameTooLong => {
                 write!(f, "the name is longer than {MAX_NAME_LEN} bytes")
             }
-            HeaderFault::NameByte(b) => write!(
-                f,
-                "the name holds {}, which is not a token character",
-                Byte(*b)
-            ),
+            HeaderFault::NameByte(b) => {
+                write!(f, "the name holds {}, which is not a token character", Byte(*b))
+            }
             HeaderFault::ValueByte(b) => write!(
                 f,
                 "the value holds {}; a value is visible characters, spaces and tabs",
@@ -1092,11 +1042,7 @@ pub mod names {
     }
 
     const fn row(name: FieldName, claim: Claim, used_by: &'static str) -> Forwarding {
-        Forwarding {
-            name,
-            claim,
-            used_by,
-        }
+        Forwarding { name, claim, used_by }
     }
 
     const fn named(name: &'static str, claim: Claim, used_by: &'static str) -> Forwarding {
@@ -1136,21 +1082,13 @@ pub mod names {
                 Address,
                 "read by Rails ActionDispatch::RemoteIp (HTTP_CLIENT_IP), django-/python-ipware, PHP helpers",
             ),
-            row(
-                X_CLIENT_IP,
-                Address,
-                "Azure App Service; read by python-ipware",
-            ),
+            row(X_CLIENT_IP, Address, "Azure App Service; read by python-ipware"),
             row(
                 X_CLUSTER_CLIENT_IP,
                 Address,
                 "Rackspace LB, Riverbed Stingray; read by django-/python-ipware",
             ),
-            named(
-                "x-forwarded",
-                Address,
-                "Squid; read by django-/python-ipware",
-            ),
+            named("x-forwarded", Address, "Squid; read by django-/python-ipware"),
             named(
                 "forwarded-for",
                 Address,
@@ -1161,31 +1099,15 @@ pub mod names {
                 Address,
                 "ingress-nginx (the X-Forwarded-For it received)",
             ),
-            named(
-                "x-envoy-external-address",
-                Address,
-                "Envoy, Istio; read by python-ipware",
-            ),
+            named("x-envoy-external-address", Address, "Envoy, Istio; read by python-ipware"),
             named(
                 "x-originating-ip",
                 Address,
                 "Microsoft Exchange and Outlook on the web; read by apps behind them",
             ),
-            named(
-                "x-remote-ip",
-                Address,
-                "read by PHP and Java client-IP helpers",
-            ),
-            named(
-                "x-remote-addr",
-                Address,
-                "read by PHP and Java client-IP helpers",
-            ),
-            named(
-                "x-proxyuser-ip",
-                Address,
-                "Google front ends; read by apps behind them",
-            ),
+            named("x-remote-ip", Address, "read by PHP and Java client-IP helpers"),
+            named("x-remote-addr", Address, "read by PHP and Java client-IP helpers"),
+            named("x-proxyuser-ip", Address, "Google front ends; read by apps behind them"),
             named(
                 "proxy-client-ip",
                 Address,
@@ -1291,58 +1213,30 @@ pub mod names {
                 Address,
                 "Cloudflare; read by Gin (PlatformCloudflare), python-ipware",
             ),
-            named(
-                "cf-connecting-ipv6",
-                Address,
-                "Cloudflare, with Pseudo IPv4 on",
-            ),
+            named("cf-connecting-ipv6", Address, "Cloudflare, with Pseudo IPv4 on"),
             named("cf-pseudo-ipv4", Address, "Cloudflare, with Pseudo IPv4 on"),
-            row(
-                TRUE_CLIENT_IP,
-                Address,
-                "Cloudflare Enterprise, Akamai; read by python-ipware",
-            ),
+            row(TRUE_CLIENT_IP, Address, "Cloudflare Enterprise, Akamai; read by python-ipware"),
             named(
                 "x-true-client-ip",
                 Address,
                 "a True-Client-IP variant some CDN and WAF configurations write",
             ),
-            row(
-                FASTLY_CLIENT_IP,
-                Address,
-                "Fastly, Firebase Hosting; read by python-ipware",
-            ),
-            row(
-                FLY_CLIENT_IP,
-                Address,
-                "Fly.io; read by Gin (PlatformFlyIO), python-ipware",
-            ),
-            row(
-                X_AZURE_CLIENTIP,
-                Address,
-                "Azure Front Door; read by python-ipware",
-            ),
+            row(FASTLY_CLIENT_IP, Address, "Fastly, Firebase Hosting; read by python-ipware"),
+            row(FLY_CLIENT_IP, Address, "Fly.io; read by Gin (PlatformFlyIO), python-ipware"),
+            row(X_AZURE_CLIENTIP, Address, "Azure Front Door; read by python-ipware"),
             named(
                 "x-azure-socketip",
                 Address,
                 "Azure Front Door (the address its TCP connection came from)",
             ),
             row(CLOUDFRONT_VIEWER_ADDRESS, Address, "CloudFront (`ip:port`)"),
-            named(
-                "x-appengine-user-ip",
-                Address,
-                "Google App Engine; read by python-ipware",
-            ),
+            named("x-appengine-user-ip", Address, "Google App Engine; read by python-ipware"),
             named(
                 "x-appengine-remote-addr",
                 Address,
                 "Google App Engine; read by Gin (PlatformGoogleAppEngine)",
             ),
-            named(
-                "do-connecting-ip",
-                Address,
-                "DigitalOcean App Platform; read by python-ipware",
-            ),
+            named("do-connecting-ip", Address, "DigitalOcean App Platform; read by python-ipware"),
             named("x-vercel-forwarded-for", Address, "Vercel"),
             named("x-nf-client-connection-ip", Address, "Netlify"),
             named(
@@ -1401,16 +1295,8 @@ pub mod names {
                 Request,
                 "Microsoft ISA and ARR; read by CodeIgniter as the scheme (anything but `off` means https)",
             ),
-            named(
-                "x-scheme",
-                Request,
-                "ingress-nginx; read by Tornado (xheaders) as the scheme",
-            ),
-            row(
-                X_AZURE_FDID,
-                Origin,
-                "Azure Front Door: the profile id, an origin secret",
-            ),
+            named("x-scheme", Request, "ingress-nginx; read by Tornado (xheaders) as the scheme"),
+            row(X_AZURE_FDID, Origin, "Azure Front Door: the profile id, an origin secret"),
             named(
                 "via",
                 Hops,
@@ -1679,12 +1565,7 @@ impl<'a> Lines<'a> {
     /// No lines yet; [`fill`](Self::fill) reads them.
     #[inline(always)]
     pub(crate) fn new() -> Self {
-        Lines {
-            few: [&[]; FEW_LINES],
-            many: None,
-            len: 0,
-            truncated: false,
-        }
+        Lines { few: [&[]; FEW_LINES], many: None, len: 0, truncated: false }
     }
 
     /// Reads the lines of `name` into `self`, which must be empty. The per-request walks
@@ -1749,11 +1630,7 @@ impl<'a> Lines<'a> {
 
     /// The lines as text, joined by `separator`: for an explanation's steps.
     pub(crate) fn joined(&self, separator: &str) -> String {
-        let text: Vec<_> = self
-            .as_slice()
-            .iter()
-            .map(|l| String::from_utf8_lossy(l))
-            .collect();
+        let text: Vec<_> = self.as_slice().iter().map(|l| String::from_utf8_lossy(l)).collect();
         text.join(separator)
     }
 }
@@ -1764,11 +1641,7 @@ mod tests {
 
     /// Behind a trusted hop, the first strategy of `policy` having decided.
     fn behind(policy: &crate::Policy) -> Hop<'_> {
-        Hop::Trusted {
-            policy,
-            decided: Some(0),
-            unkept: None,
-        }
+        Hop::Trusted { policy, decided: Some(0), unkept: None }
     }
 
     /// `name` is withheld from a stranger and from a trusted hop, as a forgery each time.
@@ -1781,11 +1654,7 @@ mod tests {
     }
 
     fn trusting(cidr: &str) -> crate::Policy {
-        crate::Policy::builder()
-            .trust_str(cidr)
-            .unwrap()
-            .build()
-            .unwrap()
+        crate::Policy::builder().trust_str(cidr).unwrap().build().unwrap()
     }
 
     /// Client-IP helpers look headers up by the CGI variable's name: Java's
@@ -1842,14 +1711,7 @@ mod tests {
         }
         let shorter = format!("x-{}", "b".repeat(61));
         let other = format!("x-{}", "a".repeat(70));
-        for name in [
-            "user-agent",
-            "accept-encoding",
-            "x-forwarded-fox",
-            "",
-            &shorter,
-            &other,
-        ] {
+        for name in ["user-agent", "accept-encoding", "x-forwarded-fox", "", &shorter, &other] {
             assert_eq!(set.position(name), None, "{name}");
             assert!(!set.spelled(name.replace('-', "_").as_bytes()), "{name}");
         }
@@ -1869,18 +1731,12 @@ mod tests {
             .unwrap();
         for set in [ForwardingSet::default(), ForwardingSet::for_policy(&policy)] {
             for name in COMMON_REQUEST_HEADERS {
-                for spelling in [
-                    name.to_owned(),
-                    name.to_ascii_uppercase(),
-                    name.replace('-', "_"),
-                ] {
+                for spelling in [name.to_owned(), name.to_ascii_uppercase(), name.replace('-', "_")]
+                {
                     assert!(!set.may_name(spelling.as_bytes()), "{spelling}");
                     assert_eq!(set.position(&spelling), None, "{spelling}");
                     assert!(!set.spelled(spelling.as_bytes()), "{spelling}");
-                    assert!(
-                        !set.withheld(spelling.as_bytes(), Hop::Untrusted),
-                        "{spelling}"
-                    );
+                    assert!(!set.withheld(spelling.as_bytes(), Hop::Untrusted), "{spelling}");
                 }
             }
         }
@@ -1966,12 +1822,7 @@ mod tests {
         let policy = trusting("10.0.0.0/8");
         let set = ForwardingSet::for_policy(&policy);
         for stand_in in "!#$%&'*+^`|~".chars() {
-            for name in [
-                "X-Forwarded-For",
-                "X-Real-IP",
-                "True-Client-IP",
-                "Forwarded-For",
-            ] {
+            for name in ["X-Forwarded-For", "X-Real-IP", "True-Client-IP", "Forwarded-For"] {
                 let name = name.replace('-', &stand_in.to_string());
                 forged_from_every_hop(&set, &policy, &name);
             }
@@ -2013,14 +1864,7 @@ mod tests {
         let set = ForwardingSet::for_policy(&policy);
         let via = set.position("via").unwrap();
         let fate = set.fate("Via", Hop::Untrusted);
-        assert_eq!(
-            fate,
-            NameFate {
-                index: Some(via),
-                withheld: true,
-                forged: false
-            }
-        );
+        assert_eq!(fate, NameFate { index: Some(via), withheld: true, forged: false });
         assert_eq!(set.fate("VIA", behind(&policy)), fate);
         assert!(set.withheld(b"via", Hop::Untrusted));
         assert!(set.withheld(b"via", behind(&policy)));
@@ -2060,11 +1904,7 @@ mod tests {
                     .map(|b| {
                         let r = next();
                         let b = if b.is_ascii_alphanumeric() {
-                            if r % 2 == 0 {
-                                b.to_ascii_uppercase()
-                            } else {
-                                b
-                            }
+                            if r % 2 == 0 { b.to_ascii_uppercase() } else { b }
                         } else {
                             stand_ins[usize::try_from(r % 15).unwrap()]
                         };
@@ -2075,17 +1915,11 @@ mod tests {
                 let fate = set.fate(&spelling, Hop::Untrusted);
                 assert!(fate.withheld, "{spelling}");
                 assert_eq!(fate.index, own.then_some(i), "{spelling}");
-                assert!(
-                    set.withheld(spelling.as_bytes(), Hop::Untrusted),
-                    "{spelling}"
-                );
+                assert!(set.withheld(spelling.as_bytes(), Hop::Untrusted), "{spelling}");
                 let everywhere = set.names().iter().any(|m| spells(m.as_str(), &spelling));
                 assert!(everywhere && set.spelled(spelling.as_bytes()), "{spelling}");
                 if !own {
-                    assert!(
-                        set.withheld(spelling.as_bytes(), behind(&policy)),
-                        "{spelling}"
-                    );
+                    assert!(set.withheld(spelling.as_bytes(), behind(&policy)), "{spelling}");
                 }
             }
         }
@@ -2102,37 +1936,18 @@ mod tests {
         let tci = set.position("true-client-ip").unwrap();
         let host = set.position("x-forwarded-host").unwrap();
         let fate = |name, hop| set.fate(name, hop);
-        let is = |index, withheld, forged| NameFate {
-            index,
-            withheld,
-            forged,
-        };
+        let is = |index, withheld, forged| NameFate { index, withheld, forged };
         assert_eq!(fate("X-Forwarded-For", behind), is(Some(xff), false, false));
-        assert_eq!(
-            fate("X-Forwarded-For", Hop::Untrusted),
-            is(Some(xff), true, true)
-        );
+        assert_eq!(fate("X-Forwarded-For", Hop::Untrusted), is(Some(xff), true, true));
         assert_eq!(fate("X_Forwarded_For", behind), is(None, true, true));
         // A client address the policy does not read: withheld from a trusted hop too, not
         // as a forgery (the hop may have written it).
         assert_eq!(fate("True-Client-IP", behind), is(Some(tci), true, false));
-        assert_eq!(
-            fate("True-Client-IP", Hop::Untrusted),
-            is(Some(tci), true, true)
-        );
+        assert_eq!(fate("True-Client-IP", Hop::Untrusted), is(Some(tci), true, true));
         // A claim about the request passes from a trusted hop.
-        assert_eq!(
-            fate("X-Forwarded-Host", behind),
-            is(Some(host), false, false)
-        );
-        assert_eq!(
-            fate("X-Forwarded-Proto", Hop::Untrusted),
-            is(None, false, false)
-        );
-        assert_eq!(
-            fate("Accept-Encoding", Hop::Untrusted),
-            is(None, false, false)
-        );
+        assert_eq!(fate("X-Forwarded-Host", behind), is(Some(host), false, false));
+        assert_eq!(fate("X-Forwarded-Proto", Hop::Untrusted), is(None, false, false));
+        assert_eq!(fate("Accept-Encoding", Hop::Untrusted), is(None, false, false));
         // A configured name with an underscore: spelled so, no honest proxy writes it
         // either, so it goes whoever sent it. Dashes for its underscores are the same
         // header to a WSGI or CGI app (`HTTP_X_EDGE_CLIENT`): they go too.
@@ -2157,11 +1972,7 @@ mod tests {
             .unwrap();
         let set = ForwardingSet::default().with(FieldName::new("x-edge-client").unwrap());
         let passes = |name: &str, policy, decided| {
-            let hop = Hop::Trusted {
-                policy,
-                decided,
-                unkept: None,
-            };
+            let hop = Hop::Trusted { policy, decided, unkept: None };
             !set.withheld(name.as_bytes(), hop)
         };
         assert!(passes("X-Forwarded-For", &xff, Some(0)));
@@ -2210,24 +2021,11 @@ mod tests {
         let xff = set.position("x-forwarded-for").unwrap();
         let fwd = set.position("forwarded").unwrap();
         let proto = set.position("x-forwarded-proto").unwrap();
-        let is = |index, withheld, forged| NameFate {
-            index: Some(index),
-            withheld,
-            forged,
-        };
+        let is = |index, withheld, forged| NameFate { index: Some(index), withheld, forged };
         assert_eq!(set.fate("X-Forwarded-For", unkept), is(xff, true, false));
-        assert_eq!(
-            set.fate("X-Forwarded-For", behind(&policy)),
-            is(xff, false, false)
-        );
-        assert_eq!(
-            set.fate("X-Forwarded-Proto", unkept),
-            is(proto, true, false)
-        );
-        assert_eq!(
-            set.fate("X-Forwarded-Proto", behind(&policy)),
-            is(proto, false, false)
-        );
+        assert_eq!(set.fate("X-Forwarded-For", behind(&policy)), is(xff, false, false));
+        assert_eq!(set.fate("X-Forwarded-Proto", unkept), is(proto, true, false));
+        assert_eq!(set.fate("X-Forwarded-Proto", behind(&policy)), is(proto, false, false));
         let port = set.position("x-forwarded-port").unwrap();
         assert_eq!(set.fate("X-Forwarded-Port", unkept), is(port, true, false));
         let host = set.position("x-forwarded-host").unwrap();
@@ -2244,11 +2042,7 @@ mod tests {
         resolution.warnings.insert(crate::Warnings::XFF_NOT_KEPT);
         assert!(matches!(
             policy.hop(&resolution),
-            Hop::Trusted {
-                decided: Some(0),
-                unkept: Some(crate::ListHeader::XForwardedFor),
-                ..
-            }
+            Hop::Trusted { decided: Some(0), unkept: Some(crate::ListHeader::XForwardedFor), .. }
         ));
         assert!(set.withheld(b"X-Forwarded-For", policy.hop(&resolution)));
         assert!(set.withheld(b"X-Forwarded-Proto", policy.hop(&resolution)));
@@ -2283,18 +2077,12 @@ mod tests {
             !ForwardingSet::for_policy(policy).withheld(name.as_bytes(), policy.hop(&r))
         };
         let example = builder()
-            .strategy_trusting(
-                "cloudflare".parse().unwrap(),
-                vec!["cloudflare".parse().unwrap()],
-            )
+            .strategy_trusting("cloudflare".parse().unwrap(), vec!["cloudflare".parse().unwrap()])
             .strategy_str("rightmost-untrusted")
             .unwrap()
             .build()
             .unwrap();
-        let forged = [
-            ("x-forwarded-for", "203.0.113.9"),
-            ("cf-connecting-ip", "6.6.6.6"),
-        ];
+        let forged = [("x-forwarded-for", "203.0.113.9"), ("cf-connecting-ip", "6.6.6.6")];
         assert!(!passes(&example, &forged, "cf-connecting-ip"));
         assert!(passes(&example, &forged, "x-forwarded-for"));
         // From Cloudflare itself, the preset decides and its header passes.
@@ -2341,10 +2129,7 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        let sent = [
-            ("x-forwarded-for", "203.0.113.9"),
-            ("forwarded", "for=6.6.6.6"),
-        ];
+        let sent = [("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=6.6.6.6")];
         assert!(passes(&alb, &sent, "x-forwarded-for"));
         assert!(!passes(&alb, &sent, "forwarded"));
     }
@@ -2392,23 +2177,14 @@ mod tests {
             .unwrap();
         let behind = behind(&policy);
         let set = ForwardingSet::for_policy(&policy);
-        for name in [
-            "X-Client-Addr",
-            "x_client_addr",
-            "X-Origin-Verify",
-            "X-Forwarded-For",
-        ] {
+        for name in ["X-Client-Addr", "x_client_addr", "X-Origin-Verify", "X-Forwarded-For"] {
             assert!(set.withheld(name.as_bytes(), Hop::Untrusted), "{name}");
         }
         assert!(!set.withheld(b"X-Client-Addr", behind));
         assert!(set.withheld(b"X_Client_Addr", behind));
         assert!(set.withheld(b"X-Origin-Verify", behind));
         assert!(!set.withheld(b"Cookie", Hop::Untrusted));
-        assert_eq!(
-            set.names().len(),
-            names::FORWARDING.len() + 2,
-            "each name once"
-        );
+        assert_eq!(set.names().len(), names::FORWARDING.len() + 2, "each name once");
         let plain = ForwardingSet::for_policy(&crate::Policy::default());
         assert_eq!(plain.names().len(), names::FORWARDING.len());
     }
@@ -2493,32 +2269,12 @@ mod tests {
         use HeaderFault::*;
         type Expected = Result<(&'static str, &'static str), HeaderFault>;
         let cases: &[(&str, &str, Expected)] = &[
-            (
-                "plain",
-                "X-Forwarded-For: 1.2.3.4",
-                Ok(("x-forwarded-for", "1.2.3.4")),
-            ),
-            (
-                "no space after the colon",
-                "X-Real-IP:1.2.3.4",
-                Ok(("x-real-ip", "1.2.3.4")),
-            ),
-            (
-                "spaces and tabs around the value",
-                "a:\t 1.2.3.4 \t",
-                Ok(("a", "1.2.3.4")),
-            ),
+            ("plain", "X-Forwarded-For: 1.2.3.4", Ok(("x-forwarded-for", "1.2.3.4"))),
+            ("no space after the colon", "X-Real-IP:1.2.3.4", Ok(("x-real-ip", "1.2.3.4"))),
+            ("spaces and tabs around the value", "a:\t 1.2.3.4 \t", Ok(("a", "1.2.3.4"))),
             ("empty value", "X-Empty:", Ok(("x-empty", ""))),
-            (
-                "colons in the value",
-                "X-Real-IP: [::1]:80",
-                Ok(("x-real-ip", "[::1]:80")),
-            ),
-            (
-                "obs-text in the value",
-                "X-Name: caf\u{e9}",
-                Ok(("x-name", "caf\u{e9}")),
-            ),
+            ("colons in the value", "X-Real-IP: [::1]:80", Ok(("x-real-ip", "[::1]:80"))),
+            ("obs-text in the value", "X-Name: caf\u{e9}", Ok(("x-name", "caf\u{e9}"))),
             ("tab inside the value", "X-A: 1\t2", Ok(("x-a", "1\t2"))),
             (
                 "every token character",
@@ -2538,36 +2294,12 @@ mod tests {
                 "X-Forwarded-For\t: 6.6.6.6",
                 Err(WhitespaceBeforeColon),
             ),
-            (
-                "fail: leading space (obs-fold)",
-                " X-Forwarded-For: 6.6.6.6",
-                Err(LeadingWhitespace),
-            ),
-            (
-                "fail: leading tab (obs-fold)",
-                "\tX-Forwarded-For: 6.6.6.6",
-                Err(LeadingWhitespace),
-            ),
-            (
-                "fail: only whitespace before the colon",
-                " : 6.6.6.6",
-                Err(LeadingWhitespace),
-            ),
-            (
-                "fail: space inside the name",
-                "X-Forwarded For: 6.6.6.6",
-                Err(NameByte(b' ')),
-            ),
-            (
-                "fail: line break inside the name",
-                "X\r\nX-Real-IP: 6.6.6.6",
-                Err(NameByte(b'\r')),
-            ),
-            (
-                "fail: non-ASCII name",
-                "X-Caf\u{e9}: 1",
-                Err(NameByte(0xc3)),
-            ),
+            ("fail: leading space (obs-fold)", " X-Forwarded-For: 6.6.6.6", Err(LeadingWhitespace)),
+            ("fail: leading tab (obs-fold)", "\tX-Forwarded-For: 6.6.6.6", Err(LeadingWhitespace)),
+            ("fail: only whitespace before the colon", " : 6.6.6.6", Err(LeadingWhitespace)),
+            ("fail: space inside the name", "X-Forwarded For: 6.6.6.6", Err(NameByte(b' '))),
+            ("fail: line break inside the name", "X\r\nX-Real-IP: 6.6.6.6", Err(NameByte(b'\r'))),
+            ("fail: non-ASCII name", "X-Caf\u{e9}: 1", Err(NameByte(0xc3))),
             (
                 "fail: CR LF inside the value",
                 "X-Real-IP: 1.1.1.1\r\nX-Real-IP: 6.6.6.6",
@@ -2578,41 +2310,20 @@ mod tests {
                 "X-Real-IP: 1.1.1.1\nX-Real-IP: 6.6.6.6",
                 Err(ValueByte(b'\n')),
             ),
-            (
-                "fail: CR at the end of the value",
-                "X-Real-IP: 6.6.6.6\r",
-                Err(ValueByte(b'\r')),
-            ),
-            (
-                "fail: NUL in the value",
-                "X-Real-IP: 6.6.6.6\0",
-                Err(ValueByte(0)),
-            ),
-            (
-                "fail: DEL in the value",
-                "X-Real-IP: 6.6.6.6\x7f",
-                Err(ValueByte(0x7f)),
-            ),
-            (
-                "fail: escape in the value",
-                "X-Real-IP: \x1b[31m6.6.6.6",
-                Err(ValueByte(0x1b)),
-            ),
+            ("fail: CR at the end of the value", "X-Real-IP: 6.6.6.6\r", Err(ValueByte(b'\r'))),
+            ("fail: NUL in the value", "X-Real-IP: 6.6.6.6\0", Err(ValueByte(0))),
+            ("fail: DEL in the value", "X-Real-IP: 6.6.6.6\x7f", Err(ValueByte(0x7f))),
+            ("fail: escape in the value", "X-Real-IP: \x1b[31m6.6.6.6", Err(ValueByte(0x1b))),
         ];
         for (case, line, expected) in cases {
             let got = parse_header_line(line);
-            let got = got
-                .as_ref()
-                .map(|(n, v)| (n.as_str(), *v))
-                .map_err(HeaderLineError::fault);
+            let got = got.as_ref().map(|(n, v)| (n.as_str(), *v)).map_err(HeaderLineError::fault);
             assert_eq!(got, *expected, "{case}: {line:?}");
             // The same header given as a pair reads the same (the no-colon cases have no pair).
             if let Some((name, value)) = line.split_once(':') {
                 let pair = parse_header_field(name, value.as_bytes());
-                let pair = pair
-                    .as_ref()
-                    .map(|(n, v)| (n.as_str(), *v))
-                    .map_err(HeaderLineError::fault);
+                let pair =
+                    pair.as_ref().map(|(n, v)| (n.as_str(), *v)).map_err(HeaderLineError::fault);
                 let expected = expected.map(|(n, v)| (n, v.as_bytes()));
                 assert_eq!(pair, expected, "{case}: {line:?} as a pair");
             }
@@ -2627,10 +2338,7 @@ mod tests {
             text.starts_with("invalid header \"X-Forwarded-For : 6.6.6.6\": whitespace"),
             "{text}"
         );
-        assert!(
-            text.contains("hint: write \"X-Forwarded-For: 6.6.6.6\""),
-            "{text}"
-        );
+        assert!(text.contains("hint: write \"X-Forwarded-For: 6.6.6.6\""), "{text}");
         assert!(text.contains("400"), "{text}");
         let text = message(" X-Real-IP:  6.6.6.6 ");
         assert!(
@@ -2639,10 +2347,7 @@ mod tests {
         );
         // Control bytes are escaped, never written raw to a terminal or a log.
         let text = message("X-Real-IP: \x1b[2J\r\n");
-        assert!(
-            text.contains("\\u{1b}[2J\\r\\n") && !text.contains('\x1b'),
-            "{text}"
-        );
+        assert!(text.contains("\\u{1b}[2J\\r\\n") && !text.contains('\x1b'), "{text}");
     }
 
     /// A line from the network can be long: the error keeps a bounded, readable piece of it.
@@ -2657,10 +2362,7 @@ mod tests {
     #[test]
     fn names_are_held_to_one_rule_everywhere() {
         let long = "x".repeat(MAX_NAME_LEN + 1);
-        assert_eq!(
-            parse_header_field(&long, b"v").unwrap_err().fault(),
-            HeaderFault::NameTooLong
-        );
+        assert_eq!(parse_header_field(&long, b"v").unwrap_err().fault(), HeaderFault::NameTooLong);
         assert!(FieldName::new(&long).is_err());
         let longest = "x".repeat(MAX_NAME_LEN);
         assert!(parse_header_field(&longest, b"v").is_ok());
@@ -2673,20 +2375,13 @@ mod tests {
     #[test]
     fn the_forwarding_table_names_each_header_once_and_says_why() {
         for (i, row) in names::FORWARDING.iter().enumerate() {
-            assert!(
-                !row.used_by.is_empty(),
-                "{}: say who writes or reads it",
-                row.as_str()
-            );
+            assert!(!row.used_by.is_empty(), "{}: say who writes or reads it", row.as_str());
             assert!(
                 !row.as_str().contains('_'),
                 "{}: underscore spellings are matched by every reader of the table",
                 row.as_str()
             );
-            let again = names::FORWARDING
-                .iter()
-                .skip(i + 1)
-                .any(|other| other.name == row.name);
+            let again = names::FORWARDING.iter().skip(i + 1).any(|other| other.name == row.name);
             assert!(!again, "{} is listed twice", row.as_str());
         }
     }
@@ -2735,16 +2430,11 @@ mod tests {
     fn lines_keep_the_last_ones_in_order() {
         for count in 0..=MAX_LINES + 4 {
             let values: Vec<String> = (0..count).map(|i| format!("10.0.0.{i}")).collect();
-            let headers: Vec<(&str, &str)> = values
-                .iter()
-                .map(|v| ("x-forwarded-for", v.as_str()))
-                .collect();
+            let headers: Vec<(&str, &str)> =
+                values.iter().map(|v| ("x-forwarded-for", v.as_str())).collect();
             let lines = Lines::read(&headers, &names::X_FORWARDED_FOR);
-            let kept: Vec<&[u8]> = values
-                .iter()
-                .skip(count.saturating_sub(MAX_LINES))
-                .map(|v| v.as_bytes())
-                .collect();
+            let kept: Vec<&[u8]> =
+                values.iter().skip(count.saturating_sub(MAX_LINES)).map(|v| v.as_bytes()).collect();
             assert_eq!(lines.as_slice(), kept.as_slice(), "{count} lines");
             assert_eq!(lines.truncated, count > MAX_LINES, "{count} lines");
             assert_eq!(lines.is_empty(), count == 0);
@@ -2769,10 +2459,7 @@ mod tests {
                         map.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
                     }
                 }
-                map.append(
-                    "x-forwarded-for",
-                    HeaderValue::from_static("2.2.2.2, 3.3.3.3"),
-                );
+                map.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2, 3.3.3.3"));
                 if with_forwarded {
                     map.append("forwarded", HeaderValue::from_static("for=4.4.4.4"));
                 }
@@ -2785,11 +2472,8 @@ mod tests {
                 for name in [xff, fwd, &names::X_REAL_IP] {
                     let mut scanned = Vec::new();
                     map.for_each_value(name, |v| scanned.push(v));
-                    let looked_up: Vec<&[u8]> = map
-                        .get_all(name.as_http())
-                        .iter()
-                        .map(HeaderValue::as_bytes)
-                        .collect();
+                    let looked_up: Vec<&[u8]> =
+                        map.get_all(name.as_http()).iter().map(HeaderValue::as_bytes).collect();
                     assert_eq!(scanned, looked_up, "{name} among {filler} filler lines");
                 }
             }

@@ -75,11 +75,8 @@ pub fn resolver() -> Box<dyn Resolve> {
 
 /// One name's addresses, normalised, or why there are none.
 pub fn lookup(resolver: &dyn Resolve, name: &str) -> Result<Vec<IpAddr>, String> {
-    let mut addrs: Vec<IpAddr> = resolver
-        .lookup(name)?
-        .into_iter()
-        .map(crate::addr::normalize)
-        .collect();
+    let mut addrs: Vec<IpAddr> =
+        resolver.lookup(name)?.into_iter().map(crate::addr::normalize).collect();
     addrs.sort_unstable();
     addrs.dedup();
     addrs.truncate(MAX_ADDRESSES);

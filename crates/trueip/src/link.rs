@@ -81,16 +81,10 @@ mod tests {
     #[test]
     fn an_implausible_vpce_id_is_left_out() {
         for bad in ["", "vpce 1", "vpce-<script>", &"a".repeat(MAX_VPCE_ID + 1)] {
-            let tlvs = Tlvs {
-                aws_vpce_id: Some(bad.to_string()),
-                ..Tlvs::default()
-            };
+            let tlvs = Tlvs { aws_vpce_id: Some(bad.to_string()), ..Tlvs::default() };
             assert_eq!(PrivateLink::from_tlvs(&tlvs).aws_vpce_id, None, "{bad:?}");
         }
-        let tlvs = Tlvs {
-            aws_vpce_id: Some("vpce-08d2bf15fac5001c9".into()),
-            ..Tlvs::default()
-        };
+        let tlvs = Tlvs { aws_vpce_id: Some("vpce-08d2bf15fac5001c9".into()), ..Tlvs::default() };
         assert!(PrivateLink::from_tlvs(&tlvs).aws_vpce_id.is_some());
     }
 

@@ -61,14 +61,7 @@ impl std::fmt::Display for Finding {
     /// `danger: code: message`, and the fix on the next line: how `trueip check` and
     /// `trueip serve --check` print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}\n  fix: {}",
-            self.severity.name(),
-            self.code,
-            self.message,
-            self.fix
-        )
+        write!(f, "{}: {}: {}\n  fix: {}", self.severity.name(), self.code, self.message, self.fix)
     }
 }
 
@@ -151,22 +144,15 @@ pub fn lint_listeners(
     client_ip: &ClientIpConfig,
     listeners: &[(Listener, Option<&ClientIpConfig>)],
 ) -> Vec<Finding> {
-    let shared: Vec<Listener> = listeners
-        .iter()
-        .filter(|(_, own)| own.is_none())
-        .map(|(l, _)| *l)
-        .collect();
+    let shared: Vec<Listener> =
+        listeners.iter().filter(|(_, own)| own.is_none()).map(|(l, _)| *l).collect();
     let mut found = match shared.is_empty() {
         true => Vec::new(),
         false => lint(client_ip, &shared),
     };
     for (i, (l, own)) in listeners.iter().enumerate() {
         if let Some(own) = own {
-            found.extend(
-                lint(own, std::slice::from_ref(l))
-                    .into_iter()
-                    .map(|f| f.in_listener(i)),
-            );
+            found.extend(lint(own, std::slice::from_ref(l)).into_iter().map(|f| f.in_listener(i)));
         }
     }
     found.sort_by_key(|f| std::cmp::Reverse(f.severity));
@@ -205,9 +191,7 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
     };
 
     if trusts(Breadth::Everyone) {
-        let hops = specs
-            .iter()
-            .any(|(s, _)| matches!(s, StrategySpec::Hops(_)));
+        let hops = specs.iter().any(|(s, _)| matches!(s, StrategySpec::Hops(_)));
         if public {
             out.push(Finding {
                 severity: Severity::Danger,
@@ -236,10 +220,7 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
             fix: "trust only your proxies' subnets or addresses (the ALB's subnets, the nginx host), not 10.0.0.0/8 or `private`".to_string(),
         });
     }
-    if specs
-        .iter()
-        .any(|(s, _)| matches!(s, StrategySpec::Leftmost))
-    {
+    if specs.iter().any(|(s, _)| matches!(s, StrategySpec::Leftmost)) {
         out.push(Finding {
             severity: Severity::Warning,
             code: "leftmost_is_the_clients_text",
@@ -247,12 +228,8 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
             fix: "use rightmost-untrusted (or hops:N) for anything that matters; keep leftmost for analytics only".to_string(),
         });
     }
-    let cdn_headers = [
-        Preset::Cloudfront,
-        Preset::Cloudflare,
-        Preset::Fastly,
-        Preset::AzureFrontDoor,
-    ];
+    let cdn_headers =
+        [Preset::Cloudfront, Preset::Cloudflare, Preset::Fastly, Preset::AzureFrontDoor];
     // A CDN trusted by its preset, or by its ranges under another strategy (`trusted =
     // ["cloudflare"]` with rightmost-untrusted, as nginx's set_real_ip_from over the CDN's
     // list): either way the ranges vouch for whoever sends through them. Once per CDN.
@@ -289,10 +266,7 @@ pub fn lint(config: &ClientIpConfig, listeners: &[Listener]) -> Vec<Finding> {
     }
     let proxy_listener = listeners.iter().any(|l| l.proxy_protocol && l.is_public());
     if proxy_listener {
-        let open = config
-            .proxy_protocol_from
-            .iter()
-            .any(|s| breadth(s) == Some(Breadth::Everyone));
+        let open = config.proxy_protocol_from.iter().any(|s| breadth(s) == Some(Breadth::Everyone));
         let public: Vec<&String> = config
             .proxy_protocol_from
             .iter()
@@ -349,10 +323,7 @@ pub fn aws_trust(
         let Ok(TrustSpec::Cidr(cidr)) = spec.trim().parse::<TrustSpec>() else {
             continue;
         };
-        if origin_facing
-            .iter()
-            .any(|o| o.contains(cidr.network()) && o.prefix() <= cidr.prefix())
-        {
+        if origin_facing.iter().any(|o| o.contains(cidr.network()) && o.prefix() <= cidr.prefix()) {
             continue;
         }
         let mut services: Vec<&str> = all
@@ -401,10 +372,7 @@ mod tests {
 
     fn listener(addr: &str, proxy: bool) -> Listener {
         Listener {
-            address: Some(
-                addr.parse()
-                    .unwrap_or_else(|_| unreachable!("test address")),
-            ),
+            address: Some(addr.parse().unwrap_or_else(|_| unreachable!("test address"))),
             proxy_protocol: proxy,
         }
     }
@@ -418,23 +386,13 @@ mod tests {
         let public = [listener("0.0.0.0:8080", false)];
         let local = [listener("127.0.0.1:8080", false)];
         let any = config((&["any"], &["rightmost-untrusted"], None));
-        assert_eq!(
-            codes(&lint(&any, &public)),
-            ["trust_any_on_a_public_listener"]
-        );
+        assert_eq!(codes(&lint(&any, &public)), ["trust_any_on_a_public_listener"]);
         assert_eq!(codes(&lint(&any, &local)), ["trust_any_on_loopback"]);
         let slash0 = config((&["0.0.0.0/0"], &["hops:2"], None));
-        assert_eq!(
-            codes(&lint(&slash0, &public)),
-            ["hops_with_any_on_a_public_listener"]
-        );
+        assert_eq!(codes(&lint(&slash0, &public)), ["hops_with_any_on_a_public_listener"]);
         // Two halves of IPv4 and all of global IPv6: every client, as a /0 (check said
         // "nothing dangerous found" before).
-        for wide in [
-            &["0.0.0.0/1", "128.0.0.0/1"][..],
-            &["2000::/3"],
-            &["64.0.0.0/2"],
-        ] {
+        for wide in [&["0.0.0.0/1", "128.0.0.0/1"][..], &["2000::/3"], &["64.0.0.0/2"]] {
             let halves = config((wide, &["rightmost-untrusted"], None));
             assert_eq!(
                 codes(&lint(&halves, &public)),
@@ -457,28 +415,18 @@ mod tests {
         );
         assert!(lint(&private, &local).is_empty());
         let ten = config((&["10.0.0.0/8"], &["rightmost-untrusted"], None));
-        assert_eq!(
-            codes(&lint(&ten, &public)),
-            ["private_ranges_trusted_on_a_public_listener"]
-        );
+        assert_eq!(codes(&lint(&ten, &public)), ["private_ranges_trusted_on_a_public_listener"]);
         let subnet = config((&["10.50.1.0/24"], &["rightmost-untrusted"], None));
         assert!(lint(&subnet, &public).is_empty());
         let leftmost = config((&["10.50.1.0/24"], &["leftmost"], None));
-        assert_eq!(
-            codes(&lint(&leftmost, &public)),
-            ["leftmost_is_the_clients_text"]
-        );
+        assert_eq!(codes(&lint(&leftmost, &public)), ["leftmost_is_the_clients_text"]);
         let cdn = config((&[], &["cloudflare"], None));
         assert_eq!(codes(&lint(&cdn, &public)), ["cdn_without_origin_secret"]);
         // The CDN's ranges under another strategy are as shared (check said "nothing
         // dangerous found" before); named once with its preset.
         for strategy in ["rightmost-untrusted", "cloudflare"] {
             let ranges = config((&["cloudflare"], &[strategy], None));
-            assert_eq!(
-                codes(&lint(&ranges, &public)),
-                ["cdn_without_origin_secret"],
-                "{strategy}"
-            );
+            assert_eq!(codes(&lint(&ranges, &public)), ["cdn_without_origin_secret"], "{strategy}");
         }
         let secret = config((&["cloudflare"], &["rightmost-untrusted"], Some("s3cret")));
         assert!(lint(&secret, &public).is_empty());
@@ -491,10 +439,7 @@ mod tests {
         proxy.proxy_protocol_from = vec!["10.50.0.0/16".into()];
         assert!(lint(&proxy, &nlb).is_empty());
         proxy.proxy_protocol_from = vec!["10.50.0.0/16".into(), "198.51.100.0/24".into()];
-        assert_eq!(
-            codes(&lint(&proxy, &nlb)),
-            ["proxy_protocol_from_public_ranges"]
-        );
+        assert_eq!(codes(&lint(&proxy, &nlb)), ["proxy_protocol_from_public_ranges"]);
     }
 
     /// Trusting proxies without naming a strategy runs `rightmost-untrusted`: the lint
@@ -503,10 +448,7 @@ mod tests {
     fn trust_without_a_strategy_is_judged_as_the_strategy_that_runs() {
         let public = [listener("0.0.0.0:8080", false)];
         let any = config((&["any"], &[], None));
-        assert_eq!(
-            codes(&lint(&any, &public)),
-            ["trust_any_on_a_public_listener"]
-        );
+        assert_eq!(codes(&lint(&any, &public)), ["trust_any_on_a_public_listener"]);
         let private = config((&["private"], &[], None));
         assert_eq!(
             codes(&lint(&private, &public)),
@@ -526,10 +468,7 @@ mod tests {
             assert!(lint(&peer, &public).is_empty(), "{trusted}");
         }
         let chain = config((&["any"], &["rightmost-untrusted", "peer"], None));
-        assert_eq!(
-            codes(&lint(&chain, &public)),
-            ["trust_any_on_a_public_listener"]
-        );
+        assert_eq!(codes(&lint(&chain, &public)), ["trust_any_on_a_public_listener"]);
     }
 
     #[test]
@@ -544,10 +483,7 @@ mod tests {
         // The public listener's own policy trusts everyone: named with its listener.
         let found = lint_listeners(&safe, &[(local, None), (public, Some(&any))]);
         assert_eq!(codes(&found), ["trust_any_on_a_public_listener"]);
-        assert!(
-            found[0].message.starts_with("listen[1].client_ip: "),
-            "{found:?}"
-        );
+        assert!(found[0].message.starts_with("listen[1].client_ip: "), "{found:?}");
         // No listener left to `[client_ip]`: nothing in it is judged.
         assert!(lint_listeners(&any, &[(public, Some(&safe))]).is_empty());
     }
@@ -557,10 +493,7 @@ mod tests {
         let mut c = config((&["any"], &["leftmost"], None));
         c.proxy_protocol_from = vec!["any".into()];
         let found = lint(&c, &[listener("[::]:443", true)]);
-        assert!(
-            found.windows(2).all(|w| w[0].severity >= w[1].severity),
-            "{found:?}"
-        );
+        assert!(found.windows(2).all(|w| w[0].severity >= w[1].severity), "{found:?}");
         assert_eq!(found.first().map(|f| f.severity), Some(Severity::Danger));
     }
 
@@ -589,10 +522,7 @@ mod tests {
     #[test]
     fn a_unix_socket_is_not_public() {
         let any = config((&["any"], &["rightmost-untrusted"], None));
-        let unix = [Listener {
-            address: None,
-            proxy_protocol: false,
-        }];
+        let unix = [Listener { address: None, proxy_protocol: false }];
         assert_eq!(codes(&lint(&any, &unix)), ["trust_any_on_loopback"]);
     }
 }

@@ -63,10 +63,7 @@ impl<'a> Hop<'a> {
     #[inline]
     pub(crate) fn entry(self) -> Entry<'a> {
         match self {
-            Hop::V4(ip, port) => Entry::Addr(Node {
-                ip: IpAddr::V4(ip),
-                port,
-            }),
+            Hop::V4(ip, port) => Entry::Addr(Node { ip: IpAddr::V4(ip), port }),
             Hop::Entry(entry) => entry,
         }
     }
@@ -74,9 +71,7 @@ impl<'a> Hop<'a> {
 
 /// The address of the `n`-th entry from the right (1-based), re-read from the lines.
 pub(crate) fn node_at(list: ListHeader, lines: &Lines<'_>, n: u16) -> Option<Node> {
-    Rev::new(list, lines)
-        .nth(usize::from(n).checked_sub(1)?)?
-        .node()
+    Rev::new(list, lines).nth(usize::from(n).checked_sub(1)?)?.node()
 }
 
 impl<'a> Rev<'a, '_> {
@@ -131,20 +126,12 @@ enum Family {
 impl Client {
     #[inline(always)]
     pub(crate) fn v4(ip: Ipv4Addr, port: Option<u16>) -> Self {
-        Client {
-            bits: u128::from(ip.to_bits()),
-            family: Family::V4,
-            port,
-        }
+        Client { bits: u128::from(ip.to_bits()), family: Family::V4, port }
     }
 
     /// A peer connected over a Unix socket.
     pub(crate) fn unix() -> Self {
-        Client {
-            bits: 0,
-            family: Family::Unix,
-            port: None,
-        }
+        Client { bits: 0, family: Family::Unix, port: None }
     }
 
     /// Whether `set` trusts this party; an IPv4 address goes straight to the IPv4
@@ -171,10 +158,7 @@ impl Client {
     #[inline(always)]
     pub(crate) fn peer(self) -> Peer {
         match self.ip() {
-            Some(ip) => Peer::Ip(Node {
-                ip,
-                port: self.port,
-            }),
+            Some(ip) => Peer::Ip(Node { ip, port: self.port }),
             None => Peer::Unix,
         }
     }
@@ -185,11 +169,7 @@ impl From<Node> for Client {
     fn from(node: Node) -> Self {
         match node.ip {
             IpAddr::V4(ip) => Client::v4(ip, node.port),
-            IpAddr::V6(ip) => Client {
-                bits: ip.to_bits(),
-                family: Family::V6,
-                port: node.port,
-            },
+            IpAddr::V6(ip) => Client { bits: ip.to_bits(), family: Family::V6, port: node.port },
         }
     }
 }

@@ -73,17 +73,11 @@ pub const HEADER_NAMES: [FieldName; 5] = [
 /// Reads the origin for a resolved request.
 pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Origin {
     // A PROXY protocol hop writes no HTTP headers: it vouches for the address only.
-    let hops = resolution
-        .trusted_hops
-        .saturating_sub(u16::from(resolution.proxy_source.is_some()));
+    let hops = resolution.trusted_hops.saturating_sub(u16::from(resolution.proxy_source.is_some()));
     if hops == 0 {
         return Origin::default();
     }
-    if let Source::List {
-        header: ListHeader::Forwarded,
-        from_right,
-    } = resolution.source
-    {
+    if let Source::List { header: ListHeader::Forwarded, from_right } = resolution.source {
         return from_forwarded(headers, from_right);
     }
     // A hop that did not keep its list header passes these on as it received them.
@@ -174,10 +168,9 @@ pub fn is_host(text: &[u8]) -> bool {
         }
         _ => {
             let (name, port) = match text.iter().rposition(|&b| b == b':') {
-                Some(i) => (
-                    text.get(..i).unwrap_or_default(),
-                    Some(text.get(i + 1..).unwrap_or_default()),
-                ),
+                Some(i) => {
+                    (text.get(..i).unwrap_or_default(), Some(text.get(i + 1..).unwrap_or_default()))
+                }
                 None => (text, None),
             };
             let ok = !name.is_empty() && name.iter().all(|&b| host_name_byte(b));
@@ -189,10 +182,7 @@ pub fn is_host(text: &[u8]) -> bool {
 
 /// Whether a byte may be in a host name: `[A-Za-z0-9._-]`.
 #[inline(always)]
-#[allow(
-    clippy::indexing_slicing,
-    reason = "a u8 always indexes a 256-entry table"
-)]
+#[allow(clippy::indexing_slicing, reason = "a u8 always indexes a 256-entry table")]
 const fn host_name_byte(b: u8) -> bool {
     HOST_NAME_BYTES[b as usize]
 }
@@ -233,13 +223,9 @@ pub fn is_prefix(text: &[u8]) -> bool {
     const PATH: &[u8] = b"-._~!$&'()*+,;=:@/";
     text.first() == Some(&b'/')
         && text.len() <= 1024
-        && text
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || PATH.contains(&b))
+        && text.iter().all(|&b| b.is_ascii_alphanumeric() || PATH.contains(&b))
         && !text.windows(2).any(|pair| pair == b"//")
-        && text
-            .split(|&b| b == b'/')
-            .all(|segment| segment != b"." && segment != b"..")
+        && text.split(|&b| b == b'/').all(|segment| segment != b"." && segment != b"..")
 }
 
 #[cfg(test)]
@@ -248,14 +234,7 @@ mod tests {
 
     #[test]
     fn prefixes_are_paths_that_stay_on_the_site() {
-        for good in [
-            "/",
-            "/api",
-            "/api/",
-            "/a-b/c_d/~e",
-            "/shop;v=1",
-            "/a.b/c..d",
-        ] {
+        for good in ["/", "/api", "/api/", "/a-b/c_d/~e", "/shop;v=1", "/a.b/c..d"] {
             assert!(is_prefix(good.as_bytes()), "{good}");
         }
         for bad in [

@@ -79,10 +79,9 @@ impl fmt::Display for ParamName {
 pub fn query_values<'a>(query: &'a [u8], name: &ParamName, mut f: impl FnMut(&'a [u8])) {
     for pair in query.split(|&b| b == b'&') {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (
-                pair.get(..eq).unwrap_or_default(),
-                pair.get(eq + 1..).unwrap_or_default(),
-            ),
+            Some(eq) => {
+                (pair.get(..eq).unwrap_or_default(), pair.get(eq + 1..).unwrap_or_default())
+            }
             None => (pair, &[][..]),
         };
         if encoded_name_is(key, name) {
@@ -265,9 +264,7 @@ mod tests {
 
     fn query(q: &str, n: &str) -> Vec<String> {
         let mut out = Vec::new();
-        query_values(q.as_bytes(), &name(n), |v| {
-            out.push(String::from_utf8_lossy(v).into_owned())
-        });
+        query_values(q.as_bytes(), &name(n), |v| out.push(String::from_utf8_lossy(v).into_owned()));
         out
     }
 
@@ -304,15 +301,9 @@ mod tests {
         assert_eq!(query("client=1.2.3.4", "client"), ["1.2.3.4"]);
         assert_eq!(query("a=1&client=1.2.3.4&b", "client"), ["1.2.3.4"]);
         assert_eq!(query("client=1&client=2", "client"), ["1", "2"]);
-        assert_eq!(
-            query("cl%69ent=6.6.6.6&client=1", "client"),
-            ["6.6.6.6", "1"]
-        );
+        assert_eq!(query("cl%69ent=6.6.6.6&client=1", "client"), ["6.6.6.6", "1"]);
         assert_eq!(query("client", "client"), [""]);
-        assert_eq!(
-            query("Client=1&clients=2&xclient=3", "client"),
-            [] as [&str; 0]
-        );
+        assert_eq!(query("Client=1&clients=2&xclient=3", "client"), [] as [&str; 0]);
         assert_eq!(query("client%=1&%zz=2", "client"), [] as [&str; 0]);
         assert_eq!(query("", "client"), [] as [&str; 0]);
     }
@@ -324,26 +315,11 @@ mod tests {
             percent_decode(b"%5B2001%3Adb8%3A%3A1%5D%3A443", &mut buf),
             Ok(&b"[2001:db8::1]:443"[..])
         );
-        assert_eq!(
-            percent_decode(b"1.2.3.4%", &mut buf),
-            Err(DecodeError::BadEscape)
-        );
-        assert_eq!(
-            percent_decode(b"1.2.3.4%2", &mut buf),
-            Err(DecodeError::BadEscape)
-        );
-        assert_eq!(
-            percent_decode(b"%zz1.2.3.4", &mut buf),
-            Err(DecodeError::BadEscape)
-        );
-        assert_eq!(
-            percent_decode(&[b'1'; 64], &mut buf).map(<[u8]>::len),
-            Ok(64)
-        );
-        assert_eq!(
-            percent_decode(&[b'1'; 65], &mut buf),
-            Err(DecodeError::TooLong)
-        );
+        assert_eq!(percent_decode(b"1.2.3.4%", &mut buf), Err(DecodeError::BadEscape));
+        assert_eq!(percent_decode(b"1.2.3.4%2", &mut buf), Err(DecodeError::BadEscape));
+        assert_eq!(percent_decode(b"%zz1.2.3.4", &mut buf), Err(DecodeError::BadEscape));
+        assert_eq!(percent_decode(&[b'1'; 64], &mut buf).map(<[u8]>::len), Ok(64));
+        assert_eq!(percent_decode(&[b'1'; 65], &mut buf), Err(DecodeError::TooLong));
         assert_eq!(
             percent_decode("%31".repeat(65).as_bytes(), &mut buf),
             Err(DecodeError::TooLong)
@@ -353,15 +329,9 @@ mod tests {
     #[test]
     fn cookies_are_found_exactly_and_unquoted() {
         assert_eq!(cookie("client=1.2.3.4", "client"), ["1.2.3.4"]);
-        assert_eq!(
-            cookie("a=1; client=\"1.2.3.4\" ;b=2", "client"),
-            ["1.2.3.4"]
-        );
+        assert_eq!(cookie("a=1; client=\"1.2.3.4\" ;b=2", "client"), ["1.2.3.4"]);
         assert_eq!(cookie("client=1;client=2", "client"), ["1", "2"]);
-        assert_eq!(
-            cookie("Client=1; clients=2; cl%69ent=3; client", "client"),
-            [] as [&str; 0]
-        );
+        assert_eq!(cookie("Client=1; clients=2; cl%69ent=3; client", "client"), [] as [&str; 0]);
         assert_eq!(cookie("", "client"), [] as [&str; 0]);
     }
 

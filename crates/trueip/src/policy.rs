@@ -37,11 +37,7 @@ pub struct Connection {
 impl Connection {
     /// A connection from `peer` (an address, or [`Peer::Unix`]) without a PROXY header.
     pub fn from_peer(peer: impl Into<Peer>) -> Self {
-        Connection {
-            peer: peer.into(),
-            proxy_source: None,
-            private_link: PrivateLink::default(),
-        }
+        Connection { peer: peer.into(), proxy_source: None, private_link: PrivateLink::default() }
     }
 
     /// A connection over a Unix socket, without a PROXY header.
@@ -66,10 +62,7 @@ impl From<IpAddr> for Node {
 
 impl From<std::net::SocketAddr> for Node {
     fn from(addr: std::net::SocketAddr) -> Self {
-        Node {
-            ip: crate::addr::normalize(addr.ip()),
-            port: Some(addr.port()),
-        }
+        Node { ip: crate::addr::normalize(addr.ip()), port: Some(addr.port()) }
     }
 }
 
@@ -108,49 +101,34 @@ const HOST_PREFIX: &str = "host:";
 fn host_name(text: &str, written: &str) -> Result<String, ConfigError> {
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     let bad = |why: String| {
-        Err(
-            ConfigError::new(format!("invalid host name {written:?}: {why}")).hint(
-                "a host name is labels of letters, digits and inner hyphens joined by dots \
+        Err(ConfigError::new(format!("invalid host name {written:?}: {why}")).hint(
+            "a host name is labels of letters, digits and inner hyphens joined by dots \
              (lb.internal); write a name without a dot as host:NAME",
-            ),
-        )
+        ))
     };
     if name.is_empty() || name.len() > MAX_HOST_NAME {
         return bad(format!("it must be 1 to {MAX_HOST_NAME} characters"));
     }
     for label in name.split('.') {
         let ok = (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
             return bad(format!("{label:?} is not a valid label"));
         }
     }
-    if name
-        .rsplit('.')
-        .next()
-        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(
-            ConfigError::new(format!("invalid address {written:?}")).hint(
-                "an IPv4 address is four numbers from 0 to 255 (10.0.0.1), a CIDR adds /0 to /32",
-            ),
-        );
+    if name.rsplit('.').next().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(ConfigError::new(format!("invalid address {written:?}")).hint(
+            "an IPv4 address is four numbers from 0 to 255 (10.0.0.1), a CIDR adds /0 to /32",
+        ));
     }
     Ok(name)
 }
 
 /// Provider names a trust spec may use.
-pub const PROVIDERS: [&str; 5] = [
-    "cloudfront",
-    "cloudflare",
-    "fastly",
-    "azure-front-door",
-    "gcp-lb",
-];
+pub const PROVIDERS: [&str; 5] =
+    ["cloudfront", "cloudflare", "fastly", "azure-front-door", "gcp-lb"];
 
 /// Google Front End and health-check ranges, fixed and documented by Google for the
 /// external Application Load Balancer ("firewall rules for proxies").
@@ -260,11 +238,10 @@ impl OriginSecret {
 /// WSGI, CGI and PHP read `X_Forwarded_For` as `X-Forwarded-For`.
 fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), ConfigError> {
     let same = |other: &FieldName| spells(&dashed(other.as_str()), name.as_str());
-    let written_by_others = names::FORWARDING
-        .iter()
-        .any(|row| row.claim != names::Claim::Origin && same(&row.name))
-        || same(&FieldName::from_static("host"))
-        || same(&names::COOKIE);
+    let written_by_others =
+        names::FORWARDING.iter().any(|row| row.claim != names::Claim::Origin && same(&row.name))
+            || same(&FieldName::from_static("host"))
+            || same(&names::COOKIE);
     let read_by_a_strategy = strategies.iter().any(|s| match &s.kind {
         Kind::Header(single) => match &single.carrier {
             Carrier::Header(h) => same(h),
@@ -463,10 +440,7 @@ impl PolicyBuilder {
             return Ok(set.clone());
         }
         if name == "gcp-lb" {
-            return Ok(GCP_FRONT_ENDS
-                .iter()
-                .filter_map(|c| c.parse().ok())
-                .collect());
+            return Ok(GCP_FRONT_ENDS.iter().filter_map(|c| c.parse().ok()).collect());
         }
         Err(ConfigError::new(format!("no ranges loaded for provider {name:?}")).hint(format!(
             "point to the provider's published list: `--trust {name}=FILE` or [client_ip.providers] {name} = \"FILE\""
@@ -485,9 +459,7 @@ impl PolicyBuilder {
         {
             self.strategies.push((spec, None));
         }
-        let base = self
-            .resolve_set(&self.trusted)
-            .map_err(|e| e.at("client_ip.trusted"))?;
+        let base = self.resolve_set(&self.trusted).map_err(|e| e.at("client_ip.trusted"))?;
         let mut strategies = Vec::new();
         for (i, (spec, own)) in self.strategies.iter().enumerate() {
             let trusted = match own {
@@ -505,10 +477,8 @@ impl PolicyBuilder {
         }
         let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
         if ipv6_prefix > 128 {
-            return Err(
-                ConfigError::new(format!("invalid ipv6_prefix {ipv6_prefix}"))
-                    .hint("use 0 to 128; /64 is one subscriber"),
-            );
+            return Err(ConfigError::new(format!("invalid ipv6_prefix {ipv6_prefix}"))
+                .hint("use 0 to 128; /64 is one subscriber"));
         }
         if let Some(secret) = &self.origin_secret {
             check_secret_name(secret.name(), &strategies)?;
@@ -528,11 +498,7 @@ impl PolicyBuilder {
                 Box::new(EventOnly {
                     preset,
                     kinds,
-                    untrusted: Policy {
-                        ipv6_prefix,
-                        from: self.from,
-                        ..Policy::default()
-                    },
+                    untrusted: Policy { ipv6_prefix, from: self.from, ..Policy::default() },
                 })
             }),
         })
@@ -546,11 +512,8 @@ impl PolicyBuilder {
         out: &mut Vec<Strategy>,
     ) -> Result<(), ConfigError> {
         let from = self.from;
-        let with = |kind: Kind, list: ListHeader| Strategy {
-            kind,
-            list,
-            name: spec.to_string().into(),
-        };
+        let with =
+            |kind: Kind, list: ListHeader| Strategy { kind, list, name: spec.to_string().into() };
         // A header strategy's writers are who may *write* the header; the relays are the
         // trusted proxies that may stand between that writer and the app, recording the
         // hop before them in the policy's list header. A plain `header:NAME` (and `fly`)
@@ -558,10 +521,7 @@ impl PolicyBuilder {
         // a provider preset's header is written only from the provider's ranges and
         // relayed by the proxies the preset trusts.
         let header = |name: FieldName, writers: TrustSet, relays: &TrustSet| {
-            with(
-                Kind::Header(Single::new(name, writers, relays.clone())),
-                from,
-            )
+            with(Kind::Header(Single::new(name, writers, relays.clone())), from)
         };
         let walk_xff = |trusted: TrustSet| {
             with(
@@ -580,10 +540,7 @@ impl PolicyBuilder {
             StrategySpec::Peer => {}
             StrategySpec::RightmostUntrusted => {
                 needs_trust("a forwarding header")?;
-                out.push(with(
-                    Kind::RightmostUntrusted(RightmostUntrusted { trusted }),
-                    from,
-                ));
+                out.push(with(Kind::RightmostUntrusted(RightmostUntrusted { trusted }), from));
             }
             StrategySpec::Rightmost => {
                 needs_trust("a forwarding header")?;
@@ -627,26 +584,19 @@ impl PolicyBuilder {
                         ));
                         out.push(walk_xff(provider("cloudfront")?));
                     }
-                    Preset::Cloudflare => out.push(header(
-                        names::CF_CONNECTING_IP,
-                        writers("cloudflare")?,
-                        &trusted,
-                    )),
-                    Preset::Fastly => out.push(header(
-                        names::FASTLY_CLIENT_IP,
-                        writers("fastly")?,
-                        &trusted,
-                    )),
+                    Preset::Cloudflare => {
+                        out.push(header(names::CF_CONNECTING_IP, writers("cloudflare")?, &trusted))
+                    }
+                    Preset::Fastly => {
+                        out.push(header(names::FASTLY_CLIENT_IP, writers("fastly")?, &trusted))
+                    }
                     Preset::AzureFrontDoor => out.push(header(
                         names::X_AZURE_CLIENTIP,
                         writers("azure-front-door")?,
                         &trusted,
                     )),
                     Preset::GcpLb => out.push(with(
-                        Kind::Hops(Hops {
-                            hops: 2,
-                            trusted: provider("gcp-lb")?,
-                        }),
+                        Kind::Hops(Hops { hops: 2, trusted: provider("gcp-lb")? }),
                         ListHeader::XForwardedFor,
                     )),
                     Preset::Fly => {
@@ -798,8 +748,7 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
     ) -> Resolution {
         let present = || {
             let mut present = false;
-            self.0
-                .for_each_value(&names::X_FORWARDED_FOR, |_| present = true);
+            self.0.for_each_value(&names::X_FORWARDED_FOR, |_| present = true);
             present
         };
         // Read only for a trace, or for the one log line: a lookup the usual decision
@@ -807,17 +756,9 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
         if T::RECORDS && present() {
             trace.step(|| {
                 let lines = Lines::read(self.0, &names::X_FORWARDED_FOR);
-                let text: Vec<_> = lines
-                    .as_slice()
-                    .iter()
-                    .map(|l| String::from_utf8_lossy(l))
-                    .collect();
-                Mark::new(
-                    "x-forwarded-for",
-                    text.join(", "),
-                    Verdict::Ignored,
-                    FUNCTION_URL_XFF,
-                )
+                let text: Vec<_> =
+                    lines.as_slice().iter().map(|l| String::from_utf8_lossy(l)).collect();
+                Mark::new("x-forwarded-for", text.join(", "), Verdict::Ignored, FUNCTION_URL_XFF)
             });
         }
         let mut resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, self, trace);
@@ -935,10 +876,7 @@ impl Default for Policy {
 
 impl Policy {
     /// The prefix IPv6 rate-limit keys are cut to.
-    #[cfg_attr(
-        not(feature = "provenance"),
-        allow(dead_code, reason = "read by provenance only")
-    )]
+    #[cfg_attr(not(feature = "provenance"), allow(dead_code, reason = "read by provenance only"))]
     pub(crate) fn v6_prefix(&self) -> u8 {
         self.ipv6_prefix
     }
@@ -979,10 +917,7 @@ impl Policy {
     /// `policy.strategy_header(resolution.strategy?)`).
     pub fn strategy_header(&self, index: u8) -> Option<&FieldName> {
         match &self.strategies.get(usize::from(index))?.kind {
-            Kind::Header(Single {
-                carrier: Carrier::Header(name),
-                ..
-            }) => Some(name),
+            Kind::Header(Single { carrier: Carrier::Header(name), .. }) => Some(name),
             _ => None,
         }
     }
@@ -992,8 +927,7 @@ impl Policy {
     pub fn strategy_param(&self, index: u8) -> Option<&ParamName> {
         match &self.strategies.get(usize::from(index))?.kind {
             Kind::Header(Single {
-                carrier: Carrier::Query(name) | Carrier::Cookie(name),
-                ..
+                carrier: Carrier::Query(name) | Carrier::Cookie(name), ..
             }) => Some(name),
             _ => None,
         }
@@ -1039,10 +973,7 @@ impl Policy {
 
     /// [`describe_source`](Self::describe_source), not yet printed.
     pub(crate) fn source_text(&self, resolution: &Resolution) -> Text {
-        match (
-            resolution.source,
-            resolution.strategy.and_then(|i| self.strategy_header(i)),
-        ) {
+        match (resolution.source, resolution.strategy.and_then(|i| self.strategy_header(i))) {
             (Source::Header, Some(name)) => Text::Owned(name.to_string()),
             (Source::Query | Source::Cookie, _) => {
                 match resolution.strategy.and_then(|i| self.strategy_param(i)) {
@@ -1097,8 +1028,7 @@ impl Policy {
     /// once per policy, so that a middleware holding the policy reaches it without a
     /// second shared handle to clone per request.
     pub fn withheld_set(&self) -> &crate::headers::ForwardingSet {
-        self.withheld
-            .get_or_init(|| crate::headers::ForwardingSet::for_policy(self))
+        self.withheld.get_or_init(|| crate::headers::ForwardingSet::for_policy(self))
     }
 
     /// Whether this policy read a client address from the header `name` for a request its
@@ -1113,15 +1043,12 @@ impl Policy {
     /// relays a forgery.
     pub fn reads_client_from(&self, name: &FieldName, decided: Option<u8>) -> bool {
         self.strategies.iter().any(|s| s.list.field_ref() == name)
-            || decided
-                .and_then(|i| self.strategies.get(usize::from(i)))
-                .is_some_and(|s| match &s.kind {
-                    Kind::Header(Single {
-                        carrier: Carrier::Header(read),
-                        ..
-                    }) => read == name,
+            || decided.and_then(|i| self.strategies.get(usize::from(i))).is_some_and(|s| {
+                match &s.kind {
+                    Kind::Header(Single { carrier: Carrier::Header(read), .. }) => read == name,
                     _ => false,
-                })
+                }
+            })
     }
 
     /// Every header `resolve` may read, lower case, each once: both list headers,
@@ -1298,10 +1225,7 @@ impl Policy {
         let from_proxy = peer.source == Source::ProxyProtocol;
         let found = found.unwrap_or(peer);
         let mut resolution = Resolution {
-            rate_limit_key: found
-                .client
-                .ip()
-                .map(|ip| rate_limit_key(ip, self.ipv6_prefix)),
+            rate_limit_key: found.client.ip().map(|ip| rate_limit_key(ip, self.ipv6_prefix)),
             client: found.client.peer(),
             source: found.source,
             peer: conn.peer,
@@ -1316,10 +1240,8 @@ impl Policy {
         // just written reloads it with loads wider than its stores (a store-forwarding
         // stall).
         if from_proxy && let Some(source) = conn.proxy_source {
-            resolution.proxy_source = Some(Node {
-                ip: crate::addr::normalize(source.ip),
-                ..source
-            });
+            resolution.proxy_source =
+                Some(Node { ip: crate::addr::normalize(source.ip), ..source });
         }
         resolution
     }
@@ -1331,11 +1253,7 @@ impl Policy {
         warnings: &mut Warnings,
         trace: &mut T,
     ) -> Found {
-        let tcp = Found {
-            client: conn.peer.into(),
-            source: Source::Peer,
-            trusted_hops: 0,
-        };
+        let tcp = Found { client: conn.peer.into(), source: Source::Peer, trusted_hops: 0 };
         let Some(source) = conn.proxy_source else {
             return tcp;
         };
@@ -1363,11 +1281,7 @@ impl Policy {
                 )
             });
             Found {
-                client: Node {
-                    ip: crate::addr::normalize(source.ip),
-                    ..source
-                }
-                .into(),
+                client: Node { ip: crate::addr::normalize(source.ip), ..source }.into(),
                 source: Source::ProxyProtocol,
                 trusted_hops: 1,
             }
@@ -1407,12 +1321,7 @@ impl Policy {
             if let Some(name) = present {
                 warnings.insert(Warnings::UNTRUSTED_HEADER);
                 trace.step(|| {
-                    Mark::new(
-                        name,
-                        "(present)",
-                        Verdict::Ignored,
-                        "no proxy is trusted: ignored",
-                    )
+                    Mark::new(name, "(present)", Verdict::Ignored, "no proxy is trusted: ignored")
                 });
             }
             trace.step(|| {
@@ -1452,13 +1361,8 @@ impl Policy {
                     },
                 )
             });
-            let mut ctx = Ctx {
-                peer,
-                all_trusted: self.all_trusted,
-                warnings,
-                trace,
-                other_list: None,
-            };
+            let mut ctx =
+                Ctx { peer, all_trusted: self.all_trusted, warnings, trace, other_list: None };
             if let Some(found) = strategy.run(headers, &mut ctx) {
                 let other_list = ctx.other_list;
                 self.check_other_list(strategy, peer, headers, &found, other_list, warnings);
@@ -1525,18 +1429,12 @@ mod tests {
 
     #[test]
     fn trust_specs() {
-        assert_eq!(
-            "private".parse::<TrustSpec>().unwrap(),
-            TrustSpec::Named(NamedSet::Private)
-        );
+        assert_eq!("private".parse::<TrustSpec>().unwrap(), TrustSpec::Named(NamedSet::Private));
         assert_eq!(
             "Cloudflare".parse::<TrustSpec>().unwrap(),
             TrustSpec::Provider("cloudflare".into())
         );
-        assert!(matches!(
-            "10.0.0.0/8".parse::<TrustSpec>().unwrap(),
-            TrustSpec::Cidr(_)
-        ));
+        assert!(matches!("10.0.0.0/8".parse::<TrustSpec>().unwrap(), TrustSpec::Cidr(_)));
         let err = "10.0.0.0/33".parse::<TrustSpec>().unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/33"), "{err}");
         for (text, host, shown) in [
@@ -1550,11 +1448,7 @@ mod tests {
             let spec = text.parse::<TrustSpec>().unwrap();
             assert_eq!(spec, TrustSpec::Host(host.into()), "{text}");
             assert_eq!(spec.to_string(), shown, "{text}");
-            assert_eq!(
-                shown.parse::<TrustSpec>().unwrap(),
-                spec,
-                "{text} round trip"
-            );
+            assert_eq!(shown.parse::<TrustSpec>().unwrap(), spec, "{text} round trip");
         }
         for (text, says) in [
             ("10.0.0.256", "invalid"),
@@ -1577,12 +1471,8 @@ mod tests {
 
     #[test]
     fn provider_without_ranges_says_how_to_load_them() {
-        let err = Policy::builder()
-            .strategy_str("cloudflare")
-            .unwrap()
-            .build()
-            .unwrap_err()
-            .to_string();
+        let err =
+            Policy::builder().strategy_str("cloudflare").unwrap().build().unwrap_err().to_string();
         assert!(err.contains("cloudflare") && err.contains("FILE"), "{err}");
     }
 

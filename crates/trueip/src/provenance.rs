@@ -137,10 +137,7 @@ impl Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("Key").field("id", &self.id).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -243,9 +240,7 @@ fn nonce() -> u64 {
         // Should the system have no randomness to give, the clock's nanoseconds still
         // keep two processes' counters apart.
         if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed).is_err() {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
             seed = (nanos as u64).to_le_bytes();
         }
         AtomicU64::new(u64::from_le_bytes(seed))
@@ -342,10 +337,9 @@ impl fmt::Display for Rejected {
             Rejected::Replayed => {
                 f.write_str("signed client header already used: a captured header sent again")
             }
-            Rejected::Future { ahead } => write!(
-                f,
-                "signed client header is dated {ahead} s ahead, beyond the window"
-            ),
+            Rejected::Future { ahead } => {
+                write!(f, "signed client header is dated {ahead} s ahead, beyond the window")
+            }
         }
     }
 }
@@ -435,10 +429,8 @@ impl Verifier {
         if let [a, b] = keys.as_slice()
             && a.id == b.id
         {
-            return Err(
-                ConfigError::new(format!("the same key (id {}) is given twice", a.id))
-                    .hint("during a rotation give the old key file and the new one"),
-            );
+            return Err(ConfigError::new(format!("the same key (id {}) is given twice", a.id))
+                .hint("during a rotation give the old key file and the new one"));
         }
         if window.as_secs() < 1 || window > MAX_WINDOW {
             return Err(ConfigError::new(format!(
@@ -489,9 +481,8 @@ impl Verifier {
             return Err(Rejected::Malformed("longer than 512 bytes"));
         }
         let value = std::str::from_utf8(value).map_err(|_| Rejected::Malformed("not ASCII"))?;
-        let (signed, sig) = value
-            .rsplit_once(";sig=")
-            .ok_or(Rejected::Malformed("no sig field"))?;
+        let (signed, sig) =
+            value.rsplit_once(";sig=").ok_or(Rejected::Malformed("no sig field"))?;
         let parsed = parse(signed)?;
         if sig.len() != SIG_LEN {
             return Err(Rejected::Malformed("sig is not 43 base64url characters"));
@@ -499,21 +490,14 @@ impl Verifier {
         let tag = URL_SAFE_NO_PAD
             .decode(sig)
             .map_err(|_| Rejected::Malformed("sig is not 43 base64url characters"))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == parsed.kid)
-            .ok_or(Rejected::UnknownKey)?;
+        let key = self.keys.iter().find(|k| k.id == parsed.kid).ok_or(Rejected::UnknownKey)?;
         let expected = mac(&key.key, signed.as_bytes(), request);
         // `hmac::verify` wants the message in one slice; the MAC is computed in parts
         // (no allocation), so the tags are compared here, over every byte whatever differs.
         if !crate::policy::constant_time_eq(expected.as_ref(), &tag) {
             return Err(Rejected::BadSignature);
         }
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let window = self.window.as_secs();
         let claim = parsed.claim;
         if claim.time > now {
@@ -522,18 +506,13 @@ impl Verifier {
                 return Err(Rejected::Future { ahead });
             }
         } else if now - claim.time > window {
-            return Err(Rejected::Stale {
-                age: now - claim.time,
-            });
+            return Err(Rejected::Stale { age: now - claim.time });
         }
         let Ok(tag) = <[u8; 32]>::try_from(tag.as_slice()) else {
             return Err(Rejected::Malformed("sig is not 43 base64url characters"));
         };
         // A poisoned lock means a panic elsewhere mid-update: the set is still a set.
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !seen.first_use(tag, claim.time, now, window) {
             return Err(Rejected::Replayed);
         }
@@ -628,16 +607,12 @@ impl Signed {
 
     /// Requests whose signed header verified, since this value was made (clones share it).
     pub fn verified_count(&self) -> u64 {
-        self.counts
-            .verified
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.counts.verified.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests whose signed header did not verify (refused or served with the peer).
     pub fn rejected_count(&self) -> u64 {
-        self.counts
-            .rejected
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.counts.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Decides a request on connection `conn` (from the gateway, or from anyone) with
@@ -661,9 +636,7 @@ impl Signed {
         request: &RequestLine<'_>,
         now: SystemTime,
     ) -> Decided {
-        self.decide_over(policy, headers, request, now, || {
-            peer_resolution(policy, conn)
-        })
+        self.decide_over(policy, headers, request, now, || peer_resolution(policy, conn))
     }
 
     /// [`decide`](Self::decide) for a request lambda_http made from an event of `kind`,
@@ -708,10 +681,7 @@ impl Signed {
         match checked {
             Ok(claim) => {
                 self.counts.verified.fetch_add(1, Relaxed);
-                Decided::Serve(
-                    claim.resolution_over(policy, peer()),
-                    Outcome::Verified(claim),
-                )
+                Decided::Serve(claim.resolution_over(policy, peer()), Outcome::Verified(claim))
             }
             Err(why) => {
                 self.counts.rejected.fetch_add(1, Relaxed);
@@ -768,9 +738,7 @@ fn parse(signed: &str) -> Result<Parsed<'_>, Rejected> {
     if fields.next().is_some() {
         return Err(Rejected::Malformed("fields after kid"));
     }
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| Rejected::Malformed("ip is not an address"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| Rejected::Malformed("ip is not an address"))?;
     let port = match port {
         "" => None,
         p => Some(digits(p).ok_or(Rejected::Malformed("port is not a port"))?),
@@ -778,25 +746,13 @@ fn parse(signed: &str) -> Result<Parsed<'_>, Rejected> {
     let source = parse_source(src).ok_or(Rejected::Malformed("src is not a known source"))?;
     let hops = digits(hops).ok_or(Rejected::Malformed("hops is not a count"))?;
     let time = digits(time).ok_or(Rejected::Malformed("t is not a Unix time"))?;
-    if nonce.len() != 16
-        || !nonce
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if nonce.len() != 16 || !nonce.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(Rejected::Malformed("n is not 16 hex digits"));
     }
     if kid.len() != KID_LEN {
         return Err(Rejected::Malformed("kid is not a key id"));
     }
-    Ok(Parsed {
-        claim: Claim {
-            client: Node { ip, port },
-            source,
-            hops,
-            time,
-        },
-        kid,
-    })
+    Ok(Parsed { claim: Claim { client: Node { ip, port }, source, hops, time }, kid })
 }
 
 /// Decimal digits only (no sign, no spaces), within the type.
@@ -845,24 +801,15 @@ mod tests {
 
     fn claim() -> Claim {
         Claim {
-            client: Node {
-                ip: "2001:db8::7".parse().unwrap(),
-                port: Some(51234),
-            },
-            source: Source::List {
-                header: ListHeader::XForwardedFor,
-                from_right: 2,
-            },
+            client: Node { ip: "2001:db8::7".parse().unwrap(), port: Some(51234) },
+            source: Source::List { header: ListHeader::XForwardedFor, from_right: 2 },
             hops: 1,
             time: T,
         }
     }
 
-    const REQ: RequestLine<'static> = RequestLine {
-        method: "GET",
-        host: "App.Example:8443",
-        target: "/account?tab=1",
-    };
+    const REQ: RequestLine<'static> =
+        RequestLine { method: "GET", host: "App.Example:8443", target: "/account?tab=1" };
 
     fn signed(key: &Key, claim: &Claim, req: &RequestLine<'_>) -> String {
         let mut out = String::new();
@@ -885,15 +832,9 @@ mod tests {
             ),
             "{value}"
         );
-        assert_eq!(
-            v.verify_at(Some(value.as_bytes()), &REQ, at(T + 3)),
-            Ok(claim())
-        );
+        assert_eq!(v.verify_at(Some(value.as_bytes()), &REQ, at(T + 3)), Ok(claim()));
         // Host is compared without regard to case.
-        let lower = RequestLine {
-            host: "app.example:8443",
-            ..REQ
-        };
+        let lower = RequestLine { host: "app.example:8443", ..REQ };
         // (A verifier that has not seen it: `v` accepted it above, and would answer a
         // second use as a replay.)
         assert_eq!(
@@ -901,22 +842,10 @@ mod tests {
             Ok(claim())
         );
         for other in [
-            RequestLine {
-                method: "POST",
-                ..REQ
-            },
-            RequestLine {
-                host: "other.example",
-                ..REQ
-            },
-            RequestLine {
-                target: "/account",
-                ..REQ
-            },
-            RequestLine {
-                target: "/admin?tab=1",
-                ..REQ
-            },
+            RequestLine { method: "POST", ..REQ },
+            RequestLine { host: "other.example", ..REQ },
+            RequestLine { target: "/account", ..REQ },
+            RequestLine { target: "/admin?tab=1", ..REQ },
         ] {
             assert_eq!(
                 v.verify_at(Some(value.as_bytes()), &other, at(T)),
@@ -936,22 +865,11 @@ mod tests {
             Source::Header,
             Source::Query,
             Source::Cookie,
-            Source::List {
-                header: ListHeader::Forwarded,
-                from_right: 1,
-            },
+            Source::List { header: ListHeader::Forwarded, from_right: 1 },
         ] {
-            let c = Claim {
-                client: Node::ip("192.0.2.1".parse().unwrap()),
-                source,
-                ..claim()
-            };
+            let c = Claim { client: Node::ip("192.0.2.1".parse().unwrap()), source, ..claim() };
             let value = signed(&k, &c, &REQ);
-            assert_eq!(
-                v.verify_at(Some(value.as_bytes()), &REQ, at(T)),
-                Ok(c),
-                "{value}"
-            );
+            assert_eq!(v.verify_at(Some(value.as_bytes()), &REQ, at(T)), Ok(c), "{value}");
         }
     }
 
@@ -966,10 +884,7 @@ mod tests {
         assert!(v.verify_at(Some(value.as_bytes()), &REQ, at(T)).is_ok());
         assert!(v.verify_at(Some(twin.as_bytes()), &REQ, at(T)).is_ok());
         // Sent again, to this verifier or a clone of it: a replay.
-        assert_eq!(
-            v.verify_at(Some(value.as_bytes()), &REQ, at(T + 1)),
-            Err(Rejected::Replayed)
-        );
+        assert_eq!(v.verify_at(Some(value.as_bytes()), &REQ, at(T + 1)), Err(Rejected::Replayed));
         assert_eq!(
             v.clone().verify_at(Some(twin.as_bytes()), &REQ, at(T + 2)),
             Err(Rejected::Replayed)
@@ -981,18 +896,11 @@ mod tests {
         );
         // A failed check records nothing: the genuine request still verifies after it.
         let fresh = signed(&k, &claim(), &REQ);
-        let other = RequestLine {
-            target: "/x",
-            ..REQ
-        };
+        let other = RequestLine { target: "/x", ..REQ };
         assert!(v.verify_at(Some(fresh.as_bytes()), &other, at(T)).is_err());
         assert!(v.verify_at(Some(fresh.as_bytes()), &REQ, at(T)).is_ok());
         assert_eq!(
-            v.verify_at(
-                Some(fresh.replacen(";n=", ";n=x", 1).as_bytes()),
-                &REQ,
-                at(T)
-            ),
+            v.verify_at(Some(fresh.replacen(";n=", ";n=x", 1).as_bytes()), &REQ, at(T)),
             Err(Rejected::Malformed("n is not 16 hex digits"))
         );
     }
@@ -1067,16 +975,8 @@ mod tests {
         let long = "v".repeat(600);
         let cases: Vec<(&str, String, Rejected)> = vec![
             ("missing", String::new(), Rejected::Missing),
-            (
-                "fail: no sig",
-                good.replace(";sig=", ";mac="),
-                Rejected::Malformed("no sig field"),
-            ),
-            (
-                "fail: v2",
-                good.replacen("v1;", "v2;", 1),
-                Rejected::Malformed("not version v1"),
-            ),
+            ("fail: no sig", good.replace(";sig=", ";mac="), Rejected::Malformed("no sig field")),
+            ("fail: v2", good.replacen("v1;", "v2;", 1), Rejected::Malformed("not version v1")),
             (
                 "fail: field order",
                 format!(
@@ -1147,18 +1047,10 @@ mod tests {
             ),
             (
                 "fail: sig alphabet",
-                format!(
-                    "{};sig={}",
-                    good.rsplit_once(";sig=").unwrap().0,
-                    "+".repeat(43)
-                ),
+                format!("{};sig={}", good.rsplit_once(";sig=").unwrap().0, "+".repeat(43)),
                 Rejected::Malformed("sig is not 43 base64url characters"),
             ),
-            (
-                "fail: too long",
-                long,
-                Rejected::Malformed("longer than 512 bytes"),
-            ),
+            ("fail: too long", long, Rejected::Malformed("longer than 512 bytes")),
         ];
         for (name, value, want) in cases {
             let got = if name == "missing" {
@@ -1211,10 +1103,7 @@ mod tests {
         assert_eq!(r.client, crate::addr::Peer::Ip(claim().client));
         assert_eq!(r.peer, conn.peer);
         assert_eq!(r.trusted_hops, 2);
-        assert_eq!(
-            r.rate_limit_key.map(|k| k.to_string()).as_deref(),
-            Some("2001:db8::")
-        );
+        assert_eq!(r.rate_limit_key.map(|k| k.to_string()).as_deref(), Some("2001:db8::"));
         let r = rejected_resolution(&policy, &conn);
         assert_eq!(r.client, conn.peer);
         assert_eq!(r.source, Source::Peer);

@@ -41,10 +41,7 @@ pub fn cidr_lines(text: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
                 "range list holds more than {MAX_PREFIXES} prefixes"
             )));
         }
-        out.push(
-            line.parse::<Cidr>()
-                .map_err(|e| e.at(format!("line {}", i + 1)))?,
-        );
+        out.push(line.parse::<Cidr>().map_err(|e| e.at(format!("line {}", i + 1)))?);
     }
     if out.is_empty() {
         return Err(
@@ -98,9 +95,7 @@ mod json {
             return Err(ConfigError::new(format!(
                 "AWS ip-ranges.json has no prefixes for service {service:?}"
             ))
-            .hint(format!(
-                "services are upper-case, e.g. {CLOUDFRONT_ORIGIN_FACING}"
-            )));
+            .hint(format!("services are upper-case, e.g. {CLOUDFRONT_ORIGIN_FACING}")));
         }
         Ok(out)
     }
@@ -111,16 +106,11 @@ mod json {
         let doc: Aws = serde_json::from_slice(json)
             .map_err(|e| ConfigError::new(format!("not an AWS ip-ranges.json: {e}")))?;
         let v4 = doc.prefixes.iter().map(|p| (&p.ip_prefix, &p.service));
-        let v6 = doc
-            .ipv6_prefixes
-            .iter()
-            .map(|p| (&p.ipv6_prefix, &p.service));
+        let v6 = doc.ipv6_prefixes.iter().map(|p| (&p.ipv6_prefix, &p.service));
         let mut out = Vec::new();
         for (prefix, service) in v4.chain(v6) {
             if out.len() == MAX_PREFIXES * 4 {
-                return Err(ConfigError::new(
-                    "AWS ip-ranges.json holds too many prefixes",
-                ));
+                return Err(ConfigError::new("AWS ip-ranges.json holds too many prefixes"));
             }
             out.push((prefix.parse::<Cidr>()?, service.clone()));
         }
@@ -138,16 +128,9 @@ mod json {
     pub fn fastly_public_ip_list(json: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
         let doc: Fastly = serde_json::from_slice(json)
             .map_err(|e| ConfigError::new(format!("not a Fastly public-ip-list: {e}")))?;
-        let v4 = doc
-            .addresses
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (format!("addresses[{i}]"), p));
-        let v6 = doc
-            .ipv6_addresses
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (format!("ipv6_addresses[{i}]"), p));
+        let v4 = doc.addresses.iter().enumerate().map(|(i, p)| (format!("addresses[{i}]"), p));
+        let v6 =
+            doc.ipv6_addresses.iter().enumerate().map(|(i, p)| (format!("ipv6_addresses[{i}]"), p));
         parse_all(v4.chain(v6))
     }
 
@@ -261,28 +244,18 @@ impl Edition {
 pub fn edition(provider: &str, bytes: &[u8]) -> Result<Edition, ConfigError> {
     let cidrs = parse_for(provider, bytes)?;
     if cidrs.is_empty() {
-        return Err(
-            ConfigError::new(format!("the {provider} list holds no prefixes"))
-                .hint("is this the provider's published list?"),
-        );
+        return Err(ConfigError::new(format!("the {provider} list holds no prefixes"))
+            .hint("is this the provider's published list?"));
     }
     #[cfg(feature = "serde")]
     {
         let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if is_json {
             let (token, published) = json::token(bytes)?;
-            return Ok(Edition {
-                cidrs,
-                token,
-                published,
-            });
+            return Ok(Edition { cidrs, token, published });
         }
     }
-    Ok(Edition {
-        cidrs,
-        token: None,
-        published: None,
-    })
+    Ok(Edition { cidrs, token: None, published: None })
 }
 
 /// Parses a provider's published list by provider name, telling JSON from text by its
@@ -313,58 +286,18 @@ pub fn parse_for(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError>
 pub fn implausible(cidr: &Cidr) -> Option<&'static str> {
     use std::net::{Ipv4Addr, Ipv6Addr};
     const V4: [(Ipv4Addr, u8, &str); 9] = [
-        (
-            Ipv4Addr::new(0, 0, 0, 0),
-            8,
-            "which reaches into 0.0.0.0/8 (this network)",
-        ),
-        (
-            Ipv4Addr::new(10, 0, 0, 0),
-            8,
-            "which reaches into private 10.0.0.0/8",
-        ),
-        (
-            Ipv4Addr::new(100, 64, 0, 0),
-            10,
-            "which reaches into shared 100.64.0.0/10",
-        ),
-        (
-            Ipv4Addr::new(127, 0, 0, 0),
-            8,
-            "which reaches into loopback 127.0.0.0/8",
-        ),
-        (
-            Ipv4Addr::new(169, 254, 0, 0),
-            16,
-            "which reaches into link-local 169.254.0.0/16",
-        ),
-        (
-            Ipv4Addr::new(172, 16, 0, 0),
-            12,
-            "which reaches into private 172.16.0.0/12",
-        ),
-        (
-            Ipv4Addr::new(192, 168, 0, 0),
-            16,
-            "which reaches into private 192.168.0.0/16",
-        ),
-        (
-            Ipv4Addr::new(224, 0, 0, 0),
-            4,
-            "which reaches into multicast 224.0.0.0/4",
-        ),
-        (
-            Ipv4Addr::new(240, 0, 0, 0),
-            4,
-            "which reaches into reserved 240.0.0.0/4",
-        ),
+        (Ipv4Addr::new(0, 0, 0, 0), 8, "which reaches into 0.0.0.0/8 (this network)"),
+        (Ipv4Addr::new(10, 0, 0, 0), 8, "which reaches into private 10.0.0.0/8"),
+        (Ipv4Addr::new(100, 64, 0, 0), 10, "which reaches into shared 100.64.0.0/10"),
+        (Ipv4Addr::new(127, 0, 0, 0), 8, "which reaches into loopback 127.0.0.0/8"),
+        (Ipv4Addr::new(169, 254, 0, 0), 16, "which reaches into link-local 169.254.0.0/16"),
+        (Ipv4Addr::new(172, 16, 0, 0), 12, "which reaches into private 172.16.0.0/12"),
+        (Ipv4Addr::new(192, 168, 0, 0), 16, "which reaches into private 192.168.0.0/16"),
+        (Ipv4Addr::new(224, 0, 0, 0), 4, "which reaches into multicast 224.0.0.0/4"),
+        (Ipv4Addr::new(240, 0, 0, 0), 4, "which reaches into reserved 240.0.0.0/4"),
     ];
     const V6: [(Ipv6Addr, u8, &str); 8] = [
-        (
-            Ipv6Addr::UNSPECIFIED,
-            96,
-            "which reaches into ::/96 (unspecified, loopback)",
-        ),
+        (Ipv6Addr::UNSPECIFIED, 96, "which reaches into ::/96 (unspecified, loopback)"),
         // Each of these four holds an address for every IPv4 host that asks (a 6to4 or
         // Teredo tunnel, a NAT64 translator): trusting one trusts anyone on IPv4 there.
         (
@@ -387,21 +320,9 @@ pub fn implausible(cidr: &Cidr) -> Option<&'static str> {
             16,
             "which reaches into 6to4 2002::/16 (any IPv4 host, tunnelled)",
         ),
-        (
-            Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
-            7,
-            "which reaches into unique-local fc00::/7",
-        ),
-        (
-            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
-            10,
-            "which reaches into link-local fe80::/10",
-        ),
-        (
-            Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
-            8,
-            "which reaches into multicast ff00::/8",
-        ),
+        (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "which reaches into unique-local fc00::/7"),
+        (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "which reaches into link-local fe80::/10"),
+        (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "which reaches into multicast ff00::/8"),
     ];
     let overlaps = |net: IpAddr, len: u8| {
         let other = Cidr::new(net, len).ok();
@@ -410,14 +331,12 @@ pub fn implausible(cidr: &Cidr) -> Option<&'static str> {
     match cidr.network() {
         IpAddr::V4(_) if cidr.prefix() < 8 => Some("wider than a /8"),
         IpAddr::V6(_) if cidr.prefix() < 16 => Some("wider than a /16"),
-        IpAddr::V4(_) => V4
-            .iter()
-            .find(|(net, len, _)| overlaps(IpAddr::V4(*net), *len))
-            .map(|(_, _, why)| *why),
-        IpAddr::V6(_) => V6
-            .iter()
-            .find(|(net, len, _)| overlaps(IpAddr::V6(*net), *len))
-            .map(|(_, _, why)| *why),
+        IpAddr::V4(_) => {
+            V4.iter().find(|(net, len, _)| overlaps(IpAddr::V4(*net), *len)).map(|(_, _, why)| *why)
+        }
+        IpAddr::V6(_) => {
+            V6.iter().find(|(net, len, _)| overlaps(IpAddr::V6(*net), *len)).map(|(_, _, why)| *why)
+        }
     }
 }
 
@@ -432,10 +351,8 @@ fn parse_any(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
             "cloudfront" => aws_ip_ranges(bytes, CLOUDFRONT_ORIGIN_FACING),
             "fastly" => fastly_public_ip_list(bytes),
             "azure-front-door" => azure_service_tags(bytes, AZURE_FRONT_DOOR_BACKEND),
-            _ => Err(
-                ConfigError::new(format!("no JSON format known for provider {provider:?}"))
-                    .hint("give one CIDR per line"),
-            ),
+            _ => Err(ConfigError::new(format!("no JSON format known for provider {provider:?}"))
+                .hint("give one CIDR per line")),
         }
     }
     #[cfg(not(feature = "serde"))]
@@ -482,9 +399,7 @@ mod tests {
             "2002:c000:0204::/48",
             "2000::/4",
         ] {
-            let err = parse_for("cloudflare", bad.as_bytes())
-                .unwrap_err()
-                .to_string();
+            let err = parse_for("cloudflare", bad.as_bytes()).unwrap_err().to_string();
             assert!(err.contains("no CDN publishes"), "{bad}: {err}");
         }
         for good in [
@@ -497,11 +412,7 @@ mod tests {
             "2001:4860::/32",
             "2003::/19",
         ] {
-            assert_eq!(
-                parse_for("cloudflare", good.as_bytes()).unwrap().len(),
-                1,
-                "{good}"
-            );
+            assert_eq!(parse_for("cloudflare", good.as_bytes()).unwrap().len(), 1, "{good}");
         }
     }
 
@@ -509,9 +420,7 @@ mod tests {
     fn cloudflare_text() {
         let list = cidr_lines(b"173.245.48.0/20\n# comment\n\n2400:cb00::/32\n").unwrap();
         assert_eq!(list.len(), 2);
-        let err = cidr_lines(b"173.245.48.0/20\n10.0.0.0/33\n")
-            .unwrap_err()
-            .to_string();
+        let err = cidr_lines(b"173.245.48.0/20\n10.0.0.0/33\n").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(cidr_lines(b"").is_err());
     }
@@ -546,12 +455,7 @@ mod tests {
         let text = edition("cloudflare", b"173.245.48.0/20\n2400:cb00::/32").unwrap();
         assert_eq!((text.token, text.counts()), (None, (1, 1)));
         let bad = br#"{"syncToken":"soon","prefixes":[{"ip_prefix":"13.32.0.0/15","service":"CLOUDFRONT_ORIGIN_FACING"}]}"#;
-        assert!(
-            edition("cloudfront", bad)
-                .unwrap_err()
-                .to_string()
-                .contains("syncToken")
-        );
+        assert!(edition("cloudfront", bad).unwrap_err().to_string().contains("syncToken"));
         let empty = edition("fastly", br#"{"addresses":[],"ipv6_addresses":[]}"#).unwrap_err();
         assert!(empty.to_string().contains("no prefixes"), "{empty}");
     }
@@ -565,11 +469,6 @@ mod tests {
         .unwrap();
         assert_eq!(list.len(), 2);
         let az = br#"{"values":[{"name":"AzureFrontDoor.Backend","id":"x","properties":{"addressPrefixes":["147.243.0.0/16","2a01:111:2050::/44"]}}]}"#;
-        assert_eq!(
-            azure_service_tags(az, AZURE_FRONT_DOOR_BACKEND)
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(azure_service_tags(az, AZURE_FRONT_DOOR_BACKEND).unwrap().len(), 2);
     }
 }

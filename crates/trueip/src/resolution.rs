@@ -65,10 +65,8 @@ impl std::str::FromStr for ListHeader {
         match s.to_ascii_lowercase().as_str() {
             "xff" | "x-forwarded-for" => Ok(ListHeader::XForwardedFor),
             "forwarded" => Ok(ListHeader::Forwarded),
-            _ => Err(
-                crate::ConfigError::new(format!("unknown list header {s:?}"))
-                    .hint("use \"xff\" or \"forwarded\""),
-            ),
+            _ => Err(crate::ConfigError::new(format!("unknown list header {s:?}"))
+                .hint("use \"xff\" or \"forwarded\"")),
         }
     }
 }
@@ -221,10 +219,7 @@ impl Warnings {
 
     /// The snake_case names of the flags set, in a fixed order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .iter()
-            .filter(move |(flag, _)| self.contains(*flag))
-            .map(|(_, name)| *name)
+        Self::TABLE.iter().filter(move |(flag, _)| self.contains(*flag)).map(|(_, name)| *name)
     }
 
     /// Every warning name, for documentation.
@@ -326,11 +321,7 @@ mod tests {
     fn forgeries_are_the_flags_someone_wrote_on_purpose() {
         let w = Warnings::SPOOF_ATTEMPT | Warnings::TRUNCATED | Warnings::DUPLICATE_HEADER;
         assert_eq!(w.forgeries().to_string(), "spoof_attempt,duplicate_header");
-        assert!(
-            (Warnings::MALFORMED | Warnings::ALL_TRUSTED)
-                .forgeries()
-                .is_empty()
-        );
+        assert!((Warnings::MALFORMED | Warnings::ALL_TRUSTED).forgeries().is_empty());
         assert_eq!(
             Warnings::FORGERY.to_string(),
             "spoof_attempt,header_from_untrusted_peer,origin_secret_mismatch,\

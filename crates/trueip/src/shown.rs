@@ -74,9 +74,7 @@ const fn log_width(b: u8) -> usize {
 /// compiler vectorises.
 #[inline]
 pub fn log_plain(bytes: &[u8]) -> bool {
-    bytes.iter().fold(true, |plain, &b| {
-        plain & (b != b'\\') & (0x20..=0x7e).contains(&b)
-    })
+    bytes.iter().fold(true, |plain, &b| plain & (b != b'\\') & (0x20..=0x7e).contains(&b))
 }
 
 /// Writes byte `b` in log mode.
@@ -93,9 +91,8 @@ fn log_push(out: &mut impl Write, b: u8) -> fmt::Result {
 fn log_all(out: &mut impl Write, mut bytes: &[u8]) -> fmt::Result {
     while !bytes.is_empty() {
         let plain = bytes.iter().position(|&b| log_width(b) != 1);
-        let (run, rest) = bytes
-            .split_at_checked(plain.unwrap_or(bytes.len()))
-            .unwrap_or((bytes, &[]));
+        let (run, rest) =
+            bytes.split_at_checked(plain.unwrap_or(bytes.len())).unwrap_or((bytes, &[]));
         // A run of printable ASCII is UTF-8.
         out.write_str(std::str::from_utf8(run).unwrap_or_default())?;
         match rest.split_first() {
@@ -368,10 +365,7 @@ mod tests {
             r"\u{1b}[2J\u{9b}31m\u{1b}]0;pwned\u{7}\u{202e}\u{2028}\u{0}\u{a}\xff"
         );
         // Other Unicode, quotes and `\` read as written.
-        assert_eq!(
-            terminal(r#"é 日本 "a" C:\x ß"#).to_string(),
-            r#"é 日本 "a" C:\x ß"#
-        );
+        assert_eq!(terminal(r#"é 日本 "a" C:\x ß"#).to_string(), r#"é 日本 "a" C:\x ß"#);
         assert_eq!(
             terminal("10.0.0.1\u{200b}\u{feff}\u{2067}\u{85}").to_string(),
             r"10.0.0.1\u{200b}\u{feff}\u{2067}\u{85}"
@@ -390,26 +384,14 @@ mod tests {
         let value = serde_json::json!({
             "v\u{202e}": ["1.2.3.4\u{9b}31m\u{2028}\u{1b}[2J\u{0}é", {"n": 1, "b": true}],
         });
-        for json in [
-            terminal_json(&value).unwrap(),
-            terminal_json_pretty(&value).unwrap(),
-        ] {
+        for json in [terminal_json(&value).unwrap(), terminal_json_pretty(&value).unwrap()] {
             assert!(json.chars().all(|c| c == '\n' || !hides(c)), "{json}");
-            assert!(
-                json.contains(r"1.2.3.4\u009b31m\u2028\u001b[2J\u0000é"),
-                "{json}"
-            );
-            assert_eq!(
-                serde_json::from_str::<serde_json::Value>(&json).unwrap(),
-                value
-            );
+            assert!(json.contains(r"1.2.3.4\u009b31m\u2028\u001b[2J\u0000é"), "{json}");
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap(), value);
         }
         assert_eq!(
             terminal_json_pretty(&value).unwrap().lines().count(),
-            serde_json::to_string_pretty(&value)
-                .unwrap()
-                .lines()
-                .count()
+            serde_json::to_string_pretty(&value).unwrap().lines().count()
         );
     }
 

@@ -264,19 +264,11 @@ where
                 Err(why) => return refuse_unsigned(&req, why),
             };
             if self.withhold {
-                withhold(
-                    &self.policy,
-                    outcome.hop(&self.policy, &resolution),
-                    req.headers_mut(),
-                );
+                withhold(&self.policy, outcome.hop(&self.policy, &resolution), req.headers_mut());
             }
             req.extensions_mut().insert(outcome);
             req.extensions_mut().insert(resolution);
-            return ResponseFuture {
-                state: State::Inner {
-                    future: self.inner.call(req),
-                },
-            };
+            return ResponseFuture { state: State::Inner { future: self.inner.call(req) } };
         }
         let resolution = match found {
             #[cfg(feature = "lambda-http")]
@@ -286,18 +278,10 @@ where
             found => found.with(|conn| self.policy.resolve(conn, &req)),
         };
         if self.withhold {
-            withhold(
-                &self.policy,
-                self.policy.hop(&resolution),
-                req.headers_mut(),
-            );
+            withhold(&self.policy, self.policy.hop(&resolution), req.headers_mut());
         }
         req.extensions_mut().insert(resolution);
-        ResponseFuture {
-            state: State::Inner {
-                future: self.inner.call(req),
-            },
-        }
+        ResponseFuture { state: State::Inner { future: self.inner.call(req) } }
     }
 }
 
@@ -315,9 +299,7 @@ where
 #[inline]
 fn withhold(policy: &Policy, hop: Hop<'_>, headers: &mut HeaderMap) {
     let set = policy.withheld_set();
-    let first = headers
-        .keys()
-        .position(|name| set.fate(name.as_str(), hop).withheld);
+    let first = headers.keys().position(|name| set.fate(name.as_str(), hop).withheld);
     if let Some(first) = first {
         remove_withheld(set, hop, headers, first);
     }
@@ -386,15 +368,10 @@ fn refuse_unsigned<ReqBody, F, ResBody: From<&'static str>>(
     log::info!("{} {}: {status}, {why}", req.method(), req.uri().path());
     let mut response = Response::new(ResBody::from(refusal_body(why)));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    ResponseFuture {
-        state: State::Refused {
-            response: Some(response),
-        },
-    }
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    ResponseFuture { state: State::Refused { response: Some(response) } }
 }
 
 /// A request no server stored a connection in: under lambda_http, the connection its
@@ -405,16 +382,12 @@ fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
 ) -> Result<Found<'static>, ResponseFuture<F, ResBody>> {
     #[cfg(feature = "lambda-http")]
     if let Some(found) = crate::lambda::http::stand_in_connection(req.extensions(), req.headers()) {
-        return found
-            .map(|(kind, conn)| Found::StandIn(kind, conn))
-            .map_err(|e| {
-                log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
-                ResponseFuture {
-                    state: State::Refused {
-                        response: Some(server_error(MISSING_STAND_IN)),
-                    },
-                }
-            });
+        return found.map(|(kind, conn)| Found::StandIn(kind, conn)).map_err(|e| {
+            log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
+            ResponseFuture {
+                state: State::Refused { response: Some(server_error(MISSING_STAND_IN)) },
+            }
+        });
     }
     Err(refuse(req))
 }
@@ -423,17 +396,8 @@ fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
 fn refuse<ReqBody, F, ResBody: From<&'static str>>(
     req: &Request<ReqBody>,
 ) -> ResponseFuture<F, ResBody> {
-    log::error!(
-        "{} {}: 500, {}",
-        req.method(),
-        req.uri().path(),
-        MISSING_CONNECTION.trim_end()
-    );
-    ResponseFuture {
-        state: State::Refused {
-            response: Some(server_error(MISSING_CONNECTION)),
-        },
-    }
+    log::error!("{} {}: 500, {}", req.method(), req.uri().path(), MISSING_CONNECTION.trim_end());
+    ResponseFuture { state: State::Refused { response: Some(server_error(MISSING_CONNECTION)) } }
 }
 
 /// Where [`connection`] found the connection.
@@ -497,10 +461,9 @@ pub(crate) fn connection(ext: &Extensions) -> Option<Found<'_>> {
 pub(crate) fn server_error<B: From<&'static str>>(message: &'static str) -> Response<B> {
     let mut response = Response::new(B::from(message));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

@@ -85,12 +85,7 @@ impl Mark {
         verdict: Verdict,
         why: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Mark {
-            subject: subject.into(),
-            value: value.into(),
-            verdict,
-            why: why.into(),
-        }
+        Mark { subject: subject.into(), value: value.into(), verdict, why: why.into() }
     }
 
     /// The step, in owned text.

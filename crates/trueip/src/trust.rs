@@ -51,10 +51,7 @@ impl Cidr {
     /// A single address.
     pub fn host(addr: IpAddr) -> Self {
         let addr = normalize(addr);
-        Cidr {
-            addr,
-            prefix: if addr.is_ipv4() { 32 } else { 128 },
-        }
+        Cidr { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
     }
 
     /// The network address.
@@ -85,15 +82,11 @@ impl Cidr {
 }
 
 pub(crate) fn mask32(prefix: u8) -> u32 {
-    u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0)
+    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)
 }
 
 pub(crate) fn mask128(prefix: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128 - u32::from(prefix.min(128)))
-        .unwrap_or(0)
+    u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0)
 }
 
 impl FromStr for Cidr {
@@ -115,10 +108,7 @@ impl FromStr for Cidr {
             None if text.contains('%') => Err(bad("zone ids are not part of an address range")),
             None => Ok(Cidr::host(addr)),
             Some(p) => {
-                let p: u8 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("prefix length is not a number"))?;
+                let p: u8 = p.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
                 // parse_ip maps ::ffff:a.b.c.d to IPv4; the prefix was written for IPv6.
                 match addr {
                     IpAddr::V4(v4) if text.contains(':') => {
@@ -139,11 +129,9 @@ const QUOTED_CHARS: usize = 64;
 /// `text` quoted for an error, cut after [`QUOTED_CHARS`] characters.
 fn quoted(text: &str) -> String {
     match text.char_indices().nth(QUOTED_CHARS) {
-        Some((end, _)) => format!(
-            "{:?}... ({} bytes)",
-            text.get(..end).unwrap_or_default(),
-            text.len()
-        ),
+        Some((end, _)) => {
+            format!("{:?}... ({} bytes)", text.get(..end).unwrap_or_default(), text.len())
+        }
         None => format!("{text:?}"),
     }
 }
@@ -181,9 +169,7 @@ impl NamedSet {
 
     /// Parses a name.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|set| set.name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|set| set.name().eq_ignore_ascii_case(name))
     }
 
     /// The prefixes of the set.
@@ -309,11 +295,7 @@ impl TrustSet {
         if self.v4_index.is_empty() {
             V4Lookup::Scan(V4Scan { starts, ends })
         } else {
-            V4Lookup::Indexed(V4Indexed {
-                starts,
-                ends,
-                index: &self.v4_index,
-            })
+            V4Lookup::Indexed(V4Indexed { starts, ends, index: &self.v4_index })
         }
     }
 
@@ -337,26 +319,14 @@ impl TrustSet {
 
     /// The set as a minimal list of prefixes.
     pub fn cidrs(&self) -> impl Iterator<Item = Cidr> + '_ {
-        let v4 = self
-            .v4_starts
-            .iter()
-            .zip(&self.v4_ends)
-            .flat_map(|(&s, &e)| {
-                split_range(u128::from(s), u128::from(e), 32).map(|(n, p)| Cidr {
-                    addr: IpAddr::V4(Ipv4Addr::from(n as u32)),
-                    prefix: p,
-                })
-            });
-        let v6 = self
-            .v6_starts
-            .iter()
-            .zip(&self.v6_ends)
-            .flat_map(|(&s, &e)| {
-                split_range(s, e, 128).map(|(n, p)| Cidr {
-                    addr: IpAddr::V6(Ipv6Addr::from(n)),
-                    prefix: p,
-                })
-            });
+        let v4 = self.v4_starts.iter().zip(&self.v4_ends).flat_map(|(&s, &e)| {
+            split_range(u128::from(s), u128::from(e), 32)
+                .map(|(n, p)| Cidr { addr: IpAddr::V4(Ipv4Addr::from(n as u32)), prefix: p })
+        });
+        let v6 = self.v6_starts.iter().zip(&self.v6_ends).flat_map(|(&s, &e)| {
+            split_range(s, e, 128)
+                .map(|(n, p)| Cidr { addr: IpAddr::V6(Ipv6Addr::from(n)), prefix: p })
+        });
         v4.chain(v6)
     }
 }
@@ -538,11 +508,8 @@ fn split_range(start: u128, end: u128, bits: u8) -> impl Iterator<Item = (u128, 
     std::iter::from_fn(move || {
         let cur = next?;
         // Largest block aligned at `cur` that does not pass `end`.
-        let mut size_bits = if cur == 0 {
-            u32::from(bits)
-        } else {
-            cur.trailing_zeros().min(u32::from(bits))
-        };
+        let mut size_bits =
+            if cur == 0 { u32::from(bits) } else { cur.trailing_zeros().min(u32::from(bits)) };
         while size_bits > 0 {
             let last = cur
                 .checked_add((1u128 << size_bits) - 1)
@@ -552,11 +519,7 @@ fn split_range(start: u128, end: u128, bits: u8) -> impl Iterator<Item = (u128, 
             }
             size_bits -= 1;
         }
-        let last = if size_bits == 128 {
-            u128::MAX
-        } else {
-            cur + ((1u128 << size_bits) - 1)
-        };
+        let last = if size_bits == 128 { u128::MAX } else { cur + ((1u128 << size_bits) - 1) };
         next = if last >= end { None } else { Some(last + 1) };
         Some((cur, bits - size_bits as u8))
     })
@@ -584,12 +547,7 @@ mod tests {
     fn a_long_rejected_range_is_quoted_cut() {
         let line = "\0".repeat(1 << 20);
         let e = line.parse::<Cidr>().unwrap_err().to_string();
-        assert!(
-            e.len() < 400,
-            "{} bytes: {}",
-            e.len(),
-            e.get(..400).unwrap_or(&e)
-        );
+        assert!(e.len() < 400, "{} bytes: {}", e.len(), e.get(..400).unwrap_or(&e));
         assert!(e.contains("(1048576 bytes): not an IP address"), "{e}");
         let short = "10.0.0.0/33".parse::<Cidr>().unwrap_err().to_string();
         assert!(short.contains("\"10.0.0.0/33\""), "{short}");
@@ -602,10 +560,7 @@ mod tests {
         assert_eq!(printed("10.0.0.1"), "10.0.0.1/32");
         assert_eq!(printed("::ffff:10.0.0.0/104"), "10.0.0.0/8");
         let err = "10.0.0.0/33".parse::<Cidr>().unwrap_err().to_string();
-        assert!(
-            err.contains("\"10.0.0.0/33\"") && err.contains("/32"),
-            "{err}"
-        );
+        assert!(err.contains("\"10.0.0.0/33\"") && err.contains("/32"), "{err}");
         let err = "10.0.0.1/8".parse::<Cidr>().unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/8"), "{err}");
         assert!("010.0.0.0/8".parse::<Cidr>().is_err());
@@ -615,12 +570,7 @@ mod tests {
 
     #[test]
     fn lookups() {
-        let set = set(&[
-            "10.0.0.0/8",
-            "192.168.1.0/24",
-            "2001:db8::/32",
-            "203.0.113.7",
-        ]);
+        let set = set(&["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "203.0.113.7"]);
         for yes in [
             "10.0.0.0",
             "10.255.255.255",
@@ -647,22 +597,10 @@ mod tests {
 
     #[test]
     fn merges_and_prints_minimal_prefixes() {
-        let everything = set(&[
-            "10.0.0.0/9",
-            "10.128.0.0/9",
-            "10.1.0.0/16",
-            "::/0",
-            "0.0.0.0/0",
-        ]);
+        let everything = set(&["10.0.0.0/9", "10.128.0.0/9", "10.1.0.0/16", "::/0", "0.0.0.0/0"]);
         assert!(everything.is_everything());
-        assert_eq!(
-            printed(&set(&["10.0.0.0/9", "10.128.0.0/9"])),
-            ["10.0.0.0/8"]
-        );
-        assert_eq!(
-            printed(&set(&["10.0.0.1", "10.0.0.2"])),
-            ["10.0.0.1/32", "10.0.0.2/32"]
-        );
+        assert_eq!(printed(&set(&["10.0.0.0/9", "10.128.0.0/9"])), ["10.0.0.0/8"]);
+        assert_eq!(printed(&set(&["10.0.0.1", "10.0.0.2"])), ["10.0.0.1/32", "10.0.0.2/32"]);
     }
 
     #[test]

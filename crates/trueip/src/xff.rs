@@ -21,10 +21,7 @@ pub fn parse_element(raw: &[u8]) -> Entry<'_> {
     }
     match parse_node(text) {
         Ok(node) => Entry::Addr(node),
-        Err(why) => Entry::Malformed {
-            text,
-            why: why.into(),
-        },
+        Err(why) => Entry::Malformed { text, why: why.into() },
     }
 }
 
@@ -38,10 +35,7 @@ pub struct Rev<'a, 'l> {
 impl<'a, 'l> Rev<'a, 'l> {
     /// Iterates the elements of `lines` (the header's lines in request order) from the right.
     pub fn new(lines: &'l [&'a [u8]]) -> Self {
-        Rev {
-            lines,
-            current: None,
-        }
+        Rev { lines, current: None }
     }
 }
 
@@ -412,10 +406,7 @@ mod tests {
 
     #[test]
     fn right_to_left_across_lines() {
-        assert_eq!(
-            addrs(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]),
-            ["3.3.3.3", "2.2.2.2", "1.1.1.1"]
-        );
+        assert_eq!(addrs(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]), ["3.3.3.3", "2.2.2.2", "1.1.1.1"]);
         assert_eq!(addrs(&["1.1.1.1,,  ,2.2.2.2,", ""]), ["2.2.2.2", "1.1.1.1"]);
         assert_eq!(addrs(&[]), Vec::<String>::new());
     }
@@ -424,25 +415,13 @@ mod tests {
     fn element_kinds() {
         assert_eq!(parse_element(b" unknown "), Entry::Unknown);
         assert_eq!(parse_element(b"_hidden"), Entry::Obfuscated(b"_hidden"));
-        assert!(matches!(
-            parse_element(b"1.2.3.4:80"),
-            Entry::Addr(Node { port: Some(80), .. })
-        ));
+        assert!(matches!(parse_element(b"1.2.3.4:80"), Entry::Addr(Node { port: Some(80), .. })));
         assert!(matches!(
             parse_element(b"[2001:db8::1]:443"),
-            Entry::Addr(Node {
-                port: Some(443),
-                ..
-            })
+            Entry::Addr(Node { port: Some(443), .. })
         ));
-        assert!(matches!(
-            parse_element(b"evil.example"),
-            Entry::Malformed { .. }
-        ));
-        assert!(matches!(
-            parse_element(b"1.2.3.4 5.6.7.8"),
-            Entry::Malformed { .. }
-        ));
+        assert!(matches!(parse_element(b"evil.example"), Entry::Malformed { .. }));
+        assert!(matches!(parse_element(b"1.2.3.4 5.6.7.8"), Entry::Malformed { .. }));
     }
 
     #[test]
@@ -497,9 +476,8 @@ mod tests {
             "0", "1", "9", "10", "25", "99", "100", "199", "255", "256", "300", "999", "00", "01",
             "010", "1000",
         ];
-        const BEFORE: [&str; 12] = [
-            ",", ", ", " ,", ",  ", "\t,", ",\t", " ", "x", "", ".", "1", ",,",
-        ];
+        const BEFORE: [&str; 12] =
+            [",", ", ", " ,", ",  ", "\t,", ",\t", " ", "x", "", ".", "1", ",,"];
         const PADS: [&str; 3] = ["", "9.9.9.9", "1.1.1.1,22.22.22.22"];
         let mut taken = 0;
         let mut line = Vec::new();
@@ -526,10 +504,7 @@ mod tests {
                 }
             }
         }
-        assert!(
-            taken > 50_000,
-            "the window must take the common element: {taken}"
-        );
+        assert!(taken > 50_000, "the window must take the common element: {taken}");
         // Three and five parts, trailing separators and whitespace: never taken.
         for line in [
             &b"1.1.1.1, 22.22.22"[..],
@@ -599,10 +574,9 @@ mod tests {
         // Every bare quad of the eight canonical octets, less 0.0.0.0 and 255.255.255.255
         // (never a source): nothing with a space, a stray byte or a bad octet.
         assert_eq!(taken, 8 * 8 * 8 * 8 - 2);
-        for (line, len) in [
-            ("203.0.113.9, 10.1.2.3, 192.168.4.5", 11),
-            ("1.2.3.4,5.6.7.8.9.10.11.12.13", 7),
-        ] {
+        for (line, len) in
+            [("203.0.113.9, 10.1.2.3, 192.168.4.5", 11), ("1.2.3.4,5.6.7.8.9.10.11.12.13", 7)]
+        {
             let head = line.as_bytes().first_chunk::<WINDOW>().expect("a head");
             assert!(quad_first(head, len).is_some(), "{line:?}");
             assert!(quad_first(head, len - 1).is_none(), "{line:?}");
@@ -638,10 +612,11 @@ mod tests {
         ];
         // The bits of a plain dotted quad, as the general parser reads it.
         let plain = |text: &[u8]| match parse_element(text) {
-            Entry::Addr(Node {
-                ip: std::net::IpAddr::V4(ip),
-                port: None,
-            }) if text == ip.to_string().as_bytes() => Some(ip.to_bits()),
+            Entry::Addr(Node { ip: std::net::IpAddr::V4(ip), port: None })
+                if text == ip.to_string().as_bytes() =>
+            {
+                Some(ip.to_bits())
+            }
             _ => None,
         };
         let trusted = |ip: u32| ip >> 24 == 10;

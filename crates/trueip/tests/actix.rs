@@ -56,10 +56,7 @@ fn through_app(policy: Policy, req: TestRequest) -> (StatusCode, String) {
 async fn body_of<B: actix_web::body::MessageBody>(res: ServiceResponse<B>) -> (StatusCode, String) {
     let status = res.status();
     let body = read_body(res).await;
-    (
-        status,
-        String::from_utf8(body.to_vec()).expect("a text body"),
-    )
+    (status, String::from_utf8(body.to_vec()).expect("a text body"))
 }
 
 fn peer(addr: &str) -> SocketAddr {
@@ -74,10 +71,7 @@ fn a_trusted_proxy_names_the_client() {
         .insert_header(("X-Real-IP", "203.0.113.9"))
         // Distractor: not what this policy reads.
         .insert_header(("X-Forwarded-For", "6.6.6.6"));
-    assert_eq!(
-        through_app(behind_local_nginx(), req),
-        (StatusCode::OK, "203.0.113.9".to_owned())
-    );
+    assert_eq!(through_app(behind_local_nginx(), req), (StatusCode::OK, "203.0.113.9".to_owned()));
 }
 
 #[test]
@@ -97,10 +91,7 @@ fn a_trusted_chain_is_walked_from_the_right() {
         .insert_header(("X-Real-IP", "6.6.6.6"));
     assert_eq!(
         through_app(policy, req),
-        (
-            StatusCode::OK,
-            "203.0.113.9 10.0.0.5:41000 hops=2".to_owned()
-        )
+        (StatusCode::OK, "203.0.113.9 10.0.0.5:41000 hops=2".to_owned())
     );
 }
 
@@ -112,10 +103,7 @@ fn headers_from_an_untrusted_peer_are_ignored() {
         .insert_header(("X-Real-IP", "203.0.113.9"))
         .insert_header(("X-Forwarded-For", "203.0.113.9"))
         .insert_header(("Forwarded", "for=203.0.113.9"));
-    assert_eq!(
-        through_app(behind_local_nginx(), req),
-        (StatusCode::OK, "198.51.100.7".to_owned())
-    );
+    assert_eq!(through_app(behind_local_nginx(), req), (StatusCode::OK, "198.51.100.7".to_owned()));
 }
 
 #[test]
@@ -133,16 +121,10 @@ fn without_the_middleware_the_extractors_answer_500_naming_the_fix() {
                 .peer_addr(peer("127.0.0.1:50000"))
                 .insert_header(("X-Real-IP", "203.0.113.9"));
             let res = call_service(&app, req.to_request()).await;
-            assert_eq!(
-                res.headers().get("content-type").unwrap(),
-                "text/plain; charset=utf-8"
-            );
+            assert_eq!(res.headers().get("content-type").unwrap(), "text/plain; charset=utf-8");
             assert_eq!(
                 body_of(res).await,
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    MISSING_MIDDLEWARE.to_owned()
-                ),
+                (StatusCode::INTERNAL_SERVER_ERROR, MISSING_MIDDLEWARE.to_owned()),
                 "{uri}"
             );
         }
@@ -201,9 +183,7 @@ fn a_middleware_registered_before_it_runs_inside_it_and_sees_the_resolution() {
                     let fut = srv.call(req);
                     async move {
                         let mut res = fut.await?;
-                        let seen = seen
-                            .flatten()
-                            .map_or("none".to_owned(), |ip| ip.to_string());
+                        let seen = seen.flatten().map_or("none".to_owned(), |ip| ip.to_string());
                         res.headers_mut()
                             .insert("x-seen-by-inner".parse().unwrap(), seen.parse().unwrap());
                         Ok(res)
@@ -225,20 +205,17 @@ fn a_middleware_registered_before_it_runs_inside_it_and_sees_the_resolution() {
 #[test]
 fn the_stored_resolution_keeps_the_evidence() {
     run(async {
-        let app = init_service(
-            App::new()
-                .wrap(ClientIpMiddleware::new(behind_local_nginx()))
-                .route(
-                    "/",
-                    web::get().to(|ClientResolution(r): ClientResolution| async move {
-                        assert_eq!(r.source, Source::Header);
-                        assert_eq!(r.peer.ip().unwrap().to_string(), "127.0.0.1");
-                        assert_eq!(r.trusted_hops, 1);
-                        HttpResponse::NoContent().finish()
-                    }),
-                ),
-        )
-        .await;
+        let app =
+            init_service(App::new().wrap(ClientIpMiddleware::new(behind_local_nginx())).route(
+                "/",
+                web::get().to(|ClientResolution(r): ClientResolution| async move {
+                    assert_eq!(r.source, Source::Header);
+                    assert_eq!(r.peer.ip().unwrap().to_string(), "127.0.0.1");
+                    assert_eq!(r.trusted_hops, 1);
+                    HttpResponse::NoContent().finish()
+                }),
+            ))
+            .await;
         let req = TestRequest::get()
             .peer_addr(peer("127.0.0.1:50000"))
             .insert_header(("X-Real-IP", "203.0.113.9"));
@@ -258,10 +235,11 @@ impl log::Log for Capture {
     }
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            LOGGED
-                .lock()
-                .expect("no test panicked holding it")
-                .push(format!("{} {}", record.level(), record.args()));
+            LOGGED.lock().expect("no test panicked holding it").push(format!(
+                "{} {}",
+                record.level(),
+                record.args()
+            ));
         }
     }
     fn flush(&self) {}
@@ -275,9 +253,7 @@ fn each_500_is_logged_with_the_same_message() {
     log::set_max_level(log::LevelFilter::Error);
     run(async {
         let bare = init_service(App::new().route("/logged", web::get().to(ip))).await;
-        let req = TestRequest::get()
-            .uri("/logged")
-            .peer_addr(peer("127.0.0.1:50000"));
+        let req = TestRequest::get().uri("/logged").peer_addr(peer("127.0.0.1:50000"));
         call_service(&bare, req.to_request()).await;
 
         let wrapped = init_service(
@@ -290,25 +266,15 @@ fn each_500_is_logged_with_the_same_message() {
         let _ = wrapped.call(req.to_request()).await;
     });
     let logged = LOGGED.lock().unwrap();
-    let line = |path: &str| {
-        logged
-            .iter()
-            .find(|l| l.starts_with(&format!("ERROR GET {path}:")))
-            .cloned()
-    };
+    let line =
+        |path: &str| logged.iter().find(|l| l.starts_with(&format!("ERROR GET {path}:"))).cloned();
     assert_eq!(
         line("/logged"),
-        Some(format!(
-            "ERROR GET /logged: 500, {}",
-            MISSING_MIDDLEWARE.trim_end()
-        ))
+        Some(format!("ERROR GET /logged: 500, {}", MISSING_MIDDLEWARE.trim_end()))
     );
     assert_eq!(
         line("/logged-peer"),
-        Some(format!(
-            "ERROR GET /logged-peer: 500, {}",
-            MISSING_PEER.trim_end()
-        ))
+        Some(format!("ERROR GET /logged-peer: 500, {}", MISSING_PEER.trim_end()))
     );
 }
 
@@ -350,14 +316,8 @@ impl Server {
                 server.await.expect("the server runs until stopped");
             });
         });
-        let (addr, handle) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server starts");
-        Server {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
+        let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("the server starts");
+        Server { addr, handle, thread: Some(thread) }
     }
 }
 
@@ -394,10 +354,7 @@ const FORGED: [&str; 4] = [
 
 /// Only 127.0.0.2 is trusted: a client on 127.0.0.1 is a stranger.
 fn behind_another_host() -> Policy {
-    Policy::builder()
-        .trust_str("127.0.0.2")
-        .and_then(|b| b.build())
-        .expect("a valid policy")
+    Policy::builder().trust_str("127.0.0.2").and_then(|b| b.build()).expect("a valid policy")
 }
 
 /// What a stranger writes in a client-IP header, in any spelling, never reaches the
@@ -407,10 +364,7 @@ fn behind_another_host() -> Policy {
 fn over_a_real_socket_a_strangers_client_ip_headers_never_reach_the_handler() {
     for policy in [behind_another_host(), Policy::default()] {
         let server = Server::start(policy);
-        assert_eq!(
-            get(server.addr, "/ip/headers", &FORGED),
-            (200, "x-request-id=abc".to_owned())
-        );
+        assert_eq!(get(server.addr, "/ip/headers", &FORGED), (200, "x-request-id=abc".to_owned()));
     }
 }
 
@@ -431,10 +385,7 @@ fn over_a_real_socket_a_trusted_hops_headers_reach_the_handler_as_the_decision_r
                 .to_owned()
         )
     );
-    assert_eq!(
-        get(server.addr, "/ip", &sent),
-        (200, "203.0.113.9".to_owned())
-    );
+    assert_eq!(get(server.addr, "/ip", &sent), (200, "203.0.113.9".to_owned()));
 }
 
 /// `keep_client_ip_headers`: the opt-out hands every line over as it came, and the
@@ -451,18 +402,13 @@ fn over_a_real_socket_keep_client_ip_headers_hands_every_line_over() {
                 .to_owned()
         )
     );
-    assert_eq!(
-        get(server.addr, "/ip", &FORGED),
-        (200, "127.0.0.1".to_owned())
-    );
+    assert_eq!(get(server.addr, "/ip", &FORGED), (200, "127.0.0.1".to_owned()));
 }
 
 /// One HTTP/1.1 request over a plain socket, as an untrusted client would send it.
 fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set a timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set a timeout");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
     for header in headers {
         request.push_str(header);
@@ -471,15 +417,9 @@ fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String) {
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).expect("send");
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("a whole response");
+    stream.read_to_string(&mut response).expect("a whole response");
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status code");
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status code");
     (status, body.to_owned())
 }
 
@@ -489,15 +429,9 @@ fn over_a_real_socket_the_peer_actix_reports_is_the_one_judged() {
 
     // The connection comes from 127.0.0.1, which this policy trusts: the header decides.
     let trusted = Server::start(behind_local_nginx());
-    assert_eq!(
-        get(trusted.addr, "/ip", &forged),
-        (200, "203.0.113.9".to_owned())
-    );
+    assert_eq!(get(trusted.addr, "/ip", &forged), (200, "203.0.113.9".to_owned()));
     // Same server, a route outside the wrapped scope: the clear 500, not the peer.
-    assert_eq!(
-        get(trusted.addr, "/bare", &forged),
-        (500, MISSING_MIDDLEWARE.to_owned())
-    );
+    assert_eq!(get(trusted.addr, "/bare", &forged), (500, MISSING_MIDDLEWARE.to_owned()));
     drop(trusted);
 
     // Only 127.0.0.2 is trusted; this client connects from 127.0.0.1 and is the answer.
@@ -507,10 +441,7 @@ fn over_a_real_socket_the_peer_actix_reports_is_the_one_judged() {
         .and_then(|b| b.build())
         .unwrap();
     let untrusted = Server::start(policy);
-    assert_eq!(
-        get(untrusted.addr, "/ip", &forged),
-        (200, "127.0.0.1".to_owned())
-    );
+    assert_eq!(get(untrusted.addr, "/ip", &forged), (200, "127.0.0.1".to_owned()));
 }
 
 /// Over a socket, actix's own parser builds the header map: lines of one header sent apart,
@@ -532,20 +463,13 @@ fn over_a_real_socket_split_lines_are_one_list_in_order() {
         "X-Real-IP: 8.8.8.8",
         "X-FORWARDED-FOR: 127.0.0.1",
     ];
-    assert_eq!(
-        get(server.addr, "/ip", &lines),
-        (200, "203.0.113.9".to_owned())
-    );
+    assert_eq!(get(server.addr, "/ip", &lines), (200, "203.0.113.9".to_owned()));
     // Two lines, the second sent last: its element is the nearest, whichever is forged.
     assert_eq!(
         get(
             server.addr,
             "/ip",
-            &[
-                "X-Forwarded-For: 203.0.113.9",
-                "Accept: */*",
-                "x-forwarded-for: 198.51.100.4"
-            ]
+            &["X-Forwarded-For: 203.0.113.9", "Accept: */*", "x-forwarded-for: 198.51.100.4"]
         ),
         (200, "198.51.100.4".to_owned())
     );
@@ -555,10 +479,7 @@ fn over_a_real_socket_split_lines_are_one_list_in_order() {
 /// sees its own middleware's decision.
 #[test]
 fn each_scope_decides_with_its_own_middleware() {
-    let trust_ten = Policy::builder()
-        .trust_str("127.0.0.0/8")
-        .and_then(|b| b.build())
-        .unwrap();
+    let trust_ten = Policy::builder().trust_str("127.0.0.0/8").and_then(|b| b.build()).unwrap();
     let got = |path: &str| {
         let req = TestRequest::get()
             .uri(path)
@@ -590,14 +511,8 @@ fn each_scope_decides_with_its_own_middleware() {
         })
     };
     assert_eq!(got("/public/ip"), (StatusCode::OK, "127.0.0.1".to_owned()));
-    assert_eq!(
-        got("/internal/ip"),
-        (StatusCode::OK, "203.0.113.9".to_owned())
-    );
-    assert_eq!(
-        got("/nginx/ip"),
-        (StatusCode::OK, "198.51.100.7".to_owned())
-    );
+    assert_eq!(got("/internal/ip"), (StatusCode::OK, "203.0.113.9".to_owned()));
+    assert_eq!(got("/nginx/ip"), (StatusCode::OK, "198.51.100.7".to_owned()));
 }
 
 /// `ClientIpMiddleware::signed`: the client from the signed header `trueip serve` writes.
@@ -616,29 +531,19 @@ mod signed {
 
     fn header(key: &Key, target: &str, time: u64) -> String {
         let claim = Claim {
-            client: Node {
-                ip: "203.0.113.7".parse().expect("an address"),
-                port: Some(443),
-            },
+            client: Node { ip: "203.0.113.7".parse().expect("an address"), port: Some(443) },
             source: Source::Peer,
             hops: 0,
             time,
         };
-        let request = RequestLine {
-            method: "GET",
-            host: "app.example",
-            target,
-        };
+        let request = RequestLine { method: "GET", host: "app.example", target };
         let mut out = String::new();
         sign(key, &claim, &request, &mut out);
         out
     }
 
     fn now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("after 1970")
-            .as_secs()
+        SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
     }
 
     async fn outcome(req: actix_web::HttpRequest) -> String {
@@ -694,14 +599,9 @@ mod signed {
     #[test]
     fn a_verified_header_names_the_client() {
         let value = header(&key(1), "/a?b=c", now());
-        let (status, body) = through(
-            Signed::required(verifier([key(1)])),
-            get("/a?b=c", Some(&value)),
-        );
-        assert_eq!(
-            (status, body.as_str()),
-            (StatusCode::OK, "203.0.113.7 false verified")
-        );
+        let (status, body) =
+            through(Signed::required(verifier([key(1)])), get("/a?b=c", Some(&value)));
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "203.0.113.7 false verified"));
     }
 
     #[test]
@@ -723,10 +623,7 @@ mod signed {
     #[test]
     fn or_peer_serves_the_peer_flagged() {
         let (status, body) = through(Signed::or_peer(verifier([key(1)])), get("/a", None));
-        assert_eq!(
-            (status, body.as_str()),
-            (StatusCode::OK, "127.0.0.1 true missing")
-        );
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "127.0.0.1 true missing"));
     }
 
     #[test]
@@ -756,11 +653,7 @@ fn connection_info_made_before_the_middleware_ran_is_made_again() {
                     "/info",
                     web::get().to(|req: actix_web::HttpRequest| async move {
                         let info = req.connection_info();
-                        format!(
-                            "{} {}",
-                            info.realip_remote_addr().unwrap_or("-"),
-                            info.host()
-                        )
+                        format!("{} {}", info.realip_remote_addr().unwrap_or("-"), info.host())
                     }),
                 ),
         )
@@ -772,10 +665,7 @@ fn connection_info_made_before_the_middleware_ran_is_made_again() {
             .insert_header(("X-Forwarded-For", "6.6.6.6"))
             .insert_header(("X-Forwarded-Host", "evil.example"));
         let (status, body) = body_of(call_service(&app, req.to_request()).await).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (StatusCode::OK, "198.51.100.7 app.example")
-        );
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "198.51.100.7 app.example"));
     });
 }
 
@@ -791,11 +681,8 @@ fn a_query_strategy_reads_the_query_string() {
             .and_then(|b| b.build())
             .expect("a policy")
     };
-    let from = |addr: &str| {
-        TestRequest::get()
-            .uri("/ip?page=2&client=198.51.100.4")
-            .peer_addr(peer(addr))
-    };
+    let from =
+        |addr: &str| TestRequest::get().uri("/ip?page=2&client=198.51.100.4").peer_addr(peer(addr));
     assert_eq!(
         through_app(policy(), from("127.0.0.1:50000")),
         (StatusCode::OK, "198.51.100.4".to_owned())

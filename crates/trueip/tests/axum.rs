@@ -31,23 +31,17 @@ fn policy() -> Policy {
 }
 
 fn routes() -> Router {
-    Router::new()
-        .route(
-            "/ip",
-            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
-        )
-        .route(
-            "/resolution",
-            get(|ClientResolution(r): ClientResolution| async move {
-                format!(
-                    "{} {:?} {}",
-                    r.ip()
-                        .map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
-                    r.source,
-                    r.warnings
-                )
-            }),
-        )
+    Router::new().route("/ip", get(|ClientIp(ip): ClientIp| async move { ip.to_string() })).route(
+        "/resolution",
+        get(|ClientResolution(r): ClientResolution| async move {
+            format!(
+                "{} {:?} {}",
+                r.ip().map_or_else(|| r.client.to_string(), |ip| ip.to_string()),
+                r.source,
+                r.warnings
+            )
+        }),
+    )
 }
 
 /// Serves `app` the way the README tells users to, on a free port.
@@ -60,9 +54,7 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<C>())
-            .await
-            .unwrap();
+        axum::serve(listener, app.into_make_service_with_connect_info::<C>()).await.unwrap();
     });
     addr
 }
@@ -100,9 +92,7 @@ async fn forged_headers_from_an_untrusted_peer_give_the_peer() {
     ];
     let reply = get_from(ATTACKER, addr, "/ip", &forged).await.unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
-    let reply = get_from(ATTACKER, addr, "/resolution", &forged)
-        .await
-        .unwrap();
+    let reply = get_from(ATTACKER, addr, "/resolution", &forged).await.unwrap();
     assert_eq!(reply.body, "127.0.0.1 Peer header_from_untrusted_peer");
 }
 
@@ -137,16 +127,10 @@ const FORGED: [(&str, &str); 4] = [
 /// an app do. Before the layer withheld them, all three reached it.
 #[tokio::test]
 async fn a_strangers_client_ip_headers_never_reach_the_handler() {
-    for layer in [
-        ClientIpLayer::new(policy()),
-        ClientIpLayer::new(Policy::default()),
-    ] {
+    for layer in [ClientIpLayer::new(policy()), ClientIpLayer::new(Policy::default())] {
         let addr = serve::<SocketAddr>(echo().layer(layer)).await;
         let reply = get_from(ATTACKER, addr, "/headers", &FORGED).await.unwrap();
-        assert_eq!(
-            (reply.status, reply.body.as_str()),
-            (200, "x-request-id=abc")
-        );
+        assert_eq!((reply.status, reply.body.as_str()), (200, "x-request-id=abc"));
     }
 }
 
@@ -162,10 +146,7 @@ async fn a_trusted_hops_headers_reach_the_handler_as_the_decision_read_them() {
     let reply = get_from(PROXY, addr, "/headers", &sent).await.unwrap();
     assert_eq!(
         (reply.status, reply.body.as_str()),
-        (
-            200,
-            "x-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc"
-        )
+        (200, "x-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc")
     );
 
     let akamai = Policy::builder()
@@ -178,11 +159,7 @@ async fn a_trusted_hops_headers_reach_the_handler_as_the_decision_read_them() {
     let addr = serve::<SocketAddr>(echo().layer(ClientIpLayer::new(akamai))).await;
     let reply = get_from(PROXY, addr, "/headers", &FORGED).await.unwrap();
     assert_eq!(reply.status, 200);
-    assert!(
-        reply.body.contains("true-client-ip=6.6.6.8"),
-        "{}",
-        reply.body
-    );
+    assert!(reply.body.contains("true-client-ip=6.6.6.8"), "{}", reply.body);
     assert!(!reply.body.contains("x_forwarded_for"), "{}", reply.body);
 }
 
@@ -222,13 +199,8 @@ async fn a_lambda_preset_under_axum_serve_gives_the_peer() {
     let forged = [("X-Forwarded-For", "198.51.100.77, 203.0.113.66")];
     let reply = get_from(ATTACKER, addr, "/ip", &forged).await.unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
-    let reply = get_from(ATTACKER, addr, "/resolution", &forged)
-        .await
-        .unwrap();
-    assert_eq!(
-        reply.body,
-        "127.0.0.1 Peer header_from_untrusted_peer,no_lambda_event"
-    );
+    let reply = get_from(ATTACKER, addr, "/resolution", &forged).await.unwrap();
+    assert_eq!(reply.body, "127.0.0.1 Peer header_from_untrusted_peer,no_lambda_event");
 }
 
 /// A layer over a policy that lives as long as the program decides as one over an `Arc`,
@@ -248,10 +220,7 @@ async fn a_static_policy_decides_as_a_shared_one() {
     assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
     let addr = serve_plain(routes().layer(layer)).await;
     let reply = get_from(PROXY, addr, "/ip", &xff).await.unwrap();
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (500, MISSING_CONNECTION)
-    );
+    assert_eq!((reply.status, reply.body.as_str()), (500, MISSING_CONNECTION));
 }
 
 #[tokio::test]
@@ -272,11 +241,7 @@ async fn missing_layer_is_a_500_naming_the_fix() {
     for path in ["/ip", "/resolution"] {
         let reply = get_from(PROXY, addr, path, &[]).await.unwrap();
         assert_eq!((reply.status, reply.body.as_str()), (500, MISSING_LAYER));
-        assert!(
-            reply
-                .body
-                .contains(".layer(trueip::tower::ClientIpLayer::new(policy))")
-        );
+        assert!(reply.body.contains(".layer(trueip::tower::ClientIpLayer::new(policy))"));
         let lines = logged(&format!("GET {path}: 500"));
         assert!(
             lines
@@ -291,10 +256,9 @@ async fn missing_layer_is_a_500_naming_the_fix() {
 #[tokio::test]
 async fn layer_added_before_the_route_is_the_same_500() {
     // `Router::layer` wraps the routes added before it: the classic ordering mistake.
-    let app = Router::new().layer(ClientIpLayer::new(policy())).route(
-        "/late",
-        get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
-    );
+    let app = Router::new()
+        .layer(ClientIpLayer::new(policy()))
+        .route("/late", get(|ClientIp(ip): ClientIp| async move { ip.to_string() }));
     let addr = serve::<SocketAddr>(app).await;
     let reply = get_from(PROXY, addr, "/late", &[]).await.unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (500, MISSING_LAYER));
@@ -306,18 +270,9 @@ async fn missing_connect_info_is_a_500_naming_the_fix() {
     let app = routes().layer(ClientIpLayer::new(policy()));
     let addr = serve_plain(app).await;
     let xff = [("X-Forwarded-For", "203.0.113.9")];
-    let reply = get_from(PROXY, addr, "/ip?no-connect-info", &xff)
-        .await
-        .unwrap();
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (500, MISSING_CONNECTION)
-    );
-    assert!(
-        reply
-            .body
-            .contains("into_make_service_with_connect_info::<std::net::SocketAddr>()")
-    );
+    let reply = get_from(PROXY, addr, "/ip?no-connect-info", &xff).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (500, MISSING_CONNECTION));
+    assert!(reply.body.contains("into_make_service_with_connect_info::<std::net::SocketAddr>()"));
     assert!(reply.body.contains("ProxyProtocolListener"));
     let lines = logged("GET /ip: 500");
     assert!(
@@ -354,21 +309,13 @@ async fn each_route_decides_with_its_own_layer() {
         .build()
         .unwrap();
     let ip = || get(|ClientIp(ip): ClientIp| async move { ip.to_string() });
-    let public = Router::new()
-        .route("/public", ip())
-        .route_layer(ClientIpLayer::new(Policy::default()));
-    let internal = Router::new()
-        .route("/internal", ip())
-        .route_layer(ClientIpLayer::new(policy()));
-    let nested = Router::new()
-        .route("/ip", ip())
-        .route_layer(ClientIpLayer::new(only_local_nginx));
+    let public =
+        Router::new().route("/public", ip()).route_layer(ClientIpLayer::new(Policy::default()));
+    let internal = Router::new().route("/internal", ip()).route_layer(ClientIpLayer::new(policy()));
+    let nested = Router::new().route("/ip", ip()).route_layer(ClientIpLayer::new(only_local_nginx));
     let app = public.merge(internal).nest("/nginx", nested);
     let addr = serve::<SocketAddr>(app).await;
-    let headers = [
-        ("X-Forwarded-For", "203.0.113.9"),
-        ("X-Real-IP", "198.51.100.7"),
-    ];
+    let headers = [("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "198.51.100.7")];
     let body = |path: &'static str| async move {
         let reply = get_from(PROXY, addr, path, &headers).await.unwrap();
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
@@ -404,44 +351,22 @@ async fn connection_sources_keep_their_order() {
     }
     use Put::*;
 
-    let app = Router::new().route(
-        "/",
-        get(|ClientResolution(r): ClientResolution| async move { r.peer.to_string() }),
-    );
+    let app = Router::new()
+        .route("/", get(|ClientResolution(r): ClientResolution| async move { r.peer.to_string() }));
     let app = ClientIpLayer::new(policy()).layer(app);
     let socket = |s: &str| s.parse::<SocketAddr>().unwrap();
     let cases: [(&str, &[Put], u16, &str); 7] = [
         ("ConnectInfo<SocketAddr> alone", &[Addr], 200, "10.0.0.5:1"),
-        (
-            "ConnectInfo<SocketAddr> beside another extension",
-            &[Other, Addr],
-            200,
-            "10.0.0.5:1",
-        ),
-        (
-            "Connection before ConnectInfo<SocketAddr>",
-            &[Addr, Conn],
-            200,
-            "192.0.2.1:2",
-        ),
+        ("ConnectInfo<SocketAddr> beside another extension", &[Other, Addr], 200, "10.0.0.5:1"),
+        ("Connection before ConnectInfo<SocketAddr>", &[Addr, Conn], 200, "192.0.2.1:2"),
         (
             "ConnectInfo<Connection> before ConnectInfo<SocketAddr>",
             &[Addr, InfoConn],
             200,
             "192.0.2.3:3",
         ),
-        (
-            "Connection before ConnectInfo<Connection>",
-            &[InfoConn, Conn],
-            200,
-            "192.0.2.1:2",
-        ),
-        (
-            "Connection before both",
-            &[Addr, InfoConn, Conn],
-            200,
-            "192.0.2.1:2",
-        ),
+        ("Connection before ConnectInfo<Connection>", &[InfoConn, Conn], 200, "192.0.2.1:2"),
+        ("Connection before both", &[Addr, InfoConn, Conn], 200, "192.0.2.1:2"),
         ("none: the 500", &[Other], 500, MISSING_CONNECTION),
     ];
     for (name, puts, status, body) in cases {
@@ -465,9 +390,7 @@ async fn connection_sources_keep_their_order() {
         }
         let response = app.clone().oneshot(req).await.unwrap();
         assert_eq!(response.status(), status, "{name}");
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&bytes), body, "{name}");
     }
 }
@@ -483,13 +406,9 @@ async fn a_query_strategy_reads_the_query_string() {
         .and_then(|b| b.build())
         .unwrap();
     let addr = serve::<SocketAddr>(routes().layer(ClientIpLayer::new(policy))).await;
-    let reply = get_from(PROXY, addr, "/ip?page=2&client=198.51.100.4", &[])
-        .await
-        .unwrap();
+    let reply = get_from(PROXY, addr, "/ip?page=2&client=198.51.100.4", &[]).await.unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, "198.51.100.4"));
     // From a stranger the argument is the client's own word: the peer.
-    let reply = get_from(ATTACKER, addr, "/ip?client=198.51.100.4", &[])
-        .await
-        .unwrap();
+    let reply = get_from(ATTACKER, addr, "/ip?client=198.51.100.4", &[]).await.unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
 }

@@ -15,10 +15,8 @@ use trueip::{
 };
 
 fn policies() -> Vec<Policy> {
-    let cloudfront: TrustSet = ["130.176.0.0/16", "10.3.0.0/16"]
-        .iter()
-        .filter_map(|c| c.parse::<Cidr>().ok())
-        .collect();
+    let cloudfront: TrustSet =
+        ["130.176.0.0/16", "10.3.0.0/16"].iter().filter_map(|c| c.parse::<Cidr>().ok()).collect();
     let build = |strategies: &[&str], from: ListHeader| {
         let mut builder = Policy::builder()
             .provider("cloudfront", cloudfront.clone())
@@ -38,10 +36,7 @@ fn policies() -> Vec<Policy> {
         build(&["hops:2"], ListHeader::XForwardedFor),
         build(&["rightmost"], ListHeader::Forwarded),
         build(&["leftmost"], ListHeader::XForwardedFor),
-        build(
-            &["header:x-real-ip", "rightmost-untrusted"],
-            ListHeader::XForwardedFor,
-        ),
+        build(&["header:x-real-ip", "rightmost-untrusted"], ListHeader::XForwardedFor),
         build(&["cloudfront"], ListHeader::XForwardedFor),
         build(&["header:x-client-ip", "hops:1"], ListHeader::XForwardedFor),
     ];
@@ -197,15 +192,9 @@ fn node(text: &str) -> Option<Node> {
 fn check_json(policy: &Policy, explanation: &Explanation) -> Result<(), TestCaseError> {
     let text = serde_json::to_string_pretty(explanation)
         .map_err(|e| TestCaseError::fail(format!("serialize: {e}")))?;
-    let at: Vec<Option<usize>> = ORDER
-        .iter()
-        .map(|name| text.find(&format!("\n  \"{name}\": ")))
-        .collect();
-    prop_assert!(
-        at.iter().all(Option::is_some),
-        "a field is missing: {}",
-        text
-    );
+    let at: Vec<Option<usize>> =
+        ORDER.iter().map(|name| text.find(&format!("\n  \"{name}\": "))).collect();
+    prop_assert!(at.iter().all(Option::is_some), "a field is missing: {}", text);
     prop_assert!(at.is_sorted(), "fields out of order: {}", text);
     let json: Documented =
         serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
@@ -213,16 +202,10 @@ fn check_json(policy: &Policy, explanation: &Explanation) -> Result<(), TestCase
     prop_assert_eq!(json.client_ip, r.ip());
     prop_assert_eq!(json.client_port, r.client.node().and_then(|n| n.port));
     prop_assert_eq!(node(&json.peer).map(Peer::Ip), Some(r.peer));
-    prop_assert_eq!(
-        json.proxy_source.as_deref().map(node),
-        r.proxy_source.map(Some)
-    );
+    prop_assert_eq!(json.proxy_source.as_deref().map(node), r.proxy_source.map(Some));
     prop_assert_eq!(json.trusted_hops, r.trusted_hops);
     prop_assert_eq!(json.warnings, r.warnings.names().collect::<Vec<_>>());
-    prop_assert_eq!(
-        json.strategy,
-        r.strategy.and_then(|i| policy.strategy_name(i))
-    );
+    prop_assert_eq!(json.strategy, r.strategy.and_then(|i| policy.strategy_name(i)));
     prop_assert_eq!(json.rate_limit_key, r.rate_limit_key);
     prop_assert_eq!(&json.source, &policy.describe_source(r));
     let list = chain_list(policy, r).field();
@@ -286,18 +269,14 @@ proptest! {
 }
 #[test]
 fn a_long_chain_is_cut_the_same_way() {
-    let ten = Policy::builder()
-        .trust_str("10.0.0.0/8")
-        .and_then(|b| b.build())
-        .expect("a valid policy");
+    let ten =
+        Policy::builder().trust_str("10.0.0.0/8").and_then(|b| b.build()).expect("a valid policy");
     let forwarded = Policy::builder()
         .trust_str("any")
         .map(|b| b.from_list(ListHeader::Forwarded))
         .and_then(|b| b.build())
         .expect("a valid policy");
-    let trusted: Vec<String> = (0..300)
-        .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
-        .collect();
+    let trusted: Vec<String> = (0..300).map(|i| format!("10.0.{}.{}", i / 250, i % 250)).collect();
     // Every kind of entry, spread over several lines, the cut falling among them.
     let kinds = [
         "10.1.2.3",
@@ -312,27 +291,12 @@ fn a_long_chain_is_cut_the_same_way() {
     ];
     let mixed: Vec<&str> = (0..290).map(|i| kinds[i % kinds.len()]).collect();
     let elements: Vec<&str> = (0..290)
-        .map(|i| {
-            [
-                "for=10.0.0.1",
-                "for=\"[2001:db8::1]:80\"",
-                "by=x",
-                "for=_x;for=y",
-            ][i % 4]
-        })
+        .map(|i| ["for=10.0.0.1", "for=\"[2001:db8::1]:80\"", "by=x", "for=_x;for=y"][i % 4])
         .collect();
     let cases: [(&Policy, &str, Vec<String>); 3] = [
         (&ten, "X-Forwarded-For", vec![trusted.join(", ")]),
-        (
-            &ten,
-            "X-Forwarded-For",
-            mixed.chunks(70).map(|part| part.join(",")).collect(),
-        ),
-        (
-            &forwarded,
-            "Forwarded",
-            elements.chunks(100).map(|part| part.join(", ")).collect(),
-        ),
+        (&ten, "X-Forwarded-For", mixed.chunks(70).map(|part| part.join(",")).collect()),
+        (&forwarded, "Forwarded", elements.chunks(100).map(|part| part.join(", ")).collect()),
     ];
     for (policy, name, lines) in cases {
         let headers: Vec<(&str, &str)> = lines.iter().map(|line| (name, line.as_str())).collect();

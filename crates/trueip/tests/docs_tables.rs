@@ -4,9 +4,7 @@
 use trueip::headers::names::{Claim, FORWARDING};
 
 fn doc(path: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -21,11 +19,7 @@ fn the_security_doc_lists_every_client_ip_header_the_gateway_strips() {
             Claim::Origin => "origin",
             Claim::Hops => "hops",
         };
-        table.push_str(&format!(
-            "| `{}` | {claim} | {} |\n",
-            row.as_str(),
-            row.used_by
-        ));
+        table.push_str(&format!("| `{}` | {claim} | {} |\n", row.as_str(), row.used_by));
     }
     let security = doc("docs/SECURITY.md");
     assert!(

@@ -139,12 +139,7 @@ fn many_lines_of_one_name_decide_from_the_right_in_a_map_as_in_lines() {
             }
             let policy = &policies()[0];
             let from_map = policy.resolve(&conn, &map);
-            assert_eq!(
-                from_map,
-                policy.resolve(&conn, lines.as_slice()),
-                "{} lines",
-                lines.len()
-            );
+            assert_eq!(from_map, policy.resolve(&conn, lines.as_slice()), "{} lines", lines.len());
             assert_eq!(
                 from_map.client.ip(),
                 Some("198.51.100.7".parse().unwrap()),

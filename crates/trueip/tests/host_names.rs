@@ -30,46 +30,26 @@ fn names_are_collected_once_from_every_trust_list() {
         proxy_protocol_from: strings(&["nlb.internal", "loopback"]),
         ..ClientIpConfig::default()
     };
-    assert_eq!(
-        c.host_names(),
-        ["lb.internal", "nginx", "edge.svc", "nlb.internal"]
-    );
+    assert_eq!(c.host_names(), ["lb.internal", "nginx", "edge.svc", "nlb.internal"]);
 }
 
 #[test]
 fn a_resolved_name_is_trusted_and_an_unresolved_one_is_an_error() {
-    let c = ClientIpConfig {
-        trusted: strings(&["lb.internal"]),
-        ..ClientIpConfig::default()
-    };
+    let c = ClientIpConfig { trusted: strings(&["lb.internal"]), ..ClientIpConfig::default() };
     let mut read = |_: &str| Err::<Vec<u8>, String>("no files".into());
     let err = c.build(&mut read).unwrap_err().to_string();
-    assert!(
-        err.contains("lb.internal") && err.contains("client_ip.trusted"),
-        "{err}"
-    );
+    assert!(err.contains("lb.internal") && err.contains("client_ip.trusted"), "{err}");
 
-    let addrs: TrustSet = ["10.0.0.5/32", "10.0.0.6/32"]
-        .iter()
-        .map(|c| c.parse().unwrap())
-        .collect();
+    let addrs: TrustSet =
+        ["10.0.0.5/32", "10.0.0.6/32"].iter().map(|c| c.parse().unwrap()).collect();
     let hosts = BTreeMap::from([("lb.internal".to_string(), addrs)]);
-    let policy = c
-        .build_resolved(&mut read, &BTreeMap::new(), &hosts)
-        .unwrap();
+    let policy = c.build_resolved(&mut read, &BTreeMap::new(), &hosts).unwrap();
     let headers = [("X-Forwarded-For", "198.51.100.4")];
     for lb in ["10.0.0.5", "10.0.0.6"] {
         let got = policy.resolve(&conn(lb), &headers[..]);
-        assert_eq!(
-            got.ip().map(|ip| ip.to_string()).unwrap_or_default(),
-            "198.51.100.4",
-            "{lb}"
-        );
+        assert_eq!(got.ip().map(|ip| ip.to_string()).unwrap_or_default(), "198.51.100.4", "{lb}");
     }
     // Only the addresses the name resolved to, not their neighbours.
     let got = policy.resolve(&conn("10.0.0.7"), &headers[..]);
-    assert_eq!(
-        got.ip().map(|ip| ip.to_string()).unwrap_or_default(),
-        "10.0.0.7"
-    );
+    assert_eq!(got.ip().map(|ip| ip.to_string()).unwrap_or_default(), "10.0.0.7");
 }

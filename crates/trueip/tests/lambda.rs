@@ -165,11 +165,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "v1: a forged X-Forwarded-For does not move sourceIp",
             event: set(
-                set(
-                    v1.clone(),
-                    "/multiValueHeaders/X-Forwarded-For",
-                    Some(json!(["1.2.3.4"])),
-                ),
+                set(v1.clone(), "/multiValueHeaders/X-Forwarded-For", Some(json!(["1.2.3.4"]))),
                 "/headers/X-Forwarded-For",
                 Some(json!("1.2.3.4")),
             ),
@@ -186,10 +182,7 @@ fn cases() -> Vec<Case> {
                     set(
                         v1.clone(),
                         "/multiValueHeaders/X-Forwarded-For",
-                        Some(json!([
-                            "1.2.3.4, 198.51.100.7",
-                            "198.51.100.7, 130.176.91.14"
-                        ])),
+                        Some(json!(["1.2.3.4, 198.51.100.7", "198.51.100.7, 130.176.91.14"])),
                     ),
                     "/headers/X-Forwarded-For",
                     Some(json!("198.51.100.7, 130.176.91.14")),
@@ -404,23 +397,13 @@ fn every_kind_resolves_as_documented() {
         assert_eq!(parsed.kind(), case.kind, "{}", case.name);
         let resolution = lambda::resolve_event(&policy, &case.event).unwrap();
         assert_eq!(resolution.client.to_string(), case.client, "{}", case.name);
-        assert_eq!(
-            policy.describe_source(&resolution),
-            case.source,
-            "{}",
-            case.name
-        );
+        assert_eq!(policy.describe_source(&resolution), case.source, "{}", case.name);
         let expected = case.warnings.iter().fold(Warnings::NONE, |all, w| all | *w);
         assert_eq!(resolution.warnings, expected, "{}", case.name);
         // The explanation is the same decision, its first step the stand-in.
         let explanation = lambda::explain_event(&policy, &case.event).unwrap();
         assert_eq!(explanation.resolution, resolution, "{}", case.name);
-        assert_eq!(
-            explanation.steps[0].subject,
-            case.kind.name(),
-            "{}",
-            case.name
-        );
+        assert_eq!(explanation.steps[0].subject, case.kind.name(), "{}", case.name);
         assert_eq!(explanation.peer, parsed.peer().to_string(), "{}", case.name);
     }
 }
@@ -429,20 +412,15 @@ fn every_kind_resolves_as_documented() {
 fn the_alb_story_explained() {
     let explanation = lambda::explain_event(&policy(Preset::Alb), &event("alb")).unwrap();
     assert_eq!(explanation.client_ip.as_deref(), Some("150.172.238.178"));
-    assert_eq!(
-        explanation.chain,
-        ["203.0.113.195", "70.41.3.18", "150.172.238.178"]
-    );
+    assert_eq!(explanation.chain, ["203.0.113.195", "70.41.3.18", "150.172.238.178"]);
     assert_eq!(explanation.warnings, ["spoof_attempt"]);
     let text = explanation.to_string();
     assert!(text.contains("only the ALB invokes its target"), "{text}");
 }
 
 /// A forged `X-Forwarded-For` and `X-Real-IP`, and what an honest ALB would have appended.
-const FORGED: &[(&str, &str)] = &[
-    ("X-Forwarded-For", "6.6.6.6, 150.172.238.178"),
-    ("X-Real-IP", "6.6.6.6"),
-];
+const FORGED: &[(&str, &str)] =
+    &[("X-Forwarded-For", "6.6.6.6, 150.172.238.178"), ("X-Real-IP", "6.6.6.6")];
 
 #[test]
 fn a_preset_policy_over_a_connection_trusts_no_proxy() {
@@ -454,15 +432,8 @@ fn a_preset_policy_over_a_connection_trusts_no_proxy() {
     for preset in Preset::ALL {
         let policy = policy(preset);
         assert_eq!(policy.lambda_preset(), Some(preset));
-        for resolution in [
-            policy.resolve(&conn, FORGED),
-            policy.explain(&conn, FORGED).0,
-        ] {
-            assert_eq!(
-                resolution.client.to_string(),
-                "198.51.100.20:41000",
-                "{preset}"
-            );
+        for resolution in [policy.resolve(&conn, FORGED), policy.explain(&conn, FORGED).0] {
+            assert_eq!(resolution.client.to_string(), "198.51.100.20:41000", "{preset}");
             assert_eq!(resolution.source, Source::Peer, "{preset}");
             assert_eq!(
                 resolution.warnings,
@@ -471,10 +442,7 @@ fn a_preset_policy_over_a_connection_trusts_no_proxy() {
             );
             assert_eq!(resolution.strategy, None, "{preset}");
             assert!(!policy.came_through_trusted_hop(&resolution), "{preset}");
-            assert!(
-                matches!(policy.hop(&resolution), trueip::headers::Hop::Untrusted),
-                "{preset}"
-            );
+            assert!(matches!(policy.hop(&resolution), trueip::headers::Hop::Untrusted), "{preset}");
         }
         // Exactly what a policy that trusts no one decides, but for the flag saying why.
         let mut untrusted = Policy::default().resolve(&conn, FORGED);
@@ -496,20 +464,11 @@ fn a_preset_policy_stays_event_only_with_more_settings() {
         .build()
         .unwrap();
     let mut conn = Connection::from_peer(peer);
-    conn.proxy_source = Some(
-        "150.172.238.178:1"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    );
+    conn.proxy_source = Some("150.172.238.178:1".parse::<std::net::SocketAddr>().unwrap().into());
     let resolution = policy.resolve(&conn, FORGED);
     assert_eq!(resolution.client.to_string(), "198.51.100.20:41000");
     assert!(resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT));
-    assert!(
-        resolution
-            .warnings
-            .contains(Warnings::UNTRUSTED_PROXY_PROTOCOL)
-    );
+    assert!(resolution.warnings.contains(Warnings::UNTRUSTED_PROXY_PROTOCOL));
     // A policy the caller writes out the same way is an ordinary one.
     let written = Policy::builder()
         .trust_str("any")
@@ -520,10 +479,7 @@ fn a_preset_policy_stays_event_only_with_more_settings() {
         .unwrap();
     assert_eq!(written.lambda_preset(), None);
     assert_eq!(
-        written
-            .resolve(&Connection::from_peer(peer), FORGED)
-            .client
-            .to_string(),
+        written.resolve(&Connection::from_peer(peer), FORGED).client.to_string(),
         "150.172.238.178"
     );
 }
@@ -539,12 +495,7 @@ fn a_preset_policy_decides_from_the_event_as_it_reads() {
     assert!(policy.came_through_trusted_hop(&resolution));
     let explanation = lambda::explain_event(&policy, &alb).unwrap();
     assert_eq!(explanation.resolution, resolution);
-    assert!(
-        explanation
-            .steps
-            .iter()
-            .all(|s| s.subject != "lambda-preset")
-    );
+    assert!(explanation.steps.iter().all(|s| s.subject != "lambda-preset"));
 }
 
 /// The ALB preset trusts the last `X-Forwarded-For` element because an ALB appended it. A
@@ -564,20 +515,13 @@ fn the_alb_preset_decides_another_kinds_event_as_if_no_proxy_were_trusted() {
             xff_of(event("function_url"), "6.6.6.6"),
             "2001:db8:85a3:8d3:1319:8a2e:370:7348",
         ),
-        (
-            "api_gateway_v2",
-            xff_of(event("api_gateway_v2"), "6.6.6.6"),
-            "205.255.255.176",
-        ),
+        ("api_gateway_v2", xff_of(event("api_gateway_v2"), "6.6.6.6"), "205.255.255.176"),
         ("api_gateway_v1", event("api_gateway_v1"), "52.255.255.12"),
     ] {
         let resolution = lambda::resolve_event(&alb, &event).unwrap();
         assert_eq!(resolution.client.to_string(), source_ip, "{name}");
         assert_eq!(resolution.source, Source::Peer, "{name}");
-        assert!(
-            resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT),
-            "{name}"
-        );
+        assert!(resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT), "{name}");
         assert!(!alb.came_through_trusted_hop(&resolution), "{name}");
         // What the API Gateway preset, which trusts no one, answers, but for the flag.
         let mut untrusted = lambda::resolve_event(&policy(Preset::ApiGateway), &event).unwrap();
@@ -585,28 +529,15 @@ fn the_alb_preset_decides_another_kinds_event_as_if_no_proxy_were_trusted() {
         assert_eq!(resolution, untrusted, "{name}");
         let explanation = lambda::explain_event(&alb, &event).unwrap();
         assert_eq!(explanation.resolution, resolution, "{name}");
-        assert!(
-            explanation
-                .steps
-                .iter()
-                .any(|step| step.subject == "lambda-preset"),
-            "{name}"
-        );
+        assert!(explanation.steps.iter().any(|step| step.subject == "lambda-preset"), "{name}");
     }
     // Every other preset trusts by the stand-in's address, which every kind's front end
     // writes: an event of any kind is decided as it reads.
-    for preset in [
-        Preset::CloudfrontAlb,
-        Preset::ApiGateway,
-        Preset::CloudfrontApiGateway,
-    ] {
+    for preset in [Preset::CloudfrontAlb, Preset::ApiGateway, Preset::CloudfrontApiGateway] {
         assert_eq!(preset.event_kinds(), &EventKind::ALL, "{preset}");
         for name in ["alb", "api_gateway_v1", "api_gateway_v2", "function_url"] {
             let resolution = lambda::resolve_event(&policy(preset), &event(name)).unwrap();
-            assert!(
-                !resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT),
-                "{preset} {name}"
-            );
+            assert!(!resolution.warnings.contains(Warnings::NO_LAMBDA_EVENT), "{preset} {name}");
         }
     }
 }
@@ -624,10 +555,8 @@ fn a_function_url_event_never_has_its_x_forwarded_for_read() {
         Some(json!("130.176.3.3")),
     );
     // Whatever the policy trusts and however it walks.
-    let mut policies: Vec<(String, Policy)> = Preset::ALL
-        .iter()
-        .map(|preset| (preset.to_string(), policy(*preset)))
-        .collect();
+    let mut policies: Vec<(String, Policy)> =
+        Preset::ALL.iter().map(|preset| (preset.to_string(), policy(*preset))).collect();
     for strategy in ["rightmost-untrusted", "hops:1", "leftmost", "rightmost"] {
         let custom = Policy::builder()
             .trust_str("any")
@@ -651,11 +580,7 @@ fn a_function_url_event_never_has_its_x_forwarded_for_read() {
             .find(|step| step.subject == "x-forwarded-for")
             .unwrap_or_else(|| panic!("{name}: {:?}", explanation.steps));
         assert_eq!(ignored.value, "6.6.6.6", "{name}");
-        assert!(
-            ignored.why.contains("Function URL"),
-            "{name}: {}",
-            ignored.why
-        );
+        assert!(ignored.why.contains("Function URL"), "{name}: {}", ignored.why);
     }
     // The same headers in an HTTP API event are a list API Gateway appended to.
     let http_api = set(
@@ -716,10 +641,7 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
             assert!(passes(event, "X-Forwarded-Host"), "{preset}");
         }
         assert!(passes(&http_api, "X-Forwarded-Proto"), "{preset}");
-        assert!(
-            passes(&with_viewer, "CloudFront-Viewer-Address"),
-            "{preset}"
-        );
+        assert!(passes(&with_viewer, "CloudFront-Viewer-Address"), "{preset}");
         if preset == Preset::CloudfrontApiGateway {
             assert!(passes(&http_api, "X-Forwarded-For"));
         }
@@ -742,11 +664,7 @@ fn a_function_urls_scheme_and_port_are_not_reported() {
     let forged = |name: &str| {
         let event = set(
             set(
-                set(
-                    event(name),
-                    "/requestContext/http/sourceIp",
-                    Some(json!("130.176.3.3")),
-                ),
+                set(event(name), "/requestContext/http/sourceIp", Some(json!("130.176.3.3"))),
                 "/headers/x-forwarded-proto",
                 Some(json!("http")),
             ),
@@ -754,11 +672,7 @@ fn a_function_urls_scheme_and_port_are_not_reported() {
             Some(json!("80")),
         );
         set(
-            set(
-                event,
-                "/headers/x-forwarded-host",
-                Some(json!("example.com")),
-            ),
+            set(event, "/headers/x-forwarded-host", Some(json!("example.com"))),
             "/headers/cloudfront-viewer-address",
             Some(json!("198.51.100.7:50123")),
         )
@@ -784,33 +698,19 @@ fn a_function_urls_scheme_and_port_are_not_reported() {
 #[test]
 fn a_function_url_is_told_by_its_host() {
     for (domain, kind) in [
-        (
-            "a3ymxmplrmz4w6khwt4wxdpd3u0qabqy.lambda-url.us-west-2.on.aws",
-            EventKind::FunctionUrl,
-        ),
+        ("a3ymxmplrmz4w6khwt4wxdpd3u0qabqy.lambda-url.us-west-2.on.aws", EventKind::FunctionUrl),
         ("ABC.Lambda-Url.eu-west-1.ON.AWS", EventKind::FunctionUrl),
-        (
-            "r3pmxmplak.execute-api.us-east-2.amazonaws.com",
-            EventKind::ApiGatewayV2,
-        ),
+        ("r3pmxmplak.execute-api.us-east-2.amazonaws.com", EventKind::ApiGatewayV2),
         ("api.example.com", EventKind::ApiGatewayV2),
         ("lambda-url.example.com", EventKind::ApiGatewayV2),
         ("lambda-url.on.aws", EventKind::ApiGatewayV2),
         ("", EventKind::ApiGatewayV2),
     ] {
-        let event = set(
-            event("api_gateway_v2"),
-            "/requestContext/domainName",
-            Some(json!(domain)),
-        );
+        let event = set(event("api_gateway_v2"), "/requestContext/domainName", Some(json!(domain)));
         let parsed = lambda::Event::parse(&event).unwrap();
         assert_eq!(parsed.kind(), kind, "{domain}");
     }
-    let numeric = set(
-        event("function_url"),
-        "/requestContext/domainName",
-        Some(json!(5)),
-    );
+    let numeric = set(event("function_url"), "/requestContext/domainName", Some(json!(5)));
     assert!(
         matches!(error(&numeric), EventError::Invalid { ref field, .. } if field == "requestContext.domainName"),
         "{:?}",
@@ -821,12 +721,7 @@ fn a_function_url_is_told_by_its_host() {
 #[test]
 fn the_line_a_preset_logs_without_an_event_names_the_fix() {
     let line = Preset::CloudfrontAlb.without_event();
-    for part in [
-        "\"cloudfront-alb\"",
-        "as if no proxy were trusted",
-        "resolve_event",
-        "Mangum",
-    ] {
+    for part in ["\"cloudfront-alb\"", "as if no proxy were trusted", "resolve_event", "Mangum"] {
         assert!(line.contains(part), "{part}: {line}");
     }
 }
@@ -834,10 +729,7 @@ fn the_line_a_preset_logs_without_an_event_names_the_fix() {
 #[test]
 fn ipv6_rate_limit_key_is_the_64() {
     let resolution = lambda::resolve_event(&Policy::default(), &event("function_url")).unwrap();
-    assert_eq!(
-        resolution.rate_limit_key.unwrap().to_string(),
-        "2001:db8:85a3:8d3::"
-    );
+    assert_eq!(resolution.rate_limit_key.unwrap().to_string(), "2001:db8:85a3:8d3::");
 }
 
 fn error(event: &Value) -> EventError {
@@ -863,11 +755,7 @@ fn malformed_events_name_what_is_missing() {
         ),
         (
             "multi-value alb without x-forwarded-for",
-            set(
-                event("alb_multi"),
-                "/multiValueHeaders/x-forwarded-for",
-                None,
-            ),
+            set(event("alb_multi"), "/multiValueHeaders/x-forwarded-for", None),
             missing(EventKind::Alb, "multiValueHeaders.x-forwarded-for"),
         ),
         (
@@ -877,20 +765,12 @@ fn malformed_events_name_what_is_missing() {
         ),
         (
             "v1 with a null sourceIp",
-            set(
-                v1.clone(),
-                "/requestContext/identity/sourceIp",
-                Some(Value::Null),
-            ),
+            set(v1.clone(), "/requestContext/identity/sourceIp", Some(Value::Null)),
             missing(EventKind::ApiGatewayV1, "requestContext.identity.sourceIp"),
         ),
         (
             "v1 payload 1.0 without identity",
-            set(
-                set(v1.clone(), "/requestContext/identity", None),
-                "/version",
-                Some(json!("1.0")),
-            ),
+            set(set(v1.clone(), "/requestContext/identity", None), "/version", Some(json!("1.0"))),
             missing(EventKind::ApiGatewayV1, "requestContext.identity.sourceIp"),
         ),
         (
@@ -912,11 +792,7 @@ fn malformed_events_name_what_is_missing() {
         ),
         (
             "function url without requestContext.domainName",
-            set(
-                event("function_url"),
-                "/requestContext/domainName",
-                Some(Value::Null),
-            ),
+            set(event("function_url"), "/requestContext/domainName", Some(Value::Null)),
             missing(EventKind::ApiGatewayV2, "requestContext.domainName"),
         ),
     ];
@@ -938,10 +814,7 @@ fn events_of_no_kind_are_refused() {
             "a requestContext that names no kind",
             json!({"requestContext": {"accountId": "123456789012"}}),
         ),
-        (
-            "payload version 3.0",
-            set(v2, "/version", Some(json!("3.0"))),
-        ),
+        ("payload version 3.0", set(v2, "/version", Some(json!("3.0")))),
     ] {
         assert!(
             matches!(error(&event), EventError::UnknownKind { .. }),
@@ -983,31 +856,19 @@ fn fields_aws_never_writes_that_way_are_refused() {
         ),
         (
             "headers a string",
-            set(
-                alb.clone(),
-                "/headers",
-                Some(json!("x-forwarded-for: 1.2.3.4")),
-            ),
+            set(alb.clone(), "/headers", Some(json!("x-forwarded-for: 1.2.3.4"))),
             "headers",
             "\"x-forwarded-for: 1.2.3.4\"",
         ),
         (
             "a multi-value header that is a string",
-            set(
-                v1.clone(),
-                "/multiValueHeaders/X-Forwarded-For",
-                Some(json!("1.2.3.4")),
-            ),
+            set(v1.clone(), "/multiValueHeaders/X-Forwarded-For", Some(json!("1.2.3.4"))),
             "multiValueHeaders.X-Forwarded-For",
             "\"1.2.3.4\"",
         ),
         (
             "a multi-value header line that is null",
-            set(
-                v1.clone(),
-                "/multiValueHeaders/X-Forwarded-For",
-                Some(json!(["1.2.3.4", null])),
-            ),
+            set(v1.clone(), "/multiValueHeaders/X-Forwarded-For", Some(json!(["1.2.3.4", null]))),
             "multiValueHeaders.X-Forwarded-For[1]",
             "null",
         ),
@@ -1029,44 +890,29 @@ fn fields_aws_never_writes_that_way_are_refused() {
         ),
         (
             "sourceIp with a port",
-            set(
-                v2.clone(),
-                "/requestContext/http/sourceIp",
-                Some(json!("192.0.2.1:443")),
-            ),
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("192.0.2.1:443"))),
             "requestContext.http.sourceIp",
             "\"192.0.2.1:443\"",
         ),
         (
             "sourceIp that no connection comes from",
-            set(
-                v2.clone(),
-                "/requestContext/http/sourceIp",
-                Some(json!("0.0.0.0")),
-            ),
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("0.0.0.0"))),
             "requestContext.http.sourceIp",
             "\"0.0.0.0\"",
         ),
     ];
     for (name, event, field, found) in cases {
         match error(&event) {
-            EventError::Invalid {
-                field: f,
-                found: got,
-                ..
-            } => {
+            EventError::Invalid { field: f, found: got, .. } => {
                 assert_eq!(f, field, "{name}");
                 assert_eq!(got, found, "{name}");
             }
             other => panic!("{name}: {other:?}"),
         }
     }
-    let message = error(&set(
-        v1,
-        "/requestContext/identity/sourceIp",
-        Some(json!("test-invoke-source-ip")),
-    ))
-    .to_string();
+    let message =
+        error(&set(v1, "/requestContext/identity/sourceIp", Some(json!("test-invoke-source-ip"))))
+            .to_string();
     assert!(message.contains("deployed stage"), "{message}");
 }
 
@@ -1109,43 +955,23 @@ fn a_clients_two_spellings_of_an_ordered_header_leave_the_event_its_client() {
         assert!(!api.came_through_trusted_hop(&resolution), "{a}");
         let explained = lambda::explain_event(&api, &event).unwrap();
         assert_eq!(explained.resolution, resolution, "{a}");
-        assert!(
-            explained.warnings.contains(&"header_writer_not_trusted"),
-            "{a}"
-        );
-        assert!(
-            explained
-                .steps
-                .iter()
-                .any(|s| s.why.contains("two spellings")),
-            "{a}"
-        );
+        assert!(explained.warnings.contains(&"header_writer_not_trusted"), "{a}");
+        assert!(explained.steps.iter().any(|s| s.why.contains("two spellings")), "{a}");
     }
 
     // Behind a trusted CloudFront edge (the event's sourceIp), a client's own spelling of
     // X-Forwarded-For is never read, whichever key JSON puts last: the edge is the client,
     // unless CloudFront-Viewer-Address says who the viewer was.
     let cf = policy(Preset::CloudfrontApiGateway);
-    let edge = set(
-        v1.clone(),
-        "/requestContext/identity/sourceIp",
-        Some(json!("130.176.91.14")),
-    );
-    for (a, b) in [
-        ("X-Forwarded-For", "x-forwarded-for"),
-        ("x-forwarded-for", "X-Forwarded-For"),
-    ] {
+    let edge = set(v1.clone(), "/requestContext/identity/sourceIp", Some(json!("130.176.91.14")));
+    for (a, b) in [("X-Forwarded-For", "x-forwarded-for"), ("x-forwarded-for", "X-Forwarded-For")] {
         let event = both(edge.clone(), a, b, "6.6.6.6");
         let resolution = lambda::resolve_event(&cf, &event).unwrap();
         assert_eq!(resolution.client.to_string(), "130.176.91.14", "{a}");
         assert!(resolution.warnings.contains(Warnings::UNVOUCHED_HEADER));
         assert!(!cf.came_through_trusted_hop(&resolution));
         let viewer = set(
-            set(
-                event,
-                "/headers/CloudFront-Viewer-Address",
-                Some(json!("203.0.113.7:443")),
-            ),
+            set(event, "/headers/CloudFront-Viewer-Address", Some(json!("203.0.113.7:443"))),
             "/multiValueHeaders/CloudFront-Viewer-Address",
             Some(json!(["203.0.113.7:443"])),
         );
@@ -1175,10 +1001,7 @@ fn a_clients_two_spellings_of_an_ordered_header_leave_the_event_its_client() {
     match error(&spelled) {
         EventError::AmbiguousHeader { field, names, .. } => {
             assert_eq!(field, "headers");
-            assert_eq!(
-                names,
-                ("X-Forwarded-For".to_string(), "x-forwarded-for".to_string())
-            );
+            assert_eq!(names, ("X-Forwarded-For".to_string(), "x-forwarded-for".to_string()));
         }
         other => panic!("{other:?}"),
     }
@@ -1219,10 +1042,7 @@ fn a_header_whose_order_decides_nothing_may_come_under_two_spellings() {
     headers.insert("X-Real-IP".into(), json!(["6.6.6.6"]));
     headers.insert("x-real-ip".into(), json!(["203.0.113.9"]));
     let resolution = lambda::resolve_event(&header, &doubled).unwrap();
-    assert_eq!(
-        resolution.client,
-        lambda::Event::parse(&v1).unwrap().peer().into()
-    );
+    assert_eq!(resolution.client, lambda::Event::parse(&v1).unwrap().peer().into());
     assert!(resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
 }
 
@@ -1235,11 +1055,8 @@ fn a_header_whose_order_decides_nothing_may_come_under_two_spellings() {
 #[test]
 fn the_albs_line_is_the_last_whatever_it_repeats() {
     let seen = "198.51.100.9";
-    let client_lines: [&[&str]; 3] = [
-        &["6.6.6.6"],
-        &["6.6.6.6", "7.7.7.7"],
-        &["6.6.6.6, 10.0.0.1", "7.7.7.7", "8.8.8.8"],
-    ];
+    let client_lines: [&[&str]; 3] =
+        [&["6.6.6.6"], &["6.6.6.6", "7.7.7.7"], &["6.6.6.6, 10.0.0.1", "7.7.7.7", "8.8.8.8"]];
     let policy = policy(Preset::Alb);
     for lines in client_lines {
         let repeats = [
@@ -1267,10 +1084,7 @@ fn the_albs_line_is_the_last_whatever_it_repeats() {
                 assert_eq!(parsed.peer().to_string(), seen, "{name}");
                 let resolution = lambda::resolve_event(&policy, &event).unwrap();
                 assert_eq!(resolution.client.to_string(), seen, "{name}");
-                assert!(
-                    resolution.warnings.contains(Warnings::SPOOF_ATTEMPT),
-                    "{name}"
-                );
+                assert!(resolution.warnings.contains(Warnings::SPOOF_ATTEMPT), "{name}");
             }
         }
     }
@@ -1288,12 +1102,7 @@ fn a_last_line_without_an_element_is_refused_not_read_from_the_line_before() {
             Some(json!(["203.0.113.7", "203.0.113.7, 6.6.6.6", last])),
         );
         match error(&event) {
-            EventError::Invalid {
-                kind: EventKind::Alb,
-                field,
-                found,
-                ..
-            } => {
+            EventError::Invalid { kind: EventKind::Alb, field, found, .. } => {
                 assert_eq!(field, "multiValueHeaders.x-forwarded-for", "{last:?}");
                 assert_eq!(found, "\"\"", "{last:?}");
             }
@@ -1311,11 +1120,7 @@ fn vpc_lattice_events_are_refused_by_name() {
         let err = error(&event);
         match &err {
             EventError::Unsupported { service, why } => {
-                assert_eq!(
-                    *service,
-                    format!("VPC Lattice (payload {payload})"),
-                    "{name}"
-                );
+                assert_eq!(*service, format!("VPC Lattice (payload {payload})"), "{name}");
                 assert!(why.contains("x-forwarded-for"), "{name}: {why}");
             }
             other => panic!("{name}: {other:?}"),
@@ -1338,20 +1143,14 @@ fn vpc_lattice_events_are_refused_by_name() {
 #[test]
 fn error_text_is_bounded() {
     let long = "9".repeat(10_000);
-    let message = error(&set(
-        event("api_gateway_v2"),
-        "/requestContext/http/sourceIp",
-        Some(json!(long)),
-    ))
-    .to_string();
+    let message =
+        error(&set(event("api_gateway_v2"), "/requestContext/http/sourceIp", Some(json!(long))))
+            .to_string();
     assert!(message.len() < 600, "{}", message.len());
     // A header's name is the client's to choose, and errors name the field it is in.
     let name = "X-".repeat(5_000);
-    let invalid = set(
-        event("api_gateway_v1"),
-        &format!("/multiValueHeaders/{name}"),
-        Some(json!([1])),
-    );
+    let invalid =
+        set(event("api_gateway_v1"), &format!("/multiValueHeaders/{name}"), Some(json!([1])));
     let message = error(&invalid).to_string();
     assert!(message.len() < 600, "{}", message.len());
 }
@@ -1383,10 +1182,7 @@ fn client() -> impl Strategy<Value = String> {
 
 /// The hops the event recorded after the client: CloudFront edges.
 fn edges() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(
-        (0u8..255, 1u8..255).prop_map(|(a, b)| format!("130.176.{a}.{b}")),
-        0..3,
-    )
+    prop::collection::vec((0u8..255, 1u8..255).prop_map(|(a, b)| format!("130.176.{a}.{b}")), 0..3)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1402,11 +1198,9 @@ enum Shape {
 fn build(shape: Shape, lines: &[String], source_ip: &str) -> Value {
     match shape {
         Shape::Alb => xff_of(event("alb"), &lines.join(", ")),
-        Shape::AlbMulti => set(
-            event("alb_multi"),
-            "/multiValueHeaders/x-forwarded-for",
-            Some(json!(lines)),
-        ),
+        Shape::AlbMulti => {
+            set(event("alb_multi"), "/multiValueHeaders/x-forwarded-for", Some(json!(lines)))
+        }
         // As AWS writes a REST API event: `headers` holds the last line.
         Shape::V1 => set(
             set(
@@ -1427,10 +1221,7 @@ fn build(shape: Shape, lines: &[String], source_ip: &str) -> Value {
             Some(json!(source_ip)),
         ),
         Shape::FunctionUrl => {
-            let first = lines
-                .first()
-                .and_then(|line| line.split(',').next())
-                .unwrap_or_default();
+            let first = lines.first().and_then(|line| line.split(',').next()).unwrap_or_default();
             set(
                 xff_of(event("function_url"), first.trim()),
                 "/requestContext/http/sourceIp",
@@ -1501,12 +1292,7 @@ fn lattice_names_change_no_other_kinds_decision() {
         }
         let parsed = lambda::Event::parse(&event).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(parsed.kind(), case.kind, "{}", case.name);
-        assert_eq!(
-            lambda::resolve_event(&policy, &event).unwrap(),
-            before,
-            "{}",
-            case.name
-        );
+        assert_eq!(lambda::resolve_event(&policy, &event).unwrap(), before, "{}", case.name);
     }
 }
 
@@ -1520,10 +1306,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
     vec![
         (
             "alb: queryStringParameters",
-            vpc_event(
-                "alb",
-                &[(SINGLE, json!({"client": "198.51.100.4", "page": "2"}))],
-            ),
+            vpc_event("alb", &[(SINGLE, json!({"client": "198.51.100.4", "page": "2"}))]),
             Some("198.51.100.4"),
             none,
         ),
@@ -1541,13 +1324,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "alb: the name under two spellings is two arguments",
-            vpc_event(
-                "alb",
-                &[(
-                    SINGLE,
-                    json!({"cl%69ent": "6.6.6.6", "client": "198.51.100.4"}),
-                )],
-            ),
+            vpc_event("alb", &[(SINGLE, json!({"cl%69ent": "6.6.6.6", "client": "198.51.100.4"}))]),
             None,
             Warnings::DUPLICATE_HEADER,
         ),
@@ -1559,10 +1336,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "alb, multi-value: two values are ambiguous",
-            vpc_event(
-                "alb_multi",
-                &[(MULTI, json!({"client": ["6.6.6.6", "198.51.100.4"]}))],
-            ),
+            vpc_event("alb_multi", &[(MULTI, json!({"client": ["6.6.6.6", "198.51.100.4"]}))]),
             None,
             Warnings::DUPLICATE_HEADER,
         ),
@@ -1610,10 +1384,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         ),
         (
             "v1: queryStringParameters alone",
-            vpc_event(
-                "api_gateway_v1",
-                &[(SINGLE, json!({"client": "198.51.100.4"}))],
-            ),
+            vpc_event("api_gateway_v1", &[(SINGLE, json!({"client": "198.51.100.4"}))]),
             Some("198.51.100.4"),
             none,
         ),
@@ -1644,10 +1415,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         (
             "v2 without rawQueryString: queryStringParameters",
             set(
-                vpc_event(
-                    "api_gateway_v2",
-                    &[(SINGLE, json!({"client": "198.51.100.4"}))],
-                ),
+                vpc_event("api_gateway_v2", &[(SINGLE, json!({"client": "198.51.100.4"}))]),
                 RAW,
                 None,
             ),
@@ -1657,10 +1425,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
         (
             "v2 without rawQueryString: a joined value is several",
             set(
-                vpc_event(
-                    "api_gateway_v2",
-                    &[(SINGLE, json!({"client": "6.6.6.6,198.51.100.4"}))],
-                ),
+                vpc_event("api_gateway_v2", &[(SINGLE, json!({"client": "6.6.6.6,198.51.100.4"}))]),
                 RAW,
                 None,
             ),
@@ -1671,10 +1436,7 @@ fn query_cases() -> Vec<(&'static str, Value, Option<&'static str>, Warnings)> {
             "function url: rawQueryString",
             vpc_event(
                 "function_url",
-                &[
-                    (RAW, json!("client=198.51.100.4")),
-                    (SINGLE, json!({"client": "198.51.100.4"})),
-                ],
+                &[(RAW, json!("client=198.51.100.4")), (SINGLE, json!({"client": "198.51.100.4"}))],
             ),
             Some("198.51.100.4"),
             none,
@@ -1725,18 +1487,8 @@ fn a_query_strategy_reads_each_kinds_arguments() {
 #[test]
 fn query_fields_of_the_wrong_shape_are_refused() {
     for (name, at, value, field) in [
-        (
-            "alb",
-            "/queryStringParameters",
-            json!(["a"]),
-            "queryStringParameters",
-        ),
-        (
-            "alb",
-            "/queryStringParameters",
-            json!({"client": 1}),
-            "queryStringParameters.client",
-        ),
+        ("alb", "/queryStringParameters", json!(["a"]), "queryStringParameters"),
+        ("alb", "/queryStringParameters", json!({"client": 1}), "queryStringParameters.client"),
         (
             "alb_multi",
             "/multiValueQueryStringParameters",
@@ -1749,24 +1501,12 @@ fn query_fields_of_the_wrong_shape_are_refused() {
             json!({"client": ["1.2.3.4", null]}),
             "multiValueQueryStringParameters.client[1]",
         ),
-        (
-            "api_gateway_v2",
-            "/rawQueryString",
-            json!(1),
-            "rawQueryString",
-        ),
+        ("api_gateway_v2", "/rawQueryString", json!(1), "rawQueryString"),
         ("function_url", "/cookies", json!("a=1"), "cookies"),
-        (
-            "api_gateway_v2",
-            "/cookies",
-            json!(["a=1", 2]),
-            "cookies[1]",
-        ),
+        ("api_gateway_v2", "/cookies", json!(["a=1", 2]), "cookies[1]"),
     ] {
         let event = set(vpc_event(name, &[]), at, Some(value));
-        let text = lambda::resolve_event(&Policy::default(), &event)
-            .unwrap_err()
-            .to_string();
+        let text = lambda::resolve_event(&Policy::default(), &event).unwrap_err().to_string();
         assert!(text.contains(field), "{name} {at}: {text}");
     }
 }
@@ -1790,11 +1530,7 @@ fn a_cookie_strategy_reads_a_payload_2_events_cookies() {
         let event = set(event, "/headers/cookie", Some(json!("client=6.6.6.6")));
         let resolution = lambda::resolve_event(&policy, &event).unwrap();
         assert_eq!(resolution.client.to_string(), "198.51.100.4", "{name}");
-        let twice = set(
-            event,
-            "/cookies",
-            Some(json!(["client=6.6.6.6", "client=198.51.100.4"])),
-        );
+        let twice = set(event, "/cookies", Some(json!(["client=6.6.6.6", "client=198.51.100.4"])));
         let resolution = lambda::resolve_event(&policy, &twice).unwrap();
         assert_eq!(resolution.client.to_string(), "10.0.0.5", "{name}");
         assert!(resolution.warnings.contains(Warnings::DUPLICATE_HEADER));

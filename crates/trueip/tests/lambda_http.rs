@@ -56,22 +56,13 @@ fn requests_resolve_as_their_events_beyond_headers() {
     let cases = [
         (
             &query,
-            vpc_event(
-                "alb",
-                &[(
-                    "/queryStringParameters",
-                    json!({"client": "2001%3Adb8%3A%3A4"}),
-                )],
-            ),
+            vpc_event("alb", &[("/queryStringParameters", json!({"client": "2001%3Adb8%3A%3A4"}))]),
         ),
         (
             &query,
             vpc_event(
                 "alb_multi",
-                &[(
-                    "/multiValueQueryStringParameters",
-                    json!({"cl%69ent": ["198.51.100.4"]}),
-                )],
+                &[("/multiValueQueryStringParameters", json!({"cl%69ent": ["198.51.100.4"]}))],
             ),
         ),
         (
@@ -80,10 +71,7 @@ fn requests_resolve_as_their_events_beyond_headers() {
                 "api_gateway_v1",
                 &[
                     ("/queryStringParameters", json!({"client": "2001:db8::4"})),
-                    (
-                        "/multiValueQueryStringParameters",
-                        json!({"client": ["2001:db8::4"]}),
-                    ),
+                    ("/multiValueQueryStringParameters", json!({"client": ["2001:db8::4"]})),
                 ],
             ),
         ),
@@ -106,10 +94,7 @@ fn requests_resolve_as_their_events_beyond_headers() {
                 "api_gateway_v2",
                 &[
                     ("/rawQueryString", json!("page=2&client=198.51.100.4")),
-                    (
-                        "/queryStringParameters",
-                        json!({"page": "2", "client": "198.51.100.4"}),
-                    ),
+                    ("/queryStringParameters", json!({"page": "2", "client": "198.51.100.4"})),
                 ],
             ),
         ),
@@ -118,14 +103,8 @@ fn requests_resolve_as_their_events_beyond_headers() {
             vpc_event(
                 "function_url",
                 &[
-                    (
-                        "/rawQueryString",
-                        json!("client=6.6.6.6&client=198.51.100.4"),
-                    ),
-                    (
-                        "/queryStringParameters",
-                        json!({"client": "6.6.6.6,198.51.100.4"}),
-                    ),
+                    ("/rawQueryString", json!("client=6.6.6.6&client=198.51.100.4")),
+                    ("/queryStringParameters", json!({"client": "6.6.6.6,198.51.100.4"})),
                 ],
             ),
         ),
@@ -151,10 +130,7 @@ fn requests_resolve_as_their_events_beyond_headers() {
             vpc_event(
                 "api_gateway_v1",
                 &[
-                    (
-                        "/multiValueHeaders/X-Forwarded-For",
-                        json!(["203.0.113.9", "10.1.1.1"]),
-                    ),
+                    ("/multiValueHeaders/X-Forwarded-For", json!(["203.0.113.9", "10.1.1.1"])),
                     ("/headers/X-Forwarded-For", json!("10.1.1.1")),
                 ],
             ),
@@ -194,12 +170,7 @@ fn websocket_requests_decide_and_vpc_lattice_ones_are_refused_by_name() {
     let err = lambda::resolve_request(&policy, &request).unwrap_err();
     assert!(matches!(err, EventError::Unsupported { .. }), "{err}");
     let event: serde_json::Value = serde_json::from_str(&text_lattice).unwrap();
-    assert_eq!(
-        err.to_string(),
-        lambda::resolve_event(&policy, &event)
-            .unwrap_err()
-            .to_string()
-    );
+    assert_eq!(err.to_string(), lambda::resolve_event(&policy, &event).unwrap_err().to_string());
 }
 
 #[test]
@@ -208,20 +179,13 @@ fn the_alb_story_through_lambda_http() {
     let policy = Preset::Alb.builder().build().unwrap();
     let resolution = lambda::resolve_request(&policy, &request).unwrap();
     assert_eq!(resolution.ip().unwrap().to_string(), "150.172.238.178");
-    assert!(
-        resolution
-            .warnings
-            .contains(trueip::Warnings::SPOOF_ATTEMPT)
-    );
+    assert!(resolution.warnings.contains(trueip::Warnings::SPOOF_ATTEMPT));
 }
 
 #[test]
 fn missing_fields_are_named() {
     let mut event: serde_json::Value = serde_json::from_str(&text("api_gateway_v2")).unwrap();
-    event["requestContext"]["http"]
-        .as_object_mut()
-        .unwrap()
-        .remove("sourceIp");
+    event["requestContext"]["http"].as_object_mut().unwrap().remove("sourceIp");
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     assert_eq!(
         lambda::resolve_request(&Policy::default(), &request).unwrap_err(),
@@ -231,17 +195,11 @@ fn missing_fields_are_named() {
         }
     );
     let mut event: serde_json::Value = serde_json::from_str(&text("alb")).unwrap();
-    event["headers"]
-        .as_object_mut()
-        .unwrap()
-        .remove("x-forwarded-for");
+    event["headers"].as_object_mut().unwrap().remove("x-forwarded-for");
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     assert!(matches!(
         lambda::resolve_request(&Policy::default(), &request).unwrap_err(),
-        EventError::Missing {
-            kind: EventKind::Alb,
-            ..
-        }
+        EventError::Missing { kind: EventKind::Alb, .. }
     ));
 }
 
@@ -273,17 +231,11 @@ fn a_function_url_request_never_has_its_x_forwarded_for_read() {
     }
     // Without a host the kind is unknown, and refused as the event is.
     let mut event = event;
-    event["requestContext"]
-        .as_object_mut()
-        .unwrap()
-        .remove("domainName");
+    event["requestContext"].as_object_mut().unwrap().remove("domainName");
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     assert_eq!(
         lambda::resolve_request(&Policy::default(), &request).unwrap_err(),
-        EventError::Missing {
-            kind: EventKind::ApiGatewayV2,
-            field: "requestContext.domainName"
-        }
+        EventError::Missing { kind: EventKind::ApiGatewayV2, field: "requestContext.domainName" }
     );
 }
 
@@ -301,18 +253,10 @@ fn lambda_http_keeps_one_spelling_of_a_rest_header() {
     let text = event.to_string();
     assert!(text.find("\"x-forwarded-for\"") > text.find("\"X-Forwarded-For\""));
     let request = lambda_http::request::from_str(&text).unwrap();
-    let lines: Vec<_> = request
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .collect();
+    let lines: Vec<_> = request.headers().get_all("x-forwarded-for").iter().collect();
     assert_eq!(lines, ["6.6.6.6"]);
     let resolution = lambda::resolve_event(&Policy::default(), &event).unwrap();
-    assert!(
-        resolution
-            .warnings
-            .contains(trueip::Warnings::UNVOUCHED_HEADER)
-    );
+    assert!(resolution.warnings.contains(trueip::Warnings::UNVOUCHED_HEADER));
 }
 
 #[test]
@@ -358,13 +302,7 @@ mod axum_under_lambda_http {
 
     #[test]
     fn the_layer_decides_from_the_event_as_resolve_event_does() {
-        for name in [
-            "alb",
-            "alb_multi",
-            "api_gateway_v1",
-            "api_gateway_v2",
-            "function_url",
-        ] {
+        for name in ["alb", "alb_multi", "api_gateway_v1", "api_gateway_v2", "function_url"] {
             let text = super::text(name);
             let event: serde_json::Value = serde_json::from_str(&text).unwrap();
             for policy in super::policies() {
@@ -381,10 +319,7 @@ mod axum_under_lambda_http {
         let mut event: serde_json::Value = serde_json::from_str(&super::text("alb")).unwrap();
         event["headers"]["x-forwarded-for"] = "6.6.6.6, 150.172.238.178".into();
         let policy = Preset::Alb.builder().build().unwrap();
-        assert_eq!(
-            run(policy, &event.to_string()),
-            (200, "150.172.238.178".to_owned())
-        );
+        assert_eq!(run(policy, &event.to_string()), (200, "150.172.238.178".to_owned()));
     }
 
     /// The same function reached through its Function URL, which keeps only the first
@@ -414,10 +349,7 @@ mod axum_under_lambda_http {
         assert_eq!(run(policy(), &text), (200, "130.176.3.3".to_owned()));
         let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
         event["headers"]["cloudfront-viewer-address"] = "198.51.100.7:50123".into();
-        assert_eq!(
-            run(policy(), &event.to_string()),
-            (200, "198.51.100.7".to_owned())
-        );
+        assert_eq!(run(policy(), &event.to_string()), (200, "198.51.100.7".to_owned()));
     }
 
     /// `ClientIpLayer::signed` under lambda_http: the peer a signature that does not verify
@@ -450,20 +382,14 @@ mod axum_under_lambda_http {
             .to_bytes();
         // Decided over no headers, as `rejected_resolution` decides any peer: `hops:1` finds
         // no element to walk.
-        assert_eq!(
-            body,
-            "150.172.238.178 fewer_hops_than_configured,signature_rejected"
-        );
+        assert_eq!(body, "150.172.238.178 fewer_hops_than_configured,signature_rejected");
     }
 
     #[test]
     fn an_event_without_its_stand_in_is_a_500_naming_the_missing_field() {
         let mut event: serde_json::Value =
             serde_json::from_str(&super::text("api_gateway_v2")).unwrap();
-        event["requestContext"]["http"]
-            .as_object_mut()
-            .unwrap()
-            .remove("sourceIp");
+        event["requestContext"]["http"].as_object_mut().unwrap().remove("sourceIp");
         let policy = Preset::ApiGateway.builder().build().unwrap();
         let (status, body) = run(policy, &event.to_string());
         assert_eq!(status, 500);
@@ -474,10 +400,7 @@ mod axum_under_lambda_http {
     fn a_request_lambda_http_did_not_make_still_gets_the_missing_connection_500() {
         let policy = Preset::Alb.builder().build().unwrap();
         let app = Router::new()
-            .route(
-                "/",
-                get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
-            )
+            .route("/", get(|ClientIp(ip): ClientIp| async move { ip.to_string() }))
             .layer(ClientIpLayer::new(policy));
         let response = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -78,10 +78,8 @@ fn edges_in(text: &str, prefix: &str, me: &str) -> BTreeSet<String> {
             }
             continue;
         }
-        let target: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
+        let target: String =
+            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         if !target.is_empty() && target != me {
             edges.insert(target);
         }
@@ -135,11 +133,7 @@ fn graph_of(root: &Path, skip: impl Fn(&str) -> bool, prefixes: &[String]) -> Gr
     let mut graph = Graph::new();
     for file in files {
         let rel = file.strip_prefix(root).expect("under the root");
-        let first = rel
-            .components()
-            .next()
-            .and_then(|c| c.as_os_str().to_str())
-            .expect("a path");
+        let first = rel.components().next().and_then(|c| c.as_os_str().to_str()).expect("a path");
         let module = first.trim_end_matches(".rs").to_string();
         if skip(&module) {
             continue;
@@ -224,10 +218,7 @@ fn cycle(graph: &Graph) -> Option<Vec<String>> {
 }
 
 fn check(crate_dir: &str) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(crate_dir)
-        .join("src");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(crate_dir).join("src");
     let graph = graph(&src);
     assert!(graph.len() > 3, "read the modules of {}", src.display());
     if let Some(found) = cycle(&graph) {
@@ -275,10 +266,7 @@ fn a_cycle_is_found() {
     g.entry("b".into()).or_default().insert("c".into());
     g.entry("c".into()).or_default().insert("a".into());
     g.entry("d".into()).or_default();
-    assert_eq!(
-        cycle(&g),
-        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
-    );
+    assert_eq!(cycle(&g), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
     g.entry("c".into()).or_default().clear();
     assert_eq!(cycle(&g), None);
 }

@@ -14,9 +14,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 fn resolve_allocates_nothing() {
     let big: TrustSet = (0..10_000u32)
         .map(|i| {
-            format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256)
-                .parse()
-                .unwrap()
+            format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256).parse().unwrap()
         })
         .collect();
     let policies: Vec<Policy> = [
@@ -30,15 +28,7 @@ fn resolve_allocates_nothing() {
         ("loopback", "cookie:client"),
     ]
     .iter()
-    .map(|(t, s)| {
-        Policy::builder()
-            .trust_str(t)
-            .unwrap()
-            .strategy_str(s)
-            .unwrap()
-            .build()
-            .unwrap()
-    })
+    .map(|(t, s)| Policy::builder().trust_str(t).unwrap().strategy_str(s).unwrap().build().unwrap())
     .chain(std::iter::once(
         Policy::builder()
             .provider("cloudflare", big)
@@ -56,18 +46,13 @@ fn resolve_allocates_nothing() {
     let mut map = http::HeaderMap::new();
     map.append("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
     map.append("x-forwarded-for", "10.0.0.3, 10.0.0.2".parse().unwrap());
-    map.append(
-        "forwarded",
-        "for=203.0.113.8, for=\"[2001:db8::1]:80\"".parse().unwrap(),
-    );
+    map.append("forwarded", "for=203.0.113.8, for=\"[2001:db8::1]:80\"".parse().unwrap());
     map.append("x-real-ip", "198.51.100.1".parse().unwrap());
     map.append("x-custom-client", "198.51.100.2".parse().unwrap());
     map.append("cookie", "a=1; client=198.51.100.3".parse().unwrap());
     map.append("cookie", "b=\"2\"".parse().unwrap());
     let mut request = http::Request::new(());
-    *request.uri_mut() = "/p?a=1&client=%5B2001%3Adb8%3A%3A7%5D%3A80"
-        .parse()
-        .unwrap();
+    *request.uri_mut() = "/p?a=1&client=%5B2001%3Adb8%3A%3A7%5D%3A80".parse().unwrap();
     *request.headers_mut() = map.clone();
     let pairs = [
         ("X-Forwarded-For", "6.6.6.6, garbage, 10.0.0.2"),

@@ -127,10 +127,7 @@ fn query_and_cookie_stories() {
             headers: &[("X-Forwarded-For", "198.51.100.8")],
             chain: &["query:client", "rightmost-untrusted"],
             client: "198.51.100.8",
-            source: Source::List {
-                header: trueip::ListHeader::XForwardedFor,
-                from_right: 1,
-            },
+            source: Source::List { header: trueip::ListHeader::XForwardedFor, from_right: 1 },
             warnings: NONE,
         },
         Case {
@@ -253,30 +250,17 @@ fn http_requests_carry_their_query() {
         .unwrap()
         .build()
         .unwrap();
-    let request = http::Request::builder()
-        .uri("/x?client=198.51.100.4")
-        .body(())
-        .unwrap();
+    let request = http::Request::builder().uri("/x?client=198.51.100.4").body(()).unwrap();
     let got = policy.resolve(&conn("127.0.0.1"), &request);
-    assert_eq!(
-        got.ip().map(|ip| ip.to_string()).unwrap_or_default(),
-        "198.51.100.4"
-    );
+    assert_eq!(got.ip().map(|ip| ip.to_string()).unwrap_or_default(), "198.51.100.4");
     // A header map alone has no query: nothing to read, the peer stands.
     let got = policy.resolve(&conn("127.0.0.1"), request.headers());
-    assert_eq!(
-        got.ip().map(|ip| ip.to_string()).unwrap_or_default(),
-        "127.0.0.1"
-    );
+    assert_eq!(got.ip().map(|ip| ip.to_string()).unwrap_or_default(), "127.0.0.1");
 }
 
 #[test]
 fn a_query_strategy_that_trusts_no_one_is_refused() {
-    let err = Policy::builder()
-        .strategy_str("query:client")
-        .unwrap()
-        .build()
-        .unwrap_err()
-        .to_string();
+    let err =
+        Policy::builder().strategy_str("query:client").unwrap().build().unwrap_err().to_string();
     assert!(err.contains("query argument client"), "{err}");
 }

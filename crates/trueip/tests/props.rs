@@ -51,20 +51,11 @@ fn policies() -> Vec<(&'static str, Policy)> {
             .unwrap()
     };
     vec![
-        (
-            "rightmost-untrusted/xff",
-            build("rightmost-untrusted", ListHeader::XForwardedFor),
-        ),
-        (
-            "rightmost-untrusted/forwarded",
-            build("rightmost-untrusted", ListHeader::Forwarded),
-        ),
+        ("rightmost-untrusted/xff", build("rightmost-untrusted", ListHeader::XForwardedFor)),
+        ("rightmost-untrusted/forwarded", build("rightmost-untrusted", ListHeader::Forwarded)),
         ("hops:2/xff", build("hops:2", ListHeader::XForwardedFor)),
         ("hops:1/forwarded", build("hops:1", ListHeader::Forwarded)),
-        (
-            "rightmost/xff",
-            build("rightmost", ListHeader::XForwardedFor),
-        ),
+        ("rightmost/xff", build("rightmost", ListHeader::XForwardedFor)),
     ]
 }
 
@@ -88,11 +79,7 @@ fn line(list: ListHeader, entries: &[String]) -> String {
 }
 
 fn list_of(name: &str) -> ListHeader {
-    if name.ends_with("forwarded") {
-        ListHeader::Forwarded
-    } else {
-        ListHeader::XForwardedFor
-    }
+    if name.ends_with("forwarded") { ListHeader::Forwarded } else { ListHeader::XForwardedFor }
 }
 
 fn header_name(list: ListHeader) -> &'static str {
@@ -248,12 +235,7 @@ fn header_reading_policies() -> Vec<Policy> {
         &["query:client", "cookie:ip", "header:X-Real-IP"],
         &["header:X-Client-IP", "rightmost-untrusted"],
         &["header:CF-Connecting-IP", "hops:1"],
-        &[
-            "header:True-Client-IP",
-            "fly",
-            "header:X-Real-IP",
-            "leftmost",
-        ],
+        &["header:True-Client-IP", "fly", "header:X-Real-IP", "leftmost"],
     ];
     let mut out: Vec<Policy> = chains
         .iter()
@@ -308,10 +290,7 @@ fn any_header() -> impl Strategy<Value = (String, String)> {
 
 /// A `Cookie` line holding the names the cookie strategies read, and others.
 fn cookie_line() -> impl Strategy<Value = String> {
-    let pair = (
-        prop_oneof![Just("client"), Just("ip"), Just("other"), Just("Client")],
-        entry(),
-    )
+    let pair = (prop_oneof![Just("client"), Just("ip"), Just("other"), Just("Client")], entry())
         .prop_map(|(n, v)| format!("{n}={v}"));
     prop::collection::vec(pair, 1..4).prop_map(|pairs| pairs.join("; "))
 }
@@ -320,11 +299,7 @@ fn cookie_line() -> impl Strategy<Value = String> {
 fn any_query() -> impl Strategy<Value = String> {
     let pair = (
         prop_oneof![Just("client"), Just("cl%69ent"), Just("other")],
-        prop_oneof![
-            entry(),
-            Just("%31.2.3.4".to_string()),
-            Just("%zz".to_string())
-        ],
+        prop_oneof![entry(), Just("%31.2.3.4".to_string()), Just("%zz".to_string())],
     )
         .prop_map(|(n, v)| format!("{n}={v}"));
     prop::collection::vec(pair, 0..3).prop_map(|pairs| pairs.join("&"))

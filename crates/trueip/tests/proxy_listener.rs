@@ -24,9 +24,8 @@ const ATTACKER: &str = "127.0.0.1";
 const TIMEOUT: Duration = Duration::from_millis(600);
 
 /// The v2 signature, version 2 / PROXY, TCP over IPv4.
-const V2_TCP4: [u8; 14] = [
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11,
-];
+const V2_TCP4: [u8; 14] =
+    [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11];
 
 /// 203.0.113.7:51000 → 10.0.0.9:80, and AWS's VPC endpoint TLV (0xEA, subtype 0x01), as
 /// an NLB behind PrivateLink writes it.
@@ -42,10 +41,8 @@ fn v2_with_vpce() -> Vec<u8> {
 }
 
 async fn start() -> SocketAddr {
-    let policy = Policy::builder()
-        .proxy_protocol_from("127.0.0.30/31".parse().unwrap())
-        .build()
-        .unwrap();
+    let policy =
+        Policy::builder().proxy_protocol_from("127.0.0.30/31".parse().unwrap()).build().unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
     let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
@@ -62,36 +59,24 @@ async fn start() -> SocketAddr {
         )
         .layer(ClientIpLayer::new(policy));
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<Connection>(),
-        )
-        .await
-        .unwrap();
+        axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())
+            .await
+            .unwrap();
     });
     addr
 }
 
 async fn send_from(from: &str, to: SocketAddr, preamble: &[u8]) -> Option<Reply> {
     let mut stream = connect_from(from, to).await;
-    let bytes = [
-        preamble,
-        &request("/", &[("X-Forwarded-For", "198.51.100.66")]),
-    ]
-    .concat();
+    let bytes = [preamble, &request("/", &[("X-Forwarded-For", "198.51.100.66")])].concat();
     exchange(&mut stream, &bytes).await
 }
 
 #[tokio::test]
 async fn v1_from_a_trusted_sender_names_the_client() {
     let addr = start().await;
-    let reply = send_from(
-        SENDER,
-        addr,
-        b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n",
-    )
-    .await
-    .unwrap();
+    let reply =
+        send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol vpce=-");
 }
@@ -117,10 +102,7 @@ async fn v1_tcp6_arriving_in_pieces() {
 async fn v2_from_a_trusted_sender_with_the_vpc_endpoint() {
     let addr = start().await;
     let reply = send_from(SENDER, addr, &v2_with_vpce()).await.unwrap();
-    assert_eq!(
-        reply.body,
-        "203.0.113.7:51000 ProxyProtocol vpce=vpce-08d2bf15fac5001c9"
-    );
+    assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol vpce=vpce-08d2bf15fac5001c9");
 }
 
 #[tokio::test]
@@ -139,23 +121,13 @@ async fn v2_local_is_the_balancers_own_health_check() {
 async fn untrusted_sender_with_a_header_is_closed() {
     logs();
     let addr = start().await;
-    let reply = send_from(
-        ATTACKER,
-        addr,
-        b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n",
-    )
-    .await;
+    let reply = send_from(ATTACKER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await;
     assert!(reply.is_none(), "{reply:?}");
     // v2 too, told apart by its signature.
     let reply = send_from(ATTACKER, addr, &v2_with_vpce()).await;
     assert!(reply.is_none(), "{reply:?}");
     let lines = logged("sent a PROXY header but may not");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("WARN") && l.contains("127.0.0.1:")),
-        "{lines:?}"
-    );
+    assert!(lines.iter().any(|l| l.starts_with("WARN") && l.contains("127.0.0.1:")), "{lines:?}");
 }
 
 #[tokio::test]
@@ -208,9 +180,7 @@ async fn late_header_is_closed_and_holds_up_nobody() {
     let mut half = connect_from(SENDER, addr).await;
     half.write_all(b"PROXY TCP4 203.0.113.7").await.unwrap();
     // Served while the two above are still waiting for their headers.
-    let reply = send_from(SENDER, addr, b"PROXY TCP4 203.0.113.8 10.0.0.9 1 80\r\n")
-        .await
-        .unwrap();
+    let reply = send_from(SENDER, addr, b"PROXY TCP4 203.0.113.8 10.0.0.9 1 80\r\n").await.unwrap();
     assert_eq!(reply.body, "203.0.113.8:1 ProxyProtocol vpce=-");
     assert!(start.elapsed() < TIMEOUT / 2, "{:?}", start.elapsed());
     assert!(read_reply(&mut silent).await.is_none());
@@ -279,11 +249,9 @@ async fn a_tapped_listener_still_decides_from_the_proxy_header() {
         .unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let listener = ProxyProtocolListener::new(tcp, &policy)
-        .timeout(TIMEOUT)
-        .tap_io(|s| {
-            let _ = s.get_ref().set_nodelay(true);
-        });
+    let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT).tap_io(|s| {
+        let _ = s.get_ref().set_nodelay(true);
+    });
     let app = Router::new()
         .route(
             "/",
@@ -293,19 +261,11 @@ async fn a_tapped_listener_still_decides_from_the_proxy_header() {
         )
         .layer(ClientIpLayer::new(policy));
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<Connection>(),
-        )
-        .await
-        .unwrap();
+        axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())
+            .await
+            .unwrap();
     });
-    let reply = send_from(
-        SENDER,
-        addr,
-        b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n",
-    )
-    .await
-    .unwrap();
+    let reply =
+        send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
     assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol");
 }

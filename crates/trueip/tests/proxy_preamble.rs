@@ -25,9 +25,7 @@ const V1: &[u8] = b"PROXY TCP4 192.0.2.1 10.0.0.2 56324 443\r\n";
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
 
 fn senders() -> TrustSet {
-    ["10.0.0.0/8".parse::<Cidr>().unwrap()]
-        .into_iter()
-        .collect()
+    ["10.0.0.0/8".parse::<Cidr>().unwrap()].into_iter().collect()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -60,11 +58,7 @@ struct Sender {
 
 impl Sender {
     fn at_once(bytes: &[u8]) -> Self {
-        Sender {
-            chunks: vec![bytes.to_vec()],
-            pause: Duration::ZERO,
-            close: true,
-        }
+        Sender { chunks: vec![bytes.to_vec()], pause: Duration::ZERO, close: true }
     }
 }
 
@@ -103,9 +97,8 @@ fn refuse() -> ReadRules {
 
 #[tokio::test]
 async fn v1_from_a_trusted_sender_keeps_the_bytes_after_it() {
-    let preamble = read(Sender::at_once(&[V1, REQUEST].concat()), BALANCER, refuse())
-        .await
-        .unwrap();
+    let preamble =
+        read(Sender::at_once(&[V1, REQUEST].concat()), BALANCER, refuse()).await.unwrap();
     let addrs = preamble.header.unwrap().addrs.unwrap();
     assert_eq!(addrs.source.to_string(), "192.0.2.1:56324");
     assert_eq!(addrs.destination.to_string(), "10.0.0.2:443");
@@ -114,27 +107,17 @@ async fn v1_from_a_trusted_sender_keeps_the_bytes_after_it() {
 
 #[tokio::test]
 async fn v2_from_a_trusted_sender_keeps_the_bytes_after_it() {
-    let preamble = read(
-        Sender::at_once(&[&v2()[..], REQUEST].concat()),
-        BALANCER,
-        refuse(),
-    )
-    .await
-    .unwrap();
+    let preamble =
+        read(Sender::at_once(&[&v2()[..], REQUEST].concat()), BALANCER, refuse()).await.unwrap();
     let header = preamble.header.unwrap();
     assert_eq!(header.version, Version::V2);
-    assert_eq!(
-        header.addrs.unwrap().source.to_string(),
-        "[2001:db8::1]:5000"
-    );
+    assert_eq!(header.addrs.unwrap().source.to_string(), "[2001:db8::1]:5000");
     assert_eq!(preamble.rest, REQUEST);
 }
 
 #[tokio::test]
 async fn an_ipv4_mapped_peer_is_the_trusted_ipv4_sender() {
-    let preamble = read(Sender::at_once(V1), "::ffff:10.0.0.5", refuse())
-        .await
-        .unwrap();
+    let preamble = read(Sender::at_once(V1), "::ffff:10.0.0.5", refuse()).await.unwrap();
     assert!(preamble.header.is_some());
 }
 
@@ -147,10 +130,7 @@ async fn slowloris_byte_at_a_time_within_the_bound_and_timeout_is_read() {
         close: false,
     };
     let preamble = read(sender, BALANCER, refuse()).await.unwrap();
-    assert_eq!(
-        preamble.header.unwrap().addrs.unwrap().source.to_string(),
-        "192.0.2.1:56324"
-    );
+    assert_eq!(preamble.header.unwrap().addrs.unwrap().source.to_string(), "192.0.2.1:56324");
     // Byte at a time, the reader stops at the header's last byte: nothing after it was
     // waited for.
     assert!(REQUEST.starts_with(&preamble.rest), "{:?}", preamble.rest);
@@ -165,18 +145,9 @@ async fn slowloris_past_the_timeout_is_refused_on_time() {
     };
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let err = read(sender, BALANCER, refuse().timeout(timeout))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, PreambleError::Timeout(t) if t == timeout),
-        "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    let err = read(sender, BALANCER, refuse().timeout(timeout)).await.unwrap_err();
+    assert!(matches!(err, PreambleError::Timeout(t) if t == timeout), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -186,13 +157,8 @@ async fn a_silent_trusted_sender_times_out() {
         pause: Duration::ZERO,
         close: false,
     };
-    let err = read(
-        sender,
-        BALANCER,
-        refuse().timeout(Duration::from_millis(200)),
-    )
-    .await
-    .unwrap_err();
+    let err =
+        read(sender, BALANCER, refuse().timeout(Duration::from_millis(200))).await.unwrap_err();
     assert!(matches!(err, PreambleError::Timeout(_)), "{err}");
     assert_eq!(err.to_string(), "no complete PROXY header within 200ms");
 }
@@ -243,15 +209,8 @@ async fn timed_by_the_caller_the_timer_is_polled_only_while_a_read_waits() {
     )
     .await
     .unwrap_err();
-    assert!(
-        matches!(err, PreambleError::Timeout(t) if t == Duration::from_secs(5)),
-        "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(matches!(err, PreambleError::Timeout(t) if t == Duration::from_secs(5)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     drop(tx);
 }
 
@@ -259,14 +218,8 @@ async fn timed_by_the_caller_the_timer_is_polled_only_while_a_read_waits() {
 async fn a_v2_length_past_the_bound_is_refused_before_it_is_read() {
     // Signature, v2 PROXY, TCP4, and a length of 0xea60 (60,000) bytes.
     let big = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xea\x60".to_vec();
-    let sender = Sender {
-        chunks: vec![big],
-        pause: Duration::ZERO,
-        close: false,
-    };
-    let err = read(sender, BALANCER, refuse().max_bytes(512))
-        .await
-        .unwrap_err();
+    let sender = Sender { chunks: vec![big], pause: Duration::ZERO, close: false };
+    let err = read(sender, BALANCER, refuse().max_bytes(512)).await.unwrap_err();
     assert!(matches!(err, PreambleError::TooLarge(512)), "{err}");
 }
 
@@ -282,26 +235,20 @@ async fn a_v2_header_past_a_small_bound_is_refused() {
     bytes.extend(std::iter::repeat_n(0u8, usize::from(tlv_len)));
     let ok = read(Sender::at_once(&bytes), BALANCER, refuse().max_bytes(512)).await;
     assert!(ok.is_ok(), "the header fits in 512 bytes: {ok:?}");
-    let err = read(Sender::at_once(&bytes), BALANCER, refuse().max_bytes(200))
-        .await
-        .unwrap_err();
+    let err = read(Sender::at_once(&bytes), BALANCER, refuse().max_bytes(200)).await.unwrap_err();
     assert!(matches!(err, PreambleError::TooLarge(200)), "{err}");
 }
 
 #[tokio::test]
 async fn the_bound_is_held_between_a_v1_line_and_the_largest_v2_header() {
     // Asked for 10 bytes, the reader still takes a full v1 line.
-    let preamble = read(Sender::at_once(V1), BALANCER, refuse().max_bytes(10))
-        .await
-        .unwrap();
+    let preamble = read(Sender::at_once(V1), BALANCER, refuse().max_bytes(10)).await.unwrap();
     assert!(preamble.header.is_some());
 }
 
 #[tokio::test]
 async fn an_untrusted_sender_is_refused_before_anything_is_read() {
-    let err = read(Sender::at_once(V1), STRANGER, refuse())
-        .await
-        .unwrap_err();
+    let err = read(Sender::at_once(V1), STRANGER, refuse()).await.unwrap_err();
     assert!(matches!(err, PreambleError::UntrustedSender), "{err}");
     assert!(err.to_string().contains("proxy_protocol_from"), "{err}");
 }
@@ -309,9 +256,7 @@ async fn an_untrusted_sender_is_refused_before_anything_is_read() {
 #[tokio::test]
 async fn an_untrusted_sender_served_directly_keeps_its_first_bytes() {
     let rules = ReadRules::new(Untrusted::ServeDirect);
-    let preamble = read(Sender::at_once(REQUEST), STRANGER, rules)
-        .await
-        .unwrap();
+    let preamble = read(Sender::at_once(REQUEST), STRANGER, rules).await.unwrap();
     assert_eq!(preamble.header, None);
     assert!(
         !preamble.rest.is_empty() && REQUEST.starts_with(&preamble.rest),
@@ -324,9 +269,7 @@ async fn an_untrusted_sender_served_directly_keeps_its_first_bytes() {
 async fn an_untrusted_sender_opening_with_a_header_is_refused() {
     let rules = ReadRules::new(Untrusted::ServeDirect);
     for header in [V1.to_vec(), v2()] {
-        let err = read(Sender::at_once(&header), STRANGER, rules)
-            .await
-            .unwrap_err();
+        let err = read(Sender::at_once(&header), STRANGER, rules).await.unwrap_err();
         assert!(matches!(err, PreambleError::UntrustedHeader), "{err}");
     }
 }
@@ -334,26 +277,17 @@ async fn an_untrusted_sender_opening_with_a_header_is_refused() {
 #[tokio::test]
 async fn a_trusted_sender_must_send_a_header_even_when_others_are_served_directly() {
     let rules = ReadRules::new(Untrusted::ServeDirect);
-    let err = read(Sender::at_once(REQUEST), BALANCER, rules)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, PreambleError::Malformed(ProxyError::NotProxy { .. })),
-        "{err}"
-    );
+    let err = read(Sender::at_once(REQUEST), BALANCER, rules).await.unwrap_err();
+    assert!(matches!(err, PreambleError::Malformed(ProxyError::NotProxy { .. })), "{err}");
 }
 
 #[tokio::test]
 async fn a_version_the_rules_do_not_accept_is_malformed() {
     let v1_only = refuse().accept(Accept::V1);
-    let err = read(Sender::at_once(&v2()), BALANCER, v1_only)
-        .await
-        .unwrap_err();
+    let err = read(Sender::at_once(&v2()), BALANCER, v1_only).await.unwrap_err();
     assert!(matches!(err, PreambleError::Malformed(_)), "{err}");
     let v2_only = refuse().accept(Accept::V2);
-    let err = read(Sender::at_once(V1), BALANCER, v2_only)
-        .await
-        .unwrap_err();
+    let err = read(Sender::at_once(V1), BALANCER, v2_only).await.unwrap_err();
     assert!(matches!(err, PreambleError::Malformed(_)), "{err}");
     let ok = read(Sender::at_once(V1), BALANCER, refuse().accept(Accept::V1)).await;
     assert!(ok.is_ok(), "{ok:?}");
@@ -361,31 +295,20 @@ async fn a_version_the_rules_do_not_accept_is_malformed() {
 
 #[tokio::test]
 async fn closing_mid_header_says_how_far_it_got() {
-    let err = read(Sender::at_once(&V1[..20]), BALANCER, refuse())
-        .await
-        .unwrap_err();
+    let err = read(Sender::at_once(&V1[..20]), BALANCER, refuse()).await.unwrap_err();
     assert!(matches!(err, PreambleError::Closed(20)), "{err}");
-    let err = read(Sender::at_once(b""), BALANCER, refuse())
-        .await
-        .unwrap_err();
+    let err = read(Sender::at_once(b""), BALANCER, refuse()).await.unwrap_err();
     assert!(matches!(err, PreambleError::Closed(0)), "{err}");
     assert_eq!(err.to_string(), "closed before sending anything");
 }
 
 #[tokio::test]
 async fn a_malformed_header_is_refused_with_the_decoders_reason() {
-    let err = read(
-        Sender::at_once(b"PROXY TCP4 999.0.2.1 10.0.0.2 1 2\r\n"),
-        BALANCER,
-        refuse(),
-    )
-    .await
-    .unwrap_err();
+    let err = read(Sender::at_once(b"PROXY TCP4 999.0.2.1 10.0.0.2 1 2\r\n"), BALANCER, refuse())
+        .await
+        .unwrap_err();
     assert!(matches!(err, PreambleError::Malformed(_)), "{err}");
-    assert!(
-        err.to_string().starts_with("invalid PROXY header: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("invalid PROXY header: "), "{err}");
 }
 
 /// A server's own buffer, kept from an earlier connection: longer than the bound and
@@ -402,23 +325,16 @@ async fn into_a_kept_buffer_only_bytes_read_are_handed_on_and_none_past_the_boun
     let mut buf = kept_buffer();
     let len = buf.len();
     let rules = refuse().max_bytes(256);
-    let read = read_preamble_into(&mut rx, ip(BALANCER), &senders(), &rules, &mut buf)
-        .await
-        .unwrap();
+    let read =
+        read_preamble_into(&mut rx, ip(BALANCER), &senders(), &rules, &mut buf).await.unwrap();
     let addrs = read.header.unwrap().addrs.unwrap();
     assert_eq!(addrs.source.to_string(), "192.0.2.1:56324");
-    assert_eq!(
-        read.rest,
-        V1.len()..256,
-        "read up to the bound, and no further"
-    );
+    assert_eq!(read.rest, V1.len()..256, "read up to the bound, and no further");
     assert_eq!(&buf[read.rest.clone()], &request[..256 - V1.len()]);
     assert_eq!(buf.len(), len, "the storage is neither shortened nor grown");
     // What the bound kept unread is still the stream's.
     let mut next = vec![0; request.len()];
-    let n = tokio::io::AsyncReadExt::read(&mut rx, &mut next)
-        .await
-        .unwrap();
+    let n = tokio::io::AsyncReadExt::read(&mut rx, &mut next).await.unwrap();
     assert_eq!(&next[..n], &request[256 - V1.len()..]);
 }
 
@@ -437,15 +353,9 @@ async fn into_a_kept_buffer_the_bound_and_the_senders_hold_as_they_do_alone() {
 
     let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
     tx.write_all(V1).await.unwrap();
-    let err = read_preamble_into(
-        &mut rx,
-        ip(STRANGER),
-        &senders(),
-        &refuse(),
-        &mut kept_buffer(),
-    )
-    .await
-    .unwrap_err();
+    let err = read_preamble_into(&mut rx, ip(STRANGER), &senders(), &refuse(), &mut kept_buffer())
+        .await
+        .unwrap_err();
     assert!(matches!(err, PreambleError::UntrustedSender), "{err}");
 
     // A direct client's first bytes, from a short buffer that must grow.
@@ -453,9 +363,8 @@ async fn into_a_kept_buffer_the_bound_and_the_senders_hold_as_they_do_alone() {
     tx.write_all(REQUEST).await.unwrap();
     let direct = ReadRules::new(Untrusted::ServeDirect);
     let mut buf = vec![b'x'; 4];
-    let read = read_preamble_into(&mut rx, ip(STRANGER), &senders(), &direct, &mut buf)
-        .await
-        .unwrap();
+    let read =
+        read_preamble_into(&mut rx, ip(STRANGER), &senders(), &direct, &mut buf).await.unwrap();
     assert_eq!(read.header, None);
     assert_eq!(&buf[read.rest], REQUEST);
 }
@@ -489,10 +398,7 @@ async fn read_into(
     let result = read_preamble_into(&mut rx, ip(peer), &senders(), &rules, buf).await;
     writer.abort();
     let read = result?;
-    let source = read
-        .header
-        .and_then(|h| h.addrs)
-        .map(|a| a.source.to_string());
+    let source = read.header.and_then(|h| h.addrs).map(|a| a.source.to_string());
     Ok((source, buf[read.rest].to_vec()))
 }
 
@@ -519,11 +425,8 @@ async fn a_kept_buffers_header_is_never_completed_from_its_stale_bytes() {
                 matches!(closed, Err(PreambleError::Closed(n)) if n == cut),
                 "cut {cut}, then closed: {closed:?}"
             );
-            let stalled = Sender {
-                chunks: vec![start.clone()],
-                pause: Duration::ZERO,
-                close: false,
-            };
+            let stalled =
+                Sender { chunks: vec![start.clone()], pause: Duration::ZERO, close: false };
             let rules = refuse().timeout(Duration::from_millis(200));
             let late = read_into(stalled, BALANCER, rules, &mut kept()).await;
             assert!(
@@ -542,21 +445,14 @@ async fn a_kept_buffers_header_is_never_completed_from_its_stale_bytes() {
     let mut buf = [forged_v1, REQUEST].concat();
     buf.resize(4096, b'x');
     let mixed = read_into(sender, BALANCER, refuse(), &mut buf).await;
-    assert!(
-        matches!(mixed, Err(PreambleError::Malformed(_))),
-        "{mixed:?}"
-    );
+    assert!(matches!(mixed, Err(PreambleError::Malformed(_))), "{mixed:?}");
 }
 
 /// Attack: byte at a time into a kept buffer that holds a forged header. The header
 /// read is the one sent, and what is handed on is only what followed it on the stream.
 #[tokio::test]
 async fn byte_at_a_time_into_a_kept_buffer_reads_only_the_stream() {
-    let mut buf = [
-        &b"PROXY TCP4 6.6.6.6 10.0.0.2 1111 443\r\n"[..],
-        b"GET /stale",
-    ]
-    .concat();
+    let mut buf = [&b"PROXY TCP4 6.6.6.6 10.0.0.2 1111 443\r\n"[..], b"GET /stale"].concat();
     buf.resize(4096, b'x');
     let bytes = [V1, REQUEST].concat();
     let sender = Sender {
@@ -564,16 +460,13 @@ async fn byte_at_a_time_into_a_kept_buffer_reads_only_the_stream() {
         pause: Duration::from_millis(1),
         close: false,
     };
-    let (source, rest) = read_into(sender, BALANCER, refuse(), &mut buf)
-        .await
-        .unwrap();
+    let (source, rest) = read_into(sender, BALANCER, refuse(), &mut buf).await.unwrap();
     assert_eq!(source.as_deref(), Some("192.0.2.1:56324"));
     assert!(REQUEST.starts_with(&rest), "{rest:?}");
     // A direct client's first bytes, from a buffer that opens as a PROXY header: only
     // what the client sent.
     let rules = ReadRules::new(Untrusted::ServeDirect);
-    let (source, rest) = read_into(Sender::at_once(b"GE"), STRANGER, rules, &mut buf)
-        .await
-        .unwrap();
+    let (source, rest) =
+        read_into(Sender::at_once(b"GE"), STRANGER, rules, &mut buf).await.unwrap();
     assert_eq!((source, rest), (None, b"GE".to_vec()));
 }

@@ -13,9 +13,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use trueip::proxy_protocol::*;
 
-const V2_SIGNATURE: [u8; 12] = [
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-];
+const V2_SIGNATURE: [u8; 12] =
+    [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
 fn v4() -> impl Strategy<Value = SocketAddr> {
     (any::<[u8; 4]>(), any::<u16>())
@@ -52,18 +51,14 @@ fn v6() -> impl Strategy<Value = SocketAddr> {
 }
 
 fn same_family_addrs() -> impl Strategy<Value = ProxyAddrs> {
-    prop_oneof![(v4(), v4()), (v6(), v6())].prop_map(|(source, destination)| ProxyAddrs {
-        source,
-        destination,
-    })
+    prop_oneof![(v4(), v4()), (v6(), v6())]
+        .prop_map(|(source, destination)| ProxyAddrs { source, destination })
 }
 
 fn any_addrs() -> impl Strategy<Value = ProxyAddrs> {
     let any_family = || prop_oneof![v4(), v6()];
-    (any_family(), any_family()).prop_map(|(source, destination)| ProxyAddrs {
-        source,
-        destination,
-    })
+    (any_family(), any_family())
+        .prop_map(|(source, destination)| ProxyAddrs { source, destination })
 }
 
 fn text() -> impl Strategy<Value = Option<String>> {
@@ -75,26 +70,17 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn ssl() -> impl Strategy<Value = Ssl> {
-    (
-        any::<u8>(),
-        any::<u32>(),
-        text(),
-        text(),
-        text(),
-        text(),
-        text(),
+    (any::<u8>(), any::<u32>(), text(), text(), text(), text(), text()).prop_map(
+        |(client, verify, version, cipher, sig_alg, key_alg, cn)| Ssl {
+            client,
+            verify,
+            version,
+            cipher,
+            sig_alg,
+            key_alg,
+            cn,
+        },
     )
-        .prop_map(
-            |(client, verify, version, cipher, sig_alg, key_alg, cn)| Ssl {
-                client,
-                verify,
-                version,
-                cipher,
-                sig_alg,
-                key_alg,
-                cn,
-            },
-        )
 }
 
 /// TLVs that decode into `Tlvs::other`: unregistered types, and the AWS and
@@ -102,13 +88,7 @@ fn ssl() -> impl Strategy<Value = Ssl> {
 fn other_tlv() -> impl Strategy<Value = (u8, Vec<u8>)> {
     prop_oneof![
         (
-            prop_oneof![
-                0x06u8..=0x1F,
-                0x21u8..=0x2F,
-                0x31u8..=0xE9,
-                0xEBu8..=0xED,
-                0xEFu8..=0xFF
-            ],
+            prop_oneof![0x06u8..=0x1F, 0x21u8..=0x2F, 0x31u8..=0xE9, 0xEBu8..=0xED, 0xEFu8..=0xFF],
             bytes(16)
         ),
         (
@@ -226,10 +206,7 @@ fn check_outcome(buf: &[u8], outcome: &Result<Decode, ProxyError>) {
         Err(error) => assert!(!error.to_string().is_empty()),
     }
     if looks_like_proxy(buf) == Some(false) {
-        assert!(
-            outcome.is_err(),
-            "looks_like_proxy said no, decode said {outcome:?}"
-        );
+        assert!(outcome.is_err(), "looks_like_proxy said no, decode said {outcome:?}");
     }
 }
 

@@ -22,29 +22,19 @@ fn key(fill: u8) -> Key {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// The header the gateway would write for `path` under `key`, signed at `time`.
 fn header(key: &Key, path: &str, time: u64) -> String {
     let mut out = String::new();
     let claim = Claim {
-        client: Node {
-            ip: "203.0.113.7".parse().unwrap(),
-            port: Some(51234),
-        },
+        client: Node { ip: "203.0.113.7".parse().unwrap(), port: Some(51234) },
         source: Source::Peer,
         hops: 0,
         time,
     };
-    let request = RequestLine {
-        method: "GET",
-        host: "app.example",
-        target: path,
-    };
+    let request = RequestLine { method: "GET", host: "app.example", target: path };
     sign(key, &claim, &request, &mut out);
     out
 }
@@ -52,17 +42,12 @@ fn header(key: &Key, path: &str, time: u64) -> String {
 /// `GET path` for `app.example` with `lines`, from the gateway's address.
 fn from_gateway(path: &str, lines: &[(&str, &str)]) -> Request<String> {
     let mut req = Request::get(path).body(String::new()).unwrap();
-    req.headers_mut()
-        .insert("host", "app.example".parse().unwrap());
+    req.headers_mut().insert("host", "app.example".parse().unwrap());
     for (n, v) in lines {
-        req.headers_mut().append(
-            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
+        req.headers_mut()
+            .append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
     }
-    req.extensions_mut().insert(Connection::from_peer(
-        GATEWAY.parse::<SocketAddr>().unwrap(),
-    ));
+    req.extensions_mut().insert(Connection::from_peer(GATEWAY.parse::<SocketAddr>().unwrap()));
     req
 }
 
@@ -123,10 +108,7 @@ async fn required_refuses_what_does_not_verify() {
         ),
         (
             "stale",
-            vec![(
-                "trueip-signature",
-                header(&key(1), "/account", now() - 31 - 5),
-            )],
+            vec![("trueip-signature", header(&key(1), "/account", now() - 31 - 5))],
             StatusCode::FORBIDDEN,
         ),
         (
@@ -134,17 +116,10 @@ async fn required_refuses_what_does_not_verify() {
             vec![("trueip-signature", header(&key(2), "/account", now()))],
             StatusCode::FORBIDDEN,
         ),
-        (
-            "malformed",
-            vec![("trueip-signature", "v1;ip=1.2.3.4".into())],
-            StatusCode::BAD_REQUEST,
-        ),
+        ("malformed", vec![("trueip-signature", "v1;ip=1.2.3.4".into())], StatusCode::BAD_REQUEST),
         (
             "two lines",
-            vec![
-                ("trueip-signature", good.clone()),
-                ("trueip-signature", good),
-            ],
+            vec![("trueip-signature", good.clone()), ("trueip-signature", good)],
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -169,11 +144,7 @@ async fn or_peer_serves_the_peer_and_flags_it() {
     let (_, body) = send(signed.clone(), "/admin", &[("trueip-signature", &replayed)]).await;
     assert_eq!(body, "127.0.0.1 signature_rejected bad_signature");
     assert_eq!((signed.verified_count(), signed.rejected_count()), (0, 2));
-    assert!(
-        Warnings::SIGNATURE_REJECTED
-            .names()
-            .eq(["signature_rejected"])
-    );
+    assert!(Warnings::SIGNATURE_REJECTED.names().eq(["signature_rejected"]));
 }
 
 #[tokio::test]
@@ -181,37 +152,24 @@ async fn rotation_accepts_both_keys_then_only_the_new_one() {
     let (old, new) = (key(1), key(2));
     let both = Signed::required(verifier([old.clone(), new.clone()]));
     for k in [&old, &new] {
-        let (status, body) = send(
-            both.clone(),
-            "/a",
-            &[("trueip-signature", &header(k, "/a", now()))],
-        )
-        .await;
+        let (status, body) =
+            send(both.clone(), "/a", &[("trueip-signature", &header(k, "/a", now()))]).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let only_new = Signed::required(verifier([new]));
-    let (status, _) = send(
-        only_new,
-        "/a",
-        &[("trueip-signature", &header(&old, "/a", now()))],
-    )
-    .await;
+    let (status, _) =
+        send(only_new, "/a", &[("trueip-signature", &header(&old, "/a", now()))]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn a_renamed_header_is_the_one_read() {
     let value = header(&key(1), "/a", now());
-    let signed = Signed::required(verifier([key(1)]))
-        .header("X-App-Client")
-        .unwrap();
+    let signed = Signed::required(verifier([key(1)])).header("X-App-Client").unwrap();
     let (status, _) = send(signed.clone(), "/a", &[("trueip-signature", &value)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = send(signed, "/a", &[("x-app-client", &value)]).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.7  verified")
-    );
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "203.0.113.7  verified"));
     assert!(Signed::required(verifier([key(1)])).header("a b").is_err());
 }
 
@@ -219,24 +177,16 @@ async fn a_renamed_header_is_the_one_read() {
 fn the_window_is_stated_in_the_rejection() {
     let v = Verifier::new([key(1)], Duration::from_secs(10)).unwrap();
     let value = header(&key(1), "/a", 1_000);
-    let req = RequestLine {
-        method: "GET",
-        host: "app.example",
-        target: "/a",
-    };
+    let req = RequestLine { method: "GET", host: "app.example", target: "/a" };
     let at = UNIX_EPOCH + Duration::from_secs(1_011);
-    assert_eq!(
-        v.verify_at(Some(value.as_bytes()), &req, at),
-        Err(Rejected::Stale { age: 11 })
-    );
+    assert_eq!(v.verify_at(Some(value.as_bytes()), &req, at), Err(Rejected::Stale { age: 11 }));
 }
 
 /// The header lines the app behind a signed layer over `policy` sees for `lines` sent
 /// from the gateway's address: `name` each, sorted, `host` left out.
 async fn seen(policy: Policy, signed: Signed, lines: &[(&str, &str)]) -> String {
-    let service = ServiceBuilder::new()
-        .layer(ClientIpLayer::new(policy).signed(signed))
-        .service(service_fn(|req: Request<String>| async move {
+    let service = ServiceBuilder::new().layer(ClientIpLayer::new(policy).signed(signed)).service(
+        service_fn(|req: Request<String>| async move {
             let mut names: Vec<&str> = req
                 .headers()
                 .keys()
@@ -245,12 +195,9 @@ async fn seen(policy: Policy, signed: Signed, lines: &[(&str, &str)]) -> String 
                 .collect();
             names.sort_unstable();
             Ok::<_, Infallible>(Response::new(names.join(" ")))
-        }));
-    service
-        .oneshot(from_gateway("/a", lines))
-        .await
-        .unwrap()
-        .into_body()
+        }),
+    );
+    service.oneshot(from_gateway("/a", lines)).await.unwrap().into_body()
 }
 
 /// A verified header makes the gateway the hop, whose claims about the request reach the
@@ -259,12 +206,7 @@ async fn seen(policy: Policy, signed: Signed, lines: &[(&str, &str)]) -> String 
 /// the app. Before the layer withheld them, every line did.
 #[tokio::test]
 async fn what_reaches_the_app_follows_the_signature() {
-    let trusting = || {
-        Policy::builder()
-            .trust_str("127.0.0.1")
-            .and_then(|b| b.build())
-            .unwrap()
-    };
+    let trusting = || Policy::builder().trust_str("127.0.0.1").and_then(|b| b.build()).unwrap();
     let value = header(&key(1), "/a", now());
     let lines = [
         ("trueip-signature", value.as_str()),
@@ -281,11 +223,9 @@ async fn what_reaches_the_app_follows_the_signature() {
         .keep_client_ip_headers()
         .signed(Signed::or_peer(verifier([key(2)])));
     let service =
-        ServiceBuilder::new()
-            .layer(kept)
-            .service(service_fn(|req: Request<String>| async move {
-                Ok::<_, Infallible>(Response::new(req.headers().len().to_string()))
-            }));
+        ServiceBuilder::new().layer(kept).service(service_fn(|req: Request<String>| async move {
+            Ok::<_, Infallible>(Response::new(req.headers().len().to_string()))
+        }));
     let req = from_gateway("/a", &[("true-client-ip", "6.6.6.6")]);
     // `host` and `true-client-ip`.
     assert_eq!(service.oneshot(req).await.unwrap().into_body(), "2");

@@ -6,24 +6,15 @@
 use trueip::{AllTrusted, Connection, Node, OriginSecret, Policy, Source, TrustSet, Warnings};
 
 /// Headers a client could send that no case's policy reads: they must never matter.
-const DISTRACTORS: [(&str, &str); 3] = [
-    ("True-Client-IP", "6.6.6.1"),
-    ("X-Client-IP", "6.6.6.2"),
-    ("Fly-Client-IP", "6.6.6.3"),
-];
+const DISTRACTORS: [(&str, &str); 3] =
+    [("True-Client-IP", "6.6.6.1"), ("X-Client-IP", "6.6.6.2"), ("Fly-Client-IP", "6.6.6.3")];
 
 /// Stand-ins for provider range files (the shapes of the real ones, not their contents).
 fn cloudfront() -> TrustSet {
-    ["13.32.0.0/15", "2600:9000::/28"]
-        .iter()
-        .map(|c| c.parse().unwrap())
-        .collect()
+    ["13.32.0.0/15", "2600:9000::/28"].iter().map(|c| c.parse().unwrap()).collect()
 }
 fn cloudflare() -> TrustSet {
-    ["173.245.48.0/20", "2400:cb00::/32"]
-        .iter()
-        .map(|c| c.parse().unwrap())
-        .collect()
+    ["173.245.48.0/20", "2400:cb00::/32"].iter().map(|c| c.parse().unwrap()).collect()
 }
 
 struct Case {
@@ -37,9 +28,8 @@ struct Case {
 }
 
 fn policy(trust: &[&str], strategy: &[&str]) -> Policy {
-    let mut b = Policy::builder()
-        .provider("cloudfront", cloudfront())
-        .provider("cloudflare", cloudflare());
+    let mut b =
+        Policy::builder().provider("cloudfront", cloudfront()).provider("cloudflare", cloudflare());
     for t in trust {
         b = b.trust_str(t).unwrap();
     }
@@ -65,18 +55,10 @@ fn run(case: &Case) {
         case.name,
         case.why
     );
-    assert_eq!(
-        got.warnings, case.warnings,
-        "case {:?} ({}): warnings",
-        case.name, case.why
-    );
+    assert_eq!(got.warnings, case.warnings, "case {:?} ({}): warnings", case.name, case.why);
     // The explanation is the same decision.
     let (explained, steps) = policy.explain(&conn(case.peer), &headers);
-    assert_eq!(
-        explained, got,
-        "case {:?}: explain differs from resolve",
-        case.name
-    );
+    assert_eq!(explained, got, "case {:?}: explain differs from resolve", case.name);
     assert!(!steps.is_empty());
 }
 
@@ -88,10 +70,7 @@ fn deployment_stories() {
         Case {
             name: "lambda behind ALB: the address the ALB saw, not what the client claimed",
             peer: "10.0.1.5",
-            headers: &[(
-                "x-forwarded-for",
-                "203.0.113.195, 70.41.3.18, 150.172.238.178",
-            )],
+            headers: &[("x-forwarded-for", "203.0.113.195, 70.41.3.18, 150.172.238.178")],
             policy: || policy(&["10.0.0.0/16"], &["rightmost-untrusted"]),
             client: "150.172.238.178",
             warnings: Warnings::SPOOF_ATTEMPT,
@@ -119,12 +98,7 @@ fn deployment_stories() {
             name: "cloudfront -> ALB -> nginx ($proxy_add_x_forwarded_for) -> app",
             peer: "127.0.0.1",
             headers: &[("X-Forwarded-For", "198.51.100.7, 13.32.4.5, 10.0.3.3")],
-            policy: || {
-                policy(
-                    &["loopback", "10.0.0.0/16", "cloudfront"],
-                    &["rightmost-untrusted"],
-                )
-            },
+            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
             client: "198.51.100.7",
             warnings: W,
             why: "nginx appended the ALB, the ALB appended CloudFront, CloudFront appended the viewer",
@@ -132,16 +106,8 @@ fn deployment_stories() {
         Case {
             name: "fail: attacker through the same CDN cannot pick an address",
             peer: "127.0.0.1",
-            headers: &[(
-                "X-Forwarded-For",
-                "6.6.6.6, 198.51.100.66, 13.32.4.5, 10.0.3.3",
-            )],
-            policy: || {
-                policy(
-                    &["loopback", "10.0.0.0/16", "cloudfront"],
-                    &["rightmost-untrusted"],
-                )
-            },
+            headers: &[("X-Forwarded-For", "6.6.6.6, 198.51.100.66, 13.32.4.5, 10.0.3.3")],
+            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
             client: "198.51.100.66",
             warnings: Warnings::SPOOF_ATTEMPT,
             why: "CloudFront appended the attacker's own address",
@@ -149,16 +115,8 @@ fn deployment_stories() {
         Case {
             name: "fail: bypassing the CDN, a forged CloudFront entry does not help",
             peer: "127.0.0.1",
-            headers: &[(
-                "X-Forwarded-For",
-                "9.9.9.9, 13.32.1.1, 198.51.100.66, 10.0.3.3",
-            )],
-            policy: || {
-                policy(
-                    &["loopback", "10.0.0.0/16", "cloudfront"],
-                    &["rightmost-untrusted"],
-                )
-            },
+            headers: &[("X-Forwarded-For", "9.9.9.9, 13.32.1.1, 198.51.100.66, 10.0.3.3")],
+            policy: || policy(&["loopback", "10.0.0.0/16", "cloudfront"], &["rightmost-untrusted"]),
             client: "198.51.100.66",
             warnings: Warnings::SPOOF_ATTEMPT,
             why: "the ALB appended the attacker, who connected directly",
@@ -166,10 +124,7 @@ fn deployment_stories() {
         Case {
             name: "nginx sets X-Real-IP from $remote_addr",
             peer: "127.0.0.1",
-            headers: &[
-                ("X-Real-IP", "198.51.100.4"),
-                ("X-Forwarded-For", "6.6.6.6"),
-            ],
+            headers: &[("X-Real-IP", "198.51.100.4"), ("X-Forwarded-For", "6.6.6.6")],
             policy: || policy(&["loopback"], &["header:X-Real-IP"]),
             client: "198.51.100.4",
             warnings: W,
@@ -196,10 +151,7 @@ fn deployment_stories() {
         Case {
             name: "cloudflare preset from a Cloudflare peer",
             peer: "173.245.48.9",
-            headers: &[
-                ("CF-Connecting-IP", "2001:db8::77"),
-                ("X-Forwarded-For", "6.6.6.6"),
-            ],
+            headers: &[("CF-Connecting-IP", "2001:db8::77"), ("X-Forwarded-For", "6.6.6.6")],
             policy: || policy(&[], &["cloudflare"]),
             client: "2001:db8::77",
             warnings: W,
@@ -380,10 +332,7 @@ fn deployment_stories() {
         Case {
             name: "fail: a client's unmatched quote cannot swallow trusted Forwarded elements",
             peer: "10.0.0.1",
-            headers: &[(
-                "Forwarded",
-                r#"for="1.2.3.4, for=198.51.100.7, for=10.0.0.2"#,
-            )],
+            headers: &[("Forwarded", r#"for="1.2.3.4, for=198.51.100.7, for=10.0.0.2"#)],
             policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]).with_from_forwarded(),
             client: "198.51.100.7",
             warnings: Warnings::SPOOF_ATTEMPT,
@@ -392,10 +341,7 @@ fn deployment_stories() {
         Case {
             name: "XFF and Forwarded disagree: flagged",
             peer: "10.0.0.1",
-            headers: &[
-                ("X-Forwarded-For", "198.51.100.7"),
-                ("Forwarded", "for=198.51.100.8"),
-            ],
+            headers: &[("X-Forwarded-For", "198.51.100.7"), ("Forwarded", "for=198.51.100.8")],
             policy: || policy(&["10.0.0.0/8"], &["rightmost-untrusted"]),
             client: "198.51.100.7",
             warnings: Warnings::DISAGREE,
@@ -405,12 +351,7 @@ fn deployment_stories() {
             name: "fallback chain: header first, then the list",
             peer: "10.0.0.1",
             headers: &[("X-Forwarded-For", "198.51.100.7")],
-            policy: || {
-                policy(
-                    &["10.0.0.0/8"],
-                    &["header:X-Real-IP", "rightmost-untrusted"],
-                )
-            },
+            policy: || policy(&["10.0.0.0/8"], &["header:X-Real-IP", "rightmost-untrusted"]),
             client: "198.51.100.7",
             warnings: W,
             why: "X-Real-IP absent",
@@ -457,24 +398,12 @@ fn all_trusted_fail_leaves_the_peer_with_no_strategy() {
 
 #[test]
 fn proxy_protocol_source_replaces_a_trusted_sender() {
-    let p = Policy::builder()
-        .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
-        .build()
-        .unwrap();
+    let p = Policy::builder().proxy_protocol_from("10.1.0.0/16".parse().unwrap()).build().unwrap();
     let mut c = conn("10.1.2.3");
-    c.proxy_source = Some(
-        "203.0.113.1:5555"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    );
+    c.proxy_source = Some("203.0.113.1:5555".parse::<std::net::SocketAddr>().unwrap().into());
     let got = p.resolve(&c, &[("X-Forwarded-For", "6.6.6.6")][..]);
     assert_eq!(
-        (
-            got.ip().unwrap().to_string(),
-            got.source,
-            got.client.node().and_then(|n| n.port)
-        ),
+        (got.ip().unwrap().to_string(), got.source, got.client.node().and_then(|n| n.port)),
         ("203.0.113.1".into(), Source::ProxyProtocol, Some(5555))
     );
     // The same header from an untrusted sender is ignored, flagged.
@@ -492,33 +421,18 @@ fn trust_per_hop_nlb_proxy_v2_then_cloudfront_vouches_for_one_entry() {
     let p = Policy::builder()
         .provider("cloudfront", cloudfront())
         .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
-        .strategy_trusting(
-            "hops:1".parse().unwrap(),
-            vec!["cloudfront".parse().unwrap()],
-        )
+        .strategy_trusting("hops:1".parse().unwrap(), vec!["cloudfront".parse().unwrap()])
         .build()
         .unwrap();
     let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.9")];
     let mut c = conn("10.1.0.7");
     c.proxy_source = Some(Node::ip("13.32.7.7".parse().unwrap()));
-    assert_eq!(
-        p.resolve(&c, &headers[..]).ip().unwrap().to_string(),
-        "198.51.100.9"
-    );
+    assert_eq!(p.resolve(&c, &headers[..]).ip().unwrap().to_string(), "198.51.100.9");
     // Same headers, but the PROXY source is not CloudFront: it is the client.
     c.proxy_source = Some(Node::ip("198.51.100.66".parse().unwrap()));
-    assert_eq!(
-        p.resolve(&c, &headers[..]).ip().unwrap().to_string(),
-        "198.51.100.66"
-    );
+    assert_eq!(p.resolve(&c, &headers[..]).ip().unwrap().to_string(), "198.51.100.66");
     // And the NLB range itself is not trusted for X-Forwarded-For.
-    assert_eq!(
-        p.resolve(&conn("10.1.0.7"), &headers[..])
-            .ip()
-            .unwrap()
-            .to_string(),
-        "10.1.0.7"
-    );
+    assert_eq!(p.resolve(&conn("10.1.0.7"), &headers[..]).ip().unwrap().to_string(), "10.1.0.7");
 }
 
 /// A policy trusting 10/8 with `strategy`, and `secret` as its origin secret's header.
@@ -535,21 +449,11 @@ fn secret_policy(strategy: &str, secret: &str) -> Result<Policy, trueip::ConfigE
 #[test]
 fn fail_an_origin_secret_in_a_header_others_write_is_refused() {
     let build = secret_policy;
-    for secret in [
-        "X-Forwarded-For",
-        "forwarded",
-        "X-Real-IP",
-        "Host",
-        "X-Forwarded-Proto",
-    ] {
-        let err = build("rightmost-untrusted", secret)
-            .unwrap_err()
-            .to_string();
+    for secret in ["X-Forwarded-For", "forwarded", "X-Real-IP", "Host", "X-Forwarded-Proto"] {
+        let err = build("rightmost-untrusted", secret).unwrap_err().to_string();
         assert!(err.contains("origin secret header"), "{secret}: {err}");
     }
-    let err = build("header:X-Client-Addr", "X-Client-Addr")
-        .unwrap_err()
-        .to_string();
+    let err = build("header:X-Client-Addr", "X-Client-Addr").unwrap_err().to_string();
     assert!(err.contains("reads a client address"), "{err}");
     // A header only the CDN writes, including one that is a row of the client-IP table
     // (Azure Front Door's id), stays allowed.
@@ -581,17 +485,9 @@ fn fail_an_origin_secret_in_any_spelling_of_a_header_others_write_is_refused() {
         ("header:X_Client_Addr", "X-Client-Addr"),
     ] {
         let err = build(strategy, secret).map(|_| ()).unwrap_err().to_string();
-        assert!(
-            err.contains("origin secret header"),
-            "{strategy}, {secret}: {err}"
-        );
+        assert!(err.contains("origin secret header"), "{strategy}, {secret}: {err}");
     }
-    for secret in [
-        "X-Origin-Verify",
-        "X_Origin_Verify",
-        "X-Azure-FDID",
-        "X-Forwarded-Fox",
-    ] {
+    for secret in ["X-Origin-Verify", "X_Origin_Verify", "X-Azure-FDID", "X-Forwarded-Fox"] {
         assert!(build("rightmost-untrusted", secret).is_ok(), "{secret}");
     }
     assert!(build("cookie:ip", "X-Origin-Verify").is_ok());
@@ -600,12 +496,7 @@ fn fail_an_origin_secret_in_any_spelling_of_a_header_others_write_is_refused() {
 #[test]
 fn fail_a_header_strategy_on_a_header_that_never_holds_an_address_is_refused() {
     let build = |strategy: &str| {
-        Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .strategy_str(strategy)
-            .unwrap()
-            .build()
+        Policy::builder().trust_str("10.0.0.0/8").unwrap().strategy_str(strategy).unwrap().build()
     };
     // `Host: 6.6.6.6` parses as an address, and no proxy overwrites Host with the client.
     // In any spelling an app reads as the same header (`X_Forwarded_Host` is WSGI's
@@ -624,10 +515,7 @@ fn fail_a_header_strategy_on_a_header_that_never_holds_an_address_is_refused() {
         "HTTP2-Settings",
     ] {
         let err = build(&format!("header:{name}")).unwrap_err().to_string();
-        assert!(
-            err.contains("cannot carry a client address"),
-            "{name}: {err}"
-        );
+        assert!(err.contains("cannot carry a client address"), "{name}: {err}");
     }
     let err = build("header:Forwarded").unwrap_err().to_string();
     assert!(err.contains("--from forwarded"), "{err}");
@@ -652,28 +540,10 @@ fn origin_secret_gates_forwarding_headers() {
     let got = p.resolve(&conn("10.0.0.1"), &without[..]);
     assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1");
     assert!(got.warnings.contains(Warnings::ORIGIN_SECRET));
-    let wrong = [
-        ("X-Forwarded-For", "198.51.100.7"),
-        ("x-origin-verify", "s3cre"),
-    ];
-    assert_eq!(
-        p.resolve(&conn("10.0.0.1"), &wrong[..])
-            .ip()
-            .unwrap()
-            .to_string(),
-        "10.0.0.1"
-    );
-    let with = [
-        ("X-Forwarded-For", "198.51.100.7"),
-        ("x-origin-verify", "s3cret"),
-    ];
-    assert_eq!(
-        p.resolve(&conn("10.0.0.1"), &with[..])
-            .ip()
-            .unwrap()
-            .to_string(),
-        "198.51.100.7"
-    );
+    let wrong = [("X-Forwarded-For", "198.51.100.7"), ("x-origin-verify", "s3cre")];
+    assert_eq!(p.resolve(&conn("10.0.0.1"), &wrong[..]).ip().unwrap().to_string(), "10.0.0.1");
+    let with = [("X-Forwarded-For", "198.51.100.7"), ("x-origin-verify", "s3cret")];
+    assert_eq!(p.resolve(&conn("10.0.0.1"), &with[..]).ip().unwrap().to_string(), "198.51.100.7");
 }
 
 #[test]
@@ -699,10 +569,7 @@ fn rate_limit_key_aggregates_ipv6() {
         .unwrap()
         .build()
         .unwrap();
-    let got = p.resolve(
-        &conn("10.0.0.1"),
-        &[("X-Forwarded-For", "2001:db8:1:2:aaaa::1")][..],
-    );
+    let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "2001:db8:1:2:aaaa::1")][..]);
     assert_eq!(got.rate_limit_key.unwrap().to_string(), "2001:db8:1:2::");
     let p = Policy::builder().ipv6_prefix(48).build().unwrap();
     assert_eq!(
@@ -729,11 +596,7 @@ fn origin_follows_the_same_trust() {
     let res = p.resolve(&conn("10.0.0.1"), &headers[..]);
     assert_eq!(res.trusted_hops, 2);
     let o = origin(&headers[..], &res);
-    assert_eq!(
-        o.proto,
-        Some(Scheme::Https),
-        "the outermost trusted hop's value"
-    );
+    assert_eq!(o.proto, Some(Scheme::Https), "the outermost trusted hop's value");
     assert_eq!(o.port, Some(443));
     assert_eq!(o.host.as_deref(), Some("shop.example"));
     // From an untrusted peer nothing is believed.
@@ -743,15 +606,8 @@ fn origin_follows_the_same_trust() {
 
 #[test]
 fn trusting_proxies_without_a_strategy_walks_from_the_right() {
-    let p = Policy::builder()
-        .trust_str("10.0.0.0/8")
-        .unwrap()
-        .build()
-        .unwrap();
-    let got = p.resolve(
-        &conn("10.0.0.1"),
-        &[("X-Forwarded-For", "6.6.6.6, 198.51.100.7")][..],
-    );
+    let p = Policy::builder().trust_str("10.0.0.0/8").unwrap().build().unwrap();
+    let got = p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "6.6.6.6, 198.51.100.7")][..]);
     assert_eq!(got.ip().unwrap().to_string(), "198.51.100.7");
     // Naming `peer` keeps headers ignored.
     let p = Policy::builder()
@@ -762,29 +618,20 @@ fn trusting_proxies_without_a_strategy_walks_from_the_right() {
         .build()
         .unwrap();
     assert_eq!(
-        p.resolve(
-            &conn("10.0.0.1"),
-            &[("X-Forwarded-For", "198.51.100.7")][..]
-        )
-        .ip()
-        .unwrap()
-        .to_string(),
+        p.resolve(&conn("10.0.0.1"), &[("X-Forwarded-For", "198.51.100.7")][..])
+            .ip()
+            .unwrap()
+            .to_string(),
         "10.0.0.1"
     );
 }
 
 /// Stand-ins for the Fastly and Azure Front Door lists.
 fn fastly() -> TrustSet {
-    ["151.101.0.0/16"]
-        .iter()
-        .map(|c| c.parse().unwrap())
-        .collect()
+    ["151.101.0.0/16"].iter().map(|c| c.parse().unwrap()).collect()
 }
 fn azure_front_door() -> TrustSet {
-    ["147.243.0.0/16"]
-        .iter()
-        .map(|c| c.parse().unwrap())
-        .collect()
+    ["147.243.0.0/16"].iter().map(|c| c.parse().unwrap()).collect()
 }
 
 /// A CDN's own client header behind an ALB (10.0.0.0/16) or nginx (loopback): believed
@@ -855,30 +702,16 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             let xff = format!("6.6.6.6, {}, {}", v.client, v.edge);
             let headers = [("X-Forwarded-For", xff.as_str()), (v.header, v.value)];
             let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
-            assert_eq!(
-                got.ip().unwrap().to_string(),
-                v.client,
-                "{}",
-                case("through the CDN")
-            );
+            assert_eq!(got.ip().unwrap().to_string(), v.client, "{}", case("through the CDN"));
             assert_eq!(got.source, Source::Header, "{}", case("through the CDN"));
             assert_eq!(got.trusted_hops, 2, "{}", case("ALB and the CDN"));
-            assert!(
-                got.warnings.is_empty(),
-                "{}: {got:?}",
-                case("through the CDN")
-            );
+            assert!(got.warnings.is_empty(), "{}: {got:?}", case("through the CDN"));
 
             // Through the CDN, the ALB and nginx: nginx appended the ALB.
             let xff = format!("{}, {}, 10.0.0.5", v.client, v.edge);
             let headers = [("X-Forwarded-For", xff.as_str()), (v.header, v.value)];
             let got = p.resolve(&conn("127.0.0.1"), &headers[..]);
-            assert_eq!(
-                got.ip().unwrap().to_string(),
-                v.client,
-                "{}",
-                case("CDN, ALB, nginx")
-            );
+            assert_eq!(got.ip().unwrap().to_string(), v.client, "{}", case("CDN, ALB, nginx"));
             assert_eq!(got.trusted_hops, 3, "{}", case("nginx, ALB and the CDN"));
 
             // Around the CDN: the attacker talks to the ALB, which records them.
@@ -890,12 +723,7 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             } else {
                 "10.0.0.5"
             };
-            assert_eq!(
-                got.ip().unwrap().to_string(),
-                expected,
-                "{}",
-                case("around the CDN")
-            );
+            assert_eq!(got.ip().unwrap().to_string(), expected, "{}", case("around the CDN"));
             assert!(
                 got.warnings.contains(Warnings::UNVOUCHED_HEADER),
                 "{}: {got:?}",
@@ -907,12 +735,7 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             let forged = format!("{}, 203.0.113.66", v.edge);
             let headers = [("X-Forwarded-For", forged.as_str()), (v.header, "1.2.3.4")];
             let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
-            assert_eq!(
-                got.ip().unwrap().to_string(),
-                expected,
-                "{}",
-                case("forged edge")
-            );
+            assert_eq!(got.ip().unwrap().to_string(), expected, "{}", case("forged edge"));
             assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER));
 
             // No record of the hop before the ALB, or one that cannot be read: nobody
@@ -923,12 +746,7 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
                     headers.push(("X-Forwarded-For", xff));
                 }
                 let got = p.resolve(&conn("10.0.0.5"), &headers);
-                assert_ne!(
-                    got.ip().unwrap().to_string(),
-                    "1.2.3.4",
-                    "{}",
-                    case("no record")
-                );
+                assert_ne!(got.ip().unwrap().to_string(), "1.2.3.4", "{}", case("no record"));
                 assert!(
                     got.warnings.contains(Warnings::UNVOUCHED_HEADER),
                     "{} {xff:?}: {got:?}",
@@ -939,12 +757,7 @@ fn vendor_header_counts_only_from_the_hop_that_wrote_it() {
             // Straight from the CDN edge, as before.
             let headers = [(v.header, v.value)];
             let got = p.resolve(&conn(v.edge), &headers[..]);
-            assert_eq!(
-                got.ip().unwrap().to_string(),
-                v.client,
-                "{}",
-                case("from the edge")
-            );
+            assert_eq!(got.ip().unwrap().to_string(), v.client, "{}", case("from the edge"));
             assert_eq!(got.trusted_hops, 1);
         }
     }
@@ -962,10 +775,7 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
         let around = [("X-Forwarded-For", "203.0.113.66"), (header, "1.2.3.4")];
         let got = p.resolve(&conn("10.0.0.5"), &around[..]);
         assert_eq!(got.ip().unwrap().to_string(), "10.0.0.5", "{header}");
-        assert!(
-            got.warnings.contains(Warnings::UNVOUCHED_HEADER),
-            "{header}"
-        );
+        assert!(got.warnings.contains(Warnings::UNVOUCHED_HEADER), "{header}");
     };
     let p = Policy::builder()
         .trust_str("10.0.0.0/16")
@@ -1012,22 +822,15 @@ fn a_header_strategy_with_its_own_writers_looks_past_the_relays() {
 #[test]
 fn fail_too_few_hops_cannot_be_hidden_by_an_opaque_element() {
     let p = policy(&["any"], &["hops:3"]);
-    for xff in [
-        "unknown, 10.0.0.1",
-        "garbage, 10.0.0.1",
-        "_hidden",
-        "010.0.0.1, 1.2.3.4",
-    ] {
+    for xff in ["unknown, 10.0.0.1", "garbage, 10.0.0.1", "_hidden", "010.0.0.1, 1.2.3.4"] {
         let got = p.resolve(&conn("10.9.9.9"), &[("X-Forwarded-For", xff)][..]);
         assert_eq!(got.ip().unwrap().to_string(), "10.9.9.9", "{xff}: {got:?}");
         assert_eq!(got.source, Source::Peer, "{xff}");
         assert_eq!(got.warnings, Warnings::FEWER_HOPS, "{xff}");
     }
     // With enough elements, an opaque one among the N still stops the walk.
-    let got = p.resolve(
-        &conn("10.9.9.9"),
-        &[("X-Forwarded-For", "1.2.3.4, unknown, 10.0.0.1")][..],
-    );
+    let got =
+        p.resolve(&conn("10.9.9.9"), &[("X-Forwarded-For", "1.2.3.4, unknown, 10.0.0.1")][..]);
     assert_eq!(got.ip().unwrap().to_string(), "10.0.0.1");
     assert_eq!(got.warnings, Warnings::OPAQUE);
 }
@@ -1077,10 +880,7 @@ fn fail_an_address_that_is_never_a_source_is_malformed() {
     assert_eq!(got.warnings, Warnings::MALFORMED);
 
     // A trusted PROXY sender naming one: the sender stays the peer.
-    let p = Policy::builder()
-        .proxy_protocol_from("10.1.0.0/16".parse().unwrap())
-        .build()
-        .unwrap();
+    let p = Policy::builder().proxy_protocol_from("10.1.0.0/16".parse().unwrap()).build().unwrap();
     for bad in ["0.0.0.0", "255.255.255.255", "224.1.2.3", "::", "ff05::2"] {
         let mut c = conn("10.1.2.3");
         c.proxy_source = Some(Node::ip(bad.parse().unwrap()));
@@ -1112,10 +912,7 @@ fn fail_a_doubled_vendor_header_from_around_the_cdn_is_unvouched() {
     ];
     let got = p.resolve(&conn("10.0.0.5"), &headers[..]);
     assert!(got.warnings.contains(Warnings::DUPLICATE_HEADER), "{got:?}");
-    assert!(
-        !got.warnings.contains(Warnings::UNVOUCHED_HEADER),
-        "{got:?}"
-    );
+    assert!(!got.warnings.contains(Warnings::UNVOUCHED_HEADER), "{got:?}");
 }
 
 /// A Unix-socket peer has no address: only `unix` trusts it (not `any`, not `loopback`),
@@ -1128,20 +925,14 @@ fn a_unix_socket_peer_is_trusted_only_by_unix_and_is_never_an_address() {
 
     let by_unix = policy(&["unix"], &[]);
     let got = by_unix.resolve(&Connection::unix(), &xff[..]);
-    assert_eq!(
-        got.ip().map(|ip| ip.to_string()).as_deref(),
-        Some("203.0.113.9")
-    );
+    assert_eq!(got.ip().map(|ip| ip.to_string()).as_deref(), Some("203.0.113.9"));
     assert!(got.warnings.contains(Warnings::SPOOF_ATTEMPT));
     assert_eq!(got.peer, Peer::Unix);
     assert!(by_unix.came_through_trusted_hop(&got));
     // With the proxy on the socket trusted, the list is walked as from any trusted peer.
     let by_unix_and_ten = policy(&["unix", "203.0.113.0/24"], &[]);
     let got = by_unix_and_ten.resolve(&Connection::unix(), &xff[..]);
-    assert_eq!(
-        got.ip().map(|ip| ip.to_string()).as_deref(),
-        Some("6.6.6.6")
-    );
+    assert_eq!(got.ip().map(|ip| ip.to_string()).as_deref(), Some("6.6.6.6"));
     assert_eq!(got.trusted_hops, 2);
 
     for trust in [&["any"][..], &["loopback", "private"][..]] {
@@ -1149,10 +940,7 @@ fn a_unix_socket_peer_is_trusted_only_by_unix_and_is_never_an_address() {
         let got = p.resolve(&Connection::unix(), &xff[..]);
         assert_eq!(got.client, Peer::Unix, "{trust:?}");
         assert_eq!((got.ip(), got.rate_limit_key), (None, None), "{trust:?}");
-        assert!(
-            got.warnings.contains(Warnings::UNTRUSTED_HEADER),
-            "{trust:?}"
-        );
+        assert!(got.warnings.contains(Warnings::UNTRUSTED_HEADER), "{trust:?}");
         assert!(!p.came_through_trusted_hop(&got), "{trust:?}");
     }
     // Trusted, but no header names anyone: the socket's process stands.
@@ -1160,17 +948,11 @@ fn a_unix_socket_peer_is_trusted_only_by_unix_and_is_never_an_address() {
     assert_eq!((got.client, got.source), (Peer::Unix, Source::Peer));
     // `unix` trusts no address: a TCP peer on loopback is the client.
     let got = by_unix.resolve(&conn("127.0.0.1"), &xff[..]);
-    assert_eq!(
-        got.ip().map(|ip| ip.to_string()).as_deref(),
-        Some("127.0.0.1")
-    );
+    assert_eq!(got.ip().map(|ip| ip.to_string()).as_deref(), Some("127.0.0.1"));
     assert!(!by_unix.trusts("127.0.0.1".parse().unwrap()));
     assert!(by_unix.trusts_peer(Peer::Unix));
     // As a spec: `unix` and nginx's `unix:` both parse, and print as `unix`.
     for text in ["unix", "unix:", "UNIX"] {
-        assert_eq!(
-            text.parse::<trueip::TrustSpec>().unwrap().to_string(),
-            "unix"
-        );
+        assert_eq!(text.parse::<trueip::TrustSpec>().unwrap().to_string(), "unix");
     }
 }

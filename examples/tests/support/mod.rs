@@ -41,10 +41,7 @@ impl Drop for Proc {
 /// the address it printed.
 pub fn example(bin: &str, args: &[&str]) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(bin);
-    cmd.arg("127.0.0.1:0")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+    cmd.arg("127.0.0.1:0").args(args).stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = Proc(cmd.spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
     let mut line = String::new();
@@ -60,13 +57,8 @@ pub fn example(bin: &str, args: &[&str]) -> (Proc, SocketAddr) {
 
 async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    tokio::time::timeout(DEADLINE, socket.connect(to))
-        .await
-        .unwrap()
-        .unwrap()
+    socket.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+    tokio::time::timeout(DEADLINE, socket.connect(to)).await.unwrap().unwrap()
 }
 
 /// Sends `preamble` and a `GET /` with `headers` from `from`; the response body, or `None`
@@ -162,10 +154,7 @@ pub async fn nginx(config: &str, listen: SocketAddr, app: SocketAddr) -> Option<
         config,
         &[
             ("listen 8080;", format!("listen {listen};")),
-            (
-                "proxy_pass http://127.0.0.1:3000;",
-                format!("proxy_pass http://{app};"),
-            ),
+            ("proxy_pass http://127.0.0.1:3000;", format!("proxy_pass http://{app};")),
         ],
     );
     let dir = scratch("nginx");
@@ -183,10 +172,7 @@ http {{
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new(bin);
-    cmd.arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"));
+    cmd.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
     cmd.arg("-e").arg(dir.join("error.log"));
     let mut proc = Proc(cmd.stderr(Stdio::null()).spawn().unwrap());
     wait_for(listen, &mut proc).await;

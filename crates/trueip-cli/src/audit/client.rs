@@ -64,9 +64,7 @@ impl Target {
                 ));
             }
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("invalid URL {url:?}: no host"))?;
+        let authority = uri.authority().ok_or_else(|| format!("invalid URL {url:?}: no host"))?;
         if authority.as_str().contains('@') {
             return Err(format!(
                 "invalid URL {url:?}: credentials in the URL are not sent; remove `user@`"
@@ -81,10 +79,7 @@ impl Target {
         let addr = tokio::time::timeout(timeout, resolve(bare_host, port))
             .await
             .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer within {} s (--timeout)",
-                    timeout.as_secs_f64()
-                ))
+                Err(format!("no answer within {} s (--timeout)", timeout.as_secs_f64()))
             })
             .map_err(|e| format!("cannot resolve {host:?} (from {url:?}): {e}"))?;
         let path: Uri = uri
@@ -158,10 +153,7 @@ impl Target {
             None => send(TokioIo::new(tcp), request).await,
             Some((connector, name)) => {
                 let tls = connector.connect(name.clone(), tcp).await.map_err(|e| {
-                    format!(
-                        "TLS with {} failed: {e} (a private CA: --ca FILE)",
-                        self.addr
-                    )
+                    format!("TLS with {} failed: {e} (a private CA: --ca FILE)", self.addr)
                 })?;
                 send(TokioIo::new(tls), request).await
             }
@@ -178,10 +170,8 @@ where
         .map_err(|e| format!("HTTP handshake: {e}"))?;
     // The connection is driven beside the request and dropped with it: `select` ends both.
     let response = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("HTTP request: {e}"))?;
+        let response =
+            sender.send_request(request).await.map_err(|e| format!("HTTP request: {e}"))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_BODY)
             .collect()
@@ -194,11 +184,7 @@ where
                 }
             })?
             .to_bytes();
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(Answer { status: parts.status, headers: parts.headers, body })
     };
     tokio::pin!(response);
     tokio::select! {
@@ -216,9 +202,7 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let mut addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| e.to_string())?;
     addrs.next().ok_or_else(|| "no address".to_owned())
 }
 
@@ -238,10 +222,7 @@ fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, String> {
             .map(Path::new)
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                format!(
-                    "no CA bundle found ({}); give one with --ca FILE",
-                    system.join(", ")
-                )
+                format!("no CA bundle found ({}); give one with --ca FILE", system.join(", "))
             })?
             .to_path_buf(),
     };

@@ -161,12 +161,7 @@ const fn v6(last: u16) -> IpAddr {
 }
 
 const fn s(text: &'static str, ip: IpAddr, role: &'static str, fix: Fix) -> Sentinel {
-    Sentinel {
-        text,
-        ip,
-        role,
-        fix,
-    }
+    Sentinel { text, ip, role, fix }
 }
 
 const fn probe(
@@ -174,12 +169,7 @@ const fn probe(
     lines: &'static [(&'static str, &'static str)],
     sentinels: &'static [Sentinel],
 ) -> Probe {
-    Probe {
-        name,
-        lines,
-        sentinels,
-        if_changed: Fix::Unexplained,
-    }
+    Probe { name, lines, sentinels, if_changed: Fix::Unexplained }
 }
 
 const XFF: &str = "X-Forwarded-For";
@@ -225,12 +215,7 @@ pub(crate) static PROBES: &[Probe] = &[
         "xff-lines",
         &[(XFF, "203.0.113.3"), (XFF, "198.51.100.3")],
         &[
-            s(
-                "203.0.113.3",
-                v4(0, 3),
-                "the first of two X-Forwarded-For lines",
-                Fix::XffLeftmost,
-            ),
+            s("203.0.113.3", v4(0, 3), "the first of two X-Forwarded-For lines", Fix::XffLeftmost),
             s(
                 "198.51.100.3",
                 v4(1, 3),
@@ -242,12 +227,7 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "xff-ipv6",
         &[(XFF, "2001:db8::4")],
-        &[s(
-            "2001:db8::4",
-            v6(4),
-            "an IPv6 X-Forwarded-For entry",
-            Fix::XffClientEntry,
-        )],
+        &[s("2001:db8::4", v6(4), "an IPv6 X-Forwarded-For entry", Fix::XffClientEntry)],
     ),
     probe(
         "xff-ipv6-port",
@@ -282,12 +262,7 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "forwarded-ipv6",
         &[("Forwarded", "for=\"[2001:db8::9]:4711\"")],
-        &[s(
-            "[2001:db8::9]:4711",
-            v6(9),
-            "Forwarded for=\"[IPv6]:port\"",
-            Fix::Forwarded,
-        )],
+        &[s("[2001:db8::9]:4711", v6(9), "Forwarded for=\"[IPv6]:port\"", Fix::Forwarded)],
     ),
     probe(
         "forwarded-unmatched-quote",
@@ -338,22 +313,12 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "cf-connecting-ip",
         &[("CF-Connecting-IP", "203.0.113.13")],
-        &[s(
-            "203.0.113.13",
-            v4(0, 13),
-            "CF-Connecting-IP (Cloudflare)",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.13", v4(0, 13), "CF-Connecting-IP (Cloudflare)", Fix::SingleHeader)],
     ),
     probe(
         "x-client-ip",
         &[("X-Client-IP", "203.0.113.14")],
-        &[s(
-            "203.0.113.14",
-            v4(0, 14),
-            "X-Client-IP",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.14", v4(0, 14), "X-Client-IP", Fix::SingleHeader)],
     ),
     probe(
         "client-ip",
@@ -363,42 +328,22 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "x-cluster-client-ip",
         &[("X-Cluster-Client-IP", "203.0.113.16")],
-        &[s(
-            "203.0.113.16",
-            v4(0, 16),
-            "X-Cluster-Client-IP",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.16", v4(0, 16), "X-Cluster-Client-IP", Fix::SingleHeader)],
     ),
     probe(
         "fastly-client-ip",
         &[("Fastly-Client-IP", "203.0.113.17")],
-        &[s(
-            "203.0.113.17",
-            v4(0, 17),
-            "Fastly-Client-IP (Fastly)",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.17", v4(0, 17), "Fastly-Client-IP (Fastly)", Fix::SingleHeader)],
     ),
     probe(
         "fly-client-ip",
         &[("Fly-Client-IP", "203.0.113.18")],
-        &[s(
-            "203.0.113.18",
-            v4(0, 18),
-            "Fly-Client-IP (Fly.io)",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.18", v4(0, 18), "Fly-Client-IP (Fly.io)", Fix::SingleHeader)],
     ),
     probe(
         "x-azure-clientip",
         &[("X-Azure-ClientIP", "203.0.113.19")],
-        &[s(
-            "203.0.113.19",
-            v4(0, 19),
-            "X-Azure-ClientIP (Azure Front Door)",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.19", v4(0, 19), "X-Azure-ClientIP (Azure Front Door)", Fix::SingleHeader)],
     ),
     probe(
         "cloudfront-viewer-address",
@@ -413,22 +358,12 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "x-forwarded",
         &[("X-Forwarded", "for=203.0.113.21")],
-        &[s(
-            "203.0.113.21",
-            v4(0, 21),
-            "X-Forwarded",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.21", v4(0, 21), "X-Forwarded", Fix::SingleHeader)],
     ),
     probe(
         "forwarded-for",
         &[("Forwarded-For", "203.0.113.22")],
-        &[s(
-            "203.0.113.22",
-            v4(0, 22),
-            "Forwarded-For",
-            Fix::SingleHeader,
-        )],
+        &[s("203.0.113.22", v4(0, 22), "Forwarded-For", Fix::SingleHeader)],
     ),
     probe(
         "x-original-forwarded-for",
@@ -443,22 +378,12 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "xff-underscore",
         &[("X_Forwarded_For", "203.0.113.30")],
-        &[s(
-            "203.0.113.30",
-            v4(0, 30),
-            "X_Forwarded_For (underscores)",
-            Fix::Underscore,
-        )],
+        &[s("203.0.113.30", v4(0, 30), "X_Forwarded_For (underscores)", Fix::Underscore)],
     ),
     probe(
         "x-real-ip-underscore",
         &[("X_Real_IP", "203.0.113.31")],
-        &[s(
-            "203.0.113.31",
-            v4(0, 31),
-            "X_Real_IP (underscores)",
-            Fix::Underscore,
-        )],
+        &[s("203.0.113.31", v4(0, 31), "X_Real_IP (underscores)", Fix::Underscore)],
     ),
     Probe {
         name: "connection-xff",
@@ -509,12 +434,7 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "x-real-ip-ipv4-mapped",
         &[(XRI, "::ffff:203.0.113.41")],
-        &[s(
-            "::ffff:203.0.113.41",
-            v4(0, 41),
-            "an IPv4-mapped IPv6 X-Real-IP",
-            Fix::SingleHeader,
-        )],
+        &[s("::ffff:203.0.113.41", v4(0, 41), "an IPv4-mapped IPv6 X-Real-IP", Fix::SingleHeader)],
     ),
     probe(
         "xff-zoned",
@@ -529,12 +449,7 @@ pub(crate) static PROBES: &[Probe] = &[
     probe(
         "x-real-ip-zoned",
         &[(XRI, "2001:db8::43%eth0")],
-        &[s(
-            "2001:db8::43%eth0",
-            v6(0x43),
-            "X-Real-IP with a zone id",
-            Fix::SingleHeader,
-        )],
+        &[s("2001:db8::43%eth0", v6(0x43), "X-Real-IP with a zone id", Fix::SingleHeader)],
     ),
     probe(
         "xff-octal",
@@ -607,10 +522,9 @@ mod tests {
 
     fn in_documentation_ranges(ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(v4) => matches!(
-                v4.octets(),
-                [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]
-            ),
+            IpAddr::V4(v4) => {
+                matches!(v4.octets(), [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _])
+            }
             IpAddr::V6(v6) => matches!(v6.segments(), [0x2001, 0xdb8, ..]),
         }
     }
@@ -624,9 +538,7 @@ mod tests {
                 assert!(in_documentation_ranges(s.ip), "{}: {}", p.name, s.ip);
                 assert!(seen.insert(s.ip), "{}: {} used twice", p.name, s.ip);
                 assert!(
-                    p.lines
-                        .iter()
-                        .any(|(_, v)| v.contains(s.text.trim_start_matches('['))),
+                    p.lines.iter().any(|(_, v)| v.contains(s.text.trim_start_matches('['))),
                     "{}: {} is not in the lines it claims",
                     p.name,
                     s.text

@@ -105,27 +105,20 @@ pub(crate) struct AuditArgs {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.01..=1000.0).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "{s:?} is not a rate between 0.01 and 1000 requests per second"
-        )),
+        _ => Err(format!("{s:?} is not a rate between 0.01 and 1000 requests per second")),
     }
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if (0.1..=300.0).contains(&t) => Ok(t),
-        _ => Err(format!(
-            "{s:?} is not a number of seconds between 0.1 and 300"
-        )),
+        _ => Err(format!("{s:?} is not a number of seconds between 0.1 and 300")),
     }
 }
 
 /// Runs `trueip audit`.
 pub(crate) fn run(args: AuditArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("trueip audit: cannot start the async runtime: {e}");
@@ -201,14 +194,11 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
     };
     let max = usize::try_from(args.max_requests).unwrap_or(usize::MAX);
     // The baseline, the probes that fit, and the baseline again when a request is left for it.
-    let probes: &[Probe] = PROBES
-        .get(..PROBES.len().min(max.saturating_sub(2)).max(1))
-        .unwrap_or(PROBES);
+    let probes: &[Probe] =
+        PROBES.get(..PROBES.len().min(max.saturating_sub(2)).max(1)).unwrap_or(PROBES);
     let recheck = max >= probes.len() + 2;
     let total = 1 + probes.len() + usize::from(recheck);
-    let progress = Progress {
-        on: std::io::stderr().is_terminal(),
-    };
+    let progress = Progress { on: std::io::stderr().is_terminal() };
 
     progress.show(1, total, "baseline");
     pacer.wait().await;
@@ -266,11 +256,7 @@ async fn audit(args: &AuditArgs) -> Result<Report, String> {
                 Err(e) => Outcome::Unreadable(e),
                 Ok(seen) if seen.same(&baseline) => Outcome::Ignored,
                 Ok(seen) => match matrix::find(seen.ip, &seen.text) {
-                    Some((from, sentinel)) => Outcome::Believed {
-                        seen,
-                        from,
-                        sentinel,
-                    },
+                    Some((from, sentinel)) => Outcome::Believed { seen, from, sentinel },
                     None => Outcome::Changed(seen),
                 },
             },

@@ -45,9 +45,8 @@ impl std::str::FromStr for Reader {
         if spec == "body" {
             return Ok(Reader::Body);
         }
-        let (kind, arg) = spec
-            .split_once(':')
-            .ok_or_else(|| format!("invalid --read {spec:?}: {expected}"))?;
+        let (kind, arg) =
+            spec.split_once(':').ok_or_else(|| format!("invalid --read {spec:?}: {expected}"))?;
         match kind {
             "json" => {
                 if !(arg.is_empty() || arg.starts_with('/')) {
@@ -77,9 +76,7 @@ impl std::str::FromStr for Reader {
                 }
                 Ok(Reader::Regex(re))
             }
-            _ => Err(format!(
-                "invalid --read {spec:?}: unknown kind {kind:?}; {expected}"
-            )),
+            _ => Err(format!("invalid --read {spec:?}: unknown kind {kind:?}; {expected}")),
         }
     }
 }
@@ -119,11 +116,7 @@ impl Reader {
             Reader::Regex(re) => {
                 let body = String::from_utf8_lossy(&answer.body);
                 let caps = re.captures(&body).ok_or_else(|| {
-                    format!(
-                        "{} does not match the body: {}",
-                        re.as_str(),
-                        preview(&answer.body)
-                    )
+                    format!("{} does not match the body: {}", re.as_str(), preview(&answer.body))
                 })?;
                 caps.get(1)
                     .ok_or_else(|| {
@@ -149,10 +142,7 @@ pub(crate) struct Seen {
 impl Seen {
     pub(crate) fn new(text: &str) -> Seen {
         let text = clip(text.trim());
-        Seen {
-            ip: address(&text),
-            text,
-        }
+        Seen { ip: address(&text), text }
     }
 
     /// Whether two answers name the same client.
@@ -184,9 +174,7 @@ pub(crate) fn address(text: &str) -> Option<IpAddr> {
     let ip = if let Ok(sock) = text.parse::<std::net::SocketAddr>() {
         sock.ip()
     } else {
-        let bare = text
-            .strip_prefix('[')
-            .map_or(text, |t| t.strip_suffix(']').unwrap_or(t));
+        let bare = text.strip_prefix('[').map_or(text, |t| t.strip_suffix(']').unwrap_or(t));
         let bare = bare.split_once('%').map_or(bare, |(ip, _zone)| ip);
         bare.parse::<IpAddr>().ok()?
     };
@@ -210,10 +198,7 @@ pub(crate) fn is_whoami(answer: &Answer) -> bool {
 /// is one address.
 pub(crate) fn detect(answer: &Answer) -> Option<(Reader, &'static str)> {
     if is_whoami(answer) {
-        return Some((
-            Reader::Json("/client_ip".to_owned()),
-            "trueip's whoami page, detected",
-        ));
+        return Some((Reader::Json("/client_ip".to_owned()), "trueip's whoami page, detected"));
     }
     let body = String::from_utf8_lossy(&answer.body);
     if body.len() <= MAX_ANSWER && address(&body).is_some() {
@@ -255,10 +240,7 @@ mod escape_tests {
         for c in ['\u{202e}', '\u{2028}', '\u{2067}'] {
             assert!(!shown.contains(c), "{shown:?}");
         }
-        assert!(
-            shown.contains("EVIL") && shown.contains("\\u{1b}"),
-            "{shown}"
-        );
+        assert!(shown.contains("EVIL") && shown.contains("\\u{1b}"), "{shown}");
     }
 }
 
@@ -268,15 +250,8 @@ mod tests {
 
     fn answer(body: &str) -> Answer {
         let mut headers = http::HeaderMap::new();
-        headers.insert(
-            "x-seen-ip",
-            http::HeaderValue::from_static("[2001:db8::1]:443"),
-        );
-        Answer {
-            status: http::StatusCode::OK,
-            headers,
-            body: bytes::Bytes::from(body.to_owned()),
-        }
+        headers.insert("x-seen-ip", http::HeaderValue::from_static("[2001:db8::1]:443"));
+        Answer { status: http::StatusCode::OK, headers, body: bytes::Bytes::from(body.to_owned()) }
     }
 
     #[test]
@@ -297,23 +272,11 @@ mod tests {
         let a = answer("<html>hello</html>");
         let err = "json:/ip".parse::<Reader>().unwrap().read(&a).unwrap_err();
         assert!(err.contains("not JSON"), "{err}");
-        let err = "json:/x"
-            .parse::<Reader>()
-            .unwrap()
-            .read(&answer("{}"))
-            .unwrap_err();
+        let err = "json:/x".parse::<Reader>().unwrap().read(&answer("{}")).unwrap_err();
         assert!(err.contains("nothing at \"/x\""), "{err}");
-        let err = "header:x-nope"
-            .parse::<Reader>()
-            .unwrap()
-            .read(&a)
-            .unwrap_err();
+        let err = "header:x-nope".parse::<Reader>().unwrap().read(&a).unwrap_err();
         assert!(err.contains("no x-nope header"), "{err}");
-        let err = "regex:ip=(\\S+)"
-            .parse::<Reader>()
-            .unwrap()
-            .read(&a)
-            .unwrap_err();
+        let err = "regex:ip=(\\S+)".parse::<Reader>().unwrap().read(&a).unwrap_err();
         assert!(err.contains("does not match"), "{err}");
     }
 

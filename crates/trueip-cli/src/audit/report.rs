@@ -15,11 +15,7 @@ pub(crate) enum Outcome {
     Ignored,
     /// The answer became a sentinel: `from` is the probe that sent it (normally this one; another
     /// when the target remembers an earlier request's address).
-    Believed {
-        seen: Seen,
-        from: &'static Probe,
-        sentinel: &'static Sentinel,
-    },
+    Believed { seen: Seen, from: &'static Probe, sentinel: &'static Sentinel },
     /// The answer moved to something that is no sentinel.
     Changed(Seen),
     /// The status differed from the baseline's: the input was refused (or broke the target).
@@ -116,11 +112,7 @@ struct ResultRow {
 }
 
 fn sent(probe: &Probe) -> Vec<String> {
-    probe
-        .lines
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}"))
-        .collect()
+    probe.lines.iter().map(|(n, v)| format!("{n}: {v}")).collect()
 }
 
 impl Report {
@@ -136,11 +128,7 @@ impl Report {
             let p = r.probe;
             let (outcome, answer, status, error) = match &r.outcome {
                 Outcome::Ignored => ("ignored", Some(facts.baseline.to_string()), None, None),
-                Outcome::Believed {
-                    seen,
-                    from,
-                    sentinel,
-                } => {
+                Outcome::Believed { seen, from, sentinel } => {
                     findings.push(Finding {
                         probe: p.name,
                         severity: "high",
@@ -184,14 +172,7 @@ impl Report {
                     ("failed", None, None, Some(e.clone()))
                 }
             };
-            rows.push(ResultRow {
-                probe: p.name,
-                sent: sent(p),
-                outcome,
-                answer,
-                status,
-                error,
-            });
+            rows.push(ResultRow { probe: p.name, sent: sent(p), outcome, answer, status, error });
         }
         let verdict = if !findings.is_empty() {
             Verdict::Spoofable
@@ -241,11 +222,7 @@ impl Report {
             (None, Some(e)) => format!("after the probes: no answer: {e}"),
             (None, None) => "not asked again: --max-requests left no request for it".to_owned(),
         };
-        let _ = writeln!(
-            out,
-            "baseline: {} (you, as the target sees you; {again})",
-            self.baseline
-        );
+        let _ = writeln!(out, "baseline: {} (you, as the target sees you; {again})", self.baseline);
         let _ = writeln!(
             out,
             "sent:     {} requests, {} of {} probes, at most {}/s\n",
@@ -272,22 +249,15 @@ impl Report {
                     );
                 }
                 _ => {
-                    let _ = writeln!(
-                        out,
-                        "       answered {} instead of {}",
-                        f.answer, self.baseline
-                    );
+                    let _ =
+                        writeln!(out, "       answered {} instead of {}", f.answer, self.baseline);
                 }
             }
             let _ = writeln!(out, "       problem: {}", f.problem);
             let _ = writeln!(out, "       fix: {}\n", f.fix);
         }
         let count = |o: &str| self.results.iter().filter(|r| r.outcome == o).count();
-        for r in self
-            .results
-            .iter()
-            .filter(|r| matches!(r.outcome, "unreadable" | "failed"))
-        {
+        for r in self.results.iter().filter(|r| matches!(r.outcome, "unreadable" | "failed")) {
             let _ = writeln!(
                 out,
                 "{}  {}: {}",

@@ -73,10 +73,7 @@ pub(crate) struct AtApp {
 /// The topology with the client forging every client-IP header as [`SENTINEL`].
 fn attacked(top: &Topology) -> Topology {
     let mut t = top.clone();
-    t.client.forges = ATTACK
-        .iter()
-        .map(|n| ((*n).to_string(), SENTINEL.to_string()))
-        .collect();
+    t.client.forges = ATTACK.iter().map(|n| ((*n).to_string(), SENTINEL.to_string())).collect();
     t.client.query = top.client.query.as_ref().map(|q| {
         q.split('&')
             .map(|pair| match pair.split_once('=') {
@@ -101,13 +98,7 @@ fn trusted_ranges(top: &Topology, run: &Run) -> Vec<Cidr> {
                 out.push(c);
             }
         };
-        if matches!(
-            hop.kind,
-            Kind::Nlb {
-                preserve_client_ip: true,
-                ..
-            }
-        ) {
+        if matches!(hop.kind, Kind::Nlb { preserve_client_ip: true, .. }) {
             continue;
         }
         add(hop.range);
@@ -119,11 +110,7 @@ fn trusted_ranges(top: &Topology, run: &Run) -> Vec<Cidr> {
 }
 
 fn quoted_list(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|s| format!("{s:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The `[client_ip]` TOML of a candidate.
@@ -134,10 +121,7 @@ fn policy_toml(trusted: &[Cidr], pp: &[Cidr], strategy: &str) -> String {
         quoted_list(&strings(trusted))
     );
     if !pp.is_empty() {
-        t.push_str(&format!(
-            "proxy_protocol_from = [{}]\n",
-            quoted_list(&strings(pp))
-        ));
+        t.push_str(&format!("proxy_protocol_from = [{}]\n", quoted_list(&strings(pp))));
     }
     t
 }
@@ -154,11 +138,7 @@ fn explain(toml: &str, request: &Request) -> Result<Explanation, String> {
         .client_ip
         .build(&mut |name| Err(format!("no provider file {name}")))
         .map_err(|e| e.to_string())?;
-    Ok(Explanation::new(
-        &policy,
-        &connection(request),
-        &headers(request),
-    ))
+    Ok(Explanation::new(&policy, &connection(request), &headers(request)))
 }
 
 pub(crate) fn connection(request: &Request) -> Connection {
@@ -170,11 +150,7 @@ pub(crate) fn connection(request: &Request) -> Connection {
 }
 
 pub(crate) fn headers(request: &Request) -> Vec<(String, String)> {
-    request
-        .headers
-        .iter()
-        .map(|l| (l.name.clone(), l.value.text()))
-        .collect()
+    request.headers.iter().map(|l| (l.name.clone(), l.value.text())).collect()
 }
 
 fn same(answer: Option<&str>, expected: IpAddr) -> bool {
@@ -185,21 +161,12 @@ fn same(answer: Option<&str>, expected: IpAddr) -> bool {
 
 /// The plain readings: (name, answer and whether forged) on one request.
 fn readings(request: &Request, trusted: &[Cidr], x_for: &[usize]) -> Vec<(String, Option<Part>)> {
-    let xff = request
-        .joined("X-Forwarded-For")
-        .map(|v| v.elements())
-        .unwrap_or_default();
+    let xff = request.joined("X-Forwarded-For").map(|v| v.elements()).unwrap_or_default();
     let peer = Part::honest(request.peer.ip().to_string());
     let mut out = vec![
         ("peer (REMOTE_ADDR)".to_string(), Some(peer.clone())),
-        (
-            "first X-Forwarded-For entry".to_string(),
-            xff.first().cloned(),
-        ),
-        (
-            "last X-Forwarded-For entry".to_string(),
-            xff.last().cloned(),
-        ),
+        ("first X-Forwarded-For entry".to_string(), xff.first().cloned()),
+        ("last X-Forwarded-For entry".to_string(), xff.last().cloned()),
     ];
     for &n in x_for {
         // Werkzeug: values[-n] when there are at least n, else REMOTE_ADDR unchanged.
@@ -221,10 +188,7 @@ fn readings(request: &Request, trusted: &[Cidr], x_for: &[usize]) -> Vec<(String
             _ => peer.clone(),
         };
         out.push((
-            format!(
-                "nginx realip, recursive {}",
-                if recursive { "on" } else { "off" }
-            ),
+            format!("nginx realip, recursive {}", if recursive { "on" } else { "off" }),
             Some(answer),
         ));
     }
@@ -241,10 +205,7 @@ fn readings(request: &Request, trusted: &[Cidr], x_for: &[usize]) -> Vec<(String
 /// in the honest part of X-Forwarded-For.
 fn x_for(request: &Request, expected: IpAddr) -> Option<usize> {
     let xff = request.joined("X-Forwarded-For")?.elements();
-    let from_right = xff
-        .iter()
-        .rev()
-        .position(|p| !p.forged && same(Some(&p.text), expected))?;
+    let from_right = xff.iter().rev().position(|p| !p.forged && same(Some(&p.text), expected))?;
     Some(from_right + 1)
 }
 
@@ -360,10 +321,7 @@ fn no_policy_reason(top: &Topology, run: &Run) -> String {
     let client = run.truth.expected.to_string();
     for (i, r) in run.received.iter().enumerate().skip(1) {
         let carried = r.request.peer.ip().to_string() == client
-            || r.request
-                .proxy
-                .as_ref()
-                .is_some_and(|p| p.source.ip().to_string() == client)
+            || r.request.proxy.as_ref().is_some_and(|p| p.source.ip().to_string() == client)
             || r.request.headers.iter().any(|l| {
                 l.value
                     .elements()
@@ -385,12 +343,7 @@ fn no_policy_reason(top: &Topology, run: &Run) -> String {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::super::topology::parse_line;
     use super::*;
@@ -420,15 +373,9 @@ mod tests {
             (Some("1.2.3.4"), true, false)
         );
         let last = approach(&a, "last X-Forwarded-For");
-        assert_eq!(
-            (last.answer.as_deref(), last.right),
-            (Some("13.32.0.10"), false)
-        );
+        assert_eq!((last.answer.as_deref(), last.right), (Some("13.32.0.10"), false));
         let real = approach(&a, "X-Real-IP");
-        assert_eq!(
-            (real.answer.as_deref(), real.right),
-            (Some("13.32.0.10"), false)
-        );
+        assert_eq!((real.answer.as_deref(), real.right), (Some("13.32.0.10"), false));
         let on = approach(&a, "nginx realip, recursive on");
         assert!(on.right && on.survives_forgery, "{on:?}");
         assert_eq!(a.proxyfix_x_for, Some(3));
@@ -436,20 +383,10 @@ mod tests {
         assert!(pf.right && pf.survives_forgery);
         assert!(a.recommended.right);
         assert_eq!(a.recommended.strategy, "rightmost-untrusted");
-        assert_eq!(
-            a.recommended.explanation.client_ip.as_deref(),
-            Some("198.51.100.7")
-        );
+        assert_eq!(a.recommended.explanation.client_ip.as_deref(), Some("198.51.100.7"));
+        assert!(a.recommended.explanation.warnings.contains(&"spoof_attempt"));
         assert!(
-            a.recommended
-                .explanation
-                .warnings
-                .contains(&"spoof_attempt")
-        );
-        assert!(
-            a.recommended
-                .toml
-                .contains("trusted = [\"13.32.0.0/15\", \"10.50.0.0/16\"]"),
+            a.recommended.toml.contains("trusted = [\"13.32.0.0/15\", \"10.50.0.0/16\"]"),
             "{}",
             a.recommended.toml
         );
@@ -463,11 +400,7 @@ mod tests {
         // preserve: the ALB does not write the client, so nothing can find it.
         assert!(!a.recommended.right);
         assert!(
-            a.recommended
-                .problem
-                .as_deref()
-                .unwrap()
-                .contains("hop 1 `alb(preserve)`"),
+            a.recommended.problem.as_deref().unwrap().contains("hop 1 `alb(preserve)`"),
             "{:?}",
             a.recommended.problem
         );
@@ -500,11 +433,7 @@ mod tests {
             "client 198.51.100.7 forges \"X-Forwarded-For: 1.2.3.4\" -> nlb(proxy-v2) -> app",
         );
         assert!(a.recommended.right, "{:?}", a.recommended.problem);
-        assert!(
-            a.recommended
-                .toml
-                .contains("proxy_protocol_from = [\"10.50.0.0/16\"]")
-        );
+        assert!(a.recommended.toml.contains("proxy_protocol_from = [\"10.50.0.0/16\"]"));
         assert_eq!(a.recommended.explanation.source, "proxy-protocol");
     }
 
@@ -513,17 +442,8 @@ mod tests {
         let a = at_app("client 198.51.100.7 -> nat -> alb -> app");
         assert_eq!(a.expected, "203.0.113.1");
         assert_eq!(a.lost_at, Some(1));
-        assert!(
-            a.recommended
-                .problem
-                .as_deref()
-                .unwrap()
-                .contains("hop 1 `nat` hides the client")
-        );
-        assert_eq!(
-            a.recommended.explanation.client_ip.as_deref(),
-            Some("203.0.113.1")
-        );
+        assert!(a.recommended.problem.as_deref().unwrap().contains("hop 1 `nat` hides the client"));
+        assert_eq!(a.recommended.explanation.client_ip.as_deref(), Some("203.0.113.1"));
     }
 
     #[test]

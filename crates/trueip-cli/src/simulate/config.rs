@@ -19,11 +19,7 @@ pub(crate) struct Snippet {
 }
 
 fn snippet(layer: &str, kind: &'static str, text: String) -> Snippet {
-    Snippet {
-        layer: layer.to_string(),
-        kind,
-        text,
-    }
+    Snippet { layer: layer.to_string(), kind, text }
 }
 
 /// Every layer's configuration, in chain order, then the app's.
@@ -58,9 +54,7 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
             }
             vec![snippet(layer, "note", t)]
         }
-        Kind::Alb {
-            xff, client_port, ..
-        } => {
+        Kind::Alb { xff, client_port, .. } => {
             let mut t = format!(
                 "aws elbv2 modify-load-balancer-attributes --load-balancer-arn \"$ALB_ARN\" \\\n  \
                  --attributes Key=routing.http.xff_header_processing.mode,Value={} \\\n  \
@@ -72,10 +66,7 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
             }
             vec![snippet(layer, "aws-cli", t)]
         }
-        Kind::Nlb {
-            proxy_v2,
-            preserve_client_ip,
-        } => vec![snippet(
+        Kind::Nlb { proxy_v2, preserve_client_ip } => vec![snippet(
             layer,
             "aws-cli",
             format!(
@@ -84,13 +75,7 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
                  Key=preserve_client_ip.enabled,Value={preserve_client_ip}"
             ),
         )],
-        Kind::Nginx {
-            append,
-            x_real_ip,
-            x_forwarded_proto,
-            realip,
-            accept_proxy,
-        } => {
+        Kind::Nginx { append, x_real_ip, x_forwarded_proto, realip, accept_proxy } => {
             let mut t = String::from("server {\n");
             let _ = writeln!(
                 t,
@@ -131,12 +116,7 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
             t.push_str("    }\n}");
             vec![snippet(layer, "nginx", t)]
         }
-        Kind::Haproxy {
-            http,
-            forwardfor,
-            send_proxy,
-            accept_proxy,
-        } => {
+        Kind::Haproxy { http, forwardfor, send_proxy, accept_proxy } => {
             let mut t = String::new();
             let _ = writeln!(t, "frontend in");
             let _ = writeln!(t, "    mode {}", if *http { "http" } else { "tcp" });
@@ -222,15 +202,10 @@ fn for_hop(layer: &str, hop: &Hop, next: &str) -> Vec<Snippet> {
         Kind::Nat => vec![snippet(
             layer,
             "note",
-            format!(
-                "NAT: the next hop sees {}; no header carries the client.",
-                hop.address
-            ),
+            format!("NAT: the next hop sees {}; no header carries the client.", hop.address),
         )],
         Kind::Trueip { .. } => {
-            let next = next
-                .parse()
-                .map_or_else(|_| String::new(), |n| trueip_toml(hop, n));
+            let next = next.parse().map_or_else(|_| String::new(), |n| trueip_toml(hop, n));
             vec![snippet(layer, "toml", next)]
         }
     }

@@ -83,11 +83,7 @@ pub(crate) enum Format {
 #[command(after_long_help = EXAMPLES)]
 pub(crate) struct SimulateArgs {
     /// The chain in one line: client ADDR [forges "Name: value"]... -> HOP -> ... -> app.
-    #[arg(
-        value_name = "CHAIN",
-        required_unless_present = "file",
-        conflicts_with = "file"
-    )]
+    #[arg(value_name = "CHAIN", required_unless_present = "file", conflicts_with = "file")]
     line: Option<String>,
     /// Read the chain from a TOML file (`-`: stdin).
     #[arg(long, value_name = "FILE")]
@@ -111,13 +107,7 @@ fn simulate(source: String, topology: model::Topology) -> Result<Simulation, Str
     let run = hops::run(&topology)?;
     let at_app = at_app::analyse(&topology, &run)?;
     let config = config::all(&topology, &at_app);
-    Ok(Simulation {
-        source,
-        topology,
-        run,
-        at_app,
-        config,
-    })
+    Ok(Simulation { source, topology, run, at_app, config })
 }
 
 /// Simulates a one-line chain.

@@ -15,10 +15,7 @@ pub(crate) struct Part {
 
 impl Part {
     pub(crate) fn honest(text: impl Into<String>) -> Self {
-        Part {
-            text: text.into(),
-            forged: false,
-        }
+        Part { text: text.into(), forged: false }
     }
 }
 
@@ -32,10 +29,7 @@ impl Value {
     }
 
     pub(crate) fn forged(text: impl Into<String>) -> Self {
-        Value(vec![Part {
-            text: text.into(),
-            forged: true,
-        }])
+        Value(vec![Part { text: text.into(), forged: true }])
     }
 
     pub(crate) fn text(&self) -> String {
@@ -62,10 +56,7 @@ impl Value {
         }
         out.push(current);
         out.into_iter()
-            .map(|p| Part {
-                text: p.text.trim_matches([' ', '\t']).to_owned(),
-                forged: p.forged,
-            })
+            .map(|p| Part { text: p.text.trim_matches([' ', '\t']).to_owned(), forged: p.forged })
             .filter(|p| !p.text.is_empty())
             .collect()
     }
@@ -102,9 +93,7 @@ pub(crate) struct Request {
 impl Request {
     /// Every line named `name` (any case), in order.
     pub(crate) fn lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
-        self.headers
-            .iter()
-            .filter(move |l| l.name.eq_ignore_ascii_case(name))
+        self.headers.iter().filter(move |l| l.name.eq_ignore_ascii_case(name))
     }
 
     /// The lines named `name` as one list value (lines joined by ", "), if any.
@@ -128,21 +117,11 @@ impl Request {
 
     /// Replaces every line named `name` with one line (at the first one's place).
     pub(crate) fn set(&mut self, name: &str, value: Value) {
-        match self
-            .headers
-            .iter()
-            .position(|l| l.name.eq_ignore_ascii_case(name))
-        {
+        match self.headers.iter().position(|l| l.name.eq_ignore_ascii_case(name)) {
             Some(at) => {
                 self.remove(name);
                 let at = at.min(self.headers.len());
-                self.headers.insert(
-                    at,
-                    Line {
-                        name: name.to_owned(),
-                        value,
-                    },
-                );
+                self.headers.insert(at, Line { name: name.to_owned(), value });
             }
             None => self.add(name, value),
         }
@@ -150,10 +129,7 @@ impl Request {
 
     /// Adds a line at the end.
     pub(crate) fn add(&mut self, name: &str, value: Value) {
-        self.headers.push(Line {
-            name: name.to_owned(),
-            value,
-        });
+        self.headers.push(Line { name: name.to_owned(), value });
     }
 
     /// The lines named `name` joined, then ", " and `added`: one line (nginx's
@@ -302,10 +278,7 @@ impl Kind {
 
     /// Whether the hop works at L4 only: it neither reads nor writes HTTP headers.
     pub(crate) fn is_l4(&self) -> bool {
-        matches!(
-            self,
-            Kind::Nlb { .. } | Kind::Nat | Kind::Haproxy { http: false, .. }
-        )
+        matches!(self, Kind::Nlb { .. } | Kind::Nat | Kind::Haproxy { http: false, .. })
     }
 
     /// Whether the hop expects a PROXY header on its connections.
@@ -314,10 +287,7 @@ impl Kind {
             Kind::Nginx { accept_proxy, .. }
             | Kind::Haproxy { accept_proxy, .. }
             | Kind::ApiGateway { accept_proxy, .. } => *accept_proxy,
-            Kind::Trueip {
-                proxy_protocol_from,
-                ..
-            } => !proxy_protocol_from.is_empty(),
+            Kind::Trueip { proxy_protocol_from, .. } => !proxy_protocol_from.is_empty(),
             _ => false,
         }
     }
@@ -371,14 +341,7 @@ mod tests {
         v.0.push(Part::honest("198.51.100.7"));
         let e = v.elements();
         let got: Vec<(&str, bool)> = e.iter().map(|p| (p.text.as_str(), p.forged)).collect();
-        assert_eq!(
-            got,
-            [
-                ("1.2.3.4", true),
-                ("5.6.7.8", true),
-                ("198.51.100.7", false)
-            ]
-        );
+        assert_eq!(got, [("1.2.3.4", true), ("5.6.7.8", true), ("198.51.100.7", false)]);
     }
 
     #[test]
@@ -394,10 +357,7 @@ mod tests {
         r.add("x-forwarded-for", Value::forged("2.2.2.2"));
         r.append_list("X-Forwarded-For", Value::honest("3.3.3.3"));
         assert_eq!(r.lines("X-FORWARDED-FOR").count(), 1);
-        assert_eq!(
-            r.joined("x-forwarded-for").unwrap().text(),
-            "1.1.1.1, 2.2.2.2, 3.3.3.3"
-        );
+        assert_eq!(r.joined("x-forwarded-for").unwrap().text(), "1.1.1.1, 2.2.2.2, 3.3.3.3");
         assert_eq!(r.headers.first().unwrap().name, "X-Forwarded-For");
     }
 }

@@ -87,10 +87,7 @@ fn boxes(sim: &Simulation) -> Vec<(String, Vec<Row>, bool)> {
         }
         let forged_view = r.client_view.as_ref().is_some_and(|v| v.forged);
         if let Some(v) = &r.client_view {
-            rows.push(vec![
-                ("takes as client: ".to_string(), false),
-                (v.text.clone(), v.forged),
-            ]);
+            rows.push(vec![("takes as client: ".to_string(), false), (v.text.clone(), v.forged)]);
         }
         out.push((
             format!("{}  {}", receiver_name(sim, i), receiver_address(sim, i)),
@@ -104,10 +101,7 @@ fn boxes(sim: &Simulation) -> Vec<(String, Vec<Row>, bool)> {
     for x in &a.approaches {
         rows.push(vec![
             (format!("{}: ", x.name), false),
-            (
-                x.answer.clone().unwrap_or_else(|| "(nothing)".into()),
-                x.forged,
-            ),
+            (x.answer.clone().unwrap_or_else(|| "(nothing)".into()), x.forged),
             (
                 if x.right && x.survives_forgery {
                     "  ✓".to_string()
@@ -232,11 +226,7 @@ fn mermaid_escape(text: &str) -> String {
 pub(crate) fn mermaid(sim: &Simulation) -> String {
     let mut out = String::from("flowchart TD\n");
     let c = &sim.topology.client;
-    let _ = writeln!(
-        out,
-        "    n0[\"client<br/>{}\"]",
-        mermaid_escape(&c.address.to_string())
-    );
+    let _ = writeln!(out, "    n0[\"client<br/>{}\"]", mermaid_escape(&c.address.to_string()));
     let mut forged_nodes = Vec::new();
     for (i, r) in sim.run.received.iter().enumerate() {
         let id = i + 1;
@@ -248,10 +238,7 @@ pub(crate) fn mermaid(sim: &Simulation) -> String {
                 mermaid_escape(&h.label),
                 mermaid_escape(&h.address.to_string())
             ),
-            None => format!(
-                "app<br/>{}",
-                mermaid_escape(&sim.topology.app_address.to_string())
-            ),
+            None => format!("app<br/>{}", mermaid_escape(&sim.topology.app_address.to_string())),
         };
         let _ = writeln!(out, "    n{id}[\"{title}\"]");
         let req = &r.request;
@@ -259,22 +246,14 @@ pub(crate) fn mermaid(sim: &Simulation) -> String {
         if let Some(p) = &req.proxy {
             label.push(format!("PROXY v{} {}", p.version, p.source));
         }
-        for l in req
-            .headers
-            .iter()
-            .filter(|l| !l.name.eq_ignore_ascii_case("host"))
-        {
+        for l in req.headers.iter().filter(|l| !l.name.eq_ignore_ascii_case("host")) {
             label.push(format!("{}: {}", l.name, super::render::marked(&l.value)));
         }
         let _ = writeln!(
             out,
             "    n{} -->|\"{}\"| n{id}",
             id - 1,
-            label
-                .iter()
-                .map(|s| mermaid_escape(s))
-                .collect::<Vec<_>>()
-                .join("<br/>")
+            label.iter().map(|s| mermaid_escape(s)).collect::<Vec<_>>().join("<br/>")
         );
         if r.client_view.as_ref().is_some_and(|v| v.forged) {
             forged_nodes.push(id);
@@ -296,10 +275,7 @@ mod tests {
 
     #[test]
     fn escape_covers_markup() {
-        assert_eq!(
-            escape(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+        assert_eq!(escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(escape("a\u{1}b"), "a\u{fffd}b");
         assert_eq!(escape("a\u{fffe}b\u{ffff}"), "a\u{fffd}b\u{fffd}");
         assert_eq!(mermaid_escape("a\"<b>"), "a#quot;#lt;b#gt;");

@@ -12,13 +12,7 @@ pub(crate) fn marked(value: &Value) -> String {
     value
         .0
         .iter()
-        .map(|p| {
-            if p.forged {
-                format!("«{}»", p.text)
-            } else {
-                p.text.clone()
-            }
-        })
+        .map(|p| if p.forged { format!("«{}»", p.text) } else { p.text.clone() })
         .collect()
 }
 
@@ -54,12 +48,7 @@ pub(crate) fn text(sim: &Simulation) -> String {
     let _ = writeln!(out, "Chain: {}", trueip::shown::terminal(&sim.source));
     let _ = writeln!(out, "(«…» marks text the client forged)\n");
     for (i, r) in sim.run.received.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "{}  {}",
-            receiver_name(sim, i),
-            receiver_address(sim, i)
-        );
+        let _ = writeln!(out, "{}  {}", receiver_name(sim, i), receiver_address(sim, i));
         request_text(&mut out, &r.request);
         if let Some(v) = &r.client_view {
             let _ = writeln!(
@@ -102,18 +91,10 @@ pub(crate) fn text(sim: &Simulation) -> String {
         "   {:width$}  {:16}  {}",
         format!("trueip ({})", r.strategy),
         r.explanation.client_ip.as_deref().unwrap_or("unix:"),
-        if r.right {
-            "right, forged headers cannot change it"
-        } else {
-            "see below"
-        }
+        if r.right { "right, forged headers cannot change it" } else { "see below" }
     );
     if !r.explanation.warnings.is_empty() {
-        let _ = writeln!(
-            out,
-            "   trueip warnings: {}",
-            r.explanation.warnings.join(", ")
-        );
+        let _ = writeln!(out, "   trueip warnings: {}", r.explanation.warnings.join(", "));
     }
     if let Some(p) = &r.problem {
         let _ = writeln!(out, "   problem: {p}");

@@ -38,9 +38,7 @@ pub(crate) fn parse_line(line: &str) -> Result<Topology, String> {
     };
     let client = parse_client(client.trim())?;
     let Some((app, hops)) = rest.split_last() else {
-        return Err(format!(
-            "the chain has no app: end it with `-> app`; {SYNTAX}"
-        ));
+        return Err(format!("the chain has no app: end it with `-> app`; {SYNTAX}"));
     };
     let app = app.trim();
     if app != "app" {
@@ -93,10 +91,8 @@ fn split_arrows(line: &str) -> Result<Vec<&str>, String> {
         }
     }
     if quoted {
-        return Err(
-            "a double quote is not closed; close it: forges \"X-Forwarded-For: 1.2.3.4\""
-                .to_string(),
-        );
+        return Err("a double quote is not closed; close it: forges \"X-Forwarded-For: 1.2.3.4\""
+            .to_string());
     }
     out.push(line.get(start..).unwrap_or_default());
     if let Some(i) = out.iter().position(|s| s.trim().is_empty()) {
@@ -182,10 +178,7 @@ fn parse_client(text: &str) -> Result<Client, String> {
 
 fn check_forges(forges: &[(String, String)]) -> Result<(), String> {
     if forges.len() > MAX_FORGED {
-        return Err(format!(
-            "client: {} forged header lines; at most {MAX_FORGED}",
-            forges.len()
-        ));
+        return Err(format!("client: {} forged header lines; at most {MAX_FORGED}", forges.len()));
     }
     Ok(())
 }
@@ -219,9 +212,7 @@ fn parse_addr_port(text: &str) -> Result<(IpAddr, Option<u16>), String> {
     if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
         return Ok((sa.ip(), Some(sa.port())));
     }
-    Err(format!(
-        "bad address `{text}`: write an IP address (198.51.100.7, 2001:db8::7) or IP:port"
-    ))
+    Err(format!("bad address `{text}`: write an IP address (198.51.100.7, 2001:db8::7) or IP:port"))
 }
 
 /// `name[@ADDR][(options)]`.
@@ -239,11 +230,8 @@ fn parse_hop_text(text: &str, at: usize) -> Result<HopSpec, String> {
                     "hop {at} `{text}`: one pair of parentheses per hop; separate options with commas"
                 ));
             }
-            let options: Vec<Vec<String>> = inner
-                .split(',')
-                .map(words)
-                .filter(|w| !w.is_empty())
-                .collect();
+            let options: Vec<Vec<String>> =
+                inner.split(',').map(words).filter(|w| !w.is_empty()).collect();
             (head.trim(), options)
         }
         None => (text, Vec::new()),
@@ -335,19 +323,14 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
         query: None,
     };
     for (i, line) in file.client.forges.iter().enumerate() {
-        client
-            .forges
-            .push(parse_forged(line).map_err(|e| format!("[client] forges[{i}]: {e}"))?);
+        client.forges.push(parse_forged(line).map_err(|e| format!("[client] forges[{i}]: {e}"))?);
     }
     check_forges(&client.forges)?;
     if let Some(q) = &file.client.query {
         client.query = Some(check_query(q)?);
     }
     if file.hop.len() > MAX_HOPS {
-        return Err(format!(
-            "{} [[hop]] tables; at most {MAX_HOPS} are simulated",
-            file.hop.len()
-        ));
+        return Err(format!("{} [[hop]] tables; at most {MAX_HOPS} are simulated", file.hop.len()));
     }
     let mut specs = Vec::with_capacity(file.hop.len());
     for (i, hop) in file.hop.iter().enumerate() {
@@ -376,12 +359,7 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
                 })
             })
             .transpose()?;
-        let options = hop
-            .options
-            .iter()
-            .map(|o| words(o))
-            .filter(|w| !w.is_empty())
-            .collect();
+        let options = hop.options.iter().map(|o| words(o)).filter(|w| !w.is_empty()).collect();
         if hop.kind == "app" || hop.kind == "client" {
             return Err(format!(
                 "[[hop]] {at}: kind = \"{}\" is not a hop; the client is [client], the app is [app]",
@@ -409,8 +387,7 @@ pub(crate) fn parse_toml(text: &str) -> Result<Topology, String> {
                 .address
                 .as_deref()
                 .map(|a| {
-                    a.parse::<IpAddr>()
-                        .map_err(|_| format!("[app] address: bad address `{a}`"))
+                    a.parse::<IpAddr>().map_err(|_| format!("[app] address: bad address `{a}`"))
                 })
                 .transpose()?;
             Some((address, app.port))
@@ -484,13 +461,7 @@ fn build(
                 spec.label
             ));
         }
-        hops.push(Hop {
-            kind,
-            address,
-            range,
-            port: spec.port.unwrap_or(port),
-            label: spec.label,
-        });
+        hops.push(Hop { kind, address, range, port: spec.port.unwrap_or(port), label: spec.label });
     }
     let (app_address, app_port) = app.unwrap_or_default();
     Ok(Topology {
@@ -517,20 +488,16 @@ fn one_arg(option: &[String]) -> Result<&str, String> {
     match option {
         // A value becomes part of a header line or a config file, which hold no line
         // break or other control character.
-        [_, value] if value.chars().any(char::is_control) => Err(format!(
-            "option `{}` holds a control character",
-            show(option)
-        )),
+        [_, value] if value.chars().any(char::is_control) => {
+            Err(format!("option `{}` holds a control character", show(option)))
+        }
         [_, value] => Ok(value),
         _ => Err(format!("option `{}` takes one value", show(option))),
     }
 }
 
 fn unknown(option: &[String], known: &str) -> String {
-    format!(
-        "unknown option `{}`; the options here are: {known}",
-        show(option)
-    )
+    format!("unknown option `{}`; the options here are: {known}", show(option))
 }
 
 /// A hop's kind from its name and options.
@@ -546,10 +513,7 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                         viewer_address = true;
                     }
                     _ => {
-                        return Err(unknown(
-                            o,
-                            "viewer-address (send CloudFront-Viewer-Address)",
-                        ));
+                        return Err(unknown(o, "viewer-address (send CloudFront-Viewer-Address)"));
                     }
                 }
             }
@@ -587,11 +551,7 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                     }
                 }
             }
-            Ok(Kind::Alb {
-                xff: xff.unwrap_or(AlbXff::Append),
-                client_port,
-                https,
-            })
+            Ok(Kind::Alb { xff: xff.unwrap_or(AlbXff::Append), client_port, https })
         }
         "nlb" => {
             let (mut proxy_v2, mut preserve_client_ip) = (false, false);
@@ -603,10 +563,7 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                 }
                 no_args(o)?;
             }
-            Ok(Kind::Nlb {
-                proxy_v2,
-                preserve_client_ip,
-            })
+            Ok(Kind::Nlb { proxy_v2, preserve_client_ip })
         }
         "nginx" => parse_nginx(options),
         "haproxy" => {
@@ -695,16 +652,11 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                     _ => return Err(unknown(o, "header NAME | query NAME | proxy | peer")),
                 };
                 if source.replace(s).is_some() {
-                    return Err(
-                        "give one client source: header NAME, query NAME, proxy or peer"
-                            .to_string(),
-                    );
+                    return Err("give one client source: header NAME, query NAME, proxy or peer"
+                        .to_string());
                 }
             }
-            Ok(Kind::ApiGateway {
-                source: source.unwrap_or(ApiSource::Peer),
-                accept_proxy,
-            })
+            Ok(Kind::ApiGateway { source: source.unwrap_or(ApiSource::Peer), accept_proxy })
         }
         "trueip" => {
             let (mut trusted, mut strategy, mut pp) = (Vec::new(), None, Vec::new());
@@ -738,11 +690,7 @@ pub(crate) fn parse_kind(name: &str, options: &[Vec<String>]) -> Result<Kind, St
                     }
                 }
             }
-            Ok(Kind::Trueip {
-                trusted,
-                strategy,
-                proxy_protocol_from: pp,
-            })
+            Ok(Kind::Trueip { trusted, strategy, proxy_protocol_from: pp })
         }
         _ => {
             let _ = heads;
@@ -798,7 +746,7 @@ fn parse_nginx(options: &[Vec<String>]) -> Result<Kind, String> {
     }
     if pass && (append || x_real_ip) {
         return Err(
-            "`pass` forwards headers unchanged; it cannot go with append or x-real-ip".to_string(),
+            "`pass` forwards headers unchanged; it cannot go with append or x-real-ip".to_string()
         );
     }
     if !realip && (recursive || header.is_some()) {
@@ -827,12 +775,7 @@ fn parse_nginx(options: &[Vec<String>]) -> Result<Kind, String> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -842,22 +785,14 @@ mod tests {
     fn the_issue_example_parses() {
         let t = parse_line(ISSUE).unwrap();
         assert_eq!(t.client.address.to_string(), "198.51.100.7");
-        assert_eq!(
-            t.client.forges,
-            [("X-Forwarded-For".to_string(), "1.2.3.4".to_string())]
-        );
+        assert_eq!(t.client.forges, [("X-Forwarded-For".to_string(), "1.2.3.4".to_string())]);
         let names: Vec<&str> = t.hops.iter().map(|h| h.kind.name()).collect();
         assert_eq!(names, ["cloudfront", "alb", "nginx"]);
         assert_eq!(t.hops[0].address.to_string(), "13.32.0.10");
         assert_eq!(t.hops[0].range.to_string(), "13.32.0.0/15");
         assert_eq!(t.hops[1].address.to_string(), "10.50.1.10");
         match &t.hops[2].kind {
-            Kind::Nginx {
-                realip: Some(r),
-                append,
-                x_real_ip,
-                ..
-            } => {
+            Kind::Nginx { realip: Some(r), append, x_real_ip, .. } => {
                 assert!(!r.recursive && *append && *x_real_ip);
                 assert_eq!(r.from[0].to_string(), "10.50.0.0/16");
             }
@@ -897,20 +832,11 @@ mod tests {
         assert_eq!(t.client.query.as_deref(), Some("ip=1.2.3.4"));
         assert!(matches!(
             t.hops[5].kind,
-            Kind::Alb {
-                xff: AlbXff::Preserve,
-                client_port: true,
-                https: false
-            }
+            Kind::Alb { xff: AlbXff::Preserve, client_port: true, https: false }
         ));
         assert!(matches!(
             t.hops[11].kind,
-            Kind::Haproxy {
-                http: false,
-                forwardfor: false,
-                send_proxy: Some(SendProxy::V2),
-                ..
-            }
+            Kind::Haproxy { http: false, forwardfor: false, send_proxy: Some(SendProxy::V2), .. }
         ));
     }
 
@@ -923,32 +849,17 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("client 192.0.2.1 -> nginx", "must end with `-> app`"),
             ("client 192.0.2.1", "no app"),
-            (
-                "client 192.0.2.1 -> ngnix -> app",
-                "hop 1: unknown hop `ngnix`",
-            ),
+            ("client 192.0.2.1 -> ngnix -> app", "hop 1: unknown hop `ngnix`"),
             ("client 192.0.2.300 -> app", "bad address `192.0.2.300`"),
-            (
-                "client 192.0.2.1 -> alb(apend) -> app",
-                "hop 1 `alb(apend)`: unknown option `apend`",
-            ),
+            ("client 192.0.2.1 -> alb(apend) -> app", "hop 1 `alb(apend)`: unknown option `apend`"),
             (
                 "client 192.0.2.1 -> alb -> nginx(realip 10.0.0.0/33) -> app",
                 "hop 2 `nginx(realip 10.0.0.0/33)`: realip: bad range",
             ),
             ("client 192.0.2.1 -> -> app", "is empty"),
-            (
-                "client 192.0.2.1 forges \"X-Forwarded-For 1.2.3.4\" -> app",
-                "forged header",
-            ),
-            (
-                "client 192.0.2.1 forges \"X-A: b -> app",
-                "double quote is not closed",
-            ),
-            (
-                "client 192.0.2.1 -> nginx(recursive) -> app",
-                "need `realip CIDR...`",
-            ),
+            ("client 192.0.2.1 forges \"X-Forwarded-For 1.2.3.4\" -> app", "forged header"),
+            ("client 192.0.2.1 forges \"X-A: b -> app", "double quote is not closed"),
+            ("client 192.0.2.1 -> nginx(recursive) -> app", "need `realip CIDR...`"),
             (
                 "client 192.0.2.1 -> afd(fdid \"a\nb\") -> app",
                 "option `fdid a\nb` holds a control character",
@@ -957,24 +868,12 @@ mod tests {
                 "client 192.0.2.1 -> nginx@10.0.0.300 -> app",
                 "hop 1 `nginx@10.0.0.300`: bad address",
             ),
-            (
-                "client 192.0.2.1 -> app -> nginx -> app",
-                "hop 1: `app` must be the last",
-            ),
+            ("client 192.0.2.1 -> app -> nginx -> app", "hop 1: `app` must be the last"),
             ("client 192.0.2.1 -> nat(x) -> app", "takes no options"),
-            (
-                "client 192.0.2.1 -> alb(append, remove) -> app",
-                "one of append",
-            ),
+            ("client 192.0.2.1 -> alb(append, remove) -> app", "one of append"),
             ("nginx -> app", "must start with `client"),
-            (
-                "client 192.0.2.1 -> haproxy(tcp, forwardfor) -> app",
-                "needs mode http",
-            ),
-            (
-                "client 192.0.2.1 -> nginx(realip 10.0.0.0/8 -> app",
-                "not closed",
-            ),
+            ("client 192.0.2.1 -> haproxy(tcp, forwardfor) -> app", "needs mode http"),
+            ("client 192.0.2.1 -> nginx(realip 10.0.0.0/8 -> app", "not closed"),
         ];
         for (line, want) in cases {
             let got = err(line);

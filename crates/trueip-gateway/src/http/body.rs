@@ -185,33 +185,16 @@ impl Record {
         let own = index.and_then(|i| settings.own_policy_at(i));
         let policy = own.map_or(&settings.policy, |o| &o.policy);
         self.policy = own.map(|o| o.name.clone());
-        if resolution
-            .warnings
-            .contains(trueip::Warnings::UNTRUSTED_HEADER)
-        {
-            ctx.shared
-                .hints
-                .untrusted_forwarding(resolution.effective_peer(), own.and(index));
+        if resolution.warnings.contains(trueip::Warnings::UNTRUSTED_HEADER) {
+            ctx.shared.hints.untrusted_forwarding(resolution.effective_peer(), own.and(index));
         }
-        self.client = resolution
-            .client
-            .ip()
-            .map_or(resolution.client, trueip::addr::Peer::from);
+        self.client = resolution.client.ip().map_or(resolution.client, trueip::addr::Peer::from);
         self.source = resolution.source;
-        if matches!(
-            resolution.source,
-            trueip::Source::Query | trueip::Source::Cookie
-        ) {
-            self.param = resolution
-                .strategy
-                .and_then(|i| policy.strategy_param(i))
-                .cloned();
+        if matches!(resolution.source, trueip::Source::Query | trueip::Source::Cookie) {
+            self.param = resolution.strategy.and_then(|i| policy.strategy_param(i)).cloned();
         }
         if resolution.source == trueip::Source::Header {
-            self.header = resolution
-                .strategy
-                .and_then(|i| policy.strategy_header(i))
-                .cloned();
+            self.header = resolution.strategy.and_then(|i| policy.strategy_header(i)).cloned();
         }
         self.warnings = resolution.warnings;
         self.private_link = conn.private_link_for(resolution).cloned();
@@ -291,20 +274,12 @@ pub(crate) struct Body {
 impl Body {
     /// A complete body.
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
-        Body {
-            kind: Kind::Full(Some(bytes.into())),
-            record: None,
-            send: None,
-        }
+        Body { kind: Kind::Full(Some(bytes.into())), record: None, send: None }
     }
 
     /// No body.
     pub(crate) fn empty() -> Self {
-        Body {
-            kind: Kind::Full(None),
-            record: None,
-            send: None,
-        }
+        Body { kind: Kind::Full(None), record: None, send: None }
     }
 
     /// An upstream body, streamed with a stall timeout; its connection goes back to the
@@ -326,11 +301,7 @@ impl Body {
 
     /// An upstream body read from a bare connection, streamed with a stall timeout.
     pub(crate) fn raw(inner: RawBody, timeout: Duration) -> Self {
-        Body {
-            kind: Kind::Raw(Box::new(Timed::new(inner, timeout))),
-            record: None,
-            send: None,
-        }
+        Body { kind: Kind::Raw(Box::new(Timed::new(inner, timeout))), record: None, send: None }
     }
 
     /// Logs and measures the exchange when this body is done.
@@ -343,11 +314,8 @@ impl Body {
     /// stream's send timeout when one waits for the client's credit. Elsewhere (HTTP/1,
     /// whose writes the socket's timer sees) it changes nothing.
     pub(crate) fn watched(mut self) -> Self {
-        self.send = SendWait::current().map(|wait| OnStream {
-            wait,
-            handed: 0,
-            rest: Bytes::new(),
-        });
+        self.send =
+            SendWait::current().map(|wait| OnStream { wait, handed: 0, rest: Bytes::new() });
         self
     }
 }
@@ -409,9 +377,7 @@ impl http_body::Body for Body {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     if e.is::<Stalled>() {
-                        record
-                            .metrics
-                            .upstream_error(UpstreamErrorKind::BodyTimeout);
+                        record.metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
                     } else {
                         record.metrics.upstream_error(UpstreamErrorKind::Protocol);
                     }

@@ -76,9 +76,7 @@ where
                 Err(_) if first.is_empty() => return,
                 // No HTTP/1.1 answer on a connection that ALPN made HTTP/2.
                 Err(_) if known.is_some() => {
-                    ctx.shared
-                        .metrics
-                        .client_error(ClientErrorKind::HeaderTimeout);
+                    ctx.shared.metrics.client_error(ClientErrorKind::HeaderTimeout);
                     tracing::debug!(peer = %ctx.peer, "closed: no whole HTTP/2 preface within {head_limit:?}");
                     return;
                 }
@@ -106,28 +104,15 @@ where
     });
     if protocol == Protocol::Http2 {
         let mut conn = std::pin::pin!(state.h2.serve_connection(io, service));
-        let done = drive(
-            conn.as_mut(),
-            |c| c.graceful_shutdown(),
-            &ctx,
-            idle,
-            send_timeout,
-        )
-        .await;
+        let done = drive(conn.as_mut(), |c| c.graceful_shutdown(), &ctx, idle, send_timeout).await;
         if let Err(e) = done {
             tracing::debug!(peer = %ctx.peer, "connection ended: {e}");
         }
         return;
     }
     let mut conn = state.h1.serve_connection(io, service).with_upgrades();
-    let Err(e) = drive(
-        Pin::new(&mut conn),
-        |c| c.graceful_shutdown(),
-        &ctx,
-        idle,
-        send_timeout,
-    )
-    .await
+    let Err(e) =
+        drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), &ctx, idle, send_timeout).await
     else {
         // hyper has ended the connection (an upgraded one is no longer hyper's).
         if let Some(parts) = conn.into_parts() {
@@ -202,10 +187,7 @@ async fn first_head<I: AsyncRead + Unpin>(
     loop {
         // Blank lines before a request line are allowed (RFC 9112 §2.2), and are no end
         // of a head.
-        let lead = first
-            .iter()
-            .position(|b| !matches!(b, b'\r' | b'\n'))
-            .unwrap_or(first.len());
+        let lead = first.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(first.len());
         let head = first.get(lead..).unwrap_or_default();
         if first.len() >= max_head
             || lean::head_end(head).is_some()
@@ -268,20 +250,15 @@ where
 /// the service seeing the request: counted here as the service counts HTTP/2's.
 fn count_refused_head(ctx: &ConnCtx, e: &hyper::Error) {
     if e.is_parse_too_large() {
-        ctx.shared
-            .metrics
-            .client_error(ClientErrorKind::HeadersOverLimit);
+        ctx.shared.metrics.client_error(ClientErrorKind::HeadersOverLimit);
     }
 }
 
 /// One of the gateway's own pages as a response (its body left out for `HEAD`).
 fn response(page: Page, method: &Method) -> Response<Body> {
     let len = u64::try_from(page.body.len()).unwrap_or(u64::MAX);
-    let mut resp = Response::new(if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::full(page.body)
-    });
+    let mut resp =
+        Response::new(if method == Method::HEAD { Body::empty() } else { Body::full(page.body) });
     *resp.status_mut() = page.status;
     let h = resp.headers_mut();
     for (i, &(name, value)) in page.headers.iter().enumerate() {
@@ -320,28 +297,15 @@ fn begin(
     let access_log = settings.log.access_log;
     let uri = access_log.then(|| req.uri().clone());
     // Boxed from the start: the body keeps it until the response is sent.
-    let mut record = Box::new(Record::begin(
-        ctx,
-        access_log,
-        start,
-        req.method().clone(),
-        uri,
-        req.version(),
-    ));
+    let mut record =
+        Box::new(Record::begin(ctx, access_log, start, req.method().clone(), uri, req.version()));
     // hyper's HTTP/1.1 parser holds requests to max_headers itself; HTTP/2 requests
     // are held to the same rule by the route.
     let lines = limits::header_lines(req.headers(), req.uri());
-    let route = rules::route(
-        req.uri().path(),
-        lines,
-        settings,
-        ctx.serves(&state),
-        &req,
-        || {
-            let policy = settings.policy_for(ctx.listener());
-            (policy, policy.resolve(&ctx.connection(), &req))
-        },
-    );
+    let route = rules::route(req.uri().path(), lines, settings, ctx.serves(&state), &req, || {
+        let policy = settings.policy_for(ctx.listener());
+        (policy, policy.resolve(&ctx.connection(), &req))
+    });
     let answer = match (route, &state.upstream) {
         (Route::TooManyHeaders, _) => {
             let page = failed(ctx, Failure::TooManyHeaders, &lines.count);
@@ -362,10 +326,9 @@ fn begin(
             let page = pages::admin(which, &view);
             Ok(response(page, req.method()))
         }
-        (Route::NotFound, _) => Ok(response(
-            failed(ctx, Failure::NotFound, &req.uri().path()),
-            req.method(),
-        )),
+        (Route::NotFound, _) => {
+            Ok(response(failed(ctx, Failure::NotFound, &req.uri().path()), req.method()))
+        }
         (Route::Forward, Some(upstream)) => {
             let conn = ctx.connection();
             // The request, not only its headers: `query:NAME` strategies read its target.
@@ -440,11 +403,7 @@ enum Prepared {
     /// Answered already (a failure).
     Answer(Box<Response<Body>>),
     /// The head for the bare exchange ([`forward_raw`]).
-    Raw {
-        method: Method,
-        head: Vec<u8>,
-        key: http::uri::Authority,
-    },
+    Raw { method: Method, head: Vec<u8>, key: http::uri::Authority },
     /// The request for hyper's client.
     Hyper(Box<ToHyper>),
 }
@@ -522,16 +481,11 @@ fn prepare(
     // exchange and through hyper's client alike: HTTP/2 handed over two equal lines, and
     // the bare exchange wrote both.
     if headers::one_content_length(&mut parts.headers).is_err() {
-        let page = failed(
-            ctx,
-            Failure::BodyBroken,
-            &"Content-Length lines that disagree",
-        );
+        let page = failed(ctx, Failure::BodyBroken, &"Content-Length lines that disagree");
         return Prepared::answer(response(page, &method));
     }
-    let kept = state
-        .hygiene
-        .strip_target(parts.uri.path_and_query().map_or("/", PathAndQuery::as_str));
+    let kept =
+        state.hygiene.strip_target(parts.uri.path_and_query().map_or("/", PathAndQuery::as_str));
     if let Cow::Owned(kept) = kept {
         // What is left of a valid target is a valid target.
         match PathAndQuery::try_from(kept).map(|p| upstream::origin_form(&method, Some(&p))) {
@@ -549,21 +503,10 @@ fn prepare(
         authority: upstream.authority(),
         target: parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
     };
-    let facts = facts(
-        ctx,
-        state,
-        resolution,
-        &parts.headers,
-        host.as_ref(),
-        request,
-    );
+    let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref(), request);
     if !state.hygiene.hosts_allowed(&facts) {
         let named = host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()));
-        let page = failed(
-            ctx,
-            Failure::HostNotAllowed,
-            &format_args!("host {named:?}"),
-        );
+        let page = failed(ctx, Failure::HostNotAllowed, &format_args!("host {named:?}"));
         return Prepared::answer(response(page, &method));
     }
     // The lines as received, for the record of forgeries: only a forged decision the
@@ -574,9 +517,7 @@ fn prepare(
     let kept = forged && keeps_forgery(ctx, state, resolution.warnings, 0, record.start);
     let received = kept.then(|| parts.headers.clone());
     let mut gone = Vec::new();
-    let stripped = state
-        .hygiene
-        .received_noting(&mut parts.headers, &facts, &mut gone);
+    let stripped = state.hygiene.received_noting(&mut parts.headers, &facts, &mut gone);
     let own = state.hygiene.own_values(&parts.headers, &facts);
     ctx.shared.metrics.stripped(stripped);
     record.stripped = stripped;
@@ -619,21 +560,15 @@ fn prepare(
         && method != Method::CONNECT
         && http_body::Body::is_end_stream(&body)
     {
-        let host = host
-            .as_ref()
-            .map_or(upstream.authority().as_bytes(), HeaderValue::as_bytes);
+        let host = host.as_ref().map_or(upstream.authority().as_bytes(), HeaderValue::as_bytes);
         let target = facts.request.target;
         let head = raw::request_head(&method, target, host, &parts.headers, &own);
         return Prepared::Raw { method, head, key };
     }
     headers::set_own(&mut parts.headers, own);
     if let Some(protocol) = upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(header::UPGRADE, HeaderValue::from_static(protocol));
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, HeaderValue::from_static(protocol));
     }
     match host {
         Some(h) => {
@@ -648,13 +583,7 @@ fn prepare(
     parts.version = Version::HTTP_11;
     let settings = &upstream.settings;
     let req = Request::from_parts(parts, Timed::from_client(body, settings.body_timeout));
-    Prepared::Hyper(Box::new(ToHyper {
-        req,
-        key,
-        method,
-        upgrade,
-        downstream_upgrade,
-    }))
+    Prepared::Hyper(Box::new(ToHyper { req, key, method, upgrade, downstream_upgrade }))
 }
 
 /// The answer when the upstream sent no response within `upstream.response_timeout`.
@@ -671,13 +600,7 @@ async fn forward_hyper(
     upstream: &Upstream,
     start: Instant,
 ) -> Response<Body> {
-    let ToHyper {
-        req,
-        key,
-        method,
-        upgrade,
-        downstream_upgrade,
-    } = to;
+    let ToHyper { req, key, method, upgrade, downstream_upgrade } = to;
     let method = &method;
     let settings = &upstream.settings;
     // Boxed: this exchange (hyper's client, perhaps a connection to set up) is nearly
@@ -711,16 +634,9 @@ async fn forward_hyper(
     }
     headers::response(&mut parts.headers);
     if let (Some((down, up)), Some(protocol)) = (tunnel, protocol) {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol);
-        tokio::spawn(tunnel_task(
-            down,
-            up,
-            ctx.clone(),
-            state.settings.limits.idle_timeout,
-        ));
+        tokio::spawn(tunnel_task(down, up, ctx.clone(), state.settings.limits.idle_timeout));
     } else if switching {
         let why = format!("asked {upgrade:?}: not tunneled");
         return response(failed(ctx, Failure::Unasked, &why), method);
@@ -797,17 +713,10 @@ async fn tunnel_task(
 /// What a failed exchange was. The client's own body first: a broken one also breaks
 /// the upstream exchange, and the errors that follow from it are not the upstream's.
 fn classify(e: &SendError) -> Failure {
-    let errors = || {
-        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |err| {
-            err.source()
-        })
-    };
+    let errors =
+        || std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |err| err.source());
     if let Some(body) = errors().find_map(|err| err.downcast_ref::<ClientBody>()) {
-        return if body.stalled() {
-            Failure::BodyStalled
-        } else {
-            Failure::BodyBroken
-        };
+        return if body.stalled() { Failure::BodyStalled } else { Failure::BodyBroken };
     }
     if errors().any(|err| {
         err.downcast_ref::<std::io::Error>()

@@ -89,9 +89,7 @@ fn hyper_only(name: &str) -> bool {
 /// (`bench/gateway.sh`, row `close`). It names no header but one called `Close`, which
 /// this path leaves to hyper.
 fn asks_close(value: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .all(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    value.split(|&b| b == b',').all(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// The most storage a lean connection keeps in each of its buffers between two
@@ -305,16 +303,8 @@ impl Wake for Fired {
 
 impl TimerWake {
     fn new() -> Self {
-        let fired = Arc::new(Fired {
-            fired: AtomicBool::new(false),
-            task: Mutex::new(None),
-        });
-        TimerWake {
-            waker: Waker::from(fired.clone()),
-            fired,
-            task: None,
-            stale: true,
-        }
+        let fired = Arc::new(Fired { fired: AtomicBool::new(false), task: Mutex::new(None) });
+        TimerWake { waker: Waker::from(fired.clone()), fired, task: None, stale: true }
     }
 
     /// Whether the timer may have fired (or must be polled anyway); if so, it is then
@@ -406,11 +396,7 @@ impl Deadline {
             if self.at.is_none() {
                 self.set(crate::clock::deadline(tokio::time::Instant::now(), limit));
             }
-            if self.poll_expired(cx) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
+            if self.poll_expired(cx) { Poll::Ready(()) } else { Poll::Pending }
         })
     }
 
@@ -487,9 +473,8 @@ impl StopSignal<'_> {
             return false;
         }
         let ctx = self.ctx;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(ctx.activity.idle(Idle::Requests, idle)));
+        let timer =
+            self.timer.get_or_insert_with(|| Box::pin(ctx.activity.idle(Idle::Requests, idle)));
         let mut cx = Context::from_waker(&wake.waker);
         timer.as_mut().poll(&mut cx).is_ready()
     }
@@ -621,12 +606,9 @@ fn date(out: &mut Vec<u8>, now: Instant) {
         // this (if anything, the line is made again a little early).
         let into_second = wall
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(Duration::ZERO, |d| {
-                Duration::from_nanos(u64::from(d.subsec_nanos()))
-            });
-        let until = now
-            .checked_add(Duration::from_secs(1).saturating_sub(into_second))
-            .unwrap_or(now);
+            .map_or(Duration::ZERO, |d| Duration::from_nanos(u64::from(d.subsec_nanos())));
+        let until =
+            now.checked_add(Duration::from_secs(1).saturating_sub(into_second)).unwrap_or(now);
         let mut line = Vec::with_capacity(40);
         put_line(&mut line, "date", httpdate::fmt_http_date(wall).as_bytes());
         out.extend_from_slice(&line);
@@ -666,12 +648,7 @@ async fn send_page(
     let body: &[u8] = if head_only { &[] } else { &page.body };
     record.status = page.status.as_u16();
     record.bytes = body.len() as u64;
-    if io
-        .write_all_buf(&mut out.as_slice().chain(body))
-        .await
-        .is_err()
-        || closing
-    {
+    if io.write_all_buf(&mut out.as_slice().chain(body)).await.is_err() || closing {
         Sent::Close
     } else {
         Sent::KeepAlive
@@ -709,11 +686,8 @@ pub(crate) async fn head_timeout<W: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     limit: Duration,
 ) {
-    let page = failed(
-        ctx,
-        Failure::HeadTimeout,
-        &format_args!("no whole request head within {limit:?}"),
-    );
+    let page =
+        failed(ctx, Failure::HeadTimeout, &format_args!("no whole request head within {limit:?}"));
     out.clear();
     page_head(out, &page, true, Instant::now());
     out.extend_from_slice(&page.body);
@@ -802,14 +776,9 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
                 // The first head is due from the connection's start: hyper, if it takes
                 // the connection over mid-head (HTTP/2's preface), keeps that deadline.
                 let from = reading.unwrap_or(ctx.opened);
-                bufs.deadline
-                    .set(crate::clock::deadline_std(from, header_timeout));
+                bufs.deadline.set(crate::clock::deadline_std(from, header_timeout));
             }
-            let between = if bufs.input.is_empty() {
-                Some(&mut stop)
-            } else {
-                None
-            };
+            let between = if bufs.input.is_empty() { Some(&mut stop) } else { None };
             let got = {
                 let mut read =
                     std::pin::pin!(read_into(io, &mut bufs.input, &mut bufs.deadline, between));
@@ -911,10 +880,7 @@ async fn one<'b>(
     };
     // Only pages and the upstream's answers: hyper serves the rest (and answers 431, and
     // 400 to several `Host` lines, which the loop below hands it).
-    let counted = Lines {
-        count: lines.len(),
-        several_hosts: false,
-    };
+    let counted = Lines { count: lines.len(), several_hosts: false };
     let raw = Raw { lines, query };
     let decide = || {
         let policy = settings.policy_for(ctx.listener());
@@ -995,14 +961,7 @@ async fn one<'b>(
     let conn = ctx.connection();
     let access_log = settings.log.access_log;
     let uri = if access_log { path.parse().ok() } else { None };
-    let mut record = Record::begin(
-        ctx,
-        access_log,
-        start,
-        method.clone(),
-        uri,
-        Version::HTTP_11,
-    );
+    let mut record = Record::begin(ctx, access_log, start, method.clone(), uri, Version::HTTP_11);
     let head_only = method == Method::HEAD;
     // This response is the connection's last: the gateway is stopping, a reload closed
     // the listener, or the client asked.
@@ -1114,12 +1073,7 @@ fn upstream_head(
         return Err(Failure::HostNotAllowed);
     }
     // A request with `Connection` lines is hyper's: nothing here is named by one.
-    let kept = Kept {
-        headers: raw,
-        hygiene,
-        hop: facts.hop,
-        named: &[],
-    };
+    let kept = Kept { headers: raw, hygiene, hop: facts.hop, named: &[] };
     let own = hygiene.own_values(&kept, &facts);
     head.clear();
     head.extend_from_slice(req.method.as_str().as_bytes());
@@ -1151,10 +1105,7 @@ fn upstream_head(
     Ok(stripped)
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the pieces of one exchange"
-)]
+#[allow(clippy::too_many_arguments, reason = "one call site; the pieces of one exchange")]
 async fn forward(
     io: &mut Tracked,
     ctx: &Arc<ConnCtx>,
@@ -1186,10 +1137,7 @@ async fn forward(
         stripped,
         record.start,
         |line| {
-            let hop = state
-                .settings
-                .policy_for(ctx.listener())
-                .hop(req.resolution);
+            let hop = state.settings.policy_for(ctx.listener()).hop(req.resolution);
             for h in req.raw.lines {
                 line(h.name, h.value, &|| {
                     state.hygiene.request_fate(h.name, hop, &[]) == Fate::Strip
@@ -1213,11 +1161,8 @@ async fn forward(
             Some(c) => c,
             // Boxed: inline, a connect's state (1.5 KB) would be in every connection's
             // request future, which mostly finds a pooled connection.
-            None => match Box::pin(tokio::time::timeout_at(
-                answer_by,
-                upstream.connect_raw(&key),
-            ))
-            .await
+            None => match Box::pin(tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)))
+                .await
             {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => break Err(Failed::Connect(e)),
@@ -1272,9 +1217,7 @@ async fn forward(
         Framing::None => true,
         Framing::Length(n) => {
             let mut remaining = n;
-            let take = usize::try_from(remaining)
-                .unwrap_or(usize::MAX)
-                .min(conn.buf.len());
+            let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(conn.buf.len());
             out.extend_from_slice(conn.buf.filled().get(..take).unwrap_or_default());
             conn.buf.consume(take);
             remaining -= take as u64;
@@ -1293,14 +1236,8 @@ async fn forward(
                         break;
                     }
                 }
-                let take = usize::try_from(remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(conn.buf.len());
-                if io
-                    .write_all(conn.buf.filled().get(..take).unwrap_or_default())
-                    .await
-                    .is_err()
-                {
+                let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(conn.buf.len());
+                if io.write_all(conn.buf.filled().get(..take).unwrap_or_default()).await.is_err() {
                     ok = false;
                     break;
                 }
@@ -1334,10 +1271,7 @@ async fn forward(
                 if end {
                     break;
                 }
-                if body_read(&mut conn, deadline, settings.body_timeout, record)
-                    .await
-                    .is_none()
-                {
+                if body_read(&mut conn, deadline, settings.body_timeout, record).await.is_none() {
                     ok = false;
                     break;
                 }
@@ -1422,11 +1356,7 @@ async fn forward(
         let ended = record.end();
         upstream.put_raw(key, conn, &ctx.upstream_idle, ended);
     }
-    if close_after {
-        Sent::Close
-    } else {
-        Sent::KeepAlive
-    }
+    if close_after { Sent::Close } else { Sent::KeepAlive }
 }
 
 /// Reads more of a response body, or notes why it ended early.
@@ -1440,9 +1370,7 @@ async fn body_read(
     match read_into(&mut conn.io, &mut conn.buf, deadline, None).await {
         Got::Data => Some(()),
         Got::Expired => {
-            record
-                .metrics
-                .upstream_error(UpstreamErrorKind::BodyTimeout);
+            record.metrics.upstream_error(UpstreamErrorKind::BodyTimeout);
             record.error = Some(crate::upstream::Stalled(timeout).to_string());
             None
         }
@@ -1513,14 +1441,7 @@ fn rewrite(
     head_only: bool,
     head: &mut Vec<u8>,
 ) -> Result<Parsed, Failed> {
-    let raw::Head {
-        status,
-        framing,
-        reusable,
-        named,
-        length,
-        te,
-    } = raw::framing(resp, head_only)?;
+    let raw::Head { status, framing, reusable, named, length, te } = raw::framing(resp, head_only)?;
     let code = status.as_u16();
     let lines = &*resp.headers;
     head.clear();
@@ -1528,11 +1449,7 @@ fn rewrite(
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
     let reason = resp.reason.unwrap_or("");
-    let reason = if reason.is_empty() {
-        status.canonical_reason().unwrap_or("")
-    } else {
-        reason
-    };
+    let reason = if reason.is_empty() { status.canonical_reason().unwrap_or("") } else { reason };
     head.extend_from_slice(reason.as_bytes());
     head.extend_from_slice(b"\r\n");
     let mut has_date = false;
@@ -1549,32 +1466,21 @@ fn rewrite(
     }
     let mut digits = [0; 20];
     match framing {
-        Framing::Length(n) => put_line(
-            head,
-            "content-length",
-            headers::length_digits(n, &mut digits),
-        ),
+        Framing::Length(n) => {
+            put_line(head, "content-length", headers::length_digits(n, &mut digits))
+        }
         Framing::Chunked => put_line(head, "transfer-encoding", te.unwrap_or(b"chunked")),
         // HEAD and 304 answers keep the length the full answer would have had.
         Framing::None if code != 204 => {
             if let Some(n) = length {
-                put_line(
-                    head,
-                    "content-length",
-                    headers::length_digits(n, &mut digits),
-                );
+                put_line(head, "content-length", headers::length_digits(n, &mut digits));
             }
         }
         // Re-framed as chunks by `forward`.
         Framing::Close => put_line(head, "transfer-encoding", b"chunked"),
         Framing::None => {}
     }
-    Ok(Parsed {
-        status: code,
-        framing,
-        has_date,
-        reusable,
-    })
+    Ok(Parsed { status: code, framing, has_date, reusable })
 }
 
 /// Finds where a chunked body ends, as its bytes go through unchanged.
@@ -1607,9 +1513,7 @@ impl Chunked {
             let rest = bytes.get(at..).unwrap_or_default();
             match self.state {
                 ChunkState::Data => {
-                    let take = usize::try_from(self.data)
-                        .unwrap_or(usize::MAX)
-                        .min(rest.len());
+                    let take = usize::try_from(self.data).unwrap_or(usize::MAX).min(rest.len());
                     at += take;
                     self.data -= take as u64;
                     if self.data > 0 {
@@ -1718,10 +1622,7 @@ mod tests {
     }
 
     fn timer(bufs: &Buffers) -> Option<*const tokio::time::Sleep> {
-        bufs.deadline
-            .sleep
-            .as_ref()
-            .map(|s| std::ptr::from_ref(&**s))
+        bufs.deadline.sleep.as_ref().map(|s| std::ptr::from_ref(&**s))
     }
 
     /// A connection's deadline timer stays on the wheel with its buffers and serves the
@@ -1829,13 +1730,8 @@ mod tests {
         std::thread::spawn(|| {
             paused_loop().block_on(async {
                 let mut bufs = Buffers::take();
-                bufs.deadline
-                    .set(tokio::time::Instant::now() + Duration::from_secs(1));
-                assert!(
-                    !bufs
-                        .deadline
-                        .poll_expired(&mut Context::from_waker(Waker::noop()))
-                );
+                bufs.deadline.set(tokio::time::Instant::now() + Duration::from_secs(1));
+                assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(Waker::noop())));
                 bufs.give_back();
             });
             paused_loop().block_on(async {
@@ -1843,8 +1739,7 @@ mod tests {
                 assert!(timer(&bufs).is_none());
                 let (woken, waker) = counted();
                 let mut cx = Context::from_waker(&waker);
-                bufs.deadline
-                    .set(tokio::time::Instant::now() + Duration::from_secs(1));
+                bufs.deadline.set(tokio::time::Instant::now() + Duration::from_secs(1));
                 assert!(!bufs.deadline.poll_expired(&mut cx));
                 tokio::time::advance(Duration::from_secs(1)).await;
                 assert!(woken.0.load(Ordering::SeqCst) > 0);
@@ -1863,11 +1758,7 @@ mod tests {
         let storage = kept.as_ptr().cast::<u8>();
         let head = b"GET / HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 203.0.113.7\r\n\r\n".to_vec();
         let mut lines = lend(kept);
-        assert_eq!(
-            lines.as_ptr().cast::<u8>(),
-            storage,
-            "the same storage, lent"
-        );
+        assert_eq!(lines.as_ptr().cast::<u8>(), storage, "the same storage, lent");
         let slots = lines.spare_capacity_mut();
         let (slots, _) = slots.split_at_mut(slots.len().min(MAX_HEADERS));
         assert_eq!(slots.len(), MAX_HEADERS);
@@ -1877,11 +1768,7 @@ mod tests {
         assert_eq!(req.headers.len(), 2);
         let back: Vec<httparse::Header<'static>> = lend(lines);
         assert!(back.is_empty());
-        assert_eq!(
-            back.as_ptr().cast::<u8>(),
-            storage,
-            "the same storage, kept"
-        );
+        assert_eq!(back.as_ptr().cast::<u8>(), storage, "the same storage, kept");
     }
 
     #[test]
@@ -1921,12 +1808,7 @@ mod tests {
             assert!(done, "split at {split}");
             assert_eq!(consumed + n, end, "split at {split}");
         }
-        for bad in [
-            &b"x\r\n"[..],
-            b"4\r\nWikiXX",
-            b"4\nWiki\r\n",
-            b"12345678901234567\r\n",
-        ] {
+        for bad in [&b"x\r\n"[..], b"4\r\nWikiXX", b"4\nWiki\r\n", b"12345678901234567\r\n"] {
             assert!(Chunked::default().scan(bad).is_err(), "{bad:?}");
         }
     }
@@ -1972,8 +1854,7 @@ mod tests {
 
         let mut lines = [httparse::EMPTY_HEADER; 16];
         let mut resp = httparse::Response::new(&mut lines);
-        resp.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
-            .unwrap();
+        resp.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").unwrap();
         let mut out = b"the request head".to_vec();
         assert!(rewrite(&resp, false, &mut out).is_err());
         assert_eq!(out, b"the request head", "kept for a resend");

@@ -126,10 +126,7 @@ pub(crate) fn keep_forgery(
     stripped: u64,
     lines: impl FnOnce(&mut dyn FnMut(&str, &[u8], &dyn Fn() -> bool)),
 ) {
-    let Some(listener) = ctx
-        .listener()
-        .and_then(|id| state.settings.listener_index(id))
-    else {
+    let Some(listener) = ctx.listener().and_then(|id| state.settings.listener_index(id)) else {
         return;
     };
     let mut entry = Entry::new(&forgeries::Request {
@@ -149,7 +146,5 @@ pub(crate) fn keep_forgery(
             entry.line(name, value, was_stripped());
         }
     });
-    ctx.shared
-        .forgeries
-        .record(entry, state.settings.admin.forgeries);
+    ctx.shared.forgeries.record(entry, state.settings.admin.forgeries);
 }

@@ -51,23 +51,16 @@ pub(crate) struct AdminView<'a> {
 /// newest first; 400 for a bad `?limit=`).
 pub(crate) fn admin(which: Admin, view: &AdminView<'_>) -> Page {
     let (status, headers, body) = match which {
-        Admin::Health if view.draining => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            &TEXT,
-            b"draining\n".to_vec(),
-        ),
+        Admin::Health if view.draining => {
+            (StatusCode::SERVICE_UNAVAILABLE, &TEXT, b"draining\n".to_vec())
+        }
         Admin::Health => (StatusCode::OK, &TEXT, b"ok\n".to_vec()),
-        Admin::Metrics => (
-            StatusCode::OK,
-            &PROMETHEUS,
-            view.metrics.render().into_bytes(),
-        ),
+        Admin::Metrics => (StatusCode::OK, &PROMETHEUS, view.metrics.render().into_bytes()),
         Admin::Forgeries => match crate::forgeries::limit(view.query) {
             Ok(limit) => (
                 StatusCode::OK,
                 &JSON,
-                view.forgeries
-                    .render(limit.unwrap_or(usize::MAX), view.forgeries_kept),
+                view.forgeries.render(limit.unwrap_or(usize::MAX), view.forgeries_kept),
             ),
             Err(message) => (
                 StatusCode::BAD_REQUEST,
@@ -76,11 +69,7 @@ pub(crate) fn admin(which: Admin, view: &AdminView<'_>) -> Page {
             ),
         },
     };
-    Page {
-        status,
-        headers,
-        body,
-    }
+    Page { status, headers, body }
 }
 
 /// A short JSON error answer: `{"error":"upstream_timeout","message":"...","status":504}`.

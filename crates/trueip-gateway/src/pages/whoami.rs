@@ -56,9 +56,7 @@ impl<'a> Forwarding<'a> {
 
     /// Every line, grouped by name: (lower-case name, value).
     pub(crate) fn lines(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + '_ {
-        self.lines
-            .iter()
-            .map(|(n, v)| (lower_case(n), String::from_utf8_lossy(v)))
+        self.lines.iter().map(|(n, v)| (lower_case(n), String::from_utf8_lossy(v)))
     }
 
     /// Replaces the value of every line whose name, in any case and underscores read as
@@ -78,10 +76,7 @@ impl serde::Serialize for Forwarding<'_> {
         let groups = self.lines.chunk_by(|a, b| a.0.eq_ignore_ascii_case(b.0));
         s.collect_map(groups.map(|group| {
             let name = group.first().map_or("", |(name, _)| *name);
-            let lines: Vec<_> = group
-                .iter()
-                .map(|(_, v)| String::from_utf8_lossy(v))
-                .collect();
+            let lines: Vec<_> = group.iter().map(|(_, v)| String::from_utf8_lossy(v)).collect();
             (lower_case(name), lines)
         }))
     }
@@ -98,9 +93,7 @@ fn lower_case(name: &str) -> Cow<'_, str> {
 
 /// Orders names as their lower-case spellings order.
 fn cmp_lower(a: &str, b: &str) -> std::cmp::Ordering {
-    a.bytes()
-        .map(|b| b.to_ascii_lowercase())
-        .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
+    a.bytes().map(|b| b.to_ascii_lowercase()).cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 /// Which representation to send.
@@ -155,10 +148,7 @@ fn forwarding_headers<'a>(
     headers: &'a HeaderMap,
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
-    forwarding_headers_of(
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
-        is_forwarding,
-    )
+    forwarding_headers_of(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), is_forwarding)
 }
 
 /// [`forwarding_headers`] over (name, value) lines; names in any case.
@@ -166,9 +156,8 @@ pub(crate) fn forwarding_headers_of<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
     is_forwarding: impl Fn(&str) -> bool,
 ) -> Forwarding<'a> {
-    let mut lines: Vec<(&'a str, &'a [u8])> = headers
-        .filter(|(name, _)| is_forwarding(name) || same_name("via", name))
-        .collect();
+    let mut lines: Vec<(&'a str, &'a [u8])> =
+        headers.filter(|(name, _)| is_forwarding(name) || same_name("via", name)).collect();
     // Stable: the lines of one name keep their order.
     lines.sort_by(|a, b| cmp_lower(a.0, b.0));
     Forwarding { lines }
@@ -233,9 +222,7 @@ where
 {
     let format = negotiate_with(
         asked.path,
-        (asked.lines)()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
-            .map(|(_, v)| v),
+        (asked.lines)().filter(|(n, _)| n.eq_ignore_ascii_case("accept")).map(|(_, v)| v),
     );
     Page {
         status: StatusCode::OK,
@@ -274,10 +261,7 @@ where
     };
     let whoami = Whoami {
         decision,
-        direct_ip: asked
-            .peer
-            .ip()
-            .map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
+        direct_ip: asked.peer.ip().map_or(trueip::addr::Peer::Unix, trueip::addr::Peer::from),
         headers: forwarding,
         policy: asked.policy,
     };
@@ -318,10 +302,7 @@ pub fn page_size_bound(request: usize, strategies: usize) -> usize {
 pub fn request_len(host: &str, lines: &[(&str, &[u8])]) -> usize {
     "GET / HTTP/1.1\r\nHost: \r\n\r\n".len()
         + host.len()
-        + lines
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>()
+        + lines.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
 }
 
 /// The body of the page in `format` for a request from `peer` with `host` and the
@@ -464,10 +445,7 @@ impl Slot {
     ];
 
     fn named(name: &str) -> Option<Slot> {
-        Slot::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, slot)| slot)
+        Slot::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, slot)| slot)
     }
 }
 
@@ -526,38 +504,30 @@ fn warning_text(name: &str) -> (&'static str, bool) {
             "Forwarding headers arrived from a peer that is not a trusted proxy; they were ignored.",
             true,
         ),
-        "fewer_hops_than_configured" => (
-            "The list had fewer entries than the configured hop count.",
-            false,
-        ),
-        "xff_forwarded_disagree" => (
-            "X-Forwarded-For and Forwarded name different clients.",
-            true,
-        ),
+        "fewer_hops_than_configured" => {
+            ("The list had fewer entries than the configured hop count.", false)
+        }
+        "xff_forwarded_disagree" => ("X-Forwarded-For and Forwarded name different clients.", true),
         "all_trusted" => (
             "Every entry was a trusted proxy; the configured all_trusted rule chose the answer.",
             false,
         ),
-        "spoofable" => (
-            "The answer came from client-written text (leftmost): anyone can forge it.",
-            true,
-        ),
-        "origin_secret_mismatch" => (
-            "The origin secret was missing or wrong, so forwarding headers were ignored.",
-            true,
-        ),
-        "truncated" => (
-            "The header was longer than trueip reads; the walk stopped at the cap.",
-            false,
-        ),
+        "spoofable" => {
+            ("The answer came from client-written text (leftmost): anyone can forge it.", true)
+        }
+        "origin_secret_mismatch" => {
+            ("The origin secret was missing or wrong, so forwarding headers were ignored.", true)
+        }
+        "truncated" => {
+            ("The header was longer than trueip reads; the walk stopped at the cap.", false)
+        }
         "proxy_protocol_from_untrusted_peer" => (
             "A PROXY protocol header came from a sender not trusted to send one; it was ignored.",
             true,
         ),
-        "duplicate_header" => (
-            "A single-address header appeared on several lines: ambiguous, ignored.",
-            true,
-        ),
+        "duplicate_header" => {
+            ("A single-address header appeared on several lines: ambiguous, ignored.", true)
+        }
         "header_writer_not_trusted" => (
             "A CDN's client header came through your proxies, but the hop they recorded before them is not the CDN: whoever wrote it went around the CDN. It was ignored.",
             true,
@@ -595,16 +565,9 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     let e = &w.decision.to_explanation();
     let r = &e.resolution;
     let mut pills = String::new();
-    let source_class = if matches!(r.source, Source::Peer) {
-        "plain"
-    } else {
-        "ok"
-    };
-    let _ = write!(
-        pills,
-        r#"<span class="pill {source_class}">source: {}</span>"#,
-        escape(&e.source)
-    );
+    let source_class = if matches!(r.source, Source::Peer) { "plain" } else { "ok" };
+    let _ =
+        write!(pills, r#"<span class="pill {source_class}">source: {}</span>"#, escape(&e.source));
     let hops = match e.trusted_hops {
         0 => "no trusted proxy".to_string(),
         1 => "1 trusted hop".to_string(),
@@ -616,11 +579,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     }
     for name in &e.warnings {
         let class = if warning_text(name).1 { "bad" } else { "warn" };
-        let _ = write!(
-            pills,
-            r#"<span class="pill {class}">{}</span>"#,
-            escape(name)
-        );
+        let _ = write!(pills, r#"<span class="pill {class}">{}</span>"#, escape(name));
     }
     let mut verdict = format!("Decided from {}.", source_text(e));
     if e.trusted_hops == 0 && !w.headers.is_empty() {
@@ -648,10 +607,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     };
     let (proxy_source, proxy_note) = match &e.proxy_source {
         Some(p) => (escape(p), "from a trusted sender: it replaced the peer"),
-        None => (
-            "—".to_string(),
-            "no PROXY header, or not from a trusted sender",
-        ),
+        None => ("—".to_string(), "no PROXY header, or not from a trusted sender"),
     };
 
     // The template, split at its slots once (see [`split`]).
@@ -687,9 +643,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
             Slot::TrustedHops => escape_into(&mut page, &hops),
             Slot::RateLimitKey => escape_into(
                 &mut page,
-                e.rate_limit_key
-                    .as_deref()
-                    .unwrap_or("none (a Unix-socket peer has no address)"),
+                e.rate_limit_key.as_deref().unwrap_or("none (a Unix-socket peer has no address)"),
             ),
             Slot::ChainHeader => escape_into(&mut page, &e.chain_header),
             Slot::Chain => page.push_str(&chain(w, e)),
@@ -709,10 +663,7 @@ fn private_link_cards(page: &mut String, e: &Explanation) {
             r#"<div class="card"><div class="label">AWS VPC endpoint</div><div class="value">"#,
         );
         escape_into(page, id);
-        let _ = write!(
-            page,
-            r#"</div><div class="note">PrivateLink, {NOTE}</div></div>"#
-        );
+        let _ = write!(page, r#"</div><div class="note">PrivateLink, {NOTE}</div></div>"#);
     }
     if let Some(id) = e.azure_link_id {
         let _ = write!(
@@ -736,11 +687,7 @@ fn chain(w: &Whoami<'_>, e: &Explanation) -> String {
         return format!(
             r#"<div class="empty">No {} header. {}</div>"#,
             escape(&e.chain_header),
-            if matches!(r.source, Source::Peer) {
-                "The TCP peer is the client."
-            } else {
-                ""
-            }
+            if matches!(r.source, Source::Peer) { "The TCP peer is the client." } else { "" }
         );
     }
     // Which chain element the client is, counted from the left.
@@ -858,10 +805,7 @@ mod tests {
             let lower = name.to_ascii_lowercase();
             let dashed = lower.replace('_', "-");
             if is_fwd(&dashed) || dashed == "via" {
-                headers
-                    .entry(lower)
-                    .or_default()
-                    .push(String::from_utf8_lossy(value).into_owned());
+                headers.entry(lower).or_default().push(String::from_utf8_lossy(value).into_owned());
             }
         }
         let r = Reference {
@@ -877,16 +821,12 @@ mod tests {
 
     /// A lower-case name with dashes: what the reference reads.
     fn is_fwd(n: &str) -> bool {
-        trueip::headers::names::FORWARDING
-            .iter()
-            .any(|f| f.as_str() == n)
+        trueip::headers::names::FORWARDING.iter().any(|f| f.as_str() == n)
     }
 
     /// A name as received (any case, underscores for dashes): what the gateway reads.
     fn is_forwarding_spelled(name: &str) -> bool {
-        trueip::headers::names::FORWARDING
-            .iter()
-            .any(|f| same_name(f.as_str(), name))
+        trueip::headers::names::FORWARDING.iter().any(|f| same_name(f.as_str(), name))
     }
 
     fn json_of(w: &Whoami<'_>) -> Vec<u8> {
@@ -916,10 +856,7 @@ mod tests {
                 "10.0.0.5:4000",
                 vec![
                     ("X-Forwarded-For", b"\"quoted\", back\\slash, 203.0.113.9"),
-                    (
-                        "X-Forwarded-For",
-                        b"\xff\xfe\x80, caf\xc3\xa9, \xe2\x80\xa8, 10.0.0.1",
-                    ),
+                    ("X-Forwarded-For", b"\xff\xfe\x80, caf\xc3\xa9, \xe2\x80\xa8, 10.0.0.1"),
                     ("Forwarded", b"for=\"\\\"x\";proto=</script>"),
                     ("X-Real-IP", b"\t\x7f<>&'"),
                 ],
@@ -933,17 +870,8 @@ mod tests {
                     ("X-Forwarded-For", b"\x00, \x1f\"\\, 10.0.0.1"),
                 ],
             ),
-            (
-                "[2001:db8::7]:443",
-                vec![("x-forwarded-for", b"2001:db8::1, 10.0.0.1")],
-            ),
-            (
-                "198.51.100.1:1",
-                vec![
-                    ("Forwarded", b"for=1.2.3.4"),
-                    ("True-Client-IP", b"1.1.1.1"),
-                ],
-            ),
+            ("[2001:db8::7]:443", vec![("x-forwarded-for", b"2001:db8::1, 10.0.0.1")]),
+            ("198.51.100.1:1", vec![("Forwarded", b"for=1.2.3.4"), ("True-Client-IP", b"1.1.1.1")]),
         ];
         let policy = crate::test_support::trusting_ten();
         for (peer, lines) in &cases {
@@ -995,17 +923,11 @@ mod tests {
         }
         assert_eq!(got["client_ip"], "203.0.113.9");
         assert_eq!(got["direct_ip"], "10.0.0.5");
-        assert_eq!(
-            got["headers"]["x-forwarded-for"],
-            serde_json::json!(["6.6.6.6, 203.0.113.9"])
-        );
+        assert_eq!(got["headers"]["x-forwarded-for"], serde_json::json!(["6.6.6.6, 203.0.113.9"]));
         assert_eq!(got["headers"]["x_real_ip"], serde_json::json!(["1.1.1.1"]));
         assert!(got["headers"].get("user-agent").is_none());
         assert_eq!(got["policy"], "client_ip");
-        assert_eq!(
-            got.as_object().unwrap().len(),
-            explain.as_object().unwrap().len() + 3
-        );
+        assert_eq!(got.as_object().unwrap().len(), explain.as_object().unwrap().len() + 3);
     }
 
     #[test]
@@ -1019,34 +941,21 @@ mod tests {
         assert_eq!(f("/", &[browser]), Format::Html);
         assert_eq!(f("/", &[b"text/plain"]), Format::Text);
         assert_eq!(f("/", &[b"text/html", b"application/json"]), Format::Html);
-        assert_eq!(
-            f("/", &[b"APPLICATION/JSON ; q=1", b"text/html"]),
-            Format::Json
-        );
-        assert_eq!(
-            f("/", &[b"\xff application/json", b"text/plain"]),
-            Format::Text
-        );
+        assert_eq!(f("/", &[b"APPLICATION/JSON ; q=1", b"text/html"]), Format::Json);
+        assert_eq!(f("/", &[b"\xff application/json", b"text/plain"]), Format::Text);
         assert_eq!(f("/", &[b"", b",text/plain,text/html"]), Format::Text);
     }
 
     #[test]
     fn redaction_matches_any_spelling() {
-        let lines: [(&str, &[u8]); 3] = [
-            ("X_Origin_Verify", b"s"),
-            ("x-origin-verify", b"s"),
-            ("x-forwarded-for", b"1.1.1.1"),
-        ];
+        let lines: [(&str, &[u8]); 3] =
+            [("X_Origin_Verify", b"s"), ("x-origin-verify", b"s"), ("x-forwarded-for", b"1.1.1.1")];
         let mut f = forwarding_headers_of(lines.iter().copied(), |_| true);
         f.redact("x-origin-verify", b"<redacted>");
         let got: Vec<_> = f.lines().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(
             got,
-            [
-                "x-forwarded-for=1.1.1.1",
-                "x-origin-verify=<redacted>",
-                "x_origin_verify=<redacted>"
-            ]
+            ["x-forwarded-for=1.1.1.1", "x-origin-verify=<redacted>", "x_origin_verify=<redacted>"]
         );
     }
 
@@ -1092,16 +1001,10 @@ mod tests {
             headers: forwarding_headers(&h, |_| true),
         };
         let page = html(&w, "http://x/");
-        assert!(
-            !page.contains("<script>") && !page.contains("<img"),
-            "unescaped input"
-        );
+        assert!(!page.contains("<script>") && !page.contains("<img"), "unescaped input");
         assert!(page.contains("203.0.113.9") && page.contains("spoof_attempt"));
         assert!(!page.contains("{{"), "placeholder left");
-        assert!(
-            !page.contains("http://") || !page.contains("src=\"http"),
-            "no external assets"
-        );
+        assert!(!page.contains("http://") || !page.contains("src=\"http"), "no external assets");
     }
 
     /// Every slot name of the template, as a client would write them into a header.
@@ -1198,11 +1101,7 @@ mod tests {
         let page = render_with(&policy, "10.0.0.5:4000", "x", &lines, Format::Html);
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains("{{client_ip}}, 203.0.113.9"), "{page}");
-        assert_eq!(
-            page.matches("{{").count(),
-            2,
-            "only the client's two slot names"
-        );
+        assert_eq!(page.matches("{{").count(), 2, "only the client's two slot names");
         assert_eq!(page.matches("203.0.113.9 — trueip</title>").count(), 1);
     }
 

@@ -101,15 +101,10 @@ pub(crate) fn read(dir: &Path, provider: &str) -> Result<Option<Cached>, String>
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(format!(
-                "cannot read {}: {e} (is it a symlink?)",
-                path.display()
-            ));
+            return Err(format!("cannot read {}: {e} (is it a symlink?)", path.display()));
         }
     };
-    let stat = file
-        .metadata()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let stat = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !stat.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
@@ -128,10 +123,8 @@ pub(crate) fn read(dir: &Path, provider: &str) -> Result<Option<Cached>, String>
             path.display()
         )
     };
-    let newline = bytes
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| bad("no metadata line".into()))?;
+    let newline =
+        bytes.iter().position(|b| *b == b'\n').ok_or_else(|| bad("no metadata line".into()))?;
     let (line, rest) = bytes.split_at(newline);
     let content = rest.get(1..).unwrap_or_default();
     let meta: Meta = serde_json::from_slice(line).map_err(|e| bad(format!("metadata: {e}")))?;
@@ -168,11 +161,7 @@ pub(crate) fn write(dir: &Path, meta: &Meta, content: &[u8]) -> Result<(), Strin
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
         .map_err(|_| "cannot draw a random temporary name".to_string())?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let temp = dir.join(format!(
-        ".{}.ranges.{}-{nonce}.tmp",
-        meta.provider,
-        std::process::id()
-    ));
+    let temp = dir.join(format!(".{}.ranges.{}-{nonce}.tmp", meta.provider, std::process::id()));
     let mut line = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
     line.push(b'\n');
     let written = (|| -> std::io::Result<()> {
@@ -306,10 +295,7 @@ mod tests {
     fn a_list_that_does_not_match_its_checksum_is_refused() {
         let dir = std::env::temp_dir().join(format!("trueip-cache-unit-{}", std::process::id()));
         let content = b"173.245.48.0/20\n2400:cb00::/32".to_vec();
-        let meta = Meta {
-            ipv6: 1,
-            ..meta_for(&content, 0)
-        };
+        let meta = Meta { ipv6: 1, ..meta_for(&content, 0) };
         write(&dir, &meta, &content).unwrap();
         let back = read(&dir, "cloudflare").unwrap().unwrap();
         assert_eq!((back.meta, back.edition.counts()), (meta.clone(), (1, 1)));
@@ -371,23 +357,12 @@ mod tests {
         write(&dir, &meta, &content).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let err = read(&dir, "cloudflare").unwrap_err();
-        assert!(
-            err.contains("writable by others") && err.contains("chmod go-w"),
-            "{err}"
-        );
-        assert!(
-            write(&dir, &meta, &content)
-                .unwrap_err()
-                .contains("writable by others")
-        );
+        assert!(err.contains("writable by others") && err.contains("chmod go-w"), "{err}");
+        assert!(write(&dir, &meta, &content).unwrap_err().contains("writable by others"));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         // So is a cache file others may write.
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(
-            read(&dir, "cloudflare")
-                .unwrap_err()
-                .contains("writable by others")
-        );
+        assert!(read(&dir, "cloudflare").unwrap_err().contains("writable by others"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -57,9 +57,7 @@ async fn follow(
     bounds: Bounds,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<Vec<u8>, String> {
-    let mut uri: Uri = url
-        .parse()
-        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let mut uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     for _ in 0..=MAX_REDIRECTS {
         let target = Target::of(&uri)?;
         let answer = match target.tls {
@@ -91,9 +89,7 @@ async fn follow(
             }
         }
     }
-    Err(format!(
-        "{url}: more than {MAX_REDIRECTS} redirects (a redirect loop?)"
-    ))
+    Err(format!("{url}: more than {MAX_REDIRECTS} redirects (a redirect loop?)"))
 }
 
 /// Where a URL connects to.
@@ -124,9 +120,7 @@ impl Target {
                 false
             }
             _ => {
-                return Err(format!(
-                    "{uri}: only https:// URLs (or a file path) are read"
-                ));
+                return Err(format!("{uri}: only https:// URLs (or a file path) are read"));
             }
         };
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -142,9 +136,8 @@ impl Target {
 
 /// A redirect's target, relative to the URL that answered.
 fn redirect(from: &Uri, location: &str) -> Result<Uri, String> {
-    let to: Uri = location
-        .parse()
-        .map_err(|e| format!("{from}: invalid redirect {location:?}: {e}"))?;
+    let to: Uri =
+        location.parse().map_err(|e| format!("{from}: invalid redirect {location:?}: {e}"))?;
     if to.scheme().is_some() {
         return Ok(to);
     }
@@ -180,18 +173,12 @@ where
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let request = Request::get(path)
         .header(header::HOST, host)
-        .header(
-            header::USER_AGENT,
-            concat!("trueip/", env!("CARGO_PKG_VERSION")),
-        )
+        .header(header::USER_AGENT, concat!("trueip/", env!("CARGO_PKG_VERSION")))
         .header(header::ACCEPT, "*/*")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("{uri}: {e}"))?;
     let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{uri}: {e}"))?;
+        let response = sender.send_request(request).await.map_err(|e| format!("{uri}: {e}"))?;
         let status = response.status();
         if status.is_redirection() {
             let location = response
@@ -239,17 +226,12 @@ where
 }
 
 fn too_large(uri: &Uri, bounds: Bounds) -> String {
-    format!(
-        "{uri}: larger than {} bytes, far past any provider's list",
-        bounds.max_bytes
-    )
+    format!("{uri}: larger than {} bytes, far past any provider's list", bounds.max_bytes)
 }
 
 /// The TLS client: ring, the Mozilla roots (a download is rare: built for each).
 fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -268,17 +250,8 @@ mod tests {
         let of = |url: &str| Target::of(&url.parse::<Uri>().unwrap());
         assert!(!of("http://127.0.0.1:8080/x").unwrap().tls);
         assert!(!of("http://[::1]/x").unwrap().tls);
-        assert_eq!(
-            of("https://ip-ranges.amazonaws.com/ip-ranges.json")
-                .unwrap()
-                .port,
-            443
-        );
-        for refused in [
-            "http://192.0.2.1/x",
-            "http://localhost/x",
-            "ftp://127.0.0.1/x",
-        ] {
+        assert_eq!(of("https://ip-ranges.amazonaws.com/ip-ranges.json").unwrap().port, 443);
+        for refused in ["http://192.0.2.1/x", "http://localhost/x", "ftp://127.0.0.1/x"] {
             assert!(of(refused).is_err(), "{refused}");
         }
     }
@@ -286,14 +259,9 @@ mod tests {
     #[test]
     fn redirects_resolve_against_the_url_that_answered() {
         let from: Uri = "https://example.com/a/b?x=1".parse().unwrap();
+        assert_eq!(redirect(&from, "/c").unwrap().to_string(), "https://example.com/c");
         assert_eq!(
-            redirect(&from, "/c").unwrap().to_string(),
-            "https://example.com/c"
-        );
-        assert_eq!(
-            redirect(&from, "https://mirror.example/d")
-                .unwrap()
-                .to_string(),
+            redirect(&from, "https://mirror.example/d").unwrap().to_string(),
             "https://mirror.example/d"
         );
         assert!(redirect(&from, "not a uri at all").is_err());

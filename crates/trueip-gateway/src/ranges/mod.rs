@@ -33,44 +33,26 @@ pub(crate) struct Provider {
 /// Every provider with a list. `gcp-lb` has none: its Google Front End ranges are fixed
 /// and built in (they are not in Google's `cloud.json`, which lists customer ranges).
 pub(crate) const PROVIDERS: [Provider; 4] = [
-    Provider {
-        name: "cloudfront",
-        sources: &["https://ip-ranges.amazonaws.com/ip-ranges.json"],
-    },
+    Provider { name: "cloudfront", sources: &["https://ip-ranges.amazonaws.com/ip-ranges.json"] },
     Provider {
         name: "cloudflare",
-        sources: &[
-            "https://www.cloudflare.com/ips-v4",
-            "https://www.cloudflare.com/ips-v6",
-        ],
+        sources: &["https://www.cloudflare.com/ips-v4", "https://www.cloudflare.com/ips-v6"],
     },
-    Provider {
-        name: "fastly",
-        sources: &["https://api.fastly.com/public-ip-list"],
-    },
-    Provider {
-        name: "azure-front-door",
-        sources: &[],
-    },
+    Provider { name: "fastly", sources: &["https://api.fastly.com/public-ip-list"] },
+    Provider { name: "azure-front-door", sources: &[] },
 ];
 
 /// The provider named `name`, or an error listing them.
 pub(crate) fn provider(name: &str) -> Result<Provider, String> {
     let wanted = name.trim().to_ascii_lowercase();
-    PROVIDERS
-        .into_iter()
-        .find(|p| p.name == wanted)
-        .ok_or_else(|| {
-            let hint = if wanted == "gcp-lb" {
-                " (gcp-lb's ranges are built in: nothing to fetch)"
-            } else {
-                ""
-            };
-            format!(
-                "unknown provider {name:?}{hint}: use {}",
-                PROVIDERS.map(|p| p.name).join(", ")
-            )
-        })
+    PROVIDERS.into_iter().find(|p| p.name == wanted).ok_or_else(|| {
+        let hint = if wanted == "gcp-lb" {
+            " (gcp-lb's ranges are built in: nothing to fetch)"
+        } else {
+            ""
+        };
+        format!("unknown provider {name:?}{hint}: use {}", PROVIDERS.map(|p| p.name).join(", "))
+    })
 }
 
 /// A new edition may hold between half and twice the cached one's prefixes; beyond
@@ -106,12 +88,7 @@ pub(crate) struct RangesSettings {
 
 impl Default for RangesSettings {
     fn default() -> Self {
-        RangesSettings {
-            dir: None,
-            refresh: None,
-            timeout: DEFAULT_TIMEOUT,
-            from: BTreeMap::new(),
-        }
+        RangesSettings { dir: None, refresh: None, timeout: DEFAULT_TIMEOUT, from: BTreeMap::new() }
     }
 }
 
@@ -155,7 +132,7 @@ impl RangesSettings {
         }
         if self.timeout.is_zero() || self.timeout > crate::duration::MAX_TIMEOUT {
             return Err(
-                ConfigError::new("ranges.timeout must be between 1ms and 24h").at("ranges.timeout"),
+                ConfigError::new("ranges.timeout must be between 1ms and 24h").at("ranges.timeout")
             );
         }
         Ok(())
@@ -175,8 +152,7 @@ impl RangesSettings {
             };
             for source in list.iter_mut().filter(|s| !is_url(s)) {
                 text_in_dir_of(dir_of_file, source).map_err(|e| {
-                    e.hint("write the file's absolute path")
-                        .at(format!("ranges.from.{name}"))
+                    e.hint("write the file's absolute path").at(format!("ranges.from.{name}"))
                 })?;
             }
         }
@@ -185,19 +161,14 @@ impl RangesSettings {
 
     /// The cache directory these settings name, `flag` (`--ranges-dir`) first.
     pub(crate) fn dir(&self, flag: Option<&Path>) -> PathBuf {
-        flag.map(Path::to_path_buf)
-            .or_else(|| self.dir.clone())
-            .unwrap_or_else(default_dir)
+        flag.map(Path::to_path_buf).or_else(|| self.dir.clone()).unwrap_or_else(default_dir)
     }
 
     /// Where `provider`'s list comes from: `--from` values for it, else the config's,
     /// else the official URLs.
     pub(crate) fn sources(&self, provider: Provider, flags: &[(String, String)]) -> Vec<String> {
-        let from_flags: Vec<String> = flags
-            .iter()
-            .filter(|(p, _)| p == provider.name)
-            .map(|(_, s)| s.clone())
-            .collect();
+        let from_flags: Vec<String> =
+            flags.iter().filter(|(p, _)| p == provider.name).map(|(_, s)| s.clone()).collect();
         if !from_flags.is_empty() {
             return from_flags;
         }
@@ -247,18 +218,14 @@ pub(crate) struct Loaded {
 /// Loads from `dir` every list `config` reads that no file supplies. A missing list is
 /// an error that gives the exact command fetching it.
 pub(crate) fn load_for(config: &ClientIpConfig, dir: &Path) -> Result<Loaded, ConfigError> {
-    let mut loaded = Loaded {
-        dir: dir.to_path_buf(),
-        ..Loaded::default()
-    };
+    let mut loaded = Loaded { dir: dir.to_path_buf(), ..Loaded::default() };
     for name in config.cached_providers() {
         let cached = cache::read(dir, name)
             .map_err(|e| ConfigError::new(e).at(format!("provider {name}")))?
             .ok_or_else(|| missing(name, dir))?;
-        loaded.sets.insert(
-            name.to_string(),
-            TrustSet::from_cidrs(cached.edition.cidrs.iter().copied()),
-        );
+        loaded
+            .sets
+            .insert(name.to_string(), TrustSet::from_cidrs(cached.edition.cidrs.iter().copied()));
         loaded.metas.push(cached.meta);
     }
     Ok(loaded)
@@ -325,15 +292,8 @@ pub(crate) async fn update(
             read_file(source)?
         };
         trueip::providers::edition(name, &bytes).map_err(|e| {
-            let html = bytes
-                .iter()
-                .find(|b| !b.is_ascii_whitespace())
-                .is_some_and(|b| *b == b'<');
-            let why = if html {
-                " (it is HTML: an error or login page, not the list)"
-            } else {
-                ""
-            };
+            let html = bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'<');
+            let why = if html { " (it is HTML: an error or login page, not the list)" } else { "" };
             format!("{name}: {source}: {e}{why}")
         })?;
         source_metas.push(SourceMeta {
@@ -346,10 +306,7 @@ pub(crate) async fn update(
     let content = match parts.as_slice() {
         [one] => one.clone(),
         many => {
-            if many
-                .iter()
-                .any(|p| p.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
-            {
+            if many.iter().any(|p| p.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')) {
                 return Err(format!(
                     "{name}: a JSON list comes from one source; only one-CIDR-a-line lists merge"
                 ));
@@ -385,12 +342,7 @@ pub(crate) async fn update(
     tokio::task::spawn_blocking(move || cache::write(&dir, &written, &content))
         .await
         .map_err(|e| format!("{name}: the writer failed: {e}"))??;
-    Ok(Updated {
-        meta,
-        added,
-        removed,
-        changed,
-    })
+    Ok(Updated { meta, added, removed, changed })
 }
 
 /// The checks a new edition must pass against the cached one.
@@ -483,9 +435,7 @@ mod tests {
     use trueip::providers::Edition;
 
     fn cidrs(n: usize) -> Vec<Cidr> {
-        (0..n)
-            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
-            .collect()
+        (0..n).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap()).collect()
     }
 
     fn cached(n: usize, token: Option<u64>) -> Cached {
@@ -509,11 +459,7 @@ mod tests {
     }
 
     fn new(n: usize, token: Option<u64>) -> Edition {
-        Edition {
-            cidrs: cidrs(n),
-            token,
-            published: None,
-        }
+        Edition { cidrs: cidrs(n), token, published: None }
     }
 
     #[test]
@@ -567,23 +513,13 @@ mod tests {
         let mut settings = RangesSettings::default();
         let cf = provider("cloudflare").unwrap();
         assert_eq!(settings.sources(cf, &[]).len(), 2);
-        settings
-            .from
-            .insert("cloudflare".into(), Sources::One("mirror".into()));
+        settings.from.insert("cloudflare".into(), Sources::One("mirror".into()));
         assert_eq!(settings.sources(cf, &[]), ["mirror"]);
         let flags = [("cloudflare".to_string(), "flag".to_string())];
         assert_eq!(settings.sources(cf, &flags), ["flag"]);
         assert!(provider("gcp-lb").unwrap_err().contains("built in"));
         assert!(provider("akamai").is_err());
-        settings
-            .from
-            .insert("akamai".into(), Sources::One("x".into()));
-        assert!(
-            settings
-                .check()
-                .unwrap_err()
-                .to_string()
-                .contains("ranges.from.akamai")
-        );
+        settings.from.insert("akamai".into(), Sources::One("x".into()));
+        assert!(settings.check().unwrap_err().to_string().contains("ranges.from.akamai"));
     }
 }

@@ -145,11 +145,6 @@ impl Failure {
                 Blame::Client(ClientErrorKind::HostNotAllowed),
             ),
         };
-        Answer {
-            status,
-            code,
-            message,
-            blame,
-        }
+        Answer { status, code, message, blame }
     }
 }

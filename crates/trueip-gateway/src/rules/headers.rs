@@ -271,10 +271,7 @@ impl OwnValues<'_> {
     /// of that name is replaced.
     pub(crate) fn sets(&self, name: &str) -> bool {
         self.lengths & length_bit(name) != 0
-            && self
-                .values
-                .iter()
-                .any(|(f, _)| is_lower_name(name, f.as_str()))
+            && self.values.iter().any(|(f, _)| is_lower_name(name, f.as_str()))
     }
 
     /// The bytes of a value as they go upstream: `None` for [`Own::Remove`], and for a
@@ -307,9 +304,7 @@ pub(crate) struct Kept<'a, H: ?Sized> {
 
 impl<H: Headers + ?Sized> Headers for Kept<'_, H> {
     fn for_each_value<'b>(&'b self, name: &FieldName, f: impl FnMut(&'b [u8])) {
-        let fate = self
-            .hygiene
-            .request_fate(name.as_str(), self.hop, self.named);
+        let fate = self.hygiene.request_fate(name.as_str(), self.hop, self.named);
         if fate == Fate::Keep {
             self.headers.for_each_value(name, f);
         }
@@ -325,18 +320,12 @@ impl Hygiene {
             .iter()
             .chain(&settings.origin_secret)
             .chain([&settings.signing.header])
-            .fold(
-                ForwardingSet::default().without(&settings.kept),
-                |set, name| set.with(name.clone()),
-            )
+            .fold(ForwardingSet::default().without(&settings.kept), |set, name| {
+                set.with(name.clone())
+            })
             .relaying(&settings.relayed);
-        let signature = managed
-            .position(settings.signing.header.as_str())
-            .unwrap_or_default();
-        let secret = settings
-            .origin_secret
-            .as_ref()
-            .and_then(|s| managed.position(s.as_str()));
+        let signature = managed.position(settings.signing.header.as_str()).unwrap_or_default();
+        let secret = settings.origin_secret.as_ref().and_then(|s| managed.position(s.as_str()));
         Hygiene {
             special_lengths: managed
                 .names()
@@ -427,14 +416,8 @@ impl Hygiene {
         if allowed.is_empty() {
             return true;
         }
-        let own = facts
-            .host
-            .is_some_and(|h| host_allowed(allowed, h.as_bytes()));
-        own && facts
-            .origin
-            .host
-            .as_deref()
-            .is_none_or(|h| host_allowed(allowed, h.as_bytes()))
+        let own = facts.host.is_some_and(|h| host_allowed(allowed, h.as_bytes()));
+        own && facts.origin.host.as_deref().is_none_or(|h| host_allowed(allowed, h.as_bytes()))
     }
 
     /// The origin secret header, if one is configured.
@@ -496,11 +479,7 @@ impl Hygiene {
             // Through a trusted hop; `Connection` may not name a client-IP header.
             return Fate::Keep;
         }
-        if is_hop_by_hop(name)
-            || named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-        {
+        if is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name.as_bytes())) {
             Fate::Drop
         } else {
             Fate::Keep
@@ -542,10 +521,7 @@ impl Hygiene {
         let mut merge: Vec<HeaderName> = Vec::new();
         {
             let named = self.connection_named(
-                headers
-                    .get_all(header::CONNECTION)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
+                headers.get_all(header::CONNECTION).iter().map(HeaderValue::as_bytes),
             );
             // `iter` yields each name's lines together: a line whose name is the line
             // before's is a second line of it, found without a lookup per name.
@@ -737,15 +713,8 @@ impl Hygiene {
             trueip::provenance::sign(key, &claim, &facts.request_line(), &mut out);
             values.push((s.signing.header.clone(), Own::Range(at..out.len())));
         }
-        let lengths = values
-            .iter()
-            .fold(0, |bits, (f, _)| bits | length_bit(f.as_str()));
-        OwnValues {
-            buf_valid: valid_value(out.as_bytes()),
-            buf: out,
-            values,
-            lengths,
-        }
+        let lengths = values.iter().fold(0, |bits, (f, _)| bits | length_bit(f.as_str()));
+        OwnValues { buf_valid: valid_value(out.as_bytes()), buf: out, values, lengths }
     }
 }
 
@@ -769,9 +738,7 @@ pub(crate) fn valid_value(v: &[u8]) -> bool {
 
 /// The rule itself, a byte at a time.
 fn valid_bytes(v: &[u8]) -> bool {
-    v.iter().fold(true, |ok, &b| {
-        ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
-    })
+    v.iter().fold(true, |ok, &b| ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t')))
 }
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -813,10 +780,7 @@ pub(crate) fn set_own(headers: &mut HeaderMap, own: OwnValues<'_>) {
 /// Whether an upstream response line named `name` goes to the client: not hop-by-hop,
 /// and not named by the response's `Connection` lines (`named`).
 pub(crate) fn response_keeps(name: &str, named: &[&[u8]]) -> bool {
-    !is_hop_by_hop(name)
-        && !named
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+    !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// The tokens of one `Connection` line, in order, each trimmed (an empty one names
@@ -857,9 +821,7 @@ pub(crate) fn add_content_length(
         // Digits only, checked above: past `u64` is the one way left to fail.
         let n = value
             .iter()
-            .try_fold(0u64, |n, &d| {
-                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-            })
+            .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
             .ok_or(BadLength)?;
         if length.is_some_and(|l| l != n) {
             return Err(BadLength);
@@ -945,11 +907,7 @@ pub(crate) fn response(headers: &mut HeaderMap) {
             .iter()
             .flat_map(|line| connection_tokens(line.as_bytes()))
             .collect();
-        headers
-            .keys()
-            .filter(|name| !response_keeps(name.as_str(), &named))
-            .cloned()
-            .collect()
+        headers.keys().filter(|name| !response_keeps(name.as_str(), &named)).cloned().collect()
     };
     for name in gone {
         headers.remove(name);
@@ -966,11 +924,7 @@ struct Chain {
 impl Chain {
     /// An empty chain; `filler` only fills the unused slots.
     fn new(filler: Peer) -> Self {
-        Chain {
-            few: [filler; 8],
-            len: 0,
-            more: Vec::new(),
-        }
+        Chain { few: [filler; 8], len: 0, more: Vec::new() }
     }
 
     fn push(&mut self, node: Peer) {
@@ -983,11 +937,7 @@ impl Chain {
 
     /// The nodes, left to right.
     fn iter(&self) -> impl Iterator<Item = Peer> + '_ {
-        self.few
-            .iter()
-            .take(self.len)
-            .chain(self.more.iter())
-            .copied()
+        self.few.iter().take(self.len).chain(self.more.iter()).copied()
     }
 }
 
@@ -1062,9 +1012,7 @@ struct Addrs {
 
 impl Addrs {
     fn new() -> Self {
-        Addrs {
-            written: [const { 0..0 }; 8],
-        }
+        Addrs { written: [const { 0..0 }; 8] }
     }
 
     /// Writes `ip`, chain node `i`'s address, as [`write_ip`] does.
@@ -1182,10 +1130,7 @@ pub(crate) fn host_allowed(allowed: &[HostPattern], host: &[u8]) -> bool {
             Some((v6, _)) => format!("[{}]", v6.to_ascii_lowercase()),
             None => return false,
         },
-        None => host
-            .rsplit_once(':')
-            .map_or(host, |(name, _)| name)
-            .to_ascii_lowercase(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name).to_ascii_lowercase(),
     };
     let name = name.trim_end_matches('.');
     allowed.iter().any(|p| match p {
@@ -1264,11 +1209,8 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     if values.next().is_none() || values.next().is_none() {
         return;
     }
-    let joined: Vec<&[u8]> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .map(HeaderValue::as_bytes)
-        .collect();
+    let joined: Vec<&[u8]> =
+        headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
     if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
         headers.insert(header::COOKIE, v);
     }
@@ -1287,15 +1229,7 @@ mod tests {
             assert!(is_hop_by_hop(name), "{name}");
             assert!(is_hop_by_hop(&name.to_ascii_uppercase()), "{name}");
         }
-        for name in [
-            "",
-            "t",
-            "tee",
-            "connectio",
-            "x-connection",
-            "date",
-            "content-length",
-        ] {
+        for name in ["", "t", "tee", "connectio", "x-connection", "date", "content-length"] {
             assert!(!is_hop_by_hop(name), "{name}");
         }
         assert!(!is_hop_by_hop(&"a".repeat(80)));
@@ -1320,9 +1254,7 @@ mod tests {
     #[test]
     fn content_length_lines_name_one_length_or_none() {
         let read = |lines: &[&str]| {
-            lines.iter().try_fold(None, |so_far, line| {
-                add_content_length(so_far, line.as_bytes())
-            })
+            lines.iter().try_fold(None, |so_far, line| add_content_length(so_far, line.as_bytes()))
         };
         for (lines, want) in [
             (&[][..], Ok(None)),
@@ -1359,17 +1291,11 @@ mod tests {
             }
             // Beside a coding: checked all the same, then none is left.
             let mut coded = map.clone();
-            coded.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
+            coded.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
             let coded_got = one_content_length(&mut coded);
             assert_eq!(coded_got.is_ok(), want.is_some(), "{lines:?} chunked");
             if want.is_some() {
-                assert!(
-                    !coded.contains_key(header::CONTENT_LENGTH),
-                    "{lines:?} chunked"
-                );
+                assert!(!coded.contains_key(header::CONTENT_LENGTH), "{lines:?} chunked");
             }
             let got = one_content_length(&mut map);
             let left: Vec<&str> = map
@@ -1388,11 +1314,9 @@ mod tests {
     #[test]
     fn valid_values_are_what_header_value_accepts() {
         for b in 0..=u8::MAX {
-            for value in [
-                vec![b],
-                vec![b'a', b, b'z'],
-                [b'x'; 40].iter().chain([&b]).copied().collect(),
-            ] {
+            for value in
+                [vec![b], vec![b'a', b, b'z'], [b'x'; 40].iter().chain([&b]).copied().collect()]
+            {
                 assert_eq!(
                     valid_value(&value),
                     HeaderValue::from_bytes(&value).is_ok(),
@@ -1470,10 +1394,7 @@ mod tests {
         assert_eq!(own.bytes(&Own::Static("https")), Some(&b"https"[..]));
         assert_eq!(own.bytes(&Own::Static("a\tb\u{7f}")), None);
         assert_eq!(own.bytes(&Own::Static("a\tb")), Some(&b"a\tb"[..]));
-        assert_eq!(
-            own.bytes(&Own::Received(&received)),
-            Some(&b"app.example"[..])
-        );
+        assert_eq!(own.bytes(&Own::Received(&received)), Some(&b"app.example"[..]));
         assert_eq!(own.bytes(&Own::Remove), None);
     }
 
@@ -1527,15 +1448,7 @@ mod tests {
         };
         let facts = Facts {
             time: Some(1_765_020_000),
-            ..Facts::new(
-                policy,
-                &r,
-                &headers,
-                "http",
-                host.as_ref(),
-                Some(8080),
-                request,
-            )
+            ..Facts::new(policy, &r, &headers, "http", host.as_ref(), Some(8080), request)
         };
         let stripped = Hygiene::new(s).request(&mut headers, &facts);
         (headers, stripped)
@@ -1550,22 +1463,13 @@ mod tests {
             let upper = name.to_ascii_uppercase();
             assert_eq!(h.managed_index_ignore_case(&upper), Some(i), "{upper}");
         }
-        for other in [
-            "accept-encoding",
-            "x-forwarded-fox",
-            "X-FORWARDED-FO\\",
-            "",
-            "x",
-        ] {
+        for other in ["accept-encoding", "x-forwarded-fox", "X-FORWARDED-FO\\", "", "x"] {
             assert_eq!(h.managed_index_ignore_case(other), None, "{other}");
         }
     }
 
-    const REQUEST: trueip::provenance::RequestLine<'static> = trueip::provenance::RequestLine {
-        method: "GET",
-        host: "app.example",
-        target: "/a?b=c",
-    };
+    const REQUEST: trueip::provenance::RequestLine<'static> =
+        trueip::provenance::RequestLine { method: "GET", host: "app.example", target: "/a?b=c" };
 
     fn signing(header: &str) -> crate::config::Signing {
         crate::config::Signing {
@@ -1610,9 +1514,7 @@ mod tests {
                 continue;
             }
             assert_eq!(lines.len(), 1, "{peer}: {lines:?}");
-            let claim = verifier
-                .verify_at(Some(lines[0].as_bytes()), &REQUEST, at)
-                .unwrap();
+            let claim = verifier.verify_at(Some(lines[0].as_bytes()), &REQUEST, at).unwrap();
             assert_eq!(claim.client.ip.to_string(), want_ip, "{peer}");
             assert_eq!(claim.hops, want_hops, "{peer}");
         }
@@ -1660,19 +1562,11 @@ mod tests {
         );
         assert_eq!(one(&h, "x-real-ip"), "203.0.113.7");
         assert_eq!(one(&h, "x-forwarded-for"), "203.0.113.7");
-        assert_eq!(
-            one(&h, "forwarded"),
-            "for=203.0.113.7;proto=http;host=app.example"
-        );
+        assert_eq!(one(&h, "forwarded"), "for=203.0.113.7;proto=http;host=app.example");
         assert_eq!(one(&h, "x-forwarded-proto"), "http");
         assert_eq!(one(&h, "x-forwarded-port"), "8080");
         assert_eq!(one(&h, "x-forwarded-host"), "app.example");
-        for gone in [
-            "x_forwarded_for",
-            "x_real_ip",
-            "true-client-ip",
-            "x-custom-ip",
-        ] {
+        for gone in ["x_forwarded_for", "x_real_ip", "true-client-ip", "x-custom-ip"] {
             assert!(h.get(gone).is_none(), "{gone} survived");
         }
         assert_eq!(one(&h, "user-agent"), "curl");
@@ -1684,10 +1578,7 @@ mod tests {
         let (h, _) = run(
             &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
-            &[
-                ("X_Forwarded_For", "6.6.6.6"),
-                ("X-Forwarded-For", "198.51.100.9"),
-            ],
+            &[("X_Forwarded_For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.9")],
             settings(),
         );
         assert!(h.get("x_forwarded_for").is_none());
@@ -1715,10 +1606,7 @@ mod tests {
         assert_eq!(one(&h, "x-forwarded-for"), "198.51.100.9, 10.0.0.5");
         assert_eq!(one(&h, "host"), "app.example");
         assert!(h.get("forwarded").is_some());
-        assert!(
-            h.get("x-secret-thing").is_none(),
-            "named hop-by-hop header stays removed"
-        );
+        assert!(h.get("x-secret-thing").is_none(), "named hop-by-hop header stays removed");
         assert!(h.get("connection").is_none() && h.get("keep-alive").is_none());
     }
 
@@ -1735,24 +1623,15 @@ mod tests {
             ],
             settings(),
         );
-        assert_eq!(
-            one(&h, "x-forwarded-for"),
-            "198.51.100.9, 10.1.1.1, 10.0.0.5"
-        );
-        assert_eq!(
-            one(&h, "forwarded"),
-            "for=198.51.100.9;proto=http, for=10.1.1.1, for=10.0.0.5"
-        );
+        assert_eq!(one(&h, "x-forwarded-for"), "198.51.100.9, 10.1.1.1, 10.0.0.5");
+        assert_eq!(one(&h, "forwarded"), "for=198.51.100.9;proto=http, for=10.1.1.1, for=10.0.0.5");
         // The policy reads X-Forwarded-For only: a trusted hop's CF-Connecting-IP may be
         // the client's, relayed.
         assert!(h.get("cf-connecting-ip").is_none());
         let (h, stripped) = run(
             &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
-            &[
-                ("CF-Connecting-IP", "1.1.1.1"),
-                ("CF-Connecting-IP", "2.2.2.2"),
-            ],
+            &[("CF-Connecting-IP", "1.1.1.1"), ("CF-Connecting-IP", "2.2.2.2")],
             HeaderSettings {
                 relayed: vec![FieldName::new("cf-connecting-ip").unwrap()],
                 ..settings()
@@ -1798,12 +1677,8 @@ mod tests {
                 let (sent, peer) = chain.split_at(hops + 1);
                 let xff: Vec<String> = sent.iter().map(ToString::to_string).collect();
                 let peer = SocketAddr::new(peer[0], 1).to_string();
-                let (h, _) = run(
-                    &policy,
-                    &peer,
-                    &[("X-Forwarded-For", &xff.join(", "))],
-                    settings(),
-                );
+                let (h, _) =
+                    run(&policy, &peer, &[("X-Forwarded-For", &xff.join(", "))], settings());
                 let case = format!("{hops} hops, mix {mix}");
                 let listed: Vec<String> = chain.iter().map(ToString::to_string).collect();
                 assert_eq!(one(&h, "x-real-ip"), listed[0], "{case}");
@@ -1833,10 +1708,8 @@ mod tests {
         s.x_forwarded_for = ListMode::Append;
         s.forwarded = ListMode::Append;
         // As the config's check relays them: `append` extends what trusted hops sent.
-        s.relayed = vec![
-            trueip::headers::names::X_FORWARDED_FOR,
-            trueip::headers::names::FORWARDED,
-        ];
+        s.relayed =
+            vec![trueip::headers::names::X_FORWARDED_FOR, trueip::headers::names::FORWARDED];
         let (h, _) = run(
             &crate::test_support::trusting_ten(),
             "10.0.0.5:1",
@@ -1848,14 +1721,8 @@ mod tests {
             ],
             s.clone(),
         );
-        assert_eq!(
-            one(&h, "x-forwarded-for"),
-            "6.6.6.6, 198.51.100.9, 10.0.0.5"
-        );
-        assert_eq!(
-            one(&h, "forwarded"),
-            "for=198.51.100.9, for=10.0.0.5;proto=http;host=h"
-        );
+        assert_eq!(one(&h, "x-forwarded-for"), "6.6.6.6, 198.51.100.9, 10.0.0.5");
+        assert_eq!(one(&h, "forwarded"), "for=198.51.100.9, for=10.0.0.5;proto=http;host=h");
         let (h, _) = run(
             &crate::test_support::trusting_ten(),
             "192.0.2.1:1",
@@ -1921,10 +1788,7 @@ mod tests {
             )],
             settings(),
         );
-        assert_eq!(
-            one(&h, "x-forwarded-for"),
-            "2001:db8::1, 10.2.2.2, 10.0.0.5"
-        );
+        assert_eq!(one(&h, "x-forwarded-for"), "2001:db8::1, 10.2.2.2, 10.0.0.5");
         assert_eq!(one(&h, "x-forwarded-proto"), "https");
         assert_eq!(one(&h, "x-forwarded-host"), "a.example");
     }
@@ -1932,42 +1796,21 @@ mod tests {
     #[test]
     fn only_a_websocket_upgrade_is_forwarded() {
         use http::{Method, Version};
-        let ws = header_map(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "WebSocket"),
-        ]);
-        assert_eq!(
-            upgrade_to_forward(&Method::GET, Version::HTTP_11, &ws),
-            Some(WEBSOCKET)
-        );
-        assert_eq!(
-            upgrade_to_forward(&Method::POST, Version::HTTP_11, &ws),
-            None
-        );
-        assert_eq!(
-            upgrade_to_forward(&Method::GET, Version::HTTP_10, &ws),
-            None
-        );
+        let ws = header_map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")]);
+        assert_eq!(upgrade_to_forward(&Method::GET, Version::HTTP_11, &ws), Some(WEBSOCKET));
+        assert_eq!(upgrade_to_forward(&Method::POST, Version::HTTP_11, &ws), None);
+        assert_eq!(upgrade_to_forward(&Method::GET, Version::HTTP_10, &ws), None);
         let h2c = header_map(&[
             ("connection", "Upgrade, HTTP2-Settings"),
             ("upgrade", "h2c"),
             ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
         ]);
-        assert_eq!(
-            upgrade_to_forward(&Method::GET, Version::HTTP_11, &h2c),
-            None
-        );
+        assert_eq!(upgrade_to_forward(&Method::GET, Version::HTTP_11, &h2c), None);
         let unasked = header_map(&[("upgrade", "websocket")]);
-        assert_eq!(
-            upgrade_to_forward(&Method::GET, Version::HTTP_11, &unasked),
-            None
-        );
+        assert_eq!(upgrade_to_forward(&Method::GET, Version::HTTP_11, &unasked), None);
         // Offered among others: only websocket is forwarded.
         let both = header_map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
-        assert_eq!(
-            upgrade_to_forward(&Method::GET, Version::HTTP_11, &both),
-            Some(WEBSOCKET)
-        );
+        assert_eq!(upgrade_to_forward(&Method::GET, Version::HTTP_11, &both), Some(WEBSOCKET));
     }
 
     #[test]
@@ -1992,11 +1835,7 @@ mod tests {
             [&b"close, X-Internal, X-Real-IP, x_forwarded_for, Host"[..]].into_iter(),
         );
         assert_eq!(named, [&b"close"[..], b"X-Internal"]);
-        let policy = Policy::builder()
-            .trust_str("10.0.0.0/8")
-            .unwrap()
-            .build()
-            .unwrap();
+        let policy = Policy::builder().trust_str("10.0.0.0/8").unwrap().build().unwrap();
         // From a trusted hop, a client address the policy does not read is dropped (not
         // counted as a forgery); a claim about the request passes.
         for (name, trusted, untrusted) in [
@@ -2017,21 +1856,13 @@ mod tests {
             assert_eq!(
                 h.request_fate(
                     name,
-                    Hop::Trusted {
-                        policy: &policy,
-                        decided: Some(0),
-                        unkept: None,
-                    },
+                    Hop::Trusted { policy: &policy, decided: Some(0), unkept: None },
                     &named
                 ),
                 trusted,
                 "{name} trusted"
             );
-            assert_eq!(
-                h.request_fate(name, Hop::Untrusted, &named),
-                untrusted,
-                "{name}"
-            );
+            assert_eq!(h.request_fate(name, Hop::Untrusted, &named), untrusted, "{name}");
         }
         assert!(response_keeps("content-type", &named));
         assert!(!response_keeps("X-Internal", &named));

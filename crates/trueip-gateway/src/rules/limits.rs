@@ -37,16 +37,10 @@ pub(crate) fn header_lines(headers: &HeaderMap, uri: &Uri) -> Lines {
         })
     } else {
         let cookies = headers.get_all(header::COOKIE).iter().count();
-        (
-            cookies,
-            headers.get_all(header::HOST).iter().take(2).count(),
-        )
+        (cookies, headers.get_all(header::HOST).iter().take(2).count())
     };
     let host = usize::from(uri.authority().is_some() && hosts == 0);
-    Lines {
-        count: headers.len() - cookies + cookies.min(1) + host,
-        several_hosts: hosts > 1,
-    }
+    Lines { count: headers.len() - cookies + cookies.min(1) + host, several_hosts: hosts > 1 }
 }
 
 /// Up to this many lines, [`header_lines`] compares names instead of looking them up.
@@ -60,13 +54,9 @@ mod tests {
     #[test]
     fn lines_count_as_http1_carries_them() {
         let mut h = HeaderMap::new();
-        for (n, v) in [
-            ("x-a", "1"),
-            ("x-a", "2"),
-            ("cookie", "a=1"),
-            ("cookie", "b=2"),
-            ("cookie", "c=3"),
-        ] {
+        for (n, v) in
+            [("x-a", "1"), ("x-a", "2"), ("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]
+        {
             h.append(n, HeaderValue::from_static(v));
         }
         let origin: Uri = "/path".parse().unwrap();

@@ -155,26 +155,17 @@ const STOOD_IN: [Warnings; 5] = [
 /// own those paths (whoami mode, the admin listener). [`route`] serves `/forgeries` on
 /// the admin listener only.
 fn admin_endpoint(path: &str, prefix: &str, bare: bool) -> Option<Admin> {
-    let rest = match (!prefix.is_empty())
-        .then(|| path.strip_prefix(prefix))
-        .flatten()
-    {
+    let rest = match (!prefix.is_empty()).then(|| path.strip_prefix(prefix)).flatten() {
         Some(rest) => rest,
         None if bare => path,
         None => return None,
     };
-    ENDPOINTS
-        .iter()
-        .find(|(name, _)| *name == rest)
-        .map(|&(_, which)| which)
+    ENDPOINTS.iter().find(|(name, _)| *name == rest).map(|&(_, which)| which)
 }
 
 /// Each admin endpoint's path, under the prefix or bare.
-const ENDPOINTS: [(&str, Admin); 3] = [
-    ("/healthz", Admin::Health),
-    ("/metrics", Admin::Metrics),
-    ("/forgeries", Admin::Forgeries),
-];
+const ENDPOINTS: [(&str, Admin); 3] =
+    [("/healthz", Admin::Health), ("/metrics", Admin::Metrics), ("/forgeries", Admin::Forgeries)];
 
 /// The paths [`admin_endpoint`] answers `which` at on an HTTP listener whose requests
 /// go to the upstream or not (whoami mode: `serves_upstream` false), for the start-up
@@ -226,26 +217,14 @@ mod tests {
 
     #[test]
     fn admin_paths() {
-        assert_eq!(
-            admin_endpoint("/.trueip/healthz", "/.trueip", false),
-            Some(Admin::Health)
-        );
-        assert_eq!(
-            admin_endpoint("/.trueip/metrics", "/.trueip", false),
-            Some(Admin::Metrics)
-        );
+        assert_eq!(admin_endpoint("/.trueip/healthz", "/.trueip", false), Some(Admin::Health));
+        assert_eq!(admin_endpoint("/.trueip/metrics", "/.trueip", false), Some(Admin::Metrics));
         assert_eq!(admin_endpoint("/healthz", "/.trueip", false), None);
-        assert_eq!(
-            admin_endpoint("/healthz", "/.trueip", true),
-            Some(Admin::Health)
-        );
+        assert_eq!(admin_endpoint("/healthz", "/.trueip", true), Some(Admin::Health));
         assert_eq!(admin_endpoint("/metrics", "", true), Some(Admin::Metrics));
         assert_eq!(admin_endpoint("/.trueip/healthz", "", false), None);
         assert_eq!(admin_endpoint("/.trueip/other", "/.trueip", true), None);
-        assert_eq!(
-            admin_endpoint("/.trueip/forgeries", "/.trueip", false),
-            Some(Admin::Forgeries)
-        );
+        assert_eq!(admin_endpoint("/.trueip/forgeries", "/.trueip", false), Some(Admin::Forgeries));
     }
 
     /// The route of a request for `path` from `peer` carrying `headers`, decided under
@@ -261,23 +240,13 @@ mod tests {
         let peer: std::net::IpAddr = peer.parse().unwrap();
         let policy = &settings.policy;
         route(path, lines, settings, serves, headers, || {
-            (
-                policy,
-                policy.resolve(&trueip::Connection::from_peer(peer), headers),
-            )
+            (policy, policy.resolve(&trueip::Connection::from_peer(peer), headers))
         })
     }
 
     /// The route of a request for `path` that must be routed without deciding it.
     fn unasked(path: &str, lines: Lines, settings: &Settings, serves: Serves) -> Route {
-        route(
-            path,
-            lines,
-            settings,
-            serves,
-            &[] as &[(&str, &str)],
-            || unreachable!(),
-        )
+        route(path, lines, settings, serves, &[] as &[(&str, &str)], || unreachable!())
     }
 
     fn settings(toml: &str) -> Settings {
@@ -319,26 +288,12 @@ mod tests {
         let behind = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]");
         let through = |client: &str| {
             let headers = [("x-forwarded-for", client)];
-            asked(
-                "/.trueip/metrics",
-                ONE,
-                &behind,
-                Serves::Upstream,
-                "10.0.0.2",
-                &headers,
-            )
+            asked("/.trueip/metrics", ONE, &behind, Serves::Upstream, "10.0.0.2", &headers)
         };
         assert_eq!(through("203.0.113.9"), Route::Forward);
         assert_eq!(through("192.168.7.7"), metrics);
         assert_eq!(
-            asked(
-                "/.trueip/metrics",
-                ONE,
-                &behind,
-                Serves::Upstream,
-                "10.0.0.2",
-                &[]
-            ),
+            asked("/.trueip/metrics", ONE, &behind, Serves::Upstream, "10.0.0.2", &[]),
             metrics,
             "the trusted hop's own request"
         );
@@ -346,14 +301,7 @@ mod tests {
         assert_eq!(unasked("/metrics", ONE, &plain, Serves::Admin), metrics);
         let open = settings("[admin]\nmetrics_to_anyone = true");
         assert_eq!(
-            asked(
-                "/.trueip/metrics",
-                ONE,
-                &open,
-                Serves::Upstream,
-                "203.0.113.9",
-                &[]
-            ),
+            asked("/.trueip/metrics", ONE, &open, Serves::Upstream, "203.0.113.9", &[]),
             metrics
         );
     }
@@ -382,22 +330,12 @@ mod tests {
                 // A claim about the request passes a trusted hop: it names no client.
                 let vouched = trusted_hop && name == "X-Forwarded-Proto";
                 let headers = [(name, value)];
-                let routed = asked(
-                    "/.trueip/metrics",
-                    ONE,
-                    settings,
-                    Serves::Upstream,
-                    peer,
-                    &headers,
-                );
+                let routed =
+                    asked("/.trueip/metrics", ONE, settings, Serves::Upstream, peer, &headers);
                 // Through a trusted hop a client-IP header the decision did not read
                 // names someone else too: the trusted nginx relays a stranger in
                 // `X-Real-IP`, and the decision, reading no `X-Forwarded-For`, is the hop.
-                let want = if vouched {
-                    Route::Admin(Admin::Metrics)
-                } else {
-                    Route::Forward
-                };
+                let want = if vouched { Route::Admin(Admin::Metrics) } else { Route::Forward };
                 assert_eq!(routed, want, "{name} from {peer}");
             }
         }
@@ -417,26 +355,11 @@ mod tests {
         let walk = settings("[client_ip]\ntrusted = [\"10.0.0.0/8\"]");
         let from = |settings: &Settings, xff: &str| {
             let headers = [("x-forwarded-for", xff)];
-            asked(
-                "/.trueip/metrics",
-                ONE,
-                settings,
-                Serves::Upstream,
-                "10.0.0.2",
-                &headers,
-            )
+            asked("/.trueip/metrics", ONE, settings, Serves::Upstream, "10.0.0.2", &headers)
         };
         assert_eq!(from(&hops, "203.0.113.9"), Route::Forward, "fewer hops");
-        assert_eq!(
-            from(&walk, "203.0.113.9, unknown"),
-            Route::Forward,
-            "opaque"
-        );
-        assert_eq!(
-            from(&walk, "203.0.113.9, 10.0.0.3:x"),
-            Route::Forward,
-            "malformed"
-        );
+        assert_eq!(from(&walk, "203.0.113.9, unknown"), Route::Forward, "opaque");
+        assert_eq!(from(&walk, "203.0.113.9, 10.0.0.3:x"), Route::Forward, "malformed");
         // The answers that name a client still get them.
         assert_eq!(from(&hops, "192.168.1.9, 10.0.0.3"), metrics);
         assert_eq!(from(&walk, "203.0.113.9, 192.168.1.9"), metrics);
@@ -450,14 +373,9 @@ mod tests {
             let headers = trueip::headers::WithQuery::new(none, args.as_bytes());
             let conn =
                 trueip::Connection::from_peer("10.0.0.2".parse::<std::net::IpAddr>().unwrap());
-            route(
-                "/.trueip/metrics",
-                ONE,
-                &query,
-                Serves::Upstream,
-                &headers,
-                || (policy, policy.resolve(&conn, &headers)),
-            )
+            route("/.trueip/metrics", ONE, &query, Serves::Upstream, &headers, || {
+                (policy, policy.resolve(&conn, &headers))
+            })
         };
         assert_eq!(
             asking("/.trueip/metrics?client=10.0.0.9&client=203.0.113.9"),
@@ -468,18 +386,12 @@ mod tests {
     }
 
     /// One header line, one `Host`.
-    const ONE: Lines = Lines {
-        count: 1,
-        several_hosts: false,
-    };
+    const ONE: Lines = Lines { count: 1, several_hosts: false };
 
     #[test]
     fn several_hosts_are_refused_before_any_page_or_the_upstream() {
         let settings = crate::config::Settings::from_text("", &mut |_| Err(String::new())).unwrap();
-        let two = Lines {
-            count: 2,
-            several_hosts: true,
-        };
+        let two = Lines { count: 2, several_hosts: true };
         for serves in [Serves::Admin, Serves::Whoami, Serves::Upstream] {
             for path in ["/", "/.trueip/healthz"] {
                 assert_eq!(
@@ -488,10 +400,7 @@ mod tests {
                 );
             }
         }
-        let over = Lines {
-            count: settings.limits.max_headers + 1,
-            several_hosts: true,
-        };
+        let over = Lines { count: settings.limits.max_headers + 1, several_hosts: true };
         assert_eq!(
             asked("/", over, &settings, Serves::Upstream, "127.0.0.1", &[]),
             Route::TooManyHeaders
@@ -509,47 +418,19 @@ mod tests {
             );
         }
         assert_eq!(
-            asked(
-                "/.trueip/forgeries",
-                ONE,
-                &settings,
-                Serves::Whoami,
-                "127.0.0.1",
-                &[]
-            ),
+            asked("/.trueip/forgeries", ONE, &settings, Serves::Whoami, "127.0.0.1", &[]),
             Route::Whoami
         );
         assert_eq!(
-            asked(
-                "/forgeries",
-                ONE,
-                &settings,
-                Serves::Whoami,
-                "127.0.0.1",
-                &[]
-            ),
+            asked("/forgeries", ONE, &settings, Serves::Whoami, "127.0.0.1", &[]),
             Route::Whoami
         );
         assert_eq!(
-            asked(
-                "/.trueip/forgeries",
-                ONE,
-                &settings,
-                Serves::Upstream,
-                "127.0.0.1",
-                &[]
-            ),
+            asked("/.trueip/forgeries", ONE, &settings, Serves::Upstream, "127.0.0.1", &[]),
             Route::Forward
         );
         assert_eq!(
-            asked(
-                "/.trueip/metrics",
-                ONE,
-                &settings,
-                Serves::Upstream,
-                "127.0.0.1",
-                &[]
-            ),
+            asked("/.trueip/metrics", ONE, &settings, Serves::Upstream, "127.0.0.1", &[]),
             Route::Admin(Admin::Metrics)
         );
     }

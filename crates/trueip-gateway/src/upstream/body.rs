@@ -80,22 +80,13 @@ pub(crate) struct Timed<B> {
 impl<B> Timed<B> {
     /// Wraps `inner`, a body the upstream sends.
     pub(crate) fn new(inner: B, timeout: Duration) -> Self {
-        Timed {
-            inner,
-            timeout,
-            sender: Sender::Upstream,
-            waiting_since: None,
-            sleep: None,
-        }
+        Timed { inner, timeout, sender: Sender::Upstream, waiting_since: None, sleep: None }
     }
 
     /// Wraps `inner`, a body the client sends: its errors (broken framing, a stall)
     /// are [`ClientBody`] errors.
     pub(crate) fn from_client(inner: B, timeout: Duration) -> Self {
-        Timed {
-            sender: Sender::Client,
-            ..Timed::new(inner, timeout)
-        }
+        Timed { sender: Sender::Client, ..Timed::new(inner, timeout) }
     }
 
     fn failed(&self, e: BoxError) -> BoxError {
@@ -138,13 +129,9 @@ where
                 Poll::Pending => break,
             }
         }
-        let since = *this
-            .waiting_since
-            .get_or_insert_with(tokio::time::Instant::now);
+        let since = *this.waiting_since.get_or_insert_with(tokio::time::Instant::now);
         let deadline = crate::clock::deadline(since, this.timeout);
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         loop {
             ready!(sleep.as_mut().poll(cx));
             if tokio::time::Instant::now() >= deadline {
@@ -207,9 +194,7 @@ mod tests {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
         let mut timed = Timed::from_client(Chan(rx), Duration::from_secs(10));
         let err = timed.frame().await.unwrap().unwrap_err();
-        let body = err
-            .downcast_ref::<ClientBody>()
-            .expect("a client body error");
+        let body = err.downcast_ref::<ClientBody>().expect("a client body error");
         assert!(body.stalled(), "{body}");
     }
 }

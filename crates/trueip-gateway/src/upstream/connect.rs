@@ -149,9 +149,8 @@ pub(crate) struct Connector {
 
 /// Connects to a TCP `host:port` within `timeout`, with `TCP_NODELAY`.
 pub(crate) async fn connect_tcp(authority: &str, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(authority))
-        .await
-        .map_err(|_| {
+    let stream =
+        tokio::time::timeout(timeout, TcpStream::connect(authority)).await.map_err(|_| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("connecting to {authority} took longer than {timeout:?}"),
@@ -177,11 +176,7 @@ impl Connector {
             }
             (UpstreamTarget::Unix(p), _) => Target::Unix(Arc::new(p.clone())),
         };
-        Connector {
-            target,
-            timeout,
-            proxy,
-        }
+        Connector { target, timeout, proxy }
     }
 
     /// Opens a connection for the pool key `key`: with PROXY headers, the key names the
@@ -270,11 +265,7 @@ pub(crate) fn pool_key(
     client: SocketAddr,
     destination: SocketAddr,
 ) -> Result<Authority, http::uri::InvalidUri> {
-    Authority::try_from(format!(
-        "{}.{}.proxy.invalid",
-        hex_addr(client),
-        hex_addr(destination)
-    ))
+    Authority::try_from(format!("{}.{}.proxy.invalid", hex_addr(client), hex_addr(destination)))
 }
 
 fn decode_key(host: &str) -> Option<(SocketAddr, SocketAddr)> {

@@ -86,11 +86,7 @@ impl Delivery {
     /// What a bare exchange that wrote the request knows of it: `heard` is whether any
     /// byte of a response came before the connection failed.
     pub(crate) fn written(heard: bool) -> Self {
-        if heard {
-            Delivery::Answered
-        } else {
-            Delivery::MaybeSent
-        }
+        if heard { Delivery::Answered } else { Delivery::MaybeSent }
     }
 }
 
@@ -166,9 +162,7 @@ impl Upstream {
                 settings.connect_timeout,
                 settings.proxy_protocol,
             ),
-            workers: (0..workers.max(1))
-                .map(|_| Arc::new(Pool::worker()))
-                .collect(),
+            workers: (0..workers.max(1)).map(|_| Arc::new(Pool::worker())).collect(),
             limits: Limits {
                 budget: Budget::new(settings.pool_max_idle_total),
                 max_idle: settings.pool_max_idle,
@@ -221,10 +215,7 @@ impl Upstream {
         // More workers than pools only after a reload changed `limits.workers`, which
         // applies at the next start: those share the first pool.
         let workers = &self.workers;
-        workers
-            .get(pool::worker())
-            .or_else(|| workers.first())
-            .unwrap_or_else(|| private.pool())
+        workers.get(pool::worker()).or_else(|| workers.first()).unwrap_or_else(|| private.pool())
     }
 
     /// An idle bare connection for `key`, alive and, as of `now` (a clock reading the
@@ -252,8 +243,7 @@ impl Upstream {
         now: Instant,
     ) {
         conn.reused = true;
-        self.pool(private)
-            .put(key, Conn::Raw(conn), &self.limits, now);
+        self.pool(private).put(key, Conn::Raw(conn), &self.limits, now);
     }
 
     /// Where a bare connection for `key` goes back once its response is done.
@@ -268,20 +258,12 @@ impl Upstream {
 
     /// Opens a bare connection for `key` (with the PROXY header it implies).
     pub(crate) async fn connect_raw(&self, key: &Authority) -> io::Result<RawConn> {
-        Ok(RawConn {
-            io: self.connector.connect(key).await?,
-            buf: InBuf::new(4096),
-            reused: false,
-        })
+        Ok(RawConn { io: self.connector.connect(key).await?, buf: InBuf::new(4096), reused: false })
     }
 
     /// Opens a hyper connection for `key` and starts its task.
     async fn connect(&self, key: &Authority) -> Result<Sender, SendError> {
-        let io = self
-            .connector
-            .connect(key)
-            .await
-            .map_err(SendError::Connect)?;
+        let io = self.connector.connect(key).await.map_err(SendError::Connect)?;
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
@@ -297,11 +279,7 @@ impl Upstream {
     /// Opens an HTTP/2 connection for `key` (prior knowledge in the clear, ALPN `h2`
     /// over TLS) and starts its task.
     async fn connect_h2(&self, key: &Authority) -> Result<Sender2, SendError> {
-        let io = self
-            .connector
-            .connect(key)
-            .await
-            .map_err(SendError::Connect)?;
+        let io = self.connector.connect(key).await.map_err(SendError::Connect)?;
         let (tx, conn) =
             hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -401,12 +379,7 @@ impl Upstream {
                 Some(tx) => tx,
                 None => self.connect_h2(&key).await?,
             };
-            pool.put(
-                key.clone(),
-                Conn::H2(tx.clone()),
-                &self.limits,
-                Instant::now(),
-            );
+            pool.put(key.clone(), Conn::H2(tx.clone()), &self.limits, Instant::now());
             match tx.try_send_request(req).await {
                 Ok(resp) => {
                     let pooled = Pooled {

@@ -33,10 +33,7 @@ pub(crate) struct Budget {
 
 impl Budget {
     pub(crate) fn new(max: usize) -> Arc<Budget> {
-        Arc::new(Budget {
-            idle: AtomicUsize::new(0),
-            max,
-        })
+        Arc::new(Budget { idle: AtomicUsize::new(0), max })
     }
 
     /// A ticket for one more idle connection, unless the budget is spent.
@@ -147,19 +144,12 @@ fn same_key(a: &Authority, b: &Authority) -> bool {
 impl Pool {
     /// A worker's pool: a task closes its expired connections.
     pub(crate) fn worker() -> Self {
-        Pool {
-            idle: Mutex::new(VecDeque::new()),
-            reaped: true,
-            reaping: AtomicBool::new(false),
-        }
+        Pool { idle: Mutex::new(VecDeque::new()), reaped: true, reaping: AtomicBool::new(false) }
     }
 
     /// A client connection's pool.
     fn client() -> Self {
-        Pool {
-            reaped: false,
-            ..Pool::worker()
-        }
+        Pool { reaped: false, ..Pool::worker() }
     }
 
     /// The most recently idle connection for `key` that `usable` accepts, alive and idle
@@ -190,11 +180,7 @@ impl Pool {
             let gone = stale(e);
             let found = !gone && same_key(&e.key, key) && usable(&e.conn);
             if gone || found {
-                let e = if i + 1 == idle.len() {
-                    idle.pop_back()
-                } else {
-                    idle.remove(i)
-                };
+                let e = if i + 1 == idle.len() { idle.pop_back() } else { idle.remove(i) };
                 if found {
                     return e.map(|e| e.conn);
                 }
@@ -218,12 +204,7 @@ impl Pool {
             let Some(ticket) = limits.budget.ticket() else {
                 return;
             };
-            idle.push_back(Entry {
-                key,
-                conn,
-                since: now,
-                ticket,
-            });
+            idle.push_back(Entry { key, conn, since: now, ticket });
         }
         if self.reaped && !self.reaping.swap(true, Relaxed) {
             tokio::spawn(reap(Arc::downgrade(self), limits.idle_timeout));
@@ -260,12 +241,7 @@ impl Pooled {
     pub(crate) fn keep_raw(&self, mut conn: RawConn) {
         conn.reused = true;
         if let Some(pool) = self.pool.upgrade() {
-            pool.put(
-                self.key.clone(),
-                Conn::Raw(conn),
-                &self.limits,
-                Instant::now(),
-            );
+            pool.put(self.key.clone(), Conn::Raw(conn), &self.limits, Instant::now());
         }
     }
 }

@@ -108,11 +108,7 @@ pub(crate) struct Tokens<'r> {
 
 impl<'r> Tokens<'r> {
     fn new() -> Self {
-        Tokens {
-            few: [&[]; 4],
-            len: 0,
-            more: Vec::new(),
-        }
+        Tokens { few: [&[]; 4], len: 0, more: Vec::new() }
     }
 
     fn push(&mut self, token: &'r [u8]) {
@@ -132,11 +128,7 @@ impl<'r> Tokens<'r> {
 
     /// The tokens, in order.
     pub(crate) fn as_slice(&self) -> &[&'r [u8]] {
-        if self.more.is_empty() {
-            self.few.get(..self.len).unwrap_or_default()
-        } else {
-            &self.more
-        }
+        if self.more.is_empty() { self.few.get(..self.len).unwrap_or_default() } else { &self.more }
     }
 }
 
@@ -151,11 +143,8 @@ pub(crate) fn framing<'r>(
 ) -> Result<Head<'r>, Failed> {
     let code = resp.code.unwrap_or(0);
     if code == 101 {
-        let answered = resp
-            .headers
-            .iter()
-            .find(|h| is_lower_name(h.name, "upgrade"))
-            .map(|h| h.value);
+        let answered =
+            resp.headers.iter().find(|h| is_lower_name(h.name, "upgrade")).map(|h| h.value);
         if !may_tunnel(None, answered) {
             return Err(Failed::Unasked);
         }
@@ -184,16 +173,8 @@ pub(crate) fn framing<'r>(
     let framing = match (no_body, te, length) {
         (true, ..) => Framing::None,
         (false, Some(te), _) => {
-            let last = te
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
-            if last.eq_ignore_ascii_case(b"chunked") {
-                Framing::Chunked
-            } else {
-                Framing::Close
-            }
+            let last = te.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            if last.eq_ignore_ascii_case(b"chunked") { Framing::Chunked } else { Framing::Close }
         }
         (false, None, Some(n)) => Framing::Length(n),
         (false, None, None) => Framing::Close,
@@ -250,11 +231,7 @@ pub(crate) fn parse_head<T>(
 /// The size of a chunk from its size line (without the line end): hex digits, perhaps
 /// followed by extensions, which are ignored.
 pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
-    let size = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
+    let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
     if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
@@ -279,10 +256,9 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
         {
             continue;
         }
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
-        ) else {
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        else {
             return Err(Failed::Protocol("invalid response header"));
         };
         headers.append(name, value);
@@ -299,12 +275,7 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
         }
         Framing::None | Framing::Chunked | Framing::Close => {}
     }
-    Ok(Answer {
-        status: head.status,
-        headers,
-        framing: head.framing,
-        reusable: head.reusable,
-    })
+    Ok(Answer { status: head.status, headers, framing: head.framing, reusable: head.reusable })
 }
 
 /// Reads a response head on `conn`, skipping interim responses. `heard` is set once any
@@ -419,9 +390,7 @@ impl Upstream {
                 // Boxed: a connection (TCP, perhaps TLS) is set up rarely, and inline its
                 // future would make this one, and every future holding it, over 1 KiB
                 // larger, copied whole at each step of every exchange.
-                None => Box::pin(self.connect_raw(&key))
-                    .await
-                    .map_err(Failed::Connect)?,
+                None => Box::pin(self.connect_raw(&key)).await.map_err(Failed::Connect)?,
             };
             let again = may_resend(method, conn.reused, Delivery::MaybeSent, resent);
             if conn.io.write_all(head).await.is_err() {
@@ -726,10 +695,8 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
                 .collect();
-            let want: Vec<(String, Vec<u8>)> = want
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), obs(v)))
-                .collect();
+            let want: Vec<(String, Vec<u8>)> =
+                want.iter().map(|(n, v)| ((*n).to_owned(), obs(v))).collect();
             assert_eq!(got, want, "{lines}");
         }
     }
@@ -776,17 +743,12 @@ mod tests {
             head.extend_from_slice(b"X-Other: 1\r\nContent-Length: 0\r\n\r\n");
             let mut slots = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut slots);
-            assert!(
-                resp.parse(&head).is_ok_and(|s| s.is_complete()),
-                "{lines:?}"
-            );
+            assert!(resp.parse(&head).is_ok_and(|s| s.is_complete()), "{lines:?}");
             let framed = framing(&resp, false);
             assert!(framed.is_ok(), "{lines:?}: no framing");
             let Ok(framed) = framed else { return };
-            let hypers: Vec<&[u8]> = lines
-                .iter()
-                .flat_map(|l| connection_tokens(l.as_bytes()))
-                .collect();
+            let hypers: Vec<&[u8]> =
+                lines.iter().flat_map(|l| connection_tokens(l.as_bytes())).collect();
             assert_eq!(framed.named.as_slice(), hypers.as_slice(), "{lines:?}");
         }
     }
@@ -798,10 +760,6 @@ mod tests {
         assert_eq!(chunk_size(b"0"), Some(0));
         assert_eq!(chunk_size(b""), None);
         assert_eq!(chunk_size(b"-1"), None);
-        assert_eq!(
-            chunk_size(b"1000000000000000"),
-            None,
-            "16 digits: past u64 safety"
-        );
+        assert_eq!(chunk_size(b"1000000000000000"), None, "16 digits: past u64 safety");
     }
 }

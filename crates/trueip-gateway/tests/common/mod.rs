@@ -58,10 +58,7 @@ pub fn forged_headers() -> Vec<(String, String)> {
     [
         ("X-Forwarded-For", format!("{FORGED_XFF}, {NGINX_SOURCE}")),
         ("X-Real-IP", FORGED_REAL_IP.to_string()),
-        (
-            "Forwarded",
-            format!("for={FORGED_FORWARDED_IP};proto=https"),
-        ),
+        ("Forwarded", format!("for={FORGED_FORWARDED_IP};proto=https")),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_string(), v))
@@ -112,10 +109,7 @@ pub fn serve_check_in(dir: &Path, toml: &str) -> std::process::Output {
 
 /// A fresh, empty `target/test-output/<name>/` for one test's configs, logs and screenshots.
 pub fn test_dir(name: &str) -> PathBuf {
-    let root = profile_dir()
-        .parent()
-        .map(|t| t.join("test-output"))
-        .expect("target dir");
+    let root = profile_dir().parent().map(|t| t.join("test-output")).expect("target dir");
     let dir = root.join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create test output dir");
@@ -125,15 +119,11 @@ pub fn test_dir(name: &str) -> PathBuf {
 /// An external program the test needs, or `None` (with a notice) when it is missing and
 /// `TRUEIP_SKIP_EXTERNAL=1`. Without that variable a missing program fails the test.
 pub fn external(program: &str, package: &str) -> Option<PathBuf> {
-    let candidates = [
-        PathBuf::from("/usr/sbin").join(program),
-        PathBuf::from("/usr/bin").join(program),
-    ];
+    let candidates =
+        [PathBuf::from("/usr/sbin").join(program), PathBuf::from("/usr/bin").join(program)];
     let found = candidates.into_iter().find(|p| p.is_file()).or_else(|| {
         std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
+            std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
         })
     });
     if found.is_some() {
@@ -197,11 +187,7 @@ pub fn wait_for_port(addr: SocketAddr, proc: &mut Proc) {
             return;
         }
         if let Some(status) = proc.exited() {
-            panic!(
-                "{} exited ({status}) before listening on {addr}:\n{}",
-                proc.name,
-                proc.log()
-            );
+            panic!("{} exited ({status}) before listening on {addr}:\n{}", proc.name, proc.log());
         }
         assert!(
             Instant::now() < deadline,
@@ -235,12 +221,7 @@ impl Proc {
             .stderr(File::create(&err).expect("create stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            out,
-            err,
-        }
+        Proc { name: name.to_string(), child, out, err }
     }
 
     pub fn pid(&self) -> u32 {
@@ -256,10 +237,7 @@ impl Proc {
     pub fn log(&self) -> String {
         let out = fs::read_to_string(&self.out).unwrap_or_default();
         let err = fs::read_to_string(&self.err).unwrap_or_default();
-        format!(
-            "--- {} stdout ---\n{out}--- {} stderr ---\n{err}",
-            self.name, self.name
-        )
+        format!("--- {} stdout ---\n{out}--- {} stderr ---\n{err}", self.name, self.name)
     }
 
     /// Sends a signal by name (`HUP`, `TERM`, ...) with the shell's `kill` builtin: std has no
@@ -356,21 +334,11 @@ pub struct Req {
 
 impl Req {
     pub fn get(path: &str) -> Req {
-        Req {
-            method: "GET".into(),
-            path: path.into(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Req { method: "GET".into(), path: path.into(), headers: Vec::new(), body: Vec::new() }
     }
 
     pub fn post(path: &str, body: Vec<u8>) -> Req {
-        Req {
-            method: "POST".into(),
-            path: path.into(),
-            headers: Vec::new(),
-            body,
-        }
+        Req { method: "POST".into(), path: path.into(), headers: Vec::new(), body }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Req {
@@ -423,8 +391,7 @@ impl Req {
 
     /// Sends and expects a response, with context in the panic message.
     pub fn must_send(&self, addr: SocketAddr) -> Response {
-        self.send(addr)
-            .unwrap_or_else(|e| panic!("{} {} to {addr}: {e}", self.method, self.path))
+        self.send(addr).unwrap_or_else(|e| panic!("{} {} to {addr}: {e}", self.method, self.path))
     }
 }
 
@@ -487,10 +454,7 @@ fn read_head<R: BufRead>(r: &mut R) -> io::Result<Option<Head>> {
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// Reads a body framed by `Transfer-Encoding: chunked` or `Content-Length`; `None` if neither.
@@ -530,9 +494,7 @@ fn read_framed_body<R: BufRead>(
         return Err(bad("too many chunks"));
     }
     if let Some(len) = header_value(headers, "content-length") {
-        let len: u64 = len
-            .parse()
-            .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
+        let len: u64 = len.parse().map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
         if len > MAX_BODY {
             return Err(bad("body over 64 MiB"));
         }
@@ -546,10 +508,7 @@ fn read_framed_body<R: BufRead>(
 /// Reads one response; a body with no framing runs to EOF.
 pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<Response> {
     let (status_line, headers) = read_head(r)?.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed before a response",
-        )
+        io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response")
     })?;
     let status: u16 = status_line
         .split_whitespace()
@@ -570,11 +529,7 @@ pub fn read_response<R: BufRead>(r: &mut R, method: &str) -> io::Result<Response
             }
         }
     };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 /// What a connection did when the test stopped writing to it.
@@ -651,10 +606,7 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> Ending {
     let mut stream = connect(addr).expect("connect");
     if let Err(e) = stream.write_all(bytes) {
         // The peer may close before reading everything we meant to send.
-        if !matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-        ) {
+        if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
             panic!("write to {addr}: {e}");
         }
     }
@@ -670,12 +622,7 @@ pub fn assert_healthy(addr: SocketAddr, after: &str) {
     let resp = Req::get(HEALTHZ)
         .send(addr)
         .unwrap_or_else(|e| panic!("gateway stopped serving after {after}: GET /healthz: {e}"));
-    assert_eq!(
-        resp.status,
-        200,
-        "gateway unhealthy after {after}: {}",
-        resp.text()
-    );
+    assert_eq!(resp.status, 200, "gateway unhealthy after {after}: {}", resp.text());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,20 +631,12 @@ pub fn assert_healthy(addr: SocketAddr, after: &str) {
 /// A PROXY protocol v1 line for a TCP connection from `src` to `dst`.
 pub fn proxy_v1(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let fam = if src.is_ipv4() { "TCP4" } else { "TCP6" };
-    format!(
-        "PROXY {fam} {} {} {} {}\r\n",
-        src.ip(),
-        dst.ip(),
-        src.port(),
-        dst.port()
-    )
-    .into_bytes()
+    format!("PROXY {fam} {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port()).into_bytes()
 }
 
 /// The 12-byte PROXY protocol v2 signature.
-pub const V2_SIG: [u8; 12] = [
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-];
+pub const V2_SIG: [u8; 12] =
+    [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
 /// A PROXY protocol v2 header (PROXY command, STREAM) from `src` to `dst`, plus `tlvs` raw.
 pub fn proxy_v2(src: SocketAddr, dst: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
@@ -761,14 +700,8 @@ pub fn parse_proxy(buf: &[u8]) -> Result<(Option<(SocketAddr, SocketAddr)>, usiz
                 ))
             }
             0x21 => {
-                let a: [u8; 16] = body
-                    .get(0..16)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or("v6")?;
-                let b: [u8; 16] = body
-                    .get(16..32)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or("v6")?;
+                let a: [u8; 16] = body.get(0..16).and_then(|s| s.try_into().ok()).ok_or("v6")?;
+                let b: [u8; 16] = body.get(16..32).and_then(|s| s.try_into().ok()).ok_or("v6")?;
                 Ok((
                     Some((
                         SocketAddr::new(IpAddr::from(a), port(body, 32)?),
@@ -892,12 +825,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream {
-            addr,
-            seen,
-            stop,
-            connections,
-        }
+        Upstream { addr, seen, stop, connections }
     }
 
     pub fn url(&self) -> String {
@@ -910,9 +838,7 @@ impl Upstream {
 
     /// The last request received; panics if none.
     pub fn last(&self) -> Seen {
-        self.requests()
-            .pop()
-            .expect("the upstream received no request")
+        self.requests().pop().expect("the upstream received no request")
     }
 
     /// Waits until at least `n` requests arrived, up to `within`.
@@ -1081,11 +1007,8 @@ fn json_str(s: &str) -> String {
 }
 
 fn echo_json(s: &Seen) -> String {
-    let headers: Vec<String> = s
-        .headers
-        .iter()
-        .map(|(n, v)| format!("[{},{}]", json_str(n), json_str(v)))
-        .collect();
+    let headers: Vec<String> =
+        s.headers.iter().map(|(n, v)| format!("[{},{}]", json_str(n), json_str(v))).collect();
     format!(
         "{{\"peer\":{},\"method\":{},\"path\":{},\"headers\":[{}],\"body_len\":{}}}",
         json_str(&s.peer.to_string()),
@@ -1112,11 +1035,7 @@ pub enum Json {
 
 impl Json {
     pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-            depth: 0,
-        };
+        let mut p = JsonParser { s: text.as_bytes(), i: 0, depth: 0 };
         let v = p.value()?;
         p.ws();
         if p.i != p.s.len() {
@@ -1149,9 +1068,7 @@ impl Json {
 
     /// The string at `key`, or a panic naming the key and the document.
     pub fn str_at(&self, key: &str) -> &str {
-        self.get(key)
-            .as_str()
-            .unwrap_or_else(|| panic!("JSON has no string {key:?}: {self:?}"))
+        self.get(key).as_str().unwrap_or_else(|| panic!("JSON has no string {key:?}: {self:?}"))
     }
 }
 
@@ -1246,10 +1163,7 @@ impl JsonParser<'_> {
             }
             _ => {
                 let start = self.i;
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
+                while matches!(self.peek(), Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
                     self.i += 1;
                 }
                 std::str::from_utf8(self.s.get(start..self.i).unwrap_or_default())
@@ -1326,14 +1240,8 @@ impl Gateway {
     /// A gateway behind the tests' proxies: it trusts [`PROXIES_CIDR`] and walks
     /// X-Forwarded-For from the right, forwarding to `upstream` (the whoami page if `None`).
     pub fn behind_proxies(dir: &Path, addr: SocketAddr, upstream: Option<&str>) -> Gateway {
-        let mut args = vec![
-            "--trust",
-            PROXIES_CIDR,
-            "--strategy",
-            "rightmost-untrusted",
-            "--from",
-            "xff",
-        ];
+        let mut args =
+            vec!["--trust", PROXIES_CIDR, "--strategy", "rightmost-untrusted", "--from", "xff"];
         if let Some(url) = upstream {
             args.splice(0..0, ["--upstream", url]);
         }
@@ -1348,10 +1256,7 @@ impl Gateway {
         also_listen: &[SocketAddr],
     ) -> Gateway {
         let mut cmd = Command::new(trueip_bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(args);
+        cmd.arg("serve").arg("--listen").arg(addr.to_string()).args(args);
         cmd.env("RUST_BACKTRACE", "1");
         let _ = fs::write(dir.join(format!("{name}.cmdline")), format!("{cmd:?}\n"));
         let mut proc = Proc::spawn(name, cmd, dir);
@@ -1359,11 +1264,7 @@ impl Gateway {
         for a in also_listen {
             wait_for_port(*a, &mut proc);
         }
-        Gateway {
-            proc,
-            addr,
-            dir: dir.to_path_buf(),
-        }
+        Gateway { proc, addr, dir: dir.to_path_buf() }
     }
 
     /// Starts `trueip serve --config <dir>/trueip.toml --listen <addr> <args>` with `toml`
@@ -1424,12 +1325,7 @@ impl Nginx {
         let path = dir.join("nginx.conf");
         fs::write(&path, conf).expect("write nginx.conf");
         let mut cmd = Command::new(bin);
-        cmd.arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&path)
-            .arg("-e")
-            .arg(dir.join("nginx.error.log"));
+        cmd.arg("-p").arg(dir).arg("-c").arg(&path).arg("-e").arg(dir.join("nginx.error.log"));
         let mut proc = Proc::spawn("nginx", cmd, dir);
         wait_for_port(addr, &mut proc);
         Some(Nginx { proc, addr })
@@ -1494,33 +1390,17 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
     assert_eq!(seen.one("X-Real-IP"), client, "{}", ctx("X-Real-IP"));
     let xff = seen.one("X-Forwarded-For");
     let first = xff.split(',').next().unwrap_or("").trim();
-    assert_eq!(
-        first,
-        client,
-        "{}",
-        ctx("X-Forwarded-For names the client first")
-    );
+    assert_eq!(first, client, "{}", ctx("X-Forwarded-For names the client first"));
     let fwd = seen.one("Forwarded");
     let first_for = fwd
         .split([',', ';'])
         .map(str::trim)
-        .find_map(|p| {
-            p.get(..4)
-                .filter(|k| k.eq_ignore_ascii_case("for="))
-                .and(p.get(4..))
-        })
+        .find_map(|p| p.get(..4).filter(|k| k.eq_ignore_ascii_case("for=")).and(p.get(4..)))
         .unwrap_or("")
         .trim_matches('"');
-    let first_for = first_for
-        .strip_prefix('[')
-        .and_then(|s| s.split(']').next())
-        .unwrap_or(first_for);
-    assert_eq!(
-        first_for,
-        client,
-        "{}",
-        ctx("Forwarded for= names the client first")
-    );
+    let first_for =
+        first_for.strip_prefix('[').and_then(|s| s.split(']').next()).unwrap_or(first_for);
+    assert_eq!(first_for, client, "{}", ctx("Forwarded for= names the client first"));
     seen.one("X-Forwarded-Proto");
     for forged in FORGED_IPS {
         for (n, v) in &seen.headers {
@@ -1537,10 +1417,7 @@ pub fn assert_clean_forwarding(seen: &Seen, client: &str, context: &str) {
 /// `dir`: (exit code, stderr).
 pub fn serve_check(dir: &str, toml: &str) -> (Option<i32>, String) {
     let out = serve_check_in(&test_dir(dir), toml);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A scripted upstream on loopback: each of the first `limit` connections goes to `each`
@@ -1597,9 +1474,7 @@ pub fn h2_response(
 ) -> Result<H2Response, String> {
     block_on(async move {
         let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (client, conn) = h2::client::handshake(tcp).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let mut client = client.ready().await.map_err(|e| e.to_string())?;
         let mut req = http::Request::builder().method(method).uri(uri);
@@ -1648,11 +1523,7 @@ pub fn h2_response(
 /// (inside `std::thread::spawn`) its server.
 #[allow(clippy::unwrap_used, reason = "a test fails loudly")]
 pub fn block_on<F: std::future::Future>(task: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(task)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(task)
 }
 
 /// `http://{authority}{path}`, with `path` as given (no check that it starts with `/`).

@@ -21,11 +21,7 @@ pub struct Pki {
 
 pub fn openssl(dir: &Path, args: &[&str]) {
     let bin = external("openssl", "openssl").expect("openssl is installed");
-    let out = Command::new(bin)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
+    let out = Command::new(bin).current_dir(dir).args(args).output().expect("run openssl");
     assert!(
         out.status.success(),
         "openssl {args:?} failed: {}",
@@ -65,12 +61,7 @@ pub fn pki(dir: &Path) -> Option<Pki> {
     ca(dir, "test-ca");
     ca(dir, "other-ca");
     let (cert, key) = leaf(dir, "leaf", "DNS:upstream.test,DNS:localhost,IP:127.0.0.1");
-    Some(Pki {
-        ca: dir.join("test-ca.pem"),
-        other_ca: dir.join("other-ca.pem"),
-        cert,
-        key,
-    })
+    Some(Pki { ca: dir.join("test-ca.pem"), other_ca: dir.join("other-ca.pem"), cert, key })
 }
 
 /// A server certificate signed by `test-ca` (made by [`pki`] in `dir`) for the
@@ -119,10 +110,7 @@ pub fn leaf(dir: &Path, name: &str, sans: &str) -> (PathBuf, PathBuf) {
             &format!("{name}.pem"),
         ],
     );
-    (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    )
+    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
 }
 
 /// What `openssl s_client -connect addr -ign_eof <args>` prints (stdout) after sending

@@ -103,10 +103,7 @@ impl ProxyProtocolListener {
         }
         ProxyProtocolListener {
             tcp,
-            rules: Arc::new(Rules {
-                senders,
-                read: ReadRules::new(Untrusted::ServeDirect),
-            }),
+            rules: Arc::new(Rules { senders, read: ReadRules::new(Untrusted::ServeDirect) }),
             pending: JoinSet::new(),
         }
     }
@@ -150,8 +147,7 @@ impl ProxyProtocolListener {
             }
             match self.tcp.poll_accept(cx) {
                 Poll::Ready(Ok((stream, peer))) => {
-                    self.pending
-                        .spawn(preamble(stream, peer, Arc::clone(&self.rules)));
+                    self.pending.spawn(preamble(stream, peer, Arc::clone(&self.rules)));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -288,10 +284,7 @@ impl fmt::Debug for ProxiedStream {
         f.debug_struct("ProxiedStream")
             .field("stream", &self.stream)
             .field("connection", &self.connection)
-            .field(
-                "replay_left",
-                &self.replay.len().saturating_sub(self.replayed),
-            )
+            .field("replay_left", &self.replay.len().saturating_sub(self.replayed))
             .finish()
     }
 }

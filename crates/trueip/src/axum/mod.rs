@@ -101,12 +101,7 @@ fn resolution(parts: &Parts) -> Result<&Resolution, MissingLayer> {
 
 #[cold]
 fn missing_layer(parts: &Parts) -> MissingLayer {
-    log::error!(
-        "{} {}: 500, {}",
-        parts.method,
-        parts.uri.path(),
-        MISSING_LAYER.trim_end()
-    );
+    log::error!("{} {}: 500, {}", parts.method, parts.uri.path(), MISSING_LAYER.trim_end());
     MissingLayer
 }
 

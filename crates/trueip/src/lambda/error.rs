@@ -88,16 +88,10 @@ impl EventError {
             EventError::Unsupported { .. } => {
                 "VPC Lattice vouches for the caller's IAM identity and source VPC (requestContext.identity), not its address: authorise by those, or put an ALB or API Gateway in front of the function"
             }
-            EventError::Missing {
-                kind: EventKind::Alb,
-                ..
-            } => {
+            EventError::Missing { kind: EventKind::Alb, .. } => {
                 "the ALB appends the address it saw to X-Forwarded-For unless the load balancer's routing.http.xff_header_processing.mode is `remove`; set it to `append` (the default)"
             }
-            EventError::Invalid {
-                kind: EventKind::Alb,
-                ..
-            } => {
+            EventError::Invalid { kind: EventKind::Alb, .. } => {
                 "the ALB appends the address it saw unless routing.http.xff_header_processing.mode is `preserve` or `remove`; set it to `append` (the default)"
             }
             EventError::Invalid { .. } if self.is_test_invoke() => {
@@ -125,21 +119,10 @@ impl fmt::Display for EventError {
                 write!(f, "{service} event, which trueip does not read: {why}")?
             }
             EventError::Missing { kind, field } => write!(f, "{kind} event without {field}")?,
-            EventError::Invalid {
-                kind,
-                field,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{kind} event: {} is {found}, not {expected}",
-                path(field)
-            )?,
-            EventError::AmbiguousHeader {
-                kind,
-                field,
-                names: (a, b),
-            } => write!(
+            EventError::Invalid { kind, field, expected, found } => {
+                write!(f, "{kind} event: {} is {found}, not {expected}", path(field))?
+            }
+            EventError::AmbiguousHeader { kind, field, names: (a, b) } => write!(
                 f,
                 "{kind} event: {field} holds one header as both {} and {}, so the order of its lines is lost",
                 quote(a),
@@ -174,9 +157,5 @@ fn path(field: &str) -> std::borrow::Cow<'_, str> {
 fn quote(text: &str) -> String {
     let mut chars = text.chars();
     let kept: String = chars.by_ref().take(QUOTE).collect();
-    if chars.next().is_some() {
-        format!("{:?}…", kept)
-    } else {
-        format!("{kept:?}")
-    }
+    if chars.next().is_some() { format!("{:?}…", kept) } else { format!("{kept:?}") }
 }

@@ -55,10 +55,7 @@ impl Lost<'_> {
     }
 
     fn or(self, other: Self) -> Self {
-        Lost {
-            slots: self.slots | other.slots,
-            first: self.first.or(other.first),
-        }
+        Lost { slots: self.slots | other.slots, first: self.first.or(other.first) }
     }
 }
 
@@ -72,10 +69,7 @@ enum Query<'e> {
     /// `queryStringParameters` (one string a name) or `multiValueQueryStringParameters`
     /// (an array of strings a name, in request order): an ALB's as sent
     /// ([`QueryForm::Encoded`], names too), a REST API's decoded.
-    Map {
-        map: &'e Map<String, Value>,
-        form: QueryForm,
-    },
+    Map { map: &'e Map<String, Value>, form: QueryForm },
     /// A payload 2.0 event's `queryStringParameters`, read only without a
     /// `rawQueryString`: decoded, the values of a repeated argument joined by commas.
     Joined(&'e Map<String, Value>),
@@ -243,9 +237,7 @@ impl<'e> Event<'e> {
     /// the REST API's decoded.
     pub fn parse(event: &'e Value) -> Result<Self, EventError> {
         let Some(object) = event.as_object() else {
-            return Err(EventError::UnknownKind {
-                why: "the event is not a JSON object",
-            });
+            return Err(EventError::UnknownKind { why: "the event is not a JSON object" });
         };
         let object = &Top::new(object);
         let Some(context) = object.request_context.and_then(Value::as_object) else {
@@ -320,22 +312,13 @@ impl<'e> Event<'e> {
             EventKind::Alb => alb_peer(&headers, headers.field())?,
             EventKind::ApiGatewayV1 => source_ip(
                 kind,
-                context
-                    .get("identity")
-                    .and_then(|identity| identity.get("sourceIp")),
+                context.get("identity").and_then(|identity| identity.get("sourceIp")),
             )?,
             EventKind::ApiGatewayV2 | EventKind::FunctionUrl => {
                 source_ip(kind, http.and_then(|http| http.get("sourceIp")))?
             }
         };
-        Ok(Event {
-            kind,
-            peer,
-            headers,
-            query,
-            cookies,
-            lost,
-        })
+        Ok(Event { kind, peer, headers, query, cookies, lost })
     }
 
     /// The kind, as told from the event's shape.
@@ -365,9 +348,7 @@ impl<'e> Event<'e> {
     pub fn resolve(&self, policy: &Policy) -> Resolution {
         let mut resolution = policy.resolve_stand_in(self.kind, &self.connection(), self);
         if self.lost.slots != 0 {
-            resolution
-                .warnings
-                .insert(crate::Warnings::UNVOUCHED_HEADER);
+            resolution.warnings.insert(crate::Warnings::UNVOUCHED_HEADER);
         }
         resolution
     }
@@ -384,9 +365,7 @@ impl<'e> Event<'e> {
     /// Decides, and records every step: first where the peer stand-in came from.
     pub fn explain(&self, policy: &Policy) -> Explanation {
         let mut explanation = Explanation::stand_in(policy, self.kind, &self.connection(), self);
-        explanation
-            .steps
-            .insert(0, stand_in_step(self.kind, self.peer));
+        explanation.steps.insert(0, stand_in_step(self.kind, self.peer));
         if let Some((field, a, b)) = self.lost.first {
             explanation.steps.insert(
                 1,
@@ -413,16 +392,12 @@ fn payload_v2_kind(context: &Map<String, Value>) -> Result<EventKind, EventError
     const FIELD: &str = "requestContext.domainName";
     match context.get("domainName") {
         Some(Value::String(domain)) => Ok(EventKind::of_payload_v2(domain)),
-        None | Some(Value::Null) => Err(EventError::Missing {
-            kind: EventKind::ApiGatewayV2,
-            field: FIELD,
-        }),
-        Some(other) => Err(EventError::invalid(
-            EventKind::ApiGatewayV2,
-            FIELD,
-            "a host name",
-            what(other),
-        )),
+        None | Some(Value::Null) => {
+            Err(EventError::Missing { kind: EventKind::ApiGatewayV2, field: FIELD })
+        }
+        Some(other) => {
+            Err(EventError::invalid(EventKind::ApiGatewayV2, FIELD, "a host name", what(other)))
+        }
     }
 }
 
@@ -483,8 +458,7 @@ fn check_strings(
     field: &'static str,
     multi: bool,
 ) -> Result<(), EventError> {
-    map.iter()
-        .try_for_each(|(name, value)| check_string(kind, field, name, value, multi))
+    map.iter().try_for_each(|(name, value)| check_string(kind, field, name, value, multi))
 }
 
 /// Checks that `field.name`'s `value` is a string (an array of strings when `multi`), as
@@ -512,11 +486,7 @@ fn check_string(
         other => Err(EventError::invalid(
             kind,
             format!("{field}.{name}"),
-            if multi {
-                "an array of strings"
-            } else {
-                "a string"
-            },
+            if multi { "an array of strings" } else { "a string" },
             what(other),
         )),
     }
@@ -528,21 +498,15 @@ fn read_cookies<'e>(object: &Top<'e>, kind: EventKind) -> Result<Option<&'e [Val
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(values)) => {
             match values.iter().enumerate().find(|(_, v)| !v.is_string()) {
-                Some((i, value)) => Err(EventError::invalid(
-                    kind,
-                    format!("cookies[{i}]"),
-                    "a string",
-                    what(value),
-                )),
+                Some((i, value)) => {
+                    Err(EventError::invalid(kind, format!("cookies[{i}]"), "a string", what(value)))
+                }
                 None => Ok(Some(values)),
             }
         }
-        Some(other) => Err(EventError::invalid(
-            kind,
-            "cookies",
-            "an array of strings",
-            what(other),
-        )),
+        Some(other) => {
+            Err(EventError::invalid(kind, "cookies", "an array of strings", what(other)))
+        }
     }
 }
 
@@ -594,10 +558,9 @@ impl<'e> Query<'e> {
     fn each(self, name: &ParamName, mut f: impl FnMut(&'e [u8])) -> QueryForm {
         let mut each = |value: &'e Value| match value {
             Value::String(value) => f(value.as_bytes()),
-            Value::Array(values) => values
-                .iter()
-                .filter_map(Value::as_str)
-                .for_each(|value| f(value.as_bytes())),
+            Value::Array(values) => {
+                values.iter().filter_map(Value::as_str).for_each(|value| f(value.as_bytes()))
+            }
             _ => {}
         };
         match self {
@@ -606,22 +569,14 @@ impl<'e> Query<'e> {
                 crate::params::query_values(raw.as_bytes(), name, &mut f);
                 QueryForm::Encoded
             }
-            Query::Map {
-                map,
-                form: QueryForm::Decoded,
-                ..
-            } => {
+            Query::Map { map, form: QueryForm::Decoded, .. } => {
                 if let Some(value) = map.get(name.as_str()) {
                     each(value);
                 }
                 QueryForm::Decoded
             }
             // Names as sent: `cl%69ent` is `client` to the app, as in a query string.
-            Query::Map {
-                map,
-                form: QueryForm::Encoded,
-                ..
-            } => {
+            Query::Map { map, form: QueryForm::Encoded, .. } => {
                 map.iter()
                     .filter(|(key, _)| crate::params::encoded_name_is(key.as_bytes(), name))
                     .for_each(|(_, value)| each(value));
@@ -691,11 +646,7 @@ fn same_spelling<'k>(keys: impl Iterator<Item = &'k String>, field: &'static str
         }
         return lost;
     }
-    let folded = |key: &str| {
-        key.bytes()
-            .map(|b| b.to_ascii_lowercase())
-            .collect::<Vec<u8>>()
-    };
+    let folded = |key: &str| key.bytes().map(|b| b.to_ascii_lowercase()).collect::<Vec<u8>>();
     keys.sort_by_cached_key(|key| folded(key));
     for window in keys.windows(2) {
         if let [a, b] = window
@@ -725,10 +676,9 @@ impl Headers for Event<'_> {
         match self.cookies {
             // lambda_http joins them with `; ` into its one `Cookie` line, in place of
             // any the headers had: read one by one, a cookie is found as in that line.
-            Some(cookies) if *name == names::COOKIE => cookies
-                .iter()
-                .filter_map(Value::as_str)
-                .for_each(|cookie| f(cookie.as_bytes())),
+            Some(cookies) if *name == names::COOKIE => {
+                cookies.iter().filter_map(Value::as_str).for_each(|cookie| f(cookie.as_bytes()))
+            }
             _ if self.lost.has(name.as_str()) => {}
             _ => self.headers.for_each_value(name, f),
         }

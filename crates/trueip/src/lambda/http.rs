@@ -80,19 +80,13 @@ fn stand_in(
 ) -> Result<(EventKind, Node), EventError> {
     let source_ip = |kind: EventKind, text: Option<&str>| match text {
         Some(text) => source_ip_text(kind, text),
-        None => Err(EventError::Missing {
-            kind,
-            field: kind.stand_in_field(),
-        }),
+        None => Err(EventError::Missing { kind, field: kind.stand_in_field() }),
     };
     match context {
         Some(RequestContext::Alb(_)) => Ok((EventKind::Alb, alb_peer(headers, "headers")?)),
         Some(RequestContext::ApiGatewayV1(context)) => {
             let kind = EventKind::ApiGatewayV1;
-            Ok((
-                kind,
-                source_ip(kind, context.identity.source_ip.as_deref())?,
-            ))
+            Ok((kind, source_ip(kind, context.identity.source_ip.as_deref())?))
         }
         Some(RequestContext::ApiGatewayV2(context)) => {
             // A Function URL event too: the same payload, told apart by its host, as
@@ -111,10 +105,7 @@ fn stand_in(
         // A WebSocket API event carries the REST API's identity.
         Some(RequestContext::WebSocket(context)) => {
             let kind = EventKind::ApiGatewayV1;
-            Ok((
-                kind,
-                source_ip(kind, context.identity.source_ip.as_deref())?,
-            ))
+            Ok((kind, source_ip(kind, context.identity.source_ip.as_deref())?))
         }
         Some(RequestContext::VpcLattice(_)) => Err(EventError::Unsupported {
             service: "VPC Lattice (payload v2)",

@@ -279,12 +279,7 @@ pub(crate) fn source_ip(kind: EventKind, value: Option<&Value>) -> Result<Node, 
     match value {
         None | Some(Value::Null) => Err(EventError::Missing { kind, field }),
         Some(Value::String(text)) => source_ip_text(kind, text),
-        Some(other) => Err(EventError::invalid(
-            kind,
-            field,
-            "an IP address",
-            event::what(other),
-        )),
+        Some(other) => Err(EventError::invalid(kind, field, "an IP address", event::what(other))),
     }
 }
 

@@ -71,12 +71,8 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 4] = [
-        Preset::Alb,
-        Preset::CloudfrontAlb,
-        Preset::ApiGateway,
-        Preset::CloudfrontApiGateway,
-    ];
+    pub const ALL: [Preset; 4] =
+        [Preset::Alb, Preset::CloudfrontAlb, Preset::ApiGateway, Preset::CloudfrontApiGateway];
 
     /// The preset's name: `alb`, `cloudfront-alb`, `api-gateway`, `cloudfront-api-gateway`.
     pub fn name(self) -> &'static str {
@@ -103,9 +99,9 @@ impl Preset {
     pub fn builder(self) -> PolicyBuilder {
         let builder = Policy::builder().lambda_preset(self.name(), self.event_kinds());
         match self {
-            Preset::Alb => builder
-                .trust(TrustSpec::Named(NamedSet::Any))
-                .strategy(StrategySpec::Hops(1)),
+            Preset::Alb => {
+                builder.trust(TrustSpec::Named(NamedSet::Any)).strategy(StrategySpec::Hops(1))
+            }
             Preset::CloudfrontAlb | Preset::CloudfrontApiGateway => {
                 builder.strategy(StrategySpec::Preset(Provider::Cloudfront))
             }
@@ -185,11 +181,7 @@ mod tests {
 
     #[test]
     fn cloudfront_presets_say_how_to_load_the_ranges() {
-        let err = Preset::CloudfrontAlb
-            .builder()
-            .build()
-            .unwrap_err()
-            .to_string();
+        let err = Preset::CloudfrontAlb.builder().build().unwrap_err().to_string();
         assert!(err.contains("cloudfront") && err.contains("FILE"), "{err}");
     }
 }

@@ -20,11 +20,7 @@ const fn crc32c_table() -> [u32; 256] {
         let mut crc = i as u32;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
             bit += 1;
         }
         table[i] = crc;
@@ -33,10 +29,7 @@ const fn crc32c_table() -> [u32; 256] {
     table
 }
 
-#[allow(
-    clippy::indexing_slicing,
-    reason = "the index is a u8 and the table has 256 entries"
-)]
+#[allow(clippy::indexing_slicing, reason = "the index is a u8 and the table has 256 entries")]
 fn crc32c_update(mut crc: u32, bytes: &[u8]) -> u32 {
     for &byte in bytes {
         let [low, ..] = crc.to_le_bytes();
@@ -52,9 +45,7 @@ pub(super) fn crc32c(bytes: &[u8]) -> u32 {
 /// The CRC32c of `header` with the 4 bytes at `value_offset` read as zeros, as
 /// the specification defines the checksum (§2.2.3), without copying the header.
 pub(super) fn crc32c_zeroing(header: &[u8], value_offset: usize) -> u32 {
-    let (before, rest) = header
-        .split_at_checked(value_offset)
-        .unwrap_or((header, &[]));
+    let (before, rest) = header.split_at_checked(value_offset).unwrap_or((header, &[]));
     let after = rest.get(4..).unwrap_or_default();
     let crc = crc32c_update(!0, before);
     let crc = crc32c_update(crc, &[0; 4]);

@@ -11,10 +11,7 @@ pub(super) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(super) fn new(bytes: &'a [u8], offset: usize) -> Self {
-        Cursor {
-            rest: bytes,
-            offset,
-        }
+        Cursor { rest: bytes, offset }
     }
 
     pub(super) fn is_empty(&self) -> bool {

@@ -64,10 +64,9 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EncodeError::PayloadTooLong { len } => write!(
-                f,
-                "PROXY v2 encode: {len} bytes of addresses and TLVs, at most 65535 fit"
-            ),
+            EncodeError::PayloadTooLong { len } => {
+                write!(f, "PROXY v2 encode: {len} bytes of addresses and TLVs, at most 65535 fit")
+            }
             EncodeError::TlvTooLong { tlv_type, len } => write!(
                 f,
                 "PROXY v2 encode: TLV {tlv_type:#04x} value is {len} bytes, at most 65535 fit"
@@ -75,10 +74,9 @@ impl fmt::Display for EncodeError {
             EncodeError::LocalWithAddresses => {
                 f.write_str("PROXY v2 encode: a LOCAL header carries no addresses")
             }
-            EncodeError::LocalWithTransport { transport } => write!(
-                f,
-                "PROXY v2 encode: a LOCAL header has transport Unspec, not {transport:?}"
-            ),
+            EncodeError::LocalWithTransport { transport } => {
+                write!(f, "PROXY v2 encode: a LOCAL header has transport Unspec, not {transport:?}")
+            }
             EncodeError::TransportWithoutAddresses { transport } => write!(
                 f,
                 "PROXY v2 encode: transport {transport:?} needs source and destination addresses"
@@ -86,10 +84,7 @@ impl fmt::Display for EncodeError {
             EncodeError::AddressesWithoutTransport => {
                 f.write_str("PROXY v2 encode: addresses need a Stream or Datagram transport")
             }
-            EncodeError::MixedFamilies {
-                source,
-                destination,
-            } => write!(
+            EncodeError::MixedFamilies { source, destination } => write!(
                 f,
                 "PROXY v2 encode: source {source} and destination {destination} \
                  are of different address families"
@@ -98,10 +93,9 @@ impl fmt::Display for EncodeError {
                 f,
                 "PROXY v2 encode: unique id is {len} bytes, at most {UNIQUE_ID_MAX} allowed"
             ),
-            EncodeError::ReservedTypeInOther { tlv_type } => write!(
-                f,
-                "PROXY v2 encode: TLV {tlv_type:#04x} in `other` has its own field"
-            ),
+            EncodeError::ReservedTypeInOther { tlv_type } => {
+                write!(f, "PROXY v2 encode: TLV {tlv_type:#04x} in `other` has its own field")
+            }
         }
     }
 }
@@ -115,13 +109,9 @@ impl std::error::Error for EncodeError {}
 /// form, never with a dotted IPv4 tail, so strict receivers accept them.
 pub fn encode_v1(addrs: Option<&ProxyAddrs>, out: &mut Vec<u8>) {
     let line = match addrs.map(|a| (a.source, a.destination)) {
-        Some((SocketAddr::V4(src), SocketAddr::V4(dst))) => format!(
-            "PROXY TCP4 {} {} {} {}\r\n",
-            src.ip(),
-            dst.ip(),
-            src.port(),
-            dst.port()
-        ),
+        Some((SocketAddr::V4(src), SocketAddr::V4(dst))) => {
+            format!("PROXY TCP4 {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port())
+        }
         Some((SocketAddr::V6(src), SocketAddr::V6(dst))) => format!(
             "PROXY TCP6 {} {} {} {}\r\n",
             Rfc5952(*src.ip()),
@@ -200,11 +190,7 @@ fn write_v2(header: &ProxyHeader, out: &mut Vec<u8>, start: usize) -> Result<(),
     {
         return Err(EncodeError::UniqueIdTooLong { len: id.len() });
     }
-    if let Some((kind, _)) = tlvs
-        .other
-        .iter()
-        .find(|(kind, value)| has_own_field(*kind, value))
-    {
+    if let Some((kind, _)) = tlvs.other.iter().find(|(kind, value)| has_own_field(*kind, value)) {
         return Err(EncodeError::ReservedTypeInOther { tlv_type: *kind });
     }
 
@@ -274,11 +260,7 @@ fn write_v2(header: &ProxyHeader, out: &mut Vec<u8>, start: usize) -> Result<(),
     }
     if let Some(link_id) = tlvs.azure_link_id {
         let [a, b, c, d] = link_id.to_le_bytes();
-        put_tlv(
-            out,
-            PP2_TYPE_AZURE,
-            &[PP2_SUBTYPE_AZURE_LINK_ID, a, b, c, d],
-        )?;
+        put_tlv(out, PP2_TYPE_AZURE, &[PP2_SUBTYPE_AZURE_LINK_ID, a, b, c, d])?;
     }
     for (kind, value) in &tlvs.other {
         put_tlv(out, *kind, value)?;
@@ -319,19 +301,14 @@ fn family_transport_byte(header: &ProxyHeader) -> Result<u8, EncodeError> {
         (Command::Proxy, _, Some(addrs)) => match (addrs.source, addrs.destination) {
             (SocketAddr::V4(_), SocketAddr::V4(_)) => Ok(0x10 | transport_nibble),
             (SocketAddr::V6(_), SocketAddr::V6(_)) => Ok(0x20 | transport_nibble),
-            (source, destination) => Err(EncodeError::MixedFamilies {
-                source,
-                destination,
-            }),
+            (source, destination) => Err(EncodeError::MixedFamilies { source, destination }),
         },
     }
 }
 
 fn put_tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) -> Result<(), EncodeError> {
-    let len = u16::try_from(value.len()).map_err(|_| EncodeError::TlvTooLong {
-        tlv_type: kind,
-        len: value.len(),
-    })?;
+    let len = u16::try_from(value.len())
+        .map_err(|_| EncodeError::TlvTooLong { tlv_type: kind, len: value.len() })?;
     out.push(kind);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(value);
@@ -403,11 +380,7 @@ mod tests {
     fn encode_v2_matches_hand_built_vectors() {
         let cases: Vec<(&str, ProxyHeader, Vec<u8>)> = vec![
             ("TCP4", v2_tcp4_header(Tlvs::default()), V2_TCP4.to_vec()),
-            (
-                "LOCAL",
-                v2(Command::Local, Transport::Unspec, None, Tlvs::default()),
-                v2_local(),
-            ),
+            ("LOCAL", v2(Command::Local, Transport::Unspec, None, Tlvs::default()), v2_local()),
             (
                 "TCP6 with ALPN and authority",
                 v2_tcp6_alpn_authority_header(),
@@ -449,16 +422,12 @@ mod tests {
             (
                 "LOCAL with a transport",
                 v2(Command::Local, Transport::Stream, None, Tlvs::default()),
-                EncodeError::LocalWithTransport {
-                    transport: Transport::Stream,
-                },
+                EncodeError::LocalWithTransport { transport: Transport::Stream },
             ),
             (
                 "Stream without addresses",
                 v2(Command::Proxy, Transport::Stream, None, Tlvs::default()),
-                EncodeError::TransportWithoutAddresses {
-                    transport: Transport::Stream,
-                },
+                EncodeError::TransportWithoutAddresses { transport: Transport::Stream },
             ),
             (
                 "addresses without transport",
@@ -480,46 +449,28 @@ mod tests {
             ),
             (
                 "unique id of 129 bytes",
-                with_tlvs(Tlvs {
-                    unique_id: Some(vec![0; 129]),
-                    ..Tlvs::default()
-                }),
+                with_tlvs(Tlvs { unique_id: Some(vec![0; 129]), ..Tlvs::default() }),
                 EncodeError::UniqueIdTooLong { len: 129 },
             ),
             (
                 "ALPN in other",
-                with_tlvs(Tlvs {
-                    other: vec![(0x01, b"h2".to_vec())],
-                    ..Tlvs::default()
-                }),
+                with_tlvs(Tlvs { other: vec![(0x01, b"h2".to_vec())], ..Tlvs::default() }),
                 EncodeError::ReservedTypeInOther { tlv_type: 0x01 },
             ),
             (
                 "NOOP in other",
-                with_tlvs(Tlvs {
-                    other: vec![(0x04, vec![])],
-                    ..Tlvs::default()
-                }),
+                with_tlvs(Tlvs { other: vec![(0x04, vec![])], ..Tlvs::default() }),
                 EncodeError::ReservedTypeInOther { tlv_type: 0x04 },
             ),
             (
                 "AWS VPC endpoint subtype in other",
-                with_tlvs(Tlvs {
-                    other: vec![(0xEA, vec![0x01, b'x'])],
-                    ..Tlvs::default()
-                }),
+                with_tlvs(Tlvs { other: vec![(0xEA, vec![0x01, b'x'])], ..Tlvs::default() }),
                 EncodeError::ReservedTypeInOther { tlv_type: 0xEA },
             ),
             (
                 "one TLV over 65535 bytes",
-                with_tlvs(Tlvs {
-                    alpn: Some(vec![0; 65536]),
-                    ..Tlvs::default()
-                }),
-                EncodeError::TlvTooLong {
-                    tlv_type: 0x01,
-                    len: 65536,
-                },
+                with_tlvs(Tlvs { alpn: Some(vec![0; 65536]), ..Tlvs::default() }),
+                EncodeError::TlvTooLong { tlv_type: 0x01, len: 65536 },
             ),
             (
                 "payload over 65535 bytes",
@@ -528,9 +479,7 @@ mod tests {
                     authority: Some("a".repeat(40000)),
                     ..Tlvs::default()
                 }),
-                EncodeError::PayloadTooLong {
-                    len: 12 + 40003 + 40003,
-                },
+                EncodeError::PayloadTooLong { len: 12 + 40003 + 40003 },
             ),
         ];
         for (name, header, expected) in cases {
@@ -546,10 +495,7 @@ mod tests {
             Command::Proxy,
             Transport::Stream,
             addrs("192.0.2.1:1", "198.51.100.7:2"),
-            Tlvs {
-                other: vec![(0xE0, vec![7; 65535 - 12 - 3])],
-                ..Tlvs::default()
-            },
+            Tlvs { other: vec![(0xE0, vec![7; 65535 - 12 - 3])], ..Tlvs::default() },
         );
         let mut out = Vec::new();
         encode_v2(&header, &mut out).unwrap();

@@ -236,37 +236,24 @@ impl fmt::Display for ProxyError {
             ProxyError::V1MissingCrlf => {
                 write!(f, "PROXY v1: no CRLF within the first {V1_MAX_LEN} bytes")
             }
-            ProxyError::V1StrayLineBreak { offset } => write!(
-                f,
-                "PROXY v1: lone CR or LF at byte {offset}; the line must end with CRLF"
-            ),
+            ProxyError::V1StrayLineBreak { offset } => {
+                write!(f, "PROXY v1: lone CR or LF at byte {offset}; the line must end with CRLF")
+            }
             ProxyError::V1Malformed { line, reason } => {
                 write!(f, "PROXY v1: {reason} in {line:?}")
             }
-            ProxyError::V1UnknownProtocol { protocol } => write!(
-                f,
-                "PROXY v1: protocol {protocol:?} is not TCP4, TCP6 or UNKNOWN"
-            ),
-            ProxyError::V1InvalidAddress {
-                field,
-                value,
-                expected,
-            } => write!(
-                f,
-                "PROXY v1: {field} {value:?} is not a valid {expected} address"
-            ),
-            ProxyError::V1AddressLeadingZero { field, value } => write!(
-                f,
-                "PROXY v1: {field} {value:?} has an octet with a leading zero"
-            ),
-            ProxyError::V1FamilyMismatch {
-                protocol,
-                field,
-                value,
-            } => write!(
-                f,
-                "PROXY v1: {field} {value:?} does not match protocol {protocol}"
-            ),
+            ProxyError::V1UnknownProtocol { protocol } => {
+                write!(f, "PROXY v1: protocol {protocol:?} is not TCP4, TCP6 or UNKNOWN")
+            }
+            ProxyError::V1InvalidAddress { field, value, expected } => {
+                write!(f, "PROXY v1: {field} {value:?} is not a valid {expected} address")
+            }
+            ProxyError::V1AddressLeadingZero { field, value } => {
+                write!(f, "PROXY v1: {field} {value:?} has an octet with a leading zero")
+            }
+            ProxyError::V1FamilyMismatch { protocol, field, value } => {
+                write!(f, "PROXY v1: {field} {value:?} does not match protocol {protocol}")
+            }
             ProxyError::V1InvalidPort { field, value } => {
                 write!(f, "PROXY v1: {field} {value:?} is not a decimal number")
             }
@@ -276,27 +263,20 @@ impl fmt::Display for ProxyError {
             ProxyError::V1PortOutOfRange { field, value } => {
                 write!(f, "PROXY v1: {field} {value:?} out of range")
             }
-            ProxyError::V2BadSignature { prefix } => write!(
-                f,
-                "PROXY v2: bad signature, got \"{}\"",
-                prefix.escape_ascii()
-            ),
+            ProxyError::V2BadSignature { prefix } => {
+                write!(f, "PROXY v2: bad signature, got \"{}\"", prefix.escape_ascii())
+            }
             ProxyError::V2BadVersion { version } => {
                 write!(f, "PROXY v2: version {version:#x}, expected 0x2")
             }
-            ProxyError::V2BadCommand { command } => write!(
-                f,
-                "PROXY v2: command {command:#x} is neither LOCAL (0x0) nor PROXY (0x1)"
-            ),
+            ProxyError::V2BadCommand { command } => {
+                write!(f, "PROXY v2: command {command:#x} is neither LOCAL (0x0) nor PROXY (0x1)")
+            }
             ProxyError::V2BadFamilyTransport { byte } => write!(
                 f,
                 "PROXY v2: family/transport byte {byte:#04x} is not one the specification defines"
             ),
-            ProxyError::V2AddressBlockTooShort {
-                family,
-                required,
-                declared,
-            } => write!(
+            ProxyError::V2AddressBlockTooShort { family, required, declared } => write!(
                 f,
                 "PROXY v2: {family} addresses take {required} bytes but the header declares {declared}"
             ),
@@ -304,12 +284,7 @@ impl fmt::Display for ProxyError {
                 f,
                 "PROXY v2: TLV at byte {offset} needs 3 bytes of type and length, {available} left"
             ),
-            ProxyError::V2TlvOverrun {
-                tlv_type,
-                offset,
-                declared,
-                available,
-            } => write!(
+            ProxyError::V2TlvOverrun { tlv_type, offset, declared, available } => write!(
                 f,
                 "PROXY v2: TLV {tlv_type:#04x} at byte {offset} declares {declared} bytes, \
                  {available} left in the header"
@@ -329,12 +304,7 @@ impl fmt::Display for ProxyError {
                 "PROXY v2: SSL sub-TLV at byte {offset} needs 3 bytes of type and length, \
                  {available} left"
             ),
-            ProxyError::V2SslSubTlvOverrun {
-                subtype,
-                offset,
-                declared,
-                available,
-            } => write!(
+            ProxyError::V2SslSubTlvOverrun { subtype, offset, declared, available } => write!(
                 f,
                 "PROXY v2: SSL sub-TLV {subtype:#04x} at byte {offset} declares {declared} bytes, \
                  {available} left in the SSL TLV"
@@ -342,10 +312,9 @@ impl fmt::Display for ProxyError {
             ProxyError::V2InvalidSslSubTlv { subtype, reason } => {
                 write!(f, "PROXY v2: SSL sub-TLV {subtype:#04x}: {reason}")
             }
-            ProxyError::V2DuplicateSslSubTlv { subtype } => write!(
-                f,
-                "PROXY v2: SSL sub-TLV {subtype:#04x} appears more than once"
-            ),
+            ProxyError::V2DuplicateSslSubTlv { subtype } => {
+                write!(f, "PROXY v2: SSL sub-TLV {subtype:#04x} appears more than once")
+            }
             ProxyError::V2Crc32cMismatch { declared, computed } => write!(
                 f,
                 "PROXY v2: CRC32c mismatch: header says {declared:#010x}, bytes give {computed:#010x}"

@@ -7,9 +7,8 @@ use super::*;
 
 /// The signature, restated from the specification rather than taken from the
 /// code under test.
-pub(super) const SIG: [u8; 12] = [
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-];
+pub(super) const SIG: [u8; 12] =
+    [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
 /// Application bytes that follow a header in the incremental tests; a TLS
 /// ClientHello start, with a CRLF to tempt a sloppy v1 scanner.
@@ -20,10 +19,7 @@ pub(super) fn sa(text: &str) -> SocketAddr {
 }
 
 pub(super) fn addrs(source: &str, destination: &str) -> Option<ProxyAddrs> {
-    Some(ProxyAddrs {
-        source: sa(source),
-        destination: sa(destination),
-    })
+    Some(ProxyAddrs { source: sa(source), destination: sa(destination) })
 }
 
 pub(super) fn v1_proxy(source: &str, destination: &str) -> ProxyHeader {
@@ -52,22 +48,13 @@ pub(super) fn v2(
     addrs: Option<ProxyAddrs>,
     tlvs: Tlvs,
 ) -> ProxyHeader {
-    ProxyHeader {
-        version: Version::V2,
-        command,
-        transport,
-        addrs,
-        tlvs,
-    }
+    ProxyHeader { version: Version::V2, command, transport, addrs, tlvs }
 }
 
 pub(super) fn complete(buf: &[u8]) -> (ProxyHeader, usize) {
     match decode(buf) {
         Ok(Decode::Complete { header, consumed }) => (header, consumed),
-        other => panic!(
-            "expected Complete for {:?}, got {other:?}",
-            buf.escape_ascii()
-        ),
+        other => panic!("expected Complete for {:?}, got {other:?}", buf.escape_ascii()),
     }
 }
 
@@ -97,12 +84,7 @@ pub(super) const V2_TCP4: [u8; 28] = [
 ];
 
 pub(super) fn v2_tcp4_header(tlvs: Tlvs) -> ProxyHeader {
-    v2(
-        Command::Proxy,
-        Transport::Stream,
-        addrs("192.0.2.1:56324", "198.51.100.7:443"),
-        tlvs,
-    )
+    v2(Command::Proxy, Transport::Stream, addrs("192.0.2.1:56324", "198.51.100.7:443"), tlvs)
 }
 
 /// LOCAL, AF_UNSPEC, nothing follows: a health check.
@@ -116,12 +98,8 @@ pub(super) fn v2_tcp6_alpn_authority() -> Vec<u8> {
     [
         &SIG[..],
         &[0x21, 0x21, 0x00, 36 + 5 + 14],
-        &[
-            0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
-        ],
-        &[
-            0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
-        ],
+        &[0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01],
+        &[0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02],
         &[0xDC, 0x04, 0x01, 0xBB],
         &[0x01, 0x00, 0x02],
         b"h2",
@@ -151,9 +129,7 @@ pub(super) fn v2_udp6_mapped() -> Vec<u8> {
         &SIG[..],
         &[0x21, 0x22, 0x00, 36],
         &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 192, 0, 2, 1],
-        &[
-            0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
-        ],
+        &[0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02],
         &[0x00, 0x35, 0x00, 0x35],
     ]
     .concat()
@@ -242,14 +218,8 @@ pub(super) fn v2_tcp4_with(tlvs: &[u8]) -> Vec<u8> {
 
 pub(super) fn valid_headers() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        (
-            "v1 TCP4",
-            b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n".to_vec(),
-        ),
-        (
-            "v1 TCP6",
-            b"PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\n".to_vec(),
-        ),
+        ("v1 TCP4", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n".to_vec()),
+        ("v1 TCP6", b"PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\n".to_vec()),
         ("v1 UNKNOWN", b"PROXY UNKNOWN\r\n".to_vec()),
         ("v2 TCP4", V2_TCP4.to_vec()),
         ("v2 LOCAL", v2_local()),

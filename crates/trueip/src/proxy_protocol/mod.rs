@@ -109,9 +109,7 @@ pub fn decode(buf: &[u8]) -> Result<Decode, ProxyError> {
         None => Ok(Decode::Incomplete { needed: 1 }),
         Some(b'P') => decode_v1(buf),
         Some(0x0D) => decode_v2(buf),
-        Some(_) => Err(ProxyError::NotProxy {
-            prefix: quoted_prefix(buf),
-        }),
+        Some(_) => Err(ProxyError::NotProxy { prefix: quoted_prefix(buf) }),
     }
 }
 
@@ -123,10 +121,7 @@ pub fn decode(buf: &[u8]) -> Result<Decode, ProxyError> {
 /// configuration whether to expect a header, never from the bytes.
 pub fn looks_like_proxy(buf: &[u8]) -> Option<bool> {
     let v1 = match_prefix(buf, V1_PREFIX);
-    let v2 = match (
-        match_prefix(buf, &V2_SIGNATURE),
-        buf.get(V2_SIGNATURE.len()),
-    ) {
+    let v2 = match (match_prefix(buf, &V2_SIGNATURE), buf.get(V2_SIGNATURE.len())) {
         (Some(true), Some(&ver_cmd)) => Some(ver_cmd >> 4 == 2),
         (Some(true), None) => None,
         (decided, _) => decided,
@@ -166,11 +161,7 @@ mod tests {
                 assert!(len + needed <= header.len(), "{name}: {len} + {needed}");
                 // With no bytes at all the version is unknown, so 1 is the answer.
                 if header.starts_with(&SIG) && len > 0 {
-                    let exact = if len < 16 {
-                        16 - len
-                    } else {
-                        header.len() - len
-                    };
+                    let exact = if len < 16 { 16 - len } else { header.len() - len };
                     assert_eq!(needed, exact, "{name}: v2 needed at {len}");
                 }
             }
@@ -214,16 +205,8 @@ mod tests {
             ("no: HTTP", b"GET / HTTP/1.1", Some(false)),
             ("no: TLS", b"\x16\x03\x01", Some(false)),
             ("undecided: v2 signature alone", &SIG, None),
-            (
-                "yes: v2 signature and version 2",
-                &V2_TCP4[..13],
-                Some(true),
-            ),
-            (
-                "no: v2 signature and version 1",
-                &[&SIG[..], &[0x11]].concat(),
-                Some(false),
-            ),
+            ("yes: v2 signature and version 2", &V2_TCP4[..13], Some(true)),
+            ("no: v2 signature and version 1", &[&SIG[..], &[0x11]].concat(), Some(false)),
             ("no: CRLF then something else", b"\r\n\r\nX", Some(false)),
         ];
         for (name, input, expected) in cases {

@@ -195,10 +195,7 @@ pub async fn read_preamble<S: AsyncRead + Unpin + ?Sized>(
     let read = read_preamble_into(stream, peer, senders, rules, &mut buf).await?;
     buf.truncate(read.rest.end);
     buf.drain(..read.rest.start.min(buf.len()));
-    Ok(Preamble {
-        header: read.header,
-        rest: buf,
-    })
+    Ok(Preamble { header: read.header, rest: buf })
 }
 
 /// What [`read_preamble_into`] read. `H` is what was kept of the header: all of it, or
@@ -251,10 +248,7 @@ pub async fn read_preamble_into<S: AsyncRead + Unpin + ?Sized>(
     // server keeps it in, a timer entry's size and alignment.)
     let mut timer: Option<Pin<Box<Sleep>>> = None;
     let expired = poll_fn(|cx| {
-        timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(rules.timeout)))
-            .as_mut()
-            .poll(cx)
+        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(rules.timeout))).as_mut().poll(cx)
     });
     read_preamble_until(stream, peer, senders, rules, buf, expired, |header| header).await
 }
@@ -314,10 +308,7 @@ pub async fn read_preamble_until<S: AsyncRead + Unpin + ?Sized, H>(
         if let Poll::Ready(out) = read.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        expired
-            .as_mut()
-            .poll(cx)
-            .map(|()| Err(PreambleError::Timeout(rules.timeout)))
+        expired.as_mut().poll(cx).map(|()| Err(PreambleError::Timeout(rules.timeout)))
     })
     .await
 }
@@ -370,10 +361,7 @@ async fn not_a_header<S: AsyncRead + Unpin + ?Sized, H>(
         match super::looks_like_proxy(buf.get(..filled).unwrap_or_default()) {
             Some(true) => return Err(PreambleError::UntrustedHeader),
             Some(false) => {
-                return Ok(PreambleRead {
-                    header: None,
-                    rest: 0..filled,
-                });
+                return Ok(PreambleRead { header: None, rest: 0..filled });
             }
             None => filled = read_more(stream, buf, filled, max).await?,
         }

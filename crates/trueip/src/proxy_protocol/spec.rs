@@ -17,9 +17,8 @@ pub const V2_MAX_LEN: usize = V2_HEADER_MIN + 65535;
 /// The start of every v1 line (§2.1): uppercase, one space.
 pub(super) const V1_PREFIX: &[u8; 6] = b"PROXY ";
 /// The first 12 bytes of every v2 header (§2.2).
-pub(super) const V2_SIGNATURE: [u8; 12] = [
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-];
+pub(super) const V2_SIGNATURE: [u8; 12] =
+    [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
 // TLV types (§2.2.1 to §2.2.7) and SSL sub-types (§2.2.6).
 pub(super) const PP2_TYPE_ALPN: u8 = 0x01;

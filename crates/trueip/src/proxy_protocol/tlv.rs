@@ -90,16 +90,8 @@ pub(super) struct RawTlv<'a> {
 /// A TLV whose framing is broken; the caller turns it into the right error for
 /// its level (header TLV or SSL sub-TLV).
 pub(super) enum Framing {
-    Truncated {
-        offset: usize,
-        available: usize,
-    },
-    Overrun {
-        kind: u8,
-        offset: usize,
-        declared: usize,
-        available: usize,
-    },
+    Truncated { offset: usize, available: usize },
+    Overrun { kind: u8, offset: usize, declared: usize, available: usize },
 }
 
 /// The next TLV, `Ok(None)` at the end. Shared by header TLVs and SSL sub-TLVs,
@@ -109,27 +101,15 @@ pub(super) fn next_tlv<'a>(cur: &mut Cursor<'a>) -> Result<Option<RawTlv<'a>>, F
         return Ok(None);
     }
     let offset = cur.offset;
-    let truncated = Framing::Truncated {
-        offset,
-        available: cur.rest.len(),
-    };
+    let truncated = Framing::Truncated { offset, available: cur.rest.len() };
     let Some([kind, len_hi, len_lo]) = cur.array::<3>() else {
         return Err(truncated);
     };
     let declared = usize::from(u16::from_be_bytes([len_hi, len_lo]));
     let value_offset = cur.offset;
     let available = cur.rest.len();
-    let value = cur.take(declared).ok_or(Framing::Overrun {
-        kind,
-        offset,
-        declared,
-        available,
-    })?;
-    Ok(Some(RawTlv {
-        kind,
-        value,
-        value_offset,
-    }))
+    let value = cur.take(declared).ok_or(Framing::Overrun { kind, offset, declared, available })?;
+    Ok(Some(RawTlv { kind, value, value_offset }))
 }
 
 pub(super) fn set_once<T>(
@@ -163,12 +143,7 @@ pub(super) fn parse_tlvs(header: &[u8], mut cur: Cursor<'_>) -> Result<Tlvs, Pro
             Err(Framing::Truncated { offset, available }) => {
                 return Err(ProxyError::V2TlvTruncated { offset, available });
             }
-            Err(Framing::Overrun {
-                kind,
-                offset,
-                declared,
-                available,
-            }) => {
+            Err(Framing::Overrun { kind, offset, declared, available }) => {
                 return Err(ProxyError::V2TlvOverrun {
                     tlv_type: kind,
                     offset,
@@ -179,21 +154,14 @@ pub(super) fn parse_tlvs(header: &[u8], mut cur: Cursor<'_>) -> Result<Tlvs, Pro
         };
         let kind = tlv.kind;
         let duplicate = ProxyError::V2DuplicateTlv { tlv_type: kind };
-        let invalid = |reason| ProxyError::V2InvalidTlv {
-            tlv_type: kind,
-            reason,
-        };
+        let invalid = |reason| ProxyError::V2InvalidTlv { tlv_type: kind, reason };
         match (kind, tlv.value) {
             (PP2_TYPE_ALPN, value) => set_once(&mut tlvs.alpn, value.to_vec(), duplicate)?,
             (PP2_TYPE_AUTHORITY, value) => {
                 set_once(&mut tlvs.authority, tlv_string(value, kind)?, duplicate)?;
             }
             (PP2_TYPE_CRC32C, &[a, b, c, d]) => {
-                set_once(
-                    &mut tlvs.crc32c,
-                    u32::from_be_bytes([a, b, c, d]),
-                    duplicate,
-                )?;
+                set_once(&mut tlvs.crc32c, u32::from_be_bytes([a, b, c, d]), duplicate)?;
                 crc_value_offset = Some(tlv.value_offset);
             }
             (PP2_TYPE_CRC32C, _) => return Err(invalid("CRC32c value must be 4 bytes")),
@@ -205,11 +173,7 @@ pub(super) fn parse_tlvs(header: &[u8], mut cur: Cursor<'_>) -> Result<Tlvs, Pro
                 set_once(&mut tlvs.unique_id, value.to_vec(), duplicate)?;
             }
             (PP2_TYPE_SSL, value) => {
-                set_once(
-                    &mut tlvs.ssl,
-                    parse_ssl(value, tlv.value_offset)?,
-                    duplicate,
-                )?;
+                set_once(&mut tlvs.ssl, parse_ssl(value, tlv.value_offset)?, duplicate)?;
             }
             (PP2_TYPE_NETNS, value) => {
                 set_once(&mut tlvs.netns, tlv_string(value, kind)?, duplicate)?;
@@ -248,11 +212,7 @@ pub(super) fn parse_ssl(value: &[u8], value_offset: usize) -> Result<Ssl, ProxyE
     let Some((&verify, subs)) = rest.split_first_chunk::<4>() else {
         return Err(too_short);
     };
-    let mut ssl = Ssl {
-        client,
-        verify: u32::from_be_bytes(verify),
-        ..Ssl::default()
-    };
+    let mut ssl = Ssl { client, verify: u32::from_be_bytes(verify), ..Ssl::default() };
     let mut cur = Cursor::new(subs, value_offset + SSL_FIXED_LEN);
     loop {
         let sub = match next_tlv(&mut cur) {
@@ -261,12 +221,7 @@ pub(super) fn parse_ssl(value: &[u8], value_offset: usize) -> Result<Ssl, ProxyE
             Err(Framing::Truncated { offset, available }) => {
                 return Err(ProxyError::V2SslSubTlvTruncated { offset, available });
             }
-            Err(Framing::Overrun {
-                kind,
-                offset,
-                declared,
-                available,
-            }) => {
+            Err(Framing::Overrun { kind, offset, declared, available }) => {
                 return Err(ProxyError::V2SslSubTlvOverrun {
                     subtype: kind,
                     offset,
@@ -283,16 +238,10 @@ pub(super) fn parse_ssl(value: &[u8], value_offset: usize) -> Result<Ssl, ProxyE
             PP2_SUBTYPE_SSL_KEY_ALG => &mut ssl.key_alg,
             _ => continue,
         };
-        let text =
-            String::from_utf8(sub.value.to_vec()).map_err(|_| ProxyError::V2InvalidSslSubTlv {
-                subtype: sub.kind,
-                reason: "value is not valid UTF-8",
-            })?;
-        set_once(
-            slot,
-            text,
-            ProxyError::V2DuplicateSslSubTlv { subtype: sub.kind },
-        )?;
+        let text = String::from_utf8(sub.value.to_vec()).map_err(|_| {
+            ProxyError::V2InvalidSslSubTlv { subtype: sub.kind, reason: "value is not valid UTF-8" }
+        })?;
+        set_once(slot, text, ProxyError::V2DuplicateSslSubTlv { subtype: sub.kind })?;
     }
 }
 
@@ -338,13 +287,8 @@ mod tests {
             ),
             (
                 "ok: NOOP padding is skipped, empty ALPN kept",
-                v2_tcp4_with(&[
-                    0x04, 0x00, 0x03, 0, 0, 0, 0x04, 0x00, 0x00, 0x01, 0x00, 0x00,
-                ]),
-                v2_tcp4_header(Tlvs {
-                    alpn: Some(Vec::new()),
-                    ..Tlvs::default()
-                }),
+                v2_tcp4_with(&[0x04, 0x00, 0x03, 0, 0, 0, 0x04, 0x00, 0x00, 0x01, 0x00, 0x00]),
+                v2_tcp4_header(Tlvs { alpn: Some(Vec::new()), ..Tlvs::default() }),
             ),
             (
                 "ok: SSL with no sub-TLVs, and an unknown sub-TLV skipped",
@@ -352,11 +296,7 @@ mod tests {
                     0x20, 0x00, 0x0A, 0x01, 0, 0, 0, 0x02, 0x26, 0x00, 0x02, b'x', b'y',
                 ]),
                 v2_tcp4_header(Tlvs {
-                    ssl: Some(Ssl {
-                        client: 0x01,
-                        verify: 2,
-                        ..Ssl::default()
-                    }),
+                    ssl: Some(Ssl { client: 0x01, verify: 2, ..Ssl::default() }),
                     ..Tlvs::default()
                 }),
             ),
@@ -381,10 +321,7 @@ mod tests {
             (
                 "ok: unique id of exactly 128 bytes",
                 v2_tcp4_with(&[&[0x05, 0x00, 0x80][..], &[0xAB; 128]].concat()),
-                v2_tcp4_header(Tlvs {
-                    unique_id: Some(vec![0xAB; 128]),
-                    ..Tlvs::default()
-                }),
+                v2_tcp4_header(Tlvs { unique_id: Some(vec![0xAB; 128]), ..Tlvs::default() }),
             ),
         ];
         assert_v2_accepts(cases);
@@ -400,20 +337,12 @@ mod tests {
             (
                 "fail: two bytes left where a TLV header needs three",
                 v2_tcp4_with(&[0x01, 0x00]),
-                ProxyError::V2TlvTruncated {
-                    offset: 28,
-                    available: 2,
-                },
+                ProxyError::V2TlvTruncated { offset: 28, available: 2 },
             ),
             (
                 "fail: TLV length runs past the header",
                 v2_tcp4_with(&[0x01, 0x00, 0x03, b'h', b'2']),
-                ProxyError::V2TlvOverrun {
-                    tlv_type: 0x01,
-                    offset: 28,
-                    declared: 3,
-                    available: 2,
-                },
+                ProxyError::V2TlvOverrun { tlv_type: 0x01, offset: 28, declared: 3, available: 2 },
             ),
             (
                 "fail: second TLV runs past the header",
@@ -448,10 +377,7 @@ mod tests {
             (
                 "fail: SSL sub-TLV header truncated",
                 v2_tcp4_with(&[0x20, 0x00, 0x07, 0x01, 0, 0, 0, 0, 0x21, 0x00]),
-                ProxyError::V2SslSubTlvTruncated {
-                    offset: 36,
-                    available: 2,
-                },
+                ProxyError::V2SslSubTlvTruncated { offset: 36, available: 2 },
             ),
             (
                 "fail: SSL sub-TLV repeated",
@@ -471,10 +397,7 @@ mod tests {
             (
                 "fail: CRC32c does not match (checksum altered)",
                 bad_crc,
-                ProxyError::V2Crc32cMismatch {
-                    declared: 0xB6DD_5C5E,
-                    computed: 0xB7DD_5C5E,
-                },
+                ProxyError::V2Crc32cMismatch { declared: 0xB6DD_5C5E, computed: 0xB7DD_5C5E },
             ),
             (
                 "fail: CRC32c does not match (payload altered)",
@@ -487,10 +410,7 @@ mod tests {
             (
                 "fail: CRC32c TLV of 3 bytes",
                 v2_tcp4_with(&[0x03, 0x00, 0x03, 0, 0, 0]),
-                ProxyError::V2InvalidTlv {
-                    tlv_type: 0x03,
-                    reason: "CRC32c value must be 4 bytes",
-                },
+                ProxyError::V2InvalidTlv { tlv_type: 0x03, reason: "CRC32c value must be 4 bytes" },
             ),
             (
                 "fail: two CRC32c TLVs",
@@ -505,10 +425,7 @@ mod tests {
             (
                 "fail: authority not UTF-8",
                 v2_tcp4_with(&[0x02, 0x00, 0x02, 0xC3, 0x28]),
-                ProxyError::V2InvalidTlv {
-                    tlv_type: 0x02,
-                    reason: "value is not valid UTF-8",
-                },
+                ProxyError::V2InvalidTlv { tlv_type: 0x02, reason: "value is not valid UTF-8" },
             ),
             (
                 "fail: unique id of 129 bytes",
@@ -529,10 +446,7 @@ mod tests {
             (
                 "fail: AWS VPC endpoint id not UTF-8",
                 v2_tcp4_with(&[0xEA, 0x00, 0x02, 0x01, 0xFF]),
-                ProxyError::V2InvalidTlv {
-                    tlv_type: 0xEA,
-                    reason: "value is not valid UTF-8",
-                },
+                ProxyError::V2InvalidTlv { tlv_type: 0xEA, reason: "value is not valid UTF-8" },
             ),
         ];
         for (name, input, expected) in cases {

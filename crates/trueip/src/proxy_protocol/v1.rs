@@ -20,19 +20,14 @@ use super::tlv::Tlvs;
 pub fn decode_v1(buf: &[u8]) -> Result<Decode, ProxyError> {
     let seen = buf.len().min(V1_PREFIX.len());
     if buf.get(..seen) != V1_PREFIX.get(..seen) {
-        return Err(ProxyError::V1BadPrefix {
-            prefix: quoted_prefix(buf),
-        });
+        return Err(ProxyError::V1BadPrefix { prefix: quoted_prefix(buf) });
     }
     let Some(line_len) = find_crlf(buf)? else {
         return Ok(Decode::Incomplete { needed: 1 });
     };
     let line = buf.get(..line_len).unwrap_or_default();
     let header = parse_v1_line(line)?;
-    Ok(Decode::Complete {
-        header,
-        consumed: line_len + 2,
-    })
+    Ok(Decode::Complete { header, consumed: line_len + 2 })
 }
 
 /// The length of the line before its CRLF, `None` if the CRLF has not arrived.
@@ -54,11 +49,7 @@ fn find_crlf(buf: &[u8]) -> Result<Option<usize>, ProxyError> {
             _ => {}
         }
     }
-    if window.len() >= V1_MAX_LEN {
-        Err(ProxyError::V1MissingCrlf)
-    } else {
-        Ok(None)
-    }
+    if window.len() >= V1_MAX_LEN { Err(ProxyError::V1MissingCrlf) } else { Ok(None) }
 }
 
 #[derive(Clone, Copy)]
@@ -95,9 +86,7 @@ fn parse_v1_line(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
     };
     let mut next_field = || match fields.next() {
         None => Err(malformed("too few fields")),
-        Some([]) => Err(malformed(
-            "empty field (two spaces in a row, or a trailing space)",
-        )),
+        Some([]) => Err(malformed("empty field (two spaces in a row, or a trailing space)")),
         Some(field) => Ok(field),
     };
     let src = next_field()?;
@@ -105,9 +94,7 @@ fn parse_v1_line(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
     let sport = next_field()?;
     let dport = next_field()?;
     if fields.next().is_some() {
-        return Err(malformed(
-            "extra field or trailing space after the destination port",
-        ));
+        return Err(malformed("extra field or trailing space after the destination port"));
     }
     let source = SocketAddr::new(
         parse_v1_addr(family, src, V1Field::SourceAddress)?,
@@ -121,10 +108,7 @@ fn parse_v1_line(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
         version: Version::V1,
         command: Command::Proxy,
         transport: Transport::Stream,
-        addrs: Some(ProxyAddrs {
-            source,
-            destination,
-        }),
+        addrs: Some(ProxyAddrs { source, destination }),
         tlvs: Tlvs::default(),
     })
 }
@@ -137,10 +121,9 @@ fn parse_v1_addr(family: V1Family, field: &[u8], which: V1Field) -> Result<IpAdd
     match family {
         V1Family::Tcp4 => match parse_ipv4_strict(field) {
             Ok(ip) => Ok(ip.into()),
-            Err(Ipv4Problem::LeadingZero) => Err(ProxyError::V1AddressLeadingZero {
-                field: which,
-                value: lossy(field),
-            }),
+            Err(Ipv4Problem::LeadingZero) => {
+                Err(ProxyError::V1AddressLeadingZero { field: which, value: lossy(field) })
+            }
             Err(Ipv4Problem::Invalid) if parse_ipv6(field).is_some() => {
                 Err(ProxyError::V1FamilyMismatch {
                     protocol: "TCP4",
@@ -199,9 +182,7 @@ fn parse_ipv4_strict(field: &[u8]) -> Result<Ipv4Addr, Ipv4Problem> {
 
 /// The value of at most five ASCII digits (callers check both).
 fn decimal(digits: &[u8]) -> u32 {
-    digits
-        .iter()
-        .fold(0, |acc, d| acc * 10 + u32::from(d.wrapping_sub(b'0')))
+    digits.iter().fold(0, |acc, d| acc * 10 + u32::from(d.wrapping_sub(b'0')))
 }
 
 /// IPv6 text as `Ipv6Addr::from_str` reads it (hex groups, one `::`, an optional
@@ -213,21 +194,12 @@ fn parse_ipv6(field: &[u8]) -> Option<Ipv6Addr> {
 fn parse_v1_port(field: &[u8], which: V1Field) -> Result<u16, ProxyError> {
     let value = || lossy(field);
     if !field.iter().all(u8::is_ascii_digit) {
-        return Err(ProxyError::V1InvalidPort {
-            field: which,
-            value: value(),
-        });
+        return Err(ProxyError::V1InvalidPort { field: which, value: value() });
     }
     if let [b'0', _, ..] = field {
-        return Err(ProxyError::V1PortLeadingZero {
-            field: which,
-            value: value(),
-        });
+        return Err(ProxyError::V1PortLeadingZero { field: which, value: value() });
     }
-    let out_of_range = || ProxyError::V1PortOutOfRange {
-        field: which,
-        value: value(),
-    };
+    let out_of_range = || ProxyError::V1PortOutOfRange { field: which, value: value() };
     if field.len() > 5 {
         return Err(out_of_range());
     }
@@ -279,21 +251,13 @@ mod tests {
                 b"PROXY TCP6 2001:DB8::A ::1 1 2\r\n".to_vec(),
                 v1_proxy("[2001:db8::a]:1", "[::1]:2"),
             ),
-            (
-                "ok: longest TCP6 line (104 bytes)",
-                tcp6_max.into_bytes(),
-                v1_proxy(all_f, all_f),
-            ),
+            ("ok: longest TCP6 line (104 bytes)", tcp6_max.into_bytes(), v1_proxy(all_f, all_f)),
             (
                 "ok: TCP6 IPv4-mapped kept as mapped",
                 b"PROXY TCP6 ::ffff:c000:201 ::1 1 2\r\n".to_vec(),
                 v1_proxy("[::ffff:192.0.2.1]:1", "[::1]:2"),
             ),
-            (
-                "ok: UNKNOWN, short form",
-                b"PROXY UNKNOWN\r\n".to_vec(),
-                v1_unknown(),
-            ),
+            ("ok: UNKNOWN, short form", b"PROXY UNKNOWN\r\n".to_vec(), v1_unknown()),
             (
                 "ok: UNKNOWN ignores the rest of the line, worst case 107 bytes",
                 worst_case.into_bytes(),
@@ -320,68 +284,48 @@ mod tests {
         let long = [&b"PROXY UNKNOWN "[..], &[b'x'; 93]].concat();
         let crlf_at_108 = [&b"PROXY UNKNOWN "[..], &[b'x'; 92], b"\r\n"].concat();
         assert_eq!(crlf_at_108.len(), V1_MAX_LEN + 1);
-        let malformed = |line: &str, reason| ProxyError::V1Malformed {
-            line: line.into(),
-            reason,
-        };
+        let malformed = |line: &str, reason| ProxyError::V1Malformed { line: line.into(), reason };
         let s = String::from;
         assert_eq!(
             decode_v1(b"proxy TCP4 1.1.1.1 2.2.2.2 1 2\r\n"),
-            Err(ProxyError::V1BadPrefix {
-                prefix: b"proxy TCP4 1.1.1".to_vec(),
-            }),
+            Err(ProxyError::V1BadPrefix { prefix: b"proxy TCP4 1.1.1".to_vec() }),
             "fail: lowercase proxy (decode_v1)"
         );
         let cases: Vec<(&str, Vec<u8>, ProxyError)> = vec![
             (
                 "fail: lowercase proxy (decode)",
                 b"proxy TCP4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(),
-                ProxyError::NotProxy {
-                    prefix: b"proxy TCP4 1.1.1".to_vec(),
-                },
+                ProxyError::NotProxy { prefix: b"proxy TCP4 1.1.1".to_vec() },
             ),
             (
                 "fail: PROXY without its space, detected before CRLF",
                 b"PROXYTCP4".to_vec(),
-                ProxyError::V1BadPrefix {
-                    prefix: b"PROXYTCP4".to_vec(),
-                },
+                ProxyError::V1BadPrefix { prefix: b"PROXYTCP4".to_vec() },
             ),
             (
                 "fail: HTTP request",
                 b"GET / HTTP/1.1\r\n".to_vec(),
-                ProxyError::NotProxy {
-                    prefix: b"GET / HTTP/1.1\r\n".to_vec(),
-                },
+                ProxyError::NotProxy { prefix: b"GET / HTTP/1.1\r\n".to_vec() },
             ),
             (
                 "fail: lowercase protocol",
                 b"PROXY tcp4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(),
-                ProxyError::V1UnknownProtocol {
-                    protocol: s("tcp4"),
-                },
+                ProxyError::V1UnknownProtocol { protocol: s("tcp4") },
             ),
             (
                 "fail: unknown protocol",
                 b"PROXY UDP4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(),
-                ProxyError::V1UnknownProtocol {
-                    protocol: s("UDP4"),
-                },
+                ProxyError::V1UnknownProtocol { protocol: s("UDP4") },
             ),
             (
                 "fail: UNKNOWN glued to more text",
                 b"PROXY UNKNOWNX\r\n".to_vec(),
-                ProxyError::V1UnknownProtocol {
-                    protocol: s("UNKNOWNX"),
-                },
+                ProxyError::V1UnknownProtocol { protocol: s("UNKNOWNX") },
             ),
             (
                 "fail: two spaces after PROXY",
                 b"PROXY  TCP4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(),
-                malformed(
-                    "PROXY  TCP4 1.1.1.1 2.2.2.2 1 2",
-                    "empty protocol field (extra space?)",
-                ),
+                malformed("PROXY  TCP4 1.1.1.1 2.2.2.2 1 2", "empty protocol field (extra space?)"),
             ),
             (
                 "fail: two spaces between addresses",
@@ -420,10 +364,7 @@ mod tests {
             (
                 "fail: leading zero in an IPv4 octet",
                 b"PROXY TCP4 010.0.0.1 2.2.2.2 1 2\r\n".to_vec(),
-                ProxyError::V1AddressLeadingZero {
-                    field: SourceAddress,
-                    value: s("010.0.0.1"),
-                },
+                ProxyError::V1AddressLeadingZero { field: SourceAddress, value: s("010.0.0.1") },
             ),
             (
                 "fail: leading zero in the last octet of the destination",
@@ -508,58 +449,37 @@ mod tests {
             (
                 "fail: port above 65535",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 99999 2\r\n".to_vec(),
-                ProxyError::V1PortOutOfRange {
-                    field: SourcePort,
-                    value: s("99999"),
-                },
+                ProxyError::V1PortOutOfRange { field: SourcePort, value: s("99999") },
             ),
             (
                 "fail: port 65536",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 1 65536\r\n".to_vec(),
-                ProxyError::V1PortOutOfRange {
-                    field: DestinationPort,
-                    value: s("65536"),
-                },
+                ProxyError::V1PortOutOfRange { field: DestinationPort, value: s("65536") },
             ),
             (
                 "fail: port with six digits",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 1 100000\r\n".to_vec(),
-                ProxyError::V1PortOutOfRange {
-                    field: DestinationPort,
-                    value: s("100000"),
-                },
+                ProxyError::V1PortOutOfRange { field: DestinationPort, value: s("100000") },
             ),
             (
                 "fail: port with a leading zero",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 0443 2\r\n".to_vec(),
-                ProxyError::V1PortLeadingZero {
-                    field: SourcePort,
-                    value: s("0443"),
-                },
+                ProxyError::V1PortLeadingZero { field: SourcePort, value: s("0443") },
             ),
             (
                 "fail: port 00",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 1 00\r\n".to_vec(),
-                ProxyError::V1PortLeadingZero {
-                    field: DestinationPort,
-                    value: s("00"),
-                },
+                ProxyError::V1PortLeadingZero { field: DestinationPort, value: s("00") },
             ),
             (
                 "fail: signed port",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 +1 2\r\n".to_vec(),
-                ProxyError::V1InvalidPort {
-                    field: SourcePort,
-                    value: s("+1"),
-                },
+                ProxyError::V1InvalidPort { field: SourcePort, value: s("+1") },
             ),
             (
                 "fail: hex port",
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 1 0x1\r\n".to_vec(),
-                ProxyError::V1InvalidPort {
-                    field: DestinationPort,
-                    value: s("0x1"),
-                },
+                ProxyError::V1InvalidPort { field: DestinationPort, value: s("0x1") },
             ),
             (
                 "fail: lone LF ends the line",
@@ -571,21 +491,11 @@ mod tests {
                 b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\rX".to_vec(),
                 ProxyError::V1StrayLineBreak { offset: 30 },
             ),
-            (
-                "fail: 107 bytes and no CRLF",
-                long,
-                ProxyError::V1MissingCrlf,
-            ),
-            (
-                "fail: CRLF that would end at byte 108",
-                crlf_at_108,
-                ProxyError::V1MissingCrlf,
-            ),
+            ("fail: 107 bytes and no CRLF", long, ProxyError::V1MissingCrlf),
+            ("fail: CRLF that would end at byte 108", crlf_at_108, ProxyError::V1MissingCrlf),
             (
                 "fail: non-ASCII in an address",
-                "PROXY TCP4 1.1.1.\u{661} 2.2.2.2 1 2\r\n"
-                    .as_bytes()
-                    .to_vec(),
+                "PROXY TCP4 1.1.1.\u{661} 2.2.2.2 1 2\r\n".as_bytes().to_vec(),
                 ProxyError::V1InvalidAddress {
                     field: SourceAddress,
                     value: s("1.1.1.\u{661}"),

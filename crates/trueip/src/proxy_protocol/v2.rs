@@ -21,9 +21,7 @@ use super::tlv::parse_tlvs;
 pub fn decode_v2(buf: &[u8]) -> Result<Decode, ProxyError> {
     let seen = buf.len().min(V2_SIGNATURE.len());
     if buf.get(..seen) != V2_SIGNATURE.get(..seen) {
-        return Err(ProxyError::V2BadSignature {
-            prefix: quoted_prefix(buf),
-        });
+        return Err(ProxyError::V2BadSignature { prefix: quoted_prefix(buf) });
     }
     if let Some(&ver_cmd) = buf.get(12) {
         parse_command(ver_cmd)?;
@@ -32,9 +30,7 @@ pub fn decode_v2(buf: &[u8]) -> Result<Decode, ProxyError> {
         parse_family_transport(fam)?;
     }
     let Some(&[.., ver_cmd, fam, len_hi, len_lo]) = buf.first_chunk::<V2_HEADER_MIN>() else {
-        return Ok(Decode::Incomplete {
-            needed: V2_HEADER_MIN - buf.len(),
-        });
+        return Ok(Decode::Incomplete { needed: V2_HEADER_MIN - buf.len() });
     };
     let command = parse_command(ver_cmd)?;
     let (family, transport) = parse_family_transport(fam)?;
@@ -48,9 +44,7 @@ pub fn decode_v2(buf: &[u8]) -> Result<Decode, ProxyError> {
     }
     let total = V2_HEADER_MIN + declared;
     let Some(header) = buf.get(..total) else {
-        return Ok(Decode::Incomplete {
-            needed: total - buf.len(),
-        });
+        return Ok(Decode::Incomplete { needed: total - buf.len() });
     };
     let payload = header.get(V2_HEADER_MIN..).unwrap_or_default();
     let mut cur = Cursor::new(payload, V2_HEADER_MIN);
@@ -59,9 +53,7 @@ pub fn decode_v2(buf: &[u8]) -> Result<Decode, ProxyError> {
         required: family.address_len(),
         declared,
     };
-    let block = cur
-        .take(family.address_len())
-        .ok_or_else(address_block_too_short)?;
+    let block = cur.take(family.address_len()).ok_or_else(address_block_too_short)?;
     let addrs = parse_v2_addrs(family, block).ok_or_else(address_block_too_short)?;
     let tlvs = parse_tlvs(header, cur)?;
     let (transport, addrs) = match command {
@@ -69,13 +61,7 @@ pub fn decode_v2(buf: &[u8]) -> Result<Decode, ProxyError> {
         Command::Proxy => (transport, addrs),
     };
     Ok(Decode::Complete {
-        header: ProxyHeader {
-            version: Version::V2,
-            command,
-            transport,
-            addrs,
-            tlvs,
-        },
+        header: ProxyHeader { version: Version::V2, command, transport, addrs, tlvs },
         consumed: total,
     })
 }
@@ -153,9 +139,7 @@ fn parse_family_transport(byte: u8) -> Result<(V2Family, Transport), ProxyError>
 
 fn parse_command(ver_cmd: u8) -> Result<Command, ProxyError> {
     if ver_cmd >> 4 != 2 {
-        return Err(ProxyError::V2BadVersion {
-            version: ver_cmd >> 4,
-        });
+        return Err(ProxyError::V2BadVersion { version: ver_cmd >> 4 });
     }
     match ver_cmd & 0x0F {
         0 => Ok(Command::Local),
@@ -174,11 +158,7 @@ mod tests {
     fn decodes_v2_examples() {
         let unix_addresses = [&[b'/'; 108][..], &[b'/'; 108][..]].concat();
         let cases: Vec<(&str, Vec<u8>, ProxyHeader)> = vec![
-            (
-                "ok: TCP4, no TLVs",
-                V2_TCP4.to_vec(),
-                v2_tcp4_header(Tlvs::default()),
-            ),
+            ("ok: TCP4, no TLVs", V2_TCP4.to_vec(), v2_tcp4_header(Tlvs::default())),
             (
                 "ok: UDP4",
                 v2_raw(0x21, 0x12, &V2_TCP4[16..]),
@@ -206,19 +186,12 @@ mod tests {
             ),
             (
                 "ok: LOCAL ignores an address block it still skips",
-                v2_raw(
-                    0x20,
-                    0x11,
-                    &[&V2_TCP4[16..], &[0x01, 0x00, 0x02], b"h2"].concat(),
-                ),
+                v2_raw(0x20, 0x11, &[&V2_TCP4[16..], &[0x01, 0x00, 0x02], b"h2"].concat()),
                 v2(
                     Command::Local,
                     Transport::Unspec,
                     None,
-                    Tlvs {
-                        alpn: Some(b"h2".to_vec()),
-                        ..Tlvs::default()
-                    },
+                    Tlvs { alpn: Some(b"h2".to_vec()), ..Tlvs::default() },
                 ),
             ),
             (
@@ -233,19 +206,12 @@ mod tests {
             ),
             (
                 "ok: AF_UNIX datagram with a TLV after the addresses",
-                v2_raw(
-                    0x21,
-                    0x32,
-                    &[&unix_addresses[..], &[0x30, 0x00, 0x01], b"x"].concat(),
-                ),
+                v2_raw(0x21, 0x32, &[&unix_addresses[..], &[0x30, 0x00, 0x01], b"x"].concat()),
                 v2(
                     Command::Proxy,
                     Transport::Datagram,
                     None,
-                    Tlvs {
-                        netns: Some("x".into()),
-                        ..Tlvs::default()
-                    },
+                    Tlvs { netns: Some("x".into()), ..Tlvs::default() },
                 ),
             ),
         ];
@@ -258,18 +224,14 @@ mod tests {
         bad_sig[7] = b'q';
         assert_eq!(
             decode_v2(b"PROXY UNKNOWN\r\n"),
-            Err(ProxyError::V2BadSignature {
-                prefix: b"PROXY UNKNOWN\r\n".to_vec(),
-            }),
+            Err(ProxyError::V2BadSignature { prefix: b"PROXY UNKNOWN\r\n".to_vec() }),
             "fail: v1 text given to decode_v2"
         );
         let cases: Vec<(&str, Vec<u8>, ProxyError)> = vec![
             (
                 "fail: signature differs in byte 8",
                 bad_sig.clone(),
-                ProxyError::V2BadSignature {
-                    prefix: bad_sig[..16].to_vec(),
-                },
+                ProxyError::V2BadSignature { prefix: bad_sig[..16].to_vec() },
             ),
             (
                 "fail: version 1 nibble",
@@ -341,11 +303,7 @@ mod tests {
             (
                 "fail: LOCAL AF_INET with no room for its addresses",
                 v2_raw(0x20, 0x11, &[]),
-                ProxyError::V2AddressBlockTooShort {
-                    family: "AF_INET",
-                    required: 12,
-                    declared: 0,
-                },
+                ProxyError::V2AddressBlockTooShort { family: "AF_INET", required: 12, declared: 0 },
             ),
         ];
         for (name, input, expected) in cases {
@@ -359,9 +317,7 @@ mod tests {
             (
                 "fail: first byte",
                 vec![0x0D, 0x0B],
-                ProxyError::V2BadSignature {
-                    prefix: vec![0x0D, 0x0B],
-                },
+                ProxyError::V2BadSignature { prefix: vec![0x0D, 0x0B] },
             ),
             (
                 "fail: version, 13 bytes in",

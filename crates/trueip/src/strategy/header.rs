@@ -117,12 +117,7 @@ impl Single {
             Carrier::Query(_) => SingleFormat::Query,
             _ => SingleFormat::Node,
         };
-        Single {
-            carrier,
-            format,
-            writers,
-            relays,
-        }
+        Single { carrier, format, writers, relays }
     }
 }
 
@@ -134,12 +129,7 @@ impl Decide for Single {
         via: ListHeader,
         ctx: &mut Ctx<'_, '_, T>,
     ) -> Option<Found> {
-        let Single {
-            carrier: name,
-            format,
-            writers,
-            relays,
-        } = self;
+        let Single { carrier: name, format, writers, relays } = self;
         let peer_writes = ctx.peer.client.trusted_by(writers);
         let peer_relays = !peer_writes && ctx.peer.client.trusted_by(relays);
         trace_peer(ctx, peer_writes || peer_relays);

@@ -58,10 +58,7 @@ impl Decide for Leftmost {
                 });
                 Some(Found {
                     client: node.into(),
-                    source: Source::List {
-                        header: list,
-                        from_right: 0,
-                    },
+                    source: Source::List { header: list, from_right: 0 },
                     trusted_hops: 0,
                 })
             }

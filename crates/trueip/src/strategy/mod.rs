@@ -82,10 +82,8 @@ impl FromStr for AllTrusted {
             "leftmost" => Ok(AllTrusted::Leftmost),
             "peer" => Ok(AllTrusted::Peer),
             "fail" => Ok(AllTrusted::Fail),
-            _ => Err(
-                ConfigError::new(format!("unknown all_trusted choice {text:?}"))
-                    .hint("use leftmost, peer or fail"),
-            ),
+            _ => Err(ConfigError::new(format!("unknown all_trusted choice {text:?}"))
+                .hint("use leftmost, peer or fail")),
         }
     }
 }

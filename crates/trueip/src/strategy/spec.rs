@@ -148,9 +148,7 @@ enum Form {
 impl StrategyDoc {
     /// The name up to its argument: `hops` of `hops:N`.
     fn keyword(&self) -> &'static str {
-        self.name
-            .split_once(':')
-            .map_or(self.name, |(keyword, _)| keyword)
+        self.name.split_once(':').map_or(self.name, |(keyword, _)| keyword)
     }
 
     fn takes_argument(&self) -> bool {
@@ -168,10 +166,7 @@ fn doc(form: Form) -> &'static StrategyDoc {
         summary: "",
         form: Form::Peer,
     };
-    StrategySpec::TABLE
-        .iter()
-        .find(|row| row.form == form)
-        .unwrap_or(&NONE)
+    StrategySpec::TABLE.iter().find(|row| row.form == form).unwrap_or(&NONE)
 }
 
 impl StrategySpec {
@@ -346,22 +341,16 @@ impl FromStr for StrategySpec {
                 && row.takes_argument() == argument.is_some()
         });
         let Some(row) = row else {
-            let (fixed, presets): (Vec<_>, Vec<_>) = Self::TABLE
-                .iter()
-                .partition(|row| !matches!(row.form, Form::Preset(_)));
+            let (fixed, presets): (Vec<_>, Vec<_>) =
+                Self::TABLE.iter().partition(|row| !matches!(row.form, Form::Preset(_)));
             let names = |rows: Vec<&StrategyDoc>| {
-                rows.iter()
-                    .map(|row| row.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                rows.iter().map(|row| row.name).collect::<Vec<_>>().join(", ")
             };
-            return Err(
-                ConfigError::new(format!("unknown strategy {text:?}")).hint(format!(
-                    "use {}, or a preset: {}",
-                    names(fixed),
-                    names(presets)
-                )),
-            );
+            return Err(ConfigError::new(format!("unknown strategy {text:?}")).hint(format!(
+                "use {}, or a preset: {}",
+                names(fixed),
+                names(presets)
+            )));
         };
         Ok(match (row.form, argument) {
             (Form::Hops, Some(n)) => match n.parse::<u16>() {
@@ -423,10 +412,7 @@ mod tests {
             assert_eq!(spec.to_string(), name);
         }
         assert_eq!(
-            "Header:CF-Connecting-IP"
-                .parse::<StrategySpec>()
-                .unwrap()
-                .to_string(),
+            "Header:CF-Connecting-IP".parse::<StrategySpec>().unwrap().to_string(),
             "header:cf-connecting-ip"
         );
         for bad in [

@@ -137,10 +137,7 @@ pub(crate) fn walk<'h, H: Headers + ?Sized, T: Tracer<'h>>(
                     }
                     return Some(Found {
                         client: Client::v4(std::net::Ipv4Addr::from_bits(ip), None),
-                        source: Source::List {
-                            header: list,
-                            from_right: n + 1,
-                        },
+                        source: Source::List { header: list, from_right: n + 1 },
                         trusted_hops: peer.trusted_hops + 1 + n,
                     });
                 }
@@ -174,10 +171,7 @@ fn steps<'a, T: Tracer<'a>>(
         0 => *peer,
         n => Found {
             client: node_at(list, lines, n).map_or(peer.client, Client::from),
-            source: Source::List {
-                header: list,
-                from_right: n,
-            },
+            source: Source::List { header: list, from_right: n },
             trusted_hops: peer.trusted_hops + n,
         },
     };
@@ -199,29 +193,16 @@ fn steps<'a, T: Tracer<'a>>(
                 ctx.warnings.insert(Warnings::SPOOF_ATTEMPT);
             }
             ctx.trace.step(|| {
-                Mark::new(
-                    subject(list, n),
-                    client.peer(),
-                    Verdict::Client,
-                    stop.client_why(more),
-                )
+                Mark::new(subject(list, n), client.peer(), Verdict::Client, stop.client_why(more))
             });
             return Some(Found {
                 client,
-                source: Source::List {
-                    header: list,
-                    from_right: n,
-                },
+                source: Source::List { header: list, from_right: n },
                 trusted_hops: peer.trusted_hops + n,
             });
         }
         ctx.trace.step(|| {
-            Mark::new(
-                subject(list, n),
-                client.peer(),
-                Verdict::Trusted,
-                stop.skip_why(n),
-            )
+            Mark::new(subject(list, n), client.peer(), Verdict::Trusted, stop.skip_why(n))
         });
         if n == MAX_WALK {
             ctx.warnings.insert(Warnings::TRUNCATED);
@@ -263,15 +244,8 @@ fn steps<'a, T: Tracer<'a>>(
     };
     let all_trusted = ctx.all_trusted;
     ctx.trace.step(|| {
-        let verdict = if found.is_some() {
-            Verdict::Client
-        } else {
-            Verdict::NotApplicable
-        };
-        let value = found
-            .as_ref()
-            .map(|f| f.client.peer().to_string())
-            .unwrap_or_default();
+        let verdict = if found.is_some() { Verdict::Client } else { Verdict::NotApplicable };
+        let value = found.as_ref().map(|f| f.client.peer().to_string()).unwrap_or_default();
         Mark::new(
             "all-trusted",
             value,
@@ -306,12 +280,7 @@ pub(crate) fn admit<'h, T: Tracer<'h>>(
     }
     if lines.is_empty() {
         ctx.trace.step(|| {
-            Mark::new(
-                list.field_str(),
-                "(absent)",
-                Verdict::NotApplicable,
-                "header not present",
-            )
+            Mark::new(list.field_str(), "(absent)", Verdict::NotApplicable, "header not present")
         });
         return false;
     }
@@ -321,26 +290,12 @@ pub(crate) fn admit<'h, T: Tracer<'h>>(
 /// Records the peer step.
 pub(crate) fn trace_peer<'h, T: Tracer<'h>>(ctx: &mut Ctx<'_, '_, T>, trusted: bool) {
     let peer = ctx.peer.client.peer();
-    let subject = if ctx.peer.source == Source::ProxyProtocol {
-        "proxy-protocol"
-    } else {
-        "peer"
-    };
+    let subject = if ctx.peer.source == Source::ProxyProtocol { "proxy-protocol" } else { "peer" };
     ctx.trace.step(|| {
         if trusted {
-            Mark::new(
-                subject,
-                peer,
-                Verdict::Trusted,
-                "in trust set: its forwarding headers count",
-            )
+            Mark::new(subject, peer, Verdict::Trusted, "in trust set: its forwarding headers count")
         } else {
-            Mark::new(
-                subject,
-                peer,
-                Verdict::Client,
-                "not in trust set: the peer is the client",
-            )
+            Mark::new(subject, peer, Verdict::Client, "not in trust set: the peer is the client")
         }
     });
 }

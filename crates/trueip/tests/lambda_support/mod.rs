@@ -18,11 +18,7 @@ fn cloudfront() -> TrustSet {
 
 /// `preset`'s policy, CloudFront's ranges [`CLOUDFRONT`].
 pub fn policy(preset: Preset) -> Policy {
-    preset
-        .builder()
-        .provider("cloudfront", cloudfront())
-        .build()
-        .unwrap()
+    preset.builder().provider("cloudfront", cloudfront()).build().unwrap()
 }
 
 /// Every preset's policy, in [`Preset::ALL`]'s order.
@@ -44,10 +40,7 @@ pub fn vpc_policy(strategy: &str) -> Policy {
 
 /// The text of `tests/lambda_events/{name}.json`.
 pub fn text(name: &str) -> String {
-    let path = format!(
-        "{}/tests/lambda_events/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/lambda_events/{name}.json", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -73,16 +66,11 @@ pub fn set(mut event: Value, at: &str, value: Option<Value>) -> Value {
 pub fn vpc_event(name: &str, fields: &[(&str, Value)]) -> Value {
     let stand_in = match name {
         "alb" => ("/headers/x-forwarded-for", json!("203.0.113.195, 10.0.0.5")),
-        "alb_multi" => (
-            "/multiValueHeaders/x-forwarded-for",
-            json!(["203.0.113.195, 10.0.0.5"]),
-        ),
+        "alb_multi" => ("/multiValueHeaders/x-forwarded-for", json!(["203.0.113.195, 10.0.0.5"])),
         "api_gateway_v1" => ("/requestContext/identity/sourceIp", json!("10.0.0.5")),
         _ => ("/requestContext/http/sourceIp", json!("10.0.0.5")),
     };
-    std::iter::once(&stand_in)
-        .chain(fields)
-        .fold(event(name), |event, (at, value)| {
-            set(event, at, (!value.is_null()).then(|| value.clone()))
-        })
+    std::iter::once(&stand_in).chain(fields).fold(event(name), |event, (at, value)| {
+        set(event, at, (!value.is_null()).then(|| value.clone()))
+    })
 }

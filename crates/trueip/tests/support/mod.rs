@@ -28,13 +28,8 @@ pub struct Reply {
 /// Connects to `to` from `from` (an address on `lo`).
 pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    tokio::time::timeout(DEADLINE, socket.connect(to))
-        .await
-        .expect("connect timed out")
-        .unwrap()
+    socket.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+    tokio::time::timeout(DEADLINE, socket.connect(to)).await.expect("connect timed out").unwrap()
 }
 
 /// `GET path` with `headers`, `Connection: close`.
@@ -85,19 +80,9 @@ pub async fn get_from(
 fn parse(raw: &[u8]) -> Reply {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_string() };
     Reply { status, body }
 }
 
@@ -127,13 +112,7 @@ pub fn logs() -> &'static Mutex<Vec<String>> {
 
 /// The captured lines containing `needle`.
 pub fn logged(needle: &str) -> Vec<String> {
-    logs()
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .cloned()
-        .collect()
+    logs().lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
 }
 
 struct Capture;
