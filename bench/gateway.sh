@@ -56,6 +56,10 @@
 #             X-Forwarded-Proto/-Host/-Port), pooled upstream connections, metrics kept.
 #             TLS: rustls with the ring provider, `[[listen]] tls = {...}`, ALPN h2 and
 #             http/1.1 offered, session tickets on (the default).
+# Accept is deferred until the client writes, on every server (DEFER=1, the default): trueip
+# defers by default (`[limits] defer_accept`, TCP_DEFER_ACCEPT for one second), so nginx's
+# listeners get `deferred` and HAProxy's binds `defer-accept`, the same option at the same
+# second. DEFER=0 turns it off everywhere (trueip's `defer_accept = false`).
 # Every TLS listener has one P-256 certificate made by openssl into $OUT. The protocol and
 # cipher each server negotiated with the sanity request (Python's ssl, the same OpenSSL as
 # wrk, default settings) go in the report.
@@ -96,6 +100,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 H2_STREAMS=${H2_STREAMS:-10}
 WARMUP=${WARMUP:-2s}
 WHOAMI_PATH=${WHOAMI_PATH:-/json}
+DEFER=${DEFER:-1}
 ALL_ROWS="proxy close tls tls-close tls-resume h2 proxy-v2 whoami"
 ROWS=${ROWS:-$ALL_ROWS}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -189,6 +194,25 @@ workers = 1
 [log]
 access_log = false
 level = \"warn\""
+# A build from before `[limits] defer_accept` refuses the key, and defers nothing: it is
+# named in the report (`defers: no`) and runs without it.
+declare -A DEFER_LINE
+printf '[limits]\ndefer_accept = true\n' >"$OUT/defer-probe.toml"
+for t in "${NAMES[@]}"; do
+    DEFER_LINE[$t]=""
+    if "${BIN[$t]}" serve --check --config "$OUT/defer-probe.toml" \
+        --upstream http://127.0.0.1:9 >/dev/null 2>&1; then
+        DEFER_LINE[$t]="defer_accept = $([ "$DEFER" = 1 ] && echo true || echo false)"
+    fi
+done
+# trueip_base T: TRUEIP_BASE for binary T, with its defer_accept line where it has one.
+trueip_base() {
+    if [ -n "${DEFER_LINE[$1]}" ]; then
+        printf '%s\n' "$TRUEIP_BASE" | sed "1a ${DEFER_LINE[$1]}"
+    else
+        printf '%s\n' "$TRUEIP_BASE"
+    fi
+}
 unset RUST_LOG
 THREADS_NOTE="workers = 1, access log off"
 
@@ -205,11 +229,13 @@ start_row() { # row
     local row=$1 kind=${LISTENER[$1]} port listen suffix scheme=http t
     [ "$kind" = plain ] || [ "$kind" = pp2 ] || scheme=https
     port=$(free_port)
+    local nginx_defer="" haproxy_defer=""
+    [ "$DEFER" = 1 ] && nginx_defer=" deferred" haproxy_defer=" defer-accept"
     case $kind in
-        plain) listen="listen 127.0.0.1:$port; $REALIP" ;;
-        tls) listen="listen 127.0.0.1:$port ssl; $NGINX_TLS $REALIP" ;;
-        h2) listen="listen 127.0.0.1:$port ssl http2; $NGINX_TLS $REALIP" ;;
-        pp2) listen="listen 127.0.0.1:$port proxy_protocol; set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;" ;;
+        plain) listen="listen 127.0.0.1:$port$nginx_defer; $REALIP" ;;
+        tls) listen="listen 127.0.0.1:$port ssl$nginx_defer; $NGINX_TLS $REALIP" ;;
+        h2) listen="listen 127.0.0.1:$port ssl http2$nginx_defer; $NGINX_TLS $REALIP" ;;
+        pp2) listen="listen 127.0.0.1:$port proxy_protocol$nginx_defer; set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;" ;;
     esac
     nginx_serve "nginx-$row" "$scheme" "$port" / "$(nginx_proxy "$listen")"
     case $kind in
@@ -218,6 +244,7 @@ start_row() { # row
         h2) suffix=" ssl crt $OUT/haproxy.pem alpn h2,http/1.1" ;;
         pp2) suffix=" accept-proxy" ;;
     esac
+    suffix+=$haproxy_defer
     haproxy_serve "haproxy-$row" "$scheme" "$(free_port)" "$suffix"
     ROW_SERVERS[$row]="nginx-$row haproxy-$row"
     for t in "${NAMES[@]}"; do
@@ -233,7 +260,7 @@ proxy_protocol = \"v2\""
                 extra=(--proxy-protocol-from 127.0.0.0/8)
                 ;;
         esac
-        printf '%s\n%s\n' "$listen_toml" "$TRUEIP_BASE" >"$OUT/$t-$row.toml"
+        printf '%s\n%s\n' "$listen_toml" "$(trueip_base "$t")" >"$OUT/$t-$row.toml"
         # No --listen: it would replace the [[listen]] table with a plain HTTP listener.
         serve "$t-$row" "$scheme" "$port" / "${BIN[$t]}" serve \
             --upstream "http://127.0.0.1:$UP_PORT" "${TRUEIP_POLICY[@]}" "${extra[@]}" \
@@ -301,7 +328,7 @@ resumes() { # name
 if row_on whoami; then
     for t in "${NAMES[@]}"; do
         port=$(free_port)
-        echo "$TRUEIP_BASE" >"$OUT/trueip.toml"
+        trueip_base "$t" >"$OUT/trueip.toml"
         serve "$t-whoami" http "$port" "$WHOAMI_PATH" "${BIN[$t]}" serve --listen "127.0.0.1:$port" \
             "${TRUEIP_POLICY[@]}" --config "$OUT/trueip.toml"
         ROW_OF[$t-whoami]=whoami
@@ -438,7 +465,7 @@ WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
 H2LOAD_VERSION=$( (h2load --version 2>&1 || true) | awk 'NR == 1 {print $NF}')
 {
     for t in "${NAMES[@]}"; do
-        echo "$t ${BIN[$t]} ($("${BIN[$t]}" --version 2>&1 | head -1))"
+        echo "$t ${BIN[$t]} ($("${BIN[$t]}" --version 2>&1 | head -1); defers: $([ -n "${DEFER_LINE[$t]}" ] && [ "$DEFER" = 1 ] && echo yes || echo no))"
     done
 } >"$OUT/binaries.txt"
 
