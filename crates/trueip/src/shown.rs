@@ -13,7 +13,13 @@
 //!   messages of every command: a person reads them, and an address or a header value
 //!   in another script should read as itself (`é`, not `\xc3\xa9`).
 //!
-//! Both modes stop the same attacks: a request target, a header value or a file may
+//! - [`markup`] (markup mode): `&`, `<`, `>`, `"` and `'` as entities, and every character
+//!   terminal mode escapes, with the two XML forbids outright (`U+FFFE`, `U+FFFF`), as the
+//!   replacement character `U+FFFD`. For the whoami page's HTML and `simulate`'s SVG: a
+//!   browser draws what is left, and a control would make an SVG unreadable, a bidi override
+//!   redraw the page's text backwards.
+//!
+//! The modes stop the same attacks: a request target, a header value or a file may
 //! carry C0 and C1 controls (`ESC [` and `U+009B` start a terminal control sequence that
 //! can move the cursor, clear the screen or retitle the window), bidi overrides
 //! (`U+202E` draws the rest of a line backwards) and line separators (`U+0085`,
@@ -189,6 +195,28 @@ fn hides(c: char) -> bool {
         || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
 }
 
+/// `text` in markup mode (see the module's docs), for HTML and SVG.
+pub fn markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    markup_into(&mut out, text);
+    out
+}
+
+/// [`markup`], appended to `out`: at most six bytes out per byte in (`"` is `&quot;`).
+pub fn markup_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if hides(c) || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+}
+
 /// Writes `bytes` in terminal mode; a `\n` is kept when `lines` is set.
 fn terminal_all(out: &mut impl Write, bytes: &[u8], lines: bool) -> fmt::Result {
     for chunk in bytes.utf8_chunks() {
@@ -317,6 +345,20 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for TerminalJson<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markup_mode_escapes_markup_and_replaces_what_terminal_mode_hides() {
+        assert_eq!(markup(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        for c in [
+            '\u{1}', '\u{1b}', '\u{9b}', '\u{202e}', '\u{2028}', '\u{200b}', '\u{fffe}', '\u{ffff}',
+        ] {
+            assert_eq!(markup(&format!("a{c}b")), "a\u{fffd}b", "{c:?}");
+        }
+        assert_eq!(markup("é 10.0.0.1"), "é 10.0.0.1");
+        let mut out = String::from("x");
+        markup_into(&mut out, "<y>");
+        assert_eq!(out, "x&lt;y&gt;");
+    }
 
     /// What a hostile value may hold: a CSI in both spellings, an OSC that retitles the
     /// window, a bidi override, a line separator, NUL, a line break, a byte that is not

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use trueip::shown::markup;
+
 use super::Simulation;
 use super::render::{receiver_address, receiver_name};
 
@@ -15,25 +17,6 @@ const GAP: u32 = 34;
 const WIDTH_MIN: u32 = 420;
 /// The longest text line drawn; longer ones are cut (with an ellipsis).
 const MAX_CHARS: usize = 160;
-
-/// Escapes text for SVG character data and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Characters XML forbids outright (controls, U+FFFE, U+FFFF) would make the
-            // whole picture unreadable: shown as the replacement character.
-            c if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// One drawn line: pieces of text, each forged or not.
 type Row = Vec<(String, bool)>;
@@ -158,7 +141,7 @@ pub(crate) fn svg(sim: &Simulation) -> String {
             body,
             r#"<text x="{}" y="{ty}" font-weight="bold">{}</text>"#,
             2 * PAD,
-            escape(title)
+            markup(title)
         );
         for row in rows {
             ty += LINE;
@@ -168,10 +151,10 @@ pub(crate) fn svg(sim: &Simulation) -> String {
                     let _ = write!(
                         body,
                         r#"<tspan class="forged" fill="{FORGED}" font-weight="bold">{}</tspan>"#,
-                        escape(text)
+                        markup(text)
                     );
                 } else {
-                    let _ = write!(body, "<tspan>{}</tspan>", escape(text));
+                    let _ = write!(body, "<tspan>{}</tspan>", markup(text));
                 }
             }
             body.push_str("</text>\n");
@@ -194,7 +177,7 @@ pub(crate) fn svg(sim: &Simulation) -> String {
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="12">"#
     );
-    let _ = writeln!(out, "<title>{}</title>", escape(&sim.source));
+    let _ = writeln!(out, "<title>{}</title>", markup(&sim.source));
     out.push_str(
         r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#34495e"/></marker></defs>
 <rect width="100%" height="100%" fill="#ffffff"/>
@@ -274,10 +257,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_covers_markup() {
-        assert_eq!(escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
-        assert_eq!(escape("a\u{1}b"), "a\u{fffd}b");
-        assert_eq!(escape("a\u{fffe}b\u{ffff}"), "a\u{fffd}b\u{fffd}");
+    fn mermaid_escape_covers_markup() {
         assert_eq!(mermaid_escape("a\"<b>"), "a#quot;#lt;b#gt;");
     }
 

@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 #[cfg(test)]
 use http::HeaderMap;
 use http::StatusCode;
+use trueip::shown::{markup, markup_into};
 use trueip::{Connection, Decision, Explanation, Policy, Source};
 
 use crate::config::HeaderSettings;
@@ -376,28 +377,6 @@ fn text(w: &Whoami<'_>) -> String {
     out
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    escape_into(&mut out, text);
-    out
-}
-
-/// [`escape`], appended to `out`. At most six bytes out per byte in (`"` is `&quot;`).
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-}
-
 /// A place in `whoami.html` that the page fills, written `{{name}}` there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
@@ -567,7 +546,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     let mut pills = String::new();
     let source_class = if matches!(r.source, Source::Peer) { "plain" } else { "ok" };
     let _ =
-        write!(pills, r#"<span class="pill {source_class}">source: {}</span>"#, escape(&e.source));
+        write!(pills, r#"<span class="pill {source_class}">source: {}</span>"#, markup(&e.source));
     let hops = match e.trusted_hops {
         0 => "no trusted proxy".to_string(),
         1 => "1 trusted hop".to_string(),
@@ -579,7 +558,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
     }
     for name in &e.warnings {
         let class = if warning_text(name).1 { "bad" } else { "warn" };
-        let _ = write!(pills, r#"<span class="pill {class}">{}</span>"#, escape(name));
+        let _ = write!(pills, r#"<span class="pill {class}">{}</span>"#, markup(name));
     }
     let mut verdict = format!("Decided from {}.", source_text(e));
     if e.trusted_hops == 0 && !w.headers.is_empty() {
@@ -594,8 +573,8 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
                 alerts,
                 r#"<div class="alert{}"><b>{}</b><span>{}</span></div>"#,
                 if bad { " bad" } else { "" },
-                escape(name),
-                escape(text)
+                markup(name),
+                markup(text)
             );
         }
         alerts.push_str("</div>");
@@ -606,7 +585,7 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
         "the address that opened the TCP connection"
     };
     let (proxy_source, proxy_note) = match &e.proxy_source {
-        Some(p) => (escape(p), "from a trusted sender: it replaced the peer"),
+        Some(p) => (markup(p), "from a trusted sender: it replaced the peer"),
         None => ("—".to_string(), "no PROXY header, or not from a trusted sender"),
     };
 
@@ -622,30 +601,30 @@ fn write_html(out: &mut Vec<u8>, w: &Whoami<'_>, self_url: &str) {
             Piece::Slot(slot) => slot,
         };
         match slot {
-            Slot::SelfUrl => escape_into(&mut page, self_url),
-            Slot::ClientIp => escape_into(&mut page, e.client_ip.as_deref().unwrap_or("unix:")),
+            Slot::SelfUrl => markup_into(&mut page, self_url),
+            Slot::ClientIp => markup_into(&mut page, e.client_ip.as_deref().unwrap_or("unix:")),
             Slot::ClientPort => {
                 if let Some(p) = e.client_port {
                     let _ = write!(page, " <small>port {p}</small>");
                 }
             }
             Slot::Pills => page.push_str(&pills),
-            Slot::Verdict => escape_into(&mut page, &verdict),
+            Slot::Verdict => markup_into(&mut page, &verdict),
             Slot::Alerts => page.push_str(&alerts),
-            Slot::Peer => escape_into(&mut page, &e.peer),
+            Slot::Peer => markup_into(&mut page, &e.peer),
             Slot::PeerNote => page.push_str(peer_note),
             Slot::ProxySource => page.push_str(&proxy_source),
             Slot::ProxyNote => page.push_str(proxy_note),
             Slot::PrivateLink => private_link_cards(&mut page, e),
             Slot::Strategy => {
-                escape_into(&mut page, e.strategy.as_deref().unwrap_or("peer (default)"));
+                markup_into(&mut page, e.strategy.as_deref().unwrap_or("peer (default)"));
             }
-            Slot::TrustedHops => escape_into(&mut page, &hops),
-            Slot::RateLimitKey => escape_into(
+            Slot::TrustedHops => markup_into(&mut page, &hops),
+            Slot::RateLimitKey => markup_into(
                 &mut page,
                 e.rate_limit_key.as_deref().unwrap_or("none (a Unix-socket peer has no address)"),
             ),
-            Slot::ChainHeader => escape_into(&mut page, &e.chain_header),
+            Slot::ChainHeader => markup_into(&mut page, &e.chain_header),
             Slot::Chain => page.push_str(&chain(w, e)),
             Slot::Headers => page.push_str(&headers_table(w)),
             Slot::Steps => page.push_str(&steps_table(e)),
@@ -662,7 +641,7 @@ fn private_link_cards(page: &mut String, e: &Explanation) {
         page.push_str(
             r#"<div class="card"><div class="label">AWS VPC endpoint</div><div class="value">"#,
         );
-        escape_into(page, id);
+        markup_into(page, id);
         let _ = write!(page, r#"</div><div class="note">PrivateLink, {NOTE}</div></div>"#);
     }
     if let Some(id) = e.azure_link_id {
@@ -686,7 +665,7 @@ fn chain(w: &Whoami<'_>, e: &Explanation) -> String {
     if e.chain.is_empty() {
         return format!(
             r#"<div class="empty">No {} header. {}</div>"#,
-            escape(&e.chain_header),
+            markup(&e.chain_header),
             if matches!(r.source, Source::Peer) { "The TCP peer is the client." } else { "" }
         );
     }
@@ -712,7 +691,7 @@ fn chain(w: &Whoami<'_>, e: &Explanation) -> String {
         let _ = write!(
             out,
             r#"<span class="hop {class}"><span class="addr">{}</span><em>{note}</em></span>"#,
-            escape(entry)
+            markup(entry)
         );
     }
     let _ = write!(
@@ -735,8 +714,8 @@ fn headers_table(w: &Whoami<'_>) -> String {
         let _ = write!(
             out,
             r#"<tr><td class="mono">{}</td><td class="mono">{}</td></tr>"#,
-            escape(&name),
-            escape(&line)
+            markup(&name),
+            markup(&line)
         );
     }
     out.push_str("</tbody></table>");
@@ -753,11 +732,11 @@ fn steps_table(e: &Explanation) -> String {
             out,
             r#"<tr><td class="num">{}</td><td class="mono">{}</td><td class="mono">{}</td><td><span class="v v-{}">{}</span></td><td>{}</td></tr>"#,
             i + 1,
-            escape(&step.subject),
-            escape(&step.value),
-            escape(&verdict),
-            escape(&verdict),
-            escape(&step.why)
+            markup(&step.subject),
+            markup(&step.value),
+            markup(&verdict),
+            markup(&verdict),
+            markup(&step.why)
         );
     }
     out.push_str("</tbody></table>");
@@ -991,6 +970,8 @@ mod tests {
             &[
                 ("X-Forwarded-For", "<script>x</script>, 203.0.113.9"),
                 ("X-Real-IP", "\"><img src=x>"),
+                // A bidi override would draw the rest of its line backwards.
+                ("X-Client-IP", "1.2.3.4\u{202e}9.9.9.9"),
             ],
         );
         let decision = Decision::new(&policy, &conn, &h);
@@ -1002,6 +983,10 @@ mod tests {
         };
         let page = html(&w, "http://x/");
         assert!(!page.contains("<script>") && !page.contains("<img"), "unescaped input");
+        assert!(
+            !page.contains('\u{202e}') && page.contains("1.2.3.4\u{fffd}9.9.9.9"),
+            "bidi override"
+        );
         assert!(page.contains("203.0.113.9") && page.contains("spoof_attempt"));
         assert!(!page.contains("{{"), "placeholder left");
         assert!(!page.contains("http://") || !page.contains("src=\"http"), "no external assets");
