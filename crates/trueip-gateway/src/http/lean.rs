@@ -1621,6 +1621,12 @@ mod tests {
             .unwrap()
     }
 
+    /// Runs `test` on a paused event loop of its own thread, whose spare buffers no other
+    /// test shares.
+    fn on_its_own_paused_loop<F: Future<Output = ()>>(test: impl FnOnce() -> F + Send + 'static) {
+        std::thread::spawn(|| paused_loop().block_on(test())).join().unwrap();
+    }
+
     fn timer(bufs: &Buffers) -> Option<*const tokio::time::Sleep> {
         bufs.deadline.sleep.as_ref().map(|s| std::ptr::from_ref(&**s))
     }
@@ -1630,96 +1636,84 @@ mod tests {
     /// first connection ended, a fire wakes only the second.
     #[test]
     fn a_deadline_timer_serves_the_next_connection_and_wakes_only_it() {
-        std::thread::spawn(|| {
-            paused_loop().block_on(async {
-                let start = tokio::time::Instant::now();
-                let (first_woken, first) = counted();
-                let mut bufs = Buffers::take();
-                bufs.deadline.set(start + Duration::from_secs(1));
-                assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
-                let kept = timer(&bufs);
-                assert!(kept.is_some());
-                bufs.give_back();
+        on_its_own_paused_loop(|| async {
+            let start = tokio::time::Instant::now();
+            let (first_woken, first) = counted();
+            let mut bufs = Buffers::take();
+            bufs.deadline.set(start + Duration::from_secs(1));
+            assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
+            let kept = timer(&bufs);
+            assert!(kept.is_some());
+            bufs.give_back();
 
-                let mut bufs = Buffers::take();
-                assert_eq!(timer(&bufs), kept, "the same timer");
-                let (second_woken, second) = counted();
-                let mut cx = Context::from_waker(&second);
-                bufs.deadline.set(start + Duration::from_secs(3));
-                assert!(!bufs.deadline.poll_expired(&mut cx));
-                // Still aimed at the first connection's second: it fires early.
-                tokio::time::advance(Duration::from_secs(2)).await;
-                assert_eq!(first_woken.0.load(Ordering::SeqCst), 0, "the first is gone");
-                assert!(second_woken.0.load(Ordering::SeqCst) > 0);
-                assert!(!bufs.deadline.poll_expired(&mut cx), "re-aimed");
-                tokio::time::advance(Duration::from_secs(1)).await;
-                assert!(bufs.deadline.poll_expired(&mut cx));
-                assert_eq!(timer(&bufs), kept);
-            });
-        })
-        .join()
-        .unwrap();
+            let mut bufs = Buffers::take();
+            assert_eq!(timer(&bufs), kept, "the same timer");
+            let (second_woken, second) = counted();
+            let mut cx = Context::from_waker(&second);
+            bufs.deadline.set(start + Duration::from_secs(3));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            // Still aimed at the first connection's second: it fires early.
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert_eq!(first_woken.0.load(Ordering::SeqCst), 0, "the first is gone");
+            assert!(second_woken.0.load(Ordering::SeqCst) > 0);
+            assert!(!bufs.deadline.poll_expired(&mut cx), "re-aimed");
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(bufs.deadline.poll_expired(&mut cx));
+            assert_eq!(timer(&bufs), kept);
+        });
     }
 
     /// A kept timer that fires while it waits for the next connection wakes nobody, and
     /// the next connection finds it fired, re-aims it, and is woken at its own deadline.
     #[test]
     fn a_timer_that_fired_while_kept_is_re_aimed_by_the_next_connection() {
-        std::thread::spawn(|| {
-            paused_loop().block_on(async {
-                let start = tokio::time::Instant::now();
-                let (first_woken, first) = counted();
-                let mut bufs = Buffers::take();
-                bufs.deadline.set(start + Duration::from_secs(1));
-                assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
-                bufs.give_back();
-                tokio::time::advance(Duration::from_secs(2)).await;
-                assert_eq!(first_woken.0.load(Ordering::SeqCst), 0);
+        on_its_own_paused_loop(|| async {
+            let start = tokio::time::Instant::now();
+            let (first_woken, first) = counted();
+            let mut bufs = Buffers::take();
+            bufs.deadline.set(start + Duration::from_secs(1));
+            assert!(!bufs.deadline.poll_expired(&mut Context::from_waker(&first)));
+            bufs.give_back();
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert_eq!(first_woken.0.load(Ordering::SeqCst), 0);
 
-                let mut bufs = Buffers::take();
-                let (second_woken, second) = counted();
-                let mut cx = Context::from_waker(&second);
-                bufs.deadline.set(start + Duration::from_secs(4));
-                assert!(!bufs.deadline.poll_expired(&mut cx), "not yet its deadline");
-                tokio::time::advance(Duration::from_secs(1)).await;
-                assert_eq!(second_woken.0.load(Ordering::SeqCst), 0, "3 s: not due");
-                tokio::time::advance(Duration::from_secs(1)).await;
-                assert!(second_woken.0.load(Ordering::SeqCst) > 0, "woken at 4 s");
-                assert!(bufs.deadline.poll_expired(&mut cx));
-            });
-        })
-        .join()
-        .unwrap();
+            let mut bufs = Buffers::take();
+            let (second_woken, second) = counted();
+            let mut cx = Context::from_waker(&second);
+            bufs.deadline.set(start + Duration::from_secs(4));
+            assert!(!bufs.deadline.poll_expired(&mut cx), "not yet its deadline");
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert_eq!(second_woken.0.load(Ordering::SeqCst), 0, "3 s: not due");
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(second_woken.0.load(Ordering::SeqCst) > 0, "woken at 4 s");
+            assert!(bufs.deadline.poll_expired(&mut cx));
+        });
     }
 
     /// A timer that ended its connection (found fired, off the wheel) still times the
     /// next connection's deadline, though that deadline is later than its aim.
     #[test]
     fn a_timer_that_ended_a_connection_times_the_next() {
-        std::thread::spawn(|| {
-            paused_loop().block_on(async {
-                let start = tokio::time::Instant::now();
-                let (_, first) = counted();
-                let mut cx = Context::from_waker(&first);
-                let mut bufs = Buffers::take();
-                bufs.deadline.set(start + Duration::from_secs(1));
-                assert!(!bufs.deadline.poll_expired(&mut cx));
-                tokio::time::advance(Duration::from_secs(1)).await;
-                assert!(bufs.deadline.poll_expired(&mut cx), "the first expired");
-                bufs.give_back();
+        on_its_own_paused_loop(|| async {
+            let start = tokio::time::Instant::now();
+            let (_, first) = counted();
+            let mut cx = Context::from_waker(&first);
+            let mut bufs = Buffers::take();
+            bufs.deadline.set(start + Duration::from_secs(1));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(bufs.deadline.poll_expired(&mut cx), "the first expired");
+            bufs.give_back();
 
-                let mut bufs = Buffers::take();
-                let (woken, second) = counted();
-                let mut cx = Context::from_waker(&second);
-                bufs.deadline.set(start + Duration::from_secs(3));
-                assert!(!bufs.deadline.poll_expired(&mut cx));
-                tokio::time::advance(Duration::from_secs(2)).await;
-                assert!(woken.0.load(Ordering::SeqCst) > 0, "woken at 3 s");
-                assert!(bufs.deadline.poll_expired(&mut cx));
-            });
-        })
-        .join()
-        .unwrap();
+            let mut bufs = Buffers::take();
+            let (woken, second) = counted();
+            let mut cx = Context::from_waker(&second);
+            bufs.deadline.set(start + Duration::from_secs(3));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert!(woken.0.load(Ordering::SeqCst) > 0, "woken at 3 s");
+            assert!(bufs.deadline.poll_expired(&mut cx));
+        });
     }
 
     /// A timer kept from an event loop that ended is dropped, not polled, by a
