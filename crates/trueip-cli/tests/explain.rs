@@ -1255,39 +1255,22 @@ fn assert_escaped(what: &str, text: &str, escaped: &str) {
 fn text_from_headers_events_and_files_is_shown_escaped() {
     let hostile = "1.2.3.4\u{9b}31m\u{202e}\u{2028}";
     let header = format!("X-Real-IP: {hostile}");
-    let out = trueip(
-        &[
-            "explain",
-            "--peer",
-            "10.0.0.5",
-            "--trust",
-            "10.0.0.0/8",
-            "--strategy",
-            "header:X-Real-IP",
-            "-H",
-            &header,
-        ],
-        None,
-    );
+    let args = [
+        "explain",
+        "--peer",
+        "10.0.0.5",
+        "--trust",
+        "10.0.0.0/8",
+        "--strategy",
+        "header:X-Real-IP",
+        "-H",
+        &header,
+    ];
+    let out = trueip(&args, None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_escaped("--header", &text, r"1.2.3.4\u{9b}31m\u{202e}\u{2028}");
     // JSON escapes them as JSON does, and reads back as written.
-    let out = trueip(
-        &[
-            "explain",
-            "--peer",
-            "10.0.0.5",
-            "--trust",
-            "10.0.0.0/8",
-            "--strategy",
-            "header:X-Real-IP",
-            "-H",
-            &header,
-            "--format",
-            "json",
-        ],
-        None,
-    );
+    let out = trueip(&[&args[..], &["--format", "json"]].concat(), None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_escaped("--format json", &text, r"1.2.3.4\u009b31m\u202e\u2028");
     assert_eq!(answer(&out)["steps"][2]["value"], hostile);
