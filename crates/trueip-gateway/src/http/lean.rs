@@ -418,15 +418,21 @@ impl Deadline {
         if sleep.deadline() > at {
             sleep.as_mut().reset(at);
         }
-        loop {
+        let expired = loop {
             if sleep.as_mut().poll(&mut cx).is_pending() {
-                return false;
+                break false;
             }
             if tokio::time::Instant::now() >= at {
-                return true;
+                break true;
             }
             sleep.as_mut().reset(at);
-        }
+        };
+        // A timer that fired is off the wheel and fires no more: the connection may
+        // outlive this deadline (a late upstream answer gets a 504 and the connection
+        // stays open), and its next, later deadline must re-aim the timer rather than
+        // wait for a fire that never comes.
+        wake.stale |= expired;
+        expired
     }
 }
 
@@ -1712,6 +1718,30 @@ mod tests {
             assert!(!bufs.deadline.poll_expired(&mut cx));
             tokio::time::advance(Duration::from_secs(2)).await;
             assert!(woken.0.load(Ordering::SeqCst) > 0, "woken at 3 s");
+            assert!(bufs.deadline.poll_expired(&mut cx));
+        });
+    }
+
+    /// A timer that fired a deadline its connection outlived (a late upstream answer
+    /// gets a 504 and the connection stays open) times that connection's next, later
+    /// deadline, though it is off the wheel.
+    #[test]
+    fn a_deadline_the_connection_outlived_leaves_its_timer_timing_the_next() {
+        on_its_own_paused_loop(|| async {
+            let start = tokio::time::Instant::now();
+            let (woken, waker) = counted();
+            let mut cx = Context::from_waker(&waker);
+            let mut bufs = Buffers::take();
+            bufs.deadline.set(start + Duration::from_secs(1));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(bufs.deadline.poll_expired(&mut cx), "the answer's deadline");
+            bufs.deadline.clear();
+            bufs.deadline.set(start + Duration::from_secs(3));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            let before = woken.0.load(Ordering::SeqCst);
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert!(woken.0.load(Ordering::SeqCst) > before, "woken at 3 s");
             assert!(bufs.deadline.poll_expired(&mut cx));
         });
     }
