@@ -1111,6 +1111,80 @@ fn a_last_line_without_an_element_is_refused_not_read_from_the_line_before() {
     }
 }
 
+/// What a Lambda target receives under each `routing.http.xff_header_processing.mode`, row by
+/// row as AWS's ELB guide tabulates it ("HTTP headers and Application Load Balancers", whose
+/// last hop is `127.0.0.1`), and with `routing.http.xff_client_port.enabled` (its examples).
+/// `append` (the default): the ALB's element stands in, what the client wrote is flagged.
+/// `remove`, and `preserve` for a client that sent none: no header, refused with a hint naming
+/// the mode (the hint named only `remove`: fails on the old code). `preserve` for a client that
+/// sent one: the event holds the client's text, which nothing in it tells from the ALB's; its
+/// last element stands in, the hazard the docs warn of.
+#[test]
+fn the_albs_documented_forwarded_for_modes() {
+    let policy = policy(Preset::Alb);
+    let received =
+        |xff: Option<&str>| set(event("alb"), "/headers/x-forwarded-for", xff.map(|x| json!(x)));
+    let client = |xff: Option<&str>| lambda::resolve_event(&policy, &received(xff)).unwrap();
+    // (the request's X-Forwarded-For, what `append` passes on)
+    let rows = [
+        (None, "127.0.0.1"),
+        (Some("127.0.0.4"), "127.0.0.4, 127.0.0.1"),
+        (Some("127.0.0.4, 127.0.0.8"), "127.0.0.4, 127.0.0.8, 127.0.0.1"),
+    ];
+    for (sent, appended) in rows {
+        let resolution = client(Some(appended));
+        assert_eq!(resolution.client.to_string(), "127.0.0.1", "append {sent:?}");
+        assert_eq!(
+            resolution.warnings.contains(Warnings::SPOOF_ATTEMPT),
+            sent.is_some(),
+            "{sent:?}"
+        );
+        match sent {
+            // `preserve` passes the client's header as it came.
+            Some(sent) => {
+                let preserved = client(Some(sent));
+                assert_eq!(Some(preserved.client.to_string().as_str()), sent.rsplit(", ").next());
+            }
+            // `remove` passes no header whatever the client sent; `preserve` none when it
+            // sent none.
+            None => {
+                let err = error(&received(None));
+                assert!(
+                    matches!(
+                        err,
+                        EventError::Missing {
+                            kind: EventKind::Alb,
+                            field: "headers.x-forwarded-for"
+                        }
+                    ),
+                    "{err:?}"
+                );
+                for mode in ["`remove`", "`preserve`"] {
+                    assert!(
+                        err.hint().contains(mode),
+                        "preserve or remove, nothing sent: {}",
+                        err.hint()
+                    );
+                }
+            }
+        }
+    }
+    // The guide's IPv6 example, and the client port (`append` only; IPv6 then in brackets).
+    for (appended, stand_in) in [
+        ("12.34.56.78:8080", "12.34.56.78:8080"),
+        (
+            "[2001:db8:85a3:8d3:1319:8a2e:370:7348]:8080",
+            "[2001:db8:85a3:8d3:1319:8a2e:370:7348]:8080",
+        ),
+        ("2001:DB8::21f:5bff:febf:ce22:8a2e", "2001:db8:0:21f:5bff:febf:ce22:8a2e"),
+    ] {
+        assert_eq!(
+            lambda::Event::parse(&received(Some(appended))).unwrap().peer().to_string(),
+            stand_in
+        );
+    }
+}
+
 /// VPC Lattice events carry no address Lattice vouches for: refused by name, with the
 /// reason, not taken for an API Gateway event (v2 shares `version: "2.0"`) or "unknown".
 #[test]
