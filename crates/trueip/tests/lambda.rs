@@ -1185,6 +1185,104 @@ fn the_albs_documented_forwarded_for_modes() {
     }
 }
 
+/// Events shaped as AWS was seen to send them, field for field, with the addresses and ids
+/// replaced by documentation ones (docs/SECURITY.md, "AWS Lambda: what AWS sends, and the
+/// evidence"):
+/// - `api_gateway_v1_observed`: the REST API event LocalStack recorded from AWS for a request
+///   with repeated query arguments (localstack/localstack,
+///   tests/aws/services/apigateway/test_apigateway_lambda.snapshot.json,
+///   `invocation-payload-with-params-encoding-multi`, 2024-08-02), its redacted
+///   `X-Forwarded-For` in the shape aws-solutions/aws-waf-security-automations#123 logged:
+///   `sourceIp`, then AWS's own CloudFront edge; a client's entries come before them.
+/// - `function_url_observed`: a direct Function URL request (aws/aws-lambda-rust-runtime,
+///   lambda-http/tests/data/lambda_function_url_request.json, 2023-01-11): its
+///   `X-Forwarded-For` is `sourceIp`, and its cookie is in `cookies` and `headers.cookie`.
+/// - `function_url_cloudfront_observed`: CloudFront → Function URL, the headers as a page
+///   served that way printed them (ssr-poc-2.spribe-sandbox1.click, 2026-04-25): one
+///   `X-Forwarded-For` element, where a URL that appended its peer would show two. Its
+///   `requestContext` was not printed: AWS's documented one, `sourceIp` an edge.
+#[test]
+fn observed_events_decide_as_documented() {
+    let rest = event("api_gateway_v1_observed");
+    let forged = "6.6.6.6, 198.51.100.23, 130.176.20.90";
+    let rest_forged = set(
+        set(rest.clone(), "/headers/X-Forwarded-For", Some(json!(forged))),
+        "/multiValueHeaders/X-Forwarded-For",
+        Some(json!([forged])),
+    );
+    let url = event("function_url_observed");
+    let behind_cloudfront = event("function_url_cloudfront_observed");
+    // What the report says a URL keeps of `6.6.6.6, <viewer>`: the client's first value.
+    let url_forged =
+        set(behind_cloudfront.clone(), "/headers/x-forwarded-for", Some(json!("6.6.6.6")));
+    for (name, event, kind, client) in [
+        ("rest", &rest, EventKind::ApiGatewayV1, "198.51.100.23"),
+        ("rest, forged first entry", &rest_forged, EventKind::ApiGatewayV1, "198.51.100.23"),
+        ("function url", &url, EventKind::FunctionUrl, "198.51.100.54"),
+        (
+            "function url behind cloudfront",
+            &behind_cloudfront,
+            EventKind::FunctionUrl,
+            "130.176.17.71",
+        ),
+        (
+            "function url behind cloudfront, forged",
+            &url_forged,
+            EventKind::FunctionUrl,
+            "130.176.17.71",
+        ),
+    ] {
+        assert_eq!(lambda::Event::parse(event).unwrap().kind(), kind, "{name}");
+        for preset in Preset::ALL {
+            let resolution = lambda::resolve_event(&policy(preset), event).unwrap();
+            assert_eq!(resolution.client.to_string(), client, "{name}, {preset:?}");
+        }
+    }
+    // Behind a trusted edge the URL's client is the edge, flagged and logged, until
+    // CloudFront-Viewer-Address is forwarded.
+    let cloudfront = policy(Preset::CloudfrontApiGateway);
+    let resolution = lambda::resolve_event(&cloudfront, &url_forged).unwrap();
+    assert!(resolution.warnings.contains(Warnings::XFF_NOT_KEPT));
+    assert!(lambda::edge_is_client(&resolution).is_some());
+    let viewer =
+        set(url_forged, "/headers/cloudfront-viewer-address", Some(json!("203.0.113.44:50123")));
+    let resolution = lambda::resolve_event(&cloudfront, &viewer).unwrap();
+    assert_eq!(resolution.client.to_string(), "203.0.113.44:50123");
+
+    // A repeated argument as a REST API writes it: every value in
+    // `multiValueQueryStringParameters`, the last in `queryStringParameters`. Both values
+    // are read, so two clients are a duplicate, never the last alone.
+    let query = vpc_policy("query:client");
+    let arguments = set(
+        set(
+            set(rest, "/requestContext/identity/sourceIp", Some(json!("10.0.0.5"))),
+            "/multiValueQueryStringParameters",
+            Some(json!({"client": ["203.0.113.1", "203.0.113.2"]})),
+        ),
+        "/queryStringParameters",
+        Some(json!({"client": "203.0.113.2"})),
+    );
+    let resolution = lambda::resolve_event(&query, &arguments).unwrap();
+    assert_eq!(resolution.client.to_string(), "10.0.0.5");
+    assert!(resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
+
+    // A Function URL's cookie, in `cookies` and again in `headers.cookie`, is one line, as
+    // lambda_http has read it since aws/aws-lambda-rust-runtime#586: not a duplicate.
+    let cookie = vpc_policy("cookie:client");
+    let cookies = set(
+        set(
+            set(url, "/requestContext/http/sourceIp", Some(json!("10.0.0.5"))),
+            "/cookies",
+            Some(json!(["client=203.0.113.9"])),
+        ),
+        "/headers/cookie",
+        Some(json!("client=203.0.113.9")),
+    );
+    let resolution = lambda::resolve_event(&cookie, &cookies).unwrap();
+    assert_eq!(resolution.client.to_string(), "203.0.113.9");
+    assert!(!resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
+}
+
 /// VPC Lattice events carry no address Lattice vouches for: refused by name, with the
 /// reason, not taken for an API Gateway event (v2 shares `version: "2.0"`) or "unknown".
 #[test]
