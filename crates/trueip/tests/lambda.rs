@@ -1197,7 +1197,7 @@ fn the_albs_documented_forwarded_for_modes() {
 /// - `function_url_observed`: a direct Function URL request (aws/aws-lambda-rust-runtime,
 ///   lambda-http/tests/data/lambda_function_url_request.json, 2023-01-11): its
 ///   `X-Forwarded-For` is `sourceIp`, and its cookie is in `cookies` and `headers.cookie`.
-/// - `function_url_cloudfront_observed`: CloudFront → Function URL, the headers as a page
+/// - `function_url_cloudfront_observed`: CloudFront → Function URL, the headers as a demo page
 ///   served that way printed them (ssr-poc-2.spribe-sandbox1.click, 2026-04-25): one
 ///   `X-Forwarded-For` element, where a URL that appended its peer would show two. Its
 ///   `requestContext` was not printed: AWS's documented one, `sourceIp` an edge.
@@ -1281,6 +1281,14 @@ fn observed_events_decide_as_documented() {
     let resolution = lambda::resolve_event(&cookie, &cookies).unwrap();
     assert_eq!(resolution.client.to_string(), "203.0.113.9");
     assert!(!resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
+
+    // An HTTP API joins a repeated header with commas (AWS, payload format 2.0): a
+    // single-address header sent twice is one malformed line, never either half.
+    let joined =
+        vpc_event("api_gateway_v2", &[("/headers/x-real-ip", json!("203.0.113.1,203.0.113.2"))]);
+    let resolution = lambda::resolve_event(&vpc_policy("header:X-Real-IP"), &joined).unwrap();
+    assert_eq!(resolution.client.to_string(), "10.0.0.5");
+    assert!(resolution.warnings.contains(Warnings::MALFORMED));
 }
 
 /// VPC Lattice events carry no address Lattice vouches for: refused by name, with the

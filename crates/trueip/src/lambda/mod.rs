@@ -46,8 +46,10 @@
 //! lines (a REST API event's `headers` holds the last line of a repeated header: the right
 //! end of a list, where the walk starts); a payload 2.0 event's `cookies` are its `Cookie`
 //! lines; names match in any case. A REST API event keeps
-//! the case each line was sent in, so one header may come under two spellings, whose
-//! order JSON does not keep. `X-Forwarded-For`, `Forwarded` and the claims about the
+//! the case each line was sent in (an event recorded from AWS holds a client's
+//! `tEsT-HEADeR` as sent), so one header may come under two spellings, whose order JSON
+//! does not keep (whether API Gateway hands two spellings as two keys is neither
+//! documented nor observed; this is safe either way). `X-Forwarded-For`, `Forwarded` and the claims about the
 //! request (`X-Forwarded-Proto`, `-Host`, `-Port`, `-Prefix`, ...), whose lines' order
 //! decides what is read, are then not read at all, and the decision is flagged
 //! `header_writer_not_trusted`, so no hop is trusted with the request's client-IP headers
@@ -74,8 +76,16 @@
 //! | ALB | `multiValueQueryStringParameters` when it has any, else `queryStringParameters` | as sent, names too (the ALB decodes nothing) |
 //! | API Gateway REST (payload 1.0) | the same | decoded, and not decoded again |
 //!
-//! With multi-value off, an ALB's and a REST API's `queryStringParameters` keep the last
-//! value of a repeated argument: two cannot be told from one there, as for a header.
+//! With multi-value off, an ALB's `queryStringParameters` keeps the last value of a
+//! repeated argument (AWS documents it): two cannot be told from one there, as for a
+//! header. A REST API always writes both fields, the last value in
+//! `queryStringParameters` and every one in `multiValueQueryStringParameters` (an event
+//! recorded from AWS), so its arguments are read whole; only an event without the
+//! multi-value field has the last alone.
+//!
+//! What each rule of this module rests on, AWS's documents or events logged from real
+//! deployments, and what neither says: docs/SECURITY.md, "AWS Lambda: what AWS sends, and
+//! the evidence".
 //!
 //! # What stands in for the peer
 //!
@@ -90,7 +100,7 @@
 //!   it saw to `X-Forwarded-For` (the default `append` mode of
 //!   `routing.http.xff_header_processing.mode`; `remove` leaves no header, an error here,
 //!   and `preserve` leaves the client's own text in that place, which nothing in the
-//!   event can tell apart — do not use it). The ALB is the trusted peer; the element it
+//!   event can tell apart, or no header when it sent none — do not use it). The ALB is the trusted peer; the element it
 //!   wrote, the list's last, stands in for the peer's address. It stays in the list,
 //!   so a walk from the right starts at it: `hops:1` trusting `any` ([`Preset::Alb`])
 //!   answers with it and flags what stands left of it, as `trueip serve` behind the
@@ -110,7 +120,9 @@
 //! A Function URL does not append to `X-Forwarded-For`: it keeps only the first value
 //! the request carried, the leftmost, and drops the rest — reported by
 //! <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>
-//! ("Obtaining caller ip address with Lambda FURLs"), not verified against AWS. Sent
+//! ("Obtaining caller ip address with Lambda FURLs"), and an event logged behind
+//! CloudFront holds one element where an appending URL would give two; not verified
+//! against AWS. Sent
 //! directly, the event's header is what the client wrote (or `sourceIp` when it wrote
 //! none); behind CloudFront, which appended the viewer after the client's text, it is
 //! still the client's text, and `sourceIp` is a CloudFront edge. A walk that trusts
