@@ -889,10 +889,28 @@ fn fields_aws_never_writes_that_way_are_refused() {
             "a number",
         ),
         (
-            "sourceIp with a port",
-            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("192.0.2.1:443"))),
+            "sourceIp with a port no connection has",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("192.0.2.1:99999"))),
             "requestContext.http.sourceIp",
-            "\"192.0.2.1:443\"",
+            "\"192.0.2.1:99999\"",
+        ),
+        (
+            "sourceIp in brackets without a port",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("[2001:db8::1]"))),
+            "requestContext.http.sourceIp",
+            "\"[2001:db8::1]\"",
+        ),
+        (
+            "sourceIp with a port, padded",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!(" 192.0.2.1:443"))),
+            "requestContext.http.sourceIp",
+            "\" 192.0.2.1:443\"",
+        ),
+        (
+            "sourceIp with a port that no connection comes from",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("0.0.0.0:443"))),
+            "requestContext.http.sourceIp",
+            "\"0.0.0.0:443\"",
         ),
         (
             "sourceIp that no connection comes from",
@@ -1289,6 +1307,42 @@ fn observed_events_decide_as_documented() {
     let resolution = lambda::resolve_event(&vpc_policy("header:X-Real-IP"), &joined).unwrap();
     assert_eq!(resolution.client.to_string(), "10.0.0.5");
     assert!(resolution.warnings.contains(Warnings::MALFORMED));
+}
+
+/// API Gateway writes `sourceIp` with a port when a mutual-TLS custom domain fronts it: an
+/// HTTP API event logged behind Cloudflare's authenticated origin pulls held
+/// `"sourceIp": "10.1.22.195:32554"`, an address of AWS's own, where the same API reached
+/// without mutual TLS wrote a bare public address (aws-powertools/powertools-lambda-python#7288,
+/// 2025; AWS's Powertools parser has accepted `ip:port` and `[ipv6]:port` there since #7315
+/// and #7351). Refused as "a field AWS never writes that way", every request of such a
+/// deployment had no client at all (an `EventError`, the tower layer's 500, an empty
+/// `REMOTE_ADDR`): fails on the old code. The stand-in is the address with its port, as
+/// the ALB's with `xff_client_port`; anything else about the field is still refused.
+#[test]
+fn a_source_ip_with_a_port_stands_in_with_it() {
+    let event = event("api_gateway_v2_mtls_observed");
+    let parsed = lambda::Event::parse(&event).unwrap();
+    assert_eq!(parsed.kind(), EventKind::ApiGatewayV2);
+    assert_eq!(parsed.peer().to_string(), "10.1.22.195:32554");
+    for preset in Preset::ALL {
+        let resolution = lambda::resolve_event(&policy(preset), &event).unwrap();
+        assert_eq!(resolution.client.to_string(), "10.1.22.195:32554", "{preset:?}");
+    }
+    for (source_ip, stand_in) in [
+        ("[2001:db8::7]:443", "[2001:db8::7]:443"),
+        ("[::ffff:192.0.2.1]:443", "192.0.2.1:443"),
+        ("192.0.2.1", "192.0.2.1"),
+    ] {
+        for (name, at) in [
+            ("api_gateway_v2", "/requestContext/http/sourceIp"),
+            ("function_url", "/requestContext/http/sourceIp"),
+            ("api_gateway_v1", "/requestContext/identity/sourceIp"),
+        ] {
+            let event = set(lambda_support::event(name), at, Some(json!(source_ip)));
+            let peer = lambda::Event::parse(&event).unwrap().peer();
+            assert_eq!(peer.to_string(), stand_in, "{name}: {source_ip}");
+        }
+    }
 }
 
 /// VPC Lattice events carry no address Lattice vouches for: refused by name, with the

@@ -111,7 +111,10 @@
 //!   edge-optimized API, the one before AWS's own CloudFront hop). The headers are
 //!   walked only as far as the policy trusts that address: `X-Forwarded-For` entries
 //!   written in front of it (your CloudFront distribution → API Gateway) count when the
-//!   policy trusts CloudFront's ranges and `sourceIp` is in them.
+//!   policy trusts CloudFront's ranges and `sourceIp` is in them. Behind a custom domain
+//!   with mutual TLS, API Gateway was seen to write an address of AWS's own with a port
+//!   (`10.1.22.195:32554`): it stands in, port and all, and is then no client's address,
+//!   the same for every request; no preset describes that chain.
 //! - **Function URLs.** `sourceIp` is the address the URL saw, as for API Gateway, but
 //!   `X-Forwarded-For` is never read: see below.
 //!
@@ -285,7 +288,10 @@ pub(crate) fn alb_peer<H: Headers + ?Sized>(
     }
 }
 
-/// The address in a `sourceIp` field: a bare address that can be a connection's source.
+/// The address in a `sourceIp` field: an address that can be a connection's source, bare
+/// or with a port (`192.0.2.1:443`, `[2001:db8::7]:443`), which API Gateway writes when a
+/// mutual-TLS custom domain fronts it (docs/SECURITY.md, "AWS Lambda: what AWS sends, and
+/// the evidence"). Nothing else: no brackets without a port, no padding.
 pub(crate) fn source_ip(kind: EventKind, value: Option<&Value>) -> Result<Node, EventError> {
     let field = kind.stand_in_field();
     match value {
@@ -297,8 +303,17 @@ pub(crate) fn source_ip(kind: EventKind, value: Option<&Value>) -> Result<Node, 
 
 /// [`source_ip`] of text.
 pub(crate) fn source_ip_text(kind: EventKind, text: &str) -> Result<Node, EventError> {
-    match crate::addr::parse_ip(text.as_bytes()) {
-        Ok(ip) if crate::addr::can_be_source(ip) => Ok(Node::from(ip)),
+    let bytes = text.as_bytes();
+    let node = match crate::addr::parse_ip(bytes) {
+        Ok(ip) => Some(Node::from(ip)),
+        // `parse_node` also takes a bracketed address without a port and trims padding,
+        // neither of which AWS writes.
+        Err(_) => crate::addr::parse_node(bytes)
+            .ok()
+            .filter(|node| node.port.is_some() && crate::addr::trim(bytes).len() == bytes.len()),
+    };
+    match node {
+        Some(node) if crate::addr::can_be_source(node.ip) => Ok(node),
         _ => Err(EventError::invalid(
             kind,
             kind.stand_in_field(),
