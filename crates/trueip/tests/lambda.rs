@@ -654,10 +654,10 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
     assert!(!direct.warnings.contains(Warnings::XFF_NOT_KEPT));
 }
 
-/// A Function URL passes `X-Forwarded-Proto` and `-Port` on as it received them (it
-/// changes no header but `X-Forwarded-For`): behind a trusted CloudFront edge they are
-/// whatever the client sent, and `origin` reports neither, as it does an HTTP API's,
-/// which AWS writes (fails on the old code: `http` and 80, the client's).
+/// A Function URL's `X-Forwarded-Proto` and `-Port` name no viewer's scheme or port:
+/// behind a trusted CloudFront edge they are the client's or the URL's own for
+/// CloudFront's connection, and `origin` reports neither, where it does an HTTP API's,
+/// which AWS writes for its client (fails on the old code: `http` and 80, the client's).
 #[test]
 fn a_function_urls_scheme_and_port_are_not_reported() {
     let policy = policy(Preset::CloudfrontApiGateway);

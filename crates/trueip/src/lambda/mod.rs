@@ -141,9 +141,11 @@
 //! client sent, when the origin request policy forwards it (the `cloudfront` strategy of
 //! the CloudFront presets reads it); without it, the edge's own address, and the first
 //! such decision in a process logs a warning (through `log`) naming the fix.
-//! `X-Forwarded-Proto` and `X-Forwarded-Port` the URL passes on as it received them
-//! (it writes no other header, where an ALB or API Gateway writes these two): behind a
-//! trusted edge they are withheld from the app and never the request's scheme or port
+//! `X-Forwarded-Proto` and `X-Forwarded-Port` in such an event name no viewer's scheme
+//! or port: CloudFront removes a viewer's `X-Forwarded-Proto` (its docs), yet an event
+//! logged behind it held `x-forwarded-proto: https`, which the URL wrote for CloudFront's
+//! own HTTPS connection to it, and a port header may be either's. Behind a trusted edge
+//! they are withheld from the app and never the request's scheme or port
 //! ([`UNKEPT_CLAIMS`](crate::headers::UNKEPT_CLAIMS)). The kind is
 //! told by `requestContext.domainName`: a Function URL has no custom domain and refuses
 //! a request whose `Host` is not its own, so its events always carry its own host.
