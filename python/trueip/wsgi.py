@@ -313,13 +313,13 @@ def apply(
     return resolution
 
 
-def rewritten(apps: Iterable[tuple[str, str]] = _asgi.WSGI_BRIDGES) -> Optional[str]:
-    """What to fix when this process serves the app behind one of ``apps`` (uvicorn's WSGI
-    bridge, ``--interface wsgi``, by default) with uvicorn's own proxy headers on (its
-    default): uvicorn rewrites the scope's client from ``X-Forwarded-For`` before the bridge
-    builds ``REMOTE_ADDR``, so the peer here would be a header's word; ``None`` otherwise
+def rewritten() -> Optional[str]:
+    """What to fix when this process serves the app with a server's own proxy headers on that
+    believe someone (uvicorn's default, around its WSGI bridge under ``--interface wsgi``):
+    uvicorn rewrites the scope's client from ``X-Forwarded-For`` before the bridge builds
+    ``REMOTE_ADDR``, so the peer here would be a header's word; ``None`` otherwise
     (``trueip.asgi.rewrite_around``). Logged as an error: the middleware asks once."""
-    fix = _asgi.rewrite_around(apps)
+    fix = _asgi.rewrite_around()
     if fix is not None:
         logging.getLogger("trueip").error("trueip: %s", fix)
     return fix
