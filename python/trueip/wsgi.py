@@ -89,6 +89,7 @@ side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge fo
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any, Callable, Iterable, Optional
 
 from . import Policy, Verifier, forwarding_header_names
@@ -176,24 +177,42 @@ def _undo_proxy_fix(environ: dict[str, Any]) -> None:
             environ[key] = value
 
 
-def _gunicorn_proxy(environ: dict[str, Any]) -> tuple[Any, Any]:
+#: The source of the PROXY header gunicorn read on each connection still open, by its socket:
+#: gunicorn's gthread worker reads the header on a keep-alive connection's first request only,
+#: and gives the later ones the balancer's address as ``REMOTE_ADDR`` and no ``PROXY_PROTOCOL``.
+_PROXY_SOURCES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _gunicorn_proxy(environ: dict[str, Any]) -> Optional[tuple[Any, Any]]:
     """The peer and the PROXY header's source under gunicorn's ``--proxy-protocol``, whose
     ``REMOTE_ADDR`` and ``REMOTE_PORT`` are the source the header named, believed from any
     peer in gunicorn's ``--proxy-allow-from`` (127.0.0.1 and ::1 by default: any local
     process): the connection's peer only gunicorn's socket still knows. The policy believes
     the source only from a peer in its ``proxy_protocol_from``, as ``trueip serve`` does.
-    ``(None, None)`` (no decision) when the socket cannot say; a Unix socket's peer is
-    ``""``."""
+    A later request on the connection gets the source its first request had
+    (``_PROXY_SOURCES``): decided as the balancer, each client behind an NLB escaped its own
+    address by sending a second request. ``None`` when gunicorn read no header on the
+    connection; ``(None, None)`` (no decision) when the socket cannot say; a Unix socket's peer
+    is ``""``."""
     sock = environ.get("gunicorn.socket")
+    try:
+        if "PROXY_PROTOCOL" in environ:
+            source: Any = environ.get("REMOTE_ADDR")
+            port = environ.get("REMOTE_PORT")
+            if isinstance(port, str) and port.isdigit():
+                source = (source, int(port))
+            _PROXY_SOURCES[sock] = source
+        elif sock is None or (source := _PROXY_SOURCES.get(sock)) is None:
+            return None
+    except TypeError:
+        # A socket that takes no weak reference: a later request cannot be told apart.
+        if "PROXY_PROTOCOL" not in environ:
+            return None
     try:
         name = sock.getpeername()  # type: ignore[union-attr]
     except (AttributeError, OSError):
         return None, None
     peer = (name[0], name[1]) if isinstance(name, tuple) and len(name) >= 2 else ""
-    source: Any = environ.get("REMOTE_ADDR")
-    port = environ.get("REMOTE_PORT")
-    if isinstance(port, str) and port.isdigit():
-        source = (source, int(port))
     return peer, source
 
 
@@ -241,8 +260,10 @@ def apply(
         else:
             event = None
     proxy_source = None
-    if peer is _REMOTE_ADDR and event is None and "PROXY_PROTOCOL" in environ:
-        peer, proxy_source = _gunicorn_proxy(environ)
+    if peer is _REMOTE_ADDR and event is None and ("PROXY_PROTOCOL" in environ or _PROXY_SOURCES):
+        proxied = _gunicorn_proxy(environ)
+        if proxied is not None:
+            peer, proxy_source = proxied
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     from_lines = lines is not None and event is None
     # Positional: keyword arguments cost the extension about 100 ns each per request.
