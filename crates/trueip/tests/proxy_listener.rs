@@ -269,3 +269,61 @@ async fn a_tapped_listener_still_decides_from_the_proxy_header() {
         send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
     assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol");
 }
+
+/// A v2 header a byte per read (the AWS TLV's too), and a stranger's request whose first
+/// read is one byte of `POST` or `PRI` (`PROXY`'s first letters): the header names the
+/// client, the stranger is served as a direct client, neither waits out the timeout.
+#[tokio::test]
+async fn a_header_or_a_request_a_byte_at_a_time() {
+    let addr = start().await;
+    let started = Instant::now();
+    let mut stream = connect_from(SENDER, addr).await;
+    for byte in [v2_with_vpce(), request("/", &[])].concat() {
+        stream.write_all(&[byte]).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let reply = read_reply(&mut stream).await.unwrap();
+    assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol vpce=vpce-08d2bf15fac5001c9");
+    for method in ["POST", "PUT", "PRI"] {
+        let mut stream = connect_from(ATTACKER, addr).await;
+        let bytes = request("/", &[]);
+        let bytes = [method.as_bytes(), bytes.strip_prefix(b"GET".as_slice()).unwrap()].concat();
+        for piece in [&bytes[..1], &bytes[1..2], &bytes[2..]] {
+            stream.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Not the PROXY listener's to judge: hyper answers whatever the method.
+        let reply = read_reply(&mut stream).await;
+        assert!(reply.is_some_and(|r| r.status != 0), "{method}");
+    }
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+}
+
+/// With `proxy_protocol_from` empty no one may send a header: a client is served as a
+/// direct one, and a PROXY header from anyone, loopback included, closes its connection.
+#[tokio::test]
+async fn with_no_sender_every_header_is_refused_and_every_client_direct() {
+    let policy = Policy::default();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
+    let app = Router::new()
+        .route(
+            "/",
+            get(|ClientResolution(r): ClientResolution| async move { r.client.to_string() }),
+        )
+        .layer(ClientIpLayer::new(policy));
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())
+            .await
+            .unwrap();
+    });
+    let reply = send_from(ATTACKER, addr, b"").await.unwrap();
+    assert_eq!((reply.status, reply.body.split(':').next()), (200, Some(ATTACKER)));
+    for from in [ATTACKER, SENDER] {
+        assert!(
+            send_from(from, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.is_none()
+        );
+        assert!(send_from(from, addr, &v2_with_vpce()).await.is_none());
+    }
+}
