@@ -56,8 +56,9 @@ Werkzeug's ``ProxyFix`` wrapped around this middleware (``ProxyFix(TrueIP(app, p
 or ``app.wsgi_app = ProxyFix(app.wsgi_app)`` after ``TrueIP``) would hand it the last
 ``X-Forwarded-For`` entry as ``REMOTE_ADDR``, whoever sent it: its rewrite is undone first
 (it keeps what it replaced in ``environ["werkzeug.proxy_fix.orig"]``), so the policy decides
-from the connection, and the ``trueip`` logger warns once. Put ``TrueIP`` outside every
-other wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
+from the connection, and the ``trueip`` logger warns once (not two ``ProxyFix`` around it: the
+inner one keeps what the outer one had already replaced). Put ``TrueIP`` outside every other
+wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
 
 Under uvicorn's ``--interface wsgi`` run uvicorn with ``--no-proxy-headers``: its own proxy
 headers (on by default, believing 127.0.0.1) rewrite the scope's client from
