@@ -327,3 +327,42 @@ async fn with_no_sender_every_header_is_refused_and_every_client_direct() {
         assert!(send_from(from, addr, &v2_with_vpce()).await.is_none());
     }
 }
+
+/// On a dual-stack listener (`[::]`) an IPv4 sender's peer is IPv4-mapped
+/// (`::ffff:127.0.0.31`): it is still the trusted sender, its header names the client, and
+/// the attacker's mapped address still may not send one.
+#[tokio::test]
+async fn a_dual_stack_listener_knows_its_senders_by_their_ipv4_address() {
+    let policy =
+        Policy::builder().proxy_protocol_from("127.0.0.30/31".parse().unwrap()).build().unwrap();
+    let Ok(tcp) = tokio::net::TcpListener::bind("[::]:0").await else {
+        return;
+    };
+    let port = tcp.local_addr().unwrap().port();
+    let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
+    let app = Router::new()
+        .route(
+            "/",
+            get(|ClientResolution(r): ClientResolution| async move {
+                format!("{} {:?} {}", r.client, r.source, r.peer)
+            }),
+        )
+        .layer(ClientIpLayer::new(policy));
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())
+            .await
+            .unwrap();
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let reply =
+        send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
+    assert_eq!(
+        reply.body.split(' ').take(2).collect::<Vec<_>>(),
+        ["203.0.113.7:51000", "ProxyProtocol"]
+    );
+    assert!(
+        send_from(ATTACKER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.is_none()
+    );
+    let reply = send_from(ATTACKER, addr, b"").await.unwrap();
+    assert!(reply.body.starts_with("127.0.0.1:"), "{}", reply.body);
+}
