@@ -3,6 +3,8 @@
 //! reports is the one the policy judges).
 #![cfg(feature = "actix-web")]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, mpsc};
@@ -693,31 +695,6 @@ fn a_query_strategy_reads_the_query_string() {
     );
 }
 
-/// A header name for [`the_middleware_withholds_each_line_the_rule_withholds`]: one of the
-/// withheld set's (its dashes as `_`, `.` or `~` too), one a prefilter could take for one (a
-/// length or first byte they share), or a common one.
-fn header_name(
-    set: &'static [trueip::headers::FieldName],
-) -> impl proptest::strategy::Strategy<Value = String> {
-    use proptest::prelude::*;
-    let common = prop::sample::select(vec![
-        "accept",
-        "user-agent",
-        "x-request-id",
-        "cookie",
-        "x-forwarded-fox",
-        "x-real-i",
-        "x-real-ips",
-        "forwarded-for",
-        "via",
-    ]);
-    prop_oneof![
-        3 => (prop::sample::select(set), prop::sample::select(vec!["-", "_", ".", "~"]))
-            .prop_map(|(n, dash)| n.as_str().replace('-', dash)),
-        1 => common.prop_map(str::to_string),
-    ]
-}
-
 static NGINX: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(behind_local_nginx);
 
 proptest::proptest! {
@@ -730,7 +707,7 @@ proptest::proptest! {
     /// left no line the rule withholds and took none it keeps.
     #[test]
     fn the_middleware_withholds_each_line_the_rule_withholds(
-        lines in proptest::collection::vec((header_name(NGINX.withheld_set().names()), 0u8..3), 0..24),
+        lines in proptest::collection::vec((support::names::header_name(NGINX.withheld_set().names()), 0u8..3), 0..24),
         from_proxy in proptest::bool::ANY,
     ) {
         use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};

@@ -413,33 +413,6 @@ async fn a_query_strategy_reads_the_query_string() {
     assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
 }
 
-/// A header name for [`the_layer_withholds_each_line_the_rule_withholds`]: one of the
-/// withheld set's (in any spelling: its dashes as `_`, `.` or `~`), one a prefilter could
-/// take for one (a length or first byte they share), or a common one.
-fn header_name(
-    set: &'static [trueip::headers::FieldName],
-) -> impl proptest::strategy::Strategy<Value = String> {
-    use proptest::prelude::*;
-    let common = prop::sample::select(vec![
-        "accept",
-        "user-agent",
-        "x-request-id",
-        "cookie",
-        "x-forwarded-fox",
-        "x-real-i",
-        "x-real-ips",
-        "forwarded-for",
-        "x-azure-fdix",
-        "via",
-        "x-filler",
-    ]);
-    prop_oneof![
-        3 => (prop::sample::select(set), prop::sample::select(vec!["-", "_", ".", "~"]))
-            .prop_map(|(n, dash)| n.as_str().replace('-', dash)),
-        1 => common.prop_map(str::to_string),
-    ]
-}
-
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
@@ -453,7 +426,7 @@ proptest::proptest! {
     #[test]
     fn the_layer_withholds_each_line_the_rule_withholds(
         lines in proptest::collection::vec(
-            (header_name(POLICY.withheld_set().names()), 0u8..3), 0..24),
+            (support::names::header_name(POLICY.withheld_set().names()), 0u8..3), 0..24),
         from_proxy in proptest::bool::ANY,
         akamai in proptest::bool::ANY,
     ) {

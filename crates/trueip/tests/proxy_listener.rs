@@ -43,7 +43,12 @@ fn v2_with_vpce() -> Vec<u8> {
 async fn start() -> SocketAddr {
     let policy =
         Policy::builder().proxy_protocol_from("127.0.0.30/31".parse().unwrap()).build().unwrap();
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), policy)
+}
+
+/// Serves on `tcp`, through a listener trusting `policy`'s senders: each reply is the
+/// client, where it came from and the AWS VPC endpoint. The listening address.
+fn serve_on(tcp: tokio::net::TcpListener, policy: Policy) -> SocketAddr {
     let addr = tcp.local_addr().unwrap();
     let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
     let app = Router::new()
@@ -303,21 +308,8 @@ async fn a_header_or_a_request_a_byte_at_a_time() {
 /// direct one, and a PROXY header from anyone, loopback included, closes its connection.
 #[tokio::test]
 async fn with_no_sender_every_header_is_refused_and_every_client_direct() {
-    let policy = Policy::default();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
-    let app = Router::new()
-        .route(
-            "/",
-            get(|ClientResolution(r): ClientResolution| async move { r.client.to_string() }),
-        )
-        .layer(ClientIpLayer::new(policy));
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())
-            .await
-            .unwrap();
-    });
+    let addr = serve_on(tcp, Policy::default());
     let reply = send_from(ATTACKER, addr, b"").await.unwrap();
     assert_eq!((reply.status, reply.body.split(':').next()), (200, Some(ATTACKER)));
     for from in [ATTACKER, SENDER] {
@@ -338,22 +330,7 @@ async fn a_dual_stack_listener_knows_its_senders_by_their_ipv4_address() {
     let Ok(tcp) = tokio::net::TcpListener::bind("[::]:0").await else {
         return;
     };
-    let port = tcp.local_addr().unwrap().port();
-    let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
-    let app = Router::new()
-        .route(
-            "/",
-            get(|ClientResolution(r): ClientResolution| async move {
-                format!("{} {:?} {}", r.client, r.source, r.peer)
-            }),
-        )
-        .layer(ClientIpLayer::new(policy));
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<Connection>())
-            .await
-            .unwrap();
-    });
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::from(([127, 0, 0, 1], serve_on(tcp, policy).port()));
     let reply =
         send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
     assert_eq!(
