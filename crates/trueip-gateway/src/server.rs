@@ -585,12 +585,12 @@ mod tests {
             largest = largest.max(body.len());
         }
         assert!(
-            largest > 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
+            largest > 3 * crate::io::KEEP_BETWEEN_REQUESTS,
             "the pages were large ({largest} bytes)"
         );
         let kept = crate::http::lean::retained_max();
         assert!(
-            kept <= 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
+            kept <= 3 * crate::io::KEEP_BETWEEN_REQUESTS,
             "a connection kept {kept} bytes between requests"
         );
     }

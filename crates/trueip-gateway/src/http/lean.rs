@@ -40,7 +40,7 @@ use trueip::{Decision, Resolution};
 use crate::context::{ConnCtx, State, Wait};
 use crate::http::body::Record;
 use crate::http::{facts, failed, note_forgery};
-use crate::io::{Idle, InBuf, Tracked};
+use crate::io::{Idle, InBuf, KEEP_BETWEEN_REQUESTS, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
 use crate::rules::headers::{self, Kept, UpstreamLine, valid_value};
@@ -91,12 +91,6 @@ fn hyper_only(name: &str) -> bool {
 fn asks_close(value: &[u8]) -> bool {
     value.split(|&b| b == b',').all(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
-
-/// The most storage a lean connection keeps in each of its buffers between two
-/// requests. A plain request and its whoami page fit (the page is about 12 KiB), so
-/// nothing is given back and allocated again per request; a buffer that one large
-/// request or page grew past it is shrunk back after that response.
-pub(crate) const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
 
 /// What a lean connection keeps between requests: the bytes read, the response head
 /// being written, and the gateway's own response bodies (whoami), each reused from
