@@ -59,7 +59,7 @@ fn build_named(
 
 /// Swaps in `state`: first opens the sockets it adds (a socket that cannot be opened
 /// rejects the reload, and nothing changes), then swaps, then closes the sockets it no
-/// longer names and applies `limits.max_connections`.
+/// longer names and applies `limits.max_connections` and `admin.max_connections`.
 fn switch(
     listening: &mut Listening,
     shared: &Arc<Shared>,
@@ -94,6 +94,14 @@ fn switch(
             "limits.max_connections is now {} (was {})",
             new.limits.max_connections,
             old.limits.max_connections
+        );
+    }
+    if new.admin.max_connections != old.admin.max_connections {
+        shared.admin_connections.resize(new.admin.max_connections);
+        tracing::info!(
+            "admin.max_connections is now {} (was {})",
+            new.admin.max_connections,
+            old.admin.max_connections
         );
     }
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
