@@ -74,6 +74,7 @@ mod listening;
 mod logging;
 mod metrics;
 pub mod names;
+mod open_files;
 mod pages;
 mod peers;
 mod proxy;
@@ -500,6 +501,7 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
         tracing::info!("no proxy trusted: the TCP peer is the client");
     }
 
+    open_files::check(&state.settings);
     metrics.ranges_in_use(&state.settings.loaded.metas);
     metrics.names_in_use(&state.settings.names);
     for (name, addrs) in &state.settings.names {

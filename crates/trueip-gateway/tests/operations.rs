@@ -600,6 +600,64 @@ fn the_admin_listener_answers_while_public_connections_fill_the_limit() {
     drop(public);
 }
 
+/// The gateway under a hard open-file limit of 64 with a `max_connections` that needs
+/// far more: it says so at start, naming both numbers and the fix. Under a soft limit of
+/// 64 and a hard one that allows enough, it raises the soft limit and warns nothing, and
+/// raises it again on a reload that allows more connections.
+#[test]
+fn an_open_file_limit_below_max_connections_is_raised_or_named() {
+    let Some(prlimit) = external("prlimit", "util-linux") else {
+        return;
+    };
+    let dir = test_dir("operations/open_file_limit");
+    let toml = "[limits]\nmax_connections = 1000\nworkers = 1\n";
+    fs::write(dir.join("trueip.toml"), toml).expect("write trueip.toml");
+    // Default pool (1024 idle) and admin (16) budgets, one listener, 64 kept aside.
+    let needed = 2 * 1000 + 16 + 1024 + 1 + 64;
+    let start = |nofile: &str, name: &str| {
+        let addr = free_addr();
+        let mut cmd = std::process::Command::new(&prlimit);
+        cmd.arg(format!("--nofile={nofile}")).arg("--").arg(trueip_bin());
+        cmd.args(["serve", "--config"]).arg(dir.join("trueip.toml"));
+        cmd.args(["--listen", &addr.to_string()]);
+        let mut proc = Proc::spawn(name, cmd, &dir);
+        wait_for_port(addr, &mut proc);
+        proc
+    };
+
+    let short = start("64", "short");
+    let log = logged(&short, "the open-file limit (RLIMIT_NOFILE) is 64 (hard limit 64)");
+    for fix in [format!("{needed} descriptors"), "ulimit -n".into(), "LimitNOFILE=".into()] {
+        assert!(log.contains(&fix), "{fix:?} missing: {log}");
+    }
+
+    // This process's hard limit, which the second gateway may keep as its own.
+    let open_files = |pid: &str| {
+        let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default();
+        let fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        (fields.get(3).cloned(), fields.get(4).cloned())
+    };
+    let Some(hard) = open_files("self").1 else {
+        return;
+    };
+    if hard.parse::<u64>().is_ok_and(|h| h < needed) {
+        eprintln!("SKIP: the hard open-file limit {hard} is below {needed}");
+        return;
+    }
+    let roomy = start(&format!("64:{hard}"), "roomy");
+    let log = logged(&roomy, &format!("raised from 64 to {needed}"));
+    assert!(!log.contains("RLIMIT_NOFILE) is"), "{log}");
+    assert_eq!(open_files(&roomy.pid().to_string()).0, Some(needed.to_string()));
+
+    // A reload that allows more connections raises it again.
+    let more = needed + 2 * 1000;
+    fs::write(dir.join("trueip.toml"), toml.replace("1000", "2000")).expect("write trueip.toml");
+    roomy.signal("HUP");
+    logged(&roomy, &format!("raised from {needed} to {more}"));
+    assert_eq!(open_files(&roomy.pid().to_string()).0, Some(more.to_string()));
+}
+
 /// The log of `proc` once it holds `line`, within 5 s.
 fn logged(proc: &Proc, line: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
