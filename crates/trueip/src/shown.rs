@@ -140,6 +140,11 @@ impl<'a> Log<'a> {
 
     /// How many bytes are shown.
     fn kept(&self) -> usize {
+        // The usual text (an address list, a path) is shown as it is: tested whole.
+        let head = self.bytes.get(..self.max).unwrap_or(self.bytes);
+        if log_plain(head) {
+            return head.len();
+        }
         let mut len = 0usize;
         self.bytes
             .iter()
