@@ -1099,6 +1099,10 @@ fn strategy_help() -> String {
 /// Run the gateway: a reverse proxy that hands the app a client address it can trust.
 #[derive(Clone, Debug, Default, clap::Args)]
 #[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "these comments are --help texts, where [upstream] names a TOML table; `\\[` would show"
+)]
 pub struct ServeArgs {
     /// The TOML config file (every key is documented in trueip.example.toml).
     #[arg(long, value_name = "FILE")]
