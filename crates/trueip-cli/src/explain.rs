@@ -106,6 +106,10 @@ pub(crate) enum Format {
 /// Explain how the client address of one request is decided.
 #[derive(Args, Debug)]
 #[command(after_long_help = after_help())]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "these comments are --help texts, where [client_ip] names a TOML table; `\\[` would show"
+)]
 pub(crate) struct ExplainArgs {
     /// The peer: IP or IP:port ([v6]:port), or `unix` for a connection over a Unix
     /// socket (trusted only by `--trust unix`).

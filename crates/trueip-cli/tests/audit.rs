@@ -10,6 +10,8 @@
 //! with Flask (`$TRUEIP_PYTHON`, else `.venv/bin/python`, else `python3`) come from
 //! `scripts/test-deps`; missing, they fail the test unless `TRUEIP_SKIP_EXTERNAL=1`.
 
+mod support;
+
 use std::convert::Infallible;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -161,19 +163,11 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn skip_external() -> bool {
-    std::env::var("TRUEIP_SKIP_EXTERNAL").as_deref() == Ok("1")
-}
-
 /// nginx with `http_body` in its `http { }` block, listening on `addr`; `None` when nginx is
 /// missing and `TRUEIP_SKIP_EXTERNAL=1`.
 fn nginx(dir: &Path, addr: SocketAddr, http_body: &str) -> Option<Running> {
     if !Path::new(NGINX).is_file() {
-        assert!(
-            skip_external(),
-            "{NGINX} is missing: run `bash scripts/test-deps` (apt-get install nginx), or set TRUEIP_SKIP_EXTERNAL=1"
-        );
-        eprintln!("SKIP: {NGINX} is missing; TRUEIP_SKIP_EXTERNAL=1");
+        support::skip_without(NGINX, "run `bash scripts/test-deps` (apt-get install nginx)");
         return None;
     }
     let d = dir.display();
@@ -223,12 +217,7 @@ fn python_with_flask() -> Option<PathBuf> {
         return Some(python);
     }
     let fix = "run `bash scripts/test-deps` (makes .venv/ with Flask) or set TRUEIP_PYTHON";
-    assert!(
-        skip_external(),
-        "{} has no Flask: {fix}; or set TRUEIP_SKIP_EXTERNAL=1",
-        python.display()
-    );
-    eprintln!("SKIP: {} has no Flask; TRUEIP_SKIP_EXTERNAL=1", python.display());
+    support::skip_without(&format!("Flask in {}", python.display()), fix);
     None
 }
 
@@ -504,11 +493,7 @@ fn caught_flask_proxyfix_counting_two_proxies_behind_one() {
 fn clean_trueip_serve_over_https_with_a_private_ca() {
     let dir = test_dir("serve-https");
     if !Path::new("/usr/bin/openssl").is_file() {
-        assert!(
-            skip_external(),
-            "openssl is missing: apt-get install openssl, or set TRUEIP_SKIP_EXTERNAL=1"
-        );
-        eprintln!("SKIP: openssl is missing; TRUEIP_SKIP_EXTERNAL=1");
+        support::skip_without("openssl", "apt-get install openssl");
         return;
     }
     let openssl = |args: &[&str]| {
@@ -592,8 +577,7 @@ fn clean_trueip_serve_over_https_with_a_private_ca() {
 #[test]
 fn progress_only_on_a_terminal() {
     if !Path::new("/usr/bin/script").is_file() {
-        assert!(skip_external(), "script (util-linux) is missing, or set TRUEIP_SKIP_EXTERNAL=1");
-        eprintln!("SKIP: script is missing; TRUEIP_SKIP_EXTERNAL=1");
+        support::skip_without("script", "apt-get install util-linux");
         return;
     }
     let app = Server::start(App::PeerHeader);
@@ -832,11 +816,7 @@ fn edit(text: &str, from: &str, to: &str) -> String {
 /// nginx's `-t` over a main config whose `http { }` block includes `snippet`.
 fn nginx_t(dir: &Path, snippet: &Path) -> Option<std::process::Output> {
     if !Path::new(NGINX).is_file() {
-        assert!(
-            skip_external(),
-            "{NGINX} is missing: run `bash scripts/test-deps`, or set TRUEIP_SKIP_EXTERNAL=1"
-        );
-        eprintln!("SKIP: {NGINX} is missing; TRUEIP_SKIP_EXTERNAL=1");
+        support::skip_without(NGINX, "run `bash scripts/test-deps`");
         return None;
     }
     let d = dir.display();
@@ -870,11 +850,7 @@ fn haproxy_bin() -> Option<&'static str> {
     if Path::new(HAPROXY).is_file() {
         return Some(HAPROXY);
     }
-    assert!(
-        skip_external(),
-        "{HAPROXY} is missing: run `bash scripts/test-deps`, or set TRUEIP_SKIP_EXTERNAL=1"
-    );
-    eprintln!("SKIP: {HAPROXY} is missing; TRUEIP_SKIP_EXTERNAL=1");
+    support::skip_without(HAPROXY, "run `bash scripts/test-deps`");
     None
 }
 

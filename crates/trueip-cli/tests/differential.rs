@@ -35,6 +35,8 @@
 //! beyond the fixed run: `TRUEIP_DIFFTEST_SEED=7 TRUEIP_DIFFTEST_CASES=20000 cargo test -p
 //! trueip-cli --test differential -- --nocapture`. The fixed run takes about 2 s.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
@@ -549,14 +551,8 @@ fn externals_present(test: &str) -> bool {
     let fix = "run `bash scripts/test-deps` (installs nginx, makes .venv/ with Werkzeug), or \
                `apt-get install -y nginx` and `python3 -m venv .venv && .venv/bin/pip install \
                'werkzeug==3.1.*'`";
-    if std::env::var("TRUEIP_SKIP_EXTERNAL").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "SKIPPED {test}: missing {} (TRUEIP_SKIP_EXTERNAL=1); to run it, {fix}",
-            missing.join(", ")
-        );
-        return false;
-    }
-    panic!("{test} needs {}: {fix}; or set TRUEIP_SKIP_EXTERNAL=1 to skip it", missing.join(", "));
+    support::skip_without(&format!("{} (for {test})", missing.join(", ")), fix);
+    false
 }
 
 fn repo_root() -> PathBuf {

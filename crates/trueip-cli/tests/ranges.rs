@@ -1,6 +1,8 @@
 //! `trueip ranges` against a mirror on loopback serving the providers' real published
 //! files (/work/shared/ranges, or $TRUEIP_RANGES_FIXTURES) and broken variants of them.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -774,15 +776,10 @@ fn openssl() -> Option<PathBuf> {
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.is_file());
-    if found.is_none() && std::env::var("TRUEIP_SKIP_EXTERNAL").as_deref() == Ok("1") {
-        eprintln!(
-            "SKIP: `openssl` not installed (Debian package `openssl`); TRUEIP_SKIP_EXTERNAL=1"
-        );
-        return None;
+    if found.is_none() {
+        support::skip_without("openssl", "install the Debian package `openssl`");
     }
-    Some(found.expect(
-        "`openssl` not found: install the Debian package `openssl`, or set TRUEIP_SKIP_EXTERNAL=1",
-    ))
+    found
 }
 
 #[test]
@@ -891,11 +888,7 @@ fn a_refresh_stuck_on_a_slow_mirror_does_not_hold_up_the_shutdown() {
 #[test]
 fn progress_is_drawn_on_a_terminal() {
     if !Path::new("/usr/bin/script").is_file() {
-        assert!(
-            std::env::var("TRUEIP_SKIP_EXTERNAL").as_deref() == Ok("1"),
-            "script (util-linux) is missing, or set TRUEIP_SKIP_EXTERNAL=1"
-        );
-        eprintln!("SKIP: script is missing; TRUEIP_SKIP_EXTERNAL=1");
+        support::skip_without("script", "apt-get install util-linux");
         return;
     }
     let url = mirror();

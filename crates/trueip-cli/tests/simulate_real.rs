@@ -13,6 +13,8 @@
 //! Needs /usr/sbin/nginx (with the realip module) and /usr/sbin/haproxy; without them the
 //! tests fail, unless `TRUEIP_SKIP_EXTERNAL=1` is set.
 
+mod support;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -53,14 +55,8 @@ fn externals_present(test: &str) -> bool {
         return true;
     }
     let fix = "run `bash scripts/test-deps`, or `apt-get install -y nginx haproxy`";
-    if std::env::var("TRUEIP_SKIP_EXTERNAL").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "SKIPPED {test}: missing {} (TRUEIP_SKIP_EXTERNAL=1); to run it, {fix}",
-            missing.join(", ")
-        );
-        return false;
-    }
-    panic!("{test} needs {}: {fix}; or set TRUEIP_SKIP_EXTERNAL=1 to skip it", missing.join(", "));
+    support::skip_without(&format!("{} (for {test})", missing.join(", ")), fix);
+    false
 }
 
 /// A port free on `ip` itself (a port free on 127.0.0.1 may be in use on 127.0.0.2).

@@ -5,6 +5,8 @@
 //!
 //! Needs `chromium`; without it the test fails, unless `TRUEIP_SKIP_EXTERNAL=1`.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,11 +22,8 @@ fn chromium_bin() -> Option<PathBuf> {
             return Some(PathBuf::from(bin));
         }
     }
-    if std::env::var("TRUEIP_SKIP_EXTERNAL").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED: no chromium (TRUEIP_SKIP_EXTERNAL=1); apt-get install -y chromium");
-        return None;
-    }
-    panic!("this test needs chromium: apt-get install -y chromium; or set TRUEIP_SKIP_EXTERNAL=1");
+    support::skip_without("chromium", "apt-get install -y chromium");
+    None
 }
 
 /// Runs headless Chromium on `url` with `args`; its stdout. Bounded to 60 s.

@@ -83,7 +83,7 @@ pub(crate) trait Named: Sized + Copy + PartialEq + 'static {
             .filter(|&&(name, value)| value.name() == name)
             .map(|&(name, _)| name)
             .collect();
-        Err(ConfigError::new(format!("invalid {} {text:?}: use {}", Self::WHAT, own.join(", "))))
+        Err(ConfigError::new(format!("invalid {} \"{text}\": use {}", Self::WHAT, own.join(", "))))
     }
 
     /// The value's name.
@@ -247,20 +247,20 @@ impl FromStr for ListenAddr {
         if let Some(path) = text.strip_prefix("unix:") {
             let path = Path::new(path);
             if !path.is_absolute() || path.file_name().is_none() {
-                return Err(ConfigError::new(format!("invalid unix socket path {text:?}"))
+                return Err(ConfigError::new(format!("invalid unix socket path \"{text}\""))
                     .hint("write an absolute path: \"unix:/run/trueip/trueip.sock\""));
             }
             // sun_path holds 108 bytes with its NUL; a longer path cannot be bound.
             if path.as_os_str().len() > 107 {
                 return Err(ConfigError::new(format!(
-                    "unix socket path {text:?} is longer than 107 bytes, the most a socket address holds"
+                    "unix socket path \"{text}\" is longer than 107 bytes, the most a socket address holds"
                 ))
                 .hint("choose a shorter path, e.g. under /run"));
             }
             return Ok(ListenAddr::Unix(path.to_path_buf()));
         }
         text.parse().map(ListenAddr::Tcp).map_err(|_| {
-            ConfigError::new(format!("invalid listen address {text:?}")).hint(
+            ConfigError::new(format!("invalid listen address \"{text}\"")).hint(
                 "write an IP and a port (\"127.0.0.1:8080\", \"[::]:443\", \"0.0.0.0:80\") or a Unix socket (\"unix:/run/trueip.sock\")",
             )
         })
@@ -309,7 +309,7 @@ impl SocketOwner {
                 })
                 .next()
                 .ok_or_else(|| {
-                    ConfigError::new(format!("unknown {what} {name:?} in unix_owner {text:?}"))
+                    ConfigError::new(format!("unknown {what} \"{name}\" in unix_owner \"{text}\""))
                         .hint(format!("name an existing {what}, or give its numeric id"))
                 })
         };
@@ -352,7 +352,7 @@ impl FromStr for SocketMode {
         let digits = digits.strip_prefix("0o").unwrap_or(digits);
         match u32::from_str_radix(digits, 8) {
             Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(SocketMode(mode)),
-            _ => Err(ConfigError::new(format!("invalid unix_mode {text:?}"))
+            _ => Err(ConfigError::new(format!("invalid unix_mode \"{text}\""))
                 .hint("write the permission bits in octal, as a string: \"0660\" (owner and group may connect)")),
         }
     }
@@ -523,7 +523,7 @@ impl ListenerTls {
                     && bare.parse::<std::net::IpAddr>().is_err()
                     && rustls::pki_types::DnsName::try_from(bare).is_ok();
                 if !valid {
-                    return Err(ConfigError::new(format!("invalid server name {name:?}"))
+                    return Err(ConfigError::new(format!("invalid server name \"{name}\""))
                         .hint("a DNS name as clients send it in SNI (app.example), or *.example.com for one label under it")
                         .at(format!("{here}.server_names")));
                 }
@@ -579,7 +579,7 @@ impl FromStr for UpstreamTarget {
                     !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p != 0)
                 });
             if !valid {
-                return Err(ConfigError::new(format!("invalid upstream URL {url:?}")).hint(
+                return Err(ConfigError::new(format!("invalid upstream URL \"{url}\"")).hint(
                     "write http://host:port or https://host:port with no path, e.g. http://127.0.0.1:3000",
                 ));
             }
@@ -588,7 +588,7 @@ impl FromStr for UpstreamTarget {
                 true => UpstreamTarget::Https(authority.to_string()),
             });
         }
-        Err(ConfigError::new(format!("invalid upstream URL {url:?}"))
+        Err(ConfigError::new(format!("invalid upstream URL \"{url}\""))
             .hint("use http://host:port, https://host:port or unix:/path/to.sock"))
     }
 }
@@ -711,7 +711,7 @@ impl SignSettings {
         // client's, for it); under a credential every client's is stripped as a forgery.
         if let Some(field) = trueip::headers::names::MESSAGE.iter().find(|n| ours(n)) {
             return Err(ConfigError::new(format!(
-                "upstream.sign.header {:?} is {field}, a field that frames the request, \
+                "upstream.sign.header \"{}\" is {field}, a field that frames the request, \
                  belongs to one connection or carries the client's credentials",
                 self.header
             ))
@@ -723,7 +723,7 @@ impl SignSettings {
         }
         if trueip::headers::names::FORWARDING.iter().any(|row| ours(row.as_str())) || ours("host") {
             return Err(ConfigError::new(format!(
-                "upstream.sign.header {:?} is a header the gateway already manages",
+                "upstream.sign.header \"{}\" is a header the gateway already manages",
                 self.header
             ))
             .hint(format!(
@@ -762,7 +762,7 @@ fn check_sign_apart(headers: &HeaderSettings) -> Result<(), ConfigError> {
         return Ok(());
     }
     Err(ConfigError::new(format!(
-        "client_ip.origin_secret names header {:?}, the header upstream.sign.header names for the signed client header (default {:?})",
+        "client_ip.origin_secret names header \"{}\", the header upstream.sign.header names for the signed client header (default {:?})",
         secret.as_str(),
         trueip::provenance::DEFAULT_HEADER
     ))
@@ -1109,6 +1109,10 @@ fn strategy_help() -> String {
 /// Run the gateway: a reverse proxy that hands the app a client address it can trust.
 #[derive(Clone, Debug, Default, clap::Args)]
 #[command(after_long_help = EXAMPLES, after_help = "Run `trueip serve --help` for examples.")]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "these comments are --help texts, where [upstream] names a TOML table; `\\[` would show"
+)]
 pub struct ServeArgs {
     /// The TOML config file (every key is documented in trueip.example.toml).
     #[arg(long, value_name = "FILE")]
@@ -1468,7 +1472,7 @@ impl Settings {
                     match (secret(config), &first_secret) {
                         (Some(mine), Some((first, named_by))) if mine != *first => {
                             return Err(ConfigError::new(format!(
-                                "listen[{i}].client_ip.origin_secret names header {mine:?}, {named_by} names {first:?}"
+                                "listen[{i}].client_ip.origin_secret names header \"{mine}\", {named_by} names \"{first}\""
                             ))
                             .hint("the gateway removes one origin secret header before forwarding: use the same header name (values may differ)")
                             .at(format!("listen[{i}].client_ip.origin_secret")));
@@ -1664,7 +1668,7 @@ impl ListenerSettings {
                     !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
                 });
                 if !ok {
-                    return Err(ConfigError::new(format!("invalid TCP upstream {u:?}"))
+                    return Err(ConfigError::new(format!("invalid TCP upstream \"{u}\""))
                         .hint("write host:port, e.g. \"10.0.0.9:5432\"")
                         .at(at("upstream")));
                 }
@@ -1738,7 +1742,7 @@ impl UpstreamSettings {
             && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
         {
             return Err(
-                ConfigError::new(format!("invalid server name {name:?}"))
+                ConfigError::new(format!("invalid server name \"{name}\""))
                     .hint("a DNS name (app.internal) or an IP address, as the upstream's certificate names it")
                     .at("upstream.server_name"),
             );
@@ -1793,7 +1797,7 @@ impl FromStr for HostPattern {
                 })
             };
         if !valid {
-            return Err(ConfigError::new(format!("invalid allowed host {text:?}")).hint(
+            return Err(ConfigError::new(format!("invalid allowed host \"{text}\"")).hint(
                 "write a host name without a port or scheme (\"example.com\"), \"*.example.com\" for its subdomains, an address (\"192.0.2.7\", \"[2001:db8::1]\") or \"*\"",
             ));
         }
@@ -2030,7 +2034,7 @@ impl AdminSettings {
         self.prefix = self.prefix.trim().trim_end_matches('/').to_string();
         let prefix = &self.prefix;
         if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains(['?', '#', ' '])) {
-            return Err(ConfigError::new(format!("invalid admin prefix {prefix:?}"))
+            return Err(ConfigError::new(format!("invalid admin prefix \"{prefix}\""))
                 .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
                 .at("admin.prefix"));
         }
@@ -2060,7 +2064,7 @@ impl AdminSettings {
 impl LogSettings {
     fn check(&self) -> Result<(), ConfigError> {
         if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
-            return Err(ConfigError::new(format!("invalid log level {:?}", self.level))
+            return Err(ConfigError::new(format!("invalid log level \"{}\"", self.level))
                 .hint("use error, warn, info, debug or trace")
                 .at("log.level"));
         }

@@ -66,30 +66,6 @@ pub(crate) fn is_forgery(warnings: Warnings, stripped: u64) -> bool {
     stripped > 0 || !warnings.forgeries().is_empty()
 }
 
-/// `bytes` as text safe for any reader ([`shown::log`]: log mode); at most `max` characters (a `\xNN` is
-/// never cut in two). Returns the text and whether it was cut.
-pub(crate) fn escape(bytes: &[u8], max: usize) -> (String, bool) {
-    let mut out = String::with_capacity(bytes.len().min(max));
-    let cut = escape_into(&mut out, bytes, max);
-    (out, cut)
-}
-
-/// [`escape`], appended to `out`; returns whether it was cut.
-fn escape_into(out: &mut String, bytes: &[u8], max: usize) -> bool {
-    // The usual text (an address list, a path) is shown as it is: tested whole and
-    // copied at once. Anything else goes byte by byte.
-    let head = bytes.get(..max).unwrap_or(bytes);
-    if shown::log_plain(head)
-        && let Ok(text) = std::str::from_utf8(head)
-    {
-        out.push_str(text);
-        return head.len() < bytes.len();
-    }
-    let shown = shown::Log::at_most(bytes, max);
-    let _ = write!(out, "{shown}");
-    shown.is_cut()
-}
-
 /// Where a piece of an entry's text is in [`Entry::text`].
 pub(crate) type Span = std::ops::Range<usize>;
 
@@ -274,11 +250,13 @@ impl Entry {
     }
 }
 
-/// Appends `bytes`, escaped, to `text`: where it is, and whether it was cut.
+/// Appends `bytes` in log mode, at most `max` characters, to `text`: where it is, and
+/// whether it was cut.
 fn push_escaped(text: &mut String, bytes: &[u8], max: usize) -> (Span, bool) {
     let start = text.len();
-    let cut = escape_into(text, bytes, max);
-    (start..text.len(), cut)
+    let shown = shown::Log::at_most(bytes, max);
+    let _ = write!(text, "{shown}");
+    (start..text.len(), shown.is_cut())
 }
 
 fn now_ms() -> u64 {
@@ -374,8 +352,8 @@ pub(crate) fn limit(query: Option<&str>) -> Result<Option<usize>, String> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key != "limit" {
             return Err(format!(
-                "unknown argument {:?}: only limit=N (1 to {MAX_KEPT}) is taken",
-                escape(key.as_bytes(), 32).0
+                "unknown argument \"{}\": only limit=N (1 to {MAX_KEPT}) is taken",
+                shown::Log::at_most(key.as_bytes(), 32)
             ));
         }
         if found.is_some() {
@@ -385,8 +363,8 @@ pub(crate) fn limit(query: Option<&str>) -> Result<Option<usize>, String> {
             Ok(n) if (1..=MAX_KEPT).contains(&n) => found = Some(n),
             _ => {
                 return Err(format!(
-                    "limit must be a whole number from 1 to {MAX_KEPT}, not {:?}",
-                    escape(value.as_bytes(), 32).0
+                    "limit must be a whole number from 1 to {MAX_KEPT}, not \"{}\"",
+                    shown::Log::at_most(value.as_bytes(), 32)
                 ));
             }
         }
@@ -400,6 +378,10 @@ mod tests {
 
     #[test]
     fn escaping_keeps_printable_ascii_and_cuts_whole_escapes() {
+        let escape = |bytes: &[u8], max| {
+            let shown = shown::Log::at_most(bytes, max);
+            (shown.to_string(), shown.is_cut())
+        };
         assert_eq!(escape(b"1.2.3.4, 5.6.7.8", 64), ("1.2.3.4, 5.6.7.8".into(), false));
         assert_eq!(
             escape(b"a\x1b[31m\\\r\n\xff", 64),
@@ -478,6 +460,8 @@ mod tests {
         }
         let err = limit(Some("l%1b=\x1b")).unwrap_err();
         assert!(!err.contains('\x1b'), "{err}");
+        // Escaped once, in log mode: a `{:?}` around it doubled every `\`.
+        assert!(limit(Some("limit=\x1b\\")).unwrap_err().ends_with(r#"not "\x1b\\""#));
     }
 
     #[test]

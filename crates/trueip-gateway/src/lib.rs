@@ -232,9 +232,9 @@ pub fn preview(
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("header name {name:?}: {e}"))?;
+            .map_err(|e| format!("header name \"{name}\": {e}"))?;
         let value = HeaderValue::from_str(value)
-            .map_err(|e| format!("header {name} value {value:?}: {e}"))?;
+            .map_err(|e| format!("header {name} value \"{value}\": {e}"))?;
         map.append(name, value);
     }
     let hygiene = rules::headers::Hygiene::new(settings.headers.clone());

@@ -145,7 +145,7 @@ fn the_access_log_and_metrics_name_the_source() {
     let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &[]);
     Req::get("/logged-query?client=198.51.100.4").must_send(gw.addr);
     Req::get("/logged-cookie").header("Cookie", "ip=198.51.100.5").must_send(gw.addr);
-    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    let metrics = metrics(gw.addr);
     assert!(
         metrics.contains("trueip_requests_total{source=\"query\"} 1")
             && metrics.contains("trueip_requests_total{source=\"cookie\"} 1"),

@@ -42,10 +42,6 @@ impl Scripted {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn serve(mut stream: TcpStream, all: &Mutex<Vec<String>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::new();
@@ -109,13 +105,7 @@ fn serve(mut stream: TcpStream, all: &Mutex<Vec<String>>) {
 
 /// A gateway in front of `upstream`, one worker.
 fn gateway(name: &str, upstream: SocketAddr) -> Gateway {
-    let dir = test_dir(name);
-    let listen = free_addr();
-    let toml = format!(
-        "[upstream]\nurl = \"http://{upstream}\"\n[limits]\nworkers = 1\n\
-         [[listen]]\naddress = \"{listen}\"\n"
-    );
-    Gateway::start_with_config(&dir, &toml, &[listen], &[])
+    Gateway::one_worker(&test_dir(name), upstream, "")
 }
 
 /// The `content-length` lines of a head (HTTP/1.1 text), their values as written.

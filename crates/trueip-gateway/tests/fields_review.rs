@@ -295,7 +295,7 @@ fn stripped_on_every_path(dir: &str, forged: &[(&str, &str); 6]) {
         }
         assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{way}");
     }
-    let m = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    let m = metrics(gw.addr);
     assert!(m.contains("trueip_stripped_headers_total 18"), "six lines stripped three times: {m}");
 }
 
@@ -339,7 +339,7 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
         assert_eq!(seen.all("via"), Vec::<&str>::new(), "{way}");
         assert_clean_forwarding(&seen, "127.0.0.1", way);
     }
-    let m = Req::get("/.trueip/metrics").must_send(stranger.addr).text();
+    let m = metrics(stranger.addr);
     assert!(
         m.contains("trueip_stripped_headers_total 0"),
         "an honest forward proxy's Via is no forgery: {m}"
@@ -354,7 +354,7 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
             assert_eq!(got.seen().all("via"), Vec::<&str>::new(), "{way}");
         }
     }
-    let m = Req::get("/.trueip/metrics").must_send(behind.addr).text();
+    let m = metrics(behind.addr);
     assert!(m.contains("trueip_stripped_headers_total 0"), "{m}");
     let relaying = format!("{trusting}[headers]\nrelay = [\"via\"]\n");
     let relays = Gateway::start_with_toml(&dir, free_addr(), &relaying, &[]);

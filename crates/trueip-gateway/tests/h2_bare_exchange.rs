@@ -148,12 +148,7 @@ fn curl_h2(dir: &Path, url: &str) -> Option<(u16, String, String)> {
 /// A gateway with one worker, so that every request draws on one pool of upstream
 /// connections.
 fn gateway(dir: &Path, upstream: SocketAddr) -> Gateway {
-    let listen = free_addr();
-    let toml = format!(
-        "[upstream]\nurl = \"http://{upstream}\"\n[limits]\nworkers = 1\n\
-         [[listen]]\naddress = \"{listen}\"\n"
-    );
-    Gateway::start_with_config(dir, &toml, &[listen], &[])
+    Gateway::one_worker(dir, upstream, "")
 }
 
 #[test]

@@ -163,13 +163,7 @@ fn h2(
 
 /// A gateway with one worker (one pool of upstream connections).
 fn gateway(name: &str, upstream: SocketAddr, extra: &str) -> Gateway {
-    let dir = test_dir(name);
-    let listen = free_addr();
-    let toml = format!(
-        "[upstream]\nurl = \"http://{upstream}\"\n[limits]\nworkers = 1\n\
-         [[listen]]\naddress = \"{listen}\"\n{extra}"
-    );
-    Gateway::start_with_config(&dir, &toml, &[listen], &[])
+    Gateway::one_worker(&test_dir(name), upstream, extra)
 }
 
 /// An HTTP/2 `:path` that is only a query goes as `/?q` (what hyper's client writes, and

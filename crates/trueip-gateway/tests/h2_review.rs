@@ -40,10 +40,6 @@ impl Scripted {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Where the body after a head of `head_len` bytes ends in `buf`, if it is all there.
 fn body_end(buf: &[u8], head_len: usize) -> Option<usize> {
     let head = String::from_utf8_lossy(&buf[..head_len]).to_ascii_lowercase();
@@ -139,13 +135,7 @@ fn serve(mut stream: TcpStream, all: &Mutex<Vec<Vec<u8>>>) {
 /// A gateway in front of `upstream`, trusting nobody (every client address is the
 /// client's to forge), one worker.
 fn gateway(name: &str, upstream: SocketAddr) -> Gateway {
-    let dir = test_dir(name);
-    let listen = free_addr();
-    let toml = format!(
-        "[upstream]\nurl = \"http://{upstream}\"\n[limits]\nworkers = 1\n\
-         [[listen]]\naddress = \"{listen}\"\n"
-    );
-    Gateway::start_with_config(&dir, &toml, &[listen], &[])
+    Gateway::one_worker(&test_dir(name), upstream, "")
 }
 
 /// Sends `bytes` on a new HTTP/1.1 connection; everything that comes back until it closes.

@@ -69,7 +69,7 @@ fn slow_heads(name: &str, path: &str) {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
 
-    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    let metrics = metrics(gw.addr);
     assert!(
         metrics.contains("trueip_client_errors_total{reason=\"header_timeout\"} 2"),
         "{metrics}"

@@ -11,21 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| *k == name)
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
-fn metrics(addr: std::net::SocketAddr) -> String {
-    let resp = Req::get("/.trueip/metrics").must_send(addr);
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.text()
-}
-
 #[test]
 fn metrics_count_requests_and_spoof_attempts() {
     let dir = test_dir("operations/metrics");
@@ -47,7 +32,7 @@ fn metrics_count_requests_and_spoof_attempts() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut text = metrics(gw.addr);
     let mut scrapes = 0.0;
-    while metric(&text, "trueip_responses_total{class=\"2xx\"}") < 3.0 + scrapes
+    while metric_in(&text, "trueip_responses_total{class=\"2xx\"}") < 3.0 + scrapes
         && Instant::now() < deadline
     {
         thread::sleep(Duration::from_millis(20));
@@ -56,10 +41,10 @@ fn metrics_count_requests_and_spoof_attempts() {
     }
     assert!(text.contains("# TYPE trueip_requests_total counter"), "{text}");
     assert!(
-        metric(&text, "trueip_spoof_attempts_total") >= 3.0,
+        metric_in(&text, "trueip_spoof_attempts_total") >= 3.0,
         "three forged requests, metrics say:\n{text}"
     );
-    assert!(metric(&text, "trueip_responses_total{class=\"2xx\"}") >= 3.0, "{text}");
+    assert!(metric_in(&text, "trueip_responses_total{class=\"2xx\"}") >= 3.0, "{text}");
 }
 
 #[test]
@@ -211,7 +196,7 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
     fs::write(&path, "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n").expect("break config");
     gw.proc.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&metrics(addr), "trueip_config_reloads_total{result=\"error\"}") < 1.0 {
+    while metric(addr, "trueip_config_reloads_total{result=\"error\"}") < 1.0 {
         assert!(Instant::now() < deadline, "the broken reload was not counted:\n{}", gw.proc.log());
         thread::sleep(Duration::from_millis(50));
     }
@@ -345,7 +330,7 @@ fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
         }
         thread::sleep(Duration::from_millis(50));
     };
-    assert!(metric(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
+    assert!(metric_in(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
 }
 
 /// Anonymous memory of a running process, in KiB (`RssAnon`).

@@ -15,17 +15,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let resp = Req::get("/.trueip/metrics").must_send(addr);
-    resp.text()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| *k == name)
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
 const UNTRUSTED: &str = "trueip_proxy_protocol_errors_total{reason=\"untrusted_sender\"}";
 
 /// A direct client sending a PROXY header that names someone else: closed, not served,

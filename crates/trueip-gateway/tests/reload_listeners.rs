@@ -223,7 +223,7 @@ fn sighup_resizes_max_connections_without_closing_open_ones() {
 
 // Pins log mode (`trueip::shown::log_text`) on a rejected reload's message, which quotes the
 // file: the hint wrote the value's U+2028 and ESC as they were, a second log line and a
-// terminal sequence, before.
+// terminal sequence, before; the message's `{:?}` quote was escaped twice (`\\u{2028}`).
 #[test]
 fn a_rejected_config_is_logged_in_log_mode() {
     let dir = test_dir("reload_listeners/rejected");
@@ -234,6 +234,7 @@ fn a_rejected_config_is_logged_in_log_mode() {
     let log = gw.proc.log();
     let line = log.lines().find(|l| l.contains("SIGHUP: config rejected")).expect("the rejection");
     assert!(line.contains(r"host:bad\xe2\x80\xa8x\x1b[2J"), "{line}");
+    assert!(line.contains(r#"trust spec "bad\xe2\x80\xa8x\x1b[2J""#), "{line}");
     assert!(!log.contains(['\u{2028}', '\u{1b}']), "{log:?}");
 }
 

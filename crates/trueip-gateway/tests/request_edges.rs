@@ -110,16 +110,6 @@ fn pipelined_requests_keep_their_own_clients_and_order() {
     }
 }
 
-/// The value of metric line `name` (with its labels), or 0 when absent.
-fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    let text = Req::get("/.trueip/metrics").must_send(addr).text();
-    text.lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
 /// A chunked request body that breaks the chunked syntax was answered 502, as if the
 /// upstream had failed, and counted as an upstream error. It is the client's fault: 400,
 /// counted as a client error, and nothing is blamed on the upstream.

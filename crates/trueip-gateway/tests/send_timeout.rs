@@ -126,7 +126,7 @@ fn stopped_reader(name: &str, lean: bool) {
     let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+        let metrics = metrics(gw.addr);
         if metrics.contains(counted) {
             break;
         }
@@ -220,7 +220,7 @@ fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
-    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    let metrics = metrics(gw.addr);
     assert!(metrics.contains(counted), "{metrics}");
     assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
 }
@@ -283,7 +283,7 @@ fn a_slow_steady_h2_reader_gets_the_whole_body() {
     });
     assert_eq!(got, LEN);
     assert!(!upstream.broken.load(Ordering::SeqCst));
-    let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+    let metrics = metrics(gw.addr);
     assert!(
         !metrics.contains("trueip_client_errors_total{reason=\"send_timeout\"} 1"),
         "{metrics}"
@@ -341,7 +341,7 @@ fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() 
     let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = Req::get("/.trueip/metrics").must_send(gw.addr).text();
+        let metrics = metrics(gw.addr);
         if metrics.contains(counted) {
             break;
         }

@@ -26,10 +26,6 @@ fn decided(gw: &Gateway, up: &Upstream) -> String {
     up.last().one("X-Real-IP").to_string()
 }
 
-fn metrics(gw: &Gateway) -> String {
-    Req::get("/.trueip/metrics").must_send(gw.addr).text()
-}
-
 /// Polls `check` every 100 ms until it holds or 10 s pass (the refresh runs every 1 s).
 fn eventually(what: &str, gw: &Gateway, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -65,7 +61,7 @@ fn a_trusted_name_follows_its_addresses_and_keeps_the_last_good_ones() {
 
     // The name resolves to the peer: its X-Forwarded-For counts.
     assert_eq!(decided(&gw, &up), "198.51.100.4");
-    let text = metrics(&gw);
+    let text = metrics(gw.addr);
     assert!(text.contains("trueip_trust_name_addresses{name=\"lb.internal\"} 1"), "{text}");
     assert!(
         text.contains("trueip_trust_name_resolve_failures_total{name=\"lb.internal\"} 0"),
@@ -75,7 +71,8 @@ fn a_trusted_name_follows_its_addresses_and_keeps_the_last_good_ones() {
     // The name stops resolving: counted, logged, and the last good address stays trusted.
     std::fs::write(&hosts, "# lb.internal is gone\n").expect("write hosts");
     eventually("a failed refresh is counted", &gw, || {
-        !metrics(&gw).contains("trueip_trust_name_resolve_failures_total{name=\"lb.internal\"} 0")
+        !metrics(gw.addr)
+            .contains("trueip_trust_name_resolve_failures_total{name=\"lb.internal\"} 0")
     });
     assert_eq!(decided(&gw, &up), "198.51.100.4", "the last good address stays");
     assert!(gw.proc.log().contains("last good addresses stay"), "{}", gw.proc.log());
@@ -83,7 +80,7 @@ fn a_trusted_name_follows_its_addresses_and_keeps_the_last_good_ones() {
     // It resolves elsewhere: the new policy is swapped in, the peer is no longer trusted.
     std::fs::write(&hosts, "127.0.0.9 lb.internal\n127.0.0.10 lb.internal\n").expect("write hosts");
     eventually("the new addresses are in use", &gw, || decided(&gw, &up) == "127.0.0.1");
-    let text = metrics(&gw);
+    let text = metrics(gw.addr);
     assert!(text.contains("trueip_trust_name_addresses{name=\"lb.internal\"} 2"), "{text}");
 }
 

@@ -166,10 +166,6 @@ fn toml(upstream: &str, extra: &str, lean: bool) -> String {
     format!("[upstream]\nurl = \"{upstream}\"\n{extra}\n[limits]\nlean_http1 = {lean}\n")
 }
 
-fn metrics(addr: SocketAddr) -> String {
-    Req::get("/.trueip/metrics").must_send(addr).text()
-}
-
 /// A client's request with forged forwarding headers, on the lean path (a plain GET) or
 /// hyper's (the same GET, with the lean path turned off in the config).
 fn forged_get() -> Req {

@@ -195,7 +195,7 @@ impl ClientIpConfig {
                     Some((name, file)) => {
                         let name = name.trim().to_ascii_lowercase();
                         if !crate::PROVIDERS.contains(&name.as_str()) {
-                            return Err(ConfigError::new(format!("unknown provider {name:?}"))
+                            return Err(ConfigError::new(format!("unknown provider \"{name}\""))
                                 .hint(format!(
                                     "NAME=FILE takes one of {}",
                                     crate::PROVIDERS.join(", ")
@@ -442,7 +442,7 @@ pub fn load_provider(
 ) -> Result<TrustSet, ConfigError> {
     let name = name.to_ascii_lowercase();
     if !crate::PROVIDERS.contains(&name.as_str()) {
-        return Err(ConfigError::new(format!("unknown provider {name:?}"))
+        return Err(ConfigError::new(format!("unknown provider \"{name}\""))
             .hint(format!("known providers: {}", crate::PROVIDERS.join(", ")))
             .at("client_ip.providers"));
     }

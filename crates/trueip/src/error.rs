@@ -6,6 +6,9 @@ use std::fmt;
 ///
 /// Its message names the offending input and where it came from
 /// (`invalid CIDR "10.0.0.0/33" in client_ip.trusted[2]`), with a hint when one helps.
+/// The input is quoted as written, not escaped: whoever shows the message escapes it
+/// once, for where it goes ([`shown`](crate::shown): log mode for a log line, terminal
+/// mode for a terminal).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     message: String,

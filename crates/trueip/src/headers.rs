@@ -53,7 +53,7 @@ impl FieldName {
     /// characters, the rule [`parse_header_line`] holds names to.
     pub fn new(name: &str) -> Result<Self, ConfigError> {
         name_fault(name).map_or_else(|| Self::from_token(name), Err).map_err(|fault| {
-            ConfigError::new(format!("invalid header name {name:?}: {fault}")).hint(NAME_HINT)
+            ConfigError::new(format!("invalid header name \"{name}\": {fault}")).hint(NAME_HINT)
         })
     }
 

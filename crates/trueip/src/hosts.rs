@@ -95,7 +95,7 @@ pub fn resolve_all(names: &[String], resolver: &dyn Resolve) -> Result<Addresses
             lookup(resolver, name)
                 .map(|addrs| (name.clone(), addrs))
                 .map_err(|why| {
-                    ConfigError::new(format!("host name {name:?} does not resolve: {why}"))
+                    ConfigError::new(format!("host name \"{name}\" does not resolve: {why}"))
                         .hint("check the name (a container's service name needs host:NAME), or trust its addresses as CIDRs")
                         .at("client_ip")
                 })

@@ -37,14 +37,14 @@ impl ParamName {
                 Some(format!("the name is longer than {MAX_PARAM_NAME} bytes"))
             }
             (_, Some(b)) if b.is_ascii_graphic() || b == b' ' => {
-                Some(format!("{:?} is not allowed in the name", char::from(b)))
+                Some(format!("'{}' is not allowed in the name", char::from(b)))
             }
             (_, Some(b)) => Some(format!("the byte {b:#04x} is not allowed in the name")),
             _ => None,
         };
         match fault {
             Some(fault) => Err(ConfigError::new(format!(
-                "invalid query argument or cookie name {name:?}: {fault}"
+                "invalid query argument or cookie name \"{name}\": {fault}"
             ))
             .hint("a name is letters, digits and -._~ as sent, e.g. \"client_ip\"")),
             None => Ok(ParamName(name.into())),

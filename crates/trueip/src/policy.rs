@@ -101,7 +101,7 @@ const HOST_PREFIX: &str = "host:";
 fn host_name(text: &str, written: &str) -> Result<String, ConfigError> {
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     let bad = |why: String| {
-        Err(ConfigError::new(format!("invalid host name {written:?}: {why}")).hint(
+        Err(ConfigError::new(format!("invalid host name \"{written}\": {why}")).hint(
             "a host name is labels of letters, digits and inner hyphens joined by dots \
              (lb.internal); write a name without a dot as host:NAME",
         ))
@@ -115,11 +115,11 @@ fn host_name(text: &str, written: &str) -> Result<String, ConfigError> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return bad(format!("{label:?} is not a valid label"));
+            return bad(format!("\"{label}\" is not a valid label"));
         }
     }
     if name.rsplit('.').next().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(ConfigError::new(format!("invalid address {written:?}")).hint(
+        return Err(ConfigError::new(format!("invalid address \"{written}\"")).hint(
             "an IPv4 address is four numbers from 0 to 255 (10.0.0.1), a CIDR adds /0 to /32",
         ));
     }
@@ -160,7 +160,7 @@ impl FromStr for TrustSpec {
             return host_name(text, text).map(TrustSpec::Host);
         }
         Err(
-            ConfigError::new(format!("unknown trust spec {text:?}")).hint(format!(
+            ConfigError::new(format!("unknown trust spec \"{text}\"")).hint(format!(
                 "use a CIDR (10.0.0.0/8), an address, a named set ({}), a provider ({}), unix \
                  (Unix-socket peers), a host name (lb.internal), or host:{text} for a name without a dot",
                 NamedSet::ALL.map(NamedSet::name).join(", "),
@@ -425,7 +425,7 @@ impl PolicyBuilder {
                 TrustSpec::Host(h) => match self.hosts.get(h) {
                     Some(set) => cidrs.extend(set.cidrs()),
                     None => {
-                        return Err(ConfigError::new(format!("host name {h:?} was not resolved"))
+                        return Err(ConfigError::new(format!("host name \"{h}\" was not resolved"))
                             .hint("the caller resolves host names and supplies their addresses (PolicyBuilder::host); `trueip serve` and `trueip explain` do"));
                     }
                 },
@@ -442,7 +442,7 @@ impl PolicyBuilder {
         if name == "gcp-lb" {
             return Ok(GCP_FRONT_ENDS.iter().filter_map(|c| c.parse().ok()).collect());
         }
-        Err(ConfigError::new(format!("no ranges loaded for provider {name:?}")).hint(format!(
+        Err(ConfigError::new(format!("no ranges loaded for provider \"{name}\"")).hint(format!(
             "point to the provider's published list: `--trust {name}=FILE` or [client_ip.providers] {name} = \"FILE\""
         )))
     }

@@ -93,7 +93,7 @@ mod json {
         let out = parse_all(v4.chain(v6))?;
         if out.is_empty() {
             return Err(ConfigError::new(format!(
-                "AWS ip-ranges.json has no prefixes for service {service:?}"
+                "AWS ip-ranges.json has no prefixes for service \"{service}\""
             ))
             .hint(format!("services are upper-case, e.g. {CLOUDFRONT_ORIGIN_FACING}")));
         }
@@ -154,7 +154,7 @@ mod json {
         let doc: Azure = serde_json::from_slice(json)
             .map_err(|e| ConfigError::new(format!("not an Azure service tags file: {e}")))?;
         let entry = doc.values.iter().find(|v| v.name == tag).ok_or_else(|| {
-            ConfigError::new(format!("Azure service tags file has no tag {tag:?}"))
+            ConfigError::new(format!("Azure service tags file has no tag \"{tag}\""))
                 .hint(format!("Front Door's is {AZURE_FRONT_DOOR_BACKEND}"))
         })?;
         parse_all(
@@ -185,7 +185,7 @@ mod json {
             .sync_token
             .map(|t| {
                 t.trim().parse::<u64>().map_err(|_| {
-                    ConfigError::new(format!("syncToken {t:?} is not a number"))
+                    ConfigError::new(format!("syncToken \"{t}\" is not a number"))
                         .hint("AWS writes Unix seconds as a string")
                 })
             })
@@ -351,14 +351,14 @@ fn parse_any(provider: &str, bytes: &[u8]) -> Result<Vec<Cidr>, ConfigError> {
             "cloudfront" => aws_ip_ranges(bytes, CLOUDFRONT_ORIGIN_FACING),
             "fastly" => fastly_public_ip_list(bytes),
             "azure-front-door" => azure_service_tags(bytes, AZURE_FRONT_DOOR_BACKEND),
-            _ => Err(ConfigError::new(format!("no JSON format known for provider {provider:?}"))
+            _ => Err(ConfigError::new(format!("no JSON format known for provider \"{provider}\""))
                 .hint("give one CIDR per line")),
         }
     }
     #[cfg(not(feature = "serde"))]
     {
         Err(ConfigError::new(format!(
-            "JSON range lists for {provider:?} need trueip's `serde` feature"
+            "JSON range lists for \"{provider}\" need trueip's `serde` feature"
         )))
     }
 }

@@ -28,6 +28,11 @@
 //! as written. JSON escapes only C0 controls, and `tracing-subscriber` escapes a few of
 //! these in an event's message, never in its fields.
 //!
+//! Each piece of outside text is escaped once, by the mode of the place it ends up: a
+//! message that quotes it (an error) quotes it as written (`"{value}"`, not `{value:?}`,
+//! whose `\` escapes log mode would escape again), and the whole message is shown in
+//! the mode of its reader.
+//!
 //! Not a stable API: `trueip-gateway` and the `trueip` binary share it through this
 //! crate, the one they both depend on, and the core's own printed forms
 //! ([`Explanation`](crate::Explanation)'s text) use it.
@@ -135,6 +140,11 @@ impl<'a> Log<'a> {
 
     /// How many bytes are shown.
     fn kept(&self) -> usize {
+        // The usual text (an address list, a path) is shown as it is: tested whole.
+        let head = self.bytes.get(..self.max).unwrap_or(self.bytes);
+        if log_plain(head) {
+            return head.len();
+        }
         let mut len = 0usize;
         self.bytes
             .iter()
@@ -434,6 +444,23 @@ mod tests {
         assert_eq!(
             terminal_json_pretty(&value).unwrap().lines().count(),
             serde_json::to_string_pretty(&value).unwrap().lines().count()
+        );
+    }
+
+    /// Fails when a message quotes its input with `{:?}`: log mode then escapes the `\` of
+    /// its escapes again (`"bad\\u{2028}x"`).
+    #[test]
+    fn a_message_quoting_outside_text_is_escaped_once_in_either_mode() {
+        let e = "bad\u{2028}x\u{1b}[2J".parse::<crate::TrustSpec>().unwrap_err();
+        let logged = log_text(&e).to_string();
+        assert!(
+            logged.starts_with(r#"unknown trust spec "bad\xe2\x80\xa8x\x1b[2J" (hint: "#),
+            "{logged}"
+        );
+        let printed = terminal_lines(&e).to_string();
+        assert!(
+            printed.starts_with(r#"unknown trust spec "bad\u{2028}x\u{1b}[2J" (hint: "#),
+            "{printed}"
         );
     }
 

@@ -130,9 +130,9 @@ const QUOTED_CHARS: usize = 64;
 fn quoted(text: &str) -> String {
     match text.char_indices().nth(QUOTED_CHARS) {
         Some((end, _)) => {
-            format!("{:?}... ({} bytes)", text.get(..end).unwrap_or_default(), text.len())
+            format!("\"{}\"... ({} bytes)", text.get(..end).unwrap_or_default(), text.len())
         }
-        None => format!("{text:?}"),
+        None => format!("\"{text}\""),
     }
 }
 

@@ -506,7 +506,11 @@ fn prepare(
     let facts = facts(ctx, state, resolution, &parts.headers, host.as_ref(), request);
     if !state.hygiene.hosts_allowed(&facts) {
         let named = host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()));
-        let page = failed(ctx, Failure::HostNotAllowed, &format_args!("host {named:?}"));
+        let page = failed(
+            ctx,
+            Failure::HostNotAllowed,
+            &format_args!("host \"{}\"", named.unwrap_or_default()),
+        );
         return Prepared::answer(response(page, &method));
     }
     // The lines as received, for the record of forgeries: only a forged decision the
@@ -638,7 +642,7 @@ async fn forward_hyper(
         parts.headers.insert(header::UPGRADE, protocol);
         tokio::spawn(tunnel_task(down, up, ctx.clone(), state.settings.limits.idle_timeout));
     } else if switching {
-        let why = format!("asked {upgrade:?}: not tunneled");
+        let why = format!("asked \"{}\": not tunneled", upgrade.unwrap_or_default());
         return response(failed(ctx, Failure::Unasked, &why), method);
     }
     Response::from_parts(parts, Body::stream(body, settings.body_timeout, pooled))

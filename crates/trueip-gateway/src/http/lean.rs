@@ -1122,7 +1122,8 @@ async fn forward(
         Ok(made) => made,
         Err(failure) => {
             let named = req.host.map(|h| String::from_utf8_lossy(h.as_bytes()));
-            let page = failed(ctx, failure, &format_args!("host {named:?}"));
+            let page =
+                failed(ctx, failure, &format_args!("host \"{}\"", named.unwrap_or_default()));
             return send_page(io, out, &page, record, head_only, closing, Instant::now()).await;
         }
     };

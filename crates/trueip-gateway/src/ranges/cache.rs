@@ -130,7 +130,7 @@ pub(crate) fn read(dir: &Path, provider: &str) -> Result<Option<Cached>, String>
     let meta: Meta = serde_json::from_slice(line).map_err(|e| bad(format!("metadata: {e}")))?;
     if meta.trueip_ranges != FORMAT || meta.provider != provider {
         return Err(bad(format!(
-            "format {} for {:?}, expected format {FORMAT} for {provider:?}",
+            "format {} for \"{}\", expected format {FORMAT} for \"{provider}\"",
             meta.trueip_ranges, meta.provider
         )));
     }

@@ -57,7 +57,7 @@ async fn follow(
     bounds: Bounds,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<Vec<u8>, String> {
-    let mut uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let mut uri: Uri = url.parse().map_err(|e| format!("invalid URL \"{url}\": {e}"))?;
     for _ in 0..=MAX_REDIRECTS {
         let target = Target::of(&uri)?;
         let answer = match target.tls {
@@ -137,13 +137,13 @@ impl Target {
 /// A redirect's target, relative to the URL that answered.
 fn redirect(from: &Uri, location: &str) -> Result<Uri, String> {
     let to: Uri =
-        location.parse().map_err(|e| format!("{from}: invalid redirect {location:?}: {e}"))?;
+        location.parse().map_err(|e| format!("{from}: invalid redirect \"{location}\": {e}"))?;
     if to.scheme().is_some() {
         return Ok(to);
     }
     let mut parts = from.clone().into_parts();
     parts.path_and_query = to.path_and_query().cloned();
-    Uri::from_parts(parts).map_err(|e| format!("{from}: invalid redirect {location:?}: {e}"))
+    Uri::from_parts(parts).map_err(|e| format!("{from}: invalid redirect \"{location}\": {e}"))
 }
 
 /// One request and its answer over `io`.

@@ -51,7 +51,7 @@ pub(crate) fn provider(name: &str) -> Result<Provider, String> {
         } else {
             ""
         };
-        format!("unknown provider {name:?}{hint}: use {}", PROVIDERS.map(|p| p.name).join(", "))
+        format!("unknown provider \"{name}\"{hint}: use {}", PROVIDERS.map(|p| p.name).join(", "))
     })
 }
 

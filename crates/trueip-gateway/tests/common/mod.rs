@@ -625,6 +625,33 @@ pub fn assert_healthy(addr: SocketAddr, after: &str) {
     assert_eq!(resp.status, 200, "gateway unhealthy after {after}: {}", resp.text());
 }
 
+/// Where `needle` first stands in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The gateway's metrics page, under the default admin prefix.
+pub fn metrics(addr: SocketAddr) -> String {
+    let resp = Req::get("/.trueip/metrics").must_send(addr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.text()
+}
+
+/// The value of metric `name` in a metrics page: a name with its labels, or the sum of
+/// every line of a bare name (with any labels); 0 when absent.
+pub fn metric_in(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// [`metric_in`] of `addr`'s metrics page now.
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    metric_in(&metrics(addr), name)
+}
+
 // ---------------------------------------------------------------------------------------------
 // PROXY protocol
 
@@ -1300,6 +1327,17 @@ impl Gateway {
             addr: *listen.first().expect("at least one listen address"),
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// A gateway with one worker, on one listener of its own, in front of the HTTP
+    /// `upstream`; `extra` is appended to its config.
+    pub fn one_worker(dir: &Path, upstream: SocketAddr, extra: &str) -> Gateway {
+        let listen = free_addr();
+        let toml = format!(
+            "[upstream]\nurl = \"http://{upstream}\"\n[limits]\nworkers = 1\n\
+             [[listen]]\naddress = \"{listen}\"\n{extra}"
+        );
+        Gateway::start_with_config(dir, &toml, &[listen], &[])
     }
 }
 

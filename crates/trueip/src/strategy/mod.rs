@@ -82,7 +82,7 @@ impl FromStr for AllTrusted {
             "leftmost" => Ok(AllTrusted::Leftmost),
             "peer" => Ok(AllTrusted::Peer),
             "fail" => Ok(AllTrusted::Fail),
-            _ => Err(ConfigError::new(format!("unknown all_trusted choice {text:?}"))
+            _ => Err(ConfigError::new(format!("unknown all_trusted choice \"{text}\""))
                 .hint("use leftmost, peer or fail")),
         }
     }

@@ -323,7 +323,7 @@ pub(crate) const HOPS: std::ops::RangeInclusive<u16> = 1..=64;
 
 /// The error for a hop count outside [`HOPS`].
 pub(crate) fn bad_hops(text: &str) -> ConfigError {
-    ConfigError::new(format!("invalid hop count in strategy {text:?}"))
+    ConfigError::new(format!("invalid hop count in strategy \"{text}\""))
         .hint("hops:N takes N from 1 to 64, the number of proxies in front of the app")
 }
 
@@ -346,7 +346,7 @@ impl FromStr for StrategySpec {
             let names = |rows: Vec<&StrategyDoc>| {
                 rows.iter().map(|row| row.name).collect::<Vec<_>>().join(", ")
             };
-            return Err(ConfigError::new(format!("unknown strategy {text:?}")).hint(format!(
+            return Err(ConfigError::new(format!("unknown strategy \"{text}\"")).hint(format!(
                 "use {}, or a preset: {}",
                 names(fixed),
                 names(presets)
@@ -367,7 +367,7 @@ impl FromStr for StrategySpec {
             (Form::Preset(preset), _) => StrategySpec::Preset(preset),
             // A row takes an argument exactly when its name has one: matched above.
             (Form::Hops | Form::Header | Form::Query | Form::Cookie, None) => {
-                return Err(ConfigError::new(format!("unknown strategy {text:?}")));
+                return Err(ConfigError::new(format!("unknown strategy \"{text}\"")));
             }
         })
     }
