@@ -567,7 +567,7 @@ fn the_admin_listener_answers_while_public_connections_fill_the_limit() {
     thread::sleep(Duration::from_millis(300));
     refused(front, "the public listener");
     let text = metrics(admin);
-    assert!(metric(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
+    assert!(metric_in(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
 
     // The admin budget: three held, the fourth closed unanswered (once the gateway has
     // seen the metrics request's connection close and freed its place).
