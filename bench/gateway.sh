@@ -7,6 +7,7 @@
 #   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip bash bench/gateway.sh
 #                                                  # before and after, interleaved in one run
 #   ROWS="close tls-close" bash bench/gateway.sh    # a subset of the rows (default: all)
+#   CPU_QUOTA=0.2 bash bench/gateway.sh            # every server held to 0.2 of a CPU (root)
 #
 # Every row proxies to the same upstream, a separate nginx answering
 # `return 200 "hello from upstream\n"`, and every request carries an X-Forwarded-For header
@@ -61,42 +62,39 @@
 # listeners get `deferred` and HAProxy's binds `defer-accept`, the same option at the same
 # second. DEFER=0 turns it off everywhere (trueip's `defer_accept = false`).
 #
-# CPU_QUOTA (optional, e.g. 0.3; off by default): every server under test (nginx, HAProxy,
-# each trueip) runs under the same CPU bandwidth limit, that fraction of one CPU, so the
-# server and not the load generator is what limits every row. Without it, on the rows that
-# open a connection per request, the servers are busy only 0.4-0.6 of their CPU: wrk and the
-# upstream, sharing the other CPU, set the requests/s, and rounds spread up to 2x. With it,
-# requests/s is about CPU_QUOTA / (CPU per request), and a server's p99 is its own queue. The
-# quota must sit well below the busy a row reaches unlimited (0.3 against 0.4-0.6 here).
-# Each server gets its own cgroup v1 cpu group, $CGROUP_CPU/trueip-bench.XXXXXX/NAME
-# (CGROUP_CPU defaults to /sys/fs/cgroup/cpu; needs root), with cpu.cfs_quota_us =
-# CPU_QUOTA x cpu.cfs_period_us, entered before the server starts (so every thread is in
-# it); the groups are removed when the script exits, or is interrupted. CPU_PERIOD_US
-# (default 10000, 10 ms): a server that spent its quota waits out the rest of the period,
-# (1 - CPU_QUOTA) x period, 7 ms at 0.3, and every request then in flight waits with it.
-# The kernel's default 100 ms period would add up to 70 ms to those requests, and p99 would
-# measure the throttling, not the server; 10 ms keeps that wait near the queueing wait
-# wrk's 50 connections see anyway at these rates, and costs 100 period timers a second.
-# Shorter periods give each period's quota less room (the kernel refuses a quota below
-# 1 ms, and hands a CPU its runtime in 5 ms slices). The report then adds, per row and
-# server, the CPU busy as a fraction of the quota (about 1.00 for every server of a row, or
-# that row's server was not the limit) and the throttled periods (cpu.stat's nr_throttled
-# over nr_periods, in the round: near 1 when the server always had work left at the
-# period's end).
-# A quota is a ceiling, not a guarantee: on a machine where other work (a compiler) runs on
-# both CPUs, the servers may get less than their quota and wrk less than its CPU. So under
-# CPU_QUOTA each server's group, and a group `load` holding the load generator and the
-# upstream, also get cpu.shares = CPU_SHARES (default 262144, the kernel's most: each then
-# weighs as much as 256 ordinary processes when it wants the CPU); CPU_SHARES=1024 weighs
-# them as one ordinary process each, as a run without CPU_QUOTA does. Weight buys CPU time,
-# not a prompt wake-up: beside a compiler's processes wrk and the upstream each still waited
-# out a time slice at every wake-up, and set the pace (0.35 of the quota on row `close`). So
-# under CPU_QUOTA they also run as real-time processes (SCHED_FIFO, priority LOAD_RT_PRIO,
-# default 10; LOAD_RT=0 leaves them ordinary), each pinned to the load generator's CPU; they
-# mostly wait on the servers, and the group `load` may take at most LOAD_RT_SHARE (default
-# 0.9) of each CPU's time at that priority, in periods of CPU_PERIOD_US (the kernel's
-# 1 s would stop wrk for whole tenths of a second once a busy second's share ran out, and
-# p99 would show it), so neither can starve the rest of the machine.
+# CPU_QUOTA (optional, a fraction of one CPU, e.g. 0.2; off by default): every server under
+# test (nginx, HAProxy, each trueip) runs under the same CPU bandwidth limit, so the server,
+# not the load generator, limits every row. Without it, on the rows that open a connection
+# per request, the servers are busy only 0.4-0.6 of their CPU: wrk and the upstream, on the
+# other CPU, set the requests/s, and one server's rounds spread up to 2x. Under the limit
+# requests/s is about CPU_QUOTA / (CPU per request). The quota must sit well below what a
+# row reaches unlimited; 0.2 held every server of `close` and `proxy-v2` at 0.93-0.98 of it
+# on a machine with a load average of 14, where 0.3 held them at 0.69-0.80.
+#   - Each server gets its own cgroup v1 cpu group, $CGROUP_CPU/trueip-bench.XXXXXX/NAME
+#     (CGROUP_CPU defaults to /sys/fs/cgroup/cpu; root needed), entered before exec so every
+#     thread is in it, with cpu.cfs_quota_us = CPU_QUOTA x cpu.cfs_period_us. The groups are
+#     removed when the script exits or is interrupted.
+#   - CPU_PERIOD_US (default 10000): a server that spent its quota waits out the rest of the
+#     period, (1 - CPU_QUOTA) x period, 8 ms at 0.2, with every request it holds. The
+#     kernel's 100 ms period would make that 80 ms, and p99 would measure the throttling;
+#     at 10 ms it stays below the queueing wait wrk's 50 connections see anyway at these
+#     rates (p50 8-12 ms on `close`), for 100 period timers a second. The kernel refuses a
+#     quota below 1 ms, so shorter periods leave little room below 0.1-0.2 of a CPU.
+#   - A quota is a ceiling, not a guarantee. Beside other work on both CPUs (a compiler) the
+#     servers may get less than their quota and wrk less than its CPU, so each server's
+#     group and a group `load` (wrk or h2load, and the upstream) get cpu.shares =
+#     CPU_SHARES (default 262144, the kernel's most). Weight buys CPU time, not a prompt
+#     wake-up: wrk and the upstream still waited out a neighbour's time slice at every
+#     wake-up, and held the servers at 0.35 of the quota on `close`. So they also run
+#     real-time (SCHED_FIFO priority LOAD_RT_PRIO, default 10; LOAD_RT=0 leaves them
+#     ordinary), pinned to their CPU as always. They mostly wait on the servers, and with
+#     real-time group scheduling the group `load` may take at most LOAD_RT_SHARE (default
+#     0.9) of its CPU in each CPU_PERIOD_US (the kernel's 1 s period would stop wrk for
+#     tenths of a second once a second's share ran out, and p99 would show it).
+#   - The report adds per server its CPU busy ÷ the quota (about 1 for every server of a
+#     row, or that row's server was not the limit) and its throttled periods (cpu.stat's
+#     nr_throttled ÷ nr_periods in the round: how often it had work left when its quota
+#     ran out), and per row whether every server's lowest round reached 0.90 of the quota.
 # Every TLS listener has one P-256 certificate made by openssl into $OUT. The protocol and
 # cipher each server negotiated with the sanity request (Python's ssl, the same OpenSSL as
 # wrk, default settings) go in the report.
@@ -778,5 +776,6 @@ print(f"Highest 1-minute load average seen during a run: {max(loads):.2f} on {os
       f"the steadier figure. CPU busy (median of the rounds) is that time over the round's length, in "
       f"CPUs: a server near 1.00 was what limited its round; one well below it waited, for a load "
       f"generator or upstream slowed by other work or for its own CPU, and its req/s and latency then "
-      f"say more about the machine than about the server.")
+      f"say more about the machine than about the server."
+      + (f" Under CPU_QUOTA the ceiling is {quota:g}, not 1.00: read busy ÷ quota." if quota else ""))
 EOF_PY
