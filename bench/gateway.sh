@@ -722,7 +722,7 @@ for row, load, names in rows:
         print(f"| {label(n)}{note(n)} | {v['rps']:,.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {v['cpu']:.1f} | "
               f"{v['busy']:.2f} |{qcols} {v['rss']/1024:.1f} | {sizes.get(n, '?').strip()} | {v['all_rps']} |")
         if v["bad"] or v["errs"]:
-            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | |{' | |' if quota else ''}")
+            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | | |{' | |' if quota else ''}")
     print()
     if quota:
         busy_rows.append((row, [(label(n), s[n]) for n in names]))
