@@ -35,7 +35,9 @@
 # times it was switched out (`sched_switch`) and its page faults (`page-faults`). Also
 # prints the server's user and system CPU time per request over the same run (from /proc,
 # in clock ticks), and perf's task-clock over the counted window (finer than the ticks;
-# load on the machine moves both).
+# load on the machine moves both). And the upstream's CPU time per request in the same window
+# (its time on a CPU, from /proc/PID/schedstat): what each server costs the CPU it shares
+# with the load generator, where the kernel also does part of the server's receiving.
 #
 # BROWSER=1 (PROTOCOL=h2 only): each request also carries the headers Chrome sends with a
 # navigation (user-agent, accept, accept-language, accept-encoding, the sec-ch-ua and
@@ -191,12 +193,15 @@ load() { # port count file
     fi
 }
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system
+# Nanoseconds a process has run on a CPU (the upstream nginx is one single-threaded process).
+run_ns() { awk '{print $1}' "/proc/$1/schedstat"; }
 
 for round in $(seq 1 "$ROUNDS"); do
     for name in "${SERVERS[@]}"; do
         f=$OUT/$name-$round
         load "${PORT[$name]}" "$WARMUP" "$f.warmup.txt"
         read -r user0 sys0 < <(cpu_ticks "${PID[$name]}")
+        up0=$(run_ns "${PID[upstream]}")
         perf stat -x, -e "$EVENTS" -p "${PID[$name]}" -o "$f.perf" &
         perf_pid=$!
         sleep 0.5
@@ -205,6 +210,7 @@ for round in $(seq 1 "$ROUNDS"); do
         wait "$perf_pid" || true
         read -r user1 sys1 < <(cpu_ticks "${PID[$name]}")
         echo "$((user1 - user0)) $((sys1 - sys0))" >"$f.ticks"
+        echo "$(($(run_ns "${PID[upstream]}") - up0))" >"$f.upstream-ns"
         if [ "$CLIENT" = wrk ]; then
             awk '/ requests in / {print $1}' "$f.h2load.txt" >"$f.n"
             [ -s "$f.n" ] && ! grep -q 'Non-2xx\|Socket errors' "$f.h2load.txt" ||
@@ -235,6 +241,7 @@ servers = sys.argv[5:]
 counts = {s: {} for s in servers}
 cpu = {s: ([], []) for s in servers}
 clock = {s: [] for s in servers}
+upstream = {s: [] for s in servers}
 for s in servers:
     for r in range(1, rounds + 1):
         n = int(open(f"{out}/{s}-{r}.n").read())
@@ -247,6 +254,7 @@ for s in servers:
                 continue
             name = f[2].split(":")[-1].removeprefix("sys_enter").lstrip("_") or "all"
             counts[s].setdefault(name, [0] * rounds)[r - 1] = int(f[0]) / n
+        upstream[s].append(int(open(f"{out}/{s}-{r}.upstream-ns").read()) / 1e3 / n)
         for i, t in enumerate(open(f"{out}/{s}-{r}.ticks").read().split()):
             cpu[s][i].append(int(t) / tck / n * 1e6)
 names = sorted({k for s in servers for k, v in counts[s].items() if max(v) >= 0.005},
@@ -264,4 +272,5 @@ for k in names:
 print("| CPU µs per request: user | " + " | ".join(cell(cpu[s][0]) for s in servers) + " |")
 print("| CPU µs per request: system | " + " | ".join(cell(cpu[s][1]) for s in servers) + " |")
 print("| CPU µs per request: task-clock | " + " | ".join(cell(clock[s]) for s in servers) + " |")
+print("| the upstream's CPU µs per request | " + " | ".join(cell(upstream[s]) for s in servers) + " |")
 PY

@@ -445,6 +445,50 @@ def test_under_a_servers_own_proxy_headers_a_websocket_is_closed_unaccepted() ->
     assert sent == [{"type": "websocket.close", "code": 1011}]
 
 
+def behind_a_task(server: Any) -> Any:
+    """``server``'s proxy-header middleware around a Starlette ``BaseHTTPMiddleware`` (what
+    ``@app.middleware("http")`` adds) around the ASGI middleware: it runs what it wraps in a
+    task of its own, where the server's middleware is not among the callers."""
+
+    def outer(app: Any) -> Any:
+        from starlette.middleware.base import BaseHTTPMiddleware
+
+        async def dispatch(request: Any, call_next: Any) -> Any:
+            return await call_next(request)
+
+        async def answering(scope: Any, receive: Any, send: Any) -> None:
+            # `BaseHTTPMiddleware` wants a response from what it wraps.
+            await app(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        return server(BaseHTTPMiddleware(TrueIP(answering, POLICY), dispatch=dispatch))
+
+    return outer
+
+
+def uvicorn_believing_localhost(app: Any) -> Any:
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1")
+
+
+def hypercorn_believing_anyone(app: Any) -> Any:
+    proxy_fix = pytest.importorskip("hypercorn.middleware.proxy_fix")
+    return proxy_fix.ProxyFixMiddleware(app, mode="legacy", trusted_hops=1)
+
+
+@pytest.mark.parametrize("server", [uvicorn_believing_localhost, hypercorn_believing_anyone])
+def test_under_a_servers_own_proxy_headers_behind_a_task_a_request_is_refused(server: Any) -> None:
+    # On the old code the app got client ("6.6.6.6", 0) and a 200: the callers showed no
+    # server middleware.
+    seen, sent = served(behind_a_task(server), FORGED_LOCALLY, {"type": "http.request"})
+    assert seen == {}
+    assert sent[0]["status"] == 500
+    assert b"rewrites scope['client']" in sent[1]["body"]
+    assert b"6.6.6.6" not in sent[1]["body"]
+
+
 def test_under_a_servers_proxy_headers_that_believe_no_one_a_request_is_decided() -> None:
     # gunicorn's `--forwarded-allow-ips ""`, which its UvicornWorker hands to uvicorn's
     # middleware, and hypercorn's `trusted_hops=0`: they read nothing, so nothing is refused.

@@ -62,3 +62,45 @@ def test_a_proxy_header_gunicorn_read_is_believed_only_from_the_policys_senders(
     with gunicorn(tmp_path, "pp_app:sender", port, "--proxy-protocol=v1", env=python_env()):
         seen = through_proxy_protocol(port, "203.0.113.7")
     assert (seen["client"], seen["port"], seen["warnings"]) == ("203.0.113.7", "4321", [])
+
+
+def responses(sock: socket.socket, count: int) -> list[dict]:
+    """``count`` JSON responses read from ``sock``, each by its Content-Length."""
+    import json
+
+    raw, seen = b"", []
+    while len(seen) < count:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        if sep:
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            if len(rest) >= length:
+                assert head.startswith(b"HTTP/1.1 200"), head
+                seen.append(json.loads(rest[:length]))
+                raw = rest[length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, raw
+        raw += chunk
+    return seen
+
+
+def test_every_request_of_a_keep_alive_connection_has_its_proxy_headers_source(tmp_path: Path) -> None:
+    # gunicorn's gthread worker reads the PROXY header on a connection's first request only
+    # and gives the later ones the balancer's address and no PROXY_PROTOCOL: on the old code
+    # the second request was the balancer's (127.0.0.1), so a client behind an NLB escaped
+    # its own address (a ban, a rate limit) by sending a second request.
+    (tmp_path / "pp_app.py").write_text(textwrap.dedent(APP))
+    port = free_port()
+    with gunicorn(tmp_path, "pp_app:sender", port, "--proxy-protocol=v1", "-k", "gthread", "--threads", "2",
+                  "--keep-alive", "5", env=python_env()):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE, source_address=(ATTACKER, 0))
+        try:
+            sock.sendall(f"PROXY TCP4 203.0.113.7 127.0.0.1 4321 {port}\r\n".encode()
+                         + b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n")
+            first = responses(sock, 1)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+            second = responses(sock, 1)
+        finally:
+            sock.close()
+    assert [(s["client"], s["port"]) for s in first + second] == [("203.0.113.7", "4321")] * 2

@@ -339,8 +339,8 @@ def test_under_mangum_behind_cloudfront_a_function_urls_forwarded_for_does_not_r
     CloudFront-Viewer-Address that decided pass; the X-Forwarded-For is the client's text,
     never read, and withheld from the scope's lines (the core's rule, `Hop::trusted` over
     `x_forwarded_for_not_kept`). The app saw 6.6.6.6 there before. So are X-Forwarded-Proto
-    and -Port, which the URL passes on as it received them (`UNKEPT_CLAIMS`): they reached
-    the app before. An HTTP API event with the same headers keeps
+    and -Port, which name CloudFront's connection to the URL and no viewer's
+    (`UNKEPT_CLAIMS`): they reached the app before. An HTTP API event with the same headers keeps
     its X-Forwarded-For, walked as before, and its scheme, which API Gateway writes."""
     policy = trueip.Policy.lambda_preset("cloudfront-api-gateway", providers={"cloudfront": str(RANGES)})
     e = event("function_url.json")

@@ -105,3 +105,84 @@ def test_uvicorns_proxy_headers_that_believe_no_one_are_not_refused(tmp_path: Pa
     with server:
         response = get(ATTACKER, "127.0.0.1", port, FORGED)
         assert (response.status, response.text) == (200, ATTACKER)
+
+
+ASGI_APPS = """
+    import trueip
+    from fastapi import FastAPI, Request
+    from fastapi.responses import PlainTextResponse
+    from trueip.asgi import TrueIP
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    POLICY = trueip.Policy(trust=["127.0.0.20"], strategy="rightmost-untrusted")
+
+    def make():
+        app = FastAPI()
+
+        @app.get("/")
+        async def client(request: Request):
+            return PlainTextResponse(request.client.host)
+
+        return app
+
+    # A function middleware outside trueip's: Starlette runs what it wraps in a task of its own.
+    timed = make()
+    timed.add_middleware(TrueIP, policy=POLICY)
+
+    @timed.middleware("http")
+    async def timing(request, call_next):
+        return await call_next(request)
+
+    # trueip's in a mounted app, which no lifespan reaches, under such a middleware.
+    mounted = make()
+    sub = make()
+    sub.add_middleware(TrueIP, policy=POLICY)
+    mounted.mount("/api", sub)
+
+    @mounted.middleware("http")
+    async def timing2(request, call_next):
+        return await call_next(request)
+
+    # The app adds uvicorn's middleware believing everyone inside trueip's, or trueip's
+    # wraps an app that adds it (built on the app's first call).
+    inside = make()
+    inside.add_middleware(ProxyHeadersMiddleware, trusted_hosts="*")
+    inside.add_middleware(TrueIP, policy=POLICY)
+    wrapped = TrueIP(make(), POLICY)
+    wrapped.app.add_middleware(ProxyHeadersMiddleware, trusted_hosts="*")
+"""
+
+NGINX_HOP = "127.0.0.20"
+
+#: app, path, extra uvicorn arguments, request source and X-Forwarded-For: each one's client
+#: on the old code was 6.6.6.6, an entry a local process or the client behind a trusted hop wrote.
+ASGI_CASES = {
+    "function middleware outside, no lifespan": ("timed", "/", ("--lifespan", "off"), ATTACKER, "6.6.6.6"),
+    "mounted app under a function middleware": ("mounted", "/api/", (), ATTACKER, "6.6.6.6"),
+    # With a lifespan the app does not start (its startup fails naming the fix).
+    "uvicorn's middleware added inside": (
+        "inside", "/", ("--no-proxy-headers", "--lifespan", "off"), NGINX_HOP, "6.6.6.6, 192.0.2.7"),
+    "uvicorn's middleware added in the wrapped app": (
+        "wrapped", "/", ("--no-proxy-headers",), NGINX_HOP, "6.6.6.6, 192.0.2.7"),
+}
+
+
+@pytest.mark.parametrize("case", list(ASGI_CASES))
+def test_under_a_proxy_header_middleware_the_asgi_middleware_cannot_see_every_request_is_refused(
+        tmp_path: Path, case: str) -> None:
+    app, path, extra, source, forwarded = ASGI_CASES[case]
+    port, server = served(tmp_path, ASGI_APPS, app, *extra)
+    with server:
+        response = get(source, "127.0.0.1", port, [("X-Forwarded-For", forwarded)], path=path)
+        assert response.status == 500, response.text
+        assert "ProxyHeadersMiddleware wraps" in response.text
+        assert "add no ProxyHeadersMiddleware" in response.text
+        assert "6.6.6.6" not in response.text
+
+
+def test_without_uvicorns_proxy_headers_a_function_middleware_outside_leaves_the_peer(tmp_path: Path) -> None:
+    for app, path in (("timed", "/"), ("mounted", "/api/")):
+        port, server = served(tmp_path, ASGI_APPS, app, "--no-proxy-headers", "--lifespan", "off")
+        with server:
+            response = get(ATTACKER, "127.0.0.1", port, FORGED, path=path)
+            assert (response.status, response.text) == (200, ATTACKER)

@@ -441,8 +441,8 @@ def test_behind_cloudfront_a_function_urls_forwarded_for_does_not_reach_the_app(
     client's text, never read, and withheld as from an untrusted peer (the core's rule,
     `Hop::trusted` over `x_forwarded_for_not_kept`). The app saw HTTP_X_FORWARDED_FOR
     "6.6.6.6" before, which Flask's ProxyFix or python-ipware would take for the client.
-    X-Forwarded-Proto and -Port, which the URL passes on as it received them
-    (`UNKEPT_CLAIMS`), are withheld too: they reached the app before."""
+    X-Forwarded-Proto and -Port, which name CloudFront's connection to the URL and no
+    viewer's (`UNKEPT_CLAIMS`), are withheld too: they reached the app before."""
     e = cloudfront_function_url()
     want = resolve_event(CLOUDFRONT_API, copy.deepcopy(e))
     seen = seen_by(adapter, CLOUDFRONT_API, e)

@@ -76,6 +76,8 @@ _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 
 #: ``TrueIP._rewrite`` before the first call.
 _UNCHECKED: Any = object()
+#: ``TrueIP._rewrite`` after a first call found nothing.
+_CHECKED_ONCE: Any = object()
 
 #: Whether this process is an AWS Lambda function (the runtime sets the variable in every one).
 _ON_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
@@ -121,7 +123,7 @@ _SERVER_REWRITES = (
         "ProxyHeadersMiddleware",
         _uvicorn_trusts_no_one,
         "run uvicorn with --no-proxy-headers (uvicorn.run(app, proxy_headers=False); under gunicorn's "
-        'UvicornWorker, --forwarded-allow-ips "")',
+        'UvicornWorker, --forwarded-allow-ips ""), and add no ProxyHeadersMiddleware to the app',
     ),
     (
         "hypercorn.middleware.proxy_fix",
@@ -137,11 +139,12 @@ _CALLERS = 64
 
 
 def server_rewrite(frame: Any) -> Optional[str]:
-    """What to fix when ``frame`` (the caller of the middleware), or one of its callers, is
-    a server's own proxy-header middleware (``_SERVER_REWRITES``) that believes someone, or
-    ``None``. The scope it hands on carries a header's word as the peer, and nothing in the
-    scope says so: the running code does. Only middlewares already imported are looked for,
-    so the check imports nothing."""
+    """What to fix when a server's own proxy-header middleware (``_SERVER_REWRITES``) that
+    believes someone is around the ASGI middleware, or ``None``: ``frame`` (the caller of the
+    middleware) or one of its callers is one, or, where a task between them hides the
+    callers, one is alive in this process (``rewrite_around``). The scope it hands on carries
+    a header's word as the peer, and nothing in the scope says so: the running code does. Only
+    middlewares already imported are looked for, so the check imports nothing."""
     found = {}
     for module, name, inert, fix in _SERVER_REWRITES:
         call = getattr(getattr(sys.modules.get(module), name, None), "__call__", None)
@@ -150,45 +153,38 @@ def server_rewrite(frame: Any) -> Optional[str]:
             found[code] = (inert, _rewrite_message(module, name, "trueip.asgi.TrueIP", fix))
     for _ in range(_CALLERS):
         if frame is None or not found:
-            return None
+            break
         entry = found.get(frame.f_code)
         if entry is not None:
             inert, fix = entry
             return None if inert(frame.f_locals.get("self")) else fix
         frame = frame.f_back
-    return None
+    # Not among the callers: Starlette's `BaseHTTPMiddleware` (every `@app.middleware("http")`)
+    # runs the app inside it in a task of its own, and a mounted app sees no lifespan, so
+    # uvicorn's defaults made a local `X-Forwarded-For: 6.6.6.6` its client unseen.
+    return rewrite_around() if found else None
 
 
-#: The apps that run this package's WSGI or Django middleware out of sight of the
-#: server's middleware that wraps them (another thread, or another task): uvicorn's WSGI
-#: bridge (``--interface wsgi``: a2wsgi's, or its own) and Django's ASGI handler.
-WSGI_BRIDGES = (("uvicorn.middleware.wsgi", "WSGIMiddleware"), ("uvicorn.middleware.wsgi", "_WSGIMiddleware"),
-                ("a2wsgi", "WSGIMiddleware"))
-DJANGO_ASGI = (("django.core.handlers.asgi", "ASGIHandler"),)
-
-
-def rewrite_around(apps: Iterable[tuple[str, str]]) -> Optional[str]:
+def rewrite_around() -> Optional[str]:
     """What to fix when a server's own proxy-header middleware (``_SERVER_REWRITES``) that
-    believes someone wraps an app of one of ``apps`` ((module, class) pairs: ``WSGI_BRIDGES``,
-    ``DJANGO_ASGI``) in this process, or ``None``. Such an app runs the WSGI or Django
-    middleware in another thread or task, where ``server_rewrite`` cannot walk up to the
-    server's middleware: it is found among the live objects instead (``gc.get_referrers``
-    of its class, one pass over the heap, once per middleware; uvicorn keeps it in its
-    config for as long as it serves). Only classes already imported are looked for."""
+    believes someone is alive in this process, or ``None``. What it wraps, however deep, runs
+    with a header's word as the peer, and the trueip middleware that asks is in it or beside
+    it: an app that runs the WSGI or Django middleware in another thread or task (uvicorn's
+    WSGI bridge, Django's ASGI handler, channels' router), Starlette's ``BaseHTTPMiddleware``
+    or a mount between the server and the ASGI middleware, or the server's middleware added
+    by the app inside trueip's. It is found among the live objects (``gc.get_referrers`` of
+    its class, one pass over the heap, once per middleware; uvicorn keeps it in its config for
+    as long as it serves). Only classes already imported are looked for."""
     import gc
 
-    kinds = tuple(k for k in (getattr(sys.modules.get(m), n, None) for m, n in apps) if isinstance(k, type))
-    if not kinds:
-        return None
     for module, name, inert, fix in _SERVER_REWRITES:
         cls = getattr(sys.modules.get(module), name, None)
         if not isinstance(cls, type):
             continue
         for found in gc.get_referrers(cls):
-            inner = getattr(found, "app", None) if isinstance(found, cls) else None
-            if isinstance(inner, kinds) and not inert(found):
-                wrapped = f"{type(inner).__module__}.{type(inner).__qualname__} and the trueip middleware it runs"
-                return _rewrite_message(module, name, wrapped, fix)
+            if isinstance(found, cls) and not inert(found):
+                inner = type(getattr(found, "app", None))
+                return _rewrite_message(module, name, f"{inner.__module__}.{inner.__qualname__}", fix)
     return None
 
 
@@ -351,15 +347,20 @@ class TrueIP(_signed.Configured):
         on_unverified: str = "peer",
     ) -> None:
         super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
-        # What `server_rewrite` found around the first call: the server does not change.
+        # What `server_rewrite` found around the first two calls: the server does not change.
         self._rewrite: Any = _UNCHECKED
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
         rewrite = self._rewrite
-        if rewrite is _UNCHECKED:
-            rewrite = self._rewrite = server_rewrite(sys._getframe(1))
-            if rewrite is not None:
-                logging.getLogger("trueip").error("trueip: %s", rewrite)
+        if rewrite is _UNCHECKED or rewrite is _CHECKED_ONCE:
+            found = server_rewrite(sys._getframe(1))
+            # The first call's `None` is asked again on the second: an app that builds its
+            # middlewares on its first call (Starlette) had not yet built the server's
+            # middleware it adds inside this one.
+            self._rewrite = found if found is not None or rewrite is _CHECKED_ONCE else _CHECKED_ONCE
+            if found is not None:
+                logging.getLogger("trueip").error("trueip: %s", found)
+            rewrite = found
         if rewrite is not None:
             await _refuse_rewritten(rewrite, scope, receive, send)
             return

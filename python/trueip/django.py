@@ -39,10 +39,9 @@ from them (a rate limiter's key, a log line) was decided from what the client se
 middleware first. Under uvicorn run with ``--no-proxy-headers`` (under gunicorn's
 ``UvicornWorker``, ``--forwarded-allow-ips ""``): uvicorn rewrites the scope's client from
 ``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``. When uvicorn's middleware believes
-anyone and wraps Django's ASGI handler (or the WSGI bridge of ``--interface wsgi``) directly,
-this middleware answers every request with a 500 naming the fix and logs it once
-(``trueip.asgi.rewrite_around``); behind another layer (channels' ``ProtocolTypeRouter``) it
-cannot see it.
+anyone (around Django's ASGI handler, the WSGI bridge of ``--interface wsgi``, or a layer
+such as channels' ``ProtocolTypeRouter`` around them), this middleware answers every request
+with a 500 naming the fix and logs it once (``trueip.asgi.rewrite_around``).
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -223,7 +222,7 @@ class TrueIPMiddleware:
         if rewrite is _asgi._UNCHECKED:
             # Django's ASGI handler, and the WSGI bridge its WSGI handler may run behind, run
             # this middleware in another thread or task than uvicorn's own proxy headers.
-            rewrite = self._rewrite = _wsgi.rewritten(_asgi.DJANGO_ASGI + _asgi.WSGI_BRIDGES)
+            rewrite = self._rewrite = _wsgi.rewritten()
         if rewrite is not None:
             from django.http import HttpResponseServerError
 

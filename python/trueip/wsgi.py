@@ -56,8 +56,9 @@ Werkzeug's ``ProxyFix`` wrapped around this middleware (``ProxyFix(TrueIP(app, p
 or ``app.wsgi_app = ProxyFix(app.wsgi_app)`` after ``TrueIP``) would hand it the last
 ``X-Forwarded-For`` entry as ``REMOTE_ADDR``, whoever sent it: its rewrite is undone first
 (it keeps what it replaced in ``environ["werkzeug.proxy_fix.orig"]``), so the policy decides
-from the connection, and the ``trueip`` logger warns once. Put ``TrueIP`` outside every
-other wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
+from the connection, and the ``trueip`` logger warns once (not two ``ProxyFix`` around it: the
+inner one keeps what the outer one had already replaced). Put ``TrueIP`` outside every other
+wrapper and drop ``ProxyFix``: the policy's ``trust`` and ``origin`` replace it.
 
 Under uvicorn's ``--interface wsgi`` run uvicorn with ``--no-proxy-headers``: its own proxy
 headers (on by default, believing 127.0.0.1) rewrite the scope's client from
@@ -89,6 +90,7 @@ side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge fo
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any, Callable, Iterable, Optional
 
 from . import Policy, Verifier, forwarding_header_names
@@ -176,24 +178,42 @@ def _undo_proxy_fix(environ: dict[str, Any]) -> None:
             environ[key] = value
 
 
-def _gunicorn_proxy(environ: dict[str, Any]) -> tuple[Any, Any]:
+#: The source of the PROXY header gunicorn read on each connection still open, by its socket:
+#: gunicorn's gthread worker reads the header on a keep-alive connection's first request only,
+#: and gives the later ones the balancer's address as ``REMOTE_ADDR`` and no ``PROXY_PROTOCOL``.
+_PROXY_SOURCES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _gunicorn_proxy(environ: dict[str, Any]) -> Optional[tuple[Any, Any]]:
     """The peer and the PROXY header's source under gunicorn's ``--proxy-protocol``, whose
     ``REMOTE_ADDR`` and ``REMOTE_PORT`` are the source the header named, believed from any
     peer in gunicorn's ``--proxy-allow-from`` (127.0.0.1 and ::1 by default: any local
     process): the connection's peer only gunicorn's socket still knows. The policy believes
     the source only from a peer in its ``proxy_protocol_from``, as ``trueip serve`` does.
-    ``(None, None)`` (no decision) when the socket cannot say; a Unix socket's peer is
-    ``""``."""
+    A later request on the connection gets the source its first request had
+    (``_PROXY_SOURCES``): decided as the balancer, each client behind an NLB escaped its own
+    address by sending a second request. ``None`` when gunicorn read no header on the
+    connection; ``(None, None)`` (no decision) when the socket cannot say; a Unix socket's peer
+    is ``""``."""
     sock = environ.get("gunicorn.socket")
+    try:
+        if "PROXY_PROTOCOL" in environ:
+            source: Any = environ.get("REMOTE_ADDR")
+            port = environ.get("REMOTE_PORT")
+            if isinstance(port, str) and port.isdigit():
+                source = (source, int(port))
+            _PROXY_SOURCES[sock] = source
+        elif sock is None or (source := _PROXY_SOURCES.get(sock)) is None:
+            return None
+    except TypeError:
+        # A socket that takes no weak reference: a later request cannot be told apart.
+        if "PROXY_PROTOCOL" not in environ:
+            return None
     try:
         name = sock.getpeername()  # type: ignore[union-attr]
     except (AttributeError, OSError):
         return None, None
     peer = (name[0], name[1]) if isinstance(name, tuple) and len(name) >= 2 else ""
-    source: Any = environ.get("REMOTE_ADDR")
-    port = environ.get("REMOTE_PORT")
-    if isinstance(port, str) and port.isdigit():
-        source = (source, int(port))
     return peer, source
 
 
@@ -241,8 +261,10 @@ def apply(
         else:
             event = None
     proxy_source = None
-    if peer is _REMOTE_ADDR and event is None and "PROXY_PROTOCOL" in environ:
-        peer, proxy_source = _gunicorn_proxy(environ)
+    if peer is _REMOTE_ADDR and event is None and ("PROXY_PROTOCOL" in environ or _PROXY_SOURCES):
+        proxied = _gunicorn_proxy(environ)
+        if proxied is not None:
+            peer, proxy_source = proxied
     signed = _signed.wsgi_request(verifier, environ) if verifier is not None else None
     from_lines = lines is not None and event is None
     # Positional: keyword arguments cost the extension about 100 ns each per request.
@@ -313,13 +335,13 @@ def apply(
     return resolution
 
 
-def rewritten(apps: Iterable[tuple[str, str]] = _asgi.WSGI_BRIDGES) -> Optional[str]:
-    """What to fix when this process serves the app behind one of ``apps`` (uvicorn's WSGI
-    bridge, ``--interface wsgi``, by default) with uvicorn's own proxy headers on (its
-    default): uvicorn rewrites the scope's client from ``X-Forwarded-For`` before the bridge
-    builds ``REMOTE_ADDR``, so the peer here would be a header's word; ``None`` otherwise
+def rewritten() -> Optional[str]:
+    """What to fix when this process serves the app with a server's own proxy headers on that
+    believe someone (uvicorn's default, around its WSGI bridge under ``--interface wsgi``):
+    uvicorn rewrites the scope's client from ``X-Forwarded-For`` before the bridge builds
+    ``REMOTE_ADDR``, so the peer here would be a header's word; ``None`` otherwise
     (``trueip.asgi.rewrite_around``). Logged as an error: the middleware asks once."""
-    fix = _asgi.rewrite_around(apps)
+    fix = _asgi.rewrite_around()
     if fix is not None:
         logging.getLogger("trueip").error("trueip: %s", fix)
     return fix

@@ -960,6 +960,10 @@ impl Default for Limits {
     }
 }
 
+/// `[admin] max_connections` by default: a few scrapers, health checks and an operator's
+/// curl, each a short exchange.
+const ADMIN_MAX_CONNECTIONS: usize = 16;
+
 /// `[admin]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -969,6 +973,9 @@ pub(crate) struct AdminSettings {
     /// A separate listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<SocketAddr>,
+    /// Open connections on the admin listener, a budget of its own: public connections
+    /// (`limits.max_connections`) cannot take it, so `/metrics` answers during a flood.
+    pub(crate) max_connections: usize,
     /// How many forged requests the admin listener keeps (0: none).
     pub(crate) forgeries: usize,
     /// Whether the in-band metrics answer every client, not only those a stranger cannot
@@ -981,6 +988,7 @@ impl Default for AdminSettings {
         AdminSettings {
             prefix: "/.trueip".to_string(),
             listen: None,
+            max_connections: ADMIN_MAX_CONNECTIONS,
             forgeries: crate::forgeries::DEFAULT_KEPT,
             metrics_to_anyone: false,
         }
@@ -1082,7 +1090,9 @@ Examples:
   [admin] listen = \"127.0.0.1:9100\" in the config
       A private listener for /healthz, /metrics and /forgeries: the last [admin] forgeries
       (100; at most 4096, 0 for none) requests that tried to forge an address, with the rule
-      that caught each (JSON, newest first, ?limit=N; client text escaped and cut).
+      that caught each (JSON, newest first, ?limit=N; client text escaped and cut). Its
+      connections have a budget of their own ([admin] max_connections, 16) that public
+      ones (limits.max_connections) cannot take: /metrics answers during a flood.
 
 Exit codes: 0 clean shutdown (or valid config with --check), 1 runtime failure
 (e.g. cannot bind), 2 invalid config or arguments.";
@@ -2024,6 +2034,12 @@ impl AdminSettings {
                 .hint("write a path such as \"/.trueip\", or \"\" to turn it off")
                 .at("admin.prefix"));
         }
+        within(
+            self.max_connections,
+            1..=1024,
+            "admin.max_connections",
+            "open connections on the admin listener, apart from limits.max_connections",
+        )?;
         let max = crate::forgeries::MAX_KEPT;
         if self.forgeries > max {
             return Err(ConfigError::new(format!(
@@ -2568,6 +2584,7 @@ mod tests {
             ("limits", "proxy_protocol_max_bytes", trueip::proxy_protocol::V2_MAX_LEN),
             ("limits", "workers", 1024),
             ("upstream", "pool_max_idle", 65_536),
+            ("admin", "max_connections", 1024),
         ];
         for (table, key, max) in cases {
             // TOML integers are i64: the largest one a file can hold, and one past the max.

@@ -114,21 +114,30 @@ pub(crate) struct Shared {
     /// Set once shutdown began. Only the accept loops wait for it; their connections wait
     /// for their loop's [`Stops`].
     pub(crate) shutdown: Stop,
-    /// One permit per open connection (`limits.max_connections`).
+    /// One permit per open connection on the public listeners (`limits.max_connections`).
     pub(crate) connections: Arc<Capacity>,
+    /// One permit per open connection on the admin listener (`admin.max_connections`):
+    /// apart from the public ones, which would otherwise leave none for `/metrics`
+    /// exactly when an operator needs it, during a flood.
+    pub(crate) admin_connections: Arc<Capacity>,
     /// Peers whose forwarding headers were ignored, for the misconfiguration hint.
     pub(crate) hints: crate::hint::Hints,
 }
 
 impl Shared {
-    /// What a listener's connections share, with room for `max_connections`.
-    pub(crate) fn new(state: Arc<State>, metrics: Arc<Metrics>, max_connections: usize) -> Self {
+    /// What a listener's connections share, with room for the connections `state`'s
+    /// settings allow.
+    pub(crate) fn new(state: Arc<State>, metrics: Arc<Metrics>) -> Self {
+        let settings = &state.settings;
+        let connections = Arc::new(Capacity::new(settings.limits.max_connections));
+        let admin_connections = Arc::new(Capacity::new(settings.admin.max_connections));
         Shared {
             state: ArcSwap::new(state),
             metrics,
             forgeries: Forgeries::default(),
             shutdown: Stop::default(),
-            connections: Arc::new(Capacity::new(max_connections)),
+            connections,
+            admin_connections,
             hints: crate::hint::Hints::default(),
         }
     }
@@ -319,7 +328,8 @@ impl Capacity {
     }
 }
 
-/// One open connection's place under `limits.max_connections`, given back when dropped.
+/// One open connection's place under `limits.max_connections` (or `admin.max_connections`),
+/// given back when dropped.
 pub(crate) struct Permit(Arc<Capacity>);
 
 impl Drop for Permit {

@@ -70,6 +70,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     }
 }
 
+/// The most storage a connection keeps in each of its buffers between two exchanges:
+/// a lean client connection between requests, a pooled upstream connection while it
+/// waits. A plain request, its whoami page (about 12 KiB) and a plain response head fit,
+/// so nothing is given back and allocated again per request; a buffer that one large
+/// head or page grew past it is shrunk back once that exchange is done.
+pub(crate) const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
+
 /// A read buffer without `unsafe`: its storage is initialised once and reused, bytes
 /// are read into the free end and taken from the front.
 #[derive(Debug)]

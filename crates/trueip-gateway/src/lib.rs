@@ -74,6 +74,7 @@ mod listening;
 mod logging;
 mod metrics;
 pub mod names;
+mod open_files;
 mod pages;
 mod peers;
 mod proxy;
@@ -149,9 +150,8 @@ pub mod testing {
                     tls.key = PathBuf::from("key\0");
                 }
             }
-            let max = self.0.limits.max_connections;
             let state = State::build(self.0).map_err(|e| e.to_string())?;
-            let _ = Shared::new(Arc::new(state), Arc::new(Metrics::default()), max);
+            let _ = Shared::new(Arc::new(state), Arc::new(Metrics::default()));
             Ok(())
         }
     }
@@ -180,8 +180,7 @@ pub mod testing {
         pub fn start(listener: TcpListener, build: &Build) -> std::io::Result<Server> {
             // Accepted as the gateway's listeners accept (`io::TcpAcceptor`).
             let listener = crate::io::TcpAcceptor::from_std(listener.into_std()?)?;
-            let max = build.0.settings.limits.max_connections;
-            let shared = Arc::new(Shared::new(build.0.clone(), Arc::new(Metrics::default()), max));
+            let shared = Arc::new(Shared::new(build.0.clone(), Arc::new(Metrics::default())));
             tokio::spawn(crate::server::accept(
                 crate::server::Listener::Tcp(listener),
                 Role::Listener(crate::config::ListenerId::nth(0)),
@@ -502,14 +501,14 @@ async fn serve(mut state: State, args: ServeArgs) -> ExitCode {
         tracing::info!("no proxy trusted: the TCP peer is the client");
     }
 
-    let max = state.settings.limits.max_connections;
+    open_files::check(&state.settings);
     metrics.ranges_in_use(&state.settings.loaded.metas);
     metrics.names_in_use(&state.settings.names);
     for (name, addrs) in &state.settings.names {
         tracing::info!(name = name.as_str(), "trust name {}", names::describe(name, addrs));
     }
     metrics.listener_policies(state.settings.listener_policy_names());
-    let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone(), max));
+    let shared = Arc::new(Shared::new(Arc::new(state), metrics.clone()));
     let (exit, _) = watch::channel(false);
     tokio::spawn(server::timer_floor());
     let (mut workers, runtimes) = match start_workers(state_workers(&shared), &exit) {

@@ -59,7 +59,8 @@ fn build_named(
 
 /// Swaps in `state`: first opens the sockets it adds (a socket that cannot be opened
 /// rejects the reload, and nothing changes), then swaps, then closes the sockets it no
-/// longer names and applies `limits.max_connections`.
+/// longer names and applies `limits.max_connections`, `admin.max_connections` and the
+/// open-file limit they need.
 fn switch(
     listening: &mut Listening,
     shared: &Arc<Shared>,
@@ -96,6 +97,15 @@ fn switch(
             old.limits.max_connections
         );
     }
+    if new.admin.max_connections != old.admin.max_connections {
+        shared.admin_connections.resize(new.admin.max_connections);
+        tracing::info!(
+            "admin.max_connections is now {} (was {})",
+            new.admin.max_connections,
+            old.admin.max_connections
+        );
+    }
+    crate::open_files::check(&state.settings);
     shared.metrics.ranges_in_use(&state.settings.loaded.metas);
     shared.metrics.names_in_use(&state.settings.names);
     shared.metrics.listener_policies(state.settings.listener_policy_names());

@@ -132,12 +132,20 @@ pub(crate) async fn accept(listener: Listener, role: Role, shared: Arc<Shared>, 
                 if epoll_first {
                     stream.forget_readable_guess();
                 }
-                let Some(permit) = shared.connections.try_take() else {
+                // Apart, lines too: a public flood's refusals leave none of the admin's out.
+                static REFUSED: Throttle = Throttle::new();
+                static REFUSED_ADMIN: Throttle = Throttle::new();
+                let (capacity, setting, refused) = match role {
+                    Role::Listener(_) => (&shared.connections, "limits.max_connections", &REFUSED),
+                    Role::Admin => {
+                        (&shared.admin_connections, "admin.max_connections", &REFUSED_ADMIN)
+                    }
+                };
+                let Some(permit) = capacity.try_take() else {
                     shared.metrics.connection_rejected();
-                    static REFUSED: Throttle = Throttle::new();
-                    if let Some(left_out) = REFUSED.admit() {
+                    if let Some(left_out) = refused.admit() {
                         let not_logged = (left_out > 0).then_some(left_out);
-                        tracing::warn!(%peer, not_logged, "connection refused: limits.max_connections reached");
+                        tracing::warn!(%peer, not_logged, "connection refused: {setting} reached");
                     }
                     drop(stream);
                     continue;
@@ -585,12 +593,12 @@ mod tests {
             largest = largest.max(body.len());
         }
         assert!(
-            largest > 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
+            largest > 3 * crate::io::KEEP_BETWEEN_REQUESTS,
             "the pages were large ({largest} bytes)"
         );
         let kept = crate::http::lean::retained_max();
         assert!(
-            kept <= 3 * crate::http::lean::KEEP_BETWEEN_REQUESTS,
+            kept <= 3 * crate::io::KEEP_BETWEEN_REQUESTS,
             "a connection kept {kept} bytes between requests"
         );
     }

@@ -74,6 +74,39 @@ fn slow_upstream_is_504_at_the_timeout() {
     assert_healthy(gw.addr, "a slow upstream");
 }
 
+/// A 504 leaves its kept-alive connection held to every timeout: a second request on it
+/// is answered 504 at `response_timeout` too, and silence after it closes at
+/// `header_read_timeout`. On the lean path the deadline's timer, having fired for the
+/// first 504, timed nothing after it: the second request waited for the upstream (200
+/// after 4 s), and a silent connection stayed open for good, out of every timeout.
+#[test]
+fn a_connection_that_got_a_504_is_still_held_to_its_timeouts() {
+    for lean in [true, false] {
+        let up = Upstream::start(Behavior::Delay(Duration::from_secs(4)));
+        let dir = test_dir(&format!("faults/after_504_lean_{lean}"));
+        let toml = format!("{TOML}lean_http1 = {lean}\n");
+        let gw = Gateway::start_with_toml(&dir, free_addr(), &toml, &["--upstream", &up.url()]);
+        let mut s = connect(gw.addr).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        for n in 1..=2 {
+            let t = Instant::now();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let resp = read_response(&mut r, "GET").unwrap();
+            let took = t.elapsed();
+            assert_eq!(resp.status, 504, "lean {lean}, request {n}: {}", resp.text());
+            assert!(took < Duration::from_secs(3), "lean {lean}, request {n}: 504 after {took:?}");
+        }
+        let t = Instant::now();
+        let ending = read_until_close(&mut s, Duration::from_secs(8));
+        let took = t.elapsed();
+        assert!(ending.is_closed(), "lean {lean}: a silent connection stayed open after a 504");
+        assert!(
+            took < HEADER_READ_TIMEOUT + Duration::from_secs(1),
+            "lean {lean}: closed {took:?} after the 504, header_read_timeout is 2 s"
+        );
+    }
+}
+
 #[test]
 fn upstream_reset_mid_body_cuts_the_client_off() {
     let up = Upstream::start(Behavior::ResetMidBody);

@@ -534,3 +534,139 @@ fn failures_of_an_upstream_that_is_down_write_a_few_lines_a_second() {
         .unwrap_or(0);
     assert!(counted >= 402, "the metrics count every failure:\n{page}");
 }
+
+/// `count` connections to `addr`, each with the start of a head and nothing more: a
+/// trickling client that holds its place (the listener hands it over at once,
+/// `limits.defer_accept`).
+fn hold(addr: std::net::SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut c = connect(addr).expect("connect");
+            c.write_all(b"GET").expect("write");
+            c
+        })
+        .collect()
+}
+
+/// Waits until a connection to `addr` is closed unanswered: every place is taken once the
+/// gateway has accepted the held connections (each worker accepts from its own queue, so
+/// a later connection may be served before them).
+fn refused(addr: std::net::SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = exchange(addr, &Req::get("/metrics").to_bytes(), Duration::from_secs(5));
+        if got.is_closed() && got.status().is_none() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} still answers past its limit");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Public connections that fill `limits.max_connections` leave the admin listener its
+/// own budget (`admin.max_connections`): `/metrics` still answers during the flood. It
+/// shared the public limit before, and went unreachable exactly then. The admin budget is
+/// bounded too: past it, admin connections are closed, and it recovers when they close.
+#[test]
+fn the_admin_listener_answers_while_public_connections_fill_the_limit() {
+    let dir = test_dir("operations/admin_budget");
+    let (front, admin) = (free_addr(), free_addr());
+    let toml = format!(
+        "[[listen]]\naddress = \"{front}\"\n[limits]\nmax_connections = 8\n\
+         [admin]\nlisten = \"{admin}\"\nmax_connections = 3\n"
+    );
+    let gw = Gateway::start_with_config(&dir, &toml, &[front, admin], &[]);
+    // Let the gateway notice that wait_for_port's probe connections closed.
+    thread::sleep(Duration::from_millis(300));
+    let public = hold(front, 12);
+    thread::sleep(Duration::from_millis(300));
+    refused(front, "the public listener");
+    let text = metrics(admin);
+    assert!(metric(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
+
+    // The admin budget: three held, the fourth closed unanswered (once the gateway has
+    // seen the metrics request's connection close and freed its place).
+    thread::sleep(Duration::from_millis(300));
+    let held = hold(admin, 3);
+    thread::sleep(Duration::from_millis(300));
+    refused(admin, "the admin listener");
+    logged(&gw.proc, "connection refused: admin.max_connections reached");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Req::get("/metrics").send(admin).map(|r| r.status).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the admin listener never recovered");
+        thread::sleep(Duration::from_millis(50));
+    }
+    drop(public);
+}
+
+/// The gateway under a hard open-file limit of 64 with a `max_connections` that needs
+/// far more: it says so at start, naming both numbers and the fix. Under a soft limit of
+/// 64 and a hard one that allows enough, it raises the soft limit and warns nothing, and
+/// raises it again on a reload that allows more connections.
+#[test]
+fn an_open_file_limit_below_max_connections_is_raised_or_named() {
+    let Some(prlimit) = external("prlimit", "util-linux") else {
+        return;
+    };
+    let dir = test_dir("operations/open_file_limit");
+    let toml = "[limits]\nmax_connections = 1000\nworkers = 1\n";
+    fs::write(dir.join("trueip.toml"), toml).expect("write trueip.toml");
+    // Default pool (1024 idle) and admin (16) budgets, one listener, 64 kept aside.
+    let needed = 2 * 1000 + 16 + 1024 + 1 + 64;
+    let start = |nofile: &str, name: &str| {
+        let addr = free_addr();
+        let mut cmd = std::process::Command::new(&prlimit);
+        cmd.arg(format!("--nofile={nofile}")).arg("--").arg(trueip_bin());
+        cmd.args(["serve", "--config"]).arg(dir.join("trueip.toml"));
+        cmd.args(["--listen", &addr.to_string()]);
+        let mut proc = Proc::spawn(name, cmd, &dir);
+        wait_for_port(addr, &mut proc);
+        proc
+    };
+
+    let short = start("64", "short");
+    let log = logged(&short, "the open-file limit (RLIMIT_NOFILE) is 64 (hard limit 64)");
+    for fix in [format!("{needed} descriptors"), "ulimit -n".into(), "LimitNOFILE=".into()] {
+        assert!(log.contains(&fix), "{fix:?} missing: {log}");
+    }
+
+    // This process's hard limit, which the second gateway may keep as its own.
+    let open_files = |pid: &str| {
+        let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default();
+        let fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        (fields.get(3).cloned(), fields.get(4).cloned())
+    };
+    let Some(hard) = open_files("self").1 else {
+        return;
+    };
+    if hard.parse::<u64>().is_ok_and(|h| h < needed) {
+        eprintln!("SKIP: the hard open-file limit {hard} is below {needed}");
+        return;
+    }
+    let roomy = start(&format!("64:{hard}"), "roomy");
+    let log = logged(&roomy, &format!("raised from 64 to {needed}"));
+    assert!(!log.contains("RLIMIT_NOFILE) is"), "{log}");
+    assert_eq!(open_files(&roomy.pid().to_string()).0, Some(needed.to_string()));
+
+    // A reload that allows more connections raises it again.
+    let more = needed + 2 * 1000;
+    fs::write(dir.join("trueip.toml"), toml.replace("1000", "2000")).expect("write trueip.toml");
+    roomy.signal("HUP");
+    logged(&roomy, &format!("raised from {needed} to {more}"));
+    assert_eq!(open_files(&roomy.pid().to_string()).0, Some(more.to_string()));
+}
+
+/// The log of `proc` once it holds `line`, within 5 s.
+fn logged(proc: &Proc, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = proc.log();
+        if log.contains(line) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "{line:?} not logged:\n{log}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

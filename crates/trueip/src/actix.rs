@@ -48,6 +48,12 @@
 //! `App::new().wrap(rate_limiter).wrap(ClientIpMiddleware::new(policy))`. It finds the
 //! answer with `req.extensions().get::<trueip::Resolution>()`.
 //!
+//! A middleware registered after it (outside it) must not keep a clone of the request
+//! (`req.request().clone()`) while the inner service runs: the middleware removes the
+//! client-IP headers through `ServiceRequest::headers_mut`, which actix-web lets only the
+//! request's one holder call (as for its own `NormalizePath`), and panics otherwise, which
+//! drops the connection of every request that carries such a header.
+//!
 //! # The peer
 //!
 //! The peer is [`HttpRequest::peer_addr`]: the TCP peer actix-web accepted the connection

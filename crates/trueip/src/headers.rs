@@ -252,12 +252,13 @@ pub enum Hop<'p> {
 }
 
 /// The claims about the request that a trusted hop which did not keep its list header
-/// ([`Hop::Trusted`]'s `unkept`: a Lambda Function URL) hands over as it received them,
-/// and so as a client may have written them: `X-Forwarded-Proto` and `X-Forwarded-Port`.
-/// A Function URL changes no header but `X-Forwarded-For` (the report its rule rests on),
-/// where an ALB or API Gateway writes these two itself; so no trusted hop vouches for
-/// them. Withheld from the app ([`ForwardingSet::fate`]) and never read as the client's
-/// scheme or port ([`origin`](crate::origin::origin)): one list for both.
+/// ([`Hop::Trusted`]'s `unkept`: a Lambda Function URL) hands over with no viewer's
+/// word behind them: `X-Forwarded-Proto` and `X-Forwarded-Port`. Behind CloudFront, which
+/// removes a viewer's `X-Forwarded-Proto`, an event still held `https`, the URL's own for
+/// CloudFront's connection to it; a port header may be the client's or the URL's (an ALB
+/// or API Gateway writes both for its own client). So no trusted hop vouches for them as
+/// the viewer's. Withheld from the app ([`ForwardingSet::fate`]) and never read as the
+/// client's scheme or port ([`origin`](crate::origin::origin)): one list for both.
 pub const UNKEPT_CLAIMS: [FieldName; 2] = [names::X_FORWARDED_PROTO, names::X_FORWARDED_PORT];
 
 impl<'p> Hop<'p> {

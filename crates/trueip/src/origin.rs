@@ -80,7 +80,8 @@ pub fn origin<H: Headers + ?Sized>(headers: &H, resolution: &Resolution) -> Orig
     if let Source::List { header: ListHeader::Forwarded, from_right } = resolution.source {
         return from_forwarded(headers, from_right);
     }
-    // A hop that did not keep its list header passes these on as it received them.
+    // Behind a hop that did not keep its list header these name no viewer's scheme or
+    // port (`UNKEPT_CLAIMS`).
     let unkept = resolution.warnings.contains(Warnings::XFF_NOT_KEPT);
     let claim = |name: &FieldName| match unkept && UNKEPT_CLAIMS.contains(name) {
         true => None,

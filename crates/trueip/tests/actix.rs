@@ -3,6 +3,8 @@
 //! reports is the one the policy judges).
 #![cfg(feature = "actix-web")]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, mpsc};
@@ -691,4 +693,67 @@ fn a_query_strategy_reads_the_query_string() {
         through_app(policy(), from("192.0.2.7:50000")),
         (StatusCode::OK, "192.0.2.7".to_owned())
     );
+}
+
+static NGINX: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(behind_local_nginx);
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// The middleware removes exactly the lines `ForwardingSet::withheld` withholds, asked
+    /// of each line as `trueip serve` and the Python middlewares ask it, whatever the names'
+    /// order, spelling and repetition, from a trusted hop and a stranger: the pass that asks
+    /// `fate` up to the first withheld name and removes from there (as the tower layer's)
+    /// left no line the rule withholds and took none it keeps.
+    #[test]
+    fn the_middleware_withholds_each_line_the_rule_withholds(
+        lines in proptest::collection::vec((support::names::header_name(NGINX.withheld_set().names()), 0u8..3), 0..24),
+        from_proxy in proptest::bool::ANY,
+    ) {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let peer = peer(if from_proxy { "127.0.0.1:5000" } else { "127.0.0.2:5000" });
+        let mut sent = Vec::new();
+        for (i, (name, copies)) in lines.iter().enumerate() {
+            for copy in 0..=*copies {
+                sent.push((name.clone(), format!("198.51.100.{i}, 10.0.0.{copy}")));
+            }
+        }
+        let mut req = TestRequest::get().uri("/headers").peer_addr(peer);
+        let mut map = HeaderMap::new();
+        for (name, value) in &sent {
+            req = req.append_header((name.as_str(), value.as_str()));
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let seen = run(async {
+            let app = init_service(
+                App::new()
+                    .wrap(ClientIpMiddleware::new(NGINX.clone()))
+                    .route("/headers", web::get().to(|req: actix_web::HttpRequest| async move {
+                        let mut lines: Vec<(String, String)> = req
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                            .collect();
+                        // By name (the map's order is its hash's), each name's lines in order.
+                        lines.sort_by(|a, b| a.0.cmp(&b.0));
+                        lines.iter().map(|(n, v)| format!("{n}={v}\n")).collect::<String>()
+                    })),
+            )
+            .await;
+            body_of(call_service(&app, req.to_request()).await).await
+        });
+        let hop = NGINX.hop(&NGINX.resolve(&trueip::Connection::from_peer(peer), &map));
+        let set = NGINX.withheld_set();
+        let mut kept: Vec<(String, String)> = sent
+            .into_iter()
+            .filter(|(name, _)| !set.withheld(name.as_bytes(), hop))
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .collect();
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        let kept: String = kept.iter().map(|(n, v)| format!("{n}={v}\n")).collect();
+        proptest::prop_assert_eq!(seen, (StatusCode::OK, kept));
+    }
 }

@@ -412,3 +412,75 @@ async fn a_query_strategy_reads_the_query_string() {
     let reply = get_from(ATTACKER, addr, "/ip?client=198.51.100.4", &[]).await.unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, ATTACKER));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The layer removes exactly the lines [`ForwardingSet::withheld`] withholds, asked of
+    /// each line as `trueip serve` and the Python middlewares ask it, whatever the names'
+    /// order, spelling and repetition, from a trusted hop and a stranger: the pass that asks
+    /// `fate` up to the first withheld name and removes from there left no line the rule
+    /// withholds and took none it keeps.
+    ///
+    /// [`ForwardingSet::withheld`]: trueip::headers::ForwardingSet::withheld
+    #[test]
+    fn the_layer_withholds_each_line_the_rule_withholds(
+        lines in proptest::collection::vec(
+            (support::names::header_name(POLICY.withheld_set().names()), 0u8..3), 0..24),
+        from_proxy in proptest::bool::ANY,
+        akamai in proptest::bool::ANY,
+    ) {
+        use tower::{Layer, ServiceExt};
+        let policy: &'static Policy = if akamai { &AKAMAI } else { &POLICY };
+        let mut req = http::Request::new(String::new());
+        for (i, (name, copies)) in lines.iter().enumerate() {
+            for copy in 0..=*copies {
+                let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                req.headers_mut().append(name, format!("198.51.100.{i}, 10.0.0.{copy}").parse().unwrap());
+            }
+        }
+        let sent = req.headers().clone();
+        let peer = if from_proxy { "127.0.0.20:5000" } else { "127.0.0.1:5000" };
+        req.extensions_mut().insert(Connection::from_peer(peer.parse::<SocketAddr>().unwrap()));
+        let service = ClientIpLayer::from_static(policy).layer(tower::service_fn(
+            |req: http::Request<String>| async move {
+                // What the handler saw, handed back in the response.
+                let mut seen = http::Response::new(String::new());
+                *seen.headers_mut() = req.headers().clone();
+                seen.extensions_mut().extend(req.extensions().clone());
+                Ok::<_, std::convert::Infallible>(seen)
+            },
+        ));
+        let seen = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(service.oneshot(req))
+            .unwrap();
+        let resolution = seen.extensions().get::<trueip::Resolution>().unwrap();
+        let hop = policy.hop(resolution);
+        let set = policy.withheld_set();
+        // By name (a removal moves other names in the map), each name's lines in order.
+        let by_name = |lines: &mut Vec<(String, http::HeaderValue)>| lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<_> = sent
+            .iter()
+            .filter(|(name, _)| !set.withheld(name.as_str().as_bytes(), hop))
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+        let mut got: Vec<_> =
+            seen.headers().iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+        by_name(&mut kept);
+        by_name(&mut got);
+        proptest::prop_assert_eq!(got, kept);
+    }
+}
+
+static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(policy);
+
+/// Reads `True-Client-IP` from the proxies: a header of the set a trusted hop passes.
+static AKAMAI: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(|| {
+    Policy::builder()
+        .trust_str("127.0.0.16/28")
+        .and_then(|b| b.strategy_str("header:True-Client-IP"))
+        .and_then(|b| b.build())
+        .unwrap()
+});

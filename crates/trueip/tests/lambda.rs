@@ -654,10 +654,10 @@ fn a_function_urls_x_forwarded_for_is_withheld_from_a_trusted_hop() {
     assert!(!direct.warnings.contains(Warnings::XFF_NOT_KEPT));
 }
 
-/// A Function URL passes `X-Forwarded-Proto` and `-Port` on as it received them (it
-/// changes no header but `X-Forwarded-For`): behind a trusted CloudFront edge they are
-/// whatever the client sent, and `origin` reports neither, as it does an HTTP API's,
-/// which AWS writes (fails on the old code: `http` and 80, the client's).
+/// A Function URL's `X-Forwarded-Proto` and `-Port` name no viewer's scheme or port:
+/// behind a trusted CloudFront edge they are the client's or the URL's own for
+/// CloudFront's connection, and `origin` reports neither, where it does an HTTP API's,
+/// which AWS writes for its client (fails on the old code: `http` and 80, the client's).
 #[test]
 fn a_function_urls_scheme_and_port_are_not_reported() {
     let policy = policy(Preset::CloudfrontApiGateway);
@@ -889,10 +889,28 @@ fn fields_aws_never_writes_that_way_are_refused() {
             "a number",
         ),
         (
-            "sourceIp with a port",
-            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("192.0.2.1:443"))),
+            "sourceIp with a port no connection has",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("192.0.2.1:99999"))),
             "requestContext.http.sourceIp",
-            "\"192.0.2.1:443\"",
+            "\"192.0.2.1:99999\"",
+        ),
+        (
+            "sourceIp in brackets without a port",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("[2001:db8::1]"))),
+            "requestContext.http.sourceIp",
+            "\"[2001:db8::1]\"",
+        ),
+        (
+            "sourceIp with a port, padded",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!(" 192.0.2.1:443"))),
+            "requestContext.http.sourceIp",
+            "\" 192.0.2.1:443\"",
+        ),
+        (
+            "sourceIp with a port that no connection comes from",
+            set(v2.clone(), "/requestContext/http/sourceIp", Some(json!("0.0.0.0:443"))),
+            "requestContext.http.sourceIp",
+            "\"0.0.0.0:443\"",
         ),
         (
             "sourceIp that no connection comes from",
@@ -1107,6 +1125,222 @@ fn a_last_line_without_an_element_is_refused_not_read_from_the_line_before() {
                 assert_eq!(found, "\"\"", "{last:?}");
             }
             other => panic!("{last:?}: {other:?}"),
+        }
+    }
+}
+
+/// What a Lambda target receives under each `routing.http.xff_header_processing.mode`, row by
+/// row as AWS's ELB guide tabulates it ("HTTP headers and Application Load Balancers", whose
+/// last hop is `127.0.0.1`), and with `routing.http.xff_client_port.enabled` (its examples).
+/// `append` (the default): the ALB's element stands in, what the client wrote is flagged.
+/// `remove`, and `preserve` for a client that sent none: no header, refused with a hint naming
+/// the mode (the hint named only `remove`: fails on the old code). `preserve` for a client that
+/// sent one: the event holds the client's text, which nothing in it tells from the ALB's; its
+/// last element stands in, the hazard the docs warn of.
+#[test]
+fn the_albs_documented_forwarded_for_modes() {
+    let policy = policy(Preset::Alb);
+    let received =
+        |xff: Option<&str>| set(event("alb"), "/headers/x-forwarded-for", xff.map(|x| json!(x)));
+    let client = |xff: Option<&str>| lambda::resolve_event(&policy, &received(xff)).unwrap();
+    // (the request's X-Forwarded-For, what `append` passes on)
+    let rows = [
+        (None, "127.0.0.1"),
+        (Some("127.0.0.4"), "127.0.0.4, 127.0.0.1"),
+        (Some("127.0.0.4, 127.0.0.8"), "127.0.0.4, 127.0.0.8, 127.0.0.1"),
+    ];
+    for (sent, appended) in rows {
+        let resolution = client(Some(appended));
+        assert_eq!(resolution.client.to_string(), "127.0.0.1", "append {sent:?}");
+        assert_eq!(
+            resolution.warnings.contains(Warnings::SPOOF_ATTEMPT),
+            sent.is_some(),
+            "{sent:?}"
+        );
+        match sent {
+            // `preserve` passes the client's header as it came.
+            Some(sent) => {
+                let preserved = client(Some(sent));
+                assert_eq!(Some(preserved.client.to_string().as_str()), sent.rsplit(", ").next());
+            }
+            // `remove` passes no header whatever the client sent; `preserve` none when it
+            // sent none.
+            None => {
+                let err = error(&received(None));
+                assert!(
+                    matches!(
+                        err,
+                        EventError::Missing {
+                            kind: EventKind::Alb,
+                            field: "headers.x-forwarded-for"
+                        }
+                    ),
+                    "{err:?}"
+                );
+                for mode in ["`remove`", "`preserve`"] {
+                    assert!(
+                        err.hint().contains(mode),
+                        "preserve or remove, nothing sent: {}",
+                        err.hint()
+                    );
+                }
+            }
+        }
+    }
+    // The guide's IPv6 example, and the client port (`append` only; IPv6 then in brackets).
+    for (appended, stand_in) in [
+        ("12.34.56.78:8080", "12.34.56.78:8080"),
+        (
+            "[2001:db8:85a3:8d3:1319:8a2e:370:7348]:8080",
+            "[2001:db8:85a3:8d3:1319:8a2e:370:7348]:8080",
+        ),
+        ("2001:DB8::21f:5bff:febf:ce22:8a2e", "2001:db8:0:21f:5bff:febf:ce22:8a2e"),
+    ] {
+        assert_eq!(
+            lambda::Event::parse(&received(Some(appended))).unwrap().peer().to_string(),
+            stand_in
+        );
+    }
+}
+
+/// Events shaped as AWS was seen to send them, field for field, with the addresses and ids
+/// replaced by documentation ones (docs/SECURITY.md, "AWS Lambda: what AWS sends, and the
+/// evidence"):
+/// - `api_gateway_v1_observed`: the REST API event LocalStack recorded from AWS for a request
+///   with repeated query arguments (localstack/localstack,
+///   tests/aws/services/apigateway/test_apigateway_lambda.snapshot.json,
+///   `invocation-payload-with-params-encoding-multi`, 2024-08-02), its redacted
+///   `X-Forwarded-For` in the shape aws-solutions/aws-waf-security-automations#123 logged:
+///   `sourceIp`, then AWS's own CloudFront edge; a client's entries come before them.
+/// - `function_url_observed`: a direct Function URL request (aws/aws-lambda-rust-runtime,
+///   lambda-http/tests/data/lambda_function_url_request.json, 2023-01-11): its
+///   `X-Forwarded-For` is `sourceIp`, and its cookie is in `cookies` and `headers.cookie`.
+/// - `function_url_cloudfront_observed`: CloudFront → Function URL, the headers as a demo page
+///   served that way printed them (ssr-poc-2.spribe-sandbox1.click, 2026-04-25): one
+///   `X-Forwarded-For` element, where a URL that appended its peer would show two. Its
+///   `requestContext` was not printed: AWS's documented one, `sourceIp` an edge.
+#[test]
+fn observed_events_decide_as_documented() {
+    let rest = event("api_gateway_v1_observed");
+    let forged = "6.6.6.6, 198.51.100.23, 130.176.20.90";
+    let rest_forged = set(
+        set(rest.clone(), "/headers/X-Forwarded-For", Some(json!(forged))),
+        "/multiValueHeaders/X-Forwarded-For",
+        Some(json!([forged])),
+    );
+    let url = event("function_url_observed");
+    let behind_cloudfront = event("function_url_cloudfront_observed");
+    // What the report says a URL keeps of `6.6.6.6, <viewer>`: the client's first value.
+    let url_forged =
+        set(behind_cloudfront.clone(), "/headers/x-forwarded-for", Some(json!("6.6.6.6")));
+    for (name, event, kind, client) in [
+        ("rest", &rest, EventKind::ApiGatewayV1, "198.51.100.23"),
+        ("rest, forged first entry", &rest_forged, EventKind::ApiGatewayV1, "198.51.100.23"),
+        ("function url", &url, EventKind::FunctionUrl, "198.51.100.54"),
+        (
+            "function url behind cloudfront",
+            &behind_cloudfront,
+            EventKind::FunctionUrl,
+            "130.176.17.71",
+        ),
+        (
+            "function url behind cloudfront, forged",
+            &url_forged,
+            EventKind::FunctionUrl,
+            "130.176.17.71",
+        ),
+    ] {
+        assert_eq!(lambda::Event::parse(event).unwrap().kind(), kind, "{name}");
+        for preset in Preset::ALL {
+            let resolution = lambda::resolve_event(&policy(preset), event).unwrap();
+            assert_eq!(resolution.client.to_string(), client, "{name}, {preset:?}");
+        }
+    }
+    // Behind a trusted edge the URL's client is the edge, flagged and logged, until
+    // CloudFront-Viewer-Address is forwarded.
+    let cloudfront = policy(Preset::CloudfrontApiGateway);
+    let resolution = lambda::resolve_event(&cloudfront, &url_forged).unwrap();
+    assert!(resolution.warnings.contains(Warnings::XFF_NOT_KEPT));
+    assert!(lambda::edge_is_client(&resolution).is_some());
+    let viewer =
+        set(url_forged, "/headers/cloudfront-viewer-address", Some(json!("203.0.113.44:50123")));
+    let resolution = lambda::resolve_event(&cloudfront, &viewer).unwrap();
+    assert_eq!(resolution.client.to_string(), "203.0.113.44:50123");
+
+    // A repeated argument as a REST API writes it: every value in
+    // `multiValueQueryStringParameters`, the last in `queryStringParameters`. Both values
+    // are read, so two clients are a duplicate, never the last alone.
+    let query = vpc_policy("query:client");
+    let arguments = set(
+        set(
+            set(rest, "/requestContext/identity/sourceIp", Some(json!("10.0.0.5"))),
+            "/multiValueQueryStringParameters",
+            Some(json!({"client": ["203.0.113.1", "203.0.113.2"]})),
+        ),
+        "/queryStringParameters",
+        Some(json!({"client": "203.0.113.2"})),
+    );
+    let resolution = lambda::resolve_event(&query, &arguments).unwrap();
+    assert_eq!(resolution.client.to_string(), "10.0.0.5");
+    assert!(resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
+
+    // A Function URL's cookie, in `cookies` and again in `headers.cookie`, is one line, as
+    // lambda_http has read it since aws/aws-lambda-rust-runtime#586: not a duplicate.
+    let cookie = vpc_policy("cookie:client");
+    let cookies = set(
+        set(
+            set(url, "/requestContext/http/sourceIp", Some(json!("10.0.0.5"))),
+            "/cookies",
+            Some(json!(["client=203.0.113.9"])),
+        ),
+        "/headers/cookie",
+        Some(json!("client=203.0.113.9")),
+    );
+    let resolution = lambda::resolve_event(&cookie, &cookies).unwrap();
+    assert_eq!(resolution.client.to_string(), "203.0.113.9");
+    assert!(!resolution.warnings.contains(Warnings::DUPLICATE_HEADER));
+
+    // An HTTP API joins a repeated header with commas (AWS, payload format 2.0): a
+    // single-address header sent twice is one malformed line, never either half.
+    let joined =
+        vpc_event("api_gateway_v2", &[("/headers/x-real-ip", json!("203.0.113.1,203.0.113.2"))]);
+    let resolution = lambda::resolve_event(&vpc_policy("header:X-Real-IP"), &joined).unwrap();
+    assert_eq!(resolution.client.to_string(), "10.0.0.5");
+    assert!(resolution.warnings.contains(Warnings::MALFORMED));
+}
+
+/// API Gateway writes `sourceIp` with a port when a mutual-TLS custom domain fronts it: an
+/// HTTP API event logged behind Cloudflare's authenticated origin pulls held
+/// `"sourceIp": "10.1.22.195:32554"`, an address of AWS's own, where the same API reached
+/// without mutual TLS wrote a bare public address (aws-powertools/powertools-lambda-python#7288,
+/// 2025; AWS's Powertools parser has accepted `ip:port` and `[ipv6]:port` there since #7315
+/// and #7351). Refused as "a field AWS never writes that way", every request of such a
+/// deployment had no client at all (an `EventError`, the tower layer's 500, an empty
+/// `REMOTE_ADDR`): fails on the old code. The stand-in is the address with its port, as
+/// the ALB's with `xff_client_port`; anything else about the field is still refused.
+#[test]
+fn a_source_ip_with_a_port_stands_in_with_it() {
+    let event = event("api_gateway_v2_mtls_observed");
+    let parsed = lambda::Event::parse(&event).unwrap();
+    assert_eq!(parsed.kind(), EventKind::ApiGatewayV2);
+    assert_eq!(parsed.peer().to_string(), "10.1.22.195:32554");
+    for preset in Preset::ALL {
+        let resolution = lambda::resolve_event(&policy(preset), &event).unwrap();
+        assert_eq!(resolution.client.to_string(), "10.1.22.195:32554", "{preset:?}");
+    }
+    for (source_ip, stand_in) in [
+        ("[2001:db8::7]:443", "[2001:db8::7]:443"),
+        ("[::ffff:192.0.2.1]:443", "192.0.2.1:443"),
+        ("192.0.2.1", "192.0.2.1"),
+    ] {
+        for (name, at) in [
+            ("api_gateway_v2", "/requestContext/http/sourceIp"),
+            ("function_url", "/requestContext/http/sourceIp"),
+            ("api_gateway_v1", "/requestContext/identity/sourceIp"),
+        ] {
+            let event = set(lambda_support::event(name), at, Some(json!(source_ip)));
+            let peer = lambda::Event::parse(&event).unwrap().peer();
+            assert_eq!(peer.to_string(), stand_in, "{name}: {source_ip}");
         }
     }
 }

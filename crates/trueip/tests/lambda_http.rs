@@ -22,6 +22,10 @@ fn requests_resolve_as_their_events() {
         "api_gateway_v2",
         "api_gateway_websocket",
         "function_url",
+        "api_gateway_v1_observed",
+        "function_url_observed",
+        "function_url_cloudfront_observed",
+        "api_gateway_v2_mtls_observed",
     ] {
         let text = text(name);
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();

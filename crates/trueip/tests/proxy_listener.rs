@@ -43,7 +43,12 @@ fn v2_with_vpce() -> Vec<u8> {
 async fn start() -> SocketAddr {
     let policy =
         Policy::builder().proxy_protocol_from("127.0.0.30/31".parse().unwrap()).build().unwrap();
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), policy)
+}
+
+/// Serves on `tcp`, through a listener trusting `policy`'s senders: each reply is the
+/// client, where it came from and the AWS VPC endpoint. The listening address.
+fn serve_on(tcp: tokio::net::TcpListener, policy: Policy) -> SocketAddr {
     let addr = tcp.local_addr().unwrap();
     let listener = ProxyProtocolListener::new(tcp, &policy).timeout(TIMEOUT);
     let app = Router::new()
@@ -268,4 +273,73 @@ async fn a_tapped_listener_still_decides_from_the_proxy_header() {
     let reply =
         send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
     assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol");
+}
+
+/// A v2 header a byte per read (the AWS TLV's too), and a stranger's request whose first
+/// read is one byte of `POST` or `PRI` (`PROXY`'s first letters): the header names the
+/// client, the stranger is served as a direct client, neither waits out the timeout.
+#[tokio::test]
+async fn a_header_or_a_request_a_byte_at_a_time() {
+    let addr = start().await;
+    let started = Instant::now();
+    let mut stream = connect_from(SENDER, addr).await;
+    for byte in [v2_with_vpce(), request("/", &[])].concat() {
+        stream.write_all(&[byte]).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let reply = read_reply(&mut stream).await.unwrap();
+    assert_eq!(reply.body, "203.0.113.7:51000 ProxyProtocol vpce=vpce-08d2bf15fac5001c9");
+    for method in ["POST", "PUT", "PRI"] {
+        let mut stream = connect_from(ATTACKER, addr).await;
+        let bytes = request("/", &[]);
+        let bytes = [method.as_bytes(), bytes.strip_prefix(b"GET".as_slice()).unwrap()].concat();
+        for piece in [&bytes[..1], &bytes[1..2], &bytes[2..]] {
+            stream.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Not the PROXY listener's to judge: hyper answers whatever the method.
+        let reply = read_reply(&mut stream).await;
+        assert!(reply.is_some_and(|r| r.status != 0), "{method}");
+    }
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+}
+
+/// With `proxy_protocol_from` empty no one may send a header: a client is served as a
+/// direct one, and a PROXY header from anyone, loopback included, closes its connection.
+#[tokio::test]
+async fn with_no_sender_every_header_is_refused_and_every_client_direct() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = serve_on(tcp, Policy::default());
+    let reply = send_from(ATTACKER, addr, b"").await.unwrap();
+    assert_eq!((reply.status, reply.body.split(':').next()), (200, Some(ATTACKER)));
+    for from in [ATTACKER, SENDER] {
+        assert!(
+            send_from(from, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.is_none()
+        );
+        assert!(send_from(from, addr, &v2_with_vpce()).await.is_none());
+    }
+}
+
+/// On a dual-stack listener (`[::]`) an IPv4 sender's peer is IPv4-mapped
+/// (`::ffff:127.0.0.31`): it is still the trusted sender, its header names the client, and
+/// the attacker's mapped address still may not send one.
+#[tokio::test]
+async fn a_dual_stack_listener_knows_its_senders_by_their_ipv4_address() {
+    let policy =
+        Policy::builder().proxy_protocol_from("127.0.0.30/31".parse().unwrap()).build().unwrap();
+    let Ok(tcp) = tokio::net::TcpListener::bind("[::]:0").await else {
+        return;
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], serve_on(tcp, policy).port()));
+    let reply =
+        send_from(SENDER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.unwrap();
+    assert_eq!(
+        reply.body.split(' ').take(2).collect::<Vec<_>>(),
+        ["203.0.113.7:51000", "ProxyProtocol"]
+    );
+    assert!(
+        send_from(ATTACKER, addr, b"PROXY TCP4 203.0.113.7 10.0.0.9 51000 80\r\n").await.is_none()
+    );
+    let reply = send_from(ATTACKER, addr, b"").await.unwrap();
+    assert!(reply.body.starts_with("127.0.0.1:"), "{}", reply.body);
 }

@@ -40,7 +40,7 @@ use trueip::{Decision, Resolution};
 use crate::context::{ConnCtx, State, Wait};
 use crate::http::body::Record;
 use crate::http::{facts, failed, note_forgery};
-use crate::io::{Idle, InBuf, Tracked};
+use crate::io::{Idle, InBuf, KEEP_BETWEEN_REQUESTS, Tracked};
 use crate::metrics::UpstreamErrorKind;
 use crate::pages::{Page, whoami};
 use crate::rules::headers::{self, Kept, UpstreamLine, valid_value};
@@ -91,12 +91,6 @@ fn hyper_only(name: &str) -> bool {
 fn asks_close(value: &[u8]) -> bool {
     value.split(|&b| b == b',').all(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
-
-/// The most storage a lean connection keeps in each of its buffers between two
-/// requests. A plain request and its whoami page fit (the page is about 12 KiB), so
-/// nothing is given back and allocated again per request; a buffer that one large
-/// request or page grew past it is shrunk back after that response.
-pub(crate) const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
 
 /// What a lean connection keeps between requests: the bytes read, the response head
 /// being written, and the gateway's own response bodies (whoami), each reused from
@@ -418,15 +412,21 @@ impl Deadline {
         if sleep.deadline() > at {
             sleep.as_mut().reset(at);
         }
-        loop {
+        let expired = loop {
             if sleep.as_mut().poll(&mut cx).is_pending() {
-                return false;
+                break false;
             }
             if tokio::time::Instant::now() >= at {
-                return true;
+                break true;
             }
             sleep.as_mut().reset(at);
-        }
+        };
+        // A timer that fired is off the wheel and fires no more: the connection may
+        // outlive this deadline (a late upstream answer gets a 504 and the connection
+        // stays open), and its next, later deadline must re-aim the timer rather than
+        // wait for a fire that never comes.
+        wake.stale |= expired;
+        expired
     }
 }
 
@@ -1251,7 +1251,7 @@ async fn forward(
             let mut chunks = Chunked::default();
             let mut ok = true;
             loop {
-                let (n, end) = match chunks.scan(conn.buf.filled()) {
+                let (n, pass, end) = match chunks.scan(conn.buf.filled()) {
                     Ok(x) => x,
                     Err(()) => {
                         metrics.upstream_error(UpstreamErrorKind::Protocol);
@@ -1260,9 +1260,13 @@ async fn forward(
                         break;
                     }
                 };
-                out.extend_from_slice(conn.buf.filled().get(..n).unwrap_or_default());
+                out.extend_from_slice(conn.buf.filled().get(..pass).unwrap_or_default());
+                if end {
+                    // The blank line that ends the trailer section, without its lines.
+                    out.extend_from_slice(b"\r\n");
+                }
                 conn.buf.consume(n);
-                sent += n as u64;
+                sent += pass as u64;
                 if !out.is_empty() && io.write_all(out).await.is_err() {
                     ok = false;
                     break;
@@ -1505,28 +1509,38 @@ enum ChunkState {
 }
 
 impl Chunked {
-    /// How many of `bytes` belong to the body, and whether the body ended there.
-    /// Only whole lines are consumed; a partial line waits for more bytes.
-    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, bool), ()> {
+    /// How many of `bytes` belong to the body, how many of those go to the client (all but
+    /// trailer lines), and whether the body ended there. Only whole lines are consumed; a
+    /// partial line waits for more bytes.
+    ///
+    /// Trailer lines stay with the upstream connection, as on hyper's path (whose HTTP/1.1
+    /// server sends no trailers the head did not announce, and `Trailer` is hop-by-hop):
+    /// passed as they came, an upstream's `Connection` or `Transfer-Encoding` trailer, or
+    /// a line that is no field at all, reached the client. One that is no valid field
+    /// line breaks the body off, as hyper's client does.
+    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), ()> {
         let mut at = 0;
+        let mut passed = 0;
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
             match self.state {
                 ChunkState::Data => {
                     let take = usize::try_from(self.data).unwrap_or(usize::MAX).min(rest.len());
                     at += take;
+                    passed = at;
                     self.data -= take as u64;
                     if self.data > 0 {
-                        return Ok((at, false));
+                        return Ok((at, passed, false));
                     }
                     self.state = ChunkState::DataEnd;
                 }
                 ChunkState::DataEnd => match rest {
                     [b'\r', b'\n', ..] => {
                         at += 2;
+                        passed = at;
                         self.state = ChunkState::Size;
                     }
-                    [] | [b'\r'] => return Ok((at, false)),
+                    [] | [b'\r'] => return Ok((at, passed, false)),
                     _ => return Err(()),
                 },
                 ChunkState::Size | ChunkState::Trailer => {
@@ -1534,17 +1548,21 @@ impl Chunked {
                         if rest.len() > 4096 {
                             return Err(());
                         }
-                        return Ok((at, false));
+                        return Ok((at, passed, false));
                     };
                     let line = rest.get(..nl).unwrap_or_default();
                     let line = line.strip_suffix(b"\r").ok_or(())?;
                     at += nl + 1;
                     if self.state == ChunkState::Trailer {
                         if line.is_empty() {
-                            return Ok((at, true));
+                            return Ok((at, passed, true));
+                        }
+                        if !field_line(line) {
+                            return Err(());
                         }
                         continue;
                     }
+                    passed = at;
                     let n = raw::chunk_size(line).ok_or(())?;
                     if n == 0 {
                         self.state = ChunkState::Trailer;
@@ -1556,6 +1574,16 @@ impl Chunked {
             }
         }
     }
+}
+
+/// Whether a trailer line (without its line end) is a field line: a name of token
+/// characters, a colon, a valid value.
+fn field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (name, value) = line.split_at(colon);
+    http::HeaderName::from_bytes(name).is_ok() && valid_value(value.get(1..).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -1716,6 +1744,30 @@ mod tests {
         });
     }
 
+    /// A timer that fired a deadline its connection outlived (a late upstream answer
+    /// gets a 504 and the connection stays open) times that connection's next, later
+    /// deadline, though it is off the wheel.
+    #[test]
+    fn a_deadline_the_connection_outlived_leaves_its_timer_timing_the_next() {
+        on_its_own_paused_loop(|| async {
+            let start = tokio::time::Instant::now();
+            let (woken, waker) = counted();
+            let mut cx = Context::from_waker(&waker);
+            let mut bufs = Buffers::take();
+            bufs.deadline.set(start + Duration::from_secs(1));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(bufs.deadline.poll_expired(&mut cx), "the answer's deadline");
+            bufs.deadline.clear();
+            bufs.deadline.set(start + Duration::from_secs(3));
+            assert!(!bufs.deadline.poll_expired(&mut cx));
+            let before = woken.0.load(Ordering::SeqCst);
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert!(woken.0.load(Ordering::SeqCst) > before, "woken at 3 s");
+            assert!(bufs.deadline.poll_expired(&mut cx));
+        });
+    }
+
     /// A timer kept from an event loop that ended is dropped, not polled, by a
     /// connection of the next event loop on the same thread (tokio refuses to poll a
     /// timer of a loop shut down).
@@ -1784,25 +1836,42 @@ mod tests {
 
     #[test]
     fn chunked_bodies_end_where_they_end_in_any_split() {
-        let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let body =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\nConnection: close\r\n\r\nNEXT";
         let end = body.len() - 4;
+        // What the client gets: the body without its trailer lines.
+        let wanted = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\n";
         for split in 0..body.len() {
             let mut c = Chunked::default();
             let mut buf: Vec<u8> = body[..split].to_vec();
-            let mut consumed = 0;
-            let (n, done) = c.scan(&buf).unwrap();
-            assert!(!done || consumed + n == end);
-            consumed += n;
+            let mut sent = Vec::new();
+            let (n, pass, done) = c.scan(&buf).unwrap();
+            sent.extend_from_slice(&buf[..pass]);
+            assert!(!done || n == end);
+            let consumed = n;
             buf.drain(..n);
-            if done {
-                continue;
+            if !done {
+                buf.extend_from_slice(&body[split..]);
+                let (n, pass, done) = c.scan(&buf).unwrap();
+                sent.extend_from_slice(&buf[..pass]);
+                assert!(done, "split at {split}");
+                assert_eq!(consumed + n, end, "split at {split}");
             }
-            buf.extend_from_slice(&body[split..]);
-            let (n, done) = c.scan(&buf).unwrap();
-            assert!(done, "split at {split}");
-            assert_eq!(consumed + n, end, "split at {split}");
+            sent.extend_from_slice(b"\r\n");
+            assert_eq!(sent, wanted, "split at {split}");
         }
-        for bad in [&b"x\r\n"[..], b"4\r\nWikiXX", b"4\nWiki\r\n", b"12345678901234567\r\n"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"4\r\nWikiXX",
+            b"4\nWiki\r\n",
+            b"12345678901234567\r\n",
+            b" 4\r\n",
+            b"4;a\rb\r\n",
+            b"0\r\nno field\r\n",
+            b"0\r\n folded: x\r\n",
+            b"0\r\nX-T: a\rb\r\n",
+            b"0\r\nX T: a\r\n",
+        ] {
             assert!(Chunked::default().scan(bad).is_err(), "{bad:?}");
         }
     }

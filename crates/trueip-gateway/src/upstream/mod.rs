@@ -40,7 +40,7 @@ pub(crate) use connect::{connect_tcp, tls_refused};
 pub(crate) use pool::{Pool, Pooled, Private, RawConn, set_worker};
 
 use crate::config::{SendProxy, UpstreamSettings, UpstreamTarget};
-use crate::io::InBuf;
+use crate::io::{InBuf, KEEP_BETWEEN_REQUESTS};
 use connect::Connector;
 use pool::{Budget, Conn, Limits, Sender, Sender2};
 
@@ -234,7 +234,8 @@ impl Upstream {
     }
 
     /// Keeps a bare connection that just finished a response cleanly, at `now` (a clock
-    /// reading taken as the response ended).
+    /// reading taken as the response ended). What one large response head grew its
+    /// buffer to is given back first: the pool may hold a thousand connections.
     pub(crate) fn put_raw(
         &self,
         key: Authority,
@@ -243,6 +244,7 @@ impl Upstream {
         now: Instant,
     ) {
         conn.reused = true;
+        conn.buf.shrink_to(KEEP_BETWEEN_REQUESTS);
         self.pool(private).put(key, Conn::Raw(conn), &self.limits, now);
     }
 
@@ -413,4 +415,29 @@ pub(crate) fn origin_form(method: &Method, path_and_query: Option<&PathAndQuery>
     let mut parts = http::uri::Parts::default();
     parts.path_and_query = Some(p);
     Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pooled_connection_gives_back_what_a_large_head_grew_its_buffer_to() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let target = UpstreamTarget::Tcp(addr.to_string());
+        let upstream = Upstream::new(target, UpstreamSettings::default(), 1).expect("upstream");
+        let io =
+            connect::UpstreamIo::Tcp(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        // The upstream end stays open: a closed one is not handed out again.
+        let (_peer, _) = listener.accept().await.expect("accept");
+        let grown = InBuf::new(8 * KEEP_BETWEEN_REQUESTS);
+        let key = upstream.pool_key(trueip::addr::Peer::Unix, None).expect("key");
+        let private = Private::default();
+        let now = Instant::now();
+        upstream.put_raw(key.clone(), RawConn { io, buf: grown, reused: false }, &private, now);
+        let kept = upstream.take_raw(&key, now, &private).expect("the connection was pooled");
+        assert!(kept.buf.capacity() <= KEEP_BETWEEN_REQUESTS, "{} bytes kept", kept.buf.capacity());
+        assert!(kept.reused);
+    }
 }

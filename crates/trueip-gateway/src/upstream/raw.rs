@@ -228,12 +228,23 @@ pub(crate) fn parse_head<T>(
     }
 }
 
-/// The size of a chunk from its size line (without the line end): hex digits, perhaps
-/// followed by extensions, which are ignored.
+/// The size of a chunk from its size line (without the line end): hex digits from the
+/// line's first byte, then perhaps spaces or tabs and extensions (RFC 9112 §7.1.1), which
+/// are ignored but may hold no control byte. The lean path passes the line on to the
+/// client as it came, so it must mean one size to every reader: a size after a space or a
+/// form feed, or a bare CR in an extension (a line end to some parsers), once passed,
+/// where hyper's client refuses them.
 pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
-    let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-    if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let (size, rest) = line.split_at(digits);
+    if size.is_empty() || size.len() > 15 {
         return None;
+    }
+    let blank = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match rest.get(blank..).unwrap_or_default() {
+        [] => {}
+        [b';', ext @ ..] if valid_value(ext) => {}
+        _ => return None,
     }
     u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
 }
@@ -761,5 +772,22 @@ mod tests {
         assert_eq!(chunk_size(b""), None);
         assert_eq!(chunk_size(b"-1"), None);
         assert_eq!(chunk_size(b"1000000000000000"), None, "16 digits: past u64 safety");
+        assert_eq!(chunk_size(b"7 \t;ext=\"a b\""), Some(7));
+        assert_eq!(chunk_size(b"7\t"), Some(7));
+        // What a client reading the line as it came could read apart from the gateway.
+        for odd in [
+            &b" 7"[..],
+            b"\t7",
+            b"7\x0c",
+            b"\x0c7",
+            b"7 8",
+            b"7;x\r5",
+            b"7;x\x00",
+            b"7;x\x7f",
+            b"7\r;x",
+            b"0x7",
+        ] {
+            assert_eq!(chunk_size(odd), None, "{odd:?}");
+        }
     }
 }

@@ -89,7 +89,7 @@ impl EventError {
                 "VPC Lattice vouches for the caller's IAM identity and source VPC (requestContext.identity), not its address: authorise by those, or put an ALB or API Gateway in front of the function"
             }
             EventError::Missing { kind: EventKind::Alb, .. } => {
-                "the ALB appends the address it saw to X-Forwarded-For unless the load balancer's routing.http.xff_header_processing.mode is `remove`; set it to `append` (the default)"
+                "the ALB appends the address it saw to X-Forwarded-For unless the load balancer's routing.http.xff_header_processing.mode is `remove`, or `preserve` and the client sent none; set it to `append` (the default)"
             }
             EventError::Invalid { kind: EventKind::Alb, .. } => {
                 "the ALB appends the address it saw unless routing.http.xff_header_processing.mode is `preserve` or `remove`; set it to `append` (the default)"

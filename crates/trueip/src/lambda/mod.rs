@@ -46,8 +46,10 @@
 //! lines (a REST API event's `headers` holds the last line of a repeated header: the right
 //! end of a list, where the walk starts); a payload 2.0 event's `cookies` are its `Cookie`
 //! lines; names match in any case. A REST API event keeps
-//! the case each line was sent in, so one header may come under two spellings, whose
-//! order JSON does not keep. `X-Forwarded-For`, `Forwarded` and the claims about the
+//! the case each line was sent in (an event recorded from AWS holds a client's
+//! `tEsT-HEADeR` as sent), so one header may come under two spellings, whose order JSON
+//! does not keep (whether API Gateway hands two spellings as two keys is neither
+//! documented nor observed; this is safe either way). `X-Forwarded-For`, `Forwarded` and the claims about the
 //! request (`X-Forwarded-Proto`, `-Host`, `-Port`, `-Prefix`, ...), whose lines' order
 //! decides what is read, are then not read at all, and the decision is flagged
 //! `header_writer_not_trusted`, so no hop is trusted with the request's client-IP headers
@@ -74,8 +76,16 @@
 //! | ALB | `multiValueQueryStringParameters` when it has any, else `queryStringParameters` | as sent, names too (the ALB decodes nothing) |
 //! | API Gateway REST (payload 1.0) | the same | decoded, and not decoded again |
 //!
-//! With multi-value off, an ALB's and a REST API's `queryStringParameters` keep the last
-//! value of a repeated argument: two cannot be told from one there, as for a header.
+//! With multi-value off, an ALB's `queryStringParameters` keeps the last value of a
+//! repeated argument (AWS documents it): two cannot be told from one there, as for a
+//! header. A REST API always writes both fields, the last value in
+//! `queryStringParameters` and every one in `multiValueQueryStringParameters` (an event
+//! recorded from AWS), so its arguments are read whole; only an event without the
+//! multi-value field has the last alone.
+//!
+//! What each rule of this module rests on, AWS's documents or events logged from real
+//! deployments, and what neither says: docs/SECURITY.md, "AWS Lambda: what AWS sends, and
+//! the evidence".
 //!
 //! # What stands in for the peer
 //!
@@ -90,7 +100,7 @@
 //!   it saw to `X-Forwarded-For` (the default `append` mode of
 //!   `routing.http.xff_header_processing.mode`; `remove` leaves no header, an error here,
 //!   and `preserve` leaves the client's own text in that place, which nothing in the
-//!   event can tell apart — do not use it). The ALB is the trusted peer; the element it
+//!   event can tell apart, or no header when it sent none — do not use it). The ALB is the trusted peer; the element it
 //!   wrote, the list's last, stands in for the peer's address. It stays in the list,
 //!   so a walk from the right starts at it: `hops:1` trusting `any` ([`Preset::Alb`])
 //!   answers with it and flags what stands left of it, as `trueip serve` behind the
@@ -101,7 +111,10 @@
 //!   edge-optimized API, the one before AWS's own CloudFront hop). The headers are
 //!   walked only as far as the policy trusts that address: `X-Forwarded-For` entries
 //!   written in front of it (your CloudFront distribution → API Gateway) count when the
-//!   policy trusts CloudFront's ranges and `sourceIp` is in them.
+//!   policy trusts CloudFront's ranges and `sourceIp` is in them. Behind a custom domain
+//!   with mutual TLS, API Gateway was seen to write an address of AWS's own with a port
+//!   (`10.1.22.195:32554`): it stands in, port and all, and is then no client's address,
+//!   the same for every request; no preset describes that chain.
 //! - **Function URLs.** `sourceIp` is the address the URL saw, as for API Gateway, but
 //!   `X-Forwarded-For` is never read: see below.
 //!
@@ -110,7 +123,9 @@
 //! A Function URL does not append to `X-Forwarded-For`: it keeps only the first value
 //! the request carried, the leftmost, and drops the rest — reported by
 //! <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>
-//! ("Obtaining caller ip address with Lambda FURLs"), not verified against AWS. Sent
+//! ("Obtaining caller ip address with Lambda FURLs"), and an event logged behind
+//! CloudFront holds one element where an appending URL would give two; not verified
+//! against AWS. Sent
 //! directly, the event's header is what the client wrote (or `sourceIp` when it wrote
 //! none); behind CloudFront, which appended the viewer after the client's text, it is
 //! still the client's text, and `sourceIp` is a CloudFront edge. A walk that trusts
@@ -126,9 +141,11 @@
 //! client sent, when the origin request policy forwards it (the `cloudfront` strategy of
 //! the CloudFront presets reads it); without it, the edge's own address, and the first
 //! such decision in a process logs a warning (through `log`) naming the fix.
-//! `X-Forwarded-Proto` and `X-Forwarded-Port` the URL passes on as it received them
-//! (it writes no other header, where an ALB or API Gateway writes these two): behind a
-//! trusted edge they are withheld from the app and never the request's scheme or port
+//! `X-Forwarded-Proto` and `X-Forwarded-Port` in such an event name no viewer's scheme
+//! or port: CloudFront removes a viewer's `X-Forwarded-Proto` (its docs), yet an event
+//! logged behind it held `x-forwarded-proto: https`, which the URL wrote for CloudFront's
+//! own HTTPS connection to it, and a port header may be either's. Behind a trusted edge
+//! they are withheld from the app and never the request's scheme or port
 //! ([`UNKEPT_CLAIMS`](crate::headers::UNKEPT_CLAIMS)). The kind is
 //! told by `requestContext.domainName`: a Function URL has no custom domain and refuses
 //! a request whose `Host` is not its own, so its events always carry its own host.
@@ -273,7 +290,10 @@ pub(crate) fn alb_peer<H: Headers + ?Sized>(
     }
 }
 
-/// The address in a `sourceIp` field: a bare address that can be a connection's source.
+/// The address in a `sourceIp` field: an address that can be a connection's source, bare
+/// or with a port (`192.0.2.1:443`, `[2001:db8::7]:443`), which API Gateway writes when a
+/// mutual-TLS custom domain fronts it (docs/SECURITY.md, "AWS Lambda: what AWS sends, and
+/// the evidence"). Nothing else: no brackets without a port, no padding.
 pub(crate) fn source_ip(kind: EventKind, value: Option<&Value>) -> Result<Node, EventError> {
     let field = kind.stand_in_field();
     match value {
@@ -285,8 +305,17 @@ pub(crate) fn source_ip(kind: EventKind, value: Option<&Value>) -> Result<Node, 
 
 /// [`source_ip`] of text.
 pub(crate) fn source_ip_text(kind: EventKind, text: &str) -> Result<Node, EventError> {
-    match crate::addr::parse_ip(text.as_bytes()) {
-        Ok(ip) if crate::addr::can_be_source(ip) => Ok(Node::from(ip)),
+    let bytes = text.as_bytes();
+    let node = match crate::addr::parse_ip(bytes) {
+        Ok(ip) => Some(Node::from(ip)),
+        // `parse_node` also takes a bracketed address without a port and trims padding,
+        // neither of which AWS writes.
+        Err(_) => crate::addr::parse_node(bytes)
+            .ok()
+            .filter(|node| node.port.is_some() && crate::addr::trim(bytes).len() == bytes.len()),
+    };
+    match node {
+        Some(node) if crate::addr::can_be_source(node.ip) => Ok(node),
         _ => Err(EventError::invalid(
             kind,
             kind.stand_in_field(),

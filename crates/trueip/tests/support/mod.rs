@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+pub mod names;
+
 /// How long any one exchange may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
