@@ -7,6 +7,7 @@
 #   TRUEIP_BIN=/new/trueip TRUEIP_BIN_BEFORE=/old/trueip bash bench/gateway.sh
 #                                                  # before and after, interleaved in one run
 #   ROWS="close tls-close" bash bench/gateway.sh    # a subset of the rows (default: all)
+#   CPU_QUOTA=0.2 bash bench/gateway.sh            # every server held to 0.2 of a CPU (root)
 #
 # Every row proxies to the same upstream, a separate nginx answering
 # `return 200 "hello from upstream\n"`, and every request carries an X-Forwarded-For header
@@ -60,6 +61,40 @@
 # defers by default (`[limits] defer_accept`, TCP_DEFER_ACCEPT for one second), so nginx's
 # listeners get `deferred` and HAProxy's binds `defer-accept`, the same option at the same
 # second. DEFER=0 turns it off everywhere (trueip's `defer_accept = false`).
+#
+# CPU_QUOTA (optional, a fraction of one CPU, e.g. 0.2; off by default): every server under
+# test (nginx, HAProxy, each trueip) runs under the same CPU bandwidth limit, so the server,
+# not the load generator, limits every row. Without it, on the rows that open a connection
+# per request, the servers are busy only 0.4-0.6 of their CPU: wrk and the upstream, on the
+# other CPU, set the requests/s, and one server's rounds spread up to 2x. Under the limit
+# requests/s is about CPU_QUOTA / (CPU per request). The quota must sit well below what a
+# row reaches unlimited; 0.2 held every server of `close` and `proxy-v2` at 0.93-0.98 of it
+# on a machine with a load average of 14, where 0.3 held them at 0.69-0.80.
+#   - Each server gets its own cgroup v1 cpu group, $CGROUP_CPU/trueip-bench.XXXXXX/NAME
+#     (CGROUP_CPU defaults to /sys/fs/cgroup/cpu; root needed), entered before exec so every
+#     thread is in it, with cpu.cfs_quota_us = CPU_QUOTA x cpu.cfs_period_us. The groups are
+#     removed when the script exits or is interrupted.
+#   - CPU_PERIOD_US (default 10000): a server that spent its quota waits out the rest of the
+#     period, (1 - CPU_QUOTA) x period, 8 ms at 0.2, with every request it holds. The
+#     kernel's 100 ms period would make that 80 ms, and p99 would measure the throttling;
+#     at 10 ms it stays below the queueing wait wrk's 50 connections see anyway at these
+#     rates (p50 8-12 ms on `close`), for 100 period timers a second. The kernel refuses a
+#     quota below 1 ms, so shorter periods leave little room below 0.1-0.2 of a CPU.
+#   - A quota is a ceiling, not a guarantee. Beside other work on both CPUs (a compiler) the
+#     servers may get less than their quota and wrk less than its CPU, so each server's
+#     group and a group `load` (wrk or h2load, and the upstream) get cpu.shares =
+#     CPU_SHARES (default 262144, the kernel's most). Weight buys CPU time, not a prompt
+#     wake-up: wrk and the upstream still waited out a neighbour's time slice at every
+#     wake-up, and held the servers at 0.35 of the quota on `close`. So they also run
+#     real-time (SCHED_FIFO priority LOAD_RT_PRIO, default 10; LOAD_RT=0 leaves them
+#     ordinary), pinned to their CPU as always. They mostly wait on the servers, and with
+#     real-time group scheduling the group `load` may take at most LOAD_RT_SHARE (default
+#     0.9) of its CPU in each CPU_PERIOD_US (the kernel's 1 s period would stop wrk for
+#     tenths of a second once a second's share ran out, and p99 would show it).
+#   - The report adds per server its CPU busy ÷ the quota (about 1 for every server of a
+#     row, or that row's server was not the limit) and its throttled periods (cpu.stat's
+#     nr_throttled ÷ nr_periods in the round: how often it had work left when its quota
+#     ran out), and per row whether every server's lowest round reached 0.90 of the quota.
 # Every TLS listener has one P-256 certificate made by openssl into $OUT. The protocol and
 # cipher each server negotiated with the sanity request (Python's ssl, the same OpenSSL as
 # wrk, default settings) go in the report.
@@ -101,6 +136,13 @@ H2_STREAMS=${H2_STREAMS:-10}
 WARMUP=${WARMUP:-2s}
 WHOAMI_PATH=${WHOAMI_PATH:-/json}
 DEFER=${DEFER:-1}
+CPU_QUOTA=${CPU_QUOTA:-}
+CPU_PERIOD_US=${CPU_PERIOD_US:-10000}
+CGROUP_CPU=${CGROUP_CPU:-/sys/fs/cgroup/cpu}
+CPU_SHARES=${CPU_SHARES:-262144}
+LOAD_RT=${LOAD_RT:-1}
+LOAD_RT_PRIO=${LOAD_RT_PRIO:-10}
+LOAD_RT_SHARE=${LOAD_RT_SHARE:-0.9}
 ALL_ROWS="proxy close tls tls-close tls-resume h2 proxy-v2 whoami"
 ROWS=${ROWS:-$ALL_ROWS}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -132,6 +174,31 @@ if row_on h2; then need h2load "needed by the h2 row (Debian package nghttp2-cli
 if row_on tls-close || row_on proxy-v2; then
     need gcc "needed to build bench/wrk-shim.c for the tls-close and proxy-v2 rows (or leave them out of ROWS)"
 fi
+QUOTA_US=""
+if [ -n "$CPU_QUOTA" ]; then
+    if ! QUOTA_US=$(awk -v q="$CPU_QUOTA" -v p="$CPU_PERIOD_US" 'BEGIN {
+            if (q !~ /^[0-9]*\.?[0-9]+$/ || q <= 0 || q > 1 || p !~ /^[0-9]+$/) exit 1
+            printf "%d", q * p + 0.5 }'); then
+        echo "bench/gateway.sh: CPU_QUOTA must be a fraction of one CPU in (0, 1] and CPU_PERIOD_US a whole number of microseconds (got '$CPU_QUOTA', '$CPU_PERIOD_US')" >&2
+        exit 1
+    fi
+    if ! awk -v s="$LOAD_RT_SHARE" 'BEGIN { exit !(s ~ /^0?\.[0-9]+$/ && s > 0 && s <= 0.95) }'; then
+        echo "bench/gateway.sh: LOAD_RT_SHARE must be a fraction of a CPU, above 0 and at most the kernel's 0.95 (got '$LOAD_RT_SHARE')" >&2
+        exit 1
+    fi
+    if ! [[ "$CPU_SHARES" =~ ^[0-9]+$ ]] || [ "$CPU_SHARES" -lt 2 ] || [ "$CPU_SHARES" -gt 262144 ]; then
+        echo "bench/gateway.sh: CPU_SHARES must be a whole number from 2 to 262144 (got '$CPU_SHARES')" >&2
+        exit 1
+    fi
+    if [ "$CPU_PERIOD_US" -lt 1000 ] || [ "$CPU_PERIOD_US" -gt 1000000 ] || [ "$QUOTA_US" -lt 1000 ]; then
+        echo "bench/gateway.sh: the kernel takes a period of 1 ms to 1 s and a quota of at least 1 ms; CPU_QUOTA=$CPU_QUOTA of CPU_PERIOD_US=$CPU_PERIOD_US gives $QUOTA_US us" >&2
+        exit 1
+    fi
+    if [ ! -f "$CGROUP_CPU/cpu.cfs_quota_us" ] || [ ! -w "$CGROUP_CPU/cgroup.procs" ]; then
+        echo "bench/gateway.sh: CPU_QUOTA needs cgroup v1's cpu controller, writable, at $CGROUP_CPU (set CGROUP_CPU; root needed)" >&2
+        exit 1
+    fi
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
@@ -156,16 +223,69 @@ if row_on tls-close || row_on proxy-v2; then
 fi
 
 declare -A PID PORT URLPATH SCHEME ROW_OF
-trap cleanup EXIT
+# CPU_QUOTA's cgroups, made below and removed once their servers have exited. An interrupt
+# exits through the EXIT trap, so neither the servers nor the groups outlive the run.
+CGROUP=""
+remove_cgroups() {
+    [ -n "$CGROUP" ] || return 0
+    local d
+    for _ in $(seq 1 50); do
+        for d in "$CGROUP"/*/; do [ ! -d "$d" ] || rmdir "$d" 2>/dev/null || true; done
+        if rmdir "$CGROUP" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "bench/gateway.sh: could not remove $CGROUP" >&2
+}
+trap 'cleanup; remove_cgroups' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# LOAD_GROUP: the command prefix that runs the load generator in the group `load`.
+LOAD_GROUP=()
+if [ -n "$CPU_QUOTA" ]; then
+    CGROUP=$(mktemp -d "$CGROUP_CPU/trueip-bench.XXXXXX")
+    mkdir "$CGROUP/load"
+    echo "$CPU_SHARES" >"$CGROUP/load/cpu.shares"
+    LOAD_GROUP=(bash -c 'echo $$ >"$0" && exec "$@"' "$CGROUP/load/cgroup.procs")
+    if [ "$LOAD_RT" = 1 ]; then
+        # With real-time group scheduling in the kernel, a group runs real-time processes only
+        # within its own runtime, taken from its parent's.
+        if [ -f "$CGROUP/load/cpu.rt_runtime_us" ]; then
+            echo "$(awk -v s="$LOAD_RT_SHARE" -v p="$(cat "$CGROUP/cpu.rt_period_us")" 'BEGIN {printf "%d", s * p}')" \
+                >"$CGROUP/cpu.rt_runtime_us"
+            echo "$CPU_PERIOD_US" >"$CGROUP/load/cpu.rt_period_us"
+            echo "$(awk -v s="$LOAD_RT_SHARE" -v p="$CPU_PERIOD_US" 'BEGIN {printf "%d", s * p}')" \
+                >"$CGROUP/load/cpu.rt_runtime_us"
+        fi
+        LOAD_GROUP+=(chrt -f "$LOAD_RT_PRIO")
+    fi
+fi
 
-# A server under test: started on $PROXY_CPU, measured at SCHEME://127.0.0.1:PORT PATH.
+# The cgroup of server NAME under CPU_QUOTA, with the quota and the shares set.
+cgroup_for() { # name
+    local g="$CGROUP/$1"
+    [ -d "$g" ] || mkdir "$g"
+    echo "$CPU_SHARES" >"$g/cpu.shares"
+    echo "$CPU_PERIOD_US" >"$g/cpu.cfs_period_us"
+    echo "$QUOTA_US" >"$g/cpu.cfs_quota_us"
+    echo "$g"
+}
+
+# A server under test: started on $PROXY_CPU (in its own cgroup under CPU_QUOTA, entered
+# before exec, so every thread it starts is limited too), measured at
+# SCHEME://127.0.0.1:PORT PATH.
 serve() { # name scheme port path cmd...
-    local name=$1
+    local name=$1 g
     SCHEME[$name]=$2
     PORT[$name]=$3
     URLPATH[$name]=$4
     shift 4
-    start "$name" "$PROXY_CPU" "${PORT[$name]}" "$@"
+    if [ -n "$CPU_QUOTA" ]; then
+        g=$(cgroup_for "$name")
+        start "$name" "$PROXY_CPU" "${PORT[$name]}" \
+            bash -c 'echo $$ >"$0" && exec "$@"' "$g/cgroup.procs" "$@"
+    else
+        start "$name" "$PROXY_CPU" "${PORT[$name]}" "$@"
+    fi
 }
 
 nginx_serve() { # name scheme port path server-block
@@ -174,6 +294,11 @@ nginx_serve() { # name scheme port path server-block
 }
 
 start_upstream "$OTHER_CPUS"
+# One process (`master_process off`), idle so far: it moves whole.
+if [ -n "$CPU_QUOTA" ]; then
+    echo "${PID[upstream]}" >"$CGROUP/load/cgroup.procs"
+    [ "$LOAD_RT" != 1 ] || chrt -f -p "$LOAD_RT_PRIO" "${PID[upstream]}" >/dev/null
+fi
 make_cert
 NGINX_TLS="ssl_certificate $OUT/cert.pem;
         ssl_certificate_key $OUT/key.pem;
@@ -409,7 +534,7 @@ load() { # name duration file
     secs=$(seconds "$2")
     case ${LOAD[${ROW_OF[$name]}]} in
         h2load)
-            taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) h2load -t1 -c"$CONNECTIONS" -m"$H2_STREAMS" \
+            "${LOAD_GROUP[@]}" taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) h2load -t1 -c"$CONNECTIONS" -m"$H2_STREAMS" \
                 -D "$secs" --log-file "$3.log" -H "x-forwarded-for: $XFF" "$(url "$name")" >"$3" 2>&1
             return
             ;;
@@ -417,17 +542,28 @@ load() { # name duration file
         fresh) close=(-H "Connection: close") wrk_env=(WRK_SHIM_NO_RESUME=1 LD_PRELOAD="$SHIM") ;;
         pp2) close=(-H "Connection: close") wrk_env=(WRK_SHIM_PROXY_V2=1 LD_PRELOAD="$SHIM") ;;
     esac
-    env "${wrk_env[@]}" taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) \
+    "${LOAD_GROUP[@]}" env "${wrk_env[@]}" taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$secs"s --latency -H "X-Forwarded-For: $XFF" \
         "${close[@]}" "$(url "$name")" >"$3" 2>&1
 }
 
+# cpu.stat's periods, throttled periods and throttled nanoseconds of NAME's cgroup.
+throttling() { # name
+    awk '$1 == "nr_periods" {p = $2} $1 == "nr_throttled" {n = $2} $1 == "throttled_time" {t = $2}
+        END {print p, n, t}' "$CGROUP/$1/cpu.stat"
+}
+
 run_load() { # name round
-    local f="$OUT/load-$1-$2.txt" before after
+    local f="$OUT/load-$1-$2.txt" before after t0=() t1=()
+    [ -z "$CPU_QUOTA" ] || read -ra t0 < <(throttling "$1")
     before=$(cpu_ticks "${PID[$1]}")
     load "$1" "$DURATION" "$f"
     after=$(cpu_ticks "${PID[$1]}")
+    [ -z "$CPU_QUOTA" ] || read -ra t1 < <(throttling "$1")
     echo "$((after - before)) $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg)" >"$OUT/cpu-$1-$2.txt"
+    if [ -n "$CPU_QUOTA" ]; then
+        echo "$((t1[0] - t0[0])) $((t1[1] - t0[1])) $((t1[2] - t0[2]))" >"$OUT/throttle-$1-$2.txt"
+    fi
 }
 
 echo "warming up..." >&2
@@ -469,9 +605,10 @@ H2LOAD_VERSION=$( (h2load --version 2>&1 || true) | awk 'NR == 1 {print $NF}')
     done
 } >"$OUT/binaries.txt"
 
-python3 - "$OUT" "$ROUNDS" <<EOF_PY
+python3 - "$OUT" "$ROUNDS" "$CPU_QUOTA" "$CPU_PERIOD_US" <<EOF_PY
 import re, statistics, sys, os
 out, rounds = sys.argv[1], int(sys.argv[2])
+quota, period_us = (float(sys.argv[3]), int(sys.argv[4])) if sys.argv[3] else (None, None)
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "rows.txt")) if l.strip()]
 
 def ms(v):
@@ -508,7 +645,13 @@ def parse(name, r, load):
     ticks, hz, loadavg = open(os.path.join(out, f"cpu-{name}-{r}.txt")).read().split()
     cpu_us = int(ticks) / int(hz) * 1e6 / max(reqs, 1)
     busy = int(ticks) / int(hz) / $(seconds "$DURATION")
-    return rps, p50, p99, bad, errs, cpu_us, float(loadavg), busy
+    # Under CPU_QUOTA: the share of the round's periods in which the server ran out of quota.
+    throttled = float("nan")
+    tpath = os.path.join(out, f"throttle-{name}-{r}.txt")
+    if os.path.exists(tpath):
+        periods, n, _ns = map(int, open(tpath).read().split())
+        throttled = n / periods if periods else 0.0
+    return rps, p50, p99, bad, errs, cpu_us, float(loadavg), busy, throttled
 
 def pairs(name):
     return dict(l.split(maxsplit=1) for l in open(os.path.join(out, name)) if len(l.split()) >= 2)
@@ -526,7 +669,8 @@ def side(name, load):
     # takes time away, so the best round is the nearest to what the server itself can do.
     best = dict(rps=max(r[0] for r in runs), p99=min(r[2] for r in runs), cpu=min(r[5] for r in runs))
     return dict(rps=med(0), p50=med(1), p99=med(2), cpu=med(5), rss=int(rss.get(name, 0)), bad=bad, best=best,
-                errs=errs, all_rps=[round(r[0]) for r in runs], load=max(r[6] for r in runs), busy=med(7))
+                errs=errs, all_rps=[round(r[0]) for r in runs], load=max(r[6] for r in runs), busy=med(7),
+                throttled=med(8), busy_rounds=[r[7] for r in runs])
 
 def note(name):
     parts = []
@@ -541,6 +685,10 @@ print(f"wrk $WRK_VERSION -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency (h2
       f"rounds (order rotated each round); {os.cpu_count()} CPUs ($CPU_MODEL); nginx $NGINX_VERSION "
       f"(worker_processes 1), HAProxy $HAPROXY_VERSION (nbthread 1), OpenSSL $OPENSSL_VERSION; trueip: "
       f"$THREADS_NOTE; servers on CPU $PROXY_CPU, load generator and upstream on CPU $OTHER_CPUS.")
+if quota:
+    print(f"Every server limited to {quota:g} of a CPU: its own cgroup, cpu.cfs_quota_us "
+          f"{round(quota * period_us)} per cpu.cfs_period_us {period_us}; cpu.shares $CPU_SHARES for each "
+          f"server's group and for the load generator's and upstream's.")
 for t, b in binaries.items():
     print(f"- {t}: {b.strip()}")
 print()
@@ -557,6 +705,7 @@ titles = {
 }
 loads = []
 summary = []
+busy_rows = []
 for row, load, names in rows:
     names = names.split()
     s = {n: side(n, load) for n in names}
@@ -564,15 +713,19 @@ for row, load, names in rows:
     label = lambda n: n[: -len(row) - 1]
     print(f"**{titles[row]}**")
     print()
-    print("| server | req/s | p50 ms | p99 ms | CPU µs/req | CPU busy | peak RSS MiB | response bytes | req/s per round |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    qhead, qrule = (" busy ÷ quota | throttled periods |", " ---: | ---: |") if quota else ("", "")
+    print(f"| server | req/s | p50 ms | p99 ms | CPU µs/req | CPU busy |{qhead} peak RSS MiB | response bytes | req/s per round |")
+    print(f"| --- | ---: | ---: | ---: | ---: | ---: |{qrule} ---: | ---: | --- |")
     for n in names:
         v = s[n]
+        qcols = f" {v['busy'] / quota:.2f} | {v['throttled']:.2f} |" if quota else ""
         print(f"| {label(n)}{note(n)} | {v['rps']:,.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {v['cpu']:.1f} | "
-              f"{v['busy']:.2f} | {v['rss']/1024:.1f} | {sizes.get(n, '?').strip()} | {v['all_rps']} |")
+              f"{v['busy']:.2f} |{qcols} {v['rss']/1024:.1f} | {sizes.get(n, '?').strip()} | {v['all_rps']} |")
         if v["bad"] or v["errs"]:
-            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | | |")
+            print(f"| {label(n)}: {v['bad']} non-2xx; {'; '.join(v['errs'])} | | | | | | | | |{' | |' if quota else ''}")
     print()
+    if quota:
+        busy_rows.append((row, [(label(n), s[n]) for n in names]))
     peers = [p for p in names if not p.startswith("trueip")]
     ours = [t for t in names if t.startswith("trueip")]
     ratios = [(t, p) for t in ours for p in peers]
@@ -602,11 +755,27 @@ for row, a, b, rps, p99, cpu, brps, bp99, bcpu in summary:
         continue
     print(f"| {row} | {a} / {b} | {rps:.2f} | {p99:.2f} | {cpu:.2f} | {brps:.2f} | {bp99:.2f} | {bcpu:.2f} |")
 print()
+if quota:
+    # The figures above compare servers only if each was held at its quota: one below it
+    # waited for something else (the load generator, the upstream, a neighbour on its CPU).
+    print(f"**Under the limit** ({quota:g} of a CPU each): every server's CPU busy ÷ quota (median, and its "
+          f"lowest round) and throttled periods (median share of the round's periods that ran out of quota). "
+          f"A row is server-limited when every server's lowest round is at 0.90 of the quota or more.")
+    print()
+    print("| row | busy ÷ quota (lowest round) | throttled periods | server-limited |")
+    print("| --- | --- | --- | --- |")
+    for row, sides in busy_rows:
+        busy = ", ".join(f"{n} {v['busy'] / quota:.2f} ({min(v['busy_rounds']) / quota:.2f})" for n, v in sides)
+        thr = ", ".join(f"{n} {v['throttled']:.2f}" for n, v in sides)
+        short = [n for n, v in sides if min(v["busy_rounds"]) < 0.9 * quota]
+        print(f"| {row} | {busy} | {thr} | {'no: ' + ', '.join(short) if short else 'yes'} |")
+    print()
 print(f"Highest 1-minute load average seen during a run: {max(loads):.2f} on {os.cpu_count()} CPUs. "
       f"The benchmark keeps about two CPUs busy; well above that, other work shared the machine and "
       f"req/s and latency are noisy. CPU µs/req (the server's own user + system time per request) is "
       f"the steadier figure. CPU busy (median of the rounds) is that time over the round's length, in "
       f"CPUs: a server near 1.00 was what limited its round; one well below it waited, for a load "
       f"generator or upstream slowed by other work or for its own CPU, and its req/s and latency then "
-      f"say more about the machine than about the server.")
+      f"say more about the machine than about the server."
+      + (f" Under CPU_QUOTA the ceiling is {quota:g}, not 1.00: read busy ÷ quota." if quota else ""))
 EOF_PY
