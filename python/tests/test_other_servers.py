@@ -1,0 +1,160 @@
+"""The proxy headers of servers other than uvicorn and hypercorn, and gunicorn's scheme: each
+rewrites the client (or the scheme) from a header before trueip's middleware sees the request,
+and keeps no trace of the connection's own in the environ or scope. waitress under
+``--trusted-proxy``, Daphne under ``--proxy-headers`` (believing anyone), Granian's
+``wrap_asgi_with_proxy_headers``/``wrap_wsgi_with_proxy_headers`` (believing 127.0.0.1 by
+default): the middlewares find them among the live objects (``trueip.asgi.rewrite_around``)
+and refuse every request, naming the fix. Real servers, on loopback."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from servers import ATTACKER, DEADLINE, Process, free_port, get, python_env, serve
+
+WSGI_APP = """
+    import trueip
+    from trueip.wsgi import TrueIP
+
+    def inner(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']}".encode()]
+
+    app = TrueIP(inner, trueip.Policy(trust=["127.0.0.20"], strategy="rightmost-untrusted"){origin})
+"""
+
+ASGI_APP = """
+    import trueip
+    from trueip.asgi import TrueIP
+
+    async def inner(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = f"{scope['client'][0]} {scope['scheme']}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+    app = TrueIP(inner, trueip.Policy(trust=["127.0.0.20"], strategy="rightmost-untrusted"))
+"""
+
+FORGED = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https")]
+
+
+def write_app(tmp_path: Path, source: str, tail: str = "", origin: str = "") -> None:
+    (tmp_path / "server_app.py").write_text(textwrap.dedent(source).replace("{origin}", origin) + tail)
+
+
+def waitress(tmp_path: Path, *extra: str):
+    port = free_port()
+    args = [sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}", *extra, "server_app:app"]
+    return port, serve("waitress", args, "127.0.0.1", port, cwd=tmp_path, env=python_env())
+
+
+def daphne(tmp_path: Path, *extra: str):
+    port = free_port()
+    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *extra, "server_app:app"]
+    return port, serve("daphne", args, "127.0.0.1", port, cwd=tmp_path, env=python_env(PYTHONPATH=str(tmp_path)))
+
+
+def granian_args(port: int, interface: str) -> list[str]:
+    return [sys.executable, "-m", "granian", "--interface", interface, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--log-level", "warning", "server_app:app"]
+
+
+def granian(tmp_path: Path, interface: str):
+    port = free_port()
+    args = granian_args(port, interface)
+    return port, serve("granian", args, "127.0.0.1", port, cwd=tmp_path, env=python_env(PYTHONPATH=str(tmp_path)))
+
+
+def assert_refused(port: int, fix: str) -> None:
+    response = get(ATTACKER, "127.0.0.1", port, FORGED)
+    assert response.status == 500, response.text
+    assert fix in response.text
+    assert "6.6.6.6" not in response.text
+
+
+WAITRESS_TRUSTING = {
+    "127.0.0.1": ("--trusted-proxy", "127.0.0.1", "--trusted-proxy-headers", "x-forwarded-for x-forwarded-proto"),
+    "anyone": ("--trusted-proxy", "*", "--trusted-proxy-headers", "x-forwarded-for x-forwarded-proto"),
+    "the scheme only": ("--trusted-proxy", "*", "--trusted-proxy-headers", "x-forwarded-proto"),
+}
+
+
+@pytest.mark.parametrize("trusting", list(WAITRESS_TRUSTING))
+def test_under_waitress_trusting_a_proxy_every_request_is_refused(tmp_path: Path, trusting: str) -> None:
+    write_app(tmp_path, WSGI_APP)
+    port, server = waitress(tmp_path, *WAITRESS_TRUSTING[trusting])
+    with server:
+        # On the old code: 200, "6.6.6.6 https" (the scheme only: "127.0.0.1 https").
+        assert_refused(port, "--trusted-proxy")
+
+
+def test_under_waitress_defaults_the_peer_and_the_connections_scheme_decide(tmp_path: Path) -> None:
+    write_app(tmp_path, WSGI_APP)
+    port, server = waitress(tmp_path)
+    with server:
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert (response.status, response.text) == (200, f"{ATTACKER} http")
+
+
+def test_under_daphnes_proxy_headers_every_request_is_refused(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP)
+    port, server = daphne(tmp_path, "--proxy-headers")
+    with server:
+        # On the old code: 200, "6.6.6.6 https": Daphne believes X-Forwarded-For from anyone.
+        assert_refused(port, "--proxy-headers")
+
+
+def test_under_daphne_without_its_proxy_headers_the_peer_decides(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP)
+    port, server = daphne(tmp_path)
+    with server:
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert (response.status, response.text) == (200, f"{ATTACKER} http")
+
+
+GRANIAN_WRAPPED = {
+    "asgi": (ASGI_APP, "from granian.utils.proxies import wrap_asgi_with_proxy_headers\n"
+                       "app = wrap_asgi_with_proxy_headers(app{hosts})\n"),
+    "wsgi": (WSGI_APP, "from granian.utils.proxies import wrap_wsgi_with_proxy_headers\n"
+                       "app = wrap_wsgi_with_proxy_headers(app{hosts})\n"),
+}
+
+
+def test_under_granians_proxy_headers_wrapper_the_asgi_app_does_not_start(tmp_path: Path) -> None:
+    source, tail = GRANIAN_WRAPPED["asgi"]
+    write_app(tmp_path, source, tail.replace("{hosts}", ""))
+    port = free_port()
+    args = granian_args(port, "asgi")
+    proc = Process("granian", args, tmp_path / "output.log", cwd=tmp_path, env=python_env(PYTHONPATH=str(tmp_path)))
+    try:
+        # On the old code it served, and a local X-Forwarded-For was the client ("6.6.6.6 https"):
+        # the wrapper believes 127.0.0.1 by default. The lifespan's startup fails with the fix.
+        proc.popen.wait(timeout=DEADLINE)
+        assert "remove Granian's wrap_asgi_with_proxy_headers" in proc.output()
+    finally:
+        proc.stop()
+
+
+def test_under_granians_proxy_headers_wrapper_every_wsgi_request_is_refused(tmp_path: Path) -> None:
+    source, tail = GRANIAN_WRAPPED["wsgi"]
+    write_app(tmp_path, source, tail.replace("{hosts}", ""))
+    port, server = granian(tmp_path, "wsgi")
+    with server:
+        # On the old code: 200, "6.6.6.6 https": the wrapper believes 127.0.0.1 by default.
+        assert_refused(port, "remove Granian's wrap_asgi_with_proxy_headers")
+
+
+@pytest.mark.parametrize("interface", list(GRANIAN_WRAPPED))
+def test_granians_wrapper_believing_no_one_is_not_refused(tmp_path: Path, interface: str) -> None:
+    source, tail = GRANIAN_WRAPPED[interface]
+    write_app(tmp_path, source, tail.replace("{hosts}", ", trusted_hosts=[]"))
+    port, server = granian(tmp_path, interface)
+    with server:
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert (response.status, response.text) == (200, f"{ATTACKER} http")
