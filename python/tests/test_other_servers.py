@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import ATTACKER, DEADLINE, Process, free_port, get, python_env, serve
+from servers import ATTACKER, DEADLINE, NGINX, Process, free_port, get, gunicorn, python_env, serve
 
 WSGI_APP = """
     import trueip
@@ -158,3 +158,15 @@ def test_granians_wrapper_believing_no_one_is_not_refused(tmp_path: Path, interf
     with server:
         response = get(ATTACKER, "127.0.0.1", port, FORGED)
         assert (response.status, response.text) == (200, f"{ATTACKER} http")
+
+
+def test_under_gunicorn_a_trusted_hop_sets_no_scheme_when_origin_leaves_out_proto(tmp_path: Path) -> None:
+    # A proxy the policy trusts (nginx at 127.0.0.20) that writes X-Forwarded-For and nothing
+    # about the scheme passes a client's X-Forwarded-Proto on, and gunicorn believes it from
+    # that peer (--forwarded-allow-ips). With origin=() trueip takes no scheme from hops.
+    write_app(tmp_path, WSGI_APP, origin=", origin=()")
+    port = free_port()
+    with gunicorn(tmp_path, "server_app:app", port, "--forwarded-allow-ips", NGINX):
+        response = get(NGINX, "127.0.0.1", port, [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https")])
+        # On the old code: "1.2.3.4 https", gunicorn's reading of a header trueip was told not to take.
+        assert (response.status, response.text) == (200, "1.2.3.4 http")

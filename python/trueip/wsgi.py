@@ -74,9 +74,10 @@ peer is gunicorn's socket's, and the source is believed only from a peer in the 
 gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
 itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
 under gunicorn a request that came through no trusted hop gets its connection's scheme (TLS
-or not, from ``environ["gunicorn.socket"]``). Through a trusted hop gunicorn's scheme is kept
-unless ``origin`` applies the hop's; run gunicorn with ``--forwarded-allow-ips ""`` so that
-only the policy's hops and ``origin`` decide it.
+or not, from ``environ["gunicorn.socket"]``), and so does one whose ``origin`` leaves out
+``"proto"``. Through a trusted hop under ``"proto"`` gunicorn's scheme is kept unless the hop
+reported one (a proxy that says ``X-Forwarded-Ssl: on`` alone); run gunicorn with
+``--forwarded-allow-ips ""`` so that only the policy's hops and ``origin`` decide it.
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
@@ -288,10 +289,12 @@ def apply(
     if verifier is not None:
         environ["trueip.signature"] = outcome
     sock = environ.get("gunicorn.socket")
-    if sock is not None and (resolution is None or not resolution.trusted_hop):
+    if sock is not None and (resolution is None or not resolution.trusted_hop or "proto" not in origin):
         # gunicorn sets the scheme from X-Forwarded-Proto, -Protocol or -Ssl itself for a peer
         # in --forwarded-allow-ips (127.0.0.1 by default: any local process). A request that
-        # came through no trusted hop has its connection's scheme: its socket's.
+        # came through no trusted hop, or whose hops `origin` takes no scheme from, has its
+        # connection's scheme: its socket's (a trusted proxy that writes no scheme header
+        # passes a client's on).
         environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
     withheld = policy._withheld_environ_keys(resolution)
     # Usually none is there (a trusted hop's list header is not withheld): the disjointness
