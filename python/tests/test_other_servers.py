@@ -110,6 +110,44 @@ def test_under_daphnes_proxy_headers_every_request_is_refused(tmp_path: Path) ->
         assert_refused(port, "--proxy-headers")
 
 
+DJANGO_APP = """
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
+        TRUEIP={"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"},
+    )
+    django.setup()
+
+    from django.core.asgi import get_asgi_application
+    from django.http import HttpResponse
+    from django.urls import path
+
+    def view(request):
+        return HttpResponse(f"{request.META['REMOTE_ADDR']} {request.scheme}", content_type="text/plain")
+
+    urlpatterns = [path("", view)]
+    app = get_asgi_application()
+"""
+
+
+@pytest.mark.parametrize("proxy_headers", [True, False])
+def test_django_under_daphne_decides_from_the_peer_or_refuses(tmp_path: Path, proxy_headers: bool) -> None:
+    # Daphne is Django's (channels') ASGI server: its --proxy-headers rewrite the scope as it
+    # builds it, before Django builds META.
+    write_app(tmp_path, DJANGO_APP)
+    port, server = daphne(tmp_path, *(["--proxy-headers"] if proxy_headers else []))
+    with server:
+        if proxy_headers:
+            # On the old code: 200, "6.6.6.6 https".
+            assert_refused(port, "--proxy-headers")
+        else:
+            response = get(ATTACKER, "127.0.0.1", port, FORGED)
+            assert (response.status, response.text) == (200, f"{ATTACKER} http")
+
+
 def test_under_daphne_without_its_proxy_headers_the_peer_decides(tmp_path: Path) -> None:
     write_app(tmp_path, ASGI_APP)
     port, server = daphne(tmp_path)

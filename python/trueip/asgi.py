@@ -47,12 +47,14 @@ removed as from an untrusted peer, and the ``trueip`` logger warns once per poli
 (``test_lambda.py::test_a_lambda_preset_without_mangums_event_trusts_no_header``).
 
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
-hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
+hypercorn without ``ProxyFixMiddleware``, ``daphne`` without ``--proxy-headers``, no Granian
+``wrap_asgi_with_proxy_headers``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process) and rewrites
-``scope["client"]`` and ``scope["scheme"]`` before this middleware sees them, and
-hypercorn's believes them from anyone; the peer here would already be a header's word. The
-middleware refuses to run under either (``server_rewrite``): the server's lifespan startup
-fails with the fix in its message, and each request gets a 500 naming it.
+``scope["client"]`` and ``scope["scheme"]`` before this middleware sees them, Granian's
+wrapper does so for 127.0.0.1 by default, and hypercorn's and Daphne's believe them from
+anyone; the peer here would already be a header's word. The middleware refuses to run under
+any of them (``server_rewrite``): the server's lifespan startup fails with the fix in its
+message, and each request gets a 500 naming it.
 """
 
 from __future__ import annotations

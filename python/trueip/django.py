@@ -41,7 +41,9 @@ middleware first. Under uvicorn run with ``--no-proxy-headers`` (under gunicorn'
 ``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``. When uvicorn's middleware believes
 anyone (around Django's ASGI handler, the WSGI bridge of ``--interface wsgi``, or a layer
 such as channels' ``ProtocolTypeRouter`` around them), this middleware answers every request
-with a 500 naming the fix and logs it once (``trueip.asgi.rewrite_around``).
+with a 500 naming the fix and logs it once (``trueip.asgi.rewrite_around``), as it does under
+Daphne's ``--proxy-headers``, which believes them from anyone, waitress's ``--trusted-proxy``
+and Granian's proxy-header wrappers.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":

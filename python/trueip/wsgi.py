@@ -66,6 +66,12 @@ headers (on by default, believing 127.0.0.1) rewrite the scope's client from
 the middleware answers every request with a 500 naming the fix and logs it once
 (``rewritten``, ``trueip.asgi.rewrite_around``).
 
+waitress under ``--trusted-proxy`` (``*``: anyone) and Granian's ``wrap_wsgi_with_proxy_headers``
+(127.0.0.1 by default) rewrite ``REMOTE_ADDR`` and ``wsgi.url_scheme`` from ``X-Forwarded-For``
+and ``-Proto`` before the app runs: the middleware refuses the same way. Behind a proxy, run
+waitress with ``--no-clear-untrusted-proxy-headers``: by default it removes ``X-Forwarded-For``
+and ``Forwarded`` from every request, so every client is the proxy.
+
 Under gunicorn's ``--proxy-protocol``, ``REMOTE_ADDR`` is the source a PROXY header named,
 which gunicorn reads from any peer in ``--proxy-allow-from`` (127.0.0.1 by default): the
 peer is gunicorn's socket's, and the source is believed only from a peer in the policy's
