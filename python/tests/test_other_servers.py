@@ -208,3 +208,66 @@ def test_under_gunicorn_a_trusted_hop_sets_no_scheme_when_origin_leaves_out_prot
         response = get(NGINX, "127.0.0.1", port, [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https")])
         # On the old code: "1.2.3.4 https", gunicorn's reading of a header trueip was told not to take.
         assert (response.status, response.text) == (200, "1.2.3.4 http")
+
+
+SCRIPT_NAME_APP = """
+    import trueip
+    from trueip.wsgi import TrueIP
+
+    def inner(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{environ['REMOTE_ADDR']} {environ['SCRIPT_NAME']!r} {environ['PATH_INFO']!r}".encode()]
+
+    app = TrueIP(inner, trueip.Policy(trust=["127.0.0.20"], strategy="rightmost-untrusted"){origin})
+"""
+
+
+@pytest.mark.parametrize("src,origin,expected", [
+    # On the old code: "127.0.0.1 '/evil' '/admin'": a local process chose the prefix the app
+    # routes under (gunicorn's --forwarder-headers, believed from --forwarded-allow-ips).
+    (ATTACKER, "", "127.0.0.1 '' '/evil/admin'"),
+    # On the old code: "1.2.3.4 '/evil' '/admin'": a trusted hop's, but trueip takes no prefix.
+    (NGINX, "", "1.2.3.4 '' '/evil/admin'"),
+    # A proxy that sends gunicorn SCRIPT_NAME on purpose, under an origin that takes the prefix.
+    (NGINX, ", origin=('proto', 'prefix')", "1.2.3.4 '/evil' '/admin'"),
+])
+def test_under_gunicorn_a_script_name_header_sets_the_prefix_only_through_a_hop_origin_takes_it_from(
+        tmp_path: Path, src: str, origin: str, expected: str) -> None:
+    write_app(tmp_path, SCRIPT_NAME_APP, origin=origin)
+    port = free_port()
+    with gunicorn(tmp_path, "server_app:app", port, "--forwarded-allow-ips", f"127.0.0.1,{NGINX}"):
+        response = get(src, "127.0.0.1", port, [("X-Forwarded-For", "1.2.3.4"), ("SCRIPT_NAME", "/evil")],
+                       path="/evil/admin")
+        assert (response.status, response.text) == (200, expected)
+
+
+DJANGO_WSGI_APP = """
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
+        TRUEIP={"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"},
+    )
+    django.setup()
+
+    from django.core.wsgi import get_wsgi_application
+    from django.http import HttpResponse
+    from django.urls import path, reverse
+
+    def view(request):
+        return HttpResponse(f"{request.path} {request.path_info} {reverse('view')}", content_type="text/plain")
+
+    urlpatterns = [path("admin", view, name="view"), path("evil/admin", view)]
+    app = get_wsgi_application()
+"""
+
+
+def test_django_under_gunicorn_is_routed_under_its_own_script_name(tmp_path: Path) -> None:
+    write_app(tmp_path, DJANGO_WSGI_APP)
+    port = free_port()
+    with gunicorn(tmp_path, "server_app:app", port):
+        response = get(ATTACKER, "127.0.0.1", port, [("SCRIPT_NAME", "/evil")], path="/evil/admin")
+        # On the old code: "/evil/admin /admin /evil/admin", a local process's prefix.
+        assert (response.status, response.text) == (200, "/evil/admin /evil/admin /admin")

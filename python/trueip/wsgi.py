@@ -83,7 +83,10 @@ under gunicorn a request that came through no trusted hop gets its connection's 
 or not, from ``environ["gunicorn.socket"]``), and so does one whose ``origin`` leaves out
 ``"proto"``. Through a trusted hop under ``"proto"`` gunicorn's scheme is kept unless the hop
 reported one (a proxy that says ``X-Forwarded-Ssl: on`` alone); run gunicorn with
-``--forwarded-allow-ips ""`` so that only the policy's hops and ``origin`` decide it.
+``--forwarded-allow-ips ""`` so that only the policy's hops and ``origin`` decide it. The same
+goes for the ``SCRIPT_NAME`` gunicorn takes from a ``SCRIPT_NAME`` header of such a peer
+(``--forwarder-headers``): its own (the process environment's) is put back, with the rest of
+the path in ``PATH_INFO``, unless a trusted hop's request and ``origin`` names ``"prefix"``.
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
@@ -97,8 +100,10 @@ side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge fo
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import unquote_to_bytes
 
 from . import Policy, Verifier, forwarding_header_names
 from . import _signed
@@ -224,6 +229,22 @@ def _gunicorn_proxy(environ: dict[str, Any]) -> Optional[tuple[Any, Any]]:
     return peer, source
 
 
+def _undo_gunicorn_script_name(environ: dict[str, Any], original: dict[str, Any]) -> None:
+    """Puts back gunicorn's own ``SCRIPT_NAME`` (the process environment's) where it took one
+    from a ``SCRIPT_NAME`` header, which it does for a peer in ``--forwarded-allow-ips``
+    (``--forwarder-headers``; 127.0.0.1 by default: any local process) and strips from
+    ``PATH_INFO``: that peer chose the prefix the app routes and builds links under. The
+    stripped part goes back at the head of ``PATH_INFO``, decoded as gunicorn decodes it."""
+    own = os.environ.get("SCRIPT_NAME", "")
+    taken = environ.get("SCRIPT_NAME", "")
+    if taken == own or not isinstance(taken, str) or not isinstance(environ.get("PATH_INFO", ""), str):
+        return
+    moved = taken[len(own):] if taken.startswith(own) else taken
+    original["PATH_INFO"] = environ.get("PATH_INFO", "")
+    environ["PATH_INFO"] = unquote_to_bytes(moved).decode("latin-1") + original["PATH_INFO"]
+    environ["SCRIPT_NAME"] = own
+
+
 def apply(
     policy: Policy,
     environ: dict[str, Any],
@@ -302,6 +323,8 @@ def apply(
         # connection's scheme: its socket's (a trusted proxy that writes no scheme header
         # passes a client's on).
         environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
+    if sock is not None and (resolution is None or not resolution.trusted_hop or "prefix" not in origin):
+        _undo_gunicorn_script_name(environ, original)
     withheld = policy._withheld_environ_keys(resolution)
     # Usually none is there (a trusted hop's list header is not withheld): the disjointness
     # check costs a third of building the intersection.
