@@ -127,16 +127,17 @@ def _daphne_reads_no_header(server: Any) -> bool:
 
 def _granian_trusts_no_one(forwarders: Any) -> bool:
     """Whether the hosts one of Granian's ``wrap_asgi_with_proxy_headers`` or
-    ``wrap_wsgi_with_proxy_headers`` believes (its private ``_Forwarders``) are none. Any other
+    ``wrap_wsgi_with_proxy_headers`` believes (its private ``_Forwarders``) are none
+    (``trusted_hosts=[]`` or ``""``, which it reads as the name ``""``, no peer's). Any other
     shape counts as believing someone."""
     try:
         return (
             forwarders.always_trust is False
             and not forwarders.hosts
             and not forwarders.networks
-            and not forwarders.literals
+            and not (set(forwarders.literals) - {""})
         )
-    except AttributeError:
+    except (AttributeError, TypeError):
         return False
 
 
