@@ -47,12 +47,14 @@ removed as from an untrusted peer, and the ``trueip`` logger warns once per poli
 (``test_lambda.py::test_a_lambda_preset_without_mangums_event_trusts_no_header``).
 
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
-hypercorn without ``ProxyFixMiddleware``): uvicorn's trusts ``X-Forwarded-For`` from
+hypercorn without ``ProxyFixMiddleware``, ``daphne`` without ``--proxy-headers``, no Granian
+``wrap_asgi_with_proxy_headers``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process) and rewrites
-``scope["client"]`` and ``scope["scheme"]`` before this middleware sees them, and
-hypercorn's believes them from anyone; the peer here would already be a header's word. The
-middleware refuses to run under either (``server_rewrite``): the server's lifespan startup
-fails with the fix in its message, and each request gets a 500 naming it.
+``scope["client"]`` and ``scope["scheme"]`` before this middleware sees them, Granian's
+wrapper does so for 127.0.0.1 by default, and hypercorn's and Daphne's believe them from
+anyone; the peer here would already be a header's word. The middleware refuses to run under
+any of them (``server_rewrite``): the server's lifespan startup fails with the fix in its
+message, and each request gets a 500 naming it.
 """
 
 from __future__ import annotations
@@ -111,12 +113,44 @@ def _hypercorn_trusts_no_hop(middleware: Any) -> bool:
     return getattr(middleware, "trusted_hops", None) == 0
 
 
-#: The servers' own proxy-header middlewares: (module, class, whether an instance reads
-#: nothing, what to do instead). Each rewrites ``scope["client"]`` and ``scope["scheme"]``
-#: from X-Forwarded-For and -Proto before the app it wraps runs, and keeps no trace of the
-#: connection's own: uvicorn's (on by default) for a peer in ``--forwarded-allow-ips``
-#: (127.0.0.1 and ::1 by default: any local process, an SSRF), taking any entry, ``evil`` or
-#: a port it names included; hypercorn's for any peer.
+def _waitress_trusts_no_proxy(adjustments: Any) -> bool:
+    """Whether waitress's settings (``waitress.adjustments.Adjustments``, kept by its server)
+    name no ``--trusted-proxy``: then its proxy-header wrapper only removes X-Forwarded-* and
+    ``Forwarded`` from every request (``--clear-untrusted-proxy-headers``, the default)."""
+    return not getattr(adjustments, "trusted_proxy", None)
+
+
+def _daphne_reads_no_header(server: Any) -> bool:
+    """Whether Daphne's server (``daphne.server.Server``) runs without ``--proxy-headers``."""
+    return not getattr(server, "proxy_forwarded_address_header", None)
+
+
+def _granian_trusts_no_one(forwarders: Any) -> bool:
+    """Whether the hosts one of Granian's ``wrap_asgi_with_proxy_headers`` or
+    ``wrap_wsgi_with_proxy_headers`` believes (its private ``_Forwarders``) are none
+    (``trusted_hosts=[]`` or ``""``, which it reads as the name ``""``, no peer's). Any other
+    shape counts as believing someone."""
+    try:
+        return (
+            forwarders.always_trust is False
+            and not forwarders.hosts
+            and not forwarders.networks
+            and not (set(forwarders.literals) - {""})
+        )
+    except (AttributeError, TypeError):
+        return False
+
+
+#: The servers' own proxy-header handling: (module, class, whether an instance reads nothing,
+#: what to do instead). Each rewrites the client (``scope["client"]``, ``REMOTE_ADDR``) and the
+#: scheme from X-Forwarded-For and -Proto before the app runs, and keeps no trace of the
+#: connection's own: uvicorn's middleware (on by default) for a peer in
+#: ``--forwarded-allow-ips`` (127.0.0.1 and ::1 by default: any local process, an SSRF), taking
+#: any entry, ``evil`` or a port it names included; hypercorn's middleware for any peer;
+#: waitress under ``--trusted-proxy`` (its settings, which its server keeps) for that peer or,
+#: with ``*``, any; Daphne under ``--proxy-headers`` (its server) for any peer; Granian's
+#: wrappers (the hosts each keeps) for 127.0.0.1 by default. For a middleware class its
+#: ``__call__`` is also looked for among the callers (``server_rewrite``).
 _SERVER_REWRITES = (
     (
         "uvicorn.middleware.proxy_headers",
@@ -130,6 +164,24 @@ _SERVER_REWRITES = (
         "ProxyFixMiddleware",
         _hypercorn_trusts_no_hop,
         "remove hypercorn's ProxyFixMiddleware",
+    ),
+    (
+        "waitress.adjustments",
+        "Adjustments",
+        _waitress_trusts_no_proxy,
+        "run waitress without --trusted-proxy (serve(app) without trusted_proxy=)",
+    ),
+    (
+        "daphne.server",
+        "Server",
+        _daphne_reads_no_header,
+        "run daphne without --proxy-headers",
+    ),
+    (
+        "granian.utils.proxies",
+        "_Forwarders",
+        _granian_trusts_no_one,
+        "remove Granian's wrap_asgi_with_proxy_headers / wrap_wsgi_with_proxy_headers",
     ),
 )
 
@@ -161,20 +213,23 @@ def server_rewrite(frame: Any) -> Optional[str]:
         frame = frame.f_back
     # Not among the callers: Starlette's `BaseHTTPMiddleware` (every `@app.middleware("http")`)
     # runs the app inside it in a task of its own, and a mounted app sees no lifespan, so
-    # uvicorn's defaults made a local `X-Forwarded-For: 6.6.6.6` its client unseen.
-    return rewrite_around() if found else None
+    # uvicorn's defaults made a local `X-Forwarded-For: 6.6.6.6` its client unseen; a server
+    # that rewrites the client itself (Daphne) or a wrapper that returns the app's coroutine
+    # (Granian's) is no caller at all.
+    return rewrite_around()
 
 
 def rewrite_around() -> Optional[str]:
-    """What to fix when a server's own proxy-header middleware (``_SERVER_REWRITES``) that
-    believes someone is alive in this process, or ``None``. What it wraps, however deep, runs
+    """What to fix when a server's own proxy-header handling (``_SERVER_REWRITES``) that
+    believes someone is alive in this process, or ``None``. What it serves, however deep, runs
     with a header's word as the peer, and the trueip middleware that asks is in it or beside
     it: an app that runs the WSGI or Django middleware in another thread or task (uvicorn's
     WSGI bridge, Django's ASGI handler, channels' router), Starlette's ``BaseHTTPMiddleware``
-    or a mount between the server and the ASGI middleware, or the server's middleware added
-    by the app inside trueip's. It is found among the live objects (``gc.get_referrers`` of
-    its class, one pass over the heap, once per middleware; uvicorn keeps it in its config for
-    as long as it serves). Only classes already imported are looked for."""
+    or a mount between the server and the ASGI middleware, the server's middleware added by
+    the app inside trueip's, or a server that rewrites the client before it calls the app
+    (waitress, Daphne). It is found among the live objects (``gc.get_referrers`` of its class,
+    one pass over the heap, once per middleware; each server keeps it for as long as it
+    serves). Only classes already imported are looked for."""
     import gc
 
     for module, name, inert, fix in _SERVER_REWRITES:
@@ -183,13 +238,15 @@ def rewrite_around() -> Optional[str]:
             continue
         for found in gc.get_referrers(cls):
             if isinstance(found, cls) and not inert(found):
-                inner = type(getattr(found, "app", None))
-                return _rewrite_message(module, name, f"{inner.__module__}.{inner.__qualname__}", fix)
+                inner = getattr(found, "app", None)
+                wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
+                return _rewrite_message(module, name, wrapped, fix)
     return None
 
 
-def _rewrite_message(module: str, name: str, wrapped: str, fix: str) -> str:
-    return (f"{module}.{name} wraps {wrapped} and rewrites scope['client'] and the scheme from X-Forwarded-For "
+def _rewrite_message(module: str, name: str, wrapped: Optional[str], fix: str) -> str:
+    what = f"wraps {wrapped} and rewrites scope['client']" if wrapped else "rewrites the client"
+    return (f"{module}.{name} {what} and the scheme from X-Forwarded-For "
             f"and X-Forwarded-Proto before trueip decides, so the peer may be a header's word: {fix}")
 
 

@@ -41,7 +41,9 @@ middleware first. Under uvicorn run with ``--no-proxy-headers`` (under gunicorn'
 ``X-Forwarded-For`` before Django builds ``REMOTE_ADDR``. When uvicorn's middleware believes
 anyone (around Django's ASGI handler, the WSGI bridge of ``--interface wsgi``, or a layer
 such as channels' ``ProtocolTypeRouter`` around them), this middleware answers every request
-with a 500 naming the fix and logs it once (``trueip.asgi.rewrite_around``).
+with a 500 naming the fix and logs it once (``trueip.asgi.rewrite_around``), as it does under
+Daphne's ``--proxy-headers``, which believes them from anyone, waitress's ``--trusted-proxy``
+and Granian's proxy-header wrappers.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -247,6 +249,18 @@ class TrueIPMiddleware:
 
                 status, body = _signed.refusal(outcome or "missing")
                 return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
+        if not asgi and "PATH_INFO" in meta["trueip.original"]:
+            # gunicorn took SCRIPT_NAME from a header trueip does not take it from
+            # (`trueip.wsgi._undo_gunicorn_script_name` put its own back in META), and Django
+            # had computed the request's paths and script prefix from it: compute them again,
+            # as its WSGI handler does, so the view is routed and reverses URLs under its own.
+            from django.core.handlers.wsgi import get_path_info, get_script_name
+            from django.urls import set_script_prefix
+
+            script_name = get_script_name(meta)
+            set_script_prefix(script_name)
+            request.path_info = get_path_info(meta) or "/"
+            request.path = "%s/%s" % (script_name.rstrip("/"), request.path_info.replace("/", "", 1))
         if asgi:
             # Django's ASGI requests read the scheme from the scope, not META; and a view (or
             # a library handed `request.scope`) reads the client and the header lines there.

@@ -66,6 +66,12 @@ headers (on by default, believing 127.0.0.1) rewrite the scope's client from
 the middleware answers every request with a 500 naming the fix and logs it once
 (``rewritten``, ``trueip.asgi.rewrite_around``).
 
+waitress under ``--trusted-proxy`` (``*``: anyone) and Granian's ``wrap_wsgi_with_proxy_headers``
+(127.0.0.1 by default) rewrite ``REMOTE_ADDR`` and ``wsgi.url_scheme`` from ``X-Forwarded-For``
+and ``-Proto`` before the app runs: the middleware refuses the same way. Behind a proxy, run
+waitress with ``--no-clear-untrusted-proxy-headers``: by default it removes ``X-Forwarded-For``
+and ``Forwarded`` from every request, so every client is the proxy.
+
 Under gunicorn's ``--proxy-protocol``, ``REMOTE_ADDR`` is the source a PROXY header named,
 which gunicorn reads from any peer in ``--proxy-allow-from`` (127.0.0.1 by default): the
 peer is gunicorn's socket's, and the source is believed only from a peer in the policy's
@@ -74,9 +80,13 @@ peer is gunicorn's socket's, and the source is believed only from a peer in the 
 gunicorn sets ``wsgi.url_scheme`` from ``X-Forwarded-Proto``, ``-Protocol`` and ``-Ssl``
 itself for a peer in ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process):
 under gunicorn a request that came through no trusted hop gets its connection's scheme (TLS
-or not, from ``environ["gunicorn.socket"]``). Through a trusted hop gunicorn's scheme is kept
-unless ``origin`` applies the hop's; run gunicorn with ``--forwarded-allow-ips ""`` so that
-only the policy's hops and ``origin`` decide it.
+or not, from ``environ["gunicorn.socket"]``), and so does one whose ``origin`` leaves out
+``"proto"``. Through a trusted hop under ``"proto"`` gunicorn's scheme is kept unless the hop
+reported one (a proxy that says ``X-Forwarded-Ssl: on`` alone); run gunicorn with
+``--forwarded-allow-ips ""`` so that only the policy's hops and ``origin`` decide it. The same
+goes for the ``SCRIPT_NAME`` gunicorn takes from a ``SCRIPT_NAME`` header of such a peer
+(``--forwarder-headers``): its own (the process environment's) is put back, with the rest of
+the path in ``PATH_INFO``, unless a trusted hop's request and ``origin`` names ``"prefix"``.
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
@@ -90,8 +100,10 @@ side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge fo
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import unquote_to_bytes
 
 from . import Policy, Verifier, forwarding_header_names
 from . import _signed
@@ -217,6 +229,22 @@ def _gunicorn_proxy(environ: dict[str, Any]) -> Optional[tuple[Any, Any]]:
     return peer, source
 
 
+def _undo_gunicorn_script_name(environ: dict[str, Any], original: dict[str, Any]) -> None:
+    """Puts back gunicorn's own ``SCRIPT_NAME`` (the process environment's) where it took one
+    from a ``SCRIPT_NAME`` header, which it does for a peer in ``--forwarded-allow-ips``
+    (``--forwarder-headers``; 127.0.0.1 by default: any local process) and strips from
+    ``PATH_INFO``: that peer chose the prefix the app routes and builds links under. The
+    stripped part goes back at the head of ``PATH_INFO``, decoded as gunicorn decodes it."""
+    own = os.environ.get("SCRIPT_NAME", "")
+    taken = environ.get("SCRIPT_NAME", "")
+    if taken == own or not isinstance(taken, str) or not isinstance(environ.get("PATH_INFO", ""), str):
+        return
+    moved = taken[len(own):] if taken.startswith(own) else taken
+    original["PATH_INFO"] = environ.get("PATH_INFO", "")
+    environ["PATH_INFO"] = unquote_to_bytes(moved).decode("latin-1") + original["PATH_INFO"]
+    environ["SCRIPT_NAME"] = own
+
+
 def apply(
     policy: Policy,
     environ: dict[str, Any],
@@ -288,11 +316,15 @@ def apply(
     if verifier is not None:
         environ["trueip.signature"] = outcome
     sock = environ.get("gunicorn.socket")
-    if sock is not None and (resolution is None or not resolution.trusted_hop):
+    if sock is not None and (resolution is None or not resolution.trusted_hop or "proto" not in origin):
         # gunicorn sets the scheme from X-Forwarded-Proto, -Protocol or -Ssl itself for a peer
         # in --forwarded-allow-ips (127.0.0.1 by default: any local process). A request that
-        # came through no trusted hop has its connection's scheme: its socket's.
+        # came through no trusted hop, or whose hops `origin` takes no scheme from, has its
+        # connection's scheme: its socket's (a trusted proxy that writes no scheme header
+        # passes a client's on).
         environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "cipher", None)) else "http"
+    if sock is not None and (resolution is None or not resolution.trusted_hop or "prefix" not in origin):
+        _undo_gunicorn_script_name(environ, original)
     withheld = policy._withheld_environ_keys(resolution)
     # Usually none is there (a trusted hop's list header is not withheld): the disjointness
     # check costs a third of building the intersection.
