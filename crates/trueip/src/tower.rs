@@ -81,6 +81,7 @@
 //! ```
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -268,7 +269,7 @@ where
             }
             req.extensions_mut().insert(outcome);
             req.extensions_mut().insert(resolution);
-            return ResponseFuture { state: State::Inner { future: self.inner.call(req) } };
+            return ResponseFuture::inner(self.inner.call(req));
         }
         let resolution = match found {
             #[cfg(feature = "lambda-http")]
@@ -281,7 +282,7 @@ where
             withhold(&self.policy, self.policy.hop(&resolution), req.headers_mut());
         }
         req.extensions_mut().insert(resolution);
-        ResponseFuture { state: State::Inner { future: self.inner.call(req) } }
+        ResponseFuture::inner(self.inner.call(req))
     }
 }
 
@@ -366,12 +367,8 @@ fn refuse_unsigned<ReqBody, F, ResBody: From<&'static str>>(
     use crate::provenance::{refusal_body, refusal_status};
     let status = refusal_status(why);
     log::info!("{} {}: {status}, {why}", req.method(), req.uri().path());
-    let mut response = Response::new(ResBody::from(refusal_body(why)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    ResponseFuture { state: State::Refused { response: Some(response) } }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    ResponseFuture::refused(status, refusal_body(why))
 }
 
 /// A request no server stored a connection in: under lambda_http, the connection its
@@ -384,9 +381,7 @@ fn no_connection<ReqBody, F, ResBody: From<&'static str>>(
     if let Some(found) = crate::lambda::http::stand_in_connection(req.extensions(), req.headers()) {
         return found.map(|(kind, conn)| Found::StandIn(kind, conn)).map_err(|e| {
             log::error!("{} {}: 500, trueip: {e}", req.method(), req.uri().path());
-            ResponseFuture {
-                state: State::Refused { response: Some(server_error(MISSING_STAND_IN)) },
-            }
+            ResponseFuture::refused(StatusCode::INTERNAL_SERVER_ERROR, MISSING_STAND_IN)
         });
     }
     Err(refuse(req))
@@ -397,7 +392,7 @@ fn refuse<ReqBody, F, ResBody: From<&'static str>>(
     req: &Request<ReqBody>,
 ) -> ResponseFuture<F, ResBody> {
     log::error!("{} {}: 500, {}", req.method(), req.uri().path(), MISSING_CONNECTION.trim_end());
-    ResponseFuture { state: State::Refused { response: Some(server_error(MISSING_CONNECTION)) } }
+    ResponseFuture::refused(StatusCode::INTERNAL_SERVER_ERROR, MISSING_CONNECTION)
 }
 
 /// Where [`connection`] found the connection.
@@ -459,8 +454,13 @@ pub(crate) fn connection(ext: &Extensions) -> Option<Found<'_>> {
 
 /// A `500` with a plain-text body naming the fix.
 pub(crate) fn server_error<B: From<&'static str>>(message: &'static str) -> Response<B> {
+    plain_text(StatusCode::INTERNAL_SERVER_ERROR, message)
+}
+
+/// A response of `status` whose plain-text body is `message`.
+fn plain_text<B: From<&'static str>>(status: StatusCode, message: &'static str) -> Response<B> {
     let mut response = Response::new(B::from(message));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -472,15 +472,33 @@ pin_project! {
     /// request without a connection.
     pub struct ResponseFuture<F, B> {
         #[pin]
-        state: State<F, B>,
+        state: State<F>,
+        body: PhantomData<fn() -> B>,
     }
 }
 
 pin_project! {
+    /// A refusal holds its status and body, and its response is made when polled, so
+    /// that a served request's future is the inner one and a tag: a held `Response`
+    /// (128 bytes with axum's body) would size it whenever the inner future is smaller,
+    /// as a plain handler's often is (axum's router's, 320 bytes, is not).
     #[project = StateProj]
-    enum State<F, B> {
+    enum State<F> {
         Inner { #[pin] future: F },
-        Refused { response: Option<Response<B>> },
+        Refused { refusal: Option<(StatusCode, &'static str)> },
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    fn inner(future: F) -> Self {
+        ResponseFuture { state: State::Inner { future }, body: PhantomData }
+    }
+
+    fn refused(status: StatusCode, body: &'static str) -> Self {
+        ResponseFuture {
+            state: State::Refused { refusal: Some((status, body)) },
+            body: PhantomData,
+        }
     }
 }
 
@@ -494,8 +512,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Inner { future } => future.poll(cx),
-            StateProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+            StateProj::Refused { refusal } => match refusal.take() {
+                Some((status, body)) => Poll::Ready(Ok(plain_text(status, body))),
                 // Polled again after it finished: a caller bug, answered like any other
                 // request that cannot be served rather than with a panic.
                 None => Poll::Ready(Ok(server_error(MISSING_CONNECTION))),
