@@ -368,18 +368,21 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
 /// The firewalls', CDNs' and platforms' client headers that apps read (`HTTP_INCAP_CLIENT_IP`
 /// in WordPress security plugins, `HTTP_X_SUCURI_CLIENTIP`, `HTTP_CDN_SRC_IP` in PHP
 /// forum and CMS code, `HTTP_X_FORWARDED_IP` in PHP and Java helpers; Azure App Service's
-/// `X-ARR-ClientIP`, ASP.NET Core's `X-Original-For`, `X-Original-IP`, `X-Real-Client-IP`,
-/// Alibaba Cloud CDN's `Ali-Cdn-Real-Ip`, Tencent EdgeOne's `EO-Connecting-IP` and
-/// `EO-Client-IP`) are client-IP headers: from a stranger, in any spelling, none reaches
-/// the upstream, each counted as a forgery; from a trusted hop whose policy reads none
-/// of them, they are dropped.
+/// `X-ARR-ClientIP`, Netlify's `X-BB-IP`, Vercel's `X-Vercel-Proxied-For`, ASP.NET Core's
+/// `X-Original-For`, `X-Original-IP`, `X-Real-Client-IP`, Alibaba Cloud CDN's
+/// `Ali-Cdn-Real-Ip`, Tencent EdgeOne's `EO-Connecting-IP` and `EO-Client-IP`) are
+/// client-IP headers: from a stranger, in any spelling, none reaches the upstream, each
+/// counted as a forgery; from a trusted hop whose policy reads none of them, they are
+/// dropped.
 ///
 /// Fails on the code before each fix: the first four passed from anyone, as the client
-/// wrote them, and so did the platforms' seven until the table had them.
+/// wrote them, and so did the platforms' nine until the table had them.
 #[test]
 fn waf_and_cdn_client_headers_apps_read_are_client_ip_headers() {
     let platforms = [
         ("X-ARR-ClientIP", "6.6.6.6:51234"),
+        ("X-BB-IP", "6.6.6.6"),
+        ("X-Vercel-Proxied-For", "6.6.6.6"),
         ("X-Original-For", "6.6.6.6:51234"),
         ("X-Original-IP", "6.6.6.6"),
         ("X-Real-Client-IP", "6.6.6.6"),

@@ -635,7 +635,7 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (72 names) leaves about one name in sixty of another signature to
+/// the table's size (74 names) leaves about one name in fifty-five of another signature to
 /// the full lookup; none of the common request headers
 /// (`common_request_headers_pass_on_the_prefilter`).
 const SIGNATURE_WORDS: usize = 64;
@@ -1060,7 +1060,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 72] = {
+    pub const FORWARDING: [Forwarding; 74] = {
         use Claim::{Address, Hops, Origin, Request};
         [
             row(
@@ -1240,6 +1240,16 @@ pub mod names {
             named("do-connecting-ip", Address, "DigitalOcean App Platform; read by python-ipware"),
             named("x-vercel-forwarded-for", Address, "Vercel"),
             named("x-nf-client-connection-ip", Address, "Netlify"),
+            named(
+                "x-bb-ip",
+                Address,
+                "Netlify (its edge writes it beside x-nf-client-connection-ip); read as the client by Netlify Functions and Next.js API routes (`event.headers['x-bb-ip']`)",
+            ),
+            named(
+                "x-vercel-proxied-for",
+                Address,
+                "Vercel (its edge writes it beside x-vercel-forwarded-for); read as the client by Next.js and SvelteKit apps and rate limiters on Vercel",
+            ),
             named(
                 "incap-client-ip",
                 Address,

@@ -123,10 +123,12 @@ const FORGED: [(&str, &str); 4] = [
 ];
 
 /// Headers platforms write and apps read as the client's address (Azure App Service,
-/// ASP.NET Core, Alibaba Cloud CDN, Tencent EdgeOne, front proxies) or scheme (App
+/// Netlify, Vercel, ASP.NET Core, Alibaba Cloud CDN, Tencent EdgeOne, front proxies) or scheme (App
 /// Service's `X-ARR-SSL`): rows of the table like the others.
-const PLATFORM: [(&str, &str); 8] = [
+const PLATFORM: [(&str, &str); 10] = [
     ("X-ARR-ClientIP", "6.6.6.9:51234"),
+    ("X-BB-IP", "6.6.6.9"),
+    ("X-Vercel-Proxied-For", "6.6.6.9"),
     ("X-Original-For", "6.6.6.9:51234"),
     ("X-Original-IP", "6.6.6.9"),
     ("X-Real-Client-IP", "6.6.6.9"),
