@@ -279,7 +279,7 @@ fn dotted_spellings_of_client_ip_headers_are_stripped_on_every_path() {
 /// from a stranger on each of the three ways in: none reaches the upstream, no name
 /// spelled other than with letters, digits and dashes does, the scheme is the
 /// connection's, and every line is counted as stripped.
-fn stripped_on_every_path(dir: &str, forged: &[(&str, &str); 6]) {
+fn stripped_on_every_path(dir: &str, forged: &[(&str, &str)]) {
     let dir = test_dir(dir);
     let up = Recorder::start();
     let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
@@ -296,7 +296,8 @@ fn stripped_on_every_path(dir: &str, forged: &[(&str, &str); 6]) {
         assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{way}");
     }
     let m = metrics(gw.addr);
-    assert!(m.contains("trueip_stripped_headers_total 18"), "six lines stripped three times: {m}");
+    let stripped = format!("trueip_stripped_headers_total {}", 3 * forged.len());
+    assert!(m.contains(&stripped), "each line stripped on each of three paths: {m}");
 }
 
 /// lighttpd's CGI, FastCGI and SCGI make every byte of a header name that is not a letter
@@ -364,36 +365,54 @@ fn via_passes_only_from_a_trusted_hop_that_relays_it() {
     }
 }
 
-/// The firewalls' and CDNs' client headers that PHP apps read first (`HTTP_INCAP_CLIENT_IP`
+/// The firewalls', CDNs' and platforms' client headers that apps read (`HTTP_INCAP_CLIENT_IP`
 /// in WordPress security plugins, `HTTP_X_SUCURI_CLIENTIP`, `HTTP_CDN_SRC_IP` in PHP
-/// forum and CMS code, `HTTP_X_FORWARDED_IP` in PHP and Java helpers) are client-IP
-/// headers: from a stranger, in any spelling, none reaches the upstream, each counted
-/// as a forgery; from a trusted hop whose policy reads none of them, they are dropped.
+/// forum and CMS code, `HTTP_X_FORWARDED_IP` in PHP and Java helpers; Azure App Service's
+/// `X-ARR-ClientIP`, Netlify's `X-BB-IP`, Vercel's `X-Vercel-Proxied-For`, ASP.NET Core's
+/// `X-Original-For`, `X-Original-IP`, `X-Real-Client-IP`, Alibaba Cloud CDN's
+/// `Ali-Cdn-Real-Ip`, Tencent EdgeOne's `EO-Connecting-IP` and `EO-Client-IP`) are
+/// client-IP headers: from a stranger, in any spelling, none reaches the upstream, each
+/// counted as a forgery; from a trusted hop whose policy reads none of them, they are
+/// dropped.
 ///
-/// Fails on the code before the fix: all four passed from anyone, as the client wrote them.
+/// Fails on the code before each fix: the first four passed from anyone, as the client
+/// wrote them, and so did the platforms' nine until the table had them.
 #[test]
-fn waf_and_cdn_client_headers_php_apps_read_are_client_ip_headers() {
-    stripped_on_every_path(
-        "fields_review/waf_headers",
-        &[
-            ("Incap-Client-IP", "6.6.6.6"),
-            ("X-Sucuri-ClientIP", "6.6.6.6"),
-            ("Cdn-Src-Ip", "6.6.6.6"),
-            ("X-Forwarded-IP", "6.6.6.6"),
-            ("X_Sucuri_ClientIP", "6.6.6.6"),
-            ("X_Forwarded.Proto", "https"),
-        ],
-    );
+fn waf_and_cdn_client_headers_apps_read_are_client_ip_headers() {
+    let platforms = [
+        ("X-ARR-ClientIP", "6.6.6.6:51234"),
+        ("X-BB-IP", "6.6.6.6"),
+        ("X-Vercel-Proxied-For", "6.6.6.6"),
+        ("X-Original-For", "6.6.6.6:51234"),
+        ("X-Original-IP", "6.6.6.6"),
+        ("X-Real-Client-IP", "6.6.6.6"),
+        ("Ali-Cdn-Real-Ip", "6.6.6.6"),
+        ("EO-Connecting-IP", "6.6.6.6"),
+        ("EO-Client-IP", "6.6.6.6"),
+    ];
+    let mut forged = vec![
+        ("Incap-Client-IP", "6.6.6.6"),
+        ("X-Sucuri-ClientIP", "6.6.6.6"),
+        ("Cdn-Src-Ip", "6.6.6.6"),
+        ("X-Forwarded-IP", "6.6.6.6"),
+        ("X_Sucuri_ClientIP", "6.6.6.6"),
+        ("X_ARR_ClientIP", "6.6.6.6"),
+        ("X_Forwarded.Proto", "https"),
+        ("X-ARR-SSL", "2048|256"),
+    ];
+    forged.extend(platforms);
+    stripped_on_every_path("fields_review/waf_headers", &forged);
     let dir = test_dir("fields_review/waf_headers_trusted");
     let up = Recorder::start();
     let trusting = format!("{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n", toml(up.addr, false));
     let gw = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
-    let lines = [
+    let mut lines = vec![
         ("Incap-Client-IP", "6.6.6.6"),
         ("X-Sucuri-ClientIP", "6.6.6.6"),
         ("Cdn-Src-Ip", "6.6.6.6"),
         ("X-Forwarded-IP", "6.6.6.6"),
     ];
+    lines.extend(platforms);
     for (way, got) in three_ways(gw.addr, &up, &lines) {
         for (name, value) in &got.seen().headers {
             assert!(!value.contains("6.6.6.6"), "{way}: {name}: {value} reached the upstream");

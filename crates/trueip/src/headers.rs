@@ -635,7 +635,7 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (64 names) leaves about one name in seventy of another signature to
+/// the table's size (74 names) leaves about one name in fifty-five of another signature to
 /// the full lookup; none of the common request headers
 /// (`common_request_headers_pass_on_the_prefilter`).
 const SIGNATURE_WORDS: usize = 64;
@@ -1060,7 +1060,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 64] = {
+    pub const FORWARDING: [Forwarding; 74] = {
         use Claim::{Address, Hops, Origin, Request};
         [
             row(
@@ -1241,6 +1241,16 @@ pub mod names {
             named("x-vercel-forwarded-for", Address, "Vercel"),
             named("x-nf-client-connection-ip", Address, "Netlify"),
             named(
+                "x-bb-ip",
+                Address,
+                "Netlify (its edge writes it beside x-nf-client-connection-ip); read as the client by Netlify Functions and Next.js API routes (`event.headers['x-bb-ip']`)",
+            ),
+            named(
+                "x-vercel-proxied-for",
+                Address,
+                "Vercel (its edge writes it beside x-vercel-forwarded-for); read as the client by Next.js and SvelteKit apps and rate limiters on Vercel",
+            ),
+            named(
                 "incap-client-ip",
                 Address,
                 "Imperva (Incapsula); read by WordPress security plugins and PHP client-IP helpers (HTTP_INCAP_CLIENT_IP)",
@@ -1259,6 +1269,41 @@ pub mod names {
                 "x-forwarded-ip",
                 Address,
                 "read by PHP and Java client-IP helpers (HTTP_X_FORWARDED_IP)",
+            ),
+            named(
+                "x-arr-clientip",
+                Address,
+                "Azure App Service's front ends (ARR, `ip:port`); read as the client by App Service and Azure Functions apps (HTTP_X_ARR_CLIENTIP, `req.headers['x-arr-clientip']`)",
+            ),
+            named(
+                "x-original-for",
+                Address,
+                "ASP.NET Core's ForwardedHeadersMiddleware (ForwardedHeadersDefaults.XOriginalForHeaderName: the connection's address before it applied X-Forwarded-For); read as the client by apps behind it",
+            ),
+            named(
+                "x-original-ip",
+                Address,
+                "ASP.NET 5's IISPlatformHandler middleware (the connection's address before X-Forwarded-For), nginx auth_request setups (`proxy_set_header X-Original-IP $remote_addr`); read as the client by apps and workers behind them",
+            ),
+            named(
+                "x-real-client-ip",
+                Address,
+                "front proxies and Next.js middlewares that hand the client on; read first by Django apps (META HTTP_X_REAL_CLIENT_IP), PHP (Symfony server bag) and Node apps behind them",
+            ),
+            named(
+                "ali-cdn-real-ip",
+                Address,
+                "Alibaba Cloud CDN (added to every origin request); read first by PHP and Node apps behind it",
+            ),
+            named(
+                "eo-connecting-ip",
+                Address,
+                "Tencent Cloud EdgeOne (added to every origin request); read by apps behind it",
+            ),
+            named(
+                "eo-client-ip",
+                Address,
+                "Tencent Cloud EdgeOne's client IP header, under the name its documentation gives; read by apps and edge functions behind it",
             ),
             row(
                 X_FORWARDED_PROTO,
@@ -1297,6 +1342,11 @@ pub mod names {
                 "Microsoft ISA and ARR; read by CodeIgniter as the scheme (anything but `off` means https)",
             ),
             named("x-scheme", Request, "ingress-nginx; read by Tornado (xheaders) as the scheme"),
+            named(
+                "x-arr-ssl",
+                Request,
+                "Azure App Service (present when the client used https); read by WordPress plugins (SSL Insecure Content Fixer), PHP and Rack apps as the scheme (anything present means https)",
+            ),
             row(X_AZURE_FDID, Origin, "Azure Front Door: the profile id, an origin secret"),
             named(
                 "via",

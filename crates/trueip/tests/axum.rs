@@ -122,14 +122,32 @@ const FORGED: [(&str, &str); 4] = [
     ("X-Request-Id", "abc"),
 ];
 
+/// Headers platforms write and apps read as the client's address (Azure App Service,
+/// Netlify, Vercel, ASP.NET Core, Alibaba Cloud CDN, Tencent EdgeOne, front proxies) or scheme (App
+/// Service's `X-ARR-SSL`): rows of the table like the others.
+const PLATFORM: [(&str, &str); 10] = [
+    ("X-ARR-ClientIP", "6.6.6.9:51234"),
+    ("X-BB-IP", "6.6.6.9"),
+    ("X-Vercel-Proxied-For", "6.6.6.9"),
+    ("X-Original-For", "6.6.6.9:51234"),
+    ("X-Original-IP", "6.6.6.9"),
+    ("X-Real-Client-IP", "6.6.6.9"),
+    ("Ali-Cdn-Real-Ip", "6.6.6.9"),
+    ("EO-Connecting-IP", "6.6.6.9"),
+    ("EO-Client-IP", "6.6.6.9"),
+    ("X-ARR-SSL", "2048|256"),
+];
+
 /// What a stranger writes in a client-IP header, in any spelling, never reaches the
 /// handler: it would believe it, as `trueip serve` and the Python middlewares never let
-/// an app do. Before the layer withheld them, all three reached it.
+/// an app do. Before the layer withheld them, all three reached it; before the table had
+/// them, every one of [`PLATFORM`] did.
 #[tokio::test]
 async fn a_strangers_client_ip_headers_never_reach_the_handler() {
+    let forged: Vec<(&str, &str)> = FORGED.iter().chain(&PLATFORM).copied().collect();
     for layer in [ClientIpLayer::new(policy()), ClientIpLayer::new(Policy::default())] {
         let addr = serve::<SocketAddr>(echo().layer(layer)).await;
-        let reply = get_from(ATTACKER, addr, "/headers", &FORGED).await.unwrap();
+        let reply = get_from(ATTACKER, addr, "/headers", &forged).await.unwrap();
         assert_eq!((reply.status, reply.body.as_str()), (200, "x-request-id=abc"));
     }
 }
@@ -138,15 +156,19 @@ async fn a_strangers_client_ip_headers_never_reach_the_handler() {
 /// claims about the request; a client address the policy did not read (`True-Client-IP`,
 /// which nginx and ALBs relay from the client unchanged) and an underscore spelling do
 /// not. A policy that reads `True-Client-IP` hands it over. Before, all of them reached it.
+/// Of [`PLATFORM`] only the claim about the request (`X-ARR-SSL`) passes a trusted hop.
 #[tokio::test]
 async fn a_trusted_hops_headers_reach_the_handler_as_the_decision_read_them() {
     let addr = serve::<SocketAddr>(echo().layer(ClientIpLayer::new(policy()))).await;
-    let mut sent = FORGED.to_vec();
+    let mut sent: Vec<(&str, &str)> = FORGED.iter().chain(&PLATFORM).copied().collect();
     sent.push(("X-Forwarded-Proto", "https"));
     let reply = get_from(PROXY, addr, "/headers", &sent).await.unwrap();
     assert_eq!(
         (reply.status, reply.body.as_str()),
-        (200, "x-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc")
+        (
+            200,
+            "x-arr-ssl=2048|256\nx-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc"
+        )
     );
 
     let akamai = Policy::builder()
