@@ -266,3 +266,27 @@ fn the_session_ticket_leaves_with_the_first_response() {
         assert!(reply.starts_with("HTTP/1.1 200"), "round {round}: {reply}");
     }
 }
+
+/// The server picks the suite: OpenSSL's client lists AES-256-GCM first and gets
+/// AES-128-GCM (a SHA-256 key schedule), in TLS 1.3 and 1.2; a client that offers only
+/// AES-256-GCM still gets it. (Fails on the code that followed the client's order.)
+#[test]
+fn the_server_prefers_aes_128_over_the_clients_aes_256() {
+    let Some((_dir, listen, gw)) = one_certificate("tls_suite_order") else {
+        return;
+    };
+    let request = b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for (args, suite) in [
+        (&["-tls1_3"][..], "TLS_AES_128_GCM_SHA256"),
+        (&["-tls1_2"][..], "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        (&["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"][..], "TLS_AES_256_GCM_SHA384"),
+    ] {
+        let reply = pki::s_client(listen, args, request);
+        assert!(
+            reply.contains(&format!("Cipher is {suite}")),
+            "{args:?}: want {suite}:\n{reply}\n{}",
+            gw.proc.log()
+        );
+        assert!(reply.contains("HTTP/1.1 200"), "{args:?}: {reply}");
+    }
+}
