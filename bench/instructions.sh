@@ -8,6 +8,8 @@
 #   PROTOCOL=h2 bash bench/instructions.sh         # HTTP/2 over TLS, as bench/gateway.sh's h2 row
 #   PROTOCOL=close bash bench/instructions.sh      # a new connection per request (row close)
 #   PROTOCOL=proxy-v2 bash bench/instructions.sh   # the same with a PROXY v2 header (row proxy-v2)
+#   PROTOCOL=tls-close bash bench/instructions.sh  # over TLS, a full handshake per request
+#   PROTOCOL=tls-resume bash bench/instructions.sh # over TLS, each connection resuming
 #   ACCESS_LOG=true bash bench/instructions.sh     # with the access log on (to a file in $OUT)
 #
 # The request and the gateway are bench/gateway.sh's proxy row: `trueip serve --upstream
@@ -36,6 +38,12 @@
 # the system calls per connection are what `strace -c -f -p PID` (or `perf stat -e
 # 'syscalls:sys_enter_*' -p PID`) shows.
 #
+# PROTOCOL=tls-close and PROTOCOL=tls-resume: the same client over TLS, to the h2 row's TLS
+# listener (a P-256 certificate, rustls): tls-close makes a full handshake on every
+# connection, tls-resume offers the session the last connection to finish left (as wrk does
+# on bench/gateway.sh's row), and every counted connection must have resumed. The client is
+# Python's ssl (OpenSSL, default settings: TLS 1.3, X25519).
+#
 # PROTOCOL=h2 with BROWSER=1: each request also carries the headers a browser sends with a
 # navigation (bench/lib.sh's browser_headers: 13 lines, 762 bytes, a cookie among them).
 #
@@ -59,8 +67,8 @@ WARMUP=${WARMUP:-2000}
 case $PROTOCOL in
     h1) CONNECTIONS=${CONNECTIONS:-50} ;;
     h2) CONNECTIONS=${CONNECTIONS:-10} STREAMS=${STREAMS:-10} ;;
-    close | proxy-v2) CONNECTIONS=${CONNECTIONS:-50} ;;
-    *) echo "bench/instructions.sh: PROTOCOL is h1, h2, close or proxy-v2, not $PROTOCOL" >&2; exit 1 ;;
+    close | proxy-v2 | tls-close | tls-resume) CONNECTIONS=${CONNECTIONS:-50} ;;
+    *) echo "bench/instructions.sh: PROTOCOL is h1, h2, close, proxy-v2, tls-close or tls-resume, not $PROTOCOL" >&2; exit 1 ;;
 esac
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/bench-instructions}
@@ -99,7 +107,7 @@ start_upstream "$OTHER_CPUS"
 # h2: bench/gateway.sh's certificate, and its h2 row's listener (no --listen: it would
 # replace the [[listen]] table with a plain HTTP listener).
 LISTEN_TOML=""
-if [ "$PROTOCOL" = h2 ]; then
+if [ "$PROTOCOL" = h2 ] || [ "$PROTOCOL" = tls-close ] || [ "$PROTOCOL" = tls-resume ]; then
     make_cert
     LISTEN_TOML="[[listen]]
 address = \"127.0.0.1:@PORT@\"
@@ -129,7 +137,7 @@ load() { # port count
             -H "x-forwarded-for: $XFF" "${BROWSER_HEADERS[@]}" "https://127.0.0.1:$1/"
         return
     fi
-    if [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
+    if [ "$PROTOCOL" != h1 ]; then
         taskset -c "$OTHER_CPUS" timeout -k 5 600 python3 -c "$CLOSE_CLIENT" "$1" "$2" \
             "$CONNECTIONS" "$PROTOCOL" "$XFF"
         return
@@ -173,6 +181,10 @@ measure() { # name
         echo "bench/instructions.sh: $name answered something other than 200; see $OUT/$name-h2load.txt" >&2
         exit 1
     }
+    if [ "$PROTOCOL" = tls-resume ] && ! grep -q "^resumed: $REQUESTS of" "$OUT/$name-h2load.txt"; then
+        echo "bench/instructions.sh: $name did not resume every session; see $OUT/$name-h2load.txt" >&2
+        exit 1
+    fi
     if [ "$ok" != "$REQUESTS" ]; then
         echo "bench/instructions.sh: $name: $ok of $REQUESTS requests succeeded; see $OUT/$name-h2load.txt" >&2
         exit 1
@@ -195,7 +207,7 @@ for name in "${NAMES[@]}"; do measure "$name"; done
 
 if [ "$PROTOCOL" = h2 ]; then
     CLIENT="h2load -n $REQUESTS -c $CONNECTIONS -m $STREAMS (HTTP/2 over TLS, ALPN h2; $CONNECTIONS TLS handshakes counted${BROWSER:+; the request headers of a browser})"
-elif [ "$PROTOCOL" = close ] || [ "$PROTOCOL" = proxy-v2 ]; then
+elif [ "$PROTOCOL" != h1 ]; then
     CLIENT="$REQUESTS new connections ($PROTOCOL; $CONNECTIONS at a time), one request each with Connection: close"
 else
     CLIENT="h2load --h1 -n $REQUESTS -c $CONNECTIONS"

@@ -154,23 +154,24 @@ HAPROXY
 }
 
 # The client of the rows with a new connection per request (bench/instructions.sh and
-# bench/syscalls.sh, PROTOCOL=close, proxy-v2 and tls-resume), a fixed count where wrk runs
-# for a time:
-#   python3 -c "$CLOSE_CLIENT" PORT TOTAL CONCURRENT close|proxy-v2|tls-resume XFF
+# bench/syscalls.sh, PROTOCOL=close, proxy-v2, tls-close and tls-resume), a fixed count
+# where wrk runs for a time:
+#   python3 -c "$CLOSE_CLIENT" PORT TOTAL CONCURRENT close|proxy-v2|tls-close|tls-resume XFF
 # sends exactly TOTAL requests, CONCURRENT connections open at a time, each a new connection
 # with wrk's request (Host, X-Forwarded-For, `Connection: close`; proxy-v2: a PROXY v2
 # header, TCP4 from 198.51.100.7, in the same write; tls-resume: over TLS, each connection
 # offering the session, and its newest ticket, that the last one to finish left, as wrk
-# does on row tls-resume) read to the close; prints "requests: N succeeded, M failed" and
+# does on row tls-resume; tls-close: over TLS, a full handshake each, as on row tls-close)
+# read to the close; prints "requests: N succeeded, M failed" and
 # the status codes as h2load does (and over TLS, how many connections resumed).
 CLOSE_CLIENT='
 import asyncio, socket, ssl, struct, sys
 port, total, conc, pp = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "proxy-v2"
-tls, session = None, None
-if sys.argv[4] == "tls-resume":
+tls, session, resume = None, None, sys.argv[4] == "tls-resume"
+if sys.argv[4] in ("tls-resume", "tls-close"):
     class Resuming(ssl.SSLContext):
         def wrap_bio(self, *args, **kwargs):
-            return super().wrap_bio(*args, session=session, **kwargs)
+            return super().wrap_bio(*args, session=session if resume else None, **kwargs)
     tls = Resuming(ssl.PROTOCOL_TLS_CLIENT)
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE

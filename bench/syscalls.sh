@@ -16,6 +16,9 @@
 #   PROTOCOL=tls-resume REQUESTS=5000 bash bench/syscalls.sh
 #                                                   # row tls-resume: over TLS, each new
 #                                                   # connection resuming the session
+#   PROTOCOL=tls-close REQUESTS=5000 bash bench/syscalls.sh
+#                                                   # row tls-close: the same with a full
+#                                                   # handshake on every connection
 #   BROWSER=1 CONNECTIONS=5 STREAMS=100 bash bench/syscalls.sh
 #                                                   # row h2 with the request headers a
 #                                                   # browser sends, over few connections
@@ -23,7 +26,7 @@
 # The servers are started as bench/gateway.sh starts them for the row (the same nginx and
 # HAProxy configs, the same trueip flags and `[[listen]]` table, one worker each, on
 # $PROXY_CPU; upstream and load generator on the other CPUs). The load generator is h2load
-# for h2; for close, proxy-v2 and tls-resume, bench/lib.sh's CLOSE_CLIENT ($CONNECTIONS
+# for h2; for close, proxy-v2, tls-close and tls-resume, bench/lib.sh's CLOSE_CLIENT ($CONNECTIONS
 # connections at a time, a fixed count where wrk runs for a time; slower than wrk, so a
 # server waits for more of its requests, and the counts that depend on timing, `epoll_wait`
 # and the failed `accept4`, differ from a wrk run's). For each server and round: $WARMUP
@@ -59,8 +62,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROTOCOL=${PROTOCOL:-h2}
-case $PROTOCOL in h2 | close | proxy-v2 | tls-resume) ;; *)
-    echo "bench/syscalls.sh: PROTOCOL is h2, close, proxy-v2 or tls-resume, not $PROTOCOL" >&2; exit 1 ;;
+case $PROTOCOL in h2 | close | proxy-v2 | tls-close | tls-resume) ;; *)
+    echo "bench/syscalls.sh: PROTOCOL is h2, close, proxy-v2, tls-close or tls-resume, not $PROTOCOL" >&2; exit 1 ;;
 esac
 REQUESTS=${REQUESTS:-20000}
 WARMUP=${WARMUP:-2000}
@@ -127,7 +130,7 @@ case $PROTOCOL in
         HAPROXY_BIND="ssl crt $OUT/haproxy.pem alpn h2,http/1.1"
         TRUEIP_LISTEN="tls = { cert = \"$OUT/cert.pem\", key = \"$OUT/key.pem\" }"
         ;;
-    tls-resume)
+    tls-close | tls-resume)
         NGINX_LISTEN="ssl;
         ssl_certificate $OUT/cert.pem;
         ssl_certificate_key $OUT/key.pem;
@@ -224,6 +227,8 @@ for round in $(seq 1 "$ROUNDS"); do
             { echo "bench/syscalls.sh: $name did not answer $REQUESTS requests ($PROTOCOL) with 200; see $f.h2load.txt" >&2; exit 1; }
         { [ "$PROTOCOL" != tls-resume ] || grep -q "^resumed: $REQUESTS of" "$f.h2load.txt"; } ||
             { echo "bench/syscalls.sh: $name did not resume every session; see $f.h2load.txt" >&2; exit 1; }
+        { [ "$PROTOCOL" != tls-close ] || grep -q "^resumed: 0 of" "$f.h2load.txt"; } ||
+            { echo "bench/syscalls.sh: $name resumed a session on tls-close; see $f.h2load.txt" >&2; exit 1; }
     done
 done
 

@@ -70,6 +70,142 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     }
 }
 
+/// The transport under a TLS connection: it can hold back what TLS writes, to send it with
+/// the next write in one system call and one packet.
+///
+/// During the handshake ([`Held::new`] holding) writes are held, and a read sends them
+/// before it reads: every flight leaves before the connection waits for the client's
+/// answer to it, in one write as without holding. When a TLS 1.3 handshake ends, what is
+/// still held is the session ticket, written after the client's Finished
+/// ([`Held::defer`]): the client never waits for it, so it waits for the connection's first
+/// write (the response, HTTP/2's preface) or its close and leaves in the same system call
+/// and packet, one `writev` and one packet fewer per connection (nginx and HAProxy write
+/// the ticket on its own). The last response of a connection that closes after it is held
+/// the same way ([`Tracked::hold_until_close`]) and leaves with close_notify.
+pub(crate) struct Held<S> {
+    inner: S,
+    held: Vec<u8>,
+    /// How much of `held` has been sent.
+    sent: usize,
+    /// Whether writes are held (else they go out at once, after anything held).
+    holding: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Held<S> {
+    /// `inner`, its writes held (for the handshake).
+    pub(crate) fn new(inner: S) -> Self {
+        Held { inner, held: Vec::new(), sent: 0, holding: true }
+    }
+
+    /// The handshake has ended: later writes go straight through, and what is held now
+    /// (a TLS 1.3 session ticket) leaves ahead of the next write, a flush or the shutdown,
+    /// not before a read.
+    pub(crate) fn defer(&mut self) {
+        self.holding = false;
+    }
+
+    fn unsent(&self) -> &[u8] {
+        self.held.get(self.sent..).unwrap_or_default()
+    }
+
+    /// Notes `n` held bytes sent.
+    fn sent(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent >= self.held.len() {
+            self.held.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// Sends everything held.
+    pub(crate) fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.unsent().is_empty() {
+            let unsent = self.held.get(self.sent..).unwrap_or_default();
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, unsent))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Held<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.holding && !this.unsent().is_empty() {
+            // A flight the client answers.
+            std::task::ready!(this.poll_release(cx))?;
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Held<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holding {
+            let mut n = 0;
+            for b in bufs {
+                this.held.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        loop {
+            let unsent = this.held.get(this.sent..).unwrap_or_default();
+            if unsent.is_empty() {
+                return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+            }
+            // Once per connection at most: the held bytes ahead of these, in one write.
+            let held = unsent.len();
+            let mut all = Vec::with_capacity(bufs.len() + 1);
+            all.push(io::IoSlice::new(unsent));
+            all.extend_from_slice(bufs);
+            let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &all))?;
+            if n == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            this.sent(n.min(held));
+            if n > held {
+                return Poll::Ready(Ok(n - held));
+            }
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.holding {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(this.poll_release(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_release(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
 /// The most storage a connection keeps in each of its buffers between two exchanges:
 /// a lean client connection between requests, a pooled upstream connection while it
 /// waits. A plain request, its whoami page (about 12 KiB) and a plain response head fit,
@@ -525,7 +661,7 @@ pub(crate) enum Stream {
     /// Cleartext.
     Plain(Rewind<Socket>),
     /// Terminated TLS.
-    Tls(Box<TlsStream<Rewind<Socket>>>),
+    Tls(Box<TlsStream<Held<Rewind<Socket>>>>),
 }
 
 /// When a connection last moved a byte, when it last started or finished a request,
@@ -1004,6 +1140,15 @@ fn polled_waiting<I: AsyncRead + Unpin>(io: &mut I) -> bool {
 }
 
 impl Tracked {
+    /// Under TLS, holds what is written next until the connection's shutdown, which
+    /// sends it with close_notify in one write: for the last response of a connection
+    /// that closes after it, written whole.
+    pub(crate) fn hold_until_close(&mut self) {
+        if let Stream::Tls(s) = &mut self.stream {
+            s.get_mut().0.holding = true;
+        }
+    }
+
     /// [`linger`], with a TCP socket that was never registered with tokio's event loop
     /// asked directly (a poll would register it only to find nothing).
     pub(crate) async fn linger(&mut self) {
@@ -1238,5 +1383,82 @@ mod tests {
         let mut out = String::new();
         r.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
+    }
+
+    /// A transport that records each write call's bytes, and whose reads find nothing.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncRead for Writes {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = bytes.len();
+            self.get_mut().0.push(bytes);
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// While holding (the handshake) a read sends what is held first; after it, what is
+    /// held (the ticket) waits through reads for the next write and leaves in the same
+    /// write call, and a response held until the close leaves with close_notify.
+    #[tokio::test]
+    async fn held_bytes_leave_before_a_handshake_read_then_with_the_next_write() {
+        use tokio::io::AsyncWriteExt;
+        let mut h = Held::new(Writes::default());
+        let mut byte = [0u8; 1];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = |h: &mut Held<Writes>| {
+            let mut probe = ReadBuf::new(&mut byte);
+            assert!(Pin::new(h).poll_read(&mut cx, &mut probe).is_pending());
+        };
+        h.write_all(b"flight").await.unwrap();
+        h.flush().await.unwrap();
+        assert!(h.inner.0.is_empty(), "held while the handshake runs");
+        read(&mut h);
+        assert_eq!(h.inner.0, [b"flight".to_vec()], "a handshake read sends them first");
+        h.write_all(b"ticket").await.unwrap();
+        h.defer();
+        read(&mut h);
+        assert_eq!(h.inner.0.len(), 1, "the ticket waits through a read");
+        h.write_all(b"response").await.unwrap();
+        assert_eq!(h.inner.0[1..], [b"ticketresponse".to_vec()], "one write for both");
+        h.write_all(b"more").await.unwrap();
+        assert_eq!(h.inner.0[2..], [b"more".to_vec()], "straight through after");
+        h.holding = true;
+        h.write_all(b"last").await.unwrap();
+        h.write_all(b"close_notify").await.unwrap();
+        assert_eq!(h.inner.0.len(), 3, "held until the close");
+        h.shutdown().await.unwrap();
+        assert_eq!(h.inner.0[3..], [b"lastclose_notify".to_vec()], "one write at the close");
     }
 }

@@ -17,7 +17,7 @@ use trueip::proxy_protocol::PreambleError;
 use crate::config::{ListenerId, Mode, ProxyProtocol};
 use crate::context::{ConnCtx, Open, Permit, Retired, Role, Shared, Stops};
 use crate::http::{hyper, lean};
-use crate::io::{Activity, NoDelay, Rewind, Socket, Stream, TcpAcceptor, Tracked};
+use crate::io::{Activity, Held, NoDelay, Rewind, Socket, Stream, TcpAcceptor, Tracked};
 use crate::logging::Throttle;
 use crate::metrics::ClientErrorKind;
 use crate::{proxy, tcp};
@@ -308,7 +308,25 @@ async fn connection(
     // `bench/instructions.sh`.)
     let io = match acceptor {
         Some(acceptor) => {
-            let handshake = acceptor.accept(rewound);
+            let handshake = async {
+                match acceptor.accept(Held::new(rewound)).into_fallible().await {
+                    Ok(mut s) => {
+                        let (io, tls) = s.get_mut();
+                        io.defer();
+                        // TLS 1.2 ends with the server's Finished, which the client waits
+                        // for: only TLS 1.3's ticket waits for the first response.
+                        if tls.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+                            std::future::poll_fn(|cx| io.poll_release(cx)).await?;
+                        }
+                        Ok(s)
+                    }
+                    // The alert that says why, if rustls wrote one, is still held.
+                    Err((e, mut io)) => {
+                        let _ = std::future::poll_fn(|cx| io.poll_release(cx)).await;
+                        Err(e)
+                    }
+                }
+            };
             match Box::pin(tokio::time::timeout(limits.tls_handshake_timeout, handshake)).await {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
                 Ok(Err(e)) => {

@@ -27,7 +27,24 @@ pub(crate) fn acceptor(
     at: &str,
     alpn_http: bool,
 ) -> Result<TlsAcceptor, ConfigError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // The server's order, not the client's: the suites whose key schedule hashes with
+    // SHA-256 first (AES-128-GCM, TLS 1.3's mandatory suite, RFC 8446 §9.1; then
+    // ChaCha20-Poly1305), AES-256-GCM with SHA-384 last. OpenSSL's clients list AES-256
+    // first, and a handshake's key schedule is a few dozen HMACs: SHA-384's blocks are twice
+    // as long, and x86's SHA instructions do SHA-256 only. Go's TLS servers order them so on
+    // hardware with AES instructions. (A client without them that lists ChaCha20 first gets
+    // AES-128-GCM too.)
+    provider.cipher_suites.sort_by_key(|s| {
+        use rustls::CipherSuite as C;
+        matches!(
+            s.suite(),
+            C::TLS13_AES_256_GCM_SHA384
+                | C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+                | C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+        )
+    });
+    let provider = Arc::new(provider);
     let mut resolver = BySni::default();
     let listed = tls.certs.len() > 1 || tls.certs.iter().any(|c| !c.server_names.is_empty());
     for (j, files) in tls.certs.iter().enumerate() {
@@ -64,6 +81,7 @@ pub(crate) fn acceptor(
         .map_err(|e| ConfigError::new(format!("TLS setup failed: {e}")).at(at.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
+    config.ignore_client_order = true;
     if alpn_http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }

@@ -204,3 +204,89 @@ fn each_handshake_hands_one_ticket_and_resuming_goes_on() {
         kept = Some(out);
     }
 }
+
+/// A TLS 1.3 client of the listener `one_certificate` made in `dir`, verifying against its
+/// test CA and keeping its sessions.
+fn rustls_client(dir: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("test-ca.pem")).expect("read the CA") {
+        roots.add(cert.expect("a CA certificate")).expect("a usable CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+/// The TLS 1.3 session ticket is not sent on its own right after the handshake: it waits
+/// for the connection's first response and leaves in the same write, and a client that
+/// keeps it resumes. (Fails on the code that wrote the ticket at the handshake's end:
+/// the ticket was there to read before any request.)
+#[test]
+fn the_session_ticket_leaves_with_the_first_response() {
+    use std::io::{Read, Write};
+    let Some((dir, listen, gw)) = one_certificate("tls_ticket_with_response") else {
+        return;
+    };
+    let config = rustls_client(&dir);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    for round in 0..2 {
+        let mut conn = rustls::ClientConnection::new(config.clone(), name.clone()).expect("client");
+        let mut sock = std::net::TcpStream::connect(listen).expect("connect");
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).expect("handshake");
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).expect("the client's Finished");
+        }
+        let expected =
+            if round == 0 { rustls::HandshakeKind::Full } else { rustls::HandshakeKind::Resumed };
+        assert_eq!(conn.handshake_kind(), Some(expected), "round {round}\n{}", gw.proc.log());
+        // Time for the gateway to read the client's Finished and to write what it would.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sock.set_nonblocking(true).expect("non-blocking");
+        let mut byte = [0u8; 1];
+        match sock.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("round {round}: bytes before any request: {other:?}"),
+        }
+        sock.set_nonblocking(false).expect("blocking");
+        conn.writer()
+            .write_all(b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut reply = Vec::new();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        let _ = tls.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "round {round}: {reply}");
+    }
+}
+
+/// The server picks the suite: OpenSSL's client lists AES-256-GCM first and gets
+/// AES-128-GCM (a SHA-256 key schedule), in TLS 1.3 and 1.2; a client that offers only
+/// AES-256-GCM still gets it. (Fails on the code that followed the client's order.)
+#[test]
+fn the_server_prefers_aes_128_over_the_clients_aes_256() {
+    let Some((_dir, listen, gw)) = one_certificate("tls_suite_order") else {
+        return;
+    };
+    let request = b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for (args, suite) in [
+        (&["-tls1_3"][..], "TLS_AES_128_GCM_SHA256"),
+        (&["-tls1_2"][..], "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        (&["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"][..], "TLS_AES_256_GCM_SHA384"),
+    ] {
+        let reply = pki::s_client(listen, args, request);
+        assert!(
+            reply.contains(&format!("Cipher is {suite}")),
+            "{args:?}: want {suite}:\n{reply}\n{}",
+            gw.proc.log()
+        );
+        assert!(reply.contains("HTTP/1.1 200"), "{args:?}: {reply}");
+    }
+}

@@ -648,6 +648,9 @@ async fn send_page(
     let body: &[u8] = if head_only { &[] } else { &page.body };
     record.status = page.status.as_u16();
     record.bytes = body.len() as u64;
+    if closing {
+        io.hold_until_close();
+    }
     if io.write_all_buf(&mut out.as_slice().chain(body)).await.is_err() || closing {
         Sent::Close
     } else {
@@ -1223,6 +1226,9 @@ async fn forward(
             conn.buf.consume(take);
             remaining -= take as u64;
             sent += take as u64;
+            if close_after && remaining == 0 {
+                io.hold_until_close();
+            }
             if io.write_all(out).await.is_err() {
                 record.bytes = sent;
                 return Sent::Abort;
