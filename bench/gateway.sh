@@ -98,6 +98,13 @@
 # Every TLS listener has one P-256 certificate made by openssl into $OUT. The protocol and
 # cipher each server negotiated with the sanity request (Python's ssl, the same OpenSSL as
 # wrk, default settings) go in the report.
+# Every server picks the TLS 1.3 suite by the same order, its own (TLS_SUITES, the default:
+# AES-128-GCM, ChaCha20-Poly1305, AES-256-GCM): trueip's listener does by default, HAProxy
+# keeps the server's order by default and is given the list (`ciphersuites`), nginx gets
+# `ssl_prefer_server_ciphers on` and the list (`ssl_conf_command Ciphersuites`). Without it,
+# wrk's OpenSSL lists AES-256-GCM-SHA384 first and nginx and HAProxy follow, so a handshake
+# would hash with SHA-384 on the peers and SHA-256 on trueip. TLS_SUITES= (empty) leaves
+# nginx and HAProxy at their defaults.
 #
 # Latency: wrk times a request from its first byte written to the response's last byte read;
 # on the rows with a new connection per request the connect and the handshake come before
@@ -136,6 +143,7 @@ H2_STREAMS=${H2_STREAMS:-10}
 WARMUP=${WARMUP:-2s}
 WHOAMI_PATH=${WHOAMI_PATH:-/json}
 DEFER=${DEFER:-1}
+TLS_SUITES=${TLS_SUITES-TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384}
 CPU_QUOTA=${CPU_QUOTA:-}
 CPU_PERIOD_US=${CPU_PERIOD_US:-10000}
 CGROUP_CPU=${CGROUP_CPU:-/sys/fs/cgroup/cpu}
@@ -303,6 +311,13 @@ make_cert
 NGINX_TLS="ssl_certificate $OUT/cert.pem;
         ssl_certificate_key $OUT/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;"
+HAPROXY_TLS=""
+if [ -n "$TLS_SUITES" ]; then
+    NGINX_TLS+="
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites $TLS_SUITES;"
+    HAPROXY_TLS=" ciphersuites $TLS_SUITES"
+fi
 
 # haproxy_serve NAME SCHEME PORT BIND_SUFFIX: haproxy_conf's server, in the foreground.
 haproxy_serve() {
@@ -365,8 +380,8 @@ start_row() { # row
     nginx_serve "nginx-$row" "$scheme" "$port" / "$(nginx_proxy "$listen")"
     case $kind in
         plain) suffix="" ;;
-        tls) suffix=" ssl crt $OUT/haproxy.pem" ;;
-        h2) suffix=" ssl crt $OUT/haproxy.pem alpn h2,http/1.1" ;;
+        tls) suffix=" ssl crt $OUT/haproxy.pem$HAPROXY_TLS" ;;
+        h2) suffix=" ssl crt $OUT/haproxy.pem$HAPROXY_TLS alpn h2,http/1.1" ;;
         pp2) suffix=" accept-proxy" ;;
     esac
     suffix+=$haproxy_defer
