@@ -507,6 +507,27 @@ def test_under_a_subclass_of_a_servers_proxy_headers_behind_a_task_a_request_is_
     assert b"uvicorn.middleware.proxy_headers.ProxyHeadersMiddleware" in sent[1]["body"]
 
 
+def test_under_a_servers_proxy_headers_frozen_by_gc_freeze_behind_a_task_a_request_is_refused() -> None:
+    # `gc.freeze()` after the server built its middleware (an app's startup, a pre-fork hook)
+    # hid it from `gc.get_referrers`: on the old code the app got 6.6.6.6 and a 200.
+    import gc
+
+    def frozen(app: Any) -> Any:
+        outer = uvicorn_believing_localhost(app)
+        gc.freeze()
+        return outer
+
+    gc.collect()
+    try:
+        seen, sent = served(behind_a_task(frozen), FORGED_LOCALLY, {"type": "http.request"})
+        assert gc.get_freeze_count() > 0, "still frozen after the look"
+    finally:
+        gc.unfreeze()
+    assert seen == {}
+    assert sent[0]["status"] == 500
+    assert b"6.6.6.6" not in sent[1]["body"]
+
+
 def test_under_a_servers_proxy_headers_that_believe_no_one_a_request_is_decided() -> None:
     # gunicorn's `--forwarded-allow-ips ""`, which its UvicornWorker hands to uvicorn's
     # middleware, and hypercorn's `trusted_hops=0`: they read nothing, so nothing is refused.

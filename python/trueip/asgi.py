@@ -241,7 +241,19 @@ def rewrite_around() -> Optional[str]:
                 rows.setdefault(each, row)
     if not rows:
         return None
-    for found in gc.get_referrers(*rows):
+    # `gc.freeze()` (before a fork, for copy-on-write) hides what it froze from
+    # `get_referrers`: a server's state built before it was not found. Thawed for the one look
+    # (each a move of a list's two ends, no object touched), then frozen again, with what the
+    # first requests allocated meanwhile: kept for good, once.
+    frozen = gc.get_freeze_count()
+    if frozen:
+        gc.unfreeze()
+    try:
+        referrers = gc.get_referrers(*rows)
+    finally:
+        if frozen:
+            gc.freeze()
+    for found in referrers:
         row = rows.get(type(found))
         if row is not None and not row[2](found):
             module, name, _, fix = row
