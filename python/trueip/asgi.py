@@ -62,6 +62,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
@@ -219,6 +220,9 @@ def server_rewrite(frame: Any) -> Optional[str]:
     return rewrite_around()
 
 
+_THAW = threading.Lock()
+
+
 def rewrite_around() -> Optional[str]:
     """What to fix when a server's own proxy-header handling (``_SERVER_REWRITES``) that
     believes someone is alive in this process, or ``None``. What it serves, however deep, runs
@@ -245,14 +249,17 @@ def rewrite_around() -> Optional[str]:
     # `get_referrers`: a server's state built before it was not found. Thawed for the one look
     # (each a move of a list's two ends, no object touched), then frozen again, with what the
     # first requests allocated meanwhile: kept for good, once.
-    frozen = gc.get_freeze_count()
-    if frozen:
-        gc.unfreeze()
-    try:
-        referrers = gc.get_referrers(*rows)
-    finally:
+    # One look at a time: a thread that read no freeze while another had thawed the heap would
+    # look after it froze it again.
+    with _THAW:
+        frozen = gc.get_freeze_count()
         if frozen:
-            gc.freeze()
+            gc.unfreeze()
+        try:
+            referrers = gc.get_referrers(*rows)
+        finally:
+            if frozen:
+                gc.freeze()
     for found in referrers:
         row = rows.get(type(found))
         if row is not None and not row[2](found):
