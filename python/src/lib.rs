@@ -16,7 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyString, PyTuple};
 use trueip::config::{ClientIpConfig, Files, OriginSecretConfig, Strategies, StrategyEntry};
 use trueip::headers::{FieldName, Headers, Hop};
-use trueip::{ConfigError, Connection, Node, Warnings};
+use trueip::{Connection, Node, Warnings};
 
 pyo3::create_exception!(
     trueip,
@@ -354,8 +354,11 @@ fn peer_of(peer: &Bound<'_, PyAny>) -> PyResult<trueip::addr::Peer> {
     peer_node(peer, None).map(trueip::addr::Peer::Ip)
 }
 
-fn policy_error(e: ConfigError) -> PyErr {
-    PolicyError::new_err(e.to_string())
+/// A `PolicyError` with `message` in terminal mode: it quotes specs, config and range files
+/// as written (a file a cron job downloads, a config someone else wrote), and an app logs
+/// or shows its exceptions as they are (`logging`, a traceback on a terminal).
+fn policy_error(message: impl std::fmt::Display) -> PyErr {
+    PolicyError::new_err(trueip::shown::terminal_lines(message).to_string())
 }
 
 /// `ipaddress.ip_address`, looked up once.
@@ -665,19 +668,20 @@ impl Policy {
     #[staticmethod]
     fn from_toml(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| PolicyError::new_err(format!("cannot read {}: {e}", path.display())))?;
-        let table: toml::Table = toml::from_str(&text)
-            .map_err(|e| PolicyError::new_err(format!("{}: {e}", path.display())))?;
+            .map_err(|e| policy_error(format!("cannot read {}: {e}", path.display())))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| policy_error(format!("{}: {e}", path.display())))?;
         let mut config: ClientIpConfig = match table.get("client_ip") {
             None => ClientIpConfig::default(),
-            Some(section) => section.clone().try_into().map_err(|e| {
-                PolicyError::new_err(format!("{}: [client_ip]: {e}", path.display()))
-            })?,
+            Some(section) => section
+                .clone()
+                .try_into()
+                .map_err(|e| policy_error(format!("{}: [client_ip]: {e}", path.display())))?,
         };
         // The rule `trueip serve` reads the file by.
         config
             .paths_from(path.parent().unwrap_or(std::path::Path::new("")))
-            .map_err(|e| PolicyError::new_err(format!("{}: [client_ip]: {e}", path.display())))?;
+            .map_err(|e| policy_error(format!("{}: [client_ip]: {e}", path.display())))?;
         build(py, &config)
     }
 

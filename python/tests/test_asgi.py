@@ -489,6 +489,45 @@ def test_under_a_servers_own_proxy_headers_behind_a_task_a_request_is_refused(se
     assert b"6.6.6.6" not in sent[1]["body"]
 
 
+def test_under_a_subclass_of_a_servers_proxy_headers_behind_a_task_a_request_is_refused() -> None:
+    # An instance of a subclass refers to the subclass, not to uvicorn's class: on the old
+    # code `gc.get_referrers` of uvicorn's class missed it, and the app got 6.6.6.6 and a 200.
+    import gc
+
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    class Logged(ProxyHeadersMiddleware):
+        pass
+
+    gc.collect()  # no instance of uvicorn's own class left over from another test
+    seen, sent = served(behind_a_task(lambda app: Logged(app, trusted_hosts="127.0.0.1")), FORGED_LOCALLY,
+                        {"type": "http.request"})
+    assert seen == {}
+    assert sent[0]["status"] == 500
+    assert b"uvicorn.middleware.proxy_headers.ProxyHeadersMiddleware" in sent[1]["body"]
+
+
+def test_under_a_servers_proxy_headers_frozen_by_gc_freeze_behind_a_task_a_request_is_refused() -> None:
+    # `gc.freeze()` after the server built its middleware (an app's startup, a pre-fork hook)
+    # hid it from `gc.get_referrers`: on the old code the app got 6.6.6.6 and a 200.
+    import gc
+
+    def frozen(app: Any) -> Any:
+        outer = uvicorn_believing_localhost(app)
+        gc.freeze()
+        return outer
+
+    gc.collect()
+    try:
+        seen, sent = served(behind_a_task(frozen), FORGED_LOCALLY, {"type": "http.request"})
+        assert gc.get_freeze_count() > 0, "still frozen after the look"
+    finally:
+        gc.unfreeze()
+    assert seen == {}
+    assert sent[0]["status"] == 500
+    assert b"6.6.6.6" not in sent[1]["body"]
+
+
 def test_under_a_servers_proxy_headers_that_believe_no_one_a_request_is_decided() -> None:
     # gunicorn's `--forwarded-allow-ips ""`, which its UvicornWorker hands to uvicorn's
     # middleware, and hypercorn's `trusted_hops=0`: they read nothing, so nothing is refused.

@@ -209,6 +209,18 @@ cloudflare = "ranges/ips-v4"
     assert (r.ip_str, r.source) == ("10.0.0.1", "peer")
 
 
+def test_a_policy_error_shows_a_range_files_line_in_terminal_mode(tmp_path: Path) -> None:
+    # A range file a cron job downloads, quoted in the error: an app's log showed its CR, ESC,
+    # U+2028 and U+202E as they were on the code before (a line of the file's choosing).
+    ranges = tmp_path / "cf.txt"
+    ranges.write_text("173.245.48.0/20\n10.0.0.1\r2026 forged\x1b[2J\u2028x\u202ey\n", newline="")
+    with pytest.raises(trueip.PolicyError) as caught:
+        trueip.Policy(trust=["cloudflare"], providers={"cloudflare": str(ranges)})
+    message = str(caught.value)
+    assert r"10.0.0.1\u{d}2026 forged\u{1b}[2J\u{2028}x\u{202e}y" in message, message
+    assert not any(c in message for c in "\r\n\x1b\u2028\u202e"), message
+
+
 def test_from_toml_errors(tmp_path: Path) -> None:
     with pytest.raises(trueip.PolicyError, match="cannot read"):
         trueip.Policy.from_toml(tmp_path / "missing.toml")

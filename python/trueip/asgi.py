@@ -62,6 +62,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional
 
 from . import Policy, Verifier
@@ -219,6 +220,9 @@ def server_rewrite(frame: Any) -> Optional[str]:
     return rewrite_around()
 
 
+_THAW = threading.Lock()
+
+
 def rewrite_around() -> Optional[str]:
     """What to fix when a server's own proxy-header handling (``_SERVER_REWRITES``) that
     believes someone is alive in this process, or ``None``. What it serves, however deep, runs
@@ -227,21 +231,51 @@ def rewrite_around() -> Optional[str]:
     WSGI bridge, Django's ASGI handler, channels' router), Starlette's ``BaseHTTPMiddleware``
     or a mount between the server and the ASGI middleware, the server's middleware added by
     the app inside trueip's, or a server that rewrites the client before it calls the app
-    (waitress, Daphne). It is found among the live objects (``gc.get_referrers`` of its class,
-    one pass over the heap, once per middleware; each server keeps it for as long as it
+    (waitress, Daphne). It is found among the live objects (``gc.get_referrers`` of its class
+    and of every subclass of it, which an instance of a subclass refers to instead: one pass over
+    the heap for all of them, once per middleware; each server keeps it for as long as it
     serves). Only classes already imported are looked for."""
     import gc
 
-    for module, name, inert, fix in _SERVER_REWRITES:
-        cls = getattr(sys.modules.get(module), name, None)
-        if not isinstance(cls, type):
-            continue
-        for found in gc.get_referrers(cls):
-            if isinstance(found, cls) and not inert(found):
-                inner = getattr(found, "app", None)
-                wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
-                return _rewrite_message(module, name, wrapped, fix)
+    rows: dict = {}
+    for row in _SERVER_REWRITES:
+        cls = getattr(sys.modules.get(row[0]), row[1], None)
+        if isinstance(cls, type):
+            for each in _and_subclasses(cls):
+                rows.setdefault(each, row)
+    if not rows:
+        return None
+    # `gc.freeze()` (before a fork, for copy-on-write) hides what it froze from
+    # `get_referrers`: a server's state built before it was not found. Thawed for the one look
+    # (each a move of a list's two ends, no object touched), then frozen again, with what the
+    # first requests allocated meanwhile: kept for good, once.
+    # One look at a time: a thread that read no freeze while another had thawed the heap would
+    # look after it froze it again.
+    with _THAW:
+        frozen = gc.get_freeze_count()
+        if frozen:
+            gc.unfreeze()
+        try:
+            referrers = gc.get_referrers(*rows)
+        finally:
+            if frozen:
+                gc.freeze()
+    for found in referrers:
+        row = rows.get(type(found))
+        if row is not None and not row[2](found):
+            module, name, _, fix = row
+            inner = getattr(found, "app", None)
+            wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
+            return _rewrite_message(module, name, wrapped, fix)
     return None
+
+
+def _and_subclasses(cls: type) -> list:
+    """``cls`` and every class derived from it, however indirectly."""
+    found = [cls]
+    for each in found:
+        found.extend(sub for sub in type.__subclasses__(each) if sub not in found)
+    return found
 
 
 def _rewrite_message(module: str, name: str, wrapped: Optional[str], fix: str) -> str:

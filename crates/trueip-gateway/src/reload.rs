@@ -250,7 +250,11 @@ async fn refresh_names(
             }
         }
         Err(e) => {
-            tracing::error!("trust names: cannot use the new addresses, the old ones stay: {e}")
+            // `e` may quote a provider file as it reads now (a cron job's download): log mode.
+            tracing::error!(
+                "trust names: cannot use the new addresses, the old ones stay: {}",
+                trueip::shown::log_text(&e)
+            )
         }
     }
     every
@@ -356,7 +360,10 @@ async fn refresh_due(
                 tracing::info!("ranges: new trust sets in use (built and swapped in {elapsed:?})")
             }
             Err(e) => {
-                tracing::error!("ranges: cannot use the refreshed lists, the old ones stay: {e}")
+                tracing::error!(
+                    "ranges: cannot use the refreshed lists, the old ones stay: {}",
+                    trueip::shown::log_text(&e)
+                )
             }
         }
     }

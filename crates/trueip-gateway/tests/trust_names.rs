@@ -148,3 +148,46 @@ fn check_and_explain_show_the_addresses_and_refuse_a_name_that_does_not_resolve(
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("client   10.0.0.7"), "{stdout}");
 }
+
+// A rebuild a name's new addresses start reads the provider files again: a file rewritten
+// since (a cron job that downloads a list) quotes its bad line in the rejection, as written.
+// The log showed that line's CR, U+2028 and U+202E as they were, before (a second log line,
+// text drawn backwards); tracing's message escaping covers ESC, not them.
+#[test]
+fn a_rebuild_that_a_name_starts_logs_a_rejected_provider_file_in_log_mode() {
+    let dir = test_dir("trust_names/rejected_file");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 lb.internal\n").expect("write hosts");
+    let list = dir.join("cf.txt");
+    std::fs::write(&list, "173.245.48.0/20\n").expect("write list");
+    let up = Upstream::start(Behavior::Echo);
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\n[client_ip]\ntrusted = [\"lb.internal\", \"cloudflare\"]\n\
+         resolve_every = \"1s\"\n[client_ip.providers]\ncloudflare = \"{}\"\n",
+        up.url(),
+        list.display()
+    );
+    std::fs::write(dir.join("trueip.toml"), &toml).expect("write config");
+    let addr = free_addr();
+    let mut cmd = Command::new(trueip_bin());
+    cmd.args(["serve", "--config"])
+        .arg(dir.join("trueip.toml"))
+        .args(["--listen", &addr.to_string()])
+        .env("TRUEIP_HOSTS_FILE", &hosts);
+    let mut proc = Proc::spawn("trueip", cmd, &dir);
+    wait_for_port(addr, &mut proc);
+    let gw = Gateway { proc, addr, dir: dir.clone() };
+    assert_eq!(decided(&gw, &up), "198.51.100.4");
+
+    std::fs::write(&list, "173.245.48.0/20\n10.0.0.1\r2026-12-07 forged\u{2028}x\u{202e}y\n")
+        .expect("write list");
+    std::fs::write(&hosts, "127.0.0.9 lb.internal\n").expect("write hosts");
+    eventually("the rebuild is rejected", &gw, || {
+        gw.proc.log().contains("trust names: cannot use the new addresses")
+    });
+    let log = gw.proc.log();
+    let line = log.lines().find(|l| l.contains("cannot use the new addresses")).expect("logged");
+    assert!(line.contains(r"10.0.0.1\x0d2026-12-07 forged\xe2\x80\xa8x\xe2\x80\xaey"), "{line}");
+    assert!(!log.contains(['\r', '\u{2028}', '\u{202e}']), "{log:?}");
+    assert_eq!(decided(&gw, &up), "198.51.100.4", "the old policy stays");
+}

@@ -8,7 +8,8 @@ use std::fmt;
 /// (`invalid CIDR "10.0.0.0/33" in client_ip.trusted[2]`), with a hint when one helps.
 /// The input is quoted as written, not escaped: whoever shows the message escapes it
 /// once, for where it goes ([`shown`](crate::shown): log mode for a log line, terminal
-/// mode for a terminal).
+/// mode for a terminal). It is one line: a line break in it is a quoted value's, shown as
+/// `\n` (terminal mode keeps a message's own line breaks, and cannot tell them apart).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     message: String,
@@ -44,15 +45,31 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        one_line(f, &self.message)?;
         if let Some(location) = &self.location {
-            write!(f, " in {location}")?;
+            f.write_str(" in ")?;
+            one_line(f, location)?;
         }
         if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
+            f.write_str(" (hint: ")?;
+            one_line(f, hint)?;
+            f.write_str(")")?;
         }
         Ok(())
     }
+}
+
+/// Writes `text` with each line break as `\n`. No message, location or hint breaks a line
+/// itself, so a break is a value's: a config file someone else wrote (`trueip check`) or a
+/// downloaded JSON list (`trueip ranges update`, a `\n` escape in a string) would otherwise
+/// print, through terminal mode, a line of its choosing under trueip's name.
+fn one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let mut lines = text.split('\n');
+    f.write_str(lines.next().unwrap_or_default())?;
+    lines.try_for_each(|line| {
+        f.write_str("\\n")?;
+        f.write_str(line)
+    })
 }
 
 impl std::error::Error for ConfigError {}

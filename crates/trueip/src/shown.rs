@@ -464,6 +464,21 @@ mod tests {
         );
     }
 
+    /// Fails when a config error shows a value's line break as it is: terminal mode keeps a
+    /// message's line breaks, so a config file's value printed a line of its own choosing.
+    #[test]
+    fn a_config_errors_quoted_line_break_is_no_line_break_in_either_mode() {
+        let e = "10.0.0.1\ntrueip check: trueip.toml: nothing dangerous found"
+            .parse::<crate::TrustSpec>()
+            .unwrap_err();
+        let printed = terminal_lines(&e).to_string();
+        assert!(
+            printed.starts_with(r#"invalid CIDR "10.0.0.1\ntrueip check: trueip.toml: "#),
+            "{printed}"
+        );
+        assert!(!printed.contains('\n') && !log_text(&e).to_string().contains('\n'), "{printed}");
+    }
+
     #[test]
     fn a_message_keeps_its_own_line_breaks() {
         let message = format!("bad value {}\n  fix: {}", "x\u{1b}[1A", "y\u{2028}z");
