@@ -698,25 +698,6 @@ pub(crate) async fn head_timeout<W: AsyncWrite + Unpin>(
     .await;
 }
 
-/// Puts the connection's task at the back of its event loop's run queue once, after each
-/// response. A client that answers at once (a load generator on another CPU, or
-/// pipelined requests) has its next request there by the time the response is written,
-/// and the connection would serve it before any connection queued behind it: when the
-/// worker gets little CPU (a container's quota), the same few connections would be
-/// served over and over while the others wait whole quota periods. In turn, every
-/// connection waits about as long (BENCHMARKS.md has the measurement).
-async fn behind_the_others() {
-    let mut queued = false;
-    std::future::poll_fn(|cx| {
-        if std::mem::replace(&mut queued, true) {
-            return Poll::Ready(());
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
-}
-
 /// What to do after one request.
 enum Next {
     /// Read the next request: so many bytes of the buffer were used, and the response
@@ -844,7 +825,6 @@ async fn serve_with(io: &mut Tracked, ctx: &Arc<ConnCtx>, bufs: &mut Buffers) ->
         bufs.lines = lend(lines);
         match next {
             Next::KeepAlive(used, ended) => {
-                behind_the_others().await;
                 bufs.input.consume(used);
                 bufs.settle();
                 #[cfg(test)]
@@ -1815,19 +1795,6 @@ mod tests {
         })
         .join()
         .unwrap();
-    }
-
-    /// A connection that served a response lets the tasks already queued run before it
-    /// reads its next request.
-    #[test]
-    fn a_connection_between_two_responses_lets_the_queued_tasks_run() {
-        paused_loop().block_on(async {
-            let ran = Arc::new(AtomicBool::new(false));
-            let other = ran.clone();
-            tokio::spawn(async move { other.store(true, Ordering::Relaxed) });
-            behind_the_others().await;
-            assert!(ran.load(Ordering::Relaxed), "the queued task ran first");
-        });
     }
 
     /// The header slots kept with a connection's buffers are lent to each request's lines
