@@ -19,6 +19,20 @@ fn trueip(dir: &Path, hosts: &Path, args: &[&str]) -> Output {
         .expect("run trueip")
 }
 
+/// `trueip serve` with config `toml`, names resolved from the hosts file `hosts`.
+fn serve(dir: &Path, hosts: &Path, toml: &str) -> Gateway {
+    std::fs::write(dir.join("trueip.toml"), toml).expect("write config");
+    let addr = free_addr();
+    let mut cmd = Command::new(trueip_bin());
+    cmd.args(["serve", "--config"])
+        .arg(dir.join("trueip.toml"))
+        .args(["--listen", &addr.to_string()])
+        .env("TRUEIP_HOSTS_FILE", hosts);
+    let mut proc = Proc::spawn("trueip", cmd, dir);
+    wait_for_port(addr, &mut proc);
+    Gateway { proc, addr, dir: dir.to_path_buf() }
+}
+
 /// X-Real-IP for a request that claims 198.51.100.4 in X-Forwarded-For.
 fn decided(gw: &Gateway, up: &Upstream) -> String {
     let resp = Req::get("/").header("X-Forwarded-For", "198.51.100.4").must_send(gw.addr);
@@ -48,16 +62,7 @@ fn a_trusted_name_follows_its_addresses_and_keeps_the_last_good_ones() {
         "[upstream]\nurl = \"{}\"\n[client_ip]\ntrusted = [\"lb.internal\"]\nresolve_every = \"1s\"\n",
         up.url()
     );
-    std::fs::write(dir.join("trueip.toml"), &toml).expect("write config");
-    let addr = free_addr();
-    let mut cmd = Command::new(trueip_bin());
-    cmd.args(["serve", "--config"])
-        .arg(dir.join("trueip.toml"))
-        .args(["--listen", &addr.to_string()])
-        .env("TRUEIP_HOSTS_FILE", &hosts);
-    let mut proc = Proc::spawn("trueip", cmd, &dir);
-    wait_for_port(addr, &mut proc);
-    let gw = Gateway { proc, addr, dir: dir.clone() };
+    let gw = serve(&dir, &hosts, &toml);
 
     // The name resolves to the peer: its X-Forwarded-For counts.
     assert_eq!(decided(&gw, &up), "198.51.100.4");
@@ -167,16 +172,7 @@ fn a_rebuild_that_a_name_starts_logs_a_rejected_provider_file_in_log_mode() {
         up.url(),
         list.display()
     );
-    std::fs::write(dir.join("trueip.toml"), &toml).expect("write config");
-    let addr = free_addr();
-    let mut cmd = Command::new(trueip_bin());
-    cmd.args(["serve", "--config"])
-        .arg(dir.join("trueip.toml"))
-        .args(["--listen", &addr.to_string()])
-        .env("TRUEIP_HOSTS_FILE", &hosts);
-    let mut proc = Proc::spawn("trueip", cmd, &dir);
-    wait_for_port(addr, &mut proc);
-    let gw = Gateway { proc, addr, dir: dir.clone() };
+    let gw = serve(&dir, &hosts, &toml);
     assert_eq!(decided(&gw, &up), "198.51.100.4");
 
     std::fs::write(&list, "173.245.48.0/20\n10.0.0.1\r2026-12-07 forged\u{2028}x\u{202e}y\n")
