@@ -235,16 +235,31 @@ def rewrite_around() -> Optional[str]:
     and of every subclass of it, which an instance of a subclass refers to instead: one pass over
     the heap for all of them, once per middleware; each server keeps it for as long as it
     serves). Only classes already imported are looked for."""
-    import gc
-
     rows: dict = {}
     for row in _SERVER_REWRITES:
         cls = getattr(sys.modules.get(row[0]), row[1], None)
         if isinstance(cls, type):
             for each in _and_subclasses(cls):
                 rows.setdefault(each, row)
-    if not rows:
-        return None
+    for found in live_instances(rows):
+        row = rows[type(found)]
+        if not row[2](found):
+            module, name, _, fix = row
+            inner = getattr(found, "app", None)
+            wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
+            return _rewrite_message(module, name, wrapped, fix)
+    return None
+
+
+def live_instances(classes: Iterable[type]) -> list:
+    """The live instances of ``classes`` (each exactly of one of them: pass the subclasses
+    too), found in one pass over the heap: ``gc.get_referrers`` of the classes, which every
+    instance of a class written in Python refers to."""
+    import gc
+
+    classes = tuple(classes)
+    if not classes:
+        return []
     # `gc.freeze()` (before a fork, for copy-on-write) hides what it froze from
     # `get_referrers`: a server's state built before it was not found. Thawed for the one look
     # (each a move of a list's two ends, no object touched), then frozen again, with what the
@@ -256,18 +271,11 @@ def rewrite_around() -> Optional[str]:
         if frozen:
             gc.unfreeze()
         try:
-            referrers = gc.get_referrers(*rows)
+            referrers = gc.get_referrers(*classes)
         finally:
             if frozen:
                 gc.freeze()
-    for found in referrers:
-        row = rows.get(type(found))
-        if row is not None and not row[2](found):
-            module, name, _, fix = row
-            inner = getattr(found, "app", None)
-            wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
-            return _rewrite_message(module, name, wrapped, fix)
-    return None
+    return [found for found in referrers if type(found) in classes]
 
 
 def _and_subclasses(cls: type) -> list:

@@ -90,9 +90,13 @@ the path in ``PATH_INFO``, unless a trusted hop's request and ``origin`` names `
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
-From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
-underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and later
-drops them itself), or the client could write the header the proxy appends to. Under an
+From an untrusted peer both are removed. Behind a trusted proxy, the proxy or the server must
+drop underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and
+later, waitress and Werkzeug's and Django's development servers drop them), or the client
+could write the header the proxy appends to. Under a server that merges them (Granian's WSGI
+interface, Twisted's, cheroot; gunicorn under ``--header-map dangerous`` or with such a name in
+``--forwarder-headers``: ``merged_spellings``) a request that came through a trusted hop gets a
+500 naming the fix, and the ``trueip`` logger says it once. Under an
 ASGI-to-WSGI bridge (Starlette's ``WSGIMiddleware``), which folds them too, wrap the ASGI
 side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge folds them.
 """
@@ -101,6 +105,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import weakref
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote_to_bytes
@@ -379,6 +384,62 @@ def rewritten() -> Optional[str]:
     return fix
 
 
+#: WSGI servers that build a header's environ key from a line spelled with underscores as well
+#: as from the one spelled with dashes (``X_Forwarded_For`` and ``X-Forwarded-For`` both make
+#: ``HTTP_X_FORWARDED_FOR``), each keeping the value of the spelling it met last, by the top
+#: package of the type of their ``wsgi.input``.
+_MERGING_SERVERS = {
+    "granian": "Granian's WSGI interface",
+    "twisted": "Twisted's WSGIResource",
+    "cheroot": "cheroot (CherryPy's server)",
+}
+
+
+def merged_spellings(environ: dict[str, Any], keys: frozenset[str]) -> Optional[str]:
+    """What to fix when the server that built ``environ`` may have put a line a client spelled
+    with underscores (``X_Forwarded_For``) in a client-IP key of ``keys``
+    (``HTTP_X_FORWARDED_FOR``), or ``None``. Proxies pass such a line on (HAProxy, an ALB,
+    Envoy, Caddy, Traefik; nginx under ``underscores_in_headers on``), so behind a trusted one
+    the key is the client's word: Granian's WSGI interface, Twisted's and cheroot keep the
+    spelling met last, and a client that sends ``X-Forwarded-For`` before ``X_Forwarded_For``
+    replaces the line the proxy appended; gunicorn under ``--header-map dangerous`` (or with
+    such a name, or ``*``, in ``--forwarder-headers``) joins the lines in their order, and
+    behind a proxy that writes its line before the client's (nginx) the client's comes last.
+    The environ keeps no trace of the spelling. gunicorn, waitress, Werkzeug's and Django's
+    development servers drop such lines by default."""
+    server = _MERGING_SERVERS.get(type(environ.get("wsgi.input")).__module__.partition(".")[0])
+    if server is not None:
+        return (
+            f"{server} makes a line spelled X_Forwarded_For the app's HTTP_X_FORWARDED_FOR, and a proxy passes "
+            "a client's on, so a request through a trusted hop may carry a client's address as the hop's: serve "
+            "the app under gunicorn or waitress, or under an ASGI server's WSGI bridge with trueip.asgi.TrueIP "
+            "around it"
+        )
+    if "gunicorn.socket" not in environ:
+        return None
+    config = getattr(sys.modules.get("gunicorn.config"), "Config", None)
+    if not isinstance(config, type):
+        return None
+    for cfg in _asgi.live_instances(_asgi._and_subclasses(config)):
+        named = [n for n in getattr(cfg, "forwarder_headers", None) or () if isinstance(n, str)]
+        folded = [n for n in named if n == "*" or "HTTP_" + n.upper().replace("-", "_") in keys]
+        if getattr(cfg, "header_map", None) == "dangerous" or folded:
+            return (
+                "gunicorn under --header-map dangerous, or with * or a client-IP header in --forwarder-headers, "
+                "makes a line spelled X_Forwarded_For part of the app's HTTP_X_FORWARDED_FOR, and a proxy passes "
+                "a client's on, so a request through a trusted hop may carry a client's address as the hop's: run "
+                "gunicorn with --header-map drop (its default) and no such name in --forwarder-headers"
+            )
+    return None
+
+
+def refused_merge(fix: Optional[str], resolution: Any) -> bool:
+    """Whether a request is refused under a server that merges spellings (``fix``, from
+    ``merged_spellings``): when it came through a trusted hop, whose client-IP keys the
+    decision read. From any other peer every such key is withheld, whatever its spelling."""
+    return fix is not None and resolution is not None and resolution.trusted_hop
+
+
 def refusal_text(fix: str) -> str:
     """The body of the 500 every request gets under a server that rewrites the client."""
     return f"trueip: this request's client cannot be decided: {fix}\n"
@@ -429,8 +490,10 @@ class TrueIP(_signed.Configured):
         on_unverified: str = "peer",
     ) -> None:
         super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
-        # What `rewritten` found on the first call: the server does not change.
+        # What `rewritten` and `merged_spellings` found on the first call: the server does not
+        # change.
         self._rewrite: Any = _asgi._UNCHECKED
+        self._merged: Any = _asgi._UNCHECKED
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         rewrite = self._rewrite
@@ -438,7 +501,13 @@ class TrueIP(_signed.Configured):
             rewrite = self._rewrite = rewritten()
         if rewrite is not None:
             return refuse_rewritten(rewrite, start_response)
-        apply(self.policy, environ, self.origin, self.verifier)
+        merged = self._merged
+        if merged is _asgi._UNCHECKED:
+            merged = self._merged = merged_spellings(environ, self.policy._withheld_environ_keys(None))
+            if merged is not None:
+                logging.getLogger("trueip").error("trueip: %s", merged)
+        if refused_merge(merged, apply(self.policy, environ, self.origin, self.verifier)):
+            return refuse_rewritten(merged, start_response)
         # No outcome: no peer address (a Unix socket), nothing verified; refused too.
         outcome = environ.get("trueip.signature")
         if self.refuse and outcome != "verified":
