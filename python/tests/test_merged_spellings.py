@@ -96,8 +96,9 @@ def server_args(kind: str, port: int) -> list[str]:
     gunicorn = [py, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "1"]
     if kind == "gunicorn --header-map dangerous":
         return [*gunicorn, "--header-map", "dangerous", "server_app:app"]
-    if kind == "gunicorn --forwarder-headers '*'":
-        return [*gunicorn, "--forwarded-allow-ips", PROXIES, "--forwarder-headers", "*", "server_app:app"]
+    if kind.startswith("gunicorn --forwarder-headers "):
+        return [*gunicorn, "--forwarded-allow-ips", PROXIES, "--forwarder-headers", kind.split()[-1].strip("'"),
+                "server_app:app"]
     assert kind == "gunicorn", kind
     return [*gunicorn, "server_app:app"]
 
@@ -119,6 +120,7 @@ MERGING = [
     ("cheroot", "haproxy"),
     ("gunicorn --header-map dangerous", "nginx"),
     ("gunicorn --forwarder-headers '*'", "nginx"),
+    ("gunicorn --forwarder-headers SCRIPT_NAME,X_FORWARDED_FOR", "nginx"),
 ]
 
 
@@ -141,14 +143,18 @@ def test_under_a_server_that_merges_spellings_a_trusted_hops_request_is_refused(
         assert (response.status, response.text) == (200, ATTACKER)
 
 
-@pytest.mark.parametrize("kind,proxy", [("gunicorn", "haproxy"), ("gunicorn", "nginx")])
+@pytest.mark.parametrize("kind,proxy", [
+    ("gunicorn", "haproxy"),
+    ("gunicorn", "nginx"),
+    ("gunicorn --forwarder-headers SCRIPT_NAME,X_CUSTOM", "nginx"),
+])
 def test_under_a_server_that_drops_underscore_lines_a_trusted_hop_is_believed(
     tmp_path: Path, kind: str, proxy: str
 ) -> None:
     (tmp_path / "server_app.py").write_text(textwrap.dedent(APP))
     app_port, proxy_port = free_port(), free_port()
     env = python_env(PYTHONPATH=str(tmp_path))
-    with serve(kind, server_args(kind, app_port), "127.0.0.1", app_port, cwd=tmp_path, env=env):
+    with serve("gunicorn", server_args(kind, app_port), "127.0.0.1", app_port, cwd=tmp_path, env=env):
         with front(proxy, tmp_path, proxy_port, app_port):
             response = get(ATTACKER, "127.0.0.1", proxy_port, PLANTED)
             assert (response.status, response.text) == (200, ATTACKER)

@@ -422,7 +422,9 @@ def merged_spellings(environ: dict[str, Any], keys: frozenset[str]) -> Optional[
         return None
     for cfg in _asgi.live_instances(_asgi._and_subclasses(config)):
         named = [n for n in getattr(cfg, "forwarder_headers", None) or () if isinstance(n, str)]
-        folded = [n for n in named if n == "*" or "HTTP_" + n.upper().replace("-", "_") in keys]
+        # gunicorn lets through, from a peer in --forwarded-allow-ips, a name spelled with
+        # underscores that the list names (as it is upper-cased), or any with `*`.
+        folded = [n for n in named if n == "*" or ("_" in n and "HTTP_" + n in keys)]
         if getattr(cfg, "header_map", None) == "dangerous" or folded:
             return (
                 "gunicorn under --header-map dangerous, or with * or a client-IP header in --forwarder-headers, "
