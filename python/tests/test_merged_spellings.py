@@ -141,6 +141,9 @@ def test_under_a_server_that_merges_spellings_a_trusted_hops_request_is_refused(
         # A stranger's request is decided: every client-IP key is withheld from it.
         response = get(ATTACKER, "127.0.0.1", app_port, PLANTED)
         assert (response.status, response.text) == (200, ATTACKER)
+        # So is a trusted address's with no client-IP header (a health check): nothing merged.
+        response = get(NGINX, "127.0.0.1", app_port, [("X-Request-Id", "1")])
+        assert (response.status, response.text) == (200, NGINX)
 
 
 @pytest.mark.parametrize("kind,proxy", [

@@ -46,7 +46,7 @@ Daphne's ``--proxy-headers``, which believes them from anyone, waitress's ``--tr
 and Granian's proxy-header wrappers. Under Django's WSGI handler on a server that merges a
 client's ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (``trueip.wsgi.merged_spellings``:
 Granian's WSGI interface, Twisted's, cheroot, gunicorn under ``--header-map dangerous``), a
-request that came through a trusted hop gets a 500 naming the fix.
+request that came through a trusted hop with a client-IP header gets a 500 naming the fix.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -243,22 +243,24 @@ class TrueIPMiddleware:
         # Under ASGI the scope's lines decide: META is Django's fold of them, which once
         # merged a client's `X_Forwarded_For` into HTTP_X_FORWARDED_FOR (CVE-2026-3902).
         lines = list(scope.get("headers") or ()) if asgi else None
-        resolution = _wsgi.apply(
-            self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, scope_event=event
-        )
-        request.trueip = resolution
+        at_stake = False
         if not asgi:
             # Under Django's WSGI handler META is the server's environ, with its keys as the
-            # server folded them; under its ASGI handler the lines decided.
+            # server folded them; under its ASGI handler the lines decide.
             merged = self._merged
             if merged is _asgi._UNCHECKED:
                 merged = self._merged = _wsgi.merged_spellings(meta, self.policy._withheld_environ_keys(None))
                 if merged is not None:
                     logging.getLogger("trueip").error("trueip: %s", merged)
-            if _wsgi.refused_merge(merged, resolution):
-                from django.http import HttpResponseServerError
+            at_stake = _wsgi.merge_at_stake(merged, self.policy, meta)
+        resolution = _wsgi.apply(
+            self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, scope_event=event
+        )
+        request.trueip = resolution
+        if _wsgi.refused_merge(at_stake, resolution):
+            from django.http import HttpResponseServerError
 
-                return HttpResponseServerError(_wsgi.refusal_text(merged), content_type="text/plain; charset=utf-8")
+            return HttpResponseServerError(_wsgi.refusal_text(self._merged), content_type="text/plain; charset=utf-8")
         if self.verifier is not None:
             outcome = meta.get("trueip.signature")
             request.trueip_signature = outcome

@@ -95,8 +95,8 @@ drop underscore headers (nginx does unless ``underscores_in_headers on``; gunico
 later, waitress and Werkzeug's and Django's development servers drop them), or the client
 could write the header the proxy appends to. Under a server that merges them (Granian's WSGI
 interface, Twisted's, cheroot; gunicorn under ``--header-map dangerous`` or with such a name in
-``--forwarder-headers``: ``merged_spellings``) a request that came through a trusted hop gets a
-500 naming the fix, and the ``trueip`` logger says it once. Under an
+``--forwarder-headers``: ``merged_spellings``) a request that came through a trusted hop with a
+client-IP header gets a 500 naming the fix, and the ``trueip`` logger says it once. Under an
 ASGI-to-WSGI bridge (Starlette's ``WSGIMiddleware``), which folds them too, wrap the ASGI
 side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge folds them.
 """
@@ -435,11 +435,20 @@ def merged_spellings(environ: dict[str, Any], keys: frozenset[str]) -> Optional[
     return None
 
 
-def refused_merge(fix: Optional[str], resolution: Any) -> bool:
-    """Whether a request is refused under a server that merges spellings (``fix``, from
-    ``merged_spellings``): when it came through a trusted hop, whose client-IP keys the
-    decision read. From any other peer every such key is withheld, whatever its spelling."""
-    return fix is not None and resolution is not None and resolution.trusted_hop
+def merge_at_stake(fix: Optional[str], policy: Policy, environ: dict[str, Any]) -> bool:
+    """Whether a request under a server that merges spellings (``fix``, from
+    ``merged_spellings``) carries a client-IP key, which a client's line may have made or
+    joined. Asked before ``apply``, which removes those the decision does not read. A
+    request with none (a health check from a trusted address) has nothing merged."""
+    return fix is not None and not policy._withheld_environ_keys(None).isdisjoint(environ)
+
+
+def refused_merge(at_stake: bool, resolution: Any) -> bool:
+    """Whether a request is refused under a server that merges spellings: when it carries a
+    client-IP key (``merge_at_stake``) and came through a trusted hop, whose keys the decision
+    reads and the app gets. From any other peer every such key is withheld, whatever its
+    spelling."""
+    return at_stake and resolution is not None and resolution.trusted_hop
 
 
 def refusal_text(fix: str) -> str:
@@ -508,7 +517,8 @@ class TrueIP(_signed.Configured):
             merged = self._merged = merged_spellings(environ, self.policy._withheld_environ_keys(None))
             if merged is not None:
                 logging.getLogger("trueip").error("trueip: %s", merged)
-        if refused_merge(merged, apply(self.policy, environ, self.origin, self.verifier)):
+        at_stake = merge_at_stake(merged, self.policy, environ)
+        if refused_merge(at_stake, apply(self.policy, environ, self.origin, self.verifier)):
             return refuse_rewritten(merged, start_response)
         # No outcome: no peer address (a Unix socket), nothing verified; refused too.
         outcome = environ.get("trueip.signature")
