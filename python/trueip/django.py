@@ -252,12 +252,12 @@ class TrueIPMiddleware:
                 merged = self._merged = _wsgi.merged_spellings(meta, self.policy._withheld_environ_keys(None))
                 if merged is not None:
                     logging.getLogger("trueip").error("trueip: %s", merged)
-            at_stake = _wsgi.merge_at_stake(merged, self.policy, meta)
+            at_stake = merged is not None and _wsgi.merge_at_stake(merged, self.policy, meta)
         resolution = _wsgi.apply(
             self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, scope_event=event
         )
         request.trueip = resolution
-        if _wsgi.refused_merge(at_stake, resolution):
+        if at_stake and _wsgi.refused_merge(at_stake, resolution):
             from django.http import HttpResponseServerError
 
             return HttpResponseServerError(_wsgi.refusal_text(self._merged), content_type="text/plain; charset=utf-8")

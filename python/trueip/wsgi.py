@@ -517,8 +517,11 @@ class TrueIP(_signed.Configured):
             merged = self._merged = merged_spellings(environ, self.policy._withheld_environ_keys(None))
             if merged is not None:
                 logging.getLogger("trueip").error("trueip: %s", merged)
-        at_stake = merge_at_stake(merged, self.policy, environ)
-        if refused_merge(at_stake, apply(self.policy, environ, self.origin, self.verifier)):
+        if merged is None:
+            # Nearly every server: no call more per request.
+            apply(self.policy, environ, self.origin, self.verifier)
+        elif refused_merge(merge_at_stake(merged, self.policy, environ),
+                           apply(self.policy, environ, self.origin, self.verifier)):
             return refuse_rewritten(merged, start_response)
         # No outcome: no peer address (a Unix socket), nothing verified; refused too.
         outcome = environ.get("trueip.signature")
