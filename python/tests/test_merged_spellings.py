@@ -4,8 +4,9 @@ front passes a client's such line on (HAProxy, an ALB, Envoy; nginx under
 ``underscores_in_headers on``). Granian's WSGI interface, Twisted's ``WSGIResource`` and cheroot
 keep the value of the spelling they met last, so behind HAProxy's ``option forwardfor`` a client
 that sends ``X-Forwarded-For`` and then ``X_Forwarded_For`` replaces the line HAProxy appended;
-gunicorn under ``--header-map dangerous`` (or ``--forwarder-headers '*'``) joins the lines in
-their order, so behind nginx, which writes its line before the client's, the client's entry
+gunicorn under ``--header-map dangerous`` (or ``--forwarder-headers '*'``) and the ASGI-to-WSGI
+bridges (uvicorn's ``--interface wsgi``, hypercorn's ``wsgi:``, Starlette's ``WSGIMiddleware``)
+join the lines in their order, so behind nginx, which writes its line before the client's, the client's entry
 comes last. The middlewares refuse a request through a trusted hop under such a server
 (``trueip.wsgi.merged_spellings``) and decide every other. Real servers and proxies, on loopback."""
 
@@ -90,6 +91,14 @@ def server_args(kind: str, port: int) -> list[str]:
                 "--workers", "1", "--log-level", "warning", "server_app:app"]
     if kind == "twisted":
         return [py, "-m", "twisted", "web", "--listen", f"tcp:{port}:interface=127.0.0.1", "--wsgi", "server_app.app"]
+    if kind == "uvicorn --interface wsgi":
+        return [py, "-m", "uvicorn", "--interface", "wsgi", "--no-proxy-headers", "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning", "server_app:app"]
+    if kind == "hypercorn wsgi:":
+        return [py, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", "wsgi:server_app:app"]
+    if kind == "starlette WSGIMiddleware":
+        return [py, "-m", "uvicorn", "--no-proxy-headers", "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning", "server_app:bridged"]
     if kind == "cheroot":
         return [py, "-c", "import sys, server_app; from cheroot import wsgi; "
                 f"wsgi.Server(('127.0.0.1', {port}), server_app.app).start()"]
@@ -121,7 +130,15 @@ MERGING = [
     ("gunicorn --header-map dangerous", "nginx"),
     ("gunicorn --forwarder-headers '*'", "nginx"),
     ("gunicorn --forwarder-headers SCRIPT_NAME,X_FORWARDED_FOR", "nginx"),
+    ("uvicorn --interface wsgi", "nginx"),
+    ("hypercorn wsgi:", "nginx"),
+    ("starlette WSGIMiddleware", "nginx"),
 ]
+
+BRIDGED = """
+from starlette.middleware.wsgi import WSGIMiddleware
+bridged = WSGIMiddleware(app)
+"""
 
 
 @pytest.mark.parametrize("source", [APP, DJANGO_APP], ids=["wsgi", "django"])
@@ -129,7 +146,7 @@ MERGING = [
 def test_under_a_server_that_merges_spellings_a_trusted_hops_request_is_refused(
     tmp_path: Path, kind: str, proxy: str, source: str
 ) -> None:
-    (tmp_path / "server_app.py").write_text(textwrap.dedent(source))
+    (tmp_path / "server_app.py").write_text(textwrap.dedent(source) + BRIDGED)
     app_port, proxy_port = free_port(), free_port()
     env = python_env(PYTHONPATH=str(tmp_path))
     with serve(kind.split()[0], server_args(kind, app_port), "127.0.0.1", app_port, cwd=tmp_path, env=env):

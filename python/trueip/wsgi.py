@@ -94,11 +94,12 @@ From an untrusted peer both are removed. Behind a trusted proxy, the proxy or th
 drop underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and
 later, waitress and Werkzeug's and Django's development servers drop them), or the client
 could write the header the proxy appends to. Under a server that merges them (Granian's WSGI
-interface, Twisted's, cheroot; gunicorn under ``--header-map dangerous`` or with such a name in
-``--forwarder-headers``: ``merged_spellings``) a request that came through a trusted hop with a
-client-IP header gets a 500 naming the fix, and the ``trueip`` logger says it once. Under an
-ASGI-to-WSGI bridge (Starlette's ``WSGIMiddleware``), which folds them too, wrap the ASGI
-side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge folds them.
+interface, Twisted's, cheroot; the ASGI-to-WSGI bridges: uvicorn's ``--interface wsgi``,
+hypercorn's ``wsgi:``, Starlette's ``WSGIMiddleware``; gunicorn under ``--header-map
+dangerous`` or with such a name in ``--forwarder-headers``: ``merged_spellings``) a request
+that came through a trusted hop with a client-IP header gets a 500 naming the fix, and the
+``trueip`` logger says it once. Under a bridge, wrap the ASGI side with ``trueip.asgi.TrueIP``
+instead: it withholds such lines before the bridge folds them.
 """
 
 from __future__ import annotations
@@ -394,6 +395,19 @@ _MERGING_SERVERS = {
     "cheroot": "cheroot (CherryPy's server)",
 }
 
+#: ASGI-to-WSGI bridges, which join the lines of both spellings in their order, by the class
+#: each serves the app through: (module, class, name).
+_MERGING_BRIDGES = (
+    ("uvicorn.middleware.wsgi", "_WSGIMiddleware", "uvicorn's WSGI bridge (--interface wsgi)"),
+    ("hypercorn.app_wrappers", "WSGIWrapper", "hypercorn's WSGI bridge (wsgi:)"),
+    ("starlette.middleware.wsgi", "WSGIMiddleware", "Starlette's WSGIMiddleware"),
+)
+
+_MERGES = (
+    " makes a line spelled X_Forwarded_For part of the app's HTTP_X_FORWARDED_FOR, and a proxy passes a "
+    "client's on, so a request through a trusted hop may carry a client's address as the hop's: "
+)
+
 
 def merged_spellings(environ: dict[str, Any], keys: frozenset[str]) -> Optional[str]:
     """What to fix when the server that built ``environ`` may have put a line a client spelled
@@ -403,34 +417,43 @@ def merged_spellings(environ: dict[str, Any], keys: frozenset[str]) -> Optional[
     the key is the client's word: Granian's WSGI interface, Twisted's and cheroot keep the
     spelling met last, and a client that sends ``X-Forwarded-For`` before ``X_Forwarded_For``
     replaces the line the proxy appended; gunicorn under ``--header-map dangerous`` (or with
-    such a name, or ``*``, in ``--forwarder-headers``) joins the lines in their order, and
-    behind a proxy that writes its line before the client's (nginx) the client's comes last.
-    The environ keeps no trace of the spelling. gunicorn, waitress, Werkzeug's and Django's
-    development servers drop such lines by default."""
+    such a name, or ``*``, in ``--forwarder-headers``) and the ASGI-to-WSGI bridges
+    (``_MERGING_BRIDGES``) join the lines in their order, and behind a proxy that writes its
+    line before the client's (nginx) the client's comes last. The environ keeps no trace of
+    the spelling. gunicorn, waitress, Werkzeug's and Django's development servers and mod_wsgi
+    drop such lines by default. The bridges and gunicorn's settings are found among the live
+    objects, in one pass (``trueip.asgi.live_instances``)."""
     server = _MERGING_SERVERS.get(type(environ.get("wsgi.input")).__module__.partition(".")[0])
     if server is not None:
         return (
-            f"{server} makes a line spelled X_Forwarded_For the app's HTTP_X_FORWARDED_FOR, and a proxy passes "
-            "a client's on, so a request through a trusted hop may carry a client's address as the hop's: serve "
-            "the app under gunicorn or waitress, or under an ASGI server's WSGI bridge with trueip.asgi.TrueIP "
-            "around it"
+            f"{server}{_MERGES}serve the app under gunicorn or waitress, or under an ASGI server's WSGI bridge "
+            "with trueip.asgi.TrueIP around the bridge"
         )
-    if "gunicorn.socket" not in environ:
-        return None
+    rows: dict = {}
+    for module, name, shown in _MERGING_BRIDGES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            for each in _asgi._and_subclasses(cls):
+                rows.setdefault(each, shown)
     config = getattr(sys.modules.get("gunicorn.config"), "Config", None)
-    if not isinstance(config, type):
-        return None
-    for cfg in _asgi.live_instances(_asgi._and_subclasses(config)):
-        named = [n for n in getattr(cfg, "forwarder_headers", None) or () if isinstance(n, str)]
+    if "gunicorn.socket" in environ and isinstance(config, type):
+        for each in _asgi._and_subclasses(config):
+            rows.setdefault(each, None)
+    for found in _asgi.live_instances(rows):
+        shown = rows[type(found)]
+        if shown is not None:
+            return (
+                f"{shown}{_MERGES}wrap the ASGI side instead, trueip.asgi.TrueIP around the bridge, which withholds "
+                "such lines before the bridge joins them"
+            )
+        named = [n for n in getattr(found, "forwarder_headers", None) or () if isinstance(n, str)]
         # gunicorn lets through, from a peer in --forwarded-allow-ips, a name spelled with
         # underscores that the list names (as it is upper-cased), or any with `*`.
         folded = [n for n in named if n == "*" or ("_" in n and "HTTP_" + n in keys)]
-        if getattr(cfg, "header_map", None) == "dangerous" or folded:
+        if getattr(found, "header_map", None) == "dangerous" or folded:
             return (
-                "gunicorn under --header-map dangerous, or with * or a client-IP header in --forwarder-headers, "
-                "makes a line spelled X_Forwarded_For part of the app's HTTP_X_FORWARDED_FOR, and a proxy passes "
-                "a client's on, so a request through a trusted hop may carry a client's address as the hop's: run "
-                "gunicorn with --header-map drop (its default) and no such name in --forwarder-headers"
+                f"gunicorn under --header-map dangerous, or with * or a client-IP header in --forwarder-headers,"
+                f"{_MERGES}run gunicorn with --header-map drop (its default) and no such name in --forwarder-headers"
             )
     return None
 
