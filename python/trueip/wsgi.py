@@ -95,7 +95,7 @@ drop underscore headers (nginx does unless ``underscores_in_headers on``; gunico
 later, waitress and Werkzeug's and Django's development servers drop them), or the client
 could write the header the proxy appends to. Under a server that merges them (Granian's WSGI
 interface, Twisted's, cheroot; the ASGI-to-WSGI bridges: uvicorn's ``--interface wsgi``,
-hypercorn's ``wsgi:``, Starlette's ``WSGIMiddleware``; gunicorn under ``--header-map
+hypercorn's ``wsgi:``, Starlette's and a2wsgi's ``WSGIMiddleware``; gunicorn under ``--header-map
 dangerous`` or with such a name in ``--forwarder-headers``: ``merged_spellings``) a request
 that came through a trusted hop with a client-IP header gets a 500 naming the fix, and the
 ``trueip`` logger says it once. Under a bridge, wrap the ASGI side with ``trueip.asgi.TrueIP``
@@ -401,6 +401,7 @@ _MERGING_BRIDGES = (
     ("uvicorn.middleware.wsgi", "_WSGIMiddleware", "uvicorn's WSGI bridge (--interface wsgi)"),
     ("hypercorn.app_wrappers", "WSGIWrapper", "hypercorn's WSGI bridge (wsgi:)"),
     ("starlette.middleware.wsgi", "WSGIMiddleware", "Starlette's WSGIMiddleware"),
+    ("a2wsgi.wsgi", "WSGIMiddleware", "a2wsgi's WSGIMiddleware (uvicorn's --interface wsgi when a2wsgi is installed)"),
 )
 
 _MERGES = (
