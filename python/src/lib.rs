@@ -327,7 +327,13 @@ fn peer_node(peer: &Bound<'_, PyAny>, port: Option<u16>) -> PyResult<Node> {
                 "peer: a pair must be (host, port), as ASGI's scope[\"client\"]",
             ));
         }
-        let port: Option<u16> = peer.get_item(1)?.extract()?;
+        let port = peer.get_item(1)?;
+        // Granian's ASGI scope gives the port as text (`("192.0.2.1", "443")`): refused, its
+        // every request had no decision and behind a proxy every client was the proxy.
+        let port: Option<u16> = match port.cast::<PyString>() {
+            Ok(text) => Some(text.to_cow()?.parse().map_err(|e| bad(&format!("port {port}"), &e))?),
+            Err(_) => port.extract()?,
+        };
         return peer_node(&peer.get_item(0)?, port.filter(|p| *p != 0));
     }
     let text = match peer.cast::<PyString>() {

@@ -3,18 +3,21 @@ rewrites the client (or the scheme) from a header before trueip's middleware see
 and keeps no trace of the connection's own in the environ or scope. waitress under
 ``--trusted-proxy``, Daphne under ``--proxy-headers`` (believing anyone), Granian's
 ``wrap_asgi_with_proxy_headers``/``wrap_wsgi_with_proxy_headers`` (believing 127.0.0.1 by
-default): the middlewares find them among the live objects (``trueip.asgi.rewrite_around``)
-and refuse every request, naming the fix. Real servers, on loopback."""
+default), gunicorn's own ASGI worker (a PROXY header's source from 127.0.0.1, the scheme from
+X-Forwarded-Proto of 127.0.0.1, by default): the middlewares find them among the live objects
+(``trueip.asgi.rewrite_around``) and refuse every request, naming the fix. And Granian's ASGI
+scope, whose client port is text. Real servers, on loopback."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from servers import ATTACKER, DEADLINE, NGINX, Process, free_port, get, gunicorn, python_env, serve
+from servers import ATTACKER, DEADLINE, NGINX, Process, free_port, get, gunicorn, haproxy, python_env, serve
 
 WSGI_APP = """
     import trueip
@@ -271,3 +274,87 @@ def test_django_under_gunicorn_is_routed_under_its_own_script_name(tmp_path: Pat
         response = get(ATTACKER, "127.0.0.1", port, [("SCRIPT_NAME", "/evil")], path="/evil/admin")
         # On the old code: "/evil/admin /admin /evil/admin", a local process's prefix.
         assert (response.status, response.text) == (200, "/evil/admin /evil/admin /admin")
+
+
+HAPROXY_CFG = """
+global
+    maxconn 64
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend www
+    bind 127.0.0.1:8443
+    option forwardfor
+    default_backend app
+backend app
+    server app 127.0.0.1:8000 source 127.0.0.30
+"""
+
+
+def test_under_granians_asgi_interface_a_trusted_hop_is_believed(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP.replace('trust=["127.0.0.20"]', 'trust=["127.0.0.30"]'))
+    (tmp_path / "haproxy.cfg").write_text(HAPROXY_CFG)
+    port, server = granian(tmp_path, "asgi")
+    proxy_port = free_port()
+    with server, haproxy(tmp_path / "haproxy.cfg", proxy_port, port):
+        response = get(ATTACKER, "127.0.0.1", proxy_port, [("X-Forwarded-For", "6.6.6.6")])
+        # On the old code: "127.0.0.30 http": Granian's scope gives the client's port as text,
+        # which the middleware took for no peer, so no hop was believed and every client was
+        # HAProxy.
+        assert (response.status, response.text) == (200, f"{ATTACKER} http")
+
+
+def gunicorn_asgi(tmp_path: Path, port: int, *extra: str):
+    args = [sys.executable, "-m", "gunicorn", "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{port}",
+            "--graceful-timeout", "1", *extra, "server_app:app"]
+    return serve("gunicorn", args, "127.0.0.1", port, cwd=tmp_path, env=python_env(PYTHONPATH=str(tmp_path)))
+
+
+def test_under_gunicorns_asgi_worker_reading_a_proxy_header_every_request_is_refused(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP)
+    port = free_port()
+    with gunicorn_asgi(tmp_path, port, "--asgi-lifespan", "off", "--proxy-protocol", "v1",
+                       "--forwarded-allow-ips", ""):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        with sock:
+            sock.sendall(b"PROXY TCP4 6.6.6.6 127.0.0.1 1111 80\r\nGET / HTTP/1.1\r\nHost: a\r\n"
+                         b"Connection: close\r\n\r\n")
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        # On the old code: 200, "6.6.6.6 http": gunicorn believes a PROXY header from
+        # 127.0.0.1 by default (--proxy-allow-from), whatever the policy's
+        # proxy_protocol_from says.
+        assert raw.startswith(b"HTTP/1.1 500"), raw
+        assert b"--proxy-protocol" in raw and b"6.6.6.6" not in raw
+
+
+def test_under_gunicorns_asgi_worker_defaults_every_request_is_refused(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP)
+    port = free_port()
+    with gunicorn_asgi(tmp_path, port, "--asgi-lifespan", "off"):
+        # On the old code: 200, "127.0.0.1 https": gunicorn takes the scheme from
+        # X-Forwarded-Proto of 127.0.0.1 by default (--forwarded-allow-ips).
+        assert_refused(port, '--forwarded-allow-ips ""')
+
+
+def test_under_gunicorns_asgi_worker_with_its_lifespan_the_app_does_not_start(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP)
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{port}", "server_app:app"]
+    proc = Process("gunicorn", args, tmp_path / "output.log", cwd=tmp_path, env=python_env(PYTHONPATH=str(tmp_path)))
+    try:
+        proc.popen.wait(timeout=DEADLINE)
+        assert '--forwarded-allow-ips ""' in proc.output()
+    finally:
+        proc.stop()
+
+
+def test_under_gunicorns_asgi_worker_reading_no_header_the_peer_decides(tmp_path: Path) -> None:
+    write_app(tmp_path, ASGI_APP)
+    port = free_port()
+    with gunicorn_asgi(tmp_path, port, "--forwarded-allow-ips", ""):
+        response = get(ATTACKER, "127.0.0.1", port, FORGED)
+        assert (response.status, response.text) == (200, f"{ATTACKER} http")

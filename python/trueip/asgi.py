@@ -48,7 +48,8 @@ removed as from an untrusted peer, and the ``trueip`` logger warns once per poli
 
 Run the server without its own proxy-header handling (``uvicorn --no-proxy-headers``,
 hypercorn without ``ProxyFixMiddleware``, ``daphne`` without ``--proxy-headers``, no Granian
-``wrap_asgi_with_proxy_headers``): uvicorn's trusts ``X-Forwarded-For`` from
+``wrap_asgi_with_proxy_headers``, gunicorn's ``-k asgi`` with ``--forwarded-allow-ips ""`` and
+no ``--proxy-protocol``): uvicorn's trusts ``X-Forwarded-For`` from
 ``--forwarded-allow-ips`` (127.0.0.1 by default, so any local process) and rewrites
 ``scope["client"]`` and ``scope["scheme"]`` before this middleware sees them, Granian's
 wrapper does so for 127.0.0.1 by default, and hypercorn's and Daphne's believe them from
@@ -142,6 +143,19 @@ def _granian_trusts_no_one(forwarders: Any) -> bool:
         return False
 
 
+def _gunicorn_asgi_reads_nothing(worker: Any) -> bool:
+    """Whether gunicorn's own ASGI worker (``-k asgi``, ``gunicorn.workers.gasgi.ASGIWorker``)
+    takes neither the client from a PROXY header (``--proxy-protocol``, from any peer in
+    ``--proxy-allow-from``) nor the scheme from X-Forwarded-Proto (any peer in
+    ``--forwarded-allow-ips``, 127.0.0.1 and ::1 by default). Any other shape counts as
+    reading them."""
+    cfg = getattr(worker, "cfg", None)
+    try:
+        return cfg.proxy_protocol in ("off", None, False) and not any(cfg.forwarded_allow_ips)
+    except (AttributeError, TypeError):
+        return False
+
+
 #: The servers' own proxy-header handling: (module, class, whether an instance reads nothing,
 #: what to do instead). Each rewrites the client (``scope["client"]``, ``REMOTE_ADDR``) and the
 #: scheme from X-Forwarded-For and -Proto before the app runs, and keeps no trace of the
@@ -150,7 +164,9 @@ def _granian_trusts_no_one(forwarders: Any) -> bool:
 #: any entry, ``evil`` or a port it names included; hypercorn's middleware for any peer;
 #: waitress under ``--trusted-proxy`` (its settings, which its server keeps) for that peer or,
 #: with ``*``, any; Daphne under ``--proxy-headers`` (its server) for any peer; Granian's
-#: wrappers (the hosts each keeps) for 127.0.0.1 by default. For a middleware class its
+#: wrappers (the hosts each keeps) for 127.0.0.1 by default; gunicorn's own ASGI worker (not
+#: its WSGI ones, whose socket ``trueip.wsgi.apply`` reads) for a PROXY header's source and
+#: X-Forwarded-Proto of the peers it trusts, 127.0.0.1 by default. For a middleware class its
 #: ``__call__`` is also looked for among the callers (``server_rewrite``).
 _SERVER_REWRITES = (
     (
@@ -183,6 +199,13 @@ _SERVER_REWRITES = (
         "_Forwarders",
         _granian_trusts_no_one,
         "remove Granian's wrap_asgi_with_proxy_headers / wrap_wsgi_with_proxy_headers",
+    ),
+    (
+        "gunicorn.workers.gasgi",
+        "ASGIWorker",
+        _gunicorn_asgi_reads_nothing,
+        'run gunicorn\'s ASGI worker (-k asgi) without --proxy-protocol and with --forwarded-allow-ips ""; '
+        "the policy's proxy_protocol_from and origin decide what those would",
     ),
 )
 
@@ -235,16 +258,31 @@ def rewrite_around() -> Optional[str]:
     and of every subclass of it, which an instance of a subclass refers to instead: one pass over
     the heap for all of them, once per middleware; each server keeps it for as long as it
     serves). Only classes already imported are looked for."""
-    import gc
-
     rows: dict = {}
     for row in _SERVER_REWRITES:
         cls = getattr(sys.modules.get(row[0]), row[1], None)
         if isinstance(cls, type):
             for each in _and_subclasses(cls):
                 rows.setdefault(each, row)
-    if not rows:
-        return None
+    for found in live_instances(rows):
+        row = rows[type(found)]
+        if not row[2](found):
+            module, name, _, fix = row
+            inner = getattr(found, "app", None)
+            wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
+            return _rewrite_message(module, name, wrapped, fix)
+    return None
+
+
+def live_instances(classes: Iterable[type]) -> list:
+    """The live instances of ``classes`` (each exactly of one of them: pass the subclasses
+    too), found in one pass over the heap: ``gc.get_referrers`` of the classes, which every
+    instance of a class written in Python refers to."""
+    import gc
+
+    classes = tuple(classes)
+    if not classes:
+        return []
     # `gc.freeze()` (before a fork, for copy-on-write) hides what it froze from
     # `get_referrers`: a server's state built before it was not found. Thawed for the one look
     # (each a move of a list's two ends, no object touched), then frozen again, with what the
@@ -256,18 +294,11 @@ def rewrite_around() -> Optional[str]:
         if frozen:
             gc.unfreeze()
         try:
-            referrers = gc.get_referrers(*rows)
+            referrers = gc.get_referrers(*classes)
         finally:
             if frozen:
                 gc.freeze()
-    for found in referrers:
-        row = rows.get(type(found))
-        if row is not None and not row[2](found):
-            module, name, _, fix = row
-            inner = getattr(found, "app", None)
-            wrapped = None if inner is None else f"{type(inner).__module__}.{type(inner).__qualname__}"
-            return _rewrite_message(module, name, wrapped, fix)
-    return None
+    return [found for found in referrers if type(found) in classes]
 
 
 def _and_subclasses(cls: type) -> list:

@@ -43,7 +43,10 @@ anyone (around Django's ASGI handler, the WSGI bridge of ``--interface wsgi``, o
 such as channels' ``ProtocolTypeRouter`` around them), this middleware answers every request
 with a 500 naming the fix and logs it once (``trueip.asgi.rewrite_around``), as it does under
 Daphne's ``--proxy-headers``, which believes them from anyone, waitress's ``--trusted-proxy``
-and Granian's proxy-header wrappers.
+and Granian's proxy-header wrappers. Under Django's WSGI handler on a server that merges a
+client's ``X_Forwarded_For`` into ``HTTP_X_FORWARDED_FOR`` (``trueip.wsgi.merged_spellings``:
+Granian's WSGI interface, Twisted's, cheroot, gunicorn under ``--header-map dangerous``), a
+request that came through a trusted hop with a client-IP header gets a 500 naming the fix.
 
 ``TRUEIP_VERIFY`` takes the client from the signed header ``trueip serve`` writes
 (``[upstream] sign``): ``{"key_files": ["/etc/trueip.key"], "window": 30, "header":
@@ -62,6 +65,7 @@ adapter's environ, and the event it keeps there decides (see ``trueip.wsgi``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Optional
 
 from . import Policy, PolicyError, Verifier
@@ -216,8 +220,10 @@ class TrueIPMiddleware:
         _check_proxy_ssl_header(self.policy)
         self.origin = origin_from_settings()
         self.verifier, self.refuse = verify_from_settings()
-        # What `rewrite_around` finds on the first request: the server does not change.
+        # What `rewrite_around` and `merged_spellings` find on the first request: the server
+        # does not change.
         self._rewrite: Any = _asgi._UNCHECKED
+        self._merged: Any = _asgi._UNCHECKED
 
     def __call__(self, request: Any) -> Any:
         rewrite = self._rewrite
@@ -237,10 +243,24 @@ class TrueIPMiddleware:
         # Under ASGI the scope's lines decide: META is Django's fold of them, which once
         # merged a client's `X_Forwarded_For` into HTTP_X_FORWARDED_FOR (CVE-2026-3902).
         lines = list(scope.get("headers") or ()) if asgi else None
+        at_stake = False
+        if not asgi:
+            # Under Django's WSGI handler META is the server's environ, with its keys as the
+            # server folded them; under its ASGI handler the lines decide.
+            merged = self._merged
+            if merged is _asgi._UNCHECKED:
+                merged = self._merged = _wsgi.merged_spellings(meta, self.policy._withheld_environ_keys(None))
+                if merged is not None:
+                    logging.getLogger("trueip").error("trueip: %s", merged)
+            at_stake = merged is not None and _wsgi.merge_at_stake(merged, self.policy, meta)
         resolution = _wsgi.apply(
             self.policy, meta, self.origin, self.verifier, peer=peer, lines=lines, scope_event=event
         )
         request.trueip = resolution
+        if at_stake and _wsgi.refused_merge(at_stake, resolution):
+            from django.http import HttpResponseServerError
+
+            return HttpResponseServerError(_wsgi.refusal_text(self._merged), content_type="text/plain; charset=utf-8")
         if self.verifier is not None:
             outcome = meta.get("trueip.signature")
             request.trueip_signature = outcome

@@ -90,17 +90,23 @@ the path in ``PATH_INFO``, unless a trusted hop's request and ``origin`` names `
 
 WSGI servers spell ``X_Forwarded_For`` and ``X-Forwarded-For`` the same
 (``HTTP_X_FORWARDED_FOR``), so a header sent with underscores cannot be told apart here.
-From an untrusted peer both are removed. Behind a trusted proxy, the proxy must drop
-underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and later
-drops them itself), or the client could write the header the proxy appends to. Under an
-ASGI-to-WSGI bridge (Starlette's ``WSGIMiddleware``), which folds them too, wrap the ASGI
-side with ``trueip.asgi.TrueIP`` instead: it withholds them before the bridge folds them.
+From an untrusted peer both are removed. Behind a trusted proxy, the proxy or the server must
+drop underscore headers (nginx does unless ``underscores_in_headers on``; gunicorn 22 and
+later, waitress and Werkzeug's and Django's development servers drop them), or the client
+could write the header the proxy appends to. Under a server that merges them (Granian's WSGI
+interface, Twisted's, cheroot; the ASGI-to-WSGI bridges: uvicorn's ``--interface wsgi``,
+hypercorn's ``wsgi:``, Starlette's and a2wsgi's ``WSGIMiddleware``; gunicorn under ``--header-map
+dangerous`` or with such a name in ``--forwarder-headers``: ``merged_spellings``) a request
+that came through a trusted hop with a client-IP header gets a 500 naming the fix, and the
+``trueip`` logger says it once. Under a bridge, wrap the ASGI side with ``trueip.asgi.TrueIP``
+instead: it withholds such lines before the bridge folds them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import weakref
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote_to_bytes
@@ -379,6 +385,96 @@ def rewritten() -> Optional[str]:
     return fix
 
 
+#: WSGI servers that build a header's environ key from a line spelled with underscores as well
+#: as from the one spelled with dashes (``X_Forwarded_For`` and ``X-Forwarded-For`` both make
+#: ``HTTP_X_FORWARDED_FOR``), each keeping the value of the spelling it met last, by the top
+#: package of the type of their ``wsgi.input``.
+_MERGING_SERVERS = {
+    "granian": "Granian's WSGI interface",
+    "twisted": "Twisted's WSGIResource",
+    "cheroot": "cheroot (CherryPy's server)",
+}
+
+#: ASGI-to-WSGI bridges, which join the lines of both spellings in their order, by the class
+#: each serves the app through: (module, class, name).
+_MERGING_BRIDGES = (
+    ("uvicorn.middleware.wsgi", "_WSGIMiddleware", "uvicorn's WSGI bridge (--interface wsgi)"),
+    ("hypercorn.app_wrappers", "WSGIWrapper", "hypercorn's WSGI bridge (wsgi:)"),
+    ("starlette.middleware.wsgi", "WSGIMiddleware", "Starlette's WSGIMiddleware"),
+    ("a2wsgi.wsgi", "WSGIMiddleware", "a2wsgi's WSGIMiddleware (uvicorn's --interface wsgi when a2wsgi is installed)"),
+)
+
+_MERGES = (
+    " makes a line spelled X_Forwarded_For part of the app's HTTP_X_FORWARDED_FOR, and a proxy passes a "
+    "client's on, so a request through a trusted hop may carry a client's address as the hop's: "
+)
+
+
+def merged_spellings(environ: dict[str, Any], keys: frozenset[str]) -> Optional[str]:
+    """What to fix when the server that built ``environ`` may have put a line a client spelled
+    with underscores (``X_Forwarded_For``) in a client-IP key of ``keys``
+    (``HTTP_X_FORWARDED_FOR``), or ``None``. Proxies pass such a line on (HAProxy, an ALB,
+    Envoy, Caddy, Traefik; nginx under ``underscores_in_headers on``), so behind a trusted one
+    the key is the client's word: Granian's WSGI interface, Twisted's and cheroot keep the
+    spelling met last, and a client that sends ``X-Forwarded-For`` before ``X_Forwarded_For``
+    replaces the line the proxy appended; gunicorn under ``--header-map dangerous`` (or with
+    such a name, or ``*``, in ``--forwarder-headers``) and the ASGI-to-WSGI bridges
+    (``_MERGING_BRIDGES``) join the lines in their order, and behind a proxy that writes its
+    line before the client's (nginx) the client's comes last. The environ keeps no trace of
+    the spelling. gunicorn, waitress, Werkzeug's and Django's development servers and mod_wsgi
+    drop such lines by default. The bridges and gunicorn's settings are found among the live
+    objects, in one pass (``trueip.asgi.live_instances``)."""
+    server = _MERGING_SERVERS.get(type(environ.get("wsgi.input")).__module__.partition(".")[0])
+    if server is not None:
+        return (
+            f"{server}{_MERGES}serve the app under gunicorn or waitress, or under an ASGI server's WSGI bridge "
+            "with trueip.asgi.TrueIP around the bridge"
+        )
+    rows: dict = {}
+    for module, name, shown in _MERGING_BRIDGES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            for each in _asgi._and_subclasses(cls):
+                rows.setdefault(each, shown)
+    config = getattr(sys.modules.get("gunicorn.config"), "Config", None)
+    if "gunicorn.socket" in environ and isinstance(config, type):
+        for each in _asgi._and_subclasses(config):
+            rows.setdefault(each, None)
+    for found in _asgi.live_instances(rows):
+        shown = rows[type(found)]
+        if shown is not None:
+            return (
+                f"{shown}{_MERGES}wrap the ASGI side instead, trueip.asgi.TrueIP around the bridge, which withholds "
+                "such lines before the bridge joins them"
+            )
+        named = [n for n in getattr(found, "forwarder_headers", None) or () if isinstance(n, str)]
+        # gunicorn lets through, from a peer in --forwarded-allow-ips, a name spelled with
+        # underscores that the list names (as it is upper-cased), or any with `*`.
+        folded = [n for n in named if n == "*" or ("_" in n and "HTTP_" + n in keys)]
+        if getattr(found, "header_map", None) == "dangerous" or folded:
+            return (
+                f"gunicorn under --header-map dangerous, or with * or a client-IP header in --forwarder-headers,"
+                f"{_MERGES}run gunicorn with --header-map drop (its default) and no such name in --forwarder-headers"
+            )
+    return None
+
+
+def merge_at_stake(fix: Optional[str], policy: Policy, environ: dict[str, Any]) -> bool:
+    """Whether a request under a server that merges spellings (``fix``, from
+    ``merged_spellings``) carries a client-IP key, which a client's line may have made or
+    joined. Asked before ``apply``, which removes those the decision does not read. A
+    request with none (a health check from a trusted address) has nothing merged."""
+    return fix is not None and not policy._withheld_environ_keys(None).isdisjoint(environ)
+
+
+def refused_merge(at_stake: bool, resolution: Any) -> bool:
+    """Whether a request is refused under a server that merges spellings: when it carries a
+    client-IP key (``merge_at_stake``) and came through a trusted hop, whose keys the decision
+    reads and the app gets. From any other peer every such key is withheld, whatever its
+    spelling."""
+    return at_stake and resolution is not None and resolution.trusted_hop
+
+
 def refusal_text(fix: str) -> str:
     """The body of the 500 every request gets under a server that rewrites the client."""
     return f"trueip: this request's client cannot be decided: {fix}\n"
@@ -429,8 +525,10 @@ class TrueIP(_signed.Configured):
         on_unverified: str = "peer",
     ) -> None:
         super().__init__(app, policy, origin=origin, verify=verify, on_unverified=on_unverified)
-        # What `rewritten` found on the first call: the server does not change.
+        # What `rewritten` and `merged_spellings` found on the first call: the server does not
+        # change.
         self._rewrite: Any = _asgi._UNCHECKED
+        self._merged: Any = _asgi._UNCHECKED
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         rewrite = self._rewrite
@@ -438,7 +536,17 @@ class TrueIP(_signed.Configured):
             rewrite = self._rewrite = rewritten()
         if rewrite is not None:
             return refuse_rewritten(rewrite, start_response)
-        apply(self.policy, environ, self.origin, self.verifier)
+        merged = self._merged
+        if merged is _asgi._UNCHECKED:
+            merged = self._merged = merged_spellings(environ, self.policy._withheld_environ_keys(None))
+            if merged is not None:
+                logging.getLogger("trueip").error("trueip: %s", merged)
+        if merged is None:
+            # Nearly every server: no call more per request.
+            apply(self.policy, environ, self.origin, self.verifier)
+        elif refused_merge(merge_at_stake(merged, self.policy, environ),
+                           apply(self.policy, environ, self.origin, self.verifier)):
+            return refuse_rewritten(merged, start_response)
         # No outcome: no peer address (a Unix socket), nothing verified; refused too.
         outcome = environ.get("trueip.signature")
         if self.refuse and outcome != "verified":
