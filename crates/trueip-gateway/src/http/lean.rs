@@ -1258,14 +1258,12 @@ async fn forward(
             let mut chunks = Chunked::default();
             let mut ok = true;
             loop {
-                let (n, pass, end) = match chunks.scan(conn.buf.filled()) {
-                    Ok(x) => x,
-                    Err(()) => {
-                        metrics.upstream_error(UpstreamErrorKind::Protocol);
-                        record.error = Some("invalid chunked body from the upstream".to_string());
-                        ok = false;
-                        break;
-                    }
+                // A body that breaks off goes to the client up to the break, its head too
+                // when the break came with it, and is then cut: what hyper's path sends,
+                // and the same whether the break came with the head or a read later.
+                let (n, pass, end, broken) = match chunks.scan(conn.buf.filled()) {
+                    Ok((n, pass, end)) => (n, pass, end, false),
+                    Err(pass) => (pass, pass, false, true),
                 };
                 out.extend_from_slice(conn.buf.filled().get(..pass).unwrap_or_default());
                 if end {
@@ -1279,6 +1277,12 @@ async fn forward(
                     break;
                 }
                 out.clear();
+                if broken {
+                    metrics.upstream_error(UpstreamErrorKind::Protocol);
+                    record.error = Some("invalid chunked body from the upstream".to_string());
+                    ok = false;
+                    break;
+                }
                 if end {
                     break;
                 }
@@ -1525,7 +1529,9 @@ impl Chunked {
     /// passed as they came, an upstream's `Connection` or `Transfer-Encoding` trailer, or
     /// a line that is no field at all, reached the client. One that is no valid field
     /// line breaks the body off, as hyper's client does.
-    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), ()> {
+    /// `Err`: the body is malformed; the number of its bytes before the fault, which the
+    /// client may have (chunk data, and the lines before it), the trailer section aside.
+    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), usize> {
         let mut at = 0;
         let mut passed = 0;
         loop {
@@ -1548,29 +1554,29 @@ impl Chunked {
                         self.state = ChunkState::Size;
                     }
                     [] | [b'\r'] => return Ok((at, passed, false)),
-                    _ => return Err(()),
+                    _ => return Err(passed),
                 },
                 ChunkState::Size | ChunkState::Trailer => {
                     let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
                         if rest.len() > 4096 {
-                            return Err(());
+                            return Err(passed);
                         }
                         return Ok((at, passed, false));
                     };
                     let line = rest.get(..nl).unwrap_or_default();
-                    let line = line.strip_suffix(b"\r").ok_or(())?;
+                    let line = line.strip_suffix(b"\r").ok_or(passed)?;
                     at += nl + 1;
                     if self.state == ChunkState::Trailer {
                         if line.is_empty() {
                             return Ok((at, passed, true));
                         }
                         if !field_line(line) {
-                            return Err(());
+                            return Err(passed);
                         }
                         continue;
                     }
+                    let n = raw::chunk_size(line).ok_or(passed)?;
                     passed = at;
-                    let n = raw::chunk_size(line).ok_or(())?;
                     if n == 0 {
                         self.state = ChunkState::Trailer;
                     } else {
@@ -1864,19 +1870,22 @@ mod tests {
             sent.extend_from_slice(b"\r\n");
             assert_eq!(sent, wanted, "split at {split}");
         }
-        for bad in [
-            &b"x\r\n"[..],
-            b"4\r\nWikiXX",
-            b"4\nWiki\r\n",
-            b"12345678901234567\r\n",
-            b" 4\r\n",
-            b"4;a\rb\r\n",
-            b"0\r\nno field\r\n",
-            b"0\r\n folded: x\r\n",
-            b"0\r\nX-T: a\rb\r\n",
-            b"0\r\nX T: a\r\n",
+        // Malformed: the bytes before the fault go to the client, never the faulty line,
+        // nor a trailer line.
+        for (bad, before) in [
+            (&b"x\r\n"[..], 0),
+            (b"4\r\nWikiXX", 7),
+            (b"4\nWiki\r\n", 0),
+            (b"12345678901234567\r\n", 0),
+            (b" 4\r\n", 0),
+            (b"4\r\nWiki\r\n\t2\r\n", 9),
+            (b"4;a\rb\r\n", 0),
+            (b"0\r\nno field\r\n", 3),
+            (b"0\r\n folded: x\r\n", 3),
+            (b"0\r\nX-T: a\rb\r\n", 3),
+            (b"0\r\nX-T: 1\r\nX T: a\r\n", 3),
         ] {
-            assert!(Chunked::default().scan(bad).is_err(), "{bad:?}");
+            assert_eq!(Chunked::default().scan(bad), Err(before), "{bad:?}");
         }
     }
 
