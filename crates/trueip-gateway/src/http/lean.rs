@@ -1206,7 +1206,7 @@ async fn forward(
     };
 
     // The response head for the client: `read_head` wrote it into `out`.
-    let close_after = closing || parsed.framing == Framing::Close;
+    let close_after = closing;
     if close_after {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -1295,8 +1295,8 @@ async fn forward(
         }
         Framing::Close => {
             // Sent chunked, as hyper's path sends it: the client then tells a whole body
-            // (the last chunk) from one the upstream broke off, in cleartext too. The
-            // connection still closes after it.
+            // (the last chunk) from one the upstream broke off, in cleartext too, and its
+            // connection can take another request.
             let bytes = conn.buf.filled();
             put_chunk(out, bytes);
             sent += bytes.len() as u64;
@@ -1347,7 +1347,7 @@ async fn forward(
                 record.bytes = sent;
                 return Sent::Abort;
             }
-            false
+            true
         }
     };
     if parsed.framing == Framing::None && !out.is_empty() {
@@ -1358,15 +1358,13 @@ async fn forward(
         }
     }
     record.bytes = sent;
-    if parsed.framing == Framing::Close {
-        return Sent::Close;
-    }
     if !done {
         // A length or chunked body cut short: its framing already tells the client,
         // and the connection ends as hyper's does after a broken body.
         return Sent::Abort;
     }
-    if parsed.reusable && conn.buf.is_empty() {
+    // A body that ran until the upstream closed leaves no connection to reuse.
+    if parsed.reusable && parsed.framing != Framing::Close && conn.buf.is_empty() {
         // The response's end is the moment the connection became idle: one clock reading.
         let ended = record.end();
         upstream.put_raw(key, conn, &ctx.upstream_idle, ended);
