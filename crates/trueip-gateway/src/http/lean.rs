@@ -1454,16 +1454,15 @@ fn rewrite(
     head_only: bool,
     head: &mut Vec<u8>,
 ) -> Result<Parsed, Failed> {
-    let raw::Head { status, framing, reusable, named, length, te } = raw::framing(resp, head_only)?;
+    let raw::Head { status, framing, reusable, named, length } = raw::framing(resp, head_only)?;
     let code = status.as_u16();
     let lines = &*resp.headers;
     head.clear();
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
-    let reason = resp.reason.unwrap_or("");
-    let reason = if reason.is_empty() { status.canonical_reason().unwrap_or("") } else { reason };
-    head.extend_from_slice(reason.as_bytes());
+    // The upstream's own reason, an empty one too, as hyper's client hands it on.
+    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     let mut has_date = false;
     for h in lines {
@@ -1482,9 +1481,10 @@ fn rewrite(
         Framing::Length(n) => {
             put_line(head, "content-length", headers::length_digits(n, &mut digits))
         }
-        Framing::Chunked => put_line(head, "transfer-encoding", te.unwrap_or(b"chunked")),
-        // HEAD and 304 answers keep the length the full answer would have had.
-        Framing::None if code != 204 => {
+        // `chunked` alone (`raw::framing` refuses any other coding), spelled as hyper's
+        // path spells it.
+        Framing::Chunked => put_line(head, "transfer-encoding", b"chunked"),
+        Framing::None if headers::bodiless_keeps_length(code) => {
             if let Some(n) = length {
                 put_line(head, "content-length", headers::length_digits(n, &mut digits));
             }
