@@ -1502,3 +1502,343 @@ async fn h2_requests_reach_the_upstream_as_their_http1_twins_do() {
         assert!(lean_taken * 10 >= GENERATED, "{name}: the lean path took only {lean_taken}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Responses: what the client reads
+
+/// Upstream answers by target (`/r/NAME`), each as the bytes an upstream wrote, and
+/// whether it closes after: framing a reader could take two ways, versions, bodiless
+/// statuses, hop-by-hop lines, bodies broken off.
+const ANSWERS: [(&str, &[u8], bool); 28] = [
+    ("length", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello", false),
+    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("chunked-case", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("chunked-ext", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\n\r\n", false),
+    // Transfer codings but `chunked` alone: a coding left on the bytes and its label lost,
+    // or a body read twice.
+    ("gzip-chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("gzip-lines", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("gzip", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello", true),
+    ("chunked-twice", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("identity", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", true),
+    ("te-empty", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\nhello", true),
+    // An HTTP/1.0 upstream, with a length and until it closes.
+    ("http10", b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", true),
+    ("http10-close", b"HTTP/1.0 200 OK\r\n\r\nhello", true),
+    ("http10-keep", b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", false),
+    ("http11-close", b"HTTP/1.1 200 OK\r\n\r\nhello", true),
+    // Statuses without a body.
+    ("304", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n", false),
+    ("304-chunked", b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: \"x\"\r\n\r\n", false),
+    ("204", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false),
+    ("reason", b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 2\r\n\r\nok", false),
+    ("no-reason", b"HTTP/1.1 404 \r\nContent-Length: 2\r\n\r\nno", false),
+    ("interim", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+    // Hop-by-hop lines and those `Connection` names.
+    ("hop", b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nProxy-Connection: x\r\nTrailer: X-T\r\nUpgrade: h2c\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok", false),
+    ("trailers", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", false),
+    ("te-and-length", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n5\r\nhello\r\n0\r\n\r\n", true),
+    // Bodies broken off: at the first chunk line, at a later one, by a close.
+    ("bad-first-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", true),
+    ("bad-second-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nx\r\n0\r\n\r\n", true),
+    ("bad-chunk-end", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", true),
+    ("short-length", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello", true),
+    ("short-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nhello", true),
+];
+
+/// An upstream that answers each request from [`ANSWERS`] by its target.
+async fn answering_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    let (seen, used, _, _) = loop {
+                        if let Some(parsed) = parse_request(&buf) {
+                            break parsed;
+                        }
+                        match s.read(&mut tmp).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                            _ => return,
+                        }
+                    };
+                    buf.drain(..used);
+                    let name = seen.target.trim_start_matches("/r/");
+                    let Some(&(_, bytes, close)) = ANSWERS.iter().find(|a| a.0 == name) else {
+                        return;
+                    };
+                    // A head-only answer where the request asked for one.
+                    let bytes = if seen.method == "HEAD" {
+                        let end = bytes.windows(4).rposition(|w| w == b"\r\n\r\n").unwrap();
+                        &bytes[..end + 4]
+                    } else {
+                        bytes
+                    };
+                    if s.write_all(bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// How the client reads a response body (RFC 9112 §6.3).
+enum Framing {
+    Length(usize),
+    Chunked,
+    Close,
+}
+
+/// How a response body ended for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// As its framing said.
+    Whole,
+    /// The connection closed first.
+    Cut,
+    /// Nothing more came for a second.
+    Stalled,
+}
+
+/// A response as its reader takes it: version, status, reason, header lines grouped by
+/// lower-cased name (`date` left out), the body with its framing taken off, how it ended.
+/// Two answers alike here mean the same to any client, however each path framed its
+/// chunks or spelled its names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Read {
+    version: u8,
+    status: u16,
+    reason: String,
+    /// Values and body as text (every answer here is ASCII), for a readable failure.
+    lines: Vec<(String, String)>,
+    body: String,
+    end: End,
+}
+
+/// Reads one response from `s` (to a `HEAD` request when `head_only`); `None` when the
+/// connection closed or stalled before a whole head came.
+async fn read_response(s: &mut TcpStream, head_only: bool) -> Option<Read> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let mut closed = false;
+    let mut more = async |buf: &mut Vec<u8>, closed: &mut bool| -> bool {
+        if *closed {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+            Ok(_) => {
+                *closed = true;
+                false
+            }
+            Err(_) => false,
+        }
+    };
+    let (mut read, used, framing) = loop {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut slots);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let mut lines: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into()))
+                .filter(|(n, _)| n != "date")
+                .collect();
+            lines.sort_by(|a, b| a.0.cmp(&b.0));
+            let status = resp.code.unwrap_or(0);
+            let value = |name: &str| lines.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+            let framing = if head_only || status == 204 || status == 304 {
+                Framing::Length(0)
+            } else if value("transfer-encoding").is_some() {
+                Framing::Chunked
+            } else {
+                match value("content-length") {
+                    Some(v) => Framing::Length(v.trim().parse().unwrap_or(0)),
+                    None => Framing::Close,
+                }
+            };
+            let read = Read {
+                version: resp.version.unwrap_or(9),
+                status,
+                reason: resp.reason.unwrap_or("").to_owned(),
+                lines,
+                body: String::new(),
+                end: End::Whole,
+            };
+            break (read, n, framing);
+        }
+        if !more(&mut buf, &mut closed).await {
+            return None;
+        }
+    };
+    buf.drain(..used);
+    let ended = |closed: bool| if closed { End::Cut } else { End::Stalled };
+    match framing {
+        Framing::Length(len) => loop {
+            if buf.len() >= len {
+                read.body = String::from_utf8_lossy(&buf[..len]).into();
+                return Some(read);
+            }
+            if !more(&mut buf, &mut closed).await {
+                read.body = String::from_utf8_lossy(&buf).into();
+                read.end = ended(closed);
+                return Some(read);
+            }
+        },
+        Framing::Close => loop {
+            if !more(&mut buf, &mut closed).await {
+                read.body = String::from_utf8_lossy(&buf).into();
+                read.end = if closed { End::Whole } else { End::Stalled };
+                return Some(read);
+            }
+        },
+        // Chunked: decoded, its trailers kept as lines named `trailer:NAME`.
+        Framing::Chunked => loop {
+            let mut at = 0;
+            let mut body = Vec::new();
+            let whole = loop {
+                let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
+                    break false;
+                };
+                let line = std::str::from_utf8(&buf[at..at + nl]).unwrap_or("?");
+                let size =
+                    line.split(';').next().and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+                let Some(size) = size else {
+                    break false;
+                };
+                let data = at + nl + 2;
+                if size == 0 {
+                    // The trailer section, then a blank line.
+                    let rest = &buf[data..];
+                    if rest.starts_with(b"\r\n") {
+                        break true;
+                    }
+                    match rest.windows(4).position(|w| w == b"\r\n\r\n") {
+                        Some(end) => {
+                            for l in String::from_utf8_lossy(&rest[..end]).split("\r\n") {
+                                let (n, v) = l.split_once(':').unwrap_or((l, ""));
+                                read.lines.push((
+                                    format!("trailer:{}", n.to_ascii_lowercase()),
+                                    v.trim().to_owned(),
+                                ));
+                            }
+                            break true;
+                        }
+                        None => break false,
+                    }
+                }
+                // A chunk cut short: its bytes, as a client reading a broken body gets them.
+                if buf.len() < data + size + 2 {
+                    body.extend_from_slice(&buf[data.min(buf.len())..(data + size).min(buf.len())]);
+                    break false;
+                }
+                body.extend_from_slice(&buf[data..data + size]);
+                at = data + size + 2;
+            };
+            if whole {
+                read.body = String::from_utf8_lossy(&body).into();
+                return Some(read);
+            }
+            if !more(&mut buf, &mut closed).await {
+                read.body = String::from_utf8_lossy(&body).into();
+                read.end = ended(closed);
+                return Some(read);
+            }
+        },
+    }
+}
+
+/// What a client reads of the answers the paths once read apart (alike is not enough:
+/// both could be wrong).
+fn decided(name: &str, head: bool, read: Option<&Read>) -> Result<(), String> {
+    let Some(read) = read else {
+        return Err("no response head".into());
+    };
+    let line = |n: &str| read.lines.iter().find(|(l, _)| l == n).map(|(_, v)| v.as_str());
+    match name {
+        // A coding the gateway cannot pass on is refused (`headers::Codings`).
+        "gzip-chunked" | "gzip-lines" | "gzip" | "chunked-twice" | "identity" | "te-empty"
+            if read.status != 502 =>
+        {
+            Err("a transfer coding other than chunked, passed".into())
+        }
+        // The gateway's own version, whatever the upstream's (RFC 9110 §6.2).
+        _ if read.version != 1 => Err("not an HTTP/1.1 status line".into()),
+        "304" | "204" if line("content-length").is_some() => {
+            Err("a length on an answer without a body (`headers::bodiless_keeps_length`)".into())
+        }
+        // A body until the upstream closed goes on chunked, and the connection stays.
+        "http10-close" | "http11-close"
+            if !head && line("transfer-encoding") != Some("chunked") =>
+        {
+            Err("not chunked".into())
+        }
+        // A body that breaks off: its head and what came before the break, then the cut.
+        "bad-first-chunk" | "bad-second-chunk" | "bad-chunk-end" if head => Ok(()),
+        "bad-first-chunk" if (read.status, read.body.as_str(), read.end) != (200, "", End::Cut) => {
+            Err("not the head, then the cut".into())
+        }
+        "bad-second-chunk" | "bad-chunk-end"
+            if (read.status, read.body.as_str(), read.end) != (200, "hello", End::Cut) =>
+        {
+            Err("not the head and the first chunk, then the cut".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every upstream answer of [`ANSWERS`], to `GET` and `HEAD`, on a connection the client
+/// keeps open and on one it asks to close: the client reads the same response from both
+/// paths (the status line, the lines but `Date`, the body, and whether it was whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_read_the_same_response_from_both_paths() {
+    let up = answering_upstream().await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\nbody_timeout = \"5s\"\n"
+    );
+    let gw = gateway(&toml).await;
+    let mut diffs = Vec::new();
+    for (name, _, _) in ANSWERS {
+        for method in ["GET", "HEAD"] {
+            for connection in ["", "Connection: close\r\n"] {
+                let request = format!("{method} /r/{name} HTTP/1.1\r\nHost: a\r\n{connection}\r\n");
+                let mut answers = Vec::new();
+                for state in [&gw.lean, &gw.hyper] {
+                    gw.server.switch(state);
+                    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+                    s.write_all(request.as_bytes()).await.unwrap();
+                    answers.push(read_response(&mut s, method == "HEAD").await);
+                }
+                if answers[0] != answers[1] {
+                    diffs.push(format!(
+                        "{}\n  lean:  {:?}\n  hyper: {:?}",
+                        request.trim_end(),
+                        answers[0],
+                        answers[1]
+                    ));
+                } else if let Err(why) = decided(name, method == "HEAD", answers[0].as_ref()) {
+                    diffs.push(format!(
+                        "{}\n  both:  {:?}\n  {why}",
+                        request.trim_end(),
+                        answers[0]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} responses read differently, or alike but not as decided:\n{}",
+        diffs.len(),
+        diffs.join("\n\n")
+    );
+}
