@@ -76,7 +76,9 @@ fn serve(mut stream: TcpStream, all: &Mutex<Vec<String>>) {
         if let Ok(mut a) = all.lock() {
             a.push(head);
         }
-        let answer: &[u8] = if path.contains("/odd-lead") {
+        let answer: &[u8] = if path.contains("/gzip-te") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        } else if path.contains("/odd-lead") {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\t2\r\nok\r\n0\r\n\r\n"
         } else if path.contains("/odd-cr") {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x\r5\r\nok\r\n0\r\n\r\n"
@@ -316,4 +318,23 @@ fn odd_chunked_framing_never_reaches_the_client_as_it_came() {
         assert_eq!(body, "2\r\nok\r\n0\r\n\r\n", "{extra:?}: the trailers stay with the upstream");
     }
     assert_healthy(gw.addr, "odd chunked framing");
+}
+
+/// An upstream answer with a transfer coding but `chunked` is a 502 on the HTTP/2 paths
+/// too (the bare exchange and hyper's client), where no coding can be passed on at all:
+/// both took `chunked` off and sent the gzip bytes as the body, unlabelled.
+/// (`tests/differential.rs` holds the HTTP/1.1 paths to the same.)
+#[test]
+fn a_transfer_coding_but_chunked_is_a_502_over_http2() {
+    let up = Scripted::start();
+    let gw = gateway("content_length/gzip_te", up.addr);
+    for (method, body) in [("GET", None), ("POST", Some("x"))] {
+        let lines = [("content-length", if body.is_some() { "1" } else { "0" })];
+        let got = h2(gw.addr, method, "/gzip-te", &lines, body);
+        assert!(
+            matches!(&got, Ok((502, _, text)) if !text.contains("hello")),
+            "h2 {method}: {got:?}"
+        );
+    }
+    assert_healthy(gw.addr, "a transfer coding but chunked");
 }

@@ -170,10 +170,20 @@ async fn upstream_conn(mut s: TcpStream, log: Log) {
             }
         };
         buf.drain(..used);
-        // Bodies are not compared; they are read so the connection stays usable.
+        // Bodies are not compared; they are read so the connection stays usable. A
+        // chunked body's trailer lines are kept (named `trailer:NAME`): none may come.
         let body_end = |b: &[u8]| {
             if chunked {
-                b.windows(5).position(|w| w == b"0\r\n\r\n").map(|i| i + 5)
+                let last = if b.starts_with(b"0\r\n") {
+                    0
+                } else {
+                    b.windows(5).position(|w| w == b"\r\n0\r\n")? + 2
+                };
+                let rest = &b[last + 3..];
+                if rest.starts_with(b"\r\n") {
+                    return Some(last + 5);
+                }
+                rest.windows(4).position(|w| w == b"\r\n\r\n").map(|i| last + 3 + i + 4)
             } else {
                 (b.len() >= length).then_some(length)
             }
@@ -187,6 +197,14 @@ async fn upstream_conn(mut s: TcpStream, log: Log) {
                 _ => return,
             }
         };
+        let mut seen = seen;
+        if chunked && let Some(last) = buf[..end].windows(5).position(|w| w == b"\r\n0\r\n") {
+            for line in String::from_utf8_lossy(&buf[last + 5..end]).split("\r\n") {
+                if let Some((n, v)) = line.split_once(':') {
+                    seen.lines.push((format!("trailer:{n}"), v.trim().as_bytes().to_vec()));
+                }
+            }
+        }
         buf.drain(..end);
         let id = seen
             .lines
@@ -264,6 +282,11 @@ async fn answer(s: &mut TcpStream, bytes: &[u8], head_only: bool) -> (u16, Vec<u
         let mut resp = httparse::Response::new(&mut lines);
         if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
             let status = resp.code.unwrap_or(0);
+            // An interim answer (`100 Continue` to `Expect`) comes before the response.
+            if (100..200).contains(&status) && status != 101 {
+                buf.drain(..n);
+                continue;
+            }
             let length = resp
                 .headers
                 .iter()
@@ -655,6 +678,12 @@ fn fixed(proxy: bool) -> Vec<Case> {
         "GET /p?a=1&client=198.51.100.4&b=2 HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCookie: s=1; ip=198.51.100.5; t=2\r\n\r\n",
         "GET /p?client=6.6.6.6&cl%69ent=198.51.100.4 HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCookie: ip=198.51.100.5\r\nCookie: s=1; ip=6.6.6.6\r\n\r\n",
         "GET /p?client=%5B2001%3Adb8%3A%3A1%5D HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nCookie: s=\"q\"\r\n\r\n",
+        // What the lean path hands to hyper: `Expect`, HTTP/1.0 keep-alive, `Connection`
+        // tokens, a chunked body with trailers (which never go upstream).
+        "POST / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nExpect: 100-continue\r\nContent-Length: 5\r\nX-Forwarded-For: 6.6.6.6\r\n\r\nhello",
+        "GET / HTTP/1.0\r\nHost: a\r\nX-Case: {id}\r\nConnection: keep-alive\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: Keep-Alive, TE\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Forwarded-For\r\n\r\n5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
     ];
     let proxies: &[Option<&str>] = if proxy {
         &[
@@ -734,8 +763,13 @@ async fn compare(toml_template: &str, proxy: bool, seed: u64) -> (Vec<String>, u
             lean_taken += 1;
         }
         // Only the gateway writes a signed client header, and its own always verifies:
-        // one that does not is a client's that got through.
+        // one that does not is a client's that got through. No trailer goes upstream.
         for (path, o) in [("lean", &a), ("hyper", &b)] {
+            if let Some(s) = &o.1
+                && let Some((n, _)) = s.lines.iter().find(|(n, _)| n.starts_with("trailer:"))
+            {
+                diffs.push(format!("case {i}: the {path} build sent a client's {n} upstream"));
+            }
             if let Some(s) = &o.1
                 && let Some((_, v)) = s
                     .normalized()
@@ -1024,6 +1058,9 @@ async fn a_connection_handed_to_hyper_mid_way_is_treated_the_same() {
         "GET /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nx_forwarded_for: 203.0.113.66\r\nX-Real-IP: 198.51.100.77\r\n\r\n",
         "GET /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nConnection: X-Forwarded-For, X-Real-IP\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
         "GET http://a/second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nForwarded: for=192.0.2.88\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
+        "POST /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nExpect: 100-continue\r\nContent-Length: 5\r\nX-Real-IP: 198.51.100.77\r\n\r\nhello",
+        "GET /second HTTP/1.0\r\nHost: a\r\nX-Case: {id}\r\nConnection: keep-alive\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n",
+        "POST /second HTTP/1.1\r\nHost: a\r\nX-Case: {id}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
     ];
     for (mode, headers) in LIST_MODES {
         let (log, gw) = list_gateway(headers).await;
@@ -1501,4 +1538,354 @@ async fn h2_requests_reach_the_upstream_as_their_http1_twins_do() {
         assert!(wide * 5 >= GENERATED, "{name}: only {wide} requests over 24 lines");
         assert!(lean_taken * 10 >= GENERATED, "{name}: the lean path took only {lean_taken}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses: what the client reads
+
+/// Upstream answers by target (`/r/NAME`), each as the bytes an upstream wrote, and
+/// whether it closes after: framing a reader could take two ways, versions, bodiless
+/// statuses, hop-by-hop lines, bodies broken off.
+const ANSWERS: [(&str, &[u8], bool); 36] = [
+    ("length", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello", false),
+    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("chunked-case", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("chunked-ext", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\n\r\n", false),
+    // Transfer codings but `chunked` alone: a coding left on the bytes and its label lost,
+    // or a body read twice.
+    ("gzip-chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("gzip-lines", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("gzip", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello", true),
+    ("chunked-twice", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+    ("identity", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", true),
+    ("te-empty", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\nhello", true),
+    // An HTTP/1.0 upstream, with a length and until it closes.
+    ("http10", b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", true),
+    ("http10-close", b"HTTP/1.0 200 OK\r\n\r\nhello", true),
+    ("http10-keep", b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", false),
+    ("http11-close", b"HTTP/1.1 200 OK\r\n\r\nhello", true),
+    // Statuses without a body.
+    ("304", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n", false),
+    ("304-chunked", b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: \"x\"\r\n\r\n", false),
+    ("204", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false),
+    ("reason", b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 2\r\n\r\nok", false),
+    ("no-reason", b"HTTP/1.1 404 \r\nContent-Length: 2\r\n\r\nno", false),
+    ("interim", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+    // Hop-by-hop lines and those `Connection` names.
+    ("hop", b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nProxy-Connection: x\r\nTrailer: X-T\r\nUpgrade: h2c\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok", false),
+    ("trailers", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", false),
+    ("te-and-length", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n5\r\nhello\r\n0\r\n\r\n", true),
+    // Bodies broken off: at the first chunk line, at a later one, by a close.
+    ("bad-first-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", true),
+    ("bad-second-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nx\r\n0\r\n\r\n", true),
+    ("bad-chunk-end", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", true),
+    ("short-length", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello", true),
+    ("short-chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nhello", true),
+    // Statuses and lines off the common path.
+    ("zero", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+    ("odd-status", b"HTTP/1.1 599 Custom\r\nContent-Length: 2\r\n\r\nok", false),
+    ("dated", b"HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 04:00:00 GMT\r\nContent-Length: 2\r\n\r\nok", false),
+    ("upstream-close", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", true),
+    ("past-length", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", true),
+    ("obs-text", b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nX-Empty:\r\nContent-Length: 2\r\n\r\nok", false),
+    ("space-name", b"HTTP/1.1 200 OK\r\nX-Bad : 1\r\nContent-Length: 2\r\n\r\nok", true),
+    ("interim-204", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", false),
+];
+
+/// An upstream that answers each request from [`ANSWERS`] by its target.
+async fn answering_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    let (seen, used, _, _) = loop {
+                        if let Some(parsed) = parse_request(&buf) {
+                            break parsed;
+                        }
+                        match s.read(&mut tmp).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                            _ => return,
+                        }
+                    };
+                    buf.drain(..used);
+                    let name = seen.target.trim_start_matches("/r/");
+                    let Some(&(_, bytes, close)) = ANSWERS.iter().find(|a| a.0 == name) else {
+                        return;
+                    };
+                    // A head-only answer where the request asked for one.
+                    let bytes = if seen.method == "HEAD" {
+                        let end = bytes.windows(4).rposition(|w| w == b"\r\n\r\n").unwrap();
+                        &bytes[..end + 4]
+                    } else {
+                        bytes
+                    };
+                    if s.write_all(bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// How the client reads a response body (RFC 9112 §6.3).
+enum Framing {
+    Length(usize),
+    Chunked,
+    Close,
+}
+
+/// How a response body ended for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// As its framing said.
+    Whole,
+    /// The connection closed first.
+    Cut,
+    /// Nothing more came for a second.
+    Stalled,
+}
+
+/// A response as its reader takes it: version, status, reason, header lines grouped by
+/// lower-cased name (a `date` line's value left out), the body with its framing taken off, how it ended.
+/// Two answers alike here mean the same to any client, however each path framed its
+/// chunks or spelled its names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Read {
+    version: u8,
+    status: u16,
+    reason: String,
+    /// Values and body as text (every answer here is ASCII), for a readable failure.
+    lines: Vec<(String, String)>,
+    body: String,
+    end: End,
+}
+
+/// Reads one response from `s` (to a `HEAD` request when `head_only`); `None` when the
+/// connection closed or stalled before a whole head came.
+async fn read_response(s: &mut TcpStream, head_only: bool) -> Option<Read> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let mut closed = false;
+    let mut more = async |buf: &mut Vec<u8>, closed: &mut bool| -> bool {
+        if *closed {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+            Ok(_) => {
+                *closed = true;
+                false
+            }
+            Err(_) => false,
+        }
+    };
+    let (mut read, used, framing) = loop {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut slots);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let mut lines: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into()))
+                .map(|(n, v)| if n == "date" { (n, "(a date)".into()) } else { (n, v) })
+                .collect();
+            lines.sort_by(|a, b| a.0.cmp(&b.0));
+            let status = resp.code.unwrap_or(0);
+            let value = |name: &str| lines.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+            let framing = if head_only || status == 204 || status == 304 {
+                Framing::Length(0)
+            } else if value("transfer-encoding").is_some() {
+                Framing::Chunked
+            } else {
+                match value("content-length") {
+                    Some(v) => Framing::Length(v.trim().parse().unwrap_or(0)),
+                    None => Framing::Close,
+                }
+            };
+            let read = Read {
+                version: resp.version.unwrap_or(9),
+                status,
+                reason: resp.reason.unwrap_or("").to_owned(),
+                lines,
+                body: String::new(),
+                end: End::Whole,
+            };
+            break (read, n, framing);
+        }
+        if !more(&mut buf, &mut closed).await {
+            return None;
+        }
+    };
+    buf.drain(..used);
+    let ended = |closed: bool| if closed { End::Cut } else { End::Stalled };
+    match framing {
+        Framing::Length(len) => loop {
+            if buf.len() >= len {
+                read.body = String::from_utf8_lossy(&buf[..len]).into();
+                return Some(read);
+            }
+            if !more(&mut buf, &mut closed).await {
+                read.body = String::from_utf8_lossy(&buf).into();
+                read.end = ended(closed);
+                return Some(read);
+            }
+        },
+        Framing::Close => loop {
+            if !more(&mut buf, &mut closed).await {
+                read.body = String::from_utf8_lossy(&buf).into();
+                read.end = if closed { End::Whole } else { End::Stalled };
+                return Some(read);
+            }
+        },
+        // Chunked: decoded, its trailers kept as lines named `trailer:NAME`.
+        Framing::Chunked => loop {
+            let mut at = 0;
+            let mut body = Vec::new();
+            let whole = loop {
+                let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
+                    break false;
+                };
+                let line = std::str::from_utf8(&buf[at..at + nl]).unwrap_or("?");
+                let size =
+                    line.split(';').next().and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+                let Some(size) = size else {
+                    break false;
+                };
+                let data = at + nl + 2;
+                if size == 0 {
+                    // The trailer section, then a blank line.
+                    let rest = &buf[data..];
+                    if rest.starts_with(b"\r\n") {
+                        break true;
+                    }
+                    match rest.windows(4).position(|w| w == b"\r\n\r\n") {
+                        Some(end) => {
+                            for l in String::from_utf8_lossy(&rest[..end]).split("\r\n") {
+                                let (n, v) = l.split_once(':').unwrap_or((l, ""));
+                                read.lines.push((
+                                    format!("trailer:{}", n.to_ascii_lowercase()),
+                                    v.trim().to_owned(),
+                                ));
+                            }
+                            break true;
+                        }
+                        None => break false,
+                    }
+                }
+                // A chunk cut short: its bytes, as a client reading a broken body gets them.
+                if buf.len() < data + size + 2 {
+                    body.extend_from_slice(&buf[data.min(buf.len())..(data + size).min(buf.len())]);
+                    break false;
+                }
+                body.extend_from_slice(&buf[data..data + size]);
+                at = data + size + 2;
+            };
+            if whole {
+                read.body = String::from_utf8_lossy(&body).into();
+                return Some(read);
+            }
+            if !more(&mut buf, &mut closed).await {
+                read.body = String::from_utf8_lossy(&body).into();
+                read.end = ended(closed);
+                return Some(read);
+            }
+        },
+    }
+}
+
+/// What a client reads of the answers the paths once read apart (alike is not enough:
+/// both could be wrong).
+fn decided(name: &str, head: bool, read: Option<&Read>) -> Result<(), String> {
+    let Some(read) = read else {
+        return Err("no response head".into());
+    };
+    let line = |n: &str| read.lines.iter().find(|(l, _)| l == n).map(|(_, v)| v.as_str());
+    match name {
+        // A coding the gateway cannot pass on is refused (`headers::Codings`).
+        "gzip-chunked" | "gzip-lines" | "gzip" | "chunked-twice" | "identity" | "te-empty"
+            if read.status != 502 =>
+        {
+            Err("a transfer coding other than chunked, passed".into())
+        }
+        // The gateway's own version, whatever the upstream's (RFC 9110 §6.2).
+        _ if read.version != 1 => Err("not an HTTP/1.1 status line".into()),
+        "304" | "204" if line("content-length").is_some() => {
+            Err("a length on an answer without a body (`headers::bodiless_keeps_length`)".into())
+        }
+        // A body until the upstream closed goes on chunked, and the connection stays.
+        "http10-close" | "http11-close"
+            if !head && line("transfer-encoding") != Some("chunked") =>
+        {
+            Err("not chunked".into())
+        }
+        // A body that breaks off: its head and what came before the break, then the cut.
+        "bad-first-chunk" | "bad-second-chunk" | "bad-chunk-end" if head => Ok(()),
+        "bad-first-chunk" if (read.status, read.body.as_str(), read.end) != (200, "", End::Cut) => {
+            Err("not the head, then the cut".into())
+        }
+        "bad-second-chunk" | "bad-chunk-end"
+            if (read.status, read.body.as_str(), read.end) != (200, "hello", End::Cut) =>
+        {
+            Err("not the head and the first chunk, then the cut".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every upstream answer of [`ANSWERS`], to `GET` and `HEAD`, on a connection the client
+/// keeps open and on one it asks to close: the client reads the same response from both
+/// paths (the status line, the lines but a date's value, the body, and whether it was
+/// whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_read_the_same_response_from_both_paths() {
+    let up = answering_upstream().await;
+    let toml = format!(
+        "{TRUST}strategy = \"rightmost-untrusted\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+         [upstream]\nurl = \"http://{up}\"\nbody_timeout = \"5s\"\n"
+    );
+    let gw = gateway(&toml).await;
+    let mut diffs = Vec::new();
+    for (name, _, _) in ANSWERS {
+        for method in ["GET", "HEAD"] {
+            for connection in ["", "Connection: close\r\n"] {
+                let request = format!("{method} /r/{name} HTTP/1.1\r\nHost: a\r\n{connection}\r\n");
+                let mut answers = Vec::new();
+                for state in [&gw.lean, &gw.hyper] {
+                    gw.server.switch(state);
+                    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+                    s.write_all(request.as_bytes()).await.unwrap();
+                    answers.push(read_response(&mut s, method == "HEAD").await);
+                }
+                if answers[0] != answers[1] {
+                    diffs.push(format!(
+                        "{}\n  lean:  {:?}\n  hyper: {:?}",
+                        request.trim_end(),
+                        answers[0],
+                        answers[1]
+                    ));
+                } else if let Err(why) = decided(name, method == "HEAD", answers[0].as_ref()) {
+                    diffs.push(format!(
+                        "{}\n  both:  {:?}\n  {why}",
+                        request.trim_end(),
+                        answers[0]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} responses read differently, or alike but not as decided:\n{}",
+        diffs.len(),
+        diffs.join("\n\n")
+    );
 }

@@ -215,6 +215,8 @@ enum Kind {
     Stream(Box<Streamed>),
     /// Over 250 bytes: the connection, its buffer, the pool lease.
     Raw(Box<Timed<RawBody>>),
+    /// An upstream body that broke off, and why, until hyper is told.
+    Broken(Option<BoxError>),
 }
 
 /// A body from hyper's client, with its connection's place in the pool.
@@ -229,10 +231,24 @@ impl Kind {
     /// ([`headers::response`]): a hop-by-hop field is the upstream connection's, and
     /// HTTP/2 refuses to send one (the whole response would fail).
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut polled = match self {
+        let polled = match self {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(s) => http_body::Body::poll_frame(Pin::new(&mut s.body), cx),
             Kind::Raw(timed) => http_body::Body::poll_frame(Pin::new(&mut **timed), cx),
+            Kind::Broken(why) => return Poll::Ready(why.take().map(Err)),
+        };
+        // A body that breaks off is cut on the poll after the one that met the break, so
+        // that what hyper holds of the response (its head, the chunks before) goes out
+        // first, as on the lean path: hyper's HTTP/1.1 server flushes when a body waits,
+        // and drops what it holds when a body fails. Cut at once, the client got the head
+        // or nothing, as the upstream's bytes happened to arrive together or apart.
+        let mut polled = match polled {
+            Poll::Ready(Some(Err(why))) => {
+                *self = Kind::Broken(Some(why));
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            other => other,
         };
         if let Poll::Ready(Some(Ok(frame))) = &mut polled
             && let Some(trailers) = frame.trailers_mut()
@@ -397,6 +413,7 @@ impl http_body::Body for Body {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(s) => http_body::Body::is_end_stream(&s.body),
             Kind::Raw(timed) => http_body::Body::is_end_stream(&**timed),
+            Kind::Broken(why) => why.is_none(),
         }
     }
 
@@ -406,6 +423,7 @@ impl http_body::Body for Body {
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Stream(s) => http_body::Body::size_hint(&s.body),
             Kind::Raw(timed) => http_body::Body::size_hint(&**timed),
+            Kind::Broken(_) => SizeHint::default(),
         };
         let rest = self.send.as_ref().map_or(0, |on| on.rest.len() as u64);
         if rest > 0 {

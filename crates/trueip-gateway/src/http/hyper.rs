@@ -631,10 +631,22 @@ async fn forward_hyper(
         _ => None,
     };
     let (mut parts, body) = resp.into_parts();
+    // The gateway's own version, as the lean path writes it: an intermediary sends its
+    // own (RFC 9110 §6.2), and hyper's server wrote an HTTP/1.0 upstream's.
+    parts.version = Version::HTTP_11;
+    let te = parts.headers.get_all(header::TRANSFER_ENCODING);
+    if headers::Codings::of(te.iter().map(HeaderValue::as_bytes)).is_some_and(|c| !c.only_chunked())
+    {
+        let why = "a transfer coding other than chunked";
+        return response(failed(ctx, Failure::Broken, &why), method);
+    }
     // Before the hop-by-hop lines go: a `Transfer-Encoding` line takes the length with it.
     if headers::one_content_length(&mut parts.headers).is_err() {
         let why = "Content-Length lines that disagree";
         return response(failed(ctx, Failure::Broken, &why), method);
+    }
+    if !headers::bodiless_keeps_length(parts.status.as_u16()) {
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
     headers::response(&mut parts.headers);
     if let (Some((down, up)), Some(protocol)) = (tunnel, protocol) {

@@ -1206,7 +1206,7 @@ async fn forward(
     };
 
     // The response head for the client: `read_head` wrote it into `out`.
-    let close_after = closing || parsed.framing == Framing::Close;
+    let close_after = closing;
     if close_after {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -1258,14 +1258,12 @@ async fn forward(
             let mut chunks = Chunked::default();
             let mut ok = true;
             loop {
-                let (n, pass, end) = match chunks.scan(conn.buf.filled()) {
-                    Ok(x) => x,
-                    Err(()) => {
-                        metrics.upstream_error(UpstreamErrorKind::Protocol);
-                        record.error = Some("invalid chunked body from the upstream".to_string());
-                        ok = false;
-                        break;
-                    }
+                // A body that breaks off goes to the client up to the break, its head too
+                // when the break came with it, and is then cut: what hyper's path sends,
+                // and the same whether the break came with the head or a read later.
+                let (n, pass, end, broken) = match chunks.scan(conn.buf.filled()) {
+                    Ok((n, pass, end)) => (n, pass, end, false),
+                    Err(pass) => (pass, pass, false, true),
                 };
                 out.extend_from_slice(conn.buf.filled().get(..pass).unwrap_or_default());
                 if end {
@@ -1279,6 +1277,12 @@ async fn forward(
                     break;
                 }
                 out.clear();
+                if broken {
+                    metrics.upstream_error(UpstreamErrorKind::Protocol);
+                    record.error = Some("invalid chunked body from the upstream".to_string());
+                    ok = false;
+                    break;
+                }
                 if end {
                     break;
                 }
@@ -1291,8 +1295,8 @@ async fn forward(
         }
         Framing::Close => {
             // Sent chunked, as hyper's path sends it: the client then tells a whole body
-            // (the last chunk) from one the upstream broke off, in cleartext too. The
-            // connection still closes after it.
+            // (the last chunk) from one the upstream broke off, in cleartext too, and its
+            // connection can take another request.
             let bytes = conn.buf.filled();
             put_chunk(out, bytes);
             sent += bytes.len() as u64;
@@ -1343,7 +1347,7 @@ async fn forward(
                 record.bytes = sent;
                 return Sent::Abort;
             }
-            false
+            true
         }
     };
     if parsed.framing == Framing::None && !out.is_empty() {
@@ -1354,15 +1358,13 @@ async fn forward(
         }
     }
     record.bytes = sent;
-    if parsed.framing == Framing::Close {
-        return Sent::Close;
-    }
     if !done {
         // A length or chunked body cut short: its framing already tells the client,
         // and the connection ends as hyper's does after a broken body.
         return Sent::Abort;
     }
-    if parsed.reusable && conn.buf.is_empty() {
+    // A body that ran until the upstream closed leaves no connection to reuse.
+    if parsed.reusable && parsed.framing != Framing::Close && conn.buf.is_empty() {
         // The response's end is the moment the connection became idle: one clock reading.
         let ended = record.end();
         upstream.put_raw(key, conn, &ctx.upstream_idle, ended);
@@ -1452,16 +1454,15 @@ fn rewrite(
     head_only: bool,
     head: &mut Vec<u8>,
 ) -> Result<Parsed, Failed> {
-    let raw::Head { status, framing, reusable, named, length, te } = raw::framing(resp, head_only)?;
+    let raw::Head { status, framing, reusable, named, length } = raw::framing(resp, head_only)?;
     let code = status.as_u16();
     let lines = &*resp.headers;
     head.clear();
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
-    let reason = resp.reason.unwrap_or("");
-    let reason = if reason.is_empty() { status.canonical_reason().unwrap_or("") } else { reason };
-    head.extend_from_slice(reason.as_bytes());
+    // The upstream's own reason, an empty one too, as hyper's client hands it on.
+    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     let mut has_date = false;
     for h in lines {
@@ -1480,9 +1481,10 @@ fn rewrite(
         Framing::Length(n) => {
             put_line(head, "content-length", headers::length_digits(n, &mut digits))
         }
-        Framing::Chunked => put_line(head, "transfer-encoding", te.unwrap_or(b"chunked")),
-        // HEAD and 304 answers keep the length the full answer would have had.
-        Framing::None if code != 204 => {
+        // `chunked` alone (`raw::framing` refuses any other coding), spelled as hyper's
+        // path spells it.
+        Framing::Chunked => put_line(head, "transfer-encoding", b"chunked"),
+        Framing::None if headers::bodiless_keeps_length(code) => {
             if let Some(n) = length {
                 put_line(head, "content-length", headers::length_digits(n, &mut digits));
             }
@@ -1525,7 +1527,9 @@ impl Chunked {
     /// passed as they came, an upstream's `Connection` or `Transfer-Encoding` trailer, or
     /// a line that is no field at all, reached the client. One that is no valid field
     /// line breaks the body off, as hyper's client does.
-    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), ()> {
+    /// `Err`: the body is malformed; the number of its bytes before the fault, which the
+    /// client may have (chunk data, and the lines before it), the trailer section aside.
+    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), usize> {
         let mut at = 0;
         let mut passed = 0;
         loop {
@@ -1548,29 +1552,29 @@ impl Chunked {
                         self.state = ChunkState::Size;
                     }
                     [] | [b'\r'] => return Ok((at, passed, false)),
-                    _ => return Err(()),
+                    _ => return Err(passed),
                 },
                 ChunkState::Size | ChunkState::Trailer => {
                     let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
                         if rest.len() > 4096 {
-                            return Err(());
+                            return Err(passed);
                         }
                         return Ok((at, passed, false));
                     };
                     let line = rest.get(..nl).unwrap_or_default();
-                    let line = line.strip_suffix(b"\r").ok_or(())?;
+                    let line = line.strip_suffix(b"\r").ok_or(passed)?;
                     at += nl + 1;
                     if self.state == ChunkState::Trailer {
                         if line.is_empty() {
                             return Ok((at, passed, true));
                         }
                         if !field_line(line) {
-                            return Err(());
+                            return Err(passed);
                         }
                         continue;
                     }
+                    let n = raw::chunk_size(line).ok_or(passed)?;
                     passed = at;
-                    let n = raw::chunk_size(line).ok_or(())?;
                     if n == 0 {
                         self.state = ChunkState::Trailer;
                     } else {
@@ -1864,19 +1868,22 @@ mod tests {
             sent.extend_from_slice(b"\r\n");
             assert_eq!(sent, wanted, "split at {split}");
         }
-        for bad in [
-            &b"x\r\n"[..],
-            b"4\r\nWikiXX",
-            b"4\nWiki\r\n",
-            b"12345678901234567\r\n",
-            b" 4\r\n",
-            b"4;a\rb\r\n",
-            b"0\r\nno field\r\n",
-            b"0\r\n folded: x\r\n",
-            b"0\r\nX-T: a\rb\r\n",
-            b"0\r\nX T: a\r\n",
+        // Malformed: the bytes before the fault go to the client, never the faulty line,
+        // nor a trailer line.
+        for (bad, before) in [
+            (&b"x\r\n"[..], 0),
+            (b"4\r\nWikiXX", 7),
+            (b"4\nWiki\r\n", 0),
+            (b"12345678901234567\r\n", 0),
+            (b" 4\r\n", 0),
+            (b"4\r\nWiki\r\n\t2\r\n", 9),
+            (b"4;a\rb\r\n", 0),
+            (b"0\r\nno field\r\n", 3),
+            (b"0\r\n folded: x\r\n", 3),
+            (b"0\r\nX-T: a\rb\r\n", 3),
+            (b"0\r\nX-T: 1\r\nX T: a\r\n", 3),
         ] {
-            assert!(Chunked::default().scan(bad).is_err(), "{bad:?}");
+            assert_eq!(Chunked::default().scan(bad), Err(before), "{bad:?}");
         }
     }
 

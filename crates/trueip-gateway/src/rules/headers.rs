@@ -860,6 +860,61 @@ pub(crate) fn one_content_length(headers: &mut HeaderMap) -> Result<(), BadLengt
     Ok(())
 }
 
+/// The transfer codings of a response's `Transfer-Encoding` lines, read line by line
+/// ([`Codings::add`]). The gateway frames an upstream body by one coding, `chunked`: it
+/// passes it (the lean path) or takes it off and frames the body again (hyper's paths).
+/// Any other coding stayed on the bytes while hyper's client dropped its label (`gzip,
+/// chunked` reached the client as gzip bytes marked only `chunked`, RFC 9112 §6.1 asks a
+/// proxy to say what it did), or went on as a list a client reads apart from the gateway
+/// (`chunked, chunked`: chunked twice). No codec can pass such a body to an HTTP/2 or
+/// HTTP/1.0 client at all. So an answer whose codings are anything but one `chunked` is
+/// refused on every path (502), as HAProxy refuses it; nginx 1.22 did what hyper's path
+/// did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Codings {
+    /// Codings named so far (empty list elements are none, RFC 9110 §5.6.1).
+    named: usize,
+    /// Whether one of them was not `chunked`.
+    other: bool,
+}
+
+impl Codings {
+    /// The codings of `lines` (`None`: no line).
+    pub(crate) fn of<'v>(lines: impl IntoIterator<Item = &'v [u8]>) -> Option<Self> {
+        let mut codings = None;
+        for line in lines {
+            Codings::add(codings.get_or_insert_default(), line);
+        }
+        codings
+    }
+
+    /// Adds one `Transfer-Encoding` line.
+    pub(crate) fn add(&mut self, line: &[u8]) {
+        for coding in line.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if !coding.is_empty() {
+                self.named += 1;
+                self.other |= !coding.eq_ignore_ascii_case(b"chunked");
+            }
+        }
+    }
+
+    /// Whether the lines named `chunked` once and nothing else.
+    pub(crate) fn only_chunked(&self) -> bool {
+        self.named == 1 && !self.other
+    }
+}
+
+/// Whether an upstream answer without a body keeps its `Content-Length` for the client:
+/// an answer to `HEAD` does (the length a `GET` would have had, RFC 9110 §8.6); a `204`
+/// never may, and a `304` does not either. RFC 9110 §8.6 lets a `304` carry the length of
+/// the `200` it stands for, but no recipient may use it (a cache does not take a 304's
+/// `Content-Length` into what it stored, RFC 9111 §3.2), and the gateway cannot check it:
+/// hyper's server, which serves HTTP/1.0, bodies and upgrades, drops it, so every path
+/// drops it.
+pub(crate) fn bodiless_keeps_length(status: u16) -> bool {
+    status != 204 && status != 304
+}
+
 /// `n` as a header value (a `Content-Length`): its digits written on the stack and
 /// copied once. `HeaderValue::from(u64)` formats into a 20-byte buffer and shares it,
 /// two allocations and an atomic count where one allocation does, on every answer of
@@ -1248,6 +1303,32 @@ mod tests {
             let value = length_value(n);
             assert_eq!(value.as_bytes(), n.to_string().as_bytes(), "{n}");
             assert_eq!(value, HeaderValue::from(n), "{n}");
+        }
+    }
+
+    /// `chunked` once, in any case, among empty list elements, is the one coding list
+    /// a response may carry; anything else names a coding no path can pass on.
+    #[test]
+    fn only_chunked_alone_is_a_coding_the_gateway_passes() {
+        let cases: &[(&[&str], Option<bool>)] = &[
+            (&[], None),
+            (&["chunked"], Some(true)),
+            (&["Chunked"], Some(true)),
+            (&[" chunked ,"], Some(true)),
+            (&["", "chunked"], Some(true)),
+            (&["gzip, chunked"], Some(false)),
+            (&["gzip", "chunked"], Some(false)),
+            (&["chunked, chunked"], Some(false)),
+            (&["chunked", "chunked"], Some(false)),
+            (&["gzip"], Some(false)),
+            (&["identity"], Some(false)),
+            (&["chunked;q=1"], Some(false)),
+            (&[""], Some(false)),
+            (&["chunke"], Some(false)),
+        ];
+        for (lines, want) in cases {
+            let got = Codings::of(lines.iter().map(|l| l.as_bytes())).map(|c| c.only_chunked());
+            assert_eq!(got, *want, "{lines:?}");
         }
     }
 

@@ -28,8 +28,8 @@ use super::pool::{Pooled, Private, RawConn};
 use super::{BoxError, Delivery, Upstream, may_resend};
 use crate::rules::Failure;
 use crate::rules::headers::{
-    OwnValues, add_content_length, connection_tokens, is_lower_name, length_value, may_tunnel,
-    response_keeps, valid_value,
+    Codings, OwnValues, add_content_length, bodiless_keeps_length, connection_tokens,
+    is_lower_name, length_value, may_tunnel, response_keeps, valid_value,
 };
 
 /// The most header lines an upstream response may carry (as in hyper's client).
@@ -94,8 +94,6 @@ pub(crate) struct Head<'r> {
     /// The `Content-Length`, when one was sent (and agreed with itself) and no
     /// `Transfer-Encoding` overrides it.
     pub(crate) length: Option<u64>,
-    /// The `Transfer-Encoding` line.
-    pub(crate) te: Option<&'r [u8]>,
 }
 
 /// The tokens of a response's `Connection` lines: nearly always one (`keep-alive`), kept
@@ -136,7 +134,8 @@ impl<'r> Tokens<'r> {
 /// one when `head_only`): a `101` is refused (`headers::may_tunnel`, asked nothing), a
 /// `Content-Length` that is not one number fails, and a head with both framings is
 /// answered once and its connection never reused. `Content-Length` is read by the one rule
-/// every path reads it by ([`add_content_length`]).
+/// every path reads it by ([`add_content_length`]), `Transfer-Encoding` by [`Codings`]: a
+/// coding but `chunked` fails.
 pub(crate) fn framing<'r>(
     resp: &httparse::Response<'_, 'r>,
     head_only: bool,
@@ -153,7 +152,7 @@ pub(crate) fn framing<'r>(
     let mut named = Tokens::new();
     let mut upstream_close = resp.version != Some(1);
     let mut length: Option<u64> = None;
-    let mut te: Option<&'r [u8]> = None;
+    let mut codings: Option<Codings> = None;
     for h in resp.headers.iter() {
         if is_lower_name(h.name, "connection") {
             for token in connection_tokens(h.value) {
@@ -166,29 +165,29 @@ pub(crate) fn framing<'r>(
             length = add_content_length(length, h.value)
                 .map_err(|_| Failed::Protocol("invalid or conflicting content-length"))?;
         } else if is_lower_name(h.name, "transfer-encoding") {
-            te = Some(h.value);
+            codings.get_or_insert_default().add(h.value);
         }
     }
+    let coded = codings.is_some();
+    if codings.is_some_and(|c| !c.only_chunked()) {
+        return Err(Failed::Protocol("a transfer coding other than chunked"));
+    }
     let no_body = head_only || code == 204 || code == 304;
-    let framing = match (no_body, te, length) {
+    let framing = match (no_body, coded, length) {
         (true, ..) => Framing::None,
-        (false, Some(te), _) => {
-            let last = te.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
-            if last.eq_ignore_ascii_case(b"chunked") { Framing::Chunked } else { Framing::Close }
-        }
-        (false, None, Some(n)) => Framing::Length(n),
-        (false, None, None) => Framing::Close,
+        (false, true, _) => Framing::Chunked,
+        (false, false, Some(n)) => Framing::Length(n),
+        (false, false, None) => Framing::Close,
     };
     // Both framings at once: smuggling territory; answer once, never reuse, and pass the
     // coding on without the length (RFC 9112 §6.3), as `one_content_length` does.
-    let both = te.is_some() && length.is_some();
+    let both = coded && length.is_some();
     Ok(Head {
         status,
         framing,
         reusable: !(upstream_close || both),
         named,
-        length: length.filter(|_| te.is_none()),
-        te,
+        length: length.filter(|_| !coded),
     })
 }
 
@@ -278,8 +277,7 @@ fn answer(resp: &httparse::Response<'_, '_>, head_only: bool) -> Result<Answer, 
         Framing::Length(n) => {
             headers.insert(header::CONTENT_LENGTH, length_value(n));
         }
-        // HEAD and 304 answers keep the length the full answer would have had.
-        Framing::None if head.status != StatusCode::NO_CONTENT => {
+        Framing::None if bodiless_keeps_length(head.status.as_u16()) => {
             if let Some(n) = head.length {
                 headers.insert(header::CONTENT_LENGTH, length_value(n));
             }
