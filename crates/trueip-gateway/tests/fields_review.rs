@@ -486,3 +486,54 @@ fn client_certificate_claims_reach_the_upstream_only_from_a_trusted_hop() {
         }
     }
 }
+
+/// `forwarded = "append"` joins the received `Forwarded` lines into one and adds the
+/// gateway's element. A client's quote that never closes, on a line of its own or left of
+/// the trusted hop's element on the hop's line, then opened onto everything after it: an
+/// app that reads the line left to right, quotes and all, took the trusted elements and the
+/// gateway's for the inside of the client's quoted string, and the client's element for the
+/// last. The decision reads each line from the right and never lets a quote span lines;
+/// the upstream's line now keeps of each received one only what reads so.
+///
+/// The same holds where the gateway merges a trusted hop's lines under `forwarded = "off"`.
+///
+/// Fails on the code before the fix: "lean: for=6.6.6.6;x=\", for=6.6.6.5;y=\", for=203.0.113.7, for=127.0.0.1;...".
+#[test]
+fn an_appended_forwarded_line_carries_no_quote_a_client_left_open() {
+    let dir = test_dir("fields_review/forwarded_append_quote");
+    let up = Recorder::start();
+    let config = |up: SocketAddr, mode: &str| {
+        format!(
+            "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\nfrom = \"forwarded\"\n\n[headers]\nforwarded = \"{mode}\"\n",
+            toml(up, false)
+        )
+    };
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &config(up.addr, "append"), &[]);
+    let lines =
+        [("Forwarded", "for=6.6.6.6;x=\""), ("Forwarded", "for=6.6.6.5;y=\", for=203.0.113.7")];
+    for (way, got) in three_ways(gw.addr, &up, &lines) {
+        let seen = got.seen();
+        assert_eq!(seen.one("X-Real-IP"), "203.0.113.7", "{way}");
+        let forwarded = seen.one("Forwarded");
+        assert!(
+            forwarded.starts_with("for=203.0.113.7, for=127.0.0.1;proto=http"),
+            "{way}: {forwarded}"
+        );
+        assert!(!forwarded.contains('"') && !forwarded.contains("6.6.6."), "{way}: {forwarded}");
+    }
+    // With `forwarded = "off"` the trusted hop's lines pass, merged into one where a path
+    // merges them: what is joined is cut the same way.
+    let dir = test_dir("fields_review/forwarded_off_quote");
+    let up = Recorder::start();
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &config(up.addr, "off"), &[]);
+    for (way, got) in three_ways(gw.addr, &up, &lines) {
+        let seen = got.seen();
+        assert_eq!(seen.one("X-Real-IP"), "203.0.113.7", "{way}");
+        let all = seen.all("Forwarded");
+        if let [one] = all.as_slice() {
+            assert_eq!(*one, "for=203.0.113.7", "{way}");
+        } else {
+            assert_eq!(all, lines.map(|(_, v)| v), "{way}: the lines as the hop sent them");
+        }
+    }
+}
