@@ -1964,7 +1964,9 @@ fn relay(
                 format!("{name} is in headers.keep"),
                 "it passes from every client already; keep it in one list",
             ))
-        } else if claim.is_some_and(|claim| matches!(claim, Claim::Request | Claim::Origin)) {
+        } else if claim
+            .is_some_and(|claim| matches!(claim, Claim::Request | Claim::Identity | Claim::Origin))
+        {
             Some((
                 format!("{name} names no client address"),
                 "trusted hops pass it already; remove it from relay",

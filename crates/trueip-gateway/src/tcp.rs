@@ -5,10 +5,13 @@
 //! v1/v2 header, then copy bytes both ways until either side closes or the connection
 //! sits idle for `limits.idle_timeout`.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::config::{ListenerSettings, SendProxy};
 use crate::context::{ConnCtx, State};
@@ -21,12 +24,7 @@ use crate::metrics::UpstreamErrorKind;
 static UPSTREAM_FAILED: Throttle = Throttle::new();
 
 /// Relays one connection.
-pub(crate) async fn relay(
-    mut io: Tracked,
-    ctx: &ConnCtx,
-    state: &State,
-    listener: &ListenerSettings,
-) {
+pub(crate) async fn relay(io: Tracked, ctx: &ConnCtx, state: &State, listener: &ListenerSettings) {
     let start = Instant::now();
     let metrics = &ctx.shared.metrics;
     metrics.tcp_connection();
@@ -82,14 +80,16 @@ pub(crate) async fn relay(
         }
     }
     let idle = settings.limits.idle_timeout;
+    // Counted as written, not taken from the copy's result: a copy that fails (a reset,
+    // a send timeout) or is dropped (idle) reports nothing, and the log line would say
+    // nothing moved exactly when the operator looks at it.
+    let mut io = Counted::new(io);
+    let mut upstream = Counted::new(upstream);
     let (result, idled) = tokio::select! {
         r = tokio::io::copy_bidirectional(&mut io, &mut upstream) => (Some(r), false),
         () = ctx.activity.idle(Idle::Io, idle) => (None, true),
     };
-    let (up, down) = match &result {
-        Some(Ok((up, down))) => (*up, *down),
-        _ => (0, 0),
-    };
+    let (up, down) = (upstream.written, io.written);
     let error = match result {
         Some(Err(e)) => e.to_string(),
         _ if idled => format!("idle for {idle:?} (limits.idle_timeout)"),
@@ -112,5 +112,69 @@ pub(crate) async fn relay(
             azure_link_id = link.and_then(|l| l.azure_link_id),
             error = (!error.is_empty()).then_some(error.as_str()),
         );
+    }
+}
+
+/// A stream that counts the bytes written to it: what a relay sent each way, whether
+/// its copy ended, failed or was dropped.
+struct Counted<S> {
+    stream: S,
+    written: u64,
+}
+
+impl<S> Counted<S> {
+    fn new(stream: S) -> Self {
+        Counted { stream, written: 0 }
+    }
+
+    fn count(&mut self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = polled {
+            self.written = self.written.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        polled
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.count(polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.count(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

@@ -419,3 +419,121 @@ fn waf_and_cdn_client_headers_apps_read_are_client_ip_headers() {
         }
     }
 }
+
+/// Who the client proved to be: the client certificate a TLS-terminating hop checked, as
+/// Envoy (`X-Forwarded-Client-Cert`), RFC 9440 (`Client-Cert`), nginx and HAProxy
+/// (`X-SSL-Client-*`), ingress-nginx (`ssl-client-*`), Traefik, an ALB, CloudFront and App
+/// Service hand it on, and Envoy's word that the request came from inside
+/// (`X-Envoy-Internal`). Apps behind those hops take them as authentication. `trueip
+/// serve` terminates TLS itself and asks for no certificate, so nobody behind it can check
+/// them: from a stranger none reaches the upstream, in any spelling, each counted; from a
+/// trusted hop (the one that checked the certificate) each passes as it came, as its
+/// `X-Forwarded-Proto` does.
+///
+/// Fails on the code before the fix: every line reached the upstream from a stranger
+/// ("lean: x-forwarded-client-cert reached the upstream").
+#[test]
+fn client_certificate_claims_reach_the_upstream_only_from_a_trusted_hop() {
+    let claims = [
+        (
+            "X-Forwarded-Client-Cert",
+            "By=spiffe://app;Hash=0f;Subject=\"CN=admin\";URI=spiffe://ops/admin",
+        ),
+        ("X-Envoy-Internal", "true"),
+        ("Client-Cert", ":MIIBqDCCAU6gAwIBAgIBBzAKBggqhkjOPQQDAjA6:"),
+        ("X-Client-Cert", "MIIBqDCCAU6gAwIBAgIBBzAK"),
+        ("X-ARR-ClientCert", "MIIBqDCCAU6gAwIBAgIBBzAK"),
+        ("X-Client-Verify", "SUCCESS"),
+        ("X-Client-DN", "/CN=admin"),
+        ("X-SSL-Client-Verify", "SUCCESS"),
+        ("X-SSL-Client-S-DN", "CN=admin,O=ops"),
+        ("ssl-client-verify", "SUCCESS"),
+        ("ssl-client-subject-dn", "CN=admin,O=ops"),
+        ("X-Forwarded-Tls-Client-Cert", "MIIBqDCCAU6gAwIBAgIBBzAK"),
+        ("X-Amzn-Mtls-Clientcert-Subject", "CN=admin,O=ops"),
+        ("CloudFront-Viewer-Cert-Present", "1"),
+    ];
+    let mut forged = claims.to_vec();
+    forged.extend([
+        ("SSL_Client_Cert", "MIIBqDCCAU6gAwIBAgIBBzAK"),
+        ("X_SSL_Client_Verify", "SUCCESS"),
+    ]);
+    let dir = test_dir("fields_review/identity");
+    let up = Recorder::start();
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &toml(up.addr, false), &[]);
+    for (way, got) in three_ways(gw.addr, &up, &forged) {
+        for (name, value) in &got.seen().headers {
+            assert!(
+                !forged.iter().any(|(n, _)| n
+                    .replace('_', "-")
+                    .eq_ignore_ascii_case(&name.replace('_', "-"))),
+                "{way}: {name}: {value} reached the upstream"
+            );
+        }
+    }
+    let m = metrics(gw.addr);
+    let stripped = format!("trueip_stripped_headers_total {}", 3 * forged.len());
+    assert!(m.contains(&stripped), "each line stripped on each of three paths: {m}");
+
+    let dir = test_dir("fields_review/identity_trusted");
+    let up = Recorder::start();
+    let trusting = format!("{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\n", toml(up.addr, false));
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &trusting, &[]);
+    for (way, got) in three_ways(gw.addr, &up, &claims) {
+        let seen = got.seen();
+        for (name, value) in claims {
+            assert_eq!(seen.one(name), value, "{way}: {name}");
+        }
+    }
+}
+
+/// `forwarded = "append"` joins the received `Forwarded` lines into one and adds the
+/// gateway's element. A client's quote that never closes, on a line of its own or left of
+/// the trusted hop's element on the hop's line, then opened onto everything after it: an
+/// app that reads the line left to right, quotes and all, took the trusted elements and the
+/// gateway's for the inside of the client's quoted string, and the client's element for the
+/// last. The decision reads each line from the right and never lets a quote span lines;
+/// the upstream's line now keeps of each received one only what reads so.
+///
+/// The same holds where the gateway merges a trusted hop's lines under `forwarded = "off"`.
+///
+/// Fails on the code before the fix: "lean: for=6.6.6.6;x=\", for=6.6.6.5;y=\", for=203.0.113.7, for=127.0.0.1;...".
+#[test]
+fn an_appended_forwarded_line_carries_no_quote_a_client_left_open() {
+    let dir = test_dir("fields_review/forwarded_append_quote");
+    let up = Recorder::start();
+    let config = |up: SocketAddr, mode: &str| {
+        format!(
+            "{}[client_ip]\ntrusted = [\"127.0.0.1/32\"]\nfrom = \"forwarded\"\n\n[headers]\nforwarded = \"{mode}\"\n",
+            toml(up, false)
+        )
+    };
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &config(up.addr, "append"), &[]);
+    let lines =
+        [("Forwarded", "for=6.6.6.6;x=\""), ("Forwarded", "for=6.6.6.5;y=\", for=203.0.113.7")];
+    for (way, got) in three_ways(gw.addr, &up, &lines) {
+        let seen = got.seen();
+        assert_eq!(seen.one("X-Real-IP"), "203.0.113.7", "{way}");
+        let forwarded = seen.one("Forwarded");
+        assert!(
+            forwarded.starts_with("for=203.0.113.7, for=127.0.0.1;proto=http"),
+            "{way}: {forwarded}"
+        );
+        assert!(!forwarded.contains('"') && !forwarded.contains("6.6.6."), "{way}: {forwarded}");
+    }
+    // With `forwarded = "off"` the trusted hop's lines pass, merged into one where a path
+    // merges them: what is joined is cut the same way.
+    let dir = test_dir("fields_review/forwarded_off_quote");
+    let up = Recorder::start();
+    let gw = Gateway::start_with_toml(&dir, free_addr(), &config(up.addr, "off"), &[]);
+    for (way, got) in three_ways(gw.addr, &up, &lines) {
+        let seen = got.seen();
+        assert_eq!(seen.one("X-Real-IP"), "203.0.113.7", "{way}");
+        let all = seen.all("Forwarded");
+        if let [one] = all.as_slice() {
+            assert_eq!(*one, "for=203.0.113.7", "{way}");
+        } else {
+            assert_eq!(all, lines.map(|(_, v)| v), "{way}: the lines as the hop sent them");
+        }
+    }
+}

@@ -195,3 +195,90 @@ proxy_protocol = \"v2\"
     assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{line}");
     assert_eq!(json.get("azure_link_id"), &Json::Null, "{line}");
 }
+
+/// The access-log line of the relayed connection from `peer`, once its connection has ended
+/// (written by a background thread: polled for).
+fn tcp_access_line(gw: &Gateway, dir: &std::path::Path, peer: SocketAddr) -> Json {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let peer = format!("\"peer\":\"{peer}\"");
+    loop {
+        let out = std::fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
+        if let Some(line) =
+            out.lines().find(|l| l.contains("\"mode\":\"tcp\"") && l.contains(&peer))
+        {
+            return Json::parse(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line on stdout:\n{}",
+            gw.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A relay that ends in an error (a client that stops reading past `send_timeout`) or is
+/// cut for idling logs the bytes that did move each way: the line was written from the
+/// copy's result, which a failed or dropped copy does not give, so it said 0 and 0 exactly
+/// when the operator reads it.
+///
+/// Fails on the code before the fix: `bytes_up` and `bytes` were 0 on both lines.
+#[test]
+fn a_relay_that_fails_or_idles_logs_the_bytes_it_moved() {
+    // An upstream that floods whoever connects and reads nothing after the PROXY header.
+    let flood = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let flood_addr = flood.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in flood.incoming().take(4) {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let chunk = vec![b'x'; 64 * 1024];
+                for _ in 0..256 {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let listen = free_addr();
+    let toml = format!(
+        "[log]\nformat = \"json\"\n\n{}",
+        tcp_toml(listen, flood_addr, "v2", "")
+            .replace("[limits]\n", "[limits]\nsend_timeout = \"1s\"\n")
+    );
+    let dir = test_dir("tcp_mode/failed_relay_bytes");
+    let gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
+    let mut client = connect(listen).expect("connect");
+    client.write_all(b"hello").expect("write");
+    // The client reads nothing: the relay's writes to it stall, and fail at send_timeout.
+    let line = tcp_access_line(&gw, &dir, client.local_addr().expect("addr"));
+    drop(client);
+    assert!(line.str_at("error").contains("send_timeout"), "{line:?}");
+    assert_eq!(line.get("bytes_up"), &Json::Num(5.0), "{line:?}");
+    let Json::Num(down) = line.get("bytes") else { panic!("{line:?}") };
+    assert!(*down > 0.0, "the bytes that reached the client's buffers: {line:?}");
+
+    // An echo upstream, and a client that goes quiet after one exchange: cut at
+    // idle_timeout.
+    let up = Upstream::start(Behavior::ProxyEcho);
+    let listen = free_addr();
+    let toml = format!(
+        "[log]\nformat = \"json\"\n\n{}",
+        tcp_toml(listen, up.addr, "v2", "")
+            .replace("[limits]\n", "[limits]\nidle_timeout = \"1s\"\n")
+    );
+    let dir = test_dir("tcp_mode/idle_relay_bytes");
+    let gw = Gateway::start_with_config(&dir, &toml, &[listen], &[]);
+    let mut client = connect(listen).expect("connect");
+    client.write_all(b"hello").expect("write");
+    let mut echo = [0; 5];
+    client.read_exact(&mut echo).expect("the echo");
+    let line = tcp_access_line(&gw, &dir, client.local_addr().expect("addr"));
+    assert!(line.str_at("error").contains("idle"), "{line:?}");
+    assert_eq!(
+        (line.get("bytes_up"), line.get("bytes")),
+        (&Json::Num(5.0), &Json::Num(5.0)),
+        "{line:?}"
+    );
+}

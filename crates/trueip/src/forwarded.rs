@@ -242,6 +242,47 @@ fn split_last(line: &[u8]) -> (&[u8], Result<&[u8], &[u8]>) {
     }
 }
 
+/// The part of one `Forwarded` line that reads as elements from the right: from the first
+/// of the rightmost elements that parse ([`Rev`]'s reading, empty ones included) to the
+/// end, without the separator before it; empty when the last element does not parse.
+///
+/// What a proxy that joins lines into one keeps of each: a quote opened on a line (or any
+/// element left of one that does not parse) is the client's, and joined to the lines
+/// after it a quote-aware parser reading left to right would let it swallow every element
+/// the trusted hops wrote there. Cut here, no quote spans into what follows.
+///
+/// ```
+/// use trueip::forwarded::readable_suffix;
+///
+/// assert_eq!(readable_suffix(br#"for=6.6.6.6;x=", for=203.0.113.7"#), b"for=203.0.113.7");
+/// assert_eq!(readable_suffix(br#"for=6.6.6.6;x=""#), b"");
+/// assert_eq!(readable_suffix(b"for=192.0.2.1, for=\"[2001:db8::1]\""), b"for=192.0.2.1, for=\"[2001:db8::1]\"");
+/// ```
+pub fn readable_suffix(line: &[u8]) -> &[u8] {
+    let mut rest = line;
+    loop {
+        let (head, element) = split_last(rest);
+        let readable = match element {
+            Ok(text) => trim(text).is_empty() || parse_element(text).is_ok(),
+            Err(_) => false,
+        };
+        // `rest` ends where the unreadable element does: what follows its comma stays.
+        let from = match (readable, head.is_empty()) {
+            (false, _) => rest.len().saturating_add(1).min(line.len()),
+            (true, true) => 0,
+            (true, false) => {
+                rest = head;
+                continue;
+            }
+        };
+        let mut kept = trim(line.get(from..).unwrap_or_default());
+        while let [b',' | b' ' | b'\t', more @ ..] = kept {
+            kept = more;
+        }
+        return kept;
+    }
+}
+
 /// The elements of `Forwarded`, right to left across lines, skipping empty ones.
 /// Yields `Err(text)` for an element that does not parse.
 #[derive(Clone)]
@@ -373,6 +414,36 @@ mod tests {
                 Err((text, why)) => format!("ERR({}: {why})", String::from_utf8_lossy(text)),
             })
             .collect()
+    }
+
+    /// What a line keeps is exactly the elements the decision reads from its right, up to
+    /// the first it cannot read, and holds no quote that stays open.
+    #[test]
+    fn a_lines_readable_suffix_is_what_reads_from_the_right() {
+        for (line, kept) in [
+            ("for=192.0.2.1, for=198.51.100.2", "for=192.0.2.1, for=198.51.100.2"),
+            ("for=6.6.6.6;x=\"", ""),
+            ("for=6.6.6.6;x=\", for=203.0.113.7", "for=203.0.113.7"),
+            (
+                "for=\"[2001:db8::1]:80\";proto=https, for=10.0.0.1",
+                "for=\"[2001:db8::1]:80\";proto=https, for=10.0.0.1",
+            ),
+            ("for=\"a, b\", for=10.0.0.1", "for=\"a, b\", for=10.0.0.1"),
+            ("garbage, for=10.0.0.1", "for=10.0.0.1"),
+            ("for=6.6.6.6, garbage, for=10.0.0.1 ,", "for=10.0.0.1 ,"),
+            (", , for=10.0.0.1", ", , for=10.0.0.1"),
+            ("\"", ""),
+            ("", ""),
+        ] {
+            let got = readable_suffix(line.as_bytes());
+            let expected = kept.trim_start_matches([',', ' ']);
+            assert_eq!(String::from_utf8_lossy(got), expected, "{line}");
+            let read: Vec<String> =
+                fors(&[line]).into_iter().take_while(|f| !f.starts_with("ERR")).collect();
+            let kept = std::str::from_utf8(got).unwrap();
+            assert_eq!(fors(&[kept]), read, "{line}");
+            assert_eq!(got.iter().filter(|&&b| b == b'"').count() % 2, 0, "{line}");
+        }
     }
 
     #[test]

@@ -290,7 +290,8 @@ impl<'p> Hop<'p> {
 ///
 /// - From an untrusted peer every one of them is withheld: the client wrote it.
 /// - From a trusted hop, one that claims something about the request (scheme, host, port,
-///   prefix: [`names::Claim::Request`]) or the CDN distribution passes, and so does a
+///   prefix: [`names::Claim::Request`]), who the client proved to be (its certificate:
+///   [`names::Claim::Identity`]) or the CDN distribution passes, and so does a
 ///   client address the decision read ([`Policy::reads_client_from`](crate::Policy::reads_client_from):
 ///   the list headers, and the header of the `header:NAME` strategy that decided). Any
 ///   other client address is withheld: a trusted hop relays what the client sent as
@@ -332,7 +333,8 @@ pub struct ForwardingSet {
     /// only a configured name can).
     underscored: Vec<bool>,
     /// Whether a trusted hop may pass each of `names` whatever the policy reads: the
-    /// table's request and origin claims, and the names [`relaying`](Self::relaying) adds.
+    /// table's request, identity and origin claims, and the names
+    /// [`relaying`](Self::relaying) adds.
     relayed: Vec<bool>,
     /// Whether a line of each of `names` from a stranger is withheld without counting as
     /// a forgery: the table's [`names::Claim::Hops`] rows, which forward proxies in front
@@ -428,8 +430,10 @@ impl ForwardingSet {
             .map(|row| {
                 // An address, or the hops (`Via`), may hold what the client wrote
                 // however trusted the hop that hands it on.
-                let passes = matches!(row.claim, names::Claim::Request | names::Claim::Origin)
-                    && secret != Some(&row.name);
+                let passes = matches!(
+                    row.claim,
+                    names::Claim::Request | names::Claim::Identity | names::Claim::Origin
+                ) && secret != Some(&row.name);
                 (row.name.clone(), passes)
             })
             .collect();
@@ -635,7 +639,7 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (74 names) leaves about one name in fifty-five of another signature to
+/// the table's size (111 names) leaves about one name in thirty-seven of another signature to
 /// the full lookup; none of the common request headers
 /// (`common_request_headers_pass_on_the_prefilter`).
 const SIGNATURE_WORDS: usize = 64;
@@ -1012,6 +1016,14 @@ pub mod names {
         Request,
         /// That the request came through one particular CDN distribution (an origin secret).
         Origin,
+        /// Who the client proved to be, or that it is one of the network's own: the
+        /// client certificate a TLS-terminating hop checked (its PEM, subject, issuer,
+        /// serial, whether it verified), or a hop's word that the request came from
+        /// inside (`X-Envoy-Internal`). Apps take it as authentication, as they take
+        /// `X-Forwarded-Proto` for the scheme: only the hop that terminated the client's
+        /// TLS can know it, so a line that did not come through a trusted hop is a
+        /// forgery, and one that did is that hop's word, passed as a request claim is.
+        Identity,
         /// The hops the request came through (`Via`): no address, but an app that looks
         /// for one in any header (django-ipware up to 4 reads `HTTP_VIA`) takes a
         /// client's `Via: 6.6.6.6` for its address. Forward proxies in front of clients
@@ -1060,8 +1072,8 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 74] = {
-        use Claim::{Address, Hops, Origin, Request};
+    pub const FORWARDING: [Forwarding; 111] = {
+        use Claim::{Address, Hops, Identity, Origin, Request};
         [
             row(
                 X_FORWARDED_FOR,
@@ -1346,6 +1358,191 @@ pub mod names {
                 "x-arr-ssl",
                 Request,
                 "Azure App Service (present when the client used https); read by WordPress plugins (SSL Insecure Content Fixer), PHP and Rack apps as the scheme (anything present means https)",
+            ),
+            named(
+                "x-forwarded-client-cert",
+                Identity,
+                "Envoy (forward_client_cert_details), Istio's sidecars and gateways, Cloud Foundry's gorouter: the certificate the client's TLS presented; read by apps as the caller (its SPIFFE URI, subject, hash), and by Keycloak's `envoy` X.509 lookup",
+            ),
+            named(
+                "x-envoy-internal",
+                Identity,
+                "Envoy: `true` when it took the request as one from inside (removed from external requests); read by the Envoys behind it (the `x-envoy-*` controls are honoured only on internal requests) and by apps as a request from inside",
+            ),
+            named(
+                "client-cert",
+                Identity,
+                "RFC 9440: the client certificate a TLS-terminating reverse proxy checked, which it must remove from clients' requests; read by origins behind such a proxy as the client's certificate",
+            ),
+            named(
+                "client-cert-chain",
+                Identity,
+                "RFC 9440: the chain of the client certificate in Client-Cert",
+            ),
+            named(
+                "x-client-cert",
+                Identity,
+                "ASP.NET Core's CertificateForwardingMiddleware (CertificateForwardingOptions.CertificateHeader's default): the header becomes HttpContext.Connection.ClientCertificate",
+            ),
+            named(
+                "x-arr-clientcert",
+                Identity,
+                "Azure App Service's front ends (client certificates on); read by ASP.NET Core apps (CertificateForwarding with X-ARR-ClientCert) and Azure Functions as the client's certificate",
+            ),
+            named(
+                "x-client-verify",
+                Identity,
+                "nginx or Apache in front of Puppet (`$ssl_client_verify`; Puppet's ssl_client_verify_header default HTTP_X_CLIENT_VERIFY): SUCCESS is read as an authenticated client by Puppet and Rack apps",
+            ),
+            named(
+                "x-client-dn",
+                Identity,
+                "nginx or Apache in front of Puppet (`$ssl_client_s_dn`; Puppet's ssl_client_header default HTTP_X_CLIENT_DN): read as the client's identity",
+            ),
+            named(
+                "x-ssl-client-cert",
+                Identity,
+                "nginx (`$ssl_client_escaped_cert`) and HAProxy (`ssl_c_der`) mTLS setups; read by apps as the client's certificate",
+            ),
+            named(
+                "x-ssl-client-verify",
+                Identity,
+                "nginx (`$ssl_client_verify`) and HAProxy (`ssl_c_verify`) mTLS setups, Cloud Foundry's HAProxy; read by apps as whether the client authenticated",
+            ),
+            named(
+                "x-ssl-client-dn",
+                Identity,
+                "nginx (`$ssl_client_s_dn`) and HAProxy (`ssl_c_s_dn`) mTLS setups; read by apps as the client's identity",
+            ),
+            named(
+                "x-ssl-client-s-dn",
+                Identity,
+                "nginx (`$ssl_client_s_dn`) mTLS setups; read by apps as the client's identity",
+            ),
+            named(
+                "x-ssl-client-subject-dn",
+                Identity,
+                "nginx and Caddy mTLS setups, Cloud Foundry's HAProxy; read by apps as the client's identity",
+            ),
+            named(
+                "x-ssl-client-subject-cn",
+                Identity,
+                "Cloud Foundry's HAProxy (mTLS); read by apps as the client's name",
+            ),
+            named(
+                "x-ssl-client-issuer-dn",
+                Identity,
+                "nginx mTLS setups, Cloud Foundry's HAProxy; read by apps to check who issued the client's certificate",
+            ),
+            named(
+                "x-ssl-client-cn",
+                Identity,
+                "HAProxy mTLS setups (`ssl_c_s_dn(cn)`); read by apps as the client's name",
+            ),
+            named(
+                "x-ssl-client",
+                Identity,
+                "Cloud Foundry's HAProxy (1 when the client presented a certificate); read by apps as mTLS having happened",
+            ),
+            named(
+                "ssl-client-cert",
+                Identity,
+                "ingress-nginx (auth-tls-pass-certificate-to-upstream), read by Keycloak's `nginx` X.509 lookup; Apache's `RequestHeader set SSL_CLIENT_CERT` for Tomcat's SSLValve (ssl_client_cert), which makes it the request's certificate",
+            ),
+            named(
+                "ssl-client-escaped-cert",
+                Identity,
+                "Tomcat's SSLValve (sslClientEscapedCertHeader's default, nginx's `$ssl_client_escaped_cert`): the request's client certificate",
+            ),
+            named(
+                "ssl-client-verify",
+                Identity,
+                "ingress-nginx (auth-tls-verify-client); read by apps as whether the client authenticated",
+            ),
+            named(
+                "ssl-client-subject-dn",
+                Identity,
+                "ingress-nginx; read by apps as the client's identity",
+            ),
+            named(
+                "ssl-client-issuer-dn",
+                Identity,
+                "ingress-nginx; read by apps to check who issued the client's certificate",
+            ),
+            named(
+                "x-forwarded-tls-client-cert",
+                Identity,
+                "Traefik's PassTLSClientCert middleware (the PEM); read by apps as the client's certificate",
+            ),
+            named(
+                "x-forwarded-tls-client-cert-info",
+                Identity,
+                "Traefik's PassTLSClientCert middleware (subject, issuer, SANs, validity); read by apps as the client's identity",
+            ),
+            named(
+                "x-amzn-mtls-clientcert",
+                Identity,
+                "AWS ALB, mutual TLS passthrough: the client's whole chain, unverified; read by targets that verify it",
+            ),
+            named(
+                "x-amzn-mtls-clientcert-leaf",
+                Identity,
+                "AWS ALB, mutual TLS verify mode: the verified leaf certificate; read by targets as the client's",
+            ),
+            named(
+                "x-amzn-mtls-clientcert-subject",
+                Identity,
+                "AWS ALB, mutual TLS verify mode; read by targets as the client's identity",
+            ),
+            named(
+                "x-amzn-mtls-clientcert-issuer",
+                Identity,
+                "AWS ALB, mutual TLS verify mode; read by targets to authorize the issuer",
+            ),
+            named(
+                "x-amzn-mtls-clientcert-serial-number",
+                Identity,
+                "AWS ALB, mutual TLS verify mode; read by targets to identify the certificate",
+            ),
+            named(
+                "x-amzn-mtls-clientcert-validity",
+                Identity,
+                "AWS ALB, mutual TLS verify mode (notBefore, notAfter); read by targets",
+            ),
+            named(
+                "cloudfront-viewer-cert-pem",
+                Identity,
+                "CloudFront viewer mTLS: the viewer's leaf certificate; read by origins as the client's",
+            ),
+            named(
+                "cloudfront-viewer-cert-subject",
+                Identity,
+                "CloudFront viewer mTLS; read by origins as the client's identity",
+            ),
+            named(
+                "cloudfront-viewer-cert-issuer",
+                Identity,
+                "CloudFront viewer mTLS; read by origins to authorize the issuer",
+            ),
+            named(
+                "cloudfront-viewer-cert-serial-number",
+                Identity,
+                "CloudFront viewer mTLS; read by origins to identify the certificate",
+            ),
+            named(
+                "cloudfront-viewer-cert-sha256",
+                Identity,
+                "CloudFront viewer mTLS; read by origins to pin the certificate",
+            ),
+            named(
+                "cloudfront-viewer-cert-present",
+                Identity,
+                "CloudFront viewer mTLS (1 when the viewer presented a certificate); read by origins as mTLS having happened",
+            ),
+            named(
+                "cloudfront-viewer-cert-validity",
+                Identity,
+                "CloudFront viewer mTLS (NotBefore, NotAfter); read by origins",
             ),
             row(X_AZURE_FDID, Origin, "Azure Front Door: the profile id, an origin secret"),
             named(
@@ -1923,6 +2120,40 @@ mod tests {
         let relaying = set.relaying(&[FieldName::new("via").unwrap()]);
         assert!(!relaying.withheld(b"via", behind(&policy)));
         assert!(relaying.withheld(b"via", Hop::Untrusted));
+    }
+
+    /// Who the client proved to be (the certificate a TLS-terminating hop checked, as
+    /// Envoy, Traefik, ingress-nginx, an ALB or CloudFront hand it on) and a hop's word that
+    /// the request is internal: only the hop that terminated the client's TLS can know
+    /// them, so a stranger's line is withheld as a forgery, in any spelling, and a trusted
+    /// hop's passes, as its `X-Forwarded-Proto` does. Until a review they passed from
+    /// anyone: `X-SSL-Client-Verify: SUCCESS` reached an app behind `trueip serve`, which
+    /// terminates TLS itself and asks for no certificate.
+    #[test]
+    fn a_client_certificate_claim_passes_only_from_a_trusted_hop() {
+        let policy = trusting("10.0.0.0/8");
+        let set = ForwardingSet::for_policy(&policy);
+        for name in [
+            "X-Forwarded-Client-Cert",
+            "X-Envoy-Internal",
+            "Client-Cert",
+            "X-SSL-Client-Verify",
+            "ssl-client-subject-dn",
+            "X-Forwarded-Tls-Client-Cert",
+            "X-Amzn-Mtls-Clientcert-Leaf",
+            "CloudFront-Viewer-Cert-Pem",
+            "X-ARR-ClientCert",
+        ] {
+            let stranger = set.fate(name, Hop::Untrusted);
+            assert!(stranger.index.is_some() && stranger.withheld && stranger.forged, "{name}");
+            assert!(!set.withheld(name.as_bytes(), behind(&policy)), "{name}");
+            let underscored = name.replace('-', "_");
+            assert!(set.withheld(underscored.as_bytes(), behind(&policy)), "{underscored}");
+        }
+        for row in names::FORWARDING.iter().filter(|row| row.claim == names::Claim::Identity) {
+            assert!(set.fate(row.as_str(), Hop::Untrusted).forged, "{}", row.as_str());
+            assert!(!set.fate(row.as_str(), behind(&policy)).withheld, "{}", row.as_str());
+        }
     }
 
     /// Every name of a set, the table's rows and configured names of every length (63

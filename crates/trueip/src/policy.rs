@@ -263,7 +263,7 @@ fn check_secret_name(name: &FieldName, strategies: &[Strategy]) -> Result<(), Co
 
 /// Refuses `header:NAME` for a header that never holds one bare address: the request's
 /// own claims (`Host`, the client-IP table's rows that claim the scheme, host, port or
-/// prefix), the hops it came through (`Via`), the message's own fields ([`names::MESSAGE`]), and `Forwarded`, whose entries are
+/// prefix, or the client's certificate), the hops it came through (`Via`), the message's own fields ([`names::MESSAGE`]), and `Forwarded`, whose entries are
 /// `for=` pairs. No proxy writes a client address there, so such a strategy could only ever
 /// take a value the client chose (`Host: 6.6.6.6` parses as an address).
 fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
@@ -271,7 +271,7 @@ fn check_address_header(name: &FieldName) -> Result<(), ConfigError> {
     // PHP `X.Forwarded.Host` too, and PHP behind lighttpd `X~Forwarded~Host`.
     let dashed = dashed(name.as_str());
     let claims_the_request = names::FORWARDING.iter().any(|row| {
-        matches!(row.claim, names::Claim::Request | names::Claim::Hops)
+        matches!(row.claim, names::Claim::Request | names::Claim::Identity | names::Claim::Hops)
             && row.name.as_str() == dashed
     });
     let no_address = ["host", "forwarded"].into_iter().chain(names::MESSAGE);

@@ -138,13 +138,23 @@ const PLATFORM: [(&str, &str); 10] = [
     ("X-ARR-SSL", "2048|256"),
 ];
 
+/// Who the client proved to be, as the hop that checked its certificate hands it on
+/// (Envoy, nginx, ingress-nginx), and Envoy's word that the request came from inside:
+/// an app takes them as authentication.
+const IDENTITY: [(&str, &str); 3] = [
+    ("X-Forwarded-Client-Cert", "Subject=\"CN=admin\""),
+    ("X-SSL-Client-Verify", "SUCCESS"),
+    ("X-Envoy-Internal", "true"),
+];
+
 /// What a stranger writes in a client-IP header, in any spelling, never reaches the
 /// handler: it would believe it, as `trueip serve` and the Python middlewares never let
 /// an app do. Before the layer withheld them, all three reached it; before the table had
-/// them, every one of [`PLATFORM`] did.
+/// them, every one of [`PLATFORM`] did, and of [`IDENTITY`] until the table had them.
 #[tokio::test]
 async fn a_strangers_client_ip_headers_never_reach_the_handler() {
-    let forged: Vec<(&str, &str)> = FORGED.iter().chain(&PLATFORM).copied().collect();
+    let forged: Vec<(&str, &str)> =
+        FORGED.iter().chain(&PLATFORM).chain(&IDENTITY).copied().collect();
     for layer in [ClientIpLayer::new(policy()), ClientIpLayer::new(Policy::default())] {
         let addr = serve::<SocketAddr>(echo().layer(layer)).await;
         let reply = get_from(ATTACKER, addr, "/headers", &forged).await.unwrap();
@@ -156,18 +166,21 @@ async fn a_strangers_client_ip_headers_never_reach_the_handler() {
 /// claims about the request; a client address the policy did not read (`True-Client-IP`,
 /// which nginx and ALBs relay from the client unchanged) and an underscore spelling do
 /// not. A policy that reads `True-Client-IP` hands it over. Before, all of them reached it.
-/// Of [`PLATFORM`] only the claim about the request (`X-ARR-SSL`) passes a trusted hop.
+/// Of [`PLATFORM`] only the claim about the request (`X-ARR-SSL`) passes a trusted hop;
+/// every one of [`IDENTITY`] does, the word of the hop that checked the certificate.
 #[tokio::test]
 async fn a_trusted_hops_headers_reach_the_handler_as_the_decision_read_them() {
     let addr = serve::<SocketAddr>(echo().layer(ClientIpLayer::new(policy()))).await;
-    let mut sent: Vec<(&str, &str)> = FORGED.iter().chain(&PLATFORM).copied().collect();
+    let mut sent: Vec<(&str, &str)> =
+        FORGED.iter().chain(&PLATFORM).chain(&IDENTITY).copied().collect();
     sent.push(("X-Forwarded-Proto", "https"));
     let reply = get_from(PROXY, addr, "/headers", &sent).await.unwrap();
     assert_eq!(
         (reply.status, reply.body.as_str()),
         (
             200,
-            "x-arr-ssl=2048|256\nx-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc"
+            "x-arr-ssl=2048|256\nx-envoy-internal=true\nx-forwarded-client-cert=Subject=\"CN=admin\"\n\
+             x-forwarded-for=6.6.6.6\nx-forwarded-proto=https\nx-request-id=abc\nx-ssl-client-verify=SUCCESS"
         )
     );
 

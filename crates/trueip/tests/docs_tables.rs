@@ -17,6 +17,7 @@ fn the_security_doc_lists_every_client_ip_header_the_gateway_strips() {
             Claim::Address => "address",
             Claim::Request => "request",
             Claim::Origin => "origin",
+            Claim::Identity => "identity",
             Claim::Hops => "hops",
         };
         table.push_str(&format!("| `{}` | {claim} | {} |\n", row.as_str(), row.used_by));

@@ -1205,11 +1205,26 @@ fn trim_separator(out: &mut String, at: usize) {
     }
 }
 
+/// What of a received line of a list header is joined to what follows it on the
+/// upstream's one line ([`append`], [`merge_lines`]): of a `Forwarded` line only what reads
+/// from the right ([`trueip::forwarded::readable_suffix`]). A client's quote that never
+/// closes (`for=6.6.6.6;x="` on a line of its own, or left of a trusted hop's element)
+/// would otherwise open onto the trusted hops' elements and the gateway's, and an app that
+/// reads the line left to right, quotes and all, would find the client's element last.
+/// The decision never lets a quote span lines; the line the gateway makes must not either.
+fn joinable(forwarded: bool, line: &[u8]) -> &[u8] {
+    match forwarded {
+        true => trueip::forwarded::readable_suffix(line),
+        false => line,
+    }
+}
+
 /// The received lines of `name`, each followed by `, `: what the gateway's own entry
 /// is appended to.
 fn append<H: Headers + ?Sized>(out: &mut String, headers: &H, name: &FieldName) {
+    let forwarded = *name == names::FORWARDED;
     headers.for_each_value(name, |line| {
-        let text = String::from_utf8_lossy(line);
+        let text = String::from_utf8_lossy(joinable(forwarded, line));
         let text = text.trim().trim_matches(',').trim();
         if !text.is_empty() {
             out.push_str(text);
@@ -1230,15 +1245,17 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, buf: &Bytes, range: Range<usi
     }
 }
 
-/// Several lines of one header become one, in order, joined by `, ` (RFC 9110 §5.3).
+/// Several lines of one header become one, in order, joined by `, ` (RFC 9110 §5.3), each
+/// [`joinable`].
 fn merge_lines(headers: &mut HeaderMap, name: &HeaderName) {
     let mut values = headers.get_all(name).iter();
     if values.next().is_none() || values.next().is_none() {
         return;
     }
+    let forwarded = name == header::FORWARDED;
     let mut merged: Vec<u8> = Vec::new();
     for v in headers.get_all(name) {
-        let v = v.as_bytes().trim_ascii();
+        let v = joinable(forwarded, v.as_bytes()).trim_ascii();
         if v.is_empty() {
             continue;
         }
