@@ -154,13 +154,13 @@ fn cases() -> Vec<Case> {
             warnings: &[],
         },
         Case {
-            name: "v1, edge-optimized: sourceIp is the client, AWS's CloudFront hop already walked",
+            name: "v1, edge-optimized: sourceIp is the client, AWS's CloudFront hop already walked; X-Forwarded-For API Gateway's own",
             event: v1.clone(),
             preset: Preset::ApiGateway,
             kind: EventKind::ApiGatewayV1,
             client: "52.255.255.12",
             source: "peer",
-            warnings: &[Warnings::UNTRUSTED_HEADER],
+            warnings: &[],
         },
         Case {
             name: "v1: a forged X-Forwarded-For does not move sourceIp",
@@ -210,13 +210,13 @@ fn cases() -> Vec<Case> {
             warnings: &[],
         },
         Case {
-            name: "v2: sourceIp",
+            name: "v2: sourceIp; X-Forwarded-For API Gateway's own",
             event: v2.clone(),
             preset: Preset::ApiGateway,
             kind: EventKind::ApiGatewayV2,
             client: "205.255.255.176",
             source: "peer",
-            warnings: &[Warnings::UNTRUSTED_HEADER],
+            warnings: &[],
         },
         Case {
             name: "v2: no x-forwarded-for",
@@ -1343,6 +1343,93 @@ fn a_source_ip_with_a_port_stands_in_with_it() {
             assert_eq!(peer.to_string(), stand_in, "{name}: {source_ip}");
         }
     }
+}
+
+/// API Gateway writes `X-Forwarded-For` itself, after whatever the client sent: `sourceIp`
+/// (a regional REST API, an HTTP API), or `sourceIp` and then the CloudFront edge in front
+/// of an edge-optimized REST API (AWS's example event; the event LocalStack recorded). With
+/// nothing left of `sourceIp` nothing in it is a client's, yet a policy that trusts no proxy
+/// flagged every such event `header_from_untrusted_peer` (fails on the old code: every
+/// "API Gateway's own" case below). What a client wrote is still flagged, the client is
+/// `sourceIp` either way, and a policy that trusts the stand-in still walks the header.
+#[test]
+fn api_gateways_own_forwarded_for_is_not_a_strangers() {
+    let v1 = event("api_gateway_v1");
+    let v2 = event("api_gateway_v2");
+    let rest = |xff: &str| {
+        let event = set(v1.clone(), "/headers/X-Forwarded-For", Some(json!(xff)));
+        set(event, "/multiValueHeaders/X-Forwarded-For", Some(json!([xff])))
+    };
+    let http = |xff: &str| set(v2.clone(), "/headers/x-forwarded-for", Some(json!(xff)));
+    // Each decides with no proxy trusted: `sourceIp` is in no range of theirs, and the ALB
+    // preset decides another kind's event as if none were (flagged `no_lambda_event`).
+    let policies = [
+        ("api-gateway", policy(Preset::ApiGateway), Warnings::NONE),
+        ("cloudfront-api-gateway", policy(Preset::CloudfrontApiGateway), Warnings::NONE),
+        ("default", Policy::default(), Warnings::NONE),
+        ("alb", policy(Preset::Alb), Warnings::NO_LAMBDA_EVENT),
+    ];
+    let own = [
+        ("rest, edge-optimized, AWS's example", v1.clone(), "52.255.255.12"),
+        ("rest, edge-optimized, recorded", event("api_gateway_v1_observed"), "198.51.100.23"),
+        ("rest, regional", rest("52.255.255.12"), "52.255.255.12"),
+        ("http api", v2.clone(), "205.255.255.176"),
+    ];
+    let clients = [
+        ("rest, edge-optimized, forged first entry", rest("6.6.6.6, 52.255.255.12, 130.176.91.14")),
+        ("rest, regional, forged first entry", rest("6.6.6.6, 52.255.255.12")),
+        (
+            "rest, the client's own address before sourceIp's",
+            rest("52.255.255.12, 52.255.255.12, 130.176.91.14"),
+        ),
+        ("rest, one address not sourceIp", rest("6.6.6.6")),
+        ("rest, unknown before sourceIp", rest("unknown, 52.255.255.12")),
+        ("http api, forged first entry", http("6.6.6.6, 205.255.255.176")),
+        // An HTTP API was seen to write the address it saw in place of the client's
+        // header: what follows `sourceIp` there is not known to be AWS's.
+        ("http api, an entry after sourceIp", http("205.255.255.176, 6.6.6.6")),
+    ];
+    for (policy_name, policy, always) in &policies {
+        for (name, event, client) in &own {
+            let name = format!("{name}, {policy_name}");
+            let resolution = lambda::resolve_event(policy, event).unwrap();
+            assert_eq!(resolution.client.to_string(), *client, "{name}");
+            assert_eq!(resolution.source, Source::Peer, "{name}");
+            assert_eq!(resolution.warnings, *always, "{name}");
+            let explanation = lambda::explain_event(policy, event).unwrap();
+            assert_eq!(explanation.resolution, resolution, "{name}");
+            let step = explanation.steps.iter().find(|s| s.subject == "x-forwarded-for");
+            let step = step.unwrap_or_else(|| panic!("{name}: {explanation}"));
+            assert_eq!(step.verdict, trueip::Verdict::Ignored, "{name}");
+            assert!(step.why.starts_with("written by API Gateway"), "{name}: {}", step.why);
+        }
+        for (name, event) in &clients {
+            let name = format!("{name}, {policy_name}");
+            let resolution = lambda::resolve_event(policy, event).unwrap();
+            let source_ip = lambda::Event::parse(event).unwrap().peer().to_string();
+            assert_eq!(resolution.client.to_string(), source_ip, "{name}");
+            assert_eq!(resolution.warnings, *always | Warnings::UNTRUSTED_HEADER, "{name}");
+            let explanation = lambda::explain_event(policy, event).unwrap();
+            let text = explanation.to_string();
+            assert!(!text.contains("written by API Gateway"), "{name}: {text}");
+        }
+    }
+    // A stand-in the policy trusts: the header is walked, not set aside. CloudFront in
+    // front of a regional API, the viewer's own entry missing: every entry trusted.
+    let edge = set(
+        rest("130.176.91.14"),
+        "/requestContext/identity/sourceIp",
+        Some(json!("130.176.91.14")),
+    );
+    let cloudfront = policy(Preset::CloudfrontApiGateway);
+    let resolution = lambda::resolve_event(&cloudfront, &edge).unwrap();
+    assert!(resolution.warnings.contains(Warnings::ALL_TRUSTED), "{resolution:?}");
+    let text = lambda::explain_event(&cloudfront, &edge).unwrap().to_string();
+    assert!(!text.contains("written by API Gateway"), "{text}");
+    // An ALB's stand-in is the header's own last element: nothing to tell apart there.
+    let alb = xff_of(event("alb"), "150.172.238.178");
+    let resolution = lambda::resolve_event(&policy(Preset::ApiGateway), &alb).unwrap();
+    assert_eq!(resolution.warnings, Warnings::UNTRUSTED_HEADER);
 }
 
 /// VPC Lattice events carry no address Lattice vouches for: refused by name, with the
