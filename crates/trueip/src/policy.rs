@@ -732,7 +732,7 @@ struct FunctionUrl<'h, H: ?Sized>(&'h H);
 
 /// Headers read without `X-Forwarded-For`: a Function URL event's ([`FunctionUrl`]), and
 /// an API Gateway event's whose header is API Gateway's own record
-/// (`crate::lambda::FrontEndRecord`) when no proxy is trusted.
+/// (`crate::event_kind::FrontEndRecord`) when no proxy is trusted.
 #[cfg(feature = "lambda")]
 struct WithoutForwardedFor<'h, H: ?Sized>(&'h H);
 
@@ -1145,9 +1145,10 @@ impl Policy {
 
     /// The one rule for a Lambda event, which [`resolve_stand_in`](Self::resolve_stand_in)
     /// and [`explain_stand_in_marks`](Self::explain_stand_in_marks) share: a Function
-    /// URL's `X-Forwarded-For` is never read ([`FunctionUrl`]); a preset's policy decides
-    /// an event of a kind outside its chain as if no proxy were trusted
-    /// (`EventOnly::reads`).
+    /// URL's `X-Forwarded-For` is never read ([`FunctionUrl`]); an API Gateway event's,
+    /// when API Gateway wrote all of it (`crate::event_kind::FrontEndRecord`), is read as absent
+    /// by a policy that does not trust the stand-in; a preset's policy decides an event of a
+    /// kind outside its chain as if no proxy were trusted (`EventOnly::reads`).
     #[cfg(feature = "lambda")]
     fn decide_stand_in<H: Headers + ?Sized, T: for<'h> Tracer<'h>>(
         &self,
@@ -1162,11 +1163,12 @@ impl Policy {
         // API Gateway writes `X-Forwarded-For` itself: with nothing of the client's in it,
         // it is no header a stranger sent, and flagging it as one would flag every
         // ordinary event of a policy that trusts no proxy. Read without it only where no
-        // strategy reads it (a walk from a trusted stand-in does), and the answer is the
-        // same: the header starts with the stand-in, which is the client.
+        // strategy trusts the stand-in (a walk from a trusted one reads it), so the address
+        // decided is the same: the stand-in, which is also the header's first element, all
+        // that `leftmost` (which reads it from anyone) would take.
         if let Peer::Ip(peer) = stand_in.peer
-            && let Some(record) = crate::lambda::FrontEndRecord::of(kind, peer, headers)
             && !self.trusts_stand_in(kind, stand_in.peer)
+            && let Some(record) = crate::event_kind::FrontEndRecord::of(kind, peer, headers)
         {
             trace.step(|| {
                 let lines = Lines::read(headers, &names::X_FORWARDED_FOR);
