@@ -1212,6 +1212,11 @@ fn the_albs_documented_forwarded_for_modes() {
 ///   `invocation-payload-with-params-encoding-multi`, 2024-08-02), its redacted
 ///   `X-Forwarded-For` in the shape aws-solutions/aws-waf-security-automations#123 logged:
 ///   `sourceIp`, then AWS's own CloudFront edge; a client's entries come before them.
+/// - `api_gateway_v1_edge_observed`: an edge-optimized REST API's event logged in 2017,
+///   before multi-value headers (silvaren/spray-example,
+///   src/test/scala/com/example/InputEventStrings.scala, `inputStringForRouteA`), its
+///   `X-Forwarded-For` unredacted: `sourceIp`, then a CloudFront address (54.182.233.77),
+///   nothing else, as in the same file's other requests.
 /// - `function_url_observed`: a direct Function URL request (aws/aws-lambda-rust-runtime,
 ///   lambda-http/tests/data/lambda_function_url_request.json, 2023-01-11): its
 ///   `X-Forwarded-For` is `sourceIp`, and its cookie is in `cookies` and `headers.cookie`.
@@ -1228,6 +1233,7 @@ fn observed_events_decide_as_documented() {
         "/multiValueHeaders/X-Forwarded-For",
         Some(json!([forged])),
     );
+    let rest_edge = event("api_gateway_v1_edge_observed");
     let url = event("function_url_observed");
     let behind_cloudfront = event("function_url_cloudfront_observed");
     // What the report says a URL keeps of `6.6.6.6, <viewer>`: the client's first value.
@@ -1236,6 +1242,7 @@ fn observed_events_decide_as_documented() {
     for (name, event, kind, client) in [
         ("rest", &rest, EventKind::ApiGatewayV1, "198.51.100.23"),
         ("rest, forged first entry", &rest_forged, EventKind::ApiGatewayV1, "198.51.100.23"),
+        ("rest, edge-optimized, 2017", &rest_edge, EventKind::ApiGatewayV1, "203.0.113.71"),
         ("function url", &url, EventKind::FunctionUrl, "198.51.100.54"),
         (
             "function url behind cloudfront",
@@ -1372,6 +1379,7 @@ fn api_gateways_own_forwarded_for_is_not_a_strangers() {
     let own = [
         ("rest, edge-optimized, AWS's example", v1.clone(), "52.255.255.12"),
         ("rest, edge-optimized, recorded", event("api_gateway_v1_observed"), "198.51.100.23"),
+        ("rest, edge-optimized, logged", event("api_gateway_v1_edge_observed"), "203.0.113.71"),
         ("rest, regional", rest("52.255.255.12"), "52.255.255.12"),
         ("http api", v2.clone(), "205.255.255.176"),
     ];
