@@ -117,6 +117,9 @@ impl fmt::Display for EventKind {
 /// elements (an HTTP API behind a mutual-TLS domain was seen to write the address it saw
 /// in place of the client's header, not after it, so what stands after `sourceIp` there
 /// is not known to be AWS's) is not such a record, and is read or flagged as any header.
+/// An HTTP API's payload 1.0 event is of the REST API's kind, so its `sourceIp, X` is
+/// taken as the REST API's: no front end of AWS's was seen to leave a client's text right
+/// of `sourceIp` there either, which is all a client could forge such a header by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FrontEndRecord {
     /// `sourceIp` alone.
