@@ -62,8 +62,8 @@ Examples:
   echo '{\"peer\":\"10.0.0.5\",\"headers\":[[\"X-Forwarded-For\",\"203.0.113.9\"]]}' |
       trueip explain --batch --trust private --strategy rightmost-untrusted
 
-Lambda events (--lambda-event FILE, or - for stdin): ALB target, API Gateway REST (payload
-1.0), HTTP API (payload 2.0) and Function URL events, told from their shape (a Function URL's
+Lambda events (--lambda-event FILE, or - for stdin): ALB target, API Gateway REST and WebSocket
+(payload 1.0), HTTP API (payload 2.0) and Function URL events, told from their shape (a Function URL's
 by its requestContext.domainName, <url-id>.lambda-url.<region>.on.aws). The address AWS's
 front end saw stands in for the peer: the element the ALB appended to x-forwarded-for, or
 requestContext.identity.sourceIp / requestContext.http.sourceIp. The chains' policies
@@ -81,6 +81,9 @@ CloudFront the client is CloudFront-Viewer-Address (forward it), else the edge, 
 x_forwarded_for_not_kept (the middlewares withhold that header, X-Forwarded-Proto and -Port from
 the app). query:NAME reads the event's arguments as AWS writes them (rawQueryString; an ALB's
 queryStringParameters as sent; a REST API's decoded), cookie:NAME a payload 2.0 event's cookies.
+API Gateway writes x-forwarded-for itself: with nothing left of sourceIp (sourceIp alone, or an
+edge-optimized REST API's sourceIp, <edge>) it is shown as API Gateway's and, when no proxy is
+trusted, not flagged header_from_untrusted_peer; an entry left of sourceIp still is.
 
 Exit status: 0 resolved, 2 bad input (in --batch: any line was bad; with --lambda-event: an
 event of no known kind, or without the field its peer comes from).";

@@ -650,6 +650,44 @@ fn lambda_event_function_url_ipv6() {
     assert_eq!(v["rate_limit_key"], "2001:db8:85a3:8d3::", "{v}");
 }
 
+/// API Gateway's own `X-Forwarded-For` (nothing left of `sourceIp`: here an HTTP API's,
+/// `sourceIp` alone, and an edge-optimized REST API's, `sourceIp` and AWS's CloudFront
+/// edge) is named as API Gateway's, not flagged as a stranger's header; flagged
+/// `header_from_untrusted_peer` before. An entry a client wrote left of `sourceIp` still is.
+#[test]
+fn lambda_event_api_gateways_own_forwarded_for_is_named_as_its() {
+    let out = trueip(
+        &["explain", "--lambda-event", &lambda_event("api_gateway_v2"), "--format", "json"],
+        None,
+    );
+    let v = answer(&out);
+    assert_eq!(v["client_ip"], "205.255.255.176", "{v}");
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
+    let steps = v["steps"].as_array().expect("steps");
+    let step = steps.iter().find(|s| s["subject"] == "x-forwarded-for").expect("the header's step");
+    assert_eq!(step["value"], "205.255.255.176", "{v}");
+    assert_eq!(step["verdict"], "ignored", "{v}");
+    assert!(step["why"].as_str().is_some_and(|w| w.starts_with("written by API Gateway")), "{v}");
+
+    let out = trueip(&["explain", "--lambda-event", &lambda_event("api_gateway_v1")], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("client   52.255.255.12"), "{text}");
+    assert!(text.contains("x-forwarded-for: 52.255.255.12, 130.176.91.14"), "{text}");
+    assert!(text.contains("edge-optimized"), "{text}");
+    assert!(!text.contains("header_from_untrusted_peer"), "{text}");
+
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&lambda_event_text("api_gateway_v2")).expect("event");
+    forged["headers"]["x-forwarded-for"] = "6.6.6.6, 205.255.255.176".into();
+    let out =
+        trueip(&["explain", "--lambda-event", "-", "--format", "json"], Some(&forged.to_string()));
+    let v = answer(&out);
+    assert_eq!(v["client_ip"], "205.255.255.176", "{v}");
+    assert_eq!(v["warnings"], serde_json::json!(["header_from_untrusted_peer"]), "{v}");
+    assert!(!v["steps"].to_string().contains("written by API Gateway"), "{v}");
+}
+
 /// CloudFront → Function URL, the client having sent `X-Forwarded-For: 6.6.6.6`: the URL
 /// keeps only that first value (reported by
 /// <https://speedrun.nobackspacecrew.com/blog/2026/03/06/obtaining-caller-ip-address-with-lambda-furls.html>),

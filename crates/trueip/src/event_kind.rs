@@ -1,5 +1,6 @@
 //! The kinds of AWS Lambda event trueip reads (feature `lambda`), apart from the reading
-//! (`crate::lambda`): the policy decides by kind which events a preset's trust rests on.
+//! (`crate::lambda`): the policy decides by kind which events a preset's trust rests on,
+//! and which `X-Forwarded-For` API Gateway wrote all of (`FrontEndRecord`).
 
 use std::fmt;
 
@@ -100,5 +101,77 @@ impl fmt::Display for EventKind {
             EventKind::ApiGatewayV2 => "API Gateway HTTP API (payload 2.0)",
             EventKind::FunctionUrl => "Lambda Function URL (payload 2.0)",
         })
+    }
+}
+
+/// An API Gateway event's `X-Forwarded-For` as API Gateway writes it when the client sent
+/// none: nothing in it is the client's text (docs/SECURITY.md, "AWS Lambda: what AWS
+/// sends, and the evidence").
+///
+/// API Gateway appends after whatever the client wrote: a regional REST API or an HTTP
+/// API the address it saw (`sourceIp`); an edge-optimized REST API the viewer its own
+/// CloudFront edge saw (again `sourceIp`), then that edge. So a header whose elements are
+/// `sourceIp` alone, or in a REST-shaped event `sourceIp` and one address after it, holds
+/// nothing a client wrote: a client's text lands left of `sourceIp`. Any element left of
+/// it, any element not an address, more lines than are kept, or an HTTP API's two
+/// elements (an HTTP API behind a mutual-TLS domain was seen to write the address it saw
+/// in place of the client's header, not after it, so what stands after `sourceIp` there
+/// is not known to be AWS's) is not such a record, and is read or flagged as any header.
+/// An HTTP API's payload 1.0 event is of the REST API's kind, so its `sourceIp, X` is
+/// taken as the REST API's: no front end of AWS's was seen to leave a client's text right
+/// of `sourceIp` there either, which is all a client could forge such a header by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrontEndRecord {
+    /// `sourceIp` alone.
+    SourceIp,
+    /// `sourceIp`, then the edge of the CloudFront hop in front of an edge-optimized REST
+    /// API.
+    SourceIpThenEdge,
+}
+
+impl FrontEndRecord {
+    /// The header of an event of `kind` whose stand-in is `stand_in`, if it is API
+    /// Gateway's own record.
+    pub(crate) fn of<H: crate::headers::Headers + ?Sized>(
+        kind: EventKind,
+        stand_in: crate::addr::Node,
+        headers: &H,
+    ) -> Option<FrontEndRecord> {
+        // An ALB's stand-in is the header's own last element, so a match there says
+        // nothing; a Function URL's header is never read.
+        if !matches!(kind, EventKind::ApiGatewayV1 | EventKind::ApiGatewayV2) {
+            return None;
+        }
+        let lines = crate::headers::Lines::read(headers, &crate::headers::names::X_FORWARDED_FOR);
+        if lines.truncated {
+            return None;
+        }
+        let is_stand_in = |entry: Option<crate::entry::Entry<'_>>| {
+            matches!(entry, Some(crate::entry::Entry::Addr(node))
+                if crate::addr::normalize(node.ip) == crate::addr::normalize(stand_in.ip)
+                    && node.port.is_none_or(|port| Some(port) == stand_in.port))
+        };
+        let mut elements = crate::xff::Rev::new(lines.as_slice());
+        let last = elements.next();
+        if is_stand_in(last) {
+            return elements.next().is_none().then_some(FrontEndRecord::SourceIp);
+        }
+        let edge_optimized = kind == EventKind::ApiGatewayV1
+            && matches!(last, Some(crate::entry::Entry::Addr(_)))
+            && is_stand_in(elements.next())
+            && elements.next().is_none();
+        edge_optimized.then_some(FrontEndRecord::SourceIpThenEdge)
+    }
+
+    /// Why the header is not read, for an explanation.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            FrontEndRecord::SourceIp => {
+                "written by API Gateway: its one element is sourceIp, the address API Gateway saw; nothing a client sent, and no proxy is trusted: not read"
+            }
+            FrontEndRecord::SourceIpThenEdge => {
+                "written by API Gateway: sourceIp, then the edge of the CloudFront hop in front of an edge-optimized API; nothing left of sourceIp, so nothing a client sent, and no proxy is trusted: not read"
+            }
+        }
     }
 }

@@ -730,6 +730,12 @@ impl EventOnly {
 #[cfg(feature = "lambda")]
 struct FunctionUrl<'h, H: ?Sized>(&'h H);
 
+/// Headers read without `X-Forwarded-For`: a Function URL event's ([`FunctionUrl`]), and
+/// an API Gateway event's whose header is API Gateway's own record
+/// (`crate::event_kind::FrontEndRecord`) when no proxy is trusted.
+#[cfg(feature = "lambda")]
+struct WithoutForwardedFor<'h, H: ?Sized>(&'h H);
+
 /// Whether a Function URL decision fell back on a trusted edge has been logged.
 #[cfg(feature = "lambda")]
 static WARNED_FUNCTION_URL: std::sync::atomic::AtomicBool =
@@ -761,7 +767,8 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
                 Mark::new("x-forwarded-for", text.join(", "), Verdict::Ignored, FUNCTION_URL_XFF)
             });
         }
-        let mut resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, self, trace);
+        let headers = WithoutForwardedFor(self.0);
+        let mut resolution = policy.decide_event(EventKind::FunctionUrl, stand_in, &headers, trace);
         if !policy.came_through_trusted_hop(&resolution) {
             // Every client-IP header is withheld from the app already: the client wrote it.
             return resolution;
@@ -782,7 +789,7 @@ impl<'h, H: Headers + ?Sized> FunctionUrl<'h, H> {
 }
 
 #[cfg(feature = "lambda")]
-impl<H: Headers + ?Sized> Headers for FunctionUrl<'_, H> {
+impl<H: Headers + ?Sized> Headers for WithoutForwardedFor<'_, H> {
     fn for_each_value<'a>(&'a self, name: &FieldName, f: impl FnMut(&'a [u8])) {
         if *name != names::X_FORWARDED_FOR {
             self.0.for_each_value(name, f);
@@ -1138,9 +1145,10 @@ impl Policy {
 
     /// The one rule for a Lambda event, which [`resolve_stand_in`](Self::resolve_stand_in)
     /// and [`explain_stand_in_marks`](Self::explain_stand_in_marks) share: a Function
-    /// URL's `X-Forwarded-For` is never read ([`FunctionUrl`]); a preset's policy decides
-    /// an event of a kind outside its chain as if no proxy were trusted
-    /// (`EventOnly::reads`).
+    /// URL's `X-Forwarded-For` is never read ([`FunctionUrl`]); an API Gateway event's,
+    /// when API Gateway wrote all of it (`crate::event_kind::FrontEndRecord`), is read as absent
+    /// by a policy that does not trust the stand-in; a preset's policy decides an event of a
+    /// kind outside its chain as if no proxy were trusted (`EventOnly::reads`).
     #[cfg(feature = "lambda")]
     fn decide_stand_in<H: Headers + ?Sized, T: for<'h> Tracer<'h>>(
         &self,
@@ -1152,7 +1160,33 @@ impl Policy {
         if kind == EventKind::FunctionUrl {
             return FunctionUrl(headers).decide(self, stand_in, trace);
         }
+        // API Gateway writes `X-Forwarded-For` itself: with nothing of the client's in it,
+        // it is no header a stranger sent, and flagging it as one would flag every
+        // ordinary event of a policy that trusts no proxy. Read without it only where no
+        // strategy trusts the stand-in (a walk from a trusted one reads it), so the address
+        // decided is the same: the stand-in, which is also the header's first element, all
+        // that `leftmost` (which reads it from anyone) would take.
+        if let Peer::Ip(peer) = stand_in.peer
+            && !self.trusts_stand_in(kind, stand_in.peer)
+            && let Some(record) = crate::event_kind::FrontEndRecord::of(kind, peer, headers)
+        {
+            trace.step(|| {
+                let lines = Lines::read(headers, &names::X_FORWARDED_FOR);
+                Mark::new("x-forwarded-for", lines.joined(", "), Verdict::Ignored, record.why())
+            });
+            return self.decide_event(kind, stand_in, &WithoutForwardedFor(headers), trace);
+        }
         self.decide_event(kind, stand_in, headers, trace)
+    }
+
+    /// Whether the policy that decides an event of `kind` (this one, or for a preset
+    /// outside its chain one that trusts no one: `EventOnly`) trusts its stand-in `peer`.
+    #[cfg(feature = "lambda")]
+    fn trusts_stand_in(&self, kind: EventKind, peer: Peer) -> bool {
+        match &self.event_only {
+            Some(only) if !only.reads(kind) => false,
+            _ => self.trusts_peer(peer),
+        }
     }
 
     /// [`decide_stand_in`](Self::decide_stand_in) over headers as they are to be read.

@@ -137,7 +137,9 @@ warnings! {
     MALFORMED = 1, "malformed";
     /// The walk met `unknown`, an obfuscated identifier or a `Forwarded` element without `for=`.
     OPAQUE = 2, "opaque";
-    /// A forwarding header arrived from a peer not trusted to send it; it was ignored.
+    /// A forwarding header arrived from a peer not trusted to send it; it was ignored. (In an
+    /// API Gateway event, not for the `X-Forwarded-For` API Gateway wrote with nothing left
+    /// of `sourceIp`: `trueip::lambda`, "What stands in for the peer".)
     UNTRUSTED_HEADER = 3, "header_from_untrusted_peer";
     /// Fewer list elements than the configured hop count.
     FEWER_HOPS = 4, "fewer_hops_than_configured";

@@ -154,13 +154,13 @@ fn cases() -> Vec<Case> {
             warnings: &[],
         },
         Case {
-            name: "v1, edge-optimized: sourceIp is the client, AWS's CloudFront hop already walked",
+            name: "v1, edge-optimized: sourceIp is the client, AWS's CloudFront hop already walked; X-Forwarded-For API Gateway's own",
             event: v1.clone(),
             preset: Preset::ApiGateway,
             kind: EventKind::ApiGatewayV1,
             client: "52.255.255.12",
             source: "peer",
-            warnings: &[Warnings::UNTRUSTED_HEADER],
+            warnings: &[],
         },
         Case {
             name: "v1: a forged X-Forwarded-For does not move sourceIp",
@@ -210,13 +210,13 @@ fn cases() -> Vec<Case> {
             warnings: &[],
         },
         Case {
-            name: "v2: sourceIp",
+            name: "v2: sourceIp; X-Forwarded-For API Gateway's own",
             event: v2.clone(),
             preset: Preset::ApiGateway,
             kind: EventKind::ApiGatewayV2,
             client: "205.255.255.176",
             source: "peer",
-            warnings: &[Warnings::UNTRUSTED_HEADER],
+            warnings: &[],
         },
         Case {
             name: "v2: no x-forwarded-for",
@@ -1212,6 +1212,11 @@ fn the_albs_documented_forwarded_for_modes() {
 ///   `invocation-payload-with-params-encoding-multi`, 2024-08-02), its redacted
 ///   `X-Forwarded-For` in the shape aws-solutions/aws-waf-security-automations#123 logged:
 ///   `sourceIp`, then AWS's own CloudFront edge; a client's entries come before them.
+/// - `api_gateway_v1_edge_observed`: an edge-optimized REST API's event logged in 2017,
+///   before multi-value headers (silvaren/spray-example,
+///   src/test/scala/com/example/InputEventStrings.scala, `inputStringForRouteA`), its
+///   `X-Forwarded-For` unredacted: `sourceIp`, then a CloudFront address (54.182.233.77),
+///   nothing else, as in the same file's other requests.
 /// - `function_url_observed`: a direct Function URL request (aws/aws-lambda-rust-runtime,
 ///   lambda-http/tests/data/lambda_function_url_request.json, 2023-01-11): its
 ///   `X-Forwarded-For` is `sourceIp`, and its cookie is in `cookies` and `headers.cookie`.
@@ -1228,6 +1233,7 @@ fn observed_events_decide_as_documented() {
         "/multiValueHeaders/X-Forwarded-For",
         Some(json!([forged])),
     );
+    let rest_edge = event("api_gateway_v1_edge_observed");
     let url = event("function_url_observed");
     let behind_cloudfront = event("function_url_cloudfront_observed");
     // What the report says a URL keeps of `6.6.6.6, <viewer>`: the client's first value.
@@ -1236,6 +1242,7 @@ fn observed_events_decide_as_documented() {
     for (name, event, kind, client) in [
         ("rest", &rest, EventKind::ApiGatewayV1, "198.51.100.23"),
         ("rest, forged first entry", &rest_forged, EventKind::ApiGatewayV1, "198.51.100.23"),
+        ("rest, edge-optimized, 2017", &rest_edge, EventKind::ApiGatewayV1, "203.0.113.71"),
         ("function url", &url, EventKind::FunctionUrl, "198.51.100.54"),
         (
             "function url behind cloudfront",
@@ -1343,6 +1350,94 @@ fn a_source_ip_with_a_port_stands_in_with_it() {
             assert_eq!(peer.to_string(), stand_in, "{name}: {source_ip}");
         }
     }
+}
+
+/// API Gateway writes `X-Forwarded-For` itself, after whatever the client sent: `sourceIp`
+/// (a regional REST API, an HTTP API), or `sourceIp` and then the CloudFront edge in front
+/// of an edge-optimized REST API (AWS's example event; the event LocalStack recorded). With
+/// nothing left of `sourceIp` nothing in it is a client's, yet a policy that trusts no proxy
+/// flagged every such event `header_from_untrusted_peer` (fails on the old code: every
+/// "API Gateway's own" case below). What a client wrote is still flagged, the client is
+/// `sourceIp` either way, and a policy that trusts the stand-in still walks the header.
+#[test]
+fn api_gateways_own_forwarded_for_is_not_a_strangers() {
+    let v1 = event("api_gateway_v1");
+    let v2 = event("api_gateway_v2");
+    let rest = |xff: &str| {
+        let event = set(v1.clone(), "/headers/X-Forwarded-For", Some(json!(xff)));
+        set(event, "/multiValueHeaders/X-Forwarded-For", Some(json!([xff])))
+    };
+    let http = |xff: &str| set(v2.clone(), "/headers/x-forwarded-for", Some(json!(xff)));
+    // Each decides with no proxy trusted: `sourceIp` is in no range of theirs, and the ALB
+    // preset decides another kind's event as if none were (flagged `no_lambda_event`).
+    let policies = [
+        ("api-gateway", policy(Preset::ApiGateway), Warnings::NONE),
+        ("cloudfront-api-gateway", policy(Preset::CloudfrontApiGateway), Warnings::NONE),
+        ("default", Policy::default(), Warnings::NONE),
+        ("alb", policy(Preset::Alb), Warnings::NO_LAMBDA_EVENT),
+    ];
+    let own = [
+        ("rest, edge-optimized, AWS's example", v1.clone(), "52.255.255.12"),
+        ("rest, edge-optimized, recorded", event("api_gateway_v1_observed"), "198.51.100.23"),
+        ("rest, edge-optimized, logged", event("api_gateway_v1_edge_observed"), "203.0.113.71"),
+        ("rest, regional", rest("52.255.255.12"), "52.255.255.12"),
+        ("http api", v2.clone(), "205.255.255.176"),
+    ];
+    let clients = [
+        ("rest, edge-optimized, forged first entry", rest("6.6.6.6, 52.255.255.12, 130.176.91.14")),
+        ("rest, regional, forged first entry", rest("6.6.6.6, 52.255.255.12")),
+        (
+            "rest, the client's own address before sourceIp's",
+            rest("52.255.255.12, 52.255.255.12, 130.176.91.14"),
+        ),
+        ("rest, one address not sourceIp", rest("6.6.6.6")),
+        ("rest, unknown before sourceIp", rest("unknown, 52.255.255.12")),
+        ("http api, forged first entry", http("6.6.6.6, 205.255.255.176")),
+        // An HTTP API was seen to write the address it saw in place of the client's
+        // header: what follows `sourceIp` there is not known to be AWS's.
+        ("http api, an entry after sourceIp", http("205.255.255.176, 6.6.6.6")),
+    ];
+    for (policy_name, policy, always) in &policies {
+        for (name, event, client) in &own {
+            let name = format!("{name}, {policy_name}");
+            let resolution = lambda::resolve_event(policy, event).unwrap();
+            assert_eq!(resolution.client.to_string(), *client, "{name}");
+            assert_eq!(resolution.source, Source::Peer, "{name}");
+            assert_eq!(resolution.warnings, *always, "{name}");
+            let explanation = lambda::explain_event(policy, event).unwrap();
+            assert_eq!(explanation.resolution, resolution, "{name}");
+            let step = explanation.steps.iter().find(|s| s.subject == "x-forwarded-for");
+            let step = step.unwrap_or_else(|| panic!("{name}: {explanation}"));
+            assert_eq!(step.verdict, trueip::Verdict::Ignored, "{name}");
+            assert!(step.why.starts_with("written by API Gateway"), "{name}: {}", step.why);
+        }
+        for (name, event) in &clients {
+            let name = format!("{name}, {policy_name}");
+            let resolution = lambda::resolve_event(policy, event).unwrap();
+            let source_ip = lambda::Event::parse(event).unwrap().peer().to_string();
+            assert_eq!(resolution.client.to_string(), source_ip, "{name}");
+            assert_eq!(resolution.warnings, *always | Warnings::UNTRUSTED_HEADER, "{name}");
+            let explanation = lambda::explain_event(policy, event).unwrap();
+            let text = explanation.to_string();
+            assert!(!text.contains("written by API Gateway"), "{name}: {text}");
+        }
+    }
+    // A stand-in the policy trusts: the header is walked, not set aside. CloudFront in
+    // front of a regional API, the viewer's own entry missing: every entry trusted.
+    let edge = set(
+        rest("130.176.91.14"),
+        "/requestContext/identity/sourceIp",
+        Some(json!("130.176.91.14")),
+    );
+    let cloudfront = policy(Preset::CloudfrontApiGateway);
+    let resolution = lambda::resolve_event(&cloudfront, &edge).unwrap();
+    assert!(resolution.warnings.contains(Warnings::ALL_TRUSTED), "{resolution:?}");
+    let text = lambda::explain_event(&cloudfront, &edge).unwrap().to_string();
+    assert!(!text.contains("written by API Gateway"), "{text}");
+    // An ALB's stand-in is the header's own last element: nothing to tell apart there.
+    let alb = xff_of(event("alb"), "150.172.238.178");
+    let resolution = lambda::resolve_event(&policy(Preset::ApiGateway), &alb).unwrap();
+    assert_eq!(resolution.warnings, Warnings::UNTRUSTED_HEADER);
 }
 
 /// VPC Lattice events carry no address Lattice vouches for: refused by name, with the

@@ -23,6 +23,7 @@ fn requests_resolve_as_their_events() {
         "api_gateway_websocket",
         "function_url",
         "api_gateway_v1_observed",
+        "api_gateway_v1_edge_observed",
         "function_url_observed",
         "function_url_cloudfront_observed",
         "api_gateway_v2_mtls_observed",

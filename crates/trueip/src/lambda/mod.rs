@@ -114,7 +114,12 @@
 //!   policy trusts CloudFront's ranges and `sourceIp` is in them. Behind a custom domain
 //!   with mutual TLS, API Gateway was seen to write an address of AWS's own with a port
 //!   (`10.1.22.195:32554`): it stands in, port and all, and is then no client's address,
-//!   the same for every request; no preset describes that chain.
+//!   the same for every request; no preset describes that chain. API Gateway writes
+//!   `X-Forwarded-For` itself, after the client's text: with nothing left of `sourceIp`
+//!   (`sourceIp` alone, or an edge-optimized REST API's `sourceIp, <edge>`), it is no
+//!   header a stranger sent, and a policy that trusts no proxy reads it as absent rather
+//!   than flag it `header_from_untrusted_peer` (`FrontEndRecord`, beside [`EventKind`]);
+//!   anything left of `sourceIp` is still flagged.
 //! - **Function URLs.** `sourceIp` is the address the URL saw, as for API Gateway, but
 //!   `X-Forwarded-For` is never read: see below.
 //!
