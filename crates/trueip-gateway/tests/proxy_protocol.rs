@@ -325,6 +325,28 @@ fn garbage_truncated_and_oversized_headers_close_the_connection() {
     assert_only_valid_requests_reached(&up);
 }
 
+/// A sender's bytes quoted in a PROXY error are escaped once, in log mode: the error
+/// quoted them with `{:?}` and the line showed `\u{2028}`, Rust's escape, not the bytes.
+#[test]
+fn a_senders_bytes_in_a_proxy_error_are_logged_once_in_log_mode() {
+    let gw = start("log_mode", "any", CLIENT_IP, None);
+    assert_rejected_at_once(
+        &gw,
+        "PROXY TCP4 1.2.3.4\u{2028}\u{1b}[2J 127.0.0.1 1 80\r\n".as_bytes(),
+        "v1 with a line separator and ESC in an address",
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.proc.log();
+        if let Some(line) = log.lines().find(|l| l.contains("connection closed: invalid PROXY")) {
+            assert!(line.contains(r#""1.2.3.4\xe2\x80\xa8\x1b[2J""#), "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no line for the bad header:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Only [`assert_serves`]' requests (client 192.0.2.200) may reach the upstream.
 fn assert_only_valid_requests_reached(up: &Upstream) {
     for seen in up.requests() {
