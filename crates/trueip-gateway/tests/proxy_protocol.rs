@@ -335,16 +335,9 @@ fn a_senders_bytes_in_a_proxy_error_are_logged_once_in_log_mode() {
         "PROXY TCP4 1.2.3.4\u{2028}\u{1b}[2J 127.0.0.1 1 80\r\n".as_bytes(),
         "v1 with a line separator and ESC in an address",
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = gw.proc.log();
-        if let Some(line) = log.lines().find(|l| l.contains("connection closed: invalid PROXY")) {
-            assert!(line.contains(r#""1.2.3.4\xe2\x80\xa8\x1b[2J""#), "{line}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no line for the bad header:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let log = logged(&gw.proc, "connection closed: invalid PROXY");
+    let line = log.lines().find(|l| l.contains("connection closed: invalid PROXY"));
+    assert!(line.is_some_and(|l| l.contains(r#""1.2.3.4\xe2\x80\xa8\x1b[2J""#)), "{log}");
 }
 
 /// Only [`assert_serves`]' requests (client 192.0.2.200) may reach the upstream.
@@ -463,20 +456,7 @@ fn private_endpoint_ids_reach_whoami_and_the_access_log() {
         assert_eq!(json.get("aws_vpce_id"), &Json::Null, "{json:?}");
         assert_eq!(json.get("azure_link_id"), &Json::Null, "{json:?}");
 
-        // The access log is written by a background thread: poll stdout for the line.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let line = loop {
-            let out = std::fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
-            if let Some(line) = out.lines().find(|l| l.contains("/private-link-page")) {
-                break line.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{format}: no access-log line on stdout:\n{}",
-                gw.proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let line = access_log_line(&gw, "/private-link-page");
         if format == "json" {
             let json = Json::parse(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{line}");
