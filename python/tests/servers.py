@@ -136,6 +136,33 @@ def uvicorn(app_dir: Path, app: str, port: int, *extra: str, env: Optional[dict]
     return serve("uvicorn", args, "127.0.0.1", port, env=env or python_env())
 
 
+def django_app(response: str, urls: str = 'path("", view)', handler: str = "asgi", entry: str = "app") -> str:
+    """The source of a one-view Django app under trueip's middleware (trusting 127.0.0.20), for
+    a server to import: the view answers ``response`` (an expression of ``request``) as text,
+    and ``entry`` is Django's ``handler`` (``asgi`` or ``wsgi``) application."""
+    return f"""
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+    MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
+    TRUEIP={{"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"}},
+)
+django.setup()
+
+from django.core.{handler} import get_{handler}_application
+from django.http import HttpResponse
+from django.urls import path, reverse
+
+def view(request):
+    return HttpResponse({response}, content_type="text/plain")
+
+urlpatterns = [{urls}]
+{entry} = get_{handler}_application()
+"""
+
+
 def external(program: str) -> str:
     """The program's path; skips the test if it is missing and TRUEIP_SKIP_EXTERNAL=1,
     fails it otherwise."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import ATTACKER, DEADLINE, NGINX, Process, free_port, get, gunicorn, haproxy, python_env, serve
+from servers import ATTACKER, DEADLINE, NGINX, Process, django_app, free_port, get, gunicorn, haproxy, python_env, serve
 
 WSGI_APP = """
     import trueip
@@ -113,27 +113,7 @@ def test_under_daphnes_proxy_headers_every_request_is_refused(tmp_path: Path) ->
         assert_refused(port, "--proxy-headers")
 
 
-DJANGO_APP = """
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
-        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
-        TRUEIP={"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"},
-    )
-    django.setup()
-
-    from django.core.asgi import get_asgi_application
-    from django.http import HttpResponse
-    from django.urls import path
-
-    def view(request):
-        return HttpResponse(f"{request.META['REMOTE_ADDR']} {request.scheme}", content_type="text/plain")
-
-    urlpatterns = [path("", view)]
-    app = get_asgi_application()
-"""
+DJANGO_APP = django_app("f\"{request.META['REMOTE_ADDR']} {request.scheme}\"")
 
 
 @pytest.mark.parametrize("proxy_headers", [True, False])
@@ -244,27 +224,8 @@ def test_under_gunicorn_a_script_name_header_sets_the_prefix_only_through_a_hop_
         assert (response.status, response.text) == (200, expected)
 
 
-DJANGO_WSGI_APP = """
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
-        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
-        TRUEIP={"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"},
-    )
-    django.setup()
-
-    from django.core.wsgi import get_wsgi_application
-    from django.http import HttpResponse
-    from django.urls import path, reverse
-
-    def view(request):
-        return HttpResponse(f"{request.path} {request.path_info} {reverse('view')}", content_type="text/plain")
-
-    urlpatterns = [path("admin", view, name="view"), path("evil/admin", view)]
-    app = get_wsgi_application()
-"""
+DJANGO_WSGI_APP = django_app("f\"{request.path} {request.path_info} {reverse('view')}\"",
+                             urls='path("admin", view, name="view"), path("evil/admin", view)', handler="wsgi")
 
 
 def test_django_under_gunicorn_is_routed_under_its_own_script_name(tmp_path: Path) -> None:

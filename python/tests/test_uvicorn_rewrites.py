@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import ATTACKER, free_port, get, python_env, serve
+from servers import ATTACKER, django_app, free_port, get, python_env, serve
 
 WSGI_APP = """
     import trueip
@@ -27,27 +27,6 @@ WSGI_APP = """
     app = TrueIP(inner, trueip.Policy(trust=["127.0.0.20"], strategy="rightmost-untrusted"))
 """
 
-DJANGO_APP = """
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
-        MIDDLEWARE=["trueip.django.TrueIPMiddleware"],
-        TRUEIP={"trust": ["127.0.0.20"], "strategy": "rightmost-untrusted"},
-    )
-    django.setup()
-
-    from django.core.asgi import get_asgi_application
-    from django.http import HttpResponse
-    from django.urls import path
-
-    def view(request):
-        return HttpResponse(request.META["REMOTE_ADDR"], content_type="text/plain")
-
-    urlpatterns = [path("", view)]
-    {entry} = {handler}()
-"""
 
 FORGED = [("X-Forwarded-For", "6.6.6.6")]
 
@@ -67,12 +46,10 @@ def served(tmp_path: Path, source: str, app: str, *extra: str):
 
 CASES = {
     "wsgi app, --interface wsgi": (WSGI_APP, "app", ("--interface", "wsgi")),
-    "django, asgi handler": (DJANGO_APP.replace("{entry}", "application").replace("{handler}", "get_asgi_application"),
-                             "application", ()),
+    "django, asgi handler": (django_app('request.META["REMOTE_ADDR"]', entry="application"), "application", ()),
     "django, wsgi handler, --interface wsgi": (
-        DJANGO_APP.replace("{entry}", "application").replace("{handler}", "get_wsgi_application").replace(
-            "from django.core.asgi import get_asgi_application", "from django.core.wsgi import get_wsgi_application"),
-        "application", ("--interface", "wsgi")),
+        django_app('request.META["REMOTE_ADDR"]', handler="wsgi", entry="application"), "application",
+        ("--interface", "wsgi")),
 }
 
 

@@ -465,6 +465,53 @@ fn a_writer_killed_mid_write_leaves_the_old_list_whole() {
     assert!(text(&out).contains("2025-07-24"), "{}", text(&out));
 }
 
+/// A cache file's metadata line is outside its checksum, and `show`, `check` and a refused
+/// `update` printed its values as written: an edited cache drew on the terminal (ESC, a bidi
+/// override) and printed a line of its own under trueip's name. Now each value is shown in
+/// terminal mode. Fails on the old code.
+#[test]
+fn a_cache_files_metadata_is_shown_in_terminal_mode() {
+    let dir = temp_dir("odd-metadata");
+    let d = dir.to_str().expect("utf-8");
+    let aws = |name: &str| fixtures().join(name).display().to_string();
+    let out = update(&dir, "cloudfront", &[aws("aws-ip-ranges.json")], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = update(&dir, "fastly", &[aws("fastly-public-ip-list.json")], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let forged = "\ntrueip ranges: all lists fresh\u{1b}[2J\u{202e}";
+    let edit = |provider: &str, key: &str| {
+        let path = cache_file(&dir, provider);
+        let file = String::from_utf8(std::fs::read(&path).expect("cache")).expect("utf-8");
+        let (line, rest) = file.split_once('\n').expect("metadata line");
+        let mut meta: serde_json::Value = serde_json::from_str(line).expect("metadata");
+        meta[key] = format!("x{forged}").into();
+        std::fs::write(&path, format!("{meta}\n{rest}")).expect("write");
+    };
+    edit("cloudfront", "published");
+    edit("cloudfront", "fetched_at");
+    edit("fastly", "provider");
+    let shown_in_terminal_mode = |out: &Output, lines: usize| {
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let all = String::from_utf8_lossy(&all);
+        assert!(!all.contains(['\u{1b}', '\u{202e}']), "{}", text(out));
+        assert!(
+            all.contains(r"x\u{a}trueip ranges: all lists fresh\u{1b}[2J\u{202e}"),
+            "{}",
+            text(out)
+        );
+        assert_eq!(all.lines().count(), lines, "{}", text(out));
+    };
+    let out = trueip(&["ranges", "show", "cloudfront", "fastly", "--ranges-dir", d]);
+    shown_in_terminal_mode(&out, 2);
+    let out =
+        trueip(&["ranges", "check", "cloudfront", "fastly", "--max-age", "1h", "--ranges-dir", d]);
+    shown_in_terminal_mode(&out, 1);
+    // An older edition is refused, naming the cached one's.
+    let out = update(&dir, "cloudfront", &[aws("aws-ip-ranges.2025-04-07.json")], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    shown_in_terminal_mode(&out, 1);
+}
+
 #[test]
 fn diff_names_the_prefixes_added_and_removed() {
     let old = fixtures().join("aws-ip-ranges.2025-04-07.json");

@@ -62,7 +62,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let hint =
-        || format!("invalid duration {text:?} (write e.g. \"250ms\", \"10s\", \"2m\", \"1h\")");
+        || format!("invalid duration \"{text}\" (write e.g. \"250ms\", \"10s\", \"2m\", \"1h\")");
     let n: u64 = number.parse().map_err(|_| hint())?;
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(n)),

@@ -49,11 +49,11 @@ pub(crate) fn every(text: Option<&str>) -> Result<Duration, ConfigError> {
         return Ok(DEFAULT_EVERY);
     };
     let bad = |why: String| {
-        ConfigError::new(format!("invalid resolve_every {text:?}: {why}"))
+        ConfigError::new(format!("invalid resolve_every \"{text}\": {why}"))
             .hint("write a duration from \"1s\" to \"24h\", e.g. \"30s\"")
             .at("client_ip.resolve_every")
     };
-    let d = crate::duration::parse_duration(text).map_err(bad)?;
+    let d = crate::duration::parse_duration(text).map_err(|_| bad("not a duration".into()))?;
     if !(MIN_EVERY..=crate::duration::MAX_TIMEOUT).contains(&d) {
         return Err(bad("out of range".into()));
     }

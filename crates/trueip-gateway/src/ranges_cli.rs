@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
-use trueip::shown::terminal_lines;
+use trueip::shown::{terminal, terminal_lines};
 
 use crate::ranges::{Overrides, PROVIDERS, Provider, RangesSettings, cache, fetch};
 
@@ -240,7 +240,7 @@ fn update(
             }
             last = std::time::Instant::now();
             let of = of.map_or(String::new(), |n| format!(" / {} KiB", n / 1024));
-            eprint!("\r\x1b[K{}: {source}: {} KiB{of}", p.name, got / 1024);
+            eprint!("\r\x1b[K{}: {}: {} KiB{of}", p.name, terminal(source), got / 1024);
         };
         let result = runtime.block_on(crate::ranges::update(
             &ctx.dir,
@@ -268,10 +268,8 @@ fn update(
             ),
             Err(e) => {
                 failed = true;
-                eprintln!(
-                    "trueip ranges: {} (the cached list, if any, is kept)",
-                    terminal_lines(e)
-                );
+                // One line, though it may quote the cached list's metadata.
+                eprintln!("trueip ranges: {} (the cached list, if any, is kept)", terminal(&e));
             }
         }
     }
@@ -324,10 +322,10 @@ fn show(ctx: &Context, named: &[String], format: Format) -> Result<ExitCode, Str
                     p.name,
                     c.meta.ipv4,
                     c.meta.ipv6,
-                    c.meta.fetched_at,
+                    terminal(&c.meta.fetched_at),
                     age_text(c.meta.age(now)),
-                    edition(&c.meta),
-                    sources.join(", ")
+                    terminal(&edition(&c.meta)),
+                    terminal(&sources.join(", "))
                 ));
                 rows.push(row(&c.meta, now));
             }
@@ -338,7 +336,7 @@ fn show(ctx: &Context, named: &[String], format: Format) -> Result<ExitCode, Str
             }
             Err(e) => {
                 failed = true;
-                text.push_str(&format!("{:<17} unreadable: {e}\n", p.name));
+                text.push_str(&format!("{:<17} unreadable: {}\n", p.name, terminal(&e)));
                 rows.push(serde_json::json!({"provider": p.name, "error": e}));
             }
         }
@@ -407,7 +405,7 @@ fn check(
     match format {
         Format::Text => {
             for p in &problems {
-                println!("{p}");
+                println!("{}", terminal(p));
             }
             if problems.is_empty() {
                 println!("ok: {} list(s) younger than {}", rows.len(), age_text(max_age));
@@ -428,7 +426,7 @@ fn parse_age(text: &str) -> Result<Duration, String> {
             .trim()
             .parse::<u64>()
             .map(|d| Duration::from_secs(d.saturating_mul(86_400)))
-            .map_err(|_| format!("invalid duration {text:?} (write e.g. \"36h\", \"8d\")")),
+            .map_err(|_| format!("invalid duration \"{text}\" (write e.g. \"36h\", \"8d\")")),
         None => crate::duration::parse_duration(text),
     }
 }

@@ -288,6 +288,8 @@ async fn connection(
                     tracing::debug!(%peer, listener = %l.address, "connection closed: {e}");
                 } else if let Some(left_out) = throttle.admit() {
                     let not_logged = (left_out > 0).then_some(left_out);
+                    // The error quotes the sender's bytes as written.
+                    let e = trueip::shown::log_text(&e);
                     tracing::warn!(%peer, listener = %l.address, not_logged, "connection closed: {e}{setting}");
                 }
                 return;

@@ -251,7 +251,7 @@ pub(crate) fn client(
         }
     };
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
-        ConfigError::new(format!("{host:?} cannot be a TLS server name: {e}"))
+        ConfigError::new(format!("\"{host}\" cannot be a TLS server name: {e}"))
             .hint("set upstream.server_name to the name in the upstream's certificate")
             .at("upstream.server_name")
     })?;

@@ -56,16 +56,7 @@ fn json_access_log_names_the_resolved_client() {
     let gw = Gateway::start_with_toml(&dir, free_addr(), toml, &["--upstream", &url]);
     let resp = Req::get("/logged-path").headers(&forged_headers()).must_send(gw.addr);
     assert_eq!(resp.status, 200);
-    // The access log is written by a background thread: poll stdout for the line.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        let out = fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
-        if let Some(line) = out.lines().find(|l| l.contains("/logged-path")) {
-            break line.to_string();
-        }
-        assert!(Instant::now() < deadline, "no access-log line on stdout:\n{}", gw.proc.log());
-        thread::sleep(Duration::from_millis(50));
-    };
+    let line = access_log_line(&gw, "/logged-path");
     let json =
         Json::parse(&line).unwrap_or_else(|e| panic!("access-log line is not JSON ({e}): {line}"));
     assert_eq!(json.str_at("client"), CLIENT_IP, "{line}");
@@ -107,22 +98,17 @@ fn a_request_target_cannot_write_control_or_line_breaking_characters_into_the_lo
         assert_eq!(got.status(), Some(status), "{}", gw.proc.log());
     }
     let shown = r"/p\xc2\x85client=9.9.9.9\xe2\x80\xa8\xe2\x80\xae\xc2\x9b31m\\";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (out, err) = loop {
-        let read = |name: &str| fs::read(dir.join(name)).unwrap_or_default();
-        let (out, err) = (read("trueip.stdout"), read("trueip.stderr"));
-        let has = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(shown);
-        let has_long = String::from_utf8_lossy(&out).contains("path_bytes=4001");
-        if has(&out) && has(&err) && has_long {
-            break (out, err);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the escaped target is not in both logs:\n{}",
-            gw.proc.log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let (out, err) = eventually(
+        Duration::from_secs(5),
+        || {
+            let read = |name: &str| fs::read(dir.join(name)).unwrap_or_default();
+            let (out, err) = (read("trueip.stdout"), read("trueip.stderr"));
+            let has = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(shown);
+            let has_long = String::from_utf8_lossy(&out).contains("path_bytes=4001");
+            (has(&out) && has(&err) && has_long).then_some((out, err))
+        },
+        || format!("the escaped target is not in both logs:\n{}", gw.proc.log()),
+    );
     let text = String::from_utf8_lossy(&out);
     let cut = text.lines().find(|l| l.contains("path_bytes=4001")).unwrap_or_default();
     assert!(cut.len() < 1500, "the long path is not cut: {cut}");
@@ -178,15 +164,11 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
 
     fs::write(&path, toml("\"10.0.0.0/8\", \"127.0.0.1\"")).expect("rewrite config");
     gw.proc.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while ask() != "203.0.113.50" {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not apply the new trust:\n{}",
-            gw.proc.log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || (ask() == "203.0.113.50").then_some(()),
+        || format!("SIGHUP did not apply the new trust:\n{}", gw.proc.log()),
+    );
     assert_eq!(
         ask_kept(),
         "203.0.113.50",
@@ -195,11 +177,11 @@ fn sighup_reloads_the_trust_and_keeps_the_old_config_when_the_new_one_is_broken(
 
     fs::write(&path, "[client_ip]\ntrusted = [\"10.0.0.0/33\"]\n").expect("break config");
     gw.proc.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(addr, "trueip_config_reloads_total{result=\"error\"}") < 1.0 {
-        assert!(Instant::now() < deadline, "the broken reload was not counted:\n{}", gw.proc.log());
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || (metric(addr, "trueip_config_reloads_total{result=\"error\"}") >= 1.0).then_some(()),
+        || format!("the broken reload was not counted:\n{}", gw.proc.log()),
+    );
     assert_eq!(ask(), "203.0.113.50", "a broken config replaced the working one");
     assert!(
         gw.proc.log().contains("10.0.0.0/33"),
@@ -319,17 +301,12 @@ fn connections_over_the_limit_are_closed_and_the_gateway_recovers() {
     // Recovered: it serves again once it has seen the held connections close. Each
     // probe's own connection holds a slot until the gateway sees it close too, so the
     // metrics request is retried as the probe is.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        match Req::get("/.trueip/metrics").send(gw.addr) {
-            Ok(r) if r.status == 200 => break r.text(),
-            _ => assert!(
-                Instant::now() < deadline,
-                "never recovered after the held connections closed"
-            ),
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
+    let text = eventually(
+        Duration::from_secs(5),
+        || Req::get("/.trueip/metrics").send(gw.addr).ok().filter(|r| r.status == 200),
+        || "never recovered after the held connections closed".into(),
+    )
+    .text();
     assert!(metric_in(&text, "trueip_connections_rejected_total") >= 1.0, "{text}");
 }
 
@@ -537,15 +514,14 @@ fn hold(addr: std::net::SocketAddr, count: usize) -> Vec<TcpStream> {
 /// gateway has accepted the held connections (each worker accepts from its own queue, so
 /// a later connection may be served before them).
 fn refused(addr: std::net::SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = exchange(addr, &Req::get("/metrics").to_bytes(), Duration::from_secs(5));
-        if got.is_closed() && got.status().is_none() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} still answers past its limit");
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || {
+            let got = exchange(addr, &Req::get("/metrics").to_bytes(), Duration::from_secs(5));
+            (got.is_closed() && got.status().is_none()).then_some(())
+        },
+        || format!("{what} still answers past its limit"),
+    );
 }
 
 /// Public connections that fill `limits.max_connections` leave the admin listener its
@@ -577,11 +553,11 @@ fn the_admin_listener_answers_while_public_connections_fill_the_limit() {
     refused(admin, "the admin listener");
     logged(&gw.proc, "connection refused: admin.max_connections reached");
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Req::get("/metrics").send(admin).map(|r| r.status).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "the admin listener never recovered");
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || Req::get("/metrics").send(admin).ok().filter(|r| r.status == 200),
+        || "the admin listener never recovered".into(),
+    );
     drop(public);
 }
 
@@ -641,17 +617,4 @@ fn an_open_file_limit_below_max_connections_is_raised_or_named() {
     roomy.signal("HUP");
     logged(&roomy, &format!("raised from {needed} to {more}"));
     assert_eq!(open_files(&roomy.pid().to_string()).0, Some(more.to_string()));
-}
-
-/// The log of `proc` once it holds `line`, within 5 s.
-fn logged(proc: &Proc, line: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = proc.log();
-        if log.contains(line) {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "{line:?} not logged:\n{log}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -325,6 +325,21 @@ fn garbage_truncated_and_oversized_headers_close_the_connection() {
     assert_only_valid_requests_reached(&up);
 }
 
+/// A sender's bytes quoted in a PROXY error are escaped once, in log mode: the error
+/// quoted them with `{:?}` and the line showed `\u{2028}`, Rust's escape, not the bytes.
+#[test]
+fn a_senders_bytes_in_a_proxy_error_are_logged_once_in_log_mode() {
+    let gw = start("log_mode", "any", CLIENT_IP, None);
+    assert_rejected_at_once(
+        &gw,
+        "PROXY TCP4 1.2.3.4\u{2028}\u{1b}[2J 127.0.0.1 1 80\r\n".as_bytes(),
+        "v1 with a line separator and ESC in an address",
+    );
+    let log = logged(&gw.proc, "connection closed: invalid PROXY");
+    let line = log.lines().find(|l| l.contains("connection closed: invalid PROXY"));
+    assert!(line.is_some_and(|l| l.contains(r#""1.2.3.4\xe2\x80\xa8\x1b[2J""#)), "{log}");
+}
+
 /// Only [`assert_serves`]' requests (client 192.0.2.200) may reach the upstream.
 fn assert_only_valid_requests_reached(up: &Upstream) {
     for seen in up.requests() {
@@ -441,20 +456,7 @@ fn private_endpoint_ids_reach_whoami_and_the_access_log() {
         assert_eq!(json.get("aws_vpce_id"), &Json::Null, "{json:?}");
         assert_eq!(json.get("azure_link_id"), &Json::Null, "{json:?}");
 
-        // The access log is written by a background thread: poll stdout for the line.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let line = loop {
-            let out = std::fs::read_to_string(dir.join("trueip.stdout")).unwrap_or_default();
-            if let Some(line) = out.lines().find(|l| l.contains("/private-link-page")) {
-                break line.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{format}: no access-log line on stdout:\n{}",
-                gw.proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let line = access_log_line(&gw, "/private-link-page");
         if format == "json" {
             let json = Json::parse(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert_eq!(json.str_at("aws_vpce_id"), VPCE, "{line}");

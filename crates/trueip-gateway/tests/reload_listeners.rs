@@ -22,11 +22,11 @@ fn reload(gw: &Gateway, toml: &str, ok: bool) {
     let before = gw.proc.log().matches(said).count();
     fs::write(gw.dir.join("trueip.toml"), toml).expect("rewrite trueip.toml");
     gw.proc.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.proc.log().matches(said).count() <= before {
-        assert!(Instant::now() < deadline, "no {said:?} in the log:\n{}", gw.proc.log());
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(10),
+        || (gw.proc.log().matches(said).count() > before).then_some(()),
+        || format!("no {said:?} in the log:\n{}", gw.proc.log()),
+    );
 }
 
 /// The client one request on `stream` is decided as, and the policy that decided.

@@ -102,15 +102,16 @@ fn stopped_reader(name: &str, lean: bool) {
     client.write_all(b"GET /big HTTP/1.1\r\nHost: app.example\r\n\r\n").unwrap();
     // Read nothing: the buffers between fill, the gateway's write waits, and after
     // send_timeout it gives up, on the client and on the upstream.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !upstream.broken.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "lean={lean}: the upstream still streams to a client that reads nothing\n{}",
-            gw.proc.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || upstream.broken.load(Ordering::SeqCst).then_some(()),
+        || {
+            format!(
+                "lean={lean}: the upstream still streams to a client that reads nothing\n{}",
+                gw.proc.log()
+            )
+        },
+    );
     // What the client gets is what the buffers held, then the end: never the whole body.
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = 0usize;
@@ -123,16 +124,7 @@ fn stopped_reader(name: &str, lean: bool) {
     }
     assert!(got < BIG, "lean={lean}: {got} bytes reached a client that stopped reading");
     // Counted, for an operator to see.
-    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = metrics(gw.addr);
-        if metrics.contains(counted) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "lean={lean}: not counted\n{metrics}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    counted(gw.addr, "trueip_client_errors_total{reason=\"send_timeout\"} 1");
     assert_healthy(gw.addr, "a client that stopped reading");
 }
 
@@ -210,18 +202,13 @@ fn an_h2_stream_without_flow_control_credit_is_reset_after_send_timeout() {
     });
     // send_timeout is 1 s; the rest is slack for a busy machine.
     assert!(waited < Duration::from_secs(8), "reset after {waited:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !upstream.broken.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the upstream still streams for a reset stream\n{}",
-            gw.proc.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
+    eventually(
+        Duration::from_secs(10),
+        || upstream.broken.load(Ordering::SeqCst).then_some(()),
+        || format!("the upstream still streams for a reset stream\n{}", gw.proc.log()),
+    );
     let metrics = metrics(gw.addr);
-    assert!(metrics.contains(counted), "{metrics}");
+    assert!(metrics.contains("trueip_client_errors_total{reason=\"send_timeout\"} 1"), "{metrics}");
     assert_healthy(gw.addr, "an HTTP/2 client that gave no credit");
 }
 
@@ -338,16 +325,7 @@ fn an_h2_connection_holding_an_unsent_tail_closes_after_idle_and_send_timeout() 
     assert!(closed_after < Duration::from_secs(9), "closed after {closed_after:?}");
     // Counted as the connection's task ends, just after its socket closed: the client
     // may see the close and ask first.
-    let counted = "trueip_client_errors_total{reason=\"send_timeout\"} 1";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = metrics(gw.addr);
-        if metrics.contains(counted) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not counted\n{metrics}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    counted(gw.addr, "trueip_client_errors_total{reason=\"send_timeout\"} 1");
 }
 
 /// A request with `Connection: close` followed by bytes the gateway will not read (a

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -40,16 +40,10 @@ fn decided(gw: &Gateway, up: &Upstream) -> String {
     up.last().one("X-Real-IP").to_string()
 }
 
-/// Polls `check` every 100 ms until it holds or 10 s pass (the refresh runs every 1 s).
+/// Waits until `check` holds, at most 10 s (the refresh runs every 1 s).
 fn eventually(what: &str, gw: &Gateway, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within 10 s\n{}", gw.proc.log());
+    let why = || format!("{what}: not within 10 s\n{}", gw.proc.log());
+    common::eventually(Duration::from_secs(10), || check().then_some(()), why);
 }
 
 #[test]

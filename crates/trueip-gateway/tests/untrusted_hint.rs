@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -36,11 +36,11 @@ fn nginx_not_trusted_gets_one_hint_naming_the_fix() {
     for _ in 0..5 {
         assert_eq!(Req::get("/").must_send(front).status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while hints(&gw.proc.log(), NGINX_SOURCE) == 0 {
-        assert!(Instant::now() < deadline, "no hint:\n{}", gw.proc.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || (hints(&gw.proc.log(), NGINX_SOURCE) > 0).then_some(()),
+        || format!("no hint:\n{}", gw.proc.log()),
+    );
     std::thread::sleep(Duration::from_millis(200));
     let log = gw.proc.log();
     assert_eq!(hints(&log, NGINX_SOURCE), 1, "{log}");
@@ -92,11 +92,11 @@ fn strangers_from_many_networks_cannot_silence_the_hint_for_a_private_proxy() {
             .expect("the proxy's request");
         assert_eq!(resp.status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while hints(&gw.proc.log(), "10.0.0.5") == 0 {
-        assert!(Instant::now() < deadline, "no hint:\n{}", gw.proc.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        || (hints(&gw.proc.log(), "10.0.0.5") > 0).then_some(()),
+        || format!("no hint:\n{}", gw.proc.log()),
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(hints(&gw.proc.log(), "10.0.0.5"), 1, "{}", gw.proc.log());
 }

@@ -450,7 +450,7 @@ pub fn load_provider(
     for path in files.paths() {
         let at = || format!("client_ip.providers.{name} ({path})");
         let bytes = read(path)
-            .map_err(|e| ConfigError::new(format!("cannot read {path:?}: {e}")).at(at()))?;
+            .map_err(|e| ConfigError::new(format!("cannot read \"{path}\": {e}")).at(at()))?;
         cidrs.extend(crate::providers::parse_for(&name, &bytes).map_err(|e| e.at(at()))?);
     }
     Ok(TrustSet::from_cidrs(cidrs))
@@ -472,6 +472,19 @@ mod tests {
             }
         }
         c
+    }
+
+    /// Fails when the path is quoted with `{:?}`: log mode escaped that escape's `\`.
+    #[test]
+    fn an_unreadable_provider_files_path_is_escaped_once_in_log_mode() {
+        let files = Files::One("/lists/cf\u{2028}\u{1b}[2J".into());
+        let e = load_provider("cloudflare", &files, &mut |_| Err("absent".into())).unwrap_err();
+        assert!(
+            crate::shown::log_text(&e)
+                .to_string()
+                .starts_with(r#"cannot read "/lists/cf\xe2\x80\xa8\x1b[2J": absent in "#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl std::str::FromStr for ListHeader {
         match s.to_ascii_lowercase().as_str() {
             "xff" | "x-forwarded-for" => Ok(ListHeader::XForwardedFor),
             "forwarded" => Ok(ListHeader::Forwarded),
-            _ => Err(crate::ConfigError::new(format!("unknown list header {s:?}"))
+            _ => Err(crate::ConfigError::new(format!("unknown list header \"{s}\""))
                 .hint("use \"xff\" or \"forwarded\"")),
         }
     }

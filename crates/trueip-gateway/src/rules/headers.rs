@@ -629,16 +629,7 @@ impl Hygiene {
                         None => trim_separator(&mut out, at),
                     }
                 }
-                _ => {
-                    let mut first = true;
-                    for (i, node) in chain.iter().enumerate() {
-                        let Some(node) = node.node() else { continue };
-                        if !std::mem::take(&mut first) {
-                            out.push_str(", ");
-                        }
-                        addrs.write(&mut out, i, node.ip);
-                    }
-                }
+                _ => chain.write_list(&mut out, |out, i, ip| addrs.write(out, i, ip)),
             }
             values.push((names::X_FORWARDED_FOR, range_or_remove(at, out.len())));
         }
@@ -658,23 +649,14 @@ impl Hygiene {
                         None => trim_separator(&mut out, at),
                     }
                 }
-                _ => {
-                    let mut first = true;
-                    for (i, node) in chain.iter().enumerate() {
-                        let Some(node) = node.node() else { continue };
-                        if !std::mem::take(&mut first) {
-                            out.push_str(", ");
-                        }
-                        // The client's element says what the client asked for.
-                        let (proto, host) = match i {
-                            0 => (Some(proto), host),
-                            _ => (None, None),
-                        };
-                        write_element(&mut out, node.ip, proto, host, |out| {
-                            addrs.write(out, i, node.ip);
-                        });
-                    }
-                }
+                _ => chain.write_list(&mut out, |out, i, ip| {
+                    // The client's element says what the client asked for.
+                    let (proto, host) = match i {
+                        0 => (Some(proto), host),
+                        _ => (None, None),
+                    };
+                    write_element(out, ip, proto, host, |out| addrs.write(out, i, ip));
+                }),
             }
             values.push((names::FORWARDED, range_or_remove(at, out.len())));
         }
@@ -993,6 +975,19 @@ impl Chain {
     /// The nodes, left to right.
     fn iter(&self) -> impl Iterator<Item = Peer> + '_ {
         self.few.iter().take(self.len).chain(self.more.iter()).copied()
+    }
+
+    /// A list header's value: each node with an address through `write` (given its index
+    /// in the chain), `, ` between them.
+    fn write_list(&self, out: &mut String, mut write: impl FnMut(&mut String, usize, IpAddr)) {
+        let mut first = true;
+        for (i, node) in self.iter().enumerate() {
+            let Some(node) = node.node() else { continue };
+            if !std::mem::take(&mut first) {
+                out.push_str(", ");
+            }
+            write(out, i, node.ip);
+        }
     }
 }
 

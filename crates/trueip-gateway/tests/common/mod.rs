@@ -1246,6 +1246,56 @@ impl JsonParser<'_> {
     }
 }
 
+/// Polls `probe` every 50 ms until it gives `Some`, for at most `within`, then fails with
+/// `why()`: for what the gateway logs, counts or applies in the background.
+pub fn eventually<T>(
+    within: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    why: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{}", why());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first access-log line of `gw` (its stdout) that holds `needle`, within 5 s: a
+/// background thread writes them.
+pub fn access_log_line(gw: &Gateway, needle: &str) -> String {
+    let stdout = gw.dir.join("trueip.stdout");
+    eventually(
+        Duration::from_secs(5),
+        || {
+            let out = fs::read_to_string(&stdout).unwrap_or_default();
+            out.lines().find(|l| l.contains(needle)).map(str::to_owned)
+        },
+        || format!("no access-log line with {needle:?} on stdout:\n{}", gw.proc.log()),
+    )
+}
+
+/// The gateway's log once it holds `line`, within 5 s.
+pub fn logged(proc: &Proc, line: &str) -> String {
+    eventually(
+        Duration::from_secs(5),
+        || Some(proc.log()).filter(|log| log.contains(line)),
+        || format!("{line:?} not logged:\n{}", proc.log()),
+    )
+}
+
+/// The metrics of `addr` once they hold `line`, within 5 s (some are counted as a
+/// connection's task ends, after the client saw the close).
+pub fn counted(addr: SocketAddr, line: &str) -> String {
+    eventually(
+        Duration::from_secs(5),
+        || Some(metrics(addr)).filter(|m| m.contains(line)),
+        || format!("{line:?} not counted:\n{}", metrics(addr)),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peers: trueip, nginx, HAProxy
 

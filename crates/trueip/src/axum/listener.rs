@@ -377,7 +377,10 @@ async fn preamble(
             } else {
                 "sender"
             };
-            log::warn!("PROXY listener: connection from {sender} {peer} closed: {why}{hint}");
+            log::warn!(
+                "PROXY listener: connection from {sender} {peer} closed: {}{hint}",
+                crate::shown::log_text(&why)
+            );
             None
         }
     }

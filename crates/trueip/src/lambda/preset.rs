@@ -159,7 +159,7 @@ impl FromStr for Preset {
             .into_iter()
             .find(|preset| preset.name().eq_ignore_ascii_case(text.trim()))
             .ok_or_else(|| {
-                ConfigError::new(format!("unknown Lambda preset {text:?}"))
+                ConfigError::new(format!("unknown Lambda preset \"{text}\""))
                     .hint(format!("use {}", Preset::ALL.map(Preset::name).join(", ")))
             })
     }

@@ -37,6 +37,10 @@ impl fmt::Display for V1Field {
 /// all: check that it is configured to send it), every variant means the sender
 /// produced a malformed header; the fix belongs to the proxy in front. Offsets are
 /// byte positions from the start of the header.
+///
+/// The message quotes the sender's bytes as written (lossily decoded), not escaped: whoever
+/// shows it escapes them once, for where it goes ([`shown`](crate::shown): log mode for a
+/// log line). Shown as it is, a sender could write a line break or a terminal control.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyError {
@@ -226,12 +230,12 @@ impl fmt::Display for ProxyError {
                 f,
                 "PROXY: expected \"PROXY \" or the v2 signature, got \"{}\"; \
                  is the peer configured to send the PROXY protocol?",
-                prefix.escape_ascii()
+                String::from_utf8_lossy(prefix)
             ),
             ProxyError::V1BadPrefix { prefix } => write!(
                 f,
                 "PROXY v1: line must start with \"PROXY \" (uppercase, one space), got \"{}\"",
-                prefix.escape_ascii()
+                String::from_utf8_lossy(prefix)
             ),
             ProxyError::V1MissingCrlf => {
                 write!(f, "PROXY v1: no CRLF within the first {V1_MAX_LEN} bytes")
@@ -240,31 +244,31 @@ impl fmt::Display for ProxyError {
                 write!(f, "PROXY v1: lone CR or LF at byte {offset}; the line must end with CRLF")
             }
             ProxyError::V1Malformed { line, reason } => {
-                write!(f, "PROXY v1: {reason} in {line:?}")
+                write!(f, "PROXY v1: {reason} in \"{line}\"")
             }
             ProxyError::V1UnknownProtocol { protocol } => {
-                write!(f, "PROXY v1: protocol {protocol:?} is not TCP4, TCP6 or UNKNOWN")
+                write!(f, "PROXY v1: protocol \"{protocol}\" is not TCP4, TCP6 or UNKNOWN")
             }
             ProxyError::V1InvalidAddress { field, value, expected } => {
-                write!(f, "PROXY v1: {field} {value:?} is not a valid {expected} address")
+                write!(f, "PROXY v1: {field} \"{value}\" is not a valid {expected} address")
             }
             ProxyError::V1AddressLeadingZero { field, value } => {
-                write!(f, "PROXY v1: {field} {value:?} has an octet with a leading zero")
+                write!(f, "PROXY v1: {field} \"{value}\" has an octet with a leading zero")
             }
             ProxyError::V1FamilyMismatch { protocol, field, value } => {
-                write!(f, "PROXY v1: {field} {value:?} does not match protocol {protocol}")
+                write!(f, "PROXY v1: {field} \"{value}\" does not match protocol {protocol}")
             }
             ProxyError::V1InvalidPort { field, value } => {
-                write!(f, "PROXY v1: {field} {value:?} is not a decimal number")
+                write!(f, "PROXY v1: {field} \"{value}\" is not a decimal number")
             }
             ProxyError::V1PortLeadingZero { field, value } => {
-                write!(f, "PROXY v1: {field} {value:?} has a leading zero")
+                write!(f, "PROXY v1: {field} \"{value}\" has a leading zero")
             }
             ProxyError::V1PortOutOfRange { field, value } => {
-                write!(f, "PROXY v1: {field} {value:?} out of range")
+                write!(f, "PROXY v1: {field} \"{value}\" out of range")
             }
             ProxyError::V2BadSignature { prefix } => {
-                write!(f, "PROXY v2: bad signature, got \"{}\"", prefix.escape_ascii())
+                write!(f, "PROXY v2: bad signature, got \"{}\"", String::from_utf8_lossy(prefix))
             }
             ProxyError::V2BadVersion { version } => {
                 write!(f, "PROXY v2: version {version:#x}, expected 0x2")
@@ -368,5 +372,21 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(decode(input).unwrap_err().to_string(), expected);
         }
+    }
+
+    /// Fails when a sender's bytes are quoted with `{:?}`: log mode escaped that escape's `\`.
+    #[test]
+    fn a_senders_bytes_are_escaped_once_in_log_mode() {
+        let line = "PROXY TCP4 1.2.3.4\u{2028}\u{1b}[2J 5.6.7.8 1 2\r\n";
+        let e = decode(line.as_bytes()).unwrap_err();
+        assert_eq!(
+            crate::shown::log_text(&e).to_string(),
+            r#"PROXY v1: source address "1.2.3.4\xe2\x80\xa8\x1b[2J" is not a valid IPv4 address"#
+        );
+        let e = decode(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").unwrap_err();
+        assert!(
+            crate::shown::log_text(&e).to_string().contains(r#"got "\x16\x03\x01\x02\x00"#),
+            "{e}"
+        );
     }
 }
