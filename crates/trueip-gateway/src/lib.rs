@@ -21,8 +21,9 @@
 //! `metrics`, `io` and the other foundations. `docs/ARCHITECTURE.md` follows a request
 //! through them step by step.
 
-// `deny`, not `forbid`: one function may allow it, `listening::set_defer_accept` (a socket
-// option no safe crate in the tree sets).
+// `deny`, not `forbid`: two functions may allow it, `listening::set_defer_accept` (a socket
+// option no safe crate in the tree sets) and `cpu_limit::charge` (a thread's CPU clock,
+// which rustix reads only after a vDSO lookup that crashes under valgrind).
 #![deny(unsafe_code)]
 #![warn(
     clippy::indexing_slicing,
@@ -65,6 +66,7 @@ pub(crate) mod test_support {
 mod clock;
 mod config;
 mod context;
+mod cpu_limit;
 mod duration;
 mod forgeries;
 mod hint;
@@ -340,9 +342,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
     code
 }
 
-/// A worker's event loop: one thread, timers and I/O.
+/// A worker's event loop: one thread, timers and I/O, its CPU time charged to a CPU limit
+/// before each poll for events (see [`cpu_limit`]).
 fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(cpu_limit::before_poll)
+        .build()
 }
 
 /// Starts workers 1.. on their own threads, each an event loop that runs until `exit`
