@@ -95,6 +95,9 @@ pub(crate) struct Held<S> {
     /// How long the ticket has waited, from the first wait of the connection that found it
     /// held (made then: a ticket that leaves with a response ready at once arms no timer).
     ticket_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Held bytes left since [`Held::take_progress`] last asked: a write that waits with a
+    /// held last response gets its send timeout from the last progress, as any write.
+    progressed: bool,
 }
 
 /// The longest a TLS 1.3 session ticket waits for the connection's first write: long
@@ -107,7 +110,14 @@ pub(crate) const TICKET_WAIT: Duration = Duration::from_millis(50);
 impl<S: AsyncRead + AsyncWrite + Unpin> Held<S> {
     /// `inner`, its writes held (for the handshake).
     pub(crate) fn new(inner: S) -> Self {
-        Held { inner, held: Vec::new(), sent: 0, holding: true, ticket_wait: None }
+        Held {
+            inner,
+            held: Vec::new(),
+            sent: 0,
+            holding: true,
+            ticket_wait: None,
+            progressed: false,
+        }
     }
 
     /// The handshake has ended: later writes go straight through, and what is held now
@@ -124,11 +134,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Held<S> {
     /// Notes `n` held bytes sent.
     fn sent(&mut self, n: usize) {
         self.sent += n;
+        self.progressed |= n > 0;
         if self.sent >= self.held.len() {
             self.held.clear();
             self.sent = 0;
             self.ticket_wait = None;
         }
+    }
+
+    /// Whether held bytes left since the last call.
+    fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
     }
 
     /// Sends everything held.
@@ -933,6 +949,14 @@ impl Tracked {
         if polled.is_ready() {
             self.send.progressed();
             return polled;
+        }
+        // A write that waits on TLS may have sent part of what `Held` held (a closing
+        // connection's last response, in the shutdown that sends it with close_notify): the
+        // client took something, and the wait starts again, as it does between two writes.
+        if let Stream::Tls(s) = &mut self.stream
+            && s.get_mut().0.take_progress()
+        {
+            self.send.progressed();
         }
         match self.send.poll_expired(cx) {
             Poll::Ready(()) => {

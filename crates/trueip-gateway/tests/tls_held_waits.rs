@@ -1,6 +1,8 @@
 //! How long what `io::Held` holds may wait: a TLS 1.3 session ticket waits for the first
 //! response only briefly (a client whose first answer is slow gets it on its own, and can
-//! resume meanwhile).
+//! resume meanwhile), and a closing connection's last response, held to leave with
+//! close_notify, is timed as any write to the client is, by `send_timeout` from the
+//! client's last progress.
 
 mod common;
 mod pki;
@@ -110,4 +112,88 @@ fn a_ticket_leaves_on_its_own_while_a_slow_first_response_is_pending() {
     let _ = rustls::Stream::new(&mut first, &mut sock).read_to_end(&mut reply);
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}\n{}", gw.proc.log());
+}
+
+/// A closing connection's last response (a whoami page of about 900 KiB, the request's
+/// forwarding headers echoed), held to leave with close_notify, goes to a client that
+/// reads it steadily over about 2 s where each wait for room is a fraction of
+/// `send_timeout` (1 s): the client gets all of it and the close_notify. (Fails on the
+/// code that gave the shutdown `tls_handshake_timeout` in all, 1 s here, and did not count
+/// what left of the held response as progress: the response was cut after 1 s.) Over a
+/// Unix socket, whose sender may queue about 200 KiB: loopback TCP takes megabytes.
+#[test]
+fn a_held_last_response_is_timed_from_the_clients_last_progress() {
+    let dir = test_dir("tls_held_waits/last_response");
+    let Some(pki) = pki::pki(&dir) else { return };
+    let path = dir.join("gw.sock");
+    // A TCP listener too, which tells when the gateway is up.
+    let tcp = free_addr();
+    let config = format!(
+        "[limits]\nsend_timeout = \"1s\"\ntls_handshake_timeout = \"1s\"\n\
+         max_header_bytes = 1048576\n\n\
+         [[listen]]\naddress = \"unix:{}\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
+         [[listen]]\naddress = \"{tcp}\"\n",
+        path.display(),
+        pki.cert.display(),
+        pki.key.display(),
+    );
+    let gw = Gateway::start_with_config(&dir, &config, &[tcp], &[]);
+    let mut sock = std::os::unix::net::UnixStream::connect(&path)
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", gw.proc.log()));
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
+    let mut conn = rustls::ClientConnection::new(client(&pki.ca), localhost()).expect("a client");
+    let mut request = b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".to_vec();
+    let value = "1.2.3.4, ".repeat(100 * 1024 / 9);
+    for name in [
+        "x-forwarded-for",
+        "x-real-ip",
+        "forwarded",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-client-ip",
+    ] {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(&request).expect("the request");
+    tls.flush().expect("sent");
+
+    // 400 KiB a second: the sender's queue (about 200 KiB) drains to where it is woken
+    // (a quarter of it) in about a third of a second.
+    let rate = 400.0 * 1024.0;
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let end = loop {
+        let due = Duration::from_secs_f64(reply.len() as f64 / rate);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+        match tls.read(&mut chunk) {
+            Ok(0) => break "close_notify".to_string(),
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) => break format!("{e}"),
+        }
+    };
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200"), "{}", text.get(..200).unwrap_or(&text));
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("a content-length");
+    assert!(length > 800 * 1024, "a page of {length} bytes");
+    assert_eq!(
+        (body.len(), end.as_str()),
+        (length, "close_notify"),
+        "after {took:?}\n{}",
+        gw.proc.log()
+    );
+    assert!(took > Duration::from_millis(1500), "read over more than send_timeout: {took:?}");
 }
