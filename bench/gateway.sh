@@ -545,8 +545,12 @@ seconds() { # 10s, 2m, 10 -> seconds
 
 # One load run against NAME for DURATION, as its row's LOAD says, raw output into FILE.
 load() { # name duration file
-    local name=$1 secs wrk_env=() close=()
+    local name=$1 secs wrk_env=() close=() timed=()
     secs=$(seconds "$2")
+    # wrk's own CPU time into FILE.time ("seconds user system"), where GNU time is: a round
+    # whose server was not busy then shows whether wrk was (on the TLS rows that open a
+    # connection per request, wrk makes a handshake of its own for each).
+    if [ -x /usr/bin/time ]; then timed=(/usr/bin/time -f "%e %U %S" -o "$3.time"); fi
     case ${LOAD[${ROW_OF[$name]}]} in
         h2load)
             "${LOAD_GROUP[@]}" taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) h2load -t1 -c"$CONNECTIONS" -m"$H2_STREAMS" \
@@ -558,8 +562,8 @@ load() { # name duration file
         pp2) close=(-H "Connection: close") wrk_env=(WRK_SHIM_PROXY_V2=1 LD_PRELOAD="$SHIM") ;;
     esac
     "${LOAD_GROUP[@]}" env "${wrk_env[@]}" taskset -c "$OTHER_CPUS" timeout -k 5 $((secs + 30)) \
-        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$secs"s --latency -H "X-Forwarded-For: $XFF" \
-        "${close[@]}" "$(url "$name")" >"$3" 2>&1
+        "${timed[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$secs"s --latency \
+        -H "X-Forwarded-For: $XFF" "${close[@]}" "$(url "$name")" >"$3" 2>&1
 }
 
 # cpu.stat's periods, throttled periods and throttled nanoseconds of NAME's cgroup.

@@ -80,8 +80,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 /// ([`Held::defer`]): the client never waits for it, so it waits for the connection's first
 /// write (the response, HTTP/2's preface) or its close and leaves in the same system call
 /// and packet, one `writev` and one packet fewer per connection (nginx and HAProxy write
-/// the ticket on its own). The last response of a connection that closes after it is held
-/// the same way ([`Tracked::hold_until_close`]) and leaves with close_notify.
+/// the ticket on its own). It waits [`TICKET_WAIT`] at most ([`Held::poll_ticket`]): a
+/// client whose first answer is slow (a long poll, a slow upstream) gets its ticket on its
+/// own meanwhile, for the connections it opens before that answer. The last response of a
+/// connection that closes after it is held the same way ([`Tracked::hold_until_close`])
+/// and leaves with close_notify.
 pub(crate) struct Held<S> {
     inner: S,
     held: Vec<u8>,
@@ -89,17 +92,37 @@ pub(crate) struct Held<S> {
     sent: usize,
     /// Whether writes are held (else they go out at once, after anything held).
     holding: bool,
+    /// How long the ticket has waited, from the first wait of the connection that found it
+    /// held (made then: a ticket that leaves with a response ready at once arms no timer).
+    ticket_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Held bytes left since [`Held::take_progress`] last asked: a write that waits with a
+    /// held last response gets its send timeout from the last progress, as any write.
+    progressed: bool,
 }
+
+/// The longest a TLS 1.3 session ticket waits for the connection's first write: long
+/// enough for a response that is ready at once or nearly (a cached page, an upstream on
+/// the same network), short against any wait during which a client may give up, or open
+/// another connection that could resume with it. A ticket that waits longer leaves on its
+/// own, as nginx's does.
+pub(crate) const TICKET_WAIT: Duration = Duration::from_millis(50);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Held<S> {
     /// `inner`, its writes held (for the handshake).
     pub(crate) fn new(inner: S) -> Self {
-        Held { inner, held: Vec::new(), sent: 0, holding: true }
+        Held {
+            inner,
+            held: Vec::new(),
+            sent: 0,
+            holding: true,
+            ticket_wait: None,
+            progressed: false,
+        }
     }
 
     /// The handshake has ended: later writes go straight through, and what is held now
     /// (a TLS 1.3 session ticket) leaves ahead of the next write, a flush or the shutdown,
-    /// not before a read.
+    /// not before a read, and [`TICKET_WAIT`] after the connection first waits at most.
     pub(crate) fn defer(&mut self) {
         self.holding = false;
     }
@@ -111,10 +134,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Held<S> {
     /// Notes `n` held bytes sent.
     fn sent(&mut self, n: usize) {
         self.sent += n;
+        self.progressed |= n > 0;
         if self.sent >= self.held.len() {
             self.held.clear();
             self.sent = 0;
+            self.ticket_wait = None;
         }
+    }
+
+    /// Whether held bytes left since the last call.
+    fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
     }
 
     /// Sends everything held.
@@ -129,6 +159,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Held<S> {
         }
         Poll::Ready(Ok(()))
     }
+
+    /// For a connection that waits (a read that found nothing, a wait for the upstream's
+    /// answer): a session ticket held after the handshake is sent once it has waited
+    /// [`TICKET_WAIT`]. `Ready` when nothing (more) waits here; `Pending` while the ticket
+    /// waits, the task then woken at its time (or when the socket takes it).
+    pub(crate) fn poll_ticket(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.holding || self.unsent().is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let wait =
+            self.ticket_wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(TICKET_WAIT)));
+        std::task::ready!(wait.as_mut().poll(cx));
+        self.poll_release(cx)
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Held<S> {
@@ -142,7 +186,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Held<S> {
             // A flight the client answers.
             std::task::ready!(this.poll_release(cx))?;
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if polled.is_pending() {
+            std::task::ready!(this.poll_ticket(cx))?;
+        }
+        polled
     }
 }
 
@@ -902,6 +950,14 @@ impl Tracked {
             self.send.progressed();
             return polled;
         }
+        // A write that waits on TLS may have sent part of what `Held` held (a closing
+        // connection's last response, in the shutdown that sends it with close_notify): the
+        // client took something, and the wait starts again, as it does between two writes.
+        if let Stream::Tls(s) = &mut self.stream
+            && s.get_mut().0.take_progress()
+        {
+            self.send.progressed();
+        }
         match self.send.poll_expired(cx) {
             Poll::Ready(()) => {
                 self.activity.send_timed_out.store(true, Relaxed);
@@ -1146,6 +1202,16 @@ impl Tracked {
     pub(crate) fn hold_until_close(&mut self) {
         if let Stream::Tls(s) = &mut self.stream {
             s.get_mut().0.holding = true;
+        }
+    }
+
+    /// For a codec's wait that reads nothing from the client (the lean path's wait for
+    /// the upstream's answer): a TLS 1.3 session ticket still held leaves once it has
+    /// waited [`TICKET_WAIT`] ([`Held::poll_ticket`]), the task then woken at its time. A
+    /// write that fails here is the response's to find.
+    pub(crate) fn poll_ticket(&mut self, cx: &mut Context<'_>) {
+        if let Stream::Tls(s) = &mut self.stream {
+            let _ = s.get_mut().0.poll_ticket(cx);
         }
     }
 
@@ -1460,5 +1526,61 @@ mod tests {
         assert_eq!(h.inner.0.len(), 3, "held until the close");
         h.shutdown().await.unwrap();
         assert_eq!(h.inner.0[3..], [b"lastclose_notify".to_vec()], "one write at the close");
+    }
+
+    /// A ticket held after the handshake waits for the first write through the
+    /// connection's waits (a read that finds nothing, a wait for the upstream's answer),
+    /// and no longer than [`TICKET_WAIT`] from the first: then it leaves on its own, and
+    /// the response after it goes straight through. (Fails on the code that held it until
+    /// the first write however long that took.)
+    #[tokio::test(start_paused = true)]
+    async fn a_held_ticket_leaves_on_its_own_once_it_has_waited() {
+        use tokio::io::AsyncWriteExt;
+        let mut byte = [0u8; 1];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = |h: &mut Held<Writes>| {
+            let mut probe = ReadBuf::new(&mut byte);
+            assert!(Pin::new(h).poll_read(&mut cx, &mut probe).is_pending());
+        };
+        let mut h = Held::new(Writes::default());
+        h.write_all(b"ticket").await.unwrap();
+        h.defer();
+        read(&mut h);
+        tokio::time::advance(TICKET_WAIT - Duration::from_millis(1)).await;
+        read(&mut h);
+        assert!(h.inner.0.is_empty(), "the ticket waits for the response");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        read(&mut h);
+        assert_eq!(h.inner.0, [b"ticket".to_vec()], "then leaves on its own");
+        h.write_all(b"response").await.unwrap();
+        assert_eq!(h.inner.0[1..], [b"response".to_vec()]);
+
+        // A wait that reads nothing (the upstream's answer) times it the same way.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut h = Held::new(Writes::default());
+        h.write_all(b"ticket").await.unwrap();
+        h.defer();
+        assert!(h.poll_ticket(&mut cx).is_pending());
+        tokio::time::advance(TICKET_WAIT / 2).await;
+        assert!(h.poll_ticket(&mut cx).is_pending());
+        assert!(h.inner.0.is_empty());
+        tokio::time::advance(TICKET_WAIT / 2).await;
+        assert!(h.poll_ticket(&mut cx).is_ready());
+        assert_eq!(h.inner.0, [b"ticket".to_vec()]);
+        assert!(h.ticket_wait.is_none(), "its timer is gone with it");
+        assert!(h.poll_ticket(&mut cx).is_ready(), "nothing waits any more");
+
+        // Held for the close (the last response), nothing leaves before the shutdown
+        // however long the ticket waited.
+        let mut h = Held::new(Writes::default());
+        h.write_all(b"ticket").await.unwrap();
+        h.defer();
+        h.holding = true;
+        h.write_all(b"last").await.unwrap();
+        tokio::time::advance(TICKET_WAIT * 2).await;
+        assert!(h.poll_ticket(&mut cx).is_ready());
+        assert!(h.inner.0.is_empty(), "held for the close");
+        h.shutdown().await.unwrap();
+        assert_eq!(h.inner.0, [b"ticketlast".to_vec()]);
     }
 }

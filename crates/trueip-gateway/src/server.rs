@@ -397,14 +397,13 @@ async fn connection(
                     Box::pin(hyper::serve(Rewind::new(read, io), ctx, &state, known)).await;
                 }
                 // hyper ends a TLS connection with close_notify, so that a client reading
-                // a body delimited by the close knows it has all of it: so does this.
+                // a body delimited by the close knows it has all of it: so does this. The
+                // shutdown writes the last response if it was held for close_notify
+                // (`Tracked::hold_until_close`), timed as every write to the client is, by
+                // `send_timeout` from the client's last progress.
                 lean::After::Closed => {
                     if tls {
-                        let _ = Box::pin(tokio::time::timeout(
-                            limits.tls_handshake_timeout,
-                            io.shutdown(),
-                        ))
-                        .await;
+                        let _ = io.shutdown().await;
                     }
                     io.linger().await;
                 }

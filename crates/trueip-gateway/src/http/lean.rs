@@ -1159,43 +1159,60 @@ async fn forward(
     let answer_by = crate::clock::deadline_std(record.start, settings.response_timeout);
     deadline.set(answer_by);
 
-    let mut resent = false;
-    let exchanged = loop {
-        let mut conn = match upstream.take_raw(&key, record.start, &ctx.upstream_idle) {
-            Some(c) => c,
-            // Boxed: inline, a connect's state (1.5 KB) would be in every connection's
-            // request future, which mostly finds a pooled connection.
-            None => match Box::pin(tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)))
-                .await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => break Err(Failed::Connect(e)),
-                Err(_) => break Err(Failed::Timeout),
-            },
-        };
-        let again = upstream::may_resend(req.method, conn.reused, Delivery::MaybeSent, resent);
-        if conn.io.write_all(out).await.is_err() {
-            if again {
-                resent = true;
-                continue;
+    let exchange = async {
+        let mut resent = false;
+        loop {
+            let mut conn = match upstream.take_raw(&key, record.start, &ctx.upstream_idle) {
+                Some(c) => c,
+                // Boxed: inline, a connect's state (1.5 KB) would be in every connection's
+                // request future, which mostly finds a pooled connection.
+                None => {
+                    match Box::pin(tokio::time::timeout_at(answer_by, upstream.connect_raw(&key)))
+                        .await
+                    {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => break Err(Failed::Connect(e)),
+                        Err(_) => break Err(Failed::Timeout),
+                    }
+                }
+            };
+            let again = upstream::may_resend(req.method, conn.reused, Delivery::MaybeSent, resent);
+            if conn.io.write_all(out).await.is_err() {
+                if again {
+                    resent = true;
+                    continue;
+                }
+                break Err(Failed::Protocol("the upstream closed the connection"));
             }
-            break Err(Failed::Protocol("the upstream closed the connection"));
-        }
-        let mut heard = false;
-        match read_head(&mut conn, deadline, head_only, &mut heard, out).await {
-            Ok(parsed) => break Ok((conn, parsed)),
-            Err(Failed::Protocol(_))
-                if upstream::may_resend(
-                    req.method,
-                    conn.reused,
-                    Delivery::written(heard),
-                    resent,
-                ) =>
-            {
-                resent = true;
+            let mut heard = false;
+            match read_head(&mut conn, deadline, head_only, &mut heard, out).await {
+                Ok(parsed) => break Ok((conn, parsed)),
+                Err(Failed::Protocol(_))
+                    if upstream::may_resend(
+                        req.method,
+                        conn.reused,
+                        Delivery::written(heard),
+                        resent,
+                    ) =>
+                {
+                    resent = true;
+                }
+                Err(e) => break Err(e),
             }
-            Err(e) => break Err(e),
         }
+    };
+    // A new TLS connection's session ticket waits for this response: at most
+    // `io::TICKET_WAIT`, and this wait reads nothing from the client, which would time it.
+    let exchanged = {
+        let mut exchange = std::pin::pin!(exchange);
+        std::future::poll_fn(|cx| {
+            let polled = exchange.as_mut().poll(cx);
+            if polled.is_pending() {
+                io.poll_ticket(cx);
+            }
+            polled
+        })
+        .await
     };
     let (mut conn, parsed) = match exchanged {
         Ok(x) => x,
