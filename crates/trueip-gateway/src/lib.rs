@@ -156,6 +156,54 @@ pub mod testing {
         }
     }
 
+    /// Where a request head ends (after its blank line), as the lean HTTP/1.1 path
+    /// finds it.
+    pub fn head_end(bytes: &[u8]) -> Option<usize> {
+        crate::http::lean::head_end(bytes)
+    }
+
+    /// Whether `bytes` begin an HTTP/1 request head (so far valid, unfinished).
+    pub fn partial_request(bytes: &[u8]) -> bool {
+        crate::http::lean::partial_request(bytes)
+    }
+
+    /// The size a chunk-size line (without its line end) announces.
+    pub fn chunk_size(line: &[u8]) -> Option<u64> {
+        crate::upstream::raw::chunk_size(line)
+    }
+
+    /// The lean path's reader of an upstream's chunked body.
+    #[derive(Debug, Default)]
+    pub struct Chunked(crate::http::lean::Chunked);
+
+    impl Chunked {
+        /// How many of `bytes` belong to the body, how many of those go to the client,
+        /// and whether the body ended there; `Err` for a body that is not chunked.
+        #[allow(clippy::result_unit_err, reason = "the reader's own result, for the fuzz target")]
+        pub fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), ()> {
+            self.0.scan(bytes)
+        }
+    }
+
+    /// An upstream's response head at the start of `bytes` as the lean path reads it (to
+    /// a `HEAD` request when `head_only`): `Ok(None)` while it is not all there, else its
+    /// length, or the length of an interim (1xx) response with no head; and the head the
+    /// client gets, without its blank line.
+    pub fn response_head(
+        bytes: &[u8],
+        head_only: bool,
+    ) -> Result<Option<(usize, Option<Vec<u8>>)>, String> {
+        use crate::upstream::raw::{Step, parse_head};
+        let mut head = Vec::new();
+        let step = parse_head(bytes, |resp| crate::http::lean::rewrite(resp, head_only, &mut head))
+            .map_err(|e| e.to_string())?;
+        Ok(match step {
+            Step::Partial => None,
+            Step::Interim(n) => Some((n, None)),
+            Step::Done(n, _) => Some((n, Some(head))),
+        })
+    }
+
     /// What a config builds: the state a reload would switch to.
     #[derive(Clone)]
     pub struct Build(Arc<State>);
