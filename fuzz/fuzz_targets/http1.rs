@@ -6,7 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trueip_gateway::testing::{Chunked, chunk_size, head_end, partial_request, response_head};
+use trueip_gateway::testing::{
+    Chunked, ResponseHead, chunk_size, head_end, partial_request, response_head,
+};
 
 /// Scans `body` as the lean path does: reads of `piece` bytes appended to what is left,
 /// the consumed bytes dropped. The bytes passed on, where it ended, or `None` on a
@@ -59,23 +61,20 @@ fuzz_target!(|input: &[u8]| {
     }
 
     match response_head(data, mode & 0x80 != 0) {
-        Ok(Some((n, head))) => {
+        Ok(ResponseHead::Interim(n)) => assert!(n <= data.len()),
+        Ok(ResponseHead::Done(n, head)) => {
             assert!(n <= data.len());
-            if let Some(head) = head {
-                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                let framing = text
-                    .lines()
-                    .filter(|l| {
-                        l.starts_with("content-length:") || l.starts_with("transfer-encoding:")
-                    })
-                    .count();
-                assert!(framing <= 1, "{text}");
-                for hop in ["connection:", "keep-alive:", "upgrade:", "proxy-connection:"] {
-                    assert!(!text.lines().any(|l| l.starts_with(hop)), "{text}");
-                }
+            let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let framing = text
+                .lines()
+                .filter(|l| l.starts_with("content-length:") || l.starts_with("transfer-encoding:"))
+                .count();
+            assert!(framing <= 1, "{text}");
+            for hop in ["connection:", "keep-alive:", "upgrade:", "proxy-connection:"] {
+                assert!(!text.lines().any(|l| l.starts_with(hop)), "{text}");
             }
         }
-        Ok(None) => assert!(data.len() <= 256 * 1024),
+        Ok(ResponseHead::Partial) => assert!(data.len() <= 256 * 1024),
         Err(e) => assert!(e.len() < 200, "{e}"),
     }
 });

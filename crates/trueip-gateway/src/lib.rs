@@ -185,22 +185,28 @@ pub mod testing {
         }
     }
 
-    /// An upstream's response head at the start of `bytes` as the lean path reads it (to
-    /// a `HEAD` request when `head_only`): `Ok(None)` while it is not all there, else its
-    /// length, or the length of an interim (1xx) response with no head; and the head the
-    /// client gets, without its blank line.
-    pub fn response_head(
-        bytes: &[u8],
-        head_only: bool,
-    ) -> Result<Option<(usize, Option<Vec<u8>>)>, String> {
+    /// An upstream's response head, as the lean path reads it.
+    #[derive(Debug)]
+    pub enum ResponseHead {
+        /// Not all there yet.
+        Partial,
+        /// An interim (1xx) response this long, skipped.
+        Interim(usize),
+        /// A head this long, and the head the client gets (without its blank line).
+        Done(usize, Vec<u8>),
+    }
+
+    /// The upstream's response head at the start of `bytes`, to a `HEAD` request when
+    /// `head_only`, or why it is refused.
+    pub fn response_head(bytes: &[u8], head_only: bool) -> Result<ResponseHead, String> {
         use crate::upstream::raw::{Step, parse_head};
         let mut head = Vec::new();
         let step = parse_head(bytes, |resp| crate::http::lean::rewrite(resp, head_only, &mut head))
             .map_err(|e| e.to_string())?;
         Ok(match step {
-            Step::Partial => None,
-            Step::Interim(n) => Some((n, None)),
-            Step::Done(n, _) => Some((n, Some(head))),
+            Step::Partial => ResponseHead::Partial,
+            Step::Interim(n) => ResponseHead::Interim(n),
+            Step::Done(n, _) => ResponseHead::Done(n, head),
         })
     }
 
