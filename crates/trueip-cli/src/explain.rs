@@ -473,9 +473,9 @@ fn listener_section(
 
 /// Where the range cache is: `--ranges-dir`, else the config's `[ranges] dir`.
 #[derive(Clone, Copy, Debug)]
-struct Dirs<'a> {
-    flag: Option<&'a std::path::Path>,
-    config: Option<&'a std::path::Path>,
+pub(crate) struct Dirs<'a> {
+    pub(crate) flag: Option<&'a std::path::Path>,
+    pub(crate) config: Option<&'a std::path::Path>,
 }
 
 fn build(config: &ClientIpConfig, dirs: Dirs<'_>) -> Result<Policy, String> {
@@ -589,7 +589,7 @@ fn batch(base: &ClientIpConfig, dirs: Dirs<'_>) -> Result<ExitCode, String> {
     Ok(if any_bad { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS })
 }
 
-fn batch_case(
+pub(crate) fn batch_case(
     line: &str,
     base: &ClientIpConfig,
     dirs: Dirs<'_>,

@@ -158,6 +158,60 @@ pub mod testing {
         }
     }
 
+    /// Where a request head ends (after its blank line), as the lean HTTP/1.1 path
+    /// finds it.
+    pub fn head_end(bytes: &[u8]) -> Option<usize> {
+        crate::http::lean::head_end(bytes)
+    }
+
+    /// Whether `bytes` begin an HTTP/1 request head (so far valid, unfinished).
+    pub fn partial_request(bytes: &[u8]) -> bool {
+        crate::http::lean::partial_request(bytes)
+    }
+
+    /// The size a chunk-size line (without its line end) announces.
+    pub fn chunk_size(line: &[u8]) -> Option<u64> {
+        crate::upstream::raw::chunk_size(line)
+    }
+
+    /// The lean path's reader of an upstream's chunked body.
+    #[derive(Debug, Default)]
+    pub struct Chunked(crate::http::lean::Chunked);
+
+    impl Chunked {
+        /// How many of `bytes` belong to the body, how many of those go to the client,
+        /// and whether the body ended there; `Err` for a body that is not chunked, with
+        /// how many of its bytes came before the fault.
+        pub fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), usize> {
+            self.0.scan(bytes)
+        }
+    }
+
+    /// An upstream's response head, as the lean path reads it.
+    #[derive(Debug)]
+    pub enum ResponseHead {
+        /// Not all there yet.
+        Partial,
+        /// An interim (1xx) response this long, skipped.
+        Interim(usize),
+        /// A head this long, and the head the client gets (without its blank line).
+        Done(usize, Vec<u8>),
+    }
+
+    /// The upstream's response head at the start of `bytes`, to a `HEAD` request when
+    /// `head_only`, or why it is refused.
+    pub fn response_head(bytes: &[u8], head_only: bool) -> Result<ResponseHead, String> {
+        use crate::upstream::raw::{Step, parse_head};
+        let mut head = Vec::new();
+        let step = parse_head(bytes, |resp| crate::http::lean::rewrite(resp, head_only, &mut head))
+            .map_err(|e| e.to_string())?;
+        Ok(match step {
+            Step::Partial => ResponseHead::Partial,
+            Step::Interim(n) => ResponseHead::Interim(n),
+            Step::Done(n, _) => ResponseHead::Done(n, head),
+        })
+    }
+
     /// What a config builds: the state a reload would switch to.
     #[derive(Clone)]
     pub struct Build(Arc<State>);

@@ -7,6 +7,9 @@
 //! by line, is the oracle.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+#[path = "support/cases.rs"]
+mod cases;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use trueip::{Connection, Policy};
@@ -85,7 +88,7 @@ fn policies() -> Vec<Policy> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases::or(512)))]
 
     #[test]
     fn a_header_map_decides_as_its_lines_do(

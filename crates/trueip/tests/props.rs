@@ -1,6 +1,9 @@
 //! Invariants, whatever the input.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+#[path = "support/cases.rs"]
+mod cases;
+
 use std::net::IpAddr;
 
 use proptest::prelude::*;
@@ -94,7 +97,7 @@ fn header_name(list: ListHeader) -> &'static str {
 const LEFT_DEPENDENT: [Warnings; 2] = [Warnings::ALL_TRUSTED, Warnings::TRUNCATED];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases::or(512)))]
 
     /// Whatever an attacker prepends, on the same line or on earlier lines, the answer stays.
     #[test]
@@ -306,7 +309,7 @@ fn any_query() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases::or(512)))]
 
     /// `Policy::header_names` names every header `resolve` reads: a caller that copies only
     /// those (the Python binding) gets the same decision as one that passes everything.

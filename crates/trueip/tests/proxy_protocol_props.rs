@@ -7,6 +7,9 @@
     reason = "tests: a panic is a test failure"
 )]
 
+#[path = "support/cases.rs"]
+mod cases;
+
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use proptest::collection::vec;
@@ -211,7 +214,7 @@ fn check_outcome(buf: &[u8], outcome: &Result<Decode, ProxyError>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases::or(512)))]
 
     #[test]
     fn decode_never_panics(buf in hostile_bytes()) {

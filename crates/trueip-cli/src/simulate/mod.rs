@@ -134,22 +134,32 @@ fn read_file(path: &std::path::Path) -> Result<(String, String), String> {
     Ok((name, text))
 }
 
+/// Simulates the chain a TOML file (`name`) describes.
+pub(crate) fn simulate_toml(name: String, text: &str) -> Result<Simulation, String> {
+    let top = topology::parse_toml(text).map_err(|e| format!("{name}: {e}"))?;
+    simulate(name, top)
+}
+
+/// What `trueip simulate` prints for `sim` in `format`.
+pub(crate) fn output(sim: &Simulation, format: Format) -> Result<String, String> {
+    Ok(match format {
+        Format::Text => terminal_lines(render::text(sim)).to_string(),
+        Format::Json => render::json(sim)? + "\n",
+        Format::Svg => picture::svg(sim),
+        Format::Mermaid => picture::mermaid(sim),
+    })
+}
+
 fn run_inner(args: &SimulateArgs) -> Result<String, String> {
     let sim = match (&args.line, &args.file) {
         (Some(line), _) => simulate_line(line)?,
         (None, Some(path)) => {
             let (name, text) = read_file(path)?;
-            let top = topology::parse_toml(&text).map_err(|e| format!("{name}: {e}"))?;
-            simulate(name, top)?
+            simulate_toml(name, &text)?
         }
         (None, None) => return Err("give a chain, or --file FILE".to_string()),
     };
-    Ok(match args.format {
-        Format::Text => terminal_lines(render::text(&sim)).to_string(),
-        Format::Json => render::json(&sim)? + "\n",
-        Format::Svg => picture::svg(&sim),
-        Format::Mermaid => picture::mermaid(&sim),
-    })
+    output(&sim, args.format)
 }
 
 /// Runs `trueip simulate`.

@@ -1419,7 +1419,7 @@ async fn body_read(
 }
 
 /// What the client's response head needs from the upstream's, once [`rewrite`] wrote it.
-struct Parsed {
+pub(crate) struct Parsed {
     status: u16,
     framing: Framing,
     has_date: bool,
@@ -1466,7 +1466,7 @@ async fn read_head(
 /// those `Connection` names), framing decided. Written into `head` (the connection's
 /// buffer, emptied first) once the framing is known to be sound, without the final blank
 /// line and the `Date`/`Connection` lines this path may add.
-fn rewrite(
+pub(crate) fn rewrite(
     resp: &httparse::Response<'_, '_>,
     head_only: bool,
     head: &mut Vec<u8>,
@@ -1515,7 +1515,7 @@ fn rewrite(
 
 /// Finds where a chunked body ends, as its bytes go through unchanged.
 #[derive(Debug, Default)]
-struct Chunked {
+pub(crate) struct Chunked {
     state: ChunkState,
     /// Bytes of chunk data still to pass.
     data: u64,
@@ -1546,7 +1546,7 @@ impl Chunked {
     /// line breaks the body off, as hyper's client does.
     /// `Err`: the body is malformed; the number of its bytes before the fault, which the
     /// client may have (chunk data, and the lines before it), the trailer section aside.
-    fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), usize> {
+    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), usize> {
         let mut at = 0;
         let mut passed = 0;
         loop {
