@@ -213,6 +213,26 @@ def nginx(config: Path, listen_host: str, listen_port: int, app_port: int) -> It
         shutil.rmtree(d, ignore_errors=True)
 
 
+#: An ``haproxy.cfg`` for ``haproxy()``: HTTP mode, ``option forwardfor`` (a line
+#: ``X-Forwarded-For: <peer>`` below whatever the client sent), the app reached from
+#: ``HAPROXY``'s address.
+HAPROXY_FORWARDFOR_CFG = f"""
+global
+    maxconn 64
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend www
+    bind 127.0.0.1:8443
+    option forwardfor
+    default_backend app
+backend app
+    server app 127.0.0.1:8000 source {HAPROXY}
+"""
+
+
 @contextlib.contextmanager
 def haproxy(config: Path, listen_port: int, app_port: int, replace: Optional[dict] = None) -> Iterator[Process]:
     """HAProxy with an example's ``haproxy.cfg`` (``bind 127.0.0.1:8443`` and

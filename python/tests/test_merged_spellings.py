@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import (ATTACKER, HAPROXY, NGINX, PROXIES, free_port, get, haproxy, nginx, python_env, serve)
+from servers import (ATTACKER, HAPROXY_FORWARDFOR_CFG, NGINX, PROXIES, free_port, get, haproxy, nginx, python_env, serve)
 
 APP = f"""
     import trueip
@@ -50,22 +50,6 @@ DJANGO_APP = f"""
     app = get_wsgi_application()
 """
 
-HAPROXY_CFG = f"""
-global
-    maxconn 64
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
-frontend www
-    bind 127.0.0.1:8443
-    # A line `X-Forwarded-For: <peer>` below whatever the client sent.
-    option forwardfor
-    default_backend app
-backend app
-    server app 127.0.0.1:8000 source {HAPROXY}
-"""
 
 # nginx writes its own X-Forwarded-For (the client's list and its peer) before the lines it
 # passes on; `underscores_in_headers on` passes a client's X_Forwarded_For.
@@ -114,7 +98,7 @@ def server_args(kind: str, port: int) -> list[str]:
 
 def front(kind: str, tmp_path: Path, port: int, app_port: int):
     if kind == "haproxy":
-        (tmp_path / "haproxy.cfg").write_text(HAPROXY_CFG)
+        (tmp_path / "haproxy.cfg").write_text(HAPROXY_FORWARDFOR_CFG)
         return haproxy(tmp_path / "haproxy.cfg", port, app_port)
     (tmp_path / "nginx.conf").write_text(NGINX_CFG)
     return nginx(tmp_path / "nginx.conf", "127.0.0.1", port, app_port)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import ATTACKER, DEADLINE, NGINX, Process, django_app, free_port, get, gunicorn, haproxy, python_env, serve
+from servers import ATTACKER, DEADLINE, HAPROXY_FORWARDFOR_CFG, NGINX, Process, django_app, free_port, get, gunicorn, haproxy, python_env, serve
 
 WSGI_APP = """
     import trueip
@@ -237,26 +237,11 @@ def test_django_under_gunicorn_is_routed_under_its_own_script_name(tmp_path: Pat
         assert (response.status, response.text) == (200, "/evil/admin /evil/admin /admin")
 
 
-HAPROXY_CFG = """
-global
-    maxconn 64
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
-frontend www
-    bind 127.0.0.1:8443
-    option forwardfor
-    default_backend app
-backend app
-    server app 127.0.0.1:8000 source 127.0.0.30
-"""
 
 
 def test_under_granians_asgi_interface_a_trusted_hop_is_believed(tmp_path: Path) -> None:
     write_app(tmp_path, ASGI_APP.replace('trust=["127.0.0.20"]', 'trust=["127.0.0.30"]'))
-    (tmp_path / "haproxy.cfg").write_text(HAPROXY_CFG)
+    (tmp_path / "haproxy.cfg").write_text(HAPROXY_FORWARDFOR_CFG)
     port, server = granian(tmp_path, "asgi")
     proxy_port = free_port()
     with server, haproxy(tmp_path / "haproxy.cfg", proxy_port, port):
