@@ -179,8 +179,8 @@ pub mod testing {
     pub struct Chunked(crate::http::lean::Chunked);
 
     impl Chunked {
-        /// How many of `bytes` belong to the body, how many of those go to the client,
-        /// and whether the body ended there; `Err` for a body that is not chunked, with
+        /// How many of `bytes` belong to the body, how many of those go to the client
+        /// (the last chunk aside), and whether the body ended there; `Err` for a body that is not chunked, with
         /// how many of its bytes came before the fault.
         pub fn scan(&mut self, bytes: &[u8]) -> Result<(usize, usize, bool), usize> {
             self.0.scan(bytes)

@@ -639,7 +639,7 @@ impl ForwardingSet {
 }
 
 /// How many words [`ForwardingSet`]'s signature bits take: 4,096 bits, so that a set of
-/// the table's size (111 names) leaves about one name in thirty-seven of another signature to
+/// the table's size (120 names) leaves about one name in thirty-four of another signature to
 /// the full lookup; none of the common request headers
 /// (`common_request_headers_pass_on_the_prefilter`).
 const SIGNATURE_WORDS: usize = 64;
@@ -1072,7 +1072,7 @@ pub mod names {
     /// be able to send past the gateway. When in doubt a name goes in: stripping a header
     /// nobody reads costs nothing, and a deployment that needs one passes it on purpose
     /// (the gateway's `[headers] keep`).
-    pub const FORWARDING: [Forwarding; 111] = {
+    pub const FORWARDING: [Forwarding; 120] = {
         use Claim::{Address, Hops, Identity, Origin, Request};
         [
             row(
@@ -1403,6 +1403,51 @@ pub mod names {
                 "x-ssl-client-cert",
                 Identity,
                 "nginx (`$ssl_client_escaped_cert`) and HAProxy (`ssl_c_der`) mTLS setups; read by apps as the client's certificate",
+            ),
+            named(
+                "x-client-cert-present",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (the documented custom request header for `{client_cert_present}`); read by backends as mTLS having happened",
+            ),
+            named(
+                "x-client-cert-chain-verified",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_chain_verified}`); read by backends as whether the client's chain was verified",
+            ),
+            named(
+                "x-client-cert-error",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_error}`); read by backends as why the client's certificate failed",
+            ),
+            named(
+                "x-client-cert-hash",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_sha256_fingerprint}`); read by backends to pin the client's certificate",
+            ),
+            named(
+                "x-client-cert-serial-number",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_serial_number}`); read by backends to identify the certificate",
+            ),
+            named(
+                "x-client-cert-spiffe",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_spiffe_id}`); read by backends as the caller's SPIFFE ID",
+            ),
+            named(
+                "x-client-cert-uri-sans",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_uri_sans}`); read by backends as the client's identity",
+            ),
+            named(
+                "x-client-cert-leaf",
+                Identity,
+                "Google Cloud's Application Load Balancers, mutual TLS (`{client_cert_leaf}`); read by backends as the client's certificate",
+            ),
+            named(
+                "x-ssl-cert",
+                Identity,
+                "nginx mTLS setups (`$ssl_client_cert`, `$ssl_client_escaped_cert`); read as the client's certificate by Syncthing's discovery server, WSO2 Identity Server (certificate-bound tokens) and OpenTAKServer",
             ),
             named(
                 "x-ssl-client-verify",
@@ -2143,6 +2188,8 @@ mod tests {
             "X-Amzn-Mtls-Clientcert-Leaf",
             "CloudFront-Viewer-Cert-Pem",
             "X-ARR-ClientCert",
+            "X-SSL-Cert",
+            "X-Client-Cert-Chain-Verified",
         ] {
             let stranger = set.fate(name, Hop::Untrusted);
             assert!(stranger.index.is_some() && stranger.withheld && stranger.forged, "{name}");

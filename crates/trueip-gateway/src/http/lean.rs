@@ -1284,8 +1284,8 @@ async fn forward(
                 };
                 out.extend_from_slice(conn.buf.filled().get(..pass).unwrap_or_default());
                 if end {
-                    // The blank line that ends the trailer section, without its lines.
-                    out.extend_from_slice(b"\r\n");
+                    // The last chunk, without its extensions or trailer lines.
+                    out.extend_from_slice(b"0\r\n\r\n");
                 }
                 conn.buf.consume(n);
                 sent += pass as u64;
@@ -1536,7 +1536,8 @@ enum ChunkState {
 
 impl Chunked {
     /// How many of `bytes` belong to the body, how many of those go to the client (all but
-    /// trailer lines), and whether the body ended there. Only whole lines are consumed; a
+    /// the last chunk and the trailer lines: the caller writes the last chunk once the body
+    /// has ended), and whether the body ended there. Only whole lines are consumed; a
     /// partial line waits for more bytes.
     ///
     /// Trailer lines stay with the upstream connection, as on hyper's path (whose HTTP/1.1
@@ -1591,10 +1592,13 @@ impl Chunked {
                         continue;
                     }
                     let n = raw::chunk_size(line).ok_or(passed)?;
-                    passed = at;
                     if n == 0 {
+                        // The last chunk is the caller's to write once the trailer
+                        // section has ended: passed before it, a break in the trailer
+                        // section would reach the client as a whole body.
                         self.state = ChunkState::Trailer;
                     } else {
+                        passed = at;
                         self.data = n;
                         self.state = ChunkState::Data;
                     }
@@ -1882,11 +1886,12 @@ mod tests {
                 assert!(done, "split at {split}");
                 assert_eq!(consumed + n, end, "split at {split}");
             }
-            sent.extend_from_slice(b"\r\n");
+            sent.extend_from_slice(b"0\r\n\r\n");
             assert_eq!(sent, wanted, "split at {split}");
         }
         // Malformed: the bytes before the fault go to the client, never the faulty line,
-        // nor a trailer line.
+        // nor a trailer line, nor the last chunk of a body whose trailer section breaks
+        // (a client that takes a close there for the end would read it whole).
         for (bad, before) in [
             (&b"x\r\n"[..], 0),
             (b"4\r\nWikiXX", 7),
@@ -1895,10 +1900,11 @@ mod tests {
             (b" 4\r\n", 0),
             (b"4\r\nWiki\r\n\t2\r\n", 9),
             (b"4;a\rb\r\n", 0),
-            (b"0\r\nno field\r\n", 3),
-            (b"0\r\n folded: x\r\n", 3),
-            (b"0\r\nX-T: a\rb\r\n", 3),
-            (b"0\r\nX-T: 1\r\nX T: a\r\n", 3),
+            (b"0\r\nno field\r\n", 0),
+            (b"0\r\n folded: x\r\n", 0),
+            (b"0\r\nX-T: a\rb\r\n", 0),
+            (b"0\r\nX-T: 1\r\nX T: a\r\n", 0),
+            (b"4\r\nWiki\r\n0\r\nX T: a\r\n", 9),
         ] {
             assert_eq!(Chunked::default().scan(bad), Err(before), "{bad:?}");
         }

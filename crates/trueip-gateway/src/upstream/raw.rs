@@ -135,7 +135,7 @@ impl<'r> Tokens<'r> {
 /// `Content-Length` that is not one number fails, and a head with both framings is
 /// answered once and its connection never reused. `Content-Length` is read by the one rule
 /// every path reads it by ([`add_content_length`]), `Transfer-Encoding` by [`Codings`]: a
-/// coding but `chunked` fails.
+/// coding but `chunked` fails, and any coding in an HTTP/1.0 response.
 pub(crate) fn framing<'r>(
     resp: &httparse::Response<'_, 'r>,
     head_only: bool,
@@ -171,6 +171,11 @@ pub(crate) fn framing<'r>(
     let coded = codings.is_some();
     if codings.is_some_and(|c| !c.only_chunked()) {
         return Err(Failed::Protocol("a transfer coding other than chunked"));
+    }
+    // An HTTP/1.0 message has no transfer codings: its framing is faulty (RFC 9112 §6.1),
+    // and hyper's client refuses it, so every path does.
+    if codings.is_some() && resp.version != Some(1) {
+        return Err(Failed::Protocol("Transfer-Encoding in an HTTP/1.0 response"));
     }
     let no_body = head_only || code == 204 || code == 304;
     let framing = match (no_body, coded, length) {
@@ -759,6 +764,23 @@ mod tests {
             let hypers: Vec<&[u8]> =
                 lines.iter().flat_map(|l| connection_tokens(l.as_bytes())).collect();
             assert_eq!(framed.named.as_slice(), hypers.as_slice(), "{lines:?}");
+        }
+    }
+
+    /// An HTTP/1.0 response naming a transfer coding is refused, as hyper's client refuses
+    /// it: the lean path passed its body on as chunked. (Fails on the code before.)
+    #[test]
+    fn an_http10_response_with_a_transfer_coding_is_refused() {
+        for (head, ok) in [
+            (&b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..], false),
+            (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true),
+        ] {
+            let mut slots = [httparse::EMPTY_HEADER; 8];
+            let mut resp = httparse::Response::new(&mut slots);
+            assert!(resp.parse(head).is_ok_and(|s| s.is_complete()));
+            assert_eq!(framing(&resp, false).is_ok(), ok, "{:?}", String::from_utf8_lossy(head));
         }
     }
 
